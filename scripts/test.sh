@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: installs dependencies, then builds and
+# runs every ctest tier (unit, golden, fuzz replay, integration, e2e) twice,
+# once in a normal build (build/) and once with ASan+UBSan (build-asan/).
+# Under CI=true a test that would skip fails instead.
+#
+#   scripts/test.sh            # both builds
+#   QVM_TEST_BUILDS=normal scripts/test.sh
+#   QVM_CTEST_ARGS="-L unit" scripts/test.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/deps.sh || { echo "test: installing dependencies failed" >&2; exit 1; }
+
+jobs=$(nproc)
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:strict_string_checks=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
+failed=()
+for variant in ${QVM_TEST_BUILDS:-normal asan}; do
+  case $variant in
+    normal) dir=build; opts=() ;;
+    asan) dir=build-asan; opts=(-DQVM_SANITIZE=ON) ;;
+    *) echo "test: unknown build '$variant'" >&2; exit 2 ;;
+  esac
+  echo "=== $variant build ($dir) ==="
+  start=$(date +%s)
+  if ! cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "${opts[@]}" >/dev/null ||
+     ! cmake --build "$dir" -j"$jobs"; then
+    failed+=("$variant: build")
+    continue
+  fi
+  # shellcheck disable=SC2086
+  if ! (cd "$dir" && ctest --output-on-failure -j"$jobs" ${QVM_CTEST_ARGS:-}); then
+    failed+=("$variant: tests")
+  fi
+  echo "=== $variant build took $(( $(date +%s) - start ))s ==="
+done
+
+if [[ ${#failed[@]} -gt 0 ]]; then
+  echo "test: FAILED: ${failed[*]}" >&2
+  exit 1
+fi
+echo "test: all builds passed"

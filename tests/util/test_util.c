@@ -1,0 +1,245 @@
+/* SPDX-License-Identifier: MIT */
+#include <dirent.h>
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "testlib.h"
+#include "util/cleanup.h"
+#include "util/error.h"
+#include "util/fs.h"
+#include "util/strbuf.h"
+#include "util/time.h"
+
+static int fail_with_name(const char *name, qvm_error **err) {
+  return qvm_error_set(err, QVM_EINVAL, "name '%s' is invalid", name);
+}
+
+static void test_error_set_and_prefix(void **state) {
+  (void)state;
+  qvm_error *err = NULL;
+  assert_int_equal(fail_with_name("a,b", &err), QVM_EINVAL);
+  assert_non_null(err);
+  assert_int_equal(qvm_error_code(err), QVM_EINVAL);
+  assert_string_equal(qvm_error_message(err), "name 'a,b' is invalid");
+  assert_null(qvm_error_class(err));
+  assert_int_equal(qvm_error_prefix(&err, "cannot create vm"), QVM_EINVAL);
+  assert_string_equal(qvm_error_message(err), "cannot create vm: name 'a,b' is invalid");
+  qvm_error_set_class(err, "GenericError");
+  assert_string_equal(qvm_error_class(err), "GenericError");
+  qvm_error_free(err);
+}
+
+static void test_error_errno(void **state) {
+  (void)state;
+  _cleanup_(qvm_error_freep) qvm_error *err = NULL;
+  assert_int_equal(qvm_error_set_errno(&err, ENOENT, "cannot open '%s'", "/x"), QVM_ESYS);
+  assert_int_equal(qvm_error_errno(err), ENOENT);
+  assert_string_equal(qvm_error_message(err), "cannot open '/x': No such file or directory");
+  assert_string_equal(qvm_error_code_name(qvm_error_code(err)), "ESYS");
+}
+
+static void test_error_null_sink(void **state) {
+  (void)state;
+  /* A caller that passes NULL still gets the code, and nothing leaks. */
+  assert_int_equal(fail_with_name("x", NULL), QVM_EINVAL);
+  assert_int_equal(qvm_error_prefix(NULL, "ctx"), 0);
+  qvm_error *e = NULL;
+  qvm_error_set(&e, QVM_ETIMEOUT, "phase 'ssh' did not happen");
+  assert_int_equal(qvm_error_propagate(NULL, e), QVM_ETIMEOUT);
+  qvm_error_free(NULL);
+}
+
+static void test_strbuf(void **state) {
+  (void)state;
+  qvm_strbuf sb = QVM_STRBUF_INIT;
+  for (int i = 0; i < 1000; i++) qvm_strbuf_printf(&sb, "%d,", i);
+  qvm_strbuf_putc(&sb, '!');
+  qvm_strbuf_append(&sb, "\0x", 2);
+  assert_int_equal(sb.len, 3890 + 1 + 2);
+  assert_memory_equal(sb.buf, "0,1,2,", 6);
+  assert_int_equal(sb.buf[sb.len], '\0');
+  _cleanup_free_ char *s = qvm_strbuf_steal(&sb);
+  assert_null(sb.buf);
+  assert_memory_equal(s + 3890, "!\0x", 3);
+  qvm_strbuf empty = QVM_STRBUF_INIT;
+  _cleanup_free_ char *e = qvm_strbuf_steal(&empty);
+  assert_string_equal(e, "");
+}
+
+static int count_entries(const char *dir) {
+  DIR *d = opendir(dir);
+  assert_non_null(d);
+  int n = 0;
+  struct dirent *de;
+  while ((de = readdir(d)))
+    if (de->d_name[0] != '.') n++;
+  closedir(d);
+  return n;
+}
+
+static void test_atomic_write(void **state) {
+  (void)state;
+  _cleanup_free_ char *dir = qvm_test_mkdtemp("util");
+  _cleanup_free_ char *path = NULL;
+  assert_true(asprintf(&path, "%s/vm.json", dir) > 0);
+  qvm_error *err = NULL;
+  assert_int_equal(qvm_write_file_atomic(path, "{\"a\":1}", 7, 0600, &err), 0);
+  assert_null(err);
+  assert_int_equal(qvm_write_file_atomic(path, "{\"a\":2}", 7, 0600, &err), 0);
+  _cleanup_free_ char *data = NULL;
+  size_t len = 0;
+  assert_int_equal(qvm_read_file(&data, &len, path, 1024, &err), 0);
+  assert_int_equal(len, 7);
+  assert_string_equal(data, "{\"a\":2}");
+  struct stat st;
+  assert_int_equal(stat(path, &st), 0);
+  assert_int_equal(st.st_mode & 07777, 0600);
+  /* No temp file is left behind. */
+  assert_int_equal(count_entries(dir), 1);
+
+  /* A failing write names the path and leaves nothing. */
+  _cleanup_free_ char *bad = NULL;
+  assert_true(asprintf(&bad, "%s/missing/vm.json", dir) > 0);
+  assert_int_equal(qvm_write_file_atomic(bad, "x", 1, 0600, &err), QVM_ESYS);
+  assert_non_null(strstr(qvm_error_message(err), bad));
+  qvm_error_free(err);
+  err = NULL;
+  assert_int_equal(count_entries(dir), 1);
+  qvm_test_rmtree(dir);
+}
+
+static void test_atomic_write_readers_never_see_torn_file(void **state) {
+  (void)state;
+  _cleanup_free_ char *dir = qvm_test_mkdtemp("util");
+  _cleanup_free_ char *path = NULL;
+  assert_true(asprintf(&path, "%s/state", dir) > 0);
+  char a[8192], b[8192];
+  memset(a, 'a', sizeof a);
+  memset(b, 'b', sizeof b);
+  assert_int_equal(qvm_write_file_atomic(path, a, sizeof a, 0644, NULL), 0);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    for (int i = 0; i < 200; i++) qvm_write_file_atomic(path, i % 2 ? a : b, sizeof a, 0644, NULL);
+    _exit(0);
+  }
+  int torn = 0;
+  for (int i = 0; i < 2000; i++) {
+    char *data = NULL;
+    size_t len = 0;
+    if (qvm_read_file(&data, &len, path, sizeof a, NULL) == 0) {
+      if (len != sizeof a || (memcmp(data, a, len) != 0 && memcmp(data, b, len) != 0)) torn++;
+      free(data);
+    }
+  }
+  int st;
+  waitpid(pid, &st, 0);
+  assert_int_equal(torn, 0);
+  qvm_test_rmtree(dir);
+}
+
+static void test_read_file_limits(void **state) {
+  (void)state;
+  _cleanup_free_ char *dir = qvm_test_mkdtemp("util");
+  _cleanup_free_ char *path = NULL;
+  assert_true(asprintf(&path, "%s/big", dir) > 0);
+  char buf[10000];
+  memset(buf, 'x', sizeof buf);
+  assert_int_equal(qvm_write_file_atomic(path, buf, sizeof buf, 0644, NULL), 0);
+  qvm_error *err = NULL;
+  char *data = NULL;
+  assert_int_equal(qvm_read_file(&data, NULL, path, 9999, &err), QVM_EINVAL);
+  assert_null(data);
+  assert_non_null(strstr(qvm_error_message(err), "larger than 9999"));
+  qvm_error_free(err);
+  err = NULL;
+  assert_int_equal(qvm_read_file(&data, NULL, path, 10000, &err), 0);
+  free(data);
+  assert_int_equal(qvm_read_file(&data, NULL, "/nonexistent/qvm", 10, &err), QVM_ENOTFOUND);
+  qvm_error_free(err);
+  qvm_test_rmtree(dir);
+}
+
+static void test_mkdir_p_and_rm_rf(void **state) {
+  (void)state;
+  _cleanup_free_ char *dir = qvm_test_mkdtemp("util");
+  _cleanup_free_ char *deep = NULL, *file = NULL, *link = NULL, *outside = NULL;
+  assert_true(asprintf(&deep, "%s/a/b/c", dir) > 0);
+  assert_int_equal(qvm_mkdir_p(deep, 0700, NULL), 0);
+  assert_int_equal(qvm_mkdir_p(deep, 0700, NULL), 0); /* idempotent */
+  assert_true(asprintf(&file, "%s/f", deep) > 0);
+  assert_int_equal(qvm_write_file_atomic(file, "x", 1, 0600, NULL), 0);
+  /* rm -rf must not follow a symlink out of the tree. */
+  _cleanup_free_ char *keep = qvm_test_mkdtemp("keep");
+  assert_true(asprintf(&outside, "%s/precious", keep) > 0);
+  assert_int_equal(qvm_write_file_atomic(outside, "y", 1, 0600, NULL), 0);
+  assert_true(asprintf(&link, "%s/a/link", dir) > 0);
+  assert_int_equal(symlink(keep, link), 0);
+  _cleanup_free_ char *a = NULL;
+  assert_true(asprintf(&a, "%s/a", dir) > 0);
+  assert_int_equal(qvm_rm_rf(a, NULL), 0);
+  assert_int_equal(access(a, F_OK), -1);
+  assert_int_equal(access(outside, F_OK), 0);
+  assert_int_equal(qvm_rm_rf(a, NULL), 0); /* already gone is fine */
+  qvm_test_rmtree(keep);
+  qvm_test_rmtree(dir);
+}
+
+static void test_cleanup_macros(void **state) {
+  (void)state;
+  int fds[2];
+  assert_int_equal(pipe(fds), 0);
+  {
+    _cleanup_close_ int r = fds[0];
+    _cleanup_close_ int w = fds[1];
+    int kept = TAKE_FD(w);
+    assert_int_equal(w, -1);
+    fds[1] = kept;
+  }
+  /* The read end was closed by the cleanup, the taken write end was not. */
+  assert_int_equal(write(fds[1], "x", 1), -1);
+  assert_int_equal(errno, EPIPE);
+  close(fds[1]);
+  _cleanup_free_ char *p = strdup("x");
+  char *q = TAKE_PTR(p);
+  assert_null(p);
+  free(q);
+}
+
+static void test_deadline(void **state) {
+  (void)state;
+  assert_int_equal(qvm_deadline_left_ms(-1), -1);
+  assert_int_equal(qvm_deadline_left_ms(qvm_now_ms() - 5), 0);
+  int left = qvm_deadline_left_ms(qvm_now_ms() + 10000);
+  assert_true(left > 9000 && left <= 10000);
+  char buf[32];
+  qvm_format_rfc3339(buf, 1700000000123456LL);
+  assert_string_equal(buf, "2023-11-14T22:13:20.123456Z");
+}
+
+int main(void) {
+  signal(SIGPIPE, SIG_IGN);
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_error_set_and_prefix),
+      cmocka_unit_test(test_error_errno),
+      cmocka_unit_test(test_error_null_sink),
+      cmocka_unit_test(test_strbuf),
+      cmocka_unit_test(test_atomic_write),
+      cmocka_unit_test(test_atomic_write_readers_never_see_torn_file),
+      cmocka_unit_test(test_read_file_limits),
+      cmocka_unit_test(test_mkdir_p_and_rm_rf),
+      cmocka_unit_test(test_cleanup_macros),
+      cmocka_unit_test(test_deadline),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

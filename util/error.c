@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: MIT */
+#include "util/error.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct qvm_error {
+  int code;
+  int errnum;
+  char *message;
+  char *cls;
+};
+
+/* Used when even the error cannot be allocated: the caller still sees a code. */
+static struct qvm_error oom_error = {QVM_ESYS, 12, (char *)"out of memory", NULL};
+
+static qvm_error *error_new(int code, int errnum, char *message) {
+  qvm_error *e = calloc(1, sizeof(*e));
+  if (!e || !message) {
+    free(e);
+    free(message);
+    return &oom_error;
+  }
+  e->code = code;
+  e->errnum = errnum;
+  e->message = message;
+  return e;
+}
+
+static int error_setv(qvm_error **err, int code, int errnum, const char *fmt, va_list ap) {
+  assert(code < 0);
+  if (!err) return code;
+  assert(*err == NULL && "error set twice");
+  char *msg = NULL;
+  if (vasprintf(&msg, fmt, ap) < 0) msg = NULL;
+  if (msg && errnum) {
+    char *full = NULL;
+    if (asprintf(&full, "%s: %s", msg, strerror(errnum)) < 0) full = NULL;
+    free(msg);
+    msg = full;
+  }
+  *err = error_new(code, errnum, msg);
+  return code;
+}
+
+int qvm_error_set(qvm_error **err, int code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int r = error_setv(err, code, 0, fmt, ap);
+  va_end(ap);
+  return r;
+}
+
+int qvm_error_set_errno(qvm_error **err, int errnum, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int r = error_setv(err, QVM_ESYS, errnum, fmt, ap);
+  va_end(ap);
+  return r;
+}
+
+int qvm_error_set_code_errno(qvm_error **err, int code, int errnum, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int r = error_setv(err, code, errnum, fmt, ap);
+  va_end(ap);
+  return r;
+}
+
+void qvm_error_set_class(qvm_error *err, const char *cls) {
+  if (!err || err == &oom_error) return;
+  free(err->cls);
+  err->cls = cls ? strdup(cls) : NULL;
+}
+
+int qvm_error_prefix(qvm_error **err, const char *fmt, ...) {
+  if (!err || !*err) return 0;
+  qvm_error *e = *err;
+  if (e == &oom_error) return e->code;
+  char *prefix = NULL, *full = NULL;
+  va_list ap;
+  va_start(ap, fmt);
+  if (vasprintf(&prefix, fmt, ap) < 0) prefix = NULL;
+  va_end(ap);
+  if (prefix && asprintf(&full, "%s: %s", prefix, e->message) >= 0) {
+    free(e->message);
+    e->message = full;
+  }
+  free(prefix);
+  return e->code;
+}
+
+int qvm_error_propagate(qvm_error **dst, qvm_error *src) {
+  assert(src);
+  int code = src->code;
+  if (dst) {
+    assert(*dst == NULL);
+    *dst = src;
+  } else {
+    qvm_error_free(src);
+  }
+  return code;
+}
+
+int qvm_error_code(const qvm_error *err) { return err ? err->code : 0; }
+int qvm_error_errno(const qvm_error *err) { return err ? err->errnum : 0; }
+const char *qvm_error_message(const qvm_error *err) { return err ? err->message : ""; }
+const char *qvm_error_class(const qvm_error *err) { return err ? err->cls : NULL; }
+
+const char *qvm_error_code_name(int code) {
+  switch (code) {
+  case QVM_OK: return "OK";
+  case QVM_EINVAL: return "EINVAL";
+  case QVM_ENOTFOUND: return "ENOTFOUND";
+  case QVM_EEXISTS: return "EEXISTS";
+  case QVM_ETIMEOUT: return "ETIMEOUT";
+  case QVM_EBUSY: return "EBUSY";
+  case QVM_EQMP: return "EQMP";
+  case QVM_ESYS: return "ESYS";
+  case QVM_EPROTO: return "EPROTO";
+  case QVM_EAUTH: return "EAUTH";
+  default: return "EUNKNOWN";
+  }
+}
+
+void qvm_error_free(qvm_error *err) {
+  if (!err || err == &oom_error) return;
+  free(err->message);
+  free(err->cls);
+  free(err);
+}

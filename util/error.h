@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef QVM_UTIL_ERROR_H
+#define QVM_UTIL_ERROR_H
+
+/*
+ * Error conventions (see util/CONVENTIONS.md for the whole story):
+ *
+ *   int qvm_thing_do(T **out, ..., qvm_error **err);
+ *
+ * - returns 0 or a negative QVM_E* code;
+ * - sets *err once on failure via qvm_error_set*(), which return the code, so
+ *   `return qvm_error_set(err, QVM_EINVAL, "name '%s' is invalid", n);`
+ *   is the usual failure exit;
+ * - a caller adds context with qvm_error_prefix(), never replaces;
+ * - messages are one lowercase phrase, no trailing period, quoting user input.
+ */
+#include <stdarg.h>
+
+#include <qvm/error.h>
+
+#define QVM_PRINTF(a, b) __attribute__((format(printf, a, b)))
+
+int qvm_error_set(qvm_error **err, int code, const char *fmt, ...) QVM_PRINTF(3, 4);
+/* code QVM_ESYS; appends ": strerror(errnum)" and records errnum. */
+int qvm_error_set_errno(qvm_error **err, int errnum, const char *fmt, ...) QVM_PRINTF(3, 4);
+/* Any code, with errno recorded and ": strerror" appended. */
+int qvm_error_set_code_errno(qvm_error **err, int code, int errnum, const char *fmt, ...)
+    QVM_PRINTF(4, 5);
+/* Sets the class of an error already set (takes a copy). */
+void qvm_error_set_class(qvm_error *err, const char *cls);
+/* "context: old message". A NULL err or *err is a no-op. Returns the code. */
+int qvm_error_prefix(qvm_error **err, const char *fmt, ...) QVM_PRINTF(2, 3);
+/* Moves *src into *dst (dst may be NULL: then src is freed). Returns code. */
+int qvm_error_propagate(qvm_error **dst, qvm_error *src);
+
+static inline void qvm_error_freep(qvm_error **e) {
+  if (*e) qvm_error_free(*e);
+}
+
+#endif
