@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: MIT */
+#include "cli.h"
+
+#include <stdarg.h>
+
+int qvm_cli_exit_code(int code) {
+  switch (code) {
+  case QVM_OK: return QVM_EXIT_OK;
+  case QVM_EINVAL: return QVM_EXIT_FAILURE;
+  case QVM_ENOTFOUND: return QVM_EXIT_NOTFOUND;
+  case QVM_EEXISTS: return QVM_EXIT_EXISTS;
+  case QVM_ETIMEOUT: return QVM_EXIT_TIMEOUT;
+  case QVM_EBUSY: return QVM_EXIT_BUSY;
+  case QVM_EQMP: return QVM_EXIT_QEMU;
+  case QVM_EAUTH: return QVM_EXIT_AUTH;
+  default: return QVM_EXIT_FAILURE;
+  }
+}
+
+int qvm_cli_fail(const char *verb, qvm_error *err, const char *hint) {
+  int code = qvm_error_code(err);
+  fprintf(stderr, "qvm %s: %s\n", verb, err ? qvm_error_message(err) : "failed");
+  if (hint) fprintf(stderr, "hint: %s\n", hint);
+  qvm_error_free(err);
+  return qvm_cli_exit_code(code ? code : QVM_ESYS);
+}
+
+int qvm_cli_usage_error(const char *verb, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "qvm %s: ", verb);
+  vfprintf(stderr, fmt, ap);
+  fprintf(stderr, "\ntry 'qvm %s --help'\n", verb);
+  va_end(ap);
+  return QVM_EXIT_USAGE;
+}
+
+void qvm_cli_json_string(FILE *f, const char *s) {
+  fputc('"', f);
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    switch (*p) {
+    case '"': fputs("\\\"", f); break;
+    case '\\': fputs("\\\\", f); break;
+    case '\n': fputs("\\n", f); break;
+    case '\r': fputs("\\r", f); break;
+    case '\t': fputs("\\t", f); break;
+    default:
+      if (*p < 0x20)
+        fprintf(f, "\\u%04x", *p);
+      else
+        fputc(*p, f);
+    }
+  }
+  fputc('"', f);
+}

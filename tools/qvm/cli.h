@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef QVM_TOOLS_CLI_H
+#define QVM_TOOLS_CLI_H
+
+/*
+ * Shared pieces of the qvm CLI. tools/ uses only the public API in
+ * include/qvm/ (scripts/check-layering.sh enforces it).
+ *
+ * Each verb lives in its own file and exports one `qvm_cmd_<verb>` entry in
+ * commands.h. A verb parses its own options (getopt_long), handles --help,
+ * calls the library, prints, and returns an exit code from the table below.
+ */
+#include <stdbool.h>
+#include <stdio.h>
+
+#include <qvm/error.h>
+
+/* Exit codes, documented in docs/cli.md. `qvm run` and `qvm exec` instead exit
+ * with the guest's / the remote command's status. */
+enum {
+  QVM_EXIT_OK = 0,
+  QVM_EXIT_FAILURE = 1,  /* any other failure */
+  QVM_EXIT_USAGE = 2,    /* bad command line */
+  QVM_EXIT_NOTFOUND = 3, /* no such VM, image or file */
+  QVM_EXIT_EXISTS = 4,   /* already exists, or spec conflict */
+  QVM_EXIT_TIMEOUT = 5,  /* a bounded wait ran out */
+  QVM_EXIT_BUSY = 6,     /* another operation holds the VM's lock */
+  QVM_EXIT_QEMU = 7,     /* QEMU refused a command */
+  QVM_EXIT_AUTH = 8,     /* SSH authentication or host-key check failed */
+};
+
+struct qvm_command {
+  const char *name;
+  const char *summary;               /* one line for `qvm --help` */
+  int (*run)(int argc, char **argv); /* argv[0] is the verb */
+};
+
+/* Prints "qvm VERB: MESSAGE" to stderr, plus "hint: ..." when given, and
+ * returns the exit code matching the error's code. Frees err. */
+int qvm_cli_fail(const char *verb, qvm_error *err, const char *hint);
+/* Same for a usage problem: prints the message and "try 'qvm VERB --help'". */
+int qvm_cli_usage_error(const char *verb, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+int qvm_cli_exit_code(int qvm_code);
+/* Prints a JSON string literal with escapes (for hand-built --json output). */
+void qvm_cli_json_string(FILE *f, const char *s);
+
+#endif

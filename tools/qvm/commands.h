@@ -1,0 +1,11 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef QVM_TOOLS_COMMANDS_H
+#define QVM_TOOLS_COMMANDS_H
+
+#include "cli.h"
+
+/* One line per verb; each is defined in its own tools/qvm/<verb>.c file and
+ * listed in the table in main.c. Keep both lists in the same order. */
+extern const struct qvm_command qvm_cmd_version;
+
+#endif

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+
+static const struct qvm_command *const commands[] = {
+    &qvm_cmd_version,
+};
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: qvm COMMAND [OPTIONS]\n\n"
+             "Runs QEMU virtual machines directly: no libvirt, no daemon.\n\n"
+             "commands:\n");
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    fprintf(f, "  %-12s %s\n", commands[i]->name, commands[i]->summary);
+  fprintf(f, "\nRun 'qvm COMMAND --help' for a command's options.\n"
+             "Exit codes: 0 ok, 1 failure, 2 usage, 3 not found, 4 exists/conflict,\n"
+             "5 timeout, 6 busy, 7 QEMU error, 8 SSH auth/host key (see docs/cli.md).\n");
+}
+
+int main(int argc, char **argv) {
+  signal(SIGPIPE, SIG_IGN);
+  if (argc < 2) {
+    usage(stderr);
+    return QVM_EXIT_USAGE;
+  }
+  const char *verb = argv[1];
+  if (!strcmp(verb, "--help") || !strcmp(verb, "-h") || !strcmp(verb, "help")) {
+    usage(stdout);
+    return QVM_EXIT_OK;
+  }
+  if (!strcmp(verb, "--version")) verb = "version";
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    if (!strcmp(commands[i]->name, verb)) return commands[i]->run(argc - 1, argv + 1);
+  fprintf(stderr, "qvm: unknown command '%s'\ntry 'qvm --help'\n", verb);
+  return QVM_EXIT_USAGE;
+}
