@@ -1,0 +1,149 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef QVM_VM_H
+#define QVM_VM_H
+
+/*
+ * VM lifecycle: create, start (through a per-VM supervisor, the "shim"),
+ * stop, kill, remove, list, inspect, and run in the foreground.
+ *
+ * State lives on disk (see docs/cli.md, "State"): under $QVM_STATE_DIR, else
+ * /var/lib/qvm as root, else $XDG_DATA_HOME/qvm (~/.local/share/qvm). Sockets
+ * live under $QVM_RUNTIME_DIR, else $XDG_RUNTIME_DIR/qvm, else /run/qvm.
+ * Nothing here prints; every function follows include/qvm/error.h.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <json-c/json.h>
+
+#include <qvm/error.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct qvm_vm qvm_vm;
+
+/* Names match [a-z0-9][a-z0-9-]{0,62}. */
+#define QVM_VM_NAME_MAX 63
+bool qvm_vm_name_valid(const char *name);
+/* QVM_EINVAL with a message quoting the name and the rule. */
+int qvm_vm_name_check(const char *name, qvm_error **err);
+
+/* Parses "512M", "1G", "10G", "2048K", "1T", "1073741824" (bytes; an
+ * optional "B" or "iB" after the suffix is accepted). Rejects empty, zero,
+ * negative, fractional, unknown suffixes and overflow. `what` names the
+ * option in the message ("memory", "disk"). */
+int qvm_vm_size_parse(uint64_t *out, const char *what, const char *text, qvm_error **err);
+
+typedef struct qvm_vm_create_options {
+  const char *image;  /* base disk image; never written to (a qcow2 overlay is) */
+  const char *disk;   /* overlay size, "10G"; NULL: the image's size */
+  const char *memory; /* "1G"; NULL: 1G */
+  unsigned cpus;      /* 0: 1 */
+  const char *kernel; /* direct kernel boot: then image is optional */
+  const char *initrd;
+  const char *append;
+  const char *firmware;       /* "bios" (NULL) or "uefi" */
+  const char *net;            /* "user" (NULL), "none"; "bridge" is not supported yet */
+  const char *const *publish; /* "[IP:]HOST:GUEST[/tcp|/udp]", n_publish of them */
+  size_t n_publish;
+  const char *const *cdroms; /* ISO paths, attached read-only */
+  size_t n_cdroms;
+  const char *const *drives; /* "PATH[,format=FMT][,readonly]" */
+  size_t n_drives;
+  const char *accel;    /* "auto" (NULL), "kvm", "tcg" */
+  const char *machine;  /* "q35" (NULL) or "pc" */
+  const char *seed_iso; /* NoCloud seed, attached as a read-only virtio disk */
+} qvm_vm_create_options;
+
+#define QVM_VM_CREATE_OPTIONS_INIT                                                                 \
+  { 0 }
+
+/* Creates the VM's directory, vm.json and (with an image) its qcow2 overlay.
+ * QVM_EEXISTS if the name is taken. out may be NULL. */
+int qvm_vm_create(qvm_vm **out, const char *name, const qvm_vm_create_options *opts,
+                  qvm_error **err);
+/* QVM_ENOTFOUND if there is no such VM. Notices a VM whose shim died while
+ * QEMU kept running and re-attaches a new shim to it. */
+int qvm_vm_open(qvm_vm **out, const char *name, qvm_error **err);
+void qvm_vm_free(qvm_vm *vm);
+const char *qvm_vm_name(const qvm_vm *vm);
+
+typedef enum qvm_vm_state {
+  QVM_VM_CREATED,  /* never started */
+  QVM_VM_STARTING, /* the shim is launching QEMU */
+  QVM_VM_RUNNING,
+  QVM_VM_STOPPING, /* a graceful stop is under way */
+  QVM_VM_STOPPED,  /* last run ended cleanly (guest shutdown, qvm stop/kill) */
+  QVM_VM_CRASHED,  /* last run ended otherwise: QEMU error, outside signal, lost */
+} qvm_vm_state;
+
+/* Re-reads vm.json and checks the recorded processes. */
+qvm_vm_state qvm_vm_get_state(qvm_vm *vm);
+const char *qvm_vm_state_name(qvm_vm_state state);
+
+typedef struct qvm_vm_start_options {
+  int timeout_ms; /* until QMP answers; default 60000 */
+} qvm_vm_start_options;
+#define QVM_VM_START_OPTIONS_INIT                                                                  \
+  { .timeout_ms = 60000 }
+
+/* Starts the VM's shim, which starts QEMU, and returns once QMP answered.
+ * On failure the message has QEMU's reason and the tail of its log. A running
+ * VM is left alone (returns 0). */
+int qvm_vm_start(qvm_vm *vm, const qvm_vm_start_options *opts, qvm_error **err);
+
+typedef struct qvm_vm_stop_options {
+  int timeout_s; /* ACPI powerdown grace period, then QMP quit, then SIGKILL */
+} qvm_vm_stop_options;
+#define QVM_VM_STOP_OPTIONS_INIT                                                                   \
+  { .timeout_s = 60 }
+
+/* Graceful stop; returns once QEMU exited and the exit was recorded. A
+ * stopped VM is left alone (returns 0). */
+int qvm_vm_stop(qvm_vm *vm, const qvm_vm_stop_options *opts, qvm_error **err);
+/* SIGKILL to QEMU; recorded as a stop, not a crash. */
+int qvm_vm_kill(qvm_vm *vm, qvm_error **err);
+int qvm_vm_restart(qvm_vm *vm, const qvm_vm_stop_options *stop, const qvm_vm_start_options *start,
+                   qvm_error **err);
+/* Removes everything the VM has: processes (with force), sockets, files,
+ * lock. Without force a running VM gives QVM_EBUSY. */
+int qvm_vm_remove(const char *name, bool force, qvm_error **err);
+
+/* Sorted VM names; free with qvm_vm_names_free. */
+int qvm_vm_list(char ***out, size_t *out_n, qvm_error **err);
+void qvm_vm_names_free(char **names, size_t n);
+
+/* The VM's spec and state as JSON (caller owns it; json_object_put):
+ * {"name","uuid","state","cpus","memory","accelerator","machine","firmware",
+ *  "disks":[{"path","format","readonly","media"}],"network":{...},
+ *  "pid","shim_pid","started_at","uptime_s","last_exit":{...},"warnings":[...],
+ *  "timings":{...}} */
+int qvm_vm_info(struct json_object **out, qvm_vm *vm, qvm_error **err);
+
+/* Serial log path (borrowed) and the console socket (a connected fd). */
+const char *qvm_vm_serial_log_path(const qvm_vm *vm);
+int qvm_vm_console_connect(int *out, qvm_vm *vm, qvm_error **err);
+/* Copies serial.log to fd; with follow, keeps copying new output (inotify)
+ * until the VM stops. */
+int qvm_vm_logs(qvm_vm *vm, int fd, bool follow, qvm_error **err);
+
+/* Exit statuses of qvm_vm_run (docs/cli.md, "qvm run"). */
+enum {
+  QVM_RUN_EXIT_SHUTDOWN = 0, /* the guest shut down cleanly */
+  QVM_RUN_EXIT_ERROR = 1,    /* QEMU exited non-zero, or qvm failed */
+  QVM_RUN_EXIT_FORCED = 124, /* the guest ignored the stop; quit/killed */
+  QVM_RUN_EXIT_SIGNAL = 128, /* + N: QEMU was killed by signal N */
+};
+
+/* Runs the shim in the foreground until QEMU exits. SIGTERM/SIGINT start a
+ * graceful stop (stop_timeout_s, then quit, then SIGKILL). *out gets the
+ * exit status above. */
+int qvm_vm_run(int *out, qvm_vm *vm, int stop_timeout_s, qvm_error **err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,277 @@
+/* SPDX-License-Identifier: MIT */
+#include "vm/argv.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/strbuf.h"
+
+typedef struct argv_builder {
+  vm_argv *a;
+  size_t cap;
+  bool oom;
+} argv_builder;
+
+void vm_argv_free(vm_argv *a) {
+  if (!a) return;
+  for (size_t i = 0; i < a->argc; i++) free(a->argv[i]);
+  free(a->argv);
+  free(a);
+}
+
+char *vm_qemu_escape(const char *s) {
+  qvm_strbuf sb = QVM_STRBUF_INIT;
+  for (; *s; s++) {
+    if (*s == ',') qvm_strbuf_putc(&sb, ',');
+    qvm_strbuf_putc(&sb, *s);
+  }
+  return qvm_strbuf_steal(&sb);
+}
+
+static void push_owned(argv_builder *b, char *s) {
+  if (!s || b->oom) {
+    free(s);
+    b->oom = true;
+    return;
+  }
+  if (b->a->argc + 2 > b->cap) {
+    size_t cap = b->cap ? b->cap * 2 : 64;
+    char **v = reallocarray(b->a->argv, cap, sizeof *v);
+    if (!v) {
+      free(s);
+      b->oom = true;
+      return;
+    }
+    b->a->argv = v;
+    b->cap = cap;
+  }
+  b->a->argv[b->a->argc++] = s;
+  b->a->argv[b->a->argc] = NULL;
+}
+
+static void push(argv_builder *b, const char *s) { push_owned(b, strdup(s)); }
+
+/* printf where every %s argument has already been escaped by the caller, or
+ * is a constant of ours. */
+QVM_PRINTF(2, 3) static void pushf(argv_builder *b, const char *fmt, ...) {
+  char *s = NULL;
+  va_list ap;
+  va_start(ap, fmt);
+  if (vasprintf(&s, fmt, ap) < 0) s = NULL;
+  va_end(ap);
+  push_owned(b, s);
+}
+
+/* An escaped absolute path: relative ones are resolved against the VM dir. */
+static char *path_escaped(const vm_argv_input *in, const char *path) {
+  if (path[0] == '/') return vm_qemu_escape(path);
+  char *abs = NULL;
+  if (asprintf(&abs, "%s/%s", in->vm_dir, path) < 0) return NULL;
+  char *e = vm_qemu_escape(abs);
+  free(abs);
+  return e;
+}
+
+static void add_machine(argv_builder *b, const vm_argv_input *in) {
+  const vm_spec *s = in->spec;
+  push(b, "-name");
+  pushf(b, "guest=%s,debug-threads=on", s->name);
+  push(b, "-uuid");
+  push(b, s->uuid);
+  push(b, "-machine");
+  push(b, s->machine);
+  push(b, "-accel");
+  push(b, in->accel == VM_ACCEL_KVM ? "kvm" : "tcg");
+  push(b, "-cpu");
+  push(b, in->accel == VM_ACCEL_KVM ? "host" : "max");
+  push(b, "-m");
+  pushf(b, "%llu", (unsigned long long)s->memory_mib);
+  push(b, "-smp");
+  pushf(b, "%u", s->cpus);
+  push(b, "-nodefaults");
+  push(b, "-no-user-config");
+  push(b, "-display");
+  push(b, "none");
+  push(b, "-msg");
+  push(b, "timestamp=on");
+  if (in->sandbox) {
+    push(b, "-sandbox");
+    push(b, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
+  }
+  /* A guest reboot resets the machine; a guest poweroff ends QEMU. */
+  push(b, "-action");
+  push(b, "reboot=reset,shutdown=poweroff");
+}
+
+static void add_socket_chardev(argv_builder *b, const vm_argv_input *in, const char *id, int fd,
+                               const char *path, const char *extra) {
+  push(b, "-chardev");
+  if (fd >= 0) {
+    pushf(b, "socket,id=%s,fd=%d,server=on,wait=off%s", id, fd, extra);
+  } else {
+    char *p = path_escaped(in, path ? path : "missing.sock");
+    pushf(b, "socket,id=%s,path=%s,server=on,wait=off%s", id, p ? p : "", extra);
+    if (!p) b->oom = true;
+    free(p);
+  }
+}
+
+static void add_monitor_and_serial(argv_builder *b, const vm_argv_input *in) {
+  add_socket_chardev(b, in, "qmp", in->qmp_fd, in->qmp_path, "");
+  push(b, "-mon");
+  push(b, "chardev=qmp,mode=control");
+  char *extra = NULL;
+  if (in->serial_log) {
+    char *log = path_escaped(in, in->serial_log);
+    if (!log || asprintf(&extra, ",logfile=%s,logappend=on", log) < 0) extra = NULL;
+    free(log);
+    if (!extra) b->oom = true;
+  }
+  add_socket_chardev(b, in, "serial0", in->console_fd, in->console_path, extra ? extra : "");
+  free(extra);
+  push(b, "-serial");
+  push(b, "chardev:serial0");
+}
+
+static void add_firmware(argv_builder *b, const vm_argv_input *in) {
+  const vm_spec *s = in->spec;
+  if (s->firmware != VM_FIRMWARE_UEFI) return;
+  char *code = path_escaped(in, s->firmware_code);
+  char *vars = path_escaped(in, s->firmware_vars);
+  push(b, "-drive");
+  pushf(b, "if=pflash,format=raw,unit=0,readonly=on,file=%s", code ? code : "");
+  push(b, "-drive");
+  pushf(b, "if=pflash,format=raw,unit=1,file=%s", vars ? vars : "");
+  if (!code || !vars) b->oom = true;
+  free(code);
+  free(vars);
+}
+
+static void add_kernel(argv_builder *b, const vm_spec *s) {
+  /* -kernel, -initrd and -append take a plain value, not an option list. */
+  if (!s->kernel) return;
+  push(b, "-kernel");
+  push(b, s->kernel);
+  if (s->initrd) {
+    push(b, "-initrd");
+    push(b, s->initrd);
+  }
+  if (s->append) {
+    push(b, "-append");
+    push(b, s->append);
+  }
+}
+
+static void add_drive(argv_builder *b, const vm_argv_input *in, const vm_drive *d, size_t index) {
+  char *file = path_escaped(in, d->path);
+  char *fmt = d->format ? vm_qemu_escape(d->format) : NULL;
+  bool cdrom = d->media == VM_MEDIA_CDROM;
+  char fmt_opt[64] = "";
+  if (fmt) snprintf(fmt_opt, sizeof fmt_opt, ",format=%s", fmt);
+  push(b, "-drive");
+  pushf(b, "file=%s,if=none,id=drive%zu%s%s%s", file ? file : "", index, fmt_opt,
+        cdrom ? ",media=cdrom" : "", cdrom || d->readonly ? ",readonly=on" : "");
+  push(b, "-device");
+  /* CD-ROMs sit on virtio-scsi: Debian's cloud kernel has no AHCI driver,
+   * and SeaBIOS and OVMF both boot from it. */
+  if (cdrom)
+    pushf(b, "scsi-cd,bus=scsi0.0,drive=drive%zu,id=disk%zu,bootindex=%zu", index, index,
+          index + 1);
+  else
+    pushf(b, "virtio-blk-pci,drive=drive%zu,id=disk%zu,bootindex=%zu", index, index, index + 1);
+  if (!file || (d->format && !fmt)) b->oom = true;
+  free(file);
+  free(fmt);
+}
+
+static void add_drives(argv_builder *b, const vm_argv_input *in) {
+  const vm_spec *s = in->spec;
+  bool scsi = false;
+  for (size_t i = 0; i < s->n_drives; i++) scsi |= s->drives[i].media == VM_MEDIA_CDROM;
+  if (scsi) {
+    push(b, "-device");
+    push(b, "virtio-scsi-pci,id=scsi0");
+  }
+  for (size_t i = 0; i < s->n_drives; i++) add_drive(b, in, &s->drives[i], i);
+  if (s->seed_iso) {
+    char *seed = path_escaped(in, s->seed_iso);
+    push(b, "-drive");
+    pushf(b, "file=%s,if=none,id=seed,format=raw,readonly=on", seed ? seed : "");
+    push(b, "-device");
+    push(b, "virtio-blk-pci,drive=seed,id=seed-disk");
+    if (!seed) b->oom = true;
+    free(seed);
+  }
+}
+
+static void add_user_net(argv_builder *b, const vm_argv_input *in) {
+  const vm_spec *s = in->spec;
+  qvm_strbuf sb = QVM_STRBUF_INIT;
+  qvm_strbuf_puts(&sb, "user,id=net0");
+  if (s->ssh_forward && in->ssh_port)
+    qvm_strbuf_printf(&sb, ",hostfwd=tcp:127.0.0.1:%u-:22", (unsigned)in->ssh_port);
+  for (size_t i = 0; i < s->n_forwards; i++) {
+    const vm_forward *f = &s->forwards[i];
+    char *addr = vm_qemu_escape(f->host_addr);
+    qvm_strbuf_printf(&sb, ",hostfwd=%s:%s:%u-:%u", f->udp ? "udp" : "tcp", addr ? addr : "",
+                      (unsigned)f->host_port, (unsigned)f->guest_port);
+    if (!addr) b->oom = true;
+    free(addr);
+  }
+  push(b, "-netdev");
+  push_owned(b, qvm_strbuf_steal(&sb));
+}
+
+static int add_network(argv_builder *b, const vm_argv_input *in, qvm_error **err) {
+  const vm_spec *s = in->spec;
+  if (s->net == VM_NET_NONE) return 0;
+  if (s->net == VM_NET_USER) {
+    add_user_net(b, in);
+  } else {
+    if (in->tap_fd < 0) return qvm_error_set(err, QVM_EINVAL, "bridge network needs a tap fd");
+    push(b, "-netdev");
+    pushf(b, "tap,id=net0,fd=%d", in->tap_fd);
+  }
+  push(b, "-device");
+  pushf(b, "virtio-net-pci,netdev=net0,id=nic0,mac=%s", s->mac);
+  return 0;
+}
+
+int vm_argv_build(vm_argv **out, const vm_argv_input *in, qvm_error **err) {
+  if (!in->spec || !in->qemu)
+    return qvm_error_set(err, QVM_EINVAL, "argv builder needs a spec and a binary");
+  _cleanup_(vm_argv_freep) vm_argv *a = calloc(1, sizeof *a);
+  if (!a) return qvm_error_set_errno(err, ENOMEM, "cannot build the qemu command line");
+  argv_builder b = {.a = a};
+  push(&b, in->qemu);
+  add_machine(&b, in);
+  add_monitor_and_serial(&b, in);
+  add_firmware(&b, in);
+  add_kernel(&b, in->spec);
+  add_drives(&b, in);
+  int r = add_network(&b, in, err);
+  if (r < 0) return r;
+  push(&b, "-device");
+  push(&b, "virtio-rng-pci");
+  if (b.oom) return qvm_error_set_errno(err, ENOMEM, "cannot build the qemu command line");
+  *out = TAKE_PTR(a);
+  return 0;
+}
+
+char *vm_argv_format(const vm_argv *a) {
+  qvm_strbuf sb = QVM_STRBUF_INIT;
+  for (size_t i = 0; i < a->argc; i++) {
+    const char *arg = a->argv[i];
+    bool value_follows = arg[0] == '-' && i + 1 < a->argc && a->argv[i + 1][0] != '-';
+    qvm_strbuf_puts(&sb, arg);
+    if (value_follows) {
+      qvm_strbuf_putc(&sb, ' ');
+      qvm_strbuf_puts(&sb, a->argv[++i]);
+    }
+    qvm_strbuf_putc(&sb, '\n');
+  }
+  return qvm_strbuf_steal(&sb);
+}

@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef QVM_VM_SPEC_H
+#define QVM_VM_SPEC_H
+
+/*
+ * A VM's spec: what `qvm create` was asked for, validated and normalized
+ * (absolute paths, sizes in MiB). It is stored in vm.json and turned into a
+ * QEMU command line by vm/argv.c.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <json-c/json.h>
+
+#include "util/cleanup.h"
+#include "util/error.h"
+#include <qvm/vm.h>
+
+typedef enum vm_accel { VM_ACCEL_AUTO, VM_ACCEL_KVM, VM_ACCEL_TCG } vm_accel;
+typedef enum vm_firmware { VM_FIRMWARE_BIOS, VM_FIRMWARE_UEFI } vm_firmware;
+typedef enum vm_net_mode { VM_NET_NONE, VM_NET_USER, VM_NET_BRIDGE } vm_net_mode;
+typedef enum vm_media { VM_MEDIA_DISK, VM_MEDIA_CDROM } vm_media;
+
+typedef struct vm_drive {
+  char *path;   /* absolute, or relative to the VM's directory (its overlay) */
+  char *format; /* "qcow2", "raw", ... */
+  bool readonly;
+  vm_media media;
+} vm_drive;
+
+typedef struct vm_forward {
+  char *host_addr; /* "127.0.0.1" unless given */
+  uint16_t host_port;
+  uint16_t guest_port;
+  bool udp;
+} vm_forward;
+
+typedef struct vm_spec {
+  char *name;
+  char uuid[37];
+  char mac[18];
+  unsigned cpus;
+  uint64_t memory_mib;
+  char *machine; /* "q35" or "pc" */
+  vm_accel accel;
+  vm_firmware firmware;
+  char *firmware_code; /* uefi: read-only OVMF code */
+  char *firmware_vars; /* uefi: the VM's own copy, relative to its directory */
+  char *kernel;
+  char *initrd;
+  char *append;
+  vm_drive *drives; /* boot disk first, then --drive, then --cdrom */
+  size_t n_drives;
+  char *seed_iso;
+  vm_net_mode net;
+  bool ssh_forward; /* user net: guest port 22 on a free 127.0.0.1 port */
+  vm_forward *forwards;
+  size_t n_forwards;
+  char *bridge;
+} vm_spec;
+
+void vm_spec_free(vm_spec *spec);
+QVM_DEFINE_CLEANUP(vm_spec, vm_spec_free)
+
+const char *vm_accel_name(vm_accel a);
+const char *vm_firmware_name(vm_firmware f);
+const char *vm_net_mode_name(vm_net_mode m);
+int vm_accel_parse(vm_accel *out, const char *text, qvm_error **err);
+int vm_firmware_parse(vm_firmware *out, const char *text, qvm_error **err);
+int vm_net_mode_parse(vm_net_mode *out, const char *text, qvm_error **err);
+
+/* "[IP:]HOST:GUEST[/tcp|/udp]" */
+int vm_forward_parse(vm_forward *out, const char *text, qvm_error **err);
+void vm_forward_clear(vm_forward *f);
+/* "PATH[,format=FMT][,readonly]"; the path is kept as given. */
+int vm_drive_parse(vm_drive *out, const char *text, qvm_error **err);
+void vm_drive_clear(vm_drive *d);
+
+int vm_spec_add_drive(vm_spec *spec, const char *path, const char *format, bool readonly,
+                      vm_media media, qvm_error **err);
+int vm_spec_add_forward(vm_spec *spec, const vm_forward *fwd, qvm_error **err);
+
+/* Spec <-> JSON. from_json validates everything: vm.json is a user file. */
+struct json_object *vm_spec_to_json(const vm_spec *spec);
+int vm_spec_from_json(vm_spec **out, struct json_object *obj, qvm_error **err);
+
+/* A random version-4 UUID and the locally administered MAC derived from it. */
+int vm_uuid_generate(char out[37], qvm_error **err);
+void vm_mac_from_uuid(char out[18], const char *uuid);
+
+#endif
