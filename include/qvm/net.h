@@ -1,0 +1,204 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef QVM_NET_H
+#define QVM_NET_H
+
+/*
+ * Bridge mode networking for one VM: the bridge and the VM's tap (rtnetlink
+ * through libmnl and /dev/net/tun, never `ip`), a DHCP server that answers
+ * only the VM's MAC, a lease database shared by every shim on a bridge, and a
+ * passive lease watcher for bridges served by someone else's DHCP.
+ *
+ * Everything acts in the calling thread's network namespace. Nothing here
+ * prints, and nothing spawns threads: the server and the watcher each expose
+ * one fd for the caller's poll loop plus a handle_readable() call.
+ */
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <qvm/error.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define QVM_NET_IFNAME_MAX 16 /* IFNAMSIZ, with the NUL */
+#define QVM_NET_IP_MAX 16     /* "255.255.255.255" + NUL */
+#define QVM_NET_MAC_STR_MAX 18
+#define QVM_NET_HOSTNAME_MAX 64
+
+/* --- names and addresses derived from a VM ------------------------------ */
+
+/* A deterministic MAC from the VM's uuid ("8-4-4-4-12" hex, or 32 hex
+ * digits): 0a:<5 bytes of the uuid>. 0x0a has the locally administered bit
+ * set and the multicast bit clear, so it never collides with a vendor OUI
+ * (QEMU's 52:54:00 included). */
+int qvm_net_mac_from_uuid(uint8_t out[6], const char *uuid, qvm_error **err);
+/* "qvm-" + the first 8 hex digits of the uuid: 12 chars, under IFNAMSIZ. */
+int qvm_net_tap_name_from_uuid(char out[QVM_NET_IFNAME_MAX], const char *uuid, qvm_error **err);
+int qvm_net_mac_parse(uint8_t out[6], const char *text, qvm_error **err);
+void qvm_net_mac_format(char out[QVM_NET_MAC_STR_MAX], const uint8_t mac[6]);
+
+/* --- links (CAP_NET_ADMIN) ---------------------------------------------- */
+
+typedef struct qvm_net_bridge_options {
+  const char *name;    /* "qvm0" */
+  const char *address; /* the bridge's own IPv4 address with prefix */
+} qvm_net_bridge_options;
+
+#define QVM_NET_BRIDGE_OPTIONS_INIT                                                                \
+  { .name = "qvm0", .address = "10.77.0.1/24" }
+
+/* Creates the bridge unless it exists, sets it up and adds the address
+ * unless it is there. An existing link of that name that is not a bridge is
+ * QVM_EEXISTS. opts may be NULL for the defaults. */
+int qvm_net_bridge_ensure(const qvm_net_bridge_options *opts, qvm_error **err);
+/* Deletes any link by name (bridge, tap, veth). QVM_ENOTFOUND if absent. */
+int qvm_net_link_delete(const char *ifname, qvm_error **err);
+/* Enslaves ifname to bridge and sets it up. */
+int qvm_net_link_enslave(const char *ifname, const char *bridge, qvm_error **err);
+int qvm_net_link_set_up(const char *ifname, qvm_error **err);
+/* ifindex, or QVM_ENOTFOUND. */
+int qvm_net_link_index(unsigned *out, const char *ifname, qvm_error **err);
+
+enum {
+  QVM_NET_TAP_VNET_HDR = 1u << 0, /* IFF_VNET_HDR: for QEMU's vnet_hdr=on */
+};
+
+/* Creates tap `name` (not persistent: it disappears when the last fd on it
+ * closes), enslaves it to bridge (if not NULL) and sets it up. *out is the
+ * tap's fd (O_CLOEXEC) for the caller to hand to QEMU. */
+int qvm_net_tap_create(int *out, const char *name, const char *bridge, unsigned flags,
+                       qvm_error **err);
+
+/* --- lease database ----------------------------------------------------- */
+
+/* One text file per bridge, e.g. STATE_DIR/qvm0.leases, one lease a line:
+ *   <state> <mac> <ip> <expires unix s> <hostname or ->
+ * Every change takes flock() on "<path>.lock" and rewrites the file with
+ * qvm_write_file_atomic(), so shims on one bridge share it safely. The
+ * address given to a MAC stays with it after a release or a restart. */
+typedef struct qvm_net_lease {
+  char ip[QVM_NET_IP_MAX];
+  char mac[QVM_NET_MAC_STR_MAX];
+  int64_t expires;                     /* unix seconds */
+  char hostname[QVM_NET_HOSTNAME_MAX]; /* validated [a-z0-9-], or "" */
+} qvm_net_lease;
+
+/* The active (bound, unexpired) lease for mac. QVM_ENOTFOUND if none. */
+int qvm_net_lease_lookup(qvm_net_lease *out, const char *db_path, const uint8_t mac[6],
+                         qvm_error **err);
+/* Answers at once if an active lease exists, else waits on inotify events on
+ * the db's directory until one appears. timeout_ms -1 = forever;
+ * QVM_ETIMEOUT names the MAC. out is a QVM_NET_IP_MAX buffer. */
+int qvm_net_lease_wait(char *out, const char *db_path, const uint8_t mac[6], int timeout_ms,
+                       qvm_error **err);
+
+/* --- DHCP server -------------------------------------------------------- */
+
+/* Why packets were dropped, and what was answered. */
+typedef struct qvm_dhcp_stats {
+  uint64_t received;          /* packets given to the parser */
+  uint64_t truncated;         /* shorter than the BOOTP header + cookie */
+  uint64_t bad_header;        /* op, htype or hlen not Ethernet BOOTP */
+  uint64_t bad_cookie;        /* magic cookie missing */
+  uint64_t option_overrun;    /* an option's length runs past the end */
+  uint64_t option_overload;   /* option 52 (sname/file overload) */
+  uint64_t missing_end;       /* no END option */
+  uint64_t bad_option_length; /* a fixed-size option with a wrong length */
+  uint64_t duplicate_option;  /* a single-valued option given twice */
+  uint64_t bad_message_type;  /* option 53 outside 1..8, or absent */
+  uint64_t bad_frame;         /* Ethernet/IPv4/UDP framing broken */
+  uint64_t foreign_mac;       /* chaddr or Ethernet source is not the VM */
+  uint64_t not_for_us;        /* server-id of another server, replies, relays */
+  uint64_t offers, acks, naks, releases, declines, informs;
+} qvm_dhcp_stats;
+
+enum qvm_dhcp_lease_kind {
+  QVM_DHCP_LEASE_ACK = 1, /* the ACK was just sent: the guest has ip */
+  QVM_DHCP_LEASE_RELEASE,
+  QVM_DHCP_LEASE_DECLINE,
+};
+
+typedef struct qvm_dhcp_lease_event {
+  enum qvm_dhcp_lease_kind kind;
+  char ip[QVM_NET_IP_MAX];
+  char mac[QVM_NET_MAC_STR_MAX];
+  uint32_t lease_seconds;
+  int64_t timestamp_us;                /* CLOCK_REALTIME */
+  char hostname[QVM_NET_HOSTNAME_MAX]; /* validated [a-z0-9-], or "" */
+} qvm_dhcp_lease_event;
+
+typedef void (*qvm_dhcp_lease_cb)(const qvm_dhcp_lease_event *event, void *userdata);
+
+typedef struct qvm_dhcp_server_options {
+  const char *ifname;     /* interface to serve on (the bridge); NULL: no socket */
+  uint8_t client_mac[6];  /* the only MAC answered */
+  const char *server_ip;  /* the bridge's address: server-id and reply source */
+  unsigned prefix_len;    /* of the subnet */
+  const char *pool_start; /* NULL: .10 of the subnet (or the first host) */
+  const char *pool_end;   /* NULL: the last host of the subnet */
+  const char *router;     /* NULL: server_ip; "": none sent */
+  const char *dns[3];     /* NULL-terminated if shorter; none: server_ip is not sent */
+  uint32_t lease_seconds;
+  uint16_t mtu;         /* 0: not sent */
+  const char *lease_db; /* lease file path; its directory must exist */
+  qvm_dhcp_lease_cb on_lease;
+  void *userdata;
+} qvm_dhcp_server_options;
+
+#define QVM_DHCP_SERVER_OPTIONS_INIT                                                               \
+  { .server_ip = "10.77.0.1", .prefix_len = 24, .lease_seconds = 3600 }
+
+typedef struct qvm_dhcp_server qvm_dhcp_server;
+
+/* With opts->ifname set, opens an AF_PACKET socket bound to it (and a UDP
+ * port 67 socket that only keeps the kernel from answering ICMP
+ * port-unreachable to unicast renewals). Without, the server is fed with
+ * qvm_dhcp_server_handle_packet() only. */
+int qvm_dhcp_server_new(qvm_dhcp_server **out, const qvm_dhcp_server_options *opts,
+                        qvm_error **err);
+void qvm_dhcp_server_free(qvm_dhcp_server *server);
+/* -1 without a socket. POLLIN means: call handle_readable. */
+int qvm_dhcp_server_fd(const qvm_dhcp_server *server);
+/* Reads every pending frame, answers, reports leases. Malformed input is
+ * counted, never an error; errors are the socket's or the lease db's. */
+int qvm_dhcp_server_handle_readable(qvm_dhcp_server *server, qvm_error **err);
+/* Handles one DHCP payload (UDP data) from Ethernet source src_mac. If there
+ * is a reply, it is written to reply (cap >= 576) and *out its length; *out
+ * = 0 if the packet is ignored. *out_broadcast tells where it goes (RFC 2131
+ * §4.1) when not NULL. */
+int qvm_dhcp_server_handle_packet(size_t *out, bool *out_broadcast, qvm_dhcp_server *server,
+                                  const uint8_t *packet, size_t len, const uint8_t src_mac[6],
+                                  uint8_t *reply, size_t cap, qvm_error **err);
+void qvm_dhcp_server_stats(qvm_dhcp_stats *out, const qvm_dhcp_server *server);
+
+/* --- passive lease watcher (dhcp=external) ------------------------------ */
+
+enum qvm_net_ip_source {
+  QVM_NET_IP_SOURCE_DHCP_SERVER = 1, /* qvm's own server sent the ACK */
+  QVM_NET_IP_SOURCE_DHCP_SNOOP,      /* the watcher saw someone's ACK */
+  QVM_NET_IP_SOURCE_NEIGH,           /* the host's neighbour table */
+};
+const char *qvm_net_ip_source_name(enum qvm_net_ip_source source);
+
+typedef struct qvm_net_watcher qvm_net_watcher;
+
+/* AF_PACKET on ifname (the VM's tap) with a classic BPF filter for UDP
+ * 67->68, learning the VM's IP from the DHCPACK for mac. */
+int qvm_net_watcher_new(qvm_net_watcher **out, const char *ifname, const uint8_t mac[6],
+                        qvm_error **err);
+void qvm_net_watcher_free(qvm_net_watcher *watcher);
+int qvm_net_watcher_fd(const qvm_net_watcher *watcher);
+/* Drains the socket. Returns 1 and fills out (QVM_NET_IP_MAX) once an ACK for
+ * the MAC was seen, 0 if not yet. */
+int qvm_net_watcher_handle_readable(char *out, qvm_net_watcher *watcher, qvm_error **err);
+void qvm_net_watcher_stats(qvm_dhcp_stats *out, const qvm_net_watcher *watcher);
+
+/* The fallback: an IPv4 neighbour entry (RTM_GETNEIGH) with lladdr mac, on
+ * ifindex (0: any link). QVM_ENOTFOUND if none. */
+int qvm_net_neigh_lookup(char *out, const uint8_t mac[6], unsigned ifindex, qvm_error **err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
