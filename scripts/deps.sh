@@ -11,7 +11,7 @@ packages=(
   # run
   qemu-system-x86 qemu-utils ovmf
   # test guests
-  busybox-static dropbear-bin cpio kmod mmdebstrap e2fsprogs fdisk grub-pc-bin
+  busybox-static dropbear-bin openssh-sftp-server cpio kmod mmdebstrap e2fsprogs fdisk grub-pc-bin
   # test peers and readers (read-back only, never used by qvm itself)
   libarchive-tools genisoimage xorriso cloud-image-utils
   dnsmasq-base isc-dhcp-client dhcpcd-base udhcpc
