@@ -13,6 +13,7 @@ work=
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 rootfs_src=$here/rootfs
 cache_root=${QVM_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/qvm}/guests
+[[ $cache_root == /* ]] || cache_root=$PWD/$cache_root
 kernel_meta=linux-image-cloud-amd64
 
 # Modules the guest loads at boot, by name; their dependencies are added
@@ -41,13 +42,17 @@ need_tools() {
 }
 
 # memo NAME FINGERPRINT COMMAND...: prints COMMAND's output, remembered in
-# $cache_root/.mini-NAME for as long as FINGERPRINT is unchanged. This keeps
-# a cached run fast: apt-cache takes ~0.5 s here (no pkgcache) and ldd ~0.3 s.
+# $cache_root/.mini-NAME for as long as FINGERPRINT is unchanged. A cached
+# run must be fast, and here apt-cache takes ~0.5 s (no pkgcache), ldd
+# ~0.3 s and every process ~10 ms, so the content key itself is remembered
+# against a stat fingerprint of every input, as git's index does.
 memo() {
   local file=$cache_root/.mini-$1 fingerprint=$2 output
+  local -a saved=()
   shift 2
-  if [[ -r $file ]] && [[ $(head -n 1 "$file") == "$fingerprint" ]]; then
-    tail -n +2 "$file"
+  [[ -r $file ]] && mapfile -t saved <"$file"
+  if [[ ${#saved[@]} -gt 1 && ${saved[0]} == "$fingerprint" ]]; then
+    printf '%s\n' "${saved[@]:1}"
     return
   fi
   output=$("$@")
@@ -57,9 +62,17 @@ memo() {
   printf '%s\n' "$output"
 }
 
-# Prints a hash of the names, sizes and times of files $@ (for memo).
+# Prints a hash of the names, sizes, times, inodes and modes of files $@.
 stat_fingerprint() {
-  LC_ALL=C sort | xargs -r stat -c '%n %s %Y %i' | sha256sum | cut -d' ' -f1
+  stat -c '%n %s %.9Y %.9Z %i %a' "$@" | sha256sum | cut -d' ' -f1
+}
+
+# Prints the files whose metadata stands for apt's view of the archive.
+apt_state_files() {
+  local f
+  for f in /var/lib/apt/lists/* /etc/apt /etc/apt/* /etc/apt/*/*; do
+    [[ -e $f && $f != */lock && $f != */partial ]] && echo "$f"
+  done
 }
 
 # Prints "<package>=<version>" of the kernel image behind $kernel_meta.
@@ -74,12 +87,9 @@ kernel_package() {
 }
 
 resolve_kernel() {
-  local fingerprint
-  fingerprint=$({
-    find /var/lib/apt/lists -maxdepth 1 -type f ! -name lock
-    find /etc/apt -maxdepth 2
-  } 2>/dev/null | stat_fingerprint)
-  memo kernel "$fingerprint" kernel_package
+  local -a files
+  mapfile -t files < <(apt_state_files)
+  memo kernel "$(stat_fingerprint "${files[@]}")" kernel_package
 }
 
 # Prints the absolute paths of the shared libraries and loader of $@.
@@ -90,9 +100,7 @@ ldd_libs() {
 }
 
 shared_libs() {
-  local fingerprint
-  fingerprint=$(printf '%s\n' "$@" /etc/ld.so.cache | stat_fingerprint)
-  memo libs "$fingerprint" ldd_libs "$@"
+  memo libs "$(stat_fingerprint "$@" /etc/ld.so.cache)" ldd_libs "$@"
 }
 
 # Prints the lines the cache key hashes: versions and contents of inputs.
@@ -100,13 +108,31 @@ key_inputs() {
   local kernel=$1
   echo "kernel $kernel"
   dpkg-query -W -f='${Package}=${Version}\n' "${host_packages[@]}" 2>/dev/null || true
-  sha256sum "$busybox_bin" "${dropbear_bins[@]}" "$sftp_server" \
-    $(shared_libs "${dropbear_bins[@]}" "$sftp_server")
+  local -a libs
+  mapfile -t libs < <(shared_libs "${dropbear_bins[@]}" "$sftp_server")
+  sha256sum "$busybox_bin" "${dropbear_bins[@]}" "$sftp_server" "${libs[@]}"
   echo "modules ${core_modules[*]} / ${cdrom_modules[*]}"
   echo "build.sh $(sha256sum <"$here/build.sh")"
   (cd "$rootfs_src" && find . -print0 | LC_ALL=C sort -z |
     xargs -0 stat -c '%n %a' && find . -type f -print0 | LC_ALL=C sort -z |
     xargs -0 sha256sum)
+}
+
+# Prints the cache key: a hash over the content of every input.
+content_key() {
+  key_inputs "$(resolve_kernel)" | sha256sum | cut -c 1-16
+}
+
+# Prints a hash of the metadata of every input and of what apt and dpkg
+# know, which changes whenever content_key might.
+inputs_fingerprint() {
+  local -a files
+  mapfile -t files < <(apt_state_files)
+  shopt -s globstar dotglob nullglob
+  files+=(/var/lib/dpkg/status /etc/ld.so.cache "$busybox_bin" "${dropbear_bins[@]}"
+    "$sftp_server" "$here/build.sh" "$rootfs_src" "$rootfs_src"/**)
+  shopt -u globstar dotglob nullglob
+  stat_fingerprint "${files[@]}"
 }
 
 # Prints the module names in load order (dependencies first) for $@.
@@ -128,7 +154,8 @@ module_order() {
     [[ -n ${seen[$n]:-} ]] && return
     seen[$n]=1
     [[ -n ${path_of[$n]:-} ]] || die "module '$n' is not in the kernel package"
-    local -a list=(${deps_of[$n]})
+    local -a list
+    read -ra list <<<"${deps_of[$n]}"
     for ((i = ${#list[@]} - 1; i >= 0; i--)); do
       dn=${list[i]##*/}
       visit "${dn%%.ko*}"
@@ -197,7 +224,10 @@ build_rootfs() {
     [[ -e $root/$applet ]] || ln -s /bin/busybox "$root/$applet"
   done
   local f
-  for f in "${dropbear_bins[@]}" $(shared_libs "${dropbear_bins[@]}" "$sftp_server"); do
+  local -a libs
+  mapfile -t libs < <(shared_libs "${dropbear_bins[@]}" "$sftp_server")
+  [[ ${#libs[@]} -gt 1 ]] || die "ldd found no shared libraries for dropbear"
+  for f in "${dropbear_bins[@]}" "${libs[@]}"; do
     copy_host_file "$f" "$root"
   done
   # dropbear runs sftp-server (OpenSSH's; scp uses SFTP) from this path.
@@ -228,16 +258,16 @@ pack_initrd() {
 
 main() {
   need_tools apt-cache apt-get dpkg-deb dpkg-query depmod ldd cpio gzip sha256sum flock
-  [[ -x $busybox_bin ]] && "$busybox_bin" --list-full >/dev/null 2>&1 ||
+  if ! "$busybox_bin" --list-full >/dev/null 2>&1; then
     die "static busybox '$busybox_bin' not found; run scripts/deps.sh"
+  fi
   local f
   for f in "${dropbear_bins[@]}" "$sftp_server"; do
     [[ -x $f ]] || die "'$f' not found; run scripts/deps.sh"
   done
 
   local kernel key out
-  kernel=$(resolve_kernel)
-  key=$(key_inputs "$kernel" | sha256sum | cut -c 1-16)
+  key=$(memo key "$(inputs_fingerprint)" content_key)
   out=$cache_root/mini-$key
   if [[ -f $out/vmlinuz && -f $out/initrd.img ]]; then
     echo "$out"
@@ -252,9 +282,13 @@ main() {
     return
   fi
 
+  kernel=$(resolve_kernel)
+  # Holding the lock, any other build dir was left by a killed build.
+  rm -rf "$cache_root"/.mini-build.*
   log "building $out ($kernel)"
   work=$(mktemp -d "$cache_root/.mini-build.XXXXXX")
   trap 'rm -rf "$work"' EXIT
+  trap 'exit 1' INT TERM HUP
   mkdir -p "$work/out" "$work/root"
   fetch_kernel "$kernel" "$work"
   build_rootfs "$work" "$work/root"
