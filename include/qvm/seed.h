@@ -1,0 +1,179 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef QVM_SEED_H
+#define QVM_SEED_H
+
+/*
+ * The NoCloud seed: cloud-config / meta-data / network-config rendered with
+ * the libyaml emitter, and qvm's own ISO9660 writer (Rock Ridge + Joliet,
+ * volume label "cidata"). Pure data -> bytes; nothing here prints or runs a
+ * program. See seed/README.md for the formats and the readiness marker.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <qvm/error.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* 2000-01-01T00:00:00Z: the timestamp of every ISO entry unless the caller
+ * gives one (the CLI passes SOURCE_DATE_EPOCH when it is set). */
+#define QVM_SEED_EPOCH_DEFAULT INT64_C(946684800)
+
+/* The line cloud-init's final stage writes to the serial console, followed by
+ * a space and the instance-id: "qvm-ready: cloud-init-done <instance-id>". */
+#define QVM_SEED_READY_MARKER "qvm-ready: cloud-init-done"
+
+/* Caps on what is read from user-supplied files. */
+#define QVM_SEED_MAX_USER_FILE (4u << 20)
+
+/* ---- the first boot, described ---- */
+
+typedef struct qvm_seed_user {
+  const char *name;                       /* required */
+  const char *groups;                     /* "sudo,adm" or NULL */
+  const char *sudo;                       /* "ALL=(ALL) NOPASSWD:ALL" or NULL */
+  const char *shell;                      /* "/bin/bash" or NULL */
+  bool lock_passwd;                       /* true: no password login */
+  const char *const *ssh_authorized_keys; /* public keys, one line each */
+  size_t n_ssh_authorized_keys;
+} qvm_seed_user;
+
+/* A pre-generated guest host key, so qvm can pin it before the first boot.
+ * type is "ed25519", "ecdsa" or "rsa" (cloud-init's ssh_keys names). */
+typedef struct qvm_seed_host_key {
+  const char *type;
+  const char *private_key; /* OpenSSH PEM text */
+  const char *public_key;  /* "ssh-ed25519 AAAA... comment" */
+} qvm_seed_host_key;
+
+typedef struct qvm_seed_write_file {
+  const char *path;    /* absolute path in the guest */
+  const void *content; /* bytes; binary content is sent base64 (encoding: b64) */
+  size_t content_len;
+  const char *permissions; /* "0644" or NULL */
+  const char *owner;       /* "root:root" or NULL */
+} qvm_seed_write_file;
+
+typedef struct qvm_seed_network {
+  const char *mac;                /* required: "52:54:00:12:34:56" */
+  bool dhcp4;                     /* true: DHCP; false: the static address below */
+  const char *address;            /* "192.0.2.10/24" */
+  const char *gateway;            /* "192.0.2.1" or NULL */
+  const char *const *nameservers; /* addresses, may be empty */
+  size_t n_nameservers;
+} qvm_seed_network;
+
+typedef struct qvm_seed_spec {
+  const char *instance_id; /* required; qvm derives it from the VM's uuid */
+  const char *hostname;    /* required: meta-data local-hostname and cloud-config */
+  const char *fqdn;        /* or NULL */
+  bool manage_etc_hosts;
+
+  const qvm_seed_user *users;
+  size_t n_users;
+  /* Keys for the image's default user (top-level ssh_authorized_keys). */
+  const char *const *ssh_authorized_keys;
+  size_t n_ssh_authorized_keys;
+  const qvm_seed_host_key *host_keys;
+  size_t n_host_keys;
+  bool ssh_pwauth;   /* emitted as given (default false) */
+  bool disable_root; /* emitted as given (default true) */
+
+  const char *const *packages;
+  size_t n_packages;
+  bool package_update;
+  const qvm_seed_write_file *write_files;
+  size_t n_write_files;
+  const char *const *bootcmd; /* shell lines */
+  size_t n_bootcmd;
+  const char *const *runcmd; /* shell lines */
+  size_t n_runcmd;
+  bool ready_marker; /* print QVM_SEED_READY_MARKER at the end (default true) */
+
+  /* The user's own cloud-config (must be a YAML mapping) and shell script,
+   * merged as MIME multipart; give bytes (with a name used in messages) or a
+   * path (read with a QVM_SEED_MAX_USER_FILE cap). */
+  const char *user_config;
+  size_t user_config_len;
+  const char *user_config_name;
+  const char *user_config_path;
+  const char *user_script;
+  size_t user_script_len;
+  const char *user_script_path;
+
+  const qvm_seed_network *network; /* NULL: no network-config file */
+  int64_t epoch;                   /* ISO timestamps (seconds since 1970) */
+} qvm_seed_spec;
+
+#define QVM_SEED_SPEC_INIT                                                                         \
+  { .disable_root = true, .ready_marker = true, .epoch = QVM_SEED_EPOCH_DEFAULT }
+
+/* Each renders one NoCloud file into a malloc'd, NUL-terminated buffer that
+ * the caller frees. */
+int qvm_seed_render_user_data(char **out, size_t *out_len, const qvm_seed_spec *spec,
+                              qvm_error **err);
+int qvm_seed_render_meta_data(char **out, size_t *out_len, const qvm_seed_spec *spec,
+                              qvm_error **err);
+/* QVM_EINVAL if spec->network is NULL. */
+int qvm_seed_render_network_config(char **out, size_t *out_len, const qvm_seed_spec *spec,
+                                   qvm_error **err);
+
+/* Checks a user's cloud-config: valid YAML, one document, a mapping at the
+ * top. Errors name `name` and the line. */
+int qvm_seed_check_user_config(const char *data, size_t len, const char *name, qvm_error **err);
+
+/* "Build seed.iso from this spec": renders the files and writes the cidata
+ * image to path atomically (temp file, fsync, rename). */
+int qvm_seed_build(const char *path, const qvm_seed_spec *spec, qvm_error **err);
+
+/* ---- the ISO9660 writer ---- */
+
+typedef struct qvm_seed_file {
+  const char *name; /* path in the image: "user-data", "dir/file" */
+  const void *data;
+  size_t len;
+} qvm_seed_file;
+
+/* Writes files (in-memory bytes) as a "cidata" image to path, atomically. */
+int qvm_seed_write_iso(const char *path, const qvm_seed_file *files, size_t n_files, int64_t epoch,
+                       qvm_error **err);
+
+typedef struct qvm_seed_iso qvm_seed_iso;
+
+typedef struct qvm_seed_iso_options {
+  const char *volume_id; /* at most 16 ASCII characters; default "cidata" */
+  int64_t epoch;         /* timestamp of every entry, 1970..2155 */
+} qvm_seed_iso_options;
+
+#define QVM_SEED_ISO_OPTIONS_INIT                                                                  \
+  { .volume_id = "cidata", .epoch = QVM_SEED_EPOCH_DEFAULT }
+
+/* opts may be NULL for the defaults. */
+int qvm_seed_iso_new(qvm_seed_iso **out, const qvm_seed_iso_options *opts, qvm_error **err);
+void qvm_seed_iso_free(qvm_seed_iso *iso);
+/* Adds a file whose bytes are copied now. path uses '/' between components;
+ * missing parent directories are created. */
+int qvm_seed_iso_add_data(qvm_seed_iso *iso, const char *path, const void *data, size_t len,
+                          qvm_error **err);
+/* Adds a file streamed from host_path when the image is written (its size
+ * must not change in between). */
+int qvm_seed_iso_add_file(qvm_seed_iso *iso, const char *path, const char *host_path,
+                          qvm_error **err);
+/* Adds an (empty) directory. */
+int qvm_seed_iso_add_dir(qvm_seed_iso *iso, const char *path, qvm_error **err);
+/* Writes the whole image to fd, sequentially. Same inputs, same bytes. */
+int qvm_seed_iso_write_fd(qvm_seed_iso *iso, int fd, qvm_error **err);
+/* Same into a malloc'd buffer. */
+int qvm_seed_iso_write_buffer(uint8_t **out, size_t *out_len, qvm_seed_iso *iso, qvm_error **err);
+
+static inline void qvm_seed_iso_freep(qvm_seed_iso **p) {
+  if (*p) qvm_seed_iso_free(*p);
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif
