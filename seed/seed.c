@@ -23,7 +23,10 @@ static int write_iso_atomic(const char *path, qvm_seed_iso *iso, qvm_error **err
   if (asprintf(&tmp, "%s.tmp-XXXXXX", path) < 0)
     return qvm_error_set(err, QVM_ESYS, "out of memory");
   _cleanup_close_ int fd = mkostemp(tmp, O_CLOEXEC);
-  if (fd < 0) return qvm_error_set_errno(err, errno, "cannot create '%s'", tmp);
+  if (fd < 0) {
+    qvm_error_set_errno(err, errno, "cannot create a temporary file");
+    return qvm_error_prefix(err, "cannot write seed '%s'", path);
+  }
   int r = qvm_seed_iso_write_fd(iso, fd, err);
   if (r == 0 && fchmod(fd, 0644) < 0) r = qvm_error_set_errno(err, errno, "cannot chmod '%s'", tmp);
   if (r == 0 && fsync(fd) < 0) r = qvm_error_set_errno(err, errno, "cannot sync '%s'", tmp);

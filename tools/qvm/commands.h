@@ -7,5 +7,6 @@
 /* One line per verb; each is defined in its own tools/qvm/<verb>.c file and
  * listed in the table in main.c. Keep both lists in the same order. */
 extern const struct qvm_command qvm_cmd_version;
+extern const struct qvm_command qvm_cmd_seed;
 
 #endif

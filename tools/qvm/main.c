@@ -7,6 +7,7 @@
 
 static const struct qvm_command *const commands[] = {
     &qvm_cmd_version,
+    &qvm_cmd_seed,
 };
 
 static void usage(FILE *f) {
