@@ -10,10 +10,13 @@
 #include <linux/if_link.h>
 #include <linux/if_tun.h>
 #include <linux/rtnetlink.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -37,6 +40,9 @@ int nl_open(struct mnl_socket **out, qvm_error **err) {
     mnl_socket_close(nl);
     return qvm_error_set_errno(err, e, "cannot bind rtnetlink socket");
   }
+  /* A kernel that never answers must not hang a shim. */
+  struct timeval tv = {.tv_sec = 10};
+  setsockopt(mnl_socket_get_fd(nl), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   *out = nl;
   return 0;
 }
@@ -46,7 +52,10 @@ int nl_open(struct mnl_socket **out, qvm_error **err) {
 int nl_talk(struct mnl_socket *nl, struct nlmsghdr *nlh, mnl_cb_t cb, void *data) {
   uint32_t seq = (uint32_t)time(NULL) ^ (uint32_t)rand();
   nlh->nlmsg_seq = seq;
-  if (!(nlh->nlmsg_flags & NLM_F_DUMP)) nlh->nlmsg_flags |= NLM_F_ACK;
+  /* NLM_F_EXCL shares its bit with NLM_F_MATCH: a dump is a GET with both
+   * NLM_F_ROOT and NLM_F_MATCH. Everything else asks for an ACK. */
+  bool dump = (nlh->nlmsg_type & 3) == 2 && (nlh->nlmsg_flags & NLM_F_DUMP) == NLM_F_DUMP;
+  if (!dump) nlh->nlmsg_flags |= NLM_F_ACK;
   if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0) return -errno;
   char buf[MNL_SOCKET_BUFFER_SIZE];
   uint32_t portid = mnl_socket_get_portid(nl);
