@@ -370,9 +370,11 @@ static void name_children(iso_node *dir) {
 }
 
 static int finish_dir(iso_node *dir, qvm_error **err) {
-  name_children(dir);
   free(dir->kids[TREE_JOLIET]);
-  dir->kids[TREE_JOLIET] = calloc(dir->n_kids ? dir->n_kids : 1, sizeof(iso_node *));
+  dir->kids[TREE_JOLIET] = NULL;
+  if (dir->n_kids == 0) return 0;
+  name_children(dir);
+  dir->kids[TREE_JOLIET] = calloc(dir->n_kids, sizeof(iso_node *));
   if (!dir->kids[TREE_JOLIET]) return qvm_error_set_errno(err, ENOMEM, "cannot sort directory");
   memcpy(dir->kids[TREE_JOLIET], dir->kids[TREE_PRIMARY], dir->n_kids * sizeof(iso_node *));
   qsort(dir->kids[TREE_PRIMARY], dir->n_kids, sizeof(iso_node *), cmp_primary);
