@@ -8,5 +8,16 @@
  * listed in the table in main.c. Keep both lists in the same order. */
 extern const struct qvm_command qvm_cmd_version;
 extern const struct qvm_command qvm_cmd_seed;
+extern const struct qvm_command qvm_cmd_create;
+extern const struct qvm_command qvm_cmd_start;
+extern const struct qvm_command qvm_cmd_stop;
+extern const struct qvm_command qvm_cmd_kill;
+extern const struct qvm_command qvm_cmd_restart;
+extern const struct qvm_command qvm_cmd_rm;
+extern const struct qvm_command qvm_cmd_run;
+extern const struct qvm_command qvm_cmd_ls;
+extern const struct qvm_command qvm_cmd_info;
+extern const struct qvm_command qvm_cmd_logs;
+extern const struct qvm_command qvm_cmd_console;
 
 #endif

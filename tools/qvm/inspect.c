@@ -1,0 +1,180 @@
+/* SPDX-License-Identifier: MIT */
+/* qvm ls, info, logs. */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <qvm/vm.h>
+
+#include "commands.h"
+
+static bool help_asked(int argc, char **argv) {
+  for (int i = 1; i < argc; i++)
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return true;
+  return false;
+}
+
+static bool json_flag(const char *verb, int argc, char **argv, int *rc) {
+  static const struct option longopts[] = {{"json", 0, 0, 'j'}, {0, 0, 0, 0}};
+  bool json = false;
+  int c;
+  *rc = 0;
+  while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    if (c != 'j') {
+      *rc = qvm_cli_usage_error(verb, "unknown option");
+      return false;
+    }
+    json = true;
+  }
+  return json;
+}
+
+static const char *str_member(struct json_object *o, const char *key, const char *dflt) {
+  struct json_object *v = NULL;
+  if (!json_object_object_get_ex(o, key, &v) || !v) return dflt;
+  return json_object_get_string(v);
+}
+
+static const char *exit_summary(struct json_object *info) {
+  struct json_object *last = NULL;
+  if (!json_object_object_get_ex(info, "last_exit", &last) || !last) return "-";
+  return str_member(last, "detail", "-");
+}
+
+static int ls_run(int argc, char **argv) {
+  if (help_asked(argc, argv))
+    return printf("usage: qvm ls [--json]\n\nLists vms: name, state, cpus, memory, QEMU pid, and "
+                  "how the last run ended.\n"),
+           QVM_EXIT_OK;
+  int rc = 0;
+  bool json = json_flag("ls", argc, argv, &rc);
+  if (rc) return rc;
+  if (optind < argc) return qvm_cli_usage_error("ls", "unexpected argument '%s'", argv[optind]);
+  char **names = NULL;
+  size_t n = 0;
+  qvm_error *err = NULL;
+  if (qvm_vm_list(&names, &n, &err) < 0) return qvm_cli_fail("ls", err, NULL);
+  struct json_object *all = json_object_new_array();
+  for (size_t i = 0; i < n; i++) {
+    qvm_vm *vm = NULL;
+    struct json_object *info = NULL;
+    if (qvm_vm_open(&vm, names[i], NULL) == 0 && qvm_vm_info(&info, vm, NULL) == 0)
+      json_object_array_add(all, info);
+    qvm_vm_free(vm);
+  }
+  qvm_vm_names_free(names, n);
+  if (json) {
+    printf("%s\n", json_object_to_json_string_ext(all, JSON_C_TO_STRING_PRETTY |
+                                                           JSON_C_TO_STRING_NOSLASHESCAPE));
+  } else {
+    printf("%-24s %-9s %4s %8s %8s  %s\n", "NAME", "STATE", "CPUS", "MEMORY", "PID", "LAST EXIT");
+    for (size_t i = 0; i < json_object_array_length(all); i++) {
+      struct json_object *info = json_object_array_get_idx(all, i);
+      char mem[32];
+      snprintf(mem, sizeof mem, "%sM", str_member(info, "memory_mib", "?"));
+      printf("%-24s %-9s %4s %8s %8s  %s\n", str_member(info, "name", "?"),
+             str_member(info, "state", "?"), str_member(info, "cpus", "?"), mem,
+             str_member(info, "pid", "-"), exit_summary(info));
+    }
+  }
+  json_object_put(all);
+  return QVM_EXIT_OK;
+}
+
+static void print_disks(struct json_object *info) {
+  struct json_object *disks = NULL;
+  if (!json_object_object_get_ex(info, "disks", &disks)) return;
+  for (size_t i = 0; i < json_object_array_length(disks); i++) {
+    struct json_object *d = json_object_array_get_idx(disks, i);
+    printf("disk:         %s (%s, %s%s)\n", str_member(d, "path", "?"), str_member(d, "media", "?"),
+           str_member(d, "format", "?"),
+           !strcmp(str_member(d, "readonly", "false"), "true") ? ", read-only" : "");
+  }
+}
+
+static void print_info(struct json_object *info) {
+  struct json_object *net = NULL, *w = NULL;
+  printf("name:         %s\n", str_member(info, "name", "?"));
+  printf("state:        %s\n", str_member(info, "state", "?"));
+  printf("uuid:         %s\n", str_member(info, "uuid", "?"));
+  printf("cpus:         %s\n", str_member(info, "cpus", "?"));
+  printf("memory:       %sM\n", str_member(info, "memory_mib", "?"));
+  printf("machine:      %s, %s firmware\n", str_member(info, "machine", "?"),
+         str_member(info, "firmware", "?"));
+  printf("accelerator:  %s (asked: %s)\n", str_member(info, "accelerator", "-"),
+         str_member(info, "accel_requested", "auto"));
+  printf("pid:          %s (shim %s)\n", str_member(info, "pid", "-"),
+         str_member(info, "shim_pid", "-"));
+  printf("uptime:       %s s\n", str_member(info, "uptime_s", "-"));
+  print_disks(info);
+  if (json_object_object_get_ex(info, "network", &net))
+    printf("network:      %s%s%s\n", str_member(net, "mode", "?"),
+           str_member(net, "ssh_port", NULL) ? ", ssh on 127.0.0.1:" : "",
+           str_member(net, "ssh_port", ""));
+  if (str_member(info, "kernel", NULL))
+    printf("kernel:       %s\n", str_member(info, "kernel", ""));
+  printf("last exit:    %s\n", exit_summary(info));
+  if (json_object_object_get_ex(info, "warnings", &w))
+    for (size_t i = 0; i < json_object_array_length(w); i++)
+      printf("warning:      %s\n", json_object_get_string(json_object_array_get_idx(w, i)));
+}
+
+static int info_run(int argc, char **argv) {
+  if (help_asked(argc, argv))
+    return printf("usage: qvm info NAME [--json]\n\nShows a vm's state, uuid, cpus, memory, pid, "
+                  "accelerator, disks, network,\nuptime and how its last run ended.\n"),
+           QVM_EXIT_OK;
+  int rc = 0;
+  bool json = json_flag("info", argc, argv, &rc);
+  if (rc) return rc;
+  if (optind >= argc) return qvm_cli_usage_error("info", "missing the vm name");
+  if (optind + 1 < argc)
+    return qvm_cli_usage_error("info", "unexpected argument '%s'", argv[optind + 1]);
+  qvm_vm *vm = NULL;
+  struct json_object *info = NULL;
+  qvm_error *err = NULL;
+  if (qvm_vm_open(&vm, argv[optind], &err) < 0 || qvm_vm_info(&info, vm, &err) < 0) {
+    qvm_vm_free(vm);
+    return qvm_cli_fail("info", err, NULL);
+  }
+  if (json)
+    printf("%s\n", json_object_to_json_string_ext(info, JSON_C_TO_STRING_PRETTY |
+                                                            JSON_C_TO_STRING_NOSLASHESCAPE));
+  else
+    print_info(info);
+  json_object_put(info);
+  qvm_vm_free(vm);
+  return QVM_EXIT_OK;
+}
+
+static int logs_run(int argc, char **argv) {
+  static const struct option longopts[] = {{"follow", 0, 0, 'f'}, {0, 0, 0, 0}};
+  if (help_asked(argc, argv))
+    return printf("usage: qvm logs NAME [-f]\n\nPrints the vm's serial console log (this boot).\n\n"
+                  "  -f, --follow   keep printing new output until the vm stops\n"),
+           QVM_EXIT_OK;
+  bool follow = false;
+  int c;
+  while ((c = getopt_long(argc, argv, "f", longopts, NULL)) != -1) {
+    if (c != 'f') return qvm_cli_usage_error("logs", "unknown option");
+    follow = true;
+  }
+  if (optind >= argc) return qvm_cli_usage_error("logs", "missing the vm name");
+  if (optind + 1 < argc)
+    return qvm_cli_usage_error("logs", "unexpected argument '%s'", argv[optind + 1]);
+  qvm_vm *vm = NULL;
+  qvm_error *err = NULL;
+  fflush(stdout);
+  if (qvm_vm_open(&vm, argv[optind], &err) < 0 ||
+      qvm_vm_logs(vm, STDOUT_FILENO, follow, &err) < 0) {
+    qvm_vm_free(vm);
+    return qvm_cli_fail("logs", err, NULL);
+  }
+  qvm_vm_free(vm);
+  return QVM_EXIT_OK;
+}
+
+const struct qvm_command qvm_cmd_ls = {"ls", "list vms", ls_run};
+const struct qvm_command qvm_cmd_info = {"info", "show a vm's state and spec", info_run};
+const struct qvm_command qvm_cmd_logs = {"logs", "print a vm's serial log", logs_run};

@@ -1,0 +1,337 @@
+/* SPDX-License-Identifier: MIT */
+/* qvm create, start, stop, kill, restart, rm, run. */
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <qvm/vm.h>
+
+#include "commands.h"
+
+#define MAX_LIST 32
+
+static bool wants_help(int argc, char **argv) {
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--")) break;
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return true;
+  }
+  return false;
+}
+
+/* The single NAME operand after the options, or a usage error. */
+static int one_name(const char *verb, int argc, char **argv, const char **out) {
+  if (optind >= argc) return qvm_cli_usage_error(verb, "missing the vm name");
+  if (optind + 1 < argc)
+    return qvm_cli_usage_error(verb, "unexpected argument '%s'", argv[optind + 1]);
+  *out = argv[optind];
+  return 0;
+}
+
+static int parse_int(const char *verb, const char *what, const char *s, int min, int max,
+                     int *out) {
+  char *end = NULL;
+  long v = strtol(s, &end, 10);
+  if (!*s || *end || v < min || v > max)
+    return qvm_cli_usage_error(verb, "%s '%s' is invalid: use a number from %d to %d", what, s, min,
+                               max);
+  *out = (int)v;
+  return 0;
+}
+
+static void print_warnings(qvm_vm *vm) {
+  struct json_object *info = NULL, *w = NULL;
+  if (qvm_vm_info(&info, vm, NULL) < 0) return;
+  if (json_object_object_get_ex(info, "warnings", &w))
+    for (size_t i = 0; i < json_object_array_length(w); i++)
+      fprintf(stderr, "warning: %s\n", json_object_get_string(json_object_array_get_idx(w, i)));
+  json_object_put(info);
+}
+
+static const char *hint_for(int code) {
+  switch (code) {
+  case QVM_ENOTFOUND: return "see 'qvm ls' for the vms that exist";
+  case QVM_EBUSY: return "wait for the other operation to finish, then retry";
+  default: return NULL;
+  }
+}
+
+static int fail(const char *verb, qvm_error *err) {
+  return qvm_cli_fail(verb, err, hint_for(qvm_error_code(err)));
+}
+
+/* --- create ------------------------------------------------------------- */
+
+static const char create_help[] =
+    "usage: qvm create NAME [--image PATH] [OPTIONS]\n\n"
+    "Creates a VM. With --image, its disk is a qcow2 overlay on PATH, which is\n"
+    "never written to.\n\n"
+    "  --image PATH        base disk image (any format qemu-img reads)\n"
+    "  --disk SIZE         disk size, e.g. 10G (grows the overlay; without --image,\n"
+    "                      a blank disk of that size)\n"
+    "  --cpus N            virtual CPUs (default 1)\n"
+    "  --memory SIZE       memory, e.g. 512M, 2G (default 1G)\n"
+    "  --kernel PATH       boot this kernel directly (then --image is optional)\n"
+    "  --initrd PATH       initramfs for --kernel\n"
+    "  --append ARGS       kernel command line for --kernel\n"
+    "  --firmware F        bios (default) or uefi (OVMF)\n"
+    "  --net MODE          user (default: NAT, SSH forwarded to 127.0.0.1) or none\n"
+    "  --publish SPEC      forward [IP:]HOST:GUEST[/udp] (user net; IP defaults to\n"
+    "                      127.0.0.1); repeatable\n"
+    "  --cdrom PATH        attach an ISO read-only; repeatable\n"
+    "  --drive SPEC        attach PATH[,format=FMT][,readonly]; repeatable\n"
+    "  --seed PATH         attach a NoCloud seed image read-only\n"
+    "  --accel A           kvm, tcg or auto (default)\n"
+    "  --machine M         q35 (default) or pc\n";
+
+typedef struct create_lists {
+  const char *publish[MAX_LIST], *cdroms[MAX_LIST], *drives[MAX_LIST];
+} create_lists;
+
+static int add_to(const char **list, size_t *n, const char *v) {
+  if (*n >= MAX_LIST) return qvm_cli_usage_error("create", "too many repeats of one option");
+  list[(*n)++] = v;
+  return 0;
+}
+
+static int create_option(int c, qvm_vm_create_options *o, create_lists *l, size_t n[3]) {
+  int cpus = 0;
+  switch (c) {
+  case 'i': o->image = optarg; return 0;
+  case 'd': o->disk = optarg; return 0;
+  case 'c':
+    if (parse_int("create", "cpus", optarg, 1, 255, &cpus)) return QVM_EXIT_USAGE;
+    o->cpus = (unsigned)cpus;
+    return 0;
+  case 'm': o->memory = optarg; return 0;
+  case 'k': o->kernel = optarg; return 0;
+  case 'r': o->initrd = optarg; return 0;
+  case 'a': o->append = optarg; return 0;
+  case 'f': o->firmware = optarg; return 0;
+  case 'n': o->net = optarg; return 0;
+  case 'p': return add_to(l->publish, &n[0], optarg);
+  case 'C': return add_to(l->cdroms, &n[1], optarg);
+  case 'D': return add_to(l->drives, &n[2], optarg);
+  case 's': o->seed_iso = optarg; return 0;
+  case 'A': o->accel = optarg; return 0;
+  case 'M': o->machine = optarg; return 0;
+  default: return qvm_cli_usage_error("create", "unknown option");
+  }
+}
+
+static int create_run(int argc, char **argv) {
+  static const struct option longopts[] = {{"image", 1, 0, 'i'},   {"disk", 1, 0, 'd'},
+                                           {"cpus", 1, 0, 'c'},    {"memory", 1, 0, 'm'},
+                                           {"kernel", 1, 0, 'k'},  {"initrd", 1, 0, 'r'},
+                                           {"append", 1, 0, 'a'},  {"firmware", 1, 0, 'f'},
+                                           {"net", 1, 0, 'n'},     {"publish", 1, 0, 'p'},
+                                           {"cdrom", 1, 0, 'C'},   {"drive", 1, 0, 'D'},
+                                           {"seed", 1, 0, 's'},    {"accel", 1, 0, 'A'},
+                                           {"machine", 1, 0, 'M'}, {0, 0, 0, 0}};
+  if (wants_help(argc, argv)) return printf("%s", create_help), QVM_EXIT_OK;
+  qvm_vm_create_options o = QVM_VM_CREATE_OPTIONS_INIT;
+  create_lists l = {0};
+  size_t n[3] = {0};
+  int c, r;
+  while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1)
+    if ((r = create_option(c, &o, &l, n))) return r;
+  const char *name = NULL;
+  if ((r = one_name("create", argc, argv, &name))) return r;
+  o.publish = l.publish, o.n_publish = n[0];
+  o.cdroms = l.cdroms, o.n_cdroms = n[1];
+  o.drives = l.drives, o.n_drives = n[2];
+  qvm_error *err = NULL;
+  if (qvm_vm_create(NULL, name, &o, &err) < 0) return fail("create", err);
+  printf("%s\n", name);
+  return QVM_EXIT_OK;
+}
+
+const struct qvm_command qvm_cmd_create = {"create", "create a vm", create_run};
+
+/* --- start / stop / kill / restart -------------------------------------- */
+
+static const char start_help[] =
+    "usage: qvm start NAME [--timeout S]\n\n"
+    "Starts the vm's supervisor (shim), which starts QEMU, and returns once\n"
+    "QEMU's monitor answers. A running vm is left alone.\n\n"
+    "  --timeout S   how long to wait for QEMU (default 60)\n";
+
+static const char stop_help[] =
+    "usage: qvm stop NAME [--timeout S]\n\n"
+    "Presses the ACPI power button and waits for the guest to power off; after\n"
+    "S seconds (default 60) tells QEMU to quit, and kills it if that fails too.\n"
+    "A stopped vm is left alone.\n";
+
+static const char restart_help[] = "usage: qvm restart NAME [--timeout S]\n\nqvm stop NAME, then "
+                                   "qvm start NAME, under one lock.\n";
+
+static int timed_options(const char *verb, int argc, char **argv, int *timeout) {
+  static const struct option longopts[] = {{"timeout", 1, 0, 't'}, {0, 0, 0, 0}};
+  int c;
+  while ((c = getopt_long(argc, argv, "t:", longopts, NULL)) != -1) {
+    if (c != 't') return qvm_cli_usage_error(verb, "unknown option");
+    if (parse_int(verb, "timeout", optarg, 0, 86400, timeout)) return QVM_EXIT_USAGE;
+  }
+  return 0;
+}
+
+static int open_vm(const char *verb, const char *name, qvm_vm **out) {
+  qvm_error *err = NULL;
+  if (qvm_vm_open(out, name, &err) < 0) return fail(verb, err);
+  return 0;
+}
+
+static int start_run(int argc, char **argv) {
+  if (wants_help(argc, argv)) return printf("%s", start_help), QVM_EXIT_OK;
+  int timeout = 60, r;
+  const char *name = NULL;
+  qvm_vm *vm = NULL;
+  if ((r = timed_options("start", argc, argv, &timeout)) ||
+      (r = one_name("start", argc, argv, &name)) || (r = open_vm("start", name, &vm)))
+    return r;
+  qvm_vm_start_options o = QVM_VM_START_OPTIONS_INIT;
+  o.timeout_ms = timeout * 1000;
+  qvm_error *err = NULL;
+  bool was_running = qvm_vm_get_state(vm) == QVM_VM_RUNNING;
+  if (qvm_vm_start(vm, &o, &err) < 0)
+    r = fail("start", err);
+  else if (was_running)
+    fprintf(stderr, "vm '%s' is already running\n", name);
+  else
+    print_warnings(vm);
+  qvm_vm_free(vm);
+  return r;
+}
+
+static void print_exit(qvm_vm *vm) {
+  struct json_object *info = NULL, *last = NULL, *detail = NULL;
+  if (qvm_vm_info(&info, vm, NULL) < 0) return;
+  if (json_object_object_get_ex(info, "last_exit", &last) &&
+      json_object_object_get_ex(last, "detail", &detail))
+    fprintf(stderr, "%s: %s\n", qvm_vm_name(vm), json_object_get_string(detail));
+  json_object_put(info);
+}
+
+static int stop_run(int argc, char **argv) {
+  if (wants_help(argc, argv)) return printf("%s", stop_help), QVM_EXIT_OK;
+  int timeout = 60, r;
+  const char *name = NULL;
+  qvm_vm *vm = NULL;
+  if ((r = timed_options("stop", argc, argv, &timeout)) ||
+      (r = one_name("stop", argc, argv, &name)) || (r = open_vm("stop", name, &vm)))
+    return r;
+  qvm_vm_state before = qvm_vm_get_state(vm);
+  bool live = before == QVM_VM_RUNNING || before == QVM_VM_STARTING || before == QVM_VM_STOPPING;
+  qvm_vm_stop_options o = QVM_VM_STOP_OPTIONS_INIT;
+  o.timeout_s = timeout;
+  qvm_error *err = NULL;
+  if (qvm_vm_stop(vm, &o, &err) < 0)
+    r = fail("stop", err);
+  else if (!live)
+    fprintf(stderr, "vm '%s' is not running\n", name);
+  else
+    print_exit(vm);
+  qvm_vm_free(vm);
+  return r;
+}
+
+static int kill_run(int argc, char **argv) {
+  if (wants_help(argc, argv))
+    return printf("usage: qvm kill NAME\n\nKills QEMU at once (SIGKILL). The guest gets no "
+                  "chance to shut down.\n"),
+           QVM_EXIT_OK;
+  int r;
+  const char *name = NULL;
+  qvm_vm *vm = NULL;
+  if (argc > 1 && argv[1][0] == '-' && strcmp(argv[1], "--"))
+    return qvm_cli_usage_error("kill", "unknown option '%s'", argv[1]);
+  optind = argc > 1 && !strcmp(argv[1], "--") ? 2 : 1;
+  if ((r = one_name("kill", argc, argv, &name)) || (r = open_vm("kill", name, &vm))) return r;
+  qvm_error *err = NULL;
+  if (qvm_vm_kill(vm, &err) < 0) r = fail("kill", err);
+  qvm_vm_free(vm);
+  return r;
+}
+
+static int restart_run(int argc, char **argv) {
+  if (wants_help(argc, argv)) return printf("%s", restart_help), QVM_EXIT_OK;
+  int timeout = 60, r;
+  const char *name = NULL;
+  qvm_vm *vm = NULL;
+  if ((r = timed_options("restart", argc, argv, &timeout)) ||
+      (r = one_name("restart", argc, argv, &name)) || (r = open_vm("restart", name, &vm)))
+    return r;
+  qvm_vm_stop_options so = QVM_VM_STOP_OPTIONS_INIT;
+  so.timeout_s = timeout;
+  qvm_error *err = NULL;
+  if (qvm_vm_restart(vm, &so, NULL, &err) < 0)
+    r = fail("restart", err);
+  else
+    print_warnings(vm);
+  qvm_vm_free(vm);
+  return r;
+}
+
+const struct qvm_command qvm_cmd_start = {"start", "start a vm", start_run};
+const struct qvm_command qvm_cmd_stop = {"stop", "stop a vm gracefully", stop_run};
+const struct qvm_command qvm_cmd_kill = {"kill", "kill a vm's QEMU at once", kill_run};
+const struct qvm_command qvm_cmd_restart = {"restart", "stop, then start a vm", restart_run};
+
+/* --- rm -------------------------------------------------------------------- */
+
+static int rm_run(int argc, char **argv) {
+  static const struct option longopts[] = {{"force", 0, 0, 'f'}, {0, 0, 0, 0}};
+  if (wants_help(argc, argv))
+    return printf("usage: qvm rm NAME [--force]\n\nRemoves a vm and everything it has: disk, "
+                  "logs, sockets, lock.\n\n  -f, --force   kill the vm first if it runs\n"),
+           QVM_EXIT_OK;
+  bool force = false;
+  int c, r;
+  while ((c = getopt_long(argc, argv, "f", longopts, NULL)) != -1) {
+    if (c != 'f') return qvm_cli_usage_error("rm", "unknown option");
+    force = true;
+  }
+  const char *name = NULL;
+  if ((r = one_name("rm", argc, argv, &name))) return r;
+  qvm_error *err = NULL;
+  if (qvm_vm_remove(name, force, &err) < 0) return fail("rm", err);
+  return QVM_EXIT_OK;
+}
+
+const struct qvm_command qvm_cmd_rm = {"rm", "remove a vm", rm_run};
+
+/* --- run ------------------------------------------------------------------- */
+
+static const char run_help[] =
+    "usage: qvm run NAME [--timeout S]\n\n"
+    "Runs the vm in the foreground: this process is its supervisor. SIGTERM or\n"
+    "SIGINT stops it gracefully (power button; after S seconds, default 60,\n"
+    "quit, then kill). The exit status is the guest's outcome:\n"
+    "  0        the guest shut down cleanly\n"
+    "  1        QEMU exited with an error, or qvm failed\n"
+    "  124      the guest did not power off in time; QEMU was made to quit\n"
+    "  128+N    QEMU was killed by signal N (137: qvm kill or SIGKILL)\n"
+    "  2-8      qvm could not start it (see qvm --help)\n";
+
+static int run_run(int argc, char **argv) {
+  if (wants_help(argc, argv)) return printf("%s", run_help), QVM_EXIT_OK;
+  int timeout = 60, r;
+  const char *name = NULL;
+  qvm_vm *vm = NULL;
+  if ((r = timed_options("run", argc, argv, &timeout)) ||
+      (r = one_name("run", argc, argv, &name)) || (r = open_vm("run", name, &vm)))
+    return r;
+  int status = QVM_RUN_EXIT_ERROR;
+  qvm_error *err = NULL;
+  if (qvm_vm_run(&status, vm, timeout, &err) < 0) {
+    r = fail("run", err);
+  } else {
+    print_exit(vm);
+    r = status;
+  }
+  qvm_vm_free(vm);
+  return r;
+}
+
+const struct qvm_command qvm_cmd_run = {"run", "run a vm in the foreground", run_run};

@@ -1,0 +1,208 @@
+/* SPDX-License-Identifier: MIT */
+/* qvm_vm_create: options -> validated spec -> a VM directory, built under a
+ * temporary name and renamed into place so nobody sees half a VM. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util/cleanup.h"
+#include "util/fs.h"
+#include "util/time.h"
+#include "vm/handle.h"
+#include "vm/image.h"
+
+#define OVMF_CODE "/usr/share/OVMF/OVMF_CODE_4M.fd"
+#define OVMF_VARS "/usr/share/OVMF/OVMF_VARS_4M.fd"
+
+/* An existing regular file, made absolute. */
+static int existing_file(char **out, const char *what, const char *path, qvm_error **err) {
+  char buf[PATH_MAX];
+  struct stat st;
+  if (!path || !path[0]) return qvm_error_set(err, QVM_EINVAL, "%s path is empty", what);
+  if (!realpath(path, buf) || stat(buf, &st) < 0)
+    return qvm_error_set(err, QVM_ENOTFOUND, "%s '%s' not found: check the path", what, path);
+  if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+    return qvm_error_set(err, QVM_EINVAL, "%s '%s' is not a file", what, path);
+  if (!(*out = strdup(buf))) return qvm_error_set_errno(err, ENOMEM, "cannot copy a path");
+  return 0;
+}
+
+static int spec_machine(vm_spec *s, const qvm_vm_create_options *o, qvm_error **err) {
+  s->cpus = o->cpus ? o->cpus : 1;
+  if (s->cpus > 255)
+    return qvm_error_set(err, QVM_EINVAL, "cpus '%u' is out of range: use 1 to 255", o->cpus);
+  uint64_t mem = 1u << 30;
+  int r = o->memory ? qvm_vm_size_parse(&mem, "memory", o->memory, err) : 0;
+  if (r < 0) return r;
+  if (mem < (16u << 20) || mem > ((uint64_t)16 << 40))
+    return qvm_error_set(err, QVM_EINVAL, "memory size '%s' is out of range: use 16M to 16T",
+                         o->memory);
+  s->memory_mib = (mem + (1u << 20) - 1) >> 20;
+  const char *machine = o->machine ? o->machine : "q35";
+  if (strcmp(machine, "q35") && strcmp(machine, "pc"))
+    return qvm_error_set(err, QVM_EINVAL, "machine '%s' is unknown: use q35 or pc", machine);
+  if (!(s->machine = strdup(machine))) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  if ((r = vm_accel_parse(&s->accel, o->accel, err)) < 0) return r;
+  if ((r = vm_firmware_parse(&s->firmware, o->firmware, err)) < 0) return r;
+  if (s->firmware == VM_FIRMWARE_UEFI) {
+    if (access(OVMF_CODE, R_OK) < 0 || access(OVMF_VARS, R_OK) < 0)
+      return qvm_error_set(err, QVM_ENOTFOUND,
+                           "uefi firmware '%s' not found: install the ovmf package", OVMF_CODE);
+    s->firmware_code = strdup(OVMF_CODE);
+    s->firmware_vars = strdup("OVMF_VARS.fd");
+  }
+  return 0;
+}
+
+static int spec_boot(vm_spec *s, const qvm_vm_create_options *o, qvm_error **err) {
+  int r = 0;
+  if (o->kernel) r = existing_file(&s->kernel, "kernel", o->kernel, err);
+  if (r >= 0 && o->initrd) {
+    if (!o->kernel) return qvm_error_set(err, QVM_EINVAL, "--initrd needs --kernel");
+    r = existing_file(&s->initrd, "initrd", o->initrd, err);
+  }
+  if (r >= 0 && o->append) {
+    if (!o->kernel) return qvm_error_set(err, QVM_EINVAL, "--append needs --kernel");
+    if (!(s->append = strdup(o->append))) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  }
+  if (r >= 0 && o->seed_iso) r = existing_file(&s->seed_iso, "seed image", o->seed_iso, err);
+  return r;
+}
+
+static int spec_network(vm_spec *s, const qvm_vm_create_options *o, qvm_error **err) {
+  int r = vm_net_mode_parse(&s->net, o->net, err);
+  if (r < 0) return r;
+  if (s->net == VM_NET_BRIDGE)
+    return qvm_error_set(err, QVM_EINVAL,
+                         "network mode 'bridge' is not yet supported: use user or none");
+  s->ssh_forward = s->net == VM_NET_USER;
+  if (o->n_publish && s->net != VM_NET_USER)
+    return qvm_error_set(err, QVM_EINVAL, "--publish needs --net user");
+  for (size_t i = 0; i < o->n_publish; i++) {
+    vm_forward f;
+    if ((r = vm_forward_parse(&f, o->publish[i], err)) < 0) return r;
+    r = vm_spec_add_forward(s, &f, err);
+    vm_forward_clear(&f);
+    if (r < 0) return r;
+  }
+  return 0;
+}
+
+static int spec_media(vm_spec *s, const qvm_vm_create_options *o, qvm_error **err) {
+  for (size_t i = 0; i < o->n_drives; i++) {
+    vm_drive d = {0};
+    _cleanup_free_ char *abs = NULL, *fmt = NULL;
+    uint64_t size = 0;
+    int r = vm_drive_parse(&d, o->drives[i], err);
+    if (r >= 0) r = existing_file(&abs, "drive", d.path, err);
+    if (r >= 0 && !d.format) r = vm_image_probe(&fmt, &size, abs, err);
+    if (r >= 0)
+      r = vm_spec_add_drive(s, abs, d.format ? d.format : fmt, d.readonly, VM_MEDIA_DISK, err);
+    vm_drive_clear(&d);
+    if (r < 0) return r;
+  }
+  for (size_t i = 0; i < o->n_cdroms; i++) {
+    _cleanup_free_ char *abs = NULL;
+    int r = existing_file(&abs, "cdrom image", o->cdroms[i], err);
+    if (r >= 0) r = vm_spec_add_drive(s, abs, "raw", true, VM_MEDIA_CDROM, err);
+    if (r < 0) return r;
+  }
+  return 0;
+}
+
+static int spec_from_options(vm_spec **out, const char *name, const qvm_vm_create_options *o,
+                             char **out_image, qvm_error **err) {
+  _cleanup_(vm_spec_freep) vm_spec *s = calloc(1, sizeof *s);
+  if (!s || !(s->name = strdup(name))) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  int r = vm_uuid_generate(s->uuid, err);
+  vm_mac_from_uuid(s->mac, s->uuid);
+  if (r >= 0) r = spec_machine(s, o, err);
+  if (r >= 0 && o->image) r = existing_file(out_image, "disk image", o->image, err);
+  if (r >= 0 && (o->image || o->disk))
+    r = vm_spec_add_drive(s, "disk.qcow2", "qcow2", false, VM_MEDIA_DISK, err);
+  if (r >= 0) r = spec_boot(s, o, err);
+  if (r >= 0) r = spec_media(s, o, err);
+  if (r >= 0) r = spec_network(s, o, err);
+  if (r >= 0 && !o->image && !o->disk && !o->kernel && !o->n_cdroms && !o->n_drives)
+    r = qvm_error_set(err, QVM_EINVAL, "nothing to boot: give --image, --kernel or --cdrom");
+  if (r < 0) return r;
+  *out = TAKE_PTR(s);
+  return 0;
+}
+
+static int copy_file(const char *from, const char *to, qvm_error **err) {
+  _cleanup_free_ char *data = NULL;
+  size_t len = 0;
+  int r = qvm_read_file(&data, &len, from, 64u << 20, err);
+  return r < 0 ? r : qvm_write_file_atomic(to, data, len, 0600, err);
+}
+
+static int populate(const char *tmp, const vm_spec *s, const char *image, uint64_t disk,
+                    qvm_error **err) {
+  char path[PATH_MAX];
+  int r = 0;
+  snprintf(path, sizeof path, "%s/disk.qcow2", tmp);
+  if (image) {
+    _cleanup_free_ char *fmt = NULL;
+    uint64_t base = 0;
+    r = vm_image_probe(&fmt, &base, image, err);
+    if (r >= 0 && disk && disk < base)
+      return qvm_error_set(
+          err, QVM_EINVAL,
+          "disk size is smaller than image '%s' (%llu bytes): give a larger --disk", image,
+          (unsigned long long)base);
+    if (r >= 0) r = vm_image_overlay(path, image, fmt, base, disk, err);
+  } else if (disk) {
+    r = vm_image_blank(path, disk, err);
+  }
+  if (r >= 0 && s->firmware == VM_FIRMWARE_UEFI) {
+    snprintf(path, sizeof path, "%s/%s", tmp, s->firmware_vars);
+    r = copy_file(OVMF_VARS, path, err);
+  }
+  if (r >= 0) {
+    snprintf(path, sizeof path, "%s/lock", tmp);
+    r = qvm_write_file_atomic(path, "", 0, 0644, err);
+  }
+  if (r < 0) return r;
+  struct json_object *doc = json_object_new_object();
+  char ts[32];
+  qvm_format_rfc3339(ts, qvm_realtime_us());
+  json_object_object_add(doc, "version", json_object_new_int(1));
+  json_object_object_add(doc, "created_at", json_object_new_string(ts));
+  json_object_object_add(doc, "spec", vm_spec_to_json(s));
+  snprintf(path, sizeof path, "%s/vm.json", tmp);
+  r = vm_doc_write(path, doc, err);
+  json_object_put(doc);
+  return r;
+}
+
+int qvm_vm_create(qvm_vm **out, const char *name, const qvm_vm_create_options *opts,
+                  qvm_error **err) {
+  vm_paths p = {0};
+  int r = vm_paths_init(&p, name, err);
+  if (r < 0) return r;
+  _cleanup_(vm_spec_freep) vm_spec *spec = NULL;
+  _cleanup_free_ char *image = NULL, *tmp = NULL;
+  uint64_t disk = 0;
+  r = spec_from_options(&spec, name, opts, &image, err);
+  if (r >= 0 && opts->disk) r = qvm_vm_size_parse(&disk, "disk", opts->disk, err);
+  if (r >= 0) r = qvm_mkdir_p(p.vms, 0700, err);
+  if (r >= 0 && access(p.dir, F_OK) == 0)
+    r = qvm_error_set(err, QVM_EEXISTS, "vm '%s' already exists", name);
+  if (r >= 0 && (asprintf(&tmp, "%s/.%s.create-XXXXXX", p.vms, name) < 0 || !mkdtemp(tmp)))
+    r = qvm_error_set_errno(err, errno, "cannot create a directory in '%s'", p.vms);
+  if (r >= 0) r = populate(tmp, spec, image, disk, err);
+  if (r >= 0 && rename(tmp, p.dir) < 0)
+    r = errno == EEXIST || errno == ENOTEMPTY
+            ? qvm_error_set(err, QVM_EEXISTS, "vm '%s' already exists", name)
+            : qvm_error_set_errno(err, errno, "cannot create '%s'", p.dir);
+  if (r < 0 && tmp && tmp[0]) qvm_rm_rf(tmp, NULL);
+  vm_paths_clear(&p);
+  if (r < 0) return qvm_error_prefix(err, "cannot create vm '%s'", name);
+  return out ? qvm_vm_open(out, name, err) : 0;
+}

@@ -1,0 +1,201 @@
+/* SPDX-License-Identifier: MIT */
+/* Read-only views of VMs: list, info, the serial log and the console. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "util/cleanup.h"
+#include "util/fs.h"
+#include "util/time.h"
+#include "vm/handle.h"
+
+static int name_cmp(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void qvm_vm_names_free(char **names, size_t n) {
+  for (size_t i = 0; i < n && names; i++) free(names[i]);
+  free(names);
+}
+
+int qvm_vm_list(char ***out, size_t *out_n, qvm_error **err) {
+  _cleanup_free_ char *root = NULL, *vms = NULL;
+  int r = vm_state_root(&root, err);
+  if (r < 0) return r;
+  if (asprintf(&vms, "%s/vms", root) < 0) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  *out = NULL;
+  *out_n = 0;
+  DIR *d = opendir(vms);
+  if (!d) return errno == ENOENT ? 0 : qvm_error_set_errno(err, errno, "cannot list '%s'", vms);
+  char **names = NULL;
+  size_t n = 0;
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    if (!qvm_vm_name_valid(de->d_name)) continue; /* also skips ".x.create-*" */
+    char **v = reallocarray(names, n + 1, sizeof *v);
+    if (!v || !(v[n] = strdup(de->d_name))) {
+      if (v) names = v;
+      closedir(d);
+      qvm_vm_names_free(names, n);
+      return qvm_error_set_errno(err, ENOMEM, "out of memory");
+    }
+    names = v;
+    n++;
+  }
+  closedir(d);
+  if (n) qsort(names, n, sizeof *names, name_cmp);
+  *out = names;
+  *out_n = n;
+  return 0;
+}
+
+static void add_str(struct json_object *o, const char *k, const char *v) {
+  json_object_object_add(o, k, v ? json_object_new_string(v) : NULL);
+}
+
+static void copy_member(struct json_object *to, const char *key, struct json_object *from,
+                        const char *from_key) {
+  struct json_object *v = NULL;
+  if (from && json_object_object_get_ex(from, from_key, &v))
+    json_object_object_add(to, key, json_object_get(v));
+}
+
+static void info_runtime(struct json_object *o, qvm_vm *vm, const vm_runtime_view *rv,
+                         qvm_vm_state st) {
+  struct json_object *rt = NULL;
+  json_object_object_get_ex(vm->doc, "runtime", &rt);
+  bool live = st == QVM_VM_RUNNING || st == QVM_VM_STARTING || st == QVM_VM_STOPPING;
+  json_object_object_add(o, "pid", live && rv->has_qemu ? json_object_new_int(rv->qemu.pid) : NULL);
+  json_object_object_add(o, "shim_pid",
+                         live && rv->shim_alive ? json_object_new_int(rv->shim.pid) : NULL);
+  struct json_object *warnings = json_object_new_array();
+  if (live) {
+    copy_member(o, "accelerator", rt, "accelerator");
+    copy_member(o, "timings", rt, "timings");
+    copy_member(o, "adopted", rt, "adopted");
+    struct json_object *w = NULL, *start = NULL;
+    if (json_object_object_get_ex(rt, "accel_warning", &w))
+      json_object_array_add(warnings, json_object_get(w));
+    if (json_object_object_get_ex(rt, "started_at_us", &start)) {
+      int64_t us = json_object_get_int64(start);
+      char ts[32];
+      qvm_format_rfc3339(ts, us);
+      add_str(o, "started_at", ts);
+      json_object_object_add(o, "uptime_s",
+                             json_object_new_int64((qvm_realtime_us() - us) / 1000000));
+    }
+  } else {
+    add_str(o, "accelerator", NULL);
+  }
+  if (live && !rv->shim_alive)
+    json_object_array_add(warnings,
+                          json_object_new_string("the vm's shim is not running; the next state "
+                                                 "change re-attaches one"));
+  json_object_object_add(o, "warnings", warnings);
+  copy_member(o, "last_exit", vm->doc, "last_exit");
+}
+
+static struct json_object *info_network(qvm_vm *vm, const vm_runtime_view *rv) {
+  struct json_object *spec = vm_spec_to_json(vm->spec), *net = NULL, *rt = NULL;
+  json_object_object_get_ex(spec, "network", &net);
+  net = json_object_get(net);
+  json_object_put(spec);
+  if (rv->present && json_object_object_get_ex(vm->doc, "runtime", &rt))
+    copy_member(net, "ssh_port", rt, "ssh_port");
+  return net;
+}
+
+int qvm_vm_info(struct json_object **out, qvm_vm *vm, qvm_error **err) {
+  int r = vm_reload(vm, err);
+  if (r < 0) return r;
+  vm_runtime_view rv;
+  vm_runtime_view_read(&rv, vm->doc);
+  qvm_vm_state st = vm_state_eval(vm->doc, &rv);
+  const vm_spec *s = vm->spec;
+  struct json_object *o = json_object_new_object(), *spec = vm_spec_to_json(s);
+  add_str(o, "name", s->name);
+  add_str(o, "uuid", s->uuid);
+  add_str(o, "state", qvm_vm_state_name(st));
+  json_object_object_add(o, "cpus", json_object_new_int((int)s->cpus));
+  json_object_object_add(o, "memory_mib", json_object_new_int64((int64_t)s->memory_mib));
+  add_str(o, "machine", s->machine);
+  add_str(o, "accel_requested", vm_accel_name(s->accel));
+  add_str(o, "firmware", vm_firmware_name(s->firmware));
+  copy_member(o, "kernel", spec, "kernel");
+  copy_member(o, "initrd", spec, "initrd");
+  copy_member(o, "append", spec, "append");
+  copy_member(o, "disks", spec, "drives");
+  copy_member(o, "seed_iso", spec, "seed_iso");
+  json_object_put(spec);
+  json_object_object_add(o, "network", info_network(vm, &rv));
+  copy_member(o, "created_at", vm->doc, "created_at");
+  add_str(o, "dir", vm->paths.dir);
+  info_runtime(o, vm, &rv, st);
+  *out = o;
+  return 0;
+}
+
+const char *qvm_vm_serial_log_path(const qvm_vm *vm) { return vm->paths.serial_log; }
+
+int qvm_vm_console_connect(int *out, qvm_vm *vm, qvm_error **err) {
+  if (qvm_vm_get_state(vm) != QVM_VM_RUNNING)
+    return qvm_error_set(err, QVM_ENOTFOUND, "vm '%s' is not running", vm->name);
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", vm->paths.console_sock);
+  _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+    return qvm_error_set_errno(err, errno, "cannot connect to the console of vm '%s'", vm->name);
+  *out = TAKE_FD(fd);
+  return 0;
+}
+
+static int copy_new(int from, int to, qvm_error **err) {
+  char buf[65536];
+  for (;;) {
+    ssize_t n = read(from, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return qvm_error_set_errno(err, errno, "cannot read the serial log");
+    if (n == 0) return 0;
+    if (qvm_write_all(to, buf, (size_t)n) < 0)
+      return qvm_error_set_errno(err, errno, "cannot write the serial log out");
+  }
+}
+
+/* Follows until QEMU exits: its pidfd becomes readable. */
+static int follow(int log, int to, int ino, int pidfd, qvm_error **err) {
+  for (;;) {
+    struct pollfd p[2] = {{.fd = ino, .events = POLLIN}, {.fd = pidfd, .events = POLLIN}};
+    if (poll(p, 2, 1000) < 0 && errno != EINTR)
+      return qvm_error_set_errno(err, errno, "cannot wait for the serial log");
+    if (p[0].revents) {
+      char ev[4096];
+      (void)!read(ino, ev, sizeof ev);
+    }
+    int r = copy_new(log, to, err);
+    if (r < 0 || p[1].revents) return r;
+  }
+}
+
+int qvm_vm_logs(qvm_vm *vm, int fd, bool follow_log, qvm_error **err) {
+  _cleanup_close_ int log = open(vm->paths.serial_log, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (log < 0 && errno == ENOENT) return 0; /* never started: no output yet */
+  if (log < 0) return qvm_error_set_errno(err, errno, "cannot open '%s'", vm->paths.serial_log);
+  int r = copy_new(log, fd, err);
+  if (r < 0 || !follow_log) return r;
+  vm_reload(vm, NULL);
+  vm_runtime_view rv;
+  vm_runtime_view_read(&rv, vm->doc);
+  _cleanup_close_ int pidfd = rv.has_qemu ? vm_proc_pidfd(&rv.qemu) : -1;
+  if (pidfd < 0) return 0;
+  _cleanup_close_ int ino = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+  if (ino < 0 || inotify_add_watch(ino, vm->paths.serial_log, IN_MODIFY) < 0)
+    return qvm_error_set_errno(err, errno, "cannot watch '%s'", vm->paths.serial_log);
+  return follow(log, fd, ino, pidfd, err);
+}

@@ -1,0 +1,472 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The per-VM supervisor. It is QEMU's parent (or, after a re-attach, its
+ * watcher through a pidfd), holds the only QMP connection, appends QEMU's
+ * events to events.jsonl, carries out stop/kill requests, and records how
+ * QEMU ended. One poll loop: signalfd, QEMU's pidfd, the QMP socket, and the
+ * deadline of a stop in progress.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "util/cleanup.h"
+#include "util/fs.h"
+#include "util/strbuf.h"
+#include "util/time.h"
+#include "vm/shim.h"
+
+#define SHIM_QMP_TIMEOUT_MS 30000
+#define SHIM_QUIT_GRACE_MS 10000
+
+int shim_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
+
+static int pidfd_signal(int pidfd, int sig) {
+  return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+}
+
+void vm_events_append(int fd, struct json_object *ev) {
+  char ts[32];
+  qvm_format_rfc3339(ts, qvm_realtime_us());
+  json_object_object_add(ev, "time", json_object_new_string(ts));
+  size_t len = 0;
+  const char *s = json_object_to_json_string_length(
+      ev, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+  char *line = NULL;
+  if (fd >= 0 && asprintf(&line, "%s\n", s) > 0) {
+    (void)!qvm_write_all(fd, line, len + 1); /* O_APPEND: one line, one write */
+    free(line);
+  }
+  json_object_put(ev);
+}
+
+static void shim_event(shim *s, const char *name, struct json_object *data) {
+  struct json_object *ev = json_object_new_object();
+  json_object_object_add(ev, "event", json_object_new_string(name));
+  json_object_object_add(ev, "data", data ? data : json_object_new_object());
+  vm_events_append(s->events_fd, ev);
+}
+
+char *vm_file_tail(const char *path, int lines) {
+  _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  char buf[8192];
+  off_t size = fd >= 0 ? lseek(fd, 0, SEEK_END) : -1;
+  off_t from = size > (off_t)sizeof buf - 1 ? size - (off_t)sizeof buf + 1 : 0;
+  ssize_t n = size > 0 ? pread(fd, buf, sizeof buf - 1, from) : 0;
+  if (n < 0) n = 0;
+  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) n--;
+  buf[n] = '\0';
+  char *start = buf + n;
+  for (int seen = 0; start > buf; start--)
+    if (start[-1] == '\n' && ++seen == lines) break;
+  for (char *c = start; *c; c++)
+    if ((unsigned char)*c < 0x20 && *c != '\n') *c = ' ';
+  return strdup(start);
+}
+
+/* --- vm.json records ------------------------------------------------------ */
+
+static int merge_runtime(struct json_object *doc, void *ctx, qvm_error **err) {
+  (void)err;
+  struct json_object *rt = NULL;
+  if (!json_object_object_get_ex(doc, "runtime", &rt) ||
+      !json_object_is_type(rt, json_type_object)) {
+    rt = json_object_new_object();
+    json_object_object_add(doc, "runtime", rt);
+  }
+  json_object_object_foreach((struct json_object *)ctx, key, val)
+      json_object_object_add(rt, key, json_object_get(val));
+  return 0;
+}
+
+static void shim_write_runtime(shim *s, const char *status, bool full) {
+  struct json_object *f = json_object_new_object();
+  json_object_object_add(f, "status", json_object_new_string(status));
+  vm_proc self;
+  if (vm_proc_record(&self, getpid(), NULL) == 0)
+    json_object_object_add(f, "shim", vm_proc_to_json(&self));
+  json_object_object_add(f, "adopted", json_object_new_boolean(!s->child));
+  if (full) {
+    vm_proc q;
+    if (vm_proc_record(&q, s->qemu_pid, NULL) == 0)
+      json_object_object_add(f, "qemu", vm_proc_to_json(&q));
+    json_object_object_add(f, "accelerator",
+                           json_object_new_string(s->cfg.accel == VM_ACCEL_KVM ? "kvm" : "tcg"));
+    if (s->cfg.accel_warning)
+      json_object_object_add(f, "accel_warning", json_object_new_string(s->cfg.accel_warning));
+    if (s->ssh_port) json_object_object_add(f, "ssh_port", json_object_new_int(s->ssh_port));
+    json_object_object_add(f, "started_at_us", json_object_new_int64(s->t_spawn_us));
+    struct json_object *t = json_object_new_object();
+    json_object_object_add(t, "shim_start_us", json_object_new_int64(s->t_shim_us));
+    json_object_object_add(t, "qemu_spawn_us", json_object_new_int64(s->t_spawn_us));
+    if (s->t_qmp_us) json_object_object_add(t, "qmp_ready_us", json_object_new_int64(s->t_qmp_us));
+    json_object_object_add(f, "timings", t);
+  }
+  vm_doc_update(&s->vm->paths, merge_runtime, f, NULL);
+  json_object_put(f);
+}
+
+typedef struct exit_status {
+  bool known;
+  int code;
+  int sig;
+} exit_status;
+
+typedef struct exit_record {
+  const char *reason;
+  bool clean;
+  int run_status;
+  char *detail;
+} exit_record;
+
+static void classify_forced(shim *s, exit_record *r, const char *how) {
+  r->reason = "forced";
+  r->clean = true;
+  r->run_status = QVM_RUN_EXIT_FORCED;
+  if (asprintf(&r->detail, "the guest did not power off within %d s; qemu was %s",
+               s->stop_timeout_s, how) < 0)
+    r->detail = NULL;
+}
+
+static exit_record classify_exit(shim *s, const exit_status *x) {
+  exit_record r = {.reason = "stopped", .clean = true, .run_status = QVM_RUN_EXIT_SHUTDOWN};
+  int n = 0;
+  if (s->kill_requested) {
+    r.reason = "killed";
+    r.run_status = QVM_RUN_EXIT_SIGNAL + SIGKILL;
+    r.detail = strdup("killed by qvm kill");
+  } else if (s->phase == SHIM_KILLED) {
+    classify_forced(s, &r, "killed");
+  } else if (x->known && x->sig) {
+    r = (exit_record){.reason = "signal", .run_status = QVM_RUN_EXIT_SIGNAL + x->sig};
+    n = asprintf(&r.detail, "qemu was killed by signal %d (%s)", x->sig, sigabbrev_np(x->sig));
+  } else if (x->known && x->code) {
+    _cleanup_free_ char *tail = vm_file_tail(s->vm->paths.qemu_log, 5);
+    r = (exit_record){.reason = "error", .run_status = QVM_RUN_EXIT_ERROR};
+    n = asprintf(&r.detail, "qemu exited with status %d%s%s", x->code, tail && *tail ? ": " : "",
+                 tail ? tail : "");
+  } else if (s->guest_shutdown) {
+    r.reason = "shutdown";
+    r.detail = strdup("the guest shut down");
+  } else if (s->phase == SHIM_QUIT) {
+    classify_forced(s, &r, "told to quit");
+  } else if (x->known) {
+    n = asprintf(&r.detail, "qemu exited (%s)",
+                 s->shutdown_reason[0] ? s->shutdown_reason : "no reason given");
+  } else {
+    r = (exit_record){.reason = "lost", .run_status = QVM_RUN_EXIT_ERROR};
+    r.detail = strdup("qemu exited; its status is unknown because qvm re-attached to it");
+  }
+  if (n < 0) r.detail = NULL;
+  return r;
+}
+
+static int record_exit_cb(struct json_object *doc, void *ctx, qvm_error **err) {
+  (void)err;
+  json_object_object_del(doc, "runtime");
+  json_object_object_add(doc, "last_exit", json_object_get(ctx));
+  return 0;
+}
+
+static struct json_object *exit_json(const exit_record *r, const exit_status *x, shim *s) {
+  struct json_object *o = json_object_new_object();
+  char ts[32];
+  int64_t now = qvm_realtime_us();
+  qvm_format_rfc3339(ts, now);
+  json_object_object_add(o, "reason", json_object_new_string(r->reason));
+  json_object_object_add(o, "clean", json_object_new_boolean(r->clean));
+  json_object_object_add(o, "detail", json_object_new_string(r->detail ? r->detail : r->reason));
+  if (x->known && !x->sig) json_object_object_add(o, "exit_code", json_object_new_int(x->code));
+  if (x->known && x->sig) json_object_object_add(o, "signal", json_object_new_int(x->sig));
+  if (s->shutdown_reason[0])
+    json_object_object_add(o, "shutdown_reason", json_object_new_string(s->shutdown_reason));
+  json_object_object_add(o, "run_status", json_object_new_int(r->run_status));
+  json_object_object_add(o, "at", json_object_new_string(ts));
+  json_object_object_add(o, "at_us", json_object_new_int64(now));
+  return o;
+}
+
+static void remove_sockets(const vm_paths *p) {
+  unlink(p->qmp_sock);
+  unlink(p->console_sock);
+  rmdir(p->run_dir);
+}
+
+static int shim_record_exit(shim *s, const exit_status *x, char **out_detail) {
+  exit_record r = classify_exit(s, x);
+  struct json_object *o = exit_json(&r, x, s);
+  vm_doc_update(&s->vm->paths, record_exit_cb, o, NULL);
+  shim_event(s, "qvm-exit", o); /* takes o */
+  remove_sockets(&s->vm->paths);
+  if (out_detail) *out_detail = TAKE_PTR(r.detail);
+  free(r.detail);
+  return r.run_status;
+}
+
+/* --- QEMU's events, signals, stop escalation ------------------------------ */
+
+static void shim_note_event(shim *s, struct json_object *ev) {
+  struct json_object *name = NULL, *data = NULL, *v = NULL;
+  if (!json_object_object_get_ex(ev, "event", &name) ||
+      strcmp(json_object_get_string(name), "SHUTDOWN"))
+    return;
+  if (!json_object_object_get_ex(ev, "data", &data)) return;
+  if (json_object_object_get_ex(data, "guest", &v) && json_object_get_boolean(v))
+    s->guest_shutdown = true;
+  if (json_object_object_get_ex(data, "reason", &v) && json_object_is_type(v, json_type_string))
+    snprintf(s->shutdown_reason, sizeof s->shutdown_reason, "%s", json_object_get_string(v));
+}
+
+static void shim_drain_qmp(shim *s) {
+  while (s->qmp) {
+    struct json_object *ev = NULL;
+    qvm_error *e = NULL;
+    if (qvm_qmp_next_event(&ev, s->qmp, &e) < 0) {
+      qvm_error_free(e);
+      qvm_qmp_free(s->qmp);
+      s->qmp = NULL;
+      break;
+    }
+    if (!ev) break;
+    shim_note_event(s, ev);
+    vm_events_append(s->events_fd, ev);
+  }
+}
+
+static bool shim_qmp(shim *s, const char *command) {
+  if (!s->qmp) return false;
+  qvm_error *e = NULL;
+  int r = qvm_qmp_execute_timeout(NULL, s->qmp, command, NULL, 5000, &e);
+  qvm_error_free(e);
+  shim_drain_qmp(s); /* events that came with the reply are queued, not readable */
+  return r == 0;
+}
+
+static void shim_escalate(shim *s) {
+  if (s->phase == SHIM_POWERDOWN) {
+    s->phase = SHIM_QUIT;
+    shim_event(s, "qvm-stop-quit", NULL);
+    if (!shim_qmp(s, "quit")) pidfd_signal(s->pidfd, SIGTERM);
+    s->deadline_ms = qvm_now_ms() + SHIM_QUIT_GRACE_MS;
+  } else if (s->phase == SHIM_QUIT) {
+    s->phase = SHIM_KILLED;
+    shim_event(s, "qvm-stop-kill", NULL);
+    pidfd_signal(s->pidfd, SIGKILL);
+    s->deadline_ms = -1;
+  }
+}
+
+static void shim_begin_stop(shim *s, int timeout_s) {
+  if (s->phase != SHIM_RUNNING) return;
+  s->stop_timeout_s = timeout_s < 0 ? 0 : timeout_s;
+  shim_write_runtime(s, "stopping", false);
+  struct json_object *d = json_object_new_object();
+  json_object_object_add(d, "timeout_s", json_object_new_int(s->stop_timeout_s));
+  shim_event(s, "qvm-stop-powerdown", d);
+  s->phase = SHIM_POWERDOWN;
+  s->deadline_ms = qvm_now_ms() + (shim_qmp(s, "system_powerdown") ? s->stop_timeout_s * 1000 : 0);
+}
+
+static void shim_kill(shim *s) {
+  s->kill_requested = true;
+  s->phase = SHIM_KILLED;
+  s->deadline_ms = -1;
+  pidfd_signal(s->pidfd, SIGKILL);
+}
+
+static void shim_handle_signals(shim *s) {
+  struct signalfd_siginfo si;
+  while (read(s->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
+    if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT || si.ssi_signo == SIGHUP) {
+      shim_begin_stop(s, s->cfg.stop_timeout_s);
+    } else if (si.ssi_signo == SIGUSR1 && si.ssi_code == SI_QUEUE) {
+      int op = si.ssi_int & 0xff, timeout = si.ssi_int >> 8;
+      if (op == SHIM_REQ_STOP)
+        shim_begin_stop(s, timeout);
+      else if (op == SHIM_REQ_KILL)
+        shim_kill(s);
+    }
+  }
+}
+
+static void shim_reap(shim *s, exit_status *x) {
+  *x = (exit_status){0};
+  if (!s->child) return;
+  siginfo_t info = {0};
+  while (waitid(P_PID, (id_t)s->qemu_pid, &info, WEXITED) < 0)
+    if (errno != EINTR) return;
+  x->known = true;
+  if (info.si_code == CLD_EXITED)
+    x->code = info.si_status;
+  else
+    x->sig = info.si_status;
+}
+
+static void shim_loop(shim *s, exit_status *x) {
+  for (;;) {
+    struct pollfd pfd[3] = {{.fd = s->sigfd, .events = POLLIN},
+                            {.fd = s->pidfd, .events = POLLIN},
+                            {.fd = s->qmp ? qvm_qmp_fd(s->qmp) : -1, .events = POLLIN}};
+    int timeout = s->deadline_ms < 0 ? -1 : qvm_deadline_left_ms(s->deadline_ms);
+    int n = poll(pfd, 3, timeout);
+    if (n < 0 && errno != EINTR) break;
+    if (n > 0 && pfd[0].revents) shim_handle_signals(s);
+    if (n > 0 && pfd[2].revents) shim_drain_qmp(s);
+    if (n > 0 && pfd[1].revents) break;
+    if (s->deadline_ms >= 0 && qvm_now_ms() >= s->deadline_ms) shim_escalate(s);
+  }
+  shim_reap(s, x);
+  shim_drain_qmp(s); /* the SHUTDOWN event may still sit in the socket */
+}
+
+/* --- setup ------------------------------------------------------------------ */
+
+static void shim_ready(shim *s, int code, const char *msg) {
+  if (s->cfg.ready_fd >= 0) {
+    if (code == 0)
+      (void)!write(s->cfg.ready_fd, "OK\n", 3);
+    else
+      dprintf(s->cfg.ready_fd, "E%d %s", code, msg);
+    close(s->cfg.ready_fd);
+    s->cfg.ready_fd = -1;
+  }
+  if (s->cfg.lock_fd >= 0) {
+    vm_lock_release(s->cfg.lock_fd);
+    s->cfg.lock_fd = -1;
+  }
+}
+
+static int shim_signals(shim *s, qvm_error **err) {
+  sigset_t set;
+  sigemptyset(&set);
+  int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGCHLD};
+  for (size_t i = 0; i < QVM_ARRAY_SIZE(sigs); i++) sigaddset(&set, sigs[i]);
+  signal(SIGPIPE, SIG_IGN);
+  if (sigprocmask(SIG_BLOCK, &set, NULL) < 0 ||
+      (s->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK)) < 0)
+    return qvm_error_set_errno(err, errno, "cannot set up signals");
+  return 0;
+}
+
+/* QEMU never answered: wait for it to die (kill it if it does not), record
+ * why, and report that to whoever waits for the shim. */
+static void shim_fail_start(shim *s, qvm_error *e, exit_status *x) {
+  struct pollfd pfd = {.fd = s->pidfd, .events = POLLIN};
+  if (poll(&pfd, 1, 10000) == 0) {
+    pidfd_signal(s->pidfd, SIGKILL);
+    s->phase = SHIM_KILLED;
+  }
+  shim_reap(s, x);
+  char *detail = NULL;
+  shim_record_exit(s, x, &detail);
+  qvm_strbuf sb = QVM_STRBUF_INIT;
+  if (x->known && (x->code || x->sig))
+    qvm_strbuf_puts(&sb, detail ? detail : "qemu failed");
+  else
+    qvm_strbuf_printf(&sb, "qemu's monitor did not answer: %s", qvm_error_message(e));
+  char *msg = qvm_strbuf_steal(&sb);
+  shim_ready(s, QVM_EQMP, msg ? msg : "qemu failed");
+  free(msg);
+  free(detail);
+}
+
+static int shim_spawn(shim *s, qvm_error **err) {
+  int r = shim_launch_qemu(s, err);
+  if (r < 0) return r;
+  shim_write_runtime(s, "starting", true);
+  struct json_object *d = json_object_new_object();
+  json_object_object_add(d, "pid", json_object_new_int(s->qemu_pid));
+  json_object_object_add(d, "at_us", json_object_new_int64(s->t_spawn_us));
+  shim_event(s, "qvm-qemu-spawned", d);
+  qvm_qmp_options o = QVM_QMP_OPTIONS_INIT;
+  o.timeout_ms = SHIM_QMP_TIMEOUT_MS;
+  qvm_error *e = NULL;
+  if (qvm_qmp_open_fd(&s->qmp, TAKE_FD(s->qmp_client_fd), &o, &e) < 0) {
+    exit_status x;
+    shim_fail_start(s, e, &x);
+    qvm_error_free(e);
+    return 1; /* reported and recorded */
+  }
+  s->t_qmp_us = qvm_realtime_us();
+  shim_write_runtime(s, "running", true);
+  d = json_object_new_object();
+  json_object_object_add(d, "at_us", json_object_new_int64(s->t_qmp_us));
+  json_object_object_add(d, "since_spawn_us", json_object_new_int64(s->t_qmp_us - s->t_spawn_us));
+  shim_event(s, "qvm-qmp-ready", d);
+  return 0;
+}
+
+static int shim_adopt(shim *s, qvm_error **err) {
+  struct json_object *rt = NULL, *q = NULL;
+  vm_proc qemu;
+  if (!json_object_object_get_ex(s->vm->doc, "runtime", &rt) ||
+      !json_object_object_get_ex(rt, "qemu", &q) || vm_proc_from_json(&qemu, q, err) < 0)
+    return qvm_error_set(err, QVM_ENOTFOUND, "no qemu process is recorded");
+  s->qemu_pid = qemu.pid;
+  s->child = false;
+  if ((s->pidfd = vm_proc_pidfd(&qemu)) < 0)
+    return qvm_error_set(err, QVM_ENOTFOUND, "qemu (pid %d) is gone", (int)qemu.pid);
+  qvm_qmp_options o = QVM_QMP_OPTIONS_INIT;
+  o.timeout_ms = 5000;
+  qvm_error *e = NULL;
+  if (qvm_qmp_connect(&s->qmp, s->vm->paths.qmp_sock, &o, &e) < 0) {
+    shim_event(s, "qvm-adopt-no-qmp", json_object_new_string(qvm_error_message(e)));
+    qvm_error_free(e);
+  }
+  shim_write_runtime(s, "running", false);
+  shim_event(s, "qvm-shim-adopted", NULL);
+  return 0;
+}
+
+int vm_shim_run(int *out, qvm_vm *vm, const shim_config *cfg, qvm_error **err) {
+  shim s = {.vm = vm,
+            .cfg = *cfg,
+            .sigfd = -1,
+            .pidfd = -1,
+            .qmp_client_fd = -1,
+            .deadline_ms = -1,
+            .stop_timeout_s = cfg->stop_timeout_s,
+            .t_shim_us = qvm_realtime_us()};
+  s.events_fd =
+      open(vm->paths.events, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+  struct json_object *d = json_object_new_object();
+  json_object_object_add(d, "pid", json_object_new_int(getpid()));
+  json_object_object_add(d, "mode",
+                         json_object_new_string(cfg->mode == SHIM_SPAWN ? "spawn" : "adopt"));
+  shim_event(&s, "qvm-shim-start", d);
+  qvm_error *e = NULL;
+  int r = shim_signals(&s, &e);
+  if (r >= 0) r = cfg->mode == SHIM_SPAWN ? shim_spawn(&s, &e) : shim_adopt(&s, &e);
+  exit_status x = {0};
+  if (r == 0) {
+    shim_ready(&s, 0, NULL);
+    shim_loop(&s, &x);
+    *out = shim_record_exit(&s, &x, NULL);
+  } else if (r < 0) {
+    shim_ready(&s, r, qvm_error_message(e));
+    if (s.pidfd >= 0 && s.child) {
+      pidfd_signal(s.pidfd, SIGKILL);
+      shim_reap(&s, &x);
+    }
+    remove_sockets(&vm->paths);
+    *out = QVM_RUN_EXIT_ERROR;
+  } else {
+    *out = QVM_RUN_EXIT_ERROR;
+  }
+  qvm_qmp_free(s.qmp);
+  if (s.qmp_client_fd >= 0) close(s.qmp_client_fd);
+  if (s.pidfd >= 0) close(s.pidfd);
+  if (s.sigfd >= 0) close(s.sigfd);
+  if (s.events_fd >= 0) close(s.events_fd);
+  shim_ready(&s, QVM_EPROTO, "the shim stopped");
+  if (r < 0) return qvm_error_propagate(err, e);
+  return 0;
+}

@@ -1,0 +1,204 @@
+/* SPDX-License-Identifier: MIT */
+/* Starting QEMU from the shim: sockets created here and handed over as fds,
+ * so QMP answers the moment QEMU does; and starting a shim detached. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "util/cleanup.h"
+#include "util/fs.h"
+#include "util/strbuf.h"
+#include "util/time.h"
+#include "vm/argv.h"
+#include "vm/handle.h"
+#include "vm/shim.h"
+
+static int unix_listen(int *out, const char *path, qvm_error **err) {
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  if (strlen(path) >= sizeof sa.sun_path)
+    return qvm_error_set(err, QVM_EINVAL, "socket path '%s' is too long", path);
+  strcpy(sa.sun_path, path);
+  _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return qvm_error_set_errno(err, errno, "cannot create a socket");
+  if (unlink(path) < 0 && errno != ENOENT)
+    return qvm_error_set_errno(err, errno, "cannot remove stale socket '%s'", path);
+  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 8) < 0)
+    return qvm_error_set_errno(err, errno, "cannot listen on '%s'", path);
+  *out = TAKE_FD(fd);
+  return 0;
+}
+
+static int unix_connect(int *out, const char *path, qvm_error **err) {
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  strcpy(sa.sun_path, path);
+  _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return qvm_error_set_errno(err, errno, "cannot create a socket");
+  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+    return qvm_error_set_errno(err, errno, "cannot connect to '%s'", path);
+  *out = TAKE_FD(fd);
+  return 0;
+}
+
+/* A free loopback port for QEMU's hostfwd. QEMU binds it a moment later; the
+ * window is small, and a clash makes QEMU fail with a clear message. */
+static int free_port(uint16_t *out, qvm_error **err) {
+  _cleanup_close_ int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t len = sizeof sa;
+  if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
+      getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
+    return qvm_error_set_errno(err, errno, "cannot find a free port for ssh");
+  *out = ntohs(sa.sin_port);
+  return 0;
+}
+
+static int open_logs(int *out_qemu_log, const vm_paths *p, qvm_error **err) {
+  int fd = open(p->serial_log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
+  if (fd < 0) return qvm_error_set_errno(err, errno, "cannot create '%s'", p->serial_log);
+  close(fd);
+  fd = open(p->qemu_log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
+  if (fd < 0) return qvm_error_set_errno(err, errno, "cannot create '%s'", p->qemu_log);
+  *out_qemu_log = fd;
+  return 0;
+}
+
+/* In the child between fork and exec: only async-signal-safe calls. */
+__attribute__((noreturn)) static void exec_qemu(char **argv, int qmp, int console, int log) {
+  setsid();
+  int q = fcntl(qmp, F_DUPFD_CLOEXEC, 10), c = fcntl(console, F_DUPFD_CLOEXEC, 10);
+  int l = fcntl(log, F_DUPFD_CLOEXEC, 10);
+  int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (q < 0 || c < 0 || l < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(l, 1) < 0 || dup2(l, 2) < 0 ||
+      dup2(q, 3) < 0 || dup2(c, 4) < 0)
+    _exit(126);
+  close_range(5, ~0U, 0);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  signal(SIGPIPE, SIG_DFL);
+  execvp(argv[0], argv);
+  dprintf(2, "qvm: cannot run '%s': %s\n", argv[0], strerror(errno));
+  _exit(127);
+}
+
+static const char *qemu_binary(void) {
+  const char *q = getenv("QVM_QEMU");
+  return q && q[0] ? q : "qemu-system-x86_64";
+}
+
+static bool sandbox_wanted(void) {
+  const char *s = getenv("QVM_QEMU_SANDBOX");
+  return !s || strcmp(s, "0") != 0;
+}
+
+int shim_launch_qemu(shim *s, qvm_error **err) {
+  const vm_paths *p = &s->vm->paths;
+  _cleanup_close_ int qmp_listen = -1, console_listen = -1, qmp_client = -1, log = -1;
+  int r = qvm_mkdir_p(p->run_dir, 0700, err);
+  if (r >= 0) r = unix_listen(&qmp_listen, p->qmp_sock, err);
+  if (r >= 0) r = unix_listen(&console_listen, p->console_sock, err);
+  /* Connected before QEMU exists: the connection waits in the backlog, and
+   * if QEMU dies first it is reset at once instead of timing out. */
+  if (r >= 0) r = unix_connect(&qmp_client, p->qmp_sock, err);
+  if (r >= 0) r = open_logs(&log, p, err);
+  if (r >= 0 && s->vm->spec->net == VM_NET_USER && s->vm->spec->ssh_forward)
+    r = free_port(&s->ssh_port, err);
+  if (r < 0) return r;
+  vm_argv_input in = {.spec = s->vm->spec,
+                      .qemu = qemu_binary(),
+                      .vm_dir = p->dir,
+                      .accel = s->cfg.accel,
+                      .qmp_fd = 3,
+                      .console_fd = 4,
+                      .serial_log = p->serial_log,
+                      .ssh_port = s->ssh_port,
+                      .tap_fd = -1,
+                      .sandbox = sandbox_wanted()};
+  _cleanup_(vm_argv_freep) vm_argv *argv = NULL;
+  if ((r = vm_argv_build(&argv, &in, err)) < 0) return r;
+  s->t_spawn_us = qvm_realtime_us();
+  pid_t pid = fork();
+  if (pid < 0) return qvm_error_set_errno(err, errno, "cannot fork qemu");
+  if (pid == 0) exec_qemu(argv->argv, qmp_listen, console_listen, log);
+  s->qemu_pid = pid;
+  s->child = true;
+  s->pidfd = shim_pidfd_open(pid);
+  if (s->pidfd < 0) return qvm_error_set_errno(err, errno, "cannot open a pidfd for qemu");
+  s->qmp_client_fd = TAKE_FD(qmp_client);
+  return 0;
+}
+
+/* --- starting a detached shim ------------------------------------------ */
+
+static int read_ready(int fd, int timeout_ms, qvm_error **err) {
+  char buf[4096];
+  size_t len = 0;
+  int64_t deadline = qvm_now_ms() + timeout_ms;
+  for (;;) {
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    int n = poll(&pfd, 1, qvm_deadline_left_ms(deadline));
+    if (n < 0 && errno == EINTR) continue;
+    if (n == 0)
+      return qvm_error_set(err, QVM_ETIMEOUT, "qemu's monitor did not answer within %d ms",
+                           timeout_ms);
+    ssize_t got = read(fd, buf + len, sizeof buf - 1 - len);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) break;
+    len += (size_t)got;
+    if (len == sizeof buf - 1) break;
+  }
+  buf[len] = '\0';
+  if (!strcmp(buf, "OK\n")) return 0;
+  int code = 0, off = 0;
+  if (sscanf(buf, "E%d %n", &code, &off) == 1 && off > 0 && code < 0) {
+    return qvm_error_set(err, code, "%s", buf + off);
+  }
+  return qvm_error_set(err, QVM_EPROTO, "the shim exited before qemu was ready");
+}
+
+int vm_shim_start_detached(qvm_vm *vm, const shim_config *cfg, int timeout_ms, qvm_error **err) {
+  int pipefd[2];
+  if (pipe2(pipefd, O_CLOEXEC) < 0) return qvm_error_set_errno(err, errno, "cannot create a pipe");
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(pipefd[0]);
+    close(pipefd[1]);
+    return qvm_error_set_errno(err, errno, "cannot fork the shim");
+  }
+  if (pid == 0) {
+    /* Double fork + setsid: the shim is nobody's child and has no terminal;
+     * it keeps only its ready pipe (the caller's lock fd must not leak). */
+    setsid();
+    if (fork() != 0) _exit(0);
+    int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+    int ready = fcntl(pipefd[1], F_DUPFD_CLOEXEC, 10);
+    if (nul < 0 || ready < 0 || dup2(nul, 0) < 0 || dup2(nul, 1) < 0 || dup2(nul, 2) < 0 ||
+        dup2(ready, 3) < 0)
+      _exit(1);
+    close_range(4, ~0U, 0);
+    shim_config c = *cfg;
+    c.ready_fd = 3;
+    c.lock_fd = -1;
+    int status = QVM_RUN_EXIT_ERROR;
+    vm_shim_run(&status, vm, &c, NULL);
+    _exit(status);
+  }
+  close(pipefd[1]);
+  int st = 0;
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  int r = read_ready(pipefd[0], timeout_ms, err);
+  close(pipefd[0]);
+  return r;
+}

@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef QVM_VM_STATE_H
+#define QVM_VM_STATE_H
+
+/*
+ * State on disk: where it lives, the per-VM operation lock, vm.json updates,
+ * and process records that survive neither a reboot nor pid reuse.
+ */
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <json-c/json.h>
+
+#include "util/error.h"
+
+typedef struct vm_paths {
+  char *vms;  /* STATE/vms */
+  char *dir;  /* STATE/vms/NAME */
+  char *json; /* vm.json */
+  char *lock;
+  char *disk;
+  char *serial_log;
+  char *events;
+  char *qemu_log;
+  char *run_dir; /* RUNTIME/NAME */
+  char *qmp_sock;
+  char *console_sock;
+} vm_paths;
+
+int vm_state_root(char **out, qvm_error **err);
+int vm_runtime_root(char **out, qvm_error **err);
+/* Checks the name first, then every socket path against sun_path. */
+int vm_paths_init(vm_paths *out, const char *name, qvm_error **err);
+void vm_paths_clear(vm_paths *p);
+
+/* A process as recorded: valid only on the same boot with the same start
+ * time, so neither a reboot nor a reused pid is trusted. */
+typedef struct vm_proc {
+  pid_t pid;
+  uint64_t start_time; /* /proc/PID/stat field 22, clock ticks since boot */
+  char boot_id[37];
+} vm_proc;
+
+int vm_boot_id(char out[37], qvm_error **err);
+int vm_proc_start_time(uint64_t *out, pid_t pid, qvm_error **err);
+int vm_proc_record(vm_proc *out, pid_t pid, qvm_error **err);
+/* True when rec names a live process on boot `boot_id`. */
+bool vm_proc_matches(const vm_proc *rec, const char *boot_id);
+bool vm_proc_alive(const vm_proc *rec);
+/* A pidfd for the recorded process, or -1 if it is gone. */
+int vm_proc_pidfd(const vm_proc *rec);
+struct json_object *vm_proc_to_json(const vm_proc *p);
+int vm_proc_from_json(vm_proc *out, struct json_object *obj, qvm_error **err);
+
+/* vm.json: {"version":1,"spec":{...},"created_at":"...","runtime":{...},
+ * "last_exit":{...}}. Reading needs no lock (writes are atomic renames). */
+int vm_doc_read(struct json_object **out, const char *path, qvm_error **err);
+int vm_doc_write(const char *path, struct json_object *doc, qvm_error **err);
+/* Read-modify-write under an flock on the VM's directory, held for the
+ * duration of fn only. */
+typedef int (*vm_doc_update_fn)(struct json_object *doc, void *ctx, qvm_error **err);
+int vm_doc_update(const vm_paths *p, vm_doc_update_fn fn, void *ctx, qvm_error **err);
+
+/* The per-VM operation lock. Waits up to timeout_ms, then QVM_EBUSY naming
+ * the holder's operation and pid. QVM_ENOTFOUND if the VM does not exist. */
+int vm_lock_acquire(int *out, const vm_paths *p, const char *op, int timeout_ms, qvm_error **err);
+void vm_lock_release(int fd);
+
+#define VM_LOCK_TIMEOUT_MS 10000
+
+#endif
