@@ -129,13 +129,23 @@ static void build_iso(const char *iso_path, const char *src, const entry *e, siz
   qvm_seed_iso_free(iso);
 }
 
+static char *readers_dir; /* removed by the teardown, even when a check fails */
+
+static int readers_teardown(void **state) {
+  (void)state;
+  if (readers_dir) qvm_test_rmtree(readers_dir);
+  free(readers_dir);
+  readers_dir = NULL;
+  return 0;
+}
+
 static void test_readers(void **state) {
   (void)state;
   qvm_test_require_program("bsdtar");
   qvm_test_require_program("isoinfo");
   qvm_test_require_program("xorriso");
   qvm_test_require_program("blkid");
-  char *dir = qvm_test_mkdtemp("seed-iso");
+  char *dir = readers_dir = qvm_test_mkdtemp("seed-iso");
   char src[1024], iso1[1024], iso2[1024];
   snprintf(src, sizeof src, "%s/src", dir);
   snprintf(iso1, sizeof iso1, "%s/a.iso", dir);
@@ -174,8 +184,6 @@ static void test_readers(void **state) {
   }
   assert_true(joliet > 3);
   free(e);
-  qvm_test_rmtree(dir);
-  free(dir);
 }
 
 static void expect_add_error(const char *path, int code, const char *needle) {
@@ -258,7 +266,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_refused),
       cmocka_unit_test(test_order_independent),
-      cmocka_unit_test(test_readers),
+      cmocka_unit_test_teardown(test_readers, readers_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
