@@ -83,6 +83,24 @@ static int drain(pump *p, int stream_id, qvm_error **err) {
   }
 }
 
+/* Drains both streams until libssh2 has nothing queued for the channel.
+ * Reading one stream pulls every packet off the socket, including the other
+ * stream's; polling the socket while those sit in libssh2's queue would wait
+ * forever for a sender whose window they fill. */
+static int drain_all(pump *p, qvm_error **err) {
+  unsigned long queued;
+  uint64_t before;
+  do { /* stop when a pass moved nothing: libssh2 is blocked on sending */
+    before = p->bytes[0] + p->bytes[1];
+    int r = drain(p, 0, err);
+    if (r >= 0) r = drain(p, 1, err);
+    if (r < 0) return r;
+    queued = 0;
+    libssh2_channel_window_read_ex(p->ch, &queued, NULL);
+  } while (queued > 0 && p->bytes[0] + p->bytes[1] != before);
+  return 0;
+}
+
 static void forward_stdin(pump *p) {
   p->want_out = false;
   while (p->in_off < p->in_len) {
@@ -154,15 +172,11 @@ static int wait_events(pump *p, qvm_error **err) {
 
 static int pump_run(pump *p, qvm_error **err) {
   for (;;) {
-    int r = drain(p, 0, err);
-    if (r >= 0) r = drain(p, 1, err);
+    int r = drain_all(p, err);
     if (r < 0) return r;
     forward_stdin(p);
     check_resize(p);
-    if (libssh2_channel_eof(p->ch)) { /* data queued with the EOF is still to be read */
-      r = drain(p, 0, err);
-      return r < 0 ? r : drain(p, 1, err);
-    }
+    if (libssh2_channel_eof(p->ch)) return drain_all(p, err); /* data queued with the EOF */
     r = wait_events(p, err);
     if (r < 0) return r;
   }

@@ -77,7 +77,7 @@ static int pinned_load(pinned_set *set, const char *path, qvm_error **err) {
   size_t len = 0, lineno = 0;
   qvm_error *local = NULL;
   if (qvm_read_file(&text, &len, path, MAX_KNOWN_HOSTS, &local) < 0) {
-    bool missing = qvm_error_errno(local) == ENOENT;
+    bool missing = qvm_error_code(local) == QVM_ENOTFOUND;
     if (missing) {
       qvm_error_free(local);
       return 0;
