@@ -104,7 +104,8 @@ size_t dhcp_frame_build(uint8_t *buf, size_t cap, const dhcp_frame *f) {
   return len;
 }
 
-int dhcp_packet_socket(int *out, unsigned ifindex, uint16_t dst_port, qvm_error **err) {
+int dhcp_packet_socket(int *out, unsigned ifindex, uint16_t dst_port, bool outgoing_too,
+                       qvm_error **err) {
   /* IPv4, UDP, not a fragment, UDP destination port == dst_port. */
   struct sock_filter code[] = {
       BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 12),
@@ -120,13 +121,14 @@ int dhcp_packet_socket(int *out, unsigned ifindex, uint16_t dst_port, qvm_error 
       BPF_STMT(BPF_RET | BPF_K, 0),
   };
   struct sock_fprog prog = {.len = QVM_ARRAY_SIZE(code), .filter = code};
-  _cleanup_close_ int fd =
-      socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, htons(ETH_P_IP));
+  /* Only ETH_P_ALL sockets see frames the host sends out of the interface. */
+  uint16_t proto = htons(outgoing_too ? ETH_P_ALL : ETH_P_IP);
+  _cleanup_close_ int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, proto);
   if (fd < 0) return qvm_error_set_errno(err, errno, "cannot open packet socket");
   if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0)
     return qvm_error_set_errno(err, errno, "cannot attach dhcp filter");
   struct sockaddr_ll sll = {
-      .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_IP), .sll_ifindex = (int)ifindex};
+      .sll_family = AF_PACKET, .sll_protocol = proto, .sll_ifindex = (int)ifindex};
   if (bind(fd, (struct sockaddr *)&sll, sizeof sll) < 0)
     return qvm_error_set_errno(err, errno, "cannot bind packet socket to ifindex %u", ifindex);
   *out = TAKE_FD(fd);

@@ -7,6 +7,7 @@
  * no address yet: parsing received frames and building replies with correct
  * IP and UDP checksums (dhclient checks the UDP one).
  */
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,8 +35,10 @@ int dhcp_frame_parse(dhcp_frame *out, const uint8_t *frame, size_t len);
 size_t dhcp_frame_build(uint8_t *buf, size_t cap, const dhcp_frame *f);
 
 /* An AF_PACKET socket on ifindex (non-blocking, O_CLOEXEC) with a classic
- * BPF filter passing only IPv4 UDP to dst_port. */
-int dhcp_packet_socket(int *out, unsigned ifindex, uint16_t dst_port, qvm_error **err);
+ * BPF filter passing only IPv4 UDP to dst_port. outgoing_too: also the frames
+ * the host transmits on ifindex (what the watcher needs on a tap). */
+int dhcp_packet_socket(int *out, unsigned ifindex, uint16_t dst_port, bool outgoing_too,
+                       qvm_error **err);
 /* The interface's MAC address (SIOCGIFHWADDR). */
 int dhcp_interface_mac(uint8_t out[6], const char *ifname, qvm_error **err);
 

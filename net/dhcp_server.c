@@ -487,8 +487,11 @@ static int open_socket(qvm_dhcp_server *s, const char *ifname, qvm_error **err) 
     return qvm_error_set_code_errno(err, QVM_ENOTFOUND, errno, "interface '%s' not found", ifname);
   int r = dhcp_interface_mac(s->if_mac, ifname, err);
   if (r < 0) return r;
-  r = dhcp_packet_socket(&s->fd, s->ifindex, DHCP_SERVER_PORT, err);
-  if (r < 0) return qvm_error_prefix(err, "cannot serve dhcp on '%s'", ifname);
+  r = dhcp_packet_socket(&s->fd, s->ifindex, DHCP_SERVER_PORT, false, err);
+  if (r < 0) {
+    qvm_error_prefix(err, "cannot serve dhcp on '%s'", ifname);
+    return r;
+  }
   open_udp_sink(s, ifname);
   return 0;
 }

@@ -127,7 +127,10 @@ int qvm_net_link_enslave(const char *ifname, const char *bridge, qvm_error **err
   struct nlmsghdr *nlh = link_request(buf, RTM_NEWLINK, 0, (int)idx);
   mnl_attr_put_u32(nlh, IFLA_MASTER, master);
   r = link_simple(nlh, "enslave", ifname, err);
-  if (r < 0) return qvm_error_prefix(err, "bridge '%s'", bridge);
+  if (r < 0) {
+    qvm_error_prefix(err, "bridge '%s'", bridge);
+    return r;
+  }
   return qvm_net_link_set_up(ifname, err);
 }
 
@@ -219,6 +222,9 @@ int qvm_net_bridge_ensure(const qvm_net_bridge_options *opts, qvm_error **err) {
   static const qvm_net_bridge_options defaults = QVM_NET_BRIDGE_OPTIONS_INIT;
   if (!opts) opts = &defaults;
   if (check_ifname(opts->name, err) < 0) return QVM_EINVAL;
+  struct in_addr addr;
+  unsigned prefix = 0;
+  if (opts->address && parse_cidr(&addr, &prefix, opts->address, err) < 0) return QVM_EINVAL;
   _cleanup_(mnl_socket_closep) struct mnl_socket *nl = NULL;
   int r = nl_open(&nl, err);
   if (r < 0) return r;
@@ -226,8 +232,10 @@ int qvm_net_bridge_ensure(const qvm_net_bridge_options *opts, qvm_error **err) {
   if ((r = qvm_net_link_set_up(opts->name, err)) < 0) return r;
   unsigned idx = 0;
   if ((r = qvm_net_link_index(&idx, opts->name, err)) < 0) return r;
-  if (opts->address && (r = address_add(nl, idx, opts->address, err)) < 0)
-    return qvm_error_prefix(err, "bridge '%s'", opts->name);
+  if (opts->address && (r = address_add(nl, idx, opts->address, err)) < 0) {
+    qvm_error_prefix(err, "bridge '%s'", opts->name);
+    return r;
+  }
   return 0;
 }
 
@@ -248,7 +256,10 @@ int qvm_net_tap_create(int *out, const char *name, const char *bridge, unsigned 
   if (ioctl(fd, TUNSETPERSIST, 0) < 0)
     return qvm_error_set_errno(err, errno, "cannot make tap '%s' non-persistent", name);
   int r = bridge ? qvm_net_link_enslave(name, bridge, err) : qvm_net_link_set_up(name, err);
-  if (r < 0) return qvm_error_prefix(err, "tap '%s'", name);
+  if (r < 0) {
+    qvm_error_prefix(err, "tap '%s'", name);
+    return r;
+  }
   *out = TAKE_FD(fd);
   return 0;
 }

@@ -39,10 +39,11 @@ int qvm_net_watcher_new(qvm_net_watcher **out, const char *ifname, const uint8_t
   qvm_net_watcher *w = calloc(1, sizeof *w);
   if (!w) return qvm_error_set_errno(err, ENOMEM, "oom");
   memcpy(w->mac, mac, 6);
-  r = dhcp_packet_socket(&w->fd, idx, DHCP_CLIENT_PORT, err);
+  r = dhcp_packet_socket(&w->fd, idx, DHCP_CLIENT_PORT, true, err);
   if (r < 0) {
     free(w);
-    return qvm_error_prefix(err, "cannot watch dhcp on '%s'", ifname);
+    qvm_error_prefix(err, "cannot watch dhcp on '%s'", ifname);
+    return r;
   }
   *out = w;
   return 0;

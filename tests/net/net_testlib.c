@@ -128,6 +128,13 @@ void net_test_topology_create(net_test_topology *out, const char *tag) {
   /* No STP and no forwarding delay: ports forward at once. */
   qvm_test_sh("ip -n %s link set %s type bridge stp_state 0 forward_delay 0", out->host,
               NET_TEST_BRIDGE);
+  /* Frames flow once the port forwards (state 3) and the veth has carrier. */
+  if (qvm_test_sh("for i in $(seq 100); do "
+                  "[ \"$(ip netns exec %s cat /sys/class/net/vh/brport/state)\" = 3 ] && "
+                  "[ \"$(ip netns exec %s cat /sys/class/net/vh/operstate)\" = up ] && exit 0; "
+                  "sleep 0.1; done; exit 1",
+                  out->host, out->host) != 0)
+    fprintf(stderr, "topology: bridge port vh is not forwarding after 10 s\n");
 }
 
 int net_test_spawn(const char *ns, const char *fmt, ...) {
