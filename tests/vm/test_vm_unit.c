@@ -1,0 +1,338 @@
+/* SPDX-License-Identifier: MIT */
+/* Unit tests: names, sizes, forwards, drives, spec JSON, pid records, the
+ * lock, paths. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "testlib.h"
+#include "util/fs.h"
+#include "vm/spec.h"
+#include "vm/state.h"
+
+static void test_names(void **state) {
+  (void)state;
+  const char *good[] = {"a",     "0",
+                        "web-1", "a-",
+                        "9z",    "a23456789-123456789-123456789-123456789-123456789-123456789-123"};
+  const char *bad[] = {
+      "",         "A",   "-a",
+      "a_b",      "a.b", "../x",
+      "a,b",      "-rf", "a b",
+      "a/b",      ".",   "..",
+      "\xc3\xa9", "x\n", "a23456789-123456789-123456789-123456789-123456789-123456789-1234"};
+  for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+    assert_true(qvm_vm_name_valid(good[i]));
+    assert_int_equal(qvm_vm_name_check(good[i], NULL), 0);
+  }
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    qvm_error *err = NULL;
+    assert_false(qvm_vm_name_valid(bad[i]));
+    assert_int_equal(qvm_vm_name_check(bad[i], &err), QVM_EINVAL);
+    assert_non_null(strstr(qvm_error_message(err), bad[i][0] ? "is invalid" : "empty"));
+    qvm_error_free(err);
+  }
+  assert_false(qvm_vm_name_valid(NULL));
+}
+
+static void test_sizes(void **state) {
+  (void)state;
+  struct {
+    const char *text;
+    uint64_t want;
+  } good[] = {{"1G", 1ull << 30},    {"512M", 512ull << 20}, {"10G", 10ull << 30},
+              {"2048K", 2ull << 20}, {"1T", 1ull << 40},     {"1073741824", 1ull << 30},
+              {"1GiB", 1ull << 30},  {"1gb", 1ull << 30},    {"16384T", 16384ull << 40}};
+  for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+    uint64_t v = 0;
+    assert_int_equal(qvm_vm_size_parse(&v, "disk", good[i].text, NULL), 0);
+    assert_int_equal(v, good[i].want);
+  }
+  const char *bad[] = {"abc",       "0",
+                       "0G",        "-1G",
+                       "",          "1.5G",
+                       "1X",        "G",
+                       " 1G",       "1G ",
+                       "1GG",       "99999999999999999999",
+                       "16777216T", "18446744073709551615K"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    qvm_error *err = NULL;
+    uint64_t v = 7;
+    assert_int_equal(qvm_vm_size_parse(&v, "memory", bad[i], &err), QVM_EINVAL);
+    assert_int_equal(v, 7);
+    assert_non_null(strstr(qvm_error_message(err), "memory size"));
+    if (bad[i][0]) assert_non_null(strstr(qvm_error_message(err), bad[i]));
+    qvm_error_free(err);
+  }
+}
+
+static void test_forwards(void **state) {
+  (void)state;
+  vm_forward f;
+  assert_int_equal(vm_forward_parse(&f, "8080:80", NULL), 0);
+  assert_string_equal(f.host_addr, "127.0.0.1");
+  assert_int_equal(f.host_port, 8080);
+  assert_int_equal(f.guest_port, 80);
+  assert_false(f.udp);
+  vm_forward_clear(&f);
+  assert_int_equal(vm_forward_parse(&f, "0.0.0.0:53:5353/udp", NULL), 0);
+  assert_string_equal(f.host_addr, "0.0.0.0");
+  assert_true(f.udp);
+  vm_forward_clear(&f);
+  const char *bad[] = {"80",      "a:b",     "0:80", "80:65536", "1:2/sctp",
+                       "x,y:1:2", "1:2:3:4", ":80",  ""};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    qvm_error *err = NULL;
+    assert_int_equal(vm_forward_parse(&f, bad[i], &err), QVM_EINVAL);
+    qvm_error_free(err);
+  }
+}
+
+static void test_drives(void **state) {
+  (void)state;
+  vm_drive d;
+  assert_int_equal(vm_drive_parse(&d, "/a,b/c.img,format=raw,readonly", NULL), 0);
+  assert_string_equal(d.path, "/a,b/c.img");
+  assert_string_equal(d.format, "raw");
+  assert_true(d.readonly);
+  vm_drive_clear(&d);
+  assert_int_equal(vm_drive_parse(&d, "/x.qcow2", NULL), 0);
+  assert_null(d.format);
+  assert_false(d.readonly);
+  vm_drive_clear(&d);
+  qvm_error *err = NULL;
+  assert_int_equal(vm_drive_parse(&d, "/x,format=a,b", &err), 0); /* ",b" is part of the path */
+  assert_string_equal(d.path, "/x,format=a,b");
+  vm_drive_clear(&d);
+  assert_int_equal(vm_drive_parse(&d, "/x,format=ra w", &err), QVM_EINVAL);
+  qvm_error_free(err);
+  err = NULL;
+  assert_int_equal(vm_drive_parse(&d, ",readonly", &err), QVM_EINVAL);
+  qvm_error_free(err);
+}
+
+static vm_spec *full_spec(void) {
+  vm_spec *s = calloc(1, sizeof *s);
+  s->name = strdup("round-trip");
+  assert_int_equal(vm_uuid_generate(s->uuid, NULL), 0);
+  vm_mac_from_uuid(s->mac, s->uuid);
+  s->cpus = 3;
+  s->memory_mib = 768;
+  s->machine = strdup("pc");
+  s->accel = VM_ACCEL_TCG;
+  s->firmware = VM_FIRMWARE_UEFI;
+  s->firmware_code = strdup("/usr/share/OVMF/OVMF_CODE_4M.fd");
+  s->firmware_vars = strdup("OVMF_VARS.fd");
+  s->kernel = strdup("/k");
+  s->initrd = strdup("/i");
+  s->append = strdup("console=ttyS0 \"quoted\" ü");
+  vm_spec_add_drive(s, "disk.qcow2", "qcow2", false, VM_MEDIA_DISK, NULL);
+  vm_spec_add_drive(s, "/a,b.iso", "raw", true, VM_MEDIA_CDROM, NULL);
+  s->seed_iso = strdup("/seed.iso");
+  s->net = VM_NET_USER;
+  s->ssh_forward = true;
+  vm_forward f;
+  vm_forward_parse(&f, "1.2.3.4:80:8080/udp", NULL);
+  vm_spec_add_forward(s, &f, NULL);
+  vm_forward_clear(&f);
+  return s;
+}
+
+static void test_spec_round_trip(void **state) {
+  (void)state;
+  vm_spec *s = full_spec();
+  struct json_object *j1 = vm_spec_to_json(s);
+  /* Through text, as vm.json is. */
+  struct json_object *parsed = json_tokener_parse(json_object_to_json_string(j1));
+  vm_spec *back = NULL;
+  qvm_error *err = NULL;
+  if (vm_spec_from_json(&back, parsed, &err) < 0) fail_msg("%s", qvm_error_message(err));
+  struct json_object *j2 = vm_spec_to_json(back);
+  assert_string_equal(json_object_to_json_string(j1), json_object_to_json_string(j2));
+  assert_int_equal(back->cpus, 3);
+  assert_int_equal(back->n_drives, 2);
+  assert_true(back->drives[1].readonly);
+  assert_int_equal(back->drives[1].media, VM_MEDIA_CDROM);
+  assert_true(back->forwards[0].udp);
+  json_object_put(j1);
+  json_object_put(j2);
+  json_object_put(parsed);
+  vm_spec_free(back);
+  vm_spec_free(s);
+}
+
+static void test_spec_json_rejects(void **state) {
+  (void)state;
+  struct {
+    const char *key;
+    const char *json;
+  } bad[] = {{"name", "\"../x\""},
+             {"cpus", "0"},
+             {"cpus", "\"2\""},
+             {"memory_mib", "1"},
+             {"mac", "\"zz\""},
+             {"uuid", "\"x\""},
+             {"machine", "\"virt\""},
+             {"accel", "\"hvf\""},
+             {"drives", "[{\"path\":1}]"},
+             {"drives", "{}"},
+             {"network", "{\"mode\":\"x\"}"},
+             {"firmware", "\"coreboot\""}};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    vm_spec *s = full_spec();
+    struct json_object *j = vm_spec_to_json(s);
+    json_object_object_add(j, bad[i].key, json_tokener_parse(bad[i].json));
+    vm_spec *back = NULL;
+    qvm_error *err = NULL;
+    if (vm_spec_from_json(&back, j, &err) != QVM_EINVAL)
+      fail_msg("accepted %s=%s", bad[i].key, bad[i].json);
+    assert_null(back);
+    assert_non_null(strstr(qvm_error_message(err), "vm spec is invalid"));
+    qvm_error_free(err);
+    json_object_put(j);
+    vm_spec_free(s);
+  }
+}
+
+static void test_pid_records(void **state) {
+  (void)state;
+  vm_proc me;
+  assert_int_equal(vm_proc_record(&me, getpid(), NULL), 0);
+  assert_true(vm_proc_alive(&me));
+  assert_true(vm_proc_matches(&me, me.boot_id));
+  /* A record from another boot is never trusted, even if the pid matches. */
+  vm_proc other_boot = me;
+  strcpy(other_boot.boot_id, "00000000-0000-0000-0000-000000000000");
+  assert_false(vm_proc_alive(&other_boot));
+  assert_false(vm_proc_matches(&me, "00000000-0000-0000-0000-000000000000"));
+  /* A reused pid has another start time. */
+  vm_proc reused = me;
+  reused.start_time++;
+  assert_false(vm_proc_alive(&reused));
+  assert_int_equal(vm_proc_pidfd(&reused), -1);
+  int fd = vm_proc_pidfd(&me);
+  assert_true(fd >= 0);
+  close(fd);
+  /* An exited child: a zombie first, then gone. */
+  pid_t pid = fork();
+  if (pid == 0) _exit(0);
+  vm_proc child;
+  assert_int_equal(vm_proc_record(&child, pid, NULL), 0);
+  usleep(100 * 1000);
+  assert_false(vm_proc_alive(&child)); /* zombie */
+  waitpid(pid, NULL, 0);
+  assert_false(vm_proc_alive(&child));
+  /* JSON round trip and rejects. */
+  struct json_object *j = vm_proc_to_json(&me);
+  vm_proc back;
+  assert_int_equal(vm_proc_from_json(&back, j, NULL), 0);
+  assert_int_equal(back.pid, me.pid);
+  assert_int_equal(back.start_time, me.start_time);
+  assert_string_equal(back.boot_id, me.boot_id);
+  json_object_object_add(j, "pid", json_object_new_int(-5));
+  assert_int_equal(vm_proc_from_json(&back, j, NULL), QVM_EINVAL);
+  json_object_put(j);
+}
+
+static void test_lock_names_holder(void **state) {
+  (void)state;
+  char *dir = qvm_test_mkdtemp("vm-lock");
+  setenv("QVM_STATE_DIR", dir, 1);
+  setenv("QVM_RUNTIME_DIR", dir, 1);
+  vm_paths p;
+  assert_int_equal(vm_paths_init(&p, "locked", NULL), 0);
+  qvm_error *err = NULL;
+  int fd = -1;
+  assert_int_equal(vm_lock_acquire(&fd, &p, "start", 100, &err), QVM_ENOTFOUND);
+  qvm_error_free(err);
+  err = NULL;
+  assert_int_equal(qvm_mkdir_p(p.dir, 0700, NULL), 0);
+  assert_int_equal(qvm_write_file_atomic(p.lock, "", 0, 0644, NULL), 0);
+  assert_int_equal(vm_lock_acquire(&fd, &p, "start", 100, NULL), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    int fd2 = -1;
+    qvm_error *e = NULL;
+    int r = vm_lock_acquire(&fd2, &p, "stop", 200, &e);
+    char want[64];
+    snprintf(want, sizeof want, "'start' (pid %d)", (int)getppid());
+    _exit(r == QVM_EBUSY && strstr(qvm_error_message(e), want) ? 0 : 1);
+  }
+  int st = 0;
+  waitpid(pid, &st, 0);
+  assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  vm_lock_release(fd);
+  assert_int_equal(vm_lock_acquire(&fd, &p, "stop", 100, NULL), 0);
+  vm_lock_release(fd);
+  vm_paths_clear(&p);
+  qvm_test_rmtree(dir);
+  free(dir);
+}
+
+static void test_paths(void **state) {
+  (void)state;
+  char longdir[200];
+  memset(longdir, 'x', sizeof longdir - 1);
+  longdir[0] = '/';
+  longdir[sizeof longdir - 1] = '\0';
+  setenv("QVM_STATE_DIR", "/tmp/qvm-unit-state", 1);
+  setenv("QVM_RUNTIME_DIR", longdir, 1);
+  vm_paths p;
+  qvm_error *err = NULL;
+  assert_int_equal(vm_paths_init(&p, "a", &err), QVM_EINVAL);
+  assert_non_null(strstr(qvm_error_message(err), "QVM_RUNTIME_DIR"));
+  qvm_error_free(err);
+  err = NULL;
+  setenv("QVM_RUNTIME_DIR", "/run/x", 1);
+  assert_int_equal(vm_paths_init(&p, "../etc", &err), QVM_EINVAL);
+  qvm_error_free(err);
+  assert_int_equal(vm_paths_init(&p, "web", NULL), 0);
+  assert_string_equal(p.dir, "/tmp/qvm-unit-state/vms/web");
+  assert_string_equal(p.qmp_sock, "/run/x/web/qmp.sock");
+  vm_paths_clear(&p);
+  setenv("QVM_RUNTIME_DIR", "relative", 1);
+  err = NULL;
+  assert_int_equal(vm_paths_init(&p, "web", &err), QVM_EINVAL);
+  qvm_error_free(err);
+}
+
+static void test_doc_read_rejects(void **state) {
+  (void)state;
+  char *dir = qvm_test_mkdtemp("vm-doc");
+  char path[512];
+  snprintf(path, sizeof path, "%s/vm.json", dir);
+  const char *bad[] = {"", "[1]", "{\"a\":", "{} trailing", "\"s\""};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    assert_int_equal(qvm_write_file_atomic(path, bad[i], strlen(bad[i]), 0644, NULL), 0);
+    struct json_object *doc = NULL;
+    qvm_error *err = NULL;
+    assert_int_equal(vm_doc_read(&doc, path, &err), QVM_EINVAL);
+    qvm_error_free(err);
+  }
+  struct json_object *doc = NULL;
+  qvm_error *err = NULL;
+  unlink(path);
+  assert_int_equal(vm_doc_read(&doc, path, &err), QVM_ENOTFOUND);
+  qvm_error_free(err);
+  qvm_test_rmtree(dir);
+  free(dir);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_names),           cmocka_unit_test(test_sizes),
+      cmocka_unit_test(test_forwards),        cmocka_unit_test(test_drives),
+      cmocka_unit_test(test_spec_round_trip), cmocka_unit_test(test_spec_json_rejects),
+      cmocka_unit_test(test_pid_records),     cmocka_unit_test(test_lock_names_holder),
+      cmocka_unit_test(test_paths),           cmocka_unit_test(test_doc_read_rejects),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
