@@ -159,6 +159,16 @@ static int change_offer(qvm_dhcp_server *s, lease_table *t, void *arg, int64_t n
   return 0;
 }
 
+/* A renewal of a binding whose stored expiry is still more than half a lease
+ * away needs no write (and no fsync): a client renews at T1 = lease/2, so the
+ * stored expiry never passes while it keeps renewing on time. */
+static bool lease_unchanged(const qvm_dhcp_server *s, const lease_record *old,
+                            const lease_record *rec, const char *hostname) {
+  bool same_host = !hostname || !hostname[0] || strcmp(hostname, old->hostname) == 0;
+  return old->state == LEASE_BOUND && old->ip == rec->ip && same_host &&
+         old->expires - rec->expires + (int64_t)s->lease_seconds >= (int64_t)s->lease_seconds / 2;
+}
+
 static int change_bind(qvm_dhcp_server *s, lease_table *t, void *arg, int64_t now) {
   lease_request *req = arg;
   req->ok = available(s, t, req->ip, now);
@@ -166,6 +176,7 @@ static int change_bind(qvm_dhcp_server *s, lease_table *t, void *arg, int64_t no
   lease_record rec = {.state = LEASE_BOUND, .ip = req->ip, .expires = now + s->lease_seconds};
   memcpy(rec.mac, s->mac, 6);
   lease_record *old = lease_table_find_mac(t, s->mac);
+  if (old && lease_unchanged(s, old, &rec, req->hostname)) return 0;
   if (req->hostname && req->hostname[0])
     memcpy(rec.hostname, req->hostname, sizeof rec.hostname);
   else if (old)

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -191,6 +192,8 @@ static void test_init_reboot_and_renew(void **state) {
   r.has_requested_ip = true;
   r.requested_ip = ip;
   assert_int_equal(exchange(f, &r).type, DHCP_ACK);
+  struct stat before, after;
+  assert_int_equal(stat(f->db, &before), 0);
   dhcp_msg renew = request(DHCP_REQUEST); /* renewing/rebinding: ciaddr only */
   renew.ciaddr = ip;
   renew.flags = DHCP_FLAG_BROADCAST;
@@ -201,6 +204,8 @@ static void test_init_reboot_and_renew(void **state) {
   assert_int_equal(ack.ciaddr, ip);
   assert_false(bcast); /* unicast to ciaddr despite the bit */
   assert_int_equal(f->nevents, 3);
+  assert_int_equal(stat(f->db, &after), 0);
+  assert_int_equal(before.st_ino, after.st_ino); /* an early renewal needs no rewrite */
 }
 
 static void test_release_frees(void **state) {
