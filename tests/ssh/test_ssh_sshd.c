@@ -79,6 +79,7 @@ static int setup(void **state) {
   qvm_test_require_root();
   qvm_test_require_program("/usr/sbin/sshd");
   qvm_test_require_program("ssh-keygen");
+  qvm_test_require_program("unshare");
   char host_path[4096], *auth = NULL;
   env.dir = qvm_test_mkdtemp("sshclient");
   snprintf(env.key_path, sizeof(env.key_path), "%s/id_ed25519", env.dir);
