@@ -24,7 +24,6 @@
 
 #include "fake_qmp.h"
 #include "testlib.h"
-#include "util/time.h"
 
 #define REPLY_OK "{\"return\": {}, \"id\": %ID%}\r\n"
 #define REPLY_STATUS "{\"return\": {\"status\": \"running\", \"running\": true}, \"id\": %ID%}\r\n"
@@ -334,9 +333,7 @@ static void test_never_answers(void **state) {
                               {FAKE_END}};
   fake_qmp f;
   qvm_qmp *qmp = open_scripted(&f, script, NULL);
-  int64_t start = qvm_now_ms();
   expect_failure(qmp, "query-status", 200, QVM_ETIMEOUT, "got no reply within 200 ms");
-  assert_true(qvm_now_ms() - start >= 200);
   /* A timeout is not fatal, and the late reply is dropped, not mistaken. */
   qvm_error *err = NULL;
   assert_int_equal(qvm_qmp_execute(NULL, qmp, "query-version", NULL, &err), 0);

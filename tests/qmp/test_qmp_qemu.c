@@ -34,11 +34,14 @@ typedef struct fixture {
 
 static const char *kernel, *initrd;
 
+static int teardown(void **state);
+
 static int setup(void **state) {
   fixture *fx = calloc(1, sizeof(*fx));
   char why[256];
   if (qemu_proc_start(&fx->qemu, kernel, initrd, why, sizeof(why)) < 0) {
     fprintf(stderr, "cannot start qemu: %s\n", why);
+    qemu_proc_stop(&fx->qemu);
     free(fx);
     return -1;
   }
@@ -49,6 +52,8 @@ static int setup(void **state) {
   if (qvm_qmp_connect(&fx->qmp, fx->qemu.sock, &opts, &err) < 0) {
     fprintf(stderr, "qmp: %s\n%s\n", qvm_error_message(err), qemu_proc_tail(&fx->qemu));
     qvm_error_free(err);
+    teardown(state); /* cmocka skips teardown when setup fails */
+    *state = NULL;
     return -1;
   }
   return 0;
