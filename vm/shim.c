@@ -26,6 +26,9 @@
 
 #define SHIM_QMP_TIMEOUT_MS 30000
 #define SHIM_QUIT_GRACE_MS 10000
+/* A guest that is still booting (no ACPI daemon yet) misses the power
+ * button; pressing it again while waiting is harmless to one that saw it. */
+#define SHIM_REPRESS_MS 5000
 
 int shim_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
 
@@ -272,7 +275,21 @@ static void shim_begin_stop(shim *s, int timeout_s) {
   json_object_object_add(d, "timeout_s", json_object_new_int(s->stop_timeout_s));
   shim_event(s, "qvm-stop-powerdown", d);
   s->phase = SHIM_POWERDOWN;
-  s->deadline_ms = qvm_now_ms() + (shim_qmp(s, "system_powerdown") ? s->stop_timeout_s * 1000 : 0);
+  bool pressed = shim_qmp(s, "system_powerdown");
+  s->deadline_ms = qvm_now_ms() + (pressed ? s->stop_timeout_s * 1000 : 0);
+  s->repress_ms = pressed ? qvm_now_ms() + SHIM_REPRESS_MS : -1;
+}
+
+static void shim_repress(shim *s) {
+  if (s->phase != SHIM_POWERDOWN || s->repress_ms < 0 || qvm_now_ms() < s->repress_ms) return;
+  s->repress_ms = shim_qmp(s, "system_powerdown") ? qvm_now_ms() + SHIM_REPRESS_MS : -1;
+}
+
+static int shim_poll_timeout(const shim *s) {
+  int64_t next = s->deadline_ms;
+  if (s->phase == SHIM_POWERDOWN && s->repress_ms >= 0 && (next < 0 || s->repress_ms < next))
+    next = s->repress_ms;
+  return next < 0 ? -1 : qvm_deadline_left_ms(next);
 }
 
 static void shim_kill(shim *s) {
@@ -315,13 +332,15 @@ static void shim_loop(shim *s, exit_status *x) {
     struct pollfd pfd[3] = {{.fd = s->sigfd, .events = POLLIN},
                             {.fd = s->pidfd, .events = POLLIN},
                             {.fd = s->qmp ? qvm_qmp_fd(s->qmp) : -1, .events = POLLIN}};
-    int timeout = s->deadline_ms < 0 ? -1 : qvm_deadline_left_ms(s->deadline_ms);
-    int n = poll(pfd, 3, timeout);
+    int n = poll(pfd, 3, shim_poll_timeout(s));
     if (n < 0 && errno != EINTR) break;
     if (n > 0 && pfd[0].revents) shim_handle_signals(s);
     if (n > 0 && pfd[2].revents) shim_drain_qmp(s);
     if (n > 0 && pfd[1].revents) break;
-    if (s->deadline_ms >= 0 && qvm_now_ms() >= s->deadline_ms) shim_escalate(s);
+    if (s->deadline_ms >= 0 && qvm_now_ms() >= s->deadline_ms)
+      shim_escalate(s);
+    else
+      shim_repress(s);
   }
   shim_reap(s, x);
   shim_drain_qmp(s); /* the SHUTDOWN event may still sit in the socket */

@@ -32,6 +32,7 @@ typedef struct shim {
   uint16_t ssh_port;
   shim_phase phase;
   int64_t deadline_ms; /* next escalation, -1 when none */
+  int64_t repress_ms;  /* next power button press while waiting, -1 when none */
   int stop_timeout_s;
   bool kill_requested;
   bool guest_shutdown;

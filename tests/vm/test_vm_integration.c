@@ -194,7 +194,9 @@ static void test_lifecycle(void **state) {
     execl(bin, "qvm", "logs", "-f", "life", (char *)NULL);
     _exit(127);
   }
+  int64_t t0 = qvm_now_ms();
   assert_int_equal(qvm("stop life --timeout 60"), 0);
+  print_message("graceful stop took %lld ms\n", (long long)(qvm_now_ms() - t0));
   assert_true(serial_has(f, "life", "qvm-mini: powerdown"));
   char *reason = last_exit_field("life", "reason");
   assert_string_equal(reason, "shutdown");
