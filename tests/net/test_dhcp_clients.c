@@ -102,13 +102,14 @@ static int group_setup(void **state) {
     fprintf(stderr, "server: %s\n", qvm_error_message(err));
     return -1;
   }
+  /* `replace`, not flush+add: a renewal must never leave the guest without
+   * its address, even for a moment the test could observe. */
   write_script("udhcpc.sh", "case \"$1\" in\n"
-                            "bound|renew) ip addr flush dev \"$interface\"; "
-                            "ip addr add \"$ip/$mask\" dev \"$interface\";;\n"
+                            "bound|renew) ip addr replace \"$ip/$mask\" dev \"$interface\";;\n"
                             "deconfig) ip addr flush dev \"$interface\";;\nesac");
   write_script("dhclient.sh", "case \"$reason\" in\n"
-                              "BOUND|RENEW|REBIND|REBOOT) ip addr flush dev \"$interface\"; "
-                              "ip addr add \"$new_ip_address/24\" dev \"$interface\";;\n"
+                              "BOUND|RENEW|REBIND|REBOOT) "
+                              "ip addr replace \"$new_ip_address/24\" dev \"$interface\";;\n"
                               "RELEASE|EXPIRE|FAIL|STOP) ip addr flush dev \"$interface\";;\nesac");
   write_script("dhcpcd.sh", ":");
   return 0;
