@@ -1,0 +1,149 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * How long `qvm start` takes until QEMU is exec'd and until QMP answers
+ * (timestamps the shim records), next to the same QEMU argv launched straight
+ * from a shell with a client polling its QMP socket; and the shim's resident
+ * memory. Uses the mini guest. Prints medians of a few rounds.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <qvm/qmp.h>
+#include <qvm/vm.h>
+
+#include "testlib.h"
+#include "util/time.h"
+#include "vm/argv.h"
+#include "vm/handle.h"
+
+#define ROUNDS 7
+
+static int cmp_i64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+static double median_ms(int64_t *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_i64);
+  return v[n / 2] / 1000.0;
+}
+
+static int64_t json_i64(struct json_object *o, const char *a, const char *b) {
+  struct json_object *x = NULL, *y = NULL;
+  if (!json_object_object_get_ex(o, a, &x) || !json_object_object_get_ex(x, b, &y)) return 0;
+  return json_object_get_int64(y);
+}
+
+static long rss_kb(int pid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/status", pid);
+  FILE *f = fopen(path, "re");
+  char line[256];
+  long kb = -1;
+  while (f && fgets(line, sizeof line, f))
+    if (sscanf(line, "VmRSS: %ld kB", &kb) == 1) break;
+  if (f) fclose(f);
+  return kb;
+}
+
+static void qvm_round(int64_t *exec_us, int64_t *qmp_us, int64_t *cli_us, long *rss) {
+  int64_t t0 = qvm_realtime_us();
+  if (qvm_test_sh("'%s/qvm' start bench 2>/dev/null", qvm_test_binary_dir()) != 0) {
+    fprintf(stderr, "qvm start failed\n");
+    exit(1);
+  }
+  *cli_us = qvm_realtime_us() - t0;
+  qvm_vm *vm = NULL;
+  struct json_object *info = NULL, *pid = NULL;
+  if (qvm_vm_open(&vm, "bench", NULL) < 0 || qvm_vm_info(&info, vm, NULL) < 0) exit(1);
+  *exec_us = json_i64(info, "timings", "qemu_spawn_us") - t0;
+  *qmp_us = json_i64(info, "timings", "qmp_ready_us") - t0;
+  if (json_object_object_get_ex(info, "shim_pid", &pid)) *rss = rss_kb(json_object_get_int(pid));
+  json_object_put(info);
+  qvm_vm_free(vm);
+  qvm_test_sh("'%s/qvm' kill bench", qvm_test_binary_dir());
+}
+
+/* The peer: the same argv (sockets by path instead of inherited fds), run by
+ * `sh -c 'exec "$@"'`, and a client that retries connecting until QMP
+ * answers. */
+static void shell_round(const char *dir, int64_t *exec_us, int64_t *qmp_us) {
+  qvm_vm *vm = NULL;
+  if (qvm_vm_open(&vm, "bench", NULL) < 0) exit(1);
+  char qmp[512], console[512], serial[512];
+  snprintf(qmp, sizeof qmp, "%s/peer-qmp.sock", dir);
+  snprintf(console, sizeof console, "%s/peer-console.sock", dir);
+  snprintf(serial, sizeof serial, "%s/peer-serial.log", dir);
+  vm_argv_input in = {.spec = vm->spec,
+                      .qemu = "qemu-system-x86_64",
+                      .vm_dir = vm->paths.dir,
+                      .accel = VM_ACCEL_TCG,
+                      .qmp_fd = -1,
+                      .qmp_path = qmp,
+                      .console_fd = -1,
+                      .console_path = console,
+                      .serial_log = serial,
+                      .tap_fd = -1,
+                      .sandbox = true};
+  vm_argv *a = NULL;
+  if (vm_argv_build(&a, &in, NULL) < 0) exit(1);
+  unlink(qmp);
+  size_t n = a->argc + 4;
+  char **argv = calloc(n + 1, sizeof *argv);
+  argv[0] = "sh", argv[1] = "-c", argv[2] = "exec \"$@\" 2>/dev/null", argv[3] = "sh";
+  for (size_t i = 0; i < a->argc; i++) argv[4 + i] = a->argv[i];
+  int64_t t0 = qvm_realtime_us();
+  pid_t pid = fork();
+  if (pid == 0) {
+    execvp("sh", argv);
+    _exit(127);
+  }
+  *exec_us = qvm_realtime_us() - t0; /* fork returned; exec follows in the child */
+  qvm_qmp *c = NULL;
+  qvm_qmp_options o = QVM_QMP_OPTIONS_INIT;
+  if (qvm_qmp_connect(&c, qmp, &o, NULL) < 0) exit(1);
+  *qmp_us = qvm_realtime_us() - t0;
+  qvm_qmp_free(c);
+  kill(pid, SIGKILL);
+  waitpid(pid, NULL, 0);
+  free(argv);
+  vm_argv_free(a);
+  qvm_vm_free(vm);
+}
+
+int main(void) {
+  const char *kernel = NULL, *initrd = NULL;
+  qvm_test_mini_guest(&kernel, &initrd);
+  char *dir = qvm_test_mkdtemp("bench-vm");
+  char state[512], run[512];
+  snprintf(state, sizeof state, "%s/state", dir);
+  snprintf(run, sizeof run, "%s/run", dir);
+  setenv("QVM_STATE_DIR", state, 1);
+  setenv("QVM_RUNTIME_DIR", run, 1);
+  if (qvm_test_sh("'%s/qvm' create bench --kernel '%s' --initrd '%s' --append console=ttyS0 "
+                  "--memory 256M --net none",
+                  qvm_test_binary_dir(), kernel, initrd) != 0)
+    return 1;
+  int64_t q_exec[ROUNDS], q_qmp[ROUNDS], q_cli[ROUNDS], s_exec[ROUNDS], s_qmp[ROUNDS];
+  long rss = -1;
+  for (int i = 0; i < ROUNDS; i++) {
+    qvm_round(&q_exec[i], &q_qmp[i], &q_cli[i], &rss);
+    shell_round(dir, &s_exec[i], &s_qmp[i]);
+  }
+  printf("vm start, median of %d rounds (TCG, mini guest, 256M):\n", ROUNDS);
+  printf(
+      "  qvm start: qemu fork+exec at %7.1f ms, QMP ready at %7.1f ms, CLI returned at %7.1f ms\n",
+      median_ms(q_exec, ROUNDS), median_ms(q_qmp, ROUNDS), median_ms(q_cli, ROUNDS));
+  printf(
+      "  shell    : qemu fork+exec at %7.1f ms, QMP ready at %7.1f ms (client polls the socket)\n",
+      median_ms(s_exec, ROUNDS), median_ms(s_qmp, ROUNDS));
+  printf("  shim resident memory (VmRSS): %ld kB\n", rss);
+  qvm_test_sh("'%s/qvm' rm --force bench", qvm_test_binary_dir());
+  qvm_test_rmtree(dir);
+  free(dir);
+  return 0;
+}
