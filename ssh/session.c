@@ -44,16 +44,20 @@ int ssh_session_error(qvm_ssh *ssh, int code, const char *what, qvm_error **err)
       "Protocol");
 }
 
+/* Frees a session for sure: non-blocking libssh2_session_free() may return
+ * EAGAIN and free nothing, so finish in blocking mode with a short timeout. */
+static void session_free(LIBSSH2_SESSION *session, LIBSSH2_SFTP *sftp, bool goodbye) {
+  if (!session) return;
+  libssh2_session_set_timeout(session, 2000);
+  libssh2_session_set_blocking(session, 1);
+  if (sftp) libssh2_sftp_shutdown(sftp);
+  if (goodbye) libssh2_session_disconnect(session, "bye");
+  libssh2_session_free(session);
+}
+
 void qvm_ssh_free(qvm_ssh *ssh) {
   if (!ssh) return;
-  if (ssh->sftp) {
-    while (libssh2_sftp_shutdown(ssh->sftp) == LIBSSH2_ERROR_EAGAIN)
-      if (ssh_wait_socket(ssh, qvm_now_ms() + 1000, "closing sftp", NULL) < 0) break;
-  }
-  if (ssh->session) {
-    libssh2_session_disconnect(ssh->session, "bye"); /* best effort, non-blocking */
-    libssh2_session_free(ssh->session);
-  }
+  session_free(ssh->session, ssh->sftp, true);
   if (ssh->fd >= 0) close(ssh->fd);
   free(ssh->vm_name);
   free(ssh);
@@ -112,7 +116,7 @@ static bool handshake_retryable(int rc) {
 }
 
 static void session_reset(qvm_ssh *ssh) {
-  if (ssh->session) libssh2_session_free(ssh->session);
+  session_free(ssh->session, NULL, false);
   ssh->session = NULL;
   if (ssh->fd >= 0) close(ssh->fd);
   ssh->fd = -1;

@@ -73,8 +73,9 @@ static void bench_exec(qvm_ssh *ssh, int n) {
     us[i] = qvm_now_us() - t;
   }
   report("openssh (fresh connection)", us, nf, &fresh);
-  char *start[] = {SSH_BASE, "-o", ctl_opt, "-o", "ControlMaster=yes", "-o", "ControlPersist=yes",
-                   "-N", "-f", "root@127.0.0.1", NULL};
+  char *start[] = {
+      SSH_BASE, "-o", ctl_opt,          "-o", "ControlMaster=yes", "-o", "ControlPersist=yes",
+      "-N",     "-f", "root@127.0.0.1", NULL};
   char *use[] = {SSH_BASE, "-o", ctl_opt, "root@127.0.0.1", "true", NULL};
   char *stop[] = {SSH_BASE, "-o", ctl_opt, "-O", "exit", "root@127.0.0.1", NULL};
   if (run_argv(start) != 0) exit(1);
@@ -111,9 +112,25 @@ static void bench_sftp(qvm_ssh *ssh) {
   double qup = mbps(up), qdown = mbps(down);
 
   qvm_test_sh("printf 'put %s %s\\n' > '%s'", src, remote, batch);
-  char *sftp_argv[] = {"sftp", "-i", key, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-                       "-o", kh_opt, "-o", "StrictHostKeyChecking=yes", "-o", "HostKeyAlias=benchvm",
-                       "-P", port, "-b", batch, "root@127.0.0.1", NULL};
+  char *sftp_argv[] = {"sftp",
+                       "-i",
+                       key,
+                       "-o",
+                       "IdentitiesOnly=yes",
+                       "-o",
+                       "BatchMode=yes",
+                       "-o",
+                       kh_opt,
+                       "-o",
+                       "StrictHostKeyChecking=yes",
+                       "-o",
+                       "HostKeyAlias=benchvm",
+                       "-P",
+                       port,
+                       "-b",
+                       batch,
+                       "root@127.0.0.1",
+                       NULL};
   t = qvm_now_us();
   if (run_argv(sftp_argv) != 0) exit(1);
   up = qvm_now_us() - t;
@@ -124,12 +141,26 @@ static void bench_sftp(qvm_ssh *ssh) {
   printf("  %-22s up %7.1f   down %7.1f   (qvm/sftp: %.2fx up, %.2fx down)\n", "openssh sftp",
          mbps(up), mbps(down), qup / mbps(up), qdown / mbps(down));
 
-  char *scp_up[] = {"scp", "-q", "-i", key, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-                    "-o", kh_opt, "-o", "StrictHostKeyChecking=yes", "-o", "HostKeyAlias=benchvm",
-                    "-P", port, src, target, NULL};
-  char *scp_down[] = {"scp", "-q", "-i", key, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-                      "-o", kh_opt, "-o", "StrictHostKeyChecking=yes", "-o", "HostKeyAlias=benchvm",
-                      "-P", port, target, back, NULL};
+  char *scp_up[] = {"scp", "-q",
+                    "-i",  key,
+                    "-o",  "IdentitiesOnly=yes",
+                    "-o",  "BatchMode=yes",
+                    "-o",  kh_opt,
+                    "-o",  "StrictHostKeyChecking=yes",
+                    "-o",  "HostKeyAlias=benchvm",
+                    "-P",  port,
+                    src,   target,
+                    NULL};
+  char *scp_down[] = {"scp",  "-q",
+                      "-i",   key,
+                      "-o",   "IdentitiesOnly=yes",
+                      "-o",   "BatchMode=yes",
+                      "-o",   kh_opt,
+                      "-o",   "StrictHostKeyChecking=yes",
+                      "-o",   "HostKeyAlias=benchvm",
+                      "-P",   port,
+                      target, back,
+                      NULL};
   t = qvm_now_us();
   if (run_argv(scp_up) != 0) exit(1);
   up = qvm_now_us() - t;
