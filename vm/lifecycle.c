@@ -200,15 +200,33 @@ int qvm_vm_open(qvm_vm **out, const char *name, qvm_error **err) {
 
 /* --- start ------------------------------------------------------------------ */
 
+static int wait_pidfd(int pidfd, int timeout_ms);
+
 static bool vm_active(qvm_vm *vm, vm_runtime_view *rv) {
   vm_runtime_view_read(rv, vm->doc);
   return rv->present && (rv->shim_alive || rv->qemu_alive);
+}
+
+/* QEMU has exited but its shim is still recording why: let it finish. */
+static int wait_for_record(qvm_vm *vm, vm_runtime_view *rv, qvm_error **err) {
+  if (!rv->present || rv->qemu_alive || !rv->shim_alive || !strcmp(rv->status, "starting"))
+    return 0;
+  int pidfd = vm_proc_pidfd(&rv->shim);
+  if (pidfd >= 0) {
+    wait_pidfd(pidfd, 30000);
+    close(pidfd);
+  }
+  int r = reconcile_locked(vm, err);
+  if (r >= 0) vm_active(vm, rv);
+  return r;
 }
 
 static int start_locked(qvm_vm *vm, const qvm_vm_start_options *opts, qvm_error **err) {
   int r = reconcile_locked(vm, err);
   if (r < 0) return r;
   vm_runtime_view rv;
+  vm_active(vm, &rv);
+  if ((r = wait_for_record(vm, &rv, err)) < 0) return r;
   if (vm_active(vm, &rv)) return 0;
   shim_config cfg = {.mode = SHIM_SPAWN, .ready_fd = -1, .lock_fd = -1, .stop_timeout_s = 60};
   if ((r = vm_accel_resolve(&cfg.accel, &cfg.accel_warning, vm->spec->accel, err)) < 0) return r;

@@ -194,6 +194,24 @@ static void test_lifecycle(void **state) {
     execl(bin, "qvm", "logs", "-f", "life", (char *)NULL);
     _exit(127);
   }
+  /* And a console client sees the guest's output until QEMU exits. */
+  char console_out[600];
+  snprintf(console_out, sizeof console_out, "%s/console.out", f->root);
+  int keep_open[2];
+  assert_int_equal(pipe(keep_open), 0);
+  pid_t console = fork();
+  if (console == 0) {
+    int fd = open(console_out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    dup2(fd, 1);
+    dup2(keep_open[0], 0);
+    close(keep_open[1]);
+    char bin[600];
+    snprintf(bin, sizeof bin, "%s/qvm", qvm_test_binary_dir());
+    execl(bin, "qvm", "console", "life", (char *)NULL);
+    _exit(127);
+  }
+  close(keep_open[0]);
+  usleep(500 * 1000); /* let it connect */
   int64_t t0 = qvm_now_ms();
   assert_int_equal(qvm("stop life --timeout 60"), 0);
   print_message("graceful stop took %lld ms\n", (long long)(qvm_now_ms() - t0));
@@ -216,6 +234,17 @@ static void test_lifecycle(void **state) {
   }
   assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
   assert_int_equal(qvm_test_sh("grep -q 'qvm-mini: powerdown' '%s'", logs), 0);
+  deadline = qvm_now_ms() + 30000;
+  while (waitpid(console, &st, WNOHANG) == 0) {
+    if (qvm_now_ms() > deadline) {
+      kill(console, SIGKILL);
+      fail_msg("qvm console did not end when the vm stopped");
+    }
+    usleep(50 * 1000);
+  }
+  close(keep_open[1]);
+  assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  assert_int_equal(qvm_test_sh("grep -q 'qvm-mini: powerdown' '%s'", console_out), 0);
   /* Start again, then rm: refused while running, then nothing left. */
   assert_int_equal(qvm("start life"), 0);
   assert_int_equal(qvm("rm life 2>/dev/null"), 6);
