@@ -291,6 +291,16 @@ static void test_qemu_killed(void **state) {
   assert_int_equal(access(sockdir, F_OK), -1); /* no stale sockets */
   assert_true(dir_empty(f->run));
   assert_int_equal(qvm("start crash"), 0); /* and it starts again */
+  j = info("crash");
+  int pid2 = jint(j, "pid");
+  json_object_put(j);
+  /* restart: a stop (forced after 1 s if the guest is still booting), a start. */
+  assert_int_equal(qvm("restart crash --timeout 1"), 0);
+  j = info("crash");
+  assert_string_equal(jstr(j, "state"), "running");
+  int pid3 = jint(j, "pid");
+  json_object_put(j);
+  assert_true(pid3 != pid2 && pid_alive(pid3) && !pid_alive(pid2));
   assert_int_equal(qvm("kill crash"), 0);
   char *reason = last_exit_field("crash", "reason");
   assert_string_equal(reason, "killed");
