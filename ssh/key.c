@@ -205,8 +205,11 @@ static int parse_private_section(qvm_ssh_key *key, cursor c, const char *path, q
   memcpy(key->pk, pk, pk_len);
   memcpy(key->sk, sk, sk_len);
   free(key->comment);
-  key->comment = strndup((const char *)comment, comment_len);
+  /* Not strndup: the comment ends the blob and is not NUL-terminated. */
+  key->comment = malloc(comment_len + 1);
   if (!key->comment) return qvm_error_set(err, QVM_ESYS, "out of memory");
+  memcpy(key->comment, comment, comment_len);
+  key->comment[comment_len] = 0;
   if (strlen(key->comment) != comment_len || strpbrk(key->comment, "\r\n")) key->comment[0] = 0;
   return 0;
 }
