@@ -104,25 +104,51 @@ qvm_vm_state qvm_vm_get_state(qvm_vm *vm) {
   return vm_state_eval(vm->doc, &rv);
 }
 
+/* Whether KVM can run a vCPU the way QEMU sets one up. Answering
+ * KVM_GET_API_VERSION is not enough: some sandboxes expose a /dev/kvm that
+ * creates VMs but refuses the host's feature MSRs, which QEMU writes into
+ * every vCPU and aborts on (kvm_buf_set_msrs). NULL if usable, else why not. */
+static const char *kvm_unusable_reason(void) {
+  _cleanup_close_ int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+  if (fd < 0) return errno == ENOENT ? "there is no /dev/kvm" : "/dev/kvm cannot be opened";
+  if (ioctl(fd, KVM_GET_API_VERSION, 0) != KVM_API_VERSION)
+    return "/dev/kvm has another API version";
+  _cleanup_close_ int vmfd = ioctl(fd, KVM_CREATE_VM, 0);
+  if (vmfd < 0) return "/dev/kvm cannot create a VM";
+  _cleanup_close_ int vcpu = ioctl(vmfd, KVM_CREATE_VCPU, 0);
+  if (vcpu < 0) return "/dev/kvm cannot create a vCPU";
+  if (ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_GET_MSR_FEATURES) > 0) {
+    struct {
+      struct kvm_msrs head;
+      struct kvm_msr_entry entry[1];
+    } msrs = {.head.nmsrs = 1, .entry[0].index = 0x10a /* IA32_ARCH_CAPABILITIES */};
+    if (ioctl(fd, KVM_GET_MSRS, &msrs) == 1 && ioctl(vcpu, KVM_SET_MSRS, &msrs) != 1)
+      return "/dev/kvm refuses the host's feature MSRs in a vCPU (a partial KVM)";
+  }
+  return NULL;
+}
+
 int vm_accel_resolve(vm_accel *out, const char **out_warning, vm_accel requested, qvm_error **err) {
   *out_warning = NULL;
   if (requested == VM_ACCEL_TCG) {
     *out = VM_ACCEL_TCG;
     return 0;
   }
-  _cleanup_close_ int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-  int errnum = errno;
-  if (fd >= 0 && ioctl(fd, KVM_GET_API_VERSION, 0) == KVM_API_VERSION) {
+  const char *why = kvm_unusable_reason();
+  if (!why) {
     *out = VM_ACCEL_KVM;
     return 0;
   }
   if (requested == VM_ACCEL_KVM)
     return qvm_error_set(err, QVM_EINVAL,
-                         "accelerator 'kvm' was asked for, but /dev/kvm is not usable (%s): use "
+                         "accelerator 'kvm' was asked for, but KVM is not usable (%s): use "
                          "--accel tcg or auto",
-                         fd < 0 ? strerror(errnum) : "wrong api version");
+                         why);
+  static char warning[160];
+  snprintf(warning, sizeof warning,
+           "KVM is not usable (%s): running under TCG emulation, which is much slower", why);
   *out = VM_ACCEL_TCG;
-  *out_warning = "/dev/kvm is not usable: running under TCG emulation, which is much slower";
+  *out_warning = warning;
   return 0;
 }
 
@@ -152,7 +178,10 @@ static int adopt(qvm_vm *vm, qvm_error **err) {
       json_object_object_get_ex(rt, "accelerator", &a))
     cfg.accel = !strcmp(json_object_get_string(a), "kvm") ? VM_ACCEL_KVM : VM_ACCEL_TCG;
   int r = vm_shim_start_detached(vm, &cfg, 15000, err);
-  if (r < 0) return qvm_error_prefix(err, "cannot re-attach to vm '%s'", vm->name);
+  if (r < 0) {
+    qvm_error_prefix(err, "cannot re-attach to vm '%s'", vm->name);
+    return r;
+  }
   return vm_reload(vm, err);
 }
 
@@ -245,7 +274,10 @@ int qvm_vm_start(qvm_vm *vm, const qvm_vm_start_options *opts, qvm_error **err) 
   int r = vm_lock_acquire(&fd, &vm->paths, "start", VM_LOCK_TIMEOUT_MS, err);
   if (r >= 0) r = start_locked(vm, opts, err);
   vm_lock_release(fd);
-  if (r < 0) return qvm_error_prefix(err, "cannot start vm '%s'", vm->name);
+  if (r < 0) {
+    qvm_error_prefix(err, "cannot start vm '%s'", vm->name);
+    return r;
+  }
   return 0;
 }
 
@@ -306,7 +338,10 @@ int qvm_vm_stop(qvm_vm *vm, const qvm_vm_stop_options *opts, qvm_error **err) {
   int r = vm_lock_acquire(&fd, &vm->paths, "stop", VM_LOCK_TIMEOUT_MS, err);
   if (r >= 0) r = request_locked(vm, SHIM_REQ_STOP, timeout, err);
   vm_lock_release(fd);
-  if (r < 0) return qvm_error_prefix(err, "cannot stop vm '%s'", vm->name);
+  if (r < 0) {
+    qvm_error_prefix(err, "cannot stop vm '%s'", vm->name);
+    return r;
+  }
   return 0;
 }
 
@@ -315,7 +350,10 @@ int qvm_vm_kill(qvm_vm *vm, qvm_error **err) {
   int r = vm_lock_acquire(&fd, &vm->paths, "kill", VM_LOCK_TIMEOUT_MS, err);
   if (r >= 0) r = request_locked(vm, SHIM_REQ_KILL, 0, err);
   vm_lock_release(fd);
-  if (r < 0) return qvm_error_prefix(err, "cannot kill vm '%s'", vm->name);
+  if (r < 0) {
+    qvm_error_prefix(err, "cannot kill vm '%s'", vm->name);
+    return r;
+  }
   return 0;
 }
 
@@ -326,7 +364,10 @@ int qvm_vm_restart(qvm_vm *vm, const qvm_vm_stop_options *stop, const qvm_vm_sta
   if (r >= 0) r = request_locked(vm, SHIM_REQ_STOP, stop ? stop->timeout_s : 60, err);
   if (r >= 0) r = start_locked(vm, start, err);
   vm_lock_release(fd);
-  if (r < 0) return qvm_error_prefix(err, "cannot restart vm '%s'", vm->name);
+  if (r < 0) {
+    qvm_error_prefix(err, "cannot restart vm '%s'", vm->name);
+    return r;
+  }
   return 0;
 }
 
@@ -357,7 +398,10 @@ int qvm_vm_remove(const char *name, bool force, qvm_error **err) {
   r = vm_lock_acquire(&fd, &vm->paths, "rm", VM_LOCK_TIMEOUT_MS, err);
   if (r >= 0) r = remove_locked(vm, force, err);
   vm_lock_release(fd);
-  if (r < 0) return qvm_error_prefix(err, "cannot remove vm '%s'", name);
+  if (r < 0) {
+    qvm_error_prefix(err, "cannot remove vm '%s'", name);
+    return r;
+  }
   return 0;
 }
 
@@ -377,11 +421,15 @@ int qvm_vm_run(int *out, qvm_vm *vm, int stop_timeout_s, qvm_error **err) {
   if (r >= 0) r = vm_accel_resolve(&cfg.accel, &cfg.accel_warning, vm->spec->accel, err);
   if (r < 0) {
     vm_lock_release(fd);
-    return qvm_error_prefix(err, "cannot run vm '%s'", vm->name);
+    qvm_error_prefix(err, "cannot run vm '%s'", vm->name);
+    return r;
   }
   /* The shim releases the lock once QMP answered. */
   r = vm_shim_run(out, vm, &cfg, err);
-  if (r < 0) return qvm_error_prefix(err, "cannot run vm '%s'", vm->name);
+  if (r < 0) {
+    qvm_error_prefix(err, "cannot run vm '%s'", vm->name);
+    return r;
+  }
   vm_reload(vm, NULL);
   return 0;
 }
