@@ -203,6 +203,9 @@ int qvm_vm_create(qvm_vm **out, const char *name, const qvm_vm_create_options *o
             : qvm_error_set_errno(err, errno, "cannot create '%s'", p.dir);
   if (r < 0 && tmp && tmp[0]) qvm_rm_rf(tmp, NULL);
   vm_paths_clear(&p);
-  if (r < 0) return qvm_error_prefix(err, "cannot create vm '%s'", name);
+  if (r < 0) {
+    qvm_error_prefix(err, "cannot create vm '%s'", name);
+    return r;
+  }
   return out ? qvm_vm_open(out, name, err) : 0;
 }

@@ -83,7 +83,10 @@ int vm_image_probe(char **out_format, uint64_t *out_size, const char *path, qvm_
   char *argv[] = {"qemu-img", "info", "-U", "--output=json", (char *)path, NULL};
   _cleanup_free_ char *text = NULL;
   int r = vm_run_program(&text, argv, err);
-  if (r < 0) return qvm_error_prefix(err, "cannot read image '%s'", path);
+  if (r < 0) {
+    qvm_error_prefix(err, "cannot read image '%s'", path);
+    return r;
+  }
   struct json_object *info = json_tokener_parse(text), *fmt = NULL, *size = NULL;
   if (!info || !json_object_object_get_ex(info, "format", &fmt) ||
       !json_object_object_get_ex(info, "virtual-size", &size) ||

@@ -234,7 +234,10 @@ int vm_spec_from_json(vm_spec **out, struct json_object *o, qvm_error **err) {
   if (r >= 0) r = paths_from_json(s, o, err);
   if (r >= 0) r = array_each(o, "drives", s, drive_from_json, err);
   if (r >= 0) r = network_from_json(s, o, err);
-  if (r < 0) return qvm_error_prefix(err, "vm spec is invalid");
+  if (r < 0) {
+    qvm_error_prefix(err, "vm spec is invalid");
+    return r;
+  }
   *out = TAKE_PTR(s);
   return 0;
 }

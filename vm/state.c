@@ -202,15 +202,20 @@ int vm_doc_read(struct json_object **out, const char *path, qvm_error **err) {
     qvm_error_free(e);
     return qvm_error_set(err, QVM_ENOTFOUND, "'%s' not found", path);
   }
+  return vm_doc_parse(out, s, len, path, err);
+}
+
+int vm_doc_parse(struct json_object **out, const char *text, size_t len, const char *what,
+                 qvm_error **err) {
   struct json_tokener *tok = json_tokener_new_ex(64);
-  if (!tok) return qvm_error_set_errno(err, ENOMEM, "cannot parse '%s'", path);
-  struct json_object *doc = json_tokener_parse_ex(tok, s, (int)len);
-  bool complete =
-      json_tokener_get_error(tok) == json_tokener_success && json_tokener_get_parse_end(tok) == len;
+  if (!tok) return qvm_error_set_errno(err, ENOMEM, "cannot parse '%s'", what);
+  struct json_object *doc = json_tokener_parse_ex(tok, text, (int)len);
+  bool complete = json_tokener_get_error(tok) == json_tokener_success &&
+                  json_tokener_get_parse_end(tok) == len && strlen(text) == len;
   json_tokener_free(tok);
   if (!doc || !complete || !json_object_is_type(doc, json_type_object)) {
     json_object_put(doc);
-    return qvm_error_set(err, QVM_EINVAL, "'%s' is not a json object", path);
+    return qvm_error_set(err, QVM_EINVAL, "'%s' is not a json object", what);
   }
   *out = doc;
   return 0;

@@ -56,6 +56,9 @@ int vm_proc_from_json(vm_proc *out, struct json_object *obj, qvm_error **err);
 /* vm.json: {"version":1,"spec":{...},"created_at":"...","runtime":{...},
  * "last_exit":{...}}. Reading needs no lock (writes are atomic renames). */
 int vm_doc_read(struct json_object **out, const char *path, qvm_error **err);
+/* The same from bytes (NUL-terminated at text[len]); `what` names it in errors. */
+int vm_doc_parse(struct json_object **out, const char *text, size_t len, const char *what,
+                 qvm_error **err);
 int vm_doc_write(const char *path, struct json_object *doc, qvm_error **err);
 /* Read-modify-write under an flock on the VM's directory, held for the
  * duration of fn only. */

@@ -198,5 +198,8 @@ chmod 755 "$tmp"
 rm -rf "$out"
 mv "$tmp" "$out"
 trap - EXIT
+# Keep this image and the one before it; older ones only fill the disk.
+find "$cache_root" -maxdepth 1 -name 'cloud-*' -type d -printf '%T@ %p\n' | sort -rn |
+  tail -n +3 | cut -d' ' -f2- | while read -r old; do rm -rf --one-file-system "$old"; done
 log "built in $(( end - start ))s: $(du -h --apparent-size "$out/disk.qcow2" | cut -f1) qcow2, ${disk_mib} MiB virtual"
 echo "$out"

@@ -33,9 +33,12 @@ cat >"$root/etc/cloud/cloud.cfg.d/90_dpkg.cfg" <<'CFG'
 # qvm cloud test guest: only the NoCloud seed (a 'cidata' disk) is looked for.
 datasource_list: [ NoCloud, None ]
 CFG
+# grub-dpkg would only redo (slowly, under TCG) the debconf answer set below.
 cat >"$root/etc/cloud/cloud.cfg.d/91_qvm.cfg" <<'CFG'
 apt:
   preserve_sources_list: true
+grub_dpkg:
+  enabled: false
 CFG
 echo 'cloud-init cloud-init/datasources multiselect NoCloud, None' | in_root debconf-set-selections
 
@@ -43,9 +46,11 @@ echo 'cloud-init cloud-init/datasources multiselect NoCloud, None' | in_root deb
 # in Debian's own bookworm cloud images. cloud-init writes the netplan file.
 in_root systemctl enable systemd-networkd.service systemd-resolved.service >/dev/null 2>&1
 
-# Nothing in the test guest needs the periodic apt/e2scrub jobs.
+# Nothing in the test guest needs the periodic apt/e2scrub jobs, nor the
+# e2scrub snapshot reaper at boot (no LVM).
 in_root systemctl disable apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer \
   fstrim.timer >/dev/null 2>&1 || true
+in_root systemctl mask e2scrub_reap.service >/dev/null 2>&1
 
 # GRUB: BIOS boot from the MBR, serial console, no menu delay. grub.cfg is
 # written here rather than by update-grub, which cannot see a real disk in a

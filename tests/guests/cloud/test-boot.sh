@@ -28,7 +28,9 @@ for tool in qemu-system-x86_64 qemu-img ssh ssh-keygen genisoimage; do
   command -v "$tool" >/dev/null || skip "needs '$tool' on PATH (run scripts/deps.sh)"
 done
 
-image_dir=$("$here/build.sh" | tail -n 1) || skip "the cloud guest could not be built (tests/guests/cloud/build.sh)"
+# QVM_CLOUD_IMAGE_DIR=DIR boots an already built image instead.
+image_dir=${QVM_CLOUD_IMAGE_DIR:-}
+[[ -n $image_dir ]] || image_dir=$("$here/build.sh" | tail -n 1) || skip "the cloud guest could not be built (tests/guests/cloud/build.sh)"
 [[ -f $image_dir/disk.qcow2 ]] || skip "no disk.qcow2 in '$image_dir'"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/qvm-test-cloud-boot-XXXXXX")
@@ -169,8 +171,10 @@ sudo -n true && echo sudo=ok
 df -h /
 echo "root_mib=$(df -B1M --output=size / | tail -n 1 | tr -d " ")"
 echo "hostname=$(hostname)"
-echo "netplan=$(ls /etc/netplan)"'
-result=$(guest_ssh "$script" </dev/null) || fail "checks over ssh failed: $result"
+echo "netplan=$(ls /etc/netplan)"
+systemd-analyze 2>/dev/null | head -n 1
+[ -z "$DEBUG" ] || { systemd-analyze blame | head -n 25; systemd-analyze critical-chain; sudo cloud-init analyze blame; sudo journalctl -b -o short-monotonic --no-pager -u ssh -u cloud-init -u cloud-init-local -u cloud-config -u systemd-networkd; sudo cat /var/log/cloud-init.log; }'
+result=$(guest_ssh "DEBUG='${QVM_CLOUD_BOOT_DEBUG:-}'; $script" </dev/null) || fail "checks over ssh failed: $result"
 t_done=$(since "$started")
 for _ in $(seq 30); do
   [[ -n $t_marker ]] && break
