@@ -67,9 +67,10 @@ void qvm_net_mac_format(char out[QVM_NET_MAC_STR_MAX], const uint8_t mac[6]) {
 
 const char *qvm_net_ip_source_name(enum qvm_net_ip_source source) {
   switch (source) {
-  case QVM_NET_IP_SOURCE_DHCP_SERVER: return "dhcp-server";
-  case QVM_NET_IP_SOURCE_DHCP_SNOOP: return "dhcp-snoop";
+  case QVM_NET_IP_SOURCE_DHCP_SERVER: return "qvm-dhcp";
+  case QVM_NET_IP_SOURCE_DHCP_SNOOP: return "dhcp-watch";
   case QVM_NET_IP_SOURCE_NEIGH: return "neighbour";
+  case QVM_NET_IP_SOURCE_GUEST_AGENT: return "guest-agent";
   }
   return "unknown";
 }

@@ -7,7 +7,7 @@ packages=(
   # build
   build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
   libjson-c-dev libssh2-1-dev libsodium-dev libyaml-dev libcmocka-dev
-  libmnl-dev libnftnl-dev
+  libmnl-dev libnftnl-dev libnftables-dev
   # run
   qemu-system-x86 qemu-utils ovmf
   # test guests

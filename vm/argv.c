@@ -240,6 +240,21 @@ static int add_network(argv_builder *b, const vm_argv_input *in, qvm_error **err
   return 0;
 }
 
+/* The guest agent's port (org.qemu.guest_agent.0, where qemu-guest-agent
+ * looks) on a socket QEMU listens on: qvm_vm_ip asks it for addresses. */
+static void add_guest_agent(argv_builder *b, const vm_argv_input *in) {
+  if (!in->qga_path) return;
+  char *path = vm_qemu_escape(in->qga_path);
+  push(b, "-device");
+  push(b, "virtio-serial-pci,id=vser0");
+  push(b, "-chardev");
+  pushf(b, "socket,id=qga0,path=%s,server=on,wait=off", path ? path : "");
+  push(b, "-device");
+  push(b, "virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0");
+  if (!path) b->oom = true;
+  free(path);
+}
+
 int vm_argv_build(vm_argv **out, const vm_argv_input *in, qvm_error **err) {
   if (!in->spec || !in->qemu)
     return qvm_error_set(err, QVM_EINVAL, "argv builder needs a spec and a binary");
@@ -254,6 +269,7 @@ int vm_argv_build(vm_argv **out, const vm_argv_input *in, qvm_error **err) {
   add_drives(&b, in);
   int r = add_network(&b, in, err);
   if (r < 0) return r;
+  add_guest_agent(&b, in);
   push(&b, "-device");
   push(&b, "virtio-rng-pci");
   if (b.oom) return qvm_error_set_errno(err, ENOMEM, "cannot build the qemu command line");

@@ -15,6 +15,7 @@
 #include "util/time.h"
 #include "vm/handle.h"
 #include "vm/image.h"
+#include "vm/net.h"
 
 #define OVMF_CODE "/usr/share/OVMF/OVMF_CODE_4M.fd"
 #define OVMF_VARS "/usr/share/OVMF/OVMF_VARS_4M.fd"
@@ -75,11 +76,8 @@ static int spec_boot(vm_spec *s, const qvm_vm_create_options *o, qvm_error **err
 }
 
 static int spec_network(vm_spec *s, const qvm_vm_create_options *o, qvm_error **err) {
-  int r = vm_net_mode_parse(&s->net, o->net, err);
+  int r = vm_net_spec_parse(s, o->net, o->nat, err);
   if (r < 0) return r;
-  if (s->net == VM_NET_BRIDGE)
-    return qvm_error_set(err, QVM_EINVAL,
-                         "network mode 'bridge' is not yet supported: use user or none");
   s->ssh_forward = s->net == VM_NET_USER;
   if (o->n_publish && s->net != VM_NET_USER)
     return qvm_error_set(err, QVM_EINVAL, "--publish needs --net user");

@@ -15,6 +15,7 @@
 #include "util/fs.h"
 #include "util/time.h"
 #include "vm/handle.h"
+#include "vm/net.h"
 
 static int name_cmp(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
@@ -109,6 +110,14 @@ static struct json_object *info_network(qvm_vm *vm, const vm_runtime_view *rv) {
   json_object_put(spec);
   if (rv->present && json_object_object_get_ex(vm->doc, "runtime", &rt))
     copy_member(net, "ssh_port", rt, "ssh_port");
+  char *ip = NULL, *source = NULL;
+  if (vm->spec->net == VM_NET_BRIDGE && rv->qemu_alive &&
+      vm_net_ip_find(&ip, &source, vm, 0, NULL) == 0) {
+    json_object_object_add(net, "ip", json_object_new_string(ip));
+    json_object_object_add(net, "ip_source", json_object_new_string(source));
+  }
+  free(ip);
+  free(source);
   return net;
 }
 

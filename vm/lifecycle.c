@@ -18,6 +18,7 @@
 #include "util/fs.h"
 #include "util/time.h"
 #include "vm/handle.h"
+#include "vm/net.h"
 
 void qvm_vm_free(qvm_vm *vm) {
   if (!vm) return;
@@ -195,8 +196,10 @@ static int reconcile_locked(qvm_vm *vm, qvm_error **err) {
   if (!rv.present || rv.shim_alive) return 0;
   if (rv.qemu_alive) return adopt(vm, err);
   r = vm_doc_update(&vm->paths, record_lost_cb, NULL, err);
+  vm_net_remove_tap(vm->spec); /* QEMU is gone: a tap left behind is nobody's */
   unlink(vm->paths.qmp_sock);
   unlink(vm->paths.console_sock);
+  unlink(vm->paths.qga_sock);
   rmdir(vm->paths.run_dir);
   return r < 0 ? r : vm_reload(vm, err);
 }
@@ -383,6 +386,7 @@ static int remove_locked(qvm_vm *vm, bool force, qvm_error **err) {
                            vm->name);
     if ((r = request_locked(vm, SHIM_REQ_KILL, 0, err)) < 0) return r;
   }
+  vm_net_remove_tap(vm->spec);
   qvm_error *e = NULL;
   if (qvm_rm_rf(vm->paths.run_dir, &e) < 0 && qvm_error_errno(e) != ENOENT)
     return qvm_error_propagate(err, e);

@@ -200,6 +200,7 @@ static struct json_object *exit_json(const exit_record *r, const exit_status *x,
 static void remove_sockets(const vm_paths *p) {
   unlink(p->qmp_sock);
   unlink(p->console_sock);
+  unlink(p->qga_sock);
   rmdir(p->run_dir);
 }
 
@@ -329,13 +330,15 @@ static void shim_reap(shim *s, exit_status *x) {
 
 static void shim_loop(shim *s, exit_status *x) {
   for (;;) {
-    struct pollfd pfd[3] = {{.fd = s->sigfd, .events = POLLIN},
+    struct pollfd pfd[4] = {{.fd = s->sigfd, .events = POLLIN},
                             {.fd = s->pidfd, .events = POLLIN},
-                            {.fd = s->qmp ? qvm_qmp_fd(s->qmp) : -1, .events = POLLIN}};
-    int n = poll(pfd, 3, shim_poll_timeout(s));
+                            {.fd = s->qmp ? qvm_qmp_fd(s->qmp) : -1, .events = POLLIN},
+                            {.fd = vm_net_fd(s->net), .events = POLLIN}};
+    int n = poll(pfd, 4, shim_poll_timeout(s));
     if (n < 0 && errno != EINTR) break;
     if (n > 0 && pfd[0].revents) shim_handle_signals(s);
     if (n > 0 && pfd[2].revents) shim_drain_qmp(s);
+    if (n > 0 && pfd[3].revents) vm_net_handle_readable(s->net);
     if (n > 0 && pfd[1].revents) break;
     if (s->deadline_ms >= 0 && qvm_now_ms() >= s->deadline_ms)
       shim_escalate(s);
@@ -440,6 +443,11 @@ static int shim_adopt(shim *s, qvm_error **err) {
     shim_event(s, "qvm-adopt-no-qmp", json_object_new_string(qvm_error_message(e)));
     qvm_error_free(e);
   }
+  qvm_error *ne = NULL;
+  if (vm_net_start(&s->net, NULL, s->vm, false, s->events_fd, &ne) < 0) {
+    shim_event(s, "qvm-adopt-no-dhcp", json_object_new_string(qvm_error_message(ne)));
+    qvm_error_free(ne);
+  }
   shim_write_runtime(s, "running", false);
   shim_event(s, "qvm-shim-adopted", NULL);
   return 0;
@@ -480,6 +488,8 @@ int vm_shim_run(int *out, qvm_vm *vm, const shim_config *cfg, qvm_error **err) {
   } else {
     *out = QVM_RUN_EXIT_ERROR;
   }
+  vm_net_free(s.net);
+  vm_net_remove_tap(vm->spec); /* QEMU is gone; its tap normally went with it */
   qvm_qmp_free(s.qmp);
   if (s.qmp_client_fd >= 0) close(s.qmp_client_fd);
   if (s.pidfd >= 0) close(s.pidfd);

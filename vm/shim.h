@@ -11,6 +11,7 @@
 #include <qvm/qmp.h>
 
 #include "vm/handle.h"
+#include "vm/net.h"
 
 typedef enum shim_phase {
   SHIM_RUNNING,
@@ -30,6 +31,7 @@ typedef struct shim {
   qvm_qmp *qmp;
   int events_fd;
   uint16_t ssh_port;
+  vm_net *net; /* bridge: DHCP server or watcher; NULL otherwise */
   shim_phase phase;
   int64_t deadline_ms; /* next escalation, -1 when none */
   int64_t repress_ms;  /* next power button press while waiting, -1 when none */

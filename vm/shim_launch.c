@@ -23,6 +23,9 @@
 #include "vm/handle.h"
 #include "vm/shim.h"
 
+/* QEMU's fds: 3 QMP, 4 serial console, 5 the tap (bridge net). */
+#define SHIM_TAP_FD 5
+
 static int unix_listen(int *out, const char *path, qvm_error **err) {
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
   if (strlen(path) >= sizeof sa.sun_path)
@@ -73,15 +76,17 @@ static int open_logs(int *out_qemu_log, const vm_paths *p, qvm_error **err) {
 }
 
 /* In the child between fork and exec: only async-signal-safe calls. */
-__attribute__((noreturn)) static void exec_qemu(char **argv, int qmp, int console, int log) {
+__attribute__((noreturn)) static void exec_qemu(char **argv, int qmp, int console, int log,
+                                                 int tap) {
   setsid();
   int q = fcntl(qmp, F_DUPFD_CLOEXEC, 10), c = fcntl(console, F_DUPFD_CLOEXEC, 10);
   int l = fcntl(log, F_DUPFD_CLOEXEC, 10);
+  int t = tap >= 0 ? fcntl(tap, F_DUPFD_CLOEXEC, 10) : -1;
   int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
   if (q < 0 || c < 0 || l < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(l, 1) < 0 || dup2(l, 2) < 0 ||
-      dup2(q, 3) < 0 || dup2(c, 4) < 0)
+      dup2(q, 3) < 0 || dup2(c, 4) < 0 || (tap >= 0 && (t < 0 || dup2(t, SHIM_TAP_FD) < 0)))
     _exit(126);
-  close_range(5, ~0U, 0);
+  close_range(tap >= 0 ? SHIM_TAP_FD + 1 : SHIM_TAP_FD, ~0U, 0);
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
@@ -103,7 +108,7 @@ static bool sandbox_wanted(void) {
 
 int shim_launch_qemu(shim *s, qvm_error **err) {
   const vm_paths *p = &s->vm->paths;
-  _cleanup_close_ int qmp_listen = -1, console_listen = -1, qmp_client = -1, log = -1;
+  _cleanup_close_ int qmp_listen = -1, console_listen = -1, qmp_client = -1, log = -1, tap = -1;
   int r = qvm_mkdir_p(p->run_dir, 0700, err);
   if (r >= 0) r = unix_listen(&qmp_listen, p->qmp_sock, err);
   if (r >= 0) r = unix_listen(&console_listen, p->console_sock, err);
@@ -113,6 +118,9 @@ int shim_launch_qemu(shim *s, qvm_error **err) {
   if (r >= 0) r = open_logs(&log, p, err);
   if (r >= 0 && s->vm->spec->net == VM_NET_USER && s->vm->spec->ssh_forward)
     r = free_port(&s->ssh_port, err);
+  /* The shim keeps no fd on the tap: it goes away with QEMU's last one,
+   * even if the shim itself is killed. */
+  if (r >= 0) r = vm_net_start(&s->net, &tap, s->vm, true, s->events_fd, err);
   if (r < 0) return r;
   vm_argv_input in = {.spec = s->vm->spec,
                       .qemu = qemu_binary(),
@@ -122,14 +130,15 @@ int shim_launch_qemu(shim *s, qvm_error **err) {
                       .console_fd = 4,
                       .serial_log = p->serial_log,
                       .ssh_port = s->ssh_port,
-                      .tap_fd = -1,
+                      .tap_fd = tap >= 0 ? SHIM_TAP_FD : -1,
+                      .qga_path = p->qga_sock,
                       .sandbox = sandbox_wanted()};
   _cleanup_(vm_argv_freep) vm_argv *argv = NULL;
   if ((r = vm_argv_build(&argv, &in, err)) < 0) return r;
   s->t_spawn_us = qvm_realtime_us();
   pid_t pid = fork();
   if (pid < 0) return qvm_error_set_errno(err, errno, "cannot fork qemu");
-  if (pid == 0) exec_qemu(argv->argv, qmp_listen, console_listen, log);
+  if (pid == 0) exec_qemu(argv->argv, qmp_listen, console_listen, log, tap);
   s->qemu_pid = pid;
   s->child = true;
   s->pidfd = shim_pidfd_open(pid);

@@ -117,7 +117,8 @@ int vm_net_mode_parse(vm_net_mode *out, const char *text, qvm_error **err) {
   else if (!strcmp(text, "bridge"))
     *out = VM_NET_BRIDGE;
   else
-    return qvm_error_set(err, QVM_EINVAL, "network mode '%s' is unknown: use user or none", text);
+    return qvm_error_set(err, QVM_EINVAL, "network mode '%s' is unknown: use user, bridge or none",
+                         text);
   return 0;
 }
 
@@ -258,6 +259,7 @@ void vm_spec_free(vm_spec *spec) {
   for (size_t i = 0; i < spec->n_forwards; i++) vm_forward_clear(&spec->forwards[i]);
   free(spec->forwards);
   free(spec->bridge);
+  free(spec->bridge_address);
   free(spec);
 }
 

@@ -57,7 +57,10 @@ typedef struct vm_spec {
   bool ssh_forward; /* user net: guest port 22 on a free 127.0.0.1 port */
   vm_forward *forwards;
   size_t n_forwards;
-  char *bridge;
+  char *bridge;         /* bridge net: the bridge's name */
+  char *bridge_address; /* qvm's DHCP: the bridge's own address, "10.77.0.1/24" */
+  bool dhcp_external;   /* the bridge is served by someone else's DHCP */
+  bool nat;             /* masquerade the bridge's subnet to the uplink */
 } vm_spec;
 
 void vm_spec_free(vm_spec *spec);

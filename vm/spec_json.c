@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "util/cleanup.h"
+#include "vm/net.h"
 #include "vm/spec.h"
 
 static void put_str(struct json_object *o, const char *key, const char *v) {
@@ -40,6 +41,11 @@ static struct json_object *network_to_json(const vm_spec *s) {
     json_object_array_add(fwds, forward_to_json(&s->forwards[i]));
   json_object_object_add(net, "forwards", fwds);
   put_str(net, "bridge", s->bridge);
+  if (s->net == VM_NET_BRIDGE) {
+    put_str(net, "subnet", s->bridge_address);
+    put_str(net, "dhcp", s->dhcp_external ? "external" : "qvm");
+    json_object_object_add(net, "nat", json_object_new_boolean(s->nat));
+  }
   return net;
 }
 
@@ -174,6 +180,19 @@ static int array_each(struct json_object *o, const char *key, vm_spec *s,
   return 0;
 }
 
+static int bridge_from_json(vm_spec *s, struct json_object *net, qvm_error **err) {
+  _cleanup_free_ char *dhcp = NULL;
+  int r = vm_net_bridge_name_check(s->bridge, err);
+  if (r >= 0) r = get_str(&s->bridge_address, net, "subnet", 31, false, err);
+  if (r >= 0) r = get_str(&dhcp, net, "dhcp", 16, false, err);
+  if (r >= 0 && dhcp && strcmp(dhcp, "qvm") && strcmp(dhcp, "external"))
+    r = qvm_error_set(err, QVM_EINVAL, "'dhcp' is '%s': use qvm or external", dhcp);
+  s->dhcp_external = dhcp && !strcmp(dhcp, "external");
+  s->nat = get_bool(net, "nat");
+  if (r >= 0 && !s->dhcp_external) r = vm_net_subnet_check(s->bridge_address, err);
+  return r;
+}
+
 static int network_from_json(vm_spec *s, struct json_object *o, qvm_error **err) {
   struct json_object *net = NULL;
   if (!json_object_object_get_ex(o, "network", &net) || !json_object_is_type(net, json_type_object))
@@ -184,6 +203,7 @@ static int network_from_json(vm_spec *s, struct json_object *o, qvm_error **err)
   if (r >= 0) r = get_str(&s->bridge, net, "bridge", 15, false, err);
   if (r >= 0) r = array_each(net, "forwards", s, forward_from_json, err);
   s->ssh_forward = get_bool(net, "ssh_forward");
+  if (r >= 0 && s->net == VM_NET_BRIDGE) r = bridge_from_json(s, net, err);
   return r;
 }
 

@@ -26,6 +26,7 @@ typedef struct vm_paths {
   char *run_dir; /* RUNTIME/NAME */
   char *qmp_sock;
   char *console_sock;
+  char *qga_sock; /* QEMU listens here for the guest agent's virtio-serial port */
 } vm_paths;
 
 int vm_state_root(char **out, qvm_error **err);

@@ -45,8 +45,11 @@ typedef struct qvm_vm_create_options {
   const char *kernel; /* direct kernel boot: then image is optional */
   const char *initrd;
   const char *append;
-  const char *firmware;       /* "bios" (NULL) or "uefi" */
-  const char *net;            /* "user" (NULL), "none"; "bridge" is not supported yet */
+  const char *firmware; /* "bios" (NULL) or "uefi" */
+  /* "user" (NULL), "none", or "bridge[=NAME][,dhcp=external][,subnet=A.B.C.D/N]"
+   * (default bridge qvm0, subnet 10.77.0.1/24; needs root or CAP_NET_ADMIN) */
+  const char *net;
+  bool nat;                   /* bridge: masquerade the subnet to the uplink */
   const char *const *publish; /* "[IP:]HOST:GUEST[/tcp|/udp]", n_publish of them */
   size_t n_publish;
   const char *const *cdroms; /* ISO paths, attached read-only */
@@ -129,6 +132,17 @@ int qvm_vm_console_connect(int *out, qvm_vm *vm, qvm_error **err);
 /* Copies serial.log to fd; with follow, keeps copying new output (inotify)
  * until the VM stops. */
 int qvm_vm_logs(qvm_vm *vm, int fd, bool follow, qvm_error **err);
+
+/* The guest's IPv4 address on a bridge, and where it came from (*out_source:
+ * "qvm-dhcp" qvm's DHCP server sent the ACK, "dhcp-watch" the watcher saw an
+ * external server's ACK, "neighbour" the host's neighbour table, "guest-agent"
+ * the QEMU guest agent). Both are the caller's to free; out_source may be
+ * NULL. timeout_ms 0 answers now, -1 waits forever; the wait is
+ * event-driven (inotify on events.jsonl, netlink, QEMU's pidfd).
+ * QVM_ETIMEOUT names what was waited for; QVM_ENOTFOUND if the VM is not
+ * running or stops while waiting; QVM_EINVAL for --net user (the guest is
+ * reached at 127.0.0.1:<ssh_port>) or none. */
+int qvm_vm_ip(char **out_ip, char **out_source, qvm_vm *vm, int timeout_ms, qvm_error **err);
 
 /* Exit statuses of qvm_vm_run (docs/cli.md, "qvm run"). */
 enum {

@@ -266,6 +266,23 @@ static void test_bridge_tap_fd(void **state) {
   vm_spec_free(s);
 }
 
+/* What the shim passes for a bridged VM: the tap as fd 5 and the guest
+ * agent's socket in the runtime dir (a comma in it is escaped). */
+static void test_guest_agent(void **state) {
+  (void)state;
+  vm_spec *s = base_spec("agent");
+  s->net = VM_NET_BRIDGE;
+  s->ssh_forward = false;
+  s->bridge = strdup("qvm0");
+  snprintf(s->mac, sizeof s->mac, "0a:12:34:56:78:9a");
+  add_disk(s);
+  vm_argv_input in = base_input(s);
+  in.tap_fd = 5;
+  in.qga_path = "/run/qvm,x/agent/qga.sock";
+  check_golden("guest-agent", &in);
+  vm_spec_free(s);
+}
+
 static void test_escape(void **state) {
   (void)state;
   char *e = vm_qemu_escape("a,b,,c");
@@ -293,6 +310,7 @@ int main(void) {
       cmocka_unit_test(test_machine_pc_small),
       cmocka_unit_test(test_socket_paths),
       cmocka_unit_test(test_bridge_tap_fd),
+      cmocka_unit_test(test_guest_agent),
       cmocka_unit_test(test_escape),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -19,5 +19,6 @@ extern const struct qvm_command qvm_cmd_ls;
 extern const struct qvm_command qvm_cmd_info;
 extern const struct qvm_command qvm_cmd_logs;
 extern const struct qvm_command qvm_cmd_console;
+extern const struct qvm_command qvm_cmd_ip;
 
 #endif

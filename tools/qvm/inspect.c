@@ -112,6 +112,9 @@ static void print_info(struct json_object *info) {
     printf("network:      %s%s%s\n", str_member(net, "mode", "?"),
            str_member(net, "ssh_port", NULL) ? ", ssh on 127.0.0.1:" : "",
            str_member(net, "ssh_port", ""));
+  if (net && str_member(net, "ip", NULL))
+    printf("ip:           %s (from %s)\n", str_member(net, "ip", ""),
+           str_member(net, "ip_source", "?"));
   if (str_member(info, "kernel", NULL))
     printf("kernel:       %s\n", str_member(info, "kernel", ""));
   printf("last exit:    %s\n", exit_summary(info));

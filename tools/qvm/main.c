@@ -8,7 +8,7 @@
 static const struct qvm_command *const commands[] = {
     &qvm_cmd_version, &qvm_cmd_seed,    &qvm_cmd_create,  &qvm_cmd_start, &qvm_cmd_stop,
     &qvm_cmd_kill,    &qvm_cmd_restart, &qvm_cmd_rm,      &qvm_cmd_run,   &qvm_cmd_ls,
-    &qvm_cmd_info,    &qvm_cmd_logs,    &qvm_cmd_console,
+    &qvm_cmd_info,    &qvm_cmd_logs,    &qvm_cmd_console, &qvm_cmd_ip,
 };
 
 static void usage(FILE *f) {

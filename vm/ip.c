@@ -1,0 +1,340 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * qvm_vm_ip: the guest's address, from (in order) the DHCP_LEASE events the
+ * shim wrote for this run (qvm's own ACK, or what the watcher saw), the
+ * host's neighbour table (dhcp=external), and the QEMU guest agent. Waiting
+ * is event-driven: inotify on events.jsonl, a netlink neighbour monitor and
+ * QEMU's pidfd. Only the guest agent, which has no events, is asked again on
+ * a timer, and only once it has answered at all.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/inotify.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <qvm/net.h>
+
+#include "util/cleanup.h"
+#include "util/time.h"
+#include "vm/handle.h"
+#include "vm/net.h"
+
+#define IP_EVENTS_MAX (64u << 20)
+#define QGA_QUERY_MS 1000
+#define QGA_NOW_MS 300 /* timeout 0: do not hold up an immediate answer */
+#define QGA_RETRY_MS 2000
+
+typedef struct ip_search {
+  qvm_vm *vm;
+  int64_t started_us; /* this run's QEMU spawn: older leases are history */
+  off_t events_off;   /* events.jsonl is read once, line by line, as it grows */
+  char ip[QVM_NET_IP_MAX];
+  char source[16];
+  uint8_t mac[6];
+  bool agent_answered;
+} ip_search;
+
+/* --- events.jsonl ------------------------------------------------------------ */
+
+static void note_event_line(ip_search *s, const char *line) {
+  if (!strstr(line, "\"DHCP_")) return;
+  struct json_object *ev = json_tokener_parse(line), *v = NULL;
+  if (!ev || !json_object_is_type(ev, json_type_object)) goto out;
+  const char *name = json_object_object_get_ex(ev, "event", &v) ? json_object_get_string(v) : "";
+  int64_t at = json_object_object_get_ex(ev, "at_us", &v) ? json_object_get_int64(v) : 0;
+  const char *ip = json_object_object_get_ex(ev, "ip", &v) ? json_object_get_string(v) : "";
+  const char *src = json_object_object_get_ex(ev, "source", &v) ? json_object_get_string(v) : "";
+  if (at < s->started_us || strlen(ip) >= sizeof s->ip || strlen(src) >= sizeof s->source) goto out;
+  if (!strcmp(name, "DHCP_LEASE")) {
+    strcpy(s->ip, ip);
+    strcpy(s->source, src);
+  } else if ((!strcmp(name, "DHCP_RELEASE") || !strcmp(name, "DHCP_DECLINE")) &&
+             !strcmp(ip, s->ip)) {
+    s->ip[0] = '\0';
+  }
+out:
+  json_object_put(ev);
+}
+
+/* Reads the complete lines added since the last call. */
+static void scan_events(ip_search *s) {
+  _cleanup_close_ int fd = open(s->vm->paths.events, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = pread(fd, buf, sizeof buf - 1, s->events_off);
+    if (n <= 0 || s->events_off > (off_t)IP_EVENTS_MAX) return;
+    buf[n] = '\0';
+    char *end = strrchr(buf, '\n');
+    if (!end) {
+      /* One line longer than the buffer is not a lease event: skip it. */
+      if (n == (ssize_t)sizeof buf - 1) s->events_off += n;
+      if (n == (ssize_t)sizeof buf - 1) continue;
+      return;
+    }
+    *end = '\0';
+    for (char *save = NULL, *line = strtok_r(buf, "\n", &save); line;
+         line = strtok_r(NULL, "\n", &save))
+      note_event_line(s, line);
+    s->events_off += end - buf + 1;
+  }
+}
+
+/* --- the guest agent ---------------------------------------------------------- */
+
+static int qga_send(int fd, const char *cmd, int64_t deadline) {
+  size_t len = strlen(cmd), done = 0;
+  while (done < len) {
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    if (poll(&p, 1, qvm_deadline_left_ms(deadline)) <= 0) return -1;
+    ssize_t n = send(fd, cmd + done, len - done, MSG_NOSIGNAL);
+    if (n < 0 && errno != EAGAIN && errno != EINTR) return -1;
+    if (n > 0) done += (size_t)n;
+  }
+  return 0;
+}
+
+/* The next JSON object the agent sends, skipping the 0xff sync delimiter. */
+static struct json_object *qga_read(int fd, int64_t deadline) {
+  json_tokener *tok = json_tokener_new();
+  struct json_object *obj = NULL;
+  size_t total = 0;
+  while (tok && !obj && total < (1u << 20)) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, qvm_deadline_left_ms(deadline)) <= 0) break;
+    char buf[4096];
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    total += (size_t)n;
+    char *start = memrchr(buf, 0xff, (size_t)n);
+    if (start) json_tokener_reset(tok);
+    char *from = start ? start + 1 : buf;
+    obj = json_tokener_parse_ex(tok, from, (int)(buf + n - from));
+    enum json_tokener_error e = json_tokener_get_error(tok);
+    if (!obj && e != json_tokener_continue) json_tokener_reset(tok);
+  }
+  json_tokener_free(tok);
+  return obj;
+}
+
+static bool qga_sync(int fd, int64_t deadline) {
+  unsigned id = 0;
+  if (getrandom(&id, sizeof id, 0) != sizeof id) id = (unsigned)qvm_now_us();
+  id &= 0x7fffffff;
+  char cmd[128];
+  snprintf(cmd, sizeof cmd,
+           "\xff{\"execute\":\"guest-sync-delimited\",\"arguments\":{\"id\":%u}}\n", id);
+  if (qga_send(fd, cmd, deadline) < 0) return false;
+  for (;;) {
+    struct json_object *r = qga_read(fd, deadline), *v = NULL;
+    if (!r) return false;
+    bool ok = json_object_object_get_ex(r, "return", &v) && json_object_is_type(v, json_type_int) &&
+              (unsigned)json_object_get_int64(v) == id;
+    json_object_put(r);
+    if (ok) return true;
+  }
+}
+
+/* The first IPv4 address of the interface with the VM's MAC. */
+static bool qga_pick(ip_search *s, struct json_object *ifaces) {
+  char mac[QVM_NET_MAC_STR_MAX];
+  qvm_net_mac_format(mac, s->mac);
+  for (size_t i = 0; i < json_object_array_length(ifaces); i++) {
+    struct json_object *itf = json_object_array_get_idx(ifaces, i), *hw = NULL, *addrs = NULL;
+    if (!json_object_object_get_ex(itf, "hardware-address", &hw) ||
+        strcasecmp(json_object_get_string(hw), mac) ||
+        !json_object_object_get_ex(itf, "ip-addresses", &addrs) ||
+        !json_object_is_type(addrs, json_type_array))
+      continue;
+    for (size_t j = 0; j < json_object_array_length(addrs); j++) {
+      struct json_object *a = json_object_array_get_idx(addrs, j), *type = NULL, *ip = NULL;
+      if (!json_object_object_get_ex(a, "ip-address-type", &type) ||
+          strcmp(json_object_get_string(type), "ipv4") ||
+          !json_object_object_get_ex(a, "ip-address", &ip) ||
+          json_object_get_string_len(ip) >= (int)sizeof s->ip)
+        continue;
+      strcpy(s->ip, json_object_get_string(ip));
+      strcpy(s->source, qvm_net_ip_source_name(QVM_NET_IP_SOURCE_GUEST_AGENT));
+      return true;
+    }
+  }
+  return false;
+}
+
+static bool ask_agent(ip_search *s, int timeout_ms) {
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", s->vm->paths.qga_sock);
+  _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) return false;
+  int64_t deadline = qvm_now_ms() + timeout_ms;
+  if (!qga_sync(fd, deadline)) return false;
+  s->agent_answered = true;
+  if (qga_send(fd, "{\"execute\":\"guest-network-get-interfaces\"}\n", deadline) < 0) return false;
+  struct json_object *r = qga_read(fd, deadline), *ret = NULL;
+  bool found = r && json_object_object_get_ex(r, "return", &ret) &&
+               json_object_is_type(ret, json_type_array) && qga_pick(s, ret);
+  json_object_put(r);
+  return found;
+}
+
+/* --- the search ------------------------------------------------------------------- */
+
+static bool look_now(ip_search *s) {
+  scan_events(s);
+  if (s->ip[0]) return true;
+  if (s->vm->spec->dhcp_external && qvm_net_neigh_lookup(s->ip, s->mac, 0, NULL) == 0) {
+    strcpy(s->source, qvm_net_ip_source_name(QVM_NET_IP_SOURCE_NEIGH));
+    return true;
+  }
+  s->ip[0] = '\0';
+  return false;
+}
+
+static int not_reachable(qvm_vm *vm, qvm_error **err) {
+  const vm_spec *sp = vm->spec;
+  if (sp->net == VM_NET_NONE)
+    return qvm_error_set(err, QVM_EINVAL, "vm '%s' has no network (--net none)", vm->name);
+  struct json_object *rt = NULL, *port = NULL;
+  if (json_object_object_get_ex(vm->doc, "runtime", &rt) &&
+      json_object_object_get_ex(rt, "ssh_port", &port))
+    return qvm_error_set(err, QVM_EINVAL,
+                         "vm '%s' uses user-mode networking: its address is not reachable from "
+                         "the host; the guest is reached at 127.0.0.1:%d (use qvm ssh %s)",
+                         vm->name, json_object_get_int(port), vm->name);
+  return qvm_error_set(err, QVM_EINVAL,
+                       "vm '%s' uses user-mode networking: its address is not reachable from "
+                       "the host; the guest is reached on a forwarded 127.0.0.1 port (use qvm ssh "
+                       "%s)",
+                       vm->name, vm->name);
+}
+
+static int64_t run_started_us(qvm_vm *vm) {
+  struct json_object *rt = NULL, *v = NULL;
+  if (json_object_object_get_ex(vm->doc, "runtime", &rt) &&
+      json_object_object_get_ex(rt, "started_at_us", &v))
+    return json_object_get_int64(v);
+  return 0;
+}
+
+static int timed_out(const ip_search *s, int timeout_ms, qvm_error **err) {
+  const vm_spec *sp = s->vm->spec;
+  char mac[QVM_NET_MAC_STR_MAX];
+  qvm_net_mac_format(mac, s->mac);
+  return qvm_error_set(
+      err, QVM_ETIMEOUT,
+      "vm '%s' has no address after %d ms: waited for %s for %s on bridge '%s'%s%s; check the "
+      "guest's dhcp client (qvm logs %s)",
+      s->vm->name, timeout_ms,
+      sp->dhcp_external ? "the external dhcp server's ack (dhcp-watch) or a neighbour entry"
+                        : "a lease from qvm's dhcp server",
+      mac, sp->bridge, s->agent_answered ? "; the guest agent answered with no ipv4 address" : "",
+      s->agent_answered ? "" : " (no guest agent answered)", s->vm->name);
+}
+
+typedef struct ip_waiters {
+  int ino, pidfd, neigh;
+} ip_waiters;
+
+static int waiters_open(ip_waiters *w, ip_search *s, const vm_proc *qemu, qvm_error **err) {
+  w->ino = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+  if (w->ino < 0 || inotify_add_watch(w->ino, s->vm->paths.events, IN_MODIFY) < 0)
+    return qvm_error_set_errno(err, errno, "cannot watch '%s'", s->vm->paths.events);
+  w->pidfd = vm_proc_pidfd(qemu);
+  if (s->vm->spec->dhcp_external) return qvm_net_neigh_monitor_open(&w->neigh, err);
+  return 0;
+}
+
+static void waiters_close(ip_waiters *w) {
+  if (w->ino >= 0) close(w->ino);
+  if (w->pidfd >= 0) close(w->pidfd);
+  if (w->neigh >= 0) close(w->neigh);
+}
+
+/* Wakes on a write to events.jsonl, a neighbour change, QEMU's exit, the
+ * next guest agent try or the deadline. 1: QEMU exited. */
+static int wait_once(ip_waiters *w, int64_t deadline, int64_t agent_at) {
+  struct pollfd p[3] = {{.fd = w->ino, .events = POLLIN},
+                        {.fd = w->pidfd, .events = POLLIN},
+                        {.fd = w->neigh, .events = POLLIN}};
+  int64_t until = deadline;
+  if (agent_at >= 0 && (until < 0 || agent_at < until)) until = agent_at;
+  int n = poll(p, 3, until < 0 ? -1 : qvm_deadline_left_ms(until));
+  if (n <= 0) return 0;
+  if (p[0].revents) {
+    char buf[4096];
+    while (read(w->ino, buf, sizeof buf) > 0) {
+    }
+  }
+  if (p[2].revents) qvm_net_neigh_monitor_drain(w->neigh);
+  return p[1].revents ? 1 : 0;
+}
+
+static int search(ip_search *s, const vm_proc *qemu, int timeout_ms, qvm_error **err) {
+  ip_waiters w = {-1, -1, -1};
+  int r = waiters_open(&w, s, qemu, err);
+  int64_t deadline = timeout_ms < 0 ? -1 : qvm_now_ms() + timeout_ms, agent_at = 0;
+  while (r >= 0) {
+    if (look_now(s)) break;
+    if (agent_at >= 0 && qvm_now_ms() >= agent_at) {
+      int left = deadline < 0 ? QGA_QUERY_MS : qvm_deadline_left_ms(deadline);
+      if (ask_agent(s, timeout_ms == 0 ? QGA_NOW_MS : left < QGA_QUERY_MS ? left : QGA_QUERY_MS))
+        break;
+      /* An agent that answered is asked again (it has no events); a guest
+       * without one is not asked again in this call. */
+      agent_at = s->agent_answered ? qvm_now_ms() + QGA_RETRY_MS : -1;
+    }
+    if (deadline >= 0 && qvm_now_ms() >= deadline) {
+      r = timed_out(s, timeout_ms, err);
+      break;
+    }
+    if (wait_once(&w, deadline, agent_at) == 1 && !look_now(s)) {
+      r = qvm_error_set(err, QVM_ENOTFOUND, "vm '%s' stopped before it had an address",
+                        s->vm->name);
+      break;
+    }
+  }
+  waiters_close(&w);
+  return r;
+}
+
+int qvm_vm_ip(char **out_ip, char **out_source, qvm_vm *vm, int timeout_ms, qvm_error **err) {
+  *out_ip = NULL;
+  if (out_source) *out_source = NULL;
+  int r = vm_reload(vm, err);
+  return r < 0 ? r : vm_net_ip_find(out_ip, out_source, vm, timeout_ms, err);
+}
+
+int vm_net_ip_find(char **out_ip, char **out_source, qvm_vm *vm, int timeout_ms, qvm_error **err) {
+  int r = 0;
+  if (vm->spec->net != VM_NET_BRIDGE) return not_reachable(vm, err);
+  vm_runtime_view rv;
+  vm_runtime_view_read(&rv, vm->doc);
+  if (!rv.has_qemu || !rv.qemu_alive)
+    return qvm_error_set(err, QVM_ENOTFOUND,
+                         "vm '%s' is not running, so it has no address: start it with qvm start "
+                         "%s",
+                         vm->name, vm->name);
+  ip_search s = {.vm = vm, .started_us = run_started_us(vm)};
+  if ((r = qvm_net_mac_parse(s.mac, vm->spec->mac, err)) < 0) return r;
+  if ((r = search(&s, &rv.qemu, timeout_ms < -1 ? -1 : timeout_ms, err)) < 0) return r;
+  *out_ip = strdup(s.ip);
+  if (out_source) *out_source = strdup(s.source);
+  if (!*out_ip || (out_source && !*out_source)) {
+    free(*out_ip);
+    *out_ip = NULL;
+    if (out_source) {
+      free(*out_source);
+      *out_source = NULL;
+    }
+    return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  }
+  return 0;
+}

@@ -1,0 +1,314 @@
+/* SPDX-License-Identifier: MIT */
+/* Bridge networking for one VM: the --net option, and the shim's side of it
+ * (bridge, tap, DHCP server or watcher, DHCP_LEASE events, tap removal). */
+#include "vm/net.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <qvm/net.h>
+
+#include "util/cleanup.h"
+#include "util/fs.h"
+#include "util/time.h"
+
+/* --- parsing -------------------------------------------------------------- */
+
+int vm_net_bridge_name_check(const char *name, qvm_error **err) {
+  size_t len = name ? strlen(name) : 0;
+  bool ok = len >= 1 && len < QVM_NET_IFNAME_MAX && name[0] != '-' && name[0] != '.';
+  for (size_t i = 0; ok && i < len; i++)
+    ok = isalnum((unsigned char)name[i]) || name[i] == '-' || name[i] == '_' || name[i] == '.';
+  if (ok) return 0;
+  return qvm_error_set(err, QVM_EINVAL,
+                       "bridge name '%.20s' is invalid: use 1 to 15 characters of a-z, A-Z, 0-9, "
+                       "'-', '_' and '.'",
+                       name ? name : "");
+}
+
+static int subnet_parse(uint32_t *out_addr, unsigned *out_prefix, const char *cidr) {
+  char buf[32];
+  if (!cidr || strlen(cidr) >= sizeof buf) return -1;
+  strcpy(buf, cidr);
+  char *slash = strchr(buf, '/');
+  if (!slash || !isdigit((unsigned char)slash[1])) return -1;
+  *slash = '\0';
+  char *end = NULL;
+  unsigned long prefix = strtoul(slash + 1, &end, 10);
+  struct in_addr a;
+  if (*end || prefix < 8 || prefix > 30 || inet_pton(AF_INET, buf, &a) != 1) return -1;
+  uint32_t addr = ntohl(a.s_addr), host = (uint32_t)((1ull << (32 - prefix)) - 1);
+  if ((addr & host) == 0 || (addr & host) == host) return -1; /* network or broadcast */
+  *out_addr = addr;
+  *out_prefix = (unsigned)prefix;
+  return 0;
+}
+
+int vm_net_subnet_check(const char *cidr, qvm_error **err) {
+  uint32_t a;
+  unsigned p;
+  if (subnet_parse(&a, &p, cidr) == 0) return 0;
+  return qvm_error_set(err, QVM_EINVAL,
+                       "subnet '%.40s' is invalid: give the bridge's own address with a prefix "
+                       "of 8 to 30, such as 10.77.0.1/24",
+                       cidr ? cidr : "");
+}
+
+bool vm_net_admin_capable(void) {
+  _cleanup_free_ char *status = NULL;
+  if (qvm_read_file(&status, NULL, "/proc/self/status", 1 << 16, NULL) < 0) return false;
+  const char *eff = strstr(status, "\nCapEff:");
+  if (!eff) return false;
+  unsigned long long caps = strtoull(eff + 8, NULL, 16);
+  return (caps >> 12) & 1; /* CAP_NET_ADMIN */
+}
+
+static int set_str(char **dst, const char *v, size_t len, qvm_error **err) {
+  free(*dst);
+  if (!(*dst = strndup(v, len))) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  return 0;
+}
+
+/* One comma-separated option after "bridge[=NAME]". */
+static int bridge_option(vm_spec *s, const char *opt, const char *text, bool *subnet_given,
+                         qvm_error **err) {
+  if (!strcmp(opt, "dhcp=external")) {
+    s->dhcp_external = true;
+    return 0;
+  }
+  if (!strcmp(opt, "dhcp=qvm")) {
+    s->dhcp_external = false;
+    return 0;
+  }
+  if (!strncmp(opt, "subnet=", 7)) {
+    int r = vm_net_subnet_check(opt + 7, err);
+    *subnet_given = true;
+    return r < 0 ? r : set_str(&s->bridge_address, opt + 7, strlen(opt + 7), err);
+  }
+  return qvm_error_set(err, QVM_EINVAL,
+                       "network option '%.40s' in '%.80s' is unknown: use dhcp=external, "
+                       "dhcp=qvm or subnet=A.B.C.D/N",
+                       opt, text);
+}
+
+static int bridge_parse(vm_spec *s, const char *text, qvm_error **err) {
+  _cleanup_free_ char *copy = strdup(text);
+  if (!copy) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  char *save = NULL, *head = strtok_r(copy, ",", &save);
+  const char *name = head && head[6] == '=' ? head + 7 : VM_NET_DEFAULT_BRIDGE;
+  int r = vm_net_bridge_name_check(name, err);
+  if (r < 0) return r;
+  if ((r = set_str(&s->bridge, name, strlen(name), err)) < 0) return r;
+  bool subnet_given = false;
+  for (char *opt = strtok_r(NULL, ",", &save); opt; opt = strtok_r(NULL, ",", &save))
+    if ((r = bridge_option(s, opt, text, &subnet_given, err)) < 0) return r;
+  if (s->dhcp_external && subnet_given)
+    return qvm_error_set(err, QVM_EINVAL,
+                         "subnet= and dhcp=external exclude each other: with an external dhcp "
+                         "server the bridge's addresses are not qvm's");
+  if (!s->dhcp_external && !subnet_given)
+    r = set_str(&s->bridge_address, VM_NET_DEFAULT_SUBNET, strlen(VM_NET_DEFAULT_SUBNET), err);
+  return r;
+}
+
+int vm_net_spec_parse(vm_spec *s, const char *text, bool nat, qvm_error **err) {
+  bool bridge = text && (!strcmp(text, "bridge") || !strncmp(text, "bridge=", 7) ||
+                         !strncmp(text, "bridge,", 7));
+  int r = bridge ? 0 : vm_net_mode_parse(&s->net, text, err);
+  if (r < 0) return r;
+  if (!bridge) {
+    if (nat) return qvm_error_set(err, QVM_EINVAL, "--nat needs --net bridge");
+    return 0;
+  }
+  s->net = VM_NET_BRIDGE;
+  if ((r = bridge_parse(s, text, err)) < 0) return r;
+  if (nat && s->dhcp_external)
+    return qvm_error_set(err, QVM_EINVAL,
+                         "--nat needs qvm's dhcp on the bridge: it masquerades the subnet of "
+                         "subnet=, not of an external network");
+  s->nat = nat;
+  uint8_t mac[6];
+  if ((r = qvm_net_mac_from_uuid(mac, s->uuid, err)) < 0) return r;
+  qvm_net_mac_format(s->mac, mac);
+  if (!vm_net_admin_capable())
+    return qvm_error_set(err, QVM_EINVAL,
+                         "network mode 'bridge' needs root or CAP_NET_ADMIN: run qvm as root, "
+                         "or use --net user");
+  return 0;
+}
+
+int vm_net_lease_db_path(char **out, const char *bridge, qvm_error **err) {
+  _cleanup_free_ char *root = NULL;
+  int r = vm_state_root(&root, err);
+  if (r < 0) return r;
+  if ((r = vm_net_bridge_name_check(bridge, err)) < 0) return r;
+  if (asprintf(out, "%s/net/%s.leases", root, bridge) < 0)
+    return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  return 0;
+}
+
+/* --- the shim's side ------------------------------------------------------- */
+
+struct vm_net {
+  qvm_dhcp_server *server;
+  qvm_net_watcher *watcher;
+  int events_fd;
+  uint8_t mac[6];
+  char tap[QVM_NET_IFNAME_MAX];
+  char watched_ip[QVM_NET_IP_MAX]; /* the last address the watcher recorded */
+};
+
+static void lease_event(int events_fd, const char *event, const char *source, const char *ip,
+                        const char *mac, int64_t at_us, uint32_t lease_s, const char *hostname) {
+  struct json_object *ev = json_object_new_object();
+  json_object_object_add(ev, "event", json_object_new_string(event));
+  json_object_object_add(ev, "ip", json_object_new_string(ip));
+  json_object_object_add(ev, "mac", json_object_new_string(mac));
+  json_object_object_add(ev, "source", json_object_new_string(source));
+  json_object_object_add(ev, "at_us", json_object_new_int64(at_us));
+  if (lease_s) json_object_object_add(ev, "lease_seconds", json_object_new_int64(lease_s));
+  if (hostname && hostname[0])
+    json_object_object_add(ev, "hostname", json_object_new_string(hostname));
+  vm_events_append(events_fd, ev);
+}
+
+static void on_lease(const qvm_dhcp_lease_event *e, void *userdata) {
+  vm_net *n = userdata;
+  const char *name = e->kind == QVM_DHCP_LEASE_ACK       ? "DHCP_LEASE"
+                     : e->kind == QVM_DHCP_LEASE_RELEASE ? "DHCP_RELEASE"
+                                                         : "DHCP_DECLINE";
+  lease_event(n->events_fd, name, qvm_net_ip_source_name(QVM_NET_IP_SOURCE_DHCP_SERVER), e->ip,
+              e->mac, e->timestamp_us, e->lease_seconds, e->hostname);
+}
+
+/* The first nameserver of the host's resolv.conf that a guest can reach
+ * (not loopback), or "" when there is none. */
+static void host_dns(char out[QVM_NET_IP_MAX]) {
+  out[0] = '\0';
+  _cleanup_free_ char *conf = NULL;
+  if (qvm_read_file(&conf, NULL, "/etc/resolv.conf", 1 << 16, NULL) < 0) return;
+  for (char *save = NULL, *line = strtok_r(conf, "\n", &save); line;
+       line = strtok_r(NULL, "\n", &save)) {
+    char ip[64];
+    struct in_addr a;
+    if (sscanf(line, " nameserver %63s", ip) != 1 || inet_pton(AF_INET, ip, &a) != 1) continue;
+    if ((ntohl(a.s_addr) >> 24) == 127) continue;
+    inet_ntop(AF_INET, &a, out, QVM_NET_IP_MAX);
+    return;
+  }
+}
+
+static int start_server(vm_net *n, const vm_spec *s, qvm_error **err) {
+  _cleanup_free_ char *db = NULL, *dir = NULL;
+  int r = vm_net_lease_db_path(&db, s->bridge, err);
+  if (r < 0) return r;
+  if (!(dir = strdup(db))) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  *strrchr(dir, '/') = '\0';
+  if ((r = qvm_mkdir_p(dir, 0700, err)) < 0) return r;
+  char server_ip[32], dns[QVM_NET_IP_MAX];
+  snprintf(server_ip, sizeof server_ip, "%s", s->bridge_address);
+  char *slash = strchr(server_ip, '/');
+  unsigned prefix = slash ? (unsigned)atoi(slash + 1) : 24;
+  if (slash) *slash = '\0';
+  qvm_dhcp_server_options o = QVM_DHCP_SERVER_OPTIONS_INIT;
+  o.ifname = s->bridge;
+  memcpy(o.client_mac, n->mac, 6);
+  o.server_ip = server_ip;
+  o.prefix_len = prefix;
+  host_dns(dns);
+  if (s->nat && dns[0]) o.dns[0] = dns;
+  o.lease_db = db;
+  o.on_lease = on_lease;
+  o.userdata = n;
+  return qvm_dhcp_server_new(&n->server, &o, err);
+}
+
+static int setup_links(int *out_tap_fd, vm_net *n, const vm_spec *s, qvm_error **err) {
+  qvm_net_bridge_options b = {.name = s->bridge,
+                              .address = s->dhcp_external ? NULL : s->bridge_address};
+  unsigned idx = 0;
+  int r = 0;
+  /* An external network's bridge is usually the user's own: use it as it is. */
+  if (!s->dhcp_external || qvm_net_link_index(&idx, s->bridge, NULL) < 0)
+    r = qvm_net_bridge_ensure(&b, err);
+  if (r >= 0 && s->nat) r = qvm_net_nat_ensure(s->bridge, s->bridge_address, err);
+  if (r >= 0) r = qvm_net_tap_create(out_tap_fd, n->tap, s->bridge, 0, err);
+  return r;
+}
+
+int vm_net_start(vm_net **out, int *out_tap_fd, qvm_vm *vm, bool create_tap, int events_fd,
+                 qvm_error **err) {
+  const vm_spec *s = vm->spec;
+  *out = NULL;
+  if (out_tap_fd) *out_tap_fd = -1;
+  if (s->net != VM_NET_BRIDGE) return 0;
+  vm_net *n = calloc(1, sizeof *n);
+  if (!n) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  n->events_fd = events_fd;
+  int r = qvm_net_mac_parse(n->mac, s->mac, err);
+  if (r >= 0) r = qvm_net_tap_name_from_uuid(n->tap, s->uuid, err);
+  if (r >= 0 && create_tap) r = setup_links(out_tap_fd, n, s, err);
+  if (r >= 0 && !s->dhcp_external) r = start_server(n, s, err);
+  if (r >= 0 && s->dhcp_external) r = qvm_net_watcher_new(&n->watcher, n->tap, n->mac, err);
+  if (r < 0) {
+    if (out_tap_fd && *out_tap_fd >= 0) close(*out_tap_fd);
+    if (out_tap_fd) *out_tap_fd = -1;
+    vm_net_free(n);
+    if (qvm_error_errno(*err) == EPERM || qvm_error_errno(*err) == EACCES)
+      qvm_error_prefix(err, "bridge network needs root or CAP_NET_ADMIN");
+    return qvm_error_prefix(err, "cannot set up bridge '%s'", s->bridge);
+  }
+  *out = n;
+  return 0;
+}
+
+int vm_net_fd(const vm_net *n) {
+  if (!n) return -1;
+  return n->server    ? qvm_dhcp_server_fd(n->server)
+         : n->watcher ? qvm_net_watcher_fd(n->watcher)
+                      : -1;
+}
+
+void vm_net_handle_readable(vm_net *n) {
+  qvm_error *e = NULL;
+  if (n->server) {
+    qvm_dhcp_server_handle_readable(n->server, &e); /* leases are reported by on_lease */
+  } else if (n->watcher) {
+    char ip[QVM_NET_IP_MAX];
+    int64_t at = qvm_realtime_us();
+    if (qvm_net_watcher_handle_readable(ip, n->watcher, &e) == 1 && strcmp(ip, n->watched_ip)) {
+      char mac[QVM_NET_MAC_STR_MAX];
+      qvm_net_mac_format(mac, n->mac);
+      snprintf(n->watched_ip, sizeof n->watched_ip, "%s", ip);
+      lease_event(n->events_fd, "DHCP_LEASE", qvm_net_ip_source_name(QVM_NET_IP_SOURCE_DHCP_SNOOP),
+                  ip, mac, at, 0, NULL);
+    }
+  }
+  qvm_error_free(e); /* a socket error here must not end the VM */
+}
+
+static void remove_tap(const char *tap) {
+  qvm_error *e = NULL;
+  qvm_net_link_delete(tap, &e);
+  qvm_error_free(e);
+}
+
+void vm_net_free(vm_net *n) {
+  if (!n) return;
+  qvm_dhcp_server_free(n->server);
+  qvm_net_watcher_free(n->watcher);
+  free(n);
+}
+
+void vm_net_remove_tap(const vm_spec *s) {
+  char tap[QVM_NET_IFNAME_MAX];
+  if (s->net != VM_NET_BRIDGE || qvm_net_tap_name_from_uuid(tap, s->uuid, NULL) < 0) return;
+  unsigned idx = 0;
+  if (qvm_net_link_index(&idx, tap, NULL) == 0) remove_tap(tap);
+}
