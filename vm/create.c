@@ -13,6 +13,7 @@
 #include "util/cleanup.h"
 #include "util/fs.h"
 #include "util/time.h"
+#include "vm/access.h"
 #include "vm/handle.h"
 #include "vm/image.h"
 #include "vm/net.h"
@@ -126,6 +127,7 @@ static int spec_from_options(vm_spec **out, const char *name, const qvm_vm_creat
   if (r >= 0) r = spec_boot(s, o, err);
   if (r >= 0) r = spec_media(s, o, err);
   if (r >= 0) r = spec_network(s, o, err);
+  if (r >= 0) r = vm_access_spec(s, o, err);
   if (r >= 0 && !o->image && !o->disk && !o->kernel && !o->n_cdroms && !o->n_drives)
     r = qvm_error_set(err, QVM_EINVAL, "nothing to boot: give --image, --kernel or --cdrom");
   if (r < 0) return r;
@@ -162,6 +164,7 @@ static int populate(const char *tmp, const vm_spec *s, const char *image, uint64
     snprintf(path, sizeof path, "%s/%s", tmp, s->firmware_vars);
     r = copy_file(OVMF_VARS, path, err);
   }
+  if (r >= 0) r = vm_access_populate(tmp, s, err);
   if (r >= 0) {
     snprintf(path, sizeof path, "%s/lock", tmp);
     r = qvm_write_file_atomic(path, "", 0, 0644, err);

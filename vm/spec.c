@@ -260,6 +260,7 @@ void vm_spec_free(vm_spec *spec) {
   free(spec->forwards);
   free(spec->bridge);
   free(spec->bridge_address);
+  vm_spec_access_clear(spec);
   free(spec);
 }
 

@@ -36,6 +36,17 @@ typedef struct vm_forward {
   bool udp;
 } vm_forward;
 
+/* A provision step ("[sudo:]shell:CMD", "[sudo:]script:PATH",
+ * "[sudo:]file:SRC:DST"); vm/access.c. */
+typedef enum vm_step_kind { VM_STEP_SHELL, VM_STEP_SCRIPT, VM_STEP_FILE } vm_step_kind;
+
+typedef struct vm_step {
+  vm_step_kind kind;
+  bool sudo;
+  char *text;        /* shell: the command; script, file: the local path */
+  char *destination; /* file: the guest path */
+} vm_step;
+
 typedef struct vm_spec {
   char *name;
   char uuid[37];
@@ -61,6 +72,20 @@ typedef struct vm_spec {
   char *bridge_address; /* qvm's DHCP: the bridge's own address, "10.77.0.1/24" */
   bool dhcp_external;   /* the bridge is served by someone else's DHCP */
   bool nat;             /* masquerade the bridge's subnet to the uplink */
+  /* Guest access (vm/access.c): "access" in vm.json. */
+  bool cloud_init;      /* qvm generated the keys and built seed.iso */
+  char *user;           /* login user; NULL: "root" */
+  char *hostname;       /* cloud_init only */
+  bool hostkey_tofu;    /* "tofu" rather than "pinned" */
+  char **cloud_configs; /* absolute paths, as given to create */
+  size_t n_cloud_configs;
+  char **authorized_keys; /* absolute paths of extra public keys */
+  size_t n_authorized_keys;
+  vm_step *steps; /* provision steps, local paths absolute */
+  size_t n_steps;
+  /* Not in vm.json: strings qvm_vm_ssh_target() lends out (valid until the
+   * spec is re-read). */
+  char *lent_host, *lent_known_hosts, *lent_identity;
 } vm_spec;
 
 void vm_spec_free(vm_spec *spec);
@@ -87,6 +112,19 @@ int vm_spec_add_forward(vm_spec *spec, const vm_forward *fwd, qvm_error **err);
 /* Spec <-> JSON. from_json validates everything: vm.json is a user file. */
 struct json_object *vm_spec_to_json(const vm_spec *spec);
 int vm_spec_from_json(vm_spec **out, struct json_object *obj, qvm_error **err);
+
+/* Provision steps (vm/access.c). parse is pure: paths are kept as given. */
+int vm_step_parse(vm_step *out, const char *text, qvm_error **err);
+void vm_step_clear(vm_step *step);
+/* "[sudo:]kind:..." back again; NULL on OOM. */
+char *vm_step_format(const vm_step *step);
+const char *vm_step_kind_name(vm_step_kind kind);
+int vm_step_kind_parse(vm_step_kind *out, const char *text, qvm_error **err);
+/* Frees the access members of spec (vm_spec_free calls it). */
+void vm_spec_access_clear(vm_spec *spec);
+/* The "access" member of vm.json: to and from (validated). */
+struct json_object *vm_access_to_json(const vm_spec *spec);
+int vm_access_from_json(vm_spec *spec, struct json_object *access, qvm_error **err);
 
 /* A random version-4 UUID and the locally administered MAC derived from it. */
 int vm_uuid_generate(char out[37], qvm_error **err);

@@ -70,6 +70,7 @@ struct json_object *vm_spec_to_json(const vm_spec *s) {
   json_object_object_add(o, "drives", drives);
   put_str(o, "seed_iso", s->seed_iso);
   json_object_object_add(o, "network", network_to_json(s));
+  json_object_object_add(o, "access", vm_access_to_json(s));
   return o;
 }
 
@@ -254,6 +255,11 @@ int vm_spec_from_json(vm_spec **out, struct json_object *o, qvm_error **err) {
   if (r >= 0) r = paths_from_json(s, o, err);
   if (r >= 0) r = array_each(o, "drives", s, drive_from_json, err);
   if (r >= 0) r = network_from_json(s, o, err);
+  if (r >= 0) {
+    struct json_object *access = NULL;
+    json_object_object_get_ex(o, "access", &access);
+    r = vm_access_from_json(s, access, err);
+  }
   if (r < 0) {
     qvm_error_prefix(err, "vm spec is invalid");
     return r;

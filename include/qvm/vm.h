@@ -18,6 +18,7 @@
 #include <json-c/json.h>
 
 #include <qvm/error.h>
+#include <qvm/ssh.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -59,6 +60,24 @@ typedef struct qvm_vm_create_options {
   const char *accel;    /* "auto" (NULL), "kvm", "tcg" */
   const char *machine;  /* "q35" (NULL) or "pc" */
   const char *seed_iso; /* NoCloud seed, attached as a read-only virtio disk */
+
+  /* Guest access (vm/access.c). Unless no_cloud_init or seed_iso, create
+   * generates the VM's client key (id_ed25519) and the guest's ed25519 host
+   * key, pins the host key in the VM's known_hosts before the first boot, and
+   * builds seed.iso in the VM dir (user, keys, hostname, instance-id = uuid,
+   * network-config, the user's parts, the readiness marker). */
+  bool no_cloud_init;               /* true: no keys, no seed (only seed_iso or nothing) */
+  const char *user;                 /* guest user qvm creates; NULL: "qvm" (passwordless sudo) */
+  const char *hostname;             /* NULL: the VM name */
+  const char *const *cloud_configs; /* the user's cloud-config files or #! scripts, in order */
+  size_t n_cloud_configs;
+  const char *const *authorized_keys; /* extra public key files to authorize */
+  size_t n_authorized_keys;
+  const char *const *provision; /* steps: "shell:CMD", "script:PATH", "file:SRC:DST", each
+                                   optionally prefixed "sudo:" */
+  size_t n_provision;
+  const char *hostkey; /* "pinned" (NULL; "tofu" without a qvm seed) or "tofu" (the image
+                          ignores qvm's host key) */
 } qvm_vm_create_options;
 
 #define QVM_VM_CREATE_OPTIONS_INIT                                                                 \
@@ -143,6 +162,44 @@ int qvm_vm_logs(qvm_vm *vm, int fd, bool follow, qvm_error **err);
  * running or stops while waiting; QVM_EINVAL for --net user (the guest is
  * reached at 127.0.0.1:<ssh_port>) or none. */
 int qvm_vm_ip(char **out_ip, char **out_source, qvm_vm *vm, int timeout_ms, qvm_error **err);
+
+/* ---- guest access (vm/access.c) --------------------------------------------- */
+
+/* Files in the VM's directory (qvm_vm_dir()). */
+#define QVM_VM_AUDIT_LOG "audit.jsonl" /* one JSON line per exec/ssh/provision command */
+#define QVM_VM_PROVISION_LOG "provision.log"
+
+/* The VM's state directory (borrowed). */
+const char *qvm_vm_dir(const qvm_vm *vm);
+/* The guest user qvm logs in as ("qvm" by default; "root" for a VM created
+ * without qvm's cloud-init and without --user). Borrowed. */
+const char *qvm_vm_user(const qvm_vm *vm);
+
+typedef struct qvm_vm_ssh_options {
+  int timeout_ms;       /* connect+auth overall; 0: 30000 */
+  bool repin;           /* accept and pin a changed host key */
+  const char *identity; /* NULL: the VM's own id_ed25519 */
+  bool use_agent;
+  const char *user; /* NULL: qvm_vm_user() */
+} qvm_vm_ssh_options;
+
+/* Fills opts for the VM: host/port from the runtime (user net:
+ * 127.0.0.1:ssh_port; bridge: qvm_vm_ip), user, the VM's known_hosts (alias =
+ * VM name), host-key policy ("pinned" or "tofu" from the spec), the VM's key.
+ * Strings are borrowed from vm (valid until the next call on vm). The VM must
+ * be running: QVM_EINVAL saying how to start it otherwise. */
+int qvm_vm_ssh_target(qvm_ssh_options *out, qvm_vm *vm, int timeout_ms, qvm_error **err);
+/* qvm_vm_ssh_target + qvm_ssh_connect. A changed host key is QVM_EAUTH
+ * (class HostKeyMismatch) naming the VM with both fingerprints; opts->repin
+ * is the only way past it. opts may be NULL. */
+int qvm_vm_ssh_connect(qvm_ssh **out, qvm_vm *vm, const qvm_vm_ssh_options *opts, qvm_error **err);
+/* Runs the VM's recorded provision steps; output to on_output and
+ * provision.log, commands to audit.jsonl; *out_failed = failing step
+ * (1-based) or 0. No steps: returns 0 at once. */
+int qvm_vm_provision(size_t *out_failed, qvm_vm *vm, qvm_ssh *ssh, qvm_ssh_output_fn on_output,
+                     void *ctx, qvm_error **err);
+/* Number of recorded provision steps. */
+size_t qvm_vm_provision_count(const qvm_vm *vm);
 
 /* Exit statuses of qvm_vm_run (docs/cli.md, "qvm run"). */
 enum {

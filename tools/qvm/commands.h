@@ -19,6 +19,11 @@ extern const struct qvm_command qvm_cmd_ls;
 extern const struct qvm_command qvm_cmd_info;
 extern const struct qvm_command qvm_cmd_logs;
 extern const struct qvm_command qvm_cmd_console;
+extern const struct qvm_command qvm_cmd_exec;
+extern const struct qvm_command qvm_cmd_ssh;
+extern const struct qvm_command qvm_cmd_ssh_config;
+extern const struct qvm_command qvm_cmd_cp;
+extern const struct qvm_command qvm_cmd_provision;
 extern const struct qvm_command qvm_cmd_ip;
 
 #endif

@@ -10,8 +10,6 @@
 
 #include "commands.h"
 
-#define MAX_LIST 32
-
 static bool wants_help(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--")) break;
@@ -60,94 +58,6 @@ static const char *hint_for(int code) {
 static int fail(const char *verb, qvm_error *err) {
   return qvm_cli_fail(verb, err, hint_for(qvm_error_code(err)));
 }
-
-/* --- create ------------------------------------------------------------- */
-
-static const char create_help[] =
-    "usage: qvm create NAME [--image PATH] [OPTIONS]\n\n"
-    "Creates a VM. With --image, its disk is a qcow2 overlay on PATH, which is\n"
-    "never written to.\n\n"
-    "  --image PATH        base disk image (any format qemu-img reads)\n"
-    "  --disk SIZE         disk size, e.g. 10G (grows the overlay; without --image,\n"
-    "                      a blank disk of that size)\n"
-    "  --cpus N            virtual CPUs (default 1)\n"
-    "  --memory SIZE       memory, e.g. 512M, 2G (default 1G)\n"
-    "  --kernel PATH       boot this kernel directly (then --image is optional)\n"
-    "  --initrd PATH       initramfs for --kernel\n"
-    "  --append ARGS       kernel command line for --kernel\n"
-    "  --firmware F        bios (default) or uefi (OVMF)\n"
-    "  --net MODE          user (default: NAT, SSH forwarded to 127.0.0.1) or none\n"
-    "  --publish SPEC      forward [IP:]HOST:GUEST[/udp] (user net; IP defaults to\n"
-    "                      127.0.0.1); repeatable\n"
-    "  --cdrom PATH        attach an ISO read-only; repeatable\n"
-    "  --drive SPEC        attach PATH[,format=FMT][,readonly]; repeatable\n"
-    "  --seed PATH         attach a NoCloud seed image read-only\n"
-    "  --accel A           kvm, tcg or auto (default)\n"
-    "  --machine M         q35 (default) or pc\n";
-
-typedef struct create_lists {
-  const char *publish[MAX_LIST], *cdroms[MAX_LIST], *drives[MAX_LIST];
-} create_lists;
-
-static int add_to(const char **list, size_t *n, const char *v) {
-  if (*n >= MAX_LIST) return qvm_cli_usage_error("create", "too many repeats of one option");
-  list[(*n)++] = v;
-  return 0;
-}
-
-static int create_option(int c, qvm_vm_create_options *o, create_lists *l, size_t n[3]) {
-  int cpus = 0;
-  switch (c) {
-  case 'i': o->image = optarg; return 0;
-  case 'd': o->disk = optarg; return 0;
-  case 'c':
-    if (parse_int("create", "cpus", optarg, 1, 255, &cpus)) return QVM_EXIT_USAGE;
-    o->cpus = (unsigned)cpus;
-    return 0;
-  case 'm': o->memory = optarg; return 0;
-  case 'k': o->kernel = optarg; return 0;
-  case 'r': o->initrd = optarg; return 0;
-  case 'a': o->append = optarg; return 0;
-  case 'f': o->firmware = optarg; return 0;
-  case 'n': o->net = optarg; return 0;
-  case 'p': return add_to(l->publish, &n[0], optarg);
-  case 'C': return add_to(l->cdroms, &n[1], optarg);
-  case 'D': return add_to(l->drives, &n[2], optarg);
-  case 's': o->seed_iso = optarg; return 0;
-  case 'A': o->accel = optarg; return 0;
-  case 'M': o->machine = optarg; return 0;
-  default: return qvm_cli_usage_error("create", "unknown option");
-  }
-}
-
-static int create_run(int argc, char **argv) {
-  static const struct option longopts[] = {{"image", 1, 0, 'i'},   {"disk", 1, 0, 'd'},
-                                           {"cpus", 1, 0, 'c'},    {"memory", 1, 0, 'm'},
-                                           {"kernel", 1, 0, 'k'},  {"initrd", 1, 0, 'r'},
-                                           {"append", 1, 0, 'a'},  {"firmware", 1, 0, 'f'},
-                                           {"net", 1, 0, 'n'},     {"publish", 1, 0, 'p'},
-                                           {"cdrom", 1, 0, 'C'},   {"drive", 1, 0, 'D'},
-                                           {"seed", 1, 0, 's'},    {"accel", 1, 0, 'A'},
-                                           {"machine", 1, 0, 'M'}, {0, 0, 0, 0}};
-  if (wants_help(argc, argv)) return printf("%s", create_help), QVM_EXIT_OK;
-  qvm_vm_create_options o = QVM_VM_CREATE_OPTIONS_INIT;
-  create_lists l = {0};
-  size_t n[3] = {0};
-  int c, r;
-  while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1)
-    if ((r = create_option(c, &o, &l, n))) return r;
-  const char *name = NULL;
-  if ((r = one_name("create", argc, argv, &name))) return r;
-  o.publish = l.publish, o.n_publish = n[0];
-  o.cdroms = l.cdroms, o.n_cdroms = n[1];
-  o.drives = l.drives, o.n_drives = n[2];
-  qvm_error *err = NULL;
-  if (qvm_vm_create(NULL, name, &o, &err) < 0) return fail("create", err);
-  printf("%s\n", name);
-  return QVM_EXIT_OK;
-}
-
-const struct qvm_command qvm_cmd_create = {"create", "create a vm", create_run};
 
 /* --- start / stop / kill / restart -------------------------------------- */
 

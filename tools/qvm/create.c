@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: MIT */
+/* qvm create: the flags are in create_flags.c (qvm up takes them too). */
+#include <stdio.h>
+#include <string.h>
+
+#include <qvm/vm.h>
+
+#include "commands.h"
+#include "create_flags.h"
+
+static bool wants_help(int argc, char **argv) {
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--")) break;
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return true;
+  }
+  return false;
+}
+
+static const char *create_hint(int code) {
+  switch (code) {
+  case QVM_ENOTFOUND: return "check the path; every file is checked at create time";
+  case QVM_EEXISTS: return "pick another name, or remove the old vm with 'qvm rm NAME'";
+  default: return NULL;
+  }
+}
+
+static int create_run(int argc, char **argv) {
+  if (wants_help(argc, argv)) {
+    printf("usage: qvm create NAME [--image PATH] [OPTIONS]\n\n"
+           "Creates a VM. With --image, its disk is a qcow2 overlay on PATH, which is\n"
+           "never written to.\n\n%s",
+           qvm_cli_create_flags_help);
+    return QVM_EXIT_OK;
+  }
+  qvm_cli_create_flags f = QVM_CLI_CREATE_FLAGS_INIT;
+  struct option longopts[64];
+  if (qvm_cli_create_longopts(longopts, 64, NULL) < 0) return QVM_EXIT_FAILURE;
+  int c, r;
+  while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    if (c == '?') return qvm_cli_usage_error("create", "unknown option");
+    if ((r = qvm_cli_create_flag("create", &f, c, optarg)) > 0) return r;
+    if (r < 0) return qvm_cli_usage_error("create", "unknown option");
+  }
+  if (optind >= argc) return qvm_cli_usage_error("create", "missing the vm name");
+  if (optind + 1 < argc)
+    return qvm_cli_usage_error("create", "unexpected argument '%s'", argv[optind + 1]);
+  const char *name = argv[optind];
+  qvm_cli_create_flags_finish(&f);
+  qvm_error *err = NULL;
+  if (qvm_vm_create(NULL, name, &f.opts, &err) < 0)
+    return qvm_cli_fail("create", err, create_hint(qvm_error_code(err)));
+  printf("%s\n", name);
+  return QVM_EXIT_OK;
+}
+
+const struct qvm_command qvm_cmd_create = {"create", "create a vm", create_run};

@@ -1,0 +1,179 @@
+/* SPDX-License-Identifier: MIT */
+/* The flags that describe a new VM, shared by `qvm create` and `qvm up`. */
+#include "create_flags.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+enum {
+  OPT_IMAGE = QVM_CLI_CREATE_OPT_FIRST,
+  OPT_DISK,
+  OPT_CPUS,
+  OPT_MEMORY,
+  OPT_KERNEL,
+  OPT_INITRD,
+  OPT_APPEND,
+  OPT_FIRMWARE,
+  OPT_NET,
+  OPT_NAT,
+  OPT_PUBLISH,
+  OPT_CDROM,
+  OPT_DRIVE,
+  OPT_SEED,
+  OPT_ACCEL,
+  OPT_MACHINE,
+  OPT_USER,
+  OPT_HOSTNAME,
+  OPT_CLOUD_CONFIG,
+  OPT_SSH_KEY,
+  OPT_PROVISION,
+  OPT_HOSTKEY,
+  OPT_NO_CLOUD_INIT,
+};
+
+static const struct option create_longopts[] = {
+    {"image", 1, 0, OPT_IMAGE},
+    {"disk", 1, 0, OPT_DISK},
+    {"cpus", 1, 0, OPT_CPUS},
+    {"memory", 1, 0, OPT_MEMORY},
+    {"kernel", 1, 0, OPT_KERNEL},
+    {"initrd", 1, 0, OPT_INITRD},
+    {"append", 1, 0, OPT_APPEND},
+    {"firmware", 1, 0, OPT_FIRMWARE},
+    {"net", 1, 0, OPT_NET},
+    {"nat", 0, 0, OPT_NAT},
+    {"publish", 1, 0, OPT_PUBLISH},
+    {"cdrom", 1, 0, OPT_CDROM},
+    {"drive", 1, 0, OPT_DRIVE},
+    {"seed", 1, 0, OPT_SEED},
+    {"accel", 1, 0, OPT_ACCEL},
+    {"machine", 1, 0, OPT_MACHINE},
+    {"user", 1, 0, OPT_USER},
+    {"hostname", 1, 0, OPT_HOSTNAME},
+    {"cloud-config", 1, 0, OPT_CLOUD_CONFIG},
+    {"ssh-key", 1, 0, OPT_SSH_KEY},
+    {"provision", 1, 0, OPT_PROVISION},
+    {"hostkey", 1, 0, OPT_HOSTKEY},
+    {"no-cloud-init", 0, 0, OPT_NO_CLOUD_INIT},
+};
+
+#define N_CREATE_LONGOPTS (sizeof create_longopts / sizeof create_longopts[0])
+
+const char qvm_cli_create_flags_help[] =
+    "  --image PATH        base disk image (any format qemu-img reads)\n"
+    "  --disk SIZE         disk size, e.g. 10G (grows the overlay; without --image,\n"
+    "                      a blank disk of that size)\n"
+    "  --cpus N            virtual CPUs (default 1)\n"
+    "  --memory SIZE       memory, e.g. 512M, 2G (default 1G)\n"
+    "  --kernel PATH       boot this kernel directly (then --image is optional)\n"
+    "  --initrd PATH       initramfs for --kernel\n"
+    "  --append ARGS       kernel command line for --kernel\n"
+    "  --firmware F        bios (default) or uefi (OVMF)\n"
+    "  --net MODE          user (default: NAT, SSH forwarded to 127.0.0.1), none, or\n"
+    "                      bridge[=NAME][,dhcp=external][,subnet=A.B.C.D/N]\n"
+    "  --nat               bridge: masquerade the bridge's subnet to the uplink\n"
+    "  --publish SPEC      forward [IP:]HOST:GUEST[/udp] (user net; IP defaults to\n"
+    "                      127.0.0.1); repeatable\n"
+    "  --cdrom PATH        attach an ISO read-only; repeatable\n"
+    "  --drive SPEC        attach PATH[,format=FMT][,readonly]; repeatable\n"
+    "  --accel A           kvm, tcg or auto (default)\n"
+    "  --machine M         q35 (default) or pc\n"
+    "guest access (qvm builds a cloud-init seed with a key it generates and a\n"
+    "host key it pins before the first boot):\n"
+    "  --user NAME         the guest user to create and log in as (default qvm,\n"
+    "                      with passwordless sudo; root is allowed)\n"
+    "  --hostname NAME     the guest's hostname (default: the vm name)\n"
+    "  --cloud-config F    your cloud-config (YAML) or #! script, merged with qvm's;\n"
+    "                      repeatable, applied in order\n"
+    "  --ssh-key PUBFILE   also authorize this public key; repeatable\n"
+    "  --provision STEP    run after boot by 'qvm up' / 'qvm provision': shell:CMD,\n"
+    "                      script:PATH or file:SRC:DST, optionally prefixed sudo:;\n"
+    "                      repeatable, run in order\n"
+    "  --hostkey P         pinned (default: the key qvm put in the seed) or tofu\n"
+    "                      (pin the first key the guest presents, for images that\n"
+    "                      ignore cloud-init's ssh_keys)\n"
+    "  --no-cloud-init     no seed, no keys (log in with your own key or agent)\n"
+    "  --seed PATH         attach your own NoCloud seed instead of qvm's\n";
+
+int qvm_cli_create_longopts(struct option *out, size_t cap, const struct option *extra) {
+  size_t n = 0;
+  for (size_t i = 0; i < N_CREATE_LONGOPTS; i++) {
+    if (n + 1 >= cap) return -1;
+    out[n++] = create_longopts[i];
+  }
+  for (const struct option *o = extra; o && o->name; o++) {
+    if (n + 1 >= cap) return -1;
+    out[n++] = *o;
+  }
+  out[n] = (struct option){0};
+  return (int)n;
+}
+
+static int add_to(const char *verb, const char **list, size_t *n, const char *opt, const char *v) {
+  if (*n >= QVM_CLI_LIST_MAX)
+    return qvm_cli_usage_error(verb, "too many %s: at most %d", opt, QVM_CLI_LIST_MAX);
+  list[(*n)++] = v;
+  return 0;
+}
+
+static int parse_cpus(const char *verb, const char *s, unsigned *out) {
+  char *end = NULL;
+  long v = strtol(s, &end, 10);
+  if (!*s || *end || v < 1 || v > 255)
+    return qvm_cli_usage_error(verb, "cpus '%s' is invalid: use a number from 1 to 255", s);
+  *out = (unsigned)v;
+  return 0;
+}
+
+static int list_flag(const char *verb, qvm_cli_create_flags *f, int c, const char *arg) {
+  switch (c) {
+  case OPT_PUBLISH: return add_to(verb, f->publish, &f->n_publish, "--publish", arg);
+  case OPT_CDROM: return add_to(verb, f->cdroms, &f->n_cdroms, "--cdrom", arg);
+  case OPT_DRIVE: return add_to(verb, f->drives, &f->n_drives, "--drive", arg);
+  case OPT_CLOUD_CONFIG:
+    return add_to(verb, f->cloud_configs, &f->n_cloud_configs, "--cloud-config", arg);
+  case OPT_SSH_KEY: return add_to(verb, f->keys, &f->n_keys, "--ssh-key", arg);
+  case OPT_PROVISION: return add_to(verb, f->provision, &f->n_provision, "--provision", arg);
+  default: return -1;
+  }
+}
+
+int qvm_cli_create_flag(const char *verb, qvm_cli_create_flags *f, int c, const char *arg) {
+  qvm_vm_create_options *o = &f->opts;
+  switch (c) {
+  case OPT_IMAGE: o->image = arg; return 0;
+  case OPT_DISK: o->disk = arg; return 0;
+  case OPT_CPUS: return parse_cpus(verb, arg, &o->cpus);
+  case OPT_MEMORY: o->memory = arg; return 0;
+  case OPT_KERNEL: o->kernel = arg; return 0;
+  case OPT_INITRD: o->initrd = arg; return 0;
+  case OPT_APPEND: o->append = arg; return 0;
+  case OPT_FIRMWARE: o->firmware = arg; return 0;
+  case OPT_NET: o->net = arg; return 0;
+  case OPT_NAT: o->nat = true; return 0;
+  case OPT_SEED: o->seed_iso = arg; return 0;
+  case OPT_ACCEL: o->accel = arg; return 0;
+  case OPT_MACHINE: o->machine = arg; return 0;
+  case OPT_USER: o->user = arg; return 0;
+  case OPT_HOSTNAME: o->hostname = arg; return 0;
+  case OPT_HOSTKEY:
+    if (strcmp(arg, "pinned") && strcmp(arg, "tofu"))
+      return qvm_cli_usage_error(verb, "--hostkey '%s' is unknown: use pinned or tofu", arg);
+    o->hostkey = arg;
+    return 0;
+  case OPT_NO_CLOUD_INIT: o->no_cloud_init = true; return 0;
+  default: return list_flag(verb, f, c, arg);
+  }
+}
+
+void qvm_cli_create_flags_finish(qvm_cli_create_flags *f) {
+  qvm_vm_create_options *o = &f->opts;
+  o->publish = f->publish, o->n_publish = f->n_publish;
+  o->cdroms = f->cdroms, o->n_cdroms = f->n_cdroms;
+  o->drives = f->drives, o->n_drives = f->n_drives;
+  o->cloud_configs = f->cloud_configs, o->n_cloud_configs = f->n_cloud_configs;
+  o->authorized_keys = f->keys, o->n_authorized_keys = f->n_keys;
+  o->provision = f->provision, o->n_provision = f->n_provision;
+}

@@ -1,0 +1,512 @@
+/* SPDX-License-Identifier: MIT */
+/* qvm exec, ssh, ssh-config, cp, provision: everything inside a running guest. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <qvm/ssh.h>
+#include <qvm/vm.h>
+
+#include "commands.h"
+
+/* qvm exec / qvm ssh: the remote status is qvm's, so qvm's own failures
+ * (cannot connect, host key, auth) are 255 as with ssh(1), and a --timeout
+ * that ran out is 124 as with timeout(1). */
+enum { EXEC_EXIT_QVM = 255, EXEC_EXIT_TIMEOUT = 124 };
+
+#define MAX_ENV 64
+#define CONNECT_TIMEOUT_MS 30000
+
+static bool wants_help(int argc, char **argv) {
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--")) break;
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return true;
+  }
+  return false;
+}
+
+/* The index of the first "--" (argc if none). */
+static int dashdash(int argc, char **argv) {
+  for (int i = 1; i < argc; i++)
+    if (!strcmp(argv[i], "--")) return i;
+  return argc;
+}
+
+static const char *hint_for(const qvm_error *err, const char *name) {
+  static char hint[512];
+  const char *cls = qvm_error_class(err);
+  if (cls && !strcmp(cls, "HostKeyMismatch"))
+    snprintf(hint, sizeof hint,
+             "if the guest's host key really changed (a re-created or re-imaged guest), accept "
+             "and pin the new one with 'qvm ssh %s --repin'",
+             name);
+  else if (cls && !strcmp(cls, "HostKeyUnknown"))
+    snprintf(hint, sizeof hint, "pin the key the guest presents with 'qvm ssh %s --repin'", name);
+  else if (cls && !strcmp(cls, "AuthFailed"))
+    snprintf(hint, sizeof hint,
+             "the guest did not accept the vm's key: check the user (--user) and that the "
+             "image runs cloud-init ('qvm logs %s')",
+             name);
+  else if ((cls && !strcmp(cls, "ConnectionRefused")) || qvm_error_code(err) == QVM_ETIMEOUT)
+    snprintf(hint, sizeof hint,
+             "the guest's sshd did not answer: is it still booting? see 'qvm logs %s'", name);
+  else if (qvm_error_code(err) == QVM_ENOTFOUND)
+    return "see 'qvm ls' for the vms that exist";
+  else
+    return NULL;
+  return hint;
+}
+
+static int open_and_connect(const char *verb, const char *name, const qvm_vm_ssh_options *so,
+                            qvm_vm **out_vm, qvm_ssh **out_ssh, int *out_code) {
+  qvm_error *err = NULL;
+  if (qvm_vm_open(out_vm, name, &err) < 0 || qvm_vm_ssh_connect(out_ssh, *out_vm, so, &err) < 0) {
+    const char *hint = hint_for(err, name);
+    *out_code = qvm_error_code(err);
+    return qvm_cli_fail(verb, err, hint);
+  }
+  return 0;
+}
+
+static char *audit_path(qvm_vm *vm) {
+  char *p = NULL;
+  return asprintf(&p, "%s/%s", qvm_vm_dir(vm), QVM_VM_AUDIT_LOG) < 0 ? NULL : p;
+}
+
+static const struct {
+  const char *name;
+  int number;
+} signals[] = {{"HUP", SIGHUP},   {"INT", SIGINT},   {"QUIT", SIGQUIT}, {"ILL", SIGILL},
+               {"ABRT", SIGABRT}, {"FPE", SIGFPE},   {"KILL", SIGKILL}, {"SEGV", SIGSEGV},
+               {"PIPE", SIGPIPE}, {"ALRM", SIGALRM}, {"TERM", SIGTERM}, {"USR1", SIGUSR1},
+               {"USR2", SIGUSR2}, {"BUS", SIGBUS},   {"TRAP", SIGTRAP}, {"SYS", SIGSYS}};
+
+/* The remote outcome as qvm's exit status: the code, or 128+N for signal N. */
+static int remote_status(const char *verb, const char *name, const qvm_ssh_exec_result *res) {
+  if (!res->signaled) return res->exit_code & 0xff;
+  int n = 0;
+  for (size_t i = 0; i < sizeof signals / sizeof signals[0]; i++)
+    if (!strcmp(signals[i].name, res->signal)) n = signals[i].number;
+  fprintf(stderr, "qvm %s: the command in vm '%s' was killed by signal %s%s\n", verb, name,
+          res->signal, n ? "" : " (unknown number: exit 255)");
+  return n ? 128 + n : EXEC_EXIT_QVM;
+}
+
+/* --- exec ---------------------------------------------------------------------- */
+
+static const char exec_help[] =
+    "usage: qvm exec NAME [OPTIONS] -- CMD [ARGS...]\n\n"
+    "Runs CMD in the running vm over SSH (as the vm's user), with each ARG passed\n"
+    "exactly as given (quoted for the remote shell). stdout and stderr stay\n"
+    "separate and arrive live; stdin is forwarded when it is not a terminal.\n\n"
+    "  --env K=V        set an environment variable for CMD; repeatable\n"
+    "  --timeout S      stop CMD after S seconds (exit 124)\n"
+    "  --user U         log in as U instead of the vm's user\n"
+    "  --repin          accept and pin a changed guest host key\n\n"
+    "exit status: CMD's; 128+N if it was killed by signal N; 124 when --timeout\n"
+    "ran out; 255 when qvm could not run it (no connection, host key, auth).\n";
+
+typedef struct exec_args {
+  const char *name;
+  const char *env[MAX_ENV + 1];
+  size_t n_env;
+  int timeout_s;
+  qvm_vm_ssh_options so;
+  char **cmd;
+} exec_args;
+
+static int parse_timeout(const char *verb, const char *s, int *out) {
+  char *end = NULL;
+  long v = strtol(s, &end, 10);
+  if (!*s || *end || v < 1 || v > 86400 * 7)
+    return qvm_cli_usage_error(verb, "timeout '%s' is invalid: use whole seconds from 1", s);
+  *out = (int)v;
+  return 0;
+}
+
+static int exec_option(exec_args *a, int c) {
+  switch (c) {
+  case 'e':
+    if (a->n_env >= MAX_ENV) return qvm_cli_usage_error("exec", "too many --env");
+    if (!strchr(optarg, '=') || optarg[0] == '=')
+      return qvm_cli_usage_error("exec", "--env '%s' is not K=V", optarg);
+    a->env[a->n_env++] = optarg;
+    return 0;
+  case 't': return parse_timeout("exec", optarg, &a->timeout_s);
+  case 'u': a->so.user = optarg; return 0;
+  case 'R': a->so.repin = true; return 0;
+  default: return qvm_cli_usage_error("exec", "unknown option");
+  }
+}
+
+static int exec_parse(exec_args *a, int argc, char **argv) {
+  static const struct option longopts[] = {{"env", 1, 0, 'e'},
+                                           {"timeout", 1, 0, 't'},
+                                           {"user", 1, 0, 'u'},
+                                           {"repin", 0, 0, 'R'},
+                                           {0, 0, 0, 0}};
+  int dd = dashdash(argc, argv), c, r;
+  /* With "--", options may come before or after NAME; without, CMD starts
+   * at the first word after NAME (so its own options stay its own). */
+  int n = dd < argc ? dd : argc;
+  while ((c = getopt_long(n, argv, dd < argc ? "" : "+", longopts, NULL)) != -1)
+    if ((r = exec_option(a, c))) return r;
+  if (optind >= n) return qvm_cli_usage_error("exec", "missing the vm name");
+  a->name = argv[optind];
+  if (dd < argc) {
+    if (optind + 1 < n)
+      return qvm_cli_usage_error("exec", "unexpected argument '%s' before '--'", argv[optind + 1]);
+    a->cmd = argv + dd + 1;
+  } else {
+    a->cmd = argv + optind + 1;
+  }
+  if (!a->cmd[0]) return qvm_cli_usage_error("exec", "missing the command (after --)");
+  return 0;
+}
+
+static int exec_run(int argc, char **argv) {
+  bool help = argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
+  if (help || (dashdash(argc, argv) < argc && wants_help(argc, argv)))
+    return printf("%s", exec_help), QVM_EXIT_OK;
+  exec_args a = {0};
+  int r = exec_parse(&a, argc, argv), code = 0;
+  if (r) return r;
+  qvm_vm *vm = NULL;
+  qvm_ssh *ssh = NULL;
+  a.so.timeout_ms = CONNECT_TIMEOUT_MS;
+  if (open_and_connect("exec", a.name, &a.so, &vm, &ssh, &code)) {
+    qvm_vm_free(vm);
+    return EXEC_EXIT_QVM;
+  }
+  char *audit = audit_path(vm);
+  qvm_ssh_exec_options eo = QVM_SSH_EXEC_OPTIONS_INIT;
+  eo.argv = (const char *const *)a.cmd;
+  eo.env = a.n_env ? a.env : NULL;
+  eo.stdin_fd = isatty(STDIN_FILENO) ? -1 : STDIN_FILENO;
+  eo.stdout_fd = STDOUT_FILENO;
+  eo.stderr_fd = STDERR_FILENO;
+  eo.timeout_ms = a.timeout_s ? a.timeout_s * 1000 : -1;
+  eo.audit_log = audit;
+  qvm_ssh_exec_result res = {0};
+  qvm_error *err = NULL;
+  if (qvm_ssh_exec(&res, ssh, &eo, &err) < 0) {
+    bool timeout = qvm_error_code(err) == QVM_ETIMEOUT && a.timeout_s;
+    qvm_cli_fail("exec", err, NULL);
+    r = timeout ? EXEC_EXIT_TIMEOUT : EXEC_EXIT_QVM;
+  } else {
+    r = remote_status("exec", a.name, &res);
+  }
+  free(audit);
+  qvm_ssh_free(ssh);
+  qvm_vm_free(vm);
+  return r;
+}
+
+/* --- ssh ----------------------------------------------------------------------- */
+
+static const char ssh_help[] =
+    "usage: qvm ssh NAME [--print] [--repin] [--user U] [-- CMD [ARGS...]]\n\n"
+    "An interactive shell in the running vm (a PTY when stdin is a terminal), as the\n"
+    "vm's user, with the host key qvm pinned. With CMD, runs it instead.\n\n"
+    "  --print      print the equivalent OpenSSH command line (the vm's key, its\n"
+    "               known_hosts, StrictHostKeyChecking=yes) instead\n"
+    "  --repin      accept and pin the host key the guest presents now, when it\n"
+    "               really changed (a re-created or re-imaged guest)\n"
+    "  --user U     log in as U instead of the vm's user\n\n"
+    "exit status: the remote shell's or CMD's; 255 when qvm could not connect.\n";
+
+static volatile sig_atomic_t winch_write_fd = -1;
+
+static void on_winch(int sig) {
+  (void)sig;
+  int saved = errno;
+  if (winch_write_fd >= 0 && write(winch_write_fd, "w", 1) < 0) {
+  }
+  errno = saved;
+}
+
+static void term_size(void *ctx, int *cols, int *rows) {
+  (void)ctx;
+  struct winsize ws;
+  if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col && ws.ws_row)
+    *cols = ws.ws_col, *rows = ws.ws_row;
+}
+
+static int ssh_print(const char *name, const char *user) {
+  qvm_vm *vm = NULL;
+  qvm_error *err = NULL;
+  qvm_ssh_options o;
+  char *cmd = NULL;
+  int r = QVM_EXIT_OK;
+  if (qvm_vm_open(&vm, name, &err) < 0 || qvm_vm_ssh_target(&o, vm, CONNECT_TIMEOUT_MS, &err) < 0)
+    r = qvm_cli_fail("ssh", err, hint_for(err, name));
+  if (!r && user) o.user = user;
+  if (!r && qvm_ssh_openssh_command(&cmd, &o, &err) < 0)
+    r = qvm_cli_fail("ssh", err,
+                     "the vm has no key of its own (--no-cloud-init): use your own ssh");
+  else if (!r)
+    printf("%s\n", cmd);
+  free(cmd);
+  qvm_vm_free(vm);
+  return r;
+}
+
+/* Runs the shell (or argv) with the terminal in raw mode and SIGWINCH
+ * forwarded. */
+static int ssh_interactive(qvm_ssh *ssh, qvm_ssh_exec_options *eo, qvm_ssh_exec_result *res,
+                           qvm_error **err) {
+  struct termios saved, raw;
+  int pipefd[2] = {-1, -1};
+  bool tty = eo->pty && tcgetattr(STDIN_FILENO, &saved) == 0;
+  if (tty && pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) == 0) {
+    winch_write_fd = pipefd[1];
+    struct sigaction sa = {.sa_handler = on_winch, .sa_flags = SA_RESTART};
+    sigaction(SIGWINCH, &sa, NULL);
+    eo->winch_fd = pipefd[0];
+    eo->size_fn = term_size;
+  }
+  if (tty) {
+    raw = saved;
+    cfmakeraw(&raw);
+    tcsetattr(STDIN_FILENO, TCSANOW, &raw);
+  }
+  int r = qvm_ssh_exec(res, ssh, eo, err);
+  if (tty) tcsetattr(STDIN_FILENO, TCSANOW, &saved);
+  signal(SIGWINCH, SIG_DFL);
+  winch_write_fd = -1;
+  if (pipefd[0] >= 0) close(pipefd[0]), close(pipefd[1]);
+  return r;
+}
+
+static int ssh_run(int argc, char **argv) {
+  static const struct option longopts[] = {
+      {"print", 0, 0, 'p'}, {"repin", 0, 0, 'R'}, {"user", 1, 0, 'u'}, {0, 0, 0, 0}};
+  if (wants_help(argc, argv)) return printf("%s", ssh_help), QVM_EXIT_OK;
+  int dd = dashdash(argc, argv), c, code = 0;
+  bool print = false;
+  qvm_vm_ssh_options so = {.timeout_ms = CONNECT_TIMEOUT_MS};
+  while ((c = getopt_long(dd, argv, "", longopts, NULL)) != -1) {
+    if (c == 'p')
+      print = true;
+    else if (c == 'R')
+      so.repin = true;
+    else if (c == 'u')
+      so.user = optarg;
+    else
+      return qvm_cli_usage_error("ssh", "unknown option");
+  }
+  if (optind >= dd) return qvm_cli_usage_error("ssh", "missing the vm name");
+  if (optind + 1 < dd)
+    return qvm_cli_usage_error("ssh", "unexpected argument '%s'", argv[optind + 1]);
+  const char *name = argv[optind];
+  char **cmd = dd < argc && argv[dd + 1] ? argv + dd + 1 : NULL;
+  if (print) return ssh_print(name, so.user);
+  qvm_vm *vm = NULL;
+  qvm_ssh *ssh = NULL;
+  if (open_and_connect("ssh", name, &so, &vm, &ssh, &code)) {
+    qvm_vm_free(vm);
+    return EXEC_EXIT_QVM;
+  }
+  if (so.repin)
+    fprintf(stderr, "vm '%s': host key %s is pinned\n", name, qvm_ssh_host_fingerprint(ssh));
+  char *audit = audit_path(vm);
+  qvm_ssh_exec_options eo = QVM_SSH_EXEC_OPTIONS_INIT;
+  eo.pty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
+  eo.argv = (const char *const *)cmd;
+  /* No terminal and no command: the login shell reads stdin. */
+  if (!eo.pty && !cmd) eo.command = "exec \"${SHELL:-/bin/sh}\" -l";
+  eo.term = getenv("TERM");
+  eo.cols = 80, eo.rows = 24;
+  term_size(NULL, &eo.cols, &eo.rows);
+  eo.stdin_fd = STDIN_FILENO;
+  eo.stdout_fd = STDOUT_FILENO;
+  eo.stderr_fd = STDERR_FILENO;
+  eo.audit_log = audit;
+  qvm_ssh_exec_result res = {0};
+  qvm_error *err = NULL;
+  int r = ssh_interactive(ssh, &eo, &res, &err) < 0
+              ? (qvm_cli_fail("ssh", err, NULL), EXEC_EXIT_QVM)
+              : remote_status("ssh", name, &res);
+  free(audit);
+  qvm_ssh_free(ssh);
+  qvm_vm_free(vm);
+  return r;
+}
+
+/* --- ssh-config ------------------------------------------------------------------ */
+
+static int config_one(const char *name, bool all) {
+  qvm_vm *vm = NULL;
+  qvm_error *err = NULL;
+  qvm_ssh_options o;
+  char *text = NULL;
+  int r = QVM_EXIT_OK;
+  if (qvm_vm_open(&vm, name, &err) < 0) return qvm_cli_fail("ssh-config", err, hint_for(err, name));
+  if (all && qvm_vm_get_state(vm) != QVM_VM_RUNNING) {
+    printf("# %s: %s, not running\n\n", name, qvm_vm_state_name(qvm_vm_get_state(vm)));
+  } else if (qvm_vm_ssh_target(&o, vm, CONNECT_TIMEOUT_MS, &err) < 0 ||
+             qvm_ssh_openssh_config(&text, name, &o, &err) < 0) {
+    r = qvm_cli_fail("ssh-config", err, hint_for(err, name));
+  } else {
+    printf("%s\n", text);
+  }
+  free(text);
+  qvm_vm_free(vm);
+  return r;
+}
+
+static int ssh_config_run(int argc, char **argv) {
+  if (wants_help(argc, argv))
+    return printf("usage: qvm ssh-config [NAME...]\n\n"
+                  "Prints an ssh_config stanza (Host NAME) for each running vm, or for the\n"
+                  "named ones, with the vm's key, its known_hosts and strict host-key\n"
+                  "checking, so plain OpenSSH works: ssh -F FILE NAME.\n"),
+           QVM_EXIT_OK;
+  int first = argc > 1 && !strcmp(argv[1], "--") ? 2 : 1, r = QVM_EXIT_OK;
+  for (int i = first; i < argc; i++)
+    if (argv[i][0] == '-' && i == first && first == 1)
+      return qvm_cli_usage_error("ssh-config", "unknown option '%s'", argv[i]);
+  if (first < argc) {
+    for (int i = first; i < argc; i++) {
+      int one = config_one(argv[i], false);
+      if (one) r = one;
+    }
+    return r;
+  }
+  char **names = NULL;
+  size_t n = 0;
+  qvm_error *err = NULL;
+  if (qvm_vm_list(&names, &n, &err) < 0) return qvm_cli_fail("ssh-config", err, NULL);
+  for (size_t i = 0; i < n; i++) {
+    int one = config_one(names[i], true);
+    if (one) r = one;
+  }
+  qvm_vm_names_free(names, n);
+  return r;
+}
+
+/* --- cp -------------------------------------------------------------------------- */
+
+/* "NAME:PATH" with a valid vm name before the first ':'. */
+static bool split_remote(const char *arg, char *name, size_t size, const char **path) {
+  const char *colon = strchr(arg, ':');
+  if (!colon || (size_t)(colon - arg) >= size) return false;
+  memcpy(name, arg, (size_t)(colon - arg));
+  name[colon - arg] = '\0';
+  if (!qvm_vm_name_valid(name)) return false;
+  *path = colon[1] ? colon + 1 : ".";
+  return true;
+}
+
+static const char cp_help[] =
+    "usage: qvm cp [-r] SRC DST\n\n"
+    "Copies files between the host and a running vm over SFTP; one side is\n"
+    "NAME:PATH (a relative PATH is under the vm user's home). Modes and times\n"
+    "are kept. If DST is an existing directory, SRC goes into it.\n\n"
+    "  qvm cp ./app.tar.gz web:/tmp/      upload\n"
+    "  qvm cp -r web:/var/log/nginx ./    download a directory\n\n"
+    "  -r, --recursive   copy directories\n";
+
+static int cp_run(int argc, char **argv) {
+  static const struct option longopts[] = {{"recursive", 0, 0, 'r'}, {0, 0, 0, 0}};
+  if (wants_help(argc, argv)) return printf("%s", cp_help), QVM_EXIT_OK;
+  bool recursive = false;
+  int c, code = 0;
+  while ((c = getopt_long(argc, argv, "r", longopts, NULL)) != -1) {
+    if (c != 'r') return qvm_cli_usage_error("cp", "unknown option");
+    recursive = true;
+  }
+  if (argc - optind != 2) return qvm_cli_usage_error("cp", "give exactly SRC and DST");
+  const char *src = argv[optind], *dst = argv[optind + 1], *src_path = NULL, *dst_path = NULL;
+  char src_vm[QVM_VM_NAME_MAX + 1], dst_vm[QVM_VM_NAME_MAX + 1];
+  bool up_remote = split_remote(dst, dst_vm, sizeof dst_vm, &dst_path);
+  bool down_remote = split_remote(src, src_vm, sizeof src_vm, &src_path);
+  if (up_remote == down_remote)
+    return qvm_cli_usage_error("cp", up_remote ? "both sides are in a vm: copy through the host"
+                                               : "one side must be NAME:PATH");
+  struct stat st;
+  if (up_remote && stat(src, &st) == 0 && S_ISDIR(st.st_mode) && !recursive)
+    return qvm_cli_usage_error("cp", "'%s' is a directory: give -r", src);
+  const char *name = up_remote ? dst_vm : src_vm;
+  qvm_vm *vm = NULL;
+  qvm_ssh *ssh = NULL;
+  qvm_vm_ssh_options so = {.timeout_ms = CONNECT_TIMEOUT_MS};
+  int r = open_and_connect("cp", name, &so, &vm, &ssh, &code);
+  if (r) {
+    qvm_vm_free(vm);
+    return r;
+  }
+  qvm_ssh_copy_options co = QVM_SSH_COPY_OPTIONS_INIT;
+  co.recursive = recursive;
+  qvm_error *err = NULL;
+  if ((up_remote ? qvm_ssh_upload(ssh, src, dst_path, &co, &err)
+                 : qvm_ssh_download(ssh, src_path, dst, &co, &err)) < 0)
+    r = qvm_cli_fail("cp", err, NULL);
+  qvm_ssh_free(ssh);
+  qvm_vm_free(vm);
+  return r;
+}
+
+/* --- provision ------------------------------------------------------------------ */
+
+static int provision_output(void *ctx, int stream, const void *data, size_t len) {
+  (void)ctx;
+  FILE *f = stream == QVM_SSH_STDERR ? stderr : stdout;
+  fwrite(data, 1, len, f);
+  fflush(f);
+  return 0;
+}
+
+static int provision_run(int argc, char **argv) {
+  if (wants_help(argc, argv))
+    return printf("usage: qvm provision NAME\n\n"
+                  "Runs the vm's provision steps (qvm create --provision) again, in order,\n"
+                  "stopping at the first one that fails. Output is shown live and appended\n"
+                  "to provision.log in the vm's directory.\n"),
+           QVM_EXIT_OK;
+  int first = argc > 1 && !strcmp(argv[1], "--") ? 2 : 1, code = 0;
+  if (argc - first != 1 || (first == 1 && argv[1][0] == '-'))
+    return qvm_cli_usage_error("provision",
+                               argc - first < 1 ? "missing the vm name" : "bad arguments");
+  const char *name = argv[first];
+  qvm_vm *vm = NULL;
+  qvm_ssh *ssh = NULL;
+  qvm_error *err = NULL;
+  if (qvm_vm_open(&vm, name, &err) < 0) return qvm_cli_fail("provision", err, hint_for(err, name));
+  if (!qvm_vm_provision_count(vm)) {
+    fprintf(stderr, "vm '%s' has no provision steps\n", name);
+    qvm_vm_free(vm);
+    return QVM_EXIT_OK;
+  }
+  qvm_vm_free(vm);
+  vm = NULL;
+  qvm_vm_ssh_options so = {.timeout_ms = CONNECT_TIMEOUT_MS};
+  int r = open_and_connect("provision", name, &so, &vm, &ssh, &code);
+  size_t failed = 0;
+  if (!r && qvm_vm_provision(&failed, vm, ssh, provision_output, NULL, &err) < 0) {
+    char hint[256];
+    snprintf(hint, sizeof hint,
+             "fix step %zu, then run 'qvm provision %s' again (output is in %s/%s)", failed, name,
+             qvm_vm_dir(vm), QVM_VM_PROVISION_LOG);
+    r = qvm_cli_fail("provision", err, failed ? hint : NULL);
+  }
+  qvm_ssh_free(ssh);
+  qvm_vm_free(vm);
+  return r;
+}
+
+const struct qvm_command qvm_cmd_exec = {"exec", "run a command in a vm", exec_run};
+const struct qvm_command qvm_cmd_ssh = {"ssh", "open a shell in a vm", ssh_run};
+const struct qvm_command qvm_cmd_ssh_config = {"ssh-config", "print ssh_config stanzas for vms",
+                                               ssh_config_run};
+const struct qvm_command qvm_cmd_cp = {"cp", "copy files to or from a vm", cp_run};
+const struct qvm_command qvm_cmd_provision = {"provision", "run a vm's provision steps again",
+                                              provision_run};

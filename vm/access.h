@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef QVM_VM_ACCESS_H
+#define QVM_VM_ACCESS_H
+
+/*
+ * Guest access at create time: the user, hostname, host-key policy, the
+ * user's cloud-config parts, extra keys and provision steps go into the spec
+ * (checked: files exist, YAML parses, steps are well formed); then the VM's
+ * client key, the guest's host key (pinned in known_hosts before the first
+ * boot) and seed.iso are written into the VM's directory.
+ */
+#include "util/error.h"
+#include "vm/spec.h"
+#include <qvm/vm.h>
+
+#define VM_CLIENT_KEY "id_ed25519"
+#define VM_KNOWN_HOSTS "known_hosts"
+#define VM_SEED_ISO "seed.iso"
+#define VM_DEFAULT_USER "qvm"
+
+/* Options -> spec->{cloud_init,user,hostname,hostkey_tofu,cloud_configs,
+ * authorized_keys,steps} and, with cloud-init, spec->seed_iso = "seed.iso". */
+int vm_access_spec(vm_spec *spec, const qvm_vm_create_options *opts, qvm_error **err);
+/* With spec->cloud_init: keys, known_hosts and seed.iso in dir (the VM's
+ * directory, or the temporary one it is built in). */
+int vm_access_populate(const char *dir, const vm_spec *spec, qvm_error **err);
+
+/* "[a-z_][a-z0-9_-]{0,31}" */
+bool vm_user_name_valid(const char *name);
+/* 1-63 of [A-Za-z0-9.-], starting with a letter or digit. */
+bool vm_hostname_valid(const char *name);
+
+#endif

@@ -1,0 +1,201 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The first boot's keys and seed: the VM's client key, the guest's host key
+ * pinned in known_hosts before the guest ever runs, and seed.iso built from
+ * them with the user's cloud-config parts.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/cleanup.h"
+#include "util/fs.h"
+#include "util/strbuf.h"
+#include "vm/access.h"
+#include <qvm/seed.h>
+#include <qvm/ssh.h>
+
+#define KEY_FILE_MAX (64u << 10)
+#define SUDO_ALL "ALL=(ALL) NOPASSWD:ALL"
+
+static void keyp_free(qvm_ssh_key **k) {
+  if (*k) qvm_ssh_key_free(*k);
+}
+
+typedef struct seed_inputs {
+  char **keys; /* public key lines: ours, then the user's */
+  size_t n_keys;
+  char **parts; /* the user's cloud-config parts, read */
+  size_t *part_lens;
+  size_t n_parts;
+} seed_inputs;
+
+static void seed_inputs_clear(seed_inputs *in) {
+  for (size_t i = 0; i < in->n_keys; i++) free(in->keys[i]);
+  for (size_t i = 0; i < in->n_parts; i++) free(in->parts[i]);
+  free(in->keys);
+  free(in->parts);
+  free(in->part_lens);
+}
+
+static int add_key(seed_inputs *in, const char *line, size_t len, qvm_error **err) {
+  char **v = reallocarray(in->keys, in->n_keys + 1, sizeof *v);
+  if (!v) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  in->keys = v;
+  if (!(v[in->n_keys] = strndup(line, len)))
+    return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  in->n_keys++;
+  return 0;
+}
+
+static int read_key_file(seed_inputs *in, const char *path, qvm_error **err) {
+  _cleanup_free_ char *data = NULL;
+  int r = qvm_read_file(&data, NULL, path, KEY_FILE_MAX, err);
+  for (char *save = NULL, *l = r < 0 ? NULL : strtok_r(data, "\r\n", &save); l && r >= 0;
+       l = strtok_r(NULL, "\r\n", &save)) {
+    while (*l == ' ' || *l == '\t') l++;
+    if (*l && *l != '#') r = add_key(in, l, strlen(l), err);
+  }
+  return r < 0 ? qvm_error_prefix(err, "public key file '%s'", path) : 0;
+}
+
+static int read_parts(seed_inputs *in, const vm_spec *s, qvm_error **err) {
+  if (!s->n_cloud_configs) return 0;
+  in->parts = calloc(s->n_cloud_configs, sizeof *in->parts);
+  in->part_lens = calloc(s->n_cloud_configs, sizeof *in->part_lens);
+  if (!in->parts || !in->part_lens) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  for (size_t i = 0; i < s->n_cloud_configs; i++) {
+    int r = qvm_read_file(&in->parts[i], &in->part_lens[i], s->cloud_configs[i],
+                          QVM_SEED_MAX_USER_FILE, err);
+    if (r < 0) return r;
+    in->n_parts++;
+  }
+  return 0;
+}
+
+static bool is_script(const char *data, size_t len) { return len >= 2 && !memcmp(data, "#!", 2); }
+
+/* Keys: the client key (written to dir) and the host key (pinned in dir). */
+static int make_keys(seed_inputs *in, qvm_ssh_key **out_host, const char *dir, const vm_spec *s,
+                     qvm_error **err) {
+  __attribute__((cleanup(keyp_free))) qvm_ssh_key *client = NULL;
+  char path[4096], comment[128];
+  snprintf(comment, sizeof comment, "qvm@%s", s->name);
+  int r = qvm_ssh_key_generate(&client, comment, err);
+  snprintf(path, sizeof path, "%s/%s", dir, VM_CLIENT_KEY);
+  if (r >= 0) r = qvm_ssh_key_write(client, path, NULL, err);
+  if (r >= 0)
+    r = add_key(in, qvm_ssh_key_public_line(client), strlen(qvm_ssh_key_public_line(client)), err);
+  snprintf(comment, sizeof comment, "root@%s", s->name);
+  if (r >= 0) r = qvm_ssh_key_generate(out_host, comment, err);
+  snprintf(path, sizeof path, "%s/%s", dir, VM_KNOWN_HOSTS);
+  if (r >= 0) r = qvm_ssh_known_hosts_pin(path, s->name, qvm_ssh_key_public_line(*out_host), err);
+  return r;
+}
+
+/* More parts than qvm_seed_build takes (one cloud-config, one script): the
+ * same multipart, built here with every part in the user's order. */
+static int write_multipart(const char *iso, const qvm_seed_spec *spec, const seed_inputs *in,
+                           const vm_spec *s, qvm_error **err) {
+  _cleanup_free_ char *ours = NULL, *meta = NULL, *net = NULL;
+  size_t ours_len = 0, meta_len = 0, net_len = 0;
+  int r = qvm_seed_render_user_data(&ours, &ours_len, spec, err);
+  if (r >= 0) r = qvm_seed_render_meta_data(&meta, &meta_len, spec, err);
+  if (r >= 0 && spec->network) r = qvm_seed_render_network_config(&net, &net_len, spec, err);
+  if (r < 0) return r;
+  char boundary[64];
+  for (unsigned n = 0;; n++) {
+    int blen = snprintf(boundary, sizeof boundary, "==qvm-vm-boundary-%u==", n);
+    bool clash = memmem(ours, ours_len, boundary, (size_t)blen) != NULL;
+    for (size_t i = 0; i < in->n_parts && !clash; i++)
+      clash = memmem(in->parts[i], in->part_lens[i], boundary, (size_t)blen) != NULL;
+    if (!clash) break;
+  }
+  qvm_strbuf sb = QVM_STRBUF_INIT;
+  qvm_strbuf_printf(&sb, "Content-Type: multipart/mixed; boundary=\"%s\"\nMIME-Version: 1.0\n\n",
+                    boundary);
+  for (size_t i = 0; i <= in->n_parts; i++) {
+    const char *body = i < in->n_parts ? in->parts[i] : ours;
+    size_t len = i < in->n_parts ? in->part_lens[i] : ours_len;
+    bool script = is_script(body, len);
+    const char *base = i < in->n_parts ? strrchr(s->cloud_configs[i], '/') + 1 : "qvm.yaml";
+    qvm_strbuf_printf(&sb, "--%s\nContent-Type: %s; charset=\"utf-8\"\n", boundary,
+                      script ? "text/x-shellscript" : "text/cloud-config");
+    qvm_strbuf_puts(&sb, "MIME-Version: 1.0\nContent-Transfer-Encoding: 8bit\n");
+    /* Distinct names: cloud-init stores script parts under them. */
+    qvm_strbuf_printf(&sb, "Content-Disposition: attachment; filename=\"part-%03zu-", i + 1);
+    for (const char *p = base; *p; p++)
+      qvm_strbuf_putc(&sb, (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20) ? '_' : *p);
+    qvm_strbuf_puts(&sb, "\"\n");
+    if (!script)
+      qvm_strbuf_puts(&sb, "Merge-Type: list(append)+dict(no_replace,recurse_list)+str()\n");
+    qvm_strbuf_puts(&sb, "\n");
+    qvm_strbuf_append(&sb, body, len);
+    if (!len || body[len - 1] != '\n') qvm_strbuf_putc(&sb, '\n');
+  }
+  qvm_strbuf_printf(&sb, "--%s--\n", boundary);
+  size_t user_len = sb.len;
+  _cleanup_free_ char *user = qvm_strbuf_steal(&sb);
+  if (!user) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  qvm_seed_file files[3] = {{"user-data", user, user_len}, {"meta-data", meta, meta_len}};
+  size_t n = 2;
+  if (net) files[n++] = (qvm_seed_file){"network-config", net, net_len};
+  return qvm_seed_write_iso(iso, files, n, spec->epoch, err);
+}
+
+static int build_seed(const char *dir, const vm_spec *s, const seed_inputs *in,
+                      const qvm_ssh_key *host, qvm_error **err) {
+  bool root = !strcmp(s->user, "root");
+  qvm_seed_user user = {.name = s->user,
+                        .sudo = root ? NULL : SUDO_ALL,
+                        .shell = root ? NULL : "/bin/bash",
+                        .lock_passwd = true,
+                        .ssh_authorized_keys = (const char *const *)in->keys,
+                        .n_ssh_authorized_keys = in->n_keys};
+  qvm_seed_host_key hk = {.type = "ed25519",
+                          .private_key = qvm_ssh_key_private_text(host),
+                          .public_key = qvm_ssh_key_public_line(host)};
+  qvm_seed_network net = {.mac = s->mac, .dhcp4 = true};
+  qvm_seed_spec spec = QVM_SEED_SPEC_INIT;
+  spec.instance_id = s->uuid; /* stable across restarts: cloud-init runs once */
+  spec.hostname = s->hostname;
+  spec.users = &user;
+  spec.n_users = 1;
+  spec.host_keys = &hk;
+  spec.n_host_keys = 1;
+  spec.disable_root = !root; /* else cloud-init makes root's keys print "login as ..." */
+  spec.network = s->net == VM_NET_NONE ? NULL : &net;
+  char iso[4096];
+  snprintf(iso, sizeof iso, "%s/%s", dir, VM_SEED_ISO);
+  size_t configs = 0, scripts = 0;
+  for (size_t i = 0; i < in->n_parts; i++) {
+    bool script = is_script(in->parts[i], in->part_lens[i]);
+    scripts += script, configs += !script;
+    if (script)
+      spec.user_script = in->parts[i], spec.user_script_len = in->part_lens[i],
+      spec.user_script_path = NULL;
+    else
+      spec.user_config = in->parts[i], spec.user_config_len = in->part_lens[i],
+      spec.user_config_name = s->cloud_configs[i];
+  }
+  if (configs > 1 || scripts > 1) {
+    spec.user_config = spec.user_script = NULL;
+    spec.user_config_len = spec.user_script_len = 0;
+    return write_multipart(iso, &spec, in, s, err);
+  }
+  return qvm_seed_build(iso, &spec, err);
+}
+
+int vm_access_populate(const char *dir, const vm_spec *s, qvm_error **err) {
+  if (!s->cloud_init) return 0;
+  seed_inputs in = {0};
+  __attribute__((cleanup(keyp_free))) qvm_ssh_key *host = NULL;
+  int r = make_keys(&in, &host, dir, s, err);
+  for (size_t i = 0; r >= 0 && i < s->n_authorized_keys; i++)
+    r = read_key_file(&in, s->authorized_keys[i], err);
+  if (r >= 0) r = read_parts(&in, s, err);
+  if (r >= 0) r = build_seed(dir, s, &in, host, err);
+  seed_inputs_clear(&in);
+  return r;
+}

@@ -1,0 +1,180 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Reaching a running VM over SSH: where it listens (user net: the forwarded
+ * loopback port; bridge: its IP), as whom, with which pinned key; and running
+ * its recorded provision steps.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util/cleanup.h"
+#include "vm/access.h"
+#include "vm/handle.h"
+
+const char *qvm_vm_dir(const qvm_vm *vm) { return vm->paths.dir; }
+
+const char *qvm_vm_user(const qvm_vm *vm) {
+  return vm->spec && vm->spec->user ? vm->spec->user : "root";
+}
+
+size_t qvm_vm_provision_count(const qvm_vm *vm) { return vm->spec ? vm->spec->n_steps : 0; }
+
+static int not_running(qvm_vm *vm, qvm_vm_state st, qvm_error **err) {
+  return qvm_error_set(err, QVM_EINVAL, "vm '%s' is %s, not running: start it with 'qvm start %s'",
+                       vm->name, qvm_vm_state_name(st), vm->name);
+}
+
+static int runtime_ssh_port(int *out, qvm_vm *vm, qvm_error **err) {
+  struct json_object *rt = NULL, *port = NULL;
+  if (!json_object_object_get_ex(vm->doc, "runtime", &rt) ||
+      !json_object_object_get_ex(rt, "ssh_port", &port) ||
+      !json_object_is_type(port, json_type_int) || json_object_get_int(port) < 1 ||
+      json_object_get_int(port) > 65535)
+    return qvm_error_set(err, QVM_EINVAL,
+                         "vm '%s' has no ssh port forward recorded: restart it with 'qvm restart "
+                         "%s'",
+                         vm->name, vm->name);
+  *out = json_object_get_int(port);
+  return 0;
+}
+
+static int target_address(qvm_vm *vm, vm_spec *s, int *port, int timeout_ms, qvm_error **err) {
+  switch (s->net) {
+  case VM_NET_USER:
+    if (!s->ssh_forward)
+      return qvm_error_set(err, QVM_EINVAL, "vm '%s' forwards no ssh port", vm->name);
+    if (!(s->lent_host = strdup("127.0.0.1")))
+      return qvm_error_set_errno(err, ENOMEM, "out of memory");
+    return runtime_ssh_port(port, vm, err);
+  case VM_NET_BRIDGE: {
+    char *ip = NULL, *source = NULL;
+    int r = qvm_vm_ip(&ip, &source, vm, timeout_ms, err);
+    free(source);
+    if (r < 0) return r;
+    s->lent_host = ip;
+    *port = 22;
+    return 0;
+  }
+  case VM_NET_NONE: break;
+  }
+  return qvm_error_set(err, QVM_EINVAL,
+                       "vm '%s' has no network (--net none): ssh cannot reach it; use 'qvm "
+                       "console %s'",
+                       vm->name, vm->name);
+}
+
+int qvm_vm_ssh_target(qvm_ssh_options *out, qvm_vm *vm, int timeout_ms, qvm_error **err) {
+  qvm_vm_state st = qvm_vm_get_state(vm); /* re-reads vm.json */
+  if (st != QVM_VM_RUNNING) return not_running(vm, st, err);
+  vm_spec *s = vm->spec;
+  int port = 22;
+  free(s->lent_host);
+  s->lent_host = NULL;
+  int r = target_address(vm, s, &port, timeout_ms, err);
+  if (r < 0) return r;
+  free(s->lent_known_hosts);
+  free(s->lent_identity);
+  s->lent_known_hosts = s->lent_identity = NULL;
+  if (asprintf(&s->lent_known_hosts, "%s/%s", vm->paths.dir, VM_KNOWN_HOSTS) < 0 ||
+      asprintf(&s->lent_identity, "%s/%s", vm->paths.dir, VM_CLIENT_KEY) < 0) {
+    s->lent_known_hosts = s->lent_identity = NULL;
+    return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  }
+  qvm_ssh_options o = QVM_SSH_OPTIONS_INIT;
+  o.host = s->lent_host;
+  o.port = port;
+  o.user = qvm_vm_user(vm);
+  o.vm_name = vm->name;
+  o.known_hosts = s->lent_known_hosts;
+  o.hostkey_policy = s->hostkey_tofu ? QVM_SSH_HOSTKEY_TOFU : QVM_SSH_HOSTKEY_PINNED;
+  if (access(s->lent_identity, R_OK) == 0)
+    o.identity = s->lent_identity;
+  else
+    o.use_agent = true; /* no key of its own (--no-cloud-init, --seed) */
+  if (timeout_ms > 0) o.timeout_ms = timeout_ms;
+  *out = o;
+  return 0;
+}
+
+int qvm_vm_ssh_connect(qvm_ssh **out, qvm_vm *vm, const qvm_vm_ssh_options *opts, qvm_error **err) {
+  qvm_vm_ssh_options none = {0};
+  if (!opts) opts = &none;
+  int timeout = opts->timeout_ms > 0 ? opts->timeout_ms : 30000;
+  qvm_ssh_options o;
+  int r = qvm_vm_ssh_target(&o, vm, timeout, err);
+  if (r < 0) return r;
+  if (opts->repin) o.hostkey_policy = QVM_SSH_HOSTKEY_REPIN;
+  if (opts->user) o.user = opts->user;
+  if (opts->identity) o.identity = opts->identity, o.use_agent = false;
+  if (opts->use_agent) o.identity = NULL, o.use_agent = true;
+  if (!o.identity && !o.use_agent)
+    return qvm_error_set(err, QVM_EAUTH, "vm '%s' has no key of its own: give an identity",
+                         vm->name);
+  return qvm_ssh_connect(out, &o, err);
+}
+
+/* "shell 'echo hi'", "script setup.sh", "file app -> /opt/app" */
+static char *step_name(const vm_step *st) {
+  char *name = NULL;
+  const char *base = st->text ? strrchr(st->text, '/') : NULL;
+  base = base && base[1] ? base + 1 : st->text;
+  int n = -1;
+  switch (st->kind) {
+  case VM_STEP_SHELL:
+    n = asprintf(&name, "shell '%.60s%s'", st->text, strlen(st->text) > 60 ? "..." : "");
+    break;
+  case VM_STEP_SCRIPT: n = asprintf(&name, "script %s", base); break;
+  case VM_STEP_FILE: n = asprintf(&name, "file %s -> %s", base, st->destination); break;
+  }
+  if (n < 0) return NULL;
+  for (char *p = name; *p; p++)
+    if ((unsigned char)*p < 0x20) *p = ' ';
+  return name;
+}
+
+int qvm_vm_provision(size_t *out_failed, qvm_vm *vm, qvm_ssh *ssh, qvm_ssh_output_fn on_output,
+                     void *ctx, qvm_error **err) {
+  if (out_failed) *out_failed = 0;
+  const vm_spec *s = vm->spec;
+  if (!s->n_steps) return 0;
+  qvm_ssh_step *steps = calloc(s->n_steps, sizeof *steps);
+  char **names = calloc(s->n_steps, sizeof *names);
+  _cleanup_free_ char *log = NULL, *audit = NULL;
+  int r = 0;
+  if (!steps || !names || asprintf(&log, "%s/%s", vm->paths.dir, QVM_VM_PROVISION_LOG) < 0 ||
+      asprintf(&audit, "%s/%s", vm->paths.dir, QVM_VM_AUDIT_LOG) < 0)
+    r = qvm_error_set_errno(err, ENOMEM, "out of memory");
+  bool as_root = !strcmp(qvm_vm_user(vm), "root");
+  for (size_t i = 0; r >= 0 && i < s->n_steps; i++) {
+    const vm_step *st = &s->steps[i];
+    if (!(names[i] = step_name(st))) r = qvm_error_set_errno(err, ENOMEM, "out of memory");
+    steps[i] = (qvm_ssh_step){
+        .kind = st->kind == VM_STEP_SHELL    ? QVM_SSH_STEP_INLINE
+                : st->kind == VM_STEP_SCRIPT ? QVM_SSH_STEP_SCRIPT
+                                             : QVM_SSH_STEP_FILE,
+        .name = names[i],
+        .inline_text = st->kind == VM_STEP_SHELL ? st->text : NULL,
+        .source = st->kind == VM_STEP_SHELL ? NULL : st->text,
+        .destination = st->destination,
+        .sudo = st->sudo && !as_root, /* root has no use for sudo (and may lack it) */
+    };
+  }
+  if (r >= 0) {
+    qvm_ssh_provision_options po = {.steps = steps,
+                                    .n_steps = s->n_steps,
+                                    .log_path = log,
+                                    .audit_log = audit,
+                                    .on_output = on_output,
+                                    .ctx = ctx,
+                                    .step_timeout_ms = -1};
+    r = qvm_ssh_provision(out_failed, ssh, &po, err);
+    if (r < 0) qvm_error_prefix(err, "vm '%s'", vm->name);
+  }
+  for (size_t i = 0; names && i < s->n_steps; i++) free(names[i]);
+  free(names);
+  free(steps);
+  return r;
+}
