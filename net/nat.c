@@ -66,10 +66,10 @@ int qvm_net_nat_ensure(const char *bridge, const char *subnet, qvm_error **err) 
   char cmd[1024];
   snprintf(cmd, sizeof cmd,
            "add table ip qvm\n"
-           "add chain ip qvm \"nat-%s\" { type nat hook postrouting priority srcnat; "
+           "add chain ip qvm nat_%s { type nat hook postrouting priority srcnat; "
            "policy accept; }\n"
-           "flush chain ip qvm \"nat-%s\"\n"
-           "add rule ip qvm \"nat-%s\" ip saddr %s oifname != \"%s\" masquerade\n",
+           "flush chain ip qvm nat_%s\n"
+           "add rule ip qvm nat_%s ip saddr %s oifname != \"%s\" masquerade\n",
            bridge, bridge, bridge, net, bridge);
   struct nft_ctx *nft = nft_ctx_new(NFT_CTX_DEFAULT);
   if (!nft) return qvm_error_set_errno(err, ENOMEM, "cannot create an nftables context");
@@ -93,7 +93,7 @@ int qvm_net_nat_remove(const char *bridge, qvm_error **err) {
   if (!ifname_safe(bridge))
     return qvm_error_set(err, QVM_EINVAL, "bridge name '%.20s' is invalid", bridge ? bridge : "");
   char cmd[256];
-  snprintf(cmd, sizeof cmd, "delete chain ip qvm \"nat-%s\"\n", bridge);
+  snprintf(cmd, sizeof cmd, "delete chain ip qvm nat_%s\n", bridge);
   struct nft_ctx *nft = nft_ctx_new(NFT_CTX_DEFAULT);
   if (!nft) return qvm_error_set_errno(err, ENOMEM, "cannot create an nftables context");
   nft_ctx_buffer_output(nft);

@@ -150,19 +150,3 @@ int qvm_net_neigh_lookup(char *out, const uint8_t mac[6], unsigned ifindex, qvm_
   if (!s.found) return qvm_error_set(err, QVM_ENOTFOUND, "no neighbour entry for '%s'", mac_text);
   return 0;
 }
-
-int qvm_net_neigh_monitor_open(int *out, qvm_error **err) {
-  _cleanup_close_ int fd =
-      socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE);
-  struct sockaddr_nl sa = {.nl_family = AF_NETLINK, .nl_groups = RTMGRP_NEIGH};
-  if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
-    return qvm_error_set_errno(err, errno, "cannot watch the neighbour table");
-  *out = TAKE_FD(fd);
-  return 0;
-}
-
-void qvm_net_neigh_monitor_drain(int fd) {
-  char buf[8192];
-  while (recv(fd, buf, sizeof buf, MSG_DONTWAIT) > 0) {
-  }
-}

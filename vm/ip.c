@@ -2,10 +2,15 @@
 /*
  * qvm_vm_ip: the guest's address, from (in order) the DHCP_LEASE events the
  * shim wrote for this run (qvm's own ACK, or what the watcher saw), the
- * host's neighbour table (dhcp=external), and the QEMU guest agent. Waiting
- * is event-driven: inotify on events.jsonl, a netlink neighbour monitor and
- * QEMU's pidfd. Only the guest agent, which has no events, is asked again on
- * a timer, and only once it has answered at all.
+ * QEMU guest agent, and last the host's neighbour table (dhcp=external).
+ * Waiting is event-driven: inotify on events.jsonl and QEMU's pidfd. Only the
+ * guest agent, which has no events, is asked again on a timer, and only once
+ * it has answered at all.
+ *
+ * The neighbour table is a last resort, asked only when there is nothing
+ * else to wait for (timeout 0, or at the deadline): a DHCP server such as
+ * dnsmasq adds the neighbour entry itself before it unicasts its OFFER, so
+ * an entry can exist before the guest has accepted the address.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -189,7 +194,10 @@ static bool ask_agent(ip_search *s, int timeout_ms) {
 
 static bool look_now(ip_search *s) {
   scan_events(s);
-  if (s->ip[0]) return true;
+  return s->ip[0] != '\0';
+}
+
+static bool look_neighbours(ip_search *s) {
   if (s->vm->spec->dhcp_external && qvm_net_neigh_lookup(s->ip, s->mac, 0, NULL) == 0) {
     strcpy(s->source, qvm_net_ip_source_name(QVM_NET_IP_SOURCE_NEIGH));
     return true;
@@ -240,7 +248,7 @@ static int timed_out(const ip_search *s, int timeout_ms, qvm_error **err) {
 }
 
 typedef struct ip_waiters {
-  int ino, pidfd, neigh;
+  int ino, pidfd;
 } ip_waiters;
 
 static int waiters_open(ip_waiters *w, ip_search *s, const vm_proc *qemu, qvm_error **err) {
@@ -248,37 +256,32 @@ static int waiters_open(ip_waiters *w, ip_search *s, const vm_proc *qemu, qvm_er
   if (w->ino < 0 || inotify_add_watch(w->ino, s->vm->paths.events, IN_MODIFY) < 0)
     return qvm_error_set_errno(err, errno, "cannot watch '%s'", s->vm->paths.events);
   w->pidfd = vm_proc_pidfd(qemu);
-  if (s->vm->spec->dhcp_external) return qvm_net_neigh_monitor_open(&w->neigh, err);
   return 0;
 }
 
 static void waiters_close(ip_waiters *w) {
   if (w->ino >= 0) close(w->ino);
   if (w->pidfd >= 0) close(w->pidfd);
-  if (w->neigh >= 0) close(w->neigh);
 }
 
-/* Wakes on a write to events.jsonl, a neighbour change, QEMU's exit, the
- * next guest agent try or the deadline. 1: QEMU exited. */
+/* Wakes on a write to events.jsonl, QEMU's exit, the next guest agent try or
+ * the deadline. 1: QEMU exited. */
 static int wait_once(ip_waiters *w, int64_t deadline, int64_t agent_at) {
-  struct pollfd p[3] = {{.fd = w->ino, .events = POLLIN},
-                        {.fd = w->pidfd, .events = POLLIN},
-                        {.fd = w->neigh, .events = POLLIN}};
+  struct pollfd p[2] = {{.fd = w->ino, .events = POLLIN}, {.fd = w->pidfd, .events = POLLIN}};
   int64_t until = deadline;
   if (agent_at >= 0 && (until < 0 || agent_at < until)) until = agent_at;
-  int n = poll(p, 3, until < 0 ? -1 : qvm_deadline_left_ms(until));
+  int n = poll(p, 2, until < 0 ? -1 : qvm_deadline_left_ms(until));
   if (n <= 0) return 0;
   if (p[0].revents) {
     char buf[4096];
     while (read(w->ino, buf, sizeof buf) > 0) {
     }
   }
-  if (p[2].revents) qvm_net_neigh_monitor_drain(w->neigh);
   return p[1].revents ? 1 : 0;
 }
 
 static int search(ip_search *s, const vm_proc *qemu, int timeout_ms, qvm_error **err) {
-  ip_waiters w = {-1, -1, -1};
+  ip_waiters w = {-1, -1};
   int r = waiters_open(&w, s, qemu, err);
   int64_t deadline = timeout_ms < 0 ? -1 : qvm_now_ms() + timeout_ms, agent_at = 0;
   while (r >= 0) {
@@ -292,7 +295,7 @@ static int search(ip_search *s, const vm_proc *qemu, int timeout_ms, qvm_error *
       agent_at = s->agent_answered ? qvm_now_ms() + QGA_RETRY_MS : -1;
     }
     if (deadline >= 0 && qvm_now_ms() >= deadline) {
-      r = timed_out(s, timeout_ms, err);
+      if (!look_neighbours(s)) r = timed_out(s, timeout_ms, err);
       break;
     }
     if (wait_once(&w, deadline, agent_at) == 1 && !look_now(s)) {

@@ -75,7 +75,7 @@ int qvm_net_tap_create(int *out, const char *name, const char *bridge, unsigned 
 /* Masquerades the subnet of `subnet` (the bridge's address with prefix,
  * "10.77.0.1/24") when it leaves through any link but the bridge, i.e. the
  * uplink, and enables IPv4 forwarding. libnftables: table `ip qvm`, chain
- * "nat-<bridge>", rewritten in one transaction (idempotent). */
+ * "nat_<bridge>", rewritten in one transaction (idempotent). */
 int qvm_net_nat_ensure(const char *bridge, const char *subnet, qvm_error **err);
 /* Deletes that chain; QVM_ENOTFOUND if there is none. */
 int qvm_net_nat_remove(const char *bridge, qvm_error **err);
@@ -211,10 +211,6 @@ void qvm_net_watcher_stats(qvm_dhcp_stats *out, const qvm_net_watcher *watcher);
 /* The fallback: an IPv4 neighbour entry (RTM_GETNEIGH) with lladdr mac, on
  * ifindex (0: any link). QVM_ENOTFOUND if none. */
 int qvm_net_neigh_lookup(char *out, const uint8_t mac[6], unsigned ifindex, qvm_error **err);
-/* A netlink socket (O_NONBLOCK) that becomes readable whenever the
- * neighbour table changes: wait on it, drain it, look again. */
-int qvm_net_neigh_monitor_open(int *out, qvm_error **err);
-void qvm_net_neigh_monitor_drain(int fd);
 
 #ifdef __cplusplus
 }

@@ -14,7 +14,7 @@
 
 #include "testlib.h"
 
-#define MAX_NETNS 4
+#define MAX_NETNS 8
 #define MAX_PIDS 16
 
 static char netns_names[MAX_NETNS][32];
