@@ -45,6 +45,7 @@ typedef struct ip_search {
   char source[16];
   uint8_t mac[6];
   bool agent_answered;
+  int wake_fd; /* events.jsonl's inotify: a lease cuts an agent query short */
 } ip_search;
 
 /* --- events.jsonl ------------------------------------------------------------ */
@@ -95,11 +96,17 @@ static void scan_events(ip_search *s) {
 
 /* --- the guest agent ---------------------------------------------------------- */
 
-static int qga_send(int fd, const char *cmd, int64_t deadline) {
+/* Waits for fd (events); false on the deadline, or when wake_fd (a write to
+ * events.jsonl) says a lease may have arrived meanwhile. */
+static bool qga_poll(int fd, short events, int wake_fd, int64_t deadline) {
+  struct pollfd p[2] = {{.fd = fd, .events = events}, {.fd = wake_fd, .events = POLLIN}};
+  return poll(p, 2, qvm_deadline_left_ms(deadline)) > 0 && !p[1].revents;
+}
+
+static int qga_send(int fd, int wake_fd, const char *cmd, int64_t deadline) {
   size_t len = strlen(cmd), done = 0;
   while (done < len) {
-    struct pollfd p = {.fd = fd, .events = POLLOUT};
-    if (poll(&p, 1, qvm_deadline_left_ms(deadline)) <= 0) return -1;
+    if (!qga_poll(fd, POLLOUT, wake_fd, deadline)) return -1;
     ssize_t n = send(fd, cmd + done, len - done, MSG_NOSIGNAL);
     if (n < 0 && errno != EAGAIN && errno != EINTR) return -1;
     if (n > 0) done += (size_t)n;
@@ -108,13 +115,12 @@ static int qga_send(int fd, const char *cmd, int64_t deadline) {
 }
 
 /* The next JSON object the agent sends, skipping the 0xff sync delimiter. */
-static struct json_object *qga_read(int fd, int64_t deadline) {
+static struct json_object *qga_read(int fd, int wake_fd, int64_t deadline) {
   json_tokener *tok = json_tokener_new();
   struct json_object *obj = NULL;
   size_t total = 0;
   while (tok && !obj && total < (1u << 20)) {
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    if (poll(&p, 1, qvm_deadline_left_ms(deadline)) <= 0) break;
+    if (!qga_poll(fd, POLLIN, wake_fd, deadline)) break;
     char buf[4096];
     ssize_t n = recv(fd, buf, sizeof buf, 0);
     if (n <= 0) break;
@@ -130,16 +136,16 @@ static struct json_object *qga_read(int fd, int64_t deadline) {
   return obj;
 }
 
-static bool qga_sync(int fd, int64_t deadline) {
+static bool qga_sync(int fd, int wake_fd, int64_t deadline) {
   unsigned id = 0;
   if (getrandom(&id, sizeof id, 0) != sizeof id) id = (unsigned)qvm_now_us();
   id &= 0x7fffffff;
   char cmd[128];
   snprintf(cmd, sizeof cmd,
            "\xff{\"execute\":\"guest-sync-delimited\",\"arguments\":{\"id\":%u}}\n", id);
-  if (qga_send(fd, cmd, deadline) < 0) return false;
+  if (qga_send(fd, wake_fd, cmd, deadline) < 0) return false;
   for (;;) {
-    struct json_object *r = qga_read(fd, deadline), *v = NULL;
+    struct json_object *r = qga_read(fd, wake_fd, deadline), *v = NULL;
     if (!r) return false;
     bool ok = json_object_object_get_ex(r, "return", &v) && json_object_is_type(v, json_type_int) &&
               (unsigned)json_object_get_int64(v) == id;
@@ -180,10 +186,11 @@ static bool ask_agent(ip_search *s, int timeout_ms) {
   _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) return false;
   int64_t deadline = qvm_now_ms() + timeout_ms;
-  if (!qga_sync(fd, deadline)) return false;
+  if (!qga_sync(fd, s->wake_fd, deadline)) return false;
   s->agent_answered = true;
-  if (qga_send(fd, "{\"execute\":\"guest-network-get-interfaces\"}\n", deadline) < 0) return false;
-  struct json_object *r = qga_read(fd, deadline), *ret = NULL;
+  if (qga_send(fd, s->wake_fd, "{\"execute\":\"guest-network-get-interfaces\"}\n", deadline) < 0)
+    return false;
+  struct json_object *r = qga_read(fd, s->wake_fd, deadline), *ret = NULL;
   bool found = r && json_object_object_get_ex(r, "return", &ret) &&
                json_object_is_type(ret, json_type_array) && qga_pick(s, ret);
   json_object_put(r);
@@ -283,6 +290,7 @@ static int wait_once(ip_waiters *w, int64_t deadline, int64_t agent_at) {
 static int search(ip_search *s, const vm_proc *qemu, int timeout_ms, qvm_error **err) {
   ip_waiters w = {-1, -1};
   int r = waiters_open(&w, s, qemu, err);
+  s->wake_fd = w.ino;
   int64_t deadline = timeout_ms < 0 ? -1 : qvm_now_ms() + timeout_ms, agent_at = 0;
   while (r >= 0) {
     if (look_now(s)) break;
@@ -290,9 +298,12 @@ static int search(ip_search *s, const vm_proc *qemu, int timeout_ms, qvm_error *
       int left = deadline < 0 ? QGA_QUERY_MS : qvm_deadline_left_ms(deadline);
       if (ask_agent(s, timeout_ms == 0 ? QGA_NOW_MS : left < QGA_QUERY_MS ? left : QGA_QUERY_MS))
         break;
-      /* An agent that answered is asked again (it has no events); a guest
+      /* An agent that answered (or a query cut short by a write to
+       * events.jsonl) is asked again: the agent has no events. A guest
        * without one is not asked again in this call. */
-      agent_at = s->agent_answered ? qvm_now_ms() + QGA_RETRY_MS : -1;
+      struct pollfd woke = {.fd = s->wake_fd, .events = POLLIN};
+      bool cut_short = poll(&woke, 1, 0) > 0;
+      agent_at = s->agent_answered || cut_short ? qvm_now_ms() + QGA_RETRY_MS : -1;
     }
     if (deadline >= 0 && qvm_now_ms() >= deadline) {
       if (!look_neighbours(s)) r = timed_out(s, timeout_ms, err);
