@@ -483,6 +483,20 @@ static void test_openssh_print_and_config(void **state) {
   result_clear(&r);
 }
 
+/* qvm ssh on a terminal: a PTY on the guest side, raw mode here, the exit
+ * status back. `script` gives qvm a terminal; its pty has no size, so qvm
+ * asks for 80x24. */
+static void test_ssh_pty(void **state) {
+  (void)state;
+  char *out = qvm_test_sh_output("printf 'stty size; tty; exit 3\\n' | "
+                                 "script -qec \"'%s/qvm' ssh " VM "\" /dev/null; echo rc=$?",
+                                 qvm_test_binary_dir());
+  assert_non_null(out);
+  if (!strstr(out, "24 80") || !strstr(out, "/dev/pts/") || !strstr(out, "rc=3"))
+    fail_msg("unexpected pty session output: %s", out);
+  free(out);
+}
+
 static void test_host_key_swapped(void **state) {
   (void)state;
   char kh[800];
@@ -561,6 +575,7 @@ int main(int argc, char **argv) {
   qvm_test_require_program("qemu-system-x86_64");
   qvm_test_require_program("ssh");
   qvm_test_require_program("ssh-keyscan");
+  qvm_test_require_program("script");
   qvm_test_mini_guest(&kernel, &initrd);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_host_key_pinned_before_boot),
@@ -570,6 +585,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup(test_cp_files_and_trees, running),
       cmocka_unit_test_setup(test_provision, running),
       cmocka_unit_test_setup(test_openssh_print_and_config, running),
+      cmocka_unit_test_setup(test_ssh_pty, running),
       cmocka_unit_test_setup(test_host_key_swapped, running),
       cmocka_unit_test(test_create_variants),
   };
