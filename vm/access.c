@@ -37,9 +37,18 @@ bool vm_user_name_valid(const char *name) {
 }
 
 bool vm_hostname_valid(const char *name) {
-  if (!name || !name[0] || strlen(name) > 63 || !isalnum((unsigned char)name[0])) return false;
-  for (const char *p = name; *p; p++)
-    if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.') return false;
+  size_t len = name ? strlen(name) : 0, label = 0;
+  if (!len || len > 253 || !isalnum((unsigned char)name[0]) ||
+      !isalnum((unsigned char)name[len - 1]))
+    return false;
+  for (const char *p = name; *p; p++) {
+    if (*p == '.') {
+      if (p[1] == '.' || p[-1] == '-' || p[1] == '-') return false;
+      label = 0;
+    } else if ((!isalnum((unsigned char)*p) && *p != '-') || ++label > 63) {
+      return false;
+    }
+  }
   return true;
 }
 
@@ -441,8 +450,8 @@ int vm_access_spec(vm_spec *s, const qvm_vm_create_options *o, qvm_error **err) 
                          o->user);
   if (o->hostname && !vm_hostname_valid(o->hostname))
     return qvm_error_set(err, QVM_EINVAL,
-                         "hostname '%s' is invalid: use up to 63 of A-Z, a-z, 0-9, '-' and '.', "
-                         "starting with a letter or digit",
+                         "hostname '%s' is invalid: use labels of up to 63 of A-Z, a-z, 0-9 and "
+                         "'-', joined by '.', starting and ending with a letter or digit",
                          o->hostname);
   if (o->hostkey && strcmp(o->hostkey, "pinned") && strcmp(o->hostkey, "tofu"))
     return qvm_error_set(err, QVM_EINVAL, "host key policy '%s' is unknown: use pinned or tofu",
@@ -453,6 +462,9 @@ int vm_access_spec(vm_spec *s, const qvm_vm_create_options *o, qvm_error **err) 
   if (s->cloud_init) {
     if (!(s->hostname = strdup(o->hostname ? o->hostname : s->name)))
       return qvm_error_set_errno(err, ENOMEM, "out of memory");
+    /* A VM name may end in '-', a hostname may not. */
+    for (size_t n = strlen(s->hostname); n > 1 && s->hostname[n - 1] == '-'; n--)
+      s->hostname[n - 1] = '\0';
     free(s->seed_iso);
     if (!(s->seed_iso = strdup(VM_SEED_ISO)))
       return qvm_error_set_errno(err, ENOMEM, "out of memory");

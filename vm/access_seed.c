@@ -159,7 +159,11 @@ static int build_seed(const char *dir, const vm_spec *s, const seed_inputs *in,
   qvm_seed_network net = {.mac = s->mac, .dhcp4 = true};
   qvm_seed_spec spec = QVM_SEED_SPEC_INIT;
   spec.instance_id = s->uuid; /* stable across restarts: cloud-init runs once */
-  spec.hostname = s->hostname;
+  /* "web.example": hostname web, fqdn web.example */
+  char short_name[64];
+  snprintf(short_name, sizeof short_name, "%.*s", (int)strcspn(s->hostname, "."), s->hostname);
+  spec.hostname = short_name;
+  spec.fqdn = strchr(s->hostname, '.') ? s->hostname : NULL;
   spec.users = &user;
   spec.n_users = 1;
   spec.host_keys = &hk;

@@ -97,6 +97,11 @@ static void test_names(void **state) {
   assert_false(vm_hostname_valid("a_b"));
   assert_false(vm_hostname_valid("a b"));
   assert_false(vm_hostname_valid(""));
+  assert_false(vm_hostname_valid("a-"));
+  assert_false(vm_hostname_valid("a..b"));
+  assert_false(vm_hostname_valid("a.-b"));
+  assert_false(vm_hostname_valid("a."));
+  assert_true(vm_hostname_valid("a-b.c-d.e"));
 }
 
 static const char base_spec[] =
@@ -302,6 +307,22 @@ static void test_create_checks(void **state) {
   assert_int_equal(vm_access_populate(dir, s, NULL), 0);
   vm_spec_free(s);
   o.cloud_configs = cc, o.n_cloud_configs = 2;
+
+  /* a VM name ending in '-' gives a valid hostname; a dotted one an fqdn */
+  {
+    vm_spec *t = new_spec();
+    free(t->name);
+    t->name = strdup("web--");
+    assert_int_equal(vm_access_spec(t, &o, NULL), 0);
+    assert_string_equal(t->hostname, "web");
+    assert_int_equal(vm_access_populate(dir, t, NULL), 0);
+    vm_spec_free(t);
+    qvm_vm_create_options h = o;
+    h.hostname = "web.example.org";
+    assert_int_equal(access_spec(&t, &h, NULL), 0);
+    assert_int_equal(vm_access_populate(dir, t, NULL), 0);
+    vm_spec_free(t);
+  }
 
   /* root: no sudo line, disable_root off */
   o.user = "root";
