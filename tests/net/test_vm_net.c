@@ -307,6 +307,27 @@ static void test_ip_errors(void **state) {
   assert_non_null(strstr(msg, "a lease from qvm's dhcp server"));
   assert_non_null(strstr(msg, "rc=5"));
   free(msg);
+  /* With no lease, the guest agent is asked (a stand-in agent on qga.sock). */
+  char ready[600];
+  char *vm_mac = qvm_test_sh_output("sed -n 's/.*\"mac\": *\"\\([0-9a-f:]*\\)\".*/\\1/p' "
+                                    "'%s/vms/quiet/vm.json' | head -n 1",
+                                    f->state);
+  assert_non_null(vm_mac);
+  snprintf(ready, sizeof ready, "%s/qga.ready", f->root);
+  int agent = net_test_spawn(f->ns,
+                             "exec python3 '%s/tests/net/fake_qga.py' '%s/quiet/qga.sock' "
+                             "'%s' '%s'",
+                             qvm_test_source_dir(), f->run, vm_mac, ready);
+  int64_t deadline = qvm_now_ms() + 30000;
+  while (access(ready, F_OK) != 0 && qvm_now_ms() < deadline) usleep(50 * 1000);
+  char *ip = NULL, *source = NULL;
+  vm_ip(f, "quiet", &ip, &source);
+  assert_string_equal(source, "guest-agent");
+  assert_string_equal(ip, "10.77.0.99");
+  net_test_kill(agent);
+  free(ip);
+  free(source);
+  free(vm_mac);
   assert_int_equal(qvm(f, "kill quiet"), 0);
   msg = qvm_test_sh_output("ip netns exec %s '%s/qvm' ip quiet 2>&1; echo rc=$?", f->ns,
                            qvm_test_binary_dir());
