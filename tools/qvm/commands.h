@@ -25,5 +25,7 @@ extern const struct qvm_command qvm_cmd_ssh_config;
 extern const struct qvm_command qvm_cmd_cp;
 extern const struct qvm_command qvm_cmd_provision;
 extern const struct qvm_command qvm_cmd_ip;
+extern const struct qvm_command qvm_cmd_up;
+extern const struct qvm_command qvm_cmd_down;
 
 #endif

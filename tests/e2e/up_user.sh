@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# End to end, user-mode networking (issue 7, tests 1 and 3): qvm up with a
+# user cloud-config and all three provisioner kinds; exec, cp both ways;
+# idempotent up; down --rm leaves nothing behind.
+. "$(dirname "$0")/lib.sh"
+
+image=$(cloud_image)
+cat >"$tmp/user.yaml" <<'YAML'
+#cloud-config
+write_files:
+  - path: /etc/qvm-e2e/from-user.txt
+    content: "written by the user's cloud-config\n"
+    permissions: "0644"
+runcmd:
+  - [sh, -c, "echo user-runcmd-ran > /var/tmp/user-runcmd"]
+YAML
+printf '#!/bin/sh\nset -e\necho "script ran as $(id -un)" > /tmp/script-out\n' >"$tmp/setup.sh"
+echo "uploaded by a file step" >"$tmp/payload.txt"
+
+out=$(qvm up e2e-user --image "$image" --memory 1G --disk 3G --cloud-config "$tmp/user.yaml" \
+  --provision 'shell:echo inline-step > /tmp/inline-out' \
+  --provision "script:$tmp/setup.sh" \
+  --provision "file:$tmp/payload.txt:/tmp/payload.txt" \
+  --provision 'sudo:shell:id -un > /tmp/sudo-out' 2>&1) || fail "qvm up failed: $out"
+log "$out"
+for phase in started serial tcp ssh cloud-init provision; do
+  expect_match "$out" "^  $phase +[0-9.]+ s" "phase $phase in up's output"
+done
+expect_match "$out" "^  lease +- " "lease phase skipped in user mode"
+
+# Every phase is also an event.
+events=$QVM_STATE_DIR/vms/e2e-user/events.jsonl
+for phase in started serial tcp ssh cloud-init provision; do
+  grep -q "\"event\":\"UP_PHASE\",\"phase\":\"$phase\",\"status\":\"done\"" "$events" ||
+    fail "no UP_PHASE $phase event in events.jsonl"
+done
+
+# qvm's user (default qvm, passwordless sudo) alongside the user's cloud-config.
+expect_eq "$(qvm exec e2e-user -- id -un)" qvm "login user"
+expect_eq "$(qvm exec e2e-user -- sudo -n id -un)" root "passwordless sudo"
+expect_eq "$(qvm exec e2e-user -- cat /etc/qvm-e2e/from-user.txt)" \
+  "written by the user's cloud-config" "user write_files"
+expect_eq "$(qvm exec e2e-user -- cat /var/tmp/user-runcmd)" user-runcmd-ran "user runcmd"
+
+# Provisioners, in order, with sudo where asked.
+expect_eq "$(qvm exec e2e-user -- cat /tmp/inline-out)" inline-step "inline step"
+expect_eq "$(qvm exec e2e-user -- cat /tmp/script-out)" "script ran as qvm" "script step"
+expect_eq "$(qvm exec e2e-user -- cat /tmp/payload.txt)" "uploaded by a file step" "file step"
+expect_eq "$(qvm exec e2e-user -- cat /tmp/sudo-out)" root "sudo step"
+grep -q "inline" "$QVM_STATE_DIR/vms/e2e-user/provision.log" || fail "provision.log has no step log"
+
+# exec: separate streams and the exit code.
+set +e
+qvm exec e2e-user -- sh -c 'echo out; echo err >&2; exit 7' >"$tmp/o" 2>"$tmp/e"
+rc=$?
+set -e
+expect_eq "$rc" 7 "exec exit code"
+expect_eq "$(cat "$tmp/o")" out "exec stdout"
+expect_eq "$(cat "$tmp/e")" err "exec stderr"
+
+# cp both ways, a file and a directory tree, compared by sha256.
+mkdir -p "$tmp/tree/sub"
+head -c 3000000 /dev/urandom >"$tmp/tree/big.bin"
+echo small >"$tmp/tree/sub/small.txt"
+chmod 0751 "$tmp/tree/sub/small.txt"
+qvm cp -r "$tmp/tree" e2e-user:/tmp/tree || fail "cp up"
+expect_eq "$(qvm exec e2e-user -- sha256sum /tmp/tree/big.bin | cut -d' ' -f1)" \
+  "$(sha256sum "$tmp/tree/big.bin" | cut -d' ' -f1)" "uploaded file hash"
+expect_eq "$(qvm exec e2e-user -- stat -c %a /tmp/tree/sub/small.txt)" 751 "uploaded file mode"
+qvm cp -r e2e-user:/tmp/tree "$tmp/back" || fail "cp down"
+cmp "$tmp/tree/big.bin" "$tmp/back/big.bin" || fail "downloaded file differs"
+cmp "$tmp/tree/sub/small.txt" "$tmp/back/sub/small.txt" || fail "downloaded small file differs"
+
+# up again with the same spec: nothing to do, exit 0; a changed spec: exit 4
+# naming the difference.
+again=$(qvm up e2e-user --image "$image" --memory 1G --disk 3G --cloud-config "$tmp/user.yaml" \
+  --provision 'shell:echo inline-step > /tmp/inline-out' \
+  --provision "script:$tmp/setup.sh" \
+  --provision "file:$tmp/payload.txt:/tmp/payload.txt" \
+  --provision 'sudo:shell:id -un > /tmp/sudo-out' 2>&1) || fail "second up failed: $again"
+expect_match "$again" "already up" "second up"
+set +e
+diff_out=$(qvm up e2e-user --image "$image" --memory 2G --disk 3G 2>&1)
+rc=$?
+set -e
+expect_eq "$rc" 4 "up with a changed spec"
+expect_match "$diff_out" "memory: was" "the difference is named"
+
+pids=$(recorded_pids)
+qvm down e2e-user --rm || fail "down --rm"
+assert_gone e2e-user "$pids"
+log "PASS"

@@ -1,0 +1,419 @@
+/* SPDX-License-Identifier: MIT */
+/* qvm.yaml: one or more VMs for `qvm up -f` / `qvm down -f` (see
+ * include/qvm/up.h for the schema). Parsed with libyaml's document loader;
+ * only the fixed schema is walked, so aliases cannot make the walk blow up. */
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <yaml.h>
+
+#include "util/cleanup.h"
+#include "util/error.h"
+#include "util/fs.h"
+#include <qvm/up.h>
+
+#define FILE_MAX (1u << 20)
+#define LIST_MAX 256
+
+typedef struct strlist {
+  char **v;
+  size_t n;
+} strlist;
+
+typedef struct entry {
+  char *name;
+  qvm_vm_create_options opts;
+  char *image, *disk, *memory, *kernel, *initrd, *append, *firmware, *net, *accel, *user, *hostname;
+  strlist ports, cloud_configs, ssh_keys, provision;
+} entry;
+
+struct qvm_vm_file {
+  entry *vms;
+  size_t n;
+};
+
+typedef struct loader {
+  const char *path;
+  char *dir; /* the file's directory, for relative paths */
+  yaml_document_t doc;
+} loader;
+
+static void strlist_clear(strlist *l) {
+  for (size_t i = 0; i < l->n; i++) free(l->v[i]);
+  free(l->v);
+  *l = (strlist){0};
+}
+
+static void entry_clear(entry *e) {
+  char **owned[] = {&e->name,   &e->image,    &e->disk, &e->memory, &e->kernel, &e->initrd,
+                    &e->append, &e->firmware, &e->net,  &e->accel,  &e->user,   &e->hostname};
+  for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) free(*owned[i]);
+  strlist_clear(&e->ports);
+  strlist_clear(&e->cloud_configs);
+  strlist_clear(&e->ssh_keys);
+  strlist_clear(&e->provision);
+}
+
+void qvm_vm_file_free(qvm_vm_file *f) {
+  if (!f) return;
+  for (size_t i = 0; i < f->n; i++) entry_clear(&f->vms[i]);
+  free(f->vms);
+  free(f);
+}
+
+QVM_DEFINE_CLEANUP(qvm_vm_file, qvm_vm_file_free)
+
+size_t qvm_vm_file_count(const qvm_vm_file *f) { return f ? f->n : 0; }
+const char *qvm_vm_file_name(const qvm_vm_file *f, size_t i) { return f->vms[i].name; }
+const qvm_vm_create_options *qvm_vm_file_options(const qvm_vm_file *f, size_t i) {
+  return &f->vms[i].opts;
+}
+
+ssize_t qvm_vm_file_find(const qvm_vm_file *f, const char *name) {
+  for (size_t i = 0; f && name && i < f->n; i++)
+    if (!strcmp(f->vms[i].name, name)) return (ssize_t)i;
+  return -1;
+}
+
+/* --- errors with positions ---------------------------------------------- */
+
+static int at(const loader *L, const yaml_node_t *n, qvm_error **err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int at(const loader *L, const yaml_node_t *n, qvm_error **err, const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  return qvm_error_set(err, QVM_EINVAL, "%s:%zu:%zu: %s", L->path, n ? n->start_mark.line + 1 : 0,
+                       n ? n->start_mark.column + 1 : 0, msg);
+}
+
+static const char *kind(const yaml_node_t *n) {
+  switch (n ? n->type : YAML_NO_NODE) {
+  case YAML_SCALAR_NODE: return "a scalar";
+  case YAML_SEQUENCE_NODE: return "a list";
+  case YAML_MAPPING_NODE: return "a mapping";
+  default: return "nothing";
+  }
+}
+
+/* --- scalars ------------------------------------------------------------- */
+
+/* A scalar's text, which must be NUL-free and printable enough to quote. */
+static int scalar(const char **out, const loader *L, const yaml_node_t *n, const char *key,
+                  qvm_error **err) {
+  if (!n || n->type != YAML_SCALAR_NODE)
+    return at(L, n, err, "'%s' must be a single value, not %s", key, kind(n));
+  const char *s = (const char *)n->data.scalar.value;
+  if (strlen(s) != n->data.scalar.length) return at(L, n, err, "'%s' contains a NUL byte", key);
+  *out = s;
+  return 0;
+}
+
+static int dup_scalar(char **out, const loader *L, const yaml_node_t *n, const char *key,
+                      qvm_error **err) {
+  const char *s;
+  int r = scalar(&s, L, n, key, err);
+  if (r < 0) return r;
+  if (!s[0]) return at(L, n, err, "'%s' is empty", key);
+  free(*out);
+  if (!(*out = strdup(s))) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  return 0;
+}
+
+/* A path: relative ones are taken from the file's directory. */
+static int dup_path(char **out, const loader *L, const yaml_node_t *n, const char *key,
+                    qvm_error **err) {
+  const char *s;
+  int r = scalar(&s, L, n, key, err);
+  if (r < 0) return r;
+  if (!s[0]) return at(L, n, err, "'%s' is an empty path", key);
+  free(*out);
+  *out = NULL;
+  if (s[0] == '/' ? !(*out = strdup(s)) : asprintf(out, "%s/%s", L->dir, s) < 0)
+    return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  return 0;
+}
+
+static int list_push(strlist *l, char *s, qvm_error **err) {
+  if (!s) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  char **v = realloc(l->v, (l->n + 1) * sizeof *v);
+  if (!v) {
+    free(s);
+    return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  }
+  l->v = v;
+  l->v[l->n++] = s;
+  return 0;
+}
+
+typedef int (*item_fn)(char **out, const loader *L, const yaml_node_t *n, const char *key,
+                       qvm_error **err);
+
+/* A value or a list of values. */
+static int one_or_list(strlist *l, const loader *L, yaml_node_t *n, const char *key, item_fn fn,
+                       qvm_error **err) {
+  strlist_clear(l);
+  if (n->type == YAML_SCALAR_NODE) {
+    char *s = NULL;
+    int r = fn(&s, L, n, key, err);
+    return r < 0 ? r : list_push(l, s, err);
+  }
+  if (n->type != YAML_SEQUENCE_NODE)
+    return at(L, n, err, "'%s' must be a value or a list of values, not %s", key, kind(n));
+  size_t count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+  if (count > LIST_MAX) return at(L, n, err, "'%s' has more than %d items", key, LIST_MAX);
+  for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
+    char *s = NULL;
+    int r = fn(&s, L, yaml_document_get_node((yaml_document_t *)&L->doc, *it), key, err);
+    if (r >= 0) r = list_push(l, s, err);
+    if (r < 0) return r;
+  }
+  return 0;
+}
+
+static int parse_uint(unsigned *out, const loader *L, const yaml_node_t *n, const char *key,
+                      unsigned max, qvm_error **err) {
+  const char *s;
+  int r = scalar(&s, L, n, key, err);
+  if (r < 0) return r;
+  char *end;
+  errno = 0;
+  unsigned long v = strtoul(s, &end, 10);
+  if (!s[0] || *end || errno || s[0] == '-' || s[0] == '+' || v < 1 || v > max)
+    return at(L, n, err, "'%s' must be a whole number from 1 to %u, not '%s'", key, max, s);
+  *out = (unsigned)v;
+  return 0;
+}
+
+/* --- provision steps ---------------------------------------------------- */
+
+/* One step as a mapping {shell|script|file: ..., [to: DST], [sudo: bool]}
+ * -> the create-option syntax "[sudo:]shell:CMD", "script:PATH",
+ * "file:SRC:DST". */
+static int provision_step(char **out, const loader *L, const yaml_node_t *n, const char *key,
+                          qvm_error **err) {
+  (void)key;
+  if (n->type != YAML_MAPPING_NODE)
+    return at(L, n, err,
+              "a provision step must be a mapping like '{shell: CMD}', '{script: FILE}' or "
+              "'{file: SRC, to: DST}', not %s",
+              kind(n));
+  const char *kind_name = NULL;
+  _cleanup_free_ char *value = NULL, *to = NULL;
+  bool sudo = false;
+  for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+    yaml_node_t *k = yaml_document_get_node((yaml_document_t *)&L->doc, p->key);
+    yaml_node_t *v = yaml_document_get_node((yaml_document_t *)&L->doc, p->value);
+    const char *name;
+    int r = scalar(&name, L, k, "provision step key", err);
+    if (r < 0) return r;
+    if (!strcmp(name, "shell") || !strcmp(name, "script") || !strcmp(name, "file")) {
+      if (kind_name)
+        return at(L, k, err, "a provision step has both '%s' and '%s': use one per step", kind_name,
+                  name);
+      kind_name = !strcmp(name, "shell") ? "shell" : !strcmp(name, "script") ? "script" : "file";
+      r = !strcmp(name, "shell") ? dup_scalar(&value, L, v, name, err)
+                                 : dup_path(&value, L, v, name, err);
+    } else if (!strcmp(name, "to")) {
+      r = dup_scalar(&to, L, v, name, err);
+    } else if (!strcmp(name, "sudo")) {
+      const char *b;
+      if ((r = scalar(&b, L, v, name, err)) < 0) return r;
+      if (!strcmp(b, "true") || !strcmp(b, "yes"))
+        sudo = true;
+      else if (!strcmp(b, "false") || !strcmp(b, "no"))
+        sudo = false;
+      else
+        return at(L, v, err, "'sudo' must be true or false, not '%s'", b);
+    } else {
+      return at(L, k, err, "unknown provision step key '%s': use shell, script, file, to, sudo",
+                name);
+    }
+    if (r < 0) return r;
+  }
+  if (!kind_name) return at(L, n, err, "a provision step needs one of shell, script or file");
+  if (!strcmp(kind_name, "file") != !!to)
+    return at(L, n, err,
+              to ? "'to' belongs only to a 'file' step"
+                 : "a 'file' step needs 'to: DESTINATION' (a path in the guest)");
+  if (!strcmp(kind_name, "file") && strchr(value, ':'))
+    return at(L, n, err, "file step source '%s' contains ':', which the step syntax cannot hold",
+              value);
+  int r = to ? asprintf(out, "%sfile:%s:%s", sudo ? "sudo:" : "", value, to)
+             : asprintf(out, "%s%s:%s", sudo ? "sudo:" : "", kind_name, value);
+  if (r < 0) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  return 0;
+}
+
+/* --- one VM ------------------------------------------------------------- */
+
+static const char VM_KEYS[] = "image, cpus, memory, disk, net, ports, user, hostname, "
+                              "cloud_config, ssh_keys, provision, firmware, accel, kernel, "
+                              "initrd, append";
+
+static int parse_vm(entry *e, const loader *L, yaml_node_t *n, qvm_error **err) {
+  if (n->type != YAML_MAPPING_NODE)
+    return at(L, n, err, "vm '%s' must be a mapping of settings (%s), not %s", e->name, VM_KEYS,
+              kind(n));
+  for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+    yaml_node_t *k = yaml_document_get_node((yaml_document_t *)&L->doc, p->key);
+    yaml_node_t *v = yaml_document_get_node((yaml_document_t *)&L->doc, p->value);
+    const char *key;
+    int r = scalar(&key, L, k, "key", err);
+    if (r < 0) return r;
+    if (!strcmp(key, "image"))
+      r = dup_path(&e->image, L, v, key, err);
+    else if (!strcmp(key, "kernel"))
+      r = dup_path(&e->kernel, L, v, key, err);
+    else if (!strcmp(key, "initrd"))
+      r = dup_path(&e->initrd, L, v, key, err);
+    else if (!strcmp(key, "append"))
+      r = dup_scalar(&e->append, L, v, key, err);
+    else if (!strcmp(key, "cpus"))
+      r = parse_uint(&e->opts.cpus, L, v, key, 255, err);
+    else if (!strcmp(key, "memory"))
+      r = dup_scalar(&e->memory, L, v, key, err);
+    else if (!strcmp(key, "disk"))
+      r = dup_scalar(&e->disk, L, v, key, err);
+    else if (!strcmp(key, "net"))
+      r = dup_scalar(&e->net, L, v, key, err);
+    else if (!strcmp(key, "firmware"))
+      r = dup_scalar(&e->firmware, L, v, key, err);
+    else if (!strcmp(key, "accel"))
+      r = dup_scalar(&e->accel, L, v, key, err);
+    else if (!strcmp(key, "user"))
+      r = dup_scalar(&e->user, L, v, key, err);
+    else if (!strcmp(key, "hostname"))
+      r = dup_scalar(&e->hostname, L, v, key, err);
+    else if (!strcmp(key, "ports"))
+      r = one_or_list(&e->ports, L, v, key, dup_scalar, err);
+    else if (!strcmp(key, "cloud_config"))
+      r = one_or_list(&e->cloud_configs, L, v, key, dup_path, err);
+    else if (!strcmp(key, "ssh_keys"))
+      r = one_or_list(&e->ssh_keys, L, v, key, dup_path, err);
+    else if (!strcmp(key, "provision")) {
+      if (v->type != YAML_SEQUENCE_NODE)
+        return at(L, v, err, "'provision' must be a list of steps, not %s", kind(v));
+      r = one_or_list(&e->provision, L, v, key, provision_step, err);
+    } else
+      return at(L, k, err, "unknown key '%s' in vm '%s': allowed are %s", key, e->name, VM_KEYS);
+    if (r < 0) return r;
+  }
+  /* Each value is checked again (sizes, modes, paths) by qvm_vm_create. */
+  if (!e->image && !e->kernel)
+    return at(L, n, err, "vm '%s' needs 'image: PATH' (or 'kernel: PATH')", e->name);
+  qvm_vm_create_options *o = &e->opts;
+  o->image = e->image;
+  o->kernel = e->kernel;
+  o->initrd = e->initrd;
+  o->append = e->append;
+  o->memory = e->memory;
+  o->disk = e->disk;
+  o->net = e->net;
+  o->firmware = e->firmware;
+  o->accel = e->accel;
+  o->user = e->user;
+  o->hostname = e->hostname;
+  o->publish = (const char *const *)e->ports.v;
+  o->n_publish = e->ports.n;
+  o->cloud_configs = (const char *const *)e->cloud_configs.v;
+  o->n_cloud_configs = e->cloud_configs.n;
+  o->authorized_keys = (const char *const *)e->ssh_keys.v;
+  o->n_authorized_keys = e->ssh_keys.n;
+  o->provision = (const char *const *)e->provision.v;
+  o->n_provision = e->provision.n;
+  return 0;
+}
+
+static int parse_root(qvm_vm_file *f, const loader *L, qvm_error **err) {
+  yaml_node_t *root = yaml_document_get_root_node((yaml_document_t *)&L->doc);
+  if (!root)
+    return qvm_error_set(err, QVM_EINVAL, "%s: the file is empty: it needs 'vms:'", L->path);
+  if (root->type != YAML_MAPPING_NODE)
+    return at(L, root, err, "the top level must be a mapping with 'vms:', not %s", kind(root));
+  yaml_node_t *vms = NULL;
+  for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
+       p++) {
+    yaml_node_t *k = yaml_document_get_node((yaml_document_t *)&L->doc, p->key);
+    const char *key;
+    int r = scalar(&key, L, k, "key", err);
+    if (r < 0) return r;
+    if (strcmp(key, "vms")) return at(L, k, err, "unknown top-level key '%s': allowed is vms", key);
+    vms = yaml_document_get_node((yaml_document_t *)&L->doc, p->value);
+  }
+  if (!vms) return at(L, root, err, "no 'vms:' mapping");
+  if (vms->type != YAML_MAPPING_NODE)
+    return at(L, vms, err, "'vms' must map VM names to their settings, not %s", kind(vms));
+  size_t count = (size_t)(vms->data.mapping.pairs.top - vms->data.mapping.pairs.start);
+  if (!count) return at(L, vms, err, "'vms' is empty: describe at least one VM");
+  if (count > LIST_MAX) return at(L, vms, err, "more than %d VMs", LIST_MAX);
+  if (!(f->vms = calloc(count, sizeof *f->vms)))
+    return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  for (yaml_node_pair_t *p = vms->data.mapping.pairs.start; p < vms->data.mapping.pairs.top; p++) {
+    yaml_node_t *k = yaml_document_get_node((yaml_document_t *)&L->doc, p->key);
+    yaml_node_t *v = yaml_document_get_node((yaml_document_t *)&L->doc, p->value);
+    entry *e = &f->vms[f->n];
+    int r = dup_scalar(&e->name, L, k, "vm name", err);
+    if (r < 0) return r;
+    f->n++;
+    if (!qvm_vm_name_valid(e->name))
+      return at(L, k, err, "vm name '%s' is invalid: use [a-z0-9][a-z0-9-]{0,62}", e->name);
+    if (qvm_vm_file_find(f, e->name) != (ssize_t)(f->n - 1))
+      return at(L, k, err, "vm '%s' is described twice", e->name);
+    if ((r = parse_vm(e, L, v, err)) < 0) return r;
+  }
+  return 0;
+}
+
+int qvm_vm_file_load(qvm_vm_file **out, const char *path, qvm_error **err) {
+  _cleanup_free_ char *text = NULL;
+  size_t len = 0;
+  int r = qvm_read_file(&text, &len, path, FILE_MAX, err);
+  if (r < 0) return r;
+  if (strlen(text) != len) return qvm_error_set(err, QVM_EINVAL, "%s: contains a NUL byte", path);
+  char abs[PATH_MAX];
+  if (!realpath(path, abs)) return qvm_error_set_errno(err, errno, "cannot resolve '%s'", path);
+  loader L = {.path = path};
+  if (!(L.dir = strdup(dirname(abs)))) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  yaml_parser_t parser;
+  if (!yaml_parser_initialize(&parser)) {
+    free(L.dir);
+    return qvm_error_set_errno(err, ENOMEM, "cannot start the YAML parser");
+  }
+  yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+  if (!yaml_parser_load(&parser, &L.doc)) {
+    r = qvm_error_set(err, QVM_EINVAL, "%s:%zu:%zu: invalid YAML: %s", path,
+                      parser.problem_mark.line + 1, parser.problem_mark.column + 1,
+                      parser.problem ? parser.problem : "parse error");
+    yaml_parser_delete(&parser);
+    free(L.dir);
+    return r;
+  }
+  /* A second document is a mistake worth naming, not something to ignore. */
+  yaml_document_t extra;
+  bool more = false;
+  if (yaml_parser_load(&parser, &extra)) {
+    more = yaml_document_get_root_node(&extra) != NULL;
+    yaml_document_delete(&extra);
+  }
+  yaml_parser_delete(&parser);
+  _cleanup_(qvm_vm_file_freep) qvm_vm_file *f = calloc(1, sizeof *f);
+  if (!f)
+    r = qvm_error_set_errno(err, ENOMEM, "out of memory");
+  else if (more)
+    r = qvm_error_set(err, QVM_EINVAL, "%s: has more than one YAML document: keep one", path);
+  else
+    r = parse_root(f, &L, err);
+  yaml_document_delete(&L.doc);
+  free(L.dir);
+  if (r < 0) return r;
+  *out = TAKE_PTR(f);
+  return 0;
+}

@@ -1,0 +1,557 @@
+/* SPDX-License-Identifier: MIT */
+/* qvm up: create (keys, seed, overlay) + start + timed readiness phases.
+ * See include/qvm/up.h for the phases and docs/cli.md for the CLI. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "util/cleanup.h"
+#include "util/fs.h"
+#include "util/strbuf.h"
+#include "util/time.h"
+#include "vm/handle.h"
+#include <qvm/seed.h>
+#include <qvm/up.h>
+
+#define SERIAL_TAIL_LINES 25
+
+QVM_DEFINE_CLEANUP(qvm_vm, qvm_vm_free)
+QVM_DEFINE_CLEANUP(qvm_ssh, qvm_ssh_free)
+static void json_object_putp(struct json_object **o) { json_object_put(*o); }
+
+const char *qvm_up_phase_name(qvm_up_phase p) {
+  static const char *const names[] = {"started", "serial",     "lease",    "tcp",
+                                      "ssh",     "cloud-init", "provision"};
+  return (unsigned)p < QVM_ARRAY_SIZE(names) ? names[p] : "unknown";
+}
+
+/* --- the up record: what up was asked for, normalized, kept in vm.json ---- */
+
+static int file_digest(char out[65], const char *path, qvm_error **err) {
+  _cleanup_free_ char *data = NULL;
+  size_t len = 0;
+  int r = qvm_read_file(&data, &len, path, 64u << 20, err);
+  if (r < 0) return r;
+  unsigned char h[crypto_hash_sha256_BYTES];
+  crypto_hash_sha256(h, (const unsigned char *)data, len);
+  sodium_bin2hex(out, 65, h, sizeof h);
+  return 0;
+}
+
+static void put(struct json_object *o, const char *k, const char *v) {
+  json_object_object_add(o, k, v ? json_object_new_string(v) : NULL);
+}
+
+static int put_path(struct json_object *o, const char *k, const char *path, qvm_error **err) {
+  if (!path) {
+    put(o, k, NULL);
+    return 0;
+  }
+  char abs[PATH_MAX];
+  if (!realpath(path, abs))
+    return qvm_error_set(err, QVM_ENOTFOUND, "%s '%s' not found: check the path", k, path);
+  put(o, k, abs);
+  return 0;
+}
+
+static int put_size(struct json_object *o, const char *k, const char *text, const char *dflt,
+                    qvm_error **err) {
+  uint64_t v = 0;
+  if (!text) text = dflt;
+  if (text) {
+    int r = qvm_vm_size_parse(&v, k, text, err);
+    if (r < 0) return r;
+  }
+  json_object_object_add(o, k, text ? json_object_new_int64((int64_t)v) : NULL);
+  return 0;
+}
+
+/* Files by absolute path and content: an edited cloud-config is a change. */
+static int put_files(struct json_object *o, const char *k, const char *const *v, size_t n,
+                     qvm_error **err) {
+  struct json_object *a = json_object_new_array();
+  json_object_object_add(o, k, a);
+  for (size_t i = 0; i < n; i++) {
+    char abs[PATH_MAX], digest[65], *item = NULL;
+    if (!realpath(v[i], abs))
+      return qvm_error_set(err, QVM_ENOTFOUND, "%s file '%s' not found: check the path", k, v[i]);
+    int r = file_digest(digest, abs, err);
+    if (r < 0) return r;
+    if (asprintf(&item, "%s (sha256 %.12s)", abs, digest) < 0)
+      return qvm_error_set_errno(err, ENOMEM, "out of memory");
+    json_object_array_add(a, json_object_new_string(item));
+    free(item);
+  }
+  return 0;
+}
+
+static void put_list(struct json_object *o, const char *k, const char *const *v, size_t n) {
+  struct json_object *a = json_object_new_array();
+  for (size_t i = 0; i < n; i++) json_object_array_add(a, json_object_new_string(v[i]));
+  json_object_object_add(o, k, a);
+}
+
+static int up_request(struct json_object **out, const qvm_vm_create_options *o, qvm_error **err) {
+  _cleanup_(json_object_putp) struct json_object *j = json_object_new_object();
+  int r = put_path(j, "image", o->image, err);
+  if (r >= 0) r = put_path(j, "kernel", o->kernel, err);
+  if (r >= 0) r = put_path(j, "initrd", o->initrd, err);
+  if (r >= 0) r = put_size(j, "memory", o->memory, "1G", err);
+  if (r >= 0) r = put_size(j, "disk", o->disk, NULL, err);
+  if (r >= 0) r = put_files(j, "cloud_config", o->cloud_configs, o->n_cloud_configs, err);
+  if (r >= 0) r = put_files(j, "ssh_keys", o->authorized_keys, o->n_authorized_keys, err);
+  if (r < 0) return r;
+  put(j, "append", o->append);
+  json_object_object_add(j, "cpus", json_object_new_int(o->cpus ? (int)o->cpus : 1));
+  put(j, "net", o->net ? o->net : "user");
+  put(j, "firmware", o->firmware ? o->firmware : "bios");
+  put(j, "accel", o->accel ? o->accel : "auto");
+  put(j, "machine", o->machine ? o->machine : "q35");
+  put(j, "user", o->user ? o->user : "qvm");
+  put(j, "hostname", o->hostname);
+  put(j, "hostkey", o->hostkey ? o->hostkey : "pinned");
+  json_object_object_add(j, "cloud_init", json_object_new_boolean(!o->no_cloud_init));
+  put_list(j, "ports", o->publish, o->n_publish);
+  put_list(j, "provision", o->provision, o->n_provision);
+  put_list(j, "drives", o->drives, o->n_drives);
+  put_list(j, "cdroms", o->cdroms, o->n_cdroms);
+  *out = TAKE_PTR(j);
+  return 0;
+}
+
+/* "memory: was 1073741824, now 2147483648; cpus: ..." */
+static char *up_request_diff(struct json_object *was, struct json_object *now) {
+  qvm_strbuf sb = QVM_STRBUF_INIT;
+  json_object_object_foreach(now, key, value) {
+    struct json_object *old = NULL;
+    json_object_object_get_ex(was, key, &old);
+    if (json_object_equal(old, value)) continue;
+    qvm_strbuf_printf(&sb, "\n  %s: was %s, now %s", key,
+                      old ? json_object_to_json_string_ext(old, JSON_C_TO_STRING_PLAIN) : "unset",
+                      value ? json_object_to_json_string_ext(value, JSON_C_TO_STRING_PLAIN)
+                            : "unset");
+  }
+  return qvm_strbuf_steal(&sb);
+}
+
+static int store_request_cb(struct json_object *doc, void *ctx, qvm_error **err) {
+  (void)err;
+  json_object_object_add(doc, "up", json_object_get(ctx));
+  return 0;
+}
+
+static int mark_provisioned_cb(struct json_object *doc, void *ctx, qvm_error **err) {
+  (void)ctx;
+  (void)err;
+  struct json_object *up = NULL;
+  if (json_object_object_get_ex(doc, "up", &up) && up)
+    json_object_object_add(up, "provisioned", json_object_new_boolean(true));
+  return 0;
+}
+
+/* --- phases ------------------------------------------------------------- */
+
+typedef struct up_run {
+  qvm_vm *vm;
+  const qvm_up_options *opts;
+  qvm_up_result *res;
+  int64_t t0, deadline;
+  char uuid[37];
+  char net[16];
+  bool cloud_init;
+} up_run;
+
+static int64_t remaining_ms(const up_run *u) {
+  int64_t left = u->deadline - qvm_now_ms();
+  return left > 0 ? left : 0;
+}
+
+static void phase_done(up_run *u, qvm_up_phase p, qvm_up_phase_status st, const char *detail) {
+  int64_t elapsed = qvm_now_ms() - u->t0;
+  u->res->phase_ms[p] = st == QVM_UP_PHASE_DONE ? elapsed : -1;
+  struct json_object *ev = json_object_new_object();
+  json_object_object_add(ev, "event", json_object_new_string("UP_PHASE"));
+  json_object_object_add(ev, "phase", json_object_new_string(qvm_up_phase_name(p)));
+  json_object_object_add(ev, "status",
+                         json_object_new_string(st == QVM_UP_PHASE_DONE ? "done" : "skipped"));
+  json_object_object_add(ev, "elapsed_ms", json_object_new_int64(elapsed));
+  if (detail) json_object_object_add(ev, "detail", json_object_new_string(detail));
+  _cleanup_close_ int fd =
+      open(u->vm->paths.events, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+  vm_events_append(fd, ev);
+  if (u->opts->on_phase) u->opts->on_phase(u->opts->ctx, p, st, elapsed, detail);
+}
+
+/* Fails up in phase p: names the phase, why, and shows the serial tail. */
+static int phase_failed(up_run *u, qvm_up_phase p, int code, const char *why, qvm_error **err) {
+  u->res->failed_phase = p;
+  u->res->failed_in_phase = true;
+  _cleanup_free_ char *tail = vm_file_tail(u->vm->paths.serial_log, SERIAL_TAIL_LINES);
+  int64_t elapsed = (qvm_now_ms() - u->t0) / 1000;
+  qvm_error_free(err ? *err : NULL);
+  if (err) *err = NULL;
+  return qvm_error_set(err, code, "vm '%s': phase '%s' did not happen (after %lld s): %s\n%s%s",
+                       u->vm->name, qvm_up_phase_name(p), (long long)elapsed, why,
+                       tail && *tail ? "last serial output:\n" : "no serial output at all",
+                       tail && *tail ? tail : "");
+}
+
+/* The VM must still be running while up waits on it. */
+static int check_running(up_run *u, qvm_up_phase p, qvm_error **err) {
+  qvm_vm_state st = qvm_vm_get_state(u->vm);
+  if (st == QVM_VM_RUNNING || st == QVM_VM_STARTING) return 0;
+  char why[160];
+  snprintf(why, sizeof why, "the vm is %s (see 'qvm info %s')", qvm_vm_state_name(st), u->vm->name);
+  return phase_failed(u, p, QVM_EINVAL, why, err);
+}
+
+/* Waits (inotify on the serial log) until `pred` holds for its contents. */
+static int wait_serial(up_run *u, qvm_up_phase p, bool (*pred)(const char *log, const up_run *u),
+                       const char *what, qvm_error **err) {
+  _cleanup_close_ int ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  if (ino < 0) return qvm_error_set_errno(err, errno, "inotify_init1");
+  int wd = inotify_add_watch(ino, u->vm->paths.serial_log, IN_MODIFY);
+  (void)wd; /* the file may not exist yet: the liveness check below rechecks */
+  for (;;) {
+    _cleanup_free_ char *log = NULL;
+    if (qvm_read_file(&log, NULL, u->vm->paths.serial_log, 64u << 20, NULL) >= 0 && pred(log, u))
+      return 0;
+    int r = check_running(u, p, err);
+    if (r < 0) return r;
+    int64_t left = remaining_ms(u);
+    if (!left) return phase_failed(u, p, QVM_ETIMEOUT, what, err);
+    struct pollfd pfd = {.fd = ino, .events = POLLIN};
+    /* The bound is for the liveness check and a log created after the watch. */
+    if (poll(&pfd, 1, (int)(left < 1000 ? left : 1000)) > 0) {
+      char buf[4096];
+      while (read(ino, buf, sizeof buf) > 0) {
+      }
+    } else if (wd < 0) {
+      wd = inotify_add_watch(ino, u->vm->paths.serial_log, IN_MODIFY);
+    }
+  }
+}
+
+static bool serial_nonempty(const char *log, const up_run *u) {
+  (void)u;
+  return log[0] != '\0';
+}
+
+static bool serial_has_marker(const char *log, const up_run *u) {
+  char marker[128];
+  snprintf(marker, sizeof marker, "%s %s", QVM_SEED_READY_MARKER, u->uuid);
+  return strstr(log, marker) != NULL;
+}
+
+/* TCP phase: the guest's sshd sent "SSH-". A bare connect is not enough: in
+ * user mode slirp accepts at once and drops the connection if nothing
+ * listens in the guest. */
+static bool ssh_banner(const char *host, int port, int timeout_ms) {
+  struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port)};
+  struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  bool v6 = strchr(host, ':') != NULL;
+  if (v6 ? inet_pton(AF_INET6, host, &a6.sin6_addr) != 1
+         : inet_pton(AF_INET, host, &a4.sin_addr) != 1)
+    return false;
+  _cleanup_close_ int fd =
+      socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  if (connect(fd, v6 ? (struct sockaddr *)&a6 : (struct sockaddr *)&a4,
+              v6 ? sizeof a6 : sizeof a4) < 0 &&
+      errno != EINPROGRESS)
+    return false;
+  int64_t deadline = qvm_now_ms() + timeout_ms;
+  char buf[8];
+  size_t got = 0;
+  while (got < 4) {
+    int64_t left = deadline - qvm_now_ms();
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    if (left <= 0 || poll(&pfd, 1, (int)left) <= 0) return false;
+    ssize_t n = read(fd, buf + got, 4 - got);
+    if (n <= 0) return false;
+    got += (size_t)n;
+  }
+  return memcmp(buf, "SSH-", 4) == 0;
+}
+
+static int wait_tcp(up_run *u, const char *host, int port, qvm_error **err) {
+  int backoff = 50;
+  for (;;) {
+    int64_t left = remaining_ms(u);
+    if (ssh_banner(host, port, (int)(left < 3000 ? left : 3000))) return 0;
+    int r = check_running(u, QVM_UP_TCP, err);
+    if (r < 0) return r;
+    if (!(left = remaining_ms(u))) {
+      char why[160];
+      snprintf(why, sizeof why, "no SSH banner from %s port %d (is sshd running in the guest?)",
+               host, port);
+      return phase_failed(u, QVM_UP_TCP, QVM_ETIMEOUT, why, err);
+    }
+    usleep((useconds_t)(backoff < left ? backoff : left) * 1000);
+    backoff = backoff * 2 > 1000 ? 1000 : backoff * 2;
+  }
+}
+
+/* Collects an exec's stdout into a strbuf (bounded). */
+static int collect(void *ctx, int stream, const void *data, size_t len) {
+  (void)stream;
+  qvm_strbuf *sb = ctx;
+  if (sb->len < (1u << 20)) qvm_strbuf_append(sb, data, len);
+  return 0;
+}
+
+static int run_capture(char **out, int *exit_code, qvm_ssh *ssh, const char *cmd, int timeout_ms,
+                       qvm_error **err) {
+  qvm_strbuf sb = QVM_STRBUF_INIT;
+  qvm_ssh_exec_options eo = QVM_SSH_EXEC_OPTIONS_INIT;
+  eo.command = cmd;
+  eo.on_output = collect;
+  eo.ctx = &sb;
+  eo.timeout_ms = timeout_ms;
+  qvm_ssh_exec_result res = {0};
+  int r = qvm_ssh_exec(&res, ssh, &eo, err);
+  *out = qvm_strbuf_steal(&sb);
+  *exit_code = res.exit_code;
+  return r;
+}
+
+/* cloud-init: `cloud-init status --wait --long` blocks in the guest until
+ * it has finished; qvm's marker on serial is the event that times it. */
+static int wait_cloud_init(up_run *u, qvm_ssh *ssh, qvm_error **err) {
+  _cleanup_free_ char *out = NULL;
+  int code = 0;
+  int64_t left = remaining_ms(u);
+  int r = run_capture(&out, &code, ssh, "cloud-init status --wait --long 2>&1", (int)left, err);
+  if (r == QVM_ETIMEOUT) {
+    qvm_error_free(*err);
+    *err = NULL;
+    char why[1400];
+    snprintf(why, sizeof why,
+             "cloud-init did not finish; 'cloud-init status --long' said:\n%.1200s",
+             out ? out : "");
+    return phase_failed(u, QVM_UP_CLOUD_INIT, QVM_ETIMEOUT, why, err);
+  }
+  if (r < 0) return r;
+  bool error = code != 0 || !out || !strstr(out, "status: done");
+  if (error && !u->opts->allow_cloud_init_errors) {
+    /* The failing modules' own messages are in cloud-init.log. */
+    _cleanup_free_ char *log = NULL;
+    int ignored = 0;
+    run_capture(&log, &ignored, ssh,
+                "grep -E 'WARNING|ERROR' /var/log/cloud-init.log 2>/dev/null | grep -Ei "
+                "'fail|error' | tail -n 8",
+                10000, NULL);
+    char why[3000];
+    snprintf(why, sizeof why,
+             "cloud-init reported an error (use --allow-cloud-init-errors to go on anyway).\n"
+             "'cloud-init status --long' said:\n%.1200s%s%.1400s",
+             out ? out : "", log && *log ? "\nfrom /var/log/cloud-init.log:\n" : "",
+             log ? log : "");
+    return phase_failed(u, QVM_UP_CLOUD_INIT, QVM_EINVAL, why, err);
+  }
+  /* The marker is written by the last runcmd, a moment before cloud-init
+   * itself ends; give the serial log a few seconds to catch up. */
+  int64_t saved = u->deadline;
+  int64_t soon = qvm_now_ms() + 5000;
+  if (soon < u->deadline) u->deadline = soon;
+  r = wait_serial(u, QVM_UP_CLOUD_INIT, serial_has_marker, "no readiness marker on serial", err);
+  u->deadline = saved;
+  if (r < 0 && !error) {
+    /* cloud-init is done, over SSH; a missing marker alone does not fail up. */
+    qvm_error_free(*err);
+    *err = NULL;
+    r = 0;
+  }
+  phase_done(u, QVM_UP_CLOUD_INIT, QVM_UP_PHASE_DONE, error ? "finished with errors" : "done");
+  return r < 0 ? r : 0;
+}
+
+static int print_output(void *ctx, int stream, const void *data, size_t len) {
+  (void)ctx;
+  (void)!write(stream == QVM_SSH_STDERR ? 2 : 1, data, len);
+  return 0;
+}
+
+static int run_phases(up_run *u, bool provision, qvm_error **err) {
+  qvm_up_result *res = u->res;
+  phase_done(u, QVM_UP_STARTED, QVM_UP_PHASE_DONE, NULL);
+  int r = wait_serial(u, QVM_UP_SERIAL, serial_nonempty,
+                      "the guest printed nothing on its serial console", err);
+  if (r < 0) return r;
+  phase_done(u, QVM_UP_SERIAL, QVM_UP_PHASE_DONE, NULL);
+
+  if (!strcmp(u->net, "none"))
+    return phase_failed(u, QVM_UP_LEASE, QVM_EINVAL,
+                        "the vm has no network device (net: none), so it can get no address "
+                        "and qvm cannot reach it: use --net user or --net bridge",
+                        err);
+  if (!strcmp(u->net, "bridge")) {
+    _cleanup_free_ char *ip = NULL, *source = NULL;
+    r = qvm_vm_ip(&ip, &source, u->vm, (int)remaining_ms(u), err);
+    if (r < 0) {
+      char why[600];
+      snprintf(why, sizeof why, "no DHCP lease: %s (does the guest run a DHCP client?)",
+               qvm_error_message(*err));
+      return phase_failed(u, QVM_UP_LEASE, qvm_error_code(*err), why, err);
+    }
+    snprintf(res->ip_source, sizeof res->ip_source, "%s", source ? source : "");
+    phase_done(u, QVM_UP_LEASE, QVM_UP_PHASE_DONE, ip);
+  } else {
+    phase_done(u, QVM_UP_LEASE, QVM_UP_PHASE_SKIPPED, "user-mode networking");
+  }
+
+  qvm_ssh_options target = QVM_SSH_OPTIONS_INIT;
+  if ((r = qvm_vm_ssh_target(&target, u->vm, (int)remaining_ms(u), err)) < 0)
+    return phase_failed(u, QVM_UP_TCP, QVM_EINVAL, qvm_error_message(*err), err);
+  snprintf(res->ssh_host, sizeof res->ssh_host, "%s", target.host);
+  res->ssh_port = target.port;
+  if ((r = wait_tcp(u, res->ssh_host, res->ssh_port, err)) < 0) return r;
+  phase_done(u, QVM_UP_TCP, QVM_UP_PHASE_DONE, NULL);
+
+  qvm_vm_ssh_options so = {.timeout_ms = (int)remaining_ms(u)};
+  _cleanup_(qvm_ssh_freep) qvm_ssh *ssh = NULL;
+  if ((r = qvm_vm_ssh_connect(&ssh, u->vm, &so, err)) < 0) {
+    int code = qvm_error_code(*err);
+    _cleanup_free_ char *why = strdup(qvm_error_message(*err));
+    return phase_failed(u, QVM_UP_SSH, code, why ? why : "ssh failed", err);
+  }
+  phase_done(u, QVM_UP_SSH, QVM_UP_PHASE_DONE, qvm_ssh_host_fingerprint(ssh));
+
+  if (u->cloud_init && u->opts->wait_cloud_init) {
+    if ((r = wait_cloud_init(u, ssh, err)) < 0) return r;
+  } else {
+    phase_done(u, QVM_UP_CLOUD_INIT, QVM_UP_PHASE_SKIPPED, "not waited for");
+  }
+
+  if (!provision) {
+    phase_done(u, QVM_UP_PROVISION, QVM_UP_PHASE_SKIPPED, "already provisioned");
+    return 0;
+  }
+  size_t failed = 0;
+  r = qvm_vm_provision(&failed, u->vm, ssh, u->opts->on_output ? u->opts->on_output : print_output,
+                       u->opts->ctx, err);
+  if (r < 0) {
+    u->res->failed_phase = QVM_UP_PROVISION;
+    u->res->failed_in_phase = true;
+    return qvm_error_prefix(err, "vm '%s': phase 'provision' failed (see %s/provision.log)",
+                            u->vm->name, qvm_vm_dir(u->vm));
+  }
+  vm_doc_update(&u->vm->paths, mark_provisioned_cb, NULL, NULL);
+  phase_done(u, QVM_UP_PROVISION, QVM_UP_PHASE_DONE, NULL);
+  return 0;
+}
+
+/* --- up ----------------------------------------------------------------- */
+
+static const char *jstr(struct json_object *o, const char *k) {
+  struct json_object *v = NULL;
+  return json_object_object_get_ex(o, k, &v) && v ? json_object_get_string(v) : "";
+}
+
+static int fill_run(up_run *u, qvm_error **err) {
+  _cleanup_(json_object_putp) struct json_object *info = NULL;
+  int r = qvm_vm_info(&info, u->vm, err);
+  if (r < 0) return r;
+  snprintf(u->uuid, sizeof u->uuid, "%s", jstr(info, "uuid"));
+  struct json_object *net = NULL;
+  json_object_object_get_ex(info, "network", &net);
+  snprintf(u->net, sizeof u->net, "%s", jstr(net, "mode"));
+  return 0;
+}
+
+/* err is never NULL here. */
+static int up(qvm_up_result *out, const char *name, const qvm_vm_create_options *create,
+              const qvm_up_options *opts, qvm_error **err) {
+  static const qvm_up_options defaults = QVM_UP_OPTIONS_INIT;
+  if (!opts) opts = &defaults;
+  qvm_up_result scratch;
+  qvm_up_result *res = out ? out : &scratch;
+  memset(res, 0, sizeof *res);
+  for (int i = 0; i < QVM_UP_N_PHASES; i++) res->phase_ms[i] = -1;
+  int r = qvm_vm_name_check(name, err);
+  if (r < 0) return r;
+  if (sodium_init() < 0) return qvm_error_set(err, QVM_ESYS, "libsodium failed to initialize");
+  _cleanup_(json_object_putp) struct json_object *request = NULL;
+  if ((r = up_request(&request, create, err)) < 0)
+    return qvm_error_prefix(err, "cannot bring up vm '%s'", name);
+
+  up_run u = {.opts = opts, .res = res, .t0 = qvm_now_ms()};
+  u.deadline = u.t0 + (int64_t)(opts->timeout_s > 0 ? opts->timeout_s : 600) * 1000;
+  u.cloud_init = !create->no_cloud_init && !create->seed_iso;
+  bool provision = create->n_provision > 0;
+  _cleanup_(qvm_vm_freep) qvm_vm *vm = NULL;
+
+  r = qvm_vm_create(&vm, name, create, err);
+  if (r >= 0) {
+    res->outcome = QVM_UP_CREATED;
+    if ((r = vm_doc_update(&vm->paths, store_request_cb, request, err)) < 0) return r;
+  } else if (qvm_error_code(*err) == QVM_EEXISTS) {
+    qvm_error_free(*err);
+    *err = NULL;
+    if ((r = qvm_vm_open(&vm, name, err)) < 0) return r;
+    struct json_object *was = NULL, *up = NULL;
+    if (!json_object_object_get_ex(vm->doc, "up", &up) || !up)
+      return qvm_error_set(err, QVM_EEXISTS,
+                           "vm '%s' exists and was made by 'qvm create', not 'qvm up': use "
+                           "'qvm start %s', or 'qvm rm %s' first",
+                           name, name, name);
+    was = json_object_get(up);
+    struct json_object *provisioned = NULL;
+    bool done = json_object_object_get_ex(was, "provisioned", &provisioned) &&
+                json_object_get_boolean(provisioned);
+    json_object_object_del(was, "provisioned");
+    _cleanup_free_ char *diff = up_request_diff(was, request);
+    json_object_put(was);
+    if (diff && *diff)
+      return qvm_error_set(err, QVM_EEXISTS,
+                           "vm '%s' exists with a different spec:%s\nto apply it: 'qvm down %s "
+                           "--rm', then 'qvm up' again (this deletes its disk); or keep the vm "
+                           "and run up with its recorded settings",
+                           name, diff, name);
+    provision = provision && !done;
+    qvm_vm_state st = qvm_vm_get_state(vm);
+    if (st == QVM_VM_RUNNING && !provision) {
+      res->outcome = QVM_UP_ALREADY_UP;
+      qvm_ssh_options target = QVM_SSH_OPTIONS_INIT;
+      if (qvm_vm_ssh_target(&target, vm, 0, NULL) >= 0) {
+        snprintf(res->ssh_host, sizeof res->ssh_host, "%s", target.host);
+        res->ssh_port = target.port;
+      }
+      return 0;
+    }
+    res->outcome = QVM_UP_STARTED_AGAIN;
+  } else {
+    return r;
+  }
+
+  u.vm = vm;
+  if ((r = fill_run(&u, err)) < 0) return r;
+  qvm_vm_start_options so = QVM_VM_START_OPTIONS_INIT;
+  so.timeout_ms = (int)remaining_ms(&u);
+  if ((r = qvm_vm_start(vm, &so, err)) < 0) {
+    res->failed_phase = QVM_UP_STARTED;
+    res->failed_in_phase = true;
+    return qvm_error_prefix(err, "vm '%s': phase 'started' did not happen", name);
+  }
+  return run_phases(&u, provision, err);
+}
+
+int qvm_vm_up(qvm_up_result *out, const char *name, const qvm_vm_create_options *create,
+              const qvm_up_options *opts, qvm_error **err) {
+  qvm_error *e = NULL;
+  int r = up(out, name, create, opts, &e);
+  if (r < 0) return qvm_error_propagate(err, e);
+  return 0;
+}
