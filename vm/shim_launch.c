@@ -77,7 +77,7 @@ static int open_logs(int *out_qemu_log, const vm_paths *p, qvm_error **err) {
 
 /* In the child between fork and exec: only async-signal-safe calls. */
 __attribute__((noreturn)) static void exec_qemu(char **argv, int qmp, int console, int log,
-                                                 int tap) {
+                                                int tap) {
   setsid();
   int q = fcntl(qmp, F_DUPFD_CLOEXEC, 10), c = fcntl(console, F_DUPFD_CLOEXEC, 10);
   int l = fcntl(log, F_DUPFD_CLOEXEC, 10);

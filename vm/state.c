@@ -51,8 +51,8 @@ int vm_runtime_root(char **out, qvm_error **err) {
 }
 
 void vm_paths_clear(vm_paths *p) {
-  char **fields[] = {&p->vms,     &p->dir,        &p->json,        &p->lock,
-                     &p->disk,    &p->serial_log, &p->events,      &p->qemu_log,
+  char **fields[] = {&p->vms,     &p->dir,        &p->json,         &p->lock,
+                     &p->disk,    &p->serial_log, &p->events,       &p->qemu_log,
                      &p->run_dir, &p->qmp_sock,   &p->console_sock, &p->qga_sock};
   for (size_t i = 0; i < QVM_ARRAY_SIZE(fields); i++) {
     free(*fields[i]);
