@@ -15,6 +15,7 @@
 #include "util/cleanup.h"
 #include "util/error.h"
 #include "util/fs.h"
+#include "vm/config.h"
 #include <qvm/up.h>
 
 #define FILE_MAX (1u << 20)
@@ -127,7 +128,7 @@ static int dup_scalar(char **out, const loader *L, const yaml_node_t *n, const c
   return 0;
 }
 
-/* A path: relative ones are taken from the file's directory. */
+/* A path: relative ones are taken from the file's directory; "~/" is $HOME. */
 static int dup_path(char **out, const loader *L, const yaml_node_t *n, const char *key,
                     qvm_error **err) {
   const char *s;
@@ -136,8 +137,17 @@ static int dup_path(char **out, const loader *L, const yaml_node_t *n, const cha
   if (!s[0]) return at(L, n, err, "'%s' is an empty path", key);
   free(*out);
   *out = NULL;
-  if (s[0] == '/' ? !(*out = strdup(s)) : asprintf(out, "%s/%s", L->dir, s) < 0)
-    return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  const char *home = getenv("HOME");
+  int r2;
+  if (s[0] == '/')
+    r2 = (*out = strdup(s)) ? 0 : -1;
+  else if (!strncmp(s, "~/", 2) && home && home[0] == '/')
+    r2 = asprintf(out, "%s/%s", home, s + 2);
+  else if (s[0] == '~')
+    return at(L, n, err, "'%s': only '~/' is expanded, to $HOME", s);
+  else
+    r2 = asprintf(out, "%s/%s", L->dir, s);
+  if (r2 < 0) return qvm_error_set_errno(err, ENOMEM, "out of memory");
   return 0;
 }
 
@@ -372,24 +382,20 @@ static int parse_root(qvm_vm_file *f, const loader *L, qvm_error **err) {
   return 0;
 }
 
-int qvm_vm_file_load(qvm_vm_file **out, const char *path, qvm_error **err) {
-  _cleanup_free_ char *text = NULL;
-  size_t len = 0;
-  int r = qvm_read_file(&text, &len, path, FILE_MAX, err);
-  if (r < 0) return r;
-  if (strlen(text) != len) return qvm_error_set(err, QVM_EINVAL, "%s: contains a NUL byte", path);
-  char abs[PATH_MAX];
-  if (!realpath(path, abs)) return qvm_error_set_errno(err, errno, "cannot resolve '%s'", path);
-  loader L = {.path = path};
-  if (!(L.dir = strdup(dirname(abs)))) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+int vm_file_parse(qvm_vm_file **out, const char *label, const char *dir, const char *text,
+                  size_t len, qvm_error **err) {
+  if (strlen(text) != len) return qvm_error_set(err, QVM_EINVAL, "%s: contains a NUL byte", label);
+  loader L = {.path = label};
+  if (!(L.dir = strdup(dir))) return qvm_error_set_errno(err, ENOMEM, "out of memory");
   yaml_parser_t parser;
   if (!yaml_parser_initialize(&parser)) {
     free(L.dir);
     return qvm_error_set_errno(err, ENOMEM, "cannot start the YAML parser");
   }
   yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+  int r;
   if (!yaml_parser_load(&parser, &L.doc)) {
-    r = qvm_error_set(err, QVM_EINVAL, "%s:%zu:%zu: invalid YAML: %s", path,
+    r = qvm_error_set(err, QVM_EINVAL, "%s:%zu:%zu: invalid YAML: %s", label,
                       parser.problem_mark.line + 1, parser.problem_mark.column + 1,
                       parser.problem ? parser.problem : "parse error");
     yaml_parser_delete(&parser);
@@ -408,7 +414,7 @@ int qvm_vm_file_load(qvm_vm_file **out, const char *path, qvm_error **err) {
   if (!f)
     r = qvm_error_set_errno(err, ENOMEM, "out of memory");
   else if (more)
-    r = qvm_error_set(err, QVM_EINVAL, "%s: has more than one YAML document: keep one", path);
+    r = qvm_error_set(err, QVM_EINVAL, "%s: has more than one YAML document: keep one", label);
   else
     r = parse_root(f, &L, err);
   yaml_document_delete(&L.doc);
@@ -416,4 +422,14 @@ int qvm_vm_file_load(qvm_vm_file **out, const char *path, qvm_error **err) {
   if (r < 0) return r;
   *out = TAKE_PTR(f);
   return 0;
+}
+
+int qvm_vm_file_load(qvm_vm_file **out, const char *path, qvm_error **err) {
+  _cleanup_free_ char *text = NULL;
+  size_t len = 0;
+  int r = qvm_read_file(&text, &len, path, FILE_MAX, err);
+  if (r < 0) return r;
+  char abs[PATH_MAX];
+  if (!realpath(path, abs)) return qvm_error_set_errno(err, errno, "cannot resolve '%s'", path);
+  return vm_file_parse(out, path, dirname(abs), text, len, err);
 }

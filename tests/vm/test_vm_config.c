@@ -1,0 +1,171 @@
+/* SPDX-License-Identifier: MIT */
+/* qvm.yaml: the schema, positions in errors, paths, provision steps, and
+ * hostile YAML. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "vm/config.h"
+
+static qvm_vm_file *parse_ok(const char *text) {
+  qvm_vm_file *f = NULL;
+  qvm_error *err = NULL;
+  int r = vm_file_parse(&f, "qvm.yaml", "/proj", text, strlen(text), &err);
+  if (r < 0) fail_msg("unexpected error: %s", qvm_error_message(err));
+  return f;
+}
+
+/* The error message, which must start with "qvm.yaml:LINE:COL:" when
+ * `position` is given, and contain `want`. */
+static void parse_err(const char *text, const char *position, const char *want) {
+  qvm_vm_file *f = NULL;
+  qvm_error *err = NULL;
+  int r = vm_file_parse(&f, "qvm.yaml", "/proj", text, strlen(text), &err);
+  assert_int_equal(r, QVM_EINVAL);
+  assert_null(f);
+  const char *msg = qvm_error_message(err);
+  if (position && strncmp(msg, position, strlen(position)))
+    fail_msg("'%s' does not start with '%s'", msg, position);
+  if (!strstr(msg, want)) fail_msg("'%s' does not contain '%s'", msg, want);
+  qvm_error_free(err);
+}
+
+static void test_full(void **state) {
+  (void)state;
+  qvm_vm_file *f = parse_ok("vms:\n"
+                            "  web:\n"
+                            "    image: images/deb.qcow2\n"
+                            "    cpus: 2\n"
+                            "    memory: 1G\n"
+                            "    disk: 10G\n"
+                            "    net: bridge=br1,dhcp=external\n"
+                            "    ports: [\"8080:80\", \"5353:53/udp\"]\n"
+                            "    user: admin\n"
+                            "    hostname: web.example\n"
+                            "    cloud_config: [a.yaml, /abs/b.sh]\n"
+                            "    ssh_keys: /k.pub\n"
+                            "    provision:\n"
+                            "      - shell: 'echo \"a: b\" # not a comment'\n"
+                            "      - script: s.sh\n"
+                            "        sudo: true\n"
+                            "      - file: site\n"
+                            "        to: /var/www\n"
+                            "  db:\n"
+                            "    kernel: /k\n"
+                            "    append: console=ttyS0\n");
+  assert_int_equal(qvm_vm_file_count(f), 2);
+  assert_string_equal(qvm_vm_file_name(f, 0), "web");
+  assert_string_equal(qvm_vm_file_name(f, 1), "db");
+  assert_int_equal(qvm_vm_file_find(f, "db"), 1);
+  assert_int_equal(qvm_vm_file_find(f, "nope"), -1);
+  const qvm_vm_create_options *o = qvm_vm_file_options(f, 0);
+  assert_string_equal(o->image, "/proj/images/deb.qcow2");
+  assert_int_equal(o->cpus, 2);
+  assert_string_equal(o->memory, "1G");
+  assert_string_equal(o->disk, "10G");
+  assert_string_equal(o->net, "bridge=br1,dhcp=external");
+  assert_int_equal(o->n_publish, 2);
+  assert_string_equal(o->publish[1], "5353:53/udp");
+  assert_string_equal(o->user, "admin");
+  assert_string_equal(o->hostname, "web.example");
+  assert_int_equal(o->n_cloud_configs, 2);
+  assert_string_equal(o->cloud_configs[0], "/proj/a.yaml");
+  assert_string_equal(o->cloud_configs[1], "/abs/b.sh");
+  assert_int_equal(o->n_authorized_keys, 1);
+  assert_string_equal(o->authorized_keys[0], "/k.pub");
+  assert_int_equal(o->n_provision, 3);
+  assert_string_equal(o->provision[0], "shell:echo \"a: b\" # not a comment");
+  assert_string_equal(o->provision[1], "sudo:script:/proj/s.sh");
+  assert_string_equal(o->provision[2], "file:/proj/site:/var/www");
+  o = qvm_vm_file_options(f, 1);
+  assert_null(o->image);
+  assert_string_equal(o->kernel, "/k");
+  assert_string_equal(o->append, "console=ttyS0");
+  qvm_vm_file_free(f);
+}
+
+static void test_home(void **state) {
+  (void)state;
+  setenv("HOME", "/home/u", 1);
+  qvm_vm_file *f = parse_ok("vms:\n  a:\n    image: ~/img.qcow2\n");
+  assert_string_equal(qvm_vm_file_options(f, 0)->image, "/home/u/img.qcow2");
+  qvm_vm_file_free(f);
+  parse_err("vms:\n  a:\n    image: ~bob/img\n", "qvm.yaml:3:12:", "only '~/' is expanded");
+}
+
+static void test_errors(void **state) {
+  (void)state;
+  parse_err("", NULL, "empty");
+  parse_err("- a\n", "qvm.yaml:1:1:", "top level must be a mapping");
+  parse_err("vm:\n  a: {}\n", "qvm.yaml:1:1:", "unknown top-level key 'vm'");
+  parse_err("vms: []\n", "qvm.yaml:1:6:", "must map VM names");
+  parse_err("vms: {}\n", "qvm.yaml:1:6:", "'vms' is empty");
+  parse_err("vms:\n  a:\n    image: x\n    memroy: 1G\n",
+            "qvm.yaml:4:5:", "unknown key 'memroy' in vm 'a': allowed are image");
+  parse_err("vms:\n  Bad_Name:\n    image: x\n", "qvm.yaml:2:3:", "vm name 'Bad_Name' is invalid");
+  parse_err("vms:\n  ../x:\n    image: x\n", "qvm.yaml:2:3:", "is invalid");
+  parse_err("vms:\n  a:\n    image: x\n  a:\n    image: y\n", "qvm.yaml:4:3:", "described twice");
+  parse_err("vms:\n  a:\n    cpus: 2\n", "qvm.yaml:3:5:", "needs 'image: PATH'");
+  parse_err("vms:\n  a:\n    image: x\n    cpus: many\n",
+            "qvm.yaml:4:11:", "whole number from 1 to 255");
+  parse_err("vms:\n  a:\n    image: x\n    cpus: 0\n", NULL, "whole number");
+  parse_err("vms:\n  a:\n    image: x\n    cpus: 256\n", NULL, "whole number");
+  parse_err("vms:\n  a:\n    image: x\n    cpus: -1\n", NULL, "whole number");
+  parse_err("vms:\n  a:\n    image: [x]\n", "qvm.yaml:3:12:", "must be a single value, not a list");
+  parse_err("vms:\n  a:\n    image: ''\n", NULL, "empty path");
+  parse_err("vms:\n  a:\n    image: x\n    provision: {shell: x}\n", NULL,
+            "'provision' must be a list");
+  parse_err("vms:\n  a:\n    image: x\n    provision: [ls]\n", NULL,
+            "a provision step must be a mapping");
+  parse_err("vms:\n  a:\n    image: x\n    provision: [{shell: a, script: b}]\n", NULL,
+            "has both 'shell' and 'script'");
+  parse_err("vms:\n  a:\n    image: x\n    provision: [{file: a}]\n", NULL, "needs 'to:");
+  parse_err("vms:\n  a:\n    image: x\n    provision: [{shell: a, to: b}]\n", NULL,
+            "'to' belongs only");
+  parse_err("vms:\n  a:\n    image: x\n    provision: [{shell: a, sudo: maybe}]\n", NULL,
+            "'sudo' must be true or false");
+  parse_err("vms:\n  a:\n    image: x\n    provision: [{run: a}]\n", NULL,
+            "unknown provision step key 'run'");
+  parse_err("vms:\n  a:\n    image: x\n    provision: [{to: b}]\n", NULL,
+            "needs one of shell, script or file");
+  parse_err("vms: [a\n", "qvm.yaml:2:1:", "invalid YAML");
+  parse_err("vms:\n  a:\n    image: x\n---\nvms: {}\n", NULL, "more than one YAML document");
+}
+
+/* Tags are data, never types; aliases resolve to the same data; deep or
+ * self-referencing structures only fail. */
+static void test_hostile(void **state) {
+  (void)state;
+  qvm_vm_file *f = parse_ok("vms:\n  a:\n    image: !!python/object:os.system x\n"
+                            "    user: &u admin\n    hostname: *u\n");
+  assert_string_equal(qvm_vm_file_options(f, 0)->image, "/proj/x");
+  assert_string_equal(qvm_vm_file_options(f, 0)->hostname, "admin");
+  qvm_vm_file_free(f);
+  parse_err("vms: &v\n  a: *v\n", NULL, "unknown key 'a' in vm 'a'");
+  parse_err("vms:\n  a:\n    image: x\n    ports: &p [*p]\n", NULL, "must be a single value");
+  char deep[4096] = "vms:\n  a:\n    image: x\n    ports: ";
+  for (int i = 0; i < 1000; i++) strcat(deep, "[");
+  parse_err(deep, NULL, "");
+  const char nul[] = "vms:\n  a:\n    image: x\0y\n";
+  qvm_vm_file *g = NULL;
+  qvm_error *err = NULL;
+  assert_int_equal(vm_file_parse(&g, "qvm.yaml", "/", nul, sizeof nul - 1, &err), QVM_EINVAL);
+  assert_non_null(strstr(qvm_error_message(err), "NUL"));
+  qvm_error_free(err);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_full),
+      cmocka_unit_test(test_home),
+      cmocka_unit_test(test_errors),
+      cmocka_unit_test(test_hostile),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
