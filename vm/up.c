@@ -337,10 +337,13 @@ static int wait_cloud_init(up_run *u, qvm_ssh *ssh, qvm_error **err) {
   if (r == QVM_ETIMEOUT) {
     qvm_error_free(*err);
     *err = NULL;
+    _cleanup_free_ char *now = NULL;
+    int ignored = 0;
+    run_capture(&now, &ignored, ssh, "cloud-init status --long 2>&1", 10000, NULL);
     char why[1400];
     snprintf(why, sizeof why,
-             "cloud-init did not finish; 'cloud-init status --long' said:\n%.1200s",
-             out ? out : "");
+             "cloud-init did not finish; 'cloud-init status --long' says:\n%.1200s",
+             now ? now : "");
     return phase_failed(u, QVM_UP_CLOUD_INIT, QVM_ETIMEOUT, why, err);
   }
   if (r < 0) return r;

@@ -5,8 +5,16 @@
 . "$(dirname "$0")/lib.sh"
 
 image=$(cloud_image)
-cat >"$tmp/user.yaml" <<'YAML'
+ssh-keygen -q -t ed25519 -N '' -C alice -f "$tmp/alice"
+cat >"$tmp/user.yaml" <<YAML
 #cloud-config
+users:
+  - name: alice
+    shell: /bin/sh
+    ssh_authorized_keys:
+      - $(cat "$tmp/alice.pub")
+YAML
+cat >>"$tmp/user.yaml" <<'YAML'
 write_files:
   - path: /etc/qvm-e2e/from-user.txt
     content: "written by the user's cloud-config\n"
@@ -15,10 +23,11 @@ runcmd:
   - [sh, -c, "echo user-runcmd-ran > /var/tmp/user-runcmd"]
 YAML
 printf '#!/bin/sh\nset -e\necho "script ran as $(id -un)" > /tmp/script-out\n' >"$tmp/setup.sh"
+printf '#!/bin/sh\necho "user part script ran" > /var/tmp/user-script\n' >"$tmp/part.sh"
 echo "uploaded by a file step" >"$tmp/payload.txt"
 
 out=$(qvm up e2e-user --image "$image" --memory 1G --disk 3G --cloud-config "$tmp/user.yaml" \
-  --provision 'shell:echo inline-step > /tmp/inline-out' \
+  --cloud-config "$tmp/part.sh" --provision 'shell:echo inline-step > /tmp/inline-out' \
   --provision "script:$tmp/setup.sh" \
   --provision "file:$tmp/payload.txt:/tmp/payload.txt" \
   --provision 'sudo:shell:id -un > /tmp/sudo-out' 2>&1) || fail "qvm up failed: $out"
@@ -41,6 +50,13 @@ expect_eq "$(qvm exec e2e-user -- sudo -n id -un)" root "passwordless sudo"
 expect_eq "$(qvm exec e2e-user -- cat /etc/qvm-e2e/from-user.txt)" \
   "written by the user's cloud-config" "user write_files"
 expect_eq "$(qvm exec e2e-user -- cat /var/tmp/user-runcmd)" user-runcmd-ran "user runcmd"
+expect_eq "$(qvm exec e2e-user -- cat /var/tmp/user-script)" "user part script ran" "user #! script part"
+# The user's own users: entry lives alongside qvm's user and keys.
+expect_eq "$(qvm exec e2e-user -- id -un alice)" alice "the user's extra user"
+expect_eq "$(qvm exec e2e-user -- sudo -n cat /home/alice/.ssh/authorized_keys | awk '{ print $2 }')" \
+  "$(awk '{ print $2 }' "$tmp/alice.pub")" "the user's authorized key for alice"
+grep -q "$(awk '{ print $2 }' "$QVM_STATE_DIR/vms/e2e-user/id_ed25519.pub")" <<<"$(qvm exec e2e-user -- cat .ssh/authorized_keys)" ||
+  fail "qvm's key is not in qvm's authorized_keys"
 
 # Provisioners, in order, with sudo where asked.
 expect_eq "$(qvm exec e2e-user -- cat /tmp/inline-out)" inline-step "inline step"
@@ -74,7 +90,7 @@ cmp "$tmp/tree/sub/small.txt" "$tmp/back/sub/small.txt" || fail "downloaded smal
 # up again with the same spec: nothing to do, exit 0; a changed spec: exit 4
 # naming the difference.
 again=$(qvm up e2e-user --image "$image" --memory 1G --disk 3G --cloud-config "$tmp/user.yaml" \
-  --provision 'shell:echo inline-step > /tmp/inline-out' \
+  --cloud-config "$tmp/part.sh" --provision 'shell:echo inline-step > /tmp/inline-out' \
   --provision "script:$tmp/setup.sh" \
   --provision "file:$tmp/payload.txt:/tmp/payload.txt" \
   --provision 'sudo:shell:id -un > /tmp/sudo-out' 2>&1) || fail "second up failed: $again"

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every benchmark, each printing qvm's figures beside its peer's
+# (dnsmasq, OpenSSH, genisoimage/cloud-localds, a shell-launched QEMU, a
+# hand-scripted cloud-image boot), measured in the same run. Figures only:
+# nothing here asserts a timing. Needs root (network namespaces), QEMU and
+# the test guests (built on first use).
+#
+#   scripts/bench.sh              # all of them
+#   scripts/bench.sh qmp seed     # some: qmp seed net-dhcp net-ip ssh vm up
+set -uo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh >/dev/null || { echo "bench: build failed" >&2; exit 1; }
+b=build/bench
+declare -A run=(
+  [qmp]="$b/qmp/bench_qmp"
+  [seed]="$b/seed/bench_seed $PWD/build/qvm"
+  [net-dhcp]="$b/net/bench_dhcp"
+  [net-ip]="$b/net/bench_ip"
+  [ssh]="$b/ssh/bench_ssh"
+  [vm]="$b/vm/bench_vm"
+  [up]="bench/e2e/bench_up.sh"
+)
+order=(qmp seed net-dhcp net-ip ssh vm up)
+[[ $# -gt 0 ]] && order=("$@")
+export QVM_SOURCE_DIR=$PWD QVM_BINARY_DIR=$PWD/build
+failed=()
+for name in "${order[@]}"; do
+  cmd=${run[$name]:-}
+  [[ -n $cmd ]] || { echo "bench: unknown benchmark '$name' (${!run[*]})" >&2; exit 2; }
+  echo "=== $name: $cmd ==="
+  $cmd || failed+=("$name")
+done
+[[ ${#failed[@]} -eq 0 ]] || { echo "bench: failed: ${failed[*]}" >&2; exit 1; }
