@@ -81,20 +81,38 @@ static int step_inline(provision *pv, const qvm_ssh_step *s, int *out_exit, qvm_
   return run_command(pv, out_exit, cmd, err);
 }
 
+/* Runs a housekeeping command; a non-zero exit is an error naming what. */
+static int run_quiet(provision *pv, const char *command, const char *what, qvm_error **err) {
+  int exit_code = 0;
+  int r = run_command(pv, &exit_code, command, err);
+  if (r < 0 || exit_code == 0) return r;
+  return qvm_error_set(err, QVM_EINVAL, "cannot %s in the guest (exit code %d)", what, exit_code);
+}
+
+/* The name is predictable (/tmp/qvm-provision-<n>.sh), so whatever sits there
+ * (a stale file, another user's symlink) is removed before the upload, which
+ * then creates a fresh file; it is removed again after the step, pass or
+ * fail. */
 static int step_script(provision *pv, const qvm_ssh_step *s, int *out_exit, qvm_error **err) {
-  _cleanup_free_ char *remote = NULL, *cmd = NULL;
-  qvm_strbuf sb = QVM_STRBUF_INIT;
+  _cleanup_free_ char *remote = NULL, *clean = NULL, *cmd = NULL, *what = NULL;
   qvm_ssh_copy_options co = QVM_SSH_COPY_OPTIONS_INIT;
   if (!s->source) return qvm_error_set(err, QVM_EINVAL, "script step has no source");
-  if (asprintf(&remote, "/tmp/qvm-provision-%zu.sh", pv->index) < 0)
+  if (asprintf(&remote, "/tmp/qvm-provision-%zu.sh", pv->index) < 0 ||
+      asprintf(&clean, "rm -f %s && ! test -e %s && ! test -L %s", remote, remote, remote) < 0 ||
+      asprintf(&cmd, "chmod 0755 %s && %s%s", remote, s->sudo ? "sudo -n " : "", remote) < 0 ||
+      asprintf(&what, "remove a stale '%s'", remote) < 0)
     return qvm_error_set(err, QVM_ESYS, "out of memory");
   co.recursive = false;
   co.preserve = false;
-  int r = qvm_ssh_upload(pv->ssh, s->source, remote, &co, err);
-  if (r < 0) return r;
-  qvm_strbuf_printf(&sb, "chmod 0755 %s && %s%s", remote, s->sudo ? "sudo -n " : "", remote);
-  cmd = qvm_strbuf_steal(&sb);
-  return cmd ? run_command(pv, out_exit, cmd, err) : qvm_error_set(err, QVM_ESYS, "out of memory");
+  int r = run_quiet(pv, clean, what, err);
+  if (r >= 0) r = qvm_ssh_upload(pv->ssh, s->source, remote, &co, err);
+  if (r >= 0) r = run_command(pv, out_exit, cmd, err);
+  /* Pass or fail; a failure to clean up must not hide the step's outcome. */
+  if (r >= 0 && *out_exit == 0)
+    r = run_quiet(pv, clean, "remove the uploaded script", err);
+  else
+    (void)run_quiet(pv, clean, "remove the uploaded script", NULL);
+  return r;
 }
 
 /* As root: stage under /tmp as the login user, then move into place with

@@ -32,6 +32,7 @@ void captured_free(captured *c);
 void test_sftp_roundtrip(void **state);
 void test_provision_abort(void **state);
 void test_provision_file_and_script(void **state);
+void test_provision_script_cleanup(void **state);
 void test_shell_pty(void **state);
 
 #endif

@@ -442,6 +442,7 @@ int main(void) {
       cmocka_unit_test(test_sftp_roundtrip),
       cmocka_unit_test(test_provision_abort),
       cmocka_unit_test(test_provision_file_and_script),
+      cmocka_unit_test(test_provision_script_cleanup),
       cmocka_unit_test(test_shell_pty),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

@@ -91,6 +91,7 @@ void test_provision_abort(void **state) {
   assert_int_equal(qvm_test_sh("printf '#!/bin/sh\\necho from-script \"$0\"\\n' > '%s'", script),
                    0);
   unlink(log);
+  unlink("/tmp/qvm-provision-2.sh");
   qvm_ssh_step steps[] = {
       {.kind = QVM_SSH_STEP_INLINE, .name = "hello", .inline_text = "echo one; echo warn >&2"},
       {.kind = QVM_SSH_STEP_SCRIPT, .source = script},
@@ -124,6 +125,38 @@ void test_provision_abort(void **state) {
   assert_non_null(strstr(text, "step 3 breaks exited 7"));
   assert_null(strstr(text, "step 4/4"));
   free(text);
+  qvm_ssh_free(ssh);
+  /* The uploaded script is removed after its step. */
+  assert_int_not_equal(access("/tmp/qvm-provision-2.sh", F_OK), 0);
+}
+
+/* A script step removes whatever sits at its predictable name first (here a
+ * planted symlink, whose target must stay untouched) and removes its upload
+ * even when it fails. */
+void test_provision_script_cleanup(void **state) {
+  (void)state;
+  char script[4096], target[4096];
+  const char *remote = "/tmp/qvm-provision-1.sh";
+  snprintf(script, sizeof(script), "%s/fails.sh", env.dir);
+  snprintf(target, sizeof(target), "%s/planted-target", env.dir);
+  assert_int_equal(qvm_test_sh("printf '#!/bin/sh\\necho ran; exit 5\\n' > '%s' && "
+                               "echo keep > '%s' && rm -f %s && ln -s '%s' %s",
+                               script, target, remote, target, remote),
+                   0);
+  qvm_ssh_step steps[] = {{.kind = QVM_SSH_STEP_SCRIPT, .name = "fails", .source = script}};
+  qvm_ssh_provision_options po = {.steps = steps, .n_steps = 1, .step_timeout_ms = 30000};
+  qvm_ssh *ssh = env_connect();
+  qvm_error *err = NULL;
+  size_t failed = 0;
+  int r = qvm_ssh_provision(&failed, ssh, &po, &err);
+  bool gone = access(remote, F_OK) != 0 && qvm_test_sh("test -L %s", remote) != 0;
+  unlink(remote); /* clean up whatever happens */
+  assert_int_equal(r, QVM_EINVAL);
+  assert_int_equal(failed, 1);
+  assert_non_null(strstr(qvm_error_message(err), "exited with code 5"));
+  qvm_error_free(err);
+  assert_true(gone);
+  assert_int_equal(qvm_test_sh("grep -qx keep '%s'", target), 0);
   qvm_ssh_free(ssh);
 }
 
