@@ -29,6 +29,9 @@
 /* A guest that is still booting (no ACPI daemon yet) misses the power
  * button; pressing it again while waiting is harmless to one that saw it. */
 #define SHIM_REPRESS_MS 5000
+/* QEMU starts on at most this many SSH ports when another process takes the
+ * one picked for it before QEMU binds it. */
+#define SHIM_PORT_ATTEMPTS 5
 
 int shim_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
 
@@ -378,15 +381,18 @@ static int shim_signals(shim *s, qvm_error **err) {
   return 0;
 }
 
-/* QEMU never answered: wait for it to die (kill it if it does not), record
- * why, and report that to whoever waits for the shim. */
-static void shim_fail_start(shim *s, qvm_error *e, exit_status *x) {
+/* QEMU never answered: wait for it to die (kill it if it does not). */
+static void shim_wait_dead(shim *s, exit_status *x) {
   struct pollfd pfd = {.fd = s->pidfd, .events = POLLIN};
   if (poll(&pfd, 1, 10000) == 0) {
     pidfd_signal(s->pidfd, SIGKILL);
     s->phase = SHIM_KILLED;
   }
   shim_reap(s, x);
+}
+
+/* Record why QEMU failed, and report that to whoever waits for the shim. */
+static void shim_fail_start(shim *s, qvm_error *e, exit_status *x) {
   char *detail = NULL;
   shim_record_exit(s, x, &detail);
   qvm_strbuf sb = QVM_STRBUF_INIT;
@@ -400,7 +406,36 @@ static void shim_fail_start(shim *s, qvm_error *e, exit_status *x) {
   free(detail);
 }
 
-static int shim_spawn(shim *s, qvm_error **err) {
+/* The loopback port picked for the SSH forward was taken by someone else
+ * before QEMU bound it (QEMU exits with this message from slirp). */
+static bool shim_ssh_port_taken(shim *s, const exit_status *x) {
+  if (!s->ssh_port || !x->known || !x->code) return false;
+  char rule[96];
+  snprintf(rule, sizeof rule, "Could not set up host forwarding rule 'tcp:127.0.0.1:%u-:22'",
+           (unsigned)s->ssh_port);
+  _cleanup_free_ char *tail = vm_file_tail(s->vm->paths.qemu_log, 5);
+  return tail && strstr(tail, rule);
+}
+
+/* Forget the failed QEMU so that shim_launch_qemu can start another. */
+static void shim_retry_port(shim *s) {
+  struct json_object *d = json_object_new_object();
+  json_object_object_add(d, "port", json_object_new_int(s->ssh_port));
+  json_object_object_add(d, "attempt", json_object_new_int(s->launch_attempt + 1));
+  shim_event(s, "qvm-ssh-port-taken", d);
+  close(s->pidfd);
+  s->pidfd = -1;
+  s->qemu_pid = 0;
+  s->child = false;
+  s->ssh_port = 0;
+  vm_net_free(s->net);
+  s->net = NULL;
+  s->launch_attempt++;
+}
+
+/* 0 when QMP answered; 1 when QEMU failed and that was recorded and
+ * reported; 2 when it failed only because the SSH port was taken. */
+static int shim_spawn_once(shim *s, qvm_error **err) {
   int r = shim_launch_qemu(s, err);
   if (r < 0) return r;
   shim_write_runtime(s, "starting", true);
@@ -411,15 +446,22 @@ static int shim_spawn(shim *s, qvm_error **err) {
   qvm_qmp_options o = QVM_QMP_OPTIONS_INIT;
   o.timeout_ms = SHIM_QMP_TIMEOUT_MS;
   qvm_error *e = NULL;
-  if (qvm_qmp_open_fd(&s->qmp, TAKE_FD(s->qmp_client_fd), &o, &e) < 0) {
-    exit_status x;
-    shim_fail_start(s, e, &x);
-    qvm_error_free(e);
-    return 1; /* reported and recorded */
-  }
+  if (qvm_qmp_open_fd(&s->qmp, TAKE_FD(s->qmp_client_fd), &o, &e) == 0) return 0;
+  exit_status x;
+  shim_wait_dead(s, &x);
+  bool retry = s->launch_attempt + 1 < SHIM_PORT_ATTEMPTS && shim_ssh_port_taken(s, &x);
+  if (!retry) shim_fail_start(s, e, &x);
+  qvm_error_free(e);
+  return retry ? 2 : 1;
+}
+
+static int shim_spawn(shim *s, qvm_error **err) {
+  int r;
+  while ((r = shim_spawn_once(s, err)) == 2) shim_retry_port(s);
+  if (r != 0) return r; /* 1: reported and recorded */
   s->t_qmp_us = qvm_realtime_us();
   shim_write_runtime(s, "running", true);
-  d = json_object_new_object();
+  struct json_object *d = json_object_new_object();
   json_object_object_add(d, "at_us", json_object_new_int64(s->t_qmp_us));
   json_object_object_add(d, "since_spawn_us", json_object_new_int64(s->t_qmp_us - s->t_spawn_us));
   shim_event(s, "qvm-qmp-ready", d);

@@ -31,7 +31,8 @@ typedef struct shim {
   qvm_qmp *qmp;
   int events_fd;
   uint16_t ssh_port;
-  vm_net *net; /* bridge: DHCP server or watcher; NULL otherwise */
+  int launch_attempt; /* 0 first; more after the SSH forward's port was taken */
+  vm_net *net;        /* bridge: DHCP server or watcher; NULL otherwise */
   shim_phase phase;
   int64_t deadline_ms; /* next escalation, -1 when none */
   int64_t repress_ms;  /* next power button press while waiting, -1 when none */

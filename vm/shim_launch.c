@@ -52,9 +52,20 @@ static int unix_connect(int *out, const char *path, qvm_error **err) {
   return 0;
 }
 
-/* A free loopback port for QEMU's hostfwd. QEMU binds it a moment later; the
- * window is small, and a clash makes QEMU fail with a clear message. */
-static int free_port(uint16_t *out, qvm_error **err) {
+/* A free loopback port for QEMU's hostfwd. QEMU binds it a moment later, so
+ * another process can take it in between; the shim then sees QEMU's "Could
+ * not set up host forwarding rule" and starts it again on a new port.
+ * QVM_TEST_SSH_PORT forces the first attempt's port (tests of that retry). */
+static int free_port(uint16_t *out, int attempt, qvm_error **err) {
+  const char *forced = attempt == 0 ? getenv("QVM_TEST_SSH_PORT") : NULL;
+  if (forced && forced[0]) {
+    char *end = NULL;
+    unsigned long v = strtoul(forced, &end, 10);
+    if (*end || v == 0 || v > 65535)
+      return qvm_error_set(err, QVM_EINVAL, "QVM_TEST_SSH_PORT '%s' is not a port", forced);
+    *out = (uint16_t)v;
+    return 0;
+  }
   _cleanup_close_ int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   socklen_t len = sizeof sa;
@@ -117,7 +128,7 @@ int shim_launch_qemu(shim *s, qvm_error **err) {
   if (r >= 0) r = unix_connect(&qmp_client, p->qmp_sock, err);
   if (r >= 0) r = open_logs(&log, p, err);
   if (r >= 0 && s->vm->spec->net == VM_NET_USER && s->vm->spec->ssh_forward)
-    r = free_port(&s->ssh_port, err);
+    r = free_port(&s->ssh_port, s->launch_attempt, err);
   /* The shim keeps no fd on the tap: it goes away with QEMU's last one,
    * even if the shim itself is killed. */
   if (r >= 0) r = vm_net_start(&s->net, &tap, s->vm, true, s->events_fd, err);
