@@ -290,6 +290,24 @@ static void test_bridge_options(void **state) {
   free(guest);
 }
 
+/* `qvm ip ARGS --json` fails: stdout holds only a JSON object with the
+ * error (containing want) and the exit code, which is the command's own. */
+static void json_ip_error(const fixture *f, const char *args, const char *want, int rc) {
+  char *out = qvm_test_sh_output("ip netns exec %s '%s/qvm' ip %s --json 2>/dev/null; echo $?",
+                                 f->ns, qvm_test_binary_dir(), args);
+  assert_non_null(out);
+  char *nl = strrchr(out, '\n');
+  assert_non_null(nl);
+  *nl = '\0';
+  assert_int_equal(atoi(nl + 1), rc);
+  struct json_object *j = json_tokener_parse(out);
+  assert_non_null(j);
+  assert_non_null(strstr(jstr(j, "error"), want));
+  assert_int_equal(jint(j, "exit_code"), rc);
+  json_object_put(j);
+  free(out);
+}
+
 /* A guest that never asks for an address: the timeout names what qvm waited
  * for; a stopped VM is "not running". */
 static void test_ip_errors(void **state) {
@@ -307,6 +325,9 @@ static void test_ip_errors(void **state) {
   assert_non_null(strstr(msg, "a lease from qvm's dhcp server"));
   assert_non_null(strstr(msg, "rc=5"));
   free(msg);
+  /* --json: the failure is a JSON object on stdout, same exit code. */
+  json_ip_error(f, "quiet --wait 1", "a lease from qvm's dhcp server", 5);
+  json_ip_error(f, "nosuch", "nosuch", 3);
   /* With no lease, the guest agent is asked (a stand-in agent on qga.sock). */
   char ready[600];
   char *vm_mac = qvm_test_sh_output("sed -n 's/.*\"mac\": *\"\\([0-9a-f:]*\\)\".*/\\1/p' "

@@ -16,7 +16,8 @@ static const char ip_help[] =
     "external server's), without polling.\n\n"
     "  --wait SECONDS   wait up to SECONDS for an address (0: answer now, the\n"
     "                   default; -1: wait as long as the vm runs)\n"
-    "  --json           print {\"name\",\"ip\",\"source\"}\n\n"
+    "  --json           print {\"name\",\"ip\",\"source\"}; on failure\n"
+    "                   {\"name\",\"error\",\"hint\",\"exit_code\"} (same exit code)\n\n"
     "source: qvm-dhcp (qvm's DHCP server sent the ACK), dhcp-watch (an external\n"
     "server's ACK, seen on the tap), neighbour (the host's neighbour table) or\n"
     "guest-agent (the QEMU guest agent). A vm on user networking has no address\n"
@@ -38,6 +39,21 @@ static const char *hint_for(int code) {
   case QVM_ENOTFOUND: return "see 'qvm ls' for the vms that exist and their states";
   default: return NULL;
   }
+}
+
+/* --json on failure: the same message, as an object on stdout, so that a
+ * script reading stdout gets JSON either way. stderr still has the text. */
+static void print_json_error(const char *name, const qvm_error *err, const char *hint) {
+  int code = qvm_error_code(err);
+  fputs("{\"name\":", stdout);
+  qvm_cli_json_string(stdout, name);
+  fputs(",\"error\":", stdout);
+  qvm_cli_json_string(stdout, err ? qvm_error_message(err) : "failed");
+  if (hint) {
+    fputs(",\"hint\":", stdout);
+    qvm_cli_json_string(stdout, hint);
+  }
+  printf(",\"exit_code\":%d}\n", qvm_cli_exit_code(code ? code : QVM_ESYS));
 }
 
 static int ip_run(int argc, char **argv) {
@@ -64,7 +80,9 @@ static int ip_run(int argc, char **argv) {
   if (qvm_vm_open(&vm, argv[optind], &err) < 0 ||
       qvm_vm_ip(&ip, &source, vm, timeout_ms, &err) < 0) {
     qvm_vm_free(vm);
-    return qvm_cli_fail("ip", err, hint_for(qvm_error_code(err)));
+    const char *hint = hint_for(qvm_error_code(err));
+    if (json) print_json_error(argv[optind], err, hint);
+    return qvm_cli_fail("ip", err, hint);
   }
   if (json) {
     fputs("{\"name\":", stdout);
