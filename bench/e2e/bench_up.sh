@@ -67,9 +67,24 @@ export QVM_STATE_DIR=$tmp/state QVM_RUNTIME_DIR=$tmp/run
 mkdir -p "$QVM_STATE_DIR" "$QVM_RUNTIME_DIR"
 vms=()
 hand_pid=
+bg_pid=
+# Long commands run in the background so that a signal reaches the trap at
+# once instead of after the command.
+bg() {
+  local rc=0
+  "$@" &
+  bg_pid=$!
+  wait "$bg_pid" || rc=$?
+  bg_pid=
+  return "$rc"
+}
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
+  if [[ -n $bg_pid ]]; then
+    kill "$bg_pid" 2>/dev/null || true
+    timeout 30 tail --pid="$bg_pid" -f /dev/null 2>/dev/null || kill -9 "$bg_pid" 2>/dev/null || true
+  fi
   if [[ -n $hand_pid ]] && kill -0 "$hand_pid" 2>/dev/null; then
     kill "$hand_pid" 2>/dev/null || true
     sleep 1
@@ -142,9 +157,10 @@ qvm_run() {
   vms+=("$name")
   log "run $i: qvm up $name"
   t0=$(now_us)
-  json=$(timeout $((timeout_s + 60)) "$qvm" up "$name" --image "$image" --disk 3G --json \
-    --timeout "$timeout_s" 2>"$tmp/up-$i.err") || rc=$?
+  bg timeout $((timeout_s + 60)) "$qvm" up "$name" --image "$image" --disk 3G --json \
+    --timeout "$timeout_s" >"$tmp/up-$i.json" 2>"$tmp/up-$i.err" || rc=$?
   t1=$(now_us)
+  json=$(cat "$tmp/up-$i.json")
   if [[ $rc -ne 0 ]] || ! jq -e .ok <<<"$json" >/dev/null 2>&1; then
     log "run $i: qvm up failed (exit $rc): $(jq -r '.failed_phase // empty, .error // empty' <<<"$json" 2>/dev/null) $(tail -n 5 "$tmp/up-$i.err")"
     put qvm "$i" failed 1
@@ -158,7 +174,7 @@ qvm_run() {
     guest_view qvm "$i" "$name"
   fi
   log "run $i: qvm down $name --rm"
-  timeout 180 "$qvm" down "$name" --rm --timeout 60 >/dev/null 2>&1 ||
+  bg timeout 180 "$qvm" down "$name" --rm --timeout 60 >/dev/null 2>&1 ||
     timeout 60 "$qvm" rm --force "$name" >/dev/null 2>&1 || log "run $i: could not remove $name"
 }
 
@@ -225,7 +241,7 @@ EOF
     sleep 1
   done
   ts=$(now_us)
-  if timeout "$timeout_s" "${sshc[@]}" cloud-init status --wait >/dev/null 2>&1; then
+  if bg timeout "$timeout_s" "${sshc[@]}" cloud-init status --wait >/dev/null 2>&1; then
     tc=$(now_us)
     put hand "$i" cloud-init "$(ms "$t0" "$tc")"
   else
