@@ -360,6 +360,96 @@ static void test_hostile_corpus_in_memory(void **state) {
   assert_int_equal(f->nevents, 0);
 }
 
+/* Two (here four) shims serve VMs on one bridge at once: one server each,
+ * one lease db. Each child process binds its MAC over and over (a NAK after
+ * a lost race sends it back to DISCOVER); in the end every MAC has its own
+ * address, and the db has exactly one bound line per MAC. */
+#define SHARED_SERVERS 4
+#define SHARED_ROUNDS 40
+
+static int bind_loop(const char *db, int i) {
+  fixture f = {0};
+  snprintf(f.db, sizeof f.db, "%s", db);
+  uint8_t mac[6] = {0x0a, 0x42, 0, 0, 0, (uint8_t)(i + 1)};
+  qvm_dhcp_server_options o = QVM_DHCP_SERVER_OPTIONS_INIT;
+  memcpy(o.client_mac, mac, 6);
+  o.lease_db = f.db;
+  if (qvm_dhcp_server_new(&f.server, &o, NULL) < 0) return 10;
+  uint32_t first = 0;
+  int rc = 0;
+  for (int round = 0; round < SHARED_ROUNDS && !rc; round++) {
+    uint32_t got = 0;
+    for (int tries = 0; tries < 20 && !got; tries++) {
+      uint8_t pkt[DHCP_MAX_LEN], reply[DHCP_MAX_LEN];
+      dhcp_msg m = {.op = DHCP_BOOTREQUEST, .type = DHCP_DISCOVER, .xid = (uint32_t)round};
+      memcpy(m.chaddr, mac, 6);
+      size_t rlen = 0, len = dhcp_msg_build(pkt, sizeof pkt, &m);
+      dhcp_msg offer = {0}, ack = {0};
+      qvm_dhcp_stats st = {0};
+      if (qvm_dhcp_server_handle_packet(&rlen, NULL, f.server, pkt, len, mac, reply, sizeof reply,
+                                        NULL) < 0 ||
+          !rlen || dhcp_msg_parse(&offer, reply, rlen, &st) < 0 || offer.type != DHCP_OFFER)
+        return 11;
+      m.type = DHCP_REQUEST;
+      m.has_server_id = m.has_requested_ip = true;
+      m.server_id = SERVER;
+      m.requested_ip = offer.yiaddr;
+      len = dhcp_msg_build(pkt, sizeof pkt, &m);
+      if (qvm_dhcp_server_handle_packet(&rlen, NULL, f.server, pkt, len, mac, reply, sizeof reply,
+                                        NULL) < 0 ||
+          !rlen || dhcp_msg_parse(&ack, reply, rlen, &st) < 0)
+        return 12;
+      if (ack.type == DHCP_ACK) got = ack.yiaddr;
+    }
+    if (!got)
+      rc = 13;
+    else if (!first)
+      first = got;
+    else if (got != first)
+      rc = 14; /* a MAC keeps its address */
+  }
+  qvm_dhcp_server_free(f.server);
+  return rc;
+}
+
+static void test_servers_share_lease_db(void **state) {
+  fixture *f = *state;
+  pid_t pids[SHARED_SERVERS];
+  for (int i = 0; i < SHARED_SERVERS; i++) {
+    pids[i] = fork();
+    assert_true(pids[i] >= 0);
+    if (pids[i] == 0) _exit(bind_loop(f->db, i));
+  }
+  for (int i = 0; i < SHARED_SERVERS; i++) {
+    int st = 0;
+    assert_int_equal(waitpid(pids[i], &st, 0), pids[i]);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+  }
+  _cleanup_free_ char *text = NULL;
+  assert_int_equal(qvm_read_file(&text, NULL, f->db, 1 << 20, NULL), 0);
+  lease_table t = {0};
+  assert_int_equal(lease_table_parse(&t, text), 0);
+  uint32_t ips[SHARED_SERVERS] = {0};
+  size_t bound = 0;
+  for (size_t k = 0; k < t.n; k++) {
+    if (t.v[k].state != LEASE_BOUND || t.v[k].mac[1] != 0x42) continue;
+    int i = t.v[k].mac[5] - 1;
+    assert_true(i >= 0 && i < SHARED_SERVERS);
+    assert_int_equal(ips[i], 0); /* one line per MAC */
+    ips[i] = t.v[k].ip;
+    bound++;
+  }
+  assert_int_equal(bound, SHARED_SERVERS);
+  for (int i = 0; i < SHARED_SERVERS; i++) {
+    qvm_net_lease l;
+    uint8_t mac[6] = {0x0a, 0x42, 0, 0, 0, (uint8_t)(i + 1)};
+    assert_int_equal(qvm_net_lease_lookup(&l, f->db, mac, NULL), 0);
+    for (int k = 0; k < i; k++) assert_int_not_equal(ips[k], ips[i]);
+  }
+  lease_table_free(&t);
+}
+
 static void test_lease_file_tolerates_garbage(void **state) {
   fixture *f = *state;
   const char *text = "# comment\nbound 0a:11:22:33:44:55 10.77.0.20 99999999999 ok\n"
@@ -391,6 +481,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_lease_wait_wakes_on_write, setup, teardown),
       cmocka_unit_test_setup_teardown(test_hostile_corpus_in_memory, setup, teardown),
       cmocka_unit_test_setup_teardown(test_lease_file_tolerates_garbage, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_servers_share_lease_db, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
