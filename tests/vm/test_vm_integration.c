@@ -100,6 +100,28 @@ static char *ls_state(const char *name) {
   return s ? s : strdup("");
 }
 
+/* seed.iso's meta-data names the instance: returns "instance-id: UUID"
+ * after checking that UUID is the VM's and that the seed is where create put
+ * it. The ISO stores meta-data uncompressed, so its bytes are searched. */
+static char *seed_instance_id(const fixture *f, const char *name) {
+  char path[1024], plain[128], quoted[128];
+  snprintf(path, sizeof path, "%s/vms/%s/seed.iso", f->state, name);
+  char *iso = NULL;
+  size_t len = 0;
+  assert_int_equal(qvm_read_file(&iso, &len, path, 16 << 20, NULL), 0);
+  struct json_object *j = info(name);
+  /* The YAML emitter quotes a uuid that starts with a digit. */
+  snprintf(plain, sizeof plain, "instance-id: %s\n", jstr(j, "uuid"));
+  snprintf(quoted, sizeof quoted, "instance-id: \"%s\"\n", jstr(j, "uuid"));
+  json_object_put(j);
+  assert_true(strlen(plain) > strlen("instance-id: ") + 30);
+  bool found = memmem(iso, len, plain, strlen(plain)) || memmem(iso, len, quoted, strlen(quoted));
+  if (!found) print_message("no '%s' in %s\n", plain, path);
+  assert_true(found);
+  free(iso);
+  return strdup(plain);
+}
+
 static char *last_exit_field(const char *name, const char *key) {
   struct json_object *j = info(name), *last = NULL;
   char *s = strdup(json_object_object_get_ex(j, "last_exit", &last) ? jstr(last, key) : "");
@@ -315,8 +337,15 @@ static void test_qemu_killed(void **state) {
   j = info("crash");
   int pid2 = jint(j, "pid");
   json_object_put(j);
-  /* restart: a stop (forced after 1 s if the guest is still booting), a start. */
+  /* restart: a stop (forced after 1 s if the guest is still booting), a start.
+   * The seed is not rebuilt: its instance-id stays the VM's uuid, so
+   * cloud-init does not run again. */
+  char *seed_before = seed_instance_id(f, "crash");
   assert_int_equal(qvm("restart crash --timeout 1"), 0);
+  char *seed_after = seed_instance_id(f, "crash");
+  assert_string_equal(seed_after, seed_before);
+  free(seed_before);
+  free(seed_after);
   j = info("crash");
   assert_string_equal(jstr(j, "state"), "running");
   int pid3 = jint(j, "pid");
