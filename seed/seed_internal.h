@@ -19,6 +19,11 @@ int seed_spec_check(const qvm_seed_spec *spec, qvm_error **err);
 int seed_user_part(char **out, size_t *out_len, const char **out_name, const char *data, size_t len,
                    const char *name, const char *path, qvm_error **err);
 
+/* user_config.c: one YAML document whose top is a mapping; errors read
+ * "<kind> '<name>' line N: ...". */
+int seed_check_yaml_mapping(const char *data, size_t len, const char *kind, const char *name,
+                            qvm_error **err);
+
 /* base64 (RFC 4648, no line breaks). */
 char *seed_base64(const void *data, size_t len);
 

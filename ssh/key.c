@@ -20,6 +20,8 @@
 #define PEM_END "-----END OPENSSH PRIVATE KEY-----\n"
 #define KEY_MAGIC "openssh-key-v1"
 #define MAX_KEY_FILE (64u << 10)
+/* What a person can do with a key qvm cannot read itself. */
+#define USE_AGENT "add it to ssh-agent ('ssh-add %s') and use the agent (--agent)"
 
 struct qvm_ssh_key {
   unsigned char pk[crypto_sign_PUBLICKEYBYTES];
@@ -228,16 +230,31 @@ static int parse_key_file(qvm_ssh_key *key, const unsigned char *bin, size_t len
       !get_string(&c, &kdfopts, &kdfopts_len) || !get_u32(&c, &nkeys))
     return qvm_error_set(err, QVM_EINVAL, "key '%s' is truncated", path);
   if (!string_is(cipher, cipher_len, "none") || !string_is(kdf, kdf_len, "none"))
-    return qvm_error_set(err, QVM_EINVAL, "key '%s' is encrypted", path);
+    return qvm_error_set(err, QVM_EINVAL,
+                         "key '%s' is encrypted (it has a passphrase), which qvm cannot ask "
+                         "for: " USE_AGENT,
+                         path, path);
   if (nkeys != 1) return qvm_error_set(err, QVM_EINVAL, "key '%s' holds %u keys", path, nkeys);
   if (!get_string(&c, &blob, &blob_len) || !get_string(&c, &section.p, &section.left))
     return qvm_error_set(err, QVM_EINVAL, "key '%s' is truncated", path);
+  cursor bc = {blob, blob_len};
+  const unsigned char *type;
+  size_t type_len;
+  if (get_string(&bc, &type, &type_len) && !string_is(type, type_len, ED25519_TYPE))
+    return qvm_error_set(err, QVM_EINVAL,
+                         "key '%s' is a %.*s key; qvm reads only ed25519 key files: " USE_AGENT,
+                         path, (int)(type_len < 64 ? type_len : 64), (const char *)type, path);
   return parse_private_section(key, section, path, err);
 }
 
 static int pem_decode(unsigned char **out, size_t *out_len, const char *text, const char *path,
                       qvm_error **err) {
   const char *begin = strstr(text, PEM_BEGIN), *end;
+  if (!begin && strstr(text, "-----BEGIN "))
+    return qvm_error_set(err, QVM_EINVAL,
+                         "key '%s' is not in the openssh format qvm reads (only unencrypted "
+                         "ed25519): " USE_AGENT,
+                         path, path);
   if (!begin) return qvm_error_set(err, QVM_EINVAL, "key '%s' is not an openssh private key", path);
   begin += strlen(PEM_BEGIN);
   end = strstr(begin, "-----END OPENSSH PRIVATE KEY-----");
@@ -302,4 +319,44 @@ int qvm_ssh_public_line_fingerprint(char **out, const char *public_line, qvm_err
   ssh_blob_fingerprint(fp, sizeof(fp), blob, blob_len);
   *out = strdup(fp);
   return *out ? 0 : qvm_error_set(err, QVM_ESYS, "out of memory");
+}
+
+static const char *const public_types[] = {
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+    "ssh-dss",
+};
+
+int qvm_ssh_public_line_check(const char *line, qvm_error **err) {
+  size_t type_len = strcspn(line, " \t\r\n"), b64_len, blob_len = 0, inner_len = 0;
+  const char *b64 = line + type_len;
+  const unsigned char *inner;
+  _cleanup_free_ unsigned char *blob = NULL;
+  bool known = false;
+  if (!strncmp(line, "-----BEGIN", 10))
+    return qvm_error_set(err, QVM_EINVAL,
+                         "a private key, not a public key line: give the .pub file");
+  for (size_t i = 0; i < sizeof public_types / sizeof public_types[0]; i++)
+    known =
+        known || (type_len == strlen(public_types[i]) && !strncmp(line, public_types[i], type_len));
+  if (!known)
+    return qvm_error_set(err, QVM_EINVAL,
+                         "not a public key line: it must start with a key type such as "
+                         "'ssh-ed25519' or 'ssh-rsa' (as in a .pub file)");
+  b64 += strspn(b64, " \t");
+  b64_len = strcspn(b64, " \t\r\n");
+  if (b64_len == 0 || ssh_base64_decode(&blob, &blob_len, b64, b64_len) < 0)
+    return qvm_error_set(err, QVM_EINVAL, "the %.*s key data is missing or not base64",
+                         (int)type_len, line);
+  cursor c = {blob, blob_len};
+  if (!get_string(&c, &inner, &inner_len) || inner_len != type_len ||
+      memcmp(inner, line, type_len) != 0 || c.left == 0)
+    return qvm_error_set(err, QVM_EINVAL, "the key data is not a %.*s key (truncated or mangled?)",
+                         (int)type_len, line);
+  return 0;
 }

@@ -125,6 +125,29 @@ int qvm_seed_render_network_config(char **out, size_t *out_len, const qvm_seed_s
  * top. Errors name `name` and the line. */
 int qvm_seed_check_user_config(const char *data, size_t len, const char *name, qvm_error **err);
 
+/* ---- NoCloud files a user wrote (qvm seed build --user-data ...) ---- */
+
+typedef enum qvm_seed_user_data_kind {
+  QVM_SEED_USER_DATA_CLOUD_CONFIG = 0, /* "#cloud-config": checked as YAML */
+  QVM_SEED_USER_DATA_SCRIPT,           /* "#!/interpreter": checked shebang */
+  QVM_SEED_USER_DATA_MULTIPART,        /* a MIME message: headers, boundary */
+  QVM_SEED_USER_DATA_OTHER,            /* another cloud-init "#..." type, or gzip */
+} qvm_seed_user_data_kind;
+
+/* Checks a user-data file by its first line: #cloud-config (one YAML
+ * document, a mapping: qvm_seed_check_user_config), a #! script (an absolute
+ * interpreter, no CR line ends, no NUL), a MIME message (Content-Type, a
+ * multipart boundary that occurs and is closed), or another cloud-init type
+ * (#include, #cloud-boothook, ...: passed as is). Anything else is QVM_EINVAL:
+ * cloud-init would ignore it. Errors read "user-data 'NAME' line N: ...". */
+int qvm_seed_check_user_data(qvm_seed_user_data_kind *out, const char *data, size_t len,
+                             const char *name, qvm_error **err);
+/* meta-data: one YAML document whose top is a mapping. */
+int qvm_seed_check_meta_data(const char *data, size_t len, const char *name, qvm_error **err);
+/* network-config: a YAML mapping with "version: 1" or "version: 2" at the
+ * top or under "network:" (or v1's "config: disabled"). */
+int qvm_seed_check_network_config(const char *data, size_t len, const char *name, qvm_error **err);
+
 /* "Build seed.iso from this spec": renders the files and writes the cidata
  * image to path atomically (temp file, fsync, rename). */
 int qvm_seed_build(const char *path, const qvm_seed_spec *spec, qvm_error **err);

@@ -35,7 +35,8 @@ typedef struct qvm_ssh_key qvm_ssh_key;
 /* A fresh ed25519 key pair. comment may be NULL (""), must hold no newline. */
 int qvm_ssh_key_generate(qvm_ssh_key **out, const char *comment, qvm_error **err);
 /* Loads an unencrypted OpenSSH ed25519 private key (as written by qvm or by
- * `ssh-keygen -t ed25519 -N ''`). */
+ * `ssh-keygen -t ed25519 -N ''`). An encrypted key or another type is
+ * QVM_EINVAL saying which, and that ssh-agent (--agent) can use it. */
 int qvm_ssh_key_load(qvm_ssh_key **out, const char *private_path, qvm_error **err);
 void qvm_ssh_key_free(qvm_ssh_key *key);
 
@@ -54,6 +55,12 @@ int qvm_ssh_key_write(const qvm_ssh_key *key, const char *private_path, const ch
 
 /* Fingerprint "SHA256:..." of a public key line "type base64 [comment]". */
 int qvm_ssh_public_line_fingerprint(char **out, const char *public_line, qvm_error **err);
+
+/* Checks one authorized_keys-style public key line, "type base64 [comment]"
+ * (no options prefix): a known key type whose base64 blob decodes and names
+ * the same type. QVM_EINVAL with a message saying what is wrong (a private
+ * key, not a key line, bad base64); the caller adds the file and line. */
+int qvm_ssh_public_line_check(const char *line, qvm_error **err);
 
 /* ---- pinned host keys ------------------------------------------------------ */
 

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include <qvm/seed.h>
+#include <qvm/ssh.h>
 
 #include "commands.h"
 
@@ -24,7 +25,7 @@ static void usage(FILE *f) {
           "  -o, --output FILE          the image to write (replaced atomically)\n"
           "      --user-data FILE       user-data; used as is unless --hostname or --ssh-key\n"
           "                             is given, then merged (cloud-config or #! script)\n"
-          "                             after checking, with qvm's own cloud-config\n"
+          "                             with qvm's own cloud-config\n"
           "      --meta-data FILE       meta-data as is (default: from --instance-id, --hostname)\n"
           "      --network-config FILE  network-config as is (default: none)\n"
           "      --hostname NAME        the guest's hostname\n"
@@ -33,29 +34,53 @@ static void usage(FILE *f) {
           "      --instance-id ID       meta-data instance-id (default iid-local01)\n"
           "      --epoch SECONDS        timestamps in the image (default $SOURCE_DATE_EPOCH,\n"
           "                             else 946684800 = 2000-01-01)\n"
-          "  -h, --help                 this text\n");
+          "  -h, --help                 this text\n\n"
+          "Every file is checked first, whatever the options: user-data is '#cloud-config'\n"
+          "YAML (one mapping), a '#!' script or a MIME multipart message; meta-data is a\n"
+          "YAML mapping; network-config a mapping with version 1 or 2; --ssh-key files hold\n"
+          "public key lines. Errors name the file and line.\n\n"
+          "exit status: 0 written; 1 a file is invalid, unreadable or too big, or the image\n"
+          "cannot be written; 2 bad options; 3 a file does not exist.\n");
 }
 
-/* Reads a whole file the user named; NULL and a message on failure. */
-static char *read_user_file(const char *path, size_t *out_len, const char *what) {
+/* Reads a whole file the user named into *out (NUL-terminated). Returns 0,
+ * or the exit code after a message: a missing file is "not found" (3); one
+ * that exists but cannot be read or is too big is a failure (1). */
+static int read_user_file(char **out, size_t *out_len, const char *path, const char *what) {
   FILE *f = fopen(path, "rbe");
   if (!f) {
-    fprintf(stderr, "qvm %s: cannot read %s '%s': %s\n", VERB, what, path, strerror(errno));
-    return NULL;
+    int e = errno;
+    fprintf(stderr, "qvm %s: cannot read %s '%s': %s\n", VERB, what, path, strerror(e));
+    if (e == ENOENT || e == ENOTDIR) {
+      fprintf(stderr, "hint: check the path\n");
+      return QVM_EXIT_NOTFOUND;
+    }
+    return QVM_EXIT_FAILURE;
   }
   char *buf = malloc(QVM_SEED_MAX_USER_FILE + 1);
   size_t n = buf ? fread(buf, 1, QVM_SEED_MAX_USER_FILE + 1, f) : 0;
-  int bad = !buf || ferror(f) || n > QVM_SEED_MAX_USER_FILE;
+  int e = ferror(f) ? errno : 0;
   fclose(f);
-  if (bad) {
-    fprintf(stderr, "qvm %s: %s '%s' is unreadable or larger than %u bytes\n", VERB, what, path,
-            QVM_SEED_MAX_USER_FILE);
+  if (!buf || e || n > QVM_SEED_MAX_USER_FILE) {
+    if (!buf || e)
+      fprintf(stderr, "qvm %s: cannot read %s '%s': %s\n", VERB, what, path,
+              strerror(buf ? e : ENOMEM));
+    else
+      fprintf(stderr, "qvm %s: %s '%s' is larger than %u bytes\n", VERB, what, path,
+              QVM_SEED_MAX_USER_FILE);
     free(buf);
-    return NULL;
+    return QVM_EXIT_FAILURE;
   }
   buf[n] = 0;
+  *out = buf;
   *out_len = n;
-  return buf;
+  return 0;
+}
+
+/* A check of a user's file failed: the message names the file and line. */
+static int invalid_file(qvm_error *err, const char *hint) {
+  qvm_cli_fail(VERB, err, hint);
+  return QVM_EXIT_FAILURE;
 }
 
 typedef struct seed_args {
@@ -117,22 +142,46 @@ static int parse_args(seed_args *a, int argc, char **argv) {
   return 0;
 }
 
-/* Splits key files into lines; keeps every non-empty, non-comment line. */
+/* Checks one line of a --ssh-key file; comments and blank lines are skipped
+ * by the caller. */
+static int check_key_line(const char *path, size_t line_no, const char *line) {
+  qvm_error *err = NULL;
+  if (qvm_ssh_public_line_check(line, &err) == 0) return 0;
+  fprintf(stderr, "qvm %s: ssh key file '%s' line %zu: %s\n", VERB, path, line_no,
+          qvm_error_message(err));
+  fprintf(stderr, "hint: --ssh-key takes public key files (such as ~/.ssh/id_ed25519.pub), one "
+                  "'type base64 [comment]' line per key\n");
+  qvm_error_free(err);
+  return QVM_EXIT_FAILURE;
+}
+
+/* Splits key files into lines; keeps every non-empty, non-comment line, each
+ * checked to be a public key line. */
 static int load_keys(const seed_args *a, char **bufs, const char **keys, size_t *n_keys) {
   *n_keys = 0;
   for (size_t i = 0; i < a->n_key_files; i++) {
-    size_t len = 0;
-    if (!(bufs[i] = read_user_file(a->key_files[i], &len, "ssh key"))) return -1;
-    for (char *save = NULL, *line = strtok_r(bufs[i], "\r\n", &save); line;
-         line = strtok_r(NULL, "\r\n", &save)) {
+    size_t len = 0, line_no = 0, before = *n_keys;
+    int r = read_user_file(&bufs[i], &len, a->key_files[i], "ssh key file");
+    if (r) return r;
+    for (char *line = bufs[i], *next; line; line = next) {
+      line_no++;
+      next = strchr(line, '\n');
+      if (next) *next++ = 0;
+      line[strcspn(line, "\r")] = 0;
+      line += strspn(line, " \t");
       if (*line == '#' || !*line) continue;
-      if (*n_keys == MAX_KEYS * 4) break;
+      if ((r = check_key_line(a->key_files[i], line_no, line))) return r;
+      if (*n_keys == MAX_KEYS * 4) {
+        fprintf(stderr, "qvm %s: more than %d keys in the --ssh-key files\n", VERB, MAX_KEYS * 4);
+        return QVM_EXIT_USAGE;
+      }
       keys[(*n_keys)++] = line;
     }
-  }
-  if (a->n_key_files && !*n_keys) {
-    fprintf(stderr, "qvm %s: no public key found in the --ssh-key files\n", VERB);
-    return -1;
+    if (*n_keys == before) {
+      fprintf(stderr, "qvm %s: ssh key file '%s' holds no public key\n", VERB, a->key_files[i]);
+      fprintf(stderr, "hint: give a public key file such as ~/.ssh/id_ed25519.pub\n");
+      return QVM_EXIT_FAILURE;
+    }
   }
   return 0;
 }
@@ -142,19 +191,70 @@ typedef struct seed_files {
   size_t ud_len, md_len, nc_len;
 } seed_files;
 
-/* Fills the spec's user part from --user-data: a script or a cloud-config. */
+#define USER_DATA_HINT                                                                             \
+  "user-data must start with '#cloud-config' (then one YAML mapping) or '#!' (a script), or "      \
+  "be a MIME multipart message"
+
+/* Reads and checks --user-data; *kind says what it is. */
+static int read_user_data(char **out, size_t *len, qvm_seed_user_data_kind *kind,
+                          const char *path) {
+  qvm_error *err = NULL;
+  int r = read_user_file(out, len, path, "user-data");
+  if (r) return r;
+  if (qvm_seed_check_user_data(kind, *out, *len, path, &err) < 0)
+    return invalid_file(err, USER_DATA_HINT);
+  return 0;
+}
+
+/* Fills the spec's user part from --user-data, to be merged with qvm's
+ * cloud-config: a script or a cloud-config, nothing else. */
 static int attach_user_data(qvm_seed_spec *spec, const char *path, char **buf) {
   size_t len = 0;
-  if (!(*buf = read_user_file(path, &len, "user-data"))) return -1;
-  if (len >= 2 && !memcmp(*buf, "#!", 2)) {
+  qvm_seed_user_data_kind kind;
+  int r = read_user_data(buf, &len, &kind, path);
+  if (r) return r;
+  if (kind == QVM_SEED_USER_DATA_SCRIPT) {
     spec->user_script = *buf;
     spec->user_script_len = len;
-  } else {
+  } else if (kind == QVM_SEED_USER_DATA_CLOUD_CONFIG) {
     spec->user_config = *buf;
     spec->user_config_len = len;
     spec->user_config_name = path;
+  } else {
+    fprintf(stderr,
+            "qvm %s: user-data '%s' is neither a cloud-config nor a #! script, so it "
+            "cannot be merged with qvm's cloud-config\n",
+            VERB, path);
+    fprintf(stderr, "hint: leave out --hostname and --ssh-key to use the file as it is\n");
+    return QVM_EXIT_FAILURE;
   }
   return 0;
+}
+
+static int read_checked(char **out, size_t *len, const char *path, const char *what,
+                        int (*check)(const char *, size_t, const char *, qvm_error **),
+                        const char *hint) {
+  qvm_error *err = NULL;
+  int r = read_user_file(out, len, path, what);
+  if (r) return r;
+  if (check(*out, *len, path, &err) < 0) return invalid_file(err, hint);
+  return 0;
+}
+
+static int render_user_data(seed_files *out, const seed_args *a, qvm_seed_spec *spec,
+                            size_t n_keys) {
+  qvm_error *err = NULL;
+  char *user_buf = NULL;
+  int rc = 0;
+  qvm_seed_user_data_kind kind;
+  if (a->user_data && !a->hostname && !n_keys)
+    return read_user_data(&out->user_data, &out->ud_len, &kind, a->user_data);
+  if (a->user_data && (rc = attach_user_data(spec, a->user_data, &user_buf)) != 0) {
+  } else if (qvm_seed_render_user_data(&out->user_data, &out->ud_len, spec, &err) < 0) {
+    rc = qvm_cli_fail(VERB, err, NULL);
+  }
+  free(user_buf);
+  return rc;
 }
 
 static int render(seed_files *out, const seed_args *a, const char *const *keys, size_t n_keys) {
@@ -164,26 +264,22 @@ static int render(seed_files *out, const seed_args *a, const char *const *keys, 
   spec.ssh_authorized_keys = keys;
   spec.n_ssh_authorized_keys = n_keys;
   qvm_error *err = NULL;
-  char *user_buf = NULL;
-  int rc = 0;
-  bool generate = a->hostname || n_keys || !a->user_data;
-  if (!generate) {
-    if (!(out->user_data = read_user_file(a->user_data, &out->ud_len, "user-data"))) rc = -1;
-  } else if (a->user_data && attach_user_data(&spec, a->user_data, &user_buf) < 0) {
-    rc = -1;
-  } else if (qvm_seed_render_user_data(&out->user_data, &out->ud_len, &spec, &err) < 0) {
-    rc = qvm_cli_fail(VERB, err, NULL);
-  }
-  free(user_buf);
+  int rc = render_user_data(out, a, &spec, n_keys);
   if (rc) return rc;
   if (a->meta_data) {
-    if (!(out->meta_data = read_user_file(a->meta_data, &out->md_len, "meta-data"))) return -1;
+    rc = read_checked(&out->meta_data, &out->md_len, a->meta_data, "meta-data",
+                      qvm_seed_check_meta_data,
+                      "meta-data is one YAML mapping, such as 'instance-id: iid-local01'; or "
+                      "leave out --meta-data and qvm writes it");
+    if (rc) return rc;
   } else if (qvm_seed_render_meta_data(&out->meta_data, &out->md_len, &spec, &err) < 0) {
     return qvm_cli_fail(VERB, err, NULL);
   }
-  if (a->network_config &&
-      !(out->network = read_user_file(a->network_config, &out->nc_len, "network-config")))
-    return -1;
+  if (a->network_config)
+    return read_checked(&out->network, &out->nc_len, a->network_config, "network-config",
+                        qvm_seed_check_network_config,
+                        "network-config is one YAML mapping with 'version: 2' (netplan style) "
+                        "or 'version: 1' at its top");
   return 0;
 }
 
@@ -195,11 +291,8 @@ static int seed_build(int argc, char **argv) {
   const char *keys[MAX_KEYS * 4];
   size_t n_keys = 0;
   seed_files f = {0};
-  if (load_keys(&a, key_bufs, keys, &n_keys) < 0) {
-    rc = QVM_EXIT_NOTFOUND;
-  } else if ((rc = render(&f, &a, keys, n_keys)) != 0) {
-    rc = rc < 0 ? QVM_EXIT_NOTFOUND : rc;
-  } else {
+  if ((rc = load_keys(&a, key_bufs, keys, &n_keys)) == 0 &&
+      (rc = render(&f, &a, keys, n_keys)) == 0) {
     qvm_seed_file files[] = {{"user-data", f.user_data, f.ud_len},
                              {"meta-data", f.meta_data, f.md_len},
                              {"network-config", f.network, f.nc_len}};
