@@ -252,6 +252,13 @@ int qvm_ssh_connect(qvm_ssh **out, const qvm_ssh_options *opts, qvm_error **err)
     return qvm_error_set(err, QVM_EINVAL, "ssh connect needs a host and a known_hosts file");
   if (!o.identity && !o.use_agent)
     return qvm_error_set(err, QVM_EINVAL, "ssh connect needs a key file or the agent");
+  if (o.identity) {
+    /* libssh2 says only "unable to read" for an encrypted or unsupported
+     * key; qvm's own loader says which, before any connection is made. */
+    _cleanup_(qvm_ssh_key_freep) qvm_ssh_key *key = NULL;
+    int lr = qvm_ssh_key_load(&key, o.identity, err);
+    if (lr < 0) return lr;
+  }
   if (o.port <= 0) o.port = 22;
   if (!o.user) o.user = "root";
   if (o.timeout_ms == 0) o.timeout_ms = 30000;

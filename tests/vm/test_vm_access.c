@@ -5,7 +5,9 @@
  * host key pinned before the first boot is the one the guest presents; exec
  * quoting, exit codes, signals, stdin, --env, --timeout; cp of files and
  * trees both ways; provisioners; `qvm ssh --print` and `qvm ssh-config` with
- * OpenSSH; a swapped host key refused and --repin.
+ * OpenSSH; a swapped host key refused and --repin; your own key
+ * (--identity, a second key authorized with create --ssh-key) and a real
+ * ssh-agent (--agent).
  *
  * The mini guest authorizes keys for root only, so the VM is created with
  * --user root. One VM is booted for the whole group (a boot under TCG costs
@@ -37,6 +39,7 @@
 
 static const char *kernel, *initrd;
 static char *root, state_dir[512], run_dir[512], vm_dir[600], work[600];
+static char agent_pid[32]; /* the ssh-agent the test started, if any */
 
 /* --- running qvm ---------------------------------------------------------------- */
 
@@ -159,19 +162,35 @@ static int group_setup(void **state) {
   char step_script[800], step_file[800];
   snprintf(step_script, sizeof step_script, "script:%s/setup.sh", work);
   snprintf(step_file, sizeof step_file, "file:%s/payload.txt:/tmp/payload.txt", work);
+  /* own: a second key, authorized at create; enc: encrypted; stranger: never
+   * authorized */
+  char own_pub[800];
+  snprintf(own_pub, sizeof own_pub, "%s/own.pub", work);
+  if (qvm_test_sh("cd '%s' && ssh-keygen -q -t ed25519 -N '' -C own -f own && "
+                  "ssh-keygen -q -t ed25519 -N secret -C enc -f enc && "
+                  "ssh-keygen -q -t ed25519 -N '' -C stranger -f stranger",
+                  work) != 0)
+    return -1;
   result r = QVM(NULL, "create", VM, "--kernel", kernel, "--initrd", initrd, "--append",
-                 "console=ttyS0", "--memory", "256M", "--user", "root", "--provision",
-                 "shell:echo step-one; echo step-one-err >&2", "--provision", step_script,
-                 "--provision", step_file, "--provision", "shell:test ! -e /tmp/fail-now",
-                 "--provision", "shell:touch /tmp/after-fail");
+                 "console=ttyS0", "--memory", "256M", "--user", "root", "--ssh-key", own_pub,
+                 "--provision", "shell:echo step-one; echo step-one-err >&2", "--provision",
+                 step_script, "--provision", step_file, "--provision",
+                 "shell:test ! -e /tmp/fail-now", "--provision", "shell:touch /tmp/after-fail");
   if (r.status) fprintf(stderr, "create: %s\n", r.err);
   int status = r.status;
   result_clear(&r);
   return status;
 }
 
+static void agent_stop(void) {
+  if (agent_pid[0]) qvm_test_sh("kill %s 2>/dev/null", agent_pid);
+  agent_pid[0] = 0;
+  unsetenv("SSH_AUTH_SOCK");
+}
+
 static int group_teardown(void **state) {
   (void)state;
+  agent_stop();
   qvm_test_sh("'%s/qvm' rm --force " VM " >/dev/null 2>&1", qvm_test_binary_dir());
   qvm_test_sh("for j in '%s'/vms/*/vm.json; do [ -f \"$j\" ] || continue; "
               "for p in $(sed -n 's/.*\"pid\": *\\([0-9][0-9]*\\).*/\\1/p' \"$j\"); do "
@@ -571,11 +590,79 @@ static void test_create_variants(void **state) {
   result_clear(&r);
 }
 
+/* Your own key instead of the vm's: --identity with a second key authorized
+ * by create --ssh-key; a key the guest does not know is refused (so the
+ * option really is what logs in); an encrypted key is named as such, with
+ * --agent as the way out; --agent with a real ssh-agent, and an empty agent
+ * refused. */
+static void test_own_key_and_agent(void **state) {
+  (void)state;
+  char own[800], enc[800], stranger[800], sock[800];
+  snprintf(own, sizeof own, "%s/own", work);
+  snprintf(enc, sizeof enc, "%s/enc", work);
+  snprintf(stranger, sizeof stranger, "%s/stranger", work);
+  snprintf(sock, sizeof sock, "%s/agent.sock", root);
+  result r = QVM(NULL, "exec", VM, "--identity", own, "--", "echo", "own-key");
+  expect_ok(&r);
+  assert_string_equal(r.out, "own-key\n");
+  result_clear(&r);
+  r = QVM(NULL, "ssh", VM, "--identity", own, "--", "echo", "own-ssh");
+  expect_ok(&r);
+  assert_string_equal(r.out, "own-ssh\n");
+  result_clear(&r);
+  r = QVM(NULL, "exec", VM, "--identity", stranger, "--", "true");
+  assert_int_equal(r.status, 255);
+  assert_non_null(strstr(r.err, "refused authentication"));
+  assert_non_null(strstr(r.err, "did not accept the key"));
+  result_clear(&r);
+  r = QVM(NULL, "exec", VM, "--identity", enc, "--", "true");
+  assert_int_equal(r.status, 255);
+  assert_non_null(strstr(r.err, "is encrypted"));
+  assert_non_null(strstr(r.err, "--agent"));
+  result_clear(&r);
+  r = QVM(NULL, "exec", VM, "--identity", own, "--agent", "--", "true");
+  assert_int_equal(r.status, 2);
+  result_clear(&r);
+
+  /* a real agent holding the second key */
+  char *pid = qvm_test_sh_output(
+      "ssh-agent -a '%s' -s | sed -n 's/^SSH_AGENT_PID=\\([0-9]*\\).*/\\1/p'", sock);
+  assert_non_null(pid);
+  assert_true(pid[0] != 0 && strlen(pid) < sizeof agent_pid);
+  snprintf(agent_pid, sizeof agent_pid, "%s", pid);
+  free(pid);
+  setenv("SSH_AUTH_SOCK", sock, 1);
+  assert_int_equal(qvm_test_sh("ssh-add -q '%s' 2>/dev/null", own), 0);
+  r = QVM(NULL, "exec", VM, "--agent", "--", "echo", "agent-key");
+  expect_ok(&r);
+  assert_string_equal(r.out, "agent-key\n");
+  result_clear(&r);
+  char up[800];
+  snprintf(up, sizeof up, "%s:/tmp/agent-copy.txt", VM);
+  snprintf(own, sizeof own, "%s/payload.txt", work);
+  r = QVM(NULL, "cp", "--agent", own, up);
+  expect_ok(&r);
+  result_clear(&r);
+  /* an empty agent: the vm's own key is not used behind --agent's back */
+  assert_int_equal(qvm_test_sh("ssh-add -D >/dev/null 2>&1"), 0);
+  r = QVM(NULL, "exec", VM, "--agent", "--", "true");
+  assert_int_equal(r.status, 255);
+  assert_non_null(strstr(r.err, "ssh-add -l"));
+  result_clear(&r);
+  agent_stop();
+  r = QVM(NULL, "exec", VM, "--", "cat", "/tmp/agent-copy.txt");
+  expect_ok(&r);
+  assert_string_equal(r.out, "payload 1\n");
+  result_clear(&r);
+}
+
 int main(int argc, char **argv) {
   qvm_test_require_program("qemu-system-x86_64");
   qvm_test_require_program("ssh");
   qvm_test_require_program("ssh-keyscan");
   qvm_test_require_program("script");
+  qvm_test_require_program("ssh-agent");
+  qvm_test_require_program("ssh-add");
   qvm_test_mini_guest(&kernel, &initrd);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_host_key_pinned_before_boot),
@@ -587,6 +674,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup(test_openssh_print_and_config, running),
       cmocka_unit_test_setup(test_ssh_pty, running),
       cmocka_unit_test_setup(test_host_key_swapped, running),
+      cmocka_unit_test_setup(test_own_key_and_agent, running),
       cmocka_unit_test(test_create_variants),
   };
   if (argc > 1) cmocka_set_test_filter(argv[1]);

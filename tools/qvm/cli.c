@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 #include "cli.h"
 
+#include <getopt.h>
 #include <stdarg.h>
+#include <string.h>
 
 int qvm_cli_exit_code(int code) {
   switch (code) {
@@ -33,6 +35,17 @@ int qvm_cli_usage_error(const char *verb, const char *fmt, ...) {
   fprintf(stderr, "\ntry 'qvm %s --help'\n", verb);
   va_end(ap);
   return QVM_EXIT_USAGE;
+}
+
+int qvm_cli_bad_option(const char *verb, int c, char *const *argv) {
+  const char *arg = optind > 0 ? argv[optind - 1] : NULL;
+  bool is_long = arg && !strncmp(arg, "--", 2) && arg[2];
+  int len = is_long ? (int)strcspn(arg, "=") : 0;
+  if (c == ':' && is_long)
+    return qvm_cli_usage_error(verb, "option '%.*s' needs a value", len, arg);
+  if (c == ':') return qvm_cli_usage_error(verb, "option '-%c' needs a value", optopt);
+  if (optopt || !is_long) return qvm_cli_usage_error(verb, "unknown option '-%c'", optopt);
+  return qvm_cli_usage_error(verb, "unknown option '%.*s'", len, arg);
 }
 
 void qvm_cli_json_string(FILE *f, const char *s) {

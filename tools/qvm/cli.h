@@ -42,6 +42,10 @@ int qvm_cli_fail(const char *verb, qvm_error *err, const char *hint);
 int qvm_cli_usage_error(const char *verb, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 int qvm_cli_exit_code(int qvm_code);
+/* For getopt_long's '?' (unknown option) or ':' (missing value; the
+ * optstring starts with ':'), with opterr = 0 so getopt prints nothing: one
+ * message naming the option, and QVM_EXIT_USAGE. */
+int qvm_cli_bad_option(const char *verb, int c, char *const *argv);
 /* Prints a JSON string literal with escapes (for hand-built --json output). */
 void qvm_cli_json_string(FILE *f, const char *s);
 

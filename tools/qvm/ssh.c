@@ -40,6 +40,41 @@ static int dashdash(int argc, char **argv) {
   return argc;
 }
 
+/* --identity FILE / --agent, shared by exec, ssh, cp and provision. */
+#define AUTH_LONGOPTS                                                                              \
+  {"identity", 1, 0, 'i'}, { "agent", 0, 0, 'A' }
+#define AUTH_HELP                                                                                  \
+  "  --identity FILE  log in with your own private key (an unencrypted ed25519\n"                  \
+  "                   key file) instead of the vm's\n"                                             \
+  "  --agent          log in with the keys in ssh-agent ($SSH_AUTH_SOCK); for\n"                   \
+  "                   encrypted or non-ed25519 keys: ssh-add them first\n"
+
+/* 1 if c was an auth option (handled), 0 if not, or a usage exit code. */
+static int auth_option(const char *verb, qvm_vm_ssh_options *so, int c) {
+  if (c != 'i' && c != 'A') return 0;
+  if (c == 'i') so->identity = optarg;
+  if (c == 'A') so->use_agent = true;
+  if (so->identity && so->use_agent)
+    return qvm_cli_usage_error(verb, "give --identity or --agent, not both");
+  return 1;
+}
+
+static const char *auth_hint(const qvm_vm_ssh_options *so) {
+  static char hint[512];
+  if (so->identity)
+    snprintf(hint, sizeof hint,
+             "the guest did not accept the key '%s': check that its public half is authorized "
+             "for the user (qvm create --ssh-key FILE.pub) and the user (--user)",
+             so->identity);
+  else if (so->use_agent)
+    snprintf(hint, sizeof hint,
+             "the guest accepted none of ssh-agent's keys: check 'ssh-add -l' and that the "
+             "key is authorized for the user (qvm create --ssh-key FILE.pub)");
+  else
+    return NULL;
+  return hint;
+}
+
 static const char *hint_for(const qvm_error *err, const char *name) {
   static char hint[512];
   const char *cls = qvm_error_class(err);
@@ -69,7 +104,11 @@ static int open_and_connect(const char *verb, const char *name, const qvm_vm_ssh
                             qvm_vm **out_vm, qvm_ssh **out_ssh, int *out_code) {
   qvm_error *err = NULL;
   if (qvm_vm_open(out_vm, name, &err) < 0 || qvm_vm_ssh_connect(out_ssh, *out_vm, so, &err) < 0) {
-    const char *hint = hint_for(err, name);
+    const char *cls = qvm_error_class(err);
+    const char *hint = cls && !strcmp(cls, "AuthFailed") && auth_hint(so) ? auth_hint(so)
+                       : qvm_error_code(err) == QVM_EINVAL && (so->identity || so->use_agent)
+                           ? NULL
+                           : hint_for(err, name);
     *out_code = qvm_error_code(err);
     return qvm_cli_fail(verb, err, hint);
   }
@@ -110,7 +149,7 @@ static const char exec_help[] =
     "  --env K=V        set an environment variable for CMD; repeatable\n"
     "  --timeout S      stop CMD after S seconds (exit 124)\n"
     "  --user U         log in as U instead of the vm's user\n"
-    "  --repin          accept and pin a changed guest host key\n\n"
+    "  --repin          accept and pin a changed guest host key\n" AUTH_HELP "\n"
     "exit status: CMD's; 128+N if it was killed by signal N; 124 when --timeout\n"
     "ran out; 255 when qvm could not run it (no connection, host key, auth).\n";
 
@@ -121,6 +160,7 @@ typedef struct exec_args {
   int timeout_s;
   qvm_vm_ssh_options so;
   char **cmd;
+  char **argv; /* for messages about options */
 } exec_args;
 
 static int parse_timeout(const char *verb, const char *s, int *out) {
@@ -143,21 +183,25 @@ static int exec_option(exec_args *a, int c) {
   case 't': return parse_timeout("exec", optarg, &a->timeout_s);
   case 'u': a->so.user = optarg; return 0;
   case 'R': a->so.repin = true; return 0;
-  default: return qvm_cli_usage_error("exec", "unknown option");
+  default: {
+    int r = auth_option("exec", &a->so, c);
+    return r == 1 ? 0 : r ? r : qvm_cli_bad_option("exec", c, a->argv);
+  }
   }
 }
 
 static int exec_parse(exec_args *a, int argc, char **argv) {
-  static const struct option longopts[] = {{"env", 1, 0, 'e'},
-                                           {"timeout", 1, 0, 't'},
-                                           {"user", 1, 0, 'u'},
-                                           {"repin", 0, 0, 'R'},
-                                           {0, 0, 0, 0}};
+  static const struct option longopts[] = {{"env", 1, 0, 'e'},  {"timeout", 1, 0, 't'},
+                                           {"user", 1, 0, 'u'}, {"repin", 0, 0, 'R'},
+                                           AUTH_LONGOPTS,       {0, 0, 0, 0}};
   int dd = dashdash(argc, argv), c, r;
+  a->argv = argv;
   /* With "--", options may come before or after NAME; without, CMD starts
    * at the first word after NAME (so its own options stay its own). */
   int n = dd < argc ? dd : argc;
-  while ((c = getopt_long(n, argv, dd < argc ? "" : "+", longopts, NULL)) != -1)
+  optind = 0;
+  opterr = 0;
+  while ((c = getopt_long(n, argv, dd < argc ? ":" : "+:", longopts, NULL)) != -1)
     if ((r = exec_option(a, c))) return r;
   if (optind >= n) return qvm_cli_usage_error("exec", "missing the vm name");
   a->name = argv[optind];
@@ -213,14 +257,15 @@ static int exec_run(int argc, char **argv) {
 /* --- ssh ----------------------------------------------------------------------- */
 
 static const char ssh_help[] =
-    "usage: qvm ssh NAME [--print] [--repin] [--user U] [-- CMD [ARGS...]]\n\n"
+    "usage: qvm ssh NAME [--print] [--repin] [--user U] [--identity FILE | --agent]\n"
+    "               [-- CMD [ARGS...]]\n\n"
     "An interactive shell in the running vm (a PTY when stdin is a terminal), as the\n"
     "vm's user, with the host key qvm pinned. With CMD, runs it instead.\n\n"
     "  --print      print the equivalent OpenSSH command line (the vm's key, its\n"
     "               known_hosts, StrictHostKeyChecking=yes) instead\n"
     "  --repin      accept and pin the host key the guest presents now, when it\n"
     "               really changed (a re-created or re-imaged guest)\n"
-    "  --user U     log in as U instead of the vm's user\n\n"
+    "  --user U     log in as U instead of the vm's user\n" AUTH_HELP "\n"
     "exit status: the remote shell's or CMD's; 255 when qvm could not connect.\n";
 
 static volatile sig_atomic_t winch_write_fd = -1;
@@ -240,7 +285,7 @@ static void term_size(void *ctx, int *cols, int *rows) {
     *cols = ws.ws_col, *rows = ws.ws_row;
 }
 
-static int ssh_print(const char *name, const char *user) {
+static int ssh_print(const char *name, const qvm_vm_ssh_options *so) {
   qvm_vm *vm = NULL;
   qvm_error *err = NULL;
   qvm_ssh_options o;
@@ -248,7 +293,8 @@ static int ssh_print(const char *name, const char *user) {
   int r = QVM_EXIT_OK;
   if (qvm_vm_open(&vm, name, &err) < 0 || qvm_vm_ssh_target(&o, vm, CONNECT_TIMEOUT_MS, &err) < 0)
     r = qvm_cli_fail("ssh", err, hint_for(err, name));
-  if (!r && user) o.user = user;
+  if (!r && so->user) o.user = so->user;
+  if (!r && so->identity) o.identity = so->identity;
   if (!r && qvm_ssh_openssh_command(&cmd, &o, &err) < 0)
     r = qvm_cli_fail("ssh", err,
                      "the vm has no key of its own (--no-cloud-init): use your own ssh");
@@ -288,12 +334,17 @@ static int ssh_interactive(qvm_ssh *ssh, qvm_ssh_exec_options *eo, qvm_ssh_exec_
 
 static int ssh_run(int argc, char **argv) {
   static const struct option longopts[] = {
-      {"print", 0, 0, 'p'}, {"repin", 0, 0, 'R'}, {"user", 1, 0, 'u'}, {0, 0, 0, 0}};
+      {"print", 0, 0, 'p'}, {"repin", 0, 0, 'R'}, {"user", 1, 0, 'u'}, AUTH_LONGOPTS, {0, 0, 0, 0}};
   if (wants_help(argc, argv)) return printf("%s", ssh_help), QVM_EXIT_OK;
   int dd = dashdash(argc, argv), c, code = 0;
   bool print = false;
   qvm_vm_ssh_options so = {.timeout_ms = CONNECT_TIMEOUT_MS};
-  while ((c = getopt_long(dd, argv, "", longopts, NULL)) != -1) {
+  optind = 0;
+  opterr = 0;
+  while ((c = getopt_long(dd, argv, ":", longopts, NULL)) != -1) {
+    int r = auth_option("ssh", &so, c);
+    if (r > 1) return r;
+    if (r == 1) continue;
     if (c == 'p')
       print = true;
     else if (c == 'R')
@@ -301,14 +352,16 @@ static int ssh_run(int argc, char **argv) {
     else if (c == 'u')
       so.user = optarg;
     else
-      return qvm_cli_usage_error("ssh", "unknown option");
+      return qvm_cli_bad_option("ssh", c, argv);
   }
   if (optind >= dd) return qvm_cli_usage_error("ssh", "missing the vm name");
   if (optind + 1 < dd)
     return qvm_cli_usage_error("ssh", "unexpected argument '%s'", argv[optind + 1]);
   const char *name = argv[optind];
   char **cmd = dd < argc && argv[dd + 1] ? argv + dd + 1 : NULL;
-  if (print) return ssh_print(name, so.user);
+  if (print && so.use_agent)
+    return qvm_cli_usage_error("ssh", "--print shows a command with a key file: use --identity");
+  if (print) return ssh_print(name, &so);
   qvm_vm *vm = NULL;
   qvm_ssh *ssh = NULL;
   if (open_and_connect("ssh", name, &so, &vm, &ssh, &code)) {
@@ -407,21 +460,27 @@ static bool split_remote(const char *arg, char *name, size_t size, const char **
 }
 
 static const char cp_help[] =
-    "usage: qvm cp [-r] SRC DST\n\n"
+    "usage: qvm cp [-r] [--identity FILE | --agent] SRC DST\n\n"
     "Copies files between the host and a running vm over SFTP; one side is\n"
     "NAME:PATH (a relative PATH is under the vm user's home). Modes and times\n"
     "are kept. If DST is an existing directory, SRC goes into it.\n\n"
     "  qvm cp ./app.tar.gz web:/tmp/      upload\n"
     "  qvm cp -r web:/var/log/nginx ./    download a directory\n\n"
-    "  -r, --recursive   copy directories\n";
+    "  -r, --recursive  copy directories\n" AUTH_HELP;
 
 static int cp_run(int argc, char **argv) {
-  static const struct option longopts[] = {{"recursive", 0, 0, 'r'}, {0, 0, 0, 0}};
+  static const struct option longopts[] = {{"recursive", 0, 0, 'r'}, AUTH_LONGOPTS, {0, 0, 0, 0}};
   if (wants_help(argc, argv)) return printf("%s", cp_help), QVM_EXIT_OK;
   bool recursive = false;
   int c, code = 0;
-  while ((c = getopt_long(argc, argv, "r", longopts, NULL)) != -1) {
-    if (c != 'r') return qvm_cli_usage_error("cp", "unknown option");
+  qvm_vm_ssh_options so = {.timeout_ms = CONNECT_TIMEOUT_MS};
+  optind = 0;
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":r", longopts, NULL)) != -1) {
+    int a = auth_option("cp", &so, c);
+    if (a > 1) return a;
+    if (a == 1) continue;
+    if (c != 'r') return qvm_cli_bad_option("cp", c, argv);
     recursive = true;
   }
   if (argc - optind != 2) return qvm_cli_usage_error("cp", "give exactly SRC and DST");
@@ -438,7 +497,6 @@ static int cp_run(int argc, char **argv) {
   const char *name = up_remote ? dst_vm : src_vm;
   qvm_vm *vm = NULL;
   qvm_ssh *ssh = NULL;
-  qvm_vm_ssh_options so = {.timeout_ms = CONNECT_TIMEOUT_MS};
   int r = open_and_connect("cp", name, &so, &vm, &ssh, &code);
   if (r) {
     qvm_vm_free(vm);
@@ -466,16 +524,27 @@ static int provision_output(void *ctx, int stream, const void *data, size_t len)
 }
 
 static int provision_run(int argc, char **argv) {
+  static const struct option longopts[] = {AUTH_LONGOPTS, {0, 0, 0, 0}};
   if (wants_help(argc, argv))
-    return printf("usage: qvm provision NAME\n\n"
+    return printf("usage: qvm provision NAME [--identity FILE | --agent]\n\n"
                   "Runs the vm's provision steps (qvm create --provision) again, in order,\n"
                   "stopping at the first one that fails. Output is shown live and appended\n"
-                  "to provision.log in the vm's directory.\n"),
+                  "to provision.log in the vm's directory.\n\n" AUTH_HELP),
            QVM_EXIT_OK;
-  int first = argc > 1 && !strcmp(argv[1], "--") ? 2 : 1, code = 0;
-  if (argc - first != 1 || (first == 1 && argv[1][0] == '-'))
-    return qvm_cli_usage_error("provision",
-                               argc - first < 1 ? "missing the vm name" : "bad arguments");
+  qvm_vm_ssh_options so = {.timeout_ms = CONNECT_TIMEOUT_MS};
+  int c, code = 0;
+  optind = 0;
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+    int a = auth_option("provision", &so, c);
+    if (a > 1) return a;
+    if (a != 1) return qvm_cli_bad_option("provision", c, argv);
+  }
+  if (argc - optind != 1)
+    return qvm_cli_usage_error(
+        "provision", argc - optind < 1 ? "missing the vm name" : "unexpected argument '%s'",
+        argv[optind + 1]);
+  int first = optind;
   const char *name = argv[first];
   qvm_vm *vm = NULL;
   qvm_ssh *ssh = NULL;
@@ -488,7 +557,6 @@ static int provision_run(int argc, char **argv) {
   }
   qvm_vm_free(vm);
   vm = NULL;
-  qvm_vm_ssh_options so = {.timeout_ms = CONNECT_TIMEOUT_MS};
   int r = open_and_connect("provision", name, &so, &vm, &ssh, &code);
   size_t failed = 0;
   if (!r && qvm_vm_provision(&failed, vm, ssh, provision_output, NULL, &err) < 0) {
