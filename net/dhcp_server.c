@@ -2,8 +2,8 @@
 /*
  * A DHCP server for exactly one client MAC (RFC 2131/2132). The message logic
  * works on parsed structs and is fed either from memory (tests, fuzzing) or
- * from an AF_PACKET socket on the bridge, because a client without an address
- * can only be answered with hand-built Ethernet frames.
+ * from an AF_PACKET socket on the VM's tap (or a bridge), because a client
+ * without an address can only be answered with hand-built Ethernet frames.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -492,18 +492,22 @@ static int open_udp_sink(qvm_dhcp_server *s, const char *ifname) {
   return 0;
 }
 
-static int open_socket(qvm_dhcp_server *s, const char *ifname, qvm_error **err) {
+static int open_socket(qvm_dhcp_server *s, const char *ifname, const char *bridge,
+                       qvm_error **err) {
   s->ifindex = if_nametoindex(ifname);
   if (s->ifindex == 0)
     return qvm_error_set_code_errno(err, QVM_ENOTFOUND, errno, "interface '%s' not found", ifname);
-  int r = dhcp_interface_mac(s->if_mac, ifname, err);
+  int r = dhcp_interface_mac(s->if_mac, bridge ? bridge : ifname, err);
   if (r < 0) return r;
-  r = dhcp_packet_socket(&s->fd, s->ifindex, DHCP_SERVER_PORT, false, err);
+  /* On a bridge port, the bridge takes the guest's frames before any
+   * protocol-specific packet socket on the port sees them; only ETH_P_ALL
+   * taps run first. Our own (outgoing) replies are skipped when read. */
+  r = dhcp_packet_socket(&s->fd, s->ifindex, DHCP_SERVER_PORT, bridge != NULL, err);
   if (r < 0) {
     qvm_error_prefix(err, "cannot serve dhcp on '%s'", ifname);
     return r;
   }
-  open_udp_sink(s, ifname);
+  open_udp_sink(s, bridge ? bridge : ifname);
   return 0;
 }
 
@@ -513,7 +517,7 @@ int qvm_dhcp_server_new(qvm_dhcp_server **out, const qvm_dhcp_server_options *op
   if (!s) return qvm_error_set_errno(err, ENOMEM, "oom");
   s->fd = s->udp_fd = -1;
   int r = configure(s, opts, err);
-  if (r == 0 && opts->ifname) r = open_socket(s, opts->ifname, err);
+  if (r == 0 && opts->ifname) r = open_socket(s, opts->ifname, opts->bridge, err);
   if (r < 0) {
     qvm_dhcp_server_free(s);
     return r;

@@ -217,7 +217,10 @@ static int start_server(vm_net *n, const vm_spec *s, qvm_error **err) {
   unsigned prefix = slash ? (unsigned)atoi(slash + 1) : 24;
   if (slash) *slash = '\0';
   qvm_dhcp_server_options o = QVM_DHCP_SERVER_OPTIONS_INIT;
-  o.ifname = s->bridge;
+  /* On the VM's tap (its bridge port): the server sees only its guest's
+   * frames, and its replies reach only that guest. */
+  o.ifname = n->tap;
+  o.bridge = s->bridge;
   memcpy(o.client_mac, n->mac, 6);
   o.server_ip = server_ip;
   o.prefix_len = prefix;

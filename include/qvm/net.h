@@ -143,7 +143,11 @@ typedef struct qvm_dhcp_lease_event {
 typedef void (*qvm_dhcp_lease_cb)(const qvm_dhcp_lease_event *event, void *userdata);
 
 typedef struct qvm_dhcp_server_options {
-  const char *ifname;     /* interface to serve on (the bridge); NULL: no socket */
+  const char *ifname; /* interface to serve on: the VM's tap; NULL: no socket */
+  /* The bridge ifname is a port of (NULL: ifname is the bridge itself).
+   * Replies come from the bridge's MAC, and the port-67 sink is bound to
+   * it, because the server speaks as the bridge's address. */
+  const char *bridge;
   uint8_t client_mac[6];  /* the only MAC answered */
   const char *server_ip;  /* the bridge's address: server-id and reply source */
   unsigned prefix_len;    /* of the subnet */
@@ -164,9 +168,11 @@ typedef struct qvm_dhcp_server_options {
 typedef struct qvm_dhcp_server qvm_dhcp_server;
 
 /* With opts->ifname set, opens an AF_PACKET socket bound to it (and a UDP
- * port 67 socket that only keeps the kernel from answering ICMP
- * port-unreachable to unicast renewals). Without, the server is fed with
- * qvm_dhcp_server_handle_packet() only. */
+ * port 67 socket on the bridge that only keeps the kernel from answering
+ * ICMP port-unreachable to unicast renewals). On a bridge port (the tap) the
+ * socket sees the guest's frames as they enter the port, before the bridge
+ * forwards them, and replies go out of that port only, i.e. to the guest. Without, the server is
+ * fed with qvm_dhcp_server_handle_packet() only. */
 int qvm_dhcp_server_new(qvm_dhcp_server **out, const qvm_dhcp_server_options *opts,
                         qvm_error **err);
 void qvm_dhcp_server_free(qvm_dhcp_server *server);

@@ -3,7 +3,8 @@
  * Real DHCP clients (busybox udhcpc, ISC dhclient, dhcpcd) against qvm's
  * server: obtain, renew, release. The client runs in a "guest" netns on a
  * veth whose peer is enslaved to a bridge made by qvm's library; qvm's
- * server runs in this process in the host netns.
+ * server runs in this process in the host netns, on that peer (the bridge
+ * port, as the shim serves on the VM's tap) and speaking as the bridge.
  */
 #include <poll.h>
 #include <setjmp.h>
@@ -92,7 +93,8 @@ static int group_setup(void **state) {
   snprintf(db, sizeof db, "%s/" NET_TEST_BRIDGE ".leases", dir);
   qvm_net_mac_parse(vm_mac, NET_TEST_VM_MAC, NULL);
   qvm_dhcp_server_options o = QVM_DHCP_SERVER_OPTIONS_INIT;
-  o.ifname = NET_TEST_BRIDGE;
+  o.ifname = "vh";
+  o.bridge = NET_TEST_BRIDGE;
   memcpy(o.client_mac, vm_mac, 6);
   o.lease_db = db;
   o.lease_seconds = LEASE_SECONDS;
