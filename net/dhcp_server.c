@@ -34,6 +34,7 @@ struct qvm_dhcp_server {
   uint8_t dns_count;
   uint32_t lease_seconds;
   uint16_t mtu;
+  char hostname[QVM_NET_HOSTNAME_MAX]; /* "" : not sent */
   char *lease_db;
   qvm_dhcp_lease_cb on_lease;
   void *userdata;
@@ -97,6 +98,12 @@ static int configure(qvm_dhcp_server *s, const qvm_dhcp_server_options *o, qvm_e
     if (parse_ip(&s->dns[s->dns_count++], "dns server", o->dns[i], err) < 0) return QVM_EINVAL;
   s->lease_seconds = o->lease_seconds ? o->lease_seconds : 3600;
   s->mtu = o->mtu;
+  if (o->hostname && (strchr(o->hostname, '.') ||
+                      !dhcp_hostname_sanitize(s->hostname, o->hostname, strlen(o->hostname))))
+    return qvm_error_set(err, QVM_EINVAL,
+                         "hostname '%.64s' is invalid: use 1 to 63 of a-z, 0-9 and '-', not at "
+                         "either end",
+                         o->hostname);
   s->on_lease = o->on_lease;
   s->userdata = o->userdata;
   if (!o->lease_db) return qvm_error_set(err, QVM_EINVAL, "no lease database path given");
@@ -240,6 +247,10 @@ static void reply_lease(dhcp_msg *out, const qvm_dhcp_server *s, uint32_t ip) {
   out->t1 = s->lease_seconds / 2;
   out->t2 = (uint32_t)((uint64_t)s->lease_seconds * 7 / 8);
   reply_config(out, s);
+  /* The name qvm gave the VM, so that a guest without cloud-init (or one
+   * that asks before cloud-init runs) takes the same hostname. */
+  out->hostname_len = (uint8_t)strlen(s->hostname);
+  memcpy(out->hostname, s->hostname, out->hostname_len);
 }
 
 /* RFC 2131 §4.1 (no relays here): NAKs are broadcast; a client with an

@@ -226,6 +226,20 @@ static int start_server(vm_net *n, const vm_spec *s, qvm_error **err) {
   o.prefix_len = prefix;
   host_dns(dns);
   if (s->nat && dns[0]) o.dns[0] = dns;
+  /* Option 12: the guest's hostname (its first label), else the VM's name;
+   * a name may end in '-', which a hostname may not. */
+  char host[QVM_NET_HOSTNAME_MAX];
+  const char *from = s->hostname ? s->hostname : s->name;
+  size_t hl = strcspn(from, ".");
+  if (hl >= sizeof host) hl = sizeof host - 1;
+  memcpy(host, from, hl);
+  while (hl > 1 && host[hl - 1] == '-') hl--;
+  host[hl] = '\0';
+  bool valid = hl > 0 && host[0] != '-';
+  for (size_t i = 0; i < hl; i++)
+    valid = valid &&
+            (islower((unsigned char)host[i]) || isdigit((unsigned char)host[i]) || host[i] == '-');
+  o.hostname = valid ? host : NULL; /* a name qvm did not check is not sent */
   o.lease_db = db;
   o.on_lease = on_lease;
   o.userdata = n;

@@ -157,6 +157,7 @@ typedef struct qvm_dhcp_server_options {
   const char *dns[3];     /* NULL-terminated if shorter; none: server_ip is not sent */
   uint32_t lease_seconds;
   uint16_t mtu;         /* 0: not sent */
+  const char *hostname; /* option 12 in OFFER/ACK: [a-z0-9-] label; NULL: not sent */
   const char *lease_db; /* lease file path; its directory must exist */
   qvm_dhcp_lease_cb on_lease;
   void *userdata;

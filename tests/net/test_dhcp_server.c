@@ -44,6 +44,7 @@ static void server_start(fixture *f) {
   o.lease_db = f->db;
   o.mtu = 1400;
   o.dns[0] = "10.77.0.1";
+  o.hostname = "vm-one";
   o.on_lease = on_lease;
   o.userdata = f;
   qvm_error *err = NULL;
@@ -450,6 +451,35 @@ static void test_servers_share_lease_db(void **state) {
   lease_table_free(&t);
 }
 
+/* OFFER and ACK carry the VM's hostname (option 12); a bad one is refused
+ * when the server is made. */
+static void test_hostname_sent(void **state) {
+  fixture *f = *state;
+  dhcp_msg d = request(DHCP_DISCOVER);
+  dhcp_msg offer = exchange(f, &d);
+  assert_int_equal(offer.type, DHCP_OFFER);
+  assert_int_equal(offer.hostname_len, 6);
+  assert_string_equal(offer.hostname, "vm-one");
+  dhcp_msg r = request(DHCP_REQUEST);
+  r.has_server_id = r.has_requested_ip = true;
+  r.server_id = SERVER;
+  r.requested_ip = offer.yiaddr;
+  dhcp_msg ack = exchange(f, &r);
+  assert_int_equal(ack.type, DHCP_ACK);
+  assert_string_equal(ack.hostname, "vm-one");
+  const char *bad[] = {"", "-x", "x-", "a.b", "a b", "Zz_"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    qvm_dhcp_server_options o = QVM_DHCP_SERVER_OPTIONS_INIT;
+    o.lease_db = f->db;
+    o.hostname = bad[i];
+    qvm_dhcp_server *s = NULL;
+    qvm_error *err = NULL;
+    assert_int_equal(qvm_dhcp_server_new(&s, &o, &err), QVM_EINVAL);
+    assert_non_null(strstr(qvm_error_message(err), "hostname"));
+    qvm_error_free(err);
+  }
+}
+
 static void test_lease_file_tolerates_garbage(void **state) {
   fixture *f = *state;
   const char *text = "# comment\nbound 0a:11:22:33:44:55 10.77.0.20 99999999999 ok\n"
@@ -482,6 +512,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_hostile_corpus_in_memory, setup, teardown),
       cmocka_unit_test_setup_teardown(test_lease_file_tolerates_garbage, setup, teardown),
       cmocka_unit_test_setup_teardown(test_servers_share_lease_db, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_hostname_sent, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
