@@ -184,12 +184,57 @@ static void test_openssh_equivalents(void **state) {
   free(cfg);
 }
 
+/* Keys qvm cannot read itself are named as such, with ssh-agent as the way
+ * out; public key lines are checked. */
+static void test_key_unloadable_and_public_lines(void **state) {
+  (void)state;
+  char *dir = qvm_test_mkdtemp("sshkeykind"), path[4096];
+  static const struct {
+    const char *args, *want;
+  } kinds[] = {{"-t ed25519 -N secret", "is encrypted"},
+               {"-t ecdsa -N ''", "is a ecdsa-sha2-nistp256 key"},
+               {"-t rsa -b 1024 -m PEM -N ''", "not in the openssh format"}};
+  for (size_t i = 0; i < QVM_ARRAY_SIZE(kinds); i++) {
+    snprintf(path, sizeof(path), "%s/k%zu", dir, i);
+    if (qvm_test_sh("ssh-keygen -q %s -f '%s' >/dev/null 2>&1", kinds[i].args, path) != 0)
+      qvm_test_skip("ssh-keygen is missing");
+    qvm_ssh_key *key = NULL;
+    qvm_error *err = NULL;
+    assert_int_equal(qvm_ssh_key_load(&key, path, &err), QVM_EINVAL);
+    const char *msg = qvm_error_message(err);
+    if (!strstr(msg, kinds[i].want) || !strstr(msg, "ssh-add") || !strstr(msg, "--agent"))
+      fail_msg("'%s': %s", kinds[i].args, msg);
+    qvm_error_free(err);
+  }
+  static const char *const bad[] = {"garbage",
+                                    "ssh-ed25519",
+                                    "ssh-ed25519 !!!",
+                                    "ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIG",
+                                    "-----BEGIN OPENSSH PRIVATE KEY-----",
+                                    "command=\"x\" ssh-ed25519 AAAA"};
+  for (size_t i = 0; i < QVM_ARRAY_SIZE(bad); i++) {
+    qvm_error *err = NULL;
+    assert_int_equal(qvm_ssh_public_line_check(bad[i], &err), QVM_EINVAL);
+    qvm_error_free(err);
+  }
+  qvm_ssh_key *key = NULL;
+  assert_int_equal(qvm_ssh_key_generate(&key, "c", NULL), 0);
+  assert_int_equal(qvm_ssh_public_line_check(qvm_ssh_key_public_line(key), NULL), 0);
+  qvm_ssh_key_free(key);
+  qvm_test_rmtree(dir);
+  free(dir);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_quote_table),         cmocka_unit_test(test_quote_env),
-      cmocka_unit_test(test_json_string),         cmocka_unit_test(test_key_roundtrip),
-      cmocka_unit_test(test_key_load_garbage),    cmocka_unit_test(test_known_hosts_pin_and_parse),
+      cmocka_unit_test(test_quote_table),
+      cmocka_unit_test(test_quote_env),
+      cmocka_unit_test(test_json_string),
+      cmocka_unit_test(test_key_roundtrip),
+      cmocka_unit_test(test_key_load_garbage),
+      cmocka_unit_test(test_known_hosts_pin_and_parse),
       cmocka_unit_test(test_openssh_equivalents),
+      cmocka_unit_test(test_key_unloadable_and_public_lines),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

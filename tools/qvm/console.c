@@ -42,14 +42,19 @@ static int console_run(int argc, char **argv) {
     return printf("usage: qvm console NAME\n\nAttaches to the vm's serial console. Press Ctrl-] "
                   "to detach.\nOne console client at a time; a second one waits.\n"),
            QVM_EXIT_OK;
-  if (argc != 2 || argv[1][0] == '-')
-    return qvm_cli_usage_error("console", argc < 2 ? "missing the vm name" : "bad arguments");
+  if (argc < 2) return qvm_cli_usage_error("console", "missing the vm name");
+  if (argv[1][0] == '-') return qvm_cli_usage_error("console", "unknown option '%s'", argv[1]);
+  if (argc > 2) return qvm_cli_usage_error("console", "unexpected argument '%s'", argv[2]);
   qvm_vm *vm = NULL;
   qvm_error *err = NULL;
   int sock = -1;
-  if (qvm_vm_open(&vm, argv[1], &err) < 0 || qvm_vm_console_connect(&sock, vm, &err) < 0) {
+  if (qvm_vm_open(&vm, argv[1], &err) < 0) return qvm_cli_fail("console", err, "see 'qvm ls'");
+  if (qvm_vm_console_connect(&sock, vm, &err) < 0) {
+    bool stopped = qvm_vm_get_state(vm) != QVM_VM_RUNNING;
+    char hint[128];
+    snprintf(hint, sizeof hint, "start it with 'qvm start %s'", argv[1]);
     qvm_vm_free(vm);
-    return qvm_cli_fail("console", err, "start it with 'qvm start NAME'");
+    return qvm_cli_fail("console", err, stopped ? hint : NULL);
   }
   struct termios saved, raw;
   bool tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved) == 0;

@@ -16,9 +16,13 @@ static bool wants_help(int argc, char **argv) {
   return false;
 }
 
-static const char *create_hint(int code) {
-  switch (code) {
-  case QVM_ENOTFOUND: return "check the path; every file is checked at create time";
+static const char *create_hint(const qvm_error *err) {
+  switch (qvm_error_code(err)) {
+  case QVM_ENOTFOUND:
+    /* the library's message often ends in "check the path" already */
+    return strstr(qvm_error_message(err), "check the path")
+               ? NULL
+               : "check the path; every file is checked at create time";
   case QVM_EEXISTS: return "pick another name, or remove the old vm with 'qvm rm NAME'";
   default: return NULL;
   }
@@ -36,10 +40,12 @@ static int create_run(int argc, char **argv) {
   struct option longopts[64];
   if (qvm_cli_create_longopts(longopts, 64, NULL) < 0) return QVM_EXIT_FAILURE;
   int c, r;
-  while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-    if (c == '?') return qvm_cli_usage_error("create", "unknown option");
+  optind = 0;
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+    if (c == '?' || c == ':') return qvm_cli_bad_option("create", c, argv);
     if ((r = qvm_cli_create_flag("create", &f, c, optarg)) > 0) return r;
-    if (r < 0) return qvm_cli_usage_error("create", "unknown option");
+    if (r < 0) return qvm_cli_bad_option("create", '?', argv);
   }
   if (optind >= argc) return qvm_cli_usage_error("create", "missing the vm name");
   if (optind + 1 < argc)
@@ -48,7 +54,7 @@ static int create_run(int argc, char **argv) {
   qvm_cli_create_flags_finish(&f);
   qvm_error *err = NULL;
   if (qvm_vm_create(NULL, name, &f.opts, &err) < 0)
-    return qvm_cli_fail("create", err, create_hint(qvm_error_code(err)));
+    return qvm_cli_fail("create", err, create_hint(err));
   printf("%s\n", name);
   return QVM_EXIT_OK;
 }

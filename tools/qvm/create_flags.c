@@ -2,8 +2,10 @@
 /* The flags that describe a new VM, shared by `qvm create` and `qvm up`. */
 #include "create_flags.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 
@@ -127,15 +129,88 @@ static int parse_cpus(const char *verb, const char *s, unsigned *out) {
   return 0;
 }
 
+/* --memory / --disk: the size grammar is the library's (qvm_vm_size_parse);
+ * a bad value is a usage error like a bad --cpus. */
+static int parse_size(const char *verb, const char *opt, const char *what, const char *s,
+                      uint64_t min) {
+  uint64_t v = 0;
+  qvm_error *err = NULL;
+  if (qvm_vm_size_parse(&v, what, s, &err) < 0) {
+    int r = qvm_cli_usage_error(verb, "%s: %s", opt, qvm_error_message(err));
+    qvm_error_free(err);
+    return r;
+  }
+  if (v < min)
+    return qvm_cli_usage_error(verb, "%s: %s size '%s' is too small: use at least 16M", opt, what,
+                               s);
+  return 0;
+}
+
+static bool drive_option_known(const char *opt) {
+  return !strcmp(opt, "readonly") || !strcmp(opt, "readonly=on") || !strncmp(opt, "format=", 7);
+}
+
+/* --drive PATH[,format=FMT][,readonly]: a path may hold commas, so a word
+ * after a comma that looks like an option (has '=', or is a bare word) and
+ * is not one of ours is named as a bad option, unless PATH with it exists. */
+static int check_drive(const char *verb, const char *arg) {
+  char *copy = strdup(arg), *comma;
+  int r = 0;
+  if (!copy) return QVM_EXIT_FAILURE;
+  while ((comma = strrchr(copy, ',')) && drive_option_known(comma + 1)) *comma = 0;
+  struct stat st;
+  if (comma && stat(copy, &st) < 0) {
+    const char *opt = comma + 1;
+    *comma = 0;
+    if (stat(copy, &st) == 0 || strchr(opt, '='))
+      r = qvm_cli_usage_error(verb,
+                              "--drive '%s': unknown drive option '%s': use "
+                              "PATH[,format=FMT][,readonly]",
+                              arg, opt);
+  }
+  free(copy);
+  return r;
+}
+
+static const char *const step_kinds[] = {"shell", "script", "file"};
+
+/* --provision [sudo:]KIND:REST: the syntax is checked here (a usage error,
+ * named once); files are checked by the library at create. */
+static int check_step(const char *verb, const char *arg) {
+  const char *p = !strncmp(arg, "sudo:", 5) ? arg + 5 : arg, *colon = strchr(p, ':');
+  size_t n = colon ? (size_t)(colon - p) : 0;
+  bool known = false;
+  for (size_t i = 0; colon && i < sizeof step_kinds / sizeof step_kinds[0]; i++)
+    known = known || (n == strlen(step_kinds[i]) && !strncmp(p, step_kinds[i], n));
+  if (!known)
+    return qvm_cli_usage_error(verb,
+                               "--provision '%s': %s: use shell:CMD, script:PATH or "
+                               "file:SRC:DST, optionally prefixed sudo:",
+                               arg, colon ? "unknown step kind" : "no step kind");
+  if (!colon[1])
+    return qvm_cli_usage_error(verb, "--provision '%s': nothing after '%.*s:'", arg, (int)n, p);
+  if (!strncmp(p, "file:", 5)) {
+    const char *dst = strchr(colon + 1, ':');
+    if (!dst || dst == colon + 1 || !dst[1])
+      return qvm_cli_usage_error(verb,
+                                 "--provision '%s': a file step is file:SRC:DST (SRC a "
+                                 "local file or directory, DST the path in the guest)",
+                                 arg);
+  }
+  return 0;
+}
+
 static int list_flag(const char *verb, qvm_cli_create_flags *f, int c, const char *arg) {
   switch (c) {
   case OPT_PUBLISH: return add_to(verb, f->publish, &f->n_publish, "--publish", arg);
   case OPT_CDROM: return add_to(verb, f->cdroms, &f->n_cdroms, "--cdrom", arg);
-  case OPT_DRIVE: return add_to(verb, f->drives, &f->n_drives, "--drive", arg);
+  case OPT_DRIVE:
+    return check_drive(verb, arg) ?: add_to(verb, f->drives, &f->n_drives, "--drive", arg);
   case OPT_CLOUD_CONFIG:
     return add_to(verb, f->cloud_configs, &f->n_cloud_configs, "--cloud-config", arg);
   case OPT_SSH_KEY: return add_to(verb, f->keys, &f->n_keys, "--ssh-key", arg);
-  case OPT_PROVISION: return add_to(verb, f->provision, &f->n_provision, "--provision", arg);
+  case OPT_PROVISION:
+    return check_step(verb, arg) ?: add_to(verb, f->provision, &f->n_provision, "--provision", arg);
   default: return -1;
   }
 }
@@ -144,9 +219,9 @@ int qvm_cli_create_flag(const char *verb, qvm_cli_create_flags *f, int c, const 
   qvm_vm_create_options *o = &f->opts;
   switch (c) {
   case OPT_IMAGE: o->image = arg; return 0;
-  case OPT_DISK: o->disk = arg; return 0;
+  case OPT_DISK: o->disk = arg; return parse_size(verb, "--disk", "disk", arg, 1);
   case OPT_CPUS: return parse_cpus(verb, arg, &o->cpus);
-  case OPT_MEMORY: o->memory = arg; return 0;
+  case OPT_MEMORY: o->memory = arg; return parse_size(verb, "--memory", "memory", arg, 16u << 20);
   case OPT_KERNEL: o->kernel = arg; return 0;
   case OPT_INITRD: o->initrd = arg; return 0;
   case OPT_APPEND: o->append = arg; return 0;

@@ -20,9 +20,11 @@ static bool json_flag(const char *verb, int argc, char **argv, int *rc) {
   bool json = false;
   int c;
   *rc = 0;
-  while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+  optind = 0;
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
     if (c != 'j') {
-      *rc = qvm_cli_usage_error(verb, "unknown option");
+      *rc = qvm_cli_bad_option(verb, c, argv);
       return false;
     }
     json = true;
@@ -159,8 +161,10 @@ static int logs_run(int argc, char **argv) {
            QVM_EXIT_OK;
   bool follow = false;
   int c;
-  while ((c = getopt_long(argc, argv, "f", longopts, NULL)) != -1) {
-    if (c != 'f') return qvm_cli_usage_error("logs", "unknown option");
+  optind = 0;
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":f", longopts, NULL)) != -1) {
+    if (c != 'f') return qvm_cli_bad_option("logs", c, argv);
     follow = true;
   }
   if (optind >= argc) return qvm_cli_usage_error("logs", "missing the vm name");

@@ -79,8 +79,10 @@ static const char restart_help[] = "usage: qvm restart NAME [--timeout S]\n\nqvm
 static int timed_options(const char *verb, int argc, char **argv, int *timeout) {
   static const struct option longopts[] = {{"timeout", 1, 0, 't'}, {0, 0, 0, 0}};
   int c;
-  while ((c = getopt_long(argc, argv, "t:", longopts, NULL)) != -1) {
-    if (c != 't') return qvm_cli_usage_error(verb, "unknown option");
+  optind = 0;
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":t:", longopts, NULL)) != -1) {
+    if (c != 't') return qvm_cli_bad_option(verb, c, argv);
     if (parse_int(verb, "timeout", optarg, 0, 86400, timeout)) return QVM_EXIT_USAGE;
   }
   return 0;
@@ -198,8 +200,10 @@ static int rm_run(int argc, char **argv) {
            QVM_EXIT_OK;
   bool force = false;
   int c, r;
-  while ((c = getopt_long(argc, argv, "f", longopts, NULL)) != -1) {
-    if (c != 'f') return qvm_cli_usage_error("rm", "unknown option");
+  optind = 0;
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":f", longopts, NULL)) != -1) {
+    if (c != 'f') return qvm_cli_bad_option("rm", c, argv);
     force = true;
   }
   const char *name = NULL;

@@ -115,8 +115,9 @@ static int parse_args(seed_args *a, int argc, char **argv) {
   if (sde && *sde && parse_epoch(sde, &a->epoch) < 0)
     return qvm_cli_usage_error(VERB, "SOURCE_DATE_EPOCH '%s' is not a number of seconds", sde);
   int c;
-  optind = 1;
-  while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+  optind = 0;
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":o:h", opts, NULL)) != -1) {
     switch (c) {
     case 'o': a->output = optarg; break;
     case 'u': a->user_data = optarg; break;
@@ -134,7 +135,7 @@ static int parse_args(seed_args *a, int argc, char **argv) {
         return qvm_cli_usage_error(VERB, "epoch '%s' is not a number of seconds", optarg);
       break;
     case 'h': usage(stdout); return -1;
-    default: return qvm_cli_usage_error(VERB, "unknown option");
+    default: return qvm_cli_bad_option(VERB, c, argv);
     }
   }
   if (optind < argc) return qvm_cli_usage_error(VERB, "unexpected argument '%s'", argv[optind]);
