@@ -31,14 +31,20 @@ static int uuid_hex(char out[33], const char *uuid, qvm_error **err) {
   return 0;
 }
 
-int qvm_net_mac_from_uuid(uint8_t out[6], const char *uuid, qvm_error **err) {
+int qvm_net_mac_candidate(uint8_t out[6], const char *uuid, unsigned n, qvm_error **err) {
   char hex[33];
   int r = uuid_hex(hex, uuid, err);
   if (r < 0) return r;
+  if (n >= QVM_NET_MAC_CANDIDATES)
+    return qvm_error_set(err, QVM_EINVAL, "mac candidate %u is out of range", n);
   out[0] = 0x0a; /* locally administered (bit 1), unicast (bit 0 clear) */
-  for (int i = 0; i < 5; i++)
-    out[1 + i] = (uint8_t)(hex_value(hex[2 * i]) << 4 | hex_value(hex[2 * i + 1]));
+  for (unsigned i = 0; i < 5; i++)
+    out[1 + i] = (uint8_t)(hex_value(hex[2 * (n + i)]) << 4 | hex_value(hex[2 * (n + i) + 1]));
   return 0;
+}
+
+int qvm_net_mac_from_uuid(uint8_t out[6], const char *uuid, qvm_error **err) {
+  return qvm_net_mac_candidate(out, uuid, 0, err);
 }
 
 int qvm_net_tap_name_from_uuid(char out[QVM_NET_IFNAME_MAX], const char *uuid, qvm_error **err) {

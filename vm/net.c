@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -117,6 +118,52 @@ static int bridge_parse(vm_spec *s, const char *text, qvm_error **err) {
   return r;
 }
 
+/* Whether another VM on s's bridge has mac: in its vm.json, or in the
+ * bridge's lease db (which also remembers removed VMs). At create the uuid
+ * is new, so any record of the MAC is someone else's. */
+static bool mac_taken(const char *root, const vm_spec *s, const char *mac) {
+  _cleanup_free_ char *db = NULL, *leases = NULL, *vms = NULL;
+  char needle[QVM_NET_MAC_STR_MAX + 2];
+  snprintf(needle, sizeof needle, " %s ", mac);
+  if (vm_net_lease_db_path(&db, s->bridge, NULL) == 0 &&
+      qvm_read_file(&leases, NULL, db, 4u << 20, NULL) == 0 && strstr(leases, needle))
+    return true;
+  if (asprintf(&vms, "%s/vms", root) < 0) return false;
+  DIR *d = opendir(vms);
+  bool taken = false;
+  for (struct dirent *e; d && !taken && (e = readdir(d));) {
+    if (e->d_name[0] == '.' || !strcmp(e->d_name, s->name)) continue;
+    _cleanup_free_ char *path = NULL;
+    struct json_object *doc = NULL, *spec = NULL, *net = NULL, *v = NULL, *b = NULL;
+    if (asprintf(&path, "%s/%s/vm.json", vms, e->d_name) < 0 || vm_doc_read(&doc, path, NULL) < 0)
+      continue;
+    taken = json_object_object_get_ex(doc, "spec", &spec) &&
+            json_object_object_get_ex(spec, "mac", &v) && !strcmp(json_object_get_string(v), mac) &&
+            json_object_object_get_ex(spec, "network", &net) &&
+            json_object_object_get_ex(net, "bridge", &b) &&
+            !strcmp(json_object_get_string(b), s->bridge);
+    json_object_put(doc);
+  }
+  if (d) closedir(d);
+  return taken;
+}
+
+int vm_net_mac_assign(vm_spec *s, qvm_error **err) {
+  _cleanup_free_ char *root = NULL;
+  int r = vm_state_root(&root, err);
+  if (r < 0) return r;
+  for (unsigned n = 0; n < QVM_NET_MAC_CANDIDATES; n++) {
+    uint8_t mac[6];
+    if ((r = qvm_net_mac_candidate(mac, s->uuid, n, err)) < 0) return r;
+    qvm_net_mac_format(s->mac, mac);
+    if (!mac_taken(root, s, s->mac)) return 0;
+  }
+  return qvm_error_set(err, QVM_EEXISTS,
+                       "every mac derived from uuid '%s' is taken on bridge '%s': create the vm "
+                       "again (a new uuid)",
+                       s->uuid, s->bridge);
+}
+
 int vm_net_spec_parse(vm_spec *s, const char *text, bool nat, qvm_error **err) {
   bool bridge = text && (!strcmp(text, "bridge") || !strncmp(text, "bridge=", 7) ||
                          !strncmp(text, "bridge,", 7));
@@ -133,9 +180,7 @@ int vm_net_spec_parse(vm_spec *s, const char *text, bool nat, qvm_error **err) {
                          "--nat needs qvm's dhcp on the bridge: it masquerades the subnet of "
                          "subnet=, not of an external network");
   s->nat = nat;
-  uint8_t mac[6];
-  if ((r = qvm_net_mac_from_uuid(mac, s->uuid, err)) < 0) return r;
-  qvm_net_mac_format(s->mac, mac);
+  if ((r = vm_net_mac_assign(s, err)) < 0) return r;
   if (!vm_net_admin_capable())
     return qvm_error_set(err, QVM_EINVAL,
                          "network mode 'bridge' needs root or CAP_NET_ADMIN: run qvm as root, "

@@ -20,6 +20,10 @@
 /* Fills s->net, bridge, bridge_address, dhcp_external, nat and (for a
  * bridge) s->mac from the uuid. text NULL means "user". */
 int vm_net_spec_parse(vm_spec *s, const char *text, bool nat, qvm_error **err);
+/* A bridge VM's MAC (s->mac): 0a: + 5 bytes of its uuid, the first of
+ * qvm_net_mac_candidate's choices that no other VM on s->bridge has, by its
+ * vm.json or the bridge's lease db. QVM_EEXISTS when all are taken. */
+int vm_net_mac_assign(vm_spec *s, qvm_error **err);
 /* For vm.json: the same checks on stored values. */
 int vm_net_bridge_name_check(const char *name, qvm_error **err);
 int vm_net_subnet_check(const char *cidr, qvm_error **err);

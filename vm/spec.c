@@ -276,7 +276,11 @@ int vm_uuid_generate(char out[37], qvm_error **err) {
   return 0;
 }
 
-/* 52:54:00 is QEMU's prefix; the last three bytes come from the uuid. */
+/* The MAC of a VM on user or no networking: 52:54:00 (QEMU's prefix) + 24
+ * bits of a hash of the uuid. Only the guest sees it (each slirp is private),
+ * so it need not be unique. A bridge VM's MAC is replaced by
+ * vm_net_mac_assign (vm/net.c): 0a: + 40 bits of the uuid, unique on the
+ * bridge. */
 void vm_mac_from_uuid(char out[18], const char *uuid) {
   unsigned h = 2166136261u;
   for (const char *p = uuid; *p; p++) h = (h ^ (unsigned char)*p) * 16777619u;

@@ -33,6 +33,11 @@ extern "C" {
  * set and the multicast bit clear, so it never collides with a vendor OUI
  * (QEMU's 52:54:00 included). */
 int qvm_net_mac_from_uuid(uint8_t out[6], const char *uuid, qvm_error **err);
+/* The same scheme's other choices for when a MAC is taken on the bridge:
+ * candidate n (0 <= n < QVM_NET_MAC_CANDIDATES) is 0a: + the 5 bytes of the
+ * uuid's 16 that start at byte n. Candidate 0 is qvm_net_mac_from_uuid's. */
+#define QVM_NET_MAC_CANDIDATES 12
+int qvm_net_mac_candidate(uint8_t out[6], const char *uuid, unsigned n, qvm_error **err);
 /* "qvm-" + the first 8 hex digits of the uuid: 12 chars, under IFNAMSIZ. */
 int qvm_net_tap_name_from_uuid(char out[QVM_NET_IFNAME_MAX], const char *uuid, qvm_error **err);
 int qvm_net_mac_parse(uint8_t out[6], const char *text, qvm_error **err);

@@ -15,6 +15,7 @@
 
 #include "testlib.h"
 #include "util/fs.h"
+#include "vm/net.h"
 #include "vm/spec.h"
 #include "vm/state.h"
 
@@ -326,13 +327,65 @@ static void test_doc_read_rejects(void **state) {
   free(dir);
 }
 
+/* A bridge VM's MAC: 0a: + 5 bytes of the uuid; when another VM on the same
+ * bridge has it (vm.json) or the bridge's lease db names it, the next
+ * candidate of the same scheme. A VM on another bridge does not count. */
+static void write_text(const char *dir, const char *rel, const char *text) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s/%s", dir, rel);
+  char *slash = strrchr(path, '/');
+  *slash = '\0';
+  assert_int_equal(qvm_mkdir_p(path, 0700, NULL), 0);
+  *slash = '/';
+  assert_int_equal(qvm_write_file_atomic(path, text, strlen(text), 0600, NULL), 0);
+}
+
+static void test_bridge_mac_collision(void **state) {
+  (void)state;
+  char *dir = qvm_test_mkdtemp("vm-mac");
+  setenv("QVM_STATE_DIR", dir, 1);
+  const char *uuid = "0a1b2c3d-4e5f-4a6b-8c7d-8e9fa0b1c2d3";
+  vm_spec s = {.name = "new", .bridge = "qvm0", .net = VM_NET_BRIDGE};
+  snprintf(s.uuid, sizeof s.uuid, "%s", uuid);
+  assert_int_equal(vm_net_mac_assign(&s, NULL), 0);
+  assert_string_equal(s.mac, "0a:0a:1b:2c:3d:4e");
+  /* Another bridge's VM with that MAC: no collision. */
+  write_text(dir, "vms/far/vm.json",
+             "{\"spec\":{\"mac\":\"0a:0a:1b:2c:3d:4e\",\"network\":{\"bridge\":\"br9\"}}}");
+  assert_int_equal(vm_net_mac_assign(&s, NULL), 0);
+  assert_string_equal(s.mac, "0a:0a:1b:2c:3d:4e");
+  /* A VM on the same bridge has it: the next candidate. */
+  write_text(dir, "vms/near/vm.json",
+             "{\"spec\":{\"mac\":\"0a:0a:1b:2c:3d:4e\",\"network\":{\"bridge\":\"qvm0\"}}}");
+  assert_int_equal(vm_net_mac_assign(&s, NULL), 0);
+  assert_string_equal(s.mac, "0a:1b:2c:3d:4e:5f");
+  /* The lease db remembers that one (a removed VM's): the one after. */
+  write_text(dir, "net/qvm0.leases", "released 0a:1b:2c:3d:4e:5f 10.77.0.10 1 -\n");
+  assert_int_equal(vm_net_mac_assign(&s, NULL), 0);
+  assert_string_equal(s.mac, "0a:2c:3d:4e:5f:4a");
+  /* The VM's own vm.json does not count against it. */
+  write_text(dir, "vms/new/vm.json",
+             "{\"spec\":{\"mac\":\"0a:2c:3d:4e:5f:4a\",\"network\":{\"bridge\":\"qvm0\"}}}");
+  assert_int_equal(vm_net_mac_assign(&s, NULL), 0);
+  assert_string_equal(s.mac, "0a:2c:3d:4e:5f:4a");
+  unsetenv("QVM_STATE_DIR");
+  qvm_test_rmtree(dir);
+  free(dir);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_names),           cmocka_unit_test(test_sizes),
-      cmocka_unit_test(test_forwards),        cmocka_unit_test(test_drives),
-      cmocka_unit_test(test_spec_round_trip), cmocka_unit_test(test_spec_json_rejects),
-      cmocka_unit_test(test_pid_records),     cmocka_unit_test(test_lock_names_holder),
-      cmocka_unit_test(test_paths),           cmocka_unit_test(test_doc_read_rejects),
+      cmocka_unit_test(test_names),
+      cmocka_unit_test(test_sizes),
+      cmocka_unit_test(test_forwards),
+      cmocka_unit_test(test_drives),
+      cmocka_unit_test(test_spec_round_trip),
+      cmocka_unit_test(test_spec_json_rejects),
+      cmocka_unit_test(test_pid_records),
+      cmocka_unit_test(test_lock_names_holder),
+      cmocka_unit_test(test_paths),
+      cmocka_unit_test(test_doc_read_rejects),
+      cmocka_unit_test(test_bridge_mac_collision),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
