@@ -544,8 +544,9 @@ static void test_misc_hostile_names(void **state) {
 static void test_misc_bad_input(void **state) {
   (void)state;
   assert_int_equal(qvm("create v --image /nonexistent.qcow2 2>/dev/null"), 3);
-  assert_int_equal(qvm("create v --kernel '%s' --memory abc 2>/dev/null", kernel), 1);
-  assert_int_equal(qvm("create v --kernel '%s' --memory 0 2>/dev/null", kernel), 1);
+  /* A bad --memory is a usage error (exit 2) naming the option. */
+  assert_int_equal(qvm("create v --kernel '%s' --memory abc 2>/dev/null", kernel), 2);
+  assert_int_equal(qvm("create v --kernel '%s' --memory 0 2>/dev/null", kernel), 2);
   assert_int_equal(qvm("create v --kernel '%s' --firmware coreboot 2>/dev/null", kernel), 1);
   assert_int_equal(qvm("create v --kernel '%s' --net bridge,dhcp=maybe 2>/dev/null", kernel), 1);
   assert_int_equal(qvm("create v 2>/dev/null"), 1); /* nothing to boot */
