@@ -13,7 +13,7 @@ log "$out"
 [[ $rc -ne 0 ]] || fail "up without a network device succeeded"
 expect_match "$out" "phase 'lease'" "no network: the lease phase is named"
 expect_match "$out" "last serial output" "no network: serial output is shown"
-qvm down e2e-nonet --rm >/dev/null || fail "down --rm"
+qvm down e2e-nonet --rm --timeout 5 >/dev/null || fail "down --rm"
 
 # The mini guest with its DHCP client switched off (qvm.dhcp=0), on a bridge.
 mini=$(mini_guest)

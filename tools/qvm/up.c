@@ -162,7 +162,10 @@ static int up_run(int argc, char **argv) {
   const char *file = NULL;
   bool json = false, any_create_flag = false;
   int c, r;
-  while ((c = getopt_long(argc, argv, "f:", longopts, NULL)) != -1) {
+  optind = 0;
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":f:", longopts, NULL)) != -1) {
+    if (c == '?' || c == ':') return qvm_cli_bad_option("up", c, argv);
     if ((r = qvm_cli_create_flag("up", &flags, c, optarg)) > 0) return r;
     if (r == 0) {
       any_create_flag = true;
@@ -176,7 +179,7 @@ static int up_run(int argc, char **argv) {
     case OPT_NOWAIT: opts.wait_cloud_init = false; break;
     case OPT_JSON: json = true; break;
     case 'f': file = optarg; break;
-    default: return qvm_cli_usage_error("up", "unknown option");
+    default: return qvm_cli_bad_option("up", c, argv);
     }
   }
   qvm_cli_create_flags_finish(&flags);
@@ -242,14 +245,16 @@ static int down_run(int argc, char **argv) {
   bool rm = false;
   int timeout = 60, c, r;
   const char *file = NULL;
-  while ((c = getopt_long(argc, argv, "f:", longopts, NULL)) != -1) {
+  optind = 0;
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":f:", longopts, NULL)) != -1) {
     switch (c) {
     case 'r': rm = true; break;
     case 'f': file = optarg; break;
     case 't':
       if ((r = parse_seconds("down", optarg, 0, &timeout))) return r;
       break;
-    default: return qvm_cli_usage_error("down", "unknown option");
+    default: return qvm_cli_bad_option("down", c, argv);
     }
   }
   if (!file) {

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# qvm up with the mini guest (integration tier, seconds instead of the cloud
+# guest's minute): phases and their events, --json, provisioning once,
+# idempotent up, a changed spec, qvm.yaml with -f, and down -f --rm.
+. "$QVM_SOURCE_DIR/tests/e2e/lib.sh"
+
+mini=$(mini_guest)
+boot=(--kernel "$mini/vmlinuz" --initrd "$mini/initrd.img" --append 'console=ttyS0'
+  --memory 256M --user root --no-wait-cloud-init --timeout 180)
+
+json=$(qvm up m1 "${boot[@]}" --provision 'shell:echo provisioned >> /root/count' --json) ||
+  fail "up --json failed: $json"
+log "$json"
+python3 - "$json" <<'PY' || fail "up --json summary"
+import json, sys
+j = json.loads(sys.argv[1])
+assert j["ok"] is True and j["outcome"] == "created", j
+p = j["phases_ms"]
+for k in ("started", "serial", "tcp", "ssh", "provision"):
+    assert isinstance(p[k], int) and p[k] >= 0, (k, p)
+assert p["lease"] is None and p["cloud-init"] is None, p
+assert p["started"] <= p["serial"] and p["tcp"] <= p["ssh"] <= p["provision"], p
+assert j["ssh"]["host"] == "127.0.0.1" and j["ssh"]["port"] > 0, j
+PY
+events=$QVM_STATE_DIR/vms/m1/events.jsonl
+for phase in started serial tcp ssh provision; do
+  grep -q "\"phase\":\"$phase\",\"status\":\"done\"" "$events" || fail "no UP_PHASE $phase event"
+done
+grep -q '"phase":"lease","status":"skipped"' "$events" || fail "no skipped lease event"
+
+# Same spec, running: nothing happens (no second provisioning).
+out=$(qvm up m1 "${boot[@]}" --provision 'shell:echo provisioned >> /root/count') ||
+  fail "second up: $out"
+expect_match "$out" "already up" "second up"
+expect_eq "$(qvm exec m1 -- cat /root/count)" provisioned "provisioned exactly once"
+
+# A different spec: exit 4, each difference named, nothing changed.
+set +e
+out=$(qvm up m1 "${boot[@]}" --cpus 2 --provision 'shell:echo other' 2>&1)
+rc=$?
+set -e
+expect_eq "$rc" 4 "changed spec exit code"
+expect_match "$out" "cpus: was 1, now 2" "cpus difference"
+expect_match "$out" "provision: was" "provision difference"
+expect_match "$out" "qvm down m1 --rm" "what to do"
+
+# Stopped, same spec: started again, not provisioned again.
+qvm stop m1 --timeout 30 >/dev/null || fail "stop"
+out=$(qvm up m1 "${boot[@]}" --provision 'shell:echo provisioned >> /root/count') ||
+  fail "up of a stopped vm: $out"
+expect_match "$out" "provision +- +already provisioned" "no second provisioning"
+# (The mini guest's root is RAM, so the count file went with the reboot:
+# provision.log tells how often the steps ran.)
+expect_eq "$(grep -c 'provisioning done' "$QVM_STATE_DIR/vms/m1/provision.log")" 1 "provisioned once"
+
+# A failing provision step fails up in the provision phase and names the step.
+set +e
+out=$(qvm up m2 "${boot[@]}" --provision 'shell:true' --provision 'shell:exit 3' 2>&1)
+rc=$?
+set -e
+[[ $rc -ne 0 ]] || fail "up with a failing step succeeded"
+expect_match "$out" "phase 'provision'" "failing phase"
+expect_match "$out" "step 2" "failing step"
+
+# qvm.yaml: a file with two VMs, up -f NAME for one, down -f --rm for all.
+cat >"$tmp/qvm.yaml" <<YAML
+vms:
+  f1:
+    kernel: $mini/vmlinuz
+    initrd: $mini/initrd.img
+    append: console=ttyS0
+    memory: 256M
+    user: root
+    provision:
+      - file: payload.txt
+        to: /root/payload.txt
+  f2:
+    kernel: $mini/vmlinuz
+    initrd: $mini/initrd.img
+    memory: 256M
+YAML
+echo "from the file" >"$tmp/payload.txt"
+out=$(qvm up -f "$tmp/qvm.yaml" f1 --no-wait-cloud-init --timeout 180) || fail "up -f: $out"
+expect_eq "$(qvm exec f1 -- cat /root/payload.txt)" "from the file" "file step from qvm.yaml"
+[[ ! -e $QVM_STATE_DIR/vms/f2 ]] || fail "up -f f1 also made f2"
+set +e
+out=$(qvm up -f "$tmp/qvm.yaml" --memory 1G 2>&1)
+rc=$?
+set -e
+expect_eq "$rc" 2 "create flags with -f are a usage error"
+
+pids=$(recorded_pids)
+out=$(qvm down -f "$tmp/qvm.yaml" --rm) || fail "down -f: $out"
+expect_match "$out" "vm 'f2' does not exist" "missing vm skipped"
+qvm down m1 m2 --rm >/dev/null || fail "down m1 m2"
+for n in m1 m2 f1; do assert_gone "$n" "$pids"; done
+[[ -z $(ls -A "$QVM_STATE_DIR/vms") ]] || fail "vms left: $(ls "$QVM_STATE_DIR/vms")"
+log "PASS"
