@@ -347,6 +347,10 @@ static int wait_cloud_init(up_run *u, qvm_ssh *ssh, qvm_error **err) {
     return phase_failed(u, QVM_UP_CLOUD_INIT, QVM_ETIMEOUT, why, err);
   }
   if (r < 0) return r;
+  if (code == 127) { /* the shell found no cloud-init: nothing to wait for */
+    phase_done(u, QVM_UP_CLOUD_INIT, QVM_UP_PHASE_SKIPPED, "the image has no cloud-init");
+    return 0;
+  }
   bool error = code != 0 || !out || !strstr(out, "status: done");
   if (error && !u->opts->allow_cloud_init_errors) {
     /* The failing modules' own messages are in cloud-init.log. */
@@ -439,7 +443,8 @@ static int run_phases(up_run *u, bool provision, qvm_error **err) {
   }
 
   if (!provision) {
-    phase_done(u, QVM_UP_PROVISION, QVM_UP_PHASE_SKIPPED, "already provisioned");
+    phase_done(u, QVM_UP_PROVISION, QVM_UP_PHASE_SKIPPED,
+               qvm_vm_provision_count(u->vm) ? "already provisioned" : "no provision steps");
     return 0;
   }
   size_t failed = 0;
