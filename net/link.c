@@ -247,11 +247,20 @@ int qvm_net_tap_create(int *out, const char *name, const char *bridge, unsigned 
   _cleanup_close_ int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
   if (fd < 0) return qvm_error_set_errno(err, errno, "cannot open '/dev/net/tun'");
   struct ifreq ifr = {0};
-  ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+  /* IFF_TUN_EXCL: never attach to a tap of that name that still exists. A
+   * killed QEMU's tap may still be going away; attached to it, our fd would
+   * be detached under QEMU ("File descriptor in bad state"). The name is the
+   * VM's own, so a leftover is removed and the create tried again. */
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_TUN_EXCL;
   if (flags & QVM_NET_TAP_VNET_HDR) ifr.ifr_flags |= IFF_VNET_HDR;
   snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", name);
-  if (ioctl(fd, TUNSETIFF, &ifr) < 0)
-    return qvm_error_set_errno(err, errno, "cannot create tap '%s'", name);
+  int tries = 0;
+  while (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+    if (errno != EBUSY || ++tries > 100)
+      return qvm_error_set_errno(err, errno, "cannot create tap '%s'", name);
+    qvm_net_link_delete(name, NULL);
+    usleep(20 * 1000);
+  }
   /* Not persistent: the tap goes away with the last fd (QEMU's or ours). */
   if (ioctl(fd, TUNSETPERSIST, 0) < 0)
     return qvm_error_set_errno(err, errno, "cannot make tap '%s' non-persistent", name);

@@ -7,6 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -133,6 +137,25 @@ static void test_tap_goes_with_its_fd(void **state) {
   free(taps);
 }
 
+/* A tap whose name is still taken (a killed QEMU's, not gone yet) is never
+ * shared: the leftover is removed and a new tap made, so the new fd is the
+ * only one attached (QEMU's TUNGETIFF on it works). */
+static void test_tap_create_replaces_leftover(void **state) {
+  (void)state;
+  int old = -1, fd = -1;
+  assert_int_equal(qvm_net_tap_create(&old, "qvm-tmp1", NULL, 0, NULL), 0);
+  assert_int_equal(qvm_net_tap_create(&fd, "qvm-tmp1", NULL, 0, NULL), 0);
+  struct ifreq ifr = {0};
+  assert_int_equal(ioctl(fd, TUNGETIFF, &ifr), 0);
+  assert_string_equal(ifr.ifr_name, "qvm-tmp1");
+  assert_int_equal(ioctl(old, TUNGETIFF, &ifr), -1); /* detached from the new tap */
+  assert_int_equal(errno, EBADFD);
+  close(old);
+  assert_true(link_present("qvm-tmp1")); /* the old fd's close leaves the new tap */
+  close(fd);
+  assert_false(link_present("qvm-tmp1"));
+}
+
 static void test_bad_names_refused(void **state) {
   (void)state;
   int fd = -1;
@@ -153,6 +176,7 @@ int main(void) {
       cmocka_unit_test(test_bridge_name_taken_by_other_kind),
       cmocka_unit_test(test_tap_create_enslave_delete),
       cmocka_unit_test(test_tap_goes_with_its_fd),
+      cmocka_unit_test(test_tap_create_replaces_leftover),
       cmocka_unit_test(test_bad_names_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
