@@ -9,6 +9,7 @@
 # usage: bench/e2e/bench_up.sh [-n RUNS] [--qvm PATH] [--image DISK.qcow2]
 #                              [--timeout S] [--no-hand]
 #   -n RUNS      runs of each method, interleaved (default 3; env BENCH_RUNS)
+#                (qvm up gets --accel tcg; the hand-made QEMU gets -accel tcg)
 #   --qvm PATH   the qvm binary (default: $QVM, else BUILD/qvm for the first of
 #                build-bench, build; build it with cmake first)
 #   --image P    the cloud image (default: tests/guests/cloud/build.sh's output)
@@ -37,7 +38,7 @@ while [[ $# -gt 0 ]]; do
   --image) image=${2:?--image needs a path}; shift 2 ;;
   --timeout) timeout_s=${2:?--timeout needs seconds}; shift 2 ;;
   --no-hand) hand=0; shift ;;
-  -h | --help) sed -n '3,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h | --help) sed -n '4,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) die "unknown argument '$1' (see --help)" ;;
   esac
 done
@@ -158,7 +159,7 @@ qvm_run() {
   log "run $i: qvm up $name"
   t0=$(now_us)
   bg timeout $((timeout_s + 60)) "$qvm" up "$name" --image "$image" --disk 3G --json \
-    --timeout "$timeout_s" >"$tmp/up-$i.json" 2>"$tmp/up-$i.err" || rc=$?
+    --accel tcg --timeout "$timeout_s" >"$tmp/up-$i.json" 2>"$tmp/up-$i.err" || rc=$?
   t1=$(now_us)
   json=$(cat "$tmp/up-$i.json")
   if [[ $rc -ne 0 ]] || ! jq -e .ok <<<"$json" >/dev/null 2>&1; then
@@ -287,11 +288,12 @@ stop_hand() {
 }
 
 # ---- run -----------------------------------------------------------------------
-accel=tcg
+kvm="no /dev/kvm"
+[[ -e /dev/kvm ]] && kvm="/dev/kvm present but not used"
 others=$(pgrep -c -f '^[^ ]*qemu-system' 2>/dev/null || true)
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "bench_up: $runs run(s) of each method, interleaved; image $image"
-echo "  host: $(nproc) cores, accelerator $accel (QEMU TCG; no KVM used), load average $load at start,"
+echo "  host: $(nproc) cores, $kvm; both methods run QEMU TCG; load average $load at start,"
 echo "        ${others:-0} other qemu process(es) running at start (other work makes the figures noisy)"
 echo "  qvm:  $qvm"
 for i in $(seq "$runs"); do
