@@ -41,20 +41,22 @@ static int runtime_ssh_port(int *out, qvm_vm *vm, qvm_error **err) {
   return 0;
 }
 
-static int target_address(qvm_vm *vm, vm_spec *s, int *port, int timeout_ms, qvm_error **err) {
+/* *host is malloc'd. qvm_vm_ip may re-read vm.json, which replaces vm->spec:
+ * nothing here may hold on to the spec across that call. */
+static int target_address(char **host, qvm_vm *vm, int *port, int timeout_ms, qvm_error **err) {
+  const vm_spec *s = vm->spec;
   switch (s->net) {
   case VM_NET_USER:
     if (!s->ssh_forward)
       return qvm_error_set(err, QVM_EINVAL, "vm '%s' forwards no ssh port", vm->name);
-    if (!(s->lent_host = strdup("127.0.0.1")))
-      return qvm_error_set_errno(err, ENOMEM, "out of memory");
+    if (!(*host = strdup("127.0.0.1"))) return qvm_error_set_errno(err, ENOMEM, "out of memory");
     return runtime_ssh_port(port, vm, err);
   case VM_NET_BRIDGE: {
     char *ip = NULL, *source = NULL;
     int r = qvm_vm_ip(&ip, &source, vm, timeout_ms, err);
     free(source);
     if (r < 0) return r;
-    s->lent_host = ip;
+    *host = ip;
     *port = 22;
     return 0;
   }
@@ -69,12 +71,16 @@ static int target_address(qvm_vm *vm, vm_spec *s, int *port, int timeout_ms, qvm
 int qvm_vm_ssh_target(qvm_ssh_options *out, qvm_vm *vm, int timeout_ms, qvm_error **err) {
   qvm_vm_state st = qvm_vm_get_state(vm); /* re-reads vm.json */
   if (st != QVM_VM_RUNNING) return not_running(vm, st, err);
-  vm_spec *s = vm->spec;
   int port = 22;
+  char *host = NULL;
+  int r = target_address(&host, vm, &port, timeout_ms, err);
+  if (r < 0) {
+    free(host);
+    return r;
+  }
+  vm_spec *s = vm->spec; /* only now: target_address may have replaced it */
   free(s->lent_host);
-  s->lent_host = NULL;
-  int r = target_address(vm, s, &port, timeout_ms, err);
-  if (r < 0) return r;
+  s->lent_host = host;
   free(s->lent_known_hosts);
   free(s->lent_identity);
   s->lent_known_hosts = s->lent_identity = NULL;
