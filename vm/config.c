@@ -119,7 +119,7 @@ static int scalar(const char **out, const loader *L, const yaml_node_t *n, const
 
 static int dup_scalar(char **out, const loader *L, const yaml_node_t *n, const char *key,
                       qvm_error **err) {
-  const char *s;
+  const char *s = NULL;
   int r = scalar(&s, L, n, key, err);
   if (r < 0) return r;
   if (!s[0]) return at(L, n, err, "'%s' is empty", key);
@@ -131,7 +131,7 @@ static int dup_scalar(char **out, const loader *L, const yaml_node_t *n, const c
 /* A path: relative ones are taken from the file's directory; "~/" is $HOME. */
 static int dup_path(char **out, const loader *L, const yaml_node_t *n, const char *key,
                     qvm_error **err) {
-  const char *s;
+  const char *s = NULL;
   int r = scalar(&s, L, n, key, err);
   if (r < 0) return r;
   if (!s[0]) return at(L, n, err, "'%s' is an empty path", key);
@@ -190,7 +190,7 @@ static int one_or_list(strlist *l, const loader *L, yaml_node_t *n, const char *
 
 static int parse_uint(unsigned *out, const loader *L, const yaml_node_t *n, const char *key,
                       unsigned max, qvm_error **err) {
-  const char *s;
+  const char *s = NULL;
   int r = scalar(&s, L, n, key, err);
   if (r < 0) return r;
   char *end;
@@ -221,7 +221,7 @@ static int provision_step(char **out, const loader *L, const yaml_node_t *n, con
   for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
     yaml_node_t *k = yaml_document_get_node((yaml_document_t *)&L->doc, p->key);
     yaml_node_t *v = yaml_document_get_node((yaml_document_t *)&L->doc, p->value);
-    const char *name;
+    const char *name = NULL;
     int r = scalar(&name, L, k, "provision step key", err);
     if (r < 0) return r;
     if (!strcmp(name, "shell") || !strcmp(name, "script") || !strcmp(name, "file")) {
@@ -234,7 +234,7 @@ static int provision_step(char **out, const loader *L, const yaml_node_t *n, con
     } else if (!strcmp(name, "to")) {
       r = dup_scalar(&to, L, v, name, err);
     } else if (!strcmp(name, "sudo")) {
-      const char *b;
+      const char *b = NULL;
       if ((r = scalar(&b, L, v, name, err)) < 0) return r;
       if (!strcmp(b, "true") || !strcmp(b, "yes"))
         sudo = true;
@@ -275,7 +275,7 @@ static int parse_vm(entry *e, const loader *L, yaml_node_t *n, qvm_error **err) 
   for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
     yaml_node_t *k = yaml_document_get_node((yaml_document_t *)&L->doc, p->key);
     yaml_node_t *v = yaml_document_get_node((yaml_document_t *)&L->doc, p->value);
-    const char *key;
+    const char *key = NULL;
     int r = scalar(&key, L, k, "key", err);
     if (r < 0) return r;
     if (!strcmp(key, "image"))
@@ -352,7 +352,7 @@ static int parse_root(qvm_vm_file *f, const loader *L, qvm_error **err) {
   for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
        p++) {
     yaml_node_t *k = yaml_document_get_node((yaml_document_t *)&L->doc, p->key);
-    const char *key;
+    const char *key = NULL;
     int r = scalar(&key, L, k, "key", err);
     if (r < 0) return r;
     if (strcmp(key, "vms")) return at(L, k, err, "unknown top-level key '%s': allowed is vms", key);
