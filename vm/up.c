@@ -300,7 +300,7 @@ static int wait_tcp(up_run *u, const char *host, int port, qvm_error **err) {
       return phase_failed(u, QVM_UP_TCP, QVM_ETIMEOUT, why, err);
     }
     usleep((useconds_t)(backoff < left ? backoff : left) * 1000);
-    backoff = backoff * 2 > 1000 ? 1000 : backoff * 2;
+    backoff = backoff * 2 > 250 ? 250 : backoff * 2; /* a probe is cheap; 1 s would lag */
   }
 }
 
