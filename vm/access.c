@@ -303,7 +303,7 @@ static int access_scalars_from_json(vm_spec *s, struct json_object *o, qvm_error
   int r = json_str(&user, o, "user", 32, err);
   if (r >= 0 && user && !vm_user_name_valid(user))
     r = qvm_error_set(err, QVM_EINVAL, "'access.user' '%s' is not a valid user name", user);
-  if (r >= 0) r = json_str(&host, o, "hostname", 63, err);
+  if (r >= 0) r = json_str(&host, o, "hostname", 253, err); /* as vm_hostname_valid */
   if (r >= 0 && host && !vm_hostname_valid(host))
     r = qvm_error_set(err, QVM_EINVAL, "'access.hostname' '%s' is not a valid hostname", host);
   if (r >= 0) r = json_str(&hostkey, o, "hostkey", 16, err);

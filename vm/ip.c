@@ -48,16 +48,25 @@ typedef struct ip_search {
   int wake_fd; /* events.jsonl's inotify: a lease cuts an agent query short */
 } ip_search;
 
+/* A member that is a JSON string, else "" (a JSON null, a number, or nothing:
+ * agent replies and event lines are not trusted to be well typed). */
+static const char *str_member(struct json_object *o, const char *key) {
+  struct json_object *v = NULL;
+  if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+    return "";
+  return json_object_get_string(v);
+}
+
 /* --- events.jsonl ------------------------------------------------------------ */
 
 static void note_event_line(ip_search *s, const char *line) {
   if (!strstr(line, "\"DHCP_")) return;
   struct json_object *ev = json_tokener_parse(line), *v = NULL;
   if (!ev || !json_object_is_type(ev, json_type_object)) goto out;
-  const char *name = json_object_object_get_ex(ev, "event", &v) ? json_object_get_string(v) : "";
+  const char *name = str_member(ev, "event");
   int64_t at = json_object_object_get_ex(ev, "at_us", &v) ? json_object_get_int64(v) : 0;
-  const char *ip = json_object_object_get_ex(ev, "ip", &v) ? json_object_get_string(v) : "";
-  const char *src = json_object_object_get_ex(ev, "source", &v) ? json_object_get_string(v) : "";
+  const char *ip = str_member(ev, "ip");
+  const char *src = str_member(ev, "source");
   if (at < s->started_us || strlen(ip) >= sizeof s->ip || strlen(src) >= sizeof s->source) goto out;
   if (!strcmp(name, "DHCP_LEASE")) {
     strcpy(s->ip, ip);
@@ -159,20 +168,17 @@ static bool qga_pick(ip_search *s, struct json_object *ifaces) {
   char mac[QVM_NET_MAC_STR_MAX];
   qvm_net_mac_format(mac, s->mac);
   for (size_t i = 0; i < json_object_array_length(ifaces); i++) {
-    struct json_object *itf = json_object_array_get_idx(ifaces, i), *hw = NULL, *addrs = NULL;
-    if (!json_object_object_get_ex(itf, "hardware-address", &hw) ||
-        strcasecmp(json_object_get_string(hw), mac) ||
+    struct json_object *itf = json_object_array_get_idx(ifaces, i), *addrs = NULL;
+    if (strcasecmp(str_member(itf, "hardware-address"), mac) ||
         !json_object_object_get_ex(itf, "ip-addresses", &addrs) ||
         !json_object_is_type(addrs, json_type_array))
       continue;
     for (size_t j = 0; j < json_object_array_length(addrs); j++) {
-      struct json_object *a = json_object_array_get_idx(addrs, j), *type = NULL, *ip = NULL;
-      if (!json_object_object_get_ex(a, "ip-address-type", &type) ||
-          strcmp(json_object_get_string(type), "ipv4") ||
-          !json_object_object_get_ex(a, "ip-address", &ip) ||
-          json_object_get_string_len(ip) >= (int)sizeof s->ip)
+      struct json_object *a = json_object_array_get_idx(addrs, j);
+      const char *ip = str_member(a, "ip-address");
+      if (strcmp(str_member(a, "ip-address-type"), "ipv4") || !ip[0] || strlen(ip) >= sizeof s->ip)
         continue;
-      strcpy(s->ip, json_object_get_string(ip));
+      strcpy(s->ip, ip);
       strcpy(s->source, qvm_net_ip_source_name(QVM_NET_IP_SOURCE_GUEST_AGENT));
       return true;
     }

@@ -176,7 +176,7 @@ static int adopt(qvm_vm *vm, qvm_error **err) {
   shim_config cfg = {.mode = SHIM_ADOPT, .ready_fd = -1, .lock_fd = -1, .stop_timeout_s = 60};
   struct json_object *rt = NULL, *a = NULL;
   if (json_object_object_get_ex(vm->doc, "runtime", &rt) &&
-      json_object_object_get_ex(rt, "accelerator", &a))
+      json_object_object_get_ex(rt, "accelerator", &a) && json_object_is_type(a, json_type_string))
     cfg.accel = !strcmp(json_object_get_string(a), "kvm") ? VM_ACCEL_KVM : VM_ACCEL_TCG;
   int r = vm_shim_start_detached(vm, &cfg, 15000, err);
   if (r < 0) {
@@ -402,6 +402,8 @@ int qvm_vm_remove(const char *name, bool force, qvm_error **err) {
   r = vm_lock_acquire(&fd, &vm->paths, "rm", VM_LOCK_TIMEOUT_MS, err);
   if (r >= 0) r = remove_locked(vm, force, err);
   vm_lock_release(fd);
+  _cleanup_free_ char *up_lock = NULL; /* vm/up.c's; nothing of the VM stays */
+  if (r >= 0 && asprintf(&up_lock, "%s/.%s.up.lock", vm->paths.vms, name) > 0) unlink(up_lock);
   if (r < 0) {
     qvm_error_prefix(err, "cannot remove vm '%s'", name);
     return r;

@@ -138,9 +138,11 @@ static bool mac_taken(const char *root, const vm_spec *s, const char *mac) {
     if (asprintf(&path, "%s/%s/vm.json", vms, e->d_name) < 0 || vm_doc_read(&doc, path, NULL) < 0)
       continue;
     taken = json_object_object_get_ex(doc, "spec", &spec) &&
-            json_object_object_get_ex(spec, "mac", &v) && !strcmp(json_object_get_string(v), mac) &&
+            json_object_object_get_ex(spec, "mac", &v) &&
+            json_object_is_type(v, json_type_string) && !strcmp(json_object_get_string(v), mac) &&
             json_object_object_get_ex(spec, "network", &net) &&
             json_object_object_get_ex(net, "bridge", &b) &&
+            json_object_is_type(b, json_type_string) &&
             !strcmp(json_object_get_string(b), s->bridge);
     json_object_put(doc);
   }

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -152,13 +153,18 @@ static int store_request_cb(struct json_object *doc, void *ctx, qvm_error **err)
   return 0;
 }
 
-static int mark_provisioned_cb(struct json_object *doc, void *ctx, qvm_error **err) {
-  (void)ctx;
+/* ctx: the member to set true in the up record ("provisioned", "ready"). */
+static int mark_up_cb(struct json_object *doc, void *ctx, qvm_error **err) {
   (void)err;
   struct json_object *up = NULL;
   if (json_object_object_get_ex(doc, "up", &up) && up)
-    json_object_object_add(up, "provisioned", json_object_new_boolean(true));
+    json_object_object_add(up, ctx, json_object_new_boolean(true));
   return 0;
+}
+
+static bool up_flag(struct json_object *up, const char *key) {
+  struct json_object *v = NULL;
+  return json_object_object_get_ex(up, key, &v) && json_object_get_boolean(v);
 }
 
 /* --- phases ------------------------------------------------------------- */
@@ -420,14 +426,18 @@ static int run_phases(up_run *u, bool provision, qvm_error **err) {
   }
 
   qvm_ssh_options target = QVM_SSH_OPTIONS_INIT;
-  if ((r = qvm_vm_ssh_target(&target, u->vm, (int)remaining_ms(u), err)) < 0)
-    return phase_failed(u, QVM_UP_TCP, QVM_EINVAL, qvm_error_message(*err), err);
+  if ((r = qvm_vm_ssh_target(&target, u->vm, (int)remaining_ms(u), err)) < 0) {
+    int code = qvm_error_code(*err);
+    _cleanup_free_ char *why = strdup(qvm_error_message(*err)); /* phase_failed frees *err */
+    return phase_failed(u, QVM_UP_TCP, code, why ? why : "no ssh address", err);
+  }
   snprintf(res->ssh_host, sizeof res->ssh_host, "%s", target.host);
   res->ssh_port = target.port;
   if ((r = wait_tcp(u, res->ssh_host, res->ssh_port, err)) < 0) return r;
   phase_done(u, QVM_UP_TCP, QVM_UP_PHASE_DONE, NULL);
 
-  qvm_vm_ssh_options so = {.timeout_ms = (int)remaining_ms(u)};
+  /* 0 would mean connect's 30 s default: never more than what is left. */
+  qvm_vm_ssh_options so = {.timeout_ms = remaining_ms(u) > 0 ? (int)remaining_ms(u) : 1};
   _cleanup_(qvm_ssh_freep) qvm_ssh *ssh = NULL;
   if ((r = qvm_vm_ssh_connect(&ssh, u->vm, &so, err)) < 0) {
     int code = qvm_error_code(*err);
@@ -445,6 +455,7 @@ static int run_phases(up_run *u, bool provision, qvm_error **err) {
   if (!provision) {
     phase_done(u, QVM_UP_PROVISION, QVM_UP_PHASE_SKIPPED,
                qvm_vm_provision_count(u->vm) ? "already provisioned" : "no provision steps");
+    vm_doc_update(&u->vm->paths, mark_up_cb, "ready", NULL);
     return 0;
   }
   size_t failed = 0;
@@ -456,12 +467,55 @@ static int run_phases(up_run *u, bool provision, qvm_error **err) {
     return qvm_error_prefix(err, "vm '%s': phase 'provision' failed (see %s/provision.log)",
                             u->vm->name, qvm_vm_dir(u->vm));
   }
-  vm_doc_update(&u->vm->paths, mark_provisioned_cb, NULL, NULL);
+  vm_doc_update(&u->vm->paths, mark_up_cb, "provisioned", NULL);
   phase_done(u, QVM_UP_PROVISION, QVM_UP_PHASE_DONE, NULL);
+  vm_doc_update(&u->vm->paths, mark_up_cb, "ready", NULL);
   return 0;
 }
 
 /* --- up ----------------------------------------------------------------- */
+
+/* One `qvm up NAME` at a time, so two of them neither provision twice nor
+ * see each other's half-made VM: an flock on STATE/vms/.NAME.up.lock (a dot
+ * name, which listing skips; qvm rm removes it), waited for until the
+ * deadline. The second up then finds the first one's VM ready. */
+typedef struct up_lock_t {
+  int fd;
+  char *path, *vm_dir;
+} up_lock_t;
+
+/* Released at the end of up; a lock file with no VM beside it (the create
+ * failed) is removed so that nothing is left behind. */
+static void up_unlock(up_lock_t *l) {
+  if (l->path && l->vm_dir && access(l->vm_dir, F_OK) < 0) unlink(l->path);
+  if (l->fd >= 0) close(l->fd);
+  free(l->path);
+  free(l->vm_dir);
+}
+
+static int up_lock(up_lock_t *out, const char *name, int64_t deadline, qvm_error **err) {
+  _cleanup_free_ char *root = NULL, *dir = NULL, *path = NULL, *vm_dir = NULL;
+  int r = vm_state_root(&root, err);
+  if (r < 0) return r;
+  if (asprintf(&dir, "%s/vms", root) < 0 || asprintf(&path, "%s/.%s.up.lock", dir, name) < 0 ||
+      asprintf(&vm_dir, "%s/%s", dir, name) < 0)
+    return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  if ((r = qvm_mkdir_p(dir, 0755, err)) < 0) return r;
+  _cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return qvm_error_set_errno(err, errno, "cannot open '%s'", path);
+  while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+    if (errno != EWOULDBLOCK && errno != EINTR)
+      return qvm_error_set_errno(err, errno, "cannot lock '%s'", path);
+    if (qvm_now_ms() >= deadline)
+      return qvm_error_set(err, QVM_EBUSY,
+                           "another 'qvm up %s' is still running: wait for it, or stop it", name);
+    usleep(100 * 1000);
+  }
+  out->fd = TAKE_FD(fd);
+  out->path = TAKE_PTR(path);
+  out->vm_dir = TAKE_PTR(vm_dir);
+  return 0;
+}
 
 static const char *jstr(struct json_object *o, const char *k) {
   struct json_object *v = NULL;
@@ -499,6 +553,8 @@ static int up(qvm_up_result *out, const char *name, const qvm_vm_create_options 
   u.deadline = u.t0 + (int64_t)(opts->timeout_s > 0 ? opts->timeout_s : 600) * 1000;
   u.cloud_init = !create->no_cloud_init && !create->seed_iso;
   bool provision = create->n_provision > 0;
+  _cleanup_(up_unlock) up_lock_t lock = {.fd = -1};
+  if ((r = up_lock(&lock, name, u.deadline, err)) < 0) return r;
   _cleanup_(qvm_vm_freep) qvm_vm *vm = NULL;
 
   r = qvm_vm_create(&vm, name, create, err);
@@ -515,11 +571,11 @@ static int up(qvm_up_result *out, const char *name, const qvm_vm_create_options 
                            "vm '%s' exists and was made by 'qvm create', not 'qvm up': use "
                            "'qvm start %s', or 'qvm rm %s' first",
                            name, name, name);
-    was = json_object_get(up);
-    struct json_object *provisioned = NULL;
-    bool done = json_object_object_get_ex(was, "provisioned", &provisioned) &&
-                json_object_get_boolean(provisioned);
+    if (json_object_deep_copy(up, &was, NULL) < 0)
+      return qvm_error_set_errno(err, ENOMEM, "out of memory");
+    bool done = up_flag(was, "provisioned"), ready = up_flag(was, "ready");
     json_object_object_del(was, "provisioned");
+    json_object_object_del(was, "ready");
     _cleanup_free_ char *diff = up_request_diff(was, request);
     json_object_put(was);
     if (diff && *diff)
@@ -530,7 +586,10 @@ static int up(qvm_up_result *out, const char *name, const qvm_vm_create_options 
                            name, diff, name);
     provision = provision && !done;
     qvm_vm_state st = qvm_vm_get_state(vm);
-    if (st == QVM_VM_RUNNING && !provision) {
+    /* Only a VM whose every phase passed once is taken as up as it is: one
+     * whose last up failed (left running for inspection) goes through the
+     * phases again. */
+    if (st == QVM_VM_RUNNING && !provision && ready) {
       res->outcome = QVM_UP_ALREADY_UP;
       qvm_ssh_options target = QVM_SSH_OPTIONS_INIT;
       if (qvm_vm_ssh_target(&target, vm, 0, NULL) >= 0) {

@@ -32,7 +32,7 @@ getopt_line='invalid option|unrecognized option|requires an argument'
 k=(--kernel "$dir/kernel")
 
 # unknown options: one message naming the option, for every verb
-for verb in create start stop restart rm ls info logs exec ssh cp provision; do
+for verb in create start stop restart rm ls info logs exec ssh cp provision ip up down; do
   expect 2 "^qvm $verb: unknown option '-Q'.*try 'qvm $verb --help'" "$getopt_line" -- "$verb" -Q x
 done
 expect 2 "^qvm create: unknown option '-r'" "$getopt_line" -- create t1 -r

@@ -61,14 +61,16 @@ static int ip_run(int argc, char **argv) {
       {"wait", 1, 0, 'w'}, {"json", 0, 0, 'j'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
   int timeout_ms = 0, c, rc;
   bool json = false;
-  while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+  optind = 0;
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
     switch (c) {
     case 'w':
       if ((rc = parse_wait(optarg, &timeout_ms))) return rc;
       break;
     case 'j': json = true; break;
     case 'h': return printf("%s", ip_help), QVM_EXIT_OK;
-    default: return qvm_cli_usage_error("ip", "unknown option");
+    default: return qvm_cli_bad_option("ip", c, argv);
     }
   }
   if (optind >= argc) return qvm_cli_usage_error("ip", "missing the vm name");

@@ -540,10 +540,9 @@ static int provision_run(int argc, char **argv) {
     if (a > 1) return a;
     if (a != 1) return qvm_cli_bad_option("provision", c, argv);
   }
-  if (argc - optind != 1)
-    return qvm_cli_usage_error(
-        "provision", argc - optind < 1 ? "missing the vm name" : "unexpected argument '%s'",
-        argv[optind + 1]);
+  if (argc - optind < 1) return qvm_cli_usage_error("provision", "missing the vm name");
+  if (argc - optind > 1)
+    return qvm_cli_usage_error("provision", "unexpected argument '%s'", argv[optind + 1]);
   int first = optind;
   const char *name = argv[first];
   qvm_vm *vm = NULL;
