@@ -167,6 +167,19 @@ static void test_access_defaults(void **state) {
   assert_true(s->hostkey_tofu);
   assert_int_equal(s->n_steps, 0);
   vm_spec_free(s);
+  /* Every hostname create accepts reads back: a long FQDN once made the
+   * VM impossible to open (the reader capped it at 63). */
+  char access[400], fqdn[256];
+  snprintf(fqdn, sizeof fqdn, "%s.%s.%s.example",
+           "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+           "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+           "ccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc");
+  assert_true(vm_hostname_valid(fqdn));
+  snprintf(access, sizeof access, "{\"cloud_init\":true,\"hostname\":\"%s\"}", fqdn);
+  qvm_error *err = NULL;
+  if (spec_parse(&s, access, &err) < 0) fail_msg("%s", qvm_error_message(err));
+  assert_string_equal(s->hostname, fqdn);
+  vm_spec_free(s);
   /* qvm's seed without an explicit policy: pinned. */
   assert_int_equal(spec_parse(&s, "{\"cloud_init\":true,\"user\":\"qvm\"}", NULL), 0);
   assert_false(s->hostkey_tofu);
