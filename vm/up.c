@@ -223,17 +223,37 @@ static int check_running(up_run *u, qvm_up_phase p, qvm_error **err) {
   return phase_failed(u, p, QVM_EINVAL, why, err);
 }
 
-/* Waits (inotify on the serial log) until `pred` holds for its contents. */
-static int wait_serial(up_run *u, qvm_up_phase p, bool (*pred)(const char *log, const up_run *u),
-                       const char *what, qvm_error **err) {
+/* Serial output since `*scanned` (plus a marker's length of overlap), for
+ * the predicates below: the log can be large and grows, so each wakeup reads
+ * only what is new. Guest output may hold NULs, hence memmem, not strstr. */
+typedef bool (*serial_pred)(const char *chunk, size_t len, const up_run *u);
+
+static bool serial_check(const up_run *u, off_t *scanned, serial_pred pred) {
+  _cleanup_close_ int fd = open(u->vm->paths.serial_log, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return false;
+  off_t size = lseek(fd, 0, SEEK_END), from = *scanned > 128 ? *scanned - 128 : 0;
+  if (size <= from) return false;
+  size_t len = (size_t)(size - from);
+  if (len > (16u << 20)) { /* a flood: look at its last 16 MiB only */
+    from = size - (16 << 20);
+    len = 16u << 20;
+  }
+  _cleanup_free_ char *buf = malloc(len);
+  ssize_t n = buf ? pread(fd, buf, len, from) : -1;
+  if (n <= 0) return false;
+  *scanned = from + n;
+  return pred(buf, (size_t)n, u);
+}
+
+/* Waits (inotify on the serial log) until `pred` holds for new output. */
+static int wait_serial(up_run *u, qvm_up_phase p, serial_pred pred, const char *what,
+                       qvm_error **err) {
   _cleanup_close_ int ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
   if (ino < 0) return qvm_error_set_errno(err, errno, "inotify_init1");
   int wd = inotify_add_watch(ino, u->vm->paths.serial_log, IN_MODIFY);
-  (void)wd; /* the file may not exist yet: the liveness check below rechecks */
+  off_t scanned = 0;
   for (;;) {
-    _cleanup_free_ char *log = NULL;
-    if (qvm_read_file(&log, NULL, u->vm->paths.serial_log, 64u << 20, NULL) >= 0 && pred(log, u))
-      return 0;
+    if (serial_check(u, &scanned, pred)) return 0;
     int r = check_running(u, p, err);
     if (r < 0) return r;
     int64_t left = remaining_ms(u);
@@ -250,15 +270,16 @@ static int wait_serial(up_run *u, qvm_up_phase p, bool (*pred)(const char *log, 
   }
 }
 
-static bool serial_nonempty(const char *log, const up_run *u) {
+static bool serial_nonempty(const char *chunk, size_t len, const up_run *u) {
+  (void)chunk;
   (void)u;
-  return log[0] != '\0';
+  return len > 0;
 }
 
-static bool serial_has_marker(const char *log, const up_run *u) {
+static bool serial_has_marker(const char *chunk, size_t len, const up_run *u) {
   char marker[128];
-  snprintf(marker, sizeof marker, "%s %s", QVM_SEED_READY_MARKER, u->uuid);
-  return strstr(log, marker) != NULL;
+  int n = snprintf(marker, sizeof marker, "%s %s", QVM_SEED_READY_MARKER, u->uuid);
+  return n > 0 && memmem(chunk, len, marker, (size_t)n) != NULL;
 }
 
 /* TCP phase: the guest's sshd sent "SSH-". A bare connect is not enough: in
@@ -379,16 +400,20 @@ static int wait_cloud_init(up_run *u, qvm_ssh *ssh, qvm_error **err) {
   int64_t saved = u->deadline;
   int64_t soon = qvm_now_ms() + 5000;
   if (soon < u->deadline) u->deadline = soon;
-  r = wait_serial(u, QVM_UP_CLOUD_INIT, serial_has_marker, "no readiness marker on serial", err);
+  bool marker = wait_serial(u, QVM_UP_CLOUD_INIT, serial_has_marker, "no marker", err) >= 0;
   u->deadline = saved;
-  if (r < 0 && !error) {
-    /* cloud-init is done, over SSH; a missing marker alone does not fail up. */
+  if (!marker) {
+    /* cloud-init said it is done, over SSH: a missing marker (a user's
+     * runcmd that failed first, a console that is elsewhere) is reported,
+     * not fatal. */
     qvm_error_free(*err);
     *err = NULL;
-    r = 0;
+    u->res->failed_in_phase = false;
   }
-  phase_done(u, QVM_UP_CLOUD_INIT, QVM_UP_PHASE_DONE, error ? "finished with errors" : "done");
-  return r < 0 ? r : 0;
+  phase_done(u, QVM_UP_CLOUD_INIT, QVM_UP_PHASE_DONE,
+             error ? (marker ? "finished with errors" : "finished with errors, no qvm-ready marker")
+                   : (marker ? "done" : "done, but no qvm-ready marker on serial"));
+  return 0;
 }
 
 static int print_output(void *ctx, int stream, const void *data, size_t len) {

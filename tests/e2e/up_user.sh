@@ -36,6 +36,8 @@ for phase in started serial tcp ssh cloud-init provision; do
   expect_match "$out" "^  $phase +[0-9.]+ s" "phase $phase in up's output"
 done
 expect_match "$out" "^  lease +- " "lease phase skipped in user mode"
+# cloud-init said done over SSH and qvm's readiness marker came on serial.
+expect_match "$out" "^  cloud-init +[0-9.]+ s  done$" "cloud-init done with the marker seen"
 
 # Every phase is also an event.
 events=$QVM_STATE_DIR/vms/e2e-user/events.jsonl
