@@ -206,12 +206,17 @@ static int phase_failed(up_run *u, qvm_up_phase p, int code, const char *why, qv
   u->res->failed_in_phase = true;
   _cleanup_free_ char *tail = vm_file_tail(u->vm->paths.serial_log, SERIAL_TAIL_LINES);
   int64_t elapsed = (qvm_now_ms() - u->t0) / 1000;
+  /* The cause's class (e.g. HostKeyMismatch) survives the new message. */
+  const char *cls = err && *err ? qvm_error_class(*err) : NULL;
+  _cleanup_free_ char *keep = cls ? strdup(cls) : NULL;
   qvm_error_free(err ? *err : NULL);
   if (err) *err = NULL;
-  return qvm_error_set(err, code, "vm '%s': phase '%s' did not happen (after %lld s): %s\n%s%s",
-                       u->vm->name, qvm_up_phase_name(p), (long long)elapsed, why,
-                       tail && *tail ? "last serial output:\n" : "no serial output at all",
-                       tail && *tail ? tail : "");
+  int r = qvm_error_set(err, code, "vm '%s': phase '%s' did not happen (after %lld s): %s\n%s%s",
+                        u->vm->name, qvm_up_phase_name(p), (long long)elapsed, why,
+                        tail && *tail ? "last serial output:\n" : "no serial output at all",
+                        tail && *tail ? tail : "");
+  if (keep && err && *err) qvm_error_set_class(*err, keep);
+  return r;
 }
 
 /* The VM must still be running while up waits on it. */

@@ -107,13 +107,18 @@ static int up_one(const char *name, const qvm_vm_create_options *create, const q
   int r = qvm_vm_up(&res, name, create, &opts, &err);
   if (json) print_json(name, &res, r < 0 ? err : NULL);
   if (r < 0) {
-    const char *hint = NULL;
-    if (qvm_error_code(err) == QVM_EAUTH)
-      hint = "a changed host key means the guest is not the one qvm set up; 'qvm ssh NAME "
-             "--repin' accepts it if you know why";
+    char hint[256] = "";
+    const char *cls = qvm_error_class(err);
+    if (cls && !strcmp(cls, "HostKeyMismatch"))
+      snprintf(hint, sizeof hint,
+               "a changed host key means the guest is not the one qvm set up; 'qvm ssh %s "
+               "--repin' accepts it if you know why",
+               name);
     else if (res.failed_in_phase)
-      hint = "inspect with 'qvm logs NAME' and 'qvm info NAME'; remove with 'qvm down NAME --rm'";
-    return qvm_cli_fail("up", err, hint);
+      snprintf(hint, sizeof hint,
+               "inspect with 'qvm logs %s' and 'qvm info %s'; remove with 'qvm down %s --rm'", name,
+               name, name);
+    return qvm_cli_fail("up", err, hint[0] ? hint : NULL);
   }
   if (!json) {
     if (res.outcome == QVM_UP_ALREADY_UP)
