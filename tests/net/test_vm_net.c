@@ -29,6 +29,7 @@
 #include <json-c/json.h>
 
 #include "net_testlib.h"
+#include "testjson.h"
 #include "testlib.h"
 #include "util/fs.h"
 #include "util/time.h"
@@ -82,18 +83,6 @@ static struct json_object *info(const fixture *f, const char *name) {
   return j;
 }
 
-static const char *jstr(struct json_object *o, const char *key) {
-  struct json_object *v = NULL;
-  if (!o || !json_object_object_get_ex(o, key, &v) || !v) return "";
-  return json_object_get_string(v);
-}
-
-static int jint(struct json_object *o, const char *key) {
-  struct json_object *v = NULL;
-  if (!o || !json_object_object_get_ex(o, key, &v) || !v) return -1;
-  return json_object_get_int(v);
-}
-
 /* The text after `prefix` up to the end of its line, from the last line of
  * the VM's serial log that has it (NULL if none). */
 static char *serial_value(const fixture *f, const char *name, const char *prefix) {
@@ -133,7 +122,7 @@ static int count_taps(const fixture *f) {
 /* "qvm-" + the first 8 hex digits of the uuid, as net/names.c makes it. */
 static void tap_of(const fixture *f, const char *name, char out[16]) {
   struct json_object *j = info(f, name);
-  snprintf(out, 16, "qvm-%.8s", jstr(j, "uuid"));
+  snprintf(out, 16, "qvm-%.8s", qvm_test_jstr(j, "uuid"));
   json_object_put(j);
 }
 
@@ -143,8 +132,8 @@ static void vm_ip(const fixture *f, const char *name, char **ip, char **source) 
   assert_non_null(out);
   struct json_object *j = json_tokener_parse(out);
   assert_non_null(j);
-  *ip = strdup(jstr(j, "ip"));
-  *source = strdup(jstr(j, "source"));
+  *ip = strdup(qvm_test_jstr(j, "ip"));
+  *source = strdup(qvm_test_jstr(j, "source"));
   json_object_put(j);
   free(out);
 }
@@ -153,7 +142,7 @@ static void wait_state(const fixture *f, const char *name, const char *want) {
   int64_t deadline = qvm_now_ms() + 60000;
   for (;;) {
     struct json_object *j = info(f, name);
-    bool ok = !strcmp(jstr(j, "state"), want);
+    bool ok = !strcmp(qvm_test_jstr(j, "state"), want);
     json_object_put(j);
     if (ok) return;
     if (qvm_now_ms() > deadline) fail_msg("vm '%s' never became %s", name, want);
@@ -163,7 +152,7 @@ static void wait_state(const fixture *f, const char *name, const char *want) {
 
 static void kill_pid_of(const fixture *f, const char *name, const char *key) {
   struct json_object *j = info(f, name);
-  int pid = jint(j, key);
+  int pid = qvm_test_jint(j, key);
   json_object_put(j);
   assert_true(pid > 0);
   assert_int_equal(kill(pid, SIGKILL), 0);
@@ -225,8 +214,8 @@ static void test_bridge_lease(void **state) {
   /* qvm info shows it too, and qvm ip answers at once now. */
   struct json_object *j = info(f, "web"), *net = NULL;
   assert_true(json_object_object_get_ex(j, "network", &net));
-  assert_string_equal(jstr(net, "ip"), ip);
-  assert_string_equal(jstr(net, "ip_source"), "qvm-dhcp");
+  assert_string_equal(qvm_test_jstr(net, "ip"), ip);
+  assert_string_equal(qvm_test_jstr(net, "ip_source"), "qvm-dhcp");
   json_object_put(j);
   char *now = qvm_out(f, "ip web");
   assert_non_null(now);
@@ -302,8 +291,8 @@ static void json_ip_error(const fixture *f, const char *args, const char *want, 
   assert_int_equal(atoi(nl + 1), rc);
   struct json_object *j = json_tokener_parse(out);
   assert_non_null(j);
-  assert_non_null(strstr(jstr(j, "error"), want));
-  assert_int_equal(jint(j, "exit_code"), rc);
+  assert_non_null(strstr(qvm_test_jstr(j, "error"), want));
+  assert_int_equal(qvm_test_jint(j, "exit_code"), rc);
   json_object_put(j);
   free(out);
 }
@@ -476,7 +465,7 @@ static void test_user_forwards(void **state) {
   assert_int_equal(qvm(f, "start u 2>/dev/null"), 0);
   struct json_object *j = info(f, "u"), *n = NULL;
   assert_true(json_object_object_get_ex(j, "network", &n));
-  int ssh_port = jint(n, "ssh_port");
+  int ssh_port = qvm_test_jint(n, "ssh_port");
   json_object_put(j);
   assert_true(ssh_port > 0);
   free(wait_serial(f, "u", "qvm-mini: sshd port="));

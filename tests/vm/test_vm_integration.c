@@ -29,6 +29,7 @@
 #include <cmocka.h>
 #include <json-c/json.h>
 
+#include "testjson.h"
 #include "testlib.h"
 #include "util/fs.h"
 #include "util/time.h"
@@ -66,21 +67,9 @@ static struct json_object *info(const char *name) {
   return j;
 }
 
-static const char *jstr(struct json_object *o, const char *key) {
-  struct json_object *v = NULL;
-  if (!o || !json_object_object_get_ex(o, key, &v) || !v) return "";
-  return json_object_get_string(v);
-}
-
-static int jint(struct json_object *o, const char *key) {
-  struct json_object *v = NULL;
-  if (!o || !json_object_object_get_ex(o, key, &v) || !v) return -1;
-  return json_object_get_int(v);
-}
-
 static char *state_of(const char *name) {
   struct json_object *j = info(name);
-  char *s = strdup(jstr(j, "state"));
+  char *s = strdup(qvm_test_jstr(j, "state"));
   json_object_put(j);
   return s;
 }
@@ -94,7 +83,7 @@ static char *ls_state(const char *name) {
   size_t n = json_object_is_type(all, json_type_array) ? json_object_array_length(all) : 0;
   for (size_t i = 0; i < n && !s; i++) {
     struct json_object *vm = json_object_array_get_idx(all, i);
-    if (!strcmp(jstr(vm, "name"), name)) s = strdup(jstr(vm, "state"));
+    if (!strcmp(qvm_test_jstr(vm, "name"), name)) s = strdup(qvm_test_jstr(vm, "state"));
   }
   json_object_put(all);
   return s ? s : strdup("");
@@ -111,8 +100,8 @@ static char *seed_instance_id(const fixture *f, const char *name) {
   assert_int_equal(qvm_read_file(&iso, &len, path, 16 << 20, NULL), 0);
   struct json_object *j = info(name);
   /* The YAML emitter quotes a uuid that starts with a digit. */
-  snprintf(plain, sizeof plain, "instance-id: %s\n", jstr(j, "uuid"));
-  snprintf(quoted, sizeof quoted, "instance-id: \"%s\"\n", jstr(j, "uuid"));
+  snprintf(plain, sizeof plain, "instance-id: %s\n", qvm_test_jstr(j, "uuid"));
+  snprintf(quoted, sizeof quoted, "instance-id: \"%s\"\n", qvm_test_jstr(j, "uuid"));
   json_object_put(j);
   assert_true(strlen(plain) > strlen("instance-id: ") + 30);
   bool found = memmem(iso, len, plain, strlen(plain)) || memmem(iso, len, quoted, strlen(quoted));
@@ -124,7 +113,8 @@ static char *seed_instance_id(const fixture *f, const char *name) {
 
 static char *last_exit_field(const char *name, const char *key) {
   struct json_object *j = info(name), *last = NULL;
-  char *s = strdup(json_object_object_get_ex(j, "last_exit", &last) ? jstr(last, key) : "");
+  char *s =
+      strdup(json_object_object_get_ex(j, "last_exit", &last) ? qvm_test_jstr(last, key) : "");
   json_object_put(j);
   return s;
 }
@@ -213,12 +203,12 @@ static void test_lifecycle(void **state) {
   free(s);
   assert_int_equal(qvm("start life"), 0);
   struct json_object *j = info("life");
-  assert_string_equal(jstr(j, "state"), "running");
-  assert_string_equal(jstr(j, "accelerator"), "tcg");
-  int pid = jint(j, "pid");
+  assert_string_equal(qvm_test_jstr(j, "state"), "running");
+  assert_string_equal(qvm_test_jstr(j, "accelerator"), "tcg");
+  int pid = qvm_test_jint(j, "pid");
   assert_true(pid_alive(pid));
-  assert_int_equal(jint(j, "cpus"), 1);
-  assert_int_equal(jint(j, "memory_mib"), 256);
+  assert_int_equal(qvm_test_jint(j, "cpus"), 1);
+  assert_int_equal(qvm_test_jint(j, "memory_mib"), 256);
   json_object_put(j);
   assert_int_equal(qvm("start life 2>/dev/null"), 0); /* already running: left alone */
   wait_serial(f, "life", "qvm-mini: ready");
@@ -303,7 +293,7 @@ static void test_qemu_killed(void **state) {
   assert_int_equal(create_mini("crash", NULL), 0);
   assert_int_equal(qvm("start crash"), 0);
   struct json_object *j = info("crash");
-  int pid = jint(j, "pid");
+  int pid = qvm_test_jint(j, "pid");
   json_object_put(j);
   assert_true(pid_alive(pid));
   assert_int_equal(kill(pid, SIGKILL), 0);
@@ -335,7 +325,7 @@ static void test_qemu_killed(void **state) {
   assert_true(dir_empty(f->run));
   assert_int_equal(qvm("start crash"), 0); /* and it starts again */
   j = info("crash");
-  int pid2 = jint(j, "pid");
+  int pid2 = qvm_test_jint(j, "pid");
   json_object_put(j);
   /* restart: a stop (forced after 1 s if the guest is still booting), a start.
    * The seed is not rebuilt: its instance-id stays the VM's uuid, so
@@ -347,8 +337,8 @@ static void test_qemu_killed(void **state) {
   free(seed_before);
   free(seed_after);
   j = info("crash");
-  assert_string_equal(jstr(j, "state"), "running");
-  int pid3 = jint(j, "pid");
+  assert_string_equal(qvm_test_jstr(j, "state"), "running");
+  int pid3 = qvm_test_jint(j, "pid");
   json_object_put(j);
   assert_true(pid3 != pid2 && pid_alive(pid3) && !pid_alive(pid2));
   assert_int_equal(qvm("kill crash"), 0);
@@ -365,7 +355,7 @@ static void test_shim_killed(void **state) {
   assert_int_equal(create_mini("orphan", NULL), 0);
   assert_int_equal(qvm("start orphan"), 0);
   struct json_object *j = info("orphan");
-  int pid = jint(j, "pid"), shim = jint(j, "shim_pid");
+  int pid = qvm_test_jint(j, "pid"), shim = qvm_test_jint(j, "shim_pid");
   json_object_put(j);
   assert_true(pid_alive(shim));
   wait_serial(f, "orphan", "qvm-mini: ready");
@@ -374,9 +364,9 @@ static void test_shim_killed(void **state) {
   usleep(200 * 1000);
   assert_true(pid_alive(pid)); /* QEMU outlives its shim */
   j = info("orphan");          /* notices, and re-attaches a new shim */
-  assert_string_equal(jstr(j, "state"), "running");
-  assert_int_equal(jint(j, "pid"), pid);
-  int shim2 = jint(j, "shim_pid");
+  assert_string_equal(qvm_test_jstr(j, "state"), "running");
+  assert_int_equal(qvm_test_jint(j, "pid"), pid);
+  int shim2 = qvm_test_jint(j, "shim_pid");
   json_object_put(j);
   assert_true(shim2 > 0 && shim2 != shim);
   assert_true(pid_alive(shim2));
@@ -401,8 +391,8 @@ static void test_load_parallel_start(void **state) {
   int pids[4];
   for (int i = 0; i < 4; i++) {
     struct json_object *j = info(names[i]);
-    assert_string_equal(jstr(j, "state"), "running");
-    pids[i] = jint(j, "pid");
+    assert_string_equal(qvm_test_jstr(j, "state"), "running");
+    pids[i] = qvm_test_jint(j, "pid");
     json_object_put(j);
     assert_true(pid_alive(pids[i]));
     for (int k = 0; k < i; k++) assert_int_not_equal(pids[k], pids[i]);
@@ -445,9 +435,9 @@ static void test_load_ssh_port_taken(void **state) {
   int ports[3];
   for (int i = 0; i < 3; i++) {
     struct json_object *j = info(names[i]), *net = NULL;
-    assert_string_equal(jstr(j, "state"), "running");
+    assert_string_equal(qvm_test_jstr(j, "state"), "running");
     assert_true(json_object_object_get_ex(j, "network", &net));
-    ports[i] = jint(net, "ssh_port");
+    ports[i] = qvm_test_jint(net, "ssh_port");
     json_object_put(j);
     assert_true(ports[i] > 0 && ports[i] != port);
     for (int k = 0; k < i; k++) assert_int_not_equal(ports[k], ports[i]);
@@ -481,7 +471,7 @@ static void check_consistent(const fixture *f, const char *name) {
   if (json_object_object_get_ex(doc, "runtime", &rt)) {
     assert_true(json_object_object_get_ex(rt, "qemu", &q));
     assert_string_equal(s, "running");
-    assert_true(pid_alive(jint(q, "pid")));
+    assert_true(pid_alive(qvm_test_jint(q, "pid")));
   } else {
     assert_true(!strcmp(s, "stopped") || !strcmp(s, "created"));
     assert_true(dir_empty(f->run));
