@@ -4,7 +4,7 @@
 # skip into a failure instead (tests/lib/testlib.c), so CI cannot pass by
 # skipping.
 
-# qvm_test(NAME name SOURCES ... LIBS ... LABELS unit|golden|integration|e2e|fuzz
+# qvm_test(NAME name SOURCES ... LIBS ... LABELS unit|golden|integration|e2e|fuzz|hostile
 #          [TIMEOUT s] [ARGS ...] [FIXTURES ...] [SERIAL])
 function(qvm_test)
   cmake_parse_arguments(T "SERIAL" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS;ARGS;FIXTURES" ${ARGN})

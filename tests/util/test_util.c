@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <signal.h>
@@ -19,6 +20,7 @@
 #include "util/fs.h"
 #include "util/strbuf.h"
 #include "util/time.h"
+#include "qvm/text.h"
 
 static int fail_with_name(const char *name, qvm_error **err) {
   return qvm_error_set(err, QVM_EINVAL, "name '%s' is invalid", name);
@@ -227,6 +229,45 @@ static void test_deadline(void **state) {
   assert_string_equal(buf, "2023-11-14T22:13:20.123456Z");
 }
 
+static void expect_text(const char *in, size_t len, unsigned flags, const char *want) {
+  char *got = qvm_text_for_terminal(in, len, flags);
+  assert_non_null(got);
+  assert_string_equal(got, want);
+  free(got);
+}
+
+#define EXPECT_TEXT(in, flags, want) expect_text(in, sizeof(in) - 1, flags, want)
+
+/* Guest text on a terminal: every control sequence a guest could send comes
+ * out as visible characters, valid UTF-8 passes, invalid bytes are escaped. */
+static void test_text_for_terminal(void **state) {
+  (void)state;
+  EXPECT_TEXT("plain text 1.2", 0, "plain text 1.2");
+  EXPECT_TEXT("a\tb", 0, "a\tb");
+  EXPECT_TEXT("a\nb", 0, "a\\nb");
+  EXPECT_TEXT("a\nb", QVM_TEXT_KEEP_NEWLINE, "a\nb");
+  EXPECT_TEXT("\x1b]0;pwned\x07\x1b[2J", 0, "\\x1b]0;pwned\\x07\\x1b[2J");
+  EXPECT_TEXT("x\r\x7f", 0, "x\\r\\x7f");
+  EXPECT_TEXT("\x9b"
+              "31m",
+              0, "\\x9b31m"); /* raw 8-bit CSI */
+  EXPECT_TEXT("\xc2\x9b"
+              "2J",
+              0, "\\u{009b}2J"); /* CSI as UTF-8 */
+  EXPECT_TEXT("\xc2\x9d"
+              "0;t",
+              0, "\\u{009d}0;t"); /* OSC as UTF-8 */
+  EXPECT_TEXT("\xe2\x80\xae"
+              "gpj.exe",
+              0, "\\u{202e}gpj.exe"); /* RLO */
+  EXPECT_TEXT("caf\xc3\xa9 \xe2\x9c\x93", 0, "caf\xc3\xa9 \xe2\x9c\x93");
+  EXPECT_TEXT("\xc0\xaf", 0, "\\xc0\\xaf");          /* overlong '/' */
+  EXPECT_TEXT("\xed\xa0\x80", 0, "\\xed\\xa0\\x80"); /* surrogate */
+  EXPECT_TEXT("\xe2\x9c", 0, "\\xe2\\x9c");          /* truncated */
+  EXPECT_TEXT("a\0b", 0, "a\\x00b");
+  EXPECT_TEXT("", 0, "");
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   const struct CMUnitTest tests[] = {
@@ -240,6 +281,7 @@ int main(void) {
       cmocka_unit_test(test_mkdir_p_and_rm_rf),
       cmocka_unit_test(test_cleanup_macros),
       cmocka_unit_test(test_deadline),
+      cmocka_unit_test(test_text_for_terminal),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: MIT */
+#include "qvm/text.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util/strbuf.h"
+
+/* Length of the valid UTF-8 sequence at p (1..4), its code point in *cp, or
+ * 0 when the bytes are not valid UTF-8 (overlong, surrogate, > U+10FFFF,
+ * truncated). */
+static size_t utf8_decode(const unsigned char *p, size_t left, uint32_t *cp) {
+  unsigned char c = p[0];
+  size_t n;
+  uint32_t v, min;
+  if (c < 0x80) {
+    *cp = c;
+    return 1;
+  } else if (c >= 0xc2 && c <= 0xdf) {
+    n = 2, v = c & 0x1f, min = 0x80;
+  } else if (c >= 0xe0 && c <= 0xef) {
+    n = 3, v = c & 0x0f, min = 0x800;
+  } else if (c >= 0xf0 && c <= 0xf4) {
+    n = 4, v = c & 0x07, min = 0x10000;
+  } else {
+    return 0;
+  }
+  if (left < n) return 0;
+  for (size_t i = 1; i < n; i++) {
+    if ((p[i] & 0xc0) != 0x80) return 0;
+    v = (v << 6) | (p[i] & 0x3f);
+  }
+  if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff)) return 0;
+  *cp = v;
+  return n;
+}
+
+static bool unsafe_code_point(uint32_t cp) {
+  return (cp >= 0x80 && cp <= 0x9f) ||     /* C1 controls, CSI = U+009B */
+         (cp >= 0x202a && cp <= 0x202e) || /* bidi embeddings and overrides */
+         (cp >= 0x2066 && cp <= 0x2069) || /* bidi isolates */
+         cp == 0x2028 || cp == 0x2029;     /* line/paragraph separators */
+}
+
+char *qvm_text_for_terminal(const void *bytes, size_t len, unsigned flags) {
+  const unsigned char *p = bytes;
+  qvm_strbuf sb = QVM_STRBUF_INIT;
+  qvm_strbuf_append(&sb, "", 0);
+  for (size_t i = 0; i < len;) {
+    unsigned char c = p[i];
+    uint32_t cp = 0;
+    size_t n;
+    if (c == '\n' && (flags & QVM_TEXT_KEEP_NEWLINE)) {
+      qvm_strbuf_putc(&sb, '\n');
+      n = 1;
+    } else if (c == '\n') {
+      qvm_strbuf_puts(&sb, "\\n");
+      n = 1;
+    } else if (c == '\r') {
+      qvm_strbuf_puts(&sb, "\\r");
+      n = 1;
+    } else if (c == '\t' || (c >= 0x20 && c < 0x7f)) {
+      qvm_strbuf_putc(&sb, (char)c);
+      n = 1;
+    } else if (c < 0x80 || (n = utf8_decode(p + i, len - i, &cp)) == 0) {
+      qvm_strbuf_printf(&sb, "\\x%02x", c);
+      n = 1;
+    } else if (unsafe_code_point(cp)) {
+      qvm_strbuf_printf(&sb, "\\u{%04x}", (unsigned)cp);
+    } else {
+      qvm_strbuf_append(&sb, p + i, n);
+    }
+    i += n;
+  }
+  return qvm_strbuf_steal(&sb);
+}
