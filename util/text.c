@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-#include "qvm/text.h"
+#include <qvm/text.h>
 
 #include <stdbool.h>
 #include <stdint.h>

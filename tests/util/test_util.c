@@ -20,7 +20,7 @@
 #include "util/fs.h"
 #include "util/strbuf.h"
 #include "util/time.h"
-#include "qvm/text.h"
+#include <qvm/text.h>
 
 static int fail_with_name(const char *name, qvm_error **err) {
   return qvm_error_set(err, QVM_EINVAL, "name '%s' is invalid", name);
