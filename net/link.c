@@ -142,6 +142,13 @@ int qvm_net_link_delete(const char *ifname, qvm_error **err) {
   return link_simple(nlh, "delete", ifname, err);
 }
 
+int qvm_net_link_delete_index(unsigned idx, qvm_error **err) {
+  char buf[MNL_SOCKET_BUFFER_SIZE];
+  char what[32];
+  snprintf(what, sizeof what, "#%u", idx);
+  return link_simple(link_request(buf, RTM_DELLINK, 0, (int)idx), "delete", what, err);
+}
+
 /* --- bridge --------------------------------------------------------------- */
 
 static int link_kind_cb(const struct nlmsghdr *nlh, void *data) {

@@ -208,6 +208,7 @@ struct vm_net {
   int events_fd;
   uint8_t mac[6];
   char tap[QVM_NET_IFNAME_MAX];
+  unsigned tap_index;              /* the tap this shim's QEMU holds, 0 if unknown */
   char watched_ip[QVM_NET_IP_MAX]; /* the last address the watcher recorded */
 };
 
@@ -303,6 +304,7 @@ static int setup_links(int *out_tap_fd, vm_net *n, const vm_spec *s, qvm_error *
     r = qvm_net_bridge_ensure(&b, err);
   if (r >= 0 && s->nat) r = qvm_net_nat_ensure(s->bridge, s->bridge_address, err);
   if (r >= 0) r = qvm_net_tap_create(out_tap_fd, n->tap, s->bridge, 0, err);
+  if (r >= 0) r = qvm_net_link_index(&n->tap_index, n->tap, err);
   return r;
 }
 
@@ -318,6 +320,8 @@ int vm_net_start(vm_net **out, int *out_tap_fd, qvm_vm *vm, bool create_tap, int
   int r = qvm_net_mac_parse(n->mac, s->mac, err);
   if (r >= 0) r = qvm_net_tap_name_from_uuid(n->tap, s->uuid, err);
   if (r >= 0 && create_tap) r = setup_links(out_tap_fd, n, s, err);
+  /* Adopted: the running QEMU holds the tap of that name. */
+  if (r >= 0 && !create_tap) (void)qvm_net_link_index(&n->tap_index, n->tap, NULL);
   if (r >= 0 && !s->dhcp_external) r = start_server(n, s, err);
   if (r >= 0 && s->dhcp_external) r = qvm_net_watcher_new(&n->watcher, n->tap, n->mac, err);
   if (r < 0) {
@@ -368,6 +372,14 @@ void vm_net_free(vm_net *n) {
   qvm_dhcp_server_free(n->server);
   qvm_net_watcher_free(n->watcher);
   free(n);
+}
+
+void vm_net_remove_own_tap(vm_net *n) {
+  if (!n || !n->tap_index) return;
+  qvm_error *e = NULL;
+  qvm_net_link_delete_index(n->tap_index, &e);
+  qvm_error_free(e);
+  n->tap_index = 0;
 }
 
 void vm_net_remove_tap(const vm_spec *s) {

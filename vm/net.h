@@ -53,5 +53,9 @@ int vm_net_ip_find(char **out_ip, char **out_source, qvm_vm *vm, int timeout_ms,
 
 /* After QEMU is gone (reconcile, rm): removes the VM's tap if it exists. */
 void vm_net_remove_tap(const vm_spec *s);
+/* Removes the tap this vm_net created or adopted, by its ifindex: a tap of
+ * the same name made since by the VM's next start is never touched. For the
+ * shim, which exits without the VM's lock. */
+void vm_net_remove_own_tap(vm_net *n);
 
 #endif

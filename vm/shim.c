@@ -428,6 +428,7 @@ static void shim_retry_port(shim *s) {
   s->qemu_pid = 0;
   s->child = false;
   s->ssh_port = 0;
+  vm_net_remove_own_tap(s->net);
   vm_net_free(s->net);
   s->net = NULL;
   s->launch_attempt++;
@@ -518,6 +519,9 @@ int vm_shim_run(int *out, qvm_vm *vm, const shim_config *cfg, qvm_error **err) {
   if (r == 0) {
     shim_ready(&s, 0, NULL);
     shim_loop(&s, &x);
+    /* Before the exit record: once it says stopped, the VM's next start may
+     * create a tap of the same name, which must not be this one's delete. */
+    vm_net_remove_own_tap(s.net);
     *out = shim_record_exit(&s, &x, NULL);
   } else if (r < 0) {
     shim_ready(&s, r, qvm_error_message(e));
@@ -530,8 +534,8 @@ int vm_shim_run(int *out, qvm_vm *vm, const shim_config *cfg, qvm_error **err) {
   } else {
     *out = QVM_RUN_EXIT_ERROR;
   }
+  vm_net_remove_own_tap(s.net); /* QEMU is gone; its tap normally went with it */
   vm_net_free(s.net);
-  vm_net_remove_tap(vm->spec); /* QEMU is gone; its tap normally went with it */
   qvm_qmp_free(s.qmp);
   if (s.qmp_client_fd >= 0) close(s.qmp_client_fd);
   if (s.pidfd >= 0) close(s.pidfd);

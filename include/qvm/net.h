@@ -59,6 +59,9 @@ typedef struct qvm_net_bridge_options {
 int qvm_net_bridge_ensure(const qvm_net_bridge_options *opts, qvm_error **err);
 /* Deletes any link by name (bridge, tap, veth). QVM_ENOTFOUND if absent. */
 int qvm_net_link_delete(const char *ifname, qvm_error **err);
+/* Deletes the link with this ifindex, never another that took its name
+ * since. QVM_ENOTFOUND if it is gone. */
+int qvm_net_link_delete_index(unsigned idx, qvm_error **err);
 /* Enslaves ifname to bridge and sets it up. */
 int qvm_net_link_enslave(const char *ifname, const char *bridge, qvm_error **err);
 int qvm_net_link_set_up(const char *ifname, qvm_error **err);

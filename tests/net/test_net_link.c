@@ -156,6 +156,27 @@ static void test_tap_create_replaces_leftover(void **state) {
   assert_false(link_present("qvm-tmp1"));
 }
 
+/* A shim that outlived its QEMU deletes its own tap by ifindex: the next
+ * start's tap of the same name survives (deleting by name made that start's
+ * QEMU fail with "TUNGETIFF: File descriptor in bad state"). */
+static void test_delete_index_spares_a_newer_namesake(void **state) {
+  (void)state;
+  int old = -1, fd = -1;
+  unsigned old_idx = 0, idx = 0;
+  assert_int_equal(qvm_net_tap_create(&old, "qvm-tmp2", NULL, 0, NULL), 0);
+  assert_int_equal(qvm_net_link_index(&old_idx, "qvm-tmp2", NULL), 0);
+  close(old); /* QEMU died: its tap went with it */
+  assert_int_equal(qvm_net_tap_create(&fd, "qvm-tmp2", NULL, 0, NULL), 0);
+  assert_int_equal(qvm_net_link_index(&idx, "qvm-tmp2", NULL), 0);
+  assert_int_not_equal(idx, old_idx);
+  assert_int_equal(qvm_net_link_delete_index(old_idx, NULL), QVM_ENOTFOUND);
+  struct ifreq ifr = {0};
+  assert_int_equal(ioctl(fd, TUNGETIFF, &ifr), 0); /* still attached */
+  assert_int_equal(qvm_net_link_delete_index(idx, NULL), 0);
+  assert_false(link_present("qvm-tmp2"));
+  close(fd);
+}
+
 static void test_bad_names_refused(void **state) {
   (void)state;
   int fd = -1;
@@ -177,6 +198,7 @@ int main(void) {
       cmocka_unit_test(test_tap_create_enslave_delete),
       cmocka_unit_test(test_tap_goes_with_its_fd),
       cmocka_unit_test(test_tap_create_replaces_leftover),
+      cmocka_unit_test(test_delete_index_spares_a_newer_namesake),
       cmocka_unit_test(test_bad_names_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
