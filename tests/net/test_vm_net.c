@@ -22,7 +22,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -155,7 +157,14 @@ static void kill_pid_of(const fixture *f, const char *name, const char *key) {
   int pid = qvm_test_jint(j, key);
   json_object_put(j);
   assert_true(pid > 0);
+  /* Wait until it is dead, as "kill -9, then a qvm command" means: a QEMU
+   * still dying (under load that takes a while) would rightly be adopted. */
+  int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+  assert_true(pidfd >= 0);
   assert_int_equal(kill(pid, SIGKILL), 0);
+  struct pollfd p = {.fd = pidfd, .events = POLLIN};
+  assert_int_equal(poll(&p, 1, 10000), 1);
+  close(pidfd);
 }
 
 /* --- fixture ------------------------------------------------------------------ */
