@@ -180,6 +180,12 @@ static char *path_in(const char *dir, const char *rel) {
   return p;
 }
 
+static const char *path_in_static(const char *dir, const char *rel) {
+  static char p[4200];
+  snprintf(p, sizeof p, "%s/%s", dir, rel);
+  return p;
+}
+
 /* ---- modes ---- */
 
 static mode_t walk_umask;
@@ -280,6 +286,19 @@ static void test_planted_symlinks_not_followed(void **state) {
   if (download("/tree", e, NULL, &err) < 0) fail_msg("%s", qvm_error_message(err));
   assert_int_equal(qvm_test_sh("cd '%s/tree' && grep -qx hostile f && grep -qx hostile sub/g", e),
                    0);
+  /* a hard link to the sentinel's file is replaced, not written through;
+   * a single file goes into an existing directory, or to a new name */
+  char *g = fresh_dir("links-g"), *hard = path_in(g, "f");
+  assert_int_equal(link(path_in_static(sentinel, "file"), hard), 0);
+  if (download("/tree/f", hard, NULL, &err) < 0) fail_msg("%s", qvm_error_message(err));
+  if (download("/tree/f", g, NULL, &err) < 0) fail_msg("%s", qvm_error_message(err));
+  if (download("/tree/sub/g", path_in_static(g, "new"), NULL, &err) < 0)
+    fail_msg("%s", qvm_error_message(err));
+  assert_int_equal(qvm_test_sh("cd '%s' && grep -qx hostile f && grep -qx hostile new && "
+                               "test \"$(ls -A)\" = \"$(printf 'f\\nnew')\"",
+                               g),
+                   0);
+  free(g), free(hard);
   /* ".." and "." listed by the guest are skipped, not entered */
   char *f = fresh_dir("dots");
   if (download("/dots", f, NULL, &err) < 0) fail_msg("%s", qvm_error_message(err));
