@@ -6,11 +6,21 @@
  * libssh2_sftp_write() keeps many WRITE requests in flight and
  * libssh2_sftp_read() many READ requests, so each call moves COPY_CHUNK bytes
  * with about one round trip of latency instead of one per 32 KiB.
+ *
+ * The guest is hostile (docs/SECURITY.md): every name, mode and byte a
+ * download receives is checked or bounded before it reaches the host's file
+ * system, and guest text reaches error messages only through
+ * qvm_text_for_terminal().
  */
 #include <dirent.h>
 #include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+
+#include <qvm/text.h>
 
 #include "ssh/ssh_internal.h"
 #include "util/fs.h"
@@ -19,18 +29,67 @@
 #define COPY_CHUNK (4u << 20)
 #define MAX_DEPTH 64
 #define MAX_PATH_LEN 4096
+#define CLOSE_GRACE_MS 10000
+
+/* Slots for guest text shown in one message (see shown()). */
+enum { SHOW_REMOTE, SHOW_LOCAL, SHOW_NAME, SHOW_SLOTS };
 
 typedef struct copy {
   qvm_ssh *ssh;
   int64_t deadline;
+  int timeout_ms;
   bool recursive, preserve;
-  uint64_t bytes;
+  uint64_t bytes, max_bytes;
+  uint64_t entries, max_files;
+  mode_t umask;
   char *buf;
+  char *shown[SHOW_SLOTS];
 } copy;
+
+/* text (a path that may hold guest names) made safe for a message; valid
+ * until the next call with the same slot or the end of the copy. */
+static const char *shown(copy *c, int slot, const void *text, size_t len) {
+  free(c->shown[slot]);
+  c->shown[slot] = qvm_text_for_terminal(text, len, 0);
+  return c->shown[slot] ? c->shown[slot] : "?";
+}
+
+static const char *shown_path(copy *c, int slot, const char *path) {
+  return shown(c, slot, path, strlen(path));
+}
+
+static int copy_timed_out(copy *c, const char *what, qvm_error **err) {
+  int r = c->timeout_ms % 1000
+              ? qvm_error_set(err, QVM_ETIMEOUT, "the copy's time limit of %d ms ran out while %s",
+                              c->timeout_ms, what)
+              : qvm_error_set(err, QVM_ETIMEOUT, "the copy's time limit of %d s ran out while %s",
+                              c->timeout_ms / 1000, what);
+  if (err && *err) qvm_error_set_class(*err, "Timeout");
+  return r;
+}
+
+/* Checked on every turn of a loop, not only when the socket blocks: a guest
+ * that always has data ready would otherwise never meet the deadline. */
+static int copy_check_time(copy *c, const char *what, qvm_error **err) {
+  if (c->deadline >= 0 && qvm_now_ms() >= c->deadline) return copy_timed_out(c, what, err);
+  return 0;
+}
+
+static int copy_wait(copy *c, const char *what, qvm_error **err) {
+  qvm_error *local = NULL;
+  int r = copy_check_time(c, what, err);
+  if (r < 0) return r;
+  r = ssh_wait_socket(c->ssh, c->deadline, what, &local);
+  if (r == QVM_ETIMEOUT) {
+    qvm_error_free(local);
+    return copy_timed_out(c, what, err);
+  }
+  return r < 0 ? qvm_error_propagate(err, local) : 0;
+}
 
 #define SFTP_WAIT(c, what)                                                                         \
   do {                                                                                             \
-    int _w_ = ssh_wait_socket((c)->ssh, (c)->deadline, what, err);                                 \
+    int _w_ = copy_wait((c), what, err);                                                           \
     if (_w_ < 0) return _w_;                                                                       \
   } while (0)
 
@@ -40,7 +99,8 @@ static int sftp_error(copy *c, const char *what, const char *path, qvm_error **e
     unsigned long st = libssh2_sftp_last_error(c->ssh->sftp);
     int code =
         st == LIBSSH2_FX_NO_SUCH_FILE || st == LIBSSH2_FX_NO_SUCH_PATH ? QVM_ENOTFOUND : QVM_EPROTO;
-    return qvm_error_set(err, code, "cannot %s '%s' on the guest: sftp status %lu", what, path, st);
+    return qvm_error_set(err, code, "cannot %s '%s' on the guest: sftp status %lu", what,
+                         shown_path(c, SHOW_REMOTE, path), st);
   }
   return ssh_session_error(c->ssh, rc, what, err);
 }
@@ -69,9 +129,16 @@ static int remote_stat(copy *c, LIBSSH2_SFTP_ATTRIBUTES *attrs, const char *path
   return sftp_error(c, "stat", path, err);
 }
 
-static int remote_close(copy *c, LIBSSH2_SFTP_HANDLE *h, qvm_error **err) {
-  while (libssh2_sftp_close_handle(h) == LIBSSH2_ERROR_EAGAIN) SFTP_WAIT(c, "closing a file");
-  return 0;
+/* Closing is cleanup: it gets a few seconds of its own even when the copy's
+ * time ran out, and never replaces an error r the copy already has. */
+static int remote_close(copy *c, LIBSSH2_SFTP_HANDLE *h, int r, qvm_error **err) {
+  int64_t soon = qvm_now_ms() + CLOSE_GRACE_MS;
+  int64_t deadline = c->deadline > soon ? c->deadline : soon;
+  while (libssh2_sftp_close_handle(h) == LIBSSH2_ERROR_EAGAIN) {
+    int w = ssh_wait_socket(c->ssh, deadline, "closing a remote file", r < 0 ? NULL : err);
+    if (w < 0) return r < 0 ? r : w;
+  }
+  return r;
 }
 
 static void attrs_from_stat(LIBSSH2_SFTP_ATTRIBUTES *a, const struct stat *st) {
@@ -97,7 +164,8 @@ static int upload_data(copy *c, int fd, LIBSSH2_SFTP_HANDLE *h, const char *loca
   for (;;) {
     ssize_t n = read(fd, c->buf, COPY_CHUNK);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return qvm_error_set_errno(err, errno, "cannot read '%s'", local);
+    if (n < 0)
+      return qvm_error_set_errno(err, errno, "cannot read '%s'", shown_path(c, SHOW_LOCAL, local));
     if (n == 0) return 0;
     for (const char *p = c->buf; n > 0;) {
       ssize_t w = libssh2_sftp_write(h, p, (size_t)n);
@@ -117,7 +185,8 @@ static int upload_file(copy *c, const char *local, const char *remote, const str
                        qvm_error **err) {
   _cleanup_close_ int fd = open(local, O_RDONLY | O_CLOEXEC | O_NOCTTY);
   LIBSSH2_SFTP_HANDLE *h = NULL;
-  if (fd < 0) return qvm_error_set_errno(err, errno, "cannot open '%s'", local);
+  if (fd < 0)
+    return qvm_error_set_errno(err, errno, "cannot open '%s'", shown_path(c, SHOW_LOCAL, local));
   while (!(h = libssh2_sftp_open_ex(c->ssh->sftp, remote, (unsigned)strlen(remote),
                                     LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_TRUNC,
                                     (long)(st->st_mode & 0777), LIBSSH2_SFTP_OPENFILE))) {
@@ -134,8 +203,7 @@ static int upload_file(copy *c, const char *local, const char *remote, const str
       SFTP_WAIT(c, "setting remote attributes");
     if (rc < 0) r = sftp_error(c, "set attributes of", remote, err);
   }
-  int rc = remote_close(c, h, err);
-  return r < 0 ? r : rc;
+  return remote_close(c, h, r, err);
 }
 
 static int upload_tree(copy *c, const char *local, const char *remote, int depth, qvm_error **err);
@@ -154,7 +222,9 @@ static int upload_dir(copy *c, const char *local, const char *remote, const stru
     if (rc < 0) return sftp_error(c, "create directory", remote, err);
   }
   DIR *d = opendir(local);
-  if (!d) return qvm_error_set_errno(err, errno, "cannot open directory '%s'", local);
+  if (!d)
+    return qvm_error_set_errno(err, errno, "cannot open directory '%s'",
+                               shown_path(c, SHOW_LOCAL, local));
   struct dirent *e;
   while (r >= 0 && (e = readdir(d))) {
     _cleanup_free_ char *l = NULL, *rm = NULL;
@@ -173,14 +243,17 @@ static int upload_dir(copy *c, const char *local, const char *remote, const stru
 static int upload_tree(copy *c, const char *local, const char *remote, int depth, qvm_error **err) {
   struct stat st;
   if ((depth == 0 ? stat(local, &st) : lstat(local, &st)) < 0)
-    return qvm_error_set_errno(err, errno, "cannot stat '%s'", local);
+    return qvm_error_set_errno(err, errno, "cannot stat '%s'", shown_path(c, SHOW_LOCAL, local));
   if (depth > MAX_DEPTH || strlen(remote) > MAX_PATH_LEN)
-    return qvm_error_set(err, QVM_EINVAL, "'%s' is nested too deeply", local);
+    return qvm_error_set(err, QVM_EINVAL, "'%s' is nested too deeply",
+                         shown_path(c, SHOW_LOCAL, local));
   if (S_ISREG(st.st_mode)) return upload_file(c, local, remote, &st, err);
   if (S_ISDIR(st.st_mode) && c->recursive) return upload_dir(c, local, remote, &st, depth, err);
   if (S_ISDIR(st.st_mode))
-    return qvm_error_set(err, QVM_EINVAL, "'%s' is a directory (copy recursively)", local);
-  return qvm_error_set(err, QVM_EINVAL, "'%s' is not a regular file or directory", local);
+    return qvm_error_set(err, QVM_EINVAL, "'%s' is a directory (copy recursively)",
+                         shown_path(c, SHOW_LOCAL, local));
+  return qvm_error_set(err, QVM_EINVAL, "'%s' is not a regular file or directory",
+                       shown_path(c, SHOW_LOCAL, local));
 }
 
 /* cp semantics: into an existing directory, under the source's base name. */
@@ -195,13 +268,29 @@ static char *target_path(const char *dest, bool dest_is_dir, const char *src) {
   return out;
 }
 
+/* The process's umask without changing it (umask(2) would, for a moment,
+ * for every thread); if /proc is not there, the strictest one. */
+static mode_t current_umask(void) {
+  _cleanup_fclose_ FILE *f = fopen("/proc/self/status", "re");
+  char line[256];
+  unsigned m;
+  while (f && fgets(line, sizeof line, f))
+    if (sscanf(line, "Umask: %o", &m) == 1) return (mode_t)(m & 0777);
+  return 077;
+}
+
 static int copy_begin(copy *c, qvm_ssh *ssh, const qvm_ssh_copy_options *opts, qvm_error **err) {
   qvm_ssh_copy_options defaults = QVM_SSH_COPY_OPTIONS_INIT;
   if (!opts) opts = &defaults;
+  int timeout = opts->timeout_ms ? opts->timeout_ms : QVM_SSH_COPY_TIMEOUT_MS_DEFAULT;
   *c = (copy){.ssh = ssh,
-              .deadline = ssh_deadline(opts->timeout_ms),
+              .deadline = ssh_deadline(timeout),
+              .timeout_ms = timeout,
               .recursive = opts->recursive,
               .preserve = opts->preserve,
+              .max_bytes = opts->max_bytes ? opts->max_bytes : QVM_SSH_COPY_MAX_BYTES_DEFAULT,
+              .max_files = opts->max_files ? opts->max_files : QVM_SSH_COPY_MAX_FILES_DEFAULT,
+              .umask = current_umask(),
               .buf = malloc(COPY_CHUNK)};
   if (!c->buf) return qvm_error_set(err, QVM_ESYS, "out of memory");
   return sftp_ready(c, err);
@@ -209,6 +298,7 @@ static int copy_begin(copy *c, qvm_ssh *ssh, const qvm_ssh_copy_options *opts, q
 
 static int copy_end(copy *c, const qvm_ssh_copy_options *opts, int r) {
   free(c->buf);
+  for (int i = 0; i < SHOW_SLOTS; i++) free(c->shown[i]);
   if (opts && opts->out_bytes) *opts->out_bytes = c->bytes;
   return r;
 }
@@ -227,15 +317,45 @@ int qvm_ssh_upload(qvm_ssh *ssh, const char *local, const char *remote,
     r = target ? upload_tree(&c, local, target, 0, err)
                : qvm_error_set(err, QVM_ESYS, "out of memory");
   }
-  if (r < 0) qvm_error_prefix(err, "cannot upload '%s' to '%s'", local, remote);
+  if (r < 0)
+    qvm_error_prefix(err, "cannot upload '%s' to '%s'", shown_path(&c, SHOW_LOCAL, local),
+                     shown_path(&c, SHOW_REMOTE, remote));
   return copy_end(&c, opts, r);
 }
 
-/* ---- download ---- */
+/* ---- download ----
+ *
+ * Below the destination directory every step is openat()/mkdirat() relative
+ * to a directory fd, with O_NOFOLLOW: a symlink there (planted by another
+ * local user, say) is refused, never followed. Files are written to a temp
+ * name and renamed into place, so a failed or cut-off download never leaves
+ * a file that looks complete, and no existing inode (a hard link) is written
+ * to. Modes keep only the permission bits, through the umask, like OpenSSH's
+ * sftp: never setuid, setgid or sticky from a guest. */
+
+static int count_entry(copy *c, qvm_error **err) {
+  if (++c->entries <= c->max_files) return 0;
+  int r = qvm_error_set(err, QVM_EINVAL,
+                        "the guest listed more than %" PRIu64 " directory entries, the copy's cap",
+                        c->max_files);
+  if (err && *err) qvm_error_set_class(*err, "TooManyFiles");
+  return r;
+}
+
+static int count_bytes(copy *c, size_t n, qvm_error **err) {
+  if (n <= c->max_bytes - c->bytes) return 0;
+  int r = qvm_error_set(err, QVM_EINVAL,
+                        "the guest sent more than %" PRIu64 " bytes of file data, the copy's cap",
+                        c->max_bytes);
+  if (err && *err) qvm_error_set_class(*err, "TooLarge");
+  return r;
+}
 
 static int download_data(copy *c, LIBSSH2_SFTP_HANDLE *h, int fd, const char *remote,
                          const char *local, qvm_error **err) {
   for (;;) {
+    int r = copy_check_time(c, "downloading", err);
+    if (r < 0) return r;
     ssize_t n = libssh2_sftp_read(h, c->buf, COPY_CHUNK);
     if (n == LIBSSH2_ERROR_EAGAIN) {
       SFTP_WAIT(c, "downloading");
@@ -243,8 +363,9 @@ static int download_data(copy *c, LIBSSH2_SFTP_HANDLE *h, int fd, const char *re
     }
     if (n < 0) return sftp_error(c, "read", remote, err);
     if (n == 0) return 0;
+    if ((r = count_bytes(c, (size_t)n, err)) < 0) return r;
     if (qvm_write_all(fd, c->buf, (size_t)n) < 0)
-      return qvm_error_set_errno(err, errno, "cannot write '%s'", local);
+      return qvm_error_set_errno(err, errno, "cannot write '%s'", shown_path(c, SHOW_LOCAL, local));
     c->bytes += (uint64_t)n;
   }
 }
@@ -252,47 +373,129 @@ static int download_data(copy *c, LIBSSH2_SFTP_HANDLE *h, int fd, const char *re
 static int local_set_attrs(copy *c, int fd, const char *local, const LIBSSH2_SFTP_ATTRIBUTES *a,
                            qvm_error **err) {
   if (!c->preserve) return 0;
-  if ((a->flags & LIBSSH2_SFTP_ATTR_PERMISSIONS) && fchmod(fd, a->permissions & 07777) < 0)
-    return qvm_error_set_errno(err, errno, "cannot set the mode of '%s'", local);
+  mode_t mode = (mode_t)(a->permissions & 0777) & ~c->umask;
+  if ((a->flags & LIBSSH2_SFTP_ATTR_PERMISSIONS) && fchmod(fd, mode) < 0)
+    return qvm_error_set_errno(err, errno, "cannot set the mode of '%s'",
+                               shown_path(c, SHOW_LOCAL, local));
   if (a->flags & LIBSSH2_SFTP_ATTR_ACMODTIME) {
     struct timespec ts[2] = {{.tv_sec = (time_t)a->atime}, {.tv_sec = (time_t)a->mtime}};
     if (futimens(fd, ts) < 0)
-      return qvm_error_set_errno(err, errno, "cannot set the times of '%s'", local);
+      return qvm_error_set_errno(err, errno, "cannot set the times of '%s'",
+                                 shown_path(c, SHOW_LOCAL, local));
   }
   return 0;
 }
 
-static int download_file(copy *c, const char *remote, const char *local,
-                         const LIBSSH2_SFTP_ATTRIBUTES *a, qvm_error **err) {
-  LIBSSH2_SFTP_HANDLE *h = NULL;
-  while (!(h = libssh2_sftp_open_ex(c->ssh->sftp, remote, (unsigned)strlen(remote),
-                                    LIBSSH2_FXF_READ, 0, LIBSSH2_SFTP_OPENFILE))) {
-    if (libssh2_session_last_errno(c->ssh->session) != LIBSSH2_ERROR_EAGAIN)
-      return sftp_error(c, "open", remote, err);
-    SFTP_WAIT(c, "opening a remote file");
-  }
-  _cleanup_close_ int fd = open(local, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-  int r = fd < 0 ? qvm_error_set_errno(err, errno, "cannot create '%s'", local)
-                 : download_data(c, h, fd, remote, local, err);
-  if (r >= 0) r = local_set_attrs(c, fd, local, a, err);
-  int rc = remote_close(c, h, err);
-  return r < 0 ? r : rc;
+/* What already sits at name in dirfd may be replaced (a regular file) or
+ * entered (a directory); a symlink or anything else is refused. */
+static int check_existing(copy *c, int dirfd, const char *name, const char *local, bool want_dir,
+                          qvm_error **err) {
+  struct stat st;
+  if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+    return errno == ENOENT ? 0
+                           : qvm_error_set_errno(err, errno, "cannot stat '%s'",
+                                                 shown_path(c, SHOW_LOCAL, local));
+  if (S_ISLNK(st.st_mode))
+    return qvm_error_set(err, QVM_EEXISTS,
+                         "'%s' is a symbolic link: a download never writes through one",
+                         shown_path(c, SHOW_LOCAL, local));
+  if (want_dir && !S_ISDIR(st.st_mode))
+    return qvm_error_set(err, QVM_EEXISTS, "'%s' exists and is not a directory",
+                         shown_path(c, SHOW_LOCAL, local));
+  if (!want_dir && !S_ISREG(st.st_mode))
+    return qvm_error_set(err, QVM_EEXISTS, "'%s' exists and is not a regular file",
+                         shown_path(c, SHOW_LOCAL, local));
+  return 0;
 }
 
-static int download_tree(copy *c, const char *remote, const char *local,
-                         const LIBSSH2_SFTP_ATTRIBUTES *a, int depth, qvm_error **err);
+/* A new, empty, private file ".qvm-cp-<random>" in dirfd. */
+static int create_temp(copy *c, int dirfd, char tmp[32], const char *local, qvm_error **err) {
+  for (int tries = 0; tries < 16; tries++) {
+    uint64_t rnd = 0;
+    if (getrandom(&rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) rnd ^= (uint64_t)qvm_now_us();
+    snprintf(tmp, 32, ".qvm-cp-%016" PRIx64, rnd);
+    int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd >= 0 || errno != EEXIST) {
+      if (fd < 0)
+        return qvm_error_set_errno(err, errno, "cannot create a file next to '%s'",
+                                   shown_path(c, SHOW_LOCAL, local));
+      return fd;
+    }
+  }
+  return qvm_error_set(err, QVM_EEXISTS, "cannot create a file next to '%s'",
+                       shown_path(c, SHOW_LOCAL, local));
+}
 
-/* Names come from the guest: no '/', no "." or "..", bounded. */
+static int open_remote(copy *c, LIBSSH2_SFTP_HANDLE **out, const char *remote, int type,
+                       qvm_error **err) {
+  while (!(*out = libssh2_sftp_open_ex(c->ssh->sftp, remote, (unsigned)strlen(remote),
+                                       type == LIBSSH2_SFTP_OPENFILE ? LIBSSH2_FXF_READ : 0, 0,
+                                       type))) {
+    if (libssh2_session_last_errno(c->ssh->session) != LIBSSH2_ERROR_EAGAIN)
+      return sftp_error(c, type == LIBSSH2_SFTP_OPENFILE ? "open" : "open directory", remote, err);
+    SFTP_WAIT(c, "opening a remote file");
+  }
+  return 0;
+}
+
+/* Data into a temp file in dirfd, attributes, then rename over name. */
+static int download_into(copy *c, LIBSSH2_SFTP_HANDLE *h, int dirfd, const char *name,
+                         const char *remote, const char *local, const LIBSSH2_SFTP_ATTRIBUTES *a,
+                         qvm_error **err) {
+  char tmp[32];
+  _cleanup_close_ int fd = create_temp(c, dirfd, tmp, local, err);
+  if (fd < 0) return fd;
+  int r = download_data(c, h, fd, remote, local, err);
+  if (r >= 0) r = local_set_attrs(c, fd, local, a, err);
+  if (r >= 0 && renameat(dirfd, tmp, dirfd, name) < 0)
+    r = qvm_error_set_errno(err, errno, "cannot create '%s'", shown_path(c, SHOW_LOCAL, local));
+  if (r < 0) unlinkat(dirfd, tmp, 0);
+  return r;
+}
+
+static int download_file(copy *c, int dirfd, const char *name, const char *remote,
+                         const char *local, const LIBSSH2_SFTP_ATTRIBUTES *a, qvm_error **err) {
+  LIBSSH2_SFTP_HANDLE *h = NULL;
+  int r = check_existing(c, dirfd, name, local, false, err);
+  if (r >= 0) r = open_remote(c, &h, remote, LIBSSH2_SFTP_OPENFILE, err);
+  if (r < 0) return r;
+  r = download_into(c, h, dirfd, name, remote, local, a, err);
+  return remote_close(c, h, r, err);
+}
+
+static int download_tree(copy *c, int dirfd, const char *name, const char *remote,
+                         const char *local, const LIBSSH2_SFTP_ATTRIBUTES *a, int depth,
+                         qvm_error **err);
+
+/* Names come from the guest: no '/', no NUL, not "" "." or "..", bounded. */
 static bool remote_name_ok(const char *name, size_t len) {
   return len > 0 && len < 256 && !memchr(name, '/', len) && !memchr(name, 0, len) &&
          !(len == 1 && name[0] == '.') && !(len == 2 && name[0] == '.' && name[1] == '.');
 }
 
-static int download_entries(copy *c, LIBSSH2_SFTP_HANDLE *dir, const char *remote,
+static int download_entry(copy *c, int dirfd, const char *remote, const char *local,
+                          const char *name, int n, const LIBSSH2_SFTP_ATTRIBUTES *a, int depth,
+                          qvm_error **err) {
+  int r = count_entry(c, err);
+  if (r < 0) return r;
+  if ((n == 1 && name[0] == '.') || (n == 2 && !memcmp(name, "..", 2))) return 0;
+  if (!remote_name_ok(name, (size_t)n))
+    return qvm_error_set(err, QVM_EPROTO, "guest sent a bad file name '%s' in '%s'",
+                         shown(c, SHOW_NAME, name, (size_t)n), shown_path(c, SHOW_REMOTE, remote));
+  _cleanup_free_ char *rm = NULL, *l = NULL;
+  if (asprintf(&rm, "%s/%.*s", remote, n, name) < 0 || asprintf(&l, "%s/%.*s", local, n, name) < 0)
+    return qvm_error_set(err, QVM_ESYS, "out of memory");
+  /* The name as a C string: the tail of l. */
+  return download_tree(c, dirfd, l + strlen(local) + 1, rm, l, a, depth + 1, err);
+}
+
+static int download_entries(copy *c, LIBSSH2_SFTP_HANDLE *dir, int dirfd, const char *remote,
                             const char *local, int depth, qvm_error **err) {
   char name[512];
   for (;;) {
     LIBSSH2_SFTP_ATTRIBUTES a;
+    int r = copy_check_time(c, "listing a remote directory", err);
+    if (r < 0) return r;
     int n = libssh2_sftp_readdir_ex(dir, name, sizeof(name), NULL, 0, &a);
     if (n == LIBSSH2_ERROR_EAGAIN) {
       SFTP_WAIT(c, "listing a remote directory");
@@ -300,67 +503,128 @@ static int download_entries(copy *c, LIBSSH2_SFTP_HANDLE *dir, const char *remot
     }
     if (n < 0) return sftp_error(c, "list", remote, err);
     if (n == 0) return 0;
-    if (!remote_name_ok(name, (size_t)n)) {
-      if ((n == 1 && name[0] == '.') || (n == 2 && !memcmp(name, "..", 2))) continue;
-      return qvm_error_set(err, QVM_EPROTO, "guest sent a bad file name in '%s'", remote);
-    }
-    _cleanup_free_ char *rm = NULL, *l = NULL;
-    if (asprintf(&rm, "%s/%.*s", remote, n, name) < 0 ||
-        asprintf(&l, "%s/%.*s", local, n, name) < 0)
-      return qvm_error_set(err, QVM_ESYS, "out of memory");
-    int r = download_tree(c, rm, l, &a, depth + 1, err);
-    if (r < 0) return r;
+    if ((r = download_entry(c, dirfd, remote, local, name, n, &a, depth, err)) < 0) return r;
   }
 }
 
-static int download_dir(copy *c, const char *remote, const char *local,
+/* The directory name in dirfd, created (0700 until its entries are in) or
+ * entered if it exists, but never through a symlink. */
+static int open_local_dir(copy *c, int dirfd, const char *name, const char *local,
+                          qvm_error **err) {
+  if (mkdirat(dirfd, name, 0700) < 0 && errno != EEXIST)
+    return qvm_error_set_errno(err, errno, "cannot create directory '%s'",
+                               shown_path(c, SHOW_LOCAL, local));
+  int r = check_existing(c, dirfd, name, local, true, err);
+  if (r < 0) return r;
+  int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0 && (errno == ELOOP || errno == ENOTDIR))
+    return qvm_error_set(err, QVM_EEXISTS,
+                         "'%s' is a symbolic link: a download never writes through one",
+                         shown_path(c, SHOW_LOCAL, local));
+  if (fd < 0)
+    return qvm_error_set_errno(err, errno, "cannot open directory '%s'",
+                               shown_path(c, SHOW_LOCAL, local));
+  return fd;
+}
+
+static int download_dir(copy *c, int dirfd, const char *name, const char *remote, const char *local,
                         const LIBSSH2_SFTP_ATTRIBUTES *a, int depth, qvm_error **err) {
   LIBSSH2_SFTP_HANDLE *dir = NULL;
-  if (mkdir(local, 0700) < 0 && errno != EEXIST)
-    return qvm_error_set_errno(err, errno, "cannot create directory '%s'", local);
-  while (!(dir = libssh2_sftp_open_ex(c->ssh->sftp, remote, (unsigned)strlen(remote), 0, 0,
-                                      LIBSSH2_SFTP_OPENDIR))) {
-    if (libssh2_session_last_errno(c->ssh->session) != LIBSSH2_ERROR_EAGAIN)
-      return sftp_error(c, "open directory", remote, err);
-    SFTP_WAIT(c, "opening a remote directory");
-  }
-  int r = download_entries(c, dir, remote, local, depth, err);
-  int rc = remote_close(c, dir, err);
-  if (r < 0 || rc < 0) return r < 0 ? r : rc;
-  _cleanup_close_ int fd = open(local, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return qvm_error_set_errno(err, errno, "cannot open directory '%s'", local);
-  return local_set_attrs(c, fd, local, a, err);
+  _cleanup_close_ int fd = open_local_dir(c, dirfd, name, local, err);
+  if (fd < 0) return fd;
+  int r = open_remote(c, &dir, remote, LIBSSH2_SFTP_OPENDIR, err);
+  if (r < 0) return r;
+  r = remote_close(c, dir, download_entries(c, dir, fd, remote, local, depth, err), err);
+  return r < 0 ? r : local_set_attrs(c, fd, local, a, err);
 }
 
-static int download_tree(copy *c, const char *remote, const char *local,
-                         const LIBSSH2_SFTP_ATTRIBUTES *a, int depth, qvm_error **err) {
+static int download_tree(copy *c, int dirfd, const char *name, const char *remote,
+                         const char *local, const LIBSSH2_SFTP_ATTRIBUTES *a, int depth,
+                         qvm_error **err) {
   if (depth > MAX_DEPTH || strlen(local) > MAX_PATH_LEN)
-    return qvm_error_set(err, QVM_EINVAL, "'%s' is nested too deeply", remote);
+    return qvm_error_set(err, QVM_EINVAL, "'%s' is nested too deeply",
+                         shown_path(c, SHOW_REMOTE, remote));
   if (!(a->flags & LIBSSH2_SFTP_ATTR_PERMISSIONS))
-    return qvm_error_set(err, QVM_EPROTO, "guest sent no file type for '%s'", remote);
-  if (LIBSSH2_SFTP_S_ISREG(a->permissions)) return download_file(c, remote, local, a, err);
+    return qvm_error_set(err, QVM_EPROTO, "guest sent no file type for '%s'",
+                         shown_path(c, SHOW_REMOTE, remote));
+  if (LIBSSH2_SFTP_S_ISREG(a->permissions))
+    return download_file(c, dirfd, name, remote, local, a, err);
   if (LIBSSH2_SFTP_S_ISDIR(a->permissions) && c->recursive)
-    return download_dir(c, remote, local, a, depth, err);
+    return download_dir(c, dirfd, name, remote, local, a, depth, err);
   if (LIBSSH2_SFTP_S_ISDIR(a->permissions))
-    return qvm_error_set(err, QVM_EINVAL, "'%s' is a directory (copy recursively)", remote);
-  return qvm_error_set(err, QVM_EINVAL, "'%s' is not a regular file or directory", remote);
+    return qvm_error_set(err, QVM_EINVAL, "'%s' is a directory (copy recursively)",
+                         shown_path(c, SHOW_REMOTE, remote));
+  return qvm_error_set(err, QVM_EINVAL, "'%s' is not a regular file or directory",
+                       shown_path(c, SHOW_REMOTE, remote));
+}
+
+/* The last component of path (trailing slashes ignored), as [*out, *out+len). */
+static void last_component(const char *path, const char **out, size_t *len) {
+  size_t n = strlen(path);
+  while (n > 1 && path[n - 1] == '/') n--;
+  const char *slash = memrchr(path, '/', n);
+  *out = slash ? slash + 1 : path;
+  *len = (size_t)(path + n - *out);
+}
+
+/* The directory that holds base, the last component of path. */
+static char *parent_dir(const char *path, const char *base) {
+  if (base == path) return strdup(".");
+  if (base == path + 1) return strdup("/");
+  return strndup(path, (size_t)(base - path - 1));
+}
+
+/* Where the copy goes, with cp semantics: into local if it is a directory,
+ * under the source's last name ("." or "/" merge into local itself), else
+ * as local. Only this directory, the user's own path, is opened following
+ * symlinks. */
+static int open_destination(copy *c, int *out_dirfd, char **out_name, char **out_local,
+                            const char *remote, const char *local, qvm_error **err) {
+  struct stat st;
+  const char *base;
+  size_t len;
+  bool into = stat(local, &st) == 0 && S_ISDIR(st.st_mode);
+  last_component(into ? remote : local, &base, &len);
+  bool merge = into && (len == 0 || (len == 1 && *base == '.'));
+  if (!merge && !remote_name_ok(base, len))
+    return qvm_error_set(err, QVM_EINVAL, "cannot tell what to name the copy: give a new path");
+  _cleanup_free_ char *dir = into ? strdup(local) : parent_dir(local, base);
+  *out_name = merge ? strdup(".") : strndup(base, len);
+  int n = !dir || !*out_name ? -1
+          : into             ? asprintf(out_local, "%s/%s", local, *out_name)
+                             : asprintf(out_local, "%s", local);
+  if (n < 0) {
+    *out_local = NULL;
+    return qvm_error_set(err, QVM_ESYS, "out of memory");
+  }
+  *out_dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (*out_dirfd < 0)
+    return qvm_error_set_errno(err, errno, "cannot open directory '%s'",
+                               shown_path(c, SHOW_LOCAL, dir));
+  return 0;
+}
+
+static int download_start(copy *c, const char *remote, const char *local, qvm_error **err) {
+  LIBSSH2_SFTP_ATTRIBUTES a;
+  bool exists = false;
+  _cleanup_close_ int dirfd = -1;
+  _cleanup_free_ char *name = NULL, *target = NULL;
+  int r = remote_stat(c, &a, remote, &exists, err);
+  if (r >= 0 && !exists)
+    r = qvm_error_set(err, QVM_ENOTFOUND, "'%s' does not exist",
+                      shown_path(c, SHOW_REMOTE, remote));
+  if (r >= 0) r = open_destination(c, &dirfd, &name, &target, remote, local, err);
+  if (r >= 0) r = download_tree(c, dirfd, name, remote, target, &a, 0, err);
+  return r;
 }
 
 int qvm_ssh_download(qvm_ssh *ssh, const char *remote, const char *local,
                      const qvm_ssh_copy_options *opts, qvm_error **err) {
   copy c;
-  LIBSSH2_SFTP_ATTRIBUTES a;
-  bool exists = false;
   int r = copy_begin(&c, ssh, opts, err);
-  if (r >= 0) r = remote_stat(&c, &a, remote, &exists, err);
-  if (r >= 0 && !exists) r = qvm_error_set(err, QVM_ENOTFOUND, "'%s' does not exist", remote);
-  if (r >= 0) {
-    struct stat st;
-    _cleanup_free_ char *target =
-        target_path(local, stat(local, &st) == 0 && S_ISDIR(st.st_mode), remote);
-    r = target ? download_tree(&c, remote, target, &a, 0, err)
-               : qvm_error_set(err, QVM_ESYS, "out of memory");
-  }
-  if (r < 0) qvm_error_prefix(err, "cannot download '%s' to '%s'", remote, local);
+  if (r >= 0) r = download_start(&c, remote, local, err);
+  if (r < 0)
+    qvm_error_prefix(err, "cannot download '%s' to '%s'", shown_path(&c, SHOW_REMOTE, remote),
+                     shown_path(&c, SHOW_LOCAL, local));
   return copy_end(&c, opts, r);
 }

@@ -163,18 +163,42 @@ int qvm_ssh_quote_command(char **out, const char *const *argv, const char *const
 
 /* ---- files (SFTP) ---------------------------------------------------------- */
 
+/* Defaults of the copy's bounds. A guest can serve an endless file or an
+ * endless directory listing; a download stops at these. Generous: an
+ * ordinary copy of a whole guest tree stays far below them. */
+#define QVM_SSH_COPY_TIMEOUT_MS_DEFAULT (60 * 60 * 1000)    /* 1 hour */
+#define QVM_SSH_COPY_MAX_BYTES_DEFAULT (UINT64_C(64) << 30) /* 64 GiB */
+#define QVM_SSH_COPY_MAX_FILES_DEFAULT UINT64_C(1000000)
+
 typedef struct qvm_ssh_copy_options {
-  bool recursive;      /* directories (and symlinks as symlinks) */
-  bool preserve;       /* mode and mtime; default true */
-  int timeout_ms;      /* whole copy; -1 none */
+  bool recursive; /* directories; symlinks, devices and FIFOs are refused */
+  bool preserve;  /* mode and mtime; default true. A download keeps only the
+                     permission bits (never setuid, setgid or sticky), less
+                     the process's umask, as OpenSSH's sftp does */
+  int timeout_ms; /* whole copy; 0: QVM_SSH_COPY_TIMEOUT_MS_DEFAULT; -1: none.
+                     QVM_ETIMEOUT, class "Timeout" */
+  /* Downloads only: file data received in all, and directory entries the
+   * guest lists in all ("." and ".." included). 0: the default; UINT64_MAX:
+   * no cap. Over a cap: QVM_EINVAL, class "TooLarge" / "TooManyFiles". */
+  uint64_t max_bytes, max_files;
   uint64_t *out_bytes; /* if set, receives bytes of file data copied */
 } qvm_ssh_copy_options;
 
 #define QVM_SSH_COPY_OPTIONS_INIT                                                                  \
-  { .recursive = true, .preserve = true, .timeout_ms = -1 }
+  {                                                                                                \
+    .recursive = true, .preserve = true, .timeout_ms = QVM_SSH_COPY_TIMEOUT_MS_DEFAULT,            \
+    .max_bytes = QVM_SSH_COPY_MAX_BYTES_DEFAULT, .max_files = QVM_SSH_COPY_MAX_FILES_DEFAULT       \
+  }
 
 /* cp semantics: if the destination is an existing directory, the source is
- * copied into it under its own base name. opts may be NULL. */
+ * copied into it under its own base name. opts may be NULL.
+ *
+ * A download trusts nothing from the guest: names must be single path
+ * components (not "", ".", ".." and without '/' or NUL: QVM_EPROTO); below
+ * the destination directory it never follows a symlink (one in the way is
+ * QVM_EEXISTS); each file is written to a temp name and renamed into place,
+ * so a failed download leaves no partial file; guest text in messages is
+ * passed through qvm_text_for_terminal(). */
 int qvm_ssh_upload(qvm_ssh *ssh, const char *local, const char *remote,
                    const qvm_ssh_copy_options *opts, qvm_error **err);
 int qvm_ssh_download(qvm_ssh *ssh, const char *remote, const char *local,

@@ -460,18 +460,71 @@ static bool split_remote(const char *arg, char *name, size_t size, const char **
 }
 
 static const char cp_help[] =
-    "usage: qvm cp [-r] [--identity FILE | --agent] SRC DST\n\n"
+    "usage: qvm cp [-r] [--timeout S] [--max-bytes SIZE] [--max-files N]\n"
+    "              [--identity FILE | --agent] SRC DST\n\n"
     "Copies files between the host and a running vm over SFTP; one side is\n"
     "NAME:PATH (a relative PATH is under the vm user's home). Modes and times\n"
-    "are kept. If DST is an existing directory, SRC goes into it.\n\n"
+    "are kept (a download never sets setuid, setgid or sticky, and applies\n"
+    "your umask). If DST is an existing directory, SRC goes into it. A\n"
+    "download never follows a symlink inside DST, and a file that fails\n"
+    "midway is not left behind.\n\n"
     "  qvm cp ./app.tar.gz web:/tmp/      upload\n"
     "  qvm cp -r web:/var/log/nginx ./    download a directory\n\n"
-    "  -r, --recursive  copy directories\n" AUTH_HELP;
+    "  -r, --recursive  copy directories\n"
+    "  --timeout S      stop the copy after S seconds (default 3600; 0: never)\n"
+    "  --max-bytes SIZE download at most SIZE of file data, e.g. 200G (default\n"
+    "                   64G; 0: no cap)\n"
+    "  --max-files N    download at most N directory entries (default 1000000;\n"
+    "                   0: no cap)\n" AUTH_HELP;
+
+/* --timeout, --max-bytes, --max-files: 0 means no limit. */
+static int cp_limit_option(qvm_ssh_copy_options *co, int c) {
+  char *end = NULL;
+  if (c == 't') {
+    long v = strtol(optarg, &end, 10);
+    if (!*optarg || *end || v < 0 || v > 86400 * 7)
+      return qvm_cli_usage_error("cp", "timeout '%s' is invalid: use whole seconds, 0 for none",
+                                 optarg);
+    co->timeout_ms = v ? (int)v * 1000 : -1;
+  } else if (c == 'B') {
+    qvm_error *err = NULL;
+    co->max_bytes = UINT64_MAX;
+    if (strcmp(optarg, "0") && qvm_vm_size_parse(&co->max_bytes, "max-bytes", optarg, &err) < 0) {
+      int r = qvm_cli_usage_error("cp", "%s", qvm_error_message(err));
+      qvm_error_free(err);
+      return r;
+    }
+  } else {
+    unsigned long long v = strtoull(optarg, &end, 10);
+    if (!*optarg || *end || optarg[0] == '-')
+      return qvm_cli_usage_error(
+          "cp", "max-files '%s' is invalid: use a whole number, 0 for no cap", optarg);
+    co->max_files = v ? (uint64_t)v : UINT64_MAX;
+  }
+  return 0;
+}
+
+static const char *cp_hint(const qvm_error *err) {
+  const char *cls = qvm_error_class(err);
+  if (cls && !strcmp(cls, "TooLarge"))
+    return "if you expect that much data, raise the cap with --max-bytes SIZE (0: no cap)";
+  if (cls && !strcmp(cls, "TooManyFiles"))
+    return "if you expect that many files, raise the cap with --max-files N (0: no cap)";
+  if (qvm_error_code(err) == QVM_ETIMEOUT)
+    return "if the copy needs longer, give --timeout S (0: no limit)";
+  if (qvm_error_code(err) == QVM_EEXISTS)
+    return "a download never writes through a symlink or over a directory or special file: "
+           "remove it, or copy to a new path";
+  return NULL;
+}
 
 static int cp_run(int argc, char **argv) {
-  static const struct option longopts[] = {{"recursive", 0, 0, 'r'}, AUTH_LONGOPTS, {0, 0, 0, 0}};
+  static const struct option longopts[] = {
+      {"recursive", 0, 0, 'r'}, {"timeout", 1, 0, 't'}, {"max-bytes", 1, 0, 'B'},
+      {"max-files", 1, 0, 'F'}, AUTH_LONGOPTS,          {0, 0, 0, 0}};
   if (wants_help(argc, argv)) return printf("%s", cp_help), QVM_EXIT_OK;
-  bool recursive = false;
+  qvm_ssh_copy_options co = QVM_SSH_COPY_OPTIONS_INIT;
+  co.recursive = false;
   int c, code = 0;
   qvm_vm_ssh_options so = {.timeout_ms = CONNECT_TIMEOUT_MS};
   optind = 0;
@@ -480,8 +533,12 @@ static int cp_run(int argc, char **argv) {
     int a = auth_option("cp", &so, c);
     if (a > 1) return a;
     if (a == 1) continue;
+    if (c == 't' || c == 'B' || c == 'F') {
+      if ((a = cp_limit_option(&co, c))) return a;
+      continue;
+    }
     if (c != 'r') return qvm_cli_bad_option("cp", c, argv);
-    recursive = true;
+    co.recursive = true;
   }
   if (argc - optind != 2) return qvm_cli_usage_error("cp", "give exactly SRC and DST");
   const char *src = argv[optind], *dst = argv[optind + 1], *src_path = NULL, *dst_path = NULL;
@@ -492,7 +549,7 @@ static int cp_run(int argc, char **argv) {
     return qvm_cli_usage_error("cp", up_remote ? "both sides are in a vm: copy through the host"
                                                : "one side must be NAME:PATH");
   struct stat st;
-  if (up_remote && stat(src, &st) == 0 && S_ISDIR(st.st_mode) && !recursive)
+  if (up_remote && stat(src, &st) == 0 && S_ISDIR(st.st_mode) && !co.recursive)
     return qvm_cli_usage_error("cp", "'%s' is a directory: give -r", src);
   const char *name = up_remote ? dst_vm : src_vm;
   qvm_vm *vm = NULL;
@@ -502,12 +559,10 @@ static int cp_run(int argc, char **argv) {
     qvm_vm_free(vm);
     return r;
   }
-  qvm_ssh_copy_options co = QVM_SSH_COPY_OPTIONS_INIT;
-  co.recursive = recursive;
   qvm_error *err = NULL;
   if ((up_remote ? qvm_ssh_upload(ssh, src, dst_path, &co, &err)
                  : qvm_ssh_download(ssh, src_path, dst, &co, &err)) < 0)
-    r = qvm_cli_fail("cp", err, NULL);
+    r = qvm_cli_fail("cp", err, cp_hint(err));
   qvm_ssh_free(ssh);
   qvm_vm_free(vm);
   return r;
