@@ -26,6 +26,13 @@
 #include "util/time.h"
 
 #define DECLINE_HOLD_SECONDS 3600
+#define RATE_UNIT 60000 /* one token, in (tokens per minute) x ms */
+
+/* A token bucket (see qvm_dhcp_rate), in RATE_UNITs. */
+typedef struct rate_bucket {
+  int64_t units, last_ms;
+  unsigned burst, per_minute;
+} rate_bucket;
 
 struct qvm_dhcp_server {
   uint8_t mac[6];
@@ -39,6 +46,13 @@ struct qvm_dhcp_server {
   qvm_dhcp_lease_cb on_lease;
   void *userdata;
   qvm_dhcp_stats stats;
+  rate_bucket messages, changes;
+  char guest_hostname[QVM_NET_HOSTNAME_MAX]; /* the last one the guest sent */
+  /* What the last ACK event said: a renewal that changes none of it is not
+   * reported again. Cleared by a RELEASE or DECLINE. */
+  bool reported;
+  uint32_t reported_ip;
+  char reported_hostname[QVM_NET_HOSTNAME_MAX];
   int fd, udp_fd;
   unsigned ifindex;
   uint8_t if_mac[6];
@@ -67,6 +81,25 @@ static int parse_ip(uint32_t *out, const char *what, const char *text, qvm_error
 static void format_ip(char out[QVM_NET_IP_MAX], uint32_t ip) {
   struct in_addr a = {.s_addr = htonl(ip)};
   inet_ntop(AF_INET, &a, out, QVM_NET_IP_MAX);
+}
+
+static void bucket_init(rate_bucket *b, qvm_dhcp_rate rate, qvm_dhcp_rate fallback) {
+  b->burst = rate.burst ? rate.burst : fallback.burst;
+  b->per_minute = rate.per_minute ? rate.per_minute : fallback.per_minute;
+  b->units = (int64_t)b->burst * RATE_UNIT;
+  b->last_ms = qvm_now_ms();
+}
+
+static bool bucket_take(rate_bucket *b) {
+  int64_t cap = (int64_t)b->burst * RATE_UNIT, now = qvm_now_ms();
+  int64_t elapsed = now - b->last_ms, fill_ms = cap / b->per_minute + 1;
+  b->last_ms = now;
+  if (elapsed > fill_ms) elapsed = fill_ms; /* no overflow: the bucket is full by then */
+  if (elapsed > 0) b->units += elapsed * b->per_minute;
+  if (b->units > cap) b->units = cap;
+  if (b->units < RATE_UNIT) return false;
+  b->units -= RATE_UNIT;
+  return true;
 }
 
 static int configure_pool(qvm_dhcp_server *s, const qvm_dhcp_server_options *o, qvm_error **err) {
@@ -106,6 +139,8 @@ static int configure(qvm_dhcp_server *s, const qvm_dhcp_server_options *o, qvm_e
                          o->hostname);
   s->on_lease = o->on_lease;
   s->userdata = o->userdata;
+  bucket_init(&s->messages, o->message_rate, (qvm_dhcp_rate)QVM_DHCP_MESSAGE_RATE_DEFAULT);
+  bucket_init(&s->changes, o->change_rate, (qvm_dhcp_rate)QVM_DHCP_CHANGE_RATE_DEFAULT);
   if (!o->lease_db) return qvm_error_set(err, QVM_EINVAL, "no lease database path given");
   s->lease_db = strdup(o->lease_db);
   if (!s->lease_db) return qvm_error_set_errno(err, ENOMEM, "oom");
@@ -147,17 +182,32 @@ static int lease_db_change(qvm_dhcp_server *s, lease_change_fn change, void *arg
   lease_table t = {0};
   r = lease_db_read(&t, s->lease_db, err);
   if (r < 0) return r;
-  r = change(s, &t, arg, (int64_t)time(NULL));
-  if (r == 1 && lease_db_write(&t, s->lease_db, err) < 0) r = QVM_ESYS;
+  int64_t now = (int64_t)time(NULL);
+  r = change(s, &t, arg, now);
+  if (r == 1) {
+    lease_table_prune_declined(&t, now);
+    if (lease_db_write(&t, s->lease_db, err) < 0)
+      r = QVM_ESYS;
+    else
+      s->stats.lease_writes++;
+  }
   lease_table_free(&t);
   return r;
 }
 
 typedef struct lease_request {
-  uint32_t ip; /* in: wanted (0: choose); out: chosen */
-  const char *hostname;
-  bool ok;
+  uint32_t ip;                                /* in: wanted (0: choose); out: chosen */
+  const char *hostname;                       /* in: the guest's, "" for none */
+  char stored_hostname[QVM_NET_HOSTNAME_MAX]; /* out: what the db has for the mac now */
+  bool ok;                                    /* the address is (or was) the mac's to have */
+  bool limited; /* a write was needed, but the change rate was used up */
 } lease_request;
+
+/* Whether the change may be written now; else the request is marked. */
+static bool change_allowed(qvm_dhcp_server *s, lease_request *req) {
+  req->limited = !bucket_take(&s->changes);
+  return !req->limited;
+}
 
 static int change_offer(qvm_dhcp_server *s, lease_table *t, void *arg, int64_t now) {
   lease_request *req = arg;
@@ -169,13 +219,15 @@ static int change_offer(qvm_dhcp_server *s, lease_table *t, void *arg, int64_t n
 /* A renewal of a binding whose stored expiry is still more than half a lease
  * away needs no write (and no fsync): a client renews at T1 = lease/2, so the
  * stored expiry never passes while it keeps renewing on time. */
-static bool lease_unchanged(const qvm_dhcp_server *s, const lease_record *old,
-                            const lease_record *rec, const char *hostname) {
-  bool same_host = !hostname || !hostname[0] || strcmp(hostname, old->hostname) == 0;
-  return old->state == LEASE_BOUND && old->ip == rec->ip && same_host &&
-         old->expires - rec->expires + (int64_t)s->lease_seconds >= (int64_t)s->lease_seconds / 2;
+static bool binding_current(const qvm_dhcp_server *s, const lease_record *old, uint32_t ip,
+                            int64_t now) {
+  return old->state == LEASE_BOUND && old->ip == ip &&
+         old->expires - now >= (int64_t)s->lease_seconds / 2;
 }
 
+/* A current binding with only a new guest hostname is rewritten when the
+ * change rate allows; otherwise the name waits in memory for a later ACK, so
+ * a guest that renames itself in a loop costs no fsync per packet. */
 static int change_bind(qvm_dhcp_server *s, lease_table *t, void *arg, int64_t now) {
   lease_request *req = arg;
   req->ok = available(s, t, req->ip, now);
@@ -183,11 +235,17 @@ static int change_bind(qvm_dhcp_server *s, lease_table *t, void *arg, int64_t no
   lease_record rec = {.state = LEASE_BOUND, .ip = req->ip, .expires = now + s->lease_seconds};
   memcpy(rec.mac, s->mac, 6);
   lease_record *old = lease_table_find_mac(t, s->mac);
-  if (old && lease_unchanged(s, old, &rec, req->hostname)) return 0;
-  if (req->hostname && req->hostname[0])
-    memcpy(rec.hostname, req->hostname, sizeof rec.hostname);
-  else if (old)
-    memcpy(rec.hostname, old->hostname, sizeof rec.hostname);
+  if (old) memcpy(rec.hostname, old->hostname, sizeof rec.hostname);
+  bool new_name = req->hostname[0] && strcmp(req->hostname, rec.hostname) != 0;
+  bool current = old && binding_current(s, old, req->ip, now);
+  memcpy(req->stored_hostname, rec.hostname, sizeof rec.hostname);
+  if (current && !new_name) return 0;
+  if (!change_allowed(s, req)) {
+    req->ok = current; /* only the name waits; a new binding is refused for now */
+    return 0;
+  }
+  if (new_name) memcpy(rec.hostname, req->hostname, sizeof rec.hostname);
+  memcpy(req->stored_hostname, rec.hostname, sizeof rec.hostname);
   return lease_table_put(t, &rec) < 0 ? QVM_ESYS : 1;
 }
 
@@ -196,16 +254,21 @@ static int change_release(qvm_dhcp_server *s, lease_table *t, void *arg, int64_t
   lease_request *req = arg;
   lease_record *own = lease_table_find_mac(t, s->mac);
   req->ok = own && own->ip == req->ip && own->state == LEASE_BOUND;
-  if (!req->ok) return 0;
+  if (!req->ok || !change_allowed(s, req)) return 0;
   own->state = LEASE_RELEASED;
   own->expires = 0;
   return 1;
 }
 
+/* Only the address bound to this MAC can be declined (a guest must not take
+ * other VMs' addresses out of the pool), and only QVM_DHCP_DECLINES_PER_MAC
+ * of a MAC's are held at once (it must not walk through the pool). */
 static int change_decline(qvm_dhcp_server *s, lease_table *t, void *arg, int64_t now) {
   lease_request *req = arg;
-  req->ok = in_pool(s, req->ip);
-  if (!req->ok) return 0;
+  lease_record *own = lease_table_find_mac(t, s->mac);
+  req->ok = own && own->state == LEASE_BOUND && own->ip == req->ip && in_pool(s, req->ip) &&
+            lease_table_declined_count(t, s->mac, now) < QVM_DHCP_DECLINES_PER_MAC;
+  if (!req->ok || !change_allowed(s, req)) return 0;
   lease_record rec = {
       .state = LEASE_DECLINED, .ip = req->ip, .expires = now + DECLINE_HOLD_SECONDS};
   memcpy(rec.mac, s->mac, 6);
@@ -285,6 +348,16 @@ static void nak(dhcp_outcome *o, qvm_dhcp_server *s, const dhcp_msg *req, const 
   s->stats.naks++;
 }
 
+/* An ACK is news on the first ACK of this server, after a RELEASE or
+ * DECLINE, for another address, or once a new hostname is stored. */
+static void report_ack(dhcp_outcome *o, qvm_dhcp_server *s, uint32_t ip, const char *hostname) {
+  if (s->reported && s->reported_ip == ip && strcmp(s->reported_hostname, hostname) == 0) return;
+  outcome_event(o, s, QVM_DHCP_LEASE_ACK, ip, hostname);
+  s->reported = true;
+  s->reported_ip = ip;
+  snprintf(s->reported_hostname, sizeof s->reported_hostname, "%s", hostname);
+}
+
 /* --- message handling ---------------------------------------------------- */
 
 static int on_discover(dhcp_outcome *o, qvm_dhcp_server *s, const dhcp_msg *req, qvm_error **err) {
@@ -311,10 +384,15 @@ static int on_request(dhcp_outcome *o, qvm_dhcp_server *s, const dhcp_msg *req, 
     return 0;
   }
   char hostname[QVM_NET_HOSTNAME_MAX];
-  dhcp_hostname_sanitize(hostname, req->hostname, req->hostname_len);
-  lease_request lr = {.ip = ip, .hostname = hostname};
+  if (dhcp_hostname_sanitize(hostname, req->hostname, req->hostname_len))
+    memcpy(s->guest_hostname, hostname, sizeof hostname);
+  lease_request lr = {.ip = ip, .hostname = s->guest_hostname};
   int r = lease_db_change(s, change_bind, &lr, err);
   if (r < 0) return r;
+  if (lr.limited && !lr.ok) {
+    s->stats.rate_limited++;
+    return 0;
+  }
   if (!lr.ok) {
     nak(o, s, req, "requested address is not available");
     return 0;
@@ -323,16 +401,22 @@ static int on_request(dhcp_outcome *o, qvm_dhcp_server *s, const dhcp_msg *req, 
   o->msg.ciaddr = req->ciaddr;
   reply_lease(&o->msg, s, ip);
   outcome_reply(o);
-  outcome_event(o, s, QVM_DHCP_LEASE_ACK, ip, hostname);
   s->stats.acks++;
+  if (lr.limited) s->stats.rate_limited++; /* the new hostname waits */
+  report_ack(o, s, ip, lr.stored_hostname);
   return 0;
 }
 
 static int on_release(dhcp_outcome *o, qvm_dhcp_server *s, const dhcp_msg *req, qvm_error **err) {
-  lease_request lr = {.ip = req->ciaddr};
+  lease_request lr = {.ip = req->ciaddr, .hostname = ""};
   int r = lease_db_change(s, change_release, &lr, err);
   if (r < 0 || !lr.ok) return r;
+  if (lr.limited) {
+    s->stats.rate_limited++;
+    return 0;
+  }
   outcome_event(o, s, QVM_DHCP_LEASE_RELEASE, lr.ip, NULL);
+  s->reported = false;
   s->stats.releases++;
   return 0;
 }
@@ -342,10 +426,19 @@ static int on_decline(dhcp_outcome *o, qvm_dhcp_server *s, const dhcp_msg *req, 
     s->stats.not_for_us++;
     return 0;
   }
-  lease_request lr = {.ip = req->requested_ip};
+  lease_request lr = {.ip = req->requested_ip, .hostname = ""};
   int r = lease_db_change(s, change_decline, &lr, err);
-  if (r < 0 || !lr.ok) return r;
+  if (r < 0) return r;
+  if (!lr.ok) {
+    s->stats.declines_refused++;
+    return 0;
+  }
+  if (lr.limited) {
+    s->stats.rate_limited++;
+    return 0;
+  }
   outcome_event(o, s, QVM_DHCP_LEASE_DECLINE, lr.ip, NULL);
+  s->reported = false;
   s->stats.declines++;
   return 0;
 }
@@ -385,6 +478,10 @@ static int handle_message(dhcp_outcome *o, qvm_dhcp_server *s, const uint8_t *pa
   dhcp_msg req;
   if (dhcp_msg_parse(&req, packet, len, &s->stats) < 0) return 0;
   if (!addressed_to_us(s, &req, src_mac)) return 0;
+  if (!bucket_take(&s->messages)) {
+    s->stats.rate_limited++; /* a flood: not answered, not looked up */
+    return 0;
+  }
   switch (req.type) {
   case DHCP_DISCOVER: return on_discover(o, s, &req, err);
   case DHCP_REQUEST: return on_request(o, s, &req, err);
@@ -528,6 +625,7 @@ int qvm_dhcp_server_new(qvm_dhcp_server **out, const qvm_dhcp_server_options *op
   if (!s) return qvm_error_set_errno(err, ENOMEM, "oom");
   s->fd = s->udp_fd = -1;
   int r = configure(s, opts, err);
+  if (r == 0) lease_db_restrict(s->lease_db);
   if (r == 0 && opts->ifname) r = open_socket(s, opts->ifname, opts->bridge, err);
   if (r < 0) {
     qvm_dhcp_server_free(s);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -68,6 +69,22 @@ int lease_table_put(lease_table *t, const lease_record *rec) {
   }
   t->v[t->n++] = *rec;
   return 0;
+}
+
+size_t lease_table_declined_count(const lease_table *t, const uint8_t mac[6], int64_t now) {
+  size_t n = 0;
+  for (size_t i = 0; i < t->n; i++)
+    if (t->v[i].state == LEASE_DECLINED && t->v[i].expires > now && !memcmp(t->v[i].mac, mac, 6))
+      n++;
+  return n;
+}
+
+size_t lease_table_prune_declined(lease_table *t, int64_t now) {
+  size_t kept = 0, n = t->n;
+  for (size_t i = 0; i < n; i++)
+    if (t->v[i].state != LEASE_DECLINED || t->v[i].expires > now) t->v[kept++] = t->v[i];
+  t->n = kept;
+  return n - kept;
 }
 
 static bool parse_state(lease_state *out, const char *s) {
@@ -132,7 +149,7 @@ char *lease_table_format(const lease_table *t) {
 int lease_db_lock(int *out, const char *path, qvm_error **err) {
   _cleanup_free_ char *lock_path = NULL;
   if (asprintf(&lock_path, "%s.lock", path) < 0) return qvm_error_set_errno(err, ENOMEM, "oom");
-  _cleanup_close_ int fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  _cleanup_close_ int fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return qvm_error_set_errno(err, errno, "cannot open lease lock '%s'", lock_path);
   while (flock(fd, LOCK_EX) < 0)
     if (errno != EINTR) return qvm_error_set_errno(err, errno, "cannot lock '%s'", lock_path);
@@ -157,7 +174,20 @@ int lease_db_read(lease_table *out, const char *path, qvm_error **err) {
 int lease_db_write(const lease_table *t, const char *path, qvm_error **err) {
   _cleanup_free_ char *text = lease_table_format(t);
   if (!text) return qvm_error_set_errno(err, ENOMEM, "cannot format lease db '%s'", path);
-  return qvm_write_file_atomic(path, text, strlen(text), 0644, err);
+  return qvm_write_file_atomic(path, text, strlen(text), 0600, err);
+}
+
+static void restrict_file(const char *path) {
+  _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  struct stat st;
+  if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077))
+    (void)fchmod(fd, st.st_mode & 0600);
+}
+
+void lease_db_restrict(const char *path) {
+  _cleanup_free_ char *lock_path = NULL;
+  restrict_file(path);
+  if (asprintf(&lock_path, "%s.lock", path) >= 0) restrict_file(lock_path);
 }
 
 /* --- public lookup and wait ---------------------------------------------- */

@@ -47,16 +47,24 @@ bool lease_table_ip_held(const lease_table *t, uint32_t ip, const uint8_t mac[6]
 bool lease_table_ip_recorded(const lease_table *t, uint32_t ip);
 /* Drops every record of ip, then of mac (except declined), then appends rec. */
 int lease_table_put(lease_table *t, const lease_record *rec);
+/* How many unexpired declined records mac has. */
+size_t lease_table_declined_count(const lease_table *t, const uint8_t mac[6], int64_t now);
+/* Drops declined records that have expired; returns how many. */
+size_t lease_table_prune_declined(lease_table *t, int64_t now);
 
 /* Parses the file's text; invalid lines are skipped. */
 int lease_table_parse(lease_table *out, const char *text);
 /* Serializes; the caller frees. NULL if out of memory. */
 char *lease_table_format(const lease_table *t);
 
-/* Exclusive flock on "<path>.lock" (created 0644). *out is the lock fd. */
+/* Exclusive flock on "<path>.lock" (0600). *out is the lock fd. */
 int lease_db_lock(int *out, const char *path, qvm_error **err);
 /* A missing file is an empty table. */
 int lease_db_read(lease_table *out, const char *path, qvm_error **err);
+/* Atomic rewrite, mode 0600: the file names every VM's MAC, IP and hostname. */
 int lease_db_write(const lease_table *t, const char *path, qvm_error **err);
+/* Best effort: takes group and other bits off an existing db (one an older
+ * qvm wrote 0644) and its lock file. */
+void lease_db_restrict(const char *path);
 
 #endif

@@ -3,6 +3,12 @@
  * The passive lease watcher for dhcp=external: it sniffs DHCP replies on the
  * VM's tap and learns the address from the DHCPACK for the VM's MAC. The
  * neighbour table is the fallback once the guest has talked to the host.
+ *
+ * The guest is hostile and can send anything, a DHCPACK included. On the tap,
+ * a frame the guest sends is received by the host (PACKET_HOST, _BROADCAST,
+ * _MULTICAST or _OTHERHOST), while a frame the bridge forwards to the guest,
+ * the real server's ACK among them, is transmitted (PACKET_OUTGOING). Only
+ * the latter is believed.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -61,11 +67,18 @@ void qvm_net_watcher_stats(qvm_dhcp_stats *out, const qvm_net_watcher *watcher) 
   *out = watcher->stats;
 }
 
-/* 1 if the frame is a DHCPACK giving the watched MAC an address. */
-static int watch_frame(char *out, qvm_net_watcher *w, const uint8_t *frame, size_t len) {
+/* 1 if the frame is a DHCPACK giving the watched MAC an address, sent
+ * towards the guest by someone else. */
+static int watch_frame(char *out, qvm_net_watcher *w, const uint8_t *frame, size_t len,
+                       unsigned char pkttype) {
   dhcp_frame f;
-  if (dhcp_frame_parse(&f, frame, len) < 0 || f.src_port != DHCP_SERVER_PORT) {
+  if (dhcp_frame_parse(&f, frame, len) < 0 || f.src_port != DHCP_SERVER_PORT ||
+      f.dst_port != DHCP_CLIENT_PORT) {
     w->stats.bad_frame++;
+    return 0;
+  }
+  if (pkttype != PACKET_OUTGOING || memcmp(f.src_mac, w->mac, 6) == 0) {
+    w->stats.from_guest++;
     return 0;
   }
   dhcp_msg m;
@@ -88,7 +101,10 @@ int qvm_net_watcher_handle_readable(char *out, qvm_net_watcher *watcher, qvm_err
   int found = 0;
   for (int i = 0; i < 64; i++) {
     uint8_t frame[2048];
-    ssize_t n = recv(watcher->fd, frame, sizeof frame, MSG_DONTWAIT | MSG_TRUNC);
+    struct sockaddr_ll from = {0};
+    socklen_t fromlen = sizeof from;
+    ssize_t n = recvfrom(watcher->fd, frame, sizeof frame, MSG_DONTWAIT | MSG_TRUNC,
+                         (struct sockaddr *)&from, &fromlen);
     if (n < 0) {
       if (errno == EAGAIN || errno == EINTR) break;
       return qvm_error_set_errno(err, errno, "cannot receive dhcp frame");
@@ -97,7 +113,8 @@ int qvm_net_watcher_handle_readable(char *out, qvm_net_watcher *watcher, qvm_err
       watcher->stats.bad_frame++;
       continue;
     }
-    if (watch_frame(out, watcher, frame, (size_t)n)) found = 1; /* the latest ACK wins */
+    if (watch_frame(out, watcher, frame, (size_t)n, from.sll_pkttype))
+      found = 1; /* the latest ACK wins */
   }
   return found;
 }

@@ -131,6 +131,10 @@ typedef struct qvm_dhcp_stats {
   uint64_t foreign_mac;       /* chaddr or Ethernet source is not the VM */
   uint64_t not_for_us;        /* server-id of another server, replies, relays */
   uint64_t offers, acks, naks, releases, declines, informs;
+  uint64_t rate_limited;     /* over the message or change rate: dropped unanswered */
+  uint64_t declines_refused; /* a DECLINE of an address not bound to the VM, or over the cap */
+  uint64_t lease_writes;     /* lease-db rewrites (each one fsyncs) */
+  uint64_t from_guest;       /* watcher: a "server reply" the guest itself sent */
 } qvm_dhcp_stats;
 
 enum qvm_dhcp_lease_kind {
@@ -150,6 +154,22 @@ typedef struct qvm_dhcp_lease_event {
 
 typedef void (*qvm_dhcp_lease_cb)(const qvm_dhcp_lease_event *event, void *userdata);
 
+/* A token bucket: at most `burst` at once, refilled at `per_minute`. */
+typedef struct qvm_dhcp_rate {
+  unsigned burst;
+  unsigned per_minute;
+} qvm_dhcp_rate;
+
+/* The defaults: a DHCP client sends a handful of messages at boot and one
+ * renewal per half lease, and changes its lease a few times in a VM's life. */
+#define QVM_DHCP_MESSAGE_RATE_DEFAULT                                                              \
+  { .burst = 20, .per_minute = 120 }
+#define QVM_DHCP_CHANGE_RATE_DEFAULT                                                               \
+  { .burst = 10, .per_minute = 6 }
+/* At most this many addresses one MAC has declined are held out of the pool
+ * at once (each for an hour); further DECLINEs are refused. */
+#define QVM_DHCP_DECLINES_PER_MAC 4
+
 typedef struct qvm_dhcp_server_options {
   const char *ifname; /* interface to serve on: the VM's tap; NULL: no socket */
   /* The bridge ifname is a port of (NULL: ifname is the bridge itself).
@@ -166,9 +186,17 @@ typedef struct qvm_dhcp_server_options {
   uint32_t lease_seconds;
   uint16_t mtu;         /* 0: not sent */
   const char *hostname; /* option 12 in OFFER/ACK: [a-z0-9-] label; NULL: not sent */
-  const char *lease_db; /* lease file path; its directory must exist */
+  const char *lease_db; /* lease file path (0600); its directory must exist (make it 0700) */
   qvm_dhcp_lease_cb on_lease;
   void *userdata;
+  /* Flood limits ({0}: the defaults above). Messages from the VM beyond
+   * message_rate are dropped unanswered. Each lease-db write and each lease
+   * event but the first ACK takes a token of change_rate: without one, a new
+   * binding, RELEASE or DECLINE is dropped unanswered, and a new guest
+   * hostname is kept in memory until a later ACK can store it. Both count in
+   * stats.rate_limited. */
+  qvm_dhcp_rate message_rate;
+  qvm_dhcp_rate change_rate;
 } qvm_dhcp_server_options;
 
 #define QVM_DHCP_SERVER_OPTIONS_INIT                                                               \
@@ -188,7 +216,12 @@ void qvm_dhcp_server_free(qvm_dhcp_server *server);
 /* -1 without a socket. POLLIN means: call handle_readable. */
 int qvm_dhcp_server_fd(const qvm_dhcp_server *server);
 /* Reads every pending frame, answers, reports leases. Malformed input is
- * counted, never an error; errors are the socket's or the lease db's. */
+ * counted, never an error; errors are the socket's or the lease db's.
+ * on_lease is called only when the lease changed: the first ACK of this
+ * server, an ACK with another address or a newly stored guest hostname, the
+ * first ACK after a RELEASE or DECLINE, and each accepted RELEASE or
+ * DECLINE. A renewal that changes nothing reports nothing and writes
+ * nothing. A DECLINE counts only for the address bound to the VM's MAC. */
 int qvm_dhcp_server_handle_readable(qvm_dhcp_server *server, qvm_error **err);
 /* Handles one DHCP payload (UDP data) from Ethernet source src_mac. If there
  * is a reply, it is written to reply (cap >= 576) and *out its length; *out
@@ -213,7 +246,11 @@ const char *qvm_net_ip_source_name(enum qvm_net_ip_source source);
 typedef struct qvm_net_watcher qvm_net_watcher;
 
 /* AF_PACKET on ifname (the VM's tap) with a classic BPF filter for UDP
- * 67->68, learning the VM's IP from the DHCPACK for mac. */
+ * 67->68, learning the VM's IP from the DHCPACK for mac. Only frames the host
+ * sends out of ifname towards the guest count (PACKET_OUTGOING on the tap):
+ * whatever the guest sends itself (a forged ACK) enters the tap as received
+ * traffic and is ignored, as is any frame from the VM's own MAC. ifname must
+ * therefore be the VM's own port (its tap), not the bridge. */
 int qvm_net_watcher_new(qvm_net_watcher **out, const char *ifname, const uint8_t mac[6],
                         qvm_error **err);
 void qvm_net_watcher_free(qvm_net_watcher *watcher);

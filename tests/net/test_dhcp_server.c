@@ -203,8 +203,8 @@ static void test_init_reboot_and_renew(void **state) {
   assert_int_equal(ack.type, DHCP_ACK);
   assert_int_equal(ack.yiaddr, ip);
   assert_int_equal(ack.ciaddr, ip);
-  assert_false(bcast); /* unicast to ciaddr despite the bit */
-  assert_int_equal(f->nevents, 3);
+  assert_false(bcast);             /* unicast to ciaddr despite the bit */
+  assert_int_equal(f->nevents, 1); /* renewals that change nothing are not news */
   assert_int_equal(stat(f->db, &after), 0);
   assert_int_equal(before.st_ino, after.st_ino); /* an early renewal needs no rewrite */
 }
@@ -375,6 +375,9 @@ static int bind_loop(const char *db, int i) {
   qvm_dhcp_server_options o = QVM_DHCP_SERVER_OPTIONS_INIT;
   memcpy(o.client_mac, mac, 6);
   o.lease_db = f.db;
+  /* Far faster than any client: lift the flood limit for this race test. */
+  o.message_rate = (qvm_dhcp_rate){.burst = 1000, .per_minute = 60000};
+  o.change_rate = o.message_rate;
   if (qvm_dhcp_server_new(&f.server, &o, NULL) < 0) return 10;
   uint32_t first = 0;
   int rc = 0;
