@@ -1,0 +1,7 @@
+# Area "term": guest text never reaches a shell or a terminal raw, and --json
+# stays valid UTF-8 JSON (ssh --print, ssh-config, ip, info, ls, logs, the
+# serial tail in up's errors, a remote exit-signal name).
+add_test(NAME hostile_term_cli COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/term_cli.sh)
+set_tests_properties(hostile_term_cli PROPERTIES
+  LABELS hostile TIMEOUT 120 SKIP_RETURN_CODE 77
+  ENVIRONMENT "QVM_SOURCE_DIR=${PROJECT_SOURCE_DIR};QVM_BINARY_DIR=${PROJECT_BINARY_DIR}")
