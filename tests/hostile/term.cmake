@@ -5,3 +5,8 @@ add_test(NAME hostile_term_cli COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/term_cli.sh)
 set_tests_properties(hostile_term_cli PROPERTIES
   LABELS hostile TIMEOUT 120 SKIP_RETURN_CODE 77
   ENVIRONMENT "QVM_SOURCE_DIR=${PROJECT_SOURCE_DIR};QVM_BINARY_DIR=${PROJECT_BINARY_DIR}")
+# A hostile exit-signal name through the real exec path against a real sshd:
+# libssh2's answer is replaced by the linker's --wrap.
+qvm_test(NAME hostile_term_signal SOURCES term_signal.c
+         LIBS qvm_ssh qvm_test_ssh_server PkgConfig::JSONC LABELS hostile TIMEOUT 120)
+target_link_options(hostile_term_signal PRIVATE -Wl,--wrap=libssh2_channel_get_exit_signal)
