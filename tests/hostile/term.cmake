@@ -10,3 +10,9 @@ set_tests_properties(hostile_term_cli PROPERTIES
 qvm_test(NAME hostile_term_signal SOURCES term_signal.c
          LIBS qvm_ssh qvm_test_ssh_server PkgConfig::JSONC LABELS hostile TIMEOUT 120)
 target_link_options(hostile_term_signal PRIVATE -Wl,--wrap=libssh2_channel_get_exit_signal)
+# A real guest (mini) writes control sequences to its console: up's failure
+# message (the serial tail, also in --json), qvm logs and --raw.
+add_test(NAME hostile_term_up_mini COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/term_up_mini.sh)
+set_tests_properties(hostile_term_up_mini PROPERTIES
+  LABELS hostile TIMEOUT 600 SKIP_RETURN_CODE 77 FIXTURES_REQUIRED mini_guest
+  ENVIRONMENT "QVM_SOURCE_DIR=${PROJECT_SOURCE_DIR};QVM_BINARY_DIR=${PROJECT_BINARY_DIR}")
