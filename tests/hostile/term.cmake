@@ -16,3 +16,6 @@ add_test(NAME hostile_term_up_mini COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/term_up_m
 set_tests_properties(hostile_term_up_mini PROPERTIES
   LABELS hostile TIMEOUT 600 SKIP_RETURN_CODE 77 FIXTURES_REQUIRED mini_guest
   ENVIRONMENT "QVM_SOURCE_DIR=${PROJECT_SOURCE_DIR};QVM_BINARY_DIR=${PROJECT_BINARY_DIR}")
+# ssh --print / ssh-config against hostile values, and honest ones through a
+# real OpenSSH (ssh -G).
+qvm_test(NAME hostile_term_openssh SOURCES term_openssh.c LIBS qvm_ssh LABELS hostile)
