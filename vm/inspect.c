@@ -11,6 +11,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <qvm/text.h>
+
 #include "util/cleanup.h"
 #include "util/fs.h"
 #include "util/time.h"
@@ -59,6 +61,13 @@ int qvm_vm_list(char ***out, size_t *out_n, qvm_error **err) {
 
 static void add_str(struct json_object *o, const char *k, const char *v) {
   json_object_object_add(o, k, v ? json_object_new_string(v) : NULL);
+}
+
+/* A string the guest chose (its address): json-c would pass bytes that are
+ * not UTF-8 through, and a terminal would act on control sequences. */
+static void add_guest_str(struct json_object *o, const char *k, const char *v) {
+  _cleanup_free_ char *safe = qvm_text_for_terminal(v, strlen(v), 0);
+  add_str(o, k, safe ? safe : "");
 }
 
 static void copy_member(struct json_object *to, const char *key, struct json_object *from,
@@ -113,8 +122,8 @@ static struct json_object *info_network(qvm_vm *vm, const vm_runtime_view *rv) {
   char *ip = NULL, *source = NULL;
   if (vm->spec->net == VM_NET_BRIDGE && rv->qemu_alive &&
       vm_net_ip_find(&ip, &source, vm, 0, NULL) == 0) {
-    json_object_object_add(net, "ip", json_object_new_string(ip));
-    json_object_object_add(net, "ip_source", json_object_new_string(source));
+    add_guest_str(net, "ip", ip);
+    add_guest_str(net, "ip_source", source);
   }
   free(ip);
   free(source);
@@ -165,20 +174,67 @@ int qvm_vm_console_connect(int *out, qvm_vm *vm, qvm_error **err) {
   return 0;
 }
 
-static int copy_new(int from, int to, qvm_error **err) {
+/* The serial log on its way out. Unless raw, it is neutralized for a
+ * terminal: control sequences, C1 controls and bytes that are not UTF-8 are
+ * shown escaped (qvm_text_for_terminal), line ends (LF, CR LF) are kept. A
+ * UTF-8 sequence or CR that a read splits is held back for the next read. */
+typedef struct log_out {
+  int fd;
+  bool raw;
+  char held[4];
+  size_t n_held;
+} log_out;
+
+/* How many bytes at the end of buf[0..n) may begin an unfinished UTF-8
+ * sequence or a CR LF, and so wait for more input. */
+static size_t unfinished_tail(const char *buf, size_t n) {
+  if (n && buf[n - 1] == '\r') return 1;
+  for (size_t back = 1; back <= 3 && back <= n; back++) {
+    unsigned char c = (unsigned char)buf[n - back];
+    if ((c & 0xc0) == 0x80) continue; /* a continuation byte: look further back */
+    size_t need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+    return need > back ? back : 0;
+  }
+  return 0;
+}
+
+static int log_emit(log_out *o, const char *data, size_t len, bool final, qvm_error **err) {
+  if (o->raw) {
+    if (qvm_write_all(o->fd, data, len) < 0)
+      return qvm_error_set_errno(err, errno, "cannot write the serial log out");
+    return 0;
+  }
+  _cleanup_free_ char *buf = malloc(o->n_held + len);
+  if (!buf) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  memcpy(buf, o->held, o->n_held);
+  memcpy(buf + o->n_held, data, len);
+  size_t n = o->n_held + len, keep = final ? 0 : unfinished_tail(buf, n), out = 0;
+  memcpy(o->held, buf + n - keep, keep);
+  o->n_held = keep;
+  n -= keep;
+  for (size_t i = 0; i < n; i++) /* CR LF becomes LF; a lone CR is shown */
+    if (!(buf[i] == '\r' && i + 1 < n && buf[i + 1] == '\n')) buf[out++] = buf[i];
+  _cleanup_free_ char *safe = qvm_text_for_terminal(buf, out, QVM_TEXT_KEEP_NEWLINE);
+  if (!safe) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  if (qvm_write_all(o->fd, safe, strlen(safe)) < 0)
+    return qvm_error_set_errno(err, errno, "cannot write the serial log out");
+  return 0;
+}
+
+static int copy_new(int from, log_out *to, qvm_error **err) {
   char buf[65536];
   for (;;) {
     ssize_t n = read(from, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return qvm_error_set_errno(err, errno, "cannot read the serial log");
     if (n == 0) return 0;
-    if (qvm_write_all(to, buf, (size_t)n) < 0)
-      return qvm_error_set_errno(err, errno, "cannot write the serial log out");
+    int r = log_emit(to, buf, (size_t)n, false, err);
+    if (r < 0) return r;
   }
 }
 
 /* Follows until QEMU exits: its pidfd becomes readable. */
-static int follow(int log, int to, int ino, int pidfd, qvm_error **err) {
+static int follow(int log, log_out *to, int ino, int pidfd, qvm_error **err) {
   for (;;) {
     struct pollfd p[2] = {{.fd = ino, .events = POLLIN}, {.fd = pidfd, .events = POLLIN}};
     if (poll(p, 2, 1000) < 0 && errno != EINTR)
@@ -192,11 +248,8 @@ static int follow(int log, int to, int ino, int pidfd, qvm_error **err) {
   }
 }
 
-int qvm_vm_logs(qvm_vm *vm, int fd, bool follow_log, qvm_error **err) {
-  _cleanup_close_ int log = open(vm->paths.serial_log, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (log < 0 && errno == ENOENT) return 0; /* never started: no output yet */
-  if (log < 0) return qvm_error_set_errno(err, errno, "cannot open '%s'", vm->paths.serial_log);
-  int r = copy_new(log, fd, err);
+static int logs_copy(qvm_vm *vm, int log, log_out *to, bool follow_log, qvm_error **err) {
+  int r = copy_new(log, to, err);
   if (r < 0 || !follow_log) return r;
   vm_reload(vm, NULL);
   vm_runtime_view rv;
@@ -206,5 +259,15 @@ int qvm_vm_logs(qvm_vm *vm, int fd, bool follow_log, qvm_error **err) {
   _cleanup_close_ int ino = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
   if (ino < 0 || inotify_add_watch(ino, vm->paths.serial_log, IN_MODIFY) < 0)
     return qvm_error_set_errno(err, errno, "cannot watch '%s'", vm->paths.serial_log);
-  return follow(log, fd, ino, pidfd, err);
+  return follow(log, to, ino, pidfd, err);
+}
+
+int qvm_vm_logs(qvm_vm *vm, int fd, unsigned flags, qvm_error **err) {
+  _cleanup_close_ int log = open(vm->paths.serial_log, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (log < 0 && errno == ENOENT) return 0; /* never started: no output yet */
+  if (log < 0) return qvm_error_set_errno(err, errno, "cannot open '%s'", vm->paths.serial_log);
+  log_out out = {.fd = fd, .raw = flags & QVM_VM_LOGS_RAW};
+  int r = logs_copy(vm, log, &out, flags & QVM_VM_LOGS_FOLLOW, err);
+  if (r >= 0) r = log_emit(&out, "", 0, true, err); /* what a split left held back */
+  return r;
 }

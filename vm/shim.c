@@ -18,6 +18,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <qvm/text.h>
+
 #include "util/cleanup.h"
 #include "util/fs.h"
 #include "util/strbuf.h"
@@ -61,21 +63,37 @@ static void shim_event(shim *s, const char *name, struct json_object *data) {
   vm_events_append(s->events_fd, ev);
 }
 
+/* Drops the CRs of line ends (CR LF, CR CR LF) in place; returns the length. */
+static size_t drop_line_end_crs(char *s, size_t n) {
+  size_t out = 0;
+  for (size_t i = 0; i < n;) {
+    size_t j = i;
+    while (j < n && s[j] == '\r') j++;
+    if (j > i && (j == n || s[j] == '\n')) { /* a line end's CRs */
+      i = j;
+      continue;
+    }
+    while (i < j) s[out++] = s[i++]; /* CRs mid-line stay (and are shown as "\r") */
+    if (i < n) s[out++] = s[i++];
+  }
+  return out;
+}
+
+/* The last lines of a log the guest (or QEMU) writes, for an error message:
+ * control sequences and bytes that are not UTF-8 are neutralized
+ * (qvm_text_for_terminal), line ends are kept. */
 char *vm_file_tail(const char *path, int lines) {
   _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   char buf[8192];
   off_t size = fd >= 0 ? lseek(fd, 0, SEEK_END) : -1;
-  off_t from = size > (off_t)sizeof buf - 1 ? size - (off_t)sizeof buf + 1 : 0;
-  ssize_t n = size > 0 ? pread(fd, buf, sizeof buf - 1, from) : 0;
-  if (n < 0) n = 0;
+  off_t from = size > (off_t)sizeof buf ? size - (off_t)sizeof buf : 0;
+  ssize_t got = size > 0 ? pread(fd, buf, sizeof buf, from) : 0;
+  size_t n = drop_line_end_crs(buf, got > 0 ? (size_t)got : 0);
   while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) n--;
-  buf[n] = '\0';
   char *start = buf + n;
   for (int seen = 0; start > buf; start--)
     if (start[-1] == '\n' && ++seen == lines) break;
-  for (char *c = start; *c; c++)
-    if ((unsigned char)*c < 0x20 && *c != '\n') *c = ' ';
-  return strdup(start);
+  return qvm_text_for_terminal(start, (size_t)(buf + n - start), QVM_TEXT_KEEP_NEWLINE);
 }
 
 /* --- vm.json records ------------------------------------------------------ */

@@ -24,6 +24,7 @@
 #include "util/time.h"
 #include "vm/handle.h"
 #include <qvm/seed.h>
+#include <qvm/text.h>
 #include <qvm/up.h>
 
 #define SERIAL_TAIL_LINES 25
@@ -169,6 +170,19 @@ static bool up_flag(struct json_object *up, const char *key) {
 
 /* --- phases ------------------------------------------------------------- */
 
+/* The guest chooses its address (agent, DHCP client): copied for printing
+ * and JSON only after neutralizing. */
+static void copy_guest_text(char *out, size_t size, const char *text) {
+  _cleanup_free_ char *safe = qvm_text_for_terminal(text, strlen(text), 0);
+  size_t n = safe ? strlen(safe) : 0;
+  if (n >= size) {
+    n = size - 1;
+    while (n > 0 && ((unsigned char)safe[n] & 0xc0) == 0x80) n--;
+  }
+  memcpy(out, safe ? safe : "", n);
+  out[n] = '\0';
+}
+
 typedef struct up_run {
   qvm_vm *vm;
   const qvm_up_options *opts;
@@ -200,11 +214,14 @@ static void phase_done(up_run *u, qvm_up_phase p, qvm_up_phase_status st, const 
   if (u->opts->on_phase) u->opts->on_phase(u->opts->ctx, p, st, elapsed, detail);
 }
 
-/* Fails up in phase p: names the phase, why, and shows the serial tail. */
-static int phase_failed(up_run *u, qvm_up_phase p, int code, const char *why, qvm_error **err) {
+/* Fails up in phase p: names the phase, why, and shows the serial tail.
+ * `why` may quote the guest (cloud-init's output, its address), and the tail
+ * is the guest's: both are neutralized for terminals and JSON. */
+static int phase_failed(up_run *u, qvm_up_phase p, int code, const char *why_raw, qvm_error **err) {
   u->res->failed_phase = p;
   u->res->failed_in_phase = true;
   _cleanup_free_ char *tail = vm_file_tail(u->vm->paths.serial_log, SERIAL_TAIL_LINES);
+  _cleanup_free_ char *why = qvm_text_for_terminal(why_raw, strlen(why_raw), QVM_TEXT_KEEP_NEWLINE);
   int64_t elapsed = (qvm_now_ms() - u->t0) / 1000;
   /* The cause's class (e.g. HostKeyMismatch) survives the new message. */
   const char *cls = err && *err ? qvm_error_class(*err) : NULL;
@@ -212,7 +229,8 @@ static int phase_failed(up_run *u, qvm_up_phase p, int code, const char *why, qv
   qvm_error_free(err ? *err : NULL);
   if (err) *err = NULL;
   int r = qvm_error_set(err, code, "vm '%s': phase '%s' did not happen (after %lld s): %s\n%s%s",
-                        u->vm->name, qvm_up_phase_name(p), (long long)elapsed, why,
+                        u->vm->name, qvm_up_phase_name(p), (long long)elapsed,
+                        why ? why : "(out of memory)",
                         tail && *tail ? "last serial output:\n" : "no serial output at all",
                         tail && *tail ? tail : "");
   if (keep && err && *err) qvm_error_set_class(*err, keep);
@@ -450,7 +468,9 @@ static int run_phases(up_run *u, bool provision, qvm_error **err) {
       return phase_failed(u, QVM_UP_LEASE, qvm_error_code(*err), why, err);
     }
     snprintf(res->ip_source, sizeof res->ip_source, "%s", source ? source : "");
-    phase_done(u, QVM_UP_LEASE, QVM_UP_PHASE_DONE, ip);
+    char shown[64];
+    copy_guest_text(shown, sizeof shown, ip);
+    phase_done(u, QVM_UP_LEASE, QVM_UP_PHASE_DONE, shown);
   } else {
     phase_done(u, QVM_UP_LEASE, QVM_UP_PHASE_SKIPPED, "user-mode networking");
   }
@@ -461,9 +481,12 @@ static int run_phases(up_run *u, bool provision, qvm_error **err) {
     _cleanup_free_ char *why = strdup(qvm_error_message(*err)); /* phase_failed frees *err */
     return phase_failed(u, QVM_UP_TCP, code, why ? why : "no ssh address", err);
   }
-  snprintf(res->ssh_host, sizeof res->ssh_host, "%s", target.host);
+  /* target's strings live in the spec, which the waits below re-read */
+  char host[sizeof res->ssh_host];
+  snprintf(host, sizeof host, "%s", target.host);
+  copy_guest_text(res->ssh_host, sizeof res->ssh_host, target.host);
   res->ssh_port = target.port;
-  if ((r = wait_tcp(u, res->ssh_host, res->ssh_port, err)) < 0) return r;
+  if ((r = wait_tcp(u, host, res->ssh_port, err)) < 0) return r;
   phase_done(u, QVM_UP_TCP, QVM_UP_PHASE_DONE, NULL);
 
   /* 0 would mean connect's 30 s default: never more than what is left. */
@@ -623,7 +646,7 @@ static int up(qvm_up_result *out, const char *name, const qvm_vm_create_options 
       res->outcome = QVM_UP_ALREADY_UP;
       qvm_ssh_options target = QVM_SSH_OPTIONS_INIT;
       if (qvm_vm_ssh_target(&target, vm, 0, NULL) >= 0) {
-        snprintf(res->ssh_host, sizeof res->ssh_host, "%s", target.host);
+        copy_guest_text(res->ssh_host, sizeof res->ssh_host, target.host);
         res->ssh_port = target.port;
       }
       return 0;

@@ -148,9 +148,12 @@ int qvm_vm_info(struct json_object **out, qvm_vm *vm, qvm_error **err);
 /* Serial log path (borrowed) and the console socket (a connected fd). */
 const char *qvm_vm_serial_log_path(const qvm_vm *vm);
 int qvm_vm_console_connect(int *out, qvm_vm *vm, qvm_error **err);
-/* Copies serial.log to fd; with follow, keeps copying new output (inotify)
- * until the VM stops. */
-int qvm_vm_logs(qvm_vm *vm, int fd, bool follow, qvm_error **err);
+/* Copies serial.log to fd; with QVM_VM_LOGS_FOLLOW, keeps copying new output
+ * (inotify) until the VM stops. The guest writes that log: unless
+ * QVM_VM_LOGS_RAW, it is neutralized for a terminal (qvm_text_for_terminal,
+ * line ends kept, CR LF as LF); RAW copies the bytes exactly. */
+enum { QVM_VM_LOGS_FOLLOW = 1 << 0, QVM_VM_LOGS_RAW = 1 << 1 };
+int qvm_vm_logs(qvm_vm *vm, int fd, unsigned flags, qvm_error **err);
 
 /* The guest's IPv4 address on a bridge, and where it came from (*out_source:
  * "qvm-dhcp" qvm's DHCP server sent the ACK, "dhcp-watch" the watcher saw an

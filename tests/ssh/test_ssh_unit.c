@@ -176,7 +176,7 @@ static void test_openssh_equivalents(void **state) {
   assert_string_equal(cmd, "ssh -i '/var/lib/qvm/vms/web-1/id_ed25519' -o IdentitiesOnly=yes "
                            "-o UserKnownHostsFile='/var/lib/qvm/vms/web-1/known_hosts' "
                            "-o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes "
-                           "-o HostKeyAlias='web-1' -p 2222 root@127.0.0.1");
+                           "-o HostKeyAlias='web-1' -p 2222 'root@127.0.0.1'");
   assert_int_equal(qvm_ssh_openssh_config(&cfg, "qvm-web-1", &o, NULL), 0);
   assert_non_null(strstr(cfg, "Host qvm-web-1\n  HostName 127.0.0.1\n  Port 2222\n"));
   assert_non_null(strstr(cfg, "StrictHostKeyChecking yes\n"));

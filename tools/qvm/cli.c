@@ -3,7 +3,12 @@
 
 #include <getopt.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include <json-c/json.h>
+
+#include <qvm/text.h>
 
 int qvm_cli_exit_code(int code) {
   switch (code) {
@@ -19,10 +24,21 @@ int qvm_cli_exit_code(int code) {
   }
 }
 
+/* Messages and hints may quote the guest (a serial tail, cloud-init's
+ * output, an address): the library neutralizes what it quotes, and this is
+ * the last line of defence for the terminal. Idempotent on safe text. */
+static void print_safe(FILE *f, const char *prefix, const char *text) {
+  char *safe = qvm_text_for_terminal(text, strlen(text), QVM_TEXT_KEEP_NEWLINE);
+  fprintf(f, "%s%s\n", prefix, safe ? safe : "(out of memory)");
+  free(safe);
+}
+
 int qvm_cli_fail(const char *verb, qvm_error *err, const char *hint) {
   int code = qvm_error_code(err);
-  fprintf(stderr, "qvm %s: %s\n", verb, err ? qvm_error_message(err) : "failed");
-  if (hint) fprintf(stderr, "hint: %s\n", hint);
+  char prefix[64];
+  snprintf(prefix, sizeof prefix, "qvm %s: ", verb);
+  print_safe(stderr, prefix, err ? qvm_error_message(err) : "failed");
+  if (hint) print_safe(stderr, "hint: ", hint);
   qvm_error_free(err);
   return qvm_cli_exit_code(code ? code : QVM_ESYS);
 }
@@ -48,9 +64,12 @@ int qvm_cli_bad_option(const char *verb, int c, char *const *argv) {
   return qvm_cli_usage_error(verb, "unknown option '%.*s'", len, arg);
 }
 
-void qvm_cli_json_string(FILE *f, const char *s) {
+/* The text is made valid UTF-8 without controls first (qvm_text_for_terminal):
+ * JSON must be UTF-8, and people read it on terminals. */
+void qvm_cli_json_string(FILE *f, const char *text) {
+  char *s = qvm_text_for_terminal(text, strlen(text), QVM_TEXT_KEEP_NEWLINE);
   fputc('"', f);
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+  for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
     switch (*p) {
     case '"': fputs("\\\"", f); break;
     case '\\': fputs("\\\\", f); break;
@@ -58,11 +77,43 @@ void qvm_cli_json_string(FILE *f, const char *s) {
     case '\r': fputs("\\r", f); break;
     case '\t': fputs("\\t", f); break;
     default:
-      if (*p < 0x20)
+      if (*p < 0x20 || *p == 0x7f)
         fprintf(f, "\\u%04x", *p);
       else
         fputc(*p, f);
     }
   }
   fputc('"', f);
+  free(s);
+}
+
+void qvm_cli_json_neutralize(struct json_object *o) {
+  switch (json_object_get_type(o)) {
+  case json_type_string: {
+    const char *s = json_object_get_string(o);
+    size_t len = (size_t)json_object_get_string_len(o);
+    char *safe = qvm_text_for_terminal(s, len, QVM_TEXT_KEEP_NEWLINE);
+    if (safe && (strlen(safe) != len || memcmp(safe, s, len))) json_object_set_string(o, safe);
+    free(safe);
+    break;
+  }
+  case json_type_array:
+    for (size_t i = 0; i < json_object_array_length(o); i++)
+      qvm_cli_json_neutralize(json_object_array_get_idx(o, i));
+    break;
+  case json_type_object: {
+    json_object_object_foreach(o, key, value) {
+      (void)key;
+      qvm_cli_json_neutralize(value);
+    }
+    break;
+  }
+  default: break;
+  }
+}
+
+void qvm_cli_print_json(struct json_object *o) {
+  qvm_cli_json_neutralize(o);
+  printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+                                                       JSON_C_TO_STRING_NOSLASHESCAPE));
 }

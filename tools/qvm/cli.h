@@ -46,7 +46,14 @@ int qvm_cli_exit_code(int qvm_code);
  * optstring starts with ':'), with opterr = 0 so getopt prints nothing: one
  * message naming the option, and QVM_EXIT_USAGE. */
 int qvm_cli_bad_option(const char *verb, int c, char *const *argv);
-/* Prints a JSON string literal with escapes (for hand-built --json output). */
+/* Prints a JSON string literal with escapes (for hand-built --json output).
+ * The text is neutralized first (qvm_text_for_terminal, newlines kept), so the
+ * output is valid UTF-8 JSON whatever bytes the guest put into it. */
 void qvm_cli_json_string(FILE *f, const char *s);
+struct json_object;
+/* Neutralizes every string value in the tree in place (as above). */
+void qvm_cli_json_neutralize(struct json_object *o);
+/* Neutralizes, then prints the tree pretty, with a newline, to stdout. */
+void qvm_cli_print_json(struct json_object *o);
 
 #endif

@@ -66,9 +66,9 @@ static int ls_run(int argc, char **argv) {
     qvm_vm_free(vm);
   }
   qvm_vm_names_free(names, n);
+  qvm_cli_json_neutralize(all); /* the guest's address is in there */
   if (json) {
-    printf("%s\n", json_object_to_json_string_ext(all, JSON_C_TO_STRING_PRETTY |
-                                                           JSON_C_TO_STRING_NOSLASHESCAPE));
+    qvm_cli_print_json(all);
   } else {
     printf("%-24s %-9s %4s %8s %8s  %s\n", "NAME", "STATE", "CPUS", "MEMORY", "PID", "LAST EXIT");
     for (size_t i = 0; i < json_object_array_length(all); i++) {
@@ -143,9 +143,9 @@ static int info_run(int argc, char **argv) {
     qvm_vm_free(vm);
     return qvm_cli_fail("info", err, NULL);
   }
+  qvm_cli_json_neutralize(info); /* the guest's address is in there */
   if (json)
-    printf("%s\n", json_object_to_json_string_ext(info, JSON_C_TO_STRING_PRETTY |
-                                                            JSON_C_TO_STRING_NOSLASHESCAPE));
+    qvm_cli_print_json(info);
   else
     print_info(info);
   json_object_put(info);
@@ -154,18 +154,26 @@ static int info_run(int argc, char **argv) {
 }
 
 static int logs_run(int argc, char **argv) {
-  static const struct option longopts[] = {{"follow", 0, 0, 'f'}, {0, 0, 0, 0}};
+  static const struct option longopts[] = {{"follow", 0, 0, 'f'}, {"raw", 0, 0, 'r'}, {0, 0, 0, 0}};
   if (help_asked(argc, argv))
-    return printf("usage: qvm logs NAME [-f]\n\nPrints the vm's serial console log (this boot).\n\n"
-                  "  -f, --follow   keep printing new output until the vm stops\n"),
+    return printf("usage: qvm logs NAME [-f] [--raw]\n\n"
+                  "Prints the vm's serial console log (this boot). The guest writes it, so\n"
+                  "control sequences and bytes that are not UTF-8 are shown escaped (\\x1b,\n"
+                  "\\u{009b}) unless --raw is given.\n\n"
+                  "  -f, --follow   keep printing new output until the vm stops\n"
+                  "  --raw          the log's bytes exactly, escape sequences and all\n"),
            QVM_EXIT_OK;
-  bool follow = false;
+  unsigned flags = 0;
   int c;
   optind = 0;
   opterr = 0;
   while ((c = getopt_long(argc, argv, ":f", longopts, NULL)) != -1) {
-    if (c != 'f') return qvm_cli_bad_option("logs", c, argv);
-    follow = true;
+    if (c == 'f')
+      flags |= QVM_VM_LOGS_FOLLOW;
+    else if (c == 'r')
+      flags |= QVM_VM_LOGS_RAW;
+    else
+      return qvm_cli_bad_option("logs", c, argv);
   }
   if (optind >= argc) return qvm_cli_usage_error("logs", "missing the vm name");
   if (optind + 1 < argc)
@@ -173,8 +181,7 @@ static int logs_run(int argc, char **argv) {
   qvm_vm *vm = NULL;
   qvm_error *err = NULL;
   fflush(stdout);
-  if (qvm_vm_open(&vm, argv[optind], &err) < 0 ||
-      qvm_vm_logs(vm, STDOUT_FILENO, follow, &err) < 0) {
+  if (qvm_vm_open(&vm, argv[optind], &err) < 0 || qvm_vm_logs(vm, STDOUT_FILENO, flags, &err) < 0) {
     qvm_vm_free(vm);
     return qvm_cli_fail("logs", err, NULL);
   }

@@ -41,6 +41,7 @@ static int parse_int(const char *verb, const char *what, const char *s, int min,
 static void print_warnings(qvm_vm *vm) {
   struct json_object *info = NULL, *w = NULL;
   if (qvm_vm_info(&info, vm, NULL) < 0) return;
+  qvm_cli_json_neutralize(info);
   if (json_object_object_get_ex(info, "warnings", &w))
     for (size_t i = 0; i < json_object_array_length(w); i++)
       fprintf(stderr, "warning: %s\n", json_object_get_string(json_object_array_get_idx(w, i)));
@@ -119,6 +120,7 @@ static int start_run(int argc, char **argv) {
 static void print_exit(qvm_vm *vm) {
   struct json_object *info = NULL, *last = NULL, *detail = NULL;
   if (qvm_vm_info(&info, vm, NULL) < 0) return;
+  qvm_cli_json_neutralize(info); /* the detail may quote QEMU's or the guest's output */
   if (json_object_object_get_ex(info, "last_exit", &last) &&
       json_object_object_get_ex(last, "detail", &detail))
     fprintf(stderr, "%s: %s\n", qvm_vm_name(vm), json_object_get_string(detail));

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <qvm/text.h>
 #include <qvm/vm.h>
 
 #include "commands.h"
@@ -94,8 +95,10 @@ static int ip_run(int argc, char **argv) {
     fputs(",\"source\":", stdout);
     qvm_cli_json_string(stdout, source);
     fputs("}\n", stdout);
-  } else {
-    printf("%s\n", ip);
+  } else { /* the guest may have chosen it (agent): never raw to a terminal */
+    char *safe = qvm_text_for_terminal(ip, strlen(ip), 0);
+    printf("%s\n", safe ? safe : "");
+    free(safe);
   }
   free(ip);
   free(source);

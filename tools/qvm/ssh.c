@@ -296,8 +296,9 @@ static int ssh_print(const char *name, const qvm_vm_ssh_options *so) {
   if (!r && so->user) o.user = so->user;
   if (!r && so->identity) o.identity = so->identity;
   if (!r && qvm_ssh_openssh_command(&cmd, &o, &err) < 0)
-    r = qvm_cli_fail("ssh", err,
-                     "the vm has no key of its own (--no-cloud-init): use your own ssh");
+    r = qvm_cli_fail(
+        "ssh", err,
+        o.identity ? NULL : "the vm has no key of its own (--no-cloud-init): use your own ssh");
   else if (!r)
     printf("%s\n", cmd);
   free(cmd);

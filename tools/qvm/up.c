@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <qvm/text.h>
 #include <qvm/up.h>
 #include <qvm/vm.h>
 
@@ -51,12 +52,15 @@ static void on_phase(void *ctx, qvm_up_phase phase, qvm_up_phase_status st, int6
                      const char *detail) {
   up_cli *c = ctx;
   if (c->json) return;
+  /* a detail may be the guest's (its address) */
+  char *safe = detail ? qvm_text_for_terminal(detail, strlen(detail), 0) : NULL;
   if (st == QVM_UP_PHASE_SKIPPED)
-    printf("  %-11s %9s  %s\n", qvm_up_phase_name(phase), "-", detail ? detail : "skipped");
+    printf("  %-11s %9s  %s\n", qvm_up_phase_name(phase), "-", safe ? safe : "skipped");
   else
-    printf("  %-11s %7.1f s%s%s\n", qvm_up_phase_name(phase), (double)ms / 1000.0,
-           detail ? "  " : "", detail ? detail : "");
+    printf("  %-11s %7.1f s%s%s\n", qvm_up_phase_name(phase), (double)ms / 1000.0, safe ? "  " : "",
+           safe ? safe : "");
   fflush(stdout);
+  free(safe);
 }
 
 static const char *outcome_name(qvm_up_outcome o) {

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The guest is hostile, with a real guest (the mini guest): it writes
+# terminal control sequences and bytes that are not UTF-8 to its serial
+# console. qvm up's failure message quotes the serial tail: on stderr and in
+# --json it must be neutralized; qvm logs neutralizes, qvm logs --raw does
+# not; qvm exec's output stays byte-exact (it is the user's own data).
+. "$QVM_SOURCE_DIR/tests/e2e/lib.sh"
+
+mini=$(mini_guest)
+boot=(--kernel "$mini/vmlinuz" --initrd "$mini/initrd.img" --append 'console=ttyS0'
+  --memory 256M --user root --no-wait-cloud-init --timeout 180)
+# The guest's busybox printf turns the octal escapes into the raw bytes.
+read -r -d '' step <<'EOF' || true
+shell:printf 'hostile-start \033]0;pwned\007\033[2Jx\302\233y\302\235z\233w\177v\377 hostile-end\n' >/dev/ttyS0; exit 1
+EOF
+
+# no_controls FILE WHAT: no ESC, BEL, CSI (raw or as UTF-8), OSC, DEL; UTF-8.
+no_controls() {
+  python3 - "$1" <<'PY' || fail "$2 carries control bytes or invalid UTF-8: $(od -c "$1" | grep -m3 -E '033|233|177|377')"
+import sys
+b = open(sys.argv[1], "rb").read()
+b.decode("utf-8")
+sys.exit(1 if any(s in b for s in (b"\x1b", b"\x07", b"\x9b", b"\xc2\x9d", b"\x7f")) else 0)
+PY
+}
+
+# 1. The provision step writes the hostile bytes to the console, then fails.
+set +e
+qvm up hv "${boot[@]}" --provision "$step" >"$tmp/up1.out" 2>&1
+rc=$?
+set -e
+[[ $rc -ne 0 ]] || fail "the failing provision step did not fail up"
+serial=$QVM_STATE_DIR/vms/hv/serial.log
+grep -q $'\033]0;pwned\a' "$serial" || fail "the guest's bytes are not in serial.log (control)"
+
+# 2. qvm logs: neutralized by default, exact with --raw.
+qvm logs hv >"$tmp/logs" || fail "qvm logs failed"
+no_controls "$tmp/logs" "qvm logs"
+LC_ALL=C grep -aq 'hostile-start .*pwned.* hostile-end$' "$tmp/logs" || fail "qvm logs lost the line"
+qvm logs hv --raw >"$tmp/raw" || fail "qvm logs --raw failed"
+grep -q $'\033]0;pwned\a\033\\[2Jx\302\233y\302\235z\233w\177v\377' "$tmp/raw" ||
+  fail "qvm logs --raw changed the bytes"
+
+# 3. qvm exec output is the user's data: byte-exact (not a terminal here).
+qvm exec hv -- printf '\033[2J\302\233\377' >"$tmp/exec" || fail "qvm exec failed"
+[[ $(od -An -tx1 "$tmp/exec" | tr -d ' \n') == 1b5b324ac29bff ]] ||
+  fail "qvm exec changed the output bytes: $(od -An -tx1 "$tmp/exec")"
+
+# 4. up fails in a phase that quotes the serial tail: the guest's host key
+# is no longer the pinned one (another key is pinned in its place).
+kh=$QVM_STATE_DIR/vms/hv/known_hosts
+ssh-keygen -q -t ed25519 -N '' -f "$tmp/other" || fail "ssh-keygen"
+read -r alias _ <"$kh"
+echo "$alias $(cut -d' ' -f1,2 "$tmp/other.pub")" >"$kh"
+set +e
+qvm up hv "${boot[@]}" --provision "$step" >"$tmp/up2.out" 2>"$tmp/up2.err"
+rc=$?
+set -e
+[[ $rc -ne 0 ]] || fail "up with a swapped host key succeeded"
+grep -q "last serial output" "$tmp/up2.err" || fail "up quoted no serial tail: $(cat "$tmp/up2.err")"
+LC_ALL=C grep -aq "hostile-start .*pwned.* hostile-end" "$tmp/up2.err" ||
+  fail "the serial tail lost the guest's line: $(cat -v "$tmp/up2.err")"
+no_controls "$tmp/up2.err" "qvm up's failure message"
+set +e
+qvm up hv "${boot[@]}" --provision "$step" --json >"$tmp/up3.json" 2>/dev/null
+set -e
+python3 - "$tmp/up3.json" <<'PY' || fail "up --json is not strict UTF-8 JSON with the tail: $(cat -v "$tmp/up3.json")"
+import json, sys
+j = json.loads(open(sys.argv[1], "rb").read().decode("utf-8"))
+assert j["ok"] is False and "hostile-end" in j["error"], j
+assert not any(c in j["error"] for c in "\x1b\x07\x9b\x9d\x7f"), j["error"]
+PY
+no_controls "$tmp/up3.json" "qvm up --json"
+log "ok"
