@@ -126,7 +126,7 @@ static int pin_write(const char *path, const char *alias, const char *type,
     return qvm_error_set(err, QVM_EINVAL, "known_hosts alias '%s' is invalid", alias ? alias : "");
   if (!b64 || asprintf(&line, "%s %s %s\n", alias, type, b64) < 0)
     return qvm_error_set(err, QVM_ESYS, "out of memory");
-  return qvm_write_file_atomic(path, line, strlen(line), 0644, err);
+  return qvm_write_file_atomic(path, line, strlen(line), 0600, err);
 }
 
 int qvm_ssh_known_hosts_pin(const char *known_hosts, const char *alias, const char *public_line,

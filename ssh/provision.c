@@ -6,6 +6,7 @@
  */
 #include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "ssh/ssh_internal.h"
 #include "util/time.h"
@@ -183,9 +184,14 @@ int qvm_ssh_provision(size_t *out_failed, qvm_ssh *ssh, const qvm_ssh_provision_
   int r = 0;
   if (out_failed) *out_failed = 0;
   if (opts->log_path) {
-    pv.log_fd = open(opts->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (pv.log_fd < 0)
-      return qvm_error_set_errno(err, errno, "cannot open provision log '%s'", opts->log_path);
+    /* 0600, and an older, looser log is tightened: it holds what the steps
+     * printed, which may be secrets. */
+    pv.log_fd = open(opts->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (pv.log_fd < 0 || fchmod(pv.log_fd, 0600) < 0) {
+      r = qvm_error_set_errno(err, errno, "cannot open provision log '%s'", opts->log_path);
+      if (pv.log_fd >= 0) close(pv.log_fd);
+      return r;
+    }
   }
   for (size_t i = 0; i < opts->n_steps && r >= 0; i++) {
     pv.index = i + 1;

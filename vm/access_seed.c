@@ -141,7 +141,7 @@ static int write_multipart(const char *iso, const qvm_seed_spec *spec, const see
   qvm_seed_file files[3] = {{"user-data", user, user_len}, {"meta-data", meta, meta_len}};
   size_t n = 2;
   if (net) files[n++] = (qvm_seed_file){"network-config", net, net_len};
-  return qvm_seed_write_iso(iso, files, n, spec->epoch, err);
+  return qvm_seed_write_iso(iso, files, n, spec->epoch, 0600, err);
 }
 
 static int build_seed(const char *dir, const vm_spec *s, const seed_inputs *in,

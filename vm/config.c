@@ -29,7 +29,8 @@ typedef struct strlist {
 typedef struct entry {
   char *name;
   qvm_vm_create_options opts;
-  char *image, *disk, *memory, *kernel, *initrd, *append, *firmware, *net, *accel, *user, *hostname;
+  char *image, *image_format, *disk, *memory, *kernel, *initrd, *append, *firmware, *net, *accel,
+      *user, *hostname;
   strlist ports, cloud_configs, ssh_keys, provision;
 } entry;
 
@@ -51,8 +52,9 @@ static void strlist_clear(strlist *l) {
 }
 
 static void entry_clear(entry *e) {
-  char **owned[] = {&e->name,   &e->image,    &e->disk, &e->memory, &e->kernel, &e->initrd,
-                    &e->append, &e->firmware, &e->net,  &e->accel,  &e->user,   &e->hostname};
+  char **owned[] = {&e->name,   &e->image,    &e->disk,        &e->memory, &e->kernel,
+                    &e->initrd, &e->append,   &e->firmware,    &e->net,    &e->accel,
+                    &e->user,   &e->hostname, &e->image_format};
   for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) free(*owned[i]);
   strlist_clear(&e->ports);
   strlist_clear(&e->cloud_configs);
@@ -264,9 +266,21 @@ static int provision_step(char **out, const loader *L, const yaml_node_t *n, con
 
 /* --- one VM ------------------------------------------------------------- */
 
-static const char VM_KEYS[] = "image, cpus, memory, disk, net, ports, user, hostname, "
-                              "cloud_config, ssh_keys, provision, firmware, accel, kernel, "
-                              "initrd, append";
+static const char VM_KEYS[] = "image, image_format, allow_backing, cpus, memory, disk, net, "
+                              "ports, user, hostname, cloud_config, ssh_keys, provision, "
+                              "firmware, accel, kernel, initrd, append";
+
+static int parse_bool(bool *out, const loader *L, const yaml_node_t *n, const char *key,
+                      qvm_error **err) {
+  const char *b = NULL;
+  int r = scalar(&b, L, n, key, err);
+  if (r < 0) return r;
+  if (!strcmp(b, "true") || !strcmp(b, "yes") || !strcmp(b, "false") || !strcmp(b, "no")) {
+    *out = b[0] == 't' || b[0] == 'y';
+    return 0;
+  }
+  return at(L, n, err, "'%s' must be true or false, not '%s'", key, b);
+}
 
 static int parse_vm(entry *e, const loader *L, yaml_node_t *n, qvm_error **err) {
   if (n->type != YAML_MAPPING_NODE)
@@ -280,6 +294,10 @@ static int parse_vm(entry *e, const loader *L, yaml_node_t *n, qvm_error **err) 
     if (r < 0) return r;
     if (!strcmp(key, "image"))
       r = dup_path(&e->image, L, v, key, err);
+    else if (!strcmp(key, "image_format"))
+      r = dup_scalar(&e->image_format, L, v, key, err);
+    else if (!strcmp(key, "allow_backing"))
+      r = parse_bool(&e->opts.allow_backing, L, v, key, err);
     else if (!strcmp(key, "kernel"))
       r = dup_path(&e->kernel, L, v, key, err);
     else if (!strcmp(key, "initrd"))
@@ -321,6 +339,7 @@ static int parse_vm(entry *e, const loader *L, yaml_node_t *n, qvm_error **err) 
     return at(L, n, err, "vm '%s' needs 'image: PATH' (or 'kernel: PATH')", e->name);
   qvm_vm_create_options *o = &e->opts;
   o->image = e->image;
+  o->image_format = e->image_format;
   o->kernel = e->kernel;
   o->initrd = e->initrd;
   o->append = e->append;

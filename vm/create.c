@@ -92,17 +92,25 @@ static int spec_network(vm_spec *s, const qvm_vm_create_options *o, qvm_error **
   return 0;
 }
 
+/* --drive: the format given, or detected once now and recorded. */
+static int add_user_drive(vm_spec *s, const char *text, bool allow_backing, qvm_error **err) {
+  vm_drive d = {0};
+  _cleanup_free_ char *abs = NULL, *hint = NULL;
+  vm_image_info info = {0};
+  int r = vm_drive_parse(&d, text, err);
+  if (r >= 0) r = existing_file(&abs, "drive", d.path, err);
+  if (r >= 0 && asprintf(&hint, "--drive '%s,format=raw'", d.path) < 0)
+    r = qvm_error_set_errno(err, ENOMEM, "out of memory");
+  if (r >= 0) r = vm_image_check(&info, "drive", abs, d.format, allow_backing, hint, err);
+  if (r >= 0) r = vm_spec_add_drive(s, abs, info.format, d.readonly, VM_MEDIA_DISK, err);
+  vm_image_info_clear(&info);
+  vm_drive_clear(&d);
+  return r;
+}
+
 static int spec_media(vm_spec *s, const qvm_vm_create_options *o, qvm_error **err) {
   for (size_t i = 0; i < o->n_drives; i++) {
-    vm_drive d = {0};
-    _cleanup_free_ char *abs = NULL, *fmt = NULL;
-    uint64_t size = 0;
-    int r = vm_drive_parse(&d, o->drives[i], err);
-    if (r >= 0) r = existing_file(&abs, "drive", d.path, err);
-    if (r >= 0 && !d.format) r = vm_image_probe(&fmt, &size, abs, err);
-    if (r >= 0)
-      r = vm_spec_add_drive(s, abs, d.format ? d.format : fmt, d.readonly, VM_MEDIA_DISK, err);
-    vm_drive_clear(&d);
+    int r = add_user_drive(s, o->drives[i], o->allow_backing, err);
     if (r < 0) return r;
   }
   for (size_t i = 0; i < o->n_cdroms; i++) {
@@ -114,15 +122,36 @@ static int spec_media(vm_spec *s, const qvm_vm_create_options *o, qvm_error **er
   return 0;
 }
 
+/* --image: its format (given, or detected once now) goes into the spec, and
+ * *out_size gets its virtual size. */
+static int spec_image(vm_spec *s, uint64_t *out_size, const qvm_vm_create_options *o,
+                      qvm_error **err) {
+  vm_image_info info = {0};
+  if (o->image_format && !vm_format_name_valid(o->image_format))
+    return qvm_error_set(err, QVM_EINVAL, "image format '%s' is invalid", o->image_format);
+  int r = existing_file(&s->image, "disk image", o->image, err);
+  if (r >= 0)
+    r = vm_image_check(&info, "disk image", s->image, o->image_format, o->allow_backing,
+                       "--image-format raw", err);
+  if (r < 0) return r;
+  s->image_format = TAKE_PTR(info.format);
+  *out_size = info.size;
+  vm_image_info_clear(&info);
+  return vm_spec_add_drive(s, "disk.qcow2", "qcow2", false, VM_MEDIA_DISK, err);
+}
+
 static int spec_from_options(vm_spec **out, const char *name, const qvm_vm_create_options *o,
-                             char **out_image, qvm_error **err) {
+                             uint64_t *out_image_size, qvm_error **err) {
   _cleanup_(vm_spec_freep) vm_spec *s = calloc(1, sizeof *s);
   if (!s || !(s->name = strdup(name))) return qvm_error_set_errno(err, ENOMEM, "out of memory");
   int r = vm_uuid_generate(s->uuid, err);
   vm_mac_from_uuid(s->mac, s->uuid);
   if (r >= 0) r = spec_machine(s, o, err);
-  if (r >= 0 && o->image) r = existing_file(out_image, "disk image", o->image, err);
-  if (r >= 0 && (o->image || o->disk))
+  s->allow_backing = o->allow_backing;
+  if (r >= 0 && o->image_format && !o->image)
+    r = qvm_error_set(err, QVM_EINVAL, "--image-format needs --image");
+  if (r >= 0 && o->image) r = spec_image(s, out_image_size, o, err);
+  if (r >= 0 && !o->image && o->disk)
     r = vm_spec_add_drive(s, "disk.qcow2", "qcow2", false, VM_MEDIA_DISK, err);
   if (r >= 0) r = spec_boot(s, o, err);
   if (r >= 0) r = spec_media(s, o, err);
@@ -142,21 +171,26 @@ static int copy_file(const char *from, const char *to, qvm_error **err) {
   return r < 0 ? r : qvm_write_file_atomic(to, data, len, 0600, err);
 }
 
-static int populate(const char *tmp, const vm_spec *s, const char *image, uint64_t disk,
+/* An empty file with mode 0600, so that a later O_CREAT elsewhere finds it
+ * private whatever the umask. */
+static int private_empty(const char *dir, const char *file, qvm_error **err) {
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/%s", dir, file);
+  return qvm_write_file_atomic(path, "", 0, 0600, err);
+}
+
+static int populate(const char *tmp, const vm_spec *s, uint64_t base, uint64_t disk,
                     qvm_error **err) {
   char path[PATH_MAX];
   int r = 0;
   snprintf(path, sizeof path, "%s/disk.qcow2", tmp);
-  if (image) {
-    _cleanup_free_ char *fmt = NULL;
-    uint64_t base = 0;
-    r = vm_image_probe(&fmt, &base, image, err);
-    if (r >= 0 && disk && disk < base)
+  if (s->image) {
+    if (disk && disk < base)
       return qvm_error_set(
           err, QVM_EINVAL,
-          "disk size is smaller than image '%s' (%llu bytes): give a larger --disk", image,
+          "disk size is smaller than image '%s' (%llu bytes): give a larger --disk", s->image,
           (unsigned long long)base);
-    if (r >= 0) r = vm_image_overlay(path, image, fmt, base, disk, err);
+    r = vm_image_overlay(path, s->image, s->image_format, base, disk, err);
   } else if (disk) {
     r = vm_image_blank(path, disk, err);
   }
@@ -165,10 +199,8 @@ static int populate(const char *tmp, const vm_spec *s, const char *image, uint64
     r = copy_file(OVMF_VARS, path, err);
   }
   if (r >= 0) r = vm_access_populate(tmp, s, err);
-  if (r >= 0) {
-    snprintf(path, sizeof path, "%s/lock", tmp);
-    r = qvm_write_file_atomic(path, "", 0, 0644, err);
-  }
+  if (r >= 0) r = private_empty(tmp, "lock", err);
+  if (r >= 0) r = private_empty(tmp, "events.jsonl", err);
   if (r < 0) return r;
   struct json_object *doc = json_object_new_object();
   char ts[32];
@@ -188,16 +220,16 @@ int qvm_vm_create(qvm_vm **out, const char *name, const qvm_vm_create_options *o
   int r = vm_paths_init(&p, name, err);
   if (r < 0) return r;
   _cleanup_(vm_spec_freep) vm_spec *spec = NULL;
-  _cleanup_free_ char *image = NULL, *tmp = NULL;
-  uint64_t disk = 0;
-  r = spec_from_options(&spec, name, opts, &image, err);
+  _cleanup_free_ char *tmp = NULL;
+  uint64_t disk = 0, base = 0;
+  r = spec_from_options(&spec, name, opts, &base, err);
   if (r >= 0 && opts->disk) r = qvm_vm_size_parse(&disk, "disk", opts->disk, err);
-  if (r >= 0) r = qvm_mkdir_p(p.vms, 0700, err);
+  if (r >= 0) r = vm_state_dirs_prepare(err);
   if (r >= 0 && access(p.dir, F_OK) == 0)
     r = qvm_error_set(err, QVM_EEXISTS, "vm '%s' already exists", name);
   if (r >= 0 && (asprintf(&tmp, "%s/.%s.create-XXXXXX", p.vms, name) < 0 || !mkdtemp(tmp)))
     r = qvm_error_set_errno(err, errno, "cannot create a directory in '%s'", p.vms);
-  if (r >= 0) r = populate(tmp, spec, image, disk, err);
+  if (r >= 0) r = populate(tmp, spec, base, disk, err);
   if (r >= 0 && rename(tmp, p.dir) < 0)
     r = errno == EEXIST || errno == ENOTEMPTY
             ? qvm_error_set(err, QVM_EEXISTS, "vm '%s' already exists", name)

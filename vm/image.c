@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 
 #include "util/cleanup.h"
 #include "util/strbuf.h"
+#include <qvm/text.h>
 
 extern char **environ;
 
@@ -70,42 +72,121 @@ int vm_run_program(char **out, char *const argv[], qvm_error **err) {
     size_t len = strlen(msg);
     while (len && msg[len - 1] == '\n') msg[--len] = '\0';
     char *last = strrchr(msg, '\n');
-    return qvm_error_set(err, QVM_EINVAL, "%s failed: %s", argv[0],
-                         last   ? last + 1
-                         : *msg ? msg
-                                : "no message");
+    const char *line = last ? last + 1 : *msg ? msg : "no message";
+    /* qemu-img may quote an image's header, which a guest may have written. */
+    _cleanup_free_ char *shown = qvm_text_for_terminal(line, strlen(line), 0);
+    return qvm_error_set(err, QVM_EINVAL, "%s failed: %s", argv[0], shown ? shown : "?");
   }
   if (out) *out = TAKE_PTR(o);
   return 0;
 }
 
-int vm_image_probe(char **out_format, uint64_t *out_size, const char *path, qvm_error **err) {
-  char *argv[] = {"qemu-img", "info", "-U", "--output=json", (char *)path, NULL};
+void vm_image_info_clear(vm_image_info *i) {
+  free(i->format);
+  free(i->reference);
+  *i = (vm_image_info){0};
+}
+
+static const char *jstr(struct json_object *o, const char *key) {
+  struct json_object *v = NULL;
+  return json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string)
+             ? json_object_get_string(v)
+             : NULL;
+}
+
+/* The first other file the image makes QEMU open: a backing file (any
+ * format), a qcow2 external data file, or a vmdk extent that is not the image
+ * itself. These names come from the image's header, which a guest may have
+ * written. */
+static const char *image_reference(struct json_object *info, const char **kind) {
+  struct json_object *spec = NULL, *data = NULL, *extents = NULL;
+  const char *name = jstr(info, "backing-filename"), *self = jstr(info, "filename");
+  *kind = "backing file";
+  if (name) return name;
+  if (!json_object_object_get_ex(info, "format-specific", &spec) ||
+      !json_object_object_get_ex(spec, "data", &data))
+    return NULL;
+  *kind = "data file";
+  if ((name = jstr(data, "data-file"))) return name;
+  *kind = "extent";
+  if (!json_object_object_get_ex(data, "extents", &extents) ||
+      !json_object_is_type(extents, json_type_array))
+    return NULL;
+  for (size_t i = 0; i < json_object_array_length(extents); i++) {
+    name = jstr(json_object_array_get_idx(extents, i), "filename");
+    if (name && (!self || strcmp(name, self))) return name;
+  }
+  return NULL;
+}
+
+static int info_fill(vm_image_info *out, struct json_object *info, const char *path,
+                     qvm_error **err) {
+  struct json_object *size = NULL;
+  const char *fmt = jstr(info, "format"), *kind = NULL, *ref = image_reference(info, &kind);
+  if (!fmt || !json_object_object_get_ex(info, "virtual-size", &size))
+    return qvm_error_set(err, QVM_EPROTO, "qemu-img gave no format for image '%s'", path);
+  vm_image_info i = {.format = strdup(fmt),
+                     .size = (uint64_t)json_object_get_int64(size),
+                     .reference = ref ? qvm_text_for_terminal(ref, strlen(ref), 0) : NULL,
+                     .reference_kind = kind};
+  if (!i.format || (ref && !i.reference)) {
+    vm_image_info_clear(&i);
+    return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  }
+  *out = i;
+  return 0;
+}
+
+int vm_image_inspect(vm_image_info *out, const char *path, const char *format, qvm_error **err) {
+  char *argv[] = {"qemu-img", "info",       "-U", "--output=json", "-f", (char *)format,
+                  "--",       (char *)path, NULL};
+  if (!format) { /* detect: drop "-f FORMAT" */
+    argv[4] = "--";
+    argv[5] = (char *)path;
+    argv[6] = NULL;
+  }
   _cleanup_free_ char *text = NULL;
   int r = vm_run_program(&text, argv, err);
   if (r < 0) {
     qvm_error_prefix(err, "cannot read image '%s'", path);
     return r;
   }
-  struct json_object *info = json_tokener_parse(text), *fmt = NULL, *size = NULL;
-  if (!info || !json_object_object_get_ex(info, "format", &fmt) ||
-      !json_object_object_get_ex(info, "virtual-size", &size) ||
-      !json_object_is_type(fmt, json_type_string)) {
-    json_object_put(info);
-    return qvm_error_set(err, QVM_EPROTO, "qemu-img gave no format for image '%s'", path);
-  }
-  *out_format = strdup(json_object_get_string(fmt));
-  *out_size = (uint64_t)json_object_get_int64(size);
+  struct json_object *info = json_tokener_parse(text);
+  r = info && json_object_is_type(info, json_type_object)
+          ? info_fill(out, info, path, err)
+          : qvm_error_set(err, QVM_EPROTO, "qemu-img gave no format for image '%s'", path);
   json_object_put(info);
-  return *out_format ? 0 : qvm_error_set_errno(err, ENOMEM, "cannot probe");
+  return r;
+}
+
+int vm_image_check(vm_image_info *out, const char *what, const char *path, const char *format,
+                   bool allow_backing, const char *raw_hint, qvm_error **err) {
+  vm_image_info i = {0};
+  int r = vm_image_inspect(&i, path, format, err);
+  if (r < 0) return r;
+  if (i.reference && !allow_backing) {
+    r = qvm_error_set(err, QVM_EINVAL,
+                      "%s '%s' (%s) names another file, its %s '%s', that qemu would open for "
+                      "the guest: give --allow-backing if you trust that file, or %s if the "
+                      "image is really raw (a guest can write such a header into a raw disk)",
+                      what, path, i.format, i.reference_kind, i.reference, raw_hint);
+    vm_image_info_clear(&i);
+    return r;
+  }
+  *out = i;
+  return 0;
 }
 
 int vm_image_overlay(const char *overlay, const char *base, const char *base_format,
                      uint64_t base_size, uint64_t size, qvm_error **err) {
+  /* -F pins the base's format in the overlay's header (backing_fmt): QEMU
+   * never probes the base. */
   char *create[] = {
       "qemu-img",   "create",        "-q", "-f", "qcow2", "-F", (char *)base_format, "-b",
       (char *)base, (char *)overlay, NULL};
   int r = vm_run_program(NULL, create, err);
+  if (r >= 0 && chmod(overlay, 0600) < 0)
+    r = qvm_error_set_errno(err, errno, "cannot make '%s' private (0600)", overlay);
   if (r < 0 || size <= base_size) return r;
   char bytes[32];
   snprintf(bytes, sizeof bytes, "%" PRIu64, size);
@@ -117,5 +198,8 @@ int vm_image_blank(const char *path, uint64_t size, qvm_error **err) {
   char bytes[32];
   snprintf(bytes, sizeof bytes, "%" PRIu64, size);
   char *argv[] = {"qemu-img", "create", "-q", "-f", "qcow2", (char *)path, bytes, NULL};
-  return vm_run_program(NULL, argv, err);
+  int r = vm_run_program(NULL, argv, err);
+  if (r >= 0 && chmod(path, 0600) < 0)
+    r = qvm_error_set_errno(err, errno, "cannot make '%s' private (0600)", path);
+  return r;
 }

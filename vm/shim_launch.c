@@ -77,10 +77,10 @@ static int free_port(uint16_t *out, int attempt, qvm_error **err) {
 }
 
 static int open_logs(int *out_qemu_log, const vm_paths *p, qvm_error **err) {
-  int fd = open(p->serial_log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
+  int fd = open(p->serial_log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return qvm_error_set_errno(err, errno, "cannot create '%s'", p->serial_log);
   close(fd);
-  fd = open(p->qemu_log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
+  fd = open(p->qemu_log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return qvm_error_set_errno(err, errno, "cannot create '%s'", p->qemu_log);
   *out_qemu_log = fd;
   return 0;
@@ -120,7 +120,9 @@ static bool sandbox_wanted(void) {
 int shim_launch_qemu(shim *s, qvm_error **err) {
   const vm_paths *p = &s->vm->paths;
   _cleanup_close_ int qmp_listen = -1, console_listen = -1, qmp_client = -1, log = -1, tap = -1;
-  int r = qvm_mkdir_p(p->run_dir, 0700, err);
+  /* The shim and QEMU make only private files (sockets, logs, qga.sock). */
+  umask(077);
+  int r = vm_run_dir_prepare(p, err);
   if (r >= 0) r = unix_listen(&qmp_listen, p->qmp_sock, err);
   if (r >= 0) r = unix_listen(&console_listen, p->console_sock, err);
   /* Connected before QEMU exists: the connection waits in the backlog, and

@@ -181,8 +181,8 @@ void vm_drive_clear(vm_drive *d) {
   *d = (vm_drive){0};
 }
 
-static bool format_valid(const char *f) {
-  if (!f[0] || strlen(f) > 32) return false;
+bool vm_format_name_valid(const char *f) {
+  if (!f || !f[0] || strlen(f) > 32) return false;
   for (; *f; f++)
     if (!isalnum((unsigned char)*f) && *f != '-' && *f != '_') return false;
   return true;
@@ -200,7 +200,7 @@ int vm_drive_parse(vm_drive *out, const char *text, qvm_error **err) {
     const char *opt = comma + 1;
     if (!strcmp(opt, "readonly") || !strcmp(opt, "readonly=on"))
       d.readonly = true;
-    else if (!strncmp(opt, "format=", 7) && format_valid(opt + 7)) {
+    else if (!strncmp(opt, "format=", 7) && vm_format_name_valid(opt + 7)) {
       free(format);
       if (!(format = strdup(opt + 7))) return qvm_error_set_errno(err, ENOMEM, "cannot parse");
     } else if (!strncmp(opt, "format=", 7))
@@ -253,6 +253,8 @@ void vm_spec_free(vm_spec *spec) {
   free(spec->kernel);
   free(spec->initrd);
   free(spec->append);
+  free(spec->image);
+  free(spec->image_format);
   for (size_t i = 0; i < spec->n_drives; i++) vm_drive_clear(&spec->drives[i]);
   free(spec->drives);
   free(spec->seed_iso);

@@ -61,7 +61,13 @@ typedef struct vm_spec {
   char *kernel;
   char *initrd;
   char *append;
-  vm_drive *drives; /* boot disk first, then --drive, then --cdrom */
+  /* --image: the base under the overlay, its format (the user's, or detected
+   * once at create; also pinned in the overlay's header as backing_fmt) and
+   * whether the user let images name other files (--allow-backing). */
+  char *image;
+  char *image_format;
+  bool allow_backing;
+  vm_drive *drives; /* boot disk first, then --drive, then --cdrom; each with a format */
   size_t n_drives;
   char *seed_iso;
   vm_net_mode net;
@@ -101,6 +107,8 @@ int vm_net_mode_parse(vm_net_mode *out, const char *text, qvm_error **err);
 /* "[IP:]HOST:GUEST[/tcp|/udp]" */
 int vm_forward_parse(vm_forward *out, const char *text, qvm_error **err);
 void vm_forward_clear(vm_forward *f);
+/* A format name QEMU could take: [A-Za-z0-9_-]{1,32}. */
+bool vm_format_name_valid(const char *format);
 /* "PATH[,format=FMT][,readonly]"; the path is kept as given. */
 int vm_drive_parse(vm_drive *out, const char *text, qvm_error **err);
 void vm_drive_clear(vm_drive *d);

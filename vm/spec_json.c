@@ -64,6 +64,9 @@ struct json_object *vm_spec_to_json(const vm_spec *s) {
   put_str(o, "kernel", s->kernel);
   put_str(o, "initrd", s->initrd);
   put_str(o, "append", s->append);
+  put_str(o, "image", s->image);
+  put_str(o, "image_format", s->image_format);
+  if (s->allow_backing) json_object_object_add(o, "allow_backing", json_object_new_boolean(true));
   struct json_object *drives = json_object_new_array();
   for (size_t i = 0; i < s->n_drives; i++)
     json_object_array_add(drives, drive_to_json(&s->drives[i]));
@@ -136,9 +139,12 @@ static int drive_from_json(vm_spec *s, struct json_object *d, qvm_error **err) {
     return qvm_error_set(err, QVM_EINVAL, "a drive is not an object");
   _cleanup_free_ char *path = NULL, *format = NULL, *media = NULL;
   int r = get_str(&path, d, "path", PATH_LIMIT, true, err);
-  if (r >= 0) r = get_str(&format, d, "format", 32, false, err);
+  /* Required: QEMU must never probe a format from a disk's content. */
+  if (r >= 0) r = get_str(&format, d, "format", 32, true, err);
   if (r >= 0) r = get_str(&media, d, "media", 16, false, err);
   if (r < 0) return r;
+  if (!vm_format_name_valid(format))
+    return qvm_error_set(err, QVM_EINVAL, "drive format '%s' is invalid", format);
   bool cdrom = media && !strcmp(media, "cdrom");
   if (media && !cdrom && strcmp(media, "disk"))
     return qvm_error_set(err, QVM_EINVAL, "drive media '%s' is unknown", media);
@@ -241,6 +247,11 @@ static int paths_from_json(vm_spec *s, struct json_object *o, qvm_error **err) {
   if (r >= 0) r = get_str(&s->initrd, o, "initrd", PATH_LIMIT, false, err);
   if (r >= 0) r = get_str(&s->append, o, "append", 65536, false, err);
   if (r >= 0) r = get_str(&s->seed_iso, o, "seed_iso", PATH_LIMIT, false, err);
+  if (r >= 0) r = get_str(&s->image, o, "image", PATH_LIMIT, false, err);
+  if (r >= 0) r = get_str(&s->image_format, o, "image_format", 32, false, err);
+  if (r >= 0 && s->image_format && !vm_format_name_valid(s->image_format))
+    r = qvm_error_set(err, QVM_EINVAL, "image format '%s' is invalid", s->image_format);
+  s->allow_backing = get_bool(o, "allow_backing");
   if (r >= 0 && s->firmware == VM_FIRMWARE_UEFI && (!s->firmware_code || !s->firmware_vars))
     r = qvm_error_set(err, QVM_EINVAL, "uefi firmware paths are missing");
   return r;

@@ -94,6 +94,43 @@ int vm_paths_init(vm_paths *out, const char *name, qvm_error **err) {
   return 0;
 }
 
+/* One directory that exists: ours, and closed to group and others. */
+static int private_dir_check(const char *path, qvm_error **err) {
+  _cleanup_close_ int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) < 0)
+    return qvm_error_set_errno(err, errno, "cannot open directory '%s'", path);
+  if (st.st_uid != geteuid())
+    return qvm_error_set(err, QVM_EINVAL,
+                         "directory '%s' belongs to uid %u, not to you (uid %u): another user "
+                         "could change qvm's files there; remove it or choose another directory",
+                         path, (unsigned)st.st_uid, (unsigned)geteuid());
+  if ((st.st_mode & 077) && fchmod(fd, 0700) < 0)
+    return qvm_error_set_errno(err, errno, "cannot make directory '%s' private (0700)", path);
+  return 0;
+}
+
+int vm_private_dir(const char *path, qvm_error **err) {
+  int r = qvm_mkdir_p(path, 0700, err);
+  return r < 0 ? r : private_dir_check(path, err);
+}
+
+int vm_state_dirs_prepare(qvm_error **err) {
+  _cleanup_free_ char *root = NULL, *vms = NULL;
+  int r = vm_state_root(&root, err);
+  if (r < 0) return r;
+  if (!join(&vms, root, "vms")) return qvm_error_set_errno(err, ENOMEM, "cannot build a path");
+  if ((r = vm_private_dir(root, err)) < 0) return r;
+  return vm_private_dir(vms, err);
+}
+
+int vm_run_dir_prepare(const vm_paths *p, qvm_error **err) {
+  _cleanup_free_ char *root = NULL;
+  int r = vm_runtime_root(&root, err);
+  if (r >= 0) r = vm_private_dir(root, err);
+  return r < 0 ? r : vm_private_dir(p->run_dir, err);
+}
+
 int vm_boot_id(char out[37], qvm_error **err) {
   _cleanup_free_ char *s = NULL;
   int r = qvm_read_file(&s, NULL, "/proc/sys/kernel/random/boot_id", 128, err);
@@ -228,7 +265,7 @@ int vm_doc_write(const char *path, struct json_object *doc, qvm_error **err) {
       doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
   _cleanup_free_ char *buf = NULL;
   if (asprintf(&buf, "%s\n", s) < 0) return qvm_error_set_errno(err, ENOMEM, "cannot write");
-  return qvm_write_file_atomic(path, buf, len + 1, 0644, err);
+  return qvm_write_file_atomic(path, buf, len + 1, 0600, err);
 }
 
 int vm_doc_update(const vm_paths *p, vm_doc_update_fn fn, void *ctx, qvm_error **err) {

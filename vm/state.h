@@ -35,6 +35,16 @@ int vm_runtime_root(char **out, qvm_error **err);
 int vm_paths_init(vm_paths *out, const char *name, qvm_error **err);
 void vm_paths_clear(vm_paths *p);
 
+/* Every directory qvm keeps state or sockets in is private to its user:
+ * `path` (and any missing parent) is created 0700; an existing one must be
+ * a directory owned by this user (else QVM_EINVAL naming the owner), and if
+ * group or others have any access it is tightened to 0700. */
+int vm_private_dir(const char *path, qvm_error **err);
+/* vm_private_dir() on the state root and its vms/ (create, up). */
+int vm_state_dirs_prepare(qvm_error **err);
+/* vm_private_dir() on the runtime root and a VM's run_dir in it. */
+int vm_run_dir_prepare(const vm_paths *p, qvm_error **err);
+
 /* A process as recorded: valid only on the same boot with the same start
  * time, so neither a reboot nor a reused pid is trusted. */
 typedef struct vm_proc {

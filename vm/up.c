@@ -124,6 +124,8 @@ static int up_request(struct json_object **out, const qvm_vm_create_options *o, 
   put(j, "user", o->user ? o->user : "qvm");
   put(j, "hostname", o->hostname);
   put(j, "hostkey", o->hostkey ? o->hostkey : "pinned");
+  put(j, "image_format", o->image_format); /* unset (null) when detected */
+  if (o->allow_backing) json_object_object_add(j, "allow_backing", json_object_new_boolean(true));
   json_object_object_add(j, "cloud_init", json_object_new_boolean(!o->no_cloud_init));
   put_list(j, "ports", o->publish, o->n_publish);
   put_list(j, "provision", o->provision, o->n_provision);
@@ -209,7 +211,7 @@ static void phase_done(up_run *u, qvm_up_phase p, qvm_up_phase_status st, const 
   json_object_object_add(ev, "elapsed_ms", json_object_new_int64(elapsed));
   if (detail) json_object_object_add(ev, "detail", json_object_new_string(detail));
   _cleanup_close_ int fd =
-      open(u->vm->paths.events, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+      open(u->vm->paths.events, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   vm_events_append(fd, ev);
   if (u->opts->on_phase) u->opts->on_phase(u->opts->ctx, p, st, elapsed, detail);
 }
@@ -553,7 +555,7 @@ static int up_lock(up_lock_t *out, const char *name, int64_t deadline, qvm_error
   if (asprintf(&dir, "%s/vms", root) < 0 || asprintf(&path, "%s/.%s.up.lock", dir, name) < 0 ||
       asprintf(&vm_dir, "%s/%s", dir, name) < 0)
     return qvm_error_set_errno(err, ENOMEM, "out of memory");
-  if ((r = qvm_mkdir_p(dir, 0755, err)) < 0) return r;
+  if ((r = vm_state_dirs_prepare(err)) < 0) return r;
   _cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return qvm_error_set_errno(err, errno, "cannot open '%s'", path);
   while (flock(fd, LOCK_EX | LOCK_NB) < 0) {

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <qvm/error.h>
 
@@ -149,7 +150,8 @@ int qvm_seed_check_meta_data(const char *data, size_t len, const char *name, qvm
 int qvm_seed_check_network_config(const char *data, size_t len, const char *name, qvm_error **err);
 
 /* "Build seed.iso from this spec": renders the files and writes the cidata
- * image to path atomically (temp file, fsync, rename). */
+ * image to path atomically (temp file, fsync, rename), mode 0600: it may
+ * hold the guest's private host key. */
 int qvm_seed_build(const char *path, const qvm_seed_spec *spec, qvm_error **err);
 
 /* ---- the ISO9660 writer ---- */
@@ -160,9 +162,14 @@ typedef struct qvm_seed_file {
   size_t len;
 } qvm_seed_file;
 
-/* Writes files (in-memory bytes) as a "cidata" image to path, atomically. */
+/* Writes files (in-memory bytes) as a "cidata" image to path, atomically,
+ * with exactly `mode` (the umask does not apply: the caller decides; use
+ * 0600 when the image holds a secret). */
 int qvm_seed_write_iso(const char *path, const qvm_seed_file *files, size_t n_files, int64_t epoch,
-                       qvm_error **err);
+                       mode_t mode, qvm_error **err);
+/* True when a file holds a private key ("...PRIVATE KEY-----", e.g. a host
+ * key in cloud-config's ssh_keys). */
+bool qvm_seed_files_hold_secret(const qvm_seed_file *files, size_t n_files);
 
 typedef struct qvm_seed_iso qvm_seed_iso;
 

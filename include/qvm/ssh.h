@@ -64,7 +64,7 @@ int qvm_ssh_public_line_check(const char *line, qvm_error **err);
 
 /* ---- pinned host keys ------------------------------------------------------ */
 
-/* Writes known_hosts (atomically, 0644) holding exactly one entry:
+/* Writes known_hosts (atomically, 0600) holding exactly one entry:
  * "<alias> <public key line without comment>". alias names the VM
  * ([A-Za-z0-9._-], it is also OpenSSH's HostKeyAlias). Replaces the file. */
 int qvm_ssh_known_hosts_pin(const char *known_hosts, const char *alias, const char *public_line,
@@ -224,7 +224,7 @@ typedef struct qvm_ssh_step {
 typedef struct qvm_ssh_provision_options {
   const qvm_ssh_step *steps;
   size_t n_steps;
-  const char *log_path;        /* provision.log, appended; NULL: none */
+  const char *log_path;        /* provision.log, appended, made 0600; NULL: none */
   const char *audit_log;       /* passed to each exec */
   qvm_ssh_output_fn on_output; /* live output of every step */
   void *ctx;

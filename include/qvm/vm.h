@@ -39,7 +39,14 @@ int qvm_vm_name_check(const char *name, qvm_error **err);
 int qvm_vm_size_parse(uint64_t *out, const char *what, const char *text, qvm_error **err);
 
 typedef struct qvm_vm_create_options {
-  const char *image;  /* base disk image; never written to (a qcow2 overlay is) */
+  const char *image; /* base disk image; never written to (a qcow2 overlay is) */
+  /* The image's format ("raw", "qcow2", ...). NULL: detected once, now, with
+   * `qemu-img info`, and recorded; QEMU never probes a format at run time. */
+  const char *image_format;
+  /* Accept an --image or --drive that names another file QEMU would open
+   * (a backing file, a qcow2 data file, a vmdk extent). Without it such an
+   * image is refused: a guest can write such a header into a raw disk. */
+  bool allow_backing;
   const char *disk;   /* overlay size, "10G"; NULL: the image's size */
   const char *memory; /* "1G"; NULL: 1G */
   unsigned cpus;      /* 0: 1 */
@@ -55,7 +62,7 @@ typedef struct qvm_vm_create_options {
   size_t n_publish;
   const char *const *cdroms; /* ISO paths, attached read-only */
   size_t n_cdroms;
-  const char *const *drives; /* "PATH[,format=FMT][,readonly]" */
+  const char *const *drives; /* "PATH[,format=FMT][,readonly]"; no format: detected once */
   size_t n_drives;
   const char *accel;    /* "auto" (NULL), "kvm", "tcg" */
   const char *machine;  /* "q35" (NULL) or "pc" */

@@ -33,6 +33,8 @@ enum {
   OPT_PROVISION,
   OPT_HOSTKEY,
   OPT_NO_CLOUD_INIT,
+  OPT_IMAGE_FORMAT,
+  OPT_ALLOW_BACKING,
 };
 
 static const struct option create_longopts[] = {
@@ -59,12 +61,18 @@ static const struct option create_longopts[] = {
     {"provision", 1, 0, OPT_PROVISION},
     {"hostkey", 1, 0, OPT_HOSTKEY},
     {"no-cloud-init", 0, 0, OPT_NO_CLOUD_INIT},
+    {"image-format", 1, 0, OPT_IMAGE_FORMAT},
+    {"allow-backing", 0, 0, OPT_ALLOW_BACKING},
 };
 
 #define N_CREATE_LONGOPTS (sizeof create_longopts / sizeof create_longopts[0])
 
 const char qvm_cli_create_flags_help[] =
     "  --image PATH        base disk image (any format qemu-img reads)\n"
+    "  --image-format FMT  the image's format (raw, qcow2, ...); default: detected\n"
+    "                      once now and recorded, never probed again\n"
+    "  --allow-backing     accept an --image or --drive that names another file\n"
+    "                      (a backing file); refused by default\n"
     "  --disk SIZE         disk size, e.g. 10G (grows the overlay; without --image,\n"
     "                      a blank disk of that size)\n"
     "  --cpus N            virtual CPUs (default 1)\n"
@@ -79,7 +87,8 @@ const char qvm_cli_create_flags_help[] =
     "  --publish SPEC      forward [IP:]HOST:GUEST[/udp] (user net; IP defaults to\n"
     "                      127.0.0.1); repeatable\n"
     "  --cdrom PATH        attach an ISO read-only; repeatable\n"
-    "  --drive SPEC        attach PATH[,format=FMT][,readonly]; repeatable\n"
+    "  --drive SPEC        attach PATH[,format=FMT][,readonly] (format: default\n"
+    "                      detected once now); repeatable\n"
     "  --accel A           kvm, tcg or auto (default)\n"
     "  --machine M         q35 (default) or pc\n"
     "guest access (qvm builds a cloud-init seed with a key it generates and a\n"
@@ -239,6 +248,8 @@ int qvm_cli_create_flag(const char *verb, qvm_cli_create_flags *f, int c, const 
     o->hostkey = arg;
     return 0;
   case OPT_NO_CLOUD_INIT: o->no_cloud_init = true; return 0;
+  case OPT_IMAGE_FORMAT: o->image_format = arg; return 0;
+  case OPT_ALLOW_BACKING: o->allow_backing = true; return 0;
   default: return list_flag(verb, f, c, arg);
   }
 }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <qvm/seed.h>
 #include <qvm/ssh.h>
@@ -22,7 +23,9 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: qvm seed build -o SEED.iso [OPTIONS]\n\n"
           "Writes a NoCloud seed image (volume label cidata) with qvm's own ISO9660 writer.\n\n"
-          "  -o, --output FILE          the image to write (replaced atomically)\n"
+          "  -o, --output FILE          the image to write (replaced atomically; mode\n"
+          "                             0666 less the umask, but 0600 when it holds a\n"
+          "                             private key or an input others cannot read)\n"
           "      --user-data FILE       user-data; used as is unless --hostname or --ssh-key\n"
           "                             is given, then merged (cloud-config or #! script)\n"
           "                             with qvm's own cloud-config\n"
@@ -284,6 +287,24 @@ static int render(seed_files *out, const seed_args *a, const char *const *keys, 
   return 0;
 }
 
+/* A file that group or others cannot read. */
+static bool file_private(const char *path) {
+  struct stat st;
+  return path && stat(path, &st) == 0 && (st.st_mode & 044) != 044;
+}
+
+/* The output's mode: 0666 less the umask, like any file a user makes, but
+ * 0600 when the image holds a secret: a private key, or an input file that
+ * others may not read (the image is never more readable than its inputs). */
+static mode_t output_mode(const seed_args *a, const qvm_seed_file *files, size_t n) {
+  bool secret = qvm_seed_files_hold_secret(files, n) || file_private(a->user_data) ||
+                file_private(a->meta_data) || file_private(a->network_config);
+  for (size_t i = 0; i < a->n_key_files; i++) secret = secret || file_private(a->key_files[i]);
+  mode_t mask = umask(077);
+  umask(mask);
+  return secret ? 0600 : 0666 & ~mask;
+}
+
 static int seed_build(int argc, char **argv) {
   seed_args a = {0};
   int rc = parse_args(&a, argc, argv);
@@ -298,7 +319,8 @@ static int seed_build(int argc, char **argv) {
                              {"meta-data", f.meta_data, f.md_len},
                              {"network-config", f.network, f.nc_len}};
     qvm_error *err = NULL;
-    if (qvm_seed_write_iso(a.output, files, f.network ? 3 : 2, a.epoch, &err) < 0)
+    size_t n = f.network ? 3 : 2;
+    if (qvm_seed_write_iso(a.output, files, n, a.epoch, output_mode(&a, files, n), &err) < 0)
       rc = qvm_cli_fail(VERB, err, "check that the output directory exists and is writable");
   }
   for (size_t i = 0; i < MAX_KEYS; i++) free(key_bufs[i]);
