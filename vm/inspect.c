@@ -4,10 +4,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -233,8 +235,23 @@ static int copy_new(int from, log_out *to, qvm_error **err) {
   }
 }
 
+/* The shim rotates serial.log by copying it to serial.log.1 and truncating
+ * it (vm/shim.c). A follower whose offset is past the end missed the bytes
+ * from its offset to the end of the copy: they are in serial.log.1. */
+static int copy_rotated(int log, log_out *to, const char *path, qvm_error **err) {
+  struct stat st;
+  off_t at = lseek(log, 0, SEEK_CUR);
+  if (fstat(log, &st) < 0 || at <= st.st_size) return 0;
+  _cleanup_free_ char *old = NULL;
+  if (asprintf(&old, "%s.1", path) < 0) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  _cleanup_close_ int fd = open(old, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  int r = fd >= 0 && lseek(fd, at, SEEK_SET) == at ? copy_new(fd, to, err) : 0;
+  lseek(log, 0, SEEK_SET);
+  return r;
+}
+
 /* Follows until QEMU exits: its pidfd becomes readable. */
-static int follow(int log, log_out *to, int ino, int pidfd, qvm_error **err) {
+static int follow(int log, log_out *to, int ino, int pidfd, const char *path, qvm_error **err) {
   for (;;) {
     struct pollfd p[2] = {{.fd = ino, .events = POLLIN}, {.fd = pidfd, .events = POLLIN}};
     if (poll(p, 2, 1000) < 0 && errno != EINTR)
@@ -243,13 +260,23 @@ static int follow(int log, log_out *to, int ino, int pidfd, qvm_error **err) {
       char ev[4096];
       (void)!read(ino, ev, sizeof ev);
     }
-    int r = copy_new(log, to, err);
+    int r = copy_rotated(log, to, path, err);
+    if (r >= 0) r = copy_new(log, to, err);
     if (r < 0 || p[1].revents) return r;
   }
 }
 
+/* This boot's output that the shim rotated out of serial.log (if any). */
+static int logs_rotated(const char *path, log_out *to, qvm_error **err) {
+  _cleanup_free_ char *old = NULL;
+  if (asprintf(&old, "%s.1", path) < 0) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  _cleanup_close_ int fd = open(old, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  return fd >= 0 ? copy_new(fd, to, err) : 0;
+}
+
 static int logs_copy(qvm_vm *vm, int log, log_out *to, bool follow_log, qvm_error **err) {
-  int r = copy_new(log, to, err);
+  int r = logs_rotated(vm->paths.serial_log, to, err);
+  if (r >= 0) r = copy_new(log, to, err);
   if (r < 0 || !follow_log) return r;
   vm_reload(vm, NULL);
   vm_runtime_view rv;
@@ -259,7 +286,7 @@ static int logs_copy(qvm_vm *vm, int log, log_out *to, bool follow_log, qvm_erro
   _cleanup_close_ int ino = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
   if (ino < 0 || inotify_add_watch(ino, vm->paths.serial_log, IN_MODIFY) < 0)
     return qvm_error_set_errno(err, errno, "cannot watch '%s'", vm->paths.serial_log);
-  return follow(log, to, ino, pidfd, err);
+  return follow(log, to, ino, pidfd, vm->paths.serial_log, err);
 }
 
 int qvm_vm_logs(qvm_vm *vm, int fd, unsigned flags, qvm_error **err) {

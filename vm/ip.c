@@ -1,16 +1,27 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * qvm_vm_ip: the guest's address, from (in order) the DHCP_LEASE events the
- * shim wrote for this run (qvm's own ACK, or what the watcher saw), the
- * QEMU guest agent, and last the host's neighbour table (dhcp=external).
- * Waiting is event-driven: inotify on events.jsonl and QEMU's pidfd. Only the
- * guest agent, which has no events, is asked again on a timer, and only once
- * it has answered at all.
+ * qvm_vm_ip: the guest's address, from (in order) the lease the shim
+ * recorded for this run in lease.json (qvm's own ACK, or what the watcher
+ * saw; the same lease is also a DHCP_LEASE line in events.jsonl), the QEMU
+ * guest agent, and last the host's neighbour table (dhcp=external).
+ * Waiting is event-driven: inotify on the VM's directory (the shim renames
+ * a new lease.json into it) and QEMU's pidfd. Only the guest agent, which
+ * has no events, is asked again on a timer, and only once it has answered
+ * at all.
+ *
+ * Ordering: a lease older than this run's QEMU spawn (runtime.started_at_us)
+ * is history, whatever file it is in; a release or decline recorded after
+ * the lease means no address.
  *
  * The neighbour table is a last resort, asked only when there is nothing
  * else to wait for (timeout 0, or at the deadline): a DHCP server such as
  * dnsmasq adds the neighbour entry itself before it unicasts its OFFER, so
  * an entry can exist before the guest has accepted the address.
+ *
+ * Every address, from any of these, is parsed with inet_pton and re-written
+ * with inet_ntop (vm_net_ip_canonical) before it is used; anything else is
+ * skipped. lease.json is read whole but bounded, so a long events.jsonl (or
+ * a rotated one) never hides the newest lease.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,28 +39,34 @@
 #include <qvm/net.h>
 
 #include "util/cleanup.h"
+#include "util/fs.h"
 #include "util/time.h"
 #include "vm/handle.h"
 #include "vm/net.h"
 
-#define IP_EVENTS_MAX (64u << 20)
+#define LEASE_FILE_MAX 4096
 #define QGA_QUERY_MS 1000
 #define QGA_NOW_MS 300 /* timeout 0: do not hold up an immediate answer */
 #define QGA_RETRY_MS 2000
+/* A guest agent's reply is guest-controlled: bounded in bytes, and only so
+ * many interfaces and addresses of each are looked at. */
+#define QGA_REPLY_MAX (1u << 20)
+#define QGA_IFACES_MAX 256
+#define QGA_ADDRS_MAX 64
 
 typedef struct ip_search {
   qvm_vm *vm;
   int64_t started_us; /* this run's QEMU spawn: older leases are history */
-  off_t events_off;   /* events.jsonl is read once, line by line, as it grows */
   char ip[QVM_NET_IP_MAX];
   char source[16];
   uint8_t mac[6];
   bool agent_answered;
-  int wake_fd; /* events.jsonl's inotify: a lease cuts an agent query short */
+  unsigned agent_rejected; /* addresses the agent gave that were not IPv4 */
+  int wake_fd;             /* the VM dir's inotify: a lease cuts an agent query short */
 } ip_search;
 
 /* A member that is a JSON string, else "" (a JSON null, a number, or nothing:
- * agent replies and event lines are not trusted to be well typed). */
+ * agent replies and lease records are not trusted to be well typed). */
 static const char *str_member(struct json_object *o, const char *key) {
   struct json_object *v = NULL;
   if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
@@ -57,56 +74,39 @@ static const char *str_member(struct json_object *o, const char *key) {
   return json_object_get_string(v);
 }
 
-/* --- events.jsonl ------------------------------------------------------------ */
+/* --- lease.json ------------------------------------------------------------------ */
 
-static void note_event_line(ip_search *s, const char *line) {
-  if (!strstr(line, "\"DHCP_")) return;
-  struct json_object *ev = json_tokener_parse(line), *v = NULL;
-  if (!ev || !json_object_is_type(ev, json_type_object)) goto out;
-  const char *name = str_member(ev, "event");
-  int64_t at = json_object_object_get_ex(ev, "at_us", &v) ? json_object_get_int64(v) : 0;
-  const char *ip = str_member(ev, "ip");
-  const char *src = str_member(ev, "source");
-  if (at < s->started_us || strlen(ip) >= sizeof s->ip || strlen(src) >= sizeof s->source) goto out;
-  if (!strcmp(name, "DHCP_LEASE")) {
-    strcpy(s->ip, ip);
-    strcpy(s->source, src);
-  } else if ((!strcmp(name, "DHCP_RELEASE") || !strcmp(name, "DHCP_DECLINE")) &&
-             !strcmp(ip, s->ip)) {
-    s->ip[0] = '\0';
-  }
-out:
-  json_object_put(ev);
+static const char *lease_source(const char *src) {
+  const enum qvm_net_ip_source known[] = {QVM_NET_IP_SOURCE_DHCP_SERVER,
+                                          QVM_NET_IP_SOURCE_DHCP_SNOOP};
+  for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+    if (!strcmp(src, qvm_net_ip_source_name(known[i]))) return qvm_net_ip_source_name(known[i]);
+  return NULL;
 }
 
-/* Reads the complete lines added since the last call. */
-static void scan_events(ip_search *s) {
-  _cleanup_close_ int fd = open(s->vm->paths.events, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return;
-  char buf[65536];
-  for (;;) {
-    ssize_t n = pread(fd, buf, sizeof buf - 1, s->events_off);
-    if (n <= 0 || s->events_off > (off_t)IP_EVENTS_MAX) return;
-    buf[n] = '\0';
-    char *end = strrchr(buf, '\n');
-    if (!end) {
-      /* One line longer than the buffer is not a lease event: skip it. */
-      if (n == (ssize_t)sizeof buf - 1) s->events_off += n;
-      if (n == (ssize_t)sizeof buf - 1) continue;
-      return;
-    }
-    *end = '\0';
-    for (char *save = NULL, *line = strtok_r(buf, "\n", &save); line;
-         line = strtok_r(NULL, "\n", &save))
-      note_event_line(s, line);
-    s->events_off += end - buf + 1;
-  }
+/* The shim's record of this run's newest lease (written atomically). */
+static bool look_lease(ip_search *s) {
+  _cleanup_free_ char *text = NULL;
+  size_t len = 0;
+  struct json_object *o = NULL, *v = NULL;
+  if (qvm_read_file(&text, &len, s->vm->paths.lease, LEASE_FILE_MAX, NULL) < 0 ||
+      vm_doc_parse(&o, text, len, "lease.json", NULL) < 0)
+    return false;
+  int64_t at = json_object_object_get_ex(o, "at_us", &v) && json_object_is_type(v, json_type_int)
+                   ? json_object_get_int64(v)
+                   : 0;
+  const char *src = lease_source(str_member(o, "source"));
+  bool ok = at >= s->started_us && src && !strcmp(str_member(o, "event"), "DHCP_LEASE") &&
+            vm_net_ip_canonical(s->ip, str_member(o, "ip"));
+  if (ok) snprintf(s->source, sizeof s->source, "%s", src);
+  json_object_put(o);
+  return ok;
 }
 
 /* --- the guest agent ---------------------------------------------------------- */
 
-/* Waits for fd (events); false on the deadline, or when wake_fd (a write to
- * events.jsonl) says a lease may have arrived meanwhile. */
+/* Waits for fd (events); false on the deadline, or when wake_fd (a new file
+ * in the VM's directory) says a lease may have arrived meanwhile. */
 static bool qga_poll(int fd, short events, int wake_fd, int64_t deadline) {
   struct pollfd p[2] = {{.fd = fd, .events = events}, {.fd = wake_fd, .events = POLLIN}};
   return poll(p, 2, qvm_deadline_left_ms(deadline)) > 0 && !p[1].revents;
@@ -125,10 +125,10 @@ static int qga_send(int fd, int wake_fd, const char *cmd, int64_t deadline) {
 
 /* The next JSON object the agent sends, skipping the 0xff sync delimiter. */
 static struct json_object *qga_read(int fd, int wake_fd, int64_t deadline) {
-  json_tokener *tok = json_tokener_new();
+  json_tokener *tok = json_tokener_new_ex(16);
   struct json_object *obj = NULL;
   size_t total = 0;
-  while (tok && !obj && total < (1u << 20)) {
+  while (tok && !obj && total < QGA_REPLY_MAX) {
     if (!qga_poll(fd, POLLIN, wake_fd, deadline)) break;
     char buf[4096];
     ssize_t n = recv(fd, buf, sizeof buf, 0);
@@ -163,22 +163,26 @@ static bool qga_sync(int fd, int wake_fd, int64_t deadline) {
   }
 }
 
-/* The first IPv4 address of the interface with the VM's MAC. */
+/* The first IPv4 address of the interface with the VM's MAC. An address
+ * that does not parse is counted and skipped, never used or shown. */
 static bool qga_pick(ip_search *s, struct json_object *ifaces) {
   char mac[QVM_NET_MAC_STR_MAX];
   qvm_net_mac_format(mac, s->mac);
-  for (size_t i = 0; i < json_object_array_length(ifaces); i++) {
+  size_t n = json_object_array_length(ifaces);
+  for (size_t i = 0; i < n && i < QGA_IFACES_MAX; i++) {
     struct json_object *itf = json_object_array_get_idx(ifaces, i), *addrs = NULL;
     if (strcasecmp(str_member(itf, "hardware-address"), mac) ||
         !json_object_object_get_ex(itf, "ip-addresses", &addrs) ||
         !json_object_is_type(addrs, json_type_array))
       continue;
-    for (size_t j = 0; j < json_object_array_length(addrs); j++) {
+    size_t na = json_object_array_length(addrs);
+    for (size_t j = 0; j < na && j < QGA_ADDRS_MAX; j++) {
       struct json_object *a = json_object_array_get_idx(addrs, j);
-      const char *ip = str_member(a, "ip-address");
-      if (strcmp(str_member(a, "ip-address-type"), "ipv4") || !ip[0] || strlen(ip) >= sizeof s->ip)
+      if (strcmp(str_member(a, "ip-address-type"), "ipv4")) continue;
+      if (!vm_net_ip_canonical(s->ip, str_member(a, "ip-address"))) {
+        s->agent_rejected++;
         continue;
-      strcpy(s->ip, ip);
+      }
       strcpy(s->source, qvm_net_ip_source_name(QVM_NET_IP_SOURCE_GUEST_AGENT));
       return true;
     }
@@ -194,6 +198,7 @@ static bool ask_agent(ip_search *s, int timeout_ms) {
   int64_t deadline = qvm_now_ms() + timeout_ms;
   if (!qga_sync(fd, s->wake_fd, deadline)) return false;
   s->agent_answered = true;
+  s->agent_rejected = 0; /* this answer's count */
   if (qga_send(fd, s->wake_fd, "{\"execute\":\"guest-network-get-interfaces\"}\n", deadline) < 0)
     return false;
   struct json_object *r = qga_read(fd, s->wake_fd, deadline), *ret = NULL;
@@ -205,13 +210,12 @@ static bool ask_agent(ip_search *s, int timeout_ms) {
 
 /* --- the search ------------------------------------------------------------------- */
 
-static bool look_now(ip_search *s) {
-  scan_events(s);
-  return s->ip[0] != '\0';
-}
+static bool look_now(ip_search *s) { return look_lease(s); }
 
 static bool look_neighbours(ip_search *s) {
-  if (s->vm->spec->dhcp_external && qvm_net_neigh_lookup(s->ip, s->mac, 0, NULL) == 0) {
+  char found[QVM_NET_IP_MAX];
+  if (s->vm->spec->dhcp_external && qvm_net_neigh_lookup(found, s->mac, 0, NULL) == 0 &&
+      vm_net_ip_canonical(s->ip, found)) {
     strcpy(s->source, qvm_net_ip_source_name(QVM_NET_IP_SOURCE_NEIGH));
     return true;
   }
@@ -249,15 +253,20 @@ static int timed_out(const ip_search *s, int timeout_ms, qvm_error **err) {
   const vm_spec *sp = s->vm->spec;
   char mac[QVM_NET_MAC_STR_MAX];
   qvm_net_mac_format(mac, s->mac);
+  char agent[96] = " (no guest agent answered)";
+  if (s->agent_rejected)
+    snprintf(agent, sizeof agent, "; the guest agent's %u address%s skipped: not ipv4 addresses",
+             s->agent_rejected, s->agent_rejected == 1 ? " was" : "es were");
+  else if (s->agent_answered)
+    snprintf(agent, sizeof agent, "; the guest agent answered with no ipv4 address");
   return qvm_error_set(
       err, QVM_ETIMEOUT,
-      "vm '%s' has no address after %d ms: waited for %s for %s on bridge '%s'%s%s; check the "
+      "vm '%s' has no address after %d ms: waited for %s for %s on bridge '%s'%s; check the "
       "guest's dhcp client (qvm logs %s)",
       s->vm->name, timeout_ms,
       sp->dhcp_external ? "the external dhcp server's ack (dhcp-watch) or a neighbour entry"
                         : "a lease from qvm's dhcp server",
-      mac, sp->bridge, s->agent_answered ? "; the guest agent answered with no ipv4 address" : "",
-      s->agent_answered ? "" : " (no guest agent answered)", s->vm->name);
+      mac, sp->bridge, agent, s->vm->name);
 }
 
 typedef struct ip_waiters {
@@ -265,9 +274,11 @@ typedef struct ip_waiters {
 } ip_waiters;
 
 static int waiters_open(ip_waiters *w, ip_search *s, const vm_proc *qemu, qvm_error **err) {
+  /* The directory, not a file: lease.json is renamed into it, and nothing
+   * there is written often (serial.log's writes are IN_MODIFY, not watched). */
   w->ino = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-  if (w->ino < 0 || inotify_add_watch(w->ino, s->vm->paths.events, IN_MODIFY) < 0)
-    return qvm_error_set_errno(err, errno, "cannot watch '%s'", s->vm->paths.events);
+  if (w->ino < 0 || inotify_add_watch(w->ino, s->vm->paths.dir, IN_MOVED_TO | IN_CREATE) < 0)
+    return qvm_error_set_errno(err, errno, "cannot watch '%s'", s->vm->paths.dir);
   w->pidfd = vm_proc_pidfd(qemu);
   return 0;
 }
@@ -277,7 +288,7 @@ static void waiters_close(ip_waiters *w) {
   if (w->pidfd >= 0) close(w->pidfd);
 }
 
-/* Wakes on a write to events.jsonl, QEMU's exit, the next guest agent try or
+/* Wakes on a new file in the VM's directory (lease.json), QEMU's exit, the next guest agent try or
  * the deadline. 1: QEMU exited. */
 static int wait_once(ip_waiters *w, int64_t deadline, int64_t agent_at) {
   struct pollfd p[2] = {{.fd = w->ino, .events = POLLIN}, {.fd = w->pidfd, .events = POLLIN}};
@@ -304,8 +315,8 @@ static int search(ip_search *s, const vm_proc *qemu, int timeout_ms, qvm_error *
       int left = deadline < 0 ? QGA_QUERY_MS : qvm_deadline_left_ms(deadline);
       if (ask_agent(s, timeout_ms == 0 ? QGA_NOW_MS : left < QGA_QUERY_MS ? left : QGA_QUERY_MS))
         break;
-      /* An agent that answered (or a query cut short by a write to
-       * events.jsonl) is asked again: the agent has no events. A guest
+      /* An agent that answered (or a query cut short by a new lease.json)
+       * is asked again: the agent has no events. A guest
        * without one is not asked again in this call. */
       struct pollfd woke = {.fd = s->wake_fd, .events = POLLIN};
       bool cut_short = poll(&woke, 1, 0) > 0;

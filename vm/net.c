@@ -206,11 +206,26 @@ struct vm_net {
   qvm_dhcp_server *server;
   qvm_net_watcher *watcher;
   int events_fd;
+  char *lease_path; /* lease.json */
   uint8_t mac[6];
   char tap[QVM_NET_IFNAME_MAX];
-  unsigned tap_index;              /* the tap this shim's QEMU holds, 0 if unknown */
-  char watched_ip[QVM_NET_IP_MAX]; /* the last address the watcher recorded */
+  unsigned tap_index; /* the tap this shim's QEMU holds, 0 if unknown */
+  /* The last lease event recorded, from either source: only a change is
+   * recorded again, so a guest that repeats itself cannot grow the log. */
+  const char *last_event;
+  char last_ip[QVM_NET_IP_MAX];
 };
+
+bool vm_net_ip_canonical(char out[QVM_NET_IP_MAX], const char *text) {
+  struct in_addr a;
+  out[0] = '\0';
+  if (!text || strnlen(text, QVM_NET_IP_MAX) >= QVM_NET_IP_MAX ||
+      inet_pton(AF_INET, text, &a) != 1 || !inet_ntop(AF_INET, &a, out, QVM_NET_IP_MAX)) {
+    out[0] = '\0';
+    return false;
+  }
+  return true;
+}
 
 static void lease_event(int events_fd, const char *event, const char *source, const char *ip,
                         const char *mac, int64_t at_us, uint32_t lease_s, const char *hostname) {
@@ -226,13 +241,48 @@ static void lease_event(int events_fd, const char *event, const char *source, co
   vm_events_append(events_fd, ev);
 }
 
+/* lease.json, which `qvm ip` reads instead of scanning events.jsonl: the
+ * newest lease of this run, or its release. Written before the event line,
+ * atomically and 0600. */
+static void lease_record(const vm_net *n, const char *event, const char *source, const char *ip,
+                         int64_t at_us) {
+  char mac[QVM_NET_MAC_STR_MAX];
+  qvm_net_mac_format(mac, n->mac);
+  struct json_object *o = json_object_new_object();
+  json_object_object_add(o, "event", json_object_new_string(event));
+  json_object_object_add(o, "ip", json_object_new_string(ip));
+  json_object_object_add(o, "mac", json_object_new_string(mac));
+  json_object_object_add(o, "source", json_object_new_string(source));
+  json_object_object_add(o, "at_us", json_object_new_int64(at_us));
+  size_t len = 0;
+  const char *text = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
+  qvm_write_file_atomic(n->lease_path, text, len, 0600, NULL);
+  json_object_put(o);
+}
+
+/* Records a lease event unless it repeats the last one; a release or decline
+ * of the current address also clears lease.json. ip is canonical. */
+static void lease_changed(vm_net *n, const char *event, const char *source, const char *ip,
+                          int64_t at_us, uint32_t lease_s, const char *hostname) {
+  bool lease = !strcmp(event, "DHCP_LEASE");
+  if (n->last_event && !strcmp(n->last_event, event) && !strcmp(n->last_ip, ip)) return;
+  if (lease || !strcmp(ip, n->last_ip)) lease_record(n, event, source, ip, at_us);
+  n->last_event = event;
+  snprintf(n->last_ip, sizeof n->last_ip, "%s", ip);
+  char mac[QVM_NET_MAC_STR_MAX];
+  qvm_net_mac_format(mac, n->mac);
+  lease_event(n->events_fd, event, source, ip, mac, at_us, lease_s, hostname);
+}
+
 static void on_lease(const qvm_dhcp_lease_event *e, void *userdata) {
   vm_net *n = userdata;
   const char *name = e->kind == QVM_DHCP_LEASE_ACK       ? "DHCP_LEASE"
                      : e->kind == QVM_DHCP_LEASE_RELEASE ? "DHCP_RELEASE"
                                                          : "DHCP_DECLINE";
-  lease_event(n->events_fd, name, qvm_net_ip_source_name(QVM_NET_IP_SOURCE_DHCP_SERVER), e->ip,
-              e->mac, e->timestamp_us, e->lease_seconds, e->hostname);
+  char ip[QVM_NET_IP_MAX];
+  if (!vm_net_ip_canonical(ip, e->ip)) return; /* not an address: never recorded */
+  lease_changed(n, name, qvm_net_ip_source_name(QVM_NET_IP_SOURCE_DHCP_SERVER), ip, e->timestamp_us,
+                e->lease_seconds, e->hostname);
 }
 
 /* The first nameserver of the host's resolv.conf that a guest can reach
@@ -317,6 +367,12 @@ int vm_net_start(vm_net **out, int *out_tap_fd, qvm_vm *vm, bool create_tap, int
   vm_net *n = calloc(1, sizeof *n);
   if (!n) return qvm_error_set_errno(err, ENOMEM, "out of memory");
   n->events_fd = events_fd;
+  if (!(n->lease_path = strdup(vm->paths.lease))) {
+    free(n);
+    return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  }
+  /* A new QEMU: the last run's lease is history (an adopted one keeps it). */
+  if (create_tap) unlink(n->lease_path);
   int r = qvm_net_mac_parse(n->mac, s->mac, err);
   if (r >= 0) r = qvm_net_tap_name_from_uuid(n->tap, s->uuid, err);
   if (r >= 0 && create_tap) r = setup_links(out_tap_fd, n, s, err);
@@ -348,15 +404,13 @@ void vm_net_handle_readable(vm_net *n) {
   if (n->server) {
     qvm_dhcp_server_handle_readable(n->server, &e); /* leases are reported by on_lease */
   } else if (n->watcher) {
-    char ip[QVM_NET_IP_MAX];
+    char seen[QVM_NET_IP_MAX], ip[QVM_NET_IP_MAX];
     int64_t at = qvm_realtime_us();
-    if (qvm_net_watcher_handle_readable(ip, n->watcher, &e) == 1 && strcmp(ip, n->watched_ip)) {
-      char mac[QVM_NET_MAC_STR_MAX];
-      qvm_net_mac_format(mac, n->mac);
-      snprintf(n->watched_ip, sizeof n->watched_ip, "%s", ip);
-      lease_event(n->events_fd, "DHCP_LEASE", qvm_net_ip_source_name(QVM_NET_IP_SOURCE_DHCP_SNOOP),
-                  ip, mac, at, 0, NULL);
-    }
+    /* Only a changed address is recorded (lease_changed), and only one that
+     * parses: the ACK came from whoever is on the bridge. */
+    if (qvm_net_watcher_handle_readable(seen, n->watcher, &e) == 1 && vm_net_ip_canonical(ip, seen))
+      lease_changed(n, "DHCP_LEASE", qvm_net_ip_source_name(QVM_NET_IP_SOURCE_DHCP_SNOOP), ip, at,
+                    0, NULL);
   }
   qvm_error_free(e); /* a socket error here must not end the VM */
 }
@@ -371,6 +425,7 @@ void vm_net_free(vm_net *n) {
   if (!n) return;
   qvm_dhcp_server_free(n->server);
   qvm_net_watcher_free(n->watcher);
+  free(n->lease_path);
   free(n);
 }
 

@@ -10,6 +10,9 @@
  * the tap.
  */
 #include <stdbool.h>
+#include <stddef.h>
+
+#include <qvm/net.h>
 
 #include "util/error.h"
 #include "vm/handle.h"
@@ -47,6 +50,11 @@ int vm_net_fd(const vm_net *n);
 void vm_net_handle_readable(vm_net *n);
 /* Closes the server or watcher (the tap goes with QEMU's last fd on it). */
 void vm_net_free(vm_net *n);
+
+/* Parses an IPv4 address from any source (a lease, the watcher, the guest
+ * agent, the neighbour table) with inet_pton and re-formats it with
+ * inet_ntop into out; false (out "") for anything else. */
+bool vm_net_ip_canonical(char out[QVM_NET_IP_MAX], const char *text);
 
 /* qvm_vm_ip without re-reading vm.json (vm/ip.c). */
 int vm_net_ip_find(char **out_ip, char **out_source, qvm_vm *vm, int timeout_ms, qvm_error **err);

@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -28,6 +30,9 @@
 
 #define SHIM_QMP_TIMEOUT_MS 30000
 #define SHIM_QUIT_GRACE_MS 10000
+/* A serial flood is looked at no more often than this: inotify reports
+ * every write, and the guest can write all the time. */
+#define SHIM_SERIAL_CHECK_MS 100
 /* A guest that is still booting (no ACPI daemon yet) misses the power
  * button; pressing it again while waiting is harmless to one that saw it. */
 #define SHIM_REPRESS_MS 5000
@@ -56,11 +61,102 @@ void vm_events_append(int fd, struct json_object *ev) {
   json_object_put(ev);
 }
 
+/* --- bounded logs ----------------------------------------------------------- */
+
+static off_t log_cap(const char *env, off_t dflt) {
+  const char *v = getenv(env);
+  if (!v || !*v) return dflt;
+  char *end = NULL;
+  errno = 0;
+  unsigned long long n = strtoull(v, &end, 10);
+  return !errno && !*end && n >= 4096 && n <= (1ull << 40) ? (off_t)n : dflt;
+}
+
+/* Only the shim rotates events.jsonl (there is one shim per VM), by a
+ * rename: a process that opened the file just before appends its line to
+ * events.jsonl.1, where it is kept. The fd keeps its number (vm_net has it). */
+static void shim_events_bound(shim *s) {
+  struct stat fst, pst;
+  if (s->events_fd < 0 || fstat(s->events_fd, &fst) < 0 || fst.st_size < s->events_cap) return;
+  const char *path = s->vm->paths.events;
+  _cleanup_free_ char *old = NULL;
+  if (asprintf(&old, "%s.1", path) < 0) return;
+  bool current = stat(path, &pst) == 0 && pst.st_ino == fst.st_ino && pst.st_dev == fst.st_dev;
+  if (current && rename(path, old) < 0) return;
+  int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return;
+  if (dup3(fd, s->events_fd, O_CLOEXEC) < 0) {
+    /* keep appending to the old file; the next event tries again */
+  }
+  close(fd);
+}
+
+static int copy_prefix(int from, off_t len, const char *to_path) {
+  _cleanup_close_ int to =
+      open(to_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (to < 0) return -1;
+  char buf[65536];
+  for (off_t off = 0; off < len;) {
+    size_t want = len - off < (off_t)sizeof buf ? (size_t)(len - off) : sizeof buf;
+    ssize_t n = pread(from, buf, want, off);
+    if (n <= 0 || qvm_write_all(to, buf, (size_t)n) < 0) return -1;
+    off += n;
+  }
+  return 0;
+}
+
+/* serial.log is QEMU's, opened with O_APPEND: copy it to serial.log.1, then
+ * truncate it, and QEMU's next write lands at the new end. What the guest
+ * writes between the copy and the truncation is lost. The bound comes
+ * first: the log is truncated even when the copy fails. */
+static void shim_serial_bound(shim *s) {
+  const char *path = s->vm->paths.serial_log;
+  _cleanup_close_ int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) < 0 || st.st_size < s->serial_cap) return;
+  _cleanup_free_ char *old = NULL, *tmp = NULL;
+  if (asprintf(&old, "%s.1", path) < 0 || asprintf(&tmp, "%s.1.tmp", path) < 0) return;
+  if (copy_prefix(fd, st.st_size, tmp) < 0 || rename(tmp, old) < 0) unlink(tmp);
+  if (ftruncate(fd, 0) < 0) {
+    /* nothing better to do: the next write tries again */
+  }
+}
+
+/* Watches serial.log while QEMU runs (after a spawn or an adopt). */
+static void shim_serial_watch(shim *s) {
+  s->serial_ino = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+  if (s->serial_ino >= 0 &&
+      inotify_add_watch(s->serial_ino, s->vm->paths.serial_log, IN_MODIFY) < 0) {
+    close(s->serial_ino);
+    s->serial_ino = -1;
+  }
+  shim_serial_bound(s);
+}
+
+static void shim_serial_readable(shim *s) {
+  char buf[4096];
+  while (read(s->serial_ino, buf, sizeof buf) > 0) {
+  }
+  shim_serial_bound(s);
+  s->serial_quiet_ms = qvm_now_ms() + SHIM_SERIAL_CHECK_MS;
+}
+
+/* A new boot: the last boot's rotated serial output goes with its log. */
+static void shim_serial_forget(shim *s) {
+  _cleanup_free_ char *old = NULL, *tmp = NULL;
+  if (asprintf(&old, "%s.1", s->vm->paths.serial_log) < 0 ||
+      asprintf(&tmp, "%s.1.tmp", s->vm->paths.serial_log) < 0)
+    return;
+  unlink(old);
+  unlink(tmp);
+}
+
 static void shim_event(shim *s, const char *name, struct json_object *data) {
   struct json_object *ev = json_object_new_object();
   json_object_object_add(ev, "event", json_object_new_string(name));
   json_object_object_add(ev, "data", data ? data : json_object_new_object());
   vm_events_append(s->events_fd, ev);
+  shim_events_bound(s);
 }
 
 /* Drops the CRs of line ends (CR LF, CR CR LF) in place; returns the length. */
@@ -307,10 +403,15 @@ static void shim_repress(shim *s) {
   s->repress_ms = shim_qmp(s, "system_powerdown") ? qvm_now_ms() + SHIM_REPRESS_MS : -1;
 }
 
+static bool shim_serial_quiet(const shim *s) {
+  return s->serial_ino >= 0 && s->serial_quiet_ms > qvm_now_ms();
+}
+
 static int shim_poll_timeout(const shim *s) {
   int64_t next = s->deadline_ms;
   if (s->phase == SHIM_POWERDOWN && s->repress_ms >= 0 && (next < 0 || s->repress_ms < next))
     next = s->repress_ms;
+  if (shim_serial_quiet(s) && (next < 0 || s->serial_quiet_ms < next)) next = s->serial_quiet_ms;
   return next < 0 ? -1 : qvm_deadline_left_ms(next);
 }
 
@@ -351,15 +452,18 @@ static void shim_reap(shim *s, exit_status *x) {
 
 static void shim_loop(shim *s, exit_status *x) {
   for (;;) {
-    struct pollfd pfd[4] = {{.fd = s->sigfd, .events = POLLIN},
+    struct pollfd pfd[5] = {{.fd = s->sigfd, .events = POLLIN},
                             {.fd = s->pidfd, .events = POLLIN},
                             {.fd = s->qmp ? qvm_qmp_fd(s->qmp) : -1, .events = POLLIN},
-                            {.fd = vm_net_fd(s->net), .events = POLLIN}};
-    int n = poll(pfd, 4, shim_poll_timeout(s));
+                            {.fd = vm_net_fd(s->net), .events = POLLIN},
+                            {.fd = shim_serial_quiet(s) ? -1 : s->serial_ino, .events = POLLIN}};
+    int n = poll(pfd, 5, shim_poll_timeout(s));
     if (n < 0 && errno != EINTR) break;
     if (n > 0 && pfd[0].revents) shim_handle_signals(s);
     if (n > 0 && pfd[2].revents) shim_drain_qmp(s);
     if (n > 0 && pfd[3].revents) vm_net_handle_readable(s->net);
+    if (n > 0 && pfd[4].revents) shim_serial_readable(s);
+    shim_events_bound(s);
     if (n > 0 && pfd[1].revents) break;
     if (s->deadline_ms >= 0 && qvm_now_ms() >= s->deadline_ms)
       shim_escalate(s);
@@ -476,10 +580,12 @@ static int shim_spawn_once(shim *s, qvm_error **err) {
 
 static int shim_spawn(shim *s, qvm_error **err) {
   int r;
+  shim_serial_forget(s);
   while ((r = shim_spawn_once(s, err)) == 2) shim_retry_port(s);
   if (r != 0) return r; /* 1: reported and recorded */
   s->t_qmp_us = qvm_realtime_us();
   shim_write_runtime(s, "running", true);
+  shim_serial_watch(s);
   struct json_object *d = json_object_new_object();
   json_object_object_add(d, "at_us", json_object_new_int64(s->t_qmp_us));
   json_object_object_add(d, "since_spawn_us", json_object_new_int64(s->t_qmp_us - s->t_spawn_us));
@@ -510,6 +616,7 @@ static int shim_adopt(shim *s, qvm_error **err) {
     qvm_error_free(ne);
   }
   shim_write_runtime(s, "running", false);
+  shim_serial_watch(s);
   shim_event(s, "qvm-shim-adopted", NULL);
   return 0;
 }
@@ -522,9 +629,13 @@ int vm_shim_run(int *out, qvm_vm *vm, const shim_config *cfg, qvm_error **err) {
             .qmp_client_fd = -1,
             .deadline_ms = -1,
             .stop_timeout_s = cfg->stop_timeout_s,
-            .t_shim_us = qvm_realtime_us()};
+            .t_shim_us = qvm_realtime_us(),
+            .serial_cap = log_cap("QVM_SERIAL_LOG_MAX", VM_SERIAL_LOG_MAX),
+            .events_cap = log_cap("QVM_EVENTS_LOG_MAX", VM_EVENTS_LOG_MAX),
+            .serial_ino = -1};
   s.events_fd =
-      open(vm->paths.events, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+      open(vm->paths.events, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  shim_events_bound(&s); /* what earlier runs left */
   struct json_object *d = json_object_new_object();
   json_object_object_add(d, "pid", json_object_new_int(getpid()));
   json_object_object_add(d, "mode",
@@ -558,6 +669,7 @@ int vm_shim_run(int *out, qvm_vm *vm, const shim_config *cfg, qvm_error **err) {
   if (s.qmp_client_fd >= 0) close(s.qmp_client_fd);
   if (s.pidfd >= 0) close(s.pidfd);
   if (s.sigfd >= 0) close(s.sigfd);
+  if (s.serial_ino >= 0) close(s.serial_ino);
   if (s.events_fd >= 0) close(s.events_fd);
   shim_ready(&s, QVM_EPROTO, "the shim stopped");
   if (r < 0) return qvm_error_propagate(err, e);

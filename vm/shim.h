@@ -41,7 +41,17 @@ typedef struct shim {
   bool guest_shutdown;
   char shutdown_reason[32];
   int64_t t_shim_us, t_spawn_us, t_qmp_us;
+  off_t serial_cap, events_cap; /* bytes; past them a log is rotated to NAME.1 */
+  int serial_ino;               /* inotify on serial.log, -1 when none */
+  int64_t serial_quiet_ms;      /* a flood is looked at only this often */
 } shim;
+
+/* The guest grows serial.log (through QEMU) and events.jsonl (leases, QEMU
+ * events) as fast as it likes: past its cap the shim rotates each to NAME.1,
+ * one generation. QVM_SERIAL_LOG_MAX and QVM_EVENTS_LOG_MAX (bytes, at least
+ * 4096) override the defaults. */
+#define VM_SERIAL_LOG_MAX (8 << 20)
+#define VM_EVENTS_LOG_MAX (4 << 20)
 
 int shim_launch_qemu(shim *s, qvm_error **err);
 int shim_pidfd_open(pid_t pid);

@@ -22,6 +22,7 @@ typedef struct vm_paths {
   char *disk;
   char *serial_log;
   char *events;
+  char *lease; /* lease.json: the shim's newest DHCP lease for this run (0600) */
   char *qemu_log;
   char *run_dir; /* RUNTIME/NAME */
   char *qmp_sock;

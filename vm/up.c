@@ -256,7 +256,9 @@ typedef bool (*serial_pred)(const char *chunk, size_t len, const up_run *u);
 static bool serial_check(const up_run *u, off_t *scanned, serial_pred pred) {
   _cleanup_close_ int fd = open(u->vm->paths.serial_log, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) return false;
-  off_t size = lseek(fd, 0, SEEK_END), from = *scanned > 128 ? *scanned - 128 : 0;
+  off_t size = lseek(fd, 0, SEEK_END);
+  if (size < *scanned) *scanned = 0; /* the shim rotated the log (copy, then truncate) */
+  off_t from = *scanned > 128 ? *scanned - 128 : 0;
   if (size <= from) return false;
   size_t len = (size_t)(size - from);
   if (len > (16u << 20)) { /* a flood: look at its last 16 MiB only */
