@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "util/cleanup.h"
@@ -66,18 +66,24 @@ static int run_useradd(const char *name, char *msg, size_t msg_len) {
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-/* Creates the default user. Two starts at once may both try: whoever loses
- * sees "exists" or a locked passwd file, and finds the user a moment later. */
+/* Creates the default user. useradd's own lock does not stop two of them
+ * from both adding the user (seen here: two starts at once, two uids), so
+ * creators queue on a lock of qvm's own, host-wide like /etc/passwd, and
+ * whoever comes second finds the user made. */
+#define VM_QEMU_USER_LOCK "/run/qvm-qemu-user.lock"
+
 static int create_default(uid_t *uid, gid_t *gid, qvm_error **err) {
+  _cleanup_close_ int lock =
+      open(VM_QEMU_USER_LOCK, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (lock >= 0)
+    while (flock(lock, LOCK_EX) < 0 && errno == EINTR) {
+    }
+  int found = lookup(uid, gid, VM_QEMU_USER_DEFAULT);
+  if (found != 0) return found > 0 ? 0 : qvm_error_set_errno(err, -found, "cannot look up");
   char msg[256] = "";
-  int status = -1;
-  for (int attempt = 0; attempt < 10; attempt++) {
-    status = run_useradd(VM_QEMU_USER_DEFAULT, msg, sizeof msg);
-    int found = lookup(uid, gid, VM_QEMU_USER_DEFAULT);
-    if (found != 0) return found > 0 ? 0 : qvm_error_set_errno(err, -found, "cannot look up");
-    if (status != 10 && status != 1) break; /* 10: passwd locked, 1: cannot update it */
-    nanosleep(&(struct timespec){.tv_nsec = 200 * 1000 * 1000}, NULL);
-  }
+  int status = run_useradd(VM_QEMU_USER_DEFAULT, msg, sizeof msg);
+  if ((found = lookup(uid, gid, VM_QEMU_USER_DEFAULT)) != 0)
+    return found > 0 ? 0 : qvm_error_set_errno(err, -found, "cannot look up");
   return qvm_error_set(err, QVM_ESYS,
                        "cannot create the system user '%s' that runs qemu (useradd exit %d: %s): "
                        "create it with 'useradd --system --user-group --no-create-home --shell "
