@@ -3,8 +3,9 @@
 # start QEMU so that it ends up unprivileged: not uid or gid 0, no groups
 # but its own, no capabilities, no way back (NoNewPrivs), seccomp on; and
 # code with exactly those credentials cannot read the VM's private key or
-# write its vm.json. The VM must still work after the drop: SSH through the
-# forward, the serial log still written, a graceful powerdown over QMP.
+# write its vm.json, nor (as another VM's qemu) take this one's fds. The VM
+# must still work after the drop: SSH through the forward, the serial log
+# still written, a graceful powerdown over QMP.
 . "$QVM_SOURCE_DIR/tests/e2e/lib.sh"
 command -v setpriv >/dev/null || skip "needs setpriv (util-linux)"
 
@@ -46,6 +47,12 @@ as_qemu true || fail "setpriv cannot run as qemu's ids"
 if as_qemu cat "$vmdir/id_ed25519" >/dev/null 2>&1; then fail "qemu's user can read the private key"; fi
 if as_qemu sh -c ": >> '$vmdir/vm.json'" 2>/dev/null; then fail "qemu's user can write vm.json"; fi
 if as_qemu ls "$vmdir" >/dev/null 2>&1; then fail "qemu's user can list the vm dir"; fi
+# Another VM's qemu has the same uid: the drop leaves this one not dumpable,
+# so it cannot take this qemu's fds (the disk) or read its memory.
+if as_qemu ls "/proc/$pid/fd" >/dev/null 2>&1; then fail "qemu's user can list qemu's fds"; fi
+if as_qemu head -c1 "/proc/$pid/environ" >/dev/null 2>&1; then
+  fail "qemu's user can read qemu's process memory"
+fi
 if as_qemu ls "$QVM_RUNTIME_DIR/victim" >/dev/null 2>&1; then
   fail "qemu's user can list the vm's runtime dir (ctl.sock)"
 fi
