@@ -98,8 +98,18 @@ static void add_machine(argv_builder *b, const vm_argv_input *in) {
   push(b, "-msg");
   push(b, "timestamp=on");
   if (in->sandbox) {
+    /* QEMU 7.2 installs the seccomp filter before -runas calls setgid and
+     * setuid, and elevateprivileges=deny kills it there (SIGSYS). After the
+     * drop, real, effective and saved ids are all unprivileged and QEMU
+     * checks that setuid(0) fails, so set*id can only re-assert them; spawn=deny
+     * still forbids exec of a setuid binary. */
     push(b, "-sandbox");
-    push(b, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
+    pushf(b, "on,obsolete=deny,elevateprivileges=%s,spawn=deny,resourcecontrol=deny",
+          in->runas ? "allow" : "deny");
+  }
+  if (in->runas) {
+    push(b, "-runas");
+    push(b, in->runas);
   }
   /* A guest reboot resets the machine; a guest poweroff ends QEMU. */
   push(b, "-action");
@@ -211,6 +221,9 @@ static void add_user_net(argv_builder *b, const vm_argv_input *in) {
   const vm_spec *s = in->spec;
   qvm_strbuf sb = QVM_STRBUF_INIT;
   qvm_strbuf_puts(&sb, "user,id=net0");
+  /* restrict=on: the guest reaches neither the host (10.0.2.2 is the host's
+   * loopback) nor any other address; only the hostfwd forwards reach it. */
+  if (s->net_restrict) qvm_strbuf_puts(&sb, ",restrict=on");
   if (s->ssh_forward && in->ssh_port)
     qvm_strbuf_printf(&sb, ",hostfwd=tcp:127.0.0.1:%u-:22", (unsigned)in->ssh_port);
   for (size_t i = 0; i < s->n_forwards; i++) {
@@ -255,9 +268,18 @@ static void add_guest_agent(argv_builder *b, const vm_argv_input *in) {
   free(path);
 }
 
+/* "UID:GID", both decimal: QEMU would look a name up in its own passwd. */
+static bool runas_valid(const char *s) {
+  size_t uid = strspn(s, "0123456789");
+  size_t gid = s[uid] == ':' ? strspn(s + uid + 1, "0123456789") : 0;
+  return uid > 0 && uid <= 10 && gid > 0 && gid <= 10 && s[uid + 1 + gid] == '\0';
+}
+
 int vm_argv_build(vm_argv **out, const vm_argv_input *in, qvm_error **err) {
   if (!in->spec || !in->qemu)
     return qvm_error_set(err, QVM_EINVAL, "argv builder needs a spec and a binary");
+  if (in->runas && !runas_valid(in->runas))
+    return qvm_error_set(err, QVM_EINVAL, "qemu user '%.40s' is not UID:GID", in->runas);
   _cleanup_(vm_argv_freep) vm_argv *a = calloc(1, sizeof *a);
   if (!a) return qvm_error_set_errno(err, ENOMEM, "cannot build the qemu command line");
   argv_builder b = {.a = a};

@@ -29,6 +29,9 @@ typedef struct vm_argv_input {
   int tap_fd;             /* bridge net: an open tap */
   const char *qga_path;   /* a socket QEMU listens on for the guest agent; NULL: none */
   bool sandbox;           /* -sandbox on (QEMU built with seccomp) */
+  /* "UID:GID": QEMU drops to them (-runas) once it has opened everything,
+   * before the guest's main loop; NULL: QEMU keeps qvm's credentials. */
+  const char *runas;
 } vm_argv_input;
 
 typedef struct vm_argv {

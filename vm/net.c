@@ -166,10 +166,32 @@ int vm_net_mac_assign(vm_spec *s, qvm_error **err) {
                        s->uuid, s->bridge);
 }
 
+/* "user,restrict[=on|off]": the options of user-mode networking. */
+static int user_parse(vm_spec *s, const char *text, qvm_error **err) {
+  _cleanup_free_ char *copy = strdup(text);
+  if (!copy) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  char *save = NULL;
+  strtok_r(copy, ",", &save);
+  s->net = VM_NET_USER;
+  for (char *opt = strtok_r(NULL, ",", &save); opt; opt = strtok_r(NULL, ",", &save)) {
+    if (!strcmp(opt, "restrict") || !strcmp(opt, "restrict=on"))
+      s->net_restrict = true;
+    else if (!strcmp(opt, "restrict=off"))
+      s->net_restrict = false;
+    else
+      return qvm_error_set(err, QVM_EINVAL,
+                           "network option '%.40s' in '%.80s' is unknown: use restrict", opt, text);
+  }
+  return 0;
+}
+
 int vm_net_spec_parse(vm_spec *s, const char *text, bool nat, qvm_error **err) {
   bool bridge = text && (!strcmp(text, "bridge") || !strncmp(text, "bridge=", 7) ||
                          !strncmp(text, "bridge,", 7));
-  int r = bridge ? 0 : vm_net_mode_parse(&s->net, text, err);
+  bool user_options = text && !strncmp(text, "user,", 5);
+  int r = bridge         ? 0
+          : user_options ? user_parse(s, text, err)
+                         : vm_net_mode_parse(&s->net, text, err);
   if (r < 0) return r;
   if (!bridge) {
     if (nat) return qvm_error_set(err, QVM_EINVAL, "--nat needs --net bridge");

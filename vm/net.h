@@ -20,8 +20,9 @@
 #define VM_NET_DEFAULT_BRIDGE "qvm0"
 #define VM_NET_DEFAULT_SUBNET "10.77.0.1/24"
 
-/* Fills s->net, bridge, bridge_address, dhcp_external, nat and (for a
- * bridge) s->mac from the uuid. text NULL means "user". */
+/* Fills s->net, net_restrict ("user,restrict"), bridge, bridge_address,
+ * dhcp_external, nat and (for a bridge) s->mac from the uuid. text NULL
+ * means "user". */
 int vm_net_spec_parse(vm_spec *s, const char *text, bool nat, qvm_error **err);
 /* A bridge VM's MAC (s->mac): 0a: + 5 bytes of its uuid, the first of
  * qvm_net_mac_candidate's choices that no other VM on s->bridge has, by its

@@ -21,6 +21,7 @@
 #include "util/time.h"
 #include "vm/argv.h"
 #include "vm/handle.h"
+#include "vm/qemu_user.h"
 #include "vm/shim.h"
 
 /* QEMU's fds: 3 QMP, 4 serial console, 5 the tap (bridge net). */
@@ -120,9 +121,11 @@ static bool sandbox_wanted(void) {
 int shim_launch_qemu(shim *s, qvm_error **err) {
   const vm_paths *p = &s->vm->paths;
   _cleanup_close_ int qmp_listen = -1, console_listen = -1, qmp_client = -1, log = -1, tap = -1;
+  _cleanup_free_ char *runas = NULL;
   /* The shim and QEMU make only private files (sockets, logs, qga.sock). */
   umask(077);
-  int r = vm_run_dir_prepare(p, err);
+  int r = vm_qemu_user_runas(&runas, err);
+  if (r >= 0) r = vm_run_dir_prepare(p, err);
   if (r >= 0) r = unix_listen(&qmp_listen, p->qmp_sock, err);
   if (r >= 0) r = unix_listen(&console_listen, p->console_sock, err);
   /* Connected before QEMU exists: the connection waits in the backlog, and
@@ -145,7 +148,8 @@ int shim_launch_qemu(shim *s, qvm_error **err) {
                       .ssh_port = s->ssh_port,
                       .tap_fd = tap >= 0 ? SHIM_TAP_FD : -1,
                       .qga_path = p->qga_sock,
-                      .sandbox = sandbox_wanted()};
+                      .sandbox = sandbox_wanted(),
+                      .runas = runas};
   _cleanup_(vm_argv_freep) vm_argv *argv = NULL;
   if ((r = vm_argv_build(&argv, &in, err)) < 0) return r;
   s->t_spawn_us = qvm_realtime_us();

@@ -71,7 +71,8 @@ typedef struct vm_spec {
   size_t n_drives;
   char *seed_iso;
   vm_net_mode net;
-  bool ssh_forward; /* user net: guest port 22 on a free 127.0.0.1 port */
+  bool ssh_forward;  /* user net: guest port 22 on a free 127.0.0.1 port */
+  bool net_restrict; /* user net: slirp restrict=on, only forwards reach the guest */
   vm_forward *forwards;
   size_t n_forwards;
   char *bridge;         /* bridge net: the bridge's name */

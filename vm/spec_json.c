@@ -41,6 +41,8 @@ static struct json_object *network_to_json(const vm_spec *s) {
     json_object_array_add(fwds, forward_to_json(&s->forwards[i]));
   json_object_object_add(net, "forwards", fwds);
   put_str(net, "bridge", s->bridge);
+  if (s->net == VM_NET_USER)
+    json_object_object_add(net, "restrict", json_object_new_boolean(s->net_restrict));
   if (s->net == VM_NET_BRIDGE) {
     put_str(net, "subnet", s->bridge_address);
     put_str(net, "dhcp", s->dhcp_external ? "external" : "qvm");
@@ -210,6 +212,12 @@ static int network_from_json(vm_spec *s, struct json_object *o, qvm_error **err)
   if (r >= 0) r = get_str(&s->bridge, net, "bridge", 15, false, err);
   if (r >= 0) r = array_each(net, "forwards", s, forward_from_json, err);
   s->ssh_forward = get_bool(net, "ssh_forward");
+  /* A restrict that is not a boolean is an error, not a silent "off". */
+  struct json_object *restrict_v = NULL;
+  if (r >= 0 && json_object_object_get_ex(net, "restrict", &restrict_v) &&
+      !json_object_is_type(restrict_v, json_type_boolean))
+    r = qvm_error_set(err, QVM_EINVAL, "'restrict' is not a boolean");
+  s->net_restrict = s->net == VM_NET_USER && get_bool(net, "restrict");
   if (r >= 0 && s->net == VM_NET_BRIDGE) r = bridge_from_json(s, net, err);
   return r;
 }

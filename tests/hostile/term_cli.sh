@@ -47,11 +47,14 @@ doc["runtime"] = {"status": "running", "started_at_us": int(time.time() * 1e6) -
 json.dump(doc, open(path, "w"))
 PY
 
-# lease BYTES: the guest's claimed address (raw bytes; JSON escapes allowed).
+# lease BYTES: the guest's claimed address (raw bytes; JSON escapes allowed), as
+# the shim records it.
 lease() {
   printf '{"event":"DHCP_LEASE","ip":"%s","mac":"0a:00:00:00:00:01","source":"qvm-dhcp",' "$1" \
     >"$vmdir/events.jsonl"
   printf '"at_us":%s}\n' "$(date +%s%6N)" >>"$vmdir/events.jsonl"
+  # qvm ip reads the shim's lease.json (the event log is history): the same.
+  cp "$vmdir/events.jsonl" "$vmdir/lease.json"
 }
 
 # strict_json FILE WHAT: FILE is UTF-8 and JSON; prints nothing.

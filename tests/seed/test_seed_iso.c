@@ -93,7 +93,8 @@ static size_t build_tree(const char *src, entry *e, size_t max) {
       random_name(name, 200, &ascii);
     const char *dir = dirs[next_rand() % ndirs];
     entry *x = &e[n];
-    snprintf(x->path, sizeof x->path, "%s%s%s", dir, *dir ? "/" : "", name);
+    int len = snprintf(x->path, sizeof x->path, "%s%s%s", dir, *dir ? "/" : "", name);
+    if (len < 0 || (size_t)len >= sizeof x->path) continue;
     int dup = 0;
     for (size_t k = 0; k < n; k++) dup |= !strcmp(e[k].path, x->path);
     if (dup) continue;

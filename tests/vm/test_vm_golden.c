@@ -283,6 +283,44 @@ static void test_guest_agent(void **state) {
   vm_spec_free(s);
 }
 
+/* qvm as root: QEMU drops to qvm-qemu's ids with -runas; the seccomp
+ * filter then allows set*id (QEMU 7.2 installs it before the drop). */
+static void test_runas(void **state) {
+  (void)state;
+  vm_spec *s = base_spec("dropped");
+  s->net = VM_NET_BRIDGE;
+  s->ssh_forward = false;
+  s->bridge = strdup("qvm0");
+  snprintf(s->mac, sizeof s->mac, "0a:12:34:56:78:9a");
+  add_disk(s);
+  vm_argv_input in = base_input(s);
+  in.tap_fd = 5;
+  in.runas = "995:995";
+  check_golden("runas-bridge", &in);
+  const char *bad[] = {"qvm-qemu", "995", "995:", ":995", "995:995:1", "-1:2", "12345678901:1"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    vm_argv *a = NULL;
+    qvm_error *err = NULL;
+    in.runas = bad[i];
+    assert_int_equal(vm_argv_build(&a, &in, &err), QVM_EINVAL);
+    assert_null(a);
+    qvm_error_free(err);
+  }
+  vm_spec_free(s);
+}
+
+/* --net user,restrict: slirp's restrict=on, the forwards kept. */
+static void test_user_net_restrict(void **state) {
+  (void)state;
+  vm_spec *s = base_spec("restricted");
+  s->net_restrict = true;
+  add_disk(s);
+  add_forward(s, "8080:80");
+  vm_argv_input in = base_input(s);
+  check_golden("user-net-restrict", &in);
+  vm_spec_free(s);
+}
+
 static void test_escape(void **state) {
   (void)state;
   char *e = vm_qemu_escape("a,b,,c");
@@ -297,6 +335,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_user_net_ssh),
       cmocka_unit_test(test_user_net_publish),
+      cmocka_unit_test(test_user_net_restrict),
+      cmocka_unit_test(test_runas),
       cmocka_unit_test(test_kvm),
       cmocka_unit_test(test_tcg_forced),
       cmocka_unit_test(test_direct_kernel),
