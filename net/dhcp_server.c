@@ -90,17 +90,20 @@ static void bucket_init(rate_bucket *b, qvm_dhcp_rate rate, qvm_dhcp_rate fallba
   b->last_ms = qvm_now_ms();
 }
 
-static bool bucket_take(rate_bucket *b) {
+/* Takes a token if more than `reserve` are there after refilling. */
+static bool bucket_take_reserving(rate_bucket *b, unsigned reserve) {
   int64_t cap = (int64_t)b->burst * RATE_UNIT, now = qvm_now_ms();
   int64_t elapsed = now - b->last_ms, fill_ms = cap / b->per_minute + 1;
   b->last_ms = now;
   if (elapsed > fill_ms) elapsed = fill_ms; /* no overflow: the bucket is full by then */
   if (elapsed > 0) b->units += elapsed * b->per_minute;
   if (b->units > cap) b->units = cap;
-  if (b->units < RATE_UNIT) return false;
+  if (b->units < (int64_t)(1 + reserve) * RATE_UNIT) return false;
   b->units -= RATE_UNIT;
   return true;
 }
+
+static bool bucket_take(rate_bucket *b) { return bucket_take_reserving(b, 0); }
 
 static int configure_pool(qvm_dhcp_server *s, const qvm_dhcp_server_options *o, qvm_error **err) {
   if (o->prefix_len < 8 || o->prefix_len > 30)
@@ -209,6 +212,15 @@ static bool change_allowed(qvm_dhcp_server *s, lease_request *req) {
   return !req->limited;
 }
 
+/* A RELEASE or DECLINE leaves one change for the binding that follows it: a
+ * guest that releases at every shutdown (systemd-networkd, udhcpc -R) and
+ * reboots quickly must still get its address at once. Dropping one is
+ * harmless: the binding just stays. */
+static bool unbind_allowed(qvm_dhcp_server *s, lease_request *req) {
+  req->limited = !bucket_take_reserving(&s->changes, 1);
+  return !req->limited;
+}
+
 static int change_offer(qvm_dhcp_server *s, lease_table *t, void *arg, int64_t now) {
   lease_request *req = arg;
   req->ip = choose_address(s, t, req->ip, now);
@@ -254,7 +266,7 @@ static int change_release(qvm_dhcp_server *s, lease_table *t, void *arg, int64_t
   lease_request *req = arg;
   lease_record *own = lease_table_find_mac(t, s->mac);
   req->ok = own && own->ip == req->ip && own->state == LEASE_BOUND;
-  if (!req->ok || !change_allowed(s, req)) return 0;
+  if (!req->ok || !unbind_allowed(s, req)) return 0;
   own->state = LEASE_RELEASED;
   own->expires = 0;
   return 1;
@@ -268,7 +280,7 @@ static int change_decline(qvm_dhcp_server *s, lease_table *t, void *arg, int64_t
   lease_record *own = lease_table_find_mac(t, s->mac);
   req->ok = own && own->state == LEASE_BOUND && own->ip == req->ip && in_pool(s, req->ip) &&
             lease_table_declined_count(t, s->mac, now) < QVM_DHCP_DECLINES_PER_MAC;
-  if (!req->ok || !change_allowed(s, req)) return 0;
+  if (!req->ok || !unbind_allowed(s, req)) return 0;
   lease_record rec = {
       .state = LEASE_DECLINED, .ip = req->ip, .expires = now + DECLINE_HOLD_SECONDS};
   memcpy(rec.mac, s->mac, 6);
