@@ -16,7 +16,7 @@ packages=(
   libarchive-tools genisoimage xorriso cloud-image-utils
   dnsmasq-base isc-dhcp-client dhcpcd-base udhcpc
   openssh-server openssh-client iproute2 util-linux
-  hyperfine jq
+  hyperfine jq python3
 )
 
 missing=()
