@@ -111,6 +111,9 @@ static void add_machine(argv_builder *b, const vm_argv_input *in) {
     push(b, "-runas");
     push(b, in->runas);
   }
+  /* The vCPUs wait for the shim's cont: QEMU 7.2 starts them just before
+   * -runas drops its privileges, and the shim checks the drop first. */
+  push(b, "-S");
   /* A guest reboot resets the machine; a guest poweroff ends QEMU. */
   push(b, "-action");
   push(b, "reboot=reset,shutdown=poweroff");

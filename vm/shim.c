@@ -321,12 +321,16 @@ static void remove_sockets(const vm_paths *p) {
   rmdir(p->run_dir);
 }
 
-static int shim_record_exit(shim *s, const exit_status *x, char **out_detail) {
-  exit_record r = classify_exit(s, x);
-  struct json_object *o = exit_json(&r, x, s);
+static void shim_write_exit(shim *s, const exit_record *r, const exit_status *x) {
+  struct json_object *o = exit_json(r, x, s);
   vm_doc_update(&s->vm->paths, record_exit_cb, o, NULL);
   shim_event(s, "qvm-exit", o); /* takes o */
   remove_sockets(&s->vm->paths);
+}
+
+static int shim_record_exit(shim *s, const exit_status *x, char **out_detail) {
+  exit_record r = classify_exit(s, x);
+  shim_write_exit(s, &r, x);
   if (out_detail) *out_detail = TAKE_PTR(r.detail);
   free(r.detail);
   return r.run_status;
@@ -578,12 +582,30 @@ static int shim_spawn_once(shim *s, qvm_error **err) {
   return retry ? 2 : 1;
 }
 
+/* The guest never ran: QEMU is killed, and its exit record says why. */
+static void shim_abort_start(shim *s, const qvm_error *e) {
+  exit_status x;
+  pidfd_signal(s->pidfd, SIGKILL);
+  shim_reap(s, &x);
+  s->child = false; /* reaped */
+  _cleanup_free_ char *why = strdup(qvm_error_message(e));
+  exit_record r = {.reason = "error", .run_status = QVM_RUN_EXIT_ERROR, .detail = why};
+  shim_write_exit(s, &r, &x);
+}
+
 static int shim_spawn(shim *s, qvm_error **err) {
   int r;
   shim_serial_forget(s);
   while ((r = shim_spawn_once(s, err)) == 2) shim_retry_port(s);
   if (r != 0) return r; /* 1: reported and recorded */
   s->t_qmp_us = qvm_realtime_us();
+  qvm_error *e = NULL;
+  r = shim_start_guest(s, &e); /* QEMU runs the guest from here on */
+  shim_drain_qmp(s);           /* RESUME, queued with cont's reply */
+  if (r < 0) {
+    shim_abort_start(s, e);
+    return qvm_error_propagate(err, e);
+  }
   shim_write_runtime(s, "running", true);
   shim_serial_watch(s);
   struct json_object *d = json_object_new_object();

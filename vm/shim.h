@@ -32,6 +32,7 @@ typedef struct shim {
   int events_fd;
   uint16_t ssh_port;
   int launch_attempt; /* 0 first; more after the SSH forward's port was taken */
+  char runas[24];     /* "UID:GID" QEMU was told to drop to (-runas); "" when none */
   vm_net *net;        /* bridge: DHCP server or watcher; NULL otherwise */
   shim_phase phase;
   int64_t deadline_ms; /* next escalation, -1 when none */
@@ -54,6 +55,10 @@ typedef struct shim {
 #define VM_EVENTS_LOG_MAX (4 << 20)
 
 int shim_launch_qemu(shim *s, qvm_error **err);
+/* QEMU starts paused (-S): once QMP answers, checks that it is still in
+ * 'prelaunch' and, when -runas was given, that it no longer runs as root,
+ * then sends cont and checks that it is 'running'. */
+int shim_start_guest(shim *s, qvm_error **err);
 int shim_pidfd_open(pid_t pid);
 
 #endif

@@ -15,6 +15,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <qvm/text.h>
+
 #include "util/cleanup.h"
 #include "util/fs.h"
 #include "util/strbuf.h"
@@ -152,6 +154,7 @@ int shim_launch_qemu(shim *s, qvm_error **err) {
                       .runas = runas};
   _cleanup_(vm_argv_freep) vm_argv *argv = NULL;
   if ((r = vm_argv_build(&argv, &in, err)) < 0) return r;
+  snprintf(s->runas, sizeof s->runas, "%s", runas ? runas : "");
   s->t_spawn_us = qvm_realtime_us();
   pid_t pid = fork();
   if (pid < 0) return qvm_error_set_errno(err, errno, "cannot fork qemu");
@@ -161,6 +164,80 @@ int shim_launch_qemu(shim *s, qvm_error **err) {
   s->pidfd = shim_pidfd_open(pid);
   if (s->pidfd < 0) return qvm_error_set_errno(err, errno, "cannot open a pidfd for qemu");
   s->qmp_client_fd = TAKE_FD(qmp_client);
+  return 0;
+}
+
+/* --- starting the guest ------------------------------------------------ */
+
+#define SHIM_CONT_TIMEOUT_MS 5000
+
+/* QEMU's run state from query-status ("prelaunch", "running", ...). */
+static int qemu_status(char **out, shim *s, qvm_error **err) {
+  struct json_object *reply = NULL, *status = NULL;
+  int r = qvm_qmp_execute_timeout(&reply, s->qmp, "query-status", NULL, SHIM_CONT_TIMEOUT_MS, err);
+  if (r < 0) return r;
+  const char *v =
+      json_object_object_get_ex(reply, "status", &status) ? json_object_get_string(status) : NULL;
+  *out = v ? qvm_text_for_terminal(v, strlen(v), 0) : NULL;
+  json_object_put(reply);
+  if (!*out) return qvm_error_set(err, QVM_EPROTO, "qemu's query-status has no status");
+  return 0;
+}
+
+/* The ids on a "Uid:" or "Gid:" line of /proc/PID/status: real, effective,
+ * saved and filesystem must all be want. */
+static bool proc_ids_are(const char *status, const char *key, unsigned long want) {
+  const char *line = strstr(status, key);
+  unsigned long id[4];
+  return line &&
+         sscanf(line + strlen(key), "%lu %lu %lu %lu", &id[0], &id[1], &id[2], &id[3]) == 4 &&
+         id[0] == want && id[1] == want && id[2] == want && id[3] == want;
+}
+
+/* QEMU was told to drop to s->runas: it must have done so before its guest
+ * runs a single instruction (QEMU is our unreaped child: its pid is its own). */
+static int check_dropped(const shim *s, qvm_error **err) {
+  unsigned long uid = 0, gid = 0;
+  if (!s->runas[0]) return 0;
+  if (sscanf(s->runas, "%lu:%lu", &uid, &gid) != 2)
+    return qvm_error_set(err, QVM_EINVAL, "qemu user '%s' is not UID:GID", s->runas);
+  char path[64], buf[4096];
+  snprintf(path, sizeof path, "/proc/%d/status", (int)s->qemu_pid);
+  _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+  ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+  if (n <= 0) return qvm_error_set_errno(err, n < 0 ? errno : EIO, "cannot read '%s'", path);
+  buf[n] = '\0';
+  if (!proc_ids_are(buf, "\nUid:", uid) || !proc_ids_are(buf, "\nGid:", gid))
+    return qvm_error_set(err, QVM_EPROTO,
+                         "qemu (pid %d) did not drop its privileges to %s (-runas): its "
+                         "guest was not started",
+                         (int)s->qemu_pid, s->runas);
+  return 0;
+}
+
+static void event_cont(const shim *s, const char *status) {
+  struct json_object *ev = json_object_new_object(), *d = json_object_new_object();
+  json_object_object_add(d, "status", json_object_new_string(status));
+  /* check_dropped saw QEMU's uid and gid at these */
+  if (s->runas[0]) json_object_object_add(d, "dropped_to", json_object_new_string(s->runas));
+  json_object_object_add(ev, "event", json_object_new_string("qvm-cont"));
+  json_object_object_add(ev, "data", d);
+  vm_events_append(s->events_fd, ev);
+}
+
+int shim_start_guest(shim *s, qvm_error **err) {
+  _cleanup_free_ char *before = NULL, *after = NULL;
+  int r = qemu_status(&before, s, err);
+  if (r < 0) return r;
+  if (strcmp(before, "prelaunch") != 0)
+    return qvm_error_set(err, QVM_EPROTO, "qemu is '%s' before qvm started its guest", before);
+  if ((r = check_dropped(s, err)) < 0) return r;
+  event_cont(s, before);
+  r = qvm_qmp_execute_timeout(NULL, s->qmp, "cont", NULL, SHIM_CONT_TIMEOUT_MS, err);
+  if (r >= 0) r = qemu_status(&after, s, err);
+  if (r < 0) return r;
+  if (strcmp(after, "running") != 0)
+    return qvm_error_set(err, QVM_EPROTO, "qemu is '%s' after cont, not 'running'", after);
   return 0;
 }
 

@@ -54,7 +54,9 @@ typedef struct qvm_vm_create_options {
   const char *initrd;
   const char *append;
   const char *firmware; /* "bios" (NULL) or "uefi" */
-  /* "user" (NULL), "none", or "bridge[=NAME][,dhcp=external][,subnet=A.B.C.D/N]"
+  /* "user" (NULL), "user,restrict" (the guest reaches neither the host nor
+   * any other address; only forwards reach it), "none", or
+   * "bridge[=NAME][,dhcp=external][,subnet=A.B.C.D/N]"
    * (default bridge qvm0, subnet 10.77.0.1/24; needs root or CAP_NET_ADMIN) */
   const char *net;
   bool nat;                   /* bridge: masquerade the subnet to the uplink */

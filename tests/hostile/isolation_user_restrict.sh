@@ -51,6 +51,7 @@ out=$(qvm up closed "${boot[@]}" --net user,restrict --publish 127.0.0.1:18080:8
 restrict=$(qvm info --json closed |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["network"].get("restrict"))')
 expect_eq "$restrict" True "restrict stored in the spec"
+expect_match "$(qvm info closed)" "^network: +user,restrict, ssh on 127.0.0.1:" "qvm info shows restrict"
 grep -q 'restrict=on' "/proc/$(qvm info --json closed |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])')/cmdline" ||
   fail "qemu runs without restrict=on"

@@ -111,7 +111,8 @@ static void print_info(struct json_object *info) {
   printf("uptime:       %s s\n", str_member(info, "uptime_s", "-"));
   print_disks(info);
   if (json_object_object_get_ex(info, "network", &net))
-    printf("network:      %s%s%s\n", str_member(net, "mode", "?"),
+    printf("network:      %s%s%s%s\n", str_member(net, "mode", "?"),
+           !strcmp(str_member(net, "restrict", "false"), "true") ? ",restrict" : "",
            str_member(net, "ssh_port", NULL) ? ", ssh on 127.0.0.1:" : "",
            str_member(net, "ssh_port", ""));
   if (net && str_member(net, "ip", NULL))
