@@ -9,7 +9,7 @@
 #   scripts/bench.sh qmp seed     # some: qmp seed net-dhcp net-ip ssh vm up
 set -uo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh >/dev/null || { echo "bench: build failed" >&2; exit 1; }
+{ scripts/deps.sh && scripts/setup.sh >/dev/null; } || { echo "bench: build failed" >&2; exit 1; }
 b=build/bench
 declare -A run=(
   [qmp]="$b/qmp/bench_qmp"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's first command: on a fresh Debian 12 machine (as root), installs
-# every dependency, builds qvm, builds the cloud test image from Debian
-# packages if it is not cached yet, then shows qvm's main job: `qvm up` (keys,
+# what qvm needs to build and run (not the test-only packages), builds qvm,
+# builds a Debian 12 cloud image from Debian packages if it is not cached yet
+# (the same as the cloud test guest), then shows qvm's main job: `qvm up` (keys,
 # seed, overlay, boot, SSH with a host key pinned before the first boot,
 # cloud-init), `qvm exec`, `qvm cp` both ways, and `qvm down --rm`.
 #
@@ -15,8 +16,16 @@ step() { printf '\n==> %s\n' "$*"; }
 step "installing dependencies and building qvm (scripts/setup.sh)"
 scripts/setup.sh
 
-step "building the cloud test image from Debian packages (cached after the first run)"
-image_dir=$(tests/guests/cloud/build.sh | tail -n 1)
+step "building a Debian 12 cloud image from Debian packages (cached after the first run)"
+echo "installing the image tools (scripts/deps.sh image); log: build/image.log"
+: >build/image.log
+QVM_DEPS_LOG=$PWD/build/image.log scripts/deps.sh image
+echo "building the image with mmdebstrap (a few minutes the first time); log: build/image.log"
+image_dir=$(tests/guests/cloud/build.sh 2>>build/image.log | tail -n 1) || {
+  echo "demo: building the image failed; the last lines of build/image.log:" >&2
+  tail -n 20 build/image.log >&2
+  exit 1
+}
 image=$image_dir/disk.qcow2
 echo "image: $image"
 

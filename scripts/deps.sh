@@ -3,21 +3,42 @@
 # Idempotent: when everything is present it only runs dpkg-query.
 set -euo pipefail
 
-packages=(
-  # build
-  build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
-  libjson-c-dev libssh2-1-dev libsodium-dev libyaml-dev libcmocka-dev
-  libmnl-dev libnftnl-dev libnftables-dev
-  # run
-  qemu-system-x86 qemu-utils ovmf
+# scripts/deps.sh [GROUP...]: the groups to install; all of them by default.
+#   build  what compiles qvm
+#   run    what qvm runs (QEMU and its firmware)
+#   image  what builds a Debian cloud image from packages (the demo's guest)
+#   test   test guests, peers, readers and benchmark tools
+# QVM_DEPS_LOG=FILE sends apt's output there and prints one line instead.
+build=(build-essential cmake pkg-config libjson-c-dev libssh2-1-dev libsodium-dev libyaml-dev
+       libmnl-dev libnftnl-dev libnftables-dev)
+run=(qemu-system-x86 qemu-utils ovmf)
+image=(mmdebstrap e2fsprogs fdisk grub-pc-bin util-linux)
+test=(
+  clang clang-format libclang-rt-14-dev
   # test guests
-  busybox-static dropbear-bin openssh-sftp-server cpio kmod mmdebstrap e2fsprogs fdisk grub-pc-bin
+  busybox-static dropbear-bin openssh-sftp-server cpio kmod
   # test peers and readers (read-back only, never used by qvm itself)
   libarchive-tools genisoimage xorriso cloud-image-utils
   dnsmasq-base isc-dhcp-client dhcpcd-base udhcpc
-  openssh-server openssh-client iproute2 util-linux
+  openssh-server openssh-client iproute2
   hyperfine jq python3
 )
+# cmocka is a build dependency of the test programs, which cmake always
+# configures: keep it with build so that a build without tests works too.
+build+=(libcmocka-dev)
+
+groups=("$@")
+[[ ${#groups[@]} -gt 0 ]] || groups=(build run image test)
+packages=()
+for g in "${groups[@]}"; do
+  case $g in
+    build) packages+=("${build[@]}") ;;
+    run) packages+=("${run[@]}") ;;
+    image) packages+=("${image[@]}") ;;
+    test) packages+=("${test[@]}") ;;
+    *) echo "deps: unknown group '$g' (build, run, image, test)" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${packages[@]}"; do
@@ -31,7 +52,7 @@ if [[ $(id -u) -ne 0 ]]; then
 else
   sudo=
 fi
-echo "deps: installing ${missing[*]}" >&2
+echo "deps: installing ${#missing[@]} packages: ${missing[*]}" >&2
 # Packages such as openssh-server must not start host services here.
 policy=/usr/sbin/policy-rc.d
 added_policy=0
@@ -42,5 +63,13 @@ if [[ ! -e $policy ]]; then
 fi
 trap '[[ $added_policy -eq 1 ]] && $sudo rm -f "$policy"' EXIT
 export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -q
-$sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+apt_run() {
+  if [[ -n ${QVM_DEPS_LOG:-} ]]; then
+    "$@" >>"$QVM_DEPS_LOG" 2>&1 || { echo "deps: '$*' failed; see $QVM_DEPS_LOG" >&2; return 1; }
+  else
+    "$@"
+  fi
+}
+apt_run $sudo apt-get update -q
+# --no-upgrade: what is installed already stays as it is.
+apt_run $sudo apt-get install -y -q --no-install-recommends --no-upgrade "${missing[@]}"
