@@ -133,7 +133,13 @@ static int spec_image(vm_spec *s, uint64_t *out_size, const qvm_vm_create_option
   if (r >= 0)
     r = vm_image_check(&info, "disk image", s->image, o->image_format, o->allow_backing,
                        "--image-format raw", err);
-  if (r < 0) return r;
+  /* Detected raw: a text file or an archive is raw to qemu-img too. */
+  if (r >= 0 && !o->image_format && !strcmp(info.format, "raw"))
+    r = vm_image_raw_looks_like_disk(s->image, "--image-format raw", err);
+  if (r < 0) {
+    vm_image_info_clear(&info);
+    return r;
+  }
   s->image_format = TAKE_PTR(info.format);
   *out_size = info.size;
   vm_image_info_clear(&info);

@@ -177,6 +177,34 @@ int vm_image_check(vm_image_info *out, const char *what, const char *path, const
   return 0;
 }
 
+/* What a bootable raw disk starts with: an MBR or GPT (whose protective MBR
+ * has the same signature), a FAT boot sector, or a whole-disk file system. */
+static const char *raw_disk_kind(const unsigned char *b, size_t n) {
+  if (n >= 512 && b[510] == 0x55 && b[511] == 0xaa) return "a partition table or boot sector";
+  if (n >= 520 && !memcmp(b + 512, "EFI PART", 8)) return "a gpt partition table";
+  if (n >= 1082 && b[1080] == 0x53 && b[1081] == 0xef) return "an ext2/3/4 file system";
+  if (n >= 4 && !memcmp(b, "XFSB", 4)) return "an xfs file system";
+  if (n >= 32774 && !memcmp(b + 32769, "CD001", 5)) return "an iso9660 file system";
+  if (n >= 65544 + 8 && !memcmp(b + 65536 + 64, "_BHRfS_M", 8)) return "a btrfs file system";
+  return NULL;
+}
+
+int vm_image_raw_looks_like_disk(const char *path, const char *raw_hint, qvm_error **err) {
+  _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) return qvm_error_set_errno(err, errno, "cannot open '%s'", path);
+  enum { HEAD = 65536 + 128 };
+  _cleanup_free_ unsigned char *b = malloc(HEAD);
+  if (!b) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  ssize_t n = pread(fd, b, HEAD, 0);
+  if (n < 0) return qvm_error_set_errno(err, errno, "cannot read '%s'", path);
+  if (raw_disk_kind(b, (size_t)n)) return 0;
+  return qvm_error_set(err, QVM_EINVAL,
+                       "'%s' does not look like a disk image: qemu-img reads it as raw data, and "
+                       "it has no partition table, boot sector or file system a guest could boot "
+                       "from (give %s to boot it anyway)",
+                       path, raw_hint);
+}
+
 int vm_image_overlay(const char *overlay, const char *base, const char *base_format,
                      uint64_t base_size, uint64_t size, qvm_error **err) {
   /* -F pins the base's format in the overlay's header (backing_fmt): QEMU

@@ -29,6 +29,11 @@ int vm_image_inspect(vm_image_info *out, const char *path, const char *format, q
  * image ("disk image", "drive"). */
 int vm_image_check(vm_image_info *out, const char *what, const char *path, const char *format,
                    bool allow_backing, const char *raw_hint, qvm_error **err);
+/* 0 if a raw image starts like a disk a guest can boot (MBR, GPT, boot
+ * sector, ext/xfs/btrfs/iso9660 file system), else QVM_EINVAL: `qvm up
+ * --image /etc/passwd` is a mistake to catch at create, not a raw disk to
+ * boot until a phase times out. */
+int vm_image_raw_looks_like_disk(const char *path, const char *raw_hint, qvm_error **err);
 /* A qcow2 overlay at `overlay` on `base` (absolute, never written to),
  * grown to `size` bytes when that is larger than the base (0: keep). */
 int vm_image_overlay(const char *overlay, const char *base, const char *base_format,

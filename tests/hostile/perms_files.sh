@@ -18,7 +18,7 @@ chmod 0755 "$QVM_STATE_DIR" "$QVM_RUNTIME_DIR"
 
 out=$(qvm up p1 "${boot[@]}" --provision 'shell:echo provisioned' 2>&1) || fail "up p1: $out"
 truncate -s 8M "$tmp/base.raw"
-out=$(qvm create p2 --image "$tmp/base.raw" 2>&1) || fail "create p2: $out"
+out=$(qvm create p2 --image "$tmp/base.raw" --image-format raw 2>&1) || fail "create p2: $out"
 
 bad=()
 check() { # path, the mode it must have (or "" for: no group/other write)
@@ -54,7 +54,7 @@ other=$tmp/other-state
 mkdir -m 0700 "$other"
 chown 65534:65534 "$other"
 set +e
-out=$(QVM_STATE_DIR=$other "$qvm_bin" create p3 --image "$tmp/base.raw" --no-cloud-init 2>&1)
+out=$(QVM_STATE_DIR=$other "$qvm_bin" create p3 --image "$tmp/base.raw" --image-format raw --no-cloud-init 2>&1)
 rc=$?
 set -e
 [[ $rc -ne 0 ]] || bad+=("a state root owned by uid 65534 was used")

@@ -545,6 +545,17 @@ static void test_misc_bad_input(void **state) {
                                  qvm_test_binary_dir(), kernel);
   assert_non_null(strstr(err, "bridge name 'a/b' is invalid"));
   free(err);
+  /* A file that is no disk image is caught at create, not booted until a
+   * phase times out; said raw on purpose, it is taken as given. */
+  err = qvm_test_sh_output("'%s/qvm' create v --image /etc/passwd 2>&1; echo rc=$?",
+                           qvm_test_binary_dir());
+  assert_non_null(strstr(err, "'/etc/passwd' does not look like a disk image"));
+  assert_non_null(strstr(err, "--image-format raw"));
+  assert_non_null(strstr(err, "rc=1"));
+  free(err);
+  assert_int_equal(qvm("create notadisk --image /etc/passwd --image-format raw --no-cloud-init"),
+                   0);
+  assert_int_equal(qvm("rm notadisk"), 0);
   /* QEMU failing at once: start reports its status, the vm shows the error. */
   assert_int_equal(create_mini("broken", NULL), 0);
   err = qvm_test_sh_output("QVM_QEMU=false '%s/qvm' start broken 2>&1; echo rc=$?",
