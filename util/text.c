@@ -3,7 +3,10 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "util/cleanup.h"
 #include "util/strbuf.h"
 
 /* Length of the valid UTF-8 sequence at p (1..4), its code point in *cp, or
@@ -35,11 +38,19 @@ static size_t utf8_decode(const unsigned char *p, size_t left, uint32_t *cp) {
   return n;
 }
 
+/* Code points a terminal acts on, or that change how the text around them is
+ * shown, and that guest text never needs. U+FEFF (BOM, zero width no-break
+ * space) is deprecated inside text (U+2060 took its place) and invisible: it
+ * is shown, so that two names that look the same are not different bytes
+ * unseen. Joiners (U+200C, U+200D) stay: scripts and emoji need them. */
 static bool unsafe_code_point(uint32_t cp) {
   return (cp >= 0x80 && cp <= 0x9f) ||     /* C1 controls, CSI = U+009B */
+         cp == 0x061c ||                   /* arabic letter mark */
+         cp == 0x200e || cp == 0x200f ||   /* left-to-right, right-to-left marks */
          (cp >= 0x202a && cp <= 0x202e) || /* bidi embeddings and overrides */
          (cp >= 0x2066 && cp <= 0x2069) || /* bidi isolates */
-         cp == 0x2028 || cp == 0x2029;     /* line/paragraph separators */
+         cp == 0x2028 || cp == 0x2029 ||   /* line/paragraph separators */
+         cp == 0xfeff;                     /* BOM, zero width no-break space */
 }
 
 char *qvm_text_for_terminal(const void *bytes, size_t len, unsigned flags) {
@@ -71,6 +82,24 @@ char *qvm_text_for_terminal(const void *bytes, size_t len, unsigned flags) {
       qvm_strbuf_append(&sb, p + i, n);
     }
     i += n;
+  }
+  return qvm_strbuf_steal(&sb);
+}
+
+char *qvm_text_quote(const void *bytes, size_t len, const char *prefix) {
+  _cleanup_free_ char *safe = qvm_text_for_terminal(bytes, len, QVM_TEXT_KEEP_NEWLINE);
+  if (!safe) return NULL;
+  size_t n = strlen(safe);
+  const char *line = n ? safe : NULL;
+  if (n && safe[n - 1] == '\n') safe[n - 1] = '\0'; /* ends the last line; not a line */
+  qvm_strbuf sb = QVM_STRBUF_INIT;
+  qvm_strbuf_append(&sb, "", 0);
+  while (line) {
+    const char *nl = strchr(line, '\n');
+    qvm_strbuf_puts(&sb, prefix);
+    qvm_strbuf_append(&sb, line, nl ? (size_t)(nl - line) : strlen(line));
+    if (nl) qvm_strbuf_putc(&sb, '\n');
+    line = nl ? nl + 1 : NULL;
   }
   return qvm_strbuf_steal(&sb);
 }

@@ -178,19 +178,21 @@ int qvm_vm_console_connect(int *out, qvm_vm *vm, qvm_error **err) {
 
 /* The serial log on its way out. Unless raw, it is neutralized for a
  * terminal: control sequences, C1 controls and bytes that are not UTF-8 are
- * shown escaped (qvm_text_for_terminal), line ends (LF, CR LF) are kept. A
- * UTF-8 sequence or CR that a read splits is held back for the next read. */
+ * shown escaped (qvm_text_for_terminal), line ends (LF, and any CRs just
+ * before one: CR LF, CR CR LF, as vm_file_tail folds them) are kept as LF.
+ * A UTF-8 sequence that a read splits is held back for the next read, and a
+ * run of CRs is only counted until what follows it is known. */
 typedef struct log_out {
   int fd;
   bool raw;
   char held[4];
   size_t n_held;
+  size_t crs; /* CRs seen and not written yet */
 } log_out;
 
 /* How many bytes at the end of buf[0..n) may begin an unfinished UTF-8
- * sequence or a CR LF, and so wait for more input. */
+ * sequence, and so wait for more input. */
 static size_t unfinished_tail(const char *buf, size_t n) {
-  if (n && buf[n - 1] == '\r') return 1;
   for (size_t back = 1; back <= 3 && back <= n; back++) {
     unsigned char c = (unsigned char)buf[n - back];
     if ((c & 0xc0) == 0x80) continue; /* a continuation byte: look further back */
@@ -200,27 +202,65 @@ static size_t unfinished_tail(const char *buf, size_t n) {
   return 0;
 }
 
+static int log_write(log_out *o, const char *data, size_t len, qvm_error **err) {
+  _cleanup_free_ char *safe = qvm_text_for_terminal(data, len, QVM_TEXT_KEEP_NEWLINE);
+  if (!safe) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  if (qvm_write_all(o->fd, safe, strlen(safe)) < 0)
+    return qvm_error_set_errno(err, errno, "cannot write the serial log out");
+  return 0;
+}
+
+/* CRs that turned out not to end a line: shown, as "\r" each. */
+static int log_write_crs(log_out *o, qvm_error **err) {
+  char crs[64];
+  memset(crs, '\r', sizeof crs);
+  while (o->crs) {
+    size_t k = o->crs < sizeof crs ? o->crs : sizeof crs;
+    int r = log_write(o, crs, k, err);
+    if (r < 0) return r;
+    o->crs -= k;
+  }
+  return 0;
+}
+
+/* Writes buf[0..n), its line ends' CRs dropped; ends with a count of CRs
+ * pending when buf does. Splitting at a CR never splits a UTF-8 sequence. */
+static int log_fold(log_out *o, char *buf, size_t n, qvm_error **err) {
+  size_t out = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (buf[i] == '\r') {
+      o->crs++;
+      continue;
+    }
+    if (buf[i] == '\n') {
+      o->crs = 0;
+    } else if (o->crs) {
+      int r = log_write(o, buf, out, err);
+      if (r >= 0) r = log_write_crs(o, err);
+      if (r < 0) return r;
+      out = 0;
+    }
+    buf[out++] = buf[i];
+  }
+  return log_write(o, buf, out, err);
+}
+
 static int log_emit(log_out *o, const char *data, size_t len, bool final, qvm_error **err) {
   if (o->raw) {
     if (qvm_write_all(o->fd, data, len) < 0)
       return qvm_error_set_errno(err, errno, "cannot write the serial log out");
     return 0;
   }
-  _cleanup_free_ char *buf = malloc(o->n_held + len);
+  _cleanup_free_ char *buf = malloc(o->n_held + len + 1);
   if (!buf) return qvm_error_set_errno(err, ENOMEM, "out of memory");
   memcpy(buf, o->held, o->n_held);
   memcpy(buf + o->n_held, data, len);
-  size_t n = o->n_held + len, keep = final ? 0 : unfinished_tail(buf, n), out = 0;
+  size_t n = o->n_held + len, keep = final ? 0 : unfinished_tail(buf, n);
   memcpy(o->held, buf + n - keep, keep);
   o->n_held = keep;
-  n -= keep;
-  for (size_t i = 0; i < n; i++) /* CR LF becomes LF; a lone CR is shown */
-    if (!(buf[i] == '\r' && i + 1 < n && buf[i + 1] == '\n')) buf[out++] = buf[i];
-  _cleanup_free_ char *safe = qvm_text_for_terminal(buf, out, QVM_TEXT_KEEP_NEWLINE);
-  if (!safe) return qvm_error_set_errno(err, ENOMEM, "out of memory");
-  if (qvm_write_all(o->fd, safe, strlen(safe)) < 0)
-    return qvm_error_set_errno(err, errno, "cannot write the serial log out");
-  return 0;
+  int r = log_fold(o, buf, n - keep, err);
+  if (final) o->crs = 0; /* CRs at the very end: a line end cut short, as vm_file_tail drops */
+  return r;
 }
 
 static int copy_new(int from, log_out *to, qvm_error **err) {

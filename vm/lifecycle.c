@@ -14,6 +14,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <qvm/text.h>
+
 #include "util/cleanup.h"
 #include "util/fs.h"
 #include "util/time.h"
@@ -265,8 +267,10 @@ static int start_locked(qvm_vm *vm, const qvm_vm_start_options *opts, qvm_error 
   int timeout = opts && opts->timeout_ms > 0 ? opts->timeout_ms : 60000;
   r = vm_shim_start_detached(vm, &cfg, timeout, err);
   if (r < 0) {
+    /* the guest's lines, quoted: none can pass for one of qvm's */
     _cleanup_free_ char *tail = vm_file_tail(vm->paths.serial_log, 10);
-    if (tail && *tail) qvm_error_prefix(err, "serial log ends with:\n%s\n", tail);
+    _cleanup_free_ char *quoted = tail ? qvm_text_quote(tail, strlen(tail), "  | ") : NULL;
+    if (quoted && *quoted) qvm_error_prefix(err, "serial log ends with:\n%s\n", quoted);
     return r;
   }
   return vm_reload(vm, err);

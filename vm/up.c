@@ -28,6 +28,9 @@
 #include <qvm/up.h>
 
 #define SERIAL_TAIL_LINES 25
+/* Every line quoted from the guest starts with this, so that none can pass
+ * for a line of qvm's own ("hint: ..."). */
+#define GUEST_LINE_PREFIX "  | "
 
 QVM_DEFINE_CLEANUP(qvm_vm, qvm_vm_free)
 QVM_DEFINE_CLEANUP(qvm_ssh, qvm_ssh_free)
@@ -217,12 +220,15 @@ static void phase_done(up_run *u, qvm_up_phase p, qvm_up_phase_status st, const 
 }
 
 /* Fails up in phase p: names the phase, why, and shows the serial tail.
- * `why` may quote the guest (cloud-init's output, its address), and the tail
- * is the guest's: both are neutralized for terminals and JSON. */
+ * `why` may quote the guest (cloud-init's output as quote() lines, its
+ * address), and the tail is the guest's: both are neutralized for terminals
+ * and JSON, and the tail's lines are quoted. */
 static int phase_failed(up_run *u, qvm_up_phase p, int code, const char *why_raw, qvm_error **err) {
   u->res->failed_phase = p;
   u->res->failed_in_phase = true;
-  _cleanup_free_ char *tail = vm_file_tail(u->vm->paths.serial_log, SERIAL_TAIL_LINES);
+  _cleanup_free_ char *raw_tail = vm_file_tail(u->vm->paths.serial_log, SERIAL_TAIL_LINES);
+  _cleanup_free_ char *tail =
+      raw_tail ? qvm_text_quote(raw_tail, strlen(raw_tail), GUEST_LINE_PREFIX) : NULL;
   _cleanup_free_ char *why = qvm_text_for_terminal(why_raw, strlen(why_raw), QVM_TEXT_KEEP_NEWLINE);
   int64_t elapsed = (qvm_now_ms() - u->t0) / 1000;
   /* The cause's class (e.g. HostKeyMismatch) survives the new message. */
@@ -381,6 +387,12 @@ static int run_capture(char **out, int *exit_code, qvm_ssh *ssh, const char *cmd
   return r;
 }
 
+/* The guest's output (at most max bytes of it), for a message: quoted lines. */
+static char *quote(const char *text, size_t max) {
+  size_t len = text ? strnlen(text, max) : 0;
+  return qvm_text_quote(text ? text : "", len, GUEST_LINE_PREFIX);
+}
+
 /* cloud-init: `cloud-init status --wait --long` blocks in the guest until
  * it has finished; qvm's marker on serial is the event that times it. */
 static int wait_cloud_init(up_run *u, qvm_ssh *ssh, qvm_error **err) {
@@ -394,11 +406,11 @@ static int wait_cloud_init(up_run *u, qvm_ssh *ssh, qvm_error **err) {
     _cleanup_free_ char *now = NULL;
     int ignored = 0;
     run_capture(&now, &ignored, ssh, "cloud-init status --long 2>&1", 10000, NULL);
-    char why[1400];
-    snprintf(why, sizeof why,
-             "cloud-init did not finish; 'cloud-init status --long' says:\n%.1200s",
-             now ? now : "");
-    return phase_failed(u, QVM_UP_CLOUD_INIT, QVM_ETIMEOUT, why, err);
+    _cleanup_free_ char *said = quote(now, 1200), *why = NULL;
+    if (asprintf(&why, "cloud-init did not finish; 'cloud-init status --long' says:\n%s",
+                 said ? said : "") < 0)
+      why = NULL;
+    return phase_failed(u, QVM_UP_CLOUD_INIT, QVM_ETIMEOUT, why ? why : "(out of memory)", err);
   }
   if (r < 0) return r;
   if (code == 127) { /* the shell found no cloud-init: nothing to wait for */
@@ -414,13 +426,14 @@ static int wait_cloud_init(up_run *u, qvm_ssh *ssh, qvm_error **err) {
                 "grep -E 'WARNING|ERROR' /var/log/cloud-init.log 2>/dev/null | grep -Ei "
                 "'fail|error' | tail -n 8",
                 10000, NULL);
-    char why[3000];
-    snprintf(why, sizeof why,
-             "cloud-init reported an error (use --allow-cloud-init-errors to go on anyway).\n"
-             "'cloud-init status --long' said:\n%.1200s%s%.1400s",
-             out ? out : "", log && *log ? "\nfrom /var/log/cloud-init.log:\n" : "",
-             log ? log : "");
-    return phase_failed(u, QVM_UP_CLOUD_INIT, QVM_EINVAL, why, err);
+    _cleanup_free_ char *said = quote(out, 1200), *logged = quote(log, 1400), *why = NULL;
+    if (asprintf(&why,
+                 "cloud-init reported an error (use --allow-cloud-init-errors to go on anyway).\n"
+                 "'cloud-init status --long' said:\n%s%s%s",
+                 said ? said : "", logged && *logged ? "\nfrom /var/log/cloud-init.log:\n" : "",
+                 logged ? logged : "") < 0)
+      why = NULL;
+    return phase_failed(u, QVM_UP_CLOUD_INIT, QVM_EINVAL, why ? why : "(out of memory)", err);
   }
   /* The marker is written by the last runcmd, a moment before cloud-init
    * itself ends; give the serial log a few seconds to catch up. */
@@ -440,12 +453,6 @@ static int wait_cloud_init(up_run *u, qvm_ssh *ssh, qvm_error **err) {
   phase_done(u, QVM_UP_CLOUD_INIT, QVM_UP_PHASE_DONE,
              error ? (marker ? "finished with errors" : "finished with errors, no qvm-ready marker")
                    : (marker ? "done" : "done, but no qvm-ready marker on serial"));
-  return 0;
-}
-
-static int print_output(void *ctx, int stream, const void *data, size_t len) {
-  (void)ctx;
-  (void)!write(stream == QVM_SSH_STDERR ? 2 : 1, data, len);
   return 0;
 }
 
@@ -516,8 +523,7 @@ static int run_phases(up_run *u, bool provision, qvm_error **err) {
     return 0;
   }
   size_t failed = 0;
-  r = qvm_vm_provision(&failed, u->vm, ssh, u->opts->on_output ? u->opts->on_output : print_output,
-                       u->opts->ctx, err);
+  r = qvm_vm_provision(&failed, u->vm, ssh, u->opts->on_output, u->opts->ctx, err);
   if (r < 0) {
     u->res->failed_phase = QVM_UP_PROVISION;
     u->res->failed_in_phase = true;

@@ -19,8 +19,10 @@ extern "C" {
  *   - tab passes unchanged; newline passes only with QVM_TEXT_KEEP_NEWLINE
  *     (otherwise it becomes the two characters "\n"); CR becomes "\r";
  *   - other C0 controls, DEL and bytes that are not valid UTF-8 become
- *     "\xHH"; C1 controls (U+0080..U+009F) and bidi/isolate overrides
- *     (U+202A..U+202E, U+2066..U+2069) become "\u{HHHH}".
+ *     "\xHH"; C1 controls (U+0080..U+009F), bidi marks, overrides and
+ *     isolates (U+061C, U+200E, U+200F, U+202A..U+202E, U+2066..U+2069),
+ *     the line/paragraph separators U+2028, U+2029 and U+FEFF (BOM, zero
+ *     width no-break space) become "\u{HHHH}".
  * A backslash itself passes unchanged, so the output is for people, not a
  * reversible encoding. The caller frees the result; NULL means out of memory.
  */
@@ -29,6 +31,15 @@ enum {
 };
 
 char *qvm_text_for_terminal(const void *bytes, size_t len, unsigned flags);
+
+/*
+ * Guest text quoted inside a message of qvm's own (a serial tail, cloud-init's
+ * output): neutralized as qvm_text_for_terminal(QVM_TEXT_KEEP_NEWLINE) does,
+ * and every line starts with prefix (e.g. "  | "), so that no guest line can
+ * pass for one of qvm's ("hint: ..."). A final newline ends the last line and
+ * adds none; "" stays "". The caller frees the result; NULL means out of memory.
+ */
+char *qvm_text_quote(const void *bytes, size_t len, const char *prefix);
 
 #ifdef __cplusplus
 }

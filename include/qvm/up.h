@@ -101,7 +101,7 @@ typedef struct qvm_up_options {
   /* Called as each phase happens (may be NULL). */
   void (*on_phase)(void *ctx, qvm_up_phase phase, qvm_up_phase_status status, int64_t elapsed_ms,
                    const char *detail);
-  /* Provision output, live (may be NULL). */
+  /* Provision output, live, byte-exact (may be NULL: provision.log only). */
   qvm_ssh_output_fn on_output;
   void *ctx;
 } qvm_up_options;

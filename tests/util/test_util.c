@@ -268,6 +268,53 @@ static void test_text_for_terminal(void **state) {
   EXPECT_TEXT("", 0, "");
 }
 
+/* Bidi marks reorder the neutral characters around them (an address, a
+ * path), and U+FEFF is invisible: all shown as escapes. Joiners pass. */
+static void test_text_bidi_marks(void **state) {
+  (void)state;
+  EXPECT_TEXT("1.2\xe2\x80\x8f"
+              ".3",
+              0, "1.2\\u{200f}.3"); /* RLM */
+  EXPECT_TEXT("\xe2\x80\x8e"
+              "a",
+              0, "\\u{200e}a"); /* LRM */
+  EXPECT_TEXT("\xd8\x9c"
+              "a",
+              0, "\\u{061c}a"); /* ALM */
+  EXPECT_TEXT("q\xef\xbb\xbf"
+              "vm",
+              0, "q\\u{feff}vm"); /* BOM / ZWNBSP */
+  EXPECT_TEXT("\xe2\x81\xa7"
+              "x\xe2\x81\xa9",
+              0, "\\u{2067}x\\u{2069}"); /* RLI ... PDI */
+  EXPECT_TEXT("\xe2\x80\xa8", 0, "\\u{2028}");
+  /* neighbours that are fine: ZWNJ, ZWJ (emoji, scripts), U+200B, U+FEFE */
+  EXPECT_TEXT("\xe2\x80\x8c\xe2\x80\x8d", 0, "\xe2\x80\x8c\xe2\x80\x8d");
+  EXPECT_TEXT("\xe2\x80\x8b", 0, "\xe2\x80\x8b");
+  EXPECT_TEXT("\xef\xbb\xbe", 0, "\xef\xbb\xbe");
+  EXPECT_TEXT("\xd8\x9b", 0, "\xd8\x9b"); /* U+061B, the arabic semicolon */
+}
+
+static void expect_quote(const char *in, const char *prefix, const char *want) {
+  char *got = qvm_text_quote(in, strlen(in), prefix);
+  assert_non_null(got);
+  assert_string_equal(got, want);
+  free(got);
+}
+
+/* Quoted guest lines all start with the prefix: a guest's "hint: ..." line
+ * cannot pass for qvm's own. */
+static void test_text_quote(void **state) {
+  (void)state;
+  expect_quote("", "  | ", "");
+  expect_quote("one", "  | ", "  | one");
+  expect_quote("one\n", "  | ", "  | one");
+  expect_quote("boot\nhint: run 'curl x|sh'\n", "  | ", "  | boot\n  | hint: run 'curl x|sh'");
+  expect_quote("a\n\nb", "> ", "> a\n> \n> b");
+  expect_quote("\n", "> ", "> ");
+  expect_quote("x\x1b[2J\ry\n\xff", "> ", "> x\\x1b[2J\\ry\n> \\xff");
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   const struct CMUnitTest tests[] = {
@@ -282,6 +329,8 @@ int main(void) {
       cmocka_unit_test(test_cleanup_macros),
       cmocka_unit_test(test_deadline),
       cmocka_unit_test(test_text_for_terminal),
+      cmocka_unit_test(test_text_bidi_marks),
+      cmocka_unit_test(test_text_quote),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -257,12 +257,14 @@ static int exec_run(int argc, char **argv) {
 /* --- ssh ----------------------------------------------------------------------- */
 
 static const char ssh_help[] =
-    "usage: qvm ssh NAME [--print] [--repin] [--user U] [--identity FILE | --agent]\n"
+    "usage: qvm ssh NAME [--print [--wait S]] [--repin] [--user U] [--identity FILE | --agent]\n"
     "               [-- CMD [ARGS...]]\n\n"
     "An interactive shell in the running vm (a PTY when stdin is a terminal), as the\n"
     "vm's user, with the host key qvm pinned. With CMD, runs it instead.\n\n"
     "  --print      print the equivalent OpenSSH command line (the vm's key, its\n"
     "               known_hosts, StrictHostKeyChecking=yes) instead\n"
+    "  --wait S     with --print: wait up to S seconds for a bridged vm's address\n"
+    "               (default 30; 0: answer now)\n"
     "  --repin      accept and pin the host key the guest presents now, when it\n"
     "               really changed (a re-created or re-imaged guest)\n"
     "  --user U     log in as U instead of the vm's user\n" AUTH_HELP "\n"
@@ -285,13 +287,24 @@ static void term_size(void *ctx, int *cols, int *rows) {
     *cols = ws.ws_col, *rows = ws.ws_row;
 }
 
-static int ssh_print(const char *name, const qvm_vm_ssh_options *so) {
+/* --wait S for an address: whole seconds from 0 to a day. */
+static int parse_wait(const char *verb, const char *s, int *out_ms) {
+  char *end = NULL;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (!*s || *end || errno || v < 0 || v > 86400)
+    return qvm_cli_usage_error(verb, "--wait '%s' is invalid: use seconds from 0 to 86400", s);
+  *out_ms = (int)v * 1000;
+  return 0;
+}
+
+static int ssh_print(const char *name, const qvm_vm_ssh_options *so, int wait_ms) {
   qvm_vm *vm = NULL;
   qvm_error *err = NULL;
   qvm_ssh_options o;
   char *cmd = NULL;
   int r = QVM_EXIT_OK;
-  if (qvm_vm_open(&vm, name, &err) < 0 || qvm_vm_ssh_target(&o, vm, CONNECT_TIMEOUT_MS, &err) < 0)
+  if (qvm_vm_open(&vm, name, &err) < 0 || qvm_vm_ssh_target(&o, vm, wait_ms, &err) < 0)
     r = qvm_cli_fail("ssh", err, hint_for(err, name));
   if (!r && so->user) o.user = so->user;
   if (!r && so->identity) o.identity = so->identity;
@@ -334,11 +347,12 @@ static int ssh_interactive(qvm_ssh *ssh, qvm_ssh_exec_options *eo, qvm_ssh_exec_
 }
 
 static int ssh_run(int argc, char **argv) {
-  static const struct option longopts[] = {
-      {"print", 0, 0, 'p'}, {"repin", 0, 0, 'R'}, {"user", 1, 0, 'u'}, AUTH_LONGOPTS, {0, 0, 0, 0}};
+  static const struct option longopts[] = {{"print", 0, 0, 'p'}, {"repin", 0, 0, 'R'},
+                                           {"user", 1, 0, 'u'},  {"wait", 1, 0, 'w'},
+                                           AUTH_LONGOPTS,        {0, 0, 0, 0}};
   if (wants_help(argc, argv)) return printf("%s", ssh_help), QVM_EXIT_OK;
-  int dd = dashdash(argc, argv), c, code = 0;
-  bool print = false;
+  int dd = dashdash(argc, argv), c, code = 0, wait_ms = CONNECT_TIMEOUT_MS;
+  bool print = false, wait_given = false;
   qvm_vm_ssh_options so = {.timeout_ms = CONNECT_TIMEOUT_MS};
   optind = 0;
   opterr = 0;
@@ -352,7 +366,10 @@ static int ssh_run(int argc, char **argv) {
       so.repin = true;
     else if (c == 'u')
       so.user = optarg;
-    else
+    else if (c == 'w') {
+      if ((r = parse_wait("ssh", optarg, &wait_ms))) return r;
+      wait_given = true;
+    } else
       return qvm_cli_bad_option("ssh", c, argv);
   }
   if (optind >= dd) return qvm_cli_usage_error("ssh", "missing the vm name");
@@ -362,7 +379,8 @@ static int ssh_run(int argc, char **argv) {
   char **cmd = dd < argc && argv[dd + 1] ? argv + dd + 1 : NULL;
   if (print && so.use_agent)
     return qvm_cli_usage_error("ssh", "--print shows a command with a key file: use --identity");
-  if (print) return ssh_print(name, &so);
+  if (wait_given && !print) return qvm_cli_usage_error("ssh", "--wait goes with --print");
+  if (print) return ssh_print(name, &so, wait_ms);
   qvm_vm *vm = NULL;
   qvm_ssh *ssh = NULL;
   if (open_and_connect("ssh", name, &so, &vm, &ssh, &code)) {
@@ -397,7 +415,7 @@ static int ssh_run(int argc, char **argv) {
 
 /* --- ssh-config ------------------------------------------------------------------ */
 
-static int config_one(const char *name, bool all) {
+static int config_one(const char *name, bool all, int wait_ms) {
   qvm_vm *vm = NULL;
   qvm_error *err = NULL;
   qvm_ssh_options o;
@@ -406,7 +424,7 @@ static int config_one(const char *name, bool all) {
   if (qvm_vm_open(&vm, name, &err) < 0) return qvm_cli_fail("ssh-config", err, hint_for(err, name));
   if (all && qvm_vm_get_state(vm) != QVM_VM_RUNNING) {
     printf("# %s: %s, not running\n\n", name, qvm_vm_state_name(qvm_vm_get_state(vm)));
-  } else if (qvm_vm_ssh_target(&o, vm, CONNECT_TIMEOUT_MS, &err) < 0 ||
+  } else if (qvm_vm_ssh_target(&o, vm, wait_ms, &err) < 0 ||
              qvm_ssh_openssh_config(&text, name, &o, &err) < 0) {
     r = qvm_cli_fail("ssh-config", err, hint_for(err, name));
   } else {
@@ -418,19 +436,25 @@ static int config_one(const char *name, bool all) {
 }
 
 static int ssh_config_run(int argc, char **argv) {
+  static const struct option longopts[] = {{"wait", 1, 0, 'w'}, {0, 0, 0, 0}};
   if (wants_help(argc, argv))
-    return printf("usage: qvm ssh-config [NAME...]\n\n"
+    return printf("usage: qvm ssh-config [--wait S] [NAME...]\n\n"
                   "Prints an ssh_config stanza (Host NAME) for each running vm, or for the\n"
                   "named ones, with the vm's key, its known_hosts and strict host-key\n"
-                  "checking, so plain OpenSSH works: ssh -F FILE NAME.\n"),
+                  "checking, so plain OpenSSH works: ssh -F FILE NAME.\n\n"
+                  "  --wait S   wait up to S seconds for each bridged vm's address\n"
+                  "             (default 30; 0: answer now)\n"),
            QVM_EXIT_OK;
-  int first = argc > 1 && !strcmp(argv[1], "--") ? 2 : 1, r = QVM_EXIT_OK;
-  for (int i = first; i < argc; i++)
-    if (argv[i][0] == '-' && i == first && first == 1)
-      return qvm_cli_usage_error("ssh-config", "unknown option '%s'", argv[i]);
-  if (first < argc) {
-    for (int i = first; i < argc; i++) {
-      int one = config_one(argv[i], false);
+  int c, r = QVM_EXIT_OK, wait_ms = CONNECT_TIMEOUT_MS;
+  optind = 0;
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+    if (c != 'w') return qvm_cli_bad_option("ssh-config", c, argv);
+    if ((r = parse_wait("ssh-config", optarg, &wait_ms))) return r;
+  }
+  if (optind < argc) {
+    for (int i = optind; i < argc; i++) {
+      int one = config_one(argv[i], false, wait_ms);
       if (one) r = one;
     }
     return r;
@@ -440,7 +464,7 @@ static int ssh_config_run(int argc, char **argv) {
   qvm_error *err = NULL;
   if (qvm_vm_list(&names, &n, &err) < 0) return qvm_cli_fail("ssh-config", err, NULL);
   for (size_t i = 0; i < n; i++) {
-    int one = config_one(names[i], true);
+    int one = config_one(names[i], true, wait_ms);
     if (one) r = one;
   }
   qvm_vm_names_free(names, n);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* qvm up, qvm down. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,7 +31,8 @@ static const char up_help[] =
     "  --timeout S                for the whole up (default 600)\n"
     "  --allow-cloud-init-errors  a cloud-init error does not fail up\n"
     "  --no-wait-cloud-init       stop waiting once SSH works\n"
-    "  --json                     print a JSON summary instead of the phases\n\n"
+    "  --json                     print a JSON summary instead of the phases (on\n"
+    "                             stdout, alone: provision output goes to stderr)\n\n"
     "Create options (the same as 'qvm create'):\n";
 
 static const char down_help[] =
@@ -61,6 +63,21 @@ static void on_phase(void *ctx, qvm_up_phase phase, qvm_up_phase_status st, int6
            safe ? safe : "");
   fflush(stdout);
   free(safe);
+}
+
+/* Provision output is the user's data, byte-exact as with exec; with --json
+ * stdout carries the summary alone, so all of it goes to stderr. */
+static int on_output(void *ctx, int stream, const void *data, size_t len) {
+  up_cli *c = ctx;
+  int fd = c->json || stream == QVM_SSH_STDERR ? STDERR_FILENO : STDOUT_FILENO;
+  for (const char *p = data; len;) {
+    ssize_t n = write(fd, p, len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break; /* a closed stdout does not fail the provision step */
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
 }
 
 static const char *outcome_name(qvm_up_outcome o) {
@@ -104,6 +121,7 @@ static int up_one(const char *name, const qvm_vm_create_options *create, const q
   up_cli c = {.json = json, .tty = isatty(1), .name = name};
   qvm_up_options opts = *base;
   opts.on_phase = on_phase;
+  opts.on_output = on_output;
   opts.ctx = &c;
   qvm_up_result res;
   qvm_error *err = NULL;
