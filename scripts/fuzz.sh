@@ -19,7 +19,7 @@
 #   build-fuzz/tests/vm/fuzz_vm_json -merge=1 tests/vm/corpus/vm_json \
 #     build-fuzz/campaign/fuzz_vm_json/corpus
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 
 seconds=${QVM_FUZZ_SECONDS:-600}
 build=${QVM_FUZZ_BUILD:-build-fuzz}
