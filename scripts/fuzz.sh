@@ -7,6 +7,7 @@
 #
 #   scripts/fuzz.sh                         # every target, 600 s each
 #   QVM_FUZZ_SECONDS=60 scripts/fuzz.sh fuzz_dhcp fuzz_vm_json
+#   scripts/fuzz.sh --merge [TARGET...]     # keep what the last run found
 #
 #   QVM_FUZZ_SECONDS  seconds per target (default 600)
 #   QVM_FUZZ_BUILD    build dir (default build-fuzz)
@@ -15,9 +16,11 @@
 #
 # Prints one Markdown row per target, in the format of the table in
 # tests/fuzz/README.md. Exits 1 if any target found a crash, leak or timeout.
-# To keep new coverage, merge a run's corpus into the committed one:
-#   build-fuzz/tests/vm/fuzz_vm_json -merge=1 tests/vm/corpus/vm_json \
-#     build-fuzz/campaign/fuzz_vm_json/corpus
+#
+# --merge: libFuzzer's -merge=1 of the last run's corpus over a copy of the
+# committed one; of the inputs that add coverage, the smallest
+# QVM_FUZZ_MERGE_MAX (default 50) are copied into the committed corpus as
+# fuzz-<sha1 prefix>, where the replay tests (ctest -L fuzz) pick them up.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 
@@ -25,15 +28,22 @@ seconds=${QVM_FUZZ_SECONDS:-600}
 build=${QVM_FUZZ_BUILD:-build-fuzz}
 work=${QVM_FUZZ_WORK:-$build/campaign}
 
-# target  build subdir  committed corpus  dictionary (every qvm_fuzz_target)
+# target  build subdir  committed corpus  dictionary  where --merge adds files
+# (every qvm_fuzz_target; tests/net/corpus/dhcp must hold only packets the
+# server drops, so DHCP finds go next to it)
 all=(
-  "fuzz_dhcp tests/net tests/net/corpus tests/fuzz/dict/dhcp.dict"
-  "fuzz_qmp_reader tests/qmp tests/qmp/corpus/qmp_reader tests/fuzz/dict/qmp.dict"
-  "fuzz_qmp_client tests/qmp tests/qmp/corpus/qmp_client tests/fuzz/dict/qmp.dict"
-  "fuzz_seed_user_config tests/seed tests/seed/corpus/user_config tests/fuzz/dict/cloud_config.dict"
-  "fuzz_vm_json tests/vm tests/vm/corpus/vm_json tests/fuzz/dict/vm_json.dict"
-  "fuzz_vm_config tests/vm tests/vm/corpus/qvm_yaml tests/fuzz/dict/yaml.dict"
+  "fuzz_dhcp tests/net tests/net/corpus tests/fuzz/dict/dhcp.dict tests/net/corpus/dhcp-fuzz"
+  "fuzz_qmp_reader tests/qmp tests/qmp/corpus/qmp_reader tests/fuzz/dict/qmp.dict -"
+  "fuzz_qmp_client tests/qmp tests/qmp/corpus/qmp_client tests/fuzz/dict/qmp.dict -"
+  "fuzz_seed_user_config tests/seed tests/seed/corpus/user_config tests/fuzz/dict/cloud_config.dict -"
+  "fuzz_vm_json tests/vm tests/vm/corpus/vm_json tests/fuzz/dict/vm_json.dict -"
+  "fuzz_vm_config tests/vm tests/vm/corpus/qvm_yaml tests/fuzz/dict/yaml.dict -"
 )
+merge=0
+if [[ ${1:-} == --merge ]]; then
+  merge=1
+  shift
+fi
 
 registered=$(grep -rhoE 'qvm_fuzz_target\(NAME [a-z0-9_]+' --include=CMakeLists.txt --include='*.cmake' tests |
   awk '{print $2}' | sort)
@@ -69,11 +79,40 @@ fi
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
+merge_run() {
+  local name=$1 subdir=$2 committed=$3 dest=$4 dir=$work/$1 f i=0 added=0 found
+  [[ $dest != - ]] || dest=$committed
+  [[ -d $dir/corpus ]] || { echo "fuzz: no run of $name to merge ($dir/corpus)" >&2; return 1; }
+  rm -rf "$dir/merge"
+  mkdir -p "$dir/merge" "$dest"
+  while IFS= read -r -d '' f; do
+    cp "$f" "$dir/merge/committed-$((i++))"
+  done < <(find "$committed" -type f ! -name '*.py' -print0)
+  nice -n 19 "$build/$subdir/$name" -merge=1 "$dir/merge" "$dir/corpus" >"$dir/merge.log" 2>&1 ||
+    { echo "fuzz: merging $name failed, see $dir/merge.log" >&2; return 1; }
+  found=$(find "$dir/merge" -type f ! -name 'committed-*' | wc -l)
+  while read -r _ f; do
+    ((added < ${QVM_FUZZ_MERGE_MAX:-50})) || break
+    cp "$f" "$dest/fuzz-$(sha1sum <"$f" | cut -c1-12)"
+    added=$((added + 1))
+  done < <(find "$dir/merge" -type f ! -name 'committed-*' -printf '%s %p\n' | sort -n)
+  echo "$name: $found inputs add coverage; the $added smallest are now in $dest"
+}
+
+if [[ $merge == 1 ]]; then
+  status=0
+  for entry in "${selected[@]}"; do
+    read -r name subdir committed _ dest <<<"$entry"
+    merge_run "$name" "$subdir" "$committed" "$dest" || status=1
+  done
+  exit $status
+fi
 commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo "+dirty")
 rows=()
 found=0
 for entry in "${selected[@]}"; do
-  read -r name subdir committed dict <<<"$entry"
+  read -r name subdir committed dict _ <<<"$entry"
   dir=$work/$name
   rm -rf "$dir"
   mkdir -p "$dir/corpus" "$dir/artifacts"
