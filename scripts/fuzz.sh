@@ -18,9 +18,10 @@
 # tests/fuzz/README.md. Exits 1 if any target found a crash, leak or timeout.
 #
 # --merge: libFuzzer's -merge=1 of the last run's corpus over a copy of the
-# committed one; of the inputs that add coverage, the smallest
-# QVM_FUZZ_MERGE_MAX (default 50) are copied into the committed corpus as
-# fuzz-<sha1 prefix>, where the replay tests (ctest -L fuzz) pick them up.
+# committed one; of the inputs that add coverage, at most QVM_FUZZ_MERGE_MAX
+# (default 50), picked greedily by new features, are copied into the
+# committed corpus as fuzz-<sha1 prefix>, where the replay tests
+# (ctest -L fuzz) pick them up.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 
@@ -81,23 +82,50 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
 merge_run() {
-  local name=$1 subdir=$2 committed=$3 dest=$4 dir=$work/$1 f i=0 added=0 found
+  local name=$1 subdir=$2 committed=$3 dest=$4 dir=$work/$1 f i=0
   [[ $dest != - ]] || dest=$committed
   [[ -d $dir/corpus ]] || { echo "fuzz: no run of $name to merge ($dir/corpus)" >&2; return 1; }
-  rm -rf "$dir/merge"
+  rm -rf "$dir/merge" "$dir/merge.ctl"
   mkdir -p "$dir/merge" "$dest"
   while IFS= read -r -d '' f; do
     cp "$f" "$dir/merge/committed-$((i++))"
   done < <(find "$committed" -type f ! -name '*.py' -print0)
-  nice -n 19 "$build/$subdir/$name" -merge=1 "$dir/merge" "$dir/corpus" >"$dir/merge.log" 2>&1 ||
+  nice -n 19 "$build/$subdir/$name" -merge=1 -merge_control_file="$dir/merge.ctl" \
+    "$dir/merge" "$dir/corpus" >"$dir/merge.log" 2>&1 ||
     { echo "fuzz: merging $name failed, see $dir/merge.log" >&2; return 1; }
-  found=$(find "$dir/merge" -type f ! -name 'committed-*' | wc -l)
-  while read -r _ f; do
-    ((added < ${QVM_FUZZ_MERGE_MAX:-50})) || break
-    cp "$f" "$dest/fuzz-$(sha1sum <"$f" | cut -c1-12)"
-    added=$((added + 1))
-  done < <(find "$dir/merge" -type f ! -name 'committed-*' -printf '%s %p\n' | sort -n)
-  echo "$name: $found inputs add coverage; the $added smallest are now in $dest"
+  # Greedy set cover over the control file's features: the committed
+  # corpus's features count as covered; then, up to the cap, the input that
+  # adds the most features not yet covered (the smaller on a tie).
+  python3 - "$dir/merge.ctl" "${QVM_FUZZ_MERGE_MAX:-50}" >"$dir/merge.picked" <<'PY' || return 1
+import os, sys
+lines = open(sys.argv[1]).read().split("\n")
+n, first = int(lines[0]), int(lines[1])
+files = lines[2:2 + n]
+ft = {}
+for line in lines[2 + n:]:
+    p = line.split()
+    if p and p[0] == "FT":
+        ft[int(p[1])] = set(p[2:])
+covered = set().union(*[ft.get(i, set()) for i in range(first)])
+cands = {i: ft[i] - covered for i in range(first, n) if i in ft and ft[i] - covered}
+useful, total = len(cands), len(set().union(*cands.values())) if cands else 0
+picked, gained = [], 0
+while cands and len(picked) < int(sys.argv[2]):
+    best = max(cands, key=lambda i: (len(cands[i]), -os.path.getsize(files[i])))
+    gain = cands.pop(best)
+    if not gain:
+        break
+    picked.append(files[best])
+    gained += len(gain)
+    for j in cands:
+        cands[j] -= gain
+print(f"# {useful} inputs add {total} features; {len(picked)} picked add {gained}")
+print("\n".join(picked))
+PY
+  while read -r f; do
+    [[ -n $f && $f != "#"* ]] && cp "$f" "$dest/fuzz-$(sha1sum <"$f" | cut -c1-12)"
+  done <"$dir/merge.picked"
+  echo "$name: $(head -n 1 "$dir/merge.picked" | cut -c3-); now in $dest"
 }
 
 if [[ $merge == 1 ]]; then
