@@ -27,6 +27,20 @@ function(qvm_test)
   endif()
 endfunction()
 
+# With QVM_FUZZ every module is compiled with libFuzzer's coverage
+# instrumentation (-fsanitize=fuzzer-no-link), not just the fuzz target's own
+# source: otherwise libFuzzer sees no edges inside the parser it fuzzes.
+# This file is included before the modules, so the flag reaches them all.
+if(QVM_FUZZ)
+  if(NOT CMAKE_C_COMPILER_ID MATCHES "Clang")
+    message(FATAL_ERROR "QVM_FUZZ needs clang (CC=clang)")
+  endif()
+  # clang warns where gcc does not (e.g. -Wconstant-conversion on
+  # ifr_flags); the fuzz build reports those but does not stop on them.
+  add_compile_options(-fsanitize=fuzzer-no-link -Wno-error)
+  add_link_options(-fsanitize=fuzzer-no-link)
+endif()
+
 # qvm_fuzz_target(NAME name SOURCES ... LIBS ... CORPUS dir)
 # The source defines LLVMFuzzerTestOneInput. It always builds as a replay
 # program (tests/lib/fuzz_replay.c) that ctest runs over the committed corpus;
