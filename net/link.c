@@ -258,7 +258,7 @@ int qvm_net_tap_create(int *out, const char *name, const char *bridge, unsigned 
    * killed QEMU's tap may still be going away; attached to it, our fd would
    * be detached under QEMU ("File descriptor in bad state"). The name is the
    * VM's own, so a leftover is removed and the create tried again. */
-  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_TUN_EXCL;
+  ifr.ifr_flags = (short)(IFF_TAP | IFF_NO_PI | IFF_TUN_EXCL); /* 0x8000: the sign bit */
   if (flags & QVM_NET_TAP_VNET_HDR) ifr.ifr_flags |= IFF_VNET_HDR;
   snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", name);
   int tries = 0;

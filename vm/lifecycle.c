@@ -121,10 +121,11 @@ static const char *kvm_unusable_reason(void) {
   _cleanup_close_ int vcpu = ioctl(vmfd, KVM_CREATE_VCPU, 0);
   if (vcpu < 0) return "/dev/kvm cannot create a vCPU";
   if (ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_GET_MSR_FEATURES) > 0) {
-    struct {
+    union { /* room for one entry after the header's flexible array */
       struct kvm_msrs head;
-      struct kvm_msr_entry entry[1];
-    } msrs = {.head.nmsrs = 1, .entry[0].index = 0x10a /* IA32_ARCH_CAPABILITIES */};
+      unsigned char room[sizeof(struct kvm_msrs) + sizeof(struct kvm_msr_entry)];
+    } msrs = {.head.nmsrs = 1};
+    msrs.head.entries[0].index = 0x10a; /* IA32_ARCH_CAPABILITIES */
     if (ioctl(fd, KVM_GET_MSRS, &msrs) == 1 && ioctl(vcpu, KVM_SET_MSRS, &msrs) != 1)
       return "/dev/kvm refuses the host's feature MSRs in a vCPU (a partial KVM)";
   }
