@@ -80,7 +80,10 @@ static int nft_run(const char *cmd, char why[200]) {
 }
 
 /* The bridge's chains. Forwarding: replies come back in, new connections
- * go out (with a source of the subnet: a guest cannot spoof another), and
+ * go out (with a source of the subnet: a guest cannot spoof another; never
+ * to link-local addresses, where a cloud host's metadata service hands out
+ * the host's credentials), guests on one bridge reach each other as on any
+ * switch (seen here only with br_netfilter, as on Docker hosts), and
  * nothing else crosses the bridge, in particular nothing from the outside
  * or another NAT bridge into it, and nothing from it into another qvm
  * bridge (set `bridges`). Each base chain sees every forwarded packet, so
@@ -98,11 +101,13 @@ static char *nat_rules(const char *br, const char *net) {
                     "add chain ip qvm fwd_%1$s { type filter hook forward priority filter; "
                     "policy accept; }\n"
                     "flush chain ip qvm fwd_%1$s\n"
+                    "add rule ip qvm fwd_%1$s iifname \"%1$s\" oifname \"%1$s\" accept\n"
                     "add rule ip qvm fwd_%1$s oifname \"%1$s\" ct state established,related "
                     "accept\n"
                     "add rule ip qvm fwd_%1$s oifname \"%1$s\" drop\n"
                     "add rule ip qvm fwd_%1$s iifname \"%1$s\" oifname @bridges drop\n"
                     "add rule ip qvm fwd_%1$s iifname \"%1$s\" ip saddr != %2$s drop\n"
+                    "add rule ip qvm fwd_%1$s iifname \"%1$s\" ip daddr 169.254.0.0/16 drop\n"
                     "add rule ip qvm fwd_%1$s iifname \"%1$s\" ct state new,established,related "
                     "accept\n"
                     "add rule ip qvm fwd_%1$s iifname \"%1$s\" drop\n",

@@ -102,8 +102,12 @@ static int setup(void **state) {
                           "ip -n %s addr add 10.99.0.1/24 dev up0 && ip -n %s link set up0 up && "
                           "ip -n %s addr add 10.99.0.2/24 dev eth0 && ip -n %s link set eth0 up && "
                           "ip -n %s route add 10.81.0.0/16 via 10.99.0.1 && "
-                          "ip -n %s route add 10.82.0.0/16 via 10.99.0.1",
-                          host, outside, host, host, outside, outside, outside, outside));
+                          "ip -n %s route add 10.82.0.0/16 via 10.99.0.1 && "
+                          /* a cloud's metadata service, one hop out */
+                          "ip -n %s addr add 169.254.169.254/32 dev eth0 && "
+                          "ip -n %s route add 169.254.169.254/32 via 10.99.0.2",
+                          host, outside, host, host, outside, outside, outside, outside, outside,
+                          host));
   add_bridge("qvmia", "10.81.0.1/24");
   add_bridge("qvmib", "10.82.0.1/24");
   add_guest(guest_a, "isoa", "qvmia", "pa", "10.81.0.10", "10.81.0.1");
@@ -162,6 +166,14 @@ static void test_cross_bridge_dropped(void **state) {
   assert_false(reaches(guest_b, "10.81.0.10", "a"));
 }
 
+/* A guest asks the cloud's metadata service for the host's credentials:
+ * dropped, while the host itself still reaches it. */
+static void test_metadata_dropped(void **state) {
+  (void)state;
+  assert_true(reaches(host, "169.254.169.254", "outside"));
+  assert_false(reaches(guest_a, "169.254.169.254", "outside"));
+}
+
 /* The ruleset: per bridge a forward chain; ensuring twice adds nothing; the
  * removal takes the bridge's chains and its set element. */
 static void test_ruleset(void **state) {
@@ -176,6 +188,7 @@ static void test_ruleset(void **state) {
   assert_non_null(strstr(before, "ip saddr 10.81.0.0/24 oifname != \"qvmia\" masquerade"));
   /* A guest that spoofs a source outside its subnet gets nothing forwarded. */
   assert_non_null(strstr(before, "iifname \"qvmia\" ip saddr != 10.81.0.0/24 drop"));
+  assert_non_null(strstr(before, "iifname \"qvmia\" ip daddr 169.254.0.0/16 drop"));
   net_test_netns_enter(host);
   assert_int_equal(qvm_net_nat_ensure("qvmia", "10.81.0.1/24", NULL), 0);
   net_test_netns_leave();
@@ -206,6 +219,7 @@ int main(void) {
       cmocka_unit_test(test_outbound_allowed),
       cmocka_unit_test(test_inbound_dropped),
       cmocka_unit_test(test_cross_bridge_dropped),
+      cmocka_unit_test(test_metadata_dropped),
       cmocka_unit_test(test_ruleset),
       /* After the ruleset test re-added qvmib: still isolated. */
       cmocka_unit_test(test_cross_bridge_dropped),
