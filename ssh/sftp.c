@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <qvm/text.h>
@@ -47,7 +48,42 @@ typedef struct copy {
   mode_t umask;
   char *buf;
   char *shown[SHOW_SLOTS];
+  void *recv_saved; /* the session's recv callback before the copy */
 } copy;
+
+/* A guest whose sshd floods the connection (SSH_MSG_IGNORE, as fast as it
+ * is read) keeps libssh2 inside its own read loop, which returns to us only
+ * when the socket has nothing more: no clock check of ours would run. While
+ * a copy runs, the session reads through copy_recv(), which answers "nothing
+ * yet" once recv_deadline (the copy's limit plus the close grace) has
+ * passed, so libssh2 gives control back and the copy ends. (What libssh2
+ * already buffered it still processes: a flood of stray SFTP replies costs
+ * it time quadratic in their number, up to the channel window.) One copy
+ * runs at a time per thread. */
+static _Thread_local int64_t recv_deadline = -1;
+
+static ssize_t copy_recv(libssh2_socket_t fd, void *buffer, size_t len, int flags,
+                         void **abstract) {
+  (void)abstract;
+  if (recv_deadline >= 0 && qvm_now_ms() >= recv_deadline) return -EAGAIN;
+  ssize_t n = recv(fd, buffer, len, flags);
+  return n < 0 ? -errno : n;
+}
+
+static void recv_guard_on(copy *c) {
+  union {
+    ssize_t (*fn)(libssh2_socket_t, void *, size_t, int, void **);
+    void *p;
+  } cb = {.fn = copy_recv};
+  c->recv_saved = libssh2_session_callback_set(c->ssh->session, LIBSSH2_CALLBACK_RECV, cb.p);
+  recv_deadline = c->deadline >= 0 ? c->deadline + CLOSE_GRACE_MS : -1;
+}
+
+static void recv_guard_off(copy *c) {
+  if (!c->recv_saved) return;
+  libssh2_session_callback_set(c->ssh->session, LIBSSH2_CALLBACK_RECV, c->recv_saved);
+  recv_deadline = -1;
+}
 
 /* text (a path that may hold guest names) made safe for a message; valid
  * until the next call with the same slot or the end of the copy. */
@@ -139,26 +175,30 @@ static int remote_stat(copy *c, LIBSSH2_SFTP_ATTRIBUTES *attrs, const char *path
  * traffic that answers nothing. A close that does not finish leaves the
  * SFTP channel in an unknown state, so the copy is marked broken and closes
  * no more handles. Never replaces an error r the copy already has. */
-static int remote_close(copy *c, LIBSSH2_SFTP_HANDLE *h, int r, qvm_error **err) {
-  if (c->broken) return r;
-  qvm_error **e = r < 0 ? NULL : err;
-  int64_t deadline = (c->deadline >= 0 ? c->deadline : qvm_now_ms()) + CLOSE_GRACE_MS;
+static int close_handle(copy *c, LIBSSH2_SFTP_HANDLE *h, int64_t deadline, qvm_error **err) {
   while (libssh2_sftp_close_handle(h) == LIBSSH2_ERROR_EAGAIN) {
     int w = qvm_now_ms() >= deadline
                 ? QVM_ETIMEOUT
-                : ssh_wait_socket(c->ssh, deadline, "closing a remote file", e);
-    if (w == QVM_ETIMEOUT && e) {
-      qvm_error_free(*e);
-      *e = NULL;
-      w = qvm_error_set(e, QVM_ETIMEOUT, "the guest did not close a remote file in time");
-      if (*e) qvm_error_set_class(*e, "Timeout");
+                : ssh_wait_socket(c->ssh, deadline, "closing a remote file", err);
+    if (w == QVM_ETIMEOUT && err) {
+      qvm_error_free(*err);
+      *err = NULL;
+      w = qvm_error_set(err, QVM_ETIMEOUT, "the guest did not close a remote file in time");
+      if (*err) qvm_error_set_class(*err, "Timeout");
     }
-    if (w < 0) {
-      c->broken = true;
-      return r < 0 ? r : w;
-    }
+    if (w < 0) return w;
   }
-  return r;
+  return 0;
+}
+
+static int remote_close(copy *c, LIBSSH2_SFTP_HANDLE *h, int r, qvm_error **err) {
+  if (c->broken) return r;
+  int64_t deadline = (c->deadline >= 0 ? c->deadline : qvm_now_ms()) + CLOSE_GRACE_MS;
+  recv_deadline = deadline;
+  int w = close_handle(c, h, deadline, r < 0 ? NULL : err);
+  recv_deadline = c->deadline >= 0 ? c->deadline + CLOSE_GRACE_MS : -1;
+  c->broken = w < 0;
+  return r < 0 ? r : w;
 }
 
 static void attrs_from_stat(LIBSSH2_SFTP_ATTRIBUTES *a, const struct stat *st) {
@@ -319,10 +359,12 @@ static int copy_begin(copy *c, qvm_ssh *ssh, const qvm_ssh_copy_options *opts, b
               .umask = current_umask(),
               .buf = malloc(COPY_CHUNK)};
   if (!c->buf) return qvm_error_set(err, QVM_ESYS, "out of memory");
+  recv_guard_on(c);
   return sftp_ready(c, err);
 }
 
 static int copy_end(copy *c, const qvm_ssh_copy_options *opts, int r) {
+  recv_guard_off(c);
   free(c->buf);
   for (int i = 0; i < SHOW_SLOTS; i++) free(c->shown[i]);
   if (opts && opts->out_bytes) *opts->out_bytes = c->bytes;
