@@ -537,8 +537,9 @@ static const char *cp_hint(const qvm_error *err) {
   if (qvm_error_code(err) == QVM_ETIMEOUT)
     return "if the copy needs longer, give --timeout S (0: no limit)";
   if (qvm_error_code(err) == QVM_EEXISTS)
-    return "a download never writes through a symlink or over a directory or special file: "
-           "remove it, or copy to a new path";
+    return "a download never writes through a symlink that is not yours, into another "
+           "user's directory, or over a directory or special file: remove it, or copy to a "
+           "new path";
   return NULL;
 }
 
