@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <qvm/text.h>
@@ -39,12 +40,50 @@ typedef struct copy {
   int64_t deadline;
   int timeout_ms;
   bool recursive, preserve;
+  bool broken;     /* a CLOSE went unanswered: close no more handles */
+  bool top_chosen; /* the first level is the user's choice: DEST itself
+                      (a merge) or where the user's own symlink leads */
   uint64_t bytes, max_bytes;
   uint64_t entries, max_files;
   mode_t umask;
   char *buf;
   char *shown[SHOW_SLOTS];
+  void *recv_saved; /* the session's recv callback before the copy */
 } copy;
+
+/* A guest whose sshd floods the connection (SSH_MSG_IGNORE, as fast as it
+ * is read) keeps libssh2 inside its own read loop, which returns to us only
+ * when the socket has nothing more: no clock check of ours would run. While
+ * a copy runs, the session reads through copy_recv(), which answers "nothing
+ * yet" once recv_deadline (the copy's limit plus the close grace) has
+ * passed, so libssh2 gives control back and the copy ends. (What libssh2
+ * already buffered it still processes: a flood of stray SFTP replies costs
+ * it time quadratic in their number, up to the channel window.) One copy
+ * runs at a time per thread. */
+static _Thread_local int64_t recv_deadline = -1;
+
+static ssize_t copy_recv(libssh2_socket_t fd, void *buffer, size_t len, int flags,
+                         void **abstract) {
+  (void)abstract;
+  if (recv_deadline >= 0 && qvm_now_ms() >= recv_deadline) return -EAGAIN;
+  ssize_t n = recv(fd, buffer, len, flags);
+  return n < 0 ? -errno : n;
+}
+
+static void recv_guard_on(copy *c) {
+  union {
+    ssize_t (*fn)(libssh2_socket_t, void *, size_t, int, void **);
+    void *p;
+  } cb = {.fn = copy_recv};
+  c->recv_saved = libssh2_session_callback_set(c->ssh->session, LIBSSH2_CALLBACK_RECV, cb.p);
+  recv_deadline = c->deadline >= 0 ? c->deadline + CLOSE_GRACE_MS : -1;
+}
+
+static void recv_guard_off(copy *c) {
+  if (!c->recv_saved) return;
+  libssh2_session_callback_set(c->ssh->session, LIBSSH2_CALLBACK_RECV, c->recv_saved);
+  recv_deadline = -1;
+}
 
 /* text (a path that may hold guest names) made safe for a message; valid
  * until the next call with the same slot or the end of the copy. */
@@ -129,16 +168,37 @@ static int remote_stat(copy *c, LIBSSH2_SFTP_ATTRIBUTES *attrs, const char *path
   return sftp_error(c, "stat", path, err);
 }
 
-/* Closing is cleanup: it gets a few seconds of its own even when the copy's
- * time ran out, and never replaces an error r the copy already has. */
-static int remote_close(copy *c, LIBSSH2_SFTP_HANDLE *h, int r, qvm_error **err) {
-  int64_t soon = qvm_now_ms() + CLOSE_GRACE_MS;
-  int64_t deadline = c->deadline > soon ? c->deadline : soon;
+/* Closing is cleanup: it may run past the copy's time limit, by one grace
+ * period for the whole copy (not one per close: a deep tree would add up),
+ * or, for a copy without a limit, by one grace period per close. The clock
+ * is checked on every turn: a guest can keep the socket readable with
+ * traffic that answers nothing. A close that does not finish leaves the
+ * SFTP channel in an unknown state, so the copy is marked broken and closes
+ * no more handles. Never replaces an error r the copy already has. */
+static int close_handle(copy *c, LIBSSH2_SFTP_HANDLE *h, int64_t deadline, qvm_error **err) {
   while (libssh2_sftp_close_handle(h) == LIBSSH2_ERROR_EAGAIN) {
-    int w = ssh_wait_socket(c->ssh, deadline, "closing a remote file", r < 0 ? NULL : err);
-    if (w < 0) return r < 0 ? r : w;
+    int w = qvm_now_ms() >= deadline
+                ? QVM_ETIMEOUT
+                : ssh_wait_socket(c->ssh, deadline, "closing a remote file", err);
+    if (w == QVM_ETIMEOUT && err) {
+      qvm_error_free(*err);
+      *err = NULL;
+      w = qvm_error_set(err, QVM_ETIMEOUT, "the guest did not close a remote file in time");
+      if (*err) qvm_error_set_class(*err, "Timeout");
+    }
+    if (w < 0) return w;
   }
-  return r;
+  return 0;
+}
+
+static int remote_close(copy *c, LIBSSH2_SFTP_HANDLE *h, int r, qvm_error **err) {
+  if (c->broken) return r;
+  int64_t deadline = (c->deadline >= 0 ? c->deadline : qvm_now_ms()) + CLOSE_GRACE_MS;
+  recv_deadline = deadline;
+  int w = close_handle(c, h, deadline, r < 0 ? NULL : err);
+  recv_deadline = c->deadline >= 0 ? c->deadline + CLOSE_GRACE_MS : -1;
+  c->broken = w < 0;
+  return r < 0 ? r : w;
 }
 
 static void attrs_from_stat(LIBSSH2_SFTP_ATTRIBUTES *a, const struct stat *st) {
@@ -279,10 +339,16 @@ static mode_t current_umask(void) {
   return 077;
 }
 
-static int copy_begin(copy *c, qvm_ssh *ssh, const qvm_ssh_copy_options *opts, qvm_error **err) {
+/* The default time limit is for downloads, which a guest can make endless;
+ * an upload keeps going as long as it needs (a large file, a slow link)
+ * unless the caller sets a limit. */
+static int copy_begin(copy *c, qvm_ssh *ssh, const qvm_ssh_copy_options *opts, bool download,
+                      qvm_error **err) {
   qvm_ssh_copy_options defaults = QVM_SSH_COPY_OPTIONS_INIT;
   if (!opts) opts = &defaults;
-  int timeout = opts->timeout_ms ? opts->timeout_ms : QVM_SSH_COPY_TIMEOUT_MS_DEFAULT;
+  int timeout = opts->timeout_ms ? opts->timeout_ms
+                : download       ? QVM_SSH_COPY_TIMEOUT_MS_DEFAULT
+                                 : -1;
   *c = (copy){.ssh = ssh,
               .deadline = ssh_deadline(timeout),
               .timeout_ms = timeout,
@@ -293,10 +359,12 @@ static int copy_begin(copy *c, qvm_ssh *ssh, const qvm_ssh_copy_options *opts, q
               .umask = current_umask(),
               .buf = malloc(COPY_CHUNK)};
   if (!c->buf) return qvm_error_set(err, QVM_ESYS, "out of memory");
+  recv_guard_on(c);
   return sftp_ready(c, err);
 }
 
 static int copy_end(copy *c, const qvm_ssh_copy_options *opts, int r) {
+  recv_guard_off(c);
   free(c->buf);
   for (int i = 0; i < SHOW_SLOTS; i++) free(c->shown[i]);
   if (opts && opts->out_bytes) *opts->out_bytes = c->bytes;
@@ -308,7 +376,7 @@ int qvm_ssh_upload(qvm_ssh *ssh, const char *local, const char *remote,
   copy c;
   LIBSSH2_SFTP_ATTRIBUTES a;
   bool exists = false;
-  int r = copy_begin(&c, ssh, opts, err);
+  int r = copy_begin(&c, ssh, opts, false, err);
   if (r >= 0) r = remote_stat(&c, &a, remote, &exists, err);
   if (r >= 0) {
     bool is_dir =
@@ -327,11 +395,15 @@ int qvm_ssh_upload(qvm_ssh *ssh, const char *local, const char *remote,
  *
  * Below the destination directory every step is openat()/mkdirat() relative
  * to a directory fd, with O_NOFOLLOW: a symlink there (planted by another
- * local user, say) is refused, never followed. Files are written to a temp
- * name and renamed into place, so a failed or cut-off download never leaves
- * a file that looks complete, and no existing inode (a hard link) is written
- * to. Modes keep only the permission bits, through the umask, like OpenSSH's
- * sftp: never setuid, setgid or sticky from a guest. */
+ * local user, say) is refused, never followed; at the first level only the
+ * user's own symlink is followed. A directory that is already there is
+ * entered only if it is ours (another user's /tmp/logs is refused) and keeps
+ * its mode and times. File data goes to an unnamed O_TMPFILE (else a temp
+ * name), is synced, and is linked and renamed into place when complete, so
+ * a failed, cut-off or killed download never leaves a file that looks
+ * complete, and no existing inode (a hard link) is written to. Modes keep
+ * only the permission bits, through the umask, like OpenSSH's sftp: never
+ * setuid, setgid or sticky from a guest. */
 
 static int count_entry(copy *c, qvm_error **err) {
   if (++c->entries <= c->max_files) return 0;
@@ -408,12 +480,16 @@ static int check_existing(copy *c, int dirfd, const char *name, const char *loca
   return 0;
 }
 
+static void random_name(char tmp[32]) {
+  uint64_t rnd = 0;
+  if (getrandom(&rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) rnd ^= (uint64_t)qvm_now_us();
+  snprintf(tmp, 32, ".qvm-cp-%016" PRIx64, rnd);
+}
+
 /* A new, empty, private file ".qvm-cp-<random>" in dirfd. */
 static int create_temp(copy *c, int dirfd, char tmp[32], const char *local, qvm_error **err) {
   for (int tries = 0; tries < 16; tries++) {
-    uint64_t rnd = 0;
-    if (getrandom(&rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) rnd ^= (uint64_t)qvm_now_us();
-    snprintf(tmp, 32, ".qvm-cp-%016" PRIx64, rnd);
+    random_name(tmp);
     int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd >= 0 || errno != EEXIST) {
       if (fd < 0)
@@ -424,6 +500,36 @@ static int create_temp(copy *c, int dirfd, char tmp[32], const char *local, qvm_
   }
   return qvm_error_set(err, QVM_EEXISTS, "cannot create a file next to '%s'",
                        shown_path(c, SHOW_LOCAL, local));
+}
+
+/* The file a download writes: unnamed (O_TMPFILE, tmp ""), so that a copy
+ * killed midway leaves nothing; where the file system has no O_TMPFILE, a
+ * named temp file (create_temp()). */
+static int create_data_file(copy *c, int dirfd, char tmp[32], const char *local, qvm_error **err) {
+  tmp[0] = '\0';
+  int fd = openat(dirfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+  if (fd >= 0) return fd;
+  if (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)
+    return create_temp(c, dirfd, tmp, local, err);
+  return qvm_error_set_errno(err, errno, "cannot create a file next to '%s'",
+                             shown_path(c, SHOW_LOCAL, local));
+}
+
+/* Gives the unnamed file fd a temp name in dirfd, to be renamed. */
+static int link_data_file(copy *c, int fd, int dirfd, char tmp[32], const char *local,
+                          qvm_error **err) {
+  char proc[64];
+  snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+  for (int tries = 0; tries < 16; tries++) {
+    random_name(tmp);
+    if (linkat(AT_FDCWD, proc, dirfd, tmp, AT_SYMLINK_FOLLOW) == 0) return 0;
+    /* without /proc: AT_EMPTY_PATH, which needs CAP_DAC_READ_SEARCH */
+    if (errno == ENOENT && linkat(fd, "", dirfd, tmp, AT_EMPTY_PATH) == 0) return 0;
+    if (errno != EEXIST) break;
+  }
+  int e = errno;
+  tmp[0] = '\0';
+  return qvm_error_set_errno(err, e, "cannot create '%s'", shown_path(c, SHOW_LOCAL, local));
 }
 
 static int open_remote(copy *c, LIBSSH2_SFTP_HANDLE **out, const char *remote, int type,
@@ -438,18 +544,31 @@ static int open_remote(copy *c, LIBSSH2_SFTP_HANDLE **out, const char *remote, i
   return 0;
 }
 
-/* Data into a temp file in dirfd, attributes, then rename over name. */
+/* Attributes and fsync on the data file, then a name for it (a file that
+ * is there is whole). */
+static int finish_data_file(copy *c, int fd, int dirfd, char tmp[32], const char *local,
+                            const LIBSSH2_SFTP_ATTRIBUTES *a, qvm_error **err) {
+  int r = local_set_attrs(c, fd, local, a, err);
+  if (r >= 0 && fsync(fd) < 0)
+    r = qvm_error_set_errno(err, errno, "cannot write '%s'", shown_path(c, SHOW_LOCAL, local));
+  if (r >= 0 && !tmp[0]) r = link_data_file(c, fd, dirfd, tmp, local, err);
+  return r;
+}
+
+/* Data into a new file in dirfd, then renamed over name. */
 static int download_into(copy *c, LIBSSH2_SFTP_HANDLE *h, int dirfd, const char *name,
                          const char *remote, const char *local, const LIBSSH2_SFTP_ATTRIBUTES *a,
                          qvm_error **err) {
   char tmp[32];
-  _cleanup_close_ int fd = create_temp(c, dirfd, tmp, local, err);
+  int fd = create_data_file(c, dirfd, tmp, local, err);
   if (fd < 0) return fd;
   int r = download_data(c, h, fd, remote, local, err);
-  if (r >= 0) r = local_set_attrs(c, fd, local, a, err);
+  if (r >= 0) r = finish_data_file(c, fd, dirfd, tmp, local, a, err);
+  if (close(fd) < 0 && r >= 0)
+    r = qvm_error_set_errno(err, errno, "cannot write '%s'", shown_path(c, SHOW_LOCAL, local));
   if (r >= 0 && renameat(dirfd, tmp, dirfd, name) < 0)
     r = qvm_error_set_errno(err, errno, "cannot create '%s'", shown_path(c, SHOW_LOCAL, local));
-  if (r < 0) unlinkat(dirfd, tmp, 0);
+  if (r < 0 && tmp[0]) unlinkat(dirfd, tmp, 0);
   return r;
 }
 
@@ -507,16 +626,31 @@ static int download_entries(copy *c, LIBSSH2_SFTP_HANDLE *dir, int dirfd, const 
   }
 }
 
+/* A directory that was already there is entered only if it is ours:
+ * another user's /tmp/logs, made before `qvm cp -r vm:/var/log/logs /tmp/`,
+ * would get every file. */
+static int check_dir_owner(copy *c, int fd, const char *local, qvm_error **err) {
+  struct stat st;
+  if (fstat(fd, &st) < 0)
+    return qvm_error_set_errno(err, errno, "cannot stat '%s'", shown_path(c, SHOW_LOCAL, local));
+  if (st.st_uid == geteuid()) return 0;
+  return qvm_error_set(err, QVM_EEXISTS,
+                       "'%s' exists and belongs to uid %u, not to you: a download never writes "
+                       "into another user's directory",
+                       shown_path(c, SHOW_LOCAL, local), (unsigned)st.st_uid);
+}
+
 /* The directory name in dirfd, created (0700 until its entries are in) or
- * entered if it exists, but never through a symlink. */
-static int open_local_dir(copy *c, int dirfd, const char *name, const char *local,
-                          qvm_error **err) {
-  if (mkdirat(dirfd, name, 0700) < 0 && errno != EEXIST)
+ * entered if it exists, but never through a symlink; *created tells which. */
+static int open_local_dir(copy *c, int dirfd, const char *name, const char *local, int depth,
+                          bool *created, qvm_error **err) {
+  *created = mkdirat(dirfd, name, 0700) == 0;
+  if (!*created && errno != EEXIST)
     return qvm_error_set_errno(err, errno, "cannot create directory '%s'",
                                shown_path(c, SHOW_LOCAL, local));
   int r = check_existing(c, dirfd, name, local, true, err);
   if (r < 0) return r;
-  int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  _cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0 && (errno == ELOOP || errno == ENOTDIR))
     return qvm_error_set(err, QVM_EEXISTS,
                          "'%s' is a symbolic link: a download never writes through one",
@@ -524,18 +658,23 @@ static int open_local_dir(copy *c, int dirfd, const char *name, const char *loca
   if (fd < 0)
     return qvm_error_set_errno(err, errno, "cannot open directory '%s'",
                                shown_path(c, SHOW_LOCAL, local));
-  return fd;
+  if (!*created && !(depth == 0 && c->top_chosen) && (r = check_dir_owner(c, fd, local, err)) < 0)
+    return r;
+  return TAKE_FD(fd);
 }
 
+/* Guest attributes go only on a directory this copy made: one that was
+ * there (DEST itself when `NAME:/` merges into it) keeps its own. */
 static int download_dir(copy *c, int dirfd, const char *name, const char *remote, const char *local,
                         const LIBSSH2_SFTP_ATTRIBUTES *a, int depth, qvm_error **err) {
   LIBSSH2_SFTP_HANDLE *dir = NULL;
-  _cleanup_close_ int fd = open_local_dir(c, dirfd, name, local, err);
+  bool created = false;
+  _cleanup_close_ int fd = open_local_dir(c, dirfd, name, local, depth, &created, err);
   if (fd < 0) return fd;
   int r = open_remote(c, &dir, remote, LIBSSH2_SFTP_OPENDIR, err);
   if (r < 0) return r;
   r = remote_close(c, dir, download_entries(c, dir, fd, remote, local, depth, err), err);
-  return r < 0 ? r : local_set_attrs(c, fd, local, a, err);
+  return r < 0 || !created ? r : local_set_attrs(c, fd, local, a, err);
 }
 
 static int download_tree(copy *c, int dirfd, const char *name, const char *remote,
@@ -574,10 +713,48 @@ static char *parent_dir(const char *path, const char *base) {
   return strndup(path, (size_t)(base - path - 1));
 }
 
+/* dir and name as the directory fd and name the walk starts from. */
+static int open_start(copy *c, int *out_dirfd, char **out_name, const char *dir, const char *base,
+                      size_t len, qvm_error **err) {
+  *out_name = len ? strndup(base, len) : strdup(".");
+  if (!*out_name) return qvm_error_set(err, QVM_ESYS, "out of memory");
+  *out_dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (*out_dirfd < 0)
+    return qvm_error_set_errno(err, errno, "cannot open directory '%s'",
+                               shown_path(c, SHOW_LOCAL, dir));
+  return 0;
+}
+
+/* The first level, the entry DEST names, may be the user's own symlink
+ * (~/data -> /mnt/big/data): followed, where it leads becomes the start.
+ * Another user's symlink there is left for check_existing() to refuse:
+ * links planted by others belong to them. */
+static int follow_own_link(copy *c, int *dirfd, char **name, char **local, qvm_error **err) {
+  struct stat st;
+  if (fstatat(*dirfd, *name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISLNK(st.st_mode) ||
+      st.st_uid != geteuid())
+    return 0;
+  _cleanup_free_ char *real = realpath(*local, NULL), *dir = NULL;
+  if (!real)
+    return qvm_error_set_errno(err, errno, "cannot follow the symbolic link '%s'",
+                               shown_path(c, SHOW_LOCAL, *local));
+  const char *base;
+  size_t len;
+  last_component(real, &base, &len);
+  if (!(dir = parent_dir(real, base))) return qvm_error_set(err, QVM_ESYS, "out of memory");
+  close(*dirfd);
+  *dirfd = -1;
+  free(*name);
+  free(*local);
+  *local = TAKE_PTR(real);
+  c->top_chosen = true;
+  return open_start(c, dirfd, name, dir, base, len, err);
+}
+
 /* Where the copy goes, with cp semantics: into local if it is a directory,
  * under the source's last name ("." or "/" merge into local itself), else
  * as local. Only this directory, the user's own path, is opened following
- * symlinks. */
+ * symlinks, and the entry in it if that is the user's own symlink. */
 static int open_destination(copy *c, int *out_dirfd, char **out_name, char **out_local,
                             const char *remote, const char *local, qvm_error **err) {
   struct stat st;
@@ -589,19 +766,17 @@ static int open_destination(copy *c, int *out_dirfd, char **out_name, char **out
   if (!merge && !remote_name_ok(base, len))
     return qvm_error_set(err, QVM_EINVAL, "cannot tell what to name the copy: give a new path");
   _cleanup_free_ char *dir = into ? strdup(local) : parent_dir(local, base);
-  *out_name = merge ? strdup(".") : strndup(base, len);
-  int n = !dir || !*out_name ? -1
-          : into             ? asprintf(out_local, "%s/%s", local, *out_name)
-                             : asprintf(out_local, "%s", local);
+  int n = !dir    ? -1
+          : merge ? asprintf(out_local, "%s", local)
+          : into  ? asprintf(out_local, "%s/%.*s", local, (int)len, base)
+                  : asprintf(out_local, "%s", local);
   if (n < 0) {
     *out_local = NULL;
     return qvm_error_set(err, QVM_ESYS, "out of memory");
   }
-  *out_dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (*out_dirfd < 0)
-    return qvm_error_set_errno(err, errno, "cannot open directory '%s'",
-                               shown_path(c, SHOW_LOCAL, dir));
-  return 0;
+  c->top_chosen = merge;
+  int r = open_start(c, out_dirfd, out_name, dir, base, merge ? 0 : len, err);
+  return r < 0 || merge ? r : follow_own_link(c, out_dirfd, out_name, out_local, err);
 }
 
 static int download_start(copy *c, const char *remote, const char *local, qvm_error **err) {
@@ -621,7 +796,7 @@ static int download_start(copy *c, const char *remote, const char *local, qvm_er
 int qvm_ssh_download(qvm_ssh *ssh, const char *remote, const char *local,
                      const qvm_ssh_copy_options *opts, qvm_error **err) {
   copy c;
-  int r = copy_begin(&c, ssh, opts, err);
+  int r = copy_begin(&c, ssh, opts, true, err);
   if (r >= 0) r = download_start(&c, remote, local, err);
   if (r < 0)
     qvm_error_prefix(err, "cannot download '%s' to '%s'", shown_path(&c, SHOW_REMOTE, remote),

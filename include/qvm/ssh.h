@@ -163,10 +163,11 @@ int qvm_ssh_quote_command(char **out, const char *const *argv, const char *const
 
 /* ---- files (SFTP) ---------------------------------------------------------- */
 
-/* Defaults of the copy's bounds. A guest can serve an endless file or an
+/* Defaults of a download's bounds. A guest can serve an endless file or an
  * endless directory listing; a download stops at these. Generous: an
- * ordinary copy of a whole guest tree stays far below them. */
-#define QVM_SSH_COPY_TIMEOUT_MS_DEFAULT (60 * 60 * 1000)    /* 1 hour */
+ * ordinary copy of a whole guest tree stays far below them. An upload has
+ * no default time limit (a large file over a slow link may take hours). */
+#define QVM_SSH_COPY_TIMEOUT_MS_DEFAULT (60 * 60 * 1000)    /* 1 hour, downloads */
 #define QVM_SSH_COPY_MAX_BYTES_DEFAULT (UINT64_C(64) << 30) /* 64 GiB */
 #define QVM_SSH_COPY_MAX_FILES_DEFAULT UINT64_C(1000000)
 
@@ -175,7 +176,9 @@ typedef struct qvm_ssh_copy_options {
   bool preserve;  /* mode and mtime; default true. A download keeps only the
                      permission bits (never setuid, setgid or sticky), less
                      the process's umask, as OpenSSH's sftp does */
-  int timeout_ms; /* whole copy; 0: QVM_SSH_COPY_TIMEOUT_MS_DEFAULT; -1: none.
+  int timeout_ms; /* whole copy; 0: the default, QVM_SSH_COPY_TIMEOUT_MS_DEFAULT
+                     for a download, none for an upload; -1: none. Closing
+                     the guest's handles may take 10 s more in all.
                      QVM_ETIMEOUT, class "Timeout" */
   /* Downloads only: file data received in all, and directory entries the
    * guest lists in all ("." and ".." included). 0: the default; UINT64_MAX:
@@ -186,7 +189,7 @@ typedef struct qvm_ssh_copy_options {
 
 #define QVM_SSH_COPY_OPTIONS_INIT                                                                  \
   {                                                                                                \
-    .recursive = true, .preserve = true, .timeout_ms = QVM_SSH_COPY_TIMEOUT_MS_DEFAULT,            \
+    .recursive = true, .preserve = true, .timeout_ms = 0,                                          \
     .max_bytes = QVM_SSH_COPY_MAX_BYTES_DEFAULT, .max_files = QVM_SSH_COPY_MAX_FILES_DEFAULT       \
   }
 
@@ -196,9 +199,13 @@ typedef struct qvm_ssh_copy_options {
  * A download trusts nothing from the guest: names must be single path
  * components (not "", ".", ".." and without '/' or NUL: QVM_EPROTO); below
  * the destination directory it never follows a symlink (one in the way is
- * QVM_EEXISTS); each file is written to a temp name and renamed into place,
- * so a failed download leaves no partial file; guest text in messages is
- * passed through qvm_text_for_terminal(). */
+ * QVM_EEXISTS; the entry DEST names may be the caller's own symlink, which
+ * is followed); it enters no existing directory owned by another user
+ * (QVM_EEXISTS) and never changes the mode or times of a directory that
+ * existed; each file is written unnamed (O_TMPFILE, else a temp name),
+ * synced and renamed into place, so a failed or killed download leaves no
+ * partial file; guest text in messages is passed through
+ * qvm_text_for_terminal(). */
 int qvm_ssh_upload(qvm_ssh *ssh, const char *local, const char *remote,
                    const qvm_ssh_copy_options *opts, qvm_error **err);
 int qvm_ssh_download(qvm_ssh *ssh, const char *remote, const char *local,

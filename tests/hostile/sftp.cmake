@@ -6,3 +6,7 @@ qvm_test(NAME hostile_sftp_download SOURCES ${CMAKE_CURRENT_LIST_DIR}/sftp_downl
 target_compile_definitions(hostile_sftp_download
                            PRIVATE HOSTILE_SFTP_SERVER="$<TARGET_FILE:hostile_sftp_server>")
 add_dependencies(hostile_sftp_download hostile_sftp_server)
+# qvm cp's limit flags are parsed strictly; 0 in any spelling means no cap.
+add_test(NAME hostile_sftp_cli COMMAND ${CMAKE_CURRENT_LIST_DIR}/sftp_cli.sh)
+set_tests_properties(hostile_sftp_cli PROPERTIES LABELS hostile TIMEOUT 120
+  ENVIRONMENT "QVM_BINARY_DIR=${PROJECT_BINARY_DIR}")

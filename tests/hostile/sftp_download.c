@@ -8,7 +8,13 @@
  *   - a symlink planted in the destination is never followed;
  *   - an endless listing or file stops at the entry/byte cap or the time
  *     limit, leaving no partial file;
- *   - guest names in error messages carry no terminal control bytes.
+ *   - guest names in error messages carry no terminal control bytes;
+ *   - a guest that never answers CLOSE (even with the socket kept busy)
+ *     costs the time limit plus one grace period, not one per handle;
+ *   - an existing directory of another user is never entered, and one that
+ *     existed keeps its mode and times (`NAME:/` merged into `~`);
+ *   - a download killed midway leaves no file and no temp file;
+ *   - at the first level the user's own symlink is followed, another's not.
  * A watchdog turns a download that never ends into a failure.
  */
 #include <arpa/inet.h>
@@ -25,6 +31,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -41,6 +49,7 @@
   "1m\xe2\x80\xae"                                                                                 \
   "evil"
 #define WATCHDOG_S 300
+#define NOBODY 65534 /* another local user */
 
 static struct {
   test_server server;
@@ -140,6 +149,8 @@ static int teardown(void **state) {
   return 0;
 }
 
+static unsigned watchdog_s = WATCHDOG_S;
+
 static void watchdog(int sig) {
   (void)sig;
   static const char msg[] = "watchdog: the download never ended (no cap, no time limit)\n";
@@ -160,7 +171,7 @@ static int download(const char *remote, const char *local, const qvm_ssh_copy_op
   qvm_ssh *ssh = NULL;
   if (qvm_ssh_connect(&ssh, &o, err) < 0) fail_msg("connect: %s", qvm_error_message(*err));
   signal(SIGALRM, watchdog);
-  alarm(WATCHDOG_S);
+  alarm(watchdog_s);
   int r = qvm_ssh_download(ssh, remote, local, co, err);
   alarm(0);
   if (r < 0) print_message("    %s: %s\n", remote, qvm_error_message(*err));
@@ -263,9 +274,11 @@ static void refused_as_link(const char *remote, const char *local) {
 static void test_planted_symlinks_not_followed(void **state) {
   (void)state;
   sentinel_make();
-  /* the directory the copy would create is a link to the sentinel */
+  /* the directory the copy would create is another user's link to the
+   * sentinel; below the first level even our own links are refused */
   char *a = fresh_dir("links-a");
-  assert_int_equal(qvm_test_sh("ln -s '%s' '%s/tree'", sentinel, a), 0);
+  assert_int_equal(
+      qvm_test_sh("ln -s '%s' '%s/tree' && chown -h %d '%s/tree'", sentinel, a, NOBODY, a), 0);
   refused_as_link("/tree", a);
   /* a link deeper down */
   char *b = fresh_dir("links-b");
@@ -278,7 +291,8 @@ static void test_planted_symlinks_not_followed(void **state) {
   refused_as_link("/tree", c);
   /* a single file onto a link */
   char *d = fresh_dir("links-d"), *target = path_in(d, "f");
-  assert_int_equal(qvm_test_sh("ln -s '%s/file' '%s'", sentinel, target), 0);
+  assert_int_equal(
+      qvm_test_sh("ln -s '%s/file' '%s' && chown -h %d '%s'", sentinel, target, NOBODY, target), 0);
   refused_as_link("/tree/f", target);
   /* the same trees without the links download fine */
   char *e = fresh_dir("links-e");
@@ -408,6 +422,203 @@ static void test_endless_file_stops(void **state) {
   free(out), free(out2);
 }
 
+/* ---- the user's own symlink at the first level ---- */
+
+/* `qvm cp -r vm:/tree ~/` where ~/tree is the user's own link to a
+ * directory elsewhere, and a file onto the user's own link to a file: both
+ * go where the link leads, and the link stays. */
+static void test_own_symlink_followed(void **state) {
+  (void)state;
+  char *out = fresh_dir("own-link"), *big = fresh_dir("own-big");
+  assert_int_equal(qvm_test_sh("ln -s '%s' '%s/tree' && echo old > '%s/g' && ln -s '%s/g' "
+                               "'%s/glink'",
+                               big, out, big, big, out),
+                   0);
+  qvm_error *err = NULL;
+  if (download("/tree", out, NULL, &err) < 0) fail_msg("%s", qvm_error_message(err));
+  if (download("/tree/f", path_in_static(out, "glink"), NULL, &err) < 0)
+    fail_msg("%s", qvm_error_message(err));
+  assert_int_equal(qvm_test_sh("test -L '%s/tree' && test -L '%s/glink' && grep -qx hostile "
+                               "'%s/f' && grep -qx hostile '%s/sub/g' && grep -qx hostile '%s/g'",
+                               out, out, big, big, big),
+                   0);
+  free(out), free(big);
+}
+
+/* ---- directories that were already there ---- */
+
+static void assert_empty_dir(const char *dir) {
+  char *listing = qvm_test_sh_output("find '%s' -mindepth 1 | wc -l", dir);
+  assert_string_equal(listing, "0");
+  free(listing);
+}
+
+static void refused_foreign(const char *remote, const char *local, const char *empty) {
+  qvm_error *err = NULL;
+  assert_int_equal(download(remote, local, NULL, &err), QVM_EEXISTS);
+  assert_non_null(strstr(qvm_error_message(err), "uid 65534"));
+  assert_non_null(strstr(qvm_error_message(err), empty));
+  qvm_error_free(err);
+  assert_empty_dir(empty);
+}
+
+/* Another user made /tmp/tree (0777, theirs) before `qvm cp -r vm:/tree
+ * /tmp/`: refused, nothing written into it; the same one level down. Our
+ * own directory that is already there is entered. */
+static void test_foreign_dir_not_entered(void **state) {
+  (void)state;
+  char *out = fresh_dir("foreign"), *theirs = path_in(out, "tree");
+  assert_int_equal(mkdir(theirs, 0777), 0);
+  assert_int_equal(chown(theirs, NOBODY, NOBODY), 0);
+  assert_int_equal(chmod(theirs, 0777), 0);
+  refused_foreign("/tree", out, theirs);
+  char *out2 = fresh_dir("foreign-deep"), *sub = path_in(out2, "tree/sub");
+  assert_int_equal(
+      qvm_test_sh("mkdir -p '%s' && chown %d '%s' && chmod 0777 '%s'", sub, NOBODY, sub, sub), 0);
+  refused_foreign("/tree", out2, sub);
+  char *out3 = fresh_dir("own-existing");
+  assert_int_equal(qvm_test_sh("mkdir -p '%s/tree/sub'", out3), 0);
+  qvm_error *err = NULL;
+  if (download("/tree", out3, NULL, &err) < 0) fail_msg("%s", qvm_error_message(err));
+  assert_int_equal(qvm_test_sh("grep -qx hostile '%s/tree/sub/g'", out3), 0);
+  free(out), free(theirs), free(out2), free(sub), free(out3);
+}
+
+/* `qvm cp -r vm:/ ~` merges into ~ (here "/merge777/." into a 0700 dir):
+ * the guest's 0777 or 0000 and its mtime never reach the directory that
+ * was there, with umask 002 too. */
+static void merge_keeps_dest(const char *remote, const char *name) {
+  char *dest = fresh_dir(name);
+  assert_int_equal(chmod(dest, 0700), 0);
+  assert_int_equal(qvm_test_sh("touch -d 2020-01-01 '%s'", dest), 0);
+  qvm_error *err = NULL;
+  mode_t old = umask(002);
+  int r = download(remote, dest, NULL, &err);
+  umask(old);
+  if (r < 0) fail_msg("%s", qvm_error_message(err));
+  struct stat st;
+  assert_int_equal(stat(dest, &st), 0);
+  assert_int_equal(st.st_mode & 07777, 0700);
+  assert_true(st.st_mtime != MTIME);
+  assert_int_equal(qvm_test_sh("grep -qx hostile '%s/x'", dest), 0);
+  free(dest);
+}
+
+static void test_merge_keeps_existing_dir(void **state) {
+  (void)state;
+  merge_keeps_dest("/merge777/.", "merge777");
+  merge_keeps_dest("/merge000/.", "merge000");
+}
+
+/* ---- CLOSE never answered ---- */
+
+static double seconds_since(const struct timespec *t0) {
+  struct timespec t1;
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* Handles (directories and a file, five or four) whose CLOSE the guest
+ * never answers, with the socket quiet or kept busy by stray replies: the
+ * copy ends at its time limit plus one grace period of 10 s, not 10 s per
+ * handle (40 s or more here). In a child that leaves with _exit(): libssh2
+ * cannot free a handle whose close never finished (LeakSanitizer would
+ * report it at exit). */
+static int stalled_close_child(const char *remote, const char *out) {
+  qvm_ssh_copy_options co = QVM_SSH_COPY_OPTIONS_INIT;
+  co.timeout_ms = 2000;
+  qvm_error *err = NULL;
+  struct timespec t0;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  watchdog_s = 90;
+  int r = download(remote, out, &co, &err);
+  double took = seconds_since(&t0);
+  print_message("    %s took %.1f s\n", remote, took);
+  if (r != QVM_ETIMEOUT || strcmp(qvm_error_class(err), "Timeout")) return 2;
+  /* 2 s + 10 s, with room for a loaded machine; one grace per handle
+   * would be over 40 s */
+  return took < 30 ? 0 : 3;
+}
+
+static void stalled_close(const char *remote, const char *name) {
+  char *out = fresh_dir(name);
+  fflush(NULL);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    int code = stalled_close_child(remote, out);
+    fflush(NULL);
+    _exit(code);
+  }
+  int status = 0;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
+  free(out);
+}
+
+static void test_close_never_answered(void **state) {
+  (void)state;
+  stalled_close("/stall-quiet", "stall-quiet");
+  stalled_close("/stall-noisy", "stall-noisy");
+}
+
+/* ---- a download killed midway ---- */
+
+/* Bytes of the file the process pid has open under dir, or -1. */
+static long long open_file_size(pid_t pid, const char *dir) {
+  char fd_dir[64], link[4200], target[4200];
+  snprintf(fd_dir, sizeof fd_dir, "/proc/%d/fd", (int)pid);
+  long long size = -1;
+  for (int fd = 3; fd < 64; fd++) {
+    snprintf(link, sizeof link, "%s/%d", fd_dir, fd);
+    ssize_t n = readlink(link, target, sizeof target - 1);
+    if (n <= 0) continue;
+    target[n] = '\0';
+    struct stat st;
+    if (!strncmp(target, dir, strlen(dir)) && target[strlen(dir)] == '/' && stat(link, &st) == 0 &&
+        S_ISREG(st.st_mode))
+      size = (long long)st.st_size;
+  }
+  return size;
+}
+
+/* An endless file without caps, killed (SIGKILL, SIGINT) once 1 MiB is
+ * written: no file and no temp file is left in the destination. */
+static void killed_midway(int sig, const char *name) {
+  char *out = fresh_dir(name);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    signal(SIGINT, SIG_DFL); /* a shell's background job starts with it ignored */
+    qvm_ssh_copy_options co = QVM_SSH_COPY_OPTIONS_INIT;
+    co.max_bytes = UINT64_MAX;
+    co.timeout_ms = -1;
+    qvm_error *err = NULL;
+    _exit(download("/endless-file", out, &co, &err) < 0 ? 3 : 4);
+  }
+  bool midway = false;
+  for (int i = 0; i < 1200 && !midway; i++) {
+    midway = open_file_size(pid, out) >= (1 << 20);
+    if (!midway) usleep(50000);
+  }
+  kill(pid, sig);
+  int status = 0;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(midway);
+  assert_true(WIFSIGNALED(status) && WTERMSIG(status) == sig);
+  char *listing = qvm_test_sh_output("cd '%s' && find . -mindepth 1 | wc -l", out);
+  if (strcmp(listing, "0")) qvm_test_sh("ls -la '%s' >&2", out);
+  assert_string_equal(listing, "0");
+  free(listing), free(out);
+}
+
+static void test_killed_download_leaves_nothing(void **state) {
+  (void)state;
+  killed_midway(SIGKILL, "killed-kill");
+  killed_midway(SIGINT, "killed-int");
+}
+
 /* argv[1], if given, picks tests by name pattern (cmocka's filter). */
 int main(int argc, char **argv) {
   if (argc > 1) cmocka_set_test_filter(argv[1]);
@@ -417,6 +628,11 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_escapes_in_errors),
       cmocka_unit_test(test_endless_listing_stops),
       cmocka_unit_test(test_endless_file_stops),
+      cmocka_unit_test(test_own_symlink_followed),
+      cmocka_unit_test(test_foreign_dir_not_entered),
+      cmocka_unit_test(test_merge_keeps_existing_dir),
+      cmocka_unit_test(test_close_never_answered),
+      cmocka_unit_test(test_killed_download_leaves_nothing),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -13,6 +13,11 @@
  *   /endless-dots   a READDIR that lists "." and ".." forever
  *   /endless-names  a READDIR that lists new empty files forever
  *   /endless-file   a file whose READs never reach EOF
+ *   /stall-quiet    a deep tree whose handles never answer CLOSE
+ *   /stall-noisy    the same, and once a CLOSE is left unanswered the
+ *                   server keeps the socket busy with stray replies
+ *   /merge777/.     directories with mode 0777 and 0000 whose content a
+ *   /merge000/.     download merges into its destination ("." at the end)
  *
  * "Forever" has a safety stop far beyond what the client may accept, so a
  * client without caps fails its test instead of filling the disk.
@@ -23,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 enum {
@@ -98,6 +104,19 @@ static const node nodes[] = {
     {"", "endless-dots", 040755, ENDLESS_DOTS},
     {"", "endless-names", 040755, ENDLESS_NAMES},
     {"", "endless-file", 0100644, ENDLESS_FILE},
+    {"", "stall-quiet", 040755, PLAIN},
+    {"/stall-quiet", "a", 040755, PLAIN},
+    {"/stall-quiet/a", "b", 040755, PLAIN},
+    {"/stall-quiet/a/b", "c", 040755, PLAIN},
+    {"/stall-quiet/a/b/c", "f", 0100644, PLAIN},
+    {"", "stall-noisy", 040755, PLAIN},
+    {"/stall-noisy", "a", 040755, PLAIN},
+    {"/stall-noisy/a", "b", 040755, PLAIN},
+    {"/stall-noisy/a/b", "f", 0100644, PLAIN},
+    {"", "merge777", 040777, PLAIN},
+    {"/merge777", "x", 0100644, PLAIN},
+    {"", "merge000", 040000, PLAIN},
+    {"/merge000", "x", 0100644, PLAIN},
 };
 #define N_NODES (sizeof nodes / sizeof nodes[0])
 static const char CONTENT[] = "hostile\n";
@@ -202,6 +221,16 @@ static void status(uint32_t id, uint32_t code) {
 /* ---- the made-up tree ---- */
 
 static node endless_name_node;
+
+/* "/dir/." is "/dir" and "/dir/./x" is "/dir/x" (a merging download asks
+ * for them so). */
+static char *normalize(char *path) {
+  char *dot;
+  while ((dot = strstr(path, "/./"))) memmove(dot, dot + 2, strlen(dot + 2) + 1);
+  size_t n = strlen(path);
+  if (n > 2 && !strcmp(path + n - 2, "/.")) path[n - 2] = '\0';
+  return path;
+}
 
 static const node *lookup(const char *path) {
   const char *slash = strrchr(path, '/');
@@ -336,14 +365,33 @@ static void stat_reply(uint32_t id, const char *path) {
   send_packet(&b);
 }
 
+/* CLOSE of a /stall-noisy handle: never answered, and meanwhile the socket
+ * is kept busy with a reply to a request nobody made every 20 ms, for
+ * NOISY_S seconds; then the client's requests are read and dropped until
+ * it goes. */
+#define NOISY_S 120
+static void stall_noisily(void) {
+  for (uint32_t i = 0; i < NOISY_S * 50; i++) {
+    buf b = {0};
+    put_u8(&b, FXP_ATTRS);
+    put_u32(&b, 0xfffffff0u - i);
+    put_u32(&b, 0);
+    send_packet(&b);
+    nanosleep(&(struct timespec){.tv_nsec = 20 * 1000 * 1000}, NULL);
+  }
+  char junk[4096];
+  while (read(0, junk, sizeof junk) > 0) continue;
+  exit(0);
+}
+
 static void handle_request(int type, req *r) {
   uint32_t id = get_u32(r);
   if (type == FXP_STAT || type == FXP_LSTAT) {
-    char *path = get_str(r);
+    char *path = normalize(get_str(r));
     stat_reply(id, path);
     free(path);
   } else if (type == FXP_OPEN || type == FXP_OPENDIR) {
-    char *path = get_str(r);
+    char *path = normalize(get_str(r));
     const node *n = lookup(path);
     bool is_dir = n && (n->mode & 0170000) == 040000;
     if (!n || n->kind == OPEN_FAILS || is_dir != (type == FXP_OPENDIR)) {
@@ -360,6 +408,8 @@ static void handle_request(int type, req *r) {
       uint64_t off = get_u64(r);
       return read_reply(id, h, off, get_u32(r));
     }
+    if (!strncmp(h->path, "/stall-quiet", 12)) return; /* never answered */
+    if (!strncmp(h->path, "/stall-noisy", 12)) stall_noisily();
     free(h->path);
     *h = (handle){0};
     status(id, FX_OK);

@@ -491,40 +491,63 @@ static const char cp_help[] =
     "NAME:PATH (a relative PATH is under the vm user's home). Modes and times\n"
     "are kept (a download never sets setuid, setgid or sticky, and applies\n"
     "your umask). If DST is an existing directory, SRC goes into it. A\n"
-    "download never follows a symlink inside DST, and a file that fails\n"
-    "midway is not left behind.\n\n"
+    "download never follows a symlink inside DST (only your own symlink\n"
+    "that DST names), never enters another user's directory, and a file that\n"
+    "fails midway is not left behind.\n\n"
     "  qvm cp ./app.tar.gz web:/tmp/      upload\n"
     "  qvm cp -r web:/var/log/nginx ./    download a directory\n\n"
     "  -r, --recursive  copy directories\n"
-    "  --timeout S      stop the copy after S seconds (default 3600; 0: never)\n"
+    "  --timeout S      stop the copy after S seconds (default: 3600 for a\n"
+    "                   download, none for an upload; 0: never)\n"
     "  --max-bytes SIZE download at most SIZE of file data, e.g. 200G (default\n"
     "                   64G; 0: no cap)\n"
     "  --max-files N    download at most N directory entries (default 1000000;\n"
     "                   0: no cap)\n" AUTH_HELP;
 
-/* --timeout, --max-bytes, --max-files: 0 means no limit. */
+/* Digits only: a sign, a space or a number past UINT64_MAX is not one. */
+static bool parse_whole(const char *s, uint64_t *out) {
+  if (!*s || s[strspn(s, "0123456789")]) return false;
+  errno = 0;
+  unsigned long long v = strtoull(s, NULL, 10);
+  if (errno == ERANGE || v > UINT64_MAX) return false;
+  *out = (uint64_t)v;
+  return true;
+}
+
+/* A size as for --memory; zero in any spelling ("0", "00", "0G"): no cap. */
+static int parse_max_bytes(uint64_t *out, const char *s) {
+  qvm_error *err = NULL;
+  size_t zeros = strspn(s, "0");
+  char one[8];
+  if (zeros && !(s[zeros] >= '0' && s[zeros] <= '9') && strlen(s + zeros) < sizeof one - 1) {
+    snprintf(one, sizeof one, "1%s", s + zeros); /* the suffix must still be one */
+    if (qvm_vm_size_parse(out, "max-bytes", one, NULL) == 0) {
+      *out = UINT64_MAX;
+      return 0;
+    }
+  }
+  if (qvm_vm_size_parse(out, "max-bytes", s, &err) == 0) return 0;
+  int r = qvm_cli_usage_error("cp", "%s", qvm_error_message(err));
+  qvm_error_free(err);
+  return r;
+}
+
+/* --timeout, --max-bytes, --max-files: 0 means no limit (UINT64_MAX for the
+ * caps: 0 would be the library's default). */
 static int cp_limit_option(qvm_ssh_copy_options *co, int c) {
-  char *end = NULL;
+  uint64_t v = 0;
   if (c == 't') {
-    long v = strtol(optarg, &end, 10);
-    if (!*optarg || *end || v < 0 || v > 86400 * 7)
+    if (!parse_whole(optarg, &v) || v > 86400 * 7)
       return qvm_cli_usage_error("cp", "timeout '%s' is invalid: use whole seconds, 0 for none",
                                  optarg);
     co->timeout_ms = v ? (int)v * 1000 : -1;
   } else if (c == 'B') {
-    qvm_error *err = NULL;
-    co->max_bytes = UINT64_MAX;
-    if (strcmp(optarg, "0") && qvm_vm_size_parse(&co->max_bytes, "max-bytes", optarg, &err) < 0) {
-      int r = qvm_cli_usage_error("cp", "%s", qvm_error_message(err));
-      qvm_error_free(err);
-      return r;
-    }
+    return parse_max_bytes(&co->max_bytes, optarg);
   } else {
-    unsigned long long v = strtoull(optarg, &end, 10);
-    if (!*optarg || *end || optarg[0] == '-')
+    if (!parse_whole(optarg, &v))
       return qvm_cli_usage_error(
           "cp", "max-files '%s' is invalid: use a whole number, 0 for no cap", optarg);
-    co->max_files = v ? (uint64_t)v : UINT64_MAX;
+    co->max_files = v ? v : UINT64_MAX;
   }
   return 0;
 }
@@ -538,8 +561,9 @@ static const char *cp_hint(const qvm_error *err) {
   if (qvm_error_code(err) == QVM_ETIMEOUT)
     return "if the copy needs longer, give --timeout S (0: no limit)";
   if (qvm_error_code(err) == QVM_EEXISTS)
-    return "a download never writes through a symlink or over a directory or special file: "
-           "remove it, or copy to a new path";
+    return "a download never writes through a symlink that is not yours, into another "
+           "user's directory, or over a directory or special file: remove it, or copy to a "
+           "new path";
   return NULL;
 }
 
