@@ -206,6 +206,56 @@ static int parse_uint(unsigned *out, const loader *L, const yaml_node_t *n, cons
 
 /* --- provision steps ---------------------------------------------------- */
 
+/* Levenshtein distance, for names of at most 64 bytes (else SIZE_MAX). */
+static size_t edit_distance(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b), row[65];
+  if (la > 64 || lb > 64) return SIZE_MAX;
+  for (size_t j = 0; j <= lb; j++) row[j] = j;
+  for (size_t i = 1; i <= la; i++) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= lb; j++) {
+      size_t up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+      if (up + 1 < best) best = up + 1;
+      if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+      diag = up;
+      row[j] = best;
+    }
+  }
+  return row[lb];
+}
+
+/* The key of `allowed` ("a, b, c") nearest to `key`, within two edits (or
+ * differing only in '-' for '_'), as "did you mean 'X'? " into out, or "". */
+static void did_you_mean(char *out, size_t size, const char *key, const char *allowed) {
+  char best[32] = "", word[32];
+  size_t best_d = 3, klen = strlen(key);
+  for (const char *p = allowed; *p;) {
+    size_t n = strcspn(p, ", ");
+    if (n && n < sizeof word) {
+      memcpy(word, p, n);
+      word[n] = '\0';
+      char alt[65];
+      snprintf(alt, sizeof alt, "%s", key);
+      for (char *c = alt; *c; c++)
+        if (*c == '-') *c = '_';
+      size_t d = strcmp(alt, word) ? edit_distance(key, word) : 0;
+      if (d < best_d && d < klen) {
+        best_d = d;
+        memcpy(best, word, n + 1);
+      }
+    }
+    p += n;
+    p += strspn(p, ", ");
+  }
+  if (best[0])
+    snprintf(out, size, "did you mean '%s'? ", best);
+  else if (size)
+    out[0] = '\0';
+}
+
+static const char STEP_KEYS[] = "shell, script, file, to, sudo";
+
 /* One step as a mapping {shell|script|file: ..., [to: DST], [sudo: bool]}
  * -> the create-option syntax "[sudo:]shell:CMD", "script:PATH",
  * "file:SRC:DST". */
@@ -245,8 +295,11 @@ static int provision_step(char **out, const loader *L, const yaml_node_t *n, con
       else
         return at(L, v, err, "'sudo' must be true or false, not '%s'", b);
     } else {
-      return at(L, k, err, "unknown provision step key '%s': use shell, script, file, to, sudo",
-                name);
+      {
+        char hint[64];
+        did_you_mean(hint, sizeof hint, name, STEP_KEYS);
+        return at(L, k, err, "unknown provision step key '%s': %suse %s", name, hint, STEP_KEYS);
+      }
     }
     if (r < 0) return r;
   }
@@ -330,8 +383,12 @@ static int parse_vm(entry *e, const loader *L, yaml_node_t *n, qvm_error **err) 
       if (v->type != YAML_SEQUENCE_NODE)
         return at(L, v, err, "'provision' must be a list of steps, not %s", kind(v));
       r = one_or_list(&e->provision, L, v, key, provision_step, err);
-    } else
-      return at(L, k, err, "unknown key '%s' in vm '%s': allowed are %s", key, e->name, VM_KEYS);
+    } else {
+      char hint[64];
+      did_you_mean(hint, sizeof hint, key, VM_KEYS);
+      return at(L, k, err, "unknown key '%s' in vm '%s': %sallowed are %s", key, e->name, hint,
+                VM_KEYS);
+    }
     if (r < 0) return r;
   }
   /* Each value is checked again (sizes, modes, paths) by qvm_vm_create. */
@@ -374,7 +431,11 @@ static int parse_root(qvm_vm_file *f, const loader *L, qvm_error **err) {
     const char *key = NULL;
     int r = scalar(&key, L, k, "key", err);
     if (r < 0) return r;
-    if (strcmp(key, "vms")) return at(L, k, err, "unknown top-level key '%s': allowed is vms", key);
+    if (strcmp(key, "vms")) {
+      char hint[64];
+      did_you_mean(hint, sizeof hint, key, "vms");
+      return at(L, k, err, "unknown top-level key '%s': %sallowed is vms", key, hint);
+    }
     vms = yaml_document_get_node((yaml_document_t *)&L->doc, p->value);
   }
   if (!vms) return at(L, root, err, "no 'vms:' mapping");

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -138,17 +139,37 @@ static int up_request(struct json_object **out, const qvm_vm_create_options *o, 
   return 0;
 }
 
-/* "memory: was 1073741824, now 2147483648; cpus: ..." */
+/* A size as the user writes it: the largest binary suffix that keeps it
+ * exact (1073741824 -> "1G", 1610612736 -> "1536M"). */
+static void size_text(char *out, size_t size, uint64_t v) {
+  static const char suffixes[] = "KMGT";
+  int unit = -1;
+  while (v && unit < 3 && v % 1024 == 0) {
+    v /= 1024;
+    unit++;
+  }
+  snprintf(out, size, "%" PRIu64 "%.*s", v, unit >= 0 ? 1 : 0, unit >= 0 ? &suffixes[unit] : "");
+}
+
+static const char *diff_value(char *buf, size_t size, const char *key, struct json_object *v) {
+  if (!v) return "unset";
+  if ((!strcmp(key, "memory") || !strcmp(key, "disk")) && json_object_is_type(v, json_type_int)) {
+    size_text(buf, size, (uint64_t)json_object_get_int64(v));
+    return buf;
+  }
+  return json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
+}
+
+/* "memory: was 1G, now 2G; cpus: ..." */
 static char *up_request_diff(struct json_object *was, struct json_object *now) {
   qvm_strbuf sb = QVM_STRBUF_INIT;
   json_object_object_foreach(now, key, value) {
     struct json_object *old = NULL;
     json_object_object_get_ex(was, key, &old);
     if (json_object_equal(old, value)) continue;
-    qvm_strbuf_printf(&sb, "\n  %s: was %s, now %s", key,
-                      old ? json_object_to_json_string_ext(old, JSON_C_TO_STRING_PLAIN) : "unset",
-                      value ? json_object_to_json_string_ext(value, JSON_C_TO_STRING_PLAIN)
-                            : "unset");
+    char a[32], b[32];
+    qvm_strbuf_printf(&sb, "\n  %s: was %s, now %s", key, diff_value(a, sizeof a, key, old),
+                      diff_value(b, sizeof b, key, value));
   }
   return qvm_strbuf_steal(&sb);
 }
@@ -395,6 +416,10 @@ static char *quote(const char *text, size_t max) {
 
 /* cloud-init: `cloud-init status --wait --long` blocks in the guest until
  * it has finished; qvm's marker on serial is the event that times it. */
+#define NO_MARKER                                                                                  \
+  "qvm's readiness line never appeared on the serial console (is the image's console not "         \
+  "ttyS0?): harmless, up goes on"
+
 static int wait_cloud_init(up_run *u, qvm_ssh *ssh, qvm_error **err) {
   _cleanup_free_ char *out = NULL;
   int code = 0;
@@ -451,8 +476,8 @@ static int wait_cloud_init(up_run *u, qvm_ssh *ssh, qvm_error **err) {
     u->res->failed_in_phase = false;
   }
   phase_done(u, QVM_UP_CLOUD_INIT, QVM_UP_PHASE_DONE,
-             error ? (marker ? "finished with errors" : "finished with errors, no qvm-ready marker")
-                   : (marker ? "done" : "done, but no qvm-ready marker on serial"));
+             error ? (marker ? "finished with errors" : "finished with errors; " NO_MARKER)
+                   : (marker ? "done" : "done; " NO_MARKER));
   return 0;
 }
 

@@ -67,6 +67,74 @@ expect 3 "script '/nonexistent/s.sh' not found" "hint: check the path" -- \
 expect 3 "^qvm console: vm 'nope' not found.*qvm ls" "start it" -- console nope
 expect 255 "vm 'nope' not found" "start it" -- exec nope -- true
 
+# expect_stdout CODE PATTERN -- ARGS...: the exit code and stdout matching PATTERN.
+expect_stdout() {
+  local code=$1 pattern=$2 got=0
+  shift 3
+  "$qvm" "$@" >"$dir/out" 2>"$dir/err" </dev/null || got=$?
+  if [[ $got != "$code" ]] || ! grep -zEq -- "$pattern" "$dir/out"; then
+    echo "FAIL: qvm $* -> exit $got (want $code), stdout:" >&2
+    sed 's/^/  /' "$dir/out" >&2
+    echo "  (wanted /$pattern/)" >&2
+    failures=$((failures + 1))
+  fi
+}
+
+# qvm help VERB is that verb's --help; an unknown verb is a usage error
+expect_stdout 0 "^usage: qvm up NAME" -- help up
+expect_stdout 0 "^usage: qvm rm NAME" -- help rm
+expect 2 "^qvm help: unknown command 'nosuch'" -- help nosuch
+
+# a long option matches only in full: no getopt abbreviations, a suggestion instead
+expect 2 "^qvm ls: unknown option '--jso' \\(did you mean '--json'\\?\\)" -- ls --jso
+expect 2 "^qvm create: unknown option '--mem' \\(did you mean '--memory'\\?\\)" -- \
+  create t1 "${k[@]}" --mem=1G
+expect 2 "^qvm create: unknown option '--mem' \\(did you mean '--memory'\\?\\)" -- \
+  create t1 "${k[@]}" --mem
+expect 2 "^qvm rm: unknown option '--forc' \\(did you mean '--force'\\?\\)" -- rm --forc nope
+expect 2 "^qvm up: unknown option '--jso' \\(did you mean '--json'\\?\\)" -- up x --jso
+expect 2 "^qvm exec: unknown option '--tim' \\(did you mean '--timeout'\\?\\)" -- \
+  exec x --tim 3 -- true
+# (the exact --name=value form still works)
+expect 2 "cpus '0' is invalid" -- create t1 "${k[@]}" --cpus=0
+if [[ -e $QVM_STATE_DIR/vms/t1 ]]; then
+  echo "FAIL: an abbreviated option made vms/t1" >&2
+  failures=$((failures + 1))
+  "$qvm" rm --force t1 >/dev/null 2>&1 || true
+fi
+
+# up without anything to boot is a usage error, and prints no header first
+expect 2 "^qvm up: missing --image PATH" -- up x
+if grep -q "up: vm" "$dir/out"; then
+  echo "FAIL: qvm up x printed its header before the usage error" >&2
+  failures=$((failures + 1))
+fi
+
+# a vm that does not exist: the hint start, stop, rm, ssh-config... give, here too
+for verb in info logs down console; do
+  expect 3 "^qvm $verb: vm 'nope' not found.*hint: see 'qvm ls' for the vms that exist" -- \
+    "$verb" nope
+done
+
+# a changed spec lists sizes as they are written, not in bytes (qemu fails
+# at once here: nothing boots)
+QVM_QEMU=/bin/false "$qvm" up s1 "${k[@]}" --memory 1536M --timeout 20 >/dev/null 2>&1 || true
+QVM_QEMU=/bin/false expect 4 "memory: was 1536M, now 2G.*disk: was unset, now 10G" "[0-9]{9}" -- \
+  up s1 "${k[@]}" --memory 2G --disk 10G --timeout 20
+"$qvm" rm --force s1 >/dev/null 2>&1 || true
+
+# qvm.yaml: a near miss gets a suggestion, and the hint says where the format is
+mkdir -p "$dir/proj"
+printf 'vms:\n  a:\n    kernel: %s\n    memroy: 1G\n' "$dir/kernel" >"$dir/proj/qvm.yaml"
+expect 1 "unknown key 'memroy' in vm 'a': did you mean 'memory'\\?.*hint: .*docs/cli.md, section \"qvm.yaml\"" \
+  -- up -f "$dir/proj/qvm.yaml"
+# plain 'qvm up' reads ./qvm.yaml, and says so; without one it is the usage error
+(cd "$dir/proj" && expect 1 "^using ./qvm.yaml.*unknown key 'memroy'" -- up)
+(cd "$dir" && expect 2 "^qvm up: missing the vm name" -- up)
+# the example parses: the file loads before its NAMEs are looked up
+src=${QVM_SOURCE_DIR:-$(dirname "$0")/../..}
+expect 2 "'$src/examples/qvm.yaml' describes no vm 'nosuch'" -- up -f "$src/examples/qvm.yaml" nosuch
+
 if ((failures)); then
   echo "test_vm_access_cli: $failures failure(s)" >&2
   exit 1

@@ -106,8 +106,8 @@ static void test_errors(void **state) {
   parse_err("vm:\n  a: {}\n", "qvm.yaml:1:1:", "unknown top-level key 'vm'");
   parse_err("vms: []\n", "qvm.yaml:1:6:", "must map VM names");
   parse_err("vms: {}\n", "qvm.yaml:1:6:", "'vms' is empty");
-  parse_err("vms:\n  a:\n    image: x\n    memroy: 1G\n",
-            "qvm.yaml:4:5:", "unknown key 'memroy' in vm 'a': allowed are image");
+  parse_err("vms:\n  a:\n    image: x\n    memroy: 1G\n", "qvm.yaml:4:5:",
+            "unknown key 'memroy' in vm 'a': did you mean 'memory'? allowed are image");
   parse_err("vms:\n  Bad_Name:\n    image: x\n", "qvm.yaml:2:3:", "vm name 'Bad_Name' is invalid");
   parse_err("vms:\n  ../x:\n    image: x\n", "qvm.yaml:2:3:", "is invalid");
   parse_err("vms:\n  a:\n    image: x\n  a:\n    image: y\n", "qvm.yaml:4:3:", "described twice");
@@ -138,6 +138,52 @@ static void test_errors(void **state) {
   parse_err("vms:\n  a:\n    image: x\n---\nvms: {}\n", NULL, "more than one YAML document");
 }
 
+/* An unknown key close to a known one (two edits, or '-' for '_') names it;
+ * one far from every key does not guess. */
+static void test_did_you_mean(void **state) {
+  (void)state;
+  parse_err("vms:\n  a:\n    image: x\n    image-format: raw\n", NULL,
+            "did you mean 'image_format'?");
+  parse_err("vms:\n  a:\n    image: x\n    cloud-config: c.yaml\n", NULL,
+            "did you mean 'cloud_config'?");
+  parse_err("vms:\n  a:\n    image: x\n    ssh_key: k.pub\n", NULL, "did you mean 'ssh_keys'?");
+  parse_err("vms:\n  a:\n    image: x\n    provision: [{shel: ls}]\n", NULL,
+            "unknown provision step key 'shel': did you mean 'shell'? use shell, script");
+  parse_err("vm:\n  a: {}\n", NULL, "unknown top-level key 'vm': did you mean 'vms'?");
+  const char far[] = "vms:\n  a:\n    image: x\n    frobnicate: 1\n";
+  qvm_vm_file *f = NULL;
+  qvm_error *err = NULL;
+  assert_int_equal(vm_file_parse(&f, "qvm.yaml", "/proj", far, strlen(far), &err), QVM_EINVAL);
+  assert_non_null(strstr(qvm_error_message(err), "unknown key 'frobnicate'"));
+  assert_null(strstr(qvm_error_message(err), "did you mean"));
+  qvm_error_free(err);
+}
+
+/* examples/qvm.yaml, the commented example docs/cli.md points to, parses:
+ * two VMs, one on the user network with provision steps, one on a bridge. */
+static void test_example(void **state) {
+  (void)state;
+  const char *src = getenv("QVM_SOURCE_DIR");
+  if (!src) fail_msg("QVM_SOURCE_DIR is not set (run through ctest)");
+  char path[4096], dir[4096];
+  snprintf(path, sizeof path, "%s/examples/qvm.yaml", src);
+  qvm_vm_file *f = NULL;
+  qvm_error *err = NULL;
+  if (qvm_vm_file_load(&f, path, &err) < 0) fail_msg("%s", qvm_error_message(err));
+  assert_int_equal(qvm_vm_file_count(f), 2);
+  const qvm_vm_create_options *web = qvm_vm_file_options(f, 0), *db = qvm_vm_file_options(f, 1);
+  assert_string_equal(qvm_vm_file_name(f, 0), "web");
+  assert_string_equal(web->net, "user");
+  assert_int_equal(web->n_publish, 1);
+  assert_true(web->n_provision >= 1);
+  assert_non_null(strstr(web->image, "/examples/images/"));
+  assert_string_equal(qvm_vm_file_name(f, 1), "db");
+  assert_int_equal(strncmp(db->net, "bridge", 6), 0);
+  assert_non_null(realpath(src, dir));
+  assert_int_equal(strncmp(web->image, dir, strlen(dir)), 0);
+  qvm_vm_file_free(f);
+}
+
 /* Tags are data, never types; aliases resolve to the same data; deep or
  * self-referencing structures only fail. */
 static void test_hostile(void **state) {
@@ -162,10 +208,9 @@ static void test_hostile(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_full),
-      cmocka_unit_test(test_home),
-      cmocka_unit_test(test_errors),
-      cmocka_unit_test(test_hostile),
+      cmocka_unit_test(test_full),         cmocka_unit_test(test_home),
+      cmocka_unit_test(test_errors),       cmocka_unit_test(test_hostile),
+      cmocka_unit_test(test_did_you_mean), cmocka_unit_test(test_example),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

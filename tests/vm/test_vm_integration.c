@@ -277,7 +277,10 @@ static void test_lifecycle(void **state) {
   assert_int_equal(qvm_test_sh("grep -q 'qvm-mini: powerdown' '%s'", console_out), 0);
   /* Start again, then rm: refused while running, then nothing left. */
   assert_int_equal(qvm("start life"), 0);
-  assert_int_equal(qvm("rm life 2>/dev/null"), 6);
+  assert_int_equal(qvm("rm life 2>'%s/rm.err'", f->root), 6);
+  /* The message says what to do; the lock holder's hint does not belong. */
+  assert_int_equal(qvm_test_sh("grep -q 'stop it first, or use --force' '%s/rm.err'", f->root), 0);
+  assert_int_not_equal(qvm_test_sh("grep -q 'hint: wait' '%s/rm.err'", f->root), 0);
   wait_serial(f, "life", "qvm-mini: ready");
   assert_int_equal(qvm("stop life"), 0);
   assert_int_equal(qvm("rm life"), 0);

@@ -3,6 +3,7 @@
 
 #include <getopt.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,15 +54,103 @@ int qvm_cli_usage_error(const char *verb, const char *fmt, ...) {
   return QVM_EXIT_USAGE;
 }
 
+/* The longopts of the last qvm_cli_getopt call, for suggestions, and the
+ * argument getopt_long took as an abbreviation of a longer name. */
+static const struct option *last_longopts;
+static const char *inexact_arg;
+
+int qvm_cli_getopt(int argc, char *const *argv, const char *optstring,
+                   const struct option *longopts) {
+  int index = -1;
+  last_longopts = longopts;
+  inexact_arg = NULL;
+  int c = getopt_long(argc, argv, optstring, longopts, &index);
+  if (c == -1 || c == '?' || c == ':' || index < 0 || optind < 1) return c;
+  /* A value in the next argument (--image PATH) is that argument itself. */
+  const struct option *o = &longopts[index];
+  const char *arg = argv[optind - 1];
+  if (o->has_arg != no_argument && optarg == argv[optind - 1] && optind >= 2)
+    arg = argv[optind - 2];
+  size_t len = strcspn(arg, "=");
+  if (len > 2 && !strncmp(arg, "--", 2) && strlen(o->name) == len - 2 &&
+      !strncmp(arg + 2, o->name, len - 2))
+    return c;
+  inexact_arg = arg;
+  return '?';
+}
+
+/* Levenshtein distance, for short option and key names. */
+static size_t edit_distance(const char *a, size_t la, const char *b) {
+  size_t lb = strlen(b), row[65];
+  if (la > 64 || lb > 64) return SIZE_MAX;
+  for (size_t j = 0; j <= lb; j++) row[j] = j;
+  for (size_t i = 1; i <= la; i++) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= lb; j++) {
+      size_t up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+      if (up + 1 < best) best = up + 1;
+      if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+      diag = up;
+      row[j] = best;
+    }
+  }
+  return row[lb];
+}
+
+/* The long option NAME (len bytes, no "--") most likely meant: the only one
+ * it abbreviates, else the nearest within two edits, else NULL. */
+static const char *closest_option(const char *name, size_t len) {
+  const char *prefix_of = NULL, *best = NULL;
+  size_t prefixes = 0, best_d = 3;
+  for (const struct option *o = last_longopts; o && o->name; o++) {
+    if (!strncmp(o->name, name, len) && strlen(o->name) > len) {
+      prefix_of = o->name;
+      prefixes++;
+    }
+    size_t d = edit_distance(name, len, o->name);
+    if (d < best_d && d < len) {
+      best = o->name;
+      best_d = d;
+    }
+  }
+  return prefixes == 1 ? prefix_of : best;
+}
+
+static bool is_long_option(const char *name, size_t len) {
+  for (const struct option *o = last_longopts; o && o->name; o++)
+    if (strlen(o->name) == len && !strncmp(o->name, name, len)) return true;
+  return false;
+}
+
+static int unknown_long(const char *verb, const char *arg, int len) {
+  const char *near = closest_option(arg + 2, (size_t)len - 2);
+  if (near)
+    return qvm_cli_usage_error(verb, "unknown option '%.*s' (did you mean '--%s'?)", len, arg,
+                               near);
+  return qvm_cli_usage_error(verb, "unknown option '%.*s'", len, arg);
+}
+
 int qvm_cli_bad_option(const char *verb, int c, char *const *argv) {
+  if (inexact_arg) {
+    const char *arg = inexact_arg;
+    inexact_arg = NULL;
+    return unknown_long(verb, arg, (int)strcspn(arg, "="));
+  }
   const char *arg = optind > 0 ? argv[optind - 1] : NULL;
   bool is_long = arg && !strncmp(arg, "--", 2) && arg[2];
   int len = is_long ? (int)strcspn(arg, "=") : 0;
+  if (c == ':' && is_long && last_longopts && !is_long_option(arg + 2, (size_t)len - 2))
+    return unknown_long(verb, arg, len);
   if (c == ':' && is_long)
     return qvm_cli_usage_error(verb, "option '%.*s' needs a value", len, arg);
   if (c == ':') return qvm_cli_usage_error(verb, "option '-%c' needs a value", optopt);
   if (optopt || !is_long) return qvm_cli_usage_error(verb, "unknown option '-%c'", optopt);
-  return qvm_cli_usage_error(verb, "unknown option '%.*s'", len, arg);
+  return unknown_long(verb, arg, len);
+}
+
+const char *qvm_cli_vm_hint(const qvm_error *err) {
+  return qvm_error_code(err) == QVM_ENOTFOUND ? QVM_CLI_HINT_NO_VM : NULL;
 }
 
 /* The text is made valid UTF-8 without controls first (qvm_text_for_terminal):

@@ -46,6 +46,18 @@ int qvm_cli_exit_code(int qvm_code);
  * optstring starts with ':'), with opterr = 0 so getopt prints nothing: one
  * message naming the option, and QVM_EXIT_USAGE. */
 int qvm_cli_bad_option(const char *verb, int c, char *const *argv);
+struct option;
+/* getopt_long without its prefix matching, for every verb: a long option
+ * matches only as --NAME or --NAME=VALUE, so "--imag" is not taken for
+ * "--image" (nor for whatever a later option would make it mean). Anything
+ * else is '?', which qvm_cli_bad_option reports with the option most likely
+ * meant: "unknown option '--imag' (did you mean '--image'?)". */
+int qvm_cli_getopt(int argc, char *const *argv, const char *optstring,
+                   const struct option *longopts);
+/* The hint for a verb that names a VM that does not exist (exit 3). */
+#define QVM_CLI_HINT_NO_VM "see 'qvm ls' for the vms that exist"
+/* QVM_CLI_HINT_NO_VM for QVM_ENOTFOUND from qvm_vm_open, else NULL. */
+const char *qvm_cli_vm_hint(const qvm_error *err);
 /* Prints a JSON string literal with escapes (for hand-built --json output).
  * The text is neutralized first (qvm_text_for_terminal, newlines kept), so the
  * output is valid UTF-8 JSON whatever bytes the guest put into it. */

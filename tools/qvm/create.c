@@ -42,7 +42,7 @@ static int create_run(int argc, char **argv) {
   int c, r;
   optind = 0;
   opterr = 0;
-  while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+  while ((c = qvm_cli_getopt(argc, argv, ":", longopts)) != -1) {
     if (c == '?' || c == ':') return qvm_cli_bad_option("create", c, argv);
     if ((r = qvm_cli_create_flag("create", &f, c, optarg)) > 0) return r;
     if (r < 0) return qvm_cli_bad_option("create", '?', argv);

@@ -22,7 +22,7 @@ static bool json_flag(const char *verb, int argc, char **argv, int *rc) {
   *rc = 0;
   optind = 0;
   opterr = 0;
-  while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+  while ((c = qvm_cli_getopt(argc, argv, ":", longopts)) != -1) {
     if (c != 'j') {
       *rc = qvm_cli_bad_option(verb, c, argv);
       return false;
@@ -141,8 +141,9 @@ static int info_run(int argc, char **argv) {
   struct json_object *info = NULL;
   qvm_error *err = NULL;
   if (qvm_vm_open(&vm, argv[optind], &err) < 0 || qvm_vm_info(&info, vm, &err) < 0) {
+    const char *hint = vm ? NULL : qvm_cli_vm_hint(err);
     qvm_vm_free(vm);
-    return qvm_cli_fail("info", err, NULL);
+    return qvm_cli_fail("info", err, hint);
   }
   qvm_cli_json_neutralize(info); /* the guest's address is in there */
   if (json)
@@ -168,7 +169,7 @@ static int logs_run(int argc, char **argv) {
   int c;
   optind = 0;
   opterr = 0;
-  while ((c = getopt_long(argc, argv, ":f", longopts, NULL)) != -1) {
+  while ((c = qvm_cli_getopt(argc, argv, ":f", longopts)) != -1) {
     if (c == 'f')
       flags |= QVM_VM_LOGS_FOLLOW;
     else if (c == 'r')
@@ -183,8 +184,9 @@ static int logs_run(int argc, char **argv) {
   qvm_error *err = NULL;
   fflush(stdout);
   if (qvm_vm_open(&vm, argv[optind], &err) < 0 || qvm_vm_logs(vm, STDOUT_FILENO, flags, &err) < 0) {
+    const char *hint = vm ? NULL : qvm_cli_vm_hint(err);
     qvm_vm_free(vm);
-    return qvm_cli_fail("logs", err, NULL);
+    return qvm_cli_fail("logs", err, hint);
   }
   qvm_vm_free(vm);
   return QVM_EXIT_OK;

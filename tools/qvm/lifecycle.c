@@ -48,17 +48,21 @@ static void print_warnings(qvm_vm *vm) {
   json_object_put(info);
 }
 
-static const char *hint_for(int code) {
-  switch (code) {
-  case QVM_ENOTFOUND: return "see 'qvm ls' for the vms that exist";
-  case QVM_EBUSY: return "wait for the other operation to finish, then retry";
+/* QVM_EBUSY is also `rm` of a running vm, whose message says what to do
+ * ("stop it first, or use --force"): the wait hint is for a held lock only,
+ * whose message names the holder ("... holds the vm's lock"). */
+static const char *hint_for(const qvm_error *err) {
+  switch (qvm_error_code(err)) {
+  case QVM_ENOTFOUND: return QVM_CLI_HINT_NO_VM;
+  case QVM_EBUSY:
+    return strstr(qvm_error_message(err), "holds the vm's lock")
+               ? "wait for the other operation to finish, then retry"
+               : NULL;
   default: return NULL;
   }
 }
 
-static int fail(const char *verb, qvm_error *err) {
-  return qvm_cli_fail(verb, err, hint_for(qvm_error_code(err)));
-}
+static int fail(const char *verb, qvm_error *err) { return qvm_cli_fail(verb, err, hint_for(err)); }
 
 /* --- start / stop / kill / restart -------------------------------------- */
 
@@ -82,7 +86,7 @@ static int timed_options(const char *verb, int argc, char **argv, int *timeout) 
   int c;
   optind = 0;
   opterr = 0;
-  while ((c = getopt_long(argc, argv, ":t:", longopts, NULL)) != -1) {
+  while ((c = qvm_cli_getopt(argc, argv, ":t:", longopts)) != -1) {
     if (c != 't') return qvm_cli_bad_option(verb, c, argv);
     if (parse_int(verb, "timeout", optarg, 0, 86400, timeout)) return QVM_EXIT_USAGE;
   }
@@ -204,7 +208,7 @@ static int rm_run(int argc, char **argv) {
   int c, r;
   optind = 0;
   opterr = 0;
-  while ((c = getopt_long(argc, argv, ":f", longopts, NULL)) != -1) {
+  while ((c = qvm_cli_getopt(argc, argv, ":f", longopts)) != -1) {
     if (c != 'f') return qvm_cli_bad_option("rm", c, argv);
     force = true;
   }

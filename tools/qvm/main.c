@@ -19,9 +19,26 @@ static void usage(FILE *f) {
              "commands:\n");
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
     fprintf(f, "  %-12s %s\n", commands[i]->name, commands[i]->summary);
-  fprintf(f, "\nRun 'qvm COMMAND --help' for a command's options.\n"
+  fprintf(f, "\nRun 'qvm COMMAND --help' (or 'qvm help COMMAND') for a command's options.\n"
              "Exit codes: 0 ok, 1 failure, 2 usage, 3 not found, 4 exists/conflict,\n"
              "5 timeout, 6 busy, 7 QEMU error, 8 SSH auth/host key (see docs/cli.md).\n");
+}
+
+static const struct qvm_command *find_command(const char *name) {
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    if (!strcmp(commands[i]->name, name)) return commands[i];
+  return NULL;
+}
+
+/* `qvm help VERB` is `qvm VERB --help`. */
+static int help_run(const char *verb) {
+  const struct qvm_command *cmd = find_command(verb);
+  if (!cmd) {
+    fprintf(stderr, "qvm help: unknown command '%s'\ntry 'qvm --help'\n", verb);
+    return QVM_EXIT_USAGE;
+  }
+  char *argv[] = {(char *)cmd->name, (char *)"--help", NULL};
+  return cmd->run(2, argv);
 }
 
 int main(int argc, char **argv) {
@@ -31,13 +48,14 @@ int main(int argc, char **argv) {
     return QVM_EXIT_USAGE;
   }
   const char *verb = argv[1];
+  if (!strcmp(verb, "help") && argc > 2) return help_run(argv[2]);
   if (!strcmp(verb, "--help") || !strcmp(verb, "-h") || !strcmp(verb, "help")) {
     usage(stdout);
     return QVM_EXIT_OK;
   }
   if (!strcmp(verb, "--version")) verb = "version";
-  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-    if (!strcmp(commands[i]->name, verb)) return commands[i]->run(argc - 1, argv + 1);
+  const struct qvm_command *cmd = find_command(verb);
+  if (cmd) return cmd->run(argc - 1, argv + 1);
   fprintf(stderr, "qvm: unknown command '%s'\ntry 'qvm --help'\n", verb);
   return QVM_EXIT_USAGE;
 }

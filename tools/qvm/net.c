@@ -37,7 +37,7 @@ static int parse_wait(const char *s, int *out_ms) {
 static const char *hint_for(int code) {
   switch (code) {
   case QVM_ETIMEOUT: return "give a longer --wait, or look at the guest's console: qvm logs NAME";
-  case QVM_ENOTFOUND: return "see 'qvm ls' for the vms that exist and their states";
+  case QVM_ENOTFOUND: return QVM_CLI_HINT_NO_VM;
   default: return NULL;
   }
 }
@@ -64,7 +64,7 @@ static int ip_run(int argc, char **argv) {
   bool json = false;
   optind = 0;
   opterr = 0;
-  while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+  while ((c = qvm_cli_getopt(argc, argv, ":h", longopts)) != -1) {
     switch (c) {
     case 'w':
       if ((rc = parse_wait(optarg, &timeout_ms))) return rc;

@@ -120,7 +120,7 @@ static int parse_args(seed_args *a, int argc, char **argv) {
   int c;
   optind = 0;
   opterr = 0;
-  while ((c = getopt_long(argc, argv, ":o:h", opts, NULL)) != -1) {
+  while ((c = qvm_cli_getopt(argc, argv, ":o:h", opts)) != -1) {
     switch (c) {
     case 'o': a->output = optarg; break;
     case 'u': a->user_data = optarg; break;

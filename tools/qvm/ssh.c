@@ -94,7 +94,7 @@ static const char *hint_for(const qvm_error *err, const char *name) {
     snprintf(hint, sizeof hint,
              "the guest's sshd did not answer: is it still booting? see 'qvm logs %s'", name);
   else if (qvm_error_code(err) == QVM_ENOTFOUND)
-    return "see 'qvm ls' for the vms that exist";
+    return QVM_CLI_HINT_NO_VM;
   else
     return NULL;
   return hint;
@@ -201,7 +201,7 @@ static int exec_parse(exec_args *a, int argc, char **argv) {
   int n = dd < argc ? dd : argc;
   optind = 0;
   opterr = 0;
-  while ((c = getopt_long(n, argv, dd < argc ? ":" : "+:", longopts, NULL)) != -1)
+  while ((c = qvm_cli_getopt(n, argv, dd < argc ? ":" : "+:", longopts)) != -1)
     if ((r = exec_option(a, c))) return r;
   if (optind >= n) return qvm_cli_usage_error("exec", "missing the vm name");
   a->name = argv[optind];
@@ -356,7 +356,7 @@ static int ssh_run(int argc, char **argv) {
   qvm_vm_ssh_options so = {.timeout_ms = CONNECT_TIMEOUT_MS};
   optind = 0;
   opterr = 0;
-  while ((c = getopt_long(dd, argv, ":", longopts, NULL)) != -1) {
+  while ((c = qvm_cli_getopt(dd, argv, ":", longopts)) != -1) {
     int r = auth_option("ssh", &so, c);
     if (r > 1) return r;
     if (r == 1) continue;
@@ -448,7 +448,7 @@ static int ssh_config_run(int argc, char **argv) {
   int c, r = QVM_EXIT_OK, wait_ms = CONNECT_TIMEOUT_MS;
   optind = 0;
   opterr = 0;
-  while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+  while ((c = qvm_cli_getopt(argc, argv, ":", longopts)) != -1) {
     if (c != 'w') return qvm_cli_bad_option("ssh-config", c, argv);
     if ((r = parse_wait("ssh-config", optarg, &wait_ms))) return r;
   }
@@ -639,7 +639,7 @@ static int provision_run(int argc, char **argv) {
   int c, code = 0;
   optind = 0;
   opterr = 0;
-  while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+  while ((c = qvm_cli_getopt(argc, argv, ":", longopts)) != -1) {
     int a = auth_option("provision", &so, c);
     if (a > 1) return a;
     if (a != 1) return qvm_cli_bad_option("provision", c, argv);

@@ -16,7 +16,8 @@
 
 static const char up_help[] =
     "usage: qvm up NAME --image PATH [OPTIONS]\n"
-    "       qvm up -f FILE [NAME...]\n\n"
+    "       qvm up -f FILE [NAME...]\n"
+    "       qvm up            (the VMs of ./qvm.yaml)\n\n"
     "From an image to a verified SSH session: generates the VM's keys, builds its\n"
     "cloud-init seed, creates the overlay disk, starts the VM, learns its address,\n"
     "waits for SSH with the host key pinned before the first boot and for\n"
@@ -26,13 +27,24 @@ static const char up_help[] =
     "Running up again with the same settings is safe: a running VM is left\n"
     "alone, a stopped one is started. Different settings are an error that lists\n"
     "what differs.\n\n"
-    "  -f, --file FILE            bring up the VMs described in FILE (qvm.yaml; see\n"
-    "                             docs/cli.md), or only the NAMEs given\n"
+    "  -f, --file FILE            bring up the VMs described in FILE (qvm.yaml,\n"
+    "                             below), or only the NAMEs given\n"
     "  --timeout S                for the whole up (default 600)\n"
     "  --allow-cloud-init-errors  a cloud-init error does not fail up\n"
     "  --no-wait-cloud-init       stop waiting once SSH works\n"
     "  --json                     print a JSON summary instead of the phases (on\n"
     "                             stdout, alone: provision output goes to stderr)\n\n"
+    "qvm.yaml (docs/cli.md, section \"qvm.yaml\"; examples/qvm.yaml):\n"
+    "  vms:\n"
+    "    NAME:                    one mapping per VM, whose keys are the create\n"
+    "      image: PATH            options below, with '_' for '-': image,\n"
+    "      memory: 1G             image_format, allow_backing, cpus, memory,\n"
+    "      net: user              disk, net, ports (--publish), user, hostname,\n"
+    "      provision:             cloud_config, ssh_keys (--ssh-key), firmware,\n"
+    "        - shell: CMD         accel, kernel, initrd, append, and provision:\n"
+    "                             a list of {shell|script|file: X, to: DST,\n"
+    "                             sudo: true}\n"
+    "  Relative paths are taken from the file's directory.\n\n"
     "Create options (the same as 'qvm create'):\n";
 
 static const char down_help[] =
@@ -44,6 +56,12 @@ static const char down_help[] =
     "  -f, --file FILE   the VMs described in FILE (missing ones are skipped)\n"
     "  --rm              remove the VMs after stopping them\n"
     "  --timeout S       graceful stop timeout\n";
+
+/* `qvm up` with no NAME, -f or create option reads this file if it exists. */
+#define DEFAULT_FILE "./qvm.yaml"
+#define FILE_HINT                                                                                  \
+  "the keys are listed in 'qvm up --help'; the format is in docs/cli.md, section \"qvm.yaml\", "   \
+  "with a commented example in examples/qvm.yaml"
 
 typedef struct up_cli {
   bool json, tty;
@@ -191,7 +209,7 @@ static int up_run(int argc, char **argv) {
   int c, r;
   optind = 0;
   opterr = 0;
-  while ((c = getopt_long(argc, argv, ":f:", longopts, NULL)) != -1) {
+  while ((c = qvm_cli_getopt(argc, argv, ":f:", longopts)) != -1) {
     if (c == '?' || c == ':') return qvm_cli_bad_option("up", c, argv);
     if ((r = qvm_cli_create_flag("up", &flags, c, optarg)) > 0) return r;
     if (r == 0) {
@@ -210,10 +228,20 @@ static int up_run(int argc, char **argv) {
     }
   }
   qvm_cli_create_flags_finish(&flags);
+  if (!file && optind >= argc && !any_create_flag && access(DEFAULT_FILE, F_OK) == 0) {
+    file = DEFAULT_FILE;
+    fprintf(stderr, "using %s\n", file);
+  }
   if (!file) {
     if (optind >= argc) return qvm_cli_usage_error("up", "missing the vm name (or -f FILE)");
     if (optind + 1 < argc)
       return qvm_cli_usage_error("up", "unexpected argument '%s'", argv[optind + 1]);
+    const qvm_vm_create_options *o = &flags.opts;
+    if (!o->image && !o->kernel && !o->disk && !o->n_cdroms && !o->n_drives)
+      return qvm_cli_usage_error("up",
+                                 "missing --image PATH (or --kernel or --cdrom): vm '%s' "
+                                 "has nothing to boot",
+                                 argv[optind]);
     return up_one(argv[optind], &flags.opts, &opts, json);
   }
   if (any_create_flag)
@@ -221,8 +249,7 @@ static int up_run(int argc, char **argv) {
                                "create options go in the file with -f, not on the command line");
   qvm_vm_file *vf = NULL;
   qvm_error *err = NULL;
-  if (qvm_vm_file_load(&vf, file, &err) < 0)
-    return qvm_cli_fail("up", err, "see 'qvm up --help' and docs/cli.md for the file format");
+  if (qvm_vm_file_load(&vf, file, &err) < 0) return qvm_cli_fail("up", err, FILE_HINT);
   for (int i = optind; i < argc; i++)
     if (qvm_vm_file_find(vf, argv[i]) < 0) {
       qvm_vm_file_free(vf);
@@ -253,7 +280,7 @@ static int down_one(const char *name, bool rm, int timeout, bool missing_ok) {
       printf("vm '%s' does not exist\n", name);
       return QVM_EXIT_OK;
     }
-    return qvm_cli_fail("down", err, NULL);
+    return qvm_cli_fail("down", err, qvm_cli_vm_hint(err));
   }
   qvm_vm_stop_options so = QVM_VM_STOP_OPTIONS_INIT;
   so.timeout_s = timeout;
@@ -274,7 +301,7 @@ static int down_run(int argc, char **argv) {
   const char *file = NULL;
   optind = 0;
   opterr = 0;
-  while ((c = getopt_long(argc, argv, ":f:", longopts, NULL)) != -1) {
+  while ((c = qvm_cli_getopt(argc, argv, ":f:", longopts)) != -1) {
     switch (c) {
     case 'r': rm = true; break;
     case 'f': file = optarg; break;
@@ -295,7 +322,7 @@ static int down_run(int argc, char **argv) {
   }
   qvm_vm_file *vf = NULL;
   qvm_error *err = NULL;
-  if (qvm_vm_file_load(&vf, file, &err) < 0) return qvm_cli_fail("down", err, NULL);
+  if (qvm_vm_file_load(&vf, file, &err) < 0) return qvm_cli_fail("down", err, FILE_HINT);
   int worst = QVM_EXIT_OK;
   for (size_t i = 0; i < qvm_vm_file_count(vf); i++) {
     const char *name = qvm_vm_file_name(vf, i);
