@@ -578,7 +578,7 @@ static int cp_run(int argc, char **argv) {
   qvm_vm_ssh_options so = {.timeout_ms = CONNECT_TIMEOUT_MS};
   optind = 0;
   opterr = 0;
-  while ((c = getopt_long(argc, argv, ":r", longopts, NULL)) != -1) {
+  while ((c = qvm_cli_getopt(argc, argv, ":r", longopts)) != -1) {
     int a = auth_option("cp", &so, c);
     if (a > 1) return a;
     if (a == 1) continue;
