@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,6 +93,27 @@ static int create_default(uid_t *uid, gid_t *gid, qvm_error **err) {
                        VM_QEMU_USER_DEFAULT);
 }
 
+/* The default user must be what qvm (or a package) made: a system uid with
+ * its own group, not an account someone logs in with or a shared group. */
+int vm_qemu_user_check_default(uid_t uid, gid_t gid, qvm_error **err) {
+  char buf[4096];
+  struct group gr, *found = NULL;
+  if (getgrgid_r(gid, &gr, buf, sizeof buf, &found) != 0 || !found ||
+      strcmp(found->gr_name, VM_QEMU_USER_DEFAULT) != 0 || (found->gr_mem && found->gr_mem[0]))
+    return qvm_error_set(err, QVM_EINVAL,
+                         "user '%s' exists, but its group %u is not its own group '%s' (with no "
+                         "other members): qemu would share it; fix the account, or name another "
+                         "user with QVM_QEMU_USER",
+                         VM_QEMU_USER_DEFAULT, (unsigned)gid, VM_QEMU_USER_DEFAULT);
+  if (uid >= 1000)
+    return qvm_error_set(err, QVM_EINVAL,
+                         "user '%s' exists, but uid %u is not a system uid (below 1000): is it "
+                         "an account someone uses? fix it, or name another user with "
+                         "QVM_QEMU_USER",
+                         VM_QEMU_USER_DEFAULT, (unsigned)uid);
+  return 0;
+}
+
 int vm_qemu_user_runas(char **out, qvm_error **err) {
   *out = NULL;
   if (geteuid() != 0) return 0;
@@ -109,6 +131,10 @@ int vm_qemu_user_runas(char **out, qvm_error **err) {
                          name, VM_QEMU_USER_DEFAULT);
   if (found == 0) {
     int r = create_default(&uid, &gid, err);
+    if (r < 0) return r;
+  }
+  if (!strcmp(name, VM_QEMU_USER_DEFAULT) && uid && gid) {
+    int r = vm_qemu_user_check_default(uid, gid, err);
     if (r < 0) return r;
   }
   if (uid == 0 || gid == 0)

@@ -8,6 +8,8 @@
  * drops to an unprivileged user with -runas before the guest's main loop:
  * a guest that takes QEMU over gets that user, not root.
  */
+#include <sys/types.h>
+
 #include "util/error.h"
 
 #define VM_QEMU_USER_DEFAULT "qvm-qemu"
@@ -19,5 +21,8 @@
  * A user of QVM_QEMU_USER that does not exist, or whose uid or gid is 0
  * while not named root, is an error. */
 int vm_qemu_user_runas(char **out, qvm_error **err);
+/* Whether uid:gid may be the default user's: a system uid (below 1000)
+ * whose group is its own (named qvm-qemu, no other members). */
+int vm_qemu_user_check_default(uid_t uid, gid_t gid, qvm_error **err);
 
 #endif

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <grp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -16,6 +17,7 @@
 #include "testlib.h"
 #include "util/fs.h"
 #include "vm/net.h"
+#include "vm/qemu_user.h"
 #include "vm/spec.h"
 #include "vm/state.h"
 
@@ -373,6 +375,18 @@ static void test_bridge_mac_collision(void **state) {
   free(dir);
 }
 
+/* The default QEMU user must be a system account with a group of its own:
+ * an existing login account or a shared group (users) is refused. */
+static void test_qemu_user_default_checked(void **state) {
+  (void)state;
+  struct group *users = getgrnam("users");
+  if (users) assert_int_equal(vm_qemu_user_check_default(995, users->gr_gid, NULL), QVM_EINVAL);
+  struct group *own = getgrnam(VM_QEMU_USER_DEFAULT);
+  if (!own) return; /* not created on this machine yet: qvm creates it at start */
+  assert_int_equal(vm_qemu_user_check_default(own->gr_gid, own->gr_gid, NULL), 0);
+  assert_int_equal(vm_qemu_user_check_default(1000, own->gr_gid, NULL), QVM_EINVAL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_names),
@@ -386,6 +400,7 @@ int main(void) {
       cmocka_unit_test(test_paths),
       cmocka_unit_test(test_doc_read_rejects),
       cmocka_unit_test(test_bridge_mac_collision),
+      cmocka_unit_test(test_qemu_user_default_checked),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
