@@ -96,8 +96,16 @@ int vm_paths_init(vm_paths *out, const char *name, qvm_error **err) {
 
 /* One directory that exists: ours, and closed to group and others. */
 static int private_dir_check(const char *path, qvm_error **err) {
-  _cleanup_close_ int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   struct stat st;
+  /* A symlink there is followed only if it is ours (or root's), as for a
+   * state root moved to another disk: one another user planted (in /tmp,
+   * say) would point qvm at a directory of that user's choosing. */
+  if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode) && st.st_uid != geteuid() && st.st_uid != 0)
+    return qvm_error_set(err, QVM_EINVAL,
+                         "'%s' is a symbolic link of uid %u, not yours (uid %u): another user "
+                         "could point qvm's files anywhere; remove it or choose another directory",
+                         path, (unsigned)st.st_uid, (unsigned)geteuid());
+  _cleanup_close_ int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0 || fstat(fd, &st) < 0)
     return qvm_error_set_errno(err, errno, "cannot open directory '%s'", path);
   if (st.st_uid != geteuid())

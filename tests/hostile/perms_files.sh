@@ -60,6 +60,23 @@ set -e
 [[ $rc -ne 0 ]] || bad+=("a state root owned by uid 65534 was used")
 grep -q "belongs to uid 65534" <<<"$out" || bad+=("the refusal does not name the owner: $out")
 
+# A symlink another user planted where the state root goes (in /tmp, say)
+# would point qvm at a directory of that user's choosing: refused; our own
+# symlink (a state root moved to another disk) is followed.
+mkdir -m 0700 "$tmp/mine"
+ln -s "$tmp/mine" "$tmp/planted"
+chown -h 65534:65534 "$tmp/planted"
+set +e
+out=$(QVM_STATE_DIR=$tmp/planted "$qvm_bin" create p4 --image "$tmp/base.raw" --image-format raw --no-cloud-init 2>&1)
+rc=$?
+set -e
+[[ $rc -ne 0 ]] || bad+=("a state root behind another user's symlink was used")
+grep -q "symbolic link of uid 65534" <<<"$out" || bad+=("the refusal does not name the link: $out")
+[[ ! -e $tmp/mine/vms ]] || bad+=("qvm wrote through another user's symlink")
+ln -s "$tmp/mine" "$tmp/moved"
+QVM_STATE_DIR=$tmp/moved "$qvm_bin" create p4 --image "$tmp/base.raw" --image-format raw \
+  --no-cloud-init >/dev/null 2>&1 || bad+=("a state root behind our own symlink was refused")
+
 # qvm seed build -o: the umask's mode for a plain image...
 mode_is() { [[ $(stat -c %a "$1") == "$2" ]] || bad+=("$3: $1 is $(stat -c %a "$1"), not $2"); }
 mkdir "$tmp/out"
