@@ -210,19 +210,6 @@ static int channel_start(pump *p, const char *command, qvm_error **err) {
   return 0;
 }
 
-/* The guest chooses the exit-signal name: it is printed and logged, so it is
- * neutralized, and cut at a character boundary to fit. */
-static void signal_name(char *out, size_t size, const char *sig, size_t len) {
-  _cleanup_free_ char *safe = qvm_text_for_terminal(sig, len, 0);
-  size_t n = safe ? strlen(safe) : 0;
-  if (n >= size) {
-    n = size - 1;
-    while (n > 0 && ((unsigned char)safe[n] & 0xc0) == 0x80) n--;
-  }
-  memcpy(out, safe ? safe : "", n);
-  out[n] = '\0';
-}
-
 static int channel_finish(pump *p, qvm_ssh_exec_result *res, qvm_error **err) {
   int rc = SSH_RETRY(p, "closing the channel", libssh2_channel_close(p->ch));
   if (rc == 0) rc = SSH_RETRY(p, "waiting for the exit status", libssh2_channel_wait_closed(p->ch));
@@ -234,7 +221,8 @@ static int channel_finish(pump *p, qvm_ssh_exec_result *res, qvm_error **err) {
   if (sig && sig_len > 0) {
     res->signaled = true;
     res->exit_code = -1;
-    signal_name(res->signal, sizeof(res->signal), sig, sig_len);
+    /* The guest chooses the name: it is printed and logged. */
+    qvm_text_for_terminal_into(res->signal, sizeof(res->signal), sig, sig_len, 0);
   }
   if (sig) libssh2_free(p->ssh->session, sig);
   return 0;

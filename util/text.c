@@ -103,3 +103,34 @@ char *qvm_text_quote(const void *bytes, size_t len, const char *prefix) {
   }
   return qvm_strbuf_steal(&sb);
 }
+
+void qvm_text_for_terminal_into(char *out, size_t size, const void *bytes, size_t len,
+                                unsigned flags) {
+  char *safe = qvm_text_for_terminal(bytes, len, flags);
+  size_t n = safe ? strlen(safe) : 0;
+  if (n >= size) {
+    n = size - 1;
+    while (n > 0 && ((unsigned char)safe[n] & 0xc0) == 0x80) n--;
+  }
+  memcpy(out, safe ? safe : "", n);
+  out[n] = '\0';
+  free(safe);
+}
+
+size_t qvm_text_edit_distance(const char *a, size_t la, const char *b) {
+  size_t lb = strlen(b), row[65];
+  if (la > 64 || lb > 64) return SIZE_MAX;
+  for (size_t j = 0; j <= lb; j++) row[j] = j;
+  for (size_t i = 1; i <= la; i++) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= lb; j++) {
+      size_t up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+      if (up + 1 < best) best = up + 1;
+      if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+      diag = up;
+      row[j] = best;
+    }
+  }
+  return row[lb];
+}

@@ -16,6 +16,8 @@
 #include "util/error.h"
 #include "util/fs.h"
 #include "vm/config.h"
+
+#include <qvm/text.h>
 #include <qvm/up.h>
 
 #define FILE_MAX (1u << 20)
@@ -206,25 +208,6 @@ static int parse_uint(unsigned *out, const loader *L, const yaml_node_t *n, cons
 
 /* --- provision steps ---------------------------------------------------- */
 
-/* Levenshtein distance, for names of at most 64 bytes (else SIZE_MAX). */
-static size_t edit_distance(const char *a, const char *b) {
-  size_t la = strlen(a), lb = strlen(b), row[65];
-  if (la > 64 || lb > 64) return SIZE_MAX;
-  for (size_t j = 0; j <= lb; j++) row[j] = j;
-  for (size_t i = 1; i <= la; i++) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= lb; j++) {
-      size_t up = row[j], best = diag + (a[i - 1] != b[j - 1]);
-      if (up + 1 < best) best = up + 1;
-      if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
-      diag = up;
-      row[j] = best;
-    }
-  }
-  return row[lb];
-}
-
 /* The key of `allowed` ("a, b, c") nearest to `key`, within two edits (or
  * differing only in '-' for '_'), as "did you mean 'X'? " into out, or "". */
 static void did_you_mean(char *out, size_t size, const char *key, const char *allowed) {
@@ -239,7 +222,7 @@ static void did_you_mean(char *out, size_t size, const char *key, const char *al
       snprintf(alt, sizeof alt, "%s", key);
       for (char *c = alt; *c; c++)
         if (*c == '-') *c = '_';
-      size_t d = strcmp(alt, word) ? edit_distance(key, word) : 0;
+      size_t d = strcmp(alt, word) ? qvm_text_edit_distance(key, strlen(key), word) : 0;
       if (d < best_d && d < klen) {
         best_d = d;
         memcpy(best, word, n + 1);

@@ -196,19 +196,6 @@ static bool up_flag(struct json_object *up, const char *key) {
 
 /* --- phases ------------------------------------------------------------- */
 
-/* The guest chooses its address (agent, DHCP client): copied for printing
- * and JSON only after neutralizing. */
-static void copy_guest_text(char *out, size_t size, const char *text) {
-  _cleanup_free_ char *safe = qvm_text_for_terminal(text, strlen(text), 0);
-  size_t n = safe ? strlen(safe) : 0;
-  if (n >= size) {
-    n = size - 1;
-    while (n > 0 && ((unsigned char)safe[n] & 0xc0) == 0x80) n--;
-  }
-  memcpy(out, safe ? safe : "", n);
-  out[n] = '\0';
-}
-
 typedef struct up_run {
   qvm_vm *vm;
   const qvm_up_options *opts;
@@ -505,7 +492,7 @@ static int run_phases(up_run *u, bool provision, qvm_error **err) {
     }
     snprintf(res->ip_source, sizeof res->ip_source, "%s", source ? source : "");
     char shown[64];
-    copy_guest_text(shown, sizeof shown, ip);
+    qvm_text_for_terminal_into(shown, sizeof shown, ip, strlen(ip), 0);
     phase_done(u, QVM_UP_LEASE, QVM_UP_PHASE_DONE, shown);
   } else {
     phase_done(u, QVM_UP_LEASE, QVM_UP_PHASE_SKIPPED, "user-mode networking");
@@ -520,7 +507,8 @@ static int run_phases(up_run *u, bool provision, qvm_error **err) {
   /* target's strings live in the spec, which the waits below re-read */
   char host[sizeof res->ssh_host];
   snprintf(host, sizeof host, "%s", target.host);
-  copy_guest_text(res->ssh_host, sizeof res->ssh_host, target.host);
+  qvm_text_for_terminal_into(res->ssh_host, sizeof res->ssh_host, target.host, strlen(target.host),
+                             0);
   res->ssh_port = target.port;
   if ((r = wait_tcp(u, host, res->ssh_port, err)) < 0) return r;
   phase_done(u, QVM_UP_TCP, QVM_UP_PHASE_DONE, NULL);
@@ -681,7 +669,8 @@ static int up(qvm_up_result *out, const char *name, const qvm_vm_create_options 
       res->outcome = QVM_UP_ALREADY_UP;
       qvm_ssh_options target = QVM_SSH_OPTIONS_INIT;
       if (qvm_vm_ssh_target(&target, vm, 0, NULL) >= 0) {
-        copy_guest_text(res->ssh_host, sizeof res->ssh_host, target.host);
+        qvm_text_for_terminal_into(res->ssh_host, sizeof res->ssh_host, target.host,
+                                   strlen(target.host), 0);
         res->ssh_port = target.port;
       }
       return 0;

@@ -41,6 +41,21 @@ char *qvm_text_for_terminal(const void *bytes, size_t len, unsigned flags);
  */
 char *qvm_text_quote(const void *bytes, size_t len, const char *prefix);
 
+/*
+ * qvm_text_for_terminal() into a fixed buffer of size bytes (size > 0),
+ * always NUL-terminated, cut at a character boundary when it does not fit;
+ * "" when out of memory. For guest text kept in a struct (an address, a
+ * signal name).
+ */
+void qvm_text_for_terminal_into(char *out, size_t size, const void *bytes, size_t len,
+                                unsigned flags);
+
+/*
+ * The Levenshtein distance between a[0..la) and the string b, for "did you
+ * mean" suggestions; SIZE_MAX when either is longer than 64 bytes.
+ */
+size_t qvm_text_edit_distance(const char *a, size_t la, const char *b);
+
 #ifdef __cplusplus
 }
 #endif

@@ -315,6 +315,25 @@ static void test_text_quote(void **state) {
   expect_quote("x\x1b[2J\ry\n\xff", "> ", "> x\\x1b[2J\\ry\n> \\xff");
 }
 
+/* A bounded copy never cuts a character in two, and edit distances suggest
+ * what was meant. */
+static void test_text_into_and_distance(void **state) {
+  (void)state;
+  char out[6];
+  qvm_text_for_terminal_into(out, sizeof out, "ab\xc3\xa9\xc3\xa9", 6, 0);
+  assert_string_equal(out, "ab\xc3\xa9"); /* 5 bytes would split the second e-acute */
+  qvm_text_for_terminal_into(out, sizeof out, "\x1b[2J", 4, 0);
+  assert_string_equal(out, "\\x1b["); /* cut: never longer than out */
+  qvm_text_for_terminal_into(out, sizeof out, "", 0, 0);
+  assert_string_equal(out, "");
+  assert_int_equal(qvm_text_edit_distance("imag", 4, "image"), 1);
+  assert_int_equal(qvm_text_edit_distance("memroy", 6, "memory"), 2);
+  assert_int_equal(qvm_text_edit_distance("", 0, "abc"), 3);
+  char longer[80];
+  memset(longer, 'a', sizeof longer);
+  assert_true(qvm_text_edit_distance(longer, sizeof longer, "a") == SIZE_MAX);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   const struct CMUnitTest tests[] = {
@@ -329,6 +348,7 @@ int main(void) {
       cmocka_unit_test(test_cleanup_macros),
       cmocka_unit_test(test_deadline),
       cmocka_unit_test(test_text_for_terminal),
+      cmocka_unit_test(test_text_into_and_distance),
       cmocka_unit_test(test_text_bidi_marks),
       cmocka_unit_test(test_text_quote),
   };

@@ -79,25 +79,6 @@ int qvm_cli_getopt(int argc, char *const *argv, const char *optstring,
   return '?';
 }
 
-/* Levenshtein distance, for short option and key names. */
-static size_t edit_distance(const char *a, size_t la, const char *b) {
-  size_t lb = strlen(b), row[65];
-  if (la > 64 || lb > 64) return SIZE_MAX;
-  for (size_t j = 0; j <= lb; j++) row[j] = j;
-  for (size_t i = 1; i <= la; i++) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= lb; j++) {
-      size_t up = row[j], best = diag + (a[i - 1] != b[j - 1]);
-      if (up + 1 < best) best = up + 1;
-      if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
-      diag = up;
-      row[j] = best;
-    }
-  }
-  return row[lb];
-}
-
 /* The long option NAME (len bytes, no "--") most likely meant: the only one
  * it abbreviates, else the nearest within two edits, else NULL. */
 static const char *closest_option(const char *name, size_t len) {
@@ -108,7 +89,7 @@ static const char *closest_option(const char *name, size_t len) {
       prefix_of = o->name;
       prefixes++;
     }
-    size_t d = edit_distance(name, len, o->name);
+    size_t d = qvm_text_edit_distance(name, len, o->name);
     if (d < best_d && d < len) {
       best = o->name;
       best_d = d;
