@@ -61,6 +61,13 @@ set -e
 [[ $rc -ne 0 ]] || fail "up with a failing step succeeded"
 expect_match "$out" "phase 'provision'" "failing phase"
 expect_match "$out" "step 2" "failing step"
+# Under TCG up says so once QEMU runs, and what it means for the wait.
+accel=$(qvm info m2 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["accelerator"])')
+case $accel in
+  tcg) expect_match "$out" "warning: .*TCG.*expect a cloud image to take a minute or more" "tcg warning" ;;
+  kvm) ;;
+  *) fail "m2 runs with accelerator '$accel'" ;;
+esac
 
 # qvm.yaml: a file with two VMs, up -f NAME for one, down -f --rm for all.
 cat >"$tmp/qvm.yaml" <<YAML

@@ -187,3 +187,17 @@ void qvm_cli_print_json(struct json_object *o) {
   printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
                                                        JSON_C_TO_STRING_NOSLASHESCAPE));
 }
+
+void qvm_cli_print_warnings(qvm_vm *vm, bool waiting) {
+  struct json_object *info = NULL, *w = NULL;
+  if (qvm_vm_info(&info, vm, NULL) < 0) return;
+  qvm_cli_json_neutralize(info);
+  if (json_object_object_get_ex(info, "warnings", &w))
+    for (size_t i = 0; i < json_object_array_length(w); i++) {
+      const char *text = json_object_get_string(json_object_array_get_idx(w, i));
+      bool tcg = waiting && strstr(text, "TCG");
+      fprintf(stderr, "warning: %s%s\n", text,
+              tcg ? "; expect a cloud image to take a minute or more to reach ssh" : "");
+    }
+  json_object_put(info);
+}

@@ -14,6 +14,7 @@
 #include <stdio.h>
 
 #include <qvm/error.h>
+#include <qvm/vm.h>
 
 /* Exit codes, documented in docs/cli.md. `qvm run` and `qvm exec` instead exit
  * with the guest's / the remote command's status. */
@@ -67,5 +68,8 @@ struct json_object;
 void qvm_cli_json_neutralize(struct json_object *o);
 /* Neutralizes, then prints the tree pretty, with a newline, to stdout. */
 void qvm_cli_print_json(struct json_object *o);
+/* The vm's warnings (qvm info's "warnings": no KVM, ...) on stderr. With
+ * waiting, a TCG warning also says what it means for the wait ahead. */
+void qvm_cli_print_warnings(qvm_vm *vm, bool waiting);
 
 #endif

@@ -38,16 +38,6 @@ static int parse_int(const char *verb, const char *what, const char *s, int min,
   return 0;
 }
 
-static void print_warnings(qvm_vm *vm) {
-  struct json_object *info = NULL, *w = NULL;
-  if (qvm_vm_info(&info, vm, NULL) < 0) return;
-  qvm_cli_json_neutralize(info);
-  if (json_object_object_get_ex(info, "warnings", &w))
-    for (size_t i = 0; i < json_object_array_length(w); i++)
-      fprintf(stderr, "warning: %s\n", json_object_get_string(json_object_array_get_idx(w, i)));
-  json_object_put(info);
-}
-
 /* QVM_EBUSY is also `rm` of a running vm, whose message says what to do
  * ("stop it first, or use --force"): the wait hint is for a held lock only,
  * whose message names the holder ("... holds the vm's lock"). */
@@ -116,7 +106,7 @@ static int start_run(int argc, char **argv) {
   else if (was_running)
     fprintf(stderr, "vm '%s' is already running\n", name);
   else
-    print_warnings(vm);
+    qvm_cli_print_warnings(vm, false);
   qvm_vm_free(vm);
   return r;
 }
@@ -186,7 +176,7 @@ static int restart_run(int argc, char **argv) {
   if (qvm_vm_restart(vm, &so, NULL, &err) < 0)
     r = fail("restart", err);
   else
-    print_warnings(vm);
+    qvm_cli_print_warnings(vm, false);
   qvm_vm_free(vm);
   return r;
 }

@@ -68,6 +68,15 @@ typedef struct up_cli {
   const char *name;
 } up_cli;
 
+/* Once QEMU runs, its warnings, with what they mean for the wait ahead:
+ * under TCG a cloud image takes a minute or more to reach ssh, not seconds. */
+static void up_warnings(const char *name) {
+  qvm_vm *vm = NULL;
+  if (qvm_vm_open(&vm, name, NULL) < 0) return;
+  qvm_cli_print_warnings(vm, true);
+  qvm_vm_free(vm);
+}
+
 static void on_phase(void *ctx, qvm_up_phase phase, qvm_up_phase_status st, int64_t ms,
                      const char *detail) {
   up_cli *c = ctx;
@@ -81,6 +90,7 @@ static void on_phase(void *ctx, qvm_up_phase phase, qvm_up_phase_status st, int6
            safe ? safe : "");
   fflush(stdout);
   free(safe);
+  if (phase == QVM_UP_STARTED && st != QVM_UP_PHASE_SKIPPED) up_warnings(c->name);
 }
 
 /* Provision output is the user's data, byte-exact as with exec; with --json
