@@ -448,10 +448,10 @@ static int verify_drive(const vm_spec *spec, const vm_drive *d, const char *abs,
 int vm_image_verify_drives(const vm_spec *spec, const char *vm_dir, qvm_error **err) {
   for (size_t i = 0; i < spec->n_drives; i++) {
     const vm_drive *d = &spec->drives[i];
-    if (d->media == VM_MEDIA_CDROM) continue; /* raw, read-only */
     _cleanup_free_ char *abs = drive_abs(vm_dir, d->path);
     if (!abs) return qvm_error_set_errno(err, ENOMEM, "out of memory");
-    int r = verify_drive(spec, d, abs, err);
+    int r = d->media == VM_MEDIA_CDROM ? vm_image_format_check("cdrom", abs, d->format, err)
+                                       : verify_drive(spec, d, abs, err);
     if (r < 0) return r;
   }
   return 0;
