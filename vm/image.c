@@ -230,7 +230,8 @@ static int inspect_fd(vm_image_info *out, int fd, const char *path, const char *
   int r = info_opts(&o, fd, err);
   if (r >= 0) r = run_program(&text, argv, &o, err);
   if (r < 0) {
-    qvm_error_prefix(err, "cannot read image '%s'", path);
+    qvm_error_prefix(err, "cannot read image '%s'%s", path,
+                     o.drop ? " (qemu-img ran as the qemu user, on /dev/fd/3)" : "");
     return r;
   }
   struct json_object *info = text ? json_tokener_parse(text) : NULL;
