@@ -180,12 +180,12 @@ static void add_kernel(argv_builder *b, const vm_spec *s) {
 
 static void add_drive(argv_builder *b, const vm_argv_input *in, const vm_drive *d, size_t index) {
   char *file = path_escaped(in, d->path);
-  char *fmt = d->format ? vm_qemu_escape(d->format) : NULL;
+  /* Always format=: QEMU never probes a disk the guest wrote
+   * (vm_argv_build refuses a drive without one). */
+  char *fmt = vm_qemu_escape(d->format);
   bool cdrom = d->media == VM_MEDIA_CDROM;
-  char fmt_opt[64] = "";
-  if (fmt) snprintf(fmt_opt, sizeof fmt_opt, ",format=%s", fmt);
   push(b, "-drive");
-  pushf(b, "file=%s,if=none,id=drive%zu%s%s%s", file ? file : "", index, fmt_opt,
+  pushf(b, "file=%s,if=none,id=drive%zu,format=%s%s%s", file ? file : "", index, fmt ? fmt : "",
         cdrom ? ",media=cdrom" : "", cdrom || d->readonly ? ",readonly=on" : "");
   push(b, "-device");
   /* CD-ROMs sit on virtio-scsi: Debian's cloud kernel has no AHCI driver,
@@ -195,7 +195,7 @@ static void add_drive(argv_builder *b, const vm_argv_input *in, const vm_drive *
           index + 1);
   else
     pushf(b, "virtio-blk-pci,drive=drive%zu,id=disk%zu,bootindex=%zu", index, index, index + 1);
-  if (!file || (d->format && !fmt)) b->oom = true;
+  if (!file || !fmt) b->oom = true;
   free(file);
   free(fmt);
 }
@@ -283,6 +283,11 @@ int vm_argv_build(vm_argv **out, const vm_argv_input *in, qvm_error **err) {
     return qvm_error_set(err, QVM_EINVAL, "argv builder needs a spec and a binary");
   if (in->runas && !runas_valid(in->runas))
     return qvm_error_set(err, QVM_EINVAL, "qemu user '%.40s' is not UID:GID", in->runas);
+  for (size_t i = 0; i < in->spec->n_drives; i++)
+    if (!in->spec->drives[i].format)
+      return qvm_error_set(err, QVM_EINVAL,
+                           "drive '%s' has no format: qvm never lets qemu guess one",
+                           in->spec->drives[i].path);
   _cleanup_(vm_argv_freep) vm_argv *a = calloc(1, sizeof *a);
   if (!a) return qvm_error_set_errno(err, ENOMEM, "cannot build the qemu command line");
   argv_builder b = {.a = a};

@@ -101,7 +101,9 @@ static int add_user_drive(vm_spec *s, const char *text, bool allow_backing, qvm_
   if (r >= 0) r = existing_file(&abs, "drive", d.path, err);
   if (r >= 0 && asprintf(&hint, "--drive '%s,format=raw'", d.path) < 0)
     r = qvm_error_set_errno(err, ENOMEM, "out of memory");
+  if (r >= 0 && d.format) r = vm_image_format_check("drive", d.path, d.format, err);
   if (r >= 0) r = vm_image_check(&info, "drive", abs, d.format, allow_backing, hint, err);
+  if (r >= 0) r = vm_image_drive_check(abs, info.format, d.readonly, err);
   if (r >= 0) r = vm_spec_add_drive(s, abs, info.format, d.readonly, VM_MEDIA_DISK, err);
   vm_image_info_clear(&info);
   vm_drive_clear(&d);
@@ -127,14 +129,16 @@ static int spec_media(vm_spec *s, const qvm_vm_create_options *o, qvm_error **er
 static int spec_image(vm_spec *s, uint64_t *out_size, const qvm_vm_create_options *o,
                       qvm_error **err) {
   vm_image_info info = {0};
-  if (o->image_format && !vm_format_name_valid(o->image_format))
-    return qvm_error_set(err, QVM_EINVAL, "image format '%s' is invalid", o->image_format);
+  if (o->image_format && !vm_image_format_allowed(o->image_format))
+    return vm_image_format_check("disk image", o->image, o->image_format, err);
   int r = existing_file(&s->image, "disk image", o->image, err);
   if (r >= 0)
     r = vm_image_check(&info, "disk image", s->image, o->image_format, o->allow_backing,
                        "--image-format raw", err);
-  /* Detected raw: a text file or an archive is raw to qemu-img too. */
-  if (r >= 0 && !o->image_format && !strcmp(info.format, "raw"))
+  if (r >= 0) r = vm_image_format_check("disk image", s->image, info.format, err);
+  /* Detected raw: a text file or an archive is raw to qemu-img too; not a
+   * question when the vm boots from a cdrom (an installer) or a kernel. */
+  if (r >= 0 && !o->image_format && !strcmp(info.format, "raw") && !o->n_cdroms && !o->kernel)
     r = vm_image_raw_looks_like_disk(s->image, "--image-format raw", err);
   if (r < 0) {
     vm_image_info_clear(&info);

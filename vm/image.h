@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "util/error.h"
+#include "vm/spec.h"
 
 typedef struct vm_image_info {
   char *format; /* "qcow2", "raw", ... */
@@ -29,6 +30,9 @@ int vm_image_inspect(vm_image_info *out, const char *path, const char *format, q
  * image ("disk image", "drive"). */
 int vm_image_check(vm_image_info *out, const char *what, const char *path, const char *format,
                    bool allow_backing, const char *raw_hint, qvm_error **err);
+/* What a raw image's first n bytes hold that a guest can boot or use ("an
+ * ext2/3/4 file system", "a blank disk", ...), or NULL. */
+const char *vm_image_raw_kind(const unsigned char *b, size_t n);
 /* 0 if a raw image starts like a disk a guest can boot (MBR, GPT, boot
  * sector, ext/xfs/btrfs/iso9660 file system), else QVM_EINVAL: `qvm up
  * --image /etc/passwd` is a mistake to catch at create, not a raw disk to
@@ -38,6 +42,21 @@ int vm_image_raw_looks_like_disk(const char *path, const char *raw_hint, qvm_err
  * grown to `size` bytes when that is larger than the base (0: keep). */
 int vm_image_overlay(const char *overlay, const char *base, const char *base_format,
                      uint64_t base_size, uint64_t size, qvm_error **err);
+/* Image formats qvm hands QEMU: raw, qcow2, vmdk, vdi, vhdx, vpc; never a
+ * protocol or filter driver (nbd, vvfat, blkdebug, ...). */
+bool vm_image_format_allowed(const char *format);
+/* QVM_EINVAL, naming what and path, for a format that is not allowed. */
+int vm_image_format_check(const char *what, const char *path, const char *format, qvm_error **err);
+/* vm_image_format_check(), and a writable vmdk drive refused: its
+ * descriptor names extents qvm does not check at each start. */
+int vm_image_drive_check(const char *path, const char *format, bool readonly, qvm_error **err);
+/* Before each start, as root: every qcow2 drive's header, read by qvm's own
+ * parser (vm/qcow2.c), names only what it may. The VM's disk.qcow2 must name
+ * exactly spec->image as its backing file, with spec->image_format; a
+ * user's qcow2 drive no backing file unless spec->allow_backing; none an
+ * external data file. A QEMU the guest took over can rewrite these headers,
+ * and QEMU opens what they name before it drops root. */
+int vm_image_verify_drives(const vm_spec *spec, const char *vm_dir, qvm_error **err);
 /* A blank qcow2 image. */
 int vm_image_blank(const char *path, uint64_t size, qvm_error **err);
 /* Runs argv (no shell); *out gets stdout (may be NULL). On a non-zero exit the

@@ -23,6 +23,7 @@
 #include "util/time.h"
 #include "vm/argv.h"
 #include "vm/handle.h"
+#include "vm/image.h"
 #include "vm/qemu_user.h"
 #include "vm/shim.h"
 
@@ -120,6 +121,12 @@ static bool sandbox_wanted(void) {
   return !s || strcmp(s, "0") != 0;
 }
 
+/* The disks' headers, read by qvm itself just before QEMU (still root)
+ * opens what they name: a guest that took QEMU over may have rewritten them. */
+static int verify_disks(const shim *s, qvm_error **err) {
+  return vm_image_verify_drives(s->vm->spec, s->vm->paths.dir, err);
+}
+
 int shim_launch_qemu(shim *s, qvm_error **err) {
   const vm_paths *p = &s->vm->paths;
   _cleanup_close_ int qmp_listen = -1, console_listen = -1, qmp_client = -1, log = -1, tap = -1;
@@ -154,6 +161,7 @@ int shim_launch_qemu(shim *s, qvm_error **err) {
                       .runas = runas};
   _cleanup_(vm_argv_freep) vm_argv *argv = NULL;
   if ((r = vm_argv_build(&argv, &in, err)) < 0) return r;
+  if ((r = verify_disks(s, err)) < 0) return r;
   snprintf(s->runas, sizeof s->runas, "%s", runas ? runas : "");
   s->t_spawn_us = qvm_realtime_us();
   pid_t pid = fork();
