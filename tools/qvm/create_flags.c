@@ -68,8 +68,8 @@ static const struct option create_longopts[] = {
 #define N_CREATE_LONGOPTS (sizeof create_longopts / sizeof create_longopts[0])
 
 const char qvm_cli_create_flags_help[] =
-    "  --image PATH        base disk image (any format qemu-img reads)\n"
-    "  --image-format FMT  the image's format (raw, qcow2, ...); default: detected\n"
+    "  --image PATH        base disk image: raw, qcow2, vmdk, vdi, vhdx or vpc\n"
+    "  --image-format FMT  the image's format (one of those); default: detected\n"
     "                      once now and recorded, never probed again\n"
     "  --allow-backing     accept an --image or --drive that names another file\n"
     "                      (a backing file); refused by default\n"
