@@ -39,6 +39,7 @@ all=(
   "fuzz_seed_user_config tests/seed tests/seed/corpus/user_config tests/fuzz/dict/cloud_config.dict -"
   "fuzz_vm_json tests/vm tests/vm/corpus/vm_json tests/fuzz/dict/vm_json.dict -"
   "fuzz_vm_config tests/vm tests/vm/corpus/qvm_yaml tests/fuzz/dict/yaml.dict -"
+  "fuzz_img_qcow2 tests/hostile tests/hostile/img_corpus tests/fuzz/dict/qcow2.dict -"
 )
 merge=0
 if [[ ${1:-} == --merge ]]; then
