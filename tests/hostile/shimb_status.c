@@ -18,9 +18,8 @@
 #include "vm/shim.h"
 
 /* A status text with these lines (the rest as the kernel writes them). */
-static const char *status(char *buf, size_t n, const char *uid, const char *gid,
-                          const char *groups, const char *capprm, const char *capeff,
-                          const char *nnp) {
+static const char *status(char *buf, size_t n, const char *uid, const char *gid, const char *groups,
+                          const char *capprm, const char *capeff, const char *nnp) {
   snprintf(buf, n,
            "Name:\tqemu-system-x86\nUmask:\t0077\nState:\tS (sleeping)\nTgid:\t42\n"
            "Pid:\t42\nPPid:\t41\nTracerPid:\t0\nUid:\t%s\nGid:\t%s\nFDSize:\t64\n"
@@ -41,8 +40,8 @@ static void test_dropped(void **state) {
       status(b, sizeof b, "998\t998\t998\t998", "997\t997\t997\t997", "", ZERO, ZERO, "1"), 998,
       997, true));
   assert_null(shim_status_unprivileged(
-      status(b, sizeof b, "998\t998\t998\t998", "997\t997\t997\t997", "997 ", ZERO, ZERO, "1"),
-      998, 997, true));
+      status(b, sizeof b, "998\t998\t998\t998", "997\t997\t997\t997", "997 ", ZERO, ZERO, "1"), 998,
+      997, true));
   /* Without the sandbox no_new_privs is not asked for. */
   assert_null(shim_status_unprivileged(
       status(b, sizeof b, "998\t998\t998\t998", "997\t997\t997\t997", " ", ZERO, ZERO, "0"), 998,
