@@ -65,7 +65,9 @@ for f in serial.log qemu.log; do
   [[ $(tail -c 1 "$dir/$f.1") == '!' ]] || fail "$f.1 does not end with the last byte written"
 done
 qvm exec sb -- sh -c 'echo qvm-after-sparse >/dev/ttyS0' || fail "exec"
-for _ in $(seq 100); do grep -q qvm-after-sparse "$dir/serial.log" && break; sleep 0.1; done
+# (a rotation may have moved it to serial.log.1 by the time it is looked for)
+seen() { grep -qs -- "$1" "$dir/serial.log.1" "$dir/serial.log"; }
+for _ in $(seq 100); do seen qvm-after-sparse && break; sleep 0.1; done
 out=$(qvm logs sb) || fail "qvm logs"
 grep -q qvm-after-sparse <<<"$out" || fail "qvm logs lost the output after the rotation"
 ((${#out} <= 2 * limit)) || fail "qvm logs printed ${#out} bytes"
@@ -78,8 +80,8 @@ grep -q '"event":"qvm-log-watch-polling"' "$dir/events.jsonl" ||
 flood=$((16 * cap))
 qvm exec sb -- sh -c "head -c $flood /dev/zero | tr '\\0' x | fold -w 127 >/dev/ttyS0; \
 echo qvm-flood-end >/dev/ttyS0" || fail "the guest's flood did not run"
-for _ in $(seq 600); do grep -q qvm-flood-end "$dir/serial.log" && break; sleep 0.1; done
-grep -q qvm-flood-end "$dir/serial.log" || fail "the end of the flood never reached serial.log"
+for _ in $(seq 600); do seen qvm-flood-end && break; sleep 0.1; done
+seen qvm-flood-end || fail "the end of the flood never reached serial.log"
 sleep 1.5 # one poll period: the last write is bounded too
 sparse_write "$dir/serial.log"
 wait_rotated "$dir/serial.log" 100
