@@ -39,6 +39,9 @@
  * guest can make QEMU send DEVICE_TRAY_MOVED as fast as it likes) must not
  * keep signals (stop, kill) and the logs' bounds waiting. */
 #define SHIM_QMP_EVENTS_PER_PASS 64
+/* Once QEMU is gone, what is left in its socket is read in at most this
+ * many passes. */
+#define SHIM_QMP_FINAL_PASSES 1024
 /* A guest that is still booting (no ACPI daemon yet) misses the power
  * button; pressing it again while waiting is harmless to one that saw it. */
 #define SHIM_REPRESS_MS 5000
@@ -178,8 +181,9 @@ static bool shim_inotify_wanted(void) {
  * adopt). Without inotify (fs.inotify.max_user_instances used up) the shim
  * looks at their sizes every SHIM_LOG_POLL_MS instead. */
 static void shim_logs_watch(shim *s) {
-  s->serial_ino = shim_inotify_wanted() ? inotify_init1(IN_CLOEXEC | IN_NONBLOCK) : -1;
-  int e = s->serial_ino < 0 ? errno : 0;
+  bool wanted = shim_inotify_wanted();
+  s->serial_ino = wanted ? inotify_init1(IN_CLOEXEC | IN_NONBLOCK) : -1;
+  int e = wanted && s->serial_ino < 0 ? errno : 0;
   if (s->serial_ino >= 0 &&
       (inotify_add_watch(s->serial_ino, s->vm->paths.serial_log, IN_MODIFY) < 0 ||
        inotify_add_watch(s->serial_ino, s->vm->paths.qemu_log, IN_MODIFY) < 0)) {
@@ -555,7 +559,12 @@ static void shim_loop(shim *s, exit_status *x) {
       shim_repress(s);
   }
   shim_reap(s, x);
-  shim_drain_qmp(s); /* the SHUTDOWN event may still sit in the socket */
+  /* The SHUTDOWN event may still sit in the socket, behind a flood: QEMU is
+   * gone, so what is left is finite, and the queue holds at most 4096. */
+  for (int i = 0; i < SHIM_QMP_FINAL_PASSES; i++) {
+    shim_drain_qmp(s);
+    if (!s->qmp_more) break;
+  }
 }
 
 /* --- setup ------------------------------------------------------------------ */
