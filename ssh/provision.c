@@ -2,9 +2,12 @@
 /*
  * Provisioners: inline shell, uploaded script, file upload; in order, stop at
  * the first failure. Output goes live to the caller and into provision.log
- * under a header and footer per step.
+ * under a header and footer per step (at most PROVISION_LOG_MAX of output
+ * per run).
  */
+#include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -17,7 +20,22 @@ typedef struct provision {
   int log_fd;
   size_t index; /* 1-based */
   char name[256];
+  size_t output, output_max; /* steps' output logged this run, and its cap */
 } provision;
+
+/* The guest decides how much its steps print: provision.log keeps at most
+ * this much of it per run (the terminal still gets all of it).
+ * QVM_PROVISION_LOG_MAX (bytes, at least 4096) overrides it. */
+#define PROVISION_LOG_MAX ((size_t)16 << 20)
+
+static size_t provision_log_max(void) {
+  const char *v = getenv("QVM_PROVISION_LOG_MAX");
+  if (!v || !*v) return PROVISION_LOG_MAX;
+  char *end = NULL;
+  errno = 0;
+  unsigned long long n = strtoull(v, &end, 10);
+  return !errno && !*end && n >= 4096 && n <= (1ull << 40) ? (size_t)n : PROVISION_LOG_MAX;
+}
 
 static void log_write(provision *pv, const void *data, size_t len) {
   if (pv->log_fd < 0) return;
@@ -38,9 +56,22 @@ static void log_printf(provision *pv, const char *fmt, ...) {
   free(line);
 }
 
+/* Up to the cap, then one line that says so. */
+static void log_output(provision *pv, const void *data, size_t len) {
+  if (pv->output > pv->output_max) return;
+  size_t room = pv->output_max - pv->output;
+  log_write(pv, data, len < room ? len : room);
+  pv->output += len < room ? len : room + 1;
+  if (pv->output <= pv->output_max) return;
+  char line[128];
+  int n = snprintf(line, sizeof line, "\n[qvm: provision.log truncated: output over %zu bytes]\n",
+                   pv->output_max);
+  log_write(pv, line, (size_t)n);
+}
+
 static int on_step_output(void *ctx, int stream, const void *data, size_t len) {
   provision *pv = ctx;
-  log_write(pv, data, len);
+  log_output(pv, data, len);
   return pv->o->on_output ? pv->o->on_output(pv->o->ctx, stream, data, len) : 0;
 }
 
@@ -180,7 +211,7 @@ static int run_step(provision *pv, const qvm_ssh_step *s, qvm_error **err) {
 
 int qvm_ssh_provision(size_t *out_failed, qvm_ssh *ssh, const qvm_ssh_provision_options *opts,
                       qvm_error **err) {
-  provision pv = {.ssh = ssh, .o = opts, .log_fd = -1};
+  provision pv = {.ssh = ssh, .o = opts, .log_fd = -1, .output_max = provision_log_max()};
   int r = 0;
   if (out_failed) *out_failed = 0;
   if (opts->log_path) {

@@ -33,6 +33,15 @@
 /* A serial flood is looked at no more often than this: inotify reports
  * every write, and the guest can write all the time. */
 #define SHIM_SERIAL_CHECK_MS 100
+/* Without inotify, the logs' sizes are looked at this often. */
+#define SHIM_LOG_POLL_MS 1000
+/* QEMU's events handled in one pass of the poll loop: a flood of them (a
+ * guest can make QEMU send DEVICE_TRAY_MOVED as fast as it likes) must not
+ * keep signals (stop, kill) and the logs' bounds waiting. */
+#define SHIM_QMP_EVENTS_PER_PASS 64
+/* Once QEMU is gone, what is left in its socket is read in at most this
+ * many passes. */
+#define SHIM_QMP_FINAL_PASSES 1024
 /* A guest that is still booting (no ACPI daemon yet) misses the power
  * button; pressing it again while waiting is harmless to one that saw it. */
 #define SHIM_REPRESS_MS 5000
@@ -46,17 +55,43 @@ static int pidfd_signal(int pidfd, int sig) {
   return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
 }
 
+/* What stands for an event whose line would be longer than
+ * VM_EVENT_LINE_MAX: its name (cut short) and its length. */
+static struct json_object *event_truncated(struct json_object *ev, size_t len) {
+  struct json_object *name = NULL, *o = json_object_new_object();
+  const char *n =
+      json_object_object_get_ex(ev, "event", &name) && json_object_is_type(name, json_type_string)
+          ? json_object_get_string(name)
+          : "?";
+  char *clean = qvm_text_for_terminal(n, strnlen(n, 128), 0);
+  json_object_object_add(o, "event", json_object_new_string(clean ? clean : "?"));
+  free(clean);
+  json_object_object_add(o, "truncated", json_object_new_boolean(true));
+  json_object_object_add(o, "bytes", json_object_new_int64((int64_t)len));
+  return o;
+}
+
+static void events_write(int fd, struct json_object *ev, size_t *len) {
+  const char *s = json_object_to_json_string_length(
+      ev, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, len);
+  char *line = NULL;
+  if (fd >= 0 && *len < VM_EVENT_LINE_MAX && asprintf(&line, "%s\n", s) > 0) {
+    (void)!qvm_write_all(fd, line, *len + 1); /* O_APPEND: one line, one write */
+    free(line);
+  }
+}
+
 void vm_events_append(int fd, struct json_object *ev) {
   char ts[32];
   qvm_format_rfc3339(ts, qvm_realtime_us());
   json_object_object_add(ev, "time", json_object_new_string(ts));
   size_t len = 0;
-  const char *s = json_object_to_json_string_length(
-      ev, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-  char *line = NULL;
-  if (fd >= 0 && asprintf(&line, "%s\n", s) > 0) {
-    (void)!qvm_write_all(fd, line, len + 1); /* O_APPEND: one line, one write */
-    free(line);
+  events_write(fd, ev, &len);
+  if (len >= VM_EVENT_LINE_MAX) {
+    struct json_object *t = event_truncated(ev, len);
+    json_object_object_add(t, "time", json_object_new_string(ts));
+    events_write(fd, t, &len);
+    json_object_put(t);
   }
   json_object_put(ev);
 }
@@ -91,13 +126,20 @@ static void shim_events_bound(shim *s) {
   close(fd);
 }
 
-static int copy_prefix(int from, off_t len, const char *to_path) {
+/* Copies the last `cap` bytes of from[0, size) to to_path, skipping a hole
+ * at their start: a compromised QEMU can clear O_APPEND on its fd and write
+ * at a huge offset, and the file is then mostly a hole. */
+static int copy_tail(int from, off_t size, off_t cap, const char *to_path) {
   _cleanup_close_ int to =
       open(to_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (to < 0) return -1;
+  off_t off = size > cap ? size - cap : 0;
+  off_t data = lseek(from, off, SEEK_DATA);
+  if (data < 0 && errno == ENXIO) return 0; /* only a hole from there on */
+  if (data > off) off = data;
   char buf[65536];
-  for (off_t off = 0; off < len;) {
-    size_t want = len - off < (off_t)sizeof buf ? (size_t)(len - off) : sizeof buf;
+  while (off < size) {
+    size_t want = size - off < (off_t)sizeof buf ? (size_t)(size - off) : sizeof buf;
     ssize_t n = pread(from, buf, want, off);
     if (n <= 0 || qvm_write_all(to, buf, (size_t)n) < 0) return -1;
     off += n;
@@ -105,48 +147,79 @@ static int copy_prefix(int from, off_t len, const char *to_path) {
   return 0;
 }
 
-/* serial.log is QEMU's, opened with O_APPEND: copy it to serial.log.1, then
- * truncate it, and QEMU's next write lands at the new end. What the guest
- * writes between the copy and the truncation is lost. The bound comes
- * first: the log is truncated even when the copy fails. */
-static void shim_serial_bound(shim *s) {
-  const char *path = s->vm->paths.serial_log;
+/* serial.log and qemu.log are QEMU's, opened with O_APPEND: past cap, the
+ * log's last cap bytes are copied to NAME.1, then it is truncated, and
+ * QEMU's next write lands at the new end. What QEMU writes between the copy
+ * and the truncation is lost. The bound comes first: the log is truncated
+ * even when the copy fails. */
+static void shim_log_bound(const char *path, off_t cap) {
   _cleanup_close_ int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
   struct stat st;
-  if (fd < 0 || fstat(fd, &st) < 0 || st.st_size < s->serial_cap) return;
+  if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size < cap) return;
   _cleanup_free_ char *old = NULL, *tmp = NULL;
-  if (asprintf(&old, "%s.1", path) < 0 || asprintf(&tmp, "%s.1.tmp", path) < 0) return;
-  if (copy_prefix(fd, st.st_size, tmp) < 0 || rename(tmp, old) < 0) unlink(tmp);
+  if (asprintf(&old, "%s.1", path) >= 0 && asprintf(&tmp, "%s.1.tmp", path) >= 0 &&
+      (copy_tail(fd, st.st_size, cap, tmp) < 0 || rename(tmp, old) < 0))
+    unlink(tmp);
   if (ftruncate(fd, 0) < 0) {
     /* nothing better to do: the next write tries again */
   }
 }
 
-/* Watches serial.log while QEMU runs (after a spawn or an adopt). */
-static void shim_serial_watch(shim *s) {
-  s->serial_ino = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+static void shim_logs_bound(shim *s) {
+  shim_log_bound(s->vm->paths.serial_log, s->serial_cap);
+  shim_log_bound(s->vm->paths.qemu_log, s->qemu_cap);
+}
+
+static void shim_event(shim *s, const char *name, struct json_object *data);
+
+static bool shim_inotify_wanted(void) {
+  const char *v = getenv("QVM_TEST_NO_INOTIFY"); /* tests of the fallback only */
+  return !v || strcmp(v, "1") != 0;
+}
+
+/* Watches serial.log and qemu.log while QEMU runs (after a spawn or an
+ * adopt). Without inotify (fs.inotify.max_user_instances used up) the shim
+ * looks at their sizes every SHIM_LOG_POLL_MS instead. */
+static void shim_logs_watch(shim *s) {
+  bool wanted = shim_inotify_wanted();
+  s->serial_ino = wanted ? inotify_init1(IN_CLOEXEC | IN_NONBLOCK) : -1;
+  int e = wanted && s->serial_ino < 0 ? errno : 0;
   if (s->serial_ino >= 0 &&
-      inotify_add_watch(s->serial_ino, s->vm->paths.serial_log, IN_MODIFY) < 0) {
+      (inotify_add_watch(s->serial_ino, s->vm->paths.serial_log, IN_MODIFY) < 0 ||
+       inotify_add_watch(s->serial_ino, s->vm->paths.qemu_log, IN_MODIFY) < 0)) {
+    e = errno;
     close(s->serial_ino);
     s->serial_ino = -1;
   }
-  shim_serial_bound(s);
+  if (s->serial_ino < 0) {
+    struct json_object *d = json_object_new_object();
+    json_object_object_add(d, "error", json_object_new_string(e ? strerror(e) : "disabled"));
+    json_object_object_add(d, "interval_ms", json_object_new_int(SHIM_LOG_POLL_MS));
+    shim_event(s, "qvm-log-watch-polling", d);
+    s->log_poll_ms = qvm_now_ms() + SHIM_LOG_POLL_MS;
+  }
+  shim_logs_bound(s);
 }
 
-static void shim_serial_readable(shim *s) {
+static void shim_logs_readable(shim *s) {
   char buf[4096];
   while (read(s->serial_ino, buf, sizeof buf) > 0) {
   }
-  shim_serial_bound(s);
+  shim_logs_bound(s);
   s->serial_quiet_ms = qvm_now_ms() + SHIM_SERIAL_CHECK_MS;
 }
 
-/* A new boot: the last boot's rotated serial output goes with its log. */
-static void shim_serial_forget(shim *s) {
+/* Without inotify: every SHIM_LOG_POLL_MS. */
+static void shim_logs_poll(shim *s) {
+  if (s->log_poll_ms < 0 || qvm_now_ms() < s->log_poll_ms) return;
+  shim_logs_bound(s);
+  s->log_poll_ms = qvm_now_ms() + SHIM_LOG_POLL_MS;
+}
+
+/* A new boot: the last boot's rotated output goes with its log. */
+static void shim_log_forget(const char *path) {
   _cleanup_free_ char *old = NULL, *tmp = NULL;
-  if (asprintf(&old, "%s.1", s->vm->paths.serial_log) < 0 ||
-      asprintf(&tmp, "%s.1.tmp", s->vm->paths.serial_log) < 0)
-    return;
+  if (asprintf(&old, "%s.1", path) < 0 || asprintf(&tmp, "%s.1.tmp", path) < 0) return;
   unlink(old);
   unlink(tmp);
 }
@@ -350,8 +423,15 @@ static void shim_note_event(shim *s, struct json_object *ev) {
     snprintf(s->shutdown_reason, sizeof s->shutdown_reason, "%s", json_object_get_string(v));
 }
 
+/* At most SHIM_QMP_EVENTS_PER_PASS events; qmp_more says whether more may
+ * wait (queued in the connection, where poll does not see them). */
 static void shim_drain_qmp(shim *s) {
-  while (s->qmp) {
+  s->qmp_more = false;
+  for (int i = 0; s->qmp; i++) {
+    if (i == SHIM_QMP_EVENTS_PER_PASS) {
+      s->qmp_more = true;
+      break;
+    }
     struct json_object *ev = NULL;
     qvm_error *e = NULL;
     if (qvm_qmp_next_event(&ev, s->qmp, &e) < 0) {
@@ -363,6 +443,7 @@ static void shim_drain_qmp(shim *s) {
     if (!ev) break;
     shim_note_event(s, ev);
     vm_events_append(s->events_fd, ev);
+    shim_events_bound(s);
   }
 }
 
@@ -416,6 +497,8 @@ static int shim_poll_timeout(const shim *s) {
   if (s->phase == SHIM_POWERDOWN && s->repress_ms >= 0 && (next < 0 || s->repress_ms < next))
     next = s->repress_ms;
   if (shim_serial_quiet(s) && (next < 0 || s->serial_quiet_ms < next)) next = s->serial_quiet_ms;
+  if (s->log_poll_ms >= 0 && (next < 0 || s->log_poll_ms < next)) next = s->log_poll_ms;
+  if (s->qmp_more) return 0;
   return next < 0 ? -1 : qvm_deadline_left_ms(next);
 }
 
@@ -464,9 +547,10 @@ static void shim_loop(shim *s, exit_status *x) {
     int n = poll(pfd, 5, shim_poll_timeout(s));
     if (n < 0 && errno != EINTR) break;
     if (n > 0 && pfd[0].revents) shim_handle_signals(s);
-    if (n > 0 && pfd[2].revents) shim_drain_qmp(s);
+    if ((n > 0 && pfd[2].revents) || s->qmp_more) shim_drain_qmp(s);
     if (n > 0 && pfd[3].revents) vm_net_handle_readable(s->net);
-    if (n > 0 && pfd[4].revents) shim_serial_readable(s);
+    if (n > 0 && pfd[4].revents) shim_logs_readable(s);
+    shim_logs_poll(s);
     shim_events_bound(s);
     if (n > 0 && pfd[1].revents) break;
     if (s->deadline_ms >= 0 && qvm_now_ms() >= s->deadline_ms)
@@ -475,7 +559,12 @@ static void shim_loop(shim *s, exit_status *x) {
       shim_repress(s);
   }
   shim_reap(s, x);
-  shim_drain_qmp(s); /* the SHUTDOWN event may still sit in the socket */
+  /* The SHUTDOWN event may still sit in the socket, behind a flood: QEMU is
+   * gone, so what is left is finite, and the queue holds at most 4096. */
+  for (int i = 0; i < SHIM_QMP_FINAL_PASSES; i++) {
+    shim_drain_qmp(s);
+    if (!s->qmp_more) break;
+  }
 }
 
 /* --- setup ------------------------------------------------------------------ */
@@ -595,7 +684,8 @@ static void shim_abort_start(shim *s, const qvm_error *e) {
 
 static int shim_spawn(shim *s, qvm_error **err) {
   int r;
-  shim_serial_forget(s);
+  shim_log_forget(s->vm->paths.serial_log);
+  shim_log_forget(s->vm->paths.qemu_log);
   while ((r = shim_spawn_once(s, err)) == 2) shim_retry_port(s);
   if (r != 0) return r; /* 1: reported and recorded */
   s->t_qmp_us = qvm_realtime_us();
@@ -607,7 +697,7 @@ static int shim_spawn(shim *s, qvm_error **err) {
     return qvm_error_propagate(err, e);
   }
   shim_write_runtime(s, "running", true);
-  shim_serial_watch(s);
+  shim_logs_watch(s);
   struct json_object *d = json_object_new_object();
   json_object_object_add(d, "at_us", json_object_new_int64(s->t_qmp_us));
   json_object_object_add(d, "since_spawn_us", json_object_new_int64(s->t_qmp_us - s->t_spawn_us));
@@ -638,7 +728,7 @@ static int shim_adopt(shim *s, qvm_error **err) {
     qvm_error_free(ne);
   }
   shim_write_runtime(s, "running", false);
-  shim_serial_watch(s);
+  shim_logs_watch(s);
   shim_event(s, "qvm-shim-adopted", NULL);
   return 0;
 }
@@ -654,7 +744,9 @@ int vm_shim_run(int *out, qvm_vm *vm, const shim_config *cfg, qvm_error **err) {
             .t_shim_us = qvm_realtime_us(),
             .serial_cap = log_cap("QVM_SERIAL_LOG_MAX", VM_SERIAL_LOG_MAX),
             .events_cap = log_cap("QVM_EVENTS_LOG_MAX", VM_EVENTS_LOG_MAX),
-            .serial_ino = -1};
+            .qemu_cap = log_cap("QVM_QEMU_LOG_MAX", VM_QEMU_LOG_MAX),
+            .serial_ino = -1,
+            .log_poll_ms = -1};
   s.events_fd =
       open(vm->paths.events, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   shim_events_bound(&s); /* what earlier runs left */

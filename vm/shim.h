@@ -42,17 +42,23 @@ typedef struct shim {
   bool guest_shutdown;
   char shutdown_reason[32];
   int64_t t_shim_us, t_spawn_us, t_qmp_us;
-  off_t serial_cap, events_cap; /* bytes; past them a log is rotated to NAME.1 */
-  int serial_ino;               /* inotify on serial.log, -1 when none */
-  int64_t serial_quiet_ms;      /* a flood is looked at only this often */
+  off_t serial_cap, events_cap, qemu_cap; /* bytes; past them a log is rotated to NAME.1 */
+  int serial_ino;                         /* inotify on serial.log and qemu.log, -1 when none */
+  int64_t serial_quiet_ms;                /* a flood is looked at only this often */
+  int64_t log_poll_ms; /* without inotify: the next look at the logs, -1 with it */
+  bool qmp_more;       /* QMP events may wait beyond the last pass's share */
 } shim;
 
-/* The guest grows serial.log (through QEMU) and events.jsonl (leases, QEMU
- * events) as fast as it likes: past its cap the shim rotates each to NAME.1,
- * one generation. QVM_SERIAL_LOG_MAX and QVM_EVENTS_LOG_MAX (bytes, at least
- * 4096) override the defaults. */
+/* The guest grows serial.log, qemu.log (through QEMU) and events.jsonl
+ * (leases, QEMU events) as fast as it likes: past its cap the shim rotates
+ * each to NAME.1, one generation. QVM_SERIAL_LOG_MAX, QVM_QEMU_LOG_MAX and
+ * QVM_EVENTS_LOG_MAX (bytes, at least 4096) override the defaults. An event
+ * line longer than VM_EVENT_LINE_MAX is written as its name, "truncated"
+ * and its length. */
 #define VM_SERIAL_LOG_MAX (8 << 20)
+#define VM_QEMU_LOG_MAX (1 << 20)
 #define VM_EVENTS_LOG_MAX (4 << 20)
+#define VM_EVENT_LINE_MAX (64 << 10)
 
 int shim_launch_qemu(shim *s, qvm_error **err);
 /* QEMU starts paused (-S): once QMP answers, checks that it is still in
@@ -60,5 +66,10 @@ int shim_launch_qemu(shim *s, qvm_error **err);
  * then sends cont and checks that it is 'running'. */
 int shim_start_guest(shim *s, qvm_error **err);
 int shim_pidfd_open(pid_t pid);
+/* NULL when a /proc/PID/status text shows all four uids and gids at uid and
+ * gid, no supplementary group but gid, no permitted or effective capability
+ * and, when asked, no_new_privs; else what the process kept, as a phrase. */
+const char *shim_status_unprivileged(const char *status, unsigned long uid, unsigned long gid,
+                                     bool no_new_privs);
 
 #endif

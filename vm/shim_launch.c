@@ -84,7 +84,8 @@ static int open_logs(int *out_qemu_log, const vm_paths *p, qvm_error **err) {
   int fd = open(p->serial_log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return qvm_error_set_errno(err, errno, "cannot create '%s'", p->serial_log);
   close(fd);
-  fd = open(p->qemu_log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  /* O_APPEND: the shim bounds it by copy and truncation, as serial.log */
+  fd = open(p->qemu_log, O_WRONLY | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return qvm_error_set_errno(err, errno, "cannot create '%s'", p->qemu_log);
   *out_qemu_log = fd;
   return 0;
@@ -125,6 +126,18 @@ static bool sandbox_wanted(void) {
  * opens what they name: a guest that took QEMU over may have rewritten them. */
 static int verify_disks(const shim *s, qvm_error **err) {
   return vm_image_verify_drives(s->vm->spec, s->vm->paths.dir, err);
+}
+
+/* Without a pidfd the shim could neither watch nor stop QEMU: it must not
+ * stay behind, paused and orphaned (EMFILE, a kernel before 5.3). */
+static int shim_lost_qemu(shim *s, qvm_error **err) {
+  int e = errno;
+  kill(s->qemu_pid, SIGKILL);
+  while (waitpid(s->qemu_pid, NULL, 0) < 0 && errno == EINTR) {
+  }
+  s->qemu_pid = 0;
+  s->child = false;
+  return qvm_error_set_errno(err, e, "cannot open a pidfd for qemu");
 }
 
 int shim_launch_qemu(shim *s, qvm_error **err) {
@@ -170,7 +183,7 @@ int shim_launch_qemu(shim *s, qvm_error **err) {
   s->qemu_pid = pid;
   s->child = true;
   s->pidfd = shim_pidfd_open(pid);
-  if (s->pidfd < 0) return qvm_error_set_errno(err, errno, "cannot open a pidfd for qemu");
+  if (s->pidfd < 0) return shim_lost_qemu(s, err);
   s->qmp_client_fd = TAKE_FD(qmp_client);
   return 0;
 }
@@ -202,6 +215,49 @@ static bool proc_ids_are(const char *status, const char *key, unsigned long want
          id[0] == want && id[1] == want && id[2] == want && id[3] == want;
 }
 
+/* The "Groups:" line lists no group but want (or none at all). */
+static bool proc_groups_are(const char *status, unsigned long want) {
+  const char *p = strstr(status, "\nGroups:");
+  if (!p) return false;
+  for (p += strlen("\nGroups:"); *p && *p != '\n';) {
+    if (*p == ' ' || *p == '\t') {
+      p++;
+      continue;
+    }
+    char *end = NULL;
+    errno = 0;
+    unsigned long g = strtoul(p, &end, 10);
+    if (errno || end == p || g != want || (*end && *end != ' ' && *end != '\t' && *end != '\n'))
+      return false;
+    p = end;
+  }
+  return true;
+}
+
+/* A "CapEff:"-style line (hex mask, or "NoNewPrivs:" decimal) is want. */
+static bool proc_field_is(const char *status, const char *key, int base, unsigned long long want) {
+  const char *p = strstr(status, key);
+  if (!p) return false;
+  p += strlen(key);
+  while (*p == ' ' || *p == '\t') p++;
+  char *end = NULL;
+  errno = 0;
+  unsigned long long v = strtoull(p, &end, base);
+  return !errno && end != p && (*end == '\n' || !*end) && v == want;
+}
+
+const char *shim_status_unprivileged(const char *status, unsigned long uid, unsigned long gid,
+                                     bool no_new_privs) {
+  if (!proc_ids_are(status, "\nUid:", uid)) return "its uids are not all the target uid";
+  if (!proc_ids_are(status, "\nGid:", gid)) return "its gids are not all the target gid";
+  if (!proc_groups_are(status, gid)) return "it kept supplementary groups";
+  if (!proc_field_is(status, "\nCapPrm:", 16, 0) || !proc_field_is(status, "\nCapEff:", 16, 0))
+    return "it kept capabilities";
+  if (no_new_privs && !proc_field_is(status, "\nNoNewPrivs:", 10, 1))
+    return "no_new_privs is not set";
+  return NULL;
+}
+
 /* QEMU was told to drop to s->runas: it must have done so before its guest
  * runs a single instruction (QEMU is our unreaped child: its pid is its own). */
 static int check_dropped(const shim *s, qvm_error **err) {
@@ -209,17 +265,18 @@ static int check_dropped(const shim *s, qvm_error **err) {
   if (!s->runas[0]) return 0;
   if (sscanf(s->runas, "%lu:%lu", &uid, &gid) != 2)
     return qvm_error_set(err, QVM_EINVAL, "qemu user '%s' is not UID:GID", s->runas);
-  char path[64], buf[4096];
+  char path[64], buf[8192];
   snprintf(path, sizeof path, "/proc/%d/status", (int)s->qemu_pid);
   _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
   ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
   if (n <= 0) return qvm_error_set_errno(err, n < 0 ? errno : EIO, "cannot read '%s'", path);
   buf[n] = '\0';
-  if (!proc_ids_are(buf, "\nUid:", uid) || !proc_ids_are(buf, "\nGid:", gid))
+  const char *why = shim_status_unprivileged(buf, uid, gid, sandbox_wanted());
+  if (why)
     return qvm_error_set(err, QVM_EPROTO,
-                         "qemu (pid %d) did not drop its privileges to %s (-runas): its "
+                         "qemu (pid %d) did not drop its privileges to %s (-runas): %s; its "
                          "guest was not started",
-                         (int)s->qemu_pid, s->runas);
+                         (int)s->qemu_pid, s->runas, why);
   return 0;
 }
 
