@@ -60,8 +60,8 @@ static void log_printf(provision *pv, const char *fmt, ...) {
 static void log_output(provision *pv, const void *data, size_t len) {
   if (pv->output > pv->output_max) return;
   size_t room = pv->output_max - pv->output;
-  log_write(pv, data, len < room ? len : room);
-  pv->output += len < room ? len : room + 1;
+  log_write(pv, data, len <= room ? len : room);
+  pv->output += len <= room ? len : room + 1; /* past the cap only when cut */
   if (pv->output <= pv->output_max) return;
   char line[128];
   int n = snprintf(line, sizeof line, "\n[qvm: provision.log truncated: output over %zu bytes]\n",

@@ -200,8 +200,8 @@ static bool user_can_read(const struct stat *st, uid_t uid, gid_t gid) {
 /* As root, qemu-img runs as the qemu user (vm/qemu_user.c): the files a
  * hostile header names (a vmdk extent, a qcow2 data file) are opened with
  * that user's rights, not root's, and a fifo stops it only until the
- * timeout. An image that user cannot read is inspected as root, after
- * qvm's own header check. */
+ * timeout. An image that user cannot read is inspected as root only in a
+ * format that names no other file (root_fallback_format). */
 static int info_opts(run_opts *o, int fd, qvm_error **err) {
   *o = (run_opts){.fd3 = fd, .timeout_ms = VM_IMAGE_INFO_TIMEOUT_MS};
   _cleanup_free_ char *runas = NULL;
@@ -216,19 +216,47 @@ static int info_opts(run_opts *o, int fd, qvm_error **err) {
   return 0;
 }
 
+static bool fd_has_qcow2_magic(int fd) {
+  uint8_t head[4];
+  return pread(fd, head, sizeof head, 0) == (ssize_t)sizeof head && vm_qcow2_magic(head, 4);
+}
+
+/* When the qemu user cannot read the image, qemu-img would run as root: only
+ * where nothing it opens can come from the image's content. A qcow2 (qvm's
+ * own header check has passed) is read as qcow2; raw, vdi, vhdx and vpc name
+ * no other file. Detection could find a vmdk descriptor, whose extents root
+ * would open, so it is refused, and so is an explicit vmdk. */
+static int root_fallback_format(const char **format, int fd, const char *path, qvm_error **err) {
+  if (!*format && fd_has_qcow2_magic(fd)) *format = "qcow2";
+  if (*format && strcmp(*format, "vmdk") != 0) return 0;
+  return qvm_error_set(err, QVM_EINVAL,
+                       "the qemu user cannot read image '%s', and qvm will not let qemu-img "
+                       "probe it as root (a header could make root open another file): give "
+                       "its format (raw, qcow2, vdi, vhdx or vpc), or make it readable to the "
+                       "qemu user",
+                       path);
+}
+
+/* by_path: the user vouched for the files the image names (--allow-backing),
+ * so qemu-img reads it by its own path with qvm's rights, and a vmdk finds
+ * its extents relative to its own directory, not to /dev/fd. */
 static int inspect_fd(vm_image_info *out, int fd, const char *path, const char *format,
-                      qvm_error **err) {
-  char *argv[] = {"qemu-img", "info",      "-U", "--output=json", "-f", (char *)format,
-                  "--",       "/dev/fd/3", NULL};
+                      bool by_path, qvm_error **err) {
+  run_opts o = {.fd3 = -1};
+  int r = by_path ? 0 : info_opts(&o, fd, err);
+  if (r >= 0 && !by_path && !o.drop && o.uid) r = root_fallback_format(&format, fd, path, err);
+  if (r < 0) return r;
+  const char *file = by_path ? path : "/dev/fd/3";
+  if (by_path) o = (run_opts){.fd3 = -1, .timeout_ms = VM_IMAGE_INFO_TIMEOUT_MS};
+  char *argv[] = {"qemu-img", "info",       "-U", "--output=json", "-f", (char *)format,
+                  "--",       (char *)file, NULL};
   if (!format) { /* detect: drop "-f FORMAT" */
     argv[4] = "--";
-    argv[5] = "/dev/fd/3";
+    argv[5] = (char *)file;
     argv[6] = NULL;
   }
-  run_opts o;
   _cleanup_free_ char *text = NULL;
-  int r = info_opts(&o, fd, err);
-  if (r >= 0) r = run_program(&text, argv, &o, err);
+  r = run_program(&text, argv, &o, err);
   if (r < 0) {
     qvm_error_prefix(err, "cannot read image '%s'%s", path,
                      o.drop ? " (qemu-img ran as the qemu user, on /dev/fd/3)" : "");
@@ -257,7 +285,7 @@ static int open_image(int *out, const char *path, qvm_error **err) {
 int vm_image_inspect(vm_image_info *out, const char *path, const char *format, qvm_error **err) {
   _cleanup_close_ int fd = -1;
   int r = open_image(&fd, path, err);
-  return r < 0 ? r : inspect_fd(out, fd, path, format, err);
+  return r < 0 ? r : inspect_fd(out, fd, path, format, false, err);
 }
 
 /* qvm's own parser reads a qcow2 header before qemu-img does: an external
@@ -335,7 +363,7 @@ int vm_image_check(vm_image_info *out, const char *what, const char *path, const
     r = precheck_qcow2(fd, what, path, allow_backing, raw_hint, err);
   if (r >= 0 && (!format || !strcmp(format, "vmdk")))
     r = precheck_vmdk(fd, what, path, allow_backing, raw_hint, err);
-  if (r >= 0) r = inspect_fd(&i, fd, path, format, err);
+  if (r >= 0) r = inspect_fd(&i, fd, path, format, allow_backing, err);
   if (r < 0) return r;
   if (i.reference && !allow_backing) {
     r = qvm_error_set(err, QVM_EINVAL,

@@ -42,9 +42,11 @@ static int copy_name(char *dst, size_t cap, const uint8_t *src, size_t n, const 
 }
 
 /* The header extensions between `at` and `end`: QEMU reads them up to the
- * backing file's name (or the end of the first cluster). */
+ * backing file's name (or the end of the first cluster), and running into
+ * that end without an end marker is fine for it. `complete`: end is where
+ * QEMU stops too (not merely where qvm's read stopped). */
 static int parse_extensions(vm_qcow2_header *h, const uint8_t *buf, size_t at, size_t end,
-                            qvm_error **err) {
+                            bool complete, qvm_error **err) {
   while (at < end) {
     if (end - at < 8)
       return qvm_error_set(err, QVM_EINVAL, "qcow2 header extension at %zu is truncated", at);
@@ -67,6 +69,7 @@ static int parse_extensions(vm_qcow2_header *h, const uint8_t *buf, size_t at, s
     size_t padded = ((size_t)n + 7) & ~(size_t)7;
     at += padded < end - at ? padded : end - at;
   }
+  if (complete) return 0;
   /* No end marker in range: QEMU would go on reading what qvm did not. */
   return qvm_error_set(err, QVM_EINVAL,
                        "qcow2 header extensions have no end in the first %zu bytes", end);
@@ -113,7 +116,8 @@ int vm_qcow2_parse(vm_qcow2_header *out, const uint8_t *buf, size_t len, qvm_err
                       "qcow2 backing file name (offset %llu, %u bytes) is out of "
                       "range",
                       (unsigned long long)boff, bsize);
-  if (r >= 0) r = parse_extensions(h, buf, hdr_len, boff ? (size_t)boff : limit, err);
+  if (r >= 0)
+    r = parse_extensions(h, buf, hdr_len, boff ? (size_t)boff : limit, boff || len >= cluster, err);
   if (r >= 0 && boff && bsize) {
     h->has_backing = true;
     r = copy_name(h->backing, sizeof h->backing, buf + boff, bsize, "backing file", err);

@@ -186,6 +186,8 @@ static void test_crafted(void **state) {
   put32(b + 4088, 0x12345678); /* the last one ends exactly at the end */
   put32(b + 4092, 0);
   expect_refused(b, sizeof b, "no end");
+  put32(b + 20, 12); /* the same in a whole 4 KiB cluster: QEMU stops there too */
+  assert_int_equal(vm_qcow2_parse(&h, b, sizeof b, NULL), 0);
   crafted(b); /* the data-file name extension alone, without the bit */
   put32(b + 104, 0x44415441);
   put32(b + 108, 9);
