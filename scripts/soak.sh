@@ -16,4 +16,5 @@ if ! cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null ||
   echo "soak: building qvm in $build failed" >&2
   exit 2
 fi
-QVM_SOURCE_DIR=$PWD QVM_BINARY_DIR=$PWD/$build exec tests/soak/soak.sh
+[[ $build == /* ]] || build=$PWD/$build
+QVM_SOURCE_DIR=$PWD QVM_BINARY_DIR=$build exec tests/soak/soak.sh
