@@ -28,16 +28,12 @@ static int not_running(qvm_vm *vm, qvm_vm_state st, qvm_error **err) {
 }
 
 static int runtime_ssh_port(int *out, qvm_vm *vm, qvm_error **err) {
-  struct json_object *rt = NULL, *port = NULL;
-  if (!json_object_object_get_ex(vm->doc, "runtime", &rt) ||
-      !json_object_object_get_ex(rt, "ssh_port", &port) ||
-      !json_object_is_type(port, json_type_int) || json_object_get_int(port) < 1 ||
-      json_object_get_int(port) > 65535)
+  if (!vm->rec->has_runtime || !vm->rec->runtime.ssh_port)
     return qvm_error_set(err, QVM_EINVAL,
                          "vm '%s' has no ssh port forward recorded: restart it with 'qvm restart "
                          "%s'",
                          vm->name, vm->name);
-  *out = json_object_get_int(port);
+  *out = vm->rec->runtime.ssh_port;
   return 0;
 }
 

@@ -212,16 +212,10 @@ static int populate(const char *tmp, const vm_spec *s, uint64_t base, uint64_t d
   if (r >= 0) r = private_empty(tmp, "lock", err);
   if (r >= 0) r = private_empty(tmp, "events.jsonl", err);
   if (r < 0) return r;
-  struct json_object *doc = json_object_new_object();
-  char ts[32];
-  qvm_format_rfc3339(ts, qvm_realtime_us());
-  json_object_object_add(doc, "version", json_object_new_int(1));
-  json_object_object_add(doc, "created_at", json_object_new_string(ts));
-  json_object_object_add(doc, "spec", vm_spec_to_json(s));
+  vm_record rec = {.schema_read = VM_RECORD_SCHEMA, .spec = (vm_spec *)s};
+  qvm_format_rfc3339(rec.created_at, qvm_realtime_us());
   snprintf(path, sizeof path, "%s/vm.json", tmp);
-  r = vm_doc_write(path, doc, err);
-  json_object_put(doc);
-  return r;
+  return vm_record_write(path, &rec, err);
 }
 
 int qvm_vm_create(qvm_vm **out, const char *name, const qvm_vm_create_options *opts,

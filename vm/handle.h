@@ -9,6 +9,7 @@
 #include <json-c/json.h>
 
 #include "util/error.h"
+#include "vm/record.h"
 #include "vm/spec.h"
 #include "vm/state.h"
 #include <qvm/vm.h>
@@ -16,13 +17,13 @@
 struct qvm_vm {
   char *name;
   vm_paths paths;
-  vm_spec *spec;
-  struct json_object *doc; /* vm.json as last read */
+  vm_record *rec; /* vm.json as last read */
+  vm_spec *spec;  /* rec->spec, lent */
 };
 
 int vm_reload(qvm_vm *vm, qvm_error **err);
 
-/* vm.json's "runtime" member, with the recorded processes checked. */
+/* The record's runtime, with the recorded processes checked. */
 typedef struct vm_runtime_view {
   bool present;
   char status[16]; /* "starting", "running", "stopping" */
@@ -31,8 +32,8 @@ typedef struct vm_runtime_view {
   bool shim_alive, qemu_alive;
 } vm_runtime_view;
 
-void vm_runtime_view_read(vm_runtime_view *out, struct json_object *doc);
-qvm_vm_state vm_state_eval(struct json_object *doc, const vm_runtime_view *rv);
+void vm_runtime_view_read(vm_runtime_view *out, const vm_record *rec);
+qvm_vm_state vm_state_eval(const vm_record *rec, const vm_runtime_view *rv);
 
 /* KVM when /dev/kvm answers KVM_GET_API_VERSION, else TCG with a warning
  * (*out_warning, static string, NULL when none). */

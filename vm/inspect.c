@@ -81,27 +81,24 @@ static void copy_member(struct json_object *to, const char *key, struct json_obj
 
 static void info_runtime(struct json_object *o, qvm_vm *vm, const vm_runtime_view *rv,
                          qvm_vm_state st) {
-  struct json_object *rt = NULL;
-  json_object_object_get_ex(vm->doc, "runtime", &rt);
+  const vm_runtime *rt = vm->rec->has_runtime ? &vm->rec->runtime : NULL;
   bool live = st == QVM_VM_RUNNING || st == QVM_VM_STARTING || st == QVM_VM_STOPPING;
   json_object_object_add(o, "pid", live && rv->has_qemu ? json_object_new_int(rv->qemu.pid) : NULL);
   json_object_object_add(o, "shim_pid",
                          live && rv->shim_alive ? json_object_new_int(rv->shim.pid) : NULL);
   struct json_object *warnings = json_object_new_array();
-  if (live) {
-    copy_member(o, "accelerator", rt, "accelerator");
-    copy_member(o, "timings", rt, "timings");
-    copy_member(o, "adopted", rt, "adopted");
-    struct json_object *w = NULL, *start = NULL;
-    if (json_object_object_get_ex(rt, "accel_warning", &w))
-      json_object_array_add(warnings, json_object_get(w));
-    if (json_object_object_get_ex(rt, "started_at_us", &start)) {
-      int64_t us = json_object_get_int64(start);
+  if (live && rt) {
+    if (rt->has_accelerator) add_str(o, "accelerator", vm_accel_name(rt->accelerator));
+    if (rt->has_timings) json_object_object_add(o, "timings", vm_timings_to_json(&rt->timings));
+    json_object_object_add(o, "adopted", json_object_new_boolean(rt->adopted));
+    if (rt->accel_warning)
+      json_object_array_add(warnings, json_object_new_string(rt->accel_warning));
+    if (rt->started_at_us) {
       char ts[32];
-      qvm_format_rfc3339(ts, us);
+      qvm_format_rfc3339(ts, rt->started_at_us);
       add_str(o, "started_at", ts);
-      json_object_object_add(o, "uptime_s",
-                             json_object_new_int64((qvm_realtime_us() - us) / 1000000));
+      json_object_object_add(
+          o, "uptime_s", json_object_new_int64((qvm_realtime_us() - rt->started_at_us) / 1000000));
     }
   } else {
     add_str(o, "accelerator", NULL);
@@ -111,16 +108,17 @@ static void info_runtime(struct json_object *o, qvm_vm *vm, const vm_runtime_vie
                           json_object_new_string("the vm's shim is not running; the next state "
                                                  "change re-attaches one"));
   json_object_object_add(o, "warnings", warnings);
-  copy_member(o, "last_exit", vm->doc, "last_exit");
+  if (vm->rec->has_last_exit)
+    json_object_object_add(o, "last_exit", vm_exit_to_json(&vm->rec->last_exit));
 }
 
 static struct json_object *info_network(qvm_vm *vm, const vm_runtime_view *rv) {
-  struct json_object *spec = vm_spec_to_json(vm->spec), *net = NULL, *rt = NULL;
+  struct json_object *spec = vm_spec_to_json(vm->spec), *net = NULL;
   json_object_object_get_ex(spec, "network", &net);
   net = json_object_get(net);
   json_object_put(spec);
-  if (rv->present && json_object_object_get_ex(vm->doc, "runtime", &rt))
-    copy_member(net, "ssh_port", rt, "ssh_port");
+  if (rv->present && vm->rec->runtime.ssh_port)
+    json_object_object_add(net, "ssh_port", json_object_new_int(vm->rec->runtime.ssh_port));
   char *ip = NULL, *source = NULL;
   if (vm->spec->net == VM_NET_BRIDGE && rv->qemu_alive &&
       vm_net_ip_find(&ip, &source, vm, 0, NULL) == 0) {
@@ -136,8 +134,8 @@ int qvm_vm_info(struct json_object **out, qvm_vm *vm, qvm_error **err) {
   int r = vm_reload(vm, err);
   if (r < 0) return r;
   vm_runtime_view rv;
-  vm_runtime_view_read(&rv, vm->doc);
-  qvm_vm_state st = vm_state_eval(vm->doc, &rv);
+  vm_runtime_view_read(&rv, vm->rec);
+  qvm_vm_state st = vm_state_eval(vm->rec, &rv);
   const vm_spec *s = vm->spec;
   struct json_object *o = json_object_new_object(), *spec = vm_spec_to_json(s);
   add_str(o, "name", s->name);
@@ -155,7 +153,7 @@ int qvm_vm_info(struct json_object **out, qvm_vm *vm, qvm_error **err) {
   copy_member(o, "seed_iso", spec, "seed_iso");
   json_object_put(spec);
   json_object_object_add(o, "network", info_network(vm, &rv));
-  copy_member(o, "created_at", vm->doc, "created_at");
+  add_str(o, "created_at", vm->rec->created_at[0] ? vm->rec->created_at : NULL);
   add_str(o, "dir", vm->paths.dir);
   info_runtime(o, vm, &rv, st);
   *out = o;
@@ -320,7 +318,7 @@ static int logs_copy(qvm_vm *vm, int log, log_out *to, bool follow_log, qvm_erro
   if (r < 0 || !follow_log) return r;
   vm_reload(vm, NULL);
   vm_runtime_view rv;
-  vm_runtime_view_read(&rv, vm->doc);
+  vm_runtime_view_read(&rv, vm->rec);
   _cleanup_close_ int pidfd = rv.has_qemu ? vm_proc_pidfd(&rv.qemu) : -1;
   if (pidfd < 0) return 0;
   _cleanup_close_ int ino = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);

@@ -227,13 +227,11 @@ static int not_reachable(qvm_vm *vm, qvm_error **err) {
   const vm_spec *sp = vm->spec;
   if (sp->net == VM_NET_NONE)
     return qvm_error_set(err, QVM_EINVAL, "vm '%s' has no network (--net none)", vm->name);
-  struct json_object *rt = NULL, *port = NULL;
-  if (json_object_object_get_ex(vm->doc, "runtime", &rt) &&
-      json_object_object_get_ex(rt, "ssh_port", &port))
+  if (vm->rec->has_runtime && vm->rec->runtime.ssh_port)
     return qvm_error_set(err, QVM_EINVAL,
                          "vm '%s' uses user-mode networking: its address is not reachable from "
                          "the host; the guest is reached at 127.0.0.1:%d (use qvm ssh %s)",
-                         vm->name, json_object_get_int(port), vm->name);
+                         vm->name, vm->rec->runtime.ssh_port, vm->name);
   return qvm_error_set(err, QVM_EINVAL,
                        "vm '%s' uses user-mode networking: its address is not reachable from "
                        "the host; the guest is reached on a forwarded 127.0.0.1 port (use qvm ssh "
@@ -242,11 +240,7 @@ static int not_reachable(qvm_vm *vm, qvm_error **err) {
 }
 
 static int64_t run_started_us(qvm_vm *vm) {
-  struct json_object *rt = NULL, *v = NULL;
-  if (json_object_object_get_ex(vm->doc, "runtime", &rt) &&
-      json_object_object_get_ex(rt, "started_at_us", &v))
-    return json_object_get_int64(v);
-  return 0;
+  return vm->rec->has_runtime ? vm->rec->runtime.started_at_us : 0;
 }
 
 static int timed_out(const ip_search *s, int timeout_ms, qvm_error **err) {
@@ -347,7 +341,7 @@ int vm_net_ip_find(char **out_ip, char **out_source, qvm_vm *vm, int timeout_ms,
   int r = 0;
   if (vm->spec->net != VM_NET_BRIDGE) return not_reachable(vm, err);
   vm_runtime_view rv;
-  vm_runtime_view_read(&rv, vm->doc);
+  vm_runtime_view_read(&rv, vm->rec);
   if (!rv.has_qemu || !rv.qemu_alive)
     return qvm_error_set(err, QVM_ENOTFOUND,
                          "vm '%s' is not running, so it has no address: start it with qvm start "

@@ -26,8 +26,7 @@ void qvm_vm_free(qvm_vm *vm) {
   if (!vm) return;
   free(vm->name);
   vm_paths_clear(&vm->paths);
-  vm_spec_free(vm->spec);
-  json_object_put(vm->doc);
+  vm_record_free(vm->rec);
   free(vm);
 }
 QVM_DEFINE_CLEANUP(qvm_vm, qvm_vm_free)
@@ -35,63 +34,52 @@ QVM_DEFINE_CLEANUP(qvm_vm, qvm_vm_free)
 const char *qvm_vm_name(const qvm_vm *vm) { return vm->name; }
 
 int vm_reload(qvm_vm *vm, qvm_error **err) {
-  struct json_object *doc = NULL, *spec_json = NULL;
+  vm_record *rec = NULL;
   qvm_error *e = NULL;
-  int r = vm_doc_read(&doc, vm->paths.json, &e);
+  int r = vm_record_read(&rec, vm->paths.json, &e);
   if (r == QVM_ENOTFOUND) {
     qvm_error_free(e);
     return qvm_error_set(err, QVM_ENOTFOUND, "vm '%s' not found", vm->name);
   }
   if (r < 0) return qvm_error_propagate(err, e);
-  vm_spec *spec = NULL;
-  if (!json_object_object_get_ex(doc, "spec", &spec_json))
-    r = qvm_error_set(err, QVM_EINVAL, "'%s' has no spec", vm->paths.json);
-  if (r >= 0) r = vm_spec_from_json(&spec, spec_json, err);
-  if (r >= 0 && strcmp(spec->name, vm->name))
-    r = qvm_error_set(err, QVM_EINVAL, "'%s' describes vm '%s'", vm->paths.json, spec->name);
-  if (r < 0) {
-    vm_spec_free(spec);
-    json_object_put(doc);
+  if (strcmp(rec->spec->name, vm->name)) {
+    r = qvm_error_set(err, QVM_EINVAL, "'%s' describes vm '%s'", vm->paths.json, rec->spec->name);
+    vm_record_free(rec);
     return r;
   }
-  vm_spec_free(vm->spec);
-  json_object_put(vm->doc);
-  vm->spec = spec;
-  vm->doc = doc;
+  vm_record_free(vm->rec);
+  vm->rec = rec;
+  vm->spec = rec->spec;
   return 0;
 }
 
-void vm_runtime_view_read(vm_runtime_view *out, struct json_object *doc) {
+void vm_runtime_view_read(vm_runtime_view *out, const vm_record *rec) {
   *out = (vm_runtime_view){0};
-  struct json_object *rt = NULL, *v = NULL;
-  if (!doc || !json_object_object_get_ex(doc, "runtime", &rt) ||
-      !json_object_is_type(rt, json_type_object))
-    return;
+  if (!rec || !rec->has_runtime) return;
+  const vm_runtime *rt = &rec->runtime;
   out->present = true;
-  if (json_object_object_get_ex(rt, "status", &v) && json_object_is_type(v, json_type_string))
-    snprintf(out->status, sizeof out->status, "%s", json_object_get_string(v));
-  if (json_object_object_get_ex(rt, "shim", &v) && vm_proc_from_json(&out->shim, v, NULL) == 0) {
+  snprintf(out->status, sizeof out->status, "%s", vm_run_status_name(rt->status));
+  if (rt->has_shim) {
     out->has_shim = true;
+    out->shim = rt->shim;
     out->shim_alive = vm_proc_alive(&out->shim);
   }
-  if (json_object_object_get_ex(rt, "qemu", &v) && vm_proc_from_json(&out->qemu, v, NULL) == 0) {
+  if (rt->has_qemu) {
     out->has_qemu = true;
+    out->qemu = rt->qemu;
     out->qemu_alive = vm_proc_alive(&out->qemu);
   }
 }
 
-qvm_vm_state vm_state_eval(struct json_object *doc, const vm_runtime_view *rv) {
+qvm_vm_state vm_state_eval(const vm_record *rec, const vm_runtime_view *rv) {
   if (rv->present && (rv->qemu_alive || rv->shim_alive)) {
     if (!strcmp(rv->status, "running") && rv->qemu_alive) return QVM_VM_RUNNING;
     if (!strcmp(rv->status, "starting")) return QVM_VM_STARTING;
     return QVM_VM_STOPPING; /* stopping, or QEMU gone and the shim recording it */
   }
   if (rv->present) return QVM_VM_CRASHED; /* both gone without a record */
-  struct json_object *last = NULL, *clean = NULL;
-  if (!json_object_object_get_ex(doc, "last_exit", &last)) return QVM_VM_CREATED;
-  if (json_object_object_get_ex(last, "clean", &clean) && json_object_get_boolean(clean))
-    return QVM_VM_STOPPED;
-  return QVM_VM_CRASHED;
+  if (!rec || !rec->has_last_exit) return QVM_VM_CREATED;
+  return rec->last_exit.clean ? QVM_VM_STOPPED : QVM_VM_CRASHED;
 }
 
 const char *qvm_vm_state_name(qvm_vm_state s) {
@@ -103,8 +91,8 @@ const char *qvm_vm_state_name(qvm_vm_state s) {
 qvm_vm_state qvm_vm_get_state(qvm_vm *vm) {
   vm_reload(vm, NULL);
   vm_runtime_view rv;
-  vm_runtime_view_read(&rv, vm->doc);
-  return vm_state_eval(vm->doc, &rv);
+  vm_runtime_view_read(&rv, vm->rec);
+  return vm_state_eval(vm->rec, &rv);
 }
 
 /* Whether KVM can run a vCPU the way QEMU sets one up. Answering
@@ -158,29 +146,20 @@ int vm_accel_resolve(vm_accel *out, const char **out_warning, vm_accel requested
 
 /* --- reconciling what vm.json says with which processes exist ------------- */
 
-static int record_lost_cb(struct json_object *doc, void *ctx, qvm_error **err) {
-  (void)ctx;
-  (void)err;
-  struct json_object *o = json_object_new_object();
-  char ts[32];
-  qvm_format_rfc3339(ts, qvm_realtime_us());
-  json_object_object_add(o, "reason", json_object_new_string("lost"));
-  json_object_object_add(o, "clean", json_object_new_boolean(false));
-  json_object_object_add(o, "detail",
-                         json_object_new_string("qemu and its shim exited without recording why"));
-  json_object_object_add(o, "run_status", json_object_new_int(QVM_RUN_EXIT_ERROR));
-  json_object_object_add(o, "at", json_object_new_string(ts));
-  json_object_object_del(doc, "runtime");
-  json_object_object_add(doc, "last_exit", o);
-  return 0;
+static int record_lost(qvm_vm *vm, qvm_error **err) {
+  vm_exit x = {.reason = "lost",
+               .detail = "qemu and its shim exited without recording why",
+               .run_status = QVM_RUN_EXIT_ERROR};
+  x.at_us = qvm_realtime_us();
+  qvm_format_rfc3339(x.at, x.at_us);
+  return vm_record_exit(&vm->paths, &x, err);
 }
 
 static int adopt(qvm_vm *vm, qvm_error **err) {
   shim_config cfg = {.mode = SHIM_ADOPT, .ready_fd = -1, .lock_fd = -1, .stop_timeout_s = 60};
-  struct json_object *rt = NULL, *a = NULL;
-  if (json_object_object_get_ex(vm->doc, "runtime", &rt) &&
-      json_object_object_get_ex(rt, "accelerator", &a) && json_object_is_type(a, json_type_string))
-    cfg.accel = !strcmp(json_object_get_string(a), "kvm") ? VM_ACCEL_KVM : VM_ACCEL_TCG;
+  const vm_runtime *rt = &vm->rec->runtime;
+  if (vm->rec->has_runtime && rt->has_accelerator)
+    cfg.accel = rt->accelerator == VM_ACCEL_KVM ? VM_ACCEL_KVM : VM_ACCEL_TCG;
   int r = vm_shim_start_detached(vm, &cfg, 15000, err);
   if (r < 0) {
     qvm_error_prefix(err, "cannot re-attach to vm '%s'", vm->name);
@@ -195,10 +174,10 @@ static int reconcile_locked(qvm_vm *vm, qvm_error **err) {
   int r = vm_reload(vm, err);
   if (r < 0) return r;
   vm_runtime_view rv;
-  vm_runtime_view_read(&rv, vm->doc);
+  vm_runtime_view_read(&rv, vm->rec);
   if (!rv.present || rv.shim_alive) return 0;
   if (rv.qemu_alive) return adopt(vm, err);
-  r = vm_doc_update(&vm->paths, record_lost_cb, NULL, err);
+  r = record_lost(vm, err);
   vm_net_remove_tap(vm->spec); /* QEMU is gone: a tap left behind is nobody's */
   unlink(vm->paths.qmp_sock);
   unlink(vm->paths.console_sock);
@@ -209,7 +188,7 @@ static int reconcile_locked(qvm_vm *vm, qvm_error **err) {
 
 static bool needs_reconcile(qvm_vm *vm) {
   vm_runtime_view rv;
-  vm_runtime_view_read(&rv, vm->doc);
+  vm_runtime_view_read(&rv, vm->rec);
   return rv.present && !rv.shim_alive;
 }
 
@@ -238,7 +217,7 @@ int qvm_vm_open(qvm_vm **out, const char *name, qvm_error **err) {
 static int wait_pidfd(int pidfd, int timeout_ms);
 
 static bool vm_active(qvm_vm *vm, vm_runtime_view *rv) {
-  vm_runtime_view_read(rv, vm->doc);
+  vm_runtime_view_read(rv, vm->rec);
   return rv->present && (rv->shim_alive || rv->qemu_alive);
 }
 

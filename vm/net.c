@@ -134,6 +134,8 @@ static bool mac_taken(const char *root, const vm_spec *s, const char *mac) {
   for (struct dirent *e; d && !taken && (e = readdir(d));) {
     if (e->d_name[0] == '.' || !strcmp(e->d_name, s->name)) continue;
     _cleanup_free_ char *path = NULL;
+    /* Read leniently, not through vm/record.h: a vm.json the codec refuses
+     * (damaged, edited, newer) still names a MAC that must not be reused. */
     struct json_object *doc = NULL, *spec = NULL, *net = NULL, *v = NULL, *b = NULL;
     if (asprintf(&path, "%s/%s/vm.json", vms, e->d_name) < 0 || vm_doc_read(&doc, path, NULL) < 0)
       continue;

@@ -267,44 +267,31 @@ char *vm_file_tail(const char *path, int lines) {
 
 /* --- vm.json records ------------------------------------------------------ */
 
-static int merge_runtime(struct json_object *doc, void *ctx, qvm_error **err) {
-  (void)err;
-  struct json_object *rt = NULL;
-  if (!json_object_object_get_ex(doc, "runtime", &rt) ||
-      !json_object_is_type(rt, json_type_object)) {
-    rt = json_object_new_object();
-    json_object_object_add(doc, "runtime", rt);
-  }
-  json_object_object_foreach((struct json_object *)ctx, key, val)
-      json_object_object_add(rt, key, json_object_get(val));
-  return 0;
-}
-
 static void shim_write_runtime(shim *s, const char *status, bool full) {
-  struct json_object *f = json_object_new_object();
-  json_object_object_add(f, "status", json_object_new_string(status));
+  vm_run_status st = !strcmp(status, "starting")  ? VM_RUN_STARTING
+                     : !strcmp(status, "running") ? VM_RUN_RUNNING
+                                                  : VM_RUN_STOPPING;
   vm_proc self;
-  if (vm_proc_record(&self, getpid(), NULL) == 0)
-    json_object_object_add(f, "shim", vm_proc_to_json(&self));
-  json_object_object_add(f, "adopted", json_object_new_boolean(!s->child));
-  if (full) {
-    vm_proc q;
-    if (vm_proc_record(&q, s->qemu_pid, NULL) == 0)
-      json_object_object_add(f, "qemu", vm_proc_to_json(&q));
-    json_object_object_add(f, "accelerator",
-                           json_object_new_string(s->cfg.accel == VM_ACCEL_KVM ? "kvm" : "tcg"));
-    if (s->cfg.accel_warning)
-      json_object_object_add(f, "accel_warning", json_object_new_string(s->cfg.accel_warning));
-    if (s->ssh_port) json_object_object_add(f, "ssh_port", json_object_new_int(s->ssh_port));
-    json_object_object_add(f, "started_at_us", json_object_new_int64(s->t_spawn_us));
-    struct json_object *t = json_object_new_object();
-    json_object_object_add(t, "shim_start_us", json_object_new_int64(s->t_shim_us));
-    json_object_object_add(t, "qemu_spawn_us", json_object_new_int64(s->t_spawn_us));
-    if (s->t_qmp_us) json_object_object_add(t, "qmp_ready_us", json_object_new_int64(s->t_qmp_us));
-    json_object_object_add(f, "timings", t);
+  bool has_self = vm_proc_record(&self, getpid(), NULL) == 0;
+  if (!full) {
+    vm_record_set_status(&s->vm->paths, st, has_self ? &self : NULL, !s->child, NULL);
+    return;
   }
-  vm_doc_update(&s->vm->paths, merge_runtime, f, NULL);
-  json_object_put(f);
+  vm_runtime rt = {.status = st,
+                   .has_shim = has_self,
+                   .shim = self,
+                   .adopted = !s->child,
+                   .has_accelerator = true,
+                   .accelerator = s->cfg.accel == VM_ACCEL_KVM ? VM_ACCEL_KVM : VM_ACCEL_TCG,
+                   .accel_warning = (char *)s->cfg.accel_warning,
+                   .ssh_port = (uint16_t)s->ssh_port,
+                   .started_at_us = s->t_spawn_us,
+                   .has_timings = true,
+                   .timings = {.shim_start_us = s->t_shim_us,
+                               .qemu_spawn_us = s->t_spawn_us,
+                               .qmp_ready_us = s->t_qmp_us}};
+  rt.has_qemu = vm_proc_record(&rt.qemu, s->qemu_pid, NULL) == 0;
+  vm_record_set_runtime(&s->vm->paths, &rt, NULL);
 }
 
 typedef struct exit_status {
@@ -362,29 +349,17 @@ static exit_record classify_exit(shim *s, const exit_status *x) {
   return r;
 }
 
-static int record_exit_cb(struct json_object *doc, void *ctx, qvm_error **err) {
-  (void)err;
-  json_object_object_del(doc, "runtime");
-  json_object_object_add(doc, "last_exit", json_object_get(ctx));
-  return 0;
-}
-
-static struct json_object *exit_json(const exit_record *r, const exit_status *x, shim *s) {
-  struct json_object *o = json_object_new_object();
-  char ts[32];
-  int64_t now = qvm_realtime_us();
-  qvm_format_rfc3339(ts, now);
-  json_object_object_add(o, "reason", json_object_new_string(r->reason));
-  json_object_object_add(o, "clean", json_object_new_boolean(r->clean));
-  json_object_object_add(o, "detail", json_object_new_string(r->detail ? r->detail : r->reason));
-  if (x->known && !x->sig) json_object_object_add(o, "exit_code", json_object_new_int(x->code));
-  if (x->known && x->sig) json_object_object_add(o, "signal", json_object_new_int(x->sig));
-  if (s->shutdown_reason[0])
-    json_object_object_add(o, "shutdown_reason", json_object_new_string(s->shutdown_reason));
-  json_object_object_add(o, "run_status", json_object_new_int(r->run_status));
-  json_object_object_add(o, "at", json_object_new_string(ts));
-  json_object_object_add(o, "at_us", json_object_new_int64(now));
-  return o;
+static void exit_fill(vm_exit *o, const exit_record *r, const exit_status *x, shim *s) {
+  *o = (vm_exit){.reason = (char *)r->reason,
+                 .clean = r->clean,
+                 .detail = r->detail ? r->detail : (char *)r->reason,
+                 .has_exit_code = x->known && !x->sig,
+                 .exit_code = x->known && !x->sig ? x->code : 0,
+                 .signal = x->known ? x->sig : 0,
+                 .shutdown_reason = s->shutdown_reason[0] ? s->shutdown_reason : NULL,
+                 .run_status = r->run_status,
+                 .at_us = qvm_realtime_us()};
+  qvm_format_rfc3339(o->at, o->at_us);
 }
 
 static void remove_sockets(const vm_paths *p) {
@@ -395,9 +370,10 @@ static void remove_sockets(const vm_paths *p) {
 }
 
 static void shim_write_exit(shim *s, const exit_record *r, const exit_status *x) {
-  struct json_object *o = exit_json(r, x, s);
-  vm_doc_update(&s->vm->paths, record_exit_cb, o, NULL);
-  shim_event(s, "qvm-exit", o); /* takes o */
+  vm_exit o;
+  exit_fill(&o, r, x, s);
+  vm_record_exit(&s->vm->paths, &o, NULL);
+  shim_event(s, "qvm-exit", vm_exit_to_json(&o));
   remove_sockets(&s->vm->paths);
 }
 
@@ -706,11 +682,9 @@ static int shim_spawn(shim *s, qvm_error **err) {
 }
 
 static int shim_adopt(shim *s, qvm_error **err) {
-  struct json_object *rt = NULL, *q = NULL;
-  vm_proc qemu;
-  if (!json_object_object_get_ex(s->vm->doc, "runtime", &rt) ||
-      !json_object_object_get_ex(rt, "qemu", &q) || vm_proc_from_json(&qemu, q, err) < 0)
+  if (!s->vm->rec->has_runtime || !s->vm->rec->runtime.has_qemu)
     return qvm_error_set(err, QVM_ENOTFOUND, "no qemu process is recorded");
+  vm_proc qemu = s->vm->rec->runtime.qemu;
   s->qemu_pid = qemu.pid;
   s->child = false;
   if ((s->pidfd = vm_proc_pidfd(&qemu)) < 0)

@@ -267,30 +267,6 @@ int vm_doc_parse(struct json_object **out, const char *text, size_t len, const c
   return 0;
 }
 
-int vm_doc_write(const char *path, struct json_object *doc, qvm_error **err) {
-  size_t len = 0;
-  const char *s = json_object_to_json_string_length(
-      doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-  _cleanup_free_ char *buf = NULL;
-  if (asprintf(&buf, "%s\n", s) < 0) return qvm_error_set_errno(err, ENOMEM, "cannot write");
-  return qvm_write_file_atomic(path, buf, len + 1, 0600, err);
-}
-
-int vm_doc_update(const vm_paths *p, vm_doc_update_fn fn, void *ctx, qvm_error **err) {
-  _cleanup_close_ int dfd = open(p->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0)
-    return errno == ENOENT ? qvm_error_set(err, QVM_ENOTFOUND, "'%s' not found", p->dir)
-                           : qvm_error_set_errno(err, errno, "cannot open '%s'", p->dir);
-  while (flock(dfd, LOCK_EX) < 0)
-    if (errno != EINTR) return qvm_error_set_errno(err, errno, "cannot lock '%s'", p->dir);
-  struct json_object *doc = NULL;
-  int r = vm_doc_read(&doc, p->json, err);
-  if (r >= 0) r = fn(doc, ctx, err);
-  if (r >= 0) r = vm_doc_write(p->json, doc, err);
-  json_object_put(doc);
-  return r; /* closing dfd drops the flock */
-}
-
 static void lock_holder(char *out, size_t n, int fd) {
   char buf[128] = "";
   ssize_t len = pread(fd, buf, sizeof buf - 1, 0);

@@ -65,17 +65,12 @@ int vm_proc_pidfd(const vm_proc *rec);
 struct json_object *vm_proc_to_json(const vm_proc *p);
 int vm_proc_from_json(vm_proc *out, struct json_object *obj, qvm_error **err);
 
-/* vm.json: {"version":1,"spec":{...},"created_at":"...","runtime":{...},
- * "last_exit":{...}}. Reading needs no lock (writes are atomic renames). */
+/* A JSON object from a file (at most 1 MiB) or from bytes (NUL-terminated at
+ * text[len]); `what` names it in errors. vm.json itself is read and written
+ * only through vm/record.h. */
 int vm_doc_read(struct json_object **out, const char *path, qvm_error **err);
-/* The same from bytes (NUL-terminated at text[len]); `what` names it in errors. */
 int vm_doc_parse(struct json_object **out, const char *text, size_t len, const char *what,
                  qvm_error **err);
-int vm_doc_write(const char *path, struct json_object *doc, qvm_error **err);
-/* Read-modify-write under an flock on the VM's directory, held for the
- * duration of fn only. */
-typedef int (*vm_doc_update_fn)(struct json_object *doc, void *ctx, qvm_error **err);
-int vm_doc_update(const vm_paths *p, vm_doc_update_fn fn, void *ctx, qvm_error **err);
 
 /* The per-VM operation lock. Waits up to timeout_ms, then QVM_EBUSY naming
  * the holder's operation and pid. QVM_ENOTFOUND if the VM does not exist. */

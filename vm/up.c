@@ -56,39 +56,24 @@ static int file_digest(char out[65], const char *path, qvm_error **err) {
   return 0;
 }
 
-static void put(struct json_object *o, const char *k, const char *v) {
-  json_object_object_add(o, k, v ? json_object_new_string(v) : NULL);
-}
-
-static int put_path(struct json_object *o, const char *k, const char *path, qvm_error **err) {
-  if (!path) {
-    put(o, k, NULL);
-    return 0;
-  }
+static int set_path(char **out, const char *k, const char *path, qvm_error **err) {
+  if (!path) return 0;
   char abs[PATH_MAX];
   if (!realpath(path, abs))
     return qvm_error_set(err, QVM_ENOTFOUND, "%s '%s' not found: check the path", k, path);
-  put(o, k, abs);
+  if (!(*out = strdup(abs))) return qvm_error_set_errno(err, ENOMEM, "out of memory");
   return 0;
 }
 
-static int put_size(struct json_object *o, const char *k, const char *text, const char *dflt,
+static int set_size(bool *has, uint64_t *out, const char *k, const char *text, const char *dflt,
                     qvm_error **err) {
-  uint64_t v = 0;
   if (!text) text = dflt;
-  if (text) {
-    int r = qvm_vm_size_parse(&v, k, text, err);
-    if (r < 0) return r;
-  }
-  json_object_object_add(o, k, text ? json_object_new_int64((int64_t)v) : NULL);
-  return 0;
+  *has = text != NULL;
+  return text ? qvm_vm_size_parse(out, k, text, err) : 0;
 }
 
 /* Files by absolute path and content: an edited cloud-config is a change. */
-static int put_files(struct json_object *o, const char *k, const char *const *v, size_t n,
-                     qvm_error **err) {
-  struct json_object *a = json_object_new_array();
-  json_object_object_add(o, k, a);
+static int set_files(vm_strv *out, const char *k, const char *const *v, size_t n, qvm_error **err) {
   for (size_t i = 0; i < n; i++) {
     char abs[PATH_MAX], digest[65], *item = NULL;
     if (!realpath(v[i], abs))
@@ -97,101 +82,53 @@ static int put_files(struct json_object *o, const char *k, const char *const *v,
     if (r < 0) return r;
     if (asprintf(&item, "%s (sha256 %.12s)", abs, digest) < 0)
       return qvm_error_set_errno(err, ENOMEM, "out of memory");
-    json_object_array_add(a, json_object_new_string(item));
+    r = vm_strv_add(out, item, err);
     free(item);
+    if (r < 0) return r;
   }
   return 0;
 }
 
-static void put_list(struct json_object *o, const char *k, const char *const *v, size_t n) {
-  struct json_object *a = json_object_new_array();
-  for (size_t i = 0; i < n; i++) json_object_array_add(a, json_object_new_string(v[i]));
-  json_object_object_add(o, k, a);
+static int set_list(vm_strv *out, const char *const *v, size_t n, qvm_error **err) {
+  int r = 0;
+  for (size_t i = 0; r >= 0 && i < n; i++) r = vm_strv_add(out, v[i], err);
+  return r;
 }
 
-static int up_request(struct json_object **out, const qvm_vm_create_options *o, qvm_error **err) {
-  _cleanup_(json_object_putp) struct json_object *j = json_object_new_object();
-  int r = put_path(j, "image", o->image, err);
-  if (r >= 0) r = put_path(j, "kernel", o->kernel, err);
-  if (r >= 0) r = put_path(j, "initrd", o->initrd, err);
-  if (r >= 0) r = put_size(j, "memory", o->memory, "1G", err);
-  if (r >= 0) r = put_size(j, "disk", o->disk, NULL, err);
-  if (r >= 0) r = put_files(j, "cloud_config", o->cloud_configs, o->n_cloud_configs, err);
-  if (r >= 0) r = put_files(j, "ssh_keys", o->authorized_keys, o->n_authorized_keys, err);
-  if (r < 0) return r;
-  put(j, "append", o->append);
-  json_object_object_add(j, "cpus", json_object_new_int(o->cpus ? (int)o->cpus : 1));
-  put(j, "net", o->net ? o->net : "user");
-  put(j, "firmware", o->firmware ? o->firmware : "bios");
-  put(j, "accel", o->accel ? o->accel : "auto");
-  put(j, "machine", o->machine ? o->machine : "q35");
-  put(j, "user", o->user ? o->user : "qvm");
-  put(j, "hostname", o->hostname);
-  put(j, "hostkey", o->hostkey ? o->hostkey : "pinned");
-  put(j, "image_format", o->image_format); /* unset (null) when detected */
-  if (o->allow_backing) json_object_object_add(j, "allow_backing", json_object_new_boolean(true));
-  json_object_object_add(j, "cloud_init", json_object_new_boolean(!o->no_cloud_init));
-  put_list(j, "ports", o->publish, o->n_publish);
-  put_list(j, "provision", o->provision, o->n_provision);
-  put_list(j, "drives", o->drives, o->n_drives);
-  put_list(j, "cdroms", o->cdroms, o->n_cdroms);
-  *out = TAKE_PTR(j);
+static int set_str(char **out, const char *v, const char *dflt, qvm_error **err) {
+  if (!v) v = dflt;
+  if (v && !(*out = strdup(v))) return qvm_error_set_errno(err, ENOMEM, "out of memory");
   return 0;
 }
 
-/* A size as the user writes it: the largest binary suffix that keeps it
- * exact (1073741824 -> "1G", 1610612736 -> "1536M"). */
-static void size_text(char *out, size_t size, uint64_t v) {
-  static const char suffixes[] = "KMGT";
-  int unit = -1;
-  while (v && unit < 3 && v % 1024 == 0) {
-    v /= 1024;
-    unit++;
-  }
-  snprintf(out, size, "%" PRIu64 "%.*s", v, unit >= 0 ? 1 : 0, unit >= 0 ? &suffixes[unit] : "");
-}
-
-static const char *diff_value(char *buf, size_t size, const char *key, struct json_object *v) {
-  if (!v) return "unset";
-  if ((!strcmp(key, "memory") || !strcmp(key, "disk")) && json_object_is_type(v, json_type_int)) {
-    size_text(buf, size, (uint64_t)json_object_get_int64(v));
-    return buf;
-  }
-  return json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
-}
-
-/* "memory: was 1G, now 2G; cpus: ..." */
-static char *up_request_diff(struct json_object *was, struct json_object *now) {
-  qvm_strbuf sb = QVM_STRBUF_INIT;
-  json_object_object_foreach(now, key, value) {
-    struct json_object *old = NULL;
-    json_object_object_get_ex(was, key, &old);
-    if (json_object_equal(old, value)) continue;
-    char a[32], b[32];
-    qvm_strbuf_printf(&sb, "\n  %s: was %s, now %s", key, diff_value(a, sizeof a, key, old),
-                      diff_value(b, sizeof b, key, value));
-  }
-  return qvm_strbuf_steal(&sb);
-}
-
-static int store_request_cb(struct json_object *doc, void *ctx, qvm_error **err) {
-  (void)err;
-  json_object_object_add(doc, "up", json_object_get(ctx));
-  return 0;
-}
-
-/* ctx: the member to set true in the up record ("provisioned", "ready"). */
-static int mark_up_cb(struct json_object *doc, void *ctx, qvm_error **err) {
-  (void)err;
-  struct json_object *up = NULL;
-  if (json_object_object_get_ex(doc, "up", &up) && up)
-    json_object_object_add(up, ctx, json_object_new_boolean(true));
-  return 0;
-}
-
-static bool up_flag(struct json_object *up, const char *key) {
-  struct json_object *v = NULL;
-  return json_object_object_get_ex(up, key, &v) && json_object_get_boolean(v);
+static int up_request(vm_up *j, const qvm_vm_create_options *o, qvm_error **err) {
+  *j = (vm_up){.cpus = o->cpus ? o->cpus : 1,
+               .allow_backing = o->allow_backing,
+               .cloud_init = !o->no_cloud_init};
+  int r = set_path(&j->image, "image", o->image, err);
+  if (r >= 0) r = set_path(&j->kernel, "kernel", o->kernel, err);
+  if (r >= 0) r = set_path(&j->initrd, "initrd", o->initrd, err);
+  if (r >= 0) r = set_size(&j->has_memory, &j->memory, "memory", o->memory, "1G", err);
+  if (r >= 0) r = set_size(&j->has_disk, &j->disk, "disk", o->disk, NULL, err);
+  if (r >= 0)
+    r = set_files(&j->cloud_config, "cloud_config", o->cloud_configs, o->n_cloud_configs, err);
+  if (r >= 0)
+    r = set_files(&j->ssh_keys, "ssh_keys", o->authorized_keys, o->n_authorized_keys, err);
+  if (r >= 0) r = set_str(&j->append, o->append, NULL, err);
+  if (r >= 0) r = set_str(&j->net, o->net, "user", err);
+  if (r >= 0) r = set_str(&j->firmware, o->firmware, "bios", err);
+  if (r >= 0) r = set_str(&j->accel, o->accel, "auto", err);
+  if (r >= 0) r = set_str(&j->machine, o->machine, "q35", err);
+  if (r >= 0) r = set_str(&j->user, o->user, "qvm", err);
+  if (r >= 0) r = set_str(&j->hostname, o->hostname, NULL, err);
+  if (r >= 0) r = set_str(&j->hostkey, o->hostkey, "pinned", err);
+  if (r >= 0) r = set_str(&j->image_format, o->image_format, NULL, err); /* unset: detected */
+  if (r >= 0) r = set_list(&j->ports, o->publish, o->n_publish, err);
+  if (r >= 0) r = set_list(&j->provision, o->provision, o->n_provision, err);
+  if (r >= 0) r = set_list(&j->drives, o->drives, o->n_drives, err);
+  if (r >= 0) r = set_list(&j->cdroms, o->cdroms, o->n_cdroms, err);
+  if (r < 0) vm_up_clear(j);
+  return r;
 }
 
 /* --- phases ------------------------------------------------------------- */
@@ -532,7 +469,7 @@ static int run_phases(up_run *u, bool provision, qvm_error **err) {
   if (!provision) {
     phase_done(u, QVM_UP_PROVISION, QVM_UP_PHASE_SKIPPED,
                qvm_vm_provision_count(u->vm) ? "already provisioned" : "no provision steps");
-    vm_doc_update(&u->vm->paths, mark_up_cb, "ready", NULL);
+    vm_record_mark_up(&u->vm->paths, false, true, NULL);
     return 0;
   }
   size_t failed = 0;
@@ -543,9 +480,9 @@ static int run_phases(up_run *u, bool provision, qvm_error **err) {
     return qvm_error_prefix(err, "vm '%s': phase 'provision' failed (see %s/provision.log)",
                             u->vm->name, qvm_vm_dir(u->vm));
   }
-  vm_doc_update(&u->vm->paths, mark_up_cb, "provisioned", NULL);
+  vm_record_mark_up(&u->vm->paths, true, false, NULL);
   phase_done(u, QVM_UP_PROVISION, QVM_UP_PHASE_DONE, NULL);
-  vm_doc_update(&u->vm->paths, mark_up_cb, "ready", NULL);
+  vm_record_mark_up(&u->vm->paths, false, true, NULL);
   return 0;
 }
 
@@ -621,7 +558,7 @@ static int up(qvm_up_result *out, const char *name, const qvm_vm_create_options 
   int r = qvm_vm_name_check(name, err);
   if (r < 0) return r;
   if (sodium_init() < 0) return qvm_error_set(err, QVM_ESYS, "libsodium failed to initialize");
-  _cleanup_(json_object_putp) struct json_object *request = NULL;
+  _cleanup_(vm_up_clear) vm_up request = {0};
   if ((r = up_request(&request, create, err)) < 0)
     return qvm_error_prefix(err, "cannot bring up vm '%s'", name);
 
@@ -636,24 +573,18 @@ static int up(qvm_up_result *out, const char *name, const qvm_vm_create_options 
   r = qvm_vm_create(&vm, name, create, err);
   if (r >= 0) {
     res->outcome = QVM_UP_CREATED;
-    if ((r = vm_doc_update(&vm->paths, store_request_cb, request, err)) < 0) return r;
+    if ((r = vm_record_set_up(&vm->paths, &request, err)) < 0) return r;
   } else if (qvm_error_code(*err) == QVM_EEXISTS) {
     qvm_error_free(*err);
     *err = NULL;
     if ((r = qvm_vm_open(&vm, name, err)) < 0) return r;
-    struct json_object *was = NULL, *up = NULL;
-    if (!json_object_object_get_ex(vm->doc, "up", &up) || !up)
+    if (!vm->rec->has_up)
       return qvm_error_set(err, QVM_EEXISTS,
                            "vm '%s' exists and was made by 'qvm create', not 'qvm up': use "
                            "'qvm start %s', or 'qvm rm %s' first",
                            name, name, name);
-    if (json_object_deep_copy(up, &was, NULL) < 0)
-      return qvm_error_set_errno(err, ENOMEM, "out of memory");
-    bool done = up_flag(was, "provisioned"), ready = up_flag(was, "ready");
-    json_object_object_del(was, "provisioned");
-    json_object_object_del(was, "ready");
-    _cleanup_free_ char *diff = up_request_diff(was, request);
-    json_object_put(was);
+    bool done = vm->rec->up.provisioned, ready = vm->rec->up.ready;
+    _cleanup_free_ char *diff = vm_up_diff(&vm->rec->up, &request);
     if (diff && *diff)
       return qvm_error_set(err, QVM_EEXISTS,
                            "vm '%s' exists with a different spec:%s\nto apply it: 'qvm down %s "

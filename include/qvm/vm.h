@@ -148,7 +148,7 @@ int qvm_vm_list(char ***out, size_t *out_n, qvm_error **err);
 void qvm_vm_names_free(char **names, size_t n);
 
 /* The VM's spec and state as JSON (caller owns it; json_object_put):
- * {"name","uuid","state","cpus","memory","accelerator","machine","firmware",
+ * {"name","uuid","state","cpus","memory_mib","accelerator","machine","firmware",
  *  "disks":[{"path","format","readonly","media"}],"network":{...},
  *  "pid","shim_pid","started_at","uptime_s","last_exit":{...},"warnings":[...],
  *  "timings":{...}} */

@@ -1,0 +1,321 @@
+/* SPDX-License-Identifier: MIT */
+/* The VM record (vm/record.h): the codec's round trip, the migration of a
+ * schema-1 vm.json written by qvm before the record, hostile members, and
+ * the typed updates. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "testlib.h"
+#include "util/fs.h"
+#include "vm/record.h"
+
+static char *fixture_text(const char *name) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/tests/vm/data/%s", qvm_test_source_dir(), name);
+  char *text = NULL;
+  assert_int_equal(qvm_read_file(&text, NULL, path, 1 << 20, NULL), 0);
+  return text;
+}
+
+static vm_record *parse_ok(const char *text) {
+  vm_record *rec = NULL;
+  qvm_error *err = NULL;
+  int r = vm_record_parse(&rec, text, strlen(text), "vm.json", &err);
+  if (r < 0) fail_msg("parse failed: %s", qvm_error_message(err));
+  return rec;
+}
+
+static struct json_object *json_parse(const char *text) {
+  struct json_object *o = json_tokener_parse(text);
+  assert_non_null(o);
+  return o;
+}
+
+/* The schema-1 file, from today's qvm, is read with every member kept. */
+static void test_schema1_fields(void **state) {
+  (void)state;
+  char *text = fixture_text("vm-schema1.json");
+  vm_record *rec = parse_ok(text);
+  assert_int_equal(rec->schema_read, 1);
+  assert_string_equal(rec->created_at, "2026-11-29T11:43:47.693939Z");
+  assert_string_equal(rec->spec->name, "bench2");
+  assert_int_equal(rec->spec->memory_mib, 1024);
+  assert_true(rec->has_runtime);
+  const vm_runtime *rt = &rec->runtime;
+  assert_int_equal(rt->status, VM_RUN_RUNNING);
+  assert_true(rt->has_shim && rt->has_qemu);
+  assert_int_equal(rt->shim.pid, 6420);
+  assert_int_equal(rt->qemu.pid, 6421);
+  assert_int_equal(rt->qemu.start_time, 1148956);
+  assert_string_equal(rt->qemu.boot_id, "0fe9ac87-9675-4b50-8edf-7d94b81ff35c");
+  assert_false(rt->adopted);
+  assert_true(rt->has_accelerator);
+  assert_int_equal(rt->accelerator, VM_ACCEL_TCG);
+  assert_non_null(strstr(rt->accel_warning, "KVM is not usable"));
+  assert_int_equal(rt->ssh_port, 51155);
+  assert_int_equal(rt->started_at_us, 1795952627698513);
+  assert_int_equal(rt->timings.shim_start_us, 1795952627697915);
+  assert_int_equal(rt->timings.qmp_ready_us, 1795952627742670);
+  assert_true(rec->has_last_exit);
+  const vm_exit *x = &rec->last_exit;
+  assert_string_equal(x->reason, "error");
+  assert_false(x->clean);
+  assert_true(x->has_exit_code);
+  assert_int_equal(x->exit_code, 1);
+  assert_int_equal(x->signal, 0);
+  assert_string_equal(x->shutdown_reason, "guest-shutdown");
+  assert_int_equal(x->at_us, 1795952401000001);
+  assert_true(rec->has_up);
+  const vm_up *u = &rec->up;
+  assert_int_equal(u->memory, 1073741824);
+  assert_true(u->has_memory && u->has_disk);
+  assert_int_equal(u->disk, 3221225472);
+  assert_null(u->kernel);
+  assert_string_equal(u->net, "user");
+  assert_int_equal(u->ports.n, 1);
+  assert_string_equal(u->ports.v[0], "8080:80");
+  assert_int_equal(u->cloud_config.n, 1);
+  assert_true(u->cloud_init && u->ready && u->provisioned);
+  vm_record_free(rec);
+  free(text);
+}
+
+/* Reading schema 1 and writing it back stores schema 2 with every member
+ * of the old file, unchanged. */
+static void test_schema1_migrates(void **state) {
+  (void)state;
+  char *dir = qvm_test_mkdtemp("vm-record");
+  char *text = fixture_text("vm-schema1.json");
+  char path[4096];
+  snprintf(path, sizeof path, "%s/vm.json", dir);
+  vm_record *rec = parse_ok(text);
+  assert_int_equal(vm_record_write(path, rec, NULL), 0);
+  vm_record_free(rec);
+  struct stat st;
+  assert_int_equal(stat(path, &st), 0);
+  assert_int_equal(st.st_mode & 0777, 0600);
+  char *written = NULL;
+  assert_int_equal(qvm_read_file(&written, NULL, path, 1 << 20, NULL), 0);
+  struct json_object *old = json_parse(text), *now = json_parse(written), *v = NULL;
+  assert_true(json_object_object_get_ex(now, "schema", &v));
+  assert_int_equal(json_object_get_int(v), 2);
+  assert_false(json_object_object_get_ex(now, "version", NULL));
+  json_object_object_del(now, "schema");
+  json_object_object_del(old, "version");
+  if (!json_object_equal(old, now)) fail_msg("migrated vm.json differs:\n%s", written);
+  /* And schema 2 reads back as schema 2. */
+  rec = NULL;
+  assert_int_equal(vm_record_read(&rec, path, NULL), 0);
+  assert_int_equal(rec->schema_read, 2);
+  vm_record_free(rec);
+  json_object_put(old);
+  json_object_put(now);
+  free(written);
+  free(text);
+  qvm_test_rmtree(dir);
+  free(dir);
+}
+
+/* to_json(from_json(to_json(r))) == to_json(r) for a record with every
+ * optional member set (and the schema-2 corpus seed parses). */
+static void test_round_trip(void **state) {
+  (void)state;
+  char *text = fixture_text("vm-schema1.json");
+  vm_record *rec = parse_ok(text);
+  rec->up.allow_backing = true;
+  rec->last_exit.signal = 9;
+  rec->last_exit.has_exit_code = false;
+  struct json_object *a = vm_record_to_json(rec);
+  const char *s = json_object_to_json_string(a);
+  vm_record *back = parse_ok(s);
+  assert_int_equal(back->schema_read, 2);
+  assert_int_equal(back->last_exit.signal, 9);
+  assert_false(back->last_exit.has_exit_code);
+  assert_true(back->up.allow_backing);
+  struct json_object *b = vm_record_to_json(back);
+  assert_true(json_object_equal(a, b));
+  json_object_put(a);
+  json_object_put(b);
+  vm_record_free(back);
+  vm_record_free(rec);
+  free(text);
+  char *seed = fixture_text("../corpus/vm_json/schema2.json");
+  rec = parse_ok(seed);
+  assert_int_equal(rec->schema_read, 2);
+  vm_record_free(rec);
+  free(seed);
+}
+
+/* Each of these edits of a valid file is refused with QVM_EINVAL, and the
+ * message names the member. */
+static void test_hostile_members(void **state) {
+  (void)state;
+  static const struct {
+    const char *path; /* "runtime.ssh_port" */
+    const char *value;
+    const char *needle;
+  } cases[] = {
+      {"schema", "\"2\"", "schema"},
+      {"schema", "0", "schema 0"},
+      {"version", "7", "version"},
+      {"created_at", "\"\\u001b[2J\"", "created_at"},
+      {"spec", "[]", "spec"},
+      {"runtime", "\"x\"", "runtime"},
+      {"runtime.status", "\"paused\"", "paused"},
+      {"runtime.ssh_port", "70000", "ssh_port"},
+      {"runtime.ssh_port", "\"22\"", "ssh_port"},
+      {"runtime.qemu", "{\"pid\":-1,\"start_time\":1,\"boot_id\":\"x\"}", "qemu"},
+      {"runtime.accelerator", "\"hvf\"", "hvf"},
+      {"runtime.adopted", "1", "adopted"},
+      {"runtime.timings", "{\"shim_start_us\":-5}", "shim_start_us"},
+      {"runtime.started_at_us", "1.5", "started_at_us"},
+      {"last_exit.reason", "\"boom\"", "boom"},
+      {"last_exit.exit_code", "300", "exit_code"},
+      {"last_exit.signal", "0", "signal"},
+      {"last_exit.run_status", "null", "run_status"},
+      {"last_exit.at", "null", "at"},
+      {"last_exit.detail", "\"\"", "detail"},
+      {"up.memory", "\"1G\"", "memory"},
+      {"up.ports", "\"8080:80\"", "ports"},
+      {"up.ports", "[1]", "ports"},
+      {"up.cpus", "0", "cpus"},
+      {"up.ready", "\"yes\"", "ready"},
+      {"up.net", "\"a\\u0000b\"", "net"},
+  };
+  char *text = fixture_text("vm-schema1.json");
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    struct json_object *doc = json_parse(text), *parent = doc;
+    char key[64];
+    snprintf(key, sizeof key, "%s", cases[i].path);
+    char *dot = strchr(key, '.');
+    if (dot) {
+      *dot = '\0';
+      assert_true(json_object_object_get_ex(doc, key, &parent));
+      memmove(key, dot + 1, strlen(dot + 1) + 1);
+    }
+    bool null = !strcmp(cases[i].value, "null");
+    json_object_object_add(parent, key, null ? NULL : json_parse(cases[i].value));
+    vm_record *rec = NULL;
+    qvm_error *err = NULL;
+    int r = vm_record_from_json(&rec, doc, &err);
+    if (r != QVM_EINVAL)
+      fail_msg("%s = %s: got %d, not QVM_EINVAL", cases[i].path, cases[i].value, r);
+    if (!strstr(qvm_error_message(err), cases[i].needle))
+      fail_msg("%s = %s: '%s' does not name '%s'", cases[i].path, cases[i].value,
+               qvm_error_message(err), cases[i].needle);
+    assert_null(rec);
+    qvm_error_free(err);
+    json_object_put(doc);
+  }
+  free(text);
+}
+
+static void test_newer_schema(void **state) {
+  (void)state;
+  const char *text = "{\"schema\": 3, \"spec\": {}}";
+  vm_record *rec = NULL;
+  qvm_error *err = NULL;
+  assert_int_equal(vm_record_parse(&rec, text, strlen(text), "vm.json", &err), QVM_EINVAL);
+  assert_non_null(strstr(qvm_error_message(err), "schema 3"));
+  assert_non_null(strstr(qvm_error_message(err), "newer than qvm"));
+  assert_null(rec);
+  qvm_error_free(err);
+}
+
+/* The typed updates: each keeps what it does not change. */
+static void test_updates(void **state) {
+  (void)state;
+  char *dir = qvm_test_mkdtemp("vm-record");
+  setenv("QVM_STATE_DIR", dir, 1);
+  setenv("QVM_RUNTIME_DIR", dir, 1);
+  vm_paths p = {0};
+  assert_int_equal(vm_paths_init(&p, "bench2", NULL), 0);
+  assert_int_equal(qvm_mkdir_p(p.dir, 0700, NULL), 0);
+  char *text = fixture_text("vm-schema1.json");
+  vm_record *rec = parse_ok(text);
+  rec->has_runtime = rec->has_last_exit = rec->has_up = false;
+  assert_int_equal(vm_record_write(p.json, rec, NULL), 0);
+
+  vm_proc shim = {.pid = 77, .start_time = 5, .boot_id = "0fe9ac87-9675-4b50-8edf-7d94b81ff35c"};
+  assert_int_equal(vm_record_set_status(&p, VM_RUN_STARTING, &shim, false, NULL), 0);
+  vm_runtime rt = rec->runtime;
+  rt.status = VM_RUN_RUNNING;
+  assert_int_equal(vm_record_set_runtime(&p, &rt, NULL), 0);
+  assert_int_equal(vm_record_set_status(&p, VM_RUN_STOPPING, NULL, true, NULL), 0);
+  vm_record *now = NULL;
+  assert_int_equal(vm_record_read(&now, p.json, NULL), 0);
+  assert_true(now->has_runtime);
+  assert_int_equal(now->runtime.status, VM_RUN_STOPPING);
+  assert_true(now->runtime.adopted);
+  assert_int_equal(now->runtime.qemu.pid, 6421); /* kept by the status change */
+  assert_int_equal(now->runtime.shim.pid, 6420);
+  assert_int_equal(now->runtime.ssh_port, 51155);
+  vm_record_free(now);
+
+  vm_exit x = {.reason = "killed", .detail = "killed by qvm kill", .run_status = 137};
+  snprintf(x.at, sizeof x.at, "2026-11-29T12:00:00.000000Z");
+  assert_int_equal(vm_record_exit(&p, &x, NULL), 0);
+  assert_int_equal(vm_record_set_up(&p, &rec->up, NULL), 0);
+  assert_int_equal(vm_record_mark_up(&p, false, true, NULL), 0);
+  assert_int_equal(vm_record_read(&now, p.json, NULL), 0);
+  assert_false(now->has_runtime);
+  assert_true(now->has_last_exit);
+  assert_string_equal(now->last_exit.reason, "killed");
+  assert_int_equal(now->last_exit.run_status, 137);
+  assert_true(now->has_up && now->up.ready && now->up.provisioned);
+  assert_int_equal(now->up.memory, 1073741824);
+  vm_record_free(now);
+
+  /* No vm.json: QVM_ENOTFOUND, nothing written. */
+  unlink(p.json);
+  assert_int_equal(vm_record_mark_up(&p, true, true, NULL), QVM_ENOTFOUND);
+  assert_int_equal(access(p.json, F_OK), -1);
+  vm_record_free(rec);
+  free(text);
+  vm_paths_clear(&p);
+  unsetenv("QVM_STATE_DIR");
+  unsetenv("QVM_RUNTIME_DIR");
+  qvm_test_rmtree(dir);
+  free(dir);
+}
+
+/* The up diff keeps the messages qvm up has always printed. */
+static void test_up_diff(void **state) {
+  (void)state;
+  char *text = fixture_text("vm-schema1.json");
+  vm_record *a = parse_ok(text), *b = parse_ok(text);
+  char *same = vm_up_diff(&a->up, &b->up);
+  assert_string_equal(same, "");
+  free(same);
+  b->up.memory = 2u << 30;
+  free(b->up.net);
+  b->up.net = strdup("none");
+  b->up.has_disk = false;
+  char *diff = vm_up_diff(&a->up, &b->up);
+  assert_string_equal(diff, "\n  memory: was 1G, now 2G\n  disk: was 3G, now unset"
+                            "\n  net: was \"user\", now \"none\"");
+  free(diff);
+  vm_record_free(a);
+  vm_record_free(b);
+  free(text);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_schema1_fields), cmocka_unit_test(test_schema1_migrates),
+      cmocka_unit_test(test_round_trip),     cmocka_unit_test(test_hostile_members),
+      cmocka_unit_test(test_newer_schema),   cmocka_unit_test(test_updates),
+      cmocka_unit_test(test_up_diff),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
