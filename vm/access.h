@@ -10,13 +10,13 @@
  * boot) and seed.iso are written into the VM's directory.
  */
 #include "util/error.h"
+#include "vm/defaults.h"
 #include "vm/spec.h"
 #include <qvm/vm.h>
 
 #define VM_CLIENT_KEY "id_ed25519"
 #define VM_KNOWN_HOSTS "known_hosts"
 #define VM_SEED_ISO "seed.iso"
-#define VM_DEFAULT_USER "qvm"
 
 /* Options -> spec->{cloud_init,user,hostname,hostkey_tofu,cloud_configs,
  * authorized_keys,steps} and, with cloud-init, spec->seed_iso = "seed.iso". */

@@ -31,8 +31,7 @@ typedef struct strlist {
 typedef struct entry {
   char *name;
   qvm_vm_create_options opts;
-  char *image, *image_format, *disk, *memory, *kernel, *initrd, *append, *firmware, *net, *accel,
-      *user, *hostname;
+  char *image, *image_format, *kernel, *initrd, *append, *firmware, *net, *accel, *user, *hostname;
   strlist ports, cloud_configs, ssh_keys, provision;
 } entry;
 
@@ -54,9 +53,8 @@ static void strlist_clear(strlist *l) {
 }
 
 static void entry_clear(entry *e) {
-  char **owned[] = {&e->name,   &e->image,    &e->disk,        &e->memory, &e->kernel,
-                    &e->initrd, &e->append,   &e->firmware,    &e->net,    &e->accel,
-                    &e->user,   &e->hostname, &e->image_format};
+  char **owned[] = {&e->name, &e->image, &e->kernel,   &e->initrd, &e->append,      &e->firmware,
+                    &e->net,  &e->accel, &e->hostname, &e->user,   &e->image_format};
   for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) free(*owned[i]);
   strlist_clear(&e->ports);
   strlist_clear(&e->cloud_configs);
@@ -206,6 +204,20 @@ static int parse_uint(unsigned *out, const loader *L, const yaml_node_t *n, cons
   return 0;
 }
 
+/* A size with a binary suffix ("1G", "512M"): the library's grammar. */
+static int parse_size(uint64_t *out, const loader *L, const yaml_node_t *n, const char *key,
+                      qvm_error **err) {
+  const char *s = NULL;
+  int r = scalar(&s, L, n, key, err);
+  if (r < 0) return r;
+  qvm_error *e = NULL;
+  if (qvm_vm_size_parse(out, key, s, &e) < 0) {
+    r = at(L, n, err, "%s", qvm_error_message(e));
+    qvm_error_free(e);
+  }
+  return r;
+}
+
 /* --- provision steps ---------------------------------------------------- */
 
 /* The key of `allowed` ("a, b, c") nearest to `key`, within two edits (or
@@ -343,9 +355,9 @@ static int parse_vm(entry *e, const loader *L, yaml_node_t *n, qvm_error **err) 
     else if (!strcmp(key, "cpus"))
       r = parse_uint(&e->opts.cpus, L, v, key, 255, err);
     else if (!strcmp(key, "memory"))
-      r = dup_scalar(&e->memory, L, v, key, err);
+      r = parse_size(&e->opts.memory, L, v, key, err);
     else if (!strcmp(key, "disk"))
-      r = dup_scalar(&e->disk, L, v, key, err);
+      r = parse_size(&e->opts.disk, L, v, key, err);
     else if (!strcmp(key, "net"))
       r = dup_scalar(&e->net, L, v, key, err);
     else if (!strcmp(key, "firmware"))
@@ -383,8 +395,6 @@ static int parse_vm(entry *e, const loader *L, yaml_node_t *n, qvm_error **err) 
   o->kernel = e->kernel;
   o->initrd = e->initrd;
   o->append = e->append;
-  o->memory = e->memory;
-  o->disk = e->disk;
   o->net = e->net;
   o->firmware = e->firmware;
   o->accel = e->accel;

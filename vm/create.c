@@ -3,6 +3,7 @@
  * temporary name and renamed into place so nobody sees half a VM. */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,17 +36,16 @@ static int existing_file(char **out, const char *what, const char *path, qvm_err
 }
 
 static int spec_machine(vm_spec *s, const qvm_vm_create_options *o, qvm_error **err) {
-  s->cpus = o->cpus ? o->cpus : 1;
+  s->cpus = o->cpus ? o->cpus : VM_DEFAULT_CPUS;
   if (s->cpus > 255)
     return qvm_error_set(err, QVM_EINVAL, "cpus '%u' is out of range: use 1 to 255", o->cpus);
-  uint64_t mem = 1u << 30;
-  int r = o->memory ? qvm_vm_size_parse(&mem, "memory", o->memory, err) : 0;
-  if (r < 0) return r;
-  if (mem < (16u << 20) || mem > ((uint64_t)16 << 40))
-    return qvm_error_set(err, QVM_EINVAL, "memory size '%s' is out of range: use 16M to 16T",
-                         o->memory);
+  uint64_t mem = o->memory ? o->memory : VM_DEFAULT_MEMORY;
+  if (mem < VM_MEMORY_MIN || mem > VM_MEMORY_MAX)
+    return qvm_error_set(err, QVM_EINVAL,
+                         "memory size %" PRIu64 " bytes is out of range: use 16M to 16T", mem);
   s->memory_mib = (mem + (1u << 20) - 1) >> 20;
-  const char *machine = o->machine ? o->machine : "q35";
+  int r = 0;
+  const char *machine = o->machine ? o->machine : VM_DEFAULT_MACHINE;
   if (strcmp(machine, "q35") && strcmp(machine, "pc"))
     return qvm_error_set(err, QVM_EINVAL, "machine '%s' is unknown: use q35 or pc", machine);
   if (!(s->machine = strdup(machine))) return qvm_error_set_errno(err, ENOMEM, "out of memory");
@@ -225,9 +225,8 @@ int qvm_vm_create(qvm_vm **out, const char *name, const qvm_vm_create_options *o
   if (r < 0) return r;
   _cleanup_(vm_spec_freep) vm_spec *spec = NULL;
   _cleanup_free_ char *tmp = NULL;
-  uint64_t disk = 0, base = 0;
+  uint64_t disk = opts->disk, base = 0;
   r = spec_from_options(&spec, name, opts, &base, err);
-  if (r >= 0 && opts->disk) r = qvm_vm_size_parse(&disk, "disk", opts->disk, err);
   if (r >= 0) r = vm_state_dirs_prepare(err);
   if (r >= 0 && access(p.dir, F_OK) == 0)
     r = qvm_error_set(err, QVM_EEXISTS, "vm '%s' already exists", name);

@@ -15,10 +15,8 @@
 #include <qvm/net.h>
 
 #include "util/error.h"
+#include "vm/defaults.h"
 #include "vm/handle.h"
-
-#define VM_NET_DEFAULT_BRIDGE "qvm0"
-#define VM_NET_DEFAULT_SUBNET "10.77.0.1/24"
 
 /* Fills s->net, net_restrict ("user,restrict"), bridge, bridge_address,
  * dhcp_external, nat and (for a bridge) s->mac from the uuid. text NULL

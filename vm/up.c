@@ -23,6 +23,7 @@
 #include "util/fs.h"
 #include "util/strbuf.h"
 #include "util/time.h"
+#include "vm/defaults.h"
 #include "vm/handle.h"
 #include <qvm/seed.h>
 #include <qvm/text.h>
@@ -65,13 +66,6 @@ static int set_path(char **out, const char *k, const char *path, qvm_error **err
   return 0;
 }
 
-static int set_size(bool *has, uint64_t *out, const char *k, const char *text, const char *dflt,
-                    qvm_error **err) {
-  if (!text) text = dflt;
-  *has = text != NULL;
-  return text ? qvm_vm_size_parse(out, k, text, err) : 0;
-}
-
 /* Files by absolute path and content: an edited cloud-config is a change. */
 static int set_files(vm_strv *out, const char *k, const char *const *v, size_t n, qvm_error **err) {
   for (size_t i = 0; i < n; i++) {
@@ -102,26 +96,28 @@ static int set_str(char **out, const char *v, const char *dflt, qvm_error **err)
 }
 
 static int up_request(vm_up *j, const qvm_vm_create_options *o, qvm_error **err) {
-  *j = (vm_up){.cpus = o->cpus ? o->cpus : 1,
+  *j = (vm_up){.cpus = o->cpus ? o->cpus : VM_DEFAULT_CPUS,
+               .has_memory = true,
+               .memory = o->memory ? o->memory : VM_DEFAULT_MEMORY,
+               .has_disk = o->disk != 0,
+               .disk = o->disk,
                .allow_backing = o->allow_backing,
                .cloud_init = !o->no_cloud_init};
   int r = set_path(&j->image, "image", o->image, err);
   if (r >= 0) r = set_path(&j->kernel, "kernel", o->kernel, err);
   if (r >= 0) r = set_path(&j->initrd, "initrd", o->initrd, err);
-  if (r >= 0) r = set_size(&j->has_memory, &j->memory, "memory", o->memory, "1G", err);
-  if (r >= 0) r = set_size(&j->has_disk, &j->disk, "disk", o->disk, NULL, err);
   if (r >= 0)
     r = set_files(&j->cloud_config, "cloud_config", o->cloud_configs, o->n_cloud_configs, err);
   if (r >= 0)
     r = set_files(&j->ssh_keys, "ssh_keys", o->authorized_keys, o->n_authorized_keys, err);
   if (r >= 0) r = set_str(&j->append, o->append, NULL, err);
-  if (r >= 0) r = set_str(&j->net, o->net, "user", err);
-  if (r >= 0) r = set_str(&j->firmware, o->firmware, "bios", err);
-  if (r >= 0) r = set_str(&j->accel, o->accel, "auto", err);
-  if (r >= 0) r = set_str(&j->machine, o->machine, "q35", err);
-  if (r >= 0) r = set_str(&j->user, o->user, "qvm", err);
+  if (r >= 0) r = set_str(&j->net, o->net, VM_DEFAULT_NET, err);
+  if (r >= 0) r = set_str(&j->firmware, o->firmware, VM_DEFAULT_FIRMWARE, err);
+  if (r >= 0) r = set_str(&j->accel, o->accel, VM_DEFAULT_ACCEL, err);
+  if (r >= 0) r = set_str(&j->machine, o->machine, VM_DEFAULT_MACHINE, err);
+  if (r >= 0) r = set_str(&j->user, o->user, VM_DEFAULT_USER, err);
   if (r >= 0) r = set_str(&j->hostname, o->hostname, NULL, err);
-  if (r >= 0) r = set_str(&j->hostkey, o->hostkey, "pinned", err);
+  if (r >= 0) r = set_str(&j->hostkey, o->hostkey, VM_DEFAULT_HOSTKEY, err);
   if (r >= 0) r = set_str(&j->image_format, o->image_format, NULL, err); /* unset: detected */
   if (r >= 0) r = set_list(&j->ports, o->publish, o->n_publish, err);
   if (r >= 0) r = set_list(&j->provision, o->provision, o->n_provision, err);

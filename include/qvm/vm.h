@@ -47,8 +47,8 @@ typedef struct qvm_vm_create_options {
    * (a backing file, a qcow2 data file, a vmdk extent). Without it such an
    * image is refused: a guest can write such a header into a raw disk. */
   bool allow_backing;
-  const char *disk;   /* overlay size, "10G"; NULL: the image's size */
-  const char *memory; /* "1G"; NULL: 1G */
+  uint64_t disk;      /* overlay size in bytes; 0: the image's size */
+  uint64_t memory;    /* bytes, 16 MiB to 16 TiB, rounded up to MiB; 0: 1 GiB */
   unsigned cpus;      /* 0: 1 */
   const char *kernel; /* direct kernel boot: then image is optional */
   const char *initrd;

@@ -67,8 +67,8 @@ static void test_full(void **state) {
   const qvm_vm_create_options *o = qvm_vm_file_options(f, 0);
   assert_string_equal(o->image, "/proj/images/deb.qcow2");
   assert_int_equal(o->cpus, 2);
-  assert_string_equal(o->memory, "1G");
-  assert_string_equal(o->disk, "10G");
+  assert_int_equal(o->memory, 1u << 30);
+  assert_int_equal(o->disk, UINT64_C(10) << 30);
   assert_string_equal(o->net, "bridge=br1,dhcp=external");
   assert_int_equal(o->n_publish, 2);
   assert_string_equal(o->publish[1], "5353:53/udp");
@@ -117,6 +117,9 @@ static void test_errors(void **state) {
   parse_err("vms:\n  a:\n    image: x\n    cpus: 0\n", NULL, "whole number");
   parse_err("vms:\n  a:\n    image: x\n    cpus: 256\n", NULL, "whole number");
   parse_err("vms:\n  a:\n    image: x\n    cpus: -1\n", NULL, "whole number");
+  /* Sizes are read into bytes at load, with the value's position. */
+  parse_err("vms:\n  a:\n    image: x\n    memory: 1Q\n", "qvm.yaml:4:13:", "memory");
+  parse_err("vms:\n  a:\n    image: x\n    disk: -5G\n", "qvm.yaml:4:11:", "disk");
   parse_err("vms:\n  a:\n    image: [x]\n", "qvm.yaml:3:12:", "must be a single value, not a list");
   parse_err("vms:\n  a:\n    image: ''\n", NULL, "empty path");
   parse_err("vms:\n  a:\n    image: x\n    provision: {shell: x}\n", NULL,

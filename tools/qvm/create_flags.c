@@ -144,7 +144,7 @@ static int parse_cpus(const char *verb, const char *s, unsigned *out) {
 /* --memory / --disk: the size grammar is the library's (qvm_vm_size_parse);
  * a bad value is a usage error like a bad --cpus. */
 static int parse_size(const char *verb, const char *opt, const char *what, const char *s,
-                      uint64_t min) {
+                      uint64_t min, uint64_t *out) {
   uint64_t v = 0;
   qvm_error *err = NULL;
   if (qvm_vm_size_parse(&v, what, s, &err) < 0) {
@@ -155,6 +155,7 @@ static int parse_size(const char *verb, const char *opt, const char *what, const
   if (v < min)
     return qvm_cli_usage_error(verb, "%s: %s size '%s' is too small: use at least 16M", opt, what,
                                s);
+  *out = v;
   return 0;
 }
 
@@ -231,9 +232,9 @@ int qvm_cli_create_flag(const char *verb, qvm_cli_create_flags *f, int c, const 
   qvm_vm_create_options *o = &f->opts;
   switch (c) {
   case OPT_IMAGE: o->image = arg; return 0;
-  case OPT_DISK: o->disk = arg; return parse_size(verb, "--disk", "disk", arg, 1);
+  case OPT_DISK: return parse_size(verb, "--disk", "disk", arg, 1, &o->disk);
   case OPT_CPUS: return parse_cpus(verb, arg, &o->cpus);
-  case OPT_MEMORY: o->memory = arg; return parse_size(verb, "--memory", "memory", arg, 16u << 20);
+  case OPT_MEMORY: return parse_size(verb, "--memory", "memory", arg, 16u << 20, &o->memory);
   case OPT_KERNEL: o->kernel = arg; return 0;
   case OPT_INITRD: o->initrd = arg; return 0;
   case OPT_APPEND: o->append = arg; return 0;
