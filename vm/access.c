@@ -109,7 +109,10 @@ int vm_step_parse(vm_step *out, const char *text, qvm_error **err) {
   _cleanup_free_ char *kind = strndup(p, (size_t)(colon - p));
   if (!kind) return qvm_error_set_errno(err, ENOMEM, "out of memory");
   int r = vm_step_kind_parse(&s.kind, kind, err);
-  if (r < 0) return qvm_error_prefix(err, "provision step '%s'", show);
+  if (r < 0) {
+    qvm_error_prefix(err, "provision step '%s'", show); /* 0 when err is NULL */
+    return r;
+  }
   const char *rest = colon + 1, *dst = NULL;
   if (s.kind == VM_STEP_FILE) {
     dst = strchr(rest, ':');
@@ -358,7 +361,10 @@ static int check_cloud_config(const char *abs, const char *given, qvm_error **er
   _cleanup_free_ char *data = NULL;
   size_t len = 0;
   int r = qvm_read_file(&data, &len, abs, QVM_SEED_MAX_USER_FILE, err);
-  if (r < 0) return qvm_error_prefix(err, "cloud-config '%s'", given);
+  if (r < 0) {
+    qvm_error_prefix(err, "cloud-config '%s'", given);
+    return r;
+  }
   if (len >= 2 && !memcmp(data, "#!", 2)) return 0; /* a script part */
   r = qvm_seed_check_user_config(data, len, given, err);
   if (r < 0)
@@ -374,7 +380,10 @@ static int check_key_file(const char *abs, const char *given, qvm_error **err) {
   _cleanup_free_ char *data = NULL;
   int r = qvm_read_file(&data, NULL, abs, KEY_FILE_MAX, err);
   size_t keys = 0;
-  if (r < 0) return qvm_error_prefix(err, "public key file '%s'", given);
+  if (r < 0) {
+    qvm_error_prefix(err, "public key file '%s'", given);
+    return r;
+  }
   for (char *save = NULL, *l = strtok_r(data, "\r\n", &save); l;
        l = strtok_r(NULL, "\r\n", &save)) {
     while (*l == ' ' || *l == '\t') l++;
@@ -391,20 +400,35 @@ static int check_key_file(const char *abs, const char *given, qvm_error **err) {
   return 0;
 }
 
-static int spec_step(vm_spec *s, size_t i, const char *text, qvm_error **err) {
-  vm_step st = {0};
-  int r = vm_step_parse(&st, text, err);
+/* A step as given: its kind and strings checked as the parser checks them,
+ * local paths made absolute. */
+static int spec_step(vm_spec *s, size_t i, const qvm_vm_step *given, qvm_error **err) {
   char show[72];
-  shown(show, text ? text : "");
-  if (r >= 0 && st.kind != VM_STEP_SHELL) {
-    char *abs = NULL;
-    r = local_path(&abs, st.kind == VM_STEP_SCRIPT ? "script" : "file", st.text,
-                   st.kind == VM_STEP_FILE, err);
-    if (r >= 0) free(st.text), st.text = abs;
-  }
+  shown(show, given->text ? given->text : "");
+  int r = 0;
+  if ((unsigned)given->kind > QVM_VM_STEP_FILE)
+    r = qvm_error_set(err, QVM_EINVAL, "step kind %d is unknown", (int)given->kind);
+  else if (!given->text || !given->text[0] || strlen(given->text) > STEP_TEXT_MAX)
+    r = qvm_error_set(err, QVM_EINVAL, "is empty or too long: %s", step_usage);
+  else if ((given->kind == QVM_VM_STEP_FILE) !=
+           (given->destination && given->destination[0] && strlen(given->destination) <= PATH_MAX))
+    r = qvm_error_set(err, QVM_EINVAL,
+                      given->destination ? "a destination belongs only to a file step, and is "
+                                           "at most PATH_MAX bytes"
+                                         : "a file step needs a destination (DST, the path in "
+                                           "the guest)");
+  vm_step st = {.kind = (vm_step_kind)given->kind, .sudo = given->sudo};
+  if (r >= 0 && given->kind == QVM_VM_STEP_SHELL && !(st.text = strdup(given->text)))
+    r = qvm_error_set_errno(err, ENOMEM, "out of memory");
+  if (r >= 0 && given->kind != QVM_VM_STEP_SHELL)
+    r = local_path(&st.text, given->kind == QVM_VM_STEP_SCRIPT ? "script" : "file", given->text,
+                   given->kind == QVM_VM_STEP_FILE, err);
+  if (r >= 0 && given->destination && !(st.destination = strdup(given->destination)))
+    r = qvm_error_set_errno(err, ENOMEM, "out of memory");
   if (r < 0) {
     vm_step_clear(&st);
-    return qvm_error_prefix(err, "--provision step %zu '%s'", i + 1, show);
+    qvm_error_prefix(err, "--provision step %zu '%s'", i + 1, show);
+    return r;
   }
   return steps_add(s, &st, err);
 }
@@ -430,7 +454,7 @@ static int spec_lists(vm_spec *s, const qvm_vm_create_options *o, qvm_error **er
     if (r >= 0) r = check_key_file(abs, o->authorized_keys[i], err);
     if (r >= 0) r = strv_add(&s->authorized_keys, &s->n_authorized_keys, abs, err);
   }
-  for (size_t i = 0; r >= 0 && i < o->n_provision; i++) r = spec_step(s, i, o->provision[i], err);
+  for (size_t i = 0; r >= 0 && i < o->n_provision; i++) r = spec_step(s, i, &o->provision[i], err);
   return r;
 }
 

@@ -2,6 +2,7 @@
 /* qvm.yaml: one or more VMs for `qvm up -f` / `qvm down -f` (see
  * include/qvm/up.h for the schema). Parsed with libyaml's document loader;
  * only the fixed schema is walked, so aliases cannot make the walk blow up. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
@@ -32,7 +33,11 @@ typedef struct entry {
   char *name;
   qvm_vm_create_options opts;
   char *image, *image_format, *kernel, *initrd, *append, *firmware, *net, *accel, *user, *hostname;
-  strlist ports, cloud_configs, ssh_keys, provision;
+  strlist cloud_configs, ssh_keys;
+  qvm_vm_publish *ports;
+  size_t n_ports;
+  qvm_vm_step *steps;
+  size_t n_steps;
 } entry;
 
 struct qvm_vm_file {
@@ -53,13 +58,14 @@ static void strlist_clear(strlist *l) {
 }
 
 static void entry_clear(entry *e) {
-  char **owned[] = {&e->name, &e->image, &e->kernel,   &e->initrd, &e->append,      &e->firmware,
-                    &e->net,  &e->accel, &e->hostname, &e->user,   &e->image_format};
+  char **owned[] = {&e->name,     &e->image, &e->kernel,   &e->initrd, &e->append,
+                    &e->firmware, &e->accel, &e->hostname, &e->user,   &e->image_format};
   for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) free(*owned[i]);
-  strlist_clear(&e->ports);
   strlist_clear(&e->cloud_configs);
   strlist_clear(&e->ssh_keys);
-  strlist_clear(&e->provision);
+  free(e->ports);
+  for (size_t i = 0; i < e->n_steps; i++) qvm_vm_step_clear(&e->steps[i]);
+  free(e->steps);
 }
 
 void qvm_vm_file_free(qvm_vm_file *f) {
@@ -251,73 +257,6 @@ static void did_you_mean(char *out, size_t size, const char *key, const char *al
 
 static const char STEP_KEYS[] = "shell, script, file, to, sudo";
 
-/* One step as a mapping {shell|script|file: ..., [to: DST], [sudo: bool]}
- * -> the create-option syntax "[sudo:]shell:CMD", "script:PATH",
- * "file:SRC:DST". */
-static int provision_step(char **out, const loader *L, const yaml_node_t *n, const char *key,
-                          qvm_error **err) {
-  (void)key;
-  if (n->type != YAML_MAPPING_NODE)
-    return at(L, n, err,
-              "a provision step must be a mapping like '{shell: CMD}', '{script: FILE}' or "
-              "'{file: SRC, to: DST}', not %s",
-              kind(n));
-  const char *kind_name = NULL;
-  _cleanup_free_ char *value = NULL, *to = NULL;
-  bool sudo = false;
-  for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
-    yaml_node_t *k = yaml_document_get_node((yaml_document_t *)&L->doc, p->key);
-    yaml_node_t *v = yaml_document_get_node((yaml_document_t *)&L->doc, p->value);
-    const char *name = NULL;
-    int r = scalar(&name, L, k, "provision step key", err);
-    if (r < 0) return r;
-    if (!strcmp(name, "shell") || !strcmp(name, "script") || !strcmp(name, "file")) {
-      if (kind_name)
-        return at(L, k, err, "a provision step has both '%s' and '%s': use one per step", kind_name,
-                  name);
-      kind_name = !strcmp(name, "shell") ? "shell" : !strcmp(name, "script") ? "script" : "file";
-      r = !strcmp(name, "shell") ? dup_scalar(&value, L, v, name, err)
-                                 : dup_path(&value, L, v, name, err);
-    } else if (!strcmp(name, "to")) {
-      r = dup_scalar(&to, L, v, name, err);
-    } else if (!strcmp(name, "sudo")) {
-      const char *b = NULL;
-      if ((r = scalar(&b, L, v, name, err)) < 0) return r;
-      if (!strcmp(b, "true") || !strcmp(b, "yes"))
-        sudo = true;
-      else if (!strcmp(b, "false") || !strcmp(b, "no"))
-        sudo = false;
-      else
-        return at(L, v, err, "'sudo' must be true or false, not '%s'", b);
-    } else {
-      {
-        char hint[64];
-        did_you_mean(hint, sizeof hint, name, STEP_KEYS);
-        return at(L, k, err, "unknown provision step key '%s': %suse %s", name, hint, STEP_KEYS);
-      }
-    }
-    if (r < 0) return r;
-  }
-  if (!kind_name) return at(L, n, err, "a provision step needs one of shell, script or file");
-  if (!strcmp(kind_name, "file") != !!to)
-    return at(L, n, err,
-              to ? "'to' belongs only to a 'file' step"
-                 : "a 'file' step needs 'to: DESTINATION' (a path in the guest)");
-  if (!strcmp(kind_name, "file") && strchr(value, ':'))
-    return at(L, n, err, "file step source '%s' contains ':', which the step syntax cannot hold",
-              value);
-  int r = to ? asprintf(out, "%sfile:%s:%s", sudo ? "sudo:" : "", value, to)
-             : asprintf(out, "%s%s:%s", sudo ? "sudo:" : "", kind_name, value);
-  if (r < 0) return qvm_error_set_errno(err, ENOMEM, "out of memory");
-  return 0;
-}
-
-/* --- one VM ------------------------------------------------------------- */
-
-static const char VM_KEYS[] = "image, image_format, allow_backing, cpus, memory, disk, net, "
-                              "ports, user, hostname, cloud_config, ssh_keys, provision, "
-                              "firmware, accel, kernel, initrd, append";
-
 static int parse_bool(bool *out, const loader *L, const yaml_node_t *n, const char *key,
                       qvm_error **err) {
   const char *b = NULL;
@@ -329,6 +268,231 @@ static int parse_bool(bool *out, const loader *L, const yaml_node_t *n, const ch
   }
   return at(L, n, err, "'%s' must be true or false, not '%s'", key, b);
 }
+
+/* One step as a mapping {shell|script|file: ..., [to: DST], [sudo: bool]},
+ * straight into the typed step. */
+static int provision_step(qvm_vm_step *out, const loader *L, const yaml_node_t *n,
+                          qvm_error **err) {
+  if (n->type != YAML_MAPPING_NODE)
+    return at(L, n, err,
+              "a provision step must be a mapping like '{shell: CMD}', '{script: FILE}' or "
+              "'{file: SRC, to: DST}', not %s",
+              kind(n));
+  const char *kind_name = NULL;
+  _cleanup_free_ char *value = NULL, *to = NULL;
+  qvm_vm_step st = {0};
+  for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+    yaml_node_t *k = yaml_document_get_node((yaml_document_t *)&L->doc, p->key);
+    yaml_node_t *v = yaml_document_get_node((yaml_document_t *)&L->doc, p->value);
+    const char *name = NULL;
+    int r = scalar(&name, L, k, "provision step key", err);
+    if (r < 0) return r;
+    if (!strcmp(name, "shell") || !strcmp(name, "script") || !strcmp(name, "file")) {
+      if (kind_name)
+        return at(L, k, err, "a provision step has both '%s' and '%s': use one per step", kind_name,
+                  name);
+      kind_name = !strcmp(name, "shell") ? "shell" : !strcmp(name, "script") ? "script" : "file";
+      st.kind = !strcmp(name, "shell")    ? QVM_VM_STEP_SHELL
+                : !strcmp(name, "script") ? QVM_VM_STEP_SCRIPT
+                                          : QVM_VM_STEP_FILE;
+      r = !strcmp(name, "shell") ? dup_scalar(&value, L, v, name, err)
+                                 : dup_path(&value, L, v, name, err);
+    } else if (!strcmp(name, "to")) {
+      r = dup_scalar(&to, L, v, name, err);
+    } else if (!strcmp(name, "sudo")) {
+      r = parse_bool(&st.sudo, L, v, name, err);
+    } else {
+      char hint[64];
+      did_you_mean(hint, sizeof hint, name, STEP_KEYS);
+      return at(L, k, err, "unknown provision step key '%s': %suse %s", name, hint, STEP_KEYS);
+    }
+    if (r < 0) return r;
+  }
+  if (!kind_name) return at(L, n, err, "a provision step needs one of shell, script or file");
+  if ((st.kind == QVM_VM_STEP_FILE) != !!to)
+    return at(L, n, err,
+              to ? "'to' belongs only to a 'file' step"
+                 : "a 'file' step needs 'to: DESTINATION' (a path in the guest)");
+  st.text = TAKE_PTR(value);
+  st.destination = TAKE_PTR(to);
+  *out = st;
+  return 0;
+}
+
+static int parse_steps(entry *e, const loader *L, yaml_node_t *n, qvm_error **err) {
+  if (n->type != YAML_SEQUENCE_NODE)
+    return at(L, n, err, "'provision' must be a list of steps, not %s", kind(n));
+  size_t count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+  if (count > LIST_MAX) return at(L, n, err, "'provision' has more than %d items", LIST_MAX);
+  for (size_t i = 0; i < e->n_steps; i++) qvm_vm_step_clear(&e->steps[i]);
+  free(e->steps);
+  e->n_steps = 0;
+  if (!(e->steps = calloc(count ? count : 1, sizeof *e->steps)))
+    return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
+    int r = provision_step(&e->steps[e->n_steps], L,
+                           yaml_document_get_node((yaml_document_t *)&L->doc, *it), err);
+    if (r < 0) return r;
+    e->n_steps++;
+  }
+  return 0;
+}
+
+/* --- ports and net --------------------------------------------------------- */
+
+static const char PORT_KEYS[] = "host, guest, addr, proto";
+
+static int parse_port_number(uint16_t *out, const loader *L, const yaml_node_t *n, const char *key,
+                             qvm_error **err) {
+  unsigned v = 0;
+  int r = parse_uint(&v, L, n, key, 65535, err);
+  *out = (uint16_t)v;
+  return r;
+}
+
+/* {host: 8080, guest: 80, [addr: 0.0.0.0], [proto: udp]} */
+static int port_mapping(qvm_vm_publish *out, const loader *L, const yaml_node_t *n,
+                        qvm_error **err) {
+  qvm_vm_publish p = {0};
+  for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top; pr++) {
+    yaml_node_t *k = yaml_document_get_node((yaml_document_t *)&L->doc, pr->key);
+    yaml_node_t *v = yaml_document_get_node((yaml_document_t *)&L->doc, pr->value);
+    const char *name = NULL, *s = NULL;
+    struct in_addr a;
+    int r = scalar(&name, L, k, "port key", err);
+    if (r < 0) return r;
+    if (!strcmp(name, "host")) {
+      r = parse_port_number(&p.host_port, L, v, name, err);
+    } else if (!strcmp(name, "guest")) {
+      r = parse_port_number(&p.guest_port, L, v, name, err);
+    } else if (!strcmp(name, "addr")) {
+      if ((r = scalar(&s, L, v, name, err)) < 0) return r;
+      if (strlen(s) >= sizeof p.addr || inet_pton(AF_INET, s, &a) != 1)
+        return at(L, v, err, "'addr' must be an IPv4 address, not '%.40s'", s);
+      snprintf(p.addr, sizeof p.addr, "%s", s);
+    } else if (!strcmp(name, "proto")) {
+      if ((r = scalar(&s, L, v, name, err)) < 0) return r;
+      if (strcmp(s, "tcp") && strcmp(s, "udp"))
+        return at(L, v, err, "'proto' must be tcp or udp, not '%.40s'", s);
+      p.proto = !strcmp(s, "udp") ? QVM_VM_PROTO_UDP : QVM_VM_PROTO_TCP;
+    } else {
+      char hint[64];
+      did_you_mean(hint, sizeof hint, name, PORT_KEYS);
+      return at(L, k, err, "unknown port key '%s': %suse %s", name, hint, PORT_KEYS);
+    }
+    if (r < 0) return r;
+  }
+  if (!p.host_port || !p.guest_port)
+    return at(L, n, err, "a port needs 'host: PORT' and 'guest: PORT'");
+  *out = p;
+  return 0;
+}
+
+static int port_item(qvm_vm_publish *out, const loader *L, const yaml_node_t *n, qvm_error **err) {
+  if (n && n->type == YAML_MAPPING_NODE) return port_mapping(out, L, n, err);
+  if (!n || n->type != YAML_SCALAR_NODE)
+    return at(L, n, err,
+              "a port must be a single value like '8080:80' or a mapping like "
+              "'{host: 8080, guest: 80}', not %s",
+              kind(n));
+  const char *s = NULL;
+  int r = scalar(&s, L, n, "ports", err);
+  qvm_error *e = NULL;
+  if (r >= 0 && qvm_vm_publish_parse(out, s, &e) < 0) {
+    r = at(L, n, err, "%s", qvm_error_message(e));
+    qvm_error_free(e);
+  }
+  return r;
+}
+
+/* One port (a value or a mapping) or a list of them. */
+static int parse_ports(entry *e, const loader *L, yaml_node_t *n, qvm_error **err) {
+  bool list = n->type == YAML_SEQUENCE_NODE;
+  size_t count = list ? (size_t)(n->data.sequence.items.top - n->data.sequence.items.start) : 1;
+  if (count > LIST_MAX) return at(L, n, err, "'ports' has more than %d items", LIST_MAX);
+  free(e->ports);
+  e->n_ports = 0;
+  if (!(e->ports = calloc(count ? count : 1, sizeof *e->ports)))
+    return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  for (size_t i = 0; i < count; i++) {
+    yaml_node_t *item =
+        list ? yaml_document_get_node((yaml_document_t *)&L->doc, n->data.sequence.items.start[i])
+             : n;
+    int r = port_item(&e->ports[i], L, item, err);
+    if (r < 0) return r;
+    e->n_ports++;
+  }
+  return 0;
+}
+
+static const char NET_KEYS[] = "mode, bridge, dhcp, subnet, nat, restrict";
+
+static int net_member(qvm_vm_net *net, const loader *L, const char *name, yaml_node_t *k,
+                      yaml_node_t *v, qvm_error **err) {
+  const char *s = NULL;
+  int r = 0;
+  if (!strcmp(name, "nat")) return parse_bool(&net->nat, L, v, name, err);
+  if (!strcmp(name, "restrict")) return parse_bool(&net->restricted, L, v, name, err);
+  if (strcmp(name, "mode") && strcmp(name, "bridge") && strcmp(name, "dhcp") &&
+      strcmp(name, "subnet")) {
+    char hint[64];
+    did_you_mean(hint, sizeof hint, name, NET_KEYS);
+    return at(L, k, err, "unknown net key '%s': %suse %s", name, hint, NET_KEYS);
+  }
+  if ((r = scalar(&s, L, v, name, err)) < 0) return r;
+  if (!strcmp(name, "mode")) {
+    if (!strcmp(s, "user") || !strcmp(s, "none") || !strcmp(s, "bridge"))
+      net->mode = s[0] == 'u' ? QVM_VM_NET_USER : s[0] == 'n' ? QVM_VM_NET_NONE : QVM_VM_NET_BRIDGE;
+    else
+      return at(L, v, err, "'mode' must be user, none or bridge, not '%.40s'", s);
+  } else if (!strcmp(name, "dhcp")) {
+    if (strcmp(s, "qvm") && strcmp(s, "external"))
+      return at(L, v, err, "'dhcp' must be qvm or external, not '%.40s'", s);
+    net->dhcp_external = !strcmp(s, "external");
+  } else {
+    char *dst = !strcmp(name, "bridge") ? net->bridge : net->subnet;
+    size_t size = !strcmp(name, "bridge") ? sizeof net->bridge : sizeof net->subnet;
+    if (!s[0] || strlen(s) >= size)
+      return at(L, v, err, "'%s' must be 1 to %zu characters, not '%.40s'", name, size - 1, s);
+    memcpy(dst, s, strlen(s) + 1);
+  }
+  return 0;
+}
+
+/* `net: bridge=br0,dhcp=external` (the --net syntax) or
+ * `net: {mode: bridge, bridge: br0, dhcp: external, subnet: ..., nat: true}`;
+ * names and subnets are checked by create. */
+static int parse_net(qvm_vm_net *net, const loader *L, yaml_node_t *n, qvm_error **err) {
+  if (n->type == YAML_MAPPING_NODE) {
+    *net = (qvm_vm_net){.mode = QVM_VM_NET_USER};
+    bool mode = false;
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+      yaml_node_t *k = yaml_document_get_node((yaml_document_t *)&L->doc, p->key);
+      yaml_node_t *v = yaml_document_get_node((yaml_document_t *)&L->doc, p->value);
+      const char *name = NULL;
+      int r = scalar(&name, L, k, "net key", err);
+      if (r >= 0) r = net_member(net, L, name, k, v, err);
+      if (r < 0) return r;
+      mode = mode || !strcmp(name, "mode");
+    }
+    if (!mode) return at(L, n, err, "'net' needs 'mode: user|none|bridge'");
+    return 0;
+  }
+  const char *s = NULL;
+  int r = scalar(&s, L, n, "net", err);
+  qvm_error *e = NULL;
+  if (r >= 0 && qvm_vm_net_parse(net, s, &e) < 0) {
+    r = at(L, n, err, "%s", qvm_error_message(e));
+    qvm_error_free(e);
+  }
+  return r;
+}
+
+/* --- one VM ------------------------------------------------------------- */
+
+static const char VM_KEYS[] = "image, image_format, allow_backing, cpus, memory, disk, net, "
+                              "ports, user, hostname, cloud_config, ssh_keys, provision, "
+                              "firmware, accel, kernel, initrd, append";
 
 static int parse_vm(entry *e, const loader *L, yaml_node_t *n, qvm_error **err) {
   if (n->type != YAML_MAPPING_NODE)
@@ -359,7 +523,7 @@ static int parse_vm(entry *e, const loader *L, yaml_node_t *n, qvm_error **err) 
     else if (!strcmp(key, "disk"))
       r = parse_size(&e->opts.disk, L, v, key, err);
     else if (!strcmp(key, "net"))
-      r = dup_scalar(&e->net, L, v, key, err);
+      r = parse_net(&e->opts.net, L, v, err);
     else if (!strcmp(key, "firmware"))
       r = dup_scalar(&e->firmware, L, v, key, err);
     else if (!strcmp(key, "accel"))
@@ -369,16 +533,14 @@ static int parse_vm(entry *e, const loader *L, yaml_node_t *n, qvm_error **err) 
     else if (!strcmp(key, "hostname"))
       r = dup_scalar(&e->hostname, L, v, key, err);
     else if (!strcmp(key, "ports"))
-      r = one_or_list(&e->ports, L, v, key, dup_scalar, err);
+      r = parse_ports(e, L, v, err);
     else if (!strcmp(key, "cloud_config"))
       r = one_or_list(&e->cloud_configs, L, v, key, dup_path, err);
     else if (!strcmp(key, "ssh_keys"))
       r = one_or_list(&e->ssh_keys, L, v, key, dup_path, err);
-    else if (!strcmp(key, "provision")) {
-      if (v->type != YAML_SEQUENCE_NODE)
-        return at(L, v, err, "'provision' must be a list of steps, not %s", kind(v));
-      r = one_or_list(&e->provision, L, v, key, provision_step, err);
-    } else {
+    else if (!strcmp(key, "provision"))
+      r = parse_steps(e, L, v, err);
+    else {
       char hint[64];
       did_you_mean(hint, sizeof hint, key, VM_KEYS);
       return at(L, k, err, "unknown key '%s' in vm '%s': %sallowed are %s", key, e->name, hint,
@@ -395,19 +557,18 @@ static int parse_vm(entry *e, const loader *L, yaml_node_t *n, qvm_error **err) 
   o->kernel = e->kernel;
   o->initrd = e->initrd;
   o->append = e->append;
-  o->net = e->net;
   o->firmware = e->firmware;
   o->accel = e->accel;
   o->user = e->user;
   o->hostname = e->hostname;
-  o->publish = (const char *const *)e->ports.v;
-  o->n_publish = e->ports.n;
+  o->publish = e->ports;
+  o->n_publish = e->n_ports;
   o->cloud_configs = (const char *const *)e->cloud_configs.v;
   o->n_cloud_configs = e->cloud_configs.n;
   o->authorized_keys = (const char *const *)e->ssh_keys.v;
   o->n_authorized_keys = e->ssh_keys.n;
-  o->provision = (const char *const *)e->provision.v;
-  o->n_provision = e->provision.n;
+  o->provision = e->steps;
+  o->n_provision = e->n_steps;
   return 0;
 }
 

@@ -2,6 +2,7 @@
 /* qvm_vm_create: options -> validated spec -> a VM directory, built under a
  * temporary name and renamed into place so nobody sees half a VM. */
 #include <errno.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -77,42 +78,53 @@ static int spec_boot(vm_spec *s, const qvm_vm_create_options *o, qvm_error **err
 }
 
 static int spec_network(vm_spec *s, const qvm_vm_create_options *o, qvm_error **err) {
-  int r = vm_net_spec_parse(s, o->net, o->nat, err);
+  int r = vm_net_spec_fill(s, &o->net, err);
   if (r < 0) return r;
   s->ssh_forward = s->net == VM_NET_USER;
   if (o->n_publish && s->net != VM_NET_USER)
     return qvm_error_set(err, QVM_EINVAL, "--publish needs --net user");
+  if (o->n_publish > 64) return qvm_error_set(err, QVM_EINVAL, "too many --publish: at most 64");
   for (size_t i = 0; i < o->n_publish; i++) {
-    vm_forward f;
-    if ((r = vm_forward_parse(&f, o->publish[i], err)) < 0) return r;
-    r = vm_spec_add_forward(s, &f, err);
-    vm_forward_clear(&f);
-    if (r < 0) return r;
+    const qvm_vm_publish *p = &o->publish[i];
+    struct in_addr a;
+    if (!memchr(p->addr, 0, sizeof p->addr) || (p->addr[0] && inet_pton(AF_INET, p->addr, &a) != 1))
+      return qvm_error_set(err, QVM_EINVAL, "--publish address '%.15s' is not an IPv4 address",
+                           p->addr);
+    if (!p->host_port || !p->guest_port || (unsigned)p->proto > QVM_VM_PROTO_UDP)
+      return qvm_error_set(err, QVM_EINVAL, "--publish %u:%u: ports are 1 to 65535",
+                           (unsigned)p->host_port, (unsigned)p->guest_port);
+    vm_forward f = {.host_addr = (char *)(p->addr[0] ? p->addr : "127.0.0.1"),
+                    .host_port = p->host_port,
+                    .guest_port = p->guest_port,
+                    .udp = p->proto == QVM_VM_PROTO_UDP};
+    if ((r = vm_spec_add_forward(s, &f, err)) < 0) return r;
   }
   return 0;
 }
 
 /* --drive: the format given, or detected once now and recorded. */
-static int add_user_drive(vm_spec *s, const char *text, bool allow_backing, qvm_error **err) {
-  vm_drive d = {0};
+static int add_user_drive(vm_spec *s, const qvm_vm_drive *d, bool allow_backing, qvm_error **err) {
   _cleanup_free_ char *abs = NULL, *hint = NULL;
   vm_image_info info = {0};
-  int r = vm_drive_parse(&d, text, err);
-  if (r >= 0) r = existing_file(&abs, "drive", d.path, err);
-  if (r >= 0 && asprintf(&hint, "--drive '%s,format=raw'", d.path) < 0)
+  int r = existing_file(&abs, "drive", d->path, err);
+  if (r >= 0 && d->format && !vm_format_name_valid(d->format))
+    r = qvm_error_set(err, QVM_EINVAL, "drive format '%.40s' is invalid", d->format);
+  if (r >= 0 && asprintf(&hint, "--drive '%s,format=raw'", d->path) < 0)
     r = qvm_error_set_errno(err, ENOMEM, "out of memory");
-  if (r >= 0 && d.format) r = vm_image_format_check("drive", d.path, d.format, err);
-  if (r >= 0) r = vm_image_check(&info, "drive", abs, d.format, allow_backing, hint, err);
-  if (r >= 0) r = vm_image_drive_check(abs, info.format, d.readonly, err);
-  if (r >= 0) r = vm_spec_add_drive(s, abs, info.format, d.readonly, VM_MEDIA_DISK, err);
+  if (r >= 0 && d->format) r = vm_image_format_check("drive", d->path, d->format, err);
+  if (r >= 0) r = vm_image_check(&info, "drive", abs, d->format, allow_backing, hint, err);
+  if (r >= 0) r = vm_image_drive_check(abs, info.format, d->readonly, err);
+  if (r >= 0) r = vm_spec_add_drive(s, abs, info.format, d->readonly, VM_MEDIA_DISK, err);
   vm_image_info_clear(&info);
-  vm_drive_clear(&d);
   return r;
 }
 
 static int spec_media(vm_spec *s, const qvm_vm_create_options *o, qvm_error **err) {
+  /* vm.json holds at most 64 drives, the boot disk among them. */
+  if (o->n_drives > 63 || o->n_cdroms > 63 || o->n_drives + o->n_cdroms > 63)
+    return qvm_error_set(err, QVM_EINVAL, "too many --drive and --cdrom: at most 63 in all");
   for (size_t i = 0; i < o->n_drives; i++) {
-    int r = add_user_drive(s, o->drives[i], o->allow_backing, err);
+    int r = add_user_drive(s, &o->drives[i], o->allow_backing, err);
     if (r < 0) return r;
   }
   for (size_t i = 0; i < o->n_cdroms; i++) {

@@ -15,7 +15,6 @@
 #define VM_DEFAULT_MACHINE "q35"
 #define VM_DEFAULT_FIRMWARE "bios"
 #define VM_DEFAULT_ACCEL "auto"
-#define VM_DEFAULT_NET "user"
 #define VM_DEFAULT_USER "qvm"
 #define VM_DEFAULT_HOSTKEY "pinned"
 #define VM_NET_DEFAULT_BRIDGE "qvm0"

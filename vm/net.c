@@ -70,52 +70,10 @@ bool vm_net_admin_capable(void) {
   return (caps >> 12) & 1; /* CAP_NET_ADMIN */
 }
 
-static int set_str(char **dst, const char *v, size_t len, qvm_error **err) {
+static int set_str(char **dst, const char *v, qvm_error **err) {
   free(*dst);
-  if (!(*dst = strndup(v, len))) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  if (!(*dst = strdup(v))) return qvm_error_set_errno(err, ENOMEM, "out of memory");
   return 0;
-}
-
-/* One comma-separated option after "bridge[=NAME]". */
-static int bridge_option(vm_spec *s, const char *opt, const char *text, bool *subnet_given,
-                         qvm_error **err) {
-  if (!strcmp(opt, "dhcp=external")) {
-    s->dhcp_external = true;
-    return 0;
-  }
-  if (!strcmp(opt, "dhcp=qvm")) {
-    s->dhcp_external = false;
-    return 0;
-  }
-  if (!strncmp(opt, "subnet=", 7)) {
-    int r = vm_net_subnet_check(opt + 7, err);
-    *subnet_given = true;
-    return r < 0 ? r : set_str(&s->bridge_address, opt + 7, strlen(opt + 7), err);
-  }
-  return qvm_error_set(err, QVM_EINVAL,
-                       "network option '%.40s' in '%.80s' is unknown: use dhcp=external, "
-                       "dhcp=qvm or subnet=A.B.C.D/N",
-                       opt, text);
-}
-
-static int bridge_parse(vm_spec *s, const char *text, qvm_error **err) {
-  _cleanup_free_ char *copy = strdup(text);
-  if (!copy) return qvm_error_set_errno(err, ENOMEM, "out of memory");
-  char *save = NULL, *head = strtok_r(copy, ",", &save);
-  const char *name = head && head[6] == '=' ? head + 7 : VM_NET_DEFAULT_BRIDGE;
-  int r = vm_net_bridge_name_check(name, err);
-  if (r < 0) return r;
-  if ((r = set_str(&s->bridge, name, strlen(name), err)) < 0) return r;
-  bool subnet_given = false;
-  for (char *opt = strtok_r(NULL, ",", &save); opt; opt = strtok_r(NULL, ",", &save))
-    if ((r = bridge_option(s, opt, text, &subnet_given, err)) < 0) return r;
-  if (s->dhcp_external && subnet_given)
-    return qvm_error_set(err, QVM_EINVAL,
-                         "subnet= and dhcp=external exclude each other: with an external dhcp "
-                         "server the bridge's addresses are not qvm's");
-  if (!s->dhcp_external && !subnet_given)
-    r = set_str(&s->bridge_address, VM_NET_DEFAULT_SUBNET, strlen(VM_NET_DEFAULT_SUBNET), err);
-  return r;
 }
 
 /* Whether another VM on s's bridge has mac: in its vm.json, or in the
@@ -168,44 +126,45 @@ int vm_net_mac_assign(vm_spec *s, qvm_error **err) {
                        s->uuid, s->bridge);
 }
 
-/* "user,restrict[=on|off]": the options of user-mode networking. */
-static int user_parse(vm_spec *s, const char *text, qvm_error **err) {
-  _cleanup_free_ char *copy = strdup(text);
-  if (!copy) return qvm_error_set_errno(err, ENOMEM, "out of memory");
-  char *save = NULL;
-  strtok_r(copy, ",", &save);
-  s->net = VM_NET_USER;
-  for (char *opt = strtok_r(NULL, ",", &save); opt; opt = strtok_r(NULL, ",", &save)) {
-    if (!strcmp(opt, "restrict") || !strcmp(opt, "restrict=on"))
-      s->net_restrict = true;
-    else if (!strcmp(opt, "restrict=off"))
-      s->net_restrict = false;
-    else
-      return qvm_error_set(err, QVM_EINVAL,
-                           "network option '%.40s' in '%.80s' is unknown: use restrict", opt, text);
-  }
-  return 0;
-}
-
-int vm_net_spec_parse(vm_spec *s, const char *text, bool nat, qvm_error **err) {
-  bool bridge = text && (!strcmp(text, "bridge") || !strncmp(text, "bridge=", 7) ||
-                         !strncmp(text, "bridge,", 7));
-  bool user_options = text && !strncmp(text, "user,", 5);
-  int r = bridge         ? 0
-          : user_options ? user_parse(s, text, err)
-                         : vm_net_mode_parse(&s->net, text, err);
-  if (r < 0) return r;
-  if (!bridge) {
-    if (nat) return qvm_error_set(err, QVM_EINVAL, "--nat needs --net bridge");
+int vm_net_spec_fill(vm_spec *s, const qvm_vm_net *n, qvm_error **err) {
+  static const vm_net_mode modes[] = {[QVM_VM_NET_USER] = VM_NET_USER,
+                                      [QVM_VM_NET_NONE] = VM_NET_NONE,
+                                      [QVM_VM_NET_BRIDGE] = VM_NET_BRIDGE};
+  if ((unsigned)n->mode >= QVM_ARRAY_SIZE(modes))
+    return qvm_error_set(err, QVM_EINVAL, "network mode %d is unknown", (int)n->mode);
+  s->net = modes[n->mode];
+  if (n->restricted && s->net != VM_NET_USER)
+    return qvm_error_set(err, QVM_EINVAL, "restrict belongs to user networking");
+  s->net_restrict = n->restricted;
+  if (s->net != VM_NET_BRIDGE) {
+    if (n->nat) return qvm_error_set(err, QVM_EINVAL, "--nat needs --net bridge");
+    if (n->bridge[0] || n->subnet[0] || n->dhcp_external)
+      return qvm_error_set(err, QVM_EINVAL, "bridge, subnet and dhcp belong to bridge networking");
     return 0;
   }
-  s->net = VM_NET_BRIDGE;
-  if ((r = bridge_parse(s, text, err)) < 0) return r;
-  if (nat && s->dhcp_external)
+  /* The struct is the caller's: check its strings are terminated. */
+  if (!memchr(n->bridge, 0, sizeof n->bridge) || !memchr(n->subnet, 0, sizeof n->subnet))
+    return qvm_error_set(err, QVM_EINVAL, "bridge name or subnet is not terminated");
+  const char *name = n->bridge[0] ? n->bridge : VM_NET_DEFAULT_BRIDGE;
+  int r = vm_net_bridge_name_check(name, err);
+  if (r >= 0) r = set_str(&s->bridge, name, err);
+  if (r < 0) return r;
+  s->dhcp_external = n->dhcp_external;
+  if (n->dhcp_external && n->subnet[0])
+    return qvm_error_set(err, QVM_EINVAL,
+                         "subnet= and dhcp=external exclude each other: with an external dhcp "
+                         "server the bridge's addresses are not qvm's");
+  if (!n->dhcp_external) {
+    const char *subnet = n->subnet[0] ? n->subnet : VM_NET_DEFAULT_SUBNET;
+    if ((r = vm_net_subnet_check(subnet, err)) < 0 ||
+        (r = set_str(&s->bridge_address, subnet, err)) < 0)
+      return r;
+  }
+  if (n->nat && s->dhcp_external)
     return qvm_error_set(err, QVM_EINVAL,
                          "--nat needs qvm's dhcp on the bridge: it masquerades the subnet of "
                          "subnet=, not of an external network");
-  s->nat = nat;
+  s->nat = n->nat;
   if ((r = vm_net_mac_assign(s, err)) < 0) return r;
   if (!vm_net_admin_capable())
     return qvm_error_set(err, QVM_EINVAL,

@@ -3,8 +3,8 @@
 #define QVM_VM_NET_H
 
 /*
- * Bridge networking glue between the VM lifecycle and net/: parsing and
- * validating `--net bridge[=NAME][,dhcp=external][,subnet=A.B.C.D/N]`, and
+ * Bridge networking glue between the VM lifecycle and net/: validating the
+ * typed network options into the spec (the syntax is vm/syntax.c's), and
  * the shim's side: the bridge, the VM's tap, qvm's DHCP server (or the
  * passive watcher) in the shim's poll loop, DHCP_LEASE events, and removing
  * the tap.
@@ -18,10 +18,9 @@
 #include "vm/defaults.h"
 #include "vm/handle.h"
 
-/* Fills s->net, net_restrict ("user,restrict"), bridge, bridge_address,
- * dhcp_external, nat and (for a bridge) s->mac from the uuid. text NULL
- * means "user". */
-int vm_net_spec_parse(vm_spec *s, const char *text, bool nat, qvm_error **err);
+/* Fills s->net, net_restrict, bridge, bridge_address, dhcp_external, nat
+ * and (for a bridge) s->mac from the uuid, checking every member of n. */
+int vm_net_spec_fill(vm_spec *s, const qvm_vm_net *n, qvm_error **err);
 /* A bridge VM's MAC (s->mac): 0a: + 5 bytes of its uuid, the first of
  * qvm_net_mac_candidate's choices that no other VM on s->bridge has, by its
  * vm.json or the bridge's lease db. QVM_EEXISTS when all are taken. */

@@ -196,6 +196,8 @@ struct json_object *vm_up_request_to_json(const vm_up *u) {
   put_nullable(o, "hostkey", u->hostkey);
   put_nullable(o, "image_format", u->image_format); /* null: detected at create */
   if (u->allow_backing) json_object_object_add(o, "allow_backing", json_object_new_boolean(true));
+  /* Only when true, like allow_backing: schema-1 records have neither. */
+  if (u->nat) json_object_object_add(o, "nat", json_object_new_boolean(true));
   json_object_object_add(o, "cloud_init", json_object_new_boolean(u->cloud_init));
   json_object_object_add(o, "ports", strv_to_json(&u->ports));
   json_object_object_add(o, "provision", strv_to_json(&u->provision));
@@ -478,6 +480,7 @@ static int up_from_json(vm_up *u, struct json_object *o, qvm_error **err) {
   u->disk = (uint64_t)disk;
   if (r >= 0) r = get_bool(&u->allow_backing, o, "allow_backing", err);
   if (r >= 0) r = get_bool(&u->cloud_init, o, "cloud_init", err);
+  if (r >= 0) r = get_bool(&u->nat, o, "nat", err);
   if (r >= 0) r = get_bool(&u->provisioned, o, "provisioned", err);
   if (r >= 0) r = get_bool(&u->ready, o, "ready", err);
   return r;

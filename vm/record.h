@@ -78,7 +78,7 @@ typedef struct vm_up {
   char *append;
   unsigned cpus;
   char *net, *firmware, *accel, *machine, *user, *hostname, *hostkey, *image_format;
-  bool allow_backing, cloud_init;
+  bool allow_backing, cloud_init, nat;
   vm_strv ports, provision, drives, cdroms;
   bool provisioned, ready; /* phases that passed once */
 } vm_up;

@@ -25,6 +25,7 @@
 #include "util/time.h"
 #include "vm/defaults.h"
 #include "vm/handle.h"
+#include "vm/syntax.h"
 #include <qvm/seed.h>
 #include <qvm/text.h>
 #include <qvm/up.h>
@@ -89,6 +90,26 @@ static int set_list(vm_strv *out, const char *const *v, size_t n, qvm_error **er
   return r;
 }
 
+/* A typed option in the CLI's syntax (taking text), added to out. */
+static int add_text(vm_strv *out, char *text, qvm_error **err) {
+  if (!text) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  int r = vm_strv_add(out, text, err);
+  free(text);
+  return r;
+}
+
+static int set_typed(vm_up *j, const qvm_vm_create_options *o, qvm_error **err) {
+  int r = 0;
+  if (!(j->net = vm_net_format(&o->net))) r = qvm_error_set_errno(err, ENOMEM, "out of memory");
+  for (size_t i = 0; r >= 0 && i < o->n_publish; i++)
+    r = add_text(&j->ports, vm_publish_format(&o->publish[i]), err);
+  for (size_t i = 0; r >= 0 && i < o->n_provision; i++)
+    r = add_text(&j->provision, vm_public_step_format(&o->provision[i]), err);
+  for (size_t i = 0; r >= 0 && i < o->n_drives; i++)
+    r = add_text(&j->drives, vm_drive_format(&o->drives[i]), err);
+  return r;
+}
+
 static int set_str(char **out, const char *v, const char *dflt, qvm_error **err) {
   if (!v) v = dflt;
   if (v && !(*out = strdup(v))) return qvm_error_set_errno(err, ENOMEM, "out of memory");
@@ -102,6 +123,7 @@ static int up_request(vm_up *j, const qvm_vm_create_options *o, qvm_error **err)
                .has_disk = o->disk != 0,
                .disk = o->disk,
                .allow_backing = o->allow_backing,
+               .nat = o->net.nat,
                .cloud_init = !o->no_cloud_init};
   int r = set_path(&j->image, "image", o->image, err);
   if (r >= 0) r = set_path(&j->kernel, "kernel", o->kernel, err);
@@ -111,7 +133,6 @@ static int up_request(vm_up *j, const qvm_vm_create_options *o, qvm_error **err)
   if (r >= 0)
     r = set_files(&j->ssh_keys, "ssh_keys", o->authorized_keys, o->n_authorized_keys, err);
   if (r >= 0) r = set_str(&j->append, o->append, NULL, err);
-  if (r >= 0) r = set_str(&j->net, o->net, VM_DEFAULT_NET, err);
   if (r >= 0) r = set_str(&j->firmware, o->firmware, VM_DEFAULT_FIRMWARE, err);
   if (r >= 0) r = set_str(&j->accel, o->accel, VM_DEFAULT_ACCEL, err);
   if (r >= 0) r = set_str(&j->machine, o->machine, VM_DEFAULT_MACHINE, err);
@@ -119,9 +140,7 @@ static int up_request(vm_up *j, const qvm_vm_create_options *o, qvm_error **err)
   if (r >= 0) r = set_str(&j->hostname, o->hostname, NULL, err);
   if (r >= 0) r = set_str(&j->hostkey, o->hostkey, VM_DEFAULT_HOSTKEY, err);
   if (r >= 0) r = set_str(&j->image_format, o->image_format, NULL, err); /* unset: detected */
-  if (r >= 0) r = set_list(&j->ports, o->publish, o->n_publish, err);
-  if (r >= 0) r = set_list(&j->provision, o->provision, o->n_provision, err);
-  if (r >= 0) r = set_list(&j->drives, o->drives, o->n_drives, err);
+  if (r >= 0) r = set_typed(j, o, err);
   if (r >= 0) r = set_list(&j->cdroms, o->cdroms, o->n_cdroms, err);
   if (r < 0) vm_up_clear(j);
   return r;

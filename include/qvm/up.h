@@ -46,8 +46,10 @@ typedef struct qvm_vm_file qvm_vm_file;
  *       cpus: 2
  *       memory: 1G
  *       disk: 10G
- *       net: user              # user | none | bridge[=NAME][,dhcp=external]
- *       ports: ["8080:80", "5353:53/udp"]
+ *       net: user              # user[,restrict] | none | bridge[=NAME][,dhcp=external]
+ *                              # or {mode: bridge, bridge: NAME, dhcp: external,
+ *                              #     subnet: A.B.C.D/N, nat: true, restrict: true}
+ *       ports: ["8080:80", "5353:53/udp", {host: 8081, guest: 81, proto: udp}]
  *       user: qvm
  *       hostname: NAME
  *       cloud_config: FILE     # or a list of files (cloud-config or #! script)

@@ -38,6 +38,78 @@ int qvm_vm_name_check(const char *name, qvm_error **err);
  * option in the message ("memory", "disk"). */
 int qvm_vm_size_parse(uint64_t *out, const char *what, const char *text, qvm_error **err);
 
+/* --- typed create options -------------------------------------------------
+ * qvm_vm_create takes these structs, never a string syntax. The CLI's
+ * syntaxes ("bridge=br0,dhcp=external", "8080:80/udp", "PATH,format=raw",
+ * "sudo:file:SRC:DST") have one pure parser each below; the CLI and the
+ * scalar forms of qvm.yaml call them, qvm.yaml's mappings fill the structs
+ * directly. docs/ARCHITECTURE.md says why they live here. */
+
+typedef enum qvm_vm_net_mode {
+  QVM_VM_NET_USER, /* the default: NAT, SSH forwarded to a 127.0.0.1 port */
+  QVM_VM_NET_NONE,
+  QVM_VM_NET_BRIDGE, /* needs root or CAP_NET_ADMIN */
+} qvm_vm_net_mode;
+
+#define QVM_VM_BRIDGE_NAME_MAX 15 /* IFNAMSIZ - 1 */
+#define QVM_VM_SUBNET_MAX 18      /* "255.255.255.255/32" */
+
+typedef struct qvm_vm_net {
+  qvm_vm_net_mode mode;
+  bool restricted; /* user: the guest reaches neither the host nor any address;
+                      only forwards reach it */
+  char bridge[QVM_VM_BRIDGE_NAME_MAX + 1]; /* bridge: "" is qvm0 */
+  bool dhcp_external;                      /* bridge: someone else's DHCP serves it */
+  char subnet[QVM_VM_SUBNET_MAX + 1];      /* bridge with qvm's DHCP: the bridge's address
+                                              A.B.C.D/N; "" is 10.77.0.1/24 */
+  bool nat;                                /* bridge: masquerade the subnet to the uplink */
+} qvm_vm_net;
+
+/* "user[,restrict]", "none", "bridge[=NAME][,dhcp=external|qvm][,subnet=A.B.C.D/N]";
+ * NULL is user. Pure: names and subnets are checked by create. nat is not
+ * part of the syntax (--nat) and is left false. */
+int qvm_vm_net_parse(qvm_vm_net *out, const char *text, qvm_error **err);
+
+typedef enum qvm_vm_proto { QVM_VM_PROTO_TCP, QVM_VM_PROTO_UDP } qvm_vm_proto;
+
+typedef struct qvm_vm_publish {
+  char addr[16];                  /* the host address, dotted IPv4; "" is 127.0.0.1 */
+  uint16_t host_port, guest_port; /* 1..65535 */
+  qvm_vm_proto proto;
+} qvm_vm_publish;
+
+/* "[IP:]HOST:GUEST[/tcp|/udp]" */
+int qvm_vm_publish_parse(qvm_vm_publish *out, const char *text, qvm_error **err);
+
+typedef struct qvm_vm_drive {
+  const char *path;   /* a disk image file or block device */
+  const char *format; /* NULL: detected once, at create, and recorded */
+  bool readonly;
+} qvm_vm_drive;
+
+/* "PATH[,format=FMT][,readonly]" (a path may hold commas). out's strings
+ * are allocated: free them with qvm_vm_drive_clear. */
+int qvm_vm_drive_parse(qvm_vm_drive *out, const char *text, qvm_error **err);
+void qvm_vm_drive_clear(qvm_vm_drive *drive);
+
+typedef enum qvm_vm_step_kind {
+  QVM_VM_STEP_SHELL,  /* text: a shell command */
+  QVM_VM_STEP_SCRIPT, /* text: a local script, copied and run */
+  QVM_VM_STEP_FILE,   /* text: a local file or directory, copied to destination */
+} qvm_vm_step_kind;
+
+typedef struct qvm_vm_step {
+  qvm_vm_step_kind kind;
+  bool sudo;
+  const char *text;
+  const char *destination; /* file: the path in the guest */
+} qvm_vm_step;
+
+/* "[sudo:]shell:CMD", "[sudo:]script:PATH", "[sudo:]file:SRC:DST". out's
+ * strings are allocated: free them with qvm_vm_step_clear. */
+int qvm_vm_step_parse(qvm_vm_step *out, const char *text, qvm_error **err);
+void qvm_vm_step_clear(qvm_vm_step *step);
+
 typedef struct qvm_vm_create_options {
   const char *image; /* base disk image; never written to (a qcow2 overlay is) */
   /* The image's format ("raw", "qcow2", ...). NULL: detected once, now, with
@@ -53,18 +125,13 @@ typedef struct qvm_vm_create_options {
   const char *kernel; /* direct kernel boot: then image is optional */
   const char *initrd;
   const char *append;
-  const char *firmware; /* "bios" (NULL) or "uefi" */
-  /* "user" (NULL), "user,restrict" (the guest reaches neither the host nor
-   * any other address; only forwards reach it), "none", or
-   * "bridge[=NAME][,dhcp=external][,subnet=A.B.C.D/N]"
-   * (default bridge qvm0, subnet 10.77.0.1/24; needs root or CAP_NET_ADMIN) */
-  const char *net;
-  bool nat;                   /* bridge: masquerade the subnet to the uplink */
-  const char *const *publish; /* "[IP:]HOST:GUEST[/tcp|/udp]", n_publish of them */
+  const char *firmware;          /* "bios" (NULL) or "uefi" */
+  qvm_vm_net net;                /* zero: user */
+  const qvm_vm_publish *publish; /* port forwards (user net), n_publish of them */
   size_t n_publish;
   const char *const *cdroms; /* ISO paths, attached read-only */
   size_t n_cdroms;
-  const char *const *drives; /* "PATH[,format=FMT][,readonly]"; no format: detected once */
+  const qvm_vm_drive *drives; /* extra disks */
   size_t n_drives;
   const char *accel;    /* "auto" (NULL), "kvm", "tcg" */
   const char *machine;  /* "q35" (NULL) or "pc" */
@@ -82,8 +149,7 @@ typedef struct qvm_vm_create_options {
   size_t n_cloud_configs;
   const char *const *authorized_keys; /* extra public key files to authorize */
   size_t n_authorized_keys;
-  const char *const *provision; /* steps: "shell:CMD", "script:PATH", "file:SRC:DST", each
-                                   optionally prefixed "sudo:" */
+  const qvm_vm_step *provision; /* run in order by qvm up / qvm provision */
   size_t n_provision;
   const char *hostkey; /* "pinned" (NULL; "tofu" without a qvm seed) or "tofu" (the image
                           ignores qvm's host key) */

@@ -80,6 +80,10 @@ static void test_step_parse(void **state) {
     qvm_error_free(err);
   }
   assert_int_equal(vm_step_parse(NULL, NULL, NULL), QVM_EINVAL);
+  /* Without an error to fill, a bad kind is still a failure (it was 0). */
+  vm_step untouched = {0};
+  assert_int_equal(vm_step_parse(&untouched, "bogus:x", NULL), QVM_EINVAL);
+  assert_null(untouched.text);
 }
 
 static void test_names(void **state) {
@@ -276,10 +280,9 @@ static void test_create_checks(void **state) {
   qvm_vm_create_options o = QVM_VM_CREATE_OPTIONS_INIT;
   const char *cc[] = {good_yaml, script};
   const char *keys[] = {pub};
-  char step_script[600], step_file[600];
-  snprintf(step_script, sizeof step_script, "sudo:script:%s", script);
-  snprintf(step_file, sizeof step_file, "file:%s:/opt/", dir);
-  const char *steps[] = {"shell:echo hi", step_script, step_file};
+  const qvm_vm_step steps[] = {{.kind = QVM_VM_STEP_SHELL, .text = "echo hi"},
+                               {.kind = QVM_VM_STEP_SCRIPT, .sudo = true, .text = script},
+                               {.kind = QVM_VM_STEP_FILE, .text = dir, .destination = "/opt/"}};
   o.cloud_configs = cc, o.n_cloud_configs = 2;
   o.authorized_keys = keys, o.n_authorized_keys = 1;
   o.provision = steps, o.n_provision = 3;
@@ -358,19 +361,26 @@ static void test_create_checks(void **state) {
   one[0] = priv;
   expect_fail(&b, QVM_EINVAL, "not an ssh public key");
   b = o;
-  b.provision = one, b.n_provision = 1;
-  char step[700];
-  snprintf(step, sizeof step, "script:%s", missing);
-  one[0] = step;
+  qvm_vm_step step = {.kind = QVM_VM_STEP_SCRIPT, .text = missing};
+  b.provision = &step, b.n_provision = 1;
   expect_fail(&b, QVM_ENOTFOUND, "--provision step 1");
   if (geteuid() != 0) { /* root reads anything */
-    snprintf(step, sizeof step, "script:%s", unreadable);
+    step.text = unreadable;
     expect_fail(&b, QVM_ESYS, "not readable");
   }
-  snprintf(step, sizeof step, "file:%s/missing:/x", dir);
+  char missing_dir[700];
+  snprintf(missing_dir, sizeof missing_dir, "%s/missing", dir);
+  step = (qvm_vm_step){.kind = QVM_VM_STEP_FILE, .text = missing_dir, .destination = "/x"};
   expect_fail(&b, QVM_ENOTFOUND, "not found");
-  one[0] = "bogus";
+  /* Typed steps are checked as the parser checks the syntax. */
+  step = (qvm_vm_step){.kind = QVM_VM_STEP_SHELL, .text = ""};
   expect_fail(&b, QVM_EINVAL, "shell:CMD");
+  step = (qvm_vm_step){.kind = QVM_VM_STEP_FILE, .text = dir};
+  expect_fail(&b, QVM_EINVAL, "needs a destination");
+  step = (qvm_vm_step){.kind = QVM_VM_STEP_SHELL, .text = "ls", .destination = "/x"};
+  expect_fail(&b, QVM_EINVAL, "belongs only to a file step");
+  step = (qvm_vm_step){.kind = (qvm_vm_step_kind)7, .text = "ls"};
+  expect_fail(&b, QVM_EINVAL, "step kind 7 is unknown");
   b = o;
   b.no_cloud_init = true;
   expect_fail(&b, QVM_EINVAL, "--no-cloud-init");

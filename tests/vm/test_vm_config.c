@@ -69,9 +69,17 @@ static void test_full(void **state) {
   assert_int_equal(o->cpus, 2);
   assert_int_equal(o->memory, 1u << 30);
   assert_int_equal(o->disk, UINT64_C(10) << 30);
-  assert_string_equal(o->net, "bridge=br1,dhcp=external");
+  assert_int_equal(o->net.mode, QVM_VM_NET_BRIDGE);
+  assert_string_equal(o->net.bridge, "br1");
+  assert_true(o->net.dhcp_external);
+  assert_string_equal(o->net.subnet, "");
   assert_int_equal(o->n_publish, 2);
-  assert_string_equal(o->publish[1], "5353:53/udp");
+  assert_int_equal(o->publish[0].host_port, 8080);
+  assert_int_equal(o->publish[0].guest_port, 80);
+  assert_int_equal(o->publish[0].proto, QVM_VM_PROTO_TCP);
+  assert_int_equal(o->publish[1].host_port, 5353);
+  assert_int_equal(o->publish[1].guest_port, 53);
+  assert_int_equal(o->publish[1].proto, QVM_VM_PROTO_UDP);
   assert_string_equal(o->user, "admin");
   assert_string_equal(o->hostname, "web.example");
   assert_int_equal(o->n_cloud_configs, 2);
@@ -80,14 +88,86 @@ static void test_full(void **state) {
   assert_int_equal(o->n_authorized_keys, 1);
   assert_string_equal(o->authorized_keys[0], "/k.pub");
   assert_int_equal(o->n_provision, 3);
-  assert_string_equal(o->provision[0], "shell:echo \"a: b\" # not a comment");
-  assert_string_equal(o->provision[1], "sudo:script:/proj/s.sh");
-  assert_string_equal(o->provision[2], "file:/proj/site:/var/www");
+  assert_int_equal(o->provision[0].kind, QVM_VM_STEP_SHELL);
+  assert_false(o->provision[0].sudo);
+  assert_string_equal(o->provision[0].text, "echo \"a: b\" # not a comment");
+  assert_int_equal(o->provision[1].kind, QVM_VM_STEP_SCRIPT);
+  assert_true(o->provision[1].sudo);
+  assert_string_equal(o->provision[1].text, "/proj/s.sh");
+  assert_int_equal(o->provision[2].kind, QVM_VM_STEP_FILE);
+  assert_string_equal(o->provision[2].text, "/proj/site");
+  assert_string_equal(o->provision[2].destination, "/var/www");
+  assert_null(o->provision[0].destination);
   o = qvm_vm_file_options(f, 1);
   assert_null(o->image);
   assert_string_equal(o->kernel, "/k");
   assert_string_equal(o->append, "console=ttyS0");
   qvm_vm_file_free(f);
+}
+
+/* The structured forms fill the typed options directly; a file step may
+ * now name a path with ':' (no string syntax in between). */
+static void test_structured(void **state) {
+  (void)state;
+  qvm_vm_file *f = parse_ok("vms:\n"
+                            "  a:\n"
+                            "    image: x\n"
+                            "    net: {mode: bridge, bridge: br0, subnet: 10.9.0.1/24, nat: true}\n"
+                            "    ports:\n"
+                            "      - {host: 8080, guest: 80}\n"
+                            "      - {host: 5353, guest: 53, proto: udp, addr: 0.0.0.0}\n"
+                            "      - '9000:90'\n"
+                            "    provision:\n"
+                            "      - {file: 'a:b', to: /srv}\n"
+                            "  b:\n"
+                            "    image: x\n"
+                            "    net: {mode: user, restrict: true}\n"
+                            "    ports: {host: 1, guest: 2}\n"
+                            "  c:\n"
+                            "    image: x\n"
+                            "    net: none\n");
+  const qvm_vm_create_options *o = qvm_vm_file_options(f, 0);
+  assert_int_equal(o->net.mode, QVM_VM_NET_BRIDGE);
+  assert_string_equal(o->net.bridge, "br0");
+  assert_string_equal(o->net.subnet, "10.9.0.1/24");
+  assert_true(o->net.nat);
+  assert_false(o->net.dhcp_external);
+  assert_int_equal(o->n_publish, 3);
+  assert_string_equal(o->publish[0].addr, "");
+  assert_int_equal(o->publish[1].proto, QVM_VM_PROTO_UDP);
+  assert_string_equal(o->publish[1].addr, "0.0.0.0");
+  assert_int_equal(o->publish[2].host_port, 9000);
+  assert_string_equal(o->provision[0].text, "/proj/a:b");
+  o = qvm_vm_file_options(f, 1);
+  assert_int_equal(o->net.mode, QVM_VM_NET_USER);
+  assert_true(o->net.restricted);
+  assert_int_equal(o->n_publish, 1);
+  assert_int_equal(o->publish[0].guest_port, 2);
+  assert_int_equal(qvm_vm_file_options(f, 2)->net.mode, QVM_VM_NET_NONE);
+  qvm_vm_file_free(f);
+  parse_err("vms:\n  a:\n    image: x\n    net: {bridge: br0}\n",
+            "qvm.yaml:4:10:", "'net' needs 'mode: user|none|bridge'");
+  parse_err("vms:\n  a:\n    image: x\n    net: {mode: tap}\n",
+            "qvm.yaml:4:17:", "'mode' must be user, none or bridge");
+  parse_err("vms:\n  a:\n    image: x\n    net: {mode: bridge, brige: b}\n", NULL,
+            "unknown net key 'brige': did you mean 'bridge'?");
+  parse_err("vms:\n  a:\n    image: x\n    net: {mode: bridge, bridge: abcdefghijklmnopq}\n", NULL,
+            "'bridge' must be 1 to 15 characters");
+  parse_err("vms:\n  a:\n    image: x\n    net: {mode: bridge, dhcp: maybe}\n", NULL,
+            "'dhcp' must be qvm or external");
+  parse_err("vms:\n  a:\n    image: x\n    net: bridge,dhcp=maybe\n",
+            "qvm.yaml:4:10:", "network option 'dhcp=maybe'");
+  parse_err("vms:\n  a:\n    image: x\n    ports: [{host: 8080}]\n", NULL,
+            "a port needs 'host: PORT' and 'guest: PORT'");
+  parse_err("vms:\n  a:\n    image: x\n    ports: [{host: 0, guest: 1}]\n", NULL,
+            "whole number from 1 to 65535");
+  parse_err("vms:\n  a:\n    image: x\n    ports: [{host: 1, guest: 2, proto: sctp}]\n", NULL,
+            "'proto' must be tcp or udp");
+  parse_err("vms:\n  a:\n    image: x\n    ports: [{host: 1, guest: 2, addr: '::1'}]\n", NULL,
+            "'addr' must be an IPv4 address");
+  parse_err("vms:\n  a:\n    image: x\n    ports: [{hots: 1}]\n", NULL,
+            "unknown port key 'hots': did you mean 'host'?");
+  parse_err("vms:\n  a:\n    image: x\n    ports: ['80:x']\n", "qvm.yaml:4:13:", "invalid port");
 }
 
 static void test_home(void **state) {
@@ -176,12 +256,14 @@ static void test_example(void **state) {
   assert_int_equal(qvm_vm_file_count(f), 2);
   const qvm_vm_create_options *web = qvm_vm_file_options(f, 0), *db = qvm_vm_file_options(f, 1);
   assert_string_equal(qvm_vm_file_name(f, 0), "web");
-  assert_string_equal(web->net, "user");
+  assert_int_equal(web->net.mode, QVM_VM_NET_USER);
   assert_int_equal(web->n_publish, 1);
   assert_true(web->n_provision >= 1);
   assert_non_null(strstr(web->image, "/examples/images/"));
   assert_string_equal(qvm_vm_file_name(f, 1), "db");
-  assert_int_equal(strncmp(db->net, "bridge", 6), 0);
+  assert_int_equal(db->net.mode, QVM_VM_NET_BRIDGE);
+  assert_string_equal(db->net.bridge, "qvmbr0");
+  assert_string_equal(db->net.subnet, "10.77.0.1/24");
   assert_non_null(realpath(src, dir));
   assert_int_equal(strncmp(web->image, dir, strlen(dir)), 0);
   qvm_vm_file_free(f);
@@ -211,9 +293,10 @@ static void test_hostile(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_full),         cmocka_unit_test(test_home),
-      cmocka_unit_test(test_errors),       cmocka_unit_test(test_hostile),
-      cmocka_unit_test(test_did_you_mean), cmocka_unit_test(test_example),
+      cmocka_unit_test(test_full),    cmocka_unit_test(test_structured),
+      cmocka_unit_test(test_home),    cmocka_unit_test(test_errors),
+      cmocka_unit_test(test_hostile), cmocka_unit_test(test_did_you_mean),
+      cmocka_unit_test(test_example),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

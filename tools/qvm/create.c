@@ -36,7 +36,8 @@ static int create_run(int argc, char **argv) {
            qvm_cli_create_flags_help);
     return QVM_EXIT_OK;
   }
-  qvm_cli_create_flags f = QVM_CLI_CREATE_FLAGS_INIT;
+  __attribute__((cleanup(qvm_cli_create_flags_clear))) qvm_cli_create_flags f =
+      QVM_CLI_CREATE_FLAGS_INIT;
   struct option longopts[64];
   if (qvm_cli_create_longopts(longopts, 64, NULL) < 0) return QVM_EXIT_FAILURE;
   int c, r;

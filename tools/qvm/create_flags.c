@@ -125,11 +125,58 @@ int qvm_cli_create_longopts(struct option *out, size_t cap, const struct option 
   return (int)n;
 }
 
+static int too_many(const char *verb, size_t n, const char *opt) {
+  if (n < QVM_CLI_LIST_MAX) return 0;
+  return qvm_cli_usage_error(verb, "too many %s: at most %d", opt, QVM_CLI_LIST_MAX);
+}
+
 static int add_to(const char *verb, const char **list, size_t *n, const char *opt, const char *v) {
-  if (*n >= QVM_CLI_LIST_MAX)
-    return qvm_cli_usage_error(verb, "too many %s: at most %d", opt, QVM_CLI_LIST_MAX);
+  int r = too_many(verb, *n, opt);
+  if (r) return r;
   list[(*n)++] = v;
   return 0;
+}
+
+/* A value the library's parser refused: exit 1 with its message, as when
+ * create itself refused it. */
+static int parse_failed(const char *verb, int r, qvm_error *err) {
+  return r < 0 ? qvm_cli_fail(verb, err, NULL) : 0;
+}
+
+static int add_publish(const char *verb, qvm_cli_create_flags *f, const char *arg) {
+  qvm_error *err = NULL;
+  int r = too_many(verb, f->n_publish, "--publish");
+  if (r) return r;
+  r = qvm_vm_publish_parse(&f->publish[f->n_publish], arg, &err);
+  if (r >= 0) f->n_publish++;
+  return parse_failed(verb, r, err);
+}
+
+static int add_drive(const char *verb, qvm_cli_create_flags *f, const char *arg) {
+  qvm_error *err = NULL;
+  int r = too_many(verb, f->n_drives, "--drive");
+  if (r) return r;
+  r = qvm_vm_drive_parse(&f->drives[f->n_drives], arg, &err);
+  if (r >= 0) f->n_drives++;
+  return parse_failed(verb, r, err);
+}
+
+static int add_step(const char *verb, qvm_cli_create_flags *f, const char *arg) {
+  qvm_error *err = NULL;
+  int r = too_many(verb, f->n_provision, "--provision");
+  if (r) return r;
+  r = qvm_vm_step_parse(&f->provision[f->n_provision], arg, &err);
+  if (r >= 0) f->n_provision++;
+  return parse_failed(verb, r, err);
+}
+
+/* --net keeps an earlier --nat. */
+static int set_net(const char *verb, qvm_vm_net *net, const char *arg) {
+  qvm_error *err = NULL;
+  bool nat = net->nat;
+  int r = qvm_vm_net_parse(net, arg, &err);
+  net->nat = nat;
+  return parse_failed(verb, r, err);
 }
 
 static int parse_cpus(const char *verb, const char *s, unsigned *out) {
@@ -215,15 +262,13 @@ static int check_step(const char *verb, const char *arg) {
 
 static int list_flag(const char *verb, qvm_cli_create_flags *f, int c, const char *arg) {
   switch (c) {
-  case OPT_PUBLISH: return add_to(verb, f->publish, &f->n_publish, "--publish", arg);
+  case OPT_PUBLISH: return add_publish(verb, f, arg);
   case OPT_CDROM: return add_to(verb, f->cdroms, &f->n_cdroms, "--cdrom", arg);
-  case OPT_DRIVE:
-    return check_drive(verb, arg) ?: add_to(verb, f->drives, &f->n_drives, "--drive", arg);
+  case OPT_DRIVE: return check_drive(verb, arg) ?: add_drive(verb, f, arg);
   case OPT_CLOUD_CONFIG:
     return add_to(verb, f->cloud_configs, &f->n_cloud_configs, "--cloud-config", arg);
   case OPT_SSH_KEY: return add_to(verb, f->keys, &f->n_keys, "--ssh-key", arg);
-  case OPT_PROVISION:
-    return check_step(verb, arg) ?: add_to(verb, f->provision, &f->n_provision, "--provision", arg);
+  case OPT_PROVISION: return check_step(verb, arg) ?: add_step(verb, f, arg);
   default: return -1;
   }
 }
@@ -239,8 +284,8 @@ int qvm_cli_create_flag(const char *verb, qvm_cli_create_flags *f, int c, const 
   case OPT_INITRD: o->initrd = arg; return 0;
   case OPT_APPEND: o->append = arg; return 0;
   case OPT_FIRMWARE: o->firmware = arg; return 0;
-  case OPT_NET: o->net = arg; return 0;
-  case OPT_NAT: o->nat = true; return 0;
+  case OPT_NET: return set_net(verb, &o->net, arg);
+  case OPT_NAT: o->net.nat = true; return 0;
   case OPT_SEED: o->seed_iso = arg; return 0;
   case OPT_ACCEL: o->accel = arg; return 0;
   case OPT_MACHINE: o->machine = arg; return 0;
@@ -266,4 +311,10 @@ void qvm_cli_create_flags_finish(qvm_cli_create_flags *f) {
   o->cloud_configs = f->cloud_configs, o->n_cloud_configs = f->n_cloud_configs;
   o->authorized_keys = f->keys, o->n_authorized_keys = f->n_keys;
   o->provision = f->provision, o->n_provision = f->n_provision;
+}
+
+void qvm_cli_create_flags_clear(qvm_cli_create_flags *f) {
+  for (size_t i = 0; i < f->n_drives; i++) qvm_vm_drive_clear(&f->drives[i]);
+  for (size_t i = 0; i < f->n_provision; i++) qvm_vm_step_clear(&f->provision[i]);
+  f->n_drives = f->n_provision = 0;
 }

@@ -9,6 +9,7 @@
  * option it gets to qvm_cli_create_flag() first, then calls
  * qvm_cli_create_flags_finish() and uses .opts.
  *
+ *   __attribute__((cleanup(qvm_cli_create_flags_clear)))
  *   qvm_cli_create_flags f = QVM_CLI_CREATE_FLAGS_INIT;
  *   struct option lo[64];
  *   qvm_cli_create_longopts(lo, 64, my_options);
@@ -28,9 +29,12 @@
 
 typedef struct qvm_cli_create_flags {
   qvm_vm_create_options opts;
-  const char *publish[QVM_CLI_LIST_MAX], *cdroms[QVM_CLI_LIST_MAX], *drives[QVM_CLI_LIST_MAX];
+  /* The string syntaxes parsed into the typed options (qvm_vm_*_parse). */
+  qvm_vm_publish publish[QVM_CLI_LIST_MAX];
+  qvm_vm_drive drives[QVM_CLI_LIST_MAX];
+  qvm_vm_step provision[QVM_CLI_LIST_MAX];
+  const char *cdroms[QVM_CLI_LIST_MAX];
   const char *cloud_configs[QVM_CLI_LIST_MAX], *keys[QVM_CLI_LIST_MAX];
-  const char *provision[QVM_CLI_LIST_MAX];
   size_t n_publish, n_cdroms, n_drives, n_cloud_configs, n_keys, n_provision;
 } qvm_cli_create_flags;
 
@@ -54,6 +58,8 @@ int qvm_cli_create_flag(const char *verb, qvm_cli_create_flags *f, int c, const 
 
 /* Points f->opts' lists at the recorded values. */
 void qvm_cli_create_flags_finish(qvm_cli_create_flags *f);
+/* Frees what the parsed drives and steps hold. */
+void qvm_cli_create_flags_clear(qvm_cli_create_flags *f);
 
 /* The flags' lines for a verb's --help. */
 extern const char qvm_cli_create_flags_help[];

@@ -212,7 +212,8 @@ static int up_run(int argc, char **argv) {
     return printf("%s%s", up_help, qvm_cli_create_flags_help), QVM_EXIT_OK;
   struct option longopts[96];
   if (qvm_cli_create_longopts(longopts, 96, own) < 0) return QVM_EXIT_FAILURE;
-  qvm_cli_create_flags flags = QVM_CLI_CREATE_FLAGS_INIT;
+  __attribute__((cleanup(qvm_cli_create_flags_clear))) qvm_cli_create_flags flags =
+      QVM_CLI_CREATE_FLAGS_INIT;
   qvm_up_options opts = QVM_UP_OPTIONS_INIT;
   const char *file = NULL;
   bool json = false, any_create_flag = false;
