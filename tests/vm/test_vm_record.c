@@ -18,6 +18,7 @@
 #include "testlib.h"
 #include "util/fs.h"
 #include "vm/record.h"
+#include "vm/syntax.h"
 
 static char *fixture_text(const char *name) {
   char path[4096];
@@ -310,12 +311,55 @@ static void test_up_diff(void **state) {
   free(text);
 }
 
+/* The up record holds the typed options in the CLI's syntax: what users
+ * typed formats back to the same text, so a schema-1 up record (which kept
+ * the text as typed) still compares equal. */
+static void test_up_syntax_stable(void **state) {
+  (void)state;
+  const char *nets[] = {"user",
+                        "user,restrict",
+                        "none",
+                        "bridge",
+                        "bridge=br1,dhcp=external",
+                        "bridge=qvmbr0,subnet=10.77.0.1/24"};
+  for (size_t i = 0; i < sizeof nets / sizeof *nets; i++) {
+    qvm_vm_net n;
+    assert_int_equal(qvm_vm_net_parse(&n, nets[i], NULL), 0);
+    char *t = vm_net_format(&n);
+    assert_string_equal(t, nets[i]);
+    free(t);
+  }
+  const char *ports[] = {"8080:80", "5353:53/udp", "0.0.0.0:2222:22"};
+  for (size_t i = 0; i < sizeof ports / sizeof *ports; i++) {
+    qvm_vm_publish p;
+    assert_int_equal(qvm_vm_publish_parse(&p, ports[i], NULL), 0);
+    char *t = vm_publish_format(&p);
+    assert_string_equal(t, ports[i]);
+    free(t);
+  }
+  const char *steps[] = {"shell:echo a:b", "sudo:script:/s.sh", "file:/a:/b"};
+  for (size_t i = 0; i < sizeof steps / sizeof *steps; i++) {
+    qvm_vm_step st;
+    assert_int_equal(qvm_vm_step_parse(&st, steps[i], NULL), 0);
+    char *t = vm_public_step_format(&st);
+    assert_string_equal(t, steps[i]);
+    free(t);
+    qvm_vm_step_clear(&st);
+  }
+  qvm_vm_drive d;
+  assert_int_equal(qvm_vm_drive_parse(&d, "/a,b.img,format=raw,readonly", NULL), 0);
+  char *t = vm_drive_format(&d);
+  assert_string_equal(t, "/a,b.img,format=raw,readonly");
+  free(t);
+  qvm_vm_drive_clear(&d);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_schema1_fields), cmocka_unit_test(test_schema1_migrates),
       cmocka_unit_test(test_round_trip),     cmocka_unit_test(test_hostile_members),
       cmocka_unit_test(test_newer_schema),   cmocka_unit_test(test_updates),
-      cmocka_unit_test(test_up_diff),
+      cmocka_unit_test(test_up_diff),        cmocka_unit_test(test_up_syntax_stable),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

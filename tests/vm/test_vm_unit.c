@@ -375,6 +375,54 @@ static void test_bridge_mac_collision(void **state) {
   free(dir);
 }
 
+/* qvm_vm_create checks typed options a caller filled by hand, before it
+ * writes anything. */
+static void test_create_checks_typed(void **state) {
+  (void)state;
+  char *dir = qvm_test_mkdtemp("vm-typed");
+  setenv("QVM_STATE_DIR", dir, 1);
+  setenv("QVM_RUNTIME_DIR", dir, 1);
+  qvm_vm_publish bad_addr = {.addr = "1.2.3", .host_port = 1, .guest_port = 2};
+  qvm_vm_publish no_port = {.host_port = 8080};
+  qvm_vm_publish unterminated = {.host_port = 1, .guest_port = 2};
+  memset(unterminated.addr, '1', sizeof unterminated.addr);
+  static const struct {
+    const char *needle;
+  } want[] = {{"not an IPv4 address"},
+              {"ports are 1 to 65535"},
+              {"not an IPv4 address"},
+              {"restrict belongs to user networking"},
+              {"--nat needs --net bridge"},
+              {"bridge, subnet and dhcp belong to bridge networking"},
+              {"memory size 1024 bytes is out of range"}};
+  for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+    qvm_vm_create_options o = QVM_VM_CREATE_OPTIONS_INIT;
+    o.kernel = "/etc/hostname";
+    o.no_cloud_init = true;
+    switch (i) {
+    case 0: o.publish = &bad_addr, o.n_publish = 1; break;
+    case 1: o.publish = &no_port, o.n_publish = 1; break;
+    case 2: o.publish = &unterminated, o.n_publish = 1; break;
+    case 3: o.net = (qvm_vm_net){.mode = QVM_VM_NET_NONE, .restricted = true}; break;
+    case 4: o.net.nat = true; break;
+    case 5: snprintf(o.net.bridge, sizeof o.net.bridge, "br0"); break;
+    default: o.memory = 1024; break;
+    }
+    qvm_error *err = NULL;
+    assert_int_equal(qvm_vm_create(NULL, "t", &o, &err), QVM_EINVAL);
+    if (!strstr(qvm_error_message(err), want[i].needle))
+      fail_msg("case %zu: '%s' lacks '%s'", i, qvm_error_message(err), want[i].needle);
+    qvm_error_free(err);
+  }
+  char path[4096];
+  snprintf(path, sizeof path, "%s/vms/t", dir);
+  assert_int_equal(access(path, F_OK), -1);
+  unsetenv("QVM_STATE_DIR");
+  unsetenv("QVM_RUNTIME_DIR");
+  qvm_test_rmtree(dir);
+  free(dir);
+}
+
 /* The default QEMU user must be a system account with a group of its own:
  * an existing login account or a shared group (users) is refused. */
 static void test_qemu_user_default_checked(void **state) {
@@ -400,6 +448,7 @@ int main(void) {
       cmocka_unit_test(test_paths),
       cmocka_unit_test(test_doc_read_rejects),
       cmocka_unit_test(test_bridge_mac_collision),
+      cmocka_unit_test(test_create_checks_typed),
       cmocka_unit_test(test_qemu_user_default_checked),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
