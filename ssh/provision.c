@@ -212,8 +212,10 @@ static int run_step(provision *pv, const qvm_ssh_step *s, qvm_error **err) {
 int qvm_ssh_provision(size_t *out_failed, qvm_ssh *ssh, const qvm_ssh_provision_options *opts,
                       qvm_error **err) {
   provision pv = {.ssh = ssh, .o = opts, .log_fd = -1, .output_max = provision_log_max()};
-  int r = 0;
   if (out_failed) *out_failed = 0;
+  int r =
+      QVM_OPTIONS_CHECK(opts, qvm_ssh_provision_options, QVM_SSH_PROVISION_OPTIONS_VERSION, err);
+  if (r < 0) return r;
   if (opts->log_path) {
     /* 0600, and an older, looser log is tightened: it holds what the steps
      * printed, which may be secrets. */

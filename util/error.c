@@ -131,3 +131,10 @@ void qvm_error_free(qvm_error *err) {
   free(err->cls);
   free(err);
 }
+
+int qvm_options_check(unsigned version, unsigned known, const char *type, qvm_error **err) {
+  if (version == known) return 0;
+  return qvm_error_set(err, QVM_EINVAL,
+                       "%s: unknown version %u (this libqvm knows %u; start from its _INIT macro)",
+                       type, version, known);
+}

@@ -33,6 +33,13 @@ int qvm_error_prefix(qvm_error **err, const char *fmt, ...) QVM_PRINTF(2, 3);
 /* Moves *src into *dst (dst may be NULL: then src is freed). Returns code. */
 int qvm_error_propagate(qvm_error **dst, qvm_error *src);
 
+/* An options struct's `version` against the one this library knows: 0, or
+ * QVM_EINVAL naming the struct ("qvm_vm_start_options: unknown version 7
+ * ..."). A caller that did not start from the _INIT macro has version 0. */
+int qvm_options_check(unsigned version, unsigned known, const char *type, qvm_error **err);
+#define QVM_OPTIONS_CHECK(opts, type, known, err)                                                  \
+  ((opts) ? qvm_options_check((opts)->version, (known), #type, (err)) : 0)
+
 static inline void qvm_error_freep(qvm_error **e) {
   if (*e) qvm_error_free(*e);
 }

@@ -106,8 +106,10 @@ int qvm_vm_ssh_target(qvm_ssh_options *out, qvm_vm *vm, int timeout_ms, qvm_erro
 }
 
 int qvm_vm_ssh_connect(qvm_ssh **out, qvm_vm *vm, const qvm_vm_ssh_options *opts, qvm_error **err) {
-  qvm_vm_ssh_options none = {0};
+  qvm_vm_ssh_options none = QVM_VM_SSH_OPTIONS_INIT;
   if (!opts) opts = &none;
+  int rc = QVM_OPTIONS_CHECK(opts, qvm_vm_ssh_options, QVM_VM_SSH_OPTIONS_VERSION, err);
+  if (rc < 0) return rc;
   int timeout = opts->timeout_ms > 0 ? opts->timeout_ms : 30000;
   qvm_ssh_options o;
   int r = qvm_vm_ssh_target(&o, vm, timeout, err);
@@ -169,7 +171,8 @@ int qvm_vm_provision(size_t *out_failed, qvm_vm *vm, qvm_ssh *ssh, qvm_ssh_outpu
     };
   }
   if (r >= 0) {
-    qvm_ssh_provision_options po = {.steps = steps,
+    qvm_ssh_provision_options po = {.version = QVM_SSH_PROVISION_OPTIONS_VERSION,
+                                    .steps = steps,
                                     .n_steps = s->n_steps,
                                     .log_path = log,
                                     .audit_log = audit,

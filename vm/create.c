@@ -227,7 +227,8 @@ static int populate(const char *tmp, const vm_spec *s, uint64_t base, uint64_t d
 int qvm_vm_create(qvm_vm **out, const char *name, const qvm_vm_create_options *opts,
                   qvm_error **err) {
   vm_paths p = {0};
-  int r = vm_paths_init(&p, name, err);
+  int r = QVM_OPTIONS_CHECK(opts, qvm_vm_create_options, QVM_VM_CREATE_OPTIONS_VERSION, err);
+  if (r == 0) r = vm_paths_init(&p, name, err);
   if (r < 0) return r;
   _cleanup_(vm_spec_freep) vm_spec *spec = NULL;
   _cleanup_free_ char *tmp = NULL;

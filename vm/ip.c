@@ -36,7 +36,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <qvm/net.h>
+#include "net/net.h"
 
 #include "util/cleanup.h"
 #include "util/fs.h"

@@ -279,7 +279,9 @@ static int start_locked(qvm_vm *vm, const qvm_vm_start_options *opts, qvm_error 
 
 int qvm_vm_start(qvm_vm *vm, const qvm_vm_start_options *opts, qvm_error **err) {
   int fd = -1;
-  int r = vm_lock_acquire(&fd, &vm->paths, "start", VM_LOCK_TIMEOUT_MS, err);
+  int r = QVM_OPTIONS_CHECK(opts, qvm_vm_start_options, QVM_VM_START_OPTIONS_VERSION, err);
+  if (r < 0) return r;
+  r = vm_lock_acquire(&fd, &vm->paths, "start", VM_LOCK_TIMEOUT_MS, err);
   if (r >= 0) r = start_locked(vm, opts, err);
   vm_lock_release(fd);
   if (r < 0) {
@@ -338,12 +340,23 @@ static int request_locked(qvm_vm *vm, int op, int timeout_s, qvm_error **err) {
   return vm_reload(vm, err);
 }
 
+/* The shim's stop request counts whole seconds: ms are rounded up. */
+static int stop_timeout_s(int *out, const qvm_vm_stop_options *opts, qvm_error **err) {
+  int r = QVM_OPTIONS_CHECK(opts, qvm_vm_stop_options, QVM_VM_STOP_OPTIONS_VERSION, err);
+  if (r < 0) return r;
+  int ms = opts ? opts->timeout_ms : 60000;
+  if (ms < 0 || ms > 24 * 3600 * 1000)
+    return qvm_error_set(err, QVM_EINVAL, "stop timeout %d ms is out of range (0 to 24 h)", ms);
+  *out = (ms + 999) / 1000;
+  return 0;
+}
+
 int qvm_vm_stop(qvm_vm *vm, const qvm_vm_stop_options *opts, qvm_error **err) {
-  int timeout = opts ? opts->timeout_s : 60;
-  if (timeout < 0 || timeout > 24 * 3600)
-    return qvm_error_set(err, QVM_EINVAL, "stop timeout '%d' is out of range", timeout);
+  int timeout = 0;
+  int r = stop_timeout_s(&timeout, opts, err);
+  if (r < 0) return r;
   int fd = -1;
-  int r = vm_lock_acquire(&fd, &vm->paths, "stop", VM_LOCK_TIMEOUT_MS, err);
+  r = vm_lock_acquire(&fd, &vm->paths, "stop", VM_LOCK_TIMEOUT_MS, err);
   if (r >= 0) r = request_locked(vm, SHIM_REQ_STOP, timeout, err);
   vm_lock_release(fd);
   if (r < 0) {
@@ -367,9 +380,12 @@ int qvm_vm_kill(qvm_vm *vm, qvm_error **err) {
 
 int qvm_vm_restart(qvm_vm *vm, const qvm_vm_stop_options *stop, const qvm_vm_start_options *start,
                    qvm_error **err) {
-  int fd = -1;
-  int r = vm_lock_acquire(&fd, &vm->paths, "restart", VM_LOCK_TIMEOUT_MS, err);
-  if (r >= 0) r = request_locked(vm, SHIM_REQ_STOP, stop ? stop->timeout_s : 60, err);
+  int fd = -1, timeout = 0;
+  int r = stop_timeout_s(&timeout, stop, err);
+  if (r == 0) r = QVM_OPTIONS_CHECK(start, qvm_vm_start_options, QVM_VM_START_OPTIONS_VERSION, err);
+  if (r < 0) return r;
+  r = vm_lock_acquire(&fd, &vm->paths, "restart", VM_LOCK_TIMEOUT_MS, err);
+  if (r >= 0) r = request_locked(vm, SHIM_REQ_STOP, timeout, err);
   if (r >= 0) r = start_locked(vm, start, err);
   vm_lock_release(fd);
   if (r < 0) {
@@ -418,7 +434,10 @@ int qvm_vm_remove(const char *name, bool force, qvm_error **err) {
 
 /* --- run in the foreground ------------------------------------------------ */
 
-int qvm_vm_run(int *out, qvm_vm *vm, int stop_timeout_s, qvm_error **err) {
+int qvm_vm_run(int *out, qvm_vm *vm, int stop_timeout_ms, qvm_error **err) {
+  if (stop_timeout_ms < 0 || stop_timeout_ms > 24 * 3600 * 1000)
+    return qvm_error_set(err, QVM_EINVAL, "stop timeout %d ms is out of range (0 to 24 h)",
+                         stop_timeout_ms);
   int fd = -1;
   int r = vm_lock_acquire(&fd, &vm->paths, "run", VM_LOCK_TIMEOUT_MS, err);
   if (r >= 0) r = reconcile_locked(vm, err);
@@ -428,7 +447,7 @@ int qvm_vm_run(int *out, qvm_vm *vm, int stop_timeout_s, qvm_error **err) {
   shim_config cfg = {.mode = SHIM_SPAWN,
                      .ready_fd = -1,
                      .lock_fd = fd,
-                     .stop_timeout_s = stop_timeout_s > 0 ? stop_timeout_s : 60};
+                     .stop_timeout_s = stop_timeout_ms > 0 ? (stop_timeout_ms + 999) / 1000 : 60};
   if (r >= 0) r = vm_accel_resolve(&cfg.accel, &cfg.accel_warning, vm->spec->accel, err);
   if (r < 0) {
     vm_lock_release(fd);

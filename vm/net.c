@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <qvm/net.h>
+#include "net/net.h"
 
 #include "util/cleanup.h"
 #include "util/fs.h"

@@ -514,7 +514,8 @@ static int run_phases(up_run *u, bool provision, qvm_error **err) {
   phase_done(u, QVM_UP_TCP, QVM_UP_PHASE_DONE, NULL);
 
   /* 0 would mean connect's 30 s default: never more than what is left. */
-  qvm_vm_ssh_options so = {.timeout_ms = remaining_ms(u) > 0 ? (int)remaining_ms(u) : 1};
+  qvm_vm_ssh_options so = QVM_VM_SSH_OPTIONS_INIT;
+  so.timeout_ms = remaining_ms(u) > 0 ? (int)remaining_ms(u) : 1;
   _cleanup_(qvm_ssh_freep) qvm_ssh *ssh = NULL;
   if ((r = qvm_vm_ssh_connect(&ssh, u->vm, &so, err)) < 0) {
     int code = qvm_error_code(*err);
@@ -600,7 +601,7 @@ static const char *jstr(struct json_object *o, const char *k) {
 
 static int fill_run(up_run *u, qvm_error **err) {
   _cleanup_(json_object_putp) struct json_object *info = NULL;
-  int r = qvm_vm_info(&info, u->vm, err);
+  int r = vm_info_json(&info, u->vm, err);
   if (r < 0) return r;
   snprintf(u->uuid, sizeof u->uuid, "%s", jstr(info, "uuid"));
   struct json_object *net = NULL;
@@ -626,7 +627,7 @@ static int up(qvm_up_result *out, const char *name, const qvm_vm_create_options 
     return qvm_error_prefix(err, "cannot bring up vm '%s'", name);
 
   up_run u = {.opts = opts, .res = res, .t0 = qvm_now_ms()};
-  u.deadline = u.t0 + (int64_t)(opts->timeout_s > 0 ? opts->timeout_s : 600) * 1000;
+  u.deadline = u.t0 + (opts->timeout_ms > 0 ? opts->timeout_ms : 600000);
   u.cloud_init = !create->no_cloud_init && !create->seed_iso;
   bool provision = create->n_provision > 0;
   _cleanup_(up_unlock) up_lock_t lock = {.fd = -1};
@@ -695,7 +696,10 @@ static int up(qvm_up_result *out, const char *name, const qvm_vm_create_options 
 int qvm_vm_up(qvm_up_result *out, const char *name, const qvm_vm_create_options *create,
               const qvm_up_options *opts, qvm_error **err) {
   qvm_error *e = NULL;
-  int r = up(out, name, create, opts, &e);
+  int r = QVM_OPTIONS_CHECK(create, qvm_vm_create_options, QVM_VM_CREATE_OPTIONS_VERSION, err);
+  if (r == 0) r = QVM_OPTIONS_CHECK(opts, qvm_up_options, QVM_UP_OPTIONS_VERSION, err);
+  if (r < 0) return r;
+  r = up(out, name, create, opts, &e);
   if (r < 0) return qvm_error_propagate(err, e);
   return 0;
 }

@@ -2,6 +2,8 @@
 #ifndef QVM_ERROR_H
 #define QVM_ERROR_H
 
+#include <qvm/export.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -27,16 +29,16 @@ enum {
 
 typedef struct qvm_error qvm_error;
 
-int qvm_error_code(const qvm_error *err);
+QVM_API int qvm_error_code(const qvm_error *err);
 /* errno for QVM_ESYS (and sometimes others), 0 otherwise. */
-int qvm_error_errno(const qvm_error *err);
+QVM_API int qvm_error_errno(const qvm_error *err);
 /* One lowercase phrase, no trailing period. Never NULL. */
-const char *qvm_error_message(const qvm_error *err);
+QVM_API const char *qvm_error_message(const qvm_error *err);
 /* A machine-readable class, e.g. QEMU's "GenericError", or NULL. */
-const char *qvm_error_class(const qvm_error *err);
+QVM_API const char *qvm_error_class(const qvm_error *err);
 /* A short name for a code: "EINVAL", "ETIMEOUT", ... */
-const char *qvm_error_code_name(int code);
-void qvm_error_free(qvm_error *err);
+QVM_API const char *qvm_error_code_name(int code);
+QVM_API void qvm_error_free(qvm_error *err);
 
 #ifdef __cplusplus
 }

@@ -188,9 +188,24 @@ void qvm_cli_print_json(struct json_object *o) {
                                                        JSON_C_TO_STRING_NOSLASHESCAPE));
 }
 
+int qvm_cli_vm_info(struct json_object **out, qvm_vm *vm, qvm_error **err) {
+  char *text = NULL;
+  int r = qvm_vm_info(&text, vm, err);
+  if (r < 0) return r;
+  struct json_object *o = json_tokener_parse(text);
+  free(text);
+  if (!o) {
+    /* Not reachable unless libqvm and this CLI disagree; say so, no crash. */
+    fprintf(stderr, "qvm: libqvm returned vm info that is not JSON\n");
+    return QVM_EINVAL;
+  }
+  *out = o;
+  return 0;
+}
+
 void qvm_cli_print_warnings(qvm_vm *vm, bool waiting) {
   struct json_object *info = NULL, *w = NULL;
-  if (qvm_vm_info(&info, vm, NULL) < 0) return;
+  if (qvm_cli_vm_info(&info, vm, NULL) < 0) return;
   qvm_cli_json_neutralize(info);
   if (json_object_object_get_ex(info, "warnings", &w))
     for (size_t i = 0; i < json_object_array_length(w); i++) {

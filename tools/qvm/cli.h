@@ -68,6 +68,8 @@ struct json_object;
 void qvm_cli_json_neutralize(struct json_object *o);
 /* Neutralizes, then prints the tree pretty, with a newline, to stdout. */
 void qvm_cli_print_json(struct json_object *o);
+/* qvm_vm_info() parsed with json-c (the caller's; json_object_put). */
+int qvm_cli_vm_info(struct json_object **out, qvm_vm *vm, qvm_error **err);
 /* The vm's warnings (qvm info's "warnings": no KVM, ...) on stderr. With
  * waiting, a TCG warning also says what it means for the wait ahead. */
 void qvm_cli_print_warnings(qvm_vm *vm, bool waiting);

@@ -216,7 +216,7 @@ static int up_run(int argc, char **argv) {
   qvm_up_options opts = QVM_UP_OPTIONS_INIT;
   const char *file = NULL;
   bool json = false, any_create_flag = false;
-  int c, r;
+  int c, r, timeout_s = 0;
   optind = 0;
   opterr = 0;
   while ((c = qvm_cli_getopt(argc, argv, ":f:", longopts)) != -1) {
@@ -228,7 +228,8 @@ static int up_run(int argc, char **argv) {
     }
     switch (c) {
     case OPT_TIMEOUT:
-      if ((r = parse_seconds("up", optarg, 1, &opts.timeout_s))) return r;
+      if ((r = parse_seconds("up", optarg, 1, &timeout_s))) return r;
+      opts.timeout_ms = timeout_s * 1000;
       break;
     case OPT_ALLOW: opts.allow_cloud_init_errors = true; break;
     case OPT_NOWAIT: opts.wait_cloud_init = false; break;
@@ -293,7 +294,7 @@ static int down_one(const char *name, bool rm, int timeout, bool missing_ok) {
     return qvm_cli_fail("down", err, qvm_cli_vm_hint(err));
   }
   qvm_vm_stop_options so = QVM_VM_STOP_OPTIONS_INIT;
-  so.timeout_s = timeout;
+  so.timeout_ms = timeout * 1000; /* the flag counts seconds */
   int r = qvm_vm_stop(vm, &so, &err);
   qvm_vm_free(vm);
   if (r < 0) return qvm_cli_fail("down", err, NULL);
