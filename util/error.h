@@ -21,13 +21,21 @@
 #define QVM_PRINTF(a, b) __attribute__((format(printf, a, b)))
 
 int qvm_error_set(qvm_error **err, int code, const char *fmt, ...) QVM_PRINTF(3, 4);
-/* code QVM_ESYS; appends ": strerror(errnum)" and records errnum. */
+/* code QVM_ESYS (QVM_EPERM for EACCES and EPERM); appends ": strerror(errnum)"
+ * and records errnum. */
 int qvm_error_set_errno(qvm_error **err, int errnum, const char *fmt, ...) QVM_PRINTF(3, 4);
 /* Any code, with errno recorded and ": strerror" appended. */
 int qvm_error_set_code_errno(qvm_error **err, int code, int errnum, const char *fmt, ...)
     QVM_PRINTF(4, 5);
 /* Sets the class of an error already set (takes a copy). */
 void qvm_error_set_class(qvm_error *err, const char *cls);
+/* Sets the VM the error is about (qvm_error_subject; takes a copy). */
+void qvm_error_set_subject(qvm_error *err, const char *subject);
+/* Class and subject of *err, set just before (no-op without one): the CLI
+ * turns them into a hint. Returns the code, so
+ *   return qvm_error_set_hint(err, "VmRunning", vm->name);
+ * can follow the qvm_error_set() that made it. */
+int qvm_error_set_hint(qvm_error **err, const char *cls, const char *subject);
 /* "context: old message". A NULL err or *err is a no-op. Returns the code. */
 int qvm_error_prefix(qvm_error **err, const char *fmt, ...) QVM_PRINTF(2, 3);
 /* Moves *src into *dst (dst may be NULL: then src is freed). Returns code. */

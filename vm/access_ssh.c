@@ -23,8 +23,8 @@ const char *qvm_vm_user(const qvm_vm *vm) {
 size_t qvm_vm_provision_count(const qvm_vm *vm) { return vm->spec ? vm->spec->n_steps : 0; }
 
 static int not_running(qvm_vm *vm, qvm_vm_state st, qvm_error **err) {
-  return qvm_error_set(err, QVM_EINVAL, "vm '%s' is %s, not running: start it with 'qvm start %s'",
-                       vm->name, qvm_vm_state_name(st), vm->name);
+  qvm_error_set(err, QVM_ECONFLICT, "vm '%s' is %s, not running", vm->name, qvm_vm_state_name(st));
+  return qvm_error_set_hint(err, "VmNotRunning", vm->name);
 }
 
 static int runtime_ssh_port(int *out, qvm_vm *vm, qvm_error **err) {
@@ -32,11 +32,10 @@ static int runtime_ssh_port(int *out, qvm_vm *vm, qvm_error **err) {
   if (!json_object_object_get_ex(vm->doc, "runtime", &rt) ||
       !json_object_object_get_ex(rt, "ssh_port", &port) ||
       !json_object_is_type(port, json_type_int) || json_object_get_int(port) < 1 ||
-      json_object_get_int(port) > 65535)
-    return qvm_error_set(err, QVM_EINVAL,
-                         "vm '%s' has no ssh port forward recorded: restart it with 'qvm restart "
-                         "%s'",
-                         vm->name, vm->name);
+      json_object_get_int(port) > 65535) {
+    qvm_error_set(err, QVM_EINVAL, "vm '%s' has no ssh port forward recorded", vm->name);
+    return qvm_error_set_hint(err, "NoSshForward", vm->name);
+  }
   *out = json_object_get_int(port);
   return 0;
 }
@@ -62,10 +61,8 @@ static int target_address(char **host, qvm_vm *vm, int *port, int timeout_ms, qv
   }
   case VM_NET_NONE: break;
   }
-  return qvm_error_set(err, QVM_EINVAL,
-                       "vm '%s' has no network (--net none): ssh cannot reach it; use 'qvm "
-                       "console %s'",
-                       vm->name, vm->name);
+  qvm_error_set(err, QVM_EINVAL, "vm '%s' has no network: ssh cannot reach it", vm->name);
+  return qvm_error_set_hint(err, "NoNetwork", vm->name);
 }
 
 int qvm_vm_ssh_target(qvm_ssh_options *out, qvm_vm *vm, int timeout_ms, qvm_error **err) {

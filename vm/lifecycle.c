@@ -143,12 +143,12 @@ int vm_accel_resolve(vm_accel *out, const char **out_warning, vm_accel requested
     *out = VM_ACCEL_KVM;
     return 0;
   }
-  if (requested == VM_ACCEL_KVM)
-    return qvm_error_set(err, QVM_EINVAL,
-                         "accelerator 'kvm' was asked for, but KVM is not usable (%s): use "
-                         "--accel tcg or auto",
-                         why);
-  static char warning[160];
+  if (requested == VM_ACCEL_KVM) {
+    qvm_error_set(err, QVM_EUNAVAIL, "accelerator 'kvm' was asked for, but KVM is not usable (%s)",
+                  why);
+    return qvm_error_set_hint(err, "KvmUnusable", NULL);
+  }
+  static _Thread_local char warning[160]; /* per thread: starts may run in parallel */
   snprintf(warning, sizeof warning,
            "KVM is not usable (%s): running under TCG emulation, which is much slower", why);
   *out = VM_ACCEL_TCG;
@@ -402,9 +402,10 @@ static int remove_locked(qvm_vm *vm, bool force, qvm_error **err) {
   if (r < 0) return r;
   vm_runtime_view rv;
   if (vm_active(vm, &rv)) {
-    if (!force)
-      return qvm_error_set(err, QVM_EBUSY, "vm '%s' is running: stop it first, or use --force",
-                           vm->name);
+    if (!force) {
+      qvm_error_set(err, QVM_ECONFLICT, "vm '%s' is running", vm->name);
+      return qvm_error_set_hint(err, "VmRunning", vm->name);
+    }
     if ((r = request_locked(vm, SHIM_REQ_KILL, 0, err)) < 0) return r;
   }
   vm_net_remove_tap(vm->spec);

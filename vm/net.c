@@ -194,21 +194,21 @@ int vm_net_spec_parse(vm_spec *s, const char *text, bool nat, qvm_error **err) {
                          : vm_net_mode_parse(&s->net, text, err);
   if (r < 0) return r;
   if (!bridge) {
-    if (nat) return qvm_error_set(err, QVM_EINVAL, "--nat needs --net bridge");
+    if (nat) return qvm_error_set(err, QVM_EINVAL, "nat needs bridge networking");
     return 0;
   }
   s->net = VM_NET_BRIDGE;
   if ((r = bridge_parse(s, text, err)) < 0) return r;
   if (nat && s->dhcp_external)
     return qvm_error_set(err, QVM_EINVAL,
-                         "--nat needs qvm's dhcp on the bridge: it masquerades the subnet of "
+                         "nat needs qvm's dhcp on the bridge: it masquerades the subnet of "
                          "subnet=, not of an external network");
   s->nat = nat;
   if ((r = vm_net_mac_assign(s, err)) < 0) return r;
-  if (!vm_net_admin_capable())
-    return qvm_error_set(err, QVM_EINVAL,
-                         "network mode 'bridge' needs root or CAP_NET_ADMIN: run qvm as root, "
-                         "or use --net user");
+  if (!vm_net_admin_capable()) {
+    qvm_error_set(err, QVM_EUNAVAIL, "network mode 'bridge' needs root or CAP_NET_ADMIN");
+    return qvm_error_set_hint(err, "BridgeNeedsAdmin", NULL);
+  }
   return 0;
 }
 

@@ -258,7 +258,7 @@ static int check_running(up_run *u, qvm_up_phase p, qvm_error **err) {
   qvm_vm_state st = qvm_vm_get_state(u->vm);
   if (st == QVM_VM_RUNNING || st == QVM_VM_STARTING) return 0;
   char why[160];
-  snprintf(why, sizeof why, "the vm is %s (see 'qvm info %s')", qvm_vm_state_name(st), u->vm->name);
+  snprintf(why, sizeof why, "the vm is %s", qvm_vm_state_name(st));
   return phase_failed(u, p, QVM_EINVAL, why, err);
 }
 
@@ -440,12 +440,13 @@ static int wait_cloud_init(up_run *u, qvm_ssh *ssh, qvm_error **err) {
                 10000, NULL);
     _cleanup_free_ char *said = quote(out, 1200), *logged = quote(log, 1400), *why = NULL;
     if (asprintf(&why,
-                 "cloud-init reported an error (use --allow-cloud-init-errors to go on anyway).\n"
+                 "cloud-init reported an error.\n"
                  "'cloud-init status --long' said:\n%s%s%s",
                  said ? said : "", logged && *logged ? "\nfrom /var/log/cloud-init.log:\n" : "",
                  logged ? logged : "") < 0)
       why = NULL;
-    return phase_failed(u, QVM_UP_CLOUD_INIT, QVM_EINVAL, why ? why : "(out of memory)", err);
+    r = phase_failed(u, QVM_UP_CLOUD_INIT, QVM_EGUEST, why ? why : "(out of memory)", err);
+    return qvm_error_set_hint(err, "CloudInitError", u->vm->name);
   }
   /* The marker is written by the last runcmd, a moment before cloud-init
    * itself ends; give the serial log a few seconds to catch up. */
@@ -476,11 +477,13 @@ static int run_phases(up_run *u, bool provision, qvm_error **err) {
   if (r < 0) return r;
   phase_done(u, QVM_UP_SERIAL, QVM_UP_PHASE_DONE, NULL);
 
-  if (!strcmp(u->net, "none"))
-    return phase_failed(u, QVM_UP_LEASE, QVM_EINVAL,
-                        "the vm has no network device (net: none), so it can get no address "
-                        "and qvm cannot reach it: use --net user or --net bridge",
-                        err);
+  if (!strcmp(u->net, "none")) {
+    r = phase_failed(u, QVM_UP_LEASE, QVM_EINVAL,
+                     "the vm has no network device (net: none), so it can get no address and "
+                     "qvm cannot reach it",
+                     err);
+    return qvm_error_set_hint(err, "UpGuestUnreachable", u->vm->name);
+  }
   if (!strcmp(u->net, "bridge")) {
     _cleanup_free_ char *ip = NULL, *source = NULL;
     r = qvm_vm_ip(&ip, &source, u->vm, (int)remaining_ms(u), err);
@@ -583,9 +586,10 @@ static int up_lock(up_lock_t *out, const char *name, int64_t deadline, qvm_error
   while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
     if (errno != EWOULDBLOCK && errno != EINTR)
       return qvm_error_set_errno(err, errno, "cannot lock '%s'", path);
-    if (qvm_now_ms() >= deadline)
-      return qvm_error_set(err, QVM_EBUSY,
-                           "another 'qvm up %s' is still running: wait for it, or stop it", name);
+    if (qvm_now_ms() >= deadline) {
+      qvm_error_set(err, QVM_EBUSY, "another up of vm '%s' is still running", name);
+      return qvm_error_set_hint(err, "UpInProgress", name);
+    }
     usleep(100 * 1000);
   }
   out->fd = TAKE_FD(fd);
@@ -643,11 +647,10 @@ static int up(qvm_up_result *out, const char *name, const qvm_vm_create_options 
     *err = NULL;
     if ((r = qvm_vm_open(&vm, name, err)) < 0) return r;
     struct json_object *was = NULL, *up = NULL;
-    if (!json_object_object_get_ex(vm->doc, "up", &up) || !up)
-      return qvm_error_set(err, QVM_EEXISTS,
-                           "vm '%s' exists and was made by 'qvm create', not 'qvm up': use "
-                           "'qvm start %s', or 'qvm rm %s' first",
-                           name, name, name);
+    if (!json_object_object_get_ex(vm->doc, "up", &up) || !up) {
+      qvm_error_set(err, QVM_EEXISTS, "vm '%s' exists and was created without up", name);
+      return qvm_error_set_hint(err, "UpNotByUp", name);
+    }
     if (json_object_deep_copy(up, &was, NULL) < 0)
       return qvm_error_set_errno(err, ENOMEM, "out of memory");
     bool done = up_flag(was, "provisioned"), ready = up_flag(was, "ready");
@@ -655,12 +658,10 @@ static int up(qvm_up_result *out, const char *name, const qvm_vm_create_options 
     json_object_object_del(was, "ready");
     _cleanup_free_ char *diff = up_request_diff(was, request);
     json_object_put(was);
-    if (diff && *diff)
-      return qvm_error_set(err, QVM_EEXISTS,
-                           "vm '%s' exists with a different spec:%s\nto apply it: 'qvm down %s "
-                           "--rm', then 'qvm up' again (this deletes its disk); or keep the vm "
-                           "and run up with its recorded settings",
-                           name, diff, name);
+    if (diff && *diff) {
+      qvm_error_set(err, QVM_EEXISTS, "vm '%s' exists with a different spec:%s", name, diff);
+      return qvm_error_set_hint(err, "UpSpecDiffers", name);
+    }
     provision = provision && !done;
     qvm_vm_state st = qvm_vm_get_state(vm);
     /* Only a VM whose every phase passed once is taken as up as it is: one

@@ -260,7 +260,7 @@ typedef struct qvm_ssh_provision_options {
   { .version = QVM_SSH_PROVISION_OPTIONS_VERSION, .step_timeout_ms = -1 }
 
 /* Runs the steps in order and stops at the first failure. A non-zero exit is
- * QVM_EINVAL naming the step and its exit code; *out_failed (may be NULL)
+ * QVM_EGUEST (class "StepFailed") naming the step and its exit code; *out_failed (may be NULL)
  * gets the failed step's 1-based number, 0 on success. */
 QVM_API int qvm_ssh_provision(size_t *out_failed, qvm_ssh *ssh,
                               const qvm_ssh_provision_options *opts, qvm_error **err);

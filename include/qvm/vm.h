@@ -149,7 +149,7 @@ QVM_API int qvm_vm_kill(qvm_vm *vm, qvm_error **err);
 QVM_API int qvm_vm_restart(qvm_vm *vm, const qvm_vm_stop_options *stop,
                            const qvm_vm_start_options *start, qvm_error **err);
 /* Removes everything the VM has: processes (with force), sockets, files,
- * lock. Without force a running VM gives QVM_EBUSY. */
+ * lock. Without force a running VM gives QVM_ECONFLICT (class "VmRunning"). */
 QVM_API int qvm_vm_remove(const char *name, bool force, qvm_error **err);
 
 /* Sorted VM names; free with qvm_vm_names_free. */

@@ -108,7 +108,7 @@ void test_provision_abort(void **state) {
   po.step_timeout_ms = 30000;
   qvm_ssh *ssh = env_connect();
   qvm_error *err = NULL;
-  assert_int_equal(qvm_ssh_provision(&failed, ssh, &po, &err), QVM_EINVAL);
+  assert_int_equal(qvm_ssh_provision(&failed, ssh, &po, &err), QVM_EGUEST);
   assert_int_equal(failed, 3);
   assert_non_null(strstr(qvm_error_message(err), "step 3 'breaks'"));
   assert_non_null(strstr(qvm_error_message(err), "code 7"));

@@ -140,6 +140,7 @@ static void print_json(const char *name, const qvm_up_result *res, qvm_error *er
       printf(",\"failed_phase\":\"%s\"", qvm_up_phase_name(res->failed_phase));
     printf(",\"error\":");
     qvm_cli_json_string(stdout, qvm_error_message(err));
+    printf(",\"code\":\"%s\"", qvm_error_code_name(qvm_error_code(err)));
   }
   printf("}\n");
 }
@@ -157,9 +158,11 @@ static int up_one(const char *name, const qvm_vm_create_options *create, const q
   int r = qvm_vm_up(&res, name, create, &opts, &err);
   if (json) print_json(name, &res, r < 0 ? err : NULL);
   if (r < 0) {
-    char hint[256] = "";
-    const char *cls = qvm_error_class(err);
-    if (cls && !strcmp(cls, "HostKeyMismatch"))
+    char hint[640] = "";
+    const char *cls = qvm_error_class(err), *by_class = qvm_cli_error_hint(err);
+    if (by_class)
+      snprintf(hint, sizeof hint, "%s", by_class);
+    else if (cls && !strcmp(cls, "HostKeyMismatch"))
       snprintf(hint, sizeof hint,
                "a changed host key means the guest is not the one qvm set up; 'qvm ssh %s "
                "--repin' accepts it if you know why",
