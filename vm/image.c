@@ -117,7 +117,7 @@ static int run_program(char **out, char *const argv[], const run_opts *o, qvm_er
                          "fifo or a device?)",
                          argv[0], o->timeout_ms / 1000);
   if (WIFEXITED(st) && WEXITSTATUS(st) == 127)
-    return qvm_error_set(err, QVM_ENOTFOUND, "cannot run '%s': not found", argv[0]);
+    return qvm_error_set(err, QVM_EUNAVAIL, "cannot run '%s': not installed", argv[0]);
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) return run_failed(argv[0], st, se ? se : "", err);
   if (out) {
     if (!so && !(so = strdup(""))) return qvm_error_set_errno(err, ENOMEM, "out of memory");

@@ -256,6 +256,31 @@ static int wait_for_record(qvm_vm *vm, vm_runtime_view *rv, qvm_error **err) {
   return r;
 }
 
+/* True if execvp() would find `program` (as the shim execs QEMU). */
+static bool program_found(const char *program) {
+  if (strchr(program, '/')) return access(program, X_OK) == 0;
+  const char *path = getenv("PATH");
+  if (!path || !*path) path = "/usr/local/bin:/bin:/usr/bin";
+  for (const char *p = path; p; p = strchr(p, ':') ? strchr(p, ':') + 1 : NULL) {
+    size_t len = strcspn(p, ":");
+    char file[4096];
+    if (snprintf(file, sizeof file, "%.*s/%s", (int)len, len ? p : ".", program) <
+            (int)sizeof file &&
+        access(file, X_OK) == 0)
+      return true;
+  }
+  return false;
+}
+
+/* A missing QEMU is QVM_EUNAVAIL before any shim or state is made. */
+static int qemu_available(qvm_error **err) {
+  const char *q = getenv("QVM_QEMU");
+  if (!q || !*q) q = "qemu-system-x86_64";
+  if (program_found(q)) return 0;
+  qvm_error_set(err, QVM_EUNAVAIL, "qemu '%s' is not installed: not found in PATH", q);
+  return qvm_error_set_hint(err, "QemuMissing", NULL);
+}
+
 static int start_locked(qvm_vm *vm, const qvm_vm_start_options *opts, qvm_error **err) {
   int r = reconcile_locked(vm, err);
   if (r < 0) return r;
@@ -264,6 +289,7 @@ static int start_locked(qvm_vm *vm, const qvm_vm_start_options *opts, qvm_error 
   if ((r = wait_for_record(vm, &rv, err)) < 0) return r;
   if (vm_active(vm, &rv)) return 0;
   shim_config cfg = {.mode = SHIM_SPAWN, .ready_fd = -1, .lock_fd = -1, .stop_timeout_s = 60};
+  if ((r = qemu_available(err)) < 0) return r;
   if ((r = vm_accel_resolve(&cfg.accel, &cfg.accel_warning, vm->spec->accel, err)) < 0) return r;
   int timeout = opts && opts->timeout_ms > 0 ? opts->timeout_ms : 60000;
   r = vm_shim_start_detached(vm, &cfg, timeout, err);
@@ -449,6 +475,7 @@ int qvm_vm_run(int *out, qvm_vm *vm, int stop_timeout_ms, qvm_error **err) {
                      .ready_fd = -1,
                      .lock_fd = fd,
                      .stop_timeout_s = stop_timeout_ms > 0 ? (stop_timeout_ms + 999) / 1000 : 60};
+  if (r >= 0) r = qemu_available(err);
   if (r >= 0) r = vm_accel_resolve(&cfg.accel, &cfg.accel_warning, vm->spec->accel, err);
   if (r < 0) {
     vm_lock_release(fd);

@@ -70,24 +70,33 @@ QVM_API const char *qvm_error_message(const qvm_error *err);
 /* A machine-readable class, e.g. QEMU's "GenericError", or NULL. Besides
  * QEMU's classes and the ssh ones (include/qvm/ssh.h), the vm functions set
  * these, so a program can tell a person what to do next:
- *   "VmNotRunning"       ssh/exec needs a running VM (QVM_ECONFLICT)
+ *   "VmNotRunning"       it must run: ssh, exec (QVM_ECONFLICT), ip (QVM_ENOTFOUND)
  *   "VmRunning"          remove without force of a running VM (QVM_ECONFLICT)
  *   "NoSshForward"       a user-net VM that recorded no ssh port forward
  *   "NoNetwork"          a VM without network: only its console reaches it
+ *   "UserNetwork"        ip of a user-net VM: it is reached on 127.0.0.1
+ *   "NoLease"            ip: no DHCP lease in time (QVM_ETIMEOUT)
  *   "KvmUnusable"        "kvm" was asked for, KVM is not usable (QVM_EUNAVAIL)
+ *   "QemuMissing"        QEMU (or $QVM_QEMU) is not in PATH (QVM_EUNAVAIL)
  *   "BridgeNeedsAdmin"   bridge mode without root/CAP_NET_ADMIN (QVM_EUNAVAIL)
  *   "ImageNamesFile"     an image names another file QEMU would open;
- *                        allow_backing accepts it
- *   "ImageFormatUnknown" a raw-looking image: give image_format
- *   "CloudInitError"     cloud-init reported an error (QVM_EGUEST)
+ *                        allow_backing accepts it; the subject is the
+ *                        drive's path (NULL: the VM's image)
+ *   "ImageDataFile"      a qcow2 external data file: only a raw format helps
+ *   "ImageNotADisk"      a raw image that holds no disk: image_format "raw"
+ *                        boots it anyway
+ *   "SeedUnusedNoCloudInit", "SeedUnusedSeedIso"
+ *                        cloud-configs, keys or a hostname with no_cloud_init
+ *                        or seed_iso, which build no seed
+ *   "CloudInitError"     up: cloud-init reported an error (QVM_EGUEST)
  *   "UpSpecDiffers"      up: the VM exists with another spec (QVM_EEXISTS)
  *   "UpNotByUp"          up: the VM exists and was not made by up
  *   "UpGuestUnreachable" up: the VM has no network qvm can reach
  *   "UpInProgress"       up: another up of the same name holds its lock
  * Programs may match on them; messages may change, classes do not. */
 QVM_API const char *qvm_error_class(const qvm_error *err);
-/* The name of the VM the error is about (for a hint such as "start it"), or
- * NULL. Borrowed from err. */
+/* What the error is about, for a hint: the VM's name ("start it"), a
+ * drive's path (see the classes above), or NULL. Borrowed from err. */
 QVM_API const char *qvm_error_subject(const qvm_error *err);
 /* A stable name for a code: "EINVAL", "ETIMEOUT", "EUNAVAIL", ...;
  * "EUNKNOWN" for a code this library does not know. */

@@ -50,6 +50,7 @@ static const struct {
     {"UserNetwork", "use 'qvm ssh %1$s'", NULL},
     {"NoLease", "give a longer --wait, or check the guest's dhcp client: 'qvm logs %1$s'", NULL},
     {"KvmUnusable", "use --accel tcg or auto", NULL},
+    {"QemuMissing", "install QEMU, or name its binary with QVM_QEMU=PATH", NULL},
     {"BridgeNeedsAdmin", "run qvm as root, or use --net user", NULL},
     {"ImageNamesFile",
      "give --allow-backing if you trust that file, or --image-format raw if the image is really "
