@@ -16,7 +16,12 @@ target_include_directories(libqvm PUBLIC $<BUILD_INTERFACE:${QVM_PUBLIC_INCLUDE}
                                          $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
 target_link_libraries(libqvm PRIVATE PkgConfig::JSONC PkgConfig::LIBSSH2 PkgConfig::SODIUM
                                      PkgConfig::YAML PkgConfig::MNL PkgConfig::NFTABLES)
-target_link_options(libqvm PRIVATE -Wl,--version-script=${QVM_LIBQVM_MAP} -Wl,--no-undefined)
+target_link_options(libqvm PRIVATE -Wl,--version-script=${QVM_LIBQVM_MAP})
+# Every symbol libqvm uses must come from a library it names. Not with
+# libFuzzer's coverage instrumentation, whose hooks live in the fuzz binary.
+if(NOT QVM_FUZZ)
+  target_link_options(libqvm PRIVATE -Wl,--no-undefined)
+endif()
 set_target_properties(libqvm PROPERTIES
   OUTPUT_NAME qvm
   VERSION ${PROJECT_VERSION}
@@ -24,11 +29,24 @@ set_target_properties(libqvm PROPERTIES
   LIBRARY_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}
   LINK_DEPENDS ${QVM_LIBQVM_MAP})
 
-# Installed programs find libqvm through their RUNPATH, relative to where
-# they are: $ORIGIN/../lib. That holds for any prefix, also one given only at
-# install time (cmake --install build --prefix P), and a prefix can be moved.
-file(RELATIVE_PATH QVM_BIN_TO_LIB /qvm-prefix/${CMAKE_INSTALL_BINDIR} /qvm-prefix/${CMAKE_INSTALL_LIBDIR})
-set(QVM_INSTALL_RPATH "$ORIGIN/${QVM_BIN_TO_LIB}")
+# qvm_link_libqvm(TARGET INSTALL_DIR): links the program TARGET to libqvm
+# and gives it the RUNPATH that finds the installed libqvm from INSTALL_DIR,
+# the directory (relative to the prefix) it is installed to, e.g.
+#   qvm_link_libqvm(qvm ${CMAKE_INSTALL_BINDIR})                 $ORIGIN/../lib
+#   qvm_link_libqvm(qvm-shim ${CMAKE_INSTALL_LIBEXECDIR}/qvm)    $ORIGIN/../../lib
+# Relative to $ORIGIN, it holds for any prefix, also one given only at
+# install time (cmake --install build --prefix P), and a prefix can be
+# moved. In the build tree, CMake's build RPATH finds ${PROJECT_BINARY_DIR}.
+function(qvm_link_libqvm target install_dir)
+  target_link_libraries(${target} PRIVATE libqvm)
+  if(IS_ABSOLUTE "${CMAKE_INSTALL_LIBDIR}")
+    set(runpath "${CMAKE_INSTALL_LIBDIR}")
+  else()
+    file(RELATIVE_PATH rel /qvm-prefix/${install_dir} /qvm-prefix/${CMAKE_INSTALL_LIBDIR})
+    set(runpath "$ORIGIN/${rel}")
+  endif()
+  set_target_properties(${target} PROPERTIES INSTALL_RPATH "${runpath}")
+endfunction()
 
 install(TARGETS libqvm
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} NAMELINK_COMPONENT devel)

@@ -7,6 +7,18 @@
  * the libyaml emitter, and qvm's own ISO9660 writer (Rock Ridge + Joliet,
  * volume label "cidata"). Pure data -> bytes; nothing here prints or runs a
  * program. See seed/README.md for the formats and the readiness marker.
+ *
+ * Contract (and include/qvm/error.h for what every header shares):
+ * - Ownership: rendered buffers (*out) are the caller's, free(); a
+ *   qvm_seed_iso is freed with qvm_seed_iso_free(). Specs and files are
+ *   only read, never kept: their strings may go once a call returns
+ *   (qvm_seed_iso_add_file keeps the host path's name and reads the file
+ *   when the image is written).
+ * - Threads: every function is safe from several threads; one qvm_seed_iso
+ *   is used by one thread at a time.
+ * - Errors: QVM_EINVAL (bad spec, YAML, names, sizes; the message names the
+ *   file and line), QVM_ENOTFOUND (a file that does not exist), QVM_ESYS /
+ *   QVM_EPERM (reading or writing a file).
  */
 #include <stdbool.h>
 #include <stddef.h>

@@ -17,6 +17,19 @@
  * apart without parsing messages: "ConnectionRefused", "Timeout",
  * "AuthFailed", "HostKeyMismatch", "HostKeyUnknown", "Protocol".
  * Nothing here prints.
+ *
+ * Contract (and include/qvm/error.h for what every header shares):
+ * - Ownership: a qvm_ssh_key and a qvm_ssh are the caller's (qvm_ssh_key_free,
+ *   qvm_ssh_free); the strings they return are borrowed from them; strings
+ *   through char **out are the caller's, free(). Options are only read
+ *   during the call.
+ * - Threads: one qvm_ssh is used by one thread at a time (one exec or copy
+ *   at a time on it); different sessions may run in different threads once
+ *   the first session exists (libssh2's global init is not thread-safe).
+ *   Output callbacks run in the calling thread.
+ * - Errors: QVM_EINVAL, QVM_ENOTFOUND, QVM_ESYS/QVM_EPERM (local files,
+ *   sockets), QVM_ETIMEOUT, QVM_EAUTH, QVM_EPROTO, QVM_EEXISTS (downloads),
+ *   QVM_EGUEST (a provision step exited non-zero), with the classes above.
  */
 #include <stdbool.h>
 #include <stddef.h>

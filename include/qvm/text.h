@@ -6,6 +6,12 @@
 
 #include <qvm/export.h>
 
+/*
+ * Neutralizing guest text for terminals and messages. Contract: pure
+ * functions, safe from any thread; results are the caller's (free()), NULL
+ * only when out of memory; nothing here fails otherwise.
+ */
+
 #ifdef __cplusplus
 extern "C" {
 #endif

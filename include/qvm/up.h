@@ -21,6 +21,17 @@
  *
  * A phase that does not happen fails `up` with QVM_ETIMEOUT naming it, the
  * tail of the serial log and, if SSH works, `cloud-init status --long`.
+ *
+ * Contract (and include/qvm/error.h for what every header shares):
+ * - Ownership: a qvm_vm_file is the caller's (qvm_vm_file_free); names and
+ *   options it returns are borrowed from it. qvm_up_result is the caller's
+ *   storage, filled in.
+ * - Threads: qvm_vm_up may run for different VMs in different threads; two
+ *   ups of one name wait for each other (QVM_EBUSY, class "UpInProgress",
+ *   after a while). Callbacks run in the calling thread.
+ * - Errors: those of create and start (include/qvm/vm.h), QVM_ETIMEOUT for a
+ *   phase, QVM_EGUEST when cloud-init reported an error, QVM_EEXISTS for a
+ *   VM with another spec, QVM_EAUTH for a changed host key.
  */
 #include <stdbool.h>
 #include <stddef.h>

@@ -10,6 +10,24 @@
  * /var/lib/qvm as root, else $XDG_DATA_HOME/qvm (~/.local/share/qvm). Sockets
  * live under $QVM_RUNTIME_DIR, else $XDG_RUNTIME_DIR/qvm, else /run/qvm.
  * Nothing here prints; every function follows include/qvm/error.h.
+ *
+ * Contract (and include/qvm/error.h for what every header shares):
+ * - Ownership: a qvm_vm is the caller's (qvm_vm_free); strings it returns
+ *   (name, dir, user, serial log path) are borrowed from it and valid until
+ *   the next call on it; char ** results are the caller's (free(), or
+ *   qvm_vm_names_free for a list). Options are only read during the call.
+ * - Threads: one qvm_vm is used by one thread at a time; different VMs, or
+ *   different qvm_vm handles of one VM, may be used in parallel (several
+ *   processes too): each VM's lock serializes its lifecycle operations and
+ *   waits for a bounded time (QVM_EBUSY names the holder). qvm_vm_run
+ *   takes over signals: see include/qvm/error.h.
+ * - Errors: QVM_EINVAL (names, sizes, options, an unknown options
+ *   version), QVM_ENOTFOUND (no such VM, image, kernel), QVM_EEXISTS (a
+ *   taken name; run of a running VM), QVM_ECONFLICT (the VM's state forbids
+ *   it), QVM_EBUSY (locked), QVM_ETIMEOUT, QVM_EQMP (QEMU refused or exited
+ *   while starting), QVM_EUNAVAIL (no KVM for "kvm", no root for a bridge,
+ *   no QEMU), QVM_EPERM and QVM_ESYS (the system), with the classes
+ *   include/qvm/error.h lists.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -181,8 +199,9 @@ QVM_API int qvm_vm_logs(qvm_vm *vm, int fd, unsigned flags, qvm_error **err);
  * NULL. timeout_ms 0 answers now, -1 waits forever; the wait is
  * event-driven (inotify on events.jsonl, netlink, QEMU's pidfd).
  * QVM_ETIMEOUT names what was waited for; QVM_ENOTFOUND if the VM is not
- * running or stops while waiting; QVM_EINVAL for --net user (the guest is
- * reached at 127.0.0.1:<ssh_port>) or none. */
+ * running or stops while waiting (class "VmNotRunning"); QVM_EINVAL for
+ * user networking (class "UserNetwork": the guest is reached at
+ * 127.0.0.1:<ssh_port>) or none ("NoNetwork"). */
 QVM_API int qvm_vm_ip(char **out_ip, char **out_source, qvm_vm *vm, int timeout_ms,
                       qvm_error **err);
 
@@ -214,7 +233,7 @@ typedef struct qvm_vm_ssh_options {
  * 127.0.0.1:ssh_port; bridge: qvm_vm_ip), user, the VM's known_hosts (alias =
  * VM name), host-key policy ("pinned" or "tofu" from the spec), the VM's key.
  * Strings are borrowed from vm (valid until the next call on vm). The VM must
- * be running: QVM_EINVAL saying how to start it otherwise. */
+ * be running: QVM_ECONFLICT (class "VmNotRunning") otherwise. */
 QVM_API int qvm_vm_ssh_target(qvm_ssh_options *out, qvm_vm *vm, int timeout_ms, qvm_error **err);
 /* qvm_vm_ssh_target + qvm_ssh_connect. A changed host key is QVM_EAUTH
  * (class HostKeyMismatch) naming the VM with both fingerprints; opts->repin
