@@ -80,7 +80,11 @@ typedef struct qvm_seed_network {
   size_t n_nameservers;
 } qvm_seed_network;
 
+/* Starts with `unsigned version`, set by QVM_SEED_SPEC_INIT; an unknown
+ * version is QVM_EINVAL naming the struct. */
+#define QVM_SEED_SPEC_VERSION 1
 typedef struct qvm_seed_spec {
+  unsigned version;        /* QVM_SEED_SPEC_VERSION */
   const char *instance_id; /* required; qvm derives it from the VM's uuid */
   const char *hostname;    /* required: meta-data local-hostname and cloud-config */
   const char *fqdn;        /* or NULL */
@@ -123,7 +127,10 @@ typedef struct qvm_seed_spec {
 } qvm_seed_spec;
 
 #define QVM_SEED_SPEC_INIT                                                                         \
-  { .disable_root = true, .ready_marker = true, .epoch = QVM_SEED_EPOCH_DEFAULT }
+  {                                                                                                \
+    .version = QVM_SEED_SPEC_VERSION, .disable_root = true, .ready_marker = true,                  \
+    .epoch = QVM_SEED_EPOCH_DEFAULT                                                                \
+  }
 
 /* Each renders one NoCloud file into a malloc'd, NUL-terminated buffer that
  * the caller frees. */
