@@ -155,7 +155,7 @@ void test_provision_script_cleanup(void **state) {
   int r = qvm_ssh_provision(&failed, ssh, &po, &err);
   bool gone = access(remote, F_OK) != 0 && qvm_test_sh("test -L %s", remote) != 0;
   unlink(remote); /* clean up whatever happens */
-  assert_int_equal(r, QVM_EINVAL);
+  assert_int_equal(r, QVM_EGUEST);
   assert_int_equal(failed, 1);
   assert_non_null(strstr(qvm_error_message(err), "exited with code 5"));
   qvm_error_free(err);
