@@ -84,11 +84,12 @@ void qvm_error_set_subject(qvm_error *err, const char *subject) {
   err->subject = subject ? strdup(subject) : NULL;
 }
 
-int qvm_error_set_hint(qvm_error **err, const char *cls, const char *subject) {
-  if (!err || !*err) return 0;
-  qvm_error_set_class(*err, cls);
-  qvm_error_set_subject(*err, subject);
-  return (*err)->code;
+int qvm_error_set_hint(qvm_error **err, int code, const char *cls, const char *subject) {
+  if (err && *err) {
+    qvm_error_set_class(*err, cls);
+    qvm_error_set_subject(*err, subject);
+  }
+  return code;
 }
 
 int qvm_error_prefix(qvm_error **err, const char *fmt, ...) {

@@ -31,11 +31,13 @@ int qvm_error_set_code_errno(qvm_error **err, int code, int errnum, const char *
 void qvm_error_set_class(qvm_error *err, const char *cls);
 /* Sets the VM the error is about (qvm_error_subject; takes a copy). */
 void qvm_error_set_subject(qvm_error *err, const char *subject);
-/* Class and subject of *err, set just before (no-op without one): the CLI
- * turns them into a hint. Returns the code, so
- *   return qvm_error_set_hint(err, "VmRunning", vm->name);
- * can follow the qvm_error_set() that made it. */
-int qvm_error_set_hint(qvm_error **err, const char *cls, const char *subject);
+/* Class and subject of *err, set just before with `code` (the CLI turns
+ * them into a hint). Returns code, also when err is NULL (then it does
+ * nothing else), so that
+ *   qvm_error_set(err, QVM_ECONFLICT, "vm '%s' is running", vm->name);
+ *   return qvm_error_set_hint(err, QVM_ECONFLICT, "VmRunning", vm->name);
+ * fails the same with or without an error to fill. */
+int qvm_error_set_hint(qvm_error **err, int code, const char *cls, const char *subject);
 /* "context: old message". A NULL err or *err is a no-op. Returns the code. */
 int qvm_error_prefix(qvm_error **err, const char *fmt, ...) QVM_PRINTF(2, 3);
 /* Moves *src into *dst (dst may be NULL: then src is freed). Returns code. */

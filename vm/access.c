@@ -443,8 +443,8 @@ int vm_access_spec(vm_spec *s, const qvm_vm_create_options *o, qvm_error **err) 
                   "cloud-configs, public key files and a hostname go into the seed qvm builds, "
                   "and qvm builds none %s",
                   o->no_cloud_init ? "without cloud-init" : "when a seed image is given");
-    return qvm_error_set_hint(err, o->no_cloud_init ? "SeedUnusedNoCloudInit" : "SeedUnusedSeedIso",
-                              NULL);
+    return qvm_error_set_hint(
+        err, QVM_EINVAL, o->no_cloud_init ? "SeedUnusedNoCloudInit" : "SeedUnusedSeedIso", NULL);
   }
   if (o->user && !vm_user_name_valid(o->user))
     return qvm_error_set(err, QVM_EINVAL,

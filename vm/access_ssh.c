@@ -24,7 +24,7 @@ size_t qvm_vm_provision_count(const qvm_vm *vm) { return vm->spec ? vm->spec->n_
 
 static int not_running(qvm_vm *vm, qvm_vm_state st, qvm_error **err) {
   qvm_error_set(err, QVM_ECONFLICT, "vm '%s' is %s, not running", vm->name, qvm_vm_state_name(st));
-  return qvm_error_set_hint(err, "VmNotRunning", vm->name);
+  return qvm_error_set_hint(err, QVM_ECONFLICT, "VmNotRunning", vm->name);
 }
 
 static int runtime_ssh_port(int *out, qvm_vm *vm, qvm_error **err) {
@@ -34,7 +34,7 @@ static int runtime_ssh_port(int *out, qvm_vm *vm, qvm_error **err) {
       !json_object_is_type(port, json_type_int) || json_object_get_int(port) < 1 ||
       json_object_get_int(port) > 65535) {
     qvm_error_set(err, QVM_EINVAL, "vm '%s' has no ssh port forward recorded", vm->name);
-    return qvm_error_set_hint(err, "NoSshForward", vm->name);
+    return qvm_error_set_hint(err, QVM_EINVAL, "NoSshForward", vm->name);
   }
   *out = json_object_get_int(port);
   return 0;
@@ -62,7 +62,7 @@ static int target_address(char **host, qvm_vm *vm, int *port, int timeout_ms, qv
   case VM_NET_NONE: break;
   }
   qvm_error_set(err, QVM_EINVAL, "vm '%s' has no network: ssh cannot reach it", vm->name);
-  return qvm_error_set_hint(err, "NoNetwork", vm->name);
+  return qvm_error_set_hint(err, QVM_EINVAL, "NoNetwork", vm->name);
 }
 
 int qvm_vm_ssh_target(qvm_ssh_options *out, qvm_vm *vm, int timeout_ms, qvm_error **err) {

@@ -307,7 +307,8 @@ static int precheck_qcow2(int fd, const char *what, const char *path, bool allow
                             .allow_backing = allow_backing,
                             .why = " (a guest can write such a header into a raw disk)"};
   r = vm_qcow2_check(h, path, &policy, err);
-  if (r < 0) qvm_error_set_hint(err, h->has_data_file ? "ImageDataFile" : "ImageNamesFile", drive);
+  if (r < 0)
+    qvm_error_set_hint(err, r, h->has_data_file ? "ImageDataFile" : "ImageNamesFile", drive);
   return r;
 }
 
@@ -348,7 +349,7 @@ static int precheck_vmdk(int fd, const char *what, const char *path, bool allow_
                 "%s '%s' (vmdk) names another file, its extent '%s', that qemu would open for "
                 "the guest (a guest can write such a header into a raw disk)",
                 what, path, shown ? shown : "?");
-  return qvm_error_set_hint(err, "ImageNamesFile", drive);
+  return qvm_error_set_hint(err, QVM_EINVAL, "ImageNamesFile", drive);
 }
 
 int vm_image_check(vm_image_info *out, const char *what, const char *path, const char *format,
@@ -367,7 +368,7 @@ int vm_image_check(vm_image_info *out, const char *what, const char *path, const
                   "%s '%s' (%s) names another file, its %s '%s', that qemu would open for the "
                   "guest (a guest can write such a header into a raw disk)",
                   what, path, i.format, i.reference_kind, i.reference);
-    r = qvm_error_set_hint(err, "ImageNamesFile", drive);
+    r = qvm_error_set_hint(err, QVM_EINVAL, "ImageNamesFile", drive);
     vm_image_info_clear(&i);
     return r;
   }
@@ -411,7 +412,7 @@ int vm_image_raw_looks_like_disk(const char *path, qvm_error **err) {
                 "'%s' does not look like a disk image: qemu-img reads it as raw data, and it "
                 "has no partition table, boot sector or file system a guest could boot from",
                 path);
-  return qvm_error_set_hint(err, "ImageNotADisk", NULL);
+  return qvm_error_set_hint(err, QVM_EINVAL, "ImageNotADisk", NULL);
 }
 
 /* Image formats only: never a protocol (nbd, http, ssh, vvfat) or a filter

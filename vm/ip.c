@@ -227,7 +227,7 @@ static int not_reachable(qvm_vm *vm, qvm_error **err) {
   const vm_spec *sp = vm->spec;
   if (sp->net == VM_NET_NONE) {
     qvm_error_set(err, QVM_EINVAL, "vm '%s' has no network", vm->name);
-    return qvm_error_set_hint(err, "NoNetwork", vm->name);
+    return qvm_error_set_hint(err, QVM_EINVAL, "NoNetwork", vm->name);
   }
   struct json_object *rt = NULL, *port = NULL;
   if (json_object_object_get_ex(vm->doc, "runtime", &rt) &&
@@ -241,7 +241,7 @@ static int not_reachable(qvm_vm *vm, qvm_error **err) {
                   "vm '%s' uses user-mode networking: its address is not reachable from the "
                   "host; the guest is reached on a forwarded 127.0.0.1 port",
                   vm->name);
-  return qvm_error_set_hint(err, "UserNetwork", vm->name);
+  return qvm_error_set_hint(err, QVM_EINVAL, "UserNetwork", vm->name);
 }
 
 static int64_t run_started_us(qvm_vm *vm) {
@@ -269,7 +269,7 @@ static int timed_out(const ip_search *s, int timeout_ms, qvm_error **err) {
                                     "entry"
                                   : "a lease from qvm's dhcp server",
                 mac, sp->bridge, agent);
-  return qvm_error_set_hint(err, "NoLease", s->vm->name);
+  return qvm_error_set_hint(err, QVM_ETIMEOUT, "NoLease", s->vm->name);
 }
 
 typedef struct ip_waiters {
@@ -353,7 +353,7 @@ int vm_net_ip_find(char **out_ip, char **out_source, qvm_vm *vm, int timeout_ms,
   vm_runtime_view_read(&rv, vm->doc);
   if (!rv.has_qemu || !rv.qemu_alive) {
     qvm_error_set(err, QVM_ENOTFOUND, "vm '%s' is not running, so it has no address", vm->name);
-    return qvm_error_set_hint(err, "VmNotRunning", vm->name);
+    return qvm_error_set_hint(err, QVM_ENOTFOUND, "VmNotRunning", vm->name);
   }
   ip_search s = {.vm = vm, .started_us = run_started_us(vm)};
   if ((r = qvm_net_mac_parse(s.mac, vm->spec->mac, err)) < 0) return r;

@@ -146,7 +146,7 @@ int vm_accel_resolve(vm_accel *out, const char **out_warning, vm_accel requested
   if (requested == VM_ACCEL_KVM) {
     qvm_error_set(err, QVM_EUNAVAIL, "accelerator 'kvm' was asked for, but KVM is not usable (%s)",
                   why);
-    return qvm_error_set_hint(err, "KvmUnusable", NULL);
+    return qvm_error_set_hint(err, QVM_EUNAVAIL, "KvmUnusable", NULL);
   }
   static _Thread_local char warning[160]; /* per thread: starts may run in parallel */
   snprintf(warning, sizeof warning,
@@ -278,7 +278,7 @@ static int qemu_available(qvm_error **err) {
   if (!q || !*q) q = "qemu-system-x86_64";
   if (program_found(q)) return 0;
   qvm_error_set(err, QVM_EUNAVAIL, "qemu '%s' is not installed: not found in PATH", q);
-  return qvm_error_set_hint(err, "QemuMissing", NULL);
+  return qvm_error_set_hint(err, QVM_EUNAVAIL, "QemuMissing", NULL);
 }
 
 static int start_locked(qvm_vm *vm, const qvm_vm_start_options *opts, qvm_error **err) {
@@ -430,7 +430,7 @@ static int remove_locked(qvm_vm *vm, bool force, qvm_error **err) {
   if (vm_active(vm, &rv)) {
     if (!force) {
       qvm_error_set(err, QVM_ECONFLICT, "vm '%s' is running", vm->name);
-      return qvm_error_set_hint(err, "VmRunning", vm->name);
+      return qvm_error_set_hint(err, QVM_ECONFLICT, "VmRunning", vm->name);
     }
     if ((r = request_locked(vm, SHIM_REQ_KILL, 0, err)) < 0) return r;
   }

@@ -207,7 +207,7 @@ int vm_net_spec_parse(vm_spec *s, const char *text, bool nat, qvm_error **err) {
   if ((r = vm_net_mac_assign(s, err)) < 0) return r;
   if (!vm_net_admin_capable()) {
     qvm_error_set(err, QVM_EUNAVAIL, "network mode 'bridge' needs root or CAP_NET_ADMIN");
-    return qvm_error_set_hint(err, "BridgeNeedsAdmin", NULL);
+    return qvm_error_set_hint(err, QVM_EUNAVAIL, "BridgeNeedsAdmin", NULL);
   }
   return 0;
 }

@@ -446,7 +446,7 @@ static int wait_cloud_init(up_run *u, qvm_ssh *ssh, qvm_error **err) {
                  logged ? logged : "") < 0)
       why = NULL;
     r = phase_failed(u, QVM_UP_CLOUD_INIT, QVM_EGUEST, why ? why : "(out of memory)", err);
-    return qvm_error_set_hint(err, "CloudInitError", u->vm->name);
+    return qvm_error_set_hint(err, r, "CloudInitError", u->vm->name);
   }
   /* The marker is written by the last runcmd, a moment before cloud-init
    * itself ends; give the serial log a few seconds to catch up. */
@@ -482,7 +482,7 @@ static int run_phases(up_run *u, bool provision, qvm_error **err) {
                      "the vm has no network device (net: none), so it can get no address and "
                      "qvm cannot reach it",
                      err);
-    return qvm_error_set_hint(err, "UpGuestUnreachable", u->vm->name);
+    return qvm_error_set_hint(err, r, "UpGuestUnreachable", u->vm->name);
   }
   if (!strcmp(u->net, "bridge")) {
     _cleanup_free_ char *ip = NULL, *source = NULL;
@@ -588,7 +588,7 @@ static int up_lock(up_lock_t *out, const char *name, int64_t deadline, qvm_error
       return qvm_error_set_errno(err, errno, "cannot lock '%s'", path);
     if (qvm_now_ms() >= deadline) {
       qvm_error_set(err, QVM_EBUSY, "another up of vm '%s' is still running", name);
-      return qvm_error_set_hint(err, "UpInProgress", name);
+      return qvm_error_set_hint(err, QVM_EBUSY, "UpInProgress", name);
     }
     usleep(100 * 1000);
   }
@@ -649,7 +649,7 @@ static int up(qvm_up_result *out, const char *name, const qvm_vm_create_options 
     struct json_object *was = NULL, *up = NULL;
     if (!json_object_object_get_ex(vm->doc, "up", &up) || !up) {
       qvm_error_set(err, QVM_EEXISTS, "vm '%s' exists and was created without up", name);
-      return qvm_error_set_hint(err, "UpNotByUp", name);
+      return qvm_error_set_hint(err, QVM_EEXISTS, "UpNotByUp", name);
     }
     if (json_object_deep_copy(up, &was, NULL) < 0)
       return qvm_error_set_errno(err, ENOMEM, "out of memory");
@@ -660,7 +660,7 @@ static int up(qvm_up_result *out, const char *name, const qvm_vm_create_options 
     json_object_put(was);
     if (diff && *diff) {
       qvm_error_set(err, QVM_EEXISTS, "vm '%s' exists with a different spec:%s", name, diff);
-      return qvm_error_set_hint(err, "UpSpecDiffers", name);
+      return qvm_error_set_hint(err, QVM_EEXISTS, "UpSpecDiffers", name);
     }
     provision = provision && !done;
     qvm_vm_state st = qvm_vm_get_state(vm);
