@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <qvm/net.h>
+#include "net/net.h"
 
 enum {
   DHCP_BOOTREQUEST = 1,

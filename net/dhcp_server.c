@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <qvm/net.h>
+#include "net/net.h"
 
 #include "net/dhcp_codec.h"
 #include "net/dhcp_frame.h"

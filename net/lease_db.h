@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <qvm/net.h>
+#include "net/net.h"
 
 #include "util/error.h"
 

@@ -22,7 +22,7 @@
 
 #include <libmnl/libmnl.h>
 
-#include <qvm/net.h>
+#include "net/net.h"
 
 #include "net/netlink.h"
 #include "util/cleanup.h"

@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <qvm/net.h>
+#include "net/net.h"
 
 #include "util/error.h"
 

@@ -15,7 +15,7 @@
 
 #include <nftables/libnftables.h>
 
-#include <qvm/net.h>
+#include "net/net.h"
 
 #include "util/cleanup.h"
 #include "util/error.h"

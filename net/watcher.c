@@ -23,7 +23,7 @@
 
 #include <libmnl/libmnl.h>
 
-#include <qvm/net.h>
+#include "net/net.h"
 
 #include "net/dhcp_codec.h"
 #include "net/dhcp_frame.h"

@@ -4,7 +4,7 @@
  * the event queue, and every wait bounded by a deadline. The byte-level
  * framing lives in qmp_reader.c; this file owns the socket.
  */
-#include <qvm/qmp.h>
+#include "qmp/qmp.h"
 
 #include <assert.h>
 #include <errno.h>

@@ -53,6 +53,8 @@ static iso_node *node_new(const char *name, size_t len, bool is_dir) {
 int qvm_seed_iso_new(qvm_seed_iso **out, const qvm_seed_iso_options *opts, qvm_error **err) {
   qvm_seed_iso_options def = QVM_SEED_ISO_OPTIONS_INIT;
   if (!opts) opts = &def;
+  int rc = QVM_OPTIONS_CHECK(opts, qvm_seed_iso_options, QVM_SEED_ISO_OPTIONS_VERSION, err);
+  if (rc < 0) return rc;
   const char *vid = opts->volume_id ? opts->volume_id : "cidata";
   size_t vlen = strlen(vid);
   if (vlen == 0 || vlen > 16)

@@ -49,10 +49,12 @@ static int check_host_key(const qvm_seed_host_key *k, qvm_error **err) {
 }
 
 int seed_spec_check(const qvm_seed_spec *spec, qvm_error **err) {
+  int r = QVM_OPTIONS_CHECK(spec, qvm_seed_spec, QVM_SEED_SPEC_VERSION, err);
+  if (r < 0) return r;
   const char *id = spec->instance_id ? spec->instance_id : "";
   if (!*id || strlen(id) > 128 || !all_chars(id, "._:-"))
     return qvm_error_set(err, QVM_EINVAL, "instance-id '%s' must be 1-128 of [A-Za-z0-9._:-]", id);
-  int r = check_hostname("hostname", spec->hostname, false, err);
+  r = check_hostname("hostname", spec->hostname, false, err);
   if (r == 0 && spec->fqdn) r = check_hostname("fqdn", spec->fqdn, true, err);
   for (size_t i = 0; r == 0 && i < spec->n_users; i++) r = check_user(&spec->users[i], err);
   for (size_t i = 0; r == 0 && i < spec->n_host_keys; i++)
@@ -183,9 +185,11 @@ static void emit_static(yaml_out *y, const qvm_seed_network *n) {
 
 int qvm_seed_render_network_config(char **out, size_t *out_len, const qvm_seed_spec *spec,
                                    qvm_error **err) {
+  int r = QVM_OPTIONS_CHECK(spec, qvm_seed_spec, QVM_SEED_SPEC_VERSION, err);
+  if (r < 0) return r;
   const qvm_seed_network *n = spec->network;
   if (!n) return qvm_error_set(err, QVM_EINVAL, "the spec has no network");
-  int r = check_network(n, err);
+  r = check_network(n, err);
   if (r < 0) return r;
   char mac[18];
   for (int i = 0; i < 18; i++) mac[i] = (char)tolower((unsigned char)n->mac[i]);

@@ -278,7 +278,8 @@ int qvm_ssh_exec(qvm_ssh_exec_result *out, qvm_ssh *ssh, const qvm_ssh_exec_opti
                  qvm_error **err) {
   _cleanup_free_ char *command = NULL;
   qvm_ssh_exec_result res = {0};
-  int r = 0;
+  int r = QVM_OPTIONS_CHECK(opts, qvm_ssh_exec_options, QVM_SSH_EXEC_OPTIONS_VERSION, err);
+  if (r < 0) return r;
   if (opts->argv && opts->command)
     return qvm_error_set(err, QVM_EINVAL, "exec takes argv or a command, not both");
   if (opts->argv)

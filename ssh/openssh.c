@@ -44,6 +44,8 @@ static bool path_valid(const char *p) {
 static bool path_plain(const char *p) { return strspn(p, WORD_CHARS "/+,:@~") == strlen(p); }
 
 static int check(const qvm_ssh_options *opts, qvm_error **err) {
+  int r = QVM_OPTIONS_CHECK(opts, qvm_ssh_options, QVM_SSH_OPTIONS_VERSION, err);
+  if (r < 0) return r;
   if (!opts->host || !opts->known_hosts || !opts->identity)
     return qvm_error_set(err, QVM_EINVAL, "openssh equivalent needs host, key and known_hosts");
   const char *user = opts->user ? opts->user : "root", *alias = ssh_host_alias(opts);

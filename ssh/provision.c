@@ -118,7 +118,7 @@ static int run_quiet(provision *pv, const char *command, const char *what, qvm_e
   int exit_code = 0;
   int r = run_command(pv, &exit_code, command, err);
   if (r < 0 || exit_code == 0) return r;
-  return qvm_error_set(err, QVM_EINVAL, "cannot %s in the guest (exit code %d)", what, exit_code);
+  return qvm_error_set(err, QVM_EGUEST, "cannot %s in the guest (exit code %d)", what, exit_code);
 }
 
 /* The name is predictable (/tmp/qvm-provision-<n>.sh), so whatever sits there
@@ -203,7 +203,7 @@ static int run_step(provision *pv, const qvm_ssh_step *s, qvm_error **err) {
   }
   log_printf(pv, "step %zu %s exited %d (%lld ms)", pv->index, pv->name, exit_code, (long long)ms);
   if (exit_code == 0) return 0;
-  r = qvm_error_set(err, QVM_EINVAL, "provisioning step %zu '%s' exited with code %d", pv->index,
+  r = qvm_error_set(err, QVM_EGUEST, "provisioning step %zu '%s' exited with code %d", pv->index,
                     pv->name, exit_code);
   if (err && *err) qvm_error_set_class(*err, "StepFailed");
   return r;
@@ -212,8 +212,10 @@ static int run_step(provision *pv, const qvm_ssh_step *s, qvm_error **err) {
 int qvm_ssh_provision(size_t *out_failed, qvm_ssh *ssh, const qvm_ssh_provision_options *opts,
                       qvm_error **err) {
   provision pv = {.ssh = ssh, .o = opts, .log_fd = -1, .output_max = provision_log_max()};
-  int r = 0;
   if (out_failed) *out_failed = 0;
+  int r =
+      QVM_OPTIONS_CHECK(opts, qvm_ssh_provision_options, QVM_SSH_PROVISION_OPTIONS_VERSION, err);
+  if (r < 0) return r;
   if (opts->log_path) {
     /* 0600, and an older, looser log is tightened: it holds what the steps
      * printed, which may be secrets. */

@@ -247,6 +247,8 @@ static int auth_agent(qvm_ssh *ssh, const qvm_ssh_options *opts, int64_t deadlin
 }
 
 int qvm_ssh_connect(qvm_ssh **out, const qvm_ssh_options *opts, qvm_error **err) {
+  int rc = QVM_OPTIONS_CHECK(opts, qvm_ssh_options, QVM_SSH_OPTIONS_VERSION, err);
+  if (rc < 0) return rc;
   qvm_ssh_options o = *opts;
   if (!o.host || !o.known_hosts)
     return qvm_error_set(err, QVM_EINVAL, "ssh connect needs a host and a known_hosts file");

@@ -373,10 +373,12 @@ static int copy_end(copy *c, const qvm_ssh_copy_options *opts, int r) {
 
 int qvm_ssh_upload(qvm_ssh *ssh, const char *local, const char *remote,
                    const qvm_ssh_copy_options *opts, qvm_error **err) {
+  int r = QVM_OPTIONS_CHECK(opts, qvm_ssh_copy_options, QVM_SSH_COPY_OPTIONS_VERSION, err);
+  if (r < 0) return r;
   copy c;
   LIBSSH2_SFTP_ATTRIBUTES a;
   bool exists = false;
-  int r = copy_begin(&c, ssh, opts, false, err);
+  r = copy_begin(&c, ssh, opts, false, err);
   if (r >= 0) r = remote_stat(&c, &a, remote, &exists, err);
   if (r >= 0) {
     bool is_dir =
@@ -794,8 +796,10 @@ static int download_start(copy *c, const char *remote, const char *local, qvm_er
 
 int qvm_ssh_download(qvm_ssh *ssh, const char *remote, const char *local,
                      const qvm_ssh_copy_options *opts, qvm_error **err) {
+  int r = QVM_OPTIONS_CHECK(opts, qvm_ssh_copy_options, QVM_SSH_COPY_OPTIONS_VERSION, err);
+  if (r < 0) return r;
   copy c;
-  int r = copy_begin(&c, ssh, opts, true, err);
+  r = copy_begin(&c, ssh, opts, true, err);
   if (r >= 0) r = download_start(&c, remote, local, err);
   if (r < 0)
     qvm_error_prefix(err, "cannot download '%s' to '%s'", shown_path(&c, SHOW_REMOTE, remote),

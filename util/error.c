@@ -2,6 +2,7 @@
 #include "util/error.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,10 +12,11 @@ struct qvm_error {
   int errnum;
   char *message;
   char *cls;
+  char *subject;
 };
 
 /* Used when even the error cannot be allocated: the caller still sees a code. */
-static struct qvm_error oom_error = {QVM_ESYS, 12, (char *)"out of memory", NULL};
+static struct qvm_error oom_error = {QVM_ESYS, 12, (char *)"out of memory", NULL, NULL};
 
 static qvm_error *error_new(int code, int errnum, char *message) {
   qvm_error *e = calloc(1, sizeof(*e));
@@ -56,7 +58,8 @@ int qvm_error_set(qvm_error **err, int code, const char *fmt, ...) {
 int qvm_error_set_errno(qvm_error **err, int errnum, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  int r = error_setv(err, QVM_ESYS, errnum, fmt, ap);
+  int code = errnum == EACCES || errnum == EPERM ? QVM_EPERM : QVM_ESYS;
+  int r = error_setv(err, code, errnum, fmt, ap);
   va_end(ap);
   return r;
 }
@@ -73,6 +76,20 @@ void qvm_error_set_class(qvm_error *err, const char *cls) {
   if (!err || err == &oom_error) return;
   free(err->cls);
   err->cls = cls ? strdup(cls) : NULL;
+}
+
+void qvm_error_set_subject(qvm_error *err, const char *subject) {
+  if (!err || err == &oom_error) return;
+  free(err->subject);
+  err->subject = subject ? strdup(subject) : NULL;
+}
+
+int qvm_error_set_hint(qvm_error **err, int code, const char *cls, const char *subject) {
+  if (err && *err) {
+    qvm_error_set_class(*err, cls);
+    qvm_error_set_subject(*err, subject);
+  }
+  return code;
 }
 
 int qvm_error_prefix(qvm_error **err, const char *fmt, ...) {
@@ -108,6 +125,7 @@ int qvm_error_code(const qvm_error *err) { return err ? err->code : 0; }
 int qvm_error_errno(const qvm_error *err) { return err ? err->errnum : 0; }
 const char *qvm_error_message(const qvm_error *err) { return err ? err->message : ""; }
 const char *qvm_error_class(const qvm_error *err) { return err ? err->cls : NULL; }
+const char *qvm_error_subject(const qvm_error *err) { return err ? err->subject : NULL; }
 
 const char *qvm_error_code_name(int code) {
   switch (code) {
@@ -121,6 +139,10 @@ const char *qvm_error_code_name(int code) {
   case QVM_ESYS: return "ESYS";
   case QVM_EPROTO: return "EPROTO";
   case QVM_EAUTH: return "EAUTH";
+  case QVM_EUNAVAIL: return "EUNAVAIL";
+  case QVM_EGUEST: return "EGUEST";
+  case QVM_EPERM: return "EPERM";
+  case QVM_ECONFLICT: return "ECONFLICT";
   default: return "EUNKNOWN";
   }
 }
@@ -129,5 +151,13 @@ void qvm_error_free(qvm_error *err) {
   if (!err || err == &oom_error) return;
   free(err->message);
   free(err->cls);
+  free(err->subject);
   free(err);
+}
+
+int qvm_options_check(unsigned version, unsigned known, const char *type, qvm_error **err) {
+  if (version == known) return 0;
+  return qvm_error_set(err, QVM_EINVAL,
+                       "%s: unknown version %u (this libqvm knows %u; start from its _INIT macro)",
+                       type, version, known);
 }

@@ -369,7 +369,7 @@ static int check_cloud_config(const char *abs, const char *given, qvm_error **er
   r = qvm_seed_check_user_config(data, len, given, err);
   if (r < 0)
     qvm_error_prefix(err,
-                     "--cloud-config '%s' is not a usable cloud-config (a YAML mapping, or a "
+                     "cloud-config '%s' is not a usable cloud-config (a YAML mapping, or a "
                      "script starting with '#!')",
                      given);
   return r;
@@ -391,20 +391,26 @@ static int check_key_file(const char *abs, const char *given, qvm_error **err) {
     _cleanup_free_ char *fp = NULL;
     if (qvm_ssh_public_line_fingerprint(&fp, l, NULL) < 0)
       return qvm_error_set(err, QVM_EINVAL,
-                           "--ssh-key '%s' holds a line that is not an ssh public key: give the "
-                           ".pub file, not the private key",
+                           "public key file '%s' holds a line that is not an ssh public key (a "
+                           "private key?)",
                            given);
     keys++;
   }
-  if (!keys) return qvm_error_set(err, QVM_EINVAL, "--ssh-key '%s' holds no public key", given);
+  if (!keys)
+    return qvm_error_set(err, QVM_EINVAL, "public key file '%s' holds no public key", given);
   return 0;
 }
 
 /* A step as given: its kind and strings checked as the parser checks them,
  * local paths made absolute. */
 static int spec_step(vm_spec *s, size_t i, const qvm_vm_step *given, qvm_error **err) {
-  char show[72];
-  shown(show, given->text ? given->text : "");
+  /* the step as the user would write it: "[sudo:]kind:text" */
+  static const char *const kinds[] = {"shell", "script", "file"};
+  char show[72], as_written[80];
+  snprintf(as_written, sizeof as_written, "%s%s:%.70s", given->sudo ? "sudo:" : "",
+           (unsigned)given->kind <= QVM_VM_STEP_FILE ? kinds[given->kind] : "?",
+           given->text ? given->text : "");
+  shown(show, as_written);
   int r = 0;
   if ((unsigned)given->kind > QVM_VM_STEP_FILE)
     r = qvm_error_set(err, QVM_EINVAL, "step kind %d is unknown", (int)given->kind);
@@ -427,7 +433,7 @@ static int spec_step(vm_spec *s, size_t i, const qvm_vm_step *given, qvm_error *
     r = qvm_error_set_errno(err, ENOMEM, "out of memory");
   if (r < 0) {
     vm_step_clear(&st);
-    qvm_error_prefix(err, "--provision step %zu '%s'", i + 1, show);
+    qvm_error_prefix(err, "provision step %zu '%s'", i + 1, show);
     return r;
   }
   return steps_add(s, &st, err);
@@ -439,8 +445,8 @@ static int spec_lists(vm_spec *s, const qvm_vm_create_options *o, qvm_error **er
       o->n_cloud_configs > ACCESS_LIST_MAX || o->n_authorized_keys > ACCESS_LIST_MAX ||
       o->n_provision > ACCESS_LIST_MAX)
     return qvm_error_set(err, QVM_EINVAL,
-                         "too many --cloud-config, --ssh-key or --provision: at "
-                         "most %d of each",
+                         "too many cloud-configs, public key files or provision steps: at most "
+                         "%d of each",
                          ACCESS_LIST_MAX);
   for (size_t i = 0; r >= 0 && i < o->n_cloud_configs; i++) {
     _cleanup_free_ char *abs = NULL;
@@ -461,12 +467,14 @@ static int spec_lists(vm_spec *s, const qvm_vm_create_options *o, qvm_error **er
 int vm_access_spec(vm_spec *s, const qvm_vm_create_options *o, qvm_error **err) {
   bool seed_given = o->seed_iso != NULL;
   s->cloud_init = !o->no_cloud_init && !seed_given;
-  const char *why = o->no_cloud_init ? "--no-cloud-init" : "--seed";
-  if (!s->cloud_init && (o->n_cloud_configs || o->n_authorized_keys || o->hostname))
-    return qvm_error_set(err, QVM_EINVAL,
-                         "--cloud-config, --ssh-key and --hostname go into the seed qvm builds: "
-                         "drop them or drop %s",
-                         why);
+  if (!s->cloud_init && (o->n_cloud_configs || o->n_authorized_keys || o->hostname)) {
+    qvm_error_set(err, QVM_EINVAL,
+                  "cloud-configs, public key files and a hostname go into the seed qvm builds, "
+                  "and qvm builds none %s",
+                  o->no_cloud_init ? "without cloud-init" : "when a seed image is given");
+    return qvm_error_set_hint(
+        err, QVM_EINVAL, o->no_cloud_init ? "SeedUnusedNoCloudInit" : "SeedUnusedSeedIso", NULL);
+  }
   if (o->user && !vm_user_name_valid(o->user))
     return qvm_error_set(err, QVM_EINVAL,
                          "user '%s' is invalid: use up to 32 of a-z, 0-9, '_' and '-', starting "

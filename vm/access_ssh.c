@@ -23,16 +23,15 @@ const char *qvm_vm_user(const qvm_vm *vm) {
 size_t qvm_vm_provision_count(const qvm_vm *vm) { return vm->spec ? vm->spec->n_steps : 0; }
 
 static int not_running(qvm_vm *vm, qvm_vm_state st, qvm_error **err) {
-  return qvm_error_set(err, QVM_EINVAL, "vm '%s' is %s, not running: start it with 'qvm start %s'",
-                       vm->name, qvm_vm_state_name(st), vm->name);
+  qvm_error_set(err, QVM_ECONFLICT, "vm '%s' is %s, not running", vm->name, qvm_vm_state_name(st));
+  return qvm_error_set_hint(err, QVM_ECONFLICT, "VmNotRunning", vm->name);
 }
 
 static int runtime_ssh_port(int *out, qvm_vm *vm, qvm_error **err) {
-  if (!vm->rec->has_runtime || !vm->rec->runtime.ssh_port)
-    return qvm_error_set(err, QVM_EINVAL,
-                         "vm '%s' has no ssh port forward recorded: restart it with 'qvm restart "
-                         "%s'",
-                         vm->name, vm->name);
+  if (!vm->rec->has_runtime || !vm->rec->runtime.ssh_port) {
+    qvm_error_set(err, QVM_EINVAL, "vm '%s' has no ssh port forward recorded", vm->name);
+    return qvm_error_set_hint(err, QVM_EINVAL, "NoSshForward", vm->name);
+  }
   *out = vm->rec->runtime.ssh_port;
   return 0;
 }
@@ -58,10 +57,8 @@ static int target_address(char **host, qvm_vm *vm, int *port, int timeout_ms, qv
   }
   case VM_NET_NONE: break;
   }
-  return qvm_error_set(err, QVM_EINVAL,
-                       "vm '%s' has no network (--net none): ssh cannot reach it; use 'qvm "
-                       "console %s'",
-                       vm->name, vm->name);
+  qvm_error_set(err, QVM_EINVAL, "vm '%s' has no network: ssh cannot reach it", vm->name);
+  return qvm_error_set_hint(err, QVM_EINVAL, "NoNetwork", vm->name);
 }
 
 int qvm_vm_ssh_target(qvm_ssh_options *out, qvm_vm *vm, int timeout_ms, qvm_error **err) {
@@ -102,8 +99,10 @@ int qvm_vm_ssh_target(qvm_ssh_options *out, qvm_vm *vm, int timeout_ms, qvm_erro
 }
 
 int qvm_vm_ssh_connect(qvm_ssh **out, qvm_vm *vm, const qvm_vm_ssh_options *opts, qvm_error **err) {
-  qvm_vm_ssh_options none = {0};
+  qvm_vm_ssh_options none = QVM_VM_SSH_OPTIONS_INIT;
   if (!opts) opts = &none;
+  int rc = QVM_OPTIONS_CHECK(opts, qvm_vm_ssh_options, QVM_VM_SSH_OPTIONS_VERSION, err);
+  if (rc < 0) return rc;
   int timeout = opts->timeout_ms > 0 ? opts->timeout_ms : 30000;
   qvm_ssh_options o;
   int r = qvm_vm_ssh_target(&o, vm, timeout, err);
@@ -165,7 +164,8 @@ int qvm_vm_provision(size_t *out_failed, qvm_vm *vm, qvm_ssh *ssh, qvm_ssh_outpu
     };
   }
   if (r >= 0) {
-    qvm_ssh_provision_options po = {.steps = steps,
+    qvm_ssh_provision_options po = {.version = QVM_SSH_PROVISION_OPTIONS_VERSION,
+                                    .steps = steps,
                                     .n_steps = s->n_steps,
                                     .log_path = log,
                                     .audit_log = audit,

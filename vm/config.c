@@ -552,6 +552,7 @@ static int parse_vm(entry *e, const loader *L, yaml_node_t *n, qvm_error **err) 
   if (!e->image && !e->kernel)
     return at(L, n, err, "vm '%s' needs 'image: PATH' (or 'kernel: PATH')", e->name);
   qvm_vm_create_options *o = &e->opts;
+  o->version = QVM_VM_CREATE_OPTIONS_VERSION;
   o->image = e->image;
   o->image_format = e->image_format;
   o->kernel = e->kernel;

@@ -66,11 +66,12 @@ static int spec_boot(vm_spec *s, const qvm_vm_create_options *o, qvm_error **err
   int r = 0;
   if (o->kernel) r = existing_file(&s->kernel, "kernel", o->kernel, err);
   if (r >= 0 && o->initrd) {
-    if (!o->kernel) return qvm_error_set(err, QVM_EINVAL, "--initrd needs --kernel");
+    if (!o->kernel) return qvm_error_set(err, QVM_EINVAL, "an initrd needs a kernel");
     r = existing_file(&s->initrd, "initrd", o->initrd, err);
   }
   if (r >= 0 && o->append) {
-    if (!o->kernel) return qvm_error_set(err, QVM_EINVAL, "--append needs --kernel");
+    if (!o->kernel)
+      return qvm_error_set(err, QVM_EINVAL, "a kernel command line (append) needs a kernel");
     if (!(s->append = strdup(o->append))) return qvm_error_set_errno(err, ENOMEM, "out of memory");
   }
   if (r >= 0 && o->seed_iso) r = existing_file(&s->seed_iso, "seed image", o->seed_iso, err);
@@ -82,16 +83,17 @@ static int spec_network(vm_spec *s, const qvm_vm_create_options *o, qvm_error **
   if (r < 0) return r;
   s->ssh_forward = s->net == VM_NET_USER;
   if (o->n_publish && s->net != VM_NET_USER)
-    return qvm_error_set(err, QVM_EINVAL, "--publish needs --net user");
-  if (o->n_publish > 64) return qvm_error_set(err, QVM_EINVAL, "too many --publish: at most 64");
+    return qvm_error_set(err, QVM_EINVAL, "published ports need user-mode networking");
+  if (o->n_publish > 64)
+    return qvm_error_set(err, QVM_EINVAL, "too many published ports: at most 64");
   for (size_t i = 0; i < o->n_publish; i++) {
     const qvm_vm_publish *p = &o->publish[i];
     struct in_addr a;
     if (!memchr(p->addr, 0, sizeof p->addr) || (p->addr[0] && inet_pton(AF_INET, p->addr, &a) != 1))
-      return qvm_error_set(err, QVM_EINVAL, "--publish address '%.15s' is not an IPv4 address",
-                           p->addr);
+      return qvm_error_set(err, QVM_EINVAL,
+                           "published port's address '%.15s' is not an IPv4 address", p->addr);
     if (!p->host_port || !p->guest_port || (unsigned)p->proto > QVM_VM_PROTO_UDP)
-      return qvm_error_set(err, QVM_EINVAL, "--publish %u:%u: ports are 1 to 65535",
+      return qvm_error_set(err, QVM_EINVAL, "published port %u:%u: ports are 1 to 65535",
                            (unsigned)p->host_port, (unsigned)p->guest_port);
     vm_forward f = {.host_addr = (char *)(p->addr[0] ? p->addr : "127.0.0.1"),
                     .host_port = p->host_port,
@@ -104,15 +106,13 @@ static int spec_network(vm_spec *s, const qvm_vm_create_options *o, qvm_error **
 
 /* --drive: the format given, or detected once now and recorded. */
 static int add_user_drive(vm_spec *s, const qvm_vm_drive *d, bool allow_backing, qvm_error **err) {
-  _cleanup_free_ char *abs = NULL, *hint = NULL;
+  _cleanup_free_ char *abs = NULL;
   vm_image_info info = {0};
   int r = existing_file(&abs, "drive", d->path, err);
   if (r >= 0 && d->format && !vm_format_name_valid(d->format))
     r = qvm_error_set(err, QVM_EINVAL, "drive format '%.40s' is invalid", d->format);
-  if (r >= 0 && asprintf(&hint, "--drive '%s,format=raw'", d->path) < 0)
-    r = qvm_error_set_errno(err, ENOMEM, "out of memory");
   if (r >= 0 && d->format) r = vm_image_format_check("drive", d->path, d->format, err);
-  if (r >= 0) r = vm_image_check(&info, "drive", abs, d->format, allow_backing, hint, err);
+  if (r >= 0) r = vm_image_check(&info, "drive", abs, d->format, allow_backing, d->path, err);
   if (r >= 0) r = vm_image_drive_check(abs, info.format, d->readonly, err);
   if (r >= 0) r = vm_spec_add_drive(s, abs, info.format, d->readonly, VM_MEDIA_DISK, err);
   vm_image_info_clear(&info);
@@ -122,7 +122,7 @@ static int add_user_drive(vm_spec *s, const qvm_vm_drive *d, bool allow_backing,
 static int spec_media(vm_spec *s, const qvm_vm_create_options *o, qvm_error **err) {
   /* vm.json holds at most 64 drives, the boot disk among them. */
   if (o->n_drives > 63 || o->n_cdroms > 63 || o->n_drives + o->n_cdroms > 63)
-    return qvm_error_set(err, QVM_EINVAL, "too many --drive and --cdrom: at most 63 in all");
+    return qvm_error_set(err, QVM_EINVAL, "too many drives and cdroms: at most 63 in all");
   for (size_t i = 0; i < o->n_drives; i++) {
     int r = add_user_drive(s, &o->drives[i], o->allow_backing, err);
     if (r < 0) return r;
@@ -145,13 +145,12 @@ static int spec_image(vm_spec *s, uint64_t *out_size, const qvm_vm_create_option
     return vm_image_format_check("disk image", o->image, o->image_format, err);
   int r = existing_file(&s->image, "disk image", o->image, err);
   if (r >= 0)
-    r = vm_image_check(&info, "disk image", s->image, o->image_format, o->allow_backing,
-                       "--image-format raw", err);
+    r = vm_image_check(&info, "disk image", s->image, o->image_format, o->allow_backing, NULL, err);
   if (r >= 0) r = vm_image_format_check("disk image", s->image, info.format, err);
   /* Detected raw: a text file or an archive is raw to qemu-img too; not a
    * question when the vm boots from a cdrom (an installer) or a kernel. */
   if (r >= 0 && !o->image_format && !strcmp(info.format, "raw") && !o->n_cdroms && !o->kernel)
-    r = vm_image_raw_looks_like_disk(s->image, "--image-format raw", err);
+    r = vm_image_raw_looks_like_disk(s->image, err);
   if (r < 0) {
     vm_image_info_clear(&info);
     return r;
@@ -171,7 +170,7 @@ static int spec_from_options(vm_spec **out, const char *name, const qvm_vm_creat
   if (r >= 0) r = spec_machine(s, o, err);
   s->allow_backing = o->allow_backing;
   if (r >= 0 && o->image_format && !o->image)
-    r = qvm_error_set(err, QVM_EINVAL, "--image-format needs --image");
+    r = qvm_error_set(err, QVM_EINVAL, "an image format needs an image");
   if (r >= 0 && o->image) r = spec_image(s, out_image_size, o, err);
   if (r >= 0 && !o->image && o->disk)
     r = vm_spec_add_drive(s, "disk.qcow2", "qcow2", false, VM_MEDIA_DISK, err);
@@ -180,7 +179,7 @@ static int spec_from_options(vm_spec **out, const char *name, const qvm_vm_creat
   if (r >= 0) r = spec_network(s, o, err);
   if (r >= 0) r = vm_access_spec(s, o, err);
   if (r >= 0 && !o->image && !o->disk && !o->kernel && !o->n_cdroms && !o->n_drives)
-    r = qvm_error_set(err, QVM_EINVAL, "nothing to boot: give --image, --kernel or --cdrom");
+    r = qvm_error_set(err, QVM_EINVAL, "nothing to boot: no image, kernel or cdrom");
   if (r < 0) return r;
   *out = TAKE_PTR(s);
   return 0;
@@ -208,10 +207,8 @@ static int populate(const char *tmp, const vm_spec *s, uint64_t base, uint64_t d
   snprintf(path, sizeof path, "%s/disk.qcow2", tmp);
   if (s->image) {
     if (disk && disk < base)
-      return qvm_error_set(
-          err, QVM_EINVAL,
-          "disk size is smaller than image '%s' (%llu bytes): give a larger --disk", s->image,
-          (unsigned long long)base);
+      return qvm_error_set(err, QVM_EINVAL, "disk size is smaller than image '%s' (%llu bytes)",
+                           s->image, (unsigned long long)base);
     r = vm_image_overlay(path, s->image, s->image_format, base, disk, err);
   } else if (disk) {
     r = vm_image_blank(path, disk, err);
@@ -233,7 +230,8 @@ static int populate(const char *tmp, const vm_spec *s, uint64_t base, uint64_t d
 int qvm_vm_create(qvm_vm **out, const char *name, const qvm_vm_create_options *opts,
                   qvm_error **err) {
   vm_paths p = {0};
-  int r = vm_paths_init(&p, name, err);
+  int r = QVM_OPTIONS_CHECK(opts, qvm_vm_create_options, QVM_VM_CREATE_OPTIONS_VERSION, err);
+  if (r == 0) r = vm_paths_init(&p, name, err);
   if (r < 0) return r;
   _cleanup_(vm_spec_freep) vm_spec *spec = NULL;
   _cleanup_free_ char *tmp = NULL;

@@ -22,6 +22,8 @@ struct qvm_vm {
 };
 
 int vm_reload(qvm_vm *vm, qvm_error **err);
+/* qvm_vm_info() as a json-c object (the caller's; json_object_put). */
+int vm_info_json(struct json_object **out, qvm_vm *vm, qvm_error **err);
 
 /* The record's runtime, with the recorded processes checked. */
 typedef struct vm_runtime_view {

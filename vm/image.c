@@ -117,7 +117,7 @@ static int run_program(char **out, char *const argv[], const run_opts *o, qvm_er
                          "fifo or a device?)",
                          argv[0], o->timeout_ms / 1000);
   if (WIFEXITED(st) && WEXITSTATUS(st) == 127)
-    return qvm_error_set(err, QVM_ENOTFOUND, "cannot run '%s': not found", argv[0]);
+    return qvm_error_set(err, QVM_EUNAVAIL, "cannot run '%s': not installed", argv[0]);
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) return run_failed(argv[0], st, se ? se : "", err);
   if (out) {
     if (!so && !(so = strdup(""))) return qvm_error_set_errno(err, ENOMEM, "out of memory");
@@ -291,7 +291,7 @@ int vm_image_inspect(vm_image_info *out, const char *path, const char *format, q
 /* qvm's own parser reads a qcow2 header before qemu-img does: an external
  * data file is refused, and a backing file unless allowed. */
 static int precheck_qcow2(int fd, const char *what, const char *path, bool allow_backing,
-                          const char *raw_hint, qvm_error **err) {
+                          const char *drive, qvm_error **err) {
   uint8_t magic[4];
   if (pread(fd, magic, sizeof magic, 0) != (ssize_t)sizeof magic ||
       !vm_qcow2_magic(magic, sizeof magic))
@@ -303,15 +303,13 @@ static int precheck_qcow2(int fd, const char *what, const char *path, bool allow
     qvm_error_prefix(err, "%s", what);
     return r;
   }
-  _cleanup_free_ char *why = NULL;
-  bool backing_hint = !allow_backing && !h->has_data_file;
-  if (asprintf(&why,
-               " (a guest can write such a header into a raw disk: give %s if the image is "
-               "really raw%s)",
-               raw_hint, backing_hint ? ", or --allow-backing if you trust that file" : "") < 0)
-    return qvm_error_set_errno(err, ENOMEM, "out of memory");
-  vm_qcow2_policy policy = {.what = what, .allow_backing = allow_backing, .why = why};
-  return vm_qcow2_check(h, path, &policy, err);
+  vm_qcow2_policy policy = {.what = what,
+                            .allow_backing = allow_backing,
+                            .why = " (a guest can write such a header into a raw disk)"};
+  r = vm_qcow2_check(h, path, &policy, err);
+  if (r < 0)
+    qvm_error_set_hint(err, r, h->has_data_file ? "ImageDataFile" : "ImageNamesFile", drive);
+  return r;
 }
 
 /* The first extent a vmdk text descriptor names ("RW 16384 FLAT "file" 0"),
@@ -336,7 +334,7 @@ static bool vmdk_descriptor_extent(char *name, size_t cap, const char *text) {
 /* A vmdk text descriptor always names other files (its extents): refused
  * before qemu-img opens them, unless allowed. */
 static int precheck_vmdk(int fd, const char *what, const char *path, bool allow_backing,
-                         const char *raw_hint, qvm_error **err) {
+                         const char *drive, qvm_error **err) {
   enum { HEAD = 65536 };
   static const char magic[] = "# Disk DescriptorFile";
   _cleanup_free_ char *text = malloc(HEAD + 1);
@@ -347,30 +345,30 @@ static int precheck_vmdk(int fd, const char *what, const char *path, bool allow_
   char name[1024];
   if (!vmdk_descriptor_extent(name, sizeof name, text)) return 0;
   _cleanup_free_ char *shown = qvm_text_for_terminal(name, strlen(name), 0);
-  return qvm_error_set(err, QVM_EINVAL,
-                       "%s '%s' (vmdk) names another file, its extent '%s', that qemu would open "
-                       "for the guest: give --allow-backing if you trust that file, or %s if the "
-                       "image is really raw (a guest can write such a header into a raw disk)",
-                       what, path, shown ? shown : "?", raw_hint);
+  qvm_error_set(err, QVM_EINVAL,
+                "%s '%s' (vmdk) names another file, its extent '%s', that qemu would open for "
+                "the guest (a guest can write such a header into a raw disk)",
+                what, path, shown ? shown : "?");
+  return qvm_error_set_hint(err, QVM_EINVAL, "ImageNamesFile", drive);
 }
 
 int vm_image_check(vm_image_info *out, const char *what, const char *path, const char *format,
-                   bool allow_backing, const char *raw_hint, qvm_error **err) {
+                   bool allow_backing, const char *drive, qvm_error **err) {
   vm_image_info i = {0};
   _cleanup_close_ int fd = -1;
   int r = open_image(&fd, path, err);
   if (r >= 0 && (!format || !strcmp(format, "qcow2")))
-    r = precheck_qcow2(fd, what, path, allow_backing, raw_hint, err);
+    r = precheck_qcow2(fd, what, path, allow_backing, drive, err);
   if (r >= 0 && (!format || !strcmp(format, "vmdk")))
-    r = precheck_vmdk(fd, what, path, allow_backing, raw_hint, err);
+    r = precheck_vmdk(fd, what, path, allow_backing, drive, err);
   if (r >= 0) r = inspect_fd(&i, fd, path, format, allow_backing, err);
   if (r < 0) return r;
   if (i.reference && !allow_backing) {
-    r = qvm_error_set(err, QVM_EINVAL,
-                      "%s '%s' (%s) names another file, its %s '%s', that qemu would open for "
-                      "the guest: give --allow-backing if you trust that file, or %s if the "
-                      "image is really raw (a guest can write such a header into a raw disk)",
-                      what, path, i.format, i.reference_kind, i.reference, raw_hint);
+    qvm_error_set(err, QVM_EINVAL,
+                  "%s '%s' (%s) names another file, its %s '%s', that qemu would open for the "
+                  "guest (a guest can write such a header into a raw disk)",
+                  what, path, i.format, i.reference_kind, i.reference);
+    r = qvm_error_set_hint(err, QVM_EINVAL, "ImageNamesFile", drive);
     vm_image_info_clear(&i);
     return r;
   }
@@ -401,7 +399,7 @@ const char *vm_image_raw_kind(const unsigned char *b, size_t n) {
   return NULL;
 }
 
-int vm_image_raw_looks_like_disk(const char *path, const char *raw_hint, qvm_error **err) {
+int vm_image_raw_looks_like_disk(const char *path, qvm_error **err) {
   _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   if (fd < 0) return qvm_error_set_errno(err, errno, "cannot open '%s'", path);
   enum { HEAD = 65536 + 128 };
@@ -410,11 +408,11 @@ int vm_image_raw_looks_like_disk(const char *path, const char *raw_hint, qvm_err
   ssize_t n = pread(fd, b, HEAD, 0);
   if (n < 0) return qvm_error_set_errno(err, errno, "cannot read '%s'", path);
   if (vm_image_raw_kind(b, (size_t)n)) return 0;
-  return qvm_error_set(err, QVM_EINVAL,
-                       "'%s' does not look like a disk image: qemu-img reads it as raw data, and "
-                       "it has no partition table, boot sector or file system a guest could boot "
-                       "from (give %s to boot it anyway)",
-                       path, raw_hint);
+  qvm_error_set(err, QVM_EINVAL,
+                "'%s' does not look like a disk image: qemu-img reads it as raw data, and it "
+                "has no partition table, boot sector or file system a guest could boot from",
+                path);
+  return qvm_error_set_hint(err, QVM_EINVAL, "ImageNotADisk", NULL);
 }
 
 /* Image formats only: never a protocol (nbd, http, ssh, vvfat) or a filter

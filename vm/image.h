@@ -25,11 +25,13 @@ void vm_image_info_clear(vm_image_info *info);
  * probed again. */
 int vm_image_inspect(vm_image_info *out, const char *path, const char *format, qvm_error **err);
 /* vm_image_inspect(), and QVM_EINVAL for an image that names another file
- * unless allow_backing: the message names that file, --allow-backing and
- * raw_hint (how to say "raw", e.g. "--image-format raw"). `what` names the
- * image ("disk image", "drive"). */
+ * unless allow_backing: the message names that file; the error's class is
+ * "ImageNamesFile" (allow_backing would accept it) or "ImageDataFile" (only
+ * a raw format would), its subject `drive` (the drive's path as the user
+ * gave it; NULL for the vm's image), so that a program can say how to give
+ * either. `what` names the image ("disk image", "drive"). */
 int vm_image_check(vm_image_info *out, const char *what, const char *path, const char *format,
-                   bool allow_backing, const char *raw_hint, qvm_error **err);
+                   bool allow_backing, const char *drive, qvm_error **err);
 /* What a raw image's first n bytes hold that a guest can boot or use ("an
  * ext2/3/4 file system", "a blank disk", ...), or NULL. */
 const char *vm_image_raw_kind(const unsigned char *b, size_t n);
@@ -37,7 +39,7 @@ const char *vm_image_raw_kind(const unsigned char *b, size_t n);
  * sector, ext/xfs/btrfs/iso9660 file system), else QVM_EINVAL: `qvm up
  * --image /etc/passwd` is a mistake to catch at create, not a raw disk to
  * boot until a phase times out. */
-int vm_image_raw_looks_like_disk(const char *path, const char *raw_hint, qvm_error **err);
+int vm_image_raw_looks_like_disk(const char *path, qvm_error **err);
 /* A qcow2 overlay at `overlay` on `base` (absolute, never written to),
  * grown to `size` bytes when that is larger than the base (0: keep). */
 int vm_image_overlay(const char *overlay, const char *base, const char *base_format,

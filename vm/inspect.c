@@ -130,7 +130,7 @@ static struct json_object *info_network(qvm_vm *vm, const vm_runtime_view *rv) {
   return net;
 }
 
-int qvm_vm_info(struct json_object **out, qvm_vm *vm, qvm_error **err) {
+int vm_info_json(struct json_object **out, qvm_vm *vm, qvm_error **err) {
   int r = vm_reload(vm, err);
   if (r < 0) return r;
   vm_runtime_view rv;
@@ -157,6 +157,17 @@ int qvm_vm_info(struct json_object **out, qvm_vm *vm, qvm_error **err) {
   add_str(o, "dir", vm->paths.dir);
   info_runtime(o, vm, &rv, st);
   *out = o;
+  return 0;
+}
+
+int qvm_vm_info(char **out_json, qvm_vm *vm, qvm_error **err) {
+  struct json_object *o = NULL;
+  int r = vm_info_json(&o, vm, err);
+  if (r < 0) return r;
+  char *text = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+  json_object_put(o);
+  if (!text) return qvm_error_set_errno(err, ENOMEM, "vm info");
+  *out_json = text;
   return 0;
 }
 

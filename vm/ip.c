@@ -36,7 +36,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <qvm/net.h>
+#include "net/net.h"
 
 #include "util/cleanup.h"
 #include "util/fs.h"
@@ -225,18 +225,21 @@ static bool look_neighbours(ip_search *s) {
 
 static int not_reachable(qvm_vm *vm, qvm_error **err) {
   const vm_spec *sp = vm->spec;
-  if (sp->net == VM_NET_NONE)
-    return qvm_error_set(err, QVM_EINVAL, "vm '%s' has no network (--net none)", vm->name);
+  if (sp->net == VM_NET_NONE) {
+    qvm_error_set(err, QVM_EINVAL, "vm '%s' has no network", vm->name);
+    return qvm_error_set_hint(err, QVM_EINVAL, "NoNetwork", vm->name);
+  }
   if (vm->rec->has_runtime && vm->rec->runtime.ssh_port)
-    return qvm_error_set(err, QVM_EINVAL,
-                         "vm '%s' uses user-mode networking: its address is not reachable from "
-                         "the host; the guest is reached at 127.0.0.1:%d (use qvm ssh %s)",
-                         vm->name, vm->rec->runtime.ssh_port, vm->name);
-  return qvm_error_set(err, QVM_EINVAL,
-                       "vm '%s' uses user-mode networking: its address is not reachable from "
-                       "the host; the guest is reached on a forwarded 127.0.0.1 port (use qvm ssh "
-                       "%s)",
-                       vm->name, vm->name);
+    qvm_error_set(err, QVM_EINVAL,
+                  "vm '%s' uses user-mode networking: its address is not reachable from the "
+                  "host; the guest is reached at 127.0.0.1:%d",
+                  vm->name, vm->rec->runtime.ssh_port);
+  else
+    qvm_error_set(err, QVM_EINVAL,
+                  "vm '%s' uses user-mode networking: its address is not reachable from the "
+                  "host; the guest is reached on a forwarded 127.0.0.1 port",
+                  vm->name);
+  return qvm_error_set_hint(err, QVM_EINVAL, "UserNetwork", vm->name);
 }
 
 static int64_t run_started_us(qvm_vm *vm) {
@@ -253,14 +256,14 @@ static int timed_out(const ip_search *s, int timeout_ms, qvm_error **err) {
              s->agent_rejected, s->agent_rejected == 1 ? " was" : "es were");
   else if (s->agent_answered)
     snprintf(agent, sizeof agent, "; the guest agent answered with no ipv4 address");
-  return qvm_error_set(
-      err, QVM_ETIMEOUT,
-      "vm '%s' has no address after %d ms: waited for %s for %s on bridge '%s'%s; check the "
-      "guest's dhcp client (qvm logs %s)",
-      s->vm->name, timeout_ms,
-      sp->dhcp_external ? "the external dhcp server's ack (dhcp-watch) or a neighbour entry"
-                        : "a lease from qvm's dhcp server",
-      mac, sp->bridge, agent, s->vm->name);
+  qvm_error_set(err, QVM_ETIMEOUT,
+                "vm '%s' has no address after %d ms: waited for %s for %s on bridge '%s'%s",
+                s->vm->name, timeout_ms,
+                sp->dhcp_external ? "the external dhcp server's ack (dhcp-watch) or a neighbour "
+                                    "entry"
+                                  : "a lease from qvm's dhcp server",
+                mac, sp->bridge, agent);
+  return qvm_error_set_hint(err, QVM_ETIMEOUT, "NoLease", s->vm->name);
 }
 
 typedef struct ip_waiters {
@@ -342,11 +345,10 @@ int vm_net_ip_find(char **out_ip, char **out_source, qvm_vm *vm, int timeout_ms,
   if (vm->spec->net != VM_NET_BRIDGE) return not_reachable(vm, err);
   vm_runtime_view rv;
   vm_runtime_view_read(&rv, vm->rec);
-  if (!rv.has_qemu || !rv.qemu_alive)
-    return qvm_error_set(err, QVM_ENOTFOUND,
-                         "vm '%s' is not running, so it has no address: start it with qvm start "
-                         "%s",
-                         vm->name, vm->name);
+  if (!rv.has_qemu || !rv.qemu_alive) {
+    qvm_error_set(err, QVM_ENOTFOUND, "vm '%s' is not running, so it has no address", vm->name);
+    return qvm_error_set_hint(err, QVM_ENOTFOUND, "VmNotRunning", vm->name);
+  }
   ip_search s = {.vm = vm, .started_us = run_started_us(vm)};
   if ((r = qvm_net_mac_parse(s.mac, vm->spec->mac, err)) < 0) return r;
   if ((r = search(&s, &rv.qemu, timeout_ms < -1 ? -1 : timeout_ms, err)) < 0) return r;

@@ -131,12 +131,12 @@ int vm_accel_resolve(vm_accel *out, const char **out_warning, vm_accel requested
     *out = VM_ACCEL_KVM;
     return 0;
   }
-  if (requested == VM_ACCEL_KVM)
-    return qvm_error_set(err, QVM_EINVAL,
-                         "accelerator 'kvm' was asked for, but KVM is not usable (%s): use "
-                         "--accel tcg or auto",
-                         why);
-  static char warning[160];
+  if (requested == VM_ACCEL_KVM) {
+    qvm_error_set(err, QVM_EUNAVAIL, "accelerator 'kvm' was asked for, but KVM is not usable (%s)",
+                  why);
+    return qvm_error_set_hint(err, QVM_EUNAVAIL, "KvmUnusable", NULL);
+  }
+  static _Thread_local char warning[160]; /* per thread: starts may run in parallel */
   snprintf(warning, sizeof warning,
            "KVM is not usable (%s): running under TCG emulation, which is much slower", why);
   *out = VM_ACCEL_TCG;
@@ -235,6 +235,31 @@ static int wait_for_record(qvm_vm *vm, vm_runtime_view *rv, qvm_error **err) {
   return r;
 }
 
+/* True if execvp() would find `program` (as the shim execs QEMU). */
+static bool program_found(const char *program) {
+  if (strchr(program, '/')) return access(program, X_OK) == 0;
+  const char *path = getenv("PATH");
+  if (!path || !*path) path = "/usr/local/bin:/bin:/usr/bin";
+  for (const char *p = path; p; p = strchr(p, ':') ? strchr(p, ':') + 1 : NULL) {
+    size_t len = strcspn(p, ":");
+    char file[4096];
+    if (snprintf(file, sizeof file, "%.*s/%s", (int)len, len ? p : ".", program) <
+            (int)sizeof file &&
+        access(file, X_OK) == 0)
+      return true;
+  }
+  return false;
+}
+
+/* A missing QEMU is QVM_EUNAVAIL before any shim or state is made. */
+static int qemu_available(qvm_error **err) {
+  const char *q = getenv("QVM_QEMU");
+  if (!q || !*q) q = "qemu-system-x86_64";
+  if (program_found(q)) return 0;
+  qvm_error_set(err, QVM_EUNAVAIL, "qemu '%s' is not installed: not found in PATH", q);
+  return qvm_error_set_hint(err, QVM_EUNAVAIL, "QemuMissing", NULL);
+}
+
 static int start_locked(qvm_vm *vm, const qvm_vm_start_options *opts, qvm_error **err) {
   int r = reconcile_locked(vm, err);
   if (r < 0) return r;
@@ -243,6 +268,7 @@ static int start_locked(qvm_vm *vm, const qvm_vm_start_options *opts, qvm_error 
   if ((r = wait_for_record(vm, &rv, err)) < 0) return r;
   if (vm_active(vm, &rv)) return 0;
   shim_config cfg = {.mode = SHIM_SPAWN, .ready_fd = -1, .lock_fd = -1, .stop_timeout_s = 60};
+  if ((r = qemu_available(err)) < 0) return r;
   if ((r = vm_accel_resolve(&cfg.accel, &cfg.accel_warning, vm->spec->accel, err)) < 0) return r;
   int timeout = opts && opts->timeout_ms > 0 ? opts->timeout_ms : 60000;
   r = vm_shim_start_detached(vm, &cfg, timeout, err);
@@ -258,7 +284,9 @@ static int start_locked(qvm_vm *vm, const qvm_vm_start_options *opts, qvm_error 
 
 int qvm_vm_start(qvm_vm *vm, const qvm_vm_start_options *opts, qvm_error **err) {
   int fd = -1;
-  int r = vm_lock_acquire(&fd, &vm->paths, "start", VM_LOCK_TIMEOUT_MS, err);
+  int r = QVM_OPTIONS_CHECK(opts, qvm_vm_start_options, QVM_VM_START_OPTIONS_VERSION, err);
+  if (r < 0) return r;
+  r = vm_lock_acquire(&fd, &vm->paths, "start", VM_LOCK_TIMEOUT_MS, err);
   if (r >= 0) r = start_locked(vm, opts, err);
   vm_lock_release(fd);
   if (r < 0) {
@@ -317,12 +345,23 @@ static int request_locked(qvm_vm *vm, int op, int timeout_s, qvm_error **err) {
   return vm_reload(vm, err);
 }
 
+/* The shim's stop request counts whole seconds: ms are rounded up. */
+static int stop_timeout_s(int *out, const qvm_vm_stop_options *opts, qvm_error **err) {
+  int r = QVM_OPTIONS_CHECK(opts, qvm_vm_stop_options, QVM_VM_STOP_OPTIONS_VERSION, err);
+  if (r < 0) return r;
+  int ms = opts ? opts->timeout_ms : 60000;
+  if (ms < 0 || ms > 24 * 3600 * 1000)
+    return qvm_error_set(err, QVM_EINVAL, "stop timeout %d ms is out of range (0 to 24 h)", ms);
+  *out = (ms + 999) / 1000;
+  return 0;
+}
+
 int qvm_vm_stop(qvm_vm *vm, const qvm_vm_stop_options *opts, qvm_error **err) {
-  int timeout = opts ? opts->timeout_s : 60;
-  if (timeout < 0 || timeout > 24 * 3600)
-    return qvm_error_set(err, QVM_EINVAL, "stop timeout '%d' is out of range", timeout);
+  int timeout = 0;
+  int r = stop_timeout_s(&timeout, opts, err);
+  if (r < 0) return r;
   int fd = -1;
-  int r = vm_lock_acquire(&fd, &vm->paths, "stop", VM_LOCK_TIMEOUT_MS, err);
+  r = vm_lock_acquire(&fd, &vm->paths, "stop", VM_LOCK_TIMEOUT_MS, err);
   if (r >= 0) r = request_locked(vm, SHIM_REQ_STOP, timeout, err);
   vm_lock_release(fd);
   if (r < 0) {
@@ -346,9 +385,12 @@ int qvm_vm_kill(qvm_vm *vm, qvm_error **err) {
 
 int qvm_vm_restart(qvm_vm *vm, const qvm_vm_stop_options *stop, const qvm_vm_start_options *start,
                    qvm_error **err) {
-  int fd = -1;
-  int r = vm_lock_acquire(&fd, &vm->paths, "restart", VM_LOCK_TIMEOUT_MS, err);
-  if (r >= 0) r = request_locked(vm, SHIM_REQ_STOP, stop ? stop->timeout_s : 60, err);
+  int fd = -1, timeout = 0;
+  int r = stop_timeout_s(&timeout, stop, err);
+  if (r == 0) r = QVM_OPTIONS_CHECK(start, qvm_vm_start_options, QVM_VM_START_OPTIONS_VERSION, err);
+  if (r < 0) return r;
+  r = vm_lock_acquire(&fd, &vm->paths, "restart", VM_LOCK_TIMEOUT_MS, err);
+  if (r >= 0) r = request_locked(vm, SHIM_REQ_STOP, timeout, err);
   if (r >= 0) r = start_locked(vm, start, err);
   vm_lock_release(fd);
   if (r < 0) {
@@ -365,9 +407,10 @@ static int remove_locked(qvm_vm *vm, bool force, qvm_error **err) {
   if (r < 0) return r;
   vm_runtime_view rv;
   if (vm_active(vm, &rv)) {
-    if (!force)
-      return qvm_error_set(err, QVM_EBUSY, "vm '%s' is running: stop it first, or use --force",
-                           vm->name);
+    if (!force) {
+      qvm_error_set(err, QVM_ECONFLICT, "vm '%s' is running", vm->name);
+      return qvm_error_set_hint(err, QVM_ECONFLICT, "VmRunning", vm->name);
+    }
     if ((r = request_locked(vm, SHIM_REQ_KILL, 0, err)) < 0) return r;
   }
   vm_net_remove_tap(vm->spec);
@@ -397,7 +440,10 @@ int qvm_vm_remove(const char *name, bool force, qvm_error **err) {
 
 /* --- run in the foreground ------------------------------------------------ */
 
-int qvm_vm_run(int *out, qvm_vm *vm, int stop_timeout_s, qvm_error **err) {
+int qvm_vm_run(int *out, qvm_vm *vm, int stop_timeout_ms, qvm_error **err) {
+  if (stop_timeout_ms < 0 || stop_timeout_ms > 24 * 3600 * 1000)
+    return qvm_error_set(err, QVM_EINVAL, "stop timeout %d ms is out of range (0 to 24 h)",
+                         stop_timeout_ms);
   int fd = -1;
   int r = vm_lock_acquire(&fd, &vm->paths, "run", VM_LOCK_TIMEOUT_MS, err);
   if (r >= 0) r = reconcile_locked(vm, err);
@@ -407,7 +453,8 @@ int qvm_vm_run(int *out, qvm_vm *vm, int stop_timeout_s, qvm_error **err) {
   shim_config cfg = {.mode = SHIM_SPAWN,
                      .ready_fd = -1,
                      .lock_fd = fd,
-                     .stop_timeout_s = stop_timeout_s > 0 ? stop_timeout_s : 60};
+                     .stop_timeout_s = stop_timeout_ms > 0 ? (stop_timeout_ms + 999) / 1000 : 60};
+  if (r >= 0) r = qemu_available(err);
   if (r >= 0) r = vm_accel_resolve(&cfg.accel, &cfg.accel_warning, vm->spec->accel, err);
   if (r < 0) {
     vm_lock_release(fd);

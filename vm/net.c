@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <qvm/net.h>
+#include "net/net.h"
 
 #include "util/cleanup.h"
 #include "util/fs.h"
@@ -137,7 +137,7 @@ int vm_net_spec_fill(vm_spec *s, const qvm_vm_net *n, qvm_error **err) {
     return qvm_error_set(err, QVM_EINVAL, "restrict belongs to user networking");
   s->net_restrict = n->restricted;
   if (s->net != VM_NET_BRIDGE) {
-    if (n->nat) return qvm_error_set(err, QVM_EINVAL, "--nat needs --net bridge");
+    if (n->nat) return qvm_error_set(err, QVM_EINVAL, "nat needs bridge networking");
     if (n->bridge[0] || n->subnet[0] || n->dhcp_external)
       return qvm_error_set(err, QVM_EINVAL, "bridge, subnet and dhcp belong to bridge networking");
     return 0;
@@ -162,14 +162,14 @@ int vm_net_spec_fill(vm_spec *s, const qvm_vm_net *n, qvm_error **err) {
   }
   if (n->nat && s->dhcp_external)
     return qvm_error_set(err, QVM_EINVAL,
-                         "--nat needs qvm's dhcp on the bridge: it masquerades the subnet of "
+                         "nat needs qvm's dhcp on the bridge: it masquerades the subnet of "
                          "subnet=, not of an external network");
   s->nat = n->nat;
   if ((r = vm_net_mac_assign(s, err)) < 0) return r;
-  if (!vm_net_admin_capable())
-    return qvm_error_set(err, QVM_EINVAL,
-                         "network mode 'bridge' needs root or CAP_NET_ADMIN: run qvm as root, "
-                         "or use --net user");
+  if (!vm_net_admin_capable()) {
+    qvm_error_set(err, QVM_EUNAVAIL, "network mode 'bridge' needs root or CAP_NET_ADMIN");
+    return qvm_error_set_hint(err, QVM_EUNAVAIL, "BridgeNeedsAdmin", NULL);
+  }
   return 0;
 }
 

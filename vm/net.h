@@ -12,7 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include <qvm/net.h>
+#include "net/net.h"
 
 #include "util/error.h"
 #include "vm/defaults.h"

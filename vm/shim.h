@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include <qvm/qmp.h>
+#include "qmp/qmp.h"
 
 #include "vm/handle.h"
 #include "vm/net.h"

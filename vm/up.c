@@ -210,7 +210,7 @@ static int check_running(up_run *u, qvm_up_phase p, qvm_error **err) {
   qvm_vm_state st = qvm_vm_get_state(u->vm);
   if (st == QVM_VM_RUNNING || st == QVM_VM_STARTING) return 0;
   char why[160];
-  snprintf(why, sizeof why, "the vm is %s (see 'qvm info %s')", qvm_vm_state_name(st), u->vm->name);
+  snprintf(why, sizeof why, "the vm is %s", qvm_vm_state_name(st));
   return phase_failed(u, p, QVM_EINVAL, why, err);
 }
 
@@ -392,12 +392,13 @@ static int wait_cloud_init(up_run *u, qvm_ssh *ssh, qvm_error **err) {
                 10000, NULL);
     _cleanup_free_ char *said = quote(out, 1200), *logged = quote(log, 1400), *why = NULL;
     if (asprintf(&why,
-                 "cloud-init reported an error (use --allow-cloud-init-errors to go on anyway).\n"
+                 "cloud-init reported an error.\n"
                  "'cloud-init status --long' said:\n%s%s%s",
                  said ? said : "", logged && *logged ? "\nfrom /var/log/cloud-init.log:\n" : "",
                  logged ? logged : "") < 0)
       why = NULL;
-    return phase_failed(u, QVM_UP_CLOUD_INIT, QVM_EINVAL, why ? why : "(out of memory)", err);
+    r = phase_failed(u, QVM_UP_CLOUD_INIT, QVM_EGUEST, why ? why : "(out of memory)", err);
+    return qvm_error_set_hint(err, r, "CloudInitError", u->vm->name);
   }
   /* The marker is written by the last runcmd, a moment before cloud-init
    * itself ends; give the serial log a few seconds to catch up. */
@@ -428,11 +429,13 @@ static int run_phases(up_run *u, bool provision, qvm_error **err) {
   if (r < 0) return r;
   phase_done(u, QVM_UP_SERIAL, QVM_UP_PHASE_DONE, NULL);
 
-  if (!strcmp(u->net, "none"))
-    return phase_failed(u, QVM_UP_LEASE, QVM_EINVAL,
-                        "the vm has no network device (net: none), so it can get no address "
-                        "and qvm cannot reach it: use --net user or --net bridge",
-                        err);
+  if (!strcmp(u->net, "none")) {
+    r = phase_failed(u, QVM_UP_LEASE, QVM_EINVAL,
+                     "the vm has no network device (net: none), so it can get no address and "
+                     "qvm cannot reach it",
+                     err);
+    return qvm_error_set_hint(err, r, "UpGuestUnreachable", u->vm->name);
+  }
   if (!strcmp(u->net, "bridge")) {
     _cleanup_free_ char *ip = NULL, *source = NULL;
     r = qvm_vm_ip(&ip, &source, u->vm, (int)remaining_ms(u), err);
@@ -466,7 +469,8 @@ static int run_phases(up_run *u, bool provision, qvm_error **err) {
   phase_done(u, QVM_UP_TCP, QVM_UP_PHASE_DONE, NULL);
 
   /* 0 would mean connect's 30 s default: never more than what is left. */
-  qvm_vm_ssh_options so = {.timeout_ms = remaining_ms(u) > 0 ? (int)remaining_ms(u) : 1};
+  qvm_vm_ssh_options so = QVM_VM_SSH_OPTIONS_INIT;
+  so.timeout_ms = remaining_ms(u) > 0 ? (int)remaining_ms(u) : 1;
   _cleanup_(qvm_ssh_freep) qvm_ssh *ssh = NULL;
   if ((r = qvm_vm_ssh_connect(&ssh, u->vm, &so, err)) < 0) {
     int code = qvm_error_code(*err);
@@ -534,9 +538,10 @@ static int up_lock(up_lock_t *out, const char *name, int64_t deadline, qvm_error
   while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
     if (errno != EWOULDBLOCK && errno != EINTR)
       return qvm_error_set_errno(err, errno, "cannot lock '%s'", path);
-    if (qvm_now_ms() >= deadline)
-      return qvm_error_set(err, QVM_EBUSY,
-                           "another 'qvm up %s' is still running: wait for it, or stop it", name);
+    if (qvm_now_ms() >= deadline) {
+      qvm_error_set(err, QVM_EBUSY, "another up of vm '%s' is still running", name);
+      return qvm_error_set_hint(err, QVM_EBUSY, "UpInProgress", name);
+    }
     usleep(100 * 1000);
   }
   out->fd = TAKE_FD(fd);
@@ -552,7 +557,7 @@ static const char *jstr(struct json_object *o, const char *k) {
 
 static int fill_run(up_run *u, qvm_error **err) {
   _cleanup_(json_object_putp) struct json_object *info = NULL;
-  int r = qvm_vm_info(&info, u->vm, err);
+  int r = vm_info_json(&info, u->vm, err);
   if (r < 0) return r;
   snprintf(u->uuid, sizeof u->uuid, "%s", jstr(info, "uuid"));
   struct json_object *net = NULL;
@@ -578,7 +583,7 @@ static int up(qvm_up_result *out, const char *name, const qvm_vm_create_options 
     return qvm_error_prefix(err, "cannot bring up vm '%s'", name);
 
   up_run u = {.opts = opts, .res = res, .t0 = qvm_now_ms()};
-  u.deadline = u.t0 + (int64_t)(opts->timeout_s > 0 ? opts->timeout_s : 600) * 1000;
+  u.deadline = u.t0 + (opts->timeout_ms > 0 ? opts->timeout_ms : 600000);
   u.cloud_init = !create->no_cloud_init && !create->seed_iso;
   bool provision = create->n_provision > 0;
   _cleanup_(up_unlock) up_lock_t lock = {.fd = -1};
@@ -593,19 +598,16 @@ static int up(qvm_up_result *out, const char *name, const qvm_vm_create_options 
     qvm_error_free(*err);
     *err = NULL;
     if ((r = qvm_vm_open(&vm, name, err)) < 0) return r;
-    if (!vm->rec->has_up)
-      return qvm_error_set(err, QVM_EEXISTS,
-                           "vm '%s' exists and was made by 'qvm create', not 'qvm up': use "
-                           "'qvm start %s', or 'qvm rm %s' first",
-                           name, name, name);
+    if (!vm->rec->has_up) {
+      qvm_error_set(err, QVM_EEXISTS, "vm '%s' exists and was created without up", name);
+      return qvm_error_set_hint(err, QVM_EEXISTS, "UpNotByUp", name);
+    }
     bool done = vm->rec->up.provisioned, ready = vm->rec->up.ready;
     _cleanup_free_ char *diff = vm_up_diff(&vm->rec->up, &request);
-    if (diff && *diff)
-      return qvm_error_set(err, QVM_EEXISTS,
-                           "vm '%s' exists with a different spec:%s\nto apply it: 'qvm down %s "
-                           "--rm', then 'qvm up' again (this deletes its disk); or keep the vm "
-                           "and run up with its recorded settings",
-                           name, diff, name);
+    if (diff && *diff) {
+      qvm_error_set(err, QVM_EEXISTS, "vm '%s' exists with a different spec:%s", name, diff);
+      return qvm_error_set_hint(err, QVM_EEXISTS, "UpSpecDiffers", name);
+    }
     provision = provision && !done;
     qvm_vm_state st = qvm_vm_get_state(vm);
     /* Only a VM whose every phase passed once is taken as up as it is: one
@@ -641,7 +643,10 @@ static int up(qvm_up_result *out, const char *name, const qvm_vm_create_options 
 int qvm_vm_up(qvm_up_result *out, const char *name, const qvm_vm_create_options *create,
               const qvm_up_options *opts, qvm_error **err) {
   qvm_error *e = NULL;
-  int r = up(out, name, create, opts, &e);
+  int r = QVM_OPTIONS_CHECK(create, qvm_vm_create_options, QVM_VM_CREATE_OPTIONS_VERSION, err);
+  if (r == 0) r = QVM_OPTIONS_CHECK(opts, qvm_up_options, QVM_UP_OPTIONS_VERSION, err);
+  if (r < 0) return r;
+  r = up(out, name, create, opts, &e);
   if (r < 0) return qvm_error_propagate(err, e);
   return 0;
 }

@@ -20,7 +20,7 @@
 
 #include <json-c/json.h>
 
-#include <qvm/qmp.h>
+#include "qmp/qmp.h"
 
 #include "qemu_proc.h"
 #include "util/time.h"

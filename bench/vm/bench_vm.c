@@ -12,7 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <qvm/qmp.h>
+#include "qmp/qmp.h"
 #include <qvm/vm.h>
 
 #include "testlib.h"
@@ -59,7 +59,7 @@ static void qvm_round(int64_t *exec_us, int64_t *qmp_us, int64_t *cli_us, long *
   *cli_us = qvm_realtime_us() - t0;
   qvm_vm *vm = NULL;
   struct json_object *info = NULL, *pid = NULL;
-  if (qvm_vm_open(&vm, "bench", NULL) < 0 || qvm_vm_info(&info, vm, NULL) < 0) exit(1);
+  if (qvm_vm_open(&vm, "bench", NULL) < 0 || vm_info_json(&info, vm, NULL) < 0) exit(1);
   *exec_us = json_i64(info, "timings", "qemu_spawn_us") - t0;
   *qmp_us = json_i64(info, "timings", "qmp_ready_us") - t0;
   if (json_object_object_get_ex(info, "shim_pid", &pid)) *rss = rss_kb(json_object_get_int(pid));

@@ -2,15 +2,40 @@
 #ifndef QVM_ERROR_H
 #define QVM_ERROR_H
 
+#include <qvm/export.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 /*
- * Every qvm function that can fail returns 0 or one of these negative codes
- * and takes `qvm_error **err` as its last argument. On failure it sets *err
- * exactly once (when err is not NULL); on success it leaves *err alone. The
- * caller owns the error and frees it with qvm_error_free().
+ * Contract of every public header in include/qvm/:
+ * - Every qvm function that can fail returns 0 or one of the negative codes
+ *   below and takes `qvm_error **err` as its last argument. On failure it
+ *   sets *err exactly once (when err is not NULL); on success it leaves *err
+ *   alone. The caller owns the error and frees it with qvm_error_free().
+ * - What comes back through an `out` pointer belongs to the caller, who frees
+ *   it with the matching qvm_*_free() (or free() where a header says so).
+ *   "Borrowed" results live as long as the object they came from.
+ * - Nothing in libqvm prints, and nothing suggests a command-line flag: an
+ *   error says what went wrong (the message) and what kind of thing it was
+ *   (the code, and for some a class); the program using libqvm decides what
+ *   to tell a person to do.
+ * - Threads: libqvm starts no threads and keeps no global mutable state.
+ *   Different objects (a qvm_vm, a qvm_ssh, a qvm_seed_iso) may be used
+ *   from different threads at once; one object must not be used by two
+ *   threads at the same time. Functions that take no object (qvm_vm_create,
+ *   qvm_vm_list, qvm_vm_remove, parsers, key generation) are safe from
+ *   several threads. Operations on one VM, also from other processes, are
+ *   serialized by the VM's lock file (QVM_EBUSY when it is held too long).
+ *   Exceptions: qvm_vm_run() blocks SIGTERM, SIGINT, SIGHUP, SIGUSR1 and
+ *   SIGCHLD (it reads them through a signalfd) and ignores SIGPIPE, so call
+ *   it from a program's main thread with no other libqvm call running; the first SSH session
+ * initializes libssh2, which is not thread-safe: connect once before going parallel.
+ * - The functions of this header are safe from any thread.
+ *
+ * The codes are stable (part of the ABI); qvm_error_code_name() gives each a
+ * stable name for machine-readable output.
  */
 enum {
   QVM_OK = 0,
@@ -23,20 +48,60 @@ enum {
   QVM_ESYS = -7,      /* a system call failed; see qvm_error_errno() */
   QVM_EPROTO = -8,    /* a peer (QEMU, guest, sshd) broke its protocol */
   QVM_EAUTH = -9,     /* authentication or host-key verification failed */
+  /* Something this host lacks: KVM when "kvm" was asked for, root or
+   * CAP_NET_ADMIN for a bridge, a program qvm runs (QEMU, qemu-img). */
+  QVM_EUNAVAIL = -10,
+  QVM_EGUEST = -11, /* the guest misbehaved or a command in it failed (a
+                       provision step, cloud-init); the message says which */
+  QVM_EPERM = -12,  /* the system refused: EACCES or EPERM (see qvm_error_errno()) */
+  /* The VM's state does not allow the operation: it is running where it
+   * must be stopped (remove without force), or not running where it must
+   * run (ssh, exec). A VM locked by another operation is QVM_EBUSY. */
+  QVM_ECONFLICT = -13,
 };
 
 typedef struct qvm_error qvm_error;
 
-int qvm_error_code(const qvm_error *err);
+QVM_API int qvm_error_code(const qvm_error *err);
 /* errno for QVM_ESYS (and sometimes others), 0 otherwise. */
-int qvm_error_errno(const qvm_error *err);
+QVM_API int qvm_error_errno(const qvm_error *err);
 /* One lowercase phrase, no trailing period. Never NULL. */
-const char *qvm_error_message(const qvm_error *err);
-/* A machine-readable class, e.g. QEMU's "GenericError", or NULL. */
-const char *qvm_error_class(const qvm_error *err);
-/* A short name for a code: "EINVAL", "ETIMEOUT", ... */
-const char *qvm_error_code_name(int code);
-void qvm_error_free(qvm_error *err);
+QVM_API const char *qvm_error_message(const qvm_error *err);
+/* A machine-readable class, e.g. QEMU's "GenericError", or NULL. Besides
+ * QEMU's classes and the ssh ones (include/qvm/ssh.h), the vm functions set
+ * these, so a program can tell a person what to do next:
+ *   "VmNotRunning"       it must run: ssh, exec (QVM_ECONFLICT), ip (QVM_ENOTFOUND)
+ *   "VmRunning"          remove without force of a running VM (QVM_ECONFLICT)
+ *   "NoSshForward"       a user-net VM that recorded no ssh port forward
+ *   "NoNetwork"          a VM without network: only its console reaches it
+ *   "UserNetwork"        ip of a user-net VM: it is reached on 127.0.0.1
+ *   "NoLease"            ip: no DHCP lease in time (QVM_ETIMEOUT)
+ *   "KvmUnusable"        "kvm" was asked for, KVM is not usable (QVM_EUNAVAIL)
+ *   "QemuMissing"        QEMU (or $QVM_QEMU) is not in PATH (QVM_EUNAVAIL)
+ *   "BridgeNeedsAdmin"   bridge mode without root/CAP_NET_ADMIN (QVM_EUNAVAIL)
+ *   "ImageNamesFile"     an image names another file QEMU would open;
+ *                        allow_backing accepts it; the subject is the
+ *                        drive's path (NULL: the VM's image)
+ *   "ImageDataFile"      a qcow2 external data file: only a raw format helps
+ *   "ImageNotADisk"      a raw image that holds no disk: image_format "raw"
+ *                        boots it anyway
+ *   "SeedUnusedNoCloudInit", "SeedUnusedSeedIso"
+ *                        cloud-configs, keys or a hostname with no_cloud_init
+ *                        or seed_iso, which build no seed
+ *   "CloudInitError"     up: cloud-init reported an error (QVM_EGUEST)
+ *   "UpSpecDiffers"      up: the VM exists with another spec (QVM_EEXISTS)
+ *   "UpNotByUp"          up: the VM exists and was not made by up
+ *   "UpGuestUnreachable" up: the VM has no network qvm can reach
+ *   "UpInProgress"       up: another up of the same name holds its lock
+ * Programs may match on them; messages may change, classes do not. */
+QVM_API const char *qvm_error_class(const qvm_error *err);
+/* What the error is about, for a hint: the VM's name ("start it"), a
+ * drive's path (see the classes above), or NULL. Borrowed from err. */
+QVM_API const char *qvm_error_subject(const qvm_error *err);
+/* A stable name for a code: "EINVAL", "ETIMEOUT", "EUNAVAIL", ...;
+ * "EUNKNOWN" for a code this library does not know. */
+QVM_API const char *qvm_error_code_name(int code);
+QVM_API void qvm_error_free(qvm_error *err);
 
 #ifdef __cplusplus
 }

@@ -7,6 +7,18 @@
  * the libyaml emitter, and qvm's own ISO9660 writer (Rock Ridge + Joliet,
  * volume label "cidata"). Pure data -> bytes; nothing here prints or runs a
  * program. See seed/README.md for the formats and the readiness marker.
+ *
+ * Contract (and include/qvm/error.h for what every header shares):
+ * - Ownership: rendered buffers (*out) are the caller's, free(); a
+ *   qvm_seed_iso is freed with qvm_seed_iso_free(). Specs and files are
+ *   only read, never kept: their strings may go once a call returns
+ *   (qvm_seed_iso_add_file keeps the host path's name and reads the file
+ *   when the image is written).
+ * - Threads: every function is safe from several threads; one qvm_seed_iso
+ *   is used by one thread at a time.
+ * - Errors: QVM_EINVAL (bad spec, YAML, names, sizes; the message names the
+ *   file and line), QVM_ENOTFOUND (a file that does not exist), QVM_ESYS /
+ *   QVM_EPERM (reading or writing a file).
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -14,6 +26,7 @@
 #include <sys/types.h>
 
 #include <qvm/error.h>
+#include <qvm/export.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -67,7 +80,11 @@ typedef struct qvm_seed_network {
   size_t n_nameservers;
 } qvm_seed_network;
 
+/* Starts with `unsigned version`, set by QVM_SEED_SPEC_INIT; an unknown
+ * version is QVM_EINVAL naming the struct. */
+#define QVM_SEED_SPEC_VERSION 1
 typedef struct qvm_seed_spec {
+  unsigned version;        /* QVM_SEED_SPEC_VERSION */
   const char *instance_id; /* required; qvm derives it from the VM's uuid */
   const char *hostname;    /* required: meta-data local-hostname and cloud-config */
   const char *fqdn;        /* or NULL */
@@ -110,21 +127,25 @@ typedef struct qvm_seed_spec {
 } qvm_seed_spec;
 
 #define QVM_SEED_SPEC_INIT                                                                         \
-  { .disable_root = true, .ready_marker = true, .epoch = QVM_SEED_EPOCH_DEFAULT }
+  {                                                                                                \
+    .version = QVM_SEED_SPEC_VERSION, .disable_root = true, .ready_marker = true,                  \
+    .epoch = QVM_SEED_EPOCH_DEFAULT                                                                \
+  }
 
 /* Each renders one NoCloud file into a malloc'd, NUL-terminated buffer that
  * the caller frees. */
-int qvm_seed_render_user_data(char **out, size_t *out_len, const qvm_seed_spec *spec,
-                              qvm_error **err);
-int qvm_seed_render_meta_data(char **out, size_t *out_len, const qvm_seed_spec *spec,
-                              qvm_error **err);
+QVM_API int qvm_seed_render_user_data(char **out, size_t *out_len, const qvm_seed_spec *spec,
+                                      qvm_error **err);
+QVM_API int qvm_seed_render_meta_data(char **out, size_t *out_len, const qvm_seed_spec *spec,
+                                      qvm_error **err);
 /* QVM_EINVAL if spec->network is NULL. */
-int qvm_seed_render_network_config(char **out, size_t *out_len, const qvm_seed_spec *spec,
-                                   qvm_error **err);
+QVM_API int qvm_seed_render_network_config(char **out, size_t *out_len, const qvm_seed_spec *spec,
+                                           qvm_error **err);
 
 /* Checks a user's cloud-config: valid YAML, one document, a mapping at the
  * top. Errors name `name` and the line. */
-int qvm_seed_check_user_config(const char *data, size_t len, const char *name, qvm_error **err);
+QVM_API int qvm_seed_check_user_config(const char *data, size_t len, const char *name,
+                                       qvm_error **err);
 
 /* ---- NoCloud files a user wrote (qvm seed build --user-data ...) ---- */
 
@@ -141,18 +162,20 @@ typedef enum qvm_seed_user_data_kind {
  * multipart boundary that occurs and is closed), or another cloud-init type
  * (#include, #cloud-boothook, ...: passed as is). Anything else is QVM_EINVAL:
  * cloud-init would ignore it. Errors read "user-data 'NAME' line N: ...". */
-int qvm_seed_check_user_data(qvm_seed_user_data_kind *out, const char *data, size_t len,
-                             const char *name, qvm_error **err);
+QVM_API int qvm_seed_check_user_data(qvm_seed_user_data_kind *out, const char *data, size_t len,
+                                     const char *name, qvm_error **err);
 /* meta-data: one YAML document whose top is a mapping. */
-int qvm_seed_check_meta_data(const char *data, size_t len, const char *name, qvm_error **err);
+QVM_API int qvm_seed_check_meta_data(const char *data, size_t len, const char *name,
+                                     qvm_error **err);
 /* network-config: a YAML mapping with "version: 1" or "version: 2" at the
  * top or under "network:" (or v1's "config: disabled"). */
-int qvm_seed_check_network_config(const char *data, size_t len, const char *name, qvm_error **err);
+QVM_API int qvm_seed_check_network_config(const char *data, size_t len, const char *name,
+                                          qvm_error **err);
 
 /* "Build seed.iso from this spec": renders the files and writes the cidata
  * image to path atomically (temp file, fsync, rename), mode 0600: it may
  * hold the guest's private host key. */
-int qvm_seed_build(const char *path, const qvm_seed_spec *spec, qvm_error **err);
+QVM_API int qvm_seed_build(const char *path, const qvm_seed_spec *spec, qvm_error **err);
 
 /* ---- the ISO9660 writer ---- */
 
@@ -165,39 +188,47 @@ typedef struct qvm_seed_file {
 /* Writes files (in-memory bytes) as a "cidata" image to path, atomically,
  * with exactly `mode` (the umask does not apply: the caller decides; use
  * 0600 when the image holds a secret). */
-int qvm_seed_write_iso(const char *path, const qvm_seed_file *files, size_t n_files, int64_t epoch,
-                       mode_t mode, qvm_error **err);
+QVM_API int qvm_seed_write_iso(const char *path, const qvm_seed_file *files, size_t n_files,
+                               int64_t epoch, mode_t mode, qvm_error **err);
 /* True when a file holds a private key ("...PRIVATE KEY-----", e.g. a host
  * key in cloud-config's ssh_keys). */
-bool qvm_seed_files_hold_secret(const qvm_seed_file *files, size_t n_files);
+QVM_API bool qvm_seed_files_hold_secret(const qvm_seed_file *files, size_t n_files);
 
 typedef struct qvm_seed_iso qvm_seed_iso;
 
+/* Starts with `unsigned version`, set by QVM_SEED_ISO_OPTIONS_INIT; an
+ * unknown version is QVM_EINVAL naming the struct. */
+#define QVM_SEED_ISO_OPTIONS_VERSION 1
 typedef struct qvm_seed_iso_options {
+  unsigned version;      /* QVM_SEED_ISO_OPTIONS_VERSION */
   const char *volume_id; /* at most 16 ASCII characters; default "cidata" */
   int64_t epoch;         /* timestamp of every entry, 1970..2155 */
 } qvm_seed_iso_options;
 
 #define QVM_SEED_ISO_OPTIONS_INIT                                                                  \
-  { .volume_id = "cidata", .epoch = QVM_SEED_EPOCH_DEFAULT }
+  {                                                                                                \
+    .version = QVM_SEED_ISO_OPTIONS_VERSION, .volume_id = "cidata",                                \
+    .epoch = QVM_SEED_EPOCH_DEFAULT                                                                \
+  }
 
 /* opts may be NULL for the defaults. */
-int qvm_seed_iso_new(qvm_seed_iso **out, const qvm_seed_iso_options *opts, qvm_error **err);
-void qvm_seed_iso_free(qvm_seed_iso *iso);
+QVM_API int qvm_seed_iso_new(qvm_seed_iso **out, const qvm_seed_iso_options *opts, qvm_error **err);
+QVM_API void qvm_seed_iso_free(qvm_seed_iso *iso);
 /* Adds a file whose bytes are copied now. path uses '/' between components;
  * missing parent directories are created. */
-int qvm_seed_iso_add_data(qvm_seed_iso *iso, const char *path, const void *data, size_t len,
-                          qvm_error **err);
+QVM_API int qvm_seed_iso_add_data(qvm_seed_iso *iso, const char *path, const void *data, size_t len,
+                                  qvm_error **err);
 /* Adds a file streamed from host_path when the image is written (its size
  * must not change in between). */
-int qvm_seed_iso_add_file(qvm_seed_iso *iso, const char *path, const char *host_path,
-                          qvm_error **err);
+QVM_API int qvm_seed_iso_add_file(qvm_seed_iso *iso, const char *path, const char *host_path,
+                                  qvm_error **err);
 /* Adds an (empty) directory. */
-int qvm_seed_iso_add_dir(qvm_seed_iso *iso, const char *path, qvm_error **err);
+QVM_API int qvm_seed_iso_add_dir(qvm_seed_iso *iso, const char *path, qvm_error **err);
 /* Writes the whole image to fd, sequentially. Same inputs, same bytes. */
-int qvm_seed_iso_write_fd(qvm_seed_iso *iso, int fd, qvm_error **err);
+QVM_API int qvm_seed_iso_write_fd(qvm_seed_iso *iso, int fd, qvm_error **err);
 /* Same into a malloc'd buffer. */
-int qvm_seed_iso_write_buffer(uint8_t **out, size_t *out_len, qvm_seed_iso *iso, qvm_error **err);
+QVM_API int qvm_seed_iso_write_buffer(uint8_t **out, size_t *out_len, qvm_seed_iso *iso,
+                                      qvm_error **err);
 
 static inline void qvm_seed_iso_freep(qvm_seed_iso **p) {
   if (*p) qvm_seed_iso_free(*p);

@@ -17,12 +17,26 @@
  * apart without parsing messages: "ConnectionRefused", "Timeout",
  * "AuthFailed", "HostKeyMismatch", "HostKeyUnknown", "Protocol".
  * Nothing here prints.
+ *
+ * Contract (and include/qvm/error.h for what every header shares):
+ * - Ownership: a qvm_ssh_key and a qvm_ssh are the caller's (qvm_ssh_key_free,
+ *   qvm_ssh_free); the strings they return are borrowed from them; strings
+ *   through char **out are the caller's, free(). Options are only read
+ *   during the call.
+ * - Threads: one qvm_ssh is used by one thread at a time (one exec or copy
+ *   at a time on it); different sessions may run in different threads once
+ *   the first session exists (libssh2's global init is not thread-safe).
+ *   Output callbacks run in the calling thread.
+ * - Errors: QVM_EINVAL, QVM_ENOTFOUND, QVM_ESYS/QVM_EPERM (local files,
+ *   sockets), QVM_ETIMEOUT, QVM_EAUTH, QVM_EPROTO, QVM_EEXISTS (downloads),
+ *   QVM_EGUEST (a provision step exited non-zero), with the classes above.
  */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include <qvm/error.h>
+#include <qvm/export.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -33,42 +47,42 @@ extern "C" {
 typedef struct qvm_ssh_key qvm_ssh_key;
 
 /* A fresh ed25519 key pair. comment may be NULL (""), must hold no newline. */
-int qvm_ssh_key_generate(qvm_ssh_key **out, const char *comment, qvm_error **err);
+QVM_API int qvm_ssh_key_generate(qvm_ssh_key **out, const char *comment, qvm_error **err);
 /* Loads an unencrypted OpenSSH ed25519 private key (as written by qvm or by
  * `ssh-keygen -t ed25519 -N ''`). An encrypted key or another type is
  * QVM_EINVAL saying which, and that ssh-agent (--agent) can use it. */
-int qvm_ssh_key_load(qvm_ssh_key **out, const char *private_path, qvm_error **err);
-void qvm_ssh_key_free(qvm_ssh_key *key);
+QVM_API int qvm_ssh_key_load(qvm_ssh_key **out, const char *private_path, qvm_error **err);
+QVM_API void qvm_ssh_key_free(qvm_ssh_key *key);
 
 /* "-----BEGIN OPENSSH PRIVATE KEY-----\n...": openssh-key-v1, unencrypted. */
-const char *qvm_ssh_key_private_text(const qvm_ssh_key *key);
+QVM_API const char *qvm_ssh_key_private_text(const qvm_ssh_key *key);
 /* "ssh-ed25519 AAAA... comment" (no newline). */
-const char *qvm_ssh_key_public_line(const qvm_ssh_key *key);
+QVM_API const char *qvm_ssh_key_public_line(const qvm_ssh_key *key);
 /* "SHA256:..." as OpenSSH prints it. */
-const char *qvm_ssh_key_fingerprint(const qvm_ssh_key *key);
+QVM_API const char *qvm_ssh_key_fingerprint(const qvm_ssh_key *key);
 
 /* Writes private_path (0600) and public_path (0644; NULL = private_path
  * ".pub"). Each file is created with its final mode in a temp file and
  * renamed into place: never readable by others, never torn. */
-int qvm_ssh_key_write(const qvm_ssh_key *key, const char *private_path, const char *public_path,
-                      qvm_error **err);
+QVM_API int qvm_ssh_key_write(const qvm_ssh_key *key, const char *private_path,
+                              const char *public_path, qvm_error **err);
 
 /* Fingerprint "SHA256:..." of a public key line "type base64 [comment]". */
-int qvm_ssh_public_line_fingerprint(char **out, const char *public_line, qvm_error **err);
+QVM_API int qvm_ssh_public_line_fingerprint(char **out, const char *public_line, qvm_error **err);
 
 /* Checks one authorized_keys-style public key line, "type base64 [comment]"
  * (no options prefix): a known key type whose base64 blob decodes and names
  * the same type. QVM_EINVAL with a message saying what is wrong (a private
  * key, not a key line, bad base64); the caller adds the file and line. */
-int qvm_ssh_public_line_check(const char *line, qvm_error **err);
+QVM_API int qvm_ssh_public_line_check(const char *line, qvm_error **err);
 
 /* ---- pinned host keys ------------------------------------------------------ */
 
 /* Writes known_hosts (atomically, 0600) holding exactly one entry:
  * "<alias> <public key line without comment>". alias names the VM
  * ([A-Za-z0-9._-], it is also OpenSSH's HostKeyAlias). Replaces the file. */
-int qvm_ssh_known_hosts_pin(const char *known_hosts, const char *alias, const char *public_line,
-                            qvm_error **err);
+QVM_API int qvm_ssh_known_hosts_pin(const char *known_hosts, const char *alias,
+                                    const char *public_line, qvm_error **err);
 
 /* ---- sessions ------------------------------------------------------------ */
 
@@ -85,7 +99,12 @@ typedef enum qvm_ssh_hostkey_policy {
   QVM_SSH_HOSTKEY_REPIN,
 } qvm_ssh_hostkey_policy;
 
+/* Every options struct starts with `unsigned version`, which its _INIT macro
+ * sets; the library refuses a version it does not know with QVM_EINVAL
+ * naming the struct. Start from the _INIT macro, then set members. */
+#define QVM_SSH_OPTIONS_VERSION 1
 typedef struct qvm_ssh_options {
+  unsigned version;        /* QVM_SSH_OPTIONS_VERSION */
   const char *host;        /* numeric address, e.g. "127.0.0.1" or "::1" */
   int port;                /* default 22 */
   const char *user;        /* default "root" */
@@ -100,17 +119,20 @@ typedef struct qvm_ssh_options {
 } qvm_ssh_options;
 
 #define QVM_SSH_OPTIONS_INIT                                                                       \
-  { .port = 22, .user = "root", .timeout_ms = 30000, .retry_initial_ms = 50, .retry_max_ms = 1000 }
+  {                                                                                                \
+    .version = QVM_SSH_OPTIONS_VERSION, .port = 22, .user = "root", .timeout_ms = 30000,           \
+    .retry_initial_ms = 50, .retry_max_ms = 1000                                                   \
+  }
 
 /* Connects (retrying refused/reset connections with backoff until the
  * timeout), verifies the host key against known_hosts, authenticates.
  * Failures: QVM_ESYS/"ConnectionRefused", QVM_ETIMEOUT/"Timeout",
  * QVM_EAUTH/"AuthFailed", QVM_EAUTH/"HostKeyMismatch" (names the VM and shows
  * both fingerprints), QVM_EAUTH/"HostKeyUnknown", QVM_EPROTO/"Protocol". */
-int qvm_ssh_connect(qvm_ssh **out, const qvm_ssh_options *opts, qvm_error **err);
-void qvm_ssh_free(qvm_ssh *ssh);
+QVM_API int qvm_ssh_connect(qvm_ssh **out, const qvm_ssh_options *opts, qvm_error **err);
+QVM_API void qvm_ssh_free(qvm_ssh *ssh);
 /* "SHA256:..." of the host key the server presented. */
-const char *qvm_ssh_host_fingerprint(const qvm_ssh *ssh);
+QVM_API const char *qvm_ssh_host_fingerprint(const qvm_ssh *ssh);
 
 /* ---- exec and shell ------------------------------------------------------ */
 
@@ -121,7 +143,9 @@ typedef int (*qvm_ssh_output_fn)(void *ctx, int stream, const void *data, size_t
 /* Asked for the terminal size when winch_fd becomes readable. */
 typedef void (*qvm_ssh_size_fn)(void *ctx, int *cols, int *rows);
 
+#define QVM_SSH_EXEC_OPTIONS_VERSION 1
 typedef struct qvm_ssh_exec_options {
+  unsigned version;            /* QVM_SSH_EXEC_OPTIONS_VERSION */
   const char *const *argv;     /* quoted for the remote POSIX shell, or */
   const char *command;         /* a raw shell command line (exactly one of the two) */
   const char *const *env;      /* NULL-terminated "K=V" list, K a shell name */
@@ -140,7 +164,10 @@ typedef struct qvm_ssh_exec_options {
 } qvm_ssh_exec_options;
 
 #define QVM_SSH_EXEC_OPTIONS_INIT                                                                  \
-  { .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1, .timeout_ms = -1, .winch_fd = -1 }
+  {                                                                                                \
+    .version = QVM_SSH_EXEC_OPTIONS_VERSION, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1,     \
+    .timeout_ms = -1, .winch_fd = -1                                                               \
+  }
 
 typedef struct qvm_ssh_exec_result {
   int exit_code;   /* the remote exit status; 128+n-style never invented */
@@ -153,13 +180,13 @@ typedef struct qvm_ssh_exec_result {
 /* Runs a command (or, with neither argv nor command and pty=true, a login
  * shell) on a new channel of the session. Returns 0 whatever the exit code;
  * errors are transport errors, timeouts (QVM_ETIMEOUT) and callback aborts. */
-int qvm_ssh_exec(qvm_ssh_exec_result *out, qvm_ssh *ssh, const qvm_ssh_exec_options *opts,
-                 qvm_error **err);
+QVM_API int qvm_ssh_exec(qvm_ssh_exec_result *out, qvm_ssh *ssh, const qvm_ssh_exec_options *opts,
+                         qvm_error **err);
 
 /* Quotes argv for a POSIX shell: each arg in single quotes ('\'' for a
  * quote, '' for empty), prefixed by K='V' assignments from env. */
-int qvm_ssh_quote_command(char **out, const char *const *argv, const char *const *env,
-                          qvm_error **err);
+QVM_API int qvm_ssh_quote_command(char **out, const char *const *argv, const char *const *env,
+                                  qvm_error **err);
 
 /* ---- files (SFTP) ---------------------------------------------------------- */
 
@@ -171,15 +198,17 @@ int qvm_ssh_quote_command(char **out, const char *const *argv, const char *const
 #define QVM_SSH_COPY_MAX_BYTES_DEFAULT (UINT64_C(64) << 30) /* 64 GiB */
 #define QVM_SSH_COPY_MAX_FILES_DEFAULT UINT64_C(1000000)
 
+#define QVM_SSH_COPY_OPTIONS_VERSION 1
 typedef struct qvm_ssh_copy_options {
-  bool recursive; /* directories; symlinks, devices and FIFOs are refused */
-  bool preserve;  /* mode and mtime; default true. A download keeps only the
-                     permission bits (never setuid, setgid or sticky), less
-                     the process's umask, as OpenSSH's sftp does */
-  int timeout_ms; /* whole copy; 0: the default, QVM_SSH_COPY_TIMEOUT_MS_DEFAULT
-                     for a download, none for an upload; -1: none. Closing
-                     the guest's handles may take 10 s more in all.
-                     QVM_ETIMEOUT, class "Timeout" */
+  unsigned version; /* QVM_SSH_COPY_OPTIONS_VERSION */
+  bool recursive;   /* directories; symlinks, devices and FIFOs are refused */
+  bool preserve;    /* mode and mtime; default true. A download keeps only the
+                       permission bits (never setuid, setgid or sticky), less
+                       the process's umask, as OpenSSH's sftp does */
+  int timeout_ms;   /* whole copy; 0: the default, QVM_SSH_COPY_TIMEOUT_MS_DEFAULT
+                       for a download, none for an upload; -1: none. Closing
+                       the guest's handles may take 10 s more in all.
+                       QVM_ETIMEOUT, class "Timeout" */
   /* Downloads only: file data received in all, and directory entries the
    * guest lists in all ("." and ".." included). 0: the default; UINT64_MAX:
    * no cap. Over a cap: QVM_EINVAL, class "TooLarge" / "TooManyFiles". */
@@ -189,7 +218,7 @@ typedef struct qvm_ssh_copy_options {
 
 #define QVM_SSH_COPY_OPTIONS_INIT                                                                  \
   {                                                                                                \
-    .recursive = true, .preserve = true, .timeout_ms = 0,                                          \
+    .version = QVM_SSH_COPY_OPTIONS_VERSION, .recursive = true, .preserve = true, .timeout_ms = 0, \
     .max_bytes = QVM_SSH_COPY_MAX_BYTES_DEFAULT, .max_files = QVM_SSH_COPY_MAX_FILES_DEFAULT       \
   }
 
@@ -206,10 +235,10 @@ typedef struct qvm_ssh_copy_options {
  * synced and renamed into place, so a failed or killed download leaves no
  * partial file; guest text in messages is passed through
  * qvm_text_for_terminal(). */
-int qvm_ssh_upload(qvm_ssh *ssh, const char *local, const char *remote,
-                   const qvm_ssh_copy_options *opts, qvm_error **err);
-int qvm_ssh_download(qvm_ssh *ssh, const char *remote, const char *local,
-                     const qvm_ssh_copy_options *opts, qvm_error **err);
+QVM_API int qvm_ssh_upload(qvm_ssh *ssh, const char *local, const char *remote,
+                           const qvm_ssh_copy_options *opts, qvm_error **err);
+QVM_API int qvm_ssh_download(qvm_ssh *ssh, const char *remote, const char *local,
+                             const qvm_ssh_copy_options *opts, qvm_error **err);
 
 /* ---- provisioners ---------------------------------------------------------- */
 
@@ -228,7 +257,9 @@ typedef struct qvm_ssh_step {
   bool sudo;               /* run (or install) with `sudo -n` */
 } qvm_ssh_step;
 
+#define QVM_SSH_PROVISION_OPTIONS_VERSION 1
 typedef struct qvm_ssh_provision_options {
+  unsigned version; /* QVM_SSH_PROVISION_OPTIONS_VERSION */
   const qvm_ssh_step *steps;
   size_t n_steps;
   const char *log_path;        /* provision.log, appended, made 0600; NULL: none */
@@ -238,20 +269,23 @@ typedef struct qvm_ssh_provision_options {
   int step_timeout_ms; /* -1 none */
 } qvm_ssh_provision_options;
 
+#define QVM_SSH_PROVISION_OPTIONS_INIT                                                             \
+  { .version = QVM_SSH_PROVISION_OPTIONS_VERSION, .step_timeout_ms = -1 }
+
 /* Runs the steps in order and stops at the first failure. A non-zero exit is
- * QVM_EINVAL naming the step and its exit code; *out_failed (may be NULL)
+ * QVM_EGUEST (class "StepFailed") naming the step and its exit code; *out_failed (may be NULL)
  * gets the failed step's 1-based number, 0 on success. */
-int qvm_ssh_provision(size_t *out_failed, qvm_ssh *ssh, const qvm_ssh_provision_options *opts,
-                      qvm_error **err);
+QVM_API int qvm_ssh_provision(size_t *out_failed, qvm_ssh *ssh,
+                              const qvm_ssh_provision_options *opts, qvm_error **err);
 
 /* ---- OpenSSH equivalents --------------------------------------------------- */
 
 /* A shell-quoted `ssh ...` command line using the same key, known_hosts and
  * StrictHostKeyChecking=yes. */
-int qvm_ssh_openssh_command(char **out, const qvm_ssh_options *opts, qvm_error **err);
+QVM_API int qvm_ssh_openssh_command(char **out, const qvm_ssh_options *opts, qvm_error **err);
 /* An ssh_config stanza "Host <host_alias>" with the same settings. */
-int qvm_ssh_openssh_config(char **out, const char *host_alias, const qvm_ssh_options *opts,
-                           qvm_error **err);
+QVM_API int qvm_ssh_openssh_config(char **out, const char *host_alias, const qvm_ssh_options *opts,
+                                   qvm_error **err);
 
 #ifdef __cplusplus
 }

@@ -4,6 +4,14 @@
 
 #include <stddef.h>
 
+#include <qvm/export.h>
+
+/*
+ * Neutralizing guest text for terminals and messages. Contract: pure
+ * functions, safe from any thread; results are the caller's (free()), NULL
+ * only when out of memory; nothing here fails otherwise.
+ */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -30,7 +38,7 @@ enum {
   QVM_TEXT_KEEP_NEWLINE = 1 << 0,
 };
 
-char *qvm_text_for_terminal(const void *bytes, size_t len, unsigned flags);
+QVM_API char *qvm_text_for_terminal(const void *bytes, size_t len, unsigned flags);
 
 /*
  * Guest text quoted inside a message of qvm's own (a serial tail, cloud-init's
@@ -39,7 +47,7 @@ char *qvm_text_for_terminal(const void *bytes, size_t len, unsigned flags);
  * pass for one of qvm's ("hint: ..."). A final newline ends the last line and
  * adds none; "" stays "". The caller frees the result; NULL means out of memory.
  */
-char *qvm_text_quote(const void *bytes, size_t len, const char *prefix);
+QVM_API char *qvm_text_quote(const void *bytes, size_t len, const char *prefix);
 
 /*
  * qvm_text_for_terminal() into a fixed buffer of size bytes (size > 0),
@@ -47,14 +55,14 @@ char *qvm_text_quote(const void *bytes, size_t len, const char *prefix);
  * "" when out of memory. For guest text kept in a struct (an address, a
  * signal name).
  */
-void qvm_text_for_terminal_into(char *out, size_t size, const void *bytes, size_t len,
-                                unsigned flags);
+QVM_API void qvm_text_for_terminal_into(char *out, size_t size, const void *bytes, size_t len,
+                                        unsigned flags);
 
 /*
  * The Levenshtein distance between a[0..la) and the string b, for "did you
  * mean" suggestions; SIZE_MAX when either is longer than 64 bytes.
  */
-size_t qvm_text_edit_distance(const char *a, size_t la, const char *b);
+QVM_API size_t qvm_text_edit_distance(const char *a, size_t la, const char *b);
 
 #ifdef __cplusplus
 }

@@ -21,12 +21,25 @@
  *
  * A phase that does not happen fails `up` with QVM_ETIMEOUT naming it, the
  * tail of the serial log and, if SSH works, `cloud-init status --long`.
+ *
+ * Contract (and include/qvm/error.h for what every header shares):
+ * - Ownership: a qvm_vm_file is the caller's (qvm_vm_file_free); names and
+ *   options it returns are borrowed from it. qvm_up_result is the caller's
+ *   storage, filled in.
+ * - Threads: qvm_vm_up may run for different VMs in different threads; two
+ *   ups of one name wait for each other (QVM_EBUSY, class "UpInProgress",
+ *   after a while). Callbacks run in the calling thread.
+ * - Errors: those of create and start (include/qvm/vm.h), QVM_ETIMEOUT for a
+ *   phase, QVM_EGUEST when cloud-init reported an error, QVM_EEXISTS for a
+ *   VM with another spec, QVM_EAUTH for a changed host key.
  */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h> /* ssize_t */
 
 #include <qvm/error.h>
+#include <qvm/export.h>
 #include <qvm/ssh.h>
 #include <qvm/vm.h>
 
@@ -67,14 +80,14 @@ typedef struct qvm_vm_file qvm_vm_file;
  *
  * Unknown keys and bad values are QVM_EINVAL with "FILE:LINE:COL:", what was
  * found and what is allowed. */
-int qvm_vm_file_load(qvm_vm_file **out, const char *path, qvm_error **err);
-void qvm_vm_file_free(qvm_vm_file *file);
-size_t qvm_vm_file_count(const qvm_vm_file *file);
+QVM_API int qvm_vm_file_load(qvm_vm_file **out, const char *path, qvm_error **err);
+QVM_API void qvm_vm_file_free(qvm_vm_file *file);
+QVM_API size_t qvm_vm_file_count(const qvm_vm_file *file);
 /* In file order. Borrowed: valid until qvm_vm_file_free. */
-const char *qvm_vm_file_name(const qvm_vm_file *file, size_t i);
-const qvm_vm_create_options *qvm_vm_file_options(const qvm_vm_file *file, size_t i);
+QVM_API const char *qvm_vm_file_name(const qvm_vm_file *file, size_t i);
+QVM_API const qvm_vm_create_options *qvm_vm_file_options(const qvm_vm_file *file, size_t i);
 /* -1 if the file has no VM of that name. */
-ssize_t qvm_vm_file_find(const qvm_vm_file *file, const char *name);
+QVM_API ssize_t qvm_vm_file_find(const qvm_vm_file *file, const char *name);
 
 /* ---- up ------------------------------------------------------------------ */
 
@@ -89,15 +102,17 @@ typedef enum qvm_up_phase {
   QVM_UP_N_PHASES,
 } qvm_up_phase;
 
-const char *qvm_up_phase_name(qvm_up_phase phase);
+QVM_API const char *qvm_up_phase_name(qvm_up_phase phase);
 
 typedef enum qvm_up_phase_status {
   QVM_UP_PHASE_DONE,    /* happened; elapsed_ms is from the start of up */
   QVM_UP_PHASE_SKIPPED, /* does not apply (user net: lease; no cloud-init) */
 } qvm_up_phase_status;
 
+#define QVM_UP_OPTIONS_VERSION 1
 typedef struct qvm_up_options {
-  int timeout_s;                /* whole up; 0: 600 */
+  unsigned version;             /* QVM_UP_OPTIONS_VERSION */
+  int timeout_ms;               /* whole up; 0: 600000 */
   bool allow_cloud_init_errors; /* a cloud-init error does not fail up */
   bool wait_cloud_init;         /* default true (set by QVM_UP_OPTIONS_INIT) */
   /* Called as each phase happens (may be NULL). */
@@ -109,7 +124,7 @@ typedef struct qvm_up_options {
 } qvm_up_options;
 
 #define QVM_UP_OPTIONS_INIT                                                                        \
-  { .timeout_s = 600, .wait_cloud_init = true }
+  { .version = QVM_UP_OPTIONS_VERSION, .timeout_ms = 600000, .wait_cloud_init = true }
 
 typedef enum qvm_up_outcome {
   QVM_UP_CREATED,       /* a new VM was created and brought up */
@@ -131,8 +146,8 @@ typedef struct qvm_up_result {
  * spec is started if needed (exit 0, outcome says which); a different spec is
  * QVM_EEXISTS listing each difference and what to do. On failure the VM is
  * left as it is (running or not) for inspection; `qvm down --rm` removes it. */
-int qvm_vm_up(qvm_up_result *out, const char *name, const qvm_vm_create_options *create,
-              const qvm_up_options *opts, qvm_error **err);
+QVM_API int qvm_vm_up(qvm_up_result *out, const char *name, const qvm_vm_create_options *create,
+                      const qvm_up_options *opts, qvm_error **err);
 
 #ifdef __cplusplus
 }

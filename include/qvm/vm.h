@@ -10,14 +10,31 @@
  * /var/lib/qvm as root, else $XDG_DATA_HOME/qvm (~/.local/share/qvm). Sockets
  * live under $QVM_RUNTIME_DIR, else $XDG_RUNTIME_DIR/qvm, else /run/qvm.
  * Nothing here prints; every function follows include/qvm/error.h.
+ *
+ * Contract (and include/qvm/error.h for what every header shares):
+ * - Ownership: a qvm_vm is the caller's (qvm_vm_free); strings it returns
+ *   (name, dir, user, serial log path) are borrowed from it and valid until
+ *   the next call on it; char ** results are the caller's (free(), or
+ *   qvm_vm_names_free for a list). Options are only read during the call.
+ * - Threads: one qvm_vm is used by one thread at a time; different VMs, or
+ *   different qvm_vm handles of one VM, may be used in parallel (several
+ *   processes too): each VM's lock serializes its lifecycle operations and
+ *   waits for a bounded time (QVM_EBUSY names the holder). qvm_vm_run
+ *   takes over signals: see include/qvm/error.h.
+ * - Errors: QVM_EINVAL (names, sizes, options, an unknown options
+ *   version), QVM_ENOTFOUND (no such VM, image, kernel), QVM_EEXISTS (a
+ *   taken name; run of a running VM), QVM_ECONFLICT (the VM's state forbids
+ *   it), QVM_EBUSY (locked), QVM_ETIMEOUT, QVM_EQMP (QEMU refused or exited
+ *   while starting), QVM_EUNAVAIL (no KVM for "kvm", no root for a bridge,
+ *   no QEMU), QVM_EPERM and QVM_ESYS (the system), with the classes
+ *   include/qvm/error.h lists.
  */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include <json-c/json.h>
-
 #include <qvm/error.h>
+#include <qvm/export.h>
 #include <qvm/ssh.h>
 
 #ifdef __cplusplus
@@ -28,15 +45,15 @@ typedef struct qvm_vm qvm_vm;
 
 /* Names match [a-z0-9][a-z0-9-]{0,62}. */
 #define QVM_VM_NAME_MAX 63
-bool qvm_vm_name_valid(const char *name);
+QVM_API bool qvm_vm_name_valid(const char *name);
 /* QVM_EINVAL with a message quoting the name and the rule. */
-int qvm_vm_name_check(const char *name, qvm_error **err);
+QVM_API int qvm_vm_name_check(const char *name, qvm_error **err);
 
 /* Parses "512M", "1G", "10G", "2048K", "1T", "1073741824" (bytes; an
  * optional "B" or "iB" after the suffix is accepted). Rejects empty, zero,
  * negative, fractional, unknown suffixes and overflow. `what` names the
  * option in the message ("memory", "disk"). */
-int qvm_vm_size_parse(uint64_t *out, const char *what, const char *text, qvm_error **err);
+QVM_API int qvm_vm_size_parse(uint64_t *out, const char *what, const char *text, qvm_error **err);
 
 /* --- typed create options -------------------------------------------------
  * qvm_vm_create takes these structs, never a string syntax. The CLI's
@@ -68,7 +85,7 @@ typedef struct qvm_vm_net {
 /* "user[,restrict]", "none", "bridge[=NAME][,dhcp=external|qvm][,subnet=A.B.C.D/N]";
  * NULL is user. Pure: names and subnets are checked by create. nat is not
  * part of the syntax (--nat) and is left false. */
-int qvm_vm_net_parse(qvm_vm_net *out, const char *text, qvm_error **err);
+QVM_API int qvm_vm_net_parse(qvm_vm_net *out, const char *text, qvm_error **err);
 
 typedef enum qvm_vm_proto { QVM_VM_PROTO_TCP, QVM_VM_PROTO_UDP } qvm_vm_proto;
 
@@ -79,7 +96,7 @@ typedef struct qvm_vm_publish {
 } qvm_vm_publish;
 
 /* "[IP:]HOST:GUEST[/tcp|/udp]" */
-int qvm_vm_publish_parse(qvm_vm_publish *out, const char *text, qvm_error **err);
+QVM_API int qvm_vm_publish_parse(qvm_vm_publish *out, const char *text, qvm_error **err);
 
 typedef struct qvm_vm_drive {
   const char *path;   /* a disk image file or block device */
@@ -89,8 +106,8 @@ typedef struct qvm_vm_drive {
 
 /* "PATH[,format=FMT][,readonly]" (a path may hold commas). out's strings
  * are allocated: free them with qvm_vm_drive_clear. */
-int qvm_vm_drive_parse(qvm_vm_drive *out, const char *text, qvm_error **err);
-void qvm_vm_drive_clear(qvm_vm_drive *drive);
+QVM_API int qvm_vm_drive_parse(qvm_vm_drive *out, const char *text, qvm_error **err);
+QVM_API void qvm_vm_drive_clear(qvm_vm_drive *drive);
 
 typedef enum qvm_vm_step_kind {
   QVM_VM_STEP_SHELL,  /* text: a shell command */
@@ -107,10 +124,16 @@ typedef struct qvm_vm_step {
 
 /* "[sudo:]shell:CMD", "[sudo:]script:PATH", "[sudo:]file:SRC:DST". out's
  * strings are allocated: free them with qvm_vm_step_clear. */
-int qvm_vm_step_parse(qvm_vm_step *out, const char *text, qvm_error **err);
-void qvm_vm_step_clear(qvm_vm_step *step);
+QVM_API int qvm_vm_step_parse(qvm_vm_step *out, const char *text, qvm_error **err);
+QVM_API void qvm_vm_step_clear(qvm_vm_step *step);
 
+/* Every options struct starts with `unsigned version`, which its _INIT macro
+ * sets; the library refuses a version it does not know with QVM_EINVAL
+ * naming the struct. Start from the _INIT macro, then set members. */
+
+#define QVM_VM_CREATE_OPTIONS_VERSION 1
 typedef struct qvm_vm_create_options {
+  unsigned version;  /* QVM_VM_CREATE_OPTIONS_VERSION */
   const char *image; /* base disk image; never written to (a qcow2 overlay is) */
   /* The image's format ("raw", "qcow2", ...). NULL: detected once, now, with
    * `qemu-img info`, and recorded; QEMU never probes a format at run time. */
@@ -156,17 +179,17 @@ typedef struct qvm_vm_create_options {
 } qvm_vm_create_options;
 
 #define QVM_VM_CREATE_OPTIONS_INIT                                                                 \
-  { 0 }
+  { .version = QVM_VM_CREATE_OPTIONS_VERSION }
 
 /* Creates the VM's directory, vm.json and (with an image) its qcow2 overlay.
  * QVM_EEXISTS if the name is taken. out may be NULL. */
-int qvm_vm_create(qvm_vm **out, const char *name, const qvm_vm_create_options *opts,
-                  qvm_error **err);
+QVM_API int qvm_vm_create(qvm_vm **out, const char *name, const qvm_vm_create_options *opts,
+                          qvm_error **err);
 /* QVM_ENOTFOUND if there is no such VM. Notices a VM whose shim died while
  * QEMU kept running and re-attaches a new shim to it. */
-int qvm_vm_open(qvm_vm **out, const char *name, qvm_error **err);
-void qvm_vm_free(qvm_vm *vm);
-const char *qvm_vm_name(const qvm_vm *vm);
+QVM_API int qvm_vm_open(qvm_vm **out, const char *name, qvm_error **err);
+QVM_API void qvm_vm_free(qvm_vm *vm);
+QVM_API const char *qvm_vm_name(const qvm_vm *vm);
 
 typedef enum qvm_vm_state {
   QVM_VM_CREATED,  /* never started */
@@ -178,57 +201,62 @@ typedef enum qvm_vm_state {
 } qvm_vm_state;
 
 /* Re-reads vm.json and checks the recorded processes. */
-qvm_vm_state qvm_vm_get_state(qvm_vm *vm);
-const char *qvm_vm_state_name(qvm_vm_state state);
+QVM_API qvm_vm_state qvm_vm_get_state(qvm_vm *vm);
+QVM_API const char *qvm_vm_state_name(qvm_vm_state state);
 
+#define QVM_VM_START_OPTIONS_VERSION 1
 typedef struct qvm_vm_start_options {
-  int timeout_ms; /* until QMP answers; default 60000 */
+  unsigned version; /* QVM_VM_START_OPTIONS_VERSION */
+  int timeout_ms;   /* until QMP answers; default 60000 */
 } qvm_vm_start_options;
 #define QVM_VM_START_OPTIONS_INIT                                                                  \
-  { .timeout_ms = 60000 }
+  { .version = QVM_VM_START_OPTIONS_VERSION, .timeout_ms = 60000 }
 
 /* Starts the VM's shim, which starts QEMU, and returns once QMP answered.
  * On failure the message has QEMU's reason and the tail of its log. A running
  * VM is left alone (returns 0). */
-int qvm_vm_start(qvm_vm *vm, const qvm_vm_start_options *opts, qvm_error **err);
+QVM_API int qvm_vm_start(qvm_vm *vm, const qvm_vm_start_options *opts, qvm_error **err);
 
+#define QVM_VM_STOP_OPTIONS_VERSION 1
 typedef struct qvm_vm_stop_options {
-  int timeout_s; /* ACPI powerdown grace period, then QMP quit, then SIGKILL */
+  unsigned version; /* QVM_VM_STOP_OPTIONS_VERSION */
+  int timeout_ms;   /* ACPI powerdown grace period, then QMP quit, then SIGKILL */
 } qvm_vm_stop_options;
 #define QVM_VM_STOP_OPTIONS_INIT                                                                   \
-  { .timeout_s = 60 }
+  { .version = QVM_VM_STOP_OPTIONS_VERSION, .timeout_ms = 60000 }
 
 /* Graceful stop; returns once QEMU exited and the exit was recorded. A
  * stopped VM is left alone (returns 0). */
-int qvm_vm_stop(qvm_vm *vm, const qvm_vm_stop_options *opts, qvm_error **err);
+QVM_API int qvm_vm_stop(qvm_vm *vm, const qvm_vm_stop_options *opts, qvm_error **err);
 /* SIGKILL to QEMU; recorded as a stop, not a crash. */
-int qvm_vm_kill(qvm_vm *vm, qvm_error **err);
-int qvm_vm_restart(qvm_vm *vm, const qvm_vm_stop_options *stop, const qvm_vm_start_options *start,
-                   qvm_error **err);
+QVM_API int qvm_vm_kill(qvm_vm *vm, qvm_error **err);
+QVM_API int qvm_vm_restart(qvm_vm *vm, const qvm_vm_stop_options *stop,
+                           const qvm_vm_start_options *start, qvm_error **err);
 /* Removes everything the VM has: processes (with force), sockets, files,
- * lock. Without force a running VM gives QVM_EBUSY. */
-int qvm_vm_remove(const char *name, bool force, qvm_error **err);
+ * lock. Without force a running VM gives QVM_ECONFLICT (class "VmRunning"). */
+QVM_API int qvm_vm_remove(const char *name, bool force, qvm_error **err);
 
 /* Sorted VM names; free with qvm_vm_names_free. */
-int qvm_vm_list(char ***out, size_t *out_n, qvm_error **err);
-void qvm_vm_names_free(char **names, size_t n);
+QVM_API int qvm_vm_list(char ***out, size_t *out_n, qvm_error **err);
+QVM_API void qvm_vm_names_free(char **names, size_t n);
 
-/* The VM's spec and state as JSON (caller owns it; json_object_put):
+/* The VM's spec and state as JSON text, one object (*out_json is the
+ * caller's; free()):
  * {"name","uuid","state","cpus","memory_mib","accelerator","machine","firmware",
  *  "disks":[{"path","format","readonly","media"}],"network":{...},
  *  "pid","shim_pid","started_at","uptime_s","last_exit":{...},"warnings":[...],
  *  "timings":{...}} */
-int qvm_vm_info(struct json_object **out, qvm_vm *vm, qvm_error **err);
+QVM_API int qvm_vm_info(char **out_json, qvm_vm *vm, qvm_error **err);
 
 /* Serial log path (borrowed) and the console socket (a connected fd). */
-const char *qvm_vm_serial_log_path(const qvm_vm *vm);
-int qvm_vm_console_connect(int *out, qvm_vm *vm, qvm_error **err);
+QVM_API const char *qvm_vm_serial_log_path(const qvm_vm *vm);
+QVM_API int qvm_vm_console_connect(int *out, qvm_vm *vm, qvm_error **err);
 /* Copies serial.log to fd; with QVM_VM_LOGS_FOLLOW, keeps copying new output
  * (inotify) until the VM stops. The guest writes that log: unless
  * QVM_VM_LOGS_RAW, it is neutralized for a terminal (qvm_text_for_terminal,
  * line ends kept, CR LF as LF); RAW copies the bytes exactly. */
 enum { QVM_VM_LOGS_FOLLOW = 1 << 0, QVM_VM_LOGS_RAW = 1 << 1 };
-int qvm_vm_logs(qvm_vm *vm, int fd, unsigned flags, qvm_error **err);
+QVM_API int qvm_vm_logs(qvm_vm *vm, int fd, unsigned flags, qvm_error **err);
 
 /* The guest's IPv4 address on a bridge, and where it came from (*out_source:
  * "qvm-dhcp" qvm's DHCP server sent the ACK, "dhcp-watch" the watcher saw an
@@ -237,9 +265,11 @@ int qvm_vm_logs(qvm_vm *vm, int fd, unsigned flags, qvm_error **err);
  * NULL. timeout_ms 0 answers now, -1 waits forever; the wait is
  * event-driven (inotify on events.jsonl, netlink, QEMU's pidfd).
  * QVM_ETIMEOUT names what was waited for; QVM_ENOTFOUND if the VM is not
- * running or stops while waiting; QVM_EINVAL for --net user (the guest is
- * reached at 127.0.0.1:<ssh_port>) or none. */
-int qvm_vm_ip(char **out_ip, char **out_source, qvm_vm *vm, int timeout_ms, qvm_error **err);
+ * running or stops while waiting (class "VmNotRunning"); QVM_EINVAL for
+ * user networking (class "UserNetwork": the guest is reached at
+ * 127.0.0.1:<ssh_port>) or none ("NoNetwork"). */
+QVM_API int qvm_vm_ip(char **out_ip, char **out_source, qvm_vm *vm, int timeout_ms,
+                      qvm_error **err);
 
 /* ---- guest access (vm/access.c) --------------------------------------------- */
 
@@ -248,36 +278,41 @@ int qvm_vm_ip(char **out_ip, char **out_source, qvm_vm *vm, int timeout_ms, qvm_
 #define QVM_VM_PROVISION_LOG "provision.log"
 
 /* The VM's state directory (borrowed). */
-const char *qvm_vm_dir(const qvm_vm *vm);
+QVM_API const char *qvm_vm_dir(const qvm_vm *vm);
 /* The guest user qvm logs in as ("qvm" by default; "root" for a VM created
  * without qvm's cloud-init and without --user). Borrowed. */
-const char *qvm_vm_user(const qvm_vm *vm);
+QVM_API const char *qvm_vm_user(const qvm_vm *vm);
 
+#define QVM_VM_SSH_OPTIONS_VERSION 1
 typedef struct qvm_vm_ssh_options {
+  unsigned version;     /* QVM_VM_SSH_OPTIONS_VERSION */
   int timeout_ms;       /* connect+auth overall; 0: 30000 */
   bool repin;           /* accept and pin a changed host key */
   const char *identity; /* NULL: the VM's own id_ed25519 */
   bool use_agent;
   const char *user; /* NULL: qvm_vm_user() */
 } qvm_vm_ssh_options;
+#define QVM_VM_SSH_OPTIONS_INIT                                                                    \
+  { .version = QVM_VM_SSH_OPTIONS_VERSION }
 
 /* Fills opts for the VM: host/port from the runtime (user net:
  * 127.0.0.1:ssh_port; bridge: qvm_vm_ip), user, the VM's known_hosts (alias =
  * VM name), host-key policy ("pinned" or "tofu" from the spec), the VM's key.
  * Strings are borrowed from vm (valid until the next call on vm). The VM must
- * be running: QVM_EINVAL saying how to start it otherwise. */
-int qvm_vm_ssh_target(qvm_ssh_options *out, qvm_vm *vm, int timeout_ms, qvm_error **err);
+ * be running: QVM_ECONFLICT (class "VmNotRunning") otherwise. */
+QVM_API int qvm_vm_ssh_target(qvm_ssh_options *out, qvm_vm *vm, int timeout_ms, qvm_error **err);
 /* qvm_vm_ssh_target + qvm_ssh_connect. A changed host key is QVM_EAUTH
  * (class HostKeyMismatch) naming the VM with both fingerprints; opts->repin
  * is the only way past it. opts may be NULL. */
-int qvm_vm_ssh_connect(qvm_ssh **out, qvm_vm *vm, const qvm_vm_ssh_options *opts, qvm_error **err);
+QVM_API int qvm_vm_ssh_connect(qvm_ssh **out, qvm_vm *vm, const qvm_vm_ssh_options *opts,
+                               qvm_error **err);
 /* Runs the VM's recorded provision steps; output to on_output and
  * provision.log, commands to audit.jsonl; *out_failed = failing step
  * (1-based) or 0. No steps: returns 0 at once. */
-int qvm_vm_provision(size_t *out_failed, qvm_vm *vm, qvm_ssh *ssh, qvm_ssh_output_fn on_output,
-                     void *ctx, qvm_error **err);
+QVM_API int qvm_vm_provision(size_t *out_failed, qvm_vm *vm, qvm_ssh *ssh,
+                             qvm_ssh_output_fn on_output, void *ctx, qvm_error **err);
 /* Number of recorded provision steps. */
-size_t qvm_vm_provision_count(const qvm_vm *vm);
+QVM_API size_t qvm_vm_provision_count(const qvm_vm *vm);
 
 /* Exit statuses of qvm_vm_run (docs/cli.md, "qvm run"). */
 enum {
@@ -288,9 +323,9 @@ enum {
 };
 
 /* Runs the shim in the foreground until QEMU exits. SIGTERM/SIGINT start a
- * graceful stop (stop_timeout_s, then quit, then SIGKILL). *out gets the
+ * graceful stop (stop_timeout_ms, then quit, then SIGKILL). *out gets the
  * exit status above. */
-int qvm_vm_run(int *out, qvm_vm *vm, int stop_timeout_s, qvm_error **err);
+QVM_API int qvm_vm_run(int *out, qvm_vm *vm, int stop_timeout_ms, qvm_error **err);
 
 #ifdef __cplusplus
 }

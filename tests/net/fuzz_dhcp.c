@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <qvm/net.h>
+#include "net/net.h"
 
 #include "net/dhcp_codec.h"
 

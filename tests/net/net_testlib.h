@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <qvm/net.h>
+#include "net/net.h"
 
 #define NET_TEST_VM_MAC "0a:11:22:33:44:55"
 #define NET_TEST_BRIDGE "qvmbr0"

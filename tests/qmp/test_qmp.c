@@ -20,7 +20,7 @@
 
 #include <cmocka.h>
 
-#include <qvm/qmp.h>
+#include "qmp/qmp.h"
 
 #include "fake_qmp.h"
 #include "testlib.h"

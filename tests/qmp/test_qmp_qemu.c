@@ -19,7 +19,7 @@
 
 #include <cmocka.h>
 
-#include <qvm/qmp.h>
+#include "qmp/qmp.h"
 
 #include "qemu_proc.h"
 #include "testlib.h"

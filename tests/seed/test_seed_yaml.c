@@ -322,6 +322,11 @@ static void test_spec_checks(void **state) {
   s.hostname = "bad host";
   expect_spec_error(&s, "hostname 'bad host'");
   s.hostname = "ok";
+  s.version = 0; /* not made with QVM_SEED_SPEC_INIT */
+  expect_spec_error(&s, "qvm_seed_spec: unknown version 0");
+  s.version = QVM_SEED_SPEC_VERSION + 1;
+  expect_spec_error(&s, "qvm_seed_spec: unknown version");
+  s.version = QVM_SEED_SPEC_VERSION;
   s.instance_id = "i'; reboot";
   expect_spec_error(&s, "instance-id");
   s.instance_id = "i-1";

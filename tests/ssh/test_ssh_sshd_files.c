@@ -99,15 +99,16 @@ void test_provision_abort(void **state) {
       {.kind = QVM_SSH_STEP_INLINE, .name = "never", .inline_text = inline_marker},
   };
   size_t total = 0, failed = 99;
-  qvm_ssh_provision_options po = {.steps = steps,
-                                  .n_steps = 4,
-                                  .log_path = log,
-                                  .on_output = collect,
-                                  .ctx = &total,
-                                  .step_timeout_ms = 30000};
+  qvm_ssh_provision_options po = QVM_SSH_PROVISION_OPTIONS_INIT;
+  po.steps = steps;
+  po.n_steps = 4;
+  po.log_path = log;
+  po.on_output = collect;
+  po.ctx = &total;
+  po.step_timeout_ms = 30000;
   qvm_ssh *ssh = env_connect();
   qvm_error *err = NULL;
-  assert_int_equal(qvm_ssh_provision(&failed, ssh, &po, &err), QVM_EINVAL);
+  assert_int_equal(qvm_ssh_provision(&failed, ssh, &po, &err), QVM_EGUEST);
   assert_int_equal(failed, 3);
   assert_non_null(strstr(qvm_error_message(err), "step 3 'breaks'"));
   assert_non_null(strstr(qvm_error_message(err), "code 7"));
@@ -144,14 +145,17 @@ void test_provision_script_cleanup(void **state) {
                                script, target, remote, target, remote),
                    0);
   qvm_ssh_step steps[] = {{.kind = QVM_SSH_STEP_SCRIPT, .name = "fails", .source = script}};
-  qvm_ssh_provision_options po = {.steps = steps, .n_steps = 1, .step_timeout_ms = 30000};
+  qvm_ssh_provision_options po = QVM_SSH_PROVISION_OPTIONS_INIT;
+  po.steps = steps;
+  po.n_steps = 1;
+  po.step_timeout_ms = 30000;
   qvm_ssh *ssh = env_connect();
   qvm_error *err = NULL;
   size_t failed = 0;
   int r = qvm_ssh_provision(&failed, ssh, &po, &err);
   bool gone = access(remote, F_OK) != 0 && qvm_test_sh("test -L %s", remote) != 0;
   unlink(remote); /* clean up whatever happens */
-  assert_int_equal(r, QVM_EINVAL);
+  assert_int_equal(r, QVM_EGUEST);
   assert_int_equal(failed, 1);
   assert_non_null(strstr(qvm_error_message(err), "exited with code 5"));
   qvm_error_free(err);
@@ -172,7 +176,10 @@ void test_provision_file_and_script(void **state) {
   };
   /* The inline step sees $0 = sh; check the file through the test instead. */
   steps[1].inline_text = "true";
-  qvm_ssh_provision_options po = {.steps = steps, .n_steps = 2, .step_timeout_ms = 30000};
+  qvm_ssh_provision_options po = QVM_SSH_PROVISION_OPTIONS_INIT;
+  po.steps = steps;
+  po.n_steps = 2;
+  po.step_timeout_ms = 30000;
   qvm_ssh *ssh = env_connect();
   qvm_error *err = NULL;
   if (qvm_ssh_provision(NULL, ssh, &po, &err) < 0) fail_msg("%s", qvm_error_message(err));

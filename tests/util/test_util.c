@@ -50,6 +50,81 @@ static void test_error_errno(void **state) {
   assert_string_equal(qvm_error_code_name(qvm_error_code(err)), "ESYS");
 }
 
+/* The system refusing is QVM_EPERM, with errno kept: a program can tell
+ * "no permission" from other system failures without parsing. */
+static void test_error_permission(void **state) {
+  (void)state;
+  int errs[] = {EACCES, EPERM};
+  for (size_t i = 0; i < 2; i++) {
+    qvm_error *err = NULL;
+    assert_int_equal(qvm_error_set_errno(&err, errs[i], "cannot open '%s'", "/x"), QVM_EPERM);
+    assert_int_equal(qvm_error_code(err), QVM_EPERM);
+    assert_int_equal(qvm_error_errno(err), errs[i]);
+    assert_string_equal(qvm_error_code_name(qvm_error_code(err)), "EPERM");
+    qvm_error_free(err);
+  }
+}
+
+/* Every code has its own stable name (they are what --json prints). */
+static void test_error_code_names(void **state) {
+  (void)state;
+  static const struct {
+    int code;
+    const char *name;
+  } all[] = {{QVM_OK, "OK"},           {QVM_EINVAL, "EINVAL"},      {QVM_ENOTFOUND, "ENOTFOUND"},
+             {QVM_EEXISTS, "EEXISTS"}, {QVM_ETIMEOUT, "ETIMEOUT"},  {QVM_EBUSY, "EBUSY"},
+             {QVM_EQMP, "EQMP"},       {QVM_ESYS, "ESYS"},          {QVM_EPROTO, "EPROTO"},
+             {QVM_EAUTH, "EAUTH"},     {QVM_EUNAVAIL, "EUNAVAIL"},  {QVM_EGUEST, "EGUEST"},
+             {QVM_EPERM, "EPERM"},     {QVM_ECONFLICT, "ECONFLICT"}};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+    assert_int_equal(all[i].code, -(int)i);
+    assert_string_equal(qvm_error_code_name(all[i].code), all[i].name);
+  }
+  assert_string_equal(qvm_error_code_name(-14), "EUNKNOWN");
+  assert_string_equal(qvm_error_code_name(1), "EUNKNOWN");
+}
+
+/* Class and subject travel with the error, for the CLI's hint; no error is
+ * a no-op. */
+static void test_error_hint(void **state) {
+  (void)state;
+  qvm_error *err = NULL;
+  /* No error to fill (err NULL, the caller does not care): still the code,
+   * never 0, so a failure cannot turn into a success. */
+  assert_int_equal(qvm_error_set_hint(NULL, QVM_ECONFLICT, "VmRunning", "web"), QVM_ECONFLICT);
+  qvm_error_set(&err, QVM_ECONFLICT, "vm '%s' is running", "web");
+  assert_int_equal(qvm_error_set_hint(&err, QVM_ECONFLICT, "VmRunning", "web"), QVM_ECONFLICT);
+  assert_string_equal(qvm_error_class(err), "VmRunning");
+  assert_string_equal(qvm_error_subject(err), "web");
+  qvm_error_prefix(&err, "cannot remove vm '%s'", "web");
+  assert_string_equal(qvm_error_subject(err), "web");
+  assert_null(qvm_error_subject(NULL));
+  qvm_error_free(err);
+}
+
+/* An options struct that did not start from its _INIT macro (version 0) or
+ * comes from a newer header is refused, naming the struct. */
+static void test_options_version(void **state) {
+  (void)state;
+  qvm_error *err = NULL;
+  typedef struct {
+    unsigned version;
+  } qvm_x_options;
+  qvm_x_options good = {1}, zero = {0}, newer = {2};
+  /* Through pointers, as the library sees them (and as it may get NULL). */
+  const qvm_x_options *p_good = &good, *p_zero = &zero, *p_newer = &newer, *none = NULL;
+  assert_int_equal(QVM_OPTIONS_CHECK(p_good, qvm_x_options, 1, &err), 0);
+  assert_int_equal(QVM_OPTIONS_CHECK(none, qvm_x_options, 1, &err), 0);
+  assert_null(err);
+  assert_int_equal(QVM_OPTIONS_CHECK(p_zero, qvm_x_options, 1, &err), QVM_EINVAL);
+  assert_non_null(strstr(qvm_error_message(err), "qvm_x_options: unknown version 0"));
+  qvm_error_free(err);
+  err = NULL;
+  assert_int_equal(QVM_OPTIONS_CHECK(p_newer, qvm_x_options, 1, &err), QVM_EINVAL);
+  assert_non_null(strstr(qvm_error_message(err), "unknown version 2 (this libqvm knows 1"));
+  qvm_error_free(err);
+}
+
 static void test_error_null_sink(void **state) {
   (void)state;
   /* A caller that passes NULL still gets the code, and nothing leaks. */
@@ -340,6 +415,10 @@ int main(void) {
       cmocka_unit_test(test_error_set_and_prefix),
       cmocka_unit_test(test_error_errno),
       cmocka_unit_test(test_error_null_sink),
+      cmocka_unit_test(test_error_permission),
+      cmocka_unit_test(test_error_code_names),
+      cmocka_unit_test(test_error_hint),
+      cmocka_unit_test(test_options_version),
       cmocka_unit_test(test_strbuf),
       cmocka_unit_test(test_atomic_write),
       cmocka_unit_test(test_atomic_write_readers_never_see_torn_file),

@@ -569,7 +569,7 @@ static void test_create_variants(void **state) {
   free(left);
   r = QVM(NULL, "create", "acc-bad", "--kernel", kernel, "--provision", "script:/nonexistent.sh");
   assert_int_equal(r.status, 3);
-  assert_non_null(strstr(r.err, "--provision step 1"));
+  assert_non_null(strstr(r.err, "provision step 1 'script:/nonexistent.sh'"));
   result_clear(&r);
   /* --no-cloud-init: no seed, no key */
   r = QVM(NULL, "create", "acc-plain", "--kernel", kernel, "--no-cloud-init");

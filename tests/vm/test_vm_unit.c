@@ -392,7 +392,7 @@ static void test_create_checks_typed(void **state) {
               {"ports are 1 to 65535"},
               {"not an IPv4 address"},
               {"restrict belongs to user networking"},
-              {"--nat needs --net bridge"},
+              {"nat needs bridge networking"},
               {"bridge, subnet and dhcp belong to bridge networking"},
               {"memory size 1024 bytes is out of range"}};
   for (size_t i = 0; i < sizeof want / sizeof *want; i++) {

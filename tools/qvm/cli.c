@@ -21,6 +21,7 @@ int qvm_cli_exit_code(int code) {
   case QVM_EBUSY: return QVM_EXIT_BUSY;
   case QVM_EQMP: return QVM_EXIT_QEMU;
   case QVM_EAUTH: return QVM_EXIT_AUTH;
+  case QVM_ECONFLICT: return QVM_EXIT_BUSY; /* rm of a running VM was EBUSY: exit 6 stays */
   default: return QVM_EXIT_FAILURE;
   }
 }
@@ -34,8 +35,61 @@ static void print_safe(FILE *f, const char *prefix, const char *text) {
   free(safe);
 }
 
+/* What to do next, by the error's class (include/qvm/error.h lists them):
+ * libqvm says what went wrong, only the CLI knows its own flags and verbs.
+ * %1$s is the error's subject (the VM, or a drive's path). */
+static const struct {
+  const char *cls;
+  const char *hint;         /* subject NULL (or any, if hint_subject is NULL) */
+  const char *hint_subject; /* subject set */
+} class_hints[] = {
+    {"VmNotRunning", "start it with 'qvm start %1$s'", NULL},
+    {"VmRunning", "stop it first, or use --force", NULL},
+    {"NoSshForward", "restart it with 'qvm restart %1$s'", NULL},
+    {"NoNetwork", "use 'qvm console %1$s'", NULL},
+    {"UserNetwork", "use 'qvm ssh %1$s'", NULL},
+    {"NoLease", "give a longer --wait, or check the guest's dhcp client: 'qvm logs %1$s'", NULL},
+    {"KvmUnusable", "use --accel tcg or auto", NULL},
+    {"QemuMissing", "install QEMU, or name its binary with QVM_QEMU=PATH", NULL},
+    {"BridgeNeedsAdmin", "run qvm as root, or use --net user", NULL},
+    {"ImageNamesFile",
+     "give --allow-backing if you trust that file, or --image-format raw if the image is really "
+     "raw",
+     "give --allow-backing if you trust that file, or --drive '%1$s,format=raw' if the image is "
+     "really raw"},
+    {"ImageDataFile", "give --image-format raw if the image is really raw",
+     "give --drive '%1$s,format=raw' if the image is really raw"},
+    {"ImageNotADisk", "give --image-format raw to boot it anyway", NULL},
+    {"CloudInitError",
+     "use --allow-cloud-init-errors to go on anyway; inspect with 'qvm logs %1$s'", NULL},
+    {"UpGuestUnreachable", "use --net user or --net bridge", NULL},
+    {"UpInProgress", "wait for it, or stop it", NULL},
+    {"UpNotByUp", "use 'qvm start %1$s', or 'qvm rm %1$s' first", NULL},
+    {"UpSpecDiffers",
+     "to apply it: 'qvm down %1$s --rm', then 'qvm up' again (this deletes its disk); or keep "
+     "the vm and run up with its recorded settings",
+     NULL},
+    {"SeedUnusedNoCloudInit",
+     "drop --cloud-config, --ssh-key and --hostname, or drop --no-cloud-init", NULL},
+    {"SeedUnusedSeedIso", "drop --cloud-config, --ssh-key and --hostname, or drop --seed", NULL},
+};
+
+const char *qvm_cli_error_hint(const qvm_error *err) {
+  static char hint[640];
+  const char *cls = qvm_error_class(err), *subject = qvm_error_subject(err);
+  for (size_t i = 0; cls && i < sizeof class_hints / sizeof class_hints[0]; i++) {
+    if (strcmp(cls, class_hints[i].cls)) continue;
+    const char *fmt =
+        subject && class_hints[i].hint_subject ? class_hints[i].hint_subject : class_hints[i].hint;
+    snprintf(hint, sizeof hint, fmt, subject ? subject : "NAME");
+    return hint;
+  }
+  return NULL;
+}
+
 int qvm_cli_fail(const char *verb, qvm_error *err, const char *hint) {
   int code = qvm_error_code(err);
+  if (!hint) hint = qvm_cli_error_hint(err);
   char prefix[64];
   snprintf(prefix, sizeof prefix, "qvm %s: ", verb);
   print_safe(stderr, prefix, err ? qvm_error_message(err) : "failed");
@@ -188,9 +242,24 @@ void qvm_cli_print_json(struct json_object *o) {
                                                        JSON_C_TO_STRING_NOSLASHESCAPE));
 }
 
+int qvm_cli_vm_info(struct json_object **out, qvm_vm *vm, qvm_error **err) {
+  char *text = NULL;
+  int r = qvm_vm_info(&text, vm, err);
+  if (r < 0) return r;
+  struct json_object *o = json_tokener_parse(text);
+  free(text);
+  if (!o) {
+    /* Not reachable unless libqvm and this CLI disagree; say so, no crash. */
+    fprintf(stderr, "qvm: libqvm returned vm info that is not JSON\n");
+    return QVM_EINVAL;
+  }
+  *out = o;
+  return 0;
+}
+
 void qvm_cli_print_warnings(qvm_vm *vm, bool waiting) {
   struct json_object *info = NULL, *w = NULL;
-  if (qvm_vm_info(&info, vm, NULL) < 0) return;
+  if (qvm_cli_vm_info(&info, vm, NULL) < 0) return;
   qvm_cli_json_neutralize(info);
   if (json_object_object_get_ex(info, "warnings", &w))
     for (size_t i = 0; i < json_object_array_length(w); i++) {

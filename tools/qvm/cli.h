@@ -59,6 +59,10 @@ int qvm_cli_getopt(int argc, char *const *argv, const char *optstring,
 #define QVM_CLI_HINT_NO_VM "see 'qvm ls' for the vms that exist"
 /* QVM_CLI_HINT_NO_VM for QVM_ENOTFOUND from qvm_vm_open, else NULL. */
 const char *qvm_cli_vm_hint(const qvm_error *err);
+/* The hint for the error's class (and subject), e.g. "VmRunning": "stop it
+ * first, or use --force"; NULL if none. qvm_cli_fail() prints it when the
+ * caller gives no hint of its own. A static buffer. */
+const char *qvm_cli_error_hint(const qvm_error *err);
 /* Prints a JSON string literal with escapes (for hand-built --json output).
  * The text is neutralized first (qvm_text_for_terminal, newlines kept), so the
  * output is valid UTF-8 JSON whatever bytes the guest put into it. */
@@ -68,6 +72,8 @@ struct json_object;
 void qvm_cli_json_neutralize(struct json_object *o);
 /* Neutralizes, then prints the tree pretty, with a newline, to stdout. */
 void qvm_cli_print_json(struct json_object *o);
+/* qvm_vm_info() parsed with json-c (the caller's; json_object_put). */
+int qvm_cli_vm_info(struct json_object **out, qvm_vm *vm, qvm_error **err);
 /* The vm's warnings (qvm info's "warnings": no KVM, ...) on stderr. With
  * waiting, a TCG warning also says what it means for the wait ahead. */
 void qvm_cli_print_warnings(qvm_vm *vm, bool waiting);

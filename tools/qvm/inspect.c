@@ -5,6 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
+
 #include <qvm/vm.h>
 
 #include "commands.h"
@@ -61,7 +63,7 @@ static int ls_run(int argc, char **argv) {
   for (size_t i = 0; i < n; i++) {
     qvm_vm *vm = NULL;
     struct json_object *info = NULL;
-    if (qvm_vm_open(&vm, names[i], NULL) == 0 && qvm_vm_info(&info, vm, NULL) == 0)
+    if (qvm_vm_open(&vm, names[i], NULL) == 0 && qvm_cli_vm_info(&info, vm, NULL) == 0)
       json_object_array_add(all, info);
     qvm_vm_free(vm);
   }
@@ -140,7 +142,7 @@ static int info_run(int argc, char **argv) {
   qvm_vm *vm = NULL;
   struct json_object *info = NULL;
   qvm_error *err = NULL;
-  if (qvm_vm_open(&vm, argv[optind], &err) < 0 || qvm_vm_info(&info, vm, &err) < 0) {
+  if (qvm_vm_open(&vm, argv[optind], &err) < 0 || qvm_cli_vm_info(&info, vm, &err) < 0) {
     const char *hint = vm ? NULL : qvm_cli_vm_hint(err);
     qvm_vm_free(vm);
     return qvm_cli_fail("info", err, hint);

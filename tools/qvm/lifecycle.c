@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <json-c/json.h>
+
 #include <qvm/vm.h>
 
 #include "commands.h"
@@ -113,7 +115,7 @@ static int start_run(int argc, char **argv) {
 
 static void print_exit(qvm_vm *vm) {
   struct json_object *info = NULL, *last = NULL, *detail = NULL;
-  if (qvm_vm_info(&info, vm, NULL) < 0) return;
+  if (qvm_cli_vm_info(&info, vm, NULL) < 0) return;
   qvm_cli_json_neutralize(info); /* the detail may quote QEMU's or the guest's output */
   if (json_object_object_get_ex(info, "last_exit", &last) &&
       json_object_object_get_ex(last, "detail", &detail))
@@ -132,7 +134,7 @@ static int stop_run(int argc, char **argv) {
   qvm_vm_state before = qvm_vm_get_state(vm);
   bool live = before == QVM_VM_RUNNING || before == QVM_VM_STARTING || before == QVM_VM_STOPPING;
   qvm_vm_stop_options o = QVM_VM_STOP_OPTIONS_INIT;
-  o.timeout_s = timeout;
+  o.timeout_ms = timeout * 1000; /* the flag counts seconds */
   qvm_error *err = NULL;
   if (qvm_vm_stop(vm, &o, &err) < 0)
     r = fail("stop", err);
@@ -171,7 +173,7 @@ static int restart_run(int argc, char **argv) {
       (r = one_name("restart", argc, argv, &name)) || (r = open_vm("restart", name, &vm)))
     return r;
   qvm_vm_stop_options so = QVM_VM_STOP_OPTIONS_INIT;
-  so.timeout_s = timeout;
+  so.timeout_ms = timeout * 1000; /* the flag counts seconds */
   qvm_error *err = NULL;
   if (qvm_vm_restart(vm, &so, NULL, &err) < 0)
     r = fail("restart", err);
@@ -234,7 +236,7 @@ static int run_run(int argc, char **argv) {
     return r;
   int status = QVM_RUN_EXIT_ERROR;
   qvm_error *err = NULL;
-  if (qvm_vm_run(&status, vm, timeout, &err) < 0) {
+  if (qvm_vm_run(&status, vm, timeout * 1000, &err) < 0) {
     r = fail("run", err);
   } else {
     print_exit(vm);

@@ -18,7 +18,8 @@ static const char ip_help[] =
     "  --wait SECONDS   wait up to SECONDS for an address (0: answer now, the\n"
     "                   default; -1: wait as long as the vm runs)\n"
     "  --json           print {\"name\",\"ip\",\"source\"}; on failure\n"
-    "                   {\"name\",\"error\",\"hint\",\"exit_code\"} (same exit code)\n\n"
+    "                   {\"name\",\"error\",\"hint\",\"code\",\"exit_code\"} (same exit\n"
+    "                   code; \"code\" is libqvm's error name, e.g. \"ETIMEOUT\")\n\n"
     "source: qvm-dhcp (qvm's DHCP server sent the ACK), dhcp-watch (an external\n"
     "server's ACK, seen on the tap), neighbour (the host's neighbour table) or\n"
     "guest-agent (the QEMU guest agent). A vm on user networking has no address\n"
@@ -54,7 +55,8 @@ static void print_json_error(const char *name, const qvm_error *err, const char 
     fputs(",\"hint\":", stdout);
     qvm_cli_json_string(stdout, hint);
   }
-  printf(",\"exit_code\":%d}\n", qvm_cli_exit_code(code ? code : QVM_ESYS));
+  printf(",\"code\":\"%s\",\"exit_code\":%d}\n", qvm_error_code_name(code ? code : QVM_ESYS),
+         qvm_cli_exit_code(code ? code : QVM_ESYS));
 }
 
 static int ip_run(int argc, char **argv) {
@@ -83,7 +85,8 @@ static int ip_run(int argc, char **argv) {
   if (qvm_vm_open(&vm, argv[optind], &err) < 0 ||
       qvm_vm_ip(&ip, &source, vm, timeout_ms, &err) < 0) {
     qvm_vm_free(vm);
-    const char *hint = hint_for(qvm_error_code(err));
+    const char *hint = qvm_cli_error_hint(err);
+    if (!hint) hint = hint_for(qvm_error_code(err));
     if (json) print_json_error(argv[optind], err, hint);
     return qvm_cli_fail("ip", err, hint);
   }

@@ -220,7 +220,7 @@ static int exec_run(int argc, char **argv) {
   bool help = argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
   if (help || (dashdash(argc, argv) < argc && wants_help(argc, argv)))
     return printf("%s", exec_help), QVM_EXIT_OK;
-  exec_args a = {0};
+  exec_args a = {.so = QVM_VM_SSH_OPTIONS_INIT};
   int r = exec_parse(&a, argc, argv), code = 0;
   if (r) return r;
   qvm_vm *vm = NULL;
@@ -353,7 +353,8 @@ static int ssh_run(int argc, char **argv) {
   if (wants_help(argc, argv)) return printf("%s", ssh_help), QVM_EXIT_OK;
   int dd = dashdash(argc, argv), c, code = 0, wait_ms = CONNECT_TIMEOUT_MS;
   bool print = false, wait_given = false;
-  qvm_vm_ssh_options so = {.timeout_ms = CONNECT_TIMEOUT_MS};
+  qvm_vm_ssh_options so = QVM_VM_SSH_OPTIONS_INIT;
+  so.timeout_ms = CONNECT_TIMEOUT_MS;
   optind = 0;
   opterr = 0;
   while ((c = qvm_cli_getopt(dd, argv, ":", longopts)) != -1) {
@@ -575,7 +576,8 @@ static int cp_run(int argc, char **argv) {
   qvm_ssh_copy_options co = QVM_SSH_COPY_OPTIONS_INIT;
   co.recursive = false;
   int c, code = 0;
-  qvm_vm_ssh_options so = {.timeout_ms = CONNECT_TIMEOUT_MS};
+  qvm_vm_ssh_options so = QVM_VM_SSH_OPTIONS_INIT;
+  so.timeout_ms = CONNECT_TIMEOUT_MS;
   optind = 0;
   opterr = 0;
   while ((c = qvm_cli_getopt(argc, argv, ":r", longopts)) != -1) {
@@ -635,7 +637,8 @@ static int provision_run(int argc, char **argv) {
                   "stopping at the first one that fails. Output is shown live and appended\n"
                   "to provision.log in the vm's directory.\n\n" AUTH_HELP),
            QVM_EXIT_OK;
-  qvm_vm_ssh_options so = {.timeout_ms = CONNECT_TIMEOUT_MS};
+  qvm_vm_ssh_options so = QVM_VM_SSH_OPTIONS_INIT;
+  so.timeout_ms = CONNECT_TIMEOUT_MS;
   int c, code = 0;
   optind = 0;
   opterr = 0;

@@ -140,6 +140,7 @@ static void print_json(const char *name, const qvm_up_result *res, qvm_error *er
       printf(",\"failed_phase\":\"%s\"", qvm_up_phase_name(res->failed_phase));
     printf(",\"error\":");
     qvm_cli_json_string(stdout, qvm_error_message(err));
+    printf(",\"code\":\"%s\"", qvm_error_code_name(qvm_error_code(err)));
   }
   printf("}\n");
 }
@@ -157,9 +158,11 @@ static int up_one(const char *name, const qvm_vm_create_options *create, const q
   int r = qvm_vm_up(&res, name, create, &opts, &err);
   if (json) print_json(name, &res, r < 0 ? err : NULL);
   if (r < 0) {
-    char hint[256] = "";
-    const char *cls = qvm_error_class(err);
-    if (cls && !strcmp(cls, "HostKeyMismatch"))
+    char hint[640] = "";
+    const char *cls = qvm_error_class(err), *by_class = qvm_cli_error_hint(err);
+    if (by_class)
+      snprintf(hint, sizeof hint, "%s", by_class);
+    else if (cls && !strcmp(cls, "HostKeyMismatch"))
       snprintf(hint, sizeof hint,
                "a changed host key means the guest is not the one qvm set up; 'qvm ssh %s "
                "--repin' accepts it if you know why",
@@ -217,7 +220,7 @@ static int up_run(int argc, char **argv) {
   qvm_up_options opts = QVM_UP_OPTIONS_INIT;
   const char *file = NULL;
   bool json = false, any_create_flag = false;
-  int c, r;
+  int c, r, timeout_s = 0;
   optind = 0;
   opterr = 0;
   while ((c = qvm_cli_getopt(argc, argv, ":f:", longopts)) != -1) {
@@ -229,7 +232,8 @@ static int up_run(int argc, char **argv) {
     }
     switch (c) {
     case OPT_TIMEOUT:
-      if ((r = parse_seconds("up", optarg, 1, &opts.timeout_s))) return r;
+      if ((r = parse_seconds("up", optarg, 1, &timeout_s))) return r;
+      opts.timeout_ms = timeout_s * 1000;
       break;
     case OPT_ALLOW: opts.allow_cloud_init_errors = true; break;
     case OPT_NOWAIT: opts.wait_cloud_init = false; break;
@@ -294,7 +298,7 @@ static int down_one(const char *name, bool rm, int timeout, bool missing_ok) {
     return qvm_cli_fail("down", err, qvm_cli_vm_hint(err));
   }
   qvm_vm_stop_options so = QVM_VM_STOP_OPTIONS_INIT;
-  so.timeout_s = timeout;
+  so.timeout_ms = timeout * 1000; /* the flag counts seconds */
   int r = qvm_vm_stop(vm, &so, &err);
   qvm_vm_free(vm);
   if (r < 0) return qvm_cli_fail("down", err, NULL);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-#ifndef QVM_QMP_H
-#define QVM_QMP_H
+#ifndef QVM_QMP_QMP_H
+#define QVM_QMP_QMP_H
 
 /*
  * A QMP client: one connection to one QEMU monitor.

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-#ifndef QVM_NET_H
-#define QVM_NET_H
+#ifndef QVM_NET_NET_H
+#define QVM_NET_NET_H
 
 /*
  * Bridge mode networking for one VM: the bridge and the VM's tap (rtnetlink
