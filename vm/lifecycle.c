@@ -176,11 +176,8 @@ static int record_lost_cb(struct json_object *doc, void *ctx, qvm_error **err) {
 }
 
 static int adopt(qvm_vm *vm, qvm_error **err) {
+  /* qvm-shim --adopt takes the accelerator from vm.json itself */
   shim_config cfg = {.mode = SHIM_ADOPT, .ready_fd = -1, .lock_fd = -1, .stop_timeout_s = 60};
-  struct json_object *rt = NULL, *a = NULL;
-  if (json_object_object_get_ex(vm->doc, "runtime", &rt) &&
-      json_object_object_get_ex(rt, "accelerator", &a) && json_object_is_type(a, json_type_string))
-    cfg.accel = !strcmp(json_object_get_string(a), "kvm") ? VM_ACCEL_KVM : VM_ACCEL_TCG;
   int r = vm_shim_start_detached(vm, &cfg, 15000, err);
   if (r < 0) {
     qvm_error_prefix(err, "cannot re-attach to vm '%s'", vm->name);
@@ -256,14 +253,19 @@ static int wait_for_record(qvm_vm *vm, vm_runtime_view *rv, qvm_error **err) {
   return r;
 }
 
-static int start_locked(qvm_vm *vm, const qvm_vm_start_options *opts, qvm_error **err) {
+/* lock_fd: the caller's lock, which the shim inherits and holds until QEMU's
+ * monitor answered, so that a caller killed mid-start lets no second start
+ * in while this one is under way. */
+static int start_locked(qvm_vm *vm, int lock_fd, const qvm_vm_start_options *opts,
+                        qvm_error **err) {
   int r = reconcile_locked(vm, err);
   if (r < 0) return r;
   vm_runtime_view rv;
   vm_active(vm, &rv);
   if ((r = wait_for_record(vm, &rv, err)) < 0) return r;
   if (vm_active(vm, &rv)) return 0;
-  shim_config cfg = {.mode = SHIM_SPAWN, .ready_fd = -1, .lock_fd = -1, .stop_timeout_s = 60};
+  shim_config cfg = {.mode = SHIM_SPAWN, .ready_fd = -1, .lock_fd = lock_fd, .stop_timeout_s = 60};
+  /* the shim resolves it again; this fails early, before a process is made */
   if ((r = vm_accel_resolve(&cfg.accel, &cfg.accel_warning, vm->spec->accel, err)) < 0) return r;
   int timeout = opts && opts->timeout_ms > 0 ? opts->timeout_ms : 60000;
   r = vm_shim_start_detached(vm, &cfg, timeout, err);
@@ -280,7 +282,7 @@ static int start_locked(qvm_vm *vm, const qvm_vm_start_options *opts, qvm_error 
 int qvm_vm_start(qvm_vm *vm, const qvm_vm_start_options *opts, qvm_error **err) {
   int fd = -1;
   int r = vm_lock_acquire(&fd, &vm->paths, "start", VM_LOCK_TIMEOUT_MS, err);
-  if (r >= 0) r = start_locked(vm, opts, err);
+  if (r >= 0) r = start_locked(vm, fd, opts, err);
   vm_lock_release(fd);
   if (r < 0) {
     qvm_error_prefix(err, "cannot start vm '%s'", vm->name);
@@ -290,24 +292,6 @@ int qvm_vm_start(qvm_vm *vm, const qvm_vm_start_options *opts, qvm_error **err) 
 }
 
 /* --- stop, kill ------------------------------------------------------------- */
-
-static int send_request(const vm_proc *shim, int value, int *out_pidfd, qvm_error **err) {
-  int pidfd = vm_proc_pidfd(shim);
-  if (pidfd < 0) return qvm_error_set(err, QVM_ENOTFOUND, "the vm's shim is gone");
-  siginfo_t si = {0};
-  si.si_signo = SIGUSR1;
-  si.si_code = SI_QUEUE;
-  si.si_pid = getpid();
-  si.si_uid = getuid();
-  si.si_value.sival_int = value;
-  if (syscall(SYS_pidfd_send_signal, pidfd, SIGUSR1, &si, 0) < 0) {
-    int e = errno;
-    close(pidfd);
-    return qvm_error_set_errno(err, e, "cannot signal the vm's shim");
-  }
-  *out_pidfd = pidfd;
-  return 0;
-}
 
 static int wait_pidfd(int pidfd, int timeout_ms) {
   struct pollfd p = {.fd = pidfd, .events = POLLIN};
@@ -320,21 +304,21 @@ static int wait_pidfd(int pidfd, int timeout_ms) {
   }
 }
 
+enum { REQ_STOP, REQ_KILL };
+
 static int request_locked(qvm_vm *vm, int op, int timeout_s, qvm_error **err) {
   int r = reconcile_locked(vm, err);
   if (r < 0) return r;
   vm_runtime_view rv;
   if (!vm_active(vm, &rv)) return 0;
   if (!rv.shim_alive) return qvm_error_set(err, QVM_EBUSY, "the vm has no shim");
-  int pidfd = -1;
-  if ((r = send_request(&rv.shim, SHIM_REQ(op, timeout_s), &pidfd, err)) < 0) return r;
-  /* The shim exits once QEMU has exited and the exit is recorded. */
-  int wait_ms = (op == SHIM_REQ_STOP ? timeout_s * 1000 : 0) + 30000;
-  r = wait_pidfd(pidfd, wait_ms);
+  int pidfd = vm_proc_pidfd(&rv.shim);
+  if (pidfd < 0) return qvm_error_set(err, QVM_ENOTFOUND, "the vm's shim is gone");
+  /* The job ends once QEMU has exited and the exit is recorded. */
+  int wait_ms = (op == REQ_STOP ? timeout_s * 1000 : 0) + 30000;
+  r = vm_ctl_stop(&vm->paths, pidfd, op == REQ_KILL, timeout_s * 1000, wait_ms, err);
   close(pidfd);
-  if (r < 0)
-    return qvm_error_set(err, QVM_ETIMEOUT, "qemu did not exit within %d s of the %s request",
-                         wait_ms / 1000, op == SHIM_REQ_STOP ? "stop" : "kill");
+  if (r < 0) return r;
   return vm_reload(vm, err);
 }
 
@@ -344,7 +328,7 @@ int qvm_vm_stop(qvm_vm *vm, const qvm_vm_stop_options *opts, qvm_error **err) {
     return qvm_error_set(err, QVM_EINVAL, "stop timeout '%d' is out of range", timeout);
   int fd = -1;
   int r = vm_lock_acquire(&fd, &vm->paths, "stop", VM_LOCK_TIMEOUT_MS, err);
-  if (r >= 0) r = request_locked(vm, SHIM_REQ_STOP, timeout, err);
+  if (r >= 0) r = request_locked(vm, REQ_STOP, timeout, err);
   vm_lock_release(fd);
   if (r < 0) {
     qvm_error_prefix(err, "cannot stop vm '%s'", vm->name);
@@ -356,7 +340,7 @@ int qvm_vm_stop(qvm_vm *vm, const qvm_vm_stop_options *opts, qvm_error **err) {
 int qvm_vm_kill(qvm_vm *vm, qvm_error **err) {
   int fd = -1;
   int r = vm_lock_acquire(&fd, &vm->paths, "kill", VM_LOCK_TIMEOUT_MS, err);
-  if (r >= 0) r = request_locked(vm, SHIM_REQ_KILL, 0, err);
+  if (r >= 0) r = request_locked(vm, REQ_KILL, 0, err);
   vm_lock_release(fd);
   if (r < 0) {
     qvm_error_prefix(err, "cannot kill vm '%s'", vm->name);
@@ -369,8 +353,8 @@ int qvm_vm_restart(qvm_vm *vm, const qvm_vm_stop_options *stop, const qvm_vm_sta
                    qvm_error **err) {
   int fd = -1;
   int r = vm_lock_acquire(&fd, &vm->paths, "restart", VM_LOCK_TIMEOUT_MS, err);
-  if (r >= 0) r = request_locked(vm, SHIM_REQ_STOP, stop ? stop->timeout_s : 60, err);
-  if (r >= 0) r = start_locked(vm, start, err);
+  if (r >= 0) r = request_locked(vm, REQ_STOP, stop ? stop->timeout_s : 60, err);
+  if (r >= 0) r = start_locked(vm, fd, start, err);
   vm_lock_release(fd);
   if (r < 0) {
     qvm_error_prefix(err, "cannot restart vm '%s'", vm->name);
@@ -389,7 +373,7 @@ static int remove_locked(qvm_vm *vm, bool force, qvm_error **err) {
     if (!force)
       return qvm_error_set(err, QVM_EBUSY, "vm '%s' is running: stop it first, or use --force",
                            vm->name);
-    if ((r = request_locked(vm, SHIM_REQ_KILL, 0, err)) < 0) return r;
+    if ((r = request_locked(vm, REQ_KILL, 0, err)) < 0) return r;
   }
   vm_net_remove_tap(vm->spec);
   qvm_error *e = NULL;
