@@ -42,9 +42,9 @@ typedef enum shim_mode { SHIM_SPAWN, SHIM_ADOPT } shim_mode;
 
 typedef struct shim_config {
   shim_mode mode;
-  int ready_fd;       /* gets "OK\n" or "E<code> <message>\n" once QMP answered */
-  int lock_fd;        /* released once QMP answered: the caller's own (foreground run,
-                         unlocked) or a copy inherited by qvm-shim (closed) */
+  int ready_fd; /* gets "OK\n" or "E<code> <message>\n" once QMP answered */
+  int lock_fd;  /* released once QMP answered: the caller's own (foreground run,
+                   unlocked) or a copy inherited by qvm-shim (closed) */
   bool lock_inherited;
   int stop_timeout_s; /* for SIGTERM/SIGINT */
   vm_accel accel;     /* resolved */

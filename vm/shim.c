@@ -333,10 +333,10 @@ static void classify_forced(shim *s, exit_record *r, const char *how) {
   r->clean = true;
   r->run_status = QVM_RUN_EXIT_FORCED;
   int ms = s->stop_timeout_ms;
-  if ((ms % 1000 ? asprintf(&r->detail, "the guest did not power off within %d ms; qemu was %s",
-                            ms, how)
-                 : asprintf(&r->detail, "the guest did not power off within %d s; qemu was %s",
-                            ms / 1000, how)) < 0)
+  if ((ms % 1000
+           ? asprintf(&r->detail, "the guest did not power off within %d ms; qemu was %s", ms, how)
+           : asprintf(&r->detail, "the guest did not power off within %d s; qemu was %s", ms / 1000,
+                      how)) < 0)
     r->detail = NULL;
 }
 

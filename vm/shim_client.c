@@ -95,7 +95,7 @@ static int ctl_error(struct json_object *reply, qvm_error **err) {
           : !strcmp(c ? c : "", "timeout") ? QVM_ETIMEOUT
           : !strcmp(c ? c : "", "invalid") ? QVM_EINVAL
           : !strcmp(c ? c : "", "qmp")     ? QVM_EQMP
-                                           : QVM_EPROTO;
+                                       : QVM_EPROTO;
   return qvm_error_set(err, r, "the vm's shim refused: %.200s", m ? m : "no message");
 }
 
@@ -154,7 +154,8 @@ int vm_ctl_stop(const vm_paths *p, int shim_pidfd, bool kill, int stop_timeout_m
   if (r < 0) return r;
   /* The shim exits right after the job's end: wait for it, as before. */
   if (shim_pidfd >= 0 && wait_pidfd_until(shim_pidfd, deadline) < 0)
-    return qvm_error_set(err, QVM_ETIMEOUT, "the vm's shim did not exit within %d s of the %s request",
+    return qvm_error_set(err, QVM_ETIMEOUT,
+                         "the vm's shim did not exit within %d s of the %s request",
                          timeout_ms / 1000, what);
   return 0;
 }

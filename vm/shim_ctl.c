@@ -33,9 +33,9 @@ typedef struct ctl_client {
   size_t in_len;
   char *out;
   size_t out_len, out_off;
-  bool closing;  /* close once the output is flushed; read nothing more */
-  char *sub_id;  /* the subscribe request's id (JSON text); NULL when none */
-  int jobs;      /* jobs of this connection still running */
+  bool closing; /* close once the output is flushed; read nothing more */
+  char *sub_id; /* the subscribe request's id (JSON text); NULL when none */
+  int jobs;     /* jobs of this connection still running */
 } ctl_client;
 
 typedef struct ctl_job {
@@ -98,7 +98,8 @@ static void client_close(shim_ctl *c, ctl_client *cl) {
 void shim_ctl_free(shim_ctl *c) {
   if (!c) return;
   for (size_t i = 0; i < SHIM_CTL_CLIENTS; i++) client_close(c, &c->clients[i]);
-  for (size_t i = 0; i < c->ring_count; i++) free(c->ring[(c->ring_start + i) % SHIM_CTL_RING].line);
+  for (size_t i = 0; i < c->ring_count; i++)
+    free(c->ring[(c->ring_start + i) % SHIM_CTL_RING].line);
   if (c->listen_fd >= 0) close(c->listen_fd);
   free(c);
 }
@@ -107,8 +108,8 @@ void shim_ctl_free(shim_ctl *c) {
 
 static void client_flush(shim_ctl *c, ctl_client *cl) {
   while (cl->fd >= 0 && cl->out_off < cl->out_len) {
-    ssize_t n = send(cl->fd, cl->out + cl->out_off, cl->out_len - cl->out_off,
-                     MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n =
+        send(cl->fd, cl->out + cl->out_off, cl->out_len - cl->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
     if (n <= 0) {
@@ -192,8 +193,10 @@ static void sub_send(shim_ctl *c, ctl_client *cl, const ctl_event *ev) {
   qvm_strbuf_append(&sb, ev->line, ev->len);
   qvm_strbuf_putc(&sb, '}');
   char *line = qvm_strbuf_steal(&sb);
-  if (line) client_send(c, cl, line, strlen(line));
-  else client_close(c, cl);
+  if (line)
+    client_send(c, cl, line, strlen(line));
+  else
+    client_close(c, cl);
   free(line);
 }
 
@@ -248,8 +251,10 @@ static void job_message(shim_ctl *c, ctl_job *j, const char *key, struct json_ob
     json_object_object_add(o, "ok", json_object_new_boolean(true));
   }
   json_object_object_add(o, key, val);
-  if (j->client) client_send_json(c, j->client, o);
-  else json_object_put(o);
+  if (j->client)
+    client_send_json(c, j->client, o);
+  else
+    json_object_put(o);
 }
 
 void shim_ctl_progress(shim_ctl *c, const char *phase) {
@@ -361,10 +366,10 @@ static void cmd_kill(shim_ctl *c, ctl_client *cl, struct json_object *id, shim *
  * file descriptor, or are a monitor of their own. */
 static bool qmp_refused(const char *cmd) {
   static const char *const refused[] = {
-      "qmp_capabilities", "quit",           "getfd",          "closefd",
-      "add-fd",           "remove-fd",      "add_client",     "human-monitor-command",
-      "chardev-remove",   "chardev-change", "migrate",        "migrate-incoming",
-      "x-exit-preconfig", "object-del",     "device_del",     "netdev_del"};
+      "qmp_capabilities", "quit",           "getfd",      "closefd",
+      "add-fd",           "remove-fd",      "add_client", "human-monitor-command",
+      "chardev-remove",   "chardev-change", "migrate",    "migrate-incoming",
+      "x-exit-preconfig", "object-del",     "device_del", "netdev_del"};
   for (size_t i = 0; i < QVM_ARRAY_SIZE(refused); i++)
     if (!strcmp(cmd, refused[i])) return true;
   return false;
@@ -475,8 +480,9 @@ static void handle_line(shim_ctl *c, ctl_client *cl, shim *s, const char *line, 
   if (!whole || !json_object_is_type(req, json_type_object)) {
     reply_error(c, cl, NULL, "invalid", "a request must be one JSON object on one line");
   } else if (json_object_object_get_ex(req, "id", &id) && !id_valid(id)) {
-    reply_error(c, cl, NULL, "invalid", "'id' must be an integer, a string of at most 128 "
-                                        "bytes, or null");
+    reply_error(c, cl, NULL, "invalid",
+                "'id' must be an integer, a string of at most 128 "
+                "bytes, or null");
   } else if (!json_object_object_get_ex(req, "cmd", &cmd) ||
              !json_object_is_type(cmd, json_type_string)) {
     reply_error(c, cl, id, "invalid", "a request needs a 'cmd' string");
@@ -566,7 +572,8 @@ void shim_ctl_pollfds(const shim_ctl *c, struct pollfd *pfd) {
   for (size_t i = 0; i < SHIM_CTL_CLIENTS; i++) {
     const ctl_client *cl = c ? &c->clients[i] : NULL;
     short ev = 0;
-    if (cl && cl->fd >= 0) ev = (cl->closing ? 0 : POLLIN) | (cl->out_off < cl->out_len ? POLLOUT : 0);
+    if (cl && cl->fd >= 0)
+      ev = (cl->closing ? 0 : POLLIN) | (cl->out_off < cl->out_len ? POLLOUT : 0);
     pfd[1 + i] = (struct pollfd){.fd = ev ? cl->fd : -1, .events = ev};
   }
 }

@@ -355,7 +355,8 @@ static int shim_binary(char **out, qvm_error **err) {
   self[n] = '\0';
   char *slash = strrchr(self, '/');
   if (slash) *slash = '\0';
-  if (asprintf(out, "%s/qvm-shim", self) < 0) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  if (asprintf(out, "%s/qvm-shim", self) < 0)
+    return qvm_error_set_errno(err, ENOMEM, "out of memory");
   if (access(*out, X_OK) == 0) return 0;
   int r = qvm_error_set(err, QVM_ENOTFOUND,
                         "qvm-shim not found (set QVM_SHIM, or install it in %s or next to '%s')",
@@ -375,9 +376,9 @@ static int shim_binary(char **out, qvm_error **err) {
  * absolute directories this process resolved. Sanitizer options only
  * matter to a sanitizer build. */
 static const char *const shim_env_pass[] = {
-    "QVM_QEMU",           "QVM_QEMU_SANDBOX",   "QVM_QEMU_USER",     "QVM_SERIAL_LOG_MAX",
-    "QVM_QEMU_LOG_MAX",   "QVM_EVENTS_LOG_MAX", "QVM_TEST_NO_INOTIFY", "QVM_TEST_SSH_PORT",
-    "ASAN_OPTIONS",       "UBSAN_OPTIONS",      "LSAN_OPTIONS"};
+    "QVM_QEMU",         "QVM_QEMU_SANDBOX",   "QVM_QEMU_USER",       "QVM_SERIAL_LOG_MAX",
+    "QVM_QEMU_LOG_MAX", "QVM_EVENTS_LOG_MAX", "QVM_TEST_NO_INOTIFY", "QVM_TEST_SSH_PORT",
+    "ASAN_OPTIONS",     "UBSAN_OPTIONS",      "LSAN_OPTIONS"};
 
 typedef struct shim_exec {
   char *path;
@@ -403,8 +404,10 @@ static int shim_exec_prepare(shim_exec *x, qvm_vm *vm, const shim_config *cfg, q
   _cleanup_free_ char *state = NULL, *runtime = NULL;
   if ((r = vm_state_root(&state, err)) < 0 || (r = vm_runtime_root(&runtime, err)) < 0) return r;
   const char *path = getenv("PATH");
-  bool ok = env_add(x, "PATH", path && path[0] ? path : "/usr/local/sbin:/usr/local/bin:/usr/sbin:"
-                                                       "/usr/bin:/sbin:/bin") == 0 &&
+  bool ok = env_add(x, "PATH",
+                    path && path[0] ? path
+                                    : "/usr/local/sbin:/usr/local/bin:/usr/sbin:"
+                                      "/usr/bin:/sbin:/bin") == 0 &&
             env_add(x, "QVM_STATE_DIR", state) == 0 && env_add(x, "QVM_RUNTIME_DIR", runtime) == 0;
   for (size_t i = 0; ok && i < QVM_ARRAY_SIZE(shim_env_pass); i++) {
     const char *v = getenv(shim_env_pass[i]);

@@ -53,8 +53,10 @@ static int lock_fd(const vm_paths *p) {
 }
 
 static void report(int fd, int code, const char *msg) {
-  if (fd >= 0) dprintf(fd, "E%d %s", code, msg);
-  else fprintf(stderr, "qvm-shim: %s\n", msg);
+  if (fd >= 0)
+    dprintf(fd, "E%d %s", code, msg);
+  else
+    fprintf(stderr, "qvm-shim: %s\n", msg);
 }
 
 /* In adopt mode the accelerator is the one vm.json recorded. */
