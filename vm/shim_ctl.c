@@ -35,12 +35,11 @@ typedef struct ctl_client {
   size_t out_len, out_off;
   bool closing; /* close once the output is flushed; read nothing more */
   char *sub_id; /* the subscribe request's id (JSON text); NULL when none */
-  int jobs;     /* jobs of this connection still running */
 } ctl_client;
 
 typedef struct ctl_job {
   unsigned id;
-  ctl_client *client; /* NULL once the client went away */
+  ctl_client *client;
   bool used;
 } ctl_job;
 
@@ -90,8 +89,9 @@ static void client_close(shim_ctl *c, ctl_client *cl) {
   free(cl->in);
   free(cl->out);
   free(cl->sub_id);
+  /* A job is what a client hears of a stop or kill: the stop itself goes on. */
   for (size_t i = 0; i < QVM_ARRAY_SIZE(c->jobs); i++)
-    if (c->jobs[i].client == cl) c->jobs[i].client = NULL; /* the job itself goes on */
+    if (c->jobs[i].client == cl) c->jobs[i] = (ctl_job){0};
   *cl = (ctl_client){.fd = -1};
 }
 
@@ -236,7 +236,6 @@ static ctl_job *job_new(shim_ctl *c, ctl_client *cl) {
   for (size_t i = 0; i < QVM_ARRAY_SIZE(c->jobs); i++) {
     if (c->jobs[i].used) continue;
     c->jobs[i] = (ctl_job){.id = ++c->next_job, .client = cl, .used = true};
-    cl->jobs++;
     return &c->jobs[i];
   }
   return NULL;
