@@ -45,22 +45,30 @@ typedef enum shim_mode { SHIM_SPAWN, SHIM_ADOPT } shim_mode;
 
 typedef struct shim_config {
   shim_mode mode;
-  int ready_fd;       /* gets "OK\n" or "E<code> <message>\n" once QMP answered */
-  int lock_fd;        /* released once QMP answered (foreground run) */
+  int ready_fd; /* gets "OK\n" or "E<code> <message>\n" once QMP answered */
+  int lock_fd;  /* released once QMP answered: the caller's own (foreground run,
+                   unlocked) or a copy inherited by qvm-shim (closed) */
+  bool lock_inherited;
   int stop_timeout_s; /* for SIGTERM/SIGINT */
   vm_accel accel;     /* resolved */
   const char *accel_warning;
 } shim_config;
 
-/* Requests another process sends the shim: SIGUSR1 with this value. */
-enum { SHIM_REQ_STOP = 1, SHIM_REQ_KILL = 2 };
-#define SHIM_REQ(op, timeout_s) ((op) | ((timeout_s) << 8))
-
 /* Runs the shim in this process until QEMU exits; *out gets the qvm run
  * status (QVM_RUN_EXIT_*). */
 int vm_shim_run(int *out, qvm_vm *vm, const shim_config *cfg, qvm_error **err);
-/* Double-forks a detached shim and waits for its ready message. */
+/* Execs qvm-shim NAME [--adopt] detached (double fork, setsid, a clean
+ * environment, fds 0-2 on /dev/null, the ready pipe as fd 3 and lock_fd, if
+ * any, as fd 4) and waits for its ready message. */
 int vm_shim_start_detached(qvm_vm *vm, const shim_config *cfg, int timeout_ms, qvm_error **err);
+/* Opens a VM for the shim: vm.json read, no reconcile (that would adopt). */
+int vm_open_for_shim(qvm_vm **out, const char *name, qvm_error **err);
+
+/* ctl.sock's client side (vm/shim_client.c). One request; for a stop or
+ * kill, waits until the job is done (QEMU exited and the exit recorded) and
+ * the shim (pidfd) has exited, at most timeout_ms in all. */
+int vm_ctl_stop(const vm_paths *p, int shim_pidfd, bool kill, int stop_timeout_ms, int timeout_ms,
+                qvm_error **err);
 
 /* Appends one event line to events.jsonl (takes ownership of ev). */
 void vm_events_append(int fd, struct json_object *ev);

@@ -156,6 +156,7 @@ static int record_lost(qvm_vm *vm, qvm_error **err) {
 }
 
 static int adopt(qvm_vm *vm, qvm_error **err) {
+  /* qvm-shim --adopt takes the accelerator from vm.json itself */
   shim_config cfg = {.mode = SHIM_ADOPT, .ready_fd = -1, .lock_fd = -1, .stop_timeout_s = 60};
   const vm_runtime *rt = &vm->rec->runtime;
   if (vm->rec->has_runtime && rt->has_accelerator)
@@ -260,14 +261,18 @@ static int qemu_available(qvm_error **err) {
   return qvm_error_set_hint(err, QVM_EUNAVAIL, "QemuMissing", NULL);
 }
 
-static int start_locked(qvm_vm *vm, const qvm_vm_start_options *opts, qvm_error **err) {
+/* lock_fd: the caller's lock, which the shim inherits and holds until QEMU's
+ * monitor answered, so that a caller killed mid-start lets no second start
+ * in while this one is under way. */
+static int start_locked(qvm_vm *vm, int lock_fd, const qvm_vm_start_options *opts,
+                        qvm_error **err) {
   int r = reconcile_locked(vm, err);
   if (r < 0) return r;
   vm_runtime_view rv;
   vm_active(vm, &rv);
   if ((r = wait_for_record(vm, &rv, err)) < 0) return r;
   if (vm_active(vm, &rv)) return 0;
-  shim_config cfg = {.mode = SHIM_SPAWN, .ready_fd = -1, .lock_fd = -1, .stop_timeout_s = 60};
+  shim_config cfg = {.mode = SHIM_SPAWN, .ready_fd = -1, .lock_fd = lock_fd, .stop_timeout_s = 60};
   if ((r = qemu_available(err)) < 0) return r;
   if ((r = vm_accel_resolve(&cfg.accel, &cfg.accel_warning, vm->spec->accel, err)) < 0) return r;
   int timeout = opts && opts->timeout_ms > 0 ? opts->timeout_ms : 60000;
@@ -287,7 +292,7 @@ int qvm_vm_start(qvm_vm *vm, const qvm_vm_start_options *opts, qvm_error **err) 
   int r = QVM_OPTIONS_CHECK(opts, qvm_vm_start_options, QVM_VM_START_OPTIONS_VERSION, err);
   if (r < 0) return r;
   r = vm_lock_acquire(&fd, &vm->paths, "start", VM_LOCK_TIMEOUT_MS, err);
-  if (r >= 0) r = start_locked(vm, opts, err);
+  if (r >= 0) r = start_locked(vm, fd, opts, err);
   vm_lock_release(fd);
   if (r < 0) {
     qvm_error_prefix(err, "cannot start vm '%s'", vm->name);
@@ -297,24 +302,6 @@ int qvm_vm_start(qvm_vm *vm, const qvm_vm_start_options *opts, qvm_error **err) 
 }
 
 /* --- stop, kill ------------------------------------------------------------- */
-
-static int send_request(const vm_proc *shim, int value, int *out_pidfd, qvm_error **err) {
-  int pidfd = vm_proc_pidfd(shim);
-  if (pidfd < 0) return qvm_error_set(err, QVM_ENOTFOUND, "the vm's shim is gone");
-  siginfo_t si = {0};
-  si.si_signo = SIGUSR1;
-  si.si_code = SI_QUEUE;
-  si.si_pid = getpid();
-  si.si_uid = getuid();
-  si.si_value.sival_int = value;
-  if (syscall(SYS_pidfd_send_signal, pidfd, SIGUSR1, &si, 0) < 0) {
-    int e = errno;
-    close(pidfd);
-    return qvm_error_set_errno(err, e, "cannot signal the vm's shim");
-  }
-  *out_pidfd = pidfd;
-  return 0;
-}
 
 static int wait_pidfd(int pidfd, int timeout_ms) {
   struct pollfd p = {.fd = pidfd, .events = POLLIN};
@@ -327,42 +314,41 @@ static int wait_pidfd(int pidfd, int timeout_ms) {
   }
 }
 
-static int request_locked(qvm_vm *vm, int op, int timeout_s, qvm_error **err) {
+enum { REQ_STOP, REQ_KILL };
+
+static int request_locked(qvm_vm *vm, int op, int timeout_ms, qvm_error **err) {
   int r = reconcile_locked(vm, err);
   if (r < 0) return r;
   vm_runtime_view rv;
   if (!vm_active(vm, &rv)) return 0;
   if (!rv.shim_alive) return qvm_error_set(err, QVM_EBUSY, "the vm has no shim");
-  int pidfd = -1;
-  if ((r = send_request(&rv.shim, SHIM_REQ(op, timeout_s), &pidfd, err)) < 0) return r;
-  /* The shim exits once QEMU has exited and the exit is recorded. */
-  int wait_ms = (op == SHIM_REQ_STOP ? timeout_s * 1000 : 0) + 30000;
-  r = wait_pidfd(pidfd, wait_ms);
+  int pidfd = vm_proc_pidfd(&rv.shim);
+  if (pidfd < 0) return qvm_error_set(err, QVM_ENOTFOUND, "the vm's shim is gone");
+  /* The job ends once QEMU has exited and the exit is recorded. */
+  int wait_ms = (op == REQ_STOP ? timeout_ms : 0) + 30000;
+  r = vm_ctl_stop(&vm->paths, pidfd, op == REQ_KILL, timeout_ms, wait_ms, err);
   close(pidfd);
-  if (r < 0)
-    return qvm_error_set(err, QVM_ETIMEOUT, "qemu did not exit within %d s of the %s request",
-                         wait_ms / 1000, op == SHIM_REQ_STOP ? "stop" : "kill");
+  if (r < 0) return r;
   return vm_reload(vm, err);
 }
 
-/* The shim's stop request counts whole seconds: ms are rounded up. */
-static int stop_timeout_s(int *out, const qvm_vm_stop_options *opts, qvm_error **err) {
+static int stop_timeout_ms(int *out, const qvm_vm_stop_options *opts, qvm_error **err) {
   int r = QVM_OPTIONS_CHECK(opts, qvm_vm_stop_options, QVM_VM_STOP_OPTIONS_VERSION, err);
   if (r < 0) return r;
   int ms = opts ? opts->timeout_ms : 60000;
   if (ms < 0 || ms > 24 * 3600 * 1000)
     return qvm_error_set(err, QVM_EINVAL, "stop timeout %d ms is out of range (0 to 24 h)", ms);
-  *out = (ms + 999) / 1000;
+  *out = ms;
   return 0;
 }
 
 int qvm_vm_stop(qvm_vm *vm, const qvm_vm_stop_options *opts, qvm_error **err) {
   int timeout = 0;
-  int r = stop_timeout_s(&timeout, opts, err);
+  int r = stop_timeout_ms(&timeout, opts, err);
   if (r < 0) return r;
   int fd = -1;
   r = vm_lock_acquire(&fd, &vm->paths, "stop", VM_LOCK_TIMEOUT_MS, err);
-  if (r >= 0) r = request_locked(vm, SHIM_REQ_STOP, timeout, err);
+  if (r >= 0) r = request_locked(vm, REQ_STOP, timeout, err);
   vm_lock_release(fd);
   if (r < 0) {
     qvm_error_prefix(err, "cannot stop vm '%s'", vm->name);
@@ -374,7 +360,7 @@ int qvm_vm_stop(qvm_vm *vm, const qvm_vm_stop_options *opts, qvm_error **err) {
 int qvm_vm_kill(qvm_vm *vm, qvm_error **err) {
   int fd = -1;
   int r = vm_lock_acquire(&fd, &vm->paths, "kill", VM_LOCK_TIMEOUT_MS, err);
-  if (r >= 0) r = request_locked(vm, SHIM_REQ_KILL, 0, err);
+  if (r >= 0) r = request_locked(vm, REQ_KILL, 0, err);
   vm_lock_release(fd);
   if (r < 0) {
     qvm_error_prefix(err, "cannot kill vm '%s'", vm->name);
@@ -386,12 +372,12 @@ int qvm_vm_kill(qvm_vm *vm, qvm_error **err) {
 int qvm_vm_restart(qvm_vm *vm, const qvm_vm_stop_options *stop, const qvm_vm_start_options *start,
                    qvm_error **err) {
   int fd = -1, timeout = 0;
-  int r = stop_timeout_s(&timeout, stop, err);
+  int r = stop_timeout_ms(&timeout, stop, err);
   if (r == 0) r = QVM_OPTIONS_CHECK(start, qvm_vm_start_options, QVM_VM_START_OPTIONS_VERSION, err);
   if (r < 0) return r;
   r = vm_lock_acquire(&fd, &vm->paths, "restart", VM_LOCK_TIMEOUT_MS, err);
-  if (r >= 0) r = request_locked(vm, SHIM_REQ_STOP, timeout, err);
-  if (r >= 0) r = start_locked(vm, start, err);
+  if (r >= 0) r = request_locked(vm, REQ_STOP, timeout, err);
+  if (r >= 0) r = start_locked(vm, fd, start, err);
   vm_lock_release(fd);
   if (r < 0) {
     qvm_error_prefix(err, "cannot restart vm '%s'", vm->name);
@@ -411,7 +397,7 @@ static int remove_locked(qvm_vm *vm, bool force, qvm_error **err) {
       qvm_error_set(err, QVM_ECONFLICT, "vm '%s' is running", vm->name);
       return qvm_error_set_hint(err, QVM_ECONFLICT, "VmRunning", vm->name);
     }
-    if ((r = request_locked(vm, SHIM_REQ_KILL, 0, err)) < 0) return r;
+    if ((r = request_locked(vm, REQ_KILL, 0, err)) < 0) return r;
   }
   vm_net_remove_tap(vm->spec);
   qvm_error *e = NULL;

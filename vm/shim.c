@@ -2,9 +2,10 @@
 /*
  * The per-VM supervisor. It is QEMU's parent (or, after a re-attach, its
  * watcher through a pidfd), holds the only QMP connection, appends QEMU's
- * events to events.jsonl, carries out stop/kill requests, and records how
- * QEMU ended. One poll loop: signalfd, QEMU's pidfd, the QMP socket, and the
- * deadline of a stop in progress.
+ * events to events.jsonl, serves ctl.sock (shim_ctl.c: status, stop, kill,
+ * QMP passthrough, event subscription), and records how QEMU ended. One poll
+ * loop: signalfd, QEMU's pidfd, the QMP socket, ctl.sock and its clients,
+ * and the deadline of a stop in progress.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -71,14 +72,21 @@ static struct json_object *event_truncated(struct json_object *ev, size_t len) {
   return o;
 }
 
+/* In a shim: every line appended to its events.jsonl also goes to ctl.sock's
+ * subscribers (vm_net appends DHCP events through vm_events_append too). */
+static shim_ctl *events_ctl;
+static int events_ctl_fd = -1;
+
 static void events_write(int fd, struct json_object *ev, size_t *len) {
   const char *s = json_object_to_json_string_length(
       ev, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, len);
   char *line = NULL;
-  if (fd >= 0 && *len < VM_EVENT_LINE_MAX && asprintf(&line, "%s\n", s) > 0) {
+  if (*len >= VM_EVENT_LINE_MAX) return;
+  if (fd >= 0 && asprintf(&line, "%s\n", s) > 0) {
     (void)!qvm_write_all(fd, line, *len + 1); /* O_APPEND: one line, one write */
     free(line);
   }
+  if (events_ctl && fd >= 0 && fd == events_ctl_fd) shim_ctl_event(events_ctl, s, *len);
 }
 
 void vm_events_append(int fd, struct json_object *ev) {
@@ -311,8 +319,11 @@ static void classify_forced(shim *s, exit_record *r, const char *how) {
   r->reason = "forced";
   r->clean = true;
   r->run_status = QVM_RUN_EXIT_FORCED;
-  if (asprintf(&r->detail, "the guest did not power off within %d s; qemu was %s",
-               s->stop_timeout_s, how) < 0)
+  int ms = s->stop_timeout_ms;
+  if ((ms % 1000
+           ? asprintf(&r->detail, "the guest did not power off within %d ms; qemu was %s", ms, how)
+           : asprintf(&r->detail, "the guest did not power off within %d s; qemu was %s", ms / 1000,
+                      how)) < 0)
     r->detail = NULL;
 }
 
@@ -363,18 +374,26 @@ static void exit_fill(vm_exit *o, const exit_record *r, const exit_status *x, sh
 }
 
 static void remove_sockets(const vm_paths *p) {
+  unlink(p->ctl_sock);
   unlink(p->qmp_sock);
   unlink(p->console_sock);
   unlink(p->qga_sock);
   rmdir(p->run_dir);
 }
 
+/* Waiting clients of ctl.sock get their answer once the exit is recorded. */
+#define SHIM_CTL_FLUSH_MS 1000
+
 static void shim_write_exit(shim *s, const exit_record *r, const exit_status *x) {
-  vm_exit o;
-  exit_fill(&o, r, x, s);
-  vm_record_exit(&s->vm->paths, &o, NULL);
-  shim_event(s, "qvm-exit", vm_exit_to_json(&o));
+  vm_exit x_rec;
+  exit_fill(&x_rec, r, x, s);
+  vm_record_exit(&s->vm->paths, &x_rec, NULL);
+  struct json_object *o = vm_exit_to_json(&x_rec);
+  json_object_get(o);
+  shim_event(s, "qvm-exit", o); /* takes one reference */
   remove_sockets(&s->vm->paths);
+  shim_ctl_finish(s->ctl, o, SHIM_CTL_FLUSH_MS);
+  json_object_put(o);
 }
 
 static int shim_record_exit(shim *s, const exit_status *x, char **out_detail) {
@@ -401,7 +420,7 @@ static void shim_note_event(shim *s, struct json_object *ev) {
 
 /* At most SHIM_QMP_EVENTS_PER_PASS events; qmp_more says whether more may
  * wait (queued in the connection, where poll does not see them). */
-static void shim_drain_qmp(shim *s) {
+void shim_drain_qmp(shim *s) {
   s->qmp_more = false;
   for (int i = 0; s->qmp; i++) {
     if (i == SHIM_QMP_EVENTS_PER_PASS) {
@@ -436,26 +455,28 @@ static void shim_escalate(shim *s) {
   if (s->phase == SHIM_POWERDOWN) {
     s->phase = SHIM_QUIT;
     shim_event(s, "qvm-stop-quit", NULL);
+    shim_ctl_progress(s->ctl, "quit");
     if (!shim_qmp(s, "quit")) pidfd_signal(s->pidfd, SIGTERM);
     s->deadline_ms = qvm_now_ms() + SHIM_QUIT_GRACE_MS;
   } else if (s->phase == SHIM_QUIT) {
     s->phase = SHIM_KILLED;
     shim_event(s, "qvm-stop-kill", NULL);
+    shim_ctl_progress(s->ctl, "kill");
     pidfd_signal(s->pidfd, SIGKILL);
     s->deadline_ms = -1;
   }
 }
 
-static void shim_begin_stop(shim *s, int timeout_s) {
+void shim_stop_begin(shim *s, int timeout_ms) {
   if (s->phase != SHIM_RUNNING) return;
-  s->stop_timeout_s = timeout_s < 0 ? 0 : timeout_s;
+  s->stop_timeout_ms = timeout_ms < 0 ? 0 : timeout_ms;
   shim_write_runtime(s, "stopping", false);
   struct json_object *d = json_object_new_object();
-  json_object_object_add(d, "timeout_s", json_object_new_int(s->stop_timeout_s));
+  json_object_object_add(d, "timeout_ms", json_object_new_int(s->stop_timeout_ms));
   shim_event(s, "qvm-stop-powerdown", d);
   s->phase = SHIM_POWERDOWN;
   bool pressed = shim_qmp(s, "system_powerdown");
-  s->deadline_ms = qvm_now_ms() + (pressed ? s->stop_timeout_s * 1000 : 0);
+  s->deadline_ms = qvm_now_ms() + (pressed ? s->stop_timeout_ms : 0);
   s->repress_ms = pressed ? qvm_now_ms() + SHIM_REPRESS_MS : -1;
 }
 
@@ -478,7 +499,9 @@ static int shim_poll_timeout(const shim *s) {
   return next < 0 ? -1 : qvm_deadline_left_ms(next);
 }
 
-static void shim_kill(shim *s) {
+void shim_kill(shim *s) {
+  if (s->kill_requested) return;
+  shim_event(s, "qvm-kill", NULL);
   s->kill_requested = true;
   s->phase = SHIM_KILLED;
   s->deadline_ms = -1;
@@ -489,13 +512,7 @@ static void shim_handle_signals(shim *s) {
   struct signalfd_siginfo si;
   while (read(s->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
     if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT || si.ssi_signo == SIGHUP) {
-      shim_begin_stop(s, s->cfg.stop_timeout_s);
-    } else if (si.ssi_signo == SIGUSR1 && si.ssi_code == SI_QUEUE) {
-      int op = si.ssi_int & 0xff, timeout = si.ssi_int >> 8;
-      if (op == SHIM_REQ_STOP)
-        shim_begin_stop(s, timeout);
-      else if (op == SHIM_REQ_KILL)
-        shim_kill(s);
+      shim_stop_begin(s, s->cfg.stop_timeout_s * 1000);
     }
   }
 }
@@ -515,17 +532,20 @@ static void shim_reap(shim *s, exit_status *x) {
 
 static void shim_loop(shim *s, exit_status *x) {
   for (;;) {
-    struct pollfd pfd[5] = {{.fd = s->sigfd, .events = POLLIN},
-                            {.fd = s->pidfd, .events = POLLIN},
-                            {.fd = s->qmp ? qvm_qmp_fd(s->qmp) : -1, .events = POLLIN},
-                            {.fd = vm_net_fd(s->net), .events = POLLIN},
-                            {.fd = shim_serial_quiet(s) ? -1 : s->serial_ino, .events = POLLIN}};
-    int n = poll(pfd, 5, shim_poll_timeout(s));
+    struct pollfd pfd[5 + SHIM_CTL_POLLFDS] = {
+        {.fd = s->sigfd, .events = POLLIN},
+        {.fd = s->pidfd, .events = POLLIN},
+        {.fd = s->qmp ? qvm_qmp_fd(s->qmp) : -1, .events = POLLIN},
+        {.fd = vm_net_fd(s->net), .events = POLLIN},
+        {.fd = shim_serial_quiet(s) ? -1 : s->serial_ino, .events = POLLIN}};
+    shim_ctl_pollfds(s->ctl, pfd + 5);
+    int n = poll(pfd, QVM_ARRAY_SIZE(pfd), shim_poll_timeout(s));
     if (n < 0 && errno != EINTR) break;
     if (n > 0 && pfd[0].revents) shim_handle_signals(s);
     if ((n > 0 && pfd[2].revents) || s->qmp_more) shim_drain_qmp(s);
     if (n > 0 && pfd[3].revents) vm_net_handle_readable(s->net);
     if (n > 0 && pfd[4].revents) shim_logs_readable(s);
+    if (n > 0) shim_ctl_handle(s->ctl, s, pfd + 5);
     shim_logs_poll(s);
     shim_events_bound(s);
     if (n > 0 && pfd[1].revents) break;
@@ -555,7 +575,10 @@ static void shim_ready(shim *s, int code, const char *msg) {
     s->cfg.ready_fd = -1;
   }
   if (s->cfg.lock_fd >= 0) {
-    vm_lock_release(s->cfg.lock_fd);
+    if (s->cfg.lock_inherited)
+      close(s->cfg.lock_fd); /* the caller's copy, if it still runs, holds the lock on */
+    else
+      vm_lock_release(s->cfg.lock_fd);
     s->cfg.lock_fd = -1;
   }
 }
@@ -563,7 +586,7 @@ static void shim_ready(shim *s, int code, const char *msg) {
 static int shim_signals(shim *s, qvm_error **err) {
   sigset_t set;
   sigemptyset(&set);
-  int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGCHLD};
+  int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGCHLD};
   for (size_t i = 0; i < QVM_ARRAY_SIZE(sigs); i++) sigaddset(&set, sigs[i]);
   signal(SIGPIPE, SIG_IGN);
   if (sigprocmask(SIG_BLOCK, &set, NULL) < 0 ||
@@ -681,6 +704,17 @@ static int shim_spawn(shim *s, qvm_error **err) {
   return 0;
 }
 
+/* ctl.sock is listening before QEMU is spawned: a client that connects
+ * while the shim starts QEMU waits in the backlog. */
+static int shim_ctl_setup(shim *s, qvm_error **err) {
+  int r = vm_run_dir_prepare(&s->vm->paths, err);
+  if (r < 0) return r;
+  if ((r = shim_ctl_open(&s->ctl, s->vm->paths.ctl_sock, err)) < 0) return r;
+  events_ctl = s->ctl;
+  events_ctl_fd = s->events_fd;
+  return 0;
+}
+
 static int shim_adopt(shim *s, qvm_error **err) {
   if (!s->vm->rec->has_runtime || !s->vm->rec->runtime.has_qemu)
     return qvm_error_set(err, QVM_ENOTFOUND, "no qemu process is recorded");
@@ -714,7 +748,7 @@ int vm_shim_run(int *out, qvm_vm *vm, const shim_config *cfg, qvm_error **err) {
             .pidfd = -1,
             .qmp_client_fd = -1,
             .deadline_ms = -1,
-            .stop_timeout_s = cfg->stop_timeout_s,
+            .stop_timeout_ms = cfg->stop_timeout_s * 1000,
             .t_shim_us = qvm_realtime_us(),
             .serial_cap = log_cap("QVM_SERIAL_LOG_MAX", VM_SERIAL_LOG_MAX),
             .events_cap = log_cap("QVM_EVENTS_LOG_MAX", VM_EVENTS_LOG_MAX),
@@ -724,13 +758,14 @@ int vm_shim_run(int *out, qvm_vm *vm, const shim_config *cfg, qvm_error **err) {
   s.events_fd =
       open(vm->paths.events, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   shim_events_bound(&s); /* what earlier runs left */
+  qvm_error *e = NULL;
+  int r = shim_ctl_setup(&s, &e); /* first, so that subscribers see every event */
   struct json_object *d = json_object_new_object();
   json_object_object_add(d, "pid", json_object_new_int(getpid()));
   json_object_object_add(d, "mode",
                          json_object_new_string(cfg->mode == SHIM_SPAWN ? "spawn" : "adopt"));
   shim_event(&s, "qvm-shim-start", d);
-  qvm_error *e = NULL;
-  int r = shim_signals(&s, &e);
+  if (r >= 0) r = shim_signals(&s, &e);
   if (r >= 0) r = cfg->mode == SHIM_SPAWN ? shim_spawn(&s, &e) : shim_adopt(&s, &e);
   exit_status x = {0};
   if (r == 0) {
@@ -759,6 +794,9 @@ int vm_shim_run(int *out, qvm_vm *vm, const shim_config *cfg, qvm_error **err) {
   if (s.sigfd >= 0) close(s.sigfd);
   if (s.serial_ino >= 0) close(s.serial_ino);
   if (s.events_fd >= 0) close(s.events_fd);
+  events_ctl = NULL;
+  events_ctl_fd = -1;
+  shim_ctl_free(s.ctl);
   shim_ready(&s, QVM_EPROTO, "the shim stopped");
   if (r < 0) return qvm_error_propagate(err, e);
   return 0;

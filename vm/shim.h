@@ -12,6 +12,7 @@
 
 #include "vm/handle.h"
 #include "vm/net.h"
+#include "vm/shim_ctl.h"
 
 typedef enum shim_phase {
   SHIM_RUNNING,
@@ -37,7 +38,7 @@ typedef struct shim {
   shim_phase phase;
   int64_t deadline_ms; /* next escalation, -1 when none */
   int64_t repress_ms;  /* next power button press while waiting, -1 when none */
-  int stop_timeout_s;
+  int stop_timeout_ms;
   bool kill_requested;
   bool guest_shutdown;
   char shutdown_reason[32];
@@ -47,6 +48,7 @@ typedef struct shim {
   int64_t serial_quiet_ms;                /* a flood is looked at only this often */
   int64_t log_poll_ms; /* without inotify: the next look at the logs, -1 with it */
   bool qmp_more;       /* QMP events may wait beyond the last pass's share */
+  shim_ctl *ctl;       /* ctl.sock; NULL when it could not be set up */
 } shim;
 
 /* The guest grows serial.log, qemu.log (through QEMU) and events.jsonl
@@ -66,6 +68,12 @@ int shim_launch_qemu(shim *s, qvm_error **err);
  * then sends cont and checks that it is 'running'. */
 int shim_start_guest(shim *s, qvm_error **err);
 int shim_pidfd_open(pid_t pid);
+/* For ctl.sock (shim_ctl.c): a graceful stop (powerdown, then quit, then
+ * SIGKILL; timeout_ms before each escalation; a no-op once a stop or kill is
+ * under way), a kill, and QEMU's queued events moved to events.jsonl. */
+void shim_stop_begin(shim *s, int timeout_ms);
+void shim_kill(shim *s);
+void shim_drain_qmp(shim *s);
 /* NULL when a /proc/PID/status text shows all four uids and gids at uid and
  * gid, no supplementary group but gid, no permitted or effective capability
  * and, when asked, no_new_privs; else what the process kept, as a phrase. */

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Starting QEMU from the shim: sockets created here and handed over as fds,
  * so QMP answers the moment QEMU does; and starting a shim detached. */
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -334,39 +335,170 @@ static int read_ready(int fd, int timeout_ms, qvm_error **err) {
   return qvm_error_set(err, QVM_EPROTO, "the shim exited before qemu was ready");
 }
 
+static int shim_candidate(char **out, const char *dir, const char *rel) {
+  free(*out);
+  *out = NULL;
+  if (dir[0] ? asprintf(out, "%s/%s", dir, rel) < 0 : !(*out = strdup(rel))) return -ENOMEM;
+  return access(*out, X_OK) == 0 ? 1 : 0;
+}
+
+/* Where qvm-shim is, the first that exists of: $QVM_SHIM; relative to the
+ * file this code was loaded from (libqvm.so in the build tree has qvm-shim
+ * beside it; installed, it is QVM_SHIM_FROM_LIBDIR from the library's dir,
+ * so a relocated prefix works); next to the running program (a program
+ * linked statically in the build tree); the install's libexec dir. The
+ * install path comes last so that a build tree never runs an installed,
+ * maybe older, shim. */
+static int shim_binary(char **out, qvm_error **err) {
+  const char *env = getenv("QVM_SHIM");
+  if (env && env[0]) {
+    if (env[0] != '/') return qvm_error_set(err, QVM_EINVAL, "QVM_SHIM '%s' is not absolute", env);
+    *out = strdup(env);
+    return *out ? 0 : qvm_error_set_errno(err, ENOMEM, "out of memory");
+  }
+  *out = NULL;
+  char dir[4096] = "", self[4096] = "";
+  Dl_info info;
+  if (dladdr((void *)shim_binary, &info) && info.dli_fname && info.dli_fname[0] == '/' &&
+      strlen(info.dli_fname) < sizeof dir) {
+    snprintf(dir, sizeof dir, "%s", info.dli_fname);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = '\0';
+  }
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n > 0) {
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    if (slash) *slash = '\0';
+  } else {
+    self[0] = '\0';
+  }
+  int r = 0;
+  if (dir[0] && (r = shim_candidate(out, dir, "qvm-shim")) != 0) goto done;
+#ifdef QVM_SHIM_FROM_LIBDIR
+  if (dir[0] && (r = shim_candidate(out, dir, QVM_SHIM_FROM_LIBDIR)) != 0) goto done;
+#endif
+  if (self[0] && (r = shim_candidate(out, self, "qvm-shim")) != 0) goto done;
+#ifdef QVM_SHIM_INSTALL_PATH
+  if ((r = shim_candidate(out, "", QVM_SHIM_INSTALL_PATH)) != 0) goto done;
+#endif
+done:
+  if (r > 0) return 0;
+  free(*out);
+  *out = NULL;
+  if (r < 0) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  return qvm_error_set(err, QVM_ENOTFOUND,
+                       "qvm-shim not found: not next to '%s' nor next to '%s'%s%s (set QVM_SHIM)",
+                       dir[0] ? dir : "?", self[0] ? self : "?",
+#ifdef QVM_SHIM_INSTALL_PATH
+                       ", nor at ", QVM_SHIM_INSTALL_PATH
+#else
+                       "", ""
+#endif
+  );
+}
+
+/* The variables the shim (vm/, net/, qmp/, util/ and QEMU through it) reads,
+ * passed through as they are; the state and runtime roots are passed as the
+ * absolute directories this process resolved. Sanitizer options only
+ * matter to a sanitizer build. */
+static const char *const shim_env_pass[] = {
+    "QVM_QEMU",         "QVM_QEMU_SANDBOX",   "QVM_QEMU_USER",       "QVM_SERIAL_LOG_MAX",
+    "QVM_QEMU_LOG_MAX", "QVM_EVENTS_LOG_MAX", "QVM_TEST_NO_INOTIFY", "QVM_TEST_SSH_PORT",
+    "ASAN_OPTIONS",     "UBSAN_OPTIONS",      "LSAN_OPTIONS"};
+
+typedef struct shim_exec {
+  char *path;
+  char *argv[4];
+  char *envp[QVM_ARRAY_SIZE(shim_env_pass) + 4];
+  size_t nenv;
+} shim_exec;
+
+static void shim_exec_clear(shim_exec *x) {
+  free(x->path);
+  for (size_t i = 0; i < x->nenv; i++) free(x->envp[i]);
+}
+
+static int env_add(shim_exec *x, const char *name, const char *value) {
+  if (asprintf(&x->envp[x->nenv], "%s=%s", name, value) < 0) return -1;
+  x->envp[++x->nenv] = NULL;
+  return 0;
+}
+
+static int shim_exec_prepare(shim_exec *x, qvm_vm *vm, const shim_config *cfg, qvm_error **err) {
+  int r = shim_binary(&x->path, err);
+  if (r < 0) return r;
+  _cleanup_free_ char *state = NULL, *runtime = NULL;
+  if ((r = vm_state_root(&state, err)) < 0 || (r = vm_runtime_root(&runtime, err)) < 0) return r;
+  const char *path = getenv("PATH");
+  bool ok = env_add(x, "PATH",
+                    path && path[0] ? path
+                                    : "/usr/local/sbin:/usr/local/bin:/usr/sbin:"
+                                      "/usr/bin:/sbin:/bin") == 0 &&
+            env_add(x, "QVM_STATE_DIR", state) == 0 && env_add(x, "QVM_RUNTIME_DIR", runtime) == 0;
+  for (size_t i = 0; ok && i < QVM_ARRAY_SIZE(shim_env_pass); i++) {
+    const char *v = getenv(shim_env_pass[i]);
+    if (v) ok = env_add(x, shim_env_pass[i], v) == 0;
+  }
+  if (!ok) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  /* what `ps` shows: qvm-shim NAME [--adopt] */
+  x->argv[0] = (char *)"qvm-shim";
+  x->argv[1] = vm->name;
+  x->argv[2] = cfg->mode == SHIM_ADOPT ? (char *)"--adopt" : NULL;
+  x->argv[3] = NULL;
+  return 0;
+}
+
+/* In the grandchild between fork and exec: only async-signal-safe calls.
+ * fd 3 the ready pipe, fd 4 the VM's lock (or nothing), nothing else. */
+__attribute__((noreturn)) static void exec_shim(const shim_exec *x, int ready, int lock) {
+  int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+  int r = fcntl(ready, F_DUPFD_CLOEXEC, 10);
+  int l = lock >= 0 ? fcntl(lock, F_DUPFD_CLOEXEC, 10) : -1;
+  if (nul < 0 || r < 0 || (lock >= 0 && l < 0) || dup2(nul, 0) < 0 || dup2(nul, 1) < 0 ||
+      dup2(nul, 2) < 0 || dup2(r, 3) < 0 || (l >= 0 && dup2(l, 4) < 0))
+    _exit(126);
+  close_range(l >= 0 ? 5 : 4, ~0U, 0);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  for (int sig = 1; sig < NSIG; sig++) signal(sig, SIG_DFL); /* the caller may ignore some */
+  execve(x->path, x->argv, x->envp);
+  _exit(127);
+}
+
 int vm_shim_start_detached(qvm_vm *vm, const shim_config *cfg, int timeout_ms, qvm_error **err) {
+  shim_exec x = {0};
+  int r = shim_exec_prepare(&x, vm, cfg, err);
+  if (r < 0) {
+    shim_exec_clear(&x);
+    return r;
+  }
   int pipefd[2];
-  if (pipe2(pipefd, O_CLOEXEC) < 0) return qvm_error_set_errno(err, errno, "cannot create a pipe");
+  if (pipe2(pipefd, O_CLOEXEC) < 0) {
+    shim_exec_clear(&x);
+    return qvm_error_set_errno(err, errno, "cannot create a pipe");
+  }
   fflush(NULL);
   pid_t pid = fork();
   if (pid < 0) {
     close(pipefd[0]);
     close(pipefd[1]);
+    shim_exec_clear(&x);
     return qvm_error_set_errno(err, errno, "cannot fork the shim");
   }
   if (pid == 0) {
-    /* Double fork + setsid: the shim is nobody's child and has no terminal;
-     * it keeps only its ready pipe (the caller's lock fd must not leak). */
+    /* Double fork + setsid: the shim is nobody's child and has no terminal. */
     setsid();
     if (fork() != 0) _exit(0);
-    int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
-    int ready = fcntl(pipefd[1], F_DUPFD_CLOEXEC, 10);
-    if (nul < 0 || ready < 0 || dup2(nul, 0) < 0 || dup2(nul, 1) < 0 || dup2(nul, 2) < 0 ||
-        dup2(ready, 3) < 0)
-      _exit(1);
-    close_range(4, ~0U, 0);
-    shim_config c = *cfg;
-    c.ready_fd = 3;
-    c.lock_fd = -1;
-    int status = QVM_RUN_EXIT_ERROR;
-    vm_shim_run(&status, vm, &c, NULL);
-    _exit(status);
+    exec_shim(&x, pipefd[1], cfg->lock_fd);
   }
   close(pipefd[1]);
+  shim_exec_clear(&x);
   int st = 0;
   while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
   }
-  int r = read_ready(pipefd[0], timeout_ms, err);
+  r = read_ready(pipefd[0], timeout_ms, err);
   close(pipefd[0]);
   return r;
 }

@@ -51,9 +51,9 @@ int vm_runtime_root(char **out, qvm_error **err) {
 }
 
 void vm_paths_clear(vm_paths *p) {
-  char **fields[] = {&p->vms,        &p->dir,          &p->json,    &p->lock,     &p->disk,
-                     &p->serial_log, &p->events,       &p->lease,   &p->qemu_log, &p->run_dir,
-                     &p->qmp_sock,   &p->console_sock, &p->qga_sock};
+  char **fields[] = {&p->vms,        &p->dir,          &p->json,     &p->lock,     &p->disk,
+                     &p->serial_log, &p->events,       &p->lease,    &p->qemu_log, &p->run_dir,
+                     &p->qmp_sock,   &p->console_sock, &p->qga_sock, &p->ctl_sock};
   for (size_t i = 0; i < QVM_ARRAY_SIZE(fields); i++) {
     free(*fields[i]);
     *fields[i] = NULL;
@@ -70,18 +70,20 @@ int vm_paths_init(vm_paths *out, const char *name, qvm_error **err) {
   _cleanup_free_ char *state = NULL, *runtime = NULL;
   if ((r = vm_state_root(&state, err)) < 0 || (r = vm_runtime_root(&runtime, err)) < 0) return r;
   vm_paths p = {0};
-  bool ok =
-      join(&p.vms, state, "vms") && join(&p.dir, p.vms, name) && join(&p.json, p.dir, "vm.json") &&
-      join(&p.lock, p.dir, "lock") && join(&p.disk, p.dir, "disk.qcow2") &&
-      join(&p.serial_log, p.dir, "serial.log") && join(&p.events, p.dir, "events.jsonl") &&
-      join(&p.lease, p.dir, "lease.json") && join(&p.qemu_log, p.dir, "qemu.log") &&
-      join(&p.run_dir, runtime, name) && join(&p.qmp_sock, p.run_dir, "qmp.sock") &&
-      join(&p.console_sock, p.run_dir, "console.sock") && join(&p.qga_sock, p.run_dir, "qga.sock");
+  bool ok = join(&p.vms, state, "vms") && join(&p.dir, p.vms, name) &&
+            join(&p.json, p.dir, "vm.json") && join(&p.lock, p.dir, "lock") &&
+            join(&p.disk, p.dir, "disk.qcow2") && join(&p.serial_log, p.dir, "serial.log") &&
+            join(&p.events, p.dir, "events.jsonl") && join(&p.lease, p.dir, "lease.json") &&
+            join(&p.qemu_log, p.dir, "qemu.log") && join(&p.run_dir, runtime, name) &&
+            join(&p.qmp_sock, p.run_dir, "qmp.sock") &&
+            join(&p.console_sock, p.run_dir, "console.sock") &&
+            join(&p.qga_sock, p.run_dir, "qga.sock") && join(&p.ctl_sock, p.run_dir, "ctl.sock");
   if (!ok) {
     vm_paths_clear(&p);
     return qvm_error_set_errno(err, ENOMEM, "cannot build paths");
   }
   size_t max = sizeof(((struct sockaddr_un *)0)->sun_path) - 1;
+  /* console.sock is the longest name in run_dir */
   if (strlen(p.console_sock) > max) {
     r = qvm_error_set(err, QVM_EINVAL,
                       "socket path '%s' is longer than %zu bytes: set QVM_RUNTIME_DIR to a "

@@ -28,6 +28,7 @@ typedef struct vm_paths {
   char *qmp_sock;
   char *console_sock;
   char *qga_sock; /* QEMU listens here for the guest agent's virtio-serial port */
+  char *ctl_sock; /* the shim's control socket (docs/shim-protocol.md) */
 } vm_paths;
 
 int vm_state_root(char **out, qvm_error **err);

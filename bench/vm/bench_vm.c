@@ -2,13 +2,16 @@
 /*
  * How long `qvm start` takes until QEMU is exec'd and until QMP answers
  * (timestamps the shim records), next to the same QEMU argv launched straight
- * from a shell with a client polling its QMP socket; and the shim's resident
- * memory. Uses the mini guest. Prints medians of a few rounds.
+ * from a shell with a client polling its QMP socket; the shim's resident
+ * memory; and the round trip of a `status` request on the shim's ctl.sock.
+ * Uses the mini guest. Prints medians of a few rounds.
  */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,6 +24,7 @@
 #include "vm/handle.h"
 
 #define ROUNDS 7
+#define CTL_REQUESTS 1000
 
 static int cmp_i64(const void *a, const void *b) {
   int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
@@ -115,6 +119,38 @@ static void shell_round(const char *dir, int64_t *exec_us, int64_t *qmp_us) {
   qvm_vm_free(vm);
 }
 
+/* CTL_REQUESTS `status` requests on ctl.sock, one at a time: each round
+ * trip's time, sorted. */
+static void ctl_round_trips(int64_t *us, const char *run_dir) {
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  int n = snprintf(sa.sun_path, sizeof sa.sun_path, "%.80s/bench/ctl.sock", run_dir);
+  if (n < 0 || (size_t)n >= sizeof sa.sun_path || strlen(run_dir) > 80) {
+    fprintf(stderr, "runtime dir '%s' is too long for a socket path\n", run_dir);
+    exit(1);
+  }
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+    fprintf(stderr, "cannot connect to %s\n", sa.sun_path);
+    exit(1);
+  }
+  static const char req[] = "{\"id\":1,\"cmd\":\"status\"}\n";
+  char buf[4096];
+  for (int i = 0; i < CTL_REQUESTS; i++) {
+    int64_t t0 = qvm_now_us();
+    if (write(fd, req, sizeof req - 1) != (ssize_t)(sizeof req - 1)) exit(1);
+    size_t len = 0;
+    while (!memchr(buf, '\n', len)) {
+      ssize_t got = read(fd, buf + len, sizeof buf - len);
+      if (got <= 0) exit(1);
+      len += (size_t)got;
+    }
+    us[i] = qvm_now_us() - t0;
+    if (!strstr(buf, "\"ok\":true")) exit(1);
+  }
+  close(fd);
+  qsort(us, CTL_REQUESTS, sizeof *us, cmp_i64);
+}
+
 int main(void) {
   const char *kernel = NULL, *initrd = NULL;
   qvm_test_mini_guest(&kernel, &initrd);
@@ -124,6 +160,9 @@ int main(void) {
   snprintf(run, sizeof run, "%s/run", dir);
   setenv("QVM_STATE_DIR", state, 1);
   setenv("QVM_RUNTIME_DIR", run, 1);
+  char shim[1024];
+  snprintf(shim, sizeof shim, "%s/qvm-shim", qvm_test_binary_dir());
+  setenv("QVM_SHIM", shim, 0); /* qvm_vm_open may re-attach, from this program */
   if (qvm_test_sh("'%s/qvm' create bench --kernel '%s' --initrd '%s' --append console=ttyS0 "
                   "--memory 256M --net none",
                   qvm_test_binary_dir(), kernel, initrd) != 0)
@@ -142,6 +181,12 @@ int main(void) {
       "  shell    : qemu fork+exec at %7.1f ms, QMP ready at %7.1f ms (client polls the socket)\n",
       median_ms(s_exec, ROUNDS), median_ms(s_qmp, ROUNDS));
   printf("  shim resident memory (VmRSS): %ld kB\n", rss);
+  static int64_t rt[CTL_REQUESTS];
+  if (qvm_test_sh("'%s/qvm' start bench 2>/dev/null", qvm_test_binary_dir()) != 0) return 1;
+  ctl_round_trips(rt, run);
+  qvm_test_sh("'%s/qvm' kill bench", qvm_test_binary_dir());
+  printf("  ctl.sock status round trip (%d requests, one at a time): p50 %.1f us, p99 %.1f us\n",
+         CTL_REQUESTS, rt[CTL_REQUESTS / 2] / 1.0, rt[CTL_REQUESTS * 99 / 100] / 1.0);
   qvm_test_sh("'%s/qvm' rm --force bench", qvm_test_binary_dir());
   qvm_test_rmtree(dir);
   free(dir);

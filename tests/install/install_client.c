@@ -10,9 +10,11 @@
  *
  *   install_client NAME KERNEL INITRD
  */
+#define _POSIX_C_SOURCE 200809L /* readlink */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <qvm/error.h>
 #include <qvm/vm.h>
@@ -85,6 +87,16 @@ int main(int argc, char **argv) {
   CHECK(qvm_vm_info(&info, vm, &err) == 0, "info: %s", msg(err));
   CHECK(info && info[0] == '{' && strstr(info, "\"state\":\"running\""), "info JSON: %s",
         info ? info : "(null)");
+  /* The shim libqvm exec'd: the test checks it is the installed one. */
+  const char *sp = info ? strstr(info, "\"shim_pid\":") : NULL;
+  if (sp) {
+    char link[64], exe[4096];
+    snprintf(link, sizeof link, "/proc/%ld/exe", strtol(sp + strlen("\"shim_pid\":"), NULL, 10));
+    ssize_t n = readlink(link, exe, sizeof exe - 1);
+    if (n > 0) exe[n] = '\0';
+    printf("install_client: shim %s\n", n > 0 ? exe : "(unknown)");
+  }
+  CHECK(sp != NULL, "no shim_pid in info");
   free(info);
 
   /* A running VM is not removed without force: the state conflict code. */

@@ -15,7 +15,7 @@ cmake --install "$bin" --prefix "$prefix" >"$tmp/install.log" 2>&1 ||
 
 for f in bin/qvm lib/libqvm.so lib/libqvm.so.0 lib/pkgconfig/qvm.pc include/qvm/vm.h \
   include/qvm/up.h include/qvm/ssh.h include/qvm/seed.h include/qvm/text.h include/qvm/error.h \
-  include/qvm/export.h; do
+  include/qvm/export.h include/qvm/shim.h libexec/qvm/qvm-shim; do
   [[ -e $prefix/$f ]] || fail "not installed: $f"
 done
 for f in include/qvm/net.h include/qvm/qmp.h; do
@@ -61,7 +61,10 @@ for h in "$prefix"/include/qvm/*.h; do
   fi
 done
 
-out=$("$tmp/client" inst "$mini/vmlinuz" "$mini/initrd.img" 2>&1) || fail "client failed: $out"
+# No QVM_SHIM: the installed libqvm finds the installed qvm-shim by itself.
+out=$(env -u QVM_SHIM "$tmp/client" inst "$mini/vmlinuz" "$mini/initrd.img" 2>&1) ||
+  fail "client failed: $out"
 expect_match "$out" "install_client: ok" "client result"
+expect_match "$out" "install_client: shim $(realpath "$prefix")/libexec/qvm/qvm-shim" "the shim libqvm ran"
 [[ ! -e $QVM_STATE_DIR/vms/inst ]] || fail "the client's vm is still there"
 log "ok"

@@ -1,0 +1,161 @@
+/* SPDX-License-Identifier: MIT */
+/* ctl.sock's client side, for the lifecycle commands: stop and kill are
+ * jobs whose "done" message comes once QEMU exited and the exit is
+ * recorded. Everything the shim sends is bounded and validated. */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "util/cleanup.h"
+#include "util/time.h"
+#include "vm/handle.h"
+#include "vm/shim_ctl.h"
+
+#define CTL_REPLY_MAX (1 << 20)
+
+typedef struct ctl_conn {
+  int fd;
+  char *buf;
+  size_t len;
+} ctl_conn;
+
+static int ctl_connect(ctl_conn *c, const char *path, qvm_error **err) {
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  if (strlen(path) >= sizeof sa.sun_path)
+    return qvm_error_set(err, QVM_EINVAL, "socket path '%s' is too long", path);
+  strcpy(sa.sun_path, path);
+  c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (c->fd < 0) return qvm_error_set_errno(err, errno, "cannot create a socket");
+  if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+    int e = errno;
+    if (e == ENOENT || e == ECONNREFUSED)
+      return qvm_error_set(err, QVM_ENOTFOUND, "the vm's shim does not answer on '%s'", path);
+    return qvm_error_set_errno(err, e, "cannot connect to '%s'", path);
+  }
+  c->buf = malloc(CTL_REPLY_MAX + 1);
+  if (!c->buf) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  return 0;
+}
+
+static void ctl_close(ctl_conn *c) {
+  if (c->fd >= 0) close(c->fd);
+  free(c->buf);
+}
+
+/* The next line as JSON (*out NULL at EOF). QVM_ETIMEOUT past deadline. */
+static int ctl_read(struct json_object **out, ctl_conn *c, int64_t deadline, qvm_error **err) {
+  *out = NULL;
+  for (;;) {
+    char *nl = memchr(c->buf, '\n', c->len);
+    if (nl) {
+      size_t n = (size_t)(nl - c->buf);
+      json_tokener *tok = json_tokener_new_ex(32);
+      struct json_object *o = tok ? json_tokener_parse_ex(tok, c->buf, (int)n) : NULL;
+      bool ok = o && json_tokener_get_error(tok) == json_tokener_success &&
+                json_object_is_type(o, json_type_object);
+      json_tokener_free(tok);
+      memmove(c->buf, nl + 1, c->len - n - 1);
+      c->len -= n + 1;
+      if (!ok) {
+        json_object_put(o);
+        return qvm_error_set(err, QVM_EPROTO, "the vm's shim sent a line that is not JSON");
+      }
+      *out = o;
+      return 0;
+    }
+    if (c->len >= CTL_REPLY_MAX)
+      return qvm_error_set(err, QVM_EPROTO, "the vm's shim sent a line over %d bytes",
+                           CTL_REPLY_MAX);
+    struct pollfd p = {.fd = c->fd, .events = POLLIN};
+    int r = poll(&p, 1, qvm_deadline_left_ms(deadline));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return qvm_error_set_errno(err, errno, "cannot wait for the vm's shim");
+    if (r == 0) return QVM_ETIMEOUT;
+    ssize_t got = read(c->fd, c->buf + c->len, CTL_REPLY_MAX - c->len);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0 && errno != ECONNRESET)
+      return qvm_error_set_errno(err, errno, "cannot read from the vm's shim");
+    if (got <= 0) return 0; /* EOF */
+    c->len += (size_t)got;
+  }
+}
+
+static int ctl_error(struct json_object *reply, qvm_error **err) {
+  struct json_object *e = NULL, *code = NULL, *msg = NULL;
+  json_object_object_get_ex(reply, "error", &e);
+  const char *c = json_object_object_get_ex(e, "code", &code) ? json_object_get_string(code) : "";
+  const char *m =
+      json_object_object_get_ex(e, "message", &msg) ? json_object_get_string(msg) : "no message";
+  int r = !strcmp(c ? c : "", "busy")      ? QVM_EBUSY
+          : !strcmp(c ? c : "", "timeout") ? QVM_ETIMEOUT
+          : !strcmp(c ? c : "", "invalid") ? QVM_EINVAL
+          : !strcmp(c ? c : "", "qmp")     ? QVM_EQMP
+                                       : QVM_EPROTO;
+  return qvm_error_set(err, r, "the vm's shim refused: %.200s", m ? m : "no message");
+}
+
+static bool is_true(struct json_object *o, const char *key) {
+  struct json_object *v = NULL;
+  return json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_boolean) &&
+         json_object_get_boolean(v);
+}
+
+static int wait_pidfd_until(int pidfd, int64_t deadline) {
+  struct pollfd p = {.fd = pidfd, .events = POLLIN};
+  for (;;) {
+    int n = poll(&p, 1, qvm_deadline_left_ms(deadline));
+    if (n > 0) return 0;
+    if (n == 0) return QVM_ETIMEOUT;
+    if (errno != EINTR) return QVM_ESYS;
+  }
+}
+
+int vm_ctl_stop(const vm_paths *p, int shim_pidfd, bool kill, int stop_timeout_ms, int timeout_ms,
+                qvm_error **err) {
+  const char *what = kill ? "kill" : "stop";
+  int64_t deadline = qvm_now_ms() + timeout_ms;
+  ctl_conn c = {.fd = -1};
+  int r = ctl_connect(&c, p->ctl_sock, err);
+  char req[96];
+  int n = kill ? snprintf(req, sizeof req, "{\"id\":1,\"cmd\":\"kill\"}\n")
+               : snprintf(req, sizeof req, "{\"id\":1,\"cmd\":\"stop\",\"timeout_ms\":%d}\n",
+                          stop_timeout_ms);
+  if (r >= 0 && send(c.fd, req, (size_t)n, MSG_NOSIGNAL) != n)
+    r = qvm_error_set_errno(err, errno, "cannot send the %s request to the vm's shim", what);
+  bool replied = false, done = false;
+  while (r >= 0 && !done) {
+    struct json_object *m = NULL;
+    r = ctl_read(&m, &c, deadline, err);
+    if (r == QVM_ETIMEOUT) {
+      r = qvm_error_set(err, QVM_ETIMEOUT, "qemu did not exit within %d s of the %s request",
+                        timeout_ms / 1000, what);
+      break;
+    }
+    if (r < 0) break;
+    if (!m) { /* EOF: the shim exited (after recording the exit, or it died) */
+      done = true;
+      break;
+    }
+    struct json_object *id = NULL;
+    if (!replied && json_object_object_get_ex(m, "id", &id) && json_object_get_int(id) == 1) {
+      replied = true;
+      if (!is_true(m, "ok")) r = ctl_error(m, err);
+    } else if (replied && json_object_object_get_ex(m, "job", &id) && is_true(m, "done")) {
+      done = true;
+    }
+    json_object_put(m);
+  }
+  ctl_close(&c);
+  if (r < 0) return r;
+  /* The shim exits right after the job's end: wait for it, as before. */
+  if (shim_pidfd >= 0 && wait_pidfd_until(shim_pidfd, deadline) < 0)
+    return qvm_error_set(err, QVM_ETIMEOUT,
+                         "the vm's shim did not exit within %d s of the %s request",
+                         timeout_ms / 1000, what);
+  return 0;
+}
