@@ -18,8 +18,9 @@ target_link_libraries(libqvm PRIVATE PkgConfig::JSONC PkgConfig::LIBSSH2 PkgConf
                                      PkgConfig::YAML PkgConfig::MNL PkgConfig::NFTABLES)
 target_link_options(libqvm PRIVATE -Wl,--version-script=${QVM_LIBQVM_MAP})
 # Every symbol libqvm uses must come from a library it names. Not with
-# libFuzzer's coverage instrumentation, whose hooks live in the fuzz binary.
-if(NOT QVM_FUZZ)
+# libFuzzer's coverage instrumentation or ThreadSanitizer (clang), whose runtime
+# lives in the executable.
+if(NOT QVM_FUZZ AND NOT QVM_TSAN)
   target_link_options(libqvm PRIVATE -Wl,--no-undefined)
 endif()
 set_target_properties(libqvm PROPERTIES

@@ -2,6 +2,8 @@
 # The whole test suite, as CI runs it: installs dependencies, then builds and
 # runs every ctest tier (unit, golden, fuzz replay, integration, e2e) twice,
 # once in a normal build (build/) and once with ASan+UBSan (build-asan/).
+# A third, small build (build-tsan/, clang with ThreadSanitizer) runs only
+# the threaded test of libqvm (test_vm_threads).
 # Under CI=true a test that would skip fails instead. The soak tier (label
 # soak, half an hour of VM cycles) is never run here: scripts/soak.sh runs it.
 #
@@ -18,21 +20,24 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:strict_strin
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
 failed=()
-for variant in ${QVM_TEST_BUILDS:-normal asan}; do
+for variant in ${QVM_TEST_BUILDS:-normal asan tsan}; do
+  targets=() tests=(-LE soak ${QVM_CTEST_ARGS:-}) cc=()
   case $variant in
     normal) dir=build; opts=() ;;
     asan) dir=build-asan; opts=(-DQVM_SANITIZE=ON) ;;
+    tsan) dir=build-tsan; opts=(-DQVM_TSAN=ON); cc=(env CC=clang)
+          targets=(--target test_vm_threads qvm-shim qvm); tests=(-R '^test_vm_threads$') ;;
     *) echo "test: unknown build '$variant'" >&2; exit 2 ;;
   esac
   echo "=== $variant build ($dir) ==="
   start=$(date +%s)
-  if ! cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "${opts[@]}" >/dev/null ||
-     ! cmake --build "$dir" -j"$jobs"; then
+  if ! "${cc[@]}" cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "${opts[@]}" >/dev/null ||
+     ! cmake --build "$dir" -j"$jobs" "${targets[@]}"; then
     failed+=("$variant: build")
     continue
   fi
-  # shellcheck disable=SC2086
-  if ! (cd "$dir" && ctest --output-on-failure -j"$jobs" -LE soak ${QVM_CTEST_ARGS:-}); then
+  if ! (cd "$dir" && TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1} \
+        ctest --output-on-failure -j"$jobs" "${tests[@]}"); then
     failed+=("$variant: tests")
   fi
   echo "=== $variant build took $(( $(date +%s) - start ))s ==="

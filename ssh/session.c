@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -88,7 +89,16 @@ static int tcp_connect(int *out, const struct addrinfo *ai, int64_t deadline, in
   return 0;
 }
 
+/* libssh2_session_init() would call libssh2_init() itself the first time,
+ * which is not thread-safe (a counter and the crypto backend's setup):
+ * callers on several threads start sessions at once, so it runs once here. */
+static pthread_once_t libssh2_once = PTHREAD_ONCE_INIT;
+static int libssh2_init_rc;
+static void libssh2_init_once(void) { libssh2_init_rc = libssh2_init(0); }
+
 static int handshake(qvm_ssh *ssh, const qvm_ssh_options *opts, int64_t deadline, qvm_error **err) {
+  pthread_once(&libssh2_once, libssh2_init_once);
+  if (libssh2_init_rc != 0) return qvm_error_set(err, QVM_ESYS, "libssh2 failed to initialize");
   _cleanup_free_ char *pinned = ssh_known_hosts_algorithms(opts->known_hosts);
   const char *algos =
       pinned && opts->hostkey_policy != QVM_SSH_HOSTKEY_REPIN ? pinned : ssh_tofu_algorithms();

@@ -62,11 +62,13 @@ static int target_address(char **host, qvm_vm *vm, int *port, int timeout_ms, qv
 }
 
 int qvm_vm_ssh_target(qvm_ssh_options *out, qvm_vm *vm, int timeout_ms, qvm_error **err) {
-  qvm_vm_state st = qvm_vm_get_state(vm); /* re-reads vm.json */
+  int r = vm_reload(vm, err); /* the runtime's port is the newest run's */
+  if (r < 0) return r;
+  qvm_vm_state st = qvm_vm_get_state(vm);
   if (st != QVM_VM_RUNNING) return not_running(vm, st, err);
   int port = 22;
   char *host = NULL;
-  int r = target_address(&host, vm, &port, timeout_ms, err);
+  r = target_address(&host, vm, &port, timeout_ms, err);
   if (r < 0) {
     free(host);
     return r;

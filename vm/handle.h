@@ -37,9 +37,10 @@ typedef struct vm_runtime_view {
 void vm_runtime_view_read(vm_runtime_view *out, const vm_record *rec);
 qvm_vm_state vm_state_eval(const vm_record *rec, const vm_runtime_view *rv);
 
-/* KVM when /dev/kvm answers KVM_GET_API_VERSION, else TCG with a warning
- * (*out_warning, static string, NULL when none). */
-int vm_accel_resolve(vm_accel *out, const char **out_warning, vm_accel requested, qvm_error **err);
+/* KVM when /dev/kvm can run a vCPU, else TCG with a warning in warning[]
+ * ("" when none; the caller's buffer, so parallel starts share nothing). */
+int vm_accel_resolve(vm_accel *out, char *warning, size_t warning_size, vm_accel requested,
+                     qvm_error **err);
 
 typedef enum shim_mode { SHIM_SPAWN, SHIM_ADOPT } shim_mode;
 
@@ -49,9 +50,9 @@ typedef struct shim_config {
   int lock_fd;  /* released once QMP answered: the caller's own (foreground run,
                    unlocked) or a copy inherited by qvm-shim (closed) */
   bool lock_inherited;
-  int stop_timeout_s; /* for SIGTERM/SIGINT */
-  vm_accel accel;     /* resolved */
-  const char *accel_warning;
+  int stop_timeout_s;      /* for SIGTERM/SIGINT */
+  vm_accel accel;          /* resolved */
+  char accel_warning[160]; /* "" when none */
 } shim_config;
 
 /* Runs the shim in this process until QEMU exits; *out gets the qvm run

@@ -131,8 +131,7 @@ static struct json_object *info_network(qvm_vm *vm, const vm_runtime_view *rv) {
 }
 
 int vm_info_json(struct json_object **out, qvm_vm *vm, qvm_error **err) {
-  int r = vm_reload(vm, err);
-  if (r < 0) return r;
+  (void)err; /* from the handle as last read: nothing is read but /proc and lease.json */
   vm_runtime_view rv;
   vm_runtime_view_read(&rv, vm->rec);
   qvm_vm_state st = vm_state_eval(vm->rec, &rv);
@@ -174,6 +173,8 @@ int qvm_vm_info(char **out_json, qvm_vm *vm, qvm_error **err) {
 const char *qvm_vm_serial_log_path(const qvm_vm *vm) { return vm->paths.serial_log; }
 
 int qvm_vm_console_connect(int *out, qvm_vm *vm, qvm_error **err) {
+  int r = vm_reload(vm, err);
+  if (r < 0) return r;
   if (qvm_vm_get_state(vm) != QVM_VM_RUNNING)
     return qvm_error_set(err, QVM_ENOTFOUND, "vm '%s' is not running", vm->name);
   struct sockaddr_un sa = {.sun_family = AF_UNIX};

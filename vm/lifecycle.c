@@ -88,8 +88,7 @@ const char *qvm_vm_state_name(qvm_vm_state s) {
   return (unsigned)s < QVM_ARRAY_SIZE(names) ? names[s] : "unknown";
 }
 
-qvm_vm_state qvm_vm_get_state(qvm_vm *vm) {
-  vm_reload(vm, NULL);
+qvm_vm_state qvm_vm_get_state(const qvm_vm *vm) {
   vm_runtime_view rv;
   vm_runtime_view_read(&rv, vm->rec);
   return vm_state_eval(vm->rec, &rv);
@@ -120,8 +119,9 @@ static const char *kvm_unusable_reason(void) {
   return NULL;
 }
 
-int vm_accel_resolve(vm_accel *out, const char **out_warning, vm_accel requested, qvm_error **err) {
-  *out_warning = NULL;
+int vm_accel_resolve(vm_accel *out, char *warning, size_t warning_size, vm_accel requested,
+                     qvm_error **err) {
+  if (warning_size) warning[0] = '\0';
   if (requested == VM_ACCEL_TCG) {
     *out = VM_ACCEL_TCG;
     return 0;
@@ -136,11 +136,9 @@ int vm_accel_resolve(vm_accel *out, const char **out_warning, vm_accel requested
                   why);
     return qvm_error_set_hint(err, QVM_EUNAVAIL, "KvmUnusable", NULL);
   }
-  static _Thread_local char warning[160]; /* per thread: starts may run in parallel */
-  snprintf(warning, sizeof warning,
+  snprintf(warning, warning_size,
            "KVM is not usable (%s): running under TCG emulation, which is much slower", why);
   *out = VM_ACCEL_TCG;
-  *out_warning = warning;
   return 0;
 }
 
@@ -193,6 +191,7 @@ static bool needs_reconcile(qvm_vm *vm) {
   return rv.present && !rv.shim_alive;
 }
 
+/* Reads vm.json once: no process is started and nothing is written. */
 int qvm_vm_open(qvm_vm **out, const char *name, qvm_error **err) {
   _cleanup_(qvm_vm_freep) qvm_vm *vm = calloc(1, sizeof *vm);
   if (!vm || !(vm->name = strdup(name ? name : "")))
@@ -200,17 +199,21 @@ int qvm_vm_open(qvm_vm **out, const char *name, qvm_error **err) {
   int r = vm_paths_init(&vm->paths, name, err);
   if (r >= 0) r = vm_reload(vm, err);
   if (r < 0) return r;
-  if (needs_reconcile(vm)) {
-    int fd = -1;
-    /* Whoever holds the lock reconciles on its own. */
-    if (vm_lock_acquire(&fd, &vm->paths, "reattach", 0, NULL) == 0) {
-      r = reconcile_locked(vm, err);
-      vm_lock_release(fd);
-      if (r < 0) return r;
-    }
-  }
   *out = TAKE_PTR(vm);
   return 0;
+}
+
+int qvm_vm_refresh(qvm_vm *vm, qvm_error **err) { return vm_reload(vm, err); }
+
+int qvm_vm_reconcile(qvm_vm *vm, qvm_error **err) {
+  int r = vm_reload(vm, err);
+  if (r < 0 || !needs_reconcile(vm)) return r;
+  int fd = -1;
+  /* Whoever holds the lock reconciles on its own. */
+  if (vm_lock_acquire(&fd, &vm->paths, "reattach", 0, NULL) < 0) return 0;
+  r = reconcile_locked(vm, err);
+  vm_lock_release(fd);
+  return r;
 }
 
 /* --- start ------------------------------------------------------------------ */
@@ -274,7 +277,9 @@ static int start_locked(qvm_vm *vm, int lock_fd, const qvm_vm_start_options *opt
   if (vm_active(vm, &rv)) return 0;
   shim_config cfg = {.mode = SHIM_SPAWN, .ready_fd = -1, .lock_fd = lock_fd, .stop_timeout_s = 60};
   if ((r = qemu_available(err)) < 0) return r;
-  if ((r = vm_accel_resolve(&cfg.accel, &cfg.accel_warning, vm->spec->accel, err)) < 0) return r;
+  if ((r = vm_accel_resolve(&cfg.accel, cfg.accel_warning, sizeof cfg.accel_warning,
+                            vm->spec->accel, err)) < 0)
+    return r;
   int timeout = opts && opts->timeout_ms > 0 ? opts->timeout_ms : 60000;
   r = vm_shim_start_detached(vm, &cfg, timeout, err);
   if (r < 0) {
@@ -441,7 +446,9 @@ int qvm_vm_run(int *out, qvm_vm *vm, int stop_timeout_ms, qvm_error **err) {
                      .lock_fd = fd,
                      .stop_timeout_s = stop_timeout_ms > 0 ? (stop_timeout_ms + 999) / 1000 : 60};
   if (r >= 0) r = qemu_available(err);
-  if (r >= 0) r = vm_accel_resolve(&cfg.accel, &cfg.accel_warning, vm->spec->accel, err);
+  if (r >= 0)
+    r = vm_accel_resolve(&cfg.accel, cfg.accel_warning, sizeof cfg.accel_warning, vm->spec->accel,
+                         err);
   if (r < 0) {
     vm_lock_release(fd);
     qvm_error_prefix(err, "cannot run vm '%s'", vm->name);

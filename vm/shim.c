@@ -291,7 +291,7 @@ static void shim_write_runtime(shim *s, const char *status, bool full) {
                    .adopted = !s->child,
                    .has_accelerator = true,
                    .accelerator = s->cfg.accel == VM_ACCEL_KVM ? VM_ACCEL_KVM : VM_ACCEL_TCG,
-                   .accel_warning = (char *)s->cfg.accel_warning,
+                   .accel_warning = s->cfg.accel_warning[0] ? s->cfg.accel_warning : NULL,
                    .ssh_port = (uint16_t)s->ssh_port,
                    .started_at_us = s->t_spawn_us,
                    .has_timings = true,

@@ -87,7 +87,9 @@ int qvm_shim_main(int argc, char **argv) {
                      .stop_timeout_s = 60};
   if (r >= 0) cfg.lock_fd = lock_fd(&vm->paths);
   if (r >= 0 && adopt) cfg.accel = recorded_accel(vm);
-  if (r >= 0 && !adopt) r = vm_accel_resolve(&cfg.accel, &cfg.accel_warning, vm->spec->accel, &e);
+  if (r >= 0 && !adopt)
+    r = vm_accel_resolve(&cfg.accel, cfg.accel_warning, sizeof cfg.accel_warning, vm->spec->accel,
+                         &e);
   int status = QVM_RUN_EXIT_ERROR;
   if (r >= 0) {
     r = vm_shim_run(&status, vm, &cfg, &e); /* answers on the ready pipe itself */

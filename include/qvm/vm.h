@@ -185,9 +185,19 @@ typedef struct qvm_vm_create_options {
  * QVM_EEXISTS if the name is taken. out may be NULL. */
 QVM_API int qvm_vm_create(qvm_vm **out, const char *name, const qvm_vm_create_options *opts,
                           qvm_error **err);
-/* QVM_ENOTFOUND if there is no such VM. Notices a VM whose shim died while
- * QEMU kept running and re-attaches a new shim to it. */
+/* Reads the VM's vm.json once. QVM_ENOTFOUND if there is no such VM. Opening
+ * never starts a process and never writes: what the handle says is what
+ * vm.json said then, until qvm_vm_refresh or qvm_vm_reconcile (lifecycle
+ * operations refresh the handle they were given). */
 QVM_API int qvm_vm_open(qvm_vm **out, const char *name, qvm_error **err);
+/* Re-reads vm.json into the handle. */
+QVM_API int qvm_vm_refresh(qvm_vm *vm, qvm_error **err);
+/* Refreshes, then makes vm.json agree with the processes: a VM whose shim
+ * died while QEMU kept running gets a new shim that re-attaches to QEMU
+ * (this starts a process); a VM whose shim and QEMU are both gone without a
+ * record gets an exit record ("lost") and its tap and sockets removed. Does
+ * nothing while another operation holds the VM's lock (it reconciles). */
+QVM_API int qvm_vm_reconcile(qvm_vm *vm, qvm_error **err);
 QVM_API void qvm_vm_free(qvm_vm *vm);
 QVM_API const char *qvm_vm_name(const qvm_vm *vm);
 
@@ -200,8 +210,10 @@ typedef enum qvm_vm_state {
   QVM_VM_CRASHED,  /* last run ended otherwise: QEMU error, outside signal, lost */
 } qvm_vm_state;
 
-/* Re-reads vm.json and checks the recorded processes. */
-QVM_API qvm_vm_state qvm_vm_get_state(qvm_vm *vm);
+/* The state from vm.json as the handle last read it and the recorded
+ * processes as they are now (whether they are alive). Does not re-read
+ * vm.json: call qvm_vm_refresh first for news from other processes. */
+QVM_API qvm_vm_state qvm_vm_get_state(const qvm_vm *vm);
 QVM_API const char *qvm_vm_state_name(qvm_vm_state state);
 
 #define QVM_VM_START_OPTIONS_VERSION 1
@@ -241,7 +253,8 @@ QVM_API int qvm_vm_list(char ***out, size_t *out_n, qvm_error **err);
 QVM_API void qvm_vm_names_free(char **names, size_t n);
 
 /* The VM's spec and state as JSON text, one object (*out_json is the
- * caller's; free()):
+ * caller's; free()), from vm.json as the handle last read it (see
+ * qvm_vm_refresh) and the processes as they are now; docs/vm-json.md:
  * {"name","uuid","state","cpus","memory_mib","accelerator","machine","firmware",
  *  "disks":[{"path","format","readonly","media"}],"network":{...},
  *  "pid","shim_pid","started_at","uptime_s","last_exit":{...},"warnings":[...],

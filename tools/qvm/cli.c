@@ -184,6 +184,17 @@ int qvm_cli_bad_option(const char *verb, int c, char *const *argv) {
   return unknown_long(verb, arg, len);
 }
 
+int qvm_cli_open(qvm_vm **out, const char *name, qvm_error **err) {
+  *out = NULL;
+  if (qvm_vm_open(out, name, err) < 0) return -1;
+  if (qvm_vm_reconcile(*out, err) < 0) {
+    qvm_vm_free(*out);
+    *out = NULL;
+    return -1;
+  }
+  return 0;
+}
+
 const char *qvm_cli_vm_hint(const qvm_error *err) {
   return qvm_error_code(err) == QVM_ENOTFOUND ? QVM_CLI_HINT_NO_VM : NULL;
 }

@@ -58,6 +58,10 @@ int qvm_cli_getopt(int argc, char *const *argv, const char *optstring,
 /* The hint for a verb that names a VM that does not exist (exit 3). */
 #define QVM_CLI_HINT_NO_VM "see 'qvm ls' for the vms that exist"
 /* QVM_CLI_HINT_NO_VM for QVM_ENOTFOUND from qvm_vm_open, else NULL. */
+/* qvm_vm_open, then qvm_vm_reconcile: what every verb but ls works on (a
+ * VM whose shim died gets a new one; one whose processes are all gone gets
+ * its exit recorded). -1 with *err set, *out NULL, on failure. */
+int qvm_cli_open(qvm_vm **out, const char *name, qvm_error **err);
 const char *qvm_cli_vm_hint(const qvm_error *err);
 /* The hint for the error's class (and subject), e.g. "VmRunning": "stop it
  * first, or use --force"; NULL if none. qvm_cli_fail() prints it when the

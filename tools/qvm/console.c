@@ -48,7 +48,7 @@ static int console_run(int argc, char **argv) {
   qvm_vm *vm = NULL;
   qvm_error *err = NULL;
   int sock = -1;
-  if (qvm_vm_open(&vm, argv[1], &err) < 0)
+  if (qvm_cli_open(&vm, argv[1], &err) < 0)
     return qvm_cli_fail("console", err, qvm_cli_vm_hint(err));
   if (qvm_vm_console_connect(&sock, vm, &err) < 0) {
     bool stopped = qvm_vm_get_state(vm) != QVM_VM_RUNNING;

@@ -142,7 +142,7 @@ static int info_run(int argc, char **argv) {
   qvm_vm *vm = NULL;
   struct json_object *info = NULL;
   qvm_error *err = NULL;
-  if (qvm_vm_open(&vm, argv[optind], &err) < 0 || qvm_cli_vm_info(&info, vm, &err) < 0) {
+  if (qvm_cli_open(&vm, argv[optind], &err) < 0 || qvm_cli_vm_info(&info, vm, &err) < 0) {
     const char *hint = vm ? NULL : qvm_cli_vm_hint(err);
     qvm_vm_free(vm);
     return qvm_cli_fail("info", err, hint);
@@ -185,7 +185,8 @@ static int logs_run(int argc, char **argv) {
   qvm_vm *vm = NULL;
   qvm_error *err = NULL;
   fflush(stdout);
-  if (qvm_vm_open(&vm, argv[optind], &err) < 0 || qvm_vm_logs(vm, STDOUT_FILENO, flags, &err) < 0) {
+  if (qvm_cli_open(&vm, argv[optind], &err) < 0 ||
+      qvm_vm_logs(vm, STDOUT_FILENO, flags, &err) < 0) {
     const char *hint = vm ? NULL : qvm_cli_vm_hint(err);
     qvm_vm_free(vm);
     return qvm_cli_fail("logs", err, hint);

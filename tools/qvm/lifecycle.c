@@ -87,7 +87,7 @@ static int timed_options(const char *verb, int argc, char **argv, int *timeout) 
 
 static int open_vm(const char *verb, const char *name, qvm_vm **out) {
   qvm_error *err = NULL;
-  if (qvm_vm_open(out, name, &err) < 0) return fail(verb, err);
+  if (qvm_cli_open(out, name, &err) < 0) return fail(verb, err);
   return 0;
 }
 

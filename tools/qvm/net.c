@@ -82,7 +82,7 @@ static int ip_run(int argc, char **argv) {
   qvm_vm *vm = NULL;
   qvm_error *err = NULL;
   char *ip = NULL, *source = NULL;
-  if (qvm_vm_open(&vm, argv[optind], &err) < 0 ||
+  if (qvm_cli_open(&vm, argv[optind], &err) < 0 ||
       qvm_vm_ip(&ip, &source, vm, timeout_ms, &err) < 0) {
     qvm_vm_free(vm);
     const char *hint = qvm_cli_error_hint(err);

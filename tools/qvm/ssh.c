@@ -103,7 +103,7 @@ static const char *hint_for(const qvm_error *err, const char *name) {
 static int open_and_connect(const char *verb, const char *name, const qvm_vm_ssh_options *so,
                             qvm_vm **out_vm, qvm_ssh **out_ssh, int *out_code) {
   qvm_error *err = NULL;
-  if (qvm_vm_open(out_vm, name, &err) < 0 || qvm_vm_ssh_connect(out_ssh, *out_vm, so, &err) < 0) {
+  if (qvm_cli_open(out_vm, name, &err) < 0 || qvm_vm_ssh_connect(out_ssh, *out_vm, so, &err) < 0) {
     const char *cls = qvm_error_class(err);
     const char *hint = cls && !strcmp(cls, "AuthFailed") && auth_hint(so) ? auth_hint(so)
                        : qvm_error_code(err) == QVM_EINVAL && (so->identity || so->use_agent)
@@ -304,7 +304,7 @@ static int ssh_print(const char *name, const qvm_vm_ssh_options *so, int wait_ms
   qvm_ssh_options o;
   char *cmd = NULL;
   int r = QVM_EXIT_OK;
-  if (qvm_vm_open(&vm, name, &err) < 0 || qvm_vm_ssh_target(&o, vm, wait_ms, &err) < 0)
+  if (qvm_cli_open(&vm, name, &err) < 0 || qvm_vm_ssh_target(&o, vm, wait_ms, &err) < 0)
     r = qvm_cli_fail("ssh", err, hint_for(err, name));
   if (!r && so->user) o.user = so->user;
   if (!r && so->identity) o.identity = so->identity;
@@ -422,7 +422,8 @@ static int config_one(const char *name, bool all, int wait_ms) {
   qvm_ssh_options o;
   char *text = NULL;
   int r = QVM_EXIT_OK;
-  if (qvm_vm_open(&vm, name, &err) < 0) return qvm_cli_fail("ssh-config", err, hint_for(err, name));
+  if (qvm_cli_open(&vm, name, &err) < 0)
+    return qvm_cli_fail("ssh-config", err, hint_for(err, name));
   if (all && qvm_vm_get_state(vm) != QVM_VM_RUNNING) {
     printf("# %s: %s, not running\n\n", name, qvm_vm_state_name(qvm_vm_get_state(vm)));
   } else if (qvm_vm_ssh_target(&o, vm, wait_ms, &err) < 0 ||
@@ -655,7 +656,7 @@ static int provision_run(int argc, char **argv) {
   qvm_vm *vm = NULL;
   qvm_ssh *ssh = NULL;
   qvm_error *err = NULL;
-  if (qvm_vm_open(&vm, name, &err) < 0) return qvm_cli_fail("provision", err, hint_for(err, name));
+  if (qvm_cli_open(&vm, name, &err) < 0) return qvm_cli_fail("provision", err, hint_for(err, name));
   if (!qvm_vm_provision_count(vm)) {
     fprintf(stderr, "vm '%s' has no provision steps\n", name);
     qvm_vm_free(vm);

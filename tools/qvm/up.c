@@ -72,7 +72,7 @@ typedef struct up_cli {
  * under TCG a cloud image takes a minute or more to reach ssh, not seconds. */
 static void up_warnings(const char *name) {
   qvm_vm *vm = NULL;
-  if (qvm_vm_open(&vm, name, NULL) < 0) return;
+  if (qvm_cli_open(&vm, name, NULL) < 0) return;
   qvm_cli_print_warnings(vm, true);
   qvm_vm_free(vm);
 }
@@ -289,7 +289,7 @@ const struct qvm_command qvm_cmd_up = {"up", "create, start and reach a vm over 
 static int down_one(const char *name, bool rm, int timeout, bool missing_ok) {
   qvm_vm *vm = NULL;
   qvm_error *err = NULL;
-  if (qvm_vm_open(&vm, name, &err) < 0) {
+  if (qvm_cli_open(&vm, name, &err) < 0) {
     if (missing_ok && qvm_error_code(err) == QVM_ENOTFOUND) {
       qvm_error_free(err);
       printf("vm '%s' does not exist\n", name);
