@@ -186,7 +186,9 @@ int main(void) {
   qvm_test_rmtree(root);
   free(root);
   int f = atomic_load(&failures);
-  if (f) fprintf(stderr, "%d checks failed\n", f);
-  else printf("4 vms, 8 threads: start, queries, stop agree\n");
+  if (f)
+    fprintf(stderr, "%d checks failed\n", f);
+  else
+    printf("4 vms, 8 threads: start, queries, stop agree\n");
   return f ? 1 : 0;
 }
