@@ -277,7 +277,11 @@ static int start_locked(qvm_vm *vm, int lock_fd, const qvm_vm_start_options *opt
   if (vm_active(vm, &rv)) return 0;
   shim_config cfg = {.mode = SHIM_SPAWN, .ready_fd = -1, .lock_fd = lock_fd, .stop_timeout_s = 60};
   if ((r = qemu_available(err)) < 0) return r;
-  if ((r = vm_accel_resolve(&cfg.accel, cfg.accel_warning, sizeof cfg.accel_warning,
+  /* qvm-shim resolves the accelerator itself; "kvm" is checked here too so
+   * that it fails before any process is made. "auto" is not: creating a VM
+   * and a vCPU twice costs more than a millisecond. */
+  if (vm->spec->accel == VM_ACCEL_KVM &&
+      (r = vm_accel_resolve(&cfg.accel, cfg.accel_warning, sizeof cfg.accel_warning,
                             vm->spec->accel, err)) < 0)
     return r;
   int timeout = opts && opts->timeout_ms > 0 ? opts->timeout_ms : 60000;
