@@ -589,6 +589,9 @@ static int shim_signals(shim *s, qvm_error **err) {
   int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGCHLD};
   for (size_t i = 0; i < QVM_ARRAY_SIZE(sigs); i++) sigaddset(&set, sigs[i]);
   signal(SIGPIPE, SIG_IGN);
+  /* qvm before ctl.sock sent SIGUSR1 as a request (vm/shim_client.c still
+   * does to a shim that has no ctl.sock): never let it kill this shim. */
+  signal(SIGUSR1, SIG_IGN);
   if (sigprocmask(SIG_BLOCK, &set, NULL) < 0 ||
       (s->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK)) < 0)
     return qvm_error_set_errno(err, errno, "cannot set up signals");

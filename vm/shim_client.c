@@ -4,10 +4,12 @@
  * recorded. Everything the shim sends is bounded and validated. */
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -115,11 +117,39 @@ static int wait_pidfd_until(int pidfd, int64_t deadline) {
   }
 }
 
+/* A shim started by qvm before ctl.sock existed (a VM that kept running
+ * across an upgrade) took its requests as SIGUSR1 with a sigqueue value:
+ * the operation (1 stop, 2 kill) | the stop timeout in seconds << 8. It
+ * still records the exit and exits after QEMU, so waiting on its pidfd is
+ * the same as before. */
+static int legacy_request(int shim_pidfd, bool kill, int stop_timeout_ms, int64_t deadline,
+                          qvm_error **err) {
+  const char *what = kill ? "kill" : "stop";
+  int timeout_s = (stop_timeout_ms + 999) / 1000;
+  siginfo_t si = {0};
+  si.si_signo = SIGUSR1;
+  si.si_code = SI_QUEUE;
+  si.si_pid = getpid();
+  si.si_uid = getuid();
+  si.si_value.sival_int = (kill ? 2 : 1) | ((kill ? 0 : timeout_s) << 8);
+  if (syscall(SYS_pidfd_send_signal, shim_pidfd, SIGUSR1, &si, 0) < 0)
+    return qvm_error_set_errno(err, errno, "cannot signal the vm's shim (started by an older qvm)");
+  if (wait_pidfd_until(shim_pidfd, deadline) < 0)
+    return qvm_error_set(err, QVM_ETIMEOUT,
+                         "the vm's shim (started by an older qvm) did not exit in time after the "
+                         "%s request",
+                         what);
+  return 0;
+}
+
 int vm_ctl_stop(const vm_paths *p, int shim_pidfd, bool kill, int stop_timeout_ms, int timeout_ms,
                 qvm_error **err) {
   const char *what = kill ? "kill" : "stop";
   int64_t deadline = qvm_now_ms() + timeout_ms;
   ctl_conn c = {.fd = -1};
+  /* A live shim with no ctl.sock at all is one from before ctl.sock. */
+  if (shim_pidfd >= 0 && access(p->ctl_sock, F_OK) < 0 && errno == ENOENT)
+    return legacy_request(shim_pidfd, kill, stop_timeout_ms, deadline, err);
   int r = ctl_connect(&c, p->ctl_sock, err);
   char req[96];
   int n = kill ? snprintf(req, sizeof req, "{\"id\":1,\"cmd\":\"kill\"}\n")
