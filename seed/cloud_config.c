@@ -77,6 +77,35 @@ static int emit_write_file(yaml_out *y, const qvm_seed_write_file *f) {
   return 0;
 }
 
+/* On every boot (bootcmd runs in cloud-init's init stage, which sshd is
+ * ordered after), a transient unit ordered after ssh.service opens and closes
+ * QVM_SEED_READY_PORT: QEMU tells qvm (VSERPORT_CHANGE) at once. ssh.service
+ * is Type=notify on Debian and Ubuntu, so its start job, which the unit
+ * waits for, completes once sshd listens. A transient unit needs no
+ * daemon-reload (a drop-in written this late would) and leaves nothing in
+ * /etc. No systemd, no port (a VM from an older qvm): nothing happens, and
+ * qvm up finds sshd by polling for its banner as before. */
+#define READY_PORT_LINE                                                                            \
+  "command -v systemd-run >/dev/null && [ -c /dev/virtio-ports/" QVM_SEED_READY_PORT " ] && "      \
+  "systemd-run --no-block --collect --quiet --unit=qvm-ready "                                     \
+  "-p After=ssh.service -p After=sshd.service -p After=ssh.socket "                                \
+  "/bin/sh -c 'exec 3>/dev/virtio-ports/" QVM_SEED_READY_PORT "' || true"
+
+static void emit_bootcmd(yaml_out *y, const qvm_seed_spec *spec) {
+  if (!spec->n_bootcmd && !spec->ready_marker) return;
+  yaml_out_key(y, "bootcmd");
+  yaml_out_seq_begin(y, false);
+  for (size_t i = 0; i < spec->n_bootcmd; i++) yaml_out_str(y, spec->bootcmd[i]);
+  if (spec->ready_marker) {
+    yaml_out_seq_begin(y, true);
+    yaml_out_str(y, "sh");
+    yaml_out_str(y, "-c");
+    yaml_out_str(y, READY_PORT_LINE);
+    yaml_out_seq_end(y);
+  }
+  yaml_out_seq_end(y);
+}
+
 static void emit_runcmd(yaml_out *y, const qvm_seed_spec *spec) {
   if (!spec->n_runcmd && !spec->ready_marker) return;
   yaml_out_key(y, "runcmd");
@@ -128,7 +157,7 @@ static int render_cloud_config(char **out, size_t *out_len, const qvm_seed_spec 
       }
     yaml_out_seq_end(&y);
   }
-  yaml_out_kv_list(&y, "bootcmd", spec->bootcmd, spec->n_bootcmd);
+  emit_bootcmd(&y, spec);
   emit_runcmd(&y, spec);
   yaml_out_map_end(&y);
   return yaml_out_finish(&y, out, out_len, "user-data", err);
