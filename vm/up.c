@@ -241,7 +241,7 @@ typedef struct banner_probe {
   bool announced;
   size_t got;
   char buf[4];
-  int64_t until;
+  int64_t started, until;
 } banner_probe;
 
 typedef struct up_loop {
@@ -270,7 +270,8 @@ typedef struct up_run {
   up_loop loop;
   const char *tcp_host; /* where the tcp phase probes */
   int tcp_port;
-  const char *tcp_how; /* how the tcp phase happened: its UP_PHASE detail */
+  const char *tcp_how;  /* how the tcp phase happened: its UP_PHASE detail */
+  int64_t tcp_probe_ms; /* from the probe's connect to the banner: the guest's part */
 } up_run;
 
 static int64_t remaining_ms(const up_run *u) {
@@ -288,6 +289,8 @@ static void phase_done(up_run *u, qvm_up_phase p, qvm_up_phase_status st, const 
                          json_object_new_string(st == QVM_UP_PHASE_DONE ? "done" : "skipped"));
   json_object_object_add(ev, "elapsed_ms", json_object_new_int64(elapsed));
   if (detail) json_object_object_add(ev, "detail", json_object_new_string(detail));
+  if (p == QVM_UP_TCP && st == QVM_UP_PHASE_DONE)
+    json_object_object_add(ev, "probe_ms", json_object_new_int64(u->tcp_probe_ms));
   _cleanup_close_ int fd =
       open(u->vm->paths.events, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   vm_events_append(fd, ev);
@@ -581,7 +584,8 @@ static void probe_start(banner_probe *p, const char *host, int port, bool announ
   p->fd = TAKE_FD(fd);
   p->announced = announced;
   p->got = 0;
-  p->until = qvm_now_ms() + BANNER_PROBE_TIMEOUT_MS;
+  p->started = qvm_now_ms();
+  p->until = p->started + BANNER_PROBE_TIMEOUT_MS;
 }
 
 /* 1: the banner; 0: not yet; -1: this probe failed. */
@@ -606,6 +610,7 @@ static bool check_banner(up_run *u) {
     int st = probe_step(p);
     if (st > 0) {
       u->tcp_how = p->announced ? "announced" : "banner poll";
+      u->tcp_probe_ms = now - p->started;
       probe_close(p);
       return true;
     }

@@ -207,6 +207,18 @@ guest_view() {
   put "$method" "$i" ssh_since_qemu $((($(rfc_us "$ssh_ev") - spawn) / 1000))
   tcp_ev=$(jq -r 'select(.event == "UP_PHASE" and .phase == "tcp") | .time' "$events" | tail -n 1)
   [[ -n $tcp_ev ]] && put "$method" "$i" tcp_since_qemu $((($(rfc_us "$tcp_ev") - spawn) / 1000))
+  # The guest's announcement (qvm's seed opens the readiness port once
+  # ssh.service has started): QEMU's own timestamp of the VSERPORT_CHANGE, the
+  # host's realtime when QEMU saw the open. Absent before qvm had it.
+  local ann
+  ann=$(jq -r 'select(.event == "VSERPORT_CHANGE" and .data.id == "qvm-ready0" and .data.open == true)
+    | .timestamp | (.seconds * 1000000 + .microseconds)' "$events" | head -n 1)
+  [[ -n $ann ]] && put "$method" "$i" announce_since_qemu $(((ann - spawn) / 1000))
+  # How long the probe that saw the banner waited for it (sshd accepting).
+  local probe
+  probe=$(jq -r 'select(.event == "UP_PHASE" and .phase == "tcp") | .probe_ms // empty' "$events" |
+    tail -n 1)
+  [[ -n $probe ]] && put "$method" "$i" probe_ms "$probe"
   journal=$(qvm_remote "$name" "$journal_cmd" || true)
   journal_figures "$method" "$i" "$journal"
   boot=$(boot_realtime_us qvm_remote "$name")
@@ -374,6 +386,36 @@ row "kernel boot (since QEMU started)" kernel_since_qemu
 row "overhead: SSH-ready - (kernel + sshd)" overhead
 row "of which: banner seen - (kernel + sshd)" banner
 row "guest: cloud-init.service (before sshd)" ci_init
+
+echo
+echo "From sshd listening to qvm's tcp phase (qvm only, milliseconds):"
+printf '  %-4s %14s %14s %14s
+' run "sshd->announce" "announce->tcp" "sshd->tcp"
+for i in $(seq "$runs"); do
+  [[ -n $(val qvm "$i" failed) ]] && continue
+  l=$(val qvm "$i" sshd_listen)
+  k=$(val qvm "$i" kernel_since_qemu)
+  t=$(val qvm "$i" tcp_since_qemu)
+  a=$(val qvm "$i" announce_since_qemu)
+  pr=$(val qvm "$i" probe_ms)
+  la='' at='' lt=''
+  [[ -n $l && -n $k && -n $a ]] && la=$((a - k - l))
+  [[ -n $a && -n $t ]] && at=$((t - a))
+  [[ -n $l && -n $k && -n $t ]] && lt=$((t - k - l))
+  [[ -n $la ]] && put qvm "$i" lag_announce "$la"
+  [[ -n $at ]] && put qvm "$i" lag_announce_tcp "$at"
+  [[ -n $lt ]] && put qvm "$i" lag_tcp "$lt"
+  printf '  %-4s %14s %14s %14s %14s\n' "$i" "${la:--}" "${at:--}" "${pr:--}" "${lt:--}"
+done
+msrow() {
+  local m lo hi
+  read -r m lo hi <<<"$(col qvm "$2" | stats)"
+  printf '  %-44s %s\n' "$1" "$([[ $m == - ]] && echo - || echo "$m ms [$lo .. $hi]")"
+}
+msrow "sshd listening -> announcement (guest)" lag_announce
+msrow "announcement -> tcp phase (host)" lag_announce_tcp
+msrow "of which: the probe waiting for the banner" probe_ms
+msrow "sshd listening -> tcp phase" lag_tcp
 
 cat <<'EOF'
 

@@ -13,14 +13,22 @@
  *   started   QEMU runs under its shim
  *   serial    the guest wrote something on its serial console
  *   lease     the guest's IP is known (bridge mode; user mode skips it)
- *   tcp       the guest's sshd sent its banner
+ *   tcp       the guest's sshd sent its banner. A guest with qvm's seed
+ *             announces sshd's start (it opens a virtio-serial port, QEMU
+ *             sends VSERPORT_CHANGE) and up probes at once (detail
+ *             "announced"); a banner poll is the fallback ("banner poll").
+ *             The announcement is a hint; the banner decides.
  *   ssh       authenticated, with the host key pinned before the first boot
  *   cloud-init  cloud-init finished (qvm's readiness marker on serial, then
  *             `cloud-init status --long` over SSH says done)
  *   provision the recorded provision steps ran (first up only)
  *
- * A phase that does not happen fails `up` with QVM_ETIMEOUT naming it, the
- * tail of the serial log and, if SSH works, `cloud-init status --long`.
+ * Up waits for them in one event loop, not by sleeping: inotify on the
+ * VM's logs, QEMU's and the shim's pidfds, a timer. A phase that does not
+ * happen fails `up` with QVM_ETIMEOUT naming it, the tail of the serial log
+ * and, if SSH works, `cloud-init status --long`; QEMU or the shim exiting
+ * fails it at once (QVM_EINVAL), naming which. The library prints nothing:
+ * progress goes through on_phase.
  */
 #include <stdbool.h>
 #include <stddef.h>
