@@ -852,15 +852,20 @@ static void up_unlock(up_lock_t *l) {
   free(l->vm_dir);
 }
 
-/* Waits for the lock's holder to close it (IN_CLOSE_WRITE: up_unlock, or its
- * exit) or for the deadline; then the caller tries again. */
+/* Waits for the lock's holder to let go: its last close of the lock file
+ * (up_unlock, or its exit) is an IN_CLOSE_WRITE. A process that unlocks
+ * without closing sends none (qvm never does), hence the bound on the wait;
+ * then the caller tries again. 1: got the lock meanwhile. */
+#define UP_LOCK_RECHECK_MS 1000
+
 static int up_lock_wait(int fd, const char *path, int64_t deadline) {
   _cleanup_close_ int ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
   if (ino < 0 || inotify_add_watch(ino, path, IN_CLOSE_WRITE | IN_ATTRIB) < 0) return -errno;
   /* The holder may have closed it before the watch: try once more first. */
   if (flock(fd, LOCK_EX | LOCK_NB) == 0) return 1;
   struct pollfd pfd = {.fd = ino, .events = POLLIN};
-  int n = poll(&pfd, 1, qvm_deadline_left_ms(deadline));
+  int left = qvm_deadline_left_ms(deadline);
+  int n = poll(&pfd, 1, left < UP_LOCK_RECHECK_MS ? left : UP_LOCK_RECHECK_MS);
   return n < 0 && errno != EINTR ? -errno : 0;
 }
 
