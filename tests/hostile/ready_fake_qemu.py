@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 # A guest that opens and closes qvm's readiness port (org.qvm.ready.0) in a
-# tight loop, as the shim and `qvm up` see it: QEMU sends VSERPORT_CHANGE
-# for each open and close, and does not rate-limit them. This QEMU answers
+# tight loop, as the shim and `qvm up` see it through a compromised QEMU:
+# QEMU 7.2 itself sends at most one VSERPORT_CHANGE a second per port (its
+# monitor throttles guest-triggerable events); this one sends them without
+# end, as fast as the socket takes them. It answers
 # QMP on fd 3 like QEMU 7.2 started with -S; once the shim sent cont it
 # writes a line to the serial log, floods VSERPORT_CHANGE (open, close, ...
 # for the port's id), and plays sshd on the SSH port forward: for the first

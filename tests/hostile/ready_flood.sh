@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A guest that opens and closes qvm's readiness port in a tight loop (issue
-# 10, item 4): each open and close is a VSERPORT_CHANGE QEMU sends, not
-# rate-limited. The flood must not stall `qvm up` (its tcp phase still ends
+# 10, item 4): each open and close is a VSERPORT_CHANGE. QEMU 7.2 throttles
+# them to one a second per port; a compromised QEMU does not, and that is
+# what plays the guest here. The flood must not stall `qvm up` (its tcp phase still ends
 # soon after the banner is there, through one of the flood's announcements,
 # and the next phase runs), nor the shim (qvm stop works), nor grow
 # events.jsonl past its cap. The QEMU is a script (ready_fake_qemu.py) that
