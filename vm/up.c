@@ -218,18 +218,24 @@ static bool up_flag(struct json_object *up, const char *key) {
  * cloud-init's status (over SSH) wait in their own modules.
  *
  * The announcement: qvm's seed opens the virtio-serial port VM_READY_PORT_NAME
- * once the guest's ssh.service has started (sshd listens), and QEMU sends
- * VSERPORT_CHANGE, which the shim appends to events.jsonl. It only makes up
- * probe at once: the guest is not trusted, the banner decides. A guest
- * that ignores the seed (or has no systemd) is found by the banner poll. */
+ * in its last bootcmd, in cloud-init's init stage, which ssh.service is
+ * ordered after, and QEMU sends VSERPORT_CHANGE, which the shim appends to
+ * events.jsonl. It makes up probe at once and then every 50 ms: the guest is
+ * not trusted, the banner decides. A guest that ignores the seed (or a VM
+ * from an older qvm) is found by the backing-off banner poll. */
 
-/* Banner polls back off to this: the slow fallback when the guest is
- * expected to announce, and the only way for one that is not. */
-#define BANNER_POLL_MAX_MS_ANNOUNCED 1000
+/* Banner polls back off to BANNER_POLL_MAX_MS. Once the guest announced
+ * that sshd comes next, they run every BANNER_POLL_ANNOUNCED_MS, for at
+ * most BANNER_POLL_ANNOUNCED_FOR_MS after the last announcement (a guest
+ * that announces and never starts sshd gets the slow poll again). A probe
+ * made before sshd listens costs the guest a TCP reset. */
 #define BANNER_POLL_MAX_MS 250
+#define BANNER_POLL_ANNOUNCED_MS 50
+#define BANNER_POLL_ANNOUNCED_FOR_MS 120000
 #define BANNER_PROBE_TIMEOUT_MS 3000
 /* Announcements start a probe at most this often: a guest can open and
- * close the port in a loop. */
+ * close the port in a loop (QEMU lets one event a second through; a
+ * compromised QEMU, any number). */
 #define ANNOUNCED_PROBE_MIN_MS 20
 /* events.jsonl read per wakeup, at most: the shim caps the file itself. */
 #define EVENTS_SCAN_MAX (1 << 20)
@@ -238,7 +244,6 @@ static bool up_flag(struct json_object *up, const char *key) {
 
 typedef struct banner_probe {
   int fd; /* -1: none in flight */
-  bool announced;
   size_t got;
   char buf[4];
   int64_t started, until;
@@ -256,7 +261,8 @@ typedef struct up_loop {
   int64_t wake_at; /* set by a check: the timer's next wakeup; 0: none */
   banner_probe probe;
   int64_t next_probe, last_announced_probe;
-  int backoff, backoff_max;
+  int64_t announced_until; /* poll every BANNER_POLL_ANNOUNCED_MS until then */
+  int backoff;
 } up_loop;
 
 typedef struct up_run {
@@ -566,7 +572,7 @@ static bool check_ready_marker(up_run *u) { return serial_check(u, serial_has_ma
 /* The tcp phase's probe: the guest's sshd sent "SSH-". A bare connect is not
  * enough: in user mode slirp accepts at once and drops the connection if
  * nothing listens in the guest. Non-blocking: the loop waits on its fd. */
-static void probe_start(banner_probe *p, const char *host, int port, bool announced) {
+static void probe_start(banner_probe *p, const char *host, int port) {
   probe_close(p);
   struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port)};
   struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
@@ -582,7 +588,6 @@ static void probe_start(banner_probe *p, const char *host, int port, bool announ
       errno != EINPROGRESS)
     return;
   p->fd = TAKE_FD(fd);
-  p->announced = announced;
   p->got = 0;
   p->started = qvm_now_ms();
   p->until = p->started + BANNER_PROBE_TIMEOUT_MS;
@@ -609,32 +614,45 @@ static bool check_banner(up_run *u) {
   if (p->fd >= 0) {
     int st = probe_step(p);
     if (st > 0) {
-      u->tcp_how = p->announced ? "announced" : "banner poll";
+      u->tcp_how = l->announcements ? "announced" : "banner poll";
       u->tcp_probe_ms = now - p->started;
       probe_close(p);
       return true;
     }
     if (st < 0 || now >= p->until) probe_close(p);
   }
-  /* An announcement starts a fresh probe (one made before sshd listened may
-   * hang), unless the last one is still waiting for its banner: a guest that
-   * announces in a loop must not cut every probe short. */
-  bool announced_in_flight = p->fd >= 0 && p->announced;
-  if (l->announce_pending && !announced_in_flight &&
-      now - l->last_announced_probe >= ANNOUNCED_PROBE_MIN_MS) {
+  /* An announcement starts a probe at once, or as soon as the one in flight
+   * ends (it may have reached sshd already: sshd forks and re-executes
+   * itself for each connection, which takes a second under TCG), and the
+   * fast poll. A guest that announces in a loop cuts no probe short. */
+  if (l->announce_pending) {
+    l->announced_until = now + BANNER_POLL_ANNOUNCED_FOR_MS;
+    if (l->next_probe > now + BANNER_POLL_ANNOUNCED_MS)
+      l->next_probe = now + BANNER_POLL_ANNOUNCED_MS;
+  }
+  if (p->fd < 0 && l->announce_pending && now - l->last_announced_probe >= ANNOUNCED_PROBE_MIN_MS) {
     l->announce_pending = false;
     l->last_announced_probe = now;
-    probe_start(p, u->tcp_host, u->tcp_port, true);
+    probe_start(p, u->tcp_host, u->tcp_port);
+    l->next_probe = now + BANNER_POLL_ANNOUNCED_MS;
   } else if (p->fd < 0 && now >= l->next_probe) {
-    probe_start(p, u->tcp_host, u->tcp_port, false);
-    l->next_probe = now + l->backoff;
-    l->backoff = l->backoff * 2 > l->backoff_max ? l->backoff_max : l->backoff * 2;
+    probe_start(p, u->tcp_host, u->tcp_port);
+    if (now < l->announced_until) {
+      l->next_probe = now + BANNER_POLL_ANNOUNCED_MS;
+    } else {
+      l->next_probe = now + l->backoff;
+      l->backoff = l->backoff * 2 > BANNER_POLL_MAX_MS ? BANNER_POLL_MAX_MS : l->backoff * 2;
+    }
   }
-  l->wake_at = l->next_probe;
-  if (p->fd >= 0 && p->until < l->wake_at) l->wake_at = p->until;
-  if (l->announce_pending && !(p->fd >= 0 && p->announced) &&
-      l->last_announced_probe + ANNOUNCED_PROBE_MIN_MS < l->wake_at)
-    l->wake_at = l->last_announced_probe + ANNOUNCED_PROBE_MIN_MS;
+  /* In flight, the probe's socket wakes the loop, or its timeout; else the
+   * next poll, or the announcement held back. */
+  if (p->fd >= 0) {
+    l->wake_at = p->until;
+  } else {
+    l->wake_at = l->next_probe;
+    if (l->announce_pending && l->last_announced_probe + ANNOUNCED_PROBE_MIN_MS < l->wake_at)
+      l->wake_at = l->last_announced_probe + ANNOUNCED_PROBE_MIN_MS;
+  }
   return false;
 }
 
@@ -643,7 +661,8 @@ static int wait_tcp(up_run *u, const char *host, int port, qvm_error **err) {
   u->tcp_host = host;
   u->tcp_port = port;
   l->backoff = 50;
-  l->backoff_max = u->cloud_init ? BANNER_POLL_MAX_MS_ANNOUNCED : BANNER_POLL_MAX_MS;
+  /* The announcement may have come during the earlier phases. */
+  if (l->announcements) l->announced_until = qvm_now_ms() + BANNER_POLL_ANNOUNCED_FOR_MS;
   l->next_probe = qvm_now_ms();
   char why[200];
   snprintf(why, sizeof why, "no SSH banner from %s port %d (is sshd running in the guest?)", host,

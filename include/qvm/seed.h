@@ -27,8 +27,8 @@ extern "C" {
  * a space and the instance-id: "qvm-ready: cloud-init-done <instance-id>". */
 #define QVM_SEED_READY_MARKER "qvm-ready: cloud-init-done"
 
-/* The virtio-serial port (/dev/virtio-ports/NAME) the seed's bootcmd opens,
- * on every boot, once sshd has started: qvm up's signal to check for SSH. */
+/* The virtio-serial port (/dev/virtio-ports/NAME) the seed's last bootcmd
+ * opens and closes on every boot: qvm up's signal that sshd comes next. */
 #define QVM_SEED_READY_PORT "org.qvm.ready.0"
 
 /* Caps on what is read from user-supplied files. */
@@ -97,7 +97,7 @@ typedef struct qvm_seed_spec {
   const char *const *runcmd; /* shell lines */
   size_t n_runcmd;
   /* print QVM_SEED_READY_MARKER at the end, and open QVM_SEED_READY_PORT
-   * once sshd has started (default true) */
+   * in bootcmd (default true) */
   bool ready_marker;
 
   /* The user's own cloud-config (must be a YAML mapping) and shell script,

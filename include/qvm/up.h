@@ -16,7 +16,8 @@
  *   tcp       the guest's sshd sent its banner. A guest with qvm's seed
  *             announces sshd's start (it opens a virtio-serial port, QEMU
  *             sends VSERPORT_CHANGE) and up probes at once (detail
- *             "announced"); a banner poll is the fallback ("banner poll").
+ *             "announced"); a banner poll is the fallback ("banner poll"
+ *             when no announcement came).
  *             The announcement is a hint; the banner decides.
  *   ssh       authenticated, with the host key pinned before the first boot
  *   cloud-init  cloud-init finished (qvm's readiness marker on serial, then
