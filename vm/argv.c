@@ -262,9 +262,9 @@ static int add_network(argv_builder *b, const vm_argv_input *in, qvm_error **err
  * socket QEMU listens on: qvm_vm_ip asks it for addresses.
  *
  * The readiness port (VM_READY_PORT_NAME) is there when the guest runs qvm's
- * seed, which opens it once sshd is up: QEMU then sends VSERPORT_CHANGE
- * {"id": VM_READY_PORT_ID, "open": true}, which the shim writes to
- * events.jsonl and qvm up waits on. Its backend is the null chardev, so no
+ * seed, which opens it shortly before sshd starts: QEMU then sends
+ * VSERPORT_CHANGE {"id": VM_READY_PORT_ID, "open": true}, which the shim
+ * writes to events.jsonl and qvm up waits on. Its backend is the null chardev, so no
  * byte the guest writes there is ever read: the open itself is the message. */
 static void add_virtio_serial(argv_builder *b, const vm_argv_input *in) {
   bool ready = in->spec->cloud_init;

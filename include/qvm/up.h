@@ -14,11 +14,12 @@
  *   serial    the guest wrote something on its serial console
  *   lease     the guest's IP is known (bridge mode; user mode skips it)
  *   tcp       the guest's sshd sent its banner. A guest with qvm's seed
- *             announces sshd's start (it opens a virtio-serial port, QEMU
- *             sends VSERPORT_CHANGE) and up probes at once (detail
- *             "announced"); a banner poll is the fallback ("banner poll"
- *             when no announcement came).
- *             The announcement is a hint; the banner decides.
+ *             announces that sshd comes next (it opens a virtio-serial
+ *             port in cloud-init's init stage; QEMU sends VSERPORT_CHANGE)
+ *             and up probes at once and every 50 ms from then on (detail
+ *             "announced"); without it the probes back off to 250 ms
+ *             (detail "banner poll"). The announcement is a hint; the
+ *             banner decides.
  *   ssh       authenticated, with the host key pinned before the first boot
  *   cloud-init  cloud-init finished (qvm's readiness marker on serial, then
  *             `cloud-init status --long` over SSH says done)

@@ -46,9 +46,9 @@ for phase in started serial tcp ssh cloud-init provision; do
     fail "no UP_PHASE $phase event in events.jsonl"
 done
 
-# The guest announced sshd (qvm's seed opens the readiness port once
-# ssh.service has started): QEMU's VSERPORT_CHANGE is in events.jsonl, and
-# the banner check it set off is the one that ended the tcp phase.
+# The guest announced that sshd comes next (qvm's seed opens the readiness
+# port in its last bootcmd): QEMU's VSERPORT_CHANGE is in events.jsonl, and
+# up's tcp phase came after it, by the 50 ms probes it set off.
 expect_match "$out" "^  tcp +[0-9.]+ s  announced$" "tcp phase reached through the announcement"
 grep -q '"event":"VSERPORT_CHANGE".*"id":"qvm-ready0","open":true' "$events" ||
   grep -q '"event":"VSERPORT_CHANGE".*"open":true.*"id":"qvm-ready0"' "$events" ||
