@@ -18,6 +18,8 @@ if "-S" not in sys.argv[1:]:
     os.execvp("qemu-system-x86_64", ["qemu-system-x86_64"] + sys.argv[1:])
 
 BANNER_AFTER = float(os.environ.get("READY_FAKE_BANNER_AFTER", "4"))
+# Set: this QEMU dies that many seconds after cont (before its banner).
+EXIT_AFTER = os.environ.get("READY_FAKE_EXIT_AFTER")
 args = " ".join(sys.argv[1:])
 serial_log = re.search(r"logfile=((?:[^,]|,,)+)", args).group(1).replace(",,", ",")
 ssh_port = int(re.search(r"hostfwd=tcp:127\.0\.0\.1:(\d+)-:22", args).group(1))
@@ -97,6 +99,8 @@ while True:
                 f.write("fake guest booting\n")
             threading.Thread(target=flood, daemon=True).start()
             threading.Thread(target=sshd, daemon=True).start()
+            if EXIT_AFTER:
+                threading.Timer(float(EXIT_AFTER), lambda: os._exit(1)).start()
         elif name in ("system_powerdown", "quit"):
             stop.set()
             if name == "system_powerdown":

@@ -7,7 +7,8 @@
 # and the next phase runs), nor the shim (qvm stop works), nor grow
 # events.jsonl past its cap. The QEMU is a script (ready_fake_qemu.py) that
 # floods the events and plays sshd's banner on the port forward after 8 s;
-# no SSH is behind it, so up fails in its ssh phase, as it should.
+# no SSH is behind it, so up fails in its ssh phase, as it should. Then a
+# QEMU that dies during the tcp phase fails up at once, naming it.
 . "$QVM_SOURCE_DIR/tests/e2e/lib.sh"
 
 mini=$(mini_guest)
@@ -72,4 +73,20 @@ out=$(timeout 120 "$qvm_bin" stop rf --timeout 30 2>&1) || fail "stop during the
 info() { qvm info --json rf | python3 -c "import json,sys; j=json.load(sys.stdin); print(j$1)"; }
 expect_eq "$(info '["state"]')" stopped "state after stop"
 check_bounded "after stop"
+
+# A QEMU that dies while up waits for sshd fails up at once (its pidfd),
+# naming it, not at the deadline.
+set +e
+t0=$(date +%s)
+out=$(READY_FAKE_EXIT_AFTER=3 READY_FAKE_BANNER_AFTER=600 timeout 120 "$qvm_bin" up rd \
+  --kernel "$mini/vmlinuz" --initrd "$mini/initrd.img" --append console=ttyS0 --memory 256M \
+  --no-wait-cloud-init --timeout 100 2>&1)
+rc=$?
+t1=$(date +%s)
+set -e
+log "$out"
+((rc != 0 && rc != 124)) || fail "up of a vm whose QEMU died: exit $rc"
+expect_match "$out" "phase 'tcp' did not happen" "the phase it died in"
+expect_match "$out" "QEMU exited" "QEMU named"
+((t1 - t0 < 60)) || fail "up took $((t1 - t0)) s to notice that QEMU died (deadline 100 s)"
 log "PASS"
