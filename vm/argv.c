@@ -256,19 +256,37 @@ static int add_network(argv_builder *b, const vm_argv_input *in, qvm_error **err
   return 0;
 }
 
-/* The guest agent's port (org.qemu.guest_agent.0, where qemu-guest-agent
- * looks) on a socket QEMU listens on: qvm_vm_ip asks it for addresses. */
-static void add_guest_agent(argv_builder *b, const vm_argv_input *in) {
-  if (!in->qga_path) return;
-  char *path = vm_qemu_escape(in->qga_path);
+/* One virtio-serial bus for the guest agent's port and qvm's readiness port.
+ *
+ * The agent's (org.qemu.guest_agent.0, where qemu-guest-agent looks) is on a
+ * socket QEMU listens on: qvm_vm_ip asks it for addresses.
+ *
+ * The readiness port (VM_READY_PORT_NAME) is there when the guest runs qvm's
+ * seed, which opens it shortly before sshd starts: QEMU then sends
+ * VSERPORT_CHANGE {"id": VM_READY_PORT_ID, "open": true}, which the shim
+ * writes to events.jsonl and qvm up waits on. Its backend is the null chardev, so no
+ * byte the guest writes there is ever read: the open itself is the message. */
+static void add_virtio_serial(argv_builder *b, const vm_argv_input *in) {
+  bool ready = in->spec->cloud_init;
+  if (!in->qga_path && !ready) return;
   push(b, "-device");
   push(b, "virtio-serial-pci,id=vser0");
-  push(b, "-chardev");
-  pushf(b, "socket,id=qga0,path=%s,server=on,wait=off", path ? path : "");
-  push(b, "-device");
-  push(b, "virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0");
-  if (!path) b->oom = true;
-  free(path);
+  if (in->qga_path) {
+    char *path = vm_qemu_escape(in->qga_path);
+    push(b, "-chardev");
+    pushf(b, "socket,id=qga0,path=%s,server=on,wait=off", path ? path : "");
+    push(b, "-device");
+    push(b, "virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0");
+    if (!path) b->oom = true;
+    free(path);
+  }
+  if (ready) {
+    push(b, "-chardev");
+    push(b, "null,id=ready0");
+    push(b, "-device");
+    push(b, "virtserialport,bus=vser0.0,chardev=ready0,id=" VM_READY_PORT_ID
+            ",name=" VM_READY_PORT_NAME);
+  }
 }
 
 /* "UID:GID", both decimal: QEMU would look a name up in its own passwd. */
@@ -299,7 +317,7 @@ int vm_argv_build(vm_argv **out, const vm_argv_input *in, qvm_error **err) {
   add_drives(&b, in);
   int r = add_network(&b, in, err);
   if (r < 0) return r;
-  add_guest_agent(&b, in);
+  add_virtio_serial(&b, in);
   push(&b, "-device");
   push(&b, "virtio-rng-pci");
   if (b.oom) return qvm_error_set_errno(err, ENOMEM, "cannot build the qemu command line");

@@ -14,6 +14,12 @@
 #include "util/cleanup.h"
 #include "util/error.h"
 #include "vm/spec.h"
+#include <qvm/seed.h>
+
+/* The guest's readiness port (see add_virtio_serial in argv.c): its name in
+ * the guest (/dev/virtio-ports/NAME) and its device id in QMP events. */
+#define VM_READY_PORT_NAME QVM_SEED_READY_PORT
+#define VM_READY_PORT_ID "qvm-ready0"
 
 typedef struct vm_argv_input {
   const vm_spec *spec;

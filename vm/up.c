@@ -15,6 +15,7 @@
 #include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -23,8 +24,10 @@
 #include "util/fs.h"
 #include "util/strbuf.h"
 #include "util/time.h"
+#include "vm/argv.h"
 #include "vm/defaults.h"
 #include "vm/handle.h"
+#include "vm/shim.h"
 #include "vm/syntax.h"
 #include <qvm/seed.h>
 #include <qvm/text.h>
@@ -146,7 +149,73 @@ static int up_request(vm_up *j, const qvm_vm_create_options *o, qvm_error **err)
   return r;
 }
 
-/* --- phases ------------------------------------------------------------- */
+/* --- readiness: one event loop ----------------------------------------------
+ *
+ * Every wait of up below is one poll(2) over:
+ *   inotify  serial.log and events.jsonl (IN_MODIFY), and the VM's directory
+ *            (IN_CREATE, IN_MOVED_TO: a log that appears late, events.jsonl
+ *            rotated by the shim);
+ *   pidfds   QEMU's and the shim's: a VM that dies fails up at once;
+ *   timerfd  the next banner probe, the probe's own timeout, the deadline;
+ *   socket   the banner probe in flight, if any.
+ *
+ * phase       wakes on                                decided by
+ * serial      serial.log written                      a byte in serial.log
+ * tcp         the guest's announcement (events.jsonl  "SSH-" read from the
+ *             VSERPORT_CHANGE), the probe's socket,   guest's port 22
+ *             the poll timer
+ * cloud-init  serial.log written                      qvm's marker in serial.log
+ *
+ * The lease (qvm_vm_ip: inotify on the VM's directory), ssh (libssh2) and
+ * cloud-init's status (over SSH) wait in their own modules.
+ *
+ * The announcement: qvm's seed opens the virtio-serial port VM_READY_PORT_NAME
+ * in its last bootcmd, in cloud-init's init stage, which ssh.service is
+ * ordered after, and QEMU sends VSERPORT_CHANGE, which the shim appends to
+ * events.jsonl. It makes up probe at once and then every 50 ms: the guest is
+ * not trusted, the banner decides. A guest that ignores the seed (or a VM
+ * from an older qvm) is found by the backing-off banner poll. */
+
+/* Banner polls back off to BANNER_POLL_MAX_MS. Once the guest announced
+ * that sshd comes next, they run every BANNER_POLL_ANNOUNCED_MS, for at
+ * most BANNER_POLL_ANNOUNCED_FOR_MS after the last announcement (a guest
+ * that announces and never starts sshd gets the slow poll again). A probe
+ * made before sshd listens costs the guest a TCP reset. */
+#define BANNER_POLL_MAX_MS 250
+#define BANNER_POLL_ANNOUNCED_MS 50
+#define BANNER_POLL_ANNOUNCED_FOR_MS 120000
+#define BANNER_PROBE_TIMEOUT_MS 3000
+/* Announcements start a probe at most this often: a guest can open and
+ * close the port in a loop (QEMU lets one event a second through; a
+ * compromised QEMU, any number). */
+#define ANNOUNCED_PROBE_MIN_MS 20
+/* events.jsonl read per wakeup, at most: the shim caps the file itself. */
+#define EVENTS_SCAN_MAX (1 << 20)
+/* Liveness is looked at this often when there is no pidfd to wait on. */
+#define NO_PIDFD_CHECK_MS 1000
+
+typedef struct banner_probe {
+  int fd; /* -1: none in flight */
+  size_t got;
+  char buf[4];
+  int64_t started, until;
+} banner_probe;
+
+typedef struct up_loop {
+  int ino, timer, qemu_pidfd, shim_pidfd;
+  const char *gone; /* "QEMU" or "its shim" once that process exited */
+  off_t serial_scanned;
+  dev_t events_dev; /* events.jsonl is read from events_off of this file */
+  ino_t events_ino;
+  off_t events_off;
+  bool announce_pending;
+  int announcements;
+  int64_t wake_at; /* set by a check: the timer's next wakeup; 0: none */
+  banner_probe probe;
+  int64_t next_probe, last_announced_probe;
+  int64_t announced_until; /* poll every BANNER_POLL_ANNOUNCED_MS until then */
+  int backoff;
+} up_loop;
 
 typedef struct up_run {
   qvm_vm *vm;
@@ -156,6 +225,11 @@ typedef struct up_run {
   char uuid[37];
   char net[16];
   bool cloud_init;
+  up_loop loop;
+  const char *tcp_host; /* where the tcp phase probes */
+  int tcp_port;
+  const char *tcp_how;  /* how the tcp phase happened: its UP_PHASE detail */
+  int64_t tcp_probe_ms; /* from the probe's connect to the banner: the guest's part */
 } up_run;
 
 static int64_t remaining_ms(const up_run *u) {
@@ -173,6 +247,8 @@ static void phase_done(up_run *u, qvm_up_phase p, qvm_up_phase_status st, const 
                          json_object_new_string(st == QVM_UP_PHASE_DONE ? "done" : "skipped"));
   json_object_object_add(ev, "elapsed_ms", json_object_new_int64(elapsed));
   if (detail) json_object_object_add(ev, "detail", json_object_new_string(detail));
+  if (p == QVM_UP_TCP && st == QVM_UP_PHASE_DONE)
+    json_object_object_add(ev, "probe_ms", json_object_new_int64(u->tcp_probe_ms));
   _cleanup_close_ int fd =
       open(u->vm->paths.events, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   vm_events_append(fd, ev);
@@ -207,19 +283,210 @@ static int phase_failed(up_run *u, qvm_up_phase p, int code, const char *why_raw
 
 /* The VM must still be running while up waits on it. */
 static int check_running(up_run *u, qvm_up_phase p, qvm_error **err) {
+  vm_reload(u->vm, NULL); /* the shim may have recorded an exit */
   qvm_vm_state st = qvm_vm_get_state(u->vm);
-  if (st == QVM_VM_RUNNING || st == QVM_VM_STARTING) return 0;
-  char why[160];
-  snprintf(why, sizeof why, "the vm is %s", qvm_vm_state_name(st));
-  return phase_failed(u, p, QVM_EINVAL, why, err);
+  if (!u->loop.gone && (st == QVM_VM_RUNNING || st == QVM_VM_STARTING)) return 0;
+  char why[200];
+  if (u->loop.gone)
+    snprintf(why, sizeof why, "%s exited; the vm is %s", u->loop.gone, qvm_vm_state_name(st));
+  else
+    snprintf(why, sizeof why, "the vm is %s", qvm_vm_state_name(st));
+  return phase_failed(u, p, QVM_ECONFLICT, why, err);
 }
 
-/* Serial output since `*scanned` (plus a marker's length of overlap), for
- * the predicates below: the log can be large and grows, so each wakeup reads
- * only what is new. Guest output may hold NULs, hence memmem, not strstr. */
+/* --- the loop's sources ---------------------------------------------------- */
+
+static void loop_watch(up_loop *l, const qvm_vm *vm) {
+  /* Watching an inode twice returns its watch: cheap to redo after any
+   * change in the directory (a log created, events.jsonl renamed). */
+  inotify_add_watch(l->ino, vm->paths.serial_log, IN_MODIFY);
+  inotify_add_watch(l->ino, vm->paths.events, IN_MODIFY);
+}
+
+/* Before QEMU starts: the events that count are the ones appended after. */
+static int loop_open(up_loop *l, const qvm_vm *vm, qvm_error **err) {
+  l->ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  if (l->ino < 0) return qvm_error_set_errno(err, errno, "inotify_init1");
+  if (inotify_add_watch(l->ino, vm->paths.dir, IN_CREATE | IN_MOVED_TO) < 0)
+    return qvm_error_set_errno(err, errno, "cannot watch '%s'", vm->paths.dir);
+  loop_watch(l, vm);
+  l->timer = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  if (l->timer < 0) return qvm_error_set_errno(err, errno, "timerfd_create");
+  struct stat st;
+  if (stat(vm->paths.events, &st) == 0) {
+    l->events_dev = st.st_dev;
+    l->events_ino = st.st_ino;
+    l->events_off = st.st_size;
+  }
+  return 0;
+}
+
+/* Once QEMU runs: its and the shim's pidfds (-1 where none can be had). */
+static void loop_attach(up_loop *l, qvm_vm *vm) {
+  vm_reload(vm, NULL);
+  vm_runtime_view rv;
+  vm_runtime_view_read(&rv, vm->rec);
+  l->qemu_pidfd = rv.has_qemu ? vm_proc_pidfd(&rv.qemu) : -1;
+  l->shim_pidfd = rv.has_shim ? vm_proc_pidfd(&rv.shim) : -1;
+}
+
+static void probe_close(banner_probe *p) {
+  if (p->fd >= 0) close(p->fd);
+  p->fd = -1;
+}
+
+static void loop_close(up_loop **lp) {
+  up_loop *l = *lp;
+  int *fds[] = {&l->ino, &l->timer, &l->qemu_pidfd, &l->shim_pidfd};
+  for (size_t i = 0; i < QVM_ARRAY_SIZE(fds); i++)
+    if (*fds[i] >= 0) close(*fds[i]);
+  probe_close(&l->probe);
+}
+
+static bool is_announcement(const char *line, size_t len) {
+  if (!memmem(line, len, "VSERPORT_CHANGE", strlen("VSERPORT_CHANGE"))) return false;
+  json_tokener *tok = json_tokener_new();
+  if (!tok) return false;
+  struct json_object *ev = json_tokener_parse_ex(tok, line, (int)len);
+  bool complete = json_tokener_get_error(tok) == json_tokener_success;
+  json_tokener_free(tok);
+  struct json_object *name = NULL, *data = NULL, *id = NULL, *open = NULL;
+  bool yes = complete && json_object_object_get_ex(ev, "event", &name) &&
+             json_object_is_type(name, json_type_string) &&
+             !strcmp(json_object_get_string(name), "VSERPORT_CHANGE") &&
+             json_object_object_get_ex(ev, "data", &data) &&
+             json_object_object_get_ex(data, "id", &id) &&
+             json_object_is_type(id, json_type_string) &&
+             !strcmp(json_object_get_string(id), VM_READY_PORT_ID) &&
+             json_object_object_get_ex(data, "open", &open) &&
+             json_object_is_type(open, json_type_boolean) && json_object_get_boolean(open);
+  json_object_put(ev);
+  return yes;
+}
+
+/* The whole lines of fd from *off on (at most EVENTS_SCAN_MAX bytes: past
+ * that, only the newest); *off ends after the last whole line. */
+static void events_read(up_loop *l, int fd, off_t *off) {
+  struct stat st;
+  if (fstat(fd, &st) < 0) return;
+  if (st.st_size < *off) *off = 0;
+  bool skipped = st.st_size - *off > EVENTS_SCAN_MAX;
+  if (skipped) *off = st.st_size - EVENTS_SCAN_MAX;
+  size_t len = (size_t)(st.st_size - *off);
+  if (!len) return;
+  _cleanup_free_ char *buf = malloc(len);
+  ssize_t n = buf ? pread(fd, buf, len, *off) : -1;
+  if (n <= 0) return;
+  const char *p = buf, *end = buf + n;
+  if (skipped) { /* the first line is cut: not an event */
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    p = nl ? nl + 1 : end;
+  }
+  for (const char *nl; p < end && (nl = memchr(p, '\n', (size_t)(end - p))); p = nl + 1) {
+    if (is_announcement(p, (size_t)(nl - p))) {
+      l->announce_pending = true;
+      l->announcements++;
+    }
+  }
+  /* A line being written stays for the next wakeup, unless it cannot be
+   * one (longer than any event line). */
+  if (end - p > VM_EVENT_LINE_MAX) p = end;
+  *off += p - buf;
+}
+
+/* New lines of events.jsonl, across the shim's rotation (a rename to
+ * events.jsonl.1: the rest of the file read so far is there). */
+static void events_scan(up_loop *l, const qvm_vm *vm) {
+  _cleanup_close_ int fd = open(vm->paths.events, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) < 0) return;
+  if (st.st_ino != l->events_ino || st.st_dev != l->events_dev) {
+    _cleanup_free_ char *old = NULL;
+    struct stat ost;
+    _cleanup_close_ int ofd = asprintf(&old, "%s.1", vm->paths.events) < 0
+                                  ? -1
+                                  : open(old, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (ofd >= 0 && fstat(ofd, &ost) == 0 && ost.st_ino == l->events_ino &&
+        ost.st_dev == l->events_dev && l->events_ino)
+      events_read(l, ofd, &l->events_off);
+    l->events_dev = st.st_dev;
+    l->events_ino = st.st_ino;
+    l->events_off = 0;
+  }
+  events_read(l, fd, &l->events_off);
+}
+
+static void timer_arm(int timer, int64_t in_ms) {
+  if (in_ms < 1) in_ms = 1; /* 0 would disarm it */
+  struct itimerspec its = {.it_value = {.tv_sec = in_ms / 1000, .tv_nsec = in_ms % 1000 * 1000000}};
+  timerfd_settime(timer, 0, &its, NULL);
+}
+
+/* One wakeup: sleeps until a source is ready, then takes note of it. */
+static void loop_poll(up_run *u) {
+  up_loop *l = &u->loop;
+  int64_t wake = u->deadline;
+  if (l->wake_at > 0 && l->wake_at < wake) wake = l->wake_at;
+  int64_t no_pidfd = qvm_now_ms() + NO_PIDFD_CHECK_MS;
+  if ((l->qemu_pidfd < 0 || l->shim_pidfd < 0) && no_pidfd < wake) wake = no_pidfd;
+  timer_arm(l->timer, wake - qvm_now_ms());
+  struct pollfd pfd[5] = {{.fd = l->ino, .events = POLLIN},
+                          {.fd = l->timer, .events = POLLIN},
+                          {.fd = l->qemu_pidfd, .events = POLLIN},
+                          {.fd = l->shim_pidfd, .events = POLLIN},
+                          {.fd = l->probe.fd, .events = POLLIN}};
+  if (poll(pfd, QVM_ARRAY_SIZE(pfd), -1) <= 0) return; /* EINTR: look again */
+  if (pfd[0].revents) {
+    char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+    bool dir_changed = false;
+    ssize_t n;
+    while ((n = read(l->ino, buf, sizeof buf)) > 0)
+      for (char *p = buf; p < buf + n;) {
+        const struct inotify_event *ev = (const struct inotify_event *)p;
+        dir_changed |= (ev->mask & (IN_CREATE | IN_MOVED_TO | IN_Q_OVERFLOW)) != 0;
+        p += sizeof *ev + ev->len;
+      }
+    if (dir_changed) loop_watch(l, u->vm);
+  }
+  if (pfd[1].revents) {
+    uint64_t ticks;
+    (void)!read(l->timer, &ticks, sizeof ticks);
+  }
+  if (pfd[2].revents)
+    l->gone = "QEMU";
+  else if (pfd[3].revents)
+    l->gone = "its shim";
+}
+
+/* Waits until check(u) holds, failing phase p on the deadline (with
+ * timeout_why) or as soon as the VM is gone. */
+typedef bool (*phase_check)(up_run *u);
+
+static int loop_wait(up_run *u, qvm_up_phase p, phase_check check, const char *timeout_why,
+                     qvm_error **err) {
+  up_loop *l = &u->loop;
+  for (;;) {
+    events_scan(l, u->vm);
+    l->wake_at = 0;
+    if (check(u)) return 0;
+    if (l->gone || l->qemu_pidfd < 0 || l->shim_pidfd < 0) {
+      int r = check_running(u, p, err);
+      if (r < 0) return r;
+    }
+    if (!remaining_ms(u)) return phase_failed(u, p, QVM_ETIMEOUT, timeout_why, err);
+    loop_poll(u);
+  }
+}
+
+/* --- the checks ------------------------------------------------------------- */
+
+/* Serial output since the loop's serial_scanned (plus a marker's length of
+ * overlap): the log can be large and grows, so each wakeup reads only what
+ * is new. Guest output may hold NULs, hence memmem, not strstr. */
 typedef bool (*serial_pred)(const char *chunk, size_t len, const up_run *u);
 
-static bool serial_check(const up_run *u, off_t *scanned, serial_pred pred) {
+static bool serial_check(up_run *u, serial_pred pred) {
+  off_t *scanned = &u->loop.serial_scanned;
   _cleanup_close_ int fd = open(u->vm->paths.serial_log, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) return false;
   off_t size = lseek(fd, 0, SEEK_END);
@@ -238,31 +505,6 @@ static bool serial_check(const up_run *u, off_t *scanned, serial_pred pred) {
   return pred(buf, (size_t)n, u);
 }
 
-/* Waits (inotify on the serial log) until `pred` holds for new output. */
-static int wait_serial(up_run *u, qvm_up_phase p, serial_pred pred, const char *what,
-                       qvm_error **err) {
-  _cleanup_close_ int ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-  if (ino < 0) return qvm_error_set_errno(err, errno, "inotify_init1");
-  int wd = inotify_add_watch(ino, u->vm->paths.serial_log, IN_MODIFY);
-  off_t scanned = 0;
-  for (;;) {
-    if (serial_check(u, &scanned, pred)) return 0;
-    int r = check_running(u, p, err);
-    if (r < 0) return r;
-    int64_t left = remaining_ms(u);
-    if (!left) return phase_failed(u, p, QVM_ETIMEOUT, what, err);
-    struct pollfd pfd = {.fd = ino, .events = POLLIN};
-    /* The bound is for the liveness check and a log created after the watch. */
-    if (poll(&pfd, 1, (int)(left < 1000 ? left : 1000)) > 0) {
-      char buf[4096];
-      while (read(ino, buf, sizeof buf) > 0) {
-      }
-    } else if (wd < 0) {
-      wd = inotify_add_watch(ino, u->vm->paths.serial_log, IN_MODIFY);
-    }
-  }
-}
-
 static bool serial_nonempty(const char *chunk, size_t len, const up_run *u) {
   (void)chunk;
   (void)u;
@@ -275,53 +517,110 @@ static bool serial_has_marker(const char *chunk, size_t len, const up_run *u) {
   return n > 0 && memmem(chunk, len, marker, (size_t)n) != NULL;
 }
 
-/* TCP phase: the guest's sshd sent "SSH-". A bare connect is not enough: in
- * user mode slirp accepts at once and drops the connection if nothing
- * listens in the guest. */
-static bool ssh_banner(const char *host, int port, int timeout_ms) {
+static bool check_serial_output(up_run *u) { return serial_check(u, serial_nonempty); }
+static bool check_ready_marker(up_run *u) { return serial_check(u, serial_has_marker); }
+
+/* The tcp phase's probe: the guest's sshd sent "SSH-". A bare connect is not
+ * enough: in user mode slirp accepts at once and drops the connection if
+ * nothing listens in the guest. Non-blocking: the loop waits on its fd. */
+static void probe_start(banner_probe *p, const char *host, int port) {
+  probe_close(p);
   struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port)};
   struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
   bool v6 = strchr(host, ':') != NULL;
   if (v6 ? inet_pton(AF_INET6, host, &a6.sin6_addr) != 1
          : inet_pton(AF_INET, host, &a4.sin_addr) != 1)
-    return false;
+    return;
   _cleanup_close_ int fd =
       socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
+  if (fd < 0) return;
   if (connect(fd, v6 ? (struct sockaddr *)&a6 : (struct sockaddr *)&a4,
               v6 ? sizeof a6 : sizeof a4) < 0 &&
       errno != EINPROGRESS)
-    return false;
-  int64_t deadline = qvm_now_ms() + timeout_ms;
-  char buf[8];
-  size_t got = 0;
-  while (got < 4) {
-    int64_t left = deadline - qvm_now_ms();
-    struct pollfd pfd = {.fd = fd, .events = POLLIN};
-    if (left <= 0 || poll(&pfd, 1, (int)left) <= 0) return false;
-    ssize_t n = read(fd, buf + got, 4 - got);
-    if (n <= 0) return false;
-    got += (size_t)n;
+    return;
+  p->fd = TAKE_FD(fd);
+  p->got = 0;
+  p->started = qvm_now_ms();
+  p->until = p->started + BANNER_PROBE_TIMEOUT_MS;
+}
+
+/* 1: the banner; 0: not yet; -1: this probe failed. */
+static int probe_step(banner_probe *p) {
+  while (p->got < 4) {
+    ssize_t n = read(p->fd, p->buf + p->got, 4 - p->got);
+    if (n > 0) {
+      p->got += (size_t)n;
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return 0;
+    return -1;
   }
-  return memcmp(buf, "SSH-", 4) == 0;
+  return memcmp(p->buf, "SSH-", 4) == 0 ? 1 : -1;
+}
+
+static bool check_banner(up_run *u) {
+  up_loop *l = &u->loop;
+  banner_probe *p = &l->probe;
+  int64_t now = qvm_now_ms();
+  if (p->fd >= 0) {
+    int st = probe_step(p);
+    if (st > 0) {
+      u->tcp_how = l->announcements ? "announced" : "banner poll";
+      u->tcp_probe_ms = now - p->started;
+      probe_close(p);
+      return true;
+    }
+    if (st < 0 || now >= p->until) probe_close(p);
+  }
+  /* An announcement starts a probe at once, or as soon as the one in flight
+   * ends (it may have reached sshd already: sshd forks and re-executes
+   * itself for each connection, which takes a second under TCG), and the
+   * fast poll. A guest that announces in a loop cuts no probe short. */
+  if (l->announce_pending) {
+    l->announced_until = now + BANNER_POLL_ANNOUNCED_FOR_MS;
+    if (l->next_probe > now + BANNER_POLL_ANNOUNCED_MS)
+      l->next_probe = now + BANNER_POLL_ANNOUNCED_MS;
+  }
+  if (p->fd < 0 && l->announce_pending && now - l->last_announced_probe >= ANNOUNCED_PROBE_MIN_MS) {
+    l->announce_pending = false;
+    l->last_announced_probe = now;
+    probe_start(p, u->tcp_host, u->tcp_port);
+    l->next_probe = now + BANNER_POLL_ANNOUNCED_MS;
+  } else if (p->fd < 0 && now >= l->next_probe) {
+    probe_start(p, u->tcp_host, u->tcp_port);
+    if (now < l->announced_until) {
+      l->next_probe = now + BANNER_POLL_ANNOUNCED_MS;
+    } else {
+      l->next_probe = now + l->backoff;
+      l->backoff = l->backoff * 2 > BANNER_POLL_MAX_MS ? BANNER_POLL_MAX_MS : l->backoff * 2;
+    }
+  }
+  /* In flight, the probe's socket wakes the loop, or its timeout; else the
+   * next poll, or the announcement held back. */
+  if (p->fd >= 0) {
+    l->wake_at = p->until;
+  } else {
+    l->wake_at = l->next_probe;
+    if (l->announce_pending && l->last_announced_probe + ANNOUNCED_PROBE_MIN_MS < l->wake_at)
+      l->wake_at = l->last_announced_probe + ANNOUNCED_PROBE_MIN_MS;
+  }
+  return false;
 }
 
 static int wait_tcp(up_run *u, const char *host, int port, qvm_error **err) {
-  int backoff = 50;
-  for (;;) {
-    int64_t left = remaining_ms(u);
-    if (ssh_banner(host, port, (int)(left < 3000 ? left : 3000))) return 0;
-    int r = check_running(u, QVM_UP_TCP, err);
-    if (r < 0) return r;
-    if (!(left = remaining_ms(u))) {
-      char why[160];
-      snprintf(why, sizeof why, "no SSH banner from %s port %d (is sshd running in the guest?)",
-               host, port);
-      return phase_failed(u, QVM_UP_TCP, QVM_ETIMEOUT, why, err);
-    }
-    usleep((useconds_t)(backoff < left ? backoff : left) * 1000);
-    backoff = backoff * 2 > 250 ? 250 : backoff * 2; /* a probe is cheap; 1 s would lag */
-  }
+  up_loop *l = &u->loop;
+  u->tcp_host = host;
+  u->tcp_port = port;
+  l->backoff = 50;
+  /* The announcement may have come during the earlier phases. */
+  if (l->announcements) l->announced_until = qvm_now_ms() + BANNER_POLL_ANNOUNCED_FOR_MS;
+  l->next_probe = qvm_now_ms();
+  char why[200];
+  snprintf(why, sizeof why, "no SSH banner from %s port %d (is sshd running in the guest?)", host,
+           port);
+  int r = loop_wait(u, QVM_UP_TCP, check_banner, why, err);
+  probe_close(&l->probe);
+  return r;
 }
 
 /* Collects an exec's stdout into a strbuf (bounded). */
@@ -405,7 +704,8 @@ static int wait_cloud_init(up_run *u, qvm_ssh *ssh, qvm_error **err) {
   int64_t saved = u->deadline;
   int64_t soon = qvm_now_ms() + 5000;
   if (soon < u->deadline) u->deadline = soon;
-  bool marker = wait_serial(u, QVM_UP_CLOUD_INIT, serial_has_marker, "no marker", err) >= 0;
+  u->loop.serial_scanned = 0;
+  bool marker = loop_wait(u, QVM_UP_CLOUD_INIT, check_ready_marker, "no marker", err) >= 0;
   u->deadline = saved;
   if (!marker) {
     /* cloud-init said it is done, over SSH: a missing marker (a user's
@@ -424,8 +724,9 @@ static int wait_cloud_init(up_run *u, qvm_ssh *ssh, qvm_error **err) {
 static int run_phases(up_run *u, bool provision, qvm_error **err) {
   qvm_up_result *res = u->res;
   phase_done(u, QVM_UP_STARTED, QVM_UP_PHASE_DONE, NULL);
-  int r = wait_serial(u, QVM_UP_SERIAL, serial_nonempty,
-                      "the guest printed nothing on its serial console", err);
+  u->loop.serial_scanned = 0;
+  int r = loop_wait(u, QVM_UP_SERIAL, check_serial_output,
+                    "the guest printed nothing on its serial console", err);
   if (r < 0) return r;
   phase_done(u, QVM_UP_SERIAL, QVM_UP_PHASE_DONE, NULL);
 
@@ -466,7 +767,7 @@ static int run_phases(up_run *u, bool provision, qvm_error **err) {
                              0);
   res->ssh_port = target.port;
   if ((r = wait_tcp(u, host, res->ssh_port, err)) < 0) return r;
-  phase_done(u, QVM_UP_TCP, QVM_UP_PHASE_DONE, NULL);
+  phase_done(u, QVM_UP_TCP, QVM_UP_PHASE_DONE, u->tcp_how);
 
   /* 0 would mean connect's 30 s default: never more than what is left. */
   qvm_vm_ssh_options so = QVM_VM_SSH_OPTIONS_INIT;
@@ -525,6 +826,23 @@ static void up_unlock(up_lock_t *l) {
   free(l->vm_dir);
 }
 
+/* Waits for the lock's holder to let go: its last close of the lock file
+ * (up_unlock, or its exit) is an IN_CLOSE_WRITE. A process that unlocks
+ * without closing sends none (qvm never does), hence the bound on the wait;
+ * then the caller tries again. 1: got the lock meanwhile. */
+#define UP_LOCK_RECHECK_MS 1000
+
+static int up_lock_wait(int fd, const char *path, int64_t deadline) {
+  _cleanup_close_ int ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  if (ino < 0 || inotify_add_watch(ino, path, IN_CLOSE_WRITE | IN_ATTRIB) < 0) return -errno;
+  /* The holder may have closed it before the watch: try once more first. */
+  if (flock(fd, LOCK_EX | LOCK_NB) == 0) return 1;
+  struct pollfd pfd = {.fd = ino, .events = POLLIN};
+  int left = qvm_deadline_left_ms(deadline);
+  int n = poll(&pfd, 1, left < UP_LOCK_RECHECK_MS ? left : UP_LOCK_RECHECK_MS);
+  return n < 0 && errno != EINTR ? -errno : 0;
+}
+
 static int up_lock(up_lock_t *out, const char *name, int64_t deadline, qvm_error **err) {
   _cleanup_free_ char *root = NULL, *dir = NULL, *path = NULL, *vm_dir = NULL;
   int r = vm_state_root(&root, err);
@@ -533,21 +851,31 @@ static int up_lock(up_lock_t *out, const char *name, int64_t deadline, qvm_error
       asprintf(&vm_dir, "%s/%s", dir, name) < 0)
     return qvm_error_set_errno(err, ENOMEM, "out of memory");
   if ((r = vm_state_dirs_prepare(err)) < 0) return r;
-  _cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) return qvm_error_set_errno(err, errno, "cannot open '%s'", path);
-  while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-    if (errno != EWOULDBLOCK && errno != EINTR)
-      return qvm_error_set_errno(err, errno, "cannot lock '%s'", path);
-    if (qvm_now_ms() >= deadline) {
-      qvm_error_set(err, QVM_EBUSY, "another up of vm '%s' is still running", name);
-      return qvm_error_set_hint(err, QVM_EBUSY, "UpInProgress", name);
+  for (;;) {
+    _cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) return qvm_error_set_errno(err, errno, "cannot open '%s'", path);
+    int got = 0;
+    while (!got && flock(fd, LOCK_EX | LOCK_NB) < 0) {
+      if (errno != EWOULDBLOCK && errno != EINTR)
+        return qvm_error_set_errno(err, errno, "cannot lock '%s'", path);
+      if (qvm_now_ms() >= deadline) {
+        qvm_error_set(err, QVM_EBUSY, "another up of vm '%s' is still running", name);
+        return qvm_error_set_hint(err, QVM_EBUSY, "UpInProgress", name);
+      }
+      if ((got = up_lock_wait(fd, path, deadline)) < 0)
+        return qvm_error_set_errno(err, -got, "cannot wait for '%s'", path);
     }
-    usleep(100 * 1000);
+    /* The holder removes the file when its create failed: a lock on the
+     * removed file locks nothing, so take the new one. */
+    struct stat fst, pst;
+    if (fstat(fd, &fst) == 0 && stat(path, &pst) == 0 && fst.st_ino == pst.st_ino &&
+        fst.st_dev == pst.st_dev) {
+      out->fd = TAKE_FD(fd);
+      out->path = TAKE_PTR(path);
+      out->vm_dir = TAKE_PTR(vm_dir);
+      return 0;
+    }
   }
-  out->fd = TAKE_FD(fd);
-  out->path = TAKE_PTR(path);
-  out->vm_dir = TAKE_PTR(vm_dir);
-  return 0;
 }
 
 static const char *jstr(struct json_object *o, const char *k) {
@@ -582,7 +910,10 @@ static int up(qvm_up_result *out, const char *name, const qvm_vm_create_options 
   if ((r = up_request(&request, create, err)) < 0)
     return qvm_error_prefix(err, "cannot bring up vm '%s'", name);
 
-  up_run u = {.opts = opts, .res = res, .t0 = qvm_now_ms()};
+  up_run u = {.opts = opts,
+              .res = res,
+              .t0 = qvm_now_ms(),
+              .loop = {.ino = -1, .timer = -1, .qemu_pidfd = -1, .shim_pidfd = -1, .probe.fd = -1}};
   u.deadline = u.t0 + (opts->timeout_ms > 0 ? opts->timeout_ms : 600000);
   u.cloud_init = !create->no_cloud_init && !create->seed_iso;
   bool provision = create->n_provision > 0;
@@ -597,7 +928,7 @@ static int up(qvm_up_result *out, const char *name, const qvm_vm_create_options 
   } else if (qvm_error_code(*err) == QVM_EEXISTS) {
     qvm_error_free(*err);
     *err = NULL;
-    if ((r = qvm_vm_open(&vm, name, err)) < 0) return r;
+    if ((r = qvm_vm_open(&vm, name, err)) < 0 || (r = qvm_vm_reconcile(vm, err)) < 0) return r;
     if (!vm->rec->has_up) {
       qvm_error_set(err, QVM_EEXISTS, "vm '%s' exists and was created without up", name);
       return qvm_error_set_hint(err, QVM_EEXISTS, "UpNotByUp", name);
@@ -630,6 +961,8 @@ static int up(qvm_up_result *out, const char *name, const qvm_vm_create_options 
 
   u.vm = vm;
   if ((r = fill_run(&u, err)) < 0) return r;
+  _cleanup_(loop_close) up_loop *loop = &u.loop;
+  if ((r = loop_open(loop, vm, err)) < 0) return qvm_error_prefix(err, "vm '%s'", name);
   qvm_vm_start_options so = QVM_VM_START_OPTIONS_INIT;
   so.timeout_ms = (int)remaining_ms(&u);
   if ((r = qvm_vm_start(vm, &so, err)) < 0) {
@@ -637,6 +970,7 @@ static int up(qvm_up_result *out, const char *name, const qvm_vm_create_options 
     res->failed_in_phase = true;
     return qvm_error_prefix(err, "vm '%s': phase 'started' did not happen", name);
   }
+  loop_attach(loop, vm);
   return run_phases(&u, provision, err);
 }
 

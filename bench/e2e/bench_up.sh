@@ -207,6 +207,18 @@ guest_view() {
   put "$method" "$i" ssh_since_qemu $((($(rfc_us "$ssh_ev") - spawn) / 1000))
   tcp_ev=$(jq -r 'select(.event == "UP_PHASE" and .phase == "tcp") | .time' "$events" | tail -n 1)
   [[ -n $tcp_ev ]] && put "$method" "$i" tcp_since_qemu $((($(rfc_us "$tcp_ev") - spawn) / 1000))
+  # The guest's announcement (qvm's seed opens the readiness port once
+  # ssh.service has started): QEMU's own timestamp of the VSERPORT_CHANGE, the
+  # host's realtime when QEMU saw the open. Absent before qvm had it.
+  local ann
+  ann=$(jq -r 'select(.event == "VSERPORT_CHANGE" and .data.id == "qvm-ready0" and .data.open == true)
+    | .timestamp | (.seconds * 1000000 + .microseconds)' "$events" | head -n 1)
+  [[ -n $ann ]] && put "$method" "$i" announce_since_qemu $(((ann - spawn) / 1000))
+  # How long the probe that saw the banner waited for it (sshd accepting).
+  local probe
+  probe=$(jq -r 'select(.event == "UP_PHASE" and .phase == "tcp") | .probe_ms // empty' "$events" |
+    tail -n 1)
+  [[ -n $probe ]] && put "$method" "$i" probe_ms "$probe"
   journal=$(qvm_remote "$name" "$journal_cmd" || true)
   journal_figures "$method" "$i" "$journal"
   boot=$(boot_realtime_us qvm_remote "$name")
@@ -375,6 +387,35 @@ row "overhead: SSH-ready - (kernel + sshd)" overhead
 row "of which: banner seen - (kernel + sshd)" banner
 row "guest: cloud-init.service (before sshd)" ci_init
 
+echo
+echo "From sshd listening to qvm's tcp phase (qvm only, milliseconds):"
+printf '  %-4s %16s %14s %14s %14s\n' run "announce->sshd" "sshd->probe" "probe" "sshd->tcp"
+for i in $(seq "$runs"); do
+  [[ -n $(val qvm "$i" failed) ]] && continue
+  l=$(val qvm "$i" sshd_listen)
+  k=$(val qvm "$i" kernel_since_qemu)
+  t=$(val qvm "$i" tcp_since_qemu)
+  a=$(val qvm "$i" announce_since_qemu)
+  pr=$(val qvm "$i" probe_ms)
+  al='' lp='' lt=''
+  [[ -n $l && -n $k && -n $a ]] && al=$((k + l - a))
+  [[ -n $l && -n $k && -n $t ]] && lt=$((t - k - l))
+  [[ -n $lt && -n $pr ]] && lp=$((lt - pr))
+  [[ -n $al ]] && put qvm "$i" lag_announce "$al"
+  [[ -n $lp ]] && put qvm "$i" lag_probe "$lp"
+  [[ -n $lt ]] && put qvm "$i" lag_tcp "$lt"
+  printf '  %-4s %16s %14s %14s %14s\n' "$i" "${al:--}" "${lp:--}" "${pr:--}" "${lt:--}"
+done
+msrow() {
+  local m lo hi
+  read -r m lo hi <<<"$(col qvm "$2" | stats)"
+  printf '  %-46s %s\n' "$1" "$([[ $m == - ]] && echo - || echo "$m ms [$lo .. $hi]")"
+}
+msrow "announcement, before sshd listened (guest)" lag_announce
+msrow "sshd listening -> the probe that won (qvm)" lag_probe
+msrow "that probe: connect -> sshd's banner (guest)" probe_ms
+msrow "sshd listening -> tcp phase" lag_tcp
+
 cat <<'EOF'
 
 What the numbers mean:
@@ -414,8 +455,22 @@ What the numbers mean:
               before sshd starts. Compare its row between the columns to see
               how much of the SSH-ready gap that is.
   banner      qvm only: tcp phase - kernel - sshd, how long after sshd listened qvm
-              saw its banner (qvm polls with a backoff up to 1 s); overhead minus
-              banner is the SSH handshake and authentication, mostly guest CPU.
+              saw its banner; overhead minus banner is the SSH handshake and
+              authentication, mostly guest CPU.
+  announce->sshd  how long before sshd listened the guest announced that sshd
+              comes next (qvm's seed opens its readiness port in its last
+              bootcmd; QEMU's timestamp of the VSERPORT_CHANGE); from then on
+              qvm probes every 50 ms. Its error is the kernel estimate's (an
+              upper bound, 10-50 ms late). "-": no announcement (a qvm from
+              before it, or a guest that ignores the seed).
+  sshd->probe when the probe that saw the banner connected, after sshd listened:
+              qvm's own lag (sshd->tcp - probe). Can be slightly negative: sshd
+              logs "Server listening" a moment after it listens.
+  probe       how long that probe waited for the banner (UP_PHASE tcp
+              "probe_ms"): sshd accepting a connection, forking and
+              re-executing itself, slow under TCG. Not qvm's: the banner is
+              the proof that sshd answers, so it is always waited for.
+  sshd->tcp   tcp phase - kernel - sshd (the banner column, in ms).
 All timings come from one loaded 2-core host and vary from run to run; they are
 figures, not assertions.
 EOF

@@ -40,6 +40,10 @@ extern "C" {
  * a space and the instance-id: "qvm-ready: cloud-init-done <instance-id>". */
 #define QVM_SEED_READY_MARKER "qvm-ready: cloud-init-done"
 
+/* The virtio-serial port (/dev/virtio-ports/NAME) the seed's last bootcmd
+ * opens and closes on every boot: qvm up's signal that sshd comes next. */
+#define QVM_SEED_READY_PORT "org.qvm.ready.0"
+
 /* Caps on what is read from user-supplied files. */
 #define QVM_SEED_MAX_USER_FILE (4u << 20)
 
@@ -109,7 +113,9 @@ typedef struct qvm_seed_spec {
   size_t n_bootcmd;
   const char *const *runcmd; /* shell lines */
   size_t n_runcmd;
-  bool ready_marker; /* print QVM_SEED_READY_MARKER at the end (default true) */
+  /* print QVM_SEED_READY_MARKER at the end, and open QVM_SEED_READY_PORT
+   * in bootcmd (default true) */
+  bool ready_marker;
 
   /* The user's own cloud-config (must be a YAML mapping) and shell script,
    * merged as MIME multipart; give bytes (with a name used in messages) or a

@@ -13,14 +13,24 @@
  *   started   QEMU runs under its shim
  *   serial    the guest wrote something on its serial console
  *   lease     the guest's IP is known (bridge mode; user mode skips it)
- *   tcp       the guest's sshd sent its banner
+ *   tcp       the guest's sshd sent its banner. A guest with qvm's seed
+ *             announces that sshd comes next (it opens a virtio-serial
+ *             port in cloud-init's init stage; QEMU sends VSERPORT_CHANGE)
+ *             and up probes at once and every 50 ms from then on (detail
+ *             "announced"); without it the probes back off to 250 ms
+ *             (detail "banner poll"). The announcement is a hint; the
+ *             banner decides.
  *   ssh       authenticated, with the host key pinned before the first boot
  *   cloud-init  cloud-init finished (qvm's readiness marker on serial, then
  *             `cloud-init status --long` over SSH says done)
  *   provision the recorded provision steps ran (first up only)
  *
- * A phase that does not happen fails `up` with QVM_ETIMEOUT naming it, the
- * tail of the serial log and, if SSH works, `cloud-init status --long`.
+ * Up waits for them in one event loop, not by sleeping: inotify on the
+ * VM's logs, QEMU's and the shim's pidfds, a timer. A phase that does not
+ * happen fails `up` with QVM_ETIMEOUT naming it, the tail of the serial log
+ * and, if SSH works, `cloud-init status --long`; QEMU or the shim exiting
+ * fails it at once (QVM_ECONFLICT), naming which. The library prints nothing:
+ * progress goes through on_phase.
  *
  * Contract (and include/qvm/error.h for what every header shares):
  * - Ownership: a qvm_vm_file is the caller's (qvm_vm_file_free); names and

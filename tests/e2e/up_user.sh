@@ -46,6 +46,14 @@ for phase in started serial tcp ssh cloud-init provision; do
     fail "no UP_PHASE $phase event in events.jsonl"
 done
 
+# The guest announced that sshd comes next (qvm's seed opens the readiness
+# port in its last bootcmd): QEMU's VSERPORT_CHANGE is in events.jsonl, and
+# up's tcp phase came after it, by the 50 ms probes it set off.
+expect_match "$out" "^  tcp +[0-9.]+ s  announced$" "tcp phase reached through the announcement"
+grep -q '"event":"VSERPORT_CHANGE".*"id":"qvm-ready0","open":true' "$events" ||
+  grep -q '"event":"VSERPORT_CHANGE".*"open":true.*"id":"qvm-ready0"' "$events" ||
+  fail "no VSERPORT_CHANGE open event for qvm-ready0 in events.jsonl"
+
 # qvm's user (default qvm, passwordless sudo) alongside the user's cloud-config.
 expect_eq "$(qvm exec e2e-user -- id -un)" qvm "login user"
 expect_eq "$(qvm exec e2e-user -- sudo -n id -un)" root "passwordless sudo"

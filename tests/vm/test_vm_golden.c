@@ -211,6 +211,35 @@ static void test_seed_drive(void **state) {
   vm_spec_free(s);
 }
 
+/* qvm's own seed: the readiness port, on a virtio-serial bus of its own. */
+static void test_qvm_seed(void **state) {
+  (void)state;
+  vm_spec *s = base_spec("cloud");
+  add_disk(s);
+  s->seed_iso = strdup("seed.iso");
+  s->cloud_init = true;
+  vm_argv_input in = base_input(s);
+  check_golden("qvm-seed", &in);
+  vm_spec_free(s);
+}
+
+/* qvm's seed and the guest agent: both ports on one bus. */
+static void test_qvm_seed_guest_agent(void **state) {
+  (void)state;
+  vm_spec *s = base_spec("cloud");
+  s->net = VM_NET_BRIDGE;
+  s->ssh_forward = false;
+  s->bridge = strdup("qvm0");
+  add_disk(s);
+  s->seed_iso = strdup("seed.iso");
+  s->cloud_init = true;
+  vm_argv_input in = base_input(s);
+  in.tap_fd = 5;
+  in.qga_path = "/run/qvm/cloud/qga.sock";
+  check_golden("qvm-seed-guest-agent", &in);
+  vm_spec_free(s);
+}
+
 static void test_memory_cpus(void **state) {
   (void)state;
   vm_spec *s = base_spec("big");
@@ -346,6 +375,8 @@ int main(void) {
       cmocka_unit_test(test_name_63),
       cmocka_unit_test(test_no_network),
       cmocka_unit_test(test_seed_drive),
+      cmocka_unit_test(test_qvm_seed),
+      cmocka_unit_test(test_qvm_seed_guest_agent),
       cmocka_unit_test(test_memory_cpus),
       cmocka_unit_test(test_machine_pc_small),
       cmocka_unit_test(test_socket_paths),

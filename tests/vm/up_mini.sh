@@ -27,6 +27,17 @@ for phase in started serial tcp ssh provision; do
   grep -q "\"phase\":\"$phase\",\"status\":\"done\"" "$events" || fail "no UP_PHASE $phase event"
 done
 grep -q '"phase":"lease","status":"skipped"' "$events" || fail "no skipped lease event"
+# The mini guest ignores qvm's seed, so it never opens the readiness port:
+# up found its sshd by the banner poll, the fallback.
+tcp_detail=$(python3 -c '
+import json, sys
+for line in open(sys.argv[1]):
+    e = json.loads(line)
+    if e.get("event") == "UP_PHASE" and e.get("phase") == "tcp":
+        print(e.get("detail"))
+        break' "$events")
+expect_eq "$tcp_detail" "banner poll" "tcp phase reached by the banner poll"
+! grep -q '"VSERPORT_CHANGE"' "$events" || fail "the mini guest announced: $(grep VSERPORT "$events")"
 
 # Same spec, running: nothing happens (no second provisioning).
 out=$(qvm up m1 "${boot[@]}" --provision 'shell:echo provisioned >> /root/count') ||
