@@ -92,14 +92,55 @@ static int open_logs(int *out_qemu_log, const vm_paths *p, qvm_error **err) {
   return 0;
 }
 
+/* The variables the shim (vm/, net/, qmp/, util/ and QEMU through it) reads,
+ * passed through as they are; the state and runtime roots are passed as the
+ * absolute directories this process resolved. Sanitizer options only
+ * matter to a sanitizer build. */
+static const char *const shim_env_pass[] = {
+    "QVM_QEMU",         "QVM_QEMU_SANDBOX",   "QVM_QEMU_USER",       "QVM_SERIAL_LOG_MAX",
+    "QVM_QEMU_LOG_MAX", "QVM_EVENTS_LOG_MAX", "QVM_TEST_NO_INOTIFY", "QVM_TEST_SSH_PORT",
+    "ASAN_OPTIONS",     "UBSAN_OPTIONS",      "LSAN_OPTIONS"};
+
+/* QEMU's environment: PATH and the same QVM_* variables as the shim's (a
+ * test's fake QEMU reads its settings from them), nothing else. In the
+ * exec'd shim that is all there is anyway; `qvm run` runs the shim in the
+ * caller's process, whose environment may hold secrets a guest that took
+ * QEMU over could read from /proc/self/environ. NULL on OOM. */
+static char **qemu_envp(void) {
+  size_t n = 0, cap = QVM_ARRAY_SIZE(shim_env_pass) + 2;
+  char **envp = calloc(cap, sizeof *envp);
+  const char *path = getenv("PATH");
+  if (!envp ||
+      asprintf(&envp[n++], "PATH=%s", path && path[0] ? path : "/usr/local/bin:/usr/bin:/bin") < 0)
+    goto oom;
+  for (size_t i = 0; i < QVM_ARRAY_SIZE(shim_env_pass); i++) {
+    const char *v = getenv(shim_env_pass[i]);
+    if (v && asprintf(&envp[n++], "%s=%s", shim_env_pass[i], v) < 0) goto oom;
+  }
+  return envp;
+oom:
+  if (envp)
+    for (size_t i = 0; i < cap; i++) free(envp[i]);
+  free(envp);
+  return NULL;
+}
+
+static void qemu_envp_free(char **envp) {
+  for (size_t i = 0; envp && envp[i]; i++) free(envp[i]);
+  free(envp);
+}
+
 /* In the child between fork and exec: only async-signal-safe calls. */
-__attribute__((noreturn)) static void exec_qemu(char **argv, int qmp, int console, int log,
-                                                int tap) {
+__attribute__((noreturn)) static void exec_qemu(char **argv, char **envp, int qmp, int console,
+                                                int log, int tap) {
   setsid();
   int q = fcntl(qmp, F_DUPFD_CLOEXEC, 10), c = fcntl(console, F_DUPFD_CLOEXEC, 10);
   int l = fcntl(log, F_DUPFD_CLOEXEC, 10);
   int t = tap >= 0 ? fcntl(tap, F_DUPFD_CLOEXEC, 10) : -1;
-  int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+  /* Not O_CLOEXEC: with fd 0 closed this open returns 0, and dup2(0, 0)
+   * would leave close-on-exec set on QEMU's stdin. Any other number is
+   * closed below. */
+  int nul = open("/dev/null", O_RDWR);
   if (q < 0 || c < 0 || l < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(l, 1) < 0 || dup2(l, 2) < 0 ||
       dup2(q, 3) < 0 || dup2(c, 4) < 0 || (tap >= 0 && (t < 0 || dup2(t, SHIM_TAP_FD) < 0)))
     _exit(126);
@@ -107,8 +148,8 @@ __attribute__((noreturn)) static void exec_qemu(char **argv, int qmp, int consol
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
-  signal(SIGPIPE, SIG_DFL);
-  execvp(argv[0], argv);
+  for (int sig = 1; sig < NSIG; sig++) signal(sig, SIG_DFL); /* the caller may ignore some */
+  execvpe(argv[0], argv, envp);
   dprintf(2, "qvm: cannot run '%s': %s\n", argv[0], strerror(errno));
   _exit(127);
 }
@@ -177,10 +218,17 @@ int shim_launch_qemu(shim *s, qvm_error **err) {
   if ((r = vm_argv_build(&argv, &in, err)) < 0) return r;
   if ((r = verify_disks(s, err)) < 0) return r;
   snprintf(s->runas, sizeof s->runas, "%s", runas ? runas : "");
+  char **envp = qemu_envp();
+  if (!envp) return qvm_error_set_errno(err, ENOMEM, "out of memory");
   s->t_spawn_us = qvm_realtime_us();
   pid_t pid = fork();
-  if (pid < 0) return qvm_error_set_errno(err, errno, "cannot fork qemu");
-  if (pid == 0) exec_qemu(argv->argv, qmp_listen, console_listen, log, tap);
+  if (pid < 0) {
+    int e = errno;
+    qemu_envp_free(envp);
+    return qvm_error_set_errno(err, e, "cannot fork qemu");
+  }
+  if (pid == 0) exec_qemu(argv->argv, envp, qmp_listen, console_listen, log, tap);
+  qemu_envp_free(envp);
   s->qemu_pid = pid;
   s->child = true;
   s->pidfd = shim_pidfd_open(pid);
@@ -335,11 +383,40 @@ static int read_ready(int fd, int timeout_ms, qvm_error **err) {
   return qvm_error_set(err, QVM_EPROTO, "the shim exited before qemu was ready");
 }
 
-static int shim_candidate(char **out, const char *dir, const char *rel) {
+/* Whether a binary found by searching (not named by $QVM_SHIM) may be run,
+ * maybe as root: the file and every directory above it, symlinks resolved,
+ * belong to root or to us and nobody else can write them (a world-writable
+ * directory with the sticky bit, like /tmp, is fine: its entries are
+ * checked on their own). Otherwise another local user could plant a
+ * qvm-shim where the search looks, e.g. /tmp/libexec/qvm/qvm-shim for a
+ * build tree in /tmp/build. */
+static bool path_trusted(const char *path) {
+  _cleanup_free_ char *real = realpath(path, NULL);
+  if (!real) return false;
+  uid_t me = geteuid();
+  for (char *end = real + strlen(real); end > real;) {
+    struct stat st;
+    if (stat(real, &st) < 0 || (st.st_uid != 0 && st.st_uid != me)) return false;
+    bool sticky_dir = S_ISDIR(st.st_mode) && (st.st_mode & S_ISVTX);
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !sticky_dir) return false;
+    end = strrchr(real, '/');
+    if (!end) return false;
+    *end = '\0';
+  }
+  struct stat root;
+  return stat("/", &root) == 0 && (root.st_uid == 0 || root.st_uid == me) &&
+         !(root.st_mode & (S_IWGRP | S_IWOTH));
+}
+
+/* 1: found and trusted; 0: not there, or not trusted (*untrusted set). */
+static int shim_candidate(char **out, const char *dir, const char *rel, bool *untrusted) {
   free(*out);
   *out = NULL;
   if (dir[0] ? asprintf(out, "%s/%s", dir, rel) < 0 : !(*out = strdup(rel))) return -ENOMEM;
-  return access(*out, X_OK) == 0 ? 1 : 0;
+  if (access(*out, X_OK) != 0) return 0;
+  if (path_trusted(*out)) return 1;
+  *untrusted = true;
+  return 0;
 }
 
 /* Where qvm-shim is, the first that exists of: $QVM_SHIM; relative to the
@@ -374,13 +451,14 @@ static int shim_binary(char **out, qvm_error **err) {
     self[0] = '\0';
   }
   int r = 0;
-  if (dir[0] && (r = shim_candidate(out, dir, "qvm-shim")) != 0) goto done;
+  bool untrusted = false;
+  if (dir[0] && (r = shim_candidate(out, dir, "qvm-shim", &untrusted)) != 0) goto done;
 #ifdef QVM_SHIM_FROM_LIBDIR
-  if (dir[0] && (r = shim_candidate(out, dir, QVM_SHIM_FROM_LIBDIR)) != 0) goto done;
+  if (dir[0] && (r = shim_candidate(out, dir, QVM_SHIM_FROM_LIBDIR, &untrusted)) != 0) goto done;
 #endif
-  if (self[0] && (r = shim_candidate(out, self, "qvm-shim")) != 0) goto done;
+  if (self[0] && (r = shim_candidate(out, self, "qvm-shim", &untrusted)) != 0) goto done;
 #ifdef QVM_SHIM_INSTALL_PATH
-  if ((r = shim_candidate(out, "", QVM_SHIM_INSTALL_PATH)) != 0) goto done;
+  if ((r = shim_candidate(out, "", QVM_SHIM_INSTALL_PATH, &untrusted)) != 0) goto done;
 #endif
 done:
   if (r > 0) return 0;
@@ -388,7 +466,10 @@ done:
   *out = NULL;
   if (r < 0) return qvm_error_set_errno(err, ENOMEM, "out of memory");
   return qvm_error_set(err, QVM_ENOTFOUND,
-                       "qvm-shim not found: not next to '%s' nor next to '%s'%s%s (set QVM_SHIM)",
+                       "qvm-shim not found%s: not next to '%s' nor next to '%s'%s%s (set QVM_SHIM)",
+                       untrusted ? " (one was skipped: it or a directory above it may be written "
+                                   "by another user)"
+                                 : "",
                        dir[0] ? dir : "?", self[0] ? self : "?",
 #ifdef QVM_SHIM_INSTALL_PATH
                        ", nor at ", QVM_SHIM_INSTALL_PATH
@@ -397,15 +478,6 @@ done:
 #endif
   );
 }
-
-/* The variables the shim (vm/, net/, qmp/, util/ and QEMU through it) reads,
- * passed through as they are; the state and runtime roots are passed as the
- * absolute directories this process resolved. Sanitizer options only
- * matter to a sanitizer build. */
-static const char *const shim_env_pass[] = {
-    "QVM_QEMU",         "QVM_QEMU_SANDBOX",   "QVM_QEMU_USER",       "QVM_SERIAL_LOG_MAX",
-    "QVM_QEMU_LOG_MAX", "QVM_EVENTS_LOG_MAX", "QVM_TEST_NO_INOTIFY", "QVM_TEST_SSH_PORT",
-    "ASAN_OPTIONS",     "UBSAN_OPTIONS",      "LSAN_OPTIONS"};
 
 typedef struct shim_exec {
   char *path;
@@ -452,7 +524,7 @@ static int shim_exec_prepare(shim_exec *x, qvm_vm *vm, const shim_config *cfg, q
 /* In the grandchild between fork and exec: only async-signal-safe calls.
  * fd 3 the ready pipe, fd 4 the VM's lock (or nothing), nothing else. */
 __attribute__((noreturn)) static void exec_shim(const shim_exec *x, int ready, int lock) {
-  int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+  int nul = open("/dev/null", O_RDWR); /* not O_CLOEXEC: see exec_qemu */
   int r = fcntl(ready, F_DUPFD_CLOEXEC, 10);
   int l = lock >= 0 ? fcntl(lock, F_DUPFD_CLOEXEC, 10) : -1;
   if (nul < 0 || r < 0 || (lock >= 0 && l < 0) || dup2(nul, 0) < 0 || dup2(nul, 1) < 0 ||

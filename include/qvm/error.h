@@ -28,10 +28,12 @@ extern "C" {
  *   qvm_vm_list, qvm_vm_remove, parsers, key generation) are safe from
  *   several threads. Operations on one VM, also from other processes, are
  *   serialized by the VM's lock file (QVM_EBUSY when it is held too long).
- *   Exceptions: qvm_vm_run() blocks SIGTERM, SIGINT, SIGHUP, SIGUSR1 and
- *   SIGCHLD (it reads them through a signalfd) and ignores SIGPIPE, so call
- *   it from a program's main thread with no other libqvm call running; the first SSH session
- * initializes libssh2, which is not thread-safe: connect once before going parallel.
+ *   libssh2 is initialized once, on the first SSH session, under
+ *   pthread_once. The one exception is qvm_vm_run(), which runs the VM's
+ *   supervisor in the calling process: it blocks SIGTERM, SIGINT, SIGHUP
+ *   and SIGCHLD (it reads them through a signalfd), ignores SIGPIPE and
+ *   SIGUSR1, and sets the umask to 077, for good; call it from a program's
+ *   main thread with no other libqvm call running (`qvm run` does).
  * - The functions of this header are safe from any thread.
  *
  * The codes are stable (part of the ABI); qvm_error_code_name() gives each a
