@@ -43,7 +43,11 @@ libdir=$(pkg-config --variable=libdir qvm) || fail "pkg-config does not find qvm
 [[ $(realpath "$libdir") == $(realpath "$prefix/lib") ]] || fail "qvm.pc libdir '$libdir' is not $prefix/lib"
 expect_eq "$(pkg-config --modversion qvm)" "$("$prefix/bin/qvm" --version | awk '{print $2}')" "version"
 read -ra flags <<<"$(pkg-config --cflags --libs qvm)"
-cc -std=c17 -Wall -Wextra -Werror -o "$tmp/client" "$src/tests/install/install_client.c" \
+# A sanitizer build's libqvm needs its runtime first in the process: the
+# client is then built with the same sanitizers (nothing else changes).
+san=()
+if readelf -d "$prefix/lib/libqvm.so" | grep -q 'libasan'; then san=(-fsanitize=address,undefined); fi
+cc -std=c17 -Wall -Wextra -Werror "${san[@]}" -o "$tmp/client" "$src/tests/install/install_client.c" \
   "${flags[@]}" -Wl,-rpath,"$libdir" 2>"$tmp/cc.log" || fail "client does not build: $(cat "$tmp/cc.log")"
 ldd "$tmp/client" | grep -F "libqvm.so.0 => $libdir/libqvm.so.0" >/dev/null ||
   fail "client does not use the installed libqvm: $(ldd "$tmp/client" | grep qvm)"
