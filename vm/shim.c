@@ -495,7 +495,7 @@ static int shim_poll_timeout(const shim *s) {
     next = s->repress_ms;
   if (shim_serial_quiet(s) && (next < 0 || s->serial_quiet_ms < next)) next = s->serial_quiet_ms;
   if (s->log_poll_ms >= 0 && (next < 0 || s->log_poll_ms < next)) next = s->log_poll_ms;
-  if (s->qmp_more) return 0;
+  if (s->qmp_more || shim_ctl_pending(s->ctl)) return 0;
   return next < 0 ? -1 : qvm_deadline_left_ms(next);
 }
 
@@ -545,7 +545,7 @@ static void shim_loop(shim *s, exit_status *x) {
     if ((n > 0 && pfd[2].revents) || s->qmp_more) shim_drain_qmp(s);
     if (n > 0 && pfd[3].revents) vm_net_handle_readable(s->net);
     if (n > 0 && pfd[4].revents) shim_logs_readable(s);
-    if (n > 0) shim_ctl_handle(s->ctl, s, pfd + 5);
+    if (n > 0 || shim_ctl_pending(s->ctl)) shim_ctl_handle(s->ctl, s, pfd + 5);
     shim_logs_poll(s);
     shim_events_bound(s);
     if (n > 0 && pfd[1].revents) break;

@@ -34,6 +34,7 @@ typedef struct ctl_client {
   char *out;
   size_t out_len, out_off;
   bool closing; /* close once the output is flushed; read nothing more */
+  bool pending; /* a complete request line waits in `in` for the next pass */
   char *sub_id; /* the subscribe request's id (JSON text); NULL when none */
 } ctl_client;
 
@@ -383,28 +384,35 @@ static bool qmp_name_valid(const char *s, size_t len) {
   return true;
 }
 
-static void cmd_qmp(shim_ctl *c, ctl_client *cl, struct json_object *id, struct json_object *req,
+/* Returns whether it waited on QEMU. */
+static bool cmd_qmp(shim_ctl *c, ctl_client *cl, struct json_object *id, struct json_object *req,
                     shim *s) {
   struct json_object *cmd = NULL, *args = NULL;
   if (!json_object_object_get_ex(req, "command", &cmd) ||
       !json_object_is_type(cmd, json_type_string) ||
       !qmp_name_valid(json_object_get_string(cmd), (size_t)json_object_get_string_len(cmd))) {
     reply_error(c, cl, id, "invalid", "'command' must be a QMP command name");
-    return;
+    return false;
   }
   const char *name = json_object_get_string(cmd);
   if (json_object_object_get_ex(req, "arguments", &args) &&
       !json_object_is_type(args, json_type_object)) {
     reply_error(c, cl, id, "invalid", "'arguments' must be an object");
-    return;
+    return false;
   }
   if (qmp_refused(name)) {
     reply_error(c, cl, id, "invalid", "qmp command '%s' is not passed through", name);
-    return;
+    return false;
   }
   if (!s->qmp) {
     reply_error(c, cl, id, "qmp", "qemu's monitor is not connected");
-    return;
+    return false;
+  }
+  /* QEMU still owes the reply of one that timed out: its main loop is
+   * stalled, and waiting again would only keep the shim out of its loop. */
+  if (qvm_qmp_abandoned_pending(s->qmp)) {
+    reply_error(c, cl, id, "busy", "qemu has not answered an earlier qmp command yet");
+    return false;
   }
   struct json_object *ret = NULL;
   qvm_error *e = NULL;
@@ -417,6 +425,7 @@ static void cmd_qmp(shim_ctl *c, ctl_client *cl, struct json_object *id, struct 
     reply_error(c, cl, id, code, "%s", qvm_error_message(e));
   }
   qvm_error_free(e);
+  return true;
 }
 
 static void cmd_subscribe(shim_ctl *c, ctl_client *cl, struct json_object *id,
@@ -464,13 +473,15 @@ static bool id_valid(struct json_object *id) {
   return json_object_is_type(id, json_type_string) && json_object_get_string_len(id) <= 128;
 }
 
-static void handle_line(shim_ctl *c, ctl_client *cl, shim *s, const char *line, size_t len) {
-  if (len == 0) return;
+/* Returns whether it waited on QEMU (a qmp passthrough). */
+static bool handle_line(shim_ctl *c, ctl_client *cl, shim *s, const char *line, size_t len) {
+  if (len == 0) return false;
   json_tokener *tok = json_tokener_new_ex(CTL_JSON_DEPTH);
   if (!tok) {
     reply_error(c, cl, NULL, "internal", "out of memory");
-    return;
+    return false;
   }
+  bool waited = false;
   struct json_object *req = json_tokener_parse_ex(tok, line, (int)len);
   bool whole = req && json_tokener_get_error(tok) == json_tokener_success &&
                (size_t)json_tokener_get_parse_end(tok) == len;
@@ -494,13 +505,14 @@ static void handle_line(shim_ctl *c, ctl_client *cl, shim *s, const char *line, 
     else if (!strcmp(name, "kill"))
       cmd_kill(c, cl, id, s);
     else if (!strcmp(name, "qmp"))
-      cmd_qmp(c, cl, id, req, s);
+      waited = cmd_qmp(c, cl, id, req, s);
     else if (!strcmp(name, "subscribe"))
       cmd_subscribe(c, cl, id, req);
     else
       reply_error(c, cl, id, "not-found", "unknown command '%.64s'", name);
   }
   json_object_put(req);
+  return waited;
 }
 
 /* --- connections -------------------------------------------------------------- */
@@ -536,27 +548,30 @@ static void accept_clients(shim_ctl *c) {
   }
 }
 
-static void client_readable(shim_ctl *c, ctl_client *cl, shim *s) {
-  ssize_t n = recv(cl->fd, cl->in + cl->in_len, SHIM_CTL_LINE_MAX + 1 - cl->in_len, MSG_DONTWAIT);
-  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-  if (n <= 0) {
-    /* EOF: what is queued still goes out (the client may have shut down
-     * only its writing side), then the connection closes */
-    cl->closing = true;
-    client_flush(c, cl);
-    return;
-  }
-  cl->in_len += (size_t)n;
+/* Answers the buffered request lines, but waits on QEMU for at most one of
+ * them per pass: a client that pipelines qmp requests must not keep the
+ * shim out of its loop (signals, stop, kill, logs) for one wait each. The
+ * rest stays buffered (pending) for the next pass. */
+static void client_process(shim_ctl *c, ctl_client *cl, shim *s) {
   size_t start = 0;
+  bool waited = false;
+  cl->pending = false;
   for (size_t i = 0; i < cl->in_len && cl->fd >= 0 && !cl->closing; i++) {
     if (cl->in[i] != '\n') continue;
-    handle_line(c, cl, s, cl->in + start, i - start);
+    if (waited) {
+      cl->pending = true;
+      break;
+    }
+    waited = handle_line(c, cl, s, cl->in + start, i - start);
     start = i + 1;
   }
-  if (cl->fd < 0 || cl->closing) return;
+  if (cl->fd < 0 || cl->closing) {
+    cl->pending = false;
+    return;
+  }
   memmove(cl->in, cl->in + start, cl->in_len - start);
   cl->in_len -= start;
-  if (cl->in_len > SHIM_CTL_LINE_MAX) {
+  if (!cl->pending && cl->in_len > SHIM_CTL_LINE_MAX) {
     reply_error(c, cl, NULL, "invalid", "a request line is longer than %d bytes",
                 SHIM_CTL_LINE_MAX);
     if (cl->fd < 0) return;
@@ -564,6 +579,30 @@ static void client_readable(shim_ctl *c, ctl_client *cl, shim *s) {
     shutdown(cl->fd, SHUT_RD);
     client_flush(c, cl);
   }
+}
+
+static void client_readable(shim_ctl *c, ctl_client *cl, shim *s) {
+  /* Lines still pending are answered before anything more is read (an EOF
+   * behind them must not drop them). */
+  if (!cl->pending) {
+    ssize_t n = recv(cl->fd, cl->in + cl->in_len, SHIM_CTL_LINE_MAX + 1 - cl->in_len, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    if (n <= 0) {
+      /* EOF: what is queued still goes out (the client may have shut down
+       * only its writing side), then the connection closes */
+      cl->closing = true;
+      client_flush(c, cl);
+      return;
+    }
+    cl->in_len += (size_t)n;
+  }
+  client_process(c, cl, s);
+}
+
+bool shim_ctl_pending(const shim_ctl *c) {
+  for (size_t i = 0; c && i < SHIM_CTL_CLIENTS; i++)
+    if (c->clients[i].fd >= 0 && c->clients[i].pending && !c->clients[i].closing) return true;
+  return false;
 }
 
 void shim_ctl_pollfds(const shim_ctl *c, struct pollfd *pfd) {
@@ -581,10 +620,10 @@ void shim_ctl_handle(shim_ctl *c, shim *s, const struct pollfd *pfd) {
   if (!c) return;
   for (size_t i = 0; i < SHIM_CTL_CLIENTS; i++) {
     ctl_client *cl = &c->clients[i];
-    short re = pfd[1 + i].revents;
-    if (cl->fd < 0 || pfd[1 + i].fd != cl->fd || !re) continue;
+    short re = cl->fd >= 0 && pfd[1 + i].fd == cl->fd ? pfd[1 + i].revents : 0;
+    if (cl->fd < 0 || (!re && !cl->pending)) continue;
     if (re & POLLOUT) client_flush(c, cl);
-    if (cl->fd >= 0 && (re & (POLLIN | POLLHUP | POLLERR)) && !cl->closing)
+    if (cl->fd >= 0 && (cl->pending || (re & (POLLIN | POLLHUP | POLLERR))) && !cl->closing)
       client_readable(c, cl, s);
     else if (cl->fd >= 0 && (re & (POLLHUP | POLLERR)))
       client_close(c, cl);
