@@ -26,6 +26,7 @@
 
 #define CTL_JSON_DEPTH 32
 #define CTL_ACCEPTS_PER_PASS 16
+#define CTL_JOBS_PER_CLIENT 4 /* x SHIM_CTL_CLIENTS = the job table: it never fills */
 
 typedef struct ctl_client {
   int fd;
@@ -53,7 +54,7 @@ typedef struct ctl_event {
 struct shim_ctl {
   int listen_fd;
   ctl_client clients[SHIM_CTL_CLIENTS];
-  ctl_job jobs[SHIM_CTL_CLIENTS * 4];
+  ctl_job jobs[SHIM_CTL_CLIENTS * CTL_JOBS_PER_CLIENT];
   unsigned next_job;
   ctl_event ring[SHIM_CTL_RING];
   size_t ring_start, ring_count, ring_bytes;
@@ -234,6 +235,10 @@ unsigned long long shim_ctl_seq(const shim_ctl *c) { return c ? c->seq : 0; }
 /* --- jobs ------------------------------------------------------------------- */
 
 static ctl_job *job_new(shim_ctl *c, ctl_client *cl) {
+  size_t mine = 0;
+  for (size_t i = 0; i < QVM_ARRAY_SIZE(c->jobs); i++)
+    mine += c->jobs[i].used && c->jobs[i].client == cl;
+  if (mine >= CTL_JOBS_PER_CLIENT) return NULL;
   for (size_t i = 0; i < QVM_ARRAY_SIZE(c->jobs); i++) {
     if (c->jobs[i].used) continue;
     c->jobs[i] = (ctl_job){.id = ++c->next_job, .client = cl, .used = true};
@@ -331,11 +336,13 @@ static bool get_int(struct json_object *req, const char *key, int64_t lo, int64_
   return true;
 }
 
-static void start_job(shim_ctl *c, ctl_client *cl, struct json_object *id, const char *phase) {
+/* A job is created before the stop or kill acts: when none can be (busy),
+ * the request does nothing. Returns whether it was created. */
+static bool start_job(shim_ctl *c, ctl_client *cl, struct json_object *id, const char *phase) {
   ctl_job *j = job_new(c, cl);
   if (!j) {
-    reply_error(c, cl, id, "busy", "too many jobs are running");
-    return;
+    reply_error(c, cl, id, "busy", "this connection has %d jobs running", CTL_JOBS_PER_CLIENT);
+    return false;
   }
   struct json_object *r = json_object_new_object();
   json_object_object_add(r, "job", json_object_new_int64(j->id));
@@ -343,6 +350,7 @@ static void start_job(shim_ctl *c, ctl_client *cl, struct json_object *id, const
   struct json_object *p = json_object_new_object();
   json_object_object_add(p, "phase", json_object_new_string(phase));
   job_message(c, j, "progress", p, false);
+  return true;
 }
 
 static void cmd_stop(shim_ctl *c, ctl_client *cl, struct json_object *id, struct json_object *req,
@@ -352,13 +360,12 @@ static void cmd_stop(shim_ctl *c, ctl_client *cl, struct json_object *id, struct
     reply_error(c, cl, id, "invalid", "'timeout_ms' must be an integer from 0 to 86400000");
     return;
   }
-  start_job(c, cl, id, s->phase == SHIM_RUNNING ? "powerdown" : phase_name(s->phase));
-  shim_stop_begin(s, (int)timeout_ms);
+  if (start_job(c, cl, id, s->phase == SHIM_RUNNING ? "powerdown" : phase_name(s->phase)))
+    shim_stop_begin(s, (int)timeout_ms);
 }
 
 static void cmd_kill(shim_ctl *c, ctl_client *cl, struct json_object *id, shim *s) {
-  start_job(c, cl, id, "kill");
-  shim_kill(s);
+  if (start_job(c, cl, id, "kill")) shim_kill(s);
 }
 
 /* Commands a client may not pass through: they would break the shim's own
