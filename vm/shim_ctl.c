@@ -34,9 +34,10 @@ typedef struct ctl_client {
   size_t in_len;
   char *out;
   size_t out_len, out_off;
-  bool closing; /* close once the output is flushed; read nothing more */
-  bool pending; /* a complete request line waits in `in` for the next pass */
-  char *sub_id; /* the subscribe request's id (JSON text); NULL when none */
+  bool closing;                /* close once the output is flushed; read nothing more */
+  bool pending;                /* a complete request line waits in `in` for the next pass */
+  char *sub_id;                /* the subscribe request's id (JSON text); NULL when none */
+  unsigned long long sub_next; /* the next seq this subscriber is owed */
 } ctl_client;
 
 typedef struct ctl_job {
@@ -189,6 +190,10 @@ static void reply_error(shim_ctl *c, ctl_client *cl, struct json_object *id, con
 
 /* --- events ----------------------------------------------------------------- */
 
+/* A subscriber's queue is filled up to this, then from the ring again as it
+ * drains: below SHIM_CTL_OUT_MAX by more than the longest event message. */
+#define CTL_SUB_QUEUE_MAX (SHIM_CTL_OUT_MAX / 2)
+
 static void sub_send(shim_ctl *c, ctl_client *cl, const ctl_event *ev) {
   qvm_strbuf sb = QVM_STRBUF_INIT;
   qvm_strbuf_printf(&sb, "{\"sub\":%s,\"seq\":%llu,\"event\":", cl->sub_id, ev->seq);
@@ -211,6 +216,42 @@ static void ring_drop_oldest(shim_ctl *c) {
   c->ring_count--;
 }
 
+static void sub_gap(shim_ctl *c, ctl_client *cl, unsigned long long first,
+                    unsigned long long last) {
+  qvm_strbuf sb = QVM_STRBUF_INIT;
+  qvm_strbuf_printf(&sb, "{\"sub\":%s,\"gap\":{\"first\":%llu,\"last\":%llu}}", cl->sub_id, first,
+                    last);
+  char *line = qvm_strbuf_steal(&sb);
+  if (line)
+    client_send(c, cl, line, strlen(line));
+  else
+    client_close(c, cl);
+  free(line);
+}
+
+/* Sends a subscriber what it is owed (sub_next up to the newest seq), from
+ * the ring, while its queue is below CTL_SUB_QUEUE_MAX; called again as the
+ * queue drains and on every new event. What left the ring meanwhile (or
+ * never got into it) is one "gap" marker. */
+static void sub_pump(shim_ctl *c, ctl_client *cl) {
+  while (cl->fd >= 0 && cl->sub_id && !cl->closing && cl->sub_next <= c->seq &&
+         cl->out_len - cl->out_off < CTL_SUB_QUEUE_MAX) {
+    const ctl_event *ev = NULL;
+    for (size_t i = 0; i < c->ring_count && !ev; i++) {
+      const ctl_event *e = &c->ring[(c->ring_start + i) % SHIM_CTL_RING];
+      if (e->seq >= cl->sub_next) ev = e;
+    }
+    unsigned long long next = ev ? ev->seq : c->seq + 1;
+    if (next > cl->sub_next) {
+      sub_gap(c, cl, cl->sub_next, next - 1);
+      cl->sub_next = next;
+      continue;
+    }
+    cl->sub_next = ev->seq + 1;
+    sub_send(c, cl, ev);
+  }
+}
+
 void shim_ctl_event(shim_ctl *c, const char *line, size_t len) {
   if (!c) return;
   char *copy = malloc(len + 1);
@@ -225,9 +266,7 @@ void shim_ctl_event(shim_ctl *c, const char *line, size_t len) {
   *ev = (ctl_event){.seq = c->seq, .line = copy, .len = len};
   c->ring_count++;
   c->ring_bytes += len;
-  for (size_t i = 0; i < SHIM_CTL_CLIENTS; i++)
-    if (c->clients[i].fd >= 0 && c->clients[i].sub_id && !c->clients[i].closing)
-      sub_send(c, &c->clients[i], ev);
+  for (size_t i = 0; i < SHIM_CTL_CLIENTS; i++) sub_pump(c, &c->clients[i]);
 }
 
 unsigned long long shim_ctl_seq(const shim_ctl *c) { return c ? c->seq : 0; }
@@ -293,7 +332,10 @@ void shim_ctl_finish(shim_ctl *c, struct json_object *exit_record, int flush_ms)
         pfd[n++] = (struct pollfd){.fd = cl->fd, .events = POLLOUT};
     }
     if (n == 0 || poll(pfd, n, qvm_deadline_left_ms(deadline)) <= 0) break;
-    for (size_t i = 0; i < SHIM_CTL_CLIENTS; i++) client_flush(c, &c->clients[i]);
+    for (size_t i = 0; i < SHIM_CTL_CLIENTS; i++) {
+      client_flush(c, &c->clients[i]);
+      sub_pump(c, &c->clients[i]);
+    }
   }
   for (size_t i = 0; i < SHIM_CTL_CLIENTS; i++) client_close(c, &c->clients[i]);
 }
@@ -457,20 +499,9 @@ static void cmd_subscribe(shim_ctl *c, ctl_client *cl, struct json_object *id,
     client_close(c, cl);
     return;
   }
-  if ((unsigned long long)since + 1 < oldest) {
-    char gap[160];
-    int n = snprintf(gap, sizeof gap, "{\"sub\":%.100s,\"gap\":{\"first\":%llu,\"last\":%llu}}",
-                     cl->sub_id, (unsigned long long)since + 1, oldest - 1);
-    if (strlen(cl->sub_id) > 100 || n < 0 || (size_t)n >= sizeof gap) {
-      client_close(c, cl);
-      return;
-    }
-    client_send(c, cl, gap, (size_t)n);
-  }
-  for (size_t i = 0; i < c->ring_count && cl->fd >= 0; i++) {
-    const ctl_event *ev = &c->ring[(c->ring_start + i) % SHIM_CTL_RING];
-    if (ev->seq > (unsigned long long)since) sub_send(c, cl, ev);
-  }
+  /* since is at most INT64_MAX: since + 1 does not wrap */
+  cl->sub_next = (unsigned long long)since + 1;
+  sub_pump(c, cl);
 }
 
 /* An "id" is echoed as given: a number, a string (at most 128 bytes) or null. */
@@ -629,7 +660,10 @@ void shim_ctl_handle(shim_ctl *c, shim *s, const struct pollfd *pfd) {
     ctl_client *cl = &c->clients[i];
     short re = cl->fd >= 0 && pfd[1 + i].fd == cl->fd ? pfd[1 + i].revents : 0;
     if (cl->fd < 0 || (!re && !cl->pending)) continue;
-    if (re & POLLOUT) client_flush(c, cl);
+    if (re & POLLOUT) {
+      client_flush(c, cl);
+      sub_pump(c, cl);
+    }
     if (cl->fd >= 0 && (cl->pending || (re & (POLLIN | POLLHUP | POLLERR))) && !cl->closing)
       client_readable(c, cl, s);
     else if (cl->fd >= 0 && (re & (POLLHUP | POLLERR)))

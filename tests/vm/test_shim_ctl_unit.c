@@ -224,11 +224,69 @@ static void test_jobs_per_client(void **state) {
   rig_free(r);
 }
 
+/* since:0 with more than SHIM_CTL_OUT_MAX in the ring: the replay goes out
+ * as the client reads (it used to be queued at once, and the subscriber was
+ * dropped without a word), then live events follow. */
+static void test_replay_larger_than_queue(void **state) {
+  (void)state;
+  rig *r = rig_new(0);
+  enum { N = 100, PAD = 30 << 10 };
+  char *line = malloc(PAD + 64);
+  for (int i = 1; i <= N; i++) {
+    int n = snprintf(line, 64, "{\"event\":\"big\",\"n\":%d,\"pad\":\"", i);
+    memset(line + n, 'p', PAD);
+    memcpy(line + n + PAD, "\"}", 3);
+    shim_ctl_event(r->ctl, line, strlen(line));
+  }
+  free(line);
+  send_line(r, "{\"id\":1,\"cmd\":\"subscribe\",\"since\":0}\n");
+  struct json_object *o = next(r);
+  assert_int_equal(geti(o, "result", "oldest_seq"), 1);
+  json_object_put(o);
+  for (int seq = 1; seq <= N; seq++) {
+    o = next(r);
+    assert_int_equal(geti(o, "seq", NULL), seq);
+    assert_int_equal(geti(o, "event", "n"), seq);
+    json_object_put(o);
+  }
+  shim_ctl_event(r->ctl, "{\"event\":\"live\"}", 16);
+  o = next(r);
+  assert_int_equal(geti(o, "seq", NULL), N + 1);
+  json_object_put(o);
+  rig_free(r);
+}
+
+/* An id of the longest allowed string (128 bytes) with a gap marker: the
+ * marker names it in full (the connection used to be closed). */
+static void test_gap_long_id(void **state) {
+  (void)state;
+  rig *r = rig_new(SHIM_CTL_RING + 5);
+  char id[129], req[300];
+  memset(id, 'i', 128);
+  id[128] = '\0';
+  snprintf(req, sizeof req, "{\"id\":\"%s\",\"cmd\":\"subscribe\",\"since\":0}\n", id);
+  send_line(r, req);
+  struct json_object *o = next(r);
+  assert_int_equal(geti(o, "result", "oldest_seq"), 6);
+  json_object_put(o);
+  o = next(r);
+  assert_string_equal(gets(o, "sub", NULL), id);
+  assert_int_equal(geti(o, "gap", "first"), 1);
+  assert_int_equal(geti(o, "gap", "last"), 5);
+  json_object_put(o);
+  o = next(r);
+  assert_int_equal(geti(o, "seq", NULL), 6);
+  json_object_put(o);
+  rig_free(r);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_gap),
       cmocka_unit_test(test_since_and_default),
       cmocka_unit_test(test_jobs_per_client),
+      cmocka_unit_test(test_replay_larger_than_queue),
+      cmocka_unit_test(test_gap_long_id),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
