@@ -171,8 +171,11 @@ struct json_object *vm_exit_to_json(const vm_exit *x) {
   return o;
 }
 
+/* The reader takes 0..INT64_MAX: a larger value (no parser makes one) is
+ * written as unset rather than as a negative number that would leave
+ * vm.json unreadable. */
 static void put_size(struct json_object *o, const char *key, bool has, uint64_t v) {
-  json_object_object_add(o, key, has ? json_object_new_int64((int64_t)v) : NULL);
+  json_object_object_add(o, key, has && v <= INT64_MAX ? json_object_new_int64((int64_t)v) : NULL);
 }
 
 /* The members in the order `qvm up` reports differences in. */
@@ -186,7 +189,9 @@ struct json_object *vm_up_request_to_json(const vm_up *u) {
   json_object_object_add(o, "cloud_config", strv_to_json(&u->cloud_config));
   json_object_object_add(o, "ssh_keys", strv_to_json(&u->ssh_keys));
   put_nullable(o, "append", u->append);
-  json_object_object_add(o, "cpus", json_object_new_int((int)u->cpus));
+  /* 0 is unset (a record without up.cpus reads as 0): written as null,
+   * which reads back as 0, never as "cpus":0, which the reader refuses. */
+  json_object_object_add(o, "cpus", u->cpus ? json_object_new_int((int)u->cpus) : NULL);
   put_nullable(o, "net", u->net);
   put_nullable(o, "firmware", u->firmware);
   put_nullable(o, "accel", u->accel);
