@@ -384,14 +384,18 @@ static void remove_sockets(const vm_paths *p) {
 /* Waiting clients of ctl.sock get their answer once the exit is recorded. */
 #define SHIM_CTL_FLUSH_MS 1000
 
+/* The sockets go before the exit record, as the tap does: once vm.json says
+ * stopped, a new start may bind sockets of the same paths, which this shim
+ * must not unlink. Connected ctl.sock clients keep their connections (and
+ * get their jobs' "done" below). */
 static void shim_write_exit(shim *s, const exit_record *r, const exit_status *x) {
   vm_exit x_rec;
   exit_fill(&x_rec, r, x, s);
+  remove_sockets(&s->vm->paths);
   vm_record_exit(&s->vm->paths, &x_rec, NULL);
   struct json_object *o = vm_exit_to_json(&x_rec);
   json_object_get(o);
   shim_event(s, "qvm-exit", o); /* takes one reference */
-  remove_sockets(&s->vm->paths);
   shim_ctl_finish(s->ctl, o, SHIM_CTL_FLUSH_MS);
   json_object_put(o);
 }

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The shim and vm.json's lock (review findings on vm/shim.c and
+# vm/record.c). 1: the shim removes its sockets before it records the exit
+# (once vm.json says stopped, a new start may bind sockets of the same
+# paths, which the old shim must not unlink): with vm.json's lock held by
+# this test, so that the exit cannot be recorded yet, ctl.sock is already
+# gone. The QEMU is shimb_mute_qemu.py.
+. "$QVM_SOURCE_DIR/tests/e2e/lib.sh"
+
+mini=$(mini_guest)
+export QVM_QEMU_USER=root QVM_QEMU="$src/tests/hostile/shimb_mute_qemu.py"
+qvm create rl --kernel "$mini/vmlinuz" --initrd "$mini/initrd.img" --append console=ttyS0 \
+  --memory 256M --net none >/dev/null || fail "create"
+dir=$QVM_STATE_DIR/vms/rl
+ctl=$QVM_RUNTIME_DIR/rl/ctl.sock
+info() { qvm info --json rl | python3 -c "import json,sys; j=json.load(sys.stdin); print(j$1)"; }
+
+# Holds vm.json's lock (flock on the VM's directory) for HOLD seconds (or
+# until killed), sends kill on ctl.sock, and reports: "sock-gone S" when
+# ctl.sock disappeared S seconds after the kill while the lock was held,
+# "done S" when the kill job's done message came.
+locked_kill() {
+  python3 - "$dir" "$ctl" "$1" <<'PY'
+import fcntl, json, os, socket, sys, time
+d, ctl, hold = sys.argv[1], sys.argv[2], float(sys.argv[3])
+fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+fcntl.flock(fd, fcntl.LOCK_EX)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(ctl)
+s.sendall(b'{"id":1,"cmd":"kill"}\n')
+t0 = time.monotonic()
+gone = False
+buf = b""
+s.settimeout(0.05)
+while time.monotonic() - t0 < 60:
+    if not gone and not os.path.exists(ctl):
+        gone = True
+        print("sock-gone %.1f" % (time.monotonic() - t0), flush=True)
+    if fd >= 0 and time.monotonic() - t0 >= hold:
+        os.close(fd)  # the lock goes with it
+        fd = -1
+    try:
+        data = s.recv(65536)
+        if not data:
+            break
+        buf += data
+    except socket.timeout:
+        continue
+    if b'"done":true' in buf:
+        print("done %.1f" % (time.monotonic() - t0), flush=True)
+        break
+PY
+}
+
+# 1. the sockets go before the exit is recorded
+out=$(timeout 120 "$qvm_bin" start rl 2>&1) || fail "start: $out"
+res=$(locked_kill 1.5)
+log "with vm.json locked for 1.5 s: $(echo $res)"
+[[ $res == *sock-gone* ]] || fail "ctl.sock was still there while the exit record waited for the lock"
+[[ $res == *done* ]] || fail "the kill job did not end"
+for _ in $(seq 50); do [[ $(info '["state"]') == stopped ]] && break; sleep 0.1; done
+expect_eq "$(info '["state"]')" stopped "state after kill"
+expect_eq "$(info '["last_exit"]["reason"]')" killed "the exit recorded once the lock was free"
+
+log "PASS"
