@@ -275,14 +275,28 @@ char *vm_file_tail(const char *path, int lines) {
 
 /* --- vm.json records ------------------------------------------------------ */
 
+/* A vm.json update the shim could not make (its lock stayed held past
+ * VM_RECORD_SHIM_LOCK_WAIT_MS, or the file does not read) is dropped and
+ * logged: the next qvm command reconciles vm.json with the processes. */
+static void shim_record_failed(shim *s, const char *what, int r, qvm_error *e) {
+  if (r >= 0) return;
+  struct json_object *d = json_object_new_object();
+  json_object_object_add(d, "update", json_object_new_string(what));
+  json_object_object_add(d, "error", json_object_new_string(qvm_error_message(e)));
+  shim_event(s, "qvm-record-failed", d);
+  qvm_error_free(e);
+}
+
 static void shim_write_runtime(shim *s, const char *status, bool full) {
   vm_run_status st = !strcmp(status, "starting")  ? VM_RUN_STARTING
                      : !strcmp(status, "running") ? VM_RUN_RUNNING
                                                   : VM_RUN_STOPPING;
   vm_proc self;
   bool has_self = vm_proc_record(&self, getpid(), NULL) == 0;
+  qvm_error *e = NULL;
   if (!full) {
-    vm_record_set_status(&s->vm->paths, st, has_self ? &self : NULL, !s->child, NULL);
+    int r = vm_record_set_status(&s->vm->paths, st, has_self ? &self : NULL, !s->child, &e);
+    shim_record_failed(s, status, r, e);
     return;
   }
   vm_runtime rt = {.status = st,
@@ -299,7 +313,8 @@ static void shim_write_runtime(shim *s, const char *status, bool full) {
                                .qemu_spawn_us = s->t_spawn_us,
                                .qmp_ready_us = s->t_qmp_us}};
   rt.has_qemu = vm_proc_record(&rt.qemu, s->qemu_pid, NULL) == 0;
-  vm_record_set_runtime(&s->vm->paths, &rt, NULL);
+  int r = vm_record_set_runtime(&s->vm->paths, &rt, &e);
+  shim_record_failed(s, status, r, e);
 }
 
 typedef struct exit_status {
@@ -392,7 +407,9 @@ static void shim_write_exit(shim *s, const exit_record *r, const exit_status *x)
   vm_exit x_rec;
   exit_fill(&x_rec, r, x, s);
   remove_sockets(&s->vm->paths);
-  vm_record_exit(&s->vm->paths, &x_rec, NULL);
+  qvm_error *e = NULL;
+  int rr = vm_record_exit(&s->vm->paths, &x_rec, &e);
+  shim_record_failed(s, "exit", rr, e);
   struct json_object *o = vm_exit_to_json(&x_rec);
   json_object_get(o);
   shim_event(s, "qvm-exit", o); /* takes one reference */
@@ -762,6 +779,7 @@ int vm_shim_run(int *out, qvm_vm *vm, const shim_config *cfg, qvm_error **err) {
             .qemu_cap = log_cap("QVM_QEMU_LOG_MAX", VM_QEMU_LOG_MAX),
             .serial_ino = -1,
             .log_poll_ms = -1};
+  vm_record_set_lock_wait(VM_RECORD_SHIM_LOCK_WAIT_MS);
   s.events_fd =
       open(vm->paths.events, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   shim_events_bound(&s); /* what earlier runs left */

@@ -4,7 +4,10 @@
 # (once vm.json says stopped, a new start may bind sockets of the same
 # paths, which the old shim must not unlink): with vm.json's lock held by
 # this test, so that the exit cannot be recorded yet, ctl.sock is already
-# gone. The QEMU is shimb_mute_qemu.py.
+# gone. 2: a process that holds vm.json's lock and never lets go (a qvm
+# suspended mid-update) does not freeze the shim: its update gives up after
+# 2 s (logged as a qvm-record-failed event), a kill's job still ends, and
+# the next qvm command finds the VM not running (crashed: no exit recorded). The QEMU is shimb_mute_qemu.py.
 . "$QVM_SOURCE_DIR/tests/e2e/lib.sh"
 
 mini=$(mini_guest)
@@ -62,4 +65,14 @@ for _ in $(seq 50); do [[ $(info '["state"]') == stopped ]] && break; sleep 0.1;
 expect_eq "$(info '["state"]')" stopped "state after kill"
 expect_eq "$(info '["last_exit"]["reason"]')" killed "the exit recorded once the lock was free"
 
+# 2. a lock that is never let go: the shim gives up on the update, goes on
+out=$(timeout 120 "$qvm_bin" start rl 2>&1) || fail "second start: $out"
+res=$(timeout 90 bash -c "$(declare -f locked_kill); dir='$dir' ctl='$ctl' locked_kill 1000") || true
+log "with vm.json locked for good: $(echo $res)"
+[[ $res == *done* ]] || fail "the shim froze on vm.json's lock: the kill job never ended"
+grep -q '"event":"qvm-record-failed"' "$dir/events.jsonl" ||
+  fail "no qvm-record-failed event for the update that was given up"
+# the exit record was dropped: the next command reconciles vm.json with the
+# processes (both gone, no exit recorded: crashed)
+expect_eq "$(info '["state"]')" crashed "state after kill (the next command reconciles)"
 log "PASS"
