@@ -2,7 +2,9 @@
 # A QEMU whose main loop stalls, as the shim sees it: it answers QMP on fd 3
 # like QEMU 7.2 started with -S until it gets the command
 # "x-qvm-test-stall", which it never answers; from then on it reads and
-# answers nothing, until killed (SIGKILL, or SIGTERM). Any other call (no
+# answers nothing, until killed (SIGKILL, or SIGTERM); for a VM whose name
+# starts with "silent" it sends not even the greeting (qvm passes QEMU no
+# environment of the test's). Any other call (no
 # -S: a probe of the binary) goes to the real QEMU.
 import json, os, socket, sys
 
@@ -12,6 +14,10 @@ if "-S" not in sys.argv[1:]:
 listener = socket.socket(fileno=3)
 conn, _ = listener.accept()
 running = False
+if any(a.startswith("guest=silent") for a in sys.argv):  # not even the greeting
+    while conn.recv(65536):
+        pass
+    sys.exit(0)
 
 
 def send(obj):
