@@ -396,6 +396,8 @@ static void remove_sockets(const vm_paths *p) {
   rmdir(p->run_dir);
 }
 
+#define SHIM_EXIT_LOCK_WAIT_MS 30000
+
 /* Waiting clients of ctl.sock get their answer once the exit is recorded. */
 #define SHIM_CTL_FLUSH_MS 1000
 
@@ -408,7 +410,11 @@ static void shim_write_exit(shim *s, const exit_record *r, const exit_status *x)
   exit_fill(&x_rec, r, x, s);
   remove_sockets(&s->vm->paths);
   qvm_error *e = NULL;
+  /* The loop is over (QEMU is gone): only the jobs' "done" waits on this
+   * record, which matters more than a status, so it gets longer. */
+  vm_record_set_lock_wait(SHIM_EXIT_LOCK_WAIT_MS);
   int rr = vm_record_exit(&s->vm->paths, &x_rec, &e);
+  vm_record_set_lock_wait(VM_RECORD_SHIM_LOCK_WAIT_MS);
   shim_record_failed(s, "exit", rr, e);
   struct json_object *o = vm_exit_to_json(&x_rec);
   json_object_get(o);
