@@ -258,6 +258,12 @@ static void qmp_abandon(qvm_qmp *qmp, uint64_t id) {
   qmp->abandoned_next = (qmp->abandoned_next + 1) % QMP_ABANDONED_MAX;
 }
 
+size_t qvm_qmp_abandoned_pending(const qvm_qmp *qmp) {
+  size_t n = 0;
+  for (size_t i = 0; qmp && i < QMP_ABANDONED_MAX; i++) n += qmp->abandoned[i] != 0;
+  return n;
+}
+
 static int qmp_dispatch_reply(qvm_qmp *qmp, struct json_object *msg, qmp_wait *w, qvm_error **err) {
   struct json_object *idv = NULL;
   if (!json_object_object_get_ex(msg, "id", &idv)) {

@@ -70,6 +70,9 @@ int qvm_qmp_wait_event(struct json_object **out, qvm_qmp *qmp, const char *name,
 int qvm_qmp_next_event(struct json_object **out, qvm_qmp *qmp, qvm_error **err);
 /* The socket, for a caller's own poll loop (POLLIN means call next_event). */
 int qvm_qmp_fd(const qvm_qmp *qmp);
+/* Replies of timed-out commands that QEMU has not sent yet (bounded by the
+ * abandoned-reply table's size): non-zero while QEMU still owes one. */
+size_t qvm_qmp_abandoned_pending(const qvm_qmp *qmp);
 /* Events dropped because the queue held max_events (oldest go first). */
 size_t qvm_qmp_events_dropped(const qvm_qmp *qmp);
 

@@ -416,13 +416,41 @@ static int remove_locked(qvm_vm *vm, bool force, qvm_error **err) {
   return qvm_rm_rf(vm->paths.dir, err);
 }
 
+/* vm.json cannot be read, so nothing in it can be trusted: only a shim that
+ * answers on the VM's own ctl.sock (in its 0700 runtime dir) is told to
+ * kill QEMU; then both directories go. A tap the VM made stays (its name
+ * comes from the spec that could not be read). */
+static int remove_unreadable_locked(qvm_vm *vm, qvm_error **err) {
+  qvm_error *e = NULL;
+  int r = vm_ctl_stop(&vm->paths, -1, true, 0, 30000, &e);
+  if (r < 0 && r != QVM_ENOTFOUND) {
+    qvm_error_prefix(&e, "vm.json cannot be read, and its shim was not stopped");
+    return qvm_error_propagate(err, e);
+  }
+  qvm_error_free(e);
+  e = NULL;
+  if (qvm_rm_rf(vm->paths.run_dir, &e) < 0 && qvm_error_errno(e) != ENOENT)
+    return qvm_error_propagate(err, e);
+  qvm_error_free(e);
+  return qvm_rm_rf(vm->paths.dir, err);
+}
+
 int qvm_vm_remove(const char *name, bool force, qvm_error **err) {
   _cleanup_(qvm_vm_freep) qvm_vm *vm = NULL;
-  int r = qvm_vm_open(&vm, name, err);
-  if (r < 0) return r;
-  int fd = -1;
+  qvm_error *open_err = NULL;
+  int r = qvm_vm_open(&vm, name, &open_err), fd = -1;
+  bool unreadable = false;
+  if (r < 0 && force && r != QVM_ENOTFOUND) {
+    /* a valid name whose vm.json does not read: remove it all the same */
+    vm = calloc(1, sizeof *vm);
+    if (vm && (vm->name = strdup(name)) && vm_paths_init(&vm->paths, name, NULL) >= 0 &&
+        access(vm->paths.json, F_OK) == 0)
+      unreadable = true;
+  }
+  if (r < 0 && !unreadable) return qvm_error_propagate(err, open_err);
+  qvm_error_free(open_err);
   r = vm_lock_acquire(&fd, &vm->paths, "rm", VM_LOCK_TIMEOUT_MS, err);
-  if (r >= 0) r = remove_locked(vm, force, err);
+  if (r >= 0) r = unreadable ? remove_unreadable_locked(vm, err) : remove_locked(vm, force, err);
   vm_lock_release(fd);
   _cleanup_free_ char *up_lock = NULL; /* vm/up.c's; nothing of the VM stays */
   if (r >= 0 && asprintf(&up_lock, "%s/.%s.up.lock", vm->paths.vms, name) > 0) unlink(up_lock);

@@ -171,8 +171,11 @@ struct json_object *vm_exit_to_json(const vm_exit *x) {
   return o;
 }
 
+/* The reader takes 0..INT64_MAX: a larger value (no parser makes one) is
+ * written as unset rather than as a negative number that would leave
+ * vm.json unreadable. */
 static void put_size(struct json_object *o, const char *key, bool has, uint64_t v) {
-  json_object_object_add(o, key, has ? json_object_new_int64((int64_t)v) : NULL);
+  json_object_object_add(o, key, has && v <= INT64_MAX ? json_object_new_int64((int64_t)v) : NULL);
 }
 
 /* The members in the order `qvm up` reports differences in. */
@@ -186,7 +189,9 @@ struct json_object *vm_up_request_to_json(const vm_up *u) {
   json_object_object_add(o, "cloud_config", strv_to_json(&u->cloud_config));
   json_object_object_add(o, "ssh_keys", strv_to_json(&u->ssh_keys));
   put_nullable(o, "append", u->append);
-  json_object_object_add(o, "cpus", json_object_new_int((int)u->cpus));
+  /* 0 is unset (a record without up.cpus reads as 0): written as null,
+   * which reads back as 0, never as "cpus":0, which the reader refuses. */
+  json_object_object_add(o, "cpus", u->cpus ? json_object_new_int((int)u->cpus) : NULL);
   put_nullable(o, "net", u->net);
   put_nullable(o, "firmware", u->firmware);
   put_nullable(o, "accel", u->accel);
@@ -570,13 +575,28 @@ int vm_record_write(const char *path, const vm_record *rec, qvm_error **err) {
 
 /* --- typed updates ------------------------------------------------------- */
 
+static int record_lock_wait_ms = -1;
+
+void vm_record_set_lock_wait(int ms) { record_lock_wait_ms = ms < 0 ? -1 : ms; }
+
 int vm_record_update(const vm_paths *p, vm_record_update_fn fn, void *ctx, qvm_error **err) {
   _cleanup_close_ int dfd = open(p->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd < 0)
     return errno == ENOENT ? qvm_error_set(err, QVM_ENOTFOUND, "'%s' not found", p->dir)
                            : qvm_error_set_errno(err, errno, "cannot open '%s'", p->dir);
-  while (flock(dfd, LOCK_EX) < 0)
-    if (errno != EINTR) return qvm_error_set_errno(err, errno, "cannot lock '%s'", p->dir);
+  int wait_ms = record_lock_wait_ms;
+  int64_t deadline = wait_ms >= 0 ? qvm_now_ms() + wait_ms : -1;
+  while (flock(dfd, LOCK_EX | (wait_ms >= 0 ? LOCK_NB : 0)) < 0) {
+    if (errno == EINTR) continue;
+    if (errno != EWOULDBLOCK || wait_ms < 0)
+      return qvm_error_set_errno(err, errno, "cannot lock '%s'", p->dir);
+    if (qvm_now_ms() >= deadline)
+      return qvm_error_set(err, QVM_EBUSY,
+                           "vm.json in '%s' stayed locked by another process for %d ms: the "
+                           "update was not made",
+                           p->dir, wait_ms);
+    usleep(20000);
+  }
   _cleanup_(vm_record_freep) vm_record *rec = NULL;
   int r = vm_record_read(&rec, p->json, err);
   if (r >= 0) r = fn(rec, ctx, err);

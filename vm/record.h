@@ -130,6 +130,12 @@ int vm_record_write(const char *path, const vm_record *rec, qvm_error **err);
 /* Typed read-modify-write under an flock on the VM's directory. */
 typedef int (*vm_record_update_fn)(vm_record *rec, void *ctx, qvm_error **err);
 int vm_record_update(const vm_paths *p, vm_record_update_fn fn, void *ctx, qvm_error **err);
+/* How long an update waits for that flock in this process: -1 (the
+ * default) for as long as it takes; else at most ms, then QVM_EBUSY and the
+ * update is not made. The shim sets it (VM_RECORD_SHIM_LOCK_WAIT_MS): its
+ * loop must not freeze behind a process suspended while holding the lock. */
+void vm_record_set_lock_wait(int ms);
+#define VM_RECORD_SHIM_LOCK_WAIT_MS 2000
 
 /* Replaces "runtime" (the shim, once QEMU is spawned and once QMP answers). */
 int vm_record_set_runtime(const vm_paths *p, const vm_runtime *rt, qvm_error **err);

@@ -275,14 +275,28 @@ char *vm_file_tail(const char *path, int lines) {
 
 /* --- vm.json records ------------------------------------------------------ */
 
+/* A vm.json update the shim could not make (its lock stayed held past
+ * VM_RECORD_SHIM_LOCK_WAIT_MS, or the file does not read) is dropped and
+ * logged: the next qvm command reconciles vm.json with the processes. */
+static void shim_record_failed(shim *s, const char *what, int r, qvm_error *e) {
+  if (r >= 0) return;
+  struct json_object *d = json_object_new_object();
+  json_object_object_add(d, "update", json_object_new_string(what));
+  json_object_object_add(d, "error", json_object_new_string(qvm_error_message(e)));
+  shim_event(s, "qvm-record-failed", d);
+  qvm_error_free(e);
+}
+
 static void shim_write_runtime(shim *s, const char *status, bool full) {
   vm_run_status st = !strcmp(status, "starting")  ? VM_RUN_STARTING
                      : !strcmp(status, "running") ? VM_RUN_RUNNING
                                                   : VM_RUN_STOPPING;
   vm_proc self;
   bool has_self = vm_proc_record(&self, getpid(), NULL) == 0;
+  qvm_error *e = NULL;
   if (!full) {
-    vm_record_set_status(&s->vm->paths, st, has_self ? &self : NULL, !s->child, NULL);
+    int r = vm_record_set_status(&s->vm->paths, st, has_self ? &self : NULL, !s->child, &e);
+    shim_record_failed(s, status, r, e);
     return;
   }
   vm_runtime rt = {.status = st,
@@ -299,7 +313,8 @@ static void shim_write_runtime(shim *s, const char *status, bool full) {
                                .qemu_spawn_us = s->t_spawn_us,
                                .qmp_ready_us = s->t_qmp_us}};
   rt.has_qemu = vm_proc_record(&rt.qemu, s->qemu_pid, NULL) == 0;
-  vm_record_set_runtime(&s->vm->paths, &rt, NULL);
+  int r = vm_record_set_runtime(&s->vm->paths, &rt, &e);
+  shim_record_failed(s, status, r, e);
 }
 
 typedef struct exit_status {
@@ -381,17 +396,29 @@ static void remove_sockets(const vm_paths *p) {
   rmdir(p->run_dir);
 }
 
+#define SHIM_EXIT_LOCK_WAIT_MS 30000
+
 /* Waiting clients of ctl.sock get their answer once the exit is recorded. */
 #define SHIM_CTL_FLUSH_MS 1000
 
+/* The sockets go before the exit record, as the tap does: once vm.json says
+ * stopped, a new start may bind sockets of the same paths, which this shim
+ * must not unlink. Connected ctl.sock clients keep their connections (and
+ * get their jobs' "done" below). */
 static void shim_write_exit(shim *s, const exit_record *r, const exit_status *x) {
   vm_exit x_rec;
   exit_fill(&x_rec, r, x, s);
-  vm_record_exit(&s->vm->paths, &x_rec, NULL);
+  remove_sockets(&s->vm->paths);
+  qvm_error *e = NULL;
+  /* The loop is over (QEMU is gone): only the jobs' "done" waits on this
+   * record, which matters more than a status, so it gets longer. */
+  vm_record_set_lock_wait(SHIM_EXIT_LOCK_WAIT_MS);
+  int rr = vm_record_exit(&s->vm->paths, &x_rec, &e);
+  vm_record_set_lock_wait(VM_RECORD_SHIM_LOCK_WAIT_MS);
+  shim_record_failed(s, "exit", rr, e);
   struct json_object *o = vm_exit_to_json(&x_rec);
   json_object_get(o);
   shim_event(s, "qvm-exit", o); /* takes one reference */
-  remove_sockets(&s->vm->paths);
   shim_ctl_finish(s->ctl, o, SHIM_CTL_FLUSH_MS);
   json_object_put(o);
 }
@@ -495,7 +522,7 @@ static int shim_poll_timeout(const shim *s) {
     next = s->repress_ms;
   if (shim_serial_quiet(s) && (next < 0 || s->serial_quiet_ms < next)) next = s->serial_quiet_ms;
   if (s->log_poll_ms >= 0 && (next < 0 || s->log_poll_ms < next)) next = s->log_poll_ms;
-  if (s->qmp_more) return 0;
+  if (s->qmp_more || shim_ctl_pending(s->ctl)) return 0;
   return next < 0 ? -1 : qvm_deadline_left_ms(next);
 }
 
@@ -545,7 +572,7 @@ static void shim_loop(shim *s, exit_status *x) {
     if ((n > 0 && pfd[2].revents) || s->qmp_more) shim_drain_qmp(s);
     if (n > 0 && pfd[3].revents) vm_net_handle_readable(s->net);
     if (n > 0 && pfd[4].revents) shim_logs_readable(s);
-    if (n > 0) shim_ctl_handle(s->ctl, s, pfd + 5);
+    if (n > 0 || shim_ctl_pending(s->ctl)) shim_ctl_handle(s->ctl, s, pfd + 5);
     shim_logs_poll(s);
     shim_events_bound(s);
     if (n > 0 && pfd[1].revents) break;
@@ -758,6 +785,7 @@ int vm_shim_run(int *out, qvm_vm *vm, const shim_config *cfg, qvm_error **err) {
             .qemu_cap = log_cap("QVM_QEMU_LOG_MAX", VM_QEMU_LOG_MAX),
             .serial_ino = -1,
             .log_poll_ms = -1};
+  vm_record_set_lock_wait(VM_RECORD_SHIM_LOCK_WAIT_MS);
   s.events_fd =
       open(vm->paths.events, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   shim_events_bound(&s); /* what earlier runs left */

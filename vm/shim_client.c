@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -26,17 +27,38 @@ typedef struct ctl_conn {
   size_t len;
 } ctl_conn;
 
-static int ctl_connect(ctl_conn *c, const char *path, qvm_error **err) {
+/* connect and send block while the shim's backlog or socket buffer is full
+ * (a stopped or stuck shim): SO_SNDTIMEO bounds both by the deadline, after
+ * which they fail with EAGAIN. */
+static void ctl_send_deadline(int fd, int64_t deadline) {
+  int64_t left = qvm_deadline_left_ms(deadline);
+  if (left <= 0) left = 1; /* 0 would mean no timeout */
+  struct timeval tv = {.tv_sec = (time_t)(left / 1000),
+                       .tv_usec = (suseconds_t)(left % 1000) * 1000};
+  (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+static int ctl_connect(ctl_conn *c, const char *path, int64_t deadline, qvm_error **err) {
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
   if (strlen(path) >= sizeof sa.sun_path)
     return qvm_error_set(err, QVM_EINVAL, "socket path '%s' is too long", path);
   strcpy(sa.sun_path, path);
   c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (c->fd < 0) return qvm_error_set_errno(err, errno, "cannot create a socket");
-  if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+  ctl_send_deadline(c->fd, deadline);
+  int cr;
+  while ((cr = connect(c->fd, (struct sockaddr *)&sa, sizeof sa)) < 0 && errno == EINTR &&
+         qvm_deadline_left_ms(deadline) > 0)
+    ctl_send_deadline(c->fd, deadline);
+  if (cr < 0) {
     int e = errno;
     if (e == ENOENT || e == ECONNREFUSED)
       return qvm_error_set(err, QVM_ENOTFOUND, "the vm's shim does not answer on '%s'", path);
+    if (e == EAGAIN || e == EWOULDBLOCK || e == EINPROGRESS || e == EINTR)
+      return qvm_error_set(err, QVM_ETIMEOUT,
+                           "the vm's shim did not accept a connection on '%s' in time (is it "
+                           "stopped or stuck?)",
+                           path);
     return qvm_error_set_errno(err, e, "cannot connect to '%s'", path);
   }
   c->buf = malloc(CTL_REPLY_MAX + 1);
@@ -150,13 +172,23 @@ int vm_ctl_stop(const vm_paths *p, int shim_pidfd, bool kill, int stop_timeout_m
   /* A live shim with no ctl.sock at all is one from before ctl.sock. */
   if (shim_pidfd >= 0 && access(p->ctl_sock, F_OK) < 0 && errno == ENOENT)
     return legacy_request(shim_pidfd, kill, stop_timeout_ms, deadline, err);
-  int r = ctl_connect(&c, p->ctl_sock, err);
+  int r = ctl_connect(&c, p->ctl_sock, deadline, err), send_errno = 0;
   char req[96];
   int n = kill ? snprintf(req, sizeof req, "{\"id\":1,\"cmd\":\"kill\"}\n")
                : snprintf(req, sizeof req, "{\"id\":1,\"cmd\":\"stop\",\"timeout_ms\":%d}\n",
                           stop_timeout_ms);
-  if (r >= 0 && send(c.fd, req, (size_t)n, MSG_NOSIGNAL) != n)
-    r = qvm_error_set_errno(err, errno, "cannot send the %s request to the vm's shim", what);
+  if (r >= 0) {
+    ctl_send_deadline(c.fd, deadline);
+    ssize_t sent = send(c.fd, req, (size_t)n, MSG_NOSIGNAL);
+    if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      r = qvm_error_set(err, QVM_ETIMEOUT, "the vm's shim did not take the %s request in time",
+                        what);
+    else if (sent < 0 && (errno == EPIPE || errno == ECONNRESET))
+      send_errno = errno; /* its answer ("busy": no slot) may be there to read */
+    else if (sent != n)
+      r = qvm_error_set_errno(err, sent < 0 ? errno : EIO,
+                              "cannot send the %s request to the vm's shim", what);
+  }
   bool replied = false, done = false;
   while (r >= 0 && !done) {
     struct json_object *m = NULL;
@@ -167,12 +199,19 @@ int vm_ctl_stop(const vm_paths *p, int shim_pidfd, bool kill, int stop_timeout_m
       break;
     }
     if (r < 0) break;
+    if (!m && send_errno && !replied) {
+      r = qvm_error_set_errno(err, send_errno, "cannot send the %s request to the vm's shim", what);
+      break;
+    }
     if (!m) { /* EOF: the shim exited (after recording the exit, or it died) */
       done = true;
       break;
     }
     struct json_object *id = NULL;
-    if (!replied && json_object_object_get_ex(m, "id", &id) && json_object_get_int(id) == 1) {
+    /* Before the reply, any error is the answer: the shim says "busy" with
+     * id null to a connection it has no slot for, then closes it. */
+    if (!replied && ((json_object_object_get_ex(m, "id", &id) && json_object_get_int(id) == 1) ||
+                     (json_object_object_get_ex(m, "ok", NULL) && !is_true(m, "ok")))) {
       replied = true;
       if (!is_true(m, "ok")) r = ctl_error(m, err);
     } else if (replied && json_object_object_get_ex(m, "job", &id) && is_true(m, "done")) {

@@ -26,6 +26,7 @@
 
 #define CTL_JSON_DEPTH 32
 #define CTL_ACCEPTS_PER_PASS 16
+#define CTL_JOBS_PER_CLIENT 4 /* x SHIM_CTL_CLIENTS = the job table: it never fills */
 
 typedef struct ctl_client {
   int fd;
@@ -33,8 +34,10 @@ typedef struct ctl_client {
   size_t in_len;
   char *out;
   size_t out_len, out_off;
-  bool closing; /* close once the output is flushed; read nothing more */
-  char *sub_id; /* the subscribe request's id (JSON text); NULL when none */
+  bool closing;                /* close once the output is flushed; read nothing more */
+  bool pending;                /* a complete request line waits in `in` for the next pass */
+  char *sub_id;                /* the subscribe request's id (JSON text); NULL when none */
+  unsigned long long sub_next; /* the next seq this subscriber is owed */
 } ctl_client;
 
 typedef struct ctl_job {
@@ -52,7 +55,7 @@ typedef struct ctl_event {
 struct shim_ctl {
   int listen_fd;
   ctl_client clients[SHIM_CTL_CLIENTS];
-  ctl_job jobs[SHIM_CTL_CLIENTS * 4];
+  ctl_job jobs[SHIM_CTL_CLIENTS * CTL_JOBS_PER_CLIENT];
   unsigned next_job;
   ctl_event ring[SHIM_CTL_RING];
   size_t ring_start, ring_count, ring_bytes;
@@ -187,6 +190,10 @@ static void reply_error(shim_ctl *c, ctl_client *cl, struct json_object *id, con
 
 /* --- events ----------------------------------------------------------------- */
 
+/* A subscriber's queue is filled up to this, then from the ring again as it
+ * drains: below SHIM_CTL_OUT_MAX by more than the longest event message. */
+#define CTL_SUB_QUEUE_MAX (SHIM_CTL_OUT_MAX / 2)
+
 static void sub_send(shim_ctl *c, ctl_client *cl, const ctl_event *ev) {
   qvm_strbuf sb = QVM_STRBUF_INIT;
   qvm_strbuf_printf(&sb, "{\"sub\":%s,\"seq\":%llu,\"event\":", cl->sub_id, ev->seq);
@@ -209,6 +216,42 @@ static void ring_drop_oldest(shim_ctl *c) {
   c->ring_count--;
 }
 
+static void sub_gap(shim_ctl *c, ctl_client *cl, unsigned long long first,
+                    unsigned long long last) {
+  qvm_strbuf sb = QVM_STRBUF_INIT;
+  qvm_strbuf_printf(&sb, "{\"sub\":%s,\"gap\":{\"first\":%llu,\"last\":%llu}}", cl->sub_id, first,
+                    last);
+  char *line = qvm_strbuf_steal(&sb);
+  if (line)
+    client_send(c, cl, line, strlen(line));
+  else
+    client_close(c, cl);
+  free(line);
+}
+
+/* Sends a subscriber what it is owed (sub_next up to the newest seq), from
+ * the ring, while its queue is below CTL_SUB_QUEUE_MAX; called again as the
+ * queue drains and on every new event. What left the ring meanwhile (or
+ * never got into it) is one "gap" marker. */
+static void sub_pump(shim_ctl *c, ctl_client *cl) {
+  while (cl->fd >= 0 && cl->sub_id && !cl->closing && cl->sub_next <= c->seq &&
+         cl->out_len - cl->out_off < CTL_SUB_QUEUE_MAX) {
+    const ctl_event *ev = NULL;
+    for (size_t i = 0; i < c->ring_count && !ev; i++) {
+      const ctl_event *e = &c->ring[(c->ring_start + i) % SHIM_CTL_RING];
+      if (e->seq >= cl->sub_next) ev = e;
+    }
+    unsigned long long next = ev ? ev->seq : c->seq + 1;
+    if (next > cl->sub_next) {
+      sub_gap(c, cl, cl->sub_next, next - 1);
+      cl->sub_next = next;
+      continue;
+    }
+    cl->sub_next = ev->seq + 1;
+    sub_send(c, cl, ev);
+  }
+}
+
 void shim_ctl_event(shim_ctl *c, const char *line, size_t len) {
   if (!c) return;
   char *copy = malloc(len + 1);
@@ -223,9 +266,7 @@ void shim_ctl_event(shim_ctl *c, const char *line, size_t len) {
   *ev = (ctl_event){.seq = c->seq, .line = copy, .len = len};
   c->ring_count++;
   c->ring_bytes += len;
-  for (size_t i = 0; i < SHIM_CTL_CLIENTS; i++)
-    if (c->clients[i].fd >= 0 && c->clients[i].sub_id && !c->clients[i].closing)
-      sub_send(c, &c->clients[i], ev);
+  for (size_t i = 0; i < SHIM_CTL_CLIENTS; i++) sub_pump(c, &c->clients[i]);
 }
 
 unsigned long long shim_ctl_seq(const shim_ctl *c) { return c ? c->seq : 0; }
@@ -233,6 +274,10 @@ unsigned long long shim_ctl_seq(const shim_ctl *c) { return c ? c->seq : 0; }
 /* --- jobs ------------------------------------------------------------------- */
 
 static ctl_job *job_new(shim_ctl *c, ctl_client *cl) {
+  size_t mine = 0;
+  for (size_t i = 0; i < QVM_ARRAY_SIZE(c->jobs); i++)
+    mine += c->jobs[i].used && c->jobs[i].client == cl;
+  if (mine >= CTL_JOBS_PER_CLIENT) return NULL;
   for (size_t i = 0; i < QVM_ARRAY_SIZE(c->jobs); i++) {
     if (c->jobs[i].used) continue;
     c->jobs[i] = (ctl_job){.id = ++c->next_job, .client = cl, .used = true};
@@ -287,7 +332,10 @@ void shim_ctl_finish(shim_ctl *c, struct json_object *exit_record, int flush_ms)
         pfd[n++] = (struct pollfd){.fd = cl->fd, .events = POLLOUT};
     }
     if (n == 0 || poll(pfd, n, qvm_deadline_left_ms(deadline)) <= 0) break;
-    for (size_t i = 0; i < SHIM_CTL_CLIENTS; i++) client_flush(c, &c->clients[i]);
+    for (size_t i = 0; i < SHIM_CTL_CLIENTS; i++) {
+      client_flush(c, &c->clients[i]);
+      sub_pump(c, &c->clients[i]);
+    }
   }
   for (size_t i = 0; i < SHIM_CTL_CLIENTS; i++) client_close(c, &c->clients[i]);
 }
@@ -330,11 +378,13 @@ static bool get_int(struct json_object *req, const char *key, int64_t lo, int64_
   return true;
 }
 
-static void start_job(shim_ctl *c, ctl_client *cl, struct json_object *id, const char *phase) {
+/* A job is created before the stop or kill acts: when none can be (busy),
+ * the request does nothing. Returns whether it was created. */
+static bool start_job(shim_ctl *c, ctl_client *cl, struct json_object *id, const char *phase) {
   ctl_job *j = job_new(c, cl);
   if (!j) {
-    reply_error(c, cl, id, "busy", "too many jobs are running");
-    return;
+    reply_error(c, cl, id, "busy", "this connection has %d jobs running", CTL_JOBS_PER_CLIENT);
+    return false;
   }
   struct json_object *r = json_object_new_object();
   json_object_object_add(r, "job", json_object_new_int64(j->id));
@@ -342,6 +392,7 @@ static void start_job(shim_ctl *c, ctl_client *cl, struct json_object *id, const
   struct json_object *p = json_object_new_object();
   json_object_object_add(p, "phase", json_object_new_string(phase));
   job_message(c, j, "progress", p, false);
+  return true;
 }
 
 static void cmd_stop(shim_ctl *c, ctl_client *cl, struct json_object *id, struct json_object *req,
@@ -351,13 +402,12 @@ static void cmd_stop(shim_ctl *c, ctl_client *cl, struct json_object *id, struct
     reply_error(c, cl, id, "invalid", "'timeout_ms' must be an integer from 0 to 86400000");
     return;
   }
-  start_job(c, cl, id, s->phase == SHIM_RUNNING ? "powerdown" : phase_name(s->phase));
-  shim_stop_begin(s, (int)timeout_ms);
+  if (start_job(c, cl, id, s->phase == SHIM_RUNNING ? "powerdown" : phase_name(s->phase)))
+    shim_stop_begin(s, (int)timeout_ms);
 }
 
 static void cmd_kill(shim_ctl *c, ctl_client *cl, struct json_object *id, shim *s) {
-  start_job(c, cl, id, "kill");
-  shim_kill(s);
+  if (start_job(c, cl, id, "kill")) shim_kill(s);
 }
 
 /* Commands a client may not pass through: they would break the shim's own
@@ -383,28 +433,35 @@ static bool qmp_name_valid(const char *s, size_t len) {
   return true;
 }
 
-static void cmd_qmp(shim_ctl *c, ctl_client *cl, struct json_object *id, struct json_object *req,
+/* Returns whether it waited on QEMU. */
+static bool cmd_qmp(shim_ctl *c, ctl_client *cl, struct json_object *id, struct json_object *req,
                     shim *s) {
   struct json_object *cmd = NULL, *args = NULL;
   if (!json_object_object_get_ex(req, "command", &cmd) ||
       !json_object_is_type(cmd, json_type_string) ||
       !qmp_name_valid(json_object_get_string(cmd), (size_t)json_object_get_string_len(cmd))) {
     reply_error(c, cl, id, "invalid", "'command' must be a QMP command name");
-    return;
+    return false;
   }
   const char *name = json_object_get_string(cmd);
   if (json_object_object_get_ex(req, "arguments", &args) &&
       !json_object_is_type(args, json_type_object)) {
     reply_error(c, cl, id, "invalid", "'arguments' must be an object");
-    return;
+    return false;
   }
   if (qmp_refused(name)) {
     reply_error(c, cl, id, "invalid", "qmp command '%s' is not passed through", name);
-    return;
+    return false;
   }
   if (!s->qmp) {
     reply_error(c, cl, id, "qmp", "qemu's monitor is not connected");
-    return;
+    return false;
+  }
+  /* QEMU still owes the reply of one that timed out: its main loop is
+   * stalled, and waiting again would only keep the shim out of its loop. */
+  if (qvm_qmp_abandoned_pending(s->qmp)) {
+    reply_error(c, cl, id, "busy", "qemu has not answered an earlier qmp command yet");
+    return false;
   }
   struct json_object *ret = NULL;
   qvm_error *e = NULL;
@@ -417,6 +474,7 @@ static void cmd_qmp(shim_ctl *c, ctl_client *cl, struct json_object *id, struct 
     reply_error(c, cl, id, code, "%s", qvm_error_message(e));
   }
   qvm_error_free(e);
+  return true;
 }
 
 static void cmd_subscribe(shim_ctl *c, ctl_client *cl, struct json_object *id,
@@ -441,20 +499,9 @@ static void cmd_subscribe(shim_ctl *c, ctl_client *cl, struct json_object *id,
     client_close(c, cl);
     return;
   }
-  if ((unsigned long long)since + 1 < oldest) {
-    char gap[160];
-    int n = snprintf(gap, sizeof gap, "{\"sub\":%.100s,\"gap\":{\"first\":%llu,\"last\":%llu}}",
-                     cl->sub_id, (unsigned long long)since + 1, oldest - 1);
-    if (strlen(cl->sub_id) > 100 || n < 0 || (size_t)n >= sizeof gap) {
-      client_close(c, cl);
-      return;
-    }
-    client_send(c, cl, gap, (size_t)n);
-  }
-  for (size_t i = 0; i < c->ring_count && cl->fd >= 0; i++) {
-    const ctl_event *ev = &c->ring[(c->ring_start + i) % SHIM_CTL_RING];
-    if (ev->seq > (unsigned long long)since) sub_send(c, cl, ev);
-  }
+  /* since is at most INT64_MAX: since + 1 does not wrap */
+  cl->sub_next = (unsigned long long)since + 1;
+  sub_pump(c, cl);
 }
 
 /* An "id" is echoed as given: a number, a string (at most 128 bytes) or null. */
@@ -464,13 +511,15 @@ static bool id_valid(struct json_object *id) {
   return json_object_is_type(id, json_type_string) && json_object_get_string_len(id) <= 128;
 }
 
-static void handle_line(shim_ctl *c, ctl_client *cl, shim *s, const char *line, size_t len) {
-  if (len == 0) return;
+/* Returns whether it waited on QEMU (a qmp passthrough). */
+static bool handle_line(shim_ctl *c, ctl_client *cl, shim *s, const char *line, size_t len) {
+  if (len == 0) return false;
   json_tokener *tok = json_tokener_new_ex(CTL_JSON_DEPTH);
   if (!tok) {
     reply_error(c, cl, NULL, "internal", "out of memory");
-    return;
+    return false;
   }
+  bool waited = false;
   struct json_object *req = json_tokener_parse_ex(tok, line, (int)len);
   bool whole = req && json_tokener_get_error(tok) == json_tokener_success &&
                (size_t)json_tokener_get_parse_end(tok) == len;
@@ -494,13 +543,14 @@ static void handle_line(shim_ctl *c, ctl_client *cl, shim *s, const char *line, 
     else if (!strcmp(name, "kill"))
       cmd_kill(c, cl, id, s);
     else if (!strcmp(name, "qmp"))
-      cmd_qmp(c, cl, id, req, s);
+      waited = cmd_qmp(c, cl, id, req, s);
     else if (!strcmp(name, "subscribe"))
       cmd_subscribe(c, cl, id, req);
     else
       reply_error(c, cl, id, "not-found", "unknown command '%.64s'", name);
   }
   json_object_put(req);
+  return waited;
 }
 
 /* --- connections -------------------------------------------------------------- */
@@ -536,27 +586,30 @@ static void accept_clients(shim_ctl *c) {
   }
 }
 
-static void client_readable(shim_ctl *c, ctl_client *cl, shim *s) {
-  ssize_t n = recv(cl->fd, cl->in + cl->in_len, SHIM_CTL_LINE_MAX + 1 - cl->in_len, MSG_DONTWAIT);
-  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-  if (n <= 0) {
-    /* EOF: what is queued still goes out (the client may have shut down
-     * only its writing side), then the connection closes */
-    cl->closing = true;
-    client_flush(c, cl);
-    return;
-  }
-  cl->in_len += (size_t)n;
+/* Answers the buffered request lines, but waits on QEMU for at most one of
+ * them per pass: a client that pipelines qmp requests must not keep the
+ * shim out of its loop (signals, stop, kill, logs) for one wait each. The
+ * rest stays buffered (pending) for the next pass. */
+static void client_process(shim_ctl *c, ctl_client *cl, shim *s) {
   size_t start = 0;
+  bool waited = false;
+  cl->pending = false;
   for (size_t i = 0; i < cl->in_len && cl->fd >= 0 && !cl->closing; i++) {
     if (cl->in[i] != '\n') continue;
-    handle_line(c, cl, s, cl->in + start, i - start);
+    if (waited) {
+      cl->pending = true;
+      break;
+    }
+    waited = handle_line(c, cl, s, cl->in + start, i - start);
     start = i + 1;
   }
-  if (cl->fd < 0 || cl->closing) return;
+  if (cl->fd < 0 || cl->closing) {
+    cl->pending = false;
+    return;
+  }
   memmove(cl->in, cl->in + start, cl->in_len - start);
   cl->in_len -= start;
-  if (cl->in_len > SHIM_CTL_LINE_MAX) {
+  if (!cl->pending && cl->in_len > SHIM_CTL_LINE_MAX) {
     reply_error(c, cl, NULL, "invalid", "a request line is longer than %d bytes",
                 SHIM_CTL_LINE_MAX);
     if (cl->fd < 0) return;
@@ -564,6 +617,30 @@ static void client_readable(shim_ctl *c, ctl_client *cl, shim *s) {
     shutdown(cl->fd, SHUT_RD);
     client_flush(c, cl);
   }
+}
+
+static void client_readable(shim_ctl *c, ctl_client *cl, shim *s) {
+  /* Lines still pending are answered before anything more is read (an EOF
+   * behind them must not drop them). */
+  if (!cl->pending) {
+    ssize_t n = recv(cl->fd, cl->in + cl->in_len, SHIM_CTL_LINE_MAX + 1 - cl->in_len, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    if (n <= 0) {
+      /* EOF: what is queued still goes out (the client may have shut down
+       * only its writing side), then the connection closes */
+      cl->closing = true;
+      client_flush(c, cl);
+      return;
+    }
+    cl->in_len += (size_t)n;
+  }
+  client_process(c, cl, s);
+}
+
+bool shim_ctl_pending(const shim_ctl *c) {
+  for (size_t i = 0; c && i < SHIM_CTL_CLIENTS; i++)
+    if (c->clients[i].fd >= 0 && c->clients[i].pending && !c->clients[i].closing) return true;
+  return false;
 }
 
 void shim_ctl_pollfds(const shim_ctl *c, struct pollfd *pfd) {
@@ -581,10 +658,13 @@ void shim_ctl_handle(shim_ctl *c, shim *s, const struct pollfd *pfd) {
   if (!c) return;
   for (size_t i = 0; i < SHIM_CTL_CLIENTS; i++) {
     ctl_client *cl = &c->clients[i];
-    short re = pfd[1 + i].revents;
-    if (cl->fd < 0 || pfd[1 + i].fd != cl->fd || !re) continue;
-    if (re & POLLOUT) client_flush(c, cl);
-    if (cl->fd >= 0 && (re & (POLLIN | POLLHUP | POLLERR)) && !cl->closing)
+    short re = cl->fd >= 0 && pfd[1 + i].fd == cl->fd ? pfd[1 + i].revents : 0;
+    if (cl->fd < 0 || (!re && !cl->pending)) continue;
+    if (re & POLLOUT) {
+      client_flush(c, cl);
+      sub_pump(c, cl);
+    }
+    if (cl->fd >= 0 && (cl->pending || (re & (POLLIN | POLLHUP | POLLERR))) && !cl->closing)
       client_readable(c, cl, s);
     else if (cl->fd >= 0 && (re & (POLLHUP | POLLERR)))
       client_close(c, cl);

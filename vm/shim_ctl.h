@@ -6,6 +6,7 @@
  * poll loop (docs/shim-protocol.md). Every fd is non-blocking; nothing here
  * waits on a client. */
 #include <poll.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <json-c/json.h>
@@ -31,8 +32,12 @@ void shim_ctl_free(shim_ctl *c);
 
 /* Fills SHIM_CTL_POLLFDS entries (fd -1 where there is nothing to wait for). */
 void shim_ctl_pollfds(const shim_ctl *c, struct pollfd *pfd);
-/* After poll: accepts, reads and answers, writes what is queued. */
+/* After poll: accepts, reads and answers, writes what is queued. At most
+ * one qmp passthrough per client per call waits on QEMU; the rest stays
+ * buffered, and shim_ctl_pending() says so: then poll with timeout 0 and
+ * call this again (also when poll returned 0). */
 void shim_ctl_handle(shim_ctl *c, struct shim *s, const struct pollfd *pfd);
+bool shim_ctl_pending(const shim_ctl *c);
 
 /* An event line as written to events.jsonl (without '\n'): gets the next
  * seq, goes into the ring and to every subscriber. */

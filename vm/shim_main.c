@@ -86,6 +86,8 @@ int qvm_shim_main(int argc, char **argv) {
                      .lock_inherited = true,
                      .stop_timeout_s = 60};
   if (r >= 0) cfg.lock_fd = lock_fd(&vm->paths);
+  /* the lock is this shim's now (until QEMU's monitor answers): say so */
+  if (cfg.lock_fd >= 0) vm_lock_note(cfg.lock_fd, adopt ? "reattach" : "start");
   if (r >= 0 && adopt) cfg.accel = recorded_accel(vm);
   if (r >= 0 && !adopt)
     r = vm_accel_resolve(&cfg.accel, cfg.accel_warning, sizeof cfg.accel_warning, vm->spec->accel,

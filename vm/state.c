@@ -269,6 +269,23 @@ int vm_doc_parse(struct json_object **out, const char *text, size_t len, const c
   return 0;
 }
 
+void vm_lock_note(int fd, const char *op) {
+  char holder[64];
+  int len = snprintf(holder, sizeof holder, "%s %d\n", op, (int)getpid());
+  if (ftruncate(fd, 0) == 0 && pwrite(fd, holder, (size_t)len, 0) < 0) {
+    /* The holder note is advisory; the flock is what counts. */
+  }
+}
+
+/* The pid the holder note names, 0 when none. */
+static int lock_note_pid(int fd) {
+  char buf[128] = "", op[32];
+  ssize_t len = pread(fd, buf, sizeof buf - 1, 0);
+  buf[len > 0 ? len : 0] = '\0';
+  int pid = 0;
+  return sscanf(buf, "%31s %d", op, &pid) == 2 ? pid : 0;
+}
+
 static void lock_holder(char *out, size_t n, int fd) {
   char buf[128] = "";
   ssize_t len = pread(fd, buf, sizeof buf - 1, 0);
@@ -301,11 +318,7 @@ int vm_lock_acquire(int *out, const vm_paths *p, const char *op, int timeout_ms,
                  : qvm_error_set_errno(err, errno, "cannot open '%s'", p->lock);
     if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
       if (!lock_is_current(fd, p->lock)) continue;
-      char holder[64];
-      int len = snprintf(holder, sizeof holder, "%s %d\n", op, (int)getpid());
-      if (ftruncate(fd, 0) == 0 && pwrite(fd, holder, (size_t)len, 0) < 0) {
-        /* The holder note is advisory; the flock is what counts. */
-      }
+      vm_lock_note(fd, op);
       *out = TAKE_FD(fd);
       return 0;
     }
@@ -323,7 +336,9 @@ int vm_lock_acquire(int *out, const vm_paths *p, const char *op, int timeout_ms,
 
 void vm_lock_release(int fd) {
   if (fd < 0) return;
-  if (ftruncate(fd, 0) < 0) {
+  /* A note that names another process is that process's: a shim that
+   * inherited this lock (qvm start hands it over) and holds it on. */
+  if (lock_note_pid(fd) == (int)getpid() && ftruncate(fd, 0) < 0) {
     /* advisory note only */
   }
   close(fd);

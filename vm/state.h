@@ -76,7 +76,12 @@ int vm_doc_parse(struct json_object **out, const char *text, size_t len, const c
 /* The per-VM operation lock. Waits up to timeout_ms, then QVM_EBUSY naming
  * the holder's operation and pid. QVM_ENOTFOUND if the VM does not exist. */
 int vm_lock_acquire(int *out, const vm_paths *p, const char *op, int timeout_ms, qvm_error **err);
+/* Truncates the holder note only when it names this process: a lock handed
+ * to a shim (which rewrote the note, vm_lock_note) is still held by it. */
 void vm_lock_release(int fd);
+/* Writes the holder note "OP PID" (this process), e.g. when a shim
+ * inherits the lock: waiters then name it in their error. */
+void vm_lock_note(int fd, const char *op);
 
 #define VM_LOCK_TIMEOUT_MS 10000
 

@@ -4,7 +4,7 @@
 # before cont.
 qvm_test(NAME hostile_shimb_status SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/shimb_status.c
          LIBS qvm_vm LABELS hostile unit)
-foreach(t logs qmp_flood)
+foreach(t logs qmp_flood qmp_stall ctl_client record_lock lock_note)
   add_test(NAME hostile_shimb_${t} COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/shimb_${t}.sh)
   set_tests_properties(hostile_shimb_${t} PROPERTIES
     LABELS hostile TIMEOUT 600 SKIP_RETURN_CODE 77 FIXTURES_REQUIRED mini_guest

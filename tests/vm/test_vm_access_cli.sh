@@ -123,6 +123,19 @@ QVM_QEMU=/bin/false expect 4 "memory: was 1536M, now 2G.*disk: was unset, now 10
   up s1 "${k[@]}" --memory 2G --disk 10G --timeout 20
 "$qvm" rm --force s1 >/dev/null 2>&1 || true
 
+# a vm whose vm.json does not parse: rm refuses, rm --force removes it and
+# says what it could not read
+"$qvm" create c1 "${k[@]}" >/dev/null 2>&1 || { echo "FAIL: create c1" >&2 && exit 1; }
+printf '{"schema": 2, "spec": ' >"$QVM_STATE_DIR/vms/c1/vm.json"
+expect 1 "^qvm rm: .*vm.json' is not a json object" -- rm c1
+[[ -e $QVM_STATE_DIR/vms/c1 ]] || { echo "FAIL: rm without --force removed c1" >&2 && exit 1; }
+expect 0 "^qvm rm: warning: .*vm.json.*removing vm 'c1' anyway" -- rm --force c1
+if [[ -e $QVM_STATE_DIR/vms/c1 ]]; then
+  echo "FAIL: rm --force left the vm with an unreadable vm.json" >&2
+  failures=$((failures + 1))
+fi
+expect 3 "^qvm rm: .*vm 'c1' not found" -- rm --force c1
+
 # qvm.yaml: a near miss gets a suggestion, and the hint says where the format is
 mkdir -p "$dir/proj"
 printf 'vms:\n  a:\n    kernel: %s\n    memroy: 1G\n' "$dir/kernel" >"$dir/proj/qvm.yaml"

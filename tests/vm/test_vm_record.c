@@ -157,6 +157,36 @@ static void test_round_trip(void **state) {
   free(seed);
 }
 
+/* A record whose up has no cpus (a hand edit) reads, and what any update
+ * writes back reads again: 0 went out as "cpus":0, which the reader refuses.
+ * A size past INT64_MAX is written as unset, not as a negative number. */
+static void test_up_without_cpus(void **state) {
+  (void)state;
+  char *text = fixture_text("vm-schema1.json");
+  struct json_object *doc = json_parse(text), *up = NULL;
+  assert_true(json_object_object_get_ex(doc, "up", &up));
+  json_object_object_del(up, "cpus");
+  vm_record *rec = NULL;
+  qvm_error *err = NULL;
+  assert_int_equal(vm_record_from_json(&rec, doc, &err), 0);
+  json_object_put(doc);
+  assert_int_equal(rec->up.cpus, 0);
+  rec->up.memory = (uint64_t)INT64_MAX + 1;
+  struct json_object *a = vm_record_to_json(rec);
+  vm_record *back = NULL;
+  int r = vm_record_from_json(&back, a, &err);
+  if (r < 0) fail_msg("the record written back does not read: %s", qvm_error_message(err));
+  assert_int_equal(back->up.cpus, 0);
+  assert_false(back->up.has_memory);
+  struct json_object *b = vm_record_to_json(back);
+  assert_true(json_object_equal(a, b));
+  json_object_put(a);
+  json_object_put(b);
+  vm_record_free(back);
+  vm_record_free(rec);
+  free(text);
+}
+
 /* Each of these edits of a valid file is refused with QVM_EINVAL, and the
  * message names the member. */
 static void test_hostile_members(void **state) {
@@ -356,10 +386,11 @@ static void test_up_syntax_stable(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_schema1_fields), cmocka_unit_test(test_schema1_migrates),
-      cmocka_unit_test(test_round_trip),     cmocka_unit_test(test_hostile_members),
-      cmocka_unit_test(test_newer_schema),   cmocka_unit_test(test_updates),
-      cmocka_unit_test(test_up_diff),        cmocka_unit_test(test_up_syntax_stable),
+      cmocka_unit_test(test_up_without_cpus),  cmocka_unit_test(test_schema1_fields),
+      cmocka_unit_test(test_schema1_migrates), cmocka_unit_test(test_round_trip),
+      cmocka_unit_test(test_hostile_members),  cmocka_unit_test(test_newer_schema),
+      cmocka_unit_test(test_updates),          cmocka_unit_test(test_up_diff),
+      cmocka_unit_test(test_up_syntax_stable),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -207,6 +207,15 @@ static int rm_run(int argc, char **argv) {
   const char *name = NULL;
   if ((r = one_name("rm", argc, argv, &name))) return r;
   qvm_error *err = NULL;
+  qvm_vm *vm = NULL;
+  if (force && qvm_vm_open(&vm, name, &err) < 0 && qvm_error_code(err) != QVM_ENOTFOUND)
+    fprintf(stderr,
+            "qvm rm: warning: %s\nqvm rm: removing vm '%s' anyway: only a shim that answers on its "
+            "ctl.sock is stopped; a tap it made is left\n",
+            qvm_error_message(err), name);
+  qvm_vm_free(vm);
+  qvm_error_free(err);
+  err = NULL;
   if (qvm_vm_remove(name, force, &err) < 0) return fail("rm", err);
   return QVM_EXIT_OK;
 }
