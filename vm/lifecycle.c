@@ -178,6 +178,7 @@ static int reconcile_locked(qvm_vm *vm, qvm_error **err) {
   if (rv.qemu_alive) return adopt(vm, err);
   r = record_lost(vm, err);
   vm_net_remove_tap(vm->spec); /* QEMU is gone: a tap left behind is nobody's */
+  unlink(vm->paths.ctl_sock);
   unlink(vm->paths.qmp_sock);
   unlink(vm->paths.console_sock);
   unlink(vm->paths.qga_sock);

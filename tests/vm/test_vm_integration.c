@@ -380,6 +380,22 @@ static void test_shim_killed(void **state) {
   assert_string_equal(reason, "shutdown");
   free(reason);
   assert_true(dir_empty(f->run));
+  /* Shim and QEMU both killed: the next command records the run as lost
+   * and leaves no socket (ctl.sock included) and no runtime dir behind. */
+  assert_int_equal(qvm("start orphan"), 0);
+  j = info("orphan");
+  pid = qvm_test_jint(j, "pid"), shim = qvm_test_jint(j, "shim_pid");
+  json_object_put(j);
+  assert_int_equal(kill(shim, SIGKILL), 0);
+  assert_int_equal(kill(pid, SIGKILL), 0);
+  for (int i = 0; i < 200 && (pid_alive(shim) || pid_alive(pid)); i++) usleep(10 * 1000);
+  char *st = state_of("orphan");
+  assert_string_equal(st, "crashed");
+  free(st);
+  reason = last_exit_field("orphan", "reason");
+  assert_string_equal(reason, "lost");
+  free(reason);
+  assert_true(dir_empty(f->run));
 }
 
 static void test_load_parallel_start(void **state) {
