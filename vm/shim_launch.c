@@ -108,14 +108,18 @@ static const char *const shim_env_pass[] = {
  * QEMU over could read from /proc/self/environ. NULL on OOM. */
 static char **qemu_envp(void) {
   size_t n = 0, cap = QVM_ARRAY_SIZE(shim_env_pass) + 2;
-  char **envp = calloc(cap, sizeof *envp);
+  char **envp = calloc(cap, sizeof *envp), *kv = NULL;
   const char *path = getenv("PATH");
+  /* (asprintf leaves its pointer undefined on failure: never store it) */
   if (!envp ||
-      asprintf(&envp[n++], "PATH=%s", path && path[0] ? path : "/usr/local/bin:/usr/bin:/bin") < 0)
+      asprintf(&kv, "PATH=%s", path && path[0] ? path : "/usr/local/bin:/usr/bin:/bin") < 0)
     goto oom;
+  envp[n++] = kv;
   for (size_t i = 0; i < QVM_ARRAY_SIZE(shim_env_pass); i++) {
     const char *v = getenv(shim_env_pass[i]);
-    if (v && asprintf(&envp[n++], "%s=%s", shim_env_pass[i], v) < 0) goto oom;
+    if (!v) continue;
+    if (asprintf(&kv, "%s=%s", shim_env_pass[i], v) < 0) goto oom;
+    envp[n++] = kv;
   }
   return envp;
 oom:
