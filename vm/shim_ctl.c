@@ -194,17 +194,22 @@ static void reply_error(shim_ctl *c, ctl_client *cl, struct json_object *id, con
  * drains: below SHIM_CTL_OUT_MAX by more than the longest event message. */
 #define CTL_SUB_QUEUE_MAX (SHIM_CTL_OUT_MAX / 2)
 
-static void sub_send(shim_ctl *c, ctl_client *cl, const ctl_event *ev) {
-  qvm_strbuf sb = QVM_STRBUF_INIT;
-  qvm_strbuf_printf(&sb, "{\"sub\":%s,\"seq\":%llu,\"event\":", cl->sub_id, ev->seq);
-  qvm_strbuf_append(&sb, ev->line, ev->len);
-  qvm_strbuf_putc(&sb, '}');
-  char *line = qvm_strbuf_steal(&sb);
+/* Sends a line built in sb (whose memory it takes), or drops the client
+ * when building it ran out of memory. */
+static void send_built(shim_ctl *c, ctl_client *cl, qvm_strbuf *sb) {
+  char *line = qvm_strbuf_steal(sb);
   if (line)
     client_send(c, cl, line, strlen(line));
   else
     client_close(c, cl);
   free(line);
+}
+static void sub_send(shim_ctl *c, ctl_client *cl, const ctl_event *ev) {
+  qvm_strbuf sb = QVM_STRBUF_INIT;
+  qvm_strbuf_printf(&sb, "{\"sub\":%s,\"seq\":%llu,\"event\":", cl->sub_id, ev->seq);
+  qvm_strbuf_append(&sb, ev->line, ev->len);
+  qvm_strbuf_putc(&sb, '}');
+  send_built(c, cl, &sb);
 }
 
 static void ring_drop_oldest(shim_ctl *c) {
@@ -221,12 +226,7 @@ static void sub_gap(shim_ctl *c, ctl_client *cl, unsigned long long first,
   qvm_strbuf sb = QVM_STRBUF_INIT;
   qvm_strbuf_printf(&sb, "{\"sub\":%s,\"gap\":{\"first\":%llu,\"last\":%llu}}", cl->sub_id, first,
                     last);
-  char *line = qvm_strbuf_steal(&sb);
-  if (line)
-    client_send(c, cl, line, strlen(line));
-  else
-    client_close(c, cl);
-  free(line);
+  send_built(c, cl, &sb);
 }
 
 /* Sends a subscriber what it is owed (sub_next up to the newest seq), from
