@@ -11,7 +11,8 @@ declare -A allowed=(
   [seed]="util seed"
   [net]="util net"
   [ssh]="util ssh"
-  [vm]="util qmp seed net ssh vm"
+  [image]="util image"
+  [vm]="util qmp seed net ssh image vm"
   [tools]=""
 )
 bad=0
