@@ -6,7 +6,7 @@
 # the test guests (built on first use).
 #
 #   scripts/bench.sh              # all of them
-#   scripts/bench.sh qmp seed     # some: qmp seed net-dhcp net-ip ssh vm up
+#   scripts/bench.sh qmp seed     # some: qmp seed net-dhcp net-ip ssh vm up image
 set -uo pipefail
 cd "$(dirname "$0")/.."
 { scripts/deps.sh && scripts/setup.sh >/dev/null; } || { echo "bench: build failed" >&2; exit 1; }
@@ -19,8 +19,9 @@ declare -A run=(
   [ssh]="$b/ssh/bench_ssh"
   [vm]="$b/vm/bench_vm"
   [up]="bench/e2e/bench_up.sh"
+  [image]="bench/image/bench_image.sh"
 )
-order=(qmp seed net-dhcp net-ip ssh vm up)
+order=(qmp seed net-dhcp net-ip ssh vm up image)
 [[ $# -gt 0 ]] && order=("$@")
 export QVM_SOURCE_DIR=$PWD QVM_BINARY_DIR=$PWD/build
 failed=()

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <yaml.h>
 
@@ -32,6 +33,9 @@ typedef struct strlist {
 typedef struct entry {
   char *name;
   qvm_vm_create_options opts;
+  qvm_image_pull_options pull; /* image_sha256 / image_checksums */
+  bool has_pull;
+  char *image_sha256, *image_checksums;
   char *image, *image_format, *kernel, *initrd, *append, *firmware, *net, *accel, *user, *hostname;
   strlist cloud_configs, ssh_keys;
   qvm_vm_publish *ports;
@@ -59,7 +63,8 @@ static void strlist_clear(strlist *l) {
 
 static void entry_clear(entry *e) {
   char **owned[] = {&e->name,     &e->image, &e->kernel,   &e->initrd, &e->append,
-                    &e->firmware, &e->accel, &e->hostname, &e->user,   &e->image_format};
+                    &e->firmware, &e->accel, &e->hostname, &e->user,   &e->image_format,
+                    &e->image_sha256, &e->image_checksums};
   for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) free(*owned[i]);
   strlist_clear(&e->cloud_configs);
   strlist_clear(&e->ssh_keys);
@@ -156,6 +161,28 @@ static int dup_path(char **out, const loader *L, const yaml_node_t *n, const cha
   else
     r2 = asprintf(out, "%s/%s", L->dir, s);
   if (r2 < 0) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  return 0;
+}
+
+/* image: a path (relative to the file) when it has a '/', starts with '.'
+ * or '~', or names a file beside qvm.yaml; else a store name, digest,
+ * alias or URL, kept as written (qvm_image_resolve). */
+static int dup_image(char **out, const loader *L, const yaml_node_t *n, const char *key,
+                     qvm_error **err) {
+  const char *s = NULL;
+  int r = scalar(&s, L, n, key, err);
+  if (r < 0) return r;
+  if (!s[0]) return at(L, n, err, "'%s' is an empty path", key);
+  bool ref = strstr(s, "://") || !strncmp(s, "sha256:", 7);
+  if (!ref && !strchr(s, '/') && s[0] != '.' && s[0] != '~') {
+    _cleanup_free_ char *beside = NULL;
+    if (asprintf(&beside, "%s/%s", L->dir, s) < 0)
+      return qvm_error_set_errno(err, ENOMEM, "out of memory");
+    ref = access(beside, F_OK) != 0;
+  }
+  if (!ref) return dup_path(out, L, n, key, err);
+  free(*out);
+  if (!(*out = strdup(s))) return qvm_error_set_errno(err, ENOMEM, "out of memory");
   return 0;
 }
 
@@ -490,7 +517,7 @@ static int parse_net(qvm_vm_net *net, const loader *L, yaml_node_t *n, qvm_error
 
 /* --- one VM ------------------------------------------------------------- */
 
-static const char VM_KEYS[] = "image, image_format, allow_backing, cpus, memory, disk, net, "
+static const char VM_KEYS[] = "image, image_format, image_sha256, image_checksums, allow_backing, cpus, memory, disk, net, "
                               "ports, user, hostname, cloud_config, ssh_keys, provision, "
                               "firmware, accel, kernel, initrd, append";
 
@@ -505,7 +532,11 @@ static int parse_vm(entry *e, const loader *L, yaml_node_t *n, qvm_error **err) 
     int r = scalar(&key, L, k, "key", err);
     if (r < 0) return r;
     if (!strcmp(key, "image"))
-      r = dup_path(&e->image, L, v, key, err);
+      r = dup_image(&e->image, L, v, key, err);
+    else if (!strcmp(key, "image_sha256"))
+      r = dup_scalar(&e->image_sha256, L, v, key, err);
+    else if (!strcmp(key, "image_checksums"))
+      r = dup_scalar(&e->image_checksums, L, v, key, err);
     else if (!strcmp(key, "image_format"))
       r = dup_scalar(&e->image_format, L, v, key, err);
     else if (!strcmp(key, "allow_backing"))
@@ -555,6 +586,12 @@ static int parse_vm(entry *e, const loader *L, yaml_node_t *n, qvm_error **err) 
   o->version = QVM_VM_CREATE_OPTIONS_VERSION;
   o->image = e->image;
   o->image_format = e->image_format;
+  if (e->image_sha256 || e->image_checksums) {
+    e->pull = (qvm_image_pull_options)QVM_IMAGE_PULL_OPTIONS_INIT;
+    e->pull.sha256 = e->image_sha256;
+    e->pull.checksums = e->image_checksums;
+    e->has_pull = true;
+  }
   o->kernel = e->kernel;
   o->initrd = e->initrd;
   o->append = e->append;
@@ -655,6 +692,9 @@ int vm_file_parse(qvm_vm_file **out, const char *label, const char *dir, const c
   yaml_document_delete(&L.doc);
   free(L.dir);
   if (r < 0) return r;
+  /* The entries no longer move: point each one's options at its checksums. */
+  for (size_t i = 0; i < f->n; i++)
+    if (f->vms[i].has_pull) f->vms[i].opts.image_pull = &f->vms[i].pull;
   *out = TAKE_PTR(f);
   return 0;
 }

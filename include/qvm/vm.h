@@ -35,6 +35,7 @@
 
 #include <qvm/error.h>
 #include <qvm/export.h>
+#include <qvm/image.h>
 #include <qvm/ssh.h>
 
 #ifdef __cplusplus
@@ -131,10 +132,16 @@ QVM_API void qvm_vm_step_clear(qvm_vm_step *step);
  * sets; the library refuses a version it does not know with QVM_EINVAL
  * naming the struct. Start from the _INIT macro, then set members. */
 
-#define QVM_VM_CREATE_OPTIONS_VERSION 1
+#define QVM_VM_CREATE_OPTIONS_VERSION 2
 typedef struct qvm_vm_create_options {
   unsigned version;  /* QVM_VM_CREATE_OPTIONS_VERSION */
-  const char *image; /* base disk image; never written to (a qcow2 overlay is) */
+  /* The base disk image, never written to (a qcow2 overlay is): a path (it
+   * has a '/' or names an existing file), or a store name, "sha256:<hex>",
+   * a catalog alias or a URL (include/qvm/image.h, qvm_image_resolve: an
+   * alias or URL not in the store yet is pulled first, with image_pull). */
+  const char *image;
+  /* Checksums and progress for a pull on first use; NULL: defaults. */
+  const struct qvm_image_pull_options *image_pull;
   /* The image's format ("raw", "qcow2", ...). NULL: detected once, now, with
    * `qemu-img info`, and recorded; QEMU never probes a format at run time. */
   const char *image_format;

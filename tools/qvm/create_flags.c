@@ -35,6 +35,8 @@ enum {
   OPT_NO_CLOUD_INIT,
   OPT_IMAGE_FORMAT,
   OPT_ALLOW_BACKING,
+  OPT_IMAGE_SHA256,
+  OPT_IMAGE_CHECKSUMS,
 };
 
 static const struct option create_longopts[] = {
@@ -63,12 +65,19 @@ static const struct option create_longopts[] = {
     {"no-cloud-init", 0, 0, OPT_NO_CLOUD_INIT},
     {"image-format", 1, 0, OPT_IMAGE_FORMAT},
     {"allow-backing", 0, 0, OPT_ALLOW_BACKING},
+    {"image-sha256", 1, 0, OPT_IMAGE_SHA256},
+    {"image-checksums", 1, 0, OPT_IMAGE_CHECKSUMS},
 };
 
 #define N_CREATE_LONGOPTS (sizeof create_longopts / sizeof create_longopts[0])
 
 const char qvm_cli_create_flags_help[] =
-    "  --image PATH        base disk image: raw, qcow2, vmdk, vdi, vhdx or vpc\n"
+    "  --image IMAGE       base disk image: a file (raw, qcow2, vmdk, vdi, vhdx or\n"
+    "                      vpc), or from the image store: a name, sha256:DIGEST,\n"
+    "                      an alias (qvm image catalog) or an http(s):// URL,\n"
+    "                      pulled on first use (see qvm image pull --help)\n"
+    "  --image-sha256 HEX  the sha256 an --image URL's download must have\n"
+    "  --image-checksums URL  a SHA256SUMS/SHA512SUMS file listing the --image URL\n"
     "  --image-format FMT  the image's format (one of those); default: detected\n"
     "                      once now and recorded, never probed again\n"
     "  --allow-backing     accept an --image or --drive that names another file\n"
@@ -298,6 +307,8 @@ int qvm_cli_create_flag(const char *verb, qvm_cli_create_flags *f, int c, const 
     return 0;
   case OPT_NO_CLOUD_INIT: o->no_cloud_init = true; return 0;
   case OPT_IMAGE_FORMAT: o->image_format = arg; return 0;
+  case OPT_IMAGE_SHA256: f->pull.sha256 = arg; return 0;
+  case OPT_IMAGE_CHECKSUMS: f->pull.checksums = arg; return 0;
   case OPT_ALLOW_BACKING: o->allow_backing = true; return 0;
   default: return list_flag(verb, f, c, arg);
   }
@@ -311,6 +322,7 @@ void qvm_cli_create_flags_finish(qvm_cli_create_flags *f) {
   o->cloud_configs = f->cloud_configs, o->n_cloud_configs = f->n_cloud_configs;
   o->authorized_keys = f->keys, o->n_authorized_keys = f->n_keys;
   o->provision = f->provision, o->n_provision = f->n_provision;
+  o->image_pull = &f->pull;
 }
 
 void qvm_cli_create_flags_clear(qvm_cli_create_flags *f) {

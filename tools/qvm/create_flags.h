@@ -36,10 +36,13 @@ typedef struct qvm_cli_create_flags {
   const char *cdroms[QVM_CLI_LIST_MAX];
   const char *cloud_configs[QVM_CLI_LIST_MAX], *keys[QVM_CLI_LIST_MAX];
   size_t n_publish, n_cdroms, n_drives, n_cloud_configs, n_keys, n_provision;
+  /* --image-sha256, --image-checksums, and progress, for an --image that
+   * is pulled on first use. */
+  qvm_image_pull_options pull;
 } qvm_cli_create_flags;
 
 #define QVM_CLI_CREATE_FLAGS_INIT                                                                  \
-  { .opts = QVM_VM_CREATE_OPTIONS_INIT }
+  { .opts = QVM_VM_CREATE_OPTIONS_INIT, .pull = QVM_IMAGE_PULL_OPTIONS_INIT }
 
 /* getopt values of the create flags: 0x1000 and up, clear of any letter a
  * verb uses for its own options. */
