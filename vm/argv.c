@@ -184,8 +184,10 @@ static void add_kernel(argv_builder *b, const vm_spec *s) {
  * "Block nodes"): a file node, a format node on it and, for the VM's disk
  * over an image, the image's own two read-only nodes as its backing. The
  * format is always given, never probed, and a format node that can have a
- * backing file is given one (a node) or null, so QEMU never opens what a
- * header names, except where the user allowed it (allow_backing). The
+ * backing file is given one (a node) or null, so QEMU never opens the
+ * backing file a header names, except where the user allowed it
+ * (allow_backing). (An external data file has no "none" to give: the header
+ * check before each start, vm_image_verify_drives, refuses those.) The
  * options are JSON: that is the only -blockdev syntax in which QEMU 7.2 takes
  * "backing": null (the dotted syntax reads null as a node's name). */
 
@@ -287,8 +289,9 @@ static void add_drive(argv_builder *b, const vm_argv_input *in, const vm_drive *
   }
   push(b, "-device");
   /* CD-ROMs sit on virtio-scsi: Debian's cloud kernel has no AHCI driver,
-   * and SeaBIOS and OVMF both boot from it. A scsi-cd on a -blockdev node
-   * has no tray to eject; qvm never changes a cdrom's media. */
+   * and SeaBIOS and OVMF both boot from it. A scsi-cd takes a -blockdev
+   * node as a disk does: it needs no -drive (its media would be changed by
+   * device id, diskN, which qvm never does). */
   if (cdrom)
     pushf(b, "scsi-cd,bus=scsi0.0,drive=%s,id=disk%zu,bootindex=%zu", node, index, index + 1);
   else
