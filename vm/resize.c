@@ -104,8 +104,8 @@ static int resize_locked(qvm_vm *vm, uint64_t bytes, qvm_error **err) {
   if (r < 0) return r;
   if (!has_vm_disk(vm->spec))
     return qvm_error_set(err, QVM_EINVAL,
-                         "it has no disk of its own (disk.qcow2): it was created without --image "
-                         "or --disk");
+                         "it has no disk of its own (disk.qcow2) to resize: it boots a kernel, "
+                         "a cdrom or drives it does not own");
   qvm_vm_state state = qvm_vm_get_state(vm);
   if (state == QVM_VM_STARTING || state == QVM_VM_STOPPING)
     return qvm_error_set(err, QVM_ECONFLICT, "it is %s: resize it once it runs or has stopped",

@@ -36,6 +36,11 @@ expect_eq "$rc" 1 "size that is not whole sectors"
 expect_match "$out" "512-byte sectors" "sector message"
 run_rc qvm resize r1
 expect_eq "$rc" 2 "missing size"
+# A vm that boots a kernel only has no disk of its own.
+qvm create k1 "${boot[@]:0:8}" --no-cloud-init >/dev/null || fail "create k1"
+run_rc qvm resize k1 1G
+expect_eq "$rc" 1 "resize of a vm without disk.qcow2"
+expect_match "$out" "has no disk of its own" "no disk message"
 
 # Stopped: qemu-img resize, recorded.
 json=$(qvm resize r1 48M --json) || fail "offline resize: $json"
