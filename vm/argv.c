@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "util/strbuf.h"
+#include <qvm/text.h>
 
 typedef struct argv_builder {
   vm_argv *a;
@@ -178,26 +179,123 @@ static void add_kernel(argv_builder *b, const vm_spec *s) {
   }
 }
 
+/* --- block devices ---------------------------------------------------------
+ * Each disk is an explicit -blockdev graph with node names (docs/vm-json.md,
+ * "Block nodes"): a file node, a format node on it and, for the VM's disk
+ * over an image, the image's own two read-only nodes as its backing. The
+ * format is always given, never probed, and a format node that can have a
+ * backing file is given one (a node) or null, so QEMU never opens the
+ * backing file a header names, except where the user allowed it
+ * (allow_backing). (An external data file has no "none" to give: the header
+ * check before each start, vm_image_verify_drives, refuses those.) The
+ * options are JSON: that is the only -blockdev syntax in which QEMU 7.2 takes
+ * "backing": null (the dotted syntax reads null as a node's name). */
+
+/* Formats whose -blockdev options have "backing" (QEMU's GenericCOWFormat). */
+static bool format_has_backing(const char *format) {
+  return !strcmp(format, "qcow2") || !strcmp(format, "vmdk");
+}
+
+typedef struct blockdev {
+  const char *node;    /* the format node; the file node is NODE-file */
+  const char *path;    /* relative paths are under vm_dir */
+  const char *format;  /* "qcow2", "raw", ... */
+  bool readonly;       /* both nodes */
+  const char *backing; /* a node name; NULL: null, or the header's if follow */
+  bool follow;         /* backing NULL: let QEMU open what the header names */
+} blockdev;
+
+static void json_string(qvm_strbuf *sb, const char *s) {
+  qvm_strbuf_putc(sb, '"');
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\')
+      qvm_strbuf_printf(sb, "\\%c", c);
+    else if (c < 0x20)
+      qvm_strbuf_printf(sb, "\\u%04x", c);
+    else
+      qvm_strbuf_putc(sb, (char)c);
+  }
+  qvm_strbuf_putc(sb, '"');
+}
+
+static char *path_abs(const vm_argv_input *in, const char *path) {
+  char *abs = NULL;
+  if (path[0] == '/') return strdup(path);
+  return asprintf(&abs, "%s/%s", in->vm_dir, path) < 0 ? NULL : abs;
+}
+
+static void add_blockdev(argv_builder *b, const vm_argv_input *in, const blockdev *d) {
+  char *abs = path_abs(in, d->path);
+  qvm_strbuf sb = QVM_STRBUF_INIT;
+  qvm_strbuf_puts(&sb, "{\"driver\":\"file\",\"filename\":");
+  json_string(&sb, abs ? abs : "");
+  qvm_strbuf_printf(&sb, ",\"node-name\":\"%s-file\"%s}", d->node,
+                    d->readonly ? ",\"read-only\":true" : "");
+  push(b, "-blockdev");
+  push_owned(b, qvm_strbuf_steal(&sb));
+  qvm_strbuf_puts(&sb, "{\"driver\":");
+  json_string(&sb, d->format);
+  qvm_strbuf_printf(&sb, ",\"file\":\"%s-file\",\"node-name\":\"%s\"%s", d->node, d->node,
+                    d->readonly ? ",\"read-only\":true" : "");
+  if (d->backing)
+    qvm_strbuf_printf(&sb, ",\"backing\":\"%s\"", d->backing);
+  else if (!d->follow && format_has_backing(d->format))
+    qvm_strbuf_puts(&sb, ",\"backing\":null");
+  qvm_strbuf_putc(&sb, '}');
+  push(b, "-blockdev");
+  push_owned(b, qvm_strbuf_steal(&sb));
+  if (!abs) b->oom = true;
+  free(abs);
+}
+
+/* The VM's own disk: disk.qcow2, over the image (read-only) when there is
+ * one. Its header names the image too, but QEMU takes the backing given
+ * here; vm_image_verify_drives checks the header all the same. */
+static bool is_vm_disk(const vm_drive *d) { return !strcmp(d->path, "disk.qcow2"); }
+
+static void add_vm_disk(argv_builder *b, const vm_argv_input *in, const vm_drive *d) {
+  const vm_spec *s = in->spec;
+  if (s->image) {
+    blockdev base = {.node = "base",
+                     .path = s->image,
+                     .format = s->image_format,
+                     .readonly = true,
+                     .follow = s->allow_backing};
+    add_blockdev(b, in, &base);
+  }
+  blockdev disk = {.node = "disk",
+                   .path = d->path,
+                   .format = d->format,
+                   .readonly = d->readonly,
+                   .backing = s->image ? "base" : NULL};
+  add_blockdev(b, in, &disk);
+}
+
 static void add_drive(argv_builder *b, const vm_argv_input *in, const vm_drive *d, size_t index) {
-  char *file = path_escaped(in, d->path);
-  /* Always format=: QEMU never probes a disk the guest wrote
-   * (vm_argv_build refuses a drive without one). */
-  char *fmt = vm_qemu_escape(d->format);
   bool cdrom = d->media == VM_MEDIA_CDROM;
-  push(b, "-drive");
-  pushf(b, "file=%s,if=none,id=drive%zu,format=%s%s%s", file ? file : "", index, fmt ? fmt : "",
-        cdrom ? ",media=cdrom" : "", cdrom || d->readonly ? ",readonly=on" : "");
+  char node[32];
+  if (is_vm_disk(d)) {
+    snprintf(node, sizeof node, "disk");
+    add_vm_disk(b, in, d);
+  } else {
+    snprintf(node, sizeof node, "drive%zu", index);
+    blockdev bd = {.node = node,
+                   .path = d->path,
+                   .format = d->format,
+                   .readonly = cdrom || d->readonly,
+                   .follow = in->spec->allow_backing};
+    add_blockdev(b, in, &bd);
+  }
   push(b, "-device");
   /* CD-ROMs sit on virtio-scsi: Debian's cloud kernel has no AHCI driver,
-   * and SeaBIOS and OVMF both boot from it. */
+   * and SeaBIOS and OVMF both boot from it. A scsi-cd takes a -blockdev
+   * node as a disk does: it needs no -drive (its media would be changed by
+   * device id, diskN, which qvm never does). */
   if (cdrom)
-    pushf(b, "scsi-cd,bus=scsi0.0,drive=drive%zu,id=disk%zu,bootindex=%zu", index, index,
-          index + 1);
+    pushf(b, "scsi-cd,bus=scsi0.0,drive=%s,id=disk%zu,bootindex=%zu", node, index, index + 1);
   else
-    pushf(b, "virtio-blk-pci,drive=drive%zu,id=disk%zu,bootindex=%zu", index, index, index + 1);
-  if (!file || !fmt) b->oom = true;
-  free(file);
-  free(fmt);
+    pushf(b, "virtio-blk-pci,drive=%s,id=disk%zu,bootindex=%zu", node, index, index + 1);
 }
 
 static void add_drives(argv_builder *b, const vm_argv_input *in) {
@@ -210,14 +308,57 @@ static void add_drives(argv_builder *b, const vm_argv_input *in) {
   }
   for (size_t i = 0; i < s->n_drives; i++) add_drive(b, in, &s->drives[i], i);
   if (s->seed_iso) {
-    char *seed = path_escaped(in, s->seed_iso);
-    push(b, "-drive");
-    pushf(b, "file=%s,if=none,id=seed,format=raw,readonly=on", seed ? seed : "");
+    blockdev seed = {.node = "seed", .path = s->seed_iso, .format = "raw", .readonly = true};
+    add_blockdev(b, in, &seed);
     push(b, "-device");
     push(b, "virtio-blk-pci,drive=seed,id=seed-disk");
-    if (!seed) b->oom = true;
-    free(seed);
   }
+}
+
+/* QEMU's JSON parser takes only UTF-8 (and no NUL, which a C string has
+ * none of): strict UTF-8, without overlong forms or surrogates. */
+/* How many continuation bytes follow a lead byte; -1: not a lead byte. */
+static int utf8_tail(unsigned char c) {
+  if (c < 0x80) return 0;
+  if (c >= 0xc2 && c <= 0xdf) return 1;
+  if (c >= 0xe0 && c <= 0xef) return 2;
+  if (c >= 0xf0 && c <= 0xf4) return 3;
+  return -1;
+}
+
+static bool utf8_valid(const char *s) {
+  const unsigned char *p = (const unsigned char *)s;
+  while (*p) {
+    int n = utf8_tail(*p);
+    if (n < 0) return false;
+    unsigned cp = n ? *p & (0x3fu >> n) : *p;
+    for (int i = 1; i <= n; i++) {
+      if ((p[i] & 0xc0) != 0x80) return false;
+      cp = cp << 6 | (p[i] & 0x3fu);
+    }
+    if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+        (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+      return false;
+    p += n + 1;
+  }
+  return true;
+}
+
+static int blockdev_inputs_check(const vm_spec *s, qvm_error **err) {
+  const char *what = NULL, *path = NULL;
+  for (size_t i = 0; i < s->n_drives && !what; i++)
+    if (!utf8_valid(s->drives[i].path)) what = "drive", path = s->drives[i].path;
+  if (!what && s->image && !utf8_valid(s->image)) what = "disk image", path = s->image;
+  if (!what && s->seed_iso && !utf8_valid(s->seed_iso)) what = "seed image", path = s->seed_iso;
+  if (s->image && !s->image_format)
+    return qvm_error_set(err, QVM_EINVAL,
+                         "disk image '%s' has no format: qvm never lets qemu guess one", s->image);
+  if (!what) return 0;
+  _cleanup_free_ char *shown = qvm_text_for_terminal(path, strlen(path), 0);
+  return qvm_error_set(err, QVM_EINVAL,
+                       "%s path '%s' is not UTF-8, which qemu's -blockdev options (JSON) need: "
+                       "rename it",
+                       what, shown ? shown : "?");
 }
 
 static void add_user_net(argv_builder *b, const vm_argv_input *in) {
@@ -306,6 +447,8 @@ int vm_argv_build(vm_argv **out, const vm_argv_input *in, qvm_error **err) {
       return qvm_error_set(err, QVM_EINVAL,
                            "drive '%s' has no format: qvm never lets qemu guess one",
                            in->spec->drives[i].path);
+  int r = blockdev_inputs_check(in->spec, err);
+  if (r < 0) return r;
   _cleanup_(vm_argv_freep) vm_argv *a = calloc(1, sizeof *a);
   if (!a) return qvm_error_set_errno(err, ENOMEM, "cannot build the qemu command line");
   argv_builder b = {.a = a};
@@ -315,7 +458,7 @@ int vm_argv_build(vm_argv **out, const vm_argv_input *in, qvm_error **err) {
   add_firmware(&b, in);
   add_kernel(&b, in->spec);
   add_drives(&b, in);
-  int r = add_network(&b, in, err);
+  r = add_network(&b, in, err);
   if (r < 0) return r;
   add_virtio_serial(&b, in);
   push(&b, "-device");

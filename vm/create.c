@@ -270,6 +270,7 @@ int qvm_vm_create(qvm_vm **out, const char *name, const qvm_vm_create_options *o
   _cleanup_free_ char *tmp = NULL;
   uint64_t disk = opts->disk, base = 0;
   r = spec_from_options(&spec, name, opts, &base, err);
+  if (r >= 0 && (opts->image || disk)) spec->disk_bytes = disk > base ? disk : base;
   if (r >= 0) r = vm_state_dirs_prepare(err);
   if (r >= 0 && access(p.dir, F_OK) == 0)
     r = qvm_error_set(err, QVM_EEXISTS, "vm '%s' already exists", name);

@@ -71,6 +71,14 @@ int vm_open_for_shim(qvm_vm **out, const char *name, qvm_error **err);
 int vm_ctl_stop(const vm_paths *p, int shim_pidfd, bool kill, int stop_timeout_ms, int timeout_ms,
                 qvm_error **err);
 
+/* One `qmp` passthrough on ctl.sock: *out gets QEMU's return value (the
+ * caller's; json_object_put) within timeout_ms. QEMU's error is QVM_EQMP
+ * with its message; a refused command QVM_EINVAL. */
+int vm_ctl_qmp(struct json_object **out, const vm_paths *p, const char *command,
+               struct json_object *args, int timeout_ms, qvm_error **err);
+/* Under the VM's lock: what qvm_vm_reconcile does, and vm.json re-read. */
+int vm_reconcile_locked(qvm_vm *vm, qvm_error **err);
+
 /* Appends one event line to events.jsonl (takes ownership of ev). */
 void vm_events_append(int fd, struct json_object *ev);
 /* The last lines of a file, for error messages ("" when none). */

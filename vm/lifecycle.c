@@ -186,6 +186,8 @@ static int reconcile_locked(qvm_vm *vm, qvm_error **err) {
   return r < 0 ? r : vm_reload(vm, err);
 }
 
+int vm_reconcile_locked(qvm_vm *vm, qvm_error **err) { return reconcile_locked(vm, err); }
+
 static bool needs_reconcile(qvm_vm *vm) {
   vm_runtime_view rv;
   vm_runtime_view_read(&rv, vm->rec);

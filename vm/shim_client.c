@@ -228,3 +228,60 @@ int vm_ctl_stop(const vm_paths *p, int shim_pidfd, bool kill, int stop_timeout_m
                          timeout_ms / 1000, what);
   return 0;
 }
+
+static int ctl_send_line(ctl_conn *c, const char *line, int64_t deadline, qvm_error **err) {
+  size_t n = strlen(line);
+  ctl_send_deadline(c->fd, deadline);
+  ssize_t sent = send(c->fd, line, n, MSG_NOSIGNAL);
+  if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+    return qvm_error_set(err, QVM_ETIMEOUT, "the vm's shim did not take the request in time");
+  if (sent < 0 && (errno == EPIPE || errno == ECONNRESET)) return 0; /* its "busy" may be there */
+  if (sent != (ssize_t)n)
+    return qvm_error_set_errno(err, sent < 0 ? errno : EIO,
+                               "cannot send a request to the vm's shim");
+  return 0;
+}
+
+int vm_ctl_qmp(struct json_object **out, const vm_paths *p, const char *command,
+               struct json_object *args, int timeout_ms, qvm_error **err) {
+  int64_t deadline = qvm_now_ms() + timeout_ms;
+  struct json_object *req = json_object_new_object();
+  if (!req) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  json_object_object_add(req, "id", json_object_new_int(1));
+  json_object_object_add(req, "cmd", json_object_new_string("qmp"));
+  json_object_object_add(req, "command", json_object_new_string(command));
+  if (args) json_object_object_add(req, "arguments", json_object_get(args));
+  _cleanup_free_ char *line = NULL;
+  int n = asprintf(&line, "%s\n", json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN));
+  json_object_put(req);
+  if (n < 0) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  ctl_conn c = {.fd = -1};
+  int r = ctl_connect(&c, p->ctl_sock, deadline, err);
+  if (r >= 0) r = ctl_send_line(&c, line, deadline, err);
+  struct json_object *m = NULL;
+  while (r >= 0 && !m) {
+    r = ctl_read(&m, &c, deadline, err);
+    if (r == QVM_ETIMEOUT)
+      r = qvm_error_set(err, QVM_ETIMEOUT, "the vm's shim did not answer qmp '%s' within %d s",
+                        command, timeout_ms / 1000);
+    else if (r >= 0 && !m)
+      r = qvm_error_set(err, QVM_EPROTO, "the vm's shim closed the connection before answering");
+    struct json_object *id = NULL;
+    /* Only the reply matters: id 1, or an error without one (no slot). */
+    if (r >= 0 && !(json_object_object_get_ex(m, "id", &id) && json_object_get_int(id) == 1) &&
+        !(json_object_object_get_ex(m, "ok", NULL) && !is_true(m, "ok"))) {
+      json_object_put(m);
+      m = NULL;
+    }
+  }
+  ctl_close(&c);
+  if (r < 0) return r;
+  struct json_object *res = NULL;
+  if (!is_true(m, "ok"))
+    r = ctl_error(m, err);
+  else if (!json_object_object_get_ex(m, "result", &res))
+    r = qvm_error_set(err, QVM_EPROTO, "the vm's shim answered qmp '%s' without a result", command);
+  if (r >= 0) *out = json_object_get(res);
+  json_object_put(m);
+  return r;
+}

@@ -67,6 +67,9 @@ typedef struct vm_spec {
   char *image;
   char *image_format;
   bool allow_backing;
+  /* disk.qcow2's virtual size as qvm last set it (create, qvm resize); 0:
+   * not recorded (no disk.qcow2, or a vm created before it was). */
+  uint64_t disk_bytes;
   vm_drive *drives; /* boot disk first, then --drive, then --cdrom; each with a format */
   size_t n_drives;
   char *seed_iso;

@@ -73,6 +73,8 @@ struct json_object *vm_spec_to_json(const vm_spec *s) {
   for (size_t i = 0; i < s->n_drives; i++)
     json_object_array_add(drives, drive_to_json(&s->drives[i]));
   json_object_object_add(o, "drives", drives);
+  if (s->disk_bytes)
+    json_object_object_add(o, "disk_bytes", json_object_new_int64((int64_t)s->disk_bytes));
   put_str(o, "seed_iso", s->seed_iso);
   json_object_object_add(o, "network", network_to_json(s));
   json_object_object_add(o, "access", vm_access_to_json(s));
@@ -265,6 +267,17 @@ static int paths_from_json(vm_spec *s, struct json_object *o, qvm_error **err) {
   return r;
 }
 
+/* Optional: absent or null is 0 (not recorded). */
+static int disk_bytes_from_json(vm_spec *s, struct json_object *o, qvm_error **err) {
+  int64_t n = 0;
+  struct json_object *v = NULL;
+  if (!json_object_object_get_ex(o, "disk_bytes", &v) || json_object_is_type(v, json_type_null))
+    return 0;
+  int r = get_int(&n, o, "disk_bytes", 1, INT64_MAX, err);
+  if (r >= 0) s->disk_bytes = (uint64_t)n;
+  return r;
+}
+
 int vm_spec_from_json(vm_spec **out, struct json_object *o, qvm_error **err) {
   if (!o || !json_object_is_type(o, json_type_object))
     return qvm_error_set(err, QVM_EINVAL, "spec is not a json object");
@@ -273,6 +286,7 @@ int vm_spec_from_json(vm_spec **out, struct json_object *o, qvm_error **err) {
   int r = scalars_from_json(s, o, err);
   if (r >= 0) r = paths_from_json(s, o, err);
   if (r >= 0) r = array_each(o, "drives", s, drive_from_json, err);
+  if (r >= 0) r = disk_bytes_from_json(s, o, err);
   if (r >= 0) r = network_from_json(s, o, err);
   if (r >= 0) {
     struct json_object *access = NULL;

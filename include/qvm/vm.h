@@ -251,6 +251,17 @@ QVM_API int qvm_vm_stop(qvm_vm *vm, const qvm_vm_stop_options *opts, qvm_error *
 QVM_API int qvm_vm_kill(qvm_vm *vm, qvm_error **err);
 QVM_API int qvm_vm_restart(qvm_vm *vm, const qvm_vm_stop_options *stop,
                            const qvm_vm_start_options *start, qvm_error **err);
+/* Grows the VM's own disk (disk.qcow2) to `bytes`, a whole number of
+ * 512-byte sectors, and records it in vm.json (spec.disk_bytes). A stopped
+ * VM: `qemu-img resize`, after qvm checked the disk's header. A running one:
+ * QMP block_resize on the node "disk", which the guest sees at once (its
+ * partitions and file systems are its own to grow). Afterwards
+ * qvm_vm_get_state(vm) is the state the VM was resized in (running: online).
+ * The same size is a no-op. QVM_EINVAL: a smaller size (data loss; the
+ * message names both sizes), a bad size, no disk.qcow2 (a kernel- or
+ * cdrom-only VM); QVM_ECONFLICT: starting or stopping; QVM_EQMP: QEMU
+ * refused. */
+QVM_API int qvm_vm_resize(qvm_vm *vm, uint64_t bytes, qvm_error **err);
 /* Removes everything the VM has: processes (with force), sockets, files,
  * lock. Without force a running VM gives QVM_ECONFLICT (class "VmRunning"). */
 QVM_API int qvm_vm_remove(const char *name, bool force, qvm_error **err);

@@ -350,6 +350,84 @@ static void test_user_net_restrict(void **state) {
   vm_spec_free(s);
 }
 
+/* --image: disk.qcow2 over the image, both as -blockdev nodes with names;
+ * the image's own backing is null, so QEMU opens no file its header names. */
+static void test_image_overlay(void **state) {
+  (void)state;
+  vm_spec *s = base_spec("layered");
+  s->image = strdup("/var/lib/qvm/images/debian-12.qcow2");
+  s->image_format = strdup("qcow2");
+  add_disk(s);
+  assert_int_equal(vm_spec_add_drive(s, "/data/extra.qcow2", "qcow2", false, VM_MEDIA_DISK, NULL),
+                   0);
+  vm_argv_input in = base_input(s);
+  check_golden("image-overlay", &in);
+  vm_spec_free(s);
+}
+
+/* allow_backing: QEMU follows the headers of the image and of a user's
+ * qcow2 drive (no "backing" key); a raw image has no backing at all. */
+static void test_image_allow_backing(void **state) {
+  (void)state;
+  vm_spec *s = base_spec("chained");
+  s->image = strdup("/images/base,1.raw");
+  s->image_format = strdup("raw");
+  s->allow_backing = true;
+  add_disk(s);
+  assert_int_equal(vm_spec_add_drive(s, "/data/child.qcow2", "qcow2", true, VM_MEDIA_DISK, NULL),
+                   0);
+  vm_argv_input in = base_input(s);
+  check_golden("image-allow-backing", &in);
+  vm_spec_free(s);
+}
+
+/* Paths go into JSON: quotes, backslashes and control characters are
+ * escaped; a path that is not UTF-8 is refused with its name. */
+static void test_blockdev_json_paths(void **state) {
+  (void)state;
+  vm_spec *s = base_spec("quoted");
+  s->net = VM_NET_NONE;
+  s->ssh_forward = false;
+  assert_int_equal(vm_spec_add_drive(s, "/d/a\"b\\c\nd\x01.raw", "raw", false, VM_MEDIA_DISK, NULL),
+                   0);
+  s->seed_iso = strdup("/seeds/\"},{\"driver\":\"nbd\".iso");
+  vm_argv_input in = base_input(s);
+  check_golden("blockdev-json-paths", &in);
+  const char *bad[] = {"/d/\xff.raw", "/d/\xc0\xaf.raw", "/d/\xed\xa0\x80.raw", "/d/\xe2\x82.raw"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    free(s->drives[0].path);
+    s->drives[0].path = strdup(bad[i]);
+    vm_argv *a = NULL;
+    qvm_error *err = NULL;
+    assert_int_equal(vm_argv_build(&a, &in, &err), QVM_EINVAL);
+    assert_null(a);
+    assert_non_null(strstr(qvm_error_message(err), "is not UTF-8"));
+    qvm_error_free(err);
+  }
+  free(s->drives[0].path);
+  s->drives[0].path = strdup("/d/\xc3\xa9t\xc3\xa9-\xf0\x9f\x92\xbe.raw"); /* "été-💾" */
+  vm_argv *a = NULL;
+  assert_int_equal(vm_argv_build(&a, &in, NULL), 0);
+  vm_argv_free(a);
+  vm_spec_free(s);
+}
+
+/* An image without a format in the spec is refused, never probed. */
+static void test_image_without_format(void **state) {
+  (void)state;
+  vm_spec *s = base_spec("noformat");
+  s->image = strdup("/images/base.img");
+  add_disk(s);
+  vm_argv_input in = base_input(s);
+  vm_argv *a = NULL;
+  qvm_error *err = NULL;
+  assert_int_equal(vm_argv_build(&a, &in, &err), QVM_EINVAL);
+  assert_null(a);
+  assert_non_null(strstr(qvm_error_message(err), "has no format"));
+  qvm_error_free(err);
+  vm_spec_free(s);
+}
+
 static void test_escape(void **state) {
   (void)state;
   char *e = vm_qemu_escape("a,b,,c");
@@ -382,6 +460,10 @@ int main(void) {
       cmocka_unit_test(test_socket_paths),
       cmocka_unit_test(test_bridge_tap_fd),
       cmocka_unit_test(test_guest_agent),
+      cmocka_unit_test(test_image_overlay),
+      cmocka_unit_test(test_image_allow_backing),
+      cmocka_unit_test(test_blockdev_json_paths),
+      cmocka_unit_test(test_image_without_format),
       cmocka_unit_test(test_escape),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

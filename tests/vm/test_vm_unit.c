@@ -138,6 +138,7 @@ static vm_spec *full_spec(void) {
   s->initrd = strdup("/i");
   s->append = strdup("console=ttyS0 \"quoted\" ü");
   vm_spec_add_drive(s, "disk.qcow2", "qcow2", false, VM_MEDIA_DISK, NULL);
+  s->disk_bytes = 21474836480ull; /* 20 GiB: above INT32_MAX */
   vm_spec_add_drive(s, "/a,b.iso", "raw", true, VM_MEDIA_CDROM, NULL);
   s->seed_iso = strdup("/seed.iso");
   s->net = VM_NET_USER;
@@ -161,6 +162,7 @@ static void test_spec_round_trip(void **state) {
   struct json_object *j2 = vm_spec_to_json(back);
   assert_string_equal(json_object_to_json_string(j1), json_object_to_json_string(j2));
   assert_int_equal(back->cpus, 3);
+  assert_true(back->disk_bytes == 21474836480ull);
   assert_int_equal(back->n_drives, 2);
   assert_true(back->drives[1].readonly);
   assert_int_equal(back->drives[1].media, VM_MEDIA_CDROM);
@@ -188,7 +190,11 @@ static void test_spec_json_rejects(void **state) {
              {"drives", "[{\"path\":1}]"},
              {"drives", "{}"},
              {"network", "{\"mode\":\"x\"}"},
-             {"firmware", "\"coreboot\""}};
+             {"firmware", "\"coreboot\""},
+             {"disk_bytes", "0"},
+             {"disk_bytes", "-512"},
+             {"disk_bytes", "\"20G\""},
+             {"disk_bytes", "1.5"}};
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     vm_spec *s = full_spec();
     struct json_object *j = vm_spec_to_json(s);

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# qvm resize with the mini guest: a stopped vm's disk (qemu-img), a running
+# one's (QMP block_resize on the "disk" node; the guest sees it), shrinking
+# and bad sizes refused, a vm that does not exist.
+. "$QVM_SOURCE_DIR/tests/e2e/lib.sh"
+
+mini=$(mini_guest)
+qemu-img create -q -f qcow2 "$tmp/base.qcow2" 16M
+boot=(--kernel "$mini/vmlinuz" --initrd "$mini/initrd.img" --append 'console=ttyS0'
+  --memory 256M --user root --no-wait-cloud-init --timeout 180)
+disk=$QVM_STATE_DIR/vms/r1/disk.qcow2
+
+# rc of a command that should fail, its output in $out
+run_rc() {
+  set +e
+  out=$("$@" 2>&1)
+  rc=$?
+  set -e
+}
+virtual_size() { qemu-img info --output=json -U "$disk" | python3 -c 'import json,sys; print(json.load(sys.stdin)["virtual-size"])'; }
+recorded() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["spec"].get("disk_bytes"))' "$QVM_STATE_DIR/vms/r1/vm.json"; }
+
+boot+=(--image "$tmp/base.qcow2" --disk 32M)
+out=$(qvm up r1 "${boot[@]}" 2>&1) || fail "up: $out"
+qvm stop r1 --timeout 30 >/dev/null || fail "stop"
+expect_eq "$(recorded)" 33554432 "disk_bytes recorded at create"
+
+run_rc qvm resize nope 1G
+expect_eq "$rc" 3 "resize of a vm that does not exist"
+expect_match "$out" "not found" "no such vm"
+run_rc qvm resize r1 12X
+expect_eq "$rc" 2 "bad size"
+expect_match "$out" "disk size '12X' is invalid" "bad size message"
+run_rc qvm resize r1 1000
+expect_eq "$rc" 1 "size that is not whole sectors"
+expect_match "$out" "512-byte sectors" "sector message"
+run_rc qvm resize r1
+expect_eq "$rc" 2 "missing size"
+# A vm that boots a kernel only has no disk of its own.
+qvm create k1 "${boot[@]:0:8}" --no-cloud-init >/dev/null || fail "create k1"
+run_rc qvm resize k1 1G
+expect_eq "$rc" 1 "resize of a vm without disk.qcow2"
+expect_match "$out" "has no disk of its own" "no disk message"
+
+# Stopped: qemu-img resize, recorded.
+json=$(qvm resize r1 48M --json) || fail "offline resize: $json"
+expect_eq "$json" '{"name": "r1", "disk_bytes": 50331648, "online": false}' "offline --json"
+expect_eq "$(virtual_size)" 50331648 "qemu-img info after the offline resize"
+expect_eq "$(recorded)" 50331648 "disk_bytes after the offline resize"
+run_rc qvm resize r1 40M
+expect_eq "$rc" 1 "offline shrink"
+expect_match "$out" "50331648 bytes and 41943040 is smaller" "shrink names both sizes"
+expect_eq "$(virtual_size)" 50331648 "shrink left the disk alone"
+out=$(qvm resize r1 48M) || fail "same size: $out"
+
+# Running: block_resize through the shim; the guest's vda grows.
+out=$(qvm up r1 "${boot[@]}" 2>&1) || fail "second up: $out"
+expect_eq "$(qvm exec r1 -- cat /sys/block/vda/size)" 98304 "the guest's disk before"
+json=$(qvm resize r1 64M --json) || fail "online resize: $json"
+expect_eq "$json" '{"name": "r1", "disk_bytes": 67108864, "online": true}' "online --json"
+sectors=
+for _ in $(seq 1 20); do
+  sectors=$(qvm exec r1 -- cat /sys/block/vda/size)
+  [[ $sectors == 131072 ]] && break
+  sleep 0.5
+done
+expect_eq "$sectors" 131072 "the guest's disk after the online resize"
+expect_eq "$(recorded)" 67108864 "disk_bytes after the online resize"
+run_rc qvm resize r1 63M
+expect_eq "$rc" 1 "online shrink"
+expect_match "$out" "67108864 bytes and 66060288 is smaller" "online shrink names both sizes"
+qvm stop r1 --timeout 30 >/dev/null || fail "stop"
+expect_eq "$(virtual_size)" 67108864 "qemu-img info after the online resize"
+log "ok"
