@@ -102,8 +102,8 @@ int img_fetch(img_fetch_result *out, const img_fetch_opts *opts, qvm_error **err
 /* A small document (a checksum file, at most `max` bytes: more is
  * QVM_EINVAL) into memory, NUL-terminated, same sources, timeouts and
  * redirect rules as img_fetch, no resume. */
-int img_fetch_small(char **out, size_t *out_len, const char *source, size_t max,
-                    int timeout_ms, qvm_error **err);
+int img_fetch_small(char **out, size_t *out_len, const char *source, size_t max, int timeout_ms,
+                    qvm_error **err);
 
 /* The file name a checksum file lists for this URL: its path's last
  * component, percent-decoded, without query or fragment. NULL if empty. */
