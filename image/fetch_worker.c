@@ -240,11 +240,11 @@ static int entry_data(fetch_worker *w, struct archive *a, struct archive_entry *
     }
     cur = end;
   }
-  if (ent && archive_entry_size_is_set(ent) && archive_entry_size(ent) > 0 &&
+  if (write && ent && archive_entry_size_is_set(ent) && archive_entry_size(ent) > 0 &&
       (uint64_t)archive_entry_size(ent) > cur) {
     uint64_t size = (uint64_t)archive_entry_size(ent);
     if (size > w->max_content) return too_big(w);
-    if (write) content_zeros(w, size - cur);
+    content_zeros(w, size - cur);
     cur = size;
   }
   if (write) {

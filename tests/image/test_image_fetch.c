@@ -509,6 +509,27 @@ static void test_norange_restarts(void **state) {
   remove_outputs(part, out);
 }
 
+/* A part that already holds the whole file: the server answers 416. */
+static void test_part_complete(void **state) {
+  (void)state;
+  ctl("clear");
+  _cleanup_free_ char *big = path_in(srv_dir, "big.bin"), *url = url_of("big.bin");
+  char want[65];
+  file_sha256(want, big);
+  _cleanup_free_ char *part = NULL, *out = NULL;
+  scratch(&part, &out, "whole");
+  assert_int_equal(qvm_test_sh("cp '%s' '%s'", big, part), 0);
+  img_fetch_opts o = opts_for(url, part, out);
+  img_fetch_result r;
+  fetch_ok(&r, &o);
+  assert_string_equal(r.sha256, want);
+  assert_int_equal(r.size, BIG_SIZE);
+  assert_int_equal(r.transferred, 0);
+  assert_same_file(big, out);
+  img_fetch_result_clear(&r);
+  remove_outputs(part, out);
+}
+
 static void test_http_errors(void **state) {
   (void)state;
   ctl("clear");
@@ -960,6 +981,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_resume_across_calls),
       cmocka_unit_test(test_resume_within_call),
       cmocka_unit_test(test_norange_restarts),
+      cmocka_unit_test(test_part_complete),
       cmocka_unit_test(test_http_errors),
       cmocka_unit_test(test_stall),
       cmocka_unit_test(test_redirects),
