@@ -556,6 +556,27 @@ static int open_part(fetch *f, qvm_error **err) {
   return 0;
 }
 
+/* part_path and out_path on different file systems: a copy. */
+static int copy_part(fetch *f, qvm_error **err) {
+  const char *out = f->o->out_path;
+  _cleanup_close_ int fd =
+      open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
+  if (fd < 0) return qvm_error_set_errno(err, errno, "cannot create '%s'", out);
+  _cleanup_free_ char *buf = malloc(1u << 20);
+  if (!buf) return qvm_error_set_errno(err, ENOMEM, "cannot copy '%s'", f->o->part_path);
+  for (off_t off = 0;;) {
+    ssize_t n = pread(f->part_rd, buf, 1u << 20, off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return qvm_error_set_errno(err, errno, "cannot read '%s'", f->o->part_path);
+    if (n == 0) break;
+    ssize_t w = qvm_write_all(fd, buf, (size_t)n);
+    if (w < 0) return qvm_error_set_errno(err, (int)-w, "cannot write '%s'", out);
+    off += n;
+  }
+  if (fsync(fd) < 0) return qvm_error_set_errno(err, errno, "cannot write '%s'", out);
+  return 0;
+}
+
 /* The worker is done: its results, and the content in out_path. */
 static int finish(fetch *f, bool download, qvm_error **err) {
   fetch_worker *w = &f->w;
@@ -586,9 +607,13 @@ static int finish(fetch *f, bool download, qvm_error **err) {
     /* the download is the content: it becomes out_path */
     if (fsync(f->part_fd) < 0)
       return qvm_error_set_errno(err, errno, "cannot write '%s'", f->o->part_path);
-    if (rename(f->o->part_path, f->o->out_path) < 0)
+    if (rename(f->o->part_path, f->o->out_path) == 0) return 0;
+    if (errno != EXDEV)
       return qvm_error_set_errno(err, errno, "cannot rename '%s' to '%s'", f->o->part_path,
                                  f->o->out_path);
+    int r = copy_part(f, err);
+    if (r < 0) return r;
+    unlink(f->o->part_path);
   } else if (download) {
     unlink(f->o->part_path);
   }

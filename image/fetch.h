@@ -45,8 +45,8 @@
  * Everything created is 0600. On failure `out_path` is removed; `part_path`
  * is kept unless the failure says its bytes are wrong (checksum mismatch
  * is decided by the caller, which removes it). On success `part_path` is
- * gone: an uncompressed download is renamed to `out_path` (so keep both in
- * one file system, e.g. the store's tmp/), a compressed one is removed.
+ * gone: an uncompressed download is renamed to `out_path` (copied when
+ * they are on two file systems), a compressed one is removed.
  */
 #include <stdbool.h>
 #include <stddef.h>

@@ -207,6 +207,13 @@ static int ar_open(struct archive **out, fetch_worker *w, ar_src *src, bool tar)
   }
   if (archive_read_open(a, src, NULL, ar_read, NULL) != ARCHIVE_OK)
     return ar_error(w, a, "cannot decompress");
+  /* the magic matched but the filter did not take the stream */
+  if (strcmp(w->compression, "none") && archive_filter_code(a, 0) == ARCHIVE_FILTER_NONE) {
+    qvm_error *e = NULL;
+    int rc = qvm_error_set(&e, QVM_EPROTO, "cannot decompress '%s': it starts like %s but is not",
+                           w->src_name, w->compression);
+    return werr(w, rc, e);
+  }
   *out = TAKE_PTR(a);
   return 0;
 }

@@ -321,6 +321,23 @@ static void test_local_compressed(void **state) {
   assert_same_file(raw, out);
   img_fetch_result_clear(&r);
   remove_outputs(part, out);
+
+  /* a truncated xz stream and gzip magic before garbage: broken, not content */
+  _cleanup_free_ char *cut = path_in(dir, "cut.xz"), *junk = path_in(dir, "junk.gz");
+  assert_int_equal(qvm_test_sh("head -c 50000 '%s' > '%s'", xz, cut), 0);
+  assert_int_equal(
+      qvm_test_sh("printf '\037\213' > '%s' && head -c 5000 '%s' >> '%s'", junk, raw, junk), 0);
+  const char *broken[] = {cut, junk};
+  for (size_t i = 0; i < QVM_ARRAY_SIZE(broken); i++) {
+    o = opts_for(broken[i], part, out);
+    e = NULL;
+    assert_int_equal(img_fetch(&r, &o, &e), QVM_EPROTO);
+    assert_non_null(strstr(qvm_error_message(e), broken[i]));
+    qvm_error_free(e);
+    assert_false(exists(out));
+  }
+  unlink(cut);
+  unlink(junk);
   unlink(raw);
   unlink(xz);
 }
@@ -428,6 +445,50 @@ static void test_good(void **state) {
   assert_int_equal(pl.connect, 1);
   assert_true(pl.download >= 1);
   assert_int_equal(pl.retry, 0);
+  img_fetch_result_clear(&r);
+  remove_outputs(part, out);
+}
+
+typedef struct progress_check {
+  unsigned calls, with_rate, with_eta;
+  uint64_t last_done, total;
+  bool backwards;
+} progress_check;
+
+static void check_progress(const img_progress *p, void *ud) {
+  progress_check *c = ud;
+  c->calls++;
+  if (p->done < c->last_done) c->backwards = true;
+  c->last_done = p->done;
+  if (p->total) c->total = p->total;
+  if (p->rate) c->with_rate++;
+  if (p->eta_ms >= 0) c->with_eta++;
+}
+
+/* A slow download: progress at most ~10 times a second, with a rate and an
+ * eta, done never going back. */
+static void test_progress(void **state) {
+  (void)state;
+  ctl("clear");
+  _cleanup_free_ char *url = url_of("big.bin");
+  _cleanup_free_ char *part = NULL, *out = NULL;
+  scratch(&part, &out, "progress");
+  ctl("fault?path=/big.bin&mode=slow&rate=%u", 4 * MIB);
+  img_fetch_opts o = opts_for(url, part, out);
+  progress_check c = {0};
+  o.progress = check_progress;
+  o.userdata = &c;
+  int64_t t0 = qvm_now_ms();
+  img_fetch_result r;
+  fetch_ok(&r, &o);
+  int64_t took = qvm_now_ms() - t0;
+  assert_true(took >= 1500);
+  assert_true(c.calls >= 5);
+  assert_true(c.calls <= (unsigned)(took / 100) + 6); /* + the phase changes */
+  assert_false(c.backwards);
+  assert_int_equal(c.total, BIG_SIZE);
+  assert_true(c.with_rate >= 2);
+  assert_true(c.with_eta >= 1);
   img_fetch_result_clear(&r);
   remove_outputs(part, out);
 }
@@ -647,6 +708,11 @@ static void test_compressed(void **state) {
        "mkdir -p d/sub && cp disk.raw d/sub/disk.raw && echo hi > d/README && "
        "tar -C d -cz -f disk.tar.gz README sub",
        "gzip", true},
+      /* a sparse member (GNU tar -S), as cloud tarballs hold disk.raw */
+      {"sparse.tar",
+       "mkdir -p s && cp --sparse=always disk.raw s/disk.raw && "
+       "tar -S --format=gnu -C s -c -f sparse.tar disk.raw",
+       "none", true},
   };
   _cleanup_free_ char *raw = path_in(srv_dir, "disk.raw");
   char want[65];
@@ -771,6 +837,18 @@ static void test_full_disk(void **state) {
   qvm_error_free(e);
   assert_false(exists(out2));
   unlink(part2);
+
+  /* part and out on two file systems: the content is copied, not renamed */
+  _cleanup_free_ char *small = path_in(srv_dir, "small.bin"), *url3 = url_of("small.bin");
+  write_random(small, 300000);
+  _cleanup_free_ char *part3 = path_in(mnt, "small.part"), *out3 = path_in(dir, "small.out");
+  o = opts_for(url3, part3, out3);
+  fetch_ok(&r, &o);
+  assert_int_equal(r.size, 300000);
+  assert_same_file(small, out3);
+  assert_false(exists(part3));
+  img_fetch_result_clear(&r);
+  unlink(out3);
   assert_int_equal(umount(mnt), 0);
   rmdir(mnt);
 }
@@ -978,6 +1056,7 @@ int main(int argc, char **argv) {
   };
   const struct CMUnitTest server[] = {
       cmocka_unit_test(test_good),
+      cmocka_unit_test(test_progress),
       cmocka_unit_test(test_resume_across_calls),
       cmocka_unit_test(test_resume_within_call),
       cmocka_unit_test(test_norange_restarts),
