@@ -319,6 +319,8 @@ static resp_kind response_begin(fetch *f) {
     if (!parse_content_range(f->content_range, &a, &b, &t) || a < 0 ||
         (cl >= 0 && cl != b - a + 1) || (t && (uint64_t)b + 1 != t))
       return f->resp = RESP_REDO;
+    /* the file changed size since the last attempt: start over */
+    if (a != 0 && f->total && t && t != f->total) return f->resp = RESP_REDO;
     if ((uint64_t)a != f->part_size) {
       if (a != 0) return f->resp = RESP_REDO;
       if (restart_from_zero(f) < 0) return f->resp = RESP_FAIL;

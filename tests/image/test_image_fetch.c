@@ -939,6 +939,24 @@ static void reply_bogus_range(int fd, const char *req, unsigned nth) {
                "Content-Length: 10\r\nConnection: close\r\n\r\n0123456789");
 }
 
+/* A cut, then a 206 for a file of another size (it changed), then 200. */
+static void reply_changed(int fd, const char *req, unsigned nth) {
+  (void)req;
+  char head[256];
+  if (nth == 1) {
+    snprintf(head, sizeof(head),
+             "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 1000-4999/5000\r\n"
+             "Content-Length: 4000\r\nConnection: close\r\n\r\n");
+    send_str(fd, head);
+    (void)!send(fd, body, 4000, MSG_NOSIGNAL);
+    return;
+  }
+  snprintf(head, sizeof(head),
+           "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n", sizeof(body));
+  send_str(fd, head);
+  (void)!send(fd, body, nth == 0 ? 1000 : sizeof(body), MSG_NOSIGNAL);
+}
+
 static void reply_huge_length(int fd, const char *req, unsigned nth) {
   (void)req, (void)nth;
   send_str(fd, "HTTP/1.1 200 OK\r\nContent-Length: 1000000000000000\r\n"
@@ -977,6 +995,19 @@ static void test_hostile_ranges(void **state) {
   assert_string_equal(r.sha256, want); /* restarted from 0, the bad 206 never used */
   assert_int_equal(r.size, sizeof(body));
   assert_int_equal(s.requests, 2);
+  img_fetch_result_clear(&r);
+  raw_stop(&s);
+  remove_outputs(part, out);
+
+  raw_start(&s, reply_changed);
+  free(url), url = raw_url(&s);
+  o = opts_for(url, part, out);
+  o.retries = 1;
+  fetch_ok(&r, &o);
+  assert_string_equal(r.sha256, want);
+  assert_int_equal(r.size, sizeof(body));
+  assert_int_equal(r.attempts, 2);
+  assert_int_equal(s.requests, 3);
   img_fetch_result_clear(&r);
   raw_stop(&s);
   remove_outputs(part, out);
