@@ -21,6 +21,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -861,8 +862,8 @@ typedef struct raw_server {
   int lfd;
   int port;
   raw_reply_fn *reply;
-  volatile bool stop;
-  unsigned requests;
+  atomic_bool stop;
+  atomic_uint requests;
   pthread_t thread;
 } raw_server;
 
