@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -354,6 +355,7 @@ static void start_server(void) {
   srv_pid = fork();
   assert_true(srv_pid >= 0);
   if (srv_pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGTERM); /* no server outlives a crashed test */
     execlp("python3", "python3", script, srv_dir, portfile, (char *)NULL);
     _exit(127);
   }
