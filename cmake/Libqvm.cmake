@@ -16,7 +16,7 @@ target_include_directories(libqvm PUBLIC $<BUILD_INTERFACE:${QVM_PUBLIC_INCLUDE}
                                          $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
 target_link_libraries(libqvm PRIVATE PkgConfig::JSONC PkgConfig::LIBSSH2 PkgConfig::SODIUM
                                      PkgConfig::YAML PkgConfig::MNL PkgConfig::NFTABLES
-                                     PkgConfig::CURL PkgConfig::ARCHIVE Threads::Threads)
+                                     PkgConfig::CURL PkgConfig::ARCHIVE PkgConfig::CRYPTO Threads::Threads)
 target_link_options(libqvm PRIVATE -Wl,--version-script=${QVM_LIBQVM_MAP})
 # Every symbol libqvm uses must come from a library it names. Not with
 # libFuzzer's coverage instrumentation or ThreadSanitizer (clang), whose runtime

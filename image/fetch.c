@@ -586,12 +586,12 @@ static int finish(fetch *f, bool download, qvm_error **err) {
   if (w->rc < 0 && w->err) return qvm_error_propagate(err, TAKE_PTR(w->err));
   if (w->rc < 0) return qvm_error_set(err, w->rc, "reading '%s' failed", f->w.src_name);
   img_fetch_result *res = f->res;
-  unsigned char d256[crypto_hash_sha256_BYTES], d512[crypto_hash_sha512_BYTES];
-  crypto_hash_sha256_final(&w->h256, d256);
-  fetch_hex(res->sha256, d256, sizeof(d256));
+  unsigned char d256[IMG_HASH_MAX], d512[IMG_HASH_MAX];
+  img_hash_final(&w->h256, d256);
+  fetch_hex(res->sha256, d256, 32);
   if (f->o->want_sha512) {
-    crypto_hash_sha512_final(&w->h512, d512);
-    fetch_hex(res->sha512, d512, sizeof(d512));
+    img_hash_final(&w->h512, d512);
+    fetch_hex(res->sha512, d512, 64);
   }
   res->size = w->hashed;
   res->compression = w->compression;
@@ -600,8 +600,8 @@ static int finish(fetch *f, bool download, qvm_error **err) {
   if (w->plain) {
     memcpy(res->content_sha256, res->sha256, sizeof(res->content_sha256));
   } else {
-    crypto_hash_sha256_final(&w->c256, d256);
-    fetch_hex(res->content_sha256, d256, sizeof(d256));
+    img_hash_final(&w->c256, d256);
+    fetch_hex(res->content_sha256, d256, 32);
   }
   if (w->out_fd >= 0 && fsync(w->out_fd) < 0)
     return qvm_error_set_errno(err, errno, "cannot write '%s'", f->o->out_path);

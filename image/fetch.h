@@ -3,7 +3,7 @@
 #define QVM_IMAGE_FETCH_H
 
 /*
- * Download (libcurl) + hash (libsodium) + decompress (libarchive), in one
+ * Download (libcurl) + hash (OpenSSL's libcrypto: image/hash.h) + decompress (libarchive), in one
  * pass over the bytes, with resume.
  *
  * The network bytes go to `part_path` as they arrive (the download thread

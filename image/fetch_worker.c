@@ -82,9 +82,9 @@ static ssize_t src_read(fetch_worker *w, uint64_t off, void *buf, size_t len) {
   if (off + (uint64_t)n > w->hashed) {
     assert(off <= w->hashed);
     size_t skip = (size_t)(w->hashed - off);
-    crypto_hash_sha256_update(&w->h256, (const unsigned char *)buf + skip, (size_t)n - skip);
+    img_hash_update(&w->h256, (const unsigned char *)buf + skip, (size_t)n - skip);
     if (w->want_sha512)
-      crypto_hash_sha512_update(&w->h512, (const unsigned char *)buf + skip, (size_t)n - skip);
+      img_hash_update(&w->h512, (const unsigned char *)buf + skip, (size_t)n - skip);
     w->hashed = off + (uint64_t)n;
     pthread_mutex_lock(&w->mu);
     w->pos = w->hashed;
@@ -130,7 +130,7 @@ static int out_write(fetch_worker *w, const void *buf, size_t len, uint64_t off)
 static void content_zeros(fetch_worker *w, uint64_t n) {
   while (n > 0) {
     size_t k = n < sizeof(zeros) ? (size_t)n : sizeof(zeros);
-    crypto_hash_sha256_update(&w->c256, zeros, k);
+    img_hash_update(&w->c256, zeros, k);
     n -= k;
   }
 }
@@ -227,7 +227,7 @@ static int entry_data(fetch_worker *w, struct archive *a, struct archive_entry *
     if (out_open(w) < 0 || ftruncate(w->out_fd, 0) < 0) {
       return w->err ? w->rc : werr_errno(w, errno, "cannot truncate", w->out_path);
     }
-    crypto_hash_sha256_init(&w->c256);
+    if (!img_hash_begin(&w->c256, false)) return oom(w);
   }
   for (;;) {
     const void *buf;
@@ -242,7 +242,7 @@ static int entry_data(fetch_worker *w, struct archive *a, struct archive_entry *
     *budget -= end - cur;
     if (write) {
       content_zeros(w, (uint64_t)offset - cur);
-      crypto_hash_sha256_update(&w->c256, buf, size);
+      img_hash_update(&w->c256, buf, size);
       if (out_write(w, buf, size, (uint64_t)offset) < 0) return w->rc;
     }
     cur = end;
@@ -420,9 +420,9 @@ static void reset_results(fetch_worker *w) {
   qvm_error_free(w->err);
   w->err = NULL;
   w->rc = 0;
-  crypto_hash_sha256_init(&w->h256);
-  crypto_hash_sha512_init(&w->h512);
-  crypto_hash_sha256_init(&w->c256);
+  img_hash_free(&w->h256);
+  img_hash_free(&w->h512);
+  img_hash_free(&w->c256);
   w->hashed = w->content_size = w->pos = 0;
   w->compression = "none";
   w->plain = false;
@@ -435,9 +435,18 @@ static void reset_results(fetch_worker *w) {
 int fetch_worker_start(fetch_worker *w, uint64_t avail, qvm_error **err) {
   assert(!w->running);
   reset_results(w);
+  if (!img_hash_begin(&w->h256, false) || !img_hash_begin(&w->h512, true) ||
+      !img_hash_begin(&w->c256, false))
+    return qvm_error_set_errno(err, ENOMEM, "out of memory");
   w->avail = avail;
   w->eof = w->stop = w->finished = false;
+  /* The worker takes no signal: the caller's handling (a signalfd, a
+   * SIGINT handler) stays the calling thread's. */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
   int r = pthread_create(&w->thread, NULL, thread_main, w);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (r != 0) return qvm_error_set_errno(err, r, "cannot start the hashing thread");
   w->running = true;
   return 0;

@@ -11,10 +11,10 @@
  * fetch_worker_produced() and the end with fetch_worker_eof().
  */
 #include <pthread.h>
-#include <sodium.h>
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "image/hash.h"
 #include "util/error.h"
 
 typedef struct fetch_worker {
@@ -39,9 +39,9 @@ typedef struct fetch_worker {
   /* results, valid once finished */
   int rc;
   qvm_error *err;
-  crypto_hash_sha256_state h256;
-  crypto_hash_sha512_state h512;
-  crypto_hash_sha256_state c256;
+  img_hash h256; /* of the download */
+  img_hash h512; /* of the download, when want_sha512 */
+  img_hash c256; /* of the content */
   uint64_t hashed;
   uint64_t content_size;
   const char *compression;

@@ -10,7 +10,7 @@ set -euo pipefail
 #   test   test guests, peers, readers and benchmark tools
 # QVM_DEPS_LOG=FILE sends apt's output there and prints one line instead.
 build=(build-essential cmake pkg-config libjson-c-dev libssh2-1-dev libsodium-dev libyaml-dev
-       libmnl-dev libnftnl-dev libnftables-dev libcurl4-openssl-dev libarchive-dev)
+       libmnl-dev libnftnl-dev libnftables-dev libcurl4-openssl-dev libssl-dev libarchive-dev)
 run=(qemu-system-x86 qemu-utils ovmf)
 image=(mmdebstrap e2fsprogs fdisk grub-pc-bin util-linux)
 test=(

@@ -21,14 +21,18 @@ extern "C" {
  *   error says what went wrong (the message) and what kind of thing it was
  *   (the code, and for some a class); the program using libqvm decides what
  *   to tell a person to do.
- * - Threads: libqvm starts no threads and keeps no global mutable state.
+ * - Threads: libqvm keeps no global mutable state, and starts a thread only
+ *   inside an image pull (qvm_image_pull, and create/up with an --image
+ *   that is pulled on first use: one worker that hashes and decompresses
+ *   while the calling thread downloads; joined before the call returns,
+ *   with every signal blocked in it).
  *   Different objects (a qvm_vm, a qvm_ssh, a qvm_seed_iso) may be used
  *   from different threads at once; one object must not be used by two
  *   threads at the same time. Functions that take no object (qvm_vm_create,
  *   qvm_vm_list, qvm_vm_remove, parsers, key generation) are safe from
  *   several threads. Operations on one VM, also from other processes, are
  *   serialized by the VM's lock file (QVM_EBUSY when it is held too long).
- *   libssh2 is initialized once, on the first SSH session, under
+ *   libssh2 and libcurl are initialized once, on first use, under
  *   pthread_once. The one exception is qvm_vm_run(), which runs the VM's
  *   supervisor in the calling process: it blocks SIGTERM, SIGINT, SIGHUP
  *   and SIGCHLD (it reads them through a signalfd), ignores SIGPIPE and
