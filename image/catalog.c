@@ -204,7 +204,7 @@ static int load_user(img_catalog *c, const char *file, qvm_error **err) {
   size_t len = 0;
   qvm_error *e = NULL;
   int r = qvm_read_file(&text, &len, file, CATALOG_MAX, &e);
-  if (r < 0 && qvm_error_errno(e) == ENOENT) {
+  if (r == QVM_ENOTFOUND) {
     qvm_error_free(e);
     return 0;
   }

@@ -188,7 +188,7 @@ static int names_read(struct json_object **out, img_store *s, qvm_error **err) {
   size_t len = 0;
   qvm_error *e = NULL;
   int r = qvm_read_file(&text, &len, s->names_path, NAMES_MAX, &e);
-  if (r < 0 && qvm_error_errno(e) == ENOENT) {
+  if (r == QVM_ENOTFOUND) {
     qvm_error_free(e);
     *out = json_object_new_object();
     return *out ? 0 : oom(err);
