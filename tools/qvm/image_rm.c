@@ -12,7 +12,7 @@
 static int rm_run(int argc, char **argv) {
   if (qvm_cli_help_asked(argc, argv))
     return printf("usage: qvm image rm REF...\n\nRemoves a name, or the image when REF is its "
-                  "digest or its only name.\nAn image a vm uses is not removed (exit 4).\n"),
+                  "digest or its only name.\nAn image a vm uses is not removed (exit 6).\n"),
            QVM_EXIT_OK;
   bool json = false;
   int rc = 0;
