@@ -52,7 +52,7 @@ qemu-img create -q -f qcow2 "$srv/unlisted.qcow2" 48M
 qemu-img create -q -f qcow2 "$srv/loose.qcow2" 24M
 qemu-img create -q -f qcow2 -b good.qcow2 -F qcow2 "$srv/backed.qcow2" 16M
 # big enough, and served slowly, for two pulls to overlap
-qemu-img create -q -f qcow2 -o preallocation=metadata "$srv/big.qcow2" 256M
+qemu-img create -q -f qcow2 -o preallocation=metadata "$srv/big.qcow2" 8M
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 good_sha=$(sha "$srv/good.qcow2")
 big_sha=$(sha "$srv/big.qcow2")
@@ -152,7 +152,7 @@ set +e
 qvm image pull "$base/backed.qcow2" --sha256 "$backed_sha" -q 2>"$tmp/err"
 rc=$?
 set -e
-[[ $rc == 1 ]] && grep -q 'names another file' "$tmp/err" || fail "backing: exit $rc $(cat "$tmp/err")"
+[[ $rc == 1 ]] && grep -q "backing file 'good.qcow2'" "$tmp/err" || fail "backing: exit $rc $(cat "$tmp/err")"
 [[ $(qvm image ls --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))') == 3 ]] ||
   fail "the refused image was stored"
 qvm image pull "$base/backed.qcow2" --sha256 "$backed_sha" --allow-backing --name backed -q
