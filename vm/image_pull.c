@@ -68,6 +68,35 @@ static void fetch_progress(const img_progress *fp, void *userdata) {
   p->o->progress(&ev, p->o->userdata);
 }
 
+/* An error about `url` that may quote it with its user:password (curl's
+ * messages do): the same error with every "userinfo@" cut out. */
+static int scrub_userinfo(qvm_error **err, int r, const char *url) {
+  const char *host = strstr(url, "://");
+  if (!err || !*err || !host) return r;
+  host += 3;
+  const char *at = memrchr(host, '@', strcspn(host, "/?#"));
+  if (!at) return r;
+  _cleanup_free_ char *userinfo = strndup(host, (size_t)(at + 1 - host));
+  const char *msg = qvm_error_message(*err);
+  if (!userinfo || !strstr(msg, userinfo)) return r;
+  _cleanup_free_ char *clean = NULL;
+  size_t len = 0, n = strlen(userinfo);
+  FILE *f = open_memstream(&clean, &len);
+  if (!f) return r;
+  for (const char *p = msg, *q; *p; p = q + n) {
+    if (!(q = strstr(p, userinfo))) {
+      fputs(p, f);
+      break;
+    }
+    fwrite(p, 1, (size_t)(q - p), f);
+  }
+  fclose(f);
+  int code = qvm_error_code(*err);
+  qvm_error_free(*err);
+  *err = NULL;
+  return qvm_error_set(err, code, "%s", clean ? clean : "?");
+}
+
 static bool is_url(const char *s) {
   return !strncmp(s, "http://", 7) || !strncmp(s, "https://", 8) || !strncmp(s, "file://", 7);
 }
@@ -143,7 +172,10 @@ static int from_checksums(pull *p, const char *url, qvm_error **err) {
   report(p, "resolve", clean);
   int timeout = p->o->stall_timeout_ms > 0 ? p->o->stall_timeout_ms : CHECKSUMS_TIMEOUT_MS;
   int r = img_fetch_small(&text, &len, url, CHECKSUMS_MAX, timeout, err);
-  if (r < 0) return qvm_error_prefix(err, "cannot get the checksum file '%s'", clean);
+  if (r < 0) {
+    scrub_userinfo(err, r, url);
+    return qvm_error_prefix(err, "cannot get the checksum file '%s'", clean);
+  }
   char hex[129];
   const char *alg = NULL;
   if ((r = img_checksums_find(hex, &alg, text, len, fname, err)) < 0)
@@ -285,6 +317,7 @@ static int download(char **out_json, pull *p, img_store *s, const char *name, qv
   r = img_fetch(&res, &fo, err);
   if (r < 0) {
     img_fetch_result_clear(&res);
+    scrub_userinfo(err, r, p->url);
     return qvm_error_prefix(err, "cannot pull '%s'", p->clean);
   }
   r = verify(p, &res, part, out, err);

@@ -373,6 +373,7 @@ int qvm_image_resolve(char **out_path, char **out_format, const char *ref,
   if (!is_url(ref)) {
     qvm_error *e = NULL;
     r = stored(out_path, out_format, s, ref, &e);
+    if (r == 0) return 0;
     if (r != QVM_ENOTFOUND || !strncmp(ref, "sha256:", 7)) return qvm_error_propagate(err, e);
     qvm_error_free(e); /* not a store name: maybe an alias */
   } else {
