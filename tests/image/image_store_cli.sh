@@ -33,10 +33,16 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/qvm-$name-XXXXXX")
 export QVM_STATE_DIR=$tmp/state QVM_RUNTIME_DIR=$tmp/run QVM_CATALOG=$tmp/catalog.yaml
 server=
 cleanup() {
-  [[ -n $server ]] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
-  "$bin/qvm" rm --force user1 >/dev/null 2>&1 || true
+  local rc=$?
+  set +e
+  if [[ -n $server ]]; then
+    kill "$server" 2>/dev/null
+    wait "$server" 2>/dev/null
+  fi
+  "$bin/qvm" rm --force user1 >/dev/null 2>&1
   chmod -R u+w "$tmp" 2>/dev/null || true
   rm -rf "$tmp"
+  exit "$rc"
 }
 trap cleanup EXIT
 qvm() { "$bin/qvm" "$@"; }
