@@ -25,10 +25,10 @@
  * status and URL in the message.
  *
  * Sources: http://, https:// (TLS verification always on), file://, or an
- * absolute local path (read directly, no curl; "downloaded" then counts the
- * bytes read). Redirects are followed (at most 10, http/https only: a
- * redirect to file:// or anything else is refused). Proxy variables
- * (http_proxy, https_proxy, no_proxy) work as curl's do.
+ * absolute local path (file:// urls and paths are read directly, no curl,
+ * no part file; "downloaded" then counts the bytes read). Redirects are followed (at most 10,
+ * http/https only: a redirect to file:// or anything else is refused). Proxy variables (http_proxy,
+ * https_proxy, no_proxy) work as curl's do.
  *
  * Compression is detected from the first bytes (magic), never from the
  * name: xz, gzip, zstd, bzip2 raw streams, and tar archives (plain or
@@ -37,11 +37,16 @@
  * ends in .raw, .img or .qcow2 (more than one candidate, or none: an error
  * listing at most 5 member names, neutralized). Only the member's data is
  * written; tar paths never reach the file system. The content is capped at
- * max_content bytes (a decompression bomb is an error, not a full disk).
+ * max_content bytes (a decompression bomb is an error, not a full disk);
+ * the download at max_content + max_content/16 + 1 MiB (a compressed image
+ * is smaller than its content), checked against Content-Length at once;
+ * the members a tarball skips at 2 * max_content in all.
  *
  * Everything created is 0600. On failure `out_path` is removed; `part_path`
  * is kept unless the failure says its bytes are wrong (checksum mismatch
- * is decided by the caller, which removes it).
+ * is decided by the caller, which removes it). On success `part_path` is
+ * gone: an uncompressed download is renamed to `out_path` (copied when
+ * they are on two file systems), a compressed one is removed.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -102,8 +107,8 @@ int img_fetch(img_fetch_result *out, const img_fetch_opts *opts, qvm_error **err
 /* A small document (a checksum file, at most `max` bytes: more is
  * QVM_EINVAL) into memory, NUL-terminated, same sources, timeouts and
  * redirect rules as img_fetch, no resume. */
-int img_fetch_small(char **out, size_t *out_len, const char *source, size_t max,
-                    int timeout_ms, qvm_error **err);
+int img_fetch_small(char **out, size_t *out_len, const char *source, size_t max, int timeout_ms,
+                    qvm_error **err);
 
 /* The file name a checksum file lists for this URL: its path's last
  * component, percent-decoded, without query or fragment. NULL if empty. */
