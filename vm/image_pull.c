@@ -259,6 +259,12 @@ static int verify(const pull *p, const img_fetch_result *res, const char *part, 
 static int import(const pull *p, img_store *s, const img_fetch_result *res, const char *out,
                   const char *name, qvm_error **err) {
   report(p, "inspect", NULL);
+  /* Store files are 0444 anyway; readable now, qemu-img can read it as the
+   * qemu user (vm/image.c), who may then detect raw, vdi, ... too. */
+  if (chmod(out, 0444) < 0) {
+    unlink(out);
+    return qvm_error_set_errno(err, errno, "cannot chmod '%s'", out);
+  }
   vm_image_info info = {0};
   int r = vm_image_check(&info, "image", out, NULL, p->o->allow_backing, NULL, err);
   if (r == 0) r = vm_image_format_check("image", p->clean, info.format, err);
@@ -313,7 +319,6 @@ static int download(char **out_json, pull *p, img_store *s, const char *name, qv
                        .progress = fetch_progress,
                        .userdata = p};
   img_fetch_result res = {0};
-  report(p, "connect", p->clean);
   r = img_fetch(&res, &fo, err);
   if (r < 0) {
     img_fetch_result_clear(&res);

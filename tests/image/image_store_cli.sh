@@ -59,6 +59,10 @@ qemu-img create -q -f qcow2 "$srv/loose.qcow2" 24M
 qemu-img create -q -f qcow2 -b good.qcow2 -F qcow2 "$srv/backed.qcow2" 16M
 # big enough, and served slowly, for two pulls to overlap
 qemu-img create -q -f qcow2 -o preallocation=metadata "$srv/big.qcow2" 8M
+# a raw disk: 1 MiB with an MBR signature
+truncate -s 1M "$srv/raw.img"
+printf '\x55\xaa' | dd of="$srv/raw.img" bs=1 seek=510 conv=notrunc status=none
+gzip -k "$srv/raw.img"
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 good_sha=$(sha "$srv/good.qcow2")
 big_sha=$(sha "$srv/big.qcow2")
@@ -169,6 +173,14 @@ set -e
 [[ $(qvm image ls --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))') == 3 ]] ||
   fail "the refused image was stored"
 qvm image pull "$base/backed.qcow2" --sha256 "$backed_sha" --allow-backing --name backed -q
+
+log "a gzip-compressed raw disk: decompressed while downloading, format raw"
+gz_sha=$(sha "$srv/raw.img.gz")
+qvm image pull "$base/raw.img.gz" --sha256 "$gz_sha" --name rawdisk --json >"$tmp/raw.json" 2>/dev/null
+[[ $(jget "$tmp/raw.json" 'j["format"], j["compression"], j["source_sha256"]') == "raw gzip $gz_sha" ]] ||
+  fail "raw.img.gz: $(jget "$tmp/raw.json" 'j["format"], j["compression"], j["source_sha256"]')"
+[[ $(jget "$tmp/raw.json" 'j["digest"]') == "sha256:$(sha "$srv/raw.img")" ]] ||
+  fail "the store digest is not the decompressed content's"
 
 log "tag, inspect, rm of a name, prune"
 qvm image tag good good2
