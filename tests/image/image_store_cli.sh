@@ -163,6 +163,26 @@ n=$(downloads)
 reused=$(jget "$tmp/c1.json" 'j["reused"]')$(jget "$tmp/c2.json" 'j["reused"]')
 [[ $reused == FalseTrue || $reused == TrueFalse ]] || fail "reused: $reused"
 
+if [[ $(id -u) == 0 ]] && command -v unshare >/dev/null; then
+  log "a full disk: a clear error, nothing in the store"
+  mkdir "$tmp/small"
+  set +e
+  unshare -m bash -c '
+    mount -t tmpfs -o size=2m,mode=0700 tmpfs "$1" || exit 99
+    QVM_STATE_DIR=$1/state "$2" image pull "$3" --sha256 "$4" -q 2>"$5"
+    rc=$?
+    ls -A "$1/state/images/sha256" >"$5.sha"
+    exit $rc' _ "$tmp/small" "$bin/qvm" "$base/big.qcow2" "$big_sha" "$tmp/full.err"
+  rc=$?
+  set -e
+  [[ $rc != 99 ]] || fail "cannot mount a tmpfs"
+  [[ $rc == 1 ]] && grep -q 'No space left on device' "$tmp/full.err" ||
+    fail "full disk: exit $rc $(cat "$tmp/full.err")"
+  [[ ! -s $tmp/full.err.sha ]] || fail "full disk: an image is in sha256/"
+else
+  log "(not root: no full-disk case)"
+fi
+
 log "a qcow2 with a backing file: refused, then accepted with --allow-backing"
 backed_sha=$(sha "$srv/backed.qcow2")
 set +e
