@@ -131,6 +131,14 @@ set -e
 [[ $rc == 3 ]] || fail "missing entry: exit $rc, want 3"
 grep -q "no entry for 'unlisted.qcow2'" "$tmp/err" || fail "missing entry: $(cat "$tmp/err")"
 
+log "a checksum file over 1 MiB is refused"
+head -c 2000000 /dev/zero | tr '\0' 'a' >"$srv/HUGESUMS"
+set +e
+qvm image pull "$base/good.qcow2" --checksums "$base/HUGESUMS" -q 2>"$tmp/err"
+rc=$?
+set -e
+[[ $rc == 1 ]] && grep -q 'HUGESUMS' "$tmp/err" || fail "huge checksum file: exit $rc $(cat "$tmp/err")"
+
 log "a url without any checksum is refused"
 set +e
 qvm image pull "$base/loose.qcow2" -q 2>"$tmp/err"

@@ -102,7 +102,14 @@ static int pull_run(int argc, char **argv) {
   qvm_error *err = NULL;
   int r = qvm_image_pull(&out, argv[optind], &opts, &err);
   qvm_cli_progress_end(&prog);
-  if (r < 0) return qvm_cli_fail(VERB, err, NULL);
+  if (r < 0) {
+    const char *src = argv[optind];
+    bool alias_like = !strchr(src, '/') && !strchr(src, ':');
+    return qvm_cli_fail(VERB, err,
+                        qvm_error_code(err) == QVM_ENOTFOUND && alias_like
+                            ? "see 'qvm image catalog' for the aliases"
+                            : NULL);
+  }
   int rc = json ? qvm_cli_print_json_text(VERB, out) : print_result(out);
   free(out);
   return rc;
