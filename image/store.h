@@ -9,7 +9,8 @@
  *                     its bytes (the decompressed content)
  *   meta/<hex>.json   what was recorded at import (img_meta)
  *   names.json        { "name": "sha256:<hex>", ... }
- *   tmp/              staging files, partial downloads (<key>.part) and
+ *   tmp/              staging files, partial downloads (<key>.part), a
+ *                     pull's content before commit (<key>.img) and
  *                     per-source pull locks (<key>.lock); never read as images
  *   lock              flock: shared while an image is being used (resolve +
  *                     overlay), exclusive while anything is changed
@@ -26,18 +27,19 @@
 typedef struct img_store img_store;
 
 typedef struct img_meta {
-  char digest[65];      /* hex sha256 of the stored bytes */
-  char *format;         /* detected once at import: "qcow2", "raw", ... */
+  char digest[65]; /* hex sha256 of the stored bytes */
+  char *format;    /* detected once at import: "qcow2", "raw", ... */
   uint64_t virtual_size;
   uint64_t file_size;
-  char *source;         /* URL or path as given (credentials in a URL removed) */
-  char *source_sha256;  /* hex of the downloaded bytes, or NULL */
-  char *source_sha512;  /* hex, or NULL */
-  char *verified;       /* how it was checked: "sha256", "sha512", "checksums:<url>", or NULL (not verified) */
-  char *compression;    /* "none", "xz", ... */
-  char *tar_member;     /* or NULL */
-  int64_t created_ms;   /* wall clock, ms since the epoch */
-  char **names;         /* names pointing at it (filled by lookup/list) */
+  char *source;        /* URL or path as given (credentials in a URL removed) */
+  char *source_sha256; /* hex of the downloaded bytes, or NULL */
+  char *source_sha512; /* hex, or NULL */
+  char *verified;      /* how it was checked: "sha256", "sha512", "checksums:<url>", or NULL (not
+                          verified) */
+  char *compression;   /* "none", "xz", ... */
+  char *tar_member;    /* or NULL */
+  int64_t created_ms;  /* wall clock, ms since the epoch */
+  char **names;        /* names pointing at it (filled by lookup/list) */
   size_t n_names;
 } img_meta;
 
@@ -91,8 +93,10 @@ int img_store_untag(img_store *s, const char *name, qvm_error **err);
 /* Removes the image and every name pointing at it. The caller checked it is
  * unused while holding the exclusive lock (held_fd from img_store_lock). */
 int img_store_remove_locked(img_store *s, const char *digest, qvm_error **err);
-/* Partial downloads and staging files under tmp/ whose lock nobody holds
- * and that are older than min_age_ms; *out_bytes gets what was freed. */
+/* Partial downloads and staging files under tmp/ that are older than
+ * min_age_ms and, for <key>.* files, whose <key>.lock nobody holds (lock
+ * files themselves stay: unlinking one races its next taker); *out_bytes
+ * gets what was freed. */
 int img_store_prune_tmp(uint64_t *out_bytes, img_store *s, int64_t min_age_ms, qvm_error **err);
 
 #endif

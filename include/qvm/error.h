@@ -94,6 +94,8 @@ QVM_API const char *qvm_error_message(const qvm_error *err);
  *   "SeedUnusedNoCloudInit", "SeedUnusedSeedIso"
  *                        cloud-configs, keys or a hostname with no_cloud_init
  *                        or seed_iso, which build no seed
+ *   "ImageInUse"         image remove of an image vms use (QVM_ECONFLICT); the
+ *                        subject is their names, separated by spaces
  *   "CloudInitError"     up: cloud-init reported an error (QVM_EGUEST)
  *   "UpSpecDiffers"      up: the VM exists with another spec (QVM_EEXISTS)
  *   "UpNotByUp"          up: the VM exists and was not made by up

@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 typedef struct qvm_image_progress {
-  const char *phase; /* "resolve", "connect", "download", "retry", "verify", "inspect", "done" */
+  const char *phase;    /* "resolve", "connect", "download", "retry", "verify", "inspect", "done" */
   uint64_t done, total; /* bytes; total 0: unknown */
   uint64_t rate;        /* bytes/s; 0: unknown */
   int64_t eta_ms;       /* -1: unknown */
@@ -50,14 +50,14 @@ typedef struct qvm_image_pull_options {
   const char *checksums; /* URL of a SHA256SUMS / SHA512SUMS file, or NULL */
   bool allow_backing;    /* accept a qcow2/vmdk that names another file */
   bool insecure_no_checksum; /* a URL without any checksum: refused unless this */
-  unsigned retries;      /* further attempts; QVM_IMAGE_RETRIES_DEFAULT */
-  int stall_timeout_ms;  /* 0: 30 s */
+  unsigned retries;          /* further attempts; QVM_IMAGE_RETRIES_DEFAULT */
+  int stall_timeout_ms;      /* 0: 30 s */
   qvm_image_progress_fn *progress;
   void *userdata;
 } qvm_image_pull_options;
 #define QVM_IMAGE_RETRIES_DEFAULT 4u
 #define QVM_IMAGE_PULL_OPTIONS_INIT                                                                \
-  {.version = QVM_IMAGE_PULL_OPTIONS_VERSION, .retries = QVM_IMAGE_RETRIES_DEFAULT}
+  { .version = QVM_IMAGE_PULL_OPTIONS_VERSION, .retries = QVM_IMAGE_RETRIES_DEFAULT }
 
 /* Pulls source (http(s):// or file:// URL, a path, or a catalog alias) into
  * the store; *out_json (may be NULL) gets the image's record (as

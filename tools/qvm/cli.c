@@ -62,6 +62,7 @@ static const struct {
     {"ImageNotADisk", "give --image-format raw to boot it anyway", NULL},
     {"CloudInitError",
      "use --allow-cloud-init-errors to go on anyway; inspect with 'qvm logs %1$s'", NULL},
+    {"ImageInUse", "remove the vms first: qvm rm %1$s", NULL},
     {"UpGuestUnreachable", "use --net user or --net bridge", NULL},
     {"UpInProgress", "wait for it, or stop it", NULL},
     {"UpNotByUp", "use 'qvm start %1$s', or 'qvm rm %1$s' first", NULL},

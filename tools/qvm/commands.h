@@ -28,5 +28,6 @@ extern const struct qvm_command qvm_cmd_provision;
 extern const struct qvm_command qvm_cmd_ip;
 extern const struct qvm_command qvm_cmd_up;
 extern const struct qvm_command qvm_cmd_down;
+extern const struct qvm_command qvm_cmd_image;
 
 #endif
