@@ -105,7 +105,8 @@ static int check_interrupt(build_ctx *c, qvm_error **err) {
 }
 
 static int begin_phase(build_ctx *c, const char *phase, qvm_error **err) {
-  if (check_interrupt(c, err) < 0) return -1;
+  int r = check_interrupt(c, err);
+  if (r < 0) return r;
   c->phase = phase;
   c->last_tick_ms = qvm_now_ms();
   if (c->o->progress) c->o->progress(phase, c->o->userdata);
@@ -193,7 +194,8 @@ static int run(build_ctx *c, const char *const argv[], const char *in_path, cons
     }
     tick(c);
   }
-  if (check_interrupt(c, err) < 0) return -1;
+  int r = check_interrupt(c, err);
+  if (r < 0) return r;
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
   _cleanup_free_ char *tail = log_tail(c->log);
   const char *base = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
@@ -327,7 +329,8 @@ static int installed_packages(img_build_result *r, const char *root, qvm_error *
   _cleanup_free_ char *path = path_in(root, "var/lib/dpkg/status");
   _cleanup_free_ char *text = NULL;
   if (!path) return qvm_error_set_errno(err, ENOMEM, "dpkg status");
-  if (qvm_read_file(&text, NULL, path, 64 << 20, err) < 0) return -1;
+  int rc = qvm_read_file(&text, NULL, path, 64 << 20, err);
+  if (rc < 0) return rc;
   char **lines = NULL;
   size_t n = 0;
   bool oom = false, installed = false;
@@ -376,8 +379,12 @@ static int read_kernel_version(img_build_result *r, const char *tmp, qvm_error *
   _cleanup_free_ char *path = path_in(tmp, "kernel-version");
   _cleanup_free_ char *text = NULL;
   size_t len = 0;
-  if (!path || qvm_read_file(&text, &len, path, 256, err) < 0)
-    return qvm_error_prefix(err, "the customize hook left no kernel version");
+  if (!path) return qvm_error_set_errno(err, ENOMEM, "kernel version");
+  int rc = qvm_read_file(&text, &len, path, 256, err);
+  if (rc < 0) {
+    qvm_error_prefix(err, "the customize hook left no kernel version");
+    return rc;
+  }
   while (len && text[len - 1] == '\n') text[--len] = '\0';
   for (size_t i = 0; i < len; i++)
     if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.+~_-", text[i]))
@@ -394,14 +401,15 @@ static int bootstrap(build_ctx *c, img_build_result *r, const char *tool, qvm_er
   _cleanup_free_ char *root = path_in(c->tmp, "root");
   _cleanup_free_ char *sources_path = path_in(c->tmp, "sources.list");
   if (!hook || !root || !sources_path) return qvm_error_set_errno(err, ENOMEM, "image build");
-  if (write_new_file(hook, img_build_hook, img_build_hook_len, 0700, err) < 0) return -1;
+  int rc = write_new_file(hook, img_build_hook, img_build_hook_len, 0700, err);
+  if (rc < 0) return rc;
   const char *mirror = o->mirror;
   if (!mirror) {
     _cleanup_free_ char *sources = NULL;
-    if (img_host_apt_sources(&sources, o->etc_apt ? o->etc_apt : "/etc/apt", c->distro->suite,
-                             err) < 0)
-      return -1;
-    if (write_new_file(sources_path, sources, strlen(sources), 0600, err) < 0) return -1;
+    rc =
+        img_host_apt_sources(&sources, o->etc_apt ? o->etc_apt : "/etc/apt", c->distro->suite, err);
+    if (rc < 0) return rc;
+    if ((rc = write_new_file(sources_path, sources, strlen(sources), 0600, err)) < 0) return rc;
     mirror = sources_path;
   }
   qvm_strbuf inc = QVM_STRBUF_INIT, cmd = QVM_STRBUF_INIT;
@@ -438,11 +446,13 @@ static int bootstrap(build_ctx *c, img_build_result *r, const char *tool, qvm_er
                         root,
                         mirror,
                         NULL};
-  if (run(c, argv, NULL, NULL, err) < 0) return qvm_error_prefix(err, "bootstrap");
-  if (read_kernel_version(r, c->tmp, err) < 0 || installed_packages(r, root, err) < 0 ||
-      tree_bytes(&r->root_tree_bytes, root, err) < 0)
-    return -1;
-  return 0;
+  if ((rc = run(c, argv, NULL, NULL, err)) < 0) {
+    qvm_error_prefix(err, "bootstrap");
+    return rc;
+  }
+  if ((rc = read_kernel_version(r, c->tmp, err)) < 0 || (rc = installed_packages(r, root, err)) < 0)
+    return rc;
+  return tree_bytes(&r->root_tree_bytes, root, err);
 }
 
 static int filesystem(build_ctx *c, img_build_result *r, const char *tool, qvm_error **err) {
@@ -461,7 +471,11 @@ static int filesystem(build_ctx *c, img_build_result *r, const char *tool, qvm_e
   snprintf(size, sizeof size, "%" PRIu64 "k", r->fs_size / 1024);
   const char *argv[] = {tool,       "-q", "-F", "-L",  "root", "-U",
                         r->fs_uuid, "-d", root, image, size,   NULL};
-  if (run(c, argv, NULL, NULL, err) < 0) return qvm_error_prefix(err, "filesystem");
+  int rc = run(c, argv, NULL, NULL, err);
+  if (rc < 0) {
+    qvm_error_prefix(err, "filesystem");
+    return rc;
+  }
   return remove_tree(root, err);
 }
 
@@ -499,9 +513,12 @@ static int write_grub(int disk, const char *tmp, qvm_error **err) {
   _cleanup_free_ char *boot = NULL, *core = NULL;
   size_t boot_len = 0, core_len = 0;
   if (!boot_path || !core_path) return qvm_error_set_errno(err, ENOMEM, "bootloader");
-  if (qvm_read_file(&boot, &boot_len, boot_path, 4096, err) < 0 ||
-      qvm_read_file(&core, &core_len, core_path, 2 * MIB, err) < 0)
-    return qvm_error_prefix(err, "the customize hook left no GRUB image");
+  int rc;
+  if ((rc = qvm_read_file(&boot, &boot_len, boot_path, 4096, err)) < 0 ||
+      (rc = qvm_read_file(&core, &core_len, core_path, 2 * MIB, err)) < 0) {
+    qvm_error_prefix(err, "the customize hook left no GRUB image");
+    return rc;
+  }
   if (boot_len != 512)
     return qvm_error_set(err, QVM_ESYS, "GRUB's boot.img is %zu bytes, not 512", boot_len);
   if (core_len == 0 || core_len > (PART_START_SECTOR - 1) * 512)
@@ -522,12 +539,16 @@ static int bootloader(build_ctx *c, const img_build_result *r, const char *tool,
   if (disk < 0 || ftruncate(disk, (off_t)r->virtual_size) < 0)
     return qvm_error_set_errno(err, errno, "cannot create '%s'", raw);
   static const char layout[] = "label: dos\nunit: sectors\nstart=2048, type=83, bootable\n";
-  if (write_new_file(script, layout, sizeof layout - 1, 0600, err) < 0) return -1;
+  int rc = write_new_file(script, layout, sizeof layout - 1, 0600, err);
+  if (rc < 0) return rc;
   const char *argv[] = {tool, "--quiet", "--no-reread", "--no-tell-kernel", raw, NULL};
-  if (run(c, argv, script, NULL, err) < 0) return qvm_error_prefix(err, "partition table");
-  if (copy_sparse(disk, fs, (uint64_t)PART_START_SECTOR * 512, err) < 0) return -1;
+  if ((rc = run(c, argv, script, NULL, err)) < 0) {
+    qvm_error_prefix(err, "partition table");
+    return rc;
+  }
+  if ((rc = copy_sparse(disk, fs, (uint64_t)PART_START_SECTOR * 512, err)) < 0) return rc;
   unlink(fs);
-  if (write_grub(disk, c->tmp, err) < 0) return -1;
+  if ((rc = write_grub(disk, c->tmp, err)) < 0) return rc;
   if (fsync(disk) < 0) return qvm_error_set_errno(err, errno, "cannot write '%s'", raw);
   return 0;
 }
@@ -536,31 +557,37 @@ static int convert(build_ctx *c, const char *dest, const char *tool, qvm_error *
   _cleanup_free_ char *raw = path_in(c->tmp, "disk.raw");
   if (!raw) return qvm_error_set_errno(err, ENOMEM, "convert");
   const char *argv[] = {tool, "convert", "-q", "-f", "raw", "-O", "qcow2", raw, dest, NULL};
-  if (run(c, argv, NULL, NULL, err) < 0) return qvm_error_prefix(err, "convert");
-  return 0;
+  int rc = run(c, argv, NULL, NULL, err);
+  if (rc < 0) qvm_error_prefix(err, "convert");
+  return rc;
 }
 
 static int build_steps(build_ctx *c, img_build_result *r, const char *dest, char *paths[],
                        qvm_error **err) {
   int64_t start = qvm_now_ms();
-  if (begin_phase(c, "bootstrap", err) < 0 || bootstrap(c, r, paths[T_MMDEBSTRAP], err) < 0)
-    return -1;
+  int rc;
+  if ((rc = begin_phase(c, "bootstrap", err)) < 0 ||
+      (rc = bootstrap(c, r, paths[T_MMDEBSTRAP], err)) < 0)
+    return rc;
   r->bootstrap_ms = qvm_now_ms() - start;
-  if (begin_phase(c, "filesystem", err) < 0 || filesystem(c, r, paths[T_MKFS], err) < 0) return -1;
-  if (begin_phase(c, "bootloader", err) < 0 || bootloader(c, r, paths[T_SFDISK], err) < 0)
-    return -1;
-  if (begin_phase(c, "convert", err) < 0 || convert(c, dest, paths[T_QEMU_IMG], err) < 0) return -1;
+  if ((rc = begin_phase(c, "filesystem", err)) < 0 ||
+      (rc = filesystem(c, r, paths[T_MKFS], err)) < 0 ||
+      (rc = begin_phase(c, "bootloader", err)) < 0 ||
+      (rc = bootloader(c, r, paths[T_SFDISK], err)) < 0 ||
+      (rc = begin_phase(c, "convert", err)) < 0 ||
+      (rc = convert(c, dest, paths[T_QEMU_IMG], err)) < 0)
+    return rc;
   r->total_ms = qvm_now_ms() - start;
   return check_interrupt(c, err);
 }
 
 int img_build(img_build_result *out, const char *dest, const img_build_opts *o, qvm_error **err) {
-  if (img_build_opts_check(o, err) < 0) return -1;
+  int r = img_build_opts_check(o, err);
+  if (r < 0) return r;
   if (geteuid() != 0)
     return qvm_error_set(err, QVM_EUNAVAIL,
                          "building an image needs root (mmdebstrap --mode=root, chroot)");
   char *paths[T_COUNT] = {0};
-  int r = 0;
   for (size_t i = 0; i < T_COUNT && r == 0; i++) r = find_tool(&paths[i], i, err);
   if (r == 0 && access(dest, F_OK) == 0)
     r = qvm_error_set(err, QVM_EEXISTS, "'%s' already exists", dest);

@@ -275,7 +275,10 @@ static int read_sources(char **out, const char *path, bool deb822, const char *s
                         qvm_error **err) {
   _cleanup_free_ char *text = NULL;
   int r = qvm_read_file(&text, NULL, path, 1 << 20, err);
-  if (r < 0) return qvm_error_prefix(err, "cannot read apt sources");
+  if (r < 0) {
+    qvm_error_prefix(err, "cannot read apt sources");
+    return r;
+  }
   r = deb822 ? img_apt_sources_from_deb822(out, text, suite)
              : img_apt_sources_from_list(out, text, suite);
   return r < 0 ? qvm_error_set_errno(err, ENOMEM, "cannot parse '%s'", path) : 0;
@@ -292,10 +295,10 @@ int img_host_apt_sources(char **out, const char *etc_apt, const char *suite, qvm
   if (asprintf(&list, "%s/sources.list", etc_apt) < 0 ||
       asprintf(&dir, "%s/sources.list.d", etc_apt) < 0)
     return qvm_error_set_errno(err, ENOMEM, "apt sources");
-  if (access(list, F_OK) == 0 && read_sources(&acc, list, false, suite, err) < 0) return -1;
+  int r = 0;
+  if (access(list, F_OK) == 0 && (r = read_sources(&acc, list, false, suite, err)) < 0) return r;
   struct dirent **ents = NULL;
   int n = scandir(dir, &ents, NULL, alphasort);
-  int r = 0;
   for (int i = 0; i < n; i++) {
     const char *name = ents[i]->d_name;
     bool l = ends_with(name, ".list"), d = ends_with(name, ".sources");

@@ -130,7 +130,8 @@ static int build_to_file(img_build_result *res, img_build_opts *bo, const char *
       asprintf(&staged, "%s.part-%ld", output, (long)getpid()) < 0)
     return qvm_error_set_errno(err, ENOMEM, "image build");
   bo->tmpdir = tmpdir;
-  if (img_build(res, staged, bo, err) < 0) return -1;
+  int r = img_build(res, staged, bo, err);
+  if (r < 0) return r;
   if (link(staged, output) < 0) {
     int e = errno;
     unlink(staged);
@@ -147,22 +148,23 @@ static int build_to_store(img_build_result *res, char digest[65], uint64_t *file
                           qvm_error **err) {
   _cleanup_free_ char *state = NULL, *root = NULL, *tmpdir = NULL, *staged = NULL;
   _cleanup_(img_storep) img_store *store = NULL;
-  if (vm_state_root(&state, err) < 0 || vm_private_dir(state, err) < 0) return -1;
+  int r;
+  if ((r = vm_state_root(&state, err)) < 0 || (r = vm_private_dir(state, err)) < 0) return r;
   if (asprintf(&root, "%s/images", state) < 0)
     return qvm_error_set_errno(err, ENOMEM, "image build");
-  if (img_store_open(&store, root, err) < 0 ||
-      img_store_tmp_path(&tmpdir, store, ".build", err) < 0 ||
-      img_store_tmp_path(&staged, store, ".qcow2", err) < 0)
-    return -1;
+  if ((r = img_store_open(&store, root, err)) < 0 ||
+      (r = img_store_tmp_path(&tmpdir, store, ".build", err)) < 0 ||
+      (r = img_store_tmp_path(&staged, store, ".qcow2", err)) < 0)
+    return r;
   bo->tmpdir = tmpdir;
-  if (img_build(res, staged, bo, err) < 0) return -1;
+  if ((r = img_build(res, staged, bo, err)) < 0) return r;
   _cleanup_free_ char *source = source_of(o, res->distro->name);
   img_meta meta = {.format = (char *)"qcow2",
                    .virtual_size = res->virtual_size,
                    .source = source,
                    .compression = (char *)"none"};
-  int r = source ? file_sha256(digest, file_size, staged, err)
-                 : qvm_error_set_errno(err, ENOMEM, "image build");
+  r = source ? file_sha256(digest, file_size, staged, err)
+             : qvm_error_set_errno(err, ENOMEM, "image build");
   if (r == 0) {
     memcpy(meta.digest, digest, 65);
     meta.file_size = *file_size;
