@@ -21,6 +21,7 @@
  *   (ENOSPC, ...).
  */
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <qvm/error.h>
@@ -94,6 +95,41 @@ QVM_API int qvm_image_catalog(char **out_json, qvm_error **err);
 /* The user catalog file's path (the caller's to free): $QVM_CATALOG, else
  * /etc/qvm/catalog.yaml as root, else $XDG_CONFIG_HOME/qvm/catalog.yaml. */
 QVM_API int qvm_image_catalog_path(char **out, qvm_error **err);
+
+/* Offline build: a cloud image made from distribution packages with
+ * mmdebstrap (cloud-init with NoCloud only, OpenSSH, the guest agent, GRUB
+ * for BIOS boot on an MBR-partitioned disk, one ext4 root partition filling
+ * it), as qcow2. Needs root and mmdebstrap, mkfs.ext4 (e2fsprogs), sfdisk
+ * (fdisk) and qemu-img (QVM_EUNAVAIL naming what is missing). While it runs,
+ * SIGINT, SIGTERM and SIGHUP are blocked in the calling thread and handled
+ * by the build: it stops, removes its temp dir and fails with QVM_ESYS
+ * (qvm_error_errno() EINTR); call it from a program's main thread. */
+#define QVM_IMAGE_BUILD_OPTIONS_VERSION 1
+typedef struct qvm_image_build_options {
+  unsigned version;            /* QVM_IMAGE_BUILD_OPTIONS_VERSION (from _INIT) */
+  const char *distro;          /* "debian-12" (bookworm, NULL: this) or "debian-13" (trixie) */
+  const char *const *packages; /* extra packages ([a-z0-9][a-z0-9+.-]*), at most 256 */
+  size_t n_packages;
+  uint64_t size;      /* virtual disk bytes, 1 GiB to 2 TiB, whole MiB; 0: 3 GiB */
+  const char *mirror; /* http(s)://, file:// or copy:// URL; NULL: the host's apt
+                         sources for the suite (and its -updates, -security) */
+  const char *output; /* write the qcow2 to this new file instead of the store
+                         (the name is then NULL) */
+  /* phases "bootstrap", "filesystem", "bootloader", "convert", "done"; called
+   * when one begins and about once a second while it runs */
+  qvm_image_progress_fn *progress;
+  void *userdata;
+} qvm_image_build_options;
+#define QVM_IMAGE_BUILD_OPTIONS_INIT                                                               \
+  { .version = QVM_IMAGE_BUILD_OPTIONS_VERSION }
+
+/* Builds an image and commits it to the store under name (or writes it to
+ * opts->output). *out_json (may be NULL): digest, name, output, distro,
+ * suite, format, virtual_size, file_size, fs_size, root_tree_bytes,
+ * fs_uuid, kernel, packages (object: installed package -> version),
+ * package_count, mirror (null: host sources), build_ms, bootstrap_ms. */
+QVM_API int qvm_image_build(char **out_json, const char *name, const qvm_image_build_options *opts,
+                            qvm_error **err);
 
 #ifdef __cplusplus
 }

@@ -16,6 +16,7 @@ extern const struct qvm_command qvm_cmd_image_rm;
 extern const struct qvm_command qvm_cmd_image_prune;
 extern const struct qvm_command qvm_cmd_image_tag;
 extern const struct qvm_command qvm_cmd_image_catalog;
+extern const struct qvm_command qvm_cmd_image_build;
 
 /* True when argv holds --help or -h. */
 bool qvm_cli_help_asked(int argc, char **argv);

@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# mmdebstrap customize hook for the cloud test guest: turns a freshly
-# bootstrapped Debian 12 root into something laid out like an official cloud
-# image. Runs on the host with the chroot's /proc, /sys and /dev mounted.
+# mmdebstrap customize hook of `qvm image build` (image/build.c): turns a
+# freshly bootstrapped Debian root into something laid out like an official
+# cloud image. Runs on the host with the chroot's /proc, /sys and /dev
+# mounted. Compiled into qvm (cmake/EmbedFile.cmake) and written 0700 into
+# the build's temp dir, so it always matches the C code that drives it.
 #
-#   customize.sh ROOTDIR FS_UUID OUTDIR
-# Leaves boot.img, core.img and kernel-version in OUTDIR for build.sh.
+#   build-customize.sh ROOTDIR FS_UUID OUTDIR TITLE
+# Leaves boot.img, core.img and kernel-version in OUTDIR for image/build.c.
 set -euo pipefail
 root=$1
 uuid=$2
 out=$3
+title=$4
+[[ $uuid =~ ^[0-9a-f-]{36}$ ]] || { echo "customize: bad uuid '$uuid'" >&2; exit 1; }
+[[ $title =~ ^[A-Za-z0-9/\ .-]+$ ]] || { echo "customize: bad title" >&2; exit 1; }
 in_root() { chroot "$root" "$@"; }
 
 kver=$(find "$root/boot" -maxdepth 1 -name 'vmlinuz-*' -printf '%f\n' | sort -V | tail -n 1)
@@ -30,7 +35,7 @@ FSTAB
 
 # cloud-init: NoCloud only, so nothing is probed; keep the image's apt sources.
 cat >"$root/etc/cloud/cloud.cfg.d/90_dpkg.cfg" <<'CFG'
-# qvm cloud test guest: only the NoCloud seed (a 'cidata' disk) is looked for.
+# qvm image build: only the NoCloud seed (a 'cidata' disk) is looked for.
 datasource_list: [ NoCloud, None ]
 CFG
 # grub-dpkg would only redo (slowly, under TCG) the debconf answer set below.
@@ -79,14 +84,14 @@ terminal_output serial console
 insmod part_msdos
 insmod ext2
 search --no-floppy --fs-uuid --set=root $uuid
-menuentry 'Debian GNU/Linux 12 (qvm cloud test guest)' {
+menuentry '$title (qvm image build)' {
   linux /boot/vmlinuz-$kver root=UUID=$uuid ro console=tty0 console=ttyS0,115200
   initrd /boot/initrd.img-$kver
 }
 CFG
 
 # The core image goes into the gap between the MBR and the first partition
-# (build.sh writes it there); it finds the root by UUID, like grub-install's.
+# (image/build.c writes it there); it finds the root by UUID, like grub-install's.
 cat >"$root/tmp/grub-early.cfg" <<CFG
 search.fs_uuid $uuid root
 set prefix=(\$root)/boot/grub
