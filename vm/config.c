@@ -62,9 +62,9 @@ static void strlist_clear(strlist *l) {
 }
 
 static void entry_clear(entry *e) {
-  char **owned[] = {&e->name,     &e->image, &e->kernel,   &e->initrd, &e->append,
-                    &e->firmware, &e->accel, &e->hostname, &e->user,   &e->image_format,
-                    &e->image_sha256, &e->image_checksums};
+  char **owned[] = {&e->name,   &e->image,        &e->kernel,       &e->initrd,
+                    &e->append, &e->firmware,     &e->accel,        &e->hostname,
+                    &e->user,   &e->image_format, &e->image_sha256, &e->image_checksums};
   for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) free(*owned[i]);
   strlist_clear(&e->cloud_configs);
   strlist_clear(&e->ssh_keys);
@@ -517,7 +517,8 @@ static int parse_net(qvm_vm_net *net, const loader *L, yaml_node_t *n, qvm_error
 
 /* --- one VM ------------------------------------------------------------- */
 
-static const char VM_KEYS[] = "image, image_format, image_sha256, image_checksums, allow_backing, cpus, memory, disk, net, "
+static const char VM_KEYS[] = "image, image_format, image_sha256, image_checksums, "
+                              "allow_backing, cpus, memory, disk, net, "
                               "ports, user, hostname, cloud_config, ssh_keys, provision, "
                               "firmware, accel, kernel, initrd, append";
 

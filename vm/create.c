@@ -154,8 +154,9 @@ static int spec_store_image(vm_spec *s, uint64_t *out_size, const qvm_vm_create_
   if (r < 0) return r;
   if (!format) return qvm_error_set(err, QVM_EINVAL, "image '%s' has no recorded format", o->image);
   if (o->image_format && strcmp(o->image_format, format))
-    return qvm_error_set(err, QVM_EINVAL, "image '%s' is %s, not %s (the format recorded at import)",
-                         o->image, format, o->image_format);
+    return qvm_error_set(err, QVM_EINVAL,
+                         "image '%s' is %s, not %s (the format recorded at import)", o->image,
+                         format, o->image_format);
   r = vm_image_check(&info, "disk image", path, format, o->allow_backing, NULL, err);
   if (r < 0) {
     vm_image_info_clear(&info);

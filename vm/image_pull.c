@@ -145,9 +145,11 @@ static int classify(pull *p, const char *source, const img_catalog_entry **out_e
   int r = qvm_image_catalog_path(&file, err);
   if (r < 0 || (r = img_catalog_load(cat, file, err)) < 0) return r;
   const img_catalog_entry *e = img_catalog_find(cat, source);
-  if (!e)
-    return qvm_error_set(err, QVM_ENOTFOUND,
-                         "'%s' is neither a url, a file nor an alias of the image catalog", source);
+  if (!e) {
+    qvm_error_set(err, QVM_ENOTFOUND,
+                  "'%s' is neither a url, a file nor an alias of the image catalog", source);
+    return qvm_error_set_hint(err, QVM_ENOTFOUND, "ImageUnknown", source);
+  }
   p->remote = strncmp(e->url, "file://", 7) != 0;
   if (!(p->alias = strdup(source)) || !(p->url = strdup(e->url)) ||
       !(p->clean = images_url_without_userinfo(e->url)))
@@ -200,11 +202,13 @@ static int expectations(pull *p, const img_catalog_entry *e, qvm_error **err) {
       return qvm_error_set(err, QVM_EINVAL, "checksum file url must be http(s):// or file://");
     return from_checksums(p, sums, err);
   }
-  if (p->remote && !o->insecure_no_checksum)
-    return qvm_error_set(err, QVM_EINVAL,
-                         "'%s' has no checksum to verify it with: give a sha256, sha512 or a "
-                         "checksum file",
-                         p->clean);
+  if (p->remote && !o->insecure_no_checksum) {
+    qvm_error_set(err, QVM_EINVAL,
+                  "'%s' has no checksum to verify it with: give a sha256, sha512 or a "
+                  "checksum file",
+                  p->clean);
+    return qvm_error_set_hint(err, QVM_EINVAL, "ImageUnverified", NULL);
+  }
   return 0;
 }
 

@@ -96,6 +96,10 @@ QVM_API const char *qvm_error_message(const qvm_error *err);
  *                        or seed_iso, which build no seed
  *   "ImageInUse"         image remove of an image vms use (QVM_ECONFLICT); the
  *                        subject is their names, separated by spaces
+ *   "ImageUnknown"       an image reference that is no url, file, stored
+ *                        image or catalog alias (QVM_ENOTFOUND)
+ *   "ImageUnverified"    a pull of a url with no digest or checksum file
+ *                        to verify it with (QVM_EINVAL)
  *   "CloudInitError"     up: cloud-init reported an error (QVM_EGUEST)
  *   "UpSpecDiffers"      up: the VM exists with another spec (QVM_EEXISTS)
  *   "UpNotByUp"          up: the VM exists and was not made by up

@@ -134,7 +134,7 @@ QVM_API void qvm_vm_step_clear(qvm_vm_step *step);
 
 #define QVM_VM_CREATE_OPTIONS_VERSION 2
 typedef struct qvm_vm_create_options {
-  unsigned version;  /* QVM_VM_CREATE_OPTIONS_VERSION */
+  unsigned version; /* QVM_VM_CREATE_OPTIONS_VERSION */
   /* The base disk image, never written to (a qcow2 overlay is): a path (it
    * has a '/' or names an existing file), or a store name, "sha256:<hex>",
    * a catalog alias or a URL (include/qvm/image.h, qvm_image_resolve: an

@@ -269,13 +269,44 @@ static void test_example(void **state) {
   qvm_vm_file_free(f);
 }
 
+/* image: a path when it looks like one, else a store name, digest, alias or
+ * URL kept as written; image_sha256/image_checksums reach the pull options. */
+static void test_image_refs(void **state) {
+  (void)state;
+  qvm_vm_file *f = parse_ok("vms:\n"
+                            "  a: {image: debian-12}\n"
+                            "  b: {image: 'https://example.invalid/x.qcow2', image_sha256: "
+                            "'0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef'}\n"
+                            "  c: {image: 'sha256:0123456789ab'}\n"
+                            "  d: {image: ./disk.qcow2}\n"
+                            "  e: {image: imgs/disk.qcow2, image_checksums: "
+                            "'http://127.0.0.1/SHA256SUMS'}\n");
+  const qvm_vm_create_options *a = qvm_vm_file_options(f, 0), *b = qvm_vm_file_options(f, 1),
+                              *c = qvm_vm_file_options(f, 2), *d = qvm_vm_file_options(f, 3),
+                              *e = qvm_vm_file_options(f, 4);
+  assert_string_equal(a->image, "debian-12");
+  assert_null(a->image_pull);
+  assert_string_equal(b->image, "https://example.invalid/x.qcow2");
+  assert_non_null(b->image_pull);
+  assert_int_equal(b->image_pull->version, QVM_IMAGE_PULL_OPTIONS_VERSION);
+  assert_string_equal(b->image_pull->sha256,
+                      "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+  assert_string_equal(c->image, "sha256:0123456789ab");
+  assert_string_equal(d->image, "/proj/./disk.qcow2");
+  assert_string_equal(e->image, "/proj/imgs/disk.qcow2");
+  assert_string_equal(e->image_pull->checksums, "http://127.0.0.1/SHA256SUMS");
+  assert_null(e->image_pull->sha256);
+  qvm_vm_file_free(f);
+}
+
 /* Tags are data, never types; aliases resolve to the same data; deep or
  * self-referencing structures only fail. */
 static void test_hostile(void **state) {
   (void)state;
   qvm_vm_file *f = parse_ok("vms:\n  a:\n    image: !!python/object:os.system x\n"
                             "    user: &u admin\n    hostname: *u\n");
-  assert_string_equal(qvm_vm_file_options(f, 0)->image, "/proj/x");
+  /* a bare word with no such file beside qvm.yaml is an image reference */
+  assert_string_equal(qvm_vm_file_options(f, 0)->image, "x");
   assert_string_equal(qvm_vm_file_options(f, 0)->hostname, "admin");
   qvm_vm_file_free(f);
   parse_err("vms: &v\n  a: *v\n", NULL, "unknown key 'a' in vm 'a'");
@@ -293,10 +324,10 @@ static void test_hostile(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_full),    cmocka_unit_test(test_structured),
-      cmocka_unit_test(test_home),    cmocka_unit_test(test_errors),
-      cmocka_unit_test(test_hostile), cmocka_unit_test(test_did_you_mean),
-      cmocka_unit_test(test_example),
+      cmocka_unit_test(test_full),         cmocka_unit_test(test_structured),
+      cmocka_unit_test(test_home),         cmocka_unit_test(test_errors),
+      cmocka_unit_test(test_image_refs),   cmocka_unit_test(test_hostile),
+      cmocka_unit_test(test_did_you_mean), cmocka_unit_test(test_example),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

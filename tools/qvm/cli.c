@@ -63,6 +63,12 @@ static const struct {
     {"CloudInitError",
      "use --allow-cloud-init-errors to go on anyway; inspect with 'qvm logs %1$s'", NULL},
     {"ImageInUse", "remove the vms first: qvm rm %1$s", NULL},
+    {"ImageUnknown", "see 'qvm image ls' for stored images and 'qvm image catalog' for aliases",
+     NULL},
+    {"ImageUnverified",
+     "give the download's digest (--image-sha256 HEX; with qvm image pull: --sha256) or a "
+     "checksum file (--image-checksums URL; --checksums)",
+     NULL},
     {"UpGuestUnreachable", "use --net user or --net bridge", NULL},
     {"UpInProgress", "wait for it, or stop it", NULL},
     {"UpNotByUp", "use 'qvm start %1$s', or 'qvm rm %1$s' first", NULL},

@@ -17,6 +17,8 @@ static bool wants_help(int argc, char **argv) {
 }
 
 static const char *create_hint(const qvm_error *err) {
+  const char *by_class = qvm_cli_error_hint(err);
+  if (by_class) return by_class;
   switch (qvm_error_code(err)) {
   case QVM_ENOTFOUND:
     /* the library's message often ends in "check the path" already */
@@ -54,8 +56,9 @@ static int create_run(int argc, char **argv) {
   const char *name = argv[optind];
   qvm_cli_create_flags_finish(&f);
   qvm_error *err = NULL;
-  if (qvm_vm_create(NULL, name, &f.opts, &err) < 0)
-    return qvm_cli_fail("create", err, create_hint(err));
+  r = qvm_vm_create(NULL, name, &f.opts, &err);
+  qvm_cli_progress_end(&f.progress);
+  if (r < 0) return qvm_cli_fail("create", err, create_hint(err));
   printf("%s\n", name);
   return QVM_EXIT_OK;
 }

@@ -322,6 +322,9 @@ void qvm_cli_create_flags_finish(qvm_cli_create_flags *f) {
   o->cloud_configs = f->cloud_configs, o->n_cloud_configs = f->n_cloud_configs;
   o->authorized_keys = f->keys, o->n_authorized_keys = f->n_keys;
   o->provision = f->provision, o->n_provision = f->n_provision;
+  qvm_cli_progress_init(&f->progress, QVM_CLI_PROGRESS_AUTO);
+  f->pull.progress = qvm_cli_image_progress;
+  f->pull.userdata = &f->progress;
   o->image_pull = &f->pull;
 }
 

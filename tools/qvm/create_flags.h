@@ -25,6 +25,8 @@
 
 #include <qvm/vm.h>
 
+#include "progress.h"
+
 #define QVM_CLI_LIST_MAX 32
 
 typedef struct qvm_cli_create_flags {
@@ -39,6 +41,7 @@ typedef struct qvm_cli_create_flags {
   /* --image-sha256, --image-checksums, and progress, for an --image that
    * is pulled on first use. */
   qvm_image_pull_options pull;
+  qvm_cli_progress progress;
 } qvm_cli_create_flags;
 
 #define QVM_CLI_CREATE_FLAGS_INIT                                                                  \
@@ -59,7 +62,8 @@ int qvm_cli_create_longopts(struct option *out, size_t cap, const struct option 
  * error is printed, naming `verb`). */
 int qvm_cli_create_flag(const char *verb, qvm_cli_create_flags *f, int c, const char *arg);
 
-/* Points f->opts' lists at the recorded values. */
+/* Points f->opts' lists at the recorded values, and its image_pull at
+ * f->pull with progress on stderr. */
 void qvm_cli_create_flags_finish(qvm_cli_create_flags *f);
 /* Frees what the parsed drives and steps hold. */
 void qvm_cli_create_flags_clear(qvm_cli_create_flags *f);

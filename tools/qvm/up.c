@@ -148,6 +148,16 @@ static void print_json(const char *name, const qvm_up_result *res, qvm_error *er
 static int up_one(const char *name, const qvm_vm_create_options *create, const qvm_up_options *base,
                   bool json) {
   up_cli c = {.json = json, .tty = isatty(1), .name = name};
+  /* An --image pulled on first use shows its progress on stderr. */
+  qvm_vm_create_options co = *create;
+  qvm_image_pull_options pull = QVM_IMAGE_PULL_OPTIONS_INIT;
+  if (create->image_pull) pull = *create->image_pull;
+  qvm_cli_progress prog;
+  qvm_cli_progress_init(&prog, QVM_CLI_PROGRESS_AUTO);
+  pull.progress = qvm_cli_image_progress;
+  pull.userdata = &prog;
+  co.image_pull = &pull;
+  create = &co;
   qvm_up_options opts = *base;
   opts.on_phase = on_phase;
   opts.on_output = on_output;
@@ -156,6 +166,7 @@ static int up_one(const char *name, const qvm_vm_create_options *create, const q
   qvm_error *err = NULL;
   if (!json) printf("up: vm '%s'\n", name);
   int r = qvm_vm_up(&res, name, create, &opts, &err);
+  qvm_cli_progress_end(&prog);
   if (json) print_json(name, &res, r < 0 ? err : NULL);
   if (r < 0) {
     char hint[640] = "";
