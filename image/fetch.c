@@ -61,7 +61,8 @@ static char *url_shown(const char *url) {
   if (auth) {
     auth += 3;
     size_t hostlen = strcspn(auth, "/?#");
-    const char *a = memchr(auth, '@', hostlen);
+    /* the last '@': a password may hold an unencoded one */
+    const char *a = memrchr(auth, '@', hostlen);
     if (a) at = a + 1;
   }
   qvm_strbuf sb = QVM_STRBUF_INIT;

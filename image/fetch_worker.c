@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -114,8 +115,29 @@ static int out_open(fetch_worker *w) {
   return 0;
 }
 
+/* Decompressed content can be far larger than its download (a bomb, or a
+ * hostile server's body before the checksum is known): every 64 MiB, stop
+ * before the file system keeps less than 5% free. */
+#define FREE_CHECK_BYTES (64u << 20)
+static int out_room(fetch_worker *w, size_t len) {
+  w->unchecked += len;
+  if (w->unchecked < FREE_CHECK_BYTES) return 0;
+  w->unchecked = 0;
+  struct statvfs fs;
+  if (fstatvfs(w->out_fd, &fs) < 0) return 0;
+  uint64_t avail = (uint64_t)fs.f_bavail * fs.f_frsize, size = (uint64_t)fs.f_blocks * fs.f_frsize;
+  if (avail >= size / 20 + FREE_CHECK_BYTES) return 0;
+  qvm_error *e = NULL;
+  int rc = qvm_error_set_code_errno(&e, QVM_ESYS, ENOSPC,
+                                    "stopped writing '%s' at %llu bytes: its file system would "
+                                    "keep less than 5%% free",
+                                    w->out_path, (unsigned long long)w->content_size);
+  return werr(w, rc, e);
+}
+
 static int out_write(fetch_worker *w, const void *buf, size_t len, uint64_t off) {
   const char *p = buf;
+  if (out_room(w, len) < 0) return w->rc;
   while (len > 0) {
     ssize_t n = pwrite(w->out_fd, p, len, (off_t)off);
     if (n < 0 && errno == EINTR) continue;

@@ -48,6 +48,7 @@ typedef struct fetch_worker {
   bool plain;       /* not compressed, not a tar: the content is src itself */
   char *tar_member; /* neutralized */
   int out_fd;
+  uint64_t unchecked; /* bytes written since the last free-space check */
 } fetch_worker;
 
 void fetch_worker_init(fetch_worker *w);

@@ -136,34 +136,31 @@ static int spec_media(vm_spec *s, const qvm_vm_create_options *o, qvm_error **er
   return 0;
 }
 
-/* --image names a file when it has a '/' or names an existing file; else it
- * is a reference into the store (a name, a digest, an alias or a URL). */
+/* --image names a file when it has a '/' or starts with '.'; anything else
+ * goes through qvm_image_resolve (a store name, a digest, an alias or a URL,
+ * and only then a file of that name in the current directory). */
 static bool vm_image_ref_is_path(const char *ref) {
-  struct stat st;
   if (strstr(ref, "://") || !strncmp(ref, "sha256:", 7)) return false;
-  return strchr(ref, '/') || stat(ref, &st) == 0;
+  return strchr(ref, '/') || ref[0] == '.';
 }
 
 /* --image from the store (pulled first if it is an alias or URL that is not
  * there yet): the format recorded at import is the one QEMU gets. */
 static int spec_store_image(vm_spec *s, uint64_t *out_size, const qvm_vm_create_options *o,
-                            qvm_error **err) {
-  _cleanup_free_ char *path = NULL, *format = NULL;
+                            char **path, char **format, qvm_error **err) {
   vm_image_info info = {0};
-  int r = qvm_image_resolve(&path, &format, o->image, o->image_pull, err);
-  if (r < 0) return r;
-  if (!format) return qvm_error_set(err, QVM_EINVAL, "image '%s' has no recorded format", o->image);
-  if (o->image_format && strcmp(o->image_format, format))
+  int r;
+  if (o->image_format && strcmp(o->image_format, *format))
     return qvm_error_set(err, QVM_EINVAL,
                          "image '%s' is %s, not %s (the format recorded at import)", o->image,
-                         format, o->image_format);
-  r = vm_image_check(&info, "disk image", path, format, o->allow_backing, NULL, err);
+                         *format, o->image_format);
+  r = vm_image_check(&info, "disk image", *path, *format, o->allow_backing, NULL, err);
   if (r < 0) {
     vm_image_info_clear(&info);
     return r;
   }
-  s->image = TAKE_PTR(path);
-  s->image_format = TAKE_PTR(format);
+  s->image = TAKE_PTR(*path);
+  s->image_format = TAKE_PTR(*format);
   *out_size = info.size;
   vm_image_info_clear(&info);
   return vm_spec_add_drive(s, "disk.qcow2", "qcow2", false, VM_MEDIA_DISK, err);
@@ -176,8 +173,15 @@ static int spec_image(vm_spec *s, uint64_t *out_size, const qvm_vm_create_option
   vm_image_info info = {0};
   if (o->image_format && !vm_image_format_allowed(o->image_format))
     return vm_image_format_check("disk image", o->image, o->image_format, err);
-  if (!vm_image_ref_is_path(o->image)) return spec_store_image(s, out_size, o, err);
-  int r = existing_file(&s->image, "disk image", o->image, err);
+  _cleanup_free_ char *path = NULL, *format = NULL;
+  const char *file = o->image;
+  if (!vm_image_ref_is_path(o->image)) {
+    int r = qvm_image_resolve(&path, &format, o->image, o->image_pull, err);
+    if (r < 0) return r;
+    if (format) return spec_store_image(s, out_size, o, &path, &format, err);
+    file = path; /* a file of that name */
+  }
+  int r = existing_file(&s->image, "disk image", file, err);
   if (r >= 0)
     r = vm_image_check(&info, "disk image", s->image, o->image_format, o->allow_backing, NULL, err);
   if (r >= 0) r = vm_image_format_check("disk image", s->image, info.format, err);

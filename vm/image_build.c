@@ -130,24 +130,29 @@ static int build_to_file(img_build_result *res, img_build_opts *bo, const char *
   struct stat st;
   if (lstat(output, &st) == 0)
     return qvm_error_set(err, QVM_EEXISTS, "'%s' already exists", output);
-  _cleanup_free_ char *copy = strdup(output), *tmpdir = NULL, *staged = NULL;
-  if (!copy) return qvm_error_set_errno(err, ENOMEM, "image build");
-  const char *dir = dirname(copy);
-  if (asprintf(&tmpdir, "%s/.qvm-build-%ld", dir, (long)getpid()) < 0 ||
-      asprintf(&staged, "%s.part-%ld", output, (long)getpid()) < 0)
+  /* Everything is staged in a directory of our own with an unpredictable
+   * name (mkdtemp, 0700) beside the output: no name another user can
+   * guess and pre-create as a symlink, even in /tmp. */
+  _cleanup_free_ char *copy = strdup(output), *stage = NULL, *tmpdir = NULL, *staged = NULL;
+  if (!copy || asprintf(&stage, "%s/.qvm-build-XXXXXX", dirname(copy)) < 0)
     return qvm_error_set_errno(err, ENOMEM, "image build");
+  if (!mkdtemp(stage))
+    return qvm_error_set_errno(err, errno, "cannot create a directory beside '%s'", output);
+  if (asprintf(&tmpdir, "%s/build", stage) < 0 || asprintf(&staged, "%s/disk.qcow2", stage) < 0) {
+    rmdir(stage);
+    return qvm_error_set_errno(err, ENOMEM, "image build");
+  }
   bo->tmpdir = tmpdir;
   int r = img_build(res, staged, bo, err);
-  if (r < 0) return r;
-  if (link(staged, output) < 0) {
+  if (r >= 0 && link(staged, output) < 0) {
     int e = errno;
-    unlink(staged);
     img_build_result_clear(res);
-    return e == EEXIST ? qvm_error_set(err, QVM_EEXISTS, "'%s' already exists", output)
-                       : qvm_error_set_errno(err, e, "cannot create '%s'", output);
+    r = e == EEXIST ? qvm_error_set(err, QVM_EEXISTS, "'%s' already exists", output)
+                    : qvm_error_set_errno(err, e, "cannot create '%s'", output);
   }
   unlink(staged);
-  return 0;
+  rmdir(stage);
+  return r;
 }
 
 static int build_to_store(img_build_result *res, char digest[65], uint64_t *file_size,

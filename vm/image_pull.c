@@ -120,6 +120,16 @@ static int set_expected(pull *p, const char *hex, const char *alg, const char *w
   return (p->verified = strdup(alg)) ? 0 : oom(err);
 }
 
+static int local_source(pull *p, const char *source, qvm_error **err) {
+  char real[PATH_MAX];
+  if (!realpath(source, real)) {
+    _cleanup_free_ char *safe = qvm_text_for_terminal(source, strlen(source), 0);
+    return qvm_error_set_code_errno(err, errno == ENOENT ? QVM_ENOTFOUND : QVM_ESYS, errno,
+                                    "image source '%s' cannot be opened", safe ? safe : "?");
+  }
+  return (p->url = strdup(real)) && (p->clean = strdup(real)) ? 0 : oom(err);
+}
+
 /* The source: URL, path or alias, and what the alias's entry says. */
 static int classify(pull *p, const char *source, const img_catalog_entry **out_entry,
                     img_catalog *cat, qvm_error **err) {
@@ -131,20 +141,15 @@ static int classify(pull *p, const char *source, const img_catalog_entry **out_e
       return oom(err);
     return 0;
   }
-  if (source[0] == '/' || !strncmp(source, "./", 2) || !strncmp(source, "../", 3) ||
-      stat(source, &st) == 0 || !img_name_valid(source)) {
-    char real[PATH_MAX];
-    if (!realpath(source, real)) {
-      _cleanup_free_ char *safe = qvm_text_for_terminal(source, strlen(source), 0);
-      return qvm_error_set_code_errno(err, errno == ENOENT ? QVM_ENOTFOUND : QVM_ESYS, errno,
-                                      "image source '%s' cannot be opened", safe ? safe : "?");
-    }
-    return (p->url = strdup(real)) && (p->clean = strdup(real)) ? 0 : oom(err);
-  }
+  /* A bare word is an alias before it is a file in the current directory:
+   * a file another user left in /tmp must not stand in for 'debian-12'. */
+  if (strchr(source, '/') || source[0] == '.' || !img_name_valid(source))
+    return local_source(p, source, err);
   _cleanup_free_ char *file = NULL;
   int r = qvm_image_catalog_path(&file, err);
   if (r < 0 || (r = img_catalog_load(cat, file, err)) < 0) return r;
   const img_catalog_entry *e = img_catalog_find(cat, source);
+  if (!e && stat(source, &st) == 0 && S_ISREG(st.st_mode)) return local_source(p, source, err);
   if (!e) {
     qvm_error_set(err, QVM_ENOTFOUND,
                   "'%s' is neither a url, a file nor an alias of the image catalog", source);

@@ -299,8 +299,11 @@ int qvm_image_catalog(char **out_json, qvm_error **err) {
     const img_catalog_entry *e = &c.entries[i];
     struct json_object *o = json_object_new_object();
     add_str(o, "alias", e->alias);
-    add_str(o, "url", e->url);
-    if (e->checksums) add_str(o, "checksums", e->checksums);
+    /* credentials in a user catalog's URLs stay in the file */
+    _cleanup_free_ char *url = images_url_without_userinfo(e->url);
+    _cleanup_free_ char *sums = e->checksums ? images_url_without_userinfo(e->checksums) : NULL;
+    add_str(o, "url", url ? url : "?");
+    if (e->checksums) add_str(o, "checksums", sums ? sums : "?");
     if (e->sha256) add_str(o, "sha256", e->sha256);
     if (e->sha512) add_str(o, "sha512", e->sha512);
     add_str(o, "description", e->description);
@@ -321,13 +324,35 @@ static bool is_url(const char *ref) {
   return !strncmp(ref, "http://", 7) || !strncmp(ref, "https://", 8) || !strncmp(ref, "file://", 7);
 }
 
-/* "a path (absolute, ./relative, or an existing file)", or what cannot be a
- * name, a digest or a URL. */
+/* A path: it has a '/' or starts with '.', or it cannot be a name, a
+ * digest or a URL. A bare name is a file only when neither the store nor the
+ * catalog knows it (qvm_image_resolve): a file another user left in the
+ * current directory must not stand in for 'debian-12'. */
 static bool is_path(const char *ref) {
+  return strchr(ref, '/') || ref[0] == '.' || (!img_name_valid(ref) && strncmp(ref, "sha256:", 7));
+}
+
+static bool is_file(const char *ref) {
   struct stat st;
-  return ref[0] == '/' || !strncmp(ref, "./", 2) || !strncmp(ref, "../", 3) ||
-         (stat(ref, &st) == 0 && S_ISREG(st.st_mode)) ||
-         (!img_name_valid(ref) && strncmp(ref, "sha256:", 7));
+  return stat(ref, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static int is_alias(bool *out, const char *ref, qvm_error **err) {
+  _cleanup_free_ char *file = NULL;
+  img_catalog cat = {0};
+  int r = qvm_image_catalog_path(&file, err);
+  if (r >= 0) r = img_catalog_load(&cat, file, err);
+  if (r >= 0) *out = img_catalog_find(&cat, ref) != NULL;
+  img_catalog_clear(&cat);
+  return r;
+}
+
+static int file_path(char **out_path, const char *ref, qvm_error **err) {
+  char real[PATH_MAX];
+  if (!realpath(ref, real))
+    return qvm_error_set_code_errno(err, errno == ENOENT ? QVM_ENOTFOUND : QVM_ESYS, errno,
+                                    "disk image '%s' cannot be opened", ref);
+  return (*out_path = strdup(real)) ? 0 : oom(err);
 }
 
 static int stored(char **out_path, char **out_format, img_store *s, const char *ref,
@@ -360,13 +385,7 @@ int qvm_image_resolve(char **out_path, char **out_format, const char *ref,
   *out_path = NULL;
   *out_format = NULL;
   if (!ref || !ref[0]) return qvm_error_set(err, QVM_EINVAL, "image reference is empty");
-  if (!is_url(ref) && is_path(ref)) {
-    char real[PATH_MAX];
-    if (!realpath(ref, real))
-      return qvm_error_set_code_errno(err, errno == ENOENT ? QVM_ENOTFOUND : QVM_ESYS, errno,
-                                      "disk image '%s' cannot be opened", ref);
-    return (*out_path = strdup(real)) ? 0 : oom(err);
-  }
+  if (!is_url(ref) && is_path(ref)) return file_path(out_path, ref, err);
   _cleanup_(img_store_freep) img_store *s = NULL;
   int r = images_store_open(&s, err);
   if (r < 0) return r;
@@ -385,7 +404,17 @@ int qvm_image_resolve(char **out_path, char **out_format, const char *ref,
     char dref[72];
     snprintf(dref, sizeof dref, "sha256:%s", m.digest);
     img_meta_clear(&m);
-    if (have) return stored(out_path, out_format, s, dref, err);
+    /* An expected digest or checksum file: the pull decides whether the
+     * stored image is the one asked for (it may have been pulled with
+     * another checksum, or none). */
+    bool expects = opts && (opts->sha256 || opts->sha512 || opts->checksums);
+    if (have && !expects) return stored(out_path, out_format, s, dref, err);
+  }
+  if (!is_url(ref)) {
+    /* neither stored nor an alias: a file of that name, if there is one */
+    bool alias = false;
+    if ((r = is_alias(&alias, ref, err)) < 0) return r;
+    if (!alias && is_file(ref)) return file_path(out_path, ref, err);
   }
   _cleanup_free_ char *json = NULL;
   if ((r = qvm_image_pull(&json, ref, opts, err)) < 0) return r;

@@ -119,6 +119,17 @@ static int set_str(char **out, const char *v, const char *dflt, qvm_error **err)
   return 0;
 }
 
+/* The image as the request names it: a path (it has a '/' or starts with
+ * '.') made absolute; a store name, digest, alias or URL as written
+ * (qvm_vm_create resolves it, pulling it on first use). */
+static int set_image(char **out, const char *image, qvm_error **err) {
+  if (!image) return 0;
+  if (!strstr(image, "://") && strncmp(image, "sha256:", 7) &&
+      (strchr(image, '/') || image[0] == '.'))
+    return set_path(out, "image", image, err);
+  return set_str(out, image, NULL, err);
+}
+
 static int up_request(vm_up *j, const qvm_vm_create_options *o, qvm_error **err) {
   *j = (vm_up){.cpus = o->cpus ? o->cpus : VM_DEFAULT_CPUS,
                .has_memory = true,
@@ -128,7 +139,7 @@ static int up_request(vm_up *j, const qvm_vm_create_options *o, qvm_error **err)
                .allow_backing = o->allow_backing,
                .nat = o->net.nat,
                .cloud_init = !o->no_cloud_init};
-  int r = set_path(&j->image, "image", o->image, err);
+  int r = set_image(&j->image, o->image, err);
   if (r >= 0) r = set_path(&j->kernel, "kernel", o->kernel, err);
   if (r >= 0) r = set_path(&j->initrd, "initrd", o->initrd, err);
   if (r >= 0)

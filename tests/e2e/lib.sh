@@ -106,10 +106,11 @@ expect_eq() { [[ $1 == "$2" ]] || fail "$3: expected '$2', got '$1'"; }
 expect_match() { grep -qE -- "$2" <<<"$1" || fail "$3: '$2' not found in: $1"; }
 
 # Serves DIR's files over HTTP on 127.0.0.1 (tests/image/http_server.py),
-# stopped by the cleanup; prints the port.
+# stopped by the cleanup; sets http_port. Not in a $(...) subshell: the
+# cleanup hook must be registered in this shell.
 serve_dir() {
   local dir=$1 portfile=$tmp/http.port.$RANDOM
-  python3 "$src/tests/image/http_server.py" "$dir" "$portfile" >&2 &
+  python3 "$src/tests/image/http_server.py" "$dir" "$portfile" >/dev/null 2>&1 &
   local pid=$!
   cleanup_hooks+=("kill $pid 2>/dev/null")
   local _
@@ -118,5 +119,5 @@ serve_dir() {
     sleep 0.1
   done
   [[ -s $portfile ]] || fail "the test HTTP server did not start"
-  cat "$portfile"
+  http_port=$(cat "$portfile")
 }

@@ -8,9 +8,9 @@
 image=$(cloud_image)
 mkdir "$tmp/www"
 ln "$image" "$tmp/www/disk.qcow2" 2>/dev/null || cp "$image" "$tmp/www/disk.qcow2"
-port=$(serve_dir "$tmp/www")
+serve_dir "$tmp/www"
 sum=$(sha256sum "$image" | cut -d' ' -f1)
-image=http://127.0.0.1:$port/disk.qcow2
+image=http://127.0.0.1:$http_port/disk.qcow2
 cat >"$tmp/bad.yaml" <<'YAML'
 #cloud-config
 write_files:

@@ -90,6 +90,22 @@ static void test_alias_then_name(void **state) {
   char *path = NULL, *format = NULL;
   qvm_error *err = NULL;
   count_pulls = 0;
+  /* a file named like the alias in the current directory (another user's,
+   * in /tmp say) does not stand in for it; a bare name nothing else knows
+   * is still a file there */
+  char cwd[PATH_MAX];
+  assert_non_null(getcwd(cwd, sizeof cwd));
+  assert_int_equal(chdir(dir), 0);
+  must_sh("echo not an image > tiny");
+  assert_int_equal(qvm_image_resolve(&path, &format, "tiny", &o, &err), 0);
+  assert_int_equal(count_pulls, 1);
+  assert_non_null(strstr(path, "/images/sha256/"));
+  free(path), free(format);
+  assert_int_equal(qvm_image_resolve(&path, &format, "good.qcow2", &o, &err), 0);
+  assert_null(format);
+  assert_string_equal(path, good);
+  free(path);
+  assert_int_equal(chdir(cwd), 0);
   assert_int_equal(qvm_image_resolve(&path, &format, "tiny", &o, &err), 0);
   assert_int_equal(count_pulls, 1);
   assert_string_equal(format, "qcow2");
@@ -130,6 +146,12 @@ static void test_url_once(void **state) {
   assert_int_equal(qvm_image_resolve(&path, &format, url, &o, &err), 0);
   assert_int_equal(count_pulls, 1); /* found by its source */
   free(path), free(format);
+  /* an expected digest is checked even though the url is stored: the
+   * stored image was pulled with no checksum */
+  o.sha256 = "0000000000000000000000000000000000000000000000000000000000000000";
+  assert_int_equal(qvm_image_resolve(&path, &format, url, &o, &err), QVM_EINVAL);
+  assert_non_null(strstr(qvm_error_message(err), "0000000000000000"));
+  qvm_error_free(err), err = NULL;
 }
 
 static void test_errors(void **state) {
