@@ -28,7 +28,7 @@ log "$out"
 # Pulled once into the store, verified, and the VM's disk is backed by it.
 stored=$(qvm image ls --json) || fail "image ls: $stored"
 expect_eq "$(jq -r 'length' <<<"$stored")" 1 "one image in the store"
-expect_eq "$(jq -r '.[0].digest' <<<"$stored")" "$sum" "the store's digest is the image's sha256"
+expect_eq "$(jq -r '.[0].digest' <<<"$stored")" "sha256:$sum" "the store's digest is the image's sha256"
 expect_eq "$(jq -r '.[0].source' <<<"$stored")" "$image" "the image's source is the URL"
 expect_eq "$(jq -r '.[0].used_by[0]' <<<"$stored")" e2e-cierr "the VM uses the stored image"
 backing=$(qemu-img info -U --output=json "$QVM_STATE_DIR/vms/e2e-cierr/disk.qcow2" |
