@@ -204,6 +204,7 @@ typedef struct fetch {
   int part_fd;
   int part_rd;
   uint64_t part_size;   /* bytes in the part file */
+  uint64_t flushed;     /* bytes of it whose write-back was started */
   uint64_t total;       /* of the download, 0: unknown */
   uint64_t cap;         /* the download's size limit */
   uint64_t max_content; /* effective */
@@ -267,7 +268,7 @@ static int restart_from_zero(fetch *f) {
   if (ftruncate(f->part_fd, 0) < 0)
     return fail_set(
         f, qvm_error_set_errno(&f->fail_err, errno, "cannot truncate '%s'", f->o->part_path));
-  f->part_size = 0;
+  f->part_size = f->flushed = 0;
   f->total = 0;
   if (fetch_worker_start(&f->w, 0, &f->fail_err) < 0) return fail_set(f, QVM_ESYS);
   return 0;
@@ -383,6 +384,14 @@ static size_t on_body(char *buf, size_t size, size_t n, void *ud) {
   }
   f->part_size += len;
   f->res->transferred += len;
+  /* Start the write-back of each 32 MiB as it arrives (asynchronous), so
+   * that the fsync before the commit has little left to wait for: it took
+   * 0.29 s of a 1 s pull of 512 MiB otherwise (bench/image). */
+  if (f->part_size - f->flushed >= (32u << 20)) {
+    (void)sync_file_range(f->part_fd, (off_t)f->flushed, (off_t)(f->part_size - f->flushed),
+                          SYNC_FILE_RANGE_WRITE);
+    f->flushed = f->part_size;
+  }
   fetch_worker_produced(&f->w, f->part_size);
   if (fetch_worker_failed(&f->w)) return 0;
   if (f->phase != PHASE_DOWNLOAD) progress_emit(f, PHASE_DOWNLOAD, NULL, true);
@@ -555,7 +564,7 @@ static int open_part(fetch *f, qvm_error **err) {
   struct stat st;
   if (fstat(f->part_fd, &st) < 0) return qvm_error_set_errno(err, errno, "cannot stat '%s'", p);
   if (!S_ISREG(st.st_mode)) return qvm_error_set(err, QVM_EINVAL, "'%s' is not a regular file", p);
-  f->part_size = (uint64_t)st.st_size;
+  f->part_size = f->flushed = (uint64_t)st.st_size;
   return 0;
 }
 

@@ -50,7 +50,7 @@ run() { # name command...
 pull() {
   rm -rf "$tmp/state"
   QVM_STATE_DIR=$tmp/state QVM_RUNTIME_DIR=$tmp/run "$qvm" image pull "$url" --sha256 "$sum" \
-    --json
+    --json 2>/dev/null
 }
 curl_sum() {
   rm -f "$tmp/out/disk.img"
