@@ -28,7 +28,14 @@ assert_opened_as() {
   if ls -l "/proc/$pid/fd" | grep -qF "$sentinel"; then
     fail "QEMU of '$1' opened the host file the guest named ($sentinel)"
   fi
-  tr '\0' '\n' <"/proc/$pid/cmdline" | grep -q "^file=$2,.*format=$3" ||
+  # -blockdev JSON: the file node of $2, and a format node of driver $3 on it
+  python3 - "/proc/$pid/cmdline" "$2" "$3" <<'PY' ||
+import json, sys
+args = open(sys.argv[1], "rb").read().split(b"\0")
+nodes = [json.loads(args[i + 1]) for i, a in enumerate(args[:-1]) if a == b"-blockdev"]
+files = {n["node-name"] for n in nodes if n.get("driver") == "file" and n.get("filename") == sys.argv[2]}
+sys.exit(0 if any(n.get("file") in files and n.get("driver") == sys.argv[3] for n in nodes) else 1)
+PY
     fail "QEMU of '$1' was not told format=$3 for $2: $(tr '\0' ' ' <"/proc/$pid/cmdline")"
 }
 drive_format() {
