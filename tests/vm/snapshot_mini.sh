@@ -98,6 +98,34 @@ expect_eq "$(disk_mark)" disk2 "the disk marker after the offline restore"
 out=$(qvm snapshot restore s1 live1 2>&1) || fail "second live restore: $out"
 expect_eq "$(qvm exec s1 -- cat /tmp/ram-mark)" ram-before "RAM marker after the second restore"
 
+# --- Ctrl-C: nothing half-made ------------------------------------------------
+# The create waits for the vm's lock (held here) and gets SIGINT meanwhile:
+# it still runs QEMU's job to its end (7.2 cannot cancel it half-way), then
+# removes the snapshot it made.
+command -v flock >/dev/null || skip "needs flock(1)"
+(
+  exec 9>"$QVM_STATE_DIR/vms/s1/lock"
+  flock 9
+  : >"$tmp/held"
+  sleep 2
+) &
+for _ in $(seq 100); do [[ -e $tmp/held ]] && break; sleep 0.05; done
+[[ -e $tmp/held ]] || fail "the lock holder did not start"
+"$qvm_bin" snapshot create s1 int1 >"$tmp/int.out" 2>&1 &
+creator=$!
+sleep 1
+kill -INT "$creator"
+set +e
+wait "$creator"
+rc=$?
+set -e
+expect_eq "$rc" 1 "an interrupted create: $(cat "$tmp/int.out")"
+expect_match "$(cat "$tmp/int.out")" "interrupted: the snapshot made meanwhile was removed" \
+  "interrupted create message"
+expect_eq "$(img_snapshots)" "disk2 live1 off3 " "the interrupted snapshot is not in the disk"
+run_rc qvm snapshot restore s1 int1
+expect_eq "$rc" 3 "the interrupted snapshot is not recorded"
+
 # --- rm, running and stopped ---------------------------------------------------
 out=$(qvm snapshot rm s1 live1 2>&1) || fail "live rm: $out"
 qvm stop s1 --timeout 30 >/dev/null || fail "stop"
