@@ -178,17 +178,48 @@ static int disk_check(uint64_t *size, snap_op *op, qvm_error **err) {
 
 /* qemu-img 7.2's snapshot takes no -f: --image-opts names the format, so
  * nothing is probed (a comma in the path is doubled, its escape there). */
+static void image_opts(char *out, size_t size, const char *path) {
+  size_t n = (size_t)snprintf(out, size, "driver=qcow2,file.driver=file,file.filename=");
+  for (const char *p = path; *p && n + 3 < size; p++) {
+    if (*p == ',') out[n++] = ',';
+    out[n++] = *p;
+  }
+  out[n] = '\0';
+}
+
+/* qcow2 lets names repeat (only ids are unique): a snapshot of this name
+ * made outside qvm would make the name ambiguous for restore and rm. */
+static int offline_name_free(snap_op *op, const char *opts, qvm_error **err) {
+  _cleanup_free_ char *text = NULL;
+  char *argv[] = {"qemu-img", "info", "--output=json", "-U", "--image-opts", (char *)opts, NULL};
+  int r = vm_run_program(&text, argv, err);
+  if (r < 0) return r;
+  struct json_object *info = json_tokener_parse(text), *snaps = NULL;
+  size_t n = json_object_object_get_ex(info, "snapshots", &snaps) &&
+                     json_object_is_type(snaps, json_type_array)
+                 ? json_object_array_length(snaps)
+                 : 0;
+  bool taken = false;
+  for (size_t i = 0; i < n && !taken; i++) {
+    struct json_object *name = NULL;
+    taken = json_object_object_get_ex(json_object_array_get_idx(snaps, i), "name", &name) &&
+            json_object_is_type(name, json_type_string) &&
+            !strcmp(json_object_get_string(name), op->name);
+  }
+  json_object_put(info);
+  if (taken)
+    return qvm_error_set(err, QVM_EEXISTS,
+                         "its disk holds a snapshot named '%s' that qvm did not record", op->name);
+  return 0;
+}
+
 static int qemu_img_snapshot(snap_op *op, const char *flag, qvm_error **err) {
   uint64_t size = 0;
   int r = disk_check(&size, op, err);
   if (r < 0) return r;
   char opts[sizeof op->path * 2 + 64];
-  size_t n = (size_t)snprintf(opts, sizeof opts, "driver=qcow2,file.driver=file,file.filename=");
-  for (const char *p = op->path; *p && n + 3 < sizeof opts; p++) {
-    if (*p == ',') opts[n++] = ',';
-    opts[n++] = *p;
-  }
-  opts[n] = '\0';
+  image_opts(opts, sizeof opts, op->path);
+  if (!strcmp(flag, "-c") && (r = offline_name_free(op, opts, err)) < 0) return r;
   char *argv[] = {"qemu-img",   "snapshot",       "-q", "--image-opts",
                   (char *)flag, (char *)op->name, opts, NULL};
   return vm_run_program(NULL, argv, err);

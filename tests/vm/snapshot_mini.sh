@@ -85,6 +85,12 @@ qvm stop s1 --timeout 30 >/dev/null || fail "stop"
 run_rc qvm snapshot restore s1 live1
 expect_eq "$rc" 6 "a RAM snapshot into a stopped vm (a conflict)"
 expect_match "$out" "start the vm, then restore it" "RAM restore names the next step"
+# A name qemu-img made behind qvm's back is taken too (qcow2 lets names repeat).
+qemu-img snapshot -q -c outside "$disk" || fail "qemu-img snapshot -c"
+run_rc qvm snapshot create s1 outside
+expect_eq "$rc" 4 "a name the disk holds already"
+expect_match "$out" "holds a snapshot named 'outside' that qvm did not record" "outside name message"
+qemu-img snapshot -q -d outside "$disk" || fail "qemu-img snapshot -d"
 out=$(qvm snapshot create s1 off3 2>&1) || fail "offline create: $out"
 expect_eq "$(field off3 ram)" False "off3 has no RAM"
 expect_eq "$(field off3 vm_state)" stopped "off3 taken while stopped"
