@@ -61,6 +61,7 @@ void vm_record_free(vm_record *rec) {
   vm_runtime_clear(&rec->runtime);
   vm_exit_clear(&rec->last_exit);
   vm_up_clear(&rec->up);
+  free(rec->snapshots);
   free(rec);
 }
 
@@ -218,6 +219,18 @@ static struct json_object *up_to_json(const vm_up *u) {
   return o;
 }
 
+struct json_object *vm_snapshot_to_json(const vm_snapshot *sn) {
+  struct json_object *o = json_object_new_object();
+  put_str(o, "name", sn->name);
+  put_str(o, "created_at", sn->created_at);
+  json_object_object_add(o, "ram", json_object_new_boolean(sn->ram));
+  put_str(o, "vm_state", sn->vm_state);
+  put_int64(o, "vm_state_size", (int64_t)sn->vm_state_size);
+  put_int64(o, "disk_bytes", (int64_t)sn->disk_bytes);
+  json_object_object_add(o, "parent", sn->parent[0] ? json_object_new_string(sn->parent) : NULL);
+  return o;
+}
+
 struct json_object *vm_record_to_json(const vm_record *rec) {
   struct json_object *o = json_object_new_object();
   json_object_object_add(o, "schema", json_object_new_int(VM_RECORD_SCHEMA));
@@ -226,6 +239,13 @@ struct json_object *vm_record_to_json(const vm_record *rec) {
   if (rec->has_runtime) json_object_object_add(o, "runtime", vm_runtime_to_json(&rec->runtime));
   if (rec->has_last_exit) json_object_object_add(o, "last_exit", vm_exit_to_json(&rec->last_exit));
   if (rec->has_up) json_object_object_add(o, "up", up_to_json(&rec->up));
+  if (rec->n_snapshots) {
+    struct json_object *a = json_object_new_array();
+    for (size_t i = 0; i < rec->n_snapshots; i++)
+      json_object_array_add(a, vm_snapshot_to_json(&rec->snapshots[i]));
+    json_object_object_add(o, "snapshots", a);
+  }
+  put_str(o, "snapshot_current", rec->snapshot_current);
   return o;
 }
 
@@ -492,6 +512,65 @@ static int up_from_json(vm_up *u, struct json_object *o, qvm_error **err) {
 }
 
 /* 2, or 1 for a file from before the record ("version": 1, or neither). */
+/* A snapshot name (the VM-name rule) into a fixed buffer; "" when absent
+ * and not required. */
+static int get_snapshot_name(char out[64], struct json_object *o, const char *key, bool required,
+                             qvm_error **err) {
+  _cleanup_free_ char *s = NULL;
+  int r = get_str(&s, o, key, 63, required, err);
+  if (r < 0) return r;
+  out[0] = '\0';
+  if (!s) return 0;
+  if (!qvm_vm_name_valid(s))
+    return qvm_error_set(err, QVM_EINVAL, "'%s' is not a valid snapshot name", key);
+  snprintf(out, 64, "%s", s);
+  return 0;
+}
+
+static int snapshot_from_json(vm_snapshot *sn, struct json_object *o, qvm_error **err) {
+  if (!json_object_is_type(o, json_type_object))
+    return qvm_error_set(err, QVM_EINVAL, "an entry is not an object");
+  _cleanup_free_ char *state = NULL;
+  int64_t n = 0;
+  bool has = false;
+  int r = get_snapshot_name(sn->name, o, "name", true, err);
+  if (r >= 0) r = get_timestamp(sn->created_at, sizeof sn->created_at, o, "created_at", false, err);
+  if (r >= 0) r = get_bool(&sn->ram, o, "ram", err);
+  if (r >= 0) r = get_str(&state, o, "vm_state", sizeof sn->vm_state - 1, false, err);
+  if (r >= 0 && state) {
+    if (strspn(state, "abcdefghijklmnopqrstuvwxyz") != strlen(state))
+      return qvm_error_set(err, QVM_EINVAL, "'vm_state' is not a state name");
+    snprintf(sn->vm_state, sizeof sn->vm_state, "%s", state);
+  }
+  if (r >= 0) r = get_int(&n, &has, o, "vm_state_size", 0, INT64_MAX, err);
+  if (r >= 0) sn->vm_state_size = (uint64_t)n;
+  if (r >= 0) r = get_int(&n, &has, o, "disk_bytes", 0, INT64_MAX, err);
+  if (r >= 0) sn->disk_bytes = (uint64_t)n;
+  if (r >= 0) r = get_snapshot_name(sn->parent, o, "parent", false, err);
+  return r;
+}
+
+static int snapshots_from_json(vm_record *rec, struct json_object *doc, qvm_error **err) {
+  struct json_object *a = NULL;
+  if (!json_object_object_get_ex(doc, "snapshots", &a) || json_object_is_type(a, json_type_null))
+    return 0;
+  if (!json_object_is_type(a, json_type_array))
+    return qvm_error_set(err, QVM_EINVAL, "'snapshots' is not an array");
+  size_t n = json_object_array_length(a);
+  if (n > VM_SNAPSHOT_MAX)
+    return qvm_error_set(err, QVM_EINVAL, "'snapshots' has more than %d entries", VM_SNAPSHOT_MAX);
+  if (n && !(rec->snapshots = calloc(n, sizeof *rec->snapshots)))
+    return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  for (size_t i = 0; i < n; i++, rec->n_snapshots++) {
+    int r = snapshot_from_json(&rec->snapshots[i], json_object_array_get_idx(a, i), err);
+    for (size_t j = 0; r >= 0 && j < i; j++)
+      if (!strcmp(rec->snapshots[j].name, rec->snapshots[i].name))
+        r = qvm_error_set(err, QVM_EINVAL, "'name' '%s' is there twice", rec->snapshots[i].name);
+    if (r < 0) return qvm_error_prefix(err, "'snapshots'[%zu]", i), r;
+  }
+  return get_snapshot_name(rec->snapshot_current, doc, "snapshot_current", false, err);
+}
+
 static int schema_of(int *out, struct json_object *doc, qvm_error **err) {
   struct json_object *v = NULL;
   if (json_object_object_get_ex(doc, "schema", &v)) {
@@ -537,6 +616,7 @@ int vm_record_from_json(vm_record **out, struct json_object *doc, qvm_error **er
   if (r >= 0) r = get_object(&up, doc, "up", err);
   if (r >= 0 && (rec->has_up = up) && (r = up_from_json(&rec->up, up, err)) < 0)
     qvm_error_prefix(err, "'up'");
+  if (r >= 0) r = snapshots_from_json(rec, doc, err);
   if (r < 0) return r;
   *out = TAKE_PTR(rec);
   return 0;

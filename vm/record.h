@@ -83,6 +83,20 @@ typedef struct vm_up {
   bool provisioned, ready; /* phases that passed once */
 } vm_up;
 
+/* "snapshots": one entry per snapshot qvm made of disk.qcow2 (an internal
+ * qcow2 snapshot; with RAM, its vmstate too). The name follows the VM-name
+ * rule. parent: the snapshot restored or taken last before it ("" none). */
+#define VM_SNAPSHOT_MAX 256
+typedef struct vm_snapshot {
+  char name[64];
+  char created_at[40];    /* RFC 3339 */
+  bool ram;               /* vmstate and device state, restorable into a running VM */
+  char vm_state[16];      /* the VM's state when it was taken: "running", "stopped", ... */
+  uint64_t vm_state_size; /* bytes of RAM and device state (QEMU's vm-state-size); 0 disk-only */
+  uint64_t disk_bytes;    /* the disk's virtual size then */
+  char parent[64];
+} vm_snapshot;
+
 typedef struct vm_record {
   int schema_read; /* the schema the file had (1 or 2); written: always 2 */
   char created_at[40];
@@ -91,6 +105,9 @@ typedef struct vm_record {
   vm_runtime runtime;
   vm_exit last_exit;
   vm_up up;
+  vm_snapshot *snapshots; /* n_snapshots, in creation order */
+  size_t n_snapshots;
+  char snapshot_current[64]; /* restored or taken last; "" none */
 } vm_record;
 
 void vm_record_free(vm_record *rec);
@@ -115,6 +132,7 @@ struct json_object *vm_timings_to_json(const vm_timings *t);
 struct json_object *vm_exit_to_json(const vm_exit *x);
 /* The up request without the phase flags (what the diff compares). */
 struct json_object *vm_up_request_to_json(const vm_up *up);
+struct json_object *vm_snapshot_to_json(const vm_snapshot *sn);
 
 /* "\n  memory: was 1G, now 2G" for every request member that differs; ""
  * when none, NULL on OOM. */

@@ -384,13 +384,99 @@ static void test_up_syntax_stable(void **state) {
   qvm_vm_drive_clear(&d);
 }
 
+/* "snapshots": a record without them (older qvm) reads with none; a round
+ * trip keeps every member; hostile entries are refused, naming the member. */
+static void test_snapshots(void **state) {
+  (void)state;
+  char *text = fixture_text("vm-schema1.json");
+  vm_record *rec = parse_ok(text);
+  assert_int_equal(rec->n_snapshots, 0);
+  assert_string_equal(rec->snapshot_current, "");
+  struct json_object *plain = vm_record_to_json(rec);
+  assert_false(json_object_object_get_ex(plain, "snapshots", NULL));
+  json_object_put(plain);
+  vm_record_free(rec);
+
+  struct json_object *doc = json_parse(text);
+  json_object_object_add(doc, "snapshots",
+                         json_parse("[{\"name\":\"a\",\"created_at\":\"2026-01-02T03:04:05Z\","
+                                    "\"ram\":true,\"vm_state\":\"running\",\"vm_state_size\":"
+                                    "123456,\"disk_bytes\":33554432,\"parent\":null},"
+                                    "{\"name\":\"b-2\",\"ram\":false,\"parent\":\"a\"}]"));
+  json_object_object_add(doc, "snapshot_current", json_object_new_string("b-2"));
+  qvm_error *err = NULL;
+  assert_int_equal(vm_record_from_json(&rec, doc, &err), 0);
+  assert_int_equal(rec->n_snapshots, 2);
+  assert_true(rec->snapshots[0].ram);
+  assert_int_equal(rec->snapshots[0].vm_state_size, 123456);
+  assert_int_equal(rec->snapshots[0].disk_bytes, 33554432);
+  assert_string_equal(rec->snapshots[0].parent, "");
+  assert_string_equal(rec->snapshots[1].parent, "a");
+  assert_string_equal(rec->snapshot_current, "b-2");
+  struct json_object *a = vm_record_to_json(rec);
+  vm_record *back = parse_ok(json_object_to_json_string(a));
+  struct json_object *b = vm_record_to_json(back);
+  assert_true(json_object_equal(a, b));
+  json_object_put(a);
+  json_object_put(b);
+  vm_record_free(back);
+  vm_record_free(rec);
+  json_object_put(doc);
+
+  static const struct {
+    const char *snapshots, *current, *needle;
+  } bad[] = {
+      {"{}", NULL, "'snapshots' is not an array"},
+      {"[1]", NULL, "not an object"},
+      {"[{}]", NULL, "'name' is missing"},
+      {"[{\"name\":\"../x\"}]", NULL, "'name' is not a valid snapshot name"},
+      {"[{\"name\":\"a\"},{\"name\":\"a\"}]", NULL, "there twice"},
+      {"[{\"name\":\"a\",\"ram\":1}]", NULL, "'ram'"},
+      {"[{\"name\":\"a\",\"vm_state\":\"\\u001b[2J\"}]", NULL, "'vm_state'"},
+      {"[{\"name\":\"a\",\"vm_state_size\":-1}]", NULL, "'vm_state_size'"},
+      {"[{\"name\":\"a\",\"parent\":\"A B\"}]", NULL, "'parent'"},
+      {"[]", "\"x/y\"", "'snapshot_current'"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    doc = json_parse(text);
+    json_object_object_add(doc, "snapshots", json_parse(bad[i].snapshots));
+    if (bad[i].current) json_object_object_add(doc, "snapshot_current", json_parse(bad[i].current));
+    rec = NULL;
+    err = NULL;
+    assert_int_equal(vm_record_from_json(&rec, doc, &err), QVM_EINVAL);
+    if (!strstr(qvm_error_message(err), bad[i].needle))
+      fail_msg("%s: '%s' does not name '%s'", bad[i].snapshots, qvm_error_message(err),
+               bad[i].needle);
+    assert_null(rec);
+    qvm_error_free(err);
+    json_object_put(doc);
+  }
+  /* More than VM_SNAPSHOT_MAX entries. */
+  struct json_object *many = json_object_new_array();
+  for (int i = 0; i <= VM_SNAPSHOT_MAX; i++) {
+    char name[16];
+    snprintf(name, sizeof name, "s%d", i);
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "name", json_object_new_string(name));
+    json_object_array_add(many, o);
+  }
+  doc = json_parse(text);
+  json_object_object_add(doc, "snapshots", many);
+  err = NULL;
+  assert_int_equal(vm_record_from_json(&rec, doc, &err), QVM_EINVAL);
+  assert_non_null(strstr(qvm_error_message(err), "more than"));
+  qvm_error_free(err);
+  json_object_put(doc);
+  free(text);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_up_without_cpus),  cmocka_unit_test(test_schema1_fields),
       cmocka_unit_test(test_schema1_migrates), cmocka_unit_test(test_round_trip),
       cmocka_unit_test(test_hostile_members),  cmocka_unit_test(test_newer_schema),
       cmocka_unit_test(test_updates),          cmocka_unit_test(test_up_diff),
-      cmocka_unit_test(test_up_syntax_stable),
+      cmocka_unit_test(test_up_syntax_stable), cmocka_unit_test(test_snapshots),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
