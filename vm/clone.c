@@ -157,6 +157,17 @@ static int clone_run(char **out_json, const char *src, const char *dst,
     _cleanup_close_ int lock = -1;
     r = img_store_lock(&lock, s, false, STORE_LOCK_MS, err);
     if (r >= 0) r = qvm_vm_create(NULL, dst, &plan.o, err);
+    if (r >= 0 && opts->then == QVM_VM_CLONE_UP) {
+      vm_paths p = {0};
+      r = vm_paths_init(&p, dst, err);
+      if (r >= 0) r = vm_up_record_create(&p, &plan.o, err);
+      vm_paths_clear(&p);
+      if (r < 0) {
+        qvm_error *rerr = NULL;
+        qvm_vm_remove(dst, true, &rerr);
+        qvm_error_free(rerr);
+      }
+    }
   }
   if (r < 0 && digest[0] && !existed) {
     qvm_error *rerr = NULL;

@@ -84,25 +84,58 @@ static bool has_vm_disk(const vm_spec *s) {
   return false;
 }
 
-/* Whether disk.qcow2 holds an internal snapshot called name (qemu-img's
- * JSON, bounded: it comes from a header a guest may have rewritten). */
-static int snapshot_exists(bool *out, const char *opts, const char *name, qvm_error **err) {
+#define TMP_SNAPSHOT_PREFIX "qvm-import-"
+
+/* The names of disk.qcow2's internal snapshots, from qemu-img's JSON
+ * (bounded and type-checked: it comes from a header a guest may have
+ * rewritten). Snapshots without a string name are skipped. */
+static int disk_snapshots(char ***out, size_t *out_n, const char *opts, qvm_error **err) {
   char *argv[] = {"qemu-img", "info", "-U", "--output=json", "--image-opts", (char *)opts, NULL};
   _cleanup_free_ char *text = NULL;
   int r = vm_run_program(&text, argv, err);
   if (r < 0) return r;
   struct json_object *info = json_tokener_parse(text), *snaps = NULL;
   if (!info) return qvm_error_set(err, QVM_EINVAL, "qemu-img info printed no json");
-  *out = false;
-  if (json_object_object_get_ex(info, "snapshots", &snaps) &&
-      json_object_is_type(snaps, json_type_array))
-    for (size_t i = 0; i < json_object_array_length(snaps) && !*out; i++) {
-      struct json_object *sn = json_object_array_get_idx(snaps, i), *n = NULL;
-      *out = json_object_object_get_ex(sn, "name", &n) &&
-             json_object_is_type(n, json_type_string) && !strcmp(json_object_get_string(n), name);
-    }
+  size_t n = json_object_object_get_ex(info, "snapshots", &snaps) &&
+                     json_object_is_type(snaps, json_type_array)
+                 ? json_object_array_length(snaps)
+                 : 0;
+  if (n > 65536) n = 65536;
+  char **names = calloc(n + 1, sizeof *names);
+  size_t k = 0;
+  for (size_t i = 0; names && i < n; i++) {
+    struct json_object *sn = json_object_array_get_idx(snaps, i), *v = NULL;
+    if (json_object_object_get_ex(sn, "name", &v) && json_object_is_type(v, json_type_string) &&
+        !(names[k++] = strdup(json_object_get_string(v))))
+      r = -1;
+  }
   json_object_put(info);
+  if (!names || r < 0) {
+    for (size_t i = 0; names && i < k; i++) free(names[i]);
+    free(names);
+    return oom(err);
+  }
+  *out = names;
+  *out_n = k;
   return 0;
+}
+
+static void names_free(char **names, size_t n) {
+  for (size_t i = 0; i < n; i++) free(names[i]);
+  free(names);
+}
+
+static bool has_name(char *const *names, size_t n, const char *name) {
+  for (size_t i = 0; i < n; i++)
+    if (!strcmp(names[i], name)) return true;
+  return false;
+}
+
+/* A temporary snapshot of ours ("qvm-import-" and 12 hex digits). */
+static bool tmp_snapshot_name(const char *name) {
+  size_t p = strlen(TMP_SNAPSHOT_PREFIX);
+  if (strncmp(name, TMP_SNAPSHOT_PREFIX, p) || strlen(name) != p + 12) return false;
+  return strspn(name + p, "0123456789abcdef") == 12;
 }
 
 static int qmp_snapshot(const qvm_vm *vm, const char *command, const char *name, qvm_error **err) {
@@ -206,9 +239,20 @@ static int import_locked(import_ctx *c, qvm_error **err) {
   if (!(opts = image_opts(vm->spec, disk, true)) ||
       !(info_opts = image_opts(vm->spec, disk, false)))
     return oom(err);
+  char **snaps = NULL;
+  size_t n_snaps = 0;
+  if ((r = disk_snapshots(&snaps, &n_snaps, info_opts, err)) < 0) return r;
+  bool found = c->snapshot && has_name(snaps, n_snaps, c->snapshot);
+  /* Under the VM's lock no other import runs: a temporary snapshot of
+   * ours is left over from an import that was killed; QEMU deletes it. */
+  for (size_t i = 0; running && i < n_snaps; i++)
+    if (tmp_snapshot_name(snaps[i])) {
+      qvm_error *derr = NULL;
+      qmp_snapshot(vm, "blockdev-snapshot-delete-internal-sync", snaps[i], &derr);
+      qvm_error_free(derr);
+    }
+  names_free(snaps, n_snaps);
   if (c->snapshot) {
-    bool found = false;
-    if ((r = snapshot_exists(&found, info_opts, c->snapshot, err)) < 0) return r;
     if (!found) {
       qvm_error_set(err, QVM_ENOTFOUND, "it has no snapshot '%s'", c->snapshot);
       return qvm_error_set_hint(err, QVM_ENOTFOUND, "SnapshotUnknown", c->snapshot);
@@ -222,8 +266,8 @@ static int import_locked(import_ctx *c, qvm_error **err) {
     char tmp[32];
     if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
       return qvm_error_set_errno(err, errno, "cannot get random bytes");
-    snprintf(tmp, sizeof tmp, "qvm-import-%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3],
-             rnd[4], rnd[5]);
+    snprintf(tmp, sizeof tmp, TMP_SNAPSHOT_PREFIX "%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1],
+             rnd[2], rnd[3], rnd[4], rnd[5]);
     report(c->o, "snapshot", 0, 0);
     if ((r = qmp_snapshot(vm, "blockdev-snapshot-internal-sync", tmp, err)) < 0)
       return qvm_error_prefix(err, "cannot take a temporary snapshot of its disk");

@@ -114,7 +114,9 @@ expect_eq "$rc" 1 "clone of a vm with a writable drive"
 expect_match "$out" "writable drive" "writable drive message"
 [[ ! -e $vms/c9 ]] || fail "the refused clone left c9"
 
-# Clone of a running vm: it keeps running; the temporary snapshot is gone.
+# Clone of a running vm: it keeps running; the temporary snapshot is gone,
+# and so is one left over by a killed import (made here with qemu-img).
+qemu-img snapshot -c qvm-import-0123456789ab "$vms/s1/disk.qcow2"
 out=$(qvm up s1 "${boot[@]}" --image "$tmp/base.qcow2" --disk 32M 2>&1) || fail "second up s1: $out"
 qvm exec s1 -- sh -c "printf $marker2 > /dev/vda && sync" || fail "writing the second marker"
 pid=$(qvm info s1 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])')
@@ -132,7 +134,15 @@ for _ in $(seq 1 120); do
   sleep 1
 done
 expect_eq "$(qvm exec c2 -- head -c ${#marker} /dev/vda)" "$marker2" "c2 boots s1's disk state"
+grep -q "seed hostname=c2" "$vms/c2/serial.log" || fail "c2's seed does not name it"
 qvm stop c2 --timeout 30 >/dev/null || fail "stop c2"
+
+# --up: the clone comes up with its own pinned host key (exec checks it).
+json=$(qvm clone s1 c4 --up --no-wait-cloud-init --timeout 180 --json --quiet 2>"$tmp/c4.err") || fail "clone --up: $json $(cat "$tmp/c4.err")"
+expect_eq "$(jget "$json" '["state"]')" running "c4's state after --up"
+expect_eq "$(qvm exec c4 -- head -c ${#marker} /dev/vda)" "$marker2" "c4 answers exec"
+grep -q "seed hostname=c4" "$vms/c4/serial.log" || fail "c4's seed does not name it"
+qvm stop c4 --timeout 30 >/dev/null || fail "stop c4"
 qvm stop s1 --timeout 30 >/dev/null || fail "stop s1"
 
 # --snapshot: an internal snapshot of the stopped disk (made here with
@@ -147,7 +157,7 @@ expect_eq "$(content_head "$vms/c3/disk.qcow2")" "$marker2" "c3's disk at the sn
 expect_eq "$(disk_sum s1)" "$before" "s1's disk after the snapshot clone"
 
 # The clones' images go once no clone uses them.
-for n in c1 c2 c3; do qvm rm --force "$n" >/dev/null || fail "rm $n"; done
+for n in c1 c2 c3 c4; do qvm rm --force "$n" >/dev/null || fail "rm $n"; done
 out=$(qvm image prune --json) || fail "prune: $out"
 expect_match "$out" "${img2}" "prune removes the running clone's image"
 [[ ! -e $store/sha256/${img2#sha256:} ]] || fail "the running clone's image is still stored"

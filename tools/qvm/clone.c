@@ -16,7 +16,8 @@
 #define VERB "clone"
 
 static const char clone_help[] =
-    "usage: qvm clone SRC DST [--snapshot SNAP] [--start | --up] [--json] [--quiet]\n"
+    "usage: qvm clone SRC DST [--snapshot SNAP] [--start | --up] [--timeout S]\n"
+    "                 [--no-wait-cloud-init] [--json] [--quiet]\n"
     "\n"
     "Makes vm DST a linked clone of vm SRC: SRC's disk state (or its internal\n"
     "snapshot SNAP) becomes an unnamed store image, and DST gets an overlay on it\n"
@@ -32,6 +33,9 @@ static const char clone_help[] =
     "  --snapshot SNAP   clone an internal snapshot of SRC's disk\n"
     "  --start           start DST\n"
     "  --up              bring DST up (start, ssh, cloud-init: as 'qvm up')\n"
+    "  --timeout S       --start: until QEMU answers (default 60); --up: the whole\n"
+    "                    up (default 600)\n"
+    "  --no-wait-cloud-init  --up: stop waiting once SSH works\n"
     "  --json            print {\"name\", \"source\", \"snapshot\", \"image\", \"uuid\",\n"
     "                    \"mac\", \"state\"}; progress as JSON lines on stderr\n"
     "  --quiet, -q       no progress\n";
@@ -42,10 +46,14 @@ static int clone_run(int argc, char **argv) {
                                            {"up", no_argument, 0, 'u'},
                                            {"json", no_argument, 0, 'j'},
                                            {"quiet", no_argument, 0, 'q'},
+                                           {"timeout", required_argument, 0, 't'},
+                                           {"no-wait-cloud-init", no_argument, 0, 'W'},
                                            {"help", no_argument, 0, 'h'},
                                            {0, 0, 0, 0}};
   qvm_vm_clone_options opts = QVM_VM_CLONE_OPTIONS_INIT;
   bool json = false, quiet = false, start = false, up = false;
+  qvm_up_options upo = QVM_UP_OPTIONS_INIT;
+  qvm_vm_start_options so = QVM_VM_START_OPTIONS_INIT;
   int c;
   optind = 0;
   opterr = 0;
@@ -56,6 +64,16 @@ static int clone_run(int argc, char **argv) {
     case 'u': up = true; break;
     case 'j': json = true; break;
     case 'q': quiet = true; break;
+    case 'W': upo.wait_cloud_init = false; break;
+    case 't': {
+      char *end = NULL;
+      long v = strtol(optarg, &end, 10);
+      if (!*optarg || *end || v < 1 || v > 86400)
+        return qvm_cli_usage_error(VERB, "timeout '%s' is invalid: use seconds from 1 to 86400",
+                                   optarg);
+      upo.timeout_ms = so.timeout_ms = (int)v * 1000;
+      break;
+    }
     case 'h': return fputs(clone_help, stdout), QVM_EXIT_OK;
     default: return qvm_cli_bad_option(VERB, c, argv);
     }
@@ -68,8 +86,8 @@ static int clone_run(int argc, char **argv) {
     return qvm_cli_usage_error(VERB, "unexpected argument '%s'", argv[optind + 2]);
   const char *src = argv[optind], *dst = argv[optind + 1];
   opts.then = up ? QVM_VM_CLONE_UP : start ? QVM_VM_CLONE_START : QVM_VM_CLONE_CREATE;
-  qvm_up_options upo = QVM_UP_OPTIONS_INIT;
   qvm_up_result res = {0};
+  opts.start = &so;
   opts.up = &upo;
   opts.up_result = &res;
   qvm_cli_progress prog;
