@@ -246,7 +246,7 @@ static int import_locked(import_ctx *c, qvm_error **err) {
   /* Under the VM's lock no other import runs: a temporary snapshot of
    * ours is left over from an import that was killed; QEMU deletes it. */
   for (size_t i = 0; running && i < n_snaps; i++)
-    if (tmp_snapshot_name(snaps[i])) {
+    if (tmp_snapshot_name(snaps[i]) && !(c->snapshot && !strcmp(snaps[i], c->snapshot))) {
       qvm_error *derr = NULL;
       qmp_snapshot(vm, "blockdev-snapshot-delete-internal-sync", snaps[i], &derr);
       qvm_error_free(derr);
