@@ -79,6 +79,11 @@ int vm_ctl_qmp(struct json_object **out, const vm_paths *p, const char *command,
 /* Under the VM's lock: what qvm_vm_reconcile does, and vm.json re-read. */
 int vm_reconcile_locked(qvm_vm *vm, qvm_error **err);
 
+/* Records in a VM just made by qvm_vm_create with `create` that up made
+ * it (vm/up.c), so that qvm_vm_up with the same options brings it up
+ * (qvm_vm_clone creates under the image store's lock, then ups). */
+int vm_up_record_create(const vm_paths *p, const qvm_vm_create_options *create, qvm_error **err);
+
 /* Appends one event line to events.jsonl (takes ownership of ev). */
 void vm_events_append(int fd, struct json_object *ev);
 /* The last lines of a file, for error messages ("" when none). */

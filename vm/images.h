@@ -3,7 +3,11 @@
 #define QVM_VM_IMAGES_H
 
 /* What vm/images.c (the public qvm_image_*) and vm/image_pull.c share. */
+#include <stdbool.h>
+
 #include <json-c/json.h>
+
+#include <qvm/image.h>
 
 #include "image/store.h"
 #include "util/cleanup.h"
@@ -19,5 +23,16 @@ int images_record(struct json_object **out, img_store *s, const img_meta *m, qvm
 int images_used_by(struct json_object **out, const char *path, qvm_error **err);
 /* A URL without its userinfo ("https://u:p@h/x" -> "https://h/x"). */
 char *images_url_without_userinfo(const char *url);
+
+/* The import behind qvm_image_import_vm, into the open store s:
+ * out_digest (may be NULL) gets the image's hex digest, *out_existed
+ * (may be NULL) whether the store had it before (vm/image_import.c). */
+int vm_image_import(char out_digest[65], bool *out_existed, char **out_json, img_store *s,
+                    const char *vm_name, const char *snapshot, const char *name,
+                    const qvm_image_import_options *opts, qvm_error **err);
+/* Removes the image unless it has a name or a VM uses it. */
+int images_remove_unused(img_store *s, const char *digest, qvm_error **err);
+/* A snapshot name qvm passes to qemu-img: [A-Za-z0-9][A-Za-z0-9._-]{0,63}. */
+bool vm_snapshot_name_valid(const char *name);
 
 #endif

@@ -905,6 +905,12 @@ static int fill_run(up_run *u, qvm_error **err) {
   return 0;
 }
 
+int vm_up_record_create(const vm_paths *p, const qvm_vm_create_options *create, qvm_error **err) {
+  _cleanup_(vm_up_clear) vm_up request = {0};
+  int r = up_request(&request, create, err);
+  return r < 0 ? r : vm_record_set_up(p, &request, err);
+}
+
 /* err is never NULL here. */
 static int up(qvm_up_result *out, const char *name, const qvm_vm_create_options *create,
               const qvm_up_options *opts, qvm_error **err) {

@@ -96,6 +96,35 @@ QVM_API int qvm_image_catalog(char **out_json, qvm_error **err);
  * /etc/qvm/catalog.yaml as root, else $XDG_CONFIG_HOME/qvm/catalog.yaml. */
 QVM_API int qvm_image_catalog_path(char **out, qvm_error **err);
 
+/* Import from a VM ("golden images"): the VM's disk state (its disk.qcow2
+ * over its image, or an internal snapshot of it) flattened into one
+ * standalone qcow2 by `qemu-img convert`, committed to the store with
+ * source "vm:<name>" (docs/ARCHITECTURE.md, "Clones"). The VM is never
+ * written, with one exception: a running VM without a snapshot gets a
+ * temporary internal snapshot (QMP, on its "disk" node) that is read and
+ * deleted again, so that the image is one consistent point in time. Phases
+ * "snapshot", "convert", "hash", "done". */
+#define QVM_IMAGE_IMPORT_OPTIONS_VERSION 1
+typedef struct qvm_image_import_options {
+  unsigned version; /* QVM_IMAGE_IMPORT_OPTIONS_VERSION (from _INIT) */
+  qvm_image_progress_fn *progress;
+  void *userdata;
+} qvm_image_import_options;
+#define QVM_IMAGE_IMPORT_OPTIONS_INIT                                                              \
+  { .version = QVM_IMAGE_IMPORT_OPTIONS_VERSION }
+
+/* Imports VM vm's disk state (snapshot: an internal snapshot of its disk,
+ * [A-Za-z0-9][A-Za-z0-9._-]{0,63}, or NULL: its current state) under name
+ * (NULL: unnamed; `qvm image prune` removes it once no VM uses it). opts may
+ * be NULL. *out_json (may be NULL): the image's record (as
+ * qvm_image_inspect) plus "vm" and "snapshot". QVM_ENOTFOUND: no such VM or
+ * snapshot (class "SnapshotUnknown"); QVM_EINVAL: a bad name, a VM without
+ * a disk.qcow2; QVM_ECONFLICT: the VM is starting or stopping; QVM_EBUSY:
+ * its lock is held. */
+QVM_API int qvm_image_import_vm(char **out_json, const char *vm, const char *snapshot,
+                                const char *name, const qvm_image_import_options *opts,
+                                qvm_error **err);
+
 /* Offline build: a cloud image made from distribution packages with
  * mmdebstrap (cloud-init with NoCloud only, OpenSSH, the guest agent, GRUB
  * for BIOS boot on an MBR-partitioned disk, one ext4 root partition filling

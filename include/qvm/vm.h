@@ -262,6 +262,50 @@ QVM_API int qvm_vm_restart(qvm_vm *vm, const qvm_vm_stop_options *stop,
  * cdrom-only VM); QVM_ECONFLICT: starting or stopping; QVM_EQMP: QEMU
  * refused. */
 QVM_API int qvm_vm_resize(qvm_vm *vm, uint64_t bytes, qvm_error **err);
+/* ---- clone (vm/clone.c) ---------------------------------------------------- */
+
+struct qvm_up_options; /* include/qvm/up.h */
+struct qvm_up_result;
+
+typedef enum qvm_vm_clone_then {
+  QVM_VM_CLONE_CREATE, /* create DST only */
+  QVM_VM_CLONE_START,  /* and start it (start) */
+  QVM_VM_CLONE_UP,     /* and bring it up (qvm_vm_up with up, up_result) */
+} qvm_vm_clone_then;
+
+#define QVM_VM_CLONE_OPTIONS_VERSION 1
+typedef struct qvm_vm_clone_options {
+  unsigned version;     /* QVM_VM_CLONE_OPTIONS_VERSION */
+  const char *snapshot; /* an internal snapshot of SRC's disk; NULL: its current state */
+  qvm_vm_clone_then then;
+  const qvm_vm_start_options *start; /* START; NULL: defaults */
+  const struct qvm_up_options *up;   /* UP; NULL: defaults */
+  struct qvm_up_result *up_result;   /* UP; may be NULL */
+  qvm_image_progress_fn *progress;   /* the import's phases (qvm_image_import_vm) */
+  void *userdata;
+} qvm_vm_clone_options;
+#define QVM_VM_CLONE_OPTIONS_INIT                                                                  \
+  { .version = QVM_VM_CLONE_OPTIONS_VERSION }
+
+/* A linked clone: SRC's disk state is imported into the store as an unnamed
+ * image (qvm_image_import_vm; SRC keeps running or stays stopped), and DST is
+ * created over it with SRC's recorded settings (cpus, memory, machine,
+ * accelerator, firmware, kernel, network, user, host-key policy, extra
+ * public keys, read-only drives and cdroms, seed image) and a fresh
+ * identity: uuid, MAC, client key, pinned host key, instance-id, hostname
+ * DST. Not copied: published ports (they would clash), cloud-config files
+ * and provision steps (their effect is in the disk). A writable extra drive
+ * is refused (both VMs would write it). The image is DST's spec image: it
+ * cannot be removed while a clone uses it, and prune removes it after.
+ * After a failure nothing is left (no DST, no staged file, no image that
+ * only this clone made), except when DST was made and only starting or
+ * bringing it up failed: DST then stays for inspection, as with up.
+ * *out_json (may be NULL): {"name", "source", "snapshot", "image" (sha256:HEX),
+ * "uuid", "mac", "state"}. QVM_ENOTFOUND: SRC or the snapshot unknown;
+ * QVM_EEXISTS: DST taken. */
+QVM_API int qvm_vm_clone(char **out_json, const char *src, const char *dst,
+                         const qvm_vm_clone_options *opts, qvm_error **err);
+
 /* Removes everything the VM has: processes (with force), sockets, files,
  * lock. Without force a running VM gives QVM_ECONFLICT (class "VmRunning"). */
 QVM_API int qvm_vm_remove(const char *name, bool force, qvm_error **err);

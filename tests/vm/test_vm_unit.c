@@ -16,6 +16,7 @@
 
 #include "testlib.h"
 #include "util/fs.h"
+#include "vm/images.h"
 #include "vm/net.h"
 #include "vm/qemu_user.h"
 #include "vm/spec.h"
@@ -286,6 +287,64 @@ static void test_lock_names_holder(void **state) {
   free(dir);
 }
 
+static int err_code(int r, qvm_error **err, const char *want) {
+  if (want) assert_non_null(strstr(qvm_error_message(*err), want));
+  qvm_error_free(*err);
+  *err = NULL;
+  return r;
+}
+
+/* Snapshot names go to qemu-img's -l and QMP: a comma, '=', a space or a
+ * control character would change what they say. */
+static void test_clone_args(void **state) {
+  (void)state;
+  assert_true(vm_snapshot_name_valid("snap1"));
+  assert_true(vm_snapshot_name_valid("A.b_c-9"));
+  assert_false(vm_snapshot_name_valid(""));
+  assert_false(vm_snapshot_name_valid(NULL));
+  assert_false(vm_snapshot_name_valid("-x"));
+  assert_false(vm_snapshot_name_valid("a,b"));
+  assert_false(vm_snapshot_name_valid("a=b"));
+  assert_false(vm_snapshot_name_valid("a b"));
+  assert_false(vm_snapshot_name_valid("a\nb"));
+  char long_name[66];
+  memset(long_name, 'a', 65);
+  long_name[65] = '\0';
+  assert_false(vm_snapshot_name_valid(long_name));
+  long_name[64] = '\0';
+  assert_true(vm_snapshot_name_valid(long_name));
+
+  char *dir = qvm_test_mkdtemp("vm-clone");
+  setenv("QVM_STATE_DIR", dir, 1);
+  setenv("QVM_RUNTIME_DIR", dir, 1);
+  qvm_error *err = NULL;
+  char *out = NULL;
+  assert_int_equal(err_code(qvm_vm_clone(&out, "src", "src", NULL, &err), &err, "already exists"),
+                   QVM_EEXISTS);
+  assert_int_equal(err_code(qvm_vm_clone(&out, "src", "BAD", NULL, &err), &err, "invalid"),
+                   QVM_EINVAL);
+  assert_int_equal(err_code(qvm_vm_clone(&out, "nope", "dst", NULL, &err), &err, "not found"),
+                   QVM_ENOTFOUND);
+  qvm_vm_clone_options co = QVM_VM_CLONE_OPTIONS_INIT;
+  co.version = 99;
+  assert_int_equal(err_code(qvm_vm_clone(&out, "nope", "dst", &co, &err), &err, NULL), QVM_EINVAL);
+  co = (qvm_vm_clone_options)QVM_VM_CLONE_OPTIONS_INIT;
+  co.then = (qvm_vm_clone_then)7;
+  assert_int_equal(err_code(qvm_vm_clone(&out, "nope", "dst", &co, &err), &err, NULL), QVM_EINVAL);
+  assert_int_equal(
+      err_code(qvm_image_import_vm(&out, "nope", "a,b", "x", NULL, &err), &err, "snapshot name"),
+      QVM_EINVAL);
+  assert_int_equal(
+      err_code(qvm_image_import_vm(&out, "nope", NULL, "Bad Name", NULL, &err), &err, NULL),
+      QVM_EINVAL);
+  assert_int_equal(
+      err_code(qvm_image_import_vm(&out, "nope", NULL, "x", NULL, &err), &err, "not found"),
+      QVM_ENOTFOUND);
+  assert_null(out);
+  qvm_test_rmtree(dir);
+  free(dir);
+}
+
 static void test_paths(void **state) {
   (void)state;
   char longdir[200];
@@ -456,6 +515,7 @@ int main(void) {
       cmocka_unit_test(test_bridge_mac_collision),
       cmocka_unit_test(test_create_checks_typed),
       cmocka_unit_test(test_qemu_user_default_checked),
+      cmocka_unit_test(test_clone_args),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,8 +10,9 @@
 #include "image_commands.h"
 
 static const struct qvm_command *const subcommands[] = {
-    &qvm_cmd_image_pull,  &qvm_cmd_image_ls,  &qvm_cmd_image_inspect, &qvm_cmd_image_rm,
-    &qvm_cmd_image_prune, &qvm_cmd_image_tag, &qvm_cmd_image_catalog, &qvm_cmd_image_build,
+    &qvm_cmd_image_pull,    &qvm_cmd_image_ls,    &qvm_cmd_image_inspect,
+    &qvm_cmd_image_rm,      &qvm_cmd_image_prune, &qvm_cmd_image_tag,
+    &qvm_cmd_image_catalog, &qvm_cmd_image_build, &qvm_cmd_image_import,
 };
 
 static void usage(FILE *f) {

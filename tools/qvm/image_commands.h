@@ -17,6 +17,7 @@ extern const struct qvm_command qvm_cmd_image_prune;
 extern const struct qvm_command qvm_cmd_image_tag;
 extern const struct qvm_command qvm_cmd_image_catalog;
 extern const struct qvm_command qvm_cmd_image_build;
+extern const struct qvm_command qvm_cmd_image_import;
 
 /* True when argv holds --help or -h. */
 bool qvm_cli_help_asked(int argc, char **argv);
