@@ -302,8 +302,14 @@ static int upload_dir(copy *c, const char *local, const char *remote, const stru
 
 static int upload_tree(copy *c, const char *local, const char *remote, int depth, qvm_error **err) {
   struct stat st;
-  if ((depth == 0 ? stat(local, &st) : lstat(local, &st)) < 0)
+  if ((depth == 0 ? stat(local, &st) : lstat(local, &st)) < 0) {
+    /* the file the user named is missing: not found, as a missing remote
+     * file is (exit 3), not a system failure */
+    if (depth == 0 && errno == ENOENT)
+      return qvm_error_set_code_errno(err, QVM_ENOTFOUND, errno, "'%s' not found",
+                                      shown_path(c, SHOW_LOCAL, local));
     return qvm_error_set_errno(err, errno, "cannot stat '%s'", shown_path(c, SHOW_LOCAL, local));
+  }
   if (depth > MAX_DEPTH || strlen(remote) > MAX_PATH_LEN)
     return qvm_error_set(err, QVM_EINVAL, "'%s' is nested too deeply",
                          shown_path(c, SHOW_LOCAL, local));

@@ -394,7 +394,17 @@ static void test_cp_files_and_trees(void **state) {
                   "chmod 0600 '%s/big.bin'; chmod 0755 '%s/sub/one'; mkdir -p '%s'",
                   tree, tree, tree, tree, tree, tree, tree, tree, tree, tree, back),
       0);
-  result r = QVM(NULL, "cp", "-r", tree, VM ":/tmp/");
+  /* a missing local file is not found (exit 3), as a missing remote one is */
+  char missing[840];
+  snprintf(missing, sizeof missing, "%s/no-such-file", work);
+  result r = QVM(NULL, "cp", missing, VM ":/tmp/");
+  assert_int_equal(r.status, 3);
+  assert_non_null(strstr(r.err, "no-such-file' not found"));
+  result_clear(&r);
+  r = QVM(NULL, "cp", VM ":/tmp/no-such-file", back);
+  assert_int_equal(r.status, 3);
+  result_clear(&r);
+  r = QVM(NULL, "cp", "-r", tree, VM ":/tmp/");
   expect_ok(&r);
   result_clear(&r);
   /* the guest has the same bytes */
