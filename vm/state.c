@@ -31,8 +31,18 @@ static int dir_from_env(char **out, const char *env, const char *xdg, const char
     r = asprintf(out, "%s/qvm", v);
   else if (xdg_fallback && (v = getenv("HOME")) && v[0] == '/')
     r = asprintf(out, "%s/%s/qvm", v, xdg_fallback);
-  else
-    return qvm_error_set(err, QVM_ENOTFOUND, "cannot tell where qvm keeps its files: set %s", env);
+  else if (!xdg_fallback) {
+    qvm_error_set(err, QVM_ENOTFOUND,
+                  "cannot tell where qvm keeps its sockets: neither %s nor %s is set (a login "
+                  "session sets %s)",
+                  env, xdg, xdg);
+    return qvm_error_set_hint(err, QVM_ENOTFOUND, "NoRuntimeDir", env);
+  } else {
+    qvm_error_set(err, QVM_ENOTFOUND,
+                  "cannot tell where qvm keeps its files: neither %s, %s nor HOME is set", env,
+                  xdg);
+    return qvm_error_set_hint(err, QVM_ENOTFOUND, "NoStateDir", env);
+  }
   if (r < 0) return qvm_error_set_errno(err, ENOMEM, "cannot build a path");
   if ((*out)[0] != '/') {
     free(*out);

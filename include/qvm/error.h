@@ -96,6 +96,9 @@ QVM_API const char *qvm_error_message(const qvm_error *err);
  *                        or seed_iso, which build no seed
  *   "ImageInUse"         image remove of an image vms use (QVM_ECONFLICT); the
  *                        subject is their names, separated by spaces
+ *   "NoRuntimeDir"       not root and neither QVM_RUNTIME_DIR nor XDG_RUNTIME_DIR
+ *                        is set (QVM_ENOTFOUND); the subject names the variable
+ *   "NoStateDir"         not root and no QVM_STATE_DIR, XDG_DATA_HOME or HOME
  *   "ImageUnknown"       an image reference that is no url, file, stored
  *                        image or catalog alias (QVM_ENOTFOUND)
  *   "ImageUnverified"    a pull of a url with no digest or checksum file

@@ -148,6 +148,21 @@ expect 1 "unknown key 'memroy' in vm 'a': did you mean 'memory'\\?.*hint: .*docs
 src=${QVM_SOURCE_DIR:-$(dirname "$0")/../..}
 expect 2 "'$src/examples/qvm.yaml' describes no vm 'nosuch'" -- up -f "$src/examples/qvm.yaml" nosuch
 
+# Not root, and no XDG_RUNTIME_DIR (su, cron, a CI job): the message names
+# both variables and the hint how to get one; nothing is created.
+if [[ $(id -u) == 0 ]] && command -v setpriv >/dev/null; then
+  got=0
+  (cd / && env -i PATH=/usr/bin:/bin HOME=/nonexistent-qvm-home \
+    setpriv --reuid=65534 --regid=65534 --clear-groups \
+    "$qvm" create x --kernel /etc/hostname --no-cloud-init) >"$dir/out" 2>"$dir/err" || got=$?
+  if [[ $got != 3 ]] || ! grep -q "neither QVM_RUNTIME_DIR nor XDG_RUNTIME_DIR is set" "$dir/err" ||
+    ! grep -q "^hint: .*XDG_RUNTIME_DIR" "$dir/err" || [[ -e /nonexistent-qvm-home ]]; then
+    echo "FAIL: create as a user without XDG_RUNTIME_DIR -> exit $got:" >&2
+    sed 's/^/  /' "$dir/err" >&2
+    failures=$((failures + 1))
+  fi
+fi
+
 if ((failures)); then
   echo "test_vm_access_cli: $failures failure(s)" >&2
   exit 1

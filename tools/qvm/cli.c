@@ -63,6 +63,11 @@ static const struct {
     {"CloudInitError",
      "use --allow-cloud-init-errors to go on anyway; inspect with 'qvm logs %1$s'", NULL},
     {"ImageInUse", "remove the vms first: qvm rm %1$s", NULL},
+    {"NoRuntimeDir",
+     "log in through a session that sets XDG_RUNTIME_DIR (/run/user/UID), or set %1$s to a "
+     "private directory",
+     NULL},
+    {"NoStateDir", "set HOME, XDG_DATA_HOME or %1$s", NULL},
     {"ImageUnknown", "see 'qvm image ls' for stored images and 'qvm image catalog' for aliases",
      NULL},
     {"ImageUnverified",
