@@ -110,6 +110,23 @@ int qvm_cli_fail(const char *verb, qvm_error *err, const char *hint) {
   return qvm_cli_exit_code(code ? code : QVM_ESYS);
 }
 
+int qvm_cli_dispatch(const char *verb, void (*usage)(FILE *f),
+                     const struct qvm_command *const *subs, size_t n, int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return QVM_EXIT_USAGE;
+  }
+  const char *sub = argv[1];
+  if (!strcmp(sub, "--help") || !strcmp(sub, "-h") || !strcmp(sub, "help")) {
+    usage(stdout);
+    return QVM_EXIT_OK;
+  }
+  for (size_t i = 0; i < n; i++)
+    if (!strcmp(subs[i]->name, sub)) return subs[i]->run(argc - 1, argv + 1);
+  fprintf(stderr, "qvm %s: unknown subcommand '%s'\ntry 'qvm %s --help'\n", verb, sub, verb);
+  return QVM_EXIT_USAGE;
+}
+
 int qvm_cli_usage_error(const char *verb, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);

@@ -42,6 +42,11 @@ int qvm_cli_fail(const char *verb, qvm_error *err, const char *hint);
 /* Same for a usage problem: prints the message and "try 'qvm VERB --help'". */
 int qvm_cli_usage_error(const char *verb, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* A verb made of subcommands (`qvm image SUB`, `qvm snapshot SUB`): runs
+ * the one argv[1] names with argv[1..]; none, --help/-h/help print usage;
+ * an unknown one is a usage error naming it. */
+int qvm_cli_dispatch(const char *verb, void (*usage)(FILE *f),
+                     const struct qvm_command *const *subs, size_t n, int argc, char **argv);
 int qvm_cli_exit_code(int qvm_code);
 /* For getopt_long's '?' (unknown option) or ':' (missing value; the
  * optstring starts with ':'), with opterr = 0 so getopt prints nothing: one

@@ -71,19 +71,8 @@ void qvm_cli_format_bytes(char *out, size_t size, unsigned long long bytes) {
 }
 
 static int image_run(int argc, char **argv) {
-  if (argc < 2) {
-    usage(stderr);
-    return QVM_EXIT_USAGE;
-  }
-  const char *sub = argv[1];
-  if (!strcmp(sub, "--help") || !strcmp(sub, "-h") || !strcmp(sub, "help")) {
-    usage(stdout);
-    return QVM_EXIT_OK;
-  }
-  for (size_t i = 0; i < sizeof subcommands / sizeof *subcommands; i++)
-    if (!strcmp(subcommands[i]->name, sub)) return subcommands[i]->run(argc - 1, argv + 1);
-  fprintf(stderr, "qvm image: unknown subcommand '%s'\ntry 'qvm image --help'\n", sub);
-  return QVM_EXIT_USAGE;
+  return qvm_cli_dispatch("image", usage, subcommands, sizeof subcommands / sizeof *subcommands,
+                          argc, argv);
 }
 
 const struct qvm_command qvm_cmd_image = {"image", "pull, list, tag and remove disk images",

@@ -69,19 +69,8 @@ int snapshot_cli_done(const snapshot_cli_args *a, qvm_vm *vm, const char *did) {
 }
 
 static int snapshot_run(int argc, char **argv) {
-  if (argc < 2) {
-    usage(stderr);
-    return QVM_EXIT_USAGE;
-  }
-  const char *sub = argv[1];
-  if (!strcmp(sub, "--help") || !strcmp(sub, "-h") || !strcmp(sub, "help")) {
-    usage(stdout);
-    return QVM_EXIT_OK;
-  }
-  for (size_t i = 0; i < sizeof subcommands / sizeof *subcommands; i++)
-    if (!strcmp(subcommands[i]->name, sub)) return subcommands[i]->run(argc - 1, argv + 1);
-  fprintf(stderr, "qvm snapshot: unknown subcommand '%s'\ntry 'qvm snapshot --help'\n", sub);
-  return QVM_EXIT_USAGE;
+  return qvm_cli_dispatch("snapshot", usage, subcommands, sizeof subcommands / sizeof *subcommands,
+                          argc, argv);
 }
 
 const struct qvm_command qvm_cmd_snapshot = {
