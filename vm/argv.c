@@ -463,6 +463,16 @@ int vm_argv_build(vm_argv **out, const vm_argv_input *in, qvm_error **err) {
   add_virtio_serial(&b, in);
   push(&b, "-device");
   push(&b, "virtio-rng-pci");
+  /* A new generation id at every QEMU start: a Linux guest (5.18+) reseeds
+   * its RNG when it changes, which a fork resumed from one memory image
+   * many times needs (docs/ARCHITECTURE.md, "Forks"). */
+  push(&b, "-device");
+  push(&b, "vmgenid,id=vmgenid0,guid=auto");
+  if (in->incoming_fd > 0) {
+    /* A fork: the guest's memory and device state from this file, no boot. */
+    push(&b, "-incoming");
+    pushf(&b, "fd:%d", in->incoming_fd);
+  }
   if (b.oom) return qvm_error_set_errno(err, ENOMEM, "cannot build the qemu command line");
   *out = TAKE_PTR(a);
   return 0;

@@ -14,6 +14,7 @@
 #include <qvm/vm.h>
 
 #include "util/cleanup.h"
+#include "vm/clone.h"
 #include "vm/handle.h"
 #include "vm/images.h"
 
@@ -21,22 +22,16 @@
 
 static int oom(qvm_error **err) { return qvm_error_set_errno(err, ENOMEM, "out of memory"); }
 
-/* What DST gets from SRC's spec; the arrays point into src's spec. */
-typedef struct clone_plan {
-  qvm_vm_create_options o;
-  char image[72];
-  const char **cdroms;
-  qvm_vm_drive *drives;
-  const char **keys;
-} clone_plan;
-
-static void plan_clear(clone_plan *p) {
+void vm_clone_plan_clear(vm_clone_plan *p) {
   free(p->cdroms);
   free(p->drives);
   free(p->keys);
+  p->cdroms = NULL;
+  p->drives = NULL;
+  p->keys = NULL;
 }
 
-static int plan_from_spec(clone_plan *p, const vm_spec *s, qvm_error **err) {
+int vm_clone_plan_init(vm_clone_plan *p, const vm_spec *s, qvm_error **err) {
   qvm_vm_create_options *o = &p->o;
   *o = (qvm_vm_create_options)QVM_VM_CREATE_OPTIONS_INIT;
   o->image = p->image;
@@ -120,7 +115,7 @@ static int result_json(char **out, const char *src, const char *dst, const char 
   return *out ? 0 : oom(err);
 }
 
-static int dst_free(const char *dst, qvm_error **err) {
+int vm_name_free(const char *dst, qvm_error **err) {
   vm_paths p = {0};
   int r = vm_paths_init(&p, dst, err);
   if (r < 0) return r;
@@ -136,12 +131,12 @@ static int clone_run(char **out_json, const char *src, const char *dst,
   if (!strcmp(src, dst))
     return qvm_error_set(err, QVM_EEXISTS, "vm '%s' already exists: give the clone another name",
                          dst);
-  if ((r = dst_free(dst, err)) < 0) return r;
+  if ((r = vm_name_free(dst, err)) < 0) return r;
   qvm_vm *svm = NULL;
   if ((r = qvm_vm_open(&svm, src, err)) < 0) return r;
-  clone_plan plan = {0};
+  vm_clone_plan plan = {0};
   /* Refuse what cannot be cloned before the (long) import. */
-  r = plan_from_spec(&plan, svm->spec, err);
+  r = vm_clone_plan_init(&plan, svm->spec, err);
   _cleanup_(img_store_freep) img_store *s = NULL;
   if (r >= 0) r = images_store_open(&s, err);
   char digest[65] = "";
@@ -186,7 +181,7 @@ static int clone_run(char **out_json, const char *src, const char *dst,
     if (r < 0) qvm_error_prefix(err, "clone '%s' was created but did not come up", dst);
   }
   if (r >= 0 && out_json) r = result_json(out_json, src, dst, opts->snapshot, plan.image, err);
-  plan_clear(&plan);
+  vm_clone_plan_clear(&plan);
   qvm_vm_free(svm);
   return r;
 }

@@ -76,6 +76,17 @@ int vm_ctl_stop(const vm_paths *p, int shim_pidfd, bool kill, int stop_timeout_m
  * with its message; a refused command QVM_EINVAL. */
 int vm_ctl_qmp(struct json_object **out, const vm_paths *p, const char *command,
                struct json_object *args, int timeout_ms, qvm_error **err);
+/* `save-state` on ctl.sock: the shim creates VM_FORK_STATE_FILE (0600) in
+ * the VM's directory and has QEMU migrate its RAM and device state into it
+ * (getfd + migrate fd:); the caller follows it with query-migrate. */
+int vm_ctl_save_state(const vm_paths *p, int timeout_ms, qvm_error **err);
+/* In a VM's directory: the migration stream `save-state` writes, and the
+ * one a fork's shim resumes from once (it unlinks it when it opens it). */
+#define VM_FORK_STATE_FILE "fork.state"
+#define VM_INCOMING_FILE "incoming.state"
+/* The guest's clock set to the host's (the guest agent's guest-set-time):
+ * a fork resumes with the time its source was saved at. */
+int vm_qga_set_time(const vm_paths *p, int timeout_ms, qvm_error **err);
 /* Under the VM's lock: what qvm_vm_reconcile does, and vm.json re-read. */
 int vm_reconcile_locked(qvm_vm *vm, qvm_error **err);
 

@@ -138,6 +138,15 @@ static bool tmp_snapshot_name(const char *name) {
   return strspn(name + p, "0123456789abcdef") == 12;
 }
 
+int vm_tmp_snapshot_name(char out[32], qvm_error **err) {
+  unsigned char rnd[6];
+  if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
+    return qvm_error_set_errno(err, errno, "cannot get random bytes");
+  snprintf(out, 32, TMP_SNAPSHOT_PREFIX "%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3],
+           rnd[4], rnd[5]);
+  return 0;
+}
+
 static int qmp_snapshot(const qvm_vm *vm, const char *command, const char *name, qvm_error **err) {
   struct json_object *args = json_object_new_object(), *ret = NULL;
   if (!args) return oom(err);
@@ -262,12 +271,8 @@ static int import_locked(import_ctx *c, qvm_error **err) {
   if (running && !c->snapshot) {
     /* A temporary internal snapshot: a consistent point qemu-img can read
      * while the guest goes on writing (docs/ARCHITECTURE.md, "Clones"). */
-    unsigned char rnd[6];
     char tmp[32];
-    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
-      return qvm_error_set_errno(err, errno, "cannot get random bytes");
-    snprintf(tmp, sizeof tmp, TMP_SNAPSHOT_PREFIX "%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1],
-             rnd[2], rnd[3], rnd[4], rnd[5]);
+    if ((r = vm_tmp_snapshot_name(tmp, err)) < 0) return r;
     report(c->o, "snapshot", 0, 0);
     if ((r = qmp_snapshot(vm, "blockdev-snapshot-internal-sync", tmp, err)) < 0)
       return qvm_error_prefix(err, "cannot take a temporary snapshot of its disk");
@@ -314,6 +319,20 @@ static int import_locked(import_ctx *c, qvm_error **err) {
   memcpy(m.digest, c->digest, sizeof m.digest);
   r = img_store_commit(c->s, c->staged, &m, c->name, err);
   vm_image_info_clear(&info);
+  return r;
+}
+
+int vm_image_import_held(char out_digest[65], bool *out_existed, img_store *s, qvm_vm *vm,
+                         const char *snapshot, const qvm_image_import_options *opts,
+                         qvm_error **err) {
+  import_ctx c = {.vm = vm, .snapshot = snapshot, .o = opts, .s = s};
+  int r = import_locked(&c, err);
+  if (c.staged) unlink(c.staged); /* gone already once committed */
+  free(c.staged);
+  if (r >= 0) {
+    memcpy(out_digest, c.digest, 65);
+    *out_existed = c.existed;
+  }
   return r;
 }
 

@@ -8,6 +8,7 @@
 #include <json-c/json.h>
 
 #include <qvm/image.h>
+#include <qvm/vm.h>
 
 #include "image/store.h"
 #include "util/cleanup.h"
@@ -30,6 +31,14 @@ char *images_url_without_userinfo(const char *url);
 int vm_image_import(char out_digest[65], bool *out_existed, char **out_json, img_store *s,
                     const char *vm_name, const char *snapshot, const char *name,
                     const qvm_image_import_options *opts, qvm_error **err);
+/* The same for vm, open and under its lock (held by the caller), with no
+ * name and no JSON: the fork's import of its temporary snapshot. */
+int vm_image_import_held(char out_digest[65], bool *out_existed, img_store *s, qvm_vm *vm,
+                         const char *snapshot, const qvm_image_import_options *opts,
+                         qvm_error **err);
+/* A temporary internal snapshot's name ("qvm-import-" and 12 random hex
+ * digits): under the VM's lock, the next import deletes one left over. */
+int vm_tmp_snapshot_name(char out[32], qvm_error **err);
 /* Removes the image unless it has a name or a VM uses it. */
 int images_remove_unused(img_store *s, const char *digest, qvm_error **err);
 /* A snapshot name qvm passes to qemu-img: [A-Za-z0-9][A-Za-z0-9._-]{0,63}. */

@@ -208,6 +208,31 @@ static bool ask_agent(ip_search *s, int timeout_ms) {
   return found;
 }
 
+int vm_qga_set_time(const vm_paths *p, int timeout_ms, qvm_error **err) {
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", p->qga_sock);
+  _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+    return qvm_error_set_errno(err, errno, "cannot reach the guest agent's socket");
+  int64_t deadline = qvm_now_ms() + timeout_ms;
+  if (!qga_sync(fd, -1, deadline))
+    return qvm_error_set(err, QVM_ETIMEOUT, "the guest agent did not answer within %d ms",
+                         timeout_ms);
+  char cmd[96];
+  snprintf(cmd, sizeof cmd, "{\"execute\":\"guest-set-time\",\"arguments\":{\"time\":%lld}}\n",
+           (long long)qvm_realtime_us() * 1000);
+  if (qga_send(fd, -1, cmd, deadline) < 0)
+    return qvm_error_set(err, QVM_ETIMEOUT, "cannot send to the guest agent");
+  struct json_object *r = qga_read(fd, -1, deadline), *e = NULL;
+  int rc = 0;
+  if (!r)
+    rc = qvm_error_set(err, QVM_ETIMEOUT, "the guest agent did not answer guest-set-time");
+  else if (json_object_object_get_ex(r, "error", &e))
+    rc = qvm_error_set(err, QVM_EPROTO, "the guest agent refused guest-set-time");
+  json_object_put(r);
+  return rc;
+}
+
 /* --- the search ------------------------------------------------------------------- */
 
 static bool look_now(ip_search *s) { return look_lease(s); }

@@ -715,6 +715,7 @@ static int shim_spawn(shim *s, qvm_error **err) {
   int r;
   shim_log_forget(s->vm->paths.serial_log);
   shim_log_forget(s->vm->paths.qemu_log);
+  if ((r = shim_take_incoming(s, err)) < 0) return r;
   while ((r = shim_spawn_once(s, err)) == 2) shim_retry_port(s);
   if (r != 0) return r; /* 1: reported and recorded */
   s->t_qmp_us = qvm_realtime_us();
@@ -784,7 +785,8 @@ int vm_shim_run(int *out, qvm_vm *vm, const shim_config *cfg, qvm_error **err) {
             .events_cap = log_cap("QVM_EVENTS_LOG_MAX", VM_EVENTS_LOG_MAX),
             .qemu_cap = log_cap("QVM_QEMU_LOG_MAX", VM_QEMU_LOG_MAX),
             .serial_ino = -1,
-            .log_poll_ms = -1};
+            .log_poll_ms = -1,
+            .incoming_fd = -1};
   vm_record_set_lock_wait(VM_RECORD_SHIM_LOCK_WAIT_MS);
   s.events_fd =
       open(vm->paths.events, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -822,6 +824,7 @@ int vm_shim_run(int *out, qvm_vm *vm, const shim_config *cfg, qvm_error **err) {
   qvm_qmp_free(s.qmp);
   if (s.qmp_client_fd >= 0) close(s.qmp_client_fd);
   if (s.pidfd >= 0) close(s.pidfd);
+  if (s.incoming_fd >= 0) close(s.incoming_fd);
   if (s.sigfd >= 0) close(s.sigfd);
   if (s.serial_ino >= 0) close(s.serial_ino);
   if (s.events_fd >= 0) close(s.events_fd);

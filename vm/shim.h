@@ -49,6 +49,7 @@ typedef struct shim {
   int64_t log_poll_ms; /* without inotify: the next look at the logs, -1 with it */
   bool qmp_more;       /* QMP events may wait beyond the last pass's share */
   shim_ctl *ctl;       /* ctl.sock; NULL when it could not be set up */
+  int incoming_fd;     /* a fork's migration stream (VM_INCOMING_FILE, unlinked); -1: boot */
 } shim;
 
 /* The guest grows serial.log, qemu.log (through QEMU) and events.jsonl
@@ -63,9 +64,14 @@ typedef struct shim {
 #define VM_EVENT_LINE_MAX (64 << 10)
 
 int shim_launch_qemu(shim *s, qvm_error **err);
+/* A fork: VM_INCOMING_FILE in the VM's directory is opened and unlinked
+ * (one resume per file: a later start boots from the disk), and QEMU gets
+ * it as -incoming fd:N. 0 when there is none. */
+int shim_take_incoming(shim *s, qvm_error **err);
 /* QEMU starts paused (-S): once QMP answers, checks that it is still in
  * 'prelaunch' and, when -runas was given, that it no longer runs as root,
- * then sends cont and checks that it is 'running'. */
+ * then sends cont and checks that it is 'running'. A fork waits for its
+ * incoming migration to complete first (QEMU is 'inmigrate', then 'paused'). */
 int shim_start_guest(shim *s, qvm_error **err);
 int shim_pidfd_open(pid_t pid);
 /* For ctl.sock (shim_ctl.c): a graceful stop (powerdown, then quit, then

@@ -242,15 +242,11 @@ static int ctl_send_line(ctl_conn *c, const char *line, int64_t deadline, qvm_er
   return 0;
 }
 
-int vm_ctl_qmp(struct json_object **out, const vm_paths *p, const char *command,
-               struct json_object *args, int timeout_ms, qvm_error **err) {
+/* One request (req gets id 1; consumed) and its reply's result. */
+static int ctl_call(struct json_object **out, const vm_paths *p, struct json_object *req,
+                    const char *command, int timeout_ms, qvm_error **err) {
   int64_t deadline = qvm_now_ms() + timeout_ms;
-  struct json_object *req = json_object_new_object();
-  if (!req) return qvm_error_set_errno(err, ENOMEM, "out of memory");
   json_object_object_add(req, "id", json_object_new_int(1));
-  json_object_object_add(req, "cmd", json_object_new_string("qmp"));
-  json_object_object_add(req, "command", json_object_new_string(command));
-  if (args) json_object_object_add(req, "arguments", json_object_get(args));
   _cleanup_free_ char *line = NULL;
   int n = asprintf(&line, "%s\n", json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN));
   json_object_put(req);
@@ -281,7 +277,24 @@ int vm_ctl_qmp(struct json_object **out, const vm_paths *p, const char *command,
     r = ctl_error(m, err);
   else if (!json_object_object_get_ex(m, "result", &res))
     r = qvm_error_set(err, QVM_EPROTO, "the vm's shim answered qmp '%s' without a result", command);
-  if (r >= 0) *out = json_object_get(res);
+  if (r >= 0 && out) *out = json_object_get(res);
   json_object_put(m);
   return r;
+}
+
+int vm_ctl_qmp(struct json_object **out, const vm_paths *p, const char *command,
+               struct json_object *args, int timeout_ms, qvm_error **err) {
+  struct json_object *req = json_object_new_object();
+  if (!req) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  json_object_object_add(req, "cmd", json_object_new_string("qmp"));
+  json_object_object_add(req, "command", json_object_new_string(command));
+  if (args) json_object_object_add(req, "arguments", json_object_get(args));
+  return ctl_call(out, p, req, command, timeout_ms, err);
+}
+
+int vm_ctl_save_state(const vm_paths *p, int timeout_ms, qvm_error **err) {
+  struct json_object *req = json_object_new_object();
+  if (!req) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  json_object_object_add(req, "cmd", json_object_new_string("save-state"));
+  return ctl_call(NULL, p, req, "save-state", timeout_ms, err);
 }

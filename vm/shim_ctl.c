@@ -11,6 +11,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -477,6 +479,57 @@ static bool cmd_qmp(shim_ctl *c, ctl_client *cl, struct json_object *id, struct 
   return true;
 }
 
+/* save-state: QEMU's RAM and device state into VM_FORK_STATE_FILE, a file
+ * the shim makes itself (no path comes from the client), handed to QEMU as
+ * an fd (it may not open files here: it runs as another user). The client
+ * follows the migration with query-migrate. Returns whether it waited on QEMU. */
+static bool cmd_save_state(shim_ctl *c, ctl_client *cl, struct json_object *id, shim *s) {
+  if (!s->qmp) {
+    reply_error(c, cl, id, "qmp", "qemu's monitor is not connected");
+    return false;
+  }
+  if (qvm_qmp_abandoned_pending(s->qmp)) {
+    reply_error(c, cl, id, "busy", "qemu has not answered an earlier qmp command yet");
+    return false;
+  }
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/%s", s->vm->paths.dir, VM_FORK_STATE_FILE);
+  if (unlink(path) < 0 && errno != ENOENT) {
+    reply_error(c, cl, id, "internal", "cannot remove an old '%s': %s", path, strerror(errno));
+    return false;
+  }
+  _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    reply_error(c, cl, id, "internal", "cannot create '%s': %s", path, strerror(errno));
+    return false;
+  }
+  struct json_object *getfd = json_object_new_object(), *params = json_object_new_object(),
+                     *mig = json_object_new_object();
+  json_object_object_add(getfd, "fdname", json_object_new_string("qvm-state"));
+  /* QEMU 7.2 caps a migration at 128 MiB/s by default; a file takes more. */
+  json_object_object_add(params, "max-bandwidth", json_object_new_int64(INT64_C(1) << 40));
+  json_object_object_add(mig, "uri", json_object_new_string("fd:qvm-state"));
+  qvm_error *e = NULL;
+  int r = qvm_qmp_execute_with_fd(NULL, s->qmp, "getfd", getfd, fd, &e);
+  if (r == 0)
+    r = qvm_qmp_execute_timeout(NULL, s->qmp, "migrate-set-parameters", params,
+                                SHIM_CTL_QMP_TIMEOUT_MS, &e);
+  if (r == 0)
+    r = qvm_qmp_execute_timeout(NULL, s->qmp, "migrate", mig, SHIM_CTL_QMP_TIMEOUT_MS, &e);
+  shim_drain_qmp(s);
+  if (r == 0) {
+    reply_ok(c, cl, id, json_object_new_object());
+  } else {
+    unlink(path);
+    reply_error(c, cl, id, r == QVM_ETIMEOUT ? "timeout" : "qmp", "%s", qvm_error_message(e));
+  }
+  qvm_error_free(e);
+  json_object_put(getfd);
+  json_object_put(params);
+  json_object_put(mig);
+  return true;
+}
+
 static void cmd_subscribe(shim_ctl *c, ctl_client *cl, struct json_object *id,
                           struct json_object *req) {
   int64_t since = 0;
@@ -544,6 +597,8 @@ static bool handle_line(shim_ctl *c, ctl_client *cl, shim *s, const char *line, 
       cmd_kill(c, cl, id, s);
     else if (!strcmp(name, "qmp"))
       waited = cmd_qmp(c, cl, id, req, s);
+    else if (!strcmp(name, "save-state"))
+      waited = cmd_save_state(c, cl, id, s);
     else if (!strcmp(name, "subscribe"))
       cmd_subscribe(c, cl, id, req);
     else

@@ -4,6 +4,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -30,6 +31,7 @@
 
 /* QEMU's fds: 3 QMP, 4 serial console, 5 the tap (bridge net). */
 #define SHIM_TAP_FD 5
+#define SHIM_INCOMING_FD 6 /* a fork's migration stream */
 
 static int unix_listen(int *out, const char *path, qvm_error **err) {
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -136,19 +138,23 @@ static void qemu_envp_free(char **envp) {
 
 /* In the child between fork and exec: only async-signal-safe calls. */
 __attribute__((noreturn)) static void exec_qemu(char **argv, char **envp, int qmp, int console,
-                                                int log, int tap) {
+                                                int log, int tap, int incoming) {
   setsid();
   int q = fcntl(qmp, F_DUPFD_CLOEXEC, 10), c = fcntl(console, F_DUPFD_CLOEXEC, 10);
   int l = fcntl(log, F_DUPFD_CLOEXEC, 10);
   int t = tap >= 0 ? fcntl(tap, F_DUPFD_CLOEXEC, 10) : -1;
+  int i = incoming >= 0 ? fcntl(incoming, F_DUPFD_CLOEXEC, 10) : -1;
   /* Not O_CLOEXEC: with fd 0 closed this open returns 0, and dup2(0, 0)
    * would leave close-on-exec set on QEMU's stdin. Any other number is
    * closed below. */
   int nul = open("/dev/null", O_RDWR);
   if (q < 0 || c < 0 || l < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(l, 1) < 0 || dup2(l, 2) < 0 ||
-      dup2(q, 3) < 0 || dup2(c, 4) < 0 || (tap >= 0 && (t < 0 || dup2(t, SHIM_TAP_FD) < 0)))
+      dup2(q, 3) < 0 || dup2(c, 4) < 0 || (tap >= 0 && (t < 0 || dup2(t, SHIM_TAP_FD) < 0)) ||
+      (incoming >= 0 && (i < 0 || dup2(i, SHIM_INCOMING_FD) < 0)))
     _exit(126);
-  close_range(tap >= 0 ? SHIM_TAP_FD + 1 : SHIM_TAP_FD, ~0U, 0);
+  if (tap < 0) close_range(SHIM_TAP_FD, SHIM_TAP_FD, 0);
+  if (incoming < 0) close_range(SHIM_INCOMING_FD, SHIM_INCOMING_FD, 0);
+  close_range(SHIM_INCOMING_FD + 1, ~0U, 0);
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
@@ -186,6 +192,35 @@ static int shim_lost_qemu(shim *s, qvm_error **err) {
   return qvm_error_set_errno(err, e, "cannot open a pidfd for qemu");
 }
 
+int shim_take_incoming(shim *s, qvm_error **err) {
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/%s", s->vm->paths.dir, VM_INCOMING_FILE);
+  _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (fd < 0 && errno == ENOENT) return 0;
+  if (fd < 0) return qvm_error_set_errno(err, errno, "cannot open '%s'", path);
+  struct stat st;
+  if (fstat(fd, &st) < 0) return qvm_error_set_errno(err, errno, "cannot stat '%s'", path);
+  /* qvm's own file (qvm fork made it): a regular file of this user's */
+  if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077))
+    return qvm_error_set(err, QVM_EINVAL,
+                         "'%s' is not a private regular file of this user: qvm did not resume "
+                         "from it (remove it to boot the vm from its disk)",
+                         path);
+  /* Once only: the disk moves on from here, and this memory would not match it. */
+  if (unlink(path) < 0) return qvm_error_set_errno(err, errno, "cannot remove '%s'", path);
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+    return qvm_error_set_errno(err, errno, "cannot set up '%s'", path);
+  struct json_object *d = json_object_new_object();
+  json_object_object_add(d, "bytes", json_object_new_int64((int64_t)st.st_size));
+  struct json_object *ev = json_object_new_object();
+  json_object_object_add(ev, "event", json_object_new_string("qvm-incoming"));
+  json_object_object_add(ev, "data", d);
+  vm_events_append(s->events_fd, ev);
+  s->incoming_fd = TAKE_FD(fd);
+  return 0;
+}
+
 int shim_launch_qemu(shim *s, qvm_error **err) {
   const vm_paths *p = &s->vm->paths;
   _cleanup_close_ int qmp_listen = -1, console_listen = -1, qmp_client = -1, log = -1, tap = -1;
@@ -215,6 +250,7 @@ int shim_launch_qemu(shim *s, qvm_error **err) {
                       .serial_log = p->serial_log,
                       .ssh_port = s->ssh_port,
                       .tap_fd = tap >= 0 ? SHIM_TAP_FD : -1,
+                      .incoming_fd = s->incoming_fd >= 0 ? SHIM_INCOMING_FD : 0,
                       .qga_path = p->qga_sock,
                       .sandbox = sandbox_wanted(),
                       .runas = runas};
@@ -224,6 +260,11 @@ int shim_launch_qemu(shim *s, qvm_error **err) {
   snprintf(s->runas, sizeof s->runas, "%s", runas ? runas : "");
   char **envp = qemu_envp();
   if (!envp) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  /* An earlier attempt (its SSH port was taken) read some of it. */
+  if (s->incoming_fd >= 0 && lseek(s->incoming_fd, 0, SEEK_SET) < 0) {
+    qemu_envp_free(envp);
+    return qvm_error_set_errno(err, errno, "cannot rewind the fork's state");
+  }
   s->t_spawn_us = qvm_realtime_us();
   pid_t pid = fork();
   if (pid < 0) {
@@ -231,7 +272,7 @@ int shim_launch_qemu(shim *s, qvm_error **err) {
     qemu_envp_free(envp);
     return qvm_error_set_errno(err, e, "cannot fork qemu");
   }
-  if (pid == 0) exec_qemu(argv->argv, envp, qmp_listen, console_listen, log, tap);
+  if (pid == 0) exec_qemu(argv->argv, envp, qmp_listen, console_listen, log, tap, s->incoming_fd);
   qemu_envp_free(envp);
   s->qemu_pid = pid;
   s->child = true;
@@ -343,13 +384,63 @@ static void event_cont(const shim *s, const char *status) {
   vm_events_append(s->events_fd, ev);
 }
 
+#define SHIM_INCOMING_TIMEOUT_MS 300000
+#define SHIM_INCOMING_POLL_MS 20
+
+/* A fork's QEMU loads its state while the shim waits: query-migrate until
+ * "completed" (QEMU exits by itself when the load fails; qemu.log says why). */
+static int incoming_wait(shim *s, qvm_error **err) {
+  int64_t deadline = qvm_now_ms() + SHIM_INCOMING_TIMEOUT_MS;
+  for (;;) {
+    struct json_object *reply = NULL, *v = NULL;
+    /* QEMU's main loop is busy while it reads: its monitor may lag */
+    int r = qvm_qmp_execute_timeout(&reply, s->qmp, "query-migrate", NULL,
+                                    (int)qvm_deadline_left_ms(deadline), err);
+    if (r < 0) return qvm_error_prefix(err, "while qemu loaded the fork's state");
+    const char *st =
+        json_object_object_get_ex(reply, "status", &v) && json_object_is_type(v, json_type_string)
+            ? json_object_get_string(v)
+            : "";
+    bool done = !strcmp(st, "completed"), failed = !strcmp(st, "failed");
+    _cleanup_free_ char *why = failed && json_object_object_get_ex(reply, "error-desc", &v) &&
+                                       json_object_is_type(v, json_type_string)
+                                   ? qvm_text_for_terminal(json_object_get_string(v),
+                                                           (size_t)json_object_get_string_len(v), 0)
+                                   : NULL;
+    json_object_put(reply);
+    if (done) return 0;
+    if (failed)
+      return qvm_error_set(err, QVM_EQMP, "qemu could not load the fork's state: %s",
+                           why ? why : "no reason given");
+    if (qvm_deadline_left_ms(deadline) <= 0)
+      return qvm_error_set(err, QVM_ETIMEOUT, "qemu did not load the fork's state within %d s",
+                           SHIM_INCOMING_TIMEOUT_MS / 1000);
+    usleep(SHIM_INCOMING_POLL_MS * 1000);
+  }
+}
+
 int shim_start_guest(shim *s, qvm_error **err) {
   _cleanup_free_ char *before = NULL, *after = NULL;
   int r = qemu_status(&before, s, err);
   if (r < 0) return r;
-  if (strcmp(before, "prelaunch") != 0)
+  if (s->incoming_fd >= 0) {
+    /* The source was paused when it saved: QEMU ends the load paused. */
+    if (strcmp(before, "inmigrate") && strcmp(before, "paused"))
+      return qvm_error_set(err, QVM_EPROTO, "qemu is '%s' before it loaded the fork's state",
+                           before);
+    if ((r = check_dropped(s, err)) < 0 || (r = incoming_wait(s, err)) < 0) return r;
+    close(s->incoming_fd);
+    s->incoming_fd = -1;
+    free(before);
+    if ((r = qemu_status(&before, s, err)) < 0) return r;
+    if (strcmp(before, "paused") && strcmp(before, "running"))
+      return qvm_error_set(err, QVM_EPROTO, "qemu is '%s' after it loaded the fork's state",
+                           before);
+  } else if (strcmp(before, "prelaunch") != 0) {
     return qvm_error_set(err, QVM_EPROTO, "qemu is '%s' before qvm started its guest", before);
-  if ((r = check_dropped(s, err)) < 0) return r;
+  } else if ((r = check_dropped(s, err)) < 0) {
+    return r;
+  }
   event_cont(s, before);
   r = qvm_qmp_execute_timeout(NULL, s->qmp, "cont", NULL, SHIM_CONT_TIMEOUT_MS, err);
   if (r >= 0) r = qemu_status(&after, s, err);

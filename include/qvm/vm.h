@@ -306,6 +306,43 @@ typedef struct qvm_vm_clone_options {
 QVM_API int qvm_vm_clone(char **out_json, const char *src, const char *dst,
                          const qvm_vm_clone_options *opts, qvm_error **err);
 
+/* ---- fork (vm/fork.c) ------------------------------------------------------ */
+
+#define QVM_VM_FORK_MAX 64
+#define QVM_VM_FORK_OPTIONS_VERSION 1
+typedef struct qvm_vm_fork_options {
+  unsigned version;   /* QVM_VM_FORK_OPTIONS_VERSION */
+  unsigned count;     /* 1..QVM_VM_FORK_MAX; 0: 1 */
+  const char *prefix; /* forks are PREFIX-1..PREFIX-N; NULL: SRC's name */
+  bool no_wait;       /* return once each fork runs, without an SSH login */
+  int timeout_ms;     /* per fork: start, clock, SSH; 0: 60000 */
+  qvm_image_progress_fn *progress; /* phases: pause, save, import's, create, start */
+  void *userdata;
+} qvm_vm_fork_options;
+#define QVM_VM_FORK_OPTIONS_INIT                                                                   \
+  { .version = QVM_VM_FORK_OPTIONS_VERSION, .count = 1 }
+
+/* N forks of running SRC, resumed from its memory and device state without
+ * booting (docs/ARCHITECTURE.md, "Forks"). SRC is paused for a moment: its
+ * disk gets a temporary internal snapshot and QEMU saves RAM and devices to
+ * a file; then it runs on. The snapshot becomes an unnamed store image (as
+ * for a clone), each fork an overlay on it, and each fork's QEMU loads the
+ * saved state (-incoming), its clock set from the host (guest agent).
+ * A fork keeps the guest's identity: MAC, addresses, hostname, host key
+ * (pinned for it under its own name), SRC's client key, instance-id, and
+ * every process; each has its own user-mode network (its own SSH port) and
+ * its own disk. Needs user or no networking (bridged forks would clash on
+ * one MAC and IP: QVM_EINVAL, class "BridgeNetwork") and a SRC started with
+ * a generation id device (every VM this qvm starts; else QVM_EINVAL, class
+ * "NoVmGenId": restart SRC). After a failure nothing is left: no fork, no
+ * state file, no image only this call made, and SRC runs as before.
+ * *out_json (may be NULL): {"source", "image", "paused_ms", "state_bytes",
+ * "forks": [{"name", "uuid", "ssh_port", "ready_ms", "clock"}]}
+ * QVM_ECONFLICT: SRC not running (class "VmNotRunning"); QVM_EEXISTS: a
+ * fork's name is taken. */
+QVM_API int qvm_vm_fork(char **out_json, const char *src, const qvm_vm_fork_options *opts,
+                        qvm_error **err);
+
 /* Removes everything the VM has: processes (with force), sockets, files,
  * lock. Without force a running VM gives QVM_ECONFLICT (class "VmRunning"). */
 QVM_API int qvm_vm_remove(const char *name, bool force, qvm_error **err);

@@ -102,6 +102,17 @@ static void test_user_net_publish(void **state) {
   vm_spec_free(s);
 }
 
+/* A fork: resumed from a migration stream on fd 6, after the same devices. */
+static void test_incoming(void **state) {
+  (void)state;
+  vm_spec *s = base_spec("web-1");
+  add_disk(s);
+  vm_argv_input in = base_input(s);
+  in.incoming_fd = 6;
+  check_golden("incoming-fork", &in);
+  vm_spec_free(s);
+}
+
 static void test_kvm(void **state) {
   (void)state;
   vm_spec *s = base_spec("fast");
@@ -465,6 +476,7 @@ int main(void) {
       cmocka_unit_test(test_blockdev_json_paths),
       cmocka_unit_test(test_image_without_format),
       cmocka_unit_test(test_escape),
+      cmocka_unit_test(test_incoming),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
