@@ -4,6 +4,7 @@
 # one deleted, the restore brings both back (sha256); a process started
 # before the snapshot and killed after it runs again after the restore with
 # the same pid, and the guest's uptime continues from the snapshot's moment.
+# Then three forks of it (no boot): exec, the same sleeper, their own files.
 . "$(dirname "$0")/lib.sh"
 
 image=$(cloud_image)
@@ -52,4 +53,30 @@ expect_eq "$(g cat /proc/"$pid"/comm)" sleep "the sleeper runs again with pid $p
   fail "uptime after the restore is ${after} s, before the snapshot ${before} s"
 expect_match "$(qvm info e2e-snap --json)" '"state": *"running"' "running after the restore"
 out=$(qvm snapshot rm e2e-snap s1 2>&1) || fail "snapshot rm: $out"
+
+# Forks of the same guest (issue 13, the fork bullet; sharing this boot):
+# three forks answer exec with the sleeper still at its pid, their clocks
+# set from the host, and a file written in one is absent in the others.
+json=$(qvm fork e2e-snap --count 3 --prefix e2e-fk --json --quiet 2>"$tmp/fork.err") ||
+  fail "fork: $json $(cat "$tmp/fork.err")"
+log "fork: $json"
+for i in 1 2 3; do
+  f=e2e-fk-$i
+  qvm exec "$f" -- true || fail "$f does not answer exec"
+  expect_eq "$(qvm exec "$f" -- cat /proc/"$pid"/comm)" sleep "$f runs the sleeper with pid $pid"
+  expect_eq "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["forks"][int(sys.argv[2])]["clock"])' "$json" $((i - 1)))" \
+    set "$f's clock"
+  skew=$(($(qvm exec "$f" -- date +%s) - $(date +%s)))
+  ((skew > -10 && skew < 10)) || fail "$f's clock is ${skew} s off the host's"
+  expect_eq "$(qvm exec "$f" -- sh -c 'sha256sum ~/a.bin ~/b.bin')" "$sums" "$f has the guest's files"
+done
+qvm exec e2e-fk-2 -- sh -c 'echo only-2 > ~/fork-file && sync' || fail "writing in e2e-fk-2"
+for f in e2e-fk-1 e2e-fk-3 e2e-snap; do
+  set +e
+  qvm exec "$f" -- sh -c 'test -e ~/fork-file'
+  rc=$?
+  set -e
+  expect_eq "$rc" 1 "$f does not see the file written in e2e-fk-2"
+done
+for i in 1 2 3; do qvm down "e2e-fk-$i" --rm >/dev/null || fail "down --rm e2e-fk-$i"; done
 log "ok"
