@@ -51,7 +51,7 @@ typedef struct fork_child {
   char name[QVM_VM_NAME_MAX + 1];
   char uuid[40];
   unsigned ssh_port;
-  int64_t ready_ms;
+  int64_t resumed_ms, clock_ms, ready_ms; /* from the start of its start */
   char clock[160];
   bool made;
 } fork_child;
@@ -294,6 +294,7 @@ static int start_fork(fork_ctx *c, fork_child *k, qvm_error **err) {
   if (r >= 0) r = qvm_vm_start(vm, &so, err);
   if (r >= 0) r = vm_reload(vm, err);
   if (r >= 0 && vm->rec->has_runtime) k->ssh_port = vm->rec->runtime.ssh_port;
+  k->resumed_ms = qvm_now_ms() - t0;
   if (r >= 0 && c->agent) {
     qvm_error *e = NULL;
     if (vm_qga_set_time(&vm->paths, timeout, &e) == 0)
@@ -304,6 +305,7 @@ static int start_fork(fork_ctx *c, fork_child *k, qvm_error **err) {
   } else if (r >= 0) {
     snprintf(k->clock, sizeof k->clock, "not set: the guest has no agent");
   }
+  k->clock_ms = qvm_now_ms() - t0;
   if (r >= 0 && !c->o->no_wait) {
     qvm_vm_ssh_options o = QVM_VM_SSH_OPTIONS_INIT;
     o.timeout_ms = timeout;
@@ -339,6 +341,8 @@ static int result_json(char **out, const fork_ctx *c, const char *src, qvm_error
     json_object_object_add(f, "uuid", json_object_new_string(k->uuid));
     json_object_object_add(f, "ssh_port",
                            k->ssh_port ? json_object_new_int((int)k->ssh_port) : NULL);
+    json_object_object_add(f, "resumed_ms", json_object_new_int64(k->resumed_ms));
+    json_object_object_add(f, "clock_ms", json_object_new_int64(k->clock_ms));
     json_object_object_add(f, "ready_ms", json_object_new_int64(k->ready_ms));
     json_object_object_add(f, "clock", json_object_new_string(k->clock));
     json_object_array_add(a, f);

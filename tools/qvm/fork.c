@@ -36,8 +36,9 @@ static const char fork_help[] =
     "  --no-wait        return once each fork runs, without an SSH login\n"
     "  --timeout S      per fork: start, clock and SSH (default 60)\n"
     "  --json           print {\"source\", \"image\", \"paused_ms\", \"state_bytes\",\n"
-    "                   \"forks\": [{\"name\", \"uuid\", \"ssh_port\", \"ready_ms\",\n"
-    "                   \"clock\"}]}; progress as JSON lines on stderr\n"
+    "                   \"forks\": [{\"name\", \"uuid\", \"ssh_port\", \"resumed_ms\",\n"
+    "                   \"clock_ms\", \"ready_ms\", \"clock\"}]}; progress as JSON\n"
+    "                   lines on stderr\n"
     "  --quiet, -q      no progress\n";
 
 static int parse_count(const char *s, unsigned *out) {
