@@ -323,9 +323,9 @@ static int options_check(const qvm_cert_options *o, qvm_error **err) {
                            "actor must be 1 to %d characters of letters, digits and ._@+-",
                            MAX_ACTOR);
   }
-  if (o->ttl_s <= 0)
-    return qvm_error_set(err, QVM_EINVAL, "certificate lifetime must be positive, not %" PRId64 "s",
-                         o->ttl_s);
+  if (o->ttl_ms <= 0)
+    return qvm_error_set(err, QVM_EINVAL,
+                         "certificate lifetime must be positive, not %" PRId64 " ms", o->ttl_ms);
   if (o->kind == QVM_CERT_USER && (!o->principals || !o->principals[0]))
     return qvm_error_set(err, QVM_EINVAL, "a user certificate needs a principal (the guest user)");
   return 0;
@@ -336,10 +336,11 @@ static int spec_init(ssh_cert_spec *spec, const qvm_cert_options *o, qvm_error *
   *spec = (ssh_cert_spec){.type = o->kind == QVM_CERT_HOST ? SSH_CERT_HOST : SSH_CERT_USER,
                           .principals = o->principals,
                           .source_address = o->source_address};
-  if (now < SKEW_S || o->ttl_s > INT64_MAX - now)
+  int64_t ttl_s = o->ttl_ms / 1000 + (o->ttl_ms % 1000 != 0);
+  if (now < SKEW_S || ttl_s > INT64_MAX - now)
     return qvm_error_set(err, QVM_EINVAL, "certificate validity is out of range");
   spec->valid_after = (uint64_t)(now - SKEW_S);
-  spec->valid_before = (uint64_t)(now + o->ttl_s);
+  spec->valid_before = (uint64_t)(now + ttl_s);
   if (o->principals)
     while (spec->n_principals <= SSH_CERT_MAX_PRINCIPALS && o->principals[spec->n_principals])
       spec->n_principals++;
@@ -463,9 +464,10 @@ int qvm_cert_revoke(size_t *out_revoked, qvm_cert_ca *ca, const char *vm, uint64
   if (r >= 0) r = ca_lock(&lock, ca, err);
   if (r >= 0) r = issued_read(&l, ca, (int64_t)time(NULL), err);
   if (r >= 0) r = revoke_mark(&count, &l, vm, serial, err);
-  /* The KRL first: once a revocation is recorded, it is in effect. */
-  if (r >= 0) r = krl_write(ca, &l, err);
+  /* The record first: a KRL that failed to be written is rebuilt from it
+   * by the next revoke (which always rewrites the KRL). */
   if (r >= 0) r = issued_write(ca, &l, err);
+  if (r >= 0) r = krl_write(ca, &l, err);
   issued_clear(&l);
   if (r >= 0 && out_revoked) *out_revoked = count;
   return r;

@@ -70,14 +70,17 @@ typedef struct qvm_cert_options {
    * certificate's default is { vm }. */
   const char *const *principals;
   const char *source_address; /* user: "CIDR[,CIDR...]" (critical option), or NULL */
-  /* Lifetime in seconds from `now`; must be > 0. Not capped here: the
-   * caller decides what is short (qvm cert issue allows 1 to 10 minutes). */
-  int64_t ttl_s;
-  int64_t now; /* seconds since the epoch; 0: the current time */
+  /* Lifetime from `now` in milliseconds (rounded up to whole seconds, the
+   * certificate's unit); must be > 0. Not capped here: the caller decides
+   * what is short (qvm cert issue allows 1 to 10 minutes). */
+  int64_t ttl_ms;
+  /* A time, not a duration: seconds since the epoch, as in the certificate;
+   * 0: the current time. */
+  int64_t now;
 } qvm_cert_options;
 
 #define QVM_CERT_OPTIONS_INIT                                                                      \
-  { .version = QVM_CERT_OPTIONS_VERSION, .kind = QVM_CERT_USER, .ttl_s = 300 }
+  { .version = QVM_CERT_OPTIONS_VERSION, .kind = QVM_CERT_USER, .ttl_ms = 300000 }
 
 /* Signs a certificate for opts->public_line with the kind's CA, taking the
  * next serial (persisted before the certificate is returned) and recording

@@ -72,7 +72,7 @@ static int setup(void **state) {
   qvm_cert_options ho = QVM_CERT_OPTIONS_INIT;
   ho.kind = QVM_CERT_HOST;
   ho.vm = VM;
-  ho.ttl_s = 3600;
+  ho.ttl_ms = 3600 * 1000;
   if (qvm_ssh_key_generate(&hk, "", NULL) < 0 || qvm_ssh_key_write(hk, host_key, NULL, NULL) < 0)
     return -1;
   ho.public_line = qvm_ssh_key_public_line(hk);
@@ -223,7 +223,7 @@ static void test_expired_refused(void **state) {
   qvm_cert_options o = QVM_CERT_OPTIONS_INIT;
   o.vm = VM;
   o.principals = root;
-  o.ttl_s = 60;
+  o.ttl_ms = 60 * 1000;
   o.now = (int64_t)time(NULL) - 3600; /* valid for a minute, an hour ago */
   assert_int_equal(qvm_ssh_key_generate(&k, "", NULL), 0);
   assert_int_equal(qvm_ssh_key_write(k, key, NULL, NULL), 0);

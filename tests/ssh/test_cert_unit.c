@@ -297,12 +297,22 @@ static void test_ca_store(void **state) {
   assert_true(qvm_cert_valid_before(c1) - qvm_cert_valid_after(c1) == 300 + 30);
   assert_true(strncmp(qvm_cert_line(c1), "ssh-ed25519-cert-v01@openssh.com ", 33) == 0);
 
+  /* Milliseconds round up to the certificate's whole seconds; `now` is used. */
+  qvm_cert *c3 = NULL;
+  qvm_cert_options o3 = o;
+  o3.ttl_ms = 1500;
+  o3.now = 1700000000;
+  assert_int_equal(qvm_cert_issue(&c3, ca, &o3, NULL), 0);
+  assert_int_equal(qvm_cert_valid_after(c3), 1700000000 - 30);
+  assert_int_equal(qvm_cert_valid_before(c3), 1700000000 + 2);
+  qvm_cert_free(c3);
+
   /* Reopened: the same keys, and serials go on from where they were. */
   assert_int_equal(qvm_cert_ca_open(&again, cadir, NULL), 0);
   assert_string_equal(qvm_cert_ca_public_line(again, QVM_CERT_USER),
                       qvm_cert_ca_public_line(ca, QVM_CERT_USER));
   assert_int_equal(qvm_cert_issue(&c2, again, &o, NULL), 0);
-  assert_int_equal(qvm_cert_serial(c2), 2);
+  assert_int_equal(qvm_cert_serial(c2), 3);
 
   /* A host certificate names the vm; its serial cannot go into the KRL. */
   qvm_cert_options ho = QVM_CERT_OPTIONS_INIT;
@@ -310,9 +320,9 @@ static void test_ca_store(void **state) {
   ho.public_line = qvm_ssh_key_public_line(k);
   ho.vm = "vm1";
   assert_int_equal(qvm_cert_issue(&h, ca, &ho, NULL), 0);
-  assert_int_equal(qvm_cert_serial(h), 3);
+  assert_int_equal(qvm_cert_serial(h), 4);
   qvm_error *err = NULL;
-  assert_int_equal(qvm_cert_revoke(NULL, ca, "vm1", 3, &err), QVM_EINVAL);
+  assert_int_equal(qvm_cert_revoke(NULL, ca, "vm1", 4, &err), QVM_EINVAL);
   qvm_error_free(err);
   err = NULL;
   assert_int_equal(qvm_cert_revoke(NULL, ca, "vm2", 1, &err), QVM_ENOTFOUND);
@@ -323,7 +333,7 @@ static void test_ca_store(void **state) {
   assert_int_equal(qvm_cert_revoke(&n, ca, "vm1", 1, NULL), 0);
   assert_int_equal(n, 0); /* already revoked */
   assert_int_equal(qvm_cert_revoke(&n, ca, "vm1", 0, NULL), 0);
-  assert_int_equal(n, 1); /* serial 2; the host cert is not a user cert */
+  assert_int_equal(n, 1); /* serial 3: 2 expired long ago and was dropped; 4 is a host cert */
 
   /* The file qvm_cert_write writes is the line and a newline, 0644. */
   snprintf(path, sizeof path, "%s/c1-cert.pub", dir);
@@ -366,9 +376,9 @@ static void test_issue_hostile_input(void **state) {
   expect_issue_error(ca, &bad, QVM_EINVAL, "principal");
   bad = o, bad.principals = none;
   expect_issue_error(ca, &bad, QVM_EINVAL, "principal");
-  bad = o, bad.ttl_s = 0;
+  bad = o, bad.ttl_ms = 0;
   expect_issue_error(ca, &bad, QVM_EINVAL, "lifetime");
-  bad = o, bad.ttl_s = -5;
+  bad = o, bad.ttl_ms = -5;
   expect_issue_error(ca, &bad, QVM_EINVAL, "lifetime");
   bad = o, bad.vm = "../etc";
   expect_issue_error(ca, &bad, QVM_EINVAL, "../etc");

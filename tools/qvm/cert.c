@@ -193,7 +193,7 @@ static int issue_run(int argc, char **argv) {
   o.vm = a.vm;
   o.principals = a.principals;
   o.source_address = a.source_address;
-  o.ttl_s = a.ttl_s;
+  o.ttl_ms = a.ttl_s * 1000;
   if (qvm_ssh_key_generate(&key, "qvm-cert", &err) < 0 || qvm_cert_ca_open(&ca, NULL, &err) < 0)
     goto fail;
   o.public_line = qvm_ssh_key_public_line(key);
