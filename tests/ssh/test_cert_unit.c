@@ -495,6 +495,60 @@ static void test_concurrent_creation(void **state) {
   free(cadir);
 }
 
+/* Processes issuing at once get distinct serials, and all are recorded. */
+static void test_concurrent_serials(void **state) {
+  (void)state;
+  char *cadir = subdir("serials");
+  enum { N = 6, EACH = 5 };
+  qvm_cert_ca *ca = NULL;
+  assert_int_equal(qvm_cert_ca_open(&ca, cadir, NULL), 0);
+  qvm_cert_ca_free(ca);
+  int fds[N][2];
+  pid_t pids[N];
+  for (int i = 0; i < N; i++) {
+    assert_int_equal(pipe(fds[i]), 0);
+    pids[i] = fork();
+    assert_true(pids[i] >= 0);
+    if (pids[i] == 0) {
+      qvm_ssh_key *k = NULL;
+      close(fds[i][0]);
+      if (qvm_cert_ca_open(&ca, cadir, NULL) < 0 || qvm_ssh_key_generate(&k, "", NULL) < 0)
+        _exit(1);
+      qvm_cert_options o = user_options(qvm_ssh_key_public_line(k), "vm1");
+      for (int j = 0; j < EACH; j++) {
+        qvm_cert *c = NULL;
+        if (qvm_cert_issue(&c, ca, &o, NULL) < 0) _exit(1);
+        uint64_t serial = qvm_cert_serial(c);
+        if (write(fds[i][1], &serial, sizeof serial) != sizeof serial) _exit(1);
+        qvm_cert_free(c);
+      }
+      _exit(0);
+    }
+    close(fds[i][1]);
+  }
+  bool seen[N * EACH + 1] = {false};
+  for (int i = 0; i < N; i++) {
+    uint64_t serial;
+    int status = 0;
+    for (int j = 0; j < EACH; j++) {
+      assert_int_equal(read(fds[i][0], &serial, sizeof serial), sizeof serial);
+      assert_true(serial >= 1 && serial <= N * EACH);
+      assert_false(seen[serial]);
+      seen[serial] = true;
+    }
+    close(fds[i][0]);
+    assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  }
+  /* every one of them is in `issued`: --all revokes them all */
+  size_t n = 0;
+  assert_int_equal(qvm_cert_ca_open(&ca, cadir, NULL), 0);
+  assert_int_equal(qvm_cert_revoke(&n, ca, "vm1", 0, NULL), 0);
+  assert_int_equal(n, N * EACH);
+  qvm_cert_ca_free(ca);
+  free(cadir);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_sign_parse_roundtrip),
@@ -506,6 +560,7 @@ int main(void) {
       cmocka_unit_test(test_corrupt_files),
       cmocka_unit_test(test_concurrent_creation),
       cmocka_unit_test(test_parse_openssh_made),
+      cmocka_unit_test(test_concurrent_serials),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
