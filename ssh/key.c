@@ -12,6 +12,7 @@
 
 #include <sodium.h>
 
+#include "ssh/cert.h"
 #include "ssh/ssh_internal.h"
 #include "util/fs.h"
 
@@ -360,3 +361,6 @@ int qvm_ssh_public_line_check(const char *line, qvm_error **err) {
                          (int)type_len, line);
   return 0;
 }
+
+const unsigned char *ssh_key_public_bytes(const qvm_ssh_key *key) { return key->pk; }
+const unsigned char *ssh_key_secret_bytes(const qvm_ssh_key *key) { return key->sk; }

@@ -33,7 +33,7 @@ typedef struct vm_argv_input {
   const char *serial_log; /* everything the guest writes to its serial port */
   uint16_t ssh_port;      /* user net with ssh_forward: host port for guest 22 */
   int tap_fd;             /* bridge net: an open tap */
-  int incoming_fd; /* > 0: a migration stream to resume from (-incoming fd:N); 0: boot */
+  int incoming_fd;        /* > 0: a migration stream to resume from (-incoming fd:N); 0: boot */
   const char *qga_path;   /* a socket QEMU listens on for the guest agent; NULL: none */
   bool sandbox;           /* -sandbox on (QEMU built with seccomp) */
   /* "UID:GID": QEMU drops to them (-runas) once it has opened everything,

@@ -311,11 +311,11 @@ QVM_API int qvm_vm_clone(char **out_json, const char *src, const char *dst,
 #define QVM_VM_FORK_MAX 64
 #define QVM_VM_FORK_OPTIONS_VERSION 1
 typedef struct qvm_vm_fork_options {
-  unsigned version;   /* QVM_VM_FORK_OPTIONS_VERSION */
-  unsigned count;     /* 1..QVM_VM_FORK_MAX; 0: 1 */
-  const char *prefix; /* forks are PREFIX-1..PREFIX-N; NULL: SRC's name */
-  bool no_wait;       /* return once each fork runs, without an SSH login */
-  int timeout_ms;     /* per fork: start, clock, SSH; 0: 60000 */
+  unsigned version;                /* QVM_VM_FORK_OPTIONS_VERSION */
+  unsigned count;                  /* 1..QVM_VM_FORK_MAX; 0: 1 */
+  const char *prefix;              /* forks are PREFIX-1..PREFIX-N; NULL: SRC's name */
+  bool no_wait;                    /* return once each fork runs, without an SSH login */
+  int timeout_ms;                  /* per fork: start, clock, SSH; 0: 60000 */
   qvm_image_progress_fn *progress; /* phases: pause, save, import's, create, start */
   void *userdata;
 } qvm_vm_fork_options;

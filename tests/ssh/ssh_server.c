@@ -100,6 +100,11 @@ static int server_init(test_server *s, const char *tag) {
 
 int test_sshd_start(test_server *s, const char *host_key, const char *host_pub_line,
                     const char *authorized_keys) {
+  return test_sshd_start_config(s, host_key, host_pub_line, authorized_keys, NULL);
+}
+
+int test_sshd_start_config(test_server *s, const char *host_key, const char *host_pub_line,
+                           const char *authorized_keys, const char *extra_config) {
   char *config = NULL, *script = NULL;
   int r = -1;
   if (server_init(s, "sshd") < 0) return -1;
@@ -110,8 +115,8 @@ int test_sshd_start(test_server *s, const char *host_key, const char *host_pub_l
                "AuthorizedKeysFile %s/authorized_keys\nUsePAM no\nStrictModes no\n"
                "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
                "KbdInteractiveAuthentication no\nSubsystem sftp /usr/lib/openssh/sftp-server\n"
-               "MaxSessions 64\nMaxStartups 64\nLogLevel ERROR\n",
-               s->port, host_key, s->dir, s->dir) < 0)
+               "MaxSessions 64\nMaxStartups 64\nLogLevel ERROR\n%s",
+               s->port, host_key, s->dir, s->dir, extra_config ? extra_config : "") < 0)
     goto out;
   if (write_text(s->dir, "sshd_config", config, 0644) < 0 ||
       write_text(s->dir, "authorized_keys", authorized_keys, 0600) < 0)
