@@ -101,9 +101,7 @@ static int src_check(fork_ctx *c, qvm_error **err) {
   int r = vm_reconcile_locked(vm, err);
   if (r < 0) return r;
   if (qvm_vm_get_state(vm) != QVM_VM_RUNNING) {
-    qvm_error_set(err, QVM_ECONFLICT,
-                  "it is %s: a fork resumes a running vm's memory (start it, or use qvm clone "
-                  "for a stopped one)",
+    qvm_error_set(err, QVM_ECONFLICT, "it is %s: a fork resumes a running vm's memory",
                   qvm_vm_state_name(qvm_vm_get_state(vm)));
     return qvm_error_set_hint(err, QVM_ECONFLICT, "VmNotRunning", vm->name);
   }
@@ -118,9 +116,8 @@ static int src_check(fork_ctx *c, qvm_error **err) {
   if (qmp(NULL, vm, "query-vm-generation-id", NULL, &e) < 0) {
     qvm_error_set(err, QVM_EINVAL,
                   "its qemu has no generation id device (%s): forks resumed from one memory "
-                  "image would share their random number generator's state; restart it "
-                  "(qvm restart %s) and fork again",
-                  qvm_error_message(e), vm->name);
+                  "image would share their random number generator's state",
+                  qvm_error_message(e));
     qvm_error_free(e);
     return qvm_error_set_hint(err, QVM_EINVAL, "NoVmGenId", vm->name);
   }

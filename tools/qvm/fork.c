@@ -127,8 +127,10 @@ static int fork_run(int argc, char **argv) {
   if (r < 0) {
     const char *cls = qvm_error_class(err);
     const char *hint = qvm_cli_vm_hint(err);
-    if (cls && !strcmp(cls, "VmNotRunning")) hint = "start it first: qvm start SRC";
-    if (cls && !strcmp(cls, "NoVmGenId")) hint = "qvm restart SRC, then fork again";
+    if (cls && !strcmp(cls, "VmNotRunning"))
+      hint = "start it first (qvm start SRC), or clone a stopped vm: qvm clone SRC DST";
+    if (cls && !strcmp(cls, "NoVmGenId"))
+      hint = "restart it (qvm restart SRC): vms qvm starts now have one";
     if (cls && !strcmp(cls, "BridgeNetwork")) hint = "use qvm clone for a vm on a bridge";
     return qvm_cli_fail(VERB, err, hint);
   }
