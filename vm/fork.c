@@ -292,17 +292,18 @@ static int start_fork(fork_ctx *c, fork_child *k, qvm_error **err) {
   if (r >= 0) r = vm_reload(vm, err);
   if (r >= 0 && vm->rec->has_runtime) k->ssh_port = vm->rec->runtime.ssh_port;
   k->resumed_ms = qvm_now_ms() - t0;
-  if (r >= 0 && c->agent) {
-    qvm_error *e = NULL;
-    if (vm_qga_set_time(&vm->paths, timeout, &e) == 0)
-      snprintf(k->clock, sizeof k->clock, "set");
-    else
-      snprintf(k->clock, sizeof k->clock, "not set: %s", qvm_error_message(e));
+  /* The clock request goes first; its answer is read after the SSH login,
+   * so that the two overlap. */
+  int agent = -1;
+  unsigned id = 0;
+  qvm_error *e = NULL;
+  if (r >= 0 && c->agent && vm_qga_set_time_send(&agent, &id, &vm->paths, &e) < 0) {
+    snprintf(k->clock, sizeof k->clock, "not set: %s", qvm_error_message(e));
     qvm_error_free(e);
-  } else if (r >= 0) {
+    e = NULL;
+  } else if (r >= 0 && !c->agent) {
     snprintf(k->clock, sizeof k->clock, "not set: the guest has no agent");
   }
-  k->clock_ms = qvm_now_ms() - t0;
   if (r >= 0 && !c->o->no_wait) {
     qvm_vm_ssh_options o = QVM_VM_SSH_OPTIONS_INIT;
     o.timeout_ms = timeout;
@@ -311,6 +312,15 @@ static int start_fork(fork_ctx *c, fork_child *k, qvm_error **err) {
     qvm_ssh_free(ssh);
   }
   k->ready_ms = qvm_now_ms() - t0;
+  if (agent >= 0) {
+    if (vm_qga_set_time_wait(agent, id, timeout, &e) == 0)
+      snprintf(k->clock, sizeof k->clock, "set");
+    else
+      snprintf(k->clock, sizeof k->clock, "not set: %s", qvm_error_message(e));
+    qvm_error_free(e);
+    close(agent);
+  }
+  k->clock_ms = qvm_now_ms() - t0;
   qvm_vm_free(vm);
   if (r < 0) qvm_error_prefix(err, "fork '%s'", k->name);
   return r;

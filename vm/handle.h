@@ -87,6 +87,10 @@ int vm_ctl_save_state(const vm_paths *p, int timeout_ms, qvm_error **err);
 /* The guest's clock set to the host's (the guest agent's guest-set-time):
  * a fork resumes with the time its source was saved at. */
 int vm_qga_set_time(const vm_paths *p, int timeout_ms, qvm_error **err);
+/* The same in two halves: send (a connected fd, the sync id), and later
+ * wait for the agent's answers (the caller closes the fd). */
+int vm_qga_set_time_send(int *out_fd, unsigned *out_id, const vm_paths *p, qvm_error **err);
+int vm_qga_set_time_wait(int fd, unsigned id, int timeout_ms, qvm_error **err);
 /* Under the VM's lock: what qvm_vm_reconcile does, and vm.json re-read. */
 int vm_reconcile_locked(qvm_vm *vm, qvm_error **err);
 

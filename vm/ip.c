@@ -208,29 +208,83 @@ static bool ask_agent(ip_search *s, int timeout_ms) {
   return found;
 }
 
-int vm_qga_set_time(const vm_paths *p, int timeout_ms, qvm_error **err) {
+int vm_qga_set_time_send(int *out_fd, unsigned *out_id, const vm_paths *p, qvm_error **err) {
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
   snprintf(sa.sun_path, sizeof sa.sun_path, "%s", p->qga_sock);
   _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
     return qvm_error_set_errno(err, errno, "cannot reach the guest agent's socket");
-  int64_t deadline = qvm_now_ms() + timeout_ms;
-  if (!qga_sync(fd, -1, deadline))
-    return qvm_error_set(err, QVM_ETIMEOUT, "the guest agent did not answer within %d ms",
-                         timeout_ms);
-  char cmd[96];
-  snprintf(cmd, sizeof cmd, "{\"execute\":\"guest-set-time\",\"arguments\":{\"time\":%lld}}\n",
-           (long long)qvm_realtime_us() * 1000);
-  if (qga_send(fd, -1, cmd, deadline) < 0)
+  unsigned id = 0;
+  if (getrandom(&id, sizeof id, 0) != sizeof id) id = (unsigned)qvm_now_us();
+  id &= 0x7fffffff;
+  /* Both at once: the agent answers the sync (its parser reset by 0xff),
+   * then sets the time, while the caller does something else. */
+  char cmd[256];
+  snprintf(cmd, sizeof cmd,
+           "\xff{\"execute\":\"guest-sync-delimited\",\"arguments\":{\"id\":%u}}\n"
+           "{\"execute\":\"guest-set-time\",\"arguments\":{\"time\":%lld}}\n",
+           id, (long long)qvm_realtime_us() * 1000);
+  if (qga_send(fd, -1, cmd, qvm_now_ms() + QGA_QUERY_MS) < 0)
     return qvm_error_set(err, QVM_ETIMEOUT, "cannot send to the guest agent");
-  struct json_object *r = qga_read(fd, -1, deadline), *e = NULL;
+  *out_fd = TAKE_FD(fd);
+  *out_id = id;
+  return 0;
+}
+
+/* The agent's answers as lines (it ends each with a newline; the sync's
+ * starts with 0xff): several may come in one read. 1 when the sync's and
+ * then the set-time's were seen, 0 for more, -1 for an error reply. */
+static int set_time_lines(char *buf, size_t *len, unsigned id, bool *synced) {
+  char *start = buf, *nl;
   int rc = 0;
-  if (!r)
-    rc = qvm_error_set(err, QVM_ETIMEOUT, "the guest agent did not answer guest-set-time");
-  else if (json_object_object_get_ex(r, "error", &e))
-    rc = qvm_error_set(err, QVM_EPROTO, "the guest agent refused guest-set-time");
-  json_object_put(r);
+  while (rc == 0 && (nl = memchr(start, '\n', (size_t)(buf + *len - start)))) {
+    *nl = '\0';
+    char *line = start;
+    start = nl + 1;
+    while (*line == '\xff') line++;
+    struct json_object *r = json_tokener_parse(line), *v = NULL;
+    if (!r) continue;
+    if (!*synced)
+      *synced = json_object_object_get_ex(r, "return", &v) &&
+                json_object_is_type(v, json_type_int) && (unsigned)json_object_get_int64(v) == id;
+    else
+      rc = json_object_object_get_ex(r, "error", NULL) ? -1 : 1;
+    json_object_put(r);
+  }
+  *len -= (size_t)(start - buf);
+  memmove(buf, start, *len);
   return rc;
+}
+
+int vm_qga_set_time_wait(int fd, unsigned id, int timeout_ms, qvm_error **err) {
+  int64_t deadline = qvm_now_ms() + timeout_ms;
+  enum { CAP = 64 << 10 };
+  _cleanup_free_ char *buf = malloc(CAP);
+  if (!buf) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  size_t len = 0;
+  bool synced = false;
+  for (;;) {
+    if (!qga_poll(fd, POLLIN, -1, deadline))
+      return qvm_error_set(err, QVM_ETIMEOUT, "the guest agent did not answer within %d ms",
+                           timeout_ms);
+    if (len == CAP) len = 0; /* a line this long is no answer of ours */
+    ssize_t n = recv(fd, buf + len, CAP - len, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+    if (n <= 0) return qvm_error_set(err, QVM_EPROTO, "the guest agent's socket closed");
+    len += (size_t)n;
+    int rc = set_time_lines(buf, &len, id, &synced);
+    if (rc > 0) return 0;
+    if (rc < 0) return qvm_error_set(err, QVM_EPROTO, "the guest agent refused guest-set-time");
+  }
+}
+
+int vm_qga_set_time(const vm_paths *p, int timeout_ms, qvm_error **err) {
+  int fd = -1;
+  unsigned id = 0;
+  int r = vm_qga_set_time_send(&fd, &id, p, err);
+  if (r == 0) r = vm_qga_set_time_wait(fd, id, timeout_ms, err);
+  if (fd >= 0) close(fd);
+  return r;
 }
 
 /* --- the search ------------------------------------------------------------------- */

@@ -338,8 +338,10 @@ typedef struct qvm_vm_fork_options {
  * state file, no image only this call made, and SRC runs as before.
  * *out_json (may be NULL): {"source", "image", "paused_ms", "state_bytes",
  * "forks": [{"name", "uuid", "ssh_port", "resumed_ms", "clock_ms", "ready_ms",
- * "clock"}]}: times since the fork's start began (running; clock set; SSH
- * login done, or as clock_ms with no_wait)
+ * "clock"}]}: milliseconds since the fork's start began until it ran, until
+ * its guest agent had set the clock (asked right after it ran, answered
+ * while the SSH login goes on), and until the SSH login was done (with
+ * no_wait: as resumed_ms)
  * QVM_ECONFLICT: SRC not running (class "VmNotRunning"); QVM_EEXISTS: a
  * fork's name is taken. */
 QVM_API int qvm_vm_fork(char **out_json, const char *src, const qvm_vm_fork_options *opts,
