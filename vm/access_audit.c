@@ -61,7 +61,8 @@ static void outcome_json(struct json_object *d, int r, const qvm_ssh_exec_result
                          output_tap *t, int64_t ms) {
   json_object_object_add(d, "exit",
                          r < 0 || res->signaled ? NULL : json_object_new_int(res->exit_code));
-  json_object_object_add(d, "signal", res->signaled ? vm_audit_string(res->signal, 32, NULL) : NULL);
+  json_object_object_add(d, "signal",
+                         res->signaled ? vm_audit_string(res->signal, 32, NULL) : NULL);
   json_object_object_add(d, "duration_ms", json_object_new_int64(ms));
   json_object_object_add(d, "stdout", stream_json(t, 0));
   json_object_object_add(d, "stderr", stream_json(t, 1));
@@ -150,7 +151,8 @@ static int copy_logged(qvm_vm *vm, qvm_ssh *ssh, bool upload, const char *local,
   char sum[65] = "";
   bool hashed = upload && file_sha256(sum, local); /* what is sent: hashed before */
   qvm_error *e = NULL;
-  r = upload ? qvm_ssh_upload(ssh, local, remote, &o, &e) : qvm_ssh_download(ssh, remote, local, &o, &e);
+  r = upload ? qvm_ssh_upload(ssh, local, remote, &o, &e)
+             : qvm_ssh_download(ssh, remote, local, &o, &e);
   _cleanup_free_ char *target = upload ? strdup(local) : download_target(local, remote, local_dir);
   if (!upload && r >= 0 && target) hashed = file_sha256(sum, target);
   _cleanup_free_ char *abs = target ? realpath(target, NULL) : NULL;

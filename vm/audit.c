@@ -37,10 +37,12 @@ int audit_log_path(char **out, bool prepare, qvm_error **err) {
   _cleanup_free_ char *root = NULL, *dir = NULL;
   int r = vm_state_root(&root, err);
   if (r < 0) return r;
-  if (asprintf(&dir, "%s/audit", root) < 0) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  if (asprintf(&dir, "%s/audit", root) < 0)
+    return qvm_error_set_errno(err, ENOMEM, "out of memory");
   if (prepare && ((r = vm_private_dir(root, err)) < 0 || (r = vm_private_dir(dir, err)) < 0))
     return r;
-  if (asprintf(out, "%s/audit.jsonl", dir) < 0) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  if (asprintf(out, "%s/audit.jsonl", dir) < 0)
+    return qvm_error_set_errno(err, ENOMEM, "out of memory");
   return 0;
 }
 
@@ -109,8 +111,9 @@ void vm_audit_add_argv(struct json_object *details, const char *const *argv) {
 bool qvm_audit_agent_valid(const char *agent) {
   if (!agent || !isalnum((unsigned char)agent[0])) return false;
   size_t n = strlen(agent);
-  return n <= QVM_AUDIT_AGENT_MAX && strspn(agent, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                                   "0123456789._@:+=-") == n;
+  return n <= QVM_AUDIT_AGENT_MAX &&
+         strspn(agent, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                       "0123456789._@:+=-") == n;
 }
 
 static bool action_valid(const char *a) {
@@ -159,8 +162,8 @@ static int record_line(char **out, size_t *out_len, uint64_t seq, const char *pr
   json_object_object_add(rec, "details", json_object_get(details));
   json_object_object_add(rec, "prev", json_object_new_string(prev));
   size_t len = 0;
-  const char *text =
-      json_object_to_json_string_length(rec, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+  const char *text = json_object_to_json_string_length(
+      rec, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
   int r = 0;
   if (!text || len < 2 || text[len - 1] != '}')
     r = qvm_error_set_errno(err, ENOMEM, "cannot format an audit record");
@@ -189,7 +192,8 @@ static int log_tail(uint64_t *seq, char prev[65], int fd, off_t size, const char
   _cleanup_free_ char *buf = malloc(want);
   if (!buf) return qvm_error_set_errno(err, ENOMEM, "out of memory");
   ssize_t n = pread(fd, buf, want, size - (off_t)want);
-  if (n != (ssize_t)want) return qvm_error_set_errno(err, n < 0 ? errno : EIO, "cannot read '%s'", path);
+  if (n != (ssize_t)want)
+    return qvm_error_set_errno(err, n < 0 ? errno : EIO, "cannot read '%s'", path);
   if (buf[want - 1] != '\n')
     return qvm_error_set(err, QVM_EPROTO, "audit log '%s' ends in a cut-short record", path);
   size_t start = want - 1;
@@ -227,7 +231,8 @@ static int log_write(int fd, off_t size, const char *line, size_t len, const cha
   do n = write(fd, line, len);
   while (n < 0 && errno == EINTR);
   if (n == (ssize_t)len) {
-    if (fdatasync(fd) < 0) return qvm_error_set_errno(err, errno, "cannot sync audit log '%s'", path);
+    if (fdatasync(fd) < 0)
+      return qvm_error_set_errno(err, errno, "cannot sync audit log '%s'", path);
     return 0;
   }
   int e = n < 0 ? errno : ENOSPC;

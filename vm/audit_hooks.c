@@ -46,6 +46,7 @@ void vm_audit_provision(const char *vm, size_t steps, const size_t *failed, int 
                         const qvm_error *const *err) {
   struct json_object *d = json_object_new_object();
   json_object_object_add(d, "steps", json_object_new_int64((int64_t)steps));
-  if (failed && *failed) json_object_object_add(d, "failed_step", json_object_new_int64((int64_t)*failed));
+  if (failed && *failed)
+    json_object_object_add(d, "failed_step", json_object_new_int64((int64_t)*failed));
   vm_audit_note(vm, "provision", r, err, d);
 }

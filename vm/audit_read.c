@@ -56,9 +56,9 @@ int audit_line_seq(uint64_t *out, const char *line, size_t len) {
 typedef struct line_reader {
   FILE *f;
   qvm_strbuf sb;
-  uint64_t number;  /* 1-based, of the line just read */
-  bool newline;     /* it ended with '\n' */
-  bool too_long;    /* it was longer than QVM_AUDIT_LINE_MAX (the rest skipped) */
+  uint64_t number; /* 1-based, of the line just read */
+  bool newline;    /* it ended with '\n' */
+  bool too_long;   /* it was longer than QVM_AUDIT_LINE_MAX (the rest skipped) */
 } line_reader;
 
 /* 1: a line in sb; 0: end of file. */
@@ -108,7 +108,8 @@ static const char *check_line(char *why, size_t size, const line_reader *lr, uin
                               const char *prev) {
   const char *line = lr->sb.buf ? lr->sb.buf : "";
   size_t len = lr->sb.len;
-  if (lr->too_long) return snprintf(why, size, "unparsable: longer than %u bytes", QVM_AUDIT_LINE_MAX), why;
+  if (lr->too_long)
+    return snprintf(why, size, "unparsable: longer than %u bytes", QVM_AUDIT_LINE_MAX), why;
   if (!lr->newline) return "unparsable: cut short (no newline at its end)";
   struct json_object *rec = NULL, *v = NULL;
   if (audit_parse_object(&rec, line, len) < 0) return "unparsable: not one JSON object";
@@ -124,14 +125,16 @@ static const char *check_line(char *why, size_t size, const line_reader *lr, uin
     snprintf(why, size, "seq gap: expected %" PRIu64 ", found %" PRIu64 " (a record is missing)",
              want_seq, seq);
   else if (strcmp(p, prev))
-    snprintf(why, size, "prev does not match the hash of the line before (a line was edited, "
-                        "removed or added)");
+    snprintf(why, size,
+             "prev does not match the hash of the line before (a line was edited, "
+             "removed or added)");
   else
     why[0] = '\0';
   json_object_put(rec);
   if (why[0]) return why;
   /* the line's own hash, over its bytes before `,"hash":"` */
-  if (len < AUDIT_HASH_SUFFIX_LEN || strncmp(line + len - AUDIT_HASH_SUFFIX_LEN, ",\"hash\":\"", 9) ||
+  if (len < AUDIT_HASH_SUFFIX_LEN ||
+      strncmp(line + len - AUDIT_HASH_SUFFIX_LEN, ",\"hash\":\"", 9) ||
       strcmp(line + len - 2, "\"}"))
     return "unparsable: no hash at its end";
   char own[65], given[65];
@@ -218,7 +221,8 @@ int qvm_audit_list(char **out_json, const qvm_audit_filter *filter, qvm_error **
   line_reader lr = {.f = f};
   while (f && next_line(&lr) > 0) {
     struct json_object *rec = NULL;
-    if (lr.too_long || !lr.newline || audit_parse_object(&rec, lr.sb.buf ? lr.sb.buf : "", lr.sb.len) < 0)
+    if (lr.too_long || !lr.newline ||
+        audit_parse_object(&rec, lr.sb.buf ? lr.sb.buf : "", lr.sb.len) < 0)
       continue;
     if (record_matches(rec, filter))
       json_object_array_add(a, rec);
@@ -226,7 +230,8 @@ int qvm_audit_list(char **out_json, const qvm_audit_filter *filter, qvm_error **
       json_object_put(rec);
   }
   qvm_strbuf_free(&lr.sb);
-  const char *text = json_object_to_json_string_ext(a, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+  const char *text =
+      json_object_to_json_string_ext(a, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
   char *copy = text ? strdup(text) : NULL;
   json_object_put(a);
   if (!copy) return qvm_error_set_errno(err, ENOMEM, "out of memory");

@@ -43,8 +43,8 @@ extern "C" {
 #endif
 
 /* Bounds of what the log takes. */
-#define QVM_AUDIT_AGENT_MAX 128          /* bytes of an agent id */
-#define QVM_AUDIT_LINE_MAX (256u << 10)  /* bytes of one record */
+#define QVM_AUDIT_AGENT_MAX 128           /* bytes of an agent id */
+#define QVM_AUDIT_LINE_MAX (256u << 10)   /* bytes of one record */
 #define QVM_AUDIT_DETAILS_MAX (64u << 10) /* bytes of qvm_audit_append's details */
 
 /* An agent id for --agent: 1 to QVM_AUDIT_AGENT_MAX bytes of

@@ -31,5 +31,6 @@ extern const struct qvm_command qvm_cmd_ip;
 extern const struct qvm_command qvm_cmd_up;
 extern const struct qvm_command qvm_cmd_down;
 extern const struct qvm_command qvm_cmd_image;
+extern const struct qvm_command qvm_cmd_audit;
 
 #endif
