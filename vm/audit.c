@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The audit log's writer: STATE/audit/audit.jsonl (include/qvm/audit.h,
- * docs/audit.md). Each append locks the log (flock), reads the last record
+ * docs/cli.md "qvm audit"). Each append locks the log (flock), reads the last record
  * for its seq and line hash, and writes the new line with one write(2).
  */
 #include "vm/audit.h"

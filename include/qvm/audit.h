@@ -9,7 +9,7 @@
  * each state change and remote action wherever it happens (create, start,
  * stop, kill, restart, rm, snapshot create/restore/rm, clone, exec, ssh
  * session open/close, cp, provision), so the CLI and any other caller log
- * alike. docs/audit.md has the format; in short, one JSON object a line:
+ * alike. docs/cli.md ("qvm audit") has the format; in short, one JSON object a line:
  *
  *   {"seq":N,"time":"2026-11-29T18:02:14.123Z",
  *    "actor":{"uid":U,"user":"NAME","agent":"ID"},"vm":"NAME"|null,
