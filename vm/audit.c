@@ -181,25 +181,39 @@ static int record_line(char **out, size_t *out_len, uint64_t seq, const char *pr
   return r;
 }
 
-/* seq and line hash of the last record (0 and zeros for an empty log). */
+/* The last `want` bytes of the log into *buf (the caller frees). */
+static int read_end(char **buf, size_t want, int fd, off_t size, const char *path,
+                    qvm_error **err) {
+  char *b = realloc(*buf, want);
+  if (!b) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  *buf = b;
+  ssize_t n = pread(fd, b, want, size - (off_t)want);
+  if (n != (ssize_t)want)
+    return qvm_error_set_errno(err, n < 0 ? errno : EIO, "cannot read '%s'", path);
+  return 0;
+}
+
+/* seq and line hash of the last record (0 and zeros for an empty log). The
+ * end is read 4 KiB first, more only for a longer last line. */
 static int log_tail(uint64_t *seq, char prev[65], int fd, off_t size, const char *path,
                     qvm_error **err) {
   *seq = 0;
   memset(prev, '0', 64);
   prev[64] = '\0';
   if (size == 0) return 0;
-  size_t want = (uint64_t)size < QVM_AUDIT_LINE_MAX + 1 ? (size_t)size : QVM_AUDIT_LINE_MAX + 1;
-  _cleanup_free_ char *buf = malloc(want);
-  if (!buf) return qvm_error_set_errno(err, ENOMEM, "out of memory");
-  ssize_t n = pread(fd, buf, want, size - (off_t)want);
-  if (n != (ssize_t)want)
-    return qvm_error_set_errno(err, n < 0 ? errno : EIO, "cannot read '%s'", path);
-  if (buf[want - 1] != '\n')
-    return qvm_error_set(err, QVM_EPROTO, "audit log '%s' ends in a cut-short record", path);
-  size_t start = want - 1;
-  while (start > 0 && buf[start - 1] != '\n') start--;
-  if (start == 0 && (uint64_t)size > want)
-    return qvm_error_set(err, QVM_EPROTO, "the last record of audit log '%s' is too long", path);
+  _cleanup_free_ char *buf = NULL;
+  size_t max = (uint64_t)size < QVM_AUDIT_LINE_MAX + 1 ? (size_t)size : QVM_AUDIT_LINE_MAX + 1;
+  size_t want = max < 4096 ? max : 4096, start = 0;
+  for (;; want = want * 4 < max ? want * 4 : max) {
+    int r = read_end(&buf, want, fd, size, path, err);
+    if (r < 0) return r;
+    if (buf[want - 1] != '\n')
+      return qvm_error_set(err, QVM_EPROTO, "audit log '%s' ends in a cut-short record", path);
+    for (start = want - 1; start > 0 && buf[start - 1] != '\n';) start--;
+    if (start > 0 || want == (size_t)size) break; /* a whole line, or the whole file */
+    if (want == max)
+      return qvm_error_set(err, QVM_EPROTO, "the last record of audit log '%s' is too long", path);
+  }
   uint64_t s = 0;
   if (audit_line_seq(&s, buf + start, want - 1 - start) < 0)
     return qvm_error_set(err, QVM_EPROTO, "the last record of audit log '%s' is damaged", path);

@@ -338,6 +338,23 @@ static void test_list_filters(void **state) {
   assert_int_equal(list_count(NULL, NULL, INT64_C(946684800000000)), 5);  /* 2000 */
 }
 
+/* A last record longer than the first read of the log's end (4 KiB). */
+static void test_long_record(void **state) {
+  (void)state;
+  size_t n = 60000;
+  char *details = malloc(n + 16);
+  memcpy(details, "{\"x\":\"", 6);
+  memset(details + 6, 'y', n);
+  memcpy(details + 6 + n, "\"}", 3);
+  assert_int_equal(qvm_audit_append(NULL, "long", details, NULL), 0);
+  assert_int_equal(qvm_audit_append(NULL, "long", details, NULL), 0);
+  free(details);
+  append_n(1, NULL);
+  qvm_audit_verify_result res = verify();
+  assert_int_equal(res.bad_line, 0);
+  assert_int_equal(res.records, 3);
+}
+
 static void test_log_not_regular(void **state) {
   (void)state;
   append_n(1, NULL);
@@ -359,6 +376,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_hostile_strings, setup, teardown),
       cmocka_unit_test_setup_teardown(test_append_checks, setup, teardown),
       cmocka_unit_test_setup_teardown(test_list_filters, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_long_record, setup, teardown),
       cmocka_unit_test_setup_teardown(test_log_not_regular, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
