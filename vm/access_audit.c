@@ -68,14 +68,23 @@ static void outcome_json(struct json_object *d, int r, const qvm_ssh_exec_result
   json_object_object_add(d, "stderr", stream_json(t, 1));
 }
 
+/* A record before the command (start: argv and what else start_extra adds)
+ * and one after with its outcome: a client killed while the command runs
+ * still leaves the first. */
 static int exec_logged(qvm_ssh_exec_result *out, qvm_vm *vm, qvm_ssh *ssh,
-                       const qvm_ssh_exec_options *opts, const char *action, qvm_error **err) {
+                       const qvm_ssh_exec_options *opts, const char *start, const char *action,
+                       qvm_error **err) {
   if (!opts) return qvm_error_set(err, QVM_EINVAL, "exec needs options");
   int r = QVM_OPTIONS_CHECK(opts, qvm_ssh_exec_options, QVM_SSH_EXEC_OPTIONS_VERSION, err);
   if (r < 0) return r;
   output_tap t = {.next = opts->on_output, .ctx = opts->ctx};
   crypto_hash_sha256_init(&t.h[0]);
   crypto_hash_sha256_init(&t.h[1]);
+  struct json_object *first = command_json(opts);
+  if (!strcmp(start, "ssh-open"))
+    json_object_object_add(first, "host_key",
+                           json_object_new_string(qvm_ssh_host_fingerprint(ssh)));
+  vm_audit_note(vm->name, start, 0, NULL, first);
   qvm_ssh_exec_options o = *opts;
   o.on_output = tap_output;
   o.ctx = &t;
@@ -93,17 +102,12 @@ static int exec_logged(qvm_ssh_exec_result *out, qvm_vm *vm, qvm_ssh *ssh,
 
 int qvm_vm_exec(qvm_ssh_exec_result *out, qvm_vm *vm, qvm_ssh *ssh,
                 const qvm_ssh_exec_options *opts, qvm_error **err) {
-  return exec_logged(out, vm, ssh, opts, "exec", err);
+  return exec_logged(out, vm, ssh, opts, "exec-start", "exec", err);
 }
 
 int qvm_vm_shell(qvm_ssh_exec_result *out, qvm_vm *vm, qvm_ssh *ssh,
                  const qvm_ssh_exec_options *opts, qvm_error **err) {
-  if (opts) {
-    struct json_object *d = command_json(opts);
-    json_object_object_add(d, "host_key", json_object_new_string(qvm_ssh_host_fingerprint(ssh)));
-    vm_audit_note(vm->name, "ssh-open", 0, NULL, d);
-  }
-  return exec_logged(out, vm, ssh, opts, "ssh-close", err);
+  return exec_logged(out, vm, ssh, opts, "ssh-open", "ssh-close", err);
 }
 
 /* ---- copies ------------------------------------------------------------------ */

@@ -7,8 +7,8 @@
  * /var/lib/qvm/audit/audit.jsonl; a user's in $XDG_DATA_HOME/qvm/audit/),
  * dir 0700, file 0600, that outlives every VM. libqvm appends a record for
  * each state change and remote action wherever it happens (create, start,
- * stop, kill, restart, rm, snapshot create/restore/rm, clone, exec, ssh
- * session open/close, cp, provision), so the CLI and any other caller log
+ * stop, kill, restart, rm, snapshot create/restore/rm, clone, exec (start
+ * and end), ssh session open/close, cp, provision), so the CLI and any other caller log
  * alike. docs/cli.md ("qvm audit") has the format; in short, one JSON object a line:
  *
  *   {"seq":N,"time":"2026-11-29T18:02:14.123Z",

@@ -393,9 +393,10 @@ QVM_API size_t qvm_vm_provision_count(const qvm_vm *vm);
 
 /* ---- guest actions with audit records (vm/access_audit.c) -------------------- */
 
-/* qvm_ssh_exec on ssh (connected to vm), plus one "exec" record in the audit
- * log (include/qvm/audit.h): argv (or the command), exit, signal, duration,
- * and the byte count and sha256 of stdout and stderr, never the output. */
+/* qvm_ssh_exec on ssh (connected to vm), with an "exec-start" record in the
+ * audit log (include/qvm/audit.h) before it (argv or the command) and an
+ * "exec" record after it: argv, exit, signal, duration, and the byte count
+ * and sha256 of stdout and stderr, never the output. */
 QVM_API int qvm_vm_exec(qvm_ssh_exec_result *out, qvm_vm *vm, qvm_ssh *ssh,
                         const qvm_ssh_exec_options *opts, qvm_error **err);
 /* The same for an interactive session (qvm ssh): an "ssh-open" record

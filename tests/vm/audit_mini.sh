@@ -54,33 +54,36 @@ out=$(qvm rm "$vm" 2>&1) || fail "rm: $out"
 # The records survive rm.
 records=$(qvm audit "$vm" --json) || fail "audit --json: $records"
 expect_eq "$(check 'print(" ".join(x["action"] for x in r))')" \
-  "create start exec exec ssh-open ssh-close cp cp stop rm" "the vm's actions, in order"
+  "create start exec-start exec exec-start exec ssh-open ssh-close cp cp stop rm" "the vm's actions, in order"
 expect_eq "$(check 'print(r[0]["actor"].get("agent"), r[1]["actor"].get("agent"))')" "ci-7 None" \
   "the agent id is on create only"
 expect_eq "$(check 'print(r[0]["actor"]["uid"], r[0]["actor"]["user"])')" "$(id -u) $(id -un)" "actor"
-expect_eq "$(check 'd=r[2]["details"]; print(d["argv"][0], d["argc"], d["exit"], d["signal"])')" \
+expect_eq "$(check 'd=r[3]["details"]; print(d["argv"][0], d["argc"], d["exit"], d["signal"])')" \
   "sh 3 3 None" "exec argv and exit"
+expect_eq "$(check 'd=r[2]["details"]; print(d["argv"][0], "exit" in d)')" "sh False" \
+  "exec-start: the argv, before any outcome"
+expect_match "$(check 'print(r[6]["details"]["host_key"])')" "^SHA256:" "ssh-open names the host key"
 want_out=$(printf 'marker-42-1001\n' | sha256sum | cut -d' ' -f1)
 want_err=$(printf 'oops\n' | sha256sum | cut -d' ' -f1)
-expect_eq "$(check 'd=r[2]["details"]; print(d["stdout"]["bytes"], d["stdout"]["sha256"], d["stderr"]["bytes"], d["stderr"]["sha256"])')" \
+expect_eq "$(check 'd=r[3]["details"]; print(d["stdout"]["bytes"], d["stdout"]["sha256"], d["stderr"]["bytes"], d["stderr"]["sha256"])')" \
   "15 $want_out 5 $want_err" "exec output sizes and sha256"
-check 'assert r[2]["details"]["duration_ms"] >= 0' || fail "exec duration_ms"
+check 'assert r[3]["details"]["duration_ms"] >= 0' || fail "exec duration_ms"
 # the log keeps it exactly (JSON-escaped); --json output is neutralized for a terminal
-expect_eq "$(python3 -c 'import json,sys; print(repr(json.loads(open(sys.argv[1]).readlines()[3])["details"]["argv"][1]))' "$log")" \
+expect_eq "$(python3 -c 'import json,sys; print(repr(json.loads(open(sys.argv[1]).readlines()[5])["details"]["argv"][1]))' "$log")" \
   "'two\\nlines\\x1b[31mred'" "the hostile argv in the log, exactly"
 [[ $records != *$'\033'* ]] || fail "qvm audit --json prints an escape character"
-expect_eq "$(check 'print(r[5]["details"]["exit"])')" 5 "ssh-close exit"
+expect_eq "$(check 'print(r[7]["details"]["exit"])')" 5 "ssh-close exit"
 sum=$(sha256sum "$tmp/up.txt" | cut -d' ' -f1)
-expect_eq "$(check 'd=r[6]["details"]; print(d["direction"], d["local"], d["remote"], d["bytes"], d["sha256"])')" \
+expect_eq "$(check 'd=r[8]["details"]; print(d["direction"], d["local"], d["remote"], d["bytes"], d["sha256"])')" \
   "upload $(realpath "$tmp/up.txt") /tmp/up.txt 22 $sum" "cp upload record"
-expect_eq "$(check 'd=r[7]["details"]; print(d["direction"], d["local"], d["remote"], d["bytes"], d["sha256"])')" \
+expect_eq "$(check 'd=r[9]["details"]; print(d["direction"], d["local"], d["remote"], d["bytes"], d["sha256"])')" \
   "download $(realpath "$tmp/down.txt") /tmp/up.txt 22 $sum" "cp download record"
 grep -q 'marker-42-1001' "$log" && fail "exec output is in the audit log"
-expect_eq "$(wc -l <"$log")" 10 "one line per record"
+expect_eq "$(wc -l <"$log")" 12 "one line per record"
 
 # Filters and the table.
 expect_eq "$(qvm audit --agent ci-7 --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" 1 "--agent"
-expect_eq "$(qvm audit --since 1h --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" 10 "--since 1h"
+expect_eq "$(qvm audit --since 1h --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" 12 "--since 1h"
 expect_eq "$(qvm audit --since 2100-01-01 --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" 0 "--since a future date"
 expect_eq "$(qvm audit other --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" 0 "another vm has no records"
 table=$(qvm audit "$vm")
@@ -94,14 +97,14 @@ expect_eq "$rc" 2 "a bad --agent"
 
 # verify: intact, then one line edited, then one removed.
 out=$(qvm audit verify) || fail "verify of an untouched log: $out"
-expect_match "$out" "^ok, 10 records" "verify ok"
+expect_match "$out" "^ok, 12 records" "verify ok"
 cp "$log" "$tmp/log.orig"
-sed -i '3s/"exit":3/"exit":0/' "$log"
+sed -i '4s/"exit":3/"exit":0/' "$log"
 run_rc qvm audit verify
 expect_eq "$rc" 1 "verify after an edit"
-expect_match "$out" "line 3: hash mismatch" "verify names the edited line"
+expect_match "$out" "line 4: hash mismatch" "verify names the edited line"
 out=$(qvm audit verify --json) && fail "verify --json passed an edited log"
-expect_match "$out" '"bad_line": 3' "verify --json names the edited line"
+expect_match "$out" '"bad_line": 4' "verify --json names the edited line"
 cp "$tmp/log.orig" "$log"
 sed -i '5d' "$log"
 run_rc qvm audit verify
