@@ -146,10 +146,12 @@ static const char *check_line(char *why, size_t size, const line_reader *lr, uin
   return NULL;
 }
 
-int qvm_audit_verify(qvm_audit_verify_result *out, qvm_error **err) {
+int qvm_audit_verify(qvm_audit_verify_result *out, const char *known_head, qvm_error **err) {
   qvm_audit_verify_result res = {0};
   _cleanup_free_ char *path = NULL;
   _cleanup_fclose_ FILE *f = NULL;
+  if (known_head && !is_hex64(known_head))
+    return qvm_error_set(err, QVM_EINVAL, "a head is 64 lowercase hex digits");
   int r = audit_log_path(&path, false, err);
   if (r >= 0) r = log_open_read(&f, path, err);
   if (r < 0) return r;
@@ -167,6 +169,8 @@ int qvm_audit_verify(qvm_audit_verify_result *out, qvm_error **err) {
     vm_audit_sha256_hex(prev, lr.sb.buf, lr.sb.len);
     snprintf(res.head, sizeof res.head, "%s", prev);
     res.records++;
+    if (known_head && !res.known_head_line && !strcmp(prev, known_head))
+      res.known_head_line = lr.number;
   }
   bool failed = f && ferror(f);
   qvm_strbuf_free(&lr.sb);

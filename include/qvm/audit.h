@@ -22,9 +22,9 @@
  * audit verify` names the first bad line. The chain carries no secret: whoever
  * can write the file (its owner, root) can rewrite the whole chain, or cut
  * its tail; keep a copy of the last hash (qvm_audit_verify's head) elsewhere
- * to catch that. Guest output is never logged, only its size and sha256;
- * strings are valid UTF-8 (a bad byte becomes U+FFFD), JSON-escaped and
- * bounded, so no value can break a line.
+ * and pass it back as known_head to catch that. Guest output is never logged, only its size and
+ * sha256; strings are valid UTF-8 (a bad byte becomes U+FFFD), JSON-escaped and bounded, so no
+ * value can break a line.
  *
  * Appends are atomic among processes and threads: flock on the log, then one
  * write(2) with O_APPEND, then fdatasync. The actor is the real uid, its user
@@ -66,12 +66,16 @@ typedef struct qvm_audit_verify_result {
   uint64_t bad_line; /* 1-based number of the first bad line; 0: the chain is intact */
   char reason[192];  /* why bad_line is bad: "hash mismatch ...", "seq gap ...", "unparsable ..." */
   char head[65];     /* sha256 (hex) of the last good line; "" when there is none */
+  uint64_t known_head_line; /* the good line whose hash is known_head; 0: none is */
 } qvm_audit_verify_result;
 
 /* Checks every line of the log in order. Returns 0 whether or not the chain
- * is intact (see out->bad_line); an error only when the log cannot be read.
- * No log yet is an intact chain of 0 records. */
-QVM_API int qvm_audit_verify(qvm_audit_verify_result *out, qvm_error **err);
+ * is intact (see out->bad_line); an error only when the log cannot be read
+ * (or QVM_EINVAL for a known_head that is not 64 lowercase hex digits). No
+ * log yet is an intact chain of 0 records. known_head (may be NULL): a head
+ * saved earlier; out->known_head_line says where it is in the good chain, so
+ * 0 means records were cut off the end or the chain was rewritten. */
+QVM_API int qvm_audit_verify(qvm_audit_verify_result *out, const char *known_head, qvm_error **err);
 
 #define QVM_AUDIT_FILTER_VERSION 1
 typedef struct qvm_audit_filter {

@@ -112,4 +112,14 @@ expect_eq "$rc" 1 "verify after a deletion"
 expect_match "$out" "line 5: seq gap" "verify names where the line was removed"
 cp "$tmp/log.orig" "$log"
 out=$(qvm audit verify) || fail "verify of the restored log: $out"
+# A saved head catches what the chain alone cannot: a cut-off end.
+head=$(qvm audit verify --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["head"])')
+out=$(qvm audit verify --head "$head") || fail "verify --head of the intact log: $out"
+sed -i '$d' "$log"
+out=$(qvm audit verify) || fail "the chain alone cannot see a cut-off end: $out"
+run_rc qvm audit verify --head "$head"
+expect_eq "$rc" 1 "verify --head after the last record was cut off"
+expect_match "$out" "not in the chain" "verify --head says why"
+run_rc qvm audit verify --head nothex
+expect_eq "$rc" 2 "verify --head with a bad hash"
 log "ok"

@@ -54,7 +54,7 @@ static void append_n(int n, const char *vm) {
 static qvm_audit_verify_result verify(void) {
   qvm_audit_verify_result res;
   qvm_error *err = NULL;
-  if (qvm_audit_verify(&res, &err) < 0) fail_msg("%s", qvm_error_message(err));
+  if (qvm_audit_verify(&res, NULL, &err) < 0) fail_msg("%s", qvm_error_message(err));
   return res;
 }
 
@@ -113,6 +113,22 @@ static void test_chain_ok(void **state) {
   assert_int_equal(seq, 5);
   assert_string_equal(res.head, prev);
   free(text);
+  /* a known head is found where it is, and missing once the end is cut off */
+  qvm_error *err = NULL;
+  char last[65];
+  snprintf(last, sizeof last, "%s", res.head);
+  assert_int_equal(qvm_audit_verify(&res, last, NULL), 0);
+  assert_int_equal(res.known_head_line, 5);
+  append_n(1, "a1");
+  assert_int_equal(qvm_audit_verify(&res, last, NULL), 0);
+  assert_int_equal(res.known_head_line, 5);
+  assert_int_equal(qvm_test_sh("sed -i '$d' '%s' && sed -i '$d' '%s'", logpath, logpath), 0);
+  assert_int_equal(qvm_audit_verify(&res, last, NULL), 0);
+  assert_int_equal(res.bad_line, 0); /* the chain alone cannot tell */
+  assert_int_equal(res.records, 4);
+  assert_int_equal(res.known_head_line, 0);
+  assert_int_equal(qvm_audit_verify(&res, "ABC", &err), QVM_EINVAL);
+  qvm_error_free(err);
   /* private: dir 0700, file 0600 */
   struct stat st;
   assert_int_equal(stat(logpath, &st), 0);

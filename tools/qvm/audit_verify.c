@@ -13,49 +13,72 @@
 #include "commands.h"
 
 static const char verify_help[] =
-    "usage: qvm audit verify [--json]\n\n"
+    "usage: qvm audit verify [--head HASH] [--json]\n\n"
     "Checks the audit log's hash chain: each record's own hash, its seq (no gap)\n"
-    "and its link to the line before. Prints 'ok, N records' and exits 0, or names\n"
-    "the first bad line and why (hash mismatch, seq gap, unparsable) and exits 1.\n"
-    "The chain shows edits and removals; it cannot stop whoever can write the file\n"
-    "(its owner, root) from rewriting all of it: keep the last hash it prints\n"
-    "elsewhere to catch that.\n\n"
-    "  --json   print {\"ok\", \"records\", \"bad_line\", \"reason\", \"head\"}\n";
+    "and its link to the line before. Prints 'ok, N records; last hash H' and exits\n"
+    "0, or names the first bad line and why (hash mismatch, seq gap, unparsable)\n"
+    "and exits 1. The chain shows edits and removals; it cannot stop whoever can\n"
+    "write the file (its owner, root) from rewriting all of it or cutting its end:\n"
+    "keep the last hash elsewhere and give it to --head later.\n\n"
+    "  --head HASH  also check that HASH (a last hash printed before) is still in\n"
+    "               the chain: exit 1 if records were cut off or rewritten\n"
+    "  --json       print {\"ok\", \"records\", \"bad_line\", \"reason\", \"head\",\n"
+    "               \"head_line\"}\n";
+
+static void print_json(const qvm_audit_verify_result *res, bool ok, const char *reason) {
+  printf("{\"ok\": %s, \"records\": %" PRIu64 ", \"bad_line\": ", ok ? "true" : "false",
+         res->records);
+  res->bad_line ? printf("%" PRIu64, res->bad_line) : printf("null");
+  printf(", \"reason\": ");
+  reason ? qvm_cli_json_string(stdout, reason) : (void)printf("null");
+  printf(", \"head\": ");
+  res->head[0] ? qvm_cli_json_string(stdout, res->head) : (void)printf("null");
+  printf(", \"head_line\": ");
+  res->known_head_line ? printf("%" PRIu64, res->known_head_line) : printf("null");
+  printf("}\n");
+}
 
 int audit_verify_run(int argc, char **argv) {
-  static const struct option longopts[] = {{"json", 0, 0, 'j'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+  static const struct option longopts[] = {
+      {"json", 0, 0, 'j'}, {"head", 1, 0, 'H'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
   bool json = false;
+  const char *head = NULL;
   int c;
   optind = 1;
   opterr = 0;
   while ((c = qvm_cli_getopt(argc, argv, ":h", longopts)) != -1) {
     if (c == 'h') return printf("%s", verify_help), QVM_EXIT_OK;
-    if (c != 'j') return qvm_cli_bad_option("audit verify", c, argv);
-    json = true;
+    if (c == 'H')
+      head = optarg;
+    else if (c == 'j')
+      json = true;
+    else
+      return qvm_cli_bad_option("audit verify", c, argv);
   }
   if (optind < argc)
     return qvm_cli_usage_error("audit verify", "unexpected argument '%s'", argv[optind]);
+  if (head && (strlen(head) != 64 || strspn(head, "0123456789abcdef") != 64))
+    return qvm_cli_usage_error("audit verify", "--head '%s' is not a sha256 (64 hex digits)", head);
   qvm_audit_verify_result res;
   qvm_error *err = NULL;
-  if (qvm_audit_verify(&res, &err) < 0) return qvm_cli_fail("audit verify", err, NULL);
-  bool ok = res.bad_line == 0;
-  if (json) {
-    printf("{\"ok\": %s, \"records\": %" PRIu64 ", \"bad_line\": ", ok ? "true" : "false",
-           res.records);
-    ok ? printf("null") : printf("%" PRIu64, res.bad_line);
-    printf(", \"reason\": ");
-    ok ? printf("null") : (void)qvm_cli_json_string(stdout, res.reason);
-    printf(", \"head\": ");
-    res.head[0] ? (void)qvm_cli_json_string(stdout, res.head) : (void)printf("null");
-    printf("}\n");
-  } else if (ok) {
+  if (qvm_audit_verify(&res, head, &err) < 0) return qvm_cli_fail("audit verify", err, NULL);
+  const char *reason = res.bad_line ? res.reason : NULL;
+  char line[64];
+  if (res.bad_line) snprintf(line, sizeof line, "line %" PRIu64 ": ", res.bad_line);
+  if (!reason && head && !res.known_head_line) {
+    reason = "the head given is not in the chain: records were cut off its end, or the chain "
+             "was rewritten";
+    line[0] = '\0';
+  }
+  if (json)
+    print_json(&res, !reason, reason);
+  else if (!reason)
     printf("ok, %" PRIu64 " records%s%s\n", res.records, res.head[0] ? "; last hash " : "",
            res.head);
-  } else {
-    fprintf(stderr, "qvm audit verify: line %" PRIu64 ": %s (%" PRIu64 " good records before it)\n",
-            res.bad_line, res.reason, res.records);
-  }
-  return ok ? QVM_EXIT_OK : QVM_EXIT_FAILURE;
+  else
+    fprintf(stderr, "qvm audit verify: %s%s (%" PRIu64 " good records)\n", line, reason,
+            res.records);
+  return reason ? QVM_EXIT_FAILURE : QVM_EXIT_OK;
 }
 
 /* ---- the table's summaries ---------------------------------------------------- */
