@@ -12,6 +12,7 @@
 
 #include "util/cleanup.h"
 #include "vm/access.h"
+#include "vm/audit.h"
 #include "vm/handle.h"
 
 const char *qvm_vm_dir(const qvm_vm *vm) { return vm->paths.dir; }
@@ -175,6 +176,7 @@ int qvm_vm_provision(size_t *out_failed, qvm_vm *vm, qvm_ssh *ssh, qvm_ssh_outpu
                                     .ctx = ctx,
                                     .step_timeout_ms = -1};
     r = qvm_ssh_provision(out_failed, ssh, &po, err);
+    vm_audit_provision(vm->name, s->n_steps, out_failed, r, (const qvm_error *const *)err);
     if (r < 0) qvm_error_prefix(err, "vm '%s'", vm->name);
   }
   for (size_t i = 0; names && i < s->n_steps; i++) free(names[i]);

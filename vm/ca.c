@@ -31,6 +31,7 @@
 #include "util/fs.h"
 #include "util/strbuf.h"
 #include "util/time.h"
+#include "vm/audit.h"
 #include "vm/state.h"
 
 #define SKEW_S 30
@@ -391,7 +392,8 @@ static int issue_locked(qvm_cert **out, qvm_cert_ca *ca, ssh_cert_spec *spec,
   return r;
 }
 
-int qvm_cert_issue(qvm_cert **out, qvm_cert_ca *ca, const qvm_cert_options *opts, qvm_error **err) {
+static int cert_issue(qvm_cert **out, qvm_cert_ca *ca, const qvm_cert_options *opts,
+                      qvm_error **err) {
   _cleanup_free_ char *actor = NULL;
   _cleanup_close_ int lock = -1;
   const char *host_principals[] = {opts ? opts->vm : NULL, NULL};
@@ -455,8 +457,8 @@ static int revoke_mark(size_t *count, issued_list *l, const char *vm, uint64_t s
   return 0;
 }
 
-int qvm_cert_revoke(size_t *out_revoked, qvm_cert_ca *ca, const char *vm, uint64_t serial,
-                    qvm_error **err) {
+static int cert_revoke(size_t *out_revoked, qvm_cert_ca *ca, const char *vm, uint64_t serial,
+                       qvm_error **err) {
   _cleanup_close_ int lock = -1;
   issued_list l = {0};
   size_t count = 0;
@@ -470,5 +472,35 @@ int qvm_cert_revoke(size_t *out_revoked, qvm_cert_ca *ca, const char *vm, uint64
   if (r >= 0) r = krl_write(ca, &l, err);
   issued_clear(&l);
   if (r >= 0 && out_revoked) *out_revoked = count;
+  return r;
+}
+
+/* The audit log's records (issue 14): every certificate handed out or revoked. */
+int qvm_cert_issue(qvm_cert **out, qvm_cert_ca *ca, const qvm_cert_options *opts, qvm_error **err) {
+  int r = cert_issue(out, ca, opts, err);
+  struct json_object *d = json_object_new_object();
+  if (r >= 0) {
+    json_object_object_add(d, "kind",
+                           json_object_new_string(opts->kind == QVM_CERT_HOST ? "host" : "user"));
+    json_object_object_add(d, "serial", json_object_new_uint64((*out)->serial));
+    json_object_object_add(d, "key_id", vm_audit_string((*out)->key_id, 256, NULL));
+    json_object_object_add(d, "valid_after", json_object_new_int64((*out)->valid_after));
+    json_object_object_add(d, "valid_before", json_object_new_int64((*out)->valid_before));
+  }
+  vm_audit_note(opts && opts->vm ? opts->vm : NULL, "cert-issue", r, (const qvm_error *const *)err,
+                d);
+  return r;
+}
+
+int qvm_cert_revoke(size_t *out_revoked, qvm_cert_ca *ca, const char *vm, uint64_t serial,
+                    qvm_error **err) {
+  size_t n = 0;
+  int r = cert_revoke(&n, ca, vm, serial, err);
+  if (r >= 0 && out_revoked) *out_revoked = n;
+  struct json_object *d = json_object_new_object();
+  json_object_object_add(d, "serial", serial ? json_object_new_uint64(serial) : NULL);
+  json_object_object_add(d, "all", json_object_new_boolean(serial == 0));
+  if (r >= 0) json_object_object_add(d, "revoked", json_object_new_uint64(n));
+  vm_audit_note(vm, "cert-revoke", r, (const qvm_error *const *)err, d);
   return r;
 }

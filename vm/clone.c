@@ -14,6 +14,7 @@
 #include <qvm/vm.h>
 
 #include "util/cleanup.h"
+#include "vm/audit.h"
 #include "vm/clone.h"
 #include "vm/handle.h"
 #include "vm/images.h"
@@ -196,6 +197,7 @@ int qvm_vm_clone(char **out_json, const char *src, const char *dst,
   if ((unsigned)opts->then > QVM_VM_CLONE_UP)
     return qvm_error_set(err, QVM_EINVAL, "clone: 'then' %d is unknown", (int)opts->then);
   r = clone_run(out_json, src, dst, opts, err);
+  vm_audit_clone(src, dst, opts->snapshot, r, (const qvm_error *const *)err);
   if (r < 0) qvm_error_prefix(err, "cannot clone vm '%s' to '%s'", src, dst);
   return r;
 }

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "util/cleanup.h"
+#include "vm/audit.h"
 #include "util/fs.h"
 #include "util/time.h"
 #include "vm/access.h"
@@ -292,5 +293,6 @@ int qvm_vm_create(qvm_vm **out, const char *name, const qvm_vm_create_options *o
     qvm_error_prefix(err, "cannot create vm '%s'", name);
     return r;
   }
+  vm_audit_create(name, opts);
   return out ? qvm_vm_open(out, name, err) : 0;
 }

@@ -25,6 +25,7 @@
 #include "util/fs.h"
 #include "util/time.h"
 #include "vm/access.h"
+#include "vm/audit.h"
 #include "vm/clone.h"
 #include "vm/handle.h"
 #include "vm/images.h"
@@ -446,7 +447,12 @@ int qvm_vm_fork(char **out_json, const char *src, const qvm_vm_fork_options *opt
   int r = QVM_OPTIONS_CHECK(opts, qvm_vm_fork_options, QVM_VM_FORK_OPTIONS_VERSION, err);
   if (r < 0) return r;
   if (!src) return qvm_error_set(err, QVM_EINVAL, "fork needs a source vm");
-  r = fork_run(out_json, src, opts ? opts : &defaults, err);
+  const qvm_vm_fork_options *o = opts ? opts : &defaults;
+  r = fork_run(out_json, src, o, err);
   if (r < 0) qvm_error_prefix(err, "cannot fork vm '%s'", src);
+  struct json_object *d = json_object_new_object();
+  json_object_object_add(d, "count", json_object_new_int((int)(o->count ? o->count : 1)));
+  json_object_object_add(d, "prefix", vm_audit_string(o->prefix ? o->prefix : src, 64, NULL));
+  vm_audit_note(src, "fork", r, (const qvm_error *const *)err, d);
   return r;
 }

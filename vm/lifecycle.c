@@ -19,6 +19,7 @@
 #include "util/cleanup.h"
 #include "util/fs.h"
 #include "util/time.h"
+#include "vm/audit.h"
 #include "vm/handle.h"
 #include "vm/net.h"
 
@@ -306,6 +307,7 @@ int qvm_vm_start(qvm_vm *vm, const qvm_vm_start_options *opts, qvm_error **err) 
   r = vm_lock_acquire(&fd, &vm->paths, "start", VM_LOCK_TIMEOUT_MS, err);
   if (r >= 0) r = start_locked(vm, fd, opts, err);
   vm_lock_release(fd);
+  vm_audit_note(vm->name, "start", r, (const qvm_error *const *)err, NULL);
   if (r < 0) {
     qvm_error_prefix(err, "cannot start vm '%s'", vm->name);
     return r;
@@ -362,6 +364,7 @@ int qvm_vm_stop(qvm_vm *vm, const qvm_vm_stop_options *opts, qvm_error **err) {
   r = vm_lock_acquire(&fd, &vm->paths, "stop", VM_LOCK_TIMEOUT_MS, err);
   if (r >= 0) r = request_locked(vm, REQ_STOP, timeout, err);
   vm_lock_release(fd);
+  vm_audit_note(vm->name, "stop", r, (const qvm_error *const *)err, NULL);
   if (r < 0) {
     qvm_error_prefix(err, "cannot stop vm '%s'", vm->name);
     return r;
@@ -374,6 +377,7 @@ int qvm_vm_kill(qvm_vm *vm, qvm_error **err) {
   int r = vm_lock_acquire(&fd, &vm->paths, "kill", VM_LOCK_TIMEOUT_MS, err);
   if (r >= 0) r = request_locked(vm, REQ_KILL, 0, err);
   vm_lock_release(fd);
+  vm_audit_note(vm->name, "kill", r, (const qvm_error *const *)err, NULL);
   if (r < 0) {
     qvm_error_prefix(err, "cannot kill vm '%s'", vm->name);
     return r;
@@ -391,6 +395,7 @@ int qvm_vm_restart(qvm_vm *vm, const qvm_vm_stop_options *stop, const qvm_vm_sta
   if (r >= 0) r = request_locked(vm, REQ_STOP, timeout, err);
   if (r >= 0) r = start_locked(vm, fd, start, err);
   vm_lock_release(fd);
+  vm_audit_note(vm->name, "restart", r, (const qvm_error *const *)err, NULL);
   if (r < 0) {
     qvm_error_prefix(err, "cannot restart vm '%s'", vm->name);
     return r;
@@ -455,6 +460,7 @@ int qvm_vm_remove(const char *name, bool force, qvm_error **err) {
   r = vm_lock_acquire(&fd, &vm->paths, "rm", VM_LOCK_TIMEOUT_MS, err);
   if (r >= 0) r = unreadable ? remove_unreadable_locked(vm, err) : remove_locked(vm, force, err);
   vm_lock_release(fd);
+  vm_audit_remove(name, force, r, (const qvm_error *const *)err);
   _cleanup_free_ char *up_lock = NULL; /* vm/up.c's; nothing of the VM stays */
   if (r >= 0 && asprintf(&up_lock, "%s/.%s.up.lock", vm->paths.vms, name) > 0) unlink(up_lock);
   if (r < 0) {
@@ -491,6 +497,7 @@ int qvm_vm_run(int *out, qvm_vm *vm, int stop_timeout_ms, qvm_error **err) {
   }
   /* The shim releases the lock once QMP answered. */
   r = vm_shim_run(out, vm, &cfg, err);
+  vm_audit_run(vm->name, r, out, (const qvm_error *const *)err);
   if (r < 0) {
     qvm_error_prefix(err, "cannot run vm '%s'", vm->name);
     return r;

@@ -17,6 +17,7 @@
 
 #include "util/cleanup.h"
 #include "util/time.h"
+#include "vm/audit.h"
 #include "vm/handle.h"
 #include "vm/image.h"
 #include "vm/qcow2.h"
@@ -431,6 +432,7 @@ static int snapshot_op(qvm_vm *vm, const char *name, const qvm_vm_snapshot_optio
   int r = op_begin(&fd, &state, &op, what, err);
   if (r >= 0) r = fn(&op, state, err);
   vm_lock_release(fd);
+  vm_audit_snapshot(vm->name, what, name, r, (const qvm_error *const *)err);
   if (r < 0)
     qvm_error_prefix(err, "cannot %s snapshot '%s' of vm '%s'", what + strlen("snapshot "),
                      name ? name : "", vm->name);

@@ -390,7 +390,9 @@ QVM_API int qvm_vm_ip(char **out_ip, char **out_source, qvm_vm *vm, int timeout_
 /* ---- guest access (vm/access.c) --------------------------------------------- */
 
 /* Files in the VM's directory (qvm_vm_dir()). */
-#define QVM_VM_AUDIT_LOG "audit.jsonl" /* one JSON line per exec/ssh/provision command */
+/* one JSON line per exec/ssh/provision command; the host-wide log that outlives
+ * the VM is include/qvm/audit.h's */
+#define QVM_VM_AUDIT_LOG "audit.jsonl"
 #define QVM_VM_PROVISION_LOG "provision.log"
 
 /* The VM's state directory (borrowed). */
@@ -429,6 +431,26 @@ QVM_API int qvm_vm_provision(size_t *out_failed, qvm_vm *vm, qvm_ssh *ssh,
                              qvm_ssh_output_fn on_output, void *ctx, qvm_error **err);
 /* Number of recorded provision steps. */
 QVM_API size_t qvm_vm_provision_count(const qvm_vm *vm);
+
+/* ---- guest actions with audit records (vm/access_audit.c) -------------------- */
+
+/* qvm_ssh_exec on ssh (connected to vm), with an "exec-start" record in the
+ * audit log (include/qvm/audit.h) before it (argv or the command) and an
+ * "exec" record after it: argv, exit, signal, duration, and the byte count
+ * and sha256 of stdout and stderr, never the output. */
+QVM_API int qvm_vm_exec(qvm_ssh_exec_result *out, qvm_vm *vm, qvm_ssh *ssh,
+                        const qvm_ssh_exec_options *opts, qvm_error **err);
+/* The same for an interactive session (qvm ssh): an "ssh-open" record
+ * before, an "ssh-close" record with the outcome after. */
+QVM_API int qvm_vm_shell(qvm_ssh_exec_result *out, qvm_vm *vm, qvm_ssh *ssh,
+                         const qvm_ssh_exec_options *opts, qvm_error **err);
+/* qvm_ssh_upload / qvm_ssh_download plus one "cp" record: direction, the
+ * local path (absolute) and the remote one, bytes copied, and the sha256 of
+ * the local file (null for a directory). */
+QVM_API int qvm_vm_upload(qvm_vm *vm, qvm_ssh *ssh, const char *local, const char *remote,
+                          const qvm_ssh_copy_options *opts, qvm_error **err);
+QVM_API int qvm_vm_download(qvm_vm *vm, qvm_ssh *ssh, const char *remote, const char *local,
+                            const qvm_ssh_copy_options *opts, qvm_error **err);
 
 /* Exit statuses of qvm_vm_run (docs/cli.md, "qvm run"). */
 enum {

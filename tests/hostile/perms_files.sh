@@ -37,7 +37,7 @@ while IFS= read -r -d '' f; do
   fi
   case ${f##*/} in
   id_ed25519 | seed.iso | known_hosts | provision.log | vm.json | disk.qcow2 | serial.log | \
-    events.jsonl | qemu.log) check "$f" 600 ;;
+    events.jsonl | qemu.log | audit.jsonl) check "$f" 600 ;;
   *) check "$f" "" ;;
   esac
   # No file of a vm is readable by others, except the public key.

@@ -61,6 +61,8 @@ expect_eq "$(jget "$json" '["forks"][1]["name"]')" s1-2 "second fork's name"
 img=$(jget "$json" '["image"]')
 [[ -f $store/sha256/${img#sha256:} ]] || fail "the forks' image is not in the store"
 no_leftovers "fork"
+expect_eq "$(qvm audit s1 --json | python3 -c 'import json,sys; r=json.load(sys.stdin); print(sum(1 for x in r if x["action"] == "fork" and x["details"].get("count") == 2 and "error" not in x["details"]))')" \
+  1 "the audit log's fork record"
 expect_eq "$(qvm info s1 --json | python3 -c 'import json,sys; o=json.load(sys.stdin); print(o["state"], o["pid"])')" \
   "running $qemu_pid" "s1 after the fork"
 for f in s1-1 s1-2; do

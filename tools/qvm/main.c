@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include <qvm/audit.h>
 
 #include "commands.h"
 
@@ -11,7 +14,7 @@ static const struct qvm_command *const commands[] = {
     &qvm_cmd_fork,    &qvm_cmd_rm,        &qvm_cmd_run,    &qvm_cmd_ls,       &qvm_cmd_info,
     &qvm_cmd_logs,    &qvm_cmd_console,   &qvm_cmd_exec,   &qvm_cmd_ssh,      &qvm_cmd_ssh_config,
     &qvm_cmd_cp,      &qvm_cmd_provision, &qvm_cmd_ip,     &qvm_cmd_up,       &qvm_cmd_down,
-    &qvm_cmd_image,   &qvm_cmd_cert,
+    &qvm_cmd_image,   &qvm_cmd_cert,      &qvm_cmd_audit,
 };
 
 static void usage(FILE *f) {
@@ -44,6 +47,12 @@ static int help_run(const char *verb) {
 
 int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
+  /* qvm --agent ID VERB ...: the agent id of this command's audit records */
+  if (argc > 2 && !strcmp(argv[1], "--agent")) {
+    if (!qvm_audit_agent_valid(argv[2]) || setenv("QVM_AGENT", argv[2], 1) < 0)
+      return fprintf(stderr, "qvm: agent id '%s' is invalid\n", argv[2]), QVM_EXIT_USAGE;
+    argc -= 2, argv += 2;
+  }
   if (argc < 2) {
     usage(stderr);
     return QVM_EXIT_USAGE;

@@ -241,7 +241,7 @@ static int exec_run(int argc, char **argv) {
   eo.audit_log = audit;
   qvm_ssh_exec_result res = {0};
   qvm_error *err = NULL;
-  if (qvm_ssh_exec(&res, ssh, &eo, &err) < 0) {
+  if (qvm_vm_exec(&res, vm, ssh, &eo, &err) < 0) {
     bool timeout = qvm_error_code(err) == QVM_ETIMEOUT && a.timeout_s;
     qvm_cli_fail("exec", err, NULL);
     r = timeout ? EXEC_EXIT_TIMEOUT : EXEC_EXIT_QVM;
@@ -321,8 +321,8 @@ static int ssh_print(const char *name, const qvm_vm_ssh_options *so, int wait_ms
 
 /* Runs the shell (or argv) with the terminal in raw mode and SIGWINCH
  * forwarded. */
-static int ssh_interactive(qvm_ssh *ssh, qvm_ssh_exec_options *eo, qvm_ssh_exec_result *res,
-                           qvm_error **err) {
+static int ssh_interactive(qvm_vm *vm, qvm_ssh *ssh, qvm_ssh_exec_options *eo,
+                           qvm_ssh_exec_result *res, qvm_error **err) {
   struct termios saved, raw;
   int pipefd[2] = {-1, -1};
   bool tty = eo->pty && tcgetattr(STDIN_FILENO, &saved) == 0;
@@ -338,7 +338,7 @@ static int ssh_interactive(qvm_ssh *ssh, qvm_ssh_exec_options *eo, qvm_ssh_exec_
     cfmakeraw(&raw);
     tcsetattr(STDIN_FILENO, TCSANOW, &raw);
   }
-  int r = qvm_ssh_exec(res, ssh, eo, err);
+  int r = qvm_vm_shell(res, vm, ssh, eo, err);
   if (tty) tcsetattr(STDIN_FILENO, TCSANOW, &saved);
   signal(SIGWINCH, SIG_DFL);
   winch_write_fd = -1;
@@ -405,7 +405,7 @@ static int ssh_run(int argc, char **argv) {
   eo.audit_log = audit;
   qvm_ssh_exec_result res = {0};
   qvm_error *err = NULL;
-  int r = ssh_interactive(ssh, &eo, &res, &err) < 0
+  int r = ssh_interactive(vm, ssh, &eo, &res, &err) < 0
               ? (qvm_cli_fail("ssh", err, NULL), EXEC_EXIT_QVM)
               : remote_status("ssh", name, &res);
   free(audit);
@@ -612,8 +612,8 @@ static int cp_run(int argc, char **argv) {
     return r;
   }
   qvm_error *err = NULL;
-  if ((up_remote ? qvm_ssh_upload(ssh, src, dst_path, &co, &err)
-                 : qvm_ssh_download(ssh, src_path, dst, &co, &err)) < 0)
+  if ((up_remote ? qvm_vm_upload(vm, ssh, src, dst_path, &co, &err)
+                 : qvm_vm_download(vm, ssh, src_path, dst, &co, &err)) < 0)
     r = qvm_cli_fail("cp", err, cp_hint(err));
   qvm_ssh_free(ssh);
   qvm_vm_free(vm);
