@@ -435,6 +435,21 @@ static bool qmp_name_valid(const char *s, size_t len) {
   return true;
 }
 
+/* QEMU's monitor can take a command now; else the error is replied. */
+static bool qmp_usable(shim_ctl *c, ctl_client *cl, struct json_object *id, shim *s) {
+  if (!s->qmp) {
+    reply_error(c, cl, id, "qmp", "qemu's monitor is not connected");
+    return false;
+  }
+  /* QEMU still owes the reply of one that timed out: its main loop is
+   * stalled, and waiting again would only keep the shim out of its loop. */
+  if (qvm_qmp_abandoned_pending(s->qmp)) {
+    reply_error(c, cl, id, "busy", "qemu has not answered an earlier qmp command yet");
+    return false;
+  }
+  return true;
+}
+
 /* Returns whether it waited on QEMU. */
 static bool cmd_qmp(shim_ctl *c, ctl_client *cl, struct json_object *id, struct json_object *req,
                     shim *s) {
@@ -455,16 +470,7 @@ static bool cmd_qmp(shim_ctl *c, ctl_client *cl, struct json_object *id, struct 
     reply_error(c, cl, id, "invalid", "qmp command '%s' is not passed through", name);
     return false;
   }
-  if (!s->qmp) {
-    reply_error(c, cl, id, "qmp", "qemu's monitor is not connected");
-    return false;
-  }
-  /* QEMU still owes the reply of one that timed out: its main loop is
-   * stalled, and waiting again would only keep the shim out of its loop. */
-  if (qvm_qmp_abandoned_pending(s->qmp)) {
-    reply_error(c, cl, id, "busy", "qemu has not answered an earlier qmp command yet");
-    return false;
-  }
+  if (!qmp_usable(c, cl, id, s)) return false;
   struct json_object *ret = NULL;
   qvm_error *e = NULL;
   int r = qvm_qmp_execute_timeout(&ret, s->qmp, name, args, SHIM_CTL_QMP_TIMEOUT_MS, &e);
@@ -484,14 +490,7 @@ static bool cmd_qmp(shim_ctl *c, ctl_client *cl, struct json_object *id, struct 
  * an fd (it may not open files here: it runs as another user). The client
  * follows the migration with query-migrate. Returns whether it waited on QEMU. */
 static bool cmd_save_state(shim_ctl *c, ctl_client *cl, struct json_object *id, shim *s) {
-  if (!s->qmp) {
-    reply_error(c, cl, id, "qmp", "qemu's monitor is not connected");
-    return false;
-  }
-  if (qvm_qmp_abandoned_pending(s->qmp)) {
-    reply_error(c, cl, id, "busy", "qemu has not answered an earlier qmp command yet");
-    return false;
-  }
+  if (!qmp_usable(c, cl, id, s)) return false;
   char path[PATH_MAX];
   snprintf(path, sizeof path, "%s/%s", s->vm->paths.dir, VM_FORK_STATE_FILE);
   if (unlink(path) < 0 && errno != ENOENT) {

@@ -91,9 +91,7 @@ static int clone_run(int argc, char **argv) {
   opts.up = &upo;
   opts.up_result = &res;
   qvm_cli_progress prog;
-  qvm_cli_progress_init(&prog, quiet  ? QVM_CLI_PROGRESS_QUIET
-                               : json ? QVM_CLI_PROGRESS_JSON
-                                      : QVM_CLI_PROGRESS_AUTO);
+  qvm_cli_progress_init(&prog, qvm_cli_progress_mode_for(quiet, json));
   opts.progress = qvm_cli_image_progress;
   opts.userdata = &prog;
   char *out = NULL;

@@ -53,9 +53,7 @@ static int import_run(int argc, char **argv) {
   if (optind + 1 < argc)
     return qvm_cli_usage_error(VERB, "unexpected argument '%s'", argv[optind + 1]);
   qvm_cli_progress prog;
-  qvm_cli_progress_init(&prog, quiet  ? QVM_CLI_PROGRESS_QUIET
-                               : json ? QVM_CLI_PROGRESS_JSON
-                                      : QVM_CLI_PROGRESS_AUTO);
+  qvm_cli_progress_init(&prog, qvm_cli_progress_mode_for(quiet, json));
   qvm_image_import_options opts = QVM_IMAGE_IMPORT_OPTIONS_INIT;
   opts.progress = qvm_cli_image_progress;
   opts.userdata = &prog;

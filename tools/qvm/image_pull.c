@@ -93,9 +93,7 @@ static int pull_run(int argc, char **argv) {
   if (!!opts.sha256 + !!opts.sha512 + !!opts.checksums > 1)
     return qvm_cli_usage_error(VERB, "give only one of --sha256, --sha512, --checksums");
   qvm_cli_progress prog;
-  qvm_cli_progress_init(&prog, quiet  ? QVM_CLI_PROGRESS_QUIET
-                               : json ? QVM_CLI_PROGRESS_JSON
-                                      : QVM_CLI_PROGRESS_AUTO);
+  qvm_cli_progress_init(&prog, qvm_cli_progress_mode_for(quiet, json));
   opts.progress = qvm_cli_image_progress;
   opts.userdata = &prog;
   char *out = NULL;

@@ -32,6 +32,10 @@ typedef struct qvm_cli_progress {
 } qvm_cli_progress;
 
 void qvm_cli_progress_init(qvm_cli_progress *p, qvm_cli_progress_mode mode);
+/* The mode a verb's --quiet and --json ask for (--quiet wins). */
+static inline qvm_cli_progress_mode qvm_cli_progress_mode_for(bool quiet, bool json) {
+  return quiet ? QVM_CLI_PROGRESS_QUIET : json ? QVM_CLI_PROGRESS_JSON : QVM_CLI_PROGRESS_AUTO;
+}
 /* A qvm_image_progress_fn; userdata is a qvm_cli_progress. */
 void qvm_cli_image_progress(const qvm_image_progress *ev, void *userdata);
 /* Clears a bar left on the line (before the result or an error). */
