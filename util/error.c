@@ -109,6 +109,23 @@ int qvm_error_prefix(qvm_error **err, const char *fmt, ...) {
   return e->code;
 }
 
+int qvm_error_suffix(qvm_error **err, const char *fmt, ...) {
+  if (!err || !*err) return 0;
+  qvm_error *e = *err;
+  if (e == &oom_error) return e->code;
+  char *suffix = NULL, *full = NULL;
+  va_list ap;
+  va_start(ap, fmt);
+  if (vasprintf(&suffix, fmt, ap) < 0) suffix = NULL;
+  va_end(ap);
+  if (suffix && asprintf(&full, "%s%s", e->message, suffix) >= 0) {
+    free(e->message);
+    e->message = full;
+  }
+  free(suffix);
+  return e->code;
+}
+
 int qvm_error_propagate(qvm_error **dst, qvm_error *src) {
   assert(src);
   int code = src->code;

@@ -912,6 +912,31 @@ int vm_up_record_create(const vm_paths *p, const qvm_vm_create_options *create, 
 }
 
 /* err is never NULL here. */
+#define UP_FAILED_STOP_MS 10000
+
+/* A failed up stops what it started (unless asked to keep it), and the
+ * error says what became of the VM. */
+static void stop_failed(qvm_vm *vm, qvm_error **err) {
+  qvm_vm_stop_options so = QVM_VM_STOP_OPTIONS_INIT;
+  so.timeout_ms = UP_FAILED_STOP_MS;
+  qvm_error *e = NULL;
+  vm_reload(vm, NULL);
+  qvm_vm_state st = qvm_vm_get_state(vm);
+  if (st != QVM_VM_RUNNING && st != QVM_VM_STARTING) return;
+  int r = qvm_vm_stop(vm, &so, &e);
+  if (r < 0)
+    qvm_error_suffix(err, "\nqvm could not stop vm '%s' after the failure: %s", vm->name,
+                     qvm_error_message(e));
+  else if (vm_reload(vm, NULL) >= 0 && vm->rec->has_last_exit && vm->rec->last_exit.detail)
+    qvm_error_suffix(err,
+                     "\nqvm stopped vm '%s': %s (keep a failed vm running with --keep-on-failure)",
+                     vm->name, vm->rec->last_exit.detail);
+  else
+    qvm_error_suffix(err, "\nqvm stopped vm '%s' (keep a failed vm running with --keep-on-failure)",
+                     vm->name);
+  qvm_error_free(e);
+}
+
 static int up(qvm_up_result *out, const char *name, const qvm_vm_create_options *create,
               const qvm_up_options *opts, qvm_error **err) {
   static const qvm_up_options defaults = QVM_UP_OPTIONS_INIT;
@@ -988,7 +1013,9 @@ static int up(qvm_up_result *out, const char *name, const qvm_vm_create_options 
     return qvm_error_prefix(err, "vm '%s': phase 'started' did not happen", name);
   }
   loop_attach(loop, vm);
-  return run_phases(&u, provision, err);
+  r = run_phases(&u, provision, err);
+  if (r < 0 && !opts->keep_on_failure) stop_failed(vm, err);
+  return r;
 }
 
 int qvm_vm_up(qvm_up_result *out, const char *name, const qvm_vm_create_options *create,

@@ -125,6 +125,10 @@ typedef struct qvm_up_options {
   int timeout_ms;               /* whole up; 0: 600000 */
   bool allow_cloud_init_errors; /* a cloud-init error does not fail up */
   bool wait_cloud_init;         /* default true (set by QVM_UP_OPTIONS_INIT) */
+  /* A phase that fails after QEMU started leaves the VM running for
+   * inspection; by default up stops it (graceful for 10 s, then forced)
+   * and says so: no QEMU is left burning CPU. */
+  bool keep_on_failure;
   /* Called as each phase happens (may be NULL). */
   void (*on_phase)(void *ctx, qvm_up_phase phase, qvm_up_phase_status status, int64_t elapsed_ms,
                    const char *detail);

@@ -21,7 +21,7 @@ write_files:
 YAML
 set +e
 out=$(qvm up e2e-cierr --image "$image" --image-sha256 "$sum" --disk 3G \
-  --cloud-config "$tmp/bad.yaml" 2>&1)
+  --cloud-config "$tmp/bad.yaml" --keep-on-failure 2>&1)
 rc=$?
 set -e
 log "$out"

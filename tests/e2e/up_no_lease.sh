@@ -13,6 +13,10 @@ log "$out"
 [[ $rc -ne 0 ]] || fail "up without a network device succeeded"
 expect_match "$out" "phase 'lease'" "no network: the lease phase is named"
 expect_match "$out" "last serial output" "no network: serial output is shown"
+# A failed up leaves no QEMU burning CPU (issue 19): it stopped the vm, and said so.
+expect_match "$out" "qvm stopped vm 'e2e-nonet'" "no network: the failed up stopped the vm"
+expect_eq "$(qvm info e2e-nonet --json | python3 -c 'import json,sys; o=json.load(sys.stdin); print(o["state"], o["pid"])')" \
+  "stopped None" "no network: no qemu left running"
 qvm down e2e-nonet --rm --timeout 5 >/dev/null || fail "down --rm"
 
 # The mini guest with its DHCP client switched off (qvm.dhcp=0), on a bridge.

@@ -33,7 +33,7 @@ PY
 # qvm's (ok false, failed in provision); the step's output is on stderr,
 # byte-exact, and in provision.log.
 set +e
-qvm up hv "${boot[@]}" --provision "$step" --json >"$tmp/up1.json" 2>"$tmp/up1.err"
+qvm up hv "${boot[@]}" --provision "$step" --keep-on-failure --json >"$tmp/up1.json" 2>"$tmp/up1.err"
 rc=$?
 set -e
 [[ $rc -ne 0 ]] || fail "the failing provision step did not fail up"
@@ -76,7 +76,7 @@ ssh-keygen -q -t ed25519 -N '' -f "$tmp/other" || fail "ssh-keygen"
 read -r alias _ <"$kh"
 echo "$alias $(cut -d' ' -f1,2 "$tmp/other.pub")" >"$kh"
 set +e
-qvm up hv "${boot[@]}" --provision "$step" >"$tmp/up2.out" 2>"$tmp/up2.err"
+qvm up hv "${boot[@]}" --provision "$step" --keep-on-failure >"$tmp/up2.out" 2>"$tmp/up2.err"
 rc=$?
 set -e
 [[ $rc -ne 0 ]] || fail "up with a swapped host key succeeded"
@@ -92,7 +92,7 @@ sed -n '/^last serial output:$/,/^hint: /p' "$tmp/up2.err" | sed '1d;$d' >"$tmp/
 [[ -s $tmp/tail ]] && ! grep -qv '^  | ' "$tmp/tail" ||
   fail "a serial line is not quoted with '  | ': $(cat -v "$tmp/tail")"
 set +e
-qvm up hv "${boot[@]}" --provision "$step" --json >"$tmp/up3.json" 2>/dev/null
+qvm up hv "${boot[@]}" --provision "$step" --keep-on-failure --json >"$tmp/up3.json" 2>/dev/null
 set -e
 python3 - "$tmp/up3.json" <<'PY' || fail "up --json is not strict UTF-8 JSON with the tail: $(cat -v "$tmp/up3.json")"
 import json, sys

@@ -66,7 +66,7 @@ expect_eq "$(grep -c 'provisioning done' "$QVM_STATE_DIR/vms/m1/provision.log")"
 
 # A failing provision step fails up in the provision phase and names the step.
 set +e
-out=$(qvm up m2 "${boot[@]}" --provision 'shell:true' --provision 'shell:exit 3' 2>&1)
+out=$(qvm up m2 "${boot[@]}" --provision 'shell:true' --provision 'shell:exit 3' --keep-on-failure 2>&1)
 rc=$?
 set -e
 [[ $rc -ne 0 ]] || fail "up with a failing step succeeded"
@@ -79,6 +79,20 @@ case $accel in
   kvm) ;;
   *) fail "m2 runs with accelerator '$accel'" ;;
 esac
+
+expect_eq "$(qvm info m2 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')" \
+  running "--keep-on-failure keeps the failed vm running"
+# Without it, a failed up stops what it started and says so (issue 19).
+set +e
+out=$(qvm up m3 "${boot[@]}" --provision 'shell:exit 4' 2>&1)
+rc=$?
+set -e
+[[ $rc -ne 0 ]] || fail "up m3 with a failing step succeeded"
+expect_match "$out" "qvm stopped vm 'm3'" "the failed up says it stopped the vm"
+expect_match "$out" "--keep-on-failure" "and how to keep one running"
+expect_eq "$(qvm info m3 --json | python3 -c 'import json,sys; o=json.load(sys.stdin); print(o["state"], o["pid"])')" \
+  "stopped None" "no qemu left by a failed up"
+qvm rm m3 >/dev/null || fail "rm m3"
 
 # qvm.yaml: a file with two VMs, up -f NAME for one, down -f --rm for all.
 cat >"$tmp/qvm.yaml" <<YAML

@@ -310,3 +310,13 @@ void qvm_cli_print_warnings(qvm_vm *vm, bool waiting) {
     }
   json_object_put(info);
 }
+
+void qvm_cli_print_exit(qvm_vm *vm) {
+  struct json_object *info = NULL, *last = NULL, *detail = NULL;
+  if (qvm_cli_vm_info(&info, vm, NULL) < 0) return;
+  qvm_cli_json_neutralize(info); /* the detail may quote QEMU's or the guest's output */
+  if (json_object_object_get_ex(info, "last_exit", &last) &&
+      json_object_object_get_ex(last, "detail", &detail))
+    fprintf(stderr, "%s: %s\n", qvm_vm_name(vm), json_object_get_string(detail));
+  json_object_put(info);
+}

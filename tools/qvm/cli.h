@@ -68,6 +68,10 @@ int qvm_cli_getopt(int argc, char *const *argv, const char *optstring,
  * its exit recorded). -1 with *err set, *out NULL, on failure. */
 int qvm_cli_open(qvm_vm **out, const char *name, qvm_error **err);
 const char *qvm_cli_vm_hint(const qvm_error *err);
+/* After a stop: how the VM's run ended, when there is more to say than that
+ * it stopped (e.g. "the guest did not power off within 60 s; qemu was
+ * killed"), on stderr. */
+void qvm_cli_print_exit(qvm_vm *vm);
 /* The hint for the error's class (and subject), e.g. "VmRunning": "stop it
  * first, or use --force"; NULL if none. qvm_cli_fail() prints it when the
  * caller gives no hint of its own. A static buffer. */

@@ -113,16 +113,6 @@ static int start_run(int argc, char **argv) {
   return r;
 }
 
-static void print_exit(qvm_vm *vm) {
-  struct json_object *info = NULL, *last = NULL, *detail = NULL;
-  if (qvm_cli_vm_info(&info, vm, NULL) < 0) return;
-  qvm_cli_json_neutralize(info); /* the detail may quote QEMU's or the guest's output */
-  if (json_object_object_get_ex(info, "last_exit", &last) &&
-      json_object_object_get_ex(last, "detail", &detail))
-    fprintf(stderr, "%s: %s\n", qvm_vm_name(vm), json_object_get_string(detail));
-  json_object_put(info);
-}
-
 static int stop_run(int argc, char **argv) {
   if (wants_help(argc, argv)) return printf("%s", stop_help), QVM_EXIT_OK;
   int timeout = 60, r;
@@ -141,7 +131,7 @@ static int stop_run(int argc, char **argv) {
   else if (!live)
     fprintf(stderr, "vm '%s' is not running\n", name);
   else
-    print_exit(vm);
+    qvm_cli_print_exit(vm);
   qvm_vm_free(vm);
   return r;
 }
@@ -248,7 +238,7 @@ static int run_run(int argc, char **argv) {
   if (qvm_vm_run(&status, vm, timeout * 1000, &err) < 0) {
     r = fail("run", err);
   } else {
-    print_exit(vm);
+    qvm_cli_print_exit(vm);
     r = status;
   }
   qvm_vm_free(vm);

@@ -32,6 +32,8 @@ static const char up_help[] =
     "  --timeout S                for the whole up (default 600)\n"
     "  --allow-cloud-init-errors  a cloud-init error does not fail up\n"
     "  --no-wait-cloud-init       stop waiting once SSH works\n"
+    "  --keep-on-failure          leave a vm whose up failed running (to look\n"
+    "                             at it); by default up stops it\n"
     "  --json                     print a JSON summary instead of the phases (on\n"
     "                             stdout, alone: provision output goes to stderr)\n\n"
     "qvm.yaml (docs/cli.md, section \"qvm.yaml\"; examples/qvm.yaml):\n"
@@ -215,10 +217,11 @@ static int parse_seconds(const char *verb, const char *s, int min, int *out) {
 }
 
 static int up_run(int argc, char **argv) {
-  enum { OPT_TIMEOUT = 1, OPT_ALLOW, OPT_NOWAIT, OPT_JSON };
+  enum { OPT_TIMEOUT = 1, OPT_ALLOW, OPT_NOWAIT, OPT_JSON, OPT_KEEP };
   static const struct option own[] = {{"timeout", 1, 0, OPT_TIMEOUT},
                                       {"allow-cloud-init-errors", 0, 0, OPT_ALLOW},
                                       {"no-wait-cloud-init", 0, 0, OPT_NOWAIT},
+                                      {"keep-on-failure", 0, 0, OPT_KEEP},
                                       {"json", 0, 0, OPT_JSON},
                                       {"file", 1, 0, 'f'},
                                       {0, 0, 0, 0}};
@@ -248,6 +251,7 @@ static int up_run(int argc, char **argv) {
       break;
     case OPT_ALLOW: opts.allow_cloud_init_errors = true; break;
     case OPT_NOWAIT: opts.wait_cloud_init = false; break;
+    case OPT_KEEP: opts.keep_on_failure = true; break;
     case OPT_JSON: json = true; break;
     case 'f': file = optarg; break;
     default: return qvm_cli_bad_option("up", c, argv);
@@ -310,7 +314,9 @@ static int down_one(const char *name, bool rm, int timeout, bool missing_ok) {
   }
   qvm_vm_stop_options so = QVM_VM_STOP_OPTIONS_INIT;
   so.timeout_ms = timeout * 1000; /* the flag counts seconds */
+  qvm_vm_state before = qvm_vm_get_state(vm);
   int r = qvm_vm_stop(vm, &so, &err);
+  if (r >= 0 && (before == QVM_VM_RUNNING || before == QVM_VM_STARTING)) qvm_cli_print_exit(vm);
   qvm_vm_free(vm);
   if (r < 0) return qvm_cli_fail("down", err, NULL);
   if (rm && qvm_vm_remove(name, true, &err) < 0) return qvm_cli_fail("down", err, NULL);
