@@ -93,18 +93,39 @@ struct json_object *vm_audit_string(const char *s, size_t max, bool *cut) {
   return j;
 }
 
+/* All argv words together, before JSON escaping (which can make a byte six):
+ * 64 words of 1024 bytes escaped could pass the record's limit, and a
+ * record that is refused would leave the command unlogged. */
+#define VM_AUDIT_ARGV_BUDGET (24u << 10)
+
 void vm_audit_add_argv(struct json_object *details, const char *const *argv) {
   struct json_object *a = json_object_new_array();
   bool cut = false;
-  size_t n = 0;
+  size_t n = 0, budget = VM_AUDIT_ARGV_BUDGET;
+  crypto_hash_sha256_state h;
+  crypto_hash_sha256_init(&h);
   for (; argv && argv[n]; n++) {
-    if (n < VM_AUDIT_ARGS_MAX)
-      json_object_array_add(a, vm_audit_string(argv[n], VM_AUDIT_ARG_MAX, &cut));
-    else
+    size_t len = strlen(argv[n]);
+    crypto_hash_sha256_update(&h, (const unsigned char *)argv[n],
+                              len + 1); /* with its NUL: words stay apart */
+    size_t max = budget < VM_AUDIT_ARG_MAX ? budget : VM_AUDIT_ARG_MAX;
+    if (n < VM_AUDIT_ARGS_MAX && (max > 0 || len == 0)) {
+      struct json_object *w = vm_audit_string(argv[n], max, &cut);
+      budget -= (size_t)json_object_get_string_len(w);
+      json_object_array_add(a, w);
+    } else {
       cut = true;
+    }
   }
+  unsigned char md[crypto_hash_sha256_BYTES];
+  char hex[65];
+  crypto_hash_sha256_final(&h, md);
+  for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
   json_object_object_add(details, "argv", a);
   json_object_object_add(details, "argc", json_object_new_int64((int64_t)n));
+  /* The whole argv, however much of it is shown: sha256 of its words, each
+   * with its NUL. */
+  json_object_object_add(details, "argv_sha256", json_object_new_string(hex));
   if (cut) json_object_object_add(details, "argv_truncated", json_object_new_boolean(true));
 }
 

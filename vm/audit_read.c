@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -92,6 +93,11 @@ static int log_open_read(FILE **out, const char *path, qvm_error **err) {
   if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode)) {
     fclose(f);
     return qvm_error_set(err, QVM_EINVAL, "audit log '%s' is not a regular file", path);
+  }
+  /* Shared: an append in progress (under the writers' exclusive lock) is
+   * not read half-written. Held until fclose. Without it (a lock that
+   * cannot be had) the read goes on: a reader must not be shut out. */
+  while (flock(fileno(f), LOCK_SH) < 0 && errno == EINTR) {
   }
   *out = f;
   return 0;

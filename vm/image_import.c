@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -223,6 +225,101 @@ static int convert(import_ctx *c, const char *opts, const char *snapshot, qvm_er
   return vm_run_program(NULL, argv, err);
 }
 
+/* from (disk.qcow2, or the running VM's copy of it) checked, its snapshots
+ * listed (the one asked for must be there; running: temporary ones left by
+ * a killed import are deleted in the VM), then converted at snap. */
+static int import_from(import_ctx *c, const char *from, const char *snap, bool running,
+                       qvm_error **err) {
+  qvm_vm *vm = c->vm;
+  /* qemu-img runs as root: the header must name exactly the spec's image
+   * (or nothing) and no data file, as before every start. */
+  vm_qcow2_policy policy = {.what = "vm disk",
+                            .backing = vm->spec->image,
+                            .backing_format = vm->spec->image_format,
+                            .why = ": qemu-img would open it as root; qvm did not import it"};
+  int r = vm_qcow2_check_file(from, &policy, err);
+  if (r < 0) return r;
+  _cleanup_free_ char *opts = image_opts(vm->spec, from, true);
+  _cleanup_free_ char *info_opts = image_opts(vm->spec, from, false);
+  if (!opts || !info_opts) return oom(err);
+  char **snaps = NULL;
+  size_t n_snaps = 0;
+  if ((r = disk_snapshots(&snaps, &n_snaps, info_opts, err)) < 0) return r;
+  bool found = snap && has_name(snaps, n_snaps, snap);
+  /* Under the VM's lock no other import runs: a temporary snapshot of
+   * ours is left over from an import that was killed; QEMU deletes it. */
+  for (size_t i = 0; running && i < n_snaps; i++)
+    if (tmp_snapshot_name(snaps[i]) && !(snap && !strcmp(snaps[i], snap))) {
+      qvm_error *derr = NULL;
+      qmp_snapshot(vm, "blockdev-snapshot-delete-internal-sync", snaps[i], &derr);
+      qvm_error_free(derr);
+    }
+  names_free(snaps, n_snaps);
+  if (snap && !found) {
+    qvm_error_set(err, QVM_ENOTFOUND, "it has no snapshot '%s'", snap);
+    return qvm_error_set_hint(err, QVM_ENOTFOUND, "SnapshotUnknown", snap);
+  }
+  return convert(c, opts, snap, err);
+}
+
+/* A private copy (0600, O_EXCL) of disk as it is now: a reflink where the
+ * filesystem has them, else copy_file_range up to the size it had when
+ * opened (QEMU may grow it meanwhile; a snapshot's clusters lie below). */
+static int copy_disk(const char *disk, const char *to, qvm_error **err) {
+  _cleanup_close_ int in = open(disk, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (in < 0) return qvm_error_set_errno(err, errno, "cannot open '%s'", disk);
+  struct stat st;
+  if (fstat(in, &st) < 0 || !S_ISREG(st.st_mode))
+    return qvm_error_set(err, QVM_EINVAL, "'%s' is not a regular file", disk);
+  _cleanup_close_ int out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (out < 0) return qvm_error_set_errno(err, errno, "cannot create '%s'", to);
+  if (ioctl(out, FICLONE, in) == 0) return 0;
+  off_t off = 0;
+  while (off < st.st_size) {
+    ssize_t n = copy_file_range(in, &off, out, NULL, (size_t)(st.st_size - off), 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return qvm_error_set_errno(err, errno, "cannot copy '%s'", disk);
+    if (n == 0) break; /* shrunk meanwhile: qemu-img will say what is wrong */
+  }
+  return 0;
+}
+
+/* A running VM's QEMU (the guest's, if it took QEMU over) can rewrite
+ * disk.qcow2's header at any moment, between qvm's check and qemu-img's
+ * open: qemu-img (root) reads a private copy, checked after it was made.
+ * An internal snapshot's clusters do not change in the file while QEMU
+ * runs on (copy on write), so the copy holds it whole. */
+static int import_running(import_ctx *c, const char *disk, qvm_error **err) {
+  qvm_vm *vm = c->vm;
+  int r = 0;
+  char tmp[32] = "";
+  const char *snap = c->snapshot;
+  if (!snap) {
+    /* A temporary internal snapshot: a consistent point qemu-img can read
+     * while the guest goes on writing (docs/ARCHITECTURE.md, "Clones"). */
+    if ((r = vm_tmp_snapshot_name(tmp, err)) < 0) return r;
+    report(c->o, "snapshot", 0, 0);
+    if ((r = qmp_snapshot(vm, "blockdev-snapshot-internal-sync", tmp, err)) < 0)
+      return qvm_error_prefix(err, "cannot take a temporary snapshot of its disk");
+    snap = tmp;
+  }
+  _cleanup_free_ char *copy = NULL;
+  r = img_store_tmp_path(&copy, c->s, ".copy", err);
+  if (r >= 0) report(c->o, "copy", 0, 0);
+  if (r >= 0) r = copy_disk(disk, copy, err);
+  if (r >= 0) r = import_from(c, copy, snap, true, err);
+  if (copy) unlink(copy);
+  qvm_error *derr = NULL;
+  if (tmp[0] && qmp_snapshot(vm, "blockdev-snapshot-delete-internal-sync", tmp, &derr) < 0 &&
+      r >= 0) {
+    r = qvm_error_set(err, qvm_error_code(derr),
+                      "cannot delete the temporary snapshot '%s' of its disk: %s", tmp,
+                      qvm_error_message(derr));
+  }
+  qvm_error_free(derr);
+  return r;
+}
+
 static int import_locked(import_ctx *c, qvm_error **err) {
   qvm_vm *vm = c->vm;
   int r = vm_reconcile_locked(vm, err);
@@ -236,57 +333,10 @@ static int import_locked(import_ctx *c, qvm_error **err) {
     return qvm_error_set(err, QVM_ECONFLICT, "it is %s: import it once it runs or has stopped",
                          qvm_vm_state_name(state));
   bool running = state == QVM_VM_RUNNING;
-  _cleanup_free_ char *disk = NULL, *opts = NULL, *info_opts = NULL;
+  _cleanup_free_ char *disk = NULL;
   if (asprintf(&disk, "%s/disk.qcow2", vm->paths.dir) < 0) return oom(err);
-  /* qemu-img runs as root: the header must name exactly the spec's image
-   * (or nothing) and no data file, as before every start. */
-  vm_qcow2_policy policy = {.what = "vm disk",
-                            .backing = vm->spec->image,
-                            .backing_format = vm->spec->image_format,
-                            .why = ": qemu-img would open it as root; qvm did not import it"};
-  if ((r = vm_qcow2_check_file(disk, &policy, err)) < 0) return r;
-  if (!(opts = image_opts(vm->spec, disk, true)) ||
-      !(info_opts = image_opts(vm->spec, disk, false)))
-    return oom(err);
-  char **snaps = NULL;
-  size_t n_snaps = 0;
-  if ((r = disk_snapshots(&snaps, &n_snaps, info_opts, err)) < 0) return r;
-  bool found = c->snapshot && has_name(snaps, n_snaps, c->snapshot);
-  /* Under the VM's lock no other import runs: a temporary snapshot of
-   * ours is left over from an import that was killed; QEMU deletes it. */
-  for (size_t i = 0; running && i < n_snaps; i++)
-    if (tmp_snapshot_name(snaps[i]) && !(c->snapshot && !strcmp(snaps[i], c->snapshot))) {
-      qvm_error *derr = NULL;
-      qmp_snapshot(vm, "blockdev-snapshot-delete-internal-sync", snaps[i], &derr);
-      qvm_error_free(derr);
-    }
-  names_free(snaps, n_snaps);
-  if (c->snapshot) {
-    if (!found) {
-      qvm_error_set(err, QVM_ENOTFOUND, "it has no snapshot '%s'", c->snapshot);
-      return qvm_error_set_hint(err, QVM_ENOTFOUND, "SnapshotUnknown", c->snapshot);
-    }
-  }
   if ((r = img_store_tmp_path(&c->staged, c->s, ".img", err)) < 0) return r;
-  if (running && !c->snapshot) {
-    /* A temporary internal snapshot: a consistent point qemu-img can read
-     * while the guest goes on writing (docs/ARCHITECTURE.md, "Clones"). */
-    char tmp[32];
-    if ((r = vm_tmp_snapshot_name(tmp, err)) < 0) return r;
-    report(c->o, "snapshot", 0, 0);
-    if ((r = qmp_snapshot(vm, "blockdev-snapshot-internal-sync", tmp, err)) < 0)
-      return qvm_error_prefix(err, "cannot take a temporary snapshot of its disk");
-    r = convert(c, opts, tmp, err);
-    qvm_error *derr = NULL;
-    if (qmp_snapshot(vm, "blockdev-snapshot-delete-internal-sync", tmp, &derr) < 0 && r >= 0) {
-      r = qvm_error_set(err, qvm_error_code(derr),
-                        "cannot delete the temporary snapshot '%s' of its disk: %s", tmp,
-                        qvm_error_message(derr));
-    }
-    qvm_error_free(derr);
-  } else {
-    r = convert(c, opts, c->snapshot, err);
-  }
+  r = running ? import_running(c, disk, err) : import_from(c, disk, c->snapshot, false, err);
   if (r < 0) return r;
   report(c->o, "hash", 0, 0);
   uint64_t size = 0;

