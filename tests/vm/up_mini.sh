@@ -94,6 +94,20 @@ expect_eq "$(qvm info m3 --json | python3 -c 'import json,sys; o=json.load(sys.s
   "stopped None" "no qemu left by a failed up"
 qvm rm m3 >/dev/null || fail "rm m3"
 
+# On a terminal, a live line names the phase waited for, the time so far
+# and the guest's latest serial line (issue 19); without one, no such line.
+command -v script >/dev/null || fail "script (util-linux) is missing"
+script -qec "$(printf '%q ' "$bin/qvm" up t1 "${boot[@]}")" "$tmp/up.tty" >/dev/null ||
+  fail "up t1 under script: $(cat "$tmp/up.tty")"
+grep -aqE $'\r\e\\[K  (serial|tcp|ssh) +[0-9]+\\.[0-9] s  waiting' "$tmp/up.tty" ||
+  fail "no live phase line on a terminal: $(cat -v "$tmp/up.tty")"
+grep -aqE 'waiting \| .*qvm-mini: ' "$tmp/up.tty" ||
+  fail "the live line never showed the guest's serial output: $(cat -v "$tmp/up.tty")"
+qvm rm --force t1 >/dev/null || fail "rm t1"
+out=$(qvm up t2 "${boot[@]}") || fail "up t2: $out"
+[[ $out != *waiting* ]] || fail "a live line without a terminal: $out"
+qvm rm --force t2 >/dev/null || fail "rm t2"
+
 # qvm.yaml: a file with two VMs, up -f NAME for one, down -f --rm for all.
 cat >"$tmp/qvm.yaml" <<YAML
 vms:

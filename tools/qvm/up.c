@@ -13,6 +13,7 @@
 
 #include "commands.h"
 #include "create_flags.h"
+#include "up_live.h"
 
 static const char up_help[] =
     "usage: qvm up NAME --image PATH [OPTIONS]\n"
@@ -68,6 +69,7 @@ static const char down_help[] =
 typedef struct up_cli {
   bool json, tty;
   const char *name;
+  up_live live;
 } up_cli;
 
 /* Once QEMU runs, its warnings, with what they mean for the wait ahead:
@@ -85,12 +87,14 @@ static void on_phase(void *ctx, qvm_up_phase phase, qvm_up_phase_status st, int6
   if (c->json) return;
   /* a detail may be the guest's (its address) */
   char *safe = detail ? qvm_text_for_terminal(detail, strlen(detail), 0) : NULL;
+  up_live_lock(&c->live);
   if (st == QVM_UP_PHASE_SKIPPED)
     printf("  %-11s %9s  %s\n", qvm_up_phase_name(phase), "-", safe ? safe : "skipped");
   else
     printf("  %-11s %7.1f s%s%s\n", qvm_up_phase_name(phase), (double)ms / 1000.0, safe ? "  " : "",
            safe ? safe : "");
   fflush(stdout);
+  up_live_phase_done(&c->live, (int)phase);
   free(safe);
   if (phase == QVM_UP_STARTED && st != QVM_UP_PHASE_SKIPPED) up_warnings(c->name);
 }
@@ -100,6 +104,7 @@ static void on_phase(void *ctx, qvm_up_phase phase, qvm_up_phase_status st, int6
 static int on_output(void *ctx, int stream, const void *data, size_t len) {
   up_cli *c = ctx;
   int fd = c->json || stream == QVM_SSH_STDERR ? STDERR_FILENO : STDOUT_FILENO;
+  up_live_lock(&c->live);
   for (const char *p = data; len;) {
     ssize_t n = write(fd, p, len);
     if (n < 0 && errno == EINTR) continue;
@@ -107,6 +112,7 @@ static int on_output(void *ctx, int stream, const void *data, size_t len) {
     p += n;
     len -= (size_t)n;
   }
+  up_live_unlock(&c->live);
   return 0;
 }
 
@@ -167,7 +173,9 @@ static int up_one(const char *name, const qvm_vm_create_options *create, const q
   qvm_up_result res;
   qvm_error *err = NULL;
   if (!json) printf("up: vm '%s'\n", name);
+  up_live_start(&c.live, name, c.tty && !json);
   int r = qvm_vm_up(&res, name, create, &opts, &err);
+  up_live_stop(&c.live);
   qvm_cli_progress_end(&prog);
   if (json) print_json(name, &res, r < 0 ? err : NULL);
   if (r < 0) {
