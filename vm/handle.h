@@ -84,6 +84,8 @@ int vm_ctl_save_state(const vm_paths *p, int timeout_ms, qvm_error **err);
  * one a fork's shim resumes from once (it unlinks it when it opens it). */
 #define VM_FORK_STATE_FILE "fork.state"
 #define VM_INCOMING_FILE "incoming.state"
+/* The user-mode SSH forward's last port, reused when free at the next start. */
+#define VM_SSH_PORT_FILE "ssh.port"
 /* The guest's clock set to the host's (the guest agent's guest-set-time):
  * a fork resumes with the time its source was saved at. */
 int vm_qga_set_time(const vm_paths *p, int timeout_ms, qvm_error **err);

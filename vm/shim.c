@@ -8,6 +8,7 @@
  * and the deadline of a stop in progress.
  */
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -661,6 +662,15 @@ static bool shim_ssh_port_taken(shim *s, const exit_status *x) {
   return tail && strstr(tail, rule);
 }
 
+/* The SSH forward's port, tried first at the next start (shim_launch.c). */
+static void shim_remember_port(shim *s) {
+  if (!s->ssh_port) return;
+  char path[PATH_MAX], text[16];
+  snprintf(path, sizeof path, "%s/%s", s->vm->paths.dir, VM_SSH_PORT_FILE);
+  int n = snprintf(text, sizeof text, "%u\n", (unsigned)s->ssh_port);
+  qvm_write_file_atomic(path, text, (size_t)n, 0600, NULL);
+}
+
 /* Forget the failed QEMU so that shim_launch_qemu can start another. */
 static void shim_retry_port(shim *s) {
   struct json_object *d = json_object_new_object();
@@ -727,6 +737,7 @@ static int shim_spawn(shim *s, qvm_error **err) {
     return qvm_error_propagate(err, e);
   }
   shim_write_runtime(s, "running", true);
+  shim_remember_port(s);
   shim_logs_watch(s);
   struct json_object *d = json_object_new_object();
   json_object_object_add(d, "at_us", json_object_new_int64(s->t_qmp_us));

@@ -63,7 +63,33 @@ static int unix_connect(int *out, const char *path, qvm_error **err) {
  * another process can take it in between; the shim then sees QEMU's "Could
  * not set up host forwarding rule" and starts it again on a new port.
  * QVM_TEST_SSH_PORT forces the first attempt's port (tests of that retry). */
-static int free_port(uint16_t *out, int attempt, qvm_error **err) {
+/* The port the VM's SSH forward had last time (VM_SSH_PORT_FILE), if it is
+ * free now: a saved `qvm ssh-config` keeps working across restarts. */
+static bool last_port(uint16_t *out, const char *dir) {
+  char path[PATH_MAX], buf[16];
+  snprintf(path, sizeof path, "%s/%s", dir, VM_SSH_PORT_FILE);
+  _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+  if (n <= 0) return false;
+  buf[n] = '\0';
+  char *end = NULL;
+  unsigned long v = strtoul(buf, &end, 10);
+  if (end == buf || (*end && *end != '\n') || v < 1024 || v > 65535) return false;
+  _cleanup_close_ int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET,
+                           .sin_port = htons((uint16_t)v),
+                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  /* as slirp binds it: connections of the last run may linger in TIME_WAIT */
+  int one = 1;
+  if (s < 0 || setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+      bind(s, (struct sockaddr *)&sa, sizeof sa) < 0)
+    return false;
+  *out = (uint16_t)v;
+  return true;
+}
+
+static int free_port(uint16_t *out, int attempt, const char *dir, qvm_error **err) {
+  if (attempt == 0 && !getenv("QVM_TEST_SSH_PORT") && last_port(out, dir)) return 0;
   const char *forced = attempt == 0 ? getenv("QVM_TEST_SSH_PORT") : NULL;
   if (forced && forced[0]) {
     char *end = NULL;
@@ -240,7 +266,7 @@ int shim_launch_qemu(shim *s, qvm_error **err) {
   if (r >= 0) r = unix_connect(&qmp_client, p->qmp_sock, err);
   if (r >= 0) r = open_logs(&log, p, err);
   if (r >= 0 && s->vm->spec->net == VM_NET_USER && s->vm->spec->ssh_forward)
-    r = free_port(&s->ssh_port, s->launch_attempt, err);
+    r = free_port(&s->ssh_port, s->launch_attempt, p->dir, err);
   /* The shim keeps no fd on the tap: it goes away with QEMU's last one,
    * even if the shim itself is killed. */
   if (r >= 0) r = vm_net_start(&s->net, &tap, s->vm, true, s->events_fd, err);

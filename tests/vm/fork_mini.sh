@@ -85,9 +85,13 @@ run_rc qvm exec s1-2 -- cat /tmp/only1
 expect_eq "$(qvm exec s1 -- head -c 7 /dev/vda)" disk-s1 "s1's disk after a write in s1-1"
 expect_eq "$(qvm exec s1 -- cat /tmp/ramfile)" ram-only "s1 answers after the fork"
 
-# A fork stopped and started again boots from its disk (the state is used once).
+# A fork stopped and started again boots from its disk (the state is used
+# once), on the same SSH port as before (issue 19: saved ssh-configs work).
+port() { qvm info "$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["network"].get("ssh_port"))'; }
+port_before=$(port s1-1)
 qvm stop s1-1 --timeout 30 >/dev/null || fail "stop s1-1"
 qvm start s1-1 >/dev/null || fail "start s1-1"
+expect_eq "$(port s1-1)" "$port_before" "s1-1's SSH port after stop and start"
 for _ in $(seq 1 120); do
   qvm exec s1-1 -- true >/dev/null 2>&1 && break
   sleep 1
