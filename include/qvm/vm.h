@@ -306,6 +306,26 @@ typedef struct qvm_vm_clone_options {
 QVM_API int qvm_vm_clone(char **out_json, const char *src, const char *dst,
                          const qvm_vm_clone_options *opts, qvm_error **err);
 
+/* ---- set (vm/set.c) -------------------------------------------------------- */
+
+#define QVM_VM_SET_OPTIONS_VERSION 1
+typedef struct qvm_vm_set_options {
+  unsigned version; /* QVM_VM_SET_OPTIONS_VERSION */
+  unsigned cpus;    /* 1..255; 0: unchanged */
+  uint64_t memory;  /* bytes, 16M..16T (rounded up to MiB); 0: unchanged */
+} qvm_vm_set_options;
+#define QVM_VM_SET_OPTIONS_INIT                                                                    \
+  { .version = QVM_VM_SET_OPTIONS_VERSION }
+
+/* Changes the VM's recorded cpus and memory; QEMU gets them at the VM's next
+ * start (a running VM keeps what it has until then). *out_json (may be
+ * NULL): {"name", "changes": {"cpus": [was, now], "memory_mib": [was, now]},
+ * "running": bool, "ram_snapshots": N} (a snapshot with RAM taken with other
+ * memory cannot be restored). QVM_EINVAL: nothing to change or out of
+ * range; QVM_ECONFLICT: the VM is starting or stopping. */
+QVM_API int qvm_vm_set(char **out_json, qvm_vm *vm, const qvm_vm_set_options *opts,
+                       qvm_error **err);
+
 /* ---- fork (vm/fork.c) ------------------------------------------------------ */
 
 #define QVM_VM_FORK_MAX 64

@@ -71,4 +71,35 @@ expect_eq "$rc" 1 "online shrink"
 expect_match "$out" "67108864 bytes and 66060288 is smaller" "online shrink names both sizes"
 qvm stop r1 --timeout 30 >/dev/null || fail "stop"
 expect_eq "$(virtual_size)" 67108864 "qemu-img info after the online resize"
+
+# qvm set (issue 19): cpus and memory for the next start; the guest sees them.
+run_rc qvm set r1
+expect_eq "$rc" 2 "set with nothing to change"
+run_rc qvm set r1 --cpus 0
+expect_eq "$rc" 2 "set --cpus 0"
+run_rc qvm set r1 --memory 1K
+expect_eq "$rc" 2 "set --memory 1K"
+run_rc qvm set nope --cpus 2
+expect_eq "$rc" 3 "set on a vm that does not exist"
+qvm start r1 >/dev/null || fail "start r1 again"
+out=$(qvm set r1 --cpus 2 --memory 384M) || fail "set: $out"
+expect_match "$out" "cpus: 1 -> 2" "set prints the cpus change"
+expect_match "$out" "memory: 256M -> 384M" "set prints the memory change"
+expect_match "$out" "qvm restart r1" "a running vm keeps its values until a restart"
+for _ in $(seq 1 120); do
+  qvm exec r1 -- true >/dev/null 2>&1 && break
+  sleep 1
+done
+expect_eq "$(qvm exec r1 -- grep -c ^processor /proc/cpuinfo)" 1 "cpus before the restart"
+qvm restart r1 >/dev/null || fail "restart r1"
+for _ in $(seq 1 120); do
+  qvm exec r1 -- true >/dev/null 2>&1 && break
+  sleep 1
+done
+expect_eq "$(qvm exec r1 -- grep -c ^processor /proc/cpuinfo)" 2 "cpus after the restart"
+mem_kib=$(qvm exec r1 -- awk '/^MemTotal/ {print $2}' /proc/meminfo)
+((mem_kib > 300 * 1024 && mem_kib <= 384 * 1024)) || fail "MemTotal after set --memory 384M: ${mem_kib} KiB"
+expect_eq "$(qvm info r1 --json | python3 -c 'import json,sys; o=json.load(sys.stdin); print(o["cpus"], o["memory_mib"])')" \
+  "2 384" "info after set"
+qvm stop r1 --timeout 30 >/dev/null || fail "stop"
 log "ok"

@@ -188,7 +188,7 @@ static int set_net(const char *verb, qvm_vm_net *net, const char *arg) {
   return parse_failed(verb, r, err);
 }
 
-static int parse_cpus(const char *verb, const char *s, unsigned *out) {
+int qvm_cli_parse_cpus(const char *verb, const char *s, unsigned *out) {
   char *end = NULL;
   long v = strtol(s, &end, 10);
   if (!*s || *end || v < 1 || v > 255)
@@ -199,8 +199,8 @@ static int parse_cpus(const char *verb, const char *s, unsigned *out) {
 
 /* --memory / --disk: the size grammar is the library's (qvm_vm_size_parse);
  * a bad value is a usage error like a bad --cpus. */
-static int parse_size(const char *verb, const char *opt, const char *what, const char *s,
-                      uint64_t min, uint64_t *out) {
+int qvm_cli_parse_size(const char *verb, const char *opt, const char *what, const char *s,
+                       uint64_t min, uint64_t *out) {
   uint64_t v = 0;
   qvm_error *err = NULL;
   if (qvm_vm_size_parse(&v, what, s, &err) < 0) {
@@ -286,9 +286,10 @@ int qvm_cli_create_flag(const char *verb, qvm_cli_create_flags *f, int c, const 
   qvm_vm_create_options *o = &f->opts;
   switch (c) {
   case OPT_IMAGE: o->image = arg; return 0;
-  case OPT_DISK: return parse_size(verb, "--disk", "disk", arg, 1, &o->disk);
-  case OPT_CPUS: return parse_cpus(verb, arg, &o->cpus);
-  case OPT_MEMORY: return parse_size(verb, "--memory", "memory", arg, 16u << 20, &o->memory);
+  case OPT_DISK: return qvm_cli_parse_size(verb, "--disk", "disk", arg, 1, &o->disk);
+  case OPT_CPUS: return qvm_cli_parse_cpus(verb, arg, &o->cpus);
+  case OPT_MEMORY:
+    return qvm_cli_parse_size(verb, "--memory", "memory", arg, 16u << 20, &o->memory);
   case OPT_KERNEL: o->kernel = arg; return 0;
   case OPT_INITRD: o->initrd = arg; return 0;
   case OPT_APPEND: o->append = arg; return 0;

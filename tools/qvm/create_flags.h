@@ -71,4 +71,10 @@ void qvm_cli_create_flags_clear(qvm_cli_create_flags *f);
 /* The flags' lines for a verb's --help. */
 extern const char qvm_cli_create_flags_help[];
 
+/* --cpus (1 to 255) and a size flag (the library's grammar, at least min):
+ * a bad value is a usage error (its exit code returned, 0 when good). */
+int qvm_cli_parse_cpus(const char *verb, const char *s, unsigned *out);
+int qvm_cli_parse_size(const char *verb, const char *opt, const char *what, const char *s,
+                       uint64_t min, uint64_t *out);
+
 #endif
