@@ -101,5 +101,13 @@ mem_kib=$(qvm exec r1 -- awk '/^MemTotal/ {print $2}' /proc/meminfo)
 ((mem_kib > 300 * 1024 && mem_kib <= 384 * 1024)) || fail "MemTotal after set --memory 384M: ${mem_kib} KiB"
 expect_eq "$(qvm info r1 --json | python3 -c 'import json,sys; o=json.load(sys.stdin); print(o["cpus"], o["memory_mib"])')" \
   "2 384" "info after set"
+
+# qvm shell with no name: the only running vm (issue 19, item 6).
+run_rc sh -c "echo 'echo via-shell; exit 7' | '$qvm_bin' shell"
+expect_eq "$rc" 7 "qvm shell's exit status is the session's"
+expect_match "$out" "via-shell" "qvm shell reached the only running vm"
 qvm stop r1 --timeout 30 >/dev/null || fail "stop"
+run_rc qvm shell
+expect_eq "$rc" 3 "qvm shell with no vm running and none named default"
+expect_match "$out" "qvm up default" "the hint says how to make one"
 log "ok"
