@@ -6,6 +6,7 @@
  * (docs/ARCHITECTURE.md, "Forks"). */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -37,6 +38,7 @@
 #define FORK_SAVE_MS 300000
 #define FORK_POLL_MS 20
 #define FORK_AGENT_MS 1500
+#define FORK_STATE_SLACK (UINT64_C(256) << 20) /* device state, page headers */
 #define FORK_TIMEOUT_MS 60000
 #define STORE_LOCK_MS 60000
 
@@ -202,6 +204,14 @@ static int pause_and_save(fork_ctx *c, qvm_error **err) {
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   struct stat st;
   if (r >= 0 && stat(c->state, &st) == 0) c->state_bytes = (uint64_t)st.st_size;
+  /* SRC's QEMU wrote it: no more than its RAM and some device state, or
+   * it is not what a fork should load (docs/SECURITY.md) */
+  uint64_t cap = (vm->spec->memory_mib << 20) + FORK_STATE_SLACK;
+  if (r >= 0 && c->state_bytes > cap)
+    r = qvm_error_set(err, QVM_EPROTO,
+                      "its qemu saved %" PRIu64 " bytes of state for %" PRIu64
+                      " MiB of memory: more than a migration of it can be; no fork was made",
+                      c->state_bytes, vm->spec->memory_mib);
   return r;
 }
 
