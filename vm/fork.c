@@ -337,6 +337,51 @@ static int start_fork(fork_ctx *c, fork_child *k, qvm_error **err) {
   return r;
 }
 
+/* Forks start FORK_PARALLEL at a time: each loads its state and logs in
+ * while the others do; more would only queue for the host's CPUs. */
+#define FORK_PARALLEL 4
+
+typedef struct start_pool {
+  fork_ctx *c;
+  pthread_mutex_t mu;
+  unsigned next;
+  int r;          /* the first failure's code */
+  qvm_error *err; /* and its error */
+} start_pool;
+
+static void *start_worker(void *arg) {
+  start_pool *p = arg;
+  for (;;) {
+    pthread_mutex_lock(&p->mu);
+    unsigned i = p->r < 0 ? p->c->n : p->next++;
+    pthread_mutex_unlock(&p->mu);
+    if (i >= p->c->n) return NULL;
+    qvm_error *e = NULL;
+    int r = start_fork(p->c, &p->c->kids[i], &e);
+    pthread_mutex_lock(&p->mu);
+    if (r < 0 && p->r >= 0) {
+      p->r = r;
+      p->err = e;
+      e = NULL;
+    }
+    pthread_mutex_unlock(&p->mu);
+    qvm_error_free(e);
+  }
+}
+
+static int start_all(fork_ctx *c, qvm_error **err) {
+  start_pool p = {.c = c, .mu = PTHREAD_MUTEX_INITIALIZER};
+  pthread_t th[FORK_PARALLEL];
+  unsigned n = c->n < FORK_PARALLEL ? c->n : FORK_PARALLEL, made = 0;
+  for (; made < n; made++)
+    if (pthread_create(&th[made], NULL, start_worker, &p) != 0) break;
+  if (made == 0) start_worker(&p); /* no thread at all: one by one, here */
+  for (unsigned i = 0; i < made; i++) pthread_join(th[i], NULL);
+  pthread_mutex_destroy(&p.mu);
+  if (p.r < 0) return qvm_error_propagate(err, p.err);
+  return 0;
+}
+
 /* --- the whole ------------------------------------------------------------------- */
 
 static int result_json(char **out, const fork_ctx *c, const char *src, qvm_error **err) {
@@ -437,9 +482,9 @@ static int fork_run(char **out_json, const char *src, const qvm_vm_fork_options 
     if (c.state[0]) unlink(c.state); /* the forks hold their own links */
     vm_lock_release(lock);
   }
-  for (unsigned i = 0; r >= 0 && i < c.n; i++) {
-    report(o, "start", i, c.n);
-    r = start_fork(&c, &c.kids[i], err);
+  if (r >= 0) {
+    report(o, "start", 0, c.n);
+    r = start_all(&c, err);
   }
   if (r < 0) undo(&c);
   if (r >= 0) report(o, "done", c.n, c.n);
