@@ -33,5 +33,6 @@ extern const struct qvm_command qvm_cmd_up;
 extern const struct qvm_command qvm_cmd_down;
 extern const struct qvm_command qvm_cmd_image;
 extern const struct qvm_command qvm_cmd_cert;
+extern const struct qvm_command qvm_cmd_sandbox;
 
 #endif
