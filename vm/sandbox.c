@@ -175,7 +175,7 @@ int qvm_sandbox_list(char **out_json, const char *agent, qvm_error **err) {
 /* --- destroy, extend ---------------------------------------------------------- */
 
 static int not_sandbox(const char *name, qvm_error **err) {
-  qvm_error_set(err, QVM_ECONFLICT, "vm '%s' is not a sandbox: remove it with qvm rm", name);
+  qvm_error_set(err, QVM_ECONFLICT, "vm '%s' is not a sandbox", name);
   return qvm_error_set_hint(err, QVM_ECONFLICT, "NotSandbox", name);
 }
 
