@@ -56,8 +56,8 @@ int qvm_vm_agent_check(const char *agent, qvm_error **err) {
   for (size_t i = 0; ok && i < n; i++) ok = agent_char(agent[i]);
   if (ok) return 0;
   if (agent && printable(agent, 256))
-    return qvm_error_set(err, QVM_EINVAL,
-                         "agent id '%s' is invalid: use [A-Za-z0-9._@:-]{1,128}", agent);
+    return qvm_error_set(err, QVM_EINVAL, "agent id '%s' is invalid: use [A-Za-z0-9._@:-]{1,128}",
+                         agent);
   return qvm_error_set(err, QVM_EINVAL,
                        "an agent id (%zu bytes) is invalid: use [A-Za-z0-9._@:-]{1,128}", n);
 }
@@ -172,8 +172,8 @@ int vm_rfc3339_parse(int64_t *out_us, const char *text, qvm_error **err) {
   }
   ok = ok && Y >= 1970 && Y <= 9999 && M >= 1 && M <= 12 && D >= 1 && D <= 31 && h <= 23 &&
        m <= 59 && sec <= 59;
-  struct tm tm = {.tm_year = Y - 1900, .tm_mon = M - 1, .tm_mday = D, .tm_hour = h,
-                  .tm_min = m, .tm_sec = sec};
+  struct tm tm = {
+      .tm_year = Y - 1900, .tm_mon = M - 1, .tm_mday = D, .tm_hour = h, .tm_min = m, .tm_sec = sec};
   time_t secs = ok ? timegm(&tm) : (time_t)-1;
   /* timegm normalizes Feb 31 to Mar 3: such a date is refused */
   if (!ok || secs < 0 || tm.tm_mday != D || tm.tm_mon != M - 1)

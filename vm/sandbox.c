@@ -135,8 +135,8 @@ static int create_run(char **out_json, const char *name, const qvm_sandbox_creat
 
 int qvm_sandbox_create(char **out_json, const char *name, const qvm_sandbox_create_options *opts,
                        qvm_error **err) {
-  int r = QVM_OPTIONS_CHECK(opts, qvm_sandbox_create_options, QVM_SANDBOX_CREATE_OPTIONS_VERSION,
-                            err);
+  int r =
+      QVM_OPTIONS_CHECK(opts, qvm_sandbox_create_options, QVM_SANDBOX_CREATE_OPTIONS_VERSION, err);
   if (r < 0) return r;
   if (!opts || !opts->from || !*opts->from)
     return qvm_error_set(err, QVM_EINVAL, "a sandbox needs a golden image or vm to start from");
@@ -229,7 +229,8 @@ static int extend_locked(int64_t *out, qvm_vm *vm, int64_t by_s, qvm_error **err
   if (r == QVM_ECONFLICT) return expired(vm->name, c.was, err);
   if (r >= 0 && kept != c.now)
     r = qvm_error_set(err, QVM_EPROTO, "the vm's shim kept another deadline");
-  if (r < 0) qvm_error_prefix(err, "vm.json has the new deadline, but the running shim did not take it");
+  if (r < 0)
+    qvm_error_prefix(err, "vm.json has the new deadline, but the running shim did not take it");
   return r;
 }
 

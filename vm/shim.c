@@ -178,7 +178,6 @@ static void shim_logs_bound(shim *s) {
   shim_log_bound(s->vm->paths.qemu_log, s->qemu_cap);
 }
 
-
 static bool shim_inotify_wanted(void) {
   const char *v = getenv("QVM_TEST_NO_INOTIFY"); /* tests of the fallback only */
   return !v || strcmp(v, "1") != 0;

@@ -46,10 +46,10 @@ typedef struct shim {
   off_t serial_cap, events_cap, qemu_cap; /* bytes; past them a log is rotated to NAME.1 */
   int serial_ino;                         /* inotify on serial.log and qemu.log, -1 when none */
   int64_t serial_quiet_ms;                /* a flood is looked at only this often */
-  int64_t log_poll_ms; /* without inotify: the next look at the logs, -1 with it */
-  bool qmp_more;       /* QMP events may wait beyond the last pass's share */
-  shim_ctl *ctl;       /* ctl.sock; NULL when it could not be set up */
-  int incoming_fd;     /* a fork's migration stream (VM_INCOMING_FILE, unlinked); -1: boot */
+  int64_t log_poll_ms;   /* without inotify: the next look at the logs, -1 with it */
+  bool qmp_more;         /* QMP events may wait beyond the last pass's share */
+  shim_ctl *ctl;         /* ctl.sock; NULL when it could not be set up */
+  int incoming_fd;       /* a fork's migration stream (VM_INCOMING_FILE, unlinked); -1: boot */
   int64_t expires_at_us; /* the sandbox's deadline (realtime); 0: none (vm/ttl.c) */
   bool expired;          /* the deadline passed: stopping, then the VM is removed */
 } shim;

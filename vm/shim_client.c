@@ -306,7 +306,8 @@ int vm_ctl_expiry(int64_t *out_us, const vm_paths *p, int timeout_ms, qvm_error 
   json_object_object_add(req, "cmd", json_object_new_string("expiry"));
   int r = ctl_call(&res, p, req, "expiry", timeout_ms, err);
   if (r < 0) return r;
-  if (!json_object_object_get_ex(res, "expires_at_us", &v) || !json_object_is_type(v, json_type_int))
+  if (!json_object_object_get_ex(res, "expires_at_us", &v) ||
+      !json_object_is_type(v, json_type_int))
     r = qvm_error_set(err, QVM_EPROTO, "the vm's shim answered 'expiry' without a deadline");
   else if (out_us)
     *out_us = json_object_get_int64(v);

@@ -28,7 +28,8 @@ static int64_t ttl_min_s(void) {
 int vm_ttl_check(int64_t seconds, qvm_error **err) {
   int64_t min = ttl_min_s();
   if (seconds < min || seconds > QVM_SANDBOX_TTL_MAX_S)
-    return qvm_error_set(err, QVM_EINVAL, "a sandbox lifetime of %lld s is out of range (%llds..7d)",
+    return qvm_error_set(err, QVM_EINVAL,
+                         "a sandbox lifetime of %lld s is out of range (%llds..7d)",
                          (long long)seconds, (long long)min);
   return 0;
 }
@@ -98,7 +99,8 @@ void shim_ttl_check(shim *s) {
   struct json_object *d = json_object_new_object();
   json_object_object_add(d, "expires_at", json_object_new_string(at));
   json_object_object_add(d, "expires_at_us", json_object_new_int64(s->expires_at_us));
-  if (s->vm->spec->agent) json_object_object_add(d, "agent", json_object_new_string(s->vm->spec->agent));
+  if (s->vm->spec->agent)
+    json_object_object_add(d, "agent", json_object_new_string(s->vm->spec->agent));
   shim_event(s, "qvm-expired", d);
   /* audit: TTL expiry of this VM (name, agent, expires_at); include/qvm/audit.h is not on this
    * branch yet */

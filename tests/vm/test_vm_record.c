@@ -472,7 +472,6 @@ static void test_snapshots(void **state) {
   free(text);
 }
 
-
 /* --- labels, agent, sandbox deadline (vm/labels.c, vm/ttl.c) -------------- */
 
 /* A vm.json from before tags has none, and none are written back. */
@@ -634,8 +633,7 @@ static void test_label_rules(void **state) {
   /* the create options' copy: checked, sorted, each key once */
   vm_spec s = {0};
   qvm_vm_label two[] = {{"b", "2"}, {"a", "1"}};
-  qvm_vm_tags t = {.labels = two, .n_labels = 2, .agent = "x", .sandbox = true,
-                   .expires_at_us = 5};
+  qvm_vm_tags t = {.labels = two, .n_labels = 2, .agent = "x", .sandbox = true, .expires_at_us = 5};
   assert_int_equal(vm_spec_set_tags(&s, &t, NULL), 0);
   assert_string_equal(s.labels[0].key, "a");
   assert_string_equal(s.agent, "x");
@@ -693,8 +691,9 @@ static void test_durations(void **state) {
   assert_int_equal(qvm_sandbox_duration_parse(&s, "7d", NULL), 0);
   assert_int_equal(s, 604800);
   assert_int_equal(qvm_sandbox_duration_parse(&s, "168h", NULL), 0);
-  static const char *const bad[] = {"9s",  "8d",  "604801s", "1h30m", "m",  "",   "10",
-                                    "-5m", "+5m", "5 m",     "1w",    "0s", "99999999999d"};
+  static const char *const bad[] = {"9s", "8d", "604801s",     "1h30m", "m",
+                                    "",   "10", "-5m",         "+5m",   "5 m",
+                                    "1w", "0s", "99999999999d"};
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
     if (qvm_sandbox_duration_parse(&s, bad[i], NULL) != QVM_EINVAL)
       fail_msg("duration '%s' was taken", bad[i]);

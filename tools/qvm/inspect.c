@@ -75,7 +75,8 @@ static int ls_parse(ls_filter *f, int argc, char **argv) {
     else
       rc = qvm_cli_bad_option("ls", c, argv);
   }
-  if (!rc && optind < argc) rc = qvm_cli_usage_error("ls", "unexpected argument '%s'", argv[optind]);
+  if (!rc && optind < argc)
+    rc = qvm_cli_usage_error("ls", "unexpected argument '%s'", argv[optind]);
   return rc;
 }
 
@@ -98,8 +99,8 @@ static int ls_run(int argc, char **argv) {
   for (size_t i = 0; i < n; i++) {
     qvm_vm *vm = NULL;
     struct json_object *info = NULL;
-    if (qvm_vm_open(&vm, names[i], NULL) == 0 && qvm_vm_matches(vm, f.labels, f.n_labels, f.agent) &&
-        qvm_cli_vm_info(&info, vm, NULL) == 0)
+    if (qvm_vm_open(&vm, names[i], NULL) == 0 &&
+        qvm_vm_matches(vm, f.labels, f.n_labels, f.agent) && qvm_cli_vm_info(&info, vm, NULL) == 0)
       json_object_array_add(all, info);
     qvm_vm_free(vm);
   }
@@ -136,7 +137,8 @@ static void print_disks(struct json_object *info) {
 static void print_tags(struct json_object *info) {
   struct json_object *l = NULL;
   if (json_object_object_get_ex(info, "labels", &l) && json_object_is_type(l, json_type_object)) {
-    json_object_object_foreach(l, k, v) printf("label:        %s=%s\n", k, json_object_get_string(v));
+    json_object_object_foreach(l, k, v)
+        printf("label:        %s=%s\n", k, json_object_get_string(v));
   }
   if (str_member(info, "agent", NULL)) printf("agent:        %s\n", str_member(info, "agent", ""));
   if (str_member(info, "expires_at", NULL))

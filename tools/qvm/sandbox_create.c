@@ -83,9 +83,9 @@ static int parse_option(create_args *a, int c, char **argv) {
 
 static int parse(create_args *a, int argc, char **argv) {
   static const struct option longopts[] = {
-      {"from", 1, 0, 'f'},  {"ttl", 1, 0, 'T'},     {"agent", 1, 0, 'a'},
-      {"label", 1, 0, 'l'}, {"net", 1, 0, 'n'},     {"timeout", 1, 0, 't'},
-      {"json", 0, 0, 'j'},  {"help", 0, 0, 'h'},    {"no-wait-cloud-init", 0, 0, 'W'},
+      {"from", 1, 0, 'f'},  {"ttl", 1, 0, 'T'},  {"agent", 1, 0, 'a'},
+      {"label", 1, 0, 'l'}, {"net", 1, 0, 'n'},  {"timeout", 1, 0, 't'},
+      {"json", 0, 0, 'j'},  {"help", 0, 0, 'h'}, {"no-wait-cloud-init", 0, 0, 'W'},
       {0, 0, 0, 0}};
   int c, r = 0;
   optind = 0;
@@ -113,9 +113,11 @@ static int print_result(const char *text, bool json) {
   } else {
     qvm_cli_json_neutralize(o);
     char when[96];
-    const char *at = json_object_object_get_ex(o, "expires_at", &v) ? json_object_get_string(v) : "?";
+    const char *at =
+        json_object_object_get_ex(o, "expires_at", &v) ? json_object_get_string(v) : "?";
     sandbox_cli_expiry(when, sizeof when, at,
-                       json_object_object_get_ex(o, "expires_in_s", &v) ? json_object_get_int64(v) : 0);
+                       json_object_object_get_ex(o, "expires_in_s", &v) ? json_object_get_int64(v)
+                                                                        : 0);
     printf("sandbox '%s' is up; it expires at %s\n",
            json_object_object_get_ex(o, "name", &v) ? json_object_get_string(v) : "?", when);
   }
@@ -124,8 +126,8 @@ static int print_result(const char *text, bool json) {
 }
 
 static int create_run(int argc, char **argv) {
-  __attribute__((cleanup(create_args_clear))) create_args a = {
-      .o = QVM_SANDBOX_CREATE_OPTIONS_INIT, .up = QVM_UP_OPTIONS_INIT};
+  __attribute__((cleanup(create_args_clear)))
+  create_args a = {.o = QVM_SANDBOX_CREATE_OPTIONS_INIT, .up = QVM_UP_OPTIONS_INIT};
   int r = parse(&a, argc, argv);
   if (r) return r < 0 ? QVM_EXIT_OK : r;
   a.o.labels = a.labels;
@@ -139,5 +141,4 @@ static int create_run(int argc, char **argv) {
 }
 
 const struct qvm_command qvm_cmd_sandbox_create = {
-    "create", "make a sandbox from an image, a vm or a vm's snapshot, and bring it up",
-    create_run};
+    "create", "make a sandbox from an image, a vm or a vm's snapshot, and bring it up", create_run};

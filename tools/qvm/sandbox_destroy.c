@@ -33,5 +33,4 @@ static int destroy_run(int argc, char **argv) {
   return QVM_EXIT_OK;
 }
 
-const struct qvm_command qvm_cmd_sandbox_destroy = {"destroy", "remove a sandbox now",
-                                                    destroy_run};
+const struct qvm_command qvm_cmd_sandbox_destroy = {"destroy", "remove a sandbox now", destroy_run};

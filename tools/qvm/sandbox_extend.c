@@ -19,8 +19,7 @@ static const char extend_help[] =
     "  --json   print {\"name\", \"expires_at_us\"}\n";
 
 static int extend_run(int argc, char **argv) {
-  static const struct option longopts[] = {
-      {"json", 0, 0, 'j'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+  static const struct option longopts[] = {{"json", 0, 0, 'j'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
   bool json = false;
   int c;
   optind = 0;
@@ -31,7 +30,8 @@ static int extend_run(int argc, char **argv) {
     json = true;
   }
   if (argc - optind < 2)
-    return qvm_cli_usage_error(VERB, optind < argc ? "missing the duration" : "missing the sandbox name");
+    return qvm_cli_usage_error(VERB,
+                               optind < argc ? "missing the duration" : "missing the sandbox name");
   if (argc - optind > 2)
     return qvm_cli_usage_error(VERB, "unexpected argument '%s'", argv[optind + 2]);
   const char *name = argv[optind];
@@ -42,7 +42,8 @@ static int extend_run(int argc, char **argv) {
     qvm_error_free(err);
     return r;
   }
-  if (qvm_sandbox_extend(&at, name, by, &err) < 0) return qvm_cli_fail(VERB, err, qvm_cli_vm_hint(err));
+  if (qvm_sandbox_extend(&at, name, by, &err) < 0)
+    return qvm_cli_fail(VERB, err, qvm_cli_vm_hint(err));
   if (json) {
     printf("{\"name\": ");
     qvm_cli_json_string(stdout, name);

@@ -47,7 +47,7 @@ static void print_table(struct json_object *list) {
     char when[96];
     sandbox_cli_expiry(when, sizeof when, member(o, "expires_at"),
                        json_object_object_get_ex(o, "expires_in_s", &v) ? json_object_get_int64(v)
-                                                                         : 0);
+                                                                        : 0);
     printf("%-24s %-9s %-20s %-44s ", member(o, "name"), member(o, "state"), member(o, "agent"),
            when);
     print_labels(o);
@@ -92,5 +92,4 @@ static int ls_run(int argc, char **argv) {
   return QVM_EXIT_OK;
 }
 
-const struct qvm_command qvm_cmd_sandbox_ls = {"ls", "list sandboxes and when they expire",
-                                               ls_run};
+const struct qvm_command qvm_cmd_sandbox_ls = {"ls", "list sandboxes and when they expire", ls_run};
