@@ -112,6 +112,7 @@ static int labels_set(vm_spec *s, const qvm_vm_label *labels, size_t n, qvm_erro
   if (n > QVM_VM_LABELS_MAX)
     return qvm_error_set(err, QVM_EINVAL, "%zu labels: at most %d are allowed", n,
                          QVM_VM_LABELS_MAX);
+  if (n && !labels) return qvm_error_set(err, QVM_EINVAL, "%zu labels given without a list", n);
   if (n && !(s->labels = calloc(n, sizeof *s->labels)))
     return qvm_error_set_errno(err, ENOMEM, "out of memory");
   for (size_t i = 0; i < n; i++) {

@@ -93,6 +93,8 @@ run_rc qvm sandbox create sbx --from nothing-like-this --ttl 1m
 [[ $rc != 0 ]] || fail "sandbox create from nothing"
 run_rc qvm sandbox create sbx --from gold:nosnap --ttl 1m
 expect_eq "$rc" 3 "sandbox create from an unknown snapshot"
+run_rc qvm sandbox extend gold 5x
+expect_eq "$rc" 2 "extend by a bad duration"
 run_rc qvm sandbox extend gold 10m
 expect_eq "$rc" 6 "extend of a vm that is no sandbox"
 expect_match "$out" "not a sandbox" "extend's message"

@@ -647,6 +647,8 @@ static void test_label_rules(void **state) {
   assert_int_equal(vm_spec_set_tags(&s, &t, NULL), QVM_EINVAL); /* a sandbox, no deadline */
   t = (qvm_vm_tags){.labels = two, .n_labels = QVM_VM_LABELS_MAX + 1};
   assert_int_equal(vm_spec_set_tags(&s, &t, NULL), QVM_EINVAL);
+  t = (qvm_vm_tags){.n_labels = 2}; /* a count without a list */
+  assert_int_equal(vm_spec_set_tags(&s, &t, NULL), QVM_EINVAL);
   vm_spec_tags_clear(&s);
 }
 
