@@ -90,7 +90,8 @@ expect_eq "$rc" 2 "sandbox create without --from"
 run_rc qvm sandbox create BAD --from gold
 expect_eq "$rc" 1 "sandbox create with a bad name"
 run_rc qvm sandbox create sbx --from nothing-like-this --ttl 1m
-[[ $rc != 0 ]] || fail "sandbox create from nothing"
+expect_eq "$rc" 3 "sandbox create from nothing"
+expect_match "$out" "nothing-like-this" "the golden is named"
 run_rc qvm sandbox create sbx --from gold:nosnap --ttl 1m
 expect_eq "$rc" 3 "sandbox create from an unknown snapshot"
 run_rc qvm sandbox extend gold 5x
