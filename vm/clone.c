@@ -152,6 +152,8 @@ static int clone_run(char **out_json, const char *src, const char *dst,
      * before DST's vm.json names it. */
     _cleanup_close_ int lock = -1;
     r = img_store_lock(&lock, s, false, STORE_LOCK_MS, err);
+    plan.o.tags = opts->tags;
+    if (opts->net) plan.o.net = *opts->net;
     if (r >= 0) r = qvm_vm_create(NULL, dst, &plan.o, err);
     if (r >= 0 && opts->then == QVM_VM_CLONE_UP) {
       vm_paths p = {0};

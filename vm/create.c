@@ -217,6 +217,7 @@ static int spec_from_options(vm_spec **out, const char *name, const qvm_vm_creat
   if (r >= 0) r = spec_media(s, o, err);
   if (r >= 0) r = spec_network(s, o, err);
   if (r >= 0) r = vm_access_spec(s, o, err);
+  if (r >= 0) r = vm_spec_set_tags(s, &o->tags, err);
   if (r >= 0 && !o->image && !o->disk && !o->kernel && !o->n_cdroms && !o->n_drives)
     r = qvm_error_set(err, QVM_EINVAL, "nothing to boot: no image, kernel or cdrom");
   if (r < 0) return r;

@@ -80,6 +80,10 @@ int vm_ctl_qmp(struct json_object **out, const vm_paths *p, const char *command,
  * the VM's directory and has QEMU migrate its RAM and device state into it
  * (getfd + migrate fd:); the caller follows it with query-migrate. */
 int vm_ctl_save_state(const vm_paths *p, int timeout_ms, qvm_error **err);
+/* `expiry` on ctl.sock: the shim re-reads its deadline from vm.json;
+ * *out_us (may be NULL) gets the one it now keeps. A shim whose VM expired
+ * already: QVM_ECONFLICT. */
+int vm_ctl_expiry(int64_t *out_us, const vm_paths *p, int timeout_ms, qvm_error **err);
 /* In a VM's directory: the migration stream `save-state` writes, and the
  * one a fork's shim resumes from once (it unlinks it when it opens it). */
 #define VM_FORK_STATE_FILE "fork.state"

@@ -20,6 +20,7 @@
 #include "util/time.h"
 #include "vm/handle.h"
 #include "vm/net.h"
+#include "vm/ttl.h"
 
 static int name_cmp(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
@@ -44,6 +45,7 @@ int qvm_vm_list(char ***out, size_t *out_n, qvm_error **err) {
   struct dirent *de;
   while ((de = readdir(d))) {
     if (!qvm_vm_name_valid(de->d_name)) continue; /* also skips ".x.create-*" */
+    if (vm_expire_sweep(de->d_name)) continue;    /* a sandbox past its deadline, idle */
     char **v = reallocarray(names, n + 1, sizeof *v);
     if (!v || !(v[n] = strdup(de->d_name))) {
       if (v) names = v;
@@ -154,6 +156,7 @@ int vm_info_json(struct json_object **out, qvm_vm *vm, qvm_error **err) {
   json_object_object_add(o, "network", info_network(vm, &rv));
   add_str(o, "created_at", vm->rec->created_at[0] ? vm->rec->created_at : NULL);
   add_str(o, "dir", vm->paths.dir);
+  vm_tags_info(o, s, qvm_realtime_us());
   info_runtime(o, vm, &rv, st);
   *out = o;
   return 0;

@@ -22,6 +22,7 @@
 #include "vm/audit.h"
 #include "vm/handle.h"
 #include "vm/net.h"
+#include "vm/ttl.h"
 
 void qvm_vm_free(qvm_vm *vm) {
   if (!vm) return;
@@ -211,11 +212,12 @@ int qvm_vm_refresh(qvm_vm *vm, qvm_error **err) { return vm_reload(vm, err); }
 
 int qvm_vm_reconcile(qvm_vm *vm, qvm_error **err) {
   int r = vm_reload(vm, err);
-  if (r < 0 || !needs_reconcile(vm)) return r;
+  if (r < 0 || !(needs_reconcile(vm) || vm_spec_expired(vm->spec, qvm_realtime_us()))) return r;
   int fd = -1;
   /* Whoever holds the lock reconciles on its own. */
   if (vm_lock_acquire(&fd, &vm->paths, "reattach", 0, NULL) < 0) return 0;
   r = reconcile_locked(vm, err);
+  if (r >= 0) r = vm_expire_locked(vm, err); /* a sandbox's deadline passed while nothing ran */
   vm_lock_release(fd);
   return r;
 }
@@ -274,6 +276,7 @@ static int qemu_available(qvm_error **err) {
 static int start_locked(qvm_vm *vm, int lock_fd, const qvm_vm_start_options *opts,
                         qvm_error **err) {
   int r = reconcile_locked(vm, err);
+  if (r >= 0) r = vm_expire_locked(vm, err); /* an expired sandbox never starts again */
   if (r < 0) return r;
   vm_runtime_view rv;
   vm_active(vm, &rv);
@@ -423,6 +426,8 @@ static int remove_locked(qvm_vm *vm, bool force, qvm_error **err) {
   qvm_error_free(e);
   return qvm_rm_rf(vm->paths.dir, err);
 }
+
+int vm_remove_locked(qvm_vm *vm, qvm_error **err) { return remove_locked(vm, false, err); }
 
 /* vm.json cannot be read, so nothing in it can be trusted: only a shim that
  * answers on the VM's own ctl.sock (in its 0700 runtime dir) is told to

@@ -112,7 +112,7 @@ const char *vm_run_status_name(vm_run_status s) {
 }
 
 static const char *const exit_reasons[] = {"stopped", "shutdown", "killed", "forced",
-                                           "signal",  "error",    "lost"};
+                                           "signal",  "error",    "lost",   "expired"};
 
 /* --- to JSON ------------------------------------------------------------- */
 

@@ -50,7 +50,7 @@ typedef struct vm_runtime {
 
 /* "last_exit": how the last run ended. */
 typedef struct vm_exit {
-  char *reason; /* stopped, shutdown, killed, forced, signal, error, lost */
+  char *reason; /* stopped, shutdown, killed, forced, signal, error, lost, expired */
   bool clean;
   char *detail;
   bool has_exit_code;

@@ -179,8 +179,6 @@ static void shim_logs_bound(shim *s) {
   shim_log_bound(s->vm->paths.qemu_log, s->qemu_cap);
 }
 
-static void shim_event(shim *s, const char *name, struct json_object *data);
-
 static bool shim_inotify_wanted(void) {
   const char *v = getenv("QVM_TEST_NO_INOTIFY"); /* tests of the fallback only */
   return !v || strcmp(v, "1") != 0;
@@ -233,7 +231,7 @@ static void shim_log_forget(const char *path) {
   unlink(tmp);
 }
 
-static void shim_event(shim *s, const char *name, struct json_object *data) {
+void shim_event(shim *s, const char *name, struct json_object *data) {
   struct json_object *ev = json_object_new_object();
   json_object_object_add(ev, "event", json_object_new_string(name));
   json_object_object_add(ev, "data", data ? data : json_object_new_object());
@@ -346,7 +344,12 @@ static void classify_forced(shim *s, exit_record *r, const char *how) {
 static exit_record classify_exit(shim *s, const exit_status *x) {
   exit_record r = {.reason = "stopped", .clean = true, .run_status = QVM_RUN_EXIT_SHUTDOWN};
   int n = 0;
-  if (s->kill_requested) {
+  if (s->expired) {
+    char at[32];
+    qvm_format_rfc3339(at, s->expires_at_us);
+    r.reason = "expired";
+    n = asprintf(&r.detail, "the sandbox expired at %s", at);
+  } else if (s->kill_requested) {
     r.reason = "killed";
     r.run_status = QVM_RUN_EXIT_SIGNAL + SIGKILL;
     r.detail = strdup("killed by qvm kill");
@@ -523,6 +526,8 @@ static int shim_poll_timeout(const shim *s) {
     next = s->repress_ms;
   if (shim_serial_quiet(s) && (next < 0 || s->serial_quiet_ms < next)) next = s->serial_quiet_ms;
   if (s->log_poll_ms >= 0 && (next < 0 || s->log_poll_ms < next)) next = s->log_poll_ms;
+  int64_t ttl = shim_ttl_next_ms(s);
+  if (ttl >= 0 && (next < 0 || ttl < next)) next = ttl;
   if (s->qmp_more || shim_ctl_pending(s->ctl)) return 0;
   return next < 0 ? -1 : qvm_deadline_left_ms(next);
 }
@@ -575,6 +580,7 @@ static void shim_loop(shim *s, exit_status *x) {
     if (n > 0 && pfd[4].revents) shim_logs_readable(s);
     if (n > 0 || shim_ctl_pending(s->ctl)) shim_ctl_handle(s->ctl, s, pfd + 5);
     shim_logs_poll(s);
+    shim_ttl_check(s);
     shim_events_bound(s);
     if (n > 0 && pfd[1].revents) break;
     if (s->deadline_ms >= 0 && qvm_now_ms() >= s->deadline_ms)
@@ -797,7 +803,8 @@ int vm_shim_run(int *out, qvm_vm *vm, const shim_config *cfg, qvm_error **err) {
             .qemu_cap = log_cap("QVM_QEMU_LOG_MAX", VM_QEMU_LOG_MAX),
             .serial_ino = -1,
             .log_poll_ms = -1,
-            .incoming_fd = -1};
+            .incoming_fd = -1,
+            .expires_at_us = vm->spec->sandbox ? vm->spec->expires_at_us : 0};
   vm_record_set_lock_wait(VM_RECORD_SHIM_LOCK_WAIT_MS);
   s.events_fd =
       open(vm->paths.events, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -819,6 +826,7 @@ int vm_shim_run(int *out, qvm_vm *vm, const shim_config *cfg, qvm_error **err) {
      * create a tap of the same name, which must not be this one's delete. */
     vm_net_remove_own_tap(s.net);
     *out = shim_record_exit(&s, &x, NULL);
+    if (s.expired) shim_ttl_remove(&s);
   } else if (r < 0) {
     shim_ready(&s, r, qvm_error_message(e));
     if (s.pidfd >= 0 && s.child) {

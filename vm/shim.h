@@ -46,10 +46,12 @@ typedef struct shim {
   off_t serial_cap, events_cap, qemu_cap; /* bytes; past them a log is rotated to NAME.1 */
   int serial_ino;                         /* inotify on serial.log and qemu.log, -1 when none */
   int64_t serial_quiet_ms;                /* a flood is looked at only this often */
-  int64_t log_poll_ms; /* without inotify: the next look at the logs, -1 with it */
-  bool qmp_more;       /* QMP events may wait beyond the last pass's share */
-  shim_ctl *ctl;       /* ctl.sock; NULL when it could not be set up */
-  int incoming_fd;     /* a fork's migration stream (VM_INCOMING_FILE, unlinked); -1: boot */
+  int64_t log_poll_ms;   /* without inotify: the next look at the logs, -1 with it */
+  bool qmp_more;         /* QMP events may wait beyond the last pass's share */
+  shim_ctl *ctl;         /* ctl.sock; NULL when it could not be set up */
+  int incoming_fd;       /* a fork's migration stream (VM_INCOMING_FILE, unlinked); -1: boot */
+  int64_t expires_at_us; /* the sandbox's deadline (realtime); 0: none (vm/ttl.c) */
+  bool expired;          /* the deadline passed: stopping, then the VM is removed */
 } shim;
 
 /* The guest grows serial.log, qemu.log (through QEMU) and events.jsonl
@@ -64,6 +66,22 @@ typedef struct shim {
 #define VM_EVENT_LINE_MAX (64 << 10)
 
 int shim_launch_qemu(shim *s, qvm_error **err);
+/* Appends {"event": name, "data": data (taken; may be NULL), ...} to
+ * events.jsonl and to ctl.sock's subscribers. */
+void shim_event(shim *s, const char *name, struct json_object *data);
+
+/* The TTL (vm/ttl.c). load: the deadline from vm.json (at start, adopt,
+ * and ctl.sock "expiry"); an unreadable vm.json keeps the one it had.
+ * next_ms: when the loop must look again (monotonic ms; -1 none), at most
+ * a minute ahead so that a realtime clock step is seen. check: past the
+ * deadline, records qvm-expired once and begins a short graceful stop.
+ * remove: after the exit record of an expired VM, removes it all (under
+ * its lock); a failure is left to the next reconcile. */
+#define SHIM_TTL_STOP_MS 2000
+int shim_ttl_load(shim *s, qvm_error **err);
+int64_t shim_ttl_next_ms(const shim *s);
+void shim_ttl_check(shim *s);
+void shim_ttl_remove(shim *s);
 /* A fork: VM_INCOMING_FILE in the VM's directory is opened and unlinked
  * (one resume per file: a later start boots from the disk), and QEMU gets
  * it as -incoming fd:N. 0 when there is none. */

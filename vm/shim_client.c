@@ -119,7 +119,8 @@ static int ctl_error(struct json_object *reply, qvm_error **err) {
           : !strcmp(c ? c : "", "timeout") ? QVM_ETIMEOUT
           : !strcmp(c ? c : "", "invalid") ? QVM_EINVAL
           : !strcmp(c ? c : "", "qmp")     ? QVM_EQMP
-                                       : QVM_EPROTO;
+          : !strcmp(c ? c : "", "expired") ? QVM_ECONFLICT
+                                           : QVM_EPROTO;
   return qvm_error_set(err, r, "the vm's shim refused: %.200s", m ? m : "no message");
 }
 
@@ -297,4 +298,19 @@ int vm_ctl_save_state(const vm_paths *p, int timeout_ms, qvm_error **err) {
   if (!req) return qvm_error_set_errno(err, ENOMEM, "out of memory");
   json_object_object_add(req, "cmd", json_object_new_string("save-state"));
   return ctl_call(NULL, p, req, "save-state", timeout_ms, err);
+}
+
+int vm_ctl_expiry(int64_t *out_us, const vm_paths *p, int timeout_ms, qvm_error **err) {
+  struct json_object *req = json_object_new_object(), *res = NULL, *v = NULL;
+  if (!req) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  json_object_object_add(req, "cmd", json_object_new_string("expiry"));
+  int r = ctl_call(&res, p, req, "expiry", timeout_ms, err);
+  if (r < 0) return r;
+  if (!json_object_object_get_ex(res, "expires_at_us", &v) ||
+      !json_object_is_type(v, json_type_int))
+    r = qvm_error_set(err, QVM_EPROTO, "the vm's shim answered 'expiry' without a deadline");
+  else if (out_us)
+    *out_us = json_object_get_int64(v);
+  json_object_put(res);
+  return r;
 }

@@ -408,6 +408,23 @@ static void cmd_stop(shim_ctl *c, ctl_client *cl, struct json_object *id, struct
     shim_stop_begin(s, (int)timeout_ms);
 }
 
+/* expiry: vm.json's deadline again (qvm sandbox extend wrote it). */
+static void cmd_expiry(shim_ctl *c, ctl_client *cl, struct json_object *id, shim *s) {
+  if (s->expired) {
+    reply_error(c, cl, id, "expired", "the vm's deadline passed: it is being removed");
+    return;
+  }
+  qvm_error *e = NULL;
+  if (shim_ttl_load(s, &e) < 0) {
+    reply_error(c, cl, id, "invalid", "vm.json: %.400s", qvm_error_message(e));
+    qvm_error_free(e);
+    return;
+  }
+  struct json_object *r = json_object_new_object();
+  json_object_object_add(r, "expires_at_us", json_object_new_int64(s->expires_at_us));
+  reply_ok(c, cl, id, r);
+}
+
 static void cmd_kill(shim_ctl *c, ctl_client *cl, struct json_object *id, shim *s) {
   if (start_job(c, cl, id, "kill")) shim_kill(s);
 }
@@ -598,6 +615,8 @@ static bool handle_line(shim_ctl *c, ctl_client *cl, shim *s, const char *line, 
       waited = cmd_qmp(c, cl, id, req, s);
     else if (!strcmp(name, "save-state"))
       waited = cmd_save_state(c, cl, id, s);
+    else if (!strcmp(name, "expiry"))
+      cmd_expiry(c, cl, id, s);
     else if (!strcmp(name, "subscribe"))
       cmd_subscribe(c, cl, id, req);
     else

@@ -263,6 +263,7 @@ void vm_spec_free(vm_spec *spec) {
   free(spec->bridge);
   free(spec->bridge_address);
   vm_spec_access_clear(spec);
+  vm_spec_tags_clear(spec);
   free(spec);
 }
 

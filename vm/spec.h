@@ -47,6 +47,10 @@ typedef struct vm_step {
   char *destination; /* file: the guest path */
 } vm_step;
 
+typedef struct vm_label {
+  char *key, *value;
+} vm_label;
+
 typedef struct vm_spec {
   char *name;
   char uuid[37];
@@ -93,6 +97,12 @@ typedef struct vm_spec {
   size_t n_authorized_keys;
   vm_step *steps; /* provision steps, local paths absolute */
   size_t n_steps;
+  /* Tags (vm/labels.c): "labels", "agent", "sandbox" in vm.json. */
+  vm_label *labels; /* sorted by key, keys unique */
+  size_t n_labels;
+  char *agent;           /* NULL: none */
+  bool sandbox;          /* "sandbox" present */
+  int64_t expires_at_us; /* sandbox.expires_at (realtime us); 0: none */
   /* Not in vm.json: strings qvm_vm_ssh_target() lends out (valid until the
    * spec is re-read). */
   char *lent_host, *lent_known_hosts, *lent_identity;
@@ -137,6 +147,20 @@ void vm_spec_access_clear(vm_spec *spec);
 /* The "access" member of vm.json: to and from (validated). */
 struct json_object *vm_access_to_json(const vm_spec *spec);
 int vm_access_from_json(vm_spec *spec, struct json_object *access, qvm_error **err);
+
+/* Tags (vm/labels.c): copied from create options (checked, sorted), and
+ * the JSON members "labels", "agent", "sandbox" (to: added to o; from:
+ * validated; absent members are none). */
+int vm_spec_set_tags(vm_spec *spec, const qvm_vm_tags *tags, qvm_error **err);
+void vm_spec_tags_clear(vm_spec *spec);
+void vm_tags_to_json(struct json_object *o, const vm_spec *spec);
+int vm_tags_from_json(vm_spec *spec, struct json_object *o, qvm_error **err);
+/* For info JSON: "labels" ({} when none), "agent" (null), "sandbox",
+ * "expires_at", "expires_at_us" and "expires_in_s" (null unless a sandbox;
+ * 0 once passed). */
+void vm_tags_info(struct json_object *o, const vm_spec *spec, int64_t now_us);
+/* RFC 3339 UTC "YYYY-MM-DDTHH:MM:SS[.ffffff]Z" <-> realtime microseconds. */
+int vm_rfc3339_parse(int64_t *out_us, const char *text, qvm_error **err);
 
 /* A random version-4 UUID and the locally administered MAC derived from it. */
 int vm_uuid_generate(char out[37], qvm_error **err);

@@ -78,6 +78,7 @@ struct json_object *vm_spec_to_json(const vm_spec *s) {
   put_str(o, "seed_iso", s->seed_iso);
   json_object_object_add(o, "network", network_to_json(s));
   json_object_object_add(o, "access", vm_access_to_json(s));
+  vm_tags_to_json(o, s);
   return o;
 }
 
@@ -293,6 +294,7 @@ int vm_spec_from_json(vm_spec **out, struct json_object *o, qvm_error **err) {
     json_object_object_get_ex(o, "access", &access);
     r = vm_access_from_json(s, access, err);
   }
+  if (r >= 0) r = vm_tags_from_json(s, o, err);
   if (r < 0) {
     qvm_error_prefix(err, "vm spec is invalid");
     return r;

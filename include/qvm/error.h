@@ -108,6 +108,10 @@ QVM_API const char *qvm_error_message(const qvm_error *err);
  *   "UpNotByUp"          up: the VM exists and was not made by up
  *   "UpGuestUnreachable" up: the VM has no network qvm can reach
  *   "UpInProgress"       up: another up of the same name holds its lock
+ *   "NotSandbox"         sandbox destroy/extend of a VM that is no sandbox
+ *                        (QVM_ECONFLICT)
+ *   "SandboxExpired"     a sandbox past its deadline: extend (QVM_ECONFLICT),
+ *                        or any call that found and removed it (QVM_ENOTFOUND)
  * Programs may match on them; messages may change, classes do not. */
 QVM_API const char *qvm_error_class(const qvm_error *err);
 /* What the error is about, for a hint: the VM's name ("start it"), a

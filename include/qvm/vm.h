@@ -128,11 +128,43 @@ typedef struct qvm_vm_step {
 QVM_API int qvm_vm_step_parse(qvm_vm_step *out, const char *text, qvm_error **err);
 QVM_API void qvm_vm_step_clear(qvm_vm_step *step);
 
+/* Labels and an agent id, on every VM (spec "labels", "agent"). A label key
+ * matches [a-z0-9._/-]{1,63}; a value is printable ASCII (0x20..0x7e), at
+ * most 255 bytes, maybe empty; at most QVM_VM_LABELS_MAX labels, each key
+ * once. An agent id matches [A-Za-z0-9._@:-]{1,128}. */
+#define QVM_VM_LABELS_MAX 64
+#define QVM_VM_LABEL_KEY_MAX 63
+#define QVM_VM_LABEL_VALUE_MAX 255
+#define QVM_VM_AGENT_MAX 128
+
+typedef struct qvm_vm_label {
+  const char *key;
+  const char *value;
+} qvm_vm_label;
+
+/* "KEY=VALUE", both checked. out's strings are allocated: free them with
+ * qvm_vm_label_clear. */
+QVM_API int qvm_vm_label_parse(qvm_vm_label *out, const char *text, qvm_error **err);
+QVM_API void qvm_vm_label_clear(qvm_vm_label *label);
+/* QVM_EINVAL quoting the text and the rule. */
+QVM_API int qvm_vm_label_check(const char *key, const char *value, qvm_error **err);
+QVM_API int qvm_vm_agent_check(const char *agent, qvm_error **err);
+
+/* What marks a VM beyond its hardware: labels, agent id, and whether it is a
+ * sandbox with a deadline (include/qvm/sandbox.h). */
+typedef struct qvm_vm_tags {
+  const qvm_vm_label *labels; /* n_labels of them */
+  size_t n_labels;
+  const char *agent;     /* NULL: none */
+  bool sandbox;          /* made by qvm_sandbox_create (qvm sandbox destroy takes it) */
+  int64_t expires_at_us; /* sandbox: realtime microseconds; its shim removes it then */
+} qvm_vm_tags;
+
 /* Every options struct starts with `unsigned version`, which its _INIT macro
  * sets; the library refuses a version it does not know with QVM_EINVAL
  * naming the struct. Start from the _INIT macro, then set members. */
 
-#define QVM_VM_CREATE_OPTIONS_VERSION 2
+#define QVM_VM_CREATE_OPTIONS_VERSION 3
 typedef struct qvm_vm_create_options {
   unsigned version; /* QVM_VM_CREATE_OPTIONS_VERSION */
   /* The base disk image, never written to (a qcow2 overlay is): a path (it
@@ -183,6 +215,7 @@ typedef struct qvm_vm_create_options {
   size_t n_provision;
   const char *hostkey; /* "pinned" (NULL; "tofu" without a qvm seed) or "tofu" (the image
                           ignores qvm's host key) */
+  qvm_vm_tags tags;    /* labels, agent, sandbox deadline (version 3) */
 } qvm_vm_create_options;
 
 #define QVM_VM_CREATE_OPTIONS_INIT                                                                 \
@@ -207,6 +240,14 @@ QVM_API int qvm_vm_refresh(qvm_vm *vm, qvm_error **err);
 QVM_API int qvm_vm_reconcile(qvm_vm *vm, qvm_error **err);
 QVM_API void qvm_vm_free(qvm_vm *vm);
 QVM_API const char *qvm_vm_name(const qvm_vm *vm);
+/* The agent id (NULL: none) and the value of label `key` (NULL: none), as
+ * the handle last read them; borrowed. */
+QVM_API const char *qvm_vm_agent(const qvm_vm *vm);
+QVM_API const char *qvm_vm_label_value(const qvm_vm *vm, const char *key);
+/* Whether the VM has every label given (key and value) and, unless agent is
+ * NULL, that agent id. */
+QVM_API bool qvm_vm_matches(const qvm_vm *vm, const qvm_vm_label *labels, size_t n_labels,
+                            const char *agent);
 
 typedef enum qvm_vm_state {
   QVM_VM_CREATED,  /* never started */
@@ -273,7 +314,7 @@ typedef enum qvm_vm_clone_then {
   QVM_VM_CLONE_UP,     /* and bring it up (qvm_vm_up with up, up_result) */
 } qvm_vm_clone_then;
 
-#define QVM_VM_CLONE_OPTIONS_VERSION 1
+#define QVM_VM_CLONE_OPTIONS_VERSION 2
 typedef struct qvm_vm_clone_options {
   unsigned version;     /* QVM_VM_CLONE_OPTIONS_VERSION */
   const char *snapshot; /* an internal snapshot of SRC's disk; NULL: its current state */
@@ -283,6 +324,8 @@ typedef struct qvm_vm_clone_options {
   struct qvm_up_result *up_result;   /* UP; may be NULL */
   qvm_image_progress_fn *progress;   /* the import's phases (qvm_image_import_vm) */
   void *userdata;
+  qvm_vm_tags tags; /* DST's labels, agent, sandbox deadline; SRC's are not copied (version 2) */
+  const qvm_vm_net *net; /* DST's networking; NULL: SRC's (version 2) */
 } qvm_vm_clone_options;
 #define QVM_VM_CLONE_OPTIONS_INIT                                                                  \
   { .version = QVM_VM_CLONE_OPTIONS_VERSION }

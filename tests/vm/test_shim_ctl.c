@@ -3,8 +3,9 @@
  * ctl.sock, driven directly (docs/shim-protocol.md) against the mini guest:
  * status, a QMP passthrough, refusals, event replay from a sequence number
  * (and a gap marker), a malformed line, an oversized line, two clients at
- * once, the client limit, a reader that never reads, and stop as a job with
- * its phases.
+ * once, the client limit, a reader that never reads, stop as a job with
+ * its phases, and expiry: the deadline read again from vm.json, and what the
+ * shim does when it passes (events, exit "expired", the vm removed).
  */
 #include <errno.h>
 #include <poll.h>
@@ -351,6 +352,83 @@ static void test_subscribe_and_stop(void **state) {
   assert_int_not_equal(qvm_test_sh("test -e '%s'", ctl_path), 0); /* removed */
 }
 
+/* spec.sandbox.expires_at in the vm's vm.json (written in place: the shim
+ * reads it only when asked). */
+static void set_expires_at(const char *value) {
+  char path[700];
+  snprintf(path, sizeof path, "%s/state/vms/ctl/vm.json", root);
+  struct json_object *doc = json_object_from_file(path), *spec = NULL;
+  assert_non_null(doc);
+  assert_true(json_object_object_get_ex(doc, "spec", &spec));
+  struct json_object *sb = json_object_new_object();
+  json_object_object_add(sb, "expires_at", json_object_new_string(value));
+  json_object_object_add(spec, "sandbox", sb);
+  assert_int_equal(json_object_to_file(path, doc), 0);
+  json_object_put(doc);
+}
+
+static void test_expiry(void **state) {
+  (void)state;
+  conn *a = conn_open();
+  /* not a sandbox: no deadline */
+  struct json_object *r = request(a, "{\"id\":1,\"cmd\":\"expiry\"}\n", 1);
+  assert_true(get_bool(r, "ok"));
+  assert_int_equal(get_int(r, "result.expires_at_us"), 0);
+  json_object_put(r);
+  /* a deadline an hour away is taken to the microsecond */
+  char at[32];
+  int64_t later = qvm_realtime_us() + 3600 * INT64_C(1000000);
+  qvm_format_rfc3339(at, later);
+  set_expires_at(at);
+  r = request(a, "{\"id\":2,\"cmd\":\"expiry\"}\n", 2);
+  assert_true(get_bool(r, "ok"));
+  assert_int_equal(get_int(r, "result.expires_at_us"), later);
+  json_object_put(r);
+  /* a vm.json that does not read: refused, the old deadline kept */
+  set_expires_at("soon");
+  r = request(a, "{\"id\":3,\"cmd\":\"expiry\"}\n", 3);
+  assert_string_equal(get_str(r, "error.code"), "invalid");
+  assert_non_null(strstr(get_str(r, "error.message"), "expires_at"));
+  json_object_put(r);
+  r = request(a, "{\"id\":4,\"cmd\":\"status\"}\n", 4);
+  assert_string_equal(get_str(r, "result.state"), "running");
+  json_object_put(r);
+  /* a deadline 1.5 s away: the shim stops QEMU and removes the vm */
+  int64_t soon = qvm_realtime_us() + 1500000;
+  qvm_format_rfc3339(at, soon);
+  set_expires_at(at);
+  r = request(a, "{\"id\":5,\"cmd\":\"subscribe\"}\n", 5);
+  json_object_put(r);
+  conn *b = conn_open();
+  r = request(b, "{\"id\":6,\"cmd\":\"expiry\"}\n", 6);
+  assert_int_equal(get_int(r, "result.expires_at_us"), soon);
+  json_object_put(r);
+  conn_close(b);
+  bool expired = false, exited = false;
+  while ((r = conn_read(a))) {
+    const char *ev = get_str(r, "event.event");
+    if (ev && !strcmp(ev, "qvm-expired")) {
+      expired = true;
+      assert_int_equal(get_int(r, "event.data.expires_at_us"), soon);
+      assert_true(qvm_realtime_us() >= soon);
+    }
+    if (ev && !strcmp(ev, "qvm-exit")) {
+      exited = true;
+      assert_true(expired);
+      assert_string_equal(get_str(r, "event.data.reason"), "expired");
+    }
+    json_object_put(r);
+  }
+  conn_close(a);
+  assert_true(expired && exited);
+  /* within 5 s of the deadline nothing of the vm is left */
+  while (qvm_test_sh("test -e '%s/state/vms/ctl' || test -e '%s/run/ctl'", root, root) == 0) {
+    assert_true(qvm_realtime_us() < soon + 5000000);
+    usleep(100000);
+  }
+  assert_int_not_equal(qvm_test_sh("pgrep -f '^qvm-shim ctl$' >/dev/null"), 0);
+}
+
 int main(void) {
   qvm_test_require_root();
   qvm_test_require_program("qemu-system-x86_64");
@@ -359,6 +437,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_status_qmp_errors, setup, teardown),
       cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
       cmocka_unit_test_setup_teardown(test_subscribe_and_stop, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_expiry, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

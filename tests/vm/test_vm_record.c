@@ -17,8 +17,10 @@
 
 #include "testlib.h"
 #include "util/fs.h"
+#include "util/time.h"
 #include "vm/record.h"
 #include "vm/syntax.h"
+#include <qvm/sandbox.h>
 
 static char *fixture_text(const char *name) {
   char path[4096];
@@ -470,6 +472,248 @@ static void test_snapshots(void **state) {
   free(text);
 }
 
+/* --- labels, agent, sandbox deadline (vm/labels.c, vm/ttl.c) -------------- */
+
+/* A vm.json from before tags has none, and none are written back. */
+static void test_tags_absent(void **state) {
+  (void)state;
+  char *text = fixture_text("vm-schema1.json");
+  vm_record *rec = parse_ok(text);
+  assert_int_equal(rec->spec->n_labels, 0);
+  assert_null(rec->spec->agent);
+  assert_false(rec->spec->sandbox);
+  assert_int_equal(rec->spec->expires_at_us, 0);
+  struct json_object *a = vm_record_to_json(rec), *spec = NULL;
+  assert_true(json_object_object_get_ex(a, "spec", &spec));
+  assert_false(json_object_object_get_ex(spec, "labels", NULL));
+  assert_false(json_object_object_get_ex(spec, "agent", NULL));
+  assert_false(json_object_object_get_ex(spec, "sandbox", NULL));
+  json_object_put(a);
+  vm_record_free(rec);
+  free(text);
+}
+
+/* The corpus file with every tag: read, written back member for member
+ * (labels sorted by key, the deadline to the microsecond). */
+static void test_tags_golden(void **state) {
+  (void)state;
+  char *text = fixture_text("../corpus/vm_json/sandbox.json");
+  vm_record *rec = parse_ok(text);
+  const vm_spec *s = rec->spec;
+  assert_int_equal(s->n_labels, 3);
+  assert_string_equal(s->labels[0].key, "empty");
+  assert_string_equal(s->labels[0].value, "");
+  assert_string_equal(s->labels[1].key, "job");
+  assert_string_equal(s->labels[2].key, "team/infra");
+  assert_string_equal(s->labels[2].value, "a.b-c");
+  assert_string_equal(s->agent, "claude@ci:run-7");
+  assert_true(s->sandbox);
+  assert_int_equal(s->expires_at_us, 1795978200123456LL);
+  struct json_object *in = json_parse(text), *out = vm_record_to_json(rec);
+  struct json_object *in_spec = NULL, *out_spec = NULL, *x = NULL, *y = NULL;
+  assert_true(json_object_object_get_ex(in, "spec", &in_spec));
+  assert_true(json_object_object_get_ex(out, "spec", &out_spec));
+  static const char *const members[] = {"labels", "agent", "sandbox"};
+  for (size_t i = 0; i < 3; i++) {
+    assert_true(json_object_object_get_ex(in_spec, members[i], &x));
+    assert_true(json_object_object_get_ex(out_spec, members[i], &y));
+    if (!json_object_equal(x, y))
+      fail_msg("%s: wrote %s, read %s", members[i], json_object_to_json_string(y),
+               json_object_to_json_string(x));
+  }
+  const char *written = json_object_to_json_string_ext(out_spec, JSON_C_TO_STRING_PLAIN);
+  assert_non_null(strstr(written, "\"labels\":{\"empty\":\"\",\"job\":\"build-42\","
+                                  "\"team\\/infra\":\"a.b-c\"}"));
+  assert_non_null(strstr(written, "\"sandbox\":{\"expires_at\":\"2026-11-29T18:50:00.123456Z\"}"));
+  vm_record *back = parse_ok(json_object_to_json_string(out));
+  assert_int_equal(back->spec->expires_at_us, s->expires_at_us);
+  struct json_object *again = vm_record_to_json(back);
+  assert_true(json_object_equal(out, again));
+  json_object_put(again);
+  vm_record_free(back);
+  json_object_put(in);
+  json_object_put(out);
+  vm_record_free(rec);
+  free(text);
+}
+
+/* spec.MEMBER = value is refused, naming needle. */
+static void test_tags_hostile(void **state) {
+  (void)state;
+  static const struct {
+    const char *member, *value, *needle;
+  } cases[] = {
+      {"labels", "[]", "labels"},
+      {"labels", "{\"Role\":\"x\"}", "Role"},
+      {"labels", "{\"\":\"x\"}", "label key"},
+      {"labels", "{\"a\":1}", "label value"},
+      {"labels", "{\"a\":\"x\\ny\"}", "printable"},
+      {"labels", "{\"a\":\"\\u001b[2J\"}", "printable"},
+      {"labels", "{\"a\":\"caf\\u00e9\"}", "printable"},
+      {"agent", "\"a b\"", "agent id"},
+      {"agent", "\"\"", "agent id"},
+      {"agent", "7", "agent"},
+      {"sandbox", "true", "sandbox"},
+      {"sandbox", "{}", "expires_at"},
+      {"sandbox", "{\"expires_at\":5}", "expires_at"},
+      {"sandbox", "{\"expires_at\":\"2021-02-30T00:00:00Z\"}", "2021-02-30"},
+      {"sandbox", "{\"expires_at\":\"2021-01-01 00:00:00Z\"}", "RFC 3339"},
+      {"sandbox", "{\"expires_at\":\"2021-01-01T00:00:00+01:00\"}", "RFC 3339"},
+      {"sandbox", "{\"expires_at\":\"2021-01-01T00:00:00.1234567Z\"}", "RFC 3339"},
+      {"sandbox", "{\"expires_at\":\"1969-12-31T23:59:59Z\"}", "RFC 3339"},
+  };
+  char *text = fixture_text("vm-schema1.json");
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    struct json_object *doc = json_parse(text), *spec = NULL;
+    assert_true(json_object_object_get_ex(doc, "spec", &spec));
+    json_object_object_add(spec, cases[i].member, json_parse(cases[i].value));
+    vm_record *rec = NULL;
+    qvm_error *err = NULL;
+    int r = vm_record_from_json(&rec, doc, &err);
+    if (r != QVM_EINVAL)
+      fail_msg("spec.%s = %s: got %d, not QVM_EINVAL", cases[i].member, cases[i].value, r);
+    if (!strstr(qvm_error_message(err), cases[i].needle))
+      fail_msg("spec.%s = %s: '%s' does not name '%s'", cases[i].member, cases[i].value,
+               qvm_error_message(err), cases[i].needle);
+    assert_null(rec);
+    qvm_error_free(err);
+    json_object_put(doc);
+  }
+  /* 65 labels */
+  struct json_object *doc = json_parse(text), *spec = NULL, *labels = json_object_new_object();
+  assert_true(json_object_object_get_ex(doc, "spec", &spec));
+  for (int i = 0; i < 65; i++) {
+    char k[16];
+    snprintf(k, sizeof k, "k%d", i);
+    json_object_object_add(labels, k, json_object_new_string("v"));
+  }
+  json_object_object_add(spec, "labels", labels);
+  vm_record *rec = NULL;
+  qvm_error *err = NULL;
+  assert_int_equal(vm_record_from_json(&rec, doc, &err), QVM_EINVAL);
+  assert_non_null(strstr(qvm_error_message(err), "more than 64"));
+  qvm_error_free(err);
+  json_object_put(doc);
+  free(text);
+}
+
+static void test_label_rules(void **state) {
+  (void)state;
+  char key63[64], key64[65], val255[256], val256[257];
+  memset(key63, 'a', 63), key63[63] = 0;
+  memset(key64, 'a', 64), key64[64] = 0;
+  memset(val255, 'v', 255), val255[255] = 0;
+  memset(val256, 'v', 256), val256[256] = 0;
+  assert_int_equal(qvm_vm_label_check(key63, val255, NULL), 0);
+  assert_int_equal(qvm_vm_label_check("a.b_c/d-9", "", NULL), 0);
+  assert_int_equal(qvm_vm_label_check(key64, "v", NULL), QVM_EINVAL);
+  assert_int_equal(qvm_vm_label_check("k", val256, NULL), QVM_EINVAL);
+  assert_int_equal(qvm_vm_label_check("k", "a\x7f", NULL), QVM_EINVAL);
+  assert_int_equal(qvm_vm_label_check("k:x", "v", NULL), QVM_EINVAL);
+  qvm_vm_label l;
+  assert_int_equal(qvm_vm_label_parse(&l, "env=a=b", NULL), 0);
+  assert_string_equal(l.key, "env");
+  assert_string_equal(l.value, "a=b");
+  qvm_vm_label_clear(&l);
+  assert_null(l.key);
+  qvm_error *err = NULL;
+  assert_int_equal(qvm_vm_label_parse(&l, "=v", &err), QVM_EINVAL);
+  assert_non_null(strstr(qvm_error_message(err), "label key"));
+  qvm_error_free(err);
+  assert_int_equal(qvm_vm_label_parse(&l, "novalue", NULL), QVM_EINVAL);
+  assert_null(l.key);
+  char agent128[129], agent129[130];
+  memset(agent128, 'A', 128), agent128[128] = 0;
+  memset(agent129, 'A', 129), agent129[129] = 0;
+  assert_int_equal(qvm_vm_agent_check(agent128, NULL), 0);
+  assert_int_equal(qvm_vm_agent_check("bot.1@ci:run_7-x", NULL), 0);
+  assert_int_equal(qvm_vm_agent_check(agent129, NULL), QVM_EINVAL);
+  assert_int_equal(qvm_vm_agent_check("a/b", NULL), QVM_EINVAL);
+  assert_int_equal(qvm_vm_agent_check(NULL, NULL), QVM_EINVAL);
+  /* the create options' copy: checked, sorted, each key once */
+  vm_spec s = {0};
+  qvm_vm_label two[] = {{"b", "2"}, {"a", "1"}};
+  qvm_vm_tags t = {.labels = two, .n_labels = 2, .agent = "x", .sandbox = true, .expires_at_us = 5};
+  assert_int_equal(vm_spec_set_tags(&s, &t, NULL), 0);
+  assert_string_equal(s.labels[0].key, "a");
+  assert_string_equal(s.agent, "x");
+  qvm_vm_label dup[] = {{"a", "1"}, {"a", "2"}};
+  t.labels = dup;
+  assert_int_equal(vm_spec_set_tags(&s, &t, NULL), QVM_EINVAL);
+  assert_int_equal(s.n_labels, 0);
+  t = (qvm_vm_tags){.expires_at_us = 5};
+  assert_int_equal(vm_spec_set_tags(&s, &t, NULL), QVM_EINVAL); /* a deadline, no sandbox */
+  t = (qvm_vm_tags){.sandbox = true};
+  assert_int_equal(vm_spec_set_tags(&s, &t, NULL), QVM_EINVAL); /* a sandbox, no deadline */
+  t = (qvm_vm_tags){.labels = two, .n_labels = QVM_VM_LABELS_MAX + 1};
+  assert_int_equal(vm_spec_set_tags(&s, &t, NULL), QVM_EINVAL);
+  t = (qvm_vm_tags){.n_labels = 2}; /* a count without a list */
+  assert_int_equal(vm_spec_set_tags(&s, &t, NULL), QVM_EINVAL);
+  vm_spec_tags_clear(&s);
+}
+
+static void test_rfc3339(void **state) {
+  (void)state;
+  int64_t us = -1;
+  assert_int_equal(vm_rfc3339_parse(&us, "1970-01-01T00:00:00Z", NULL), 0);
+  assert_int_equal(us, 0);
+  assert_int_equal(vm_rfc3339_parse(&us, "2026-11-29T11:43:47.5Z", NULL), 0);
+  assert_int_equal(us, 1795952627500000LL);
+  assert_int_equal(vm_rfc3339_parse(&us, "2024-02-29T23:59:59.000001Z", NULL), 0);
+  char buf[32];
+  for (int64_t t = 1; t < INT64_C(4102444800000000); t = t * 7 + 12345) {
+    qvm_format_rfc3339(buf, t);
+    assert_int_equal(vm_rfc3339_parse(&us, buf, NULL), 0);
+    assert_int_equal(us, t);
+  }
+  static const char *const bad[] = {"",
+                                    "2026-11-29",
+                                    "2026-11-29T11:43:47",
+                                    "2026-11-29T11:43:47.Z",
+                                    "2026-11-29T24:00:00Z",
+                                    "2026-13-01T00:00:00Z",
+                                    "2023-02-29T00:00:00Z",
+                                    "2026-11-29t11:43:47Z",
+                                    "+026-11-29T11:43:47Z",
+                                    "2026-11-29T11:43:60Z"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+    if (vm_rfc3339_parse(&us, bad[i], NULL) != QVM_EINVAL) fail_msg("'%s' was taken", bad[i]);
+}
+
+static void test_durations(void **state) {
+  (void)state;
+  unsetenv("QVM_TEST_MIN_TTL_S");
+  int64_t s = 0;
+  assert_int_equal(qvm_sandbox_duration_parse(&s, "10s", NULL), 0);
+  assert_int_equal(s, 10);
+  assert_int_equal(qvm_sandbox_duration_parse(&s, "30m", NULL), 0);
+  assert_int_equal(s, 1800);
+  assert_int_equal(qvm_sandbox_duration_parse(&s, "2h", NULL), 0);
+  assert_int_equal(s, 7200);
+  assert_int_equal(qvm_sandbox_duration_parse(&s, "7d", NULL), 0);
+  assert_int_equal(s, 604800);
+  assert_int_equal(qvm_sandbox_duration_parse(&s, "168h", NULL), 0);
+  static const char *const bad[] = {"9s", "8d", "604801s",     "1h30m", "m",
+                                    "",   "10", "-5m",         "+5m",   "5 m",
+                                    "1w", "0s", "99999999999d"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+    if (qvm_sandbox_duration_parse(&s, bad[i], NULL) != QVM_EINVAL)
+      fail_msg("duration '%s' was taken", bad[i]);
+  qvm_error *err = NULL;
+  assert_int_equal(qvm_sandbox_duration_parse(&s, "1s", &err), QVM_EINVAL);
+  assert_non_null(strstr(qvm_error_message(err), "out of range"));
+  qvm_error_free(err);
+  /* the test-only minimum: 1..10 s, nothing else */
+  setenv("QVM_TEST_MIN_TTL_S", "1", 1);
+  assert_int_equal(qvm_sandbox_duration_parse(&s, "1s", NULL), 0);
+  assert_int_equal(qvm_sandbox_duration_parse(&s, "0s", NULL), QVM_EINVAL);
+  setenv("QVM_TEST_MIN_TTL_S", "0", 1);
+  assert_int_equal(qvm_sandbox_duration_parse(&s, "5s", NULL), QVM_EINVAL);
+  setenv("QVM_TEST_MIN_TTL_S", "20", 1);
+  assert_int_equal(qvm_sandbox_duration_parse(&s, "10s", NULL), 0); /* not raised to 20 */
+  unsetenv("QVM_TEST_MIN_TTL_S");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_up_without_cpus),  cmocka_unit_test(test_schema1_fields),
@@ -477,6 +721,9 @@ int main(void) {
       cmocka_unit_test(test_hostile_members),  cmocka_unit_test(test_newer_schema),
       cmocka_unit_test(test_updates),          cmocka_unit_test(test_up_diff),
       cmocka_unit_test(test_up_syntax_stable), cmocka_unit_test(test_snapshots),
+      cmocka_unit_test(test_tags_absent),      cmocka_unit_test(test_tags_golden),
+      cmocka_unit_test(test_tags_hostile),     cmocka_unit_test(test_label_rules),
+      cmocka_unit_test(test_rfc3339),          cmocka_unit_test(test_durations),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

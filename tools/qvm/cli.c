@@ -84,6 +84,8 @@ static const struct {
     {"SeedUnusedNoCloudInit",
      "drop --cloud-config, --ssh-key and --hostname, or drop --no-cloud-init", NULL},
     {"SeedUnusedSeedIso", "drop --cloud-config, --ssh-key and --hostname, or drop --seed", NULL},
+    {"NotSandbox", "remove it with 'qvm rm --force %1$s'", NULL},
+    {"SandboxExpired", "make a new one with 'qvm sandbox create'", NULL},
 };
 
 const char *qvm_cli_error_hint(const qvm_error *err) {

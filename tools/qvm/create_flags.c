@@ -37,6 +37,8 @@ enum {
   OPT_ALLOW_BACKING,
   OPT_IMAGE_SHA256,
   OPT_IMAGE_CHECKSUMS,
+  OPT_LABEL,
+  OPT_AGENT,
 };
 
 static const struct option create_longopts[] = {
@@ -67,6 +69,8 @@ static const struct option create_longopts[] = {
     {"allow-backing", 0, 0, OPT_ALLOW_BACKING},
     {"image-sha256", 1, 0, OPT_IMAGE_SHA256},
     {"image-checksums", 1, 0, OPT_IMAGE_CHECKSUMS},
+    {"label", 1, 0, OPT_LABEL},
+    {"agent", 1, 0, OPT_AGENT},
 };
 
 #define N_CREATE_LONGOPTS (sizeof create_longopts / sizeof create_longopts[0])
@@ -114,6 +118,8 @@ const char qvm_cli_create_flags_help[] =
     "  --provision STEP    run after boot by 'qvm up' / 'qvm provision': shell:CMD,\n"
     "                      script:PATH or file:SRC:DST, optionally prefixed sudo:;\n"
     "                      repeatable, run in order\n"
+    "  --label KEY=VALUE   a label (qvm ls --label); repeatable, at most 64\n"
+    "  --agent ID          the agent this vm is for (qvm ls --agent)\n"
     "  --hostkey P         pinned (default: the key qvm put in the seed) or tofu\n"
     "                      (pin the first key the guest presents, for images that\n"
     "                      ignore cloud-init's ssh_keys)\n"
@@ -269,8 +275,37 @@ static int check_step(const char *verb, const char *arg) {
   return 0;
 }
 
+int qvm_cli_label_arg(const char *verb, qvm_vm_label *labels, size_t *n, const char *arg) {
+  if (*n >= QVM_VM_LABELS_MAX)
+    return qvm_cli_usage_error(verb, "too many --label: at most %d", QVM_VM_LABELS_MAX);
+  qvm_error *err = NULL;
+  if (qvm_vm_label_parse(&labels[*n], arg, &err) < 0) {
+    int r = qvm_cli_usage_error(verb, "--label: %s", qvm_error_message(err));
+    qvm_error_free(err);
+    return r;
+  }
+  for (size_t i = 0; i < *n; i++)
+    if (!strcmp(labels[i].key, labels[*n].key)) {
+      int r = qvm_cli_usage_error(verb, "--label '%s' is given twice", labels[i].key);
+      qvm_vm_label_clear(&labels[*n]);
+      return r;
+    }
+  (*n)++;
+  return 0;
+}
+
+int qvm_cli_agent_arg(const char *verb, const char *arg) {
+  qvm_error *err = NULL;
+  if (qvm_vm_agent_check(arg, &err) >= 0) return 0;
+  int r = qvm_cli_usage_error(verb, "--agent: %s", qvm_error_message(err));
+  qvm_error_free(err);
+  return r;
+}
+
 static int list_flag(const char *verb, qvm_cli_create_flags *f, int c, const char *arg) {
   switch (c) {
+  case OPT_LABEL: return qvm_cli_label_arg(verb, f->labels, &f->n_labels, arg);
+  case OPT_AGENT: return qvm_cli_agent_arg(verb, arg) ?: (f->opts.tags.agent = arg, 0);
   case OPT_PUBLISH: return add_publish(verb, f, arg);
   case OPT_CDROM: return add_to(verb, f->cdroms, &f->n_cdroms, "--cdrom", arg);
   case OPT_DRIVE: return check_drive(verb, arg) ?: add_drive(verb, f, arg);
@@ -323,6 +358,7 @@ void qvm_cli_create_flags_finish(qvm_cli_create_flags *f) {
   o->cloud_configs = f->cloud_configs, o->n_cloud_configs = f->n_cloud_configs;
   o->authorized_keys = f->keys, o->n_authorized_keys = f->n_keys;
   o->provision = f->provision, o->n_provision = f->n_provision;
+  o->tags.labels = f->labels, o->tags.n_labels = f->n_labels;
   qvm_cli_progress_init(&f->progress, QVM_CLI_PROGRESS_AUTO);
   f->pull.progress = qvm_cli_image_progress;
   f->pull.userdata = &f->progress;
@@ -332,5 +368,6 @@ void qvm_cli_create_flags_finish(qvm_cli_create_flags *f) {
 void qvm_cli_create_flags_clear(qvm_cli_create_flags *f) {
   for (size_t i = 0; i < f->n_drives; i++) qvm_vm_drive_clear(&f->drives[i]);
   for (size_t i = 0; i < f->n_provision; i++) qvm_vm_step_clear(&f->provision[i]);
-  f->n_drives = f->n_provision = 0;
+  for (size_t i = 0; i < f->n_labels; i++) qvm_vm_label_clear(&f->labels[i]);
+  f->n_drives = f->n_provision = f->n_labels = 0;
 }

@@ -38,6 +38,8 @@ typedef struct qvm_cli_create_flags {
   const char *cdroms[QVM_CLI_LIST_MAX];
   const char *cloud_configs[QVM_CLI_LIST_MAX], *keys[QVM_CLI_LIST_MAX];
   size_t n_publish, n_cdroms, n_drives, n_cloud_configs, n_keys, n_provision;
+  qvm_vm_label labels[QVM_VM_LABELS_MAX]; /* --label, parsed (qvm_vm_label_parse) */
+  size_t n_labels;
   /* --image-sha256, --image-checksums, and progress, for an --image that
    * is pulled on first use. */
   qvm_image_pull_options pull;
@@ -67,6 +69,12 @@ int qvm_cli_create_flag(const char *verb, qvm_cli_create_flags *f, int c, const 
 void qvm_cli_create_flags_finish(qvm_cli_create_flags *f);
 /* Frees what the parsed drives and steps hold. */
 void qvm_cli_create_flags_clear(qvm_cli_create_flags *f);
+
+/* --label KEY=VALUE into labels[*n] (at most QVM_VM_LABELS_MAX; free each
+ * with qvm_vm_label_clear) and --agent ID checked: 0, or the exit code of
+ * the usage error it printed. */
+int qvm_cli_label_arg(const char *verb, qvm_vm_label *labels, size_t *n, const char *arg);
+int qvm_cli_agent_arg(const char *verb, const char *arg);
 
 /* The flags' lines for a verb's --help. */
 extern const char qvm_cli_create_flags_help[];

@@ -10,6 +10,7 @@
 #include <qvm/vm.h>
 
 #include "commands.h"
+#include "create_flags.h"
 
 static bool help_asked(int argc, char **argv) {
   for (int i = 1; i < argc; i++)
@@ -46,15 +47,50 @@ static const char *exit_summary(struct json_object *info) {
   return str_member(last, "detail", "-");
 }
 
+typedef struct ls_filter {
+  qvm_vm_label labels[QVM_VM_LABELS_MAX];
+  size_t n_labels;
+  const char *agent;
+  bool json;
+} ls_filter;
+
+static void ls_filter_clear(ls_filter *f) {
+  for (size_t i = 0; i < f->n_labels; i++) qvm_vm_label_clear(&f->labels[i]);
+  f->n_labels = 0;
+}
+
+static int ls_parse(ls_filter *f, int argc, char **argv) {
+  static const struct option longopts[] = {
+      {"json", 0, 0, 'j'}, {"label", 1, 0, 'l'}, {"agent", 1, 0, 'a'}, {0, 0, 0, 0}};
+  int c, rc = 0;
+  optind = 0;
+  opterr = 0;
+  while (!rc && (c = qvm_cli_getopt(argc, argv, ":", longopts)) != -1) {
+    if (c == 'j')
+      f->json = true;
+    else if (c == 'l')
+      rc = qvm_cli_label_arg("ls", f->labels, &f->n_labels, optarg);
+    else if (c == 'a')
+      rc = qvm_cli_agent_arg("ls", optarg) ?: (f->agent = optarg, 0);
+    else
+      rc = qvm_cli_bad_option("ls", c, argv);
+  }
+  if (!rc && optind < argc)
+    rc = qvm_cli_usage_error("ls", "unexpected argument '%s'", argv[optind]);
+  return rc;
+}
+
 static int ls_run(int argc, char **argv) {
   if (help_asked(argc, argv))
-    return printf("usage: qvm ls [--json]\n\nLists vms: name, state, cpus, memory, QEMU pid, and "
-                  "how the last run ended.\n"),
+    return printf("usage: qvm ls [--label KEY=VALUE]... [--agent ID] [--json]\n\n"
+                  "Lists vms: name, state, cpus, memory, QEMU pid, and how the last run ended.\n"
+                  "--label and --agent keep only the vms that have all of them. A sandbox\n"
+                  "whose deadline passed while it was not running is removed first.\n"),
            QVM_EXIT_OK;
-  int rc = 0;
-  bool json = json_flag("ls", argc, argv, &rc);
+  __attribute__((cleanup(ls_filter_clear))) ls_filter f = {0};
+  int rc = ls_parse(&f, argc, argv);
   if (rc) return rc;
-  if (optind < argc) return qvm_cli_usage_error("ls", "unexpected argument '%s'", argv[optind]);
+  bool json = f.json;
   char **names = NULL;
   size_t n = 0;
   qvm_error *err = NULL;
@@ -63,7 +99,8 @@ static int ls_run(int argc, char **argv) {
   for (size_t i = 0; i < n; i++) {
     qvm_vm *vm = NULL;
     struct json_object *info = NULL;
-    if (qvm_vm_open(&vm, names[i], NULL) == 0 && qvm_cli_vm_info(&info, vm, NULL) == 0)
+    if (qvm_vm_open(&vm, names[i], NULL) == 0 &&
+        qvm_vm_matches(vm, f.labels, f.n_labels, f.agent) && qvm_cli_vm_info(&info, vm, NULL) == 0)
       json_object_array_add(all, info);
     qvm_vm_free(vm);
   }
@@ -97,6 +134,18 @@ static void print_disks(struct json_object *info) {
   }
 }
 
+static void print_tags(struct json_object *info) {
+  struct json_object *l = NULL;
+  if (json_object_object_get_ex(info, "labels", &l) && json_object_is_type(l, json_type_object)) {
+    json_object_object_foreach(l, k, v)
+        printf("label:        %s=%s\n", k, json_object_get_string(v));
+  }
+  if (str_member(info, "agent", NULL)) printf("agent:        %s\n", str_member(info, "agent", ""));
+  if (str_member(info, "expires_at", NULL))
+    printf("sandbox:      expires at %s (in %s s)\n", str_member(info, "expires_at", ""),
+           str_member(info, "expires_in_s", "?"));
+}
+
 static void print_info(struct json_object *info) {
   struct json_object *net = NULL, *w = NULL;
   printf("name:         %s\n", str_member(info, "name", "?"));
@@ -123,6 +172,7 @@ static void print_info(struct json_object *info) {
   if (str_member(info, "kernel", NULL))
     printf("kernel:       %s\n", str_member(info, "kernel", ""));
   printf("last exit:    %s\n", exit_summary(info));
+  print_tags(info);
   if (json_object_object_get_ex(info, "warnings", &w))
     for (size_t i = 0; i < json_object_array_length(w); i++)
       printf("warning:      %s\n", json_object_get_string(json_object_array_get_idx(w, i)));

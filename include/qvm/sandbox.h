@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef QVM_SANDBOX_H
+#define QVM_SANDBOX_H
+
+/*
+ * Sandboxes: VMs with a deadline (docs/cli.md, "Sandboxes"). A sandbox is a
+ * VM whose spec says so ("sandbox") and that has an expires_at; its own shim
+ * stops and removes it at that time (event qvm-expired, exit reason
+ * "expired"), and any qvm command that finds one whose deadline passed
+ * while nothing ran removes it (qvm_vm_reconcile, qvm_vm_list).
+ *
+ * Contract as include/qvm/vm.h: nothing prints; strings handed out are the
+ * caller's (free()); errors QVM_EINVAL (names, durations, labels),
+ * QVM_ENOTFOUND (no such VM, golden, snapshot), QVM_EEXISTS (a taken
+ * name), QVM_ECONFLICT (not a sandbox: class "NotSandbox"; expired:
+ * "SandboxExpired"), and those of qvm_vm_up / qvm_vm_clone.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <qvm/error.h>
+#include <qvm/export.h>
+#include <qvm/up.h>
+#include <qvm/vm.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define QVM_SANDBOX_TTL_DEFAULT_S (30 * 60)
+#define QVM_SANDBOX_TTL_MIN_S 10
+#define QVM_SANDBOX_TTL_MAX_S (7 * 24 * 3600)
+
+/* "Ns", "Nm", "Nh", "Nd" (N a decimal integer, no sign) into seconds, in
+ * QVM_SANDBOX_TTL_MIN_S..QVM_SANDBOX_TTL_MAX_S. The environment variable
+ * QVM_TEST_MIN_TTL_S (tests only) lowers the minimum, never below 1 s. */
+QVM_API int qvm_sandbox_duration_parse(int64_t *out_s, const char *text, qvm_error **err);
+
+typedef enum qvm_sandbox_net {
+  QVM_SANDBOX_NET_ISOLATED, /* user-mode networking, restrict=on: only the SSH forward */
+  QVM_SANDBOX_NET_USER,     /* user-mode networking with outbound NAT */
+} qvm_sandbox_net;
+
+#define QVM_SANDBOX_CREATE_OPTIONS_VERSION 1
+typedef struct qvm_sandbox_create_options {
+  unsigned version; /* QVM_SANDBOX_CREATE_OPTIONS_VERSION */
+  /* What to start from: "VM:SNAP" (a clone of VM's snapshot SNAP), a VM
+   * name (a clone of its current disk), else an image: a store name, a
+   * digest, a catalog alias, a URL or a path (qvm_vm_up with that image). A
+   * VM of the name wins over an image of the same name. */
+  const char *from;
+  int64_t ttl_s;              /* 0: QVM_SANDBOX_TTL_DEFAULT_S; checked as by duration_parse */
+  const char *agent;          /* NULL: none */
+  const qvm_vm_label *labels; /* n_labels of them */
+  size_t n_labels;
+  qvm_sandbox_net net;
+  const qvm_up_options *up; /* NULL: defaults (timeout, cloud-init wait) */
+} qvm_sandbox_create_options;
+#define QVM_SANDBOX_CREATE_OPTIONS_INIT                                                            \
+  { .version = QVM_SANDBOX_CREATE_OPTIONS_VERSION }
+
+/* Creates sandbox `name` (NULL: "sb-" + 8 random hex digits) from
+ * opts->from and brings it up. The deadline (now + ttl) is in vm.json from
+ * the moment the VM exists, so a sandbox never outlives it, even if this
+ * call fails half-way (a sandbox that did not come up stays for inspection
+ * until then, as a VM after a failed up does). *out_json (may be NULL):
+ * {"name","from","kind" ("image", "vm" or "snapshot"),"agent","labels",
+ * "expires_at","expires_at_us","ttl_s","net","ssh_port","state"}. */
+QVM_API int qvm_sandbox_create(char **out_json, const char *name,
+                               const qvm_sandbox_create_options *opts, qvm_error **err);
+
+/* The sandboxes (agent NULL: all; else only that agent's), as a JSON array
+ * of {"name","state","agent","labels","expires_at","expires_at_us",
+ * "expires_in_s"}, sorted by name. Removes expired sandboxes whose QEMU is
+ * gone first (as qvm_vm_list does). */
+QVM_API int qvm_sandbox_list(char **out_json, const char *agent, qvm_error **err);
+
+/* Removes sandbox `name` whatever it is doing (qvm_vm_remove with force).
+ * A VM that is not a sandbox: QVM_ECONFLICT, class "NotSandbox". */
+QVM_API int qvm_sandbox_destroy(const char *name, qvm_error **err);
+
+/* Moves the deadline to (the current deadline + by_s), at most
+ * QVM_SANDBOX_TTL_MAX_S from now: vm.json under the VM's lock, then the
+ * running shim re-reads it (ctl.sock "expiry"). *out_expires_at_us (may be
+ * NULL) gets the new deadline. A sandbox whose deadline passed:
+ * QVM_ECONFLICT, class "SandboxExpired". */
+QVM_API int qvm_sandbox_extend(int64_t *out_expires_at_us, const char *name, int64_t by_s,
+                               qvm_error **err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
