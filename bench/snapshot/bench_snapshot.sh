@@ -458,20 +458,20 @@ printf '  %-10s %-26s %-26s\n' "state s1" "${qvm_state_mib:-?} MiB" "${lv_state_
 echo
 if ((boots > 0)); then
   echo "To exec-ready (the command's start until 'qvm exec VM -- true' returned), median [min .. max] of $boots, seconds:"
-  printf '  %-44s %s\n' "qvm clone bench-src D --up; qvm exec D" "$(cell clone)"
-  printf '  %-44s %s\n' "qvm up D --image IMG; qvm exec D (fresh boot)" "$(cell up)"
-  printf '  %-44s %s\n' "clone/up" "$(ratio clone up)"
+  printf '  %-46s %s\n' "qvm clone bench-src D --up; qvm exec D" "$(cell clone)"
+  printf '  %-46s %s\n' "qvm up D --image IMG; qvm exec D (fresh boot)" "$(cell up)"
+  printf '  %-46s %s\n' "clone/up" "$(ratio clone up)"
   echo
 fi
 if [[ -n $fork_status ]]; then
   echo "$fork_status"
 else
   echo "qvm fork bench-src --count $fork_count, seconds from the fork command's start:"
-  printf '  %-44s %s\n' "the fork command returned" "$(cell fork-command)"
+  printf '  %-46s %s\n' "the fork command returned" "$(cell fork-command)"
   ready=$(col fork-ready | paste -sd' ' -)
   nfail=$(col fork-ready-failed | wc -l)
   ((nfail > 0)) && ready+=" ($nfail failed)"
-  printf '  %-44s %s\n' "each fork answered exec, in turn" "${ready:--}"
+  printf '  %-46s %s\n' "each fork answered exec, in turn" "${ready:--}"
 fi
 echo
 echo "What the numbers mean:"
