@@ -54,6 +54,7 @@ clone_pids=()
 
 mapfile -t s <<<"$src_id"
 log "e2e-psrc: ${s[*]}"
+[[ ${#s[@]} -eq 3 && -n ${s[1]} && -n ${s[2]} ]] || fail "incomplete identity of e2e-psrc: ${s[*]}"
 declare -A seen_mac=([${s[2]}]=e2e-psrc) seen_iid=([${s[1]}]=e2e-psrc)
 for c in "${clones[@]}"; do
   expect_eq "$(qvm exec "$c" -- hostname)" "$c" "the hostname of $c"
