@@ -486,5 +486,8 @@ echo "  state s1  the RAM and device state snapshot s1 holds (qemu-img info: vm-
 echo "  clone     'qvm clone SRC D --up' (flatten SRC's running disk to a store image through a"
 echo "            temporary internal snapshot, a fresh identity, boot, SSH, cloud-init), then"
 echo "            'qvm exec D -- true'. up: 'qvm up' of the same image, then the same exec."
+echo "  fork      'qvm fork SRC --count 3 --prefix bench-fork', then 'qvm exec bench-fork-K -- true'"
+echo "            for K = 1..3 in turn, each counted from the fork command's start (so the Kth"
+echo "            includes the execs before it; one qvm exec took about 1 s under TCG here)."
 echo "  Both guests run during the snapshot figures (interleaved qvm, libvirt); SRC runs"
 echo "  idle during the clone and up figures. Figures only: nothing is asserted."
