@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Runs every benchmark, each printing qvm's figures beside its peer's
 # (dnsmasq, OpenSSH, genisoimage/cloud-localds, a shell-launched QEMU, a
-# hand-scripted cloud-image boot), measured in the same run. Figures only:
-# nothing here asserts a timing. Needs root (network namespaces), QEMU and
-# the test guests (built on first use).
+# hand-scripted cloud-image boot, libvirt's internal snapshots), measured in
+# the same run. Figures only: nothing here asserts a timing. Needs root
+# (network namespaces), QEMU and the test guests (built on first use);
+# snapshot installs libvirt from Debian when it is missing.
 #
 #   scripts/bench.sh              # all of them
-#   scripts/bench.sh qmp seed     # some: qmp seed net-dhcp net-ip ssh vm up image
+#   scripts/bench.sh qmp seed     # some: qmp seed net-dhcp net-ip ssh vm up image snapshot
 set -uo pipefail
 cd "$(dirname "$0")/.."
 { scripts/deps.sh && scripts/setup.sh >/dev/null; } || { echo "bench: build failed" >&2; exit 1; }
@@ -20,8 +21,9 @@ declare -A run=(
   [vm]="$b/vm/bench_vm"
   [up]="bench/e2e/bench_up.sh"
   [image]="bench/image/bench_image.sh"
+  [snapshot]="bench/snapshot/bench_snapshot.sh"
 )
-order=(qmp seed net-dhcp net-ip ssh vm up image)
+order=(qmp seed net-dhcp net-ip ssh vm up image snapshot)
 [[ $# -gt 0 ]] && order=("$@")
 export QVM_SOURCE_DIR=$PWD QVM_BINARY_DIR=$PWD/build
 failed=()
