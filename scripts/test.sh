@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs dependencies, then builds and
-# runs every ctest tier (unit, golden, fuzz replay, integration, e2e) twice,
-# once in a normal build (build/) and once with ASan+UBSan (build-asan/).
+# runs every ctest tier (unit, golden, fuzz replay, integration, hostile,
+# e2e) in a normal build (build/), and all but e2e with ASan+UBSan
+# (build-asan/).
 # A third, small build (build-tsan/, clang with ThreadSanitizer) runs only
 # the threaded test of libqvm (test_vm_threads).
 # Under CI=true a test that would skip fails instead. The soak tier (label
@@ -24,7 +25,10 @@ for variant in ${QVM_TEST_BUILDS:-normal asan tsan}; do
   targets=() tests=(-LE soak ${QVM_CTEST_ARGS:-}) cc=()
   case $variant in
     normal) dir=build; opts=() ;;
-    asan) dir=build-asan; opts=(-DQVM_SANITIZE=ON) ;;
+    # e2e (cloud guest boots, minutes each under TCG) runs in the normal
+    # build only: with it in both, the run passed CI's 40-minute budget.
+    # ASan+UBSan still runs unit, golden, fuzz replay, integration, hostile.
+    asan) dir=build-asan; opts=(-DQVM_SANITIZE=ON); tests=(-LE 'soak|e2e' ${QVM_CTEST_ARGS:-}) ;;
     tsan) dir=build-tsan; opts=(-DQVM_TSAN=ON); cc=(env CC=clang)
           targets=(--target test_vm_threads qvm-shim qvm); tests=(-R '^test_vm_threads$') ;;
     *) echo "test: unknown build '$variant'" >&2; exit 2 ;;
