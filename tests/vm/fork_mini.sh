@@ -92,6 +92,8 @@ port_before=$(port s1-1)
 qvm stop s1-1 --timeout 30 >/dev/null || fail "stop s1-1"
 qvm start s1-1 >/dev/null || fail "start s1-1"
 expect_eq "$(port s1-1)" "$port_before" "s1-1's SSH port after stop and start"
+# qvm ls shows where SSH reaches each running vm (issue 19).
+expect_match "$(qvm ls | grep '^s1-1 ')" " 127\.0\.0\.1:$port_before " "qvm ls's SSH column"
 for _ in $(seq 1 120); do
   qvm exec s1-1 -- true >/dev/null 2>&1 && break
   sleep 1

@@ -41,6 +41,21 @@ static const char *str_member(struct json_object *o, const char *key, const char
   return json_object_get_string(v);
 }
 
+/* Where SSH reaches a running vm: 127.0.0.1:PORT (user networking) or its
+ * IPv4 address (a bridge; port 22); "-" when neither is known. */
+static void ssh_endpoint(char *out, size_t size, struct json_object *info) {
+  struct json_object *net = NULL;
+  snprintf(out, size, "-");
+  if (strcmp(str_member(info, "state", ""), "running") ||
+      !json_object_object_get_ex(info, "network", &net))
+    return;
+  const char *port = str_member(net, "ssh_port", NULL), *ip = str_member(net, "ip", NULL);
+  if (port)
+    snprintf(out, size, "127.0.0.1:%s", port);
+  else if (ip)
+    snprintf(out, size, "%s", ip);
+}
+
 static const char *exit_summary(struct json_object *info) {
   struct json_object *last = NULL;
   if (!json_object_object_get_ex(info, "last_exit", &last) || !last) return "-";
@@ -83,7 +98,8 @@ static int ls_parse(ls_filter *f, int argc, char **argv) {
 static int ls_run(int argc, char **argv) {
   if (help_asked(argc, argv))
     return printf("usage: qvm ls [--label KEY=VALUE]... [--agent ID] [--json]\n\n"
-                  "Lists vms: name, state, cpus, memory, QEMU pid, and how the last run ended.\n"
+                  "Lists vms: name, state, cpus, memory, QEMU pid, where SSH reaches a running\n"
+                  "one (127.0.0.1:PORT, or a bridged vm's address), and how the last run ended.\n"
                   "--label and --agent keep only the vms that have all of them. A sandbox\n"
                   "whose deadline passed while it was not running is removed first.\n"),
            QVM_EXIT_OK;
@@ -109,14 +125,16 @@ static int ls_run(int argc, char **argv) {
   if (json) {
     qvm_cli_print_json(all);
   } else {
-    printf("%-24s %-9s %4s %8s %8s  %s\n", "NAME", "STATE", "CPUS", "MEMORY", "PID", "LAST EXIT");
+    printf("%-24s %-9s %4s %8s %8s  %-21s %s\n", "NAME", "STATE", "CPUS", "MEMORY", "PID", "SSH",
+           "LAST EXIT");
     for (size_t i = 0; i < json_object_array_length(all); i++) {
       struct json_object *info = json_object_array_get_idx(all, i);
-      char mem[32];
+      char mem[32], ssh[64];
       snprintf(mem, sizeof mem, "%sM", str_member(info, "memory_mib", "?"));
-      printf("%-24s %-9s %4s %8s %8s  %s\n", str_member(info, "name", "?"),
+      ssh_endpoint(ssh, sizeof ssh, info);
+      printf("%-24s %-9s %4s %8s %8s  %-21s %s\n", str_member(info, "name", "?"),
              str_member(info, "state", "?"), str_member(info, "cpus", "?"), mem,
-             str_member(info, "pid", "-"), exit_summary(info));
+             str_member(info, "pid", "-"), ssh, exit_summary(info));
     }
   }
   json_object_put(all);
