@@ -64,6 +64,25 @@ QVM_API int qvm_vm_snapshot_remove(qvm_vm *vm, const char *snapshot,
  *   "parent","current"}] from vm.json as the handle last read it. */
 QVM_API int qvm_vm_snapshot_list(char **out_json, qvm_vm *vm, qvm_error **err);
 
+/* ---- checkpoints and rollback (vm/checkpoint.c) ----------------------------- */
+
+/* A checkpoint is a snapshot named "ckpt-N" (N counts up per VM) taken just
+ * before a command (qvm exec --checkpoint), so that qvm_vm_rollback can undo
+ * what the command did: with RAM on a running VM (it continues from that
+ * moment), of the disk on a stopped one. keep (0: QVM_VM_CHECKPOINT_KEEP)
+ * checkpoints are kept; older ones are removed, other snapshots never.
+ * *out_name (may be NULL) gets the new checkpoint's name. */
+#define QVM_VM_CHECKPOINT_KEEP 5
+#define QVM_VM_CHECKPOINT_NAME_MAX 64
+QVM_API int qvm_vm_checkpoint(char out_name[QVM_VM_CHECKPOINT_NAME_MAX], qvm_vm *vm, unsigned keep,
+                              qvm_error **err);
+/* Restores the latest checkpoint (to NULL), checkpoint N (to "N"), or any
+ * snapshot by name, as qvm_vm_snapshot_restore does; *out_name (may be
+ * NULL) gets the one restored. QVM_ENOTFOUND (class "NoCheckpoint") when
+ * the VM has no checkpoint. */
+QVM_API int qvm_vm_rollback(char out_name[QVM_VM_CHECKPOINT_NAME_MAX], qvm_vm *vm, const char *to,
+                            qvm_error **err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -140,4 +140,34 @@ expect_eq "$(img_snapshots)" "disk2 " "qemu-img lists what is left"
 expect_eq "$(qvm snapshot ls s1 --json | python3 -c 'import json,sys; print([s["name"] for s in json.load(sys.stdin)])')" \
   "['disk2']" "ls lists what is left"
 expect_eq "$(field disk2 parent)" None "disk2's parent went with live1"
+
+# --- checkpoints and rollback (issue 14) --------------------------------------
+run_rc qvm rollback s1
+expect_eq "$rc" 3 "rollback without a checkpoint"
+expect_match "$out" "exec NAME --checkpoint" "the hint says how to take one"
+out=$(qvm up s1 "${boot[@]}" 2>&1) || fail "up for the checkpoints: $out"
+qvm exec s1 -- sh -c 'echo kept > /tmp/kept; printf ckpt-data > /dev/vda; sync' || fail "setup"
+# A destructive command under a checkpoint: memory (a RAM file, a killed
+# process) and disk come back with one rollback.
+pid=$(qvm exec s1 -- sh -c 'sleep 100000 >/dev/null 2>&1 & echo $!')
+out=$(qvm exec s1 --checkpoint -- sh -c "rm /tmp/kept; kill $pid; printf destroyed > /dev/vda; sync" 2>&1) ||
+  fail "exec --checkpoint: $out"
+expect_match "$out" "checkpoint ckpt-1 \(undo with: qvm rollback s1\)" "exec --checkpoint names it"
+run_rc qvm exec s1 -- cat /tmp/kept
+[[ $rc -ne 0 ]] || fail "the destructive command did not run"
+out=$(qvm rollback s1 --json) || fail "rollback: $out"
+expect_eq "$out" '{"name":"s1","restored":"ckpt-1"}' "rollback --json"
+expect_eq "$(qvm exec s1 -- cat /tmp/kept)" kept "the RAM file is back"
+expect_eq "$(qvm exec s1 -- head -c 9 /dev/vda)" ckpt-data "the disk is back"
+qvm exec s1 -- kill -0 "$pid" || fail "the killed process runs again"
+# Only the last 5 checkpoints stay; other snapshots are never pruned.
+for i in 2 3 4 5 6 7; do
+  qvm exec s1 --checkpoint -- true 2>/dev/null || fail "checkpoint $i"
+done
+expect_eq "$(qvm snapshot ls s1 --json | python3 -c 'import json,sys; print(" ".join(s["name"] for s in json.load(sys.stdin)))')" \
+  "disk2 ckpt-3 ckpt-4 ckpt-5 ckpt-6 ckpt-7" "checkpoints pruned to 5, disk2 kept"
+out=$(qvm rollback s1 --to 4) || fail "rollback --to 4: $out"
+expect_match "$out" "rolled back to ckpt-4" "rollback --to N"
+run_rc qvm rollback s1 --to 1
+expect_eq "$rc" 3 "rollback to a pruned checkpoint"
 log "ok"

@@ -19,6 +19,7 @@ extern const struct qvm_command qvm_cmd_clone;
 extern const struct qvm_command qvm_cmd_fork;
 extern const struct qvm_command qvm_cmd_set;
 extern const struct qvm_command qvm_cmd_shell;
+extern const struct qvm_command qvm_cmd_rollback;
 extern const struct qvm_command qvm_cmd_rm;
 extern const struct qvm_command qvm_cmd_run;
 extern const struct qvm_command qvm_cmd_ls;

@@ -12,6 +12,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <qvm/snapshot.h>
 #include <qvm/ssh.h>
 #include <qvm/vm.h>
 
@@ -149,7 +150,10 @@ static const char exec_help[] =
     "  --env K=V        set an environment variable for CMD; repeatable\n"
     "  --timeout S      stop CMD after S seconds (exit 124)\n"
     "  --user U         log in as U instead of the vm's user\n"
-    "  --repin          accept and pin a changed guest host key\n" AUTH_HELP "\n"
+    "  --repin          accept and pin a changed guest host key\n"
+    "  --checkpoint     take a checkpoint first (a snapshot, with RAM when the vm\n"
+    "                   runs), so that 'qvm rollback NAME' undoes what CMD did; the\n"
+    "                   last 5 are kept\n" AUTH_HELP "\n"
     "exit status: CMD's; 128+N if it was killed by signal N; 124 when --timeout\n"
     "ran out; 255 when qvm could not run it (no connection, host key, auth).\n";
 
@@ -158,6 +162,7 @@ typedef struct exec_args {
   const char *env[MAX_ENV + 1];
   size_t n_env;
   int timeout_s;
+  bool checkpoint;
   qvm_vm_ssh_options so;
   char **cmd;
   char **argv; /* for messages about options */
@@ -183,6 +188,7 @@ static int exec_option(exec_args *a, int c) {
   case 't': return parse_timeout("exec", optarg, &a->timeout_s);
   case 'u': a->so.user = optarg; return 0;
   case 'R': a->so.repin = true; return 0;
+  case 'C': a->checkpoint = true; return 0;
   default: {
     int r = auth_option("exec", &a->so, c);
     return r == 1 ? 0 : r ? r : qvm_cli_bad_option("exec", c, a->argv);
@@ -191,9 +197,9 @@ static int exec_option(exec_args *a, int c) {
 }
 
 static int exec_parse(exec_args *a, int argc, char **argv) {
-  static const struct option longopts[] = {{"env", 1, 0, 'e'},  {"timeout", 1, 0, 't'},
-                                           {"user", 1, 0, 'u'}, {"repin", 0, 0, 'R'},
-                                           AUTH_LONGOPTS,       {0, 0, 0, 0}};
+  static const struct option longopts[] = {
+      {"env", 1, 0, 'e'},        {"timeout", 1, 0, 't'}, {"user", 1, 0, 'u'}, {"repin", 0, 0, 'R'},
+      {"checkpoint", 0, 0, 'C'}, AUTH_LONGOPTS,          {0, 0, 0, 0}};
   int dd = dashdash(argc, argv), c, r;
   a->argv = argv;
   /* With "--", options may come before or after NAME; without, CMD starts
@@ -229,6 +235,17 @@ static int exec_run(int argc, char **argv) {
   if (open_and_connect("exec", a.name, &a.so, &vm, &ssh, &code)) {
     qvm_vm_free(vm);
     return EXEC_EXIT_QVM;
+  }
+  if (a.checkpoint) {
+    char ckpt[QVM_VM_CHECKPOINT_NAME_MAX];
+    qvm_error *cerr = NULL;
+    if (qvm_vm_checkpoint(ckpt, vm, 0, &cerr) < 0) {
+      qvm_cli_fail("exec", cerr, "the command did not run; qvm snapshot ls NAME shows the others");
+      qvm_ssh_free(ssh);
+      qvm_vm_free(vm);
+      return EXEC_EXIT_QVM;
+    }
+    fprintf(stderr, "checkpoint %s (undo with: qvm rollback %s)\n", ckpt, a.name);
   }
   char *audit = audit_path(vm);
   qvm_ssh_exec_options eo = QVM_SSH_EXEC_OPTIONS_INIT;
