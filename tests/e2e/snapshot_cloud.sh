@@ -4,7 +4,8 @@
 # one deleted, the restore brings both back (sha256); a process started
 # before the snapshot and killed after it runs again after the restore with
 # the same pid, and the guest's uptime continues from the snapshot's moment.
-# Then three forks of it (no boot): exec, the same sleeper, their own files.
+# Then three forks of it (no boot): exec, the same sleeper, their own files;
+# and a checkpoint, rm -rf /etc/ssh, one rollback.
 . "$(dirname "$0")/lib.sh"
 
 image=$(cloud_image)
@@ -79,4 +80,18 @@ for f in e2e-fk-1 e2e-fk-3 e2e-snap; do
   expect_eq "$rc" 1 "$f does not see the file written in e2e-fk-2"
 done
 for i in 1 2 3; do qvm down "e2e-fk-$i" --rm >/dev/null || fail "down --rm e2e-fk-$i"; done
+
+# A checkpoint, a destructive command, one rollback (issue 14): the guest is
+# back, reachable over SSH again, with its /etc/ssh tree as it was.
+tree() { g sudo -n sh -c 'cd /etc/ssh && find . -type f -exec sha256sum {} + | sort'; }
+before_tree=$(tree) || fail "listing /etc/ssh"
+out=$(qvm exec e2e-snap --checkpoint -- sudo -n rm -rf /etc/ssh 2>&1) || fail "exec --checkpoint: $out"
+expect_match "$out" "checkpoint ckpt-1" "exec --checkpoint names the checkpoint"
+set +e
+qvm exec e2e-snap -- true >/dev/null 2>&1
+rc=$?
+set -e
+expect_eq "$rc" 255 "no new SSH session without /etc/ssh"
+out=$(qvm rollback e2e-snap 2>&1) || fail "rollback: $out"
+expect_eq "$(tree)" "$before_tree" "/etc/ssh after the rollback"
 log "ok"
