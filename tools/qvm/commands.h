@@ -34,5 +34,6 @@ extern const struct qvm_command qvm_cmd_down;
 extern const struct qvm_command qvm_cmd_image;
 extern const struct qvm_command qvm_cmd_cert;
 extern const struct qvm_command qvm_cmd_audit;
+extern const struct qvm_command qvm_cmd_diff;
 
 #endif
