@@ -30,7 +30,7 @@
 #include "vm/state.h"
 
 #define CHUNK (256u * 1024)
-#define SLOTS 16
+#define SLOTS 128 /* 32 MiB at most, allocated as used */
 #define START_TIMEOUT_MS 30000
 /* One read: qemu-storage-daemon answers in far less on a local file. */
 #define READ_TIMEOUT_MS 120000

@@ -25,7 +25,7 @@ typedef struct diff_disk diff_disk;
 int diff_disk_open(diff_disk **out, const diff_disk_spec *spec, qvm_error **err);
 uint64_t diff_disk_size(const diff_disk *d);
 /* 0, or -1 with the reason kept for diff_disk_error(). Reads go through a
- * small cache of 256 KiB chunks (libext2fs reads a block at a time). */
+ * cache of up to 128 chunks of 256 KiB (libext2fs reads a block at a time). */
 int diff_disk_read(diff_disk *d, void *buf, uint32_t len, uint64_t off);
 const char *diff_disk_error(const diff_disk *d);
 /* The daemon's pid (tests check that it is gone after close). */

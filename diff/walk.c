@@ -32,7 +32,10 @@ struct diff_fs {
   hash_val *hv;
   size_t n_hv, cap_hv;
   uint64_t bytes_hashed;
+  uint8_t *buf; /* HASH_BUF bytes, for every file */
 };
+
+#define HASH_BUF (1u << 20)
 
 static int oom(qvm_error **err) { return qvm_error_set_errno(err, ENOMEM, "out of memory"); }
 
@@ -201,6 +204,7 @@ void diff_fs_close(diff_fs *fs) {
   if (fs->fs) ext2fs_close_free(&fs->fs);
   map_free(&fs->hashes);
   free(fs->hv);
+  free(fs->buf);
   free(fs);
 }
 
@@ -445,10 +449,13 @@ static int hash_inode(diff_fs *fs, diff_entry *e, hash_val *hv, qvm_error **err)
   ext2_file_t f = NULL;
   errcode_t x = ext2fs_file_open(fs->fs, e->ino, 0, &f);
   if (x) return qvm_error_set(err, QVM_EINVAL, "cannot open '%s': %s", e->path, error_message(x));
-  enum { BUF = 1 << 20 };
-  _cleanup_free_ uint8_t *buf = malloc(BUF);
+  if (!fs->buf && !(fs->buf = malloc(HASH_BUF))) {
+    ext2fs_file_close(f);
+    return oom(err);
+  }
+  uint8_t *buf = fs->buf;
   img_hash h = {0};
-  if (!buf || !img_hash_begin(&h, false)) {
+  if (!img_hash_begin(&h, false)) {
     ext2fs_file_close(f);
     img_hash_free(&h);
     return oom(err);
@@ -456,7 +463,7 @@ static int hash_inode(diff_fs *fs, diff_entry *e, hash_val *hv, qvm_error **err)
   uint64_t left = e->size;
   int r = 0;
   while (left && r >= 0) {
-    unsigned int want = left < BUF ? (unsigned)left : BUF, got = 0;
+    unsigned int want = left < HASH_BUF ? (unsigned)left : HASH_BUF, got = 0;
     x = ext2fs_file_read(f, buf, want, &got);
     if (x || got == 0) {
       const char *why = diff_disk_error(fs->disk)[0] ? diff_disk_error(fs->disk)
