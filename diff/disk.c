@@ -138,6 +138,7 @@ static bool user_can_read(int fd, uid_t uid, gid_t gid) {
 typedef struct child_plan {
   int listen_fd, top_fd, backing_fd, log_fd;
   bool drop;
+  pid_t parent;
   uid_t uid;
   gid_t gid;
   char *const *argv;
@@ -145,7 +146,6 @@ typedef struct child_plan {
 
 /* In the child between fork and exec: async-signal-safe calls only. */
 __attribute__((noreturn)) static void exec_daemon(const child_plan *p) {
-  if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) _exit(126);
   int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
   /* Above every target fd first, so that dup2 never overwrites a source. */
   int l = fcntl(p->listen_fd, F_DUPFD, 10), t = fcntl(p->top_fd, F_DUPFD, 10);
@@ -156,6 +156,8 @@ __attribute__((noreturn)) static void exec_daemon(const child_plan *p) {
     _exit(126);
   close_range(b >= 0 ? 6 : 5, ~0u, 0);
   if (p->drop && (setgroups(0, NULL) < 0 || setgid(p->gid) < 0 || setuid(p->uid) < 0)) _exit(126);
+  /* After setuid, which clears it; qvm gone already: it is not waited for. */
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != p->parent) _exit(126);
   execvp(p->argv[0], p->argv);
   _exit(127);
 }
@@ -244,6 +246,7 @@ static int spawn(diff_disk *d, const diff_disk_spec *s, int top, int backing, qv
                   "type=nbd,id=e,node-name=top,name=disk,writable=off",
                   NULL};
   p.argv = argv;
+  p.parent = getpid();
   pid_t pid = fork();
   if (pid == 0) exec_daemon(&p);
   if (pid < 0) return qvm_error_set_errno(err, errno, "cannot run qemu-storage-daemon");

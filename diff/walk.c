@@ -136,7 +136,8 @@ static errcode_t chan_read64(io_channel ch, unsigned long long block, int count,
   uint64_t len =
       count < 0 ? (uint64_t) - (int64_t)count : (uint64_t)count * (uint64_t)ch->block_size;
   uint64_t off = (uint64_t)block * (uint64_t)ch->block_size;
-  if (len > (1u << 30) || block > fs->part_size || off > fs->part_size || len > fs->part_size - off)
+  if (len > (1u << 30) || block > fs->part_size / (uint64_t)ch->block_size || off > fs->part_size ||
+      len > fs->part_size - off)
     return EXT2_ET_SHORT_READ;
   if (diff_disk_read(fs->disk, data, (uint32_t)len, fs->part_off + off) < 0)
     return EXT2_ET_SHORT_READ;
@@ -319,7 +320,7 @@ typedef struct child {
 typedef struct children {
   child *c;
   size_t n, cap;
-  bool bad_name, oom;
+  bool bad_name, oom, too_many;
 } children;
 
 static int collect(ext2_ino_t dir, int entry, struct ext2_dir_entry *de, int offset, int blocksize,
@@ -331,6 +332,10 @@ static int collect(ext2_ino_t dir, int entry, struct ext2_dir_entry *de, int off
   if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.')) return 0;
   if (!len || memchr(name, '/', len) || memchr(name, '\0', len)) {
     cs->bad_name = true;
+    return DIRENT_ABORT;
+  }
+  if (cs->n >= DIFF_MAX_ENTRIES) {
+    cs->too_many = true;
     return DIRENT_ABORT;
   }
   if (cs->n == cs->cap) {
@@ -395,6 +400,9 @@ static int walk_dir(walk *w, uint32_t ino, char *path, size_t len, int depth) {
   int r = 0;
   if (cs.oom)
     r = oom(w->err);
+  else if (cs.too_many)
+    r = qvm_error_set(w->err, QVM_EINVAL, "directory '%s' has more than %u entries", path,
+                      DIFF_MAX_ENTRIES);
   else if (cs.bad_name)
     r = qvm_error_set(w->err, QVM_EINVAL, "a name in directory '%s' holds '/' or NUL (corrupt)",
                       path);

@@ -21,7 +21,7 @@ mkfs() { mkfs.ext4 -q -F ${4:+-N "$4"} -d "$1" "$2" "${3:-16M}" >/dev/null 2>&1 
 # The daemons this test started carry its runtime dir in their environment.
 our_daemons() {
   local p
-  for p in $(pgrep -x qemu-storage-d || true); do
+  for p in $(pgrep -x qemu-storage-da || true); do
     grep -qzF "QVM_RUNTIME_DIR=$QVM_RUNTIME_DIR" "/proc/$p/environ" 2>/dev/null && echo "$p"
   done
   return 0

@@ -16,7 +16,7 @@
 
 static const char diff_help[] =
     "usage: qvm diff VM [--from SNAP | --from-image] [--to SNAP] [--ignore GLOB]...\n"
-    "                [--no-default-ignore] [--json]\n"
+    "                [--no-default-ignore] [--json] [-v]\n"
     "       qvm diff --images FROM TO [--from-format F] [--to-format F] [...]\n"
     "\n"
     "Lists what changed in the VM's root file system (ext2/3/4) between a base\n"
@@ -36,6 +36,8 @@ static const char diff_help[] =
     "  --images           FROM and TO are image files (raw, or qcow2: TO may be an\n"
     "                     overlay on FROM), not a VM\n"
     "  --from-format F, --to-format F   raw (default) or qcow2, with --images\n"
+    "  -v, --verbose      the table also shows each side's type, mode, owner, size,\n"
+    "                     sha256 prefix and symlink target\n"
     "  --json             print {\"changes\": [{\"kind\", \"path\", \"changed\", \"from\",\n"
     "                     \"to\"}], ...}; a name that is not printable UTF-8 is shown\n"
     "                     with \\xNN escapes and given exactly in \"path_b64\"\n";
