@@ -2,8 +2,9 @@
 # qvm diff VM on a stopped vm created from a qcow2 image (no boot): its disk
 # changed offline to a second file system state, then diffed against its
 # image (the default and --from-image), between internal snapshots (--from,
-# --to), --json; an unknown snapshot is QVM_ENOTFOUND (exit 3); nothing is
-# left in the store's tmp/ or the runtime dir.
+# --to), --json; running (at a temporary snapshot, deleted after); an
+# unknown snapshot is QVM_ENOTFOUND (exit 3); nothing is left in the store's
+# tmp/ or the runtime dir.
 . "$QVM_SOURCE_DIR/tests/e2e/lib.sh"
 command -v qemu-storage-daemon >/dev/null || skip "needs qemu-storage-daemon (scripts/deps.sh)"
 
@@ -67,6 +68,19 @@ expect_eq "$rc" 1 "a bad snapshot name: $err"
 expect_match "$err" "snapshot name .* is invalid" "a bad snapshot name"
 run_rc qvm diff nosuchvm
 expect_eq "$rc" 3 "unknown vm: $err"
+# Running (no bootable disk: the firmware spins, QEMU runs): read at a
+# temporary internal snapshot, which is gone afterwards.
+qvm start v1 --timeout 120 >/dev/null || fail "start v1"
+for args in "" "--from base"; do
+  # shellcheck disable=SC2086
+  run_rc qvm diff v1 $args
+  expect_eq "$rc" 0 "running, diff $args: $err"
+  expect_eq "$out" "$want" "running, diff $args"
+done
+snaps=$(qemu-img snapshot -U -l "$disk")
+[[ $snaps != *qvm-import-* ]] || fail "a temporary snapshot was left: $snaps"
+expect_match "$snaps" "after" "the user's snapshots are kept"
+qvm kill v1 >/dev/null || fail "kill v1"
 expect_eq "$(ls -A "$QVM_STATE_DIR/images/tmp" 2>/dev/null || true)" "" "store tmp/ left over"
 expect_eq "$(ls -A "$QVM_RUNTIME_DIR" 2>/dev/null | grep '^diff-' || true)" "" "socket dir left over"
 log "PASS"
