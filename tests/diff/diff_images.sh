@@ -190,10 +190,12 @@ mount -o loop "$tmp/big.raw" "$tmp/mnt" || skip "cannot loop-mount an ext4 image
 mkdir "$tmp/mnt/big"
 (cd "$tmp/mnt/big" && seq 1 100000 | xargs touch)
 umount "$tmp/mnt" || fail "umount"
+sync
+debugfs -R "stat /big" "$tmp/big.raw" 2>/dev/null | grep -q '^Inode:' || fail "the loop mount left no /big in big.raw"
 start=$(date +%s)
 run_rc timeout 300 "$qvm_bin" diff --images "$tmp/empty.raw" "$tmp/big.raw"
 expect_eq "$rc" 0 "10^5 entries: $err"
-expect_eq "$(grep -c '^A /big/' <<<"$out")" 100000 "10^5 entries listed"
+expect_eq "$(grep -c '^A /big/' <<<"$out")" 100000 "10^5 entries listed (stderr: $err)"
 log "10^5-entry directory diffed in $(($(date +%s) - start)) s"
 no_leftovers "after the hostile runs"
 
