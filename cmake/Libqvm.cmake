@@ -4,7 +4,7 @@
 # internals. The qvm CLI links libqvm, which proves at link time that tools/
 # uses nothing but the public API. Other programs (tools/qvm-shim, a test
 # harness) link it the same way: target_link_libraries(X PRIVATE libqvm).
-set(QVM_MODULES qvm_util qvm_qmp qvm_seed qvm_net qvm_ssh qvm_image qvm_vm)
+set(QVM_MODULES qvm_util qvm_qmp qvm_seed qvm_net qvm_ssh qvm_image qvm_vm qvm_diff)
 set(QVM_LIBQVM_MAP ${PROJECT_SOURCE_DIR}/cmake/libqvm.map)
 set(QVM_SOVERSION 0)
 
@@ -16,7 +16,8 @@ target_include_directories(libqvm PUBLIC $<BUILD_INTERFACE:${QVM_PUBLIC_INCLUDE}
                                          $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
 target_link_libraries(libqvm PRIVATE PkgConfig::JSONC PkgConfig::LIBSSH2 PkgConfig::SODIUM
                                      PkgConfig::YAML PkgConfig::MNL PkgConfig::NFTABLES
-                                     PkgConfig::CURL PkgConfig::ARCHIVE PkgConfig::CRYPTO Threads::Threads)
+                                     PkgConfig::CURL PkgConfig::ARCHIVE PkgConfig::CRYPTO PkgConfig::NBD
+                                     PkgConfig::EXT2FS Threads::Threads)
 target_link_options(libqvm PRIVATE -Wl,--version-script=${QVM_LIBQVM_MAP})
 # Every symbol libqvm uses must come from a library it names. Not with
 # libFuzzer's coverage instrumentation or ThreadSanitizer (clang), whose runtime

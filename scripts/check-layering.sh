@@ -13,6 +13,7 @@ declare -A allowed=(
   [ssh]="util ssh"
   [image]="util image"
   [vm]="util qmp seed net ssh image vm"
+  [diff]="util image vm diff"
   [tools]=""
 )
 bad=0

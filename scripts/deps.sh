@@ -10,8 +10,11 @@ set -euo pipefail
 #   test   test guests, peers, readers and benchmark tools
 # QVM_DEPS_LOG=FILE sends apt's output there and prints one line instead.
 build=(build-essential cmake pkg-config libjson-c-dev libssh2-1-dev libsodium-dev libyaml-dev
-       libmnl-dev libnftnl-dev libnftables-dev libcurl4-openssl-dev libssl-dev libarchive-dev)
-run=(qemu-system-x86 qemu-utils ovmf)
+       libmnl-dev libnftnl-dev libnftables-dev libcurl4-openssl-dev libssl-dev libarchive-dev
+       libnbd-dev libext2fs-dev comerr-dev)
+# qemu-utils and qemu-system-common: qemu-img and qemu-storage-daemon (qvm diff);
+# libnbd0 and libext2fs2 come with their -dev packages in build.
+run=(qemu-system-x86 qemu-utils qemu-system-common ovmf libnbd0 libext2fs2)
 image=(mmdebstrap e2fsprogs fdisk grub-pc-bin util-linux)
 test=(
   clang clang-format libclang-rt-14-dev

@@ -64,7 +64,7 @@ static void keyval(qvm_strbuf *sb, const char *key, const char *value) {
 /* disk.qcow2 as qemu-img opens it: the header was checked, and the backing
  * file is given here (the spec's image with its recorded format, or none),
  * never taken from a header a guest's QEMU may have rewritten. */
-static char *image_opts(const vm_spec *spec, const char *disk, bool with_backing) {
+char *vm_disk_image_opts(const vm_spec *spec, const char *disk, bool with_backing) {
   qvm_strbuf sb = QVM_STRBUF_INIT;
   qvm_strbuf_printf(&sb, "driver=qcow2,file.driver=file");
   keyval(&sb, "file.filename", disk);
@@ -91,7 +91,7 @@ static bool has_vm_disk(const vm_spec *s) {
 /* The names of disk.qcow2's internal snapshots, from qemu-img's JSON
  * (bounded and type-checked: it comes from a header a guest may have
  * rewritten). Snapshots without a string name are skipped. */
-static int disk_snapshots(char ***out, size_t *out_n, const char *opts, qvm_error **err) {
+int vm_disk_snapshots(char ***out, size_t *out_n, const char *opts, qvm_error **err) {
   char *argv[] = {"qemu-img", "info", "-U", "--output=json", "--image-opts", (char *)opts, NULL};
   _cleanup_free_ char *text = NULL;
   int r = vm_run_program(&text, argv, err);
@@ -122,7 +122,7 @@ static int disk_snapshots(char ***out, size_t *out_n, const char *opts, qvm_erro
   return 0;
 }
 
-static void names_free(char **names, size_t n) {
+void vm_disk_snapshots_free(char **names, size_t n) {
   for (size_t i = 0; i < n; i++) free(names[i]);
   free(names);
 }
@@ -149,7 +149,7 @@ int vm_tmp_snapshot_name(char out[32], qvm_error **err) {
   return 0;
 }
 
-static int qmp_snapshot(const qvm_vm *vm, const char *command, const char *name, qvm_error **err) {
+int vm_disk_qmp_snapshot(const qvm_vm *vm, const char *command, const char *name, qvm_error **err) {
   struct json_object *args = json_object_new_object(), *ret = NULL;
   if (!args) return oom(err);
   json_object_object_add(args, "device", json_object_new_string("disk"));
@@ -239,22 +239,22 @@ static int import_from(import_ctx *c, const char *from, const char *snap, bool r
                             .why = ": qemu-img would open it as root; qvm did not import it"};
   int r = vm_qcow2_check_file(from, &policy, err);
   if (r < 0) return r;
-  _cleanup_free_ char *opts = image_opts(vm->spec, from, true);
-  _cleanup_free_ char *info_opts = image_opts(vm->spec, from, false);
+  _cleanup_free_ char *opts = vm_disk_image_opts(vm->spec, from, true);
+  _cleanup_free_ char *info_opts = vm_disk_image_opts(vm->spec, from, false);
   if (!opts || !info_opts) return oom(err);
   char **snaps = NULL;
   size_t n_snaps = 0;
-  if ((r = disk_snapshots(&snaps, &n_snaps, info_opts, err)) < 0) return r;
+  if ((r = vm_disk_snapshots(&snaps, &n_snaps, info_opts, err)) < 0) return r;
   bool found = snap && has_name(snaps, n_snaps, snap);
   /* Under the VM's lock no other import runs: a temporary snapshot of
    * ours is left over from an import that was killed; QEMU deletes it. */
   for (size_t i = 0; running && i < n_snaps; i++)
     if (tmp_snapshot_name(snaps[i]) && !(snap && !strcmp(snaps[i], snap))) {
       qvm_error *derr = NULL;
-      qmp_snapshot(vm, "blockdev-snapshot-delete-internal-sync", snaps[i], &derr);
+      vm_disk_qmp_snapshot(vm, "blockdev-snapshot-delete-internal-sync", snaps[i], &derr);
       qvm_error_free(derr);
     }
-  names_free(snaps, n_snaps);
+  vm_disk_snapshots_free(snaps, n_snaps);
   if (snap && !found) {
     qvm_error_set(err, QVM_ENOTFOUND, "it has no snapshot '%s'", snap);
     return qvm_error_set_hint(err, QVM_ENOTFOUND, "SnapshotUnknown", snap);
@@ -265,7 +265,7 @@ static int import_from(import_ctx *c, const char *from, const char *snap, bool r
 /* A private copy (0600, O_EXCL) of disk as it is now: a reflink where the
  * filesystem has them, else copy_file_range up to the size it had when
  * opened (QEMU may grow it meanwhile; a snapshot's clusters lie below). */
-static int copy_disk(const char *disk, const char *to, qvm_error **err) {
+int vm_disk_copy(const char *disk, const char *to, qvm_error **err) {
   _cleanup_close_ int in = open(disk, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (in < 0) return qvm_error_set_errno(err, errno, "cannot open '%s'", disk);
   struct stat st;
@@ -299,18 +299,19 @@ static int import_running(import_ctx *c, const char *disk, qvm_error **err) {
      * while the guest goes on writing (docs/ARCHITECTURE.md, "Clones"). */
     if ((r = vm_tmp_snapshot_name(tmp, err)) < 0) return r;
     report(c->o, "snapshot", 0, 0);
-    if ((r = qmp_snapshot(vm, "blockdev-snapshot-internal-sync", tmp, err)) < 0)
+    if ((r = vm_disk_qmp_snapshot(vm, "blockdev-snapshot-internal-sync", tmp, err)) < 0)
       return qvm_error_prefix(err, "cannot take a temporary snapshot of its disk");
     snap = tmp;
   }
   _cleanup_free_ char *copy = NULL;
   r = img_store_tmp_path(&copy, c->s, ".copy", err);
   if (r >= 0) report(c->o, "copy", 0, 0);
-  if (r >= 0) r = copy_disk(disk, copy, err);
+  if (r >= 0) r = vm_disk_copy(disk, copy, err);
   if (r >= 0) r = import_from(c, copy, snap, true, err);
   if (copy) unlink(copy);
   qvm_error *derr = NULL;
-  if (tmp[0] && qmp_snapshot(vm, "blockdev-snapshot-delete-internal-sync", tmp, &derr) < 0 &&
+  if (tmp[0] &&
+      vm_disk_qmp_snapshot(vm, "blockdev-snapshot-delete-internal-sync", tmp, &derr) < 0 &&
       r >= 0) {
     r = qvm_error_set(err, qvm_error_code(derr),
                       "cannot delete the temporary snapshot '%s' of its disk: %s", tmp,

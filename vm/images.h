@@ -13,6 +13,7 @@
 #include "image/store.h"
 #include "util/cleanup.h"
 #include "util/error.h"
+#include "vm/spec.h"
 
 QVM_DEFINE_CLEANUP(img_store, img_store_free)
 
@@ -41,6 +42,19 @@ int vm_image_import_held(char out_digest[65], bool *out_existed, img_store *s, q
 int vm_tmp_snapshot_name(char out[32], qvm_error **err);
 /* Removes the image unless it has a name or a VM uses it. */
 int images_remove_unused(img_store *s, const char *digest, qvm_error **err);
+/* vm/image_import.c's steps, also for qvm diff (diff/diff.c): */
+/* disk.qcow2 (or a copy of it) as qemu-img's --image-opts: its backing
+ * file given explicitly (spec's image and format), never taken from a
+ * header a guest's QEMU may have rewritten; with_backing false: none. */
+char *vm_disk_image_opts(const vm_spec *spec, const char *disk, bool with_backing);
+/* QMP command (blockdev-snapshot-internal-sync, ...-delete-...) on the
+ * running vm's "disk" with snapshot name. */
+int vm_disk_qmp_snapshot(const qvm_vm *vm, const char *command, const char *name, qvm_error **err);
+/* A private copy (0600, O_EXCL) of disk as it is now, for a running vm. */
+int vm_disk_copy(const char *disk, const char *to, qvm_error **err);
+/* The internal snapshots' names from `qemu-img info` of image opts. */
+int vm_disk_snapshots(char ***out, size_t *out_n, const char *opts, qvm_error **err);
+void vm_disk_snapshots_free(char **names, size_t n);
 /* A snapshot name qvm passes to qemu-img: [A-Za-z0-9][A-Za-z0-9._-]{0,63}. */
 bool vm_snapshot_name_valid(const char *name);
 

@@ -38,5 +38,6 @@ extern const struct qvm_command qvm_cmd_image;
 extern const struct qvm_command qvm_cmd_cert;
 extern const struct qvm_command qvm_cmd_audit;
 extern const struct qvm_command qvm_cmd_sandbox;
+extern const struct qvm_command qvm_cmd_diff;
 
 #endif

@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef QVM_DIFF_WALK_H
+#define QVM_DIFF_WALK_H
+
+/* The walk of one state's ext2/3/4 file system with libext2fs, reading
+ * through diff_disk (an io_manager of ours), every field bounded. */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "diff/disk.h"
+#include "diff/part.h"
+#include "util/error.h"
+
+#define DIFF_MAX_PATH 4096
+#define DIFF_MAX_DEPTH 256
+#define DIFF_MAX_TARGET 4096
+#define DIFF_MAX_ENTRIES 4000000u
+
+typedef struct diff_entry {
+  char *path; /* absolute; bytes, NUL-terminated, no NUL inside */
+  uint32_t path_len;
+  char type;
+  uint32_t mode, uid, gid, ino;
+  uint64_t size, rdev;
+  char *target; /* symlinks */
+  uint32_t target_len;
+  bool hashed;
+  bool unhashable; /* a sparse file larger than its file system */
+  uint8_t sha[32];
+} diff_entry;
+
+typedef struct diff_fs diff_fs;
+
+typedef struct diff_tree {
+  diff_entry *e; /* sorted by path, bytewise */
+  size_t n, cap;
+} diff_tree;
+
+/* A path to leave out (with its subtree): fnmatch(3) of any glob. */
+bool diff_ignored(const char *path, const char *const *globs, size_t n_globs);
+
+int diff_fs_open(diff_fs **out, diff_disk *disk, const diff_part *part, qvm_error **err);
+void diff_fs_close(diff_fs *fs);
+/* Every inode reachable from / by path, minus the ignored. QVM_EINVAL for a
+ * corrupt file system (a directory loop, a name with '/', a path or depth
+ * or entry count beyond the bounds above). */
+int diff_fs_walk(diff_tree *out, diff_fs *fs, const char *const *globs, size_t n_globs,
+                 qvm_error **err);
+/* Fills e->sha (regular files; cached by inode, so hard links are read
+ * once). Sets e->unhashable instead for a file larger than the partition. */
+int diff_fs_hash(diff_fs *fs, diff_entry *e, qvm_error **err);
+uint64_t diff_fs_bytes_hashed(const diff_fs *fs);
+void diff_tree_clear(diff_tree *t);
+
+#endif

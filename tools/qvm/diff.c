@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: MIT */
+/* qvm diff VM [--from SNAP | --from-image] [--to SNAP] [--ignore GLOB]... [--json]
+ * qvm diff --images FROM TO [--from-format F] [--to-format F] ... */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <qvm/diff.h>
+#include <qvm/text.h>
+
+#include "commands.h"
+
+#define VERB "diff"
+#define MAX_IGNORE 256
+
+static const char diff_help[] =
+    "usage: qvm diff VM [--from SNAP | --from-image] [--to SNAP] [--ignore GLOB]...\n"
+    "                [--no-default-ignore] [--json] [-v]\n"
+    "       qvm diff --images FROM TO [--from-format F] [--to-format F] [...]\n"
+    "\n"
+    "Lists what changed in the VM's root file system (ext2/3/4) between a base\n"
+    "and now: files, directories, symlinks and devices added, modified (content\n"
+    "by sha256, mode, owner, symlink target, type) and deleted. The disk is read\n"
+    "on the host, never through the guest: a guest cannot hide a change. A\n"
+    "running VM is read at a temporary internal snapshot. Noise every boot makes\n"
+    "(logs, caches, /tmp, /run, machine-id, ssh host keys, cloud-init state, apt\n"
+    "lists) is left out; see docs/cli.md for the list.\n"
+    "\n"
+    "  --from SNAP        the base is the internal snapshot SNAP of the VM's disk\n"
+    "  --from-image       the base is the image the VM was created from (default)\n"
+    "  --to SNAP          the new state is snapshot SNAP instead of the disk now\n"
+    "  --ignore GLOB      also leave out absolute paths matching GLOB (fnmatch,\n"
+    "                     '*' matches '/' too), with what is below them; repeatable\n"
+    "  --no-default-ignore  leave out only what --ignore names\n"
+    "  --images           FROM and TO are image files (raw, or qcow2: TO may be an\n"
+    "                     overlay on FROM), not a VM\n"
+    "  --from-format F, --to-format F   raw (default) or qcow2, with --images\n"
+    "  -v, --verbose      the table also shows each side's type, mode, owner, size,\n"
+    "                     sha256 prefix and symlink target\n"
+    "  --json             print {\"changes\": [{\"kind\", \"path\", \"changed\", \"from\",\n"
+    "                     \"to\"}], ...}; a name that is not printable UTF-8 is shown\n"
+    "                     with \\xNN escapes and given exactly in \"path_b64\"\n";
+
+static void print_side(const char *label, const qvm_diff_file *f) {
+  if (!f->present) return;
+  printf("    %s %c %04o %u:%u %llu", label, f->type, f->mode, f->uid, f->gid,
+         (unsigned long long)f->size);
+  if (f->sha256[0]) printf(" sha256:%.16s", f->sha256);
+  if (f->target) {
+    char *t = qvm_text_for_terminal(f->target, f->target_len, 0);
+    printf(" -> %s", t ? t : "?");
+    free(t);
+  }
+  putchar('\n');
+}
+
+static void print_table(const qvm_diff *d, bool verbose) {
+  size_t n = qvm_diff_count(d), counts[3] = {0};
+  for (size_t i = 0; i < n; i++) {
+    qvm_diff_change c;
+    qvm_diff_get(&c, d, i);
+    counts[c.kind]++;
+    char *p = qvm_text_for_terminal(c.path, c.path_len, 0);
+    printf("%c %s", "AMD"[c.kind], p ? p : "?");
+    free(p);
+    if (c.kind == QVM_DIFF_MODIFIED) {
+      const char *sep = " (";
+      for (unsigned b = 1; b <= QVM_DIFF_DEVICE; b <<= 1)
+        if (c.what & b) printf("%s%s", sep, qvm_diff_what_name(b)), sep = ", ";
+      putchar(')');
+    }
+    putchar('\n');
+    if (verbose) {
+      print_side("from", &c.from);
+      print_side("to  ", &c.to);
+    }
+  }
+  uint64_t ef = 0, et = 0, bytes = 0;
+  qvm_diff_stats(d, &ef, &et, &bytes);
+  fprintf(stderr,
+          "%zu added, %zu modified, %zu deleted (%llu and %llu entries walked, %llu MiB hashed)\n",
+          counts[0], counts[1], counts[2], (unsigned long long)ef, (unsigned long long)et,
+          (unsigned long long)(bytes >> 20));
+}
+
+static int diff_run(int argc, char **argv) {
+  static const struct option longopts[] = {{"from", required_argument, 0, 'f'},
+                                           {"from-image", no_argument, 0, 'I'},
+                                           {"to", required_argument, 0, 't'},
+                                           {"ignore", required_argument, 0, 'i'},
+                                           {"no-default-ignore", no_argument, 0, 'N'},
+                                           {"images", no_argument, 0, 'm'},
+                                           {"from-format", required_argument, 0, 'F'},
+                                           {"to-format", required_argument, 0, 'T'},
+                                           {"verbose", no_argument, 0, 'v'},
+                                           {"json", no_argument, 0, 'j'},
+                                           {"help", no_argument, 0, 'h'},
+                                           {0, 0, 0, 0}};
+  qvm_diff_options opts = QVM_DIFF_OPTIONS_INIT;
+  const char *ignore[MAX_IGNORE];
+  const char *from_format = NULL, *to_format = NULL;
+  bool json = false, images = false, from_image = false, verbose = false;
+  int c;
+  optind = 0;
+  opterr = 0;
+  while ((c = qvm_cli_getopt(argc, argv, ":hv", longopts)) != -1) {
+    switch (c) {
+    case 'f': opts.from_snapshot = optarg; break;
+    case 'I': from_image = true; break;
+    case 't': opts.to_snapshot = optarg; break;
+    case 'i':
+      if (opts.n_ignore == MAX_IGNORE)
+        return qvm_cli_usage_error(VERB, "more than %d --ignore globs", MAX_IGNORE);
+      if (optarg[0] != '/')
+        return qvm_cli_usage_error(VERB, "ignore glob '%s' must start with '/'", optarg);
+      ignore[opts.n_ignore++] = optarg;
+      break;
+    case 'N': opts.no_default_ignore = true; break;
+    case 'm': images = true; break;
+    case 'F': from_format = optarg; break;
+    case 'T': to_format = optarg; break;
+    case 'v': verbose = true; break;
+    case 'j': json = true; break;
+    case 'h': return fputs(diff_help, stdout), QVM_EXIT_OK;
+    default: return qvm_cli_bad_option(VERB, c, argv);
+    }
+  }
+  opts.ignore = ignore;
+  if (from_image && opts.from_snapshot)
+    return qvm_cli_usage_error(VERB, "give --from SNAP or --from-image, not both");
+  int want = images ? 2 : 1;
+  if (argc - optind < want)
+    return qvm_cli_usage_error(VERB, images ? "--images needs FROM and TO" : "missing the vm");
+  if (argc - optind > want)
+    return qvm_cli_usage_error(VERB, "unexpected argument '%s'", argv[optind + want]);
+  if (!images && (from_format || to_format))
+    return qvm_cli_usage_error(VERB, "--from-format and --to-format go with --images");
+  if (images && (opts.from_snapshot || opts.to_snapshot || from_image))
+    return qvm_cli_usage_error(VERB, "--from, --from-image and --to name a vm's states, "
+                                     "not --images");
+  qvm_diff *d = NULL;
+  qvm_error *err = NULL;
+  int r = images ? qvm_diff_images(&d, argv[optind], from_format, argv[optind + 1], to_format,
+                                   &opts, &err)
+                 : qvm_diff_vm(&d, argv[optind], &opts, &err);
+  if (r < 0) {
+    const char *cls = qvm_error_class(err);
+    return qvm_cli_fail(VERB, err,
+                        cls && !strcmp(cls, "SnapshotUnknown")
+                            ? "'qvm snapshot ls VM' lists its snapshots"
+                        : images ? NULL
+                                 : qvm_cli_vm_hint(err));
+  }
+  int rc = QVM_EXIT_OK;
+  if (json) {
+    char *text = NULL;
+    if (qvm_diff_json(&text, d, &err) < 0) {
+      rc = qvm_cli_fail(VERB, err, NULL);
+    } else {
+      puts(text);
+      free(text);
+    }
+  } else {
+    print_table(d, verbose);
+  }
+  qvm_diff_free(d);
+  return rc;
+}
+
+const struct qvm_command qvm_cmd_diff = {
+    "diff", "list what changed in a vm's file system, read from its disk", diff_run};
