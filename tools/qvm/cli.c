@@ -322,3 +322,13 @@ void qvm_cli_print_exit(qvm_vm *vm) {
     fprintf(stderr, "%s: %s\n", qvm_vm_name(vm), json_object_get_string(detail));
   json_object_put(info);
 }
+
+int qvm_cli_parse_seconds(const char *verb, const char *s, int min, int *out) {
+  char *end = NULL;
+  long v = strtol(s, &end, 10);
+  if (!*s || *end || v < min || v > 86400)
+    return qvm_cli_usage_error(verb, "timeout '%s' is invalid: use seconds from %d to 86400", s,
+                               min);
+  *out = (int)v;
+  return 0;
+}

@@ -72,6 +72,9 @@ const char *qvm_cli_vm_hint(const qvm_error *err);
  * it stopped (e.g. "the guest did not power off within 60 s; qemu was
  * killed"), on stderr. */
 void qvm_cli_print_exit(qvm_vm *vm);
+/* A --timeout in whole seconds, min to 86400 (a day): 0, or the usage
+ * error's exit code. */
+int qvm_cli_parse_seconds(const char *verb, const char *s, int min, int *out);
 /* The hint for the error's class (and subject), e.g. "VmRunning": "stop it
  * first, or use --force"; NULL if none. qvm_cli_fail() prints it when the
  * caller gives no hint of its own. A static buffer. */

@@ -66,12 +66,9 @@ static int clone_run(int argc, char **argv) {
     case 'q': quiet = true; break;
     case 'W': upo.wait_cloud_init = false; break;
     case 't': {
-      char *end = NULL;
-      long v = strtol(optarg, &end, 10);
-      if (!*optarg || *end || v < 1 || v > 86400)
-        return qvm_cli_usage_error(VERB, "timeout '%s' is invalid: use seconds from 1 to 86400",
-                                   optarg);
-      upo.timeout_ms = so.timeout_ms = (int)v * 1000;
+      int v = 0, rc = qvm_cli_parse_seconds(VERB, optarg, 1, &v);
+      if (rc) return rc;
+      upo.timeout_ms = so.timeout_ms = v * 1000;
       break;
     }
     case 'h': return fputs(clone_help, stdout), QVM_EXIT_OK;

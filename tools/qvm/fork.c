@@ -99,12 +99,9 @@ static int fork_run(int argc, char **argv) {
     case 'j': json = true; break;
     case 'q': quiet = true; break;
     case 't': {
-      char *end = NULL;
-      long v = strtol(optarg, &end, 10);
-      if (!*optarg || *end || v < 1 || v > 86400)
-        return qvm_cli_usage_error(VERB, "timeout '%s' is invalid: use seconds from 1 to 86400",
-                                   optarg);
-      opts.timeout_ms = (int)v * 1000;
+      int v = 0, rc = qvm_cli_parse_seconds(VERB, optarg, 1, &v);
+      if (rc) return rc;
+      opts.timeout_ms = v * 1000;
       break;
     }
     case 'h': return fputs(fork_help, stdout), QVM_EXIT_OK;

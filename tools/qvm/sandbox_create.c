@@ -69,12 +69,9 @@ static int parse_option(create_args *a, int c, char **argv) {
   case 'W': a->up.wait_cloud_init = false; return 0;
   case 'j': a->json = true; return 0;
   case 't': {
-    char *end = NULL;
-    long v = strtol(optarg, &end, 10);
-    if (!*optarg || *end || v < 1 || v > 86400)
-      return qvm_cli_usage_error(VERB, "timeout '%s' is invalid: use seconds from 1 to 86400",
-                                 optarg);
-    a->up.timeout_ms = (int)v * 1000;
+    int v = 0, rc = qvm_cli_parse_seconds(VERB, optarg, 1, &v);
+    if (rc) return rc;
+    a->up.timeout_ms = v * 1000;
     return 0;
   }
   default: return qvm_cli_bad_option(VERB, c, argv);

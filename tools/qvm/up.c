@@ -214,16 +214,6 @@ static bool wants_help(int argc, char **argv) {
   return false;
 }
 
-static int parse_seconds(const char *verb, const char *s, int min, int *out) {
-  char *end = NULL;
-  long v = strtol(s, &end, 10);
-  if (!*s || *end || v < min || v > 86400)
-    return qvm_cli_usage_error(verb, "timeout '%s' is invalid: use seconds from %d to 86400", s,
-                               min);
-  *out = (int)v;
-  return 0;
-}
-
 static int up_run(int argc, char **argv) {
   enum { OPT_TIMEOUT = 1, OPT_ALLOW, OPT_NOWAIT, OPT_JSON, OPT_KEEP };
   static const struct option own[] = {{"timeout", 1, 0, OPT_TIMEOUT},
@@ -254,7 +244,7 @@ static int up_run(int argc, char **argv) {
     }
     switch (c) {
     case OPT_TIMEOUT:
-      if ((r = parse_seconds("up", optarg, 1, &timeout_s))) return r;
+      if ((r = qvm_cli_parse_seconds("up", optarg, 1, &timeout_s))) return r;
       opts.timeout_ms = timeout_s * 1000;
       break;
     case OPT_ALLOW: opts.allow_cloud_init_errors = true; break;
@@ -346,7 +336,7 @@ static int down_run(int argc, char **argv) {
     case 'r': rm = true; break;
     case 'f': file = optarg; break;
     case 't':
-      if ((r = parse_seconds("down", optarg, 0, &timeout))) return r;
+      if ((r = qvm_cli_parse_seconds("down", optarg, 0, &timeout))) return r;
       break;
     default: return qvm_cli_bad_option("down", c, argv);
     }
