@@ -33,6 +33,7 @@ struct qvm_diff {
   diff_change *c;
   size_t n;
   uint64_t bytes_hashed;
+  bool journal_pending; /* either state's ext4 journal was not replayed */
 };
 
 static const char *const default_ignore[] = {
@@ -42,7 +43,12 @@ static const char *const default_ignore[] = {
     "/var/log",
     "/var/cache",
     "/var/backups",
-    "/var/lib/cloud",
+    /* cloud-init's state, not /var/lib/cloud/scripts (per-boot scripts run
+     * as root at every boot) */
+    "/var/lib/cloud/data",
+    "/var/lib/cloud/instance",
+    "/var/lib/cloud/instances",
+    "/var/lib/cloud/sem",
     "/var/lib/apt/lists",
     "/var/lib/dhcp",
     "/var/lib/dbus/machine-id",
@@ -50,13 +56,10 @@ static const char *const default_ignore[] = {
     "/var/lib/systemd/timers",
     "/var/lib/systemd/timesync",
     "/var/lib/systemd/catalog",
-    "/var/lib/systemd/linger",
     "/var/lib/logrotate",
     "/var/lib/private/systemd",
     "/etc/machine-id",
     "/etc/ssh/ssh_host_*",
-    "/etc/resolv.conf",
-    "/boot/grub/grubenv",
     "/lost+found",
     NULL,
 };
@@ -133,13 +136,16 @@ static int diff_states(qvm_diff **out, const diff_disk_spec *from, const diff_di
   diff_state st[2] = {{0}};
   if (!d) r = oom(err);
   if (r >= 0 && (r = state_open(&st[0], from, err)) < 0) qvm_error_prefix(err, "the base state");
+  /* a walk's errors quote the guest's file names */
   if (r >= 0 && (r = diff_fs_walk(&d->from, st[0].fs, g.g, g.n, err)) < 0)
-    qvm_error_prefix(err, "the base state");
+    qvm_error_neutralize(*err), qvm_error_prefix(err, "the base state");
   if (r >= 0 && (r = state_open(&st[1], to, err)) < 0) qvm_error_prefix(err, "the new state");
   if (r >= 0 && (r = diff_fs_walk(&d->to, st[1].fs, g.g, g.n, err)) < 0)
-    qvm_error_prefix(err, "the new state");
+    qvm_error_neutralize(*err), qvm_error_prefix(err, "the new state");
   if (r >= 0) r = diff_compare(&d->c, &d->n, &d->from, &d->to, hash_side, st, err);
   if (r >= 0) d->bytes_hashed = diff_fs_bytes_hashed(st[0].fs) + diff_fs_bytes_hashed(st[1].fs);
+  if (r >= 0)
+    d->journal_pending = diff_fs_journal_pending(st[0].fs) || diff_fs_journal_pending(st[1].fs);
   state_close(&st[0]);
   state_close(&st[1]);
   free(g.g);
@@ -426,8 +432,19 @@ int qvm_diff_json(char **out, const qvm_diff *d, qvm_error **err) {
   json_object_object_add(root, "entries_from", json_object_new_uint64(d->from.n));
   json_object_object_add(root, "entries_to", json_object_new_uint64(d->to.n));
   json_object_object_add(root, "bytes_hashed", json_object_new_uint64(d->bytes_hashed));
+  json_object_object_add(root, "incomplete",
+                         qvm_diff_incomplete(d) ? json_object_new_string(qvm_diff_incomplete(d))
+                                                : NULL);
   const char *t = ok ? json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN) : NULL;
   *out = t ? strdup(t) : NULL;
   json_object_put(root);
   return *out ? 0 : oom(err);
+}
+
+const char *qvm_diff_incomplete(const qvm_diff *d) {
+  return d && d->journal_pending
+             ? "a file system's ext4 journal holds transactions that qvm diff does not replay "
+               "(a running vm, or one that did not shut down cleanly): the newest changes may "
+               "be missing; diff a cleanly stopped vm for a complete list"
+             : NULL;
 }

@@ -211,9 +211,13 @@ void diff_fs_close(diff_fs *fs) {
 
 uint64_t diff_fs_bytes_hashed(const diff_fs *fs) { return fs->bytes_hashed; }
 
+bool diff_fs_journal_pending(const diff_fs *fs) {
+  return fs->fs && ext2fs_has_feature_journal_needs_recovery(fs->fs->super);
+}
+
 bool diff_ignored(const char *path, const char *const *globs, size_t n) {
   for (size_t i = 0; i < n; i++)
-    if (globs[i] && fnmatch(globs[i], path, 0) == 0) return true;
+    if (globs[i] && fnmatch(globs[i], path, FNM_PATHNAME) == 0) return true;
   return false;
 }
 

@@ -51,6 +51,10 @@ int diff_fs_walk(diff_tree *out, diff_fs *fs, const char *const *globs, size_t n
  * once). Sets e->unhashable instead for a file larger than the partition. */
 int diff_fs_hash(diff_fs *fs, diff_entry *e, qvm_error **err);
 uint64_t diff_fs_bytes_hashed(const diff_fs *fs);
+/* The ext4 journal holds transactions the kernel would replay at the next
+ * mount (a running VM's snapshot, an unclean shutdown): the walk, which does
+ * not replay them, may miss the newest changes. */
+bool diff_fs_journal_pending(const diff_fs *fs);
 void diff_tree_clear(diff_tree *t);
 
 #endif

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <qvm/text.h>
+
 struct qvm_error {
   int code;
   int errnum;
@@ -124,6 +126,14 @@ int qvm_error_suffix(qvm_error **err, const char *fmt, ...) {
   }
   free(suffix);
   return e->code;
+}
+
+void qvm_error_neutralize(qvm_error *e) {
+  if (!e || e == &oom_error || !e->message) return;
+  char *safe = qvm_text_for_terminal(e->message, strlen(e->message), QVM_TEXT_KEEP_NEWLINE);
+  if (!safe) return;
+  free(e->message);
+  e->message = safe;
 }
 
 int qvm_error_propagate(qvm_error **dst, qvm_error *src) {

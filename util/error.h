@@ -40,6 +40,9 @@ void qvm_error_set_subject(qvm_error *err, const char *subject);
 int qvm_error_set_hint(qvm_error **err, int code, const char *cls, const char *subject);
 /* "context: old message". A NULL err or *err is a no-op. Returns the code. */
 int qvm_error_prefix(qvm_error **err, const char *fmt, ...) QVM_PRINTF(2, 3);
+/* The message made safe for a terminal and JSON (qvm_text_for_terminal, line
+ * ends kept): for messages that quote a guest's bytes (a file name). */
+void qvm_error_neutralize(qvm_error *err);
 /* "old message" + the text (which brings its own separator). Same rules. */
 int qvm_error_suffix(qvm_error **err, const char *fmt, ...) QVM_PRINTF(2, 3);
 /* Moves *src into *dst (dst may be NULL: then src is freed). Returns code. */

@@ -282,6 +282,9 @@ static int start_locked(qvm_vm *vm, int lock_fd, const qvm_vm_start_options *opt
   vm_active(vm, &rv);
   if ((r = wait_for_record(vm, &rv, err)) < 0) return r;
   if (vm_active(vm, &rv)) return 0;
+  /* Again: the shim that just exited may have been the expired one's, which
+   * could not remove the vm while this start held the lock. */
+  if ((r = vm_expire_locked(vm, err)) < 0) return r;
   shim_config cfg = {.mode = SHIM_SPAWN, .ready_fd = -1, .lock_fd = lock_fd, .stop_timeout_s = 60};
   if ((r = qemu_available(err)) < 0) return r;
   /* qvm-shim resolves the accelerator itself; "kvm" is checked here too so

@@ -109,6 +109,9 @@ QVM_API void qvm_diff_stats(const qvm_diff *d, uint64_t *entries_from, uint64_t 
  * raw bytes are also given, base64, in "path_b64" / "target_b64". */
 QVM_API int qvm_diff_json(char **out, const qvm_diff *d, qvm_error **err);
 /* A short name for a kind and for one QVM_DIFF_* bit. */
+/* NULL when the diff saw everything; else why it may be incomplete (an ext4
+ * journal with transactions it did not replay). Borrowed. */
+QVM_API const char *qvm_diff_incomplete(const qvm_diff *d);
 QVM_API const char *qvm_diff_kind_name(qvm_diff_kind k);
 QVM_API const char *qvm_diff_what_name(unsigned bit);
 

@@ -22,16 +22,20 @@ static const char diff_help[] =
     "Lists what changed in the VM's root file system (ext2/3/4) between a base\n"
     "and now: files, directories, symlinks and devices added, modified (content\n"
     "by sha256, mode, owner, symlink target, type) and deleted. The disk is read\n"
-    "on the host, never through the guest: a guest cannot hide a change. A\n"
-    "running VM is read at a temporary internal snapshot. Noise every boot makes\n"
-    "(logs, caches, /tmp, /run, machine-id, ssh host keys, cloud-init state, apt\n"
-    "lists) is left out; see docs/cli.md for the list.\n"
+    "on the host, never through the guest, so a guest that lies to its own tools\n"
+    "(a hidden file, a tampered package database) does not fool it. Not compared\n"
+    "yet: extended attributes (capabilities, ACLs), inode flags, partitions other\n"
+    "than the root file system, boot sectors. A running VM is read at a temporary\n"
+    "internal snapshot, without replaying the ext4 journal: the output then says\n"
+    "the list may be incomplete. Noise every boot makes (logs, caches, /tmp, /run,\n"
+    "machine-id, ssh host keys, cloud-init's state, apt lists) is left out; see\n"
+    "docs/cli.md for the list.\n"
     "\n"
     "  --from SNAP        the base is the internal snapshot SNAP of the VM's disk\n"
     "  --from-image       the base is the image the VM was created from (default)\n"
     "  --to SNAP          the new state is snapshot SNAP instead of the disk now\n"
-    "  --ignore GLOB      also leave out absolute paths matching GLOB (fnmatch,\n"
-    "                     '*' matches '/' too), with what is below them; repeatable\n"
+    "  --ignore GLOB      also leave out absolute paths matching GLOB (fnmatch;\n"
+    "                     '*' stops at '/'), with what is below them; repeatable\n"
     "  --no-default-ignore  leave out only what --ignore names\n"
     "  --images           FROM and TO are image files (raw, or qcow2: TO may be an\n"
     "                     overlay on FROM), not a VM\n"
@@ -164,6 +168,7 @@ static int diff_run(int argc, char **argv) {
   } else {
     print_table(d, verbose);
   }
+  if (qvm_diff_incomplete(d)) fprintf(stderr, "warning: %s\n", qvm_diff_incomplete(d));
   qvm_diff_free(d);
   return rc;
 }
