@@ -352,8 +352,9 @@ static void test_subscribe_and_stop(void **state) {
   assert_int_not_equal(qvm_test_sh("test -e '%s'", ctl_path), 0); /* removed */
 }
 
-/* spec.sandbox.expires_at in the vm's vm.json (written in place: the shim
- * reads it only when asked). */
+/* spec.sandbox.expires_at in the vm's vm.json (the shim reads it only when
+ * asked; replaced by a rename, as qvm writes it, so that no reader of the
+ * file ever sees it half-written). */
 static void set_expires_at(const char *value) {
   char path[700];
   snprintf(path, sizeof path, "%s/state/vms/ctl/vm.json", root);
@@ -363,7 +364,10 @@ static void set_expires_at(const char *value) {
   struct json_object *sb = json_object_new_object();
   json_object_object_add(sb, "expires_at", json_object_new_string(value));
   json_object_object_add(spec, "sandbox", sb);
-  assert_int_equal(json_object_to_file(path, doc), 0);
+  char tmp[720];
+  snprintf(tmp, sizeof tmp, "%s.test-tmp", path);
+  assert_int_equal(json_object_to_file(tmp, doc), 0);
+  assert_int_equal(rename(tmp, path), 0);
   json_object_put(doc);
 }
 
@@ -407,6 +411,8 @@ static void test_expiry(void **state) {
   bool expired = false, exited = false;
   while ((r = conn_read(a))) {
     const char *ev = get_str(r, "event.event");
+    /* what the subscriber saw, for a failure's log */
+    fprintf(stderr, "# %s\n", json_object_to_json_string(r));
     if (ev && !strcmp(ev, "qvm-expired")) {
       expired = true;
       assert_int_equal(get_int(r, "event.data.expires_at_us"), soon);
@@ -420,6 +426,9 @@ static void test_expiry(void **state) {
     json_object_put(r);
   }
   conn_close(a);
+  if (!expired || !exited) { /* what the shim left, for the log */
+    qvm_test_sh("pgrep -af qvm-shim >&2; tail -n 20 '%s/state/vms/ctl/events.jsonl' >&2", root);
+  }
   assert_true(expired && exited);
   /* within 5 s of the deadline nothing of the vm is left */
   while (qvm_test_sh("test -e '%s/state/vms/ctl' || test -e '%s/run/ctl'", root, root) == 0) {
