@@ -39,5 +39,11 @@ extern const struct qvm_command qvm_cmd_cert;
 extern const struct qvm_command qvm_cmd_audit;
 extern const struct qvm_command qvm_cmd_sandbox;
 extern const struct qvm_command qvm_cmd_diff;
+extern const struct qvm_command qvm_cmd_completion;
+extern const struct qvm_command qvm_cmd_complete;
+
+/* The table main.c dispatches on (`qvm __complete` reads it too). */
+extern const struct qvm_command *const qvm_commands[];
+extern const size_t qvm_commands_count;
 
 #endif

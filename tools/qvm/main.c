@@ -8,30 +8,34 @@
 
 #include "commands.h"
 
-static const struct qvm_command *const commands[] = {
-    &qvm_cmd_version,  &qvm_cmd_seed,    &qvm_cmd_create,     &qvm_cmd_start,   &qvm_cmd_stop,
-    &qvm_cmd_kill,     &qvm_cmd_restart, &qvm_cmd_resize,     &qvm_cmd_set,     &qvm_cmd_snapshot,
-    &qvm_cmd_rollback, &qvm_cmd_clone,   &qvm_cmd_fork,       &qvm_cmd_rm,      &qvm_cmd_run,
-    &qvm_cmd_ls,       &qvm_cmd_info,    &qvm_cmd_logs,       &qvm_cmd_console, &qvm_cmd_exec,
-    &qvm_cmd_ssh,      &qvm_cmd_shell,   &qvm_cmd_ssh_config, &qvm_cmd_cp,      &qvm_cmd_provision,
-    &qvm_cmd_ip,       &qvm_cmd_up,      &qvm_cmd_down,       &qvm_cmd_image,   &qvm_cmd_cert,
-    &qvm_cmd_audit,    &qvm_cmd_sandbox, &qvm_cmd_diff,
+const struct qvm_command *const qvm_commands[] = {
+    &qvm_cmd_version,   &qvm_cmd_seed,       &qvm_cmd_create,     &qvm_cmd_start,
+    &qvm_cmd_stop,      &qvm_cmd_kill,       &qvm_cmd_restart,    &qvm_cmd_resize,
+    &qvm_cmd_set,       &qvm_cmd_snapshot,   &qvm_cmd_rollback,   &qvm_cmd_clone,
+    &qvm_cmd_fork,      &qvm_cmd_rm,         &qvm_cmd_run,        &qvm_cmd_ls,
+    &qvm_cmd_info,      &qvm_cmd_logs,       &qvm_cmd_console,    &qvm_cmd_exec,
+    &qvm_cmd_ssh,       &qvm_cmd_shell,      &qvm_cmd_ssh_config, &qvm_cmd_cp,
+    &qvm_cmd_provision, &qvm_cmd_ip,         &qvm_cmd_up,         &qvm_cmd_down,
+    &qvm_cmd_image,     &qvm_cmd_cert,       &qvm_cmd_audit,      &qvm_cmd_sandbox,
+    &qvm_cmd_diff,      &qvm_cmd_completion, &qvm_cmd_complete,
 };
+const size_t qvm_commands_count = sizeof qvm_commands / sizeof qvm_commands[0];
 
 static void usage(FILE *f) {
   fprintf(f, "usage: qvm COMMAND [OPTIONS]\n\n"
              "Runs QEMU virtual machines directly: no libvirt, no daemon.\n\n"
              "commands:\n");
-  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-    fprintf(f, "  %-12s %s\n", commands[i]->name, commands[i]->summary);
+  for (size_t i = 0; i < qvm_commands_count; i++)
+    if (qvm_commands[i]->name[0] != '_') /* __complete: for the scripts only */
+      fprintf(f, "  %-12s %s\n", qvm_commands[i]->name, qvm_commands[i]->summary);
   fprintf(f, "\nRun 'qvm COMMAND --help' (or 'qvm help COMMAND') for a command's options.\n"
              "Exit codes: 0 ok, 1 failure, 2 usage, 3 not found, 4 exists/conflict,\n"
              "5 timeout, 6 busy, 7 QEMU error, 8 SSH auth/host key (see docs/cli.md).\n");
 }
 
 static const struct qvm_command *find_command(const char *name) {
-  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-    if (!strcmp(commands[i]->name, name)) return commands[i];
+  for (size_t i = 0; i < qvm_commands_count; i++)
+    if (!strcmp(qvm_commands[i]->name, name)) return qvm_commands[i];
   return NULL;
 }
 
