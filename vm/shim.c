@@ -27,6 +27,7 @@
 #include "util/cleanup.h"
 #include "util/fs.h"
 #include "util/strbuf.h"
+#include "util/notify.h"
 #include "util/time.h"
 #include "vm/shim.h"
 
@@ -506,6 +507,7 @@ void shim_stop_begin(shim *s, int timeout_ms) {
   json_object_object_add(d, "timeout_ms", json_object_new_int(s->stop_timeout_ms));
   shim_event(s, "qvm-stop-powerdown", d);
   s->phase = SHIM_POWERDOWN;
+  qvm_notify("STOPPING=1\nSTATUS=stopping (power button)");
   bool pressed = shim_qmp(s, "system_powerdown");
   s->deadline_ms = qvm_now_ms() + (pressed ? s->stop_timeout_ms : 0);
   s->repress_ms = pressed ? qvm_now_ms() + SHIM_REPRESS_MS : -1;
@@ -600,6 +602,15 @@ static void shim_loop(shim *s, exit_status *x) {
 /* --- setup ------------------------------------------------------------------ */
 
 static void shim_ready(shim *s, int code, const char *msg) {
+  /* `qvm run` under a service manager (qvm@.service, Type=notify): QEMU
+   * runs. Detached shims never see NOTIFY_SOCKET (vm/shim_launch.c). */
+  if (code == 0 && s->cfg.ready_fd < 0 && !s->notified) {
+    char state[96];
+    snprintf(state, sizeof state, "READY=1\nSTATUS=running (qemu pid %d)\nMAINPID=%d",
+             (int)s->qemu_pid, (int)getpid());
+    qvm_notify(state);
+  }
+  s->notified = true;
   if (s->cfg.ready_fd >= 0) {
     if (code == 0)
       (void)!write(s->cfg.ready_fd, "OK\n", 3);

@@ -52,6 +52,7 @@ typedef struct shim {
   int incoming_fd;       /* a fork's migration stream (VM_INCOMING_FILE, unlinked); -1: boot */
   int64_t expires_at_us; /* the sandbox's deadline (realtime); 0: none (vm/ttl.c) */
   bool expired;          /* the deadline passed: stopping, then the VM is removed */
+  bool notified;         /* READY=1 went to $NOTIFY_SOCKET (qvm run) */
 } shim;
 
 /* The guest grows serial.log, qemu.log (through QEMU) and events.jsonl

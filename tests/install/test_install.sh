@@ -17,7 +17,8 @@ for f in bin/qvm lib/libqvm.so lib/libqvm.so.0 lib/pkgconfig/qvm.pc include/qvm/
   include/qvm/up.h include/qvm/ssh.h include/qvm/seed.h include/qvm/text.h include/qvm/error.h include/qvm/snapshot.h \
   include/qvm/export.h include/qvm/shim.h libexec/qvm/qvm-shim share/man/man1/qvm.1 \
   share/man/man1/qvm-snapshot.1 share/bash-completion/completions/qvm \
-  share/zsh/vendor-completions/_qvm share/fish/vendor_completions.d/qvm.fish; do
+  share/zsh/vendor-completions/_qvm share/fish/vendor_completions.d/qvm.fish \
+  lib/systemd/system/qvm@.service; do
   [[ -e $prefix/$f ]] || fail "not installed: $f"
 done
 for f in include/qvm/net.h include/qvm/qmp.h; do
