@@ -35,14 +35,30 @@ for variant in ${QVM_TEST_BUILDS:-normal asan tsan}; do
   esac
   echo "=== $variant build ($dir) ==="
   start=$(date +%s)
+  # Sanitizer reports go to files, so that one from a process whose stderr
+  # nobody reads (a detached shim's is /dev/null) still fails the run.
+  san_dir=$PWD/$dir/sanitizer-reports
+  rm -rf "$san_dir" && mkdir -p "$san_dir"
+  san_env=()
+  if [[ $variant == asan ]]; then
+    san_env=(ASAN_OPTIONS="$ASAN_OPTIONS:log_path=$san_dir/asan"
+             UBSAN_OPTIONS="$UBSAN_OPTIONS:log_path=$san_dir/ubsan")
+  fi
   if ! "${cc[@]}" cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "${opts[@]}" >/dev/null ||
      ! cmake --build "$dir" -j"$jobs" "${targets[@]}"; then
     failed+=("$variant: build")
     continue
   fi
-  if ! (cd "$dir" && TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1} \
+  if ! (cd "$dir" && env "${san_env[@]}" \
+        TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1} \
         ctest --output-on-failure -j"$jobs" "${tests[@]}"); then
     failed+=("$variant: tests")
+  fi
+  reports=("$san_dir"/*)
+  if [[ -e ${reports[0]} ]]; then
+    echo "=== sanitizer reports (${#reports[@]}) ==="
+    for f in "${reports[@]}"; do echo "--- $f"; head -n 60 "$f"; done
+    failed+=("$variant: ${#reports[@]} sanitizer report(s)")
   fi
   echo "=== $variant build took $(( $(date +%s) - start ))s ==="
 done

@@ -162,7 +162,7 @@ expect_eq "$(qvm exec s1 -- head -c 9 /dev/vda)" ckpt-data "the disk is back"
 qvm exec s1 -- kill -0 "$pid" || fail "the killed process runs again"
 # Only the last 5 checkpoints stay; other snapshots are never pruned.
 for i in 2 3 4 5 6 7; do
-  qvm exec s1 --checkpoint -- true 2>/dev/null || fail "checkpoint $i"
+  out=$(qvm exec s1 --checkpoint -- true 2>&1) || fail "checkpoint $i: $out"
 done
 expect_eq "$(qvm snapshot ls s1 --json | python3 -c 'import json,sys; print(" ".join(s["name"] for s in json.load(sys.stdin)))')" \
   "disk2 ckpt-3 ckpt-4 ckpt-5 ckpt-6 ckpt-7" "checkpoints pruned to 5, disk2 kept"
