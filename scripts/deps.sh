@@ -27,6 +27,8 @@ test=(
   hyperfine jq python3
   # man pages rendered in the drift test (man, col)
   man-db bsdextrautils
+  # the Debian package build and its check (tests/install/test_deb.sh)
+  debhelper lintian fakeroot dpkg-dev
 )
 # cmocka is a build dependency of the test programs, which cmake always
 # configures: keep it with build so that a build without tests works too.
