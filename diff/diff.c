@@ -17,9 +17,11 @@
 
 #include "diff/compare.h"
 #include "diff/disk.h"
+#include "diff/internal.h"
 #include "diff/part.h"
 #include "diff/walk.h"
 #include "util/cleanup.h"
+#include "util/fs.h"
 #include "vm/handle.h"
 #include "vm/image.h"
 #include "vm/images.h"
@@ -27,14 +29,6 @@
 #include "vm/state.h"
 
 #define DIFF_LOCK_TIMEOUT_MS 30000
-
-struct qvm_diff {
-  diff_tree from, to;
-  diff_change *c;
-  size_t n;
-  uint64_t bytes_hashed;
-  bool journal_pending; /* either state's ext4 journal was not replayed */
-};
 
 static const char *const default_ignore[] = {
     "/tmp",
@@ -73,6 +67,8 @@ void qvm_diff_free(qvm_diff *d) {
   diff_tree_clear(&d->from);
   diff_tree_clear(&d->to);
   free(d->c);
+  if (d->content_dir) qvm_rm_rf(d->content_dir, NULL);
+  free(d->content_dir);
   free(d);
 }
 QVM_DEFINE_CLEANUP(qvm_diff, qvm_diff_free)
@@ -126,9 +122,24 @@ static int globs_make(globs *out, const qvm_diff_options *o, qvm_error **err) {
   return 0;
 }
 
+/* Version 1 callers (a shorter struct) are accepted. */
+static int check_options(const qvm_diff_options *o, qvm_error **err) {
+  if (o && o->version == 1) return 0;
+  return QVM_OPTIONS_CHECK(o, qvm_diff_options, QVM_DIFF_OPTIONS_VERSION, err);
+}
+
+static bool keeps_content(const qvm_diff_options *o) {
+  return o && o->version >= 2 && o->keep_content;
+}
+
+static void content_caps(const qvm_diff_options *o, uint64_t *file, uint64_t *total) {
+  *file = o->content_max_file ? o->content_max_file : QVM_DIFF_CONTENT_MAX_FILE_DEFAULT;
+  *total = o->content_max_total ? o->content_max_total : QVM_DIFF_CONTENT_MAX_TOTAL_DEFAULT;
+}
+
 static int diff_states(qvm_diff **out, const diff_disk_spec *from, const diff_disk_spec *to,
                        const qvm_diff_options *o, qvm_error **err) {
-  int r = QVM_OPTIONS_CHECK(o, qvm_diff_options, QVM_DIFF_OPTIONS_VERSION, err);
+  int r = check_options(o, err);
   if (r < 0) return r;
   globs g = {0};
   if ((r = globs_make(&g, o, err)) < 0) return r;
@@ -143,6 +154,12 @@ static int diff_states(qvm_diff **out, const diff_disk_spec *from, const diff_di
   if (r >= 0 && (r = diff_fs_walk(&d->to, st[1].fs, g.g, g.n, err)) < 0)
     qvm_error_neutralize(*err), qvm_error_prefix(err, "the new state");
   if (r >= 0) r = diff_compare(&d->c, &d->n, &d->from, &d->to, hash_side, st, err);
+  if (r >= 0 && keeps_content(o)) {
+    uint64_t max_file, max_total;
+    content_caps(o, &max_file, &max_total);
+    if ((r = diff_content_keep(d, st[1].fs, max_file, max_total, err)) < 0)
+      qvm_error_prefix(err, "cannot keep the new contents");
+  }
   if (r >= 0) d->bytes_hashed = diff_fs_bytes_hashed(st[0].fs) + diff_fs_bytes_hashed(st[1].fs);
   if (r >= 0)
     d->journal_pending = diff_fs_journal_pending(st[0].fs) || diff_fs_journal_pending(st[1].fs);
@@ -293,7 +310,7 @@ static int diff_locked(qvm_diff **out, vm_diff *c, qvm_error **err) {
 }
 
 int qvm_diff_vm(qvm_diff **out, const char *name, const qvm_diff_options *opts, qvm_error **err) {
-  int r = QVM_OPTIONS_CHECK(opts, qvm_diff_options, QVM_DIFF_OPTIONS_VERSION, err);
+  int r = check_options(opts, err);
   if (r < 0) return r;
   if (!name) return qvm_error_set(err, QVM_EINVAL, "no vm given");
   const char *snaps[] = {opts ? opts->from_snapshot : NULL, opts ? opts->to_snapshot : NULL};

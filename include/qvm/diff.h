@@ -24,7 +24,9 @@ extern "C" {
 
 typedef struct qvm_diff qvm_diff;
 
-#define QVM_DIFF_OPTIONS_VERSION 1
+/* 2 added keep_content and the content caps; a caller built with version 1
+ * is still accepted. */
+#define QVM_DIFF_OPTIONS_VERSION 2
 typedef struct qvm_diff_options {
   unsigned version; /* QVM_DIFF_OPTIONS_VERSION (from _INIT) */
   /* The base: an internal snapshot of the VM's disk, or NULL: the image the
@@ -39,7 +41,17 @@ typedef struct qvm_diff_options {
   const char *const *ignore;
   size_t n_ignore;
   bool no_default_ignore; /* only the globs given */
+  /* Version 2. Keep the new content of every added or changed regular file
+   * (in a private 0700 directory that qvm_diff_free() removes), for
+   * qvm_diff_ansible(). Bounded: a file larger than content_max_file, or
+   * more than content_max_total bytes in all, fails the diff (QVM_EINVAL,
+   * naming the cap). 0: the defaults below. */
+  bool keep_content;
+  uint64_t content_max_file;
+  uint64_t content_max_total;
 } qvm_diff_options;
+#define QVM_DIFF_CONTENT_MAX_FILE_DEFAULT (256ull << 20)
+#define QVM_DIFF_CONTENT_MAX_TOTAL_DEFAULT (4ull << 30)
 #define QVM_DIFF_OPTIONS_INIT                                                                      \
   { .version = QVM_DIFF_OPTIONS_VERSION }
 
@@ -114,6 +126,26 @@ QVM_API int qvm_diff_json(char **out, const qvm_diff *d, qvm_error **err);
 QVM_API const char *qvm_diff_incomplete(const qvm_diff *d);
 QVM_API const char *qvm_diff_kind_name(qvm_diff_kind k);
 QVM_API const char *qvm_diff_what_name(unsigned bit);
+
+/* qvm_diff_ansible: an Ansible playbook that reproduces the diff on a
+ * machine that starts from the "from" state. */
+#define QVM_DIFF_ANSIBLE_OPTIONS_VERSION 1
+typedef struct qvm_diff_ansible_options {
+  unsigned version;  /* QVM_DIFF_ANSIBLE_OPTIONS_VERSION (from _INIT) */
+  const char *hosts; /* the play's hosts pattern; NULL: "all" */
+} qvm_diff_ansible_options;
+#define QVM_DIFF_ANSIBLE_OPTIONS_INIT                                                              \
+  { .version = QVM_DIFF_ANSIBLE_OPTIONS_VERSION }
+
+/* Writes dir/playbook.yml and dir/files/<sha256> (the new contents) from d,
+ * which must have been made with keep_content. dir is created 0700; if it
+ * exists it must be an empty directory, not a symlink (QVM_EEXISTS). Every
+ * guest string in the playbook is tagged !unsafe, so Ansible never templates
+ * it; a path or symlink target that is not valid UTF-8 cannot be written
+ * safely and is refused (QVM_EINVAL, the path neutralized), as are device
+ * nodes, fifos and sockets, which Ansible cannot create. o may be NULL. */
+QVM_API int qvm_diff_ansible(const qvm_diff *d, const char *dir, const qvm_diff_ansible_options *o,
+                             qvm_error **err);
 
 #ifdef __cplusplus
 }

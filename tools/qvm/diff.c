@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* qvm diff VM [--from SNAP | --from-image] [--to SNAP] [--ignore GLOB]... [--json]
+ * qvm diff VM --ansible [-o DIR] [--hosts PATTERN] ...
  * qvm diff --images FROM TO [--from-format F] [--to-format F] ... */
 #include <getopt.h>
 #include <stdio.h>
@@ -10,13 +11,14 @@
 #include <qvm/text.h>
 
 #include "commands.h"
+#include "create_flags.h"
 
 #define VERB "diff"
 #define MAX_IGNORE 256
 
 static const char diff_help[] =
     "usage: qvm diff VM [--from SNAP | --from-image] [--to SNAP] [--ignore GLOB]...\n"
-    "                [--no-default-ignore] [--json] [-v]\n"
+    "                [--no-default-ignore] [--json | --ansible [-o DIR]] [-v]\n"
     "       qvm diff --images FROM TO [--from-format F] [--to-format F] [...]\n"
     "\n"
     "Lists what changed in the VM's root file system (ext2/3/4) between a base\n"
@@ -44,7 +46,17 @@ static const char diff_help[] =
     "                     sha256 prefix and symlink target\n"
     "  --json             print {\"changes\": [{\"kind\", \"path\", \"changed\", \"from\",\n"
     "                     \"to\"}], ...}; a name that is not printable UTF-8 is shown\n"
-    "                     with \\xNN escapes and given exactly in \"path_b64\"\n";
+    "                     with \\xNN escapes and given exactly in \"path_b64\"\n"
+    "  --ansible          write an Ansible playbook that makes the same changes on a\n"
+    "                     machine that starts from the base: DIR/playbook.yml and\n"
+    "                     DIR/files/<sha256> (the new contents); DIR is created\n"
+    "                     0700 and must not exist or be empty. Guest names are\n"
+    "                     tagged !unsafe (never templated); a name that is not\n"
+    "                     UTF-8, a device node, fifo or socket is refused\n"
+    "  -o, --output DIR   with --ansible (default: ./qvm-diff-playbook)\n"
+    "  --hosts PATTERN    with --ansible: the play's hosts (default: all)\n"
+    "  --max-file-size SIZE   with --ansible: the largest new file kept (256M)\n"
+    "  --max-total-size SIZE  with --ansible: all new contents kept (4G)\n";
 
 static void print_side(const char *label, const qvm_diff_file *f) {
   if (!f->present) return;
@@ -99,16 +111,23 @@ static int diff_run(int argc, char **argv) {
                                            {"to-format", required_argument, 0, 'T'},
                                            {"verbose", no_argument, 0, 'v'},
                                            {"json", no_argument, 0, 'j'},
+                                           {"ansible", no_argument, 0, 'A'},
+                                           {"output", required_argument, 0, 'o'},
+                                           {"hosts", required_argument, 0, 'H'},
+                                           {"max-file-size", required_argument, 0, 'S'},
+                                           {"max-total-size", required_argument, 0, 'Z'},
                                            {"help", no_argument, 0, 'h'},
                                            {0, 0, 0, 0}};
   qvm_diff_options opts = QVM_DIFF_OPTIONS_INIT;
   const char *ignore[MAX_IGNORE];
   const char *from_format = NULL, *to_format = NULL;
-  bool json = false, images = false, from_image = false, verbose = false;
-  int c;
+  bool json = false, images = false, from_image = false, verbose = false, ansible = false;
+  const char *output = NULL;
+  qvm_diff_ansible_options aopts = QVM_DIFF_ANSIBLE_OPTIONS_INIT;
+  int c, rs;
   optind = 0;
   opterr = 0;
-  while ((c = qvm_cli_getopt(argc, argv, ":hv", longopts)) != -1) {
+  while ((c = qvm_cli_getopt(argc, argv, ":hvo:", longopts)) != -1) {
     switch (c) {
     case 'f': opts.from_snapshot = optarg; break;
     case 'I': from_image = true; break;
@@ -126,6 +145,19 @@ static int diff_run(int argc, char **argv) {
     case 'T': to_format = optarg; break;
     case 'v': verbose = true; break;
     case 'j': json = true; break;
+    case 'A': ansible = true; break;
+    case 'o': output = optarg; break;
+    case 'H': aopts.hosts = optarg; break;
+    case 'S':
+      if ((rs = qvm_cli_parse_size(VERB, "--max-file-size", "file", optarg, 1,
+                                   &opts.content_max_file)))
+        return rs;
+      break;
+    case 'Z':
+      if ((rs = qvm_cli_parse_size(VERB, "--max-total-size", "total", optarg, 1,
+                                   &opts.content_max_total)))
+        return rs;
+      break;
     case 'h': return fputs(diff_help, stdout), QVM_EXIT_OK;
     default: return qvm_cli_bad_option(VERB, c, argv);
     }
@@ -138,6 +170,10 @@ static int diff_run(int argc, char **argv) {
     return qvm_cli_usage_error(VERB, images ? "--images needs FROM and TO" : "missing the vm");
   if (argc - optind > want)
     return qvm_cli_usage_error(VERB, "unexpected argument '%s'", argv[optind + want]);
+  if (json && ansible) return qvm_cli_usage_error(VERB, "give --json or --ansible, not both");
+  if (!ansible && (output || aopts.hosts || opts.content_max_file || opts.content_max_total))
+    return qvm_cli_usage_error(VERB, "-o, --hosts and --max-*-size go with --ansible");
+  opts.keep_content = ansible;
   if (!images && (from_format || to_format))
     return qvm_cli_usage_error(VERB, "--from-format and --to-format go with --images");
   if (images && (opts.from_snapshot || opts.to_snapshot || from_image))
@@ -157,7 +193,16 @@ static int diff_run(int argc, char **argv) {
                                  : qvm_cli_vm_hint(err));
   }
   int rc = QVM_EXIT_OK;
-  if (json) {
+  if (ansible) {
+    const char *dir = output ? output : "qvm-diff-playbook";
+    if (qvm_diff_ansible(d, dir, &aopts, &err) < 0)
+      rc = qvm_cli_fail(VERB, err, NULL);
+    else
+      fprintf(stderr,
+              "wrote %s/playbook.yml (%zu changes); check it with "
+              "'ansible-playbook --syntax-check'\n",
+              dir, qvm_diff_count(d));
+  } else if (json) {
     char *text = NULL;
     if (qvm_diff_json(&text, d, &err) < 0) {
       rc = qvm_cli_fail(VERB, err, NULL);
