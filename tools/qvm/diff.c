@@ -71,6 +71,40 @@ static void print_side(const char *label, const qvm_diff_file *f) {
   putchar('\n');
 }
 
+/* Package, unit, user and group names were checked by the library (plain
+ * ASCII); a user's free text is neutralized. */
+static void print_system(const qvm_diff *d) {
+  for (size_t i = 0; i < qvm_diff_package_count(d); i++) {
+    qvm_diff_package p;
+    qvm_diff_package_get(&p, d, i);
+    printf("package %s %s:%s %s%s%s\n", qvm_diff_package_kind_name(p.kind), p.name, p.arch,
+           p.from_version ? p.from_version : "", p.from_version && p.to_version ? " -> " : "",
+           p.to_version ? p.to_version : "");
+  }
+  for (size_t i = 0; i < qvm_diff_unit_count(d); i++) {
+    qvm_diff_unit u;
+    qvm_diff_unit_get(&u, d, i);
+    printf("unit %s %s\n", qvm_diff_unit_change_name(u.change), u.name);
+  }
+  for (size_t i = 0; i < qvm_diff_user_count(d); i++) {
+    qvm_diff_user u;
+    qvm_diff_user_get(&u, d, i);
+    char *home = qvm_text_for_terminal(u.home, strlen(u.home), 0);
+    char *shell = qvm_text_for_terminal(u.shell, strlen(u.shell), 0);
+    printf("user %s %s uid=%u gid=%u home=%s shell=%s groups=", qvm_diff_kind_name(u.kind), u.name,
+           u.uid, u.gid, home ? home : "?", shell ? shell : "?");
+    for (size_t k = 0; k < u.n_groups; k++) printf("%s%s", k ? "," : "", u.groups[k]);
+    putchar('\n');
+    free(home);
+    free(shell);
+  }
+  for (size_t i = 0; i < qvm_diff_group_count(d); i++) {
+    qvm_diff_group g;
+    qvm_diff_group_get(&g, d, i);
+    printf("group %s %s gid=%u\n", qvm_diff_kind_name(g.kind), g.name, g.gid);
+  }
+}
+
 static void print_table(const qvm_diff *d, bool verbose) {
   size_t n = qvm_diff_count(d), counts[3] = {0};
   for (size_t i = 0; i < n; i++) {
@@ -92,6 +126,7 @@ static void print_table(const qvm_diff *d, bool verbose) {
       print_side("to  ", &c.to);
     }
   }
+  print_system(d);
   uint64_t ef = 0, et = 0, bytes = 0;
   qvm_diff_stats(d, &ef, &et, &bytes);
   fprintf(stderr,
