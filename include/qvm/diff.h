@@ -118,7 +118,9 @@ QVM_API void qvm_diff_stats(const qvm_diff *d, uint64_t *entries_from, uint64_t 
  * "path":..., "changed":["content","mode",...], "from":{...}, "to":{...}}]}.
  * path and target are neutralized by qvm_text_for_terminal() (invalid UTF-8
  * and control bytes become the text "\xNN"); when that changed them, the
- * raw bytes are also given, base64, in "path_b64" / "target_b64". */
+ * raw bytes are also given, base64, in "path_b64" / "target_b64". Then
+ * "packages", "units", "users" and "groups": the lists below, one object
+ * per entry (docs/cli.md). */
 QVM_API int qvm_diff_json(char **out, const qvm_diff *d, qvm_error **err);
 /* A short name for a kind and for one QVM_DIFF_* bit. */
 /* NULL when the diff saw everything; else why it may be incomplete (an ext4
