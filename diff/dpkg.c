@@ -140,7 +140,9 @@ static int conffile(parser *ps, const char *v, size_t n) {
   *c = (dpkg_conffile){.path = strndup(v, pl)};
   if (!c->path) return oom(ps->err);
   s->n_conf++;
-  if (ml == 32 && strspn(sp + 1, "0123456789abcdef") >= 32) memcpy(c->md5, sp + 1, 32);
+  bool hex = ml == 32; /* the text is not NUL-terminated: no str* calls on it */
+  for (size_t i = 0; hex && i < 32; i++) hex = strchr("0123456789abcdef", sp[1 + i]) && sp[1 + i];
+  if (hex) memcpy(c->md5, sp + 1, 32);
   return 0;
 }
 
