@@ -172,7 +172,7 @@ static int compare_units(diff_system *s, const diff_tree *from, const diff_tree 
     free(a.v);
     free(b.v);
   }
-  if (r >= 0) qsort(s->units, s->n_units, sizeof *s->units, unit_cmp);
+  if (r >= 0 && s->n_units) qsort(s->units, s->n_units, sizeof *s->units, unit_cmp);
   return r;
 }
 
@@ -322,7 +322,7 @@ int diff_system_read_lists(diff_system *s, diff_fs *fs, qvm_error **err) {
   for (size_t i = 0; r >= 0 && i < s->n_pkgs; i++)
     if (s->pkgs[i].to) r = read_list(&l, fs, s->pkgs[i].to, err);
   if (r >= 0) {
-    qsort(l.v, l.n, sizeof *l.v, str_cmp);
+    if (l.n) qsort(l.v, l.n, sizeof *l.v, str_cmp);
     s->pkg_paths = l.v;
     s->n_pkg_paths = l.n;
     return 0;
