@@ -278,6 +278,37 @@ static void test_compare_system(void **state) {
   diff_system_clear(&s);
 }
 
+static void test_canonical_path(void **state) {
+  (void)state;
+  diff_entry e[] = {
+      link_entry("/bin", "/usr/bin"),
+      link_entry("/lib", "usr/lib"),
+      link_entry("/loop", "/loop/a"),
+      {.path = "/usr", .path_len = 4, .type = 'd'},
+      {.path = "/usr/lib", .path_len = 8, .type = 'd'},
+      link_entry("/usr/lib/alt", "../share/alt"),
+      link_entry("/usr/lib/up", "../../../.."),
+  };
+  diff_tree t = {.e = e, .n = sizeof e / sizeof e[0]};
+  static const struct {
+    const char *in, *want;
+  } cases[] = {
+      {"/lib/modules/6.1/kernel.ko", "/usr/lib/modules/6.1/kernel.ko"},
+      {"/bin/ls", "/usr/bin/ls"},
+      {"/lib/alt/x", "/usr/share/alt/x"}, /* two links, the second relative */
+      {"/lib", "/lib"},                   /* the last component is not resolved */
+      {"/usr/lib/up/etc/x", "/etc/x"},    /* '..' stops at the root */
+      {"/etc/passwd", "/etc/passwd"},
+      {"/loop/x", "/loop/a/a/a/a/a/a/a/a/x"}, /* a loop: resolved 8 times, then left */
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char *got = diff_canonical_path(&t, cases[i].in, strlen(cases[i].in));
+    assert_non_null(got);
+    assert_string_equal(got, cases[i].want);
+    free(got);
+  }
+}
+
 /* The playbook, parsed back: each scalar in order with its tag. */
 typedef struct scalar_seen {
   char *value;
@@ -367,7 +398,7 @@ int main(void) {
       cmocka_unit_test(test_dpkg_status),       cmocka_unit_test(test_dpkg_hostile),
       cmocka_unit_test(test_accounts),          cmocka_unit_test(test_utf8),
       cmocka_unit_test(test_unit_names),        cmocka_unit_test(test_compare_system),
-      cmocka_unit_test(test_playbook_escaping),
+      cmocka_unit_test(test_playbook_escaping), cmocka_unit_test(test_canonical_path),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
