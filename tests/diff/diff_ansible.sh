@@ -302,6 +302,40 @@ expect_eq "$(ls -A "$tmp/target")" "" "nothing was written through the symlink"
 run_rc qvm diff --images "$tmp/s1.raw" "$tmp/s2.raw" --ansible -o "$tmp/empty"
 expect_eq "$rc" 0 "an empty output dir: $err"
 cmp "$tmp/empty/playbook.yml" "$tmp/pb/playbook.yml" || fail "the same diff wrote another playbook"
+# A guest's dpkg status and account files are hostile: garbage, a name
+# that could be an option or a template, a gecos that is not UTF-8.
+G=$tmp/G
+mkdir -p "$G/etc" "$G/var/lib/dpkg"
+cp "$S1/etc/group" "$G/etc/group"
+printf 'Package: ok\nStatus: install ok installed\nVersion: 1\n\nPackage: --force-all\n' >"$G/var/lib/dpkg/status"
+printf 'root:x:0:0:root:/root:/bin/bash\n' >"$G/etc/passwd"
+mkfs "$G" "$tmp/g.raw"
+run_rc qvm diff --images "$tmp/s1.raw" "$tmp/g.raw"
+expect_eq "$rc" 1 "a hostile dpkg status"
+expect_match "$err" "the new state: /var/lib/dpkg/status: line 5: an invalid package name" "status: $err"
+printf 'Package: ok\nStatus: install ok installed\nVersion: 1\n' >"$G/var/lib/dpkg/status"
+printf 'root:x:0:0:root:/root:/bin/bash\n+::::::\n' >"$G/etc/passwd"
+mkfs "$G" "$tmp/g.raw"
+run_rc qvm diff --images "$tmp/s1.raw" "$tmp/g.raw"
+expect_eq "$rc" 1 "a NIS line in /etc/passwd"
+expect_match "$err" "/etc/passwd: line 2: an invalid user name" "passwd: $err"
+printf 'root:x:0:0:root:/root:/bin/bash\nold:x:1001:1001:Old:/home/old:/bin/sh\neve:x:1003:1003:\xff\xfe\x1b[2J:/home/eve:/bin/sh\n' >"$G/etc/passwd"
+cp "$S1/var/lib/dpkg/status" "$G/var/lib/dpkg/status"
+mkfs "$G" "$tmp/g.raw"
+run_rc qvm diff --images "$tmp/s1.raw" "$tmp/g.raw" --ansible -o "$tmp/gecos"
+expect_eq "$rc" 1 "a gecos that is not UTF-8"
+expect_match "$err" "the gecos of user 'eve' is not valid UTF-8" "gecos: $err"
+run_rc qvm diff --images "$tmp/s1.raw" "$tmp/g.raw"
+expect_eq "$rc" 0 "a gecos that is not UTF-8, listed: $err"
+[[ $out != *$'\e'* && $out != *$'\xff'* ]] || fail "a raw gecos byte reached the table"
+run_rc qvm diff --images "$tmp/s1.raw" "$tmp/g.raw" --json
+python3 -c '
+import base64, json, sys
+u = [u for u in json.loads(sys.argv[1])["users"] if u["name"] == "eve"][0]
+assert base64.b64decode(u["gecos_b64"]) == b"\xff\xfe\x1b[2J", u
+assert "\x1b" not in u["gecos"], u
+' "$out" || fail "gecos in the JSON: $out"
+
 run_rc qvm diff --images "$tmp/s1.raw" "$tmp/s2.raw" --json --ansible
 expect_eq "$rc" 2 "--json with --ansible"
 run_rc qvm diff --images "$tmp/s1.raw" "$tmp/s2.raw" -o "$tmp/x"
