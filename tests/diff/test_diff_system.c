@@ -309,6 +309,33 @@ static void test_canonical_path(void **state) {
   }
 }
 
+/* qvm_diff_options version 1 (before keep_content) is still accepted;
+ * an unknown version is not. */
+static void test_options_versions(void **state) {
+  (void)state;
+  struct {
+    unsigned version;
+    bool accepted;
+  } cases[] = {{1, true}, {QVM_DIFF_OPTIONS_VERSION, true}, {0, false}, {99, false}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    qvm_diff_options o = QVM_DIFF_OPTIONS_INIT;
+    o.version = cases[i].version;
+    qvm_diff *d = NULL;
+    qvm_error *err = NULL;
+    assert_true(
+        qvm_diff_images(&d, "/nonexistent/a.raw", NULL, "/nonexistent/b.raw", NULL, &o, &err) < 0);
+    bool version_refused = strstr(qvm_error_message(err), "unknown version") != NULL;
+    if (version_refused == cases[i].accepted) fail_msg("%u: %s", o.version, qvm_error_message(err));
+    qvm_error_free(err);
+  }
+  qvm_diff_ansible_options ao = QVM_DIFF_ANSIBLE_OPTIONS_INIT;
+  ao.version = 2;
+  qvm_error *err = NULL;
+  assert_int_equal(qvm_diff_ansible(NULL, "/nonexistent", &ao, &err), QVM_EINVAL);
+  assert_non_null(strstr(qvm_error_message(err), "unknown version"));
+  qvm_error_free(err);
+}
+
 /* The playbook, parsed back: each scalar in order with its tag. */
 typedef struct scalar_seen {
   char *value;
@@ -399,6 +426,7 @@ int main(void) {
       cmocka_unit_test(test_accounts),          cmocka_unit_test(test_utf8),
       cmocka_unit_test(test_unit_names),        cmocka_unit_test(test_compare_system),
       cmocka_unit_test(test_playbook_escaping), cmocka_unit_test(test_canonical_path),
+      cmocka_unit_test(test_options_versions),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
