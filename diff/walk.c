@@ -9,8 +9,11 @@
 #include <ext2fs/ext2_fs.h>
 #include <ext2fs/ext2fs.h>
 
+#include <openssl/evp.h>
+
 #include "image/hash.h"
 #include "util/cleanup.h"
+#include "util/fs.h"
 
 /* ino -> index+1 in a table of hashes, or a visited mark (open addressing). */
 typedef struct ino_map {
@@ -520,5 +523,79 @@ int diff_fs_hash(diff_fs *fs, diff_entry *e, qvm_error **err) {
   e->unhashable = hv->unhashable;
   e->hashed = !hv->unhashable;
   memcpy(e->sha, hv->sha, 32);
+  return 0;
+}
+
+int diff_fs_copy(diff_fs *fs, const diff_entry *e, int fd, uint64_t max, const char *cap_what,
+                 uint8_t sha[32], uint8_t md5[16], qvm_error **err) {
+  if (e->type != 'f') return qvm_error_set(err, QVM_EINVAL, "'%s' is not a regular file", e->path);
+  if (e->size > max || e->size > fs->part_size)
+    return qvm_error_set(err, QVM_EINVAL, "'%s' is %llu bytes, over the %s of %llu bytes", e->path,
+                         (unsigned long long)e->size, cap_what, (unsigned long long)max);
+  ext2_file_t f = NULL;
+  errcode_t x = ext2fs_file_open(fs->fs, e->ino, 0, &f);
+  if (x) return qvm_error_set(err, QVM_EINVAL, "cannot open '%s': %s", e->path, error_message(x));
+  if (!fs->buf && !(fs->buf = malloc(HASH_BUF))) {
+    ext2fs_file_close(f);
+    return oom(err);
+  }
+  img_hash h = {0};
+  EVP_MD_CTX *m = EVP_MD_CTX_new();
+  int r = 0;
+  if (!m || !img_hash_begin(&h, false) || !EVP_DigestInit_ex(m, EVP_md5(), NULL)) r = oom(err);
+  for (uint64_t left = e->size; left && r >= 0;) {
+    unsigned int want = left < HASH_BUF ? (unsigned)left : HASH_BUF, got = 0;
+    x = ext2fs_file_read(f, fs->buf, want, &got);
+    if (x || got == 0) {
+      const char *why = diff_disk_error(fs->disk)[0] ? diff_disk_error(fs->disk)
+                        : x                          ? error_message(x)
+                                                     : "it ends early";
+      r = qvm_error_set(err, QVM_EINVAL, "cannot read '%s': %s", e->path, why);
+    } else if (qvm_write_all(fd, fs->buf, got) < 0) {
+      r = qvm_error_set_errno(err, errno, "cannot write the content of '%s'", e->path);
+    } else {
+      img_hash_update(&h, fs->buf, got);
+      EVP_DigestUpdate(m, fs->buf, got);
+      left -= got;
+    }
+  }
+  ext2fs_file_close(f);
+  if (r >= 0) {
+    uint8_t md[IMG_HASH_MAX];
+    img_hash_final(&h, md);
+    memcpy(sha, md, 32);
+    EVP_DigestFinal_ex(m, md5, NULL);
+  }
+  img_hash_free(&h);
+  EVP_MD_CTX_free(m);
+  return r;
+}
+
+int diff_fs_read_path(diff_fs *fs, const char *path, size_t max, char **out, size_t *out_len,
+                      qvm_error **err) {
+  ext2_ino_t ino = 0;
+  if (path[0] != '/' || ext2fs_namei(fs->fs, EXT2_ROOT_INO, EXT2_ROOT_INO, path + 1, &ino) || !ino)
+    return qvm_error_set(err, QVM_ENOTFOUND, "no '%s'", path);
+  struct ext2_inode in;
+  if (ext2fs_read_inode(fs->fs, ino, &in))
+    return qvm_error_set(err, QVM_EINVAL, "cannot read the inode of '%s'", path);
+  if (!LINUX_S_ISREG(in.i_mode)) return qvm_error_set(err, QVM_ENOTFOUND, "'%s' is no file", path);
+  uint64_t size = EXT2_I_SIZE(&in);
+  if (size > max)
+    return qvm_error_set(err, QVM_EINVAL, "'%s' is %llu bytes, more than the %zu read", path,
+                         (unsigned long long)size, max);
+  _cleanup_free_ char *buf = malloc(size + 1);
+  if (!buf) return oom(err);
+  ext2_file_t f = NULL;
+  unsigned int got = 0;
+  errcode_t x = ext2fs_file_open(fs->fs, ino, 0, &f);
+  if (!x) x = ext2fs_file_read(f, buf, (unsigned)size, &got);
+  if (f) ext2fs_file_close(f);
+  if (x || got != size)
+    return qvm_error_set(err, QVM_EINVAL, "cannot read '%s': %s", path,
+                         x ? error_message(x) : "it ends early");
+  buf[size] = '\0';
+  *out = TAKE_PTR(buf);
+  *out_len = size;
   return 0;
 }

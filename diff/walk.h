@@ -57,4 +57,15 @@ uint64_t diff_fs_bytes_hashed(const diff_fs *fs);
 bool diff_fs_journal_pending(const diff_fs *fs);
 void diff_tree_clear(diff_tree *t);
 
+/* Copies regular file e's content to fd (at most max bytes: QVM_EINVAL
+ * naming the cap beyond, cap_what says which cap), computing its sha256
+ * and md5 on the way. */
+int diff_fs_copy(diff_fs *fs, const diff_entry *e, int fd, uint64_t max, const char *cap_what,
+                 uint8_t sha[32], uint8_t md5[16], qvm_error **err);
+/* Reads the regular file at absolute path (no symlink followed in its last
+ * component) into a NUL-terminated buffer of at most max bytes.
+ * QVM_ENOTFOUND when it is absent or not a regular file. */
+int diff_fs_read_path(diff_fs *fs, const char *path, size_t max, char **out, size_t *out_len,
+                      qvm_error **err);
+
 #endif

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* qvm diff VM [--from SNAP | --from-image] [--to SNAP] [--ignore GLOB]... [--json]
+ * qvm diff VM --ansible [-o DIR] [--hosts PATTERN] ...
  * qvm diff --images FROM TO [--from-format F] [--to-format F] ... */
 #include <getopt.h>
 #include <stdio.h>
@@ -10,26 +11,29 @@
 #include <qvm/text.h>
 
 #include "commands.h"
+#include "create_flags.h"
 
 #define VERB "diff"
 #define MAX_IGNORE 256
 
 static const char diff_help[] =
     "usage: qvm diff VM [--from SNAP | --from-image] [--to SNAP] [--ignore GLOB]...\n"
-    "                [--no-default-ignore] [--json] [-v]\n"
+    "                [--no-default-ignore] [--json | --ansible [-o DIR]] [-v]\n"
     "       qvm diff --images FROM TO [--from-format F] [--to-format F] [...]\n"
     "\n"
     "Lists what changed in the VM's root file system (ext2/3/4) between a base\n"
     "and now: files, directories, symlinks and devices added, modified (content\n"
-    "by sha256, mode, owner, symlink target, type) and deleted. The disk is read\n"
-    "on the host, never through the guest, so a guest that lies to its own tools\n"
-    "(a hidden file, a tampered package database) does not fool it. Not compared\n"
-    "yet: extended attributes (capabilities, ACLs), inode flags, partitions other\n"
-    "than the root file system, boot sectors. A running VM is read at a temporary\n"
-    "internal snapshot, without replaying the ext4 journal: the output then says\n"
-    "the list may be incomplete. Noise every boot makes (logs, caches, /tmp, /run,\n"
-    "machine-id, ssh host keys, cloud-init's state, apt lists) is left out; see\n"
-    "docs/cli.md for the list.\n"
+    "by sha256, mode, owner, symlink target, type) and deleted; then packages\n"
+    "(dpkg's status), systemd units enabled or masked, users and groups. The\n"
+    "disk is read on the host, never through the guest, so a guest that lies to\n"
+    "its own tools (a hidden file, a tampered package database) does not fool\n"
+    "it. Not compared yet: extended attributes (capabilities, ACLs), inode\n"
+    "flags, partitions other than the root file system, boot sectors. A running\n"
+    "VM is read at a temporary internal snapshot, without replaying the ext4\n"
+    "journal: the output then says the list may be incomplete. Noise every boot\n"
+    "makes (logs, caches, /tmp, /run, machine-id, ssh host keys, cloud-init's\n"
+    "state, apt's and dpkg's state) is left out;\n"
+    "see docs/cli.md for the list.\n"
     "\n"
     "  --from SNAP        the base is the internal snapshot SNAP of the VM's disk\n"
     "  --from-image       the base is the image the VM was created from (default)\n"
@@ -44,7 +48,18 @@ static const char diff_help[] =
     "                     sha256 prefix and symlink target\n"
     "  --json             print {\"changes\": [{\"kind\", \"path\", \"changed\", \"from\",\n"
     "                     \"to\"}], ...}; a name that is not printable UTF-8 is shown\n"
-    "                     with \\xNN escapes and given exactly in \"path_b64\"\n";
+    "                     with \\xNN escapes and given exactly in \"path_b64\"; also\n"
+    "                     \"packages\", \"units\", \"users\", \"groups\"\n"
+    "  --ansible          write an Ansible playbook that makes the same changes on a\n"
+    "                     machine that starts from the base: DIR/playbook.yml and\n"
+    "                     DIR/files/<sha256> (the new contents); DIR is created\n"
+    "                     0700 and must not exist or be empty. Guest names are\n"
+    "                     tagged !unsafe (never templated); a name that is not\n"
+    "                     UTF-8, a device node, fifo or socket is refused\n"
+    "  -o, --output DIR   with --ansible (default: ./qvm-diff-playbook)\n"
+    "  --hosts PATTERN    with --ansible: the play's hosts (default: all)\n"
+    "  --max-file-size SIZE   with --ansible: the largest new file kept (256M)\n"
+    "  --max-total-size SIZE  with --ansible: all new contents kept (4G)\n";
 
 static void print_side(const char *label, const qvm_diff_file *f) {
   if (!f->present) return;
@@ -57,6 +72,40 @@ static void print_side(const char *label, const qvm_diff_file *f) {
     free(t);
   }
   putchar('\n');
+}
+
+/* Package, unit, user and group names were checked by the library (plain
+ * ASCII); a user's free text is neutralized. */
+static void print_system(const qvm_diff *d) {
+  for (size_t i = 0; i < qvm_diff_package_count(d); i++) {
+    qvm_diff_package p;
+    qvm_diff_package_get(&p, d, i);
+    printf("package %s %s:%s %s%s%s\n", qvm_diff_package_kind_name(p.kind), p.name, p.arch,
+           p.from_version ? p.from_version : "", p.from_version && p.to_version ? " -> " : "",
+           p.to_version ? p.to_version : "");
+  }
+  for (size_t i = 0; i < qvm_diff_unit_count(d); i++) {
+    qvm_diff_unit u;
+    qvm_diff_unit_get(&u, d, i);
+    printf("unit %s %s\n", qvm_diff_unit_change_name(u.change), u.name);
+  }
+  for (size_t i = 0; i < qvm_diff_user_count(d); i++) {
+    qvm_diff_user u;
+    qvm_diff_user_get(&u, d, i);
+    char *home = qvm_text_for_terminal(u.home, strlen(u.home), 0);
+    char *shell = qvm_text_for_terminal(u.shell, strlen(u.shell), 0);
+    printf("user %s %s uid=%u gid=%u home=%s shell=%s groups=", qvm_diff_kind_name(u.kind), u.name,
+           u.uid, u.gid, home ? home : "?", shell ? shell : "?");
+    for (size_t k = 0; k < u.n_groups; k++) printf("%s%s", k ? "," : "", u.groups[k]);
+    putchar('\n');
+    free(home);
+    free(shell);
+  }
+  for (size_t i = 0; i < qvm_diff_group_count(d); i++) {
+    qvm_diff_group g;
+    qvm_diff_group_get(&g, d, i);
+    printf("group %s %s gid=%u\n", qvm_diff_kind_name(g.kind), g.name, g.gid);
+  }
 }
 
 static void print_table(const qvm_diff *d, bool verbose) {
@@ -80,6 +129,7 @@ static void print_table(const qvm_diff *d, bool verbose) {
       print_side("to  ", &c.to);
     }
   }
+  print_system(d);
   uint64_t ef = 0, et = 0, bytes = 0;
   qvm_diff_stats(d, &ef, &et, &bytes);
   fprintf(stderr,
@@ -99,16 +149,23 @@ static int diff_run(int argc, char **argv) {
                                            {"to-format", required_argument, 0, 'T'},
                                            {"verbose", no_argument, 0, 'v'},
                                            {"json", no_argument, 0, 'j'},
+                                           {"ansible", no_argument, 0, 'A'},
+                                           {"output", required_argument, 0, 'o'},
+                                           {"hosts", required_argument, 0, 'H'},
+                                           {"max-file-size", required_argument, 0, 'S'},
+                                           {"max-total-size", required_argument, 0, 'Z'},
                                            {"help", no_argument, 0, 'h'},
                                            {0, 0, 0, 0}};
   qvm_diff_options opts = QVM_DIFF_OPTIONS_INIT;
   const char *ignore[MAX_IGNORE];
   const char *from_format = NULL, *to_format = NULL;
-  bool json = false, images = false, from_image = false, verbose = false;
-  int c;
+  bool json = false, images = false, from_image = false, verbose = false, ansible = false;
+  const char *output = NULL;
+  qvm_diff_ansible_options aopts = QVM_DIFF_ANSIBLE_OPTIONS_INIT;
+  int c, rs;
   optind = 0;
   opterr = 0;
-  while ((c = qvm_cli_getopt(argc, argv, ":hv", longopts)) != -1) {
+  while ((c = qvm_cli_getopt(argc, argv, ":hvo:", longopts)) != -1) {
     switch (c) {
     case 'f': opts.from_snapshot = optarg; break;
     case 'I': from_image = true; break;
@@ -126,6 +183,19 @@ static int diff_run(int argc, char **argv) {
     case 'T': to_format = optarg; break;
     case 'v': verbose = true; break;
     case 'j': json = true; break;
+    case 'A': ansible = true; break;
+    case 'o': output = optarg; break;
+    case 'H': aopts.hosts = optarg; break;
+    case 'S':
+      if ((rs = qvm_cli_parse_size(VERB, "--max-file-size", "file", optarg, 1,
+                                   &opts.content_max_file)))
+        return rs;
+      break;
+    case 'Z':
+      if ((rs = qvm_cli_parse_size(VERB, "--max-total-size", "total", optarg, 1,
+                                   &opts.content_max_total)))
+        return rs;
+      break;
     case 'h': return fputs(diff_help, stdout), QVM_EXIT_OK;
     default: return qvm_cli_bad_option(VERB, c, argv);
     }
@@ -138,6 +208,10 @@ static int diff_run(int argc, char **argv) {
     return qvm_cli_usage_error(VERB, images ? "--images needs FROM and TO" : "missing the vm");
   if (argc - optind > want)
     return qvm_cli_usage_error(VERB, "unexpected argument '%s'", argv[optind + want]);
+  if (json && ansible) return qvm_cli_usage_error(VERB, "give --json or --ansible, not both");
+  if (!ansible && (output || aopts.hosts || opts.content_max_file || opts.content_max_total))
+    return qvm_cli_usage_error(VERB, "-o, --hosts and --max-*-size go with --ansible");
+  opts.keep_content = ansible;
   if (!images && (from_format || to_format))
     return qvm_cli_usage_error(VERB, "--from-format and --to-format go with --images");
   if (images && (opts.from_snapshot || opts.to_snapshot || from_image))
@@ -157,7 +231,16 @@ static int diff_run(int argc, char **argv) {
                                  : qvm_cli_vm_hint(err));
   }
   int rc = QVM_EXIT_OK;
-  if (json) {
+  if (ansible) {
+    const char *dir = output ? output : "qvm-diff-playbook";
+    if (qvm_diff_ansible(d, dir, &aopts, &err) < 0)
+      rc = qvm_cli_fail(VERB, err, NULL);
+    else
+      fprintf(stderr,
+              "wrote %s/playbook.yml (%zu changes); check it with "
+              "'ansible-playbook --syntax-check'\n",
+              dir, qvm_diff_count(d));
+  } else if (json) {
     char *text = NULL;
     if (qvm_diff_json(&text, d, &err) < 0) {
       rc = qvm_cli_fail(VERB, err, NULL);
