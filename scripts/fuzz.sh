@@ -29,7 +29,7 @@ seconds=${QVM_FUZZ_SECONDS:-600}
 build=${QVM_FUZZ_BUILD:-build-fuzz}
 work=${QVM_FUZZ_WORK:-$build/campaign}
 
-# target  build subdir  committed corpus  dictionary  where --merge adds files
+# target  build subdir  committed corpus  dictionary (- none)  where --merge adds files
 # (every qvm_fuzz_target; tests/net/corpus/dhcp must hold only packets the
 # server drops, so DHCP finds go next to it)
 all=(
@@ -40,6 +40,13 @@ all=(
   "fuzz_vm_json tests/vm tests/vm/corpus/vm_json tests/fuzz/dict/vm_json.dict -"
   "fuzz_vm_config tests/vm tests/vm/corpus/qvm_yaml tests/fuzz/dict/yaml.dict -"
   "fuzz_img_qcow2 tests/hostile tests/hostile/img_corpus tests/fuzz/dict/qcow2.dict -"
+  "fuzz_image_checksums tests/image tests/image/corpus/checksums - -"
+  "fuzz_image_catalog tests/image tests/image/corpus/catalog tests/fuzz/dict/yaml.dict -"
+  "fuzz_cert_parse tests/ssh tests/ssh/corpus/cert - -"
+  "fuzz_vm_audit tests/vm tests/vm/corpus/audit_log tests/fuzz/dict/vm_json.dict -"
+  "fuzz_diff_part tests/diff tests/diff/corpus tests/fuzz/dict/part.dict -"
+  "fuzz_diff_dpkg tests/diff tests/diff/corpus-dpkg tests/fuzz/dict/dpkg.dict -"
+  "fuzz_diff_accounts tests/diff tests/diff/corpus-accounts tests/fuzz/dict/accounts.dict -"
 )
 merge=0
 if [[ ${1:-} == --merge ]]; then
@@ -147,8 +154,10 @@ for entry in "${selected[@]}"; do
   mkdir -p "$dir/corpus" "$dir/artifacts"
   echo "=== $name: ${seconds}s, log in $dir/log ==="
   start=$(date -u +%Y-%m-%dT%H:%MZ)
+  dict_opt=()
+  [[ $dict == - ]] || dict_opt=(-dict="$dict")
   nice -n 19 "$build/$subdir/$name" -max_total_time="$seconds" -print_final_stats=1 \
-    -timeout=25 -dict="$dict" -artifact_prefix="$dir/artifacts/" \
+    -timeout=25 "${dict_opt[@]}" -artifact_prefix="$dir/artifacts/" \
     "$dir/corpus" "$committed" >"$dir/log" 2>&1
   rc=$?
   execs=$(awk '/stat::number_of_executed_units:/ {print $2}' "$dir/log" | tail -1)
