@@ -235,8 +235,7 @@ static void push_vm(struct json_object *a, size_t *failed, const char *name, con
   if (r >= 0 && !vm->spec->sandbox && named)
     r = qvm_error_set(&e, QVM_ECONFLICT, "vm '%s' is not a sandbox", name);
   else if (r >= 0 && vm->spec->sandbox && qvm_vm_get_state(vm) != QVM_VM_RUNNING && named)
-    r = qvm_error_set(&e, QVM_ECONFLICT,
-                      "sandbox '%s' is not running (it gets the krl at its next qvm up)", name);
+    r = qvm_error_set(&e, QVM_ECONFLICT, "sandbox '%s' is not running", name);
   else if (r >= 0 && (!vm->spec->sandbox || qvm_vm_get_state(vm) != QVM_VM_RUNNING)) {
     qvm_vm_free(vm);
     return;
