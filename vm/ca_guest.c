@@ -122,7 +122,10 @@ int vm_ca_seed_make(vm_ca_seed *out, const vm_spec *s, const char *host_public_l
 /* ---- the push --------------------------------------------------------------- */
 
 /* Run as root in the guest; stdin is the KRL. */
+#define NO_DROPIN_EXIT 3
 static const char push_script[] = "set -e; umask 077; "
+                                  "if [ ! -f " VM_GUEST_SSHD_DROPIN " ]; then cat >/dev/null; "
+                                  "exit 3; fi; "
                                   "t=$(mktemp /etc/ssh/.qvm_revoked.krl.XXXXXXXX); "
                                   "trap 'rm -f \"$t\"' EXIT; "
                                   "cat > \"$t\"; chown root:root \"$t\"; chmod 0644 \"$t\"; "
@@ -166,6 +169,11 @@ static int krl_memfd(int *out, char hex[65], const qvm_cert_ca *ca, qvm_error **
 
 static int push_check(const push_output *p, const qvm_ssh_exec_result *res, const char *hex,
                       qvm_error **err) {
+  if (res->exit_code == NO_DROPIN_EXIT && !res->signaled)
+    return qvm_error_set(err, QVM_ENOTFOUND,
+                         "the guest has no " VM_GUEST_SSHD_DROPIN
+                         ": its sshd does not trust qvm's ca (its image did not run the seed's "
+                         "write_files)");
   if (res->exit_code != 0 || res->signaled) {
     _cleanup_free_ char *why = qvm_text_for_terminal(p->err, p->err_len, 0);
     return qvm_error_set(err, QVM_EPROTO,
@@ -218,11 +226,14 @@ static int push_one(qvm_vm *vm, const qvm_cert_ca *ca, qvm_error **err) {
   return r;
 }
 
+/* A guest without qvm's drop-in (QVM_ENOTFOUND) trusts no certificate of
+ * qvm's: skipped, not failed. */
 static void push_entry(struct json_object *a, const char *name, int r, qvm_error *e) {
   struct json_object *o = json_object_new_object();
   json_object_object_add(o, "vm", json_object_new_string(name));
   json_object_object_add(o, "pushed", json_object_new_boolean(r >= 0));
   json_object_object_add(o, "error", r < 0 ? json_object_new_string(qvm_error_message(e)) : NULL);
+  if (r == QVM_ENOTFOUND) json_object_object_add(o, "skipped", json_object_new_boolean(true));
   json_object_array_add(a, o);
 }
 
@@ -242,7 +253,7 @@ static void push_vm(struct json_object *a, size_t *failed, const char *name, con
   }
   if (r >= 0) r = push_one(vm, ca, &e);
   push_entry(a, name, r, e);
-  if (r < 0) (*failed)++;
+  if (r < 0 && r != QVM_ENOTFOUND) (*failed)++;
   qvm_error_free(e);
   qvm_vm_free(vm);
 }

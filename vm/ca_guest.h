@@ -49,7 +49,8 @@ void vm_ca_seed_clear(vm_ca_seed *seed);
 /* Writes ca's KRL to VM_GUEST_KRL in the guest on ssh (a session of vm's
  * user; sudo -n unless it is root): a fresh temp file in /etc/ssh, root's,
  * 0644, renamed over the old one; the guest's sha256 of the result must be
- * the host's. */
+ * the host's. A guest without VM_GUEST_SSHD_DROPIN (an image that ignored
+ * the seed's write_files) is QVM_ENOTFOUND: it trusts no certificate. */
 int vm_ca_push_krl(qvm_vm *vm, qvm_ssh *ssh, const qvm_cert_ca *ca, qvm_error **err);
 
 #endif

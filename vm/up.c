@@ -739,10 +739,15 @@ static int wait_cloud_init(up_run *u, qvm_ssh *ssh, qvm_error **err) {
 static int sandbox_krl(up_run *u, qvm_ssh *ssh, qvm_error **err) {
   if (!u->vm->spec->sandbox || !u->cloud_init) return 0;
   qvm_cert_ca *ca = NULL;
-  int r = qvm_cert_ca_open(&ca, NULL, err);
-  if (r >= 0) r = vm_ca_push_krl(u->vm, ssh, ca, err);
+  qvm_error *e = NULL;
+  int r = qvm_cert_ca_open(&ca, NULL, &e);
+  if (r >= 0) r = vm_ca_push_krl(u->vm, ssh, ca, &e);
   qvm_cert_ca_free(ca);
-  return r;
+  if (r == QVM_ENOTFOUND) { /* a guest that trusts no certificate of qvm's */
+    qvm_error_free(e);
+    return 0;
+  }
+  return r < 0 ? qvm_error_propagate(err, e) : 0;
 }
 
 static int run_phases(up_run *u, bool provision, qvm_error **err) {

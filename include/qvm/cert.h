@@ -129,9 +129,10 @@ QVM_API int qvm_cert_known_hosts_line(char **out, const qvm_cert_ca *ca, const c
  * root shell writes it to a new file in /etc/ssh and renames it over
  * /etc/ssh/qvm_revoked.krl (root's, 0644), then the guest's sha256 of it
  * must match. *out_json (the caller's, free()) is a JSON array of
- * {"vm", "pushed", "error"}, one per sandbox tried; *out_failed (may be
- * NULL) how many failed. Returns an error only when nothing could be tried
- * (a bad name, the VM list unreadable). */
+ * {"vm", "pushed", "error"}, one per sandbox tried, with "skipped": true for
+ * a guest without qvm's sshd drop-in (it trusts no certificate of qvm's);
+ * *out_failed (may be NULL) how many failed, not counting those. Returns an error only when nothing
+ * could be tried (a bad name, the VM list unreadable). */
 QVM_API int qvm_cert_push(char **out_json, size_t *out_failed, const qvm_cert_ca *ca,
                           const char *vm, qvm_error **err);
 

@@ -248,12 +248,16 @@ static void print_pushes(const char *json) {
   struct json_object *a = json_tokener_parse(json);
   size_t n = a && json_object_is_type(a, json_type_array) ? json_object_array_length(a) : 0;
   for (size_t i = 0; i < n; i++) {
-    struct json_object *o = json_object_array_get_idx(a, i), *vm = NULL, *ok = NULL, *e = NULL;
+    struct json_object *o = json_object_array_get_idx(a, i), *vm = NULL, *ok = NULL, *e = NULL,
+                       *skip = NULL;
     json_object_object_get_ex(o, "vm", &vm);
     json_object_object_get_ex(o, "pushed", &ok);
     json_object_object_get_ex(o, "error", &e);
+    json_object_object_get_ex(o, "skipped", &skip);
     if (json_object_get_boolean(ok))
       printf("sandbox '%s': krl pushed\n", json_object_get_string(vm));
+    else if (json_object_get_boolean(skip))
+      printf("sandbox '%s': skipped: %s\n", json_object_get_string(vm), json_object_get_string(e));
     else
       printf("sandbox '%s': krl NOT pushed: %s\n", json_object_get_string(vm),
              json_object_get_string(e));
