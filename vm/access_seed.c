@@ -175,6 +175,10 @@ static int build_seed(const char *dir, const vm_spec *s, const seed_inputs *in,
   spec.n_write_files = ca->n_files;
   spec.bootcmd = ca->bootcmd;
   spec.n_bootcmd = ca->n_bootcmd;
+  /* A VM that is not a sandbox trusts none of qvm's certificates, also when
+   * its disk is a sandbox's (a plain clone): it would get no KRL pushes. */
+  static const char *const untrust[] = {"rm -f " VM_GUEST_SSHD_DROPIN};
+  if (!s->sandbox) spec.bootcmd = untrust, spec.n_bootcmd = 1;
   char iso[4096];
   snprintf(iso, sizeof iso, "%s/%s", dir, VM_SEED_ISO);
   size_t configs = 0, scripts = 0;

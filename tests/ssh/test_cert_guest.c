@@ -147,6 +147,7 @@ static void test_seed_files(void **state) {
   char *boot = slurp("bootcmd");
   assert_contains(boot,
                   "cp --remove-destination /etc/ssh/qvm_user_ca.pub /etc/ssh/qvm_revoked.krl");
+  assert_null(strstr(boot, "rm -f /etc/ssh/sshd_config.d/qvm.conf"));
   free(boot);
 }
 
@@ -189,7 +190,9 @@ static void test_plain_vm_has_none(void **state) {
   assert_null(strstr(ud, "qvm_user_ca"));
   assert_null(strstr(ud, "qvm_revoked.krl"));
   assert_null(strstr(ud, "HostCertificate"));
-  assert_null(strstr(ud, "sshd_config.d"));
+  /* ... and it removes a drop-in its disk may have from a sandbox (a clone). */
+  assert_non_null(strstr(ud, "bootcmd:\n- \"rm -f /etc/ssh/sshd_config.d/qvm.conf\"\n"));
+  assert_null(strstr(ud, "TrustedUserCAKeys"));
   free(ud);
 }
 
