@@ -123,14 +123,15 @@ int vm_ca_seed_make(vm_ca_seed *out, const vm_spec *s, const char *host_public_l
 
 /* Run as root in the guest; stdin is the KRL. */
 #define NO_DROPIN_EXIT 3
+/* $1: the file in /etc/ssh to replace. */
 static const char push_script[] = "set -e; umask 077; "
                                   "if [ ! -f " VM_GUEST_SSHD_DROPIN " ]; then cat >/dev/null; "
                                   "exit 3; fi; "
-                                  "t=$(mktemp /etc/ssh/.qvm_revoked.krl.XXXXXXXX); "
+                                  "t=$(mktemp /etc/ssh/.qvm-push.XXXXXXXX); "
                                   "trap 'rm -f \"$t\"' EXIT; "
                                   "cat > \"$t\"; chown root:root \"$t\"; chmod 0644 \"$t\"; "
-                                  "mv -f -T \"$t\" " VM_GUEST_KRL "; trap - EXIT; "
-                                  "sha256sum < " VM_GUEST_KRL;
+                                  "mv -f -T \"$t\" \"$1\"; trap - EXIT; "
+                                  "sha256sum < \"$1\"";
 
 typedef struct push_output {
   char out[OUT_MAX], err[OUT_MAX];
@@ -148,27 +149,24 @@ static int push_collect(void *ctx, int stream, const void *data, size_t len) {
   return 0;
 }
 
-static int krl_memfd(int *out, char hex[65], const qvm_cert_ca *ca, qvm_error **err) {
-  _cleanup_free_ char *krl = NULL;
-  size_t len = 0;
-  int r = qvm_read_file(&krl, &len, qvm_cert_ca_krl_path(ca), KRL_MAX, err);
-  if (r < 0) return r;
+static int data_memfd(int *out, char hex[65], const char *data, size_t len, qvm_error **err) {
+  const char *krl = data;
   unsigned char h[crypto_hash_sha256_BYTES];
   crypto_hash_sha256(h, (const unsigned char *)krl, len);
   sodium_bin2hex(hex, 65, h, sizeof h);
-  int fd = memfd_create("qvm-krl", MFD_CLOEXEC);
-  if (fd < 0) return qvm_error_set_errno(err, errno, "cannot make a memfd for the krl");
+  int fd = memfd_create("qvm-push", MFD_CLOEXEC);
+  if (fd < 0) return qvm_error_set_errno(err, errno, "cannot make a memfd");
   if (qvm_write_all(fd, krl, len) < 0 || lseek(fd, 0, SEEK_SET) < 0) {
     int e = errno;
     close(fd);
-    return qvm_error_set_errno(err, e, "cannot fill the krl memfd");
+    return qvm_error_set_errno(err, e, "cannot fill a memfd");
   }
   *out = fd;
   return 0;
 }
 
 static int push_check(const push_output *p, const qvm_ssh_exec_result *res, const char *hex,
-                      qvm_error **err) {
+                      const char *dest, qvm_error **err) {
   if (res->exit_code == NO_DROPIN_EXIT && !res->signaled)
     return qvm_error_set(err, QVM_ENOTFOUND,
                          "the guest has no " VM_GUEST_SSHD_DROPIN
@@ -176,24 +174,25 @@ static int push_check(const push_output *p, const qvm_ssh_exec_result *res, cons
                          "write_files)");
   if (res->exit_code != 0 || res->signaled) {
     _cleanup_free_ char *why = qvm_text_for_terminal(p->err, p->err_len, 0);
-    return qvm_error_set(err, QVM_EPROTO,
-                         "writing " VM_GUEST_KRL " in the guest failed (exit %d): %s",
+    return qvm_error_set(err, QVM_EPROTO, "writing %s in the guest failed (exit %d): %s", dest,
                          res->exit_code, why && *why ? why : "no message");
   }
   if (p->out_len < 64 || memcmp(p->out, hex, 64) != 0)
     return qvm_error_set(err, QVM_EPROTO,
-                         "the guest's " VM_GUEST_KRL
-                         " does not have the krl's sha256 after the push");
+                         "the guest's %s does not have the pushed bytes' sha256 after the push",
+                         dest);
   return 0;
 }
 
-int vm_ca_push_krl(qvm_vm *vm, qvm_ssh *ssh, const qvm_cert_ca *ca, qvm_error **err) {
+/* data to dest in the guest (one of qvm's files in /etc/ssh), as root. */
+static int push_file(qvm_vm *vm, qvm_ssh *ssh, const char *dest, const char *data, size_t len,
+                     qvm_error **err) {
   _cleanup_close_ int fd = -1;
   char hex[65];
-  int r = krl_memfd(&fd, hex, ca, err);
+  int r = data_memfd(&fd, hex, data, len, err);
   if (r < 0) return r;
   bool root = !strcmp(qvm_vm_user(vm), "root");
-  const char *sudo_argv[] = {"sudo", "-n", "sh", "-c", push_script, NULL};
+  const char *sudo_argv[] = {"sudo", "-n", "sh", "-c", push_script, "qvm-push", dest, NULL};
   const char *const *argv = root ? sudo_argv + 2 : sudo_argv;
   push_output p = {0};
   qvm_ssh_exec_result res = {0};
@@ -204,11 +203,74 @@ int vm_ca_push_krl(qvm_vm *vm, qvm_ssh *ssh, const qvm_cert_ca *ca, qvm_error **
   o.ctx = &p;
   o.timeout_ms = PUSH_TIMEOUT_MS;
   r = qvm_vm_exec(&res, vm, ssh, &o, err);
-  if (r >= 0) r = push_check(&p, &res, hex, err);
+  if (r >= 0) r = push_check(&p, &res, hex, dest, err);
   struct json_object *d = json_object_new_object();
+  json_object_object_add(d, "path", json_object_new_string(dest));
   json_object_object_add(d, "sha256", json_object_new_string(hex));
-  vm_audit_note(vm->name, "krl-push", r, (const qvm_error *const *)err, d);
+  vm_audit_note(vm->name, strcmp(dest, VM_GUEST_KRL) ? "host-cert-push" : "krl-push", r,
+                (const qvm_error *const *)err, d);
+  return r;
+}
+
+int vm_ca_push_krl(qvm_vm *vm, qvm_ssh *ssh, const qvm_cert_ca *ca, qvm_error **err) {
+  _cleanup_free_ char *krl = NULL;
+  size_t len = 0;
+  int r = qvm_read_file(&krl, &len, qvm_cert_ca_krl_path(ca), KRL_MAX, err);
+  if (r >= 0) r = push_file(vm, ssh, VM_GUEST_KRL, krl, len, err);
   return r < 0 ? qvm_error_prefix(err, "cannot push the krl to vm '%s'", vm->name) : 0;
+}
+
+/* ---- forks ------------------------------------------------------------------- */
+
+static bool has_mark(const char *dir) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/" VM_CA_TRUST_MARK, dir);
+  return access(path, F_OK) == 0;
+}
+
+bool vm_ca_trusted(const qvm_vm *vm) { return vm->spec->sandbox || has_mark(vm->paths.dir); }
+
+int vm_ca_fork_mark(const qvm_vm *src, const char *dir, qvm_error **err) {
+  if (!vm_ca_trusted(src)) return 0;
+  char path[4096];
+  snprintf(path, sizeof path, "%s/" VM_CA_TRUST_MARK, dir);
+  return qvm_write_file_atomic(path, "", 0, 0600, err);
+}
+
+/* The fork's pinned host key (SRC's): "NAME TYPE BASE64" -> "TYPE BASE64". */
+static int pinned_key(char **out, const qvm_vm *vm, qvm_error **err) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/known_hosts", vm->paths.dir);
+  _cleanup_free_ char *text = NULL;
+  int r = qvm_read_file(&text, NULL, path, 64 << 10, err);
+  if (r < 0) return r;
+  text[strcspn(text, "\n")] = 0;
+  char *sp = strchr(text, ' ');
+  if (!sp || !sp[1])
+    return qvm_error_set(err, QVM_ENOTFOUND, "vm '%s' has no pinned host key", vm->name);
+  return (*out = strdup(sp + 1)) ? 0 : oom(err);
+}
+
+int vm_ca_fork_trust(qvm_vm *vm, qvm_ssh *ssh, qvm_error **err) {
+  if (!has_mark(vm->paths.dir)) return 0;
+  _cleanup_free_ char *key = NULL, *cert = NULL;
+  qvm_cert_ca *ca = NULL;
+  qvm_error *e = NULL;
+  int r = pinned_key(&key, vm, &e);
+  if (r >= 0) r = qvm_cert_ca_open(&ca, NULL, &e);
+  if (r >= 0) r = host_cert_issue(&cert, ca, vm->spec, key, &e);
+  if (r >= 0) r = push_file(vm, ssh, VM_GUEST_HOST_CERT, cert, strlen(cert), &e);
+  if (r >= 0) r = vm_ca_push_krl(vm, ssh, ca, &e);
+  qvm_cert_ca_free(ca);
+  if (r == QVM_ENOTFOUND) { /* no drop-in in the guest: it trusts no certificate */
+    qvm_error_free(e);
+    return 0;
+  }
+  if (r < 0) {
+    qvm_error_propagate(err, e);
+    return qvm_error_prefix(err, "fork '%s': cannot give it its host certificate", vm->name);
+  }
+  return 0;
 }
 
 /* ---- qvm_cert_push ----------------------------------------------------------- */
@@ -243,11 +305,11 @@ static void push_vm(struct json_object *a, size_t *failed, const char *name, con
   qvm_vm *vm = NULL;
   qvm_error *e = NULL;
   int r = qvm_vm_open(&vm, name, &e);
-  if (r >= 0 && !vm->spec->sandbox && named)
+  if (r >= 0 && !vm_ca_trusted(vm) && named)
     r = qvm_error_set(&e, QVM_ECONFLICT, "vm '%s' is not a sandbox", name);
-  else if (r >= 0 && vm->spec->sandbox && qvm_vm_get_state(vm) != QVM_VM_RUNNING && named)
+  else if (r >= 0 && vm_ca_trusted(vm) && qvm_vm_get_state(vm) != QVM_VM_RUNNING && named)
     r = qvm_error_set(&e, QVM_ECONFLICT, "sandbox '%s' is not running", name);
-  else if (r >= 0 && (!vm->spec->sandbox || qvm_vm_get_state(vm) != QVM_VM_RUNNING)) {
+  else if (r >= 0 && (!vm_ca_trusted(vm) || qvm_vm_get_state(vm) != QVM_VM_RUNNING)) {
     qvm_vm_free(vm);
     return;
   }

@@ -8,6 +8,7 @@
  * and an sshd drop-in naming them; the KRL is pushed again to running
  * sandboxes when it changes.
  */
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <qvm/cert.h>
@@ -52,5 +53,15 @@ void vm_ca_seed_clear(vm_ca_seed *seed);
  * the host's. A guest without VM_GUEST_SSHD_DROPIN (an image that ignored
  * the seed's write_files) is QVM_ENOTFOUND: it trusts no certificate. */
 int vm_ca_push_krl(qvm_vm *vm, qvm_ssh *ssh, const qvm_cert_ca *ca, qvm_error **err);
+
+/* Forks (vm/fork.c): a fork of a VM whose guest trusts the CA (a sandbox,
+ * or a fork of one) gets the mark VM_CA_TRUST_MARK in its directory, so that
+ * qvm cert push reaches it too; once it answers over SSH it gets a host
+ * certificate of its own (its name and 127.0.0.1, for SRC's host key, which
+ * its memory holds) and the current KRL. */
+#define VM_CA_TRUST_MARK "ca-trust"
+bool vm_ca_trusted(const qvm_vm *vm);
+int vm_ca_fork_mark(const qvm_vm *src, const char *dir, qvm_error **err);
+int vm_ca_fork_trust(qvm_vm *vm, qvm_ssh *ssh, qvm_error **err);
 
 #endif
