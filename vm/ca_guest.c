@@ -73,15 +73,18 @@ static int seed_texts(vm_ca_seed *out, qvm_cert_ca *ca, const vm_spec *s, const 
                       qvm_error **err) {
   int r = qvm_read_file(&out->krl, &out->krl_len, qvm_cert_ca_krl_path(ca), KRL_MAX, err);
   if (r < 0) return r;
-  if (asprintf(&out->ca_line, "%s\n", qvm_cert_ca_public_line(ca, QVM_CERT_USER)) < 0 ||
-      asprintf(&out->dropin,
+  if (asprintf(&out->ca_line, "%s\n", qvm_cert_ca_public_line(ca, QVM_CERT_USER)) < 0) {
+    out->ca_line = NULL;
+    return oom(err);
+  }
+  if (asprintf(&out->dropin,
                "# Written by qvm when sandbox '%s' was created: sshd trusts qvm's user CA,\n"
                "# refuses what qvm revoked and shows a host certificate of qvm's host CA.\n"
                "TrustedUserCAKeys " VM_GUEST_USER_CA "\n"
                "RevokedKeys " VM_GUEST_KRL "\n"
                "HostCertificate " VM_GUEST_HOST_CERT "\n",
                s->name) < 0) {
-    out->ca_line = out->dropin = NULL;
+    out->dropin = NULL;
     return oom(err);
   }
   return host_cert_issue(&out->cert_line, ca, s, public_line, err);
@@ -121,9 +124,9 @@ int vm_ca_seed_make(vm_ca_seed *out, const vm_spec *s, const char *host_public_l
 
 /* ---- the push --------------------------------------------------------------- */
 
-/* Run as root in the guest; stdin is the KRL. */
+/* Run as root in the guest; stdin is the new content of $1, one of qvm's
+ * files in /etc/ssh. Exit 3 (NO_DROPIN_EXIT): the guest has no drop-in. */
 #define NO_DROPIN_EXIT 3
-/* $1: the file in /etc/ssh to replace. */
 static const char push_script[] = "set -e; umask 077; "
                                   "if [ ! -f " VM_GUEST_SSHD_DROPIN " ]; then cat >/dev/null; "
                                   "exit 3; fi; "
@@ -150,13 +153,12 @@ static int push_collect(void *ctx, int stream, const void *data, size_t len) {
 }
 
 static int data_memfd(int *out, char hex[65], const char *data, size_t len, qvm_error **err) {
-  const char *krl = data;
   unsigned char h[crypto_hash_sha256_BYTES];
-  crypto_hash_sha256(h, (const unsigned char *)krl, len);
+  crypto_hash_sha256(h, (const unsigned char *)data, len);
   sodium_bin2hex(hex, 65, h, sizeof h);
   int fd = memfd_create("qvm-push", MFD_CLOEXEC);
   if (fd < 0) return qvm_error_set_errno(err, errno, "cannot make a memfd");
-  if (qvm_write_all(fd, krl, len) < 0 || lseek(fd, 0, SEEK_SET) < 0) {
+  if (qvm_write_all(fd, data, len) < 0 || lseek(fd, 0, SEEK_SET) < 0) {
     int e = errno;
     close(fd);
     return qvm_error_set_errno(err, e, "cannot fill a memfd");
