@@ -13,6 +13,7 @@
 #include "util/fs.h"
 #include "util/strbuf.h"
 #include "vm/access.h"
+#include "vm/ca_guest.h"
 #include <qvm/seed.h>
 #include <qvm/ssh.h>
 
@@ -145,7 +146,7 @@ static int write_multipart(const char *iso, const qvm_seed_spec *spec, const see
 }
 
 static int build_seed(const char *dir, const vm_spec *s, const seed_inputs *in,
-                      const qvm_ssh_key *host, qvm_error **err) {
+                      const qvm_ssh_key *host, const vm_ca_seed *ca, qvm_error **err) {
   bool root = !strcmp(s->user, "root");
   qvm_seed_user user = {.name = s->user,
                         .sudo = root ? NULL : SUDO_ALL,
@@ -170,6 +171,14 @@ static int build_seed(const char *dir, const vm_spec *s, const seed_inputs *in,
   spec.n_host_keys = 1;
   spec.disable_root = !root; /* else cloud-init makes root's keys print "login as ..." */
   spec.network = s->net == VM_NET_NONE ? NULL : &net;
+  spec.write_files = ca->files; /* a sandbox's trust in qvm's CAs; none otherwise */
+  spec.n_write_files = ca->n_files;
+  spec.bootcmd = ca->bootcmd;
+  spec.n_bootcmd = ca->n_bootcmd;
+  /* A VM that is not a sandbox trusts none of qvm's certificates, also when
+   * its disk is a sandbox's (a plain clone): it would get no KRL pushes. */
+  static const char *const untrust[] = {"rm -f " VM_GUEST_SSHD_DROPIN};
+  if (!s->sandbox) spec.bootcmd = untrust, spec.n_bootcmd = 1;
   char iso[4096];
   snprintf(iso, sizeof iso, "%s/%s", dir, VM_SEED_ISO);
   size_t configs = 0, scripts = 0;
@@ -199,7 +208,10 @@ int vm_access_populate(const char *dir, const vm_spec *s, qvm_error **err) {
   for (size_t i = 0; r >= 0 && i < s->n_authorized_keys; i++)
     r = read_key_file(&in, s->authorized_keys[i], err);
   if (r >= 0) r = read_parts(&in, s, err);
-  if (r >= 0) r = build_seed(dir, s, &in, host, err);
+  vm_ca_seed ca = {0};
+  if (r >= 0 && s->sandbox) r = vm_ca_seed_make(&ca, s, qvm_ssh_key_public_line(host), err);
+  if (r >= 0) r = build_seed(dir, s, &in, host, &ca, err);
+  vm_ca_seed_clear(&ca);
   seed_inputs_clear(&in);
   return r;
 }

@@ -27,6 +27,7 @@
 #include "util/time.h"
 #include "vm/access.h"
 #include "vm/audit.h"
+#include "vm/ca_guest.h"
 #include "vm/clone.h"
 #include "vm/handle.h"
 #include "vm/images.h"
@@ -265,6 +266,7 @@ static int fork_identity(fork_ctx *c, fork_child *k, qvm_error **err) {
   snprintf(key, sizeof key, "%s/%s", sdir, VM_CLIENT_KEY);
   if (r >= 0 && access(key, F_OK) == 0) r = copy_private(sdir, dir, VM_CLIENT_KEY, err);
   if (r >= 0) r = pin_src_key(c->svm, dir, k->name, err);
+  if (r >= 0) r = vm_ca_fork_mark(c->svm, dir, err);
   if (r >= 0 && s->cloud_init) r = copy_private(sdir, dir, VM_SEED_ISO, err);
   if (r >= 0 && s->firmware == VM_FIRMWARE_UEFI && s->firmware_vars)
     r = copy_private(sdir, dir, s->firmware_vars, err);
@@ -320,6 +322,7 @@ static int start_fork(fork_ctx *c, fork_child *k, qvm_error **err) {
     o.timeout_ms = timeout;
     qvm_ssh *ssh = NULL;
     r = qvm_vm_ssh_connect(&ssh, vm, &o, err);
+    if (r >= 0) r = vm_ca_fork_trust(vm, ssh, err);
     qvm_ssh_free(ssh);
   }
   k->ready_ms = qvm_now_ms() - t0;

@@ -25,10 +25,12 @@
 #include "util/strbuf.h"
 #include "util/time.h"
 #include "vm/argv.h"
+#include "vm/ca_guest.h"
 #include "vm/defaults.h"
 #include "vm/handle.h"
 #include "vm/shim.h"
 #include "vm/syntax.h"
+#include <qvm/cert.h>
 #include <qvm/seed.h>
 #include <qvm/text.h>
 #include <qvm/up.h>
@@ -732,6 +734,22 @@ static int wait_cloud_init(up_run *u, qvm_ssh *ssh, qvm_error **err) {
   return 0;
 }
 
+/* A sandbox boots refusing qvm's certificates (vm/ca_guest.c) until it has
+ * the current KRL: it gets it here, once sshd answers. */
+static int sandbox_krl(up_run *u, qvm_ssh *ssh, qvm_error **err) {
+  if (!u->vm->spec->sandbox || !u->cloud_init) return 0;
+  qvm_cert_ca *ca = NULL;
+  qvm_error *e = NULL;
+  int r = qvm_cert_ca_open(&ca, NULL, &e);
+  if (r >= 0) r = vm_ca_push_krl(u->vm, ssh, ca, &e);
+  qvm_cert_ca_free(ca);
+  if (r == QVM_ENOTFOUND) { /* a guest that trusts no certificate of qvm's */
+    qvm_error_free(e);
+    return 0;
+  }
+  return r < 0 ? qvm_error_propagate(err, e) : 0;
+}
+
 static int run_phases(up_run *u, bool provision, qvm_error **err) {
   qvm_up_result *res = u->res;
   phase_done(u, QVM_UP_STARTED, QVM_UP_PHASE_DONE, NULL);
@@ -797,6 +815,7 @@ static int run_phases(up_run *u, bool provision, qvm_error **err) {
     phase_done(u, QVM_UP_CLOUD_INIT, QVM_UP_PHASE_SKIPPED, "not waited for");
   }
 
+  if ((r = sandbox_krl(u, ssh, err)) < 0) return r;
   if (!provision) {
     phase_done(u, QVM_UP_PROVISION, QVM_UP_PHASE_SKIPPED,
                qvm_vm_provision_count(u->vm) ? "already provisioned" : "no provision steps");

@@ -17,7 +17,8 @@
  *   valid from 30 s before now (clock skew) to now + ttl, the critical
  *   option source-address when given, and the single extension permit-pty:
  *   no port, X11 or agent forwarding, no user rc.
- * - A host certificate names the VM as its principal.
+ * - A host certificate names the VM as its principal (a sandbox's also
+ *   127.0.0.1, see below).
  * - Revocation puts serials into revoked.krl, rewritten atomically; a serial
  *   is revoked for good (until the certificate has expired for a day).
  *
@@ -105,6 +106,35 @@ QVM_API int qvm_cert_write(const qvm_cert *cert, const char *path, qvm_error **e
  * is QVM_ENOTFOUND; a host certificate's serial is QVM_EINVAL. */
 QVM_API int qvm_cert_revoke(size_t *out_revoked, qvm_cert_ca *ca, const char *vm, uint64_t serial,
                             qvm_error **err);
+
+/* ---- sandboxes' guests (vm/ca_guest.c) ----
+ * Every sandbox's seed installs the user CA (/etc/ssh/qvm_user_ca.pub), the
+ * KRL (/etc/ssh/qvm_revoked.krl), a host certificate for the host key qvm
+ * pinned (principals: the VM's name and 127.0.0.1, the name plain
+ * `ssh -p PORT 127.0.0.1` checks) and an sshd drop-in
+ * (/etc/ssh/sshd_config.d/qvm.conf). After a reboot the guest refuses every
+ * certificate until qvm pushes the current KRL again (qvm up does). */
+
+/* Where sandboxes answer: loopback, any forwarded port. */
+#define QVM_CERT_KNOWN_HOSTS_PATTERN "127.0.0.1,[127.0.0.1]:*"
+
+/* "@cert-authority PATTERN HOST-CA-LINE" (no newline) for a client's
+ * known_hosts; pattern NULL: QVM_CERT_KNOWN_HOSTS_PATTERN. A pattern with
+ * spaces or control bytes is QVM_EINVAL. */
+QVM_API int qvm_cert_known_hosts_line(char **out, const qvm_cert_ca *ca, const char *pattern,
+                                      qvm_error **err);
+
+/* Pushes the current KRL to running sandboxes (vm NULL: every one; else
+ * that one, which must be a running sandbox): over SSH as the VM's user, a
+ * root shell writes it to a new file in /etc/ssh and renames it over
+ * /etc/ssh/qvm_revoked.krl (root's, 0644), then the guest's sha256 of it
+ * must match. *out_json (the caller's, free()) is a JSON array of
+ * {"vm", "pushed", "error"}, one per sandbox tried, with "skipped": true for
+ * a guest without qvm's sshd drop-in (it trusts no certificate of qvm's);
+ * *out_failed (may be NULL) how many failed, not counting those. Returns an error only when nothing
+ * could be tried (a bad name, the VM list unreadable). */
+QVM_API int qvm_cert_push(char **out_json, size_t *out_failed, const qvm_cert_ca *ca,
+                          const char *vm, qvm_error **err);
 
 #ifdef __cplusplus
 }

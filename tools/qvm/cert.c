@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* qvm cert issue | revoke | ca: short-lived SSH certificates from qvm's CA. */
+/* qvm cert issue | revoke | push | ca | known-hosts: short-lived SSH
+ * certificates from qvm's CA. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -8,6 +9,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+
+#include <json-c/json.h>
 
 #include <qvm/cert.h>
 #include <qvm/ssh.h>
@@ -42,8 +45,31 @@ static const char revoke_help[] =
     "usage: qvm cert revoke VM SERIAL|--all [--json]\n"
     "\n"
     "Revokes one user certificate issued for VM (by the serial 'qvm cert issue'\n"
-    "printed), or with --all every one that has not expired, and rewrites the key\n"
-    "revocation list that guests' sshd reads as RevokedKeys.\n";
+    "printed), or with --all every one that has not expired, rewrites the key\n"
+    "revocation list that guests' sshd reads as RevokedKeys, and pushes it to\n"
+    "every running sandbox (a certificate of qvm's CA is good in any of them).\n"
+    "Exit 1 when a push failed: the certificate is revoked in qvm's list and in\n"
+    "the sandboxes that got it; run 'qvm cert push' again.\n"
+    "  --json   {\"vm\", \"revoked\", \"krl\", \"pushed\": [{\"vm\", \"pushed\", \"error\"}]}\n";
+
+static const char push_help[] =
+    "usage: qvm cert push [SANDBOX] [--json]\n"
+    "\n"
+    "Pushes qvm's current key revocation list to every running sandbox (or to\n"
+    "SANDBOX). A sandbox refuses qvm's certificates after a reboot until it has\n"
+    "the current list again ('qvm up' pushes it too). Exit 1 when a push failed.\n"
+    "  --json   [{\"vm\", \"pushed\", \"error\"}]\n";
+
+static const char known_hosts_help[] =
+    "usage: qvm cert known-hosts [--pattern PATTERN]\n"
+    "\n"
+    "Prints the known_hosts line that makes plain ssh trust qvm's host CA:\n"
+    "  @cert-authority " QVM_CERT_KNOWN_HOSTS_PATTERN " HOST-CA-KEY\n"
+    "A sandbox's host certificate names the sandbox and 127.0.0.1, so with only\n"
+    "this line 'ssh -o StrictHostKeyChecking=yes -p PORT USER@127.0.0.1' reaches\n"
+    "it without a prompt. With HostKeyAlias=NAME, add NAME to the pattern.\n"
+    "  --pattern PATTERN   comma-separated host patterns (default " QVM_CERT_KNOWN_HOSTS_PATTERN
+    ")\n";
 
 static const char ca_help[] =
     "usage: qvm cert ca [--host] --print\n"
@@ -217,6 +243,37 @@ out:
   return r;
 }
 
+/* One line per sandbox the KRL was pushed to (JSON from qvm_cert_push). */
+static void print_pushes(const char *json) {
+  struct json_object *a = json_tokener_parse(json);
+  size_t n = a && json_object_is_type(a, json_type_array) ? json_object_array_length(a) : 0;
+  for (size_t i = 0; i < n; i++) {
+    struct json_object *o = json_object_array_get_idx(a, i), *vm = NULL, *ok = NULL, *e = NULL,
+                       *skip = NULL;
+    json_object_object_get_ex(o, "vm", &vm);
+    json_object_object_get_ex(o, "pushed", &ok);
+    json_object_object_get_ex(o, "error", &e);
+    json_object_object_get_ex(o, "skipped", &skip);
+    if (json_object_get_boolean(ok))
+      printf("sandbox '%s': krl pushed\n", json_object_get_string(vm));
+    else if (json_object_get_boolean(skip))
+      printf("sandbox '%s': skipped: %s\n", json_object_get_string(vm), json_object_get_string(e));
+    else
+      printf("sandbox '%s': krl NOT pushed: %s\n", json_object_get_string(vm),
+             json_object_get_string(e));
+  }
+  json_object_put(a);
+}
+
+static int push_status(const char *verb, size_t failed) {
+  if (!failed) return QVM_EXIT_OK;
+  fprintf(stderr,
+          "qvm %s: %zu running sandbox%s did not get the krl\n"
+          "hint: run 'qvm cert push' once they answer over ssh\n",
+          verb, failed, failed == 1 ? "" : "es");
+  return QVM_EXIT_FAILURE;
+}
+
 static int revoke_run(int argc, char **argv) {
   static const struct option longopts[] = {
       {"all", 0, 0, 'a'}, {"json", 0, 0, 'j'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
@@ -251,9 +308,11 @@ static int revoke_run(int argc, char **argv) {
   }
   qvm_error *err = NULL;
   qvm_cert_ca *ca = NULL;
-  size_t n = 0;
+  size_t n = 0, failed = 0;
+  char *pushed = NULL;
   if (qvm_cert_ca_open(&ca, NULL, &err) < 0 ||
-      qvm_cert_revoke(&n, ca, argv[optind], serial, &err) < 0) {
+      qvm_cert_revoke(&n, ca, argv[optind], serial, &err) < 0 ||
+      qvm_cert_push(&pushed, &failed, ca, NULL, &err) < 0) {
     qvm_cert_ca_free(ca);
     return qvm_cli_fail("cert revoke", err, NULL);
   }
@@ -262,11 +321,78 @@ static int revoke_run(int argc, char **argv) {
     qvm_cli_json_string(stdout, argv[optind]);
     printf(", \"revoked\": %zu, \"krl\": ", n);
     qvm_cli_json_string(stdout, qvm_cert_ca_krl_path(ca));
-    printf("}\n");
+    printf(", \"pushed\": %s}\n", pushed);
   } else {
     printf("vm '%s': %zu certificate%s newly revoked (krl %s)\n", argv[optind], n,
            n == 1 ? "" : "s", qvm_cert_ca_krl_path(ca));
+    print_pushes(pushed);
   }
+  free(pushed);
+  qvm_cert_ca_free(ca);
+  return push_status("cert revoke", failed);
+}
+
+static int push_run(int argc, char **argv) {
+  static const struct option longopts[] = {{"json", 0, 0, 'j'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+  bool json = false;
+  int c;
+  optind = 1;
+  opterr = 0;
+  while ((c = qvm_cli_getopt(argc, argv, ":h", longopts)) != -1) {
+    if (c == 'j')
+      json = true;
+    else if (c == 'h')
+      return printf("%s", push_help), QVM_EXIT_OK;
+    else
+      return qvm_cli_bad_option("cert push", c, argv);
+  }
+  if (argc - optind > 1)
+    return qvm_cli_usage_error("cert push", "unexpected argument '%s'", argv[optind + 1]);
+  const char *vm = optind < argc ? argv[optind] : NULL;
+  qvm_error *err = NULL;
+  qvm_cert_ca *ca = NULL;
+  size_t failed = 0;
+  char *pushed = NULL;
+  if (qvm_cert_ca_open(&ca, NULL, &err) < 0 || qvm_cert_push(&pushed, &failed, ca, vm, &err) < 0) {
+    qvm_cert_ca_free(ca);
+    return qvm_cli_fail("cert push", err, NULL);
+  }
+  if (json)
+    printf("%s\n", pushed);
+  else
+    print_pushes(pushed);
+  free(pushed);
+  qvm_cert_ca_free(ca);
+  return push_status("cert push", failed);
+}
+
+static int known_hosts_run(int argc, char **argv) {
+  static const struct option longopts[] = {
+      {"pattern", 1, 0, 'p'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+  const char *pattern = NULL;
+  int c;
+  optind = 1;
+  opterr = 0;
+  while ((c = qvm_cli_getopt(argc, argv, ":h", longopts)) != -1) {
+    if (c == 'p')
+      pattern = optarg;
+    else if (c == 'h')
+      return printf("%s", known_hosts_help), QVM_EXIT_OK;
+    else
+      return qvm_cli_bad_option("cert known-hosts", c, argv);
+  }
+  if (optind < argc)
+    return qvm_cli_usage_error("cert known-hosts", "unexpected argument '%s'", argv[optind]);
+  qvm_error *err = NULL;
+  qvm_cert_ca *ca = NULL;
+  char *line = NULL;
+  if (qvm_cert_ca_open(&ca, NULL, &err) < 0 ||
+      qvm_cert_known_hosts_line(&line, ca, pattern, &err) < 0) {
+    qvm_cert_ca_free(ca);
+    return qvm_cli_fail("cert known-hosts", err, NULL);
+  }
+  printf("%s\n", line);
+  free(line);
   qvm_cert_ca_free(ca);
   return QVM_EXIT_OK;
 }
@@ -301,7 +427,11 @@ static const struct qvm_command cert_issue = {"issue", "a short-lived user certi
 static const struct qvm_command cert_revoke = {"revoke", "revoke certificates issued for a vm",
                                                revoke_run};
 static const struct qvm_command cert_ca = {"ca", "print a CA public key line", ca_run};
-static const struct qvm_command *const subcommands[] = {&cert_issue, &cert_revoke, &cert_ca};
+static const struct qvm_command cert_push = {"push", "push the krl to running sandboxes", push_run};
+static const struct qvm_command cert_known_hosts = {
+    "known-hosts", "print the @cert-authority line for known_hosts", known_hosts_run};
+static const struct qvm_command *const subcommands[] = {&cert_issue, &cert_revoke, &cert_push,
+                                                        &cert_ca, &cert_known_hosts};
 
 static void usage(FILE *f) {
   fprintf(f, "usage: qvm cert SUBCOMMAND [OPTIONS]\n\n"

@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef QVM_VM_CA_GUEST_H
+#define QVM_VM_CA_GUEST_H
+
+/*
+ * A sandbox's guest trusts qvm's CAs (vm/ca_guest.c): its seed installs the
+ * user CA, the current KRL, a host certificate for the host key qvm pinned,
+ * and an sshd drop-in naming them; the KRL is pushed again to running
+ * sandboxes when it changes.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <qvm/cert.h>
+#include <qvm/seed.h>
+#include <qvm/ssh.h>
+
+#include "util/error.h"
+#include "vm/spec.h"
+
+#define VM_GUEST_USER_CA "/etc/ssh/qvm_user_ca.pub"
+#define VM_GUEST_KRL "/etc/ssh/qvm_revoked.krl"
+/* Not "ssh_host_*": cloud-init's ssh module deletes /etc/ssh/ssh_host_*key*
+ * after write_files ran. */
+#define VM_GUEST_HOST_CERT "/etc/ssh/qvm_host_ed25519_key-cert.pub"
+#define VM_GUEST_SSHD_DROPIN "/etc/ssh/sshd_config.d/qvm.conf"
+/* The host certificate's principals besides the VM's name: what plain
+ * `ssh -p PORT 127.0.0.1` checks (OpenSSH checks the host name as typed, or
+ * HostKeyAlias, without the port). */
+#define VM_GUEST_HOST_PRINCIPAL "127.0.0.1"
+/* How long a host certificate outlives the sandbox's deadline (an extend
+ * moves the deadline by at most this much at a time). */
+#define VM_GUEST_HOST_CERT_SLACK_S (7 * 24 * 3600)
+
+typedef struct vm_ca_seed {
+  qvm_seed_write_file files[4];
+  size_t n_files;
+  const char *bootcmd[1];
+  size_t n_bootcmd;
+  char *ca_line, *cert_line, *dropin, *krl;
+  size_t krl_len;
+} vm_ca_seed;
+
+/* The seed parts of sandbox s whose guest host key is host_public_line: a
+ * host certificate is issued (principals: s->name and 127.0.0.1). */
+int vm_ca_seed_make(vm_ca_seed *out, const vm_spec *s, const char *host_public_line,
+                    qvm_error **err);
+void vm_ca_seed_clear(vm_ca_seed *seed);
+
+/* Writes ca's KRL to VM_GUEST_KRL in the guest on ssh (a session of vm's
+ * user; sudo -n unless it is root): a fresh temp file in /etc/ssh, root's,
+ * 0644, renamed over the old one; the guest's sha256 of the result must be
+ * the host's. A guest without VM_GUEST_SSHD_DROPIN (an image that ignored
+ * the seed's write_files) is QVM_ENOTFOUND: it trusts no certificate. */
+int vm_ca_push_krl(qvm_vm *vm, qvm_ssh *ssh, const qvm_cert_ca *ca, qvm_error **err);
+
+/* Forks (vm/fork.c): a fork of a VM whose guest trusts the CA (a sandbox,
+ * or a fork of one) gets the mark VM_CA_TRUST_MARK in its directory, so that
+ * qvm cert push reaches it too; once it answers over SSH it gets a host
+ * certificate of its own (its name and 127.0.0.1, for SRC's host key, which
+ * its memory holds) and the current KRL. */
+#define VM_CA_TRUST_MARK "ca-trust"
+bool vm_ca_trusted(const qvm_vm *vm);
+int vm_ca_fork_mark(const qvm_vm *src, const char *dir, qvm_error **err);
+int vm_ca_fork_trust(qvm_vm *vm, qvm_ssh *ssh, qvm_error **err);
+
+#endif
