@@ -47,21 +47,23 @@ req() {
   ctype=$(sed -n 's/^[Cc]ontent-[Tt]ype: *\([^;\r]*\).*/\1/p' "$tmp/hdrs" 2>/dev/null | tail -n 1)
 }
 
+problem_check='
+import json, sys
+p = json.load(sys.stdin)
+assert p["status"] == int(sys.argv[1]), p
+for k in ("type", "title", "detail", "code"):
+    assert isinstance(p[k], str) and p[k], k
+'
 # expect_status CODE WHAT: the last answer had CODE; an error is a valid
 # problem+json document with status CODE.
 expect_status() {
   [[ $status == "$1" ]] || fail "$2: status $status, expected $1: $body"
   if ((status >= 400)); then
     [[ $ctype == application/problem+json ]] || fail "$2: content type '$ctype', not problem+json"
-    python3 - "$body" "$1" <<'PY' || fail "$2: not a problem document: $body"
-import json, sys
-p = json.loads(sys.argv[1])
-assert p["status"] == int(sys.argv[2]), p
-for k in ("type", "title", "detail", "code"):
-    assert isinstance(p[k], str) and p[k], k
-PY
+    python3 -c "$problem_check" "$1" <<<"$body" || fail "$2: not a problem document: $body"
   fi
 }
 
 # jq-like access with python: jget JSON EXPR (EXPR applied to o).
-jget() { python3 -c 'import json,sys; o=json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"; }
+# The JSON comes on stdin: it may be larger than an argument may be.
+jget() { python3 -c 'import json,sys; o=json.load(sys.stdin); print(eval(sys.argv[1]))' "$2" <<<"$1"; }

@@ -246,12 +246,15 @@ static size_t unescape(void *cls, struct MHD_Connection *c, char *s) {
 }
 
 struct MHD_Daemon *qvmd_http_start(const qvmd_listener *l, int fd, const qvmd_http_limits *lim) {
-  return MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                              MHD_USE_POLL | MHD_USE_ERROR_LOG,
-                          0, NULL, NULL, on_request, (void *)l, MHD_OPTION_LISTEN_SOCKET, fd,
-                          MHD_OPTION_CONNECTION_TIMEOUT, lim->timeout_s,
-                          MHD_OPTION_CONNECTION_LIMIT, lim->max_connections,
-                          MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64u << 10),
-                          MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-                          MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_END);
+  /* On TCP, one address may not take every connection (the UNIX socket
+   * has no address to tell callers apart by). */
+  unsigned per_ip = l->tcp ? lim->max_connections_per_ip : 0;
+  return MHD_start_daemon(
+      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
+          MHD_USE_ERROR_LOG,
+      0, NULL, NULL, on_request, (void *)l, MHD_OPTION_LISTEN_SOCKET, fd,
+      MHD_OPTION_CONNECTION_TIMEOUT, lim->timeout_s, MHD_OPTION_CONNECTION_LIMIT,
+      lim->max_connections, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64u << 10),
+      MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
+      MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip, MHD_OPTION_END);
 }

@@ -13,8 +13,9 @@ typedef struct qvmd_listener {
 } qvmd_listener;
 
 typedef struct qvmd_http_limits {
-  unsigned timeout_s;       /* idle connection, header and body */
-  unsigned max_connections; /* per listener */
+  unsigned timeout_s;              /* idle connection, header and body */
+  unsigned max_connections;        /* per listener */
+  unsigned max_connections_per_ip; /* TCP: per client address; 0: none */
 } qvmd_http_limits;
 
 /* Serves on the listening socket fd (which libmicrohttpd then owns). */

@@ -47,7 +47,8 @@ static void usage(FILE *f) {
              "  --insecure             allow TCP beyond loopback without TLS (qvmd has no TLS\n"
              "                         yet: tokens then cross the network in clear text)\n"
              "  --timeout SECONDS      idle connection, header and body timeout (default 30)\n"
-             "  --max-connections N    per listener (default 256)\n"
+             "  --max-connections N    per listener (default 256; on TCP a quarter of them\n"
+             "                         per client address)\n"
              "  --rate-limit N         requests a second per token, as a burst too (default 20;\n"
              "                         0: none)\n"
              "  --max-work N           blocking operations at once, then 503 (default 16)\n"
@@ -268,7 +269,10 @@ int main(int argc, char **argv) {
     return 1;
   }
   qvmd_http_set_work_max((int)o.max_work);
-  qvmd_http_limits lim = {.timeout_s = o.timeout_s, .max_connections = o.max_connections};
+  qvmd_http_limits lim = {.timeout_s = o.timeout_s,
+                          .max_connections = o.max_connections,
+                          .max_connections_per_ip =
+                              o.max_connections / 4 ? o.max_connections / 4 : 1};
   static const qvmd_listener unix_l = {.tcp = false}, tcp_l = {.tcp = true};
   struct MHD_Daemon *ud = NULL, *td = NULL;
   ino_t ino = 0;
