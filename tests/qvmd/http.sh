@@ -168,6 +168,17 @@ expect_status 503 "start without QEMU"
 expect_eq "$(jget "$body" 'o["class"]')" QemuMissing "503's class"
 sock=$sock_main
 
+# Datamancy vm-provisioner's routes: the same handlers, unknown members ignored;
+# an imageUrl libqvm cannot verify is 422 with its class, and nothing is made.
+req GET /api/vms
+expect_status 200 "GET /api/vms"
+expect_eq "$(jget "$body" '[v["name"] for v in o]')" "['v1']" "GET /api/vms lists v1"
+req POST /api/vms '{"name": "dm1", "imageUrl": "http://127.0.0.1:1/debian.qcow2", "memory": 512, "vcpus": 1, "diskSize": 2, "sshKeys": ["x"]}'
+expect_status 422 "POST /api/vms with an unverifiable imageUrl"
+expect_eq "$(jget "$body" 'o["class"], o["field"]')" "('ImageUnverified', 'imageUrl')" "its class and field"
+req GET /api/vms/dm1
+expect_status 404 "nothing was made"
+
 # --- TCP: tokens and scopes -----------------------------------------------------
 url_base=http://127.0.0.1:$port
 req GET /api/v1/vms
