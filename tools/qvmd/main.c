@@ -4,7 +4,8 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
-#include <pthread.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -248,19 +249,34 @@ static int listen_tcp(const options *o) {
   return fd;
 }
 
+static int stop_pipe[2] = {-1, -1};
+
+static void on_stop_signal(int sig) {
+  int saved = errno;
+  unsigned char b = (unsigned char)sig;
+  if (write(stop_pipe[1], &b, 1) < 0) {
+    /* full: a stop is already pending */
+  }
+  errno = saved;
+}
+
 int main(int argc, char **argv) {
   options o = {.timeout_s = 30, .max_connections = 256, .rate = 20, .max_work = 16};
   if (parse_args(&o, argc, argv) < 0) return 2;
   env_defaults(&o);
   umask(077);
   signal(SIGPIPE, SIG_IGN);
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGTERM);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGHUP);
-  /* Blocked before any thread starts, so that only sigwait sees them. */
-  pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+  /* A handler and a pipe rather than a blocked mask: threads inherit a
+   * mask, and so would every program libqvm runs from them (qemu-img). */
+  if (pipe2(stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+    fprintf(stderr, "qvmd: pipe: %s\n", strerror(errno));
+    return 1;
+  }
+  struct sigaction sa = {.sa_handler = on_stop_signal, .sa_flags = SA_RESTART};
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGHUP, &sa, NULL);
 
   char msg[512], sock_buf[PATH_MAX];
   qvmd_tokens_set_rate(o.rate);
@@ -308,9 +324,12 @@ int main(int argc, char **argv) {
   }
   fprintf(stderr, "qvmd: serving%s%s%s%s\n", path ? " on " : "", path ? path : "",
           o.listen ? " and on " : "", o.listen ? o.listen : "");
-  int sig = 0;
-  sigwait(&sigs, &sig);
-  fprintf(stderr, "qvmd: signal %d, stopping\n", sig);
+  unsigned char sig = 0;
+  struct pollfd pfd = {.fd = stop_pipe[0], .events = POLLIN};
+  while (poll(&pfd, 1, -1) < 0 && errno == EINTR) {
+  }
+  if (read(stop_pipe[0], &sig, 1) != 1) sig = 0;
+  fprintf(stderr, "qvmd: signal %u, stopping\n", (unsigned)sig);
   if (td) MHD_stop_daemon(td);
   if (ud) MHD_stop_daemon(ud);
   struct stat st;
