@@ -129,4 +129,8 @@ req GET "/api/v1/audit?vm=m1"
 expect_eq "$(jget "$body" '" ".join(r["action"] for r in o)')" \
   "create start exec-start exec exec-start exec exec-start exec exec-start exec exec-start exec exec-start exec rm restart stop rm" \
   "m1's audit records (the refused delete is recorded too)"
+# An agent token's actions name its agent in the audit log.
+req GET "/api/v1/audit?vm=sb-a"
+expect_eq "$(jget "$body" 'sorted({r["actor"].get("agent") for r in o if r["action"] in ("exec", "rm")})')" \
+  "['agent-a']" "the agent of sb-a's exec and rm records"
 log "PASS"

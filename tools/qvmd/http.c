@@ -14,6 +14,8 @@
 
 #include <microhttpd.h>
 
+#include <qvm/audit.h>
+
 #include "auth.h"
 #include "http.h"
 
@@ -169,7 +171,10 @@ static void dispatch(qvmd_reply *out, struct MHD_Connection *c, const char *url,
   req.body = p->body ? p->body : "";
   req.body_len = p->len;
   req.alias = strncmp(url, "/api/v1/", 8) != 0;
+  /* The audit records of an agent token's request name its agent. */
+  qvm_audit_set_thread_agent(p->caller.agent, NULL);
   r->handler(out, &req);
+  qvm_audit_set_thread_agent(NULL, NULL);
   if (!out->body) qvmd_problem(out, 500, "Internal", "the handler gave no reply");
 }
 
