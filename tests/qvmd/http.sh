@@ -98,6 +98,14 @@ req POST /api/v1/vms "@$tmp/big"
 expect_status 413 "a 2 MB body with a Content-Length"
 req POST /api/v1/vms "@$tmp/big" -H 'Transfer-Encoding: chunked'
 expect_status 413 "a 2 MB chunked body"
+# An endless chunked body: the connection is dropped (past 16 MiB), qvmd lives on.
+set +e
+head -c 100000000 /dev/zero | curl -s -o /dev/null -w '%{http_code}' --max-time 60 \
+  --unix-socket "$sock" -H 'Content-Type: application/json' -H 'Transfer-Encoding: chunked' \
+  --data-binary @- http://qvmd/api/v1/vms >"$tmp/endless.code"
+set -e
+# (curl shows 100 when the only answer was "100 Continue")
+[[ $(cat "$tmp/endless.code") =~ ^(000|100)$ ]] || fail "a 100 MB chunked body: $(cat "$tmp/endless.code"), expected a dropped connection"
 req POST /api/v1/vms '{"name": "a", "kernel": "/x", "memory": "lots"}'
 expect_status 422 "memory 'lots'"
 expect_eq "$(jget "$body" 'o["field"]')" memory "the field is named"

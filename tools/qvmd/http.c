@@ -25,6 +25,7 @@ typedef struct pending {
   char *body;
   size_t len;
   bool too_big;
+  size_t discarded; /* body bytes read past the cap */
 } pending;
 
 static atomic_int work_running;
@@ -195,11 +196,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     size_t n = *upload_data_size;
     *upload_data_size = 0;
     if (p->too_big || p->len + n > QVMD_BODY_MAX) {
+      /* Read on to the end to answer 413 (a chunked body has no length to
+       * refuse it by), but not forever: past 16 times the cap the
+       * connection is dropped. */
       p->too_big = true;
       free(p->body);
       p->body = NULL;
       p->len = 0;
-      return MHD_YES;
+      p->discarded += n;
+      return p->discarded > 16 * (size_t)QVMD_BODY_MAX ? MHD_NO : MHD_YES;
     }
     char *b = realloc(p->body, p->len + n + 1);
     if (!b) return MHD_NO;
