@@ -17,6 +17,7 @@
 
 #include <microhttpd.h>
 
+#include "activation.h"
 #include "auth.h"
 #include "http.h"
 
@@ -210,6 +211,33 @@ static int listen_unix(const char *path, ino_t *out_ino) {
   return fd;
 }
 
+/* TCP needs tokens, and TLS (not built yet) or --insecure beyond loopback. */
+static bool tcp_refused_addr(const options *o, const struct sockaddr_in *sa, const char *shown) {
+  bool loopback = (ntohl(sa->sin_addr.s_addr) >> 24) == 127;
+  if (!loopback && !o->insecure) {
+    fprintf(stderr,
+            "qvmd: '%s' is beyond loopback and qvmd has no TLS yet: bearer tokens would cross "
+            "the network in clear text; give --insecure to do it anyway\n",
+            shown);
+    return true;
+  }
+  if (!o->tokens) {
+    fprintf(stderr, "qvmd: TCP needs --tokens FILE (TCP callers authenticate with tokens)\n");
+    return true;
+  }
+  return false;
+}
+
+static bool tcp_refused(const options *o, int fd) {
+  struct sockaddr_in sa;
+  socklen_t len = sizeof sa;
+  char shown[INET_ADDRSTRLEN + 8] = "?";
+  if (getsockname(fd, (struct sockaddr *)&sa, &len) < 0) return true;
+  inet_ntop(AF_INET, &sa.sin_addr, shown, sizeof shown);
+  snprintf(shown + strlen(shown), sizeof shown - strlen(shown), ":%u", ntohs(sa.sin_port));
+  return tcp_refused_addr(o, &sa, shown);
+}
+
 static int listen_tcp(const options *o) {
   char host[64];
   const char *colon = strrchr(o->listen, ':');
@@ -227,18 +255,7 @@ static int listen_tcp(const options *o) {
     return -1;
   }
   sa.sin_port = htons((uint16_t)port);
-  bool loopback = (ntohl(sa.sin_addr.s_addr) >> 24) == 127;
-  if (!loopback && !o->insecure) {
-    fprintf(stderr,
-            "qvmd: '%s' is beyond loopback and qvmd has no TLS yet: bearer tokens would cross "
-            "the network in clear text; give --insecure to do it anyway\n",
-            o->listen);
-    return -1;
-  }
-  if (!o->tokens) {
-    fprintf(stderr, "qvmd: --listen needs --tokens FILE (TCP callers authenticate with tokens)\n");
-    return -1;
-  }
+  if (tcp_refused_addr(o, &sa, o->listen)) return -1;
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
   if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
       bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 128) < 0) {
@@ -289,41 +306,47 @@ int main(int argc, char **argv) {
                           .max_connections = o.max_connections,
                           .max_connections_per_ip =
                               o.max_connections / 4 ? o.max_connections / 4 : 1};
-  static const qvmd_listener unix_l = {.tcp = false}, tcp_l = {.tcp = true};
-  struct MHD_Daemon *ud = NULL, *td = NULL;
+  int ufd = -1, tfd = -1;
   ino_t ino = 0;
-  const char *path = NULL;
-  if (o.no_socket && !o.listen) {
-    fprintf(stderr, "qvmd: --no-socket needs --listen\n");
-    return 2;
+  const char *path = NULL; /* the socket qvmd made (and removes) */
+  int activated = qvmd_activation_fds(&ufd, &tfd, msg, sizeof msg);
+  if (activated < 0) {
+    fprintf(stderr, "qvmd: %s\n", msg);
+    return 1;
   }
-  if (!o.no_socket) {
-    path = o.socket_path;
-    if (!path) {
-      if (default_socket(sock_buf, sizeof sock_buf) < 0) return 1;
-      path = sock_buf;
+  if (activated > 0) {
+    if (tfd >= 0 && tcp_refused(&o, tfd)) return 1;
+  } else {
+    if (o.no_socket && !o.listen) {
+      fprintf(stderr, "qvmd: --no-socket needs --listen\n");
+      return 2;
     }
-    int fd = listen_unix(path, &ino);
-    if (fd < 0) return 1;
-    if (!(ud = qvmd_http_start(&unix_l, fd, &lim))) {
-      fprintf(stderr, "qvmd: libmicrohttpd did not start on '%s'\n", path);
-      close(fd);
-      unlink(path);
-      return 1;
+    if (!o.no_socket) {
+      path = o.socket_path;
+      if (!path) {
+        if (default_socket(sock_buf, sizeof sock_buf) < 0) return 1;
+        path = sock_buf;
+      }
+      if ((ufd = listen_unix(path, &ino)) < 0) return 1;
     }
-  }
-  if (o.listen) {
-    int fd = listen_tcp(&o);
-    if (fd < 0 || !(td = qvmd_http_start(&tcp_l, fd, &lim))) {
-      if (fd >= 0) fprintf(stderr, "qvmd: libmicrohttpd did not start on '%s'\n", o.listen);
-      if (fd >= 0) close(fd);
-      if (ud) MHD_stop_daemon(ud);
+    if (o.listen && (tfd = listen_tcp(&o)) < 0) {
       if (path) unlink(path);
       return 1;
     }
   }
-  fprintf(stderr, "qvmd: serving%s%s%s%s\n", path ? " on " : "", path ? path : "",
-          o.listen ? " and on " : "", o.listen ? o.listen : "");
+  static const qvmd_listener unix_l = {.tcp = false}, tcp_l = {.tcp = true};
+  struct MHD_Daemon *ud = ufd >= 0 ? qvmd_http_start(&unix_l, ufd, &lim) : NULL;
+  struct MHD_Daemon *td = tfd >= 0 ? qvmd_http_start(&tcp_l, tfd, &lim) : NULL;
+  if ((ufd >= 0 && !ud) || (tfd >= 0 && !td)) {
+    fprintf(stderr, "qvmd: libmicrohttpd did not start\n");
+    if (ud) MHD_stop_daemon(ud);
+    if (td) MHD_stop_daemon(td);
+    if (path) unlink(path);
+    return 1;
+  }
+  fprintf(stderr, "qvmd: serving%s%s%s%s%s\n", activated ? " on systemd's sockets" : "",
+          path ? " on " : "", path ? path : "", o.listen && !activated ? " and on " : "",
+          o.listen && !activated ? o.listen : "");
   unsigned char sig = 0;
   struct pollfd pfd = {.fd = stop_pipe[0], .events = POLLIN};
   while (poll(&pfd, 1, -1) < 0 && errno == EINTR) {
