@@ -2,7 +2,8 @@
 # The mini guest through qvmd's API on a temp UNIX socket: create (direct
 # kernel boot), start, exec (exit status, stdout and stderr apart, output
 # that is not UTF-8 as neutralized text plus base64, a signal, a timeout),
-# restart, stop, delete, each checked against what the VM is afterwards;
+# kill -9 of qvmd and a new qvmd (the VM runs on), restart, stop, delete,
+# each checked against what the VM is afterwards;
 # then sandboxes of two agents made through the API, listed, read, exec'd
 # and destroyed through agent tokens over TCP: each agent sees and touches
 # only its own, the other's is 404 exactly like a name that does not exist.
@@ -74,6 +75,16 @@ expect_status 200 "list during a slow exec"
 (( ($(date +%s%N) - t0) / 1000000 < 2000 )) || fail "a list during a slow exec took over 2 s"
 wait "$slow"
 
+# kill -9 qvmd: the vm runs on (its shim owns it); a new qvmd replaces the
+# stale socket and serves it as before.
+kill -9 "$qvmd_pid"
+wait "$qvmd_pid" 2>/dev/null || true
+[[ -S $sock ]] || fail "no stale socket after kill -9"
+start_qvmd "$tmp/qvmd-again.log" --socket "$sock" --listen "127.0.0.1:$port" --tokens "$tmp/tokens"
+expect_eq "$(state_of m1)" running "m1 after qvmd was killed and started again"
+req POST /api/v1/vms/m1/exec '{"argv": ["echo", "still"]}'
+expect_status 200 "exec after qvmd's restart"
+
 req DELETE /api/v1/vms/m1
 expect_status 409 "delete of a running vm without force"
 expect_eq "$(jget "$body" 'o["class"]')" VmRunning "409's class"
@@ -127,7 +138,7 @@ expect_eq "$body" "[]" "no vm left"
 [[ -z $(ls "$QVM_STATE_DIR/vms") ]] || fail "vm dirs left: $(ls "$QVM_STATE_DIR/vms")"
 req GET "/api/v1/audit?vm=m1"
 expect_eq "$(jget "$body" '" ".join(r["action"] for r in o)')" \
-  "create start exec-start exec exec-start exec exec-start exec exec-start exec exec-start exec exec-start exec rm restart stop rm" \
+  "create start exec-start exec exec-start exec exec-start exec exec-start exec exec-start exec exec-start exec exec-start exec rm restart stop rm" \
   "m1's audit records (the refused delete is recorded too)"
 # An agent token's actions name its agent in the audit log.
 req GET "/api/v1/audit?vm=sb-a"
