@@ -62,7 +62,7 @@ expect_eq "$rc" 2 "--timeout 0"
 python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1])' "$sock"
 [[ -S $sock ]] || fail "no stale socket made"
 start_qvmd "$tmp/qvmd.log" --socket "$sock" --listen "127.0.0.1:$port" --tokens "$tmp/tokens" \
-  --timeout 3 --max-work 2
+  --timeout 5 --max-work 2
 main_pid=$qvmd_pid
 expect_eq "$(stat -c %a "$sock")" 600 "the socket's mode"
 # A live one is not.
@@ -287,7 +287,8 @@ def get(results, i):
         s.close()
 
 # 150 slow clients (half a header each), then 50 normal ones at once: 200
-# connections; every normal one is answered, within 3 s.
+# connections; every normal one is answered within 4 s, before qvmd's
+# timeout (5 s) could have freed anything the slow ones held.
 slow = []
 for i in range(150):
     s = socket.socket(socket.AF_UNIX)
@@ -301,10 +302,10 @@ for t in threads: t.join()
 bad = [r for r in results if r[0] != b"200"]
 assert not bad, f"normal requests beside 150 slow clients: {bad[:3]}"
 worst = max(r[1] for r in results)
-assert worst < 3, f"the slowest of 50 normal requests beside 150 slow clients took {worst:.2f} s"
+assert worst < 4, f"the slowest of 50 normal requests beside 150 slow clients took {worst:.2f} s"
 print(f"50 normal requests beside 150 slow clients: slowest {worst*1000:.0f} ms", file=sys.stderr)
-# qvmd's timeout is 3 s: by 6 s every slow client is cut off.
-time.sleep(6)
+# qvmd's timeout is 5 s: by 8 s every slow client is cut off.
+time.sleep(8)
 for s in slow:
     s.settimeout(2)
     try:
