@@ -11,10 +11,10 @@ set -euo pipefail
 # QVM_DEPS_LOG=FILE sends apt's output there and prints one line instead.
 build=(build-essential cmake pkg-config libjson-c-dev libssh2-1-dev libsodium-dev libyaml-dev
        libmnl-dev libnftnl-dev libnftables-dev libcurl4-openssl-dev libssl-dev libarchive-dev
-       libnbd-dev libext2fs-dev comerr-dev)
+       libnbd-dev libext2fs-dev comerr-dev libmicrohttpd-dev)
 # qemu-utils and qemu-system-common: qemu-img and qemu-storage-daemon (qvm diff);
 # libnbd0 and libext2fs2 come with their -dev packages in build.
-run=(qemu-system-x86 qemu-utils qemu-system-common ovmf libnbd0 libext2fs2)
+run=(qemu-system-x86 qemu-utils qemu-system-common ovmf libnbd0 libext2fs2 libmicrohttpd12)
 image=(mmdebstrap e2fsprogs fdisk grub-pc-bin util-linux)
 test=(
   clang clang-format libclang-rt-14-dev
@@ -24,7 +24,7 @@ test=(
   libarchive-tools genisoimage xorriso cloud-image-utils
   dnsmasq-base isc-dhcp-client dhcpcd-base udhcpc
   openssh-server openssh-client iproute2
-  hyperfine jq python3
+  hyperfine jq python3 curl
   # man pages rendered in the drift test (man, col)
   man-db bsdextrautils
   # the Debian package build and its check (tests/install/test_deb.sh)

@@ -145,6 +145,22 @@ static bool action_valid(const char *a) {
 
 /* ---- the record --------------------------------------------------------------- */
 
+static _Thread_local char thread_agent[QVM_AUDIT_AGENT_MAX + 1];
+
+int qvm_audit_set_thread_agent(const char *agent, qvm_error **err) {
+  if (!agent) {
+    thread_agent[0] = '\0';
+    return 0;
+  }
+  if (!qvm_audit_agent_valid(agent))
+    return qvm_error_set(err, QVM_EINVAL,
+                         "an agent id must be 1 to %d bytes of [A-Za-z0-9._@:+=-], starting with "
+                         "a letter or digit",
+                         QVM_AUDIT_AGENT_MAX);
+  snprintf(thread_agent, sizeof thread_agent, "%s", agent);
+  return 0;
+}
+
 static struct json_object *actor_json(void) {
   struct json_object *a = json_object_new_object();
   uid_t uid = getuid();
@@ -154,7 +170,7 @@ static struct json_object *actor_json(void) {
   bool named = getpwuid_r(uid, &pw, buf, sizeof buf, &res) == 0 && res;
   json_object_object_add(a, "user", named ? vm_audit_string(pw.pw_name, 256, NULL) : NULL);
   /* The caller's own claim, bounded and escaped; qvm --agent checks it. */
-  const char *agent = getenv("QVM_AGENT");
+  const char *agent = thread_agent[0] ? thread_agent : getenv("QVM_AGENT");
   if (agent && agent[0])
     json_object_object_add(a, "agent", vm_audit_string(agent, QVM_AUDIT_AGENT_MAX, NULL));
   return a;

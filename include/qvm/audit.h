@@ -51,6 +51,13 @@ extern "C" {
  * [A-Za-z0-9._@:+=-], starting with a letter or digit. */
 QVM_API bool qvm_audit_agent_valid(const char *agent);
 
+/* The agent id this thread's records name as actor.agent, instead of
+ * $QVM_AGENT: for a server that acts for several agents from its threads
+ * (qvmd, for an agent token's requests). NULL clears it. QVM_EINVAL for an
+ * id qvm_audit_agent_valid refuses. It stays set until cleared or the
+ * thread exits. */
+QVM_API int qvm_audit_set_thread_agent(const char *agent, qvm_error **err);
+
 /* The log's path (the caller's; free()), whether or not it exists yet. */
 QVM_API int qvm_audit_path(char **out, qvm_error **err);
 

@@ -13,7 +13,7 @@ prefix=$tmp/prefix
 cmake --install "$bin" --prefix "$prefix" >"$tmp/install.log" 2>&1 ||
   fail "cmake --install failed: $(tail -5 "$tmp/install.log")"
 
-for f in bin/qvm lib/libqvm.so lib/libqvm.so.0 lib/pkgconfig/qvm.pc include/qvm/vm.h \
+for f in bin/qvm bin/qvmd lib/systemd/system/qvmd.service lib/systemd/system/qvmd.socket lib/libqvm.so lib/libqvm.so.0 lib/pkgconfig/qvm.pc include/qvm/vm.h \
   include/qvm/up.h include/qvm/ssh.h include/qvm/seed.h include/qvm/text.h include/qvm/error.h include/qvm/snapshot.h \
   include/qvm/export.h include/qvm/shim.h libexec/qvm/qvm-shim share/man/man1/qvm.1 \
   share/man/man1/qvm-snapshot.1 share/bash-completion/completions/qvm \

@@ -1,0 +1,69 @@
+# Shared by the qvmd tests: tests/e2e/lib.sh (temp state and runtime dirs,
+# cleanup, skip/fail) plus a qvmd of their own and a curl-based client.
+. "$QVM_SOURCE_DIR/tests/e2e/lib.sh"
+qvmd_bin=$bin/qvmd
+[[ -x $qvmd_bin ]] || fail "no qvmd binary at $qvmd_bin"
+command -v curl >/dev/null || skip "needs curl (scripts/deps.sh test)"
+command -v python3 >/dev/null || skip "needs python3"
+
+qvmd_pids=()
+qvmd_stop_all() {
+  local p
+  for p in "${qvmd_pids[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+  return 0
+}
+cleanup_hooks+=(qvmd_stop_all)
+
+# start_qvmd LOG ARGS...: starts qvmd in the background ($qvmd_pid) and waits
+# until it says it is serving.
+start_qvmd() {
+  local log=$1 _
+  shift
+  "$qvmd_bin" "$@" 2>"$log" &
+  qvmd_pid=$!
+  qvmd_pids+=("$qvmd_pid")
+  for _ in $(seq 100); do
+    grep -q 'qvmd: serving' "$log" 2>/dev/null && return 0
+    kill -0 "$qvmd_pid" 2>/dev/null || fail "qvmd exited at start: $(cat "$log")"
+    sleep 0.05
+  done
+  fail "qvmd did not start: $(cat "$log")"
+}
+
+# req METHOD PATH [BODY] [CURL ARGS...]: one request to $sock (or, with
+# $url_base set, over TCP), a body as $req_ctype (default application/json);
+# $status, $body and $ctype are the answer.
+req() {
+  local method=$1 path=$2 data=${3-} ; shift 3 2>/dev/null || shift $#
+  local args=(-s -o "$tmp/resp" -D "$tmp/hdrs" -w '%{http_code}' -X "$method" --max-time 600 --path-as-is)
+  if [[ -n ${url_base:-} ]]; then
+    args+=("$url_base$path")
+  else
+    args+=(--unix-socket "$sock" "http://qvmd$path")
+  fi
+  [[ -n $data ]] && args+=(-H "Content-Type: ${req_ctype:-application/json}" --data-binary "$data")
+  status=$(curl "${args[@]}" "$@") || status=000
+  body=$(cat "$tmp/resp" 2>/dev/null || true)
+  ctype=$(sed -n 's/^[Cc]ontent-[Tt]ype: *\([^;\r]*\).*/\1/p' "$tmp/hdrs" 2>/dev/null | tail -n 1)
+}
+
+problem_check='
+import json, sys
+p = json.load(sys.stdin)
+assert p["status"] == int(sys.argv[1]), p
+for k in ("type", "title", "detail", "code"):
+    assert isinstance(p[k], str) and p[k], k
+'
+# expect_status CODE WHAT: the last answer had CODE; an error is a valid
+# problem+json document with status CODE.
+expect_status() {
+  [[ $status == "$1" ]] || fail "$2: status $status, expected $1: $body"
+  if ((status >= 400)); then
+    [[ $ctype == application/problem+json ]] || fail "$2: content type '$ctype', not problem+json"
+    python3 -c "$problem_check" "$1" <<<"$body" || fail "$2: not a problem document: $body"
+  fi
+}
+
+# jq-like access with python: jget JSON EXPR (EXPR applied to o).
+# The JSON comes on stdin: it may be larger than an argument may be.
+jget() { python3 -c 'import json,sys; o=json.load(sys.stdin); print(eval(sys.argv[1]))' "$2" <<<"$1"; }

@@ -1,0 +1,222 @@
+/* SPDX-License-Identifier: MIT */
+/* Request bodies (strict JSON objects, members checked by name) and the
+ * JSON that goes out: libqvm's snake_case made camelCase, guest bytes made
+ * safe strings. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <microhttpd.h>
+#include <sodium.h>
+
+#include <qvm/text.h>
+
+#include "qvmd.h"
+
+#define BODY_DEPTH_MAX 16
+
+json_object *qvmd_body_object(qvmd_reply *out, const qvmd_request *req) {
+  if (req->body_len == 0) {
+    qvmd_problem(out, 400, "BadJson", "the request needs a JSON object body");
+    return NULL;
+  }
+  if (!qvmd_utf8_valid((const unsigned char *)req->body, req->body_len)) {
+    qvmd_problem(out, 400, "BadJson", "the body is not valid UTF-8");
+    return NULL;
+  }
+  json_tokener *tok = json_tokener_new_ex(BODY_DEPTH_MAX);
+  if (!tok) {
+    qvmd_problem(out, 500, "ESYS", "out of memory");
+    return NULL;
+  }
+  json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+  json_object *o = json_tokener_parse_ex(tok, req->body, (int)req->body_len);
+  enum json_tokener_error jerr = json_tokener_get_error(tok);
+  size_t used = json_tokener_get_parse_end(tok);
+  json_tokener_free(tok);
+  if (!o || jerr != json_tokener_success) {
+    json_object_put(o);
+    qvmd_problem(out, 400, "BadJson", "the body is not valid JSON: %s",
+                 jerr == json_tokener_success ? "incomplete" : json_tokener_error_desc(jerr));
+    return NULL;
+  }
+  while (used < req->body_len && isspace((unsigned char)req->body[used])) used++;
+  if (used != req->body_len) {
+    json_object_put(o);
+    qvmd_problem(out, 400, "BadJson", "the body has data after its JSON value");
+    return NULL;
+  }
+  if (!json_object_is_type(o, json_type_object)) {
+    json_object_put(o);
+    qvmd_problem(out, 400, "BadJson", "the body must be a JSON object");
+    return NULL;
+  }
+  return o;
+}
+
+bool qvmd_body_known(qvmd_reply *out, json_object *body, const char *const *known) {
+  json_object_object_foreach(body, key, val) {
+    (void)val;
+    bool ok = false;
+    for (const char *const *k = known; *k && !ok; k++) ok = !strcmp(*k, key);
+    if (!ok) {
+      char shown[64];
+      qvm_text_for_terminal_into(shown, sizeof shown, key, strlen(key), 0);
+      qvmd_problem_field(out, shown, "unknown member '%s'", shown);
+      return false;
+    }
+  }
+  return true;
+}
+
+bool qvmd_body_string(qvmd_reply *out, json_object *body, const char *key, size_t max,
+                      const char **value) {
+  json_object *v = NULL;
+  *value = NULL;
+  if (!json_object_object_get_ex(body, key, &v) || json_object_is_type(v, json_type_null))
+    return true;
+  if (!json_object_is_type(v, json_type_string)) {
+    qvmd_problem_field(out, key, "'%s' must be a string", key);
+    return false;
+  }
+  size_t len = (size_t)json_object_get_string_len(v);
+  const char *s = json_object_get_string(v);
+  if (len == 0 || len > max || strlen(s) != len) {
+    qvmd_problem_field(out, key, "'%s' must be 1 to %zu bytes without NUL", key, max);
+    return false;
+  }
+  *value = s;
+  return true;
+}
+
+bool qvmd_body_int(qvmd_reply *out, json_object *body, const char *key, int64_t min, int64_t max,
+                   bool *present, int64_t *value) {
+  json_object *v = NULL;
+  *present = false;
+  if (!json_object_object_get_ex(body, key, &v) || json_object_is_type(v, json_type_null))
+    return true;
+  errno = 0;
+  int64_t n = json_object_get_int64(v);
+  if (!json_object_is_type(v, json_type_int) || errno || n < min || n > max) {
+    qvmd_problem_field(out, key, "'%s' must be an integer from %lld to %lld", key, (long long)min,
+                       (long long)max);
+    return false;
+  }
+  *present = true;
+  *value = n;
+  return true;
+}
+
+bool qvmd_body_bool(qvmd_reply *out, json_object *body, const char *key, bool *value) {
+  json_object *v = NULL;
+  if (!json_object_object_get_ex(body, key, &v) || json_object_is_type(v, json_type_null))
+    return true;
+  if (!json_object_is_type(v, json_type_boolean)) {
+    qvmd_problem_field(out, key, "'%s' must be true or false", key);
+    return false;
+  }
+  *value = json_object_get_boolean(v);
+  return true;
+}
+
+static json_object *camel_copy(json_object *o);
+
+static void camel_key(char *dst, size_t size, const char *src) {
+  size_t n = 0;
+  bool up = false;
+  for (; *src && n + 1 < size; src++) {
+    if (*src == '_' && n > 0) {
+      up = true;
+      continue;
+    }
+    dst[n++] = up ? (char)toupper((unsigned char)*src) : *src;
+    up = false;
+  }
+  dst[n] = '\0';
+}
+
+static json_object *camel_copy(json_object *o) {
+  switch (json_object_get_type(o)) {
+  case json_type_object: {
+    json_object *r = json_object_new_object();
+    json_object_object_foreach(o, key, val) {
+      char k[128];
+      camel_key(k, sizeof k, key);
+      /* Labels are the user's keys: kept as they are. */
+      json_object_object_add(r, k, strcmp(key, "labels") ? camel_copy(val) : json_object_get(val));
+    }
+    return r;
+  }
+  case json_type_array: {
+    size_t n = json_object_array_length(o);
+    json_object *r = json_object_new_array_ext((int)n);
+    for (size_t i = 0; i < n; i++)
+      json_object_array_add(r, camel_copy(json_object_array_get_idx(o, i)));
+    return r;
+  }
+  default: return json_object_get(o);
+  }
+}
+
+json_object *qvmd_json_from_lib(const char *text) {
+  json_object *o = json_tokener_parse(text);
+  if (!o) return NULL;
+  json_object *r = camel_copy(o);
+  json_object_put(o);
+  return r;
+}
+
+bool qvmd_utf8_valid(const unsigned char *s, size_t len) {
+  size_t i = 0;
+  while (i < len) {
+    unsigned char c = s[i];
+    size_t n;
+    uint32_t cp;
+    if (c < 0x80) {
+      i++;
+      continue;
+    } else if (c >= 0xc2 && c <= 0xdf) {
+      n = 1, cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      n = 2, cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      n = 3, cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (len - i <= n) return false;
+    for (size_t k = 1; k <= n; k++) {
+      if ((s[i + k] & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (s[i + k] & 0x3f);
+    }
+    if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+      return false;
+    i += n + 1;
+  }
+  return true;
+}
+
+void qvmd_json_add_guest_bytes(json_object *obj, const char *key, const void *bytes, size_t len) {
+  if (qvmd_utf8_valid(bytes, len)) {
+    json_object_object_add(obj, key, json_object_new_string_len(bytes, (int)len));
+    return;
+  }
+  char *safe = qvm_text_for_terminal(bytes, len, QVM_TEXT_KEEP_NEWLINE);
+  json_object_object_add(obj, key, json_object_new_string(safe ? safe : ""));
+  free(safe);
+  size_t b64_size = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
+  char *b64 = malloc(b64_size);
+  if (!b64) return;
+  sodium_bin2base64(b64, b64_size, bytes, len, sodium_base64_VARIANT_ORIGINAL);
+  char k[64];
+  snprintf(k, sizeof k, "%sBase64", key);
+  json_object_object_add(obj, k, json_object_new_string(b64));
+  free(b64);
+}
+
+const char *qvmd_query(const qvmd_request *req, const char *key) {
+  return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);
+}

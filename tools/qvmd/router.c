@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: MIT */
+/* The route table and the matching of a request path against it. The
+ * OpenAPI document (api/openapi.json) lists the same (method, path) pairs:
+ * tests/qvmd/routes.sh compares them (`qvmd --routes`). */
+#include <stdio.h>
+#include <string.h>
+
+#include "qvmd.h"
+
+enum {
+  W = QVMD_ROUTE_WRITE,
+  A = QVMD_ROUTE_AGENT,
+  ANY = QVMD_ROUTE_ANYONE,
+  U = QVMD_ROUTE_UNLISTED
+};
+
+const qvmd_route qvmd_routes[] = {
+    {"GET", "/api/v1/openapi.json", qvmd_openapi_get, ANY},
+    {"GET", "/api/v1/vms", qvmd_vms_list, 0},
+    {"POST", "/api/v1/vms", qvmd_vms_create, W},
+    {"GET", "/api/v1/vms/{name}", qvmd_vms_get, 0},
+    {"DELETE", "/api/v1/vms/{name}", qvmd_vms_delete, W},
+    {"POST", "/api/v1/vms/{name}/start", qvmd_vms_start, W},
+    {"POST", "/api/v1/vms/{name}/stop", qvmd_vms_stop, W},
+    {"POST", "/api/v1/vms/{name}/restart", qvmd_vms_restart, W},
+    {"POST", "/api/v1/vms/{name}/exec", qvmd_vms_exec, W},
+    {"GET", "/api/v1/sandboxes", qvmd_sandboxes_list, A},
+    {"POST", "/api/v1/sandboxes", qvmd_sandboxes_create, W | A},
+    {"GET", "/api/v1/sandboxes/{name}", qvmd_sandboxes_get, A},
+    {"DELETE", "/api/v1/sandboxes/{name}", qvmd_sandboxes_delete, W | A},
+    {"POST", "/api/v1/sandboxes/{name}/exec", qvmd_vms_exec, W | A},
+    {"GET", "/api/v1/audit", qvmd_audit_list, 0},
+    /* Datamancy vm-provisioner's routes (docs/qvmd.md). */
+    {"GET", "/api/vms", qvmd_vms_list, U},
+    {"POST", "/api/vms", qvmd_vms_create, W | U},
+    {"GET", "/api/vms/{name}", qvmd_vms_get, U},
+    {"DELETE", "/api/vms/{name}", qvmd_vms_delete, W | U},
+    {"POST", "/api/vms/{name}/start", qvmd_vms_start, W | U},
+    {"POST", "/api/vms/{name}/stop", qvmd_vms_stop, W | U},
+};
+const size_t qvmd_n_routes = sizeof qvmd_routes / sizeof qvmd_routes[0];
+
+/* Matches path against pattern, copying {param} segments into buf and
+ * pointing params at them. */
+static bool match(const char *pattern, const char *path, const char **params, char *buf,
+                  size_t size) {
+  size_t n = 0, used = 0;
+  while (*pattern && *path) {
+    if (*pattern != '/' || *path != '/') return false;
+    pattern++, path++;
+    size_t pl = strcspn(pattern, "/"), sl = strcspn(path, "/");
+    if (pattern[0] == '{') {
+      if (sl == 0 || n == QVMD_PARAMS_MAX || used + sl + 1 > size) return false;
+      memcpy(buf + used, path, sl);
+      buf[used + sl] = '\0';
+      params[n++] = buf + used;
+      used += sl + 1;
+    } else if (pl != sl || memcmp(pattern, path, sl)) {
+      return false;
+    }
+    pattern += pl, path += sl;
+  }
+  return !*pattern && !*path;
+}
+
+const qvmd_route *qvmd_route_find(const char *method, const char *path, qvmd_request *req,
+                                  char *param_buf, size_t param_buf_size, unsigned *out_status,
+                                  char *allow, size_t allow_size) {
+  bool path_known = false;
+  allow[0] = '\0';
+  for (size_t i = 0; i < qvmd_n_routes; i++) {
+    const qvmd_route *r = &qvmd_routes[i];
+    const char *params[QVMD_PARAMS_MAX] = {0};
+    if (!match(r->pattern, path, params, param_buf, param_buf_size)) continue;
+    if (!strcmp(r->method, method)) {
+      memcpy(req->params, params, sizeof params);
+      return r;
+    }
+    path_known = true;
+    size_t len = strlen(allow);
+    snprintf(allow + len, allow_size - len, "%s%s", len ? ", " : "", r->method);
+  }
+  *out_status = path_known ? 405 : 404;
+  return NULL;
+}

@@ -1,0 +1,342 @@
+/* SPDX-License-Identifier: MIT */
+/* /api/v1/vms (and vm-provisioner's /api/vms): list, create, get, delete,
+ * start, stop, restart. Each call is synchronous: it answers when libqvm's
+ * call returned (docs/qvmd.md, "Long work"). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <qvm/text.h>
+#include <qvm/vm.h>
+
+#include "qvmd.h"
+
+#define CLOUD_CONFIG_MAX (256u << 10)
+#define TIMEOUT_MS_MAX (3600 * 1000)
+
+/* The VM named by the route, opened; NULL with the reply set. */
+static qvm_vm *open_named(qvmd_reply *out, const char *name) {
+  qvm_error *err = NULL;
+  qvm_vm *vm = NULL;
+  if (qvm_vm_name_check(name, &err) < 0) {
+    qvmd_problem_qvm(out, err, "name");
+    return NULL;
+  }
+  if (qvm_vm_open(&vm, name, &err) < 0) {
+    qvmd_problem_qvm(out, err, NULL);
+    return NULL;
+  }
+  return vm;
+}
+
+/* qvm_vm_info as a camelCase object; NULL with the reply set. */
+static json_object *info_object(qvmd_reply *out, qvm_vm *vm) {
+  qvm_error *err = NULL;
+  char *text = NULL;
+  if (qvm_vm_info(&text, vm, &err) < 0) {
+    qvmd_problem_qvm(out, err, NULL);
+    return NULL;
+  }
+  json_object *o = qvmd_json_from_lib(text);
+  free(text);
+  if (!o) qvmd_problem(out, 500, "EPROTO", "libqvm's vm info did not parse");
+  return o;
+}
+
+static void reply_info(qvmd_reply *out, unsigned status, qvm_vm *vm) {
+  json_object *o = info_object(out, vm);
+  if (o) qvmd_reply_json(out, status, o);
+}
+
+void qvmd_vms_list(qvmd_reply *out, const qvmd_request *req) {
+  (void)req;
+  qvm_error *err = NULL;
+  char **names = NULL;
+  size_t n = 0;
+  if (qvm_vm_list(&names, &n, &err) < 0) {
+    qvmd_problem_qvm(out, err, NULL);
+    return;
+  }
+  json_object *arr = json_object_new_array_ext((int)n);
+  for (size_t i = 0; i < n; i++) {
+    qvm_vm *vm = NULL;
+    if (qvm_vm_open(&vm, names[i], &err) < 0) {
+      /* Removed since the listing: not an error of the list. */
+      qvm_error_free(err);
+      err = NULL;
+      continue;
+    }
+    char *text = NULL;
+    if (qvm_vm_info(&text, vm, &err) == 0) {
+      json_object *o = qvmd_json_from_lib(text);
+      if (o) json_object_array_add(arr, o);
+    } else {
+      qvm_error_free(err);
+      err = NULL;
+    }
+    free(text);
+    qvm_vm_free(vm);
+  }
+  qvm_vm_names_free(names, n);
+  qvmd_reply_json(out, 200, arr);
+}
+
+void qvmd_vms_get(qvmd_reply *out, const qvmd_request *req) {
+  qvm_vm *vm = open_named(out, req->params[0]);
+  if (!vm) return;
+  reply_info(out, 200, vm);
+  qvm_vm_free(vm);
+}
+
+/* A size member: an integer in `unit` bytes, or a string for
+ * qvm_vm_size_parse ("512M", "10G"). */
+static bool body_size(qvmd_reply *out, json_object *body, const char *key, uint64_t unit,
+                      uint64_t *value) {
+  json_object *v = NULL;
+  if (!json_object_object_get_ex(body, key, &v) || json_object_is_type(v, json_type_null))
+    return true;
+  if (json_object_is_type(v, json_type_int)) {
+    int64_t n = json_object_get_int64(v);
+    if (n <= 0 || (uint64_t)n > UINT64_MAX / unit) {
+      qvmd_problem_field(out, key, "'%s' must be a positive size", key);
+      return false;
+    }
+    *value = (uint64_t)n * unit;
+    return true;
+  }
+  const char *text = NULL;
+  if (!qvmd_body_string(out, body, key, 32, &text)) return false;
+  qvm_error *err = NULL;
+  if (qvm_vm_size_parse(value, key, text, &err) < 0) {
+    qvmd_problem_qvm(out, err, key);
+    return false;
+  }
+  return true;
+}
+
+/* Writes cloudConfig to a private temp file (0600); its path into path. */
+static bool cloud_config_file(qvmd_reply *out, const char *text, char *path, size_t size) {
+  const char *dir = getenv("TMPDIR");
+  snprintf(path, size, "%s/qvmd-cloud-config-XXXXXX", dir && *dir ? dir : "/tmp");
+  int fd = mkostemp(path, O_CLOEXEC);
+  if (fd < 0) {
+    qvmd_problem(out, 500, "ESYS", "cannot make a temporary file: %s", strerror(errno));
+    return false;
+  }
+  size_t len = strlen(text), done = 0;
+  while (done < len) {
+    ssize_t w = write(fd, text + done, len - done);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      qvmd_problem(out, 500, "ESYS", "cannot write a temporary file: %s", strerror(errno));
+      close(fd);
+      unlink(path);
+      return false;
+    }
+    done += (size_t)w;
+  }
+  close(fd);
+  return true;
+}
+
+#define LABELS_MAX QVM_VM_LABELS_MAX
+
+typedef struct create_body {
+  const char *name, *image, *image_url, *cloud_config, *kernel, *initrd, *append, *user, *network,
+      *agent;
+  uint64_t memory, disk;
+  int64_t vcpus;
+  bool vcpus_set, no_cloud_init;
+  qvm_vm_label labels[LABELS_MAX];
+  size_t n_labels;
+} create_body;
+
+static bool read_labels(qvmd_reply *out, json_object *body, create_body *b) {
+  json_object *v = NULL;
+  if (!json_object_object_get_ex(body, "labels", &v) || json_object_is_type(v, json_type_null))
+    return true;
+  if (!json_object_is_type(v, json_type_object) || json_object_object_length(v) > LABELS_MAX) {
+    qvmd_problem_field(out, "labels", "'labels' must be an object of at most %d strings",
+                       LABELS_MAX);
+    return false;
+  }
+  json_object_object_foreach(v, key, val) {
+    qvm_error *err = NULL;
+    if (!json_object_is_type(val, json_type_string) ||
+        strlen(json_object_get_string(val)) != (size_t)json_object_get_string_len(val)) {
+      qvmd_problem_field(out, "labels", "every label value must be a string without NUL");
+      return false;
+    }
+    if (qvm_vm_label_check(key, json_object_get_string(val), &err) < 0) {
+      qvmd_problem_qvm(out, err, "labels");
+      return false;
+    }
+    b->labels[b->n_labels++] = (qvm_vm_label){key, json_object_get_string(val)};
+  }
+  return true;
+}
+
+static bool read_create_body(qvmd_reply *out, json_object *body, bool alias, create_body *b) {
+  static const char *const known[] = {
+      "name",   "image",  "imageUrl", "memory",  "vcpus", "diskSize", "cloudConfig", "kernel",
+      "initrd", "append", "user",     "network", "agent", "labels",   "noCloudInit", NULL};
+  /* vm-provisioner's clients may send members qvmd does not use. */
+  if (!alias && !qvmd_body_known(out, body, known)) return false;
+  if (!qvmd_body_string(out, body, "name", QVM_VM_NAME_MAX, &b->name) ||
+      !qvmd_body_string(out, body, "image", 4096, &b->image) ||
+      !qvmd_body_string(out, body, "imageUrl", 4096, &b->image_url) ||
+      !qvmd_body_string(out, body, "cloudConfig", CLOUD_CONFIG_MAX, &b->cloud_config) ||
+      !qvmd_body_string(out, body, "kernel", 4096, &b->kernel) ||
+      !qvmd_body_string(out, body, "initrd", 4096, &b->initrd) ||
+      !qvmd_body_string(out, body, "append", 4096, &b->append) ||
+      !qvmd_body_string(out, body, "user", 32, &b->user) ||
+      !qvmd_body_string(out, body, "network", 256, &b->network) ||
+      !qvmd_body_string(out, body, "agent", QVM_VM_AGENT_MAX, &b->agent) ||
+      !qvmd_body_int(out, body, "vcpus", 1, 1024, &b->vcpus_set, &b->vcpus) ||
+      !qvmd_body_bool(out, body, "noCloudInit", &b->no_cloud_init) ||
+      !body_size(out, body, "memory", 1u << 20, &b->memory) ||
+      !body_size(out, body, "diskSize", 1u << 30, &b->disk) || !read_labels(out, body, b))
+    return false;
+  if (!b->name) {
+    qvmd_problem_field(out, "name", "'name' is required");
+    return false;
+  }
+  qvm_error *err = NULL;
+  if (qvm_vm_name_check(b->name, &err) < 0) {
+    qvmd_problem_qvm(out, err, "name");
+    return false;
+  }
+  if (b->image && b->image_url) {
+    qvmd_problem_field(out, "imageUrl", "give 'image' or 'imageUrl', not both");
+    return false;
+  }
+  if (b->image_url && strncmp(b->image_url, "https://", 8) && strncmp(b->image_url, "http://", 7)) {
+    qvmd_problem_field(out, "imageUrl", "'imageUrl' must be an http:// or https:// URL");
+    return false;
+  }
+  if (!b->image && !b->image_url && !b->kernel) {
+    qvmd_problem_field(out, "image", "'image', 'imageUrl' or 'kernel' is required");
+    return false;
+  }
+  if (b->agent && qvm_vm_agent_check(b->agent, &err) < 0) {
+    qvmd_problem_qvm(out, err, "agent");
+    return false;
+  }
+  return true;
+}
+
+void qvmd_vms_create(qvmd_reply *out, const qvmd_request *req) {
+  json_object *body = qvmd_body_object(out, req);
+  if (!body) return;
+  create_body b = {0};
+  qvm_vm_create_options o = QVM_VM_CREATE_OPTIONS_INIT;
+  qvm_error *err = NULL;
+  char cc_path[4096] = "";
+  if (!read_create_body(out, body, req->alias, &b)) goto done;
+  if (b.network && qvm_vm_net_parse(&o.net, b.network, &err) < 0) {
+    qvmd_problem_qvm(out, err, "network");
+    goto done;
+  }
+  o.image = b.image ? b.image : b.image_url;
+  o.memory = b.memory;
+  o.disk = b.disk;
+  o.cpus = b.vcpus_set ? (unsigned)b.vcpus : 0;
+  o.kernel = b.kernel;
+  o.initrd = b.initrd;
+  o.append = b.append;
+  o.user = b.user;
+  o.no_cloud_init = b.no_cloud_init;
+  o.tags.labels = b.labels;
+  o.tags.n_labels = b.n_labels;
+  o.tags.agent = b.agent;
+  const char *cc[1];
+  if (b.cloud_config) {
+    if (!cloud_config_file(out, b.cloud_config, cc_path, sizeof cc_path)) goto done;
+    cc[0] = cc_path;
+    o.cloud_configs = cc;
+    o.n_cloud_configs = 1;
+  }
+  if (!qvmd_work_begin(out)) goto done;
+  qvm_vm *vm = NULL;
+  int r = qvm_vm_create(&vm, b.name, &o, &err);
+  qvmd_work_end();
+  if (r < 0) {
+    qvmd_problem_qvm(out, err, b.image_url ? "imageUrl" : b.image ? "image" : NULL);
+    goto done;
+  }
+  snprintf(out->location, sizeof out->location, "/api/v1/vms/%s", b.name);
+  reply_info(out, 201, vm);
+  qvm_vm_free(vm);
+done:
+  if (cc_path[0]) unlink(cc_path);
+  json_object_put(body);
+}
+
+void qvmd_vms_delete(qvmd_reply *out, const qvmd_request *req) {
+  qvm_error *err = NULL;
+  const char *name = req->params[0];
+  const char *force = qvmd_query(req, "force");
+  if (qvm_vm_name_check(name, &err) < 0) {
+    qvmd_problem_qvm(out, err, "name");
+    return;
+  }
+  if (force && strcmp(force, "true") && strcmp(force, "false")) {
+    qvmd_problem_field(out, "force", "'force' must be true or false");
+    return;
+  }
+  if (!qvmd_work_begin(out)) return;
+  int r = qvm_vm_remove(name, force && !strcmp(force, "true"), &err);
+  qvmd_work_end();
+  if (r < 0)
+    qvmd_problem_qvm(out, err, NULL);
+  else
+    qvmd_reply_empty(out, 204);
+}
+
+/* An optional body {"timeoutMs": N}. */
+static bool read_timeout(qvmd_reply *out, const qvmd_request *req, int *timeout_ms) {
+  if (req->body_len == 0) return true;
+  json_object *body = qvmd_body_object(out, req);
+  if (!body) return false;
+  static const char *const known[] = {"timeoutMs", NULL};
+  bool set = false;
+  int64_t v = 0;
+  bool ok = (req->alias || qvmd_body_known(out, body, known)) &&
+            qvmd_body_int(out, body, "timeoutMs", 1, TIMEOUT_MS_MAX, &set, &v);
+  if (ok && set) *timeout_ms = (int)v;
+  json_object_put(body);
+  return ok;
+}
+
+typedef enum lifecycle { START, STOP, RESTART } lifecycle;
+
+static void vm_lifecycle(qvmd_reply *out, const qvmd_request *req, lifecycle what) {
+  int timeout_ms = 60000;
+  if (!read_timeout(out, req, &timeout_ms)) return;
+  qvm_vm *vm = open_named(out, req->params[0]);
+  if (!vm) return;
+  if (!qvmd_work_begin(out)) {
+    qvm_vm_free(vm);
+    return;
+  }
+  qvm_error *err = NULL;
+  qvm_vm_start_options start = QVM_VM_START_OPTIONS_INIT;
+  qvm_vm_stop_options stop = QVM_VM_STOP_OPTIONS_INIT;
+  start.timeout_ms = stop.timeout_ms = timeout_ms;
+  int r = what == START  ? qvm_vm_start(vm, &start, &err)
+          : what == STOP ? qvm_vm_stop(vm, &stop, &err)
+                         : qvm_vm_restart(vm, &stop, &start, &err);
+  qvmd_work_end();
+  if (r < 0)
+    qvmd_problem_qvm(out, err, NULL);
+  else
+    reply_info(out, 200, vm);
+  qvm_vm_free(vm);
+}
+
+void qvmd_vms_start(qvmd_reply *out, const qvmd_request *req) { vm_lifecycle(out, req, START); }
+void qvmd_vms_stop(qvmd_reply *out, const qvmd_request *req) { vm_lifecycle(out, req, STOP); }
+void qvmd_vms_restart(qvmd_reply *out, const qvmd_request *req) { vm_lifecycle(out, req, RESTART); }
