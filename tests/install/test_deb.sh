@@ -26,7 +26,7 @@ debs=("$tmp"/src/qvm_*.deb "$tmp"/src/libqvm0_*.deb "$tmp"/src/libqvm-dev_*.deb)
 for d in "${debs[@]}"; do [[ -f $d ]] || fail "not built: $d"; done
 out=$(lintian --fail-on error "$tmp"/src/qvm_*.changes 2>&1) || fail "lintian: $out"
 out=$(grep -v "running with root privileges" <<<"$out" || true)
-log "lintian: no errors${out:+ ($(grep -c . <<<"$out") other tags)}"
+log "lintian: no errors${out:+; other tags: $(echo $out)}"
 dpkg-deb -f "${debs[0]}" Depends | grep -q 'qemu-system-x86' || fail "qvm does not depend on qemu-system-x86"
 
 dpkg -i "${debs[@]}" >"$tmp/install.log" 2>&1 || fail "dpkg -i: $(tail -n 20 "$tmp/install.log")"
@@ -43,13 +43,15 @@ iq() {
     QVM_RUNTIME_DIR="$QVM_RUNTIME_DIR" /usr/bin/qvm "$@"
 }
 mkdir -p "$tmp/home"
-ldd /usr/bin/qvm | grep -qE "libqvm.so.0 => /(usr/)?lib/x86_64-linux-gnu/" ||
-  fail "qvm does not load the installed libqvm: $(ldd /usr/bin/qvm | grep qvm)"
+libs=$(ldd /usr/bin/qvm) # not piped into grep -q: pipefail would see ldd's SIGPIPE
+grep -qE "libqvm.so.0 => /(usr/)?lib/x86_64-linux-gnu/" <<<"$libs" ||
+  fail "qvm does not load the installed libqvm: $(grep qvm <<<"$libs")"
 out=$(iq up pkg --kernel "$mini/vmlinuz" --initrd "$mini/initrd.img" --append 'console=ttyS0' \
   --memory 256M --user root --no-wait-cloud-init --timeout 180 2>&1) || fail "installed qvm up: $out"
 expect_eq "$(iq exec pkg -- echo from-the-package)" from-the-package "installed qvm exec"
-shim=$(pgrep -af 'qvm-shim pkg' | head -n 1)
+shim=$(pgrep -af 'qvm-shim pkg')
 [[ -n $shim ]] || fail "no shim for the vm"
+shim=${shim%%$'\n'*}
 pid=${shim%% *}
 expect_eq "$(readlink "/proc/$pid/exe")" /usr/libexec/qvm/qvm-shim "the shim that runs"
 iq down pkg --rm >/dev/null 2>&1 || fail "installed qvm down --rm"
@@ -57,7 +59,8 @@ iq down pkg --rm >/dev/null 2>&1 || fail "installed qvm down --rm"
 log "installed qvm: up, exec, down --rm"
 
 man -w qvm-snapshot >/dev/null 2>&1 || fail "man qvm-snapshot: not found"
-MANWIDTH=100 man qvm-snapshot 2>/dev/null | grep -q -- '--disk-only' || fail "man qvm-snapshot lacks --disk-only"
+page=$(MANWIDTH=100 man qvm-snapshot 2>/dev/null)
+grep -q -- '--disk-only' <<<"$page" || fail "man qvm-snapshot lacks --disk-only"
 bash -c 'source /usr/share/bash-completion/completions/qvm; COMP_WORDS=(qvm snap); COMP_CWORD=1; _qvm
   [[ ${COMPREPLY[*]} == snapshot ]]' || fail "the installed bash completion"
 if [[ -d /run/systemd/system ]]; then
