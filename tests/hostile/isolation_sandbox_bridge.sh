@@ -207,6 +207,30 @@ grep -qx "back-out-7000 \[reached-outside-7000\]" <<<"$spoof" ||
   fail "sa, itself again, does not reach its destination: the probes prove nothing"
 [[ -z $(tcp sb "$ipa" 7000) ]] || fail "sb reached sa after the spoofing"
 
+# The shim's way out: stop removes sb's tables (sa's stay), start writes
+# them before QEMU runs; a killed shim's successor (adopt) keeps sb cut off.
+tables_of() { in_ns "$nft_list" | grep -o "table [a-z]* qvm_iso_qvm_[0-9a-f]*" | sort; }
+before_stop=$(tables_of)
+expect_eq "$(wc -l <<<"$before_stop")" 4 "two tables per running sandbox"
+qvm stop sb --timeout 30 >/dev/null || fail "stop sb"
+after_stop=$(tables_of)
+expect_eq "$(wc -l <<<"$after_stop")" 2 "sb's tables after its shim exited"
+qvm start sb >/dev/null || fail "start sb"
+expect_eq "$(tables_of)" "$before_stop" "sb's tables after start"
+for _ in $(seq 120); do
+  [[ $(qvm exec sb -- echo ok 2>/dev/null) == ok ]] && break
+  sleep 1
+done
+shim=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["runtime"]["shim"]["pid"])' \
+  "$QVM_STATE_DIR/vms/sb/vm.json")
+kill -9 "$shim"
+for _ in $(seq 50); do kill -0 "$shim" 2>/dev/null || break; sleep 0.1; done
+qvm info sb >/dev/null || fail "info sb (re-attach)"
+grep -q qvm-shim-adopted "$QVM_STATE_DIR/vms/sb/events.jsonl" || fail "sb's new shim did not adopt"
+expect_eq "$(tables_of)" "$before_stop" "sb's tables after the adopt"
+[[ -z $(tcp sb "$ipa" 7000) ]] || fail "sb reached sa after its restart"
+expect_eq "$(tcp sb 10.98.0.2 7002)" reached-outside-7002 "sb to its destination after its restart"
+
 # A corrupt allow-list in vm.json: a clear error naming it.
 vmj=$QVM_STATE_DIR/vms/sb/vm.json
 cp "$vmj" "$tmp/sb.json"
