@@ -120,8 +120,9 @@ static int nft_run(const char *cmd, char why[200]) {
   return r;
 }
 
-/* "10.77.0.1/24" -> "10.77.0.0/24"; false if it is not that. */
-static bool subnet_network(char out[32], const char *cidr) {
+/* "10.77.0.1/24" -> "10.77.0.0/24" and "10.77.0.1"; false if it is not
+ * that. */
+static bool subnet_network(char out[32], char host[QVM_NET_IP_MAX], const char *cidr) {
   char buf[32];
   if (!cidr || strlen(cidr) >= sizeof buf) return false;
   strcpy(buf, cidr);
@@ -132,6 +133,7 @@ static bool subnet_network(char out[32], const char *cidr) {
   unsigned prefix = (unsigned)atoi(slash + 1);
   struct in_addr a;
   if (inet_pton(AF_INET, buf, &a) != 1) return false;
+  inet_ntop(AF_INET, &a, host, QVM_NET_IP_MAX);
   a.s_addr = htonl(ntohl(a.s_addr) & (prefix == 32 ? ~0u : ~((1u << (32 - prefix)) - 1)));
   char ip[INET_ADDRSTRLEN];
   inet_ntop(AF_INET, &a, ip, sizeof ip);
@@ -178,24 +180,29 @@ static void bridge_rules(qvm_strbuf *sb, const char *id, const char *tap, const 
 /* Layer 3, in the ip family, for packets with the tap's mark: to the host,
  * replies of what the host opened and DHCP; routed, replies and the
  * allow-list, never the bridge's own subnet (the other sandboxes) nor
- * link-local (a cloud host's metadata service). */
+ * link-local (a cloud host's metadata service). DHCP only to the bridge's
+ * address (qvm's server) or broadcast: not to another DHCP server on the
+ * host. The allow-list is for routed destinations: the host itself is
+ * never one. */
 static void ip_rules(qvm_strbuf *sb, const char *id, uint32_t mark, const char *net,
-                     const qvm_net_egress *egress, size_t n) {
-  qvm_strbuf_printf(sb,
-                    "add table ip qvm_iso_%1$s\n"
-                    "flush table ip qvm_iso_%1$s\n"
-                    "add chain ip qvm_iso_%1$s input { type filter hook input priority -200; "
-                    "policy accept; }\n"
-                    "add rule ip qvm_iso_%1$s input meta mark != 0x%2$08x accept\n"
-                    "add rule ip qvm_iso_%1$s input ct state established,related accept\n"
-                    "add rule ip qvm_iso_%1$s input udp sport 68 udp dport 67 accept\n"
-                    "add rule ip qvm_iso_%1$s input drop\n"
-                    "add chain ip qvm_iso_%1$s forward { type filter hook forward priority -200; "
-                    "policy accept; }\n"
-                    "add rule ip qvm_iso_%1$s forward meta mark != 0x%2$08x accept\n"
-                    "add rule ip qvm_iso_%1$s forward ct state established,related accept\n"
-                    "add rule ip qvm_iso_%1$s forward ip daddr { %3$s, 169.254.0.0/16 } drop\n",
-                    id, (unsigned)mark, net);
+                     const char *host, const qvm_net_egress *egress, size_t n) {
+  qvm_strbuf_printf(
+      sb,
+      "add table ip qvm_iso_%1$s\n"
+      "flush table ip qvm_iso_%1$s\n"
+      "add chain ip qvm_iso_%1$s input { type filter hook input priority -200; "
+      "policy accept; }\n"
+      "add rule ip qvm_iso_%1$s input meta mark != 0x%2$08x accept\n"
+      "add rule ip qvm_iso_%1$s input ct state established,related accept\n"
+      "add rule ip qvm_iso_%1$s input ip daddr { %4$s, 255.255.255.255 } udp sport 68 "
+      "udp dport 67 accept\n"
+      "add rule ip qvm_iso_%1$s input drop\n"
+      "add chain ip qvm_iso_%1$s forward { type filter hook forward priority -200; "
+      "policy accept; }\n"
+      "add rule ip qvm_iso_%1$s forward meta mark != 0x%2$08x accept\n"
+      "add rule ip qvm_iso_%1$s forward ct state established,related accept\n"
+      "add rule ip qvm_iso_%1$s forward ip daddr { %3$s, 169.254.0.0/16 } drop\n",
+      id, (unsigned)mark, net, host);
   for (size_t i = 0; i < n; i++) {
     struct in_addr a = {.s_addr = htonl(egress[i].addr)};
     char ip[INET_ADDRSTRLEN];
@@ -215,13 +222,13 @@ static bool ip_valid(const char *ip) {
 }
 
 int qvm_net_isolate_apply(const qvm_net_isolate_options *o, qvm_error **err) {
-  char id[QVM_NET_IFNAME_MAX], net[32], mac[QVM_NET_MAC_STR_MAX], why[200];
+  char id[QVM_NET_IFNAME_MAX], net[32], host[QVM_NET_IP_MAX], mac[QVM_NET_MAC_STR_MAX], why[200];
   int r = table_id(id, o->tap, err);
   if (r < 0) return r;
   if (o->tap_index == 0 || o->tap_index > QVM_NET_ISOLATE_INDEX_MAX)
     return qvm_error_set(err, QVM_EINVAL, "tap '%s' has ifindex %u, out of the marks' range",
                          o->tap, o->tap_index);
-  if (!subnet_network(net, o->subnet))
+  if (!subnet_network(net, host, o->subnet))
     return qvm_error_set(err, QVM_EINVAL, "subnet '%.40s' is not ipv4/prefix",
                          o->subnet ? o->subnet : "");
   if (o->n_egress > QVM_NET_EGRESS_MAX)
@@ -232,7 +239,7 @@ int qvm_net_isolate_apply(const qvm_net_isolate_options *o, qvm_error **err) {
   uint32_t mark = QVM_NET_ISOLATE_MARK_BASE + o->tap_index;
   qvm_strbuf sb = QVM_STRBUF_INIT;
   bridge_rules(&sb, id, o->tap, mac, mark, o->bound_ip);
-  ip_rules(&sb, id, mark, net, o->egress, o->n_egress);
+  ip_rules(&sb, id, mark, net, host, o->egress, o->n_egress);
   _cleanup_free_ char *cmd = qvm_strbuf_steal(&sb);
   if (!cmd) return qvm_error_set_errno(err, ENOMEM, "out of memory");
   if (nft_run(cmd, why) < 0)

@@ -101,6 +101,16 @@ static void serve_udp(const char *ns, const char *name, int port) {
                  port, name, port);
 }
 
+/* The host's "other DHCP server": UDP 67, answering to the client's 68. */
+static void serve_dhcp(const char *ns) {
+  net_test_spawn(ns, "exec python3 -c 'import socket\n"
+                     "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+                     "s.bind((\"0.0.0.0\",67))\n"
+                     "while True:\n"
+                     "  d,a=s.recvfrom(100)\n"
+                     "  s.sendto(b\"reached-dhcp-67\",a)'");
+}
+
 static void wait_listening(const char *ns, const char *flag, int port) {
   assert_int_equal(qvm_test_sh("for i in $(seq 100); do ip netns exec %s ss -ln%s | "
                                "grep -q ':%d ' && exit 0; sleep 0.1; done; exit 1",
@@ -133,6 +143,19 @@ static bool udp_reaches(const char *ns, const char *addr, int port, const char *
                                       "except OSError: pass' 2>/dev/null",
                                       ns, addr, port),
                    name, port);
+}
+
+/* UDP from port 68 (a DHCP client's) to addr:67. */
+static bool dhcp_reaches(const char *ns, const char *addr) {
+  return output_is(qvm_test_sh_output("ip netns exec %s python3 -c 'import socket\n"
+                                      "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+                                      "s.bind((\"0.0.0.0\",68))\n"
+                                      "s.settimeout(2)\n"
+                                      "s.sendto(b\"x\",(\"%s\",67))\n"
+                                      "try: print(s.recv(100).decode())\n"
+                                      "except OSError: pass' 2>/dev/null",
+                                      ns, addr),
+                   "dhcp", 67);
 }
 
 static bool pings(const char *ns, const char *addr) {
@@ -213,12 +236,14 @@ static int setup(void **state) {
   serve_tcp(outside, "outside", 7001);
   serve_tcp(outside, "outside", 7002);
   serve_tcp(host, "host", 7002);
+  serve_dhcp(host);
   for (size_t i = 0; i < 5; i++) {
     wait_listening(spaces[i], "t", 7000);
     if (i != 3) wait_listening(spaces[i], "u", 7001);
   }
   wait_listening(outside, "t", 7002);
   wait_listening(host, "t", 7002);
+  wait_listening(host, "u", 67);
   ruleset_before = ruleset();
   assert_non_null(strstr(ruleset_before, "chain fwd_qvmiso")); /* qvm's NAT, not ours */
   isolate_both();
@@ -268,6 +293,10 @@ static void test_host_services_dropped(void **state) {
   assert_false(tcp_reaches(ga, "10.98.0.1", 7000, "host"));
   assert_false(udp_reaches(ga, HOST_IP, 7001, "host"));
   assert_false(pings(ga, HOST_IP));
+  /* DHCP reaches the host only at the bridge's address (qvm's server), not
+   * another DHCP server of the host's. */
+  assert_true(dhcp_reaches(ga, HOST_IP));
+  assert_false(dhcp_reaches(ga, "10.98.0.1"));
 }
 
 /* The allow-list: the entry is reachable (through qvm's NAT), another port
