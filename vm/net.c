@@ -197,9 +197,9 @@ int vm_net_spec_fill(vm_spec *s, const qvm_vm_net *n, qvm_error **err) {
   if ((r = vm_net_mac_assign(s, err)) < 0) return r;
   if (s->isolated && !vm_net_admin_capable()) {
     qvm_error_set(err, QVM_EUNAVAIL,
-                  "an isolated bridge port needs root or CAP_NET_ADMIN (its nftables rules are "
-                  "the host's): use --net isolated (user-mode networking with restrict) instead");
-    return qvm_error_set_hint(err, QVM_EUNAVAIL, "BridgeNeedsAdmin", NULL);
+                  "an isolated bridge port needs root or CAP_NET_ADMIN: its nftables rules are "
+                  "the host's");
+    return qvm_error_set_hint(err, QVM_EUNAVAIL, "IsolatedNeedsAdmin", NULL);
   }
   if (!vm_net_admin_capable()) {
     qvm_error_set(err, QVM_EUNAVAIL, "network mode 'bridge' needs root or CAP_NET_ADMIN");

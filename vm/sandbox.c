@@ -112,9 +112,9 @@ static int sandbox_net(qvm_vm_net *net, const qvm_sandbox_create_options *o, qvm
   }
   if (!vm_net_admin_capable()) {
     qvm_error_set(err, QVM_EUNAVAIL,
-                  "network isolated-bridge needs root or CAP_NET_ADMIN (the host's nftables "
-                  "enforce it): use --net isolated (user-mode networking with restrict) instead");
-    return qvm_error_set_hint(err, QVM_EUNAVAIL, "BridgeNeedsAdmin", NULL);
+                  "network isolated-bridge needs root or CAP_NET_ADMIN: the host's nftables "
+                  "enforce it");
+    return qvm_error_set_hint(err, QVM_EUNAVAIL, "IsolatedNeedsAdmin", NULL);
   }
   if (o->n_allow_egress > QVM_VM_EGRESS_MAX)
     return qvm_error_set(err, QVM_EINVAL, "%zu egress entries: at most %d", o->n_allow_egress,
