@@ -13,6 +13,7 @@
  * one fd for the caller's poll loop plus a handle_readable() call.
  */
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <qvm/error.h>
@@ -89,6 +90,49 @@ int qvm_net_nat_ensure(const char *bridge, const char *subnet, qvm_error **err);
 int qvm_net_nat_remove(const char *bridge, qvm_error **err);
 /* `list table ip qvm` as nft prints it (caller frees); QVM_ENOTFOUND if absent. */
 int qvm_net_nat_list(char **out, qvm_error **err);
+
+/* --- isolated ports (sandboxes) ------------------------------------------ */
+
+/* One egress allow-list entry: "A.B.C.D[/N]:PORT[/tcp|/udp]" (tcp when no
+ * protocol; no DNS names). addr is the network, host order. */
+typedef struct qvm_net_egress {
+  uint32_t addr;
+  uint8_t prefix; /* 0..32 */
+  uint16_t port;  /* 1..65535 */
+  bool udp;
+} qvm_net_egress;
+#define QVM_NET_EGRESS_MAX 32
+#define QVM_NET_EGRESS_STR_MAX 32 /* "255.255.255.255/32:65535/tcp" + NUL */
+/* QVM_EINVAL names the entry and what is wrong with it. */
+int qvm_net_egress_parse(qvm_net_egress *out, const char *text, qvm_error **err);
+/* The canonical form, "A.B.C.D/N:PORT/proto", which parse reads back. */
+void qvm_net_egress_format(char out[QVM_NET_EGRESS_STR_MAX], const qvm_net_egress *e);
+
+/* Packets from an isolated tap carry mark BASE + the tap's ifindex from the
+ * bridge family to the ip family (docs/ARCHITECTURE.md, "Sandboxes"). */
+#define QVM_NET_ISOLATE_MARK_BASE 0x71760000u
+#define QVM_NET_ISOLATE_INDEX_MAX 0xffffu
+
+typedef struct qvm_net_isolate_options {
+  const char *tap;
+  unsigned tap_index;   /* the tap's ifindex, 1..QVM_NET_ISOLATE_INDEX_MAX */
+  uint8_t mac[6];       /* the VM's MAC: any other source MAC is dropped */
+  const char *subnet;   /* the bridge's address with prefix: never routed to */
+  const char *bound_ip; /* the guest's address from qvm's DHCP; NULL: none yet */
+  const qvm_net_egress *egress;
+  size_t n_egress; /* <= QVM_NET_EGRESS_MAX */
+} qvm_net_isolate_options;
+
+/* Writes tables `bridge qvm_iso_<tap>` and `ip qvm_iso_<tap>` (the tap's
+ * name with '_' for '-') in one transaction, replacing any before: the tap
+ * reaches no other bridge port; the host only for DHCP, ARP and replies of
+ * connections the host opened; routed destinations only in egress (new
+ * connections) and replies. */
+int qvm_net_isolate_apply(const qvm_net_isolate_options *opts, qvm_error **err);
+/* The only source address (IPv4 and ARP) the tap may use from now on. */
+int qvm_net_isolate_bind(const char *tap, const char *ip, qvm_error **err);
+/* Deletes both tables; 0 when they are already gone. */
+int qvm_net_isolate_remove(const char *tap, qvm_error **err);
 
 /* --- lease database ----------------------------------------------------- */
 

@@ -27,9 +27,13 @@ void vm_clone_plan_clear(vm_clone_plan *p) {
   free(p->cdroms);
   free(p->drives);
   free(p->keys);
+  free(p->egress_text);
+  free(p->egress);
   p->cdroms = NULL;
   p->drives = NULL;
   p->keys = NULL;
+  p->egress_text = NULL;
+  p->egress = NULL;
 }
 
 int vm_clone_plan_init(vm_clone_plan *p, const vm_spec *s, qvm_error **err) {
@@ -61,6 +65,18 @@ int vm_clone_plan_init(vm_clone_plan *p, const vm_spec *s, qvm_error **err) {
              s->bridge_address && !s->dhcp_external ? s->bridge_address : "");
     o->net.dhcp_external = s->dhcp_external;
     o->net.nat = s->nat;
+    o->net.isolated = s->isolated;
+  }
+  if (s->isolated && s->n_egress) {
+    if (!(p->egress_text = calloc(s->n_egress, sizeof *p->egress_text)) ||
+        !(p->egress = calloc(s->n_egress, sizeof *p->egress)))
+      return oom(err);
+    for (size_t i = 0; i < s->n_egress; i++) {
+      qvm_net_egress_format(p->egress_text[i], &s->egress[i]);
+      p->egress[i] = p->egress_text[i];
+    }
+    o->net.allow_egress = p->egress;
+    o->net.n_allow_egress = s->n_egress;
   }
   if (!(p->cdroms = calloc(s->n_drives + 1, sizeof *p->cdroms)) ||
       !(p->drives = calloc(s->n_drives + 1, sizeof *p->drives)) ||

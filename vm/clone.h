@@ -16,6 +16,9 @@ typedef struct vm_clone_plan {
   const char **cdroms;
   qvm_vm_drive *drives;
   const char **keys;
+  /* An isolated SRC's allow-list, as text for o.net (a clone stays isolated). */
+  char (*egress_text)[QVM_NET_EGRESS_STR_MAX];
+  const char **egress;
 } vm_clone_plan;
 
 /* QVM_EINVAL (class WritableDrive) when SRC has a writable drive of its

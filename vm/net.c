@@ -126,6 +126,32 @@ int vm_net_mac_assign(vm_spec *s, qvm_error **err) {
                        s->uuid, s->bridge);
 }
 
+/* The allow-list, parsed into s->egress; each bad entry is named. */
+static int isolated_fill(vm_spec *s, const qvm_vm_net *n, qvm_error **err) {
+  if (n->n_allow_egress && !n->isolated)
+    return qvm_error_set(err, QVM_EINVAL, "an egress allow-list needs an isolated port");
+  if (!n->isolated) return 0;
+  if (s->dhcp_external)
+    return qvm_error_set(err, QVM_EINVAL,
+                         "an isolated port needs qvm's dhcp: its lease is the only source "
+                         "address the port may use");
+  if (n->n_allow_egress > QVM_VM_EGRESS_MAX)
+    return qvm_error_set(err, QVM_EINVAL, "%zu egress entries: at most %d", n->n_allow_egress,
+                         QVM_VM_EGRESS_MAX);
+  s->isolated = true;
+  free(s->egress);
+  s->egress = NULL;
+  s->n_egress = 0;
+  if (n->n_allow_egress && !(s->egress = calloc(n->n_allow_egress, sizeof *s->egress)))
+    return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  for (size_t i = 0; i < n->n_allow_egress; i++) {
+    int r = qvm_net_egress_parse(&s->egress[i], n->allow_egress[i], err);
+    if (r < 0) return r;
+    s->n_egress = i + 1;
+  }
+  return 0;
+}
+
 int vm_net_spec_fill(vm_spec *s, const qvm_vm_net *n, qvm_error **err) {
   static const vm_net_mode modes[] = {[QVM_VM_NET_USER] = VM_NET_USER,
                                       [QVM_VM_NET_NONE] = VM_NET_NONE,
@@ -138,6 +164,8 @@ int vm_net_spec_fill(vm_spec *s, const qvm_vm_net *n, qvm_error **err) {
   s->net_restrict = n->restricted;
   if (s->net != VM_NET_BRIDGE) {
     if (n->nat) return qvm_error_set(err, QVM_EINVAL, "nat needs bridge networking");
+    if (n->isolated || n->n_allow_egress)
+      return qvm_error_set(err, QVM_EINVAL, "isolated and allow-egress need bridge networking");
     if (n->bridge[0] || n->subnet[0] || n->dhcp_external)
       return qvm_error_set(err, QVM_EINVAL, "bridge, subnet and dhcp belong to bridge networking");
     return 0;
@@ -165,7 +193,14 @@ int vm_net_spec_fill(vm_spec *s, const qvm_vm_net *n, qvm_error **err) {
                          "nat needs qvm's dhcp on the bridge: it masquerades the subnet of "
                          "subnet=, not of an external network");
   s->nat = n->nat;
+  if ((r = isolated_fill(s, n, err)) < 0) return r;
   if ((r = vm_net_mac_assign(s, err)) < 0) return r;
+  if (s->isolated && !vm_net_admin_capable()) {
+    qvm_error_set(err, QVM_EUNAVAIL,
+                  "an isolated bridge port needs root or CAP_NET_ADMIN: its nftables rules are "
+                  "the host's");
+    return qvm_error_set_hint(err, QVM_EUNAVAIL, "IsolatedNeedsAdmin", NULL);
+  }
   if (!vm_net_admin_capable()) {
     qvm_error_set(err, QVM_EUNAVAIL, "network mode 'bridge' needs root or CAP_NET_ADMIN");
     return qvm_error_set_hint(err, QVM_EUNAVAIL, "BridgeNeedsAdmin", NULL);
@@ -193,6 +228,7 @@ struct vm_net {
   uint8_t mac[6];
   char tap[QVM_NET_IFNAME_MAX];
   unsigned tap_index; /* the tap this shim's QEMU holds, 0 if unknown */
+  bool isolated;      /* the tap has isolation tables (net/isolate.c) */
   /* The last lease event recorded, from either source: only a change is
    * recorded again, so a guest that repeats itself cannot grow the log. */
   const char *last_event;
@@ -257,6 +293,13 @@ static void lease_changed(vm_net *n, const char *event, const char *source, cons
   lease_event(n->events_fd, event, source, ip, mac, at_us, lease_s, hostname);
 }
 
+static struct json_object *isolate_error_event(const char *message) {
+  struct json_object *ev = json_object_new_object();
+  json_object_object_add(ev, "event", json_object_new_string("qvm-isolate-error"));
+  json_object_object_add(ev, "message", json_object_new_string(message));
+  return ev;
+}
+
 static void on_lease(const qvm_dhcp_lease_event *e, void *userdata) {
   vm_net *n = userdata;
   const char *name = e->kind == QVM_DHCP_LEASE_ACK       ? "DHCP_LEASE"
@@ -264,6 +307,14 @@ static void on_lease(const qvm_dhcp_lease_event *e, void *userdata) {
                                                          : "DHCP_DECLINE";
   char ip[QVM_NET_IP_MAX];
   if (!vm_net_ip_canonical(ip, e->ip)) return; /* not an address: never recorded */
+  if (n->isolated && e->kind == QVM_DHCP_LEASE_ACK) {
+    /* The port's only source address from now on. A failure leaves the
+     * old one (or none): the guest is cut off, never let through. */
+    qvm_error *be = NULL;
+    if (qvm_net_isolate_bind(n->tap, ip, &be) < 0)
+      vm_events_append(n->events_fd, isolate_error_event(qvm_error_message(be)));
+    qvm_error_free(be);
+  }
   lease_changed(n, name, qvm_net_ip_source_name(QVM_NET_IP_SOURCE_DHCP_SERVER), ip, e->timestamp_us,
                 e->lease_seconds, e->hostname);
 }
@@ -327,6 +378,26 @@ static int start_server(vm_net *n, const vm_spec *s, qvm_error **err) {
   return qvm_dhcp_server_new(&n->server, &o, err);
 }
 
+/* The tap's tables (net/isolate.c), with the source address of the
+ * guest's lease when the bridge's lease db has one (a restarted shim). */
+static int isolate_apply(vm_net *n, const vm_spec *s, qvm_error **err) {
+  qvm_net_isolate_options o = {.tap = n->tap,
+                               .tap_index = n->tap_index,
+                               .subnet = s->bridge_address,
+                               .egress = s->egress,
+                               .n_egress = s->n_egress};
+  memcpy(o.mac, n->mac, 6);
+  qvm_net_lease lease;
+  _cleanup_free_ char *db = NULL;
+  if (vm_net_lease_db_path(&db, s->bridge, NULL) == 0 &&
+      qvm_net_lease_lookup(&lease, db, n->mac, NULL) == 0)
+    o.bound_ip = lease.ip;
+  n->isolated = true; /* removed on the way out, even when half made */
+  int r = qvm_net_isolate_apply(&o, err);
+  if (r < 0) qvm_error_prefix(err, "cannot isolate the vm's port");
+  return r;
+}
+
 static int setup_links(int *out_tap_fd, vm_net *n, const vm_spec *s, qvm_error **err) {
   qvm_net_bridge_options b = {.name = s->bridge,
                               .address = s->dhcp_external ? NULL : s->bridge_address};
@@ -338,6 +409,8 @@ static int setup_links(int *out_tap_fd, vm_net *n, const vm_spec *s, qvm_error *
   if (r >= 0 && s->nat) r = qvm_net_nat_ensure(s->bridge, s->bridge_address, err);
   if (r >= 0) r = qvm_net_tap_create(out_tap_fd, n->tap, s->bridge, 0, err);
   if (r >= 0) r = qvm_net_link_index(&n->tap_index, n->tap, err);
+  /* Before QEMU has the tap: no frame of the guest's passes unfiltered. */
+  if (r >= 0 && s->isolated) r = isolate_apply(n, s, err);
   return r;
 }
 
@@ -359,13 +432,16 @@ int vm_net_start(vm_net **out, int *out_tap_fd, qvm_vm *vm, bool create_tap, int
   int r = qvm_net_mac_parse(n->mac, s->mac, err);
   if (r >= 0) r = qvm_net_tap_name_from_uuid(n->tap, s->uuid, err);
   if (r >= 0 && create_tap) r = setup_links(out_tap_fd, n, s, err);
-  /* Adopted: the running QEMU holds the tap of that name. */
+  /* Adopted: the running QEMU holds the tap of that name. Its tables are
+   * written again (the same, in one transaction). */
   if (r >= 0 && !create_tap) (void)qvm_net_link_index(&n->tap_index, n->tap, NULL);
+  if (r >= 0 && !create_tap && s->isolated) r = isolate_apply(n, s, err);
   if (r >= 0 && !s->dhcp_external) r = start_server(n, s, err);
   if (r >= 0 && s->dhcp_external) r = qvm_net_watcher_new(&n->watcher, n->tap, n->mac, err);
   if (r < 0) {
     if (out_tap_fd && *out_tap_fd >= 0) close(*out_tap_fd);
     if (out_tap_fd) *out_tap_fd = -1;
+    if (n->isolated && create_tap) (void)qvm_net_isolate_remove(n->tap, NULL);
     vm_net_free(n);
     if (qvm_error_errno(*err) == EPERM || qvm_error_errno(*err) == EACCES)
       qvm_error_prefix(err, "bridge network needs root or CAP_NET_ADMIN");
@@ -417,6 +493,10 @@ void vm_net_remove_own_tap(vm_net *n) {
   qvm_error *e = NULL;
   qvm_net_link_delete_index(n->tap_index, &e);
   qvm_error_free(e);
+  /* The tables match the tap by name, so a next start's tap would inherit
+   * them; that start writes its own first (setup_links), and the tables of
+   * a tap of the same name are this VM's anyway (the name is its uuid's). */
+  if (n->isolated) (void)qvm_net_isolate_remove(n->tap, NULL);
   n->tap_index = 0;
 }
 
@@ -425,4 +505,5 @@ void vm_net_remove_tap(const vm_spec *s) {
   if (s->net != VM_NET_BRIDGE || qvm_net_tap_name_from_uuid(tap, s->uuid, NULL) < 0) return;
   unsigned idx = 0;
   if (qvm_net_link_index(&idx, tap, NULL) == 0) remove_tap(tap);
+  if (s->isolated) (void)qvm_net_isolate_remove(tap, NULL);
 }

@@ -18,6 +18,7 @@
 #include "vm/audit.h"
 #include "vm/clone.h"
 #include "vm/handle.h"
+#include "vm/net.h"
 #include "vm/ttl.h"
 
 static int oom(qvm_error **err) { return qvm_error_set_errno(err, ENOMEM, "out of memory"); }
@@ -90,9 +91,48 @@ static int create_result(char **out, const char *name, const char *from, golden_
   add_str(o, "from", from);
   add_str(o, "kind", golden_kind_names[kind]);
   json_object_object_add(o, "ttl_s", json_object_new_int64(ttl_s));
-  add_str(o, "net", net == QVM_SANDBOX_NET_USER ? "user" : "isolated");
+  add_str(o, "net",
+          net == QVM_SANDBOX_NET_USER              ? "user"
+          : net == QVM_SANDBOX_NET_ISOLATED_BRIDGE ? "isolated-bridge"
+                                                   : "isolated");
   json_object_object_add(o, "ssh_port", up->ssh_port ? json_object_new_int(up->ssh_port) : NULL);
   return to_text(out, o, err);
+}
+
+/* An isolated bridge port: checked here, before anything is made, so a
+ * user without CAP_NET_ADMIN learns at once what to use instead. */
+static int sandbox_net(qvm_vm_net *net, const qvm_sandbox_create_options *o, qvm_error **err) {
+  if ((unsigned)o->net > QVM_SANDBOX_NET_ISOLATED_BRIDGE)
+    return qvm_error_set(err, QVM_EINVAL, "sandbox network %d is unknown", (int)o->net);
+  if (o->net != QVM_SANDBOX_NET_ISOLATED_BRIDGE) {
+    if (o->n_allow_egress || o->bridge)
+      return qvm_error_set(err, QVM_EINVAL,
+                           "a bridge and an egress allow-list need network isolated-bridge");
+    return 0;
+  }
+  if (!vm_net_admin_capable()) {
+    qvm_error_set(err, QVM_EUNAVAIL,
+                  "network isolated-bridge needs root or CAP_NET_ADMIN: the host's nftables "
+                  "enforce it");
+    return qvm_error_set_hint(err, QVM_EUNAVAIL, "IsolatedNeedsAdmin", NULL);
+  }
+  if (o->n_allow_egress > QVM_VM_EGRESS_MAX)
+    return qvm_error_set(err, QVM_EINVAL, "%zu egress entries: at most %d", o->n_allow_egress,
+                         QVM_VM_EGRESS_MAX);
+  for (size_t i = 0; i < o->n_allow_egress; i++) {
+    qvm_net_egress e;
+    int r = qvm_net_egress_parse(&e, o->allow_egress[i], err);
+    if (r < 0) return r;
+  }
+  if (o->bridge && strlen(o->bridge) >= sizeof net->bridge)
+    return qvm_error_set(err, QVM_EINVAL, "bridge name '%.20s' is too long", o->bridge);
+  *net = (qvm_vm_net){.mode = QVM_VM_NET_BRIDGE,
+                      .nat = true,
+                      .isolated = true,
+                      .allow_egress = o->allow_egress,
+                      .n_allow_egress = o->n_allow_egress};
+  if (o->bridge) snprintf(net->bridge, sizeof net->bridge, "%s", o->bridge);
+  return 0;
 }
 
 static int create_run(char **out_json, const char *name, const qvm_sandbox_create_options *o,
@@ -100,10 +140,9 @@ static int create_run(char **out_json, const char *name, const qvm_sandbox_creat
   int64_t ttl = o->ttl_s ? o->ttl_s : QVM_SANDBOX_TTL_DEFAULT_S;
   int r = vm_ttl_check(ttl, err);
   if (r < 0) return r;
-  if ((unsigned)o->net > QVM_SANDBOX_NET_USER)
-    return qvm_error_set(err, QVM_EINVAL, "sandbox network %d is unknown", (int)o->net);
-  if ((r = vm_name_free(name, err)) < 0) return r;
   qvm_vm_net net = {.mode = QVM_VM_NET_USER, .restricted = o->net == QVM_SANDBOX_NET_ISOLATED};
+  if ((r = sandbox_net(&net, o, err)) < 0) return r;
+  if ((r = vm_name_free(name, err)) < 0) return r;
   qvm_vm_tags tags = {.labels = o->labels,
                       .n_labels = o->n_labels,
                       .agent = o->agent,

@@ -262,6 +262,7 @@ void vm_spec_free(vm_spec *spec) {
   free(spec->forwards);
   free(spec->bridge);
   free(spec->bridge_address);
+  free(spec->egress);
   vm_spec_access_clear(spec);
   vm_spec_tags_clear(spec);
   free(spec);

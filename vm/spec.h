@@ -13,6 +13,7 @@
 
 #include <json-c/json.h>
 
+#include "net/net.h"
 #include "util/cleanup.h"
 #include "util/error.h"
 #include <qvm/vm.h>
@@ -86,6 +87,10 @@ typedef struct vm_spec {
   char *bridge_address; /* qvm's DHCP: the bridge's own address, "10.77.0.1/24" */
   bool dhcp_external;   /* the bridge is served by someone else's DHCP */
   bool nat;             /* masquerade the bridge's subnet to the uplink */
+  /* An isolated port (net/isolate.c): "isolated", "allow_egress". */
+  bool isolated;
+  qvm_net_egress *egress;
+  size_t n_egress;
   /* Guest access (vm/access.c): "access" in vm.json. */
   bool cloud_init;      /* qvm generated the keys and built seed.iso */
   char *user;           /* login user; NULL: "root" */

@@ -32,6 +32,18 @@ static struct json_object *forward_to_json(const vm_forward *f) {
   return o;
 }
 
+/* "isolated": {"allow_egress": ["A.B.C.D/N:PORT/proto", ...]} */
+static struct json_object *egress_to_json(const vm_spec *s) {
+  struct json_object *iso = json_object_new_object(), *a = json_object_new_array();
+  for (size_t i = 0; i < s->n_egress; i++) {
+    char text[QVM_NET_EGRESS_STR_MAX];
+    qvm_net_egress_format(text, &s->egress[i]);
+    json_object_array_add(a, json_object_new_string(text));
+  }
+  json_object_object_add(iso, "allow_egress", a);
+  return iso;
+}
+
 static struct json_object *network_to_json(const vm_spec *s) {
   struct json_object *net = json_object_new_object();
   put_str(net, "mode", vm_net_mode_name(s->net));
@@ -47,6 +59,7 @@ static struct json_object *network_to_json(const vm_spec *s) {
     put_str(net, "subnet", s->bridge_address);
     put_str(net, "dhcp", s->dhcp_external ? "external" : "qvm");
     json_object_object_add(net, "nat", json_object_new_boolean(s->nat));
+    if (s->isolated) json_object_object_add(net, "isolated", egress_to_json(s));
   }
   return net;
 }
@@ -192,6 +205,40 @@ static int array_each(struct json_object *o, const char *key, vm_spec *s,
   return 0;
 }
 
+/* "isolated": absent or null (not isolated), or {"allow_egress": [...]}
+ * with at most QVM_NET_EGRESS_MAX entries that parse; with qvm's DHCP only
+ * (the lease binds the tap's source address). */
+static int isolated_from_json(vm_spec *s, struct json_object *net, qvm_error **err) {
+  struct json_object *iso = NULL, *a = NULL;
+  if (!json_object_object_get_ex(net, "isolated", &iso) || json_object_is_type(iso, json_type_null))
+    return 0;
+  if (!json_object_is_type(iso, json_type_object))
+    return qvm_error_set(err, QVM_EINVAL, "'isolated' is not an object");
+  if (s->dhcp_external)
+    return qvm_error_set(err, QVM_EINVAL, "'isolated' needs qvm's dhcp, not dhcp=external");
+  s->isolated = true;
+  if (!json_object_object_get_ex(iso, "allow_egress", &a) || json_object_is_type(a, json_type_null))
+    return 0;
+  if (!json_object_is_type(a, json_type_array))
+    return qvm_error_set(err, QVM_EINVAL, "'allow_egress' is not an array");
+  size_t n = json_object_array_length(a);
+  if (n > QVM_NET_EGRESS_MAX)
+    return qvm_error_set(err, QVM_EINVAL, "'allow_egress' has %zu entries, more than %d", n,
+                         QVM_NET_EGRESS_MAX);
+  if (n && !(s->egress = calloc(n, sizeof *s->egress)))
+    return qvm_error_set_errno(err, ENOMEM, "cannot read 'allow_egress'");
+  for (size_t i = 0; i < n; i++) {
+    struct json_object *v = json_object_array_get_idx(a, i);
+    if (!json_object_is_type(v, json_type_string) ||
+        strlen(json_object_get_string(v)) != (size_t)json_object_get_string_len(v))
+      return qvm_error_set(err, QVM_EINVAL, "'allow_egress' entry %zu is not a string", i);
+    int r = qvm_net_egress_parse(&s->egress[i], json_object_get_string(v), err);
+    if (r < 0) return qvm_error_prefix(err, "'allow_egress' entry %zu", i);
+    s->n_egress = i + 1;
+  }
+  return 0;
+}
+
 static int bridge_from_json(vm_spec *s, struct json_object *net, qvm_error **err) {
   _cleanup_free_ char *dhcp = NULL;
   int r = vm_net_bridge_name_check(s->bridge, err);
@@ -202,6 +249,7 @@ static int bridge_from_json(vm_spec *s, struct json_object *net, qvm_error **err
   s->dhcp_external = dhcp && !strcmp(dhcp, "external");
   s->nat = get_bool(net, "nat");
   if (r >= 0 && !s->dhcp_external) r = vm_net_subnet_check(s->bridge_address, err);
+  if (r >= 0) r = isolated_from_json(s, net, err);
   return r;
 }
 

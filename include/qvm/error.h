@@ -85,6 +85,8 @@ QVM_API const char *qvm_error_message(const qvm_error *err);
  *   "KvmUnusable"        "kvm" was asked for, KVM is not usable (QVM_EUNAVAIL)
  *   "QemuMissing"        QEMU (or $QVM_QEMU) is not in PATH (QVM_EUNAVAIL)
  *   "BridgeNeedsAdmin"   bridge mode without root/CAP_NET_ADMIN (QVM_EUNAVAIL)
+ *   "IsolatedNeedsAdmin" an isolated bridge port (sandbox network
+ *                        isolated-bridge) without root/CAP_NET_ADMIN (QVM_EUNAVAIL)
  *   "ImageNamesFile"     an image names another file QEMU would open;
  *                        allow_backing accepts it; the subject is the
  *                        drive's path (NULL: the VM's image)

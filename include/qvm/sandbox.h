@@ -40,9 +40,14 @@ QVM_API int qvm_sandbox_duration_parse(int64_t *out_s, const char *text, qvm_err
 typedef enum qvm_sandbox_net {
   QVM_SANDBOX_NET_ISOLATED, /* user-mode networking, restrict=on: only the SSH forward */
   QVM_SANDBOX_NET_USER,     /* user-mode networking with outbound NAT */
+  /* A port of a bridge (bridge, or qvm0) with qvm's DHCP and NAT, isolated
+   * by the host's nftables: no other VM, the host only for DHCP, ARP and
+   * replies of connections the host opened (SSH), the outside only
+   * allow_egress. Needs root or CAP_NET_ADMIN (QVM_EUNAVAIL). */
+  QVM_SANDBOX_NET_ISOLATED_BRIDGE,
 } qvm_sandbox_net;
 
-#define QVM_SANDBOX_CREATE_OPTIONS_VERSION 1
+#define QVM_SANDBOX_CREATE_OPTIONS_VERSION 2
 typedef struct qvm_sandbox_create_options {
   unsigned version; /* QVM_SANDBOX_CREATE_OPTIONS_VERSION */
   /* What to start from: "VM:SNAP" (a clone of VM's snapshot SNAP), a VM
@@ -56,6 +61,13 @@ typedef struct qvm_sandbox_create_options {
   size_t n_labels;
   qvm_sandbox_net net;
   const qvm_up_options *up; /* NULL: defaults (timeout, cloud-init wait) */
+  /* QVM_SANDBOX_NET_ISOLATED_BRIDGE only (version 2): the bridge (NULL:
+   * qvm0), and the destinations the guest may open connections to,
+   * "A.B.C.D[/N]:PORT[/tcp|/udp]" (IPv4 only, no DNS names; at most
+   * QVM_VM_EGRESS_MAX). A bad entry is QVM_EINVAL naming it. */
+  const char *bridge;
+  const char *const *allow_egress;
+  size_t n_allow_egress;
 } qvm_sandbox_create_options;
 #define QVM_SANDBOX_CREATE_OPTIONS_INIT                                                            \
   { .version = QVM_SANDBOX_CREATE_OPTIONS_VERSION }

@@ -81,7 +81,15 @@ typedef struct qvm_vm_net {
   char subnet[QVM_VM_SUBNET_MAX + 1];      /* bridge with qvm's DHCP: the bridge's address
                                               A.B.C.D/N; "" is 10.77.0.1/24 */
   bool nat;                                /* bridge: masquerade the subnet to the uplink */
+  /* bridge with qvm's DHCP: the host's nftables cut the VM's tap off from
+   * every other bridge port and the host, but for DHCP, ARP, replies of
+   * connections the host opened and new connections to allow_egress
+   * ("A.B.C.D[/N]:PORT[/tcp|/udp]", at most QVM_VM_EGRESS_MAX). */
+  bool isolated;
+  const char *const *allow_egress;
+  size_t n_allow_egress;
 } qvm_vm_net;
+#define QVM_VM_EGRESS_MAX 32
 
 /* "user[,restrict]", "none", "bridge[=NAME][,dhcp=external|qvm][,subnet=A.B.C.D/N]";
  * NULL is user. Pure: names and subnets are checked by create. nat is not

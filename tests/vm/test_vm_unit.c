@@ -175,6 +175,82 @@ static void test_spec_round_trip(void **state) {
   vm_spec_free(s);
 }
 
+/* An isolated bridge port: its allow-list round-trips through vm.json,
+ * and a corrupt one is refused with the entry named. */
+static vm_spec *isolated_spec(void) {
+  vm_spec *s = full_spec();
+  s->net = VM_NET_BRIDGE;
+  s->ssh_forward = false;
+  s->bridge = strdup("qvm0");
+  s->bridge_address = strdup("10.77.0.1/24");
+  s->isolated = true;
+  s->n_egress = 2;
+  s->egress = calloc(2, sizeof *s->egress);
+  assert_int_equal(qvm_net_egress_parse(&s->egress[0], "10.1.2.3:443", NULL), 0);
+  assert_int_equal(qvm_net_egress_parse(&s->egress[1], "10.9.0.0/16:53/udp", NULL), 0);
+  return s;
+}
+
+static int isolated_from(vm_spec **out, const char *isolated_json, qvm_error **err) {
+  vm_spec *s = isolated_spec();
+  struct json_object *j = vm_spec_to_json(s), *net = NULL;
+  vm_spec_free(s);
+  assert_true(json_object_object_get_ex(j, "network", &net));
+  if (isolated_json) json_object_object_add(net, "isolated", json_tokener_parse(isolated_json));
+  struct json_object *parsed = json_tokener_parse(json_object_to_json_string(j));
+  int r = vm_spec_from_json(out, parsed, err);
+  json_object_put(j);
+  json_object_put(parsed);
+  return r;
+}
+
+static void test_spec_isolated(void **state) {
+  (void)state;
+  vm_spec *back = NULL;
+  qvm_error *err = NULL;
+  if (isolated_from(&back, NULL, &err) < 0) fail_msg("%s", qvm_error_message(err));
+  assert_true(back->isolated);
+  assert_int_equal(back->n_egress, 2);
+  assert_int_equal(back->egress[0].port, 443);
+  assert_true(back->egress[1].udp);
+  assert_int_equal(back->egress[1].prefix, 16);
+  struct json_object *j = vm_spec_to_json(back), *net = NULL, *iso = NULL;
+  assert_true(json_object_object_get_ex(j, "network", &net));
+  assert_true(json_object_object_get_ex(net, "isolated", &iso));
+  assert_string_equal(
+      json_object_to_json_string_ext(iso, JSON_C_TO_STRING_PLAIN),
+      "{\"allow_egress\":[\"10.1.2.3\\/32:443\\/tcp\",\"10.9.0.0\\/16:53\\/udp\"]}");
+  json_object_put(j);
+  vm_spec_free(back);
+  struct {
+    const char *json, *why;
+  } bad[] = {{"true", "'isolated' is not an object"},
+             {"{\"allow_egress\":\"10.0.0.1:80\"}", "not an array"},
+             {"{\"allow_egress\":[\"10.0.0.1:80\",\"bogus\"]}", "entry 1"},
+             {"{\"allow_egress\":[\"10.0.0.1:80\",\"bogus\"]}", "'bogus'"},
+             {"{\"allow_egress\":[80]}", "not a string"},
+             {"{\"allow_egress\":[\"10.0.0.1:99999\"]}", "port"}};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    vm_spec *s = NULL;
+    qvm_error *e = NULL;
+    assert_int_equal(isolated_from(&s, bad[i].json, &e), QVM_EINVAL);
+    if (!strstr(qvm_error_message(e), bad[i].why))
+      fail_msg("%s: '%s' not in: %s", bad[i].json, bad[i].why, qvm_error_message(e));
+    qvm_error_free(e);
+    assert_null(s);
+  }
+  /* 33 entries: more than vm.json may hold. */
+  char many[33 * 20 + 40] = "{\"allow_egress\":[";
+  for (int i = 0; i < 33; i++)
+    snprintf(many + strlen(many), sizeof many - strlen(many), "%s\"10.0.0.%d:80\"", i ? "," : "",
+             i + 1);
+  strcat(many, "]}");
+  vm_spec *s = NULL;
+  assert_int_equal(isolated_from(&s, many, &err), QVM_EINVAL);
+  assert_non_null(strstr(qvm_error_message(err), "more than 32"));
+  qvm_error_free(err);
+}
+
 static void test_spec_json_rejects(void **state) {
   (void)state;
   struct {
@@ -507,6 +583,7 @@ int main(void) {
       cmocka_unit_test(test_forwards),
       cmocka_unit_test(test_drives),
       cmocka_unit_test(test_spec_round_trip),
+      cmocka_unit_test(test_spec_isolated),
       cmocka_unit_test(test_spec_json_rejects),
       cmocka_unit_test(test_pid_records),
       cmocka_unit_test(test_lock_names_holder),

@@ -52,6 +52,10 @@ static const struct {
     {"KvmUnusable", "use --accel tcg or auto", NULL},
     {"QemuMissing", "install QEMU, or name its binary with QVM_QEMU=PATH", NULL},
     {"BridgeNeedsAdmin", "run qvm as root, or use --net user", NULL},
+    {"IsolatedNeedsAdmin",
+     "run qvm as root, or use --net isolated (user-mode networking with restrict: reaches nothing, "
+     "no allow-list)",
+     NULL},
     {"ImageNamesFile",
      "give --allow-backing if you trust that file, or --image-format raw if the image is really "
      "raw",

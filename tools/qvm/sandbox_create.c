@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* qvm sandbox create [NAME] --from GOLDEN [--ttl D] [--agent ID] [--label K=V]... */
+/* qvm sandbox create [NAME] --from GOLDEN [--ttl D] [--agent ID] [--label K=V]...
+ *   [--net isolated|user|isolated-bridge[=BR]] [--allow-egress HOST:PORT[/tcp|udp]]... */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +15,9 @@
 
 static const char create_help[] =
     "usage: qvm sandbox create [NAME] --from GOLDEN [--ttl DURATION] [--agent ID]\n"
-    "                          [--label KEY=VALUE]... [--net isolated|user]\n"
+    "                          [--label KEY=VALUE]...\n"
+    "                          [--net isolated|user|isolated-bridge[=BRIDGE]]\n"
+    "                          [--allow-egress HOST:PORT[/tcp|/udp]]...\n"
     "                          [--timeout S] [--no-wait-cloud-init] [--json]\n"
     "\n"
     "Makes a sandbox and brings it up. GOLDEN is VM:SNAP (a clone of the vm's\n"
@@ -31,6 +34,16 @@ static const char create_help[] =
     "                     guest reaches nothing, not the host, not other vms, not\n"
     "                     the internet; only the host's SSH forward reaches it\n"
     "  --net user         user-mode networking with outbound NAT\n"
+    "  --net isolated-bridge[=BRIDGE]\n"
+    "                     a port of BRIDGE (default qvm0) with qvm's DHCP and NAT,\n"
+    "                     cut off by the host's nftables: no other vm, no host\n"
+    "                     service (only DHCP, ARP and replies to the host's own\n"
+    "                     connections, such as SSH), nothing outside but\n"
+    "                     --allow-egress; needs root or CAP_NET_ADMIN\n"
+    "  --allow-egress HOST:PORT[/tcp|/udp]\n"
+    "                     with isolated-bridge: the guest may open connections to\n"
+    "                     HOST (an IPv4 address or CIDR, no DNS names) on PORT\n"
+    "                     (tcp unless /udp); repeatable, at most 32\n"
     "  --timeout S        the whole up (default 600)\n"
     "  --no-wait-cloud-init  stop waiting once SSH works\n"
     "  --json             print {\"name\", \"state\", \"agent\", \"labels\", \"expires_at\",\n"
@@ -41,6 +54,7 @@ typedef struct create_args {
   qvm_sandbox_create_options o;
   qvm_up_options up;
   qvm_vm_label labels[QVM_VM_LABELS_MAX];
+  const char *egress[QVM_VM_EGRESS_MAX];
   const char *name;
   bool json;
 } create_args;
@@ -65,7 +79,21 @@ static int parse_option(create_args *a, int c, char **argv) {
   case 'n':
     if (!strcmp(optarg, "isolated")) return a->o.net = QVM_SANDBOX_NET_ISOLATED, 0;
     if (!strcmp(optarg, "user")) return a->o.net = QVM_SANDBOX_NET_USER, 0;
-    return qvm_cli_usage_error(VERB, "--net '%s' is unknown: use isolated or user", optarg);
+    if (!strcmp(optarg, "isolated-bridge")) return a->o.net = QVM_SANDBOX_NET_ISOLATED_BRIDGE, 0;
+    if (!strncmp(optarg, "isolated-bridge=", 16) && optarg[16]) {
+      a->o.bridge = optarg + 16;
+      return a->o.net = QVM_SANDBOX_NET_ISOLATED_BRIDGE, 0;
+    }
+    return qvm_cli_usage_error(VERB,
+                               "--net '%s' is unknown: use isolated, user or "
+                               "isolated-bridge[=BRIDGE]",
+                               optarg);
+  case 'e':
+    if (a->o.n_allow_egress == QVM_VM_EGRESS_MAX)
+      return qvm_cli_usage_error(VERB, "--allow-egress '%s': at most %d entries", optarg,
+                                 QVM_VM_EGRESS_MAX);
+    a->egress[a->o.n_allow_egress++] = optarg;
+    return 0;
   case 'W': a->up.wait_cloud_init = false; return 0;
   case 'j': a->json = true; return 0;
   case 't': {
@@ -80,10 +108,10 @@ static int parse_option(create_args *a, int c, char **argv) {
 
 static int parse(create_args *a, int argc, char **argv) {
   static const struct option longopts[] = {
-      {"from", 1, 0, 'f'},  {"ttl", 1, 0, 'T'},  {"agent", 1, 0, 'a'},
-      {"label", 1, 0, 'l'}, {"net", 1, 0, 'n'},  {"timeout", 1, 0, 't'},
-      {"json", 0, 0, 'j'},  {"help", 0, 0, 'h'}, {"no-wait-cloud-init", 0, 0, 'W'},
-      {0, 0, 0, 0}};
+      {"from", 1, 0, 'f'},         {"ttl", 1, 0, 'T'},  {"agent", 1, 0, 'a'},
+      {"label", 1, 0, 'l'},        {"net", 1, 0, 'n'},  {"timeout", 1, 0, 't'},
+      {"json", 0, 0, 'j'},         {"help", 0, 0, 'h'}, {"no-wait-cloud-init", 0, 0, 'W'},
+      {"allow-egress", 1, 0, 'e'}, {0, 0, 0, 0}};
   int c, r = 0;
   optind = 0;
   opterr = 0;
@@ -93,6 +121,8 @@ static int parse(create_args *a, int argc, char **argv) {
   }
   if (r) return r;
   if (!a->o.from) return qvm_cli_usage_error(VERB, "missing --from GOLDEN");
+  if (a->o.n_allow_egress && a->o.net != QVM_SANDBOX_NET_ISOLATED_BRIDGE)
+    return qvm_cli_usage_error(VERB, "--allow-egress needs --net isolated-bridge");
   if (argc - optind > 1)
     return qvm_cli_usage_error(VERB, "unexpected argument '%s'", argv[optind + 1]);
   a->name = optind < argc ? argv[optind] : NULL;
@@ -128,6 +158,7 @@ static int create_run(int argc, char **argv) {
   int r = parse(&a, argc, argv);
   if (r) return r < 0 ? QVM_EXIT_OK : r;
   a.o.labels = a.labels;
+  a.o.allow_egress = a.egress;
   a.o.up = &a.up;
   char *out = NULL;
   qvm_error *err = NULL;
