@@ -36,7 +36,7 @@ state_of() {
 # A disk of its own (an overlay on an empty base), so that sandboxes can clone it.
 qemu-img create -q -f qcow2 "$tmp/base.qcow2" 16M
 boot="\"image\": \"$tmp/base.qcow2\", \"diskSize\": \"32M\", \"kernel\": \"$mini/vmlinuz\", \"initrd\": \"$mini/initrd.img\", \"append\": \"console=ttyS0\", \"memory\": \"256M\", \"user\": \"root\""
-req POST /api/v1/vms "{\"name\": \"m1\", $boot, \"agent\": \"builder\"}"
+req POST /api/v1/vms "{\"name\": \"m1\", $boot, \"agent\": \"builder\", \"labels\": {\"golden\": \"true\"}}"
 expect_status 201 "create m1"
 expect_eq "$(state_of m1)" created "m1 after create"
 req POST /api/v1/vms/m1/start '{"timeoutMs": 120000}'
@@ -106,6 +106,31 @@ expect_status 201 "agent a makes sb-a"
 expect_eq "$(jget "$body" 'o["agent"], o["state"]')" "('agent-a', 'running')" "sb-a"
 req POST /api/v1/sandboxes '{"name": "sb-b", "from": "m1", "ttl": "10m", "waitCloudInit": false}' "${auth_b[@]}"
 expect_status 201 "agent b makes sb-b"
+# An agent starts sandboxes from images, golden vms and its own sandboxes
+# only: not from another vm (m2 has no golden label), another agent's
+# sandbox, a snapshot of either, or a host path or URL; every refusal is the
+# same 422, and a taken name says nothing of whose it is.
+url_base=
+req POST /api/v1/vms "{\"name\": \"m2\", $boot}"
+expect_status 201 "create m2 (not golden)"
+url_base=http://127.0.0.1:$port
+refusal=
+for from in m2 sb-b m2:snap1 sb-b:snap1 /etc/shadow /nonexistent ./m2 "http://127.0.0.1:1/x.qcow2" \
+  "sha256:0000000000000000000000000000000000000000000000000000000000000000" no-such-image; do
+  req POST /api/v1/sandboxes "{\"name\": \"sb-x\", \"from\": \"$from\", \"ttl\": \"10m\"}" "${auth_a[@]}"
+  expect_status 422 "agent a from '$from'"
+  this=$(jget "$body" 'o["detail"], o.get("field")')
+  [[ -z $refusal || $this == "$refusal" ]] || fail "agent a from '$from': '$this' differs from '$refusal'"
+  refusal=$this
+done
+[[ ! -e $QVM_STATE_DIR/vms/sb-x ]] || fail "a refused sandbox was made"
+req POST /api/v1/sandboxes '{"name": "m2", "from": "m1", "ttl": "10m"}' "${auth_a[@]}"
+expect_status 409 "agent a takes m2's name"
+expect_eq "$(jget "$body" 'o["detail"]')" "the name 'm2' is not available: choose another" "a taken name, said plainly"
+url_base=
+req DELETE /api/v1/vms/m2
+expect_status 204 "delete m2"
+url_base=http://127.0.0.1:$port
 req GET /api/v1/sandboxes '' "${auth_a[@]}"
 expect_status 200 "agent a lists"
 expect_eq "$(jget "$body" '[s["name"] for s in o]')" "['sb-a']" "agent a sees only sb-a"
