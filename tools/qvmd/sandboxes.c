@@ -174,7 +174,8 @@ static bool agent_may_start_from(const char *from, const char *agent) {
         bool ok = golden && !strcmp(golden, "true");
         qvm_vm_free(vm);
         char *mine = NULL;
-        if (!ok && qvm_sandbox_list(&mine, agent, &err) == 0) ok = json_list_has(mine, "name", name);
+        if (!ok && qvm_sandbox_list(&mine, agent, &err) == 0)
+          ok = json_list_has(mine, "name", name);
         qvm_error_free(err);
         free(mine);
         return ok;
