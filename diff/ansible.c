@@ -24,15 +24,27 @@
 
 static int oom(qvm_error **err) { return qvm_error_set_errno(err, ENOMEM, "out of memory"); }
 
-/* A guest string the playbook cannot carry: not UTF-8 (YAML is UTF-8). */
+/* Whether Ansible would rewrite s where a module takes a path: its 'path'
+ * arguments (file's path and src, copy's dest, user's home) go through
+ * os.path.expandvars and expanduser on the target, !unsafe or not, so a
+ * guest directory named "/$HOME" would be the target's /root there. */
+static bool ansible_expands(const char *s, size_t len) {
+  return memchr(s, '$', len) != NULL || (len > 0 && s[0] == '~');
+}
+
+/* A guest string the playbook cannot carry: not UTF-8 (YAML is UTF-8), or
+ * one that Ansible's path handling would turn into another path. */
 static int check_name(const char *what, const char *path, const char *s, size_t len,
                       qvm_error **err) {
-  if (pb_utf8_valid(s, len)) return 0;
+  bool utf8 = pb_utf8_valid(s, len);
+  if (utf8 && !ansible_expands(s, len)) return 0;
   _cleanup_free_ char *shown = qvm_text_for_terminal(path, strlen(path), 0);
   return qvm_error_set(err, QVM_EINVAL,
-                       "the %s of '%s' is not valid UTF-8: a playbook cannot name it exactly "
+                       "the %s of '%s' %s: a playbook cannot name it exactly "
                        "(leave it out with an ignore glob)",
-                       what, shown ? shown : "?");
+                       what, shown ? shown : "?",
+                       utf8 ? "holds '$' or starts with '~', which Ansible expands on the target"
+                            : "is not valid UTF-8");
 }
 
 static int check_change(const qvm_diff_change *c, qvm_error **err) {
@@ -407,11 +419,17 @@ static int check_all(const qvm_diff *d, const bool *skip, qvm_error **err) {
     qvm_diff_user u;
     qvm_diff_user_get(&u, d, i);
     const char *fields[] = {u.gecos, u.home, u.shell}, *names[] = {"gecos", "home", "shell"};
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < 3; k++) {
       if (!pb_utf8_valid(fields[k], strlen(fields[k])))
         return qvm_error_set(err, QVM_EINVAL,
                              "the %s of user '%s' is not valid UTF-8: a playbook cannot give it",
                              names[k], u.name);
+      if (k > 0 && ansible_expands(fields[k], strlen(fields[k])))
+        return qvm_error_set(err, QVM_EINVAL,
+                             "the %s of user '%s' holds '$' or starts with '~', which Ansible "
+                             "expands on the target: a playbook cannot give it exactly",
+                             names[k], u.name);
+    }
   }
   return 0;
 }

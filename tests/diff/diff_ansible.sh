@@ -274,6 +274,23 @@ mkfs "$F" "$tmp/f.raw"
 run_rc qvm diff --images "$tmp/e.raw" "$tmp/f.raw" --ansible -o "$tmp/fifo"
 expect_eq "$rc" 1 "a fifo"
 expect_match "$err" "'/etc/pipe' is a fifo, which the playbook cannot create" "fifo: $err"
+# names Ansible's path arguments would expand on the target (expandvars,
+# expanduser), !unsafe or not: '/$HOME' would be the target's /root
+X=$tmp/X
+mkdir -p "$X/etc" "$X/"'$HOME'
+touch "$X/etc/"'${USER}-copied'
+mkfs "$X" "$tmp/x.raw"
+run_rc qvm diff --images "$tmp/e.raw" "$tmp/x.raw" --ansible -o "$tmp/expand"
+expect_eq "$rc" 1 "a name with \$"
+expect_match "$err" "holds '\\\$' or starts with '~', which Ansible expands on the target" "\$: $err"
+[[ ! -e $tmp/expand ]] || fail "the refused playbook's dir was left"
+T=$tmp/T
+mkdir -p "$T/etc"
+ln -s '~root/.ssh' "$T/etc/keys"
+mkfs "$T" "$tmp/t.raw"
+run_rc qvm diff --images "$tmp/e.raw" "$tmp/t.raw" --ansible -o "$tmp/tilde"
+expect_eq "$rc" 1 "a symlink target with ~"
+expect_match "$err" "the symlink target of '/etc/keys' holds" "~: $err"
 # over the per-file and the total cap
 H=$tmp/H
 mkdir -p "$H/etc"
