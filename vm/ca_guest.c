@@ -290,6 +290,20 @@ static int push_one(qvm_vm *vm, const qvm_cert_ca *ca, qvm_error **err) {
   return r;
 }
 
+int vm_ca_repush(qvm_vm *vm, qvm_error **err) {
+  if (!vm_ca_trusted(vm) || qvm_vm_get_state(vm) != QVM_VM_RUNNING) return 0;
+  qvm_cert_ca *ca = NULL;
+  qvm_error *e = NULL;
+  int r = qvm_cert_ca_open(&ca, NULL, &e);
+  if (r >= 0) r = push_one(vm, ca, &e);
+  qvm_cert_ca_free(ca);
+  if (r == QVM_ENOTFOUND) { /* no drop-in in the guest: it trusts no certificate */
+    qvm_error_free(e);
+    return 0;
+  }
+  return r < 0 ? qvm_error_propagate(err, e) : 0;
+}
+
 /* A guest without qvm's drop-in (QVM_ENOTFOUND) trusts no certificate of
  * qvm's: skipped, not failed. */
 static void push_entry(struct json_object *a, const char *name, int r, qvm_error *e) {

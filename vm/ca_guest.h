@@ -53,6 +53,11 @@ void vm_ca_seed_clear(vm_ca_seed *seed);
  * the host's. A guest without VM_GUEST_SSHD_DROPIN (an image that ignored
  * the seed's write_files) is QVM_ENOTFOUND: it trusts no certificate. */
 int vm_ca_push_krl(qvm_vm *vm, qvm_ssh *ssh, const qvm_cert_ca *ca, qvm_error **err);
+/* After a running sandbox went back to a snapshot's RAM and disk: its
+ * /etc/ssh holds the KRL of that moment, and no boot replaced it, so a
+ * certificate revoked since would log in again. Pushes the current KRL
+ * (0: not a running sandbox, or a guest that trusts no certificate). */
+int vm_ca_repush(qvm_vm *vm, qvm_error **err);
 
 /* Forks (vm/fork.c): a fork of a VM whose guest trusts the CA (a sandbox,
  * or a fork of one) gets the mark VM_CA_TRUST_MARK in its directory, so that

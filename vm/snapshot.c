@@ -18,6 +18,7 @@
 #include "util/cleanup.h"
 #include "util/time.h"
 #include "vm/audit.h"
+#include "vm/ca_guest.h"
 #include "vm/handle.h"
 #include "vm/image.h"
 #include "vm/qcow2.h"
@@ -446,7 +447,13 @@ int qvm_vm_snapshot_create(qvm_vm *vm, const char *snapshot, const qvm_vm_snapsh
 
 int qvm_vm_snapshot_restore(qvm_vm *vm, const char *snapshot, const qvm_vm_snapshot_options *opts,
                             qvm_error **err) {
-  return snapshot_op(vm, snapshot, opts, "snapshot restore", restore_locked, err);
+  int r = snapshot_op(vm, snapshot, opts, "snapshot restore", restore_locked, err);
+  if (r >= 0) r = vm_reload(vm, err);
+  if (r < 0 || (r = vm_ca_repush(vm, err)) >= 0) return r;
+  return qvm_error_prefix(err,
+                          "vm '%s' is back at snapshot '%s', but its krl from then is still in "
+                          "place (certificates revoked since may log in): push it again",
+                          vm->name, snapshot);
 }
 
 int qvm_vm_snapshot_remove(qvm_vm *vm, const char *snapshot, const qvm_vm_snapshot_options *opts,

@@ -200,4 +200,26 @@ qvm sandbox destroy sb7 >/dev/null || fail "destroy sb7"
 run_rc qvm sandbox destroy sb7
 expect_eq "$rc" 3 "destroy of a sandbox that is gone"
 expect_eq "$(names)" "gold plain" "what is left"
+
+# A rollback of a running sandbox pushes the current KRL again: the
+# checkpoint's /etc/ssh holds the KRL of its moment and no boot replaces it,
+# so a certificate revoked since would log in again. (The mini guest's
+# dropbear reads no KRL: a drop-in file makes qvm push to it anyway.)
+qvm sandbox create sb8 --from gold --ttl 10m >/dev/null || fail "sandbox create sb8"
+qvm exec sb8 -- sh -c 'mkdir -p /etc/ssh/sshd_config.d && : >/etc/ssh/sshd_config.d/qvm.conf' ||
+  fail "the drop-in in sb8"
+out=$(qvm cert push sb8 2>&1) || fail "cert push sb8: $out"
+guest_krl() { qvm exec sb8 -- sha256sum /etc/ssh/qvm_revoked.krl | cut -c1-64; }
+host_krl() { sha256sum "$QVM_STATE_DIR/ca/revoked.krl" | cut -c1-64; }
+expect_eq "$(guest_krl)" "$(host_krl)" "sb8's krl after the push"
+out=$(qvm exec sb8 --checkpoint -- true 2>&1) || fail "checkpoint of sb8: $out"
+before=$(host_krl)
+json=$(qvm cert issue sb8 --ttl 5m -o "$tmp/sb8-cert" --json) || fail "cert issue: $json"
+serial=$(jget "$json" '["serial"]')
+out=$(qvm cert revoke sb8 "$serial" 2>&1) || fail "cert revoke: $out"
+[[ $(host_krl) != "$before" ]] || fail "the revoke did not change the krl"
+expect_eq "$(guest_krl)" "$(host_krl)" "sb8's krl after the revoke"
+out=$(qvm rollback sb8 2>&1) || fail "rollback sb8: $out"
+expect_eq "$(guest_krl)" "$(host_krl)" "sb8's krl after the rollback (not the checkpoint's)"
+qvm sandbox destroy sb8 >/dev/null || fail "destroy sb8"
 log "PASS"
