@@ -25,6 +25,8 @@ test=(
   dnsmasq-base isc-dhcp-client dhcpcd-base udhcpc
   openssh-server openssh-client iproute2
   hyperfine jq python3
+  # qvm review apply and edit run ansible-playbook
+  ansible-core
 )
 # cmocka is a build dependency of the test programs, which cmake always
 # configures: keep it with build so that a build without tests works too.

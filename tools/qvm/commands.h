@@ -39,5 +39,6 @@ extern const struct qvm_command qvm_cmd_cert;
 extern const struct qvm_command qvm_cmd_audit;
 extern const struct qvm_command qvm_cmd_sandbox;
 extern const struct qvm_command qvm_cmd_diff;
+extern const struct qvm_command qvm_cmd_review;
 
 #endif

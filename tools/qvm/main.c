@@ -15,7 +15,7 @@ static const struct qvm_command *const commands[] = {
     &qvm_cmd_ls,       &qvm_cmd_info,    &qvm_cmd_logs,       &qvm_cmd_console, &qvm_cmd_exec,
     &qvm_cmd_ssh,      &qvm_cmd_shell,   &qvm_cmd_ssh_config, &qvm_cmd_cp,      &qvm_cmd_provision,
     &qvm_cmd_ip,       &qvm_cmd_up,      &qvm_cmd_down,       &qvm_cmd_image,   &qvm_cmd_cert,
-    &qvm_cmd_audit,    &qvm_cmd_sandbox, &qvm_cmd_diff,
+    &qvm_cmd_audit,    &qvm_cmd_sandbox, &qvm_cmd_diff,       &qvm_cmd_review,
 };
 
 static void usage(FILE *f) {

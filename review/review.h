@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef QVM_REVIEW_REVIEW_H
+#define QVM_REVIEW_REVIEW_H
+
+/* What review/'s files share besides the store: running ansible-playbook,
+ * reading its recap, and the hash check of a change set. */
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <json-c/json.h>
+
+#include "review/store.h"
+#include "util/error.h"
+
+/* Runs ansible-playbook (found on $PATH: QVM_EUNAVAIL when it is not) with
+ * argv (argv[0] is "ansible-playbook"), in cwd, stdout and stderr to log
+ * (0600), ANSIBLE_CONFIG set to a private cwd/ansible.cfg (so no
+ * ansible.cfg of the current directory or the user is read), colours off;
+ * killed after timeout_ms (QVM_ETIMEOUT). *out_status: its exit status
+ * (128 + N for a signal). */
+int review_ansible(int *out_status, const char *const *argv, const char *cwd, const char *log,
+                   int timeout_ms, qvm_error **err);
+
+/* The PLAY RECAP's counts, summed over hosts; false when there is none. */
+typedef struct review_recap {
+  long ok, changed, unreachable, failed;
+} review_recap;
+bool review_recap_parse(review_recap *out, const char *text, size_t len);
+
+/* diff.json and the playbook dir hash as meta.json says, and as bound
+ * (an approval object's sha256s) when bound is not NULL: else QVM_EINVAL,
+ * class "ReviewTampered". */
+int review_hashes_match(const review *rv, struct json_object *bound, qvm_error **err);
+
+#endif

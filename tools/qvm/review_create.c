@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: MIT */
+/* qvm review create VM [--from SNAP | --from-image] [--agent ID] [--json] */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <qvm/audit.h>
+
+#include "review_commands.h"
+
+#define VERB "review create"
+
+static const char create_help[] =
+    "usage: qvm review create VM [--from SNAP | --from-image] [--agent ID] [--json]\n"
+    "\n"
+    "Records what changed in VM (qvm diff, read from its disk on the host) and an\n"
+    "Ansible playbook that makes the same change on a machine that starts from\n"
+    "the same base, as a change set with status 'pending'. Nothing is applied\n"
+    "until someone other than its author approves it (qvm review approve).\n"
+    "\n"
+    "  --from SNAP     the base is the vm's internal snapshot SNAP\n"
+    "  --from-image    the base is the image the vm was made from (default)\n"
+    "  --agent ID      the author's agent id (default: qvm --agent, $QVM_AGENT)\n"
+    "  --json          print {\"id\", \"vm\", \"status\", \"changes\"}\n";
+
+static int create_run(int argc, char **argv) {
+  static const struct option longopts[] = {{"from", 1, 0, 'f'},  {"from-image", 0, 0, 'I'},
+                                           {"agent", 1, 0, 'a'}, {"json", 0, 0, 'j'},
+                                           {"help", 0, 0, 'h'},  {0, 0, 0, 0}};
+  qvm_review_create_options o = QVM_REVIEW_CREATE_OPTIONS_INIT;
+  bool json = false, from_image = false;
+  int c;
+  optind = 1;
+  opterr = 0;
+  while ((c = qvm_cli_getopt(argc, argv, ":h", longopts)) != -1) {
+    switch (c) {
+    case 'f': o.from_snapshot = optarg; break;
+    case 'I': from_image = true; break;
+    case 'a':
+      if (!qvm_audit_agent_valid(optarg))
+        return qvm_cli_usage_error(VERB, "agent id '%s' is invalid", optarg);
+      o.agent = optarg;
+      break;
+    case 'j': json = true; break;
+    case 'h': return printf("%s", create_help), QVM_EXIT_OK;
+    default: return qvm_cli_bad_option(VERB, c, argv);
+    }
+  }
+  if (from_image && o.from_snapshot)
+    return qvm_cli_usage_error(VERB, "give --from SNAP or --from-image, not both");
+  if (optind >= argc) return qvm_cli_usage_error(VERB, "missing the vm");
+  if (argc - optind > 1)
+    return qvm_cli_usage_error(VERB, "unexpected argument '%s'", argv[optind + 1]);
+  const char *vm = argv[optind];
+  /* The audit records of this command carry the author's agent id too. */
+  if (o.agent) setenv("QVM_AGENT", o.agent, 1);
+  qvm_error *err = NULL;
+  char *id = NULL;
+  if (qvm_review_create(&id, vm, &o, &err) < 0) return review_cli_fail(VERB, err);
+  if (json) {
+    char *meta = NULL;
+    if (qvm_review_show(&meta, id, &err) < 0) {
+      free(id);
+      return review_cli_fail(VERB, err);
+    }
+    puts(meta);
+    free(meta);
+  } else {
+    printf("review '%s' created for vm '%s': pending approval ('qvm review show %s')\n", id, vm,
+           id);
+  }
+  free(id);
+  return QVM_EXIT_OK;
+}
+
+const struct qvm_command qvm_cmd_review_create = {
+    "create", "record a vm's changes and their playbook as a change set", create_run};
