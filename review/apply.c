@@ -182,7 +182,9 @@ int qvm_review_apply(char **out_json, const char *id, const qvm_review_apply_opt
                          json_object_new_string(review_meta_string(rv.meta, "playbook_sha256")));
   if (opts->inventory)
     json_object_object_add(d, "inventory", json_object_new_string(opts->inventory));
-  review_audit(opts->target, "review-apply", id, r, (const qvm_error *const *)err, d);
+  /* The vm acted on: the target, or for an inventory the change set's own. */
+  review_audit(opts->target ? opts->target : review_meta_string(rv.meta, "vm"), "review-apply", id,
+               r, (const qvm_error *const *)err, d);
   review_close(&rv);
   if (r == 0 && out_json &&
       !(*out_json = strdup(json_object_to_json_string_ext(
