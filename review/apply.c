@@ -29,7 +29,7 @@ static bool path_plain(const char *s) {
 
 /* inventory.json (the yaml inventory plugin reads JSON) and known_hosts for
  * the running VM target, in run. */
-static int target_inventory(char **out, const char *target, const char *run, qvm_error **err) {
+int review_target_inventory(char **out, const char *target, const char *run, qvm_error **err) {
   qvm_vm *vm = NULL;
   qvm_ssh *ssh = NULL;
   int r = qvm_vm_open(&vm, target, err);
@@ -133,7 +133,7 @@ static int apply_locked(struct json_object **out, review *rv, const qvm_review_a
     return qvm_error_set_errno(err, ENOMEM, "out of memory");
   qvm_rm_rf(run, NULL); /* a run that died before it was recorded */
   if (mkdir(run, 0700) < 0) return qvm_error_set_errno(err, errno, "cannot make '%s'", run);
-  r = o->target ? target_inventory(&inv, o->target, run, err)
+  r = o->target ? review_target_inventory(&inv, o->target, run, err)
                 : user_inventory(&inv, o->inventory, err);
   if (r < 0) return r;
   const char *argv[] = {"ansible-playbook", "-i", inv, pb, NULL};

@@ -61,8 +61,19 @@ static int create(char **out_id, const char *vm, const qvm_review_create_options
   json_object_object_add(extra, "changes", json_object_new_int64((int64_t)qvm_diff_count(d)));
   const char *inc = qvm_diff_incomplete(d);
   json_object_object_add(extra, "incomplete", inc ? json_object_new_string(inc) : NULL);
-  json_object_object_add(extra, "replay", NULL);
-  r = review_record(out_id, vm, o->agent, REVIEW_PENDING, json, strlen(json), pb, extra, err);
+  const char *status = REVIEW_PENDING;
+  struct json_object *replay = NULL;
+  if (o->verify &&
+      (r = review_replay(&replay, vm, o->from_snapshot, d, pb, scratch, o->timeout_ms, err)) < 0) {
+    json_object_put(extra);
+    goto out;
+  }
+  struct json_object *count = NULL;
+  if (replay && json_object_object_get_ex(replay, "residual_count", &count) &&
+      json_object_get_int(count) > 0)
+    status = REVIEW_PENDING_DIFF;
+  json_object_object_add(extra, "replay", replay);
+  r = review_record(out_id, vm, o->agent, status, json, strlen(json), pb, extra, err);
 out:
   qvm_rm_rf(scratch, NULL);
   return r;
@@ -79,8 +90,10 @@ int qvm_review_create(char **out_id, const char *vm, const qvm_review_create_opt
   if ((r = qvm_vm_name_check(vm, err)) < 0) return r;
   if (o->agent && !qvm_audit_agent_valid(o->agent))
     return qvm_error_set(err, QVM_EINVAL, "agent id '%.140s' is invalid", o->agent);
-  if (o->verify)
-    r = qvm_error_set(err, QVM_EUNAVAIL, "replay verification is not built yet");
+  if (o->verify && !o->from_snapshot)
+    r = qvm_error_set(err, QVM_EINVAL,
+                      "a replay needs a snapshot as the base (a clone of the image's state is "
+                      "not built yet)");
   else
     r = create(out_id, vm, o, err);
   struct json_object *d = json_object_new_object();

@@ -32,4 +32,21 @@ bool review_recap_parse(review_recap *out, const char *text, size_t len);
  * class "ReviewTampered". */
 int review_hashes_match(const review *rv, struct json_object *bound, qvm_error **err);
 
+/* inventory.json and known_hosts in run for the running VM target (a login
+ * first checks, or for a tofu VM pins, its host key); *out: the inventory. */
+int review_target_inventory(char **out, const char *target, const char *run, qvm_error **err);
+
+struct qvm_diff;
+/* The residual of a replay: an array of {"path","why"} (at most 1000) where
+ * clone_diff's resulting state differs from vm_diff's; returns the count. */
+int review_residual(struct json_object **out, const struct qvm_diff *vm_diff,
+                    const struct qvm_diff *clone_diff);
+/* Clones VM at snapshot into a throwaway VM (up), applies playbook_dir's
+ * playbook to it, stops it, diffs it and compares (review_residual);
+ * removes the clone. *out: {"clone","exit","changed","residual",
+ * "residual_count","stale"}. */
+int review_replay(struct json_object **out, const char *vm, const char *snapshot,
+                  const struct qvm_diff *d, const char *playbook_dir, const char *scratch,
+                  int timeout_ms, qvm_error **err);
+
 #endif

@@ -3,6 +3,7 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <qvm/audit.h>
 
@@ -11,7 +12,8 @@
 #define VERB "review create"
 
 static const char create_help[] =
-    "usage: qvm review create VM [--from SNAP | --from-image] [--agent ID] [--json]\n"
+    "usage: qvm review create VM [--from SNAP | --from-image] [--agent ID] [--verify]\n"
+    "                         [--timeout S] [--json]\n"
     "\n"
     "Records what changed in VM (qvm diff, read from its disk on the host) and an\n"
     "Ansible playbook that makes the same change on a machine that starts from\n"
@@ -21,12 +23,17 @@ static const char create_help[] =
     "  --from SNAP     the base is the vm's internal snapshot SNAP\n"
     "  --from-image    the base is the image the vm was made from (default)\n"
     "  --agent ID      the author's agent id (default: qvm --agent, $QVM_AGENT)\n"
+    "  --verify        replay first: clone the base (--from SNAP) into a throwaway\n"
+    "                  vm, apply the playbook to it, diff it against VM; the status\n"
+    "                  is 'pending' only when nothing differs, else\n"
+    "                  'pending-with-differences' with the differences listed\n"
+    "  --timeout S     --verify: the clone's boot and login (default 300)\n"
     "  --json          print {\"id\", \"vm\", \"status\", \"changes\"}\n";
 
 static int create_run(int argc, char **argv) {
-  static const struct option longopts[] = {{"from", 1, 0, 'f'},  {"from-image", 0, 0, 'I'},
-                                           {"agent", 1, 0, 'a'}, {"json", 0, 0, 'j'},
-                                           {"help", 0, 0, 'h'},  {0, 0, 0, 0}};
+  static const struct option longopts[] = {
+      {"from", 1, 0, 'f'},   {"from-image", 0, 0, 'I'}, {"agent", 1, 0, 'a'}, {"json", 0, 0, 'j'},
+      {"verify", 0, 0, 'V'}, {"timeout", 1, 0, 'T'},    {"help", 0, 0, 'h'},  {0, 0, 0, 0}};
   qvm_review_create_options o = QVM_REVIEW_CREATE_OPTIONS_INIT;
   bool json = false, from_image = false;
   int c;
@@ -42,10 +49,19 @@ static int create_run(int argc, char **argv) {
       o.agent = optarg;
       break;
     case 'j': json = true; break;
+    case 'V': o.verify = true; break;
+    case 'T': {
+      int secs = 0, r = qvm_cli_parse_seconds(VERB, optarg, 10, &secs);
+      if (r) return r;
+      o.timeout_ms = secs * 1000;
+      break;
+    }
     case 'h': return printf("%s", create_help), QVM_EXIT_OK;
     default: return qvm_cli_bad_option(VERB, c, argv);
     }
   }
+  if (o.verify && !o.from_snapshot)
+    return qvm_cli_usage_error(VERB, "--verify needs --from SNAP (the base the replay clones)");
   if (from_image && o.from_snapshot)
     return qvm_cli_usage_error(VERB, "give --from SNAP or --from-image, not both");
   if (optind >= argc) return qvm_cli_usage_error(VERB, "missing the vm");
@@ -66,8 +82,11 @@ static int create_run(int argc, char **argv) {
     puts(meta);
     free(meta);
   } else {
-    printf("review '%s' created for vm '%s': pending approval ('qvm review show %s')\n", id, vm,
-           id);
+    char *meta = NULL;
+    bool diffs = qvm_review_show(&meta, id, NULL) == 0 && strstr(meta, "pending-with-differences");
+    free(meta);
+    printf("review '%s' created for vm '%s': %s ('qvm review show %s')\n", id, vm,
+           diffs ? "pending, but the replay left differences" : "pending approval", id);
   }
   free(id);
   return QVM_EXIT_OK;

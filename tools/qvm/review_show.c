@@ -55,6 +55,21 @@ static void print_meta(struct json_object *m, struct json_object *diff) {
     print_actor("approved", a);
     if (member(v, "comment")) printf("%-10s %s\n", "comment", member(v, "comment"));
   }
+  if (json_object_object_get_ex(m, "replay", &v) && json_object_is_type(v, json_type_object)) {
+    struct json_object *res = NULL, *n = NULL, *st = NULL;
+    json_object_object_get_ex(v, "residual", &res);
+    json_object_object_get_ex(v, "residual_count", &n);
+    json_object_object_get_ex(v, "stale", &st);
+    printf("%-10s %d difference(s) after applying the playbook to a clone of the base%s\n",
+           "replay", json_object_get_int(n),
+           json_object_get_boolean(st) ? " (of the playbook before an edit)" : "");
+    for (size_t i = 0; i < json_object_array_length(res); i++) {
+      struct json_object *e = json_object_array_get_idx(res, i);
+      printf("  ! %s (%s)\n", member(e, "path"), member(e, "why"));
+    }
+  } else {
+    printf("%-10s not verified by replay\n", "replay");
+  }
   if (json_object_object_get_ex(m, "history", &v))
     for (size_t i = 0; i < json_object_array_length(v); i++) {
       struct json_object *h = json_object_array_get_idx(v, i), *a = NULL;
