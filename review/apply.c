@@ -145,7 +145,8 @@ static int apply_locked(struct json_object **out, review *rv, const qvm_review_a
   bool recap = text && review_recap_parse(&rc, text, len);
   if (!recap) rc = (review_recap){0};
   *out = result_json(rv->id, status, &rc, recap, log);
-  struct json_object *rec = json_object_get(*out);
+  struct json_object *rec = NULL;
+  if (json_object_deep_copy(*out, &rec, NULL) < 0) rec = json_object_new_object();
   char now[32];
   qvm_format_rfc3339(now, qvm_realtime_us());
   json_object_object_add(rec, "time", json_object_new_string(now));

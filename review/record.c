@@ -140,7 +140,7 @@ int review_record(char **out_id, const char *vm, const char *agent, const char *
 
 static int show_one(struct json_object **out, const char *id, qvm_error **err) {
   review rv;
-  int r = review_open(&rv, id, err);
+  int r = review_open_as(&rv, id, false, err);
   if (r < 0) return r;
   *out = json_object_get(rv.meta);
   review_close(&rv);

@@ -44,7 +44,12 @@ static const char ansible_cfg[] = "[defaults]\n"
                                   "deprecation_warnings = False\n"
                                   "local_tmp = %s/tmp\n"
                                   "[ssh_connection]\n"
-                                  "pipelining = True\n";
+                                  "pipelining = True\n"
+                                  /* No connection shared with another ansible run: the
+                                   * default ~/.ansible/cp master of another VM that had
+                                   * the same 127.0.0.1 port would be reused. */
+                                  "control_path_dir = %s/cp\n"
+                                  "ssh_args = -o ControlMaster=no -o ControlPath=none\n";
 
 /* The environment: ours without ANSIBLE_* (a caller's setting must not
  * change what an approved playbook does), plus ANSIBLE_CONFIG. */
@@ -98,7 +103,7 @@ int review_ansible(int *out_status, const char *const *argv, const char *cwd, co
   }
   _cleanup_free_ char *cfg = NULL, *cfg_text = NULL, *tmp = NULL;
   if (asprintf(&cfg, "%s/ansible.cfg", cwd) < 0 || asprintf(&tmp, "%s/tmp", cwd) < 0 ||
-      asprintf(&cfg_text, ansible_cfg, cwd) < 0)
+      asprintf(&cfg_text, ansible_cfg, cwd, cwd) < 0)
     return qvm_error_set_errno(err, ENOMEM, "out of memory");
   int r = qvm_write_file_atomic(cfg, cfg_text, strlen(cfg_text), 0600, err);
   if (r < 0) return r;

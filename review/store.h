@@ -44,6 +44,9 @@ typedef struct review {
 } review;
 /* Locks and reads ID (waits up to 10 s for the lock: QVM_EBUSY). */
 int review_open(review *out, const char *id, qvm_error **err);
+/* Without the lock, to read only (meta.json is replaced atomically): show
+ * and ls do not wait for an apply that holds the lock. */
+int review_open_as(review *out, const char *id, bool lock, qvm_error **err);
 void review_close(review *r);
 /* Writes r->meta to meta.json (atomic, 0600). */
 int review_save(review *r, qvm_error **err);
