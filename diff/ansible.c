@@ -111,6 +111,129 @@ static void task_attributes(playbook *p, const qvm_diff_change *c) {
   pb_task_end(p);
 }
 
+static void tasks_groups(playbook *p, const qvm_diff *d, bool present) {
+  for (size_t i = 0; i < qvm_diff_group_count(d); i++) {
+    qvm_diff_group g;
+    qvm_diff_group_get(&g, d, i);
+    if ((g.kind == QVM_DIFF_DELETED) == present) continue;
+    char gid[16];
+    snprintf(gid, sizeof gid, "%u", g.gid);
+    pb_task_begin(p, present ? "group" : "remove group", g.name, strlen(g.name),
+                  "ansible.builtin.group");
+    pb_kv_unsafe(p, "name", g.name, strlen(g.name));
+    if (present) pb_kv(p, "gid", gid);
+    pb_kv(p, "state", present ? "present" : "absent");
+    pb_task_end(p);
+  }
+}
+
+/* The name of gid in the new /etc/group, else the number. */
+static const char *group_name(const qvm_diff *d, uint32_t gid, char buf[16]) {
+  const acct_db *db = &d->sys.acct[1];
+  for (size_t i = 0; i < db->n_g; i++)
+    if (db->g[i].gid == gid) return db->g[i].name;
+  snprintf(buf, 16, "%u", gid);
+  return buf;
+}
+
+static void task_user(playbook *p, const qvm_diff *d, const qvm_diff_user *u) {
+  char uid[16], gbuf[16];
+  snprintf(uid, sizeof uid, "%u", u->uid);
+  const char *group = group_name(d, u->gid, gbuf);
+  pb_task_begin(p, "user", u->name, strlen(u->name), "ansible.builtin.user");
+  pb_kv_unsafe(p, "name", u->name, strlen(u->name));
+  pb_kv(p, "uid", uid);
+  pb_kv_unsafe(p, "group", group, strlen(group));
+  if (u->n_groups) {
+    pb_key(p, "groups");
+    pb_seq_begin(p);
+    for (size_t k = 0; k < u->n_groups; k++) pb_unsafe(p, u->groups[k], strlen(u->groups[k]));
+    pb_seq_end(p);
+  }
+  pb_kv_bool(p, "append", false);
+  pb_kv_unsafe(p, "comment", u->gecos, strlen(u->gecos));
+  pb_kv_unsafe(p, "home", u->home, strlen(u->home));
+  pb_kv_unsafe(p, "shell", u->shell, strlen(u->shell));
+  pb_kv_bool(p, "create_home", false); /* the home's files are file tasks */
+  pb_kv(p, "state", "present");
+  pb_task_end(p);
+}
+
+static void tasks_users(playbook *p, const qvm_diff *d, bool present) {
+  for (size_t i = 0; i < qvm_diff_user_count(d); i++) {
+    qvm_diff_user u;
+    qvm_diff_user_get(&u, d, i);
+    if ((u.kind == QVM_DIFF_DELETED) == present) continue;
+    if (present) {
+      task_user(p, d, &u);
+      continue;
+    }
+    pb_task_begin(p, "remove user", u.name, strlen(u.name), "ansible.builtin.user");
+    pb_kv_unsafe(p, "name", u.name, strlen(u.name));
+    pb_kv(p, "state", "absent");
+    pb_task_end(p);
+  }
+}
+
+/* One apt task installs (exact versions, dependencies listed as packages
+ * of their own, so no recommends), one removes. */
+static void tasks_packages(playbook *p, const qvm_diff *d, bool install) {
+  size_t n = 0;
+  for (size_t i = 0; i < d->sys.n_pkgs; i++) n += (d->sys.pkgs[i].to != NULL) == install;
+  if (!n) return;
+  pb_task_begin(p, install ? "install packages" : "remove packages", NULL, 0,
+                "ansible.builtin.apt");
+  pb_key(p, "name");
+  pb_seq_begin(p);
+  for (size_t i = 0; i < d->sys.n_pkgs; i++) {
+    const diff_package *dp = &d->sys.pkgs[i];
+    if ((dp->to != NULL) != install) continue;
+    const dpkg_pkg *pk = install ? dp->to : dp->from;
+    char *name = NULL, *item = NULL;
+    if (diff_system_apt_name(&name, &d->sys, pk) < 0 ||
+        (install ? asprintf(&item, "%s=%s", name, pk->version) : asprintf(&item, "%s", name)) < 0) {
+      free(name);
+      p->failed = true;
+      snprintf(p->problem, sizeof p->problem, "out of memory");
+      break;
+    }
+    pb_str(p, item); /* checked: [a-z0-9+.-] names, [A-Za-z0-9.+~:-] versions */
+    free(name);
+    free(item);
+  }
+  pb_seq_end(p);
+  pb_kv(p, "state", install ? "present" : "absent");
+  if (install) {
+    pb_kv_bool(p, "update_cache", true);
+    pb_kv(p, "cache_valid_time", "3600");
+    pb_kv_bool(p, "install_recommends", false);
+    pb_kv_bool(p, "allow_downgrade", true);
+  }
+  pb_task_end(p);
+}
+
+/* Unmask first, then enable or disable, then mask. */
+static void tasks_units(playbook *p, const qvm_diff *d) {
+  static const qvm_diff_unit_change order[] = {QVM_DIFF_UNIT_UNMASKED, QVM_DIFF_UNIT_ENABLED,
+                                               QVM_DIFF_UNIT_DISABLED, QVM_DIFF_UNIT_MASKED};
+  bool first = true;
+  for (size_t k = 0; k < QVM_ARRAY_SIZE(order); k++)
+    for (size_t i = 0; i < qvm_diff_unit_count(d); i++) {
+      qvm_diff_unit u;
+      qvm_diff_unit_get(&u, d, i);
+      if (u.change != order[k]) continue;
+      pb_task_begin(p, qvm_diff_unit_change_name(u.change), u.name, strlen(u.name),
+                    "ansible.builtin.systemd");
+      pb_kv_unsafe(p, "name", u.name, strlen(u.name));
+      bool masking = u.change == QVM_DIFF_UNIT_MASKED || u.change == QVM_DIFF_UNIT_UNMASKED;
+      pb_kv_bool(p, masking ? "masked" : "enabled",
+                 u.change == QVM_DIFF_UNIT_MASKED || u.change == QVM_DIFF_UNIT_ENABLED);
+      if (first) pb_kv_bool(p, "daemon_reload", true); /* unit files were copied */
+      first = false;
+      pb_task_end(p);
+    }
+}
+
 /* Deletions, deepest first (a path sorts after its directory), and the old
  * side of a change of type, which must go before the new is made. */
 static void tasks_deletions(playbook *p, const qvm_diff *d, const bool *skip) {
@@ -147,8 +270,15 @@ static int build(char **out, size_t *out_len, const qvm_diff *d, const bool *ski
                  const char *hosts, qvm_error **err) {
   playbook p;
   pb_begin(&p, hosts);
+  tasks_groups(&p, d, true);
+  tasks_users(&p, d, true);
+  tasks_packages(&p, d, true);
+  tasks_packages(&p, d, false);
   tasks_deletions(&p, d, skip);
   tasks_files(&p, d, skip);
+  tasks_units(&p, d);
+  tasks_users(&p, d, false);
+  tasks_groups(&p, d, false);
   return pb_finish(&p, out, out_len, err);
 }
 
@@ -222,10 +352,38 @@ static int write_files(int dfd, const qvm_diff *d, const bool *skip, const char 
   return 0;
 }
 
-/* What the playbook leaves to others (apt makes a package's files). */
+static bool account_file(const char *path) {
+  static const char *const files[] = {"/etc/passwd",  "/etc/group",  "/etc/shadow",
+                                      "/etc/gshadow", "/etc/subuid", "/etc/subgid"};
+  size_t n = strlen(path);
+  if (n && path[n - 1] == '-') n--; /* the backups shadow's tools keep */
+  for (size_t i = 0; i < QVM_ARRAY_SIZE(files); i++)
+    if (strlen(files[i]) == n && !memcmp(files[i], path, n)) return true;
+  return false;
+}
+
+/* A file an installed or upgraded package ships: apt makes it, unless it
+ * is a conffile whose content is not the package's. */
+static bool apt_makes(const qvm_diff *d, const diff_change *c) {
+  if (!diff_system_ships(&d->sys, c->to->path)) return false;
+  const dpkg_conffile *cf = diff_system_conffile(&d->sys, c->to->path);
+  if (!cf || !c->kept) return true;
+  char hex[33];
+  for (int i = 0; i < 16; i++) snprintf(hex + 2 * i, 3, "%02x", c->md5[i]);
+  return !strcmp(hex, cf->md5);
+}
+
+/* What the playbook leaves to others: apt makes a package's files; the user
+ * and group tasks write the account files (a copy would overwrite every
+ * other account and password of the target). */
 static int make_skip(bool **out, const qvm_diff *d, qvm_error **err) {
   bool *skip = calloc(d->n ? d->n : 1, sizeof *skip);
   if (!skip) return oom(err);
+  for (size_t i = 0; i < d->n; i++) {
+    const diff_change *c = &d->c[i];
+    if (c->kind == QVM_DIFF_DELETED) continue;
+    skip[i] = (d->sys.have_acct && account_file(c->to->path)) || apt_makes(d, c);
+  }
   *out = skip;
   return 0;
 }
@@ -240,6 +398,16 @@ static int check_all(const qvm_diff *d, const bool *skip, qvm_error **err) {
     if (r >= 0 && !skip[i] && diff_change_needs_content(&d->c[i]) && !d->c[i].kept)
       r = qvm_error_set(err, QVM_EINVAL, "a content was not kept");
     if (r < 0) return r;
+  }
+  for (size_t i = 0; i < qvm_diff_user_count(d); i++) {
+    qvm_diff_user u;
+    qvm_diff_user_get(&u, d, i);
+    const char *fields[] = {u.gecos, u.home, u.shell}, *names[] = {"gecos", "home", "shell"};
+    for (int k = 0; k < 3; k++)
+      if (!pb_utf8_valid(fields[k], strlen(fields[k])))
+        return qvm_error_set(err, QVM_EINVAL,
+                             "the %s of user '%s' is not valid UTF-8: a playbook cannot give it",
+                             names[k], u.name);
   }
   return 0;
 }

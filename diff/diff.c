@@ -43,7 +43,9 @@ static const char *const default_ignore[] = {
     "/var/lib/cloud/instance",
     "/var/lib/cloud/instances",
     "/var/lib/cloud/sem",
-    "/var/lib/apt/lists",
+    /* packages are compared from dpkg's status, read on its own */
+    "/var/lib/dpkg",
+    "/var/lib/apt",
     "/var/lib/dhcp",
     "/var/lib/dbus/machine-id",
     "/var/lib/systemd/random-seed",
@@ -69,6 +71,7 @@ void qvm_diff_free(qvm_diff *d) {
   free(d->c);
   if (d->content_dir) qvm_rm_rf(d->content_dir, NULL);
   free(d->content_dir);
+  diff_system_clear(&d->sys);
   free(d);
 }
 QVM_DEFINE_CLEANUP(qvm_diff, qvm_diff_free)
@@ -122,6 +125,15 @@ static int globs_make(globs *out, const qvm_diff_options *o, qvm_error **err) {
   return 0;
 }
 
+/* One state's walk and its packages and accounts (whose errors, like the
+ * walk's, quote guest bytes). */
+static int walk_side(qvm_diff *d, int side, diff_fs *fs, const globs *g, qvm_error **err) {
+  int r = diff_fs_walk(side ? &d->to : &d->from, fs, g->g, g->n, err);
+  if (r >= 0) r = diff_system_read(&d->sys, side, fs, err);
+  if (r < 0 && err) qvm_error_neutralize(*err);
+  return r;
+}
+
 /* Version 1 callers (a shorter struct) are accepted. */
 static int check_options(const qvm_diff_options *o, qvm_error **err) {
   if (o && o->version == 1) return 0;
@@ -148,12 +160,15 @@ static int diff_states(qvm_diff **out, const diff_disk_spec *from, const diff_di
   if (!d) r = oom(err);
   if (r >= 0 && (r = state_open(&st[0], from, err)) < 0) qvm_error_prefix(err, "the base state");
   /* a walk's errors quote the guest's file names */
-  if (r >= 0 && (r = diff_fs_walk(&d->from, st[0].fs, g.g, g.n, err)) < 0)
-    qvm_error_neutralize(*err), qvm_error_prefix(err, "the base state");
+  if (r >= 0 && (r = walk_side(d, 0, st[0].fs, &g, err)) < 0)
+    qvm_error_prefix(err, "the base state");
   if (r >= 0 && (r = state_open(&st[1], to, err)) < 0) qvm_error_prefix(err, "the new state");
-  if (r >= 0 && (r = diff_fs_walk(&d->to, st[1].fs, g.g, g.n, err)) < 0)
-    qvm_error_neutralize(*err), qvm_error_prefix(err, "the new state");
+  if (r >= 0 && (r = walk_side(d, 1, st[1].fs, &g, err)) < 0)
+    qvm_error_prefix(err, "the new state");
   if (r >= 0) r = diff_compare(&d->c, &d->n, &d->from, &d->to, hash_side, st, err);
+  if (r >= 0) r = diff_system_compare(&d->sys, &d->from, &d->to, err);
+  if (r >= 0 && (r = diff_system_read_lists(&d->sys, st[1].fs, err)) < 0)
+    qvm_error_neutralize(*err), qvm_error_prefix(err, "the new state");
   if (r >= 0 && keeps_content(o)) {
     uint64_t max_file, max_total;
     content_caps(o, &max_file, &max_total);
@@ -429,6 +444,81 @@ static struct json_object *file_json(const qvm_diff_file *f, bool *ok) {
   return o;
 }
 
+static struct json_object *str_array(const char *const *v, size_t n) {
+  struct json_object *a = json_object_new_array();
+  for (size_t i = 0; a && i < n; i++) json_object_array_add(a, json_object_new_string(v[i]));
+  return a;
+}
+
+static struct json_object *package_json(const qvm_diff_package *p) {
+  struct json_object *o = json_object_new_object();
+  json_object_object_add(o, "kind", json_object_new_string(qvm_diff_package_kind_name(p->kind)));
+  json_object_object_add(o, "name", json_object_new_string(p->name));
+  json_object_object_add(o, "arch", json_object_new_string(p->arch));
+  json_object_object_add(o, "from_version",
+                         p->from_version ? json_object_new_string(p->from_version) : NULL);
+  json_object_object_add(o, "to_version",
+                         p->to_version ? json_object_new_string(p->to_version) : NULL);
+  return o;
+}
+
+static struct json_object *user_json(const qvm_diff_user *u, bool *ok) {
+  struct json_object *o = json_object_new_object();
+  json_object_object_add(o, "kind", json_object_new_string(qvm_diff_kind_name(u->kind)));
+  json_object_object_add(o, "name", json_object_new_string(u->name));
+  json_object_object_add(o, "uid", json_object_new_int64(u->uid));
+  json_object_object_add(o, "gid", json_object_new_int64(u->gid));
+  /* free text from the guest */
+  if (!add_name(o, "gecos", u->gecos, strlen(u->gecos)) ||
+      !add_name(o, "home", u->home, strlen(u->home)) ||
+      !add_name(o, "shell", u->shell, strlen(u->shell)))
+    *ok = false;
+  json_object_object_add(o, "groups", str_array(u->groups, u->n_groups));
+  return o;
+}
+
+/* "packages", "units", "users", "groups" (names were checked on parsing:
+ * package, unit, user and group names are plain ASCII). */
+static bool system_json(struct json_object *root, const qvm_diff *d) {
+  struct json_object *pk = json_object_new_array(), *un = json_object_new_array(),
+                     *us = json_object_new_array(), *gr = json_object_new_array();
+  bool ok = pk && un && us && gr;
+  for (size_t i = 0; ok && i < qvm_diff_package_count(d); i++) {
+    qvm_diff_package p;
+    qvm_diff_package_get(&p, d, i);
+    json_object_array_add(pk, package_json(&p));
+  }
+  for (size_t i = 0; ok && i < qvm_diff_unit_count(d); i++) {
+    qvm_diff_unit u;
+    qvm_diff_unit_get(&u, d, i);
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "name", json_object_new_string(u.name));
+    json_object_object_add(o, "change",
+                           json_object_new_string(qvm_diff_unit_change_name(u.change)));
+    json_object_array_add(un, o);
+  }
+  for (size_t i = 0; ok && i < qvm_diff_user_count(d); i++) {
+    qvm_diff_user u;
+    qvm_diff_user_get(&u, d, i);
+    json_object_array_add(us, user_json(&u, &ok));
+  }
+  for (size_t i = 0; ok && i < qvm_diff_group_count(d); i++) {
+    qvm_diff_group g;
+    qvm_diff_group_get(&g, d, i);
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "kind", json_object_new_string(qvm_diff_kind_name(g.kind)));
+    json_object_object_add(o, "name", json_object_new_string(g.name));
+    json_object_object_add(o, "gid", json_object_new_int64(g.gid));
+    json_object_object_add(o, "members", str_array(g.members, g.n_members));
+    json_object_array_add(gr, o);
+  }
+  json_object_object_add(root, "packages", pk);
+  json_object_object_add(root, "units", un);
+  json_object_object_add(root, "users", us);
+  json_object_object_add(root, "groups", gr);
+  return ok;
+}
+
 int qvm_diff_json(char **out, const qvm_diff *d, qvm_error **err) {
   struct json_object *root = json_object_new_object(), *arr = json_object_new_array();
   bool ok = root && arr;
@@ -446,6 +536,7 @@ int qvm_diff_json(char **out, const qvm_diff *d, qvm_error **err) {
     json_object_array_add(arr, o);
   }
   json_object_object_add(root, "changes", arr);
+  if (ok) ok = system_json(root, d);
   json_object_object_add(root, "entries_from", json_object_new_uint64(d->from.n));
   json_object_object_add(root, "entries_to", json_object_new_uint64(d->to.n));
   json_object_object_add(root, "bytes_hashed", json_object_new_uint64(d->bytes_hashed));
@@ -464,4 +555,62 @@ const char *qvm_diff_incomplete(const qvm_diff *d) {
                "(a running vm, or one that did not shut down cleanly): the newest changes may "
                "be missing; diff a cleanly stopped vm for a complete list"
              : NULL;
+}
+
+size_t qvm_diff_package_count(const qvm_diff *d) { return d ? d->sys.n_pkgs : 0; }
+
+void qvm_diff_package_get(qvm_diff_package *out, const qvm_diff *d, size_t i) {
+  const diff_package *p = &d->sys.pkgs[i];
+  const dpkg_pkg *any = p->to ? p->to : p->from;
+  *out = (qvm_diff_package){.kind = p->kind,
+                            .name = any->name,
+                            .arch = any->arch,
+                            .from_version = p->from ? p->from->version : NULL,
+                            .to_version = p->to ? p->to->version : NULL};
+}
+
+const char *qvm_diff_package_kind_name(qvm_diff_kind k) {
+  return k == QVM_DIFF_ADDED ? "installed" : k == QVM_DIFF_DELETED ? "removed" : "upgraded";
+}
+
+size_t qvm_diff_unit_count(const qvm_diff *d) { return d ? d->sys.n_units : 0; }
+
+void qvm_diff_unit_get(qvm_diff_unit *out, const qvm_diff *d, size_t i) {
+  *out = (qvm_diff_unit){.name = d->sys.units[i].name, .change = d->sys.units[i].change};
+}
+
+const char *qvm_diff_unit_change_name(qvm_diff_unit_change c) {
+  switch (c) {
+  case QVM_DIFF_UNIT_ENABLED: return "enabled";
+  case QVM_DIFF_UNIT_DISABLED: return "disabled";
+  case QVM_DIFF_UNIT_MASKED: return "masked";
+  case QVM_DIFF_UNIT_UNMASKED: return "unmasked";
+  default: return "?";
+  }
+}
+
+size_t qvm_diff_user_count(const qvm_diff *d) { return d ? d->sys.n_users : 0; }
+
+void qvm_diff_user_get(qvm_diff_user *out, const qvm_diff *d, size_t i) {
+  const diff_user *u = &d->sys.users[i];
+  *out = (qvm_diff_user){.kind = u->kind,
+                         .name = u->u->name,
+                         .uid = u->u->uid,
+                         .gid = u->u->gid,
+                         .gecos = u->u->gecos,
+                         .home = u->u->home,
+                         .shell = u->u->shell,
+                         .groups = u->groups,
+                         .n_groups = u->n_groups};
+}
+
+size_t qvm_diff_group_count(const qvm_diff *d) { return d ? d->sys.n_groups : 0; }
+
+void qvm_diff_group_get(qvm_diff_group *out, const qvm_diff *d, size_t i) {
+  const diff_group *g = &d->sys.groups[i];
+  *out = (qvm_diff_group){.kind = g->kind,
+                          .name = g->g->name,
+                          .gid = g->g->gid,
+                          .members = (const char *const *)g->g->members,
+                          .n_members = g->g->n_members};
 }

@@ -9,6 +9,7 @@
 #include <qvm/diff.h>
 
 #include "diff/compare.h"
+#include "diff/system.h"
 #include "diff/walk.h"
 
 struct qvm_diff {
@@ -18,6 +19,7 @@ struct qvm_diff {
   uint64_t bytes_hashed;
   bool journal_pending; /* either state's ext4 journal was not replayed */
   char *content_dir;    /* keep_content: <sha256 hex> files, 0600 in a 0700 dir */
+  diff_system sys;      /* packages, units, accounts */
 };
 
 /* Needs the "to" content for a playbook: a regular file added, or one whose

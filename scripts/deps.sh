@@ -25,6 +25,7 @@ test=(
   dnsmasq-base isc-dhcp-client dhcpcd-base udhcpc
   openssh-server openssh-client iproute2
   hyperfine jq python3
+  # qvm diff --ansible: the generated playbooks are checked and applied;
   # qvm review apply and edit run ansible-playbook
   ansible-core
 )

@@ -118,7 +118,9 @@ QVM_API void qvm_diff_stats(const qvm_diff *d, uint64_t *entries_from, uint64_t 
  * "path":..., "changed":["content","mode",...], "from":{...}, "to":{...}}]}.
  * path and target are neutralized by qvm_text_for_terminal() (invalid UTF-8
  * and control bytes become the text "\xNN"); when that changed them, the
- * raw bytes are also given, base64, in "path_b64" / "target_b64". */
+ * raw bytes are also given, base64, in "path_b64" / "target_b64". Then
+ * "packages", "units", "users" and "groups": the lists below, one object
+ * per entry (docs/cli.md). */
 QVM_API int qvm_diff_json(char **out, const qvm_diff *d, qvm_error **err);
 /* A short name for a kind and for one QVM_DIFF_* bit. */
 /* NULL when the diff saw everything; else why it may be incomplete (an ext4
@@ -126,6 +128,62 @@ QVM_API int qvm_diff_json(char **out, const qvm_diff *d, qvm_error **err);
 QVM_API const char *qvm_diff_incomplete(const qvm_diff *d);
 QVM_API const char *qvm_diff_kind_name(qvm_diff_kind k);
 QVM_API const char *qvm_diff_what_name(unsigned bit);
+
+/* Packages, read from dpkg's status file (/var/lib/dpkg/status) on each
+ * side's disk: ADDED installed, DELETED removed, MODIFIED another version
+ * (upgraded or downgraded). Sorted by name, then arch. An absent status
+ * file is an empty one (not a Debian guest); a corrupt one fails the diff. */
+typedef struct qvm_diff_package {
+  qvm_diff_kind kind;
+  const char *name;
+  const char *arch;         /* "amd64", "all", ... */
+  const char *from_version; /* NULL when ADDED */
+  const char *to_version;   /* NULL when DELETED */
+} qvm_diff_package;
+QVM_API size_t qvm_diff_package_count(const qvm_diff *d);
+QVM_API void qvm_diff_package_get(qvm_diff_package *out, const qvm_diff *d, size_t i);
+/* "installed", "removed", "upgraded" (also a downgrade). */
+QVM_API const char *qvm_diff_package_kind_name(qvm_diff_kind k);
+
+/* systemd units enabled (a symlink in /etc/systemd/system/\*.wants or
+ * \*.requires) or masked (/etc/systemd/system/UNIT -> /dev/null) on one side
+ * and not the other. Sorted by name, then change. */
+typedef enum qvm_diff_unit_change {
+  QVM_DIFF_UNIT_ENABLED,
+  QVM_DIFF_UNIT_DISABLED,
+  QVM_DIFF_UNIT_MASKED,
+  QVM_DIFF_UNIT_UNMASKED,
+} qvm_diff_unit_change;
+typedef struct qvm_diff_unit {
+  const char *name; /* e.g. "nginx.service" */
+  qvm_diff_unit_change change;
+} qvm_diff_unit;
+QVM_API size_t qvm_diff_unit_count(const qvm_diff *d);
+QVM_API void qvm_diff_unit_get(qvm_diff_unit *out, const qvm_diff *d, size_t i);
+QVM_API const char *qvm_diff_unit_change_name(qvm_diff_unit_change c);
+
+/* Users (/etc/passwd, with the supplementary groups /etc/group gives them)
+ * and groups added, DELETED or MODIFIED (any field). The values are the
+ * new side's (the old side's for DELETED). Sorted by name. */
+typedef struct qvm_diff_user {
+  qvm_diff_kind kind;
+  const char *name;
+  uint32_t uid, gid;
+  const char *gecos, *home, *shell;
+  const char *const *groups; /* supplementary groups, sorted */
+  size_t n_groups;
+} qvm_diff_user;
+typedef struct qvm_diff_group {
+  qvm_diff_kind kind;
+  const char *name;
+  uint32_t gid;
+  const char *const *members; /* as /etc/group lists them */
+  size_t n_members;
+} qvm_diff_group;
+QVM_API size_t qvm_diff_user_count(const qvm_diff *d);
+QVM_API void qvm_diff_user_get(qvm_diff_user *out, const qvm_diff *d, size_t i);
+QVM_API size_t qvm_diff_group_count(const qvm_diff *d);
+QVM_API void qvm_diff_group_get(qvm_diff_group *out, const qvm_diff *d, size_t i);
 
 /* qvm_diff_ansible: an Ansible playbook that reproduces the diff on a
  * machine that starts from the "from" state. */

@@ -60,6 +60,20 @@ c = {x["path"]: x for x in d["changes"]}
 assert c["/opt/app/bin"]["to"]["mode"] == "0750", c
 assert c["/etc/conf"]["changed"] == ["content"], c
 ' "$out" || fail "json: $out"
+# --ansible from a vm's snapshots: the playbook and the contents it copies.
+mkdir -p "$tmp/tmpdir"
+run_rc env TMPDIR="$tmp/tmpdir" "$qvm_bin" diff v1 --from base --to after --ansible -o "$tmp/pb"
+expect_eq "$rc" 0 "--ansible: $err"
+pb=$(cat "$tmp/pb/playbook.yml")
+expect_match "$pb" 'dest: !unsafe "/opt/app/bin"' "--ansible: the new file is copied"
+expect_match "$pb" 'mode: "0750"' "--ansible: with its mode"
+expect_match "$pb" 'path: !unsafe "/etc/gone"' "--ansible: the deleted file"
+expect_eq "$(cat "$tmp/pb/files/$(echo app | sha256sum | cut -c1-64)")" app "--ansible: files/<sha256>"
+expect_eq "$(ls -A "$tmp/tmpdir")" "" "--ansible: the kept contents were removed"
+if command -v ansible-playbook >/dev/null; then
+  ANSIBLE_HOME=$tmp/ansible-home ansible-playbook --syntax-check -i localhost, "$tmp/pb/playbook.yml" >/dev/null ||
+    fail "--ansible: syntax-check"
+fi
 run_rc qvm diff v1 --from nosuch
 expect_eq "$rc" 3 "unknown snapshot: $err"
 expect_match "$err" "no snapshot 'nosuch'" "unknown snapshot"

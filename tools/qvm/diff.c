@@ -23,15 +23,17 @@ static const char diff_help[] =
     "\n"
     "Lists what changed in the VM's root file system (ext2/3/4) between a base\n"
     "and now: files, directories, symlinks and devices added, modified (content\n"
-    "by sha256, mode, owner, symlink target, type) and deleted. The disk is read\n"
-    "on the host, never through the guest, so a guest that lies to its own tools\n"
-    "(a hidden file, a tampered package database) does not fool it. Not compared\n"
-    "yet: extended attributes (capabilities, ACLs), inode flags, partitions other\n"
-    "than the root file system, boot sectors. A running VM is read at a temporary\n"
-    "internal snapshot, without replaying the ext4 journal: the output then says\n"
-    "the list may be incomplete. Noise every boot makes (logs, caches, /tmp, /run,\n"
-    "machine-id, ssh host keys, cloud-init's state, apt lists) is left out; see\n"
-    "docs/cli.md for the list.\n"
+    "by sha256, mode, owner, symlink target, type) and deleted; then packages\n"
+    "(dpkg's status), systemd units enabled or masked, users and groups. The\n"
+    "disk is read on the host, never through the guest, so a guest that lies to\n"
+    "its own tools (a hidden file, a tampered package database) does not fool\n"
+    "it. Not compared yet: extended attributes (capabilities, ACLs), inode\n"
+    "flags, partitions other than the root file system, boot sectors. A running\n"
+    "VM is read at a temporary internal snapshot, without replaying the ext4\n"
+    "journal: the output then says the list may be incomplete. Noise every boot\n"
+    "makes (logs, caches, /tmp, /run, machine-id, ssh host keys, cloud-init's\n"
+    "state, apt's and dpkg's state) is left out;\n"
+    "see docs/cli.md for the list.\n"
     "\n"
     "  --from SNAP        the base is the internal snapshot SNAP of the VM's disk\n"
     "  --from-image       the base is the image the VM was created from (default)\n"
@@ -46,7 +48,8 @@ static const char diff_help[] =
     "                     sha256 prefix and symlink target\n"
     "  --json             print {\"changes\": [{\"kind\", \"path\", \"changed\", \"from\",\n"
     "                     \"to\"}], ...}; a name that is not printable UTF-8 is shown\n"
-    "                     with \\xNN escapes and given exactly in \"path_b64\"\n"
+    "                     with \\xNN escapes and given exactly in \"path_b64\"; also\n"
+    "                     \"packages\", \"units\", \"users\", \"groups\"\n"
     "  --ansible          write an Ansible playbook that makes the same changes on a\n"
     "                     machine that starts from the base: DIR/playbook.yml and\n"
     "                     DIR/files/<sha256> (the new contents); DIR is created\n"
@@ -71,6 +74,40 @@ static void print_side(const char *label, const qvm_diff_file *f) {
   putchar('\n');
 }
 
+/* Package, unit, user and group names were checked by the library (plain
+ * ASCII); a user's free text is neutralized. */
+static void print_system(const qvm_diff *d) {
+  for (size_t i = 0; i < qvm_diff_package_count(d); i++) {
+    qvm_diff_package p;
+    qvm_diff_package_get(&p, d, i);
+    printf("package %s %s:%s %s%s%s\n", qvm_diff_package_kind_name(p.kind), p.name, p.arch,
+           p.from_version ? p.from_version : "", p.from_version && p.to_version ? " -> " : "",
+           p.to_version ? p.to_version : "");
+  }
+  for (size_t i = 0; i < qvm_diff_unit_count(d); i++) {
+    qvm_diff_unit u;
+    qvm_diff_unit_get(&u, d, i);
+    printf("unit %s %s\n", qvm_diff_unit_change_name(u.change), u.name);
+  }
+  for (size_t i = 0; i < qvm_diff_user_count(d); i++) {
+    qvm_diff_user u;
+    qvm_diff_user_get(&u, d, i);
+    char *home = qvm_text_for_terminal(u.home, strlen(u.home), 0);
+    char *shell = qvm_text_for_terminal(u.shell, strlen(u.shell), 0);
+    printf("user %s %s uid=%u gid=%u home=%s shell=%s groups=", qvm_diff_kind_name(u.kind), u.name,
+           u.uid, u.gid, home ? home : "?", shell ? shell : "?");
+    for (size_t k = 0; k < u.n_groups; k++) printf("%s%s", k ? "," : "", u.groups[k]);
+    putchar('\n');
+    free(home);
+    free(shell);
+  }
+  for (size_t i = 0; i < qvm_diff_group_count(d); i++) {
+    qvm_diff_group g;
+    qvm_diff_group_get(&g, d, i);
+    printf("group %s %s gid=%u\n", qvm_diff_kind_name(g.kind), g.name, g.gid);
+  }
+}
+
 static void print_table(const qvm_diff *d, bool verbose) {
   size_t n = qvm_diff_count(d), counts[3] = {0};
   for (size_t i = 0; i < n; i++) {
@@ -92,6 +129,7 @@ static void print_table(const qvm_diff *d, bool verbose) {
       print_side("to  ", &c.to);
     }
   }
+  print_system(d);
   uint64_t ef = 0, et = 0, bytes = 0;
   qvm_diff_stats(d, &ef, &et, &bytes);
   fprintf(stderr,
