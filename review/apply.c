@@ -18,6 +18,14 @@
 #include <qvm/vm.h>
 
 #define LOG_TAIL_MAX (4u << 20)
+#define CLIENT_KEY "client_key"
+
+void review_target_done(const char *run) {
+  char *key = NULL;
+  if (asprintf(&key, "%s/" CLIENT_KEY, run) < 0) return;
+  unlink(key);
+  free(key);
+}
 
 /* ansible splits ansible_ssh_common_args like a shell: keep to bytes that
  * need no quoting. */
@@ -42,7 +50,7 @@ int review_target_inventory(char **out, const char *target, const char *run, qvm
   }
   qvm_ssh_free(ssh);
   qvm_ssh_options so = QVM_SSH_OPTIONS_INIT;
-  _cleanup_free_ char *kh = NULL, *text = NULL, *inv = NULL, *args = NULL;
+  _cleanup_free_ char *kh = NULL, *text = NULL, *inv = NULL, *args = NULL, *key = NULL;
   _cleanup_(review_json_putp) struct json_object *doc = NULL;
   size_t len = 0;
   if ((r = qvm_vm_ssh_target(&so, vm, 30000, err)) < 0) goto out;
@@ -64,11 +72,24 @@ int review_target_inventory(char **out, const char *target, const char *run, qvm
   if ((r = qvm_read_file(&text, &len, so.known_hosts, 1u << 20, err)) < 0 ||
       (r = qvm_write_file_atomic(kh, text, len, 0600, err)) < 0)
     goto out;
+  /* A private copy of the client key with no .pub beside it: OpenSSH offers
+   * the public key of a KEY.pub it finds, and a VM's id_ed25519.pub need not
+   * match its id_ed25519 (a fork gets SRC's private key only). Removed after
+   * the run (review_target_done). */
+  free(text);
+  text = NULL;
+  if (asprintf(&key, "%s/" CLIENT_KEY, run) < 0) {
+    r = qvm_error_set_errno(err, ENOMEM, "out of memory");
+    goto out;
+  }
+  if ((r = qvm_read_file(&text, &len, so.identity, 64u << 10, err)) < 0 ||
+      (r = qvm_write_file_atomic(key, text, len, 0600, err)) < 0)
+    goto out;
   struct json_object *host = json_object_new_object();
   json_object_object_add(host, "ansible_host", json_object_new_string(so.host));
   json_object_object_add(host, "ansible_port", json_object_new_int(so.port));
   json_object_object_add(host, "ansible_user", json_object_new_string(so.user));
-  json_object_object_add(host, "ansible_ssh_private_key_file", json_object_new_string(so.identity));
+  json_object_object_add(host, "ansible_ssh_private_key_file", json_object_new_string(key));
   json_object_object_add(host, "ansible_ssh_common_args", json_object_new_string(args));
   struct json_object *hosts = json_object_new_object(), *all = json_object_new_object();
   json_object_object_add(hosts, target, host);
@@ -138,7 +159,9 @@ static int apply_locked(struct json_object **out, review *rv, const qvm_review_a
   if (r < 0) return r;
   const char *argv[] = {"ansible-playbook", "-i", inv, pb, NULL};
   int status = -1;
-  if ((r = review_ansible(&status, argv, run, log, o->timeout_ms, err)) < 0) return r;
+  r = review_ansible(&status, argv, run, log, o->timeout_ms, err);
+  review_target_done(run);
+  if (r < 0) return r;
   size_t len = 0;
   review_recap rc;
   qvm_read_file(&text, &len, log, LOG_TAIL_MAX, NULL);

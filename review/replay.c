@@ -112,7 +112,9 @@ static int replay_in(struct json_object *replay, const char *clone, const qvm_di
   if (r < 0) return r;
   const char *argv[] = {"ansible-playbook", "-i", inv, pb, NULL};
   int status = -1;
-  if ((r = review_ansible(&status, argv, run, log, timeout_ms, err)) < 0) return r;
+  r = review_ansible(&status, argv, run, log, timeout_ms, err);
+  review_target_done(run);
+  if (r < 0) return r;
   size_t len = 0;
   review_recap rc = {0};
   qvm_read_file(&text, &len, log, 4u << 20, NULL);

@@ -64,6 +64,11 @@ run_rc qvm review apply "$id" --target e2e-tgt-1 --json
 expect_eq "$rc" 0 "apply: $err $out $(tail -n 30 "$rdir"/apply-1/ansible.log 2>/dev/null)"
 changed=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["changed"])' "$out")
 [[ $changed -gt 0 ]] || fail "the first apply changed nothing: $out"
+[[ ! -e $rdir/apply-1/client_key ]] || fail "the copy of the client key was left"
+expect_eq "$(stat -c %a "$rdir/apply-1" "$rdir/apply-1/known_hosts" "$rdir/apply-1/inventory.json")" \
+  "700
+600
+600" "the apply dir is private"
 log "applied after $((SECONDS - t0)) s (changed=$changed)"
 run_rc qvm review apply "$id" --target e2e-tgt-1 --json
 expect_eq "$rc" 0 "second apply: $err"
