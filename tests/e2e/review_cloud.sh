@@ -49,7 +49,7 @@ for p, kind in [("/etc/review-e2e.conf", "added"), ("/opt/rv", "added"), ("/opt/
                 ("/usr/local/bin/rv-tool", "added"), ("/etc/motd", "deleted")]:
     assert d.get(p, {}).get("kind") == kind, (p, d.get(p))
 assert d["/opt/rv/tool"]["to"]["mode"] == "0750", d["/opt/rv/tool"]
-half = [p for p, c in d.items() if c.get("from", {}).get("type") == "?"]
+half = [p for p, c in d.items() if (c.get("from") or {}).get("type") == "?"]
 assert not half, ("half-written inodes in the base", half)
 EOF
 
