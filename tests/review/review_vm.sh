@@ -35,7 +35,10 @@ qemu-img snapshot -c base "$disk"
 qemu-img convert -n -f raw -O qcow2 "$tmp/b.raw" "$disk"
 
 # --- create, ls, show -------------------------------------------------------------
-run_rc qvm --agent builder review create v1 --from base --json
+run_rc qvm review create v1 --verify
+expect_eq "$rc" 2 "--verify without --from: $err"
+expect_match "$err" "--verify needs --from SNAP" "--verify without --from"
+run_rc qvm --agent builder review create v1 --from base --no-verify --json
 expect_eq "$rc" 0 "create: $err"
 id=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["id"])' "$out")
 [[ $id =~ ^[0-9a-f]{12}$ ]] || fail "id '$id'"

@@ -12,7 +12,7 @@
 #define VERB "review create"
 
 static const char create_help[] =
-    "usage: qvm review create VM [--from SNAP | --from-image] [--agent ID] [--verify]\n"
+    "usage: qvm review create VM [--from SNAP | --from-image] [--agent ID] [--no-verify]\n"
     "                         [--timeout S] [--json]\n"
     "\n"
     "Records what changed in VM (qvm diff, read from its disk on the host) and an\n"
@@ -23,19 +23,23 @@ static const char create_help[] =
     "  --from SNAP     the base is the vm's internal snapshot SNAP\n"
     "  --from-image    the base is the image the vm was made from (default)\n"
     "  --agent ID      the author's agent id (default: qvm --agent, $QVM_AGENT)\n"
-    "  --verify        replay first: clone the base (--from SNAP) into a throwaway\n"
-    "                  vm, apply the playbook to it, diff it against VM; the status\n"
-    "                  is 'pending' only when nothing differs, else\n"
-    "                  'pending-with-differences' with the differences listed\n"
+    "  --verify        replay first (the default with --from SNAP): clone SNAP\n"
+    "                  into a throwaway vm, apply the playbook to it, diff it\n"
+    "                  against VM; the status is 'pending' only when nothing\n"
+    "                  differs, else 'pending-with-differences' with the\n"
+    "                  differences listed. Takes a boot of the clone.\n"
+    "  --no-verify     no replay\n"
     "  --timeout S     --verify: the clone's boot and login (default 300)\n"
     "  --json          print {\"id\", \"vm\", \"status\", \"changes\"}\n";
 
 static int create_run(int argc, char **argv) {
   static const struct option longopts[] = {
-      {"from", 1, 0, 'f'},   {"from-image", 0, 0, 'I'}, {"agent", 1, 0, 'a'}, {"json", 0, 0, 'j'},
-      {"verify", 0, 0, 'V'}, {"timeout", 1, 0, 'T'},    {"help", 0, 0, 'h'},  {0, 0, 0, 0}};
+      {"from", 1, 0, 'f'}, {"from-image", 0, 0, 'I'}, {"agent", 1, 0, 'a'},
+      {"json", 0, 0, 'j'}, {"verify", 0, 0, 'V'},     {"timeout", 1, 0, 'T'},
+      {"help", 0, 0, 'h'}, {"no-verify", 0, 0, 'n'},  {0, 0, 0, 0}};
   qvm_review_create_options o = QVM_REVIEW_CREATE_OPTIONS_INIT;
   bool json = false, from_image = false;
+  int verify = -1; /* -1: the default, a replay when the base is a snapshot */
   int c;
   optind = 1;
   opterr = 0;
@@ -49,7 +53,8 @@ static int create_run(int argc, char **argv) {
       o.agent = optarg;
       break;
     case 'j': json = true; break;
-    case 'V': o.verify = true; break;
+    case 'V': verify = 1; break;
+    case 'n': verify = 0; break;
     case 'T': {
       int secs = 0, r = qvm_cli_parse_seconds(VERB, optarg, 10, &secs);
       if (r) return r;
@@ -60,6 +65,7 @@ static int create_run(int argc, char **argv) {
     default: return qvm_cli_bad_option(VERB, c, argv);
     }
   }
+  o.verify = verify == 1 || (verify < 0 && o.from_snapshot);
   if (o.verify && !o.from_snapshot)
     return qvm_cli_usage_error(VERB, "--verify needs --from SNAP (the base the replay clones)");
   if (from_image && o.from_snapshot)
