@@ -143,7 +143,7 @@ static int group_cmp(const void *a, const void *b) {
 int acct_passwd_parse(acct_db *db, const char *text, size_t len, qvm_error **err) {
   int r = each_line(db, "/etc/passwd", text, len, passwd_line, err);
   if (r < 0) return r;
-  qsort(db->u, db->n_u, sizeof *db->u, user_cmp);
+  if (db->n_u) qsort(db->u, db->n_u, sizeof *db->u, user_cmp);
   for (size_t i = 1; i < db->n_u; i++)
     if (!user_cmp(&db->u[i - 1], &db->u[i]))
       return qvm_error_set(err, QVM_EINVAL, "/etc/passwd: user '%s' appears twice", db->u[i].name);
@@ -153,7 +153,7 @@ int acct_passwd_parse(acct_db *db, const char *text, size_t len, qvm_error **err
 int acct_group_parse(acct_db *db, const char *text, size_t len, qvm_error **err) {
   int r = each_line(db, "/etc/group", text, len, group_line, err);
   if (r < 0) return r;
-  qsort(db->g, db->n_g, sizeof *db->g, group_cmp);
+  if (db->n_g) qsort(db->g, db->n_g, sizeof *db->g, group_cmp);
   for (size_t i = 1; i < db->n_g; i++)
     if (!group_cmp(&db->g[i - 1], &db->g[i]))
       return qvm_error_set(err, QVM_EINVAL, "/etc/group: group '%s' appears twice", db->g[i].name);

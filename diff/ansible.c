@@ -373,7 +373,8 @@ static bool apt_makes(const qvm_diff *d, const diff_change *c) {
   return !strcmp(hex, cf->md5);
 }
 
-/* What the playbook leaves to others: apt makes a package's files; the user
+/* What the playbook leaves to others: apt makes a package's files (and
+ * removes those of a package removed or upgraded); the user
  * and group tasks write the account files (a copy would overwrite every
  * other account and password of the target). */
 static int make_skip(bool **out, const qvm_diff *d, qvm_error **err) {
@@ -381,7 +382,10 @@ static int make_skip(bool **out, const qvm_diff *d, qvm_error **err) {
   if (!skip) return oom(err);
   for (size_t i = 0; i < d->n; i++) {
     const diff_change *c = &d->c[i];
-    if (c->kind == QVM_DIFF_DELETED) continue;
+    if (c->kind == QVM_DIFF_DELETED) {
+      skip[i] = diff_system_apt_removes(&d->sys, c->from->path);
+      continue;
+    }
     skip[i] = (d->sys.have_acct && account_file(c->to->path)) || apt_makes(d, c);
   }
   *out = skip;

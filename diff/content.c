@@ -101,7 +101,7 @@ int diff_content_keep(qvm_diff *d, diff_fs *fs, uint64_t max_file, uint64_t max_
   size_t n = 0;
   for (size_t i = 0; i < d->n; i++)
     if (diff_change_needs_content(&d->c[i])) idx[n++] = i;
-  qsort_r(idx, n, sizeof *idx, by_sha, d->c);
+  if (n) qsort_r(idx, n, sizeof *idx, by_sha, d->c);
   int r = make_dir(&d->content_dir, err);
   if (r < 0) return r;
   _cleanup_close_ int dfd = open(d->content_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);

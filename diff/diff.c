@@ -167,7 +167,9 @@ static int diff_states(qvm_diff **out, const diff_disk_spec *from, const diff_di
     qvm_error_prefix(err, "the new state");
   if (r >= 0) r = diff_compare(&d->c, &d->n, &d->from, &d->to, hash_side, st, err);
   if (r >= 0) r = diff_system_compare(&d->sys, &d->from, &d->to, err);
-  if (r >= 0 && (r = diff_system_read_lists(&d->sys, st[1].fs, err)) < 0)
+  if (r >= 0 && (r = diff_system_read_lists(&d->sys, 0, st[0].fs, &d->from, err)) < 0)
+    qvm_error_neutralize(*err), qvm_error_prefix(err, "the base state");
+  if (r >= 0 && (r = diff_system_read_lists(&d->sys, 1, st[1].fs, &d->to, err)) < 0)
     qvm_error_neutralize(*err), qvm_error_prefix(err, "the new state");
   if (r >= 0 && keeps_content(o)) {
     uint64_t max_file, max_total;

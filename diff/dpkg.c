@@ -199,7 +199,7 @@ static int parse(parser *ps, const char *text, size_t len) {
   }
   if (r >= 0) r = finish(ps);
   if (r < 0) return r;
-  qsort(ps->db.p, ps->db.n, sizeof *ps->db.p, by_name_arch);
+  if (ps->db.n) qsort(ps->db.p, ps->db.n, sizeof *ps->db.p, by_name_arch);
   for (size_t i = 1; i < ps->db.n; i++)
     if (!by_name_arch(&ps->db.p[i - 1], &ps->db.p[i]))
       return qvm_error_set(ps->err, QVM_EINVAL, "package '%s' (%s) is installed twice",
@@ -221,7 +221,7 @@ int dpkg_status_parse(dpkg_db *out, const char *text, size_t len, qvm_error **er
 
 const dpkg_pkg *dpkg_find(const dpkg_db *db, const char *name, const char *arch) {
   dpkg_pkg key = {.name = (char *)name, .arch = (char *)arch};
-  return bsearch(&key, db->p, db->n, sizeof *db->p, by_name_arch);
+  return !db->n ? NULL : bsearch(&key, db->p, db->n, sizeof *db->p, by_name_arch);
 }
 
 void dpkg_db_clear(dpkg_db *db) {

@@ -15,9 +15,8 @@
 
 static int oom(qvm_error **err) { return qvm_error_set_errno(err, ENOMEM, "out of memory"); }
 
-/* A file that may be absent: *out NULL then. */
-static int read_optional(char **out, size_t *len, diff_fs *fs, const char *path, size_t max,
-                         qvm_error **err) {
+int diff_read_optional(char **out, size_t *len, diff_fs *fs, const char *path, size_t max,
+                       qvm_error **err) {
   qvm_error *e = NULL;
   *out = NULL;
   int r = diff_fs_read_path(fs, path, max, out, len, &e);
@@ -31,11 +30,11 @@ static int read_optional(char **out, size_t *len, diff_fs *fs, const char *path,
 int diff_system_read(diff_system *s, int side, diff_fs *fs, qvm_error **err) {
   _cleanup_free_ char *status = NULL, *passwd = NULL, *group = NULL;
   size_t ls = 0, lp = 0, lg = 0;
-  int r = read_optional(&status, &ls, fs, "/var/lib/dpkg/status", DPKG_MAX_STATUS, err);
+  int r = diff_read_optional(&status, &ls, fs, "/var/lib/dpkg/status", DPKG_MAX_STATUS, err);
   if (r >= 0 && status && (r = dpkg_status_parse(&s->dpkg[side], status, ls, err)) < 0)
     qvm_error_prefix(err, "/var/lib/dpkg/status");
-  if (r >= 0) r = read_optional(&passwd, &lp, fs, "/etc/passwd", ACCT_MAX_FILE, err);
-  if (r >= 0) r = read_optional(&group, &lg, fs, "/etc/group", ACCT_MAX_FILE, err);
+  if (r >= 0) r = diff_read_optional(&passwd, &lp, fs, "/etc/passwd", ACCT_MAX_FILE, err);
+  if (r >= 0) r = diff_read_optional(&group, &lg, fs, "/etc/group", ACCT_MAX_FILE, err);
   if (r >= 0 && passwd) r = acct_passwd_parse(&s->acct[side], passwd, lp, err);
   if (r >= 0 && group) r = acct_group_parse(&s->acct[side], group, lg, err);
   bool both = passwd && group;
@@ -172,7 +171,7 @@ static int compare_units(diff_system *s, const diff_tree *from, const diff_tree 
     free(a.v);
     free(b.v);
   }
-  if (r >= 0) qsort(s->units, s->n_units, sizeof *s->units, unit_cmp);
+  if (r >= 0 && s->n_units) qsort(s->units, s->n_units, sizeof *s->units, unit_cmp);
   return r;
 }
 
@@ -275,68 +274,6 @@ int diff_system_compare(diff_system *s, const diff_tree *from, const diff_tree *
   return r;
 }
 
-typedef struct path_list {
-  char **v;
-  size_t n, cap;
-} path_list;
-
-static int add_list(path_list *l, const char *text, size_t len, const char *pkg, qvm_error **err) {
-  for (size_t at = 0; at < len;) {
-    const char *p = text + at, *nl = memchr(p, '\n', len - at);
-    size_t n = nl ? (size_t)(nl - p) : len - at;
-    at += n + 1;
-    if (n == 0 || (n == 2 && !memcmp(p, "/.", 2))) continue;
-    if (p[0] != '/' || n >= DIFF_MAX_PATH || memchr(p, '\0', n))
-      return qvm_error_set(err, QVM_EINVAL, "the file list of package '%s' has a bad line", pkg);
-    if (l->n >= DIFF_MAX_ENTRIES)
-      return qvm_error_set(err, QVM_EINVAL, "the packages' file lists are too long");
-    if (l->n == l->cap) {
-      size_t cap = l->cap ? l->cap * 2 : 1024;
-      char **v = realloc(l->v, cap * sizeof *v);
-      if (!v) return oom(err);
-      l->v = v, l->cap = cap;
-    }
-    if (!(l->v[l->n] = strndup(p, n))) return oom(err);
-    l->n++;
-  }
-  return 0;
-}
-
-static int read_list(path_list *l, diff_fs *fs, const dpkg_pkg *p, qvm_error **err) {
-  _cleanup_free_ char *text = NULL, *path = NULL;
-  size_t len = 0;
-  if (asprintf(&path, "/var/lib/dpkg/info/%s:%s.list", p->name, p->arch) < 0) return oom(err);
-  int r = read_optional(&text, &len, fs, path, LIST_MAX, err);
-  if (r >= 0 && !text) {
-    free(path);
-    if (asprintf(&path, "/var/lib/dpkg/info/%s.list", p->name) < 0) return oom(err);
-    r = read_optional(&text, &len, fs, path, LIST_MAX, err);
-  }
-  if (r >= 0 && text) r = add_list(l, text, len, p->name, err);
-  return r;
-}
-
-int diff_system_read_lists(diff_system *s, diff_fs *fs, qvm_error **err) {
-  path_list l = {0};
-  int r = 0;
-  for (size_t i = 0; r >= 0 && i < s->n_pkgs; i++)
-    if (s->pkgs[i].to) r = read_list(&l, fs, s->pkgs[i].to, err);
-  if (r >= 0) {
-    qsort(l.v, l.n, sizeof *l.v, str_cmp);
-    s->pkg_paths = l.v;
-    s->n_pkg_paths = l.n;
-    return 0;
-  }
-  for (size_t i = 0; i < l.n; i++) free(l.v[i]);
-  free(l.v);
-  return r;
-}
-
-bool diff_system_ships(const diff_system *s, const char *path) {
-  return s->n_pkg_paths &&
-         bsearch(&path, s->pkg_paths, s->n_pkg_paths, sizeof *s->pkg_paths, str_cmp);
-}
-
 const dpkg_conffile *diff_system_conffile(const diff_system *s, const char *path) {
   for (size_t i = 0; i < s->n_pkgs; i++) {
     const dpkg_pkg *p = s->pkgs[i].to;
@@ -368,7 +305,9 @@ void diff_system_clear(diff_system *s) {
   for (size_t i = 0; i < s->n_users; i++) free(s->users[i].groups);
   free(s->users);
   free(s->groups);
-  for (size_t i = 0; i < s->n_pkg_paths; i++) free(s->pkg_paths[i]);
-  free(s->pkg_paths);
+  for (int k = 0; k < 2; k++) {
+    for (size_t i = 0; i < s->lists[k].n; i++) free(s->lists[k].v[i]);
+    free(s->lists[k].v);
+  }
   *s = (diff_system){0};
 }

@@ -31,6 +31,11 @@ typedef struct diff_group {
   const acct_group *g;
 } diff_group;
 
+typedef struct diff_path_list {
+  char **v;
+  size_t n, cap;
+} diff_path_list;
+
 typedef struct diff_system {
   dpkg_db dpkg[2];
   acct_db acct[2];
@@ -43,8 +48,10 @@ typedef struct diff_system {
   size_t n_users;
   diff_group *groups;
   size_t n_groups;
-  char **pkg_paths; /* sorted: what the installed or upgraded packages ship */
-  size_t n_pkg_paths;
+  /* Sorted, canonical (symlinked directories such as a merged /usr's /lib
+   * resolved in that side's tree): [0] what the removed or upgraded
+   * packages shipped, [1] what the installed or upgraded ones ship. */
+  diff_path_list lists[2];
 } diff_system;
 
 /* Reads side's (0: from, 1: to) dpkg status, passwd and group. */
@@ -52,10 +59,21 @@ int diff_system_read(diff_system *s, int side, diff_fs *fs, qvm_error **err);
 /* Compares what was read, and the units of the two walked trees. */
 int diff_system_compare(diff_system *s, const diff_tree *from, const diff_tree *to,
                         qvm_error **err);
-/* The file lists (/var/lib/dpkg/info/PKG.list) of the packages installed or
- * upgraded, read from fs (the "to" side). */
-int diff_system_read_lists(diff_system *s, diff_fs *fs, qvm_error **err);
+/* The file lists (/var/lib/dpkg/info/PKG.list) of side's packages that
+ * changed, read from fs, whose walked tree is t. */
+int diff_system_read_lists(diff_system *s, int side, diff_fs *fs, const diff_tree *t,
+                           qvm_error **err);
+/* path is shipped by a package installed or upgraded: apt makes it. */
 bool diff_system_ships(const diff_system *s, const char *path);
+/* path (deleted) was shipped by a package removed or upgraded and is not
+ * shipped by the new side's: apt removes it. */
+bool diff_system_apt_removes(const diff_system *s, const char *path);
+/* A file that may be absent: *out NULL then. */
+int diff_read_optional(char **out, size_t *len, diff_fs *fs, const char *path, size_t max,
+                       qvm_error **err);
+/* path with the symlinked directories of its prefix resolved in tree t (at
+ * most 8 links; a path that then exceeds DIFF_MAX_PATH stays as it was). */
+char *diff_canonical_path(const diff_tree *t, const char *path, size_t len);
 /* The conffile entry of path in a package installed or upgraded, or NULL. */
 const dpkg_conffile *diff_system_conffile(const diff_system *s, const char *path);
 /* The name apt installs: NAME, or NAME:ARCH for a foreign architecture. */

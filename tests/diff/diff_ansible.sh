@@ -37,7 +37,7 @@ check_golden() { # file name
 # --- A fake Debian system, before (S1) and after (S2) -----------------------
 S1=$tmp/S1 S2=$tmp/S2
 mkdir -p "$S1"/etc/systemd/system/multi-user.target.wants "$S1"/var/lib/dpkg/info \
-  "$S1"/lib/systemd/system "$S1"/home "$S1"/var/log
+  "$S1"/usr/lib/systemd/system "$S1"/home "$S1"/var/log
 cat >"$S1/var/lib/dpkg/status" <<'EOF'
 Package: dpkg
 Status: install ok installed
@@ -61,8 +61,13 @@ Version: 0.1
 EOF
 printf 'root:x:0:0:root:/root:/bin/bash\nold:x:1001:1001:Old:/home/old:/bin/sh\n' >"$S1/etc/passwd"
 printf 'root:x:0:\nold:x:1001:\nsudo:x:27:\n' >"$S1/etc/group"
-for u in foo bar was; do echo '[Unit]' >"$S1/lib/systemd/system/$u.service"; done
+for u in foo bar was; do echo '[Unit]' >"$S1/usr/lib/systemd/system/$u.service"; done
 ln -s /lib/systemd/system/was.service "$S1/etc/systemd/system/multi-user.target.wants/was.service"
+# merged /usr: dpkg's lists say /lib/..., the walk sees /usr/lib/...
+mkdir -p "$S1/usr/lib/oldpkg"
+ln -s usr/lib "$S1/lib"
+echo data >"$S1/usr/lib/oldpkg/data"
+printf '/.\n/lib\n/lib/oldpkg\n/lib/oldpkg/data\n' >"$S1/var/lib/dpkg/info/oldpkg.list"
 echo keep >"$S1/etc/motd"
 echo old-log >"$S1/var/log/syslog"
 cp -a "$S1/." "$S2"
@@ -91,12 +96,14 @@ Status: install ok installed
 Architecture: i386
 Version: 1.0
 EOF
-mkdir -p "$S2/etc/newpkg" "$S2/usr/bin"
+rm -r "$S2/usr/lib/oldpkg" # apt removed it with oldpkg
+mkdir -p "$S2/etc/newpkg" "$S2/usr/bin" "$S2/usr/lib/newpkg"
+echo plugin >"$S2/usr/lib/newpkg/plugin.so" # shipped as /lib/newpkg/plugin.so
 printf a >"$S2/etc/newpkg/a.conf"                # md5 as shipped: apt makes it
 printf 'b changed' >"$S2/etc/newpkg/b.conf"      # changed conffile: copied
 echo bin >"$S2/usr/bin/newpkg"                   # shipped: apt makes it
 echo not-shipped >"$S2/usr/bin/local-tool"       # no package has it: copied
-printf '/.\n/etc\n/etc/newpkg\n/etc/newpkg/a.conf\n/etc/newpkg/b.conf\n/usr\n/usr/bin\n/usr/bin/newpkg\n' \
+printf '/.\n/etc\n/etc/newpkg\n/etc/newpkg/a.conf\n/etc/newpkg/b.conf\n/usr\n/usr/bin\n/usr/bin/newpkg\n/lib/newpkg\n/lib/newpkg/plugin.so\n' \
   >"$S2/var/lib/dpkg/info/newpkg.list"
 printf 'root:x:0:0:root:/root:/bin/bash\nbob:x:1002:1002:Bob {{ 7*7 }}:/home/bob:/bin/bash\n' >"$S2/etc/passwd"
 printf 'root:x:0:\nsudo:x:27:bob\nbob:x:1002:\n' >"$S2/etc/group"
@@ -124,10 +131,13 @@ A /etc/systemd/system/multi-user.target.wants/foo.service
 D /etc/systemd/system/multi-user.target.wants/was.service
 A /home/bob
 A /home/bob/.profile
-A /usr
 A /usr/bin
 A /usr/bin/local-tool
 A /usr/bin/newpkg
+A /usr/lib/newpkg
+A /usr/lib/newpkg/plugin.so
+D /usr/lib/oldpkg
+D /usr/lib/oldpkg/data
 package installed libbar1:i386 1.0
 package upgraded libfoo1:amd64 2.0-1 -> 2.1-1
 package installed newpkg:amd64 3.0
@@ -163,7 +173,10 @@ expect_eq "$rc" 0 "system playbook: $err"
 expect_eq "$(stat -c %a "$tmp/pb")" 700 "the playbook dir's mode"
 expect_eq "$(stat -c %a "$tmp/pb/playbook.yml")" 600 "playbook.yml's mode"
 check_golden "$tmp/pb/playbook.yml" system-playbook.yml
-# the contents copied: b.conf, local-tool, .profile; not a.conf nor newpkg (apt makes them)
+# the contents copied: b.conf, local-tool, .profile; not a.conf, newpkg nor
+# plugin.so (apt makes them), and oldpkg's files are not deleted (apt does)
+grep -E '!unsafe "(/usr/lib/oldpkg|/usr/lib/newpkg|/etc/newpkg/a\.conf|/usr/bin/newpkg)' "$tmp/pb/playbook.yml" &&
+  fail "the playbook makes or deletes a file apt does"
 want_files=$( (printf 'b changed' | sha256sum; echo hi | sha256sum; echo not-shipped | sha256sum) | cut -c1-64 | sort)
 expect_eq "$(ls "$tmp/pb/files" | sort)" "$want_files" "files/: the three contents the playbook copies"
 for f in "$tmp"/pb/files/*; do
@@ -289,6 +302,40 @@ expect_eq "$(ls -A "$tmp/target")" "" "nothing was written through the symlink"
 run_rc qvm diff --images "$tmp/s1.raw" "$tmp/s2.raw" --ansible -o "$tmp/empty"
 expect_eq "$rc" 0 "an empty output dir: $err"
 cmp "$tmp/empty/playbook.yml" "$tmp/pb/playbook.yml" || fail "the same diff wrote another playbook"
+# A guest's dpkg status and account files are hostile: garbage, a name
+# that could be an option or a template, a gecos that is not UTF-8.
+G=$tmp/G
+mkdir -p "$G/etc" "$G/var/lib/dpkg"
+cp "$S1/etc/group" "$G/etc/group"
+printf 'Package: ok\nStatus: install ok installed\nVersion: 1\n\nPackage: --force-all\n' >"$G/var/lib/dpkg/status"
+printf 'root:x:0:0:root:/root:/bin/bash\n' >"$G/etc/passwd"
+mkfs "$G" "$tmp/g.raw"
+run_rc qvm diff --images "$tmp/s1.raw" "$tmp/g.raw"
+expect_eq "$rc" 1 "a hostile dpkg status"
+expect_match "$err" "the new state: /var/lib/dpkg/status: line 5: an invalid package name" "status: $err"
+printf 'Package: ok\nStatus: install ok installed\nVersion: 1\n' >"$G/var/lib/dpkg/status"
+printf 'root:x:0:0:root:/root:/bin/bash\n+::::::\n' >"$G/etc/passwd"
+mkfs "$G" "$tmp/g.raw"
+run_rc qvm diff --images "$tmp/s1.raw" "$tmp/g.raw"
+expect_eq "$rc" 1 "a NIS line in /etc/passwd"
+expect_match "$err" "/etc/passwd: line 2: an invalid user name" "passwd: $err"
+printf 'root:x:0:0:root:/root:/bin/bash\nold:x:1001:1001:Old:/home/old:/bin/sh\neve:x:1003:1003:\xff\xfe\x1b[2J:/home/eve:/bin/sh\n' >"$G/etc/passwd"
+cp "$S1/var/lib/dpkg/status" "$G/var/lib/dpkg/status"
+mkfs "$G" "$tmp/g.raw"
+run_rc qvm diff --images "$tmp/s1.raw" "$tmp/g.raw" --ansible -o "$tmp/gecos"
+expect_eq "$rc" 1 "a gecos that is not UTF-8"
+expect_match "$err" "the gecos of user 'eve' is not valid UTF-8" "gecos: $err"
+run_rc qvm diff --images "$tmp/s1.raw" "$tmp/g.raw"
+expect_eq "$rc" 0 "a gecos that is not UTF-8, listed: $err"
+[[ $out != *$'\e'* && $out != *$'\xff'* ]] || fail "a raw gecos byte reached the table"
+run_rc qvm diff --images "$tmp/s1.raw" "$tmp/g.raw" --json
+python3 -c '
+import base64, json, sys
+u = [u for u in json.loads(sys.argv[1])["users"] if u["name"] == "eve"][0]
+assert base64.b64decode(u["gecos_b64"]) == b"\xff\xfe\x1b[2J", u
+assert "\x1b" not in u["gecos"], u
+' "$out" || fail "gecos in the JSON: $out"
+
 run_rc qvm diff --images "$tmp/s1.raw" "$tmp/s2.raw" --json --ansible
 expect_eq "$rc" 2 "--json with --ansible"
 run_rc qvm diff --images "$tmp/s1.raw" "$tmp/s2.raw" -o "$tmp/x"

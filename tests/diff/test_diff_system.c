@@ -278,6 +278,64 @@ static void test_compare_system(void **state) {
   diff_system_clear(&s);
 }
 
+static void test_canonical_path(void **state) {
+  (void)state;
+  diff_entry e[] = {
+      link_entry("/bin", "/usr/bin"),
+      link_entry("/lib", "usr/lib"),
+      link_entry("/loop", "/loop/a"),
+      {.path = "/usr", .path_len = 4, .type = 'd'},
+      {.path = "/usr/lib", .path_len = 8, .type = 'd'},
+      link_entry("/usr/lib/alt", "../share/alt"),
+      link_entry("/usr/lib/up", "../../../.."),
+  };
+  diff_tree t = {.e = e, .n = sizeof e / sizeof e[0]};
+  static const struct {
+    const char *in, *want;
+  } cases[] = {
+      {"/lib/modules/6.1/kernel.ko", "/usr/lib/modules/6.1/kernel.ko"},
+      {"/bin/ls", "/usr/bin/ls"},
+      {"/lib/alt/x", "/usr/share/alt/x"}, /* two links, the second relative */
+      {"/lib", "/lib"},                   /* the last component is not resolved */
+      {"/usr/lib/up/etc/x", "/etc/x"},    /* '..' stops at the root */
+      {"/etc/passwd", "/etc/passwd"},
+      {"/loop/x", "/loop/a/a/a/a/a/a/a/a/x"}, /* a loop: resolved 8 times, then left */
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char *got = diff_canonical_path(&t, cases[i].in, strlen(cases[i].in));
+    assert_non_null(got);
+    assert_string_equal(got, cases[i].want);
+    free(got);
+  }
+}
+
+/* qvm_diff_options version 1 (before keep_content) is still accepted;
+ * an unknown version is not. */
+static void test_options_versions(void **state) {
+  (void)state;
+  struct {
+    unsigned version;
+    bool accepted;
+  } cases[] = {{1, true}, {QVM_DIFF_OPTIONS_VERSION, true}, {0, false}, {99, false}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    qvm_diff_options o = QVM_DIFF_OPTIONS_INIT;
+    o.version = cases[i].version;
+    qvm_diff *d = NULL;
+    qvm_error *err = NULL;
+    assert_true(
+        qvm_diff_images(&d, "/nonexistent/a.raw", NULL, "/nonexistent/b.raw", NULL, &o, &err) < 0);
+    bool version_refused = strstr(qvm_error_message(err), "unknown version") != NULL;
+    if (version_refused == cases[i].accepted) fail_msg("%u: %s", o.version, qvm_error_message(err));
+    qvm_error_free(err);
+  }
+  qvm_diff_ansible_options ao = QVM_DIFF_ANSIBLE_OPTIONS_INIT;
+  ao.version = 2;
+  qvm_error *err = NULL;
+  assert_int_equal(qvm_diff_ansible(NULL, "/nonexistent", &ao, &err), QVM_EINVAL);
+  assert_non_null(strstr(qvm_error_message(err), "unknown version"));
+  qvm_error_free(err);
+}
+
 /* The playbook, parsed back: each scalar in order with its tag. */
 typedef struct scalar_seen {
   char *value;
@@ -367,7 +425,8 @@ int main(void) {
       cmocka_unit_test(test_dpkg_status),       cmocka_unit_test(test_dpkg_hostile),
       cmocka_unit_test(test_accounts),          cmocka_unit_test(test_utf8),
       cmocka_unit_test(test_unit_names),        cmocka_unit_test(test_compare_system),
-      cmocka_unit_test(test_playbook_escaping),
+      cmocka_unit_test(test_playbook_escaping), cmocka_unit_test(test_canonical_path),
+      cmocka_unit_test(test_options_versions),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
