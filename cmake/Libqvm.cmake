@@ -5,6 +5,7 @@
 # uses nothing but the public API. Other programs (tools/qvm-shim, a test
 # harness) link it the same way: target_link_libraries(X PRIVATE libqvm).
 set(QVM_MODULES qvm_util qvm_qmp qvm_seed qvm_net qvm_ssh qvm_image qvm_vm qvm_diff)
+list(APPEND QVM_MODULES qvm_review)
 set(QVM_LIBQVM_MAP ${PROJECT_SOURCE_DIR}/cmake/libqvm.map)
 set(QVM_SOVERSION 0)
 

@@ -14,6 +14,7 @@ declare -A allowed=(
   [image]="util image"
   [vm]="util qmp seed net ssh image vm"
   [diff]="util image vm diff"
+  [review]="util image vm diff review"
   [tools]=""
 )
 bad=0

@@ -29,7 +29,8 @@ test=(
   man-db bsdextrautils
   # the Debian package build and its check (tests/install/test_deb.sh)
   debhelper lintian fakeroot dpkg-dev
-  # qvm diff --ansible: the generated playbooks are checked and applied
+  # qvm diff --ansible: the generated playbooks are checked and applied;
+  # qvm review apply and edit run ansible-playbook
   ansible-core
 )
 # cmocka is a build dependency of the test programs, which cmake always

@@ -1,0 +1,178 @@
+/* SPDX-License-Identifier: MIT */
+/* ansible-playbook as a child process, and its recap. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "review/review.h"
+#include "util/cleanup.h"
+#include "util/fs.h"
+#include "util/time.h"
+
+extern char **environ;
+
+#define ENV_MAX 4096
+
+/* The program's path on $PATH, or NULL. */
+static char *find_program(const char *name) {
+  const char *path = getenv("PATH");
+  if (!path || !*path) path = "/usr/local/bin:/usr/bin:/bin";
+  _cleanup_free_ char *copy = strdup(path);
+  char *save = NULL;
+  for (char *d = copy ? strtok_r(copy, ":", &save) : NULL; d; d = strtok_r(NULL, ":", &save)) {
+    char *p = NULL;
+    if (d[0] != '/' || asprintf(&p, "%s/%s", d, name) < 0) continue;
+    struct stat st;
+    if (stat(p, &st) == 0 && S_ISREG(st.st_mode) && access(p, X_OK) == 0) return p;
+    free(p);
+  }
+  return NULL;
+}
+
+static const char ansible_cfg[] = "[defaults]\n"
+                                  "host_key_checking = True\n"
+                                  "retry_files_enabled = False\n"
+                                  "nocolor = True\n"
+                                  "interpreter_python = auto_silent\n"
+                                  "deprecation_warnings = False\n"
+                                  "local_tmp = %s/tmp\n"
+                                  "[ssh_connection]\n"
+                                  "pipelining = True\n"
+                                  /* No connection shared with another ansible run: the
+                                   * default ~/.ansible/cp master of another VM that had
+                                   * the same 127.0.0.1 port would be reused. */
+                                  "control_path_dir = %s/cp\n"
+                                  "ssh_args = -o ControlMaster=no -o ControlPath=none\n";
+
+/* The environment: ours without ANSIBLE_* (a caller's setting must not
+ * change what an approved playbook does), plus ANSIBLE_CONFIG. */
+static char **child_env(const char *cfg) {
+  size_t n = 0;
+  while (environ[n] && n < ENV_MAX) n++;
+  char **env = calloc(n + 4, sizeof *env);
+  if (!env) return NULL;
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++)
+    if (strncmp(environ[i], "ANSIBLE_", 8)) env[k++] = environ[i];
+  if (asprintf(&env[k++], "ANSIBLE_CONFIG=%s", cfg) < 0) {
+    free(env);
+    return NULL;
+  }
+  env[k++] = "ANSIBLE_NOCOLOR=1";
+  env[k] = NULL;
+  return env;
+}
+
+static int wait_child(int *status, pid_t pid, int timeout_ms, qvm_error **err) {
+  int64_t deadline = qvm_now_ms() + timeout_ms;
+  for (;;) {
+    int st = 0;
+    pid_t w = waitpid(pid, &st, WNOHANG);
+    if (w == pid) {
+      *status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      return 0;
+    }
+    if (w < 0 && errno != EINTR) return qvm_error_set_errno(err, errno, "cannot wait for ansible");
+    if (qvm_now_ms() >= deadline) {
+      kill(-pid, SIGTERM);
+      struct timespec ts = {2, 0};
+      nanosleep(&ts, NULL);
+      kill(-pid, SIGKILL);
+      waitpid(pid, &st, 0);
+      return qvm_error_set(err, QVM_ETIMEOUT, "ansible-playbook did not finish within %d s",
+                           timeout_ms / 1000);
+    }
+    struct timespec ts = {0, 50 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+}
+
+int review_ansible(int *out_status, const char *const *argv, const char *cwd, const char *log,
+                   int timeout_ms, qvm_error **err) {
+  _cleanup_free_ char *prog = find_program(argv[0]);
+  if (!prog) {
+    qvm_error_set(err, QVM_EUNAVAIL, "'%s' is not installed (Debian: ansible-core)", argv[0]);
+    return qvm_error_set_hint(err, QVM_EUNAVAIL, "NoAnsible", NULL);
+  }
+  _cleanup_free_ char *cfg = NULL, *cfg_text = NULL, *tmp = NULL;
+  if (asprintf(&cfg, "%s/ansible.cfg", cwd) < 0 || asprintf(&tmp, "%s/tmp", cwd) < 0 ||
+      asprintf(&cfg_text, ansible_cfg, cwd, cwd) < 0)
+    return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  int r = qvm_write_file_atomic(cfg, cfg_text, strlen(cfg_text), 0600, err);
+  if (r < 0) return r;
+  if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
+    return qvm_error_set_errno(err, errno, "cannot make '%s'", tmp);
+  _cleanup_close_ int out = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  _cleanup_close_ int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (out < 0 || devnull < 0) return qvm_error_set_errno(err, errno, "cannot open '%s'", log);
+  char **env = child_env(cfg);
+  if (!env) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  pid_t pid = fork();
+  if (pid < 0) {
+    r = qvm_error_set_errno(err, errno, "cannot fork");
+  } else if (pid == 0) {
+    setpgid(0, 0);
+    if (dup2(devnull, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0 || chdir(cwd) < 0) _exit(127);
+    execve(prog, (char *const *)argv, env);
+    _exit(127);
+  } else {
+    setpgid(pid, pid);
+    r = wait_child(out_status, pid, timeout_ms > 0 ? timeout_ms : 1800000, err);
+  }
+  for (size_t i = 0; env[i]; i++)
+    if (!strncmp(env[i], "ANSIBLE_CONFIG=", 15)) free(env[i]);
+  free(env);
+  return r;
+}
+
+/* "name : ok=3 changed=1 unreachable=0 failed=0 ..." */
+static bool recap_line(review_recap *sum, const char *line, size_t len) {
+  static const char *const keys[] = {"ok=", "changed=", "unreachable=", "failed="};
+  long *slots[] = {&sum->ok, &sum->changed, &sum->unreachable, &sum->failed};
+  const char *colon = memchr(line, ':', len);
+  if (!colon) return false;
+  bool any = false;
+  for (size_t k = 0; k < 4; k++) {
+    size_t kl = strlen(keys[k]);
+    for (const char *p = colon + 1; p + kl < line + len; p++) {
+      if ((p[-1] != ' ' && p[-1] != ':') || strncmp(p, keys[k], kl)) continue;
+      long v = 0;
+      const char *q = p + kl;
+      while (q < line + len && *q >= '0' && *q <= '9' && v < 100000000) v = v * 10 + (*q++ - '0');
+      *slots[k] += v;
+      any = true;
+      break;
+    }
+  }
+  return any;
+}
+
+bool review_recap_parse(review_recap *out, const char *text, size_t len) {
+  *out = (review_recap){0};
+  const char *last = NULL;
+  for (const char *p = text; p && p < text + len;) {
+    const char *hit = memmem(p, (size_t)(text + len - p), "PLAY RECAP", 10);
+    if (!hit) break;
+    last = hit;
+    p = hit + 10;
+  }
+  if (!last) return false;
+  const char *p = memchr(last, '\n', (size_t)(text + len - last));
+  bool any = false;
+  while (p && ++p < text + len) {
+    const char *end = memchr(p, '\n', (size_t)(text + len - p));
+    size_t n = end ? (size_t)(end - p) : (size_t)(text + len - p);
+    if (n == 0) break;
+    if (!recap_line(out, p, n)) break;
+    any = true;
+    p = end;
+  }
+  return any;
+}
