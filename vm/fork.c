@@ -265,6 +265,10 @@ static int fork_identity(fork_ctx *c, fork_child *k, qvm_error **err) {
   char key[PATH_MAX];
   snprintf(key, sizeof key, "%s/%s", sdir, VM_CLIENT_KEY);
   if (r >= 0 && access(key, F_OK) == 0) r = copy_private(sdir, dir, VM_CLIENT_KEY, err);
+  /* and its .pub: the fork's own (made at create) belongs to a key it no
+   * longer has, and OpenSSH offers the key the .pub beside it names */
+  snprintf(key, sizeof key, "%s/%s.pub", sdir, VM_CLIENT_KEY);
+  if (r >= 0 && access(key, F_OK) == 0) r = copy_private(sdir, dir, VM_CLIENT_KEY ".pub", err);
   if (r >= 0) r = pin_src_key(c->svm, dir, k->name, err);
   if (r >= 0) r = vm_ca_fork_mark(c->svm, dir, err);
   if (r >= 0 && s->cloud_init) r = copy_private(sdir, dir, VM_SEED_ISO, err);

@@ -76,6 +76,9 @@ for f in s1-1 s1-2; do
     "$f pins s1's host key"
   [[ ! -e $vms/$f/incoming.state ]] || fail "$f's incoming.state was not consumed"
   stat -c %a "$vms/$f/id_ed25519" | grep -qx 600 || fail "$f's client key is not 0600"
+  # the .pub beside the key is the key's (OpenSSH offers what the .pub names)
+  expect_eq "$(ssh-keygen -y -f "$vms/$f/id_ed25519" | cut -d' ' -f1-2)" \
+    "$(cut -d' ' -f1-2 "$vms/$f/id_ed25519.pub")" "$f's id_ed25519.pub matches its key"
 done
 expect_eq "$(qvm exec s1-1 -- head -c 7 /dev/vda)" disk-s1 "s1-1 has s1's disk"
 qvm exec s1-1 -- sh -c 'printf disk-f1 > /dev/vda && sync; echo f1 > /tmp/only1' || fail "write in s1-1"
