@@ -201,10 +201,18 @@ static int listen_unix(const char *path, ino_t *out_ino) {
   mode_t old = umask(0177);
   int r = fd < 0 ? -1 : bind(fd, (struct sockaddr *)&sa, sizeof sa);
   umask(old);
+  /* 0600 from the umask at bind: no chmod by path afterwards, which would
+   * follow a symlink swapped in meanwhile (a root qvmd would make any file
+   * 0600); lstat, so a swapped path is seen as what it is */
   struct stat st;
-  if (r < 0 || chmod(path, 0600) < 0 || listen(fd, 128) < 0 || stat(path, &st) < 0) {
+  if (r < 0 || listen(fd, 128) < 0 || lstat(path, &st) < 0) {
     fprintf(stderr, "qvmd: cannot listen on '%s': %s\n", path, strerror(errno));
     if (fd >= 0) close(fd);
+    return -1;
+  }
+  if (!S_ISSOCK(st.st_mode) || (st.st_mode & 07777) != 0600) {
+    fprintf(stderr, "qvmd: '%s' is not the 0600 socket qvmd made: it changed meanwhile\n", path);
+    close(fd);
     return -1;
   }
   *out_ino = st.st_ino;
