@@ -214,11 +214,30 @@ static int push_file(qvm_vm *vm, qvm_ssh *ssh, const char *dest, const char *dat
   return r;
 }
 
+/* Pushes run unlocked, several at once (up, fork, push, revoke): one that
+ * read the KRL before a revoke rewrote it may land after the revoke's own
+ * push. So each push reads the KRL again once its copy is in place, and
+ * pushes again while it changed: the last copy to land is the newest. */
+#define KRL_PUSH_ROUNDS 4
+
 int vm_ca_push_krl(qvm_vm *vm, qvm_ssh *ssh, const qvm_cert_ca *ca, qvm_error **err) {
   _cleanup_free_ char *krl = NULL;
   size_t len = 0;
   int r = qvm_read_file(&krl, &len, qvm_cert_ca_krl_path(ca), KRL_MAX, err);
-  if (r >= 0) r = push_file(vm, ssh, VM_GUEST_KRL, krl, len, err);
+  for (int round = 0; r >= 0; round++) {
+    r = push_file(vm, ssh, VM_GUEST_KRL, krl, len, err);
+    _cleanup_free_ char *now = NULL;
+    size_t now_len = 0;
+    if (r >= 0) r = qvm_read_file(&now, &now_len, qvm_cert_ca_krl_path(ca), KRL_MAX, err);
+    if (r < 0 || (now_len == len && !memcmp(now, krl, len))) break;
+    if (round + 1 == KRL_PUSH_ROUNDS) {
+      r = qvm_error_set(err, QVM_EBUSY, "the krl kept changing while it was pushed");
+      break;
+    }
+    free(krl);
+    krl = TAKE_PTR(now);
+    len = now_len;
+  }
   return r < 0 ? qvm_error_prefix(err, "cannot push the krl to vm '%s'", vm->name) : 0;
 }
 
