@@ -80,7 +80,8 @@ wait "$slow"
 kill -9 "$qvmd_pid"
 wait "$qvmd_pid" 2>/dev/null || true
 [[ -S $sock ]] || fail "no stale socket after kill -9"
-start_qvmd "$tmp/qvmd-again.log" --socket "$sock" --listen "127.0.0.1:$port" --tokens "$tmp/tokens"
+start_qvmd "$tmp/qvmd-again.log" --socket "$sock" --listen "127.0.0.1:$port" --tokens "$tmp/tokens" \
+  --max-work 4
 expect_eq "$(state_of m1)" running "m1 after qvmd was killed and started again"
 req POST /api/v1/vms/m1/exec '{"argv": ["echo", "still"]}'
 expect_status 200 "exec after qvmd's restart"
@@ -146,6 +147,25 @@ expect_status 404 "agent a destroys sb-b"
 req GET /api/v1/vms/sb-b '' "${auth_a[@]}"
 expect_status 404 "agent a reads sb-b as a vm"
 wait_ready sb-a
+# Agent tokens get at most half of --max-work (4 here): two long execs of
+# agent a fill that half; a third is refused, while the operator's own
+# request still runs beside them.
+slow=()
+for i in 1 2; do
+  curl -s -o /dev/null --max-time 60 -X POST -H "Authorization: Bearer $tok_a" \
+    -H 'Content-Type: application/json' --data-binary '{"argv": ["sleep", "8"]}' \
+    "$url_base/api/v1/sandboxes/sb-a/exec" &
+  slow+=($!)
+done
+sleep 2
+req POST /api/v1/sandboxes/sb-a/exec '{"argv": ["true"]}' "${auth_a[@]}"
+expect_status 503 "a third agent exec beside two"
+expect_match "$body" "agent tokens have 2 operations under way" "the 503 says whose slots are full"
+url_base=
+req POST /api/v1/sandboxes/sb-a/exec '{"argv": ["echo", "operator"]}'
+expect_status 200 "the operator's exec while the agents' slots are full"
+url_base=http://127.0.0.1:$port
+wait "${slow[@]}"
 req POST /api/v1/sandboxes/sb-a/exec '{"argv": ["echo", "in-a"]}' "${auth_a[@]}"
 expect_status 200 "agent a execs in sb-a"
 expect_eq "$(jget "$body" 'repr(o["stdout"])')" "'in-a\\n'" "sb-a's output"
@@ -165,8 +185,9 @@ req GET "/api/v1/audit?vm=m1"
 expect_eq "$(jget "$body" '" ".join(r["action"] for r in o)')" \
   "create start exec-start exec exec-start exec exec-start exec exec-start exec exec-start exec exec-start exec exec-start exec rm restart stop rm" \
   "m1's audit records (the refused delete is recorded too)"
-# An agent token's actions name its agent in the audit log.
+# An agent token's actions name its agent in the audit log (the operator's
+# exec over the UNIX socket names none).
 req GET "/api/v1/audit?vm=sb-a"
-expect_eq "$(jget "$body" 'sorted({r["actor"].get("agent") for r in o if r["action"] in ("exec", "rm")})')" \
-  "['agent-a']" "the agent of sb-a's exec and rm records"
+expect_eq "$(jget "$body" 'sorted({r["actor"].get("agent") or "-" for r in o if r["action"] in ("exec", "rm")})')" \
+  "['-', 'agent-a']" "the agents of sb-a's exec and rm records"
 log "PASS"

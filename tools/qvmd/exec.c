@@ -129,9 +129,9 @@ void qvmd_vms_exec(qvmd_reply *out, const qvmd_request *req) {
   int64_t timeout_ms = EXEC_TIMEOUT_MS_DEFAULT;
   if (body && qvmd_body_known(out, body, known) && (argv = read_argv(out, body)) &&
       qvmd_body_int(out, body, "timeoutMs", 1, EXEC_TIMEOUT_MS_MAX, &set, &timeout_ms) &&
-      qvmd_work_begin(out)) {
+      qvmd_work_begin(out, req)) {
     run(out, vm, argv, (int)timeout_ms);
-    qvmd_work_end();
+    qvmd_work_end(req);
   }
   free(argv);
   json_object_put(body);

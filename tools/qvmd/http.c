@@ -28,14 +28,31 @@ typedef struct pending {
   size_t discarded; /* body bytes read past the cap */
 } pending;
 
-static atomic_int work_running;
+static atomic_int work_running, agent_work_running;
 static int work_max = 16;
 
 void qvmd_http_set_work_max(int n) { work_max = n; }
 
-bool qvmd_work_begin(qvmd_reply *out) {
+/* Agent tokens together get at most half of the slots (at least one): a
+ * tenant's long execs can fill that half, never the operator's. */
+static int agent_work_max(void) { return work_max / 2 > 0 ? work_max / 2 : 1; }
+
+static bool is_agent(const qvmd_request *req) {
+  return req && req->caller && req->caller->scope == QVMD_SCOPE_AGENT;
+}
+
+bool qvmd_work_begin(qvmd_reply *out, const qvmd_request *req) {
+  bool agent = is_agent(req);
+  if (agent && atomic_fetch_add(&agent_work_running, 1) >= agent_work_max()) {
+    atomic_fetch_sub(&agent_work_running, 1);
+    qvmd_problem(out, 503, "Busy", "agent tokens have %d operations under way already; try again",
+                 agent_work_max());
+    out->retry_after_s = 1;
+    return false;
+  }
   if (atomic_fetch_add(&work_running, 1) >= work_max) {
     atomic_fetch_sub(&work_running, 1);
+    if (agent) atomic_fetch_sub(&agent_work_running, 1);
     qvmd_problem(out, 503, "Busy", "%d operations are under way already; try again", work_max);
     out->retry_after_s = 1;
     return false;
@@ -43,7 +60,10 @@ bool qvmd_work_begin(qvmd_reply *out) {
   return true;
 }
 
-void qvmd_work_end(void) { atomic_fetch_sub(&work_running, 1); }
+void qvmd_work_end(const qvmd_request *req) {
+  atomic_fetch_sub(&work_running, 1);
+  if (is_agent(req)) atomic_fetch_sub(&agent_work_running, 1);
+}
 
 static enum MHD_Result queue(struct MHD_Connection *c, qvmd_reply *r) {
   const char *body = r->body ? r->body : "";

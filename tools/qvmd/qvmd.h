@@ -126,8 +126,8 @@ const char *qvmd_query(const qvmd_request *req, const char *key);
 /* Blocking libqvm work (create, start, stop, exec, remove): at most
  * --max-work at once; false with a 503 into out when that many are under
  * way. */
-bool qvmd_work_begin(qvmd_reply *out);
-void qvmd_work_end(void);
+bool qvmd_work_begin(qvmd_reply *out, const qvmd_request *req);
+void qvmd_work_end(const qvmd_request *req);
 
 /* The embedded OpenAPI document (openapi_doc.c, generated). */
 extern const unsigned char qvmd_openapi_json[];

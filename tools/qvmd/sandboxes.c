@@ -89,10 +89,10 @@ void qvmd_sandboxes_delete(qvmd_reply *out, const qvmd_request *req) {
   json_object *s = find_sandbox(out, req, req->params[0]);
   if (!s) return;
   json_object_put(s);
-  if (!qvmd_work_begin(out)) return;
+  if (!qvmd_work_begin(out, req)) return;
   qvm_error *err = NULL;
   int r = qvm_sandbox_destroy(req->params[0], &err);
-  qvmd_work_end();
+  qvmd_work_end(req);
   if (r < 0)
     qvmd_problem_qvm(out, err, NULL);
   else
@@ -267,10 +267,10 @@ void qvmd_sandboxes_create(qvmd_reply *out, const qvmd_request *req) {
   up.wait_cloud_init = b.wait_cloud_init;
   if (b.timeout_set) up.timeout_ms = (int)b.timeout_ms;
   o.up = &up;
-  if (!qvmd_work_begin(out)) goto done;
+  if (!qvmd_work_begin(out, req)) goto done;
   char *text = NULL;
   int r = qvm_sandbox_create(&text, b.name, &o, &err);
-  qvmd_work_end();
+  qvmd_work_end(req);
   if (r < 0 && visible_agent(req) && qvm_error_code(err) == QVM_EEXISTS) {
     /* not whose vm has the name, nor what it is */
     qvm_error_free(err);

@@ -259,10 +259,10 @@ void qvmd_vms_create(qvmd_reply *out, const qvmd_request *req) {
     o.cloud_configs = cc;
     o.n_cloud_configs = 1;
   }
-  if (!qvmd_work_begin(out)) goto done;
+  if (!qvmd_work_begin(out, req)) goto done;
   qvm_vm *vm = NULL;
   int r = qvm_vm_create(&vm, b.name, &o, &err);
-  qvmd_work_end();
+  qvmd_work_end(req);
   if (r < 0) {
     qvmd_problem_qvm(out, err, b.image_url ? "imageUrl" : b.image ? "image" : NULL);
     goto done;
@@ -287,9 +287,9 @@ void qvmd_vms_delete(qvmd_reply *out, const qvmd_request *req) {
     qvmd_problem_field(out, "force", "'force' must be true or false");
     return;
   }
-  if (!qvmd_work_begin(out)) return;
+  if (!qvmd_work_begin(out, req)) return;
   int r = qvm_vm_remove(name, force && !strcmp(force, "true"), &err);
-  qvmd_work_end();
+  qvmd_work_end(req);
   if (r < 0)
     qvmd_problem_qvm(out, err, NULL);
   else
@@ -318,7 +318,7 @@ static void vm_lifecycle(qvmd_reply *out, const qvmd_request *req, lifecycle wha
   if (!read_timeout(out, req, &timeout_ms)) return;
   qvm_vm *vm = open_named(out, req->params[0]);
   if (!vm) return;
-  if (!qvmd_work_begin(out)) {
+  if (!qvmd_work_begin(out, req)) {
     qvm_vm_free(vm);
     return;
   }
@@ -329,7 +329,7 @@ static void vm_lifecycle(qvmd_reply *out, const qvmd_request *req, lifecycle wha
   int r = what == START  ? qvm_vm_start(vm, &start, &err)
           : what == STOP ? qvm_vm_stop(vm, &stop, &err)
                          : qvm_vm_restart(vm, &stop, &start, &err);
-  qvmd_work_end();
+  qvmd_work_end(req);
   if (r < 0)
     qvmd_problem_qvm(out, err, NULL);
   else
