@@ -101,25 +101,6 @@ static int table_id(char out[QVM_NET_IFNAME_MAX], const char *tap, qvm_error **e
   return 0;
 }
 
-static int nft_run(const char *cmd, char why[200]) {
-  struct nft_ctx *nft = nft_ctx_new(NFT_CTX_DEFAULT);
-  if (!nft) {
-    snprintf(why, 200, "cannot create an nftables context");
-    return -1;
-  }
-  nft_ctx_buffer_output(nft);
-  nft_ctx_buffer_error(nft);
-  int r = 0;
-  if (nft_run_cmd_from_buffer(nft, cmd) != 0) {
-    const char *msg = nft_ctx_get_error_buffer(nft);
-    snprintf(why, 200, "%s", msg && msg[0] ? msg : "no message");
-    why[strcspn(why, "\n")] = '\0';
-    r = -1;
-  }
-  nft_ctx_free(nft);
-  return r;
-}
-
 /* "10.77.0.1/24" -> "10.77.0.0/24" and "10.77.0.1"; false if it is not
  * that. */
 static bool subnet_network(char out[32], char host[QVM_NET_IP_MAX], const char *cidr) {
@@ -242,7 +223,7 @@ int qvm_net_isolate_apply(const qvm_net_isolate_options *o, qvm_error **err) {
   ip_rules(&sb, id, mark, net, host, o->egress, o->n_egress);
   _cleanup_free_ char *cmd = qvm_strbuf_steal(&sb);
   if (!cmd) return qvm_error_set_errno(err, ENOMEM, "out of memory");
-  if (nft_run(cmd, why) < 0)
+  if (qvm_net_nft_run(cmd, why) < 0)
     return qvm_error_set(err, QVM_ESYS,
                          "cannot add the isolation rules for tap '%s' (%s): it needs root or "
                          "CAP_NET_ADMIN and nf_tables with the bridge family in the kernel",
@@ -259,7 +240,7 @@ int qvm_net_isolate_bind(const char *tap, const char *ip, qvm_error **err) {
   snprintf(cmd, sizeof cmd,
            "flush set bridge qvm_iso_%1$s src\nadd element bridge qvm_iso_%1$s src { %2$s }\n", id,
            ip);
-  if (nft_run(cmd, why) < 0)
+  if (qvm_net_nft_run(cmd, why) < 0)
     return qvm_error_set(err, QVM_ESYS, "cannot bind tap '%s' to %s (%s)", tap, ip, why);
   return 0;
 }
@@ -274,7 +255,7 @@ int qvm_net_isolate_remove(const char *tap, qvm_error **err) {
            "add table bridge qvm_iso_%1$s\ndelete table bridge qvm_iso_%1$s\n"
            "add table ip qvm_iso_%1$s\ndelete table ip qvm_iso_%1$s\n",
            id);
-  if (nft_run(cmd, why) < 0)
+  if (qvm_net_nft_run(cmd, why) < 0)
     return qvm_error_set(err, QVM_ESYS, "cannot remove the isolation rules of tap '%s' (%s)", tap,
                          why);
   return 0;

@@ -59,8 +59,7 @@ static int enable_forwarding(qvm_error **err) {
   return 0;
 }
 
-/* Runs nft commands; 0, or -1 with nft's first line of error in why. */
-static int nft_run(const char *cmd, char why[200]) {
+int qvm_net_nft_run(const char *cmd, char why[200]) {
   struct nft_ctx *nft = nft_ctx_new(NFT_CTX_DEFAULT);
   if (!nft) {
     snprintf(why, 200, "cannot create an nftables context");
@@ -124,7 +123,7 @@ int qvm_net_nat_ensure(const char *bridge, const char *subnet, qvm_error **err) 
   if ((r = enable_forwarding(err)) < 0) return r;
   _cleanup_free_ char *cmd = nat_rules(bridge, net);
   if (!cmd) return qvm_error_set_errno(err, ENOMEM, "out of memory");
-  if (nft_run(cmd, why) < 0)
+  if (qvm_net_nft_run(cmd, why) < 0)
     return qvm_error_set(err, QVM_ESYS,
                          "cannot add the masquerade and forwarding rules for bridge '%s' (%s): "
                          "nat needs root or CAP_NET_ADMIN and nf_tables in the kernel",
@@ -142,7 +141,7 @@ int qvm_net_nat_remove(const char *bridge, qvm_error **err) {
   snprintf(cmd[1], sizeof cmd[1], "delete chain ip qvm fwd_%s\n", bridge);
   snprintf(cmd[2], sizeof cmd[2], "delete element ip qvm bridges { \"%s\" }\n", bridge);
   bool any = false;
-  for (size_t i = 0; i < 3; i++) any |= nft_run(cmd[i], why) == 0;
+  for (size_t i = 0; i < 3; i++) any |= qvm_net_nft_run(cmd[i], why) == 0;
   if (!any) return qvm_error_set(err, QVM_ENOTFOUND, "bridge '%s' has no masquerade rule", bridge);
   return 0;
 }

@@ -80,6 +80,9 @@ int qvm_net_tap_create(int *out, const char *name, const char *bridge, unsigned 
                        qvm_error **err);
 
 /* --- NAT (--nat) --------------------------------------------------------- */
+/* Runs nft commands in one libnftables context: 0, or -1 with nft's first
+ * line of error in why (nat.c and isolate.c). */
+int qvm_net_nft_run(const char *cmd, char why[200]);
 
 /* Masquerades the subnet of `subnet` (the bridge's address with prefix,
  * "10.77.0.1/24") when it leaves through any link but the bridge, i.e. the

@@ -220,3 +220,30 @@ void qvmd_json_add_guest_bytes(json_object *obj, const char *key, const void *by
 const char *qvmd_query(const qvmd_request *req, const char *key) {
   return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);
 }
+
+bool qvmd_body_labels(qvmd_reply *out, json_object *body, qvm_vm_label *labels, size_t *n) {
+  json_object *v = NULL;
+  *n = 0;
+  if (!json_object_object_get_ex(body, "labels", &v) || json_object_is_type(v, json_type_null))
+    return true;
+  if (!json_object_is_type(v, json_type_object) ||
+      json_object_object_length(v) > QVM_VM_LABELS_MAX) {
+    qvmd_problem_field(out, "labels", "'labels' must be an object of at most %d strings",
+                       QVM_VM_LABELS_MAX);
+    return false;
+  }
+  json_object_object_foreach(v, key, val) {
+    qvm_error *err = NULL;
+    if (!json_object_is_type(val, json_type_string) ||
+        strlen(json_object_get_string(val)) != (size_t)json_object_get_string_len(val)) {
+      qvmd_problem_field(out, "labels", "every label value must be a string without NUL");
+      return false;
+    }
+    if (qvm_vm_label_check(key, json_object_get_string(val), &err) < 0) {
+      qvmd_problem_qvm(out, err, "labels");
+      return false;
+    }
+    labels[(*n)++] = (qvm_vm_label){key, json_object_get_string(val)};
+  }
+  return true;
+}

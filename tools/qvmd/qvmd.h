@@ -20,6 +20,7 @@
 #include <json-c/json.h>
 
 #include <qvm/error.h>
+#include <qvm/vm.h>
 
 #define QVMD_BODY_MAX (1u << 20)   /* request bodies: 413 above */
 #define QVMD_OUTPUT_MAX (1u << 20) /* exec: stdout and stderr each */
@@ -111,6 +112,9 @@ bool qvmd_body_string(qvmd_reply *out, json_object *body, const char *key, size_
 bool qvmd_body_int(qvmd_reply *out, json_object *body, const char *key, int64_t min, int64_t max,
                    bool *present, int64_t *value);
 bool qvmd_body_bool(qvmd_reply *out, json_object *body, const char *key, bool *value);
+/* "labels": an object of at most QVM_VM_LABELS_MAX string values, each
+ * checked by qvm_vm_label_check; into labels (borrowing body's strings). */
+bool qvmd_body_labels(qvmd_reply *out, json_object *body, qvm_vm_label *labels, size_t *n);
 /* libqvm's snake_case JSON text → a new object with camelCase keys; NULL if
  * the text does not parse. */
 json_object *qvmd_json_from_lib(const char *text);

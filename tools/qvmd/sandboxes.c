@@ -111,28 +111,7 @@ typedef struct sandbox_body {
 } sandbox_body;
 
 static bool read_labels(qvmd_reply *out, json_object *body, sandbox_body *b) {
-  json_object *v = NULL;
-  if (!json_object_object_get_ex(body, "labels", &v) || json_object_is_type(v, json_type_null))
-    return true;
-  if (!json_object_is_type(v, json_type_object) || json_object_object_length(v) > LABELS_MAX) {
-    qvmd_problem_field(out, "labels", "'labels' must be an object of at most %d strings",
-                       LABELS_MAX);
-    return false;
-  }
-  json_object_object_foreach(v, key, val) {
-    qvm_error *err = NULL;
-    if (!json_object_is_type(val, json_type_string) ||
-        strlen(json_object_get_string(val)) != (size_t)json_object_get_string_len(val)) {
-      qvmd_problem_field(out, "labels", "every label value must be a string without NUL");
-      return false;
-    }
-    if (qvm_vm_label_check(key, json_object_get_string(val), &err) < 0) {
-      qvmd_problem_qvm(out, err, "labels");
-      return false;
-    }
-    b->labels[b->n_labels++] = (qvm_vm_label){key, json_object_get_string(val)};
-  }
-  return true;
+  return qvmd_body_labels(out, body, b->labels, &b->n_labels);
 }
 
 /* Whether the JSON array text (of objects) has an object whose member key
