@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "diff/accounts.h"
+#include "util/strbuf.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -69,7 +70,7 @@ static int bad(qvm_error **err, size_t line, const char *why) {
   return qvm_error_set(err, QVM_EINVAL, "line %zu: %s", line, why);
 }
 
-static char *dup_field(const char *s, size_t n) { return strndup(s, n); }
+static char *dup_field(const char *s, size_t n) { return qvm_strndup(s, n); }
 
 static int passwd_line(acct_db *db, const char *l, size_t n, size_t line, qvm_error **err) {
   const char *f[7];
@@ -103,7 +104,7 @@ static int add_member(acct_group *g, const char *s, size_t n, size_t line, qvm_e
     if (!m) return oom(err);
     g->members = m;
   }
-  if (!(g->members[g->n_members] = strndup(s, n))) return oom(err);
+  if (!(g->members[g->n_members] = qvm_strndup(s, n))) return oom(err);
   g->n_members++;
   return 0;
 }
@@ -121,7 +122,7 @@ static int group_line(acct_db *db, const char *l, size_t n, size_t line, qvm_err
     db->g = ng;
   }
   acct_group *g = &db->g[db->n_g++];
-  *g = (acct_group){.name = strndup(f[0], fl[0]), .gid = gid};
+  *g = (acct_group){.name = qvm_strndup(f[0], fl[0]), .gid = gid};
   if (!g->name) return oom(err);
   for (size_t at = 0; at < fl[3];) {
     const char *m = f[3] + at, *comma = memchr(m, ',', fl[3] - at);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "diff/dpkg.h"
+#include "util/strbuf.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -137,7 +138,7 @@ static int conffile(parser *ps, const char *v, size_t n) {
     s->conf = c, s->cap_conf = cap;
   }
   dpkg_conffile *c = &s->conf[s->n_conf];
-  *c = (dpkg_conffile){.path = strndup(v, pl)};
+  *c = (dpkg_conffile){.path = qvm_strndup(v, pl)};
   if (!c->path) return oom(ps->err);
   s->n_conf++;
   bool hex = ml == 32; /* the text is not NUL-terminated: no str* calls on it */
@@ -165,7 +166,7 @@ static int field(parser *ps, const char *l, size_t n) {
     if (strlen(keys[i]) != kl || strncasecmp(l, keys[i], kl)) continue;
     if (*slots[i]) return bad(ps, "a field appears twice in one paragraph");
     if (vl > DPKG_MAX_FIELD) return bad(ps, "a field is too long");
-    if (!(*slots[i] = strndup(v, vl))) return oom(ps->err);
+    if (!(*slots[i] = qvm_strndup(v, vl))) return oom(ps->err);
     if (i == 0 && !dpkg_name_valid(s->name)) return bad(ps, "an invalid package name");
     if (i == 1 && !arch_valid(s->arch)) return bad(ps, "an invalid architecture");
   }

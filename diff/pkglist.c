@@ -11,6 +11,7 @@
 
 #include "diff/system.h"
 #include "util/cleanup.h"
+#include "util/strbuf.h"
 
 #define LIST_MAX (16u << 20)
 #define MAX_LINKS 8
@@ -76,11 +77,11 @@ static char *resolve_once(const diff_tree *t, const char *p, size_t len, bool *c
     *changed = true;
     return out;
   }
-  return strndup(p, len);
+  return qvm_strndup(p, len);
 }
 
 char *diff_canonical_path(const diff_tree *t, const char *path, size_t len) {
-  char *cur = strndup(path, len);
+  char *cur = qvm_strndup(path, len);
   for (int hop = 0; cur && hop < MAX_LINKS; hop++) {
     bool changed = false;
     char *next = resolve_once(t, cur, strlen(cur), &changed);
@@ -90,7 +91,7 @@ char *diff_canonical_path(const diff_tree *t, const char *path, size_t len) {
   }
   if (cur && strlen(cur) >= DIFF_MAX_PATH) {
     free(cur);
-    cur = strndup(path, len);
+    cur = qvm_strndup(path, len);
   }
   return cur;
 }

@@ -14,6 +14,7 @@
 #include "image/hash.h"
 #include "util/cleanup.h"
 #include "util/fs.h"
+#include "util/strbuf.h"
 
 /* ino -> index+1 in a table of hashes, or a visited mark (open addressing). */
 typedef struct ino_map {
@@ -302,7 +303,7 @@ static int add_entry(walk *w, const char *path, size_t len, uint32_t ino, diff_e
   errcode_t x = ext2fs_read_inode_full(w->fs->fs, ino, (struct ext2_inode *)&in, sizeof in);
   if (x) return fs_error(w, x, "read the inode of", path);
   diff_entry *e = &t->e[t->n];
-  *e = (diff_entry){.path = strndup(path, len), .path_len = (uint32_t)len, .ino = ino};
+  *e = (diff_entry){.path = qvm_strndup(path, len), .path_len = (uint32_t)len, .ino = ino};
   if (!e->path) return oom(w->err);
   t->n++;
   e->type = type_of(in.i_mode);
@@ -354,7 +355,7 @@ static int collect(ext2_ino_t dir, int entry, struct ext2_dir_entry *de, int off
     }
     cs->c = c, cs->cap = cap;
   }
-  char *copy = strndup(name, len);
+  char *copy = qvm_strndup(name, len);
   if (!copy) {
     cs->oom = true;
     return DIRENT_ABORT;

@@ -65,3 +65,13 @@ void qvm_strbuf_free(qvm_strbuf *sb) {
   free(sb->buf);
   *sb = (qvm_strbuf)QVM_STRBUF_INIT;
 }
+
+char *qvm_strndup(const char *s, size_t n) {
+  const char *nul = memchr(s, '\0', n);
+  size_t len = nul ? (size_t)(nul - s) : n;
+  char *p = malloc(len + 1);
+  if (!p) return NULL;
+  memcpy(p, s, len);
+  p[len] = '\0';
+  return p;
+}

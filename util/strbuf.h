@@ -26,6 +26,11 @@ void qvm_strbuf_reset(qvm_strbuf *sb);
 /* Returns the buffer ("" if empty) and leaves sb empty; caller frees.
  * Returns NULL if any append ran out of memory. */
 char *qvm_strbuf_steal(qvm_strbuf *sb);
+
+/* strndup(3) that reads only [s, s + n): s need not be NUL-terminated
+ * (ASan's strict_string_checks, which CI uses, reads a strndup argument up
+ * to its NUL). NULL on OOM. */
+char *qvm_strndup(const char *s, size_t n);
 void qvm_strbuf_free(qvm_strbuf *sb);
 
 #endif
