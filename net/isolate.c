@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <nftables/libnftables.h>
 
@@ -149,8 +150,8 @@ static void bridge_rules(qvm_strbuf *sb, const char *id, const char *tap, const 
       "add rule bridge qvm_iso_%1$s input ether type arp arp saddr ether != %3$s drop\n"
       "add rule bridge qvm_iso_%1$s input ether type arp arp saddr ip @src accept\n"
       "add rule bridge qvm_iso_%1$s input ether type arp arp saddr ip 0.0.0.0 accept\n"
-      "add rule bridge qvm_iso_%1$s input ether type ip udp sport 68 udp dport 67 "
-      "meta mark set 0x%4$08x accept\n"
+      "add rule bridge qvm_iso_%1$s input ether type ip ip saddr 0.0.0.0 udp sport 68 "
+      "udp dport 67 meta mark set 0x%4$08x accept\n"
       "add rule bridge qvm_iso_%1$s input ether type ip ip saddr @src "
       "meta mark set 0x%4$08x accept\n"
       "add rule bridge qvm_iso_%1$s input drop\n",
@@ -166,24 +167,38 @@ static void bridge_rules(qvm_strbuf *sb, const char *id, const char *tap, const 
  * host. The allow-list is for routed destinations: the host itself is
  * never one. */
 static void ip_rules(qvm_strbuf *sb, const char *id, uint32_t mark, const char *net,
-                     const char *host, const qvm_net_egress *egress, size_t n) {
+                     const char *host, const qvm_net_egress *egress, size_t n,
+                     const char *bound_ip) {
+  /* A packet is the guest's when it has the mark or the guest's address
+   * (set `src`, as in the bridge table): a host rule that rewrites the
+   * mark in prerouting (wg-quick's, a connmark restore) must not let the
+   * guest's packets pass unfiltered. Output: only qvm's own user opens
+   * connections to the guest (its SSH, DHCP replies); another local user's
+   * process must not reach a guest cut off from everything else (at
+   * priority 0, after conntrack's -200 in the same hook: ct state is set). */
   qvm_strbuf_printf(
       sb,
       "add table ip qvm_iso_%1$s\n"
       "flush table ip qvm_iso_%1$s\n"
+      "add set ip qvm_iso_%1$s src { type ipv4_addr; }\n"
+      "flush set ip qvm_iso_%1$s src\n"
       "add chain ip qvm_iso_%1$s input { type filter hook input priority -200; "
       "policy accept; }\n"
-      "add rule ip qvm_iso_%1$s input meta mark != 0x%2$08x accept\n"
+      "add rule ip qvm_iso_%1$s input meta mark != 0x%2$08x ip saddr != @src accept\n"
       "add rule ip qvm_iso_%1$s input ct state established,related accept\n"
       "add rule ip qvm_iso_%1$s input ip daddr { %4$s, 255.255.255.255 } udp sport 68 "
       "udp dport 67 accept\n"
       "add rule ip qvm_iso_%1$s input drop\n"
+      "add chain ip qvm_iso_%1$s output { type filter hook output priority 0; "
+      "policy accept; }\n"
+      "add rule ip qvm_iso_%1$s output ip daddr @src ct state new meta skuid != %5$u drop\n"
       "add chain ip qvm_iso_%1$s forward { type filter hook forward priority -200; "
       "policy accept; }\n"
-      "add rule ip qvm_iso_%1$s forward meta mark != 0x%2$08x accept\n"
+      "add rule ip qvm_iso_%1$s forward meta mark != 0x%2$08x ip saddr != @src accept\n"
       "add rule ip qvm_iso_%1$s forward ct state established,related accept\n"
       "add rule ip qvm_iso_%1$s forward ip daddr { %3$s, 169.254.0.0/16 } drop\n",
-      id, (unsigned)mark, net, host);
+      id, (unsigned)mark, net, host, (unsigned)getuid());
+  if (bound_ip) qvm_strbuf_printf(sb, "add element ip qvm_iso_%s src { %s }\n", id, bound_ip);
   for (size_t i = 0; i < n; i++) {
     struct in_addr a = {.s_addr = htonl(egress[i].addr)};
     char ip[INET_ADDRSTRLEN];
@@ -220,7 +235,7 @@ int qvm_net_isolate_apply(const qvm_net_isolate_options *o, qvm_error **err) {
   uint32_t mark = QVM_NET_ISOLATE_MARK_BASE + o->tap_index;
   qvm_strbuf sb = QVM_STRBUF_INIT;
   bridge_rules(&sb, id, o->tap, mac, mark, o->bound_ip);
-  ip_rules(&sb, id, mark, net, host, o->egress, o->n_egress);
+  ip_rules(&sb, id, mark, net, host, o->egress, o->n_egress, o->bound_ip);
   _cleanup_free_ char *cmd = qvm_strbuf_steal(&sb);
   if (!cmd) return qvm_error_set_errno(err, ENOMEM, "out of memory");
   if (qvm_net_nft_run(cmd, why) < 0)
@@ -232,14 +247,15 @@ int qvm_net_isolate_apply(const qvm_net_isolate_options *o, qvm_error **err) {
 }
 
 int qvm_net_isolate_bind(const char *tap, const char *ip, qvm_error **err) {
-  char id[QVM_NET_IFNAME_MAX], cmd[256], why[200];
+  char id[QVM_NET_IFNAME_MAX], cmd[512], why[200];
   int r = table_id(id, tap, err);
   if (r < 0) return r;
   if (!ip_valid(ip))
     return qvm_error_set(err, QVM_EINVAL, "address '%.20s' is invalid", ip ? ip : "");
   snprintf(cmd, sizeof cmd,
-           "flush set bridge qvm_iso_%1$s src\nadd element bridge qvm_iso_%1$s src { %2$s }\n", id,
-           ip);
+           "flush set bridge qvm_iso_%1$s src\nadd element bridge qvm_iso_%1$s src { %2$s }\n"
+           "flush set ip qvm_iso_%1$s src\nadd element ip qvm_iso_%1$s src { %2$s }\n",
+           id, ip);
   if (qvm_net_nft_run(cmd, why) < 0)
     return qvm_error_set(err, QVM_ESYS, "cannot bind tap '%s' to %s (%s)", tap, ip, why);
   return 0;
