@@ -25,6 +25,9 @@ void review_target_done(const char *run) {
   if (asprintf(&key, "%s/" CLIENT_KEY, run) < 0) return;
   unlink(key);
   free(key);
+  if (asprintf(&key, "%s/" CLIENT_KEY "-cert.pub", run) < 0) return;
+  unlink(key);
+  free(key);
 }
 
 /* ansible splits ansible_ssh_common_args like a shell: keep to bytes that
@@ -54,7 +57,8 @@ int review_target_inventory(char **out, const char *target, const char *run, qvm
   _cleanup_(review_json_putp) struct json_object *doc = NULL;
   size_t len = 0;
   if ((r = qvm_vm_ssh_target(&so, vm, 30000, err)) < 0) goto out;
-  if (!path_plain(so.known_hosts) || !path_plain(so.identity) || !path_plain(run)) {
+  if (!path_plain(so.known_hosts) || (!so.certificate && !path_plain(so.identity)) ||
+      !path_plain(run)) {
     r = qvm_error_set(err, QVM_EINVAL,
                       "the state dir's path holds bytes ansible's ssh arguments cannot carry "
                       "unquoted");
@@ -82,9 +86,19 @@ int review_target_inventory(char **out, const char *target, const char *run, qvm
     r = qvm_error_set_errno(err, ENOMEM, "out of memory");
     goto out;
   }
-  if ((r = qvm_read_file(&text, &len, so.identity, 64u << 10, err)) < 0 ||
-      (r = qvm_write_file_atomic(key, text, len, 0600, err)) < 0)
+  if (so.certificate) { /* a sandbox: its session key and certificate (KEY-cert.pub) */
+    _cleanup_free_ char *cert = NULL, *line = NULL;
+    if (asprintf(&cert, "%s-cert.pub", key) < 0 || asprintf(&line, "%s\n", so.certificate) < 0) {
+      r = qvm_error_set_errno(err, ENOMEM, "out of memory");
+      goto out;
+    }
+    if ((r = qvm_write_file_atomic(key, so.identity_pem, strlen(so.identity_pem), 0600, err)) < 0 ||
+        (r = qvm_write_file_atomic(cert, line, strlen(line), 0600, err)) < 0)
+      goto out;
+  } else if ((r = qvm_read_file(&text, &len, so.identity, 64u << 10, err)) < 0 ||
+             (r = qvm_write_file_atomic(key, text, len, 0600, err)) < 0) {
     goto out;
+  }
   struct json_object *host = json_object_new_object();
   json_object_object_add(host, "ansible_host", json_object_new_string(so.host));
   json_object_object_add(host, "ansible_port", json_object_new_int(so.port));

@@ -5,6 +5,8 @@
  *   string  "ssh-ed25519-cert-v01@openssh.com"
  *   string  nonce (32 random bytes, so two certs never sign the same bytes)
  *   string  pk (the key certified)
+ *           (ecdsa-sha2-nistp256-cert-v01@openssh.com: string "nistp256",
+ *           string Q, in its place)
  *   uint64  serial
  *   uint32  type (1 user, 2 host)
  *   string  key id
@@ -23,6 +25,7 @@
 #include <string.h>
 
 #include "ssh/cert.h"
+#include "ssh/session_key.h"
 #include "ssh/ssh_internal.h"
 #include "ssh/wire.h"
 #include "util/cleanup.h"
@@ -154,9 +157,14 @@ static void put_body(qvm_strbuf *sb, const ssh_cert_spec *spec, const unsigned c
   unsigned char nonce[NONCE_LEN];
   qvm_strbuf principals = QVM_STRBUF_INIT, ca_blob = QVM_STRBUF_INIT;
   randombytes_buf(nonce, sizeof nonce);
-  ssh_put_cstring(sb, SSH_CERT_ED25519_TYPE);
+  ssh_put_cstring(sb, spec->ecdsa_q ? SSH_CERT_ECDSA_P256_TYPE : SSH_CERT_ED25519_TYPE);
   ssh_put_string(sb, nonce, sizeof nonce);
-  ssh_put_string(sb, spec->key, sizeof spec->key);
+  if (spec->ecdsa_q) { /* string curve, string Q */
+    ssh_put_cstring(sb, "nistp256");
+    ssh_put_string(sb, spec->ecdsa_q, SSH_ECDSA_P256_Q_LEN);
+  } else {
+    ssh_put_string(sb, spec->key, sizeof spec->key);
+  }
   ssh_put_u64(sb, spec->serial);
   ssh_put_u32(sb, spec->type);
   ssh_put_cstring(sb, spec->key_id);

@@ -5,7 +5,9 @@
 /*
  * OpenSSH certificates and key revocation lists, encoded by qvm itself
  * (PROTOCOL.certkeys, PROTOCOL.krl): pure functions from structs to bytes,
- * and a strict parser of certificates. Only ed25519 keys and CAs.
+ * and a strict parser of certificates. ed25519 CAs; the key certified is
+ * ed25519, or ECDSA P-256 for qvm's own session keys (ssh/session_key.h),
+ * which only the signer handles (the parser takes ed25519 keys only).
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -18,6 +20,7 @@
 #include "util/strbuf.h"
 
 #define SSH_CERT_ED25519_TYPE "ssh-ed25519-cert-v01@openssh.com"
+#define SSH_CERT_ECDSA_P256_TYPE "ecdsa-sha2-nistp256-cert-v01@openssh.com"
 #define SSH_CERT_USER 1
 #define SSH_CERT_HOST 2
 
@@ -31,6 +34,9 @@
 typedef struct ssh_cert_spec {
   uint32_t type;                                 /* SSH_CERT_USER or SSH_CERT_HOST */
   unsigned char key[crypto_sign_PUBLICKEYBYTES]; /* the ed25519 key certified */
+  /* When set, the key certified is this ECDSA P-256 point (0x04 || X || Y)
+   * instead of `key`: an ecdsa-sha2-nistp256-cert-v01@openssh.com. */
+  const unsigned char *ecdsa_q;
   uint64_t serial;
   const char *key_id;
   const char *const *principals; /* n_principals of them */

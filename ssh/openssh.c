@@ -43,9 +43,16 @@ static bool path_valid(const char *p) {
 /* Needs double quotes in ssh_config (whitespace, quotes, '#', '=' ...). */
 static bool path_plain(const char *p) { return strspn(p, WORD_CHARS "/+,:@~") == strlen(p); }
 
-static int check(const qvm_ssh_options *opts, qvm_error **err) {
-  int r = QVM_OPTIONS_CHECK(opts, qvm_ssh_options, QVM_SSH_OPTIONS_VERSION, err);
+static int check(const qvm_ssh_options *in, qvm_error **err) {
+  qvm_ssh_options o;
+  const qvm_ssh_options *opts = &o;
+  int r = ssh_options_copy(&o, in, err);
   if (r < 0) return r;
+  if (o.certificate)
+    return qvm_error_set(err, QVM_EINVAL,
+                         "vm '%s' takes qvm's short-lived certificates only, no key file: for "
+                         "OpenSSH, issue one (qvm cert issue %s -o FILE) and use ssh -i FILE",
+                         ssh_host_alias(opts), ssh_host_alias(opts));
   if (!opts->host || !opts->known_hosts || !opts->identity)
     return qvm_error_set(err, QVM_EINVAL, "openssh equivalent needs host, key and known_hosts");
   const char *user = opts->user ? opts->user : "root", *alias = ssh_host_alias(opts);

@@ -6,6 +6,7 @@
  * direction libssh2 says it is blocked on, bounded by a deadline.
  */
 #include <fcntl.h>
+#include <stddef.h>
 #include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
@@ -256,14 +257,48 @@ static int auth_agent(qvm_ssh *ssh, const qvm_ssh_options *opts, int64_t deadlin
   return r;
 }
 
+/* A certificate login: the key and its certificate from memory. */
+static int auth_cert(qvm_ssh *ssh, const qvm_ssh_options *opts, int64_t deadline, qvm_error **err) {
+  for (;;) {
+    int rc = libssh2_userauth_publickey_frommemory(
+        ssh->session, opts->user, strlen(opts->user), opts->certificate, strlen(opts->certificate),
+        opts->identity_pem, strlen(opts->identity_pem), NULL);
+    if (rc == 0) return 0;
+    if (rc == LIBSSH2_ERROR_FILE)
+      return qvm_error_set(err, QVM_EINVAL, "the session key or its certificate is unusable");
+    if (rc != LIBSSH2_ERROR_EAGAIN) return auth_error(ssh, opts, "a certificate", err);
+    int r = ssh_wait_socket(ssh, deadline, "waiting for ssh authentication", err);
+    if (r < 0) return qvm_error_prefix(err, "vm '%s'", ssh_host_alias(opts));
+  }
+}
+
+/* Version 1 callers (a shorter struct: no identity_pem, no certificate) are
+ * accepted. */
+int ssh_options_copy(qvm_ssh_options *o, const qvm_ssh_options *opts, qvm_error **err) {
+  if (!opts || opts->version != 1) {
+    int rc = QVM_OPTIONS_CHECK(opts, qvm_ssh_options, QVM_SSH_OPTIONS_VERSION, err);
+    if (rc < 0) return rc;
+    if (!opts) return qvm_error_set(err, QVM_EINVAL, "ssh options are missing");
+    *o = *opts;
+  } else {
+    memset(o, 0, sizeof *o);
+    memcpy(o, opts, offsetof(qvm_ssh_options, identity_pem));
+  }
+  if (!o->identity_pem != !o->certificate)
+    return qvm_error_set(err, QVM_EINVAL,
+                         "a certificate login needs both the key and the certificate");
+  return 0;
+}
+
 int qvm_ssh_connect(qvm_ssh **out, const qvm_ssh_options *opts, qvm_error **err) {
-  int rc = QVM_OPTIONS_CHECK(opts, qvm_ssh_options, QVM_SSH_OPTIONS_VERSION, err);
+  qvm_ssh_options o;
+  int rc = ssh_options_copy(&o, opts, err);
   if (rc < 0) return rc;
-  qvm_ssh_options o = *opts;
   if (!o.host || !o.known_hosts)
     return qvm_error_set(err, QVM_EINVAL, "ssh connect needs a host and a known_hosts file");
-  if (!o.identity && !o.use_agent)
-    return qvm_error_set(err, QVM_EINVAL, "ssh connect needs a key file or the agent");
+  if (!o.identity && !o.use_agent && !o.certificate)
+    return qvm_error_set(err, QVM_EINVAL,
+                         "ssh connect needs a key file, a certificate or the agent");
   if (o.identity) {
     /* libssh2 says only "unable to read" for an encrypted or unsupported
      * key; qvm's own loader says which, before any connection is made. */
@@ -282,7 +317,19 @@ int qvm_ssh_connect(qvm_ssh **out, const qvm_ssh_options *opts, qvm_error **err)
   int64_t deadline = ssh_deadline(o.timeout_ms);
   int r = tcp_and_handshake(ssh, &o, deadline, err);
   if (r >= 0) r = ssh_check_host_key(ssh, &o, err);
-  if (r >= 0 && o.identity)
+  if (r >= 0 && o.certificate) {
+    /* With a key file too: it is for a server that takes no certificate
+     * (one that refuses it is asked again with the key, on the same
+     * connection). */
+    qvm_error *cert_err = NULL;
+    r = auth_cert(ssh, &o, deadline, o.identity ? &cert_err : err);
+    if (r < 0 && o.identity && r == QVM_EAUTH) {
+      qvm_error_free(cert_err);
+      r = auth_key_file(ssh, &o, deadline, err);
+    } else if (r < 0 && o.identity) {
+      qvm_error_propagate(err, cert_err);
+    }
+  } else if (r >= 0 && o.identity)
     r = auth_key_file(ssh, &o, deadline, err);
   else if (r >= 0)
     r = auth_agent(ssh, &o, deadline, err);

@@ -43,6 +43,10 @@ void ssh_json_string(qvm_strbuf *sb, const char *s);
 /* Single-quotes s for a POSIX shell and appends it. */
 void ssh_shell_quote(qvm_strbuf *sb, const char *s);
 
+/* *o = *opts, also for a version 1 caller (the fields it lacks zeroed);
+ * QVM_EINVAL for another version or half a certificate login. */
+int ssh_options_copy(qvm_ssh_options *o, const qvm_ssh_options *opts, qvm_error **err);
+
 /* Host key check per policy (known_hosts.c). */
 int ssh_check_host_key(qvm_ssh *ssh, const qvm_ssh_options *opts, qvm_error **err);
 /* The "ssh-ed25519,..." preference list for the entries in known_hosts, or

@@ -15,6 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "util/cleanup.h"
 #include "util/fs.h"
 #include "util/strbuf.h"
@@ -150,7 +152,16 @@ static void strv_free(char **v, size_t n) {
   free(v);
 }
 
+void vm_spec_lent_credentials_clear(vm_spec *s) {
+  if (s->lent_pem) sodium_memzero(s->lent_pem, s->lent_pem_len);
+  free(s->lent_pem);
+  free(s->lent_cert);
+  s->lent_pem = s->lent_cert = NULL;
+  s->lent_pem_len = 0;
+}
+
 void vm_spec_access_clear(vm_spec *s) {
+  vm_spec_lent_credentials_clear(s);
   free(s->user);
   free(s->hostname);
   strv_free(s->cloud_configs, s->n_cloud_configs);

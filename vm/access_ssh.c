@@ -5,14 +5,19 @@
  * its recorded provision steps.
  */
 #include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include "ssh/session_key.h"
 #include "util/cleanup.h"
 #include "vm/access.h"
 #include "vm/audit.h"
+#include "vm/ca_guest.h"
 #include "vm/handle.h"
 
 const char *qvm_vm_dir(const qvm_vm *vm) { return vm->paths.dir; }
@@ -62,6 +67,46 @@ static int target_address(char **host, qvm_vm *vm, int *port, int timeout_ms, qv
   return qvm_error_set_hint(err, QVM_EINVAL, "NoNetwork", vm->name);
 }
 
+/* The host's address as the guest sees qvm's connections: user net NATs
+ * them from 10.0.2.2 (QEMU's slirp host address); on a bridge it is the
+ * address the kernel picks to reach the guest (a UDP socket connected to
+ * it, which sends nothing). */
+static int source_address(char *out, size_t size, const vm_spec *s, qvm_error **err) {
+  if (s->net == VM_NET_USER) return snprintf(out, size, "10.0.2.2"), 0;
+  struct addrinfo hints = {.ai_socktype = SOCK_DGRAM, .ai_flags = AI_NUMERICHOST}, *ai = NULL;
+  if (getaddrinfo(s->lent_host, "22", &hints, &ai) != 0 || !ai)
+    return qvm_error_set(err, QVM_EINVAL, "vm address '%s' is not numeric", s->lent_host);
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  int fd = socket(ai->ai_family, SOCK_DGRAM | SOCK_CLOEXEC, 0), r = 0;
+  if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 ||
+      getsockname(fd, (struct sockaddr *)&ss, &len) < 0 ||
+      getnameinfo((struct sockaddr *)&ss, len, out, size, NULL, 0, NI_NUMERICHOST) != 0)
+    r = qvm_error_set_errno(err, errno, "cannot tell the host's address towards %s", s->lent_host);
+  if (fd >= 0) close(fd);
+  freeaddrinfo(ai);
+  return r;
+}
+
+/* A session key and a certificate of the session CA for it (vm/ca_guest.h),
+ * lent to the caller like the paths: freed (the key wiped) with the spec. */
+static int session_credentials(qvm_vm *vm, vm_spec *s, qvm_error **err) {
+  char from[INET6_ADDRSTRLEN + 8];
+  ssh_session_key key = {0};
+  qvm_cert_ca *ca = NULL;
+  vm_spec_lent_credentials_clear(s);
+  int r = source_address(from, sizeof from, s, err);
+  if (r >= 0) r = ssh_session_key_generate(&key, err);
+  if (r >= 0) r = qvm_cert_ca_open(&ca, NULL, err);
+  if (r >= 0)
+    r = vm_ca_session_issue(&s->lent_cert, ca, key.q, vm->name, qvm_vm_user(vm), from, err);
+  qvm_cert_ca_free(ca);
+  if (r >= 0) s->lent_pem = TAKE_PTR(key.pem), s->lent_pem_len = key.pem_len;
+  ssh_session_key_clear(&key);
+  return r < 0 ? qvm_error_prefix(err, "cannot make a login certificate for sandbox '%s'", vm->name)
+               : 0;
+}
+
 int qvm_vm_ssh_target(qvm_ssh_options *out, qvm_vm *vm, int timeout_ms, qvm_error **err) {
   int r = vm_reload(vm, err); /* the runtime's port is the newest run's */
   if (r < 0) return r;
@@ -86,6 +131,9 @@ int qvm_vm_ssh_target(qvm_ssh_options *out, qvm_vm *vm, int timeout_ms, qvm_erro
     return qvm_error_set_errno(err, ENOMEM, "out of memory");
   }
   qvm_ssh_options o = QVM_SSH_OPTIONS_INIT;
+  if (vm_ca_session_login(vm) && (r = session_credentials(vm, s, err)) < 0) return r;
+  o.identity_pem = s->lent_pem;
+  o.certificate = s->lent_cert;
   o.host = s->lent_host;
   o.port = port;
   o.user = qvm_vm_user(vm);
@@ -94,7 +142,7 @@ int qvm_vm_ssh_target(qvm_ssh_options *out, qvm_vm *vm, int timeout_ms, qvm_erro
   o.hostkey_policy = s->hostkey_tofu ? QVM_SSH_HOSTKEY_TOFU : QVM_SSH_HOSTKEY_PINNED;
   if (access(s->lent_identity, R_OK) == 0)
     o.identity = s->lent_identity;
-  else
+  else if (!o.certificate)
     o.use_agent = true; /* no key of its own (--no-cloud-init, --seed) */
   if (timeout_ms > 0) o.timeout_ms = timeout_ms;
   *out = o;

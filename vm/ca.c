@@ -3,6 +3,9 @@
  * The SSH CA store (include/qvm/cert.h): STATE/ca/ holds
  *   lock                  flock: creation, serials and revocation, one at a time
  *   user_ca, host_ca      ed25519 private keys (0600), and their .pub files
+ *   session_ca            the same: it signs only qvm's own logins into
+ *                         sandboxes (vm_ca_session_issue), never a
+ *                         certificate that leaves the process
  *   serial                the last serial handed out ("N\n"; never decreases)
  *   issued                one line per live certificate:
  *                         "SERIAL user|host VM VALID_BEFORE 0|1(revoked)"
@@ -32,6 +35,7 @@
 #include "util/strbuf.h"
 #include "util/time.h"
 #include "vm/audit.h"
+#include "vm/ca_guest.h"
 #include "vm/state.h"
 
 #define SKEW_S 30
@@ -42,7 +46,7 @@
 
 struct qvm_cert_ca {
   char *dir, *lock, *serial, *issued, *krl;
-  qvm_ssh_key *keys[2]; /* [0] user, [1] host */
+  qvm_ssh_key *keys[3]; /* [0] user, [1] host, [2] session */
 };
 
 struct qvm_cert {
@@ -72,6 +76,7 @@ void qvm_cert_ca_free(qvm_cert_ca *ca) {
   free(ca->dir), free(ca->lock), free(ca->serial), free(ca->issued), free(ca->krl);
   qvm_ssh_key_free(ca->keys[0]);
   qvm_ssh_key_free(ca->keys[1]);
+  qvm_ssh_key_free(ca->keys[2]);
   free(ca);
 }
 
@@ -82,7 +87,10 @@ void qvm_cert_free(qvm_cert *cert) {
   free(cert);
 }
 
-static const char *key_name(int i) { return i == 0 ? "user_ca" : "host_ca"; }
+static const char *key_name(int i) {
+  static const char *const names[] = {"user_ca", "host_ca", "session_ca"};
+  return names[i];
+}
 
 static int ca_lock(int *out, const qvm_cert_ca *ca, qvm_error **err) {
   int fd = open(ca->lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -115,7 +123,8 @@ static int ca_key_load_or_create(qvm_cert_ca *ca, int i, qvm_error **err) {
                  : 0;
   }
   if (errno != ENOENT) return qvm_error_set_errno(err, errno, "cannot stat '%s'", path);
-  int r = qvm_ssh_key_generate(&ca->keys[i], i == 0 ? "qvm-user-ca" : "qvm-host-ca", err);
+  static const char *const comments[] = {"qvm-user-ca", "qvm-host-ca", "qvm-session-ca"};
+  int r = qvm_ssh_key_generate(&ca->keys[i], comments[i], err);
   return r < 0 ? r : qvm_ssh_key_write(ca->keys[i], path, NULL, err);
 }
 
@@ -256,7 +265,7 @@ int qvm_cert_ca_open(qvm_cert_ca **out, const char *dir, qvm_error **err) {
   int r = ca_paths(ca, dir, err);
   if (r >= 0) r = vm_private_dir(ca->dir, err);
   if (r >= 0) r = ca_lock(&lock, ca, err);
-  for (int i = 0; r >= 0 && i < 2; i++) r = ca_key_load_or_create(ca, i, err);
+  for (int i = 0; r >= 0 && i < 3; i++) r = ca_key_load_or_create(ca, i, err);
   if (r >= 0 && lstat(ca->krl, &st) < 0) {
     issued_list l = {0};
     r = issued_read(&l, ca, time(NULL), err);
@@ -332,7 +341,8 @@ static int options_check(const qvm_cert_options *o, qvm_error **err) {
   return 0;
 }
 
-static int spec_init(ssh_cert_spec *spec, const qvm_cert_options *o, qvm_error **err) {
+static int spec_init(ssh_cert_spec *spec, const qvm_cert_options *o, const unsigned char *ecdsa_q,
+                     qvm_error **err) {
   int64_t now = o->now ? o->now : (int64_t)time(NULL);
   *spec = (ssh_cert_spec){.type = o->kind == QVM_CERT_HOST ? SSH_CERT_HOST : SSH_CERT_USER,
                           .principals = o->principals,
@@ -345,6 +355,10 @@ static int spec_init(ssh_cert_spec *spec, const qvm_cert_options *o, qvm_error *
   if (o->principals)
     while (spec->n_principals <= SSH_CERT_MAX_PRINCIPALS && o->principals[spec->n_principals])
       spec->n_principals++;
+  if (ecdsa_q) {
+    spec->ecdsa_q = ecdsa_q;
+    return 0;
+  }
   return ssh_ed25519_from_line(spec->key, o->public_line, err);
 }
 
@@ -353,7 +367,9 @@ static int cert_render(qvm_cert **out, const ssh_cert_spec *spec, const unsigned
   _cleanup_(qvm_cert_freep) qvm_cert *cert = calloc(1, sizeof *cert);
   _cleanup_free_ char *b64 = ssh_base64(blob, len);
   if (!cert || !b64 || !(cert->key_id = strdup(spec->key_id)) ||
-      asprintf(&cert->line, SSH_CERT_ED25519_TYPE " %s %s", b64, spec->key_id) < 0)
+      asprintf(&cert->line, "%s %s %s",
+               spec->ecdsa_q ? SSH_CERT_ECDSA_P256_TYPE : SSH_CERT_ED25519_TYPE, b64,
+               spec->key_id) < 0)
     return qvm_error_set(err, QVM_ESYS, "out of memory");
   cert->serial = spec->serial;
   cert->valid_after = (int64_t)spec->valid_after;
@@ -362,9 +378,11 @@ static int cert_render(qvm_cert **out, const ssh_cert_spec *spec, const unsigned
   return 0;
 }
 
-/* Under the lock: the next serial, signed, persisted, recorded. */
+/* Under the lock: the next serial, signed, persisted, recorded (a session
+ * certificate, signed by key 2, is not: nothing ever revokes one). */
 static int issue_locked(qvm_cert **out, qvm_cert_ca *ca, ssh_cert_spec *spec,
-                        const qvm_cert_options *o, const char *actor, qvm_error **err) {
+                        const qvm_cert_options *o, const char *actor, int signer_key,
+                        qvm_error **err) {
   _cleanup_free_ char *key_id = NULL;
   _cleanup_free_ unsigned char *blob = NULL;
   issued_list l = {0};
@@ -376,24 +394,26 @@ static int issue_locked(qvm_cert **out, qvm_cert_ca *ca, ssh_cert_spec *spec,
   if (asprintf(&key_id, "qvm:%s:%s:%" PRIu64, actor, o->vm, spec->serial) < 0)
     return qvm_error_set(err, QVM_ESYS, "out of memory");
   spec->key_id = key_id;
-  const qvm_ssh_key *signer = ca->keys[spec->type == SSH_CERT_HOST ? 1 : 0];
-  r = ssh_cert_sign(&blob, &len, spec, ssh_key_secret_bytes(signer), err);
-  if (r >= 0) r = issued_read(&l, ca, (int64_t)time(NULL), err);
+  bool record = signer_key != 2;
+  r = ssh_cert_sign(&blob, &len, spec, ssh_key_secret_bytes(ca->keys[signer_key]), err);
+  if (r >= 0 && record) r = issued_read(&l, ca, (int64_t)time(NULL), err);
   issued_entry e = {
       .serial = spec->serial, .type = spec->type, .valid_before = (int64_t)spec->valid_before};
   snprintf(e.vm, sizeof e.vm, "%s", o->vm);
-  if (r >= 0) r = issued_add(&l, &e, err);
+  if (r >= 0 && record) r = issued_add(&l, &e, err);
   /* The serial first: a crash after it wastes a number, never repeats one. */
   if (r >= 0) r = write_serial(ca, spec->serial, err);
-  if (r >= 0) r = issued_write(ca, &l, err);
+  if (r >= 0 && record) r = issued_write(ca, &l, err);
   if (r >= 0) r = cert_render(out, spec, blob, len, err);
   spec->key_id = NULL;
   issued_clear(&l);
   return r;
 }
 
+/* ecdsa_q: a session certificate for that key (opts->public_line unused),
+ * signed by the session CA. */
 static int cert_issue(qvm_cert **out, qvm_cert_ca *ca, const qvm_cert_options *opts,
-                      qvm_error **err) {
+                      const unsigned char *ecdsa_q, qvm_error **err) {
   _cleanup_free_ char *actor = NULL;
   _cleanup_close_ int lock = -1;
   const char *host_principals[] = {opts ? opts->vm : NULL, NULL};
@@ -404,7 +424,7 @@ static int cert_issue(qvm_cert **out, qvm_cert_ca *ca, const qvm_cert_options *o
   o = *opts;
   if (o.kind == QVM_CERT_HOST && (!o.principals || !o.principals[0]))
     o.principals = host_principals;
-  if ((r = spec_init(&spec, &o, err)) < 0) return r;
+  if ((r = spec_init(&spec, &o, ecdsa_q, err)) < 0) return r;
   if (!o.actor && (r = actor_default(&actor, err)) < 0) return r;
   /* Checked before a serial is spent: the key id gets the longest serial. */
   char probe[SSH_CERT_MAX_KEY_ID + 2];
@@ -417,7 +437,11 @@ static int cert_issue(qvm_cert **out, qvm_cert_ca *ca, const qvm_cert_options *o
   spec.serial = 1;
   if ((r = ssh_cert_spec_check(&spec, err)) < 0) return r;
   if ((r = ca_lock(&lock, ca, err)) < 0) return r;
-  return issue_locked(out, ca, &spec, &o, o.actor ? o.actor : actor, err);
+  return issue_locked(out, ca, &spec, &o, o.actor ? o.actor : actor,
+                      ecdsa_q                      ? 2
+                      : spec.type == SSH_CERT_HOST ? 1
+                                                   : 0,
+                      err);
 }
 
 const char *qvm_cert_line(const qvm_cert *cert) { return cert->line; }
@@ -476,12 +500,15 @@ static int cert_revoke(size_t *out_revoked, qvm_cert_ca *ca, const char *vm, uin
 }
 
 /* The audit log's records (issue 14): every certificate handed out or revoked. */
-int qvm_cert_issue(qvm_cert **out, qvm_cert_ca *ca, const qvm_cert_options *opts, qvm_error **err) {
-  int r = cert_issue(out, ca, opts, err);
+static int issue_audited(qvm_cert **out, qvm_cert_ca *ca, const qvm_cert_options *opts,
+                         const unsigned char *ecdsa_q, qvm_error **err) {
+  int r = cert_issue(out, ca, opts, ecdsa_q, err);
   struct json_object *d = json_object_new_object();
   if (r >= 0) {
     json_object_object_add(d, "kind",
-                           json_object_new_string(opts->kind == QVM_CERT_HOST ? "host" : "user"));
+                           json_object_new_string(ecdsa_q                       ? "session"
+                                                  : opts->kind == QVM_CERT_HOST ? "host"
+                                                                                : "user"));
     json_object_object_add(d, "serial", json_object_new_uint64((*out)->serial));
     json_object_object_add(d, "key_id", vm_audit_string((*out)->key_id, 256, NULL));
     json_object_object_add(d, "valid_after", json_object_new_int64((*out)->valid_after));
@@ -490,6 +517,32 @@ int qvm_cert_issue(qvm_cert **out, qvm_cert_ca *ca, const qvm_cert_options *opts
   vm_audit_note(opts && opts->vm ? opts->vm : NULL, "cert-issue", r, (const qvm_error *const *)err,
                 d);
   return r;
+}
+
+int qvm_cert_issue(qvm_cert **out, qvm_cert_ca *ca, const qvm_cert_options *opts, qvm_error **err) {
+  return issue_audited(out, ca, opts, NULL, err);
+}
+
+int vm_ca_session_issue(char **out_line, qvm_cert_ca *ca, const unsigned char *ecdsa_q,
+                        const char *vm, const char *principal, const char *source_address,
+                        qvm_error **err) {
+  const char *principals[] = {principal, NULL};
+  qvm_cert_options o = QVM_CERT_OPTIONS_INIT;
+  o.public_line = "";
+  o.vm = vm;
+  o.principals = principals;
+  o.source_address = source_address;
+  o.ttl_ms = VM_CA_SESSION_TTL_S * 1000;
+  qvm_cert *cert = NULL;
+  int r = issue_audited(&cert, ca, &o, ecdsa_q, err);
+  if (r >= 0 && !(*out_line = strdup(cert->line)))
+    r = qvm_error_set(err, QVM_ESYS, "out of memory");
+  qvm_cert_free(cert);
+  return r;
+}
+
+const char *vm_ca_session_public_line(const qvm_cert_ca *ca) {
+  return qvm_ssh_key_public_line(ca->keys[2]);
 }
 
 int qvm_cert_revoke(size_t *out_revoked, qvm_cert_ca *ca, const char *vm, uint64_t serial,

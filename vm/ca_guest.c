@@ -9,7 +9,7 @@
  *   may be a plain key list; a listed CA key revokes what it signed) until
  *   qvm pushes the current KRL (qvm up, qvm cert push, qvm cert revoke). A
  *   sandbox that was stopped while certificates were revoked thus never
- *   boots into a KRL that misses them; qvm's own static key still logs in;
+ *   boots into a KRL that misses them; qvm's own logins (session CA) still work;
  * - the push pipes the KRL through an exec (stdin) to a root shell that
  *   writes it to a fresh mktemp file in /etc/ssh and renames it into place:
  *   the login user is not root, so an SFTP upload would need a staging file
@@ -46,7 +46,8 @@ static int oom(qvm_error **err) { return qvm_error_set_errno(err, ENOMEM, "out o
 
 void vm_ca_seed_clear(vm_ca_seed *seed) {
   if (!seed) return;
-  free(seed->ca_line), free(seed->cert_line), free(seed->dropin), free(seed->krl);
+  free(seed->ca_line), free(seed->cas_lines), free(seed->cert_line), free(seed->dropin);
+  free(seed->krl);
   *seed = (vm_ca_seed){0};
 }
 
@@ -77,12 +78,22 @@ static int seed_texts(vm_ca_seed *out, qvm_cert_ca *ca, const vm_spec *s, const 
     out->ca_line = NULL;
     return oom(err);
   }
+  if (asprintf(&out->cas_lines, "%s\n%s\n", qvm_cert_ca_public_line(ca, QVM_CERT_USER),
+               vm_ca_session_public_line(ca)) < 0) {
+    out->cas_lines = NULL;
+    return oom(err);
+  }
+  /* sshd takes the first value it reads, and Debian's sshd_config includes
+   * sshd_config.d/ at its top: these win over the image's own lines. */
   if (asprintf(&out->dropin,
-               "# Written by qvm when sandbox '%s' was created: sshd trusts qvm's user CA,\n"
-               "# refuses what qvm revoked and shows a host certificate of qvm's host CA.\n"
-               "TrustedUserCAKeys " VM_GUEST_USER_CA "\n"
+               "# Written by qvm when sandbox '%s' was created: sshd trusts qvm's user CA\n"
+               "# and its session CA (qvm's own logins), refuses what qvm revoked, shows a\n"
+               "# host certificate of qvm's host CA, and reads no authorized_keys: a\n"
+               "# short-lived certificate is the only way in.\n"
+               "TrustedUserCAKeys " VM_GUEST_TRUSTED_CAS "\n"
                "RevokedKeys " VM_GUEST_KRL "\n"
-               "HostCertificate " VM_GUEST_HOST_CERT "\n",
+               "HostCertificate " VM_GUEST_HOST_CERT "\n"
+               "AuthorizedKeysFile none\n",
                s->name) < 0) {
     out->dropin = NULL;
     return oom(err);
@@ -105,6 +116,7 @@ int vm_ca_seed_make(vm_ca_seed *out, const vm_spec *s, const char *host_public_l
     const char *path, *text;
     size_t len;
   } f[] = {{VM_GUEST_USER_CA, out->ca_line, strlen(out->ca_line)},
+           {VM_GUEST_TRUSTED_CAS, out->cas_lines, strlen(out->cas_lines)},
            {VM_GUEST_KRL, out->krl, out->krl_len},
            {VM_GUEST_HOST_CERT, out->cert_line, strlen(out->cert_line)},
            {VM_GUEST_SSHD_DROPIN, out->dropin, strlen(out->dropin)}};
@@ -243,19 +255,34 @@ int vm_ca_push_krl(qvm_vm *vm, qvm_ssh *ssh, const qvm_cert_ca *ca, qvm_error **
 
 /* ---- forks ------------------------------------------------------------------- */
 
-static bool has_mark(const char *dir) {
+static bool has(const char *dir, const char *mark) {
   char path[4096];
-  snprintf(path, sizeof path, "%s/" VM_CA_TRUST_MARK, dir);
+  snprintf(path, sizeof path, "%s/%s", dir, mark);
   return access(path, F_OK) == 0;
+}
+
+static bool has_mark(const char *dir) { return has(dir, VM_CA_TRUST_MARK); }
+
+static int mark(const char *dir, const char *name, qvm_error **err) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  return qvm_write_file_atomic(path, "", 0, 0600, err);
 }
 
 bool vm_ca_trusted(const qvm_vm *vm) { return vm->spec->sandbox || has_mark(vm->paths.dir); }
 
+bool vm_ca_session_login(const qvm_vm *vm) { return has(vm->paths.dir, VM_CA_SESSION_MARK); }
+
+int vm_ca_session_mark(const char *dir, qvm_error **err) {
+  return mark(dir, VM_CA_SESSION_MARK, err);
+}
+
 int vm_ca_fork_mark(const qvm_vm *src, const char *dir, qvm_error **err) {
   if (!vm_ca_trusted(src)) return 0;
-  char path[4096];
-  snprintf(path, sizeof path, "%s/" VM_CA_TRUST_MARK, dir);
-  return qvm_write_file_atomic(path, "", 0, 0600, err);
+  int r = mark(dir, VM_CA_TRUST_MARK, err);
+  /* The fork's guest is SRC's: it takes what SRC's takes. */
+  if (r >= 0 && vm_ca_session_login(src)) r = mark(dir, VM_CA_SESSION_MARK, err);
+  return r;
 }
 
 /* The fork's pinned host key (SRC's): "NAME TYPE BASE64" -> "TYPE BASE64". */

@@ -19,6 +19,9 @@
 #include "vm/spec.h"
 
 #define VM_GUEST_USER_CA "/etc/ssh/qvm_user_ca.pub"
+/* sshd's TrustedUserCAKeys: the user CA and the session CA. The user CA
+ * alone stays in VM_GUEST_USER_CA, which the boot-time KRL copies. */
+#define VM_GUEST_TRUSTED_CAS "/etc/ssh/qvm_trusted_cas.pub"
 #define VM_GUEST_KRL "/etc/ssh/qvm_revoked.krl"
 /* Not "ssh_host_*": cloud-init's ssh module deletes /etc/ssh/ssh_host_*key*
  * after write_files ran. */
@@ -33,11 +36,11 @@
 #define VM_GUEST_HOST_CERT_SLACK_S (7 * 24 * 3600)
 
 typedef struct vm_ca_seed {
-  qvm_seed_write_file files[4];
+  qvm_seed_write_file files[5];
   size_t n_files;
   const char *bootcmd[1];
   size_t n_bootcmd;
-  char *ca_line, *cert_line, *dropin, *krl;
+  char *ca_line, *cas_lines, *cert_line, *dropin, *krl;
   size_t krl_len;
 } vm_ca_seed;
 
@@ -68,5 +71,26 @@ int vm_ca_repush(qvm_vm *vm, qvm_error **err);
 bool vm_ca_trusted(const qvm_vm *vm);
 int vm_ca_fork_mark(const qvm_vm *src, const char *dir, qvm_error **err);
 int vm_ca_fork_trust(qvm_vm *vm, qvm_ssh *ssh, qvm_error **err);
+
+/* ---- qvm's own logins into sandboxes (vm/ca.c, vm/access_ssh.c) ----
+ * A sandbox's guest trusts a third CA of qvm's, the session CA, and no
+ * authorized_keys file (its sshd drop-in says AuthorizedKeysFile none): qvm
+ * logs in with a certificate of that CA for an ECDSA key made for that one
+ * connection and kept in memory (ssh/session_key.h), valid for
+ * VM_CA_SESSION_TTL_S, principal the guest user, key id
+ * "qvm:ACTOR:VM:SERIAL", source-address the host's address as the guest
+ * sees it. The boot-time KRL (the user CA's key) does not touch the session
+ * CA, so qvm can always log in to push the real KRL. The VM directory of
+ * such a sandbox (and of its forks) holds VM_CA_SESSION_MARK; a sandbox
+ * made before has none and keeps its static key. */
+#define VM_CA_SESSION_MARK "ca-session"
+#define VM_CA_SESSION_TTL_S 300
+bool vm_ca_session_login(const qvm_vm *vm);
+/* Marks the VM directory dir (a new sandbox's) as VM_CA_SESSION_MARK. */
+int vm_ca_session_mark(const char *dir, qvm_error **err);
+int vm_ca_session_issue(char **out_line, qvm_cert_ca *ca, const unsigned char *ecdsa_q,
+                        const char *vm, const char *principal, const char *source_address,
+                        qvm_error **err);
+const char *vm_ca_session_public_line(const qvm_cert_ca *ca);
 
 #endif

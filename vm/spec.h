@@ -111,6 +111,8 @@ typedef struct vm_spec {
   /* Not in vm.json: strings qvm_vm_ssh_target() lends out (valid until the
    * spec is re-read). */
   char *lent_host, *lent_known_hosts, *lent_identity;
+  char *lent_pem, *lent_cert; /* a sandbox's session key (wiped) and certificate */
+  size_t lent_pem_len;
 } vm_spec;
 
 void vm_spec_free(vm_spec *spec);
@@ -149,6 +151,8 @@ const char *vm_step_kind_name(vm_step_kind kind);
 int vm_step_kind_parse(vm_step_kind *out, const char *text, qvm_error **err);
 /* Frees the access members of spec (vm_spec_free calls it). */
 void vm_spec_access_clear(vm_spec *spec);
+/* Frees lent_pem (wiped first) and lent_cert. */
+void vm_spec_lent_credentials_clear(vm_spec *spec);
 /* The "access" member of vm.json: to and from (validated). */
 struct json_object *vm_access_to_json(const vm_spec *spec);
 int vm_access_from_json(vm_spec *spec, struct json_object *access, qvm_error **err);

@@ -102,7 +102,7 @@ typedef enum qvm_ssh_hostkey_policy {
 /* Every options struct starts with `unsigned version`, which its _INIT macro
  * sets; the library refuses a version it does not know with QVM_EINVAL
  * naming the struct. Start from the _INIT macro, then set members. */
-#define QVM_SSH_OPTIONS_VERSION 1
+#define QVM_SSH_OPTIONS_VERSION 2 /* 1: without identity_pem and certificate */
 typedef struct qvm_ssh_options {
   unsigned version;        /* QVM_SSH_OPTIONS_VERSION */
   const char *host;        /* numeric address, e.g. "127.0.0.1" or "::1" */
@@ -116,6 +116,15 @@ typedef struct qvm_ssh_options {
   int timeout_ms;       /* overall, for connect + handshake + auth; default 30000 */
   int retry_initial_ms; /* first backoff between connect attempts; default 50 */
   int retry_max_ms;     /* backoff cap; default 1000 */
+  /* Version 2. A certificate login with a key held in memory, instead of
+   * identity and the agent: identity_pem is the private key (PEM, an ECDSA
+   * P-256 key: libssh2 1.10 cannot log in with an ed25519 certificate),
+   * certificate its "ecdsa-sha2-nistp256-cert-v01@openssh.com BASE64
+   * [comment]" line. Both or neither. With identity set too, a server that
+   * refuses the certificate is asked again with that key (on the same
+   * connection); use_agent is then not tried. */
+  const char *identity_pem;
+  const char *certificate;
 } qvm_ssh_options;
 
 #define QVM_SSH_OPTIONS_INIT                                                                       \

@@ -11,6 +11,10 @@
 # same certificate is refused before it expires; the push replaced a guest
 # symlink in the KRL's place instead of following it. A fork of the sandbox
 # answers with a host certificate of its own name and gets the KRL too.
+# qvm's own logins (exec, the pushes) are session certificates (an ECDSA key
+# in memory), as the guest's sshd log shows; the sandbox's static key, which
+# its seed still authorizes for SSH servers that ignore the drop-in, does not
+# log in.
 . "$(dirname "$0")/lib.sh"
 
 image=$(cloud_image)
@@ -80,6 +84,24 @@ expect_eq "$(qvm exec "$iso" -- sudo sh -c 'test ! -L /etc/ssh/qvm_revoked.krl &
   sha256sum </etc/ssh/qvm_revoked.krl | cut -d" " -f1')" "root:root 644
 $krl_sum" "the guest's krl: a root-owned 0644 file with the host's bytes, the symlink's target untouched"
 log "certificates: login with only the CA line, another CA refused, revoked refused"
+
+# --- qvm's own logins: a session certificate; the static key logs in nowhere ---
+if ossh "$QVM_STATE_DIR/vms/$iso/id_ed25519" true; then
+  fail "the sandbox's static key (its seed's authorized_keys) logged in"
+fi
+# Every login qvm made into the sandbox (the execs above, the KRL pushes) was
+# an ECDSA certificate of qvm's session CA; none used a plain key.
+sshd_log=$(qvm exec "$iso" -- sudo journalctl -u ssh -o cat --no-pager) || fail "reading sshd's log"
+qvm_logins=$(grep -c "Accepted publickey for qvm from 10.0.2.2 port [0-9]* ssh2: ECDSA-CERT SHA256:[^ ]* ID qvm:[^:]*:$iso:[0-9]* " <<<"$sshd_log")
+[[ $qvm_logins -ge 5 ]] || fail "qvm's logins with a session certificate: $qvm_logins, want >= 5:
+$sshd_log"
+if grep "Accepted publickey" <<<"$sshd_log" | grep -v -e "ECDSA-CERT" -e "ED25519-CERT"; then
+  fail "a login without a certificate was accepted"
+fi
+audit=$(qvm audit "$iso" --json) || fail "qvm audit"
+[[ $(grep -o '"kind":"session"' <<<"$audit" | wc -l) -ge $qvm_logins ]] ||
+  fail "the audit log misses session certificates"
+log "qvm's own logins: $qvm_logins session certificates, the static key refused"
 
 out=$(qvm sandbox ls --agent e2e --json)
 expect_eq "$(jget "$out" '[0]["name"]')" "$iso" "sandbox ls --agent e2e"

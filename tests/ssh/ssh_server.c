@@ -110,13 +110,19 @@ int test_sshd_start_config(test_server *s, const char *host_key, const char *hos
   if (server_init(s, "sshd") < 0) return -1;
   mkdir("/run/sshd", 0755);
   s->host_pub_line = strdup(host_pub_line);
+  /* extra_config first: sshd keeps the first value of an option, and a
+   * guest's sshd_config.d/ drop-ins are included at the top (Debian's). */
   if (asprintf(&config,
-               "ListenAddress 127.0.0.1\nPort %d\nHostKey %s\nPidFile %s/sshd.pid\n"
+               "%s%sListenAddress 127.0.0.1\nPort %d\nHostKey %s\nPidFile %s/sshd.pid\n"
                "AuthorizedKeysFile %s/authorized_keys\nUsePAM no\nStrictModes no\n"
                "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
                "KbdInteractiveAuthentication no\nSubsystem sftp /usr/lib/openssh/sftp-server\n"
-               "MaxSessions 64\nMaxStartups 64\nLogLevel ERROR\n%s",
-               s->port, host_key, s->dir, s->dir, extra_config ? extra_config : "") < 0)
+               "MaxSessions 64\nMaxStartups 64\nLogLevel ERROR\n",
+               extra_config ? extra_config : "",
+               extra_config && *extra_config && extra_config[strlen(extra_config) - 1] != '\n'
+                   ? "\n"
+                   : "",
+               s->port, host_key, s->dir, s->dir) < 0)
     goto out;
   if (write_text(s->dir, "sshd_config", config, 0644) < 0 ||
       write_text(s->dir, "authorized_keys", authorized_keys, 0600) < 0)

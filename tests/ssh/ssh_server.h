@@ -22,7 +22,7 @@ typedef struct test_server {
 int test_sshd_start(test_server *s, const char *host_key, const char *host_pub_line,
                     const char *authorized_keys);
 /* The same, with extra_config (sshd_config lines, e.g. TrustedUserCAKeys)
- * appended; NULL for none. */
+ * first, so they win over the defaults as a drop-in does; NULL for none. */
 int test_sshd_start_config(test_server *s, const char *host_key, const char *host_pub_line,
                            const char *authorized_keys, const char *extra_config);
 /* dropbear (in a private mount namespace, so root's ~ is a temp dir holding

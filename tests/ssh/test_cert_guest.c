@@ -10,8 +10,13 @@
  * - a real sshd given exactly the seed's files (its host key, the drop-in's
  *   settings) lets plain ssh in with a `qvm cert issue` certificate while the
  *   client's known_hosts holds only `qvm cert known-hosts` and checks
- *   strictly; with the boot-time KRL (the CA's own key) every certificate is
- *   refused while a plain authorized key still logs in.
+ *   strictly; with the boot-time KRL (the CA's own key) every such
+ *   certificate is refused; the sandbox's static key, in authorized_keys,
+ *   never logs in (the drop-in reads none);
+ * - qvm's own login: a session certificate (ECDSA key in memory, session
+ *   CA) logs in through qvm's libssh2 client, also under the boot-time KRL
+ *   (so qvm can push the real one), and is refused from another source
+ *   address or for another user; ssh-keygen -L reads it.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -30,8 +35,10 @@
 #include <qvm/ssh.h>
 #include <qvm/vm.h>
 
+#include "ssh/session_key.h"
 #include "ssh_server.h"
 #include "testlib.h"
+#include "vm/ca_guest.h"
 
 #define SB "sbguest"
 #define PLAIN "plainvm"
@@ -126,13 +133,15 @@ static void test_seed_files(void **state) {
                    0);
   /* The drop-in names the three files, each written root's and 0644. */
   char *dropin = slurp("qvm.conf");
-  assert_contains(dropin, "\nTrustedUserCAKeys /etc/ssh/qvm_user_ca.pub\n");
+  assert_contains(dropin, "\nTrustedUserCAKeys /etc/ssh/qvm_trusted_cas.pub\n");
   assert_contains(dropin, "\nRevokedKeys /etc/ssh/qvm_revoked.krl\n");
   assert_contains(dropin, "\nHostCertificate /etc/ssh/qvm_host_ed25519_key-cert.pub");
+  assert_contains(dropin, "\nAuthorizedKeysFile none");
   free(dropin);
   char *meta = qvm_test_sh_output("cat '%s'/*.meta | sort", env.files);
   assert_string_equal(meta, "/etc/ssh/qvm_host_ed25519_key-cert.pub 0644 root:root\n"
                             "/etc/ssh/qvm_revoked.krl 0644 root:root\n"
+                            "/etc/ssh/qvm_trusted_cas.pub 0644 root:root\n"
                             "/etc/ssh/qvm_user_ca.pub 0644 root:root\n"
                             "/etc/ssh/sshd_config.d/qvm.conf 0644 root:root");
   free(meta);
@@ -140,7 +149,21 @@ static void test_seed_files(void **state) {
   char *ca = slurp("qvm_user_ca.pub"), *want = qvm_test_sh_output("'%s' cert ca --print", env.qvm);
   assert_non_null(want);
   assert_string_equal(ca, want);
-  free(ca), free(want);
+  free(ca);
+  /* sshd trusts the user CA and the session CA, nothing else. */
+  char *cas = slurp("qvm_trusted_cas.pub");
+  char *session = qvm_test_sh_output("cat '%s/ca/session_ca.pub'", env.state);
+  assert_non_null(cas), assert_non_null(session);
+  assert_contains(session, "ssh-ed25519 ");
+  char *both = NULL;
+  assert_true(asprintf(&both, "%s\n%s", want, session) > 0);
+  assert_string_equal(cas, both);
+  free(cas), free(session), free(both), free(want);
+  /* The sandbox is marked for session logins; a plain VM is not. */
+  assert_int_equal(qvm_test_sh("test -e '%s/vms/" SB "/" VM_CA_SESSION_MARK "' && "
+                               "test ! -e '%s/vms/" PLAIN "/" VM_CA_SESSION_MARK "'",
+                               env.state, env.state),
+                   0);
   assert_int_equal(
       qvm_test_sh("cmp -s '%s/qvm_revoked.krl' '%s/ca/revoked.krl'", env.files, env.state), 0);
   /* After a reboot the KRL becomes the CA's own key (certificates refused). */
@@ -210,11 +233,18 @@ static void test_sshd_with_seed_files(void **state) {
   char host_key[4096], key[4096], kh[4096], *config = NULL, *pub = NULL, *plain_pub = NULL;
   snprintf(host_key, sizeof host_key, "%s/host_key", env.files);
   pub = qvm_test_sh_output("ssh-keygen -y -f '%s'", host_key);
-  /* a plain key in authorized_keys: the static key qvm keeps for itself */
-  assert_int_equal(qvm_test_sh("ssh-keygen -q -t ed25519 -N '' -f '%s/plain'", env.dir), 0);
-  plain_pub = qvm_test_sh_output("cat '%s/plain.pub'", env.dir);
+  /* authorized_keys holds the sandbox's static key (its seed authorizes it
+   * for guests whose SSH server ignores the drop-in) */
+  assert_int_equal(qvm_test_sh("cp '%s/vms/" SB "/id_ed25519' '%s/plain' && chmod 0600 '%s/plain'",
+                               env.state, env.dir, env.dir),
+                   0);
+  plain_pub = qvm_test_sh_output("cat '%s/vms/" SB "/id_ed25519.pub'", env.state);
+  char *ud = qvm_test_sh_output("cat '%s/user-data'", env.files);
+  assert_non_null(ud), assert_non_null(plain_pub);
+  assert_non_null(strstr(ud, strchr(plain_pub, ' ') + 1));
+  free(ud);
   /* The drop-in with the guest's paths replaced by where the files are here. */
-  config = qvm_test_sh_output("sed -n 's|/etc/ssh/|%s/|p' '%s/qvm.conf' | grep -v '^#'", env.files,
+  config = qvm_test_sh_output("sed 's|/etc/ssh/|%s/|' '%s/qvm.conf' | grep -v '^#'", env.files,
                               env.files);
   assert_non_null(pub), assert_non_null(plain_pub), assert_non_null(config);
   assert_int_equal(test_sshd_start_config(&env.server, host_key, pub, plain_pub, config), 0);
@@ -240,17 +270,97 @@ static void test_sshd_with_seed_files(void **state) {
   assert_int_not_equal(ssh_login(key, other), 0);
   /* A bad pattern is refused with a message, not written. */
   assert_int_equal(qvm_test_sh("'%s' cert known-hosts --pattern 'a b' 2>/dev/null", env.qvm), 1);
-  /* The boot-time KRL (the user CA's key): certificates refused, the plain key not. */
+  /* The static key does not log in: the drop-in reads no authorized_keys. */
   char plain[4096];
   snprintf(plain, sizeof plain, "%s/plain", env.dir);
+  assert_int_not_equal(ssh_login(plain, kh), 0);
+  /* The boot-time KRL (the user CA's key): certificates refused. */
   assert_int_equal(
       qvm_test_sh("cp '%s/qvm_user_ca.pub' '%s/qvm_revoked.krl'", env.files, env.files), 0);
   assert_int_not_equal(ssh_login(key, kh), 0);
-  assert_int_equal(ssh_login(plain, kh), 0);
+  assert_int_not_equal(ssh_login(plain, kh), 0);
   /* The real KRL back: the certificate logs in again. */
   assert_int_equal(qvm_test_sh("cp '%s/ca/revoked.krl' '%s/qvm_revoked.krl'", env.state, env.files),
                    0);
   assert_int_equal(ssh_login(key, kh), 0);
+}
+
+/* qvm's own login as root with a session certificate for principal `user`
+ * from `source`. */
+static int session_login(const char *user, const char *source, char **cert_line) {
+  ssh_session_key key = {0};
+  qvm_cert_ca *ca = NULL;
+  char *line = NULL, kh[4096];
+  qvm_ssh *ssh = NULL;
+  snprintf(kh, sizeof kh, "%s/pinned_known_hosts", env.dir);
+  if (ssh_session_key_generate(&key, NULL) < 0 || qvm_cert_ca_open(&ca, NULL, NULL) < 0 ||
+      vm_ca_session_issue(&line, ca, key.q, SB, user, source, NULL) < 0)
+    fail_msg("cannot make a session certificate");
+  qvm_ssh_options o = QVM_SSH_OPTIONS_INIT;
+  o.host = "127.0.0.1";
+  o.port = env.server.port;
+  o.user = "root";
+  o.vm_name = SB;
+  o.known_hosts = kh;
+  o.identity_pem = key.pem;
+  o.certificate = line;
+  o.timeout_ms = 20000;
+  int r = qvm_ssh_connect(&ssh, &o, NULL);
+  qvm_ssh_free(ssh);
+  qvm_cert_ca_free(ca);
+  ssh_session_key_clear(&key);
+  if (cert_line)
+    *cert_line = line;
+  else
+    free(line);
+  return r;
+}
+
+static void test_session_login(void **state) {
+  (void)state;
+  assert_true(env.server_up);
+  /* qvm pinned the guest's host key: the known_hosts qvm itself uses. */
+  char kh[4096];
+  snprintf(kh, sizeof kh, "%s/pinned_known_hosts", env.dir);
+  assert_int_equal(qvm_test_sh("cp '%s/vms/" SB "/known_hosts' '%s'", env.state, kh), 0);
+  char *line = NULL;
+  assert_int_equal(session_login("root", "127.0.0.1", &line), 0);
+  /* OpenSSH reads it: an ECDSA user certificate of the session CA, for
+   * root, from 127.0.0.1 only, five minutes, no forwarding. */
+  assert_int_equal(qvm_test_sh("printf '%%s\\n' '%s' > '%s/session-cert.pub'", line, env.dir), 0);
+  char *listing = qvm_test_sh_output("ssh-keygen -L -f '%s/session-cert.pub'", env.dir);
+  assert_contains(listing, "Type: ecdsa-sha2-nistp256-cert-v01@openssh.com user certificate");
+  assert_contains(listing, "Key ID: \"qvm:");
+  assert_contains(listing, ":" SB ":");
+  assert_contains(listing, "Principals: \n                root\n");
+  assert_contains(listing, "source-address 127.0.0.1");
+  assert_contains(listing, "permit-pty");
+  assert_null(strstr(listing, "permit-port-forwarding"));
+  free(listing);
+  char *signer = qvm_test_sh_output(
+      "ssh-keygen -L -f '%s/session-cert.pub' | sed -n 's/^ *Signing CA: ED25519 //p' | "
+      "cut -d' ' -f1",
+      env.dir);
+  char *session_fp =
+      qvm_test_sh_output("ssh-keygen -lf '%s/ca/session_ca.pub' | cut -d' ' -f2", env.state);
+  assert_non_null(signer), assert_non_null(session_fp);
+  assert_string_equal(signer, session_fp);
+  free(signer), free(session_fp), free(line);
+  /* From another source address, or for another user: refused by sshd. */
+  assert_int_not_equal(session_login("root", "10.9.9.9", NULL), 0);
+  assert_int_not_equal(session_login("nobody", "127.0.0.1", NULL), 0);
+  /* Under the boot-time KRL qvm still gets in (to push the real one). */
+  assert_int_equal(
+      qvm_test_sh("cp '%s/qvm_user_ca.pub' '%s/qvm_revoked.krl'", env.files, env.files), 0);
+  assert_int_equal(session_login("root", "127.0.0.1", NULL), 0);
+  assert_int_equal(qvm_test_sh("cp '%s/ca/revoked.krl' '%s/qvm_revoked.krl'", env.state, env.files),
+                   0);
+  /* Each one is in the audit log, as a session certificate of the sandbox. */
+  char *audit = qvm_test_sh_output(
+      "'%s' audit " SB " --json | grep -o '\"kind\":\"session\"' | wc -l", env.qvm);
+  assert_non_null(audit);
+  assert_true(atoi(audit) >= 4);
+  free(audit);
 }
 
 static void test_push_refusals(void **state) {
@@ -279,7 +389,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_seed_files),        cmocka_unit_test(test_host_cert_listing),
       cmocka_unit_test(test_plain_vm_has_none), cmocka_unit_test(test_sshd_with_seed_files),
-      cmocka_unit_test(test_push_refusals),
+      cmocka_unit_test(test_session_login),     cmocka_unit_test(test_push_refusals),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
