@@ -7,7 +7,8 @@
 # snapshot installs libvirt from Debian when it is missing.
 #
 #   scripts/bench.sh              # all of them
-#   scripts/bench.sh qmp seed     # some: qmp seed net-dhcp net-ip ssh vm up image snapshot sandbox
+#   scripts/bench.sh qmp seed     # some: qmp seed net-dhcp net-ip ssh ssh-login vm up image
+#                                 #   snapshot sandbox
 set -uo pipefail
 cd "$(dirname "$0")/.."
 { scripts/deps.sh && scripts/setup.sh >/dev/null; } || { echo "bench: build failed" >&2; exit 1; }
@@ -18,13 +19,14 @@ declare -A run=(
   [net-dhcp]="$b/net/bench_dhcp"
   [net-ip]="$b/net/bench_ip"
   [ssh]="$b/ssh/bench_ssh"
+  [ssh-login]="$b/ssh/bench_login"
   [vm]="$b/vm/bench_vm"
   [up]="bench/e2e/bench_up.sh"
   [image]="bench/image/bench_image.sh"
   [snapshot]="bench/snapshot/bench_snapshot.sh"
   [sandbox]="bench/sandbox/bench_sandbox.sh"
 )
-order=(qmp seed net-dhcp net-ip ssh vm up image snapshot sandbox)
+order=(qmp seed net-dhcp net-ip ssh ssh-login vm up image snapshot sandbox)
 [[ $# -gt 0 ]] && order=("$@")
 export QVM_SOURCE_DIR=$PWD QVM_BINARY_DIR=$PWD/build
 failed=()
