@@ -50,6 +50,7 @@ typedef struct shim_config {
   int lock_fd;  /* released once QMP answered: the caller's own (foreground run,
                    unlocked) or a copy inherited by qvm-shim (closed) */
   bool lock_inherited;
+  bool foreground;         /* qvm run: QEMU must not outlive this process */
   int stop_timeout_s;      /* for SIGTERM/SIGINT */
   vm_accel accel;          /* resolved */
   char accel_warning[160]; /* "" when none */

@@ -493,6 +493,7 @@ int qvm_vm_run(int *out, qvm_vm *vm, int stop_timeout_ms, qvm_error **err) {
   shim_config cfg = {.mode = SHIM_SPAWN,
                      .ready_fd = -1,
                      .lock_fd = fd,
+                     .foreground = true,
                      .stop_timeout_s = stop_timeout_ms > 0 ? (stop_timeout_ms + 999) / 1000 : 60};
   if (r >= 0) r = qemu_available(err);
   if (r >= 0)

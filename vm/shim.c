@@ -694,6 +694,7 @@ static void shim_retry_port(shim *s) {
   json_object_object_add(d, "port", json_object_new_int(s->ssh_port));
   json_object_object_add(d, "attempt", json_object_new_int(s->launch_attempt + 1));
   shim_event(s, "qvm-ssh-port-taken", d);
+  shim_watchdog_stop(s); /* that QEMU is dead */
   close(s->pidfd);
   s->pidfd = -1;
   s->qemu_pid = 0;
@@ -815,6 +816,7 @@ int vm_shim_run(int *out, qvm_vm *vm, const shim_config *cfg, qvm_error **err) {
             .serial_ino = -1,
             .log_poll_ms = -1,
             .incoming_fd = -1,
+            .watchdog_fd = -1,
             .expires_at_us = vm->spec->sandbox ? vm->spec->expires_at_us : 0};
   vm_record_set_lock_wait(VM_RECORD_SHIM_LOCK_WAIT_MS);
   s.events_fd =
@@ -849,6 +851,7 @@ int vm_shim_run(int *out, qvm_vm *vm, const shim_config *cfg, qvm_error **err) {
   } else {
     *out = QVM_RUN_EXIT_ERROR;
   }
+  shim_watchdog_stop(&s);       /* QEMU is gone (or, on an error, was killed) */
   vm_net_remove_own_tap(s.net); /* QEMU is gone; its tap normally went with it */
   vm_net_free(s.net);
   qvm_qmp_free(s.qmp);

@@ -53,6 +53,8 @@ typedef struct shim {
   int64_t expires_at_us; /* the sandbox's deadline (realtime); 0: none (vm/ttl.c) */
   bool expired;          /* the deadline passed: stopping, then the VM is removed */
   bool notified;         /* READY=1 went to $NOTIFY_SOCKET (qvm run) */
+  int watchdog_fd;       /* foreground: the pipe whose close ends QEMU; -1 when none */
+  pid_t watchdog_pid;
 } shim;
 
 /* The guest grows serial.log, qemu.log (through QEMU) and events.jsonl
@@ -67,6 +69,12 @@ typedef struct shim {
 #define VM_EVENT_LINE_MAX (64 << 10)
 
 int shim_launch_qemu(shim *s, qvm_error **err);
+/* Foreground (cfg.foreground): a process that terminates QEMU (s->pidfd)
+ * once this process is gone or stop is called, however it went
+ * (vm/shim_watchdog.c). stop closes the pipe and reaps it; call it only
+ * when QEMU has exited (or should be ended), and before a new QEMU. */
+int shim_watchdog_start(shim *s, qvm_error **err);
+void shim_watchdog_stop(shim *s);
 /* Appends {"event": name, "data": data (taken; may be NULL), ...} to
  * events.jsonl and to ctl.sock's subscribers. */
 void shim_event(shim *s, const char *name, struct json_object *data);

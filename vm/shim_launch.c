@@ -309,6 +309,7 @@ int shim_launch_qemu(shim *s, qvm_error **err) {
   s->pidfd = shim_pidfd_open(pid);
   if (s->pidfd < 0) return shim_lost_qemu(s, err);
   s->qmp_client_fd = TAKE_FD(qmp_client);
+  if (s->cfg.foreground) return shim_watchdog_start(s, err);
   return 0;
 }
 

@@ -533,7 +533,9 @@ enum {
 
 /* Runs the shim in the foreground until QEMU exits. SIGTERM/SIGINT start a
  * graceful stop (stop_timeout_ms, then quit, then SIGKILL). *out gets the
- * exit status above. */
+ * exit status above. QEMU does not outlive the calling process: a watchdog
+ * child (reaped before this returns) ends QEMU if the process dies, even by
+ * SIGKILL (SIGTERM, then SIGKILL after 5 s). */
 QVM_API int qvm_vm_run(int *out, qvm_vm *vm, int stop_timeout_ms, qvm_error **err);
 
 #ifdef __cplusplus

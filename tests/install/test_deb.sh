@@ -31,6 +31,7 @@ dpkg-deb -f "${debs[0]}" Depends | grep -q 'qemu-system-x86' || fail "qvm does n
 
 dpkg -i "${debs[@]}" >"$tmp/install.log" 2>&1 || fail "dpkg -i: $(tail -n 20 "$tmp/install.log")"
 for f in /usr/bin/qvm /usr/libexec/qvm/qvm-shim /usr/share/man/man1/qvm-snapshot.1.gz \
+  /usr/share/man/man5/qvm.yaml.5.gz /usr/share/man/man8/qvmd.8.gz \
   /usr/share/bash-completion/completions/qvm /usr/lib/systemd/system/qvm@.service \
   /usr/include/qvm/vm.h; do
   [[ -e $f ]] || fail "the package did not install $f"

@@ -43,6 +43,43 @@ done
 [[ $checked -ge 100 ]] || fail "only $checked flags checked: the flag scan is broken"
 echo "man pages and docs/cli.md: ${#verbs[@]} verbs, $checked flags checked"
 
+# qvmd(8): every flag qvmd --help prints
+page8=$bin/share/man/man8/qvmd.8
+if [[ -s $page8 ]]; then
+  render "$page8" >"$tmp/qvmd.txt"
+  grep -q '^QVMD(8)' "$tmp/qvmd.txt" || fail "qvmd.8 is not a section 8 page"
+  n=0
+  for f in $("$bin/qvmd" --help | flags); do
+    n=$((n + 1))
+    grep -qF -- "$f" "$tmp/qvmd.txt" || fail "man qvmd lacks $f (qvmd --help has it)"
+  done
+  [[ $n -ge 8 ]] || fail "only $n qvmd flags found: the flag scan is broken"
+  grep -qE 'qvmd\(8\)' "$tmp/qvm.txt" || fail "qvm(1) does not point to qvmd(8)"
+  echo "qvmd(8): $n flags checked"
+else
+  fail "no generated qvmd.8 in $bin/share/man/man8"
+fi
+
+# qvm.yaml(5): every key the loader accepts (vm/config.c's VM_KEYS, the list
+# its errors name), as a word of the rendered page
+page5=$bin/share/man/man5/qvm.yaml.5
+if [[ -s $page5 ]]; then
+  render "$page5" >"$tmp/yaml.txt"
+  grep -q '^QVM.YAML(5)' "$tmp/yaml.txt" || fail "qvm.yaml.5 is not a section 5 page"
+  keys=$(sed -n '/^static const char VM_KEYS\[\]/,/;/p' "$src/vm/config.c" | grep -o '"[^"]*"' |
+    tr -d '"' | tr ',' '\n' | tr -d ' ' | grep .)
+  n=0
+  for k in $keys vms; do
+    n=$((n + 1))
+    grep -qwF -- "$k" "$tmp/yaml.txt" || fail "man qvm.yaml lacks the key '$k' (vm/config.c accepts it)"
+  done
+  [[ $n -ge 15 ]] || fail "only $n qvm.yaml keys found: the key scan is broken"
+  grep -qE 'qvm\.yaml\(5\)' "$tmp/qvm.txt" || fail "qvm(1) does not point to qvm.yaml(5)"
+  echo "qvm.yaml(5): $n keys checked"
+else
+  fail "no generated qvm.yaml.5 in $bin/share/man/man5"
+fi
+
 # bash: the generated script, driven as bash's completion would drive it.
 export QVM_STATE_DIR=$tmp/state QVM_RUNTIME_DIR=$tmp/run
 mkdir -p "$tmp/bin" && ln -s "$qvm" "$tmp/bin/qvm"
