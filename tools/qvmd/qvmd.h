@@ -152,6 +152,16 @@ void qvmd_vms_start(qvmd_reply *out, const qvmd_request *req);
 void qvmd_vms_stop(qvmd_reply *out, const qvmd_request *req);
 void qvmd_vms_restart(qvmd_reply *out, const qvmd_request *req);
 void qvmd_vms_exec(qvmd_reply *out, const qvmd_request *req);
+/* snapshots.c */
+void qvmd_snapshots_list(qvmd_reply *out, const qvmd_request *req);
+void qvmd_snapshots_create(qvmd_reply *out, const qvmd_request *req);
+void qvmd_snapshots_restore(qvmd_reply *out, const qvmd_request *req);
+void qvmd_snapshots_delete(qvmd_reply *out, const qvmd_request *req);
+void qvmd_vms_clone(qvmd_reply *out, const qvmd_request *req);
+void qvmd_vms_fork(qvmd_reply *out, const qvmd_request *req);
+void qvmd_sandbox_snapshots_list(qvmd_reply *out, const qvmd_request *req);
+void qvmd_sandboxes_checkpoint(qvmd_reply *out, const qvmd_request *req);
+void qvmd_sandboxes_rollback(qvmd_reply *out, const qvmd_request *req);
 void qvmd_sandboxes_list(qvmd_reply *out, const qvmd_request *req);
 void qvmd_sandboxes_create(qvmd_reply *out, const qvmd_request *req);
 void qvmd_sandboxes_get(qvmd_reply *out, const qvmd_request *req);
