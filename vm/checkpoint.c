@@ -43,16 +43,25 @@ int qvm_vm_checkpoint(char out_name[QVM_VM_CHECKPOINT_NAME_MAX], qvm_vm *vm, uns
                       qvm_error **err) {
   if (!vm) return qvm_error_set(err, QVM_EINVAL, "no vm given");
   if (!keep) keep = QVM_VM_CHECKPOINT_KEEP;
-  int r = vm_reload(vm, err);
-  if (r < 0) return r;
+  int r = 0;
   unsigned long max = 0;
-  checkpoints(vm, &max);
-  if (max >= 999999999UL)
-    return qvm_error_set(err, QVM_EINVAL, "vm '%s' has used up its checkpoint numbers", vm->name);
   char name[QVM_VM_CHECKPOINT_NAME_MAX];
-  snprintf(name, sizeof name, CKPT_PREFIX "%lu", max + 1);
-  if ((r = qvm_vm_snapshot_create(vm, name, NULL, err)) < 0)
-    return qvm_error_prefix(err, "cannot take checkpoint '%s'", name);
+  /* Two commands at once (qvmd) may pick the same number: the one that
+   * finds it taken takes the next. */
+  for (int attempt = 0;; attempt++) {
+    if ((r = vm_reload(vm, err)) < 0) return r;
+    checkpoints(vm, &max);
+    if (max >= 999999999UL)
+      return qvm_error_set(err, QVM_EINVAL, "vm '%s' has used up its checkpoint numbers", vm->name);
+    snprintf(name, sizeof name, CKPT_PREFIX "%lu", max + 1);
+    qvm_error *e = NULL;
+    if ((r = qvm_vm_snapshot_create(vm, name, NULL, &e)) >= 0) break;
+    if (r != QVM_EEXISTS || attempt == 3) {
+      qvm_error_propagate(err, e);
+      return qvm_error_prefix(err, "cannot take checkpoint '%s'", name);
+    }
+    qvm_error_free(e);
+  }
   if (out_name) snprintf(out_name, QVM_VM_CHECKPOINT_NAME_MAX, "%s", name);
   /* The oldest beyond keep go; a failure to remove one fails nothing. */
   if (vm_reload(vm, NULL) < 0) return 0;
