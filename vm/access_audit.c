@@ -47,13 +47,18 @@ static struct json_object *stream_json(output_tap *t, int i) {
   return o;
 }
 
-static struct json_object *command_json(const qvm_ssh_exec_options *o) {
+/* checkpoint: NULL for a shell or qvm's own commands (no member), "" for a
+ * user's command without one (null), else its name. */
+static struct json_object *command_json(const qvm_ssh_exec_options *o, const char *checkpoint) {
   struct json_object *d = json_object_new_object();
   if (o->argv)
     vm_audit_add_argv(d, o->argv);
   else if (o->command)
     json_object_object_add(d, "command", vm_audit_string(o->command, VM_AUDIT_PATH_MAX, NULL));
   if (o->pty) json_object_object_add(d, "pty", json_object_new_boolean(true));
+  if (checkpoint)
+    json_object_object_add(d, "checkpoint",
+                           checkpoint[0] ? vm_audit_string(checkpoint, 64, NULL) : NULL);
   return d;
 }
 
@@ -73,14 +78,13 @@ static void outcome_json(struct json_object *d, int r, const qvm_ssh_exec_result
  * still leaves the first. */
 static int exec_logged(qvm_ssh_exec_result *out, qvm_vm *vm, qvm_ssh *ssh,
                        const qvm_ssh_exec_options *opts, const char *start, const char *action,
-                       qvm_error **err) {
-  if (!opts) return qvm_error_set(err, QVM_EINVAL, "exec needs options");
-  int r = QVM_OPTIONS_CHECK(opts, qvm_ssh_exec_options, QVM_SSH_EXEC_OPTIONS_VERSION, err);
+                       const char *checkpoint, qvm_error **err) {
+  int r = vm_exec_options_check(opts, err);
   if (r < 0) return r;
   output_tap t = {.next = opts->on_output, .ctx = opts->ctx};
   crypto_hash_sha256_init(&t.h[0]);
   crypto_hash_sha256_init(&t.h[1]);
-  struct json_object *first = command_json(opts);
+  struct json_object *first = command_json(opts, checkpoint);
   if (!strcmp(start, "ssh-open"))
     json_object_object_add(first, "host_key",
                            json_object_new_string(qvm_ssh_host_fingerprint(ssh)));
@@ -92,7 +96,7 @@ static int exec_logged(qvm_ssh_exec_result *out, qvm_vm *vm, qvm_ssh *ssh,
   qvm_error *e = NULL;
   int64_t started = qvm_now_ms();
   r = qvm_ssh_exec(&res, ssh, &o, &e);
-  struct json_object *d = command_json(opts);
+  struct json_object *d = command_json(opts, checkpoint);
   outcome_json(d, r, &res, &t, qvm_now_ms() - started);
   vm_audit_note(vm->name, action, r, (const qvm_error *const *)&e, d);
   if (r < 0) return qvm_error_propagate(err, e);
@@ -100,14 +104,29 @@ static int exec_logged(qvm_ssh_exec_result *out, qvm_vm *vm, qvm_ssh *ssh,
   return 0;
 }
 
+int vm_exec_options_check(const qvm_ssh_exec_options *opts, qvm_error **err) {
+  if (!opts) return qvm_error_set(err, QVM_EINVAL, "exec needs options");
+  return QVM_OPTIONS_CHECK(opts, qvm_ssh_exec_options, QVM_SSH_EXEC_OPTIONS_VERSION, err);
+}
+
 int qvm_vm_exec(qvm_ssh_exec_result *out, qvm_vm *vm, qvm_ssh *ssh,
                 const qvm_ssh_exec_options *opts, qvm_error **err) {
-  return exec_logged(out, vm, ssh, opts, "exec-start", "exec", err);
+  return exec_logged(out, vm, ssh, opts, "exec-start", "exec", NULL, err);
+}
+
+int vm_exec_user(qvm_ssh_exec_result *out, qvm_vm *vm, qvm_ssh *ssh,
+                 const qvm_ssh_exec_options *opts, const char *checkpoint, qvm_error **err) {
+  return exec_logged(out, vm, ssh, opts, "exec-start", "exec", checkpoint ? checkpoint : "", err);
+}
+
+void vm_exec_refused(qvm_vm *vm, const qvm_ssh_exec_options *opts, int r,
+                     const qvm_error *const *err) {
+  vm_audit_note(vm->name, "exec", r, err, command_json(opts, ""));
 }
 
 int qvm_vm_shell(qvm_ssh_exec_result *out, qvm_vm *vm, qvm_ssh *ssh,
                  const qvm_ssh_exec_options *opts, qvm_error **err) {
-  return exec_logged(out, vm, ssh, opts, "ssh-open", "ssh-close", err);
+  return exec_logged(out, vm, ssh, opts, "ssh-open", "ssh-close", NULL, err);
 }
 
 /* ---- copies ------------------------------------------------------------------ */

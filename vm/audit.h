@@ -43,6 +43,20 @@ void vm_audit_clone(const char *src, const char *dst, const char *snapshot, int 
                     const qvm_error *const *err);
 void vm_audit_provision(const char *vm, size_t steps, const size_t *failed, int r,
                         const qvm_error *const *err);
+/* A user's command (vm/access_audit.c, for qvm_vm_exec_command): as
+ * qvm_vm_exec, with "checkpoint" (checkpoint's name; NULL or "": null) in
+ * both records. */
+struct qvm_ssh_exec_options;
+struct qvm_ssh_exec_result;
+struct qvm_vm;
+struct qvm_ssh;
+int vm_exec_options_check(const struct qvm_ssh_exec_options *opts, qvm_error **err);
+int vm_exec_user(struct qvm_ssh_exec_result *out, struct qvm_vm *vm, struct qvm_ssh *ssh,
+                 const struct qvm_ssh_exec_options *opts, const char *checkpoint, qvm_error **err);
+/* The one "exec" record of a user's command that did not run (r, err: why;
+ * "checkpoint": null). */
+void vm_exec_refused(struct qvm_vm *vm, const struct qvm_ssh_exec_options *opts, int r,
+                     const qvm_error *const *err);
 /* Lowercase hex of sha256 over bytes. */
 void vm_audit_sha256_hex(char out[65], const void *bytes, size_t len);
 

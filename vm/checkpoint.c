@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* qvm_vm_checkpoint / qvm_vm_rollback: snapshots named ckpt-N around an
- * agent's commands (issue 14), on top of vm/snapshot.c. */
+ * agent's commands (issue 14), on top of vm/snapshot.c; and
+ * qvm_vm_exec_command, the one entry for user commands that takes them. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 
 #include <json-c/json.h>
 
+#include <qvm/sandbox.h>
 #include <qvm/snapshot.h>
 
 #include "vm/audit.h"
@@ -41,16 +43,25 @@ int qvm_vm_checkpoint(char out_name[QVM_VM_CHECKPOINT_NAME_MAX], qvm_vm *vm, uns
                       qvm_error **err) {
   if (!vm) return qvm_error_set(err, QVM_EINVAL, "no vm given");
   if (!keep) keep = QVM_VM_CHECKPOINT_KEEP;
-  int r = vm_reload(vm, err);
-  if (r < 0) return r;
+  int r = 0;
   unsigned long max = 0;
-  checkpoints(vm, &max);
-  if (max >= 999999999UL)
-    return qvm_error_set(err, QVM_EINVAL, "vm '%s' has used up its checkpoint numbers", vm->name);
   char name[QVM_VM_CHECKPOINT_NAME_MAX];
-  snprintf(name, sizeof name, CKPT_PREFIX "%lu", max + 1);
-  if ((r = qvm_vm_snapshot_create(vm, name, NULL, err)) < 0)
-    return qvm_error_prefix(err, "cannot take checkpoint '%s'", name);
+  /* Two commands at once (qvmd) may pick the same number: the one that
+   * finds it taken takes the next. */
+  for (int attempt = 0;; attempt++) {
+    if ((r = vm_reload(vm, err)) < 0) return r;
+    checkpoints(vm, &max);
+    if (max >= 999999999UL)
+      return qvm_error_set(err, QVM_EINVAL, "vm '%s' has used up its checkpoint numbers", vm->name);
+    snprintf(name, sizeof name, CKPT_PREFIX "%lu", max + 1);
+    qvm_error *e = NULL;
+    if ((r = qvm_vm_snapshot_create(vm, name, NULL, &e)) >= 0) break;
+    if (r != QVM_EEXISTS || attempt == 3) {
+      qvm_error_propagate(err, e);
+      return qvm_error_prefix(err, "cannot take checkpoint '%s'", name);
+    }
+    qvm_error_free(e);
+  }
   if (out_name) snprintf(out_name, QVM_VM_CHECKPOINT_NAME_MAX, "%s", name);
   /* The oldest beyond keep go; a failure to remove one fails nothing. */
   if (vm_reload(vm, NULL) < 0) return 0;
@@ -96,4 +107,33 @@ int qvm_vm_rollback(char out_name[QVM_VM_CHECKPOINT_NAME_MAX], qvm_vm *vm, const
   if (r < 0) return qvm_error_prefix(err, "cannot roll vm '%s' back", vm->name);
   if (out_name) snprintf(out_name, QVM_VM_CHECKPOINT_NAME_MAX, "%s", name);
   return 0;
+}
+
+bool qvm_vm_checkpoint_each(const qvm_vm *vm) {
+  return vm && vm->spec->sandbox && vm->spec->checkpoint_each;
+}
+
+int qvm_vm_exec_command(qvm_ssh_exec_result *out, char out_checkpoint[QVM_VM_CHECKPOINT_NAME_MAX],
+                        qvm_vm *vm, qvm_ssh *ssh, const qvm_ssh_exec_options *opts, unsigned flags,
+                        qvm_error **err) {
+  if (out_checkpoint) out_checkpoint[0] = '\0';
+  if (flags & ~QVM_VM_EXEC_CHECKPOINT)
+    return qvm_error_set(err, QVM_EINVAL, "exec flags 0x%x are unknown", flags);
+  if (!vm || !ssh) return qvm_error_set(err, QVM_EINVAL, "exec needs a vm and its connection");
+  int r = vm_exec_options_check(opts, err);
+  /* vm.json as it is now: what decides is the sandbox's setting, not an old
+   * handle's copy of it */
+  if (r >= 0) r = vm_reload(vm, err);
+  if (r < 0) return r;
+  char ckpt[QVM_VM_CHECKPOINT_NAME_MAX] = "";
+  if ((flags & QVM_VM_EXEC_CHECKPOINT) || qvm_vm_checkpoint_each(vm)) {
+    r = qvm_vm_checkpoint(ckpt, vm, 0, err);
+    if (r < 0) {
+      qvm_error_prefix(err, "the command did not run: no checkpoint before it");
+      vm_exec_refused(vm, opts, r, (const qvm_error *const *)err);
+      return qvm_error_set_hint(err, r, "CheckpointFailed", vm->name);
+    }
+  }
+  if (out_checkpoint) snprintf(out_checkpoint, QVM_VM_CHECKPOINT_NAME_MAX, "%s", ckpt);
+  return vm_exec_user(out, vm, ssh, opts, ckpt, err);
 }

@@ -101,6 +101,7 @@ void vm_spec_tags_clear(vm_spec *s) {
   s->agent = NULL;
   s->sandbox = false;
   s->expires_at_us = 0;
+  s->checkpoint_each = false;
 }
 
 static int label_cmp(const void *a, const void *b) {
@@ -140,8 +141,11 @@ int vm_spec_set_tags(vm_spec *s, const qvm_vm_tags *t, qvm_error **err) {
     r = qvm_error_set(err, QVM_EINVAL, "a deadline is only for a sandbox");
   if (r >= 0 && t->sandbox && t->expires_at_us <= 0)
     r = qvm_error_set(err, QVM_EINVAL, "a sandbox needs a deadline");
+  if (r >= 0 && t->checkpoint_each && !t->sandbox)
+    r = qvm_error_set(err, QVM_EINVAL, "a checkpoint before every command is only for a sandbox");
   s->sandbox = t->sandbox;
   s->expires_at_us = t->expires_at_us;
+  s->checkpoint_each = t->checkpoint_each;
   if (r < 0) vm_spec_tags_clear(s);
   return r;
 }
@@ -200,6 +204,9 @@ void vm_tags_to_json(struct json_object *o, const vm_spec *s) {
     char at[32];
     qvm_format_rfc3339(at, s->expires_at_us);
     json_object_object_add(sb, "expires_at", json_object_new_string(at));
+    /* only when set: a vm.json without it reads as before */
+    if (s->checkpoint_each)
+      json_object_object_add(sb, "checkpoint_each", json_object_new_boolean(true));
     json_object_object_add(o, "sandbox", sb);
   }
 }
@@ -243,6 +250,11 @@ static int sandbox_from_json(vm_spec *s, struct json_object *sb, qvm_error **err
   int r = json_string(&at, v, "'sandbox': 'expires_at'", 40, err);
   if (r >= 0) r = vm_rfc3339_parse(&s->expires_at_us, at, err);
   if (r < 0) return qvm_error_prefix(err, "'sandbox': 'expires_at'"), r;
+  if (json_object_object_get_ex(sb, "checkpoint_each", &v) && v) {
+    if (!json_object_is_type(v, json_type_boolean))
+      return qvm_error_set(err, QVM_EINVAL, "'sandbox': 'checkpoint_each' is not a boolean");
+    s->checkpoint_each = json_object_get_boolean(v);
+  }
   s->sandbox = true;
   return 0;
 }
@@ -288,6 +300,7 @@ void vm_tags_info(struct json_object *o, const vm_spec *s, int64_t now_us) {
   json_object_object_add(o, "labels", l);
   json_object_object_add(o, "agent", s->agent ? json_object_new_string(s->agent) : NULL);
   json_object_object_add(o, "sandbox", json_object_new_boolean(s->sandbox));
+  json_object_object_add(o, "checkpoint_each", json_object_new_boolean(s->checkpoint_each));
   if (!s->sandbox) {
     json_object_object_add(o, "expires_at", NULL);
     json_object_object_add(o, "expires_at_us", NULL);

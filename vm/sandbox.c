@@ -147,7 +147,8 @@ static int create_run(char **out_json, const char *name, const qvm_sandbox_creat
                       .n_labels = o->n_labels,
                       .agent = o->agent,
                       .sandbox = true,
-                      .expires_at_us = qvm_realtime_us() + ttl * 1000000};
+                      .expires_at_us = qvm_realtime_us() + ttl * 1000000,
+                      .checkpoint_each = o->checkpoint_each};
   golden_kind kind;
   char vm[64];
   const char *snap = NULL;

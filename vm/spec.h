@@ -108,6 +108,7 @@ typedef struct vm_spec {
   char *agent;           /* NULL: none */
   bool sandbox;          /* "sandbox" present */
   int64_t expires_at_us; /* sandbox.expires_at (realtime us); 0: none */
+  bool checkpoint_each;  /* sandbox.checkpoint_each: a checkpoint before every user command */
   /* Not in vm.json: strings qvm_vm_ssh_target() lends out (valid until the
    * spec is re-read). */
   char *lent_host, *lent_known_hosts, *lent_identity;
@@ -166,7 +167,7 @@ void vm_tags_to_json(struct json_object *o, const vm_spec *spec);
 int vm_tags_from_json(vm_spec *spec, struct json_object *o, qvm_error **err);
 /* For info JSON: "labels" ({} when none), "agent" (null), "sandbox",
  * "expires_at", "expires_at_us" and "expires_in_s" (null unless a sandbox;
- * 0 once passed). */
+ * 0 once passed), "checkpoint_each" (false unless set). */
 void vm_tags_info(struct json_object *o, const vm_spec *spec, int64_t now_us);
 /* RFC 3339 UTC "YYYY-MM-DDTHH:MM:SS[.ffffff]Z" <-> realtime microseconds. */
 int vm_rfc3339_parse(int64_t *out_us, const char *text, qvm_error **err);

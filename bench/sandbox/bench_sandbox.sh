@@ -6,7 +6,9 @@
 #     SSH, then `qvm exec -- true`), beside `qvm fork GOLDEN` to exec-ready
 #     (no boot: resumed from memory), and
 #   - the per-command cost of `qvm exec --checkpoint -- true` beside a plain
-#     `qvm exec -- true` on the same running VM.
+#     `qvm exec -- true` on the same running VM, and
+#   - `qvm exec -- true` into a sandbox created with --checkpoint-each (a
+#     checkpoint before every command) beside one into a plain sandbox.
 # Medians of N runs (default 5), interleaved; figures only, nothing asserted.
 #
 #   QVM_BINARY_DIR=build bench/sandbox/bench_sandbox.sh [-n RUNS]
@@ -18,7 +20,7 @@ runs=5
 while [[ $# -gt 0 ]]; do
   case $1 in
   -n) runs=${2:?-n needs a number}; shift 2 ;;
-  -h | --help) sed -n '2,13p' "$0"; exit 0 ;;
+  -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
   *) echo "bench_sandbox: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
@@ -44,6 +46,9 @@ boot=(--kernel "$mini/vmlinuz" --initrd "$mini/initrd.img" --append console=ttyS
 qemu-img create -q -f qcow2 "$tmp/base.qcow2" 64M
 "$qvm" up gold "${boot[@]}" --image "$tmp/base.qcow2" >/dev/null 2>&1
 "$qvm" snapshot create gold s0 --disk-only >/dev/null
+# One plain sandbox and one with --checkpoint-each, for the per-command cost.
+"$qvm" sandbox create sbp --from gold:s0 --ttl 1h >/dev/null
+"$qvm" sandbox create sbe --from gold:s0 --ttl 1h --checkpoint-each >/dev/null
 
 now() { date +%s%N; }
 declare -A times
@@ -71,17 +76,28 @@ for i in $(seq "$runs"); do
   t0=$(now)
   "$qvm" exec gold --checkpoint -- true >/dev/null 2>&1
   add checkpoint $(($(now) - t0))
+  t0=$(now)
+  "$qvm" exec sbp -- true >/dev/null
+  add sb_exec $(($(now) - t0))
+  t0=$(now)
+  "$qvm" exec sbe -- true >/dev/null 2>&1
+  add sb_each $(($(now) - t0))
 done
 
 s=$(median <<<"${times[sandbox]}")
 f=$(median <<<"${times[fork]}")
 e=$(median <<<"${times[exec]}")
 c=$(median <<<"${times[checkpoint]}")
+p=$(median <<<"${times[sb_exec]}")
+x=$(median <<<"${times[sb_each]}")
 echo "mini guest (256M, TCG), median of $runs runs, seconds:"
 printf '  %-52s %7s\n' "qvm sandbox create --from gold:s0, to exec-ready" "$s"
 printf '  %-52s %7s\n' "qvm fork gold, to exec-ready (no boot)" "$f"
 printf '  %-52s %7s\n' "qvm exec -- true" "$e"
 printf '  %-52s %7s\n' "qvm exec --checkpoint -- true (a snapshot with RAM)" "$c"
-awk -v c="$c" -v e="$e" -v s="$s" -v f="$f" 'BEGIN {
+printf '  %-52s %7s\n' "qvm exec -- true, plain sandbox" "$p"
+printf '  %-52s %7s\n' "qvm exec -- true, sandbox with --checkpoint-each" "$x"
+awk -v c="$c" -v e="$e" -v s="$s" -v f="$f" -v p="$p" -v x="$x" 'BEGIN {
   printf "  --checkpoint costs %.3f s per command (%.1fx a plain exec)\n", c - e, c / e
+  printf "  --checkpoint-each costs %.3f s per command (%.1fx a plain sandbox exec)\n", x - p, x / p
   printf "  fork / sandbox create: %.2fx\n", f / s }'

@@ -21,6 +21,8 @@
 
 #include <qvm/error.h>
 #include <qvm/export.h>
+#include <qvm/snapshot.h>
+#include <qvm/ssh.h>
 #include <qvm/up.h>
 #include <qvm/vm.h>
 
@@ -47,7 +49,7 @@ typedef enum qvm_sandbox_net {
   QVM_SANDBOX_NET_ISOLATED_BRIDGE,
 } qvm_sandbox_net;
 
-#define QVM_SANDBOX_CREATE_OPTIONS_VERSION 2
+#define QVM_SANDBOX_CREATE_OPTIONS_VERSION 3
 typedef struct qvm_sandbox_create_options {
   unsigned version; /* QVM_SANDBOX_CREATE_OPTIONS_VERSION */
   /* What to start from: "VM:SNAP" (a clone of VM's snapshot SNAP), a VM
@@ -68,6 +70,10 @@ typedef struct qvm_sandbox_create_options {
   const char *bridge;
   const char *const *allow_egress;
   size_t n_allow_egress;
+  /* Version 3: every user command run in the sandbox (qvm_vm_exec_command)
+   * takes a checkpoint first; kept in vm.json ("sandbox":
+   * {"checkpoint_each": true}). */
+  bool checkpoint_each;
 } qvm_sandbox_create_options;
 #define QVM_SANDBOX_CREATE_OPTIONS_INIT                                                            \
   { .version = QVM_SANDBOX_CREATE_OPTIONS_VERSION }
@@ -78,13 +84,14 @@ typedef struct qvm_sandbox_create_options {
  * call fails half-way (a sandbox that did not come up stays for inspection
  * until then, as a VM after a failed up does). *out_json (may be NULL):
  * {"name","from","kind" ("image", "vm" or "snapshot"),"agent","labels",
- * "expires_at","expires_at_us","ttl_s","net","ssh_port","state"}. */
+ * "expires_at","expires_at_us","ttl_s","net","ssh_port","state",
+ * "checkpoint_each"}. */
 QVM_API int qvm_sandbox_create(char **out_json, const char *name,
                                const qvm_sandbox_create_options *opts, qvm_error **err);
 
 /* The sandboxes (agent NULL: all; else only that agent's), as a JSON array
  * of {"name","state","agent","labels","expires_at","expires_at_us",
- * "expires_in_s"}, sorted by name. Removes expired sandboxes whose QEMU is
+ * "expires_in_s","checkpoint_each"}, sorted by name. Removes expired sandboxes whose QEMU is
  * gone first (as qvm_vm_list does). */
 QVM_API int qvm_sandbox_list(char **out_json, const char *agent, qvm_error **err);
 
@@ -99,6 +106,30 @@ QVM_API int qvm_sandbox_destroy(const char *name, qvm_error **err);
  * QVM_ECONFLICT, class "SandboxExpired". */
 QVM_API int qvm_sandbox_extend(int64_t *out_expires_at_us, const char *name, int64_t by_s,
                                qvm_error **err);
+
+/* ---- user commands (vm/checkpoint.c) ---------------------------------------- */
+
+/* Flags of qvm_vm_exec_command. */
+#define QVM_VM_EXEC_CHECKPOINT 0x1u /* a checkpoint first, whatever the VM (exec --checkpoint) */
+
+/* Runs a user's command in the VM (qvm exec, qvmd's exec routes: every
+ * caller that runs what a person or an agent asked for): qvm_vm_exec on
+ * ssh, after a checkpoint (qvm_vm_checkpoint, the default count kept) when
+ * flags has QVM_VM_EXEC_CHECKPOINT or the VM is a sandbox created with
+ * checkpoint_each. The exec's audit records ("exec-start", "exec") name it
+ * ("checkpoint": "ckpt-N", null when none was taken). A checkpoint that
+ * cannot be taken fails the call and the command does not run: the error
+ * says so (class "CheckpointFailed"; one "exec" audit record with the
+ * error). *out_checkpoint (may be NULL) gets the checkpoint's name, "" when
+ * none was taken. qvm_vm_exec itself never takes one: qvm's own commands in
+ * the guest (the KRL push) and qvm ssh / cp use it or its siblings. */
+QVM_API int qvm_vm_exec_command(qvm_ssh_exec_result *out,
+                                char out_checkpoint[QVM_VM_CHECKPOINT_NAME_MAX], qvm_vm *vm,
+                                qvm_ssh *ssh, const qvm_ssh_exec_options *opts, unsigned flags,
+                                qvm_error **err);
+/* Whether every user command in the VM takes a checkpoint first (a sandbox
+ * created with checkpoint_each), as the handle last read vm.json. */
+QVM_API bool qvm_vm_checkpoint_each(const qvm_vm *vm);
 
 #ifdef __cplusplus
 }

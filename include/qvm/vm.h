@@ -166,13 +166,16 @@ typedef struct qvm_vm_tags {
   const char *agent;     /* NULL: none */
   bool sandbox;          /* made by qvm_sandbox_create (qvm sandbox destroy takes it) */
   int64_t expires_at_us; /* sandbox: realtime microseconds; its shim removes it then */
+  /* sandbox only: every user command (qvm_vm_exec_command, include/qvm/sandbox.h)
+   * takes a checkpoint first (create options version 4, clone options version 3) */
+  bool checkpoint_each;
 } qvm_vm_tags;
 
 /* Every options struct starts with `unsigned version`, which its _INIT macro
  * sets; the library refuses a version it does not know with QVM_EINVAL
  * naming the struct. Start from the _INIT macro, then set members. */
 
-#define QVM_VM_CREATE_OPTIONS_VERSION 3
+#define QVM_VM_CREATE_OPTIONS_VERSION 4
 typedef struct qvm_vm_create_options {
   unsigned version; /* QVM_VM_CREATE_OPTIONS_VERSION */
   /* The base disk image, never written to (a qcow2 overlay is): a path (it
@@ -223,7 +226,7 @@ typedef struct qvm_vm_create_options {
   size_t n_provision;
   const char *hostkey; /* "pinned" (NULL; "tofu" without a qvm seed) or "tofu" (the image
                           ignores qvm's host key) */
-  qvm_vm_tags tags;    /* labels, agent, sandbox deadline (version 3) */
+  qvm_vm_tags tags;    /* labels, agent, sandbox deadline (version 3; checkpoint_each 4) */
 } qvm_vm_create_options;
 
 #define QVM_VM_CREATE_OPTIONS_INIT                                                                 \
@@ -322,7 +325,7 @@ typedef enum qvm_vm_clone_then {
   QVM_VM_CLONE_UP,     /* and bring it up (qvm_vm_up with up, up_result) */
 } qvm_vm_clone_then;
 
-#define QVM_VM_CLONE_OPTIONS_VERSION 2
+#define QVM_VM_CLONE_OPTIONS_VERSION 3
 typedef struct qvm_vm_clone_options {
   unsigned version;     /* QVM_VM_CLONE_OPTIONS_VERSION */
   const char *snapshot; /* an internal snapshot of SRC's disk; NULL: its current state */
@@ -332,7 +335,8 @@ typedef struct qvm_vm_clone_options {
   struct qvm_up_result *up_result;   /* UP; may be NULL */
   qvm_image_progress_fn *progress;   /* the import's phases (qvm_image_import_vm) */
   void *userdata;
-  qvm_vm_tags tags; /* DST's labels, agent, sandbox deadline; SRC's are not copied (version 2) */
+  qvm_vm_tags tags;      /* DST's labels, agent, sandbox deadline; SRC's are not copied (version 2;
+                            checkpoint_each 3) */
   const qvm_vm_net *net; /* DST's networking; NULL: SRC's (version 2) */
 } qvm_vm_clone_options;
 #define QVM_VM_CLONE_OPTIONS_INIT                                                                  \

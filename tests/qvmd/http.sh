@@ -163,6 +163,9 @@ expect_status 200 "get v1"
 expect_eq "$(jget "$body" 'o["labels"]')" "{'team': 'x'}" "v1's labels"
 req GET /api/v1/sandboxes/v1
 expect_status 404 "a vm that is no sandbox, as a sandbox"
+req POST /api/v1/sandboxes '{"from": "v1", "checkpointEach": "yes"}'
+expect_status 422 "a sandbox with checkpointEach not a boolean"
+expect_eq "$(jget "$body" 'o["field"]')" checkpointEach "the 422 names checkpointEach"
 req GET "/api/v1/audit?vm=v1"
 expect_status 200 "audit of v1"
 expect_eq "$(jget "$body" 'o[0]["action"]')" create "v1's first audit record"

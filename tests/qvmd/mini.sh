@@ -105,8 +105,9 @@ auth_b=(-H "Authorization: Bearer $tok_b")
 req POST /api/v1/sandboxes '{"name": "sb-a", "from": "m1", "ttl": "10m", "waitCloudInit": false}' "${auth_a[@]}"
 expect_status 201 "agent a makes sb-a"
 expect_eq "$(jget "$body" 'o["agent"], o["state"]')" "('agent-a', 'running')" "sb-a"
-req POST /api/v1/sandboxes '{"name": "sb-b", "from": "m1", "ttl": "10m", "waitCloudInit": false}' "${auth_b[@]}"
+req POST /api/v1/sandboxes '{"name": "sb-b", "from": "m1", "ttl": "10m", "waitCloudInit": false, "checkpointEach": true}' "${auth_b[@]}"
 expect_status 201 "agent b makes sb-b"
+expect_eq "$(jget "$body" 'o["checkpointEach"]')" True "sb-b takes a checkpoint before every command"
 # An agent starts sandboxes from images, golden vms and its own sandboxes
 # only: not from another vm (m2 has no golden label), another agent's
 # sandbox, a snapshot of either, or a host path or URL; every refusal is the
@@ -169,6 +170,14 @@ wait "${slow[@]}"
 req POST /api/v1/sandboxes/sb-a/exec '{"argv": ["echo", "in-a"]}' "${auth_a[@]}"
 expect_status 200 "agent a execs in sb-a"
 expect_eq "$(jget "$body" 'repr(o["stdout"])')" "'in-a\\n'" "sb-a's output"
+expect_eq "$(jget "$body" 'o["checkpoint"]')" None "sb-a (no checkpointEach) took no checkpoint"
+# sb-b (checkpointEach): qvmd's exec takes a checkpoint first and names it.
+wait_ready sb-b
+req POST /api/v1/sandboxes/sb-b/exec '{"argv": ["sh", "-c", "echo in-b > /tmp/b"]}' "${auth_b[@]}"
+expect_status 200 "agent b execs in sb-b"
+expect_eq "$(jget "$body" 'o["checkpoint"]')" ckpt-1 "sb-b's exec took checkpoint ckpt-1"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if [s["name"] for s in d.get("snapshots", [])] == ["ckpt-1"] else 1)' \
+  "$QVM_STATE_DIR/vms/sb-b/vm.json" || fail "sb-b's vm.json does not list ckpt-1 alone"
 req DELETE /api/v1/sandboxes/sb-a '' "${auth_a[@]}"
 expect_status 204 "agent a destroys sb-a"
 url_base=

@@ -537,6 +537,69 @@ static void test_tags_golden(void **state) {
   free(text);
 }
 
+/* sandbox.checkpoint_each: read, written back only when true (a sandbox
+ * without it is written as before), in the info JSON; only for a sandbox. */
+static void test_tags_checkpoint_each(void **state) {
+  (void)state;
+  char *text = fixture_text("../corpus/vm_json/sandbox.json");
+  vm_record *rec = parse_ok(text);
+  assert_false(rec->spec->checkpoint_each);
+  struct json_object *info = json_object_new_object(), *v = NULL;
+  vm_tags_info(info, rec->spec, 0);
+  assert_true(json_object_object_get_ex(info, "checkpoint_each", &v));
+  assert_false(json_object_get_boolean(v));
+  json_object_put(info);
+  vm_record_free(rec);
+  struct json_object *doc = json_parse(text), *spec = NULL, *sb = NULL;
+  assert_true(json_object_object_get_ex(doc, "spec", &spec));
+  assert_true(json_object_object_get_ex(spec, "sandbox", &sb));
+  json_object_object_add(sb, "checkpoint_each", json_object_new_boolean(true));
+  rec = parse_ok(json_object_to_json_string(doc));
+  assert_true(rec->spec->checkpoint_each);
+  struct json_object *out = vm_record_to_json(rec), *out_spec = NULL;
+  assert_true(json_object_object_get_ex(out, "spec", &out_spec));
+  assert_non_null(strstr(json_object_to_json_string_ext(out_spec, JSON_C_TO_STRING_PLAIN),
+                         "\"sandbox\":{\"expires_at\":\"2026-11-29T18:50:00.123456Z\","
+                         "\"checkpoint_each\":true}"));
+  vm_record *back = parse_ok(json_object_to_json_string(out));
+  assert_true(back->spec->checkpoint_each);
+  info = json_object_new_object();
+  vm_tags_info(info, back->spec, 0);
+  assert_true(json_object_object_get_ex(info, "checkpoint_each", &v));
+  assert_true(json_object_get_boolean(v));
+  json_object_put(info);
+  vm_record_free(back);
+  json_object_put(out);
+  vm_record_free(rec);
+  /* false is the same as absent */
+  json_object_object_add(sb, "checkpoint_each", json_object_new_boolean(false));
+  rec = parse_ok(json_object_to_json_string(doc));
+  assert_false(rec->spec->checkpoint_each);
+  vm_record_free(rec);
+  json_object_put(doc);
+  free(text);
+  /* create options: only a sandbox takes it */
+  vm_spec s = {0};
+  qvm_vm_tags t = {.checkpoint_each = true};
+  qvm_error *err = NULL;
+  assert_int_equal(vm_spec_set_tags(&s, &t, &err), QVM_EINVAL);
+  assert_non_null(strstr(qvm_error_message(err), "only for a sandbox"));
+  qvm_error_free(err);
+  t = (qvm_vm_tags){.sandbox = true, .expires_at_us = 5, .checkpoint_each = true};
+  assert_int_equal(vm_spec_set_tags(&s, &t, NULL), 0);
+  assert_true(s.checkpoint_each);
+  vm_spec_tags_clear(&s);
+  assert_false(s.checkpoint_each);
+  /* the user-command entry refuses what it cannot do before touching anything */
+  qvm_ssh_exec_options eo = QVM_SSH_EXEC_OPTIONS_INIT;
+  char ckpt[QVM_VM_CHECKPOINT_NAME_MAX] = "x";
+  assert_int_equal(qvm_vm_exec_command(NULL, ckpt, NULL, NULL, &eo, 0x2, &err), QVM_EINVAL);
+  assert_non_null(strstr(qvm_error_message(err), "flags"));
+  assert_string_equal(ckpt, "");
+  qvm_error_free(err);
+  assert_int_equal(qvm_vm_exec_command(NULL, NULL, NULL, NULL, &eo, 0, NULL), QVM_EINVAL);
+}
+
 /* spec.MEMBER = value is refused, naming needle. */
 static void test_tags_hostile(void **state) {
   (void)state;
@@ -561,6 +624,10 @@ static void test_tags_hostile(void **state) {
       {"sandbox", "{\"expires_at\":\"2021-01-01T00:00:00+01:00\"}", "RFC 3339"},
       {"sandbox", "{\"expires_at\":\"2021-01-01T00:00:00.1234567Z\"}", "RFC 3339"},
       {"sandbox", "{\"expires_at\":\"1969-12-31T23:59:59Z\"}", "RFC 3339"},
+      {"sandbox", "{\"expires_at\":\"2026-01-01T00:00:00Z\",\"checkpoint_each\":1}",
+       "checkpoint_each"},
+      {"sandbox", "{\"expires_at\":\"2026-01-01T00:00:00Z\",\"checkpoint_each\":\"true\"}",
+       "checkpoint_each"},
   };
   char *text = fixture_text("vm-schema1.json");
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -722,8 +789,9 @@ int main(void) {
       cmocka_unit_test(test_updates),          cmocka_unit_test(test_up_diff),
       cmocka_unit_test(test_up_syntax_stable), cmocka_unit_test(test_snapshots),
       cmocka_unit_test(test_tags_absent),      cmocka_unit_test(test_tags_golden),
-      cmocka_unit_test(test_tags_hostile),     cmocka_unit_test(test_label_rules),
-      cmocka_unit_test(test_rfc3339),          cmocka_unit_test(test_durations),
+      cmocka_unit_test(test_tags_hostile),     cmocka_unit_test(test_tags_checkpoint_each),
+      cmocka_unit_test(test_label_rules),      cmocka_unit_test(test_rfc3339),
+      cmocka_unit_test(test_durations),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -162,6 +162,8 @@ static void print_tags(struct json_object *info) {
   if (str_member(info, "expires_at", NULL))
     printf("sandbox:      expires at %s (in %s s)\n", str_member(info, "expires_at", ""),
            str_member(info, "expires_in_s", "?"));
+  if (!strcmp(str_member(info, "checkpoint_each", "false"), "true"))
+    printf("checkpoints:  one before every command (sandbox create --checkpoint-each)\n");
 }
 
 static void print_info(struct json_object *info) {

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* qvm sandbox create [NAME] --from GOLDEN [--ttl D] [--agent ID] [--label K=V]...
- *   [--net isolated|user|isolated-bridge[=BR]] [--allow-egress HOST:PORT[/tcp|udp]]... */
+ *   [--net isolated|user|isolated-bridge[=BR]] [--allow-egress HOST:PORT[/tcp|udp]]...
+ *   [--checkpoint-each] */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@ static const char create_help[] =
     "                          [--label KEY=VALUE]...\n"
     "                          [--net isolated|user|isolated-bridge[=BRIDGE]]\n"
     "                          [--allow-egress HOST:PORT[/tcp|/udp]]...\n"
+    "                          [--checkpoint-each]\n"
     "                          [--timeout S] [--no-wait-cloud-init] [--json]\n"
     "\n"
     "Makes a sandbox and brings it up. GOLDEN is VM:SNAP (a clone of the vm's\n"
@@ -44,11 +46,15 @@ static const char create_help[] =
     "                     with isolated-bridge: the guest may open connections to\n"
     "                     HOST (an IPv4 address or CIDR, no DNS names) on PORT\n"
     "                     (tcp unless /udp); repeatable, at most 32\n"
+    "  --checkpoint-each  take a checkpoint before every command run in it ('qvm\n"
+    "                     exec', qvmd's exec), as 'qvm exec --checkpoint' does: 'qvm\n"
+    "                     rollback NAME' undoes the last one; the last 5 are kept; a\n"
+    "                     command whose checkpoint fails does not run\n"
     "  --timeout S        the whole up (default 600)\n"
     "  --no-wait-cloud-init  stop waiting once SSH works\n"
     "  --json             print {\"name\", \"state\", \"agent\", \"labels\", \"expires_at\",\n"
     "                     \"expires_at_us\", \"expires_in_s\", \"from\", \"kind\", \"ttl_s\",\n"
-    "                     \"net\", \"ssh_port\"}\n";
+    "                     \"net\", \"ssh_port\", \"checkpoint_each\"}\n";
 
 typedef struct create_args {
   qvm_sandbox_create_options o;
@@ -95,6 +101,7 @@ static int parse_option(create_args *a, int c, char **argv) {
     a->egress[a->o.n_allow_egress++] = optarg;
     return 0;
   case 'W': a->up.wait_cloud_init = false; return 0;
+  case 'C': a->o.checkpoint_each = true; return 0;
   case 'j': a->json = true; return 0;
   case 't': {
     int v = 0, rc = qvm_cli_parse_seconds(VERB, optarg, 1, &v);
@@ -107,11 +114,18 @@ static int parse_option(create_args *a, int c, char **argv) {
 }
 
 static int parse(create_args *a, int argc, char **argv) {
-  static const struct option longopts[] = {
-      {"from", 1, 0, 'f'},         {"ttl", 1, 0, 'T'},  {"agent", 1, 0, 'a'},
-      {"label", 1, 0, 'l'},        {"net", 1, 0, 'n'},  {"timeout", 1, 0, 't'},
-      {"json", 0, 0, 'j'},         {"help", 0, 0, 'h'}, {"no-wait-cloud-init", 0, 0, 'W'},
-      {"allow-egress", 1, 0, 'e'}, {0, 0, 0, 0}};
+  static const struct option longopts[] = {{"from", 1, 0, 'f'},
+                                           {"ttl", 1, 0, 'T'},
+                                           {"agent", 1, 0, 'a'},
+                                           {"label", 1, 0, 'l'},
+                                           {"net", 1, 0, 'n'},
+                                           {"timeout", 1, 0, 't'},
+                                           {"json", 0, 0, 'j'},
+                                           {"help", 0, 0, 'h'},
+                                           {"no-wait-cloud-init", 0, 0, 'W'},
+                                           {"allow-egress", 1, 0, 'e'},
+                                           {"checkpoint-each", 0, 0, 'C'},
+                                           {0, 0, 0, 0}};
   int c, r = 0;
   optind = 0;
   opterr = 0;
@@ -147,6 +161,8 @@ static int print_result(const char *text, bool json) {
                                                                         : 0);
     printf("sandbox '%s' is up; it expires at %s\n",
            json_object_object_get_ex(o, "name", &v) ? json_object_get_string(v) : "?", when);
+    if (json_object_object_get_ex(o, "checkpoint_each", &v) && json_object_get_boolean(v))
+      printf("every command run in it takes a checkpoint first\n");
   }
   json_object_put(o);
   return QVM_EXIT_OK;

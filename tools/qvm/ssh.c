@@ -12,6 +12,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <qvm/sandbox.h>
 #include <qvm/snapshot.h>
 #include <qvm/ssh.h>
 #include <qvm/vm.h>
@@ -153,7 +154,8 @@ static const char exec_help[] =
     "  --repin          accept and pin a changed guest host key\n"
     "  --checkpoint     take a checkpoint first (a snapshot, with RAM when the vm\n"
     "                   runs), so that 'qvm rollback NAME' undoes what CMD did; the\n"
-    "                   last 5 are kept\n" AUTH_HELP "\n"
+    "                   last 5 are kept. A sandbox created with --checkpoint-each\n"
+    "                   takes one before every command without it\n" AUTH_HELP "\n"
     "exit status: CMD's; 128+N if it was killed by signal N; 124 when --timeout\n"
     "ran out; 255 when qvm could not run it (no connection, host key, auth).\n";
 
@@ -236,17 +238,6 @@ static int exec_run(int argc, char **argv) {
     qvm_vm_free(vm);
     return EXEC_EXIT_QVM;
   }
-  if (a.checkpoint) {
-    char ckpt[QVM_VM_CHECKPOINT_NAME_MAX];
-    qvm_error *cerr = NULL;
-    if (qvm_vm_checkpoint(ckpt, vm, 0, &cerr) < 0) {
-      qvm_cli_fail("exec", cerr, "the command did not run; qvm snapshot ls NAME shows the others");
-      qvm_ssh_free(ssh);
-      qvm_vm_free(vm);
-      return EXEC_EXIT_QVM;
-    }
-    fprintf(stderr, "checkpoint %s (undo with: qvm rollback %s)\n", ckpt, a.name);
-  }
   char *audit = audit_path(vm);
   qvm_ssh_exec_options eo = QVM_SSH_EXEC_OPTIONS_INIT;
   eo.argv = (const char *const *)a.cmd;
@@ -258,13 +249,19 @@ static int exec_run(int argc, char **argv) {
   eo.audit_log = audit;
   qvm_ssh_exec_result res = {0};
   qvm_error *err = NULL;
-  if (qvm_vm_exec(&res, vm, ssh, &eo, &err) < 0) {
+  char ckpt[QVM_VM_CHECKPOINT_NAME_MAX] = "";
+  /* a sandbox made with --checkpoint-each takes one also without the flag */
+  if (qvm_vm_exec_command(&res, ckpt, vm, ssh, &eo, a.checkpoint ? QVM_VM_EXEC_CHECKPOINT : 0,
+                          &err) < 0) {
     bool timeout = qvm_error_code(err) == QVM_ETIMEOUT && a.timeout_s;
-    qvm_cli_fail("exec", err, NULL);
+    const char *cls = qvm_error_class(err);
+    bool no_ckpt = cls && !strcmp(cls, "CheckpointFailed");
+    qvm_cli_fail("exec", err, no_ckpt ? "qvm snapshot ls NAME shows the checkpoints" : NULL);
     r = timeout ? EXEC_EXIT_TIMEOUT : EXEC_EXIT_QVM;
   } else {
     r = remote_status("exec", a.name, &res);
   }
+  if (ckpt[0]) fprintf(stderr, "checkpoint %s (undo with: qvm rollback %s)\n", ckpt, a.name);
   free(audit);
   qvm_ssh_free(ssh);
   qvm_vm_free(vm);

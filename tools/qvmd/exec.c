@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <qvm/sandbox.h>
 #include <qvm/ssh.h>
 #include <qvm/text.h>
 #include <qvm/vm.h>
@@ -74,7 +75,8 @@ static const char **read_argv(qvmd_reply *out, json_object *body) {
   return argv;
 }
 
-static void reply_result(qvmd_reply *out, const qvm_ssh_exec_result *res, const exec_output *o) {
+static void reply_result(qvmd_reply *out, const qvm_ssh_exec_result *res, const exec_output *o,
+                         const char *checkpoint) {
   json_object *r = json_object_new_object();
   json_object_object_add(r, "exitCode", res->signaled ? NULL : json_object_new_int(res->exit_code));
   if (res->signaled) {
@@ -90,6 +92,8 @@ static void reply_result(qvmd_reply *out, const qvm_ssh_exec_result *res, const 
   json_object_object_add(r, "stdoutTruncated", json_object_new_boolean(o->out.truncated));
   json_object_object_add(r, "stderrTruncated", json_object_new_boolean(o->err.truncated));
   json_object_object_add(r, "durationMs", json_object_new_int64(res->duration_ms));
+  json_object_object_add(r, "checkpoint",
+                         checkpoint[0] ? json_object_new_string(checkpoint) : NULL);
   qvmd_reply_json(out, 200, r);
 }
 
@@ -109,10 +113,13 @@ static void run(qvmd_reply *out, qvm_vm *vm, const char *const *argv, int timeou
   eo.ctx = &o;
   eo.timeout_ms = timeout_ms;
   qvm_ssh_exec_result res = {0};
-  if (qvm_vm_exec(&res, vm, ssh, &eo, &err) < 0)
+  /* a sandbox created with checkpointEach takes a checkpoint first; one
+   * that fails fails the exec before the command runs */
+  char ckpt[QVM_VM_CHECKPOINT_NAME_MAX] = "";
+  if (qvm_vm_exec_command(&res, ckpt, vm, ssh, &eo, 0, &err) < 0)
     qvmd_problem_qvm(out, err, NULL);
   else
-    reply_result(out, &res, &o);
+    reply_result(out, &res, &o, ckpt);
   qvm_ssh_free(ssh);
   free(o.out.data);
   free(o.err.data);

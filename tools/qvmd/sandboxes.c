@@ -104,6 +104,7 @@ void qvmd_sandboxes_delete(qvmd_reply *out, const qvmd_request *req) {
 typedef struct sandbox_body {
   const char *name, *from, *ttl, *agent, *network;
   bool wait_cloud_init;
+  bool checkpoint_each;
   int64_t timeout_ms;
   bool timeout_set;
   qvm_vm_label labels[LABELS_MAX];
@@ -180,8 +181,9 @@ static bool agent_may_start_from(const char *from, const char *agent) {
 
 static bool read_sandbox_body(qvmd_reply *out, const qvmd_request *req, json_object *body,
                               sandbox_body *b) {
-  static const char *const known[] = {"name",    "from",          "ttl",       "agent", "labels",
-                                      "network", "waitCloudInit", "timeoutMs", NULL};
+  static const char *const known[] = {"name",           "from",    "ttl",           "agent",
+                                      "labels",         "network", "waitCloudInit", "timeoutMs",
+                                      "checkpointEach", NULL};
   b->wait_cloud_init = true;
   if (!qvmd_body_known(out, body, known) ||
       !qvmd_body_string(out, body, "name", QVM_VM_NAME_MAX, &b->name) ||
@@ -190,6 +192,7 @@ static bool read_sandbox_body(qvmd_reply *out, const qvmd_request *req, json_obj
       !qvmd_body_string(out, body, "agent", QVM_VM_AGENT_MAX, &b->agent) ||
       !qvmd_body_string(out, body, "network", 16, &b->network) ||
       !qvmd_body_bool(out, body, "waitCloudInit", &b->wait_cloud_init) ||
+      !qvmd_body_bool(out, body, "checkpointEach", &b->checkpoint_each) ||
       !qvmd_body_int(out, body, "timeoutMs", 1000, 3600 * 1000, &b->timeout_set, &b->timeout_ms) ||
       !read_labels(out, body, b))
     return false;
@@ -238,6 +241,7 @@ void qvmd_sandboxes_create(qvmd_reply *out, const qvmd_request *req) {
   o.agent = b.agent;
   o.labels = b.labels;
   o.n_labels = b.n_labels;
+  o.checkpoint_each = b.checkpoint_each;
   o.net = b.network && !strcmp(b.network, "user") ? QVM_SANDBOX_NET_USER : QVM_SANDBOX_NET_ISOLATED;
   if (b.ttl && qvm_sandbox_duration_parse(&o.ttl_s, b.ttl, &err) < 0) {
     qvmd_problem_qvm(out, err, "ttl");
