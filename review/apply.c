@@ -13,21 +13,24 @@
 #include "util/cleanup.h"
 #include "util/fs.h"
 #include "util/time.h"
+#include "vm/access.h"
+#include "vm/handle.h"
 #include <qvm/review.h>
 #include <qvm/ssh.h>
 #include <qvm/vm.h>
 
 #define LOG_TAIL_MAX (4u << 20)
 #define CLIENT_KEY "client_key"
+#define STATIC_KEY "static_key" /* a sandbox's: for a server that takes no certificate */
 
 void review_target_done(const char *run) {
-  char *key = NULL;
-  if (asprintf(&key, "%s/" CLIENT_KEY, run) < 0) return;
-  unlink(key);
-  free(key);
-  if (asprintf(&key, "%s/" CLIENT_KEY "-cert.pub", run) < 0) return;
-  unlink(key);
-  free(key);
+  static const char *const files[] = {CLIENT_KEY, CLIENT_KEY "-cert.pub", STATIC_KEY};
+  for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+    char *key = NULL;
+    if (asprintf(&key, "%s/%s", run, files[i]) < 0) return;
+    unlink(key);
+    free(key);
+  }
 }
 
 /* ansible splits ansible_ssh_common_args like a shell: keep to bytes that
@@ -40,7 +43,8 @@ static bool path_plain(const char *s) {
 
 /* inventory.json (the yaml inventory plugin reads JSON) and known_hosts for
  * the running VM target, in run. */
-int review_target_inventory(char **out, const char *target, const char *run, qvm_error **err) {
+static int target_inventory(char **out, const char *target, const char *run, int timeout_ms,
+                            qvm_error **err) {
   qvm_vm *vm = NULL;
   qvm_ssh *ssh = NULL;
   int r = qvm_vm_open(&vm, target, err);
@@ -56,7 +60,10 @@ int review_target_inventory(char **out, const char *target, const char *run, qvm
   _cleanup_free_ char *kh = NULL, *text = NULL, *inv = NULL, *args = NULL, *key = NULL;
   _cleanup_(review_json_putp) struct json_object *doc = NULL;
   size_t len = 0;
-  if ((r = qvm_vm_ssh_target(&so, vm, 30000, err)) < 0) goto out;
+  /* A sandbox's certificate outlives the run (each of ansible's ssh
+   * connections logs in anew), not more: it is on disk for that long. */
+  int64_t ttl_s = timeout_ms > 0 ? timeout_ms / 1000 + 60 : 3600;
+  if ((r = vm_ssh_login_target(&so, vm, NULL, 30000, ttl_s, err)) < 0) goto out;
   if (!path_plain(so.known_hosts) || (!so.certificate && !path_plain(so.identity)) ||
       !path_plain(run)) {
     r = qvm_error_set(err, QVM_EINVAL,
@@ -95,6 +102,19 @@ int review_target_inventory(char **out, const char *target, const char *run, qvm
     if ((r = qvm_write_file_atomic(key, so.identity_pem, strlen(so.identity_pem), 0600, err)) < 0 ||
         (r = qvm_write_file_atomic(cert, line, strlen(line), 0600, err)) < 0)
       goto out;
+    /* and the static key, as qvm itself falls back to it */
+    _cleanup_free_ char *skey = NULL, *more = NULL;
+    if (so.identity && path_plain(so.identity) &&
+        qvm_read_file(&text, &len, so.identity, 64u << 10, NULL) >= 0) {
+      if (asprintf(&skey, "%s/" STATIC_KEY, run) < 0 ||
+          asprintf(&more, "%s -o IdentityFile=%s", args, skey) < 0) {
+        r = qvm_error_set_errno(err, ENOMEM, "out of memory");
+        goto out;
+      }
+      if ((r = qvm_write_file_atomic(skey, text, len, 0600, err)) < 0) goto out;
+      free(args);
+      args = TAKE_PTR(more);
+    }
   } else if ((r = qvm_read_file(&text, &len, so.identity, 64u << 10, err)) < 0 ||
              (r = qvm_write_file_atomic(key, text, len, 0600, err)) < 0) {
     goto out;
@@ -115,7 +135,15 @@ int review_target_inventory(char **out, const char *target, const char *run, qvm
   if ((r = qvm_write_file_atomic(inv, t, strlen(t), 0600, err)) < 0) goto out;
   *out = TAKE_PTR(inv);
 out:
+  vm_spec_lent_credentials_clear(vm->spec);
   qvm_vm_free(vm);
+  return r;
+}
+
+int review_target_inventory(char **out, const char *target, const char *run, int timeout_ms,
+                            qvm_error **err) {
+  int r = target_inventory(out, target, run, timeout_ms, err);
+  if (r < 0) review_target_done(run); /* no key left behind */
   return r;
 }
 
@@ -168,7 +196,7 @@ static int apply_locked(struct json_object **out, review *rv, const qvm_review_a
     return qvm_error_set_errno(err, ENOMEM, "out of memory");
   qvm_rm_rf(run, NULL); /* a run that died before it was recorded */
   if (mkdir(run, 0700) < 0) return qvm_error_set_errno(err, errno, "cannot make '%s'", run);
-  r = o->target ? review_target_inventory(&inv, o->target, run, err)
+  r = o->target ? review_target_inventory(&inv, o->target, run, o->timeout_ms, err)
                 : user_inventory(&inv, o->inventory, err);
   if (r < 0) return r;
   const char *argv[] = {"ansible-playbook", "-i", inv, pb, NULL};

@@ -110,7 +110,7 @@ static int replay_in(struct json_object *replay, const char *clone, const qvm_di
   if (asprintf(&log, "%s/ansible.log", run) < 0 ||
       asprintf(&pb, "%s/playbook.yml", playbook_dir) < 0)
     return qvm_error_set_errno(err, ENOMEM, "out of memory");
-  int r = review_target_inventory(&inv, clone, run, err);
+  int r = review_target_inventory(&inv, clone, run, timeout_ms, err);
   if (r < 0) return r;
   const char *argv[] = {"ansible-playbook", "-i", inv, pb, NULL};
   int status = -1;

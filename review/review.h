@@ -34,7 +34,10 @@ int review_hashes_match(const review *rv, struct json_object *bound, qvm_error *
 
 /* inventory.json and known_hosts in run for the running VM target (a login
  * first checks, or for a tofu VM pins, its host key); *out: the inventory. */
-int review_target_inventory(char **out, const char *target, const char *run, qvm_error **err);
+/* timeout_ms: the run's (a sandbox's certificate is made to outlive it);
+ * on failure nothing of it is left in run. */
+int review_target_inventory(char **out, const char *target, const char *run, int timeout_ms,
+                            qvm_error **err);
 /* Removes the client key copy review_target_inventory put in run. */
 void review_target_done(const char *run);
 

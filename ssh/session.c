@@ -326,6 +326,11 @@ int qvm_ssh_connect(qvm_ssh **out, const qvm_ssh_options *opts, qvm_error **err)
     if (r < 0 && o.identity && r == QVM_EAUTH) {
       qvm_error_free(cert_err);
       r = auth_key_file(ssh, &o, deadline, err);
+      if (r < 0) /* say both: a sandbox refuses the key by design */
+        qvm_error_prefix(err,
+                         "vm '%s' refused qvm's session certificate (is the guest's clock "
+                         "far ahead of the host's?), then",
+                         ssh_host_alias(&o));
     } else if (r < 0 && o.identity) {
       qvm_error_propagate(err, cert_err);
     }

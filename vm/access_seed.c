@@ -92,7 +92,7 @@ static int make_keys(seed_inputs *in, qvm_ssh_key **out_host, const char *dir, c
    * with a certificate of its session CA (vm/ca_guest.h). The key above is
    * for a guest whose SSH server ignores the drop-in (the test suite's
    * dropbear guest): it takes no certificate either. */
-  if (r >= 0 && s->sandbox) r = vm_ca_session_mark(dir, err);
+  if (r >= 0 && s->sandbox) r = vm_ca_session_mark(dir, s->name, err);
   snprintf(comment, sizeof comment, "root@%s", s->name);
   if (r >= 0) r = qvm_ssh_key_generate(out_host, comment, err);
   snprintf(path, sizeof path, "%s/%s", dir, VM_KNOWN_HOSTS);
@@ -182,7 +182,7 @@ static int build_seed(const char *dir, const vm_spec *s, const seed_inputs *in,
   spec.n_bootcmd = ca->n_bootcmd;
   /* A VM that is not a sandbox trusts none of qvm's certificates, also when
    * its disk is a sandbox's (a plain clone): it would get no KRL pushes. */
-  static const char *const untrust[] = {"rm -f " VM_GUEST_SSHD_DROPIN};
+  static const char *const untrust[] = {"rm -f " VM_GUEST_SSHD_DROPIN " " VM_GUEST_SSHD_DROPIN_OLD};
   if (!s->sandbox) spec.bootcmd = untrust, spec.n_bootcmd = 1;
   char iso[4096];
   snprintf(iso, sizeof iso, "%s/%s", dir, VM_SEED_ISO);

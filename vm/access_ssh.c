@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,9 +89,10 @@ static int source_address(char *out, size_t size, const vm_spec *s, qvm_error **
   return r;
 }
 
-/* A session key and a certificate of the session CA for it (vm/ca_guest.h),
- * lent to the caller like the paths: freed (the key wiped) with the spec. */
-static int session_credentials(qvm_vm *vm, vm_spec *s, qvm_error **err) {
+/* A session key and a certificate of the session CA for it (vm/ca_guest.h)
+ * for `user`, valid ttl_s, lent to the caller like the paths: freed (the
+ * key wiped) with the spec or by vm_spec_lent_credentials_clear. */
+static int session_credentials(qvm_vm *vm, vm_spec *s, int64_t ttl_s, qvm_error **err) {
   char from[INET6_ADDRSTRLEN + 8];
   ssh_session_key key = {0};
   qvm_cert_ca *ca = NULL;
@@ -99,7 +101,8 @@ static int session_credentials(qvm_vm *vm, vm_spec *s, qvm_error **err) {
   if (r >= 0) r = ssh_session_key_generate(&key, err);
   if (r >= 0) r = qvm_cert_ca_open(&ca, NULL, err);
   if (r >= 0)
-    r = vm_ca_session_issue(&s->lent_cert, ca, key.q, vm->name, qvm_vm_user(vm), from, err);
+    r = vm_ca_session_issue(&s->lent_cert, ca, key.q, vm->name, vm_ca_session_principal(vm), from,
+                            ttl_s, err);
   qvm_cert_ca_free(ca);
   if (r >= 0) s->lent_pem = TAKE_PTR(key.pem), s->lent_pem_len = key.pem_len;
   ssh_session_key_clear(&key);
@@ -107,7 +110,9 @@ static int session_credentials(qvm_vm *vm, vm_spec *s, qvm_error **err) {
                : 0;
 }
 
-int qvm_vm_ssh_target(qvm_ssh_options *out, qvm_vm *vm, int timeout_ms, qvm_error **err) {
+/* Where and as whom; no credentials minted. o is a whole current-version
+ * struct. */
+static int ssh_target(qvm_ssh_options *out, qvm_vm *vm, int timeout_ms, qvm_error **err) {
   int r = vm_reload(vm, err); /* the runtime's port is the newest run's */
   if (r < 0) return r;
   qvm_vm_state st = qvm_vm_get_state(vm);
@@ -131,9 +136,6 @@ int qvm_vm_ssh_target(qvm_ssh_options *out, qvm_vm *vm, int timeout_ms, qvm_erro
     return qvm_error_set_errno(err, ENOMEM, "out of memory");
   }
   qvm_ssh_options o = QVM_SSH_OPTIONS_INIT;
-  if (vm_ca_session_login(vm) && (r = session_credentials(vm, s, err)) < 0) return r;
-  o.identity_pem = s->lent_pem;
-  o.certificate = s->lent_cert;
   o.host = s->lent_host;
   o.port = port;
   o.user = qvm_vm_user(vm);
@@ -142,10 +144,36 @@ int qvm_vm_ssh_target(qvm_ssh_options *out, qvm_vm *vm, int timeout_ms, qvm_erro
   o.hostkey_policy = s->hostkey_tofu ? QVM_SSH_HOSTKEY_TOFU : QVM_SSH_HOSTKEY_PINNED;
   if (access(s->lent_identity, R_OK) == 0)
     o.identity = s->lent_identity;
-  else if (!o.certificate)
+  else if (!vm_ca_session_login(vm))
     o.use_agent = true; /* no key of its own (--no-cloud-init, --seed) */
   if (timeout_ms > 0) o.timeout_ms = timeout_ms;
   *out = o;
+  return 0;
+}
+
+/* The public call fills a version 1 struct (its callers may have been built
+ * against that header: writing more would run past their struct), without
+ * a certificate: a caller that prints an OpenSSH command gets the key file,
+ * which a sandbox's sshd does not take (qvm cert issue is for that). */
+int qvm_vm_ssh_target(qvm_ssh_options *out, qvm_vm *vm, int timeout_ms, qvm_error **err) {
+  qvm_ssh_options o;
+  int r = ssh_target(&o, vm, timeout_ms, err);
+  if (r < 0) return r;
+  o.version = 1;
+  memcpy(out, &o, offsetof(qvm_ssh_options, identity_pem));
+  return 0;
+}
+
+int vm_ssh_login_target(qvm_ssh_options *out, qvm_vm *vm, const char *user, int timeout_ms,
+                        int64_t cert_ttl_s, qvm_error **err) {
+  int r = ssh_target(out, vm, timeout_ms, err);
+  if (r < 0) return r;
+  if (user) out->user = user;
+  if (!vm_ca_session_login(vm)) return 0;
+  vm_spec *s = vm->spec;
+  if ((r = session_credentials(vm, s, cert_ttl_s, err)) < 0) return r;
+  out->identity_pem = s->lent_pem;
+  out->certificate = s->lent_cert;
   return 0;
 }
 
@@ -156,16 +184,21 @@ int qvm_vm_ssh_connect(qvm_ssh **out, qvm_vm *vm, const qvm_vm_ssh_options *opts
   if (rc < 0) return rc;
   int timeout = opts->timeout_ms > 0 ? opts->timeout_ms : 30000;
   qvm_ssh_options o;
-  int r = qvm_vm_ssh_target(&o, vm, timeout, err);
+  /* A key or the agent the caller names is used as given: no certificate. */
+  int r = opts->identity || opts->use_agent
+              ? ssh_target(&o, vm, timeout, err)
+              : vm_ssh_login_target(&o, vm, opts->user, timeout, VM_CA_SESSION_TTL_S, err);
   if (r < 0) return r;
   if (opts->repin) o.hostkey_policy = QVM_SSH_HOSTKEY_REPIN;
   if (opts->user) o.user = opts->user;
   if (opts->identity) o.identity = opts->identity, o.use_agent = false;
   if (opts->use_agent) o.identity = NULL, o.use_agent = true;
-  if (!o.identity && !o.use_agent)
+  if (!o.identity && !o.use_agent && !o.certificate)
     return qvm_error_set(err, QVM_EAUTH, "vm '%s' has no key of its own: give an identity",
                          vm->name);
-  return qvm_ssh_connect(out, &o, err);
+  r = qvm_ssh_connect(out, &o, err);
+  vm_spec_lent_credentials_clear(vm->spec); /* the key is needed no longer */
+  return r;
 }
 
 /* "shell 'echo hi'", "script setup.sh", "file app -> /opt/app" */

@@ -355,8 +355,9 @@ static int spec_init(ssh_cert_spec *spec, const qvm_cert_options *o, const unsig
   if (o->principals)
     while (spec->n_principals <= SSH_CERT_MAX_PRINCIPALS && o->principals[spec->n_principals])
       spec->n_principals++;
-  if (ecdsa_q) {
+  if (ecdsa_q) { /* a session certificate: valid from the epoch (vm/ca_guest.h) */
     spec->ecdsa_q = ecdsa_q;
+    spec->valid_after = 0;
     return 0;
   }
   return ssh_ed25519_from_line(spec->key, o->public_line, err);
@@ -524,15 +525,19 @@ int qvm_cert_issue(qvm_cert **out, qvm_cert_ca *ca, const qvm_cert_options *opts
 }
 
 int vm_ca_session_issue(char **out_line, qvm_cert_ca *ca, const unsigned char *ecdsa_q,
-                        const char *vm, const char *principal, const char *source_address,
-                        qvm_error **err) {
+                        const char *vm, const char *principal_vm, const char *source_address,
+                        int64_t ttl_s, qvm_error **err) {
+  char principal[SSH_CERT_MAX_PRINCIPAL + 1];
+  int n = snprintf(principal, sizeof principal, VM_SESSION_PRINCIPAL_PREFIX "%s", principal_vm);
+  if (n < 0 || (size_t)n >= sizeof principal || ttl_s <= 0 || ttl_s > 24 * 3600)
+    return qvm_error_set(err, QVM_EINVAL, "session certificate: bad principal or lifetime");
   const char *principals[] = {principal, NULL};
   qvm_cert_options o = QVM_CERT_OPTIONS_INIT;
   o.public_line = "";
   o.vm = vm;
   o.principals = principals;
   o.source_address = source_address;
-  o.ttl_ms = VM_CA_SESSION_TTL_S * 1000;
+  o.ttl_ms = ttl_s * 1000;
   qvm_cert *cert = NULL;
   int r = issue_audited(&cert, ca, &o, ecdsa_q, err);
   if (r >= 0 && !(*out_line = strdup(cert->line)))

@@ -47,7 +47,7 @@ static int oom(qvm_error **err) { return qvm_error_set_errno(err, ENOMEM, "out o
 void vm_ca_seed_clear(vm_ca_seed *seed) {
   if (!seed) return;
   free(seed->ca_line), free(seed->cas_lines), free(seed->cert_line), free(seed->dropin);
-  free(seed->krl);
+  free(seed->krl), free(seed->principals), free(seed->principals_path);
   *seed = (vm_ca_seed){0};
 }
 
@@ -84,18 +84,26 @@ static int seed_texts(vm_ca_seed *out, qvm_cert_ca *ca, const vm_spec *s, const 
     return oom(err);
   }
   /* sshd takes the first value it reads, and Debian's sshd_config includes
-   * sshd_config.d/ at its top: these win over the image's own lines. */
+   * sshd_config.d/ at its top, in name order: these win over the image's
+   * own lines and its later drop-ins. */
   if (asprintf(&out->dropin,
                "# Written by qvm when sandbox '%s' was created: sshd trusts qvm's user CA\n"
                "# and its session CA (qvm's own logins), refuses what qvm revoked, shows a\n"
                "# host certificate of qvm's host CA, and reads no authorized_keys: a\n"
-               "# short-lived certificate is the only way in.\n"
+               "# short-lived certificate is the only way in, for the principals listed\n"
+               "# in " VM_GUEST_PRINCIPALS_DIR "/USER.\n"
                "TrustedUserCAKeys " VM_GUEST_TRUSTED_CAS "\n"
                "RevokedKeys " VM_GUEST_KRL "\n"
                "HostCertificate " VM_GUEST_HOST_CERT "\n"
-               "AuthorizedKeysFile none\n",
+               "AuthorizedKeysFile none\n"
+               "AuthorizedPrincipalsFile " VM_GUEST_PRINCIPALS_DIR "/%%u\n",
                s->name) < 0) {
     out->dropin = NULL;
+    return oom(err);
+  }
+  if (asprintf(&out->principals, "%s\n" VM_SESSION_PRINCIPAL_PREFIX "%s\n", s->user, s->name) < 0 ||
+      asprintf(&out->principals_path, VM_GUEST_PRINCIPALS_DIR "/%s", s->user) < 0) {
+    out->principals = out->principals_path = NULL;
     return oom(err);
   }
   return host_cert_issue(&out->cert_line, ca, s, public_line, err);
@@ -119,6 +127,7 @@ int vm_ca_seed_make(vm_ca_seed *out, const vm_spec *s, const char *host_public_l
            {VM_GUEST_TRUSTED_CAS, out->cas_lines, strlen(out->cas_lines)},
            {VM_GUEST_KRL, out->krl, out->krl_len},
            {VM_GUEST_HOST_CERT, out->cert_line, strlen(out->cert_line)},
+           {out->principals_path, out->principals, strlen(out->principals)},
            {VM_GUEST_SSHD_DROPIN, out->dropin, strlen(out->dropin)}};
   for (size_t i = 0; i < sizeof f / sizeof *f; i++)
     out->files[out->n_files++] = (qvm_seed_write_file){.path = f[i].path,
@@ -140,7 +149,8 @@ int vm_ca_seed_make(vm_ca_seed *out, const vm_spec *s, const char *host_public_l
  * files in /etc/ssh. Exit 3 (NO_DROPIN_EXIT): the guest has no drop-in. */
 #define NO_DROPIN_EXIT 3
 static const char push_script[] = "set -e; umask 077; "
-                                  "if [ ! -f " VM_GUEST_SSHD_DROPIN " ]; then cat >/dev/null; "
+                                  "if [ ! -f " VM_GUEST_SSHD_DROPIN " ] && "
+                                  "[ ! -f " VM_GUEST_SSHD_DROPIN_OLD " ]; then cat >/dev/null; "
                                   "exit 3; fi; "
                                   "t=$(mktemp /etc/ssh/.qvm-push.XXXXXXXX); "
                                   "trap 'rm -f \"$t\"' EXIT; "
@@ -273,15 +283,41 @@ bool vm_ca_trusted(const qvm_vm *vm) { return vm->spec->sandbox || has_mark(vm->
 
 bool vm_ca_session_login(const qvm_vm *vm) { return has(vm->paths.dir, VM_CA_SESSION_MARK); }
 
-int vm_ca_session_mark(const char *dir, qvm_error **err) {
-  return mark(dir, VM_CA_SESSION_MARK, err);
+int vm_ca_session_mark(const char *dir, const char *name, qvm_error **err) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/" VM_CA_SESSION_MARK, dir);
+  return qvm_write_file_atomic(path, name, strlen(name), 0600, err);
+}
+
+/* The mark's content: a VM name, or "" (the caller's own name then). */
+static void session_principal_read(char *out, size_t size, const char *dir) {
+  char path[4096];
+  _cleanup_free_ char *text = NULL;
+  size_t len = 0;
+  out[0] = 0;
+  snprintf(path, sizeof path, "%s/" VM_CA_SESSION_MARK, dir);
+  if (qvm_read_file(&text, &len, path, 128, NULL) < 0 || len >= size) return;
+  memcpy(out, text, len);
+  out[len] = 0;
+  if (qvm_vm_name_check(out, NULL) < 0) out[0] = 0;
+}
+
+const char *vm_ca_session_principal(qvm_vm *vm) {
+  static _Thread_local char name[QVM_VM_NAME_MAX + 1];
+  session_principal_read(name, sizeof name, vm->paths.dir);
+  return name[0] ? name : vm->name;
 }
 
 int vm_ca_fork_mark(const qvm_vm *src, const char *dir, qvm_error **err) {
   if (!vm_ca_trusted(src)) return 0;
   int r = mark(dir, VM_CA_TRUST_MARK, err);
-  /* The fork's guest is SRC's: it takes what SRC's takes. */
-  if (r >= 0 && vm_ca_session_login(src)) r = mark(dir, VM_CA_SESSION_MARK, err);
+  /* The fork's guest is SRC's: it takes what SRC's takes, SRC's principal
+   * included. */
+  if (r >= 0 && vm_ca_session_login(src)) {
+    char name[QVM_VM_NAME_MAX + 1];
+    session_principal_read(name, sizeof name, src->paths.dir);
+    r = vm_ca_session_mark(dir, name[0] ? name : src->name, err);
+  }
   return r;
 }
 

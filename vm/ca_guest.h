@@ -26,7 +26,16 @@
 /* Not "ssh_host_*": cloud-init's ssh module deletes /etc/ssh/ssh_host_*key*
  * after write_files ran. */
 #define VM_GUEST_HOST_CERT "/etc/ssh/qvm_host_ed25519_key-cert.pub"
-#define VM_GUEST_SSHD_DROPIN "/etc/ssh/sshd_config.d/qvm.conf"
+/* 00-: sshd keeps the first value it reads, and the drop-ins are read in
+ * name order (an image's 50-cloud-init.conf after it). Sandboxes made
+ * before had qvm.conf: the push and a clone's bootcmd know both. */
+#define VM_GUEST_SSHD_DROPIN "/etc/ssh/sshd_config.d/00-qvm.conf"
+#define VM_GUEST_SSHD_DROPIN_OLD "/etc/ssh/sshd_config.d/qvm.conf"
+/* AuthorizedPrincipalsFile: /etc/ssh/qvm_principals/USER lists USER (the
+ * user CA's certificates, qvm cert issue) and "qvm-session:NAME" (qvm's
+ * own logins into this sandbox only). */
+#define VM_GUEST_PRINCIPALS_DIR "/etc/ssh/qvm_principals"
+#define VM_SESSION_PRINCIPAL_PREFIX "qvm-session:"
 /* The host certificate's principals besides the VM's name: what plain
  * `ssh -p PORT 127.0.0.1` checks (OpenSSH checks the host name as typed, or
  * HostKeyAlias, without the port). */
@@ -36,11 +45,11 @@
 #define VM_GUEST_HOST_CERT_SLACK_S (7 * 24 * 3600)
 
 typedef struct vm_ca_seed {
-  qvm_seed_write_file files[5];
+  qvm_seed_write_file files[6];
   size_t n_files;
   const char *bootcmd[1];
   size_t n_bootcmd;
-  char *ca_line, *cas_lines, *cert_line, *dropin, *krl;
+  char *ca_line, *cas_lines, *cert_line, *dropin, *krl, *principals, *principals_path;
   size_t krl_len;
 } vm_ca_seed;
 
@@ -76,21 +85,28 @@ int vm_ca_fork_trust(qvm_vm *vm, qvm_ssh *ssh, qvm_error **err);
  * A sandbox's guest trusts a third CA of qvm's, the session CA, and no
  * authorized_keys file (its sshd drop-in says AuthorizedKeysFile none): qvm
  * logs in with a certificate of that CA for an ECDSA key made for that one
- * connection and kept in memory (ssh/session_key.h), valid for
- * VM_CA_SESSION_TTL_S, principal the guest user, key id
+ * connection and kept in memory (ssh/session_key.h): valid from the epoch
+ * (a guest whose clock went back with a snapshot restore must still take
+ * it) to VM_CA_SESSION_TTL_S from now, principal "qvm-session:NAME" (the
+ * guest's principals file lists it for the guest user: the certificate
+ * logs in to that sandbox and its forks only), key id
  * "qvm:ACTOR:VM:SERIAL", source-address the host's address as the guest
  * sees it. The boot-time KRL (the user CA's key) does not touch the session
  * CA, so qvm can always log in to push the real KRL. The VM directory of
- * such a sandbox (and of its forks) holds VM_CA_SESSION_MARK; a sandbox
+ * such a sandbox (and of its forks) holds VM_CA_SESSION_MARK, whose content
+ * is NAME (a fork's: its source's, whose files its guest has); a sandbox
  * made before has none and keeps its static key. */
 #define VM_CA_SESSION_MARK "ca-session"
 #define VM_CA_SESSION_TTL_S 300
 bool vm_ca_session_login(const qvm_vm *vm);
-/* Marks the VM directory dir (a new sandbox's) as VM_CA_SESSION_MARK. */
-int vm_ca_session_mark(const char *dir, qvm_error **err);
+/* NAME of the VM's principal (its mark's content); vm's own name if the
+ * mark holds no valid name. Borrowed from vm until the next call. */
+const char *vm_ca_session_principal(qvm_vm *vm);
+/* Marks the VM directory dir (a new sandbox's, named name). */
+int vm_ca_session_mark(const char *dir, const char *name, qvm_error **err);
 int vm_ca_session_issue(char **out_line, qvm_cert_ca *ca, const unsigned char *ecdsa_q,
-                        const char *vm, const char *principal, const char *source_address,
-                        qvm_error **err);
+                        const char *vm, const char *principal_vm, const char *source_address,
+                        int64_t ttl_s, qvm_error **err);
 const char *vm_ca_session_public_line(const qvm_cert_ca *ca);
 
 #endif

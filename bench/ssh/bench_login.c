@@ -76,7 +76,8 @@ static qvm_ssh_options base_options(void) {
 /* What qvm_vm_ssh_target does for a sandbox: key, certificate. */
 static int credentials(ssh_session_key *k, char **line, qvm_cert_ca *ca) {
   return ssh_session_key_generate(k, NULL) < 0 ||
-                 vm_ca_session_issue(line, ca, k->q, VM, "root", "127.0.0.1", NULL) < 0
+                 vm_ca_session_issue(line, ca, k->q, VM, VM, "127.0.0.1", VM_CA_SESSION_TTL_S,
+                                     NULL) < 0
              ? -1
              : 0;
 }
@@ -121,7 +122,16 @@ static int setup(qvm_cert_ca **ca) {
   setenv("QVM_RUNTIME_DIR", cfg_path, 1);
   int r = qvm_cert_ca_open(ca, NULL, NULL);
   /* sshd trusts the user CA (for ssh cert) and the session CA, as a sandbox does */
-  if (r >= 0 && asprintf(&config, "TrustedUserCAKeys %s/state/ca/trusted.pub\n", dir) < 0) r = -1;
+  if (r >= 0 && asprintf(&config,
+                         "TrustedUserCAKeys %s/state/ca/trusted.pub\n"
+                         "AuthorizedPrincipalsFile %s/principals/%%u\n",
+                         dir, dir) < 0)
+    r = -1;
+  /* as a sandbox's guest lists them: the user (qvm cert issue) and its session principal */
+  if (r >= 0 && qvm_test_sh("mkdir -p '%s/principals' && printf 'root\\nqvm-session:" VM
+                            "\\n' > '%s/principals/root'",
+                            dir, dir) != 0)
+    r = -1;
   if (r >= 0 && qvm_test_sh("cat '%s/state/ca/user_ca.pub' '%s/state/ca/session_ca.pub' > "
                             "'%s/state/ca/trusted.pub'",
                             dir, dir, dir) != 0)

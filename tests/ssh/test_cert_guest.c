@@ -132,18 +132,20 @@ static void test_seed_files(void **state) {
                                env.files, env.state),
                    0);
   /* The drop-in names the three files, each written root's and 0644. */
-  char *dropin = slurp("qvm.conf");
+  char *dropin = slurp("00-qvm.conf");
   assert_contains(dropin, "\nTrustedUserCAKeys /etc/ssh/qvm_trusted_cas.pub\n");
   assert_contains(dropin, "\nRevokedKeys /etc/ssh/qvm_revoked.krl\n");
   assert_contains(dropin, "\nHostCertificate /etc/ssh/qvm_host_ed25519_key-cert.pub");
-  assert_contains(dropin, "\nAuthorizedKeysFile none");
+  assert_contains(dropin, "\nAuthorizedKeysFile none\n");
+  assert_contains(dropin, "\nAuthorizedPrincipalsFile /etc/ssh/qvm_principals/%u");
   free(dropin);
   char *meta = qvm_test_sh_output("cat '%s'/*.meta | sort", env.files);
   assert_string_equal(meta, "/etc/ssh/qvm_host_ed25519_key-cert.pub 0644 root:root\n"
+                            "/etc/ssh/qvm_principals/qvm 0644 root:root\n"
                             "/etc/ssh/qvm_revoked.krl 0644 root:root\n"
                             "/etc/ssh/qvm_trusted_cas.pub 0644 root:root\n"
                             "/etc/ssh/qvm_user_ca.pub 0644 root:root\n"
-                            "/etc/ssh/sshd_config.d/qvm.conf 0644 root:root");
+                            "/etc/ssh/sshd_config.d/00-qvm.conf 0644 root:root");
   free(meta);
   /* The user CA is qvm's; the KRL is the CA store's, byte for byte. */
   char *ca = slurp("qvm_user_ca.pub"), *want = qvm_test_sh_output("'%s' cert ca --print", env.qvm);
@@ -159,7 +161,24 @@ static void test_seed_files(void **state) {
   assert_true(asprintf(&both, "%s\n%s", want, session) > 0);
   assert_string_equal(cas, both);
   free(cas), free(session), free(both), free(want);
-  /* The sandbox is marked for session logins; a plain VM is not. */
+  /* The guest user's (qvm's) principals: the user (qvm cert issue's
+   * certificates) and this sandbox's session principal. The sshd below
+   * runs on this host, where the test logs in as root: root gets the guest
+   * user's file, and certificates name the guest user. */
+  char *principals = slurp("qvm");
+  assert_non_null(principals);
+  assert_string_equal(principals, "qvm\nqvm-session:" SB);
+  free(principals);
+  assert_int_equal(
+      qvm_test_sh("mkdir -p '%s/qvm_principals' && cp '%s/qvm' '%s/qvm_principals/root'", env.files,
+                  env.files, env.files),
+      0);
+  /* The sandbox is marked for session logins (the mark names it); a plain
+   * VM is not. */
+  char *mark = qvm_test_sh_output("cat '%s/vms/" SB "/" VM_CA_SESSION_MARK "'", env.state);
+  assert_non_null(mark);
+  assert_string_equal(mark, SB);
+  free(mark);
   assert_int_equal(qvm_test_sh("test -e '%s/vms/" SB "/" VM_CA_SESSION_MARK "' && "
                                "test ! -e '%s/vms/" PLAIN "/" VM_CA_SESSION_MARK "'",
                                env.state, env.state),
@@ -170,7 +189,7 @@ static void test_seed_files(void **state) {
   char *boot = slurp("bootcmd");
   assert_contains(boot,
                   "cp --remove-destination /etc/ssh/qvm_user_ca.pub /etc/ssh/qvm_revoked.krl");
-  assert_null(strstr(boot, "rm -f /etc/ssh/sshd_config.d/qvm.conf"));
+  assert_null(strstr(boot, "rm -f /etc/ssh/sshd_config.d/"));
   free(boot);
 }
 
@@ -214,7 +233,8 @@ static void test_plain_vm_has_none(void **state) {
   assert_null(strstr(ud, "qvm_revoked.krl"));
   assert_null(strstr(ud, "HostCertificate"));
   /* ... and it removes a drop-in its disk may have from a sandbox (a clone). */
-  assert_non_null(strstr(ud, "bootcmd:\n- \"rm -f /etc/ssh/sshd_config.d/qvm.conf\"\n"));
+  assert_non_null(strstr(ud, "bootcmd:\n- \"rm -f /etc/ssh/sshd_config.d/00-qvm.conf "
+                             "/etc/ssh/sshd_config.d/qvm.conf\"\n"));
   assert_null(strstr(ud, "TrustedUserCAKeys"));
   free(ud);
 }
@@ -244,7 +264,7 @@ static void test_sshd_with_seed_files(void **state) {
   assert_non_null(strstr(ud, strchr(plain_pub, ' ') + 1));
   free(ud);
   /* The drop-in with the guest's paths replaced by where the files are here. */
-  config = qvm_test_sh_output("sed 's|/etc/ssh/|%s/|' '%s/qvm.conf' | grep -v '^#'", env.files,
+  config = qvm_test_sh_output("sed 's|/etc/ssh/|%s/|' '%s/00-qvm.conf' | grep -v '^#'", env.files,
                               env.files);
   assert_non_null(pub), assert_non_null(plain_pub), assert_non_null(config);
   assert_int_equal(test_sshd_start_config(&env.server, host_key, pub, plain_pub, config), 0);
@@ -257,8 +277,7 @@ static void test_sshd_with_seed_files(void **state) {
   assert_contains(line, "@cert-authority 127.0.0.1,[127.0.0.1]:* ssh-ed25519 ");
   free(line);
   snprintf(key, sizeof key, "%s/c", env.dir);
-  assert_int_equal(qvm_test_sh("'%s' cert issue " SB
-                               " -o '%s' --principal root --ttl 1m >/dev/null",
+  assert_int_equal(qvm_test_sh("'%s' cert issue " SB " -o '%s' --principal qvm --ttl 1m >/dev/null",
                                env.qvm, key),
                    0);
   assert_int_equal(ssh_login(key, kh), 0);
@@ -285,16 +304,20 @@ static void test_sshd_with_seed_files(void **state) {
   assert_int_equal(ssh_login(key, kh), 0);
 }
 
-/* qvm's own login as root with a session certificate for principal `user`
- * from `source`. */
-static int session_login(const char *user, const char *source, char **cert_line) {
+/* qvm's own login as root with a session certificate for the sandbox
+ * principal_vm from `source`. With key_file, the key (PEM) and certificate
+ * are also written as review apply writes them for ansible: KEY and
+ * KEY-cert.pub. */
+static int session_login_to(const char *principal_vm, const char *source, char **cert_line,
+                            const char *key_file) {
   ssh_session_key key = {0};
   qvm_cert_ca *ca = NULL;
   char *line = NULL, kh[4096];
   qvm_ssh *ssh = NULL;
   snprintf(kh, sizeof kh, "%s/pinned_known_hosts", env.dir);
   if (ssh_session_key_generate(&key, NULL) < 0 || qvm_cert_ca_open(&ca, NULL, NULL) < 0 ||
-      vm_ca_session_issue(&line, ca, key.q, SB, user, source, NULL) < 0)
+      vm_ca_session_issue(&line, ca, key.q, SB, principal_vm, source, VM_CA_SESSION_TTL_S, NULL) <
+          0)
     fail_msg("cannot make a session certificate");
   qvm_ssh_options o = QVM_SSH_OPTIONS_INIT;
   o.host = "127.0.0.1";
@@ -307,6 +330,10 @@ static int session_login(const char *user, const char *source, char **cert_line)
   o.timeout_ms = 20000;
   int r = qvm_ssh_connect(&ssh, &o, NULL);
   qvm_ssh_free(ssh);
+  if (key_file && (qvm_test_sh("umask 077; printf '%%s' '%s' > '%s' && printf '%%s\\n' '%s' > "
+                               "'%s-cert.pub'",
+                               key.pem, key_file, line, key_file) != 0))
+    r = -1;
   qvm_cert_ca_free(ca);
   ssh_session_key_clear(&key);
   if (cert_line)
@@ -314,6 +341,10 @@ static int session_login(const char *user, const char *source, char **cert_line)
   else
     free(line);
   return r;
+}
+
+static int session_login(const char *principal_vm, const char *source, char **cert_line) {
+  return session_login_to(principal_vm, source, cert_line, NULL);
 }
 
 static void test_session_login(void **state) {
@@ -324,15 +355,18 @@ static void test_session_login(void **state) {
   snprintf(kh, sizeof kh, "%s/pinned_known_hosts", env.dir);
   assert_int_equal(qvm_test_sh("cp '%s/vms/" SB "/known_hosts' '%s'", env.state, kh), 0);
   char *line = NULL;
-  assert_int_equal(session_login("root", "127.0.0.1", &line), 0);
+  assert_int_equal(session_login(SB, "127.0.0.1", &line), 0);
   /* OpenSSH reads it: an ECDSA user certificate of the session CA, for
-   * root, from 127.0.0.1 only, five minutes, no forwarding. */
+   * this sandbox's session principal, from 127.0.0.1 only, valid from the
+   * epoch (a guest whose clock went back takes it) for five minutes, no
+   * forwarding. */
   assert_int_equal(qvm_test_sh("printf '%%s\\n' '%s' > '%s/session-cert.pub'", line, env.dir), 0);
   char *listing = qvm_test_sh_output("ssh-keygen -L -f '%s/session-cert.pub'", env.dir);
   assert_contains(listing, "Type: ecdsa-sha2-nistp256-cert-v01@openssh.com user certificate");
   assert_contains(listing, "Key ID: \"qvm:");
   assert_contains(listing, ":" SB ":");
-  assert_contains(listing, "Principals: \n                root\n");
+  assert_contains(listing, "Principals: \n                qvm-session:" SB "\n");
+  assert_contains(listing, "Valid: before ");
   assert_contains(listing, "source-address 127.0.0.1");
   assert_contains(listing, "permit-pty");
   assert_null(strstr(listing, "permit-port-forwarding"));
@@ -346,13 +380,21 @@ static void test_session_login(void **state) {
   assert_non_null(signer), assert_non_null(session_fp);
   assert_string_equal(signer, session_fp);
   free(signer), free(session_fp), free(line);
-  /* From another source address, or for another user: refused by sshd. */
-  assert_int_not_equal(session_login("root", "10.9.9.9", NULL), 0);
-  assert_int_not_equal(session_login("nobody", "127.0.0.1", NULL), 0);
+  /* OpenSSH's client takes the same key and certificate as files (what
+   * ansible gets from review apply --target SANDBOX). */
+  char key_file[4096], kh_ca[4096];
+  snprintf(key_file, sizeof key_file, "%s/session_key", env.dir);
+  snprintf(kh_ca, sizeof kh_ca, "%s/known_hosts", env.dir);
+  assert_int_equal(session_login_to(SB, "127.0.0.1", NULL, key_file), 0);
+  assert_int_equal(ssh_login(key_file, kh_ca), 0);
+  /* From another source address, or another sandbox's: refused by sshd. */
+  assert_int_not_equal(session_login(SB, "10.9.9.9", NULL), 0);
+  assert_int_not_equal(session_login(PLAIN, "127.0.0.1", NULL), 0);
+  assert_int_not_equal(session_login("sb-other", "127.0.0.1", NULL), 0);
   /* Under the boot-time KRL qvm still gets in (to push the real one). */
   assert_int_equal(
       qvm_test_sh("cp '%s/qvm_user_ca.pub' '%s/qvm_revoked.krl'", env.files, env.files), 0);
-  assert_int_equal(session_login("root", "127.0.0.1", NULL), 0);
+  assert_int_equal(session_login(SB, "127.0.0.1", NULL), 0);
   assert_int_equal(qvm_test_sh("cp '%s/ca/revoked.krl' '%s/qvm_revoked.krl'", env.state, env.files),
                    0);
   /* Each one is in the audit log, as a session certificate of the sandbox. */
