@@ -17,7 +17,7 @@ import os
 import socket
 import ssl
 import threading
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
 from .errors import (
@@ -132,13 +132,15 @@ class Transport:
                 headers["Authorization"] = "Bearer " + self.token
         conn = self._connection(timeout)
         expired = threading.Event()
+        # The socket itself: http.client drops conn.sock once a response
+        # that ends at EOF is under way, but the response still reads it.
+        socks: List[socket.socket] = []
 
         def cut() -> None:
             # A server that drips bytes would keep every read under the
             # socket timeout: at the deadline the socket is shut down.
             expired.set()
-            sock = conn.sock
-            if sock is not None:
+            for sock in socks:
                 try:
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
@@ -149,6 +151,11 @@ class Transport:
         timer.start()
         try:
             try:
+                conn.connect()
+                assert conn.sock is not None
+                socks.append(conn.sock)
+                if expired.is_set():
+                    raise socket.timeout("connect")
                 conn.request(method, path, body=data, headers=headers)
             except (ConnectionError, FileNotFoundError, socket.gaierror) as e:
                 raise QvmConnectionError(

@@ -27,6 +27,7 @@ case $mode in
     ;;
   qvmd)
     . "$src/tests/qvmd/lib.sh"
+    e2e_name=python_sdk
     ;;
   *) echo "run.sh: unknown mode '$mode' (unit, qvmd)" >&2; exit 2 ;;
 esac
