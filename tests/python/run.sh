@@ -47,7 +47,7 @@ cp -r "$src/python" "$tmp/sdk-src"
   --no-build-isolation --root-user-action=ignore --target "$tmp/site" "$tmp/sdk-src" \
   >"$tmp/pip.log" 2>&1 || fail "pip install of python/: $(cat "$tmp/pip.log")"
 [[ -f $tmp/site/qvm/py.typed ]] || fail "the installed SDK has no py.typed"
-export PYTHONPATH=$tmp/site
+export PYTHONPATH=$tmp/site PYTHONDONTWRITEBYTECODE=1
 got=$(cd "$tmp" && "$py" -c 'import qvm; print(qvm.__file__)')
 [[ $got == "$tmp/site/qvm/__init__.py" ]] || fail "imported qvm from '$got', not the installed copy"
 
