@@ -152,15 +152,15 @@ class Transport:
         try:
             try:
                 conn.connect()
-                assert conn.sock is not None
-                socks.append(conn.sock)
-                if expired.is_set():
-                    raise socket.timeout("connect")
-                conn.request(method, path, body=data, headers=headers)
-            except (ConnectionError, FileNotFoundError, socket.gaierror) as e:
+            except (ConnectionError, FileNotFoundError, PermissionError, socket.gaierror) as e:
                 raise QvmConnectionError(
                     f"cannot reach qvmd at {self.where()}: {e.strerror or e}: is qvmd running?"
                 ) from e
+            assert conn.sock is not None
+            socks.append(conn.sock)
+            if expired.is_set():
+                raise socket.timeout("connect")
+            conn.request(method, path, body=data, headers=headers)
             return self._answer(conn, method, path, expired, timeout)
         except (socket.timeout, TimeoutError) as e:
             raise QvmTimeout(f"{method} {path}: no answer from qvmd within {timeout:g} s") from e
@@ -229,15 +229,13 @@ class Transport:
                 raise ResponseTooLarge(
                     f"{method} {path}: the answer is {int(length)} bytes, over the cap of {cap} "
                     "(max_body)")
-        parts = []
-        got = 0
+        body = bytearray()
         while True:
-            chunk = resp.read(min(_CHUNK, cap + 1 - got))
+            chunk = resp.read(min(_CHUNK, cap + 1 - len(body)))
             if not chunk:
                 break
-            parts.append(chunk)
-            got += len(chunk)
-            if got > cap:
+            body += chunk
+            if len(body) > cap:
                 raise ResponseTooLarge(
                     f"{method} {path}: the answer is over the cap of {cap} bytes (max_body)")
-        return b"".join(parts)
+        return bytes(body)

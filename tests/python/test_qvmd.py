@@ -59,14 +59,14 @@ def test_nothing_at_first(root):
 def test_create_a_golden_vm(root):
     mini = ENV["QVM_TEST_MINI"]
     vm = root.vms.create(
-        "gold", image=ENV["QVM_TEST_BASE"], disk_size="32M", memory="256M", user="root",
+        "golden", image=ENV["QVM_TEST_BASE"], disk_size="32M", memory="256M", user="root",
         kernel=f"{mini}/vmlinuz", initrd=f"{mini}/initrd.img", append="console=ttyS0",
         labels={"golden": "true"}, timeout=120)
     assert isinstance(vm, qvm.Vm)
-    assert (vm.name, vm.state, vm.labels, vm.memory_mib) == ("gold", "created",
+    assert (vm.name, vm.state, vm.labels, vm.memory_mib) == ("golden", "created",
                                                             {"golden": "true"}, 256)
-    assert root.vms.get("gold").state == "created"
-    assert [v.name for v in root.vms.list()] == ["gold"]
+    assert root.vms.get("golden").state == "created"
+    assert [v.name for v in root.vms.list()] == ["golden"]
 
 
 def test_errors_carry_the_problem(root):
@@ -75,7 +75,7 @@ def test_errors_carry_the_problem(root):
     assert (ei.value.status, ei.value.code) == (404, "ENOTFOUND")
     assert "no-such-vm" in ei.value.detail
     with pytest.raises(qvm.Conflict) as ei:
-        root.vms.create("gold", image=ENV["QVM_TEST_BASE"])
+        root.vms.create("golden", image=ENV["QVM_TEST_BASE"])
     assert (ei.value.status, ei.value.code) == (409, "EEXISTS")
     with pytest.raises(qvm.ValidationError) as ei:
         root.vms.create("Not_A_Name", image=ENV["QVM_TEST_BASE"])
@@ -86,13 +86,13 @@ def test_errors_carry_the_problem(root):
 
 def test_a_read_token_reads_but_may_not_write():
     reader = tcp("QVM_TEST_TOKEN_READ")
-    assert [v.name for v in reader.vms.list()] == ["gold"]
+    assert [v.name for v in reader.vms.list()] == ["golden"]
     with pytest.raises(qvm.Forbidden) as ei:
-        reader.vms.delete("gold")
+        reader.vms.delete("golden")
     assert (ei.value.status, ei.value.code) == (403, "Forbidden")
     with pytest.raises(qvm.Forbidden):
-        reader.sandbox.create_sandbox(source="gold", ttl="10m")
-    assert [v.name for v in reader.vms.list()] == ["gold"]
+        reader.sandbox.create_sandbox(source="golden", ttl="10m")
+    assert [v.name for v in reader.vms.list()] == ["golden"]
 
 
 def test_a_bad_token_is_401():
@@ -103,7 +103,7 @@ def test_a_bad_token_is_401():
 
 
 def test_an_agent_creates_a_sandbox(agent_a):
-    sb = agent_a.sandbox.create_sandbox(source="gold", name="sb-a", ttl="10m",
+    sb = agent_a.sandbox.create_sandbox(source="golden", name="sb-a", ttl="10m",
                                         labels={"job": "t1"}, wait_cloud_init=False, timeout=300)
     assert isinstance(sb, qvm.Sandbox)
     assert (sb.name, sb.agent, sb.state, sb.labels.get("job")) == ("sb-a", "agent-a", "running",
@@ -145,7 +145,7 @@ def test_another_agent_sees_nothing_of_it(agent_b):
         agent_b.sandbox.get_sandbox("sb-a")
     assert (missing.value.title, missing.value.code) == (other.value.title, other.value.code)
     with pytest.raises(qvm.ValidationError) as ei:
-        agent_b.sandbox.create_sandbox(source="gold", agent_id="agent-a", ttl="10m")
+        agent_b.sandbox.create_sandbox(source="golden", agent_id="agent-a", ttl="10m")
     assert ei.value.field == "agent"
 
 
@@ -161,10 +161,47 @@ def test_the_audit_log_names_the_agent(root):
     assert root.audit.list(vm="no-such-vm") == []
 
 
-def test_destroy(agent_a, root):
+def test_destroy(agent_a):
     agent_a.sandbox.destroy_sandbox("sb-a")
     with pytest.raises(qvm.NotFound):
         agent_a.sandbox.get_sandbox("sb-a")
     assert agent_a.sandbox.list_sandboxes() == []
-    root.vms.delete("gold")
+
+
+def readme_agent_loop():
+    """python/README.md's agent loop, as its reader would copy it."""
+    with open(os.path.join(ENV["QVM_SOURCE_DIR"], "python", "README.md")) as f:
+        text = f.read()
+    block = text.split("## An agent loop\n", 1)[1].lstrip("\n")
+    lines = []
+    for line in block.splitlines():
+        if line and not line.startswith("    "):
+            break
+        lines.append(line[4:])
+    return "\n".join(lines)
+
+
+def test_the_readmes_agent_loop(agent_a):
+    code = readme_agent_loop()
+    assert "create_sandbox" in code and "destroy_sandbox" in code
+    said = []
+
+    def plan():
+        sbs = agent_a.sandbox.list_sandboxes()
+        assert [s.labels.get("task") for s in sbs] == ["fix-1234"]
+        wait_ready(sbs[0].name)
+        yield "echo hello from $(hostname)"
+        yield ["sh", "-c", "echo oops >&2; exit 4"]
+
+    code = code.replace("http://127.0.0.1:8080", ENV["QVM_TEST_URL"])
+    exec(compile(code, "python/README.md", "exec"),
+         {"AGENT_TOKEN": ENV["QVM_TEST_TOKEN_A"], "plan": plan, "feedback": said.append})
+    assert len(said) == 2, said
+    assert said[0].startswith("exit 0 signal None\nhello from "), said
+    assert said[1] == "exit 4 signal None\noops\n", said
+    assert agent_a.sandbox.list_sandboxes() == []
+
+
+def test_delete_the_golden_vm(root):
+    root.vms.delete("golden")
     assert root.vms.list() == []
