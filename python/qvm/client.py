@@ -78,13 +78,18 @@ class _Api:
     def _call(self, method: str, path: str, body: Optional[Dict[str, Any]] = None,
               timeout: Optional[float] = None) -> Any:
         _, doc = self._t.request(method, "/api/v1" + path, body,
-                                 timeout or self._client.timeout)
+                                 timeout if timeout is not None else self._client.timeout)
         return doc
 
     def _op_timeout(self, work_s: Optional[float]) -> float:
+        """The deadline of a call that waits on qvmd's work of work_s seconds."""
         if work_s is None:
             return self._client.op_timeout
         return work_s + _MARGIN_S
+
+    def _call_timeout(self, timeout: Optional[float]) -> float:
+        """The deadline of a call given as a whole (or op_timeout)."""
+        return timeout if timeout is not None else self._client.op_timeout
 
 
 class VmsApi:
@@ -129,13 +134,13 @@ class VmsApi:
             "noCloudInit": no_cloud_init,
         })
         return Vm.from_json(self._api._call("POST", "/vms", body,
-                                            timeout or self._api._client.op_timeout))
+                                            self._api._call_timeout(timeout)))
 
     def delete(self, name: str, force: bool = False, timeout: Optional[float] = None) -> None:
         """Removes a VM; a running one only with force=True (else Conflict)."""
         q = "?force=true" if force else ""
         self._api._call("DELETE", f"/vms/{_name(name)}{q}", None,
-                        timeout or self._api._client.op_timeout)
+                        self._api._call_timeout(timeout))
 
     def _power(self, verb: str, name: str, timeout: Optional[float]) -> Vm:
         ms = _timeout_ms(timeout)
@@ -223,7 +228,7 @@ class SandboxApi:
 
     def destroy_sandbox(self, name: str, timeout: Optional[float] = None) -> None:
         self._api._call("DELETE", f"/sandboxes/{_name(name)}", None,
-                        timeout or self._api._client.op_timeout)
+                        self._api._call_timeout(timeout))
 
 
 class AuditApi:
