@@ -22,14 +22,16 @@ from .errors import (
     UpstreamError,
     ValidationError,
 )
-from .models import AuditRecord, ExecResult, Sandbox, Vm
+from .models import (AuditRecord, CloneResult, ExecResult, Fork, ForkResult, Restored, Sandbox,
+                     Snapshot, Vm)
 from .transport import DEFAULT_MAX_BODY, default_socket_path
 
 __version__ = "0.1.0"
 
 __all__ = [
     "QvmClient", "VmsApi", "SandboxApi", "AuditApi",
-    "Vm", "Sandbox", "ExecResult", "AuditRecord",
+    "Vm", "Sandbox", "ExecResult", "AuditRecord", "Snapshot", "Restored", "CloneResult",
+    "Fork", "ForkResult",
     "QvmError", "QvmConnectionError", "QvmTimeout", "ResponseError", "ResponseTooLarge",
     "ApiError", "BadRequest", "Unauthorized", "Forbidden", "NotFound", "MethodNotAllowed",
     "Conflict", "PayloadTooLarge", "UnsupportedMediaType", "ValidationError", "RateLimited",

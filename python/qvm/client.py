@@ -21,7 +21,8 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 from urllib.parse import quote, urlencode
 
 from .errors import ResponseError
-from .models import AuditRecord, ExecResult, Sandbox, Vm, list_of
+from .models import (AuditRecord, CloneResult, ExecResult, ForkResult, Restored, Sandbox, Snapshot,
+                     Vm, list_of)
 from .transport import DEFAULT_MAX_BODY, Transport
 
 # qvmd's own bounds, checked here so that a mistake is a ValueError at the
@@ -171,6 +172,49 @@ class VmsApi:
                                                     self._api._op_timeout(timeout)))
 
 
+    def list_snapshots(self, name: str) -> List[Snapshot]:
+        """A VM's snapshots, oldest first."""
+        return list_of(Snapshot, self._api._call("GET", f"/vms/{_name(name)}/snapshots"),
+                       "snapshots")
+
+    def create_snapshot(self, name: str, snapshot: str, disk_only: Optional[bool] = None,
+                        timeout: Optional[float] = None) -> Snapshot:
+        """Takes a snapshot named snapshot; of a running VM it holds the RAM
+        too unless disk_only. timeout: of the call."""
+        body = _drop_none({"name": snapshot, "diskOnly": disk_only})
+        return Snapshot.from_json(self._api._call("POST", f"/vms/{_name(name)}/snapshots", body,
+                                                  self._api._call_timeout(timeout)))
+
+    def delete_snapshot(self, name: str, snapshot: str, timeout: Optional[float] = None) -> None:
+        self._api._call("DELETE", f"/vms/{_name(name)}/snapshots/{_name(snapshot)}", None,
+                        self._api._call_timeout(timeout))
+
+    def restore_snapshot(self, name: str, snapshot: str,
+                         timeout: Optional[float] = None) -> Restored:
+        """A running VM continues from a RAM snapshot; a stopped one gets a
+        disk-only snapshot's disk back (else Conflict)."""
+        return Restored.from_json(self._api._call(
+            "POST", f"/vms/{_name(name)}/snapshots/{_name(snapshot)}/restore", None,
+            self._api._call_timeout(timeout)))
+
+    def clone(self, name: str, new_name: str, snapshot: Optional[str] = None,
+              start: Optional[bool] = None, timeout: Optional[float] = None) -> CloneResult:
+        """A linked clone of VM name (of its snapshot, if given) called
+        new_name, with a fresh identity; start=True starts it."""
+        body = _drop_none({"name": new_name, "snapshot": snapshot, "start": start})
+        return CloneResult.from_json(self._api._call("POST", f"/vms/{_name(name)}/clone", body,
+                                                     self._api._call_timeout(timeout)))
+
+    def fork(self, name: str, count: Optional[int] = None, prefix: Optional[str] = None,
+             wait: Optional[bool] = None, timeout: Optional[float] = None) -> ForkResult:
+        """count forks of a running VM (PREFIX-1..PREFIX-N) that resume its
+        memory without a boot; wait: for each fork's SSH login (qvmd's
+        default: true)."""
+        body = _drop_none({"count": count, "prefix": prefix, "wait": wait})
+        return ForkResult.from_json(self._api._call("POST", f"/vms/{_name(name)}/fork", body,
+                                                    self._api._call_timeout(timeout)))
+
+
 class SandboxApi:
     """client.sandbox: /api/v1/sandboxes, with virsh-sandbox's names."""
 
@@ -188,12 +232,15 @@ class SandboxApi:
         network: Optional[str] = None,
         wait_cloud_init: Optional[bool] = None,
         timeout: Optional[float] = None,
+        checkpoint_each: Optional[bool] = None,
         source_vm_name: Optional[str] = None,
     ) -> Sandbox:
         """Creates a sandbox from source (VM:SNAP, a VM, or an image) and
         brings it up. source_vm_name is virsh-sandbox's name for source.
         ttl: "30m" (Ns, Nm, Nh, Nd); network: "isolated" or "user";
-        timeout: how long qvmd waits for it to come up (seconds, >= 1)."""
+        timeout: how long qvmd waits for it to come up (seconds, >= 1);
+        checkpoint_each: a checkpoint before every command run in it (a
+        command whose checkpoint fails does not run)."""
         if source is None:
             source = source_vm_name
         elif source_vm_name is not None and source_vm_name != source:
@@ -203,7 +250,7 @@ class SandboxApi:
         body = _drop_none({
             "from": source, "name": name, "agent": agent_id, "ttl": ttl, "labels": labels,
             "network": network, "waitCloudInit": wait_cloud_init,
-            "timeoutMs": _timeout_ms(timeout, minimum_ms=1000),
+            "timeoutMs": _timeout_ms(timeout, minimum_ms=1000), "checkpointEach": checkpoint_each,
         })
         return Sandbox.from_json(self._api._call("POST", "/sandboxes", body,
                                                  self._api._op_timeout(timeout)))
@@ -229,6 +276,34 @@ class SandboxApi:
     def destroy_sandbox(self, name: str, timeout: Optional[float] = None) -> None:
         self._api._call("DELETE", f"/sandboxes/{_name(name)}", None,
                         self._api._call_timeout(timeout))
+
+
+    def list_snapshots(self, name: str) -> List[Snapshot]:
+        """A sandbox's snapshots and checkpoints, oldest first."""
+        return list_of(Snapshot, self._api._call("GET", f"/sandboxes/{_name(name)}/snapshots"),
+                       "snapshots")
+
+    def checkpoint(self, name: str, timeout: Optional[float] = None) -> Snapshot:
+        """Takes a checkpoint (a snapshot ckpt-N, with RAM when running);
+        the oldest beyond qvm's limit are removed."""
+        return Snapshot.from_json(self._api._call("POST", f"/sandboxes/{_name(name)}/checkpoint",
+                                                  None, self._api._call_timeout(timeout)))
+
+    def create_snapshot(self, name: str, timeout: Optional[float] = None) -> Snapshot:
+        """virsh-sandbox's name for checkpoint(): qvmd names it (ckpt-N)."""
+        return self.checkpoint(name, timeout)
+
+    def rollback(self, name: str, to: Union[str, int, None] = None,
+                 timeout: Optional[float] = None) -> Restored:
+        """Back to the latest checkpoint, to checkpoint N (to=N), or to a
+        snapshot by name."""
+        body: Optional[Dict[str, Any]] = None
+        if to is not None:
+            if isinstance(to, bool) or not isinstance(to, (str, int)):
+                raise ValueError("rollback to: a checkpoint number or a snapshot name")
+            body = {"to": str(to)}
+        return Restored.from_json(self._api._call("POST", f"/sandboxes/{_name(name)}/rollback",
+                                                  body, self._api._call_timeout(timeout)))
 
 
 class AuditApi:

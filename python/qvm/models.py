@@ -127,7 +127,9 @@ def _b64(d: Dict[str, Any], key: str) -> Optional[bytes]:
 class ExecResult:
     """A command's outcome. exit_code is None when it died of a signal
     (signal names it). stdout and stderr are text; output that was not
-    UTF-8 comes neutralized there, and exact in stdout_bytes/stderr_bytes."""
+    UTF-8 comes neutralized there, and exact in stdout_bytes/stderr_bytes.
+    checkpoint names the checkpoint taken just before the command (a
+    sandbox created with checkpoint_each), else None."""
 
     exit_code: Optional[int]
     signal: Optional[str]
@@ -138,6 +140,7 @@ class ExecResult:
     duration_ms: int = 0
     stdout_bytes: Optional[bytes] = field(default=None, repr=False)
     stderr_bytes: Optional[bytes] = field(default=None, repr=False)
+    checkpoint: Optional[str] = None
 
     @property
     def ok(self) -> bool:
@@ -171,6 +174,7 @@ class ExecResult:
             duration_ms=duration,
             stdout_bytes=_b64(d, "stdoutBase64"),
             stderr_bytes=_b64(d, "stderrBase64"),
+            checkpoint=_get(d, "checkpoint", str, what),
         )
 
 
@@ -210,6 +214,139 @@ class AuditRecord:
             details=_get(d, "details", dict, what) or {},
             prev=_get(d, "prev", str, what) or "",
             hash=_get(d, "hash", str, what) or "",
+            raw=d,
+        )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A snapshot of a VM (or a sandbox's checkpoint, ckpt-N). ram: with the
+    guest's memory and devices (restoring it resumes the running guest)."""
+
+    name: str
+    ram: bool
+    created_at: Optional[str] = None
+    vm_state: Optional[str] = None
+    vm_state_size: Optional[int] = None
+    disk_bytes: Optional[int] = None
+    parent: Optional[str] = None
+    current: bool = False
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, doc: Any) -> "Snapshot":
+        d = _obj(doc, "snapshot")
+        what = f"snapshot '{printable(str(d.get('name')), 64)}'"
+        ram = _get(d, "ram", bool, what, required=True)
+        assert ram is not None
+        return cls(
+            name=_name(d, "snapshot"),
+            ram=ram,
+            created_at=_get(d, "createdAt", str, what),
+            vm_state=_get(d, "vmState", str, what),
+            vm_state_size=_get(d, "vmStateSize", int, what),
+            disk_bytes=_get(d, "diskBytes", int, what),
+            parent=_get(d, "parent", str, what),
+            current=bool(_get(d, "current", bool, what)),
+            raw=d,
+        )
+
+
+@dataclass(frozen=True)
+class Restored:
+    """A restore or rollback: the VM (name) went back to the snapshot restored."""
+
+    name: str
+    restored: str
+
+    @classmethod
+    def from_json(cls, doc: Any) -> "Restored":
+        d = _obj(doc, "restore")
+        restored = _get(d, "restored", str, "restore", required=True)
+        assert restored is not None
+        return cls(name=_name(d, "restore"), restored=restored)
+
+
+@dataclass(frozen=True)
+class CloneResult:
+    """A linked clone of source (of its snapshot, when one was given)."""
+
+    name: str
+    source: str
+    snapshot: Optional[str] = None
+    image: Optional[str] = None
+    uuid: Optional[str] = None
+    mac: Optional[str] = None
+    state: Optional[str] = None
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, doc: Any) -> "CloneResult":
+        d = _obj(doc, "clone")
+        what = "clone"
+        source = _get(d, "source", str, what, required=True)
+        assert source is not None
+        return cls(
+            name=_name(d, what),
+            source=source,
+            snapshot=_get(d, "snapshot", str, what),
+            image=_get(d, "image", str, what),
+            uuid=_get(d, "uuid", str, what),
+            mac=_get(d, "mac", str, what),
+            state=_get(d, "state", str, what),
+            raw=d,
+        )
+
+
+@dataclass(frozen=True)
+class Fork:
+    """One fork: a VM running from its source's memory."""
+
+    name: str
+    uuid: Optional[str] = None
+    ssh_port: Optional[int] = None
+    resumed_ms: Optional[int] = None
+    ready_ms: Optional[int] = None
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, doc: Any) -> "Fork":
+        d = _obj(doc, "fork")
+        what = "fork"
+        return cls(
+            name=_name(d, what),
+            uuid=_get(d, "uuid", str, what),
+            ssh_port=_get(d, "sshPort", int, what),
+            resumed_ms=_get(d, "resumedMs", int, what),
+            ready_ms=_get(d, "readyMs", int, what),
+            raw=d,
+        )
+
+
+@dataclass(frozen=True)
+class ForkResult:
+    """The forks of a running VM (source), and what making them took."""
+
+    source: str
+    forks: List[Fork]
+    image: Optional[str] = None
+    paused_ms: Optional[int] = None
+    state_bytes: Optional[int] = None
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, doc: Any) -> "ForkResult":
+        d = _obj(doc, "fork result")
+        what = "fork result"
+        source = _get(d, "source", str, what, required=True)
+        forks = _get(d, "forks", list, what, required=True)
+        assert source is not None and forks is not None
+        return cls(
+            source=source,
+            forks=[Fork.from_json(f) for f in forks],
+            image=_get(d, "image", str, what),
+            paused_ms=_get(d, "pausedMs", int, what),
+            state_bytes=_get(d, "stateBytes", int, what),
             raw=d,
         )
 

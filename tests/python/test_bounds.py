@@ -16,7 +16,8 @@ import qvm
 
 class FakeServer:
     """Accepts connections on 127.0.0.1 (or a UNIX socket) and answers each
-    with the bytes `script(conn)` sends after reading the request head."""
+    with the bytes `script(conn)` sends after reading the request (its head
+    and Content-Length bytes of body, kept in requests)."""
 
     def __init__(self, script, unix_path=None):
         self.script = script
@@ -48,6 +49,16 @@ class FakeServer:
             conn.settimeout(10)
             head = b""
             while b"\r\n\r\n" not in head and len(head) < 65536:
+                d = conn.recv(4096)
+                if not d:
+                    break
+                head += d
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            want = head.index(b"\r\n\r\n") + 4 + length if b"\r\n\r\n" in head else 0
+            while len(head) < want:
                 d = conn.recv(4096)
                 if not d:
                     break
@@ -304,3 +315,35 @@ def test_bad_arguments_are_value_errors():
         c.sandbox.create_sandbox()
     with pytest.raises(ValueError):
         c.vms.get("")
+
+
+@pytest.mark.parametrize("body,match", [
+    ('{"source": "a", "forks": {"name": "x"}}', "'forks' is not list"),
+    ('{"source": "a", "forks": [{"sshPort": 22}]}', "'name' is missing"),
+    ('{"forks": []}', "'source' is missing"),
+])
+def test_a_bad_fork_result(serve, body, match):
+    srv = serve(lambda c: c.sendall(answer(201, body)))
+    with pytest.raises(qvm.ResponseError, match=match):
+        client_for(srv).vms.fork("a", count=1)
+
+
+def test_snapshot_calls_and_their_answers(serve):
+    answers = iter([
+        answer(201, '{"name": "ckpt-3", "ram": true, "current": true, "vmStateSize": 5}'),
+        answer(200, '{"name": "sb", "restored": "ckpt-2"}'),
+        answer(200, '{"name": "sb", "restored": 7}'),
+    ])
+    srv = serve(lambda c: c.sendall(next(answers)))
+    cl = client_for(srv)
+    assert cl.sandbox.create_snapshot("sb") == qvm.Snapshot(name="ckpt-3", ram=True, current=True,
+                                                            vm_state_size=5)
+    assert cl.sandbox.rollback("sb", to=2) == qvm.Restored(name="sb", restored="ckpt-2")
+    with pytest.raises(qvm.ResponseError, match="'restored' is not str"):
+        cl.sandbox.rollback("sb")
+    assert srv.requests[0].startswith(b"POST /api/v1/sandboxes/sb/checkpoint ")
+    assert srv.requests[1].startswith(b"POST /api/v1/sandboxes/sb/rollback ")
+    assert srv.requests[1].endswith(b'{"to": "2"}')
+    assert b"Content-Length: 0\r\n" in srv.requests[2]
+    with pytest.raises(ValueError):
+        cl.sandbox.rollback("sb", to=True)

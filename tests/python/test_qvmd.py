@@ -9,46 +9,12 @@ import os
 import time
 
 import pytest
+from conftest import ENV, create_mini, tcp, wait_ready
 
 import qvm
 
-ENV = os.environ
 pytestmark = pytest.mark.skipif("QVM_TEST_SOCK" not in ENV,
                                 reason="run through tests/python/run.sh qvmd")
-
-
-def tcp(token_var):
-    return qvm.QvmClient(base_url=ENV["QVM_TEST_URL"], token=ENV[token_var], timeout=30)
-
-
-@pytest.fixture(scope="module")
-def root():
-    return qvm.QvmClient(ENV["QVM_TEST_SOCK"], timeout=30)
-
-
-@pytest.fixture(scope="module")
-def agent_a():
-    return tcp("QVM_TEST_TOKEN_A")
-
-
-@pytest.fixture(scope="module")
-def agent_b():
-    return tcp("QVM_TEST_TOKEN_B")
-
-
-def wait_ready(name, limit_s=240):
-    """The mini guest prints this on its serial console once sshd is up."""
-    log = os.path.join(ENV["QVM_STATE_DIR"], "vms", name, "serial.log")
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        try:
-            with open(log, "rb") as f:
-                if b"qvm-mini: ready" in f.read():
-                    return
-        except FileNotFoundError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"'{name}' never printed 'qvm-mini: ready'")
 
 
 def test_nothing_at_first(root):
@@ -57,11 +23,7 @@ def test_nothing_at_first(root):
 
 
 def test_create_a_golden_vm(root):
-    mini = ENV["QVM_TEST_MINI"]
-    vm = root.vms.create(
-        "golden", image=ENV["QVM_TEST_BASE"], disk_size="32M", memory="256M", user="root",
-        kernel=f"{mini}/vmlinuz", initrd=f"{mini}/initrd.img", append="console=ttyS0",
-        labels={"golden": "true"}, timeout=120)
+    vm = create_mini(root, "golden", labels={"golden": "true"})
     assert isinstance(vm, qvm.Vm)
     assert (vm.name, vm.state, vm.labels, vm.memory_mib) == ("golden", "created",
                                                             {"golden": "true"}, 256)
