@@ -57,6 +57,12 @@ def test_a_read_token_reads_but_may_not_write():
     assert [v.name for v in reader.vms.list()] == ["golden"]
 
 
+def test_a_full_token_over_tcp():
+    full = tcp("QVM_TEST_TOKEN_FULL")
+    assert full.vms.get("golden").labels == {"golden": "true"}
+    assert full.openapi()["paths"]["/api/v1/vms"]
+
+
 def test_a_bad_token_is_401():
     bad = qvm.QvmClient(base_url=ENV["QVM_TEST_URL"], token="not-a-known-token-0000")
     with pytest.raises(qvm.Unauthorized) as ei:
