@@ -25,6 +25,8 @@ test=(
   dnsmasq-base isc-dhcp-client dhcpcd-base udhcpc
   openssh-server openssh-client iproute2
   hyperfine jq python3 curl
+  # the Python SDK: its tests (tests/python) and its offline install
+  python3-pytest python3-setuptools python3-pip
   # man pages rendered in the drift test (man, col)
   man-db bsdextrautils
   # the Debian package build and its check (tests/install/test_deb.sh)

@@ -1,0 +1,387 @@
+"""QvmClient: qvmd's routes (docs/qvmd.md, api/openapi.json) as methods.
+
+    client = QvmClient()                                   # the UNIX socket
+    client = QvmClient(base_url="http://127.0.0.1:8080", token=SECRET)
+    sb = client.sandbox.create_sandbox(source="golden", agent_id="ci-7", ttl="30m")
+    r = client.sandbox.run_sandbox_command(sb.name, "make test", timeout=600)
+    client.sandbox.destroy_sandbox(sb.name)
+
+Every call has a deadline: `timeout` (default 30 s) for quick ones, and for
+the ones that wait on a VM (create, start, stop, exec, sandbox create and
+destroy) `op_timeout` (default 15 min) or, when the call is given a
+timeout for the work itself, that plus a margin.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+import ssl
+from typing import Any, Dict, List, Optional, Sequence, Union
+from urllib.parse import quote, urlencode
+
+from .errors import ResponseError
+from .models import (AuditRecord, CloneResult, ExecResult, ForkResult, Restored, Sandbox, Snapshot,
+                     Vm, list_of)
+from .transport import DEFAULT_MAX_BODY, Transport
+
+# qvmd's own bounds, checked here so that a mistake is a ValueError at the
+# call, not a round trip.
+_TIMEOUT_MS_MAX = 3_600_000
+_ARGV_MAX = 256
+_TOKEN_RE = re.compile(r"[A-Za-z0-9._~+/=-]{16,256}")
+# The margin over a server-side wait before the client gives up.
+_MARGIN_S = 30.0
+
+Command = Union[str, Sequence[str]]
+
+
+def _name(name: str) -> str:
+    if not isinstance(name, str) or not name:
+        raise ValueError("a VM or sandbox name must be a non-empty string")
+    return quote(name, safe="")
+
+
+def _timeout_ms(seconds: Optional[float], minimum_ms: int = 1) -> Optional[int]:
+    if seconds is None:
+        return None
+    ms = int(round(seconds * 1000))
+    if not minimum_ms <= ms <= _TIMEOUT_MS_MAX:
+        raise ValueError(
+            f"timeout must be {minimum_ms / 1000:g}..{_TIMEOUT_MS_MAX // 1000} seconds, "
+            f"not {seconds!r}")
+    return ms
+
+
+def _argv(command: Command) -> List[str]:
+    """A string runs through `sh -c`; a sequence is the argv itself."""
+    if isinstance(command, str):
+        argv = ["sh", "-c", command]
+    else:
+        argv = list(command)
+    if not argv or len(argv) > _ARGV_MAX:
+        raise ValueError(f"a command has 1..{_ARGV_MAX} arguments")
+    for a in argv:
+        if not isinstance(a, str):
+            raise ValueError("every argument of a command must be a string")
+    return argv
+
+
+def _drop_none(d: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+class _Api:
+    def __init__(self, client: "QvmClient") -> None:
+        self._client = client
+        self._t = client.transport
+
+    def _call(self, method: str, path: str, body: Optional[Dict[str, Any]] = None,
+              timeout: Optional[float] = None) -> Any:
+        _, doc = self._t.request(method, "/api/v1" + path, body,
+                                 timeout if timeout is not None else self._client.timeout)
+        return doc
+
+    def _op_timeout(self, work_s: Optional[float]) -> float:
+        """The deadline of a call that waits on qvmd's work of work_s seconds."""
+        if work_s is None:
+            return self._client.op_timeout
+        return work_s + _MARGIN_S
+
+    def _call_timeout(self, timeout: Optional[float]) -> float:
+        """The deadline of a call given as a whole (or op_timeout)."""
+        return timeout if timeout is not None else self._client.op_timeout
+
+
+class VmsApi:
+    """client.vms: /api/v1/vms."""
+
+    def __init__(self, client: "QvmClient") -> None:
+        self._api = _Api(client)
+
+    def list(self) -> List[Vm]:
+        return list_of(Vm, self._api._call("GET", "/vms"), "vms")
+
+    def get(self, name: str) -> Vm:
+        return Vm.from_json(self._api._call("GET", f"/vms/{_name(name)}"))
+
+    def create(
+        self,
+        name: str,
+        *,
+        image: Optional[str] = None,
+        image_url: Optional[str] = None,
+        memory: Union[int, str, None] = None,
+        vcpus: Optional[int] = None,
+        disk_size: Union[int, str, None] = None,
+        cloud_config: Optional[str] = None,
+        kernel: Optional[str] = None,
+        initrd: Optional[str] = None,
+        append: Optional[str] = None,
+        user: Optional[str] = None,
+        network: Optional[str] = None,
+        agent: Optional[str] = None,
+        labels: Optional[Dict[str, str]] = None,
+        no_cloud_init: Optional[bool] = None,
+        timeout: Optional[float] = None,
+    ) -> Vm:
+        """Creates a VM (not started). memory: MiB or "512M"; disk_size: GiB
+        or "10G". timeout: of the call (a first pull of an image is in it)."""
+        body = _drop_none({
+            "name": name, "image": image, "imageUrl": image_url, "memory": memory,
+            "vcpus": vcpus, "diskSize": disk_size, "cloudConfig": cloud_config,
+            "kernel": kernel, "initrd": initrd, "append": append, "user": user,
+            "network": network, "agent": agent, "labels": labels,
+            "noCloudInit": no_cloud_init,
+        })
+        return Vm.from_json(self._api._call("POST", "/vms", body,
+                                            self._api._call_timeout(timeout)))
+
+    def delete(self, name: str, force: bool = False, timeout: Optional[float] = None) -> None:
+        """Removes a VM; a running one only with force=True (else Conflict)."""
+        q = "?force=true" if force else ""
+        self._api._call("DELETE", f"/vms/{_name(name)}{q}", None,
+                        self._api._call_timeout(timeout))
+
+    def _power(self, verb: str, name: str, timeout: Optional[float]) -> Vm:
+        ms = _timeout_ms(timeout)
+        body = {"timeoutMs": ms} if ms is not None else {}
+        return Vm.from_json(self._api._call("POST", f"/vms/{_name(name)}/{verb}", body,
+                                            self._api._op_timeout(timeout)))
+
+    def start(self, name: str, timeout: Optional[float] = None) -> Vm:
+        """Starts a VM; timeout: how long qvmd waits for it (seconds)."""
+        return self._power("start", name, timeout)
+
+    def stop(self, name: str, timeout: Optional[float] = None) -> Vm:
+        """Stops a VM (graceful, then forced after timeout seconds)."""
+        return self._power("stop", name, timeout)
+
+    def restart(self, name: str, timeout: Optional[float] = None) -> Vm:
+        return self._power("restart", name, timeout)
+
+    def exec(self, name: str, command: Command, timeout: Optional[float] = None) -> ExecResult:
+        """Runs a command in a running VM over its SSH. command: an argv
+        list, or a string run by `sh -c`. timeout: the command's, in seconds
+        (over it: GatewayTimeout)."""
+        body: Dict[str, Any] = {"argv": _argv(command)}
+        ms = _timeout_ms(timeout)
+        if ms is not None:
+            body["timeoutMs"] = ms
+        return ExecResult.from_json(self._api._call("POST", f"/vms/{_name(name)}/exec", body,
+                                                    self._api._op_timeout(timeout)))
+
+
+    def list_snapshots(self, name: str) -> List[Snapshot]:
+        """A VM's snapshots, oldest first."""
+        return list_of(Snapshot, self._api._call("GET", f"/vms/{_name(name)}/snapshots"),
+                       "snapshots")
+
+    def create_snapshot(self, name: str, snapshot: str, disk_only: Optional[bool] = None,
+                        timeout: Optional[float] = None) -> Snapshot:
+        """Takes a snapshot named snapshot; of a running VM it holds the RAM
+        too unless disk_only. timeout: of the call."""
+        body = _drop_none({"name": snapshot, "diskOnly": disk_only})
+        return Snapshot.from_json(self._api._call("POST", f"/vms/{_name(name)}/snapshots", body,
+                                                  self._api._call_timeout(timeout)))
+
+    def delete_snapshot(self, name: str, snapshot: str, timeout: Optional[float] = None) -> None:
+        self._api._call("DELETE", f"/vms/{_name(name)}/snapshots/{_name(snapshot)}", None,
+                        self._api._call_timeout(timeout))
+
+    def restore_snapshot(self, name: str, snapshot: str,
+                         timeout: Optional[float] = None) -> Restored:
+        """A running VM continues from a RAM snapshot; a stopped one gets a
+        disk-only snapshot's disk back (else Conflict)."""
+        return Restored.from_json(self._api._call(
+            "POST", f"/vms/{_name(name)}/snapshots/{_name(snapshot)}/restore", None,
+            self._api._call_timeout(timeout)))
+
+    def clone(self, name: str, new_name: str, snapshot: Optional[str] = None,
+              start: Optional[bool] = None, timeout: Optional[float] = None) -> CloneResult:
+        """A linked clone of VM name (of its snapshot, if given) called
+        new_name, with a fresh identity; start=True starts it."""
+        body = _drop_none({"name": new_name, "snapshot": snapshot, "start": start})
+        return CloneResult.from_json(self._api._call("POST", f"/vms/{_name(name)}/clone", body,
+                                                     self._api._call_timeout(timeout)))
+
+    def fork(self, name: str, count: Optional[int] = None, prefix: Optional[str] = None,
+             wait: Optional[bool] = None, timeout: Optional[float] = None) -> ForkResult:
+        """count forks of a running VM (PREFIX-1..PREFIX-N) that resume its
+        memory without a boot; wait: for each fork's SSH login (qvmd's
+        default: true)."""
+        body = _drop_none({"count": count, "prefix": prefix, "wait": wait})
+        return ForkResult.from_json(self._api._call("POST", f"/vms/{_name(name)}/fork", body,
+                                                    self._api._call_timeout(timeout)))
+
+
+class SandboxApi:
+    """client.sandbox: /api/v1/sandboxes, with virsh-sandbox's names."""
+
+    def __init__(self, client: "QvmClient") -> None:
+        self._api = _Api(client)
+
+    def create_sandbox(
+        self,
+        source: Optional[str] = None,
+        *,
+        name: Optional[str] = None,
+        agent_id: Optional[str] = None,
+        ttl: Optional[str] = None,
+        labels: Optional[Dict[str, str]] = None,
+        network: Optional[str] = None,
+        wait_cloud_init: Optional[bool] = None,
+        timeout: Optional[float] = None,
+        checkpoint_each: Optional[bool] = None,
+        source_vm_name: Optional[str] = None,
+    ) -> Sandbox:
+        """Creates a sandbox from source (VM:SNAP, a VM, or an image) and
+        brings it up. source_vm_name is virsh-sandbox's name for source.
+        ttl: "30m" (Ns, Nm, Nh, Nd); network: "isolated" or "user";
+        timeout: how long qvmd waits for it to come up (seconds, >= 1);
+        checkpoint_each: a checkpoint before every command run in it (a
+        command whose checkpoint fails does not run)."""
+        if source is None:
+            source = source_vm_name
+        elif source_vm_name is not None and source_vm_name != source:
+            raise ValueError("give source or source_vm_name, not both")
+        if not isinstance(source, str) or not source:
+            raise ValueError("create_sandbox needs a source (a VM, VM:SNAP or an image)")
+        body = _drop_none({
+            "from": source, "name": name, "agent": agent_id, "ttl": ttl, "labels": labels,
+            "network": network, "waitCloudInit": wait_cloud_init,
+            "timeoutMs": _timeout_ms(timeout, minimum_ms=1000), "checkpointEach": checkpoint_each,
+        })
+        return Sandbox.from_json(self._api._call("POST", "/sandboxes", body,
+                                                 self._api._op_timeout(timeout)))
+
+    def list_sandboxes(self) -> List[Sandbox]:
+        """The sandboxes (an agent token: only its own)."""
+        return list_of(Sandbox, self._api._call("GET", "/sandboxes"), "sandboxes")
+
+    def get_sandbox(self, name: str) -> Sandbox:
+        return Sandbox.from_json(self._api._call("GET", f"/sandboxes/{_name(name)}"))
+
+    def run_sandbox_command(self, name: str, command: Command,
+                            timeout: Optional[float] = None) -> ExecResult:
+        """Runs a command in a sandbox: an argv list, or a string run by
+        `sh -c`. timeout: the command's, in seconds."""
+        body: Dict[str, Any] = {"argv": _argv(command)}
+        ms = _timeout_ms(timeout)
+        if ms is not None:
+            body["timeoutMs"] = ms
+        return ExecResult.from_json(self._api._call(
+            "POST", f"/sandboxes/{_name(name)}/exec", body, self._api._op_timeout(timeout)))
+
+    def destroy_sandbox(self, name: str, timeout: Optional[float] = None) -> None:
+        self._api._call("DELETE", f"/sandboxes/{_name(name)}", None,
+                        self._api._call_timeout(timeout))
+
+
+    def list_snapshots(self, name: str) -> List[Snapshot]:
+        """A sandbox's snapshots and checkpoints, oldest first."""
+        return list_of(Snapshot, self._api._call("GET", f"/sandboxes/{_name(name)}/snapshots"),
+                       "snapshots")
+
+    def checkpoint(self, name: str, timeout: Optional[float] = None) -> Snapshot:
+        """Takes a checkpoint (a snapshot ckpt-N, with RAM when running);
+        the oldest beyond qvm's limit are removed."""
+        return Snapshot.from_json(self._api._call("POST", f"/sandboxes/{_name(name)}/checkpoint",
+                                                  None, self._api._call_timeout(timeout)))
+
+    def create_snapshot(self, name: str, timeout: Optional[float] = None) -> Snapshot:
+        """virsh-sandbox's name for checkpoint(): qvmd names it (ckpt-N)."""
+        return self.checkpoint(name, timeout)
+
+    def rollback(self, name: str, to: Union[str, int, None] = None,
+                 timeout: Optional[float] = None) -> Restored:
+        """Back to the latest checkpoint, to checkpoint N (to=N), or to a
+        snapshot by name."""
+        body: Optional[Dict[str, Any]] = None
+        if to is not None:
+            if isinstance(to, bool) or not isinstance(to, (str, int)):
+                raise ValueError("rollback to: a checkpoint number or a snapshot name")
+            body = {"to": str(to)}
+        return Restored.from_json(self._api._call("POST", f"/sandboxes/{_name(name)}/rollback",
+                                                  body, self._api._call_timeout(timeout)))
+
+
+class AuditApi:
+    """client.audit: /api/v1/audit."""
+
+    def __init__(self, client: "QvmClient") -> None:
+        self._api = _Api(client)
+
+    def list(self, vm: Optional[str] = None, agent: Optional[str] = None,
+             since: Union[int, datetime.datetime, None] = None) -> List[AuditRecord]:
+        """The audit records, oldest first: of one VM, one agent, and at or
+        after since (a datetime, or microseconds since the epoch)."""
+        q: Dict[str, str] = {}
+        if vm is not None:
+            q["vm"] = vm
+        if agent is not None:
+            q["agent"] = agent
+        if since is not None:
+            if isinstance(since, datetime.datetime):
+                if since.tzinfo is None:
+                    raise ValueError("since: give an aware datetime (with a timezone)")
+                us = int(since.timestamp() * 1_000_000)
+            elif isinstance(since, int) and not isinstance(since, bool):
+                us = since
+            else:
+                raise ValueError("since: a datetime or an integer of microseconds")
+            if us < 0:
+                raise ValueError("since must not be before the epoch")
+            q["sinceUs"] = str(us)
+        path = "/audit" + ("?" + urlencode(q) if q else "")
+        return list_of(AuditRecord, self._api._call("GET", path), "audit")
+
+
+class QvmClient:
+    """A client of qvmd.
+
+    socket_path: qvmd's UNIX socket (the default, where qvmd puts it:
+    $QVM_QVMD_SOCKET, $QVM_RUNTIME_DIR/qvmd.sock, $XDG_RUNTIME_DIR/qvm/qvmd.sock,
+    /run/qvm/qvmd.sock). base_url, token: TCP instead, with a bearer token.
+    timeout: seconds for a quick call; op_timeout: for a call that waits on a
+    VM and is given no timeout of its own. max_body: the largest answer read
+    (bytes); a larger one raises ResponseTooLarge.
+    """
+
+    def __init__(
+        self,
+        socket_path: Optional[str] = None,
+        *,
+        base_url: Optional[str] = None,
+        token: Optional[str] = None,
+        timeout: float = 30.0,
+        op_timeout: float = 900.0,
+        max_body: int = DEFAULT_MAX_BODY,
+        ssl_context: Optional[ssl.SSLContext] = None,
+    ) -> None:
+        if socket_path is not None and base_url is not None:
+            raise ValueError("give socket_path or base_url, not both")
+        if token is not None:
+            if base_url is None:
+                raise ValueError("a token is for TCP (base_url); the UNIX socket uses the caller's uid")
+            if not _TOKEN_RE.fullmatch(token):
+                raise ValueError("a token is 16-256 characters of [A-Za-z0-9._~+/=-]")
+        if not timeout > 0 or not op_timeout > 0:
+            raise ValueError("timeouts must be positive")
+        self.timeout = float(timeout)
+        self.op_timeout = float(op_timeout)
+        self.transport = Transport(socket_path=socket_path, base_url=base_url, token=token,
+                                   max_body=max_body, ssl_context=ssl_context)
+        self.vms = VmsApi(self)
+        self.sandbox = SandboxApi(self)
+        self.audit = AuditApi(self)
+
+    def openapi(self) -> Dict[str, Any]:
+        """qvmd's OpenAPI document."""
+        doc = _Api(self)._call("GET", "/openapi.json")
+        if not isinstance(doc, dict):
+            raise ResponseError("openapi.json: expected a JSON object")
+        return doc
+
+    def __repr__(self) -> str:
+        return f"QvmClient({self.transport.where()})"

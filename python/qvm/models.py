@@ -1,0 +1,357 @@
+"""Typed views of qvmd's JSON answers (api/openapi.json's schemas).
+
+Each from_json checks the type of every member it reads and raises
+ResponseError naming a bad one; members it does not know stay in `raw`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Type, TypeVar
+
+from .errors import ResponseError, printable
+
+T = TypeVar("T")
+
+
+def _obj(doc: Any, what: str) -> Dict[str, Any]:
+    if not isinstance(doc, dict):
+        raise ResponseError(f"{what}: expected a JSON object, got {type(doc).__name__}")
+    return doc
+
+
+def _get(doc: Dict[str, Any], key: str, typ: Type[T], what: str, required: bool = False,
+         nullable: bool = True) -> Optional[T]:
+    if key not in doc:
+        if required:
+            raise ResponseError(f"{what}: the member '{key}' is missing")
+        return None
+    v = doc[key]
+    if v is None and nullable and not required:
+        return None
+    # bool is an int in Python: an integer member must not take true/false.
+    if typ is int and isinstance(v, bool):
+        raise ResponseError(f"{what}: '{key}' is not an integer")
+    if not isinstance(v, typ):
+        raise ResponseError(f"{what}: '{key}' is not {typ.__name__}: {printable(repr(v), 64)}")
+    return v
+
+
+def _labels(doc: Dict[str, Any], what: str) -> Dict[str, str]:
+    labels = _get(doc, "labels", dict, what) or {}
+    for k, v in labels.items():
+        if not isinstance(v, str):
+            raise ResponseError(f"{what}: label '{printable(k, 64)}' is not a string")
+    return dict(labels)
+
+
+def _name(doc: Dict[str, Any], what: str) -> str:
+    name = _get(doc, "name", str, what, required=True)
+    assert name is not None
+    return name
+
+
+@dataclass(frozen=True)
+class Vm:
+    """A VM as qvmd describes it (libqvm's VM info, keys in camelCase)."""
+
+    name: str
+    state: str
+    uuid: Optional[str] = None
+    cpus: Optional[int] = None
+    memory_mib: Optional[int] = None
+    agent: Optional[str] = None
+    labels: Dict[str, str] = field(default_factory=dict)
+    sandbox: bool = False
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, doc: Any) -> "Vm":
+        d = _obj(doc, "vm")
+        what = f"vm '{printable(str(d.get('name')), 64)}'"
+        state = _get(d, "state", str, what, required=True)
+        assert state is not None
+        return cls(
+            name=_name(d, "vm"),
+            state=state,
+            uuid=_get(d, "uuid", str, what),
+            cpus=_get(d, "cpus", int, what),
+            memory_mib=_get(d, "memoryMib", int, what),
+            agent=_get(d, "agent", str, what),
+            labels=_labels(d, what),
+            sandbox=bool(_get(d, "sandbox", bool, what)),
+            raw=d,
+        )
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """A sandbox: a VM with an agent id and a deadline."""
+
+    name: str
+    state: Optional[str] = None
+    agent: Optional[str] = None
+    labels: Dict[str, str] = field(default_factory=dict)
+    expires_at: Optional[str] = None
+    expires_at_us: Optional[int] = None
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, doc: Any) -> "Sandbox":
+        d = _obj(doc, "sandbox")
+        what = f"sandbox '{printable(str(d.get('name')), 64)}'"
+        return cls(
+            name=_name(d, "sandbox"),
+            state=_get(d, "state", str, what),
+            agent=_get(d, "agent", str, what),
+            labels=_labels(d, what),
+            expires_at=_get(d, "expiresAt", str, what),
+            expires_at_us=_get(d, "expiresAtUs", int, what),
+            raw=d,
+        )
+
+
+def _b64(d: Dict[str, Any], key: str) -> Optional[bytes]:
+    s = _get(d, key, str, "exec result")
+    if s is None:
+        return None
+    try:
+        return base64.b64decode(s, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise ResponseError(f"exec result: '{key}' is not base64") from e
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """A command's outcome. exit_code is None when it died of a signal
+    (signal names it). stdout and stderr are text; output that was not
+    UTF-8 comes neutralized there, and exact in stdout_bytes/stderr_bytes.
+    checkpoint names the checkpoint taken just before the command (a
+    sandbox created with checkpoint_each), else None."""
+
+    exit_code: Optional[int]
+    signal: Optional[str]
+    stdout: str
+    stderr: str
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    duration_ms: int = 0
+    stdout_bytes: Optional[bytes] = field(default=None, repr=False)
+    stderr_bytes: Optional[bytes] = field(default=None, repr=False)
+    checkpoint: Optional[str] = None
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    def stdout_raw(self) -> bytes:
+        """The exact bytes of stdout (as far as they were kept)."""
+        return self.stdout_bytes if self.stdout_bytes is not None else self.stdout.encode()
+
+    def stderr_raw(self) -> bytes:
+        return self.stderr_bytes if self.stderr_bytes is not None else self.stderr.encode()
+
+    @classmethod
+    def from_json(cls, doc: Any) -> "ExecResult":
+        d = _obj(doc, "exec result")
+        what = "exec result"
+        for key in ("exitCode", "signal", "stdout", "stderr", "durationMs"):
+            if key not in d:
+                raise ResponseError(f"{what}: the member '{key}' is missing")
+        stdout = _get(d, "stdout", str, what, required=True)
+        stderr = _get(d, "stderr", str, what, required=True)
+        duration = _get(d, "durationMs", int, what, required=True)
+        assert stdout is not None and stderr is not None and duration is not None
+        return cls(
+            exit_code=_get(d, "exitCode", int, what),
+            signal=_get(d, "signal", str, what),
+            stdout=stdout,
+            stderr=stderr,
+            stdout_truncated=bool(_get(d, "stdoutTruncated", bool, what)),
+            stderr_truncated=bool(_get(d, "stderrTruncated", bool, what)),
+            duration_ms=duration,
+            stdout_bytes=_b64(d, "stdoutBase64"),
+            stderr_bytes=_b64(d, "stderrBase64"),
+            checkpoint=_get(d, "checkpoint", str, what),
+        )
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One line of the audit log (include/qvm/audit.h; docs/cli.md "qvm audit")."""
+
+    seq: int
+    time: str
+    action: str
+    vm: Optional[str]
+    actor: Dict[str, Any] = field(default_factory=dict)
+    details: Dict[str, Any] = field(default_factory=dict)
+    prev: str = ""
+    hash: str = ""
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def agent(self) -> Optional[str]:
+        a = self.actor.get("agent")
+        return a if isinstance(a, str) else None
+
+    @classmethod
+    def from_json(cls, doc: Any) -> "AuditRecord":
+        d = _obj(doc, "audit record")
+        what = "audit record"
+        seq = _get(d, "seq", int, what, required=True)
+        t = _get(d, "time", str, what, required=True)
+        action = _get(d, "action", str, what, required=True)
+        assert seq is not None and t is not None and action is not None
+        return cls(
+            seq=seq,
+            time=t,
+            action=action,
+            vm=_get(d, "vm", str, what),
+            actor=_get(d, "actor", dict, what) or {},
+            details=_get(d, "details", dict, what) or {},
+            prev=_get(d, "prev", str, what) or "",
+            hash=_get(d, "hash", str, what) or "",
+            raw=d,
+        )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A snapshot of a VM (or a sandbox's checkpoint, ckpt-N). ram: with the
+    guest's memory and devices (restoring it resumes the running guest)."""
+
+    name: str
+    ram: bool
+    created_at: Optional[str] = None
+    vm_state: Optional[str] = None
+    vm_state_size: Optional[int] = None
+    disk_bytes: Optional[int] = None
+    parent: Optional[str] = None
+    current: bool = False
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, doc: Any) -> "Snapshot":
+        d = _obj(doc, "snapshot")
+        what = f"snapshot '{printable(str(d.get('name')), 64)}'"
+        ram = _get(d, "ram", bool, what, required=True)
+        assert ram is not None
+        return cls(
+            name=_name(d, "snapshot"),
+            ram=ram,
+            created_at=_get(d, "createdAt", str, what),
+            vm_state=_get(d, "vmState", str, what),
+            vm_state_size=_get(d, "vmStateSize", int, what),
+            disk_bytes=_get(d, "diskBytes", int, what),
+            parent=_get(d, "parent", str, what),
+            current=bool(_get(d, "current", bool, what)),
+            raw=d,
+        )
+
+
+@dataclass(frozen=True)
+class Restored:
+    """A restore or rollback: the VM (name) went back to the snapshot restored."""
+
+    name: str
+    restored: str
+
+    @classmethod
+    def from_json(cls, doc: Any) -> "Restored":
+        d = _obj(doc, "restore")
+        restored = _get(d, "restored", str, "restore", required=True)
+        assert restored is not None
+        return cls(name=_name(d, "restore"), restored=restored)
+
+
+@dataclass(frozen=True)
+class CloneResult:
+    """A linked clone of source (of its snapshot, when one was given)."""
+
+    name: str
+    source: str
+    snapshot: Optional[str] = None
+    image: Optional[str] = None
+    uuid: Optional[str] = None
+    mac: Optional[str] = None
+    state: Optional[str] = None
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, doc: Any) -> "CloneResult":
+        d = _obj(doc, "clone")
+        what = "clone"
+        source = _get(d, "source", str, what, required=True)
+        assert source is not None
+        return cls(
+            name=_name(d, what),
+            source=source,
+            snapshot=_get(d, "snapshot", str, what),
+            image=_get(d, "image", str, what),
+            uuid=_get(d, "uuid", str, what),
+            mac=_get(d, "mac", str, what),
+            state=_get(d, "state", str, what),
+            raw=d,
+        )
+
+
+@dataclass(frozen=True)
+class Fork:
+    """One fork: a VM running from its source's memory."""
+
+    name: str
+    uuid: Optional[str] = None
+    ssh_port: Optional[int] = None
+    resumed_ms: Optional[int] = None
+    ready_ms: Optional[int] = None
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, doc: Any) -> "Fork":
+        d = _obj(doc, "fork")
+        what = "fork"
+        return cls(
+            name=_name(d, what),
+            uuid=_get(d, "uuid", str, what),
+            ssh_port=_get(d, "sshPort", int, what),
+            resumed_ms=_get(d, "resumedMs", int, what),
+            ready_ms=_get(d, "readyMs", int, what),
+            raw=d,
+        )
+
+
+@dataclass(frozen=True)
+class ForkResult:
+    """The forks of a running VM (source), and what making them took."""
+
+    source: str
+    forks: List[Fork]
+    image: Optional[str] = None
+    paused_ms: Optional[int] = None
+    state_bytes: Optional[int] = None
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, doc: Any) -> "ForkResult":
+        d = _obj(doc, "fork result")
+        what = "fork result"
+        source = _get(d, "source", str, what, required=True)
+        forks = _get(d, "forks", list, what, required=True)
+        assert source is not None and forks is not None
+        return cls(
+            source=source,
+            forks=[Fork.from_json(f) for f in forks],
+            image=_get(d, "image", str, what),
+            paused_ms=_get(d, "pausedMs", int, what),
+            state_bytes=_get(d, "stateBytes", int, what),
+            raw=d,
+        )
+
+
+def list_of(cls: Any, doc: Any, what: str) -> List[Any]:
+    if not isinstance(doc, list):
+        raise ResponseError(f"{what}: expected a JSON array, got {type(doc).__name__}")
+    return [cls.from_json(x) for x in doc]
