@@ -161,6 +161,13 @@ static int create_run(char **out_json, const char *name, const qvm_sandbox_creat
     co.tags = tags;
     r = qvm_vm_up(&up, name, &co, o->up, err);
   } else {
+    /* A sandbox made from one that checkpoints before every command does
+     * too: else an agent would get the same disk without the policy by
+     * starting a sandbox from its own. */
+    qvm_vm *src = NULL;
+    if (qvm_vm_open(&src, vm, NULL) >= 0 && qvm_vm_checkpoint_each(src))
+      tags.checkpoint_each = true;
+    qvm_vm_free(src);
     qvm_vm_clone_options co = QVM_VM_CLONE_OPTIONS_INIT;
     co.snapshot = snap;
     co.then = QVM_VM_CLONE_UP;

@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -36,7 +37,21 @@ static int qemu_signal(int sig) {
 
 /* In the child after fork: only async-signal-safe calls (the caller of
  * libqvm may have threads). */
-__attribute__((noreturn)) static void watchdog_main(int pipe_in, int qemu_pidfd) {
+/* Closes every fd above WATCHDOG_QEMU_FD. close_range may be missing
+ * (Linux < 5.9) or refused by a seccomp filter: then one by one. */
+static void close_above(void) {
+  if (close_range(WATCHDOG_QEMU_FD + 1, ~0U, 0) == 0) return;
+  struct rlimit rl;
+  long max =
+      getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (1 << 20)
+          ? (long)rl.rlim_cur
+          : 65536;
+  for (long fd = WATCHDOG_QEMU_FD + 1; fd < max; fd++) close((int)fd);
+}
+
+__attribute__((noreturn)) static void watchdog_main(int pipe_in, int pipe_out, int qemu_pidfd) {
+  /* The shim's end first: with a copy of it open here, no EOF would come. */
+  close(pipe_out);
   setsid();
   sigset_t all;
   sigfillset(&all);
@@ -45,8 +60,8 @@ __attribute__((noreturn)) static void watchdog_main(int pipe_in, int qemu_pidfd)
   if (in < 0 || q < 0 || dup2(in, WATCHDOG_PIPE_FD) < 0 || dup2(q, WATCHDOG_QEMU_FD) < 0) _exit(1);
   /* Nothing of the shim's: not its lock (a copy would hold the flock), not
    * the tap, not qvm run's stdout (a scheduler's log pipe). */
-  close_range(0, WATCHDOG_PIPE_FD - 1, 0);
-  close_range(WATCHDOG_QEMU_FD + 1, ~0U, 0);
+  for (int fd = 0; fd < WATCHDOG_PIPE_FD; fd++) close(fd);
+  close_above();
   char c;
   ssize_t got;
   do got = read(WATCHDOG_PIPE_FD, &c, 1);
@@ -71,7 +86,7 @@ int shim_watchdog_start(shim *s, qvm_error **err) {
     close(fds[1]);
     return qvm_error_set_errno(err, e, "cannot fork qemu's watchdog");
   }
-  if (pid == 0) watchdog_main(fds[0], s->pidfd);
+  if (pid == 0) watchdog_main(fds[0], fds[1], s->pidfd);
   close(fds[0]);
   s->watchdog_pid = pid;
   s->watchdog_fd = fds[1];
@@ -82,7 +97,20 @@ void shim_watchdog_stop(shim *s) {
   if (s->watchdog_fd < 0) return;
   close(s->watchdog_fd); /* QEMU is gone: the watchdog's SIGTERM finds nothing */
   s->watchdog_fd = -1;
-  while (waitpid(s->watchdog_pid, NULL, 0) < 0 && errno == EINTR) {
+  /* It exits at once on EOF (or within WATCHDOG_TERM_MS if QEMU still
+   * ran); should it not (a copy of the pipe's end kept open somewhere, a
+   * fork of a threaded caller), it is killed rather than waited for
+   * forever. */
+  for (int waited = 0;; waited += 50) {
+    pid_t r = waitpid(s->watchdog_pid, NULL, WNOHANG);
+    if (r == s->watchdog_pid || (r < 0 && errno != EINTR)) break;
+    if (r == 0 && waited >= WATCHDOG_TERM_MS + 2000) {
+      kill(s->watchdog_pid, SIGKILL);
+      while (waitpid(s->watchdog_pid, NULL, 0) < 0 && errno == EINTR) {
+      }
+      break;
+    }
+    if (r == 0) poll(NULL, 0, 50);
   }
   s->watchdog_pid = 0;
 }

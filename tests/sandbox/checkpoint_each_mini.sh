@@ -71,6 +71,13 @@ out=$(qvm rollback sbc --to 1 2>&1) || fail "rollback --to 1: $out"
 run_rc qvm ssh sbc -- cat /tmp/state
 [[ $rc -ne 0 ]] || fail "after rollback --to 1 the file the first command wrote is still there: $out"
 
+# A sandbox made from one that checkpoints before every command does too:
+# else an agent would shed the policy by starting a sandbox from its own.
+json=$(qvm sandbox create sbi --from sbc --ttl 10m --no-wait-cloud-init --timeout 180 --json 2>&1) ||
+  fail "sandbox create sbi --from sbc: $json"
+expect_eq "$(jget "$json" '["checkpoint_each"]')" True "a sandbox made from sbc"
+qvm sandbox destroy sbi >/dev/null || fail "destroy sbi"
+
 # A plain sandbox takes none.
 json=$(qvm sandbox create sbp --from gold --ttl 10m --no-wait-cloud-init --timeout 180 --json 2>&1) ||
   fail "sandbox create sbp: $json"

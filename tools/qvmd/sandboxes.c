@@ -72,6 +72,15 @@ qvm_vm *qvmd_sandbox_open(qvmd_reply *out, const qvmd_request *req, bool sandbox
     qvmd_problem_qvm(out, err, NULL);
     return NULL;
   }
+  /* The name was checked above; the VM opened now must still be the
+   * caller's (it may have been destroyed and made again by another agent
+   * in between). */
+  const char *agent = visible_agent(req), *owner = qvm_vm_agent(vm);
+  if (agent && (!owner || strcmp(owner, agent))) {
+    qvm_vm_free(vm);
+    qvmd_problem_not_found(out, "sandbox", name);
+    return NULL;
+  }
   return vm;
 }
 

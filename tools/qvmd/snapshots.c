@@ -107,11 +107,7 @@ void qvmd_snapshots_create(qvmd_reply *out, const qvmd_request *req) {
     goto done;
   }
   json_object *s = snapshot_entry(out, vm, name);
-  if (s) {
-    snprintf(out->location, sizeof out->location, "/api/v1/vms/%s/snapshots/%s", req->params[0],
-             name);
-    qvmd_reply_json(out, 201, s);
-  }
+  if (s) qvmd_reply_json(out, 201, s);
 done:
   qvm_vm_free(vm);
   json_object_put(body);
@@ -244,9 +240,12 @@ done:
 }
 
 void qvmd_sandboxes_checkpoint(qvmd_reply *out, const qvmd_request *req) {
-  if (req->body_len) {
-    qvmd_problem(out, 400, "EINVAL", "checkpoint takes no body");
-    return;
+  if (req->body_len) { /* none, or {} */
+    json_object *body = qvmd_body_object(out, req);
+    static const char *const known[] = {NULL};
+    bool ok = body && qvmd_body_known(out, body, known);
+    json_object_put(body);
+    if (!ok) return;
   }
   qvm_vm *vm = open_target(out, req, true);
   if (!vm) return;
@@ -282,7 +281,7 @@ void qvmd_sandboxes_rollback(qvmd_reply *out, const qvmd_request *req) {
   int r = qvm_vm_rollback(name, vm, to, &err);
   qvmd_work_end(req);
   if (r < 0) {
-    qvmd_problem_qvm(out, err, "to");
+    qvmd_problem_qvm(out, err, to ? "to" : NULL);
   } else {
     json_object *o = json_object_new_object();
     json_object_object_add(o, "name", json_object_new_string(req->params[0]));
