@@ -161,6 +161,11 @@ int qvm_audit_set_thread_agent(const char *agent, qvm_error **err) {
   return 0;
 }
 
+const char *vm_audit_current_agent(void) {
+  const char *agent = thread_agent[0] ? thread_agent : getenv("QVM_AGENT");
+  return agent && qvm_audit_agent_valid(agent) ? agent : NULL;
+}
+
 static struct json_object *actor_json(void) {
   struct json_object *a = json_object_new_object();
   uid_t uid = getuid();

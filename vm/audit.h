@@ -16,6 +16,10 @@
 #define VM_AUDIT_ARGS_MAX 64
 #define VM_AUDIT_PATH_MAX 4096
 
+/* The agent id actions are recorded for (qvm --agent, qvmd's agent token,
+ * $QVM_AGENT), if a valid one is set; else NULL. */
+const char *vm_audit_current_agent(void);
+
 /* Appends one record; takes details (NULL: {}). */
 int vm_audit_append(const char *vm, const char *action, struct json_object *details,
                     qvm_error **err);

@@ -538,6 +538,11 @@ int vm_ca_session_issue(char **out_line, qvm_cert_ca *ca, const unsigned char *e
   o.principals = principals;
   o.source_address = source_address;
   o.ttl_ms = ttl_s * 1000;
+  /* The key id names the agent the login is for, when its id fits there
+   * (no ':'); else the Unix user, as for qvm cert issue. */
+  const char *agent = vm_audit_current_agent();
+  if (agent && strlen(agent) <= MAX_ACTOR && strspn(agent, ACTOR_CHARS) == strlen(agent))
+    o.actor = agent;
   qvm_cert *cert = NULL;
   int r = issue_audited(&cert, ca, &o, ecdsa_q, err);
   if (r >= 0 && !(*out_line = strdup(cert->line)))
