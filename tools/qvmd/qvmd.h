@@ -152,6 +152,11 @@ void qvmd_vms_start(qvmd_reply *out, const qvmd_request *req);
 void qvmd_vms_stop(qvmd_reply *out, const qvmd_request *req);
 void qvmd_vms_restart(qvmd_reply *out, const qvmd_request *req);
 void qvmd_vms_exec(qvmd_reply *out, const qvmd_request *req);
+/* keys.c */
+void qvmd_keys_list(qvmd_reply *out, const qvmd_request *req);
+void qvmd_keys_create(qvmd_reply *out, const qvmd_request *req);
+void qvmd_keys_get(qvmd_reply *out, const qvmd_request *req);
+void qvmd_keys_inject(qvmd_reply *out, const qvmd_request *req);
 /* snapshots.c */
 void qvmd_snapshots_list(qvmd_reply *out, const qvmd_request *req);
 void qvmd_snapshots_create(qvmd_reply *out, const qvmd_request *req);

@@ -39,6 +39,10 @@ const qvmd_route qvmd_routes[] = {
     {"POST", "/api/v1/sandboxes/{name}/checkpoint", qvmd_sandboxes_checkpoint, W | A},
     {"POST", "/api/v1/sandboxes/{name}/rollback", qvmd_sandboxes_rollback, W | A},
     {"GET", "/api/v1/audit", qvmd_audit_list, 0},
+    {"GET", "/api/v1/ssh-keys", qvmd_keys_list, 0},
+    {"POST", "/api/v1/ssh-keys", qvmd_keys_create, W},
+    {"GET", "/api/v1/ssh-keys/{name}", qvmd_keys_get, 0},
+    {"POST", "/api/v1/vms/{name}/ssh-keys/{key}", qvmd_keys_inject, W},
     /* Datamancy vm-provisioner's routes (docs/qvmd.md). */
     {"GET", "/api/vms", qvmd_vms_list, U},
     {"POST", "/api/vms", qvmd_vms_create, W | U},
@@ -46,6 +50,10 @@ const qvmd_route qvmd_routes[] = {
     {"DELETE", "/api/vms/{name}", qvmd_vms_delete, W | U},
     {"POST", "/api/vms/{name}/start", qvmd_vms_start, W | U},
     {"POST", "/api/vms/{name}/stop", qvmd_vms_stop, W | U},
+    {"GET", "/api/ssh-keys", qvmd_keys_list, U},
+    {"POST", "/api/ssh-keys", qvmd_keys_create, W | U},
+    {"GET", "/api/ssh-keys/{name}/public", qvmd_keys_get, U},
+    {"POST", "/api/vms/{name}/ssh-keys/{key}", qvmd_keys_inject, W | U},
 };
 const size_t qvmd_n_routes = sizeof qvmd_routes / sizeof qvmd_routes[0];
 
