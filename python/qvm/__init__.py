@@ -1,6 +1,6 @@
 """qvm: a client for qvmd, qvm's REST API (docs/qvmd.md). Standard library only."""
 
-from .client import AuditApi, QvmClient, SandboxApi, VmsApi
+from .client import AuditApi, QvmClient, SandboxApi, SshKeysApi, VmsApi
 from .errors import (
     ApiError,
     BadRequest,
@@ -23,14 +23,14 @@ from .errors import (
     ValidationError,
 )
 from .models import (AuditRecord, CloneResult, ExecResult, Fork, ForkResult, Restored, Sandbox,
-                     Snapshot, Vm)
+                     Snapshot, SshKey, Vm)
 from .transport import DEFAULT_MAX_BODY, default_socket_path
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "QvmClient", "VmsApi", "SandboxApi", "AuditApi",
-    "Vm", "Sandbox", "ExecResult", "AuditRecord", "Snapshot", "Restored", "CloneResult",
+    "QvmClient", "VmsApi", "SandboxApi", "AuditApi", "SshKeysApi",
+    "Vm", "Sandbox", "ExecResult", "AuditRecord", "Snapshot", "Restored", "CloneResult", "SshKey",
     "Fork", "ForkResult",
     "QvmError", "QvmConnectionError", "QvmTimeout", "ResponseError", "ResponseTooLarge",
     "ApiError", "BadRequest", "Unauthorized", "Forbidden", "NotFound", "MethodNotAllowed",

@@ -22,7 +22,7 @@ from urllib.parse import quote, urlencode
 
 from .errors import ResponseError
 from .models import (AuditRecord, CloneResult, ExecResult, ForkResult, Restored, Sandbox, Snapshot,
-                     Vm, list_of)
+                     SshKey, Vm, list_of)
 from .transport import DEFAULT_MAX_BODY, Transport
 
 # qvmd's own bounds, checked here so that a mistake is a ValueError at the
@@ -337,6 +337,32 @@ class AuditApi:
         return list_of(AuditRecord, self._api._call("GET", path), "audit")
 
 
+class SshKeysApi:
+    """client.ssh_keys: qvm's SSH key store, /api/v1/ssh-keys (the private
+    keys stay on the qvmd host: only public parts come back)."""
+
+    def __init__(self, client: "QvmClient") -> None:
+        self._api = _Api(client)
+
+    def list(self) -> List[SshKey]:
+        return list_of(SshKey, self._api._call("GET", "/ssh-keys"), "ssh keys")
+
+    def get(self, name: str) -> SshKey:
+        return SshKey.from_json(self._api._call("GET", f"/ssh-keys/{_name(name)}"))
+
+    def generate(self, name: str, key_type: Optional[str] = None, comment: Optional[str] = None,
+                 timeout: Optional[float] = None) -> SshKey:
+        """A new pair: key_type "ed25519" (the default) or "rsa-4096"."""
+        body = _drop_none({"name": name, "type": key_type, "comment": comment})
+        return SshKey.from_json(self._api._call("POST", "/ssh-keys", body,
+                                                self._api._call_timeout(timeout)))
+
+    def add_to_vm(self, vm: str, key: str, timeout: Optional[float] = None) -> None:
+        """Appends the key to the running VM user's authorized_keys (once)."""
+        self._api._call("POST", f"/vms/{_name(vm)}/ssh-keys/{_name(key)}", None,
+                        self._api._call_timeout(timeout))
+
+
 class QvmClient:
     """A client of qvmd.
 
@@ -375,6 +401,7 @@ class QvmClient:
         self.vms = VmsApi(self)
         self.sandbox = SandboxApi(self)
         self.audit = AuditApi(self)
+        self.ssh_keys = SshKeysApi(self)
 
     def openapi(self) -> Dict[str, Any]:
         """qvmd's OpenAPI document."""

@@ -219,6 +219,28 @@ class AuditRecord:
 
 
 @dataclass(frozen=True)
+class SshKey:
+    """A key in qvm's key store (its public part: the private key is never
+    sent). key_type: "ed25519" or "rsa-4096"."""
+
+    name: str
+    key_type: str
+    public_key: str
+    fingerprint: Optional[str] = None
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, doc: Any) -> "SshKey":
+        d = _obj(doc, "ssh key")
+        what = f"ssh key '{printable(str(d.get('name')), 64)}'"
+        key_type = _get(d, "type", str, what, required=True)
+        public_key = _get(d, "publicKey", str, what, required=True)
+        assert key_type is not None and public_key is not None
+        return cls(name=_name(d, "ssh key"), key_type=key_type, public_key=public_key,
+                   fingerprint=_get(d, "fingerprint", str, what), raw=d)
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """A snapshot of a VM (or a sandbox's checkpoint, ckpt-N). ram: with the
     guest's memory and devices (restoring it resumes the running guest)."""
