@@ -25,8 +25,9 @@ declare -A run=(
   [image]="bench/image/bench_image.sh"
   [snapshot]="bench/snapshot/bench_snapshot.sh"
   [sandbox]="bench/sandbox/bench_sandbox.sh"
+  [api]="bench/api/bench_api.sh"
 )
-order=(qmp seed net-dhcp net-ip ssh ssh-login vm up image snapshot sandbox)
+order=(qmp seed net-dhcp net-ip ssh ssh-login vm up image snapshot sandbox api)
 [[ $# -gt 0 ]] && order=("$@")
 export QVM_SOURCE_DIR=$PWD QVM_BINARY_DIR=$PWD/build
 failed=()

@@ -72,17 +72,6 @@ fi
 [[ -f $image ]] || die "image '$image' not found"
 image=$(realpath "$image")
 
-# libvirt from Debian, the smallest set with virsh and the QEMU driver.
-# libvirt-daemon-system is not needed: it would add systemd units and
-# users, and this bench runs its own libvirtd (below).
-lv_driver=/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so
-if ! command -v virsh >/dev/null || ! command -v libvirtd >/dev/null || [[ ! -e $lv_driver ]]; then
-  log "installing libvirt (apt-get install libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients)"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-    libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients >&2 ||
-    die "apt-get could not install libvirt"
-fi
-
 # ---- cleanup: VMs, the libvirt domain and daemon, the netns, temp files ------
 tmp=$(mktemp -d /var/tmp/qvm-bench-snapshot.XXXXXX)
 chmod 0700 "$tmp"
@@ -90,11 +79,9 @@ export QVM_STATE_DIR=$tmp/state QVM_RUNTIME_DIR=$tmp/run
 mkdir -m 0700 "$QVM_STATE_DIR" "$QVM_RUNTIME_DIR"
 netns=qvm-bench-snap-$$
 netns_made=0
-lv=$tmp/libvirt
-lv_pid=
 dom='qvm-bench-snapshot'
-made_dirs=()
 bg_pid=
+. "$repo/bench/lib/libvirtd.sh"
 
 # Long commands run in the background so that a signal reaches the trap at
 # once instead of after the command.
@@ -107,16 +94,6 @@ bg() {
   return "$rc"
 }
 
-in_ns() { ip netns exec "$netns" "$@"; }
-virsh_() { in_ns virsh -q -c "qemu:///system?socket=$lv/run/libvirt-sock" "$@"; }
-
-stop_pid() { # pid [seconds]: TERM, wait, KILL
-  local p=$1 n=$((${2:-10} * 5))
-  kill "$p" 2>/dev/null || return 0
-  while ((n-- > 0)) && kill -0 "$p" 2>/dev/null; do sleep 0.2; done
-  kill -9 "$p" 2>/dev/null || true
-}
-
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
@@ -125,11 +102,8 @@ cleanup() {
   if [[ -n $lv_pid ]]; then
     timeout 30 virsh_ destroy "$dom" >/dev/null 2>&1
     timeout 30 virsh_ undefine "$dom" --snapshots-metadata >/dev/null 2>&1
-    stop_pid "$lv_pid" 10
-    wait "$lv_pid" 2>/dev/null
   fi
-  # libvirtd's own record of itself, in case $! ever was not libvirtd.
-  [[ -s $lv/libvirtd.pid ]] && stop_pid "$(cat "$lv/libvirtd.pid")" 10
+  stop_libvirtd
   # A QEMU libvirt started outlives libvirtd; its pid file is ours.
   [[ -s $lv/run/qemu/$dom.pid ]] && kill -9 "$(cat "$lv/run/qemu/$dom.pid")" 2>/dev/null
   local d
@@ -140,13 +114,13 @@ cleanup() {
   local p
   for p in $(pgrep -f -- "$tmp/"); do kill -9 "$p" 2>/dev/null; done
   ((netns_made)) && ip netns del "$netns" 2>/dev/null
-  for d in "${made_dirs[@]}"; do rmdir "$d" 2>/dev/null; done
   rm -rf -- "$tmp"
   exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+lv_install
 
 now_us() { echo "${EPOCHREALTIME/./}"; }
 put() { echo "$1 $2" >>"$tmp/results"; } # KEY SECONDS
@@ -169,59 +143,7 @@ ip netns add "$netns" || die "cannot create the network namespace '$netns'"
 netns_made=1
 ip -n "$netns" link set lo up
 
-# ---- libvirtd of our own: in our netns, in a private mount namespace --------
-# Its config, run, state, cache and log dirs are bind mounts of temp dirs, so
-# it sees no other libvirt's domains and leaves nothing behind; virsh reaches
-# it through the socket's path in the temp dir. qemu.conf: QEMU as root with
-# no relabelling (the image lives in root's cache), no cgroups or per-domain
-# mount namespaces (containers), QEMU's output straight to a file (no virtlogd).
-# The Debian build resolves its qemu user at start, so a libvirt-qemu entry is
-# added to a private copy of passwd and group when the host has none.
-start_libvirtd() {
-  local d
-  mkdir -p "$lv"/{etc,run,lib,cache,log}
-  cp -a /etc/libvirt/. "$lv/etc/"
-  cat >"$lv/etc/qemu.conf" <<'EOF'
-user = "root"
-group = "root"
-dynamic_ownership = 0
-remember_owner = 0
-security_driver = "none"
-stdio_handler = "file"
-namespaces = [ ]
-cgroup_controllers = [ ]
-EOF
-  cp /etc/passwd "$lv/passwd"
-  cp /etc/group "$lv/group"
-  getent group libvirt-qemu >/dev/null || echo "libvirt-qemu:x:64055:" >>"$lv/group"
-  getent passwd libvirt-qemu >/dev/null ||
-    echo "libvirt-qemu:x:64055:64055:libvirt bench:/var/lib/libvirt:/usr/sbin/nologin" >>"$lv/passwd"
-  for d in /run/libvirt /var/lib/libvirt /var/cache/libvirt /var/log/libvirt; do
-    [[ -e $d ]] && continue
-    mkdir "$d" && made_dirs+=("$d")
-  done
-  # ip netns exec, unshare and sh all exec (no shell function here: that
-  # would fork a subshell): $! is libvirtd itself. Its pid file is ours too
-  # (the default, /run/libvirtd.pid, would be a system libvirtd's).
-  ip netns exec "$netns" unshare --mount --propagation private sh -ec "
-    mount --bind '$lv/passwd' /etc/passwd
-    mount --bind '$lv/group' /etc/group
-    mount --bind '$lv/etc' /etc/libvirt
-    mount --bind '$lv/run' /run/libvirt
-    mount --bind '$lv/lib' /var/lib/libvirt
-    mount --bind '$lv/cache' /var/cache/libvirt
-    mount --bind '$lv/log' /var/log/libvirt
-    exec libvirtd --pid-file '$lv/libvirtd.pid'" >"$lv/libvirtd.log" 2>&1 &
-  lv_pid=$!
-  local _
-  for _ in $(seq 150); do
-    virsh_ version >/dev/null 2>&1 && return 0
-    kill -0 "$lv_pid" 2>/dev/null || break
-    sleep 0.2
-  done
-  tail -n 20 "$lv/libvirtd.log" >&2
-  die "libvirtd did not answer within 30 s"
-}
+# ---- libvirtd of our own (bench/lib/libvirtd.sh) ---------------------------
 
 # The domain: what qvm gives its VM (q35, TCG, -cpu max, 1 vCPU, the same
 # memory, the disk as a qcow2 overlay of the same image on virtio-blk, a
