@@ -8,7 +8,7 @@
 #
 #   scripts/bench.sh              # all of them
 #   scripts/bench.sh qmp seed     # some: qmp seed net-dhcp net-ip ssh ssh-login vm up image
-#                                 #   snapshot sandbox
+#                                 #   snapshot sandbox diff
 set -uo pipefail
 cd "$(dirname "$0")/.."
 { scripts/deps.sh && scripts/setup.sh >/dev/null; } || { echo "bench: build failed" >&2; exit 1; }
@@ -26,8 +26,9 @@ declare -A run=(
   [snapshot]="bench/snapshot/bench_snapshot.sh"
   [sandbox]="bench/sandbox/bench_sandbox.sh"
   [api]="bench/api/bench_api.sh"
+  [diff]="bench/diff/bench_diff.sh"
 )
-order=(qmp seed net-dhcp net-ip ssh ssh-login vm up image snapshot sandbox api)
+order=(qmp seed net-dhcp net-ip ssh ssh-login vm up image snapshot sandbox api diff)
 [[ $# -gt 0 ]] && order=("$@")
 export QVM_SOURCE_DIR=$PWD QVM_BINARY_DIR=$PWD/build
 failed=()

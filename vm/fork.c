@@ -146,7 +146,17 @@ static int save_wait(fork_ctx *c, qvm_error **err) {
             : "";
     if (!strcmp(st, "completed")) {
       json_object_put(ret);
-      return 0;
+      /* QEMU says completed a moment before it leaves the finish-migrate
+       * run state, in which it refuses cont ("Migration is not finalized
+       * yet"): wait for that too. */
+      if ((r = qmp(&ret, c->svm, "query-status", NULL, err)) < 0) return r;
+      bool finishing = json_object_object_get_ex(ret, "status", &v) &&
+                       json_object_is_type(v, json_type_string) &&
+                       !strcmp(json_object_get_string(v), "finish-migrate");
+      json_object_put(ret);
+      if (!finishing) return 0;
+      ret = NULL;
+      st = "";
     }
     if (!strcmp(st, "failed") || !strcmp(st, "cancelled")) {
       _cleanup_free_ char *why =

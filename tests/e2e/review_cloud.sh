@@ -7,6 +7,9 @@
 # needs no boot); `review apply --target` the fork makes the fork's diff
 # from the base equal to the vm's (same paths, types, modes, owners,
 # hashes); a second apply reports changed=0; the audit log has every step.
+# Then the guest lies (a tmpfs over a directory hides a new file, a
+# tampered dpkg status bind-mounted over the real one hides a new package)
+# and `qvm diff --json`, read from the disk, still lists both.
 . "$(dirname "$0")/lib.sh"
 command -v ansible-playbook >/dev/null || skip "needs ansible-playbook (scripts/deps.sh test)"
 command -v qemu-storage-daemon >/dev/null || skip "needs qemu-storage-daemon (scripts/deps.sh)"
@@ -121,4 +124,41 @@ want = [("review-create", "agent-1", False), ("review-approve", "agent-1", True)
 assert acts == want, acts
 ' "$audit" "$id" || fail "audit"
 qvm down e2e-tgt-1 --rm >/dev/null || fail "down e2e-tgt-1"
+
+# A change made while the guest lies is still found from the disk. After
+# the review (its playbook must not carry a package no mirror has), on
+# e2e-rv, back at the base: a file under a directory that a tmpfs mounted
+# over hides, and a package (built in the guest, dpkg -i) whose stanza a
+# copy of dpkg's status bind-mounted over the real one leaves out.
+qvm exec e2e-rv -- sudo sh -ec '
+  mkdir -p /etc/qvm-hidden.d /run/qvm-lie/DEBIAN
+  printf "hidden = 1\n" > /etc/qvm-hidden.d/hidden.conf
+  printf "Package: qvm-lie\nVersion: 1.0\nArchitecture: all\nMaintainer: qvm <qvm@localhost>\nDescription: qvm e2e\n" \
+    > /run/qvm-lie/DEBIAN/control
+  dpkg-deb --build /run/qvm-lie /run/qvm-lie.deb >/dev/null
+  dpkg -i /run/qvm-lie.deb >/dev/null
+  dpkg -s qvm-lie >/dev/null
+  mount -t tmpfs qvm-lie /etc/qvm-hidden.d
+  awk -v RS= -v ORS="\n\n" "!/^Package: qvm-lie\n/" /var/lib/dpkg/status > /run/qvm-lie.status
+  mount --bind /run/qvm-lie.status /var/lib/dpkg/status' || fail "the lying guest's changes"
+flush e2e-rv
+# The guest lies.
+out=$(qvm exec e2e-rv -- ls -A /etc/qvm-hidden.d) || fail "ls in the guest"
+expect_eq "$out" "" "the guest lists the hidden dir as empty"
+! qvm exec e2e-rv -- cat /etc/qvm-hidden.d/hidden.conf >/dev/null 2>&1 || fail "the guest still shows the hidden file"
+! qvm exec e2e-rv -- dpkg -s qvm-lie >/dev/null 2>&1 || fail "the guest still reports qvm-lie installed"
+qvm exec e2e-rv -- dpkg -s base-files >/dev/null || fail "the tampered status lost other packages"
+# The disk does not.
+run_rc qvm diff e2e-rv --from base --json
+expect_eq "$rc" 0 "diff of the lying guest: $err"
+python3 - <(printf '%s' "$out") "$(printf 'hidden = 1\n' | sha256sum | cut -c1-64)" <<'EOF' ||
+import json, sys
+d = json.load(open(sys.argv[1]))
+c = {x["path"]: x for x in d["changes"]}
+f = c.get("/etc/qvm-hidden.d/hidden.conf")
+assert f and f["kind"] == "added" and f["to"]["sha256"] == sys.argv[2], f
+p = [(x["kind"], x["to_version"]) for x in d["packages"] if x["name"] == "qvm-lie"]
+assert p == [("installed", "1.0")], d["packages"]
+EOF
+  fail "the diff from the disk misses what the guest hides: $out"
 log "PASS after $((SECONDS - t0)) s"

@@ -37,7 +37,8 @@ qemu-img convert -n -f raw -O qcow2 "$tmp/b.raw" "$disk"
 # --- create, ls, show -------------------------------------------------------------
 run_rc qvm review create v1 --verify
 expect_eq "$rc" 2 "--verify without --from: $err"
-expect_match "$err" "--verify needs --from SNAP" "--verify without --from"
+expect_match "$err" "--verify needs --from SNAP: a replay clones the vm at a snapshot, not at its image" \
+  "--verify without --from"
 run_rc qvm --agent builder review create v1 --from base --no-verify --json
 expect_eq "$rc" 0 "create: $err"
 id=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["id"])' "$out")
@@ -165,6 +166,14 @@ run_rc qvm review show "$id"
 expect_eq "$rc" 1 "a corrupt meta.json: $err"
 expect_match "$err" "meta.json is corrupt" "a corrupt meta.json"
 
+# --- the image as the base (the default): no replay, and create says so ------------
+run_rc qvm review create v1
+expect_eq "$rc" 0 "create from the image: $err"
+expect_match "$out" "pending approval, not verified by a replay \(the base is the image: replays need --from SNAP\)" \
+  "create from the image"
+id3=$(sed -n "s/^review '\([0-9a-f]\{12\}\)' created.*/\1/p" <<<"$out")
+expect_match "$(qvm review show "$id3")" "not verified by replay" "show: no replay"
+
 # --- the audit trail ---------------------------------------------------------------
 audit=$(qvm audit v1 --json)
 python3 -c '
@@ -180,7 +189,8 @@ want = [("review-create", "builder", False), ("review-apply", None, True),
         ("review-create", None, False), ("review-edit-begin", "bot", False),
         ("review-edit", "bot", False), ("review-approve", "bot", True),
         ("review-edit-begin", "bot", False), ("review-edit", "bot", True),
-        ("review-edit-begin", None, False), ("review-edit", None, False)]
+        ("review-edit-begin", None, False), ("review-edit", None, False),
+        ("review-create", None, False)]
 assert acts == want, acts
 ' "$audit" || fail "audit: $audit"
 log "PASS"

@@ -67,7 +67,10 @@ static int create_run(int argc, char **argv) {
   }
   o.verify = verify == 1 || (verify < 0 && o.from_snapshot);
   if (o.verify && !o.from_snapshot)
-    return qvm_cli_usage_error(VERB, "--verify needs --from SNAP (the base the replay clones)");
+    return qvm_cli_usage_error(VERB,
+                               "--verify needs --from SNAP: a replay clones the vm at a snapshot, "
+                               "not at its image (snapshot the vm before it changes, then give "
+                               "--from SNAP)");
   if (from_image && o.from_snapshot)
     return qvm_cli_usage_error(VERB, "give --from SNAP or --from-image, not both");
   if (optind >= argc) return qvm_cli_usage_error(VERB, "missing the vm");
@@ -91,8 +94,15 @@ static int create_run(int argc, char **argv) {
     char *meta = NULL;
     bool diffs = qvm_review_show(&meta, id, NULL) == 0 && strstr(meta, "pending-with-differences");
     free(meta);
-    printf("review '%s' created for vm '%s': %s ('qvm review show %s')\n", id, vm,
-           diffs ? "pending, but the replay left differences" : "pending approval", id);
+    /* Say when nothing replayed it: with the image as the base (the
+     * default) there is no replay unless the vm had a snapshot to clone. */
+    const char *state = diffs      ? "pending, but the replay left differences"
+                        : o.verify ? "pending approval, verified by a replay"
+                        : o.from_snapshot
+                            ? "pending approval, not verified by a replay (--no-verify)"
+                            : "pending approval, not verified by a replay (the base is the image: "
+                              "replays need --from SNAP)";
+    printf("review '%s' created for vm '%s': %s ('qvm review show %s')\n", id, vm, state, id);
   }
   free(id);
   return QVM_EXIT_OK;
