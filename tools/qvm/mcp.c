@@ -18,6 +18,7 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "create_flags.h"
 #include "mcp.h"
 
 #define VERB "mcp"
@@ -303,8 +304,7 @@ static int mcp_run(int argc, char **argv) {
   while (!r && (c = qvm_cli_getopt(argc, argv, ":h", longopts)) != -1) {
     if (c == 'h') return fputs(mcp_help, stdout), QVM_EXIT_OK;
     if (c == 'a') {
-      qvm_error *err = NULL;
-      if (qvm_vm_agent_check(optarg, &err) < 0) return qvm_cli_fail(VERB, err, NULL);
+      if ((r = qvm_cli_agent_arg(VERB, optarg))) return r;
       srv.agent = optarg;
     } else {
       r = qvm_cli_bad_option(VERB, c, argv);

@@ -946,7 +946,7 @@ void mcp_tools_call(const mcp_server *srv, const char *name, json_object *args, 
   if (!t) {
     char shown[80];
     qvm_text_for_terminal_into(shown, sizeof shown, name, strlen(name), 0);
-    fail_params(out, "name", "unknown tool '%s'", shown);
+    fail_params(out, "name", "'name': no tool is called '%s'", shown);
     return;
   }
   json_object *schema = parse_schema(t->input);
