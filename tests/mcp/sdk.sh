@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# qvm mcp with the official MCP TypeScript SDK as its client (tests/mcp/sdk.mjs),
+# installed with `npm ci` from tests/node's lock file into a temp dir, on a
+# golden mini VM. Without node or npm: skipped, which under CI=true fails.
+. "$QVM_SOURCE_DIR/tests/e2e/lib.sh"
+unset QVM_AGENT
+command -v node >/dev/null || skip "needs node"
+command -v npm >/dev/null || skip "needs npm"
+
+mini=$(mini_guest)
+cp "$src/tests/node/package.json" "$src/tests/node/package-lock.json" "$src/tests/mcp/sdk.mjs" "$tmp/"
+(cd "$tmp" && npm ci --no-audit --no-fund --loglevel=error >"$tmp/npm.log" 2>&1) || {
+  cat "$tmp/npm.log" >&2
+  fail "npm ci of tests/node"
+}
+# The golden vm is never started: the sandbox is a clone of its disk.
+qemu-img create -q -f qcow2 "$tmp/base.qcow2" 16M
+out=$(qvm create gold --kernel "$mini/vmlinuz" --initrd "$mini/initrd.img" --append console=ttyS0 \
+  --memory 256M --user root --image "$tmp/base.qcow2" --label golden=true 2>&1) ||
+  fail "create gold: $out"
+QVM_BIN=$qvm_bin node "$tmp/sdk.mjs" || fail "the MCP SDK client (see above)"
+log "ok"
