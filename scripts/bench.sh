@@ -8,7 +8,7 @@
 #
 #   scripts/bench.sh              # all of them
 #   scripts/bench.sh qmp seed     # some: qmp seed net-dhcp net-ip ssh ssh-login vm up image
-#                                 #   snapshot sandbox diff
+#                                 #   snapshot sandbox api diff
 set -uo pipefail
 cd "$(dirname "$0")/.."
 { scripts/deps.sh && scripts/setup.sh >/dev/null; } || { echo "bench: build failed" >&2; exit 1; }
