@@ -86,7 +86,7 @@ rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 pct() {
   sort -n "$1" | awk '{ a[NR] = $1 } END {
     h = int((NR + 1) / 2); t = int(NR * 0.99); if (t < 1) t = 1
-    printf "%.2f %.2f", a[h] / 1000, a[t] / 1000 }'
+    printf "%.2f %.2f\n", a[h] / 1000, a[t] / 1000 }'
 }
 now_us() { echo "${EPOCHREALTIME/./}"; }
 
