@@ -21,7 +21,10 @@ typedef struct shim_ctl shim_ctl;
 #define SHIM_CTL_OUT_MAX (1 << 20)    /* queued output per client; past it, dropped */
 #define SHIM_CTL_RING 512             /* events kept for replay */
 #define SHIM_CTL_RING_BYTES (4 << 20) /* ... and at most this many bytes of them */
-#define SHIM_CTL_QMP_TIMEOUT_MS 5000  /* a passthrough QMP command; the loop waits */
+/* A passthrough QMP command; the loop waits. Under TCG on a loaded host
+ * QEMU's monitor can take seconds to answer (a snapshot-save behind a busy
+ * main loop went past 5 s at load 6 on 2 cores). */
+#define SHIM_CTL_QMP_TIMEOUT_MS 15000
 /* listener + clients */
 #define SHIM_CTL_POLLFDS (1 + SHIM_CTL_CLIENTS)
 
