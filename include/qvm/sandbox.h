@@ -95,6 +95,13 @@ QVM_API int qvm_sandbox_create(char **out_json, const char *name,
  * gone first (as qvm_vm_list does). */
 QVM_API int qvm_sandbox_list(char **out_json, const char *agent, qvm_error **err);
 
+/* What an agent (qvmd's agent tokens, qvm mcp --agent) may start a sandbox
+ * from: an image in the store (name or sha256:...), a catalog alias, one of
+ * its own sandboxes, or a VM labelled golden=true (VM or VM:SNAP); never a
+ * path, a URL or another VM. The one check both front ends use: the caller
+ * answers every refusal alike, so that it tells no names apart. */
+QVM_API bool qvm_sandbox_agent_may_start_from(const char *from, const char *agent);
+
 /* Removes sandbox `name` whatever it is doing (qvm_vm_remove with force).
  * A VM that is not a sandbox: QVM_ECONFLICT, class "NotSandbox". */
 QVM_API int qvm_sandbox_destroy(const char *name, qvm_error **err);

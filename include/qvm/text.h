@@ -2,6 +2,7 @@
 #ifndef QVM_TEXT_H
 #define QVM_TEXT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <qvm/export.h>
@@ -57,6 +58,11 @@ QVM_API char *qvm_text_quote(const void *bytes, size_t len, const char *prefix);
  */
 QVM_API void qvm_text_for_terminal_into(char *out, size_t size, const void *bytes, size_t len,
                                         unsigned flags);
+
+/* Whether bytes are well-formed UTF-8 (no overlong forms, no surrogates,
+ * nothing above U+10FFFF). NUL bytes are valid UTF-8: the caller that
+ * cannot take them checks for them. */
+QVM_API bool qvm_text_utf8_valid(const void *bytes, size_t len);
 
 /*
  * The Levenshtein distance between a[0..la) and the string b, for "did you

@@ -222,7 +222,7 @@ static void handle_line(const mcp_server *srv, char *line, size_t len) {
   size_t start = 0;
   while (start < len && (line[start] == ' ' || line[start] == '\t')) start++;
   if (start == len) return; /* a blank line */
-  if (!mcp_utf8_valid((const unsigned char *)line + start, len - start)) {
+  if (!qvm_text_utf8_valid(line + start, len - start)) {
     send_error(NULL, MCP_PARSE_ERROR, NULL, "the message is not valid UTF-8");
     return;
   }

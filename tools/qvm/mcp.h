@@ -43,8 +43,6 @@ json_object *mcp_tools_list(const mcp_server *srv);
 /* Runs tool `name` with `args` (an object, or NULL for none). */
 void mcp_tools_call(const mcp_server *srv, const char *name, json_object *args, mcp_outcome *out);
 
-/* Whether s[0..len) is well-formed UTF-8 (no surrogates, no overlongs). */
-bool mcp_utf8_valid(const unsigned char *s, size_t len);
 /* A JSON string of bytes that may not be UTF-8: as they are when they are,
  * else neutralized (qvm_text_for_terminal). */
 json_object *mcp_json_text(const char *bytes, size_t len);

@@ -66,40 +66,8 @@ static void not_found(mcp_outcome *out, const char *name) {
 
 /* ---- JSON helpers --------------------------------------------------------------- */
 
-bool mcp_utf8_valid(const unsigned char *s, size_t len) {
-  size_t i = 0;
-  while (i < len) {
-    unsigned char c = s[i];
-    size_t n;
-    uint32_t cp;
-    if (c < 0x80) {
-      i++;
-      continue;
-    } else if (c >= 0xc2 && c <= 0xdf) {
-      n = 1, cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-      n = 2, cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-      n = 3, cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (len - i <= n) return false;
-    for (size_t k = 1; k <= n; k++) {
-      if ((s[i + k] & 0xc0) != 0x80) return false;
-      cp = (cp << 6) | (s[i + k] & 0x3f);
-    }
-    if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-      return false;
-    i += n + 1;
-  }
-  return true;
-}
-
 json_object *mcp_json_text(const char *bytes, size_t len) {
-  if (mcp_utf8_valid((const unsigned char *)bytes, len))
-    return json_object_new_string_len(bytes, (int)len);
+  if (qvm_text_utf8_valid(bytes, len)) return json_object_new_string_len(bytes, (int)len);
   char *safe = qvm_text_for_terminal(bytes, len, QVM_TEXT_KEEP_NEWLINE);
   json_object *s = json_object_new_string(safe ? safe : "");
   free(safe);
@@ -127,7 +95,7 @@ static char *base64(const unsigned char *in, size_t len) {
  * UTF-8 (the exact bytes). */
 static void add_guest_bytes(json_object *obj, const char *key, const char *bytes, size_t len) {
   json_object_object_add(obj, key, mcp_json_text(bytes, len));
-  if (mcp_utf8_valid((const unsigned char *)bytes, len)) return;
+  if (qvm_text_utf8_valid(bytes, len)) return;
   char *b64 = base64((const unsigned char *)bytes, len), k[64];
   snprintf(k, sizeof k, "%sBase64", key);
   if (b64) json_object_object_add(obj, k, json_object_new_string(b64));
@@ -460,65 +428,6 @@ static void t_sandbox_list(const mcp_server *srv, json_object *args, mcp_outcome
   json_object_object_add(out->structured, "sandboxes", arr);
 }
 
-/* Whether the list text (a JSON array of objects) has one whose key is value. */
-static bool json_list_has(const char *text, const char *key, const char *value) {
-  json_object *arr = text ? json_tokener_parse(text) : NULL;
-  bool found = false;
-  for (size_t i = 0;
-       json_object_is_type(arr, json_type_array) && i < json_object_array_length(arr) && !found;
-       i++) {
-    json_object *v = NULL;
-    found = json_object_object_get_ex(json_object_array_get_idx(arr, i), key, &v) &&
-            json_object_is_type(v, json_type_string) && !strcmp(json_object_get_string(v), value);
-  }
-  json_object_put(arr);
-  return found;
-}
-
-/* As qvmd's agent tokens: an agent starts sandboxes from an image in the
- * store, a catalog alias, one of its own sandboxes, or a VM labelled
- * golden=true (VM or VM:SNAP); never a path, URL or another VM. */
-static bool agent_may_start_from(const char *from, const char *agent) {
-  if (!from[0] || strchr(from, '/') || from[0] == '.' || from[0] == '~') return false;
-  qvm_error *err = NULL;
-  if (strncmp(from, "sha256:", 7) != 0) {
-    const char *colon = strchr(from, ':');
-    size_t n = colon ? (size_t)(colon - from) : strlen(from);
-    char name[QVM_VM_NAME_MAX + 1];
-    if (n > 0 && n <= QVM_VM_NAME_MAX) {
-      memcpy(name, from, n);
-      name[n] = '\0';
-      qvm_vm *vm = NULL;
-      if (qvm_vm_open(&vm, name, &err) == 0) {
-        const char *golden = qvm_vm_label_value(vm, "golden");
-        bool ok = golden && !strcmp(golden, "true");
-        qvm_vm_free(vm);
-        char *mine = NULL;
-        if (!ok && qvm_sandbox_list(&mine, agent, &err) == 0)
-          ok = json_list_has(mine, "name", name);
-        qvm_error_free(err);
-        free(mine);
-        return ok;
-      }
-      qvm_error_free(err);
-      err = NULL;
-      if (colon) return false;
-    }
-  }
-  char *text = NULL;
-  if (qvm_image_inspect(&text, from, &err) == 0) {
-    free(text);
-    return true;
-  }
-  qvm_error_free(err);
-  err = NULL;
-  bool alias = false;
-  if (qvm_image_catalog(&text, &err) == 0) alias = json_list_has(text, "alias", from);
-  qvm_error_free(err);
-  free(text);
-  return alias;
-}
-
 static void t_sandbox_create(const mcp_server *srv, json_object *args, mcp_outcome *out) {
   const char *from = arg_string(args, "from"), *name = arg_string(args, "name"),
              *ttl = arg_string(args, "ttl"), *net = arg_string(args, "net");
@@ -535,7 +444,7 @@ static void t_sandbox_create(const mcp_server *srv, json_object *args, mcp_outco
     qvm_error_free(err);
     return;
   }
-  if (srv->agent && !agent_may_start_from(from, srv->agent)) {
+  if (srv->agent && !qvm_sandbox_agent_may_start_from(from, srv->agent)) {
     fail_params(out, "from",
                 "'from': an agent starts sandboxes from an image in the store, a catalog alias, "
                 "one of its own sandboxes or a vm labelled golden=true");

@@ -22,7 +22,7 @@ json_object *qvmd_body_object(qvmd_reply *out, const qvmd_request *req) {
     qvmd_problem(out, 400, "BadJson", "the request needs a JSON object body");
     return NULL;
   }
-  if (!qvmd_utf8_valid((const unsigned char *)req->body, req->body_len)) {
+  if (!qvm_text_utf8_valid(req->body, req->body_len)) {
     qvmd_problem(out, 400, "BadJson", "the body is not valid UTF-8");
     return NULL;
   }
@@ -168,39 +168,8 @@ json_object *qvmd_json_from_lib(const char *text) {
   return r;
 }
 
-bool qvmd_utf8_valid(const unsigned char *s, size_t len) {
-  size_t i = 0;
-  while (i < len) {
-    unsigned char c = s[i];
-    size_t n;
-    uint32_t cp;
-    if (c < 0x80) {
-      i++;
-      continue;
-    } else if (c >= 0xc2 && c <= 0xdf) {
-      n = 1, cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-      n = 2, cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-      n = 3, cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (len - i <= n) return false;
-    for (size_t k = 1; k <= n; k++) {
-      if ((s[i + k] & 0xc0) != 0x80) return false;
-      cp = (cp << 6) | (s[i + k] & 0x3f);
-    }
-    if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-      return false;
-    i += n + 1;
-  }
-  return true;
-}
-
 void qvmd_json_add_guest_bytes(json_object *obj, const char *key, const void *bytes, size_t len) {
-  if (qvmd_utf8_valid(bytes, len)) {
+  if (qvm_text_utf8_valid(bytes, len)) {
     json_object_object_add(obj, key, json_object_new_string_len(bytes, (int)len));
     return;
   }

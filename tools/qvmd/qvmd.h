@@ -122,7 +122,6 @@ json_object *qvmd_json_from_lib(const char *text);
  * they are valid UTF-8, else the neutralized text, plus key+"Base64" with
  * the exact bytes. */
 void qvmd_json_add_guest_bytes(json_object *obj, const char *key, const void *bytes, size_t len);
-bool qvmd_utf8_valid(const unsigned char *s, size_t len);
 
 /* A query parameter (NULL: none). */
 const char *qvmd_query(const qvmd_request *req, const char *key);

@@ -124,70 +124,6 @@ static bool read_labels(qvmd_reply *out, json_object *body, sandbox_body *b) {
   return qvmd_body_labels(out, body, b->labels, &b->n_labels);
 }
 
-/* Whether the JSON array text (of objects) has an object whose member key
- * is the string value. */
-static bool json_list_has(const char *text, const char *key, const char *value) {
-  json_object *arr = text ? qvmd_json_from_lib(text) : NULL;
-  bool found = false;
-  for (size_t i = 0; arr && json_object_is_type(arr, json_type_array) &&
-                     i < json_object_array_length(arr) && !found;
-       i++) {
-    json_object *v = NULL;
-    found = json_object_object_get_ex(json_object_array_get_idx(arr, i), key, &v) &&
-            json_object_is_type(v, json_type_string) && !strcmp(json_object_get_string(v), value);
-  }
-  json_object_put(arr);
-  return found;
-}
-
-/* What an agent token may start a sandbox from: an image in the store (a
- * name or digest) or a catalog alias; one of its own agent's sandboxes, or
- * a VM the operator labelled golden=true (as VM or VM:SNAP). Never a path
- * or URL (a host file, a download of the caller's choosing) and never
- * another VM (another tenant's disk, copied into a sandbox the agent
- * controls). */
-static bool agent_may_start_from(const char *from, const char *agent) {
-  if (!from[0] || strchr(from, '/') || from[0] == '.' || from[0] == '~') return false;
-  qvm_error *err = NULL;
-  if (strncmp(from, "sha256:", 7) != 0) {
-    const char *colon = strchr(from, ':');
-    size_t n = colon ? (size_t)(colon - from) : strlen(from);
-    char name[QVM_VM_NAME_MAX + 1];
-    if (n > 0 && n <= QVM_VM_NAME_MAX) {
-      memcpy(name, from, n);
-      name[n] = '\0';
-      qvm_vm *vm = NULL;
-      if (qvm_vm_open(&vm, name, &err) == 0) {
-        /* a VM of that name is what qvm_sandbox_create would take */
-        const char *golden = qvm_vm_label_value(vm, "golden");
-        bool ok = golden && !strcmp(golden, "true");
-        qvm_vm_free(vm);
-        char *mine = NULL;
-        if (!ok && qvm_sandbox_list(&mine, agent, &err) == 0)
-          ok = json_list_has(mine, "name", name);
-        qvm_error_free(err);
-        free(mine);
-        return ok;
-      }
-      qvm_error_free(err);
-      err = NULL;
-      if (colon) return false; /* VM:SNAP without the VM */
-    }
-  }
-  char *text = NULL;
-  if (qvm_image_inspect(&text, from, &err) == 0) {
-    free(text);
-    return true;
-  }
-  qvm_error_free(err);
-  err = NULL;
-  bool alias = false;
-  if (qvm_image_catalog(&text, &err) == 0) alias = json_list_has(text, "alias", from);
-  qvm_error_free(err);
-  free(text);
-  return alias;
-}
-
 static bool read_sandbox_body(qvmd_reply *out, const qvmd_request *req, json_object *body,
                               sandbox_body *b) {
   static const char *const known[] = {"name",           "from",    "ttl",           "agent",
@@ -224,7 +160,7 @@ static bool read_sandbox_body(qvmd_reply *out, const qvmd_request *req, json_obj
     return false;
   }
   if (own) b->agent = own;
-  if (own && !agent_may_start_from(b->from, own)) {
+  if (own && !qvm_sandbox_agent_may_start_from(b->from, own)) {
     /* one answer for every refusal: it must not tell which names exist */
     qvmd_problem_field(out, "from",
                        "an agent token starts sandboxes from an image in the store, a catalog "
