@@ -89,21 +89,11 @@ static int spec_network(vm_spec *s, const qvm_vm_create_options *o, qvm_error **
   s->ssh_forward = s->net == VM_NET_USER;
   if (o->n_publish && s->net != VM_NET_USER)
     return qvm_error_set(err, QVM_EINVAL, "published ports need user-mode networking");
-  if (o->n_publish > 64)
-    return qvm_error_set(err, QVM_EINVAL, "too many published ports: at most 64");
+  if (o->n_publish > VM_FORWARDS_MAX)
+    return qvm_error_set(err, QVM_EINVAL, "too many published ports: at most %d", VM_FORWARDS_MAX);
   for (size_t i = 0; i < o->n_publish; i++) {
-    const qvm_vm_publish *p = &o->publish[i];
-    struct in_addr a;
-    if (!memchr(p->addr, 0, sizeof p->addr) || (p->addr[0] && inet_pton(AF_INET, p->addr, &a) != 1))
-      return qvm_error_set(err, QVM_EINVAL,
-                           "published port's address '%.15s' is not an IPv4 address", p->addr);
-    if (!p->host_port || !p->guest_port || (unsigned)p->proto > QVM_VM_PROTO_UDP)
-      return qvm_error_set(err, QVM_EINVAL, "published port %u:%u: ports are 1 to 65535",
-                           (unsigned)p->host_port, (unsigned)p->guest_port);
-    vm_forward f = {.host_addr = (char *)(p->addr[0] ? p->addr : "127.0.0.1"),
-                    .host_port = p->host_port,
-                    .guest_port = p->guest_port,
-                    .udp = p->proto == QVM_VM_PROTO_UDP};
+    vm_forward f;
+    if ((r = vm_forward_from_publish(&f, &o->publish[i], err)) < 0) return r;
     if ((r = vm_spec_add_forward(s, &f, err)) < 0) return r;
   }
   return 0;

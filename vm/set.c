@@ -23,7 +23,67 @@ typedef struct set_ctx {
   unsigned cpus_was;
   uint64_t memory_mib_was, memory_mib;
   char *cpu_was;
+  struct json_object *ports_was, *ports_now;
 } set_ctx;
+
+static bool same_host_port(const vm_forward *a, const vm_forward *b) {
+  return a->host_port == b->host_port && a->udp == b->udp && !strcmp(a->host_addr, b->host_addr);
+}
+
+static struct json_object *ports_json(const vm_spec *s) {
+  struct json_object *a = json_object_new_array();
+  for (size_t i = 0; i < s->n_forwards; i++) {
+    char buf[40];
+    vm_forward_format(buf, &s->forwards[i]);
+    json_object_array_add(a, json_object_new_string(buf));
+  }
+  return a;
+}
+
+/* --unpublish, then --publish, on the record's forwards. */
+static int apply_ports(vm_spec *s, const qvm_vm_set_options *o, qvm_error **err) {
+  if (s->net != VM_NET_USER)
+    return qvm_error_set(err, QVM_EINVAL,
+                         "published ports need user-mode networking (this vm's is %s)",
+                         vm_net_mode_name(s->net));
+  int r = 0;
+  for (size_t i = 0; r >= 0 && i < o->n_unpublish; i++) {
+    qvm_vm_publish p = o->unpublish[i];
+    bool any_guest = !p.guest_port;
+    if (any_guest) p.guest_port = 1;
+    vm_forward f;
+    if ((r = vm_forward_from_publish(&f, &p, err)) < 0) break;
+    size_t k = 0;
+    while (k < s->n_forwards && !(same_host_port(&s->forwards[k], &f) &&
+                                  (any_guest || s->forwards[k].guest_port == f.guest_port)))
+      k++;
+    if (k == s->n_forwards) {
+      char guest[16] = "";
+      if (!any_guest) snprintf(guest, sizeof guest, " to guest %u", (unsigned)f.guest_port);
+      r = qvm_error_set(err, QVM_ENOTFOUND, "host port %s:%u/%s is not published%s", f.host_addr,
+                        (unsigned)f.host_port, f.udp ? "udp" : "tcp", guest);
+      break;
+    }
+    vm_forward_clear(&s->forwards[k]);
+    memmove(&s->forwards[k], &s->forwards[k + 1], (s->n_forwards - k - 1) * sizeof *s->forwards);
+    s->n_forwards--;
+  }
+  for (size_t i = 0; r >= 0 && i < o->n_publish; i++) {
+    vm_forward f;
+    if ((r = vm_forward_from_publish(&f, &o->publish[i], err)) < 0) break;
+    for (size_t k = 0; r >= 0 && k < s->n_forwards; k++)
+      if (same_host_port(&s->forwards[k], &f))
+        r = qvm_error_set(err, QVM_EEXISTS,
+                          "host port %s:%u/%s is already published (to guest port %u): "
+                          "unpublish it first",
+                          f.host_addr, (unsigned)f.host_port, f.udp ? "udp" : "tcp",
+                          (unsigned)s->forwards[k].guest_port);
+    if (r >= 0 && s->n_forwards >= VM_FORWARDS_MAX)
+      r = qvm_error_set(err, QVM_EINVAL, "too many published ports: at most %d", VM_FORWARDS_MAX);
+    if (r >= 0) r = vm_spec_add_forward(s, &f, err);
+  }
+  return r;
+}
 
 static int apply(vm_record *rec, void *ctx, qvm_error **err) {
   set_ctx *c = ctx;
@@ -31,6 +91,14 @@ static int apply(vm_record *rec, void *ctx, qvm_error **err) {
   c->memory_mib_was = rec->spec->memory_mib;
   if (c->o->cpus) rec->spec->cpus = c->o->cpus;
   if (c->o->memory) rec->spec->memory_mib = c->memory_mib;
+  if (c->o->n_publish || c->o->n_unpublish) {
+    json_object_put(c->ports_was);
+    c->ports_was = ports_json(rec->spec);
+    int r = apply_ports(rec->spec, c->o, err);
+    if (r < 0) return r;
+    json_object_put(c->ports_now);
+    c->ports_now = ports_json(rec->spec);
+  }
   if (c->o->cpu) {
     char *cpu = strdup(c->o->cpu);
     if (!cpu) return qvm_error_set_errno(err, ENOMEM, "out of memory");
@@ -60,6 +128,8 @@ static int set_locked(char **out_json, qvm_vm *vm, const qvm_vm_set_options *o, 
   if (r >= 0) r = vm_reload(vm, err);
   if (r < 0) {
     free(c.cpu_was);
+    json_object_put(c.ports_was);
+    json_object_put(c.ports_now);
     return r;
   }
   size_t ram = 0;
@@ -75,6 +145,12 @@ static int set_locked(char **out_json, qvm_vm *vm, const qvm_vm_set_options *o, 
     json_object_object_add(ch, "cpu", a);
     free(c.cpu_was);
   }
+  if (c.ports_was) {
+    struct json_object *a = json_object_new_array();
+    json_object_array_add(a, c.ports_was);
+    json_object_array_add(a, c.ports_now);
+    json_object_object_add(ch, "ports", a);
+  }
   json_object_object_add(res, "changes", ch);
   json_object_object_add(res, "running", json_object_new_boolean(st == QVM_VM_RUNNING));
   json_object_object_add(res, "ram_snapshots", json_object_new_uint64(ram));
@@ -89,8 +165,12 @@ static int set_locked(char **out_json, qvm_vm *vm, const qvm_vm_set_options *o, 
 int qvm_vm_set(char **out_json, qvm_vm *vm, const qvm_vm_set_options *opts, qvm_error **err) {
   int r = QVM_OPTIONS_CHECK(opts, qvm_vm_set_options, QVM_VM_SET_OPTIONS_VERSION, err);
   if (r < 0) return r;
-  if (!vm || !opts || (!opts->cpus && !opts->memory && !opts->cpu))
-    return qvm_error_set(err, QVM_EINVAL, "nothing to change: give cpus, memory or cpu");
+  if (!vm || !opts ||
+      (!opts->cpus && !opts->memory && !opts->cpu && !opts->n_publish && !opts->n_unpublish))
+    return qvm_error_set(err, QVM_EINVAL, "nothing to change: give cpus, memory, cpu or ports");
+  if (opts->n_publish + opts->n_unpublish > VM_FORWARDS_MAX * 2 ||
+      (opts->n_publish && !opts->publish) || (opts->n_unpublish && !opts->unpublish))
+    return qvm_error_set(err, QVM_EINVAL, "too many or missing ports to publish");
   if (opts->cpu && (r = vm_cpu_check(opts->cpu, err)) < 0) return r;
   if (opts->cpus > 255)
     return qvm_error_set(err, QVM_EINVAL, "cpus '%u' is out of range: use 1 to 255", opts->cpus);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <arpa/inet.h>
 
 #include "util/cleanup.h"
 
@@ -231,6 +232,26 @@ int vm_spec_add_drive(vm_spec *spec, const char *path, const char *format, bool 
   }
   spec->drives[spec->n_drives++] = d;
   return 0;
+}
+
+int vm_forward_from_publish(vm_forward *out, const qvm_vm_publish *p, qvm_error **err) {
+  struct in_addr a;
+  if (!memchr(p->addr, 0, sizeof p->addr) || (p->addr[0] && inet_pton(AF_INET, p->addr, &a) != 1))
+    return qvm_error_set(err, QVM_EINVAL, "published port's address '%.15s' is not an IPv4 address",
+                         p->addr);
+  if (!p->host_port || !p->guest_port || (unsigned)p->proto > QVM_VM_PROTO_UDP)
+    return qvm_error_set(err, QVM_EINVAL, "published port %u:%u: ports are 1 to 65535",
+                         (unsigned)p->host_port, (unsigned)p->guest_port);
+  *out = (vm_forward){.host_addr = (char *)(p->addr[0] ? p->addr : "127.0.0.1"),
+                      .host_port = p->host_port,
+                      .guest_port = p->guest_port,
+                      .udp = p->proto == QVM_VM_PROTO_UDP};
+  return 0;
+}
+
+void vm_forward_format(char buf[40], const vm_forward *f) {
+  snprintf(buf, 40, "%.15s:%u:%u/%s", f->host_addr, (unsigned)f->host_port, (unsigned)f->guest_port,
+           f->udp ? "udp" : "tcp");
 }
 
 int vm_spec_add_forward(vm_spec *spec, const vm_forward *fwd, qvm_error **err) {

@@ -130,6 +130,12 @@ int vm_net_mode_parse(vm_net_mode *out, const char *text, qvm_error **err);
 /* "[IP:]HOST:GUEST[/tcp|/udp]" */
 int vm_forward_parse(vm_forward *out, const char *text, qvm_error **err);
 void vm_forward_clear(vm_forward *f);
+/* A public qvm_vm_publish checked (IPv4 address or "", ports 1..65535,
+ * tcp/udp) and as a forward; out->host_addr points into p or at a literal. */
+int vm_forward_from_publish(vm_forward *out, const qvm_vm_publish *p, qvm_error **err);
+/* "127.0.0.1:8080:80/tcp" */
+void vm_forward_format(char buf[40], const vm_forward *f);
+#define VM_FORWARDS_MAX 64
 /* A format name QEMU could take: [A-Za-z0-9_-]{1,32}. */
 bool vm_format_name_valid(const char *format);
 /* "PATH[,format=FMT][,readonly]"; the path is kept as given. */

@@ -373,6 +373,13 @@ typedef struct qvm_vm_set_options {
   unsigned cpus;    /* 1..255; 0: unchanged */
   uint64_t memory;  /* bytes, 16M..16T (rounded up to MiB); 0: unchanged */
   const char *cpu;  /* the CPU model, as qvm_vm_create_options.cpu; NULL: unchanged (version 2) */
+  /* User net: forwards to add (a host address, port and protocol not yet
+   * forwarded) and to remove (matched on host address, port and protocol;
+   * guest_port 0 matches any), at most 64 in all (version 2). */
+  const qvm_vm_publish *publish;
+  size_t n_publish;
+  const qvm_vm_publish *unpublish;
+  size_t n_unpublish;
 } qvm_vm_set_options;
 #define QVM_VM_SET_OPTIONS_INIT                                                                    \
   { .version = QVM_VM_SET_OPTIONS_VERSION }
@@ -380,9 +387,12 @@ typedef struct qvm_vm_set_options {
 /* Changes the VM's recorded cpus, memory and CPU model; QEMU gets them at
  * the VM's next start (a running VM keeps what it has until then).
  * *out_json (may be NULL): {"name", "changes": {"cpus": [was, now],
- * "memory_mib": [was, now], "cpu": [was, now]}, "running": bool,
- * "ram_snapshots": N} (a snapshot with RAM taken with other memory or
- * another CPU model cannot be restored). QVM_EINVAL: nothing to change or out of
+ * "memory_mib": [was, now], "cpu": [was, now], "ports": [[was...],
+ * [now...]]}, "running": bool, "ram_snapshots": N} (a snapshot with RAM
+ * taken with other memory or another CPU model cannot be restored); ports
+ * as "ADDR:HOST:GUEST/PROTO". QVM_EEXISTS: a published host port is taken
+ * by another forward of the VM; QVM_ENOTFOUND: an unpublished one is not
+ * there. QVM_EINVAL: nothing to change or out of
  * range; QVM_ECONFLICT: the VM is starting or stopping. */
 QVM_API int qvm_vm_set(char **out_json, qvm_vm *vm, const qvm_vm_set_options *opts,
                        qvm_error **err);

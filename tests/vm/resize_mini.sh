@@ -93,7 +93,21 @@ expect_eq "$rc" 1 "set --cpu with a space"
 expect_match "$out" "cpu model 'qemu64 -hda /etc/shadow' is invalid" "the bad model is named"
 run_rc qvm set r1 --cpu 'auto,+sse4.2'
 expect_eq "$rc" 1 "set --cpu auto with features"
-out=$(qvm set r1 --cpus 2 --memory 384M --cpu Nehalem) || fail "set: $out"
+# Ports published after create (issue 19, item 6): a free host port to the
+# guest's sshd, for the next start.
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+run_rc qvm set r1 --unpublish "$port"
+expect_eq "$rc" 3 "unpublish of a port not published"
+expect_match "$out" "host port 127.0.0.1:$port/tcp is not published" "unpublish names the port"
+run_rc qvm set r1 --publish "$port"
+expect_eq "$rc" 2 "publish without a guest port"
+run_rc qvm set r1 --publish "$port:22" --publish "$port:23"
+expect_eq "$rc" 4 "the same host port twice"
+expect_match "$out" "already published \\(to guest port 22\\)" "the clash is named"
+expect_eq "$(qvm info r1 --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["network"]["forwards"]))')" \
+  0 "a failed set changes nothing"
+out=$(qvm set r1 --cpus 2 --memory 384M --cpu Nehalem --publish "$port:22") || fail "set: $out"
+expect_match "$out" "ports: none -> 127.0.0.1:$port:22/tcp" "set prints the ports change"
 expect_match "$out" "cpu: auto -> Nehalem" "set prints the cpu change"
 expect_match "$(qvm info r1)" "cpu model: +qemu64 \(as started; the next start uses Nehalem\)" \
   "info: the running model and the next"
@@ -113,6 +127,11 @@ for _ in $(seq 1 120); do
 done
 expect_eq "$(qvm exec r1 -- grep -c ^processor /proc/cpuinfo)" 2 "cpus after the restart"
 expect_eq "$(cpu_of)" Nehalem "QEMU's -cpu after set --cpu and a restart"
+banner=$(timeout 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port; head -c 4 <&3") || true
+expect_eq "$banner" "SSH-" "the published port reaches the guest's sshd after the restart"
+out=$(qvm set r1 --unpublish "$port" --json) || fail "unpublish: $out"
+expect_eq "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["changes"]["ports"])' "$out")" \
+  "[['127.0.0.1:$port:22/tcp'], []]" "unpublish --json"
 qvm exec r1 -- grep -qw sse4_2 /proc/cpuinfo || fail "the guest does not see Nehalem's sse4_2"
 expect_match "$(qvm info r1)" "cpu model: +Nehalem \(chosen with --cpu\)" "info after the restart"
 mem_kib=$(qvm exec r1 -- awk '/^MemTotal/ {print $2}' /proc/meminfo)

@@ -121,7 +121,7 @@ start_qemu() {
     port=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
     port_free "$port" || continue
     : >"$serial"
-    qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 1024 -nodefaults -display none \
+    qemu-system-x86_64 -accel tcg -cpu qemu64 -smp 2 -m 1024 -nodefaults -display none \
       -serial "file:$serial" \
       -drive "file=$tmp/overlay.qcow2,if=virtio,format=qcow2" \
       -drive "file=$tmp/seed.iso,if=virtio,format=raw,readonly=on" \
