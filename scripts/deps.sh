@@ -27,6 +27,8 @@ test=(
   hyperfine jq python3 curl
   # the Python SDK: its tests (tests/python) and its offline install
   python3-pytest python3-setuptools python3-pip
+  # qvm tools: its definitions are checked against JSON Schema 2020-12
+  python3-jsonschema
   # man pages rendered in the drift test (man, col)
   man-db bsdextrautils
   # the Debian package build and its check (tests/install/test_deb.sh)

@@ -41,6 +41,7 @@ extern const struct qvm_command qvm_cmd_sandbox;
 extern const struct qvm_command qvm_cmd_diff;
 extern const struct qvm_command qvm_cmd_review;
 extern const struct qvm_command qvm_cmd_mcp;
+extern const struct qvm_command qvm_cmd_tools;
 extern const struct qvm_command qvm_cmd_completion;
 extern const struct qvm_command qvm_cmd_complete;
 
