@@ -31,13 +31,16 @@ def msg(id_, method, params=None):
     return json.dumps(m).encode() + b"\n"
 
 
-def run(data, *args, timeout=60, agent_env=None):
+def run(data, *args, timeout=60, agent_env=None, key_dir=None):
     """Feeds data to `qvm mcp ARGS`; (exit status, answers by id, answers in order)."""
     with tempfile.TemporaryDirectory(prefix="qvm-mcp-") as d:
         env = dict(os.environ, QVM_STATE_DIR=d + "/state", QVM_RUNTIME_DIR=d + "/run")
         env.pop("QVM_AGENT", None)
         if agent_env:
             env["QVM_AGENT"] = agent_env
+        env.pop("SSH_KEY_DIR", None)
+        if key_dir:
+            env["SSH_KEY_DIR"] = key_dir
         os.makedirs(d + "/state", mode=0o700)
         os.makedirs(d + "/run", mode=0o700)
         p = subprocess.run([qvm, "mcp", *args], input=data, capture_output=True,
@@ -79,8 +82,10 @@ check(e.get("code") == -32602 and e.get("data", {}).get("field") == "protocolVer
 
 # --- tools/list --------------------------------------------------------------------
 sandbox_tools = ["sandbox_create", "sandbox_list", "sandbox_exec", "sandbox_read_file",
-                 "sandbox_write_file", "sandbox_snapshot", "sandbox_rollback", "sandbox_destroy"]
-vm_tools = ["vm_list", "vm_start", "vm_stop", "vm_delete"]
+                 "sandbox_write_file", "sandbox_snapshot", "sandbox_rollback", "sandbox_diff",
+                 "review_create", "sandbox_destroy"]
+vm_tools = ["vm_list", "vm_create", "vm_start", "vm_stop", "vm_delete", "ssh_key_generate",
+            "ssh_key_list", "vm_inject_ssh_key"]
 for args, expect in [((), vm_tools + sandbox_tools), (("--agent", "agent-a"), sandbox_tools)]:
     rc, by_id, _ = run(msg(1, "initialize", init) + msg(2, "tools/list"), *args)
     tools = by_id.get(2, {}).get("result", {}).get("tools", [])
@@ -139,9 +144,10 @@ for line, code, id_ in cases:
               "the ping after %r is answered" % line[:60])
 
 
-def call(name, arguments, *args):
+def call(name, arguments, *args, **kw):
     rc, by_id, answers = run(msg(1, "initialize", init) +
-                             msg(2, "tools/call", {"name": name, "arguments": arguments}), *args)
+                             msg(2, "tools/call", {"name": name, "arguments": arguments}), *args,
+                             **kw)
     return by_id.get(2, {})
 
 
@@ -159,6 +165,13 @@ for name, arguments, field in [
     ("sandbox_create", {"from": "x", "name": "Bad Name"}, "name"),
     ("sandbox_create", {"from": "x", "checkpointEach": "yes"}, "checkpointEach"),
     ("sandbox_write_file", {"name": "sb", "path": "/x"}, "content"),
+    ("ssh_key_generate", {"name": "k", "type": "dsa"}, "type"),
+    ("ssh_key_generate", {"name": "k", "comment": "c" * 129}, "comment"),
+    ("vm_create", {"name": "v"}, "image"),
+    ("vm_create", {"name": "v", "image": "/x", "memoryMib": 8}, "memoryMib"),
+    ("vm_inject_ssh_key", {"name": "v"}, "key"),
+    ("sandbox_diff", {"name": "sb", "from": ""}, "from"),
+    ("review_create", {"name": "sb", "verify": 1}, "verify"),
 ]:
     e = call(name, arguments).get("error", {})
     check(e.get("code") == -32602 and e.get("data", {}).get("field") == field and
@@ -174,6 +187,42 @@ r = call("sandbox_list", {}, "--agent", "agent-a").get("result", {})
 check(r.get("isError") is False and r.get("structuredContent") == {"sandboxes": []} and
       json.loads(r["content"][0]["text"]) == r["structuredContent"],
       "sandbox_list: structured content and the same JSON as text: %r" % r)
+
+# --- vm-provisioner's key tools, on a key store of the test's own --------------------
+with tempfile.TemporaryDirectory(prefix="qvm-mcp-keys-") as kd:
+    os.chmod(kd, 0o700)
+    r = call("ssh_key_generate", {"name": "deploy", "comment": "ci"}, key_dir=kd).get("result", {})
+    k = r.get("structuredContent", {})
+    check(r.get("isError") is False and k.get("name") == "deploy" and k.get("type") == "ed25519" and
+          k.get("publicKey", "").startswith("ssh-ed25519 ") and k.get("fingerprint", "").startswith("SHA256:"),
+          "ssh_key_generate: %r" % r)
+    check(os.stat(os.path.join(kd, "deploy")).st_mode & 0o777 == 0o600, "the private key is 0600")
+    check("PRIVATE KEY" not in json.dumps(r), "the private key is never returned")
+    r = call("ssh_key_generate", {"name": "deploy"}, key_dir=kd).get("result", {})
+    check(r.get("isError") is True and "EEXISTS" in r["content"][0]["text"],
+          "a taken key name is isError EEXISTS: %r" % r)
+    r = call("ssh_key_generate", {"name": "../etc"}, key_dir=kd).get("result", {})
+    check(r.get("isError") is True and not os.path.exists(os.path.join(kd, "..", "etc.pub")),
+          "a key name with a path is refused: %r" % r)
+    r = call("ssh_key_list", {}, key_dir=kd).get("result", {})
+    keys = r.get("structuredContent", {}).get("keys", [])
+    check([x.get("name") for x in keys] == ["deploy"] and keys[0].get("publicKey") == k.get("publicKey"),
+          "ssh_key_list: %r" % r)
+    r = call("vm_inject_ssh_key", {"name": "nosuch", "key": "deploy"}, key_dir=kd).get("result", {})
+    check(r.get("isError") is True and "ENOTFOUND" in r["content"][0]["text"],
+          "vm_inject_ssh_key into a missing vm: %r" % r)
+    r = call("vm_inject_ssh_key", {"name": "nosuch", "key": "nokey"}, key_dir=kd).get("result", {})
+    check(r.get("isError") is True and "nokey" in r["content"][0]["text"],
+          "vm_inject_ssh_key of a missing key: %r" % r)
+    e = call("ssh_key_list", {}, "--agent", "agent-a", key_dir=kd).get("error", {})
+    check(e.get("code") == -32602, "an agent has no ssh_key_list: %r" % e)
+r = call("vm_create", {"name": "v1", "image": "/nonexistent.qcow2"}).get("result", {})
+check(r.get("isError") is True and "ENOTFOUND" in r["content"][0]["text"],
+      "vm_create from a missing image: %r" % r)
+for tool in ("sandbox_diff", "review_create"):
+    r = call(tool, {"name": "nosuch"}, "--agent", "agent-a").get("result", {})
+    check(r.get("isError") is True and "nosuch" in r["content"][0]["text"],
+          "%s of a missing sandbox is isError: %r" % (tool, r))
 
 # --- framing: a 5 MiB line, an unterminated last line, requests before initialize --
 rc, by_id, answers = run(b'{"jsonrpc": "2.0", "id": 1, "method": "ping", "x": "' +

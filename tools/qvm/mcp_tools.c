@@ -15,7 +15,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <qvm/diff.h>
 #include <qvm/image.h>
+#include <qvm/keystore.h>
+#include <qvm/review.h>
 #include <qvm/sandbox.h>
 #include <qvm/snapshot.h>
 #include <qvm/ssh.h>
@@ -673,6 +676,161 @@ static void t_vm_delete(const mcp_server *srv, json_object *args, mcp_outcome *o
   json_object_object_add(out->structured, "deleted", json_object_new_boolean(true));
 }
 
+/* ---- diff and review ----------------------------------------------------------------- */
+
+#define DIFF_CHANGES_MAX 1000
+
+/* What changed in a sandbox's disk since its image (or snapshot `from`),
+ * read from the disk on the host: the guest cannot hide a change. At most
+ * DIFF_CHANGES_MAX file changes are listed (changesTotal says how many). */
+static void t_sandbox_diff(const mcp_server *srv, json_object *args, mcp_outcome *out) {
+  const char *name = arg_string(args, "name");
+  if (!sandbox_visible(srv, out, name)) return;
+  qvm_diff_options o = QVM_DIFF_OPTIONS_INIT;
+  o.from_snapshot = arg_string(args, "from");
+  qvm_diff *d = NULL;
+  qvm_error *err = NULL;
+  char *text = NULL;
+  if (qvm_diff_vm(&d, name, &o, &err) < 0 || qvm_diff_json(&text, d, &err) < 0) {
+    qvm_diff_free(d);
+    return fail_qvm(out, err);
+  }
+  qvm_diff_free(d);
+  json_object *r = from_lib(text), *changes = NULL;
+  free(text);
+  if (!json_object_is_type(r, json_type_object)) {
+    json_object_put(r);
+    return fail_tool(out, "EPROTO: libqvm's diff did not parse");
+  }
+  size_t n = json_object_object_get_ex(r, "changes", &changes) &&
+                     json_object_is_type(changes, json_type_array)
+                 ? json_object_array_length(changes)
+                 : 0;
+  if (n > DIFF_CHANGES_MAX)
+    json_object_array_del_idx(changes, DIFF_CHANGES_MAX, n - DIFF_CHANGES_MAX);
+  json_object_object_add(r, "changesTotal", json_object_new_int64((int64_t)n));
+  json_object_object_add(r, "changesTruncated", json_object_new_boolean(n > DIFF_CHANGES_MAX));
+  out->structured = r;
+}
+
+/* A change set of the sandbox's changes for a person to approve (qvm review);
+ * its author is this server's agent, who cannot approve it. */
+static void t_review_create(const mcp_server *srv, json_object *args, mcp_outcome *out) {
+  const char *name = arg_string(args, "name");
+  if (!sandbox_visible(srv, out, name)) return;
+  qvm_review_create_options o = QVM_REVIEW_CREATE_OPTIONS_INIT;
+  o.from_snapshot = arg_string(args, "from");
+  o.agent = srv->agent;
+  o.verify = arg_bool(args, "verify", false);
+  char *id = NULL, *text = NULL;
+  qvm_error *err = NULL;
+  if (qvm_review_create(&id, name, &o, &err) < 0) return fail_qvm(out, err);
+  int r = qvm_review_show(&text, id, &err);
+  free(id);
+  if (r < 0) return fail_qvm(out, err);
+  json_object *m = from_lib(text);
+  free(text);
+  if (!json_object_is_type(m, json_type_object)) {
+    json_object_put(m);
+    return fail_tool(out, "EPROTO: libqvm's change set did not parse");
+  }
+  out->structured = json_object_new_object();
+  json_object_object_add(out->structured, "review", m);
+}
+
+/* ---- SSH keys and vm_create (vm-provisioner's tools; operator only) ------------------ */
+
+/* The key store: $SSH_KEY_DIR (vm-provisioner's variable, as qvmd) or
+ * libqvm's default. */
+static const char *key_store(void) {
+  const char *d = getenv("SSH_KEY_DIR");
+  return d && *d ? d : NULL;
+}
+
+static void t_ssh_key_generate(const mcp_server *srv, json_object *args, mcp_outcome *out) {
+  (void)srv;
+  const char *type_text = arg_string(args, "type");
+  qvm_key_type type = QVM_KEY_ED25519;
+  qvm_error *err = NULL;
+  char *text = NULL;
+  if (type_text && qvm_key_type_parse(&type, type_text, &err) < 0) return fail_qvm(out, err);
+  if (qvm_keystore_generate(&text, key_store(), arg_string(args, "name"), type,
+                            arg_string(args, "comment"), &err) < 0)
+    return fail_qvm(out, err);
+  json_object *k = from_lib(text);
+  free(text);
+  if (!json_object_is_type(k, json_type_object)) {
+    json_object_put(k);
+    return fail_tool(out, "EPROTO: libqvm's key did not parse");
+  }
+  out->structured = k;
+}
+
+static void t_ssh_key_list(const mcp_server *srv, json_object *args, mcp_outcome *out) {
+  (void)srv, (void)args;
+  char *text = NULL;
+  qvm_error *err = NULL;
+  if (qvm_keystore_list(&text, key_store(), &err) < 0) return fail_qvm(out, err);
+  json_object *keys = from_lib(text);
+  free(text);
+  if (!json_object_is_type(keys, json_type_array)) {
+    json_object_put(keys);
+    return fail_tool(out, "EPROTO: libqvm's key list did not parse");
+  }
+  out->structured = json_object_new_object();
+  json_object_object_add(out->structured, "keys", keys);
+}
+
+static void t_vm_inject_ssh_key(const mcp_server *srv, json_object *args, mcp_outcome *out) {
+  (void)srv;
+  const char *key = arg_string(args, "key");
+  char *line = NULL;
+  qvm_vm *vm = NULL;
+  qvm_error *err = NULL;
+  if (qvm_keystore_public(&line, key_store(), key, &err) < 0) return fail_qvm(out, err);
+  if (qvm_cli_open(&vm, arg_string(args, "name"), &err) < 0 ||
+      qvm_vm_authorize_key(vm, line, &err) < 0) {
+    free(line);
+    qvm_vm_free(vm);
+    return fail_qvm(out, err);
+  }
+  free(line);
+  out->structured = json_object_new_object();
+  json_object_object_add(out->structured, "name", json_object_new_string(qvm_vm_name(vm)));
+  json_object_object_add(out->structured, "key", json_object_new_string(key));
+  json_object_object_add(out->structured, "authorized", json_object_new_boolean(true));
+  qvm_vm_free(vm);
+}
+
+/* Creates a VM from an image and starts it (as qvm create + qvm start); SSH
+ * comes a little later: vm_list shows its state. */
+static void t_vm_create(const mcp_server *srv, json_object *args, mcp_outcome *out) {
+  (void)srv;
+  const char *name = arg_string(args, "name");
+  qvm_error *err = NULL;
+  if (qvm_vm_name_check(name, &err) < 0) {
+    fail_params(out, "name", "'name': %s", qvm_error_message(err));
+    qvm_error_free(err);
+    return;
+  }
+  qvm_vm_create_options o = QVM_VM_CREATE_OPTIONS_INIT;
+  o.image = arg_string(args, "image");
+  o.cpus = (unsigned)arg_int(args, "cpus", 0);
+  o.memory = (uint64_t)arg_int(args, "memoryMib", 0) << 20;
+  o.disk = (uint64_t)arg_int(args, "diskGib", 0) << 30;
+  qvm_vm *vm = NULL;
+  if (qvm_vm_create(&vm, name, &o, &err) < 0) return fail_qvm(out, err);
+  if (arg_bool(args, "start", true)) {
+    qvm_vm_start_options so = QVM_VM_START_OPTIONS_INIT;
+    if (qvm_vm_start(vm, &so, &err) < 0) {
+      qvm_vm_free(vm);
+      return fail_qvm(out, err); /* the VM stays, stopped: vm_start or vm_delete it */
+    }
+  }
+  out->structured = vm_summary(vm);
+  qvm_vm_free(vm);
+}
+
 /* ---- the table ------------------------------------------------------------------------ */
 
 #define NAME_PROP(what)                                                                            \
@@ -710,6 +868,16 @@ static const tool tools[] = {
     {"vm_list", "List VMs", "Lists every VM: name, state and agent.", OBJ("", ""),
      OBJ("\"vms\": {\"type\": \"array\", \"items\": " VM_SUMMARY "}", "\"vms\""), true, false, true,
      false, true, t_vm_list},
+    {"vm_create", "Create a VM",
+     "Creates a VM from an image (a path, a store name, a catalog alias or a URL) and starts it "
+     "unless start is false; SSH is up a little later (vm_list shows the state).",
+     OBJ(VM_NAME ", \"image\": {\"type\": \"string\", \"minLength\": 1, \"maxLength\": 4096}, "
+                 "\"cpus\": {\"type\": \"integer\", \"minimum\": 1, \"maximum\": 255}, "
+                 "\"memoryMib\": {\"type\": \"integer\", \"minimum\": 16, \"maximum\": 1048576}, "
+                 "\"diskGib\": {\"type\": \"integer\", \"minimum\": 1, \"maximum\": 16384}, "
+                 "\"start\": {\"type\": \"boolean\"}",
+         "\"name\", \"image\""),
+     VM_SUMMARY, false, false, false, false, true, t_vm_create},
     {"vm_start", "Start a VM", "Starts a VM; one that runs is left alone.",
      OBJ(VM_NAME ", \"timeoutMs\": {\"type\": \"integer\", \"minimum\": 1000, \"maximum\": "
                  "3600000}",
@@ -727,6 +895,29 @@ static const tool tools[] = {
      OBJ("\"name\": {\"type\": \"string\"}, \"deleted\": {\"type\": \"boolean\"}",
          "\"name\", \"deleted\""),
      false, true, false, false, true, t_vm_delete},
+    {"ssh_key_generate", "Generate an SSH key pair",
+     "Makes a named key pair in qvm's key store ($SSH_KEY_DIR); the private key stays there.",
+     OBJ(NAME_PROP("the key's name") ", \"type\": {\"type\": \"string\", \"enum\": [\"ed25519\", "
+                                     "\"rsa-4096\"]}, \"comment\": {\"type\": \"string\", "
+                                     "\"maxLength\": 128}",
+         "\"name\""),
+     OBJ("\"name\": {\"type\": \"string\"}, \"type\": {\"type\": \"string\"}, "
+         "\"fingerprint\": {\"type\": \"string\"}, \"publicKey\": {\"type\": \"string\"}, "
+         "\"privateKeyPath\": {\"type\": \"string\"}, \"publicKeyPath\": {\"type\": \"string\"}",
+         "\"name\", \"type\", \"fingerprint\", \"publicKey\""),
+     false, false, false, false, true, t_ssh_key_generate},
+    {"ssh_key_list", "List SSH keys", "Lists the key store's keys (public parts only).",
+     OBJ("", ""), OBJ("\"keys\": {\"type\": \"array\", \"items\": " VM_OBJ "}", "\"keys\""), true,
+     false, true, false, true, t_ssh_key_list},
+    {"vm_inject_ssh_key", "Authorize a stored key in a VM",
+     "Adds key's public part to the authorized_keys of the VM's user, over SSH (once, however "
+     "often it is called). The VM must run.",
+     OBJ(VM_NAME ", \"key\": {\"type\": \"string\", \"minLength\": 1, \"maxLength\": 64}",
+         "\"name\", \"key\""),
+     OBJ("\"name\": {\"type\": \"string\"}, \"key\": {\"type\": \"string\"}, "
+         "\"authorized\": {\"type\": \"boolean\"}",
+         "\"name\", \"key\", \"authorized\""),
+     false, false, true, false, true, t_vm_inject_ssh_key},
     {"sandbox_create", "Create a sandbox",
      "Creates a disposable VM with a deadline from an image, a golden VM (VM or VM:SNAP) or "
      "another sandbox, and starts it.",
@@ -810,6 +1001,32 @@ static const tool tools[] = {
      OBJ("\"name\": {\"type\": \"string\"}, \"restored\": {\"type\": \"string\"}",
          "\"name\", \"restored\""),
      false, true, false, false, false, t_sandbox_rollback},
+    {"sandbox_diff", "What changed in a sandbox",
+     "Lists what changed in the sandbox's file system since its image (or snapshot from): "
+     "files added, modified (sha256, mode, owner, symlink target) and deleted, packages, "
+     "systemd units, users and groups. Read from the disk on the host, so the guest cannot hide "
+     "a change. At most 1000 file changes are listed (changesTotal counts them all).",
+     OBJ(SANDBOX_NAME ", \"from\": {\"type\": \"string\", \"minLength\": 1, \"maxLength\": 64, "
+                      "\"description\": \"a snapshot of the sandbox (default: its image)\"}",
+         "\"name\""),
+     OBJ("\"changes\": {\"type\": \"array\"}, \"changesTotal\": {\"type\": \"integer\"}, "
+         "\"changesTruncated\": {\"type\": \"boolean\"}, \"packages\": {\"type\": \"array\"}, "
+         "\"units\": {\"type\": \"array\"}, \"users\": {\"type\": \"array\"}, "
+         "\"groups\": {\"type\": \"array\"}, \"entriesFrom\": {\"type\": \"integer\"}, "
+         "\"entriesTo\": {\"type\": \"integer\"}, \"bytesHashed\": {\"type\": \"integer\"}, "
+         "\"incomplete\": {\"type\": [\"string\", \"null\"]}",
+         "\"changes\", \"changesTotal\", \"changesTruncated\", \"packages\", \"units\", "
+         "\"users\", \"groups\""),
+     true, false, true, false, false, t_sandbox_diff},
+    {"review_create", "Ask a person to approve a sandbox's changes",
+     "Records the sandbox's changes (the diff and an Ansible playbook that reproduces them) as "
+     "a change set for a person to approve with qvm review; its author (this agent) cannot "
+     "approve it. verify: replay the playbook on a clone first (takes minutes).",
+     OBJ(SANDBOX_NAME ", \"from\": {\"type\": \"string\", \"minLength\": 1, \"maxLength\": 64, "
+                      "\"description\": \"a snapshot of the sandbox (default: its image)\"}, "
+                      "\"verify\": {\"type\": \"boolean\"}",
+         "\"name\""),
+     OBJ("\"review\": " VM_OBJ, "\"review\""), false, false, false, false, false, t_review_create},
     {"sandbox_destroy", "Destroy a sandbox", "Removes the sandbox whatever it is doing.",
      OBJ(SANDBOX_NAME, "\"name\""),
      OBJ("\"name\": {\"type\": \"string\"}, \"destroyed\": {\"type\": \"boolean\"}",
