@@ -49,8 +49,8 @@ void vm_up_clear(vm_up *u) {
   char **strs[] = {&u->image, &u->kernel,  &u->initrd, &u->append,   &u->net,     &u->firmware,
                    &u->accel, &u->machine, &u->user,   &u->hostname, &u->hostkey, &u->image_format};
   for (size_t i = 0; i < QVM_ARRAY_SIZE(strs); i++) free(*strs[i]);
-  vm_strv *lists[] = {&u->cloud_config, &u->ssh_keys, &u->ports,
-                      &u->provision,    &u->drives,   &u->cdroms};
+  vm_strv *lists[] = {&u->cloud_config, &u->ssh_keys, &u->ports, &u->provision,
+                      &u->drives,       &u->cdroms,   &u->mounts};
   for (size_t i = 0; i < QVM_ARRAY_SIZE(lists); i++) strv_clear(lists[i]);
   *u = (vm_up){0};
 }
@@ -84,14 +84,16 @@ int vm_up_copy(vm_up *out, const vm_up *src, qvm_error **err) {
   vm_up u = *src;
   char **strs[] = {&u.image, &u.kernel,  &u.initrd, &u.append,   &u.net,     &u.firmware,
                    &u.accel, &u.machine, &u.user,   &u.hostname, &u.hostkey, &u.image_format};
-  vm_strv *lists[] = {&u.cloud_config, &u.ssh_keys, &u.ports, &u.provision, &u.drives, &u.cdroms};
+  vm_strv *lists[] = {&u.cloud_config, &u.ssh_keys, &u.ports, &u.provision,
+                      &u.drives,       &u.cdroms,   &u.mounts};
   for (size_t i = 0; i < QVM_ARRAY_SIZE(strs); i++) *strs[i] = NULL;
   for (size_t i = 0; i < QVM_ARRAY_SIZE(lists); i++) *lists[i] = (vm_strv){0};
   const char *const from_strs[] = {src->image, src->kernel,   src->initrd,  src->append,
                                    src->net,   src->firmware, src->accel,   src->machine,
                                    src->user,  src->hostname, src->hostkey, src->image_format};
   const vm_strv *from_lists[] = {&src->cloud_config, &src->ssh_keys, &src->ports,
-                                 &src->provision,    &src->drives,   &src->cdroms};
+                                 &src->provision,    &src->drives,   &src->cdroms,
+                                 &src->mounts};
   int r = 0;
   for (size_t i = 0; r >= 0 && i < QVM_ARRAY_SIZE(strs); i++)
     r = dup_opt(strs[i], from_strs[i], err);
@@ -209,6 +211,8 @@ struct json_object *vm_up_request_to_json(const vm_up *u) {
   json_object_object_add(o, "provision", strv_to_json(&u->provision));
   json_object_object_add(o, "drives", strv_to_json(&u->drives));
   json_object_object_add(o, "cdroms", strv_to_json(&u->cdroms));
+  /* Only when there are some: records from before mounts have none. */
+  if (u->mounts.n) json_object_object_add(o, "mounts", strv_to_json(&u->mounts));
   return o;
 }
 
@@ -483,7 +487,8 @@ static int up_from_json(vm_up *u, struct json_object *o, qvm_error **err) {
     const char *key;
   } lists[] = {
       {&u->cloud_config, "cloud_config"}, {&u->ssh_keys, "ssh_keys"}, {&u->ports, "ports"},
-      {&u->provision, "provision"},       {&u->drives, "drives"},     {&u->cdroms, "cdroms"}};
+      {&u->provision, "provision"},       {&u->drives, "drives"},     {&u->cdroms, "cdroms"},
+      {&u->mounts, "mounts"}};
   int64_t cpus = 0, mem = 0, disk = 0;
   bool has = false;
   int r = 0;
