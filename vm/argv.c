@@ -332,8 +332,7 @@ static void add_mounts(argv_builder *b, const vm_spec *s) {
     pushf(b, "local,id=fsdev%zu,path=%s,security_model=mapped-xattr%s", i, path ? path : "",
           m->readonly ? ",readonly=on" : "");
     push(b, "-device");
-    pushf(b, "virtio-9p-pci,id=fs%zu,fsdev=fsdev%zu,mount_tag=" VM_MOUNT_TAG_PREFIX "%zu", i, i,
-          i);
+    pushf(b, "virtio-9p-pci,id=fs%zu,fsdev=fsdev%zu,mount_tag=" VM_MOUNT_TAG_PREFIX "%zu", i, i, i);
     if (!path) b->oom = true;
     free(path);
   }

@@ -378,8 +378,7 @@ static int parse_steps(entry *e, const loader *L, yaml_node_t *n, qvm_error **er
 static const char MOUNT_KEYS[] = "host, guest, readonly";
 
 /* {host: DIR, guest: PATH, [readonly: bool]} */
-static int mount_mapping(qvm_vm_mount *m, const loader *L, const yaml_node_t *n,
-                         qvm_error **err) {
+static int mount_mapping(qvm_vm_mount *m, const loader *L, const yaml_node_t *n, qvm_error **err) {
   for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
     yaml_node_t *k = yaml_document_get_node((yaml_document_t *)&L->doc, p->key);
     yaml_node_t *v = yaml_document_get_node((yaml_document_t *)&L->doc, p->value);

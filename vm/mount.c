@@ -32,8 +32,7 @@ bool vm_mount_guest_valid(const char *g) {
     if (!ok) return false;
     if (c == '/') {
       size_t n = strcspn(p + 1, "/");
-      if (n == 0 || (n == 1 && p[1] == '.') || (n == 2 && p[1] == '.' && p[2] == '.'))
-        return false;
+      if (n == 0 || (n == 1 && p[1] == '.') || (n == 2 && p[1] == '.' && p[2] == '.')) return false;
     }
   }
   return true;
@@ -357,7 +356,8 @@ int vm_mount_bootcmd(char ***out, const vm_spec *s, qvm_error **err) {
     }
     if (asprintf(&lines[i],
                  "mkdir -p '%1$s' && { grep -q '^%2$s%3$zu ' /etc/fstab || echo '%2$s%3$zu %1$s "
-                 "9p trans=virtio,version=9p2000.L,msize=%4$d,nosuid,nodev,nofail%5$s 0 0' >> /etc/fstab; } "
+                 "9p trans=virtio,version=9p2000.L,msize=%4$d,nosuid,nodev,nofail%5$s 0 0' >> "
+                 "/etc/fstab; } "
                  "&& { mountpoint -q '%1$s' || mount '%1$s'; } || echo 'qvm: cannot mount "
                  "%2$s%3$zu at %1$s' >&2",
                  m->guest, VM_MOUNT_TAG_PREFIX, i, VM_MOUNT_MSIZE, m->readonly ? ",ro" : "") < 0) {

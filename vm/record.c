@@ -91,9 +91,8 @@ int vm_up_copy(vm_up *out, const vm_up *src, qvm_error **err) {
   const char *const from_strs[] = {src->image, src->kernel,   src->initrd,  src->append,
                                    src->net,   src->firmware, src->accel,   src->machine,
                                    src->user,  src->hostname, src->hostkey, src->image_format};
-  const vm_strv *from_lists[] = {&src->cloud_config, &src->ssh_keys, &src->ports,
-                                 &src->provision,    &src->drives,   &src->cdroms,
-                                 &src->mounts};
+  const vm_strv *from_lists[] = {&src->cloud_config, &src->ssh_keys, &src->ports, &src->provision,
+                                 &src->drives,       &src->cdroms,   &src->mounts};
   int r = 0;
   for (size_t i = 0; r >= 0 && i < QVM_ARRAY_SIZE(strs); i++)
     r = dup_opt(strs[i], from_strs[i], err);
@@ -485,10 +484,13 @@ static int up_from_json(vm_up *u, struct json_object *o, qvm_error **err) {
   struct {
     vm_strv *out;
     const char *key;
-  } lists[] = {
-      {&u->cloud_config, "cloud_config"}, {&u->ssh_keys, "ssh_keys"}, {&u->ports, "ports"},
-      {&u->provision, "provision"},       {&u->drives, "drives"},     {&u->cdroms, "cdroms"},
-      {&u->mounts, "mounts"}};
+  } lists[] = {{&u->cloud_config, "cloud_config"},
+               {&u->ssh_keys, "ssh_keys"},
+               {&u->ports, "ports"},
+               {&u->provision, "provision"},
+               {&u->drives, "drives"},
+               {&u->cdroms, "cdroms"},
+               {&u->mounts, "mounts"}};
   int64_t cpus = 0, mem = 0, disk = 0;
   bool has = false;
   int r = 0;

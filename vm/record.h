@@ -80,7 +80,7 @@ typedef struct vm_up {
   char *net, *firmware, *accel, *machine, *user, *hostname, *hostkey, *image_format;
   bool allow_backing, cloud_init, nat;
   vm_strv ports, provision, drives, cdroms;
-  vm_strv mounts; /* "HOST:GUEST[:ro]", HOST resolved */
+  vm_strv mounts;          /* "HOST:GUEST[:ro]", HOST resolved */
   bool provisioned, ready; /* phases that passed once */
 } vm_up;
 

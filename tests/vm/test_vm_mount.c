@@ -237,10 +237,10 @@ static vm_spec *from_json_text(const char *text, qvm_error **err) {
 
 static void test_json(void **state) {
   (void)state;
-  vm_spec *s = from_json_text(
-      "{\"mounts\":[{\"host\":\"/srv/a\",\"guest\":\"/a\",\"readonly\":false},"
-      "{\"host\":\"/srv/b,c\",\"guest\":\"/b\",\"readonly\":true}]}",
-      NULL);
+  vm_spec *s =
+      from_json_text("{\"mounts\":[{\"host\":\"/srv/a\",\"guest\":\"/a\",\"readonly\":false},"
+                     "{\"host\":\"/srv/b,c\",\"guest\":\"/b\",\"readonly\":true}]}",
+                     NULL);
   assert_non_null(s);
   assert_int_equal(s->n_mounts, 2);
   assert_true(s->mounts[1].readonly);
