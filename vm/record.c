@@ -286,6 +286,13 @@ char *vm_up_diff(const vm_up *was_up, const vm_up *now_up) {
     qvm_strbuf_printf(&sb, "\n  %s: was %s, now %s", key, diff_value(a, sizeof a, key, old),
                       diff_value(b, sizeof b, key, value));
   }
+  /* Members written only when set (mounts): gone now is a change too. */
+  json_object_object_foreach(was, was_key, was_value) {
+    char a[32];
+    if (was_value && !json_object_object_get_ex(now, was_key, NULL))
+      qvm_strbuf_printf(&sb, "\n  %s: was %s, now unset", was_key,
+                        diff_value(a, sizeof a, was_key, was_value));
+  }
   json_object_put(was);
   json_object_put(now);
   return qvm_strbuf_steal(&sb);
