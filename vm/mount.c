@@ -134,8 +134,8 @@ static int runas_access(const char *text, const char *dir, const char *runas, bo
   if (!runas) {
     /* QEMU keeps this process's credentials. */
     if (faccessat(AT_FDCWD, dir, R_OK | X_OK | (ro ? 0 : W_OK), AT_EACCESS) == 0) return 0;
-    return qvm_error_set_errno(err, errno, "mount '%s': qemu (running as you) cannot %s '%s'",
-                               text, ro ? "read" : "read and write", dir);
+    return qvm_error_set_errno(err, errno, "mount '%s': qemu (running as you) cannot %s '%s'", text,
+                               ro ? "read" : "read and write", dir);
   }
   if (sscanf(runas, "%lu:%lu", &uid, &gid) != 2)
     return qvm_error_set(err, QVM_EINVAL, "qemu user '%s' is not UID:GID", runas);
