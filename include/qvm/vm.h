@@ -198,7 +198,7 @@ typedef struct qvm_vm_tags {
  * sets; the library refuses a version it does not know with QVM_EINVAL
  * naming the struct. Start from the _INIT macro, then set members. */
 
-#define QVM_VM_CREATE_OPTIONS_VERSION 5
+#define QVM_VM_CREATE_OPTIONS_VERSION 6
 typedef struct qvm_vm_create_options {
   unsigned version; /* QVM_VM_CREATE_OPTIONS_VERSION */
   /* The base disk image, never written to (a qcow2 overlay is): a path (it
@@ -251,7 +251,7 @@ typedef struct qvm_vm_create_options {
                           ignores qvm's host key) */
   qvm_vm_tags tags;    /* labels, agent, sandbox deadline (version 3; checkpoint_each 4) */
   /* Host directories shared with the guest, at most QVM_VM_MOUNTS_MAX
-   * (version 5). */
+   * (version 6). */
   const qvm_vm_mount *mounts;
   size_t n_mounts;
 } qvm_vm_create_options;
