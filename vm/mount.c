@@ -131,6 +131,14 @@ static int outside_qvm(const char *text, const char *dir, qvm_error **err) {
 static int runas_access(const char *text, const char *dir, const char *runas, bool ro,
                         qvm_error **err) {
   unsigned long uid = 0, gid = 0;
+  if (!runas && geteuid() == 0 && !ro)
+    /* QEMU_USER=root: a guest would write as root, xattrs such as
+     * security.capability too. */
+    return qvm_error_set(err, QVM_EPERM,
+                         "mount '%s': qemu runs as root (QVM_QEMU_USER=root), so the guest "
+                         "would write to '%s' as root: mount it :ro, or let qemu drop to its "
+                         "own user",
+                         text, dir);
   if (!runas) {
     /* QEMU keeps this process's credentials. */
     if (faccessat(AT_FDCWD, dir, R_OK | X_OK | (ro ? 0 : W_OK), AT_EACCESS) == 0) return 0;
