@@ -18,8 +18,9 @@ run=(qemu-system-x86 qemu-utils qemu-system-common ovmf libnbd0 libext2fs2 libmi
 image=(mmdebstrap e2fsprogs fdisk grub-pc-bin util-linux)
 test=(
   clang clang-format libclang-rt-14-dev
-  # test guests
-  busybox-static dropbear-bin openssh-sftp-server cpio kmod
+  # test guests; linux-image-amd64: Debian's generic kernel, which has 9p
+  # (the cloud kernel the test guests boot has not): tests/vm/mount_mini.sh
+  busybox-static dropbear-bin openssh-sftp-server cpio kmod linux-image-amd64
   # test peers and readers (read-back only, never used by qvm itself)
   libarchive-tools genisoimage xorriso cloud-image-utils
   dnsmasq-base isc-dhcp-client dhcpcd-base udhcpc

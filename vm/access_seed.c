@@ -14,6 +14,7 @@
 #include "util/strbuf.h"
 #include "vm/access.h"
 #include "vm/ca_guest.h"
+#include "vm/mount.h"
 #include <qvm/seed.h>
 #include <qvm/ssh.h>
 
@@ -151,7 +152,8 @@ static int write_multipart(const char *iso, const qvm_seed_spec *spec, const see
 }
 
 static int build_seed(const char *dir, const vm_spec *s, const seed_inputs *in,
-                      const qvm_ssh_key *host, const vm_ca_seed *ca, qvm_error **err) {
+                      const qvm_ssh_key *host, const vm_ca_seed *ca, char *const *mounts,
+                      qvm_error **err) {
   bool root = !strcmp(s->user, "root");
   qvm_seed_user user = {.name = s->user,
                         .sudo = root ? NULL : SUDO_ALL,
@@ -184,6 +186,13 @@ static int build_seed(const char *dir, const vm_spec *s, const seed_inputs *in,
    * its disk is a sandbox's (a plain clone): it would get no KRL pushes. */
   static const char *const untrust[] = {"rm -f " VM_GUEST_SSHD_DROPIN " " VM_GUEST_SSHD_DROPIN_OLD};
   if (!s->sandbox) spec.bootcmd = untrust, spec.n_bootcmd = 1;
+  /* Host folder mounts, mounted at every boot before sshd starts. */
+  const char *cmds[2 + QVM_VM_MOUNTS_MAX] = {0};
+  size_t n_cmds = 0;
+  for (size_t i = 0; i < spec.n_bootcmd && n_cmds < 2; i++) cmds[n_cmds++] = spec.bootcmd[i];
+  for (size_t i = 0; mounts && mounts[i] && n_cmds < QVM_ARRAY_SIZE(cmds); i++)
+    cmds[n_cmds++] = mounts[i];
+  spec.bootcmd = cmds, spec.n_bootcmd = n_cmds;
   char iso[4096];
   snprintf(iso, sizeof iso, "%s/%s", dir, VM_SEED_ISO);
   size_t configs = 0, scripts = 0;
@@ -215,7 +224,10 @@ int vm_access_populate(const char *dir, const vm_spec *s, qvm_error **err) {
   if (r >= 0) r = read_parts(&in, s, err);
   vm_ca_seed ca = {0};
   if (r >= 0 && s->sandbox) r = vm_ca_seed_make(&ca, s, qvm_ssh_key_public_line(host), err);
-  if (r >= 0) r = build_seed(dir, s, &in, host, &ca, err);
+  char **mounts = NULL;
+  if (r >= 0) r = vm_mount_bootcmd(&mounts, s, err);
+  if (r >= 0) r = build_seed(dir, s, &in, host, &ca, mounts, err);
+  vm_mount_bootcmd_free(mounts);
   vm_ca_seed_clear(&ca);
   seed_inputs_clear(&in);
   return r;

@@ -9,6 +9,7 @@
 
 #include "util/strbuf.h"
 #include "vm/cpu.h"
+#include "vm/mount.h"
 #include <qvm/text.h>
 
 typedef struct argv_builder {
@@ -316,6 +317,28 @@ static void add_drives(argv_builder *b, const vm_argv_input *in) {
   }
 }
 
+/* Host folder mounts (vm/mount.c): virtio-9p on QEMU's local backend.
+ * mapped-xattr: the guest's owners, modes, device nodes and symlinks are
+ * extended attributes and plain files on the host, so nothing the guest
+ * makes there is a real symlink, setuid file or device for the host; QEMU
+ * 7.2 walks every path without following symlinks (CVE-2016-9602), so
+ * neither '..' nor a link leaves the directory. readonly=on: QEMU refuses
+ * every write (EROFS), whatever the guest mounts it as. The tag is ours
+ * ("qvm" + the index); the path is escaped (commas doubled). */
+static void add_mounts(argv_builder *b, const vm_spec *s) {
+  for (size_t i = 0; i < s->n_mounts; i++) {
+    const vm_mount *m = &s->mounts[i];
+    char *path = vm_qemu_escape(m->host);
+    push(b, "-fsdev");
+    pushf(b, "local,id=fsdev%zu,path=%s,security_model=mapped-xattr%s", i, path ? path : "",
+          m->readonly ? ",readonly=on" : "");
+    push(b, "-device");
+    pushf(b, "virtio-9p-pci,id=fs%zu,fsdev=fsdev%zu,mount_tag=" VM_MOUNT_TAG_PREFIX "%zu", i, i, i);
+    if (!path) b->oom = true;
+    free(path);
+  }
+}
+
 /* QEMU's JSON parser takes only UTF-8 (and no NUL, which a C string has
  * none of): strict UTF-8, without overlong forms or surrogates. */
 /* How many continuation bytes follow a lead byte; -1: not a lead byte. */
@@ -462,6 +485,7 @@ int vm_argv_build(vm_argv **out, const vm_argv_input *in, qvm_error **err) {
   r = add_network(&b, in, err);
   if (r < 0) return r;
   add_virtio_serial(&b, in);
+  add_mounts(&b, in->spec);
   push(&b, "-device");
   push(&b, "virtio-rng-pci");
   /* A new generation id at every QEMU start: a Linux guest (5.18+) reseeds

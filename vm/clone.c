@@ -30,6 +30,8 @@ void vm_clone_plan_clear(vm_clone_plan *p) {
   free(p->keys);
   free(p->egress_text);
   free(p->egress);
+  free(p->mounts);
+  p->mounts = NULL;
   p->cdroms = NULL;
   p->drives = NULL;
   p->keys = NULL;
@@ -102,6 +104,14 @@ int vm_clone_plan_init(vm_clone_plan *p, const vm_spec *s, qvm_error **err) {
           (qvm_vm_drive){.path = d->path, .format = d->format, .readonly = true};
     }
   }
+  /* A shared folder is shared by both: 9p writes go to the host's file
+   * system, which serializes them as it does for two host programs. */
+  if (s->n_mounts && !(p->mounts = calloc(s->n_mounts, sizeof *p->mounts))) return oom(err);
+  for (size_t i = 0; i < s->n_mounts; i++)
+    p->mounts[i] = (qvm_vm_mount){
+        .host = s->mounts[i].host, .guest = s->mounts[i].guest, .readonly = s->mounts[i].readonly};
+  o->mounts = p->mounts;
+  o->n_mounts = s->n_mounts;
   o->cdroms = p->cdroms;
   o->drives = p->drives;
   for (size_t i = 0; i < s->n_authorized_keys; i++) p->keys[i] = s->authorized_keys[i];

@@ -19,6 +19,7 @@ typedef struct vm_clone_plan {
   /* An isolated SRC's allow-list, as text for o.net (a clone stays isolated). */
   char (*egress_text)[QVM_NET_EGRESS_STR_MAX];
   const char **egress;
+  qvm_vm_mount *mounts; /* SRC's host folder mounts, shared as they are */
 } vm_clone_plan;
 
 /* QVM_EINVAL (class WritableDrive) when SRC has a writable drive of its

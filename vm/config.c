@@ -18,6 +18,7 @@
 #include "util/error.h"
 #include "util/fs.h"
 #include "vm/config.h"
+#include "vm/mount.h"
 
 #include <qvm/text.h>
 #include <qvm/up.h>
@@ -43,6 +44,8 @@ typedef struct entry {
   size_t n_ports;
   qvm_vm_step *steps;
   size_t n_steps;
+  qvm_vm_mount mounts[QVM_VM_MOUNTS_MAX];
+  size_t n_mounts;
 } entry;
 
 struct qvm_vm_file {
@@ -73,6 +76,7 @@ static void entry_clear(entry *e) {
   free(e->ports);
   for (size_t i = 0; i < e->n_steps; i++) qvm_vm_step_clear(&e->steps[i]);
   free(e->steps);
+  for (size_t i = 0; i < e->n_mounts; i++) qvm_vm_mount_clear(&e->mounts[i]);
 }
 
 void qvm_vm_file_free(qvm_vm_file *f) {
@@ -144,11 +148,8 @@ static int dup_scalar(char **out, const loader *L, const yaml_node_t *n, const c
 }
 
 /* A path: relative ones are taken from the file's directory; "~/" is $HOME. */
-static int dup_path(char **out, const loader *L, const yaml_node_t *n, const char *key,
-                    qvm_error **err) {
-  const char *s = NULL;
-  int r = scalar(&s, L, n, key, err);
-  if (r < 0) return r;
+static int path_from_file(char **out, const loader *L, const yaml_node_t *n, const char *key,
+                          const char *s, qvm_error **err) {
   if (!s[0]) return at(L, n, err, "'%s' is an empty path", key);
   free(*out);
   *out = NULL;
@@ -164,6 +165,13 @@ static int dup_path(char **out, const loader *L, const yaml_node_t *n, const cha
     r2 = asprintf(out, "%s/%s", L->dir, s);
   if (r2 < 0) return qvm_error_set_errno(err, ENOMEM, "out of memory");
   return 0;
+}
+
+static int dup_path(char **out, const loader *L, const yaml_node_t *n, const char *key,
+                    qvm_error **err) {
+  const char *s = NULL;
+  int r = scalar(&s, L, n, key, err);
+  return r < 0 ? r : path_from_file(out, L, n, key, s, err);
 }
 
 /* image: a path (relative to the file) when it has a '/', starts with '.'
@@ -367,6 +375,80 @@ static int parse_steps(entry *e, const loader *L, yaml_node_t *n, qvm_error **er
   return 0;
 }
 
+/* --- mounts ---------------------------------------------------------------- */
+
+static const char MOUNT_KEYS[] = "host, guest, readonly";
+
+/* {host: DIR, guest: PATH, [readonly: bool]} */
+static int mount_mapping(qvm_vm_mount *m, const loader *L, const yaml_node_t *n, qvm_error **err) {
+  for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+    yaml_node_t *k = yaml_document_get_node((yaml_document_t *)&L->doc, p->key);
+    yaml_node_t *v = yaml_document_get_node((yaml_document_t *)&L->doc, p->value);
+    const char *name = NULL;
+    int r = scalar(&name, L, k, "mount key", err);
+    if (r < 0) return r;
+    if (!strcmp(name, "host") || !strcmp(name, "guest")) {
+      char **dst = (char **)(name[0] == 'h' ? &m->host : &m->guest);
+      r = name[0] == 'h' ? dup_path(dst, L, v, name, err) : dup_scalar(dst, L, v, name, err);
+    } else if (!strcmp(name, "readonly")) {
+      r = parse_bool(&m->readonly, L, v, name, err);
+    } else {
+      char hint[64];
+      did_you_mean(hint, sizeof hint, name, MOUNT_KEYS);
+      return at(L, k, err, "unknown mount key '%s': %suse %s", name, hint, MOUNT_KEYS);
+    }
+    if (r < 0) return r;
+  }
+  if (!m->host || !m->guest) return at(L, n, err, "a mount needs 'host: DIR' and 'guest: PATH'");
+  if (!vm_mount_guest_valid(m->guest))
+    return at(L, n, err,
+              "mount guest path '%.80s' is invalid: use an absolute path other than /, of "
+              "letters, digits and ._+@-, without . or .. components",
+              m->guest);
+  return 0;
+}
+
+/* "HOST:GUEST[:ro]" (--mount's syntax, HOST relative to the file) or a
+ * mapping. */
+static int mount_item(qvm_vm_mount *m, const loader *L, const yaml_node_t *n, qvm_error **err) {
+  if (n && n->type == YAML_MAPPING_NODE) return mount_mapping(m, L, n, err);
+  const char *s = NULL;
+  int r = n && n->type == YAML_SCALAR_NODE
+              ? scalar(&s, L, n, "mounts", err)
+              : at(L, n, err,
+                   "a mount must be a value like './src:/src' or a mapping like "
+                   "'{host: ./src, guest: /src}', not %s",
+                   kind(n));
+  qvm_error *e = NULL;
+  if (r >= 0 && qvm_vm_mount_parse(m, s, &e) < 0) {
+    r = at(L, n, err, "%s", qvm_error_message(e));
+    qvm_error_free(e);
+  }
+  char *abs = NULL;
+  if (r >= 0 && (r = path_from_file(&abs, L, n, "mounts", m->host, err)) >= 0) {
+    free((char *)m->host);
+    m->host = abs;
+  }
+  return r;
+}
+
+static int parse_mounts(entry *e, const loader *L, yaml_node_t *n, qvm_error **err) {
+  if (n->type != YAML_SEQUENCE_NODE)
+    return at(L, n, err, "'mounts' must be a list of mounts, not %s", kind(n));
+  size_t count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+  if (count > QVM_VM_MOUNTS_MAX)
+    return at(L, n, err, "'mounts' has more than %d items", QVM_VM_MOUNTS_MAX);
+  for (size_t i = 0; i < e->n_mounts; i++) qvm_vm_mount_clear(&e->mounts[i]);
+  e->n_mounts = 0;
+  for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
+    qvm_vm_mount *m = &e->mounts[e->n_mounts];
+    int r = mount_item(m, L, yaml_document_get_node((yaml_document_t *)&L->doc, *it), err);
+    e->n_mounts++; /* cleared with the entry, also when half filled */
+    if (r < 0) return r;
+  }
+  return 0;
+}
+
 /* --- ports and net --------------------------------------------------------- */
 
 static const char PORT_KEYS[] = "host, guest, addr, proto";
@@ -522,7 +604,7 @@ static int parse_net(qvm_vm_net *net, const loader *L, yaml_node_t *n, qvm_error
 static const char VM_KEYS[] = "image, image_format, image_sha256, image_checksums, "
                               "allow_backing, cpus, memory, disk, net, "
                               "ports, user, hostname, cloud_config, ssh_keys, provision, "
-                              "firmware, accel, cpu, kernel, initrd, append";
+                              "firmware, accel, cpu, kernel, initrd, append, mounts";
 
 static int parse_vm(entry *e, const loader *L, yaml_node_t *n, qvm_error **err) {
   if (n->type != YAML_MAPPING_NODE)
@@ -576,6 +658,8 @@ static int parse_vm(entry *e, const loader *L, yaml_node_t *n, qvm_error **err) 
       r = one_or_list(&e->ssh_keys, L, v, key, dup_path, err);
     else if (!strcmp(key, "provision"))
       r = parse_steps(e, L, v, err);
+    else if (!strcmp(key, "mounts"))
+      r = parse_mounts(e, L, v, err);
     else {
       char hint[64];
       did_you_mean(hint, sizeof hint, key, VM_KEYS);
@@ -613,6 +697,8 @@ static int parse_vm(entry *e, const loader *L, yaml_node_t *n, qvm_error **err) 
   o->n_authorized_keys = e->ssh_keys.n;
   o->provision = e->steps;
   o->n_provision = e->n_steps;
+  o->mounts = e->mounts;
+  o->n_mounts = e->n_mounts;
   return 0;
 }
 

@@ -20,6 +20,8 @@
 #include "vm/cpu.h"
 #include "vm/handle.h"
 #include "vm/image.h"
+#include "vm/mount.h"
+#include "vm/qemu_user.h"
 #include "vm/net.h"
 
 #define OVMF_CODE "/usr/share/OVMF/OVMF_CODE_4M.fd"
@@ -194,6 +196,14 @@ static int spec_image(vm_spec *s, uint64_t *out_size, const qvm_vm_create_option
   return vm_spec_add_drive(s, "disk.qcow2", "qcow2", false, VM_MEDIA_DISK, err);
 }
 
+/* What each start checks, now: a directory QEMU's user cannot reach is
+ * named before the first boot, not by a guest that finds it empty. */
+static int mounts_reachable(const vm_spec *s, qvm_error **err) {
+  _cleanup_free_ char *runas = NULL;
+  int r = vm_qemu_user_runas(&runas, err);
+  return r < 0 ? r : vm_mounts_verify(s, runas, err);
+}
+
 static int spec_from_options(vm_spec **out, const char *name, const qvm_vm_create_options *o,
                              uint64_t *out_image_size, qvm_error **err) {
   _cleanup_(vm_spec_freep) vm_spec *s = calloc(1, sizeof *s);
@@ -212,6 +222,8 @@ static int spec_from_options(vm_spec **out, const char *name, const qvm_vm_creat
   if (r >= 0) r = spec_network(s, o, err);
   if (r >= 0) r = vm_access_spec(s, o, err);
   if (r >= 0) r = vm_spec_set_tags(s, &o->tags, err);
+  if (r >= 0) r = vm_spec_set_mounts(s, o->mounts, o->n_mounts, err);
+  if (r >= 0 && s->n_mounts) r = mounts_reachable(s, err);
   if (r >= 0 && !o->image && !o->disk && !o->kernel && !o->n_cdroms && !o->n_drives)
     r = qvm_error_set(err, QVM_EINVAL, "nothing to boot: no image, kernel or cdrom");
   if (r < 0) return r;

@@ -20,6 +20,7 @@
 #include "util/time.h"
 #include "vm/cpu.h"
 #include "vm/handle.h"
+#include "vm/mount.h"
 #include "vm/net.h"
 #include "vm/ttl.h"
 
@@ -185,6 +186,7 @@ int vm_info_json(struct json_object **out, qvm_vm *vm, qvm_error **err) {
   copy_member(o, "disks", spec, "drives");
   copy_member(o, "seed_iso", spec, "seed_iso");
   json_object_put(spec);
+  json_object_object_add(o, "mounts", vm_mounts_info(s));
   json_object_object_add(o, "network", info_network(vm, &rv));
   add_str(o, "created_at", vm->rec->created_at[0] ? vm->rec->created_at : NULL);
   add_str(o, "dir", vm->paths.dir);

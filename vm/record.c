@@ -52,8 +52,8 @@ void vm_up_clear(vm_up *u) {
                    &u->firmware, &u->accel,        &u->machine, &u->user,   &u->hostname,
                    &u->hostkey,  &u->image_format, &u->cpu};
   for (size_t i = 0; i < QVM_ARRAY_SIZE(strs); i++) free(*strs[i]);
-  vm_strv *lists[] = {&u->cloud_config, &u->ssh_keys, &u->ports,
-                      &u->provision,    &u->drives,   &u->cdroms};
+  vm_strv *lists[] = {&u->cloud_config, &u->ssh_keys, &u->ports, &u->provision,
+                      &u->drives,       &u->cdroms,   &u->mounts};
   for (size_t i = 0; i < QVM_ARRAY_SIZE(lists); i++) strv_clear(lists[i]);
   *u = (vm_up){0};
 }
@@ -88,15 +88,16 @@ int vm_up_copy(vm_up *out, const vm_up *src, qvm_error **err) {
   char **strs[] = {&u.image,    &u.kernel,       &u.initrd,  &u.append, &u.net,
                    &u.firmware, &u.accel,        &u.machine, &u.user,   &u.hostname,
                    &u.hostkey,  &u.image_format, &u.cpu};
-  vm_strv *lists[] = {&u.cloud_config, &u.ssh_keys, &u.ports, &u.provision, &u.drives, &u.cdroms};
+  vm_strv *lists[] = {&u.cloud_config, &u.ssh_keys, &u.ports, &u.provision,
+                      &u.drives,       &u.cdroms,   &u.mounts};
   for (size_t i = 0; i < QVM_ARRAY_SIZE(strs); i++) *strs[i] = NULL;
   for (size_t i = 0; i < QVM_ARRAY_SIZE(lists); i++) *lists[i] = (vm_strv){0};
   const char *const from_strs[] = {src->image, src->kernel,   src->initrd,  src->append,
                                    src->net,   src->firmware, src->accel,   src->machine,
                                    src->user,  src->hostname, src->hostkey, src->image_format,
                                    src->cpu};
-  const vm_strv *from_lists[] = {&src->cloud_config, &src->ssh_keys, &src->ports,
-                                 &src->provision,    &src->drives,   &src->cdroms};
+  const vm_strv *from_lists[] = {&src->cloud_config, &src->ssh_keys, &src->ports, &src->provision,
+                                 &src->drives,       &src->cdroms,   &src->mounts};
   int r = 0;
   for (size_t i = 0; r >= 0 && i < QVM_ARRAY_SIZE(strs); i++)
     r = dup_opt(strs[i], from_strs[i], err);
@@ -217,6 +218,8 @@ struct json_object *vm_up_request_to_json(const vm_up *u) {
   json_object_object_add(o, "provision", strv_to_json(&u->provision));
   json_object_object_add(o, "drives", strv_to_json(&u->drives));
   json_object_object_add(o, "cdroms", strv_to_json(&u->cdroms));
+  /* Only when there are some: records from before mounts have none. */
+  if (u->mounts.n) json_object_object_add(o, "mounts", strv_to_json(&u->mounts));
   return o;
 }
 
@@ -290,6 +293,13 @@ char *vm_up_diff(const vm_up *was_up, const vm_up *now_up) {
     char a[32], b[32];
     qvm_strbuf_printf(&sb, "\n  %s: was %s, now %s", key, diff_value(a, sizeof a, key, old),
                       diff_value(b, sizeof b, key, value));
+  }
+  /* Members written only when set (mounts): gone now is a change too. */
+  json_object_object_foreach(was, was_key, was_value) {
+    char a[32];
+    if (was_value && !json_object_object_get_ex(now, was_key, NULL))
+      qvm_strbuf_printf(&sb, "\n  %s: was %s, now unset", was_key,
+                        diff_value(a, sizeof a, was_key, was_value));
   }
   json_object_put(was);
   json_object_put(now);
@@ -491,9 +501,13 @@ static int up_from_json(vm_up *u, struct json_object *o, qvm_error **err) {
   struct {
     vm_strv *out;
     const char *key;
-  } lists[] = {
-      {&u->cloud_config, "cloud_config"}, {&u->ssh_keys, "ssh_keys"}, {&u->ports, "ports"},
-      {&u->provision, "provision"},       {&u->drives, "drives"},     {&u->cdroms, "cdroms"}};
+  } lists[] = {{&u->cloud_config, "cloud_config"},
+               {&u->ssh_keys, "ssh_keys"},
+               {&u->ports, "ports"},
+               {&u->provision, "provision"},
+               {&u->drives, "drives"},
+               {&u->cdroms, "cdroms"},
+               {&u->mounts, "mounts"}};
   int64_t cpus = 0, mem = 0, disk = 0;
   bool has = false;
   int r = 0;

@@ -82,6 +82,7 @@ typedef struct vm_up {
   char *cpu; /* NULL: auto (a record from before --cpu has none) */
   bool allow_backing, cloud_init, nat;
   vm_strv ports, provision, drives, cdroms;
+  vm_strv mounts;          /* "HOST:GUEST[:ro]", HOST resolved */
   bool provisioned, ready; /* phases that passed once */
 } vm_up;
 

@@ -26,6 +26,7 @@
 #include "vm/argv.h"
 #include "vm/handle.h"
 #include "vm/image.h"
+#include "vm/mount.h"
 #include "vm/qemu_user.h"
 #include "vm/shim.h"
 
@@ -287,6 +288,7 @@ int shim_launch_qemu(shim *s, qvm_error **err) {
   _cleanup_(vm_argv_freep) vm_argv *argv = NULL;
   if ((r = vm_argv_build(&argv, &in, err)) < 0) return r;
   if ((r = verify_disks(s, err)) < 0) return r;
+  if ((r = vm_mounts_verify(s->vm->spec, runas, err)) < 0) return r;
   snprintf(s->runas, sizeof s->runas, "%s", runas ? runas : "");
   char **envp = qemu_envp();
   if (!envp) return qvm_error_set_errno(err, ENOMEM, "out of memory");

@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 
 #include "util/cleanup.h"
+#include "vm/mount.h"
 
 bool qvm_vm_name_valid(const char *name) {
   if (!name || !name[0]) return false;
@@ -287,6 +288,7 @@ void vm_spec_free(vm_spec *spec) {
   free(spec->egress);
   vm_spec_access_clear(spec);
   vm_spec_tags_clear(spec);
+  vm_spec_mounts_clear(spec);
   free(spec);
 }
 

@@ -52,6 +52,14 @@ typedef struct vm_label {
   char *key, *value;
 } vm_label;
 
+/* A host directory shared over virtio-9p (vm/mount.c); its mount tag is
+ * "qvm" + its index. */
+typedef struct vm_mount {
+  char *host;  /* absolute, resolved at create */
+  char *guest; /* absolute guest path */
+  bool readonly;
+} vm_mount;
+
 typedef struct vm_spec {
   char *name;
   char uuid[37];
@@ -110,6 +118,8 @@ typedef struct vm_spec {
   bool sandbox;          /* "sandbox" present */
   int64_t expires_at_us; /* sandbox.expires_at (realtime us); 0: none */
   bool checkpoint_each;  /* sandbox.checkpoint_each: a checkpoint before every user command */
+  vm_mount *mounts;      /* "mounts" (vm/mount.c) */
+  size_t n_mounts;
   /* Not in vm.json: strings qvm_vm_ssh_target() lends out (valid until the
    * spec is re-read). */
   char *lent_host, *lent_known_hosts, *lent_identity;

@@ -8,6 +8,7 @@
 
 #include "util/cleanup.h"
 #include "vm/cpu.h"
+#include "vm/mount.h"
 #include "vm/net.h"
 #include "vm/spec.h"
 
@@ -94,6 +95,7 @@ struct json_object *vm_spec_to_json(const vm_spec *s) {
   json_object_object_add(o, "network", network_to_json(s));
   json_object_object_add(o, "access", vm_access_to_json(s));
   vm_tags_to_json(o, s);
+  vm_mounts_to_json(o, s);
   return o;
 }
 
@@ -347,6 +349,7 @@ int vm_spec_from_json(vm_spec **out, struct json_object *o, qvm_error **err) {
     r = vm_access_from_json(s, access, err);
   }
   if (r >= 0) r = vm_tags_from_json(s, o, err);
+  if (r >= 0) r = vm_mounts_from_json(s, o, err);
   if (r < 0) {
     qvm_error_prefix(err, "vm spec is invalid");
     return r;

@@ -28,6 +28,7 @@
 #include "vm/ca_guest.h"
 #include "vm/defaults.h"
 #include "vm/handle.h"
+#include "vm/mount.h"
 #include "vm/shim.h"
 #include "vm/syntax.h"
 #include <qvm/cert.h>
@@ -115,6 +116,21 @@ static int set_typed(vm_up *j, const qvm_vm_create_options *o, qvm_error **err) 
   return r;
 }
 
+/* Mounts by resolved host directory: ./src and $PWD/src are one request. */
+static int set_mounts(vm_up *j, const qvm_vm_create_options *o, qvm_error **err) {
+  int r = 0;
+  for (size_t i = 0; r >= 0 && i < o->n_mounts; i++) {
+    char abs[PATH_MAX];
+    qvm_vm_mount m = o->mounts[i];
+    if (!m.host || !realpath(m.host, abs))
+      return qvm_error_set(err, QVM_ENOTFOUND, "mount host directory '%s' not found",
+                           m.host ? m.host : "");
+    m.host = abs;
+    r = add_text(&j->mounts, vm_mount_format(&m), err);
+  }
+  return r;
+}
+
 static int set_str(char **out, const char *v, const char *dflt, qvm_error **err) {
   if (!v) v = dflt;
   if (v && !(*out = strdup(v))) return qvm_error_set_errno(err, ENOMEM, "out of memory");
@@ -159,6 +175,7 @@ static int up_request(vm_up *j, const qvm_vm_create_options *o, qvm_error **err)
   if (r >= 0) r = set_str(&j->image_format, o->image_format, NULL, err); /* unset: detected */
   if (r >= 0) r = set_typed(j, o, err);
   if (r >= 0) r = set_list(&j->cdroms, o->cdroms, o->n_cdroms, err);
+  if (r >= 0) r = set_mounts(j, o, err);
   if (r < 0) vm_up_clear(j);
   return r;
 }

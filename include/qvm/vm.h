@@ -136,6 +136,29 @@ typedef struct qvm_vm_step {
 QVM_API int qvm_vm_step_parse(qvm_vm_step *out, const char *text, qvm_error **err);
 QVM_API void qvm_vm_step_clear(qvm_vm_step *step);
 
+/* A host directory shared with the guest over virtio-9p (QEMU's local
+ * backend, security_model=mapped-xattr; docs/ARCHITECTURE.md, "Host folder
+ * mounts"), mounted by qvm's seed at `guest` at every boot. host must be an
+ * existing directory (resolved with realpath at create, which records the
+ * result): not /, not qvm's state or runtime dir nor a directory holding
+ * either. guest is an absolute path other than /, of [A-Za-z0-9._+@/-],
+ * without '.' or '..' components, at most QVM_VM_MOUNT_GUEST_MAX bytes.
+ * readonly is enforced by QEMU (readonly=on), not only by the guest. */
+#define QVM_VM_MOUNTS_MAX 16
+#define QVM_VM_MOUNT_GUEST_MAX 255
+
+typedef struct qvm_vm_mount {
+  const char *host;
+  const char *guest;
+  bool readonly;
+} qvm_vm_mount;
+
+/* "HOST:GUEST[:ro|:rw]" (HOST may hold ':'; GUEST may not). Pure: GUEST
+ * is checked, HOST only for being non-empty; create checks the directory.
+ * out's strings are allocated: free them with qvm_vm_mount_clear. */
+QVM_API int qvm_vm_mount_parse(qvm_vm_mount *out, const char *text, qvm_error **err);
+QVM_API void qvm_vm_mount_clear(qvm_vm_mount *mount);
+
 /* Labels and an agent id, on every VM (spec "labels", "agent"). A label key
  * matches [a-z0-9._/-]{1,63}; a value is printable ASCII (0x20..0x7e), at
  * most 255 bytes, maybe empty; at most QVM_VM_LABELS_MAX labels, each key
@@ -175,7 +198,7 @@ typedef struct qvm_vm_tags {
  * sets; the library refuses a version it does not know with QVM_EINVAL
  * naming the struct. Start from the _INIT macro, then set members. */
 
-#define QVM_VM_CREATE_OPTIONS_VERSION 5
+#define QVM_VM_CREATE_OPTIONS_VERSION 6
 typedef struct qvm_vm_create_options {
   unsigned version; /* QVM_VM_CREATE_OPTIONS_VERSION */
   /* The base disk image, never written to (a qcow2 overlay is): a path (it
@@ -231,6 +254,10 @@ typedef struct qvm_vm_create_options {
    * (qemu64 under TCG, host under KVM; docs/ARCHITECTURE.md, "CPU model");
    * else MODEL[,+FEATURE|,-FEATURE|,KEY=VALUE]... */
   const char *cpu;
+  /* Host directories shared with the guest, at most QVM_VM_MOUNTS_MAX
+   * (version 6). */
+  const qvm_vm_mount *mounts;
+  size_t n_mounts;
 } qvm_vm_create_options;
 
 #define QVM_VM_CREATE_OPTIONS_INIT                                                                 \

@@ -224,6 +224,46 @@ static void test_errors(void **state) {
   parse_err("vms:\n  a:\n    image: x\n---\nvms: {}\n", NULL, "more than one YAML document");
 }
 
+/* mounts: the --mount form and the mapping, HOST relative to the file. */
+static void test_mounts(void **state) {
+  (void)state;
+  qvm_vm_file *f = parse_ok("vms:\n  a:\n    image: x\n    mounts:\n      - ./src:/src\n"
+                            "      - /abs/dir:/mnt/d:ro\n"
+                            "      - {host: data, guest: /data, readonly: true}\n"
+                            "      - {host: /x, guest: /y}\n");
+  const qvm_vm_create_options *o = qvm_vm_file_options(f, 0);
+  assert_int_equal(o->n_mounts, 4);
+  assert_string_equal(o->mounts[0].host, "/proj/./src");
+  assert_string_equal(o->mounts[0].guest, "/src");
+  assert_false(o->mounts[0].readonly);
+  assert_string_equal(o->mounts[1].host, "/abs/dir");
+  assert_true(o->mounts[1].readonly);
+  assert_string_equal(o->mounts[2].host, "/proj/data");
+  assert_string_equal(o->mounts[2].guest, "/data");
+  assert_true(o->mounts[2].readonly);
+  assert_false(o->mounts[3].readonly);
+  qvm_vm_file_free(f);
+  parse_err("vms:\n  a:\n    image: x\n    mounts: ./src:/src\n",
+            "qvm.yaml:4:13:", "'mounts' must be a list");
+  parse_err("vms:\n  a:\n    image: x\n    mounts: [./src]\n",
+            "qvm.yaml:4:14:", "use HOST:GUEST[:ro]");
+  parse_err("vms:\n  a:\n    image: x\n    mounts: ['./src:/a/../etc']\n", NULL,
+            "guest path '/a/../etc' is invalid");
+  parse_err("vms:\n  a:\n    image: x\n    mounts: ['./src:/x:rx']\n", NULL, "unknown option 'rx'");
+  parse_err("vms:\n  a:\n    image: x\n    mounts: [{host: a}]\n", NULL,
+            "needs 'host: DIR' and 'guest: PATH'");
+  parse_err("vms:\n  a:\n    image: x\n    mounts: [{host: a, guest: 'rel'}]\n", NULL,
+            "mount guest path 'rel' is invalid");
+  parse_err("vms:\n  a:\n    image: x\n    mounts: [{host: a, guest: /b, read_only: true}]\n", NULL,
+            "unknown mount key 'read_only': did you mean 'readonly'?");
+  parse_err("vms:\n  a:\n    image: x\n    mounts: [{host: a, guest: /b, readonly: maybe}]\n", NULL,
+            "'readonly' must be true or false");
+  parse_err("vms:\n  a:\n    image: x\n    mounts: [[a]]\n", NULL, "a mount must be a value");
+  parse_err("vms:\n  a:\n    image: x\n    mounts: [a:/1, a:/2, a:/3, a:/4, a:/5, a:/6, a:/7, "
+            "a:/8, a:/9, a:/10, a:/11, a:/12, a:/13, a:/14, a:/15, a:/16, a:/17]\n",
+            NULL, "more than 16");
+}
+
 /* An unknown key close to a known one (two edits, or '-' for '_') names it;
  * one far from every key does not guess. */
 static void test_did_you_mean(void **state) {
@@ -331,6 +371,7 @@ int main(void) {
       cmocka_unit_test(test_home),         cmocka_unit_test(test_errors),
       cmocka_unit_test(test_image_refs),   cmocka_unit_test(test_hostile),
       cmocka_unit_test(test_did_you_mean), cmocka_unit_test(test_example),
+      cmocka_unit_test(test_mounts),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -217,6 +217,25 @@ static void test_comma_paths(void **state) {
   vm_spec_free(s);
 }
 
+/* Host folder mounts: mapped-xattr, readonly=on for :ro, our own tags,
+ * commas in a host path doubled (a path "x,security_model=passthrough"
+ * stays one path). */
+static void test_host_mounts(void **state) {
+  (void)state;
+  vm_spec *s = base_spec("mounts");
+  add_disk(s);
+  s->mounts = calloc(2, sizeof *s->mounts);
+  assert_non_null(s->mounts);
+  s->mounts[0] = (vm_mount){.host = strdup("/srv/src"), .guest = strdup("/src")};
+  s->mounts[1] = (vm_mount){.host = strdup("/data/a,security_model=passthrough,readonly=off"),
+                            .guest = strdup("/mnt/data"),
+                            .readonly = true};
+  s->n_mounts = 2;
+  vm_argv_input in = base_input(s);
+  check_golden("host-mounts", &in);
+  vm_spec_free(s);
+}
+
 static void test_name_63(void **state) {
   (void)state;
   const char *name = "a23456789-123456789-123456789-123456789-123456789-123456789-123";
@@ -489,6 +508,7 @@ int main(void) {
       cmocka_unit_test(test_uefi),
       cmocka_unit_test(test_extra_drives_cdrom),
       cmocka_unit_test(test_comma_paths),
+      cmocka_unit_test(test_host_mounts),
       cmocka_unit_test(test_name_63),
       cmocka_unit_test(test_no_network),
       cmocka_unit_test(test_seed_drive),

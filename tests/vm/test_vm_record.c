@@ -338,6 +338,15 @@ static void test_up_diff(void **state) {
   assert_string_equal(diff, "\n  memory: was 1G, now 2G\n  disk: was 3G, now unset"
                             "\n  net: was \"user\", now \"none\"");
   free(diff);
+  /* Mounts are written only when there are some: added and removed both
+   * count. */
+  assert_int_equal(vm_strv_add(&b->up.mounts, "/srv/a:/a:ro", NULL), 0);
+  diff = vm_up_diff(&a->up, &b->up);
+  assert_non_null(strstr(diff, "\n  mounts: was unset, now [\"\\/srv\\/a:\\/a:ro\"]"));
+  free(diff);
+  diff = vm_up_diff(&b->up, &a->up);
+  assert_non_null(strstr(diff, "\n  mounts: was [\"\\/srv\\/a:\\/a:ro\"], now unset"));
+  free(diff);
   vm_record_free(a);
   vm_record_free(b);
   free(text);

@@ -40,6 +40,7 @@ enum {
   OPT_IMAGE_CHECKSUMS,
   OPT_LABEL,
   OPT_AGENT,
+  OPT_MOUNT,
 };
 
 static const struct option create_longopts[] = {
@@ -73,6 +74,7 @@ static const struct option create_longopts[] = {
     {"image-checksums", 1, 0, OPT_IMAGE_CHECKSUMS},
     {"label", 1, 0, OPT_LABEL},
     {"agent", 1, 0, OPT_AGENT},
+    {"mount", 1, 0, OPT_MOUNT},
 };
 
 #define N_CREATE_LONGOPTS (sizeof create_longopts / sizeof create_longopts[0])
@@ -107,6 +109,9 @@ const char qvm_cli_create_flags_help[] =
     "  --cdrom PATH        attach an ISO read-only; repeatable\n"
     "  --drive SPEC        attach PATH[,format=FMT][,readonly] (format: default\n"
     "                      detected once now); repeatable\n"
+    "  --mount HOST:GUEST[:ro]  share host directory HOST at GUEST (an absolute\n"
+    "                      path) over virtio-9p, mounted at every boot; :ro is\n"
+    "                      enforced by QEMU; repeatable, at most 16\n"
     "  --accel A           kvm, tcg or auto (default)\n"
     "  --machine M         q35 (default) or pc\n"
     "  --cpu MODEL         the guest CPU: auto (default: qemu64 under TCG, which\n"
@@ -180,6 +185,19 @@ static int add_drive(const char *verb, qvm_cli_create_flags *f, const char *arg)
   r = qvm_vm_drive_parse(&f->drives[f->n_drives], arg, &err);
   if (r >= 0) f->n_drives++;
   return parse_failed(verb, r, err);
+}
+
+static int add_mount(const char *verb, qvm_cli_create_flags *f, const char *arg) {
+  if (f->n_mounts >= QVM_VM_MOUNTS_MAX)
+    return qvm_cli_usage_error(verb, "too many --mount: at most %d", QVM_VM_MOUNTS_MAX);
+  qvm_error *err = NULL;
+  if (qvm_vm_mount_parse(&f->mounts[f->n_mounts], arg, &err) < 0) {
+    int r = qvm_cli_usage_error(verb, "--mount: %s", qvm_error_message(err));
+    qvm_error_free(err);
+    return r;
+  }
+  f->n_mounts++;
+  return 0;
 }
 
 static int add_step(const char *verb, qvm_cli_create_flags *f, const char *arg) {
@@ -319,6 +337,7 @@ static int list_flag(const char *verb, qvm_cli_create_flags *f, int c, const cha
     return add_to(verb, f->cloud_configs, &f->n_cloud_configs, "--cloud-config", arg);
   case OPT_SSH_KEY: return add_to(verb, f->keys, &f->n_keys, "--ssh-key", arg);
   case OPT_PROVISION: return check_step(verb, arg) ?: add_step(verb, f, arg);
+  case OPT_MOUNT: return add_mount(verb, f, arg);
   default: return -1;
   }
 }
@@ -366,6 +385,7 @@ void qvm_cli_create_flags_finish(qvm_cli_create_flags *f) {
   o->authorized_keys = f->keys, o->n_authorized_keys = f->n_keys;
   o->provision = f->provision, o->n_provision = f->n_provision;
   o->tags.labels = f->labels, o->tags.n_labels = f->n_labels;
+  o->mounts = f->mounts, o->n_mounts = f->n_mounts;
   qvm_cli_progress_init(&f->progress, QVM_CLI_PROGRESS_AUTO);
   f->pull.progress = qvm_cli_image_progress;
   f->pull.userdata = &f->progress;
@@ -376,5 +396,6 @@ void qvm_cli_create_flags_clear(qvm_cli_create_flags *f) {
   for (size_t i = 0; i < f->n_drives; i++) qvm_vm_drive_clear(&f->drives[i]);
   for (size_t i = 0; i < f->n_provision; i++) qvm_vm_step_clear(&f->provision[i]);
   for (size_t i = 0; i < f->n_labels; i++) qvm_vm_label_clear(&f->labels[i]);
-  f->n_drives = f->n_provision = f->n_labels = 0;
+  for (size_t i = 0; i < f->n_mounts; i++) qvm_vm_mount_clear(&f->mounts[i]);
+  f->n_drives = f->n_provision = f->n_labels = f->n_mounts = 0;
 }

@@ -40,6 +40,8 @@ typedef struct qvm_cli_create_flags {
   size_t n_publish, n_cdroms, n_drives, n_cloud_configs, n_keys, n_provision;
   qvm_vm_label labels[QVM_VM_LABELS_MAX]; /* --label, parsed (qvm_vm_label_parse) */
   size_t n_labels;
+  qvm_vm_mount mounts[QVM_VM_MOUNTS_MAX]; /* --mount, parsed (qvm_vm_mount_parse) */
+  size_t n_mounts;
   /* --image-sha256, --image-checksums, and progress, for an --image that
    * is pulled on first use. */
   qvm_image_pull_options pull;

@@ -152,6 +152,17 @@ static void print_disks(struct json_object *info) {
   }
 }
 
+static void print_mounts(struct json_object *info) {
+  struct json_object *mounts = NULL;
+  if (!json_object_object_get_ex(info, "mounts", &mounts)) return;
+  for (size_t i = 0; i < json_object_array_length(mounts); i++) {
+    struct json_object *m = json_object_array_get_idx(mounts, i);
+    printf("mount:        %s -> %s (9p tag %s, %s)\n", str_member(m, "host", "?"),
+           str_member(m, "guest", "?"), str_member(m, "tag", "?"),
+           !strcmp(str_member(m, "readonly", "false"), "true") ? "read-only" : "read-write");
+  }
+}
+
 static void print_tags(struct json_object *info) {
   struct json_object *l = NULL;
   if (json_object_object_get_ex(info, "labels", &l) && json_object_is_type(l, json_type_object)) {
@@ -183,6 +194,7 @@ static void print_info(struct json_object *info) {
          str_member(info, "shim_pid", "-"));
   printf("uptime:       %s s\n", str_member(info, "uptime_s", "-"));
   print_disks(info);
+  print_mounts(info);
   if (json_object_object_get_ex(info, "network", &net))
     printf("network:      %s%s%s%s\n", str_member(net, "mode", "?"),
            !strcmp(str_member(net, "restrict", "false"), "true") ? ",restrict" : "",

@@ -46,7 +46,8 @@ static const char up_help[] =
     "      provision:             cloud_config, ssh_keys (--ssh-key), firmware,\n"
     "        - shell: CMD         accel, cpu, kernel, initrd, append, and provision:\n"
     "                             a list of {shell|script|file: X, to: DST,\n"
-    "                             sudo: true}\n"
+    "                             sudo: true}; mounts: a list of HOST:GUEST[:ro]\n"
+    "                             or {host: DIR, guest: PATH, readonly: true}\n"
     "  Relative paths are taken from the file's directory.\n\n"
     "Create options (the same as 'qvm create'):\n";
 
