@@ -182,6 +182,12 @@ static int clone_run(char **out_json, const char *src, const char *dst,
     _cleanup_close_ int lock = -1;
     r = img_store_lock(&lock, s, false, STORE_LOCK_MS, err);
     plan.o.tags = opts->tags;
+    /* A sandbox never shares SRC's host folders: what it writes there
+     * would outlive it, escape its checkpoints and its diff. */
+    if (plan.o.tags.sandbox) {
+      plan.o.mounts = NULL;
+      plan.o.n_mounts = 0;
+    }
     if (opts->net) plan.o.net = *opts->net;
     if (r >= 0) r = qvm_vm_create(NULL, dst, &plan.o, err);
     if (r >= 0 && opts->then == QVM_VM_CLONE_UP) {

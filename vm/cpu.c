@@ -56,10 +56,33 @@ int vm_cpu_check(const char *text, qvm_error **err) {
                          "lists the models)",
                          VM_CPU_MAX_LEN, text);
   size_t model_len = (size_t)(model_end - text);
+  /* "help" makes QEMU list its models and exit; "memory" is a link to a
+   * QOM path and x-* are QEMU's debug knobs: none is a CPU choice. */
+  if (model_len == 4 && !strncmp(text, "help", 4))
+    return qvm_error_set(err, QVM_EINVAL,
+                         "cpu model 'help': 'qemu-system-x86_64 -cpu help' lists the models");
+  for (const char *p = strchr(text, ','); p; p = strchr(p + 1, ',')) {
+    const char *k = p[1] == '+' || p[1] == '-' ? p + 2 : p + 1;
+    if (!strncmp(k, "x-", 2) || (!strncmp(k, "memory", 6) && (k[6] == '=' || !k[6] || k[6] == ',')))
+      return qvm_error_set(err, QVM_EINVAL,
+                           "cpu property '%.*s' is not allowed: only CPU features and settings",
+                           (int)strcspn(k, ",="), k);
+  }
   bool special = (model_len == strlen(VM_CPU_AUTO) && !strncmp(text, VM_CPU_AUTO, model_len)) ||
                  (model_len == strlen(VM_CPU_LEGACY) && !strncmp(text, VM_CPU_LEGACY, model_len));
   if (special && features)
     return qvm_error_set(err, QVM_EINVAL, "cpu '%.*s' takes no features", (int)model_len, text);
+  return 0;
+}
+
+int vm_cpu_usable(const char *cpu, vm_accel accel, const char *name, qvm_error **err) {
+  const char *m = vm_cpu_model(cpu, accel, NULL);
+  size_t len = strcspn(m, ",");
+  if (accel == VM_ACCEL_TCG && len == 4 && !strncmp(m, "host", 4))
+    return qvm_error_set(err, QVM_EINVAL,
+                         "cpu model 'host' needs KVM and vm '%s' would run under TCG: "
+                         "'qvm set %s --cpu auto' (or a named model)",
+                         name, name);
   return 0;
 }
 

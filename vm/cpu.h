@@ -24,6 +24,10 @@
  * property). QVM_EINVAL naming the problem. */
 int vm_cpu_check(const char *text, qvm_error **err);
 
+/* QVM_EINVAL when the model cannot run under accel (resolved): "host"
+ * needs KVM. name: the VM's, for the hint. */
+int vm_cpu_usable(const char *cpu, vm_accel accel, const char *name, qvm_error **err);
+
 /* The -cpu argument for a VM whose recorded model is cpu (NULL: legacy)
  * under accel (resolved: KVM or TCG), and why, in a few words for qvm info. */
 const char *vm_cpu_model(const char *cpu, vm_accel accel, const char **why);

@@ -459,6 +459,10 @@ static int fork_locked(fork_ctx *c, qvm_error **err) {
   r = vm_image_import_held(c->digest, &c->existed, c->store, c->svm, c->snap, &io, err);
   /* After the import: it re-read SRC's record, and the plan points into it. */
   if (r >= 0) r = vm_clone_plan_init(&c->plan, c->svm->spec, err);
+  /* The forks load RAM saved on the CPU model SRC runs with, which a
+   * 'qvm set --cpu' since its start has not changed. */
+  if (r >= 0 && c->svm->rec->has_runtime && c->svm->rec->runtime.cpu)
+    c->plan.o.cpu = c->svm->rec->runtime.cpu;
   if (r >= 0) r = make_forks(c, err);
   return r;
 }

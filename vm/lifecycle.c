@@ -20,6 +20,7 @@
 #include "util/fs.h"
 #include "util/time.h"
 #include "vm/audit.h"
+#include "vm/cpu.h"
 #include "vm/handle.h"
 #include "vm/net.h"
 #include "vm/ttl.h"
@@ -294,6 +295,11 @@ static int start_locked(qvm_vm *vm, int lock_fd, const qvm_vm_start_options *opt
       (r = vm_accel_resolve(&cfg.accel, cfg.accel_warning, sizeof cfg.accel_warning,
                             vm->spec->accel, err)) < 0)
     return r;
+  /* "host" under TCG: said before any process is made when TCG was asked
+   * for; after auto's probe, the shim says it. */
+  if (vm->spec->accel != VM_ACCEL_AUTO &&
+      (r = vm_cpu_usable(vm->spec->cpu, vm->spec->accel, vm->name, err)) < 0)
+    return r;
   int timeout = opts && opts->timeout_ms > 0 ? opts->timeout_ms : 60000;
   r = vm_shim_start_detached(vm, &cfg, timeout, err);
   if (r < 0) {
@@ -499,6 +505,7 @@ int qvm_vm_run(int *out, qvm_vm *vm, int stop_timeout_ms, qvm_error **err) {
   if (r >= 0)
     r = vm_accel_resolve(&cfg.accel, cfg.accel_warning, sizeof cfg.accel_warning, vm->spec->accel,
                          err);
+  if (r >= 0) r = vm_cpu_usable(vm->spec->cpu, cfg.accel, vm->name, err);
   if (r < 0) {
     vm_lock_release(fd);
     qvm_error_prefix(err, "cannot run vm '%s'", vm->name);

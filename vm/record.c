@@ -239,6 +239,7 @@ struct json_object *vm_snapshot_to_json(const vm_snapshot *sn) {
   put_int64(o, "vm_state_size", (int64_t)sn->vm_state_size);
   put_int64(o, "disk_bytes", (int64_t)sn->disk_bytes);
   json_object_object_add(o, "parent", sn->parent[0] ? json_object_new_string(sn->parent) : NULL);
+  if (sn->cpu[0]) put_str(o, "cpu", sn->cpu);
   return o;
 }
 
@@ -571,6 +572,11 @@ static int snapshot_from_json(vm_snapshot *sn, struct json_object *o, qvm_error 
   if (r >= 0) r = get_int(&n, &has, o, "disk_bytes", 0, INT64_MAX, err);
   if (r >= 0) sn->disk_bytes = (uint64_t)n;
   if (r >= 0) r = get_snapshot_name(sn->parent, o, "parent", false, err);
+  _cleanup_free_ char *cpu = NULL;
+  if (r >= 0) r = get_str(&cpu, o, "cpu", sizeof sn->cpu - 1, false, err);
+  if (r >= 0 && cpu) {
+    if ((r = vm_cpu_check(cpu, err)) >= 0) snprintf(sn->cpu, sizeof sn->cpu, "%s", cpu);
+  }
   return r;
 }
 

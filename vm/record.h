@@ -98,6 +98,7 @@ typedef struct vm_snapshot {
   uint64_t vm_state_size; /* bytes of RAM and device state (QEMU's vm-state-size); 0 disk-only */
   uint64_t disk_bytes;    /* the disk's virtual size then */
   char parent[64];
+  char cpu[129]; /* ram: QEMU's -cpu when it was taken ("": not recorded, older qvm) */
 } vm_snapshot;
 
 typedef struct vm_record {

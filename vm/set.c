@@ -168,7 +168,7 @@ int qvm_vm_set(char **out_json, qvm_vm *vm, const qvm_vm_set_options *opts, qvm_
   if (!vm || !opts ||
       (!opts->cpus && !opts->memory && !opts->cpu && !opts->n_publish && !opts->n_unpublish))
     return qvm_error_set(err, QVM_EINVAL, "nothing to change: give cpus, memory, cpu or ports");
-  if (opts->n_publish + opts->n_unpublish > VM_FORWARDS_MAX * 2 ||
+  if (opts->n_publish > VM_FORWARDS_MAX || opts->n_unpublish > VM_FORWARDS_MAX ||
       (opts->n_publish && !opts->publish) || (opts->n_unpublish && !opts->unpublish))
     return qvm_error_set(err, QVM_EINVAL, "too many or missing ports to publish");
   if (opts->cpu && (r = vm_cpu_check(opts->cpu, err)) < 0) return r;

@@ -13,6 +13,7 @@
 #include <qvm/shim.h>
 
 #include "util/cleanup.h"
+#include "vm/cpu.h"
 #include "vm/handle.h"
 
 #define SHIM_READY_FD 3
@@ -92,6 +93,7 @@ int qvm_shim_main(int argc, char **argv) {
   if (r >= 0 && !adopt)
     r = vm_accel_resolve(&cfg.accel, cfg.accel_warning, sizeof cfg.accel_warning, vm->spec->accel,
                          &e);
+  if (r >= 0 && !adopt) r = vm_cpu_usable(vm->spec->cpu, cfg.accel, vm->name, &e);
   int status = QVM_RUN_EXIT_ERROR;
   if (r >= 0) {
     r = vm_shim_run(&status, vm, &cfg, &e); /* answers on the ready pipe itself */

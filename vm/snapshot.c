@@ -356,6 +356,9 @@ static int create_locked(snap_op *op, qvm_vm_state state, qvm_error **err) {
     json_object_object_add(args, "name", json_object_new_string(op->name));
     r = qmp(NULL, op, "blockdev-snapshot-internal-sync", args, err);
   } else {
+    /* The RAM is for this CPU model only: restore checks it. */
+    const vm_runtime *rt = &op->vm->rec->runtime;
+    if (op->vm->rec->has_runtime && rt->cpu) snprintf(sn.cpu, sizeof sn.cpu, "%s", rt->cpu);
     r = job_run(op, "snapshot-save", true, err);
   }
   if (r < 0) return r;
@@ -400,6 +403,14 @@ static int restore_locked(snap_op *op, qvm_vm_state state, qvm_error **err) {
                       "snapshot '%s' holds the disk only and the vm runs: stop the vm, then "
                       "restore it",
                       op->name);
+  } else if (running && sn->ram && sn->cpu[0] && op->vm->rec->has_runtime &&
+             op->vm->rec->runtime.cpu && strcmp(sn->cpu, op->vm->rec->runtime.cpu)) {
+    /* QEMU would load it: the guest would then run on a CPU its kernel and
+     * libraries did not probe (an instruction that is gone kills them). */
+    r = qvm_error_set(err, QVM_ECONFLICT,
+                      "snapshot '%s' holds RAM saved on cpu model %s and the vm runs on %s: "
+                      "'qvm set %s --cpu %s' and restart it, then restore",
+                      op->name, sn->cpu, op->vm->rec->runtime.cpu, op->vm->name, sn->cpu);
   } else if (!running && sn->ram) {
     r = qvm_error_set(err, QVM_ECONFLICT,
                       "snapshot '%s' holds the vm's RAM and the vm is %s: start the vm, then "

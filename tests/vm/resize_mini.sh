@@ -106,6 +106,8 @@ expect_eq "$rc" 4 "the same host port twice"
 expect_match "$out" "already published \\(to guest port 22\\)" "the clash is named"
 expect_eq "$(qvm info r1 --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["network"]["forwards"]))')" \
   0 "a failed set changes nothing"
+# RAM saved on qemu64, to restore after the model changed (refused below).
+out=$(qvm snapshot create r1 on-qemu64 2>&1) || fail "snapshot on qemu64: $out"
 out=$(qvm set r1 --cpus 2 --memory 384M --cpu Nehalem --publish "$port:22") || fail "set: $out"
 expect_match "$out" "ports: none -> 127.0.0.1:$port:22/tcp" "set prints the ports change"
 expect_match "$out" "cpu: auto -> Nehalem" "set prints the cpu change"
@@ -127,9 +129,18 @@ for _ in $(seq 1 120); do
 done
 expect_eq "$(qvm exec r1 -- grep -c ^processor /proc/cpuinfo)" 2 "cpus after the restart"
 expect_eq "$(cpu_of)" Nehalem "QEMU's -cpu after set --cpu and a restart"
+run_rc qvm snapshot restore r1 on-qemu64
+expect_eq "$rc" 6 "restoring RAM saved on another cpu model"
+expect_match "$out" "saved on cpu model qemu64 and the vm runs on Nehalem" "the models are named"
+qvm exec r1 -- grep -qw sse4_2 /proc/cpuinfo || fail "the refused restore changed the guest"
 banner=$(timeout 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port; head -c 4 <&3") || true
 expect_eq "$banner" "SSH-" "the published port reaches the guest's sshd after the restart"
-out=$(qvm set r1 --unpublish "$port" --json) || fail "unpublish: $out"
+run_rc qvm set r1 --unpublish "127.0.0.1:$((port == 65535 ? 1 : port + 1))"
+expect_eq "$rc" 3 "unpublish IP:HOST of a port not published"
+expect_match "$out" "host port 127.0.0.1:$((port == 65535 ? 1 : port + 1))/tcp is not published" \
+  "unpublish IP:HOST names it"
+[[ $out != *"qvm ls"* ]] || fail "a port that is not published gets the missing-vm hint"
+out=$(qvm set r1 --unpublish "127.0.0.1:$port" --json) || fail "unpublish: $out"
 expect_eq "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["changes"]["ports"])' "$out")" \
   "[['127.0.0.1:$port:22/tcp'], []]" "unpublish --json"
 qvm exec r1 -- grep -qw sse4_2 /proc/cpuinfo || fail "the guest does not see Nehalem's sse4_2"

@@ -49,9 +49,13 @@ wait_gone() {
   log "$what: gone $(((t - deadline) / 1000)) ms after the deadline"
 }
 
-# The golden vm, with labels and an agent id.
+# The golden vm, with labels, an agent id and a host folder (read-only: no
+# user xattrs needed) that no sandbox made from it may get.
+mkdir -m 0755 "$tmp/shared"
+chmod 0755 "$tmp"
 out=$(qvm up gold "${boot[@]}" --image "$tmp/base.qcow2" --disk 32M --label role=golden \
-  --label team/infra=a.b-c --agent builder@ci 2>&1) || fail "up gold: $out"
+  --label team/infra=a.b-c --agent builder@ci --mount "$tmp/shared:/srv/shared:ro" 2>&1) ||
+  fail "up gold: $out"
 qvm stop gold --timeout 30 >/dev/null || fail "stop gold"
 json=$(qvm info gold --json)
 expect_eq "$(jget "$json" '["labels"]')" "{'role': 'golden', 'team/infra': 'a.b-c'}" "gold's labels"
@@ -114,6 +118,8 @@ expect_eq "$(jget "$json" '["net"]')" isolated "sb1's network"
 expect_eq "$(jget "$json" '["agent"]')" agent-1 "sb1's agent"
 expect_eq "$(jget "$json" '["labels"]')" "{'job': 'a'}" "sb1's labels (gold's are not copied)"
 expect_eq "$(jget "$json" '["state"]')" running "sb1 runs"
+expect_eq "$(jget "$(qvm info gold --json)" '["mounts"].__len__()')" 1 "gold has its folder"
+expect_eq "$(jget "$(qvm info sb1 --json)" '["mounts"]')" "[]" "a sandbox gets none of gold's folders"
 dl1=$(jget "$json" '["expires_at_us"]')
 expect_eq "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["spec"]["network"]["restrict"])' "$vms/sb1/vm.json")" True "sb1's network is restricted"
 qvm exec sb1 -- true || fail "exec in sb1"

@@ -192,7 +192,7 @@ static void test_cpu_check(void **state) {
                         "Skylake-Client-IBRS",
                         "qemu64,+sse4.2,+popcnt",
                         "max,-vmx",
-                        "EPYC,hv-time=on,x-foo.bar=1",
+                        "EPYC,hv-time=on,foo.bar=1",
                         "qemu64,pdpe1gb"};
   for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
     qvm_error *err = NULL;
@@ -201,11 +201,28 @@ static void test_cpu_check(void **state) {
   char big[VM_CPU_MAX_LEN + 2];
   memset(big, 'a', sizeof big - 1);
   big[sizeof big - 1] = 0;
-  const char *bad[] = {
-      "",           "qemu64,",      ",sse",        "qemu64,,sse",   "qemu64 -hda /etc/shadow",
-      "qemu64,+",   "qemu64,=on",   "qemu64,a=",   "-cpu",          "max\n",
-      "m\xc3\xa4x", "auto,+sse4.2", "legacy,-vmx", "qemu64;reboot", "model=qemu64",
-      big};
+  const char *bad[] = {"",
+                       "qemu64,",
+                       ",sse",
+                       "qemu64,,sse",
+                       "qemu64 -hda /etc/shadow",
+                       "qemu64,+",
+                       "qemu64,=on",
+                       "qemu64,a=",
+                       "-cpu",
+                       "max\n",
+                       "m\xc3\xa4x",
+                       "auto,+sse4.2",
+                       "legacy,-vmx",
+                       "qemu64;reboot",
+                       "model=qemu64",
+                       "help",
+                       "help,+sse",
+                       "qemu64,memory=pc.ram",
+                       "qemu64,memory",
+                       "max,x-force-features=on",
+                       "max,+x-foo",
+                       big};
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     qvm_error *err = NULL;
     if (vm_cpu_check(bad[i], &err) == 0) fail_msg("accepted '%s'", bad[i]);
@@ -221,6 +238,15 @@ static void test_cpu_check(void **state) {
   assert_string_equal(vm_cpu_model("legacy", VM_ACCEL_KVM, NULL), "host");
   assert_string_equal(vm_cpu_model("Nehalem", VM_ACCEL_KVM, &why), "Nehalem");
   assert_string_equal(why, "chosen with --cpu");
+  /* a property whose name starts with "memory" is not the link */
+  assert_int_equal(vm_cpu_check("qemu64,memory-foo=1", NULL), 0);
+  qvm_error *err = NULL;
+  assert_int_equal(vm_cpu_usable("host,+vmx", VM_ACCEL_TCG, "v", &err), QVM_EINVAL);
+  assert_non_null(strstr(qvm_error_message(err), "qvm set v --cpu auto"));
+  qvm_error_free(err);
+  assert_int_equal(vm_cpu_usable("host", VM_ACCEL_KVM, "v", NULL), 0);
+  assert_int_equal(vm_cpu_usable("auto", VM_ACCEL_TCG, "v", NULL), 0);
+  assert_int_equal(vm_cpu_usable("hostile", VM_ACCEL_TCG, "v", NULL), 0);
 }
 
 /* An isolated bridge port: its allow-list round-trips through vm.json,

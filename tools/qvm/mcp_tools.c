@@ -685,7 +685,9 @@ static void t_vm_delete(const mcp_server *srv, json_object *args, mcp_outcome *o
  * DIFF_CHANGES_MAX file changes are listed (changesTotal says how many). */
 static void t_sandbox_diff(const mcp_server *srv, json_object *args, mcp_outcome *out) {
   const char *name = arg_string(args, "name");
-  if (!sandbox_visible(srv, out, name)) return;
+  qvm_vm *vm = sandbox_open(srv, out, name); /* the owner checked on the record */
+  if (!vm) return;
+  qvm_vm_free(vm); /* libqvm opens it again by name: SECURITY.md, "name reuse" */
   qvm_diff_options o = QVM_DIFF_OPTIONS_INIT;
   o.from_snapshot = arg_string(args, "from");
   qvm_diff *d = NULL;
@@ -696,20 +698,27 @@ static void t_sandbox_diff(const mcp_server *srv, json_object *args, mcp_outcome
     return fail_qvm(out, err);
   }
   qvm_diff_free(d);
-  json_object *r = from_lib(text), *changes = NULL;
+  json_object *r = from_lib(text);
   free(text);
   if (!json_object_is_type(r, json_type_object)) {
     json_object_put(r);
     return fail_tool(out, "EPROTO: libqvm's diff did not parse");
   }
-  size_t n = json_object_object_get_ex(r, "changes", &changes) &&
-                     json_object_is_type(changes, json_type_array)
-                 ? json_object_array_length(changes)
-                 : 0;
-  if (n > DIFF_CHANGES_MAX)
-    json_object_array_del_idx(changes, DIFF_CHANGES_MAX, n - DIFF_CHANGES_MAX);
-  json_object_object_add(r, "changesTotal", json_object_new_int64((int64_t)n));
-  json_object_object_add(r, "changesTruncated", json_object_new_boolean(n > DIFF_CHANGES_MAX));
+  /* A guest controls how many entries each list has: each keeps at most
+   * DIFF_CHANGES_MAX, with its total and whether it was cut. */
+  static const char *const lists[] = {"changes", "packages", "units", "users", "groups"};
+  for (size_t i = 0; i < sizeof lists / sizeof *lists; i++) {
+    json_object *a = NULL;
+    size_t n = json_object_object_get_ex(r, lists[i], &a) && json_object_is_type(a, json_type_array)
+                   ? json_object_array_length(a)
+                   : 0;
+    if (n > DIFF_CHANGES_MAX) json_object_array_del_idx(a, DIFF_CHANGES_MAX, n - DIFF_CHANGES_MAX);
+    char key[32];
+    snprintf(key, sizeof key, "%sTotal", lists[i]);
+    json_object_object_add(r, key, json_object_new_int64((int64_t)n));
+    snprintf(key, sizeof key, "%sTruncated", lists[i]);
+    json_object_object_add(r, key, json_object_new_boolean(n > DIFF_CHANGES_MAX));
+  }
   out->structured = r;
 }
 
@@ -717,7 +726,9 @@ static void t_sandbox_diff(const mcp_server *srv, json_object *args, mcp_outcome
  * its author is this server's agent, who cannot approve it. */
 static void t_review_create(const mcp_server *srv, json_object *args, mcp_outcome *out) {
   const char *name = arg_string(args, "name");
-  if (!sandbox_visible(srv, out, name)) return;
+  qvm_vm *vm = sandbox_open(srv, out, name);
+  if (!vm) return;
+  qvm_vm_free(vm); /* libqvm opens it again by name: SECURITY.md, "name reuse" */
   qvm_review_create_options o = QVM_REVIEW_CREATE_OPTIONS_INIT;
   o.from_snapshot = arg_string(args, "from");
   o.agent = srv->agent;
@@ -1005,11 +1016,16 @@ static const tool tools[] = {
      "Lists what changed in the sandbox's file system since its image (or snapshot from): "
      "files added, modified (sha256, mode, owner, symlink target) and deleted, packages, "
      "systemd units, users and groups. Read from the disk on the host, so the guest cannot hide "
-     "a change. At most 1000 file changes are listed (changesTotal counts them all).",
+     "a change. Each list keeps at most 1000 entries (changesTotal etc. count them all).",
      OBJ(SANDBOX_NAME ", \"from\": {\"type\": \"string\", \"minLength\": 1, \"maxLength\": 64, "
                       "\"description\": \"a snapshot of the sandbox (default: its image)\"}",
          "\"name\""),
      OBJ("\"changes\": {\"type\": \"array\"}, \"changesTotal\": {\"type\": \"integer\"}, "
+         "\"packagesTotal\": {\"type\": \"integer\"}, \"packagesTruncated\": {\"type\": "
+         "\"boolean\"}, "
+         "\"unitsTotal\": {\"type\": \"integer\"}, \"unitsTruncated\": {\"type\": \"boolean\"}, "
+         "\"usersTotal\": {\"type\": \"integer\"}, \"usersTruncated\": {\"type\": \"boolean\"}, "
+         "\"groupsTotal\": {\"type\": \"integer\"}, \"groupsTruncated\": {\"type\": \"boolean\"}, "
          "\"changesTruncated\": {\"type\": \"boolean\"}, \"packages\": {\"type\": \"array\"}, "
          "\"units\": {\"type\": \"array\"}, \"users\": {\"type\": \"array\"}, "
          "\"groups\": {\"type\": \"array\"}, \"entriesFrom\": {\"type\": \"integer\"}, "

@@ -47,12 +47,17 @@ static int add_port(qvm_vm_publish *v, size_t *n, bool publish, const char *text
   if (*n >= PORTS_MAX) return qvm_cli_usage_error(VERB, "more than %d %s", PORTS_MAX, flag);
   qvm_vm_publish p = {0};
   qvm_error *err = NULL;
-  if (!publish && !strchr(text, ':')) {
-    char spec[32];
+  /* --unpublish HOST[/udp] or IP:HOST[/udp] (IP has dots, HOST none): as
+   * HOST:1 or IP:HOST:1, then any guest port. */
+  const char *colon = strchr(text, ':');
+  bool host_only =
+      !publish &&
+      (!colon || (!strchr(colon + 1, ':') && memchr(text, '.', (size_t)(colon - text))));
+  if (host_only) {
+    char spec[64];
     const char *slash = strchr(text, '/');
     int len = slash ? (int)(slash - text) : (int)strlen(text);
-    /* HOST[/udp] as HOST:1[/udp], then any guest port */
-    if (len > 5 ||
+    if (len > 21 ||
         snprintf(spec, sizeof spec, "%.*s:1%s", len, text, slash ? slash : "") >= (int)sizeof spec)
       return qvm_cli_usage_error(VERB, "%s '%s' is invalid: use [IP:]HOST[:GUEST][/udp]", flag,
                                  text);
@@ -126,7 +131,7 @@ static int set_run(int argc, char **argv) {
   r = qvm_vm_set(&out, vm, &opts, &err);
   if (r < 0) {
     qvm_vm_free(vm);
-    return qvm_cli_fail(VERB, err, qvm_cli_vm_hint(err));
+    return qvm_cli_fail(VERB, err, NULL); /* the vm was found: a NOTFOUND here is a port */
   }
   struct json_object *o = json_tokener_parse(out), *ch = NULL, *v = NULL;
   free(out);

@@ -33,7 +33,8 @@ static const char tools_help[] =
     "\n"
     "  --format F   mcp (default), openai or anthropic\n"
     "  --agent ID   the tools offered to agent ID (also `qvm --agent ID tools`\n"
-    "               or $QVM_AGENT): the sandbox tools, not the vm_* ones\n";
+    "               or $QVM_AGENT): the sandbox tools, not the vm_* or\n"
+    "               ssh_key_* ones\n";
 
 static json_object *member(json_object *o, const char *key) {
   json_object *v = NULL;
