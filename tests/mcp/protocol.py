@@ -55,6 +55,9 @@ def run(data, *args, timeout=60, agent_env=None, key_dir=None):
             check(False, "an output line is not JSON (%s): %r" % (e, line[:200]))
     for a in answers:
         check(a.get("jsonrpc") == "2.0", "every answer says jsonrpc 2.0: %r" % a)
+        if a.get("method") == "notifications/progress":  # the one notification it sends
+            check("id" not in a and "result" not in a and "error" not in a, "a notification: %r" % a)
+            continue
         check(("result" in a) != ("error" in a), "an answer has a result or an error: %r" % a)
     by_id = {a["id"]: a for a in answers if a.get("id") is not None}
     return p.returncode, by_id, answers
@@ -223,6 +226,21 @@ for tool in ("sandbox_diff", "review_create"):
     r = call(tool, {"name": "nosuch"}, "--agent", "agent-a").get("result", {})
     check(r.get("isError") is True and "nosuch" in r["content"][0]["text"],
           "%s of a missing sandbox is isError: %r" % (tool, r))
+
+# --- progress: only for a request with _meta.progressToken, with that token ----
+for token in ("tok-1", 42, None):
+    params = {"name": "sandbox_create", "arguments": {"from": "/nonexistent.qcow2"}}
+    if token is not None:
+        params["_meta"] = {"progressToken": token}
+    rc, by_id, answers = run(msg(1, "initialize", init) + msg(2, "tools/call", params))
+    notes = [a for a in answers if a.get("method") == "notifications/progress"]
+    if token is None:
+        check(not notes, "no progress without a token: %r" % notes)
+    else:
+        check(notes and all(n["params"]["progressToken"] == token and "id" not in n for n in notes),
+              "progress notifications carry the token %r: %r" % (token, notes))
+    check(by_id.get(2, {}).get("result", {}).get("isError") is True and answers[-1].get("id") == 2,
+          "the call still ends in its answer, after the notifications: %r" % answers)
 
 # --- framing: a 5 MiB line, an unterminated last line, requests before initialize --
 rc, by_id, answers = run(b'{"jsonrpc": "2.0", "id": 1, "method": "ping", "x": "' +

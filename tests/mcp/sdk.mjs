@@ -94,9 +94,17 @@ try {
   );
 
   // --- sandbox_create from the golden VM, by agent a ------------------------------
+  // with a progress token: qvm up's phases come as notifications/progress
+  const progress = [];
   const created = await ok(a, "sandbox_create", {
     from: "gold", name: "sb-a", ttl: "10m", waitCloudInit: false, timeoutMs: 240000,
-  });
+  }, { ...LONG, onprogress: (p) => progress.push(p) });
+  assert.ok(progress.length >= 2, `progress notifications: ${JSON.stringify(progress)}`);
+  assert.ok(progress.every((p, i) => i === 0 || p.progress > progress[i - 1].progress),
+    `progress grows: ${JSON.stringify(progress)}`);
+  assert.ok(progress.every((p) => p.total === 7 && p.progress <= p.total));
+  assert.match(progress[progress.length - 1].message, /^(ssh|tcp|cloud-init|provision) (done|skipped)/,
+    JSON.stringify(progress));
   assert.equal(created.sandbox.name, "sb-a");
   assert.equal(created.sandbox.agent, "agent-a");
   assert.equal(created.sandbox.state, "running");

@@ -117,8 +117,28 @@ static void do_initialize(json_object *id, json_object *params) {
   send_result(id, r);
 }
 
+/* The progress token of the tools/call being served (a string or an
+ * integer from the client's _meta), and the last progress sent. */
+static json_object *progress_token;
+static double progress_last = -1;
+
+void mcp_progress(double progress, double total, const char *message) {
+  if (!progress_token || progress <= progress_last) return;
+  progress_last = progress;
+  json_object *m = json_object_new_object(), *p = json_object_new_object();
+  json_object_object_add(m, "jsonrpc", json_object_new_string("2.0"));
+  json_object_object_add(m, "method", json_object_new_string("notifications/progress"));
+  json_object_object_add(p, "progressToken", json_object_get(progress_token));
+  json_object_object_add(p, "progress", json_object_new_double(progress));
+  if (total > 0) json_object_object_add(p, "total", json_object_new_double(total));
+  if (message) json_object_object_add(p, "message", json_object_new_string(message));
+  json_object_object_add(m, "params", p);
+  send_message(m);
+  json_object_put(m);
+}
+
 static void do_tools_call(const mcp_server *srv, json_object *id, json_object *params) {
-  json_object *name = NULL, *args = NULL;
+  json_object *name = NULL, *args = NULL, *meta = NULL, *token = NULL;
   if (!params || !json_object_object_get_ex(params, "name", &name) ||
       !json_object_is_type(name, json_type_string)) {
     send_error(id, MCP_INVALID_PARAMS, "name", "'name' must be the name of a tool");
@@ -129,8 +149,14 @@ static void do_tools_call(const mcp_server *srv, json_object *id, json_object *p
     send_error(id, MCP_INVALID_PARAMS, "arguments", "'arguments' must be an object");
     return;
   }
+  if (json_object_object_get_ex(params, "_meta", &meta) &&
+      json_object_object_get_ex(meta, "progressToken", &token) &&
+      (json_object_is_type(token, json_type_string) || json_object_is_type(token, json_type_int)))
+    progress_token = token;
+  progress_last = -1;
   mcp_outcome o = {0};
   mcp_tools_call(srv, json_object_get_string(name), args, &o);
+  progress_token = NULL;
   if (o.code) {
     send_error(id, o.code, o.field, "%s", o.message);
     json_object_put(o.structured);

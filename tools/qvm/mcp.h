@@ -37,6 +37,11 @@ typedef struct mcp_outcome {
   bool is_error;           /* the tool ran and failed: message says why */
 } mcp_outcome;
 
+/* Progress of the tools/call in progress: a notifications/progress with
+ * the request's _meta.progressToken, if it gave one (else nothing). progress
+ * must grow from call to call; total 0: unknown. message: qvm's own words. */
+void mcp_progress(double progress, double total, const char *message);
+
 /* The tools this server lists ({"name","title","description","inputSchema",
  * "outputSchema","annotations"} each); a new reference. */
 json_object *mcp_tools_list(const mcp_server *srv);

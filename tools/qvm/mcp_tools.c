@@ -431,6 +431,16 @@ static void t_sandbox_list(const mcp_server *srv, json_object *args, mcp_outcome
   json_object_object_add(out->structured, "sandboxes", arr);
 }
 
+/* qvm_up's phases as MCP progress: the phase's number of QVM_UP_N_PHASES. */
+static void on_up_phase(void *ctx, qvm_up_phase phase, qvm_up_phase_status status,
+                        int64_t elapsed_ms, const char *detail) {
+  (void)ctx, (void)detail;
+  char msg[96];
+  snprintf(msg, sizeof msg, "%s %s after %lld ms", qvm_up_phase_name(phase),
+           status == QVM_UP_PHASE_DONE ? "done" : "skipped", (long long)elapsed_ms);
+  mcp_progress((double)phase + 1, QVM_UP_N_PHASES, msg);
+}
+
 static void t_sandbox_create(const mcp_server *srv, json_object *args, mcp_outcome *out) {
   const char *from = arg_string(args, "from"), *name = arg_string(args, "name"),
              *ttl = arg_string(args, "ttl"), *net = arg_string(args, "net");
@@ -460,6 +470,8 @@ static void t_sandbox_create(const mcp_server *srv, json_object *args, mcp_outco
   up.wait_cloud_init = arg_bool(args, "waitCloudInit", true);
   if (args && json_object_object_get_ex(args, "timeoutMs", NULL))
     up.timeout_ms = (int)arg_int(args, "timeoutMs", 0);
+  up.on_phase = on_up_phase;
+  mcp_progress(0, QVM_UP_N_PHASES, "creating the sandbox");
   o.up = &up;
   char *text = NULL;
   if (qvm_sandbox_create(&text, name, &o, &err) < 0) {
