@@ -3,7 +3,8 @@
 # Idempotent: when everything is present it only runs dpkg-query.
 set -euo pipefail
 
-# scripts/deps.sh [GROUP...]: the groups to install; all of them by default.
+# scripts/deps.sh [GROUP...]: the groups to install; build, run, image and test
+# by default.
 #   build  what compiles qvm
 #   run    what qvm runs (QEMU and its firmware)
 #   image  what builds a Debian cloud image from packages (the demo's guest)
