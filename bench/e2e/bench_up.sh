@@ -224,21 +224,24 @@ record_qemu() { # method run pid
   echo "$1 $2 ${c:-(default:qemu64)} ${m:--}" >>"$cpus"
 }
 
-# Control-plane RSS in the netns, once a second into FILE, as "libvirt_kB
-# qvm_kB": libvirt's daemons (libvirtd, virtqemud, virtnetworkd, virtlogd,
-# dnsmasq) and qvm's (the qvm command, the shim); never QEMU.
+# Control-plane RSS in the netns, once a second into FILE, in kB, as
+# "libvirt-daemons dnsmasq qvm-command qvm-shim": libvirt's daemons
+# (libvirtd; virtqemud, virtnetworkd, virtlogd, virtlockd when they run),
+# its dnsmasq, the qvm command (up, down, exec) and the shim; never QEMU.
 rss_sample() {
-  local p comm k v lvk=0 qk=0
+  local p comm k v lvk=0 dk=0 qk=0 sk=0
   for p in $(ip netns pids "$netns" 2>/dev/null); do
     read -r comm <"/proc/$p/comm" 2>/dev/null || continue
     v=0
     while read -r k v _; do [[ $k == VmRSS: ]] && break; v=0; done <"/proc/$p/status" 2>/dev/null
     case $comm in
-    libvirtd | virtqemud | virtnetworkd | virtlogd | virtlockd | dnsmasq) lvk=$((lvk + v)) ;;
-    qvm | qvm-shim) qk=$((qk + v)) ;;
+    libvirtd | virtqemud | virtnetworkd | virtlogd | virtlockd) lvk=$((lvk + v)) ;;
+    dnsmasq) dk=$((dk + v)) ;;
+    qvm) qk=$((qk + v)) ;;
+    qvm-shim) sk=$((sk + v)) ;;
     esac
   done
-  echo "$lvk $qk"
+  echo "$lvk $dk $qk $sk"
 }
 start_sampler() {
   (
@@ -255,8 +258,9 @@ stop_sampler() {
   wait "$sampler_pid" 2>/dev/null || true
   sampler_pid=
 }
-# The peak of column N (1 libvirt, 2 qvm) of a sampler file, in kB.
-rss_peak() { awk -v c="$2" '$c > m { m = $c } END { print m + 0 }' "$1"; }
+# The peak over a sampler file of the sum of columns A [B] (1 libvirt's
+# daemons, 2 dnsmasq, 3 the qvm command, 4 the shim), in kB.
+rss_peak() { awk -v a="$2" -v b="${3:-0}" '{ v = $a + (b ? $b : 0) } v > m { m = v } END { print m + 0 }' "$1"; }
 
 # ---- 1. qvm up (user networking; on the bridge in the netns) ------------------
 # qv: qvm for the current method (in the netns for the bridge).
@@ -303,7 +307,9 @@ qvm_run() {
   fi
   if [[ $qvm_method == qvmbr ]]; then
     stop_sampler
-    put qvmbr "$i" rss_cp "$(rss_peak "$tmp/rss-qvmbr-$i" 2)"
+    put qvmbr "$i" rss_cp "$(rss_peak "$tmp/rss-qvmbr-$i" 3 4)"
+    put qvmbr "$i" rss_a "$(rss_peak "$tmp/rss-qvmbr-$i" 3)"
+    put qvmbr "$i" rss_b "$(rss_peak "$tmp/rss-qvmbr-$i" 4)"
   fi
   qvm_method=qvm
   qvm_ns=()
@@ -511,9 +517,11 @@ lv_run() {
   lv_dom=$dom
   tv=$(now_us)
   # bookworm's osinfo-db (2022-11) knows no debian12: debian11 is its newest
-  # Debian (q35, virtio). No <cpu> for a TCG domain: QEMU's default, qemu64.
+  # Debian (q35, virtio). --virt-type qemu: TCG, as every other method here
+  # (left to itself libvirt picks KVM when /dev/kvm exists, and -cpu host);
+  # no <cpu> for a TCG domain: QEMU's default, qemu64.
   if ! bg timeout 300 ip netns exec "$netns" virt-install --connect "$lv_uri" --name "$dom" \
-    --memory 1024 --vcpus 1 --import --osinfo debian11 \
+    --virt-type qemu --memory 1024 --vcpus 1 --import --osinfo debian11 \
     --disk "path=$d/overlay.qcow2,format=qcow2,bus=virtio" \
     --disk "path=$d/seed.img,format=raw,bus=virtio,device=disk" \
     --network network=default,model=virtio \
@@ -602,7 +610,9 @@ lv_teardown() {
   fi
   lv_dom=
   stop_sampler
-  put libvirt "$i" rss_cp "$(rss_peak "$tmp/rss-libvirt-$i" 1)"
+  put libvirt "$i" rss_cp "$(rss_peak "$tmp/rss-libvirt-$i" 1 2)"
+  put libvirt "$i" rss_a "$(rss_peak "$tmp/rss-libvirt-$i" 1)"
+  put libvirt "$i" rss_b "$(rss_peak "$tmp/rss-libvirt-$i" 2)"
   rm -rf "$tmp/lv$i"
 }
 
@@ -634,11 +644,11 @@ echo "  load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 val() { awk -v m="$1" -v r="$2" -v k="$3" '$1 == m && $2 == r && $3 == k {print $4}' "$results"; }
 col() { awk -v m="$1" -v k="$2" '$1 == m && $3 == k {print $4}' "$results"; }
-fmt() { # "median min max" in ms -> "12.3 s [11.0 .. 14.1]"
-  local m lo hi
+fmt() { # "median min max" in ms [width] -> "12.3 s [11.0 .. 14.1]"
+  local m lo hi w=${2:-24}
   read -r m lo hi <<<"$1"
-  [[ $m == - ]] && { printf '%-24s' '-'; return; }
-  printf '%-24s' "$(awk -v m="$m" -v a="$lo" -v b="$hi" 'BEGIN { printf "%.1f s [%.1f .. %.1f]", m/1000, a/1000, b/1000 }')"
+  [[ $m == - ]] && { printf '%-*s' "$w" '-'; return; }
+  printf '%-*s' "$w" "$(awk -v m="$m" -v a="$lo" -v b="$hi" 'BEGIN { printf "%.1f s [%.1f .. %.1f]", m/1000, a/1000, b/1000 }')"
 }
 sec() { [[ -n $1 ]] && awk -v v="$1" 'BEGIN { printf "%.1f", v / 1000 }' || printf -- '-'; }
 
@@ -757,7 +767,7 @@ if [[ $libvirt -eq 1 ]]; then
   awk '$1 == "qvmbr" && $3 == "lease" { print "qvmbr", $2, "ip", $4 }' "$results" >>"$results"
   echo
   echo "Median [min .. max] over the runs that worked, and the ratio of the medians:"
-  printf '  %-40s %-24s %-24s %s\n' "" "qvm up --net bridge" "libvirt + virt-install" "qvm/libvirt"
+  printf '  %-40s %-26s %-26s %s\n' "" "qvm up --net bridge" "libvirt + virt-install" "qvm/libvirt"
   lvrow() { # label key [unit: s (default) or MB]
     local a b ma mb
     a=$(col qvmbr "$2" | stats)
@@ -766,13 +776,13 @@ if [[ $libvirt -eq 1 ]]; then
     if [[ ${3:-s} == MB ]]; then
       for x in "$a" "$b"; do
         read -r m lo hi <<<"$x"
-        if [[ $m == - ]]; then printf '%-24s' -; else
-          printf '%-24s' "$(awk -v m="$m" -v a="$lo" -v b="$hi" 'BEGIN { printf "%.1f MB [%.1f .. %.1f]", m/1024, a/1024, b/1024 }')"
+        if [[ $m == - ]]; then printf '%-26s' -; else
+          printf '%-26s' "$(awk -v m="$m" -v a="$lo" -v b="$hi" 'BEGIN { printf "%.1f MB [%.1f .. %.1f]", m/1024, a/1024, b/1024 }')"
         fi
       done
     else
-      fmt "$a"
-      fmt "$b"
+      fmt "$a" 26
+      fmt "$b" 26
     fi
     read -r ma _ <<<"$a"
     read -r mb _ <<<"$b"
@@ -789,6 +799,8 @@ if [[ $libvirt -eq 1 ]]; then
   lvrow "cloud-init done" cloud-init
   lvrow "graceful teardown + remove" teardown
   lvrow "control-plane RSS, peak (one VM)" rss_cp MB
+  lvrow "  of which qvm command / libvirtd" rss_a MB
+  lvrow "  of which qvm-shim / dnsmasq" rss_b MB
   lvrow "libvirt: virt-install command" virt_install
 
   echo
@@ -813,7 +825,7 @@ if [[ $libvirt -eq 1 ]]; then
         "$(sec "$s")" "$(sec "$over")" "$(sec "$cig")" "$(sec "$cq")" "$(sec "$cil")"
     done
   done
-  printf '  %-40s %-24s %-24s %s\n' "" "qvm up --net bridge" "libvirt + virt-install" "qvm/libvirt"
+  printf '  %-40s %-26s %-26s %s\n' "" "qvm up --net bridge" "libvirt + virt-install" "qvm/libvirt"
   lvrow "guest: kernel started (since QEMU)" kernel_since_qemu
   lvrow "guest: sshd listening (since kernel)" sshd_listen
   lvrow "SSH ready (since QEMU forked)" ssh_since_qemu
@@ -889,6 +901,35 @@ What the numbers mean:
               re-executing itself, slow under TCG. Not qvm's: the banner is
               the proof that sshd answers, so it is always waited for.
   sshd->tcp   tcp phase - kernel - sshd (the banner column, in ms).
+
+libvirt side by side (both in one netns the script made; libvirtd of its own,
+bench/lib/libvirtd.sh, with Debian's default network: virbr0, NAT, dnsmasq):
+  qvm         `qvm up --net bridge` (bridge qvm0, the shim's own DHCP), --json phases.
+  libvirt     ssh-keygen, cloud-localds seed (the hand-made one), qemu-img overlay,
+              `virt-install --import --osinfo debian11` (1 vCPU, 1 GiB, virtio disk
+              and net, seed on a virtio disk, --graphics none --noautoconsole), then
+              `virsh domifaddr` each second, `ssh ... true` each second, then
+              `ssh ... cloud-init status --wait`.
+  forked      QEMU's process started (qvm: the shim's spawn event; libvirt: its
+              start time in /proc, from the pid file libvirt writes).
+  ip          IP known: qvm's lease phase (the shim's DHCP ACK); libvirt: the first
+              `virsh domifaddr` that listed an IPv4 address (dnsmasq's lease).
+  teardown    qvm: `qvm down --rm` (ACPI power button, wait, remove). libvirt:
+              `virsh shutdown`, `virsh domstate` every 0.25 s until "shut off",
+              `virsh undefine --remove-all-storage` (overlay and seed).
+  cp MB       control-plane RSS: the peak, sampled once a second from boot to the
+              end of teardown, of the sum of VmRSS of the netns's control processes:
+              libvirt's (libvirtd, or virtqemud/virtnetworkd/virtlogd when they
+              run, and dnsmasq) and qvm's (the `qvm up`/`exec`/`down` command, the
+              shim). Never QEMU. libvirtd stays up between VMs; the qvm command
+              only runs while it works, the shim while its VM runs.
+  ci done     the guest's cloud-final.service finished, since QEMU forked (kernel +
+              its journal time); ci ready: cloud-init done as the method saw it,
+              since QEMU forked; ci lag: the difference (the method's part).
+  cloud-*.service  each cloud-init stage's duration from the guest journal. The
+              libvirt guest gets the hand-made seed, so it generates its SSH host
+              keys in cloud-init.service as the hand-made guest does (qvm's seed
+              brings one): compare these rows before blaming the driver.
 All timings come from one loaded 2-core host and vary from run to run; they are
 figures, not assertions.
 EOF
