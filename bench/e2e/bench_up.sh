@@ -45,7 +45,7 @@ while [[ $# -gt 0 ]]; do
   --timeout) timeout_s=${2:?--timeout needs seconds}; shift 2 ;;
   --no-hand) hand=0; shift ;;
   --no-libvirt) libvirt=0; shift ;;
-  -h | --help) sed -n '4,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h | --help) sed -n '4,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) die "unknown argument '$1' (see --help)" ;;
   esac
 done
@@ -764,7 +764,8 @@ if [[ $libvirt -eq 1 ]]; then
     done
   done
   # qvm's lease phase and libvirt's ip are the same figure: IP known.
-  awk '$1 == "qvmbr" && $3 == "lease" { print "qvmbr", $2, "ip", $4 }' "$results" >>"$results"
+  ipl=$(awk '$1 == "qvmbr" && $3 == "lease" { print "qvmbr", $2, "ip", $4 }' "$results")
+  [[ -n $ipl ]] && echo "$ipl" >>"$results"
   echo
   echo "Median [min .. max] over the runs that worked, and the ratio of the medians:"
   printf '  %-40s %-26s %-26s %s\n' "" "qvm up --net bridge" "libvirt + virt-install" "qvm/libvirt"
