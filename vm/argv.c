@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "util/strbuf.h"
+#include "vm/cpu.h"
 #include <qvm/text.h>
 
 typedef struct argv_builder {
@@ -87,7 +88,7 @@ static void add_machine(argv_builder *b, const vm_argv_input *in) {
   push(b, "-accel");
   push(b, in->accel == VM_ACCEL_KVM ? "kvm" : "tcg");
   push(b, "-cpu");
-  push(b, in->accel == VM_ACCEL_KVM ? "host" : "max");
+  push(b, vm_cpu_model(s->cpu, in->accel, NULL));
   push(b, "-m");
   pushf(b, "%llu", (unsigned long long)s->memory_mib);
   push(b, "-smp");

@@ -16,6 +16,7 @@
 #include "util/cleanup.h"
 #include "vm/audit.h"
 #include "vm/clone.h"
+#include "vm/cpu.h"
 #include "vm/handle.h"
 #include "vm/images.h"
 
@@ -43,6 +44,8 @@ int vm_clone_plan_init(vm_clone_plan *p, const vm_spec *s, qvm_error **err) {
   o->cpus = s->cpus;
   o->memory = s->memory_mib << 20;
   o->machine = s->machine;
+  /* A fork loads SRC's RAM into the same CPU model. */
+  o->cpu = s->cpu ? s->cpu : VM_CPU_LEGACY;
   o->accel = vm_accel_name(s->accel);
   o->firmware = vm_firmware_name(s->firmware);
   o->kernel = s->kernel;

@@ -37,6 +37,7 @@ typedef struct entry {
   bool has_pull;
   char *image_sha256, *image_checksums;
   char *image, *image_format, *kernel, *initrd, *append, *firmware, *net, *accel, *user, *hostname;
+  char *cpu;
   strlist cloud_configs, ssh_keys;
   qvm_vm_publish *ports;
   size_t n_ports;
@@ -64,7 +65,8 @@ static void strlist_clear(strlist *l) {
 static void entry_clear(entry *e) {
   char **owned[] = {&e->name,   &e->image,        &e->kernel,       &e->initrd,
                     &e->append, &e->firmware,     &e->accel,        &e->hostname,
-                    &e->user,   &e->image_format, &e->image_sha256, &e->image_checksums};
+                    &e->user,   &e->image_format, &e->image_sha256, &e->image_checksums,
+                    &e->cpu};
   for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) free(*owned[i]);
   strlist_clear(&e->cloud_configs);
   strlist_clear(&e->ssh_keys);
@@ -520,7 +522,7 @@ static int parse_net(qvm_vm_net *net, const loader *L, yaml_node_t *n, qvm_error
 static const char VM_KEYS[] = "image, image_format, image_sha256, image_checksums, "
                               "allow_backing, cpus, memory, disk, net, "
                               "ports, user, hostname, cloud_config, ssh_keys, provision, "
-                              "firmware, accel, kernel, initrd, append";
+                              "firmware, accel, cpu, kernel, initrd, append";
 
 static int parse_vm(entry *e, const loader *L, yaml_node_t *n, qvm_error **err) {
   if (n->type != YAML_MAPPING_NODE)
@@ -560,6 +562,8 @@ static int parse_vm(entry *e, const loader *L, yaml_node_t *n, qvm_error **err) 
       r = dup_scalar(&e->firmware, L, v, key, err);
     else if (!strcmp(key, "accel"))
       r = dup_scalar(&e->accel, L, v, key, err);
+    else if (!strcmp(key, "cpu"))
+      r = dup_scalar(&e->cpu, L, v, key, err);
     else if (!strcmp(key, "user"))
       r = dup_scalar(&e->user, L, v, key, err);
     else if (!strcmp(key, "hostname"))
@@ -598,6 +602,7 @@ static int parse_vm(entry *e, const loader *L, yaml_node_t *n, qvm_error **err) 
   o->append = e->append;
   o->firmware = e->firmware;
   o->accel = e->accel;
+  o->cpu = e->cpu;
   o->user = e->user;
   o->hostname = e->hostname;
   o->publish = e->ports;

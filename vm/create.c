@@ -17,6 +17,7 @@
 #include "util/fs.h"
 #include "util/time.h"
 #include "vm/access.h"
+#include "vm/cpu.h"
 #include "vm/handle.h"
 #include "vm/image.h"
 #include "vm/net.h"
@@ -51,6 +52,9 @@ static int spec_machine(vm_spec *s, const qvm_vm_create_options *o, qvm_error **
   if (strcmp(machine, "q35") && strcmp(machine, "pc"))
     return qvm_error_set(err, QVM_EINVAL, "machine '%s' is unknown: use q35 or pc", machine);
   if (!(s->machine = strdup(machine))) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  const char *cpu = o->cpu ? o->cpu : VM_CPU_AUTO;
+  if ((r = vm_cpu_check(cpu, err)) < 0) return r;
+  if (!(s->cpu = strdup(cpu))) return qvm_error_set_errno(err, ENOMEM, "out of memory");
   if ((r = vm_accel_parse(&s->accel, o->accel, err)) < 0) return r;
   if ((r = vm_firmware_parse(&s->firmware, o->firmware, err)) < 0) return r;
   if (s->firmware == VM_FIRMWARE_UEFI) {

@@ -18,6 +18,7 @@
 #include "util/cleanup.h"
 #include "util/fs.h"
 #include "util/time.h"
+#include "vm/cpu.h"
 #include "vm/handle.h"
 #include "vm/net.h"
 #include "vm/ttl.h"
@@ -81,6 +82,36 @@ static void copy_member(struct json_object *to, const char *key, struct json_obj
     json_object_object_add(to, key, json_object_get(v));
 }
 
+/* "cpu_requested" (the record's: auto, legacy or a model), "cpu" (the model
+ * QEMU runs with, or the next start gets; null when that depends on the
+ * accelerator auto finds) and "cpu_reason". */
+static void info_cpu(struct json_object *o, const vm_spec *s, const vm_runtime *rt, bool live) {
+  const char *why = NULL, *model = NULL;
+  char buf[256];
+  add_str(o, "cpu_requested", s->cpu ? s->cpu : VM_CPU_LEGACY);
+  if (live && rt && rt->cpu && rt->has_accelerator) {
+    const char *next = vm_cpu_model(s->cpu, rt->accelerator, &why);
+    model = rt->cpu;
+    if (strcmp(next, model)) {
+      snprintf(buf, sizeof buf, "as started; the next start uses %s", next);
+      why = buf;
+    }
+  } else if (s->accel != VM_ACCEL_AUTO) {
+    model = vm_cpu_model(s->cpu, s->accel, &why);
+  } else {
+    const char *kvm = vm_cpu_model(s->cpu, VM_ACCEL_KVM, NULL);
+    const char *tcg = vm_cpu_model(s->cpu, VM_ACCEL_TCG, &why);
+    if (!strcmp(kvm, tcg)) {
+      model = tcg;
+    } else {
+      snprintf(buf, sizeof buf, "%s under KVM, %s under TCG (%s)", kvm, tcg, why);
+      why = buf;
+    }
+  }
+  add_str(o, "cpu", model);
+  add_str(o, "cpu_reason", why);
+}
+
 static void info_runtime(struct json_object *o, qvm_vm *vm, const vm_runtime_view *rv,
                          qvm_vm_state st) {
   const vm_runtime *rt = vm->rec->has_runtime ? &vm->rec->runtime : NULL;
@@ -88,6 +119,7 @@ static void info_runtime(struct json_object *o, qvm_vm *vm, const vm_runtime_vie
   json_object_object_add(o, "pid", live && rv->has_qemu ? json_object_new_int(rv->qemu.pid) : NULL);
   json_object_object_add(o, "shim_pid",
                          live && rv->shim_alive ? json_object_new_int(rv->shim.pid) : NULL);
+  info_cpu(o, vm->spec, rt, live);
   struct json_object *warnings = json_object_new_array();
   if (live && rt) {
     if (rt->has_accelerator) add_str(o, "accelerator", vm_accel_name(rt->accelerator));

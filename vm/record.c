@@ -3,6 +3,7 @@
  * edited by a user: every member read back is type- and range-checked, and
  * a bad one is named in the error. */
 #include "vm/record.h"
+#include "vm/cpu.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -35,6 +36,7 @@ static void strv_clear(vm_strv *v) {
 
 void vm_runtime_clear(vm_runtime *rt) {
   free(rt->accel_warning);
+  free(rt->cpu);
   *rt = (vm_runtime){0};
 }
 
@@ -46,8 +48,9 @@ void vm_exit_clear(vm_exit *x) {
 }
 
 void vm_up_clear(vm_up *u) {
-  char **strs[] = {&u->image, &u->kernel,  &u->initrd, &u->append,   &u->net,     &u->firmware,
-                   &u->accel, &u->machine, &u->user,   &u->hostname, &u->hostkey, &u->image_format};
+  char **strs[] = {&u->image,    &u->kernel,       &u->initrd,  &u->append, &u->net,
+                   &u->firmware, &u->accel,        &u->machine, &u->user,   &u->hostname,
+                   &u->hostkey,  &u->image_format, &u->cpu};
   for (size_t i = 0; i < QVM_ARRAY_SIZE(strs); i++) free(*strs[i]);
   vm_strv *lists[] = {&u->cloud_config, &u->ssh_keys, &u->ports,
                       &u->provision,    &u->drives,   &u->cdroms};
@@ -82,14 +85,16 @@ static int dup_opt(char **out, const char *s, qvm_error **err) {
 
 int vm_up_copy(vm_up *out, const vm_up *src, qvm_error **err) {
   vm_up u = *src;
-  char **strs[] = {&u.image, &u.kernel,  &u.initrd, &u.append,   &u.net,     &u.firmware,
-                   &u.accel, &u.machine, &u.user,   &u.hostname, &u.hostkey, &u.image_format};
+  char **strs[] = {&u.image,    &u.kernel,       &u.initrd,  &u.append, &u.net,
+                   &u.firmware, &u.accel,        &u.machine, &u.user,   &u.hostname,
+                   &u.hostkey,  &u.image_format, &u.cpu};
   vm_strv *lists[] = {&u.cloud_config, &u.ssh_keys, &u.ports, &u.provision, &u.drives, &u.cdroms};
   for (size_t i = 0; i < QVM_ARRAY_SIZE(strs); i++) *strs[i] = NULL;
   for (size_t i = 0; i < QVM_ARRAY_SIZE(lists); i++) *lists[i] = (vm_strv){0};
   const char *const from_strs[] = {src->image, src->kernel,   src->initrd,  src->append,
                                    src->net,   src->firmware, src->accel,   src->machine,
-                                   src->user,  src->hostname, src->hostkey, src->image_format};
+                                   src->user,  src->hostname, src->hostkey, src->image_format,
+                                   src->cpu};
   const vm_strv *from_lists[] = {&src->cloud_config, &src->ssh_keys, &src->ports,
                                  &src->provision,    &src->drives,   &src->cdroms};
   int r = 0;
@@ -152,6 +157,7 @@ struct json_object *vm_runtime_to_json(const vm_runtime *rt) {
   if (rt->has_qemu) json_object_object_add(o, "qemu", vm_proc_to_json(&rt->qemu));
   if (rt->has_accelerator) put_str(o, "accelerator", vm_accel_name(rt->accelerator));
   put_str(o, "accel_warning", rt->accel_warning);
+  put_str(o, "cpu", rt->cpu);
   if (rt->ssh_port) json_object_object_add(o, "ssh_port", json_object_new_int(rt->ssh_port));
   if (rt->started_at_us) put_int64(o, "started_at_us", rt->started_at_us);
   if (rt->has_timings) json_object_object_add(o, "timings", vm_timings_to_json(&rt->timings));
@@ -201,6 +207,8 @@ struct json_object *vm_up_request_to_json(const vm_up *u) {
   put_nullable(o, "hostname", u->hostname);
   put_nullable(o, "hostkey", u->hostkey);
   put_nullable(o, "image_format", u->image_format); /* null: detected at create */
+  /* Only when not auto: a record from before --cpu reads as auto. */
+  if (u->cpu) json_object_object_add(o, "cpu", json_object_new_string(u->cpu));
   if (u->allow_backing) json_object_object_add(o, "allow_backing", json_object_new_boolean(true));
   /* Only when true, like allow_backing: schema-1 records have neither. */
   if (u->nat) json_object_object_add(o, "nat", json_object_new_boolean(true));
@@ -430,6 +438,7 @@ static int runtime_from_json(vm_runtime *rt, struct json_object *o, qvm_error **
       r = qvm_error_set(err, QVM_EINVAL, "'accelerator' is '%s': not kvm or tcg", accel);
   }
   if (r >= 0) r = get_str(&rt->accel_warning, o, "accel_warning", 1024, false, err);
+  if (r >= 0) r = get_str(&rt->cpu, o, "cpu", VM_CPU_MAX_LEN, false, err);
   if (r >= 0) r = get_int(&port, &has, o, "ssh_port", 1, 65535, err);
   rt->ssh_port = (uint16_t)port;
   if (r >= 0) r = get_int(&rt->started_at_us, &has, o, "started_at_us", 0, INT64_MAX, err);
@@ -477,7 +486,8 @@ static int up_from_json(vm_up *u, struct json_object *o, qvm_error **err) {
               {&u->user, "user", 64},
               {&u->hostname, "hostname", 256},
               {&u->hostkey, "hostkey", 16},
-              {&u->image_format, "image_format", 32}};
+              {&u->image_format, "image_format", 32},
+              {&u->cpu, "cpu", 128}};
   struct {
     vm_strv *out;
     const char *key;
@@ -686,7 +696,9 @@ int vm_record_update(const vm_paths *p, vm_record_update_fn fn, void *ctx, qvm_e
 
 static int runtime_copy(vm_runtime *out, const vm_runtime *rt, qvm_error **err) {
   vm_runtime copy = *rt;
+  copy.cpu = NULL;
   int r = dup_opt(&copy.accel_warning, rt->accel_warning, err);
+  if (r >= 0 && (r = dup_opt(&copy.cpu, rt->cpu, err)) < 0) free(copy.accel_warning);
   if (r < 0) return r;
   vm_runtime_clear(out);
   *out = copy;

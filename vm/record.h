@@ -42,6 +42,7 @@ typedef struct vm_runtime {
   bool has_accelerator;  /* written once QEMU is spawned */
   vm_accel accelerator;  /* VM_ACCEL_KVM or VM_ACCEL_TCG */
   char *accel_warning;   /* NULL when none */
+  char *cpu;             /* QEMU's -cpu as spawned; NULL unknown (older shims) */
   uint16_t ssh_port;     /* user net: the forwarded 127.0.0.1 port; 0 none */
   int64_t started_at_us; /* QEMU spawned; 0 unknown */
   bool has_timings;
@@ -78,6 +79,7 @@ typedef struct vm_up {
   char *append;
   unsigned cpus;
   char *net, *firmware, *accel, *machine, *user, *hostname, *hostkey, *image_format;
+  char *cpu; /* NULL: auto (a record from before --cpu has none) */
   bool allow_backing, cloud_init, nat;
   vm_strv ports, provision, drives, cdroms;
   bool provisioned, ready; /* phases that passed once */

@@ -30,6 +30,7 @@
 #include "util/notify.h"
 #include "util/time.h"
 #include "vm/shim.h"
+#include "vm/cpu.h"
 
 #define SHIM_QMP_TIMEOUT_MS 30000
 #define SHIM_QUIT_GRACE_MS 10000
@@ -306,6 +307,7 @@ static void shim_write_runtime(shim *s, const char *status, bool full) {
                    .has_accelerator = true,
                    .accelerator = s->cfg.accel == VM_ACCEL_KVM ? VM_ACCEL_KVM : VM_ACCEL_TCG,
                    .accel_warning = s->cfg.accel_warning[0] ? s->cfg.accel_warning : NULL,
+                   .cpu = (char *)vm_cpu_model(s->vm->spec->cpu, s->cfg.accel, NULL),
                    .ssh_port = (uint16_t)s->ssh_port,
                    .started_at_us = s->t_spawn_us,
                    .has_timings = true,

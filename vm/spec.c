@@ -248,6 +248,7 @@ void vm_spec_free(vm_spec *spec) {
   if (!spec) return;
   free(spec->name);
   free(spec->machine);
+  free(spec->cpu);
   free(spec->firmware_code);
   free(spec->firmware_vars);
   free(spec->kernel);

@@ -59,6 +59,7 @@ typedef struct vm_spec {
   unsigned cpus;
   uint64_t memory_mib;
   char *machine; /* "q35" or "pc" */
+  char *cpu;     /* vm/cpu.h: "auto", "legacy" (NULL: a record without it) or a model */
   vm_accel accel;
   vm_firmware firmware;
   char *firmware_code; /* uefi: read-only OVMF code */

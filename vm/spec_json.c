@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "util/cleanup.h"
+#include "vm/cpu.h"
 #include "vm/net.h"
 #include "vm/spec.h"
 
@@ -72,6 +73,7 @@ struct json_object *vm_spec_to_json(const vm_spec *s) {
   json_object_object_add(o, "cpus", json_object_new_int((int)s->cpus));
   json_object_object_add(o, "memory_mib", json_object_new_int64((int64_t)s->memory_mib));
   put_str(o, "machine", s->machine);
+  put_str(o, "cpu", s->cpu);
   put_str(o, "accel", vm_accel_name(s->accel));
   put_str(o, "firmware", vm_firmware_name(s->firmware));
   put_str(o, "firmware_code", s->firmware_code);
@@ -287,6 +289,8 @@ static int scalars_from_json(vm_spec *s, struct json_object *o, qvm_error **err)
   if (r >= 0) r = get_str(&s->machine, o, "machine", 8, true, err);
   if (r >= 0 && strcmp(s->machine, "q35") && strcmp(s->machine, "pc"))
     r = qvm_error_set(err, QVM_EINVAL, "machine '%s' is unknown", s->machine);
+  if (r >= 0) r = get_str(&s->cpu, o, "cpu", VM_CPU_MAX_LEN, false, err);
+  if (r >= 0 && s->cpu) r = vm_cpu_check(s->cpu, err);
   if (r >= 0) r = get_str(&accel, o, "accel", 8, true, err);
   if (r >= 0) r = vm_accel_parse(&s->accel, accel, err);
   if (r >= 0) r = get_str(&fw, o, "firmware", 8, true, err);

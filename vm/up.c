@@ -152,6 +152,7 @@ static int up_request(vm_up *j, const qvm_vm_create_options *o, qvm_error **err)
   if (r >= 0) r = set_str(&j->firmware, o->firmware, VM_DEFAULT_FIRMWARE, err);
   if (r >= 0) r = set_str(&j->accel, o->accel, VM_DEFAULT_ACCEL, err);
   if (r >= 0) r = set_str(&j->machine, o->machine, VM_DEFAULT_MACHINE, err);
+  if (r >= 0 && o->cpu && strcmp(o->cpu, "auto")) r = set_str(&j->cpu, o->cpu, NULL, err);
   if (r >= 0) r = set_str(&j->user, o->user, VM_DEFAULT_USER, err);
   if (r >= 0) r = set_str(&j->hostname, o->hostname, NULL, err);
   if (r >= 0) r = set_str(&j->hostkey, o->hostkey, VM_DEFAULT_HOSTKEY, err);

@@ -145,7 +145,7 @@ ip -n "$netns" link set lo up
 
 # ---- libvirtd of our own (bench/lib/libvirtd.sh) ---------------------------
 
-# The domain: what qvm gives its VM (q35, TCG, -cpu max, 1 vCPU, the same
+# The domain: what qvm gives its VM (q35, TCG, -cpu qemu64, 1 vCPU, the same
 # memory, the disk as a qcow2 overlay of the same image on virtio-blk, a
 # read-only NoCloud seed on virtio-blk, virtio-net on user networking,
 # virtio-rng, the guest agent's virtio-serial port, serial to a file, no USB,
@@ -163,7 +163,7 @@ define_domain() {
   <memory unit='MiB'>$memory_mib</memory>
   <vcpu>1</vcpu>
   <os><type arch='x86_64' machine='q35'>hvm</type><boot dev='hd'/></os>
-  <cpu mode='maximum' check='none'/>
+  <cpu mode='custom' match='exact' check='none'><model fallback='forbid'>qemu64</model></cpu>
   <features><acpi/></features>
   <clock offset='utc'/>
   <devices>
@@ -364,7 +364,7 @@ ratio() {
 }
 
 echo "bench_snapshot: image $image"
-echo "  every VM: $memory, 1 vCPU, q35, QEMU TCG, -cpu max, virtio disk (qcow2 overlay, 3G)"
+echo "  every VM: $memory, 1 vCPU, q35, QEMU TCG, -cpu qemu64, virtio disk (qcow2 overlay, 3G)"
 echo "  host: $(nproc) cores, $kvm; load average $load_start at start, $(cut -d' ' -f1-3 /proc/loadavg) at end;"
 echo "        ${others:-0} other qemu process(es) at start (other work makes the figures noisy)"
 echo "  qvm:     $qvm ($("$qvm" version 2>/dev/null | head -n 1))"

@@ -175,7 +175,7 @@ typedef struct qvm_vm_tags {
  * sets; the library refuses a version it does not know with QVM_EINVAL
  * naming the struct. Start from the _INIT macro, then set members. */
 
-#define QVM_VM_CREATE_OPTIONS_VERSION 4
+#define QVM_VM_CREATE_OPTIONS_VERSION 5
 typedef struct qvm_vm_create_options {
   unsigned version; /* QVM_VM_CREATE_OPTIONS_VERSION */
   /* The base disk image, never written to (a qcow2 overlay is): a path (it
@@ -227,6 +227,10 @@ typedef struct qvm_vm_create_options {
   const char *hostkey; /* "pinned" (NULL; "tofu" without a qvm seed) or "tofu" (the image
                           ignores qvm's host key) */
   qvm_vm_tags tags;    /* labels, agent, sandbox deadline (version 3; checkpoint_each 4) */
+  /* QEMU's -cpu (version 5): NULL or "auto": qvm chooses at each start
+   * (qemu64 under TCG, host under KVM; docs/ARCHITECTURE.md, "CPU model");
+   * else MODEL[,+FEATURE|,-FEATURE|,KEY=VALUE]... */
+  const char *cpu;
 } qvm_vm_create_options;
 
 #define QVM_VM_CREATE_OPTIONS_INIT                                                                 \
@@ -363,20 +367,22 @@ QVM_API int qvm_vm_clone(char **out_json, const char *src, const char *dst,
 
 /* ---- set (vm/set.c) -------------------------------------------------------- */
 
-#define QVM_VM_SET_OPTIONS_VERSION 1
+#define QVM_VM_SET_OPTIONS_VERSION 2
 typedef struct qvm_vm_set_options {
   unsigned version; /* QVM_VM_SET_OPTIONS_VERSION */
   unsigned cpus;    /* 1..255; 0: unchanged */
   uint64_t memory;  /* bytes, 16M..16T (rounded up to MiB); 0: unchanged */
+  const char *cpu;  /* the CPU model, as qvm_vm_create_options.cpu; NULL: unchanged (version 2) */
 } qvm_vm_set_options;
 #define QVM_VM_SET_OPTIONS_INIT                                                                    \
   { .version = QVM_VM_SET_OPTIONS_VERSION }
 
-/* Changes the VM's recorded cpus and memory; QEMU gets them at the VM's next
- * start (a running VM keeps what it has until then). *out_json (may be
- * NULL): {"name", "changes": {"cpus": [was, now], "memory_mib": [was, now]},
- * "running": bool, "ram_snapshots": N} (a snapshot with RAM taken with other
- * memory cannot be restored). QVM_EINVAL: nothing to change or out of
+/* Changes the VM's recorded cpus, memory and CPU model; QEMU gets them at
+ * the VM's next start (a running VM keeps what it has until then).
+ * *out_json (may be NULL): {"name", "changes": {"cpus": [was, now],
+ * "memory_mib": [was, now], "cpu": [was, now]}, "running": bool,
+ * "ram_snapshots": N} (a snapshot with RAM taken with other memory or
+ * another CPU model cannot be restored). QVM_EINVAL: nothing to change or out of
  * range; QVM_ECONFLICT: the VM is starting or stopping. */
 QVM_API int qvm_vm_set(char **out_json, qvm_vm *vm, const qvm_vm_set_options *opts,
                        qvm_error **err);

@@ -82,7 +82,21 @@ expect_eq "$rc" 2 "set --memory 1K"
 run_rc qvm set nope --cpus 2
 expect_eq "$rc" 3 "set on a vm that does not exist"
 qvm start r1 >/dev/null || fail "start r1 again"
-out=$(qvm set r1 --cpus 2 --memory 384M) || fail "set: $out"
+# The CPU model (issue 20): qemu64 under TCG by default, shown by info with why.
+cpu_of() { tr '\0' '\n' <"/proc/$(qvm info r1 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])')/cmdline" | grep -A1 -x -- -cpu | tail -n 1; }
+expect_eq "$(cpu_of)" qemu64 "QEMU's -cpu under TCG by default"
+expect_eq "$(qvm info r1 --json | python3 -c 'import json,sys; o=json.load(sys.stdin); print(o["cpu_requested"], o["cpu"])')" \
+  "auto qemu64" "info: the cpu model"
+expect_match "$(qvm info r1)" "cpu model: +qemu64 \(TCG default" "info says why"
+run_rc qvm set r1 --cpu 'qemu64 -hda /etc/shadow'
+expect_eq "$rc" 1 "set --cpu with a space"
+expect_match "$out" "cpu model 'qemu64 -hda /etc/shadow' is invalid" "the bad model is named"
+run_rc qvm set r1 --cpu 'auto,+sse4.2'
+expect_eq "$rc" 1 "set --cpu auto with features"
+out=$(qvm set r1 --cpus 2 --memory 384M --cpu Nehalem) || fail "set: $out"
+expect_match "$out" "cpu: auto -> Nehalem" "set prints the cpu change"
+expect_match "$(qvm info r1)" "cpu model: +qemu64 \(as started; the next start uses Nehalem\)" \
+  "info: the running model and the next"
 expect_match "$out" "cpus: 1 -> 2" "set prints the cpus change"
 expect_match "$out" "memory: 256M -> 384M" "set prints the memory change"
 expect_match "$out" "qvm restart r1" "a running vm keeps its values until a restart"
@@ -91,12 +105,16 @@ for _ in $(seq 1 120); do
   sleep 1
 done
 expect_eq "$(qvm exec r1 -- grep -c ^processor /proc/cpuinfo)" 1 "cpus before the restart"
+qvm exec r1 -- grep -qw sse4_2 /proc/cpuinfo && fail "qemu64 shows sse4_2 to the guest"
 qvm restart r1 >/dev/null || fail "restart r1"
 for _ in $(seq 1 120); do
   qvm exec r1 -- true >/dev/null 2>&1 && break
   sleep 1
 done
 expect_eq "$(qvm exec r1 -- grep -c ^processor /proc/cpuinfo)" 2 "cpus after the restart"
+expect_eq "$(cpu_of)" Nehalem "QEMU's -cpu after set --cpu and a restart"
+qvm exec r1 -- grep -qw sse4_2 /proc/cpuinfo || fail "the guest does not see Nehalem's sse4_2"
+expect_match "$(qvm info r1)" "cpu model: +Nehalem \(chosen with --cpu\)" "info after the restart"
 mem_kib=$(qvm exec r1 -- awk '/^MemTotal/ {print $2}' /proc/meminfo)
 ((mem_kib > 300 * 1024 && mem_kib <= 384 * 1024)) || fail "MemTotal after set --memory 384M: ${mem_kib} KiB"
 expect_eq "$(qvm info r1 --json | python3 -c 'import json,sys; o=json.load(sys.stdin); print(o["cpus"], o["memory_mib"])')" \

@@ -48,6 +48,7 @@ static void test_full(void **state) {
                             "    ports: [\"8080:80\", \"5353:53/udp\"]\n"
                             "    user: admin\n"
                             "    hostname: web.example\n"
+                            "    cpu: Nehalem,+rdrand\n"
                             "    cloud_config: [a.yaml, /abs/b.sh]\n"
                             "    ssh_keys: /k.pub\n"
                             "    provision:\n"
@@ -82,6 +83,8 @@ static void test_full(void **state) {
   assert_int_equal(o->publish[1].proto, QVM_VM_PROTO_UDP);
   assert_string_equal(o->user, "admin");
   assert_string_equal(o->hostname, "web.example");
+  assert_string_equal(o->cpu, "Nehalem,+rdrand");
+  assert_null(qvm_vm_file_options(f, 1)->cpu);
   assert_int_equal(o->n_cloud_configs, 2);
   assert_string_equal(o->cloud_configs[0], "/proj/a.yaml");
   assert_string_equal(o->cloud_configs[1], "/abs/b.sh");

@@ -27,6 +27,7 @@ static vm_spec *base_spec(const char *name) {
   s->cpus = 1;
   s->memory_mib = 1024;
   s->machine = strdup("q35");
+  s->cpu = strdup("auto"); /* what qvm_vm_create records without --cpu */
   s->accel = VM_ACCEL_AUTO;
   s->net = VM_NET_USER;
   s->ssh_forward = true;
@@ -131,6 +132,33 @@ static void test_tcg_forced(void **state) {
   add_disk(s);
   vm_argv_input in = base_input(s);
   check_golden("tcg", &in);
+  vm_spec_free(s);
+}
+
+/* A record from before issue 20 has no "cpu": TCG keeps -cpu max (its RAM
+ * snapshots and forks were saved from it); KVM keeps host. */
+static void test_cpu_legacy(void **state) {
+  (void)state;
+  vm_spec *s = base_spec("old");
+  free(s->cpu);
+  s->cpu = NULL;
+  add_disk(s);
+  vm_argv_input in = base_input(s);
+  check_golden("cpu-legacy-tcg", &in);
+  in.accel = VM_ACCEL_KVM;
+  check_golden("cpu-legacy-kvm", &in);
+  vm_spec_free(s);
+}
+
+/* --cpu MODEL is passed as given, under either accelerator. */
+static void test_cpu_model(void **state) {
+  (void)state;
+  vm_spec *s = base_spec("v2");
+  free(s->cpu);
+  s->cpu = strdup("Nehalem,+rdrand,-vmx");
+  add_disk(s);
+  vm_argv_input in = base_input(s);
+  check_golden("cpu-model", &in);
   vm_spec_free(s);
 }
 
@@ -477,6 +505,8 @@ int main(void) {
       cmocka_unit_test(test_image_without_format),
       cmocka_unit_test(test_escape),
       cmocka_unit_test(test_incoming),
+      cmocka_unit_test(test_cpu_legacy),
+      cmocka_unit_test(test_cpu_model),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

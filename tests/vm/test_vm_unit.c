@@ -16,6 +16,7 @@
 
 #include "testlib.h"
 #include "util/fs.h"
+#include "vm/cpu.h"
 #include "vm/images.h"
 #include "vm/net.h"
 #include "vm/qemu_user.h"
@@ -131,6 +132,7 @@ static vm_spec *full_spec(void) {
   s->cpus = 3;
   s->memory_mib = 768;
   s->machine = strdup("pc");
+  s->cpu = strdup("qemu64,+sse4.2,-vmx,hv-time=on");
   s->accel = VM_ACCEL_TCG;
   s->firmware = VM_FIRMWARE_UEFI;
   s->firmware_code = strdup("/usr/share/OVMF/OVMF_CODE_4M.fd");
@@ -163,6 +165,7 @@ static void test_spec_round_trip(void **state) {
   struct json_object *j2 = vm_spec_to_json(back);
   assert_string_equal(json_object_to_json_string(j1), json_object_to_json_string(j2));
   assert_int_equal(back->cpus, 3);
+  assert_string_equal(back->cpu, "qemu64,+sse4.2,-vmx,hv-time=on");
   assert_true(back->disk_bytes == 21474836480ull);
   assert_int_equal(back->n_drives, 2);
   assert_true(back->drives[1].readonly);
@@ -173,6 +176,51 @@ static void test_spec_round_trip(void **state) {
   json_object_put(parsed);
   vm_spec_free(back);
   vm_spec_free(s);
+}
+
+/* --cpu: what is a CPU property list and what is not (an option QEMU would
+ * read as more than -cpu's value cannot get through: no spaces, no '='
+ * in the model, nothing but [A-Za-z0-9_.-] words); what a record means. */
+static void test_cpu_check(void **state) {
+  (void)state;
+  const char *good[] = {"auto",
+                        "legacy",
+                        "qemu64",
+                        "max",
+                        "host",
+                        "Nehalem-v2",
+                        "Skylake-Client-IBRS",
+                        "qemu64,+sse4.2,+popcnt",
+                        "max,-vmx",
+                        "EPYC,hv-time=on,x-foo.bar=1",
+                        "qemu64,pdpe1gb"};
+  for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+    qvm_error *err = NULL;
+    if (vm_cpu_check(good[i], &err) < 0) fail_msg("%s: %s", good[i], qvm_error_message(err));
+  }
+  char big[VM_CPU_MAX_LEN + 2];
+  memset(big, 'a', sizeof big - 1);
+  big[sizeof big - 1] = 0;
+  const char *bad[] = {
+      "",           "qemu64,",      ",sse",        "qemu64,,sse",   "qemu64 -hda /etc/shadow",
+      "qemu64,+",   "qemu64,=on",   "qemu64,a=",   "-cpu",          "max\n",
+      "m\xc3\xa4x", "auto,+sse4.2", "legacy,-vmx", "qemu64;reboot", "model=qemu64",
+      big};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    qvm_error *err = NULL;
+    if (vm_cpu_check(bad[i], &err) == 0) fail_msg("accepted '%s'", bad[i]);
+    assert_int_equal(qvm_error_code(err), QVM_EINVAL);
+    qvm_error_free(err);
+  }
+  const char *why = NULL;
+  assert_string_equal(vm_cpu_model("auto", VM_ACCEL_TCG, &why), "qemu64");
+  assert_non_null(strstr(why, "TCG"));
+  assert_string_equal(vm_cpu_model("auto", VM_ACCEL_KVM, NULL), "host");
+  assert_string_equal(vm_cpu_model(NULL, VM_ACCEL_TCG, &why), "max");
+  assert_non_null(strstr(why, "qvm set"));
+  assert_string_equal(vm_cpu_model("legacy", VM_ACCEL_KVM, NULL), "host");
+  assert_string_equal(vm_cpu_model("Nehalem", VM_ACCEL_KVM, &why), "Nehalem");
+  assert_string_equal(why, "chosen with --cpu");
 }
 
 /* An isolated bridge port: its allow-list round-trips through vm.json,
@@ -593,6 +641,7 @@ int main(void) {
       cmocka_unit_test(test_create_checks_typed),
       cmocka_unit_test(test_qemu_user_default_checked),
       cmocka_unit_test(test_clone_args),
+      cmocka_unit_test(test_cpu_check),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

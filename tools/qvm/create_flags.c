@@ -26,6 +26,7 @@ enum {
   OPT_SEED,
   OPT_ACCEL,
   OPT_MACHINE,
+  OPT_CPU,
   OPT_USER,
   OPT_HOSTNAME,
   OPT_CLOUD_CONFIG,
@@ -58,6 +59,7 @@ static const struct option create_longopts[] = {
     {"seed", 1, 0, OPT_SEED},
     {"accel", 1, 0, OPT_ACCEL},
     {"machine", 1, 0, OPT_MACHINE},
+    {"cpu", 1, 0, OPT_CPU},
     {"user", 1, 0, OPT_USER},
     {"hostname", 1, 0, OPT_HOSTNAME},
     {"cloud-config", 1, 0, OPT_CLOUD_CONFIG},
@@ -107,6 +109,10 @@ const char qvm_cli_create_flags_help[] =
     "                      detected once now); repeatable\n"
     "  --accel A           kvm, tcg or auto (default)\n"
     "  --machine M         q35 (default) or pc\n"
+    "  --cpu MODEL         the guest CPU: auto (default: qemu64 under TCG, which\n"
+    "                      boots fastest there, host under KVM) or a QEMU model\n"
+    "                      with features, e.g. Nehalem or qemu64,+sse4.2 (guests\n"
+    "                      built for x86-64-v2, like RHEL 9, need one)\n"
     "guest access (qvm builds a cloud-init seed with a key it generates and a\n"
     "host key it pins before the first boot):\n"
     "  --user NAME         the guest user to create and log in as (default qvm,\n"
@@ -334,6 +340,7 @@ int qvm_cli_create_flag(const char *verb, qvm_cli_create_flags *f, int c, const 
   case OPT_SEED: o->seed_iso = arg; return 0;
   case OPT_ACCEL: o->accel = arg; return 0;
   case OPT_MACHINE: o->machine = arg; return 0;
+  case OPT_CPU: o->cpu = arg; return 0;
   case OPT_USER: o->user = arg; return 0;
   case OPT_HOSTNAME: o->hostname = arg; return 0;
   case OPT_HOSTKEY:

@@ -177,6 +177,8 @@ static void print_info(struct json_object *info) {
          str_member(info, "firmware", "?"));
   printf("accelerator:  %s (asked: %s)\n", str_member(info, "accelerator", "-"),
          str_member(info, "accel_requested", "auto"));
+  printf("cpu model:    %s (%s)\n", str_member(info, "cpu", "-"),
+         str_member(info, "cpu_reason", "?"));
   printf("pid:          %s (shim %s)\n", str_member(info, "pid", "-"),
          str_member(info, "shim_pid", "-"));
   printf("uptime:       %s s\n", str_member(info, "uptime_s", "-"));

@@ -44,7 +44,7 @@ static const char up_help[] =
     "      memory: 1G             image_format, allow_backing, cpus, memory,\n"
     "      net: user              disk, net, ports (--publish), user, hostname,\n"
     "      provision:             cloud_config, ssh_keys (--ssh-key), firmware,\n"
-    "        - shell: CMD         accel, kernel, initrd, append, and provision:\n"
+    "        - shell: CMD         accel, cpu, kernel, initrd, append, and provision:\n"
     "                             a list of {shell|script|file: X, to: DST,\n"
     "                             sudo: true}\n"
     "  Relative paths are taken from the file's directory.\n\n"
