@@ -3,11 +3,14 @@
 # Idempotent: when everything is present it only runs dpkg-query.
 set -euo pipefail
 
-# scripts/deps.sh [GROUP...]: the groups to install; all of them by default.
+# scripts/deps.sh [GROUP...]: the groups to install; build, run, image and test
+# by default.
 #   build  what compiles qvm
 #   run    what qvm runs (QEMU and its firmware)
 #   image  what builds a Debian cloud image from packages (the demo's guest)
 #   test   test guests, peers, readers and benchmark tools
+#   bench  the peers the benchmarks in bench/ compare with (libvirt,
+#          virt-install); not in the default set: `scripts/deps.sh bench`
 # QVM_DEPS_LOG=FILE sends apt's output there and prints one line instead.
 build=(build-essential cmake pkg-config libjson-c-dev libssh2-1-dev libsodium-dev libyaml-dev
        libmnl-dev libnftnl-dev libnftables-dev libcurl4-openssl-dev libssl-dev libarchive-dev
@@ -38,6 +41,10 @@ test=(
   # qvm review apply and edit run ansible-playbook
   ansible-core
 )
+# bench/lib/libvirtd.sh runs a libvirtd of its own (no libvirt-daemon-system:
+# no units, no users); bench/e2e adds virt-install and libvirt's default
+# network, whose NAT rules need iptables (inside the benchmark's netns).
+bench=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients virtinst iptables dnsmasq-base)
 # cmocka is a build dependency of the test programs, which cmake always
 # configures: keep it with build so that a build without tests works too.
 build+=(libcmocka-dev)
@@ -51,7 +58,8 @@ for g in "${groups[@]}"; do
     run) packages+=("${run[@]}") ;;
     image) packages+=("${image[@]}") ;;
     test) packages+=("${test[@]}") ;;
-    *) echo "deps: unknown group '$g' (build, run, image, test)" >&2; exit 2 ;;
+    bench) packages+=("${bench[@]}") ;;
+    *) echo "deps: unknown group '$g' (build, run, image, test, bench)" >&2; exit 2 ;;
   esac
 done
 
