@@ -21,6 +21,12 @@ made_dirs=()
 
 in_ns() { ip netns exec "$netns" "$@"; }
 virsh_() { in_ns virsh -q -c "qemu:///system?socket=$lv/run/libvirt-sock" "$@"; }
+# virsh_ bounded to S seconds (timeout(1) cannot run a shell function)
+virsh_timeout() { # S ARGS...
+  local s=$1
+  shift
+  timeout "$s" ip netns exec "$netns" virsh -q -c "qemu:///system?socket=$lv/run/libvirt-sock" "$@"
+}
 
 stop_pid() { # pid [seconds]: TERM, wait, KILL
   local p=$1 n=$((${2:-10} * 5))

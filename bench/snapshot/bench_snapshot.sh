@@ -100,8 +100,8 @@ cleanup() {
   set +e
   [[ -n $bg_pid ]] && stop_pid "$bg_pid" 30
   if [[ -n $lv_pid ]]; then
-    timeout 30 virsh_ destroy "$dom" >/dev/null 2>&1
-    timeout 30 virsh_ undefine "$dom" --snapshots-metadata >/dev/null 2>&1
+    virsh_timeout 30 destroy "$dom" >/dev/null 2>&1
+    virsh_timeout 30 undefine "$dom" --snapshots-metadata >/dev/null 2>&1
   fi
   stop_libvirtd
   # A QEMU libvirt started outlives libvirtd; its pid file is ours.
