@@ -177,6 +177,8 @@ static int diff_states(qvm_diff **out, const diff_disk_spec *from, const diff_di
     if ((r = diff_content_keep(d, st[1].fs, max_file, max_total, err)) < 0)
       qvm_error_prefix(err, "cannot keep the new contents");
   }
+  if (r >= 0 && (r = diff_conffile_md5s(d, st[1].fs, QVM_DIFF_CONTENT_MAX_FILE_DEFAULT, err)) < 0)
+    qvm_error_prefix(err, "cannot read a conffile");
   if (r >= 0) d->bytes_hashed = diff_fs_bytes_hashed(st[0].fs) + diff_fs_bytes_hashed(st[1].fs);
   if (r >= 0)
     d->journal_pending = diff_fs_journal_pending(st[0].fs) || diff_fs_journal_pending(st[1].fs);
@@ -535,6 +537,9 @@ int qvm_diff_json(char **out, const qvm_diff *d, qvm_error **err) {
     json_object_object_add(o, "changed", what);
     json_object_object_add(o, "from", file_json(&c.from, &ok));
     json_object_object_add(o, "to", file_json(&c.to, &ok));
+    /* apt's part of a package change: what the playbook leaves to apt */
+    if (diff_change_by_package(d, &d->c[i]))
+      json_object_object_add(o, "package", json_object_new_boolean(true));
     json_object_array_add(arr, o);
   }
   json_object_object_add(root, "changes", arr);
