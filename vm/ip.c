@@ -287,6 +287,30 @@ int vm_qga_set_time(const vm_paths *p, int timeout_ms, qvm_error **err) {
   return r;
 }
 
+int vm_qga_command(const vm_paths *p, const char *execute, int timeout_ms, qvm_error **err) {
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", p->qga_sock);
+  _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+    return qvm_error_set_errno(err, errno, "cannot reach the guest agent's socket");
+  int64_t deadline = qvm_now_ms() + timeout_ms;
+  if (!qga_sync(fd, -1, deadline))
+    return qvm_error_set(err, QVM_ETIMEOUT, "the guest agent did not answer within %d ms",
+                         timeout_ms);
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "{\"execute\":\"%s\"}\n", execute);
+  if (qga_send(fd, -1, cmd, deadline) < 0)
+    return qvm_error_set(err, QVM_ETIMEOUT, "cannot send to the guest agent");
+  struct json_object *r = qga_read(fd, -1, deadline);
+  bool answered = r != NULL, ok = r && json_object_object_get_ex(r, "return", NULL);
+  json_object_put(r);
+  if (ok) return 0;
+  return answered
+             ? qvm_error_set(err, QVM_EPROTO, "the guest agent refused %s", execute)
+             : qvm_error_set(err, QVM_ETIMEOUT, "the guest agent did not answer %s within %d ms",
+                             execute, timeout_ms);
+}
+
 /* --- the search ------------------------------------------------------------------- */
 
 static bool look_now(ip_search *s) { return look_lease(s); }
