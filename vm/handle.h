@@ -96,7 +96,9 @@ int vm_ctl_expiry(int64_t *out_us, const vm_paths *p, int timeout_ms, qvm_error 
 int vm_qga_set_time(const vm_paths *p, int timeout_ms, qvm_error **err);
 /* One guest agent command without arguments (execute: a constant such as
  * "guest-fsfreeze-freeze"), after a sync; 0 when the agent returned,
- * QVM_EPROTO when it answered with an error, QVM_ETIMEOUT past timeout_ms.
+ * QVM_EUNAVAIL when it did not answer the sync within 5 s (or timeout_ms;
+ * the command was not sent), QVM_EPROTO when it answered the command with
+ * an error, QVM_ETIMEOUT when it did not answer it within timeout_ms.
  * The answer's value is not read: the guest's word decides nothing. */
 int vm_qga_command(const vm_paths *p, const char *execute, int timeout_ms, qvm_error **err);
 /* The same in two halves: send (a connected fd, the sync id), and later

@@ -326,6 +326,10 @@ static void fake_agent(int lfd, const char *mode, const char *want) {
       *nl = '\0';
       char out[256];
       if (!synced) {
+        if (!strcmp(mode, "nosync")) {
+          pause();
+          _exit(0);
+        }
         const char *at = strstr(buf, "\"id\":");
         if (!at) _exit(2);
         id = (unsigned)strtoul(at + 5, NULL, 10);
@@ -379,12 +383,13 @@ static int run_qga(const char *mode, int timeout_ms) {
 }
 
 /* The freeze of a running vm's diff: the agent's answer, its refusal, its
- * silence (bounded), no agent at all. */
+ * silence (bounded), a socket with no agent behind it, no socket. */
 static void test_qga_command(void **state) {
   (void)state;
   assert_int_equal(run_qga("ok", 5000), 0);
   assert_int_equal(run_qga("error", 5000), QVM_EPROTO);
   assert_int_equal(run_qga("silent", 300), QVM_ETIMEOUT);
+  assert_int_equal(run_qga("nosync", 300), QVM_EUNAVAIL); /* no agent in the guest */
   vm_paths none = {.qga_sock = "/nonexistent/qga.sock"};
   assert_true(vm_qga_command(&none, "guest-fsfreeze-thaw", 300, NULL) < 0);
 }
