@@ -374,17 +374,6 @@ static bool account_file(const char *path) {
   return false;
 }
 
-/* A file an installed or upgraded package ships: apt makes it, unless it
- * is a conffile whose content is not the package's. */
-static bool apt_makes(const qvm_diff *d, const diff_change *c) {
-  if (!diff_system_ships(&d->sys, c->to->path)) return false;
-  const dpkg_conffile *cf = diff_system_conffile(&d->sys, c->to->path);
-  if (!cf || !c->kept) return true;
-  char hex[33];
-  for (int i = 0; i < 16; i++) snprintf(hex + 2 * i, 3, "%02x", c->md5[i]);
-  return !strcmp(hex, cf->md5);
-}
-
 /* What the playbook leaves to others: apt makes a package's files (and
  * removes those of a package removed or upgraded); the user
  * and group tasks write the account files (a copy would overwrite every
@@ -394,11 +383,8 @@ static int make_skip(bool **out, const qvm_diff *d, qvm_error **err) {
   if (!skip) return oom(err);
   for (size_t i = 0; i < d->n; i++) {
     const diff_change *c = &d->c[i];
-    if (c->kind == QVM_DIFF_DELETED) {
-      skip[i] = diff_system_apt_removes(&d->sys, c->from->path);
-      continue;
-    }
-    skip[i] = (d->sys.have_acct && account_file(c->to->path)) || apt_makes(d, c);
+    skip[i] = diff_change_by_package(d, c) ||
+              (c->kind != QVM_DIFF_DELETED && d->sys.have_acct && account_file(c->to->path));
   }
   *out = skip;
   return 0;

@@ -14,7 +14,8 @@ typedef struct diff_change {
   unsigned what;
   diff_entry *from, *to; /* NULL where absent */
   bool kept;             /* to's content is in the diff's content dir */
-  uint8_t md5[16];       /* of to's content, when kept */
+  bool have_md5;         /* md5 is known: kept, or a conffile's content read */
+  uint8_t md5[16];       /* of to's content, when have_md5 */
 } diff_change;
 
 /* Hashes e (side 0: from, 1: to) with diff_fs_hash() or a test's stand-in. */

@@ -78,7 +78,7 @@ static int keep_all(qvm_diff *d, diff_fs *fs, int dfd, size_t *idx, size_t n, ui
                            (unsigned long long)c->to->size);
     if (k && !memcmp(d->c[idx[k - 1]].to->sha, c->to->sha, 32)) { /* the same content */
       memcpy(c->md5, d->c[idx[k - 1]].md5, 16);
-      c->kept = true;
+      c->kept = c->have_md5 = true;
       continue;
     }
     if (c->to->size > max_total - total)
@@ -89,7 +89,7 @@ static int keep_all(qvm_diff *d, diff_fs *fs, int dfd, size_t *idx, size_t n, ui
     int r = keep_one(c, fs, dfd, max_file, err);
     if (r < 0) return r;
     total += c->to->size;
-    c->kept = true;
+    c->kept = c->have_md5 = true;
   }
   return 0;
 }
@@ -109,4 +109,37 @@ int diff_content_keep(qvm_diff *d, diff_fs *fs, uint64_t max_file, uint64_t max_
   r = keep_all(d, fs, dfd, idx, n, max_file, max_total, err);
   if (r < 0 && err) qvm_error_neutralize(*err); /* it quotes guest file names */
   return r;
+}
+
+int diff_conffile_md5s(qvm_diff *d, diff_fs *fs, uint64_t max_file, qvm_error **err) {
+  for (size_t i = 0; i < d->n; i++) {
+    diff_change *c = &d->c[i];
+    /* one over the cap stays unknown (shown as a change), not an error */
+    if (c->have_md5 || !diff_change_needs_content(c) || !c->to->hashed || c->to->size > max_file ||
+        !diff_system_conffile(&d->sys, c->to->path))
+      continue;
+    uint8_t sha[32];
+    int r = diff_fs_copy(fs, c->to, -1, max_file, "per-file content cap (content_max_file)", sha,
+                         c->md5, err);
+    if (r >= 0 && memcmp(sha, c->to->sha, 32))
+      r = qvm_error_set(err, QVM_EINVAL, "'%s' read differently twice (is the disk changing?)",
+                        c->to->path);
+    if (r < 0) {
+      if (err) qvm_error_neutralize(*err); /* it quotes a guest file name */
+      return r;
+    }
+    c->have_md5 = true;
+  }
+  return 0;
+}
+
+bool diff_change_by_package(const qvm_diff *d, const diff_change *c) {
+  if (c->kind == QVM_DIFF_DELETED) return diff_system_apt_removes(&d->sys, c->from->path);
+  if (!diff_system_ships(&d->sys, c->to->path)) return false;
+  const dpkg_conffile *cf = diff_system_conffile(&d->sys, c->to->path);
+  if (!cf || !diff_change_needs_content(c)) return true;
+  if (!c->have_md5) return false; /* unknown: shown as a change of its own */
+  char hex[33];
+  for (int i = 0; i < 16; i++) snprintf(hex + 2 * i, 3, "%02x", c->md5[i]);
+  return !strcmp(hex, cf->md5);
 }

@@ -29,6 +29,7 @@
 #include "vm/state.h"
 
 #define DIFF_LOCK_TIMEOUT_MS 30000
+#define DIFF_FREEZE_MS 20000 /* each guest agent call of the freeze */
 
 static const char *const default_ignore[] = {
     "/tmp",
@@ -177,6 +178,8 @@ static int diff_states(qvm_diff **out, const diff_disk_spec *from, const diff_di
     if ((r = diff_content_keep(d, st[1].fs, max_file, max_total, err)) < 0)
       qvm_error_prefix(err, "cannot keep the new contents");
   }
+  if (r >= 0 && (r = diff_conffile_md5s(d, st[1].fs, QVM_DIFF_CONTENT_MAX_FILE_DEFAULT, err)) < 0)
+    qvm_error_prefix(err, "cannot read a conffile");
   if (r >= 0) d->bytes_hashed = diff_fs_bytes_hashed(st[0].fs) + diff_fs_bytes_hashed(st[1].fs);
   if (r >= 0)
     d->journal_pending = diff_fs_journal_pending(st[0].fs) || diff_fs_journal_pending(st[1].fs);
@@ -273,6 +276,23 @@ static int side_spec(diff_disk_spec *out, char **tmp, vm_diff *c, const char *di
   return 0;
 }
 
+/* The guest's file systems thawed: a few tries, since a guest left frozen
+ * blocks every write in it. */
+static int thaw(qvm_vm *vm, qvm_error **err) {
+  qvm_error *e = NULL;
+  for (int i = 0; i < 3; i++) {
+    qvm_error_free(e);
+    e = NULL;
+    if (vm_qga_command(&vm->paths, "guest-fsfreeze-thaw", DIFF_FREEZE_MS, &e) == 0) return 0;
+  }
+  int r = qvm_error_set(err, qvm_error_code(e),
+                        "its file systems were frozen for the diff and could not be thawed "
+                        "(%s): writes in the guest block until they are; restart vm '%s'",
+                        qvm_error_message(e), vm->name);
+  qvm_error_free(e);
+  return r;
+}
+
 static int diff_locked(qvm_diff **out, vm_diff *c, qvm_error **err) {
   qvm_vm *vm = c->vm;
   int r = vm_reconcile_locked(vm, err);
@@ -294,8 +314,25 @@ static int diff_locked(qvm_diff **out, vm_diff *c, qvm_error **err) {
      * rewrite the header of the live file at any moment). */
     if (!to_snap) {
       if ((r = vm_tmp_snapshot_name(tmp, err)) < 0) return r;
-      if ((r = vm_disk_qmp_snapshot(vm, "blockdev-snapshot-internal-sync", tmp, err)) < 0)
-        return qvm_error_prefix(err, "cannot take a temporary snapshot of its disk");
+      /* Frozen through the guest agent while the snapshot is taken, when
+       * it answers: the freeze checkpoints ext4's journal, which the walk
+       * does not replay. Without an agent (or one that refuses), the
+       * snapshot is crash-consistent and the result may say incomplete;
+       * nothing the agent says is trusted, the disk is read as it is. */
+      qvm_error *ferr = NULL;
+      int f = vm_qga_command(&vm->paths, "guest-fsfreeze-freeze", DIFF_FREEZE_MS, &ferr);
+      /* an answer too late may still have frozen it: thawed all the same */
+      bool frozen = f == 0 || qvm_error_code(ferr) == QVM_ETIMEOUT;
+      qvm_error_free(ferr);
+      r = vm_disk_qmp_snapshot(vm, "blockdev-snapshot-internal-sync", tmp, err);
+      qvm_error *terr = NULL;
+      int t = frozen ? thaw(vm, &terr) : 0;
+      if (t < 0) { /* a guest left frozen is the worse news */
+        if (r >= 0) vm_disk_qmp_snapshot(vm, "blockdev-snapshot-delete-internal-sync", tmp, NULL);
+        if (err) qvm_error_free(*err), *err = NULL;
+        return qvm_error_propagate(err, terr);
+      }
+      if (r < 0) return qvm_error_prefix(err, "cannot take a temporary snapshot of its disk");
       to_snap = tmp;
     }
     r = img_store_tmp_path(&c->copy, c->store, ".diff-copy", err);
@@ -535,6 +572,9 @@ int qvm_diff_json(char **out, const qvm_diff *d, qvm_error **err) {
     json_object_object_add(o, "changed", what);
     json_object_object_add(o, "from", file_json(&c.from, &ok));
     json_object_object_add(o, "to", file_json(&c.to, &ok));
+    /* apt's part of a package change: what the playbook leaves to apt */
+    if (diff_change_by_package(d, &d->c[i]))
+      json_object_object_add(o, "package", json_object_new_boolean(true));
     json_object_array_add(arr, o);
   }
   json_object_object_add(root, "changes", arr);

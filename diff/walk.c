@@ -552,7 +552,7 @@ int diff_fs_copy(diff_fs *fs, const diff_entry *e, int fd, uint64_t max, const c
                         : x                          ? error_message(x)
                                                      : "it ends early";
       r = qvm_error_set(err, QVM_EINVAL, "cannot read '%s': %s", e->path, why);
-    } else if (qvm_write_all(fd, fs->buf, got) < 0) {
+    } else if (fd >= 0 && qvm_write_all(fd, fs->buf, got) < 0) {
       r = qvm_error_set_errno(err, errno, "cannot write the content of '%s'", e->path);
     } else {
       img_hash_update(&h, fs->buf, got);

@@ -59,7 +59,7 @@ void diff_tree_clear(diff_tree *t);
 
 /* Copies regular file e's content to fd (at most max bytes: QVM_EINVAL
  * naming the cap beyond, cap_what says which cap), computing its sha256
- * and md5 on the way. */
+ * and md5 on the way; fd -1 only computes them. */
 int diff_fs_copy(diff_fs *fs, const diff_entry *e, int fd, uint64_t max, const char *cap_what,
                  uint8_t sha[32], uint8_t md5[16], qvm_error **err);
 /* Reads the regular file at absolute path (no symlink followed in its last

@@ -37,6 +37,11 @@ static char *find_program(const char *name) {
 }
 
 static const char ansible_cfg[] = "[defaults]\n"
+                                  /* The connection's and the become prompt's timeout
+                                   * (ansible's default, 10 s, plus 2 for become): a
+                                   * guest under TCG on a busy host took longer to
+                                   * answer sudo, and the apply failed half-way. */
+                                  "timeout = 60\n"
                                   "host_key_checking = True\n"
                                   "retry_files_enabled = False\n"
                                   "nocolor = True\n"

@@ -94,6 +94,13 @@ int vm_ctl_expiry(int64_t *out_us, const vm_paths *p, int timeout_ms, qvm_error 
 /* The guest's clock set to the host's (the guest agent's guest-set-time):
  * a fork resumes with the time its source was saved at. */
 int vm_qga_set_time(const vm_paths *p, int timeout_ms, qvm_error **err);
+/* One guest agent command without arguments (execute: a constant such as
+ * "guest-fsfreeze-freeze"), after a sync; 0 when the agent returned,
+ * QVM_EUNAVAIL when it did not answer the sync within 5 s (or timeout_ms;
+ * the command was not sent), QVM_EPROTO when it answered the command with
+ * an error, QVM_ETIMEOUT when it did not answer it within timeout_ms.
+ * The answer's value is not read: the guest's word decides nothing. */
+int vm_qga_command(const vm_paths *p, const char *execute, int timeout_ms, qvm_error **err);
 /* The same in two halves: send (a connected fd, the sync id), and later
  * wait for the agent's answers (the caller closes the fd). */
 int vm_qga_set_time_send(int *out_fd, unsigned *out_id, const vm_paths *p, qvm_error **err);

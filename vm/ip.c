@@ -46,7 +46,8 @@
 
 #define LEASE_FILE_MAX 4096
 #define QGA_QUERY_MS 1000
-#define QGA_NOW_MS 300 /* timeout 0: do not hold up an immediate answer */
+#define QGA_COMMAND_SYNC_MS 5000 /* vm_qga_command's sync */
+#define QGA_NOW_MS 300           /* timeout 0: do not hold up an immediate answer */
 #define QGA_RETRY_MS 2000
 /* A guest agent's reply is guest-controlled: bounded in bytes, and only so
  * many interfaces and addresses of each are looked at. */
@@ -285,6 +286,32 @@ int vm_qga_set_time(const vm_paths *p, int timeout_ms, qvm_error **err) {
   if (r == 0) r = vm_qga_set_time_wait(fd, id, timeout_ms, err);
   if (fd >= 0) close(fd);
   return r;
+}
+
+int vm_qga_command(const vm_paths *p, const char *execute, int timeout_ms, qvm_error **err) {
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", p->qga_sock);
+  _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+    return qvm_error_set_errno(err, errno, "cannot reach the guest agent's socket");
+  /* A guest without an agent never answers the sync: that wait is short,
+   * and nothing was sent yet that could take effect later. */
+  int sync_ms = timeout_ms < QGA_COMMAND_SYNC_MS ? timeout_ms : QGA_COMMAND_SYNC_MS;
+  if (!qga_sync(fd, -1, qvm_now_ms() + sync_ms))
+    return qvm_error_set(err, QVM_EUNAVAIL, "the guest agent did not answer within %d ms", sync_ms);
+  int64_t deadline = qvm_now_ms() + timeout_ms;
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "{\"execute\":\"%s\"}\n", execute);
+  if (qga_send(fd, -1, cmd, deadline) < 0)
+    return qvm_error_set(err, QVM_ETIMEOUT, "cannot send to the guest agent");
+  struct json_object *r = qga_read(fd, -1, deadline);
+  bool answered = r != NULL, ok = r && json_object_object_get_ex(r, "return", NULL);
+  json_object_put(r);
+  if (ok) return 0;
+  return answered
+             ? qvm_error_set(err, QVM_EPROTO, "the guest agent refused %s", execute)
+             : qvm_error_set(err, QVM_ETIMEOUT, "the guest agent did not answer %s within %d ms",
+                             execute, timeout_ms);
 }
 
 /* --- the search ------------------------------------------------------------------- */

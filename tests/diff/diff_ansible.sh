@@ -166,6 +166,13 @@ bob = [u for u in d["users"] if u["name"] == "bob"][0]
 assert (bob["kind"], bob["uid"], bob["gid"], bob["gecos"], bob["groups"]) == ("added", 1002, 1002, "Bob {{ 7*7 }}", ["sudo"]), bob
 assert [(g["kind"], g["name"], g["gid"], g["members"]) for g in d["groups"]] == [
     ("added", "bob", 1002, []), ("deleted", "old", 1001, []), ("modified", "sudo", 27, ["bob"])], d["groups"]
+# apt's part of the package changes is marked (what the playbook leaves to
+# apt), without --ansible too: a.conf has the md5 newpkg recorded, b.conf
+# was edited, local-tool no package ships; oldpkg's files went with it.
+apt = sorted(c["path"] for c in d["changes"] if c.get("package") is True)
+assert apt == ["/etc/newpkg", "/etc/newpkg/a.conf", "/usr/bin", "/usr/bin/newpkg", "/usr/lib/newpkg",
+               "/usr/lib/newpkg/plugin.so", "/usr/lib/oldpkg", "/usr/lib/oldpkg/data"], apt
+assert all(c.get("package", True) is True for c in d["changes"]), d["changes"]
 PY
 
 run_rc qvm diff --images "$tmp/s1.raw" "$tmp/s2.raw" --ansible -o "$tmp/pb"

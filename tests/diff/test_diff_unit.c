@@ -2,6 +2,12 @@
 /* diff/: the MBR/GPT parse (a guest wrote the table), the comparison of two
  * walked trees and the ignore globs; pure, no disk. */
 #include <setjmp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -13,6 +19,8 @@
 #include "diff/compare.h"
 #include "diff/part.h"
 #include "diff/walk.h"
+#include "vm/handle.h"
+#include "vm/state.h"
 
 #define DISK (64u << 20)
 
@@ -298,13 +306,101 @@ static void test_ignore(void **state) {
   assert_false(diff_ignored("/var/lib/systemd/linger", (const char *const *)d, n));
 }
 
+/* A fake guest agent on a UNIX socket, for one connection: answers the
+ * sync with its id, then the command as `mode` says ("ok", "error",
+ * "silent"); exits 3 when the command is not the one expected. */
+static void fake_agent(int lfd, const char *mode, const char *want) {
+  int c = accept(lfd, NULL, NULL);
+  if (c < 0) _exit(2);
+  char buf[4096];
+  size_t len = 0;
+  unsigned id = 0;
+  bool synced = false;
+  for (;;) {
+    ssize_t n = read(c, buf + len, sizeof buf - 1 - len);
+    if (n <= 0) _exit(synced ? 0 : 2);
+    len += (size_t)n;
+    buf[len] = '\0';
+    char *nl;
+    while ((nl = strchr(buf, '\n'))) {
+      *nl = '\0';
+      char out[256];
+      if (!synced) {
+        if (!strcmp(mode, "nosync")) {
+          pause();
+          _exit(0);
+        }
+        const char *at = strstr(buf, "\"id\":");
+        if (!at) _exit(2);
+        id = (unsigned)strtoul(at + 5, NULL, 10);
+        /* noise first, as an agent may send it; then the delimiter */
+        int k = snprintf(out, sizeof out, "{\"junk\": 1}\n\xff{\"return\": %u}\n", id);
+        if (write(c, out, (size_t)k) != k) _exit(2);
+        synced = true;
+      } else {
+        if (strcmp(buf, want)) _exit(3);
+        const char *reply = !strcmp(mode, "ok") ? "{\"return\": 1}\n"
+                            : !strcmp(mode, "error")
+                                ? "{\"error\": {\"class\": \"GenericError\"}}\n"
+                                : NULL;
+        if (!reply) {
+          pause();
+          _exit(0);
+        }
+        if (write(c, reply, strlen(reply)) < 0) _exit(2);
+      }
+      len -= (size_t)(nl + 1 - buf);
+      memmove(buf, nl + 1, len + 1);
+    }
+  }
+}
+
+static int run_qga(const char *mode, int timeout_ms) {
+  char dir[] = "/tmp/qvm-qga-test-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char path[64];
+  snprintf(path, sizeof path, "%s/qga.sock", dir);
+  int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+  assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+  assert_int_equal(listen(lfd, 1), 0);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) fake_agent(lfd, mode, "{\"execute\":\"guest-fsfreeze-freeze\"}");
+  close(lfd);
+  vm_paths p = {.qga_sock = path};
+  qvm_error *err = NULL;
+  int r = vm_qga_command(&p, "guest-fsfreeze-freeze", timeout_ms, &err);
+  qvm_error_free(err);
+  kill(pid, SIGTERM);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  if (WIFEXITED(st)) assert_int_not_equal(WEXITSTATUS(st), 3); /* the command as sent */
+  unlink(path);
+  rmdir(dir);
+  return r;
+}
+
+/* The freeze of a running vm's diff: the agent's answer, its refusal, its
+ * silence (bounded), a socket with no agent behind it, no socket. */
+static void test_qga_command(void **state) {
+  (void)state;
+  assert_int_equal(run_qga("ok", 5000), 0);
+  assert_int_equal(run_qga("error", 5000), QVM_EPROTO);
+  assert_int_equal(run_qga("silent", 300), QVM_ETIMEOUT);
+  assert_int_equal(run_qga("nosync", 300), QVM_EUNAVAIL); /* no agent in the guest */
+  vm_paths none = {.qga_sock = "/nonexistent/qga.sock"};
+  assert_true(vm_qga_command(&none, "guest-fsfreeze-thaw", 300, NULL) < 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_whole_disk),       cmocka_unit_test(test_mbr_largest_ext),
       cmocka_unit_test(test_mbr_outside_disk), cmocka_unit_test(test_gpt),
       cmocka_unit_test(test_gpt_hostile),      cmocka_unit_test(test_no_fs),
       cmocka_unit_test(test_compare),          cmocka_unit_test(test_unhashable_is_changed),
-      cmocka_unit_test(test_ignore),
+      cmocka_unit_test(test_ignore),           cmocka_unit_test(test_qga_command),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

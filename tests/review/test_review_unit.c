@@ -420,6 +420,21 @@ static void test_apply_with_inventory(void **s) {
   json_object_put(res);
   free(out);
   assert_status(id, "applied");
+  /* the private ansible.cfg gives ansible a timeout a guest under TCG can
+   * meet (its default of 10 s was not, for sudo on a busy host) */
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd,
+           "ANSIBLE_CONFIG='%s/state/reviews/%s/apply-1/ansible.cfg' ansible-config dump "
+           "--only-changed 2>&1",
+           state, id);
+  FILE *p = popen(cmd, "r");
+  assert_non_null(p);
+  char line[512];
+  bool timeout = false;
+  while (fgets(line, sizeof line, p))
+    if (!strncmp(line, "DEFAULT_TIMEOUT(", 16) && strstr(line, " = 60")) timeout = true;
+  pclose(p);
+  assert_true(timeout);
   free(id);
 }
 
