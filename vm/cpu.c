@@ -80,9 +80,9 @@ int vm_cpu_usable(const char *cpu, vm_accel accel, const char *name, qvm_error *
   size_t len = strcspn(m, ",");
   if (accel == VM_ACCEL_TCG && len == 4 && !strncmp(m, "host", 4))
     return qvm_error_set(err, QVM_EINVAL,
-                         "cpu model 'host' needs KVM and vm '%s' would run under TCG: "
-                         "'qvm set %s --cpu auto' (or a named model)",
-                         name, name);
+                         "cpu model 'host' needs KVM and vm '%s' would run under TCG: make its "
+                         "cpu model auto or a named one",
+                         name);
   return 0;
 }
 
@@ -93,7 +93,7 @@ const char *vm_cpu_model(const char *cpu, vm_accel accel, const char **why) {
     m = kvm ? KVM_DEFAULT : TCG_LEGACY;
     w = kvm ? "KVM: the host's model (legacy record)"
             : "made by a qvm before qemu64 was the TCG default: kept so its RAM snapshots and "
-              "forks load ('qvm set VM --cpu auto' to change)";
+              "forks load (a cpu model of auto changes it)";
   } else if (!strcmp(cpu, VM_CPU_AUTO)) {
     m = kvm ? KVM_DEFAULT : TCG_DEFAULT;
     w = kvm ? "KVM: the host's model" : "TCG default: boots fastest under TCG, migratable";

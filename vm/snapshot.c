@@ -409,8 +409,8 @@ static int restore_locked(snap_op *op, qvm_vm_state state, qvm_error **err) {
      * libraries did not probe (an instruction that is gone kills them). */
     r = qvm_error_set(err, QVM_ECONFLICT,
                       "snapshot '%s' holds RAM saved on cpu model %s and the vm runs on %s: "
-                      "'qvm set %s --cpu %s' and restart it, then restore",
-                      op->name, sn->cpu, op->vm->rec->runtime.cpu, op->vm->name, sn->cpu);
+                      "make its cpu model %s again and restart it, then restore",
+                      op->name, sn->cpu, op->vm->rec->runtime.cpu, sn->cpu);
   } else if (!running && sn->ram) {
     r = qvm_error_set(err, QVM_ECONFLICT,
                       "snapshot '%s' holds the vm's RAM and the vm is %s: start the vm, then "
