@@ -4,11 +4,12 @@
 
 #include "vm/cpu.h"
 
-/* Under TCG: qemu64 boots a Debian 12 cloud guest to SSH about 20 % sooner
- * than max or a named x86-64-v2 model (bench/vm/bench_cpu.sh; figures in
- * docs/ARCHITECTURE.md): with SSE4.2 and POPCNT in CPUID, glibc and the
- * kernel take code paths (string functions, checksums) that TCG emulates
- * slowly. qemu64 is also migratable, which RAM snapshots and forks need.
+/* Under TCG: a Debian 12 cloud guest on max costs 1.14x the QEMU CPU time
+ * of qemu64 to cloud-init done, and reaches SSH 1.10x later
+ * (bench/vm/bench_cpu.sh; figures in docs/ARCHITECTURE.md, "CPU model"):
+ * with SSE4.2 and POPCNT in CPUID, glibc and the kernel likely take code
+ * paths TCG emulates slowly. qemu64 is also migratable, which RAM
+ * snapshots and forks need.
  * A guest built for x86-64-v2 or later (RHEL 9 and its rebuilds) needs
  * --cpu (e.g. Nehalem or max). Under KVM, the host's model. */
 #define TCG_DEFAULT "qemu64"
