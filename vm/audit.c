@@ -161,23 +161,36 @@ int qvm_audit_set_thread_agent(const char *agent, qvm_error **err) {
   return 0;
 }
 
+static _Thread_local int64_t thread_peer = -1;
+
+void qvm_audit_set_thread_peer(int64_t uid) { thread_peer = uid < 0 ? -1 : uid; }
+
 const char *vm_audit_current_agent(void) {
   const char *agent = thread_agent[0] ? thread_agent : getenv("QVM_AGENT");
   return agent && qvm_audit_agent_valid(agent) ? agent : NULL;
 }
 
-static struct json_object *actor_json(void) {
-  struct json_object *a = json_object_new_object();
-  uid_t uid = getuid();
+/* {"uid":U,"user":NAME|null} into a. */
+static void add_user(struct json_object *a, uid_t uid) {
   json_object_object_add(a, "uid", json_object_new_int64((int64_t)uid));
   struct passwd pw, *res = NULL;
   char buf[4096];
   bool named = getpwuid_r(uid, &pw, buf, sizeof buf, &res) == 0 && res;
   json_object_object_add(a, "user", named ? vm_audit_string(pw.pw_name, 256, NULL) : NULL);
+}
+
+static struct json_object *actor_json(void) {
+  struct json_object *a = json_object_new_object();
+  add_user(a, getuid());
   /* The caller's own claim, bounded and escaped; qvm --agent checks it. */
   const char *agent = thread_agent[0] ? thread_agent : getenv("QVM_AGENT");
   if (agent && agent[0])
     json_object_object_add(a, "agent", vm_audit_string(agent, QVM_AUDIT_AGENT_MAX, NULL));
+  if (thread_peer >= 0) {
+    struct json_object *peer = json_object_new_object();
+    add_user(peer, (uid_t)thread_peer);
+    json_object_object_add(a, "peer", peer);
+  }
   return a;
 }
 

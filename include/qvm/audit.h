@@ -58,6 +58,13 @@ QVM_API bool qvm_audit_agent_valid(const char *agent);
  * thread exits. */
 QVM_API int qvm_audit_set_thread_agent(const char *agent, qvm_error **err);
 
+/* The local user this thread acts for, when it is not the process's own: a
+ * server that serves other Unix users on its socket (qvmd with
+ * --socket-group) names the caller as actor.peer {"uid","user"} beside the
+ * process's own uid. A negative uid clears it. Like the agent, it stays set
+ * until cleared or the thread exits. */
+QVM_API void qvm_audit_set_thread_peer(int64_t uid);
+
 /* The log's path (the caller's; free()), whether or not it exists yet. */
 QVM_API int qvm_audit_path(char **out, qvm_error **err);
 

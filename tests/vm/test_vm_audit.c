@@ -386,6 +386,39 @@ static void test_list_filters(void **state) {
   assert_int_equal(list_count(NULL, NULL, INT64_C(946684800000000)), 5);  /* 2000 */
 }
 
+/* A thread's peer (qvmd's caller on its socket) is named beside the
+ * process's uid, and only while it is set; the chain still verifies. */
+static void test_thread_peer(void **state) {
+  (void)state;
+  qvm_audit_set_thread_peer(65534);
+  append_n(1, "p1");
+  qvm_audit_set_thread_peer(-1);
+  append_n(1, "p1");
+  size_t len = 0;
+  char *text = log_text(&len);
+  char *second = strchr(text, '\n');
+  assert_non_null(second);
+  *second++ = '\0';
+  json_object *a = json_tokener_parse(text), *b = json_tokener_parse(second);
+  assert_non_null(a);
+  assert_non_null(b);
+  json_object *actor, *peer, *v;
+  assert_true(json_object_object_get_ex(a, "actor", &actor));
+  assert_true(json_object_object_get_ex(actor, "uid", &v));
+  assert_int_equal(json_object_get_int64(v), (int64_t)getuid());
+  assert_true(json_object_object_get_ex(actor, "peer", &peer));
+  assert_true(json_object_object_get_ex(peer, "uid", &v));
+  assert_int_equal(json_object_get_int64(v), 65534);
+  assert_true(json_object_object_get_ex(b, "actor", &actor));
+  assert_false(json_object_object_get_ex(actor, "peer", &peer));
+  json_object_put(a);
+  json_object_put(b);
+  free(text);
+  qvm_audit_verify_result res = verify();
+  assert_int_equal(res.bad_line, 0);
+  assert_int_equal(res.records, 2);
+}
+
 /* A last record longer than the first read of the log's end (4 KiB). */
 static void test_long_record(void **state) {
   (void)state;
@@ -425,6 +458,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_escaped_argv_still_logged, setup, teardown),
       cmocka_unit_test_setup_teardown(test_append_checks, setup, teardown),
       cmocka_unit_test_setup_teardown(test_list_filters, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_thread_peer, setup, teardown),
       cmocka_unit_test_setup_teardown(test_long_record, setup, teardown),
       cmocka_unit_test_setup_teardown(test_log_not_regular, setup, teardown),
   };

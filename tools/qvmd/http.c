@@ -21,6 +21,7 @@
 
 typedef struct pending {
   qvmd_caller caller;
+  int64_t peer_uid; /* a group member on the UNIX socket, else -1 */
   bool authorized;
   char *body;
   size_t len;
@@ -93,8 +94,24 @@ static enum MHD_Result queue(struct MHD_Connection *c, qvmd_reply *r) {
   return ret;
 }
 
-/* The caller on the UNIX socket: qvmd's own user or root, else 403. */
-static bool unix_caller(qvmd_reply *out, struct MHD_Connection *c, qvmd_caller *caller) {
+/* Whether the peer on fd (whose effective gid the kernel gave as gid) is in
+ * group: that gid, or one of the supplementary groups it had when it
+ * connected (SO_PEERGROUPS: the kernel's record, not the group database's
+ * say). More than 256 groups, or a kernel without it: only the gid counts. */
+static bool peer_in_group(int fd, gid_t gid, gid_t group) {
+  if (gid == group) return true;
+  gid_t groups[256];
+  socklen_t len = sizeof groups;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0) return false;
+  for (size_t i = 0; i < len / sizeof groups[0]; i++)
+    if (groups[i] == group) return true;
+  return false;
+}
+
+/* The caller on the UNIX socket: qvmd's own user or root (full), a member
+ * of --socket-group (its scope), else 403. */
+static bool unix_caller(qvmd_reply *out, struct MHD_Connection *c, const qvmd_listener *l,
+                        pending *p) {
   const union MHD_ConnectionInfo *ci =
       MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
   struct ucred cred;
@@ -103,14 +120,21 @@ static bool unix_caller(qvmd_reply *out, struct MHD_Connection *c, qvmd_caller *
     qvmd_problem(out, 403, "Forbidden", "the caller's credentials cannot be read");
     return false;
   }
-  if (cred.uid != 0 && cred.uid != geteuid()) {
-    qvmd_problem(out, 403, "Forbidden", "uid %u may not use this qvmd (it serves uid %u and root)",
-                 (unsigned)cred.uid, (unsigned)geteuid());
-    return false;
+  p->caller.agent = NULL;
+  p->peer_uid = -1;
+  if (cred.uid == 0 || cred.uid == geteuid()) {
+    p->caller.scope = QVMD_SCOPE_FULL;
+    return true;
   }
-  caller->scope = QVMD_SCOPE_FULL;
-  caller->agent = NULL;
-  return true;
+  if (l->group_set && peer_in_group(ci->connect_fd, cred.gid, l->group)) {
+    p->caller.scope = l->group_scope;
+    p->peer_uid = (int64_t)cred.uid;
+    return true;
+  }
+  qvmd_problem(out, 403, "Forbidden", "uid %u may not use this qvmd (it serves uid %u, root%s)",
+               (unsigned)cred.uid, (unsigned)geteuid(),
+               l->group_set ? " and its socket group's members" : "");
+  return false;
 }
 
 /* The caller on TCP: "Authorization: Bearer SECRET", else 401; within its
@@ -145,8 +169,10 @@ static bool content_type_json(const char *ct) {
 
 /* The first call for a request: its headers. A reply here (401, 403,
  * 413, 415, 429) goes out before any body is read. */
-static bool check_headers(qvmd_reply *out, struct MHD_Connection *c, bool tcp, pending *p) {
-  if (!(tcp ? tcp_caller(out, c, &p->caller) : unix_caller(out, c, &p->caller))) return false;
+static bool check_headers(qvmd_reply *out, struct MHD_Connection *c, const qvmd_listener *l,
+                          pending *p) {
+  p->peer_uid = -1;
+  if (!(l->tcp ? tcp_caller(out, c, &p->caller) : unix_caller(out, c, l, p))) return false;
   const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
   const char *te =
       MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
@@ -194,8 +220,10 @@ static void dispatch(qvmd_reply *out, struct MHD_Connection *c, const char *url,
   req.alias = strncmp(url, "/api/v1/", 8) != 0;
   /* The audit records of an agent token's request name its agent. */
   qvm_audit_set_thread_agent(p->caller.agent, NULL);
+  qvm_audit_set_thread_peer(p->peer_uid); /* a --socket-group member: named as actor.peer */
   r->handler(out, &req);
   qvm_audit_set_thread_agent(NULL, NULL);
+  qvm_audit_set_thread_peer(-1);
   if (!out->body) qvmd_problem(out, 500, "Internal", "the handler gave no reply");
 }
 
@@ -209,7 +237,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
   if (!p) {
     if (!(p = calloc(1, sizeof *p))) return MHD_NO;
     *con_cls = p;
-    if (!check_headers(&out, c, l->tcp, p)) return queue(c, &out);
+    if (!check_headers(&out, c, l, p)) return queue(c, &out);
     return MHD_YES;
   }
   if (*upload_data_size) {
@@ -279,12 +307,18 @@ struct MHD_Daemon *qvmd_http_start(const qvmd_listener *l, int fd, const qvmd_ht
   /* On TCP, one address may not take every connection (the UNIX socket
    * has no address to tell callers apart by). */
   unsigned per_ip = l->tcp ? lim->max_connections_per_ip : 0;
+  bool tls = l->tcp && l->tls_cert;
+  /* TLS 1.2 and 1.3 only, GnuTLS's secure defaults otherwise. A listener
+   * without TLS passes no certificate options (libmicrohttpd ignores the
+   * priorities then; MHD_OPTION_END before them ends the list). */
   return MHD_start_daemon(
       MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
-          MHD_USE_ERROR_LOG,
+          MHD_USE_ERROR_LOG | (tls ? MHD_USE_TLS : 0),
       0, NULL, NULL, on_request, (void *)l, MHD_OPTION_LISTEN_SOCKET, fd,
       MHD_OPTION_CONNECTION_TIMEOUT, lim->timeout_s, MHD_OPTION_CONNECTION_LIMIT,
       lim->max_connections, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64u << 10),
       MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
-      MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip, MHD_OPTION_END);
+      MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip, tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END,
+      l->tls_cert, MHD_OPTION_HTTPS_MEM_KEY, l->tls_key, MHD_OPTION_HTTPS_PRIORITIES,
+      "SECURE256:+SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2", MHD_OPTION_END);
 }

@@ -3,6 +3,7 @@
 #define QVM_TOOLS_QVMD_HTTP_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include "qvmd.h"
 
@@ -10,6 +11,13 @@ struct MHD_Daemon;
 
 typedef struct qvmd_listener {
   bool tcp; /* bearer tokens; else the UNIX socket (SO_PEERCRED) */
+  /* UNIX socket: members of this group (primary or supplementary) may call
+   * too, with group_scope (full or read). */
+  bool group_set;
+  gid_t group;
+  qvmd_scope group_scope;
+  /* TCP: TLS with this certificate chain and key (PEM text), or NULL. */
+  const char *tls_cert, *tls_key;
 } qvmd_listener;
 
 typedef struct qvmd_http_limits {

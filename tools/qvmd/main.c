@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <limits.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include <microhttpd.h>
+#include <sodium.h>
 
 #include "activation.h"
 #include "auth.h"
@@ -31,6 +33,8 @@ typedef struct options {
   const char *listen; /* ADDR:PORT */
   const char *tokens;
   bool insecure;
+  const char *socket_group; /* GROUP[:read] */
+  const char *tls_cert, *tls_key;
   unsigned timeout_s, max_connections, rate, max_work;
 } options;
 
@@ -41,13 +45,21 @@ static void usage(FILE *f) {
              "                         $XDG_RUNTIME_DIR/qvm, else /run/qvm as root: qvmd.sock);\n"
              "                         env QVM_QVMD_SOCKET\n"
              "  --no-socket            no UNIX socket (TCP only)\n"
+             "  --socket-group GROUP[:read]\n"
+             "                         let GROUP's members use the UNIX socket (made 0660, that\n"
+             "                         group's), with full access or, with ':read', read-only;\n"
+             "                         env QVM_QVMD_SOCKET_GROUP\n"
              "  --listen ADDR:PORT     also serve TCP on an IPv4 address (bearer tokens);\n"
              "                         env QVM_QVMD_LISTEN, or VM_PROVISIONER_PORT (127.0.0.1)\n"
              "  --tokens FILE          bearer tokens for TCP, one 'SECRET SCOPE' a line (scope:\n"
              "                         read, full or agent:ID); the file must be 0600 and\n"
              "                         qvmd's user's; env QVM_QVMD_TOKENS\n"
-             "  --insecure             allow TCP beyond loopback without TLS (qvmd has no TLS\n"
-             "                         yet: tokens then cross the network in clear text)\n"
+             "  --tls-cert FILE        serve TCP over TLS (1.2, 1.3) with this PEM certificate\n"
+             "                         chain; env QVM_QVMD_TLS_CERT\n"
+             "  --tls-key FILE         its PEM private key (0600 or stricter, qvmd's user's or\n"
+             "                         root's); env QVM_QVMD_TLS_KEY\n"
+             "  --insecure             allow TCP beyond loopback without TLS (tokens then cross\n"
+             "                         the network in clear text)\n"
              "  --timeout SECONDS      idle connection, header and body timeout (default 30)\n"
              "  --max-connections N    per listener (default 256; on TCP a quarter of them\n"
              "                         per client address)\n"
@@ -72,19 +84,15 @@ static int parse_uint(unsigned *out, const char *what, const char *text, unsigne
 }
 
 static int parse_args(options *o, int argc, char **argv) {
-  static const struct option longopts[] = {{"socket", 1, 0, 's'},
-                                           {"no-socket", 0, 0, 'S'},
-                                           {"listen", 1, 0, 'l'},
-                                           {"tokens", 1, 0, 't'},
-                                           {"insecure", 0, 0, 'I'},
-                                           {"timeout", 1, 0, 'T'},
-                                           {"max-connections", 1, 0, 'c'},
-                                           {"rate-limit", 1, 0, 'r'},
-                                           {"max-work", 1, 0, 'w'},
-                                           {"routes", 0, 0, 'R'},
-                                           {"version", 0, 0, 'V'},
-                                           {"help", 0, 0, 'h'},
-                                           {0, 0, 0, 0}};
+  static const struct option longopts[] = {
+      {"socket", 1, 0, 's'},     {"no-socket", 0, 0, 'S'},
+      {"listen", 1, 0, 'l'},     {"tokens", 1, 0, 't'},
+      {"insecure", 0, 0, 'I'},   {"socket-group", 1, 0, 'g'},
+      {"tls-cert", 1, 0, 'C'},   {"tls-key", 1, 0, 'K'},
+      {"timeout", 1, 0, 'T'},    {"max-connections", 1, 0, 'c'},
+      {"rate-limit", 1, 0, 'r'}, {"max-work", 1, 0, 'w'},
+      {"routes", 0, 0, 'R'},     {"version", 0, 0, 'V'},
+      {"help", 0, 0, 'h'},       {0, 0, 0, 0}};
   int c;
   opterr = 0;
   while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
@@ -95,6 +103,9 @@ static int parse_args(options *o, int argc, char **argv) {
     case 'l': o->listen = optarg; break;
     case 't': o->tokens = optarg; break;
     case 'I': o->insecure = true; break;
+    case 'g': o->socket_group = optarg; break;
+    case 'C': o->tls_cert = optarg; break;
+    case 'K': o->tls_key = optarg; break;
     case 'T': r = parse_uint(&o->timeout_s, "--timeout", optarg, 1, 3600); break;
     case 'c': r = parse_uint(&o->max_connections, "--max-connections", optarg, 1, 65536); break;
     case 'r': r = parse_uint(&o->rate, "--rate-limit", optarg, 0, 1000000); break;
@@ -125,11 +136,107 @@ static void env_defaults(options *o) {
   if (!o->socket_path) o->socket_path = getenv("QVM_QVMD_SOCKET");
   if (!o->tokens) o->tokens = getenv("QVM_QVMD_TOKENS");
   if (!o->listen) o->listen = getenv("QVM_QVMD_LISTEN");
+  if (!o->socket_group) o->socket_group = getenv("QVM_QVMD_SOCKET_GROUP");
+  if (!o->tls_cert) o->tls_cert = getenv("QVM_QVMD_TLS_CERT");
+  if (!o->tls_key) o->tls_key = getenv("QVM_QVMD_TLS_KEY");
   const char *port = getenv("VM_PROVISIONER_PORT");
   if (!o->listen && port && *port && strlen(port) < 8) {
     snprintf(listen_buf, sizeof listen_buf, "127.0.0.1:%s", port);
     o->listen = listen_buf;
   }
+}
+
+/* A socket group's members need to reach the socket: its dir must let
+ * them search it (x for the group when it is that group's, else for
+ * others). Only a warning: an ACL or a dir further up may be the plan. */
+static void group_dir_warning(const char *path, gid_t group) {
+  char dir[PATH_MAX];
+  snprintf(dir, sizeof dir, "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (!slash)
+    snprintf(dir, sizeof dir, ".");
+  else if (slash == dir)
+    dir[1] = '\0';
+  else
+    *slash = '\0';
+  struct stat st;
+  if (stat(dir, &st) < 0) return;
+  bool ok = (st.st_gid == group && (st.st_mode & S_IXGRP)) || (st.st_mode & S_IXOTH);
+  if (!ok)
+    fprintf(stderr,
+            "qvmd: warning: the socket group's members cannot reach '%s': its dir '%s' (mode "
+            "%04o) does not let them search it; use a --socket in a dir they may enter\n",
+            path, dir, (unsigned)(st.st_mode & 07777));
+}
+
+/* GROUP or GROUP:read into the UNIX listener. */
+static int parse_group(qvmd_listener *l, const char *text) {
+  char name[256];
+  const char *colon = strchr(text, ':');
+  size_t n = colon ? (size_t)(colon - text) : strlen(text);
+  l->group_scope = QVMD_SCOPE_FULL;
+  if (colon && strcmp(colon + 1, "read") == 0)
+    l->group_scope = QVMD_SCOPE_READ;
+  else if (colon && strcmp(colon + 1, "full") != 0)
+    n = 0;
+  if (n == 0 || n >= sizeof name) {
+    fprintf(stderr, "qvmd: --socket-group takes GROUP, GROUP:read or GROUP:full, not '%s'\n", text);
+    return -1;
+  }
+  memcpy(name, text, n);
+  name[n] = '\0';
+  struct group gr, *res = NULL;
+  char buf[16384];
+  char *end = NULL;
+  unsigned long gid = strtoul(name, &end, 10);
+  if (getgrnam_r(name, &gr, buf, sizeof buf, &res) == 0 && res) {
+    l->group = res->gr_gid;
+  } else if (end != name && !*end && gid < (unsigned long)(gid_t)-1) {
+    l->group = (gid_t)gid;
+  } else {
+    fprintf(stderr, "qvmd: --socket-group: no group '%s'\n", name);
+    return -1;
+  }
+  if (l->group == 0) {
+    fprintf(stderr, "qvmd: --socket-group: not group 0 (root's): name a group made for qvmd\n");
+    return -1;
+  }
+  l->group_set = true;
+  return 0;
+}
+
+/* A PEM file for TLS into *out (NUL-terminated, at most 64 KiB). A key
+ * must be a regular file of qvmd's user (or root) that nobody else may
+ * read. */
+static int read_pem(char **out, const char *path, bool secret) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) < 0) {
+    fprintf(stderr, "qvmd: cannot open '%s': %s\n", path, strerror(errno));
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  const char *why = NULL;
+  if (!S_ISREG(st.st_mode))
+    why = "is not a regular file";
+  else if (st.st_size <= 0 || st.st_size > (64 << 10))
+    why = "is empty or over 64 KiB";
+  else if (secret && st.st_uid != geteuid() && st.st_uid != 0)
+    why = "is not qvmd's user's";
+  else if (secret && (st.st_mode & 077))
+    why = "may be read by others (chmod 600 it)";
+  char *buf = why ? NULL : calloc(1, (size_t)st.st_size + 1);
+  if (!why && !buf) why = "cannot be read: out of memory";
+  if (!why && read(fd, buf, (size_t)st.st_size) != st.st_size) why = "cannot be read whole";
+  close(fd);
+  if (why) {
+    fprintf(stderr, "qvmd: the TLS %s '%s' %s\n", secret ? "key" : "certificate", path, why);
+    if (buf) sodium_memzero(buf, (size_t)st.st_size);
+    free(buf);
+    return -1;
+  }
+  *out = buf;
+  return 0;
 }
 
 /* The default socket path, as libqvm picks the runtime dir. */
@@ -189,7 +296,7 @@ static int clear_stale(const char *path, const struct sockaddr_un *sa) {
   return 0;
 }
 
-static int listen_unix(const char *path, ino_t *out_ino) {
+static int listen_unix(const char *path, const qvmd_listener *l, ino_t *out_ino) {
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
   if (strlen(path) >= sizeof sa.sun_path) {
     fprintf(stderr, "qvmd: the socket path '%s' is over %zu bytes\n", path, sizeof sa.sun_path - 1);
@@ -198,34 +305,42 @@ static int listen_unix(const char *path, ino_t *out_ino) {
   strcpy(sa.sun_path, path);
   if (clear_stale(path, &sa) < 0) return -1;
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  mode_t old = umask(0177);
+  mode_t want = l->group_set ? 0660 : 0600;
+  mode_t old = umask(07777 & ~want);
   int r = fd < 0 ? -1 : bind(fd, (struct sockaddr *)&sa, sizeof sa);
   umask(old);
-  /* 0600 from the umask at bind: no chmod by path afterwards, which would
-   * follow a symlink swapped in meanwhile (a root qvmd would make any file
-   * 0600); lstat, so a swapped path is seen as what it is */
+  /* The mode from the umask at bind: no chmod by path afterwards, which
+   * would follow a symlink swapped in meanwhile (a root qvmd would make any
+   * file 0600); lchown for the group (a swapped-in symlink would be changed
+   * itself, not what it points at); lstat, so a swapped path is seen as
+   * what it is */
   struct stat st;
-  if (r < 0 || listen(fd, 128) < 0 || lstat(path, &st) < 0) {
+  if (r < 0 || listen(fd, 128) < 0 || (l->group_set && lchown(path, (uid_t)-1, l->group) < 0) ||
+      lstat(path, &st) < 0) {
     fprintf(stderr, "qvmd: cannot listen on '%s': %s\n", path, strerror(errno));
     if (fd >= 0) close(fd);
+    if (r == 0) unlink(path);
     return -1;
   }
-  if (!S_ISSOCK(st.st_mode) || (st.st_mode & 07777) != 0600) {
-    fprintf(stderr, "qvmd: '%s' is not the 0600 socket qvmd made: it changed meanwhile\n", path);
+  if (!S_ISSOCK(st.st_mode) || (st.st_mode & 07777) != want ||
+      (l->group_set && st.st_gid != l->group)) {
+    fprintf(stderr, "qvmd: '%s' is not the %04o socket qvmd made: it changed meanwhile\n", path,
+            (unsigned)want);
     close(fd);
     return -1;
   }
+  if (l->group_set) group_dir_warning(path, l->group);
   *out_ino = st.st_ino;
   return fd;
 }
 
-/* TCP needs tokens, and TLS (not built yet) or --insecure beyond loopback. */
+/* TCP needs tokens, and TLS or --insecure beyond loopback. */
 static bool tcp_refused_addr(const options *o, const struct sockaddr_in *sa, const char *shown) {
   bool loopback = (ntohl(sa->sin_addr.s_addr) >> 24) == 127;
-  if (!loopback && !o->insecure) {
+  if (!loopback && !o->insecure && !o->tls_cert) {
     fprintf(stderr,
-            "qvmd: '%s' is beyond loopback and qvmd has no TLS yet: bearer tokens would cross "
-            "the network in clear text; give --insecure to do it anyway\n",
+            "qvmd: '%s' is beyond loopback without TLS: bearer tokens would cross the network "
+            "in clear text; give --tls-cert and --tls-key, or --insecure to do it anyway\n",
             shown);
     return true;
   }
@@ -309,6 +424,17 @@ int main(int argc, char **argv) {
     fprintf(stderr, "qvmd: %s\n", msg);
     return 1;
   }
+  static qvmd_listener unix_l = {.tcp = false}, tcp_l = {.tcp = true};
+  if (o.socket_group && parse_group(&unix_l, o.socket_group) < 0) return 2;
+  char *cert = NULL, *key = NULL;
+  if (!o.tls_cert != !o.tls_key) {
+    fprintf(stderr, "qvmd: --tls-cert and --tls-key go together\n");
+    return 2;
+  }
+  if (o.tls_cert && (read_pem(&cert, o.tls_cert, false) < 0 || read_pem(&key, o.tls_key, true) < 0))
+    return 1;
+  tcp_l.tls_cert = cert;
+  tcp_l.tls_key = key;
   qvmd_http_set_work_max((int)o.max_work);
   qvmd_http_limits lim = {.timeout_s = o.timeout_s,
                           .max_connections = o.max_connections,
@@ -335,14 +461,13 @@ int main(int argc, char **argv) {
         if (default_socket(sock_buf, sizeof sock_buf) < 0) return 1;
         path = sock_buf;
       }
-      if ((ufd = listen_unix(path, &ino)) < 0) return 1;
+      if ((ufd = listen_unix(path, &unix_l, &ino)) < 0) return 1;
     }
     if (o.listen && (tfd = listen_tcp(&o)) < 0) {
       if (path) unlink(path);
       return 1;
     }
   }
-  static const qvmd_listener unix_l = {.tcp = false}, tcp_l = {.tcp = true};
   struct MHD_Daemon *ud = ufd >= 0 ? qvmd_http_start(&unix_l, ufd, &lim) : NULL;
   struct MHD_Daemon *td = tfd >= 0 ? qvmd_http_start(&tcp_l, tfd, &lim) : NULL;
   if ((ufd >= 0 && !ud) || (tfd >= 0 && !td)) {
@@ -352,9 +477,9 @@ int main(int argc, char **argv) {
     if (path) unlink(path);
     return 1;
   }
-  fprintf(stderr, "qvmd: serving%s%s%s%s%s\n", activated ? " on systemd's sockets" : "",
+  fprintf(stderr, "qvmd: serving%s%s%s%s%s%s\n", activated ? " on systemd's sockets" : "",
           path ? " on " : "", path ? path : "", o.listen && !activated ? " and on " : "",
-          o.listen && !activated ? o.listen : "");
+          o.listen && !activated ? o.listen : "", td && cert ? " (TLS)" : "");
   unsigned char sig = 0;
   struct pollfd pfd = {.fd = stop_pipe[0], .events = POLLIN};
   while (poll(&pfd, 1, -1) < 0 && errno == EINTR) {
@@ -366,5 +491,8 @@ int main(int argc, char **argv) {
   struct stat st;
   /* Removed only if it is still ours (not another qvmd's that replaced it). */
   if (path && stat(path, &st) == 0 && st.st_ino == ino) unlink(path);
+  if (key) sodium_memzero(key, strlen(key));
+  free(key);
+  free(cert);
   return 0;
 }
