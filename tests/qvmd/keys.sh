@@ -55,6 +55,9 @@ for bad in '{"name": "../x"}|name' '{"name": "K1"}|name' '{"name": "k3", "type":
   expect_eq "$(jget "$body" 'o.get("field")')" "${bad#*|}" "the field named for ${bad%|*}"
 done
 [[ ! -e $tmp/x && ! -e $SSH_KEY_DIR/k3 ]] || fail "a refused key was written"
+req GET /api/v1/ssh-keys/k1
+expect_status 200 "get k1"
+expect_eq "$(jget "$body" 'o["name"], o["type"], o["publicKey"].split()[0]')" "('k1', 'ed25519', 'ssh-ed25519')" "k1's public part"
 req GET /api/v1/ssh-keys/nosuch
 expect_status 404 "an unknown key"
 

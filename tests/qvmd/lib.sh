@@ -45,6 +45,22 @@ req() {
   status=$(curl "${args[@]}" "$@") || status=000
   body=$(cat "$tmp/resp" 2>/dev/null || true)
   ctype=$(sed -n 's/^[Cc]ontent-[Tt]ype: *\([^;\r]*\).*/\1/p' "$tmp/hdrs" 2>/dev/null | tail -n 1)
+  contract_record "$method" "$path"
+}
+
+# With $QVM_CONTRACT_DIR set (ctest sets it), every answer req got is kept
+# there for tests/qvmd/contract.py, which validates each against
+# api/openapi.json and checks that every documented route was called:
+# NAME-N.meta (method, path, status, content type, a line each) and
+# NAME-N.body.
+contract_n=0
+contract_record() {
+  [[ -n ${QVM_CONTRACT_DIR:-} && $status != 000 ]] || return 0
+  mkdir -p "$QVM_CONTRACT_DIR"
+  contract_n=$((contract_n + 1))
+  local f=$QVM_CONTRACT_DIR/$e2e_name-$$-$contract_n
+  printf '%s\n%s\n%s\n%s\n' "$1" "$2" "$status" "$ctype" >"$f.meta"
+  cp "$tmp/resp" "$f.body" 2>/dev/null || : >"$f.body"
 }
 
 problem_check='

@@ -183,6 +183,9 @@ expect_status 204 "agent a destroys sb-a"
 url_base=
 req GET /api/v1/sandboxes
 expect_eq "$(jget "$body" '[s["name"] for s in o]')" "['sb-b']" "sb-b is still there, sb-a is gone"
+req GET /api/v1/sandboxes/sb-b
+expect_status 200 "root reads sb-b"
+expect_eq "$(jget "$body" 'o["name"], o["agent"]')" "('sb-b', 'agent-b')" "sb-b as root sees it"
 req DELETE /api/v1/sandboxes/sb-b
 expect_status 204 "root destroys sb-b"
 req DELETE /api/v1/vms/m1
