@@ -40,6 +40,8 @@ test=(
   # qvm diff --ansible: the generated playbooks are checked and applied;
   # qvm review apply and edit run ansible-playbook
   ansible-core
+  # a disk image that boots (syslinux on FAT): tests/qvmd/provisioner.sh
+  syslinux mtools dosfstools
 )
 # bench/lib/libvirtd.sh runs a libvirtd of its own (no libvirt-daemon-system:
 # no units, no users); bench/e2e adds virt-install and libvirt's default

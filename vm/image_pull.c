@@ -193,6 +193,32 @@ static int from_checksums(pull *p, const char *url, qvm_error **err) {
   return asprintf(&p->verified, "checksums:%s", clean) < 0 || !p->checksums ? oom(err) : 0;
 }
 
+static void clear_error(qvm_error **err) {
+  if (err && *err) {
+    qvm_error_free(*err);
+    *err = NULL;
+  }
+}
+
+/* The SHA256SUMS, else SHA512SUMS, beside the url (its directory), when
+ * one lists the url's file. 0 when one did; < 0 (err set) when none did. */
+static int discover_checksums(pull *p, qvm_error **err) {
+  static const char *const names[] = {"SHA256SUMS", "SHA512SUMS"};
+  const char *end = strchr(p->url, '?');
+  size_t len = end ? (size_t)(end - p->url) : strlen(p->url);
+  const char *slash = memrchr(p->url, '/', len);
+  const char *host = strstr(p->url, "://");
+  if (!slash || !host || slash < host + 3) return qvm_error_set(err, QVM_EINVAL, "no directory");
+  int r = -1;
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    _cleanup_free_ char *url = NULL;
+    if (asprintf(&url, "%.*s/%s", (int)(slash - p->url), p->url, names[i]) < 0) return oom(err);
+    clear_error(err);
+    if ((r = from_checksums(p, url, err)) == 0) return 0;
+  }
+  return r;
+}
+
 static int expectations(pull *p, const img_catalog_entry *e, qvm_error **err) {
   const qvm_image_pull_options *o = p->o;
   int given = !!o->sha256 + !!o->sha512 + !!o->checksums;
@@ -207,11 +233,16 @@ static int expectations(pull *p, const img_catalog_entry *e, qvm_error **err) {
       return qvm_error_set(err, QVM_EINVAL, "checksum file url must be http(s):// or file://");
     return from_checksums(p, sums, err);
   }
+  bool discover = o->version >= 2 && o->discover_checksums && !e && is_url(p->url);
+  if (p->remote && discover) {
+    if (discover_checksums(p, err) == 0) return 0;
+    clear_error(err); /* the refusal below says what was tried */
+  }
   if (p->remote && !o->insecure_no_checksum) {
     qvm_error_set(err, QVM_EINVAL,
-                  "'%s' has no checksum to verify it with: give a sha256, sha512 or a "
+                  "'%s' has no checksum to verify it with%s: give a sha256, sha512 or a "
                   "checksum file",
-                  p->clean);
+                  p->clean, discover ? " (no SHA256SUMS or SHA512SUMS beside it lists it)" : "");
     return qvm_error_set_hint(err, QVM_EINVAL, "ImageUnverified", NULL);
   }
   return 0;

@@ -42,7 +42,7 @@ typedef struct qvm_image_progress {
 
 typedef void qvm_image_progress_fn(const qvm_image_progress *p, void *userdata);
 
-#define QVM_IMAGE_PULL_OPTIONS_VERSION 1
+#define QVM_IMAGE_PULL_OPTIONS_VERSION 2
 typedef struct qvm_image_pull_options {
   unsigned version;      /* QVM_IMAGE_PULL_OPTIONS_VERSION (from _INIT) */
   const char *name;      /* a name to point at the image, or NULL (an alias names it by itself) */
@@ -55,6 +55,13 @@ typedef struct qvm_image_pull_options {
   int stall_timeout_ms;      /* 0: 30 s */
   qvm_image_progress_fn *progress;
   void *userdata;
+  /* Version 2: a remote URL with no checksum given is verified with the
+   * SHA256SUMS, else SHA512SUMS, file beside it (same directory, where
+   * Debian's and Ubuntu's cloud images have theirs) when that lists its
+   * file name; with neither it is refused as without this. That proves the
+   * download is what that server lists, no more: for a caller that cannot
+   * pass checksums (vm-provisioner's imageUrl). */
+  bool discover_checksums;
 } qvm_image_pull_options;
 #define QVM_IMAGE_RETRIES_DEFAULT 4u
 #define QVM_IMAGE_PULL_OPTIONS_INIT                                                                \

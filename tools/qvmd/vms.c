@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <qvm/text.h>
+#include <qvm/image.h>
 #include <qvm/vm.h>
 
 #include "qvmd.h"
@@ -146,7 +147,7 @@ static bool cloud_config_file(qvmd_reply *out, const char *text, char *path, siz
 
 typedef struct create_body {
   const char *name, *image, *image_url, *cloud_config, *kernel, *initrd, *append, *user, *network,
-      *agent;
+      *agent, *image_sha256, *image_checksums;
   uint64_t memory, disk;
   int64_t vcpus;
   bool vcpus_set, no_cloud_init;
@@ -160,13 +161,16 @@ static bool read_labels(qvmd_reply *out, json_object *body, create_body *b) {
 
 static bool read_create_body(qvmd_reply *out, json_object *body, bool alias, create_body *b) {
   static const char *const known[] = {
-      "name",   "image",  "imageUrl", "memory",  "vcpus", "diskSize", "cloudConfig", "kernel",
-      "initrd", "append", "user",     "network", "agent", "labels",   "noCloudInit", NULL};
+      "name",        "image",  "imageUrl",    "memory",      "vcpus",          "diskSize",
+      "cloudConfig", "kernel", "initrd",      "append",      "user",           "network",
+      "agent",       "labels", "noCloudInit", "imageSha256", "imageChecksums", NULL};
   /* vm-provisioner's clients may send members qvmd does not use. */
   if (!alias && !qvmd_body_known(out, body, known)) return false;
   if (!qvmd_body_string(out, body, "name", QVM_VM_NAME_MAX, &b->name) ||
       !qvmd_body_string(out, body, "image", 4096, &b->image) ||
       !qvmd_body_string(out, body, "imageUrl", 4096, &b->image_url) ||
+      !qvmd_body_string(out, body, "imageSha256", 64, &b->image_sha256) ||
+      !qvmd_body_string(out, body, "imageChecksums", 4096, &b->image_checksums) ||
       !qvmd_body_string(out, body, "cloudConfig", CLOUD_CONFIG_MAX, &b->cloud_config) ||
       !qvmd_body_string(out, body, "kernel", 4096, &b->kernel) ||
       !qvmd_body_string(out, body, "initrd", 4096, &b->initrd) ||
@@ -196,6 +200,16 @@ static bool read_create_body(qvmd_reply *out, json_object *body, bool alias, cre
     qvmd_problem_field(out, "imageUrl", "'imageUrl' must be an http:// or https:// URL");
     return false;
   }
+  if (b->image_sha256 && b->image_checksums) {
+    qvmd_problem_field(out, "imageChecksums", "give 'imageSha256' or 'imageChecksums', not both");
+    return false;
+  }
+  if (b->image_checksums && strncmp(b->image_checksums, "https://", 8) &&
+      strncmp(b->image_checksums, "http://", 7)) {
+    qvmd_problem_field(out, "imageChecksums",
+                       "'imageChecksums' must be an http:// or https:// URL");
+    return false;
+  }
   if (!b->image && !b->image_url && !b->kernel) {
     qvmd_problem_field(out, "image", "'image', 'imageUrl' or 'kernel' is required");
     return false;
@@ -220,6 +234,14 @@ void qvmd_vms_create(qvmd_reply *out, const qvmd_request *req) {
     goto done;
   }
   o.image = b.image ? b.image : b.image_url;
+  /* A pull on first use: the checksum given, else (vm-provisioner's
+   * routes, whose clients send only a URL) the SHA256SUMS or SHA512SUMS
+   * beside it. */
+  qvm_image_pull_options pull = QVM_IMAGE_PULL_OPTIONS_INIT;
+  pull.sha256 = b.image_sha256;
+  pull.checksums = b.image_checksums;
+  pull.discover_checksums = req->alias;
+  o.image_pull = &pull;
   o.memory = b.memory;
   o.disk = b.disk;
   o.cpus = b.vcpus_set ? (unsigned)b.vcpus : 0;
