@@ -40,9 +40,16 @@ typedef struct list_key {
   int64_t mtime_ns, ctime_ns;
 } list_key;
 
+/* An info's text, shared by the cache and the listings that use it. */
+typedef struct list_text {
+  atomic_uint refs;
+  size_t len;
+  char s[];
+} list_text;
+
 typedef struct list_item {
   char *name;
-  char *text; /* qvm_vm_info's text; NULL: left out (removed, or unreadable) */
+  list_text *text; /* qvm_vm_info's; NULL: left out (removed, or unreadable) */
   list_key key;
   bool keep; /* goes into the cache */
 } list_item;
@@ -75,10 +82,24 @@ static bool key_equal(const list_key *a, const list_key *b) {
          a->ctime_ns == b->ctime_ns;
 }
 
+static list_text *text_new(const char *s) {
+  size_t len = strlen(s);
+  list_text *t = malloc(sizeof *t + len + 1);
+  if (!t) return NULL;
+  atomic_init(&t->refs, 1);
+  t->len = len;
+  memcpy(t->s, s, len + 1);
+  return t;
+}
+
+static void text_unref(list_text *t) {
+  if (t && atomic_fetch_sub(&t->refs, 1) == 1) free(t);
+}
+
 static void items_free(list_item *items, size_t n) {
   for (size_t i = 0; i < n && items; i++) {
     free(items[i].name);
-    free(items[i].text);
+    text_unref(items[i].text);
   }
   free(items);
 }
@@ -88,13 +109,16 @@ static int item_cmp(const void *a, const void *b) {
 }
 
 /* The kept text for name if vm.json is still what it was; NULL otherwise. */
-static char *cache_find(const char *root, const char *name, const list_key *key, bool *oom) {
-  char *text = NULL;
+static list_text *cache_find(const char *root, const char *name, const list_key *key) {
+  list_text *text = NULL;
   pthread_mutex_lock(&cache_lock);
   if (cache_root && !strcmp(cache_root, root)) {
     list_item probe = {.name = (char *)name};
     const list_item *it = bsearch(&probe, cache, cache_n, sizeof *cache, item_cmp);
-    if (it && key_equal(&it->key, key) && !(text = strdup(it->text))) *oom = true;
+    if (it && key_equal(&it->key, key)) {
+      text = it->text;
+      atomic_fetch_add(&text->refs, 1);
+    }
   }
   pthread_mutex_unlock(&cache_lock);
   return text;
@@ -115,7 +139,8 @@ static void cache_replace(const char *root, list_item *items, size_t n) {
     for (size_t i = 0; i < n; i++) {
       if (!items[i].keep || !items[i].text) continue;
       fresh[k++] = items[i];
-      items[i].name = items[i].text = NULL;
+      items[i].name = NULL;
+      items[i].text = NULL;
     }
   }
   pthread_mutex_lock(&cache_lock);
@@ -150,7 +175,7 @@ static int item_read(list_item *it, const char *path, qvm_error **err) {
   bool sandbox = vm->spec->sandbox;
   qvm_vm_free(vm);
   const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
-  it->text = s ? strdup(s) : NULL;
+  it->text = s ? text_new(s) : NULL;
   json_object_put(o);
   if (!it->text) return qvm_error_set_errno(err, ENOMEM, "out of memory");
   bool live = rv.present && (rv.qemu_alive || rv.shim_alive);
@@ -168,11 +193,11 @@ static int names_read(list_item **out, size_t *out_n, const char *vms, qvm_error
   DIR *d = opendir(vms);
   if (!d) return errno == ENOENT ? 0 : qvm_error_set_errno(err, errno, "cannot list '%s'", vms);
   list_item *items = NULL;
-  size_t n = 0;
+  size_t n = 0, cap = 0;
   struct dirent *de;
   while ((de = readdir(d))) {
     if (!qvm_vm_name_valid(de->d_name)) continue; /* also skips ".x.create-*" */
-    list_item *v = reallocarray(items, n + 1, sizeof *v);
+    list_item *v = n < cap ? items : reallocarray(items, cap = cap ? 2 * cap : 64, sizeof *v);
     if (v) items = v;
     if (!v || !(items[n].name = strdup(de->d_name))) {
       closedir(d);
@@ -193,16 +218,15 @@ static int names_read(list_item **out, size_t *out_n, const char *vms, qvm_error
 /* "[" text "," text ... "]" */
 static int join(char **out, const list_item *items, size_t n, qvm_error **err) {
   size_t len = 2;
-  for (size_t i = 0; i < n; i++) len += items[i].text ? strlen(items[i].text) + 1 : 0;
+  for (size_t i = 0; i < n; i++) len += items[i].text ? items[i].text->len + 1 : 0;
   char *buf = malloc(len + 1), *p = buf;
   if (!buf) return qvm_error_set_errno(err, ENOMEM, "out of memory");
   *p++ = '[';
   for (size_t i = 0; i < n; i++) {
     if (!items[i].text) continue;
     if (p > buf + 1) *p++ = ',';
-    size_t k = strlen(items[i].text);
-    memcpy(p, items[i].text, k);
-    p += k;
+    memcpy(p, items[i].text->s, items[i].text->len);
+    p += items[i].text->len;
   }
   *p++ = ']';
   *p = '\0';
@@ -218,18 +242,21 @@ int qvm_vm_list_info(char **out_json, qvm_error **err) {
   list_item *items = NULL;
   size_t n = 0;
   if ((r = names_read(&items, &n, vms, err)) < 0) return r;
+  size_t vms_len = strlen(vms);
+  _cleanup_free_ char *path = malloc(vms_len + QVM_VM_NAME_MAX + sizeof "//vm.json");
+  if (!path) r = qvm_error_set_errno(err, ENOMEM, "out of memory");
   for (size_t i = 0; i < n && r >= 0; i++) {
-    char path[4200];
+    /* vms/NAME/vm.json, without snprintf: this loop is most of a listing */
+    size_t name_len = strlen(items[i].name); /* at most QVM_VM_NAME_MAX: a valid name */
+    memcpy(path, vms, vms_len);
+    path[vms_len] = '/';
+    memcpy(path + vms_len + 1, items[i].name, name_len);
+    memcpy(path + vms_len + 1 + name_len, "/vm.json", sizeof "/vm.json");
     list_key key;
-    bool oom = false;
-    if (snprintf(path, sizeof path, "%s/%s/vm.json", vms, items[i].name) >= (int)sizeof path ||
-        key_read(&key, path) < 0)
-      continue; /* removed since the listing (or a path no VM can have) */
-    if ((items[i].text = cache_find(root, items[i].name, &key, &oom))) {
+    if (key_read(&key, path) < 0) continue; /* removed since the listing */
+    if ((items[i].text = cache_find(root, items[i].name, &key))) {
       items[i].keep = true;
       items[i].key = key;
-    } else if (oom) {
-      r = qvm_error_set_errno(err, ENOMEM, "out of memory");
     } else {
       r = item_read(&items[i], path, err);
     }
