@@ -19,6 +19,7 @@
  * ctime. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -26,6 +27,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "util/cleanup.h"
 #include "util/time.h"
@@ -66,9 +68,10 @@ atomic_ulong vm_list_reads;
 
 static int64_t ts_ns(struct timespec t) { return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec; }
 
-static int key_read(list_key *out, const char *path) {
+/* path: relative to the vms dir, dfd (fewer components to walk). */
+static int key_read(list_key *out, int dfd, const char *path) {
   struct stat st;
-  if (stat(path, &st) < 0) return -1;
+  if (fstatat(dfd, path, &st, 0) < 0) return -1;
   *out = (list_key){.dev = st.st_dev,
                     .ino = st.st_ino,
                     .size = st.st_size,
@@ -156,11 +159,11 @@ static void cache_replace(const char *root, list_item *items, size_t n) {
 /* One VM's info read now: its text, and whether it may be kept. A VM that
  * cannot be opened (removed since the listing, or its vm.json does not
  * parse) is left out, as is a sandbox the sweep removes. */
-static int item_read(list_item *it, const char *path, qvm_error **err) {
+static int item_read(list_item *it, int dfd, const char *path, qvm_error **err) {
   int64_t t0 = qvm_realtime_us() * 1000;
   list_key before, after;
   atomic_fetch_add(&vm_list_reads, 1);
-  if (key_read(&before, path) < 0) return 0;
+  if (key_read(&before, dfd, path) < 0) return 0;
   qvm_vm *vm = NULL;
   if (qvm_vm_open(&vm, it->name, NULL) < 0) return 0;
   if (vm_spec_expired(vm->spec, qvm_realtime_us())) {
@@ -179,7 +182,7 @@ static int item_read(list_item *it, const char *path, qvm_error **err) {
   json_object_put(o);
   if (!it->text) return qvm_error_set_errno(err, ENOMEM, "out of memory");
   bool live = rv.present && (rv.qemu_alive || rv.shim_alive);
-  it->keep = !live && !sandbox && key_read(&after, path) == 0 && key_equal(&before, &after) &&
+  it->keep = !live && !sandbox && key_read(&after, dfd, path) == 0 && key_equal(&before, &after) &&
              before.ctime_ns < t0 - vm_list_racy_ns;
   it->key = before;
   return 0;
@@ -187,11 +190,15 @@ static int item_read(list_item *it, const char *path, qvm_error **err) {
 
 /* The VMs' names, sorted, as qvm_vm_list reads them (without its sweep:
  * item_read sweeps what it opens). */
-static int names_read(list_item **out, size_t *out_n, const char *vms, qvm_error **err) {
+static int names_read(list_item **out, size_t *out_n, int dfd, const char *vms, qvm_error **err) {
   *out = NULL;
   *out_n = 0;
-  DIR *d = opendir(vms);
-  if (!d) return errno == ENOENT ? 0 : qvm_error_set_errno(err, errno, "cannot list '%s'", vms);
+  int fd = dup(dfd);
+  DIR *d = fd < 0 ? NULL : fdopendir(fd);
+  if (!d) {
+    if (fd >= 0) close(fd);
+    return qvm_error_set_errno(err, errno, "cannot list '%s'", vms);
+  }
   list_item *items = NULL;
   size_t n = 0, cap = 0;
   struct dirent *de;
@@ -239,26 +246,24 @@ int qvm_vm_list_info(char **out_json, qvm_error **err) {
   int r = vm_state_root(&root, err);
   if (r < 0) return r;
   if (asprintf(&vms, "%s/vms", root) < 0) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  _cleanup_close_ int dfd = open(vms, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0 && errno != ENOENT) return qvm_error_set_errno(err, errno, "cannot list '%s'", vms);
   list_item *items = NULL;
   size_t n = 0;
-  if ((r = names_read(&items, &n, vms, err)) < 0) return r;
-  size_t vms_len = strlen(vms);
-  _cleanup_free_ char *path = malloc(vms_len + QVM_VM_NAME_MAX + sizeof "//vm.json");
-  if (!path) r = qvm_error_set_errno(err, ENOMEM, "out of memory");
+  if (dfd >= 0 && (r = names_read(&items, &n, dfd, vms, err)) < 0) return r;
   for (size_t i = 0; i < n && r >= 0; i++) {
-    /* vms/NAME/vm.json, without snprintf: this loop is most of a listing */
+    /* NAME/vm.json, without snprintf: this loop is most of a listing */
+    char path[QVM_VM_NAME_MAX + sizeof "/vm.json"];
     size_t name_len = strlen(items[i].name); /* at most QVM_VM_NAME_MAX: a valid name */
-    memcpy(path, vms, vms_len);
-    path[vms_len] = '/';
-    memcpy(path + vms_len + 1, items[i].name, name_len);
-    memcpy(path + vms_len + 1 + name_len, "/vm.json", sizeof "/vm.json");
+    memcpy(path, items[i].name, name_len);
+    memcpy(path + name_len, "/vm.json", sizeof "/vm.json");
     list_key key;
-    if (key_read(&key, path) < 0) continue; /* removed since the listing */
+    if (key_read(&key, dfd, path) < 0) continue; /* removed since the listing */
     if ((items[i].text = cache_find(root, items[i].name, &key))) {
       items[i].keep = true;
       items[i].key = key;
     } else {
-      r = item_read(&items[i], path, err);
+      r = item_read(&items[i], dfd, path, err);
     }
   }
   if (r >= 0) r = join(out_json, items, n, err);
