@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <grp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
@@ -707,6 +708,20 @@ static void assert_list_is(const char *const *names, size_t n, const char *what)
   free(got);
 }
 
+/* Listings from several threads while vm.json changes: each a whole array
+ * naming la (the cache is replaced under them). */
+static void *list_often(void *arg) {
+  (void)arg;
+  for (int i = 0; i < 200; i++) {
+    char *text = list_info();
+    size_t len = strlen(text);
+    if (len < 2 || text[0] != '[' || text[len - 1] != ']' || !strstr(text, "\"name\":\"la\""))
+      fail_msg("a listing beside others: %s", text);
+    free(text);
+  }
+  return NULL;
+}
+
 static void set_shim(const char *name, const vm_proc *shim) {
   vm_paths p;
   assert_int_equal(vm_paths_init(&p, name, NULL), 0);
@@ -805,6 +820,20 @@ static void test_list_info(void **state) {
   changed = list_info();
   assert_non_null(strstr(changed, "\"cpus\":4"));
   free(changed);
+  /* Listings from 4 threads while vm.json changes, every read kept. */
+  vm_list_racy_ns = -1000000000;
+  pthread_t threads[4];
+  for (size_t i = 0; i < 4; i++)
+    assert_int_equal(pthread_create(&threads[i], NULL, list_often, NULL), 0);
+  for (int i = 0; i < 100; i++) {
+    overwrite(path, i % 2 ? "\"cpus\":5" : "\"cpus\":4", i % 2 ? "\"cpus\":4" : "\"cpus\":5");
+    usleep(1000);
+  }
+  for (size_t i = 0; i < 4; i++) assert_int_equal(pthread_join(threads[i], NULL), 0);
+  usleep(20 * 1000); /* a tick later (the racy rule is off) */
+  overwrite(path, "\"cpus\":4", "\"cpus\":6");
+  vm_list_racy_ns = racy;
+  assert_list_is(names, 1, "after the threads");
   /* Another state root: nothing of the first one's. */
   char *other = qvm_test_mkdtemp("vm-list-2");
   setenv("QVM_STATE_DIR", other, 1);
