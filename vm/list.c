@@ -115,7 +115,7 @@ static int item_cmp(const void *a, const void *b) {
 static list_text *cache_find(const char *root, const char *name, const list_key *key) {
   list_text *text = NULL;
   pthread_mutex_lock(&cache_lock);
-  if (cache_root && !strcmp(cache_root, root)) {
+  if (cache_n && !strcmp(cache_root, root)) {
     list_item probe = {.name = (char *)name};
     const list_item *it = bsearch(&probe, cache, cache_n, sizeof *cache, item_cmp);
     if (it && key_equal(&it->key, key)) {
