@@ -4,6 +4,7 @@
 
 /* What the vm/ files share: the handle behind qvm_vm, the runtime view of
  * vm.json, and the shim's entry points. */
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include <json-c/json.h>
@@ -22,8 +23,6 @@ struct qvm_vm {
 };
 
 int vm_reload(qvm_vm *vm, qvm_error **err);
-/* qvm_vm_info() as a json-c object (the caller's; json_object_put). */
-int vm_info_json(struct json_object **out, qvm_vm *vm, qvm_error **err);
 
 /* The record's runtime, with the recorded processes checked. */
 typedef struct vm_runtime_view {
@@ -35,6 +34,16 @@ typedef struct vm_runtime_view {
 } vm_runtime_view;
 
 void vm_runtime_view_read(vm_runtime_view *out, const vm_record *rec);
+/* qvm_vm_info() as a json-c object (the caller's; json_object_put). */
+int vm_info_json(struct json_object **out, qvm_vm *vm, qvm_error **err);
+/* The same from a runtime view the caller read (vm/list.c: one read decides
+ * both the answer and whether it can change while vm.json does not). */
+struct json_object *vm_info_json_view(qvm_vm *vm, const vm_runtime_view *rv);
+/* vm/list.c keeps an info only if vm.json's ctime was older than this when
+ * it was read (default 1 s; tests lower it). */
+extern int64_t vm_list_racy_ns;
+/* How many VMs' vm.json it read (and did not take from what it kept). */
+extern atomic_ulong vm_list_reads;
 qvm_vm_state vm_state_eval(const vm_record *rec, const vm_runtime_view *rv);
 
 /* KVM when /dev/kvm can run a vCPU, else TCG with a warning in warning[]

@@ -169,7 +169,12 @@ int vm_info_json(struct json_object **out, qvm_vm *vm, qvm_error **err) {
   (void)err; /* from the handle as last read: nothing is read but /proc and lease.json */
   vm_runtime_view rv;
   vm_runtime_view_read(&rv, vm->rec);
-  qvm_vm_state st = vm_state_eval(vm->rec, &rv);
+  *out = vm_info_json_view(vm, &rv);
+  return 0;
+}
+
+struct json_object *vm_info_json_view(qvm_vm *vm, const vm_runtime_view *rv) {
+  qvm_vm_state st = vm_state_eval(vm->rec, rv);
   const vm_spec *s = vm->spec;
   struct json_object *o = json_object_new_object(), *spec = vm_spec_to_json(s);
   add_str(o, "name", s->name);
@@ -187,13 +192,12 @@ int vm_info_json(struct json_object **out, qvm_vm *vm, qvm_error **err) {
   copy_member(o, "seed_iso", spec, "seed_iso");
   json_object_put(spec);
   json_object_object_add(o, "mounts", vm_mounts_info(s));
-  json_object_object_add(o, "network", info_network(vm, &rv));
+  json_object_object_add(o, "network", info_network(vm, rv));
   add_str(o, "created_at", vm->rec->created_at[0] ? vm->rec->created_at : NULL);
   add_str(o, "dir", vm->paths.dir);
   vm_tags_info(o, s, qvm_realtime_us());
-  info_runtime(o, vm, &rv, st);
-  *out = o;
-  return 0;
+  info_runtime(o, vm, rv, st);
+  return o;
 }
 
 int qvm_vm_info(char **out_json, qvm_vm *vm, qvm_error **err) {

@@ -482,6 +482,18 @@ QVM_API void qvm_vm_names_free(char **names, size_t n);
  *  "timings":{...}} */
 QVM_API int qvm_vm_info(char **out_json, qvm_vm *vm, qvm_error **err);
 
+/* Every VM's qvm_vm_info object in one JSON array (*out_json is the
+ * caller's; free()), sorted by name as qvm_vm_list sorts them, each object
+ * what qvm_vm_info gives for a handle opened now. A VM that cannot be
+ * opened (removed meanwhile, or a vm.json that does not parse) is left out;
+ * a sandbox past its deadline is removed as qvm_vm_list removes it. For
+ * callers that list often: the info of a VM whose answer only vm.json can
+ * change (no recorded process alive, not a sandbox) is kept in this process
+ * and used again while a stat() of vm.json finds the same dev, inode, size,
+ * mtime and ctime, so a listing costs a stat() per such VM rather than a
+ * read and parse. Thread-safe. */
+QVM_API int qvm_vm_list_info(char **out_json, qvm_error **err);
+
 /* Serial log path (borrowed) and the console socket (a connected fd). */
 QVM_API const char *qvm_vm_serial_log_path(const qvm_vm *vm);
 QVM_API int qvm_vm_console_connect(int *out, qvm_vm *vm, qvm_error **err);

@@ -7,8 +7,12 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <grp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,6 +21,7 @@
 #include "testlib.h"
 #include "util/fs.h"
 #include "vm/cpu.h"
+#include "vm/handle.h"
 #include "vm/images.h"
 #include "vm/net.h"
 #include "vm/qemu_user.h"
@@ -650,6 +655,202 @@ static void test_qemu_user_default_checked(void **state) {
   assert_int_equal(vm_qemu_user_check_default(1000, own->gr_gid, NULL), QVM_EINVAL);
 }
 
+/* Replaces the first `from` in the file with `to`, of the same length, in
+ * place (the same inode). */
+static void overwrite(const char *path, const char *from, const char *to) {
+  char *text = NULL;
+  size_t len = 0;
+  assert_int_equal(qvm_read_file(&text, &len, path, 1 << 20, NULL), 0);
+  char *at = strstr(text, from);
+  assert_non_null(at);
+  assert_int_equal(strlen(from), strlen(to));
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  assert_true(fd >= 0);
+  assert_int_equal(pwrite(fd, to, strlen(to), at - text), (ssize_t)strlen(to));
+  close(fd);
+  free(text);
+}
+
+/* "[" + qvm_vm_info of each name, opened now + "]": what qvm_vm_list_info
+ * must give. */
+static char *infos_joined(const char *const *names, size_t n) {
+  size_t cap = 2, len = 1;
+  char *out = malloc(cap + 1);
+  assert_non_null(out);
+  out[0] = '[';
+  for (size_t i = 0; i < n; i++) {
+    qvm_vm *vm = NULL;
+    char *text = NULL;
+    assert_int_equal(qvm_vm_open(&vm, names[i], NULL), 0);
+    assert_int_equal(qvm_vm_info(&text, vm, NULL), 0);
+    qvm_vm_free(vm);
+    cap += strlen(text) + 1;
+    out = realloc(out, cap + 1);
+    assert_non_null(out);
+    len += (size_t)sprintf(out + len, "%s%s", i ? "," : "", text);
+    free(text);
+  }
+  strcpy(out + len, "]");
+  return out;
+}
+
+static char *list_info(void) {
+  char *text = NULL;
+  qvm_error *err = NULL;
+  if (qvm_vm_list_info(&text, &err) < 0) fail_msg("qvm_vm_list_info: %s", qvm_error_message(err));
+  return text;
+}
+
+static void assert_list_is(const char *const *names, size_t n, const char *what) {
+  char *want = infos_joined(names, n), *got = list_info();
+  if (strcmp(got, want)) fail_msg("%s: the list\n%s\nis not the infos\n%s", what, got, want);
+  free(want);
+  free(got);
+}
+
+/* Listings from several threads while vm.json changes: each a whole array
+ * naming la (the cache is replaced under them). */
+static void *list_often(void *arg) {
+  (void)arg;
+  for (int i = 0; i < 200; i++) {
+    char *text = list_info();
+    size_t len = strlen(text);
+    if (len < 2 || text[0] != '[' || text[len - 1] != ']' || !strstr(text, "\"name\":\"la\""))
+      fail_msg("a listing beside others: %s", text);
+    free(text);
+  }
+  return NULL;
+}
+
+static void set_shim(const char *name, const vm_proc *shim) {
+  vm_paths p;
+  assert_int_equal(vm_paths_init(&p, name, NULL), 0);
+  assert_int_equal(vm_record_set_status(&p, VM_RUN_RUNNING, shim, false, NULL), 0);
+  vm_paths_clear(&p);
+}
+
+/* qvm_vm_list_info is qvm_vm_info VM by VM, and never an answer kept from
+ * before vm.json changed or a recorded process died: each change below
+ * comes right after a listing that kept every info it could (the racy-ctime
+ * rule off at first, so that only the stat identity tells a change). */
+static void test_list_info(void **state) {
+  (void)state;
+  char *dir = qvm_test_mkdtemp("vm-list");
+  setenv("QVM_STATE_DIR", dir, 1);
+  setenv("QVM_RUNTIME_DIR", dir, 1);
+  int64_t racy = vm_list_racy_ns;
+  vm_list_racy_ns = -1000000000; /* keep even what was written just now */
+  char *empty = list_info();
+  assert_string_equal(empty, "[]");
+  free(empty);
+  const char *names[] = {"la", "lb", "lc"};
+  for (size_t i = 0; i < 3; i++) {
+    qvm_vm_create_options o = QVM_VM_CREATE_OPTIONS_INIT;
+    o.kernel = "/etc/hostname";
+    o.no_cloud_init = true;
+    assert_int_equal(qvm_vm_create(NULL, names[i], &o, NULL), 0);
+  }
+  assert_list_is(names, 3, "created");
+  unsigned long reads = vm_list_reads;
+  char *kept = list_info();
+  assert_int_equal(vm_list_reads, reads); /* all three kept: no vm.json read */
+  assert_list_is(names, 3, "kept");
+  /* The same size and inode, mtime set back: only ctime tells (a tick
+   * later: within one tick of the coarse clock is what the racy rule, off
+   * here, is for). */
+  char path[4096];
+  snprintf(path, sizeof path, "%s/vms/la/vm.json", dir);
+  struct stat st;
+  assert_int_equal(stat(path, &st), 0);
+  usleep(20 * 1000);
+  overwrite(path, "\"cpus\":1", "\"cpus\":2");
+  struct timespec times[2] = {st.st_atim, st.st_mtim};
+  assert_int_equal(utimensat(AT_FDCWD, path, times, 0), 0);
+  char *changed = list_info();
+  assert_non_null(strstr(changed, "\"cpus\":2"));
+  free(changed);
+  assert_list_is(names, 3, "vm.json written in place");
+  /* lb's shim is a child of this test: alive, so lb is no longer "created". */
+  pid_t pid = fork();
+  if (pid == 0) {
+    pause();
+    _exit(0);
+  }
+  vm_proc shim;
+  assert_int_equal(vm_proc_record(&shim, pid, NULL), 0);
+  set_shim("lb", &shim);
+  char *live = list_info();
+  assert_string_not_equal(live, kept);
+  char pid_member[64];
+  snprintf(pid_member, sizeof pid_member, "\"shim_pid\":%d", (int)pid);
+  assert_non_null(strstr(live, pid_member));
+  assert_list_is(names, 3, "a live shim");
+  /* It dies and vm.json stays as it was: the next listing says so. */
+  kill(pid, SIGKILL);
+  waitpid(pid, NULL, 0);
+  char *crashed = list_info();
+  assert_null(strstr(crashed, pid_member));
+  assert_non_null(strstr(crashed, "\"state\":\"crashed\""));
+  assert_list_is(names, 3, "a dead shim");
+  /* Dead stays dead: kept from now on. */
+  reads = vm_list_reads;
+  char *again = list_info();
+  assert_string_equal(again, crashed);
+  assert_int_equal(vm_list_reads, reads);
+  free(again);
+  /* Removed; then a vm.json that does not parse: both left out. */
+  assert_int_equal(qvm_vm_remove("lc", false, NULL), 0);
+  assert_list_is(names, 2, "removed");
+  snprintf(path, sizeof path, "%s/vms/lb/vm.json", dir);
+  assert_int_equal(qvm_write_file_atomic(path, "{", 1, 0600, NULL), 0);
+  assert_list_is(names, 1, "unreadable");
+  /* The racy rule on: two writes in place, mtime set back, with a listing
+   * between them, all likely within one tick of the kernel's coarse clock
+   * (then ctime too is the same, unless the file system has the multigrain
+   * timestamps of Linux 6.13+): the second is shown all the same. */
+  vm_list_racy_ns = racy;
+  snprintf(path, sizeof path, "%s/vms/la/vm.json", dir);
+  assert_int_equal(stat(path, &st), 0);
+  times[0] = st.st_atim, times[1] = st.st_mtim;
+  overwrite(path, "\"cpus\":2", "\"cpus\":3");
+  assert_int_equal(utimensat(AT_FDCWD, path, times, 0), 0);
+  assert_list_is(names, 1, "racy");
+  overwrite(path, "\"cpus\":3", "\"cpus\":4");
+  assert_int_equal(utimensat(AT_FDCWD, path, times, 0), 0);
+  changed = list_info();
+  assert_non_null(strstr(changed, "\"cpus\":4"));
+  free(changed);
+  /* Listings from 4 threads while vm.json changes, every read kept. */
+  vm_list_racy_ns = -1000000000;
+  pthread_t threads[4];
+  for (size_t i = 0; i < 4; i++)
+    assert_int_equal(pthread_create(&threads[i], NULL, list_often, NULL), 0);
+  for (int i = 0; i < 100; i++) {
+    overwrite(path, i % 2 ? "\"cpus\":5" : "\"cpus\":4", i % 2 ? "\"cpus\":4" : "\"cpus\":5");
+    usleep(1000);
+  }
+  for (size_t i = 0; i < 4; i++) assert_int_equal(pthread_join(threads[i], NULL), 0);
+  usleep(20 * 1000); /* a tick later (the racy rule is off) */
+  overwrite(path, "\"cpus\":4", "\"cpus\":6");
+  vm_list_racy_ns = racy;
+  assert_list_is(names, 1, "after the threads");
+  /* Another state root: nothing of the first one's. */
+  char *other = qvm_test_mkdtemp("vm-list-2");
+  setenv("QVM_STATE_DIR", other, 1);
+  char *none = list_info();
+  assert_string_equal(none, "[]");
+  free(none);
+  free(kept);
+  free(live);
+  free(crashed);
+  unsetenv("QVM_STATE_DIR");
+  unsetenv("QVM_RUNTIME_DIR");
+  qvm_test_rmtree(other);
+  qvm_test_rmtree(dir);
+  free(other);
+  free(dir);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_names),
@@ -668,6 +869,7 @@ int main(void) {
       cmocka_unit_test(test_qemu_user_default_checked),
       cmocka_unit_test(test_clone_args),
       cmocka_unit_test(test_cpu_check),
+      cmocka_unit_test(test_list_info),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,6 +4,7 @@
  * call returned (docs/qvmd.md, "Long work"). */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,37 +53,63 @@ static void reply_info(qvmd_reply *out, unsigned status, qvm_vm *vm) {
   if (o) qvmd_reply_json(out, status, o);
 }
 
+/* The last listing libqvm gave and its camelCase reply: the reply is a
+ * function of that text, so an equal text (most listings, when no VM
+ * changed) is answered without parsing it again. */
+static pthread_mutex_t list_memo_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *list_memo_lib, *list_memo_reply;
+
+static char *list_memo_find(const char *lib) {
+  char *reply = NULL;
+  pthread_mutex_lock(&list_memo_lock);
+  if (list_memo_lib && !strcmp(list_memo_lib, lib)) reply = strdup(list_memo_reply);
+  pthread_mutex_unlock(&list_memo_lock);
+  return reply;
+}
+
+static void list_memo_set(char *lib, const char *reply) {
+  char *copy = strdup(reply);
+  if (!copy) {
+    free(lib);
+    return;
+  }
+  pthread_mutex_lock(&list_memo_lock);
+  char *old_lib = list_memo_lib, *old_reply = list_memo_reply;
+  list_memo_lib = lib;
+  list_memo_reply = copy;
+  pthread_mutex_unlock(&list_memo_lock);
+  free(old_lib);
+  free(old_reply);
+}
+
 void qvmd_vms_list(qvmd_reply *out, const qvmd_request *req) {
   (void)req;
   qvm_error *err = NULL;
-  char **names = NULL;
-  size_t n = 0;
-  if (qvm_vm_list(&names, &n, &err) < 0) {
+  char *text = NULL;
+  if (qvm_vm_list_info(&text, &err) < 0) {
     qvmd_problem_qvm(out, err, NULL);
     return;
   }
-  json_object *arr = json_object_new_array_ext((int)n);
-  for (size_t i = 0; i < n; i++) {
-    qvm_vm *vm = NULL;
-    if (qvm_vm_open(&vm, names[i], &err) < 0) {
-      /* Removed since the listing: not an error of the list. */
-      qvm_error_free(err);
-      err = NULL;
-      continue;
-    }
-    char *text = NULL;
-    if (qvm_vm_info(&text, vm, &err) == 0) {
-      json_object *o = qvmd_json_from_lib(text);
-      if (o) json_object_array_add(arr, o);
-    } else {
-      qvm_error_free(err);
-      err = NULL;
-    }
+  char *reply = list_memo_find(text);
+  if (reply) {
     free(text);
-    qvm_vm_free(vm);
+    free(out->body);
+    out->body = reply;
+    out->status = 200;
+    out->content_type = "application/json";
+    return;
   }
-  qvm_vm_names_free(names, n);
+  json_object *arr = qvmd_json_from_lib(text);
+  if (!arr) {
+    free(text);
+    qvmd_problem(out, 500, "EPROTO", "libqvm's vm list did not parse");
+    return;
+  }
   qvmd_reply_json(out, 200, arr);
+  if (out->body)
+    list_memo_set(text, out->body);
+  else
+    free(text);
 }
 
 void qvmd_vms_get(qvmd_reply *out, const qvmd_request *req) {
