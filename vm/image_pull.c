@@ -406,9 +406,8 @@ int qvm_image_pull_discard(const char *source, bool *out_removed, qvm_error **er
     if (fd < 0) r = qvm_error_set_errno(err, errno, "cannot open '%s'", lockp);
   }
   if (r == 0 && flock(fd, LOCK_EX | LOCK_NB) < 0)
-    r = errno == EWOULDBLOCK
-            ? qvm_error_set(err, QVM_EBUSY, "a pull of '%s' is under way", p.clean)
-            : qvm_error_set_errno(err, errno, "cannot lock '%s'", lockp);
+    r = errno == EWOULDBLOCK ? qvm_error_set(err, QVM_EBUSY, "a pull of '%s' is under way", p.clean)
+                             : qvm_error_set_errno(err, errno, "cannot lock '%s'", lockp);
   if (r == 0) {
     size_t n = strlen(part);
     bool removed = unlink(part) == 0;

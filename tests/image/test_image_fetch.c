@@ -1155,10 +1155,8 @@ static int all_teardown(void **state) {
 
 int main(int argc, char **argv) {
   const struct CMUnitTest unit[] = {
-      cmocka_unit_test(test_url_filename),
-      cmocka_unit_test(test_local_plain),
-      cmocka_unit_test(test_local_errors),
-      cmocka_unit_test(test_local_compressed),
+      cmocka_unit_test(test_url_filename), cmocka_unit_test(test_local_plain),
+      cmocka_unit_test(test_local_errors), cmocka_unit_test(test_local_compressed),
       cmocka_unit_test(test_local_cancel),
   };
   const struct CMUnitTest server[] = {
