@@ -342,6 +342,9 @@ int main(int argc, char **argv) {
       return 1;
     }
   }
+  /* Before serving: what a qvmd that is gone left running is settled. */
+  if (qvmd_ops_init(msg, sizeof msg) < 0)
+    fprintf(stderr, "qvmd: operations are not available: %s\n", msg);
   static const qvmd_listener unix_l = {.tcp = false}, tcp_l = {.tcp = true};
   struct MHD_Daemon *ud = ufd >= 0 ? qvmd_http_start(&unix_l, ufd, &lim) : NULL;
   struct MHD_Daemon *td = tfd >= 0 ? qvmd_http_start(&tcp_l, tfd, &lim) : NULL;
