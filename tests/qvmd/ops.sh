@@ -163,18 +163,48 @@ as_agent DELETE /api/v1/sandboxes/sb-1
 expect_status 204 "destroy sb-1"
 
 # --- kill -9 during a slow pull and during an async sandbox create -----------------
+# Records as a qvmd killed at a precise moment leaves them (its pid gone):
+# a sandbox create whose vm was made but never started (sb-3), and a vm
+# create that died inside qvm_vm_create (its temp dir .m9.create-*).
+req POST /api/v1/vms "{\"name\": \"sb-3\", $boot}"
+expect_status 201 "create sb-3 (never started)"
+mkdir -p "$QVM_STATE_DIR/vms/.m9.create-x1y2z3" && echo half >"$QVM_STATE_DIR/vms/.m9.create-x1y2z3/vm.json"
+sh -c 'exit 0' & dead_pid=$!
+wait "$dead_pid"
+fake_op() { # ID KIND TARGET
+  local now
+  now=$(date +%s%3N)
+  cat >"$QVM_STATE_DIR/qvmd/operations/$1.json" <<JSON
+{"id": "$1", "kind": "$2", "target": "$3", "state": "running", "interrupted": false,
+ "cancelRequested": false, "createdAt": "2026-01-01T00:00:00.000Z", "updatedAt": "2026-01-01T00:00:00.000Z",
+ "progress": {"phase": "create", "done": 0, "total": 0}, "result": null, "error": null,
+ "qvmd": {"pid": $dead_pid, "pidStart": 1, "createdMs": $now, "updatedMs": $now, "agent": null,
+          "source": "", "targetExisted": false}}
+JSON
+  chmod 600 "$QVM_STATE_DIR/qvmd/operations/$1.json"
+}
+fake_sb=op-00000000000000000000000000000003
+fake_vm=op-00000000000000000000000000000009
+fake_op $fake_sb sandbox.create sb-3
+fake_op $fake_vm vm.create m9
+
 slow 50000
 req POST /api/v1/images "{\"source\": \"$www/big.qcow2\", \"name\": \"big\", \"checksums\": \"$www/SHA256SUMS\"}"
 expect_status 202 "slow pull, to be interrupted"
 pull_id=$(jget "$body" 'o["id"]')
-as_agent POST /api/v1/sandboxes '{"name": "sb-2", "from": "m1", "ttl": "10m", "waitCloudInit": false, "timeoutMs": 300000}' -H 'Prefer: respond-async'
-expect_status 202 "async sandbox, to be interrupted"
-sb_id=$(jget "$body" 'o["id"]')
 for _ in $(seq 100); do
   [[ -n $(find "$QVM_STATE_DIR/images/tmp" -name '*.part' -size +1k 2>/dev/null) ]] && break
   sleep 0.1
 done
-sleep 1
+# killed as soon as sb-2's directory is there: most often half-made (not
+# running yet), sometimes a moment later than that
+as_agent POST /api/v1/sandboxes '{"name": "sb-2", "from": "m1", "ttl": "10m", "waitCloudInit": false, "timeoutMs": 300000}' -H 'Prefer: respond-async'
+expect_status 202 "async sandbox, to be interrupted"
+sb_id=$(jget "$body" 'o["id"]')
+for _ in $(seq 300); do
+  [[ -n $(find "$QVM_STATE_DIR/vms" -maxdepth 1 -name '*sb-2*' 2>/dev/null) ]] && break
+  sleep 0.02
+done
 ops_dir=$QVM_STATE_DIR/qvmd/operations
 expect_eq "$(stat -c %a "$ops_dir")" 700 "the operations dir's mode"
 expect_eq "$(stat -c %a "$ops_dir/$pull_id.json")" 600 "an operation file's mode"
@@ -206,6 +236,15 @@ failed)
 *) fail "the interrupted sandbox create reads '$state': $body" ;;
 esac
 log "the interrupted sandbox create: $state"
+req GET "/api/v1/operations/$fake_sb"
+expect_eq "$(jget "$body" 'o["state"], o["interrupted"]')" "('failed', True)" "the half-made sandbox's op"
+expect_match "$(jget "$body" 'o["error"]["detail"]')" 'the half-made vm was removed' "the half-made sandbox's error"
+[[ ! -e $QVM_STATE_DIR/vms/sb-3 ]] || fail "the half-made sb-3 is left"
+req GET /api/v1/vms/sb-3
+expect_status 404 "the half-made sb-3"
+req GET "/api/v1/operations/$fake_vm"
+expect_eq "$(jget "$body" 'o["state"]')" failed "the vm create that died midway"
+expect_match "$(jget "$body" 'o["error"]["detail"]')" 'no vm was made' "its error"
 leftover=$(find "$QVM_STATE_DIR/vms" -maxdepth 1 -name '.*create-*')
 [[ -z $leftover ]] || fail "a half-made vm dir is left: $leftover"
 grep -q "operation $pull_id" "$tmp/qvmd2.log" || fail "qvmd did not log the reconcile: $(cat "$tmp/qvmd2.log")"
