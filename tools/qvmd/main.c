@@ -364,6 +364,7 @@ int main(int argc, char **argv) {
   }
   if (read(stop_pipe[0], &sig, 1) != 1) sig = 0;
   fprintf(stderr, "qvmd: signal %u, stopping\n", (unsigned)sig);
+  qvmd_ops_stop();
   if (td) MHD_stop_daemon(td);
   if (ud) MHD_stop_daemon(ud);
   struct stat st;

@@ -78,6 +78,7 @@ static pthread_cond_t changed = PTHREAD_COND_INITIALIZER;
 static qvmd_op *ops; /* newest first */
 static char ops_dir[PATH_MAX];
 static bool ops_ready;
+static bool stopping; /* qvmd is stopping: long-polls and streams end */
 static unsigned long long self_start;
 
 static int64_t now_ms(void) {
@@ -464,7 +465,7 @@ void qvmd_operations_get(qvmd_reply *out, const qvmd_request *req) {
   deadline.tv_nsec += (wait_ms % 1000) * 1000000L;
   if (deadline.tv_nsec >= 1000000000L) deadline.tv_sec++, deadline.tv_nsec -= 1000000000L;
   pthread_mutex_lock(&mu);
-  while (wait_ms > 0 && op->state == RUNNING)
+  while (wait_ms > 0 && op->state == RUNNING && !stopping)
     if (pthread_cond_timedwait(&changed, &mu, &deadline) == ETIMEDOUT) break;
   json_object *o = op_json(op, false);
   pthread_mutex_unlock(&mu);
@@ -542,8 +543,12 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
     deadline.tv_sec += KEEPALIVE_MS / 1000;
     pthread_mutex_lock(&mu);
     bool timed_out = false;
-    while (!s->first && s->op->seq == s->seq && !timed_out)
+    while (!s->first && s->op->seq == s->seq && !timed_out && !stopping)
       timed_out = pthread_cond_timedwait(&changed, &mu, &deadline) == ETIMEDOUT;
+    if (stopping && !s->first && s->op->seq == s->seq) {
+      pthread_mutex_unlock(&mu);
+      return MHD_CONTENT_READER_END_OF_STREAM;
+    }
     if (timed_out) {
       free(s->buf);
       s->buf = strdup(": keepalive\n\n");
@@ -586,6 +591,13 @@ void qvmd_operations_events(qvmd_reply *out, const qvmd_request *req) {
   out->stream_free = stream_free;
   free(out->body);
   out->body = strdup("");
+}
+
+void qvmd_ops_stop(void) {
+  pthread_mutex_lock(&mu);
+  stopping = true;
+  pthread_cond_broadcast(&changed);
+  pthread_mutex_unlock(&mu);
 }
 
 /* ---- startup: load, reconcile ---- */

@@ -167,6 +167,9 @@ void qvmd_op_cancelled_reply(qvmd_reply *out, const char *what);
 /* Startup: the operations directory, the records, and the reconciling of
  * what a qvmd that is gone left running. -1 with msg. */
 int qvmd_ops_init(char *msg, size_t size);
+/* Stopping: long-polls answer and event streams end now. Operations still
+ * running are left to the next qvmd's reconcile. */
+void qvmd_ops_stop(void);
 
 /* The embedded OpenAPI document (openapi_doc.c, generated). */
 extern const unsigned char qvmd_openapi_json[];
