@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -66,6 +67,7 @@ struct qvmd_op {
   unsigned seq; /* bumped at every change */
   long pid;
   unsigned long long pid_start;
+  bool owner_stopping; /* its qvmd was stopping (SIGTERM) when it last wrote */
   qvmd_op_fn *fn;
   void *arg;
   qvmd_op_free_fn *free_arg;
@@ -150,6 +152,7 @@ static json_object *op_json(const qvmd_op *op, bool private) {
     json_object_object_add(q, "agent", op->has_agent ? json_object_new_string(op->agent) : NULL);
     json_object_object_add(q, "source", json_object_new_string(op->source));
     json_object_object_add(q, "targetExisted", json_object_new_boolean(op->target_existed));
+    json_object_object_add(q, "ownerStopping", json_object_new_boolean(op->owner_stopping));
     json_object_object_add(o, "qvmd", q);
   }
   return o;
@@ -379,6 +382,10 @@ void qvmd_op_start(qvmd_reply *out, const qvmd_request *req, const char *kind, c
 void qvmd_op_progress(qvmd_op *op, const char *phase, uint64_t done, uint64_t total) {
   pthread_mutex_lock(&mu);
   bool phase_changed = strncmp(op->phase, phase, sizeof op->phase - 1) != 0;
+  if (!phase_changed && op->done == done && op->total == total) {
+    pthread_mutex_unlock(&mu); /* nothing new: no frame, no write */
+    return;
+  }
   snprintf(op->phase, sizeof op->phase, "%s", phase);
   op->done = done;
   op->total = total;
@@ -584,6 +591,10 @@ void qvmd_operations_events(qvmd_reply *out, const qvmd_request *req) {
   }
   s->op = op;
   s->first = true;
+  /* the stream is quiet between frames, up to a keep-alive: the
+   * connection's idle timeout (--timeout) must not cut it */
+  MHD_set_connection_option(req->conn, MHD_CONNECTION_OPTION_TIMEOUT,
+                            (unsigned)(3 * KEEPALIVE_MS / 1000));
   out->status = 200;
   out->content_type = "text/event-stream";
   out->stream = stream_read;
@@ -597,6 +608,14 @@ void qvmd_ops_stop(void) {
   pthread_mutex_lock(&mu);
   stopping = true;
   pthread_cond_broadcast(&changed);
+  /* What still runs is the next qvmd's to reconcile, even if this process
+   * takes a moment to be gone; from now on nothing here writes them. */
+  for (qvmd_op *op = ops; op; op = op->next)
+    if (op->state == RUNNING && op->pid == (long)getpid()) {
+      op->owner_stopping = true;
+      op_save(op);
+    }
+  ops_ready = false;
   pthread_mutex_unlock(&mu);
 }
 
@@ -682,6 +701,8 @@ static qvmd_op *op_from_file(const char *path) {
   if (json_object_object_get_ex(q, "updatedMs", &v)) op->updated_ms = json_object_get_int64(v);
   if (json_object_object_get_ex(q, "targetExisted", &v))
     op->target_existed = json_object_get_boolean(v);
+  if (json_object_object_get_ex(q, "ownerStopping", &v))
+    op->owner_stopping = json_object_get_boolean(v);
   if (json_object_object_get_ex(o, "interrupted", &v)) op->interrupted = json_object_get_boolean(v);
   if (json_object_object_get_ex(o, "cancelRequested", &v)) op->cancel = json_object_get_boolean(v);
   if (json_object_object_get_ex(o, "result", &v) && v) op->result = json_object_get(v);
@@ -939,6 +960,11 @@ int qvmd_ops_init(char *msg, size_t size) {
     qvmd_op *op = list[i];
     bool owner_alive = op->pid > 0 && op->pid_start && proc_start(op->pid) == op->pid_start &&
                        op->pid != (long)getpid();
+    /* a qvmd that was stopping: a moment for it to be gone */
+    for (int w = 0; owner_alive && op->owner_stopping && w < 100; w++) {
+      usleep(100000);
+      owner_alive = proc_start(op->pid) == op->pid_start;
+    }
     if ((op->state == RUNNING || op->state == INTERRUPTED) && !owner_alive) reconcile(op, root);
     op->next = ops;
     ops = op;
