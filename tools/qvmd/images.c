@@ -117,8 +117,7 @@ static bool is_remote(const char *s) {
   return !strncmp(s, "http://", 7) || !strncmp(s, "https://", 8);
 }
 
-/* source without "user:password@" (what the operation shows and records). */
-static void without_userinfo(char *dst, size_t size, const char *src) {
+void qvmd_url_without_userinfo(char *dst, size_t size, const char *src) {
   const char *host = strstr(src, "://");
   const char *at = NULL;
   if (host) {
@@ -161,7 +160,7 @@ void qvmd_images_pull(qvmd_reply *out, const qvmd_request *req) {
     /* the refusal libqvm gives (class ImageUnverified), before any
      * operation starts */
     char shown[REF_MAX + 1];
-    without_userinfo(shown, sizeof shown, j->source);
+    qvmd_url_without_userinfo(shown, sizeof shown, j->source);
     json_object *p = json_object_new_object();
     json_object_object_add(p, "type", json_object_new_string("urn:qvm:problem:EINVAL"));
     json_object_object_add(p, "title", json_object_new_string("Unprocessable Content"));
@@ -179,7 +178,7 @@ void qvmd_images_pull(qvmd_reply *out, const qvmd_request *req) {
     goto fail;
   }
   char shown[REF_MAX + 1];
-  without_userinfo(shown, sizeof shown, j->source);
+  qvmd_url_without_userinfo(shown, sizeof shown, j->source);
   qvmd_op_start(out, req, "image.pull", j->name ? j->name : shown, shown, pull_run, j,
                 pull_job_free);
   return;

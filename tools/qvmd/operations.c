@@ -883,6 +883,18 @@ static void reconcile_pull(qvmd_op *op) {
   set_failed(op, detail);
 }
 
+/* A create that pulled its image on first use: what the pull left. */
+static void discard_pull(const qvmd_op *op) {
+  if (!op->source[0]) return;
+  qvm_error *err = NULL;
+  bool removed = false;
+  if (qvm_image_pull_discard(op->source, &removed, &err) < 0) {
+    fprintf(stderr, "qvmd: the partial download of '%s' was not removed: %s\n", op->source,
+            qvm_error_message(err));
+    qvm_error_free(err);
+  }
+}
+
 static void reconcile(qvmd_op *op, const char *root) {
   op->interrupted = true;
   op->state = INTERRUPTED;
@@ -890,9 +902,9 @@ static void reconcile(qvmd_op *op, const char *root) {
   if (!strcmp(op->kind, "image.pull"))
     reconcile_pull(op);
   else if (!strcmp(op->kind, "vm.create"))
-    reconcile_vm(op, root, false, false);
+    reconcile_vm(op, root, false, false), discard_pull(op);
   else if (!strcmp(op->kind, "sandbox.create"))
-    reconcile_vm(op, root, true, false);
+    reconcile_vm(op, root, true, false), discard_pull(op);
   else if (!strcmp(op->kind, "vm.start"))
     reconcile_vm(op, root, false, true);
   op->updated_ms = now_ms();

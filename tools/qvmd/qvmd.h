@@ -216,6 +216,9 @@ void qvmd_operations_get(qvmd_reply *out, const qvmd_request *req);
 void qvmd_operations_cancel(qvmd_reply *out, const qvmd_request *req);
 void qvmd_operations_events(qvmd_reply *out, const qvmd_request *req);
 /* images.c */
+/* src without a URL's "user:password@" (what an operation shows and
+ * records of an image source). */
+void qvmd_url_without_userinfo(char *dst, size_t size, const char *src);
 void qvmd_images_list(qvmd_reply *out, const qvmd_request *req);
 void qvmd_images_catalog(qvmd_reply *out, const qvmd_request *req);
 void qvmd_images_get(qvmd_reply *out, const qvmd_request *req);

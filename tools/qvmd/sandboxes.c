@@ -284,7 +284,11 @@ void qvmd_sandboxes_create(qvmd_reply *out, const qvmd_request *req) {
       randombytes_buf(rnd, sizeof rnd);
       snprintf(j->name, sizeof j->name, "sb-%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3]);
     }
-    qvmd_op_start(out, req, "sandbox.create", j->name, NULL, sandbox_run, j, sandbox_job_free);
+    char source[4096] = "";
+    if (!strncmp(b->from, "http://", 7) || !strncmp(b->from, "https://", 8))
+      qvmd_url_without_userinfo(source, sizeof source, b->from);
+    qvmd_op_start(out, req, "sandbox.create", j->name, source[0] ? source : NULL, sandbox_run, j,
+                  sandbox_job_free);
     return;
   }
   if (!qvmd_work_begin(out, req)) goto done;

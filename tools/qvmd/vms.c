@@ -289,7 +289,12 @@ void qvmd_vms_create(qvmd_reply *out, const qvmd_request *req) {
     o->n_cloud_configs = 1;
   }
   if (qvmd_prefer_async(req)) {
-    qvmd_op_start(out, req, "vm.create", b->name, NULL, create_run, j, create_job_free);
+    /* an image pulled on first use: its partial download is what a qvmd
+     * stopped midway leaves (operations.c removes it) */
+    char source[4096] = "";
+    if (b->image_url) qvmd_url_without_userinfo(source, sizeof source, b->image_url);
+    qvmd_op_start(out, req, "vm.create", b->name, source[0] ? source : NULL, create_run, j,
+                  create_job_free);
     return;
   }
   if (!qvmd_work_begin(out, req)) goto done;
