@@ -9,7 +9,8 @@
 # during an asynchronous sandbox create, and started again: each operation
 # reads what really happened (interrupted, then failed or succeeded), a
 # sandbox that was complete still runs, and nothing half-made is left: no
-# vm dir, no partial image file, no shim or QEMU of a removed vm.
+# vm dir, no partial image file, no shim or QEMU of a removed vm. Last, an
+# operation holds a --max-work slot until it ends.
 . "$QVM_SOURCE_DIR/tests/qvmd/lib.sh"
 
 mini=$(mini_guest)
@@ -248,4 +249,30 @@ expect_match "$(jget "$body" 'o["error"]["detail"]')" 'no vm was made' "its erro
 leftover=$(find "$QVM_STATE_DIR/vms" -maxdepth 1 -name '.*create-*')
 [[ -z $leftover ]] || fail "a half-made vm dir is left: $leftover"
 grep -q "operation $pull_id" "$tmp/qvmd2.log" || fail "qvmd did not log the reconcile: $(cat "$tmp/qvmd2.log")"
+
+# --- operations hold --max-work slots ------------------------------------------------
+kill "$qvmd_pid"
+wait "$qvmd_pid" 2>/dev/null || true
+start_qvmd "$tmp/qvmd3.log" "${qvmd_args[@]}" --max-work 1
+req POST /api/v1/images "{\"source\": \"$www/big.qcow2\", \"name\": \"big\", \"checksums\": \"$www/SHA256SUMS\"}"
+expect_status 202 "a slow pull with --max-work 1"
+id=$(jget "$body" 'o["id"]')
+req POST /api/v1/images "{\"source\": \"$www/small.qcow2\", \"name\": \"small2\", \"checksums\": \"$www/SHA256SUMS\"}"
+expect_status 503 "a second pull while the first holds the only slot"
+req POST /api/v1/vms/m1/start '' -H 'Prefer: respond-async'
+expect_status 503 "an async start while the pull holds the only slot"
+req DELETE "/api/v1/operations/$id"
+expect_status 202 "cancel the pull"
+wait_op "$id"
+req POST /api/v1/images "{\"source\": \"$www/small.qcow2\", \"name\": \"small2\", \"checksums\": \"$www/SHA256SUMS\"}"
+expect_status 202 "a pull once the slot is free"
+wait_op "$(jget "$body" 'o["id"]')"
+expect_eq "$(jget "$body" 'o["state"]')" succeeded "the pull once the slot is free"
+req POST /api/v1/vms/m1/start '{"timeoutMs": 120000}' -H 'Prefer: respond-async'
+expect_status 202 "an async start"
+expect_eq "$(jget "$body" 'o["kind"], o["target"]')" "('vm.start', 'm1')" "the start's op"
+wait_op "$(jget "$body" 'o["id"]')"
+expect_eq "$(jget "$body" 'o["state"], o["result"]["state"]')" "('succeeded', 'running')" "the async start"
+req POST /api/v1/vms/nosuch/start '' -H 'Prefer: respond-async'
+expect_status 404 "an async start of an unknown vm (no operation)"
 log "ok"
