@@ -4,8 +4,8 @@
 # that succeeds and lists the image; a pull from a server that trickles is
 # cancelled (no partial file left); an agent token sees no other's
 # operation (404) and may not pull; a sandbox made with "Prefer:
-# respond-async" is an operation that succeeds; the events stream follows
-# an operation to its end. Then qvmd is killed (-9) during a slow pull and
+# respond-async" is an operation that succeeds, one cancelled midway
+# leaves nothing; the events stream follows an operation to its end. Then qvmd is killed (-9) during a slow pull and
 # during an asynchronous sandbox create, and started again: each operation
 # reads what really happened (interrupted, then failed or succeeded), a
 # sandbox that was complete still runs, and nothing half-made is left: no
@@ -162,6 +162,18 @@ as_agent GET /api/v1/operations
 expect_eq "$(jget "$body" '[x["id"] for x in o]')" "['$id']" "the agent's operations"
 as_agent DELETE /api/v1/sandboxes/sb-1
 expect_status 204 "destroy sb-1"
+# a create cancelled while it runs: cancelled between its steps, and the
+# sandbox it made (if it got that far) is removed again
+as_agent POST /api/v1/sandboxes '{"name": "sb-c", "from": "m1", "ttl": "10m", "waitCloudInit": false, "timeoutMs": 300000}' -H 'Prefer: respond-async'
+expect_status 202 "async sandbox create, to be cancelled"
+id=$(jget "$body" 'o["id"]')
+as_agent DELETE "/api/v1/operations/$id"
+expect_status 202 "cancel the sandbox create"
+expect_eq "$(jget "$body" 'o["cancelRequested"]')" True "the cancel is recorded"
+wait_op "$id" agent
+expect_eq "$(jget "$body" 'o["state"], o["error"]["code"]')" "('cancelled', 'Cancelled')" "the cancelled create"
+[[ ! -e $QVM_STATE_DIR/vms/sb-c ]] || fail "the cancelled create left sb-c"
+[[ -z $(pgrep -f -- "$QVM_RUNTIME_DIR/sb-c/|vms/sb-c/" || true) ]] || fail "processes of the cancelled sb-c are left"
 
 # --- kill -9 during a slow pull and during an async sandbox create -----------------
 # Records as a qvmd killed at a precise moment leaves them (its pid gone):
