@@ -219,6 +219,7 @@ typedef struct fetch {
   int64_t last_byte_ms;
   int fail_rc; /* a final failure found in a callback */
   qvm_error *fail_err;
+  bool cancel; /* opts->cancelled said so */
   /* progress */
   unsigned attempt;
   const char *phase;
@@ -254,6 +255,16 @@ static void progress_emit(fetch *f, const char *phase, const char *note, bool fo
                     .note = note};
   if (f->total > done && f->rate > 0) p.eta_ms = (int64_t)((f->total - done) * 1000 / f->rate);
   f->o->progress(&p, f->o->userdata);
+}
+
+static bool cancel_asked(fetch *f) {
+  if (!f->cancel && f->o->cancelled && f->o->cancelled(f->o->cancel_userdata)) f->cancel = true;
+  return f->cancel;
+}
+
+static int cancelled_error(fetch *f, qvm_error **err) {
+  qvm_error_set_code_errno(err, QVM_ESYS, ECANCELED, "download of '%s' was cancelled", f->shown);
+  return qvm_error_set_hint(err, QVM_ESYS, "Cancelled", NULL);
 }
 
 static int fail_set(fetch *f, int rc) {
@@ -407,7 +418,7 @@ static int on_xfer(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ul
     f->stalled = true;
     return 1;
   }
-  if (fetch_worker_failed(&f->w)) return 1;
+  if (fetch_worker_failed(&f->w) || cancel_asked(f)) return 1;
   progress_emit(f, f->phase, NULL, false);
   return 0;
 }
@@ -416,6 +427,10 @@ typedef enum { ATTEMPT_OK, ATTEMPT_RETRY, ATTEMPT_FINAL } attempt_outcome;
 
 static attempt_outcome classify(fetch *f, CURLcode cr, char *note, size_t note_len,
                                 qvm_error **err) {
+  if (f->cancel) {
+    cancelled_error(f, err);
+    return ATTEMPT_FINAL;
+  }
   if (f->fail_rc < 0) {
     qvm_error_propagate(err, TAKE_PTR(f->fail_err));
     return ATTEMPT_FINAL;
@@ -503,9 +518,13 @@ static attempt_outcome attempt(fetch *f, char *note, size_t note_len, qvm_error 
   }
 }
 
-static void sleep_ms(int ms) {
-  struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+/* The backoff between attempts, in slices so that a cancel is seen. */
+static void sleep_ms(fetch *f, int ms) {
+  for (int left = ms; left > 0 && !cancel_asked(f); left -= 100) {
+    int slice = left < 100 ? left : 100;
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)slice * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+    }
   }
 }
 
@@ -531,6 +550,7 @@ static int download(fetch *f, qvm_error **err) {
   int backoff = o->backoff_ms > 0 ? o->backoff_ms : 1000;
   for (f->attempt = 1;; f->attempt++) {
     f->res->attempts = f->attempt;
+    if (cancel_asked(f)) return cancelled_error(f, err);
     progress_emit(f, PHASE_CONNECT, NULL, true);
     char note[160] = "";
     _cleanup_(qvm_error_freep) qvm_error *e = NULL;
@@ -541,7 +561,8 @@ static int download(fetch *f, qvm_error **err) {
       return qvm_error_propagate(err, TAKE_PTR(e));
     }
     progress_emit(f, PHASE_RETRY, note, true);
-    sleep_ms(backoff);
+    sleep_ms(f, backoff);
+    if (cancel_asked(f)) return cancelled_error(f, err);
     backoff = backoff >= BACKOFF_CAP_MS / 2 ? BACKOFF_CAP_MS : backoff * 2;
   }
   char *eff = NULL;
@@ -639,6 +660,10 @@ static void wait_worker(fetch *f, bool local) {
   while (!fetch_worker_wait(&f->w, PROGRESS_EVERY_MS)) {
     if (local) f->part_size = fetch_worker_pos(&f->w);
     progress_emit(f, phase, NULL, false);
+    if (cancel_asked(f)) {
+      fetch_worker_cancel(&f->w);
+      break;
+    }
   }
   if (local) f->part_size = fetch_worker_pos(&f->w);
 }
@@ -658,10 +683,12 @@ static int fetch_local(fetch *f, const char *path, qvm_error **err) {
   f->w.src_name = f->shown;
   f->w.copy_plain = true;
   f->attempt = f->res->attempts = 1;
+  if (cancel_asked(f)) return cancelled_error(f, err);
   progress_emit(f, PHASE_DOWNLOAD, NULL, true);
   int r = fetch_worker_start(&f->w, (uint64_t)st.st_size, err);
   if (r < 0) return r;
   wait_worker(f, true);
+  if (f->cancel) return cancelled_error(f, err);
   f->res->transferred = f->part_size;
   return finish(f, false, err);
 }
@@ -676,6 +703,7 @@ static int fetch_url(fetch *f, qvm_error **err) {
   if (r < 0) return r;
   if (fetch_worker_failed(&f->w)) return finish(f, true, err);
   wait_worker(f, false);
+  if (f->cancel) return cancelled_error(f, err);
   return finish(f, true, err);
 }
 
@@ -720,6 +748,7 @@ int img_fetch(img_fetch_result *out, const img_fetch_opts *opts, qvm_error **err
   free(f.shown);
   if (r < 0) {
     unlink(opts->out_path);
+    if (f.cancel && !local) unlink(opts->part_path); /* a cancelled download is not resumed */
     img_fetch_result_clear(out);
     out->compression = "none";
     return r;

@@ -68,6 +68,10 @@ typedef struct img_progress {
  * at each phase change. */
 typedef void img_progress_fn(const img_progress *p, void *userdata);
 
+/* Polled from the calling thread (with each curl progress tick, about 10
+ * times a second, and between attempts): true stops the fetch. */
+typedef bool img_cancel_fn(void *userdata);
+
 typedef struct img_fetch_opts {
   const char *source;    /* URL or absolute path */
   const char *part_path; /* the download as it arrives (kept for resume) */
@@ -80,6 +84,8 @@ typedef struct img_fetch_opts {
   uint64_t max_content;   /* 0: 1 TiB */
   img_progress_fn *progress;
   void *userdata;
+  img_cancel_fn *cancelled; /* NULL: never */
+  void *cancel_userdata;
 } img_fetch_opts;
 
 typedef struct img_fetch_result {
@@ -101,7 +107,8 @@ void img_fetch_result_clear(img_fetch_result *r);
  * the retries), QVM_EPROTO (other HTTP errors, bad redirects, a broken
  * archive), QVM_EINVAL (bad URL scheme, content too big, tar member
  * ambiguous), QVM_ESYS (ENOSPC and other I/O errors on part/out: the message
- * says which file). */
+ * says which file; ECANCELED, class "Cancelled": opts->cancelled said so,
+ * and then part_path and out_path are both removed). */
 int img_fetch(img_fetch_result *out, const img_fetch_opts *opts, qvm_error **err);
 
 /* A small document (a checksum file, at most `max` bytes: more is

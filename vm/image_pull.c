@@ -54,6 +54,16 @@ static void report(const pull *p, const char *phase, const char *note) {
   p->o->progress(&ev, p->o->userdata);
 }
 
+static bool pull_cancelled(void *userdata) {
+  const pull *p = userdata;
+  return p->o->cancelled && p->o->cancelled(p->o->userdata);
+}
+
+static int cancelled_error(const pull *p, qvm_error **err) {
+  qvm_error_set_code_errno(err, QVM_ESYS, ECANCELED, "pull of '%s' was cancelled", p->clean);
+  return qvm_error_set_hint(err, QVM_ESYS, "Cancelled", NULL);
+}
+
 static void fetch_progress(const img_progress *fp, void *userdata) {
   const pull *p = userdata;
   if (!p->o->progress) return;
@@ -357,8 +367,14 @@ static int download(char **out_json, pull *p, img_store *s, const char *name, qv
                        .stall_timeout_ms = p->o->stall_timeout_ms,
                        .retries = p->o->retries,
                        .progress = fetch_progress,
-                       .userdata = p};
+                       .userdata = p,
+                       .cancelled = pull_cancelled,
+                       .cancel_userdata = p};
   img_fetch_result res = {0};
+  if (pull_cancelled(p)) {
+    unlink(part); /* a download an earlier pull left is not resumed either */
+    return cancelled_error(p, err);
+  }
   r = img_fetch(&res, &fo, err);
   if (r < 0) {
     img_fetch_result_clear(&res);
@@ -366,6 +382,11 @@ static int download(char **out_json, pull *p, img_store *s, const char *name, qv
     return qvm_error_prefix(err, "cannot pull '%s'", p->clean);
   }
   r = verify(p, &res, part, out, err);
+  if (r == 0 && pull_cancelled(p)) {
+    unlink(part);
+    unlink(out);
+    r = cancelled_error(p, err);
+  }
   if (r == 0) {
     unlink(part);
     r = import(p, s, &res, out, name, err);
@@ -389,9 +410,42 @@ int qvm_image_pull(char **out_json, const char *source, const qvm_image_pull_opt
   r = classify(&p, source, &entry, &cat, err);
   if (r == 0) report(&p, "resolve", p.clean);
   if (r == 0) r = expectations(&p, entry, err);
+  if (r == 0 && pull_cancelled(&p)) r = cancelled_error(&p, err);
   if (r == 0) r = images_store_open(&s, err);
   if (r == 0) r = download(out_json, &p, s, p.o->name ? p.o->name : p.alias, err);
   if (r == 0) report(&p, "done", NULL);
+  img_catalog_clear(&cat);
+  pull_clear(&p);
+  return r;
+}
+
+int qvm_image_pull_discard(const char *source, bool *out_removed, qvm_error **err) {
+  if (out_removed) *out_removed = false;
+  if (!source || !source[0]) return qvm_error_set(err, QVM_EINVAL, "image source is empty");
+  qvm_image_pull_options defaults = QVM_IMAGE_PULL_OPTIONS_INIT;
+  pull p = {.o = &defaults};
+  img_catalog cat = {0};
+  const img_catalog_entry *entry = NULL;
+  _cleanup_(img_store_freep) img_store *s = NULL;
+  _cleanup_free_ char *part = NULL, *lockp = NULL;
+  _cleanup_close_ int fd = -1;
+  int r = classify(&p, source, &entry, &cat, err);
+  if (r == 0) r = images_store_open(&s, err);
+  if (r == 0) r = img_store_source_paths(&part, &lockp, s, p.clean, err);
+  if (r == 0) {
+    fd = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) r = qvm_error_set_errno(err, errno, "cannot open '%s'", lockp);
+  }
+  if (r == 0 && flock(fd, LOCK_EX | LOCK_NB) < 0)
+    r = errno == EWOULDBLOCK ? qvm_error_set(err, QVM_EBUSY, "a pull of '%s' is under way", p.clean)
+                             : qvm_error_set_errno(err, errno, "cannot lock '%s'", lockp);
+  if (r == 0) {
+    size_t n = strlen(part);
+    bool removed = unlink(part) == 0;
+    memcpy(part + n - 5, ".img", 5); /* <key>.part -> <key>.img */
+    removed = (unlink(part) == 0) || removed;
+    if (out_removed) *out_removed = removed;
+  }
   img_catalog_clear(&cat);
   pull_clear(&p);
   return r;

@@ -18,7 +18,7 @@
  *   entry for the file in a checksum file), QVM_ETIMEOUT (a stalled
  *   server), QVM_EPROTO (HTTP errors, broken archives), QVM_ECONFLICT (rm of
  *   an image a VM uses: the message names the VMs), QVM_EBUSY, QVM_ESYS
- *   (ENOSPC, ...).
+ *   (ENOSPC, ...; ECANCELED with class "Cancelled": a cancelled pull).
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -42,6 +42,7 @@ typedef struct qvm_image_progress {
 
 typedef void qvm_image_progress_fn(const qvm_image_progress *p, void *userdata);
 
+/* Version 2 added `discover_checksums` and `cancelled`. */
 #define QVM_IMAGE_PULL_OPTIONS_VERSION 2
 typedef struct qvm_image_pull_options {
   unsigned version;      /* QVM_IMAGE_PULL_OPTIONS_VERSION (from _INIT) */
@@ -62,6 +63,13 @@ typedef struct qvm_image_pull_options {
    * download is what that server lists, no more: for a caller that cannot
    * pass checksums (vm-provisioner's imageUrl). */
   bool discover_checksums;
+  /* Polled (with userdata) from the calling thread about 10 times a second
+   * while bytes arrive, between attempts and between phases; true stops
+   * the pull: its partial download is removed (no resume), nothing is
+   * committed, and it fails with QVM_ESYS (qvm_error_errno() ECANCELED),
+   * class "Cancelled". NULL: never. A pull that has committed the image
+   * already succeeds. */
+  bool (*cancelled)(void *userdata);
 } qvm_image_pull_options;
 #define QVM_IMAGE_RETRIES_DEFAULT 4u
 #define QVM_IMAGE_PULL_OPTIONS_INIT                                                                \
@@ -73,6 +81,14 @@ typedef struct qvm_image_pull_options {
  * "reused" (true when nothing was downloaded). */
 QVM_API int qvm_image_pull(char **out_json, const char *source, const qvm_image_pull_options *opts,
                            qvm_error **err);
+
+/* Removes what a pull of source left in the store's staging area (its
+ * partial download, kept for a resume, and the unverified content), as
+ * after a crash of the process that pulled; a pull of source under way
+ * right now is QVM_EBUSY (nothing removed). *out_removed (may be NULL):
+ * whether there was anything. The source is classified as by
+ * qvm_image_pull (a URL, a path or a catalog alias). */
+QVM_API int qvm_image_pull_discard(const char *source, bool *out_removed, qvm_error **err);
 
 /* What --image accepts: a path (absolute, ./relative, or an existing file),
  * "sha256:<hex or unique prefix>", a store name, a catalog alias or a URL.

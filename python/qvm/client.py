@@ -17,12 +17,13 @@ from __future__ import annotations
 import datetime
 import re
 import ssl
+import time
 from typing import Any, Dict, List, Optional, Sequence, Union
 from urllib.parse import quote, urlencode
 
-from .errors import ResponseError
-from .models import (AuditRecord, CloneResult, ExecResult, ForkResult, Restored, Sandbox, Snapshot,
-                     SshKey, Vm, list_of)
+from .errors import QvmTimeout, ResponseError
+from .models import (AuditRecord, CloneResult, ExecResult, ForkResult, Image, Operation, Restored,
+                     Sandbox, Snapshot, SshKey, Vm, list_of)
 from .transport import DEFAULT_MAX_BODY, Transport
 
 # qvmd's own bounds, checked here so that a mistake is a ValueError at the
@@ -363,6 +364,102 @@ class SshKeysApi:
                         self._api._call_timeout(timeout))
 
 
+_OP_ID_RE = re.compile(r"op-[0-9a-f]{32}")
+_WAIT_MS_MAX = 60_000
+
+
+def _op_id(op: Union[str, Operation]) -> str:
+    op_id = op.id if isinstance(op, Operation) else op
+    if not isinstance(op_id, str) or not _OP_ID_RE.fullmatch(op_id):
+        raise ValueError("an operation id is 'op-' and 32 hex digits")
+    return op_id
+
+
+class OperationsApi:
+    """client.operations: /api/v1/operations (an agent token sees only the
+    operations it started)."""
+
+    def __init__(self, client: "QvmClient") -> None:
+        self._api = _Api(client)
+
+    def list(self, limit: Optional[int] = None) -> List[Operation]:
+        """Newest first."""
+        q = ""
+        if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+                raise ValueError("limit must be a non-negative integer")
+            q = "?" + urlencode({"limit": limit})
+        return list_of(Operation, self._api._call("GET", "/operations" + q), "operations")
+
+    def get(self, op: Union[str, Operation], wait: Optional[float] = None) -> Operation:
+        """The operation; with wait (seconds, at most 60), once it has ended
+        or wait has passed (a long poll)."""
+        path = f"/operations/{_op_id(op)}"
+        timeout = None
+        if wait is not None:
+            if not 0 <= wait <= _WAIT_MS_MAX / 1000:
+                raise ValueError(f"wait must be 0..{_WAIT_MS_MAX // 1000} seconds")
+            path += "?" + urlencode({"waitMs": int(wait * 1000)})
+            timeout = self._api._client.timeout + wait
+        return Operation.from_json(self._api._call("GET", path, None, timeout))
+
+    def cancel(self, op: Union[str, Operation]) -> Operation:
+        """Asks a running operation to stop (Conflict once it has ended);
+        wait() tells how it ended."""
+        return Operation.from_json(self._api._call("DELETE", f"/operations/{_op_id(op)}"))
+
+    def wait(self, op: Union[str, Operation], timeout: Optional[float] = None) -> Operation:
+        """Long-polls until the operation ends and returns it (whatever its
+        state: check .ok, .error). QvmTimeout after timeout seconds
+        (default: the client's op_timeout)."""
+        limit = timeout if timeout is not None else self._api._client.op_timeout
+        if not limit > 0:
+            raise ValueError("timeout must be positive")
+        deadline = time.monotonic() + limit
+        while True:
+            left = deadline - time.monotonic()
+            cur = self.get(op, wait=max(0.0, min(left, _WAIT_MS_MAX / 1000)))
+            if not cur.running:
+                return cur
+            if time.monotonic() >= deadline:
+                raise QvmTimeout(f"operation {cur.id} still running after {limit:g} s")
+
+
+class ImagesApi:
+    """client.images: qvm's image store, /api/v1/images. Agent tokens may
+    read it; pulls and removals need a full token."""
+
+    def __init__(self, client: "QvmClient") -> None:
+        self._api = _Api(client)
+        self._client = client
+
+    def list(self) -> List[Image]:
+        return list_of(Image, self._api._call("GET", "/images"), "images")
+
+    def get(self, ref: str) -> Image:
+        return Image.from_json(self._api._call("GET", f"/images/{_name(ref)}"))
+
+    def delete(self, ref: str) -> None:
+        self._api._call("DELETE", f"/images/{_name(ref)}")
+
+    def catalog(self) -> List[Dict[str, Any]]:
+        doc = self._api._call("GET", "/images/catalog")
+        if not isinstance(doc, list) or not all(isinstance(x, dict) for x in doc):
+            raise ResponseError("images/catalog: expected a JSON array of objects")
+        return doc
+
+    def pull(self, source: str, name: Optional[str] = None, sha256: Optional[str] = None,
+             sha512: Optional[str] = None, checksums: Optional[str] = None,
+             wait: bool = False, timeout: Optional[float] = None) -> Operation:
+        """Starts a pull (an operation). An http(s) URL needs one of sha256,
+        sha512 or checksums (a SHA256SUMS URL). wait: return the operation
+        once it has ended (client.operations.wait, with timeout)."""
+        body = _drop_none({"source": source, "name": name, "sha256": sha256, "sha512": sha512,
+                           "checksums": checksums})
+        op = Operation.from_json(self._api._call("POST", "/images", body))
+        return self._client.operations.wait(op, timeout) if wait else op
+
+
 class QvmClient:
     """A client of qvmd.
 
@@ -402,6 +499,8 @@ class QvmClient:
         self.sandbox = SandboxApi(self)
         self.audit = AuditApi(self)
         self.ssh_keys = SshKeysApi(self)
+        self.operations = OperationsApi(self)
+        self.images = ImagesApi(self)
 
     def openapi(self) -> Dict[str, Any]:
         """qvmd's OpenAPI document."""

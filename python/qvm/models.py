@@ -373,6 +373,93 @@ class ForkResult:
         )
 
 
+@dataclass(frozen=True)
+class Operation:
+    """Long work of qvmd (docs/qvmd.md, "Operations"): an image pull, or a
+    create or start asked with Prefer: respond-async. state: running,
+    succeeded, failed, cancelled or interrupted; result: what the route would
+    have answered (succeeded); error: the problem+json object (failed,
+    cancelled); interrupted: the qvmd running it stopped, and the state is
+    what the next qvmd found."""
+
+    id: str
+    kind: str
+    target: str
+    state: str
+    interrupted: bool = False
+    cancel_requested: bool = False
+    created_at: Optional[str] = None
+    updated_at: Optional[str] = None
+    phase: Optional[str] = None
+    done: int = 0
+    total: int = 0
+    result: Any = None
+    error: Optional[Dict[str, Any]] = None
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "succeeded"
+
+    @classmethod
+    def from_json(cls, doc: Any) -> "Operation":
+        d = _obj(doc, "operation")
+        what = f"operation '{printable(str(d.get('id')), 64)}'"
+        req = {k: _get(d, k, str, what, required=True) for k in ("id", "kind", "target", "state")}
+        progress = _get(d, "progress", dict, what) or {}
+        done = _get(progress, "done", int, what + " progress")
+        total = _get(progress, "total", int, what + " progress")
+        return cls(
+            id=str(req["id"]), kind=str(req["kind"]), target=str(req["target"]),
+            state=str(req["state"]),
+            interrupted=bool(_get(d, "interrupted", bool, what)),
+            cancel_requested=bool(_get(d, "cancelRequested", bool, what)),
+            created_at=_get(d, "createdAt", str, what),
+            updated_at=_get(d, "updatedAt", str, what),
+            phase=_get(progress, "phase", str, what + " progress"),
+            done=done or 0,
+            total=total or 0,
+            result=d.get("result"),
+            error=_get(d, "error", dict, what),
+            raw=d,
+        )
+
+
+@dataclass(frozen=True)
+class Image:
+    """An image of qvm's store (qvm image ls)."""
+
+    digest: str
+    names: List[str] = field(default_factory=list)
+    format: Optional[str] = None
+    virtual_size: Optional[int] = None
+    file_size: Optional[int] = None
+    source: Optional[str] = None
+    used_by: List[str] = field(default_factory=list)
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, doc: Any) -> "Image":
+        d = _obj(doc, "image")
+        what = f"image '{printable(str(d.get('digest')), 80)}'"
+        digest = _get(d, "digest", str, what, required=True)
+        names = _get(d, "names", list, what) or []
+        used_by = _get(d, "usedBy", list, what) or []
+        for x in names + used_by:
+            if not isinstance(x, str):
+                raise ResponseError(f"{what}: a name that is not a string")
+        return cls(
+            digest=str(digest), names=list(names), format=_get(d, "format", str, what),
+            virtual_size=_get(d, "virtualSize", int, what),
+            file_size=_get(d, "fileSize", int, what),
+            source=_get(d, "source", str, what), used_by=list(used_by), raw=d,
+        )
+
+
 def list_of(cls: Any, doc: Any, what: str) -> List[Any]:
     if not isinstance(doc, list):
         raise ResponseError(f"{what}: expected a JSON array, got {type(doc).__name__}")

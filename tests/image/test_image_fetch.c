@@ -172,6 +172,36 @@ static void on_progress(const img_progress *p, void *ud) {
 
 /* ---- unit: no server ---- */
 
+/* A cancel hook that says yes from the start: a local source is not read,
+ * nothing is left, the error is ECANCELED with class "Cancelled". */
+static bool always(void *ud) {
+  (*(unsigned *)ud)++;
+  return true;
+}
+
+static void test_local_cancel(void **state) {
+  (void)state;
+  _cleanup_free_ char *part = NULL, *out = NULL;
+  scratch(&part, &out, "lcancel");
+  _cleanup_free_ char *raw = path_in(dir, "cdisk.raw");
+  write_disk(raw);
+  img_fetch_opts o = opts_for(raw, part, out);
+  unsigned polls = 0;
+  o.cancelled = always;
+  o.cancel_userdata = &polls;
+  img_fetch_result r;
+  qvm_error *e = NULL;
+  assert_int_equal(img_fetch(&r, &o, &e), QVM_ESYS);
+  assert_int_equal(qvm_error_errno(e), ECANCELED);
+  assert_string_equal(qvm_error_class(e), "Cancelled");
+  assert_non_null(strstr(qvm_error_message(e), "cancelled"));
+  qvm_error_free(e);
+  assert_true(polls >= 1);
+  assert_false(exists(out));
+  assert_false(exists(part));
+  unlink(raw);
+}
+
 static void test_url_filename(void **state) {
   (void)state;
   static const struct {
@@ -663,6 +693,48 @@ static void test_stall(void **state) {
   remove_outputs(part, out);
 }
 
+typedef struct cancel_after {
+  const char *part;
+  uint64_t bytes; /* cancel once the part file holds this many */
+  unsigned polls;
+} cancel_after;
+
+static bool cancel_when_big(void *ud) {
+  cancel_after *c = ud;
+  c->polls++;
+  return exists(c->part) && file_size(c->part) >= c->bytes;
+}
+
+/* A slow download cancelled midway: it stops within a moment (not at the
+ * end of the file, nor at the stall timeout), fails ECANCELED "Cancelled",
+ * and removes its part file (a cancelled download is not resumed). */
+static void test_cancel(void **state) {
+  (void)state;
+  ctl("clear");
+  _cleanup_free_ char *part = NULL, *out = NULL;
+  scratch(&part, &out, "cancel");
+  _cleanup_free_ char *url = url_of("big.bin");
+  ctl("fault?path=/big.bin&mode=slow&rate=200000&times=0");
+  img_fetch_opts o = opts_for(url, part, out);
+  o.retries = 3;
+  cancel_after c = {.part = part, .bytes = 100000};
+  o.cancelled = cancel_when_big;
+  o.cancel_userdata = &c;
+  int64_t t0 = qvm_now_ms();
+  img_fetch_result r;
+  qvm_error *e = NULL;
+  assert_int_equal(img_fetch(&r, &o, &e), QVM_ESYS);
+  int64_t took = qvm_now_ms() - t0;
+  assert_int_equal(qvm_error_errno(e), ECANCELED);
+  assert_string_equal(qvm_error_class(e), "Cancelled");
+  qvm_error_free(e);
+  assert_true(took < 5000); /* 8 MiB at 200 kB/s would take 40 s */
+  assert_true(c.polls >= 2);
+  assert_false(exists(part));
+  assert_false(exists(out));
+  ctl("clear");
+}
+
 static void test_redirects(void **state) {
   (void)state;
   ctl("clear");
@@ -1083,10 +1155,9 @@ static int all_teardown(void **state) {
 
 int main(int argc, char **argv) {
   const struct CMUnitTest unit[] = {
-      cmocka_unit_test(test_url_filename),
-      cmocka_unit_test(test_local_plain),
-      cmocka_unit_test(test_local_errors),
-      cmocka_unit_test(test_local_compressed),
+      cmocka_unit_test(test_url_filename), cmocka_unit_test(test_local_plain),
+      cmocka_unit_test(test_local_errors), cmocka_unit_test(test_local_compressed),
+      cmocka_unit_test(test_local_cancel),
   };
   const struct CMUnitTest server[] = {
       cmocka_unit_test(test_good),
@@ -1097,6 +1168,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_part_complete),
       cmocka_unit_test(test_http_errors),
       cmocka_unit_test(test_stall),
+      cmocka_unit_test(test_cancel),
       cmocka_unit_test(test_redirects),
       cmocka_unit_test(test_compressed),
       cmocka_unit_test(test_tar_ambiguous),

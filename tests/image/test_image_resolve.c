@@ -180,12 +180,84 @@ static void test_errors(void **state) {
   free(json);
 }
 
+static bool cancel_always(void *userdata) {
+  (*(int *)userdata)++;
+  return true;
+}
+
+/* A pull whose cancel hook says yes fails ECANCELED "Cancelled" and stores
+ * nothing; qvm_image_pull_discard removes what an interrupted pull of a
+ * source left in the staging area (and says whether there was any), and
+ * refuses while a pull of it holds its lock. */
+static void test_cancel_and_discard(void **state) {
+  (void)state;
+  char third[PATH_MAX], url[PATH_MAX + 8];
+  snprintf(third, sizeof third, "%s/third.qcow2", dir);
+  char *cmd = NULL;
+  assert_true(asprintf(&cmd, "qemu-img create -q -f qcow2 '%s' 4M", third) > 0);
+  must_sh(cmd);
+  free(cmd);
+  snprintf(url, sizeof url, "file://%s", third);
+  qvm_image_pull_options o = QVM_IMAGE_PULL_OPTIONS_INIT;
+  int polls = 0;
+  o.cancelled = cancel_always;
+  o.userdata = &polls;
+  qvm_error *err = NULL;
+  char *json = NULL;
+  assert_int_equal(qvm_image_pull(&json, url, &o, &err), QVM_ESYS);
+  assert_string_equal(qvm_error_class(err), "Cancelled");
+  assert_true(polls >= 1);
+  qvm_error_free(err), err = NULL;
+  assert_int_equal(qvm_image_list(&json, &err), 0);
+  assert_null(strstr(json, "third.qcow2"));
+  free(json);
+
+  const char *src = "http://127.0.0.1:1/disk.img";
+  bool removed = true;
+  assert_int_equal(qvm_image_pull_discard(src, &removed, &err), 0);
+  assert_false(removed);
+  /* what a pull killed midway leaves: <sha256 of the source>.part */
+  assert_true(asprintf(&cmd,
+                       "cd \"$QVM_STATE_DIR/images/tmp\" && k=$(printf %%s '%s' | sha256sum | "
+                       "cut -c1-64) && head -c 1000 /dev/zero > $k.part && test -f $k.part",
+                       src) > 0);
+  must_sh(cmd);
+  free(cmd);
+  assert_int_equal(qvm_image_pull_discard(src, &removed, &err), 0);
+  assert_true(removed);
+  assert_true(asprintf(&cmd,
+                       "cd \"$QVM_STATE_DIR/images/tmp\" && k=$(printf %%s '%s' | sha256sum | "
+                       "cut -c1-64) && test ! -e $k.part",
+                       src) > 0);
+  must_sh(cmd);
+  free(cmd);
+  /* under way (its lock held): refused, the part kept */
+  assert_true(asprintf(&cmd,
+                       "cd \"$QVM_STATE_DIR/images/tmp\" && k=$(printf %%s '%s' | sha256sum | "
+                       "cut -c1-64) && touch $k.part && (flock $k.lock sleep 3 </dev/null "
+                       ">/dev/null 2>&1 &) && sleep 0.5",
+                       src) > 0);
+  must_sh(cmd);
+  free(cmd);
+  assert_int_equal(qvm_image_pull_discard(src, &removed, &err), QVM_EBUSY);
+  qvm_error_free(err), err = NULL;
+  assert_true(asprintf(&cmd,
+                       "cd \"$QVM_STATE_DIR/images/tmp\" && k=$(printf %%s '%s' | sha256sum | "
+                       "cut -c1-64) && test -e $k.part",
+                       src) > 0);
+  must_sh(cmd);
+  free(cmd);
+  assert_int_equal(qvm_image_pull_discard("no-such-alias", NULL, &err), QVM_ENOTFOUND);
+  qvm_error_free(err), err = NULL;
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_path),
       cmocka_unit_test(test_alias_then_name),
       cmocka_unit_test(test_url_once),
       cmocka_unit_test(test_errors),
+      cmocka_unit_test(test_cancel_and_discard),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

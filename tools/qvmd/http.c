@@ -69,9 +69,20 @@ void qvmd_work_end(const qvmd_request *req) {
 static enum MHD_Result queue(struct MHD_Connection *c, qvmd_reply *r) {
   const char *body = r->body ? r->body : "";
   size_t len = strlen(body);
-  struct MHD_Response *resp =
-      MHD_create_response_from_buffer(len, r->body ? r->body : (void *)"",
-                                      r->body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+  struct MHD_Response *resp = NULL;
+  if (r->stream) {
+    /* libmicrohttpd frees stream_cls (also when this fails) */
+    resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, r->stream, r->stream_cls,
+                                             r->stream_free);
+    if (!resp && r->stream_free) r->stream_free(r->stream_cls);
+    r->stream = NULL;
+    free(r->body);
+    r->body = NULL;
+  } else {
+    resp =
+        MHD_create_response_from_buffer(len, r->body ? r->body : (void *)"",
+                                        r->body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+  }
   if (!resp) {
     free(r->body);
     r->body = NULL;
@@ -81,6 +92,7 @@ static enum MHD_Result queue(struct MHD_Connection *c, qvmd_reply *r) {
   if (r->content_type) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->content_type);
   if (r->location[0]) MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, r->location);
   if (r->allow[0]) MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
+  if (r->preference_applied) MHD_add_response_header(resp, "Preference-Applied", "respond-async");
   if (r->retry_after_s > 0) {
     char s[16];
     snprintf(s, sizeof s, "%d", r->retry_after_s);

@@ -474,6 +474,9 @@ int main(int argc, char **argv) {
       return 1;
     }
   }
+  /* Before serving: what a qvmd that is gone left running is settled. */
+  if (qvmd_ops_init(msg, sizeof msg) < 0)
+    fprintf(stderr, "qvmd: operations are not available: %s\n", msg);
   struct MHD_Daemon *ud = ufd >= 0 ? qvmd_http_start(&unix_l, ufd, &lim) : NULL;
   struct MHD_Daemon *td = tfd >= 0 ? qvmd_http_start(&tcp_l, tfd, &lim) : NULL;
   if ((ufd >= 0 && !ud) || (tfd >= 0 && !td)) {
@@ -495,6 +498,7 @@ int main(int argc, char **argv) {
   }
   if (read(stop_pipe[0], &sig, 1) != 1) sig = 0;
   fprintf(stderr, "qvmd: signal %u, stopping\n", (unsigned)sig);
+  qvmd_ops_stop();
   if (td) MHD_stop_daemon(td);
   if (ud) MHD_stop_daemon(ud);
   struct stat st;

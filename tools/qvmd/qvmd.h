@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <json-c/json.h>
 
@@ -50,13 +51,23 @@ typedef struct qvmd_request {
   bool alias; /* a Datamancy vm-provisioner route (/api/vms) */
 } qvmd_request;
 
+/* A streamed body: called for more bytes (blocking until there are some);
+ * MHD_CONTENT_READER_END_OF_STREAM at the end. */
+typedef ssize_t qvmd_stream_fn(void *cls, uint64_t pos, char *buf, size_t max);
+
 typedef struct qvmd_reply {
   unsigned status;
   char *body; /* malloc'd */
   const char *content_type;
-  char location[160]; /* "" or a Location header */
-  char allow[64];     /* 405: the Allow header */
-  int retry_after_s;  /* 429, 503: > 0 sets Retry-After */
+  char location[160];      /* "" or a Location header */
+  char allow[64];          /* 405: the Allow header */
+  int retry_after_s;       /* 429, 503: > 0 sets Retry-After */
+  bool preference_applied; /* "Preference-Applied: respond-async" (RFC 7240) */
+  /* Set: the body is streamed by stream(stream_cls, ...) instead of body;
+   * stream_free(stream_cls) when the response ends. */
+  qvmd_stream_fn *stream;
+  void *stream_cls;
+  void (*stream_free)(void *cls);
 } qvmd_reply;
 
 typedef void (*qvmd_handler)(qvmd_reply *out, const qvmd_request *req);
@@ -132,6 +143,34 @@ const char *qvmd_query(const qvmd_request *req, const char *key);
 bool qvmd_work_begin(qvmd_reply *out, const qvmd_request *req);
 void qvmd_work_end(const qvmd_request *req);
 
+/* operations.c: long work as operations (docs/qvmd.md, "Operations"). */
+typedef struct qvmd_op qvmd_op;
+/* An operation's work, on its own thread: it sets out as the synchronous
+ * route would (2xx with a body: succeeded, the body its result; an error:
+ * failed, or cancelled when a cancel was asked, the problem its error). */
+typedef void qvmd_op_fn(qvmd_op *op, qvmd_reply *out, void *arg);
+typedef void qvmd_op_free_fn(void *arg);
+/* The request asked for "Prefer: respond-async" (never on the
+ * vm-provisioner routes: they stay synchronous). */
+bool qvmd_prefer_async(const qvmd_request *req);
+/* Takes a --max-work slot (a 503 otherwise), records operation `kind` on
+ * `target` (source: an image pull's source without credentials, or NULL)
+ * and runs fn(op, reply, arg) on a thread; replies 202 with the operation
+ * and its Location. arg is freed with free_arg in every case. */
+void qvmd_op_start(qvmd_reply *out, const qvmd_request *req, const char *kind, const char *target,
+                   const char *source, qvmd_op_fn *fn, void *arg, qvmd_op_free_fn *free_arg);
+void qvmd_op_progress(qvmd_op *op, const char *phase, uint64_t done, uint64_t total);
+/* A cancel was asked (DELETE): the work stops at its next step. */
+bool qvmd_op_cancelled(qvmd_op *op);
+/* The reply of work that stopped for a cancel. */
+void qvmd_op_cancelled_reply(qvmd_reply *out, const char *what);
+/* Startup: the operations directory, the records, and the reconciling of
+ * what a qvmd that is gone left running. -1 with msg. */
+int qvmd_ops_init(char *msg, size_t size);
+/* Stopping: long-polls answer and event streams end now. Operations still
+ * running are left to the next qvmd's reconcile. */
+void qvmd_ops_stop(void);
+
 /* The embedded OpenAPI document (openapi_doc.c, generated). */
 extern const unsigned char qvmd_openapi_json[];
 extern const size_t qvmd_openapi_json_len;
@@ -172,5 +211,18 @@ void qvmd_sandboxes_get(qvmd_reply *out, const qvmd_request *req);
 void qvmd_sandboxes_delete(qvmd_reply *out, const qvmd_request *req);
 void qvmd_audit_list(qvmd_reply *out, const qvmd_request *req);
 void qvmd_openapi_get(qvmd_reply *out, const qvmd_request *req);
+void qvmd_operations_list(qvmd_reply *out, const qvmd_request *req);
+void qvmd_operations_get(qvmd_reply *out, const qvmd_request *req);
+void qvmd_operations_cancel(qvmd_reply *out, const qvmd_request *req);
+void qvmd_operations_events(qvmd_reply *out, const qvmd_request *req);
+/* images.c */
+/* src without a URL's "user:password@" (what an operation shows and
+ * records of an image source). */
+void qvmd_url_without_userinfo(char *dst, size_t size, const char *src);
+void qvmd_images_list(qvmd_reply *out, const qvmd_request *req);
+void qvmd_images_catalog(qvmd_reply *out, const qvmd_request *req);
+void qvmd_images_get(qvmd_reply *out, const qvmd_request *req);
+void qvmd_images_delete(qvmd_reply *out, const qvmd_request *req);
+void qvmd_images_pull(qvmd_reply *out, const qvmd_request *req);
 
 #endif

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include <qvm/image.h>
 #include <qvm/sandbox.h>
 #include <qvm/vm.h>
@@ -174,53 +176,124 @@ static bool read_sandbox_body(qvmd_reply *out, const qvmd_request *req, json_obj
   return true;
 }
 
-void qvmd_sandboxes_create(qvmd_reply *out, const qvmd_request *req) {
-  json_object *body = qvmd_body_object(out, req);
-  if (!body) return;
-  sandbox_body b = {0};
-  if (!read_sandbox_body(out, req, body, &b)) goto done;
-  qvm_sandbox_create_options o = QVM_SANDBOX_CREATE_OPTIONS_INIT;
-  qvm_up_options up = QVM_UP_OPTIONS_INIT;
+/* A sandbox create's body and options; the strings point into body. */
+typedef struct sandbox_job {
+  json_object *body;
+  sandbox_body b;
+  qvm_sandbox_create_options o;
+  qvm_up_options up;
+  bool agent_caller; /* an agent token: a taken name says nothing more */
+  char name[QVM_VM_NAME_MAX + 1];
+} sandbox_job;
+
+static void sandbox_job_free(void *arg) {
+  sandbox_job *j = arg;
+  json_object_put(j->body);
+  free(j);
+}
+
+/* The create itself; op: as an operation (a cancel takes effect before it
+ * starts, or after it made the sandbox: then the sandbox is destroyed). */
+static void sandbox_run(qvmd_op *op, qvmd_reply *out, void *arg) {
+  sandbox_job *j = arg;
   qvm_error *err = NULL;
-  o.from = b.from;
-  o.agent = b.agent;
-  o.labels = b.labels;
-  o.n_labels = b.n_labels;
-  o.checkpoint_each = b.checkpoint_each;
-  o.net = b.network && !strcmp(b.network, "user") ? QVM_SANDBOX_NET_USER : QVM_SANDBOX_NET_ISOLATED;
-  if (b.ttl && qvm_sandbox_duration_parse(&o.ttl_s, b.ttl, &err) < 0) {
-    qvmd_problem_qvm(out, err, "ttl");
-    goto done;
+  const char *name = j->name[0] ? j->name : j->b.name;
+  if (op && qvmd_op_cancelled(op)) {
+    qvmd_op_cancelled_reply(out, "the sandbox create");
+    return;
   }
-  up.wait_cloud_init = b.wait_cloud_init;
-  if (b.timeout_set) up.timeout_ms = (int)b.timeout_ms;
-  o.up = &up;
-  if (!qvmd_work_begin(out, req)) goto done;
+  if (op) qvmd_op_progress(op, "create", 0, 0);
   char *text = NULL;
-  int r = qvm_sandbox_create(&text, b.name, &o, &err);
-  qvmd_work_end(req);
-  if (r < 0 && visible_agent(req) && qvm_error_code(err) == QVM_EEXISTS) {
+  int r = qvm_sandbox_create(&text, name, &j->o, &err);
+  if (r < 0 && j->agent_caller && qvm_error_code(err) == QVM_EEXISTS) {
     /* not whose vm has the name, nor what it is */
     qvm_error_free(err);
     qvmd_problem(out, 409, qvm_error_code_name(QVM_EEXISTS),
-                 "the name '%s' is not available: choose another", b.name ? b.name : "");
-    goto done;
+                 "the name '%s' is not available: choose another", name ? name : "");
+    return;
   }
   if (r < 0) {
+    if (op && name && qvm_error_code(err) != QVM_EEXISTS) {
+      /* an operation leaves nothing half-made behind */
+      qvm_error *e2 = NULL;
+      if (qvm_sandbox_destroy(name, &e2) < 0) qvm_error_free(e2);
+    }
     qvmd_problem_qvm(out, err, NULL);
-    goto done;
+    return;
   }
   json_object *s = qvmd_json_from_lib(text);
   free(text);
   if (!s) {
     qvmd_problem(out, 500, "EPROTO", "libqvm's sandbox did not parse");
-    goto done;
+    return;
   }
   json_object *n = NULL;
+  if (op && qvmd_op_cancelled(op) && json_object_object_get_ex(s, "name", &n)) {
+    qvm_error *e2 = NULL;
+    if (qvm_sandbox_destroy(json_object_get_string(n), &e2) < 0) qvm_error_free(e2);
+    json_object_put(s);
+    qvmd_op_cancelled_reply(out, "the sandbox create");
+    return;
+  }
   if (json_object_object_get_ex(s, "name", &n))
     snprintf(out->location, sizeof out->location, "/api/v1/sandboxes/%s",
              json_object_get_string(n));
   qvmd_reply_json(out, 201, s);
+}
+
+void qvmd_sandboxes_create(qvmd_reply *out, const qvmd_request *req) {
+  json_object *body = qvmd_body_object(out, req);
+  if (!body) return;
+  sandbox_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    json_object_put(body);
+    qvmd_problem(out, 500, "ESYS", "out of memory");
+    return;
+  }
+  j->body = body;
+  sandbox_body *b = &j->b;
+  if (!read_sandbox_body(out, req, body, b)) goto done;
+  qvm_sandbox_create_options init = QVM_SANDBOX_CREATE_OPTIONS_INIT;
+  qvm_up_options up_init = QVM_UP_OPTIONS_INIT;
+  j->o = init;
+  j->up = up_init;
+  qvm_sandbox_create_options *o = &j->o;
+  qvm_error *err = NULL;
+  o->from = b->from;
+  o->agent = b->agent;
+  o->labels = b->labels;
+  o->n_labels = b->n_labels;
+  o->checkpoint_each = b->checkpoint_each;
+  o->net =
+      b->network && !strcmp(b->network, "user") ? QVM_SANDBOX_NET_USER : QVM_SANDBOX_NET_ISOLATED;
+  if (b->ttl && qvm_sandbox_duration_parse(&o->ttl_s, b->ttl, &err) < 0) {
+    qvmd_problem_qvm(out, err, "ttl");
+    goto done;
+  }
+  j->up.wait_cloud_init = b->wait_cloud_init;
+  if (b->timeout_set) j->up.timeout_ms = (int)b->timeout_ms;
+  o->up = &j->up;
+  j->agent_caller = visible_agent(req) != NULL;
+  if (qvmd_prefer_async(req)) {
+    /* the name is known before the work starts, so that a qvmd stopped
+     * midway knows which vm to look at when it comes back */
+    if (b->name) {
+      snprintf(j->name, sizeof j->name, "%s", b->name);
+    } else {
+      unsigned char rnd[4];
+      randombytes_buf(rnd, sizeof rnd);
+      snprintf(j->name, sizeof j->name, "sb-%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3]);
+    }
+    char source[4096] = "";
+    if (!strncmp(b->from, "http://", 7) || !strncmp(b->from, "https://", 8))
+      qvmd_url_without_userinfo(source, sizeof source, b->from);
+    qvmd_op_start(out, req, "sandbox.create", j->name, source[0] ? source : NULL, sandbox_run, j,
+                  sandbox_job_free);
+    return;
+  }
+  if (!qvmd_work_begin(out, req)) goto done;
+  sandbox_run(NULL, out, j);
+  qvmd_work_end(req);
 done:
-  json_object_put(body);
+  sandbox_job_free(j);
 }

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* /api/v1/vms (and vm-provisioner's /api/vms): list, create, get, delete,
  * start, stop, restart. Each call is synchronous: it answers when libqvm's
- * call returned (docs/qvmd.md, "Long work"). */
+ * call returned (docs/qvmd.md, "Long work"), except a create or start
+ * with "Prefer: respond-async": an operation (operations.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -248,59 +249,110 @@ static bool read_create_body(qvmd_reply *out, json_object *body, bool alias, cre
   return true;
 }
 
+/* A create's body and options; the strings point into body. */
+typedef struct create_job {
+  json_object *body;
+  create_body b;
+  qvm_vm_create_options o;
+  qvm_image_pull_options pull;
+  char cc_path[4096];
+  const char *cc[1];
+} create_job;
+
+static void create_job_free(void *arg) {
+  create_job *j = arg;
+  if (j->cc_path[0]) unlink(j->cc_path);
+  json_object_put(j->body);
+  free(j);
+}
+
+/* The create itself; op: as an operation (cancel between its steps: a
+ * cancel after qvm_vm_create removes the VM again). */
+static void create_run(qvmd_op *op, qvmd_reply *out, void *arg) {
+  create_job *j = arg;
+  qvm_error *err = NULL;
+  if (op && qvmd_op_cancelled(op)) {
+    qvmd_op_cancelled_reply(out, "the create");
+    return;
+  }
+  if (op) qvmd_op_progress(op, "create", 0, 0);
+  qvm_vm *vm = NULL;
+  if (qvm_vm_create(&vm, j->b.name, &j->o, &err) < 0) {
+    qvmd_problem_qvm(out, err, j->b.image_url ? "imageUrl" : j->b.image ? "image" : NULL);
+    return;
+  }
+  if (op && qvmd_op_cancelled(op)) {
+    qvm_vm_free(vm);
+    qvm_vm_remove(j->b.name, true, NULL);
+    qvmd_op_cancelled_reply(out, "the create");
+    return;
+  }
+  snprintf(out->location, sizeof out->location, "/api/v1/vms/%s", j->b.name);
+  reply_info(out, 201, vm);
+  qvm_vm_free(vm);
+}
+
 void qvmd_vms_create(qvmd_reply *out, const qvmd_request *req) {
   json_object *body = qvmd_body_object(out, req);
   if (!body) return;
-  create_body b = {0};
-  qvm_vm_create_options o = QVM_VM_CREATE_OPTIONS_INIT;
+  create_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    json_object_put(body);
+    qvmd_problem(out, 500, "ESYS", "out of memory");
+    return;
+  }
+  j->body = body;
+  qvm_vm_create_options init = QVM_VM_CREATE_OPTIONS_INIT;
+  j->o = init;
+  create_body *b = &j->b;
+  qvm_vm_create_options *o = &j->o;
   qvm_error *err = NULL;
-  char cc_path[4096] = "";
-  if (!read_create_body(out, body, req->alias, &b)) goto done;
-  if (b.network && qvm_vm_net_parse(&o.net, b.network, &err) < 0) {
+  if (!read_create_body(out, body, req->alias, b)) goto done;
+  if (b->network && qvm_vm_net_parse(&o->net, b->network, &err) < 0) {
     qvmd_problem_qvm(out, err, "network");
     goto done;
   }
-  o.image = b.image ? b.image : b.image_url;
+  o->image = b->image ? b->image : b->image_url;
   /* A pull on first use: the checksum given, else (vm-provisioner's
    * routes, whose clients send only a URL) the SHA256SUMS or SHA512SUMS
    * beside it. */
   qvm_image_pull_options pull = QVM_IMAGE_PULL_OPTIONS_INIT;
-  pull.sha256 = b.image_sha256;
-  pull.checksums = b.image_checksums;
-  pull.discover_checksums = req->alias;
-  o.image_pull = &pull;
-  o.memory = b.memory;
-  o.disk = b.disk;
-  o.cpus = b.vcpus_set ? (unsigned)b.vcpus : 0;
-  o.kernel = b.kernel;
-  o.initrd = b.initrd;
-  o.append = b.append;
-  o.user = b.user;
-  o.no_cloud_init = b.no_cloud_init;
-  o.tags.labels = b.labels;
-  o.tags.n_labels = b.n_labels;
-  o.tags.agent = b.agent;
-  const char *cc[1];
-  if (b.cloud_config) {
-    if (!cloud_config_file(out, b.cloud_config, cc_path, sizeof cc_path)) goto done;
-    cc[0] = cc_path;
-    o.cloud_configs = cc;
-    o.n_cloud_configs = 1;
+  j->pull = pull;
+  j->pull.sha256 = b->image_sha256;
+  j->pull.checksums = b->image_checksums;
+  j->pull.discover_checksums = req->alias;
+  o->image_pull = &j->pull;
+  o->memory = b->memory;
+  o->disk = b->disk;
+  o->cpus = b->vcpus_set ? (unsigned)b->vcpus : 0;
+  o->kernel = b->kernel;
+  o->initrd = b->initrd;
+  o->append = b->append;
+  o->user = b->user;
+  o->no_cloud_init = b->no_cloud_init;
+  o->tags.labels = b->labels;
+  o->tags.n_labels = b->n_labels;
+  o->tags.agent = b->agent;
+  if (b->cloud_config) {
+    if (!cloud_config_file(out, b->cloud_config, j->cc_path, sizeof j->cc_path)) goto done;
+    j->cc[0] = j->cc_path;
+    o->cloud_configs = j->cc;
+    o->n_cloud_configs = 1;
+  }
+  if (qvmd_prefer_async(req)) {
+    /* an image pulled on first use: its partial download is what a qvmd
+     * stopped midway leaves (operations.c removes it) */
+    char source[4096] = "";
+    if (b->image_url) qvmd_url_without_userinfo(source, sizeof source, b->image_url);
+    qvmd_op_start(out, req, "vm.create", b->name, source[0] ? source : NULL, create_run, j,
+                  create_job_free);
+    return;
   }
   if (!qvmd_work_begin(out, req)) goto done;
-  qvm_vm *vm = NULL;
-  int r = qvm_vm_create(&vm, b.name, &o, &err);
+  create_run(NULL, out, j);
   qvmd_work_end(req);
-  if (r < 0) {
-    qvmd_problem_qvm(out, err, b.image_url ? "imageUrl" : b.image ? "image" : NULL);
-    goto done;
-  }
-  snprintf(out->location, sizeof out->location, "/api/v1/vms/%s", b.name);
-  reply_info(out, 201, vm);
-  qvm_vm_free(vm);
 done:
-  if (cc_path[0]) unlink(cc_path);
-  json_object_put(body);
+  create_job_free(j);
 }
 
 void qvmd_vms_delete(qvmd_reply *out, const qvmd_request *req) {
@@ -365,6 +417,55 @@ static void vm_lifecycle(qvmd_reply *out, const qvmd_request *req, lifecycle wha
   qvm_vm_free(vm);
 }
 
-void qvmd_vms_start(qvmd_reply *out, const qvmd_request *req) { vm_lifecycle(out, req, START); }
+typedef struct start_job {
+  char name[QVM_VM_NAME_MAX + 1];
+  int timeout_ms;
+} start_job;
+
+/* An asynchronous start: a cancel takes effect only before the start
+ * begins (a VM half-started is not stopped again). */
+static void start_run(qvmd_op *op, qvmd_reply *out, void *arg) {
+  start_job *j = arg;
+  if (qvmd_op_cancelled(op)) {
+    qvmd_op_cancelled_reply(out, "the start");
+    return;
+  }
+  qvm_vm *vm = open_named(out, j->name);
+  if (!vm) return;
+  qvmd_op_progress(op, "start", 0, 0);
+  qvm_error *err = NULL;
+  qvm_vm_start_options start = QVM_VM_START_OPTIONS_INIT;
+  start.timeout_ms = j->timeout_ms;
+  if (qvm_vm_start(vm, &start, &err) < 0)
+    qvmd_problem_qvm(out, err, NULL);
+  else
+    reply_info(out, 200, vm);
+  qvm_vm_free(vm);
+}
+
+void qvmd_vms_start(qvmd_reply *out, const qvmd_request *req) {
+  if (!qvmd_prefer_async(req)) {
+    vm_lifecycle(out, req, START);
+    return;
+  }
+  start_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    qvmd_problem(out, 500, "ESYS", "out of memory");
+    return;
+  }
+  j->timeout_ms = 60000;
+  if (!read_timeout(out, req, &j->timeout_ms)) {
+    free(j);
+    return;
+  }
+  qvm_vm *vm = open_named(out, req->params[0]);
+  if (!vm) {
+    free(j);
+    return;
+  }
+  qvm_vm_free(vm);
+  snprintf(j->name, sizeof j->name, "%s", req->params[0]);
+  qvmd_op_start(out, req, "vm.start", j->name, NULL, start_run, j, free);
+}
 void qvmd_vms_stop(qvmd_reply *out, const qvmd_request *req) { vm_lifecycle(out, req, STOP); }
 void qvmd_vms_restart(qvmd_reply *out, const qvmd_request *req) { vm_lifecycle(out, req, RESTART); }
