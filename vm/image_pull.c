@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -243,7 +244,7 @@ static int expectations(pull *p, const img_catalog_entry *e, qvm_error **err) {
       return qvm_error_set(err, QVM_EINVAL, "checksum file url must be http(s):// or file://");
     return from_checksums(p, sums, err);
   }
-  bool discover = o->version >= 2 && o->discover_checksums && !e && is_url(p->url);
+  bool discover = o->discover_checksums && !e && is_url(p->url);
   if (p->remote && discover) {
     if (discover_checksums(p, err) == 0) return 0;
     clear_error(err); /* the refusal below says what was tried */
@@ -403,7 +404,13 @@ int qvm_image_pull(char **out_json, const char *source, const qvm_image_pull_opt
   if (r < 0) return r;
   if (!source || !source[0]) return qvm_error_set(err, QVM_EINVAL, "image source is empty");
   if (opts && opts->name && (r = img_name_check(opts->name, err)) < 0) return r;
-  pull p = {.o = opts ? opts : &defaults};
+  /* A version 1 caller's struct ends before the version 2 members: only
+   * what it has is copied, the rest stays at its defaults. */
+  if (opts)
+    memcpy(&defaults, opts,
+           opts->version >= 2 ? sizeof defaults
+                              : offsetof(qvm_image_pull_options, discover_checksums));
+  pull p = {.o = &defaults};
   img_catalog cat = {0};
   const img_catalog_entry *entry = NULL;
   _cleanup_(img_store_freep) img_store *s = NULL;

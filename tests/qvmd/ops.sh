@@ -280,6 +280,13 @@ req POST /api/v1/images "{\"source\": \"$www/small.qcow2\", \"name\": \"small2\"
 expect_status 202 "a pull once the slot is free"
 wait_op "$(jget "$body" 'o["id"]')"
 expect_eq "$(jget "$body" 'o["state"]')" succeeded "the pull once the slot is free"
+# small2 names the same image as small: removing the name leaves small.
+req DELETE /api/v1/images/small2
+expect_status 204 "remove the image name small2"
+req GET /api/v1/images/small2
+expect_status 404 "small2 after its removal"
+req DELETE /api/v1/images/small2
+expect_status 404 "remove small2 again"
 req POST /api/v1/vms/m1/start '{"timeoutMs": 120000}' -H 'Prefer: respond-async'
 expect_status 202 "an async start"
 expect_eq "$(jget "$body" 'o["kind"], o["target"]')" "('vm.start', 'm1')" "the start's op"
