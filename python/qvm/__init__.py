@@ -22,8 +22,8 @@ from .errors import (
     UpstreamError,
     ValidationError,
 )
-from .models import (AuditRecord, CloneResult, ExecResult, Fork, ForkResult, Restored, Sandbox,
-                     Snapshot, SshKey, Vm)
+from .models import (AuditRecord, CloneResult, Console, ExecFrame, ExecResult, Fork, ForkResult,
+                     Restored, Sandbox, Snapshot, SshKey, Vm, VmAddress)
 from .transport import DEFAULT_MAX_BODY, default_socket_path
 
 __version__ = "0.1.0"
@@ -31,7 +31,7 @@ __version__ = "0.1.0"
 __all__ = [
     "QvmClient", "VmsApi", "SandboxApi", "AuditApi", "SshKeysApi",
     "Vm", "Sandbox", "ExecResult", "AuditRecord", "Snapshot", "Restored", "CloneResult", "SshKey",
-    "Fork", "ForkResult",
+    "Fork", "ForkResult", "ExecFrame", "VmAddress", "Console",
     "QvmError", "QvmConnectionError", "QvmTimeout", "ResponseError", "ResponseTooLarge",
     "ApiError", "BadRequest", "Unauthorized", "Forbidden", "NotFound", "MethodNotAllowed",
     "Conflict", "PayloadTooLarge", "UnsupportedMediaType", "ValidationError", "RateLimited",

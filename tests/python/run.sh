@@ -75,6 +75,7 @@ qemu-img create -q -f qcow2 "$tmp/base.qcow2" 16M
 # Snapshots, clones, forks and checkpoints: when this qvmd serves them
 # (main after c7028db); an older qvmd says so in the log.
 tests=("$src/tests/python/test_keys.py" "$src/tests/python/test_qvmd.py")
+tests+=("$src/tests/python/test_stream.py")
 if "$qvmd_bin" --routes | grep -q '/api/v1/sandboxes/{name}/checkpoint'; then
   tests+=("$src/tests/python/test_snapshots.py")
 else
