@@ -26,7 +26,7 @@ def test_a_sandbox(root, agent_a):
 
 def test_run_sandbox_command_stream(agent_a):
     frames = list(agent_a.sandbox.run_sandbox_command_stream(
-        "sb-s", "echo one; sleep 0.2; echo two >&2; printf 'x\\377y'; exit 4", timeout=60))
+        "sb-s", "echo one; sleep 0.3; echo two >&2; sleep 0.3; printf 'x\\377y'; exit 4", timeout=60))
     assert all(isinstance(f, qvm.ExecFrame) for f in frames)
     kinds = [f.kind for f in frames]
     assert kinds[:2] == ["stdout", "stderr"] and kinds[-1] == "exit", kinds
