@@ -211,6 +211,28 @@ grep -q '^event: vm-removed' "$tmp/sse-op" || fail "no vm-removed event: $(cat "
 kill "$sse_a" "$sse_b" "$sse_op" 2>/dev/null || true
 req GET /api/v1/vms
 expect_status 200 "qvmd serves after the event streams ended"
+# at most 64 event streams at once: the 65th is 503, and one is free again
+# once a client has gone
+sse_pids=()
+for i in $(seq 64); do
+  # one after the other, each up before the next (the socket's backlog is short)
+  curl -s -N --max-time 120 --unix-socket "$sock" http://qvmd/api/v1/events >"$tmp/sse-$i" 2>&1 &
+  sse_pids+=($!)
+  for _ in $(seq 100); do grep -q '^retry:' "$tmp/sse-$i" && break; sleep 0.05; done
+  grep -q '^retry:' "$tmp/sse-$i" || fail "event stream $i did not start"
+done
+cleanup_hooks+=("kill ${sse_pids[*]} 2>/dev/null")
+req GET /api/v1/events '' --max-time 5
+expect_status 503 "the 65th event stream"
+kill "${sse_pids[@]}" 2>/dev/null || true
+for _ in $(seq 50); do
+  # a stream does not end: curl's time limit ends it, after its status
+  status=$(curl -s -o /dev/null -w '%{http_code}' --max-time 0.5 --unix-socket "$sock" \
+    http://qvmd/api/v1/events || true)
+  [[ $status == 200 ]] && break
+  sleep 0.1
+done
+expect_eq "$status" 200 "an event stream after the others left"
 url_base=$tcp
 req DELETE /api/v1/sandboxes/sb-a '' "${auth_a[@]}"
 expect_status 204 "agent a deletes sb-a"
