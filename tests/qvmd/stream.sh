@@ -213,6 +213,7 @@ req GET /api/v1/vms
 expect_status 200 "qvmd serves after the event streams ended"
 # at most 64 event streams at once: the 65th is 503, and one is free again
 # once a client has gone
+sleep 1 # the streams killed above are noticed gone within 250 ms
 sse_pids=()
 for i in $(seq 64); do
   # one after the other, each up before the next (the socket's backlog is short)
