@@ -70,6 +70,10 @@ status=$(curl -s -N -o "$tmp/frames" -w '%{http_code}' --max-time 120 "${auth_a[
   "$tcp/api/v1/sandboxes/sb-a/exec")
 [[ $status == 200 ]] || fail "stream by body: $(cat "$tmp/frames")"
 expect_eq "$status $(frames 'f[0]["data"], f[-1]["exit"]["exitCode"]')" "200 ('hi\\n', 0)" "a stream by the body"
+# the audit records of a streamed exec are the JSON exec's, with the agent
+req GET "/api/v1/audit?vm=sb-a"
+expect_eq "$(jget "$body" '[(r["action"], r["actor"].get("agent")) for r in o if r["action"].startswith("exec") and "\"hi\"" in __import__("json").dumps(r)]')" \
+  "[('exec-start', 'agent-a'), ('exec', 'agent-a')]" "the streamed exec's audit records"
 url_base=$tcp
 req POST /api/v1/sandboxes/sb-a/exec '{"argv": ["true"], "stream": true}' "${auth_b[@]}" -H 'Accept: application/x-ndjson'
 expect_status 404 "agent b streams in agent a's sandbox"
@@ -115,6 +119,8 @@ curl -s -o "$tmp/back" -D "$tmp/hdrs" --unix-socket "$sock" 'http://qvmd/api/v1/
   fail "download"
 grep -qi '^content-type: application/octet-stream' "$tmp/hdrs" || fail "download's type: $(cat "$tmp/hdrs")"
 expect_eq "$(sha256sum <"$tmp/back")" "$(sha256sum <"$tmp/blob")" "the round trip"
+req GET "/api/v1/audit?vm=sb-a"
+expect_eq "$(jget "$body" 'len([r for r in o if r["action"] == "cp"]) >= 2')" True "cp records of the upload and download"
 # agent a on its sandbox's route; agent b gets 404 for both directions
 status=$(curl -s -o "$tmp/back2" -w '%{http_code}' "${auth_a[@]}" "$tcp/api/v1/sandboxes/sb-a/files?path=/root/blob.bin")
 expect_eq "$status $(sha256sum <"$tmp/back2")" "200 $(sha256sum <"$tmp/blob")" "agent a downloads"
