@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <microhttpd.h>
@@ -39,7 +40,8 @@ typedef struct watched {
   char name[QVM_VM_NAME_MAX + 1];
   qvm_vm *vm;
   qvm_vm_events_cursor cur;
-  bool seen; /* in the last listing */
+  uint64_t dir_ino; /* its directory: another inode is another VM of that name */
+  bool seen;        /* in the last listing */
 } watched;
 
 typedef struct sse {
@@ -154,6 +156,12 @@ static bool visible(const sse *s, qvm_vm *vm) {
   return owner && !strcmp(owner, s->agent);
 }
 
+static uint64_t dir_ino(qvm_vm *vm) {
+  struct stat st;
+  const char *dir = qvm_vm_dir(vm);
+  return dir && stat(dir, &st) == 0 ? (uint64_t)st.st_ino : 0;
+}
+
 static void watch(sse *s, const char *name) {
   qvm_vm *vm = NULL;
   qvm_error *err = NULL;
@@ -172,7 +180,7 @@ static void watch(sse *s, const char *name) {
   }
   s->vms = v;
   watched *w = &s->vms[s->n++];
-  *w = (watched){.vm = vm, .seen = true};
+  *w = (watched){.vm = vm, .seen = true, .dir_ino = dir_ino(vm)};
   snprintf(w->name, sizeof w->name, "%s", name);
   if (s->listed) {
     emit_lifecycle(s, "vm-created", name);
@@ -184,7 +192,9 @@ static void watch(sse *s, const char *name) {
   }
 }
 
-/* The VMs now: new ones watched, gone ones dropped. */
+/* The VMs now: new ones watched, gone ones dropped; one removed and made
+ * again since the last listing (its directory is another) is both, and its
+ * owner is checked again. */
 static void relist(sse *s) {
   char **names = NULL;
   size_t n = 0;
@@ -203,12 +213,20 @@ static void relist(sse *s) {
     qvm_error_free(err);
     return; /* next time */
   }
+  bool *fresh = calloc(n ? n : 1, sizeof *fresh);
+  if (!fresh) {
+    qvm_vm_names_free(names, n);
+    return;
+  }
   for (size_t i = 0; i < s->n; i++) s->vms[i].seen = false;
   for (size_t i = 0; i < n; i++) {
-    bool known = false;
-    for (size_t j = 0; j < s->n && !known; j++)
-      if (!strcmp(s->vms[j].name, names[i])) known = s->vms[j].seen = true;
-    if (!known) watch(s, names[i]);
+    fresh[i] = true;
+    for (size_t j = 0; j < s->n; j++)
+      if (!strcmp(s->vms[j].name, names[i])) {
+        fresh[i] = dir_ino(s->vms[j].vm) != s->vms[j].dir_ino;
+        s->vms[j].seen = !fresh[i];
+        break;
+      }
   }
   for (size_t i = 0; i < s->n;) {
     if (s->vms[i].seen) {
@@ -219,6 +237,9 @@ static void relist(sse *s) {
     qvm_vm_free(s->vms[i].vm);
     s->vms[i] = s->vms[--s->n];
   }
+  for (size_t i = 0; i < n; i++)
+    if (fresh[i]) watch(s, names[i]);
+  free(fresh);
   qvm_vm_names_free(names, n);
   s->listed = true;
 }
