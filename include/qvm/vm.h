@@ -582,6 +582,52 @@ QVM_API int qvm_vm_upload(qvm_vm *vm, qvm_ssh *ssh, const char *local, const cha
 QVM_API int qvm_vm_download(qvm_vm *vm, qvm_ssh *ssh, const char *remote, const char *local,
                             const qvm_ssh_copy_options *opts, qvm_error **err);
 
+/* ---- events (vm/events_read.c) --------------------------------------------- */
+
+/* The VM's event log in its directory: one JSON object per line, appended
+ * by its shim (QEMU's QMP events, the shim's "qvm-*" events such as
+ * "qvm-exit" when QEMU has exited, DHCP events), each with "event" (its
+ * name) and "time" (RFC 3339). A line is at most QVM_VM_EVENT_LINE_MAX
+ * bytes. Past its size cap the shim renames it to events.jsonl.1 (one
+ * generation kept) and starts a new one. docs/shim-protocol.md. */
+#define QVM_VM_EVENTS_LOG "events.jsonl"
+#define QVM_VM_EVENT_LINE_MAX (64u << 10)
+/* Lines handed out by one qvm_vm_events_read at most. */
+#define QVM_VM_EVENTS_READ_MAX 1024
+
+/* A position in the event log: the file (its inode; 0 before the first
+ * read) and the byte offset of the next line in it. Plain data: a caller
+ * may keep it and resume from it later (qvmd's Last-Event-ID). */
+typedef struct qvm_vm_events_cursor {
+  uint64_t file;
+  uint64_t offset;
+} qvm_vm_events_cursor;
+
+/* Called once per complete line (without its '\n'; not NUL-terminated),
+ * with the cursor already past that line. Return 0 to go on; anything else
+ * stops the read, and qvm_vm_events_read returns it. */
+typedef int (*qvm_vm_event_fn)(void *ctx, const char *line, size_t len,
+                               const qvm_vm_events_cursor *next);
+
+/* Hands the lines after *cursor to fn, oldest first, and advances *cursor
+ * (at most QVM_VM_EVENTS_READ_MAX lines per call: call again while it
+ * returns a positive count). The lines are the shim's but may hold
+ * guest-derived strings: parse each one and skip what does not parse.
+ * Rotation: when the log is a new file, the rest of the cursor's file is
+ * read from events.jsonl.1 first (if it is still there), then the new one
+ * from its start. A line that is not complete yet is left for the next
+ * call; a line over QVM_VM_EVENT_LINE_MAX is skipped (if it has no end yet,
+ * the cursor goes past what there is of it, and its rest comes later as a
+ * fragment that does not parse). No log yet: 0 and *cursor unchanged.
+ * Returns the number of lines handed out, fn's non-zero return, or a
+ * negative QVM_E* (QVM_ESYS: the log cannot be read). */
+QVM_API int qvm_vm_events_read(qvm_vm *vm, qvm_vm_events_cursor *cursor, qvm_vm_event_fn fn,
+                               void *ctx, qvm_error **err);
+/* The cursor at the log's current end: what a reader that wants only new
+ * events starts from. No log yet: {0, 0} (a read then starts at the first
+ * line of the log once there is one). */
+QVM_API int qvm_vm_events_end(qvm_vm_events_cursor *out, qvm_vm *vm, qvm_error **err);
+
 /* Exit statuses of qvm_vm_run (docs/cli.md, "qvm run"). */
 enum {
   QVM_RUN_EXIT_SHUTDOWN = 0, /* the guest shut down cleanly */

@@ -23,8 +23,8 @@ from .errors import (
     UpstreamError,
     ValidationError,
 )
-from .models import (AuditRecord, CloneResult, ExecResult, Fork, ForkResult, Image, Operation,
-                     Restored, Sandbox, Snapshot, SshKey, Vm)
+from .models import (AuditRecord, CloneResult, Console, ExecFrame, ExecResult, Fork, ForkResult,
+                     Image, Operation, Restored, Sandbox, Snapshot, SshKey, Vm, VmAddress)
 from .transport import DEFAULT_MAX_BODY, default_socket_path
 
 __version__ = "0.1.0"
@@ -33,7 +33,7 @@ __all__ = [
     "QvmClient", "VmsApi", "SandboxApi", "AuditApi", "SshKeysApi", "OperationsApi", "ImagesApi",
     "Operation", "Image",
     "Vm", "Sandbox", "ExecResult", "AuditRecord", "Snapshot", "Restored", "CloneResult", "SshKey",
-    "Fork", "ForkResult",
+    "Fork", "ForkResult", "ExecFrame", "VmAddress", "Console",
     "QvmError", "QvmConnectionError", "QvmTimeout", "ResponseError", "ResponseTooLarge",
     "ApiError", "BadRequest", "Unauthorized", "Forbidden", "NotFound", "MethodNotAllowed",
     "Conflict", "PayloadTooLarge", "UnsupportedMediaType", "ValidationError", "RateLimited",

@@ -15,15 +15,16 @@ timeout for the work itself, that plus a margin.
 from __future__ import annotations
 
 import datetime
+import json
 import re
 import ssl
 import time
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 from urllib.parse import quote, urlencode
 
-from .errors import QvmTimeout, ResponseError
-from .models import (AuditRecord, CloneResult, ExecResult, ForkResult, Image, Operation, Restored,
-                     Sandbox, Snapshot, SshKey, Vm, list_of)
+from .errors import QvmTimeout, ResponseError, api_error
+from .models import (AuditRecord, CloneResult, Console, ExecFrame, ExecResult, ForkResult, Image,
+                     Operation, Restored, Sandbox, Snapshot, SshKey, Vm, VmAddress, list_of)
 from .transport import DEFAULT_MAX_BODY, Transport
 
 # qvmd's own bounds, checked here so that a mistake is a ValueError at the
@@ -66,6 +67,72 @@ def _argv(command: Command) -> List[str]:
         if not isinstance(a, str):
             raise ValueError("every argument of a command must be a string")
     return argv
+
+
+# qvmd's file routes: an upload's cap, a guest path's length.
+_UPLOAD_MAX = 64 << 20
+_GUEST_PATH_MAX = 4096
+
+
+def _guest_path(path: str) -> str:
+    if (not isinstance(path, str) or not path.startswith("/") or path.endswith("/")
+            or len(path.encode()) > _GUEST_PATH_MAX
+            or any(ord(c) < 0x20 or ord(c) == 0x7f for c in path)):
+        raise ValueError("a guest path is absolute, at most 4096 bytes, without control "
+                         "characters, and not a directory ('/' at its end)")
+    return path
+
+
+def _exec_frames(api: "_Api", path: str, command: "Command",
+                 timeout: Optional[float]) -> Iterator[ExecFrame]:
+    body: Dict[str, Any] = {"argv": _argv(command), "stream": True}
+    ms = _timeout_ms(timeout)
+    if ms is not None:
+        body["timeoutMs"] = ms
+    for line in api._t.stream_lines("POST", "/api/v1" + path, body, api._op_timeout(timeout)):
+        try:
+            doc = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as e:
+            raise ResponseError(f"POST {path}: a frame is not valid JSON") from e
+        if isinstance(doc, dict) and "error" in doc:
+            err = doc["error"] if isinstance(doc["error"], dict) else None
+            status = err.get("status") if err else None
+            raise api_error(status if isinstance(status, int) and 400 <= status < 600 else 502,
+                            err, json.dumps(doc["error"])[:4096], None)
+        frame = ExecFrame.from_json(doc)
+        yield frame
+        if frame.kind == "exit":
+            return
+    raise ResponseError(f"POST {path}: the stream ended without an exit frame")
+
+
+def _upload(api: "_Api", path: str, guest_path: str, data: bytes, mode: Optional[int],
+            timeout: Optional[float]) -> Dict[str, Any]:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ValueError("data must be bytes")
+    if len(data) > _UPLOAD_MAX:
+        raise ValueError(f"qvmd takes files of at most {_UPLOAD_MAX} bytes")
+    q: Dict[str, str] = {"path": _guest_path(guest_path)}
+    if mode is not None:
+        if not isinstance(mode, int) or isinstance(mode, bool) or not 0 <= mode <= 0o777:
+            raise ValueError("mode is permission bits, 0 to 0o777")
+        q["mode"] = "%04o" % mode
+    _, raw, ctype = api._t.request_bytes("PUT", "/api/v1" + path + "?" + urlencode(q),
+                                         bytes(data), api._call_timeout(timeout))
+    try:
+        doc = json.loads(raw.decode("utf-8")) if ctype == "application/json" else None
+    except (UnicodeDecodeError, ValueError) as e:
+        raise ResponseError(f"PUT {path}: the answer is not valid JSON") from e
+    if not isinstance(doc, dict):
+        raise ResponseError(f"PUT {path}: expected a JSON object")
+    return doc
+
+
+def _download(api: "_Api", path: str, guest_path: str, timeout: Optional[float]) -> bytes:
+    q = urlencode({"path": _guest_path(guest_path)})
+    _, raw, _ = api._t.request_bytes("GET", "/api/v1" + path + "?" + q, None,
+                                     api._call_timeout(timeout))
+    return raw
 
 
 def _drop_none(d: Dict[str, Any]) -> Dict[str, Any]:
@@ -172,6 +239,38 @@ class VmsApi:
         return ExecResult.from_json(self._api._call("POST", f"/vms/{_name(name)}/exec", body,
                                                     self._api._op_timeout(timeout)))
 
+    def exec_stream(self, name: str, command: Command,
+                    timeout: Optional[float] = None) -> Iterator[ExecFrame]:
+        """exec as a stream: yields ExecFrame objects as the command runs,
+        the last one of kind "exit". An error after the stream began is
+        raised as ApiError. Leaving the loop early closes the connection."""
+        return _exec_frames(self._api, f"/vms/{_name(name)}/exec", command, timeout)
+
+    def upload_file(self, name: str, path: str, data: bytes, mode: Optional[int] = None,
+                    timeout: Optional[float] = None) -> Dict[str, Any]:
+        """Writes data (at most 64 MiB) to the absolute path in the guest,
+        with mode (default 0o644). Returns {"path", "bytes", "mode"}."""
+        return _upload(self._api, f"/vms/{_name(name)}/files", path, data, mode, timeout)
+
+    def download_file(self, name: str, path: str, timeout: Optional[float] = None) -> bytes:
+        """The bytes of the file at the absolute path in the guest (at most
+        64 MiB, and at most max_body)."""
+        return _download(self._api, f"/vms/{_name(name)}/files", path, timeout)
+
+    def ip(self, name: str) -> VmAddress:
+        """The running VM's address (Conflict when it is not running)."""
+        return VmAddress.from_json(self._api._call("GET", f"/vms/{_name(name)}/ip"))
+
+    def console(self, name: str, tail: Optional[int] = None) -> Console:
+        """The last `tail` bytes (default 64 KiB, at most 1 MiB) of the
+        serial console log."""
+        path = f"/vms/{_name(name)}/console"
+        if tail is not None:
+            if not isinstance(tail, int) or isinstance(tail, bool) or not 1 <= tail <= 1 << 20:
+                raise ValueError("tail is 1 to 1048576 bytes")
+            path += "?" + urlencode({"tail": tail})
+        return Console.from_json(self._api._call("GET", path))
+
 
     def list_snapshots(self, name: str) -> List[Snapshot]:
         """A VM's snapshots, oldest first."""
@@ -273,6 +372,23 @@ class SandboxApi:
             body["timeoutMs"] = ms
         return ExecResult.from_json(self._api._call(
             "POST", f"/sandboxes/{_name(name)}/exec", body, self._api._op_timeout(timeout)))
+
+    def run_sandbox_command_stream(self, name: str, command: Command,
+                                   timeout: Optional[float] = None) -> Iterator[ExecFrame]:
+        """run_sandbox_command as a stream: yields ExecFrame objects as the
+        command runs, the last one of kind "exit". Leaving the loop early
+        closes the connection."""
+        return _exec_frames(self._api, f"/sandboxes/{_name(name)}/exec", command, timeout)
+
+    def upload_file(self, name: str, path: str, data: bytes, mode: Optional[int] = None,
+                    timeout: Optional[float] = None) -> Dict[str, Any]:
+        """Writes data (at most 64 MiB) to the absolute path in the
+        sandbox, with mode (default 0o644)."""
+        return _upload(self._api, f"/sandboxes/{_name(name)}/files", path, data, mode, timeout)
+
+    def download_file(self, name: str, path: str, timeout: Optional[float] = None) -> bytes:
+        """The bytes of the file at the absolute path in the sandbox."""
+        return _download(self._api, f"/sandboxes/{_name(name)}/files", path, timeout)
 
     def destroy_sandbox(self, name: str, timeout: Optional[float] = None) -> None:
         self._api._call("DELETE", f"/sandboxes/{_name(name)}", None,
@@ -501,6 +617,14 @@ class QvmClient:
         self.ssh_keys = SshKeysApi(self)
         self.operations = OperationsApi(self)
         self.images = ImagesApi(self)
+
+    def vm_ip(self, name: str) -> VmAddress:
+        """client.vms.ip."""
+        return self.vms.ip(name)
+
+    def console(self, name: str, tail: Optional[int] = None) -> Console:
+        """client.vms.console."""
+        return self.vms.console(name, tail)
 
     def openapi(self) -> Dict[str, Any]:
         """qvmd's OpenAPI document."""

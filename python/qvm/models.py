@@ -464,3 +464,90 @@ def list_of(cls: Any, doc: Any, what: str) -> List[Any]:
     if not isinstance(doc, list):
         raise ResponseError(f"{what}: expected a JSON array, got {type(doc).__name__}")
     return [cls.from_json(x) for x in doc]
+
+
+@dataclass(frozen=True)
+class ExecFrame:
+    """One frame of a streamed command (run_sandbox_command_stream,
+    VmsApi.exec_stream). kind is "stdout" or "stderr" (text: the output as
+    text, neutralized when it was not UTF-8; data: its exact bytes),
+    "truncated" (stream names the output that passed 1 MiB; the rest of it
+    is dropped) or "exit", the last one (exit_code, None when the command
+    died of signal; duration_ms; checkpoint)."""
+
+    kind: str
+    text: str = ""
+    data: bytes = field(default=b"", repr=False)
+    stream: Optional[str] = None
+    exit_code: Optional[int] = None
+    signal: Optional[str] = None
+    duration_ms: int = 0
+    checkpoint: Optional[str] = None
+
+    @property
+    def ok(self) -> bool:
+        return self.kind == "exit" and self.exit_code == 0
+
+    @classmethod
+    def from_json(cls, doc: Any) -> "ExecFrame":
+        what = "exec frame"
+        d = _obj(doc, what)
+        if "stream" in d:
+            stream = _get(d, "stream", str, what, required=True)
+            if stream not in ("stdout", "stderr"):
+                raise ResponseError(f"{what}: unknown stream {printable(repr(stream), 32)}")
+            text = _get(d, "data", str, what, required=True)
+            assert stream is not None and text is not None
+            exact = _b64(d, "dataBase64")
+            return cls(kind=stream, text=text, data=exact if exact is not None else text.encode())
+        if "truncated" in d:
+            return cls(kind="truncated", stream=_get(d, "truncated", str, what, required=True))
+        if "exit" in d:
+            e = _obj(d["exit"], what)
+            return cls(kind="exit", exit_code=_get(e, "exitCode", int, what),
+                       signal=_get(e, "signal", str, what),
+                       duration_ms=_get(e, "durationMs", int, what) or 0,
+                       checkpoint=_get(e, "checkpoint", str, what))
+        raise ResponseError(f"{what}: not a frame qvm knows: {printable(repr(d), 64)}")
+
+
+@dataclass(frozen=True)
+class VmAddress:
+    """GET /vms/{name}/ip: the guest's IPv4 address (None with user
+    networking: then ssh_host:ssh_port is the host's forward to its SSH)
+    and where it came from (source)."""
+
+    ip: Optional[str]
+    source: str
+    ssh_host: Optional[str] = None
+    ssh_port: Optional[int] = None
+
+    @classmethod
+    def from_json(cls, doc: Any) -> "VmAddress":
+        what = "vm address"
+        d = _obj(doc, what)
+        source = _get(d, "source", str, what, required=True)
+        assert source is not None
+        return cls(ip=_get(d, "ip", str, what), source=source,
+                   ssh_host=_get(d, "sshHost", str, what), ssh_port=_get(d, "sshPort", int, what))
+
+
+@dataclass(frozen=True)
+class Console:
+    """The serial console log's last bytes: text (neutralized when it was
+    not UTF-8), data (the exact bytes), truncated (the log has more before
+    them)."""
+
+    text: str
+    data: bytes = field(repr=False)
+    truncated: bool
+
+    @classmethod
+    def from_json(cls, doc: Any) -> "Console":
+        what = "console"
+        d = _obj(doc, what)
+        text = _get(d, "text", str, what, required=True)
+        assert text is not None
+        exact = _b64(d, "textBase64")
+        return cls(text=text, data=exact if exact is not None else text.encode(),
+                   truncated=bool(_get(d, "truncated", bool, what)))

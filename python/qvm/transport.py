@@ -11,13 +11,14 @@ down then.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
 import socket
 import ssl
 import threading
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 from urllib.parse import urlsplit
 
 from .errors import (
@@ -119,13 +120,82 @@ class Transport:
     ) -> Tuple[int, Any]:
         """Sends one request; returns (status, parsed JSON or None for an
         empty body) for a 2xx answer and raises ApiError for an error one."""
-        if not timeout > 0:
-            raise ValueError("timeout must be a positive number of seconds")
-        headers = {"Accept": "application/json", "User-Agent": _USER_AGENT}
+        data, headers = self._json_body(body, "application/json")
+        with self._exchange(method, path, data, headers, timeout) as (resp, expired):
+            return self._answer(resp, method, path, expired, timeout)
+
+    def request_bytes(
+        self,
+        method: str,
+        path: str,
+        data: Optional[bytes] = None,
+        timeout: float = 30.0,
+    ) -> Tuple[int, bytes, str]:
+        """Sends raw bytes (application/octet-stream) or nothing; returns
+        (status, the answer's bytes (at most max_body), its content type)
+        for a 2xx answer and raises ApiError for an error one."""
+        headers = {"Accept": "application/octet-stream, application/json",
+                   "User-Agent": _USER_AGENT}
+        if data is not None:
+            headers["Content-Type"] = "application/octet-stream"
+        with self._exchange(method, path, data, headers, timeout) as (resp, expired):
+            self._raise_for_status(resp, method, path)
+            raw = self._read_body(resp, method, path)
+            if expired.is_set():
+                raise QvmTimeout(
+                    f"{method} {path}: qvmd's answer did not finish within {timeout:g} s")
+            ctype = (resp.getheader("Content-Type") or "").split(";")[0].strip().lower()
+            return resp.status, raw, ctype
+
+    def stream_lines(
+        self,
+        method: str,
+        path: str,
+        body: Optional[Dict[str, Any]] = None,
+        timeout: float = 30.0,
+        max_line: int = 1 << 20,
+    ) -> Iterator[bytes]:
+        """Sends one request and yields the answer's non-empty lines
+        (application/x-ndjson) as they arrive, each at most max_line bytes
+        (ResponseTooLarge above). timeout bounds the whole stream. Closing
+        the generator early closes the connection."""
+        data, headers = self._json_body(body, "application/x-ndjson")
+        with self._exchange(method, path, data, headers, timeout) as (resp, expired):
+            self._raise_for_status(resp, method, path)
+            ctype = (resp.getheader("Content-Type") or "").split(";")[0].strip().lower()
+            if ctype != "application/x-ndjson":
+                raise ResponseError(f"{method} {path}: the answer is '{printable(ctype, 64)}', "
+                                    "not application/x-ndjson")
+            while True:
+                line = resp.readline(max_line + 1)
+                if expired.is_set():
+                    raise QvmTimeout(
+                        f"{method} {path}: qvmd's stream did not finish within {timeout:g} s")
+                if not line:
+                    return
+                if len(line) > max_line:
+                    raise ResponseTooLarge(
+                        f"{method} {path}: a line of the stream is over {max_line} bytes")
+                line = line.strip()
+                if line:
+                    yield line
+
+    def _json_body(self, body: Optional[Dict[str, Any]],
+                   accept: str) -> Tuple[Optional[bytes], Dict[str, str]]:
+        headers = {"Accept": accept, "User-Agent": _USER_AGENT}
         data = None
         if body is not None:
             data = json.dumps(body, ensure_ascii=False, allow_nan=False).encode("utf-8")
             headers["Content-Type"] = "application/json"
+        return data, headers
+
+    @contextlib.contextmanager
+    def _exchange(self, method: str, path: str, data: Optional[bytes], headers: Dict[str, str],
+                  timeout: float) -> Iterator[Tuple[http.client.HTTPResponse, threading.Event]]:
+        """Connects, sends, and gives the response (its head read) to the
+        body of the with; maps socket and HTTP errors to QvmError; closes."""
+        if not timeout > 0:
+            raise ValueError("timeout must be a positive number of seconds")
         if self._tcp is not None:
             path = self._tcp[3] + path
             if self.token:
@@ -161,7 +231,7 @@ class Transport:
             if expired.is_set():
                 raise socket.timeout("connect")
             conn.request(method, path, body=data, headers=headers)
-            return self._answer(conn, method, path, expired, timeout)
+            yield conn.getresponse(), expired
         except (socket.timeout, TimeoutError) as e:
             raise QvmTimeout(f"{method} {path}: no answer from qvmd within {timeout:g} s") from e
         except (OSError, http.client.HTTPException) as e:
@@ -177,30 +247,24 @@ class Transport:
             timer.cancel()
             conn.close()
 
-    def _answer(self, conn: http.client.HTTPConnection, method: str, path: str,
+    def _raise_for_status(self, resp: http.client.HTTPResponse, method: str, path: str) -> None:
+        """An error answer (its body read, bounded) as ApiError."""
+        if 200 <= resp.status < 300:
+            return
+        raw = self._read_body(resp, method, path) if resp.status >= 400 else b""
+        ctype = (resp.getheader("Content-Type") or "").split(";")[0].strip().lower()
+        self._check_error(resp, resp.status, raw, ctype, method, path)
+        raise ResponseError(f"{method} {path}: unexpected status {resp.status}")
+
+    def _answer(self, resp: http.client.HTTPResponse, method: str, path: str,
                 expired: threading.Event, timeout: float) -> Tuple[int, Any]:
-        resp = conn.getresponse()
         status = resp.status
         raw = self._read_body(resp, method, path)
         if expired.is_set():
             # A body without a length ends at EOF, which the cut looks like.
             raise QvmTimeout(f"{method} {path}: qvmd's answer did not finish within {timeout:g} s")
         ctype = (resp.getheader("Content-Type") or "").split(";")[0].strip().lower()
-        if status >= 400:
-            retry_after = None
-            ra = resp.getheader("Retry-After")
-            if ra and ra.isdigit() and len(ra) < 10:
-                retry_after = int(ra)
-            doc = None
-            if ctype in ("application/problem+json", "application/json"):
-                try:
-                    parsed = json.loads(raw.decode("utf-8"))
-                    if isinstance(parsed, dict):
-                        doc = parsed
-                except (ValueError, RecursionError):
-                    doc = None
-            text = raw.decode("utf-8", errors="replace")
-            raise api_error(status, doc, text, retry_after)
+        self._check_error(resp, status, raw, ctype, method, path)
         if status < 200 or status >= 300:
             raise ResponseError(f"{method} {path}: unexpected status {status}")
         if not raw:
@@ -216,6 +280,24 @@ class Transport:
             raise ResponseError(f"{method} {path}: the answer's JSON is nested too deep") from e
         except ValueError as e:
             raise ResponseError(f"{method} {path}: the answer is not valid JSON: {e}") from e
+
+    def _check_error(self, resp: http.client.HTTPResponse, status: int, raw: bytes, ctype: str,
+                     method: str, path: str) -> None:
+        if status >= 400:
+            retry_after = None
+            ra = resp.getheader("Retry-After")
+            if ra and ra.isdigit() and len(ra) < 10:
+                retry_after = int(ra)
+            doc = None
+            if ctype in ("application/problem+json", "application/json"):
+                try:
+                    parsed = json.loads(raw.decode("utf-8"))
+                    if isinstance(parsed, dict):
+                        doc = parsed
+                except (ValueError, RecursionError):
+                    doc = None
+            text = raw.decode("utf-8", errors="replace")
+            raise api_error(status, doc, text, retry_after)
 
     def _read_body(self, resp: http.client.HTTPResponse, method: str, path: str) -> bytes:
         cap = self.max_body

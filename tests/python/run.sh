@@ -78,6 +78,7 @@ tests=("$src/tests/python/test_keys.py" "$src/tests/python/test_qvmd.py")
 if "$qvmd_bin" --routes | grep -q '/api/v1/operations'; then
   tests+=("$src/tests/python/test_ops.py")
 fi
+tests+=("$src/tests/python/test_stream.py")
 if "$qvmd_bin" --routes | grep -q '/api/v1/sandboxes/{name}/checkpoint'; then
   tests+=("$src/tests/python/test_snapshots.py")
 else

@@ -4,12 +4,16 @@
  * route and its scope, and the response. libmicrohttpd runs one thread per
  * connection, so a libqvm call that blocks (start, stop, exec) holds up
  * only its own client. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
@@ -27,7 +31,16 @@ typedef struct pending {
   size_t len;
   bool too_big;
   size_t discarded; /* body bytes read past the cap */
+  /* a QVMD_ROUTE_UPLOAD route: the body goes to upload_fd */
+  bool upload;
+  int upload_fd;
+  char upload_dir[96], upload_path[128];
 } pending;
+
+/* Uploads being received at once: each may fill QVMD_UPLOAD_MAX of the
+ * temp directory's file system. */
+#define UPLOADS_MAX 8
+static atomic_int uploads_running;
 
 static atomic_int work_running, agent_work_running;
 static int work_max = 16;
@@ -66,29 +79,90 @@ void qvmd_work_end(const qvmd_request *req) {
   if (is_agent(req)) atomic_fetch_sub(&agent_work_running, 1);
 }
 
-static enum MHD_Result queue(struct MHD_Connection *c, qvmd_reply *r) {
-  const char *body = r->body ? r->body : "";
-  size_t len = strlen(body);
+typedef struct stream {
+  qvmd_stream_read_fn read;
+  qvmd_stream_free_fn free;
+  void *cls;
+} stream;
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
+  (void)pos;
+  stream *st = cls;
+  long n = st->read(st->cls, buf, max);
+  if (n == QVMD_STREAM_END) return MHD_CONTENT_READER_END_OF_STREAM;
+  if (n <= 0) return MHD_CONTENT_READER_END_WITH_ERROR; /* 0 would spin */
+  return (ssize_t)n;
+}
+
+static void stream_free(void *cls) {
+  stream *st = cls;
+  if (st->free) st->free(st->cls);
+  free(st);
+}
+
+int qvmd_stream_wait(struct MHD_Connection *conn, int fd, int timeout_ms) {
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+  struct pollfd pfd[2] = {{.fd = fd, .events = POLLIN},
+                          {.fd = ci ? ci->connect_fd : -1, .events = POLLRDHUP}};
+  for (;;) {
+    int n = poll(pfd, 2, timeout_ms);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return -1;
+    if (n == 0) return 0;
+    if (pfd[1].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) return -1;
+    return 1;
+  }
+}
+
+bool qvmd_accepts(const qvmd_request *req, const char *media_type) {
+  const char *h = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
+  size_t n = strlen(media_type);
+  for (const char *p = h; p && *p;) {
+    p += strspn(p, " \t,");
+    if (strncasecmp(p, media_type, n) == 0 && strchr(" \t;,", p[n])) return true;
+    p += strcspn(p, ",");
+  }
+  return false;
+}
+
+static struct MHD_Response *stream_response(qvmd_reply *r) {
+  stream *st = calloc(1, sizeof *st);
   struct MHD_Response *resp = NULL;
-  if (r->stream) {
-    /* libmicrohttpd frees stream_cls (also when this fails) */
-    resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, r->stream, r->stream_cls,
-                                             r->stream_free);
-    if (!resp && r->stream_free) r->stream_free(r->stream_cls);
-    r->stream = NULL;
+  if (st) {
+    *st = (stream){.read = r->stream_read, .free = r->stream_free, .cls = r->stream_cls};
+    resp = MHD_create_response_from_callback(r->stream_size ? r->stream_size : MHD_SIZE_UNKNOWN,
+                                             32u << 10, stream_read, st, stream_free);
+  }
+  if (!resp) {
+    free(st);
+    if (r->stream_free) r->stream_free(r->stream_cls);
+  }
+  r->stream_read = NULL, r->stream_free = NULL, r->stream_cls = NULL;
+  return resp;
+}
+
+static enum MHD_Result queue(struct MHD_Connection *c, qvmd_reply *r) {
+  struct MHD_Response *resp;
+  if (r->stream_read) {
     free(r->body);
     r->body = NULL;
+    if (r->stream_timeout_s)
+      MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, r->stream_timeout_s);
+    if (!(resp = stream_response(r))) return MHD_NO;
   } else {
+    const char *body = r->body ? r->body : "";
+    size_t len = strlen(body);
     resp =
         MHD_create_response_from_buffer(len, r->body ? r->body : (void *)"",
                                         r->body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    if (!resp) {
+      free(r->body);
+      r->body = NULL;
+      return MHD_NO;
+    }
+    r->body = NULL; /* libmicrohttpd frees it */
   }
-  if (!resp) {
-    free(r->body);
-    r->body = NULL;
-    return MHD_NO;
-  }
-  r->body = NULL; /* libmicrohttpd frees it */
   if (r->content_type) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->content_type);
   if (r->location[0]) MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, r->location);
   if (r->allow[0]) MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
@@ -172,33 +246,77 @@ static bool tcp_caller(qvmd_reply *out, struct MHD_Connection *c, qvmd_caller *c
   return true;
 }
 
-static bool content_type_json(const char *ct) {
+static bool content_type_is(const char *ct, const char *type) {
   if (!ct) return false;
-  size_t n = strlen("application/json");
-  return strncasecmp(ct, "application/json", n) == 0 &&
-         (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+  size_t n = strlen(type);
+  return strncasecmp(ct, type, n) == 0 && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
+/* An upload route's body file: a 0600 file in a 0700 directory of its own. */
+static bool upload_open(qvmd_reply *out, pending *p) {
+  if (atomic_fetch_add(&uploads_running, 1) >= UPLOADS_MAX) {
+    atomic_fetch_sub(&uploads_running, 1);
+    qvmd_problem(out, 503, "Busy", "%d uploads are under way already; try again", UPLOADS_MAX);
+    out->retry_after_s = 1;
+    return false;
+  }
+  p->upload = true;
+  const char *tmp = getenv("TMPDIR");
+  if (!tmp || tmp[0] != '/' || strlen(tmp) > 64) tmp = "/tmp";
+  snprintf(p->upload_dir, sizeof p->upload_dir, "%s/qvmd-upload-XXXXXX", tmp);
+  if (!mkdtemp(p->upload_dir)) {
+    p->upload_dir[0] = '\0';
+    qvmd_problem(out, 500, "ESYS", "cannot make a temp directory for the upload");
+    return false;
+  }
+  snprintf(p->upload_path, sizeof p->upload_path, "%s/body", p->upload_dir);
+  p->upload_fd =
+      open(p->upload_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, S_IRUSR | S_IWUSR);
+  if (p->upload_fd < 0) {
+    qvmd_problem(out, 500, "ESYS", "cannot make a temp file for the upload");
+    return false;
+  }
+  return true;
 }
 
 /* The first call for a request: its headers. A reply here (401, 403,
  * 413, 415, 429) goes out before any body is read. */
 static bool check_headers(qvmd_reply *out, struct MHD_Connection *c, const qvmd_listener *l,
-                          pending *p) {
+                          pending *p, const char *url, const char *method) {
   p->peer_uid = -1;
   if (!(l->tcp ? tcp_caller(out, c, &p->caller) : unix_caller(out, c, l, p))) return false;
+  /* A route that takes a raw body (files) has its own cap and type; its
+   * scope is checked now, before the body is stored. */
+  qvmd_request req = {0};
+  char params[512], allow[64];
+  unsigned status = 404;
+  const qvmd_route *r =
+      qvmd_route_find(method, url, &req, params, sizeof params, &status, allow, sizeof allow);
+  bool upload = r && (r->flags & QVMD_ROUTE_UPLOAD);
+  if (upload && p->caller.scope == QVMD_SCOPE_AGENT && !(r->flags & QVMD_ROUTE_AGENT)) {
+    qvmd_problem(out, 404, "NotFound", "no such resource");
+    return false;
+  }
+  if (upload && p->caller.scope == QVMD_SCOPE_READ) {
+    qvmd_problem(out, 403, "Forbidden", "a read token may not %s %s", method, url);
+    return false;
+  }
+  unsigned cap = upload ? QVMD_UPLOAD_MAX : QVMD_BODY_MAX;
+  const char *type = upload ? "application/octet-stream" : "application/json";
   const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
   const char *te =
       MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
-  if (cl && strtoull(cl, NULL, 10) > QVMD_BODY_MAX) {
-    qvmd_problem(out, 413, "TooLarge", "the body is over %u bytes", QVMD_BODY_MAX);
+  if (cl && strtoull(cl, NULL, 10) > cap) {
+    qvmd_problem(out, 413, "TooLarge", "the body is over %u bytes", cap);
     return false;
   }
   bool has_body = (cl && strtoull(cl, NULL, 10) > 0) || te;
   const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
-  if (has_body && !content_type_json(ct)) {
-    qvmd_problem(out, 415, "UnsupportedMediaType", "a body must be application/json");
+  if (has_body && !content_type_is(ct, type)) {
+    qvmd_problem(out, 415, "UnsupportedMediaType", "a body must be %s", type);
     return false;
   }
-  return true;
+  return upload ? upload_open(out, p) : true;
 }
 
 static void dispatch(qvmd_reply *out, struct MHD_Connection *c, const char *url, const char *method,
@@ -207,7 +325,8 @@ static void dispatch(qvmd_reply *out, struct MHD_Connection *c, const char *url,
   char params[512], allow[64];
   unsigned status = 404;
   if (p->too_big) {
-    qvmd_problem(out, 413, "TooLarge", "the body is over %u bytes", QVMD_BODY_MAX);
+    qvmd_problem(out, 413, "TooLarge", "the body is over %u bytes",
+                 p->upload ? QVMD_UPLOAD_MAX : QVMD_BODY_MAX);
     return;
   }
   const qvmd_route *r =
@@ -230,13 +349,23 @@ static void dispatch(qvmd_reply *out, struct MHD_Connection *c, const char *url,
   req.body = p->body ? p->body : "";
   req.body_len = p->len;
   req.alias = strncmp(url, "/api/v1/", 8) != 0;
+  if (p->upload) {
+    if (p->upload_fd >= 0 && close(p->upload_fd) < 0) {
+      p->upload_fd = -1;
+      qvmd_problem(out, 500, "ESYS", "cannot write the upload's temp file");
+      return;
+    }
+    p->upload_fd = -1;
+    req.upload_path = p->upload_path;
+  }
   /* The audit records of an agent token's request name its agent. */
   qvm_audit_set_thread_agent(p->caller.agent, NULL);
   qvm_audit_set_thread_peer(p->peer_uid); /* a --socket-group member: named as actor.peer */
   r->handler(out, &req);
   qvm_audit_set_thread_agent(NULL, NULL);
   qvm_audit_set_thread_peer(-1);
-  if (!out->body) qvmd_problem(out, 500, "Internal", "the handler gave no reply");
+  if (!out->body && !out->stream_read)
+    qvmd_problem(out, 500, "Internal", "the handler gave no reply");
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
@@ -248,8 +377,27 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
   qvmd_reply out = {0};
   if (!p) {
     if (!(p = calloc(1, sizeof *p))) return MHD_NO;
+    p->upload_fd = -1;
     *con_cls = p;
-    if (!check_headers(&out, c, l, p)) return queue(c, &out);
+    if (!check_headers(&out, c, l, p, url, method)) return queue(c, &out);
+    return MHD_YES;
+  }
+  if (*upload_data_size && p->upload && !p->too_big) {
+    size_t n = *upload_data_size;
+    *upload_data_size = 0;
+    if (p->len + n > QVMD_UPLOAD_MAX) {
+      p->too_big = true;
+      p->discarded += n;
+      return MHD_YES;
+    }
+    if (p->upload_fd < 0) return MHD_NO;
+    for (size_t off = 0; off < n;) {
+      ssize_t w = write(p->upload_fd, upload_data + off, n - off);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) return MHD_NO; /* a full disk: the connection is dropped */
+      off += (size_t)w;
+    }
+    p->len += n;
     return MHD_YES;
   }
   if (*upload_data_size) {
@@ -283,6 +431,12 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
   (void)cls, (void)c, (void)toe;
   pending *p = *con_cls;
   if (!p) return;
+  if (p->upload) {
+    if (p->upload_fd >= 0) close(p->upload_fd);
+    if (p->upload_path[0]) unlink(p->upload_path);
+    if (p->upload_dir[0]) rmdir(p->upload_dir);
+    atomic_fetch_sub(&uploads_running, 1);
+  }
   free(p->body);
   free(p);
   *con_cls = NULL;

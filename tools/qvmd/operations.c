@@ -540,11 +540,10 @@ static void frames(stream *s) {
   if (op->state != RUNNING) s->ended = true;
 }
 
-static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
-  (void)pos;
+static long stream_read(void *cls, char *buf, size_t max) {
   stream *s = cls;
   if (s->off == s->len) {
-    if (s->ended) return MHD_CONTENT_READER_END_OF_STREAM;
+    if (s->ended) return QVMD_STREAM_END;
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);
     deadline.tv_sec += KEEPALIVE_MS / 1000;
@@ -554,7 +553,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
       timed_out = pthread_cond_timedwait(&changed, &mu, &deadline) == ETIMEDOUT;
     if (stopping && !s->first && s->op->seq == s->seq) {
       pthread_mutex_unlock(&mu);
-      return MHD_CONTENT_READER_END_OF_STREAM;
+      return QVMD_STREAM_END;
     }
     if (timed_out) {
       free(s->buf);
@@ -565,12 +564,12 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
       frames(s);
     }
     pthread_mutex_unlock(&mu);
-    if (s->len == 0) return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (s->len == 0) return QVMD_STREAM_ERROR;
   }
   size_t n = s->len - s->off < max ? s->len - s->off : max;
   memcpy(buf, s->buf + s->off, n);
   s->off += n;
-  return (ssize_t)n;
+  return (long)n;
 }
 
 static void stream_free(void *cls) {
@@ -593,15 +592,12 @@ void qvmd_operations_events(qvmd_reply *out, const qvmd_request *req) {
   s->first = true;
   /* the stream is quiet between frames, up to a keep-alive: the
    * connection's idle timeout (--timeout) must not cut it */
-  MHD_set_connection_option(req->conn, MHD_CONNECTION_OPTION_TIMEOUT,
-                            (unsigned)(3 * KEEPALIVE_MS / 1000));
+  out->stream_timeout_s = (unsigned)(3 * KEEPALIVE_MS / 1000);
   out->status = 200;
   out->content_type = "text/event-stream";
-  out->stream = stream_read;
+  out->stream_read = stream_read;
   out->stream_cls = s;
   out->stream_free = stream_free;
-  free(out->body);
-  out->body = strdup("");
 }
 
 void qvmd_ops_stop(void) {

@@ -26,6 +26,7 @@
 #define QVMD_BODY_MAX (1u << 20)   /* request bodies: 413 above */
 #define QVMD_OUTPUT_MAX (1u << 20) /* exec: stdout and stderr each */
 #define QVMD_PARAMS_MAX 4
+#define QVMD_UPLOAD_MAX (64u << 20) /* QVMD_ROUTE_UPLOAD bodies (files): 413 above */
 
 typedef enum qvmd_scope {
   QVMD_SCOPE_READ,  /* GET only */
@@ -49,11 +50,23 @@ typedef struct qvmd_request {
   size_t body_len;
   const qvmd_caller *caller;
   bool alias; /* a Datamancy vm-provisioner route (/api/vms) */
+  /* A QVMD_ROUTE_UPLOAD route: the body (application/octet-stream, at most
+   * QVMD_UPLOAD_MAX bytes, body_len of them) is in the 0600 file
+   * upload_path, in a 0700 directory of its own, both removed when the
+   * request ends; body is "". NULL for other routes. */
+  const char *upload_path;
 } qvmd_request;
 
-/* A streamed body: called for more bytes (blocking until there are some);
- * MHD_CONTENT_READER_END_OF_STREAM at the end. */
-typedef ssize_t qvmd_stream_fn(void *cls, uint64_t pos, char *buf, size_t max);
+/* A streaming reply's source, called from the connection's thread as
+ * libmicrohttpd's content reader: fills buf (at most max bytes) and returns
+ * how many, or QVMD_STREAM_END / QVMD_STREAM_ERROR. It may block (each
+ * connection has its own thread); it should watch the client's socket
+ * (qvmd_stream_wait) so that a client that went away ends it. free is
+ * called once, when the response is done with (the client gone or not). */
+#define QVMD_STREAM_END (-1)
+#define QVMD_STREAM_ERROR (-2)
+typedef long (*qvmd_stream_read_fn)(void *cls, char *buf, size_t max);
+typedef void (*qvmd_stream_free_fn)(void *cls);
 
 typedef struct qvmd_reply {
   unsigned status;
@@ -63,11 +76,15 @@ typedef struct qvmd_reply {
   char allow[64];          /* 405: the Allow header */
   int retry_after_s;       /* 429, 503: > 0 sets Retry-After */
   bool preference_applied; /* "Preference-Applied: respond-async" (RFC 7240) */
-  /* Set: the body is streamed by stream(stream_cls, ...) instead of body;
-   * stream_free(stream_cls) when the response ends. */
-  qvmd_stream_fn *stream;
+  /* A streaming reply instead of body (status and content_type still
+   * apply): stream_size bytes, or chunked when it is 0. stream_timeout_s >
+   * 0 replaces the connection's idle timeout (a stream that is quiet for a
+   * while, but alive). */
+  qvmd_stream_read_fn stream_read;
+  qvmd_stream_free_fn stream_free;
   void *stream_cls;
-  void (*stream_free)(void *cls);
+  uint64_t stream_size;
+  unsigned stream_timeout_s;
 } qvmd_reply;
 
 typedef void (*qvmd_handler)(qvmd_reply *out, const qvmd_request *req);
@@ -77,6 +94,7 @@ enum {
   QVMD_ROUTE_AGENT = 1 << 1,    /* agent tokens may call it (the handler scopes) */
   QVMD_ROUTE_ANYONE = 1 << 2,   /* any authenticated caller (the OpenAPI document) */
   QVMD_ROUTE_UNLISTED = 1 << 3, /* not in the OpenAPI document (vm-provisioner aliases) */
+  QVMD_ROUTE_UPLOAD = 1 << 4,   /* a raw body into a temp file (qvmd_request.upload_path) */
 };
 
 typedef struct qvmd_route {
@@ -170,6 +188,12 @@ int qvmd_ops_init(char *msg, size_t size);
 /* Stopping: long-polls answer and event streams end now. Operations still
  * running are left to the next qvmd's reconcile. */
 void qvmd_ops_stop(void);
+/* http.c: for a stream's reader. Waits until fd is readable, the client
+ * has gone away (its socket hung up) or timeout_ms passed (-1: no limit):
+ * 1, -1 (gone) or 0. */
+int qvmd_stream_wait(struct MHD_Connection *conn, int fd, int timeout_ms);
+/* Whether the request asks for NDJSON (Accept: application/x-ndjson). */
+bool qvmd_accepts(const qvmd_request *req, const char *media_type);
 
 /* The embedded OpenAPI document (openapi_doc.c, generated). */
 extern const unsigned char qvmd_openapi_json[];
@@ -224,5 +248,11 @@ void qvmd_images_catalog(qvmd_reply *out, const qvmd_request *req);
 void qvmd_images_get(qvmd_reply *out, const qvmd_request *req);
 void qvmd_images_delete(qvmd_reply *out, const qvmd_request *req);
 void qvmd_images_pull(qvmd_reply *out, const qvmd_request *req);
+/* files.c, console.c, events.c */
+void qvmd_files_put(qvmd_reply *out, const qvmd_request *req);
+void qvmd_files_get(qvmd_reply *out, const qvmd_request *req);
+void qvmd_vms_ip(qvmd_reply *out, const qvmd_request *req);
+void qvmd_vms_console(qvmd_reply *out, const qvmd_request *req);
+void qvmd_events_get(qvmd_reply *out, const qvmd_request *req);
 
 #endif

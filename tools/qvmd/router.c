@@ -11,7 +11,8 @@ enum {
   W = QVMD_ROUTE_WRITE,
   A = QVMD_ROUTE_AGENT,
   ANY = QVMD_ROUTE_ANYONE,
-  U = QVMD_ROUTE_UNLISTED
+  U = QVMD_ROUTE_UNLISTED,
+  UP = QVMD_ROUTE_UPLOAD
 };
 
 const qvmd_route qvmd_routes[] = {
@@ -24,6 +25,10 @@ const qvmd_route qvmd_routes[] = {
     {"POST", "/api/v1/vms/{name}/stop", qvmd_vms_stop, W},
     {"POST", "/api/v1/vms/{name}/restart", qvmd_vms_restart, W},
     {"POST", "/api/v1/vms/{name}/exec", qvmd_vms_exec, W},
+    {"PUT", "/api/v1/vms/{name}/files", qvmd_files_put, W | UP},
+    {"GET", "/api/v1/vms/{name}/files", qvmd_files_get, 0},
+    {"GET", "/api/v1/vms/{name}/ip", qvmd_vms_ip, 0},
+    {"GET", "/api/v1/vms/{name}/console", qvmd_vms_console, 0},
     {"GET", "/api/v1/vms/{name}/snapshots", qvmd_snapshots_list, 0},
     {"POST", "/api/v1/vms/{name}/snapshots", qvmd_snapshots_create, W},
     {"POST", "/api/v1/vms/{name}/snapshots/{snapshot}/restore", qvmd_snapshots_restore, W},
@@ -35,9 +40,12 @@ const qvmd_route qvmd_routes[] = {
     {"GET", "/api/v1/sandboxes/{name}", qvmd_sandboxes_get, A},
     {"DELETE", "/api/v1/sandboxes/{name}", qvmd_sandboxes_delete, W | A},
     {"POST", "/api/v1/sandboxes/{name}/exec", qvmd_vms_exec, W | A},
+    {"PUT", "/api/v1/sandboxes/{name}/files", qvmd_files_put, W | A | UP},
+    {"GET", "/api/v1/sandboxes/{name}/files", qvmd_files_get, A},
     {"GET", "/api/v1/sandboxes/{name}/snapshots", qvmd_sandbox_snapshots_list, A},
     {"POST", "/api/v1/sandboxes/{name}/checkpoint", qvmd_sandboxes_checkpoint, W | A},
     {"POST", "/api/v1/sandboxes/{name}/rollback", qvmd_sandboxes_rollback, W | A},
+    {"GET", "/api/v1/events", qvmd_events_get, A},
     {"GET", "/api/v1/audit", qvmd_audit_list, 0},
     {"GET", "/api/v1/operations", qvmd_operations_list, A},
     {"GET", "/api/v1/operations/{id}", qvmd_operations_get, A},
