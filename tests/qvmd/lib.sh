@@ -54,6 +54,15 @@ req() {
 # NAME-N.meta (method, path, status, content type, a line each) and
 # NAME-N.body.
 contract_n=0
+# contract_keep METHOD PATH STATUS CTYPE FILE: an answer a test got with
+# curl itself (a download, a stream), kept as req keeps its own.
+contract_keep() {
+  local saved_status=$status saved_ctype=${ctype-}
+  status=$3 ctype=$4
+  [[ -n ${QVM_CONTRACT_DIR:-} ]] && cp "$5" "$tmp/resp"
+  contract_record "$1" "$2"
+  status=$saved_status ctype=$saved_ctype
+}
 contract_record() {
   [[ -n ${QVM_CONTRACT_DIR:-} && $status != 000 ]] || return 0
   mkdir -p "$QVM_CONTRACT_DIR"

@@ -118,13 +118,17 @@ expect_eq "$(jget "$body" 'o["stdout"].split()[:2]')" "['600', '$(sha256sum "$tm
 curl -s -o "$tmp/back" -D "$tmp/hdrs" --unix-socket "$sock" 'http://qvmd/api/v1/vms/sb-a/files?path=/root/blob.bin' ||
   fail "download"
 grep -qi '^content-type: application/octet-stream' "$tmp/hdrs" || fail "download's type: $(cat "$tmp/hdrs")"
+contract_keep GET '/api/v1/vms/sb-a/files?path=/root/blob.bin' 200 application/octet-stream "$tmp/back"
 expect_eq "$(sha256sum <"$tmp/back")" "$(sha256sum <"$tmp/blob")" "the round trip"
 req GET "/api/v1/audit?vm=sb-a"
 expect_eq "$(jget "$body" 'len([r for r in o if r["action"] == "cp"]) >= 2')" True "cp records of the upload and download"
 # agent a on its sandbox's route; agent b gets 404 for both directions
 status=$(curl -s -o "$tmp/back2" -w '%{http_code}' "${auth_a[@]}" "$tcp/api/v1/sandboxes/sb-a/files?path=/root/blob.bin")
 expect_eq "$status $(sha256sum <"$tmp/back2")" "200 $(sha256sum <"$tmp/blob")" "agent a downloads"
+contract_keep GET '/api/v1/sandboxes/sb-a/files?path=/root/blob.bin' "$status" application/octet-stream "$tmp/back2"
 url_base=$tcp
+req_ctype=application/octet-stream req PUT '/api/v1/sandboxes/sb-a/files?path=/root/by-agent' "@$tmp/blob" "${auth_a[@]}"
+expect_status 200 "agent a uploads to its sandbox"
 req GET '/api/v1/sandboxes/sb-a/files?path=/root/blob.bin' '' "${auth_b[@]}"
 expect_status 404 "agent b downloads from agent a's sandbox"
 req_ctype=application/octet-stream req PUT '/api/v1/sandboxes/sb-a/files?path=/root/x' "@$tmp/blob" "${auth_b[@]}"
@@ -181,6 +185,7 @@ req POST /api/v1/vms/sb-a/stop '{"timeoutMs": 60000}'
 expect_status 200 "stop sb-a"
 for _ in $(seq 100); do grep -q '^event: qvm-exit' "$tmp/sse-a" && break; sleep 0.1; done
 grep -q '^event: qvm-exit' "$tmp/sse-a" || fail "no qvm-exit event: $(cat "$tmp/sse-a")"
+contract_keep GET '/api/v1/events?vm=sb-a' 200 text/event-stream "$tmp/sse-a"
 python3 - "$tmp/sse-a" <<'EOF' || fail "the SSE frames: $(cat "$tmp/sse-a")"
 import json, sys
 frames = [f for f in open(sys.argv[1]).read().split("\n\n") if f.strip()]
