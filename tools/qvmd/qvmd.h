@@ -171,6 +171,16 @@ void qvmd_sandboxes_create(qvmd_reply *out, const qvmd_request *req);
 void qvmd_sandboxes_get(qvmd_reply *out, const qvmd_request *req);
 void qvmd_sandboxes_delete(qvmd_reply *out, const qvmd_request *req);
 void qvmd_audit_list(qvmd_reply *out, const qvmd_request *req);
+/* reviews.c */
+void qvmd_reviews_list(qvmd_reply *out, const qvmd_request *req);
+void qvmd_reviews_create(qvmd_reply *out, const qvmd_request *req);
+void qvmd_reviews_get(qvmd_reply *out, const qvmd_request *req);
+void qvmd_reviews_diff(qvmd_reply *out, const qvmd_request *req);
+void qvmd_reviews_playbook_get(qvmd_reply *out, const qvmd_request *req);
+void qvmd_reviews_playbook_put(qvmd_reply *out, const qvmd_request *req);
+void qvmd_reviews_approve(qvmd_reply *out, const qvmd_request *req);
+void qvmd_reviews_reject(qvmd_reply *out, const qvmd_request *req);
+void qvmd_reviews_apply(qvmd_reply *out, const qvmd_request *req);
 void qvmd_openapi_get(qvmd_reply *out, const qvmd_request *req);
 
 #endif
