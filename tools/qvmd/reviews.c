@@ -188,8 +188,7 @@ void qvmd_reviews_create(qvmd_reply *out, const qvmd_request *req) {
   int r = qvm_review_create(&id, vm_name, &o, &err);
   qvmd_work_end(req);
   if (r < 0) {
-    bool snap = from && qvm_error_code(err) == QVM_ENOTFOUND;
-    qvmd_problem_qvm(out, err, snap ? "from" : NULL);
+    qvmd_problem_qvm(out, err, NULL);
     goto done;
   }
   char *text = NULL;
