@@ -26,6 +26,7 @@ typedef struct pending {
   size_t len;
   bool too_big;
   size_t discarded; /* body bytes read past the cap */
+  bool web;         /* a file of the page (web.c): no token, no body */
 } pending;
 
 static atomic_int work_running, agent_work_running;
@@ -67,7 +68,7 @@ void qvmd_work_end(const qvmd_request *req) {
 
 static enum MHD_Result queue(struct MHD_Connection *c, qvmd_reply *r) {
   const char *body = r->body ? r->body : "";
-  size_t len = strlen(body);
+  size_t len = r->body && r->body_len ? r->body_len : strlen(body);
   struct MHD_Response *resp =
       MHD_create_response_from_buffer(len, r->body ? r->body : (void *)"",
                                       r->body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
@@ -88,6 +89,16 @@ static enum MHD_Result queue(struct MHD_Connection *c, qvmd_reply *r) {
   if (r->status == 401) MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
   MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
   MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+  if (r->web) {
+    /* the page's files: only its own scripts and styles, never framed,
+     * no referrer (a token never travels in a URL, but neither does the
+     * page's address) */
+    MHD_add_response_header(resp, "Content-Security-Policy",
+                            "default-src 'self'; base-uri 'none'; form-action 'self'; "
+                            "frame-ancestors 'none'");
+    MHD_add_response_header(resp, "X-Frame-Options", "DENY");
+    MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+  }
   enum MHD_Result ret = MHD_queue_response(c, r->status, resp);
   MHD_destroy_response(resp);
   return ret;
@@ -209,8 +220,26 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
   if (!p) {
     if (!(p = calloc(1, sizeof *p))) return MHD_NO;
     *con_cls = p;
+    if (qvmd_web_path(url)) {
+      /* The page's files hold no data: no token. No body either. */
+      p->web = true;
+      const char *cl =
+          MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+      if ((cl && strtoull(cl, NULL, 10) > 0) ||
+          MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
+        out.web = true;
+        qvmd_problem(&out, 413, "TooLarge", "the page's files take no body");
+        return queue(c, &out);
+      }
+      return MHD_YES;
+    }
     if (!check_headers(&out, c, l->tcp, p)) return queue(c, &out);
     return MHD_YES;
+  }
+  if (p->web) {
+    if (*upload_data_size) return MHD_NO; /* refused above; never read */
+    qvmd_web_serve(&out, method, url);
+    return queue(c, &out);
   }
   if (*upload_data_size) {
     size_t n = *upload_data_size;

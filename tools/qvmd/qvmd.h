@@ -52,11 +52,13 @@ typedef struct qvmd_request {
 
 typedef struct qvmd_reply {
   unsigned status;
-  char *body; /* malloc'd */
+  char *body;      /* malloc'd */
+  size_t body_len; /* 0: strlen(body) */
   const char *content_type;
   char location[160]; /* "" or a Location header */
   char allow[64];     /* 405: the Allow header */
   int retry_after_s;  /* 429, 503: > 0 sets Retry-After */
+  bool web;           /* the page's files (web.c): strict headers */
 } qvmd_reply;
 
 typedef void (*qvmd_handler)(qvmd_reply *out, const qvmd_request *req);
@@ -141,6 +143,13 @@ extern const size_t qvmd_openapi_json_len;
  * otherwise. NULL with the reply set. */
 struct qvm_vm;
 struct qvm_vm *qvmd_sandbox_open(qvmd_reply *out, const qvmd_request *req, bool sandbox_only);
+
+/* web.c: the review page's static files, served without a token at "/"
+ * and "/ui/..." (GET, HEAD) from the --web-dir dir. */
+void qvmd_web_set_dir(const char *dir);
+const char *qvmd_web_get_dir(void);
+bool qvmd_web_path(const char *url);
+void qvmd_web_serve(qvmd_reply *out, const char *method, const char *url);
 
 /* Handlers. */
 void qvmd_vms_list(qvmd_reply *out, const qvmd_request *req);
