@@ -40,6 +40,9 @@ test=(
   # qvm diff --ansible: the generated playbooks are checked and applied;
   # qvm review apply and edit run ansible-playbook
   ansible-core
+  # qvmd's review page, driven headless by puppeteer-core (tests/node):
+  # tests/qvmd/review_page.sh
+  chromium
 )
 # bench/lib/libvirtd.sh runs a libvirtd of its own (no libvirt-daemon-system:
 # no units, no users); bench/e2e adds virt-install and libvirt's default

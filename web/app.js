@@ -335,7 +335,9 @@ function renderDiff(d) {
 function renderPlaybook(p) {
   const box = $("playbook");
   clear(box);
-  for (const f of p.files || []) {
+  // playbook.yml first, then the files it copies
+  const files = (p.files || []).slice().sort((a, b) => (b.path === "playbook.yml") - (a.path === "playbook.yml"));
+  for (const f of files) {
     box.appendChild(el("h4", `${f.path}${f.truncated ? " (truncated)" : ""}`));
     const pre = el("pre", f.text !== undefined ? f.text : "");
     pre.dataset.path = f.path;
