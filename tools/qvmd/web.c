@@ -55,16 +55,14 @@ static bool segment_ok(const char *s, size_t n) {
   if (n == 0 || n > 128 || s[0] == '.') return false;
   for (size_t i = 0; i < n; i++) {
     char c = s[i];
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-          c == '.' || c == '_' || c == '-'))
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+          c == '_' || c == '-'))
       return false;
   }
   return true;
 }
 
-static void not_found(qvmd_reply *out) {
-  qvmd_problem(out, 404, "NotFound", "no such file");
-}
+static void not_found(qvmd_reply *out) { qvmd_problem(out, 404, "NotFound", "no such file"); }
 
 void qvmd_web_serve(qvmd_reply *out, const char *method, const char *url) {
   out->web = true;
@@ -73,9 +71,8 @@ void qvmd_web_serve(qvmd_reply *out, const char *method, const char *url) {
     snprintf(out->allow, sizeof out->allow, "GET, HEAD");
     return;
   }
-  const char *rel = !strcmp(url, "/") || !strcmp(url, "/ui") || !strcmp(url, "/ui/")
-                        ? "index.html"
-                        : url + 4;
+  const char *rel =
+      !strcmp(url, "/") || !strcmp(url, "/ui") || !strcmp(url, "/ui/") ? "index.html" : url + 4;
   if (strlen(rel) > WEB_PATH_MAX) {
     not_found(out);
     return;
@@ -97,9 +94,8 @@ void qvmd_web_serve(qvmd_reply *out, const char *method, const char *url) {
     memcpy(name, seg, n);
     name[n] = '\0';
     bool last = seg[n] == '\0';
-    int next = openat(fd, name,
-                      (last ? O_RDONLY | O_NONBLOCK : O_RDONLY | O_DIRECTORY) | O_NOFOLLOW |
-                          O_CLOEXEC);
+    int next = openat(
+        fd, name, (last ? O_RDONLY | O_NONBLOCK : O_RDONLY | O_DIRECTORY) | O_NOFOLLOW | O_CLOEXEC);
     close(fd);
     if (next < 0) { /* absent, or a symlink (ELOOP) */
       not_found(out);
