@@ -3,7 +3,8 @@
 // with a bad one, the login form and no data; with the token, the VM, its
 // change set's diff (a hostile file name as text, no element made of it),
 // playbook and history; screenshots at 1280x800 and 390x844 (no sideways
-// scrolling on the phone); Approve.
+// scrolling on the phone); Approve; Edit (a broken playbook refused, a good
+// one voiding the approval); Approve again.
 import fs from "node:fs";
 import path from "node:path";
 import puppeteer from "puppeteer-core";
@@ -38,7 +39,9 @@ try {
   });
   page.on("pageerror", (e) => errors.push(String(e)));
   page.on("console", (m) => {
-    if (m.type() === "error" && !/401|Unauthorized/.test(m.text())) errors.push(m.text());
+    // the 401s of the bad token and the 422 of the refused edit are meant
+    const meant = /^Failed to load resource: the server responded with a status of (401|422)\b/;
+    if (m.type() === "error" && !meant.test(m.text())) errors.push(m.text());
   });
 
   // --- no token -------------------------------------------------------------------
@@ -126,6 +129,37 @@ try {
     () => document.getElementById("review-status")?.textContent === "approved",
   );
   check(await page.$eval("#approve", (e) => e.disabled), "Approve stays enabled after approval");
+
+  // --- edit: a broken playbook is refused, a good one voids the approval ---------------
+  await page.click("#edit");
+  await page.waitForSelector("#editor:not([hidden])");
+  const original = await page.$eval("#playbook-text", (e) => e.value);
+  check(original.includes("/opt/app/bin"), "the editor does not hold playbook.yml");
+  const setText = (t) =>
+    page.$eval("#playbook-text", (e, v) => {
+      e.value = v;
+    }, t);
+  await setText("- hosts: all\n  tasks:\n    - name: [unclosed\n");
+  await page.click("#save");
+  await page.waitForFunction(() => document.getElementById("action-result").className === "error");
+  const refused = await page.$eval("#action-result", (e) => e.textContent);
+  check(refused.startsWith("422"), `a broken playbook was not refused: ${refused}`);
+  check(
+    (await page.$eval("#review-status", (e) => e.textContent)) === "approved",
+    "a refused edit changed the status",
+  );
+  await setText(`${original}- name: one more play from the browser\n  hosts: all\n  gather_facts: false\n  tasks:\n  - ansible.builtin.ping:\n`);
+  await page.click("#save");
+  await page.waitForFunction(
+    () => document.getElementById("review-status")?.textContent === "pending",
+  );
+  const shown = await page.$eval('#playbook pre[data-path="playbook.yml"]', (e) => e.textContent);
+  check(shown.includes("one more play from the browser"), "the edited playbook is not shown");
+  await page.type("#comment", "approved in the browser");
+  await page.click("#approve");
+  await page.waitForFunction(
+    () => document.getElementById("review-status")?.textContent === "approved",
+  );
 
   // --- log out -----------------------------------------------------------------------------
   await page.click("#logout");

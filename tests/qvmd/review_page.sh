@@ -7,7 +7,8 @@
 # a real qvmd on TCP with a token (tests/qvmd/review_page.mjs): the login
 # form and no data without a token or with a bad one, the change set's diff
 # (a file name '<img src=x onerror=...>' stays text) and playbook, Approve,
-# whose result `qvm review show --json` reports; screenshots at 1280x800 and
+# Edit (a broken playbook refused, a good one voiding the approval), Approve
+# again, whose result `qvm review show --json` reports with the edit; screenshots at 1280x800 and
 # 390x844 in the build dir (test-artifacts/review-page). Without chromium,
 # node or npm: skipped, which under CI=true fails.
 . "$QVM_SOURCE_DIR/tests/qvmd/lib.sh"
@@ -17,6 +18,7 @@ command -v npm >/dev/null || skip "needs npm"
 chromium=${QVM_TEST_CHROMIUM:-/usr/bin/chromium}
 [[ -x $chromium ]] || skip "needs chromium (scripts/deps.sh test)"
 command -v qemu-storage-daemon >/dev/null || skip "needs qemu-storage-daemon (scripts/deps.sh)"
+command -v ansible-playbook >/dev/null || skip "needs ansible-playbook (scripts/deps.sh test)"
 
 cp "$src/tests/node/package.json" "$src/tests/node/package-lock.json" \
   "$src/tests/qvmd/review_page.mjs" "$tmp/"
@@ -105,6 +107,10 @@ BASE_URL=$base TOKEN=$token REVIEW_ID=$id ARTIFACTS=$artifacts HOSTILE=$hostile 
 out=$(qvm review show "$id" --json) || fail "review show"
 expect_eq "$(jget "$out" 'o["status"], o["approval"]["comment"]')" \
   "('approved', 'approved in the browser')" "the page's Approve"
+expect_eq "$(jget "$out" '[h["action"] for h in o["history"]]')" \
+  "['create', 'approve', 'edit', 'approve']" "the page's steps in the history"
+grep -q 'one more play from the browser' "$QVM_STATE_DIR/reviews/$id/playbook/playbook.yml" ||
+  fail "the page's edit is not in playbook.yml"
 python3 - "$artifacts" <<'EOF' || fail "the screenshots"
 import os, struct, sys
 d = sys.argv[1]
