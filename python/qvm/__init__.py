@@ -1,6 +1,6 @@
 """qvm: a client for qvmd, qvm's REST API (docs/qvmd.md). Standard library only."""
 
-from .client import AuditApi, QvmClient, SandboxApi, SshKeysApi, VmsApi
+from .client import AuditApi, QvmClient, ReviewsApi, SandboxApi, SshKeysApi, VmsApi
 from .errors import (
     ApiError,
     BadRequest,
@@ -22,16 +22,16 @@ from .errors import (
     UpstreamError,
     ValidationError,
 )
-from .models import (AuditRecord, CloneResult, ExecResult, Fork, ForkResult, Restored, Sandbox,
-                     Snapshot, SshKey, Vm)
+from .models import (AuditRecord, CloneResult, ExecResult, Fork, ForkResult, PlaybookFile,
+                     Restored, Review, Sandbox, Snapshot, SshKey, Vm)
 from .transport import DEFAULT_MAX_BODY, default_socket_path
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "QvmClient", "VmsApi", "SandboxApi", "AuditApi", "SshKeysApi",
+    "QvmClient", "VmsApi", "SandboxApi", "AuditApi", "SshKeysApi", "ReviewsApi",
     "Vm", "Sandbox", "ExecResult", "AuditRecord", "Snapshot", "Restored", "CloneResult", "SshKey",
-    "Fork", "ForkResult",
+    "Fork", "ForkResult", "Review", "PlaybookFile",
     "QvmError", "QvmConnectionError", "QvmTimeout", "ResponseError", "ResponseTooLarge",
     "ApiError", "BadRequest", "Unauthorized", "Forbidden", "NotFound", "MethodNotAllowed",
     "Conflict", "PayloadTooLarge", "UnsupportedMediaType", "ValidationError", "RateLimited",
