@@ -9,7 +9,8 @@
 # operator's routes (approve, apply, edit); self-approval refused (qvmd acts
 # as agent "ops", which made the vm's change set); an approval by ops of
 # agent a's; an edit that fails ansible's syntax check (422, field text), a
-# good one voiding the approval; reject; apply refused when not approved;
+# good one voiding the approval; reject; apply refused when not approved or
+# to a stopped vm, and run (200, ansible's exit) on the running sandbox;
 # bad ids and bodies; the audit trail names the actors.
 . "$QVM_SOURCE_DIR/tests/qvmd/lib.sh"
 command -v qemu-storage-daemon >/dev/null || skip "needs qemu-storage-daemon (scripts/deps.sh)"
@@ -209,6 +210,34 @@ expect_status 422 "apply to a bad target name"
 expect_eq "$(jget "$body" 'o["field"]')" target "the target's field"
 req POST /api/v1/reviews/0123456789ab/apply '{}'
 expect_status 404 "apply of an unknown review"
+
+# An approved change set applied to its running sandbox: the mini guest has
+# no Python, so ansible fails there, and the answer says so (200, "exit").
+tcp POST /api/v1/reviews '{"vm": "sb-a", "from": "base"}' "${auth_a[@]}"
+expect_status 201 "agent a's second review"
+aid2=$(jget "$body" 'o["id"]')
+req POST "/api/v1/reviews/$aid2/approve" '{}'
+expect_status 200 "ops approves it"
+req POST "/api/v1/reviews/$aid2/apply" '{}'
+[[ $status == 409 ]] || fail "apply to a stopped vm: status $status: $body"
+req POST /api/v1/vms/sb-a/start '{"timeoutMs": 120000}'
+expect_status 200 "start sb-a again"
+for _ in $(seq 1800); do
+  grep -q 'qvm-mini: ready' "$QVM_STATE_DIR/vms/sb-a/serial.log" 2>/dev/null && break
+  sleep 0.1
+done
+req POST "/api/v1/reviews/$aid2/apply" '{"timeoutMs": 300000}'
+expect_status 200 "apply to the running sandbox"
+python3 -c '
+import json, os, sys
+r = json.load(sys.stdin)
+assert r["id"] == sys.argv[1], r
+assert isinstance(r["exit"], int) and r["exit"] != 0, r  # no Python in the mini guest
+assert os.path.isfile(r["log"]), r
+' "$aid2" <<<"$body" || fail "the apply result: $body"
+req GET "/api/v1/reviews/$aid2"
+expect_eq "$(jget "$body" 'o["status"], len(o["applies"])')" "('approved', 1)" \
+  "a failed apply is recorded and leaves the approval"
 
 # --- the audit trail ----------------------------------------------------------------------
 req GET "/api/v1/audit?vm=sb-a"
