@@ -143,9 +143,11 @@ schemas["ReviewApply"] = {
 }
 schemas["ReviewApplied"] = {
     "type": "object",
+    "required": ["id", "exit"],
     "properties": {
         "id": {"type": "string"},
-        "exit": {"type": "integer"},
+        "exit": {"type": "integer", "description": "ansible-playbook's exit status"},
+        "recap": {"type": "boolean", "description": "ansible printed its recap"},
         "ok": {"type": "integer"},
         "changed": {"type": "integer"},
         "failed": {"type": "integer"},
