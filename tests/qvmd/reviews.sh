@@ -211,6 +211,17 @@ expect_eq "$(jget "$body" 'o["field"]')" target "the target's field"
 req POST /api/v1/reviews/0123456789ab/apply '{}'
 expect_status 404 "apply of an unknown review"
 
+# A symlink in a playbook dir (planted by hand: libqvm writes none) is not
+# followed: its target's bytes never come back.
+ln -s /etc/passwd "$QVM_STATE_DIR/reviews/$aid/playbook/passwd.yml"
+ln -s /etc "$QVM_STATE_DIR/reviews/$aid/playbook/etc"
+req GET "/api/v1/reviews/$aid/playbook"
+expect_status 200 "the playbook beside symlinks"
+expect_eq "$(jget "$body" 'sorted(f["path"] for f in o["files"] if not f["path"].startswith("files/"))')" \
+  "['playbook.yml']" "only regular files are listed"
+! grep -q 'root:x:0:0' <<<"$body" || fail "a symlink's target was served"
+rm "$QVM_STATE_DIR/reviews/$aid/playbook/passwd.yml" "$QVM_STATE_DIR/reviews/$aid/playbook/etc"
+
 # An approved change set applied to its running sandbox: the mini guest has
 # no Python, so ansible fails there, and the answer says so (200, "exit").
 tcp POST /api/v1/reviews '{"vm": "sb-a", "from": "base"}' "${auth_a[@]}"
