@@ -225,8 +225,10 @@ function actorText(a) {
   return a.agent ? `${who}/${a.agent}` : who;
 }
 
-async function showHistory(name) {
-  const body = $("audit-table").querySelector("tbody");
+// The VM's audit records (newest first) into a table's body: the commands
+// run in it, the snapshots, the review steps, with their actors.
+async function showHistory(name, tableId = "audit-table") {
+  const body = $(tableId).querySelector("tbody");
   clear(body);
   try {
     const recs = await api("GET", `/api/v1/audit?vm=${encodeURIComponent(name)}`);
@@ -262,6 +264,8 @@ async function showReview(id) {
   clear(meta);
   clear($("diff"));
   clear($("playbook"));
+  clear($("review-history").querySelector("tbody"));
+  $("review-vm").textContent = "";
   let m;
   try {
     m = await api("GET", `/api/v1/reviews/${encodeURIComponent(id)}`);
@@ -273,6 +277,8 @@ async function showReview(id) {
     return;
   }
   renderMeta(m);
+  $("review-vm").textContent = m.vm;
+  showHistory(m.vm, "review-history");
   const [diff, playbook] = await Promise.allSettled([
     api("GET", `/api/v1/reviews/${encodeURIComponent(id)}/diff`),
     api("GET", `/api/v1/reviews/${encodeURIComponent(id)}/playbook`),
@@ -361,6 +367,7 @@ async function decide(verb) {
     out.textContent = `${verb}: now ${m.status}`;
     $("comment").value = "";
     if (currentVm) showHistory(currentVm);
+    showHistory(m.vm, "review-history");
   } catch (e) {
     showError(out, e);
   }

@@ -79,7 +79,9 @@ try {
   await page.click(`#review-table tr[data-review="${REVIEW_ID}"]`);
   await page.waitForSelector('#diff [data-section="files"] td');
   await page.waitForSelector('#playbook pre[data-path="playbook.yml"]');
-  await page.waitForFunction(() => document.querySelectorAll("#audit-table tbody tr").length > 0);
+  await page.waitForFunction(
+    () => document.querySelectorAll("#review-history tbody tr").length > 0,
+  );
 
   const cells = await page.$$eval("#diff td", (tds) => tds.map((td) => td.textContent));
   for (const want of ["/etc/conf", "/etc/gone", "/opt/app/bin", `/etc/${HOSTILE}`])
@@ -88,7 +90,7 @@ try {
   check((await page.evaluate(() => window.qvmPwned)) === undefined, "the file name's script ran");
   const playbook = await page.$eval('#playbook pre[data-path="playbook.yml"]', (e) => e.textContent);
   check(playbook.includes("/opt/app/bin"), `the playbook misses /opt/app/bin: ${playbook.slice(0, 400)}`);
-  const actions = await page.$$eval("#audit-table tbody tr td:nth-child(3)", (t) =>
+  const actions = await page.$$eval("#review-history tbody tr td:nth-child(3)", (t) =>
     t.map((e) => e.textContent),
   );
   check(actions.includes("review-create"), `the history misses review-create: ${actions}`);
@@ -129,6 +131,11 @@ try {
     () => document.getElementById("review-status")?.textContent === "approved",
   );
   check(await page.$eval("#approve", (e) => e.disabled), "Approve stays enabled after approval");
+  await page.waitForFunction(() =>
+    [...document.querySelectorAll("#review-history tbody tr td:nth-child(3)")].some(
+      (td) => td.textContent === "review-approve",
+    ),
+  );
 
   // --- edit: a broken playbook is refused, a good one voids the approval ---------------
   await page.click("#edit");
@@ -153,8 +160,12 @@ try {
   await page.waitForFunction(
     () => document.getElementById("review-status")?.textContent === "pending",
   );
-  const shown = await page.$eval('#playbook pre[data-path="playbook.yml"]', (e) => e.textContent);
-  check(shown.includes("one more play from the browser"), "the edited playbook is not shown");
+  // the page loads the change set again: the edited playbook is shown
+  await page.waitForFunction(() =>
+    document
+      .querySelector('#playbook pre[data-path="playbook.yml"]')
+      ?.textContent.includes("one more play from the browser"),
+  );
   await page.type("#comment", "approved in the browser");
   await page.click("#approve");
   await page.waitForFunction(
