@@ -42,6 +42,9 @@ test=(
   ansible-core
   # a disk image that boots (syslinux on FAT): tests/qvmd/provisioner.sh
   syslinux mtools dosfstools
+  # qvmd's review page, driven headless by puppeteer-core (tests/node):
+  # tests/qvmd/review_page.sh
+  chromium
 )
 # bench/lib/libvirtd.sh runs a libvirtd of its own (no libvirt-daemon-system:
 # no units, no users); bench/e2e adds virt-install and libvirt's default

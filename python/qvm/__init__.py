@@ -1,7 +1,7 @@
 """qvm: a client for qvmd, qvm's REST API (docs/qvmd.md). Standard library only."""
 
-from .client import (AuditApi, ImagesApi, OperationsApi, QvmClient, SandboxApi, SshKeysApi,
-                     VmsApi)
+from .client import (AuditApi, ImagesApi, OperationsApi, QvmClient, ReviewsApi, SandboxApi,
+                     SshKeysApi, VmsApi)
 from .errors import (
     ApiError,
     BadRequest,
@@ -24,14 +24,15 @@ from .errors import (
     ValidationError,
 )
 from .models import (AuditRecord, CloneResult, Console, ExecFrame, ExecResult, Fork, ForkResult,
-                     Image, Operation, Restored, Sandbox, Snapshot, SshKey, Vm, VmAddress)
+                     Image, Operation, PlaybookFile, Restored, Review, Sandbox, Snapshot, SshKey, Vm,
+                     VmAddress)
 from .transport import DEFAULT_MAX_BODY, default_socket_path
 
 __version__ = "0.1.0"
 
 __all__ = [
     "QvmClient", "VmsApi", "SandboxApi", "AuditApi", "SshKeysApi", "OperationsApi", "ImagesApi",
-    "Operation", "Image",
+    "ReviewsApi", "Operation", "Image", "Review", "PlaybookFile",
     "Vm", "Sandbox", "ExecResult", "AuditRecord", "Snapshot", "Restored", "CloneResult", "SshKey",
     "Fork", "ForkResult", "ExecFrame", "VmAddress", "Console",
     "QvmError", "QvmConnectionError", "QvmTimeout", "ResponseError", "ResponseTooLarge",

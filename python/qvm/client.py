@@ -24,7 +24,8 @@ from urllib.parse import quote, urlencode
 
 from .errors import QvmTimeout, ResponseError, api_error
 from .models import (AuditRecord, CloneResult, Console, ExecFrame, ExecResult, ForkResult, Image,
-                     Operation, Restored, Sandbox, Snapshot, SshKey, Vm, VmAddress, list_of)
+                     Operation, PlaybookFile, Restored, Review, Sandbox, Snapshot, SshKey, Vm,
+                     VmAddress, list_of)
 from .transport import DEFAULT_MAX_BODY, Transport
 
 # qvmd's own bounds, checked here so that a mistake is a ValueError at the
@@ -36,6 +37,9 @@ _TOKEN_RE = re.compile(r"[A-Za-z0-9._~+/=-]{16,256}")
 _MARGIN_S = 30.0
 
 Command = Union[str, Sequence[str]]
+_REVIEW_ID_RE = re.compile(r"[0-9a-f]{12}")
+_COMMENT_MAX = 4096
+_PLAYBOOK_MAX = 512 << 10
 
 
 def _name(name: str) -> str:
@@ -576,6 +580,91 @@ class ImagesApi:
         return self._client.operations.wait(op, timeout) if wait else op
 
 
+def _review_id(rid: str) -> str:
+    if not isinstance(rid, str) or not _REVIEW_ID_RE.fullmatch(rid):
+        raise ValueError("a review id is 12 lowercase hex digits")
+    return rid
+
+
+class ReviewsApi:
+    """client.reviews: change sets with a human gate, /api/v1/reviews. An
+    agent token makes change sets of its own sandboxes and reads those it
+    made; approve, reject, edit_playbook and apply are the operator's."""
+
+    def __init__(self, client: "QvmClient") -> None:
+        self._api = _Api(client)
+
+    def list(self, vm: Optional[str] = None) -> List[Review]:
+        """The change sets (of one VM), oldest first."""
+        path = "/reviews" + ("?" + urlencode({"vm": vm}) if vm is not None else "")
+        return list_of(Review, self._api._call("GET", path), "reviews")
+
+    def get(self, review_id: str) -> Review:
+        return Review.from_json(self._api._call("GET", f"/reviews/{_review_id(review_id)}"))
+
+    def create(self, vm: str, from_snapshot: Optional[str] = None, verify: Optional[bool] = None,
+               timeout: Optional[float] = None) -> Review:
+        """A change set of what changed in vm since from_snapshot (an internal
+        snapshot; None: the image it was made from). verify: replay the
+        playbook on a clone first (boots one; needs from_snapshot)."""
+        body = _drop_none({"vm": vm, "from": from_snapshot, "verify": verify,
+                           "timeoutMs": _timeout_ms(timeout, 1000)})
+        return Review.from_json(self._api._call("POST", "/reviews", body,
+                                                self._api._op_timeout(timeout)))
+
+    def diff(self, review_id: str) -> Dict[str, Any]:
+        """diff.json: {"changes", "packages", "units", "users", "groups"}."""
+        doc = self._api._call("GET", f"/reviews/{_review_id(review_id)}/diff")
+        if not isinstance(doc, dict):
+            raise ResponseError("review diff: expected a JSON object")
+        return doc
+
+    def playbook(self, review_id: str) -> List[PlaybookFile]:
+        """The playbook dir's files (playbook.yml and the files it copies)."""
+        doc = self._api._call("GET", f"/reviews/{_review_id(review_id)}/playbook")
+        if not isinstance(doc, dict):
+            raise ResponseError("review playbook: expected a JSON object")
+        return list_of(PlaybookFile, doc.get("files"), "review playbook files")
+
+    def edit_playbook(self, review_id: str, text: str, timeout: Optional[float] = None) -> Review:
+        """Replaces playbook.yml (checked by ansible-playbook --syntax-check:
+        ValidationError with field "text" when it fails); an accepted change
+        voids an approval."""
+        if not isinstance(text, str) or len(text.encode("utf-8")) > _PLAYBOOK_MAX:
+            raise ValueError(f"the playbook is a string of at most {_PLAYBOOK_MAX} bytes")
+        doc = self._api._call("PUT", f"/reviews/{_review_id(review_id)}/playbook",
+                              {"text": text}, self._api._call_timeout(timeout))
+        if not isinstance(doc, dict):
+            raise ResponseError("review edit: expected a JSON object")
+        return Review.from_json(doc.get("review"))
+
+    def _decide(self, verb: str, review_id: str, comment: Optional[str]) -> Review:
+        if comment is not None and (not isinstance(comment, str) or
+                                    len(comment.encode("utf-8")) > _COMMENT_MAX):
+            raise ValueError(f"a comment is a string of at most {_COMMENT_MAX} bytes")
+        return Review.from_json(self._api._call(
+            "POST", f"/reviews/{_review_id(review_id)}/{verb}", _drop_none({"comment": comment})))
+
+    def approve(self, review_id: str, comment: Optional[str] = None) -> Review:
+        """Forbidden (class SelfApproval) when this qvmd's agent made or
+        edited it."""
+        return self._decide("approve", review_id, comment)
+
+    def reject(self, review_id: str, comment: Optional[str] = None) -> Review:
+        return self._decide("reject", review_id, comment)
+
+    def apply(self, review_id: str, target: Optional[str] = None,
+              timeout: Optional[float] = None) -> Dict[str, Any]:
+        """Runs the approved playbook on target (a running VM; None: the
+        change set's own): {"exit", "ok", "changed", "failed", ...}."""
+        body = _drop_none({"target": target, "timeoutMs": _timeout_ms(timeout, 1000)})
+        doc = self._api._call("POST", f"/reviews/{_review_id(review_id)}/apply", body,
+                              self._api._op_timeout(timeout))
+        if not isinstance(doc, dict):
+            raise ResponseError("review apply: expected a JSON object")
+        return doc
+
+
 class QvmClient:
     """A client of qvmd.
 
@@ -617,6 +706,7 @@ class QvmClient:
         self.ssh_keys = SshKeysApi(self)
         self.operations = OperationsApi(self)
         self.images = ImagesApi(self)
+        self.reviews = ReviewsApi(self)
 
     def vm_ip(self, name: str) -> VmAddress:
         """client.vms.ip."""

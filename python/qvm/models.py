@@ -551,3 +551,81 @@ class Console:
         exact = _b64(d, "textBase64")
         return cls(text=text, data=exact if exact is not None else text.encode(),
                    truncated=bool(_get(d, "truncated", bool, what)))
+
+
+@dataclass(frozen=True)
+class Review:
+    """A change set (include/qvm/review.h; docs/qvmd.md "Reviews"): what qvm
+    diff found in a VM and the Ansible playbook that makes the same change,
+    behind a human gate. status: pending, pending-with-differences,
+    approved, rejected or applied."""
+
+    id: str
+    vm: str
+    status: str
+    author: Dict[str, Any] = field(default_factory=dict)
+    created: Optional[str] = None
+    changes: Optional[int] = None
+    diff_sha256: Optional[str] = None
+    playbook_sha256: Optional[str] = None
+    approval: Optional[Dict[str, Any]] = None
+    history: List[Dict[str, Any]] = field(default_factory=list)
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def author_agent(self) -> Optional[str]:
+        a = self.author.get("agent")
+        return a if isinstance(a, str) else None
+
+    @classmethod
+    def from_json(cls, doc: Any) -> "Review":
+        d = _obj(doc, "review")
+        what = f"review '{printable(str(d.get('id')), 16)}'"
+        rid = _get(d, "id", str, what, required=True)
+        vm = _get(d, "vm", str, what, required=True)
+        status = _get(d, "status", str, what, required=True)
+        assert rid is not None and vm is not None and status is not None
+        history = _get(d, "history", list, what) or []
+        return cls(
+            id=rid,
+            vm=vm,
+            status=status,
+            author=_get(d, "author", dict, what) or {},
+            created=_get(d, "created", str, what),
+            changes=_get(d, "changes", int, what),
+            diff_sha256=_get(d, "diffSha256", str, what),
+            playbook_sha256=_get(d, "playbookSha256", str, what),
+            approval=_get(d, "approval", dict, what),
+            history=[h for h in history if isinstance(h, dict)],
+            raw=d,
+        )
+
+
+@dataclass(frozen=True)
+class PlaybookFile:
+    """One file of a change set's playbook dir. text: the bytes when they
+    are UTF-8, else neutralized (data: the exact bytes, when they were
+    not); truncated: qvmd gave only the first part (or none)."""
+
+    path: str
+    size: int
+    text: Optional[str]
+    truncated: bool
+    data: Optional[bytes] = None
+
+    @classmethod
+    def from_json(cls, doc: Any) -> "PlaybookFile":
+        d = _obj(doc, "playbook file")
+        what = "playbook file"
+        path = _get(d, "path", str, what, required=True)
+        size = _get(d, "size", int, what, required=True)
+        assert path is not None and size is not None
+        b64 = _get(d, "textBase64", str, what)
+        data = None
+        if b64 is not None:
+            try:
+                data = base64.b64decode(b64, validate=True)
+            except (binascii.Error, ValueError) as e:
+                raise ResponseError(f"{what} '{printable(path, 64)}': bad textBase64") from e
+        return cls(path=path, size=size, text=_get(d, "text", str, what),
+                   truncated=bool(_get(d, "truncated", bool, what)), data=data)

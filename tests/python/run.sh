@@ -85,6 +85,16 @@ else
   log "this qvmd has no snapshot routes: test_snapshots.py is not run"
 fi
 
+# Change sets: when this qvmd serves them, with what they need on the host.
+if "$qvmd_bin" --routes | grep -q '/api/v1/reviews/{id}/approve'; then
+  for t in qemu-storage-daemon ansible-playbook mkfs.ext4; do
+    command -v "$t" >/dev/null || skip "needs $t for test_reviews.py (scripts/deps.sh)"
+  done
+  tests+=("$src/tests/python/test_reviews.py")
+else
+  log "this qvmd has no review routes: test_reviews.py is not run"
+fi
+
 QVM_TEST_SOCK=$sock QVM_TEST_URL=http://127.0.0.1:$port QVM_TEST_MINI=$mini \
   QVM_TEST_BASE=$tmp/base.qcow2 QVM_TEST_TOKEN_FULL=$tok_full QVM_TEST_TOKEN_READ=$tok_read \
   QVM_TEST_TOKEN_A=$tok_a QVM_TEST_TOKEN_B=$tok_b \

@@ -35,6 +35,7 @@ typedef struct pending {
   bool upload;
   int upload_fd;
   char upload_dir[96], upload_path[128];
+  bool web; /* a file of the page (web.c): no token, no body */
 } pending;
 
 /* Uploads being received at once: each may fill QVMD_UPLOAD_MAX of the
@@ -152,7 +153,7 @@ static enum MHD_Result queue(struct MHD_Connection *c, qvmd_reply *r) {
     if (!(resp = stream_response(r))) return MHD_NO;
   } else {
     const char *body = r->body ? r->body : "";
-    size_t len = strlen(body);
+    size_t len = r->body && r->body_len ? r->body_len : strlen(body);
     resp =
         MHD_create_response_from_buffer(len, r->body ? r->body : (void *)"",
                                         r->body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
@@ -175,6 +176,16 @@ static enum MHD_Result queue(struct MHD_Connection *c, qvmd_reply *r) {
   if (r->status == 401) MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
   MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
   MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+  if (r->web) {
+    /* the page's files: only its own scripts and styles, never framed,
+     * no referrer (a token never travels in a URL, but neither does the
+     * page's address) */
+    MHD_add_response_header(resp, "Content-Security-Policy",
+                            "default-src 'self'; base-uri 'none'; form-action 'self'; "
+                            "frame-ancestors 'none'");
+    MHD_add_response_header(resp, "X-Frame-Options", "DENY");
+    MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+  }
   enum MHD_Result ret = MHD_queue_response(c, r->status, resp);
   MHD_destroy_response(resp);
   return ret;
@@ -379,6 +390,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (!(p = calloc(1, sizeof *p))) return MHD_NO;
     p->upload_fd = -1;
     *con_cls = p;
+    if (qvmd_web_path(url)) {
+      /* The page's files hold no data: no token. No body either. */
+      p->web = true;
+      const char *cl =
+          MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+      if ((cl && strtoull(cl, NULL, 10) > 0) ||
+          MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
+        out.web = true;
+        qvmd_problem(&out, 413, "TooLarge", "the page's files take no body");
+        return queue(c, &out);
+      }
+      return MHD_YES;
+    }
     if (!check_headers(&out, c, l, p, url, method)) return queue(c, &out);
     return MHD_YES;
   }
@@ -399,6 +423,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     p->len += n;
     return MHD_YES;
+  }
+  if (p->web) {
+    if (*upload_data_size) return MHD_NO; /* refused above; never read */
+    qvmd_web_serve(&out, method, url);
+    return queue(c, &out);
   }
   if (*upload_data_size) {
     size_t n = *upload_data_size;

@@ -37,6 +37,7 @@ typedef struct options {
   const char *socket_group; /* GROUP[:read] */
   const char *tls_cert, *tls_key;
   unsigned timeout_s, max_connections, rate, max_work;
+  const char *web_dir; /* NULL: the installed one */
 } options;
 
 static void usage(FILE *f) {
@@ -67,6 +68,8 @@ static void usage(FILE *f) {
              "  --rate-limit N         requests a second per token, as a burst too (default 20;\n"
              "                         0: none)\n"
              "  --max-work N           blocking operations at once, then 503 (default 16)\n"
+             "  --web-dir DIR          the review page's files, served at / and /ui/\n"
+             "                         (default " QVMD_WEB_DIR ")\n"
              "  --routes               print the route table (METHOD PATH) and exit\n"
              "  --version, --help\n");
 }
@@ -85,15 +88,23 @@ static int parse_uint(unsigned *out, const char *what, const char *text, unsigne
 }
 
 static int parse_args(options *o, int argc, char **argv) {
-  static const struct option longopts[] = {
-      {"socket", 1, 0, 's'},     {"no-socket", 0, 0, 'S'},
-      {"listen", 1, 0, 'l'},     {"tokens", 1, 0, 't'},
-      {"insecure", 0, 0, 'I'},   {"socket-group", 1, 0, 'g'},
-      {"tls-cert", 1, 0, 'C'},   {"tls-key", 1, 0, 'K'},
-      {"timeout", 1, 0, 'T'},    {"max-connections", 1, 0, 'c'},
-      {"rate-limit", 1, 0, 'r'}, {"max-work", 1, 0, 'w'},
-      {"routes", 0, 0, 'R'},     {"version", 0, 0, 'V'},
-      {"help", 0, 0, 'h'},       {0, 0, 0, 0}};
+  static const struct option longopts[] = {{"socket", 1, 0, 's'},
+                                           {"no-socket", 0, 0, 'S'},
+                                           {"listen", 1, 0, 'l'},
+                                           {"tokens", 1, 0, 't'},
+                                           {"insecure", 0, 0, 'I'},
+                                           {"socket-group", 1, 0, 'g'},
+                                           {"tls-cert", 1, 0, 'C'},
+                                           {"tls-key", 1, 0, 'K'},
+                                           {"timeout", 1, 0, 'T'},
+                                           {"max-connections", 1, 0, 'c'},
+                                           {"rate-limit", 1, 0, 'r'},
+                                           {"max-work", 1, 0, 'w'},
+                                           {"routes", 0, 0, 'R'},
+                                           {"version", 0, 0, 'V'},
+                                           {"help", 0, 0, 'h'},
+                                           {"web-dir", 1, 0, 'W'},
+                                           {0, 0, 0, 0}};
   int c;
   opterr = 0;
   while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
@@ -111,6 +122,7 @@ static int parse_args(options *o, int argc, char **argv) {
     case 'c': r = parse_uint(&o->max_connections, "--max-connections", optarg, 1, 65536); break;
     case 'r': r = parse_uint(&o->rate, "--rate-limit", optarg, 0, 1000000); break;
     case 'w': r = parse_uint(&o->max_work, "--max-work", optarg, 1, 1024); break;
+    case 'W': o->web_dir = optarg; break;
     case 'R':
       for (size_t i = 0; i < qvmd_n_routes; i++)
         if (!(qvmd_routes[i].flags & QVMD_ROUTE_UNLISTED))
@@ -442,6 +454,14 @@ int main(int argc, char **argv) {
   tcp_l.tls_cert = cert;
   tcp_l.tls_key = key;
   qvmd_http_set_work_max((int)o.max_work);
+  if (o.web_dir) {
+    struct stat wst;
+    if (stat(o.web_dir, &wst) < 0 || !S_ISDIR(wst.st_mode)) {
+      fprintf(stderr, "qvmd: --web-dir '%s' is not a directory\n", o.web_dir);
+      return 2;
+    }
+    qvmd_web_set_dir(o.web_dir);
+  }
   qvmd_http_limits lim = {.timeout_s = o.timeout_s,
                           .max_connections = o.max_connections,
                           .max_connections_per_ip =

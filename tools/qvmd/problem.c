@@ -91,6 +91,7 @@ unsigned qvmd_status_for_code(int code) {
   switch (code) {
   case QVM_EINVAL: return 422;
   case QVM_ENOTFOUND: return 404;
+  case QVM_EPERM: return 403; /* the system or a rule refused (a self-approval) */
   case QVM_EEXISTS:
   case QVM_EBUSY:
   case QVM_ECONFLICT: return 409;

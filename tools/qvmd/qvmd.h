@@ -70,7 +70,8 @@ typedef void (*qvmd_stream_free_fn)(void *cls);
 
 typedef struct qvmd_reply {
   unsigned status;
-  char *body; /* malloc'd */
+  char *body;      /* malloc'd */
+  size_t body_len; /* 0: strlen(body) */
   const char *content_type;
   char location[160];      /* "" or a Location header */
   char allow[64];          /* 405: the Allow header */
@@ -85,6 +86,7 @@ typedef struct qvmd_reply {
   void *stream_cls;
   uint64_t stream_size;
   unsigned stream_timeout_s;
+  bool web; /* the page's files (web.c): strict headers */
 } qvmd_reply;
 
 typedef void (*qvmd_handler)(qvmd_reply *out, const qvmd_request *req);
@@ -205,6 +207,13 @@ extern const size_t qvmd_openapi_json_len;
 struct qvm_vm;
 struct qvm_vm *qvmd_sandbox_open(qvmd_reply *out, const qvmd_request *req, bool sandbox_only);
 
+/* web.c: the review page's static files, served without a token at "/"
+ * and "/ui/..." (GET, HEAD) from the --web-dir dir. */
+void qvmd_web_set_dir(const char *dir);
+const char *qvmd_web_get_dir(void);
+bool qvmd_web_path(const char *url);
+void qvmd_web_serve(qvmd_reply *out, const char *method, const char *url);
+
 /* Handlers. */
 void qvmd_vms_list(qvmd_reply *out, const qvmd_request *req);
 void qvmd_vms_create(qvmd_reply *out, const qvmd_request *req);
@@ -234,6 +243,16 @@ void qvmd_sandboxes_create(qvmd_reply *out, const qvmd_request *req);
 void qvmd_sandboxes_get(qvmd_reply *out, const qvmd_request *req);
 void qvmd_sandboxes_delete(qvmd_reply *out, const qvmd_request *req);
 void qvmd_audit_list(qvmd_reply *out, const qvmd_request *req);
+/* reviews.c */
+void qvmd_reviews_list(qvmd_reply *out, const qvmd_request *req);
+void qvmd_reviews_create(qvmd_reply *out, const qvmd_request *req);
+void qvmd_reviews_get(qvmd_reply *out, const qvmd_request *req);
+void qvmd_reviews_diff(qvmd_reply *out, const qvmd_request *req);
+void qvmd_reviews_playbook_get(qvmd_reply *out, const qvmd_request *req);
+void qvmd_reviews_playbook_put(qvmd_reply *out, const qvmd_request *req);
+void qvmd_reviews_approve(qvmd_reply *out, const qvmd_request *req);
+void qvmd_reviews_reject(qvmd_reply *out, const qvmd_request *req);
+void qvmd_reviews_apply(qvmd_reply *out, const qvmd_request *req);
 void qvmd_openapi_get(qvmd_reply *out, const qvmd_request *req);
 void qvmd_operations_list(qvmd_reply *out, const qvmd_request *req);
 void qvmd_operations_get(qvmd_reply *out, const qvmd_request *req);
