@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <qvm/diff.h>
@@ -25,7 +26,6 @@
 #include <qvm/text.h>
 #include <qvm/vm.h>
 
-#include "cli.h"
 #include "mcp.h"
 
 #define CONNECT_TIMEOUT_MS 30000
@@ -320,6 +320,15 @@ static qvm_vm *sandbox_open(const mcp_server *srv, mcp_outcome *out, const char 
   return vm;
 }
 
+/* A VM by name, its state reconciled with its processes (the vm_* tools). */
+static int vm_open(qvm_vm **out, const char *name, qvm_error **err) {
+  if (qvm_vm_open(out, name, err) < 0) return -1;
+  if (qvm_vm_reconcile(*out, err) == 0) return 0;
+  qvm_vm_free(*out);
+  *out = NULL;
+  return -1;
+}
+
 /* ---- exec --------------------------------------------------------------------------- */
 
 typedef struct capture {
@@ -330,10 +339,12 @@ typedef struct capture {
 
 typedef struct exec_output {
   capture out, err;
+  mcp_call *call; /* its cancellation ends the command at its next output */
 } exec_output;
 
 static int on_output(void *ctx, int stream, const void *data, size_t len) {
   exec_output *o = ctx;
+  if (o->call && mcp_cancelled(o->call)) return QVM_ESYS; /* aborted: the answer is dropped anyway */
   capture *c = stream == QVM_SSH_STDERR ? &o->err : &o->out;
   size_t room = MCP_OUTPUT_MAX - c->len;
   size_t take = len < room ? len : room;
@@ -423,7 +434,8 @@ static void exec_result(json_object *r, const qvm_ssh_exec_result *res, const ex
 
 /* ---- the tools ------------------------------------------------------------------------ */
 
-static void t_sandbox_list(const mcp_server *srv, json_object *args, mcp_outcome *out) {
+static void t_sandbox_list(mcp_call *call, json_object *args, mcp_outcome *out) {
+  const mcp_server *srv = call->srv;
   (void)args;
   json_object *arr = sandbox_array(srv, out);
   if (!arr) return;
@@ -434,14 +446,15 @@ static void t_sandbox_list(const mcp_server *srv, json_object *args, mcp_outcome
 /* qvm_up's phases as MCP progress: the phase's number of QVM_UP_N_PHASES. */
 static void on_up_phase(void *ctx, qvm_up_phase phase, qvm_up_phase_status status,
                         int64_t elapsed_ms, const char *detail) {
-  (void)ctx, (void)detail;
+  (void)detail;
   char msg[96];
   snprintf(msg, sizeof msg, "%s %s after %lld ms", qvm_up_phase_name(phase),
            status == QVM_UP_PHASE_DONE ? "done" : "skipped", (long long)elapsed_ms);
-  mcp_progress((double)phase + 1, QVM_UP_N_PHASES, msg);
+  mcp_progress(ctx, (double)phase + 1, QVM_UP_N_PHASES, msg);
 }
 
-static void t_sandbox_create(const mcp_server *srv, json_object *args, mcp_outcome *out) {
+static void t_sandbox_create(mcp_call *call, json_object *args, mcp_outcome *out) {
+  const mcp_server *srv = call->srv;
   const char *from = arg_string(args, "from"), *name = arg_string(args, "name"),
              *ttl = arg_string(args, "ttl"), *net = arg_string(args, "net");
   qvm_error *err = NULL;
@@ -471,10 +484,36 @@ static void t_sandbox_create(const mcp_server *srv, json_object *args, mcp_outco
   if (args && json_object_object_get_ex(args, "timeoutMs", NULL))
     up.timeout_ms = (int)arg_int(args, "timeoutMs", 0);
   up.on_phase = on_up_phase;
-  mcp_progress(0, QVM_UP_N_PHASES, "creating the sandbox");
+  up.ctx = call;
+  mcp_progress(call, 0, QVM_UP_N_PHASES, "creating the sandbox");
   o.up = &up;
+  /* The name is known before the create starts, so that a cancelled call
+   * can remove what it made. */
+  char made[32];
+  unsigned char rnd[4];
+  if (!name) {
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
+      return fail_tool(out, "ESYS: getrandom: %s", strerror(errno));
+    snprintf(made, sizeof made, "sb-%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3]);
+    name = made;
+  }
   char *text = NULL;
-  if (qvm_sandbox_create(&text, name, &o, &err) < 0) {
+  int r = qvm_sandbox_create(&text, name, &o, &err);
+  if (mcp_cancelled(call)) {
+    /* Nobody waits for the answer: remove the sandbox this call made (not
+     * one of the name that was there before it). */
+    bool ours = r == 0 || qvm_error_code(err) != QVM_EEXISTS;
+    qvm_error_free(err);
+    free(text);
+    mcp_outcome ignored = {0};
+    if (ours && sandbox_visible(srv, &ignored, name) && qvm_sandbox_destroy(name, &err) < 0) {
+      fprintf(stderr, "qvm mcp: removing the cancelled sandbox %s: %s\n", name,
+              qvm_error_message(err));
+      qvm_error_free(err);
+    }
+    return;
+  }
+  if (r < 0) {
     if (srv->agent && qvm_error_code(err) == QVM_EEXISTS) {
       qvm_error_free(err);
       fail_tool(out, "EEXISTS: the name '%s' is not available: choose another", name ? name : "");
@@ -494,7 +533,8 @@ static void t_sandbox_create(const mcp_server *srv, json_object *args, mcp_outco
   json_object_object_add(out->structured, "sandbox", s);
 }
 
-static void t_sandbox_destroy(const mcp_server *srv, json_object *args, mcp_outcome *out) {
+static void t_sandbox_destroy(mcp_call *call, json_object *args, mcp_outcome *out) {
+  const mcp_server *srv = call->srv;
   const char *name = arg_string(args, "name");
   if (!sandbox_visible(srv, out, name)) return;
   qvm_error *err = NULL;
@@ -504,7 +544,8 @@ static void t_sandbox_destroy(const mcp_server *srv, json_object *args, mcp_outc
   json_object_object_add(out->structured, "destroyed", json_object_new_boolean(true));
 }
 
-static void t_sandbox_exec(const mcp_server *srv, json_object *args, mcp_outcome *out) {
+static void t_sandbox_exec(mcp_call *call, json_object *args, mcp_outcome *out) {
+  const mcp_server *srv = call->srv;
   json_object *av = NULL, *in = NULL;
   json_object_object_get_ex(args, "argv", &av);
   json_object_object_get_ex(args, "stdin", &in);
@@ -513,7 +554,7 @@ static void t_sandbox_exec(const mcp_server *srv, json_object *args, mcp_outcome
   if (!argv) return fail_tool(out, "ESYS: out of memory");
   for (size_t i = 0; i < n; i++) argv[i] = json_object_get_string(json_object_array_get_idx(av, i));
   qvm_vm *vm = sandbox_open(srv, out, arg_string(args, "name"));
-  exec_output o = {0};
+  exec_output o = {.call = call};
   qvm_ssh_exec_result res = {0};
   char ckpt[QVM_VM_CHECKPOINT_NAME_MAX] = "";
   if (vm &&
@@ -529,14 +570,15 @@ static void t_sandbox_exec(const mcp_server *srv, json_object *args, mcp_outcome
   free(o.err.data);
 }
 
-static void t_sandbox_read_file(const mcp_server *srv, json_object *args, mcp_outcome *out) {
+static void t_sandbox_read_file(mcp_call *call, json_object *args, mcp_outcome *out) {
+  const mcp_server *srv = call->srv;
   const char *path = arg_string(args, "path");
   char limit[32];
   snprintf(limit, sizeof limit, "%u", MCP_OUTPUT_MAX + 1);
   /* one byte over the bound tells a file that is too big */
   const char *argv[] = {"head", "-c", limit, "--", path, NULL};
   qvm_vm *vm = sandbox_open(srv, out, arg_string(args, "name"));
-  exec_output o = {0};
+  exec_output o = {.call = call};
   qvm_ssh_exec_result res = {0};
   char ckpt[QVM_VM_CHECKPOINT_NAME_MAX] = "";
   if (vm && run_in(out, vm, argv, NULL, 0, EXEC_TIMEOUT_MS_DEFAULT, false, &res, &o, ckpt) == 0) {
@@ -558,14 +600,15 @@ static void t_sandbox_read_file(const mcp_server *srv, json_object *args, mcp_ou
   free(o.err.data);
 }
 
-static void t_sandbox_write_file(const mcp_server *srv, json_object *args, mcp_outcome *out) {
+static void t_sandbox_write_file(mcp_call *call, json_object *args, mcp_outcome *out) {
+  const mcp_server *srv = call->srv;
   const char *path = arg_string(args, "path");
   json_object *content = NULL;
   json_object_object_get_ex(args, "content", &content);
   /* path is an argument of the shell, never part of its script */
   const char *argv[] = {"sh", "-c", "cat > \"$1\"", "qvm-write", path, NULL};
   qvm_vm *vm = sandbox_open(srv, out, arg_string(args, "name"));
-  exec_output o = {0};
+  exec_output o = {.call = call};
   qvm_ssh_exec_result res = {0};
   char ckpt[QVM_VM_CHECKPOINT_NAME_MAX] = "";
   size_t len = (size_t)json_object_get_string_len(content);
@@ -588,7 +631,8 @@ static void t_sandbox_write_file(const mcp_server *srv, json_object *args, mcp_o
   free(o.err.data);
 }
 
-static void t_sandbox_snapshot(const mcp_server *srv, json_object *args, mcp_outcome *out) {
+static void t_sandbox_snapshot(mcp_call *call, json_object *args, mcp_outcome *out) {
+  const mcp_server *srv = call->srv;
   qvm_vm *vm = sandbox_open(srv, out, arg_string(args, "name"));
   if (!vm) return;
   char name[QVM_VM_CHECKPOINT_NAME_MAX] = "";
@@ -603,7 +647,8 @@ static void t_sandbox_snapshot(const mcp_server *srv, json_object *args, mcp_out
   qvm_vm_free(vm);
 }
 
-static void t_sandbox_rollback(const mcp_server *srv, json_object *args, mcp_outcome *out) {
+static void t_sandbox_rollback(mcp_call *call, json_object *args, mcp_outcome *out) {
+  const mcp_server *srv = call->srv;
   qvm_vm *vm = sandbox_open(srv, out, arg_string(args, "name"));
   if (!vm) return;
   char name[QVM_VM_CHECKPOINT_NAME_MAX] = "";
@@ -628,8 +673,8 @@ static json_object *vm_summary(qvm_vm *vm) {
   return o;
 }
 
-static void t_vm_list(const mcp_server *srv, json_object *args, mcp_outcome *out) {
-  (void)srv, (void)args;
+static void t_vm_list(mcp_call *call, json_object *args, mcp_outcome *out) {
+  (void)call, (void)args;
   char **names = NULL;
   size_t n = 0;
   qvm_error *err = NULL;
@@ -650,11 +695,11 @@ static void t_vm_list(const mcp_server *srv, json_object *args, mcp_outcome *out
   json_object_object_add(out->structured, "vms", arr);
 }
 
-static void t_vm_start(const mcp_server *srv, json_object *args, mcp_outcome *out) {
-  (void)srv;
+static void t_vm_start(mcp_call *call, json_object *args, mcp_outcome *out) {
+  (void)call;
   qvm_vm *vm = NULL;
   qvm_error *err = NULL;
-  if (qvm_cli_open(&vm, arg_string(args, "name"), &err) < 0) return fail_qvm(out, err);
+  if (vm_open(&vm, arg_string(args, "name"), &err) < 0) return fail_qvm(out, err);
   qvm_vm_start_options so = QVM_VM_START_OPTIONS_INIT;
   so.timeout_ms = (int)arg_int(args, "timeoutMs", so.timeout_ms);
   if (qvm_vm_start(vm, &so, &err) < 0)
@@ -664,11 +709,11 @@ static void t_vm_start(const mcp_server *srv, json_object *args, mcp_outcome *ou
   qvm_vm_free(vm);
 }
 
-static void t_vm_stop(const mcp_server *srv, json_object *args, mcp_outcome *out) {
-  (void)srv;
+static void t_vm_stop(mcp_call *call, json_object *args, mcp_outcome *out) {
+  (void)call;
   qvm_vm *vm = NULL;
   qvm_error *err = NULL;
-  if (qvm_cli_open(&vm, arg_string(args, "name"), &err) < 0) return fail_qvm(out, err);
+  if (vm_open(&vm, arg_string(args, "name"), &err) < 0) return fail_qvm(out, err);
   qvm_vm_stop_options so = QVM_VM_STOP_OPTIONS_INIT;
   so.timeout_ms = (int)arg_int(args, "timeoutMs", so.timeout_ms);
   if (qvm_vm_stop(vm, &so, &err) < 0)
@@ -678,8 +723,8 @@ static void t_vm_stop(const mcp_server *srv, json_object *args, mcp_outcome *out
   qvm_vm_free(vm);
 }
 
-static void t_vm_delete(const mcp_server *srv, json_object *args, mcp_outcome *out) {
-  (void)srv;
+static void t_vm_delete(mcp_call *call, json_object *args, mcp_outcome *out) {
+  (void)call;
   const char *name = arg_string(args, "name");
   qvm_error *err = NULL;
   if (qvm_vm_remove(name, arg_bool(args, "force", false), &err) < 0) return fail_qvm(out, err);
@@ -695,7 +740,8 @@ static void t_vm_delete(const mcp_server *srv, json_object *args, mcp_outcome *o
 /* What changed in a sandbox's disk since its image (or snapshot `from`),
  * read from the disk on the host: the guest cannot hide a change. At most
  * DIFF_CHANGES_MAX file changes are listed (changesTotal says how many). */
-static void t_sandbox_diff(const mcp_server *srv, json_object *args, mcp_outcome *out) {
+static void t_sandbox_diff(mcp_call *call, json_object *args, mcp_outcome *out) {
+  const mcp_server *srv = call->srv;
   const char *name = arg_string(args, "name");
   qvm_vm *vm = sandbox_open(srv, out, name); /* the owner checked on the record */
   if (!vm) return;
@@ -705,7 +751,8 @@ static void t_sandbox_diff(const mcp_server *srv, json_object *args, mcp_outcome
   qvm_diff *d = NULL;
   qvm_error *err = NULL;
   char *text = NULL;
-  if (qvm_diff_vm(&d, name, &o, &err) < 0 || qvm_diff_json(&text, d, &err) < 0) {
+  if (qvm_diff_vm(&d, name, &o, &err) < 0 || mcp_cancelled(call) ||
+      qvm_diff_json(&text, d, &err) < 0) {
     qvm_diff_free(d);
     return fail_qvm(out, err);
   }
@@ -736,7 +783,8 @@ static void t_sandbox_diff(const mcp_server *srv, json_object *args, mcp_outcome
 
 /* A change set of the sandbox's changes for a person to approve (qvm review);
  * its author is this server's agent, who cannot approve it. */
-static void t_review_create(const mcp_server *srv, json_object *args, mcp_outcome *out) {
+static void t_review_create(mcp_call *call, json_object *args, mcp_outcome *out) {
+  const mcp_server *srv = call->srv;
   const char *name = arg_string(args, "name");
   qvm_vm *vm = sandbox_open(srv, out, name);
   if (!vm) return;
@@ -770,8 +818,8 @@ static const char *key_store(void) {
   return d && *d ? d : NULL;
 }
 
-static void t_ssh_key_generate(const mcp_server *srv, json_object *args, mcp_outcome *out) {
-  (void)srv;
+static void t_ssh_key_generate(mcp_call *call, json_object *args, mcp_outcome *out) {
+  (void)call;
   const char *type_text = arg_string(args, "type");
   qvm_key_type type = QVM_KEY_ED25519;
   qvm_error *err = NULL;
@@ -789,8 +837,8 @@ static void t_ssh_key_generate(const mcp_server *srv, json_object *args, mcp_out
   out->structured = k;
 }
 
-static void t_ssh_key_list(const mcp_server *srv, json_object *args, mcp_outcome *out) {
-  (void)srv, (void)args;
+static void t_ssh_key_list(mcp_call *call, json_object *args, mcp_outcome *out) {
+  (void)call, (void)args;
   char *text = NULL;
   qvm_error *err = NULL;
   if (qvm_keystore_list(&text, key_store(), &err) < 0) return fail_qvm(out, err);
@@ -804,14 +852,14 @@ static void t_ssh_key_list(const mcp_server *srv, json_object *args, mcp_outcome
   json_object_object_add(out->structured, "keys", keys);
 }
 
-static void t_vm_inject_ssh_key(const mcp_server *srv, json_object *args, mcp_outcome *out) {
-  (void)srv;
+static void t_vm_inject_ssh_key(mcp_call *call, json_object *args, mcp_outcome *out) {
+  (void)call;
   const char *key = arg_string(args, "key");
   char *line = NULL;
   qvm_vm *vm = NULL;
   qvm_error *err = NULL;
   if (qvm_keystore_public(&line, key_store(), key, &err) < 0) return fail_qvm(out, err);
-  if (qvm_cli_open(&vm, arg_string(args, "name"), &err) < 0 ||
+  if (vm_open(&vm, arg_string(args, "name"), &err) < 0 ||
       qvm_vm_authorize_key(vm, line, &err) < 0) {
     free(line);
     qvm_vm_free(vm);
@@ -827,8 +875,8 @@ static void t_vm_inject_ssh_key(const mcp_server *srv, json_object *args, mcp_ou
 
 /* Creates a VM from an image and starts it (as qvm create + qvm start); SSH
  * comes a little later: vm_list shows its state. */
-static void t_vm_create(const mcp_server *srv, json_object *args, mcp_outcome *out) {
-  (void)srv;
+static void t_vm_create(mcp_call *call, json_object *args, mcp_outcome *out) {
+  (void)call;
   const char *name = arg_string(args, "name");
   qvm_error *err = NULL;
   if (qvm_vm_name_check(name, &err) < 0) {
@@ -878,7 +926,7 @@ static void t_vm_create(const mcp_server *srv, json_object *args, mcp_outcome *o
   "\"stdoutTruncated\": {\"type\": \"boolean\"}, \"stderrTruncated\": {\"type\": \"boolean\"}, "   \
   "\"durationMs\": {\"type\": \"integer\"}, \"checkpoint\": {\"type\": [\"string\", \"null\"]}"
 
-typedef void (*tool_fn)(const mcp_server *srv, json_object *args, mcp_outcome *out);
+typedef void (*tool_fn)(mcp_call *call, json_object *args, mcp_outcome *out);
 
 typedef struct tool {
   const char *name, *title, *description, *input, *output;
@@ -1071,11 +1119,16 @@ static json_object *parse_schema(const char *text) {
   return o;
 }
 
+/* A read-only server (a read token's) offers only the read-only tools. */
+static bool offered(const mcp_server *srv, const tool *t) {
+  return !(srv->agent && t->operator_only) && !(srv->read_only && !t->read_only);
+}
+
 json_object *mcp_tools_list(const mcp_server *srv) {
   json_object *arr = json_object_new_array();
   for (size_t i = 0; i < sizeof tools / sizeof *tools; i++) {
     const tool *t = &tools[i];
-    if (srv->agent && t->operator_only) continue;
+    if (!offered(srv, t)) continue;
     json_object *o = json_object_new_object(), *a = json_object_new_object();
     json_object_object_add(o, "name", json_object_new_string(t->name));
     json_object_object_add(o, "title", json_object_new_string(t->title));
@@ -1093,10 +1146,14 @@ json_object *mcp_tools_list(const mcp_server *srv) {
   return arr;
 }
 
-void mcp_tools_call(const mcp_server *srv, const char *name, json_object *args, mcp_outcome *out) {
+void mcp_tools_call(mcp_call *call, const char *name, json_object *args, mcp_outcome *out) {
   const tool *t = NULL;
   for (size_t i = 0; i < sizeof tools / sizeof *tools && !t; i++)
-    if (!strcmp(tools[i].name, name) && !(srv->agent && tools[i].operator_only)) t = &tools[i];
+    if (!strcmp(tools[i].name, name) && !(call->srv->agent && tools[i].operator_only)) t = &tools[i];
+  if (t && !offered(call->srv, t)) {
+    fail_params(out, "name", "'name': '%s' changes things, and this server may only read", t->name);
+    return;
+  }
   if (!t) {
     char shown[80];
     qvm_text_for_terminal_into(shown, sizeof shown, name, strlen(name), 0);
@@ -1106,5 +1163,5 @@ void mcp_tools_call(const mcp_server *srv, const char *name, json_object *args, 
   json_object *schema = parse_schema(t->input);
   bool ok = check_args(out, schema, json_object_is_type(args, json_type_object) ? args : NULL);
   json_object_put(schema);
-  if (ok) t->run(srv, args, out);
+  if (ok && !mcp_cancelled(call)) t->run(call, args, out);
 }
