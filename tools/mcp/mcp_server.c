@@ -85,8 +85,7 @@ json_object *mcp_parse(const char *text, size_t len, json_object **error_reply) 
   json_tokener_free(tok);
   if (!msg || jerr != json_tokener_success || used != len) {
     json_object_put(msg);
-    *error_reply = mcp_error_reply(NULL, MCP_PARSE_ERROR, NULL,
-                                   "the message is not valid JSON: %s",
+    *error_reply = mcp_error_reply(NULL, MCP_PARSE_ERROR, NULL, "the message is not valid JSON: %s",
                                    jerr == json_tokener_success
                                        ? (used != len ? "data after the value" : "incomplete")
                                        : json_tokener_error_desc(jerr));

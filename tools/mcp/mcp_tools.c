@@ -344,7 +344,8 @@ typedef struct exec_output {
 
 static int on_output(void *ctx, int stream, const void *data, size_t len) {
   exec_output *o = ctx;
-  if (o->call && mcp_cancelled(o->call)) return QVM_ESYS; /* aborted: the answer is dropped anyway */
+  if (o->call && mcp_cancelled(o->call))
+    return QVM_ESYS; /* aborted: the answer is dropped anyway */
   capture *c = stream == QVM_SSH_STDERR ? &o->err : &o->out;
   size_t room = MCP_OUTPUT_MAX - c->len;
   size_t take = len < room ? len : room;
@@ -1149,7 +1150,8 @@ json_object *mcp_tools_list(const mcp_server *srv) {
 void mcp_tools_call(mcp_call *call, const char *name, json_object *args, mcp_outcome *out) {
   const tool *t = NULL;
   for (size_t i = 0; i < sizeof tools / sizeof *tools && !t; i++)
-    if (!strcmp(tools[i].name, name) && !(call->srv->agent && tools[i].operator_only)) t = &tools[i];
+    if (!strcmp(tools[i].name, name) && !(call->srv->agent && tools[i].operator_only))
+      t = &tools[i];
   if (t && !offered(call->srv, t)) {
     fail_params(out, "name", "'name': '%s' changes things, and this server may only read", t->name);
     return;
