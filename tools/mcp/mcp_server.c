@@ -88,7 +88,8 @@ json_object *mcp_parse(const char *text, size_t len, json_object **error_reply) 
     *error_reply = mcp_error_reply(NULL, MCP_PARSE_ERROR, NULL, "the message is not valid JSON: %s",
                                    jerr == json_tokener_success
                                        ? (used != len ? "data after the value" : "incomplete")
-                                       : json_tokener_error_desc(jerr));
+                                   : jerr == json_tokener_continue ? "incomplete"
+                                                                   : json_tokener_error_desc(jerr));
     return NULL;
   }
   return msg;

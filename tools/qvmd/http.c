@@ -65,7 +65,7 @@ void qvmd_work_end(const qvmd_request *req) {
   if (is_agent(req)) atomic_fetch_sub(&agent_work_running, 1);
 }
 
-static enum MHD_Result queue(struct MHD_Connection *c, qvmd_reply *r) {
+int qvmd_http_queue(struct MHD_Connection *c, qvmd_reply *r) {
   const char *body = r->body ? r->body : "";
   size_t len = strlen(body);
   struct MHD_Response *resp =
@@ -209,7 +209,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
   if (!p) {
     if (!(p = calloc(1, sizeof *p))) return MHD_NO;
     *con_cls = p;
-    if (!check_headers(&out, c, l->tcp, p)) return queue(c, &out);
+    if (!check_headers(&out, c, l->tcp, p)) return (enum MHD_Result)qvmd_http_queue(c, &out);
     return MHD_YES;
   }
   if (*upload_data_size) {
@@ -234,8 +234,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     b[p->len] = '\0';
     return MHD_YES;
   }
+  if (!strcmp(url, QVMD_MCP_PATH)) /* MCP: not a REST route (mcp.c) */
+    return (enum MHD_Result)qvmd_mcp_serve(c, method, p->body ? p->body : "", p->len, p->too_big,
+                                           &p->caller);
   dispatch(&out, c, url, method, p);
-  return queue(c, &out);
+  return (enum MHD_Result)qvmd_http_queue(c, &out);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
