@@ -203,6 +203,25 @@ try {
   assert.deepEqual(r.vms.map((v) => v.name).sort(), ["gold", "sb-a"]);
   log("agent scope");
 
+  // --- cancellation: the reader reads on while a call runs; a sandbox_create
+  // cancelled half-way (notifications/cancelled) answers nothing and leaves nothing
+  const names = async () => (await ok(op, "vm_list", {})).vms.map((v) => v.name);
+  const ac = new AbortController();
+  const cancelled = a.callTool({ name: "sandbox_create", arguments: {
+    from: "gold", name: "sb-cancel", ttl: "10m", waitCloudInit: false, timeoutMs: 240000,
+  } }, undefined, { ...LONG, signal: ac.signal, onprogress: (p) => { if (p.progress >= 1) ac.abort("test"); } });
+  await assert.rejects(cancelled);
+  await a.ping(); // answered while the cancelled call winds down
+  let seen = false, gone = false;
+  for (let i = 0; i < 1500 && !gone; i++) {
+    const n = await names();
+    seen ||= n.includes("sb-cancel");
+    gone = seen && !n.includes("sb-cancel");
+    if (!gone) await sleep(200);
+  }
+  assert.ok(seen && gone, `the cancelled sandbox was made (${seen}) and removed (${gone})`);
+  log("cancelled create cleaned up");
+
   // --- destroy -----------------------------------------------------------------
   r = await ok(a, "sandbox_destroy", { name: "sb-a" });
   assert.deepEqual(r, { name: "sb-a", destroyed: true });
