@@ -204,22 +204,46 @@ try {
   assert.deepEqual(r.sandboxes.map((s) => s.name), ["sb-h"], "a read token reads");
   log("agent scope");
 
-  // --- cancellation: a sandbox_create cancelled half-way leaves nothing ------------
+  // --- cancellation: a sandbox_create cancelled half-way leaves nothing, whether
+  // the SDK posts notifications/cancelled (sb-cancel) or the client just closes
+  // the connection of the event stream (sb-hangup); both at once
   const names = async () => (await ok(op, "vm_list", {})).vms.map((v) => v.name);
+  const args = (name) => ({ from: "gold", name, ttl: "10m", waitCloudInit: false, timeoutMs: 240000 });
   const ac = new AbortController();
-  const cancelled = a.callTool({ name: "sandbox_create", arguments: {
-    from: "gold", name: "sb-cancel", ttl: "10m", waitCloudInit: false, timeoutMs: 240000,
-  } }, undefined, { ...LONG, signal: ac.signal, onprogress: (p) => { if (p.progress >= 1) ac.abort("test"); } });
+  const cancelled = a.callTool({ name: "sandbox_create", arguments: args("sb-cancel") }, undefined,
+    { ...LONG, signal: ac.signal, onprogress: (p) => { if (p.progress >= 1) ac.abort("test"); } });
+  const hangup = (async () => {
+    const abort = new AbortController();
+    const resp = await fetch(`${base}/mcp`, {
+      method: "POST", signal: abort.signal,
+      headers: { Authorization: `Bearer ${tokens.a}`, "Content-Type": "application/json",
+        Accept: "application/json, text/event-stream" },
+      body: JSON.stringify({ jsonrpc: "2.0", id: "h1", method: "tools/call", params: {
+        name: "sandbox_create", arguments: args("sb-hangup"), _meta: { progressToken: "h" } } }),
+    });
+    assert.match(resp.headers.get("content-type"), /^text\/event-stream/);
+    const reader = resp.body.getReader();
+    let got = "";
+    while (!/"progress":[1-9]/.test(got)) {
+      const { value, done } = await reader.read();
+      assert.ok(!done, `the stream ended before a progress frame: ${got}`);
+      got += Buffer.from(value).toString();
+    }
+    assert.match(got, /^event: message\ndata: \{"jsonrpc":"2.0","method":"notifications\/progress"/);
+    abort.abort(); // closes the connection
+  })();
   await assert.rejects(cancelled);
-  let seen = false, gone = false;
-  for (let i = 0; i < 1500 && !gone; i++) {
+  await hangup;
+  const seen = new Set();
+  let left = ["sb-cancel", "sb-hangup"];
+  for (let i = 0; i < 1500 && left.length; i++) {
     const n = await names();
-    seen ||= n.includes("sb-cancel");
-    gone = seen && !n.includes("sb-cancel");
-    if (!gone) await sleep(200);
+    n.forEach((x) => seen.add(x));
+    left = ["sb-cancel", "sb-hangup"].filter((x) => !seen.has(x) || n.includes(x));
+    if (left.length) await sleep(200);
   }
-  assert.ok(seen && gone, `the cancelled sandbox was made (${seen}) and removed (${gone})`);
-  log("cancelled create cleaned up");
+  assert.deepEqual(left, [], `cancelled sandboxes made and not removed, or never made: ${left}`);
+  log("cancelled creates cleaned up");
 
   // --- destroy ---------------------------------------------------------------------
   r = await ok(a, "sandbox_destroy", { name: "sb-h" });
