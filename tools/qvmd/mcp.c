@@ -381,7 +381,8 @@ int qvmd_mcp_serve(struct MHD_Connection *c, const char *method, const char *bod
   if (version && !mcp_protocol_supported(version))
     return problem(c, 400, "BadRequest", "this MCP-Protocol-Version is not supported", NULL);
   if (too_big) return problem(c, 413, "TooLarge", "the body is over 1 MiB", NULL);
-  if (!accepts(c, MCP_JSON) && !accepts(c, "*/*"))
+  if (MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT) &&
+      !accepts(c, MCP_JSON) && !accepts(c, "*/*") && !accepts(c, "application/*"))
     return problem(c, 406, "NotAcceptable", "Accept must include application/json", NULL);
   json_object *error = NULL, *msg = mcp_parse(body, len, &error);
   if (!msg) return reply_json(c, 400, error);
