@@ -9,6 +9,7 @@ import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/
 import { McpError } from "@modelcontextprotocol/sdk/types.js";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
+import http from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
 
 const base = process.env.QVMD_URL;
@@ -106,6 +107,17 @@ r = await post(tokens.full, { jsonrpc: "2.0", id: 6, method: "ping" }, { Origin:
 assert.equal(r.status, 403, "a foreign Origin is refused");
 r = await post(tokens.full, { jsonrpc: "2.0", id: 7, method: "ping" }, { Origin: "http://localhost:8080" });
 assert.equal(r.status, 200, "a loopback Origin is fine");
+// DNS rebinding: a Host that is not this server's is refused, with or without an Origin
+const withHost = (host) => new Promise((resolve, reject) => {
+  const u = new URL(`${base}/mcp`);
+  const req = http.request({ host: u.hostname, port: u.port, path: "/mcp", method: "POST", headers: {
+    Host: host, Authorization: `Bearer ${tokens.full}`, "Content-Type": "application/json" } },
+  (res) => { res.resume(); resolve(res.statusCode); });
+  req.on("error", reject);
+  req.end(JSON.stringify({ jsonrpc: "2.0", id: 10, method: "ping" }));
+});
+assert.equal(await withHost("evil.example"), 403, "a foreign Host is refused");
+assert.equal(await withHost(`localhost:${new URL(base).port}`), 200, "a loopback Host is fine");
 r = await post("no-such-token", { jsonrpc: "2.0", id: 8, method: "ping" });
 assert.equal(r.status, 401);
 r = await post(tokens.full, '{"jsonrpc": "2.0", "id": 9, "method": "ping"');

@@ -14,13 +14,16 @@
  * for it and watches the socket: the client closing it, or posting
  * notifications/cancelled for its id, cancels it (it answers nothing and
  * removes what it made). */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include <microhttpd.h>
@@ -245,30 +248,45 @@ static void stream_free(void *cls) {
 
 /* ---- requests ------------------------------------------------------------------------ */
 
-/* An Origin header, when there is one, must be the server's own (the Host
- * the client called) or a loopback one: a web page elsewhere may not drive
- * this server through a browser (DNS rebinding). */
-static bool origin_allowed(struct MHD_Connection *c) {
+/* Whether "HOST[:PORT]" names this server: a loopback name, or the
+ * address the connection came in on (ip: NULL on the UNIX socket). */
+static bool host_is_ours(const char *hostport, const char *ip) {
+  size_t n;
+  if (hostport[0] == '[') {
+    const char *close = strchr(hostport, ']');
+    if (!close) return false;
+    n = (size_t)(close - hostport) + 1;
+  } else {
+    n = strcspn(hostport, ":");
+  }
+  const char *port = hostport + n;
+  if (*port && (*port != ':' || !port[1] || strspn(port + 1, "0123456789") != strlen(port + 1)))
+    return false;
+  static const char *const loopback[] = {"localhost", "127.0.0.1", "[::1]"};
+  for (size_t i = 0; i < sizeof loopback / sizeof *loopback; i++)
+    if (n == strlen(loopback[i]) && !strncasecmp(hostport, loopback[i], n)) return true;
+  return ip && n == strlen(ip) && !strncmp(hostport, ip, n);
+}
+
+/* DNS rebinding: a web page elsewhere may not drive this server through a
+ * browser. On TCP the Host must name this server (a loopback name or the
+ * address it listens on), and an Origin header, when there is one, must
+ * too (http or https, any port). */
+static bool origin_allowed(struct MHD_Connection *c, int fd) {
+  struct sockaddr_storage sa;
+  socklen_t len = sizeof sa;
+  char ip[INET_ADDRSTRLEN] = "";
+  bool tcp = fd >= 0 && getsockname(fd, (struct sockaddr *)&sa, &len) == 0 &&
+             sa.ss_family == AF_INET &&
+             inet_ntop(AF_INET, &((struct sockaddr_in *)&sa)->sin_addr, ip, sizeof ip);
+  const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+  if (tcp && (!host || !host_is_ours(host, ip))) return false;
   const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
   if (!origin) return true;
-  const char *host = NULL;
-  if (!strncmp(origin, "http://", 7))
-    host = origin + 7;
-  else if (!strncmp(origin, "https://", 8))
-    host = origin + 8;
-  if (!host || !*host || strchr(host, '/')) return false;
-  const char *own = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
-  if (own && !strcasecmp(host, own)) return true;
-  static const char *const loopback[] = {"localhost", "127.0.0.1", "[::1]"};
-  for (size_t i = 0; i < sizeof loopback / sizeof *loopback; i++) {
-    size_t n = strlen(loopback[i]);
-    if (!strncasecmp(host, loopback[i], n) && (host[n] == '\0' || host[n] == ':')) {
-      const char *port = host + n + (host[n] == ':');
-      if (host[n] == ':' && (!*port || strspn(port, "0123456789") != strlen(port))) return false;
-      return true;
-    }
-  }
-  return false;
+  const char *o = !strncmp(origin, "http://", 7)    ? origin + 7
+                  : !strncmp(origin, "https://", 8) ? origin + 8
+                                                    : NULL;
+  return o && *o && !strchr(o, '/') && host_is_ours(o, tcp ? ip : NULL);
 }
 
 static bool accepts(struct MHD_Connection *c, const char *type) {
@@ -372,8 +390,9 @@ static int start_call(struct MHD_Connection *c, const qvmd_caller *caller, const
 
 int qvmd_mcp_serve(struct MHD_Connection *c, const char *method, const char *body, size_t len,
                    bool too_big, const qvmd_caller *caller) {
-  if (!origin_allowed(c))
-    return problem(c, 403, "Forbidden", "this Origin may not use qvmd's MCP server", NULL);
+  if (!origin_allowed(c, connection_fd(c)))
+    return problem(c, 403, "Forbidden",
+                   "this Host or Origin is not this server's: it may not use its MCP server", NULL);
   if (strcmp(method, "POST"))
     return problem(c, 405, "MethodNotAllowed",
                    "/mcp takes POST only (this server opens no stream of its own)", "POST");
