@@ -7,12 +7,9 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { McpError } from "@modelcontextprotocol/sdk/types.js";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import { setTimeout as sleep } from "node:timers/promises";
+import { LONG, cancelledCreate, madeAndRemoved, ok, toolError, waitReady } from "./lib.mjs";
 
 const qvm = process.env.QVM_BIN;
-const stateDir = process.env.QVM_STATE_DIR;
-const LONG = { timeout: 300000 };
 const t0 = Date.now();
 const log = (m) => console.error(`mcp_sdk: [${((Date.now() - t0) / 1000).toFixed(1)} s] ${m}`);
 
@@ -28,33 +25,6 @@ async function connect(agent) {
   const client = new Client({ name: "qvm-mcp-test", version: "1.0.0" });
   await client.connect(transport);
   return client;
-}
-
-// A tool call that must succeed: its structured content.
-async function ok(client, name, args, opts = LONG) {
-  const r = await client.callTool({ name, arguments: args }, undefined, opts);
-  assert.equal(r.isError, false, `${name}: ${JSON.stringify(r.content)}`);
-  assert.ok(r.structuredContent, `${name} has structured content`);
-  assert.deepEqual(JSON.parse(r.content[0].text), r.structuredContent, `${name}: text = structured`);
-  return r.structuredContent;
-}
-
-// A tool call that must fail as a tool (isError): its message.
-async function toolError(client, name, args) {
-  const r = await client.callTool({ name, arguments: args }, undefined, LONG);
-  assert.equal(r.isError, true, `${name} ${JSON.stringify(args)} should fail: ${JSON.stringify(r)}`);
-  return r.content[0].text;
-}
-
-async function waitReady(name) {
-  for (let i = 0; i < 1800; i++) {
-    try {
-      if (readFileSync(`${stateDir}/vms/${name}/serial.log`, "latin1").includes("qvm-mini: ready"))
-        return;
-    } catch {}
-    await sleep(100);
-  }
-  throw new Error(`the mini guest '${name}' never printed 'qvm-mini: ready'`);
 }
 
 const a = await connect("agent-a");
@@ -205,21 +175,9 @@ try {
 
   // --- cancellation: the reader reads on while a call runs; a sandbox_create
   // cancelled half-way (notifications/cancelled) answers nothing and leaves nothing
-  const names = async () => (await ok(op, "vm_list", {})).vms.map((v) => v.name);
-  const ac = new AbortController();
-  const cancelled = a.callTool({ name: "sandbox_create", arguments: {
-    from: "gold", name: "sb-cancel", ttl: "10m", waitCloudInit: false, timeoutMs: 240000,
-  } }, undefined, { ...LONG, signal: ac.signal, onprogress: (p) => { if (p.progress >= 1) ac.abort("test"); } });
-  await assert.rejects(cancelled);
+  await cancelledCreate(a, "sb-cancel");
   await a.ping(); // answered while the cancelled call winds down
-  let seen = false, gone = false;
-  for (let i = 0; i < 1500 && !gone; i++) {
-    const n = await names();
-    seen ||= n.includes("sb-cancel");
-    gone = seen && !n.includes("sb-cancel");
-    if (!gone) await sleep(200);
-  }
-  assert.ok(seen && gone, `the cancelled sandbox was made (${seen}) and removed (${gone})`);
+  await madeAndRemoved(op, ["sb-cancel"]);
   log("cancelled create cleaned up");
 
   // --- destroy -----------------------------------------------------------------

@@ -8,19 +8,16 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { McpError } from "@modelcontextprotocol/sdk/types.js";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { LONG, cancelledCreate, createArgs, madeAndRemoved, ok, toolError, waitReady } from "./lib.mjs";
 import http from "node:http";
-import { setTimeout as sleep } from "node:timers/promises";
 
 const base = process.env.QVMD_URL;
-const stateDir = process.env.QVM_STATE_DIR;
 const tokens = {
   full: "full-token-0123456789abcdef",
   read: "read-token-0123456789abcdef",
   a: "agent-a-token-0123456789abc",
   b: "agent-b-token-0123456789abc",
 };
-const LONG = { timeout: 300000 };
 const t0 = Date.now();
 const log = (m) => console.error(`mcp_sdk_http: [${((Date.now() - t0) / 1000).toFixed(1)} s] ${m}`);
 
@@ -47,31 +44,6 @@ async function post(token, body, headers = {}) {
   let json = null;
   try { json = JSON.parse(text); } catch {}
   return { status: r.status, type: r.headers.get("content-type"), text, json };
-}
-
-async function ok(client, name, args, opts = LONG) {
-  const r = await client.callTool({ name, arguments: args }, undefined, opts);
-  assert.equal(r.isError, false, `${name}: ${JSON.stringify(r.content)}`);
-  assert.ok(r.structuredContent, `${name} has structured content`);
-  assert.deepEqual(JSON.parse(r.content[0].text), r.structuredContent, `${name}: text = structured`);
-  return r.structuredContent;
-}
-
-async function toolError(client, name, args) {
-  const r = await client.callTool({ name, arguments: args }, undefined, LONG);
-  assert.equal(r.isError, true, `${name} ${JSON.stringify(args)} should fail: ${JSON.stringify(r)}`);
-  return r.content[0].text;
-}
-
-async function waitReady(name) {
-  for (let i = 0; i < 1800; i++) {
-    try {
-      if (readFileSync(`${stateDir}/vms/${name}/serial.log`, "latin1").includes("qvm-mini: ready"))
-        return;
-    } catch {}
-    await sleep(100);
-  }
-  throw new Error(`the mini guest '${name}' never printed 'qvm-mini: ready'`);
 }
 
 const meta = { "io.modelcontextprotocol/protocolVersion": "2026-07-28",
@@ -155,9 +127,8 @@ try {
 
   // --- sandbox_create (progress on an event stream) ------------------------------
   const progress = [];
-  const created = await ok(a, "sandbox_create", {
-    from: "gold", name: "sb-h", ttl: "10m", waitCloudInit: false, timeoutMs: 240000,
-  }, { ...LONG, onprogress: (p) => progress.push(p) });
+  const created = await ok(a, "sandbox_create", createArgs("sb-h"),
+    { ...LONG, onprogress: (p) => progress.push(p) });
   assert.ok(progress.length >= 2, `progress notifications: ${JSON.stringify(progress)}`);
   assert.ok(progress.every((p, i) => i === 0 || p.progress > progress[i - 1].progress));
   assert.deepEqual([created.sandbox.name, created.sandbox.agent], ["sb-h", "agent-a"]);
@@ -219,11 +190,7 @@ try {
   // --- cancellation: a sandbox_create cancelled half-way leaves nothing, whether
   // the SDK posts notifications/cancelled (sb-cancel) or the client just closes
   // the connection of the event stream (sb-hangup); both at once
-  const names = async () => (await ok(op, "vm_list", {})).vms.map((v) => v.name);
-  const args = (name) => ({ from: "gold", name, ttl: "10m", waitCloudInit: false, timeoutMs: 240000 });
-  const ac = new AbortController();
-  const cancelled = a.callTool({ name: "sandbox_create", arguments: args("sb-cancel") }, undefined,
-    { ...LONG, signal: ac.signal, onprogress: (p) => { if (p.progress >= 1) ac.abort("test"); } });
+  const cancelled = cancelledCreate(a, "sb-cancel");
   const hangup = (async () => {
     const abort = new AbortController();
     const resp = await fetch(`${base}/mcp`, {
@@ -231,7 +198,7 @@ try {
       headers: { Authorization: `Bearer ${tokens.a}`, "Content-Type": "application/json",
         Accept: "application/json, text/event-stream" },
       body: JSON.stringify({ jsonrpc: "2.0", id: "h1", method: "tools/call", params: {
-        name: "sandbox_create", arguments: args("sb-hangup"), _meta: { progressToken: "h" } } }),
+        name: "sandbox_create", arguments: createArgs("sb-hangup"), _meta: { progressToken: "h" } } }),
     });
     assert.match(resp.headers.get("content-type"), /^text\/event-stream/);
     const reader = resp.body.getReader();
@@ -244,17 +211,9 @@ try {
     assert.match(got, /^event: message\ndata: \{"jsonrpc":"2.0","method":"notifications\/progress"/);
     abort.abort(); // closes the connection
   })();
-  await assert.rejects(cancelled);
+  await cancelled;
   await hangup;
-  const seen = new Set();
-  let left = ["sb-cancel", "sb-hangup"];
-  for (let i = 0; i < 1500 && left.length; i++) {
-    const n = await names();
-    n.forEach((x) => seen.add(x));
-    left = ["sb-cancel", "sb-hangup"].filter((x) => !seen.has(x) || n.includes(x));
-    if (left.length) await sleep(200);
-  }
-  assert.deepEqual(left, [], `cancelled sandboxes made and not removed, or never made: ${left}`);
+  await madeAndRemoved(op, ["sb-cancel", "sb-hangup"]);
   log("cancelled creates cleaned up");
 
   // --- destroy ---------------------------------------------------------------------

@@ -2,19 +2,13 @@
 # qvmd's /mcp (the streamable HTTP transport) with the official MCP
 # TypeScript SDK as its client (tests/mcp/sdk_http.mjs): one qvmd on TCP
 # 127.0.0.1 with a full, a read and two agent tokens, a golden mini VM, one
-# sandbox (and one whose creation is cancelled). Without node or npm:
+# sandbox (and two whose creation is cancelled). Without node or npm:
 # skipped, which under CI=true fails.
 . "$QVM_SOURCE_DIR/tests/qvmd/lib.sh"
-unset QVM_AGENT
-command -v node >/dev/null || skip "needs node"
-command -v npm >/dev/null || skip "needs npm"
+. "$QVM_SOURCE_DIR/tests/mcp/lib.sh"
 
 mini=$(mini_guest)
-cp "$src/tests/node/package.json" "$src/tests/node/package-lock.json" "$src/tests/mcp/sdk_http.mjs" "$tmp/"
-(cd "$tmp" && npm ci --no-audit --no-fund --loglevel=error >"$tmp/npm.log" 2>&1) || {
-  cat "$tmp/npm.log" >&2
-  fail "npm ci of tests/node"
-}
+mcp_node_setup sdk_http.mjs
 # The golden vm is never started: the sandboxes are clones of its disk.
 qemu-img create -q -f qcow2 "$tmp/base.qcow2" 16M
 out=$(qvm create gold --kernel "$mini/vmlinuz" --initrd "$mini/initrd.img" --append console=ttyS0 \

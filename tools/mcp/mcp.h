@@ -75,6 +75,9 @@ typedef struct mcp_outcome {
  * must grow from call to call; total 0: unknown. message: qvm's own words. */
 void mcp_progress(mcp_call *call, double progress, double total, const char *message);
 
+/* Runs fn(arg) on a detached thread (a tools/call's worker): 0 or an errno. */
+int mcp_thread_start(void *(*fn)(void *), void *arg);
+
 /* ---- mcp_server.c: messages ---------------------------------------------------- */
 
 /* Parses one message (UTF-8, strict JSON, nesting bounded): the value, or
@@ -108,8 +111,16 @@ json_object *mcp_tools_list(const mcp_server *srv);
  * mcp_cancelled() between its steps and, cancelled, removes what it made. */
 void mcp_tools_call(mcp_call *call, const char *name, json_object *args, mcp_outcome *out);
 
+/* ---- mcp_json.c: JSON out of libqvm and guests (qvmd's replies use it too) --- */
+
 /* A JSON string of bytes that may not be UTF-8: as they are when they are,
  * else neutralized (qvm_text_for_terminal). */
 json_object *mcp_json_text(const char *bytes, size_t len);
+/* Bytes from a guest as obj[key] (mcp_json_text), plus obj[key + "Base64"]
+ * with the exact bytes when they are not UTF-8. */
+void mcp_json_add_guest_bytes(json_object *obj, const char *key, const void *bytes, size_t len);
+/* libqvm's snake_case JSON text as a new object with camelCase keys
+ * ("labels" kept as they are); NULL if the text does not parse. */
+json_object *mcp_json_from_lib(const char *text);
 
 #endif

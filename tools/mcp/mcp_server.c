@@ -6,6 +6,7 @@
  * params._meta["io.modelcontextprotocol/protocolVersion"]. This server keeps
  * no session either way: the same request gets the same answer whether or
  * not initialize came first. */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -34,6 +35,17 @@ void mcp_call_init(mcp_call *call, const mcp_server *srv, mcp_notify_fn notify, 
   call->progress_token = NULL;
   call->progress_last = -1;
   atomic_init(&call->cancelled, false);
+}
+
+int mcp_thread_start(void *(*fn)(void *), void *arg) {
+  pthread_t t;
+  pthread_attr_t attr;
+  int r = pthread_attr_init(&attr);
+  if (r) return r;
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  r = pthread_create(&t, &attr, fn, arg);
+  pthread_attr_destroy(&attr);
+  return r;
 }
 
 static json_object *response(json_object *id) {

@@ -67,91 +67,6 @@ static void not_found(mcp_outcome *out, const char *name) {
   fail_tool(out, "ENOTFOUND: no sandbox named '%s'", shown);
 }
 
-/* ---- JSON helpers --------------------------------------------------------------- */
-
-json_object *mcp_json_text(const char *bytes, size_t len) {
-  if (qvm_text_utf8_valid(bytes, len)) return json_object_new_string_len(bytes, (int)len);
-  char *safe = qvm_text_for_terminal(bytes, len, QVM_TEXT_KEEP_NEWLINE);
-  json_object *s = json_object_new_string(safe ? safe : "");
-  free(safe);
-  return s;
-}
-
-static char *base64(const unsigned char *in, size_t len) {
-  static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  char *out = malloc((len + 2) / 3 * 4 + 1), *p = out;
-  if (!out) return NULL;
-  for (size_t i = 0; i < len; i += 3) {
-    uint32_t v = (uint32_t)in[i] << 16;
-    if (i + 1 < len) v |= (uint32_t)in[i + 1] << 8;
-    if (i + 2 < len) v |= in[i + 2];
-    *p++ = tab[(v >> 18) & 63];
-    *p++ = tab[(v >> 12) & 63];
-    *p++ = i + 1 < len ? tab[(v >> 6) & 63] : '=';
-    *p++ = i + 2 < len ? tab[v & 63] : '=';
-  }
-  *p = '\0';
-  return out;
-}
-
-/* Guest bytes as obj[key] (text), plus obj[key + "Base64"] when they are not
- * UTF-8 (the exact bytes). */
-static void add_guest_bytes(json_object *obj, const char *key, const char *bytes, size_t len) {
-  json_object_object_add(obj, key, mcp_json_text(bytes, len));
-  if (qvm_text_utf8_valid(bytes, len)) return;
-  char *b64 = base64((const unsigned char *)bytes, len), k[64];
-  snprintf(k, sizeof k, "%sBase64", key);
-  if (b64) json_object_object_add(obj, k, json_object_new_string(b64));
-  free(b64);
-}
-
-static json_object *camel_copy(json_object *o);
-
-static void camel_key(char *dst, size_t size, const char *src) {
-  size_t n = 0;
-  bool up = false;
-  for (; *src && n + 1 < size; src++) {
-    if (*src == '_' && n > 0) {
-      up = true;
-      continue;
-    }
-    dst[n++] = up && *src >= 'a' && *src <= 'z' ? (char)(*src - 'a' + 'A') : *src;
-    up = false;
-  }
-  dst[n] = '\0';
-}
-
-/* libqvm's snake_case JSON as camelCase (labels kept as they are). */
-static json_object *camel_copy(json_object *o) {
-  switch (json_object_get_type(o)) {
-  case json_type_object: {
-    json_object *r = json_object_new_object();
-    json_object_object_foreach(o, key, val) {
-      char k[128];
-      camel_key(k, sizeof k, key);
-      json_object_object_add(r, k, strcmp(key, "labels") ? camel_copy(val) : json_object_get(val));
-    }
-    return r;
-  }
-  case json_type_array: {
-    size_t n = json_object_array_length(o);
-    json_object *r = json_object_new_array_ext((int)n);
-    for (size_t i = 0; i < n; i++)
-      json_object_array_add(r, camel_copy(json_object_array_get_idx(o, i)));
-    return r;
-  }
-  default: return json_object_get(o);
-  }
-}
-
-static json_object *from_lib(const char *text) {
-  json_object *o = text ? json_tokener_parse(text) : NULL;
-  if (!o) return NULL;
-  json_object *r = camel_copy(o);
-  json_object_put(o);
-  return r;
-}
-
 /* ---- arguments, checked against the input schema ------------------------------- */
 
 /* Checks args against schema (the subset the table uses: an object of
@@ -276,7 +191,7 @@ static json_object *sandbox_array(const mcp_server *srv, mcp_outcome *out) {
     fail_qvm(out, err);
     return NULL;
   }
-  json_object *arr = from_lib(text);
+  json_object *arr = mcp_json_from_lib(text);
   free(text);
   if (!json_object_is_type(arr, json_type_array)) {
     json_object_put(arr);
@@ -425,8 +340,8 @@ static void exec_result(json_object *r, const qvm_ssh_exec_result *res, const ex
   } else {
     json_object_object_add(r, "signal", NULL);
   }
-  add_guest_bytes(r, "stdout", o->out.data ? o->out.data : "", o->out.len);
-  add_guest_bytes(r, "stderr", o->err.data ? o->err.data : "", o->err.len);
+  mcp_json_add_guest_bytes(r, "stdout", o->out.data ? o->out.data : "", o->out.len);
+  mcp_json_add_guest_bytes(r, "stderr", o->err.data ? o->err.data : "", o->err.len);
   json_object_object_add(r, "stdoutTruncated", json_object_new_boolean(o->out.truncated));
   json_object_object_add(r, "stderrTruncated", json_object_new_boolean(o->err.truncated));
   json_object_object_add(r, "durationMs", json_object_new_int64(res->duration_ms));
@@ -523,7 +438,7 @@ static void t_sandbox_create(mcp_call *call, json_object *args, mcp_outcome *out
     fail_qvm(out, err);
     return;
   }
-  json_object *s = from_lib(text);
+  json_object *s = mcp_json_from_lib(text);
   free(text);
   if (!json_object_is_type(s, json_type_object)) {
     json_object_put(s);
@@ -593,7 +508,7 @@ static void t_sandbox_read_file(mcp_call *call, json_object *args, mcp_outcome *
       out->structured = json_object_new_object();
       json_object_object_add(out->structured, "path", mcp_json_text(path, strlen(path)));
       json_object_object_add(out->structured, "size", json_object_new_int64((int64_t)o.out.len));
-      add_guest_bytes(out->structured, "content", o.out.data ? o.out.data : "", o.out.len);
+      mcp_json_add_guest_bytes(out->structured, "content", o.out.data ? o.out.data : "", o.out.len);
     }
   }
   qvm_vm_free(vm);
@@ -758,7 +673,7 @@ static void t_sandbox_diff(mcp_call *call, json_object *args, mcp_outcome *out) 
     return fail_qvm(out, err);
   }
   qvm_diff_free(d);
-  json_object *r = from_lib(text);
+  json_object *r = mcp_json_from_lib(text);
   free(text);
   if (!json_object_is_type(r, json_type_object)) {
     json_object_put(r);
@@ -800,7 +715,7 @@ static void t_review_create(mcp_call *call, json_object *args, mcp_outcome *out)
   int r = qvm_review_show(&text, id, &err);
   free(id);
   if (r < 0) return fail_qvm(out, err);
-  json_object *m = from_lib(text);
+  json_object *m = mcp_json_from_lib(text);
   free(text);
   if (!json_object_is_type(m, json_type_object)) {
     json_object_put(m);
@@ -829,7 +744,7 @@ static void t_ssh_key_generate(mcp_call *call, json_object *args, mcp_outcome *o
   if (qvm_keystore_generate(&text, key_store(), arg_string(args, "name"), type,
                             arg_string(args, "comment"), &err) < 0)
     return fail_qvm(out, err);
-  json_object *k = from_lib(text);
+  json_object *k = mcp_json_from_lib(text);
   free(text);
   if (!json_object_is_type(k, json_type_object)) {
     json_object_put(k);
@@ -843,7 +758,7 @@ static void t_ssh_key_list(mcp_call *call, json_object *args, mcp_outcome *out) 
   char *text = NULL;
   qvm_error *err = NULL;
   if (qvm_keystore_list(&text, key_store(), &err) < 0) return fail_qvm(out, err);
-  json_object *keys = from_lib(text);
+  json_object *keys = mcp_json_from_lib(text);
   free(text);
   if (!json_object_is_type(keys, json_type_array)) {
     json_object_put(keys);

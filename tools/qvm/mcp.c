@@ -113,12 +113,7 @@ static bool start_call(const mcp_server *srv, json_object *msg) {
   }
   pthread_mutex_unlock(&workers_lock);
   if (!w) return false;
-  pthread_t t;
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  int r = pthread_create(&t, &attr, work, w);
-  pthread_attr_destroy(&attr);
+  int r = mcp_thread_start(work, w);
   if (r != 0) {
     pthread_mutex_lock(&workers_lock);
     w->busy = false;

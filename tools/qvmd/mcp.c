@@ -348,12 +348,7 @@ static int start_call(struct MHD_Connection *c, const qvmd_caller *caller, const
   j->next = jobs;
   jobs = j;
   pthread_mutex_unlock(&jobs_lock);
-  pthread_t t;
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  int err = pthread_create(&t, &attr, work, j);
-  pthread_attr_destroy(&attr);
+  int err = mcp_thread_start(work, j);
   if (err) {
     job_end(j);
     job_release(j);
