@@ -64,6 +64,12 @@ r = await post(tokens.a, { jsonrpc: "2.0", id: 2, method: "tools/list", params: 
 assert.equal(r.status, 200, r.text);
 assert.equal(r.json.result.resultType, "complete");
 assert.ok(r.json.result.tools.some((t) => t.name === "sandbox_create"));
+// the header alone says which revision (a result of 2026-07-28 has its resultType)
+r = await post(tokens.a, { jsonrpc: "2.0", id: 21, method: "tools/call",
+  params: { name: "sandbox_list", arguments: {} } }, { "MCP-Protocol-Version": "2026-07-28" });
+assert.deepEqual([r.json.result.resultType, r.json.result.structuredContent], ["complete", { sandboxes: [] }], r.text);
+r = await post(tokens.a, { jsonrpc: "2.0", id: 22, method: "tools/list" }, { "MCP-Protocol-Version": "2025-11-25" });
+assert.ok(r.json.result.tools && !("resultType" in r.json.result), r.text);
 r = await post(tokens.full, { jsonrpc: "2.0", id: 3, method: "tools/list",
   params: { _meta: { ...meta, "io.modelcontextprotocol/protocolVersion": "2099-01-01" } } });
 assert.equal(r.json.error.code, -32022, r.text);

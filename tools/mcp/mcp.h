@@ -53,6 +53,9 @@ typedef struct mcp_call {
   json_object *progress_token; /* the request's _meta.progressToken (borrowed) */
   double progress_last;
   atomic_bool cancelled; /* notifications/cancelled, or the client went away */
+  /* The protocol version the transport was told (HTTP's MCP-Protocol-Version
+   * header), checked by it; NULL: none. The request's _meta wins. */
+  const char *transport_version;
 } mcp_call;
 
 void mcp_call_init(mcp_call *call, const mcp_server *srv, mcp_notify_fn notify, void *ctx);

@@ -35,6 +35,7 @@ void mcp_call_init(mcp_call *call, const mcp_server *srv, mcp_notify_fn notify, 
   call->progress_token = NULL;
   call->progress_last = -1;
   atomic_init(&call->cancelled, false);
+  call->transport_version = NULL;
 }
 
 int mcp_thread_start(void *(*fn)(void *), void *arg) {
@@ -321,6 +322,7 @@ json_object *mcp_handle(mcp_call *call, json_object *msg) {
   }
   json_object *r = dispatch(call, json_object_get_string(method), id, params), *result = NULL;
   /* Results of the stateless revision say what they are. */
+  if (!version) version = call->transport_version;
   bool stateless = (version && !strcmp(version, MCP_PROTOCOL_STATELESS)) ||
                    !strcmp(json_object_get_string(method), "server/discover");
   if (r && stateless && json_object_object_get_ex(r, "result", &result))

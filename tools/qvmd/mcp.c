@@ -315,7 +315,7 @@ static int connection_fd(struct MHD_Connection *c) {
 
 /* A tools/call (msg taken) on its own thread. */
 static int start_call(struct MHD_Connection *c, const qvmd_caller *caller, const mcp_server *srv,
-                      json_object *msg, bool stream) {
+                      json_object *msg, const char *version, bool stream) {
   qvmd_request req = {.conn = c, .caller = caller};
   qvmd_reply busy = {0};
   if (!qvmd_work_begin(&busy, &req)) {
@@ -344,6 +344,8 @@ static int start_call(struct MHD_Connection *c, const qvmd_caller *caller, const
   j->fd = connection_fd(c);
   j->last_write_ms = now_ms();
   mcp_call_init(&j->call, &j->srv, on_notify, j);
+  if (version && !strcmp(version, MCP_PROTOCOL_STATELESS)) /* a string of ours, not the header's */
+    j->call.transport_version = MCP_PROTOCOL_STATELESS;
   pthread_mutex_lock(&jobs_lock);
   j->next = jobs;
   jobs = j;
@@ -421,10 +423,11 @@ int qvmd_mcp_serve(struct MHD_Connection *c, const char *method, const char *bod
     bool progress = json_object_object_get_ex(msg, "params", &params) &&
                     json_object_object_get_ex(params, "_meta", &meta_obj) &&
                     json_object_object_get_ex(meta_obj, "progressToken", NULL);
-    return start_call(c, caller, &srv, msg, progress && accepts(c, "text/event-stream"));
+    return start_call(c, caller, &srv, msg, version, progress && accepts(c, "text/event-stream"));
   }
   mcp_call call;
   mcp_call_init(&call, &srv, NULL, NULL);
+  call.transport_version = version;
   json_object *reply = mcp_handle(&call, msg);
   bool request = json_object_object_get_ex(msg, "id", NULL);
   json_object_put(msg);
