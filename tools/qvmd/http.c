@@ -65,7 +65,7 @@ void qvmd_work_end(const qvmd_request *req) {
   if (is_agent(req)) atomic_fetch_sub(&agent_work_running, 1);
 }
 
-int qvmd_http_queue(struct MHD_Connection *c, qvmd_reply *r) {
+static enum MHD_Result queue(struct MHD_Connection *c, qvmd_reply *r) {
   const char *body = r->body ? r->body : "";
   size_t len = strlen(body);
   struct MHD_Response *resp =
@@ -92,6 +92,8 @@ int qvmd_http_queue(struct MHD_Connection *c, qvmd_reply *r) {
   MHD_destroy_response(resp);
   return ret;
 }
+
+int qvmd_http_queue(struct MHD_Connection *c, qvmd_reply *r) { return queue(c, r); }
 
 /* The caller on the UNIX socket: qvmd's own user or root, else 403. */
 static bool unix_caller(qvmd_reply *out, struct MHD_Connection *c, qvmd_caller *caller) {
@@ -209,7 +211,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
   if (!p) {
     if (!(p = calloc(1, sizeof *p))) return MHD_NO;
     *con_cls = p;
-    if (!check_headers(&out, c, l->tcp, p)) return (enum MHD_Result)qvmd_http_queue(c, &out);
+    if (!check_headers(&out, c, l->tcp, p)) return queue(c, &out);
     return MHD_YES;
   }
   if (*upload_data_size) {
@@ -238,7 +240,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return (enum MHD_Result)qvmd_mcp_serve(c, method, p->body ? p->body : "", p->len, p->too_big,
                                            &p->caller);
   dispatch(&out, c, url, method, p);
-  return (enum MHD_Result)qvmd_http_queue(c, &out);
+  return queue(c, &out);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,

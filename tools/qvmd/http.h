@@ -3,7 +3,6 @@
 #define QVM_TOOLS_QVMD_HTTP_H
 
 #include <stdbool.h>
-#include <stddef.h>
 
 #include "qvmd.h"
 
