@@ -93,8 +93,6 @@ static enum MHD_Result queue(struct MHD_Connection *c, qvmd_reply *r) {
   return ret;
 }
 
-int qvmd_http_queue(struct MHD_Connection *c, qvmd_reply *r) { return queue(c, r); }
-
 /* The caller on the UNIX socket: qvmd's own user or root, else 403. */
 static bool unix_caller(qvmd_reply *out, struct MHD_Connection *c, qvmd_caller *caller) {
   const union MHD_ConnectionInfo *ci =
@@ -252,6 +250,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
   free(p);
   *con_cls = NULL;
 }
+
+/* For mcp.c, which answers /mcp itself. */
+int qvmd_http_queue(struct MHD_Connection *c, qvmd_reply *r) { return queue(c, r); }
 
 static int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
