@@ -83,6 +83,41 @@ e = by_id.get(1, {}).get("error", {})
 check(e.get("code") == -32602 and e.get("data", {}).get("field") == "protocolVersion",
       "initialize without protocolVersion: %r" % e)
 
+# initialize is the 2025 handshake: asked for the stateless revision, it answers 2025-11-25
+rc, by_id, _ = run(msg(1, "initialize", dict(init, protocolVersion="2026-07-28")))
+check(by_id.get(1, {}).get("result", {}).get("protocolVersion") == "2025-11-25",
+      "initialize asked for 2026-07-28: %r" % by_id.get(1))
+
+# --- the stateless revision (2026-07-28): server/discover, the version in _meta ------
+meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {}}
+rc, by_id, _ = run(msg(1, "server/discover", {"_meta": meta}) +
+                   msg(2, "tools/list", {"_meta": meta}) +
+                   msg(3, "tools/list", {"_meta": dict(meta, **{
+                       "io.modelcontextprotocol/protocolVersion": "2099-01-01"})}) +
+                   msg(4, "tools/list", {"_meta": dict(meta, **{
+                       "io.modelcontextprotocol/protocolVersion": 5})}) +
+                   msg(5, "tools/list"))
+r = by_id.get(1, {}).get("result", {})
+check(r.get("resultType") == "complete" and r.get("supportedVersions", [None])[0] == "2026-07-28" and
+      "2025-11-25" in r.get("supportedVersions", []), "server/discover's versions: %r" % r)
+check(r.get("capabilities") == {"tools": {}} and r.get("serverInfo", {}).get("name") == "qvm",
+      "server/discover's capabilities and identity: %r" % r)
+check(r.get("cacheScope") == "private" and isinstance(r.get("ttlMs"), int), "cache hints: %r" % r)
+check(by_id.get(2, {}).get("result", {}).get("resultType") == "complete" and
+      by_id[2]["result"].get("tools"), "a 2026-07-28 tools/list without initialize: %r" % by_id.get(2))
+e = by_id.get(3, {}).get("error", {})
+check(e.get("code") == -32022 and e.get("data", {}).get("requested") == "2099-01-01" and
+      "2026-07-28" in e.get("data", {}).get("supported", []), "an unknown version: %r" % e)
+check(by_id.get(4, {}).get("error", {}).get("code") == -32022, "a version that is no string")
+check("resultType" not in by_id.get(5, {}).get("result", {"resultType": 1}),
+      "a 2025 request's result has no resultType")
+# notifications/cancelled for nothing under way: no answer, nothing breaks
+rc, by_id, answers = run(msg(None, "notifications/cancelled", {"requestId": 7}) +
+                         msg(None, "notifications/cancelled", {"requestId": None}) + msg(8, "ping"))
+check(rc == 0 and len(answers) == 1 and by_id.get(8, {}).get("result") == {},
+      "cancelling nothing: %r" % answers)
+
 # --- tools/list --------------------------------------------------------------------
 sandbox_tools = ["sandbox_create", "sandbox_list", "sandbox_exec", "sandbox_read_file",
                  "sandbox_write_file", "sandbox_snapshot", "sandbox_rollback", "sandbox_diff",

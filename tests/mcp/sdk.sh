@@ -3,16 +3,10 @@
 # installed with `npm ci` from tests/node's lock file into a temp dir, on a
 # golden mini VM. Without node or npm: skipped, which under CI=true fails.
 . "$QVM_SOURCE_DIR/tests/e2e/lib.sh"
-unset QVM_AGENT
-command -v node >/dev/null || skip "needs node"
-command -v npm >/dev/null || skip "needs npm"
+. "$QVM_SOURCE_DIR/tests/mcp/lib.sh"
 
 mini=$(mini_guest)
-cp "$src/tests/node/package.json" "$src/tests/node/package-lock.json" "$src/tests/mcp/sdk.mjs" "$tmp/"
-(cd "$tmp" && npm ci --no-audit --no-fund --loglevel=error >"$tmp/npm.log" 2>&1) || {
-  cat "$tmp/npm.log" >&2
-  fail "npm ci of tests/node"
-}
+mcp_node_setup sdk.mjs
 # The golden vm is never started: the sandbox is a clone of its disk.
 # Its disk: an ext4 file system with one file whose bytes the agent
 # overwrites in place through /dev/vda (the mini guest cannot mount ext4),

@@ -451,6 +451,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     b[p->len] = '\0';
     return MHD_YES;
   }
+  if (!strcmp(url, QVMD_MCP_PATH)) /* MCP: not a REST route (mcp.c) */
+    return (enum MHD_Result)qvmd_mcp_serve(c, method, p->body ? p->body : "", p->len, p->too_big,
+                                           &p->caller);
   dispatch(&out, c, url, method, p);
   return queue(c, &out);
 }
@@ -470,6 +473,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
   free(p);
   *con_cls = NULL;
 }
+
+/* For mcp.c, which answers /mcp itself. */
+int qvmd_http_queue(struct MHD_Connection *c, qvmd_reply *r) { return queue(c, r); }
 
 static int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';

@@ -29,5 +29,16 @@ typedef struct qvmd_http_limits {
 /* Serves on the listening socket fd (which libmicrohttpd then owns). */
 struct MHD_Daemon *qvmd_http_start(const qvmd_listener *l, int fd, const qvmd_http_limits *lim);
 void qvmd_http_set_work_max(int n);
+/* Sends r as the response (libmicrohttpd takes r->body): MHD_YES or MHD_NO. */
+int qvmd_http_queue(struct MHD_Connection *c, qvmd_reply *r);
+
+/* mcp.c: the MCP server on the streamable HTTP transport, at QVMD_MCP_PATH
+ * (not a REST route: not in the route table or the OpenAPI document). The
+ * caller is authenticated; body is the whole request body (too_big: it was
+ * over QVMD_BODY_MAX and dropped). MHD_YES or MHD_NO. */
+#define QVMD_MCP_PATH "/mcp"
+struct MHD_Connection;
+int qvmd_mcp_serve(struct MHD_Connection *c, const char *method, const char *body, size_t len,
+                   bool too_big, const qvmd_caller *caller);
 
 #endif

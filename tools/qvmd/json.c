@@ -9,10 +9,10 @@
 #include <string.h>
 
 #include <microhttpd.h>
-#include <sodium.h>
 
 #include <qvm/text.h>
 
+#include "mcp.h"
 #include "qvmd.h"
 
 #define BODY_DEPTH_MAX 16
@@ -121,69 +121,11 @@ bool qvmd_body_bool(qvmd_reply *out, json_object *body, const char *key, bool *v
   return true;
 }
 
-static json_object *camel_copy(json_object *o);
-
-static void camel_key(char *dst, size_t size, const char *src) {
-  size_t n = 0;
-  bool up = false;
-  for (; *src && n + 1 < size; src++) {
-    if (*src == '_' && n > 0) {
-      up = true;
-      continue;
-    }
-    dst[n++] = up ? (char)toupper((unsigned char)*src) : *src;
-    up = false;
-  }
-  dst[n] = '\0';
-}
-
-static json_object *camel_copy(json_object *o) {
-  switch (json_object_get_type(o)) {
-  case json_type_object: {
-    json_object *r = json_object_new_object();
-    json_object_object_foreach(o, key, val) {
-      char k[128];
-      camel_key(k, sizeof k, key);
-      /* Labels are the user's keys: kept as they are. */
-      json_object_object_add(r, k, strcmp(key, "labels") ? camel_copy(val) : json_object_get(val));
-    }
-    return r;
-  }
-  case json_type_array: {
-    size_t n = json_object_array_length(o);
-    json_object *r = json_object_new_array_ext((int)n);
-    for (size_t i = 0; i < n; i++)
-      json_object_array_add(r, camel_copy(json_object_array_get_idx(o, i)));
-    return r;
-  }
-  default: return json_object_get(o);
-  }
-}
-
-json_object *qvmd_json_from_lib(const char *text) {
-  json_object *o = json_tokener_parse(text);
-  if (!o) return NULL;
-  json_object *r = camel_copy(o);
-  json_object_put(o);
-  return r;
-}
+/* The same conversions as the MCP tools' (tools/mcp/mcp_json.c). */
+json_object *qvmd_json_from_lib(const char *text) { return mcp_json_from_lib(text); }
 
 void qvmd_json_add_guest_bytes(json_object *obj, const char *key, const void *bytes, size_t len) {
-  if (qvm_text_utf8_valid(bytes, len)) {
-    json_object_object_add(obj, key, json_object_new_string_len(bytes, (int)len));
-    return;
-  }
-  char *safe = qvm_text_for_terminal(bytes, len, QVM_TEXT_KEEP_NEWLINE);
-  json_object_object_add(obj, key, json_object_new_string(safe ? safe : ""));
-  free(safe);
-  size_t b64_size = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
-  char *b64 = malloc(b64_size);
-  if (!b64) return;
-  sodium_bin2base64(b64, b64_size, bytes, len, sodium_base64_VARIANT_ORIGINAL);
-  char k[64];
-  snprintf(k, sizeof k, "%sBase64", key);
-  json_object_object_add(obj, k, json_object_new_string(b64));
-  free(b64);
+  mcp_json_add_guest_bytes(obj, key, bytes, len);
 }
 
 const char *qvmd_query(const qvmd_request *req, const char *key) {

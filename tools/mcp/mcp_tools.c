@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <qvm/diff.h>
@@ -25,7 +26,6 @@
 #include <qvm/text.h>
 #include <qvm/vm.h>
 
-#include "cli.h"
 #include "mcp.h"
 
 #define CONNECT_TIMEOUT_MS 30000
@@ -65,91 +65,6 @@ static void not_found(mcp_outcome *out, const char *name) {
   char shown[80];
   qvm_text_for_terminal_into(shown, sizeof shown, name, strlen(name), 0);
   fail_tool(out, "ENOTFOUND: no sandbox named '%s'", shown);
-}
-
-/* ---- JSON helpers --------------------------------------------------------------- */
-
-json_object *mcp_json_text(const char *bytes, size_t len) {
-  if (qvm_text_utf8_valid(bytes, len)) return json_object_new_string_len(bytes, (int)len);
-  char *safe = qvm_text_for_terminal(bytes, len, QVM_TEXT_KEEP_NEWLINE);
-  json_object *s = json_object_new_string(safe ? safe : "");
-  free(safe);
-  return s;
-}
-
-static char *base64(const unsigned char *in, size_t len) {
-  static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  char *out = malloc((len + 2) / 3 * 4 + 1), *p = out;
-  if (!out) return NULL;
-  for (size_t i = 0; i < len; i += 3) {
-    uint32_t v = (uint32_t)in[i] << 16;
-    if (i + 1 < len) v |= (uint32_t)in[i + 1] << 8;
-    if (i + 2 < len) v |= in[i + 2];
-    *p++ = tab[(v >> 18) & 63];
-    *p++ = tab[(v >> 12) & 63];
-    *p++ = i + 1 < len ? tab[(v >> 6) & 63] : '=';
-    *p++ = i + 2 < len ? tab[v & 63] : '=';
-  }
-  *p = '\0';
-  return out;
-}
-
-/* Guest bytes as obj[key] (text), plus obj[key + "Base64"] when they are not
- * UTF-8 (the exact bytes). */
-static void add_guest_bytes(json_object *obj, const char *key, const char *bytes, size_t len) {
-  json_object_object_add(obj, key, mcp_json_text(bytes, len));
-  if (qvm_text_utf8_valid(bytes, len)) return;
-  char *b64 = base64((const unsigned char *)bytes, len), k[64];
-  snprintf(k, sizeof k, "%sBase64", key);
-  if (b64) json_object_object_add(obj, k, json_object_new_string(b64));
-  free(b64);
-}
-
-static json_object *camel_copy(json_object *o);
-
-static void camel_key(char *dst, size_t size, const char *src) {
-  size_t n = 0;
-  bool up = false;
-  for (; *src && n + 1 < size; src++) {
-    if (*src == '_' && n > 0) {
-      up = true;
-      continue;
-    }
-    dst[n++] = up && *src >= 'a' && *src <= 'z' ? (char)(*src - 'a' + 'A') : *src;
-    up = false;
-  }
-  dst[n] = '\0';
-}
-
-/* libqvm's snake_case JSON as camelCase (labels kept as they are). */
-static json_object *camel_copy(json_object *o) {
-  switch (json_object_get_type(o)) {
-  case json_type_object: {
-    json_object *r = json_object_new_object();
-    json_object_object_foreach(o, key, val) {
-      char k[128];
-      camel_key(k, sizeof k, key);
-      json_object_object_add(r, k, strcmp(key, "labels") ? camel_copy(val) : json_object_get(val));
-    }
-    return r;
-  }
-  case json_type_array: {
-    size_t n = json_object_array_length(o);
-    json_object *r = json_object_new_array_ext((int)n);
-    for (size_t i = 0; i < n; i++)
-      json_object_array_add(r, camel_copy(json_object_array_get_idx(o, i)));
-    return r;
-  }
-  default: return json_object_get(o);
-  }
-}
-
-static json_object *from_lib(const char *text) {
-  json_object *o = text ? json_tokener_parse(text) : NULL;
-  if (!o) return NULL;
-  json_object *r = camel_copy(o);
-  json_object_put(o);
-  return r;
 }
 
 /* ---- arguments, checked against the input schema ------------------------------- */
@@ -276,7 +191,7 @@ static json_object *sandbox_array(const mcp_server *srv, mcp_outcome *out) {
     fail_qvm(out, err);
     return NULL;
   }
-  json_object *arr = from_lib(text);
+  json_object *arr = mcp_json_from_lib(text);
   free(text);
   if (!json_object_is_type(arr, json_type_array)) {
     json_object_put(arr);
@@ -320,6 +235,15 @@ static qvm_vm *sandbox_open(const mcp_server *srv, mcp_outcome *out, const char 
   return vm;
 }
 
+/* A VM by name, its state reconciled with its processes (the vm_* tools). */
+static int vm_open(qvm_vm **out, const char *name, qvm_error **err) {
+  if (qvm_vm_open(out, name, err) < 0) return -1;
+  if (qvm_vm_reconcile(*out, err) == 0) return 0;
+  qvm_vm_free(*out);
+  *out = NULL;
+  return -1;
+}
+
 /* ---- exec --------------------------------------------------------------------------- */
 
 typedef struct capture {
@@ -330,10 +254,13 @@ typedef struct capture {
 
 typedef struct exec_output {
   capture out, err;
+  mcp_call *call; /* its cancellation ends the command at its next output */
 } exec_output;
 
 static int on_output(void *ctx, int stream, const void *data, size_t len) {
   exec_output *o = ctx;
+  if (o->call && mcp_cancelled(o->call))
+    return QVM_ESYS; /* aborted: the answer is dropped anyway */
   capture *c = stream == QVM_SSH_STDERR ? &o->err : &o->out;
   size_t room = MCP_OUTPUT_MAX - c->len;
   size_t take = len < room ? len : room;
@@ -413,8 +340,8 @@ static void exec_result(json_object *r, const qvm_ssh_exec_result *res, const ex
   } else {
     json_object_object_add(r, "signal", NULL);
   }
-  add_guest_bytes(r, "stdout", o->out.data ? o->out.data : "", o->out.len);
-  add_guest_bytes(r, "stderr", o->err.data ? o->err.data : "", o->err.len);
+  mcp_json_add_guest_bytes(r, "stdout", o->out.data ? o->out.data : "", o->out.len);
+  mcp_json_add_guest_bytes(r, "stderr", o->err.data ? o->err.data : "", o->err.len);
   json_object_object_add(r, "stdoutTruncated", json_object_new_boolean(o->out.truncated));
   json_object_object_add(r, "stderrTruncated", json_object_new_boolean(o->err.truncated));
   json_object_object_add(r, "durationMs", json_object_new_int64(res->duration_ms));
@@ -423,7 +350,8 @@ static void exec_result(json_object *r, const qvm_ssh_exec_result *res, const ex
 
 /* ---- the tools ------------------------------------------------------------------------ */
 
-static void t_sandbox_list(const mcp_server *srv, json_object *args, mcp_outcome *out) {
+static void t_sandbox_list(mcp_call *call, json_object *args, mcp_outcome *out) {
+  const mcp_server *srv = call->srv;
   (void)args;
   json_object *arr = sandbox_array(srv, out);
   if (!arr) return;
@@ -434,14 +362,15 @@ static void t_sandbox_list(const mcp_server *srv, json_object *args, mcp_outcome
 /* qvm_up's phases as MCP progress: the phase's number of QVM_UP_N_PHASES. */
 static void on_up_phase(void *ctx, qvm_up_phase phase, qvm_up_phase_status status,
                         int64_t elapsed_ms, const char *detail) {
-  (void)ctx, (void)detail;
+  (void)detail;
   char msg[96];
   snprintf(msg, sizeof msg, "%s %s after %lld ms", qvm_up_phase_name(phase),
            status == QVM_UP_PHASE_DONE ? "done" : "skipped", (long long)elapsed_ms);
-  mcp_progress((double)phase + 1, QVM_UP_N_PHASES, msg);
+  mcp_progress(ctx, (double)phase + 1, QVM_UP_N_PHASES, msg);
 }
 
-static void t_sandbox_create(const mcp_server *srv, json_object *args, mcp_outcome *out) {
+static void t_sandbox_create(mcp_call *call, json_object *args, mcp_outcome *out) {
+  const mcp_server *srv = call->srv;
   const char *from = arg_string(args, "from"), *name = arg_string(args, "name"),
              *ttl = arg_string(args, "ttl"), *net = arg_string(args, "net");
   qvm_error *err = NULL;
@@ -471,10 +400,36 @@ static void t_sandbox_create(const mcp_server *srv, json_object *args, mcp_outco
   if (args && json_object_object_get_ex(args, "timeoutMs", NULL))
     up.timeout_ms = (int)arg_int(args, "timeoutMs", 0);
   up.on_phase = on_up_phase;
-  mcp_progress(0, QVM_UP_N_PHASES, "creating the sandbox");
+  up.ctx = call;
+  mcp_progress(call, 0, QVM_UP_N_PHASES, "creating the sandbox");
   o.up = &up;
+  /* The name is known before the create starts, so that a cancelled call
+   * can remove what it made. */
+  char made[32];
+  unsigned char rnd[4];
+  if (!name) {
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
+      return fail_tool(out, "ESYS: getrandom: %s", strerror(errno));
+    snprintf(made, sizeof made, "sb-%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3]);
+    name = made;
+  }
   char *text = NULL;
-  if (qvm_sandbox_create(&text, name, &o, &err) < 0) {
+  int r = qvm_sandbox_create(&text, name, &o, &err);
+  if (mcp_cancelled(call)) {
+    /* Nobody waits for the answer: remove the sandbox this call made (not
+     * one of the name that was there before it). */
+    bool ours = r == 0 || qvm_error_code(err) != QVM_EEXISTS;
+    qvm_error_free(err);
+    free(text);
+    mcp_outcome ignored = {0};
+    if (ours && sandbox_visible(srv, &ignored, name) && qvm_sandbox_destroy(name, &err) < 0) {
+      fprintf(stderr, "qvm mcp: removing the cancelled sandbox %s: %s\n", name,
+              qvm_error_message(err));
+      qvm_error_free(err);
+    }
+    return;
+  }
+  if (r < 0) {
     if (srv->agent && qvm_error_code(err) == QVM_EEXISTS) {
       qvm_error_free(err);
       fail_tool(out, "EEXISTS: the name '%s' is not available: choose another", name ? name : "");
@@ -483,7 +438,7 @@ static void t_sandbox_create(const mcp_server *srv, json_object *args, mcp_outco
     fail_qvm(out, err);
     return;
   }
-  json_object *s = from_lib(text);
+  json_object *s = mcp_json_from_lib(text);
   free(text);
   if (!json_object_is_type(s, json_type_object)) {
     json_object_put(s);
@@ -494,7 +449,8 @@ static void t_sandbox_create(const mcp_server *srv, json_object *args, mcp_outco
   json_object_object_add(out->structured, "sandbox", s);
 }
 
-static void t_sandbox_destroy(const mcp_server *srv, json_object *args, mcp_outcome *out) {
+static void t_sandbox_destroy(mcp_call *call, json_object *args, mcp_outcome *out) {
+  const mcp_server *srv = call->srv;
   const char *name = arg_string(args, "name");
   if (!sandbox_visible(srv, out, name)) return;
   qvm_error *err = NULL;
@@ -504,7 +460,8 @@ static void t_sandbox_destroy(const mcp_server *srv, json_object *args, mcp_outc
   json_object_object_add(out->structured, "destroyed", json_object_new_boolean(true));
 }
 
-static void t_sandbox_exec(const mcp_server *srv, json_object *args, mcp_outcome *out) {
+static void t_sandbox_exec(mcp_call *call, json_object *args, mcp_outcome *out) {
+  const mcp_server *srv = call->srv;
   json_object *av = NULL, *in = NULL;
   json_object_object_get_ex(args, "argv", &av);
   json_object_object_get_ex(args, "stdin", &in);
@@ -513,7 +470,7 @@ static void t_sandbox_exec(const mcp_server *srv, json_object *args, mcp_outcome
   if (!argv) return fail_tool(out, "ESYS: out of memory");
   for (size_t i = 0; i < n; i++) argv[i] = json_object_get_string(json_object_array_get_idx(av, i));
   qvm_vm *vm = sandbox_open(srv, out, arg_string(args, "name"));
-  exec_output o = {0};
+  exec_output o = {.call = call};
   qvm_ssh_exec_result res = {0};
   char ckpt[QVM_VM_CHECKPOINT_NAME_MAX] = "";
   if (vm &&
@@ -529,14 +486,15 @@ static void t_sandbox_exec(const mcp_server *srv, json_object *args, mcp_outcome
   free(o.err.data);
 }
 
-static void t_sandbox_read_file(const mcp_server *srv, json_object *args, mcp_outcome *out) {
+static void t_sandbox_read_file(mcp_call *call, json_object *args, mcp_outcome *out) {
+  const mcp_server *srv = call->srv;
   const char *path = arg_string(args, "path");
   char limit[32];
   snprintf(limit, sizeof limit, "%u", MCP_OUTPUT_MAX + 1);
   /* one byte over the bound tells a file that is too big */
   const char *argv[] = {"head", "-c", limit, "--", path, NULL};
   qvm_vm *vm = sandbox_open(srv, out, arg_string(args, "name"));
-  exec_output o = {0};
+  exec_output o = {.call = call};
   qvm_ssh_exec_result res = {0};
   char ckpt[QVM_VM_CHECKPOINT_NAME_MAX] = "";
   if (vm && run_in(out, vm, argv, NULL, 0, EXEC_TIMEOUT_MS_DEFAULT, false, &res, &o, ckpt) == 0) {
@@ -550,7 +508,7 @@ static void t_sandbox_read_file(const mcp_server *srv, json_object *args, mcp_ou
       out->structured = json_object_new_object();
       json_object_object_add(out->structured, "path", mcp_json_text(path, strlen(path)));
       json_object_object_add(out->structured, "size", json_object_new_int64((int64_t)o.out.len));
-      add_guest_bytes(out->structured, "content", o.out.data ? o.out.data : "", o.out.len);
+      mcp_json_add_guest_bytes(out->structured, "content", o.out.data ? o.out.data : "", o.out.len);
     }
   }
   qvm_vm_free(vm);
@@ -558,14 +516,15 @@ static void t_sandbox_read_file(const mcp_server *srv, json_object *args, mcp_ou
   free(o.err.data);
 }
 
-static void t_sandbox_write_file(const mcp_server *srv, json_object *args, mcp_outcome *out) {
+static void t_sandbox_write_file(mcp_call *call, json_object *args, mcp_outcome *out) {
+  const mcp_server *srv = call->srv;
   const char *path = arg_string(args, "path");
   json_object *content = NULL;
   json_object_object_get_ex(args, "content", &content);
   /* path is an argument of the shell, never part of its script */
   const char *argv[] = {"sh", "-c", "cat > \"$1\"", "qvm-write", path, NULL};
   qvm_vm *vm = sandbox_open(srv, out, arg_string(args, "name"));
-  exec_output o = {0};
+  exec_output o = {.call = call};
   qvm_ssh_exec_result res = {0};
   char ckpt[QVM_VM_CHECKPOINT_NAME_MAX] = "";
   size_t len = (size_t)json_object_get_string_len(content);
@@ -588,7 +547,8 @@ static void t_sandbox_write_file(const mcp_server *srv, json_object *args, mcp_o
   free(o.err.data);
 }
 
-static void t_sandbox_snapshot(const mcp_server *srv, json_object *args, mcp_outcome *out) {
+static void t_sandbox_snapshot(mcp_call *call, json_object *args, mcp_outcome *out) {
+  const mcp_server *srv = call->srv;
   qvm_vm *vm = sandbox_open(srv, out, arg_string(args, "name"));
   if (!vm) return;
   char name[QVM_VM_CHECKPOINT_NAME_MAX] = "";
@@ -603,7 +563,8 @@ static void t_sandbox_snapshot(const mcp_server *srv, json_object *args, mcp_out
   qvm_vm_free(vm);
 }
 
-static void t_sandbox_rollback(const mcp_server *srv, json_object *args, mcp_outcome *out) {
+static void t_sandbox_rollback(mcp_call *call, json_object *args, mcp_outcome *out) {
+  const mcp_server *srv = call->srv;
   qvm_vm *vm = sandbox_open(srv, out, arg_string(args, "name"));
   if (!vm) return;
   char name[QVM_VM_CHECKPOINT_NAME_MAX] = "";
@@ -628,8 +589,8 @@ static json_object *vm_summary(qvm_vm *vm) {
   return o;
 }
 
-static void t_vm_list(const mcp_server *srv, json_object *args, mcp_outcome *out) {
-  (void)srv, (void)args;
+static void t_vm_list(mcp_call *call, json_object *args, mcp_outcome *out) {
+  (void)call, (void)args;
   char **names = NULL;
   size_t n = 0;
   qvm_error *err = NULL;
@@ -650,11 +611,11 @@ static void t_vm_list(const mcp_server *srv, json_object *args, mcp_outcome *out
   json_object_object_add(out->structured, "vms", arr);
 }
 
-static void t_vm_start(const mcp_server *srv, json_object *args, mcp_outcome *out) {
-  (void)srv;
+static void t_vm_start(mcp_call *call, json_object *args, mcp_outcome *out) {
+  (void)call;
   qvm_vm *vm = NULL;
   qvm_error *err = NULL;
-  if (qvm_cli_open(&vm, arg_string(args, "name"), &err) < 0) return fail_qvm(out, err);
+  if (vm_open(&vm, arg_string(args, "name"), &err) < 0) return fail_qvm(out, err);
   qvm_vm_start_options so = QVM_VM_START_OPTIONS_INIT;
   so.timeout_ms = (int)arg_int(args, "timeoutMs", so.timeout_ms);
   if (qvm_vm_start(vm, &so, &err) < 0)
@@ -664,11 +625,11 @@ static void t_vm_start(const mcp_server *srv, json_object *args, mcp_outcome *ou
   qvm_vm_free(vm);
 }
 
-static void t_vm_stop(const mcp_server *srv, json_object *args, mcp_outcome *out) {
-  (void)srv;
+static void t_vm_stop(mcp_call *call, json_object *args, mcp_outcome *out) {
+  (void)call;
   qvm_vm *vm = NULL;
   qvm_error *err = NULL;
-  if (qvm_cli_open(&vm, arg_string(args, "name"), &err) < 0) return fail_qvm(out, err);
+  if (vm_open(&vm, arg_string(args, "name"), &err) < 0) return fail_qvm(out, err);
   qvm_vm_stop_options so = QVM_VM_STOP_OPTIONS_INIT;
   so.timeout_ms = (int)arg_int(args, "timeoutMs", so.timeout_ms);
   if (qvm_vm_stop(vm, &so, &err) < 0)
@@ -678,8 +639,8 @@ static void t_vm_stop(const mcp_server *srv, json_object *args, mcp_outcome *out
   qvm_vm_free(vm);
 }
 
-static void t_vm_delete(const mcp_server *srv, json_object *args, mcp_outcome *out) {
-  (void)srv;
+static void t_vm_delete(mcp_call *call, json_object *args, mcp_outcome *out) {
+  (void)call;
   const char *name = arg_string(args, "name");
   qvm_error *err = NULL;
   if (qvm_vm_remove(name, arg_bool(args, "force", false), &err) < 0) return fail_qvm(out, err);
@@ -695,7 +656,8 @@ static void t_vm_delete(const mcp_server *srv, json_object *args, mcp_outcome *o
 /* What changed in a sandbox's disk since its image (or snapshot `from`),
  * read from the disk on the host: the guest cannot hide a change. At most
  * DIFF_CHANGES_MAX file changes are listed (changesTotal says how many). */
-static void t_sandbox_diff(const mcp_server *srv, json_object *args, mcp_outcome *out) {
+static void t_sandbox_diff(mcp_call *call, json_object *args, mcp_outcome *out) {
+  const mcp_server *srv = call->srv;
   const char *name = arg_string(args, "name");
   qvm_vm *vm = sandbox_open(srv, out, name); /* the owner checked on the record */
   if (!vm) return;
@@ -705,12 +667,13 @@ static void t_sandbox_diff(const mcp_server *srv, json_object *args, mcp_outcome
   qvm_diff *d = NULL;
   qvm_error *err = NULL;
   char *text = NULL;
-  if (qvm_diff_vm(&d, name, &o, &err) < 0 || qvm_diff_json(&text, d, &err) < 0) {
+  if (qvm_diff_vm(&d, name, &o, &err) < 0 || mcp_cancelled(call) ||
+      qvm_diff_json(&text, d, &err) < 0) {
     qvm_diff_free(d);
     return fail_qvm(out, err);
   }
   qvm_diff_free(d);
-  json_object *r = from_lib(text);
+  json_object *r = mcp_json_from_lib(text);
   free(text);
   if (!json_object_is_type(r, json_type_object)) {
     json_object_put(r);
@@ -736,7 +699,8 @@ static void t_sandbox_diff(const mcp_server *srv, json_object *args, mcp_outcome
 
 /* A change set of the sandbox's changes for a person to approve (qvm review);
  * its author is this server's agent, who cannot approve it. */
-static void t_review_create(const mcp_server *srv, json_object *args, mcp_outcome *out) {
+static void t_review_create(mcp_call *call, json_object *args, mcp_outcome *out) {
+  const mcp_server *srv = call->srv;
   const char *name = arg_string(args, "name");
   qvm_vm *vm = sandbox_open(srv, out, name);
   if (!vm) return;
@@ -751,7 +715,7 @@ static void t_review_create(const mcp_server *srv, json_object *args, mcp_outcom
   int r = qvm_review_show(&text, id, &err);
   free(id);
   if (r < 0) return fail_qvm(out, err);
-  json_object *m = from_lib(text);
+  json_object *m = mcp_json_from_lib(text);
   free(text);
   if (!json_object_is_type(m, json_type_object)) {
     json_object_put(m);
@@ -770,8 +734,8 @@ static const char *key_store(void) {
   return d && *d ? d : NULL;
 }
 
-static void t_ssh_key_generate(const mcp_server *srv, json_object *args, mcp_outcome *out) {
-  (void)srv;
+static void t_ssh_key_generate(mcp_call *call, json_object *args, mcp_outcome *out) {
+  (void)call;
   const char *type_text = arg_string(args, "type");
   qvm_key_type type = QVM_KEY_ED25519;
   qvm_error *err = NULL;
@@ -780,7 +744,7 @@ static void t_ssh_key_generate(const mcp_server *srv, json_object *args, mcp_out
   if (qvm_keystore_generate(&text, key_store(), arg_string(args, "name"), type,
                             arg_string(args, "comment"), &err) < 0)
     return fail_qvm(out, err);
-  json_object *k = from_lib(text);
+  json_object *k = mcp_json_from_lib(text);
   free(text);
   if (!json_object_is_type(k, json_type_object)) {
     json_object_put(k);
@@ -789,12 +753,12 @@ static void t_ssh_key_generate(const mcp_server *srv, json_object *args, mcp_out
   out->structured = k;
 }
 
-static void t_ssh_key_list(const mcp_server *srv, json_object *args, mcp_outcome *out) {
-  (void)srv, (void)args;
+static void t_ssh_key_list(mcp_call *call, json_object *args, mcp_outcome *out) {
+  (void)call, (void)args;
   char *text = NULL;
   qvm_error *err = NULL;
   if (qvm_keystore_list(&text, key_store(), &err) < 0) return fail_qvm(out, err);
-  json_object *keys = from_lib(text);
+  json_object *keys = mcp_json_from_lib(text);
   free(text);
   if (!json_object_is_type(keys, json_type_array)) {
     json_object_put(keys);
@@ -804,14 +768,14 @@ static void t_ssh_key_list(const mcp_server *srv, json_object *args, mcp_outcome
   json_object_object_add(out->structured, "keys", keys);
 }
 
-static void t_vm_inject_ssh_key(const mcp_server *srv, json_object *args, mcp_outcome *out) {
-  (void)srv;
+static void t_vm_inject_ssh_key(mcp_call *call, json_object *args, mcp_outcome *out) {
+  (void)call;
   const char *key = arg_string(args, "key");
   char *line = NULL;
   qvm_vm *vm = NULL;
   qvm_error *err = NULL;
   if (qvm_keystore_public(&line, key_store(), key, &err) < 0) return fail_qvm(out, err);
-  if (qvm_cli_open(&vm, arg_string(args, "name"), &err) < 0 ||
+  if (vm_open(&vm, arg_string(args, "name"), &err) < 0 ||
       qvm_vm_authorize_key(vm, line, &err) < 0) {
     free(line);
     qvm_vm_free(vm);
@@ -827,8 +791,8 @@ static void t_vm_inject_ssh_key(const mcp_server *srv, json_object *args, mcp_ou
 
 /* Creates a VM from an image and starts it (as qvm create + qvm start); SSH
  * comes a little later: vm_list shows its state. */
-static void t_vm_create(const mcp_server *srv, json_object *args, mcp_outcome *out) {
-  (void)srv;
+static void t_vm_create(mcp_call *call, json_object *args, mcp_outcome *out) {
+  (void)call;
   const char *name = arg_string(args, "name");
   qvm_error *err = NULL;
   if (qvm_vm_name_check(name, &err) < 0) {
@@ -878,7 +842,7 @@ static void t_vm_create(const mcp_server *srv, json_object *args, mcp_outcome *o
   "\"stdoutTruncated\": {\"type\": \"boolean\"}, \"stderrTruncated\": {\"type\": \"boolean\"}, "   \
   "\"durationMs\": {\"type\": \"integer\"}, \"checkpoint\": {\"type\": [\"string\", \"null\"]}"
 
-typedef void (*tool_fn)(const mcp_server *srv, json_object *args, mcp_outcome *out);
+typedef void (*tool_fn)(mcp_call *call, json_object *args, mcp_outcome *out);
 
 typedef struct tool {
   const char *name, *title, *description, *input, *output;
@@ -1071,11 +1035,16 @@ static json_object *parse_schema(const char *text) {
   return o;
 }
 
+/* A read-only server (a read token's) offers only the read-only tools. */
+static bool offered(const mcp_server *srv, const tool *t) {
+  return !(srv->agent && t->operator_only) && !(srv->read_only && !t->read_only);
+}
+
 json_object *mcp_tools_list(const mcp_server *srv) {
   json_object *arr = json_object_new_array();
   for (size_t i = 0; i < sizeof tools / sizeof *tools; i++) {
     const tool *t = &tools[i];
-    if (srv->agent && t->operator_only) continue;
+    if (!offered(srv, t)) continue;
     json_object *o = json_object_new_object(), *a = json_object_new_object();
     json_object_object_add(o, "name", json_object_new_string(t->name));
     json_object_object_add(o, "title", json_object_new_string(t->title));
@@ -1093,10 +1062,15 @@ json_object *mcp_tools_list(const mcp_server *srv) {
   return arr;
 }
 
-void mcp_tools_call(const mcp_server *srv, const char *name, json_object *args, mcp_outcome *out) {
+void mcp_tools_call(mcp_call *call, const char *name, json_object *args, mcp_outcome *out) {
   const tool *t = NULL;
   for (size_t i = 0; i < sizeof tools / sizeof *tools && !t; i++)
-    if (!strcmp(tools[i].name, name) && !(srv->agent && tools[i].operator_only)) t = &tools[i];
+    if (!strcmp(tools[i].name, name) && !(call->srv->agent && tools[i].operator_only))
+      t = &tools[i];
+  if (t && !offered(call->srv, t)) {
+    fail_params(out, "name", "'name': '%s' changes things, and this server may only read", t->name);
+    return;
+  }
   if (!t) {
     char shown[80];
     qvm_text_for_terminal_into(shown, sizeof shown, name, strlen(name), 0);
@@ -1106,5 +1080,5 @@ void mcp_tools_call(const mcp_server *srv, const char *name, json_object *args, 
   json_object *schema = parse_schema(t->input);
   bool ok = check_args(out, schema, json_object_is_type(args, json_type_object) ? args : NULL);
   json_object_put(schema);
-  if (ok) t->run(srv, args, out);
+  if (ok && !mcp_cancelled(call)) t->run(call, args, out);
 }
