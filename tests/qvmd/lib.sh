@@ -92,3 +92,25 @@ expect_status() {
 # jq-like access with python: jget JSON EXPR (EXPR applied to o).
 # The JSON comes on stdin: it may be larger than an argument may be.
 jget() { python3 -c 'import json,sys; o=json.load(sys.stdin); print(eval(sys.argv[1]))' "$2" <<<"$1"; }
+
+# offline_change VM HOSTILE: VM made from a small ext4 image and changed
+# offline after its internal snapshot "base" (no boot, as
+# tests/review/review_vm.sh): /etc/conf edited, /etc/gone deleted,
+# /opt/app/bin and a file named HOSTILE (in /etc) added.
+offline_change() {
+  local vm=$1 hostile=$2 A=$tmp/$1-A B=$tmp/$1-B
+  mkdir -p "$A/etc" "$B/etc" "$B/opt/app"
+  echo one >"$A/etc/conf"
+  echo two >"$B/etc/conf"
+  echo gone >"$A/etc/gone"
+  echo app >"$B/opt/app/bin"
+  echo x >"$B/etc/$hostile"
+  mkfs.ext4 -q -d "$A" "$tmp/$vm-a.raw" 16M 2>/dev/null || fail "mkfs.ext4 A"
+  mkfs.ext4 -q -d "$B" "$tmp/$vm-b.raw" 16M 2>/dev/null || fail "mkfs.ext4 B"
+  qemu-img convert -O qcow2 "$tmp/$vm-a.raw" "$tmp/$vm-golden.qcow2"
+  qvm create "$vm" --image "$tmp/$vm-golden.qcow2" --image-format qcow2 --memory 256M >/dev/null ||
+    fail "create $vm"
+  local disk=$QVM_STATE_DIR/vms/$vm/disk.qcow2
+  qemu-img snapshot -c base "$disk"
+  qemu-img convert -n -f raw -O qcow2 "$tmp/$vm-b.raw" "$disk"
+}

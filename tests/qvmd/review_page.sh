@@ -80,21 +80,8 @@ expect_match "$(cat "$tmp/err")" "--web-dir '.*nosuch' is not a directory" "the 
 
 # --- a change set (offline, as tests/review/review_vm.sh) -------------------------------------
 hostile='<img src=x onerror=window.qvmPwned=1>'
-A=$tmp/A B=$tmp/B
-mkdir -p "$A/etc" "$B/etc" "$B/opt/app"
-echo one >"$A/etc/conf"
-echo two >"$B/etc/conf"
-echo gone >"$A/etc/gone"
-echo app >"$B/opt/app/bin"
-echo x >"$B/etc/$hostile"
-mkfs.ext4 -q -d "$A" "$tmp/a.raw" 16M 2>/dev/null || fail "mkfs.ext4 A"
-mkfs.ext4 -q -d "$B" "$tmp/b.raw" 16M 2>/dev/null || fail "mkfs.ext4 B"
-qemu-img convert -O qcow2 "$tmp/a.raw" "$tmp/golden.qcow2"
-qvm create v1 --image "$tmp/golden.qcow2" --image-format qcow2 --memory 256M >/dev/null ||
-  fail "create v1"
-disk=$QVM_STATE_DIR/vms/v1/disk.qcow2
-qemu-img snapshot -c base "$disk"
-qemu-img convert -n -f raw -O qcow2 "$tmp/b.raw" "$disk"
+# v1: a plain vm, changed offline after an internal snapshot "base"
+offline_change v1 "$hostile"
 req POST /api/v1/reviews '{"vm": "v1", "from": "base"}'
 expect_status 201 "create the review"
 id=$(jget "$body" 'o["id"]')

@@ -34,22 +34,8 @@ auth_r=(-H "Authorization: Bearer $tok_r")
 tcp() { url_base=http://127.0.0.1:$port req "$@"; }
 
 hostile='<img src=x onerror=alert(1)>'
-A=$tmp/A B=$tmp/B
-mkdir -p "$A/etc" "$B/etc" "$B/opt/app"
-echo one >"$A/etc/conf"
-echo two >"$B/etc/conf"
-echo gone >"$A/etc/gone"
-echo app >"$B/opt/app/bin"
-echo x >"$B/etc/$hostile"
-mkfs.ext4 -q -d "$A" "$tmp/a.raw" 16M 2>/dev/null || fail "mkfs.ext4 A"
-mkfs.ext4 -q -d "$B" "$tmp/b.raw" 16M 2>/dev/null || fail "mkfs.ext4 B"
-qemu-img convert -O qcow2 "$tmp/a.raw" "$tmp/golden.qcow2"
 # v1: a plain vm, changed offline after an internal snapshot "base"
-qvm create v1 --image "$tmp/golden.qcow2" --image-format qcow2 --memory 256M >/dev/null ||
-  fail "create v1"
-disk=$QVM_STATE_DIR/vms/v1/disk.qcow2
-qemu-img snapshot -c base "$disk"
-qemu-img convert -n -f raw -O qcow2 "$tmp/b.raw" "$disk"
+offline_change v1 "$hostile"
 
 # --- the operator's change set ---------------------------------------------------------
 req POST /api/v1/reviews '{"vm": "v1", "from": "base"}'
@@ -128,7 +114,7 @@ expect_eq "$(jget "$body" 'o["status"]')" pending "still pending after a refused
 
 # --- an agent's sandbox and its change set ---------------------------------------------------
 qvm create gold --kernel "$mini/vmlinuz" --initrd "$mini/initrd.img" --append console=ttyS0 \
-  --memory 256M --user root --image "$tmp/golden.qcow2" --label golden=true >/dev/null ||
+  --memory 256M --user root --image "$tmp/v1-golden.qcow2" --label golden=true >/dev/null ||
   fail "create gold"
 tcp POST /api/v1/sandboxes '{"name": "sb-a", "from": "gold", "ttl": "20m", "waitCloudInit": false}' "${auth_a[@]}"
 expect_status 201 "agent a's sandbox"
@@ -136,7 +122,7 @@ req POST /api/v1/vms/sb-a/stop '{}'
 expect_status 200 "the operator stops sb-a"
 sdisk=$QVM_STATE_DIR/vms/sb-a/disk.qcow2
 qemu-img snapshot -c base "$sdisk" || fail "snapshot of sb-a's disk"
-qemu-img convert -n -f raw -O qcow2 "$tmp/b.raw" "$sdisk" || fail "sb-a's disk changed"
+qemu-img convert -n -f raw -O qcow2 "$tmp/v1-b.raw" "$sdisk" || fail "sb-a's disk changed"
 
 tcp POST /api/v1/reviews '{"vm": "sb-a", "from": "base"}' "${auth_b[@]}"
 expect_status 404 "agent b's review of agent a's sandbox"

@@ -126,4 +126,20 @@ void mcp_json_add_guest_bytes(json_object *obj, const char *key, const void *byt
  * ("labels" kept as they are); NULL if the text does not parse. */
 json_object *mcp_json_from_lib(const char *text);
 
+/* A command's output stream, kept up to MCP_OUTPUT_MAX bytes (then
+ * truncated is set and the rest dropped). */
+typedef struct mcp_capture {
+  char *data; /* malloc'd once, MCP_OUTPUT_MAX bytes; NULL before any */
+  size_t len;
+  bool truncated;
+} mcp_capture;
+/* 0, or QVM_ESYS when out of memory (a qvm_ssh_output_fn's answer). */
+int mcp_capture_add(mcp_capture *c, const void *data, size_t len);
+struct qvm_ssh_exec_result;
+/* An exec's result into r: exitCode (null after a signal), signal,
+ * stdout/stderr (mcp_json_add_guest_bytes), their truncated flags,
+ * durationMs, checkpoint (null when ckpt is ""). */
+void mcp_json_exec_result(json_object *r, const struct qvm_ssh_exec_result *res,
+                          const mcp_capture *out, const mcp_capture *err, const char *ckpt);
+
 #endif

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <qvm/error.h>
+#include <qvm/ssh.h>
 #include <qvm/text.h>
 
 #include "mcp.h"
@@ -93,4 +95,34 @@ json_object *mcp_json_from_lib(const char *text) {
   json_object *r = camel_copy(o);
   json_object_put(o);
   return r;
+}
+
+int mcp_capture_add(mcp_capture *c, const void *data, size_t len) {
+  size_t room = MCP_OUTPUT_MAX - c->len;
+  size_t take = len < room ? len : room;
+  if (take < len) c->truncated = true;
+  if (take == 0) return 0;
+  if (!c->data && !(c->data = malloc(MCP_OUTPUT_MAX))) return QVM_ESYS;
+  memcpy(c->data + c->len, data, take);
+  c->len += take;
+  return 0;
+}
+
+void mcp_json_exec_result(json_object *r, const qvm_ssh_exec_result *res, const mcp_capture *out,
+                          const mcp_capture *err, const char *ckpt) {
+  json_object_object_add(r, "exitCode", res->signaled ? NULL : json_object_new_int(res->exit_code));
+  if (res->signaled) {
+    char sig[sizeof res->signal];
+    qvm_text_for_terminal_into(sig, sizeof sig, res->signal,
+                               strnlen(res->signal, sizeof res->signal), 0);
+    json_object_object_add(r, "signal", json_object_new_string(sig));
+  } else {
+    json_object_object_add(r, "signal", NULL);
+  }
+  mcp_json_add_guest_bytes(r, "stdout", out->data ? out->data : "", out->len);
+  mcp_json_add_guest_bytes(r, "stderr", err->data ? err->data : "", err->len);
+  json_object_object_add(r, "stdoutTruncated", json_object_new_boolean(out->truncated));
+  json_object_object_add(r, "stderrTruncated", json_object_new_boolean(err->truncated));
+  json_object_object_add(r, "durationMs", json_object_new_int64(res->duration_ms));
+  json_object_object_add(r, "checkpoint", ckpt[0] ? json_object_new_string(ckpt) : NULL);
 }

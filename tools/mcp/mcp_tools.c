@@ -246,14 +246,8 @@ static int vm_open(qvm_vm **out, const char *name, qvm_error **err) {
 
 /* ---- exec --------------------------------------------------------------------------- */
 
-typedef struct capture {
-  char *data;
-  size_t len;
-  bool truncated;
-} capture;
-
 typedef struct exec_output {
-  capture out, err;
+  mcp_capture out, err;
   mcp_call *call; /* its cancellation ends the command at its next output */
 } exec_output;
 
@@ -261,15 +255,7 @@ static int on_output(void *ctx, int stream, const void *data, size_t len) {
   exec_output *o = ctx;
   if (o->call && mcp_cancelled(o->call))
     return QVM_ESYS; /* aborted: the answer is dropped anyway */
-  capture *c = stream == QVM_SSH_STDERR ? &o->err : &o->out;
-  size_t room = MCP_OUTPUT_MAX - c->len;
-  size_t take = len < room ? len : room;
-  if (take < len) c->truncated = true;
-  if (take == 0) return 0;
-  if (!c->data && !(c->data = malloc(MCP_OUTPUT_MAX))) return QVM_ESYS;
-  memcpy(c->data + c->len, data, take);
-  c->len += take;
-  return 0;
+  return mcp_capture_add(stream == QVM_SSH_STDERR ? &o->err : &o->out, data, len);
 }
 
 /* A sealed-off memory file holding data, at offset 0, for a command's stdin. */
@@ -331,21 +317,7 @@ static int run_in(mcp_outcome *out, qvm_vm *vm, const char *const *argv, const c
 
 static void exec_result(json_object *r, const qvm_ssh_exec_result *res, const exec_output *o,
                         const char *ckpt) {
-  json_object_object_add(r, "exitCode", res->signaled ? NULL : json_object_new_int(res->exit_code));
-  if (res->signaled) {
-    char sig[sizeof res->signal];
-    qvm_text_for_terminal_into(sig, sizeof sig, res->signal,
-                               strnlen(res->signal, sizeof res->signal), 0);
-    json_object_object_add(r, "signal", json_object_new_string(sig));
-  } else {
-    json_object_object_add(r, "signal", NULL);
-  }
-  mcp_json_add_guest_bytes(r, "stdout", o->out.data ? o->out.data : "", o->out.len);
-  mcp_json_add_guest_bytes(r, "stderr", o->err.data ? o->err.data : "", o->err.len);
-  json_object_object_add(r, "stdoutTruncated", json_object_new_boolean(o->out.truncated));
-  json_object_object_add(r, "stderrTruncated", json_object_new_boolean(o->err.truncated));
-  json_object_object_add(r, "durationMs", json_object_new_int64(res->duration_ms));
-  json_object_object_add(r, "checkpoint", ckpt[0] ? json_object_new_string(ckpt) : NULL);
+  mcp_json_exec_result(r, res, &o->out, &o->err, ckpt);
 }
 
 /* ---- the tools ------------------------------------------------------------------------ */

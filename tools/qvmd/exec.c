@@ -29,7 +29,10 @@
 #include <qvm/text.h>
 #include <qvm/vm.h>
 
+#include "mcp.h"
 #include "qvmd.h"
+
+_Static_assert(QVMD_OUTPUT_MAX == MCP_OUTPUT_MAX, "exec keeps what the JSON answer says it keeps");
 
 #define ARGV_MAX 256
 #define ARG_MAX_BYTES (64u << 10)
@@ -37,30 +40,13 @@
 #define EXEC_TIMEOUT_MS_DEFAULT 60000
 #define EXEC_TIMEOUT_MS_MAX (3600 * 1000)
 
-typedef struct capture {
-  char *data;
-  size_t len;
-  bool truncated;
-} capture;
-
 typedef struct exec_output {
-  capture out, err;
+  mcp_capture out, err;
 } exec_output;
 
 static int on_output(void *ctx, int stream, const void *data, size_t len) {
   exec_output *o = ctx;
-  capture *c = stream == QVM_SSH_STDERR ? &o->err : &o->out;
-  size_t room = QVMD_OUTPUT_MAX - c->len;
-  size_t take = len < room ? len : room;
-  if (take < len) c->truncated = true;
-  if (take == 0) return 0;
-  if (!c->data) {
-    c->data = malloc(QVMD_OUTPUT_MAX);
-    if (!c->data) return QVM_ESYS;
-  }
-  memcpy(c->data + c->len, data, take);
-  c->len += take;
-  return 0;
+  return mcp_capture_add(stream == QVM_SSH_STDERR ? &o->err : &o->out, data, len);
 }
 
 /* argv from the body: 1..ARGV_MAX strings; NULL-terminated, borrowed. */
@@ -95,22 +81,7 @@ static const char **read_argv(qvmd_reply *out, json_object *body) {
 static void reply_result(qvmd_reply *out, const qvm_ssh_exec_result *res, const exec_output *o,
                          const char *checkpoint) {
   json_object *r = json_object_new_object();
-  json_object_object_add(r, "exitCode", res->signaled ? NULL : json_object_new_int(res->exit_code));
-  if (res->signaled) {
-    char sig[sizeof res->signal];
-    qvm_text_for_terminal_into(sig, sizeof sig, res->signal,
-                               strnlen(res->signal, sizeof res->signal), 0);
-    json_object_object_add(r, "signal", json_object_new_string(sig));
-  } else {
-    json_object_object_add(r, "signal", NULL);
-  }
-  qvmd_json_add_guest_bytes(r, "stdout", o->out.data ? o->out.data : "", o->out.len);
-  qvmd_json_add_guest_bytes(r, "stderr", o->err.data ? o->err.data : "", o->err.len);
-  json_object_object_add(r, "stdoutTruncated", json_object_new_boolean(o->out.truncated));
-  json_object_object_add(r, "stderrTruncated", json_object_new_boolean(o->err.truncated));
-  json_object_object_add(r, "durationMs", json_object_new_int64(res->duration_ms));
-  json_object_object_add(r, "checkpoint",
-                         checkpoint[0] ? json_object_new_string(checkpoint) : NULL);
+  mcp_json_exec_result(r, res, &o->out, &o->err, checkpoint);
   qvmd_reply_json(out, 200, r);
 }
 
