@@ -544,10 +544,10 @@ typedef struct vfs_child {
   bool drop; /* setgroups and setres[ug]id to uid, gid first (root) */
   uid_t uid;
   gid_t gid;
-  int listen_fd, log_fd;
+  int listen_fd, log_fd, dir_fd;
   pid_t parent;
-  char uid_map[32], gid_map[32], fd_arg[32];
-  char *source_opt;
+  char uid_map[32], gid_map[32];
+  char *env_source; /* QVM_VIRTIOFS_SOURCE=HOST: which share a virtiofsd serves */
 } vfs_child;
 
 static int vfs_write(const char *path, const char *text) {
@@ -560,6 +560,39 @@ static int vfs_write(const char *path, const char *text) {
   return n == len ? 0 : -1;
 }
 
+/* Where virtiofsd finds the directory in its mount namespace: a tmpfs on
+ * /tmp (0755) holding a bind mount of it, so the directory's own parents
+ * need not be reachable by QEMU's user. */
+#define VFS_MNT_PARENT "/tmp"
+#define VFS_MNT VFS_MNT_PARENT "/qvm-share"
+
+/* In a new mount namespace: the directory (the cwd) bind-mounted at
+ * VFS_MNT, read-only for :ro. Made while still root in the host's user
+ * namespace, the read-only flag is locked for virtiofsd's. */
+static const char *vfs_bind(const vfs_child *c) {
+  struct statvfs v;
+  if (unshare(CLONE_NEWNS) < 0) return "unshare mount namespace";
+  if (mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) return "mount private";
+  if (mount("qvm", VFS_MNT_PARENT, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+            "mode=0755,size=16k,nr_inodes=16") < 0)
+    return "mount a tmpfs on " VFS_MNT_PARENT;
+  if (mkdir(VFS_MNT, 0755) < 0) return "mkdir " VFS_MNT;
+  if (mount(".", VFS_MNT, NULL, MS_BIND | MS_REC, NULL) < 0) return "bind";
+  if (!c->ro) return NULL;
+  if (statvfs(VFS_MNT, &v) < 0) return "statvfs";
+  /* the flags the mount had are kept (a user namespace could not clear them
+   * either) */
+  unsigned long fl = MS_BIND | MS_REMOUNT | MS_RDONLY;
+  if (v.f_flag & ST_NOSUID) fl |= MS_NOSUID;
+  if (v.f_flag & ST_NODEV) fl |= MS_NODEV;
+  if (v.f_flag & ST_NOEXEC) fl |= MS_NOEXEC;
+  if (v.f_flag & ST_NOATIME) fl |= MS_NOATIME;
+  if (v.f_flag & ST_NODIRATIME) fl |= MS_NODIRATIME;
+  if (v.f_flag & ST_RELATIME) fl |= MS_RELATIME;
+  if (mount(NULL, VFS_MNT, NULL, fl, NULL) < 0) return "remount read-only";
+  return NULL;
+}
+
 /* In the child between fork and exec: system calls only. */
 __attribute__((noreturn)) static void vfs_exec(const vfs_child *c) {
   const char *step = "fds";
@@ -568,12 +601,18 @@ __attribute__((noreturn)) static void vfs_exec(const vfs_child *c) {
   if (nul < 0 || l < 0 || sk < 0 || dup2(nul, 0) < 0 || dup2(l, 1) < 0 || dup2(l, 2) < 0 ||
       dup2(sk, 3) < 0)
     _exit(126);
-  close_range(4, ~0U, 0);
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
   for (int sig = 1; sig < NSIG; sig++) signal(sig, SIG_DFL);
   setsid();
+  /* The directory, opened while root: its parents need not be reachable
+   * by QEMU's user (as with 9p, where QEMU opens it before -runas):
+   * virtiofsd gets it at VFS_MNT. */
+  step = "chdir";
+  if (fchdir(c->dir_fd) < 0) goto fail;
+  /* as root: before the user namespace; else (qvm not root) in it */
+  if (c->drop && (step = vfs_bind(c))) goto fail;
   if (c->drop) {
     step = "setgroups";
     if (setgroups(0, NULL) < 0) goto fail;
@@ -586,50 +625,36 @@ __attribute__((noreturn)) static void vfs_exec(const vfs_child *c) {
     step = "dumpable";
     if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0) goto fail;
   }
-  step = "unshare (unprivileged user namespaces disabled?)";
-  if (unshare(CLONE_NEWUSER | CLONE_NEWNS) < 0) goto fail;
+  /* only that uid and gid, as the namespace's root: its capabilities
+   * reach no other owner's files */
+  step = "unshare user namespace (unprivileged user namespaces disabled?)";
+  if (unshare(CLONE_NEWUSER) < 0) goto fail;
   step = "uid_map";
   if (vfs_write("/proc/self/setgroups", "deny") < 0 ||
       vfs_write("/proc/self/uid_map", c->uid_map) < 0)
     goto fail;
   step = "gid_map";
   if (vfs_write("/proc/self/gid_map", c->gid_map) < 0) goto fail;
+  if (!c->drop && (step = vfs_bind(c))) goto fail;
+  close_range(4, ~0U, 0);
+  step = "chdir /";
+  if (chdir("/") < 0) goto fail;
   /* the new credentials cleared it: dies with the shim */
   step = "pdeathsig";
   if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || getppid() != c->parent) goto fail;
-  step = "mount private";
-  if (mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) goto fail;
-  if (c->ro) {
-    /* read-only for virtiofsd itself, whatever the guest asks */
-    struct statvfs v;
-    step = "bind";
-    if (mount(c->source, c->source, NULL, MS_BIND | MS_REC, NULL) < 0) goto fail;
-    step = "statvfs";
-    if (statvfs(c->source, &v) < 0) goto fail;
-    /* the flags a user namespace may not clear are kept */
-    unsigned long fl = MS_BIND | MS_REMOUNT | MS_RDONLY;
-    if (v.f_flag & ST_NOSUID) fl |= MS_NOSUID;
-    if (v.f_flag & ST_NODEV) fl |= MS_NODEV;
-    if (v.f_flag & ST_NOEXEC) fl |= MS_NOEXEC;
-    if (v.f_flag & ST_NOATIME) fl |= MS_NOATIME;
-    if (v.f_flag & ST_NODIRATIME) fl |= MS_NODIRATIME;
-    if (v.f_flag & ST_RELATIME) fl |= MS_RELATIME;
-    step = "remount read-only";
-    if (mount(NULL, c->source, NULL, fl, NULL) < 0) goto fail;
-  }
   step = "seccomp";
   if (vfs_seccomp() < 0) goto fail;
   /* no_xattr: no security.capability or ACLs; modcaps: virtiofsd's own
    * capabilities (in its namespace) without mknod, setfcap and fsetid */
-  const char *argv[] = {c->virtiofsd, c->fd_arg,
-                        "-o",         c->source_opt,
+  const char *argv[] = {c->virtiofsd, "--fd=3",
+                        "-o",         "source=" VFS_MNT,
                         "-o",         "no_xattr",
                         "-o",         "no_posix_acl",
                         "-o",         "no_security_label",
                         "-o",         "cache=auto",
                         "-o",         "modcaps=-mknod:-setfcap:-fsetid",
                         NULL};
-  const char *envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", NULL};
+  const char *envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", c->env_source, NULL};
   step = "exec";
   execve(c->virtiofsd, (char *const *)argv, (char *const *)envp);
 fail:
@@ -692,10 +717,11 @@ int vm_virtiofsd_start(pid_t *pids, size_t *n_pids, const vm_spec *s, const char
                    .parent = getpid()};
     snprintf(c.uid_map, sizeof c.uid_map, "0 %lu 1\n", uid);
     snprintf(c.gid_map, sizeof c.gid_map, "0 %lu 1\n", gid);
-    snprintf(c.fd_arg, sizeof c.fd_arg, "--fd=3");
     int r = 0;
-    if (asprintf(&c.source_opt, "source=%s", m->host) < 0) {
-      c.source_opt = NULL;
+    c.dir_fd = open(m->host, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (c.dir_fd < 0) r = qvm_error_set_errno(err, errno, "cannot open '%s'", m->host);
+    if (r >= 0 && asprintf(&c.env_source, "QVM_VIRTIOFS_SOURCE=%s", m->host) < 0) {
+      c.env_source = NULL;
       r = qvm_error_set_errno(err, ENOMEM, "out of memory");
     }
     if (r >= 0) r = vfs_listen(&c.listen_fd, path, err);
@@ -707,7 +733,8 @@ int vm_virtiofsd_start(pid_t *pids, size_t *n_pids, const vm_spec *s, const char
       close(c.listen_fd); /* virtiofsd has it; QEMU connects by path */
       if (pid < 0) r = qvm_error_set_errno(err, e, "cannot fork virtiofsd");
     }
-    free(c.source_opt);
+    if (c.dir_fd >= 0) close(c.dir_fd);
+    free(c.env_source);
     if (r < 0) {
       vm_virtiofsd_stop(pids, n_pids, s, sock_dir);
       return r;
