@@ -545,7 +545,6 @@ typedef struct vfs_child {
   uid_t uid;
   gid_t gid;
   int listen_fd, log_fd, dir_fd;
-  pid_t parent;
   char uid_map[32], gid_map[32];
   char *env_source; /* QVM_VIRTIOFS_SOURCE=HOST: which share a virtiofsd serves */
 } vfs_child;
@@ -639,9 +638,9 @@ __attribute__((noreturn)) static void vfs_exec(const vfs_child *c) {
   close_range(4, ~0U, 0);
   step = "chdir /";
   if (chdir("/") < 0) goto fail;
-  /* the new credentials cleared it: dies with the shim */
-  step = "pdeathsig";
-  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || getppid() != c->parent) goto fail;
+  /* No parent-death signal: like QEMU, a virtiofsd outlives a shim that
+   * dies (the next shim adopts QEMU, and the guest's mounts keep working);
+   * it exits when QEMU hangs up. */
   step = "seccomp";
   if (vfs_seccomp() < 0) goto fail;
   /* no_xattr: no security.capability or ACLs; modcaps: virtiofsd's own
@@ -713,8 +712,7 @@ int vm_virtiofsd_start(pid_t *pids, size_t *n_pids, const vm_spec *s, const char
                    .drop = runas != NULL,
                    .uid = (uid_t)uid,
                    .gid = (gid_t)gid,
-                   .log_fd = log_fd,
-                   .parent = getpid()};
+                   .log_fd = log_fd};
     snprintf(c.uid_map, sizeof c.uid_map, "0 %lu 1\n", uid);
     snprintf(c.gid_map, sizeof c.gid_map, "0 %lu 1\n", gid);
     int r = 0;

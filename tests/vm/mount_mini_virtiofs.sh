@@ -224,6 +224,7 @@ expect_eq "$(stat -c %a "$(dirname "$sock")")" 700 "in a 0700 directory"
 run_rc qvm snapshot create m1 s1
 [[ $rc != 0 ]] || fail "a RAM snapshot with a virtiofs mount"
 expect_match "$out" "vhost-user-fs|migrat" "the refusal names the device: $out"
+log "snapshot refused: $out"
 # QEMU killed: its virtiofsds go too.
 qemu_pid=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["runtime"]["qemu"]["pid"])' \
   <"$QVM_STATE_DIR/vms/m1/vm.json")
@@ -232,6 +233,19 @@ for i in $(seq 1 50); do [[ -z $(vfs_procs) ]] && break; sleep 0.2; done
 expect_eq "$(vfs_procs)" "" "no virtiofsd left after QEMU was killed"
 for i in $(seq 1 50); do qvm info m1 | grep -q '^state: *running' || break; sleep 0.2; done
 out=$(qvm start m1 --timeout 120 2>&1) || fail "start again: $out"
+wait_idle
+# The shim killed: QEMU and its virtiofsds go on (the mounts keep working
+# for a shim that adopts QEMU); QEMU killed then: they end too.
+field() { python3 -c "import json,sys; print(json.load(sys.stdin)['runtime']['$1']['pid'])" \
+  <"$QVM_STATE_DIR/vms/m1/vm.json"; }
+shim_pid=$(field shim) qemu_pid=$(field qemu)
+kill -9 "$shim_pid"
+sleep 1
+[[ $(vfs_procs | wc -w) -ge 2 ]] || fail "the virtiofsds died with the shim while QEMU runs"
+kill -9 "$qemu_pid"
+for i in $(seq 1 50); do [[ -z $(vfs_procs) ]] && break; sleep 0.2; done
+expect_eq "$(vfs_procs)" "" "no virtiofsd left once QEMU is gone (the shim killed before)"
+out=$(qvm start m1 --timeout 120 2>&1) || fail "start after the shim was killed: $out"
 wait_idle
 out=$(qvm stop m1 --timeout 5 2>&1) || true
 expect_eq "$(vfs_procs)" "" "no virtiofsd left after stop"
