@@ -469,11 +469,12 @@ int vm_mount_transport_default(bool *virtiofs, qvm_error **err) {
 #define VFS_ARG(n) (offsetof(struct seccomp_data, args) + 8 * (n))
 /* syscall sysno returns v without running */
 #define VFS_NR_RET(sysno, v) BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (sysno), 0, 1), VFS_RET(v)
-/* syscall sysno with a setuid or setgid bit in argument n: EPERM */
-#define VFS_NR_MODE(sysno, n)                                                                      \
+/* syscall sysno with any of the mode bits `bits` in argument n: EPERM */
+#define VFS_NR_MODE(sysno, n, bits)                                                                \
   BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (sysno), 0, 4), VFS_LD(VFS_ARG(n)),                          \
-      BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, S_ISUID | S_ISGID, 0, 1),                               \
-      VFS_RET(SECCOMP_RET_ERRNO | EPERM), VFS_LD(VFS_NR)
+      BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, (bits), 0, 1), VFS_RET(SECCOMP_RET_ERRNO | EPERM),      \
+      VFS_LD(VFS_NR)
+#define VFS_SETID (S_ISUID | S_ISGID)
 #define VFS_OK (SECCOMP_RET_ERRNO | 0) /* "succeeds", does nothing */
 #define VFS_EPERM (SECCOMP_RET_ERRNO | EPERM)
 #define VFS_ENOSYS (SECCOMP_RET_ERRNO | ENOSYS)
@@ -516,14 +517,18 @@ static int vfs_seccomp(void) {
       VFS_NR_RET(SYS_openat2, VFS_ENOSYS),
       VFS_NR_RET(452 /* fchmodat2 */, VFS_ENOSYS),
       VFS_NR_RET(SYS_io_uring_setup, VFS_ENOSYS),
-      /* no setuid or setgid bit, made or set */
-      VFS_NR_MODE(SYS_fchmod, 1),
-      VFS_NR_MODE(SYS_fchmodat, 2),
-      VFS_NR_MODE(SYS_openat, 3),
+      /* no setuid or setgid bit, made or set; no world-writable mode set
+       * or directory made (a file created is left to the guest's umask:
+       * the open mode 0666 of virtiofsd's own fopen looks the same) */
+      VFS_NR_MODE(SYS_fchmod, 1, VFS_SETID | S_IWOTH),
+      VFS_NR_MODE(SYS_fchmodat, 2, VFS_SETID | S_IWOTH),
+      VFS_NR_MODE(SYS_mkdirat, 2, S_IWOTH),
+      VFS_NR_MODE(SYS_openat, 3, VFS_SETID),
 #ifdef SYS_chmod
-      VFS_NR_MODE(SYS_chmod, 1),
-      VFS_NR_MODE(SYS_open, 2),
-      VFS_NR_MODE(SYS_creat, 1),
+      VFS_NR_MODE(SYS_chmod, 1, VFS_SETID | S_IWOTH),
+      VFS_NR_MODE(SYS_mkdir, 1, S_IWOTH),
+      VFS_NR_MODE(SYS_open, 2, VFS_SETID),
+      VFS_NR_MODE(SYS_creat, 1, VFS_SETID),
 #endif
       VFS_RET(SECCOMP_RET_ALLOW),
   };

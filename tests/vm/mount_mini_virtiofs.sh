@@ -94,6 +94,8 @@ try() { if err=$(sh -c "$1" 2>&1); then echo "V19 $2 ok"; else echo "V19 $2 refu
 try 'echo "#!/bin/sh" >/mnt/rw/suid && chmod 4755 /mnt/rw/suid' chmod-suid
 try 'chmod 2755 /mnt/rw/suid' chmod-sgid
 try 'chmod 0755 /mnt/rw/suid' chmod-plain
+try 'chmod 0777 /mnt/rw/suid' chmod-world
+try 'mkdir -m 0777 /mnt/rw/wdir' mkdir-world
 try 'chown 0:0 /mnt/rw/guest.txt' chown-root
 try 'chown 1000:1000 /mnt/rw/guest.txt' chown-user
 try 'ln -s /etc/passwd /mnt/rw/link' symlink
@@ -161,6 +163,8 @@ expect_match "$serial" "V19 wrote gdir/f" "the guest makes a directory"
 expect_match "$serial" "V19 chmod-suid refused: .*Operation not permitted" "no setuid bit"
 expect_match "$serial" "V19 chmod-sgid refused: .*Operation not permitted" "no setgid bit"
 expect_match "$serial" "V19 chmod-plain ok" "a plain chmod works"
+expect_match "$serial" "V19 chmod-world refused: .*Operation not permitted" "no world-writable mode"
+expect_match "$serial" "V19 mkdir-world refused" "no world-writable directory"
 expect_match "$serial" "V19 chown-user refused" "no chown to another uid"
 expect_match "$serial" "V19 symlink refused: .*Operation not permitted" "no symlink"
 expect_match "$serial" "V19 hardlink ok" "a hard link inside the directory works"
@@ -184,7 +188,7 @@ for f in guest.txt gdir gdir/f suid hard; do
   expect_eq "$(stat -c %u:%g "$share/$f")" "$qemu_uid:$(id -g qvm-qemu)" "$f belongs to qvm-qemu"
 done
 expect_eq "$(stat -c %a "$share/suid")" 755 "no setuid or setgid bit on the host"
-[[ -z $(find "$share" "$ro" \( -type l -o -type p -o -type c -o -type b -o -perm /6000 \) -print) ]] ||
+[[ -z $(find "$share" "$ro" -mindepth 1 \( -type l -o -type p -o -type c -o -type b -o -perm /6002 \) -print) ]] ||
   fail "a link, FIFO, device or setuid file on the host: $(ls -laR "$share")"
 [[ ! -e $tmp/escape.txt && ! -e $share/escape.txt ]] || fail "a write through '..' left the directory"
 [[ ! -e $ro/new && ! -e $ro/new2 && -f $ro/ro.txt ]] || fail "the :ro directory changed: $(ls -la "$ro")"
