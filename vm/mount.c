@@ -250,12 +250,20 @@ static int add_mount(vm_spec *s, char *host, const char *guest, bool ro, bool vi
 int vm_spec_set_mounts(vm_spec *s, const qvm_vm_mount *mounts, size_t n, qvm_error **err) {
   if (n > QVM_VM_MOUNTS_MAX)
     return qvm_error_set(err, QVM_EINVAL, "too many mounts: at most %d", QVM_VM_MOUNTS_MAX);
-  bool virtiofs = false;
-  if (n) {
-    int r = vm_mount_transport_default(&virtiofs, err);
-    if (r < 0) return r;
-  }
+  bool dflt = false;
+  for (size_t i = 0; i < n; i++)
+    if (mounts[i].transport == QVM_VM_MOUNT_DEFAULT) {
+      int r = vm_mount_transport_default(&dflt, err);
+      if (r < 0) return r;
+      break;
+    }
   for (size_t i = 0; i < n; i++) {
+    bool virtiofs = mounts[i].transport == QVM_VM_MOUNT_DEFAULT
+                        ? dflt
+                        : mounts[i].transport == QVM_VM_MOUNT_VIRTIOFS;
+    if (mounts[i].transport != QVM_VM_MOUNT_DEFAULT && mounts[i].transport != QVM_VM_MOUNT_9P &&
+        mounts[i].transport != QVM_VM_MOUNT_VIRTIOFS)
+      return qvm_error_set(err, QVM_EINVAL, "mount %zu has an unknown transport", i);
     const qvm_vm_mount *m = &mounts[i];
     _cleanup_free_ char *text = vm_mount_format(m);
     _cleanup_free_ char *shown = text ? qvm_text_for_terminal(text, strlen(text), 0) : NULL;

@@ -343,6 +343,20 @@ static void test_transport(void **state) {
   assert_int_equal(set_one(&s, dir, "/v", false, NULL), 0);
   assert_false(s.mounts[0].virtiofs);
   vm_spec_mounts_clear(&s);
+  /* an explicit transport (a clone keeps its source's) wins over the
+   * default; an unknown one is refused */
+  qvm_vm_mount ex[] = {{.host = dir, .guest = "/e", .transport = QVM_VM_MOUNT_VIRTIOFS},
+                       {.host = dir, .guest = "/f", .transport = QVM_VM_MOUNT_9P}};
+  assert_int_equal(vm_spec_set_mounts(&s, ex, 2, NULL), 0);
+  assert_true(s.mounts[0].virtiofs);
+  assert_false(s.mounts[1].virtiofs);
+  vm_spec_mounts_clear(&s);
+  ex[0].transport = (qvm_vm_mount_transport)7;
+  assert_int_equal(vm_spec_set_mounts(&s, ex, 1, &err), QVM_EINVAL);
+  assert_non_null(strstr(qvm_error_message(err), "transport"));
+  qvm_error_free(err);
+  err = NULL;
+  assert_int_equal(s.n_mounts, 0);
   assert_int_equal(setenv("QVM_VIRTIOFSD", "/bin/true", 1), 0);
   assert_int_equal(set_one(&s, dir, "/v", false, NULL), 0);
   assert_int_equal(set_one(&s, dir, "/r", true, NULL), 0);
