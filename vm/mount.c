@@ -729,7 +729,8 @@ int vm_virtiofsd_start(pid_t *pids, size_t *n_pids, const vm_spec *s, const char
     snprintf(c.uid_map, sizeof c.uid_map, "0 %lu 1\n", uid);
     snprintf(c.gid_map, sizeof c.gid_map, "0 %lu 1\n", gid);
     int r = 0;
-    c.dir_fd = open(m->host, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    /* vm_mounts_verify just found it resolves to itself */
+    c.dir_fd = open(m->host, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (c.dir_fd < 0) r = qvm_error_set_errno(err, errno, "cannot open '%s'", m->host);
     if (r >= 0 && asprintf(&c.env_source, "QVM_VIRTIOFS_SOURCE=%s", m->host) < 0) {
       c.env_source = NULL;
