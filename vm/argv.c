@@ -92,6 +92,14 @@ static void add_machine(argv_builder *b, const vm_argv_input *in) {
   push(b, vm_cpu_model(s->cpu, in->accel, NULL));
   push(b, "-m");
   pushf(b, "%llu", (unsigned long long)s->memory_mib);
+  if (vm_mounts_virtiofs(s)) {
+    /* vhost-user-fs (virtiofsd) maps the guest's RAM: shared memory */
+    push(b, "-object");
+    pushf(b, "memory-backend-memfd,id=qvm-ram,size=%lluM,share=on",
+          (unsigned long long)s->memory_mib);
+    push(b, "-machine");
+    push(b, "memory-backend=qvm-ram");
+  }
   push(b, "-smp");
   pushf(b, "%u", s->cpus);
   push(b, "-nodefaults");
@@ -317,17 +325,33 @@ static void add_drives(argv_builder *b, const vm_argv_input *in) {
   }
 }
 
-/* Host folder mounts (vm/mount.c): virtio-9p on QEMU's local backend.
+/* Host folder mounts (vm/mount.c), virtio-9p: QEMU's local backend.
  * mapped-xattr: the guest's owners, modes, device nodes and symlinks are
  * extended attributes and plain files on the host, so nothing the guest
  * makes there is a real symlink, setuid file or device for the host; QEMU
  * 7.2 walks every path without following symlinks (CVE-2016-9602), so
  * neither '..' nor a link leaves the directory. readonly=on: QEMU refuses
  * every write (EROFS), whatever the guest mounts it as. The tag is ours
- * ("qvm" + the index); the path is escaped (commas doubled). */
-static void add_mounts(argv_builder *b, const vm_spec *s) {
+ * ("qvm" + the index); the path is escaped (commas doubled).
+ * virtiofs: a vhost-user-fs device talking to the virtiofsd the shim runs
+ * for that mount (vm_virtiofsd_start: its sandbox, not QEMU, enforces
+ * what the guest may do there) on mount_sock_dir/qvmN.vfs. vhost-user
+ * needs the guest's RAM in shared memory: a memfd backend of -m's size. */
+static void add_mounts(argv_builder *b, const vm_argv_input *in) {
+  const vm_spec *s = in->spec;
   for (size_t i = 0; i < s->n_mounts; i++) {
     const vm_mount *m = &s->mounts[i];
+    if (m->virtiofs) {
+      char *dir = in->mount_sock_dir ? vm_qemu_escape(in->mount_sock_dir) : NULL;
+      push(b, "-chardev");
+      pushf(b, "socket,id=vfs%zu,path=%s/" VM_MOUNT_TAG_PREFIX "%zu" VM_MOUNT_SOCK_SUFFIX, i,
+            dir ? dir : "", i);
+      push(b, "-device");
+      pushf(b, "vhost-user-fs-pci,id=fs%zu,chardev=vfs%zu,tag=" VM_MOUNT_TAG_PREFIX "%zu", i, i, i);
+      if (!dir) b->oom = true; /* vm_argv_build refused a missing dir before */
+      free(dir);
+      continue;
+    }
     char *path = vm_qemu_escape(m->host);
     push(b, "-fsdev");
     pushf(b, "local,id=fsdev%zu,path=%s,security_model=mapped-xattr%s", i, path ? path : "",
@@ -471,6 +495,8 @@ int vm_argv_build(vm_argv **out, const vm_argv_input *in, qvm_error **err) {
       return qvm_error_set(err, QVM_EINVAL,
                            "drive '%s' has no format: qvm never lets qemu guess one",
                            in->spec->drives[i].path);
+  if (vm_mounts_virtiofs(in->spec) && (!in->mount_sock_dir || !in->mount_sock_dir[0]))
+    return qvm_error_set(err, QVM_EINVAL, "virtiofs mounts need a directory for their sockets");
   int r = blockdev_inputs_check(in->spec, err);
   if (r < 0) return r;
   _cleanup_(vm_argv_freep) vm_argv *a = calloc(1, sizeof *a);
@@ -485,7 +511,7 @@ int vm_argv_build(vm_argv **out, const vm_argv_input *in, qvm_error **err) {
   r = add_network(&b, in, err);
   if (r < 0) return r;
   add_virtio_serial(&b, in);
-  add_mounts(&b, in->spec);
+  add_mounts(&b, in);
   push(&b, "-device");
   push(&b, "virtio-rng-pci");
   /* A new generation id at every QEMU start: a Linux guest (5.18+) reseeds

@@ -39,6 +39,9 @@ typedef struct vm_argv_input {
   /* "UID:GID": QEMU drops to them (-runas) once it has opened everything,
    * before the guest's main loop; NULL: QEMU keeps qvm's credentials. */
   const char *runas;
+  /* virtiofs mounts: the directory of their vhost-user sockets (mount
+   * "qvmN" listens on DIR/qvmN.vfs, vm_virtiofsd_start). */
+  const char *mount_sock_dir;
 } vm_argv_input;
 
 typedef struct vm_argv {

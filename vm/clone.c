@@ -108,8 +108,12 @@ int vm_clone_plan_init(vm_clone_plan *p, const vm_spec *s, qvm_error **err) {
    * system, which serializes them as it does for two host programs. */
   if (s->n_mounts && !(p->mounts = calloc(s->n_mounts, sizeof *p->mounts))) return oom(err);
   for (size_t i = 0; i < s->n_mounts; i++)
-    p->mounts[i] = (qvm_vm_mount){
-        .host = s->mounts[i].host, .guest = s->mounts[i].guest, .readonly = s->mounts[i].readonly};
+    p->mounts[i] = (qvm_vm_mount){.host = s->mounts[i].host,
+                                  .guest = s->mounts[i].guest,
+                                  .readonly = s->mounts[i].readonly,
+                                  /* the disk's fstab line names the source's transport */
+                                  .transport = s->mounts[i].virtiofs ? QVM_VM_MOUNT_VIRTIOFS
+                                                                     : QVM_VM_MOUNT_9P};
   o->mounts = p->mounts;
   o->n_mounts = s->n_mounts;
   o->cdroms = p->cdroms;

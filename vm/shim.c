@@ -31,6 +31,7 @@
 #include "util/time.h"
 #include "vm/shim.h"
 #include "vm/cpu.h"
+#include "vm/mount.h"
 
 #define SHIM_QMP_TIMEOUT_MS 30000
 #define SHIM_QUIT_GRACE_MS 10000
@@ -697,6 +698,7 @@ static void shim_retry_port(shim *s) {
   json_object_object_add(d, "attempt", json_object_new_int(s->launch_attempt + 1));
   shim_event(s, "qvm-ssh-port-taken", d);
   shim_watchdog_stop(s); /* that QEMU is dead */
+  vm_virtiofsd_stop(s->vfs_pids, &s->n_vfs, s->vm->spec, s->vm->paths.run_dir);
   close(s->pidfd);
   s->pidfd = -1;
   s->qemu_pid = 0;
@@ -853,7 +855,9 @@ int vm_shim_run(int *out, qvm_vm *vm, const shim_config *cfg, qvm_error **err) {
   } else {
     *out = QVM_RUN_EXIT_ERROR;
   }
-  shim_watchdog_stop(&s);       /* QEMU is gone (or, on an error, was killed) */
+  shim_watchdog_stop(&s); /* QEMU is gone (or, on an error, was killed) */
+  /* its virtiofsds end when QEMU hangs up; a stuck one is killed */
+  vm_virtiofsd_stop(s.vfs_pids, &s.n_vfs, vm->spec, vm->paths.run_dir);
   vm_net_remove_own_tap(s.net); /* QEMU is gone; its tap normally went with it */
   vm_net_free(s.net);
   qvm_qmp_free(s.qmp);

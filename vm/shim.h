@@ -55,6 +55,8 @@ typedef struct shim {
   bool notified;         /* READY=1 went to $NOTIFY_SOCKET (qvm run) */
   int watchdog_fd;       /* foreground: the pipe whose close ends QEMU; -1 when none */
   pid_t watchdog_pid;
+  pid_t vfs_pids[QVM_VM_MOUNTS_MAX]; /* virtiofsd per virtiofs mount (vm_virtiofsd_start) */
+  size_t n_vfs;
 } shim;
 
 /* The guest grows serial.log, qemu.log (through QEMU) and events.jsonl

@@ -27,6 +27,7 @@
 #include "vm/handle.h"
 #include "vm/image.h"
 #include "vm/mount.h"
+#include "vm/mount.h"
 #include "vm/qemu_user.h"
 #include "vm/shim.h"
 
@@ -284,11 +285,17 @@ int shim_launch_qemu(shim *s, qvm_error **err) {
                       .incoming_fd = s->incoming_fd >= 0 ? SHIM_INCOMING_FD : 0,
                       .qga_path = p->qga_sock,
                       .sandbox = sandbox_wanted(),
-                      .runas = runas};
+                      .runas = runas,
+                      .mount_sock_dir = p->run_dir};
   _cleanup_(vm_argv_freep) vm_argv *argv = NULL;
   if ((r = vm_argv_build(&argv, &in, err)) < 0) return r;
   if ((r = verify_disks(s, err)) < 0) return r;
   if ((r = vm_mounts_verify(s->vm->spec, runas, err)) < 0) return r;
+  /* Listening before QEMU connects; the shim stops and reaps them once
+   * QEMU is gone (vm_shim_run, shim_retry_port). */
+  if ((r = vm_virtiofsd_start(s->vfs_pids, &s->n_vfs, s->vm->spec, p->run_dir, runas, log, err)) <
+      0)
+    return r;
   snprintf(s->runas, sizeof s->runas, "%s", runas ? runas : "");
   char **envp = qemu_envp();
   if (!envp) return qvm_error_set_errno(err, ENOMEM, "out of memory");

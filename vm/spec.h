@@ -52,12 +52,13 @@ typedef struct vm_label {
   char *key, *value;
 } vm_label;
 
-/* A host directory shared over virtio-9p (vm/mount.c); its mount tag is
- * "qvm" + its index. */
+/* A host directory shared over virtio-9p or virtiofs (vm/mount.c); its
+ * mount tag is "qvm" + its index. */
 typedef struct vm_mount {
   char *host;  /* absolute, resolved at create */
   char *guest; /* absolute guest path */
   bool readonly;
+  bool virtiofs; /* vm.json "transport": "virtiofs"; false: "9p" (also when absent) */
 } vm_mount;
 
 typedef struct vm_spec {

@@ -147,10 +147,18 @@ QVM_API void qvm_vm_step_clear(qvm_vm_step *step);
 #define QVM_VM_MOUNTS_MAX 16
 #define QVM_VM_MOUNT_GUEST_MAX 255
 
+/* A mount's transport (docs/ARCHITECTURE.md, "Host folder mounts"). */
+typedef enum qvm_vm_mount_transport {
+  QVM_VM_MOUNT_DEFAULT = 0, /* $QVM_MOUNT_TRANSPORT, else virtiofs when virtiofsd is installed */
+  QVM_VM_MOUNT_9P,
+  QVM_VM_MOUNT_VIRTIOFS,
+} qvm_vm_mount_transport;
+
 typedef struct qvm_vm_mount {
   const char *host;
   const char *guest;
   bool readonly;
+  qvm_vm_mount_transport transport; /* a clone keeps its source's */
 } qvm_vm_mount;
 
 /* "HOST:GUEST[:ro|:rw]" (HOST may hold ':'; GUEST may not). Pure: GUEST

@@ -73,7 +73,8 @@ static void build_argv(const vm_spec *spec) {
                       .console_fd = 4,
                       .serial_log = "serial.log",
                       .ssh_port = 2222,
-                      .tap_fd = 5};
+                      .tap_fd = 5,
+                      .mount_sock_dir = "/run/qvm/x"};
   vm_argv *a = NULL;
   qvm_error *err = NULL;
   if (vm_argv_build(&a, &in, &err) < 0) FAIL(); /* a valid spec always builds */

@@ -8,6 +8,8 @@
 # powers off; the host then checks what landed in the directories. The
 # guest mounts the :ro one read-write: the refusals are QEMU's.
 . "$QVM_SOURCE_DIR/tests/e2e/lib.sh"
+# 9p here, whatever the host has (mount_mini_virtiofs.sh tests virtiofs).
+export QVM_MOUNT_TRANSPORT=9p
 
 run_rc() {
   set +e

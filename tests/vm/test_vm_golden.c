@@ -236,6 +236,33 @@ static void test_host_mounts(void **state) {
   vm_spec_free(s);
 }
 
+/* virtiofs: the guest's RAM in a shared memfd of -m's size, and per mount
+ * a vhost-user socket in the run dir (escaped) and a vhost-user-fs device
+ * with our tag; a 9p mount beside it keeps its fsdev. Without a socket
+ * directory the build is refused. */
+static void test_host_mounts_virtiofs(void **state) {
+  (void)state;
+  vm_spec *s = base_spec("vfs");
+  add_disk(s);
+  s->mounts = calloc(3, sizeof *s->mounts);
+  assert_non_null(s->mounts);
+  s->mounts[0] = (vm_mount){.host = strdup("/srv/src"), .guest = strdup("/src"), .virtiofs = true};
+  s->mounts[1] = (vm_mount){
+      .host = strdup("/data/ro"), .guest = strdup("/mnt/ro"), .readonly = true, .virtiofs = true};
+  s->mounts[2] = (vm_mount){.host = strdup("/srv/old"), .guest = strdup("/old")};
+  s->n_mounts = 3;
+  vm_argv_input in = base_input(s);
+  in.mount_sock_dir = "/run/qvm/vms/vfs,x";
+  check_golden("host-mounts-virtiofs", &in);
+  in.mount_sock_dir = NULL;
+  vm_argv *a = NULL;
+  qvm_error *err = NULL;
+  assert_int_equal(vm_argv_build(&a, &in, &err), QVM_EINVAL);
+  assert_non_null(strstr(qvm_error_message(err), "virtiofs"));
+  qvm_error_free(err);
+  vm_spec_free(s);
+}
+
 static void test_name_63(void **state) {
   (void)state;
   const char *name = "a23456789-123456789-123456789-123456789-123456789-123456789-123";
@@ -509,6 +536,7 @@ int main(void) {
       cmocka_unit_test(test_extra_drives_cdrom),
       cmocka_unit_test(test_comma_paths),
       cmocka_unit_test(test_host_mounts),
+      cmocka_unit_test(test_host_mounts_virtiofs),
       cmocka_unit_test(test_name_63),
       cmocka_unit_test(test_no_network),
       cmocka_unit_test(test_seed_drive),

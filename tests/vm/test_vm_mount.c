@@ -318,11 +318,104 @@ static void test_bootcmd(void **state) {
   vm_spec_free(s);
 }
 
+/* The transport: QVM_MOUNT_TRANSPORT picks it (else virtiofsd's presence),
+ * vm.json records it ("transport"; absent: 9p; anything else refused),
+ * info shows it, the fstab line has its type, and a virtiofs mount is
+ * refused when QEMU (so virtiofsd) would keep root. */
+static void test_transport(void **state) {
+  (void)state;
+  char *dir = dir_in("vfs");
+  vm_spec s = {0};
+  qvm_error *err = NULL;
+  assert_int_equal(setenv("QVM_MOUNT_TRANSPORT", "nfs", 1), 0);
+  assert_int_equal(set_one(&s, dir, "/v", false, &err), QVM_EINVAL);
+  assert_non_null(strstr(qvm_error_message(err), "QVM_MOUNT_TRANSPORT"));
+  qvm_error_free(err);
+  err = NULL;
+  assert_int_equal(setenv("QVM_MOUNT_TRANSPORT", "virtiofs", 1), 0);
+  assert_int_equal(setenv("QVM_VIRTIOFSD", "/nonexistent/virtiofsd", 1), 0);
+  assert_int_equal(set_one(&s, dir, "/v", false, &err), QVM_ESYS);
+  assert_non_null(strstr(qvm_error_message(err), "/nonexistent/virtiofsd"));
+  qvm_error_free(err);
+  err = NULL;
+  /* without virtiofsd the default is 9p */
+  assert_int_equal(unsetenv("QVM_MOUNT_TRANSPORT"), 0);
+  assert_int_equal(set_one(&s, dir, "/v", false, NULL), 0);
+  assert_false(s.mounts[0].virtiofs);
+  vm_spec_mounts_clear(&s);
+  /* an explicit transport (a clone keeps its source's) wins over the
+   * default; an unknown one is refused */
+  qvm_vm_mount ex[] = {{.host = dir, .guest = "/e", .transport = QVM_VM_MOUNT_VIRTIOFS},
+                       {.host = dir, .guest = "/f", .transport = QVM_VM_MOUNT_9P}};
+  assert_int_equal(vm_spec_set_mounts(&s, ex, 2, NULL), 0);
+  assert_true(s.mounts[0].virtiofs);
+  assert_false(s.mounts[1].virtiofs);
+  vm_spec_mounts_clear(&s);
+  ex[0].transport = (qvm_vm_mount_transport)7;
+  assert_int_equal(vm_spec_set_mounts(&s, ex, 1, &err), QVM_EINVAL);
+  assert_non_null(strstr(qvm_error_message(err), "transport"));
+  qvm_error_free(err);
+  err = NULL;
+  assert_int_equal(s.n_mounts, 0);
+  assert_int_equal(setenv("QVM_VIRTIOFSD", "/bin/true", 1), 0);
+  assert_int_equal(set_one(&s, dir, "/v", false, NULL), 0);
+  assert_int_equal(set_one(&s, dir, "/r", true, NULL), 0);
+  assert_true(s.mounts[0].virtiofs && s.mounts[1].virtiofs);
+  if (geteuid() == 0) {
+    assert_int_equal(vm_mounts_verify(&s, NULL, &err), QVM_EPERM);
+    assert_non_null(strstr(qvm_error_message(err), "virtiofsd would run as root"));
+    qvm_error_free(err);
+    err = NULL;
+  }
+  char **lines = NULL;
+  assert_int_equal(vm_mount_bootcmd(&lines, &s, NULL), 0);
+  assert_non_null(strstr(lines[0], "'qvm0 /v virtiofs nosuid,nodev,nofail 0 0'"));
+  assert_non_null(strstr(lines[1], "'qvm1 /r virtiofs nosuid,nodev,nofail,ro 0 0'"));
+  vm_mount_bootcmd_free(lines);
+  struct json_object *o = json_object_new_object();
+  vm_mounts_to_json(o, &s);
+  assert_non_null(strstr(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN),
+                         "\"transport\":\"virtiofs\""));
+  vm_spec *back = from_json_text(json_object_to_json_string(o), NULL);
+  assert_non_null(back);
+  assert_true(back->mounts[0].virtiofs && back->mounts[1].virtiofs);
+  struct json_object *info = vm_mounts_info(back);
+  assert_string_equal(json_object_get_string(
+                          json_object_object_get(json_object_array_get_idx(info, 1), "transport")),
+                      "virtiofs");
+  json_object_put(info);
+  vm_spec_free(back);
+  json_object_put(o);
+  vm_spec_mounts_clear(&s);
+  back = from_json_text("{\"mounts\":[{\"host\":\"/srv/a\",\"guest\":\"/a\"},"
+                        "{\"host\":\"/srv/b\",\"guest\":\"/b\",\"transport\":\"9p\"}]}",
+                        NULL);
+  assert_non_null(back);
+  assert_false(back->mounts[0].virtiofs || back->mounts[1].virtiofs); /* old records: 9p */
+  vm_spec_free(back);
+  const char *bad[] = {"\"nfs\"", "1", "null", "\"virtiofs\\u0000\""};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    char text[160];
+    snprintf(text, sizeof text,
+             "{\"mounts\":[{\"host\":\"/srv/a\",\"guest\":\"/a\",\"transport\":%s}]}", bad[i]);
+    assert_null(from_json_text(text, &err));
+    assert_non_null(strstr(qvm_error_message(err), "transport"));
+    qvm_error_free(err);
+    err = NULL;
+  }
+  assert_int_equal(unsetenv("QVM_VIRTIOFSD"), 0);
+  assert_int_equal(setenv("QVM_MOUNT_TRANSPORT", "9p", 1), 0);
+  free(dir);
+}
+
 int main(void) {
+  /* the tests above the transport's are 9p's, whatever the host has */
+  setenv("QVM_MOUNT_TRANSPORT", "9p", 1);
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_parse),  cmocka_unit_test(test_host_checks),
-      cmocka_unit_test(test_verify), cmocka_unit_test(test_verify_runas),
-      cmocka_unit_test(test_json),   cmocka_unit_test(test_bootcmd),
+      cmocka_unit_test(test_parse),     cmocka_unit_test(test_host_checks),
+      cmocka_unit_test(test_verify),    cmocka_unit_test(test_verify_runas),
+      cmocka_unit_test(test_json),      cmocka_unit_test(test_bootcmd),
+      cmocka_unit_test(test_transport),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -157,8 +157,8 @@ static void print_mounts(struct json_object *info) {
   if (!json_object_object_get_ex(info, "mounts", &mounts)) return;
   for (size_t i = 0; i < json_object_array_length(mounts); i++) {
     struct json_object *m = json_object_array_get_idx(mounts, i);
-    printf("mount:        %s -> %s (9p tag %s, %s)\n", str_member(m, "host", "?"),
-           str_member(m, "guest", "?"), str_member(m, "tag", "?"),
+    printf("mount:        %s -> %s (%s tag %s, %s)\n", str_member(m, "host", "?"),
+           str_member(m, "guest", "?"), str_member(m, "transport", "9p"), str_member(m, "tag", "?"),
            !strcmp(str_member(m, "readonly", "false"), "true") ? "read-only" : "read-write");
   }
 }
