@@ -7,10 +7,17 @@
 "use strict";
 
 const TOKEN_KEY = "qvm-token";
-const POLL_MS = 4000;
+// The list follows qvmd's event stream (/api/v1/events); a slow poll is
+// only the fallback for when that stream is down.
+const POLL_MS = 30000;
+const EVENTS_RETRY_MS = 3000;
+const EVENTS_BUF_MAX = 1 << 20;
 const $ = (id) => document.getElementById(id);
 
 let pollTimer = null;
+let events = null; // the event stream's AbortController, while one is wanted
+let live = false; // the event stream is open
+let refreshTimer = null;
 let currentVm = null;
 let currentReview = null;
 
@@ -146,20 +153,79 @@ $("logout").addEventListener("click", () => {
 
 // --- VMs and sandboxes ------------------------------------------------------------
 
+function refreshVms() {
+  api("GET", "/api/v1/vms")
+    .then(renderVms)
+    .catch((e) => {
+      if (!(e instanceof ApiError && e.status === 401)) setStatus(`update failed: ${e.message}`);
+    });
+}
+
+// Several events in a burst make one refresh.
+function scheduleRefresh() {
+  if (refreshTimer) return;
+  refreshTimer = setTimeout(() => {
+    refreshTimer = null;
+    refreshVms();
+  }, 250);
+}
+
+// The event stream through fetch (EventSource cannot send the token):
+// every frame that names an event (a VM's state, created, removed) makes
+// the list refresh. Only the frame boundaries are looked at; the data,
+// which can hold guest-derived text, is never shown.
+async function followEvents() {
+  const ctl = new AbortController();
+  events = ctl;
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (!token) return;
+  try {
+    const resp = await fetch("/api/v1/events", {
+      headers: { Authorization: `Bearer ${token}`, Accept: "text/event-stream" },
+      cache: "no-store",
+      credentials: "omit",
+      signal: ctl.signal,
+    });
+    if (!resp.ok || !resp.body) throw new Error(`HTTP ${resp.status}`);
+    live = true;
+    scheduleRefresh();
+    const reader = resp.body.getReader();
+    const decoder = new TextDecoder();
+    let buf = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buf += decoder.decode(value, { stream: true });
+      let end;
+      while ((end = buf.indexOf("\n\n")) >= 0) {
+        const frame = buf.slice(0, end);
+        buf = buf.slice(end + 2);
+        if (/^event: /m.test(frame)) scheduleRefresh();
+      }
+      if (buf.length > EVENTS_BUF_MAX) buf = ""; // no frame is that long
+    }
+  } catch (e) {
+    // aborted (log out), or the stream failed: retried below
+  }
+  live = false;
+  if (events === ctl && !ctl.signal.aborted)
+    setTimeout(() => {
+      if (events === ctl) followEvents();
+    }, EVENTS_RETRY_MS);
+}
+
 function startPolling() {
   stopPolling();
-  pollTimer = setInterval(() => {
-    api("GET", "/api/v1/vms")
-      .then(renderVms)
-      .catch((e) => {
-        if (!(e instanceof ApiError && e.status === 401)) setStatus(`update failed: ${e.message}`);
-      });
-  }, POLL_MS);
+  followEvents();
+  pollTimer = setInterval(refreshVms, POLL_MS);
 }
 
 function stopPolling() {
   if (pollTimer) clearInterval(pollTimer);
   pollTimer = null;
+  if (events) events.abort();
+  events = null;
+  live = false;
 }
 
 async function renderVms(vms) {
@@ -186,7 +252,9 @@ async function renderVms(vms) {
     });
     body.appendChild(tr);
   }
-  setStatus(`${vms.length} VMs, updated ${new Date().toLocaleTimeString()}`);
+  setStatus(
+    `${vms.length} VMs, updated ${new Date().toLocaleTimeString()}${live ? " (live)" : ""}`,
+  );
 }
 
 async function showVm(name) {

@@ -74,6 +74,16 @@ try {
     "the token is not in sessionStorage",
   );
   check((await page.evaluate(() => localStorage.length)) === 0, "something in localStorage");
+  // Live: a VM made now appears through the event stream, well before the
+  // fallback poll (30 s) could show it.
+  await page.waitForFunction(() => document.getElementById("status").textContent.includes("(live)"));
+  const made = await fetch(`${BASE_URL}/api/v1/vms`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${TOKEN}`, "Content-Type": "application/json" },
+    body: JSON.stringify({ name: "v2", kernel: process.env.DUMMY_KERNEL, memory: 64 }),
+  });
+  check(made.status === 201, `creating v2 through the API: ${made.status}`);
+  await page.waitForSelector('#vm-table tr[data-vm="v2"]', { timeout: 10000 });
   await page.click('#vm-table tr[data-vm="v1"]');
   await page.waitForSelector(`#review-table tr[data-review="${REVIEW_ID}"]`);
   await page.click(`#review-table tr[data-review="${REVIEW_ID}"]`);

@@ -89,7 +89,8 @@ id=$(jget "$body" 'o["id"]')
 # --- the browser ----------------------------------------------------------------------------
 artifacts=${QVM_BINARY_DIR:-$tmp}/test-artifacts/review-page
 rm -rf "$artifacts"
-BASE_URL=$base TOKEN=$token REVIEW_ID=$id ARTIFACTS=$artifacts HOSTILE=$hostile CHROMIUM=$chromium \
+printf 'not a kernel' >"$tmp/vmlinuz-dummy"
+BASE_URL=$base TOKEN=$token REVIEW_ID=$id DUMMY_KERNEL=$tmp/vmlinuz-dummy ARTIFACTS=$artifacts HOSTILE=$hostile CHROMIUM=$chromium \
   node "$tmp/review_page.mjs" || fail "the browser test (see above)"
 out=$(qvm review show "$id" --json) || fail "review show"
 expect_eq "$(jget "$out" 'o["status"], o["approval"]["comment"]')" \
