@@ -14,7 +14,11 @@ sock=$tmp/qvmd.sock
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 tok_a=agent-a-token-0123456789abc
 tok_b=agent-b-token-0123456789abc
-printf '%s agent:agent-a\n%s agent:agent-b\n' "$tok_a" "$tok_b" >"$tmp/tokens"
+# Agent ids at their longest (128 bytes), agent b's a prefix of agent a's: a
+# copy that cut an id short would take one for the other.
+agent_b=agent-$(printf 'b%.0s' {1..121})
+agent_a=${agent_b}a
+printf '%s agent:%s\n%s agent:%s\n' "$tok_a" "$agent_a" "$tok_b" "$agent_b" >"$tmp/tokens"
 chmod 600 "$tmp/tokens"
 start_qvmd "$tmp/qvmd.log" --socket "$sock" --listen "127.0.0.1:$port" --tokens "$tmp/tokens"
 auth_a=(-H "Authorization: Bearer $tok_a")
@@ -49,7 +53,7 @@ cleanup_hooks+=("kill $sse_b 2>/dev/null")
 url_base=$tcp
 req POST /api/v1/sandboxes '{"name": "sb-a", "from": "gold", "ttl": "20m", "waitCloudInit": false}' "${auth_a[@]}"
 expect_status 201 "agent a makes sb-a"
-expect_eq "$(jget "$body" 'o["agent"]')" agent-a "sb-a's agent"
+expect_eq "$(jget "$body" 'o["agent"]')" "$agent_a" "sb-a's agent"
 url_base=
 for _ in $(seq 1800); do
   grep -q 'qvm-mini: ready' "$QVM_STATE_DIR/vms/sb-a/serial.log" 2>/dev/null && break
@@ -73,7 +77,7 @@ expect_eq "$status $(frames 'f[0]["data"], f[-1]["exit"]["exitCode"]')" "200 ('h
 # the audit records of a streamed exec are the JSON exec's, with the agent
 req GET "/api/v1/audit?vm=sb-a"
 expect_eq "$(jget "$body" '[(r["action"], r["actor"].get("agent")) for r in o if r["action"].startswith("exec") and "\"hi\"" in __import__("json").dumps(r)]')" \
-  "[('exec-start', 'agent-a'), ('exec', 'agent-a')]" "the streamed exec's audit records"
+  "[('exec-start', '$agent_a'), ('exec', '$agent_a')]" "the streamed exec's audit records"
 url_base=$tcp
 req POST /api/v1/sandboxes/sb-a/exec '{"argv": ["true"], "stream": true}' "${auth_b[@]}" -H 'Accept: application/x-ndjson'
 expect_status 404 "agent b streams in agent a's sandbox"

@@ -47,7 +47,7 @@ typedef struct watched {
 typedef struct sse {
   struct MHD_Connection *conn;
   char filter[QVM_VM_NAME_MAX + 1]; /* ?vm= or "" */
-  char agent[128];                  /* an agent token's agent, or "" */
+  char agent[QVM_VM_AGENT_MAX + 1]; /* an agent token's agent, or "" */
   watched *vms;
   size_t n;
   char *out;

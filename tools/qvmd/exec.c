@@ -135,7 +135,7 @@ typedef struct xstream {
   int timeout_ms;
   struct timespec deadline; /* CLOCK_REALTIME: a slow client holds the worker until then */
   qvmd_caller caller;
-  char agent[128];
+  char agent[QVM_VM_AGENT_MAX + 1];
   char acc[2][FRAME_MAX]; /* guest bytes not framed yet: a UTF-8 sequence is not split */
   size_t acc_len[2], total[2];
   bool truncated[2];
