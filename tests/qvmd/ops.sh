@@ -177,10 +177,11 @@ expect_eq "$(jget "$body" 'o["state"], o["error"]["code"]')" "('cancelled', 'Can
 
 # --- kill -9 during a slow pull and during an async sandbox create -----------------
 # Records as a qvmd killed at a precise moment leaves them (its pid gone):
-# a sandbox create whose vm was made but never started (sb-3), and a vm
-# create that died inside qvm_vm_create (its temp dir .m9.create-*).
+# a sandbox create of sb-3, where a plain vm of that name (someone else's,
+# made meanwhile) now stands: it must be left alone; and a vm create that
+# died inside qvm_vm_create (its temp dir .m9.create-*).
 req POST /api/v1/vms "{\"name\": \"sb-3\", $boot}"
-expect_status 201 "create sb-3 (never started)"
+expect_status 201 "create sb-3 (a plain vm, never started)"
 mkdir -p "$QVM_STATE_DIR/vms/.m9.create-x1y2z3" && echo half >"$QVM_STATE_DIR/vms/.m9.create-x1y2z3/vm.json"
 sh -c 'exit 0' & dead_pid=$!
 wait "$dead_pid"
@@ -251,10 +252,12 @@ esac
 log "the interrupted sandbox create: $state"
 req GET "/api/v1/operations/$fake_sb"
 expect_eq "$(jget "$body" 'o["state"], o["interrupted"]')" "('failed', True)" "the half-made sandbox's op"
-expect_match "$(jget "$body" 'o["error"]["detail"]')" 'the half-made vm was removed' "the half-made sandbox's error"
-[[ ! -e $QVM_STATE_DIR/vms/sb-3 ]] || fail "the half-made sb-3 is left"
+expect_match "$(jget "$body" 'o["error"]["detail"]')" 'that this operation did not make is there now, left alone' \
+  "the sandbox op's error"
 req GET /api/v1/vms/sb-3
-expect_status 404 "the half-made sb-3"
+expect_status 200 "the plain vm sb-3 is left alone"
+req DELETE /api/v1/vms/sb-3
+expect_status 204 "remove sb-3"
 req GET "/api/v1/operations/$fake_vm"
 expect_eq "$(jget "$body" 'o["state"]')" failed "the vm create that died midway"
 expect_match "$(jget "$body" 'o["error"]["detail"]')" 'no vm was made' "its error"

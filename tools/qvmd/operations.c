@@ -344,7 +344,7 @@ void qvmd_op_start(qvmd_reply *out, const qvmd_request *req, const char *kind, c
   op->pid_start = self_start;
   op->state = RUNNING;
   op->refs = 2; /* the list and the thread */
-  if (!strcmp(kind, "vm.create")) {
+  if (!strcmp(kind, "vm.create") || !strcmp(kind, "sandbox.create")) {
     qvm_vm *vm = NULL;
     if (qvm_vm_open(&vm, op->target, NULL) == 0) op->target_existed = true;
     qvm_vm_free(vm);
@@ -768,6 +768,35 @@ static bool settles_running(qvm_vm *vm) {
   return false;
 }
 
+/* Whether vm is the one this create made: its agent is the operation's
+ * (an agent's operation), a sandbox for a sandbox create, and made after
+ * the operation began. A VM of that name made by someone else meanwhile is
+ * left alone. */
+static bool made_by(qvm_vm *vm, const qvmd_op *op, bool sandbox) {
+  if (op->has_agent && (!qvm_vm_agent(vm) || strcmp(qvm_vm_agent(vm), op->agent))) return false;
+  char *text = NULL;
+  if (qvm_vm_info(&text, vm, NULL) < 0) return false;
+  json_object *o = json_tokener_parse(text), *v = NULL;
+  free(text);
+  bool ok = false;
+  struct tm tm = {0};
+  json_object *sb = NULL;
+  if (sandbox &&
+      !(o && json_object_object_get_ex(o, "sandbox", &sb) && json_object_get_boolean(sb))) {
+    json_object_put(o);
+    return false;
+  }
+  const char *at =
+      o && json_object_object_get_ex(o, "created_at", &v) ? json_object_get_string(v) : NULL;
+  if (at && strptime(at, "%Y-%m-%dT%H:%M:%S", &tm)) {
+    /* whole seconds: one second of slack */
+    int64_t made_ms = (int64_t)timegm(&tm) * 1000;
+    ok = made_ms + 1000 >= op->created_ms;
+  }
+  json_object_put(o);
+  return ok;
+}
+
 static void reconcile_vm(qvmd_op *op, const char *root, bool sandbox, bool start) {
   const char *what = sandbox ? "sandbox create" : start ? "start" : "create";
   char detail[512];
@@ -787,6 +816,15 @@ static void reconcile_vm(qvmd_op *op, const char *root, bool sandbox, bool start
              start     ? "the vm is gone"
              : missing ? "no vm was made"
                        : "the half-made vm was removed");
+    set_failed(op, detail);
+    return;
+  }
+  if (!start && !made_by(vm, op, sandbox)) {
+    qvm_vm_free(vm);
+    snprintf(detail, sizeof detail,
+             "qvmd stopped during the %s of '%s'; a vm of that name that this operation did not "
+             "make is there now, left alone",
+             what, op->target);
     set_failed(op, detail);
     return;
   }
@@ -822,12 +860,8 @@ static void reconcile_vm(qvmd_op *op, const char *root, bool sandbox, bool start
     set_failed(op, detail);
     return;
   }
+  /* a sandbox is destroyed as a sandbox only: never a plain vm of its name */
   int r = sandbox ? qvm_sandbox_destroy(op->target, &err) : qvm_vm_remove(op->target, true, &err);
-  if (r < 0 && sandbox) {
-    qvm_error_free(err);
-    err = NULL;
-    r = qvm_vm_remove(op->target, true, &err);
-  }
   if (r < 0) {
     snprintf(detail, sizeof detail,
              "qvmd stopped during the %s of '%s'; the half-made vm could not be removed: %s", what,
