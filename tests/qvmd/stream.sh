@@ -137,6 +137,16 @@ req GET '/api/v1/sandboxes/sb-a/files?path=/root/blob.bin' '' "${auth_b[@]}"
 expect_status 404 "agent b downloads from agent a's sandbox"
 req_ctype=application/octet-stream req PUT '/api/v1/sandboxes/sb-a/files?path=/root/x' "@$tmp/blob" "${auth_b[@]}"
 expect_status 404 "agent b uploads into agent a's sandbox"
+# ... refused before any of its body is taken (Expect: 100-continue): not
+# stored first and refused after, which let one agent fill the upload
+# slots and the disk with bodies for sandboxes not its own.
+head -c $((32 << 20)) /dev/zero >"$tmp/big"
+out=$(curl -s -o /dev/null -w '%{http_code} %{size_upload}' -T "$tmp/big" --expect100-timeout 30 \
+  -H 'Content-Type: application/octet-stream' -H 'Expect: 100-continue' "${auth_b[@]}" \
+  "$tcp/api/v1/sandboxes/sb-a/files?path=/root/x")
+rm -f "$tmp/big"
+[[ ${out% *} == 404 && ${out#* } -lt $((1 << 20)) ]] ||
+  fail "agent b's upload into agent a's sandbox: '$out' (status, bytes sent): the body was taken"
 req GET '/api/v1/vms/sb-a/files?path=/root/blob.bin' '' "${auth_a[@]}"
 expect_status 404 "agent a on the vms route"
 url_base=

@@ -32,7 +32,7 @@ typedef struct pending {
   bool too_big;
   size_t discarded; /* body bytes read past the cap */
   /* a QVMD_ROUTE_UPLOAD route: the body goes to upload_fd */
-  bool upload;
+  bool upload, agent_upload;
   int upload_fd;
   char upload_dir[96], upload_path[128];
   bool web; /* a file of the page (web.c): no token, no body */
@@ -41,7 +41,7 @@ typedef struct pending {
 /* Uploads being received at once: each may fill QVMD_UPLOAD_MAX of the
  * temp directory's file system. */
 #define UPLOADS_MAX 8
-static atomic_int uploads_running;
+static atomic_int uploads_running, agent_uploads_running;
 
 static atomic_int work_running, agent_work_running;
 static int work_max = 16;
@@ -265,8 +265,20 @@ static bool content_type_is(const char *ct, const char *type) {
 
 /* An upload route's body file: a 0600 file in a 0700 directory of its own. */
 static bool upload_open(qvmd_reply *out, pending *p) {
+  /* Agent tokens together get at most half of the slots, as with work. */
+  bool agent = p->caller.scope == QVMD_SCOPE_AGENT;
+  if (agent && atomic_fetch_add(&agent_uploads_running, 1) >= UPLOADS_MAX / 2) {
+    atomic_fetch_sub(&agent_uploads_running, 1);
+    qvmd_problem(out, 503, "Busy", "agent tokens have %d uploads under way already; try again",
+                 UPLOADS_MAX / 2);
+    out->retry_after_s = 1;
+    return false;
+  }
+  p->agent_upload = agent;
   if (atomic_fetch_add(&uploads_running, 1) >= UPLOADS_MAX) {
     atomic_fetch_sub(&uploads_running, 1);
+    if (agent) atomic_fetch_sub(&agent_uploads_running, 1);
+    p->agent_upload = false;
     qvmd_problem(out, 503, "Busy", "%d uploads are under way already; try again", UPLOADS_MAX);
     out->retry_after_s = 1;
     return false;
@@ -311,6 +323,18 @@ static bool check_headers(qvmd_reply *out, struct MHD_Connection *c, const qvmd_
   if (upload && p->caller.scope == QVMD_SCOPE_READ) {
     qvmd_problem(out, 403, "Forbidden", "a read token may not %s %s", method, url);
     return false;
+  }
+  if (upload) {
+    /* The VM must be one the caller may write to before a byte is stored:
+     * else an agent could fill the upload slots and the disk with bodies
+     * for other tenants' sandboxes, each refused only once it arrived. */
+    req.conn = c;
+    req.method = method;
+    req.path = url;
+    req.caller = &p->caller;
+    struct qvm_vm *vm = qvmd_sandbox_open(out, &req, !strncmp(url, "/api/v1/sandboxes/", 18));
+    if (!vm) return false;
+    qvm_vm_free(vm);
   }
   unsigned cap = upload ? QVMD_UPLOAD_MAX : QVMD_BODY_MAX;
   const char *type = upload ? "application/octet-stream" : "application/json";
@@ -468,6 +492,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     if (p->upload_path[0]) unlink(p->upload_path);
     if (p->upload_dir[0]) rmdir(p->upload_dir);
     atomic_fetch_sub(&uploads_running, 1);
+    if (p->agent_upload) atomic_fetch_sub(&agent_uploads_running, 1);
   }
   free(p->body);
   free(p);
