@@ -203,4 +203,6 @@ bool qvmd_token_admit(const qvmd_token *ct) {
 void qvmd_token_caller(qvmd_caller *out, const qvmd_token *t) {
   out->scope = t->scope;
   out->agent = t->scope == QVMD_SCOPE_AGENT ? t->agent : NULL;
+  out->token = t;
+  out->uid = -1;
 }

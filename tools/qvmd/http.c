@@ -218,6 +218,8 @@ static bool unix_caller(qvmd_reply *out, struct MHD_Connection *c, const qvmd_li
     return false;
   }
   p->caller.agent = NULL;
+  p->caller.token = NULL;
+  p->caller.uid = (int64_t)cred.uid;
   p->peer_uid = -1;
   if (cred.uid == 0 || cred.uid == geteuid()) {
     p->caller.scope = QVMD_SCOPE_FULL;

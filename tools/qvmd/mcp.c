@@ -301,6 +301,7 @@ static void cancel_job(const qvmd_caller *caller, json_object *id) {
   pthread_mutex_lock(&jobs_lock);
   for (job *j = jobs; j; j = j->next)
     if (j->scope == caller->scope && !strcmp(j->agent, caller->agent ? caller->agent : "") &&
+        j->caller.token == caller->token && j->caller.uid == caller->uid &&
         !strcmp(j->id_text, key))
       mcp_cancel(&j->call);
   pthread_mutex_unlock(&jobs_lock);
@@ -341,6 +342,8 @@ static int start_call(struct MHD_Connection *c, const qvmd_caller *caller, const
   j->srv.agent = caller->agent ? j->agent : NULL;
   j->caller.scope = caller->scope;
   j->caller.agent = j->srv.agent;
+  j->caller.token = caller->token;
+  j->caller.uid = caller->uid;
   j->fd = connection_fd(c);
   j->last_write_ms = now_ms();
   mcp_call_init(&j->call, &j->srv, on_notify, j);

@@ -37,6 +37,10 @@ typedef enum qvmd_scope {
 typedef struct qvmd_caller {
   qvmd_scope scope;
   const char *agent; /* QVMD_SCOPE_AGENT: the agent id */
+  /* Who exactly: the token (TCP), or the peer's uid (the UNIX socket;
+   * token NULL). Two callers of one scope are still told apart by it. */
+  const void *token;
+  int64_t uid;
 } qvmd_caller;
 
 struct MHD_Connection;
