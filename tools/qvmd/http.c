@@ -43,31 +43,36 @@ typedef struct pending {
 #define UPLOADS_MAX 8
 static atomic_int uploads_running, agent_uploads_running;
 
-static atomic_int work_running, agent_work_running;
+static atomic_int work_running, agent_work_running, read_work_running;
 static int work_max = 16;
 
 void qvmd_http_set_work_max(int n) { work_max = n; }
 
-/* Agent tokens together get at most half of the slots (at least one): a
- * tenant's long execs can fill that half, never the operator's. */
+/* Agent tokens together get at most half of the slots (at least one), and
+ * so do read tokens (their downloads and reads can be long too): a
+ * tenant's long execs, or a reader's, can fill that half, never the
+ * operator's. */
 static int agent_work_max(void) { return work_max / 2 > 0 ? work_max / 2 : 1; }
 
-static bool is_agent(const qvmd_request *req) {
-  return req && req->caller && req->caller->scope == QVMD_SCOPE_AGENT;
+static atomic_int *half_counter(const qvmd_request *req) {
+  if (!req || !req->caller) return NULL;
+  if (req->caller->scope == QVMD_SCOPE_AGENT) return &agent_work_running;
+  if (req->caller->scope == QVMD_SCOPE_READ) return &read_work_running;
+  return NULL;
 }
 
 bool qvmd_work_begin(qvmd_reply *out, const qvmd_request *req) {
-  bool agent = is_agent(req);
-  if (agent && atomic_fetch_add(&agent_work_running, 1) >= agent_work_max()) {
-    atomic_fetch_sub(&agent_work_running, 1);
-    qvmd_problem(out, 503, "Busy", "agent tokens have %d operations under way already; try again",
-                 agent_work_max());
+  atomic_int *half = half_counter(req);
+  if (half && atomic_fetch_add(half, 1) >= agent_work_max()) {
+    atomic_fetch_sub(half, 1);
+    qvmd_problem(out, 503, "Busy", "%s tokens have %d operations under way already; try again",
+                 half == &agent_work_running ? "agent" : "read", agent_work_max());
     out->retry_after_s = 1;
     return false;
   }
   if (atomic_fetch_add(&work_running, 1) >= work_max) {
     atomic_fetch_sub(&work_running, 1);
-    if (agent) atomic_fetch_sub(&agent_work_running, 1);
+    if (half) atomic_fetch_sub(half, 1);
     qvmd_problem(out, 503, "Busy", "%d operations are under way already; try again", work_max);
     out->retry_after_s = 1;
     return false;
@@ -77,7 +82,8 @@ bool qvmd_work_begin(qvmd_reply *out, const qvmd_request *req) {
 
 void qvmd_work_end(const qvmd_request *req) {
   atomic_fetch_sub(&work_running, 1);
-  if (is_agent(req)) atomic_fetch_sub(&agent_work_running, 1);
+  atomic_int *half = half_counter(req);
+  if (half) atomic_fetch_sub(half, 1);
 }
 
 typedef struct stream {
