@@ -402,6 +402,10 @@ static int listen_tcp(const options *o) {
   return fd;
 }
 
+/* The TLS certificate and key, as read at start (the key is wiped at exit);
+ * static, as libmicrohttpd keeps pointers to them. */
+static char *cert, *key;
+
 static int stop_pipe[2] = {-1, -1};
 
 static void on_stop_signal(int sig) {
@@ -444,13 +448,14 @@ int main(int argc, char **argv) {
   }
   static qvmd_listener unix_l = {.tcp = false}, tcp_l = {.tcp = true};
   if (o.socket_group && parse_group(&unix_l, o.socket_group) < 0) return 2;
-  char *cert = NULL, *key = NULL;
   if (!o.tls_cert != !o.tls_key) {
     fprintf(stderr, "qvmd: --tls-cert and --tls-key go together\n");
     return 2;
   }
-  if (o.tls_cert && (read_pem(&cert, o.tls_cert, false) < 0 || read_pem(&key, o.tls_key, true) < 0))
+  if (o.tls_cert &&
+      (read_pem(&cert, o.tls_cert, false) < 0 || read_pem(&key, o.tls_key, true) < 0)) {
     return 1;
+  }
   tcp_l.tls_cert = cert;
   tcp_l.tls_key = key;
   qvmd_http_set_work_max((int)o.max_work);
