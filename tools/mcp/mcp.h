@@ -136,6 +136,9 @@ typedef struct mcp_capture {
 /* 0, or QVM_ESYS when out of memory (a qvm_ssh_output_fn's answer). */
 int mcp_capture_add(mcp_capture *c, const void *data, size_t len);
 struct qvm_ssh_exec_result;
+/* exitCode (null after a signal) and signal (the name, neutralized; null
+ * after an exit) into r. */
+void mcp_json_exit_status(json_object *r, const struct qvm_ssh_exec_result *res);
 /* An exec's result into r: exitCode (null after a signal), signal,
  * stdout/stderr (mcp_json_add_guest_bytes), their truncated flags,
  * durationMs, checkpoint (null when ckpt is ""). */

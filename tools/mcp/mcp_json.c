@@ -108,8 +108,7 @@ int mcp_capture_add(mcp_capture *c, const void *data, size_t len) {
   return 0;
 }
 
-void mcp_json_exec_result(json_object *r, const qvm_ssh_exec_result *res, const mcp_capture *out,
-                          const mcp_capture *err, const char *ckpt) {
+void mcp_json_exit_status(json_object *r, const qvm_ssh_exec_result *res) {
   json_object_object_add(r, "exitCode", res->signaled ? NULL : json_object_new_int(res->exit_code));
   if (res->signaled) {
     char sig[sizeof res->signal];
@@ -119,6 +118,11 @@ void mcp_json_exec_result(json_object *r, const qvm_ssh_exec_result *res, const 
   } else {
     json_object_object_add(r, "signal", NULL);
   }
+}
+
+void mcp_json_exec_result(json_object *r, const qvm_ssh_exec_result *res, const mcp_capture *out,
+                          const mcp_capture *err, const char *ckpt) {
+  mcp_json_exit_status(r, res);
   mcp_json_add_guest_bytes(r, "stdout", out->data ? out->data : "", out->len);
   mcp_json_add_guest_bytes(r, "stderr", err->data ? err->data : "", err->len);
   json_object_object_add(r, "stdoutTruncated", json_object_new_boolean(out->truncated));

@@ -265,15 +265,7 @@ static int stream_output(void *ctx, int stream, const void *data, size_t len) {
 
 static json_object *exit_frame(const qvm_ssh_exec_result *res, const char *checkpoint) {
   json_object *e = json_object_new_object();
-  json_object_object_add(e, "exitCode", res->signaled ? NULL : json_object_new_int(res->exit_code));
-  if (res->signaled) {
-    char sig[sizeof res->signal];
-    qvm_text_for_terminal_into(sig, sizeof sig, res->signal,
-                               strnlen(res->signal, sizeof res->signal), 0);
-    json_object_object_add(e, "signal", json_object_new_string(sig));
-  } else {
-    json_object_object_add(e, "signal", NULL);
-  }
+  mcp_json_exit_status(e, res);
   json_object_object_add(e, "durationMs", json_object_new_int64(res->duration_ms));
   json_object_object_add(e, "checkpoint",
                          checkpoint[0] ? json_object_new_string(checkpoint) : NULL);
