@@ -18,44 +18,9 @@ run_rc() {
   set -e
 }
 
-# A kernel with 9p modules, and its modules.
-kver=
-for k in /boot/vmlinuz-*; do
-  v=${k#/boot/vmlinuz-}
-  [[ -f /lib/modules/$v/kernel/net/9p/9pnet_virtio.ko && -f /lib/modules/$v/kernel/fs/9p/9p.ko ]] &&
-    kver=$v && break
-done
-[[ -n $kver ]] || skip "no kernel in /boot with 9p modules (package linux-image-amd64)"
-busybox=$(command -v busybox) || skip "needs busybox-static"
-file -L "$busybox" | grep -q 'statically linked' || skip "busybox is not static (busybox-static)"
-moddir=/lib/modules/$kver
-
-# Modules in dependency order (modules.dep lists a module's dependencies;
-# busybox insmod loads them in passes anyway).
-declare -A seen=()
-order=()
-add_module() {
-  local rel=$1 dep
-  [[ -n ${seen[$rel]:-} ]] && return 0
-  seen[$rel]=1
-  for dep in $(awk -v m="$rel:" '$1 == m { $1 = ""; print }' "$moddir/modules.dep"); do
-    add_module "$dep"
-  done
-  order+=("$rel")
-}
-for m in kernel/drivers/virtio/virtio_pci.ko kernel/net/9p/9pnet_virtio.ko kernel/fs/9p/9p.ko; do
-  [[ -f $moddir/$m ]] || continue # built in
-  add_module "$m"
-done
-
-root=$tmp/initramfs
-mkdir -p "$root"/{bin,dev,proc,sys,mnt/rw,mnt/ro,lib/mod}
-cp "$busybox" "$root/bin/busybox"
-i=0
-for m in "${order[@]}"; do
-  cp "$moddir/$m" "$root/lib/mod/$(printf %02d $i)-$(basename "$m")"
-  i=$((i + 1))
-done
+# A kernel with 9p modules, and a busybox initramfs holding them.
+. "$QVM_SOURCE_DIR/tests/vm/kernel_initramfs.sh"
+kernel_initramfs "9p modules" kernel/net/9p/9pnet_virtio.ko kernel/fs/9p/9p.ko
 cat >"$root/init" <<'INIT'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin

@@ -20,40 +20,8 @@ run_rc() {
 
 [[ -x ${QVM_VIRTIOFSD:-/usr/lib/qemu/virtiofsd} ]] || skip "needs virtiofsd (qemu-system-common)"
 id qvm-qemu >/dev/null 2>&1 || skip "needs the qvm-qemu user (QEMU drops to it)"
-kver=
-for k in /boot/vmlinuz-*; do
-  v=${k#/boot/vmlinuz-}
-  [[ -f /lib/modules/$v/kernel/fs/fuse/virtiofs.ko ]] && kver=$v && break
-done
-[[ -n $kver ]] || skip "no kernel in /boot with virtiofs.ko (package linux-image-amd64)"
-busybox=$(command -v busybox) || skip "needs busybox-static"
-file -L "$busybox" | grep -q 'statically linked' || skip "busybox is not static (busybox-static)"
-moddir=/lib/modules/$kver
-
-declare -A seen=()
-order=()
-add_module() {
-  local rel=$1 dep
-  [[ -n ${seen[$rel]:-} ]] && return 0
-  seen[$rel]=1
-  for dep in $(awk -v m="$rel:" '$1 == m { $1 = ""; print }' "$moddir/modules.dep"); do
-    add_module "$dep"
-  done
-  order+=("$rel")
-}
-for m in kernel/drivers/virtio/virtio_pci.ko kernel/fs/fuse/virtiofs.ko; do
-  [[ -f $moddir/$m ]] || continue # built in
-  add_module "$m"
-done
-
-root=$tmp/initramfs
-mkdir -p "$root"/{bin,dev,proc,sys,mnt/rw,mnt/ro,lib/mod}
-cp "$busybox" "$root/bin/busybox"
-i=0
-for m in "${order[@]}"; do
-  cp "$moddir/$m" "$root/lib/mod/$(printf %02d $i)-$(basename "$m")"
-  i=$((i + 1))
-done
+. "$QVM_SOURCE_DIR/tests/vm/kernel_initramfs.sh"
+kernel_initramfs "virtiofs.ko" kernel/fs/fuse/virtiofs.ko
 # busybox has no setfattr: a static helper, when a static libc is there.
 xat=false
 cat >"$tmp/xat.c" <<'C'
