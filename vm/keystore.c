@@ -15,6 +15,7 @@
 #include <sodium.h>
 
 #include <qvm/keystore.h>
+#include <qvm/seed.h>
 #include <qvm/ssh.h>
 
 #include "ssh/rsa_key.h"
@@ -249,18 +250,40 @@ static int key_memfd(int *out, const char *line, qvm_error **err) {
   return 0;
 }
 
+/* A VM that is not running gets the key through its seed, under the VM's
+ * lock (no start can begin meanwhile): the guest's cloud-init adds it at
+ * the next boot, the first one or a later one (qvm_seed_add_authorized_key). */
+static int authorize_in_seed(qvm_vm *vm, const char *line, qvm_error **err) {
+  if (!vm->spec->cloud_init || !vm->spec->seed_iso) {
+    qvm_error_set(err, QVM_ECONFLICT,
+                  "vm '%s' is not running and has no seed of qvm's to carry the key: start it, "
+                  "then add the key over SSH",
+                  vm->name);
+    return qvm_error_set_hint(err, QVM_ECONFLICT, "VmNotRunning", vm->name);
+  }
+  int fd = -1;
+  int r = vm_lock_acquire(&fd, &vm->paths, "ssh-key-add", VM_LOCK_TIMEOUT_MS, err);
+  if (r >= 0) r = vm_reload(vm, err);
+  qvm_vm_state st = r >= 0 ? qvm_vm_get_state(vm) : QVM_VM_CREATED;
+  if (r >= 0 && (st == QVM_VM_RUNNING || st == QVM_VM_STARTING || st == QVM_VM_STOPPING)) {
+    qvm_error_set(err, QVM_ECONFLICT, "vm '%s' started or stopped meanwhile: try again", vm->name);
+    r = qvm_error_set_hint(err, QVM_ECONFLICT, "VmBusy", vm->name);
+  }
+  char iso[4096];
+  if (r >= 0 &&
+      (size_t)snprintf(iso, sizeof iso, "%s/%s", vm->paths.dir, vm->spec->seed_iso) >= sizeof iso)
+    r = qvm_error_set(err, QVM_EINVAL, "the seed's path is too long");
+  if (r >= 0)
+    r = qvm_seed_add_authorized_key(iso, vm->spec->user ? vm->spec->user : "root", line, NULL, err);
+  vm_lock_release(fd);
+  return r < 0 ? qvm_error_prefix(err, "cannot add the key to the seed of vm '%s'", vm->name) : 0;
+}
+
 static int authorize(qvm_vm *vm, const char *line, qvm_error **err) {
   if (strchr(line, '\n') || strchr(line, '\r'))
     return qvm_error_set(err, QVM_EINVAL, "a public key line holds no newline");
   int r = qvm_ssh_public_line_check(line, err);
   if (r < 0) return r;
-  if (qvm_vm_get_state(vm) != QVM_VM_RUNNING) {
-    qvm_error_set(err, QVM_ECONFLICT,
-                  "vm '%s' is not running: keys are added over SSH to a running guest (start "
-                  "it first)",
-                  vm->name);
-    return qvm_error_set_hint(err, QVM_ECONFLICT, "VmNotRunning", vm->name);
-  }
   if (vm_ca_session_login(vm)) {
     qvm_error_set(err, QVM_ECONFLICT,
                   "sandbox '%s' takes short-lived certificates only, no authorized key: issue "
@@ -268,6 +291,7 @@ static int authorize(qvm_vm *vm, const char *line, qvm_error **err) {
                   vm->name, vm->name);
     return qvm_error_set_hint(err, QVM_ECONFLICT, "CertificatesOnly", vm->name);
   }
+  if (qvm_vm_get_state(vm) != QVM_VM_RUNNING) return authorize_in_seed(vm, line, err);
   _cleanup_close_ int fd = -1;
   qvm_ssh *ssh = NULL;
   if ((r = key_memfd(&fd, line, err)) < 0 || (r = qvm_vm_ssh_connect(&ssh, vm, NULL, err)) < 0)

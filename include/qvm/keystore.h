@@ -49,11 +49,13 @@ QVM_API int qvm_keystore_list(char **out_json, const char *dir, qvm_error **err)
 QVM_API int qvm_keystore_public(char **out_line, const char *dir, const char *name,
                                 qvm_error **err);
 
-/* Adds public_line to the authorized_keys of vm's user, over SSH (an
- * "ssh-key-add" audit record): once, however often it is called. The VM
- * must run (QVM_ECONFLICT, class "VmNotRunning") and must not be a sandbox
- * whose sshd takes certificates only (QVM_ECONFLICT, class
- * "CertificatesOnly": issue one with qvm cert issue). */
+/* Adds public_line to the authorized_keys of vm's user (an "ssh-key-add"
+ * audit record), once however often it is called: over SSH when the VM
+ * runs; else, under the VM's lock, into its seed (qvm_seed_add_authorized_key),
+ * whose cloud-init adds it at the next boot, the first or a later one. A VM
+ * with no seed of qvm's that is not running is QVM_ECONFLICT, class
+ * "VmNotRunning"; a sandbox, whose sshd takes certificates only, is
+ * QVM_ECONFLICT, class "CertificatesOnly" (issue one with qvm cert issue). */
 QVM_API int qvm_vm_authorize_key(qvm_vm *vm, const char *public_line, qvm_error **err);
 
 #ifdef __cplusplus

@@ -200,6 +200,23 @@ QVM_API int qvm_seed_write_iso(const char *path, const qvm_seed_file *files, siz
  * key in cloud-config's ssh_keys). */
 QVM_API bool qvm_seed_files_hold_secret(const qvm_seed_file *files, size_t n_files);
 
+/* Reads back the files at the root of a seed image this writer made (its
+ * Joliet names): at most QVM_SEED_READ_FILES_MAX of them, the image at most
+ * 32 MiB; anything malformed or out of bounds is QVM_EINVAL. Free the array
+ * with qvm_seed_files_free. */
+#define QVM_SEED_READ_FILES_MAX 64u
+QVM_API int qvm_seed_read_iso(qvm_seed_file **out, size_t *n_out, const char *path,
+                              qvm_error **err);
+QVM_API void qvm_seed_files_free(qvm_seed_file *files, size_t n_files);
+/* Adds key_line (one public key line) for user to the seed image at path,
+ * which keeps its user-data as made and gains a part that adds every key so
+ * far at each boot (bootcmd: a guest that booted before) and at the first
+ * (runcmd, after the user is made). *added is false when the key was there
+ * already (the image is then untouched). The image is rewritten atomically,
+ * 0600. */
+QVM_API int qvm_seed_add_authorized_key(const char *iso_path, const char *user,
+                                        const char *key_line, bool *added, qvm_error **err);
+
 typedef struct qvm_seed_iso qvm_seed_iso;
 
 /* Starts with `unsigned version`, set by QVM_SEED_ISO_OPTIONS_INIT; an

@@ -65,9 +65,18 @@ expect_status 404 "an unknown key"
 qemu-img create -q -f qcow2 "$tmp/base.qcow2" 16M
 req POST /api/v1/vms "{\"name\": \"m1\", \"image\": \"$tmp/base.qcow2\", \"diskSize\": \"32M\", \"kernel\": \"$mini/vmlinuz\", \"initrd\": \"$mini/initrd.img\", \"append\": \"console=ttyS0\", \"memory\": \"256M\", \"user\": \"root\"}"
 expect_status 201 "create m1"
+# never started: the key goes into its seed, which the guest reads at boot
+seed=$QVM_STATE_DIR/vms/m1/seed.iso
 req POST /api/vms/m1/ssh-keys/my-key
-expect_status 409 "a key for a stopped vm"
-expect_match "$body" "start it first" "what to do"
+expect_status 200 "vm-provisioner's inject into a stopped vm, verbatim"
+expect_eq "$(jget "$body" 'o["added"]')" True "added"
+expect_eq "$(isoinfo -J -x /qvm-authorized-keys -i "$seed")" "$(cat "$SSH_KEY_DIR/my-key.pub")" \
+  "the seed carries the key"
+ino=$(stat -c %i "$seed")
+req POST /api/v1/vms/m1/ssh-keys/my-key
+expect_status 200 "adding it to the seed again"
+expect_eq "$(stat -c %i "$seed")" "$ino" "the seed is left as it was"
+expect_eq "$(stat -c %a "$seed")" 600 "the seed's mode"
 req POST /api/v1/vms/m1/start '{"timeoutMs": 120000}'
 expect_status 200 "start m1"
 for _ in $(seq 1800); do
@@ -76,19 +85,23 @@ for _ in $(seq 1800); do
 done
 port=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["runtime"]["ssh_port"])' "$QVM_STATE_DIR/vms/m1/vm.json")
 ossh() {
-  ssh -F /dev/null -i "$SSH_KEY_DIR/my-key" -o IdentitiesOnly=yes -o BatchMode=yes \
+  ssh -F /dev/null -i "$SSH_KEY_DIR/${key:-my-key}" -o IdentitiesOnly=yes -o BatchMode=yes \
     -o UserKnownHostsFile="$QVM_STATE_DIR/vms/m1/known_hosts" -o GlobalKnownHostsFile=/dev/null \
     -o StrictHostKeyChecking=yes -o HostKeyAlias=m1 -o ConnectTimeout=20 -p "$port" root@127.0.0.1 "$@" \
     </dev/null 2>>"$tmp/ssh.log"
 }
-if ossh true; then fail "the key logged in before it was added"; fi
-req POST /api/vms/m1/ssh-keys/my-key
-expect_status 200 "vm-provisioner's inject, verbatim"
+expect_eq "$(ossh echo in)" in "plain ssh with the key the seed carried"
+if key=k1 ossh true; then fail "k1 logged in before it was added"; fi
+# running: the key goes in over SSH
+req POST /api/vms/m1/ssh-keys/k1
+expect_status 200 "inject into a running vm"
 expect_eq "$(jget "$body" 'o["added"]')" True "added"
-expect_eq "$(ossh echo in)" in "plain ssh with the added key"
-req POST /api/v1/vms/m1/ssh-keys/my-key
+expect_eq "$(key=k1 ossh echo in)" in "plain ssh with the key added over SSH"
+req POST /api/v1/vms/m1/ssh-keys/k1
 expect_status 200 "adding it again"
-expect_eq "$(ossh grep -c ssh-rsa /root/.ssh/authorized_keys)" 1 "the key is there once"
+expect_eq "$(ossh grep -c "$(cut -d' ' -f2 "$SSH_KEY_DIR/k1.pub")" /root/.ssh/authorized_keys)" 1 \
+  "the key is there once"
+expect_eq "$(ossh grep -c ssh-rsa /root/.ssh/authorized_keys)" 1 "the seed's key is there once"
 req POST /api/v1/vms/m1/ssh-keys/nosuch
 expect_status 404 "an unknown key"
 req POST /api/v1/vms/nosuchvm/ssh-keys/my-key

@@ -148,6 +148,27 @@ expect 1 "unknown key 'memroy' in vm 'a': did you mean 'memory'\\?.*hint: .*docs
 src=${QVM_SOURCE_DIR:-$(dirname "$0")/../..}
 expect 2 "'$src/examples/qvm.yaml' describes no vm 'nosuch'" -- up -f "$src/examples/qvm.yaml" nosuch
 
+# qvm authorize: a stopped vm's key goes into its seed (isoinfo reads it
+# back); bad key files are usage errors naming the file and line.
+ssh-keygen -q -t ed25519 -N '' -C 'cli key' -f "$dir/k" </dev/null
+"$qvm" create a1 "${k[@]}" >/dev/null 2>"$dir/err" || { cat "$dir/err" >&2; failures=$((failures + 1)); }
+expect 2 "missing the key file" -- authorize a1
+expect 2 "unknown option '--bogus'" "$getopt_line" -- authorize a1 "$dir/k.pub" --bogus
+expect 2 "cannot open '$dir/nosuch'" -- authorize a1 "$dir/nosuch"
+printf '# only a comment\n\n' >"$dir/empty.pub"
+expect 2 "'$dir/empty.pub' holds no public key line" -- authorize a1 "$dir/empty.pub"
+printf '%s\nssh-ed25519 AAAA-not-base64 x\n' "$(cat "$dir/k.pub")" >"$dir/bad.pub"
+expect 1 "'$dir/bad.pub' line 2 \\(1 key added before it\\)" -- authorize a1 "$dir/bad.pub"
+expect 3 "vm 'nosuch' not found" -- authorize nosuch "$dir/k.pub"
+out=$("$qvm" authorize a1 - --json <"$dir/k.pub" 2>"$dir/err") || { cat "$dir/err" >&2; failures=$((failures + 1)); }
+if [[ $out != '{"name": "a1", "keys": 1, "via": "seed"}' ]] ||
+  [[ $(isoinfo -J -x /qvm-authorized-keys -i "$QVM_STATE_DIR/vms/a1/seed.iso") != "$(cat "$dir/k.pub")" ]]; then
+  echo "FAIL: qvm authorize a1 - --json -> $out; the seed's keys:" >&2
+  isoinfo -J -x /qvm-authorized-keys -i "$QVM_STATE_DIR/vms/a1/seed.iso" >&2 || true
+  failures=$((failures + 1))
+fi
+"$qvm" rm a1 >/dev/null 2>&1 || failures=$((failures + 1))
+
 # Not root, and no XDG_RUNTIME_DIR (su, cron, a CI job): the message names
 # both variables and the hint how to get one; nothing is created.
 if [[ $(id -u) == 0 ]] && command -v setpriv >/dev/null; then

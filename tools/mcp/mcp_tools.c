@@ -869,8 +869,8 @@ static const tool tools[] = {
      OBJ("", ""), OBJ("\"keys\": {\"type\": \"array\", \"items\": " VM_OBJ "}", "\"keys\""), true,
      false, true, false, true, t_ssh_key_list},
     {"vm_inject_ssh_key", "Authorize a stored key in a VM",
-     "Adds key's public part to the authorized_keys of the VM's user, over SSH (once, however "
-     "often it is called). The VM must run.",
+     "Adds key's public part to the authorized_keys of the VM's user, once however often it is "
+     "called: over SSH when the VM runs, else through its seed (added at its next boot).",
      OBJ(VM_NAME ", \"key\": {\"type\": \"string\", \"minLength\": 1, \"maxLength\": 64}",
          "\"name\", \"key\""),
      OBJ("\"name\": {\"type\": \"string\"}, \"key\": {\"type\": \"string\"}, "

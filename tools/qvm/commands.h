@@ -29,6 +29,7 @@ extern const struct qvm_command qvm_cmd_console;
 extern const struct qvm_command qvm_cmd_exec;
 extern const struct qvm_command qvm_cmd_ssh;
 extern const struct qvm_command qvm_cmd_ssh_config;
+extern const struct qvm_command qvm_cmd_authorize;
 extern const struct qvm_command qvm_cmd_cp;
 extern const struct qvm_command qvm_cmd_provision;
 extern const struct qvm_command qvm_cmd_ip;

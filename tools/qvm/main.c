@@ -9,16 +9,16 @@
 #include "commands.h"
 
 const struct qvm_command *const qvm_commands[] = {
-    &qvm_cmd_version,    &qvm_cmd_seed,     &qvm_cmd_create,     &qvm_cmd_start,
-    &qvm_cmd_stop,       &qvm_cmd_kill,     &qvm_cmd_restart,    &qvm_cmd_resize,
-    &qvm_cmd_set,        &qvm_cmd_snapshot, &qvm_cmd_rollback,   &qvm_cmd_clone,
-    &qvm_cmd_fork,       &qvm_cmd_rm,       &qvm_cmd_run,        &qvm_cmd_ls,
-    &qvm_cmd_info,       &qvm_cmd_logs,     &qvm_cmd_console,    &qvm_cmd_exec,
-    &qvm_cmd_ssh,        &qvm_cmd_shell,    &qvm_cmd_ssh_config, &qvm_cmd_cp,
-    &qvm_cmd_provision,  &qvm_cmd_ip,       &qvm_cmd_up,         &qvm_cmd_down,
-    &qvm_cmd_image,      &qvm_cmd_cert,     &qvm_cmd_audit,      &qvm_cmd_sandbox,
-    &qvm_cmd_diff,       &qvm_cmd_review,   &qvm_cmd_mcp,        &qvm_cmd_tools,
-    &qvm_cmd_completion, &qvm_cmd_complete,
+    &qvm_cmd_version, &qvm_cmd_seed,       &qvm_cmd_create,     &qvm_cmd_start,
+    &qvm_cmd_stop,    &qvm_cmd_kill,       &qvm_cmd_restart,    &qvm_cmd_resize,
+    &qvm_cmd_set,     &qvm_cmd_snapshot,   &qvm_cmd_rollback,   &qvm_cmd_clone,
+    &qvm_cmd_fork,    &qvm_cmd_rm,         &qvm_cmd_run,        &qvm_cmd_ls,
+    &qvm_cmd_info,    &qvm_cmd_logs,       &qvm_cmd_console,    &qvm_cmd_exec,
+    &qvm_cmd_ssh,     &qvm_cmd_shell,      &qvm_cmd_ssh_config, &qvm_cmd_authorize,
+    &qvm_cmd_cp,      &qvm_cmd_provision,  &qvm_cmd_ip,         &qvm_cmd_up,
+    &qvm_cmd_down,    &qvm_cmd_image,      &qvm_cmd_cert,       &qvm_cmd_audit,
+    &qvm_cmd_sandbox, &qvm_cmd_diff,       &qvm_cmd_review,     &qvm_cmd_mcp,
+    &qvm_cmd_tools,   &qvm_cmd_completion, &qvm_cmd_complete,
 };
 const size_t qvm_commands_count = sizeof qvm_commands / sizeof qvm_commands[0];
 
