@@ -279,7 +279,7 @@ static int authorize_in_seed(qvm_vm *vm, const char *line, qvm_error **err) {
   return r < 0 ? qvm_error_prefix(err, "cannot add the key to the seed of vm '%s'", vm->name) : 0;
 }
 
-static int authorize(qvm_vm *vm, const char *line, qvm_error **err) {
+static int authorize(qvm_vm *vm, const char *line, const char **via, qvm_error **err) {
   if (strchr(line, '\n') || strchr(line, '\r'))
     return qvm_error_set(err, QVM_EINVAL, "a public key line holds no newline");
   int r = qvm_ssh_public_line_check(line, err);
@@ -291,7 +291,11 @@ static int authorize(qvm_vm *vm, const char *line, qvm_error **err) {
                   vm->name, vm->name);
     return qvm_error_set_hint(err, QVM_ECONFLICT, "CertificatesOnly", vm->name);
   }
-  if (qvm_vm_get_state(vm) != QVM_VM_RUNNING) return authorize_in_seed(vm, line, err);
+  if (qvm_vm_get_state(vm) != QVM_VM_RUNNING) {
+    *via = "seed";
+    return authorize_in_seed(vm, line, err);
+  }
+  *via = "ssh";
   _cleanup_close_ int fd = -1;
   qvm_ssh *ssh = NULL;
   if ((r = key_memfd(&fd, line, err)) < 0 || (r = qvm_vm_ssh_connect(&ssh, vm, NULL, err)) < 0)
@@ -312,11 +316,13 @@ static int authorize(qvm_vm *vm, const char *line, qvm_error **err) {
 
 int qvm_vm_authorize_key(qvm_vm *vm, const char *public_line, qvm_error **err) {
   if (!vm || !public_line) return qvm_error_set(err, QVM_EINVAL, "a vm and a key line are needed");
-  int r = authorize(vm, public_line, err);
+  const char *via = NULL;
+  int r = authorize(vm, public_line, &via, err);
   _cleanup_free_ char *fp = NULL;
   qvm_ssh_public_line_fingerprint(&fp, public_line, NULL);
   struct json_object *d = json_object_new_object();
   json_object_object_add(d, "fingerprint", fp ? json_object_new_string(fp) : NULL);
+  if (via) json_object_object_add(d, "via", json_object_new_string(via));
   vm_audit_note(vm->name, "ssh-key-add", r, (const qvm_error *const *)err, d);
   return r;
 }

@@ -107,7 +107,8 @@ expect_status 404 "an unknown key"
 req POST /api/v1/vms/nosuchvm/ssh-keys/my-key
 expect_status 404 "an unknown vm"
 req GET "/api/v1/audit?vm=m1"
-expect_match "$(jget "$body" '" ".join(r["action"] for r in o)')" "ssh-key-add.*ssh-key-add" "the audit log"
+expect_eq "$(jget "$body" '" ".join(r["details"].get("via", "?") for r in o if r["action"] == "ssh-key-add" and "error" not in r["details"])')" \
+  "seed seed ssh ssh" "the audit log: how each key went in"
 req DELETE "/api/v1/vms/m1?force=true"
 expect_status 204 "delete m1"
 log "PASS"
