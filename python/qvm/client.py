@@ -479,7 +479,8 @@ class SshKeysApi:
                                                 self._api._call_timeout(timeout)))
 
     def add_to_vm(self, vm: str, key: str, timeout: Optional[float] = None) -> None:
-        """Appends the key to the running VM user's authorized_keys (once)."""
+        """Appends the key to the VM user's authorized_keys (once): over SSH into a
+        running VM, else into its seed, which the guest reads at its next boot."""
         self._api._call("POST", f"/vms/{_name(vm)}/ssh-keys/{_name(key)}", None,
                         self._api._call_timeout(timeout))
 

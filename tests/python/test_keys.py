@@ -1,9 +1,13 @@
 """The SDK's SSH key calls against a real qvmd (tests/python/run.sh): a key
 generated, listed, read back (public parts only), a taken name and a bad
-type as exceptions naming the field, a key for a VM that does not exist."""
+type as exceptions naming the field, a key for a VM that does not exist,
+and a key added to a VM that never ran (into its seed: no boot needed)."""
+
+import os
+import subprocess
 
 import pytest
-from conftest import ENV
+from conftest import ENV, create_mini
 
 import qvm
 
@@ -33,3 +37,16 @@ def test_errors(root):
     with pytest.raises(qvm.NotFound):
         root.ssh_keys.add_to_vm("no-such-vm", "sdk-key")
     assert [x.name for x in root.ssh_keys.list()] == ["sdk-key"]
+
+
+def test_add_to_stopped_vm(root):
+    create_mini(root, "sdk-keys-vm")
+    try:
+        root.ssh_keys.add_to_vm("sdk-keys-vm", "sdk-key")
+        root.ssh_keys.add_to_vm("sdk-keys-vm", "sdk-key")
+        seed = os.path.join(ENV["QVM_STATE_DIR"], "vms", "sdk-keys-vm", "seed.iso")
+        keys = subprocess.run(["isoinfo", "-J", "-x", "/qvm-authorized-keys", "-i", seed],
+                              check=True, capture_output=True, text=True).stdout
+        assert keys == root.ssh_keys.get("sdk-key").public_key + "\n"
+    finally:
+        root.vms.delete("sdk-keys-vm", force=True)
