@@ -31,15 +31,15 @@ out=$(qvm clone e2e-src e2e-c1 --json --quiet 2>"$tmp/clone.err") ||
   fail "clone: $out $(cat "$tmp/clone.err")"
 out=$(qvm authorize e2e-c1 "$tmp/k1.pub") || fail "authorize e2e-c1: $out"
 expect_match "$out" "in its seed" "authorize a vm that never booted"
-out=$(qvm up e2e-c1 2>&1) || fail "qvm up e2e-c1: $out"
+out=$(qvm start e2e-c1 --timeout 120 2>&1) || fail "qvm start e2e-c1: $out"
 # plain_ssh VM KEY CMD...: OpenSSH with qvm ssh-config's stanza minus the
-# vm's own key, offering KEY only; retried while cloud-init's final stage
-# (runcmd) may still be running
+# vm's own key, offering KEY only; retried (up to 5 minutes) while the
+# guest boots and cloud-init's final stage (runcmd) may still be running
 plain_ssh() {
   local vm=$1 key=$2 i
   shift 2
   qvm ssh-config "$vm" | grep -v '^ *IdentityFile' >"$tmp/$vm.ssh_config" || return 1
-  for i in $(seq 60); do
+  for i in $(seq 150); do
     ssh -F "$tmp/$vm.ssh_config" -i "$key" -o IdentitiesOnly=yes -o BatchMode=yes \
       -o ConnectTimeout=20 "$vm" "$@" </dev/null 2>>"$tmp/ssh.log" && return 0
     sleep 2
@@ -67,7 +67,7 @@ expect_eq "$(qvm exec e2e-c1 -- cat /var/tmp/golden)" golden-file "the clone has
 expect_eq "$(sha256sum "$vms/e2e-src/disk.qcow2" | cut -d' ' -f1)" "$before" "SRC's disk after the clone"
 qvm down e2e-c1 --rm >/dev/null || fail "down --rm e2e-c1"
 
-out=$(qvm up e2e-src 2>&1) || fail "qvm up e2e-src again: $out"
+out=$(qvm start e2e-src --timeout 120 2>&1) || fail "qvm start e2e-src again: $out"
 expect_eq "$(plain_ssh e2e-src "$tmp/k2" echo k2-in)" k2-in "ssh with the key added after a boot"
 if ssh -F "$tmp/e2e-src.ssh_config" -i "$tmp/k1" -o IdentitiesOnly=yes \
   -o BatchMode=yes -o ConnectTimeout=20 e2e-src true </dev/null 2>>"$tmp/ssh.log"; then
