@@ -55,6 +55,10 @@ struct qvm_seed_iso {
   uint32_t root_ce_lba, root_ce_off, root_ce_len; /* root "." (the ER entry) */
 };
 
+/* iso_read.c: qvm_seed_read_iso on an image in memory (path: for messages). */
+int iso_read_buffer(qvm_seed_file **out, size_t *n_out, const uint8_t *img, size_t len,
+                    const char *path, qvm_error **err);
+
 /* iso_tree.c: names and sorting. Gives every child of every directory its
  * primary and Joliet identifiers and fills kids[] for both trees. */
 int iso_tree_finish(qvm_seed_iso *iso, qvm_error **err);

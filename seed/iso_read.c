@@ -48,13 +48,10 @@ static int bad(qvm_error **err, const char *path, const char *what) {
   return qvm_error_set(err, QVM_EINVAL, "'%s' is not a seed image qvm can read: %s", path, what);
 }
 
-int qvm_seed_read_iso(qvm_seed_file **out, size_t *n_out, const char *path, qvm_error **err) {
+int iso_read_buffer(qvm_seed_file **out, size_t *n_out, const uint8_t *b, size_t len,
+                    const char *path, qvm_error **err) {
   *out = NULL, *n_out = 0;
-  _cleanup_free_ char *img = NULL;
-  size_t len = 0;
-  int r = qvm_read_file(&img, &len, path, READ_IMAGE_MAX, err);
-  if (r < 0) return r;
-  const uint8_t *b = (const uint8_t *)img;
+  int r = 0;
   if (len < (JOLIET_VD_LBA + 1) * (size_t)ISO_BLOCK) return bad(err, path, "too short");
   const uint8_t *vd = b + JOLIET_VD_LBA * (size_t)ISO_BLOCK;
   if (vd[0] != 2 || memcmp(vd + 1, "CD001", 5) || vd[88] != '%' || vd[89] != '/')
@@ -112,4 +109,13 @@ int qvm_seed_read_iso(qvm_seed_file **out, size_t *n_out, const char *path, qvm_
   }
   *out = files, *n_out = n;
   return 0;
+}
+
+int qvm_seed_read_iso(qvm_seed_file **out, size_t *n_out, const char *path, qvm_error **err) {
+  *out = NULL, *n_out = 0;
+  _cleanup_free_ char *img = NULL;
+  size_t len = 0;
+  int r = qvm_read_file(&img, &len, path, READ_IMAGE_MAX, err);
+  if (r < 0) return r;
+  return iso_read_buffer(out, n_out, (const uint8_t *)img, len, path, err);
 }
