@@ -40,6 +40,10 @@ test=(
   # qvm diff --ansible: the generated playbooks are checked and applied;
   # qvm review apply and edit run ansible-playbook
   ansible-core
+  # cloud-init's own user-data code reads qvm's seeds (tests/seed/cloudinit_keys.sh
+  # unpacks Debian's cloud-init package; these are its Python dependencies)
+  python3-yaml python3-jinja2 python3-requests python3-configobj python3-jsonpatch
+  python3-netifaces python3-oauthlib
   # a disk image that boots (syslinux on FAT): tests/qvmd/provisioner.sh
   syslinux mtools dosfstools
   # qvmd's review page, driven headless by puppeteer-core (tests/node):

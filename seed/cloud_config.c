@@ -16,8 +16,6 @@
 #include "util/cleanup.h"
 #include "util/strbuf.h"
 
-#define MERGE_TYPE "list(append)+dict(no_replace,recurse_list)+str()"
-
 static void emit_user(yaml_out *y, const qvm_seed_user *u) {
   yaml_out_map_begin(y);
   yaml_out_kv(y, "name", u->name);
@@ -164,30 +162,6 @@ static int render_cloud_config(char **out, size_t *out_len, const qvm_seed_spec 
   return yaml_out_finish(&y, out, out_len, "user-data", err);
 }
 
-/* A boundary that occurs in no part: deterministic, so the output is too. */
-static void pick_boundary(char *b, size_t size, const char *const *parts, const size_t *lens,
-                          size_t n) {
-  for (unsigned i = 0;; i++) {
-    int blen = snprintf(b, size, "==qvm-seed-boundary-%u==", i);
-    bool clash = false;
-    for (size_t k = 0; k < n && !clash; k++)
-      clash = parts[k] && memmem(parts[k], lens[k], b, (size_t)blen);
-    if (!clash) return;
-  }
-}
-
-static void mime_part(qvm_strbuf *sb, const char *boundary, const char *type, const char *file,
-                      bool merge, const char *body, size_t len) {
-  qvm_strbuf_printf(sb, "--%s\n", boundary);
-  qvm_strbuf_printf(sb, "Content-Type: %s; charset=\"utf-8\"\n", type);
-  qvm_strbuf_puts(sb, "MIME-Version: 1.0\nContent-Transfer-Encoding: 8bit\n");
-  qvm_strbuf_printf(sb, "Content-Disposition: attachment; filename=\"%s\"\n", file);
-  if (merge) qvm_strbuf_puts(sb, "Merge-Type: " MERGE_TYPE "\n");
-  qvm_strbuf_puts(sb, "\n");
-  qvm_strbuf_append(sb, body, len);
-  if (len == 0 || body[len - 1] != '\n') qvm_strbuf_putc(sb, '\n');
-}
-
 int qvm_seed_render_user_data(char **out, size_t *out_len, const qvm_seed_spec *spec,
                               qvm_error **err) {
   int r = seed_spec_check(spec, err);
@@ -211,21 +185,12 @@ int qvm_seed_render_user_data(char **out, size_t *out_len, const qvm_seed_spec *
     *out_len = ours_len;
     return 0;
   }
-  char boundary[64];
-  const char *parts[] = {config, script, ours};
-  const size_t lens[] = {config_len, script_len, ours_len};
-  pick_boundary(boundary, sizeof boundary, parts, lens, 3);
-  qvm_strbuf sb = QVM_STRBUF_INIT;
-  qvm_strbuf_printf(&sb, "Content-Type: multipart/mixed; boundary=\"%s\"\n", boundary);
-  qvm_strbuf_puts(&sb, "MIME-Version: 1.0\n\n");
+  qvm_seed_part parts[3];
+  size_t n = 0;
   if (config)
-    mime_part(&sb, boundary, "text/cloud-config", "user-config.yaml", true, config, config_len);
+    parts[n++] = (qvm_seed_part){"text/cloud-config", "user-config.yaml", true, config, config_len};
   if (script)
-    mime_part(&sb, boundary, "text/x-shellscript", "user-script.sh", false, script, script_len);
-  mime_part(&sb, boundary, "text/cloud-config", "qvm.yaml", true, ours, ours_len);
-  qvm_strbuf_printf(&sb, "--%s--\n", boundary);
-  *out_len = sb.len;
-  *out = qvm_strbuf_steal(&sb);
-  if (!*out) return qvm_error_set(err, QVM_ESYS, "cannot write user-data: out of memory");
-  return 0;
+    parts[n++] = (qvm_seed_part){"text/x-shellscript", "user-script.sh", false, script, script_len};
+  parts[n++] = (qvm_seed_part){"text/cloud-config", "qvm.yaml", true, ours, ours_len};
+  return qvm_seed_render_multipart(out, out_len, "qvm-seed-boundary", parts, n, err);
 }

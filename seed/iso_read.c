@@ -34,7 +34,8 @@ void qvm_seed_files_free(qvm_seed_file *files, size_t n_files) {
 
 /* A Joliet identifier (UCS-2BE, printable ASCII only) as a C string. */
 static int joliet_name(char *out, size_t out_size, const uint8_t *id, size_t len) {
-  if (len % 2 || len / 2 >= out_size) return -1;
+  /* ISO_JOLIET_MAX_UNITS units may be a longer name the writer cut */
+  if (!len || len % 2 || len / 2 >= out_size || len / 2 >= ISO_JOLIET_MAX_UNITS) return -1;
   for (size_t i = 0; i < len / 2; i++) {
     if (id[2 * i] || id[2 * i + 1] < 0x21 || id[2 * i + 1] > 0x7e || id[2 * i + 1] == '/')
       return -1;
@@ -62,7 +63,7 @@ int iso_read_buffer(qvm_seed_file **out, size_t *n_out, const uint8_t *b, size_t
       dir_len > len - (size_t)dir_lba * ISO_BLOCK)
     return bad(err, path, "root directory out of bounds");
   qvm_seed_file *files = NULL;
-  size_t n = 0;
+  size_t n = 0, total = 0;
   const uint8_t *dir = b + (size_t)dir_lba * ISO_BLOCK;
   for (size_t off = 0; off < dir_len && r >= 0;) {
     size_t rec_len = dir[off];
@@ -78,7 +79,10 @@ int iso_read_buffer(qvm_seed_file **out, size_t *n_out, const uint8_t *b, size_t
     off += rec_len;
     uint8_t id_len = rec[32], flags = rec[25];
     if (id_len == 1 && rec[33] <= 1) continue; /* "." and ".." */
-    if (flags & 0x02) continue;                /* a directory: the seed's files are at the root */
+    if (flags & 0x02) { /* qvm's seeds have none: a rewrite would lose what is in it */
+      r = bad(err, path, "a directory (qvm reads back flat seeds only)");
+      break;
+    }
     char name[ISO_JOLIET_MAX_UNITS + 1];
     uint32_t lba = get_le32(rec + 2), size = get_le32(rec + 10);
     if (flags & 0x80 || joliet_name(name, sizeof name, rec + 33, id_len) < 0)
@@ -87,6 +91,8 @@ int iso_read_buffer(qvm_seed_file **out, size_t *n_out, const uint8_t *b, size_t
       r = bad(err, path, "a file out of bounds");
     else if (n == QVM_SEED_READ_FILES_MAX)
       r = bad(err, path, "too many files");
+    else if ((total += size) > len)
+      r = bad(err, path, "files that overlap"); /* else 64 copies of one big extent */
     if (r < 0) break;
     qvm_seed_file *v = reallocarray(files, n + 1, sizeof *v);
     if (!v) {

@@ -7,13 +7,15 @@
  * that runs the same command from bootcmd (every boot: a guest that booted
  * before, whose cloud-init reads the seed again but runs no per-instance
  * module) and from runcmd (the first boot, after the user is made). The
- * command appends each key the user's authorized_keys lacks. Its keys are
- * also plain YAML list items, one per line, so that a guest that reads keys
- * from the seed itself (the test suite's mini guest) finds them.
+ * command adds each key once per instance (add_script). Its keys are also
+ * plain YAML list items, one per line, so that a guest that reads keys from
+ * the seed itself (the test suite's mini guest) finds them. There is no
+ * removal: a key is taken back inside the guest, and stays out.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 #include <strings.h>
 
 #include "util/cleanup.h"
@@ -26,12 +28,22 @@
 #define KEY_LINE_MAX 16384u
 #define KEYS_MAX 64u
 
+/* As root, for each key not yet added to this instance (the list in
+ * cloud-init's per-instance directory, so a key its admin removed is not
+ * put back at the next boot, and a clone's instance starts afresh): the
+ * user's own shell appends it (runuser, else su), so that nothing the user
+ * owns (a symlinked ~/.ssh) is written or chowned by root. A user that does
+ * not exist yet (bootcmd on the first boot) is left for runcmd. */
 static const char add_script[] =
     "u=$1; shift; h=$(getent passwd \"$u\" | cut -d: -f6); "
-    "[ -n \"$h\" ] && [ -d \"$h\" ] || exit 0; d=$h/.ssh; f=$d/authorized_keys; umask 077; "
-    "if [ -L \"$d\" ] || [ -L \"$f\" ]; then exit 1; fi; mkdir -p \"$d\" || exit 1; "
-    "for k in \"$@\"; do grep -qxF -e \"$k\" \"$f\" 2>/dev/null || printf '%s\\n' \"$k\" >>\"$f\" "
-    "|| exit 1; done; chown \"$u\": \"$d\" \"$f\"";
+    "[ -n \"$h\" ] && [ -d \"$h\" ] || exit 0; umask 077; m=/var/lib/cloud/instance/qvm-seed-keys; "
+    "add='h=$1; k=$2; umask 077; d=$h/.ssh; f=$d/authorized_keys; mkdir -p \"$d\" || exit 1; "
+    "if [ -s \"$f\" ] && [ -n \"$(tail -c 1 \"$f\")\" ]; then echo >>\"$f\" || exit 1; fi; "
+    "grep -qxF -e \"$k\" \"$f\" 2>/dev/null || printf \"%s\\n\" \"$k\" >>\"$f\"'; "
+    "for k in \"$@\"; do grep -qxF -e \"$k\" \"$m\" 2>/dev/null && continue; "
+    "if command -v runuser >/dev/null; then runuser -u \"$u\" -- sh -c \"$add\" qvm-keys \"$h\" "
+    "\"$k\"; else su -s /bin/sh -c \"$add\" \"$u\" qvm-keys \"$h\" \"$k\"; fi || exit 1; "
+    "printf '%s\\n' \"$k\" >>\"$m\" || exit 1; done";
 
 static void yaml_quoted(qvm_strbuf *sb, const char *s) {
   qvm_strbuf_putc(sb, '"');
@@ -42,70 +54,60 @@ static void yaml_quoted(qvm_strbuf *sb, const char *s) {
   qvm_strbuf_putc(sb, '"');
 }
 
-static void command_yaml(qvm_strbuf *sb, const char *key, const char *user, const char *keys) {
+static void command_yaml(qvm_strbuf *sb, const char *key, const char *user, const char *keys,
+                         size_t keys_len) {
   qvm_strbuf_printf(sb, "%s:\n  - - sh\n    - -c\n    - ", key);
   yaml_quoted(sb, add_script);
-  qvm_strbuf_printf(sb, "\n    - qvm-keys\n    - %s\n", user);
-  for (const char *l = keys; *l;) {
-    size_t n = strcspn(l, "\n");
-    _cleanup_free_ char *line = strndup(l, n);
-    if (line && *line) {
-      qvm_strbuf_puts(sb, "    - ");
-      yaml_quoted(sb, line);
-      qvm_strbuf_putc(sb, '\n');
+  qvm_strbuf_puts(sb, "\n    - qvm-keys\n    - ");
+  yaml_quoted(sb, user); /* "on", "no", "null" are names too, not YAML's booleans */
+  qvm_strbuf_putc(sb, '\n');
+  for (size_t off = 0; off < keys_len;) {
+    const char *l = keys + off, *nl = memchr(l, '\n', keys_len - off);
+    size_t n = nl ? (size_t)(nl - l) : keys_len - off;
+    if (n) {
+      qvm_strbuf_puts(sb, "    - \"");
+      for (size_t i = 0; i < n; i++) {
+        if (l[i] == '"' || l[i] == '\\') qvm_strbuf_putc(sb, '\\');
+        qvm_strbuf_putc(sb, l[i]);
+      }
+      qvm_strbuf_puts(sb, "\"\n");
     }
-    l += n + (l[n] == '\n');
+    off += n + 1;
   }
 }
 
-/* The pristine user-data as one part of a multipart: a MIME document as it
- * is, else with the header its first line calls for. */
-static int pristine_part(qvm_strbuf *sb, const char *data, size_t len, qvm_error **err) {
-  static const char head[] = "MIME-Version: 1.0\nContent-Transfer-Encoding: 8bit\n\n";
-  if (len >= 13 && !strncasecmp(data, "Content-Type:", 13)) {
-  } else if (len >= 13 && !memcmp(data, "#cloud-config", 13)) {
-    qvm_strbuf_printf(sb, "Content-Type: text/cloud-config; charset=\"utf-8\"\n%s", head);
-  } else if (len >= 2 && !memcmp(data, "#!", 2)) {
-    qvm_strbuf_printf(sb, "Content-Type: text/x-shellscript; charset=\"utf-8\"\n%s", head);
-  } else {
-    return qvm_error_set(err, QVM_EINVAL,
-                         "the seed's user-data is neither cloud-config, a script nor MIME: no key "
-                         "part can be added to it");
-  }
-  qvm_strbuf_append(sb, data, len);
-  if (!len || data[len - 1] != '\n') qvm_strbuf_putc(sb, '\n');
-  return 0;
+/* cloud-init's own test (user_data.py): a document with "mime-version:" in
+ * its first 4096 bytes is MIME. */
+static bool is_mime(const char *data, size_t len) {
+  static const char needle[] = "mime-version:";
+  size_t n = len < 4096 ? len : 4096, m = sizeof needle - 1;
+  for (size_t i = 0; i + m <= n; i++)
+    if (!strncasecmp(data + i, needle, m)) return true;
+  return false;
 }
 
+/* The pristine user-data as the first part: a MIME document as it is;
+ * gzip as such (cloud-init unpacks it); anything else as
+ * text/x-not-multipart, whose kind cloud-init tells from its first line as
+ * it does for a whole user-data (#cloud-config, #!, #include, ...). */
 static int render_user_data(char **out, size_t *out_len, const qvm_seed_file *pristine,
-                            const char *user, const char *keys, qvm_error **err) {
+                            const char *user, const char *keys, size_t keys_len, qvm_error **err) {
   qvm_strbuf part = QVM_STRBUF_INIT;
-  qvm_strbuf_puts(&part, "Content-Type: text/cloud-config; charset=\"utf-8\"\nMIME-Version: 1.0\n"
-                         "Content-Transfer-Encoding: 8bit\n"
-                         "Content-Disposition: attachment; filename=\"qvm-keys.yaml\"\n"
-                         "Merge-Type: list(append)+dict(no_replace,recurse_list)+str()\n\n"
-                         "#cloud-config\n");
-  command_yaml(&part, "bootcmd", user, keys);
-  command_yaml(&part, "runcmd", user, keys);
+  qvm_strbuf_puts(&part, "#cloud-config\n");
+  command_yaml(&part, "bootcmd", user, keys, keys_len);
+  command_yaml(&part, "runcmd", user, keys, keys_len);
+  size_t part_len = part.len;
   _cleanup_free_ char *part_text = qvm_strbuf_steal(&part);
   if (!part_text) return qvm_error_set_errno(err, ENOMEM, "out of memory");
-  char boundary[64];
-  for (unsigned n = 0;; n++) {
-    int blen = snprintf(boundary, sizeof boundary, "==qvm-keys-boundary-%u==", n);
-    if (!memmem(pristine->data, pristine->len, boundary, (size_t)blen) &&
-        !strstr(part_text, boundary))
-      break;
-  }
-  qvm_strbuf sb = QVM_STRBUF_INIT;
-  qvm_strbuf_printf(&sb,
-                    "Content-Type: multipart/mixed; boundary=\"%s\"\nMIME-Version: 1.0\n\n--%s\n",
-                    boundary, boundary);
-  int r = pristine_part(&sb, (const char *)pristine->data, pristine->len, err);
-  qvm_strbuf_printf(&sb, "--%s\n%s--%s--\n", boundary, part_text, boundary);
-  *out_len = sb.len;
-  *out = qvm_strbuf_steal(&sb);
-  if (r >= 0 && !*out) r = qvm_error_set_errno(err, ENOMEM, "out of memory");
-  return r;
+  const char *data = pristine->data;
+  size_t len = pristine->len;
+  const char *type = is_mime(data, len) ? NULL
+                     : len >= 2 && (uint8_t)data[0] == 0x1f && (uint8_t)data[1] == 0x8b
+                         ? "application/gzip"
+                         : "text/x-not-multipart";
+  qvm_seed_part parts[] = {{type, NULL, false, data, len},
+                           {"text/cloud-config", "qvm-keys.yaml", true, part_text, part_len}};
+  return qvm_seed_render_multipart(out, out_len, "qvm-keys-boundary", parts, 2, err);
 }
 
 static bool user_name_ok(const char *u) {
@@ -135,9 +137,16 @@ static bool has_line(const char *text, size_t len, const char *line) {
 int qvm_seed_add_authorized_key(const char *iso_path, const char *user, const char *key_line,
                                 bool *added, qvm_error **err) {
   if (added) *added = false;
-  if (!iso_path || !user_name_ok(user) || !key_line || !key_line_ok(key_line))
+  if (!iso_path || !user || !key_line)
+    return qvm_error_set(err, QVM_EINVAL, "a seed path, a user name and a key line are needed");
+  if (!user_name_ok(user))
+    return qvm_error_set(err, QVM_EINVAL, "'%.40s' is not a user name a seed can carry", user);
+  if (!key_line_ok(key_line))
     return qvm_error_set(err, QVM_EINVAL,
-                         "a seed path, a user name and one printable public key line are needed");
+                         "a key line for a seed is one line of printable ASCII (at most %u "
+                         "bytes): this one is empty, longer, or holds a newline, a control "
+                         "character or other text",
+                         KEY_LINE_MAX);
   qvm_seed_file *files = NULL;
   size_t n = 0;
   int r = qvm_seed_read_iso(&files, &n, iso_path, err);
@@ -161,8 +170,6 @@ int qvm_seed_add_authorized_key(const char *iso_path, const char *user, const ch
   } else if (n_keys >= KEYS_MAX) {
     r = qvm_error_set(err, QVM_ECONFLICT, "seed '%s' holds %u added keys already", iso_path,
                       KEYS_MAX);
-  } else if (memchr(pristine->data, '\0', pristine->len)) {
-    r = qvm_error_set(err, QVM_EINVAL, "the seed's user-data holds a NUL byte");
   }
   if (r < 0) goto done;
   if (keys) qvm_strbuf_append(&kb, keys->data, keys->len);
@@ -173,7 +180,7 @@ int qvm_seed_add_authorized_key(const char *iso_path, const char *user, const ch
     goto done;
   }
   /* pristine may point into files[]: render before anything is replaced */
-  r = render_user_data(&user_data, &ud_len, pristine, user, key_text, err);
+  r = render_user_data(&user_data, &ud_len, pristine, user, key_text, key_len, err);
   if (r < 0) goto done;
   qvm_seed_file out[QVM_SEED_READ_FILES_MAX + 3];
   size_t m = 0;

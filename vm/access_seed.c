@@ -111,40 +111,27 @@ static int write_multipart(const char *iso, const qvm_seed_spec *spec, const see
   if (r >= 0) r = qvm_seed_render_meta_data(&meta, &meta_len, spec, err);
   if (r >= 0 && spec->network) r = qvm_seed_render_network_config(&net, &net_len, spec, err);
   if (r < 0) return r;
-  char boundary[64];
-  for (unsigned n = 0;; n++) {
-    int blen = snprintf(boundary, sizeof boundary, "==qvm-vm-boundary-%u==", n);
-    bool clash = memmem(ours, ours_len, boundary, (size_t)blen) != NULL;
-    for (size_t i = 0; i < in->n_parts && !clash; i++)
-      clash = memmem(in->parts[i], in->part_lens[i], boundary, (size_t)blen) != NULL;
-    if (!clash) break;
+  qvm_seed_part *parts = calloc(in->n_parts + 1, sizeof *parts);
+  char(*names)[80] = calloc(in->n_parts + 1, sizeof *names);
+  if (!parts || !names) {
+    free(parts), free(names);
+    return qvm_error_set_errno(err, ENOMEM, "out of memory");
   }
-  qvm_strbuf sb = QVM_STRBUF_INIT;
-  qvm_strbuf_printf(&sb, "Content-Type: multipart/mixed; boundary=\"%s\"\nMIME-Version: 1.0\n\n",
-                    boundary);
   for (size_t i = 0; i <= in->n_parts; i++) {
     const char *body = i < in->n_parts ? in->parts[i] : ours;
     size_t len = i < in->n_parts ? in->part_lens[i] : ours_len;
     bool script = is_script(body, len);
-    const char *base = i < in->n_parts ? strrchr(s->cloud_configs[i], '/') + 1 : "qvm.yaml";
-    qvm_strbuf_printf(&sb, "--%s\nContent-Type: %s; charset=\"utf-8\"\n", boundary,
-                      script ? "text/x-shellscript" : "text/cloud-config");
-    qvm_strbuf_puts(&sb, "MIME-Version: 1.0\nContent-Transfer-Encoding: 8bit\n");
     /* Distinct names: cloud-init stores script parts under them. */
-    qvm_strbuf_printf(&sb, "Content-Disposition: attachment; filename=\"part-%03zu-", i + 1);
-    for (const char *p = base; *p; p++)
-      qvm_strbuf_putc(&sb, (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20) ? '_' : *p);
-    qvm_strbuf_puts(&sb, "\"\n");
-    if (!script)
-      qvm_strbuf_puts(&sb, "Merge-Type: list(append)+dict(no_replace,recurse_list)+str()\n");
-    qvm_strbuf_puts(&sb, "\n");
-    qvm_strbuf_append(&sb, body, len);
-    if (!len || body[len - 1] != '\n') qvm_strbuf_putc(&sb, '\n');
+    snprintf(names[i], sizeof names[i], "part-%03zu-%s", i + 1,
+             i < in->n_parts ? strrchr(s->cloud_configs[i], '/') + 1 : "qvm.yaml");
+    parts[i] = (qvm_seed_part){script ? "text/x-shellscript" : "text/cloud-config", names[i],
+                               !script, body, len};
   }
-  qvm_strbuf_printf(&sb, "--%s--\n", boundary);
-  size_t user_len = sb.len;
-  _cleanup_free_ char *user = qvm_strbuf_steal(&sb);
-  if (!user) return qvm_error_set_errno(err, ENOMEM, "out of memory");
+  _cleanup_free_ char *user = NULL;
+  size_t user_len = 0;
+  r = qvm_seed_render_multipart(&user, &user_len, "qvm-vm-boundary", parts, in->n_parts + 1, err);
+  free(parts), free(names);
+  if (r < 0) return r;
   qvm_seed_file files[3] = {{"user-data", user, user_len}, {"meta-data", meta, meta_len}};
   size_t n = 2;
   if (net) files[n++] = (qvm_seed_file){"network-config", net, net_len};

@@ -315,9 +315,16 @@ static int authorize(qvm_vm *vm, const char *line, const char **via, qvm_error *
 }
 
 int qvm_vm_authorize_key(qvm_vm *vm, const char *public_line, qvm_error **err) {
+  return qvm_vm_authorize_key_via(vm, public_line, NULL, err);
+}
+
+int qvm_vm_authorize_key_via(qvm_vm *vm, const char *public_line, const char **out_via,
+                             qvm_error **err) {
+  if (out_via) *out_via = NULL;
   if (!vm || !public_line) return qvm_error_set(err, QVM_EINVAL, "a vm and a key line are needed");
   const char *via = NULL;
   int r = authorize(vm, public_line, &via, err);
+  if (out_via && r >= 0) *out_via = via;
   _cleanup_free_ char *fp = NULL;
   qvm_ssh_public_line_fingerprint(&fp, public_line, NULL);
   struct json_object *d = json_object_new_object();

@@ -57,6 +57,10 @@ QVM_API int qvm_keystore_public(char **out_line, const char *dir, const char *na
  * "VmNotRunning"; a sandbox, whose sshd takes certificates only, is
  * QVM_ECONFLICT, class "CertificatesOnly" (issue one with qvm cert issue). */
 QVM_API int qvm_vm_authorize_key(qvm_vm *vm, const char *public_line, qvm_error **err);
+/* The same, and on success *out_via says how the key went in: "ssh" or
+ * "seed" (static strings; the VM's state may change between calls). */
+QVM_API int qvm_vm_authorize_key_via(qvm_vm *vm, const char *public_line, const char **out_via,
+                                     qvm_error **err);
 
 #ifdef __cplusplus
 }

@@ -200,6 +200,27 @@ QVM_API int qvm_seed_write_iso(const char *path, const qvm_seed_file *files, siz
  * key in cloud-config's ssh_keys). */
 QVM_API bool qvm_seed_files_hold_secret(const qvm_seed_file *files, size_t n_files);
 
+/* One part of a multipart user-data. */
+typedef struct qvm_seed_part {
+  const char *content_type; /* "text/cloud-config", "text/x-shellscript", ...;
+                               NULL: body is a whole MIME document (its own
+                               headers), nested as it is */
+  const char *filename;     /* Content-Disposition's, or NULL; '"', '\\' and
+                               what is not printable ASCII become '_' */
+  bool merge;               /* a Merge-Type header: list(append)+
+                               dict(no_replace,recurse_list)+str() */
+  const void *body;
+  size_t len;
+} qvm_seed_part;
+
+/* A multipart/mixed user-data of parts, in order, with the boundary
+ * "==PREFIX-N==" (PREFIX: [a-z0-9-], at most 32) for the first N found in
+ * no body. A body that is not all ASCII goes base64, else 8bit: cloud-init
+ * parses MIME user-data as text and mangles 8-bit characters in an "8bit"
+ * part. */
+QVM_API int qvm_seed_render_multipart(char **out, size_t *out_len, const char *boundary_prefix,
+                                      const qvm_seed_part *parts, size_t n_parts, qvm_error **err);
+
 /* Reads back the files at the root of a seed image this writer made (its
  * Joliet names): at most QVM_SEED_READ_FILES_MAX of them, the image at most
  * 32 MiB; anything malformed or out of bounds is QVM_EINVAL. Free the array

@@ -98,13 +98,14 @@ static void test_add(void **state) {
   assert_string_equal(meta, "instance-id: i-1\n");
   assert_non_null(
       strstr(ud, "Content-Type: multipart/mixed; boundary=\"==qvm-keys-boundary-0==\""));
-  assert_non_null(strstr(ud, "Content-Type: text/cloud-config; charset=\"utf-8\"\n"
+  /* the pristine part: cloud-init tells its kind from its first line */
+  assert_non_null(strstr(ud, "Content-Type: text/x-not-multipart; charset=\"utf-8\"\n"
                              "MIME-Version: 1.0\nContent-Transfer-Encoding: 8bit\n\n" PRISTINE));
   assert_non_null(strstr(ud, "Merge-Type: list(append)+dict(no_replace,recurse_list)+str()\n"));
   assert_int_equal(count(ud, "    - \"" KEY_A "\"\n"), 2); /* bootcmd and runcmd */
   assert_int_equal(count(ud, "\nbootcmd:\n  - - sh\n"), 1);
   assert_int_equal(count(ud, "\nruncmd:\n  - - sh\n"), 1);
-  assert_int_equal(count(ud, "    - qvm-keys\n    - web\n"), 2);
+  assert_int_equal(count(ud, "    - qvm-keys\n    - \"web\"\n"), 2);
   free(ud), free(orig), free(keys), free(meta);
   qvm_seed_files_free(f, n);
 
@@ -141,18 +142,18 @@ static void expect_refused(const char *user, const char *line, const char *needl
 
 static void test_refused(void **state) {
   (void)state;
-  expect_refused("Root;x", KEY_A, "user name");
-  expect_refused("web", KEY_A "\nssh-ed25519 AAAA x", "printable public key line");
-  expect_refused("web", "ssh-ed25519 AAAA \xc3\xa4", "printable public key line");
-  expect_refused("web", "", "printable public key line");
-  /* user-data of no kind qvm knows */
+  expect_refused("Root;x", KEY_A, "'Root;x' is not a user name a seed can carry");
+  expect_refused("web", KEY_A "\nssh-ed25519 AAAA x", "one line of printable ASCII");
+  expect_refused("web", "ssh-ed25519 AAAA \xc3\xa4", "one line of printable ASCII");
+  expect_refused("web", "", "one line of printable ASCII");
+  /* a seed with a directory: its rewrite would lose it */
   char other[4096];
   snprintf(other, sizeof other, "%s/other.iso", dir);
-  qvm_seed_file files[] = {{"user-data", "#include http://x\n", 18}};
+  qvm_seed_file files[] = {{"user-data", "#cloud-config\n", 14}, {"d/x", "y", 1}};
   qvm_error *err = NULL;
-  assert_int_equal(qvm_seed_write_iso(other, files, 1, QVM_SEED_EPOCH_DEFAULT, 0600, &err), 0);
+  assert_int_equal(qvm_seed_write_iso(other, files, 2, QVM_SEED_EPOCH_DEFAULT, 0600, &err), 0);
   assert_int_equal(qvm_seed_add_authorized_key(other, "web", KEY_A, NULL, &err), QVM_EINVAL);
-  assert_non_null(strstr(qvm_error_message(err), "neither cloud-config"));
+  assert_non_null(strstr(qvm_error_message(err), "a directory"));
   qvm_error_free(err);
 }
 

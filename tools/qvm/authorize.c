@@ -22,7 +22,8 @@ static const char authorize_help[] =
     "guest's cloud-init reads at its next boot (the first one or a later one). A\n"
     "sandbox takes certificates only (qvm cert issue).\n"
     "\n"
-    "  --json   print {\"name\", \"keys\", \"via\"}: via is \"ssh\" or \"seed\"\n";
+    "  --json   print {\"name\", \"keys\", \"via\"}: via is \"ssh\", \"seed\" or, when\n"
+    "           the vm started or stopped meanwhile, \"ssh+seed\"\n";
 
 static int authorize_args(int argc, char **argv, bool *json, const char **name, const char **file) {
   static const struct option longopts[] = {{"json", 0, 0, 'j'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
@@ -87,14 +88,14 @@ static int authorize_run(int argc, char **argv) {
     free(keys);
     return qvm_cli_fail("authorize", err, qvm_cli_vm_hint(err));
   }
-  bool running = qvm_vm_get_state(vm) == QVM_VM_RUNNING;
-  unsigned n = 0, lineno = 0;
+  unsigned n = 0, lineno = 0, n_seed = 0;
   for (char *save = NULL, *l = strtok_r(keys, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
     lineno++;
     l[strcspn(l, "\r")] = '\0';
     while (*l == ' ' || *l == '\t') l++;
     if (!*l || *l == '#') continue;
-    if (qvm_vm_authorize_key(vm, l, &err) < 0) {
+    const char *via = NULL;
+    if (qvm_vm_authorize_key_via(vm, l, &via, &err) < 0) {
       fprintf(stderr, "qvm authorize: '%s' line %u (%u key%s added before it):\n", file, lineno, n,
               n == 1 ? "" : "s");
       free(keys);
@@ -102,6 +103,7 @@ static int authorize_run(int argc, char **argv) {
       return qvm_cli_fail("authorize", err, NULL);
     }
     n++;
+    n_seed += via && !strcmp(via, "seed");
   }
   free(keys);
   if (!n) {
@@ -111,10 +113,18 @@ static int authorize_run(int argc, char **argv) {
   if (json) {
     printf("{\"name\": ");
     qvm_cli_json_string(stdout, qvm_vm_name(vm));
-    printf(", \"keys\": %u, \"via\": \"%s\"}\n", n, running ? "ssh" : "seed");
+    /* all one way, unless the vm started or stopped in between */
+    printf(", \"keys\": %u, \"via\": \"%s\"}\n", n,
+           !n_seed       ? "ssh"
+           : n_seed == n ? "seed"
+                         : "ssh+seed");
   } else {
-    printf("vm '%s': %u key%s authorized %s\n", qvm_vm_name(vm), n, n == 1 ? "" : "s",
-           running ? "over SSH" : "in its seed (the guest adds it at its next boot)");
+    if (n_seed < n)
+      printf("vm '%s': %u key%s authorized over SSH\n", qvm_vm_name(vm), n - n_seed,
+             n - n_seed == 1 ? "" : "s");
+    if (n_seed)
+      printf("vm '%s': %u key%s authorized in its seed (the guest adds %s at its next boot)\n",
+             qvm_vm_name(vm), n_seed, n_seed == 1 ? "" : "s", n_seed == 1 ? "it" : "them");
   }
   qvm_vm_free(vm);
   return QVM_EXIT_OK;
