@@ -45,11 +45,11 @@ static const char add_script[] =
     "\"$k\"; else su -s /bin/sh -c \"$add\" \"$u\" qvm-keys \"$h\" \"$k\"; fi || exit 1; "
     "printf '%s\\n' \"$k\" >>\"$m\" || exit 1; done";
 
-static void yaml_quoted(qvm_strbuf *sb, const char *s) {
+static void yaml_quoted(qvm_strbuf *sb, const char *s, size_t len) {
   qvm_strbuf_putc(sb, '"');
-  for (; *s; s++) {
-    if (*s == '"' || *s == '\\') qvm_strbuf_putc(sb, '\\');
-    qvm_strbuf_putc(sb, *s);
+  for (size_t i = 0; i < len; i++) {
+    if (s[i] == '"' || s[i] == '\\') qvm_strbuf_putc(sb, '\\');
+    qvm_strbuf_putc(sb, s[i]);
   }
   qvm_strbuf_putc(sb, '"');
 }
@@ -57,20 +57,17 @@ static void yaml_quoted(qvm_strbuf *sb, const char *s) {
 static void command_yaml(qvm_strbuf *sb, const char *key, const char *user, const char *keys,
                          size_t keys_len) {
   qvm_strbuf_printf(sb, "%s:\n  - - sh\n    - -c\n    - ", key);
-  yaml_quoted(sb, add_script);
+  yaml_quoted(sb, add_script, sizeof add_script - 1);
   qvm_strbuf_puts(sb, "\n    - qvm-keys\n    - ");
-  yaml_quoted(sb, user); /* "on", "no", "null" are names too, not YAML's booleans */
+  yaml_quoted(sb, user, strlen(user)); /* "on", "no", "null" are names too, not YAML's booleans */
   qvm_strbuf_putc(sb, '\n');
   for (size_t off = 0; off < keys_len;) {
     const char *l = keys + off, *nl = memchr(l, '\n', keys_len - off);
     size_t n = nl ? (size_t)(nl - l) : keys_len - off;
     if (n) {
-      qvm_strbuf_puts(sb, "    - \"");
-      for (size_t i = 0; i < n; i++) {
-        if (l[i] == '"' || l[i] == '\\') qvm_strbuf_putc(sb, '\\');
-        qvm_strbuf_putc(sb, l[i]);
-      }
-      qvm_strbuf_puts(sb, "\"\n");
+      qvm_strbuf_puts(sb, "    - ");
+      yaml_quoted(sb, l, n);
+      qvm_strbuf_putc(sb, '\n');
     }
     off += n + 1;
   }
