@@ -15,7 +15,8 @@
 /* Runs ansible-playbook (found on $PATH: QVM_EUNAVAIL when it is not) with
  * argv (argv[0] is "ansible-playbook"), in cwd, stdout and stderr to log
  * (0600), ANSIBLE_CONFIG set to a private cwd/ansible.cfg (so no
- * ansible.cfg of the current directory or the user is read), colours off;
+ * ansible.cfg of the current directory or the user is read), colours off,
+ * one SSH connection master per host in cwd/cp, ended when the run is;
  * killed after timeout_ms (QVM_ETIMEOUT). *out_status: its exit status
  * (128 + N for a signal). */
 int review_ansible(int *out_status, const char *const *argv, const char *cwd, const char *log,

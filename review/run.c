@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* ansible-playbook as a child process, and its recap. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -50,11 +51,17 @@ static const char ansible_cfg[] = "[defaults]\n"
                                   "local_tmp = %s/tmp\n"
                                   "[ssh_connection]\n"
                                   "pipelining = True\n"
-                                  /* No connection shared with another ansible run: the
-                                   * default ~/.ansible/cp master of another VM that had
-                                   * the same 127.0.0.1 port would be reused. */
+                                  /* One SSH connection per host for the whole run (each
+                                   * task a session on it: under TCG a new connection,
+                                   * sshd's fork and re-exec, costs the guest seconds),
+                                   * kept in this run's own directory, so that no other
+                                   * run's master (~/.ansible/cp, where another VM may
+                                   * have had the same 127.0.0.1 port) is reused; the
+                                   * masters are told to exit when the run ends
+                                   * (stop_masters), and would exit by themselves 30 s
+                                   * after their last session. */
                                   "control_path_dir = %s/cp\n"
-                                  "ssh_args = -o ControlMaster=no -o ControlPath=none\n";
+                                  "ssh_args = -o ControlMaster=auto -o ControlPersist=30s\n";
 
 /* The environment: ours without ANSIBLE_* (a caller's setting must not
  * change what an approved playbook does), plus ANSIBLE_CONFIG. */
@@ -99,6 +106,39 @@ static int wait_child(int *status, pid_t pid, int timeout_ms, qvm_error **err) {
   }
 }
 
+/* ssh -O exit to each connection master (a socket in cwd/cp) of a run that
+ * has ended, so that none outlives it; a master that does not answer within
+ * 10 s is left to its ControlPersist. */
+static void stop_masters(const char *cwd, char **env) {
+  _cleanup_free_ char *ssh = find_program("ssh"), *dir = NULL;
+  if (!ssh || asprintf(&dir, "%s/cp", cwd) < 0) return;
+  DIR *d = opendir(dir);
+  if (!d) return;
+  for (struct dirent *e; (e = readdir(d));) {
+    struct stat st;
+    _cleanup_free_ char *sock = NULL, *opt = NULL;
+    if (e->d_name[0] == '.' || fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+        !S_ISSOCK(st.st_mode) || asprintf(&sock, "%s/%s", dir, e->d_name) < 0 ||
+        asprintf(&opt, "ControlPath=%s", sock) < 0)
+      continue;
+    const char *argv[] = {"ssh", "-o", opt, "-O", "exit", "qvm-review", NULL};
+    pid_t pid = fork();
+    if (pid == 0) {
+      int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+      if (fd < 0 || dup2(fd, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0) _exit(127);
+      setpgid(0, 0);
+      execve(ssh, (char *const *)argv, env);
+      _exit(127);
+    }
+    if (pid < 0) continue;
+    setpgid(pid, pid);
+    int status = 0;
+    qvm_error *ignored = NULL;
+    if (wait_child(&status, pid, 10000, &ignored) < 0) qvm_error_free(ignored);
+  }
+  closedir(d);
+}
+
 int review_ansible(int *out_status, const char *const *argv, const char *cwd, const char *log,
                    int timeout_ms, qvm_error **err) {
   _cleanup_free_ char *prog = find_program(argv[0]);
@@ -130,6 +170,7 @@ int review_ansible(int *out_status, const char *const *argv, const char *cwd, co
   } else {
     setpgid(pid, pid);
     r = wait_child(out_status, pid, timeout_ms > 0 ? timeout_ms : 1800000, err);
+    stop_masters(cwd, env);
   }
   for (size_t i = 0; env[i]; i++)
     if (!strncmp(env[i], "ANSIBLE_CONFIG=", 15)) free(env[i]);

@@ -195,10 +195,23 @@ out=$(qvm fork e2e-rv --prefix e2e-tgt --json --quiet 2>"$tmp/fork.err") ||
 qvm exec e2e-tgt-1 -- test -e /etc/motd || fail "the fork is not at the base"
 log "fork ready after $((SECONDS - t0)) s"
 
+# sshd's logins on the fork (each qvm exec is one, this one included)
+logins() { qvm exec e2e-tgt-1 -- sudo journalctl -u ssh.service -o cat | grep -c 'Accepted publickey'; }
+logins0=$(logins) || fail "sshd's journal on the fork"
 run_rc qvm review apply "$id" --target e2e-tgt-1 --json
 expect_eq "$rc" 0 "apply: $err $out $(tail -n 30 "$rdir"/apply-1/ansible.log 2>/dev/null)"
 changed=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["changed"])' "$out")
 [[ $changed -gt 0 ]] || fail "the first apply changed nothing: $out"
+# qvm's own login to the target (it checks the host key before ansible
+# runs), then one SSH connection for the whole run, each task a session on
+# it (before, one per task: 16 here), and its master gone with the run.
+applied_logins=$(($(logins) - logins0 - 1))
+log "the apply logged in $applied_logins time(s) for its $changed changes"
+((applied_logins >= 1 && applied_logins <= 3)) ||
+  fail "the apply made $applied_logins SSH connections (one per task?)"
+if pgrep -f -- "$rdir/apply-1/cp/" >/dev/null; then
+  fail "an ssh connection master outlived the apply: $(pgrep -af -- "$rdir/apply-1/cp/")"
+fi
 [[ ! -e $rdir/apply-1/client_key ]] || fail "the copy of the client key was left"
 expect_eq "$(stat -c %a "$rdir/apply-1" "$rdir/apply-1/known_hosts" "$rdir/apply-1/inventory.json")" \
   "700
