@@ -16,7 +16,8 @@
  * argv (argv[0] is "ansible-playbook"), in cwd, stdout and stderr to log
  * (0600), ANSIBLE_CONFIG set to a private cwd/ansible.cfg (so no
  * ansible.cfg of the current directory or the user is read), colours off,
- * one SSH connection master per host in cwd/cp, ended when the run is;
+ * one SSH connection master per host (sockets in a mkdtemp directory of
+ * /tmp), ended and removed when the run is;
  * killed after timeout_ms (QVM_ETIMEOUT). *out_status: its exit status
  * (128 + N for a signal). */
 int review_ansible(int *out_status, const char *const *argv, const char *cwd, const char *log,

@@ -54,13 +54,13 @@ static const char ansible_cfg[] = "[defaults]\n"
                                   /* One SSH connection per host for the whole run (each
                                    * task a session on it: under TCG a new connection,
                                    * sshd's fork and re-exec, costs the guest seconds),
-                                   * kept in this run's own directory, so that no other
-                                   * run's master (~/.ansible/cp, where another VM may
-                                   * have had the same 127.0.0.1 port) is reused; the
-                                   * masters are told to exit when the run ends
+                                   * its socket in a directory of this run's own, so that
+                                   * no other run's master (~/.ansible/cp, where another
+                                   * VM may have had the same 127.0.0.1 port) is reused;
+                                   * the masters are told to exit when the run ends
                                    * (stop_masters), and would exit by themselves 30 s
                                    * after their last session. */
-                                  "control_path_dir = %s/cp\n"
+                                  "control_path_dir = %s\n"
                                   "ssh_args = -o ControlMaster=auto -o ControlPersist=30s\n";
 
 /* The environment: ours without ANSIBLE_* (a caller's setting must not
@@ -106,12 +106,12 @@ static int wait_child(int *status, pid_t pid, int timeout_ms, qvm_error **err) {
   }
 }
 
-/* ssh -O exit to each connection master (a socket in cwd/cp) of a run that
- * has ended, so that none outlives it; a master that does not answer within
- * 10 s is left to its ControlPersist. */
-static void stop_masters(const char *cwd, char **env) {
-  _cleanup_free_ char *ssh = find_program("ssh"), *dir = NULL;
-  if (!ssh || asprintf(&dir, "%s/cp", cwd) < 0) return;
+/* ssh -O exit to each connection master (a socket in dir) of a run that has
+ * ended, so that none outlives it; a master that does not answer within 10 s
+ * is left to its ControlPersist. */
+static void stop_masters(const char *dir, char **env) {
+  _cleanup_free_ char *ssh = find_program("ssh");
+  if (!ssh) return;
   DIR *d = opendir(dir);
   if (!d) return;
   for (struct dirent *e; (e = readdir(d));) {
@@ -139,16 +139,11 @@ static void stop_masters(const char *cwd, char **env) {
   closedir(d);
 }
 
-int review_ansible(int *out_status, const char *const *argv, const char *cwd, const char *log,
-                   int timeout_ms, qvm_error **err) {
-  _cleanup_free_ char *prog = find_program(argv[0]);
-  if (!prog) {
-    qvm_error_set(err, QVM_EUNAVAIL, "'%s' is not installed (Debian: ansible-core)", argv[0]);
-    return qvm_error_set_hint(err, QVM_EUNAVAIL, "NoAnsible", NULL);
-  }
+static int run_ansible(int *out_status, const char *prog, const char *const *argv, const char *cwd,
+                       const char *cpdir, const char *log, int timeout_ms, qvm_error **err) {
   _cleanup_free_ char *cfg = NULL, *cfg_text = NULL, *tmp = NULL;
   if (asprintf(&cfg, "%s/ansible.cfg", cwd) < 0 || asprintf(&tmp, "%s/tmp", cwd) < 0 ||
-      asprintf(&cfg_text, ansible_cfg, cwd, cwd) < 0)
+      asprintf(&cfg_text, ansible_cfg, cwd, cpdir) < 0)
     return qvm_error_set_errno(err, ENOMEM, "out of memory");
   int r = qvm_write_file_atomic(cfg, cfg_text, strlen(cfg_text), 0600, err);
   if (r < 0) return r;
@@ -170,11 +165,30 @@ int review_ansible(int *out_status, const char *const *argv, const char *cwd, co
   } else {
     setpgid(pid, pid);
     r = wait_child(out_status, pid, timeout_ms > 0 ? timeout_ms : 1800000, err);
-    stop_masters(cwd, env);
+    stop_masters(cpdir, env);
   }
   for (size_t i = 0; env[i]; i++)
     if (!strncmp(env[i], "ANSIBLE_CONFIG=", 15)) free(env[i]);
   free(env);
+  return r;
+}
+
+int review_ansible(int *out_status, const char *const *argv, const char *cwd, const char *log,
+                   int timeout_ms, qvm_error **err) {
+  _cleanup_free_ char *prog = find_program(argv[0]);
+  if (!prog) {
+    qvm_error_set(err, QVM_EUNAVAIL, "'%s' is not installed (Debian: ansible-core)", argv[0]);
+    return qvm_error_set_hint(err, QVM_EUNAVAIL, "NoAnsible", NULL);
+  }
+  /* The masters' sockets: a socket's path has at most 107 bytes, and ssh
+   * refuses to run at all ("ControlPath too long") when the path it would
+   * make is longer, so they are not under cwd (a long state dir's path
+   * plus the review's would overrun it) but in a private directory that
+   * mkdtemp makes in /tmp, removed after the run. */
+  char cpdir[] = "/tmp/qvm-cp-XXXXXX";
+  if (!mkdtemp(cpdir)) return qvm_error_set_errno(err, errno, "cannot make a directory in /tmp");
+  int r = run_ansible(out_status, prog, argv, cwd, cpdir, log, timeout_ms, err);
+  qvm_rm_rf(cpdir, NULL);
   return r;
 }
 

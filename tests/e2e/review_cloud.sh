@@ -209,8 +209,11 @@ applied_logins=$(($(logins) - logins0 - 1))
 log "the apply logged in $applied_logins time(s) for its $changed changes"
 ((applied_logins >= 1 && applied_logins <= 3)) ||
   fail "the apply made $applied_logins SSH connections (one per task?)"
-if pgrep -f -- "$rdir/apply-1/cp/" >/dev/null; then
-  fail "an ssh connection master outlived the apply: $(pgrep -af -- "$rdir/apply-1/cp/")"
+cpdir=$(sed -n 's/^control_path_dir = //p' "$rdir/apply-1/ansible.cfg")
+[[ $cpdir == /tmp/qvm-cp-* ]] || fail "the apply's control path dir: '$cpdir'"
+[[ ! -e $cpdir ]] || fail "the apply's control path dir $cpdir was left"
+if pgrep -f -- "$cpdir/" >/dev/null; then
+  fail "an ssh connection master outlived the apply: $(pgrep -af -- "$cpdir/")"
 fi
 [[ ! -e $rdir/apply-1/client_key ]] || fail "the copy of the client key was left"
 expect_eq "$(stat -c %a "$rdir/apply-1" "$rdir/apply-1/known_hosts" "$rdir/apply-1/inventory.json")" \

@@ -435,6 +435,21 @@ static void test_apply_with_inventory(void **s) {
     if (!strncmp(line, "DEFAULT_TIMEOUT(", 16) && strstr(line, " = 60")) timeout = true;
   pclose(p);
   assert_true(timeout);
+  /* one SSH connection per host for the run, its socket in a private
+   * directory of /tmp (short enough for ssh's socket name), gone after it */
+  char cfgpath[512], *cfg = NULL;
+  size_t cfg_len = 0;
+  snprintf(cfgpath, sizeof cfgpath, "%s/state/reviews/%s/apply-1/ansible.cfg", state, id);
+  assert_int_equal(qvm_read_file(&cfg, &cfg_len, cfgpath, 1u << 16, NULL), 0);
+  assert_non_null(strstr(cfg, "ssh_args = -o ControlMaster=auto -o ControlPersist=30s\n"));
+  const char *cp = strstr(cfg, "control_path_dir = /tmp/qvm-cp-");
+  assert_non_null(cp);
+  char cpdir[64];
+  assert_int_equal(sscanf(cp, "control_path_dir = %63s", cpdir), 1);
+  assert_int_equal(strlen(cpdir), strlen("/tmp/qvm-cp-XXXXXX"));
+  struct stat st;
+  assert_int_equal(lstat(cpdir, &st), -1);
+  free(cfg);
   free(id);
 }
 
