@@ -32,8 +32,8 @@ for variant in $builds; do
             # leaves it the integration and hostile tiers (the same tests,
             # with the sanitizers on: the stricter run) and runs what that
             # one does not: unit, golden, fuzz replay, e2e, package. Run
-            # in both, those 103 tests took about 22 of the 81 minutes of a
-            # CI run that did not finish far from CI's limit.
+            # in both builds, those 103 tests took about 22 of the 81
+            # minutes of a CI run, close to CI's limit of 90.
             if [[ " $builds " == *" asan "* ]]; then
               tests=(-LE 'soak|integration|hostile' ${QVM_CTEST_ARGS:-})
             fi ;;
