@@ -157,9 +157,15 @@ for bad in 'relative/x' '' '/root/' '/tmp/a%01b'; do
 done
 req GET /api/v1/vms/sb-a/files
 expect_status 422 "no path"
-req_ctype=application/octet-stream req PUT '/api/v1/vms/sb-a/files?path=/root/m&mode=999' "@$tmp/blob"
+# These two are refused before the body is read, and qvmd then closes the
+# connection: a body larger than the socket's buffer can still be in
+# flight, and the client gets EPIPE instead of the answer (seen once in CI
+# with the 200 kB blob; a lingering close is not done yet). A small body
+# tests what they are about, the mode and the type.
+printf 'small\n' >"$tmp/small"
+req_ctype=application/octet-stream req PUT '/api/v1/vms/sb-a/files?path=/root/m&mode=999' "@$tmp/small"
 expect_status 422 "a bad mode"
-req_ctype=text/plain req PUT '/api/v1/vms/sb-a/files?path=/root/m' "@$tmp/blob"
+req_ctype=text/plain req PUT '/api/v1/vms/sb-a/files?path=/root/m' "@$tmp/small"
 expect_status 415 "an upload that is not octet-stream"
 req GET '/api/v1/vms/sb-a/files?path=/root/no-such-file'
 expect_status 404 "a file that is not there"
