@@ -15,10 +15,36 @@ foreach(m ${QVM_MODULES})
 endforeach()
 target_include_directories(libqvm PUBLIC $<BUILD_INTERFACE:${QVM_PUBLIC_INCLUDE}>
                                          $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
-target_link_libraries(libqvm PRIVATE PkgConfig::JSONC PkgConfig::LIBSSH2 PkgConfig::SODIUM
-                                     PkgConfig::YAML PkgConfig::MNL PkgConfig::NFTABLES
-                                     PkgConfig::CURL PkgConfig::ARCHIVE PkgConfig::CRYPTO PkgConfig::NBD
-                                     PkgConfig::EXT2FS Threads::Threads)
+# The libraries only some commands need are bound lazily (lazy/lazy.h):
+# libqvm.so does not name them as NEEDED and opens each on its first call,
+# so `qvm list`, a VM's shim and an idle qvmd never map libcurl, libarchive,
+# libnbd, OpenSSL and what those pull in. json-c, libsodium and libmnl are
+# small and used everywhere; they link normally.
+target_link_libraries(libqvm PRIVATE PkgConfig::JSONC PkgConfig::SODIUM PkgConfig::MNL
+                                     Threads::Threads)
+set(QVM_LAZY_PKGS LIBSSH2 YAML NFTABLES CURL ARCHIVE CRYPTO NBD EXT2FS)
+if(QVM_LAZY_LIBS)
+  set(objects)
+  foreach(m ${QVM_MODULES})
+    list(APPEND objects $<TARGET_FILE:${m}>)
+  endforeach()
+  foreach(pkg ${QVM_LAZY_PKGS})
+    foreach(file ${${pkg}_LINK_LIBRARIES})
+      get_filename_component(id ${file} NAME_WE)
+      string(REGEX REPLACE "^lib" "" id ${id})
+      string(MAKE_C_IDENTIFIER ${id} id)
+      qvm_lazy_stubs(stubs ${id} ${file} OBJECTS ${objects})
+      target_sources(libqvm PRIVATE ${stubs})
+    endforeach()
+  endforeach()
+  target_sources(libqvm PRIVATE ${QVM_LAZY_DIR}/lazy.c)
+  target_include_directories(libqvm PRIVATE ${QVM_LAZY_DIR})
+  target_link_libraries(libqvm PRIVATE ${CMAKE_DL_LIBS})
+else()
+  foreach(pkg ${QVM_LAZY_PKGS})
+    target_link_libraries(libqvm PRIVATE PkgConfig::${pkg})
+  endforeach()
+endif()
 target_link_options(libqvm PRIVATE -Wl,--version-script=${QVM_LIBQVM_MAP})
 # Every symbol libqvm uses must come from a library it names. Not with
 # libFuzzer's coverage instrumentation or ThreadSanitizer (clang), whose runtime

@@ -28,6 +28,12 @@ out=$(lintian --fail-on error "$tmp"/src/qvm_*.changes 2>&1) || fail "lintian: $
 out=$(grep -v "running with root privileges" <<<"$out" || true)
 log "lintian: no errors${out:+; other tags: $(echo $out)}"
 dpkg-deb -f "${debs[0]}" Depends | grep -q 'qemu-system-x86' || fail "qvm does not depend on qemu-system-x86"
+# Libraries opened on first use (lazy/lazy.h) are not NEEDED, so the
+# package must name them itself: one of libqvm's, and qvmd's GnuTLS.
+for dep in libcurl4 libssh2-1 libnbd0; do
+  dpkg-deb -f "${debs[1]}" Depends | grep -qw "$dep" || fail "libqvm0 does not depend on $dep"
+done
+dpkg-deb -f "${debs[0]}" Depends | grep -qw libgnutls30 || fail "qvm does not depend on libgnutls30"
 
 dpkg -i "${debs[@]}" >"$tmp/install.log" 2>&1 || fail "dpkg -i: $(tail -n 20 "$tmp/install.log")"
 for f in /usr/bin/qvm /usr/libexec/qvm/qvm-shim /usr/share/man/man1/qvm-snapshot.1.gz \
