@@ -52,6 +52,15 @@ chmod 666 "$sock" # a careless admin: SO_PEERCRED still refuses the outsider
 out=$(outsider curl -s -w '\n%{http_code}' --unix-socket "$sock" http://qvmd/api/v1/vms) || true
 expect_eq "${out##*$'\n'}" 403 "a non-member on a 0666 socket"
 expect_match "$out" "socket group's members" "the refusal says who may"
+# Lazy libraries (docs/ARCHITECTURE.md): a qvmd that served requests
+# without TLS has mapped neither GnuTLS nor libcurl, libssh2 or OpenSSL.
+lazy=true
+[[ $(readelf -d "$qvmd_bin") != *libmicrohttpd* ]] || lazy=false
+if $lazy; then
+  maps=$({ grep -oE 'lib(gnutls|curl|ssh2|crypto|archive|nbd)\.so[.0-9]*' "/proc/$qvmd_pid/maps" || true; } |
+    sort -u | tr '\n' ' ')
+  expect_eq "$maps" "" "libraries an idle qvmd without TLS has mapped"
+fi
 kill "$qvmd_pid" && wait "$qvmd_pid" 2>/dev/null || true
 [[ ! -e $sock ]] || fail "qvmd left its socket"
 
@@ -114,6 +123,9 @@ run_rc openssl s_client -connect "127.0.0.1:$port" -tls1_1 -cipher 'DEFAULT:@SEC
 proto=$(openssl s_client -connect "127.0.0.1:$port" -CAfile "$tmp/cert.pem" </dev/null 2>/dev/null |
   sed -n 's/^ *Protocol *: *//p; s/^New, \(TLSv1\.[0-9]\).*/\1/p' | head -n 1)
 expect_match "$proto" "TLSv1\.[23]" "the protocol openssl got"
+if $lazy; then
+  grep -q 'libgnutls\.so' "/proc/$qvmd_pid/maps" || fail "qvmd served TLS without GnuTLS mapped?"
+fi
 kill "$qvmd_pid" && wait "$qvmd_pid" 2>/dev/null || true
 
 # Beyond loopback, in a namespace of our own (nothing leaves it).
