@@ -17,8 +17,8 @@ target_include_directories(libqvm PUBLIC $<BUILD_INTERFACE:${QVM_PUBLIC_INCLUDE}
                                          $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
 # The libraries only some commands need are bound lazily (lazy/lazy.h):
 # libqvm.so does not name them as NEEDED and opens each on its first call,
-# so `qvm list`, a VM's shim and an idle qvmd never map libcurl, libarchive,
-# libnbd, OpenSSL and what those pull in. json-c, libsodium and libmnl are
+# so `qvm list` and an idle qvmd never map libcurl, libarchive, libnbd,
+# OpenSSL and what those pull in (qvm-shim links the static modules). json-c, libsodium and libmnl are
 # small and used everywhere; they link normally.
 target_link_libraries(libqvm PRIVATE PkgConfig::JSONC PkgConfig::SODIUM PkgConfig::MNL
                                      Threads::Threads)
