@@ -2,7 +2,7 @@
 /* GnuTLS behind a static libmicrohttpd, bound lazily: qvmd serves plain
  * HTTP on its UNIX socket unless it is given --tls-cert, and then GnuTLS
  * (with p11-kit, nettle, gmp and libtasn1, about 2.4 MiB of its resident
- * memory) has no reason to be mapped. lazy-stubs.sh writes the stubs for
+ * memory) has no reason to be mapped. lazy-trampolines.sh writes the trampolines for
  * every function libmicrohttpd calls; this file does the three symbols it
  * cannot:
  * - gnutls_global_init, which MHD_init calls from libmicrohttpd's

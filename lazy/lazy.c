@@ -14,7 +14,7 @@
 static pthread_mutex_t lazy_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static _Noreturn void lazy_die(const struct qvm_lazy_lib *lib, const char *what, const char *why) {
-  /* No caller can be told: the stub stands for a function of any type. The
+  /* No caller can be told: the trampoline stands for a function of any type. The
    * dynamic loader would have refused to start the program at all. */
   fprintf(stderr,
           "qvm: cannot load %s%s%s, which this operation needs: %s; "
@@ -53,11 +53,11 @@ bool qvm_lazy_is_loaded(const struct qvm_lazy_lib *lib) {
   return __atomic_load_n(&lib->state, __ATOMIC_ACQUIRE) != 0;
 }
 
-/* The stubs' first jump lands here with the library in r10 and the stub's
+/* The trampolines' first jump lands here with the library in r10 and the trampoline's
  * index in r11, neither of which carries an argument in the SysV ABI. The
  * argument registers (rax too: a variadic call's count of vector
  * registers) are saved around the C resolver, and the call goes on to the
- * bound function as if the stub had jumped there directly: the return
+ * bound function as if the trampoline had jumped there directly: the return
  * address and any stack arguments are untouched. At entry rsp is 8 mod 16;
  * 8 pushes and 136 bytes make it 0 for the movaps and the call. */
 __asm__(".text\n"

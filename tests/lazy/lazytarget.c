@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* The library test_lazy binds lazily: functions whose arguments cover what
- * the stubs' first jump must carry through (six integer registers and the
+ * the trampolines' first jump must carry through (six integer registers and the
  * stack, vector registers, a variadic call's count in rax). */
 #include "lazytarget.h"
 

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Lazy binding (lazy/lazy.h): test_lazy links the stubs that lazy-stubs.sh
+/* Lazy binding (lazy/lazy.h): test_lazy links the trampolines that lazy-trampolines.sh
  * wrote for liblazytarget.so, not the library. It is not mapped until the
  * first call; then every argument arrives intact, in integer and vector
  * registers, on the stack and through a variadic call; threads racing on
