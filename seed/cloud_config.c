@@ -75,6 +75,31 @@ static int emit_write_file(yaml_out *y, const qvm_seed_write_file *f) {
   return 0;
 }
 
+/* ssh_pwauth makes cloud-init's config stage (set_passwords) write
+ * "PasswordAuthentication no" (or yes) and restart sshd when that changed the
+ * file, which it always did on a first boot: sshd had started with the
+ * image's default a few seconds before. That restart cost the config stage
+ * 3 s under TCG and left a moment with no sshd. Since cloud-init 23.1 (and
+ * Debian's 22.4), with sshd_config including the .conf files of sshd_config.d as Debian,
+ * Ubuntu and Fedora do, the file it writes is sshd_config.d/50-cloud-init.conf
+ * (0600). write_files runs in the init stage, before ssh.service starts:
+ * appending the same line to that file there leaves set_passwords nothing to
+ * change, and sshd starts once, with the setting. Without the include, or
+ * with an older cloud-init, the file is not read and set_passwords restarts
+ * sshd as before. Only without the user's own cloud-config, whose ssh_pwauth
+ * would win the merge (qvm's value is then not the final one). The leading
+ * newline keeps a file without a final newline intact. */
+static void emit_pwauth_line(yaml_out *y, bool pwauth) {
+  yaml_out_map_begin(y);
+  yaml_out_kv(y, "path", "/etc/ssh/sshd_config.d/50-cloud-init.conf");
+  yaml_out_kv(y, "content",
+              pwauth ? "\nPasswordAuthentication yes\n" : "\nPasswordAuthentication no\n");
+  yaml_out_kv(y, "permissions", "0600");
+  yaml_out_kv(y, "owner", "root:root");
+  yaml_out_kv_bool(y, "append", true);
+  yaml_out_map_end(y);
+}
+
 /* On every boot, the last bootcmd opens and closes QVM_SEED_READY_PORT, and
  * QEMU tells qvm (VSERPORT_CHANGE): sshd is next. bootcmd runs in
  * cloud-init's init stage, which ssh.service is ordered after, a few seconds
@@ -144,9 +169,16 @@ static int render_cloud_config(char **out, size_t *out_len, const qvm_seed_spec 
   emit_host_keys(&y, spec);
   yaml_out_kv_bool(&y, "ssh_pwauth", spec->ssh_pwauth);
   yaml_out_kv_bool(&y, "disable_root", spec->disable_root);
+  /* The fingerprints qvm pinned before the boot, printed again by a script
+   * of ssh-keygen runs that cost the final stage a second under TCG. */
+  yaml_out_key(&y, "ssh");
+  yaml_out_map_begin(&y);
+  yaml_out_kv_bool(&y, "emit_keys_to_console", false);
+  yaml_out_map_end(&y);
   if (spec->package_update) yaml_out_kv_bool(&y, "package_update", true);
   yaml_out_kv_list(&y, "packages", spec->packages, spec->n_packages);
-  if (spec->n_write_files) {
+  bool pwauth_line = !spec->user_config && !spec->user_config_path;
+  if (spec->n_write_files || pwauth_line) {
     yaml_out_key(&y, "write_files");
     yaml_out_seq_begin(&y, false);
     for (size_t i = 0; i < spec->n_write_files; i++)
@@ -154,6 +186,7 @@ static int render_cloud_config(char **out, size_t *out_len, const qvm_seed_spec 
         yaml_out_free(&y);
         return qvm_error_set(err, QVM_EINVAL, "cannot encode '%s'", spec->write_files[i].path);
       }
+    if (pwauth_line) emit_pwauth_line(&y, spec->ssh_pwauth);
     yaml_out_seq_end(&y);
   }
   emit_bootcmd(&y, spec);

@@ -145,7 +145,8 @@ static void test_seed_files(void **state) {
                             "/etc/ssh/qvm_revoked.krl 0644 root:root\n"
                             "/etc/ssh/qvm_trusted_cas.pub 0644 root:root\n"
                             "/etc/ssh/qvm_user_ca.pub 0644 root:root\n"
-                            "/etc/ssh/sshd_config.d/00-qvm.conf 0644 root:root");
+                            "/etc/ssh/sshd_config.d/00-qvm.conf 0644 root:root\n"
+                            "/etc/ssh/sshd_config.d/50-cloud-init.conf 0600 root:root");
   free(meta);
   /* The user CA is qvm's; the KRL is the CA store's, byte for byte. */
   char *ca = slurp("qvm_user_ca.pub"), *want = qvm_test_sh_output("'%s' cert ca --print", env.qvm);
