@@ -136,7 +136,8 @@ static void session_reset(qvm_ssh *ssh) {
 /* One TCP connect + handshake: 0 done, 1 retry, negative: failed (err set). */
 static int attempt(qvm_ssh *ssh, const qvm_ssh_options *opts, const struct addrinfo *ai,
                    int64_t deadline, int *last_errno, qvm_error **err) {
-  if (tcp_connect(&ssh->fd, ai, deadline, last_errno) < 0) {
+  /* ssh->fd is set already on the first attempt with the caller's socket */
+  if (ssh->fd < 0 && tcp_connect(&ssh->fd, ai, deadline, last_errno) < 0) {
     if (*last_errno == ECONNREFUSED || *last_errno == ECONNRESET || *last_errno == ETIMEDOUT ||
         *last_errno == ENETUNREACH || *last_errno == EHOSTUNREACH)
       return 1;
@@ -272,17 +273,20 @@ static int auth_cert(qvm_ssh *ssh, const qvm_ssh_options *opts, int64_t deadline
   }
 }
 
-/* Version 1 callers (a shorter struct: no identity_pem, no certificate) are
- * accepted. */
+/* Version 1 and 2 callers (a shorter struct: no identity_pem and
+ * certificate, no fd) are accepted. */
 int ssh_options_copy(qvm_ssh_options *o, const qvm_ssh_options *opts, qvm_error **err) {
-  if (!opts || opts->version != 1) {
+  if (opts && (opts->version == 1 || opts->version == 2)) {
+    memset(o, 0, sizeof *o);
+    memcpy(o, opts,
+           opts->version == 1 ? offsetof(qvm_ssh_options, identity_pem)
+                              : offsetof(qvm_ssh_options, fd));
+    o->fd = -1;
+  } else {
     int rc = QVM_OPTIONS_CHECK(opts, qvm_ssh_options, QVM_SSH_OPTIONS_VERSION, err);
     if (rc < 0) return rc;
     if (!opts) return qvm_error_set(err, QVM_EINVAL, "ssh options are missing");
     *o = *opts;
-  } else {
-    memset(o, 0, sizeof *o);
-    memcpy(o, opts, offsetof(qvm_ssh_options, identity_pem));
   }
   if (!o->identity_pem != !o->certificate)
     return qvm_error_set(err, QVM_EINVAL,
@@ -294,6 +298,7 @@ int qvm_ssh_connect(qvm_ssh **out, const qvm_ssh_options *opts, qvm_error **err)
   qvm_ssh_options o;
   int rc = ssh_options_copy(&o, opts, err);
   if (rc < 0) return rc;
+  _cleanup_close_ int adopted = o.fd;
   if (!o.host || !o.known_hosts)
     return qvm_error_set(err, QVM_EINVAL, "ssh connect needs a host and a known_hosts file");
   if (!o.identity && !o.use_agent && !o.certificate)
@@ -311,7 +316,11 @@ int qvm_ssh_connect(qvm_ssh **out, const qvm_ssh_options *opts, qvm_error **err)
   if (o.timeout_ms == 0) o.timeout_ms = 30000;
   _cleanup_(qvm_ssh_freep) qvm_ssh *ssh = calloc(1, sizeof(*ssh));
   if (!ssh) return qvm_error_set(err, QVM_ESYS, "out of memory");
-  ssh->fd = -1;
+  ssh->fd = TAKE_FD(adopted);
+  if (ssh->fd >= 0) {
+    int one = 1;
+    setsockopt(ssh->fd, IPPROTO_TCP, 1 /* TCP_NODELAY */, &one, sizeof(one));
+  }
   ssh->vm_name = strdup(ssh_host_alias(&o));
   if (!ssh->vm_name) return qvm_error_set(err, QVM_ESYS, "out of memory");
   int64_t deadline = ssh_deadline(o.timeout_ms);

@@ -31,6 +31,12 @@ int vm_access_populate(const char *dir, const vm_spec *spec, qvm_error **err);
 int vm_ssh_login_target(qvm_ssh_options *out, qvm_vm *vm, const char *user, int timeout_ms,
                         int64_t cert_ttl_s, qvm_error **err);
 
+/* qvm_vm_ssh_connect whose first handshake is on fd, a connection to the
+ * VM's ssh port the caller made (up's banner probe); -1: none. fd is closed
+ * on every path (or owned by *out). */
+int vm_ssh_connect_on(qvm_ssh **out, qvm_vm *vm, const qvm_vm_ssh_options *opts, int fd,
+                      qvm_error **err);
+
 /* "[a-z_][a-z0-9_-]{0,31}" */
 bool vm_user_name_valid(const char *name);
 /* 1-63 of [A-Za-z0-9.-], starting with a letter or digit. */

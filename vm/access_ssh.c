@@ -178,6 +178,12 @@ int vm_ssh_login_target(qvm_ssh_options *out, qvm_vm *vm, const char *user, int 
 }
 
 int qvm_vm_ssh_connect(qvm_ssh **out, qvm_vm *vm, const qvm_vm_ssh_options *opts, qvm_error **err) {
+  return vm_ssh_connect_on(out, vm, opts, -1, err);
+}
+
+int vm_ssh_connect_on(qvm_ssh **out, qvm_vm *vm, const qvm_vm_ssh_options *opts, int fd,
+                      qvm_error **err) {
+  _cleanup_close_ int on = fd;
   qvm_vm_ssh_options none = QVM_VM_SSH_OPTIONS_INIT;
   if (!opts) opts = &none;
   int rc = QVM_OPTIONS_CHECK(opts, qvm_vm_ssh_options, QVM_VM_SSH_OPTIONS_VERSION, err);
@@ -196,6 +202,7 @@ int qvm_vm_ssh_connect(qvm_ssh **out, qvm_vm *vm, const qvm_vm_ssh_options *opts
   if (!o.identity && !o.use_agent && !o.certificate)
     return qvm_error_set(err, QVM_EAUTH, "vm '%s' has no key of its own: give an identity",
                          vm->name);
+  o.fd = TAKE_FD(on);
   r = qvm_ssh_connect(out, &o, err);
   vm_spec_lent_credentials_clear(vm->spec); /* the key is needed no longer */
   return r;

@@ -24,6 +24,7 @@
 #include "util/fs.h"
 #include "util/strbuf.h"
 #include "util/time.h"
+#include "vm/access.h"
 #include "vm/argv.h"
 #include "vm/ca_guest.h"
 #include "vm/defaults.h"
@@ -226,9 +227,8 @@ static int up_request(vm_up *j, const qvm_vm_create_options *o, qvm_error **err)
 #define NO_PIDFD_CHECK_MS 1000
 
 typedef struct banner_probe {
-  int fd; /* -1: none in flight */
-  size_t got;
-  char buf[4];
+  int fd;       /* -1: none in flight */
+  bool partial; /* part of "SSH-" is there: look again in a moment */
   int64_t started, until;
 } banner_probe;
 
@@ -243,6 +243,7 @@ typedef struct up_loop {
   int announcements;
   int64_t wake_at; /* set by a check: the timer's next wakeup; 0: none */
   banner_probe probe;
+  int banner_fd; /* the probe that got the banner: the ssh phase logs in on it */
   int64_t next_probe, last_announced_probe;
   int64_t announced_until; /* poll every BANNER_POLL_ANNOUNCED_MS until then */
   int backoff;
@@ -368,7 +369,7 @@ static void probe_close(banner_probe *p) {
 
 static void loop_close(up_loop **lp) {
   up_loop *l = *lp;
-  int *fds[] = {&l->ino, &l->timer, &l->qemu_pidfd, &l->shim_pidfd};
+  int *fds[] = {&l->ino, &l->timer, &l->qemu_pidfd, &l->shim_pidfd, &l->banner_fd};
   for (size_t i = 0; i < QVM_ARRAY_SIZE(fds); i++)
     if (*fds[i] >= 0) close(*fds[i]);
   probe_close(&l->probe);
@@ -465,7 +466,7 @@ static void loop_poll(up_run *u) {
                           {.fd = l->timer, .events = POLLIN},
                           {.fd = l->qemu_pidfd, .events = POLLIN},
                           {.fd = l->shim_pidfd, .events = POLLIN},
-                          {.fd = l->probe.fd, .events = POLLIN}};
+                          {.fd = l->probe.partial ? -1 : l->probe.fd, .events = POLLIN}};
   if (poll(pfd, QVM_ARRAY_SIZE(pfd), -1) <= 0) return; /* EINTR: look again */
   if (pfd[0].revents) {
     char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
@@ -570,23 +571,25 @@ static void probe_start(banner_probe *p, const char *host, int port) {
       errno != EINPROGRESS)
     return;
   p->fd = TAKE_FD(fd);
-  p->got = 0;
+  p->partial = false;
   p->started = qvm_now_ms();
   p->until = p->started + BANNER_PROBE_TIMEOUT_MS;
 }
 
-/* 1: the banner; 0: not yet; -1: this probe failed. */
+/* 1: the banner; 0: not yet; -1: this probe failed. The banner is only
+ * peeked at: the ssh phase logs in on this connection, and libssh2 reads
+ * the banner itself. A new connection would cost the guest's sshd another
+ * fork and re-execution (a second or more under TCG) while it boots, and a
+ * "Connection reset" line in its log for the probe. */
 static int probe_step(banner_probe *p) {
-  while (p->got < 4) {
-    ssize_t n = read(p->fd, p->buf + p->got, 4 - p->got);
-    if (n > 0) {
-      p->got += (size_t)n;
-      continue;
-    }
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return 0;
-    return -1;
-  }
-  return memcmp(p->buf, "SSH-", 4) == 0 ? 1 : -1;
+  char buf[4];
+  ssize_t n = recv(p->fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
+  p->partial = false;
+  if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
+  if (n == 0 || memcmp(buf, "SSH-", (size_t)n) != 0) return -1;
+  if (n == (ssize_t)sizeof buf) return 1;
+  p->partial = true; /* still readable: poll would not wait */
+  return 0;
 }
 
 static bool check_banner(up_run *u) {
@@ -598,7 +601,8 @@ static bool check_banner(up_run *u) {
     if (st > 0) {
       u->tcp_how = l->announcements ? "announced" : "banner poll";
       u->tcp_probe_ms = now - p->started;
-      probe_close(p);
+      if (l->banner_fd >= 0) close(l->banner_fd);
+      l->banner_fd = TAKE_FD(p->fd);
       return true;
     }
     if (st < 0 || now >= p->until) probe_close(p);
@@ -629,7 +633,7 @@ static bool check_banner(up_run *u) {
   /* In flight, the probe's socket wakes the loop, or its timeout; else the
    * next poll, or the announcement held back. */
   if (p->fd >= 0) {
-    l->wake_at = p->until;
+    l->wake_at = p->partial && now + 5 < p->until ? now + 5 : p->until;
   } else {
     l->wake_at = l->next_probe;
     if (l->announce_pending && l->last_announced_probe + ANNOUNCED_PROBE_MIN_MS < l->wake_at)
@@ -820,7 +824,8 @@ static int run_phases(up_run *u, bool provision, qvm_error **err) {
   qvm_vm_ssh_options so = QVM_VM_SSH_OPTIONS_INIT;
   so.timeout_ms = remaining_ms(u) > 0 ? (int)remaining_ms(u) : 1;
   _cleanup_(qvm_ssh_freep) qvm_ssh *ssh = NULL;
-  if ((r = qvm_vm_ssh_connect(&ssh, u->vm, &so, err)) < 0) {
+  r = vm_ssh_connect_on(&ssh, u->vm, &so, TAKE_FD(u->loop.banner_fd), err);
+  if (r < 0) {
     int code = qvm_error_code(*err);
     _cleanup_free_ char *why = strdup(qvm_error_message(*err));
     return phase_failed(u, QVM_UP_SSH, code, why ? why : "ssh failed", err);
@@ -992,7 +997,12 @@ static int up(qvm_up_result *out, const char *name, const qvm_vm_create_options 
   up_run u = {.opts = opts,
               .res = res,
               .t0 = qvm_now_ms(),
-              .loop = {.ino = -1, .timer = -1, .qemu_pidfd = -1, .shim_pidfd = -1, .probe.fd = -1}};
+              .loop = {.ino = -1,
+                       .timer = -1,
+                       .qemu_pidfd = -1,
+                       .shim_pidfd = -1,
+                       .probe.fd = -1,
+                       .banner_fd = -1}};
   u.deadline = u.t0 + (opts->timeout_ms > 0 ? opts->timeout_ms : 600000);
   u.cloud_init = !create->no_cloud_init && !create->seed_iso;
   bool provision = create->n_provision > 0;

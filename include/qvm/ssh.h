@@ -102,7 +102,7 @@ typedef enum qvm_ssh_hostkey_policy {
 /* Every options struct starts with `unsigned version`, which its _INIT macro
  * sets; the library refuses a version it does not know with QVM_EINVAL
  * naming the struct. Start from the _INIT macro, then set members. */
-#define QVM_SSH_OPTIONS_VERSION 2 /* 1: without identity_pem and certificate */
+#define QVM_SSH_OPTIONS_VERSION 3 /* 1: without identity_pem and certificate; 2: without fd */
 typedef struct qvm_ssh_options {
   unsigned version;        /* QVM_SSH_OPTIONS_VERSION */
   const char *host;        /* numeric address, e.g. "127.0.0.1" or "::1" */
@@ -125,12 +125,19 @@ typedef struct qvm_ssh_options {
    * connection); use_agent is then not tried. */
   const char *identity_pem;
   const char *certificate;
+  /* Version 3. A connected stream socket to the server (non-blocking), used
+   * for the first handshake instead of connecting: one whose banner the
+   * caller saw with MSG_PEEK, say. -1: none. Once the options are accepted
+   * the connection owns it (closes it on failure, or qvm_ssh_free does); if
+   * its handshake fails the way a booting server's does, the next attempts
+   * connect to host and port as usual. */
+  int fd;
 } qvm_ssh_options;
 
 #define QVM_SSH_OPTIONS_INIT                                                                       \
   {                                                                                                \
     .version = QVM_SSH_OPTIONS_VERSION, .port = 22, .user = "root", .timeout_ms = 30000,           \
-    .retry_initial_ms = 50, .retry_max_ms = 1000                                                   \
+    .retry_initial_ms = 50, .retry_max_ms = 1000, .fd = -1                                         \
   }
 
 /* Connects (retrying refused/reset connections with backoff until the
