@@ -27,6 +27,7 @@
 #include "vm/access.h"
 #include "vm/argv.h"
 #include "vm/ca_guest.h"
+#include "vm/cloud_init.h"
 #include "vm/defaults.h"
 #include "vm/handle.h"
 #include "vm/mount.h"
@@ -687,50 +688,16 @@ static char *quote(const char *text, size_t max) {
   return qvm_text_quote(text ? text : "", len, GUEST_LINE_PREFIX);
 }
 
-/* cloud-init: the guest waits for /run/cloud-init/result.json, which
- * cloud-init writes at the end of its last stage (the errors of every stage
- * in it), and prints it after a header line. `cloud-init status --wait` did
- * the same, but it is a Python program: under TCG it took 3 s of the one
- * vCPU to start, right as the config stage started its own Python, and then
- * polled 4 times a second; cloud-init finished that much later. The loop here
- * is the shell's: bash's `read -t` on a stdin that stays open (a pipe qvm
- * never writes to) sleeps without a fork; another shell forks a sleep each
- * second. Without /run/cloud-init/enabled (cloud-init disabled, or too old to
- * write it) or without systemd, `cloud-init status` decides, as before.
- * qvm's marker on serial is the event that times the phase. */
-#define RESULT_HEADER "qvm-cloud-init-result.json"
-#define WAIT_CLOUD_INIT                                                                            \
-  "command -v cloud-init >/dev/null 2>&1 || exit 127\n"                                            \
-  "r=/run/cloud-init/result.json\n"                                                                \
-  "if [ -e /run/cloud-init/enabled ] && [ -d /run/systemd/system ]; then\n"                        \
-  "  if [ -n \"$BASH_VERSION\" ]; then\n"                                                          \
-  "    while [ ! -e $r ]; do read -r -t 0.2 _; [ $? -gt 128 ] || sleep 0.2; done\n"                \
-  "  else\n"                                                                                       \
-  "    while [ ! -e $r ]; do sleep 1; done\n"                                                      \
-  "  fi\n"                                                                                         \
-  "  echo " RESULT_HEADER " && exec cat $r\n"                                                      \
-  "fi\n"                                                                                           \
-  "exec cloud-init status --wait --long 2>&1\n"
+/* cloud-init: vm/cloud_init.h; qvm's marker on serial is the event that
+ * times the phase. */
 
-/* result.json's errors: 0 none, 1 some, -1 unreadable (the guest wrote it:
- * anything may be there; it only decides this phase's outcome). */
-static int result_errors(const char *text) {
-  _cleanup_(json_object_putp) struct json_object *root = json_tokener_parse(text);
-  struct json_object *v1 = NULL, *errors = NULL;
-  if (!root || !json_object_object_get_ex(root, "v1", &v1) ||
-      !json_object_object_get_ex(v1, "errors", &errors) ||
-      !json_object_is_type(errors, json_type_array))
-    return -1;
-  return json_object_array_length(errors) > 0;
-}
-
-/* Runs WAIT_CLOUD_INIT with a stdin that stays open until it ends. */
+/* Runs VM_CLOUD_INIT_WAIT with a stdin that stays open until it ends. */
 static int wait_result(char **out, int *code, qvm_ssh *ssh, int timeout_ms, qvm_error **err) {
   int pfd[2];
   if (pipe2(pfd, O_CLOEXEC) < 0) return qvm_error_set_errno(err, errno, "pipe failed");
   qvm_strbuf sb = QVM_STRBUF_INIT;
   qvm_ssh_exec_options eo = QVM_SSH_EXEC_OPTIONS_INIT;
-  eo.command = WAIT_CLOUD_INIT;
+  eo.command = VM_CLOUD_INIT_WAIT;
   eo.stdin_fd = pfd[0];
   eo.on_output = collect;
   eo.ctx = &sb;
@@ -770,16 +737,17 @@ static int wait_cloud_init(up_run *u, qvm_ssh *ssh, qvm_error **err) {
     phase_done(u, QVM_UP_CLOUD_INIT, QVM_UP_PHASE_SKIPPED, "the image has no cloud-init");
     return 0;
   }
-  const size_t hlen = strlen(RESULT_HEADER "\n");
-  if (code == 0 && out && !strncmp(out, RESULT_HEADER "\n", hlen)) {
-    if (result_errors(out + hlen) == 0) {
+  const size_t hlen = strlen(VM_CLOUD_INIT_RESULT_HEADER "\n");
+  if (code == 0 && out && !strncmp(out, VM_CLOUD_INIT_RESULT_HEADER "\n", hlen)) {
+    if (vm_cloud_init_result_errors(out + hlen, strlen(out + hlen)) == 0) {
       free(out);
       out = strdup("status: done");
       if (!out) return qvm_error_set(err, QVM_ESYS, "out of memory");
-    } else { /* its own words for the message */
+    } else { /* an error, or not cloud-init's document */
       free(out);
       out = NULL;
-      run_capture(&out, &code, ssh, "cloud-init status --long 2>&1", 60000, NULL);
+      if (!u->opts->allow_cloud_init_errors) /* its own words for the message */
+        run_capture(&out, &code, ssh, "cloud-init status --long 2>&1", 60000, NULL);
       code = 1;
     }
   }
