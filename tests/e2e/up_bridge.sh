@@ -23,6 +23,22 @@ out=$(qvm up e2e-br --image "$image" --disk 3G --net bridge \
   --provision 'shell:hostname > /tmp/prov' 2>&1) || fail "qvm up failed: $out"
 log "$out"
 expect_match "$out" "^  lease +[0-9.]+ s +10\.77\.0\.[0-9]+" "lease phase with the address"
+# The guest's sshd started once: qvm's seed set PasswordAuthentication before
+# ssh.service, so cloud-init's set_passwords had nothing to restart it for;
+# and up logged in on its banner probe's connection, so sshd saw no
+# connection dropped before the key exchange (read before ssh-keyscan below
+# makes one).
+journal=$(qvm exec e2e-br -- sudo -n journalctl -b -o cat -u ssh.service) ||
+  fail "the guest's journal: $journal"
+expect_eq "$(grep -c '^Server listening on 0.0.0.0 port 22' <<<"$journal")" 1 "sshd started once"
+if grep -qE 'kex_exchange_identification|Connection reset by' <<<"$journal"; then
+  fail "sshd saw a connection dropped before the key exchange (up's probe): $journal"
+fi
+expect_eq "$(qvm exec e2e-br -- sudo -n sshd -T | grep -i '^passwordauthentication ')" \
+  "passwordauthentication no" "password logins off"
+if grep -q 'BEGIN SSH HOST KEY FINGERPRINTS' "$QVM_STATE_DIR/vms/e2e-br/serial.log"; then
+  fail "cloud-init printed the host key fingerprints (the seed turns that off)"
+fi
 ip=$(qvm ip e2e-br)
 [[ $ip =~ ^10\.77\.0\.[0-9]+$ ]] || fail "qvm ip gave '$ip'"
 pinned=$(awk '$1 == "e2e-br" { print $2 " " $3 }' "$QVM_STATE_DIR/vms/e2e-br/known_hosts")

@@ -63,6 +63,10 @@ grep -q '"event":"VSERPORT_CHANGE".*"id":"qvm-ready0","open":true' "$events" ||
 # qvm's user (default qvm, passwordless sudo) alongside the user's cloud-config.
 expect_eq "$(qvm exec e2e-user -- id -un)" qvm "login user"
 expect_eq "$(qvm exec e2e-user -- sudo -n id -un)" root "passwordless sudo"
+# With the user's cloud-config, cloud-init's set_passwords turns password
+# logins off (the user's ssh_pwauth could have won the merge).
+expect_eq "$(qvm exec e2e-user -- sudo -n sshd -T | grep -i '^passwordauthentication ')" \
+  "passwordauthentication no" "password logins off"
 expect_eq "$(qvm exec e2e-user -- cat /etc/qvm-e2e/from-user.txt)" \
   "written by the user's cloud-config" "user write_files"
 expect_eq "$(qvm exec e2e-user -- cat /var/tmp/user-runcmd)" user-runcmd-ran "user runcmd"
