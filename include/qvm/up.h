@@ -20,9 +20,13 @@
  *             "announced"); without it the probes back off to 250 ms
  *             (detail "banner poll"). The announcement is a hint; the
  *             banner decides.
- *   ssh       authenticated, with the host key pinned before the first boot
- *   cloud-init  cloud-init finished (qvm's readiness marker on serial, then
- *             `cloud-init status --long` over SSH says done)
+ *   ssh       authenticated, with the host key pinned before the first boot,
+ *             on the connection whose banner the tcp phase saw
+ *   cloud-init  cloud-init finished without errors (the guest's
+ *             /run/cloud-init/result.json, waited for over SSH by a shell
+ *             loop, or `cloud-init status --wait --long` where cloud-init
+ *             is disabled or there is no systemd; then qvm's readiness
+ *             marker on serial)
  *   provision the recorded provision steps ran (first up only)
  *
  * Up waits for them in one event loop, not by sleeping: inotify on the
