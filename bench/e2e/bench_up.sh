@@ -858,13 +858,13 @@ What the numbers mean:
   ssh         SSH-ready. qvm: authenticated with the host key pinned before boot.
               By hand: the first `ssh ... true` (polled once a second, any host
               key accepted) that exited 0.
-  cloud-init  cloud-init done. qvm: `cloud-init status --wait --long` over its SSH
-              session plus qvm's readiness marker on serial. By hand: a new
-              `ssh ... cloud-init status --wait` returned.
+  cloud-init  cloud-init done. qvm: /run/cloud-init/result.json, waited for by a
+              shell loop over its SSH session, plus qvm's readiness marker on
+              serial. By hand: a new `ssh ... cloud-init status --wait` returned.
   wall        the whole `qvm up` process, start to exit.
   sshd        from the guest journal (journalctl -b -o short-monotonic -u ssh): the
               first "Server listening on" line of sshd, in seconds since the
-              guest kernel started (cloud-init restarts sshd later; that is ignored).
+              guest kernel started (cloud-init may restart sshd later: ignored).
   ssh-ready   the SSH-ready moment in seconds since QEMU was spawned (qvm: the
               UP_PHASE ssh event time minus the qvm-qemu-spawned event in
               events.jsonl; by hand: the ssh loop's success minus qemu's launch).
@@ -926,7 +926,9 @@ bench/lib/libvirtd.sh, with Debian's default network: virbr0, NAT, dnsmasq):
               only runs while it works, the shim while its VM runs.
   ci done     the guest's cloud-final.service finished, since QEMU forked (kernel +
               its journal time); ci ready: cloud-init done as the method saw it,
-              since QEMU forked; ci lag: the difference (the method's part).
+              since QEMU forked; ci lag: the difference (the method's part; negative
+              when the method saw result.json, written by cloud-final's last
+              step, before systemd logged the unit finished).
   cloud-*.service  each cloud-init stage's duration from the guest journal. The
               libvirt guest gets the hand-made seed, so it generates its SSH host
               keys in cloud-init.service as the hand-made guest does (qvm's seed
