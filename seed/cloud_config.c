@@ -80,9 +80,9 @@ static int emit_write_file(yaml_out *y, const qvm_seed_write_file *f) {
  * file, which it always did on a first boot: sshd had started with the
  * image's default a few seconds before. That restart cost the config stage
  * 3 s under TCG and left a moment with no sshd. Since cloud-init 23.1 (and
- * Debian's 22.4), with sshd_config including the .conf files of sshd_config.d as Debian,
- * Ubuntu and Fedora do, the file it writes is sshd_config.d/50-cloud-init.conf
- * (0600). write_files runs in the init stage, before ssh.service starts:
+ * Debian's 22.4), with sshd_config including the .conf files of
+ * sshd_config.d as Debian, Ubuntu and Fedora do, the file it writes is
+ * sshd_config.d/50-cloud-init.conf (0600). write_files runs in the init stage, before ssh.service starts:
  * appending the same line to that file there leaves set_passwords nothing to
  * change, and sshd starts once, with the setting. Without the include, or
  * with an older cloud-init, the file is not read and set_passwords restarts
