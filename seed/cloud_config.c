@@ -82,13 +82,14 @@ static int emit_write_file(yaml_out *y, const qvm_seed_write_file *f) {
  * 3 s under TCG and left a moment with no sshd. Since cloud-init 23.1 (and
  * Debian's 22.4), with sshd_config including the .conf files of
  * sshd_config.d as Debian, Ubuntu and Fedora do, the file it writes is
- * sshd_config.d/50-cloud-init.conf (0600). write_files runs in the init stage, before ssh.service starts:
- * appending the same line to that file there leaves set_passwords nothing to
- * change, and sshd starts once, with the setting. Without the include, or
- * with an older cloud-init, the file is not read and set_passwords restarts
- * sshd as before. Only without the user's own cloud-config, whose ssh_pwauth
- * would win the merge (qvm's value is then not the final one). The leading
- * newline keeps a file without a final newline intact. */
+ * sshd_config.d/50-cloud-init.conf (0600). write_files runs in the init
+ * stage, before ssh.service starts: appending the same line to that file
+ * there leaves set_passwords nothing to change, and sshd starts once, with
+ * the setting. Without the include, or with an older cloud-init, the file
+ * is not read and set_passwords restarts sshd as before. Only without the
+ * user's own cloud-config, whose ssh_pwauth would win the merge (qvm's value
+ * is then not the final one). The leading newline keeps a file without a
+ * final newline intact. */
 static void emit_pwauth_line(yaml_out *y, bool pwauth) {
   yaml_out_map_begin(y);
   yaml_out_kv(y, "path", "/etc/ssh/sshd_config.d/50-cloud-init.conf");

@@ -93,8 +93,9 @@ static char *run_script(const char *dir, const char *shell, const char *setup, d
             "(/bin/sleep %.1f; printf '{\"v1\": {\"errors\": []}}\\n' > /run/cloud-init/.r && "
             "mv /run/cloud-init/.r /run/cloud-init/result.json) &\n",
             after);
-  fprintf(f, "set +e\nexec 3<>in\nPATH=\"$PWD/bin:$PATH\" %s -c \"$(cat script)\" <&3\n"
-             "echo \"exit $?\"\n",
+  fprintf(f,
+          "set +e\nexec 3<>in\nPATH=\"$PWD/bin:$PATH\" %s -c \"$(cat script)\" <&3\n"
+          "echo \"exit $?\"\n",
           shell);
   fclose(f);
   char *out = qvm_test_sh_output("cd '%s' && : > calls && rm -f in && mkfifo in && "
