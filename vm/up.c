@@ -667,11 +667,13 @@ static int collect(void *ctx, int stream, const void *data, size_t len) {
   return 0;
 }
 
-static int run_capture(char **out, int *exit_code, qvm_ssh *ssh, const char *cmd, int timeout_ms,
-                       qvm_error **err) {
+/* Runs cmd with stdin_fd (-1: an empty stdin) and collects its stdout. */
+static int run_capture_in(char **out, int *exit_code, qvm_ssh *ssh, const char *cmd, int stdin_fd,
+                          int timeout_ms, qvm_error **err) {
   qvm_strbuf sb = QVM_STRBUF_INIT;
   qvm_ssh_exec_options eo = QVM_SSH_EXEC_OPTIONS_INIT;
   eo.command = cmd;
+  eo.stdin_fd = stdin_fd;
   eo.on_output = collect;
   eo.ctx = &sb;
   eo.timeout_ms = timeout_ms;
@@ -680,6 +682,11 @@ static int run_capture(char **out, int *exit_code, qvm_ssh *ssh, const char *cmd
   *out = qvm_strbuf_steal(&sb);
   *exit_code = res.exit_code;
   return r;
+}
+
+static int run_capture(char **out, int *exit_code, qvm_ssh *ssh, const char *cmd, int timeout_ms,
+                       qvm_error **err) {
+  return run_capture_in(out, exit_code, ssh, cmd, -1, timeout_ms, err);
 }
 
 /* The guest's output (at most max bytes of it), for a message: quoted lines. */
@@ -695,19 +702,9 @@ static char *quote(const char *text, size_t max) {
 static int wait_result(char **out, int *code, qvm_ssh *ssh, int timeout_ms, qvm_error **err) {
   int pfd[2];
   if (pipe2(pfd, O_CLOEXEC) < 0) return qvm_error_set_errno(err, errno, "pipe failed");
-  qvm_strbuf sb = QVM_STRBUF_INIT;
-  qvm_ssh_exec_options eo = QVM_SSH_EXEC_OPTIONS_INIT;
-  eo.command = VM_CLOUD_INIT_WAIT;
-  eo.stdin_fd = pfd[0];
-  eo.on_output = collect;
-  eo.ctx = &sb;
-  eo.timeout_ms = timeout_ms;
-  qvm_ssh_exec_result res = {0};
-  int r = qvm_ssh_exec(&res, ssh, &eo, err);
+  int r = run_capture_in(out, code, ssh, VM_CLOUD_INIT_WAIT, pfd[0], timeout_ms, err);
   close(pfd[0]);
   close(pfd[1]);
-  *out = qvm_strbuf_steal(&sb);
-  *code = res.exit_code;
   return r;
 }
 
