@@ -20,6 +20,9 @@ if "-S" not in sys.argv[1:]:
 BANNER_AFTER = float(os.environ.get("READY_FAKE_BANNER_AFTER", "4"))
 # Set: this QEMU dies that many seconds after cont (before its banner).
 EXIT_AFTER = os.environ.get("READY_FAKE_EXIT_AFTER")
+# Set: the banner comes in two parts, "SS" and the rest that many seconds
+# later (a guest holding a probe on a partial banner), and no flood.
+SPLIT = os.environ.get("READY_FAKE_BANNER_SPLIT")
 args = " ".join(sys.argv[1:])
 serial_log = re.search(r"logfile=((?:[^,]|,,)+)", args).group(1).replace(",,", ",")
 ssh_port = int(re.search(r"hostfwd=tcp:127\.0\.0\.1:(\d+)-:22", args).group(1))
@@ -65,12 +68,26 @@ def sshd():
         f.write("%.3f\n" % (time.time() + BANNER_AFTER))
     while True:
         c, _ = ssh.accept()
+        if time.monotonic() >= ready_at and SPLIT:
+            threading.Thread(target=split_banner, args=(c,), daemon=True).start()
+            continue
         if time.monotonic() >= ready_at:
             try:
                 c.sendall(b"SSH-2.0-fake\r\n")
             except OSError:
                 pass
         c.close()
+
+
+def split_banner(c):
+    try:
+        c.sendall(b"SS")
+        time.sleep(float(SPLIT))
+        c.sendall(b"H-2.0-fake\r\n")
+        time.sleep(1)
+    except OSError:
+        pass
+    c.close()
 
 
 send({"QMP": {"version": {"qemu": {"major": 7, "minor": 2, "micro": 0}, "package": ""},
@@ -97,7 +114,8 @@ while True:
             send({"event": "RESUME", "timestamp": ts()})
             with open(serial_log, "a") as f:
                 f.write("fake guest booting\n")
-            threading.Thread(target=flood, daemon=True).start()
+            if not SPLIT:
+                threading.Thread(target=flood, daemon=True).start()
             threading.Thread(target=sshd, daemon=True).start()
             if EXIT_AFTER:
                 threading.Timer(float(EXIT_AFTER), lambda: os._exit(1)).start()
