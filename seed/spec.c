@@ -208,6 +208,16 @@ int qvm_seed_render_network_config(char **out, size_t *out_len, const qvm_seed_s
   yaml_out_map_end(&y);
   yaml_out_kv_bool(&y, "dhcp4", n->dhcp4);
   if (!n->dhcp4) emit_static(&y, n);
+  /* DHCP (qvm's own VMs): IPv4 only, no IPv6 link-local address. With one,
+   * systemd-networkd-wait-online, and with it cloud-init's init stage and
+   * sshd, waited 1-2 s for the address's duplicate detection; qvm's
+   * networks give guests no IPv6 (slirp's aside). A static configuration
+   * keeps what the user gave. */
+  if (n->dhcp4) {
+    yaml_out_key(&y, "link-local");
+    yaml_out_seq_begin(&y, true);
+    yaml_out_seq_end(&y);
+  }
   yaml_out_map_end(&y);
   yaml_out_map_end(&y);
   yaml_out_map_end(&y);

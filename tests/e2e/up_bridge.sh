@@ -39,6 +39,10 @@ expect_eq "$(qvm exec e2e-br -- sudo -n sshd -T | grep -i '^passwordauthenticati
 if grep -q 'BEGIN SSH HOST KEY FINGERPRINTS' "$QVM_STATE_DIR/vms/e2e-br/serial.log"; then
   fail "cloud-init printed the host key fingerprints (the seed turns that off)"
 fi
+# The NIC has no IPv6 link-local address, whose duplicate detection
+# systemd-networkd-wait-online (and so sshd) would wait for.
+expect_eq "$(qvm exec e2e-br -- sh -c 'ip -6 -o addr show scope link | grep -v " lo " | wc -l')" 0 \
+  "no IPv6 link-local address on the NIC"
 ip=$(qvm ip e2e-br)
 [[ $ip =~ ^10\.77\.0\.[0-9]+$ ]] || fail "qvm ip gave '$ip'"
 pinned=$(awk '$1 == "e2e-br" { print $2 " " $3 }' "$QVM_STATE_DIR/vms/e2e-br/known_hosts")
