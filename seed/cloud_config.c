@@ -176,6 +176,14 @@ static int render_cloud_config(char **out, size_t *out_len, const qvm_seed_spec 
   yaml_out_map_begin(&y);
   yaml_out_kv_bool(&y, "emit_keys_to_console", false);
   yaml_out_map_end(&y);
+  /* qvm grew the partition before the boot: growpart would run the
+   * partition tools twice (a dry run, then the change) to find nothing. */
+  if (seed_spec_growpart_off(spec)) {
+    yaml_out_key(&y, "growpart");
+    yaml_out_map_begin(&y);
+    yaml_out_kv(&y, "mode", "off");
+    yaml_out_map_end(&y);
+  }
   if (spec->package_update) yaml_out_kv_bool(&y, "package_update", true);
   yaml_out_kv_list(&y, "packages", spec->packages, spec->n_packages);
   bool pwauth_line = !spec->user_config && !spec->user_config_path;

@@ -13,6 +13,8 @@
  * or a key the guest interprets. Values that are only data are emitted
  * safely and need no check. */
 int seed_spec_check(const qvm_seed_spec *spec, qvm_error **err);
+/* spec->growpart_off, read only from a version 2 (or later) spec. */
+bool seed_spec_growpart_off(const qvm_seed_spec *spec);
 
 /* spec.c: the user's cloud-config and script as bytes (read from their
  * paths if given); *out is NULL when there is none. */

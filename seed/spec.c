@@ -48,8 +48,19 @@ static int check_host_key(const qvm_seed_host_key *k, qvm_error **err) {
                        k->type ? k->type : "");
 }
 
+/* Version 1 callers (a shorter struct: no growpart_off) are accepted; their
+ * fields after epoch are never read (seed_spec_growpart_off). */
+static int version_check(const qvm_seed_spec *spec, qvm_error **err) {
+  if (spec && spec->version == 1) return 0;
+  return QVM_OPTIONS_CHECK(spec, qvm_seed_spec, QVM_SEED_SPEC_VERSION, err);
+}
+
+bool seed_spec_growpart_off(const qvm_seed_spec *spec) {
+  return spec->version >= 2 && spec->growpart_off;
+}
+
 int seed_spec_check(const qvm_seed_spec *spec, qvm_error **err) {
-  int r = QVM_OPTIONS_CHECK(spec, qvm_seed_spec, QVM_SEED_SPEC_VERSION, err);
+  int r = version_check(spec, err);
   if (r < 0) return r;
   const char *id = spec->instance_id ? spec->instance_id : "";
   if (!*id || strlen(id) > 128 || !all_chars(id, "._:-"))
@@ -185,7 +196,7 @@ static void emit_static(yaml_out *y, const qvm_seed_network *n) {
 
 int qvm_seed_render_network_config(char **out, size_t *out_len, const qvm_seed_spec *spec,
                                    qvm_error **err) {
-  int r = QVM_OPTIONS_CHECK(spec, qvm_seed_spec, QVM_SEED_SPEC_VERSION, err);
+  int r = version_check(spec, err);
   if (r < 0) return r;
   const qvm_seed_network *n = spec->network;
   if (!n) return qvm_error_set(err, QVM_EINVAL, "the spec has no network");

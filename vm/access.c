@@ -223,6 +223,8 @@ static struct json_object *step_to_json(const vm_step *st) {
 struct json_object *vm_access_to_json(const vm_spec *s) {
   struct json_object *o = json_object_new_object();
   json_object_object_add(o, "cloud_init", json_object_new_boolean(s->cloud_init));
+  /* Written only when true: older vm.json files read as before. */
+  if (s->grow_partition) json_object_object_add(o, "grow_partition", json_object_new_boolean(true));
   put_str(o, "user", s->user);
   put_str(o, "hostname", s->hostname);
   put_str(o, "hostkey", s->hostkey_tofu ? "tofu" : "pinned");
@@ -314,6 +316,8 @@ static int access_scalars_from_json(vm_spec *s, struct json_object *o, qvm_error
   struct json_object *ci = NULL;
   s->cloud_init = json_object_object_get_ex(o, "cloud_init", &ci) &&
                   json_object_is_type(ci, json_type_boolean) && json_object_get_boolean(ci);
+  s->grow_partition = json_object_object_get_ex(o, "grow_partition", &ci) &&
+                      json_object_is_type(ci, json_type_boolean) && json_object_get_boolean(ci);
   int r = json_str(&user, o, "user", 32, err);
   if (r >= 0 && user && !vm_user_name_valid(user))
     r = qvm_error_set(err, QVM_EINVAL, "'access.user' '%s' is not a valid user name", user);

@@ -23,7 +23,7 @@
 int vm_access_spec(vm_spec *spec, const qvm_vm_create_options *opts, qvm_error **err);
 /* With spec->cloud_init: keys, known_hosts and seed.iso in dir (the VM's
  * directory, or the temporary one it is built in). */
-int vm_access_populate(const char *dir, const vm_spec *spec, qvm_error **err);
+int vm_access_populate(const char *dir, const vm_spec *spec, bool partition_grown, qvm_error **err);
 /* qvm_vm_ssh_target for a login (a whole current-version struct): as user
  * (NULL: the VM's), and for a sandbox a session key and certificate valid
  * cert_ttl_s (vm/ca_guest.h), lent until vm_spec_lent_credentials_clear or

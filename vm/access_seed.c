@@ -140,7 +140,7 @@ static int write_multipart(const char *iso, const qvm_seed_spec *spec, const see
 
 static int build_seed(const char *dir, const vm_spec *s, const seed_inputs *in,
                       const qvm_ssh_key *host, const vm_ca_seed *ca, char *const *mounts,
-                      qvm_error **err) {
+                      bool partition_grown, qvm_error **err) {
   bool root = !strcmp(s->user, "root");
   qvm_seed_user user = {.name = s->user,
                         .sudo = root ? NULL : SUDO_ALL,
@@ -165,7 +165,8 @@ static int build_seed(const char *dir, const vm_spec *s, const seed_inputs *in,
   spec.n_host_keys = 1;
   spec.disable_root = !root; /* else cloud-init makes root's keys print "login as ..." */
   spec.network = s->net == VM_NET_NONE ? NULL : &net;
-  spec.write_files = ca->files; /* a sandbox's trust in qvm's CAs; none otherwise */
+  spec.growpart_off = partition_grown; /* create grew it (vm/image_grow.c) */
+  spec.write_files = ca->files;        /* a sandbox's trust in qvm's CAs; none otherwise */
   spec.n_write_files = ca->n_files;
   spec.bootcmd = ca->bootcmd;
   spec.n_bootcmd = ca->n_bootcmd;
@@ -201,7 +202,7 @@ static int build_seed(const char *dir, const vm_spec *s, const seed_inputs *in,
   return qvm_seed_build(iso, &spec, err);
 }
 
-int vm_access_populate(const char *dir, const vm_spec *s, qvm_error **err) {
+int vm_access_populate(const char *dir, const vm_spec *s, bool partition_grown, qvm_error **err) {
   if (!s->cloud_init) return 0;
   seed_inputs in = {0};
   __attribute__((cleanup(keyp_free))) qvm_ssh_key *host = NULL;
@@ -213,7 +214,7 @@ int vm_access_populate(const char *dir, const vm_spec *s, qvm_error **err) {
   if (r >= 0 && s->sandbox) r = vm_ca_seed_make(&ca, s, qvm_ssh_key_public_line(host), err);
   char **mounts = NULL;
   if (r >= 0) r = vm_mount_bootcmd(&mounts, s, err);
-  if (r >= 0) r = build_seed(dir, s, &in, host, &ca, mounts, err);
+  if (r >= 0) r = build_seed(dir, s, &in, host, &ca, mounts, partition_grown, err);
   vm_mount_bootcmd_free(mounts);
   vm_ca_seed_clear(&ca);
   seed_inputs_clear(&in);

@@ -246,16 +246,21 @@ static int private_empty(const char *dir, const char *file, qvm_error **err) {
   return qvm_write_file_atomic(path, "", 0, 0600, err);
 }
 
-static int populate(const char *tmp, const vm_spec *s, uint64_t base, uint64_t disk,
-                    qvm_error **err) {
+static int populate(const char *tmp, vm_spec *s, uint64_t base, uint64_t disk, qvm_error **err) {
   char path[PATH_MAX];
   int r = 0;
+  vm_image_grown grown = {0};
   snprintf(path, sizeof path, "%s/disk.qcow2", tmp);
   if (s->image) {
     if (disk && disk < base)
       return qvm_error_set(err, QVM_EINVAL, "disk size is smaller than image '%s' (%llu bytes)",
                            s->image, (unsigned long long)base);
     r = vm_image_overlay(path, s->image, s->image_format, base, disk, err);
+    /* Only with qvm's seed, which then turns the guest's growpart off: a
+     * guest without cloud-init keeps the partitions its image has. */
+    if (r >= 0 && s->cloud_init)
+      r = vm_image_grow_partition(&grown, path, s->image, s->image_format, s->allow_backing, base,
+                                  disk, err);
   } else if (disk) {
     r = vm_image_blank(path, disk, err);
   }
@@ -263,7 +268,8 @@ static int populate(const char *tmp, const vm_spec *s, uint64_t base, uint64_t d
     snprintf(path, sizeof path, "%s/%s", tmp, s->firmware_vars);
     r = copy_file(OVMF_VARS, path, err);
   }
-  if (r >= 0) r = vm_access_populate(tmp, s, err);
+  s->grow_partition = grown.grown;
+  if (r >= 0) r = vm_access_populate(tmp, s, grown.grown, err);
   if (r >= 0) r = private_empty(tmp, "lock", err);
   if (r >= 0) r = private_empty(tmp, "events.jsonl", err);
   if (r < 0) return r;

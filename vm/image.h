@@ -44,6 +44,23 @@ int vm_image_raw_looks_like_disk(const char *path, qvm_error **err);
  * grown to `size` bytes when that is larger than the base (0: keep). */
 int vm_image_overlay(const char *overlay, const char *base, const char *base_format,
                      uint64_t base_size, uint64_t size, qvm_error **err);
+/* What vm_image_grow_partition() did: grown (and which partition), or
+ * why not. */
+typedef struct vm_image_grown {
+  bool grown;
+  unsigned number; /* the partition grown (vdaN) */
+  const char *why; /* not grown: the reason (static, or points into reason) */
+  char reason[256];
+} vm_image_grown;
+/* After vm_image_overlay() grew the disk: the partition table read from the
+ * overlay (the base, opened with "backing": null unless allow_backing) and,
+ * when vm/ptable.c finds the last partition a Linux one that can grow into
+ * the new space, the new table written into the overlay, never the base.
+ * Not grown (0, out->why set): an unusual table, or one the overlay's tools
+ * could not read; the guest's growpart then does it. < 0: the write failed. */
+int vm_image_grow_partition(vm_image_grown *out, const char *overlay, const char *base,
+                            const char *base_format, bool allow_backing, uint64_t base_size,
+                            uint64_t size, qvm_error **err);
 /* Image formats qvm hands QEMU: raw, qcow2, vmdk, vdi, vhdx, vpc; never a
  * protocol or filter driver (nbd, vvfat, blkdebug, ...). */
 bool vm_image_format_allowed(const char *format);

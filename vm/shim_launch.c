@@ -205,7 +205,18 @@ static bool sandbox_wanted(void) {
 /* The disks' headers, read by qvm itself just before QEMU (still root)
  * opens what they name: a guest that took QEMU over may have rewritten them. */
 static int verify_disks(const shim *s, qvm_error **err) {
-  return vm_image_verify_drives(s->vm->spec, s->vm->paths.dir, err);
+  int r = vm_image_verify_drives(s->vm->spec, s->vm->paths.dir, err);
+  const vm_spec *sp = s->vm->spec;
+  if (r < 0 || !sp->grow_partition || !sp->image || !sp->disk_bytes) return r;
+  /* The guest's growpart is off (create grew the partition): after a
+   * qvm resize, the partition grows here, before the boot, and the
+   * guest's resizefs grows the file system. The old size is the table's
+   * own (0). */
+  char disk[PATH_MAX];
+  snprintf(disk, sizeof disk, "%s/disk.qcow2", s->vm->paths.dir);
+  vm_image_grown g;
+  return vm_image_grow_partition(&g, disk, sp->image, sp->image_format, sp->allow_backing, 0,
+                                 sp->disk_bytes, err);
 }
 
 /* Without a pidfd the shim could neither watch nor stop QEMU: it must not

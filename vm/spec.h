@@ -102,7 +102,10 @@ typedef struct vm_spec {
   qvm_net_egress *egress;
   size_t n_egress;
   /* Guest access (vm/access.c): "access" in vm.json. */
-  bool cloud_init;      /* qvm generated the keys and built seed.iso */
+  bool cloud_init; /* qvm generated the keys and built seed.iso */
+  /* create grew the image's last partition (vm/image_grow.c) and the seed
+   * turned the guest's growpart off: each start grows it after a resize. */
+  bool grow_partition;
   char *user;           /* login user; NULL: "root" */
   char *hostname;       /* cloud_init only */
   bool hostkey_tofu;    /* "tofu" rather than "pinned" */

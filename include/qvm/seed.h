@@ -86,7 +86,7 @@ typedef struct qvm_seed_network {
 
 /* Starts with `unsigned version`, set by QVM_SEED_SPEC_INIT; an unknown
  * version is QVM_EINVAL naming the struct. */
-#define QVM_SEED_SPEC_VERSION 1
+#define QVM_SEED_SPEC_VERSION 2
 typedef struct qvm_seed_spec {
   unsigned version;        /* QVM_SEED_SPEC_VERSION */
   const char *instance_id; /* required; qvm derives it from the VM's uuid */
@@ -130,6 +130,11 @@ typedef struct qvm_seed_spec {
 
   const qvm_seed_network *network; /* NULL: no network-config file */
   int64_t epoch;                   /* ISO timestamps (seconds since 1970) */
+
+  /* Version 2. The disk's last partition already fills it (qvm grew it on
+   * the host): growpart: {mode: "off"}, and the init stage skips the
+   * partition tools (resizefs still grows the file system). */
+  bool growpart_off;
 } qvm_seed_spec;
 
 #define QVM_SEED_SPEC_INIT                                                                         \

@@ -39,6 +39,13 @@ expect_eq "$(qvm exec e2e-br -- sudo -n sshd -T | grep -i '^passwordauthenticati
 if grep -q 'BEGIN SSH HOST KEY FINGERPRINTS' "$QVM_STATE_DIR/vms/e2e-br/serial.log"; then
   fail "cloud-init printed the host key fingerprints (the seed turns that off)"
 fi
+# create grew the image's partition to the 3G disk on the host: the guest's
+# growpart had nothing to do (turned off by the seed), resizefs grew the
+# file system.
+root_bytes=$(qvm exec e2e-br -- df -B1 --output=size / | tail -1)
+(( root_bytes > 2900 * 1024 * 1024 )) || fail "the root file system has $root_bytes bytes, not ~3G"
+expect_match "$(qvm exec e2e-br -- sudo -n cat /var/log/cloud-init.log)" \
+  "growpart disabled: mode=off" "the guest's growpart was off"
 # The NIC has no IPv6 link-local address, whose duplicate detection
 # systemd-networkd-wait-online (and so sshd) would wait for.
 expect_eq "$(qvm exec e2e-br -- sh -c 'ip -6 -o addr show scope link | grep -v " lo " | wc -l')" 0 \

@@ -6,8 +6,10 @@
 #            the -blockdev graph's explicit backing keeps QEMU off them
 #   create:  qemu-img info at create runs as the qemu user, bounded in time,
 #            after qvm's own header check (fifo/device data files, extents)
+#   ptable:  the partition table create grows (--disk larger than the image):
+#            hostile tables are left alone, the image is never written
 qvm_test(NAME test_img_unit SOURCES img_unit.c LIBS qvm_vm LABELS unit)
-foreach(t rewrite blockdev create)
+foreach(t rewrite blockdev create ptable)
   add_test(NAME hostile_img_${t} COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/img_${t}.sh)
   set_tests_properties(hostile_img_${t} PROPERTIES
     LABELS hostile TIMEOUT 400 SKIP_RETURN_CODE 77 FIXTURES_REQUIRED mini_guest

@@ -119,7 +119,29 @@ static void test_full(void **state) {
   s.n_runcmd = 2;
   qvm_seed_network net = {.mac = "52:54:00:AB:CD:EF", .dhcp4 = true};
   s.network = &net;
+  s.growpart_off = true;
   check_spec("full", &s);
+}
+
+/* A version 1 spec (from before growpart_off) is taken; the field is not
+ * read from it. */
+static void test_version_1(void **state) {
+  (void)state;
+  qvm_seed_spec s = QVM_SEED_SPEC_INIT;
+  s.version = 1;
+  s.instance_id = "qvm-0b1c2d3e-0000-4000-8000-000000000001";
+  s.hostname = "vm1";
+  s.ssh_authorized_keys = qvm_keys;
+  s.n_ssh_authorized_keys = 1;
+  s.growpart_off = true;
+  check_spec("minimal", &s);
+  s.version = 3;
+  char *out = NULL;
+  size_t len = 0;
+  qvm_error *err = NULL;
+  assert_true(qvm_seed_render_user_data(&out, &len, &s, &err) < 0);
+  assert_non_null(strstr(qvm_error_message(err), "unknown version 3"));
+  qvm_error_free(err);
 }
 
 static void test_static_network(void **state) {
@@ -161,9 +183,8 @@ static void test_user_parts(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_minimal),
-      cmocka_unit_test(test_full),
-      cmocka_unit_test(test_static_network),
+      cmocka_unit_test(test_minimal),    cmocka_unit_test(test_full),
+      cmocka_unit_test(test_version_1),  cmocka_unit_test(test_static_network),
       cmocka_unit_test(test_user_parts),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

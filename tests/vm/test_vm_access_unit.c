@@ -300,7 +300,7 @@ static void test_create_checks(void **state) {
   assert_string_equal(s->steps[2].destination, "/opt/");
 
   /* keys + seed into a directory */
-  assert_int_equal(vm_access_populate(dir, s, NULL), 0);
+  assert_int_equal(vm_access_populate(dir, s, false, NULL), 0);
   struct stat st;
   char path[700];
   snprintf(path, sizeof path, "%s/id_ed25519", dir);
@@ -320,7 +320,7 @@ static void test_create_checks(void **state) {
   const char *three[] = {good_yaml, script, good_yaml};
   o.cloud_configs = three, o.n_cloud_configs = 3;
   assert_int_equal(access_spec(&s, &o, NULL), 0);
-  assert_int_equal(vm_access_populate(dir, s, NULL), 0);
+  assert_int_equal(vm_access_populate(dir, s, false, NULL), 0);
   vm_spec_free(s);
   o.cloud_configs = cc, o.n_cloud_configs = 2;
 
@@ -331,12 +331,12 @@ static void test_create_checks(void **state) {
     t->name = strdup("web--");
     assert_int_equal(vm_access_spec(t, &o, NULL), 0);
     assert_string_equal(t->hostname, "web");
-    assert_int_equal(vm_access_populate(dir, t, NULL), 0);
+    assert_int_equal(vm_access_populate(dir, t, false, NULL), 0);
     vm_spec_free(t);
     qvm_vm_create_options h = o;
     h.hostname = "web.example.org";
     assert_int_equal(access_spec(&t, &h, NULL), 0);
-    assert_int_equal(vm_access_populate(dir, t, NULL), 0);
+    assert_int_equal(vm_access_populate(dir, t, false, NULL), 0);
     vm_spec_free(t);
   }
 
