@@ -173,8 +173,10 @@ static int plan_gpt(vm_ptable_grow *g, const uint8_t *head, size_t len, uint64_t
   const uint8_t *ents = head + entries_lba * SECTOR;
   if (le32(h + 88) != vm_ptable_crc32(ents, ebytes))
     return nothing(why, "the GPT entries' CRC is wrong");
+  /* The backup's entries and header follow the usable area (old_sectors
+   * >= 69 and esectors <= 32: no wrap). */
   if (first_usable < entries_lba + esectors || last_usable < first_usable ||
-      last_usable + esectors + 1 > old_sectors - 1)
+      last_usable > old_sectors - 2 - esectors)
     return nothing(why, "the GPT's usable area is odd");
   int64_t last = -1;
   for (uint32_t i = 0; i < count; i++) {

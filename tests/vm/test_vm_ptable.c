@@ -280,6 +280,11 @@ static void gpt_usable_over_backup(uint8_t *h) {
   le64(h + 512 + 48, 64 * 2048 - 2);
   fix_crcs(h);
 }
+/* A last usable sector so large that adding the backup's size wraps. */
+static void gpt_usable_wraps(uint8_t *h) {
+  le64(h + 512 + 48, UINT64_MAX - 10);
+  fix_crcs(h);
+}
 static void no_signature(uint8_t *h) { h[510] = 0; }
 
 static void test_gpt_refused(void **state) {
@@ -302,6 +307,7 @@ static void test_gpt_refused(void **state) {
       {gpt_hybrid, "hybrid"},
       {gpt_moved_backup, "backup"},
       {gpt_usable_over_backup, "usable area is odd"},
+      {gpt_usable_wraps, "usable area is odd"},
       {no_signature, "no MBR signature"},
   };
   static uint8_t clean[VM_PTABLE_HEAD_BYTES], head[VM_PTABLE_HEAD_BYTES];
