@@ -17,6 +17,29 @@ function check(cond, what) {
   if (!cond) throw new Error(`review_page: ${what}`);
 }
 
+// Waits for the review's status after a decision or an edit, which qvmd
+// answers after its own checks (an edit runs ansible's syntax check). In CI
+// the page runs beside ASan builds of qvmd and ansible on two cores: a 30 s
+// wait timed out once there (alone it takes under 2 s), so 90 s, and a
+// timeout says what the page showed, to tell a slow answer from a lost one.
+async function waitStatus(page, want) {
+  try {
+    await page.waitForFunction(
+      (w) => document.getElementById("review-status")?.textContent === w,
+      { timeout: 90000 },
+      want,
+    );
+  } catch (e) {
+    const seen = await page.evaluate(() => [
+      document.getElementById("review-status")?.textContent,
+      document.getElementById("action-result")?.textContent,
+    ]);
+    throw new Error(
+      `review_page: status "${want}" not shown within 90 s: status "${seen[0]}", action line "${seen[1]}"`,
+    );
+  }
+}
+
 const browser = await puppeteer.launch({
   executablePath: CHROMIUM || "/usr/bin/chromium",
   headless: true,
@@ -137,9 +160,7 @@ try {
   // --- approve ---------------------------------------------------------------------------
   await page.type("#comment", "approved in the browser");
   await page.click("#approve");
-  await page.waitForFunction(
-    () => document.getElementById("review-status")?.textContent === "approved",
-  );
+  await waitStatus(page, "approved");
   check(await page.$eval("#approve", (e) => e.disabled), "Approve stays enabled after approval");
   await page.waitForFunction(() =>
     [...document.querySelectorAll("#review-history tbody tr td:nth-child(3)")].some(
@@ -167,9 +188,7 @@ try {
   );
   await setText(`${original}- name: one more play from the browser\n  hosts: all\n  gather_facts: false\n  tasks:\n  - ansible.builtin.ping:\n`);
   await page.click("#save");
-  await page.waitForFunction(
-    () => document.getElementById("review-status")?.textContent === "pending",
-  );
+  await waitStatus(page, "pending");
   // the page loads the change set again: the edited playbook is shown
   await page.waitForFunction(() =>
     document
@@ -178,9 +197,7 @@ try {
   );
   await page.type("#comment", "approved in the browser");
   await page.click("#approve");
-  await page.waitForFunction(
-    () => document.getElementById("review-status")?.textContent === "approved",
-  );
+  await waitStatus(page, "approved");
 
   // --- log out -----------------------------------------------------------------------------
   await page.click("#logout");
